@@ -1,0 +1,230 @@
+import path from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
+import type { ConnectionOptions } from 'node:tls';
+import type { DatabaseConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+export type { Knex };
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Running from TypeScript (tsx) or from the built JavaScript in dist/: migrations share our extension. */
+const ownExtension = path.extname(fileURLToPath(import.meta.url));
+export const BUNDLED_MIGRATIONS_DIR = path.resolve(here, '..', 'migrations');
+
+/** Any key works as long as every node uses the same one: it serializes concurrent startups' migrations. */
+const MIGRATION_LOCK_KEY = 727_246_001;
+
+/** bigint (int8) columns such as seq come back as numbers; they stay far below 2^53. */
+const pgTypes: Knex.PgCustomTypesConfig = {
+  getTypeParser(oid: number, format: string): (value: string) => unknown {
+    if (oid === pg.types.builtins.INT8 && format !== 'binary') return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format === 'binary' ? 'binary' : 'text') as (value: string) => unknown;
+  },
+};
+
+export interface MigrationStatus {
+  applied: string[];
+  pending: string[];
+}
+
+export interface ServerInfo {
+  host: string;
+  database: string;
+  version: string;
+}
+
+export interface Database {
+  readonly knex: Knex;
+  /** Resolves true when PostgreSQL answers `SELECT 1` within `timeoutMs`. Never rejects. */
+  ping(timeoutMs: number): Promise<boolean>;
+  /** Connects and reports the server; rejects with the driver error when it cannot. */
+  verify(): Promise<ServerInfo>;
+  /** Applies pending migrations under an advisory lock, so nodes starting together do not race. */
+  migrateLatest(): Promise<{ newlyApplied: string[]; status: MigrationStatus }>;
+  migrationStatus(): Promise<MigrationStatus>;
+  rollback(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** TLS options for node-postgres from the configured mode. */
+export function sslOptions(config: DatabaseConfig): false | ConnectionOptions {
+  switch (config.sslMode) {
+    case 'disable':
+      return false;
+    case 'require':
+      // Encrypted, but the certificate is not checked: libpq's "require".
+      return { rejectUnauthorized: false };
+    case 'verify-full':
+      return { rejectUnauthorized: true, ca: config.sslCa };
+  }
+}
+
+/** The pg connection settings shared by the app pool and the Socket.IO adapter's pool. */
+export function pgConnectionConfig(config: DatabaseConfig, applicationName: string): pg.ClientConfig {
+  const url = new URL(config.url);
+  // sslmode in the URL would override our TLS settings in node-postgres; the config's mode wins.
+  url.searchParams.delete('sslmode');
+  url.searchParams.delete('sslrootcert');
+  return {
+    connectionString: url.toString(),
+    ssl: sslOptions(config),
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    statement_timeout: config.statementTimeoutMs,
+    query_timeout: config.statementTimeoutMs + 1000,
+    application_name: applicationName,
+    keepAlive: true,
+  };
+}
+
+interface MigrationModule {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/**
+ * Lists migrations by name without extension, so a database migrated from TypeScript (dev, tests) and one
+ * migrated by the built JavaScript (production) record the same names.
+ */
+class FolderMigrationSource implements Knex.MigrationSource<string> {
+  constructor(private readonly directory: string) {}
+
+  async getMigrations(): Promise<string[]> {
+    const files = await readdir(this.directory);
+    return files
+      .filter((f) => f.endsWith(ownExtension) && !f.endsWith('.d.ts'))
+      .map((f) => f.slice(0, -ownExtension.length))
+      .sort();
+  }
+
+  getMigrationName(migration: string): string {
+    return migration;
+  }
+
+  async getMigration(migration: string): Promise<MigrationModule> {
+    const url = pathToFileURL(path.join(this.directory, `${migration}${ownExtension}`)).href;
+    return (await import(url)) as MigrationModule;
+  }
+}
+
+function migrationConfig(config: DatabaseConfig): Knex.MigratorConfig {
+  return {
+    migrationSource: new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR),
+    tableName: 'knex_migrations',
+  };
+}
+
+/** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
+function attachQueryLogging(knex: Knex, logger: Logger, slowQueryMs: number): void {
+  const started = new Map<string, number>();
+  knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
+    if (q.__knexQueryUid) started.set(q.__knexQueryUid, performance.now());
+    logger.debug({ sql: q.sql }, 'query');
+  });
+  const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean) => {
+    if (!q.__knexQueryUid) return;
+    const t0 = started.get(q.__knexQueryUid);
+    started.delete(q.__knexQueryUid);
+    if (t0 === undefined) return;
+    const ms = performance.now() - t0;
+    if (slowQueryMs > 0 && ms >= slowQueryMs)
+      logger.warn({ sql: q.sql, ms: Math.round(ms), failed }, 'slow query');
+  };
+  knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, false));
+  knex.on('query-error', (_e: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, true));
+}
+
+/** Builds the Knex instance and its pool. Nothing connects until the first query. */
+export function createDatabase(config: DatabaseConfig, logger: Logger): Database {
+  const knex = knexFactory({
+    client: 'pg',
+    connection: { ...(pgConnectionConfig(config, 'xfchat') as Knex.PgConnectionConfig), types: pgTypes },
+    pool: { min: 0, max: config.poolMax, idleTimeoutMillis: 30_000 },
+    acquireConnectionTimeout: config.acquireTimeoutMs,
+    migrations: migrationConfig(config),
+  });
+  attachQueryLogging(knex, logger, config.slowQueryMs);
+  const migrations = migrationConfig(config);
+  let closing: Promise<void> | undefined;
+
+  async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
+    // A dedicated connection holds the session-level lock while knex migrates on others.
+    const lockConn = (await knex.client.acquireConnection()) as pg.Client;
+    try {
+      await lockConn.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      try {
+        return await work();
+      } finally {
+        await lockConn.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+      }
+    } finally {
+      await knex.client.releaseConnection(lockConn);
+    }
+  }
+
+  async function migrationStatus(): Promise<MigrationStatus> {
+    const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
+    return { applied: completed.map((m) => m.name), pending };
+  }
+
+  return {
+    knex,
+    async ping(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      const query = knex
+        .raw('SELECT 1')
+        .then(() => true)
+        .catch((err: unknown) => {
+          logger.debug({ err }, 'database ping failed');
+          return false;
+        });
+      try {
+        return await Promise.race([query, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async verify() {
+      // A client of its own, not the pool: startup must report the driver's real reason (refused, timed out,
+      // bad password, TLS) within the connect timeout, not the pool's acquire timeout.
+      const client = new pg.Client(pgConnectionConfig(config, 'xfchat-startup'));
+      client.on('error', (err) => logger.debug({ err }, 'startup check connection error'));
+      try {
+        await client.connect();
+        await client.query('SELECT 1');
+        const result = await client.query<{ version: string; db: string }>(
+          'SELECT current_setting($1) AS version, current_database() AS db',
+          ['server_version'],
+        );
+        const row = result.rows[0];
+        return { host: new URL(config.url).host, database: row?.db ?? '?', version: row?.version ?? '?' };
+      } finally {
+        await client
+          .end()
+          .catch((err: unknown) => logger.debug({ err }, 'closing the startup check connection failed'));
+      }
+    },
+    migrateLatest() {
+      return withMigrationLock(async () => {
+        const [, newlyApplied] = (await knex.migrate.latest(migrations)) as [number, string[]];
+        return { newlyApplied, status: await migrationStatus() };
+      });
+    },
+    migrationStatus,
+    rollback() {
+      return withMigrationLock(async () => {
+        const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];
+        return rolledBack;
+      });
+    },
+    close() {
+      closing ??= knex.destroy();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * The one catalog of error codes. Every error a client sees is an AppError with a code from here;
+ * anything else becomes INTERNAL, and its message never reaches the client.
+ */
+export const ERROR_CATALOG = {
+  VALIDATION_FAILED: { status: 400, message: 'The request is invalid.' },
+  CANNOT_FRIEND_SELF: { status: 400, message: 'You cannot send a friend request to yourself.' },
+  UNAUTHORIZED: { status: 401, message: 'Authentication is required.' },
+  INVALID_CREDENTIALS: { status: 401, message: 'Invalid username or password.' },
+  FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
+  NOT_FRIENDS: { status: 403, message: 'This needs an accepted friendship.' },
+  BLOCKED: { status: 403, message: 'One of you has blocked the other.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  USER_NOT_FOUND: { status: 404, message: 'No such user.' },
+  USERNAME_TAKEN: { status: 409, message: 'That username is taken.' },
+  ALREADY_FRIENDS: { status: 409, message: 'You are already friends.' },
+  REQUEST_EXISTS: { status: 409, message: 'A pending friend request already exists.' },
+  REQUEST_NOT_PENDING: { status: 409, message: 'The friend request is no longer pending.' },
+  ALREADY_PARTICIPANT: { status: 409, message: 'The user is already a participant.' },
+  IDEMPOTENCY_CONFLICT: {
+    status: 409,
+    message: 'A different message was already sent with this clientMsgId.',
+  },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests; retry later.' },
+  INTERNAL: { status: 500, message: 'Internal error.' },
+  DB_UNAVAILABLE: { status: 503, message: 'The database is unavailable; retry later.' },
+  OVERLOADED: { status: 503, message: 'The conversation is overloaded; retry later.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+export interface AppErrorOptions {
+  message?: string;
+  details?: unknown;
+  cause?: unknown;
+  /** Seconds, sent as Retry-After with RATE_LIMITED. */
+  retryAfter?: number;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, options: AppErrorOptions = {}) {
+    super(options.message ?? ERROR_CATALOG[code].message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CATALOG[code].status;
+    this.details = options.details;
+    this.retryAfter = options.retryAfter;
+  }
+
+  toBody(): ErrorBody {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** A failed field check: `details` maps each field to what is wrong with it. */
+export function validationError(details: Record<string, string>): AppError {
+  return new AppError('VALIDATION_FAILED', { details });
+}
+
+/** SQLSTATE classes and codes that mean "the database is not there", not "your request is wrong". */
+const UNAVAILABLE_SQLSTATES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '57014',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+]);
+const UNAVAILABLE_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+]);
+
+interface DriverErrorShape {
+  name?: unknown;
+  code?: unknown;
+  message?: unknown;
+}
+
+/** True for errors that mean PostgreSQL is unreachable, restarting, or the pool is exhausted. */
+export function isDbUnavailable(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as DriverErrorShape;
+  if (e.name === 'KnexTimeoutError') return true;
+  if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_ERRNOS.has(e.code)))
+    return true;
+  if (typeof e.message === 'string') {
+    return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|Timeout acquiring a connection|pool is probably full|Unable to acquire a connection/i.test(
+      e.message,
+    );
+  }
+  return false;
+}
+
+/** The SQLSTATE of a PostgreSQL error, if it is one (objection wraps, so look through `nativeError`). */
+export function sqlState(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { code?: unknown; nativeError?: unknown };
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+  return e.nativeError === undefined ? undefined : sqlState(e.nativeError);
+}
+
+/** The constraint a PostgreSQL error names, if any. */
+export function constraintName(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { constraint?: unknown; nativeError?: unknown };
+  if (typeof e.constraint === 'string') return e.constraint;
+  return e.nativeError === undefined ? undefined : constraintName(e.nativeError);
+}
+
+/**
+ * Turns anything thrown into an AppError. Database errors are translated, never passed through: the
+ * original stays as `cause` for the log.
+ */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const inner =
+    typeof err === 'object' && err !== null && 'nativeError' in err
+      ? (err as { nativeError: unknown }).nativeError
+      : err;
+  if (isDbUnavailable(err) || isDbUnavailable(inner)) return new AppError('DB_UNAVAILABLE', { cause: err });
+  return new AppError('INTERNAL', { cause: err });
+}
+
+/** The `{error: ...}` envelope of an HTTP error response. */
+export function toHttp(err: AppError): { status: number; body: { error: ErrorBody } } {
+  return { status: err.status, body: { error: err.toBody() } };
+}
+
+/** A failed Socket.IO acknowledgement. */
+export function toAck(err: AppError): { ok: false; error: ErrorBody } {
+  return { ok: false, error: err.toBody() };
+}

@@ -1,0 +1,60 @@
+import type { RelationMappings } from 'objection';
+import { BaseModel } from './BaseModel.js';
+import { Participant, type PublicParticipant } from './Participant.js';
+
+export type ConversationType = 'direct' | 'group';
+
+export interface PublicConversation {
+  id: string;
+  type: ConversationType;
+  title: string | null;
+  createdBy: string | null;
+  createdAt: string;
+  lastSeq: number;
+  participants: PublicParticipant[];
+}
+
+export class Conversation extends BaseModel {
+  static override tableName = 'conversations';
+
+  id!: string;
+  type!: ConversationType;
+  title!: string | null;
+  createdBy!: string | null;
+  directKey!: string | null;
+  lastSeq!: number;
+  lastActivityAt!: Date;
+  createdAt!: Date;
+  updatedAt!: Date;
+  participants?: Participant[];
+
+  static override get relationMappings(): RelationMappings {
+    return {
+      participants: {
+        relation: BaseModel.HasManyRelation,
+        modelClass: Participant,
+        join: { from: 'conversations.id', to: 'conversation_participants.conversation_id' },
+      },
+    };
+  }
+
+  /** The key that makes a direct conversation unique per pair, whichever side created it. */
+  static directKeyFor(a: string, b: string): string {
+    return a < b ? `${a}:${b}` : `${b}:${a}`;
+  }
+
+  toPublic(): PublicConversation {
+    if (!this.participants) throw new Error('Conversation.toPublic needs the participants relation loaded');
+    return {
+      id: this.id,
+      type: this.type,
+      title: this.title,
+      createdBy: this.createdBy,
+      createdAt: this.createdAt.toISOString(),
+      lastSeq: this.lastSeq,
+      participants: [...this.participants]
+        .sort((a, b) => a.joinedAt.getTime() - b.joinedAt.getTime() || a.userId.localeCompare(b.userId))
+        .map((p) => p.toPublic()),
+    };
+  }
+}

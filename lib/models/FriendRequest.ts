@@ -1,0 +1,55 @@
+import type { RelationMappings } from 'objection';
+import { BaseModel } from './BaseModel.js';
+import { User, type PublicUser } from './User.js';
+
+export type FriendRequestStatus = 'pending' | 'accepted' | 'declined' | 'cancelled';
+
+export interface PublicFriendRequest {
+  id: string;
+  from: PublicUser;
+  to: PublicUser;
+  status: FriendRequestStatus;
+  createdAt: string;
+  respondedAt: string | null;
+}
+
+export class FriendRequest extends BaseModel {
+  static override tableName = 'friend_requests';
+
+  id!: string;
+  fromUserId!: string;
+  toUserId!: string;
+  status!: FriendRequestStatus;
+  createdAt!: Date;
+  respondedAt!: Date | null;
+  fromUser?: User;
+  toUser?: User;
+
+  static override get relationMappings(): RelationMappings {
+    return {
+      fromUser: {
+        relation: BaseModel.BelongsToOneRelation,
+        modelClass: User,
+        join: { from: 'friend_requests.from_user_id', to: 'users.id' },
+      },
+      toUser: {
+        relation: BaseModel.BelongsToOneRelation,
+        modelClass: User,
+        join: { from: 'friend_requests.to_user_id', to: 'users.id' },
+      },
+    };
+  }
+
+  toPublic(): PublicFriendRequest {
+    if (!this.fromUser || !this.toUser)
+      throw new Error('FriendRequest.toPublic needs fromUser and toUser loaded');
+    return {
+      id: this.id,
+      from: this.fromUser.toPublic(),
+      to: this.toUser.toPublic(),
+      status: this.status,
+      createdAt: this.createdAt.toISOString(),
+      respondedAt: this.respondedAt ? this.respondedAt.toISOString() : null,
+    };
+  }
+}

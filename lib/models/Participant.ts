@@ -1,0 +1,48 @@
+import type { RelationMappings } from 'objection';
+import { BaseModel } from './BaseModel.js';
+import { User } from './User.js';
+
+export type ParticipantRole = 'owner' | 'member';
+
+export interface PublicParticipant {
+  userId: string;
+  username: string;
+  displayName: string;
+  role: ParticipantRole;
+  lastReadSeq: number;
+  joinedAt: string;
+}
+
+export class Participant extends BaseModel {
+  static override tableName = 'conversation_participants';
+  static override idColumn = ['conversation_id', 'user_id'];
+
+  conversationId!: string;
+  userId!: string;
+  role!: ParticipantRole;
+  lastReadSeq!: number;
+  joinedAt!: Date;
+  user?: User;
+
+  static override get relationMappings(): RelationMappings {
+    return {
+      user: {
+        relation: BaseModel.BelongsToOneRelation,
+        modelClass: User,
+        join: { from: 'conversation_participants.user_id', to: 'users.id' },
+      },
+    };
+  }
+
+  toPublic(): PublicParticipant {
+    if (!this.user) throw new Error('Participant.toPublic needs the user relation loaded');
+    return {
+      userId: this.userId,
+      username: this.user.username,
+      displayName: this.user.displayName,
+      role: this.role,
+      lastReadSeq: this.lastReadSeq,
+      joinedAt: this.joinedAt.toISOString(),
+    };
+  }
+}

@@ -1,0 +1,108 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeConfig, type Config } from './config.js';
+import { createDatabase, type Database } from './db.js';
+import { createApp } from './http/app.js';
+import { createLogger, type Logger } from './logger.js';
+import type { Services } from './services.js';
+import { explainConnectError, explainMigrationError } from './startupErrors.js';
+
+export interface RunningServer {
+  /** http://host:port as bound (the real port when PORT=0). */
+  readonly url: string;
+  readonly port: number;
+  readonly services: Services;
+  /** Graceful stop: stop accepting, drain, close sockets and the pool. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** A logger to use instead of a new one at the configured level (tests pass a silent one). */
+  logger?: Logger;
+}
+
+function listen(server: HttpServer, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/**
+ * The whole startup sequence, in order: connect and verify, migrate (mandatory), report, then bind.
+ * Any failure before binding rejects with a StartupError whose message is one actionable line.
+ */
+export async function startServer(
+  config: Readonly<Config>,
+  options: StartOptions = {},
+): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  logger.info({ config: describeConfig(config) }, '[STARTUP] configuration');
+
+  const db: Database = createDatabase(config.database, logger);
+  try {
+    let info;
+    try {
+      info = await db.verify();
+    } catch (err) {
+      throw explainConnectError(err, config.database);
+    }
+    logger.info(info, `[STARTUP] database ${info.host}/${info.database}, PostgreSQL ${info.version}`);
+
+    let migrated;
+    try {
+      migrated = await db.migrateLatest();
+    } catch (err) {
+      throw explainMigrationError(err);
+    }
+    const latest = migrated.status.applied.at(-1) ?? '(none)';
+    logger.info(
+      { applied: migrated.status.applied.length, newlyApplied: migrated.newlyApplied, latest },
+      `[STARTUP] migrations: ${migrated.status.applied.length} applied (${migrated.newlyApplied.length} new), latest ${latest}`,
+    );
+
+    const [{ count }] = (await db.knex('users').count({ count: '*' })) as [{ count: string | number }];
+    logger.info({ users: Number(count) }, `[STARTUP] users: ${Number(count)}`);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+
+  const services: Services = { config, logger, db };
+  const app = createApp(services);
+  const httpServer = createServer(app);
+
+  let address: AddressInfo;
+  try {
+    address = await listen(httpServer, config.port, config.host);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+  logger.info({ address: address.address, port: address.port }, `[STARTUP] listening on ${url}`);
+
+  let closing: Promise<void> | undefined;
+  async function doClose(): Promise<void> {
+    logger.info('shutting down');
+    const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    httpServer.closeIdleConnections();
+    await httpClosed;
+    await db.close();
+    logger.info('shutdown complete');
+  }
+
+  return {
+    url,
+    port: address.port,
+    services,
+    close() {
+      closing ??= doClose();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import type { DatabaseConfig } from './config.js';
+
+/** A startup failure with one line that names the cause and the fix. */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string')
+    return err.code;
+  return undefined;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Explains why the first connection to PostgreSQL failed, in terms of what to change. */
+export function explainConnectError(err: unknown, config: DatabaseConfig): StartupError {
+  const url = new URL(config.url);
+  const where = `${url.hostname}:${url.port || '5432'}`;
+  const user = decodeURIComponent(url.username) || '(default user)';
+  const database = decodeURIComponent(url.pathname.slice(1));
+  const code = errorCode(err);
+  const message = errorMessage(err);
+  let line: string;
+  if (code === 'ECONNREFUSED') {
+    line = `PostgreSQL at ${where} refused the connection: start PostgreSQL there or fix the host/port in DATABASE_URL`;
+  } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    line = `the PostgreSQL host "${url.hostname}" cannot be resolved: fix the host in DATABASE_URL`;
+  } else if (code === '28P01' || code === '28000') {
+    line = `PostgreSQL at ${where} refused the login of user "${user}": fix the user/password in DATABASE_URL or the server's pg_hba.conf`;
+  } else if (code === '3D000') {
+    line = `the database "${database}" does not exist on ${where}: create it (createdb ${database}) or fix DATABASE_URL`;
+  } else if (/timeout/i.test(message)) {
+    line = `PostgreSQL at ${where} did not answer within ${config.connectTimeoutMs} ms: check that it runs and is reachable, or raise DB_CONNECT_TIMEOUT_MS`;
+  } else if (/does not support SSL/i.test(message)) {
+    line = `PostgreSQL at ${where} does not accept TLS but DB_SSL_MODE=${config.sslMode}: enable ssl on the server or set DB_SSL_MODE=disable`;
+  } else if (
+    /certificate|self[- ]signed|altnames|UNABLE_TO_VERIFY|CERT_/i.test(`${code ?? ''} ${message}`) &&
+    config.sslMode !== 'disable'
+  ) {
+    line = `the TLS certificate of PostgreSQL at ${where} was rejected (${code ?? message}): check DB_SSL_CA_FILE and that the host name in DATABASE_URL matches the certificate`;
+  } else if (/no pg_hba.conf entry/i.test(message)) {
+    line = `PostgreSQL at ${where} has no pg_hba.conf entry for this client: allow it there, or use DB_SSL_MODE=require if only TLS is allowed`;
+  } else {
+    line = `cannot connect to PostgreSQL at ${where} (${code ?? 'error'}: ${message}): check DATABASE_URL and the server`;
+  }
+  return new StartupError(line, { cause: err });
+}
+
+/** Explains a failed migration; the server never runs on a half-migrated schema. */
+export function explainMigrationError(err: unknown): StartupError {
+  return new StartupError(
+    `a database migration failed (${errorMessage(err).replace(/\s+/g, ' ').slice(0, 300)}): nothing was started; fix the migration or the database and start again (npm run migrate -- status shows what is applied)`,
+    { cause: err },
+  );
+}

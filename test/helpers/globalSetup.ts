@@ -1,0 +1,23 @@
+import { createDatabase } from '../../lib/db.js';
+import { loadDatabaseConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { adminQuery, startTestPostgres, stopTestPostgres, TEMPLATE_DB, urlFor } from './postgres.js';
+
+/** Starts the run's PostgreSQL and migrates the template every test database is cloned from. */
+export async function mochaGlobalSetup(): Promise<void> {
+  await startTestPostgres();
+  await adminQuery(`CREATE DATABASE "${TEMPLATE_DB}"`);
+  const db = createDatabase(
+    loadDatabaseConfig({ DATABASE_URL: urlFor(TEMPLATE_DB) }),
+    createLogger('silent'),
+  );
+  try {
+    await db.migrateLatest();
+  } finally {
+    await db.close();
+  }
+}
+
+export async function mochaGlobalTeardown(): Promise<void> {
+  await stopTestPostgres();
+}

@@ -1,0 +1,85 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../lib/dev/embeddedPostgres.js';
+
+/**
+ * One PostgreSQL server per test run: the one TEST_DATABASE_URL points at (its role needs CREATEDB), or an
+ * embedded one started here. Every test file gets databases of its own, cloned from a migrated template.
+ */
+interface TestPostgres {
+  adminUrl: string;
+  embedded: EmbeddedPostgresHandle | undefined;
+  dataDir: string | undefined;
+}
+
+let current: TestPostgres | undefined;
+const runId = `${process.pid}_${Date.now().toString(36)}`;
+export const TEMPLATE_DB = `xfchat_tpl_${runId}`;
+const created: string[] = [];
+
+export function adminUrl(): string {
+  if (!current) throw new Error('test PostgreSQL is not started (test/helpers/globalSetup.ts)');
+  return current.adminUrl;
+}
+
+export function urlFor(database: string): string {
+  const url = new URL(adminUrl());
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export async function adminQuery(sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    return await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function startTestPostgres(): Promise<void> {
+  const external = process.env.TEST_DATABASE_URL;
+  if (external) {
+    current = { adminUrl: external, embedded: undefined, dataDir: undefined };
+    return;
+  }
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-test-pg-'));
+  const embedded = await startEmbeddedPostgres({ dataDir: path.join(dataDir, 'data'), persistent: false });
+  current = { adminUrl: embedded.adminUrl, embedded, dataDir };
+}
+
+export async function stopTestPostgres(): Promise<void> {
+  if (!current) return;
+  if (current.embedded) {
+    await current.embedded.stop();
+    if (current.dataDir) await rm(current.dataDir, { recursive: true, force: true });
+  } else {
+    for (const name of [...created, TEMPLATE_DB]) {
+      await adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }
+  current = undefined;
+}
+
+function newName(prefix: string): string {
+  return `${prefix}_${runId}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** A new empty database (no schema). Identifiers cannot be bound; the name is generated here, never input. */
+export async function createEmptyDatabase(): Promise<string> {
+  const name = newName('xfchat_empty');
+  await adminQuery(`CREATE DATABASE "${name}"`);
+  created.push(name);
+  return urlFor(name);
+}
+
+/** A new database with the current schema, cloned from the migrated template. */
+export async function createTestDatabase(): Promise<string> {
+  const name = newName('xfchat_test');
+  await adminQuery(`CREATE DATABASE "${name}" TEMPLATE "${TEMPLATE_DB}"`);
+  created.push(name);
+  return urlFor(name);
+}
