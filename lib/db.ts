@@ -17,10 +17,12 @@ export const BUNDLED_MIGRATIONS_DIR = path.resolve(here, '..', 'migrations');
 /** Any key works as long as every node uses the same one: it serializes concurrent startups' migrations. */
 const MIGRATION_LOCK_KEY = 727_246_001;
 
+const INT8_OID = 20;
+
 /** bigint (int8) columns such as seq come back as numbers; they stay far below 2^53. */
 const pgTypes: Knex.PgCustomTypesConfig = {
   getTypeParser(oid: number, format: string): (value: string) => unknown {
-    if (oid === pg.types.builtins.INT8 && format !== 'binary') return (value: string) => Number(value);
+    if (oid === INT8_OID && format !== 'binary') return (value: string) => Number(value);
     return pg.types.getTypeParser(oid, format === 'binary' ? 'binary' : 'text') as (value: string) => unknown;
   },
 };
@@ -150,17 +152,16 @@ export function createDatabase(config: DatabaseConfig, logger: Logger): Database
   let closing: Promise<void> | undefined;
 
   async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
-    // A dedicated connection holds the session-level lock while knex migrates on others.
-    const lockConn = (await knex.client.acquireConnection()) as pg.Client;
+    // A connection of its own holds the session-level lock while knex migrates through the pool.
+    const lockClient = new pg.Client(pgConnectionConfig(config, 'xfchat-migrate-lock'));
+    lockClient.on('error', (err) => logger.warn({ err }, 'migration lock connection error'));
+    await lockClient.connect();
     try {
-      await lockConn.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-      try {
-        return await work();
-      } finally {
-        await lockConn.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
-      }
+      await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      return await work();
     } finally {
-      await knex.client.releaseConnection(lockConn);
+      // Ending the session releases the lock.
+      await lockClient.end();
     }
   }
 

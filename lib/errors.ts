@@ -137,10 +137,7 @@ export function constraintName(err: unknown): string | undefined {
  */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
-  const inner =
-    typeof err === 'object' && err !== null && 'nativeError' in err
-      ? (err as { nativeError: unknown }).nativeError
-      : err;
+  const inner = typeof err === 'object' && err !== null && 'nativeError' in err ? err.nativeError : err;
   if (isDbUnavailable(err) || isDbUnavailable(inner)) return new AppError('DB_UNAVAILABLE', { cause: err });
   return new AppError('INTERNAL', { cause: err });
 }

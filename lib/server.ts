@@ -4,6 +4,8 @@ import { describeConfig, type Config } from './config.js';
 import { createDatabase, type Database } from './db.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
+import { createControlBus, type ControlBus } from './realtime/controlBus.js';
+import { createRealtime } from './realtime/io.js';
 import type { Services } from './services.js';
 import { explainConnectError, explainMigrationError } from './startupErrors.js';
 
@@ -71,14 +73,25 @@ export async function startServer(
     throw err;
   }
 
-  const services: Services = { config, logger, db };
+  let controlBus: ControlBus;
+  try {
+    controlBus = await createControlBus(config.database, logger);
+  } catch (err) {
+    await db.close();
+    throw explainConnectError(err, config.database);
+  }
+  const realtime = createRealtime({ config, db, logger });
+  const services: Services = { config, logger, db, io: realtime.io, controlBus };
   const app = createApp(services);
   const httpServer = createServer(app);
+  realtime.attach(httpServer);
 
   let address: AddressInfo;
   try {
     address = await listen(httpServer, config.port, config.host);
   } catch (err) {
+    await realtime.close();
+    await controlBus.close();
     await db.close();
     throw err;
   }
@@ -89,9 +102,12 @@ export async function startServer(
   let closing: Promise<void> | undefined;
   async function doClose(): Promise<void> {
     logger.info('shutting down');
+    // Stop accepting first; requests in flight finish.
     const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
     httpServer.closeIdleConnections();
+    await realtime.close();
     await httpClosed;
+    await controlBus.close();
     await db.close();
     logger.info('shutdown complete');
   }

@@ -1,0 +1,70 @@
+/**
+ * Token buckets keyed by a string (an IP, a username, a user id), in memory on each node. Limits are per node:
+ * behind a load balancer of N nodes a client can reach N times the rate, which is the usual trade for not
+ * putting a shared counter on the message path.
+ */
+export interface RateLimiterOptions {
+  /** Tokens added per second. */
+  ratePerSecond: number;
+  /** Bucket size: the burst allowed after a quiet period. */
+  burst: number;
+  /** Buckets untouched for this long are dropped. @default 10 minutes */
+  idleMs?: number;
+  now?: () => number;
+}
+
+export interface TakeResult {
+  allowed: boolean;
+  /** When not allowed: seconds until one token is available. */
+  retryAfterSeconds: number;
+}
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+}
+
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly now: () => number;
+  private readonly idleMs: number;
+  private lastSweep: number;
+
+  constructor(private readonly options: RateLimiterOptions) {
+    this.now = options.now ?? Date.now;
+    this.idleMs = options.idleMs ?? 10 * 60_000;
+    this.lastSweep = this.now();
+  }
+
+  /** A limiter that always allows: the configured rate 0 means "off". */
+  get disabled(): boolean {
+    return this.options.ratePerSecond <= 0;
+  }
+
+  take(key: string, cost = 1): TakeResult {
+    if (this.disabled) return { allowed: true, retryAfterSeconds: 0 };
+    const now = this.now();
+    this.sweep(now);
+    const { ratePerSecond, burst } = this.options;
+    const bucket = this.buckets.get(key) ?? { tokens: burst, updatedAt: now };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * ratePerSecond);
+    bucket.updatedAt = now;
+    this.buckets.set(key, bucket);
+    if (bucket.tokens >= cost) {
+      bucket.tokens -= cost;
+      return { allowed: true, retryAfterSeconds: 0 };
+    }
+    return {
+      allowed: false,
+      retryAfterSeconds: Math.max(1, Math.ceil((cost - bucket.tokens) / ratePerSecond)),
+    };
+  }
+
+  private sweep(now: number): void {
+    if (now - this.lastSweep < this.idleMs) return;
+    this.lastSweep = now;
+    for (const [key, bucket] of this.buckets) {
+      if (now - bucket.updatedAt > this.idleMs) this.buckets.delete(key);
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import type { Server as HttpServer } from 'node:http';
+import { createAdapter } from '@socket.io/postgres-adapter';
+import { Server, type Socket } from 'socket.io';
+import type { Config } from '../config.js';
+import { authenticateToken } from '../auth/tokens.js';
+import type { Database } from '../db.js';
+import { toAppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { createAdapterPool } from './adapterPool.js';
+import { userRoom, type ClientToServerEvents, type ServerToClientEvents } from './protocol.js';
+
+export interface SocketData {
+  userId: string;
+  username: string;
+  /** Token expiry, ms since the epoch: the socket is disconnected then. */
+  expiresAt: number;
+}
+
+export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export interface Realtime {
+  readonly io: AppServer;
+  attach(httpServer: HttpServer): void;
+  /** Disconnects every socket of this node and stops the adapter; idempotent. */
+  close(): Promise<void>;
+}
+
+/** setTimeout's limit; a longer token lifetime is re-armed when this fires. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
+ * query string), one room per user.
+ */
+export function createRealtime(deps: { config: Readonly<Config>; db: Database; logger: Logger }): Realtime {
+  const { config, db, logger } = deps;
+  const adapterPool = createAdapterPool(config.database, logger);
+  const io: AppServer = new Server({
+    serveClient: false,
+    maxHttpBufferSize: config.limits.socketMaxBytes,
+    adapter: createAdapter(adapterPool, {
+      errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
+    }),
+  });
+
+  io.use((socket, next) => {
+    const auth = socket.handshake.auth as Record<string, unknown> | undefined;
+    authenticateToken(auth?.token, config.auth, db.knex)
+      .then(({ user, claims }) => {
+        socket.data = { userId: user.id, username: user.username, expiresAt: claims.exp * 1000 };
+        next();
+      })
+      .catch((err: unknown) => {
+        const appError = toAppError(err);
+        if (appError.code !== 'UNAUTHORIZED')
+          logger.warn({ err: appError.cause ?? appError }, 'socket auth failed');
+        // The client sees only the code: "UNAUTHORIZED", or DB_UNAVAILABLE while the database is down.
+        next(new Error(appError.code === 'UNAUTHORIZED' ? 'UNAUTHORIZED' : appError.code));
+      });
+  });
+
+  io.on('connection', (socket) => {
+    void socket.join(userRoom(socket.data.userId));
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      const remaining = socket.data.expiresAt - Date.now();
+      if (remaining <= 0) {
+        socket.disconnect(true);
+        return;
+      }
+      timer = setTimeout(arm, Math.min(remaining, MAX_TIMER_MS));
+    };
+    arm();
+    socket.on('disconnect', () => clearTimeout(timer));
+  });
+
+  let closing: Promise<void> | undefined;
+  async function doClose(): Promise<void> {
+    void io.local.disconnectSockets(true);
+    // Also closes the HTTP server it is attached to: no new connections from here on.
+    await io.close();
+    await adapterPool.end();
+  }
+
+  return {
+    io,
+    attach(httpServer) {
+      io.attach(httpServer);
+    },
+    close() {
+      closing ??= doClose();
+      return closing;
+    },
+  };
+}
