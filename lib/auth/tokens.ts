@@ -34,46 +34,48 @@ export function signToken(user: Pick<User, 'id' | 'tokenVersion'>, auth: AuthCon
 
 const unauthorized = (cause?: unknown) => new AppError('UNAUTHORIZED', { cause });
 
-/** Checks signature, algorithm, issuer, audience and expiry; `exp` is required. Throws UNAUTHORIZED. */
-export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
-  if (typeof token !== 'string' || token.length === 0 || token.length > 4096) throw unauthorized();
-  let payload: string | jwt.JwtPayload;
-  try {
-    payload = jwt.verify(token, auth.jwtSecret, {
-      algorithms: [ALGORITHM],
-      issuer: auth.issuer,
-      audience: auth.audience,
-    });
-  } catch (err) {
-    throw unauthorized(err);
-  }
-  if (typeof payload === 'string') throw unauthorized();
-  const { sub, ver, exp } = payload as jwt.JwtPayload & { ver?: unknown };
-  if (
-    typeof sub !== 'string' ||
-    typeof ver !== 'number' ||
-    !Number.isInteger(ver) ||
-    typeof exp !== 'number'
-  ) {
+/** Options of jsonwebtoken's verify: the pinned algorithm, issuer and audience. */
+export function verifyOptions(auth: AuthConfig): jwt.VerifyOptions & { algorithms: jwt.Algorithm[] } {
+  return { algorithms: [ALGORITHM], issuer: auth.issuer, audience: auth.audience };
+}
+
+/** The claims of a verified payload; `sub`, `ver` and `exp` are all required. Throws UNAUTHORIZED. */
+export function claimsFromPayload(payload: unknown): TokenClaims {
+  if (typeof payload !== 'object' || payload === null) throw unauthorized();
+  const { sub, ver, exp } = payload as Record<string, unknown>;
+  if (typeof sub !== 'string' || typeof ver !== 'number' || !Number.isInteger(ver) || typeof exp !== 'number') {
     throw unauthorized();
   }
   return { userId: sub, tokenVersion: ver, exp };
 }
 
+/** Checks signature, algorithm, issuer, audience and expiry; `exp` is required. Throws UNAUTHORIZED. */
+export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
+  if (typeof token !== 'string' || token.length === 0 || token.length > 4096) throw unauthorized();
+  let payload: string | jwt.JwtPayload;
+  try {
+    payload = jwt.verify(token, auth.jwtSecret, verifyOptions(auth));
+  } catch (err) {
+    throw unauthorized(err);
+  }
+  return claimsFromPayload(payload);
+}
+
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * Verifies a token and loads its user from PostgreSQL on every call, so a deleted user or a bumped token
- * version (logout) is refused at once, on every node.
+ * Loads the token's user from PostgreSQL, so a deleted user or a bumped token version (logout) is refused at
+ * once, on every node. Throws UNAUTHORIZED (or DB_UNAVAILABLE while the database is down).
  */
-export async function authenticateToken(
-  token: unknown,
-  auth: AuthConfig,
-  knex: Knex,
-): Promise<Authenticated> {
-  const claims = verifyToken(token, auth);
+export async function loadTokenUser(claims: TokenClaims, knex: Knex): Promise<User> {
   if (!UUID_PATTERN.test(claims.userId)) throw unauthorized();
   const user = await User.query(knex).findById(claims.userId);
   if (!user || user.tokenVersion !== claims.tokenVersion) throw unauthorized();
-  return { user, claims };
+  return user;
+}
+
+/** verifyToken + loadTokenUser: used by the Socket.IO handshake. */
+export async function authenticateToken(token: unknown, auth: AuthConfig, knex: Knex): Promise<Authenticated> {
+  const claims = verifyToken(token, auth);
+  return { user: await loadTokenUser(claims, knex), claims };
 }
