@@ -1,0 +1,19 @@
+/**
+ * Knex configuration for those who prefer the knex CLI. The server itself migrates at startup and
+ * `npm run migrate -- latest|rollback|status` does the same through lib/db.ts; both use this schema and the
+ * same extension-free migration names, so the three agree.
+ */
+import type { Knex } from 'knex';
+import { loadDatabaseConfig } from './lib/config.js';
+import { BUNDLED_MIGRATIONS_DIR, pgConnectionConfig } from './lib/db.js';
+
+const database = loadDatabaseConfig();
+
+const config: Knex.Config = {
+  client: 'pg',
+  connection: pgConnectionConfig(database, 'xfchat-knex-cli') as Knex.PgConnectionConfig,
+  pool: { min: 0, max: 2 },
+  migrations: { directory: database.migrationsDir ?? BUNDLED_MIGRATIONS_DIR, tableName: 'knex_migrations' },
+};
+
+export default config;
