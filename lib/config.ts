@@ -46,10 +46,14 @@ export interface Config {
     messagesPerSecond: number;
     /** Queued commands per conversation before OVERLOADED. @default 1000 */
     mailboxCapacity: number;
+    /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). @default 4 */
+    writeConcurrency: number;
     /** Largest Socket.IO message in bytes. @default 65536 */
     socketMaxBytes: number;
     /** Open sockets per client IP; 0 = off. @default 50 */
     connectionsPerIp: number;
+    /** Events per socket per second, any event (bursts of twice that); 0 = off. @default 50 */
+    socketEventsPerSecond: number;
   };
   /** Allowed browser origins for CORS and the Socket.IO handshake; empty means same-origin and non-browser only. */
   corsOrigins: readonly string[];
@@ -193,8 +197,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       authPerMinute: reader.int('RATE_LIMIT_AUTH_PER_MIN', 20, 0, 1_000_000),
       messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC', 20, 0, 1_000_000),
       mailboxCapacity: reader.int('MAILBOX_CAPACITY', 1000, 1, 1_000_000),
+      writeConcurrency: reader.int('DB_WRITE_CONCURRENCY', 4, 1, 1000),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES', 65_536, 1024, 16 * 1024 * 1024),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP', 50, 0, 1_000_000),
+      socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC', 50, 0, 1_000_000),
     },
     corsOrigins,
     shutdownTimeoutMs: reader.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

@@ -36,6 +36,8 @@ export interface ServerInfo {
   host: string;
   database: string;
   version: string;
+  /** Whether this connection is encrypted (pg_stat_ssl), so the startup log shows TLS as it really is. */
+  ssl: boolean;
 }
 
 export interface Database {
@@ -118,8 +120,16 @@ function migrationConfig(config: DatabaseConfig): Knex.MigratorConfig {
   };
 }
 
+/** Observers of the query stream, for metrics; they receive no SQL and no values. */
+export interface DatabaseHooks {
+  /** A query took SLOW_QUERY_MS or longer. */
+  onSlowQuery?: () => void;
+  /** A query failed (the driver error, for its code). */
+  onQueryError?: (err: unknown) => void;
+}
+
 /** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
-function attachQueryLogging(knex: Knex, logger: Logger, slowQueryMs: number): void {
+function attachQueryLogging(knex: Knex, logger: Logger, slowQueryMs: number, hooks: DatabaseHooks): void {
   const started = new Map<string, number>();
   knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
     if (q.__knexQueryUid) started.set(q.__knexQueryUid, performance.now());
@@ -131,15 +141,20 @@ function attachQueryLogging(knex: Knex, logger: Logger, slowQueryMs: number): vo
     started.delete(q.__knexQueryUid);
     if (t0 === undefined) return;
     const ms = performance.now() - t0;
-    if (slowQueryMs > 0 && ms >= slowQueryMs)
+    if (slowQueryMs > 0 && ms >= slowQueryMs) {
       logger.warn({ sql: q.sql, ms: Math.round(ms), failed }, 'slow query');
+      hooks.onSlowQuery?.();
+    }
   };
   knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, false));
-  knex.on('query-error', (_e: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, true));
+  knex.on('query-error', (err: unknown, q: { __knexQueryUid?: string; sql: string }) => {
+    hooks.onQueryError?.(err);
+    finish(q, true);
+  });
 }
 
 /** Builds the Knex instance and its pool. Nothing connects until the first query. */
-export function createDatabase(config: DatabaseConfig, logger: Logger): Database {
+export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: DatabaseHooks = {}): Database {
   const knex = knexFactory({
     client: 'pg',
     connection: { ...(pgConnectionConfig(config, 'xfchat') as Knex.PgConnectionConfig), types: pgTypes },
@@ -147,7 +162,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger): Database
     acquireConnectionTimeout: config.acquireTimeoutMs,
     migrations: migrationConfig(config),
   });
-  attachQueryLogging(knex, logger, config.slowQueryMs);
+  attachQueryLogging(knex, logger, config.slowQueryMs, hooks);
   const migrations = migrationConfig(config);
   let closing: Promise<void> | undefined;
 
@@ -198,12 +213,18 @@ export function createDatabase(config: DatabaseConfig, logger: Logger): Database
       try {
         await client.connect();
         await client.query('SELECT 1');
-        const result = await client.query<{ version: string; db: string }>(
-          'SELECT current_setting($1) AS version, current_database() AS db',
+        const result = await client.query<{ version: string; db: string; ssl: boolean | null }>(
+          `SELECT current_setting($1) AS version, current_database() AS db,
+            (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl`,
           ['server_version'],
         );
         const row = result.rows[0];
-        return { host: new URL(config.url).host, database: row?.db ?? '?', version: row?.version ?? '?' };
+        return {
+          host: new URL(config.url).host,
+          database: row?.db ?? '?',
+          version: row?.version ?? '?',
+          ssl: row?.ssl === true,
+        };
       } finally {
         await client
           .end()

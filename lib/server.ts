@@ -2,11 +2,17 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describeConfig, type Config } from './config.js';
 import { createDatabase, type Database } from './db.js';
+import { createAuthService } from './auth/accounts.js';
+import { createPasswordHasher } from './auth/passwords.js';
 import { createApp } from './http/app.js';
+import { createConversationSystem } from './conversations/system.js';
 import { createLogger, type Logger } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { registerConversationHandlers } from './realtime/conversationHandlers.js';
 import { createControlBus, type ControlBus } from './realtime/controlBus.js';
 import { createRealtime } from './realtime/io.js';
 import type { Services } from './services.js';
+import { createSocialService } from './social/service.js';
 import { explainConnectError, explainMigrationError } from './startupErrors.js';
 
 export interface RunningServer {
@@ -43,8 +49,15 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   logger.info({ config: describeConfig(config) }, '[STARTUP] configuration');
+  // First, with nothing open yet: the dummy hash that makes a login of an unknown user cost one argon2 run.
+  const passwords = await createPasswordHasher(logger);
 
-  const db: Database = createDatabase(config.database, logger);
+  const metrics = createMetrics();
+  const db: Database = createDatabase(config.database, logger, {
+    onSlowQuery: () => metrics.slowQueries.inc(),
+    onQueryError: (err) => metrics.recordDbError(err),
+  });
+  metrics.observePool(db.knex);
   try {
     let info;
     try {
@@ -52,7 +65,10 @@ export async function startServer(
     } catch (err) {
       throw explainConnectError(err, config.database);
     }
-    logger.info(info, `[STARTUP] database ${info.host}/${info.database}, PostgreSQL ${info.version}`);
+    logger.info(
+      { ...info, status: 'connected', sslMode: config.database.sslMode, poolMax: config.database.poolMax },
+      `[STARTUP] database ${info.host}/${info.database}: connected, PostgreSQL ${info.version}, TLS ${info.ssl ? 'on' : 'off'} (DB_SSL_MODE=${config.database.sslMode}), pool max ${config.database.poolMax}`,
+    );
 
     let migrated;
     try {
@@ -73,15 +89,35 @@ export async function startServer(
     throw err;
   }
 
+  let onControlBusReconnect = (): void => undefined;
   let controlBus: ControlBus;
   try {
-    controlBus = await createControlBus(config.database, logger);
+    // Bound once the conversation system exists: a reconnect may have missed membership events.
+    controlBus = await createControlBus(config.database, logger, () => onControlBusReconnect());
   } catch (err) {
     await db.close();
     throw explainConnectError(err, config.database);
   }
   const realtime = createRealtime({ config, db, logger });
-  const services: Services = { config, logger, db, io: realtime.io, controlBus };
+  metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
+  const auth = createAuthService({ config, knex: db.knex, io: realtime.io, logger, passwords });
+  const social = createSocialService({ knex: db.knex, io: realtime.io, logger });
+  const conversationSystem = createConversationSystem({ config, db, io: realtime.io, logger, controlBus, metrics });
+  onControlBusReconnect = () => conversationSystem.invalidateAllMembership();
+  const services: Services = {
+    config,
+    logger,
+    db,
+    io: realtime.io,
+    controlBus,
+    metrics,
+    auth,
+    social,
+    conversations: conversationSystem.conversations,
+    messages: conversationSystem.messages,
+    conversationRegistry: conversationSystem.registry,
+  };
+  registerConversationHandlers(services);
   const app = createApp(services);
   const httpServer = createServer(app);
   realtime.attach(httpServer);
@@ -90,6 +126,7 @@ export async function startServer(
   try {
     address = await listen(httpServer, config.port, config.host);
   } catch (err) {
+    await conversationSystem.close();
     await realtime.close();
     await controlBus.close();
     await db.close();
@@ -105,10 +142,16 @@ export async function startServer(
     // Stop accepting first; requests in flight finish.
     const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
     httpServer.closeIdleConnections();
+    // Every send already accepted into a mailbox is written and acked while its socket or request is still open.
+    await conversationSystem.drain(config.shutdownTimeoutMs);
     await realtime.close();
     await httpClosed;
+    await conversationSystem.close();
+    await social.close();
+    await auth.close();
     await controlBus.close();
     await db.close();
+    metrics.close();
     logger.info('shutdown complete');
   }
 

@@ -32,6 +32,9 @@ export function signToken(user: Pick<User, 'id' | 'tokenVersion'>, auth: AuthCon
   });
 }
 
+/** Longer bearer strings are refused unparsed; a real token is a few hundred characters. */
+export const MAX_TOKEN_LENGTH = 4096;
+
 const unauthorized = (cause?: unknown) => new AppError('UNAUTHORIZED', { cause });
 
 /** Options of jsonwebtoken's verify: the pinned algorithm, issuer and audience. */
@@ -43,7 +46,12 @@ export function verifyOptions(auth: AuthConfig): jwt.VerifyOptions & { algorithm
 export function claimsFromPayload(payload: unknown): TokenClaims {
   if (typeof payload !== 'object' || payload === null) throw unauthorized();
   const { sub, ver, exp } = payload as Record<string, unknown>;
-  if (typeof sub !== 'string' || typeof ver !== 'number' || !Number.isInteger(ver) || typeof exp !== 'number') {
+  if (
+    typeof sub !== 'string' ||
+    typeof ver !== 'number' ||
+    !Number.isInteger(ver) ||
+    typeof exp !== 'number'
+  ) {
     throw unauthorized();
   }
   return { userId: sub, tokenVersion: ver, exp };
@@ -51,7 +59,8 @@ export function claimsFromPayload(payload: unknown): TokenClaims {
 
 /** Checks signature, algorithm, issuer, audience and expiry; `exp` is required. Throws UNAUTHORIZED. */
 export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
-  if (typeof token !== 'string' || token.length === 0 || token.length > 4096) throw unauthorized();
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
+    throw unauthorized();
   let payload: string | jwt.JwtPayload;
   try {
     payload = jwt.verify(token, auth.jwtSecret, verifyOptions(auth));
@@ -74,8 +83,25 @@ export async function loadTokenUser(claims: TokenClaims, knex: Knex): Promise<Us
   return user;
 }
 
+/**
+ * True while the user exists and still has `tokenVersion`, i.e. no logout since the token was checked. For a
+ * second look after a check that may have raced a logout.
+ */
+export async function isTokenVersionCurrent(
+  knex: Knex,
+  userId: string,
+  tokenVersion: number,
+): Promise<boolean> {
+  const user = await User.query(knex).findById(userId).select('token_version');
+  return user !== undefined && user.tokenVersion === tokenVersion;
+}
+
 /** verifyToken + loadTokenUser: used by the Socket.IO handshake. */
-export async function authenticateToken(token: unknown, auth: AuthConfig, knex: Knex): Promise<Authenticated> {
+export async function authenticateToken(
+  token: unknown,
+  auth: AuthConfig,
+  knex: Knex,
+): Promise<Authenticated> {
   const claims = verifyToken(token, auth);
   return { user: await loadTokenUser(claims, knex), claims };
 }

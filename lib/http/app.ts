@@ -3,8 +3,16 @@ import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import type { Services } from '../services.js';
+import { corsMiddleware } from './cors.js';
 import { errorMiddleware, notFoundHandler } from './errorMiddleware.js';
+import { httpMetrics, metricsRoutes } from './metrics.js';
+import { authRoutes } from './routes/auth.js';
+import { blockRoutes } from './routes/blocks.js';
+import { conversationRoutes } from './routes/conversations.js';
+import { friendRoutes } from './routes/friends.js';
 import { healthRoutes } from './routes/health.js';
+import { userRoutes } from './routes/users.js';
+import { webRoutes } from './webStatic.js';
 
 /** Body limit of the contract: larger bodies get 413 PAYLOAD_TOO_LARGE. */
 const BODY_LIMIT = '64kb';
@@ -31,10 +39,21 @@ export function createApp(services: Services): Express {
       },
     }),
   );
+  app.use(httpMetrics(services.metrics));
   app.use(helmet());
+  app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
   app.use(express.json({ limit: BODY_LIMIT, type: () => true }));
 
   app.use(healthRoutes(services.db));
+  app.use(authRoutes(services));
+  app.use(userRoutes(services));
+  app.use(friendRoutes(services));
+  app.use(blockRoutes(services));
+  app.use(conversationRoutes(services));
+  app.use(metricsRoutes(services.metrics));
+
+  // The browser app (dist/web), after every API route so it never shadows one.
+  app.use(webRoutes());
 
   app.use(notFoundHandler);
   app.use(errorMiddleware);

@@ -1,7 +1,6 @@
 import type { Request, RequestHandler } from 'express';
 import passport from 'passport';
-import { ExtractJwt, Strategy as JwtStrategy } from 'passport-jwt';
-import { claimsFromPayload, loadTokenUser } from '../auth/tokens.js';
+import { createJwtStrategy } from '../auth/passport.js';
 import { AppError } from '../errors.js';
 import type { User as UserModel } from '../models/User.js';
 import type { Services } from '../services.js';
@@ -16,48 +15,32 @@ declare global {
 }
 
 /**
- * Bearer authentication with passport-jwt (no sessions): jsonwebtoken checks the pinned algorithm, issuer,
- * audience and expiry; the verify callback requires `exp` and loads the user from PostgreSQL every time.
+ * Bearer authentication with passport-jwt (no sessions, no global passport state: an Authenticator of its own).
+ * Every request loads the user from PostgreSQL (see {@link createJwtStrategy}), so a deleted user or a token
+ * from before a logout gets 401 UNAUTHORIZED on every node. A database outage answers DB_UNAVAILABLE, not 401.
  */
 export function requireAuth(services: Services): RequestHandler {
   const authenticator = new passport.Passport();
-  const { auth } = services.config;
-  authenticator.use(
-    'jwt',
-    new JwtStrategy(
-      {
-        jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-        secretOrKey: auth.jwtSecret,
-        algorithms: ['HS256'],
-        issuer: auth.issuer,
-        audience: auth.audience,
-      },
-      (payload: unknown, done: (err: unknown, user?: UserModel | false) => void) => {
-        let claims;
-        try {
-          claims = claimsFromPayload(payload);
-        } catch {
-          done(null, false);
+  authenticator.use('jwt', createJwtStrategy(services.config.auth, services.db.knex));
+  return (req, res, next) => {
+    // The custom callback (instead of failWithError) lets the catalog, not passport, shape every failure.
+    const authenticate = authenticator.authenticate(
+      'jwt',
+      { session: false },
+      (err: unknown, user: UserModel | false | null | undefined) => {
+        if (err !== null && err !== undefined) {
+          next(err);
           return;
         }
-        loadTokenUser(claims, services.db.knex).then(
-          (user) => done(null, user),
-          (err: unknown) => (err instanceof AppError && err.code === 'UNAUTHORIZED' ? done(null, false) : done(err)),
-        );
-      },
-    ),
-  );
-  const middleware = authenticator.authenticate('jwt', { session: false, failWithError: true }) as RequestHandler;
-  return (req, res, next) => {
-    middleware(req, res, (err?: unknown) => {
-      if (err === undefined || err === null) {
+        if (!user) {
+          next(new AppError('UNAUTHORIZED'));
+          return;
+        }
+        req.user = user;
         next();
-        return;
-      }
-      // passport reports a failed strategy as an AuthenticationError (status 401): the catalog's UNAUTHORIZED.
-      const status = (err as { status?: unknown }).status;
-      next(status === 401 ? new AppError('UNAUTHORIZED', { cause: err }) : err);
-    });
+      },
+    ) as RequestHandler;
+    void authenticate(req, res, next);
   };
 }
 

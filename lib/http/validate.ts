@@ -60,10 +60,28 @@ export class Validator {
     return value;
   }
 
+  /** An array of UUIDs (lower-cased, duplicates kept) of at most `max` items. */
+  uuidList(field: string, rule: { max: number }): string[] | undefined {
+    const value = this.source[field];
+    if (!Array.isArray(value)) return this.fail(field, 'must be an array of UUIDs');
+    if (value.length > rule.max) return this.fail(field, `must have at most ${rule.max} items`);
+    if (!value.every(isUuid)) return this.fail(field, 'must be an array of UUIDs');
+    return value.map((id: string) => id.toLowerCase());
+  }
+
   uuid(field: string): string | undefined {
     const value = this.source[field];
     if (typeof value !== 'string' || !isUuid(value)) return this.fail(field, 'must be a UUID');
     return value.toLowerCase();
+  }
+
+  /** One of `allowed` (exact match); `fallback` when the field is absent, if one is given. */
+  oneOf<T extends string>(field: string, allowed: readonly T[], fallback?: T): T | undefined {
+    const value = this.source[field];
+    if (value === undefined && fallback !== undefined) return fallback;
+    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value))
+      return this.fail(field, `must be one of: ${allowed.join(', ')}`);
+    return value as T;
   }
 
   /** Throws VALIDATION_FAILED if any check failed. */
@@ -97,5 +115,15 @@ export const CLIENT_MSG_ID = {
   pattern: /^[A-Za-z0-9_-]+$/,
   patternHint: 'may contain only A-Z a-z 0-9 _ -',
 };
-export const MESSAGE_BODY = { min: 1, max: 4000, notBlank: true };
-export const GROUP_TITLE = { min: 1, max: 100, notBlank: true };
+/** PostgreSQL text cannot hold NUL, and an unpaired surrogate would not come back as sent: refuse both up front. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly the character being refused.
+const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
+const STORABLE_HINT = 'must not contain NUL or unpaired surrogate characters';
+export const MESSAGE_BODY = {
+  min: 1,
+  max: 4000,
+  notBlank: true,
+  pattern: STORABLE_TEXT,
+  patternHint: STORABLE_HINT,
+};
+export const GROUP_TITLE = { min: 1, max: 100, notBlank: true, pattern: STORABLE_TEXT, patternHint: STORABLE_HINT };

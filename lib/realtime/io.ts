@@ -2,11 +2,12 @@ import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { Config } from '../config.js';
-import { authenticateToken } from '../auth/tokens.js';
+import { authenticateToken, isTokenVersionCurrent } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
+import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
 import { userRoom, type ClientToServerEvents, type ServerToClientEvents } from './protocol.js';
 
 export interface SocketData {
@@ -14,6 +15,8 @@ export interface SocketData {
   username: string;
   /** Token expiry, ms since the epoch: the socket is disconnected then. */
   expiresAt: number;
+  /** The token's version; a logout bumps the user's, which ends this socket. */
+  tokenVersion: number;
 }
 
 export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -39,6 +42,9 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   const io: AppServer = new Server({
     serveClient: false,
     maxHttpBufferSize: config.limits.socketMaxBytes,
+    // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright.
+    cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins] } : undefined,
+    allowRequest: originAllowRequest(config.corsOrigins, config.trustProxy),
     adapter: createAdapter(adapterPool, {
       errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
     }),
@@ -48,7 +54,12 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     authenticateToken(auth?.token, config.auth, db.knex)
       .then(({ user, claims }) => {
-        socket.data = { userId: user.id, username: user.username, expiresAt: claims.exp * 1000 };
+        socket.data = {
+          userId: user.id,
+          username: user.username,
+          expiresAt: claims.exp * 1000,
+          tokenVersion: claims.tokenVersion,
+        };
         next();
       })
       .catch((err: unknown) => {
@@ -60,8 +71,24 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       });
   });
 
+  // After authentication, so a refused token never holds one of the IP's slots.
+  io.use(
+    createConnectionLimiter({ max: config.limits.connectionsPerIp, trustProxy: config.trustProxy })
+      .middleware,
+  );
+
   io.on('connection', (socket) => {
+    // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
+    socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
     void socket.join(userRoom(socket.data.userId));
+    // A logout that committed after the handshake's check but before this join sent its disconnect to the user's
+    // room while this socket was not in it yet: look once more, now that it is.
+    isTokenVersionCurrent(db.knex, socket.data.userId, socket.data.tokenVersion).then(
+      (current) => {
+        if (!current) socket.disconnect(true);
+      },
+      (err: unknown) => logger.warn({ err, userId: socket.data.userId }, 'socket token re-check failed'),
+    );
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
       const remaining = socket.data.expiresAt - Date.now();

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -47,6 +47,8 @@ export async function startTestPostgres(): Promise<void> {
     return;
   }
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-test-pg-'));
+  // mkdtemp makes it 0700 for root; PostgreSQL runs as the `postgres` OS user and must reach data/ inside.
+  await chmod(dataDir, 0o755);
   const embedded = await startEmbeddedPostgres({ dataDir: path.join(dataDir, 'data'), persistent: false });
   current = { adminUrl: embedded.adminUrl, embedded, dataDir };
 }

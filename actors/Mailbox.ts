@@ -1,0 +1,87 @@
+import { AppError } from '../lib/errors.js';
+
+export interface MailboxOptions<T> {
+  /** Commands that may wait (not counting the batch being processed) before `post` answers OVERLOADED. */
+  capacity: number;
+  /**
+   * The most commands handed to `process` at once. 1 gives strict one-command-at-a-time; an actor that batches
+   * passes more, and still never has two batches running together.
+   * @default 1
+   */
+  maxBatch?: number;
+  /** Handles the next commands, oldest first. Never called again before the previous call settles. */
+  process: (commands: T[]) => Promise<void>;
+  /** `process` is expected to handle its own failures; anything it still throws lands here, never unhandled. */
+  onError: (err: unknown) => void;
+}
+
+/**
+ * A bounded FIFO that runs one batch of commands at a time. There is no timer: when nothing is running, a posted
+ * command starts processing at once; while a batch runs, newcomers wait and form the next batch.
+ */
+export class Mailbox<T> {
+  private readonly queue: T[] = [];
+  private readonly maxBatch: number;
+  private running = false;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: MailboxOptions<T>) {
+    this.maxBatch = Math.max(1, options.maxBatch ?? 1);
+  }
+
+  /** Commands waiting, not counting the batch being processed. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** True while a batch is being processed. */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  /** Nothing waiting and nothing running. */
+  get idle(): boolean {
+    return !this.running && this.queue.length === 0;
+  }
+
+  /**
+   * Accepts a command, or throws OVERLOADED at once when the mailbox is full or closed (backpressure, not
+   * buffering: the caller answers its client instead of waiting).
+   */
+  post(command: T): void {
+    if (this.closed)
+      throw new AppError('OVERLOADED', { message: 'The server is shutting down; retry later.' });
+    if (this.queue.length >= this.options.capacity) throw new AppError('OVERLOADED');
+    this.queue.push(command);
+    if (!this.running) void this.run();
+  }
+
+  /** Stops accepting; resolves once every command accepted before is processed. Idempotent. */
+  close(): Promise<void> {
+    this.closed = true;
+    return this.whenIdle();
+  }
+
+  /** Resolves when nothing is waiting or running. */
+  whenIdle(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      try {
+        await this.options.process(batch);
+      } catch (err) {
+        this.options.onError(err);
+      }
+    }
+    this.running = false;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,139 @@
+import type { Knex } from 'knex';
+import type { AuthConfig } from '../lib/auth/tokens.js';
+import { loadConfig } from '../lib/config.js';
+import { createDatabase, type Database } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import type { BenchDatabase } from './database.js';
+import type { SocketJob } from './loadProtocol.js';
+import {
+  BENCH_JWT_SECRET,
+  startEchoNode,
+  startXfchatNode,
+  type NodeProcess,
+  type XfchatNodeOptions,
+} from './nodes.js';
+import type { BenchOptions } from './options.js';
+import type { MeteredProcess } from './procStats.js';
+import type { Progress } from './progress.js';
+import type { BenchResults } from './report.js';
+import { seedConversations, type Seeded } from './seed.js';
+
+/** What every scenario shares: the options, the one PostgreSQL, lazily started nodes, and the results so far. */
+export interface BenchContext {
+  readonly options: BenchOptions;
+  readonly database: BenchDatabase;
+  /** A knex of the bench's own, for seeding (not the servers'). */
+  readonly knex: Knex;
+  readonly auth: AuthConfig;
+  readonly progress: Progress;
+  readonly results: BenchResults;
+  /** Where --cpu-prof writes, when profiling. */
+  readonly profileDir: string | undefined;
+  /** The 100-user set of the main phases, seeded once and shared by E0 and XFChat phases. */
+  mainUsers(): Promise<Seeded>;
+  /** The XFChat node of the main phases (profiled with --cpu-prof), started on first use. */
+  mainNode(): Promise<NodeProcess>;
+  /** The echo server E0, started on first use. */
+  echoNode(): Promise<NodeProcess>;
+  /** Starts a node this scenario owns; it is also stopped at the end of the run if the scenario forgets. */
+  startNode(options: Omit<XfchatNodeOptions, 'databaseUrl' | 'nativeWsModules'>): Promise<NodeProcess>;
+  /** PostgreSQL's processes, when local, plus `servers` under the names server, server2, ... */
+  metered(servers: readonly NodeProcess[]): MeteredProcess[];
+  /** A SocketJob over `seeded` with the run's warm-up, duration, window and body size. */
+  socketJob(
+    target: SocketJob['target'],
+    urls: string[],
+    seeded: Seeded,
+    nodeOf?: (user: number) => number,
+  ): SocketJob;
+  close(): Promise<void>;
+}
+
+export function createContext(
+  options: BenchOptions,
+  database: BenchDatabase,
+  progress: Progress,
+  results: BenchResults,
+  profileDir: string | undefined,
+): BenchContext {
+  const config = loadConfig({ DATABASE_URL: database.url, JWT_SECRET: BENCH_JWT_SECRET });
+  const seedDb: Database = createDatabase(config.database, createLogger('warn'));
+  const started: NodeProcess[] = [];
+  let main: Promise<NodeProcess> | undefined;
+  let echo: Promise<NodeProcess> | undefined;
+  let users: Promise<Seeded> | undefined;
+
+  const track = async (node: Promise<NodeProcess>) => {
+    const running = await node;
+    started.push(running);
+    return running;
+  };
+
+  const context: BenchContext = {
+    options,
+    database,
+    knex: seedDb.knex,
+    auth: config.auth,
+    progress,
+    results,
+    profileDir,
+    mainUsers() {
+      users ??= seedConversations(seedDb.knex, config.auth, options.users, options.conversationSize);
+      return users;
+    },
+    mainNode() {
+      main ??= track(
+        startXfchatNode({
+          databaseUrl: database.url,
+          poolSize: options.poolSize,
+          cpuProfileDir: profileDir,
+          nativeWsModules: options.nativeWsModules,
+        }),
+      );
+      return main;
+    },
+    echoNode() {
+      echo ??= track(startEchoNode(options.nativeWsModules));
+      return echo;
+    },
+    startNode(nodeOptions) {
+      return track(
+        startXfchatNode({
+          ...nodeOptions,
+          databaseUrl: database.url,
+          nativeWsModules: options.nativeWsModules,
+        }),
+      );
+    },
+    metered(servers) {
+      const processes: MeteredProcess[] = servers.map((s, i) => ({
+        name: i === 0 ? 'server' : `server${i + 1}`,
+        pid: s.pid,
+      }));
+      if (database.postmasterPid !== undefined) {
+        processes.push({ name: 'postgres', pid: database.postmasterPid, tree: true });
+      }
+      return processes;
+    },
+    socketJob(target, urls, seeded, nodeOf = () => 0) {
+      return {
+        kind: 'sockets',
+        target,
+        nodeUrls: urls,
+        users: seeded.users.map((u, i) => ({ ...u, node: nodeOf(i) })),
+        conversations: seeded.conversations,
+        window: options.window,
+        warmupMs: options.warmupSec * 1000,
+        durationMs: options.durationSec * 1000,
+        bodyBytes: options.bodyBytes,
+        ackTimeoutMs: 15_000,
+      };
+    },
+    async close() {
+      // Stop servers first (profiles are written on exit), then the seeding pool.
+      await Promise.all(started.map((node) => node.stop()));
+      await seedDb.close();
+    },
+  };
+  return context;
+}

@@ -1,0 +1,125 @@
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadDatabaseConfig } from '../lib/config.js';
+import { createDatabase } from '../lib/db.js';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/dev/embeddedPostgres.js';
+import { createLogger } from '../lib/logger.js';
+
+/** The PostgreSQL every phase of one bench run shares: the baselines and XFChat measure the same server. */
+export interface BenchDatabase {
+  /** The migrated database the servers and baselines use. */
+  readonly url: string;
+  /** The postmaster's pid when it runs on this machine (embedded), for CPU accounting. */
+  readonly postmasterPid: number | undefined;
+  /** True when pg_stat_statements can count queries. */
+  readonly statStatements: boolean;
+  /** Server version and the settings that decide commit cost. */
+  readonly settings: Record<string, string>;
+  /** Runs one statement on a short-lived connection (bindings only). */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<R[]>;
+  close(): Promise<void>;
+}
+
+const REPORTED_SETTINGS = [
+  'server_version',
+  'max_connections',
+  'shared_buffers',
+  'synchronous_commit',
+  'fsync',
+  'wal_sync_method',
+  'commit_delay',
+  'full_page_writes',
+];
+
+/**
+ * Starts an embedded PostgreSQL in a temporary folder (removed at close), or uses BENCH_DATABASE_URL as is, then
+ * migrates it with the project's own migrations. pg_stat_statements is preloaded in the embedded server.
+ */
+export async function openBenchDatabase(
+  externalUrl: string | undefined,
+  log: (line: string) => void,
+): Promise<BenchDatabase> {
+  let embedded: EmbeddedPostgresHandle | undefined;
+  let dataRoot: string | undefined;
+  let url: string;
+  let postmasterPid: number | undefined;
+  if (externalUrl) {
+    url = externalUrl;
+  } else {
+    dataRoot = await mkdtemp(path.join(os.tmpdir(), 'xfchat-bench-pg-'));
+    // mkdtemp makes it 0700; PostgreSQL runs as its own OS user when we are root and must reach data/.
+    await chmod(dataRoot, 0o755);
+    const dataDir = path.join(dataRoot, 'data');
+    log(`starting embedded PostgreSQL in ${dataDir}`);
+    embedded = await startEmbeddedPostgres({
+      dataDir,
+      persistent: false,
+      // Two nodes at pool 50 plus the baselines' connections need more than the default 100.
+      postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'max_connections=300'],
+    });
+    url = embedded.adminUrl;
+    const pidFile = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
+    postmasterPid = Number(pidFile.split('\n')[0]);
+  }
+
+  const db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('warn'));
+  try {
+    await db.migrateLatest();
+  } finally {
+    await db.close();
+  }
+
+  async function query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return (await client.query<R>(sql, params)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  let statStatements = false;
+  try {
+    await query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await query('SELECT pg_stat_statements_reset()');
+    statStatements = true;
+  } catch (err) {
+    log(`pg_stat_statements unavailable (${(err as Error).message}); query counts will be round-trips`);
+  }
+
+  const settings: Record<string, string> = {};
+  const rows = await query<{ name: string; setting: string; unit: string | null }>(
+    'SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])',
+    [REPORTED_SETTINGS],
+  );
+  for (const row of rows) settings[row.name] = row.unit ? `${row.setting} ${row.unit}` : row.setting;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    postmasterPid,
+    statStatements,
+    settings,
+    query,
+    close() {
+      closing ??= (async () => {
+        if (embedded) await embedded.stop();
+        if (dataRoot) await rm(dataRoot, { recursive: true, force: true });
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Total statements PostgreSQL executed in `url`'s database so far (pg_stat_statements), or undefined. */
+export async function statementCount(db: BenchDatabase): Promise<number | undefined> {
+  if (!db.statStatements) return undefined;
+  const rows = await db.query<{ calls: string | null }>(
+    `SELECT sum(calls)::text AS calls FROM pg_stat_statements s
+       JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()`,
+  );
+  return Number(rows[0]?.calls ?? 0);
+}

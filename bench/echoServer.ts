@@ -1,0 +1,65 @@
+/**
+ * E0, the transport ceiling: a Socket.IO server with XFChat's events and load shape but no database. Subscribe
+ * joins the conversation's room; a send is acknowledged with a message (seq from a counter) and broadcast to the
+ * room, as XFChat does after its commit. Started by the bench on 127.0.0.1 and an ephemeral port.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { Server } from 'socket.io';
+import {
+  conversationRoom,
+  userRoom,
+  type ClientToServerEvents,
+  type PublicMessage,
+  type ServerToClientEvents,
+} from '../lib/realtime/protocol.js';
+
+interface EchoSocketData {
+  userId: string;
+}
+
+const httpServer = createServer();
+const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, EchoSocketData>(
+  httpServer,
+  { serveClient: false, maxHttpBufferSize: 65_536 },
+);
+const lastSeq = new Map<string, number>();
+
+io.use((socket, next) => {
+  const auth = socket.handshake.auth as Record<string, unknown>;
+  if (typeof auth.userId !== 'string') {
+    next(new Error('UNAUTHORIZED'));
+    return;
+  }
+  socket.data = { userId: auth.userId };
+  next();
+});
+
+io.on('connection', (socket) => {
+  void socket.join(userRoom(socket.data.userId));
+  socket.on('conversation:subscribe', (request, ack) => {
+    void socket.join(conversationRoom(request.conversationId));
+    ack({ ok: true, messages: [], hasMore: false, lastSeq: lastSeq.get(request.conversationId) ?? 0 });
+  });
+  socket.on('message:send', (request, ack) => {
+    const seq = (lastSeq.get(request.conversationId) ?? 0) + 1;
+    lastSeq.set(request.conversationId, seq);
+    const message: PublicMessage = {
+      id: randomUUID(),
+      conversationId: request.conversationId,
+      seq,
+      senderId: socket.data.userId,
+      clientMsgId: request.clientMsgId,
+      body: request.body,
+      createdAt: new Date().toISOString(),
+    };
+    ack({ ok: true, message, duplicate: false });
+    io.to(conversationRoom(request.conversationId)).emit('message:new', message);
+  });
+});
+
+process.on('SIGTERM', () => {
+  void io.close(() => process.exit(0));
+});
+
+httpServer.listen(0, '127.0.0.1');

@@ -1,0 +1,109 @@
+import { fork } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type {
+  ChildMessage,
+  Job,
+  JobResult,
+  SocketJob,
+  SocketResult,
+  StorageJob,
+  StorageResult,
+} from './loadProtocol.js';
+import { createCpuMeter, type MeteredProcess } from './procStats.js';
+import type { Progress } from './progress.js';
+
+const GENERATOR_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'loadGenerator.ts');
+/** Connecting and subscribing before the load, and draining after it, may take this long at most. */
+const SETUP_ALLOWANCE_MS = 120_000;
+
+export interface PhaseOutcome<R extends JobResult> {
+  result: R;
+  /** CPU % of one core over the measured window, per process name (server, postgres, generator, ...). */
+  cpu: Record<string, number | null>;
+}
+
+/**
+ * Runs one job in a fresh load-generator process, measuring the CPU of `processes` and of the generator over
+ * exactly the measured window (the generator says when it starts and ends). Rejects if the generator fails or
+ * overruns; the generator is always ended.
+ */
+export function runPhase(
+  job: SocketJob,
+  label: string,
+  processes: readonly MeteredProcess[],
+  progress: Progress,
+): Promise<PhaseOutcome<SocketResult>>;
+export function runPhase(
+  job: StorageJob,
+  label: string,
+  processes: readonly MeteredProcess[],
+  progress: Progress,
+): Promise<PhaseOutcome<StorageResult>>;
+export function runPhase(
+  job: Job,
+  label: string,
+  processes: readonly MeteredProcess[],
+  progress: Progress,
+): Promise<PhaseOutcome<JobResult>> {
+  const child = fork(GENERATOR_ENTRY, [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const meter = createCpuMeter([...processes, { name: 'generator', pid: child.pid ?? -1 }]);
+  progress.begin(label);
+  return new Promise<PhaseOutcome<JobResult>>((resolve, reject) => {
+    let meterStarted: Promise<void> | undefined;
+    let cpu: Promise<Record<string, number | null>> | undefined;
+    let settled = false;
+    const timer = setTimeout(
+      () => fail(new Error(`${label}: the load generator did not finish in time`)),
+      job.warmupMs + job.durationMs + SETUP_ALLOWANCE_MS,
+    );
+    const finish = () => {
+      settled = true;
+      clearTimeout(timer);
+      if (child.connected) child.disconnect();
+    };
+    const fail = (err: Error) => {
+      if (settled) return;
+      finish();
+      child.kill('SIGKILL');
+      progress.end('failed');
+      reject(err);
+    };
+    child.on('error', fail);
+    child.on('exit', (code, signal) =>
+      fail(new Error(`${label}: the load generator exited (${code ?? signal})`)),
+    );
+    child.on('message', (message: ChildMessage) => {
+      switch (message.type) {
+        case 'ready':
+          child.send({ type: 'run', job });
+          break;
+        case 'measure-start':
+          meterStarted = meter.start();
+          break;
+        case 'measure-end':
+          cpu = (meterStarted ?? Promise.resolve()).then(() => meter.stop());
+          break;
+        case 'progress':
+          progress.update(message.done, message.elapsedMs, message.totalMs);
+          break;
+        case 'failed':
+          fail(new Error(`${label}: ${message.message}`));
+          break;
+        case 'result':
+          (cpu ?? Promise.resolve({})).then(
+            (measured) => {
+              if (settled) return;
+              finish();
+              resolve({ result: message.result, cpu: measured });
+            },
+            (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
+          );
+          break;
+      }
+    });
+  });
+}

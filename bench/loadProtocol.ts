@@ -1,0 +1,84 @@
+/**
+ * The IPC between the bench (parent) and its load-generator process. Plain types only: both sides import this.
+ */
+import type { LatencySummary } from './stats.js';
+
+/** Socket.IO load against XFChat nodes or the echo server E0. */
+export interface SocketJob {
+  kind: 'sockets';
+  /** 'xfchat' waits for `conversation:subscribe` history; 'echo' talks to bench/echoServer.ts. Same events. */
+  target: 'xfchat' | 'echo';
+  nodeUrls: string[];
+  users: Array<{ id: string; token: string; node: number }>;
+  conversations: Array<{ id: string; members: number[] }>;
+  /** Closed loop: unacknowledged sends per user. Ignored in open loop. */
+  window: number;
+  /** Open loop at this many sends per second in total, spread over the users; closed loop when absent. */
+  openLoopRate?: number;
+  warmupMs: number;
+  durationMs: number;
+  bodyBytes: number;
+  /** An ack slower than this counts as a timeout. */
+  ackTimeoutMs: number;
+}
+
+/** B1 (one row per statement, autocommit) or B2 (batches of rows per statement) into the messages table. */
+export interface StorageJob {
+  kind: 'storage';
+  databaseUrl: string;
+  mode: 'single' | 'batch';
+  concurrency: number;
+  batchSize: number;
+  /** One conversation per worker, so workers never contend on (conversation_id, seq). */
+  conversationIds: string[];
+  senderId: string;
+  warmupMs: number;
+  durationMs: number;
+  bodyBytes: number;
+}
+
+export type Job = SocketJob | StorageJob;
+
+export interface SocketResult {
+  kind: 'sockets';
+  connectMs: number;
+  measuredMs: number;
+  sent: number;
+  acked: number;
+  ackRate: number;
+  errors: Record<string, number>;
+  timeouts: number;
+  ackLatency: LatencySummary;
+  /** Send to `message:new` at each other participant. */
+  delivery: LatencySummary;
+  deliverySameNode: LatencySummary;
+  deliveryCrossNode: LatencySummary;
+  /** Deliveries expected (other participants of acked messages sent in the window) and those not seen. */
+  deliveriesExpected: number;
+  deliveriesMissing: number;
+  /** Acked seqs per conversation were unique and consecutive. */
+  seqGapFree: boolean;
+  duplicateAcks: number;
+}
+
+export interface StorageResult {
+  kind: 'storage';
+  measuredMs: number;
+  statements: number;
+  rows: number;
+  rowRate: number;
+  /** Per statement (one commit each). */
+  commitLatency: LatencySummary;
+}
+
+export type JobResult = SocketResult | StorageResult;
+
+export type ParentMessage = { type: 'run'; job: Job };
+
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'measure-start' }
+  | { type: 'measure-end' }
+  | { type: 'progress'; done: number; elapsedMs: number; totalMs: number }
+  | { type: 'result'; result: JobResult }
+  | { type: 'failed'; message: string };

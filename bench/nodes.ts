@@ -1,0 +1,169 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** One JWT secret per bench run: every node and the seeding code sign and verify with it. */
+export const BENCH_JWT_SECRET = randomBytes(32).toString('hex');
+
+/** A server process the bench started: XFChat (lib/main.ts) or the echo server E0. */
+export interface NodeProcess {
+  readonly url: string;
+  readonly pid: number;
+  /** SIGTERM, then SIGKILL if it has not exited within 15 s. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Socket inodes of a process's open file descriptors. */
+async function socketInodes(pid: number): Promise<Set<string>> {
+  const inodes = new Set<string>();
+  const fds = await readdir(`/proc/${pid}/fd`);
+  await Promise.all(
+    fds.map(async (fd) => {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`));
+        if (match?.[1]) inodes.add(match[1]);
+      } catch {
+        // The descriptor was closed between listing and reading: it cannot be the listener we wait for.
+      }
+    }),
+  );
+  return inodes;
+}
+
+/**
+ * The TCP port `pid` listens on, read from /proc: the server runs with PORT=0 and LOG_LEVEL=warn, so it never
+ * prints its address. Undefined until it listens.
+ */
+export async function listeningPort(pid: number): Promise<number | undefined> {
+  const inodes = await socketInodes(pid);
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = await readFile(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      // cols: sl local_address rem_address st ... inode (index 9); st 0A is LISTEN.
+      if (cols[3] === '0A' && cols[9] !== undefined && inodes.has(cols[9])) {
+        return parseInt(cols[1]!.split(':')[1]!, 16);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Only what a fresh shell needs plus `env`: the bench's own environment never leaks into a server. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const base: NodeJS.ProcessEnv = {};
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
+    const value = process.env[name];
+    if (value !== undefined) base[name] = value;
+  }
+  return { ...base, ...env };
+}
+
+export interface SpawnOptions {
+  /** Extra node flags, e.g. --cpu-prof. */
+  nodeFlags?: string[];
+  env: Record<string, string>;
+  /** Startup (migrations included) may take this long. @default 60000 */
+  timeoutMs?: number;
+}
+
+async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProcess> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(options.nodeFlags ?? []), '--import', 'tsx', entry],
+    {
+      cwd: PROJECT_ROOT,
+      env: childEnv(options.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    // Warnings and errors only (LOG_LEVEL=warn); keep the tail for a failure message.
+    output = (output + chunk.toString('utf8')).slice(-8000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start ${entry}`);
+
+  const deadline = performance.now() + (options.timeoutMs ?? 60_000);
+  let port: number | undefined;
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  while (port === undefined) {
+    if (gone) throw new Error(`${entry} exited before listening:\n${output}`);
+    if (performance.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${entry} did not listen in time:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    port = await listeningPort(pid).catch(() => undefined);
+  }
+  const url = `http://127.0.0.1:${port}`;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    pid,
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      })();
+      return stopping;
+    },
+  };
+}
+
+export interface XfchatNodeOptions {
+  databaseUrl: string;
+  poolSize: number;
+  /** Extra or overriding server settings (DB_ACQUIRE_TIMEOUT_MS, ...). */
+  env?: Record<string, string>;
+  /** Write a .cpuprofile into this folder when the node exits. */
+  cpuProfileDir?: string;
+  /** Prepended to NODE_PATH, so ws finds bufferutil/utf-8-validate installed there. */
+  nativeWsModules?: string;
+}
+
+/** Starts `node --import tsx lib/main.ts` as production would, with the benchmark settings. */
+export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess> {
+  const env: Record<string, string> = {
+    DATABASE_URL: options.databaseUrl,
+    JWT_SECRET: BENCH_JWT_SECRET,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    DB_POOL_SIZE: String(options.poolSize),
+    RATE_LIMIT_MESSAGES_PER_SEC: '0',
+    RATE_LIMIT_AUTH_PER_MIN: '0',
+    MAX_CONNECTIONS_PER_IP: '0',
+    ...options.env,
+  };
+  if (options.nativeWsModules) env.NODE_PATH = path.resolve(options.nativeWsModules);
+  const nodeFlags = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  return spawnNode('lib/main.ts', { env, nodeFlags });
+}
+
+/** Starts the echo server E0 (bench/echoServer.ts): Socket.IO only, no database. */
+export function startEchoNode(nativeWsModules?: string): Promise<NodeProcess> {
+  const env: Record<string, string> = {};
+  if (nativeWsModules) env.NODE_PATH = path.resolve(nativeWsModules);
+  return spawnNode('bench/echoServer.ts', { env });
+}

@@ -1,0 +1,149 @@
+import { parseArgs } from 'node:util';
+
+/** Every scenario the bench knows, in the order a full run executes them. */
+export const SCENARIOS = [
+  'e0',
+  'b1',
+  'b2',
+  'xfchat',
+  'light',
+  'halfpeak',
+  'groups',
+  'sync',
+  'twonode',
+  'exhaustion',
+  'poolsweep',
+] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+/** The default run: everything but the pool-size sweep, about two minutes on a 2-core machine. */
+const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter((s) => s !== 'poolsweep');
+
+export interface BenchOptions {
+  /** Users in the main load phases. @default 100 */
+  users: number;
+  /** Participants per conversation in the main phases (2 = direct conversations). @default 2 */
+  conversationSize: number;
+  /** Group size of the fan-out scenario. @default 10 */
+  groupSize: number;
+  /** Unacknowledged sends each user may have at once (closed loop). @default 1 */
+  window: number;
+  /** Measured seconds of each load phase (after the warm-up). @default 8 */
+  durationSec: number;
+  /** Unmeasured seconds at the start of each load phase. @default 2 */
+  warmupSec: number;
+  /** XFChat nodes for the main phase (the two-node scenario always uses 2). @default 1 */
+  nodes: number;
+  scenarios: readonly ScenarioName[];
+  /** Connections of B1/B2 and the server's DB_POOL_SIZE. @default 25 */
+  poolSize: number;
+  /** Rows per statement in B2. @default 100 */
+  batchSize: number;
+  /** Message body size in bytes. @default 64 */
+  bodyBytes: number;
+  /** Messages the sync scenario grows its conversation to. @default 1200 */
+  syncMessages: number;
+  /** Pass `--cpu-prof` to the XFChat node of the main phase and summarize the profile. */
+  cpuProf: boolean;
+  /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
+  nativeWsModules: string | undefined;
+  /** An existing database to use instead of an embedded PostgreSQL (it is migrated and written to). */
+  databaseUrl: string | undefined;
+  /** Folder of the JSON results. @default bench/results */
+  resultsDir: string;
+}
+
+export const USAGE = `npm run bench -- [options]
+  --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default)
+  --users N                users in the main phases (100)
+  --conversation-size N    participants per conversation in the main phases (2)
+  --group-size N           participants per group in the fan-out scenario (10)
+  --window N               in-flight sends per user, closed loop (1)
+  --duration S             measured seconds per load phase (8)
+  --warmup S               unmeasured warm-up seconds per load phase (2)
+  --nodes N                XFChat nodes in the main phase (1)
+  --pool-size N            DB_POOL_SIZE and B1/B2 connections (25)
+  --batch-size N           rows per statement in B2 (100)
+  --body-bytes N           message body size (64)
+  --sync-messages N        size of the conversation the sync scenario pages through (1200)
+  --cpu-prof               profile the XFChat node of the main phase (node --cpu-prof)
+  --native-ws DIR          put DIR (a node_modules with bufferutil) on the server's NODE_PATH
+  --results DIR            where the JSON goes (bench/results)
+Environment: BENCH_DATABASE_URL uses that database instead of an embedded PostgreSQL.`;
+
+function positiveInt(name: string, value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) {
+    throw new Error(`--${name} must be a whole number from 1 to ${max} (got "${value}")`);
+  }
+  return Number(value);
+}
+
+function parseScenarios(value: string | undefined): ScenarioName[] {
+  if (value === undefined || value === 'default') return [...DEFAULT_SCENARIOS];
+  if (value === 'all') return [...SCENARIOS];
+  const names = value.split(',').map((s) => s.trim());
+  for (const name of names) {
+    if (!(SCENARIOS as readonly string[]).includes(name)) {
+      throw new Error(`unknown scenario "${name}": use ${SCENARIOS.join(', ')}, default or all`);
+    }
+  }
+  // Keep the canonical order: baselines first, so ratios are available when the XFChat phases report.
+  return SCENARIOS.filter((s) => names.includes(s));
+}
+
+/**
+ * Parses the command line. The bench is a tool, not the server: it reads its one environment variable
+ * (BENCH_DATABASE_URL) here, beside its flags, and passes the server its settings explicitly.
+ */
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      scenario: { type: 'string' },
+      users: { type: 'string' },
+      'conversation-size': { type: 'string' },
+      'group-size': { type: 'string' },
+      window: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      nodes: { type: 'string' },
+      'pool-size': { type: 'string' },
+      'batch-size': { type: 'string' },
+      'body-bytes': { type: 'string' },
+      'sync-messages': { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      'native-ws': { type: 'string' },
+      results: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) throw new Error(USAGE);
+  const users = positiveInt('users', values.users, 100, 100_000);
+  const conversationSize = positiveInt('conversation-size', values['conversation-size'], 2, 1000);
+  if (conversationSize < 2 || users % conversationSize !== 0) {
+    throw new Error('--conversation-size must be at least 2 and divide --users');
+  }
+  const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
+  if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
+    throw new Error('--warmup must be 0 to 600 seconds');
+  return {
+    users,
+    conversationSize,
+    groupSize: positiveInt('group-size', values['group-size'], 10, 1000),
+    window: positiveInt('window', values.window, 1, 10_000),
+    durationSec: positiveInt('duration', values.duration, 8, 3600),
+    warmupSec: warmup,
+    nodes: positiveInt('nodes', values.nodes, 1, 8),
+    scenarios: parseScenarios(values.scenario),
+    poolSize: positiveInt('pool-size', values['pool-size'], 25, 500),
+    batchSize: positiveInt('batch-size', values['batch-size'], 100, 10_000),
+    bodyBytes: positiveInt('body-bytes', values['body-bytes'], 64, 4000),
+    syncMessages: positiveInt('sync-messages', values['sync-messages'], 1200, 1_000_000),
+    cpuProf: values['cpu-prof'] ?? false,
+    nativeWsModules: values['native-ws'],
+    databaseUrl: env.BENCH_DATABASE_URL === '' ? undefined : env.BENCH_DATABASE_URL,
+    resultsDir: values.results ?? 'bench/results',
+  };
+}

@@ -1,0 +1,124 @@
+import { readFile, readdir } from 'node:fs/promises';
+
+/**
+ * CPU time of processes from /proc (Linux only): utime + stime, in milliseconds. The bench measures the server,
+ * PostgreSQL and the load generator as separate processes, so each one's share of the 2 cores is visible.
+ */
+
+/** USER_HZ: the unit of the /proc/<pid>/stat times. 100 on every mainstream Linux build. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+interface ProcStat {
+  pid: number;
+  ppid: number;
+  /** utime + stime of the process itself, ms. */
+  ownMs: number;
+  /** cutime + cstime: children that exited and were waited for, ms. */
+  reapedChildrenMs: number;
+}
+
+async function readStat(pid: number): Promise<ProcStat | undefined> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // The process has exited between listing and reading: it simply is no longer counted.
+    return undefined;
+  }
+  // The command name may contain spaces and parentheses: the fields start after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state) of proc(5); utime is field 14, so index 11.
+  const num = (index: number) => Number(fields[index] ?? 0);
+  const toMs = (ticks: number) => (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  return {
+    pid,
+    ppid: num(1),
+    ownMs: toMs(num(11) + num(12)),
+    reapedChildrenMs: toMs(num(13) + num(14)),
+  };
+}
+
+/** CPU ms of one process (its own threads only). Undefined if it is gone. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  return (await readStat(pid))?.ownMs;
+}
+
+/**
+ * CPU ms of a process tree such as PostgreSQL's: the postmaster, its live children (backends, walwriter,
+ * checkpointer, ...) and the children that already exited (the postmaster's cutime/cstime), so a backend that
+ * disconnects mid-run is still counted.
+ */
+export async function processTreeCpuMs(rootPid: number): Promise<number | undefined> {
+  // A child reaped between reading the root and reading the children would be in neither: retry until the
+  // root's reaped-children time is the same before and after the scan (a zombie still shows in /proc).
+  for (let attempt = 0; ; attempt++) {
+    const before = await readStat(rootPid);
+    if (!before) return undefined;
+    const descendants = await descendantsCpuMs(rootPid);
+    const after = await readStat(rootPid);
+    if (!after) return undefined;
+    if (after.reapedChildrenMs === before.reapedChildrenMs || attempt >= 10) {
+      return after.ownMs + after.reapedChildrenMs + descendants;
+    }
+  }
+}
+
+async function descendantsCpuMs(rootPid: number): Promise<number> {
+  const entries = await readdir('/proc');
+  const stats = await Promise.all(entries.filter((e) => /^\d+$/.test(e)).map((e) => readStat(Number(e))));
+  const byParent = new Map<number, ProcStat[]>();
+  for (const stat of stats) {
+    if (!stat) continue;
+    const siblings = byParent.get(stat.ppid) ?? [];
+    siblings.push(stat);
+    byParent.set(stat.ppid, siblings);
+  }
+  let total = 0;
+  const queue = [...(byParent.get(rootPid) ?? [])];
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    total += next.ownMs;
+    queue.push(...(byParent.get(next.pid) ?? []));
+  }
+  return total;
+}
+
+/** A CPU meter over a set of named processes: start(), then stop() gives each one's CPU % of one core. */
+export interface CpuMeter {
+  start(): Promise<void>;
+  /** Percent of one core per name over the interval since start(); null for processes that vanished. */
+  stop(): Promise<Record<string, number | null>>;
+}
+
+export interface MeteredProcess {
+  name: string;
+  pid: number;
+  /** Count the whole process tree (PostgreSQL) rather than the process alone. */
+  tree?: boolean;
+}
+
+/** Builds a meter over `processes`; nothing is read until start(). */
+export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
+  const read = (p: MeteredProcess) => (p.tree ? processTreeCpuMs(p.pid) : processCpuMs(p.pid));
+  let startedAt = 0;
+  let before: Array<number | undefined> = [];
+  return {
+    async start() {
+      before = await Promise.all(processes.map(read));
+      startedAt = performance.now();
+    },
+    async stop() {
+      const after = await Promise.all(processes.map(read));
+      const elapsedMs = performance.now() - startedAt;
+      const result: Record<string, number | null> = {};
+      processes.forEach((p, i) => {
+        const b = before[i];
+        const a = after[i];
+        result[p.name] =
+          a === undefined || b === undefined || elapsedMs <= 0
+            ? null
+            : Math.round(((a - b) / elapsedMs) * 1000) / 10;
+      });
+      return result;
+    },
+  };
+}

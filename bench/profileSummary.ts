@@ -1,0 +1,96 @@
+/**
+ * Sums self time per function in a V8 .cpuprofile (what `node --cpu-prof` writes). Usable on its own:
+ *   npx tsx bench/profileSummary.ts PROFILE.cpuprofile [TOP]
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProfileEntry } from './report.js';
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+}
+interface ProfileNode {
+  id: number;
+  callFrame: CallFrame;
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+export interface ProfileSummary {
+  /** Sampled time, idle excluded, ms. */
+  busyMs: number;
+  idleMs: number;
+  top: ProfileEntry[];
+}
+
+/** Shortens a file URL to its path inside the project or node_modules, which is what a reader needs. */
+function location(frame: CallFrame): string {
+  if (frame.url === '') return '';
+  let file = frame.url.replace(/^file:\/\//, '');
+  const nm = file.lastIndexOf('node_modules/');
+  if (nm >= 0) file = file.slice(nm + 'node_modules/'.length);
+  else if (file.startsWith(process.cwd())) file = path.relative(process.cwd(), file);
+  // lineNumber is 0-based in the profile.
+  return `${file}:${frame.lineNumber + 1}`;
+}
+
+/** Self time per function (samples x interval), largest first; percentages are of busy (non-idle) time. */
+export function summarizeProfile(profile: CpuProfile, top = 20): ProfileSummary {
+  const byNode = new Map<number, ProfileNode>(profile.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<string, { frame: CallFrame; us: number }>();
+  let idleUs = 0;
+  let busyUs = 0;
+  profile.samples.forEach((id, i) => {
+    // The delta after a sample is the time it stood for; the last sample gets the previous one's.
+    const us = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0;
+    const frame = byNode.get(id)?.callFrame;
+    if (!frame) return;
+    if (frame.functionName === '(idle)') {
+      idleUs += us;
+      return;
+    }
+    busyUs += us;
+    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}`;
+    const entry = selfUs.get(key) ?? { frame, us: 0 };
+    entry.us += us;
+    selfUs.set(key, entry);
+  });
+  const entries = [...selfUs.values()].sort((a, b) => b.us - a.us).slice(0, top);
+  return {
+    busyMs: Math.round(busyUs / 1000),
+    idleMs: Math.round(idleUs / 1000),
+    top: entries.map(({ frame, us }) => ({
+      functionName: frame.functionName || '(anonymous)',
+      location: location(frame),
+      selfMs: Math.round(us / 100) / 10,
+      percent: busyUs === 0 ? 0 : Math.round((us / busyUs) * 1000) / 10,
+    })),
+  };
+}
+
+/** Reads and summarizes one .cpuprofile file. */
+export async function summarizeProfileFile(file: string, top = 20): Promise<ProfileSummary> {
+  return summarizeProfile(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, top);
+}
+
+const invokedDirectly =
+  process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
+if (invokedDirectly) {
+  const [file, top] = process.argv.slice(2);
+  if (file === undefined) {
+    process.stderr.write('usage: npx tsx bench/profileSummary.ts PROFILE.cpuprofile [TOP]\n');
+    process.exit(2);
+  }
+  const summary = await summarizeProfileFile(file, top === undefined ? 20 : Number(top));
+  process.stdout.write(
+    `busy ${summary.busyMs} ms, idle ${summary.idleMs} ms\n\n| function | location | self ms | % of busy |\n|---|---|---|---|\n`,
+  );
+  for (const e of summary.top)
+    process.stdout.write(`| ${e.functionName} | ${e.location} | ${e.selfMs} | ${e.percent} |\n`);
+}

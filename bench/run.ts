@@ -1,0 +1,115 @@
+/**
+ * `npm run bench`: XFChat against its transport ceiling (E0, an echo server) and its storage ceilings (B1 single-row
+ * commits, B2 batched inserts), all on one PostgreSQL in one run, then the scenarios of issue 5. Progress on
+ * stderr, the Markdown report on stdout, the JSON in bench/results/<timestamp>.json.
+ */
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createContext, type BenchContext } from './context.js';
+import { openBenchDatabase } from './database.js';
+import { parseOptions, type BenchOptions, type ScenarioName } from './options.js';
+import { summarizeProfileFile } from './profileSummary.js';
+import { createProgress } from './progress.js';
+import { evaluateTargets, newResults, renderMarkdown, type BenchResults } from './report.js';
+import { runB1, runB2, runE0 } from './scenarios/baselines.js';
+import { runExhaustion } from './scenarios/exhaustion.js';
+import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode, runXfchat } from './scenarios/load.js';
+import { runSync } from './scenarios/sync.js';
+
+const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
+  e0: runE0,
+  b1: runB1,
+  b2: runB2,
+  xfchat: runXfchat,
+  light: runLight,
+  halfpeak: runHalfPeak,
+  groups: runGroups,
+  sync: runSync,
+  twonode: runTwoNode,
+  exhaustion: runExhaustion,
+  poolsweep: runPoolSweep,
+};
+
+/** The largest profile in `dir`: the main node's, which carried the load (others only started and stopped). */
+async function largestProfile(dir: string): Promise<string | undefined> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
+  const sizes = await Promise.all(files.map(async (f) => ({ f, size: (await stat(f)).size })));
+  return sizes.sort((a, b) => b.size - a.size)[0]?.f;
+}
+
+async function runAll(options: BenchOptions, argv: readonly string[]): Promise<BenchResults> {
+  const progress = createProgress();
+  const results = newResults(options, argv);
+  const stamp = results.startedAt.replace(/[:.]/g, '-');
+  await mkdir(options.resultsDir, { recursive: true });
+  const profileDir = options.cpuProf ? path.resolve(options.resultsDir, `profile-${stamp}`) : undefined;
+  if (profileDir) await mkdir(profileDir, { recursive: true });
+
+  const database = await openBenchDatabase(options.databaseUrl, (line) => progress.note(line));
+  try {
+    results.postgres = database.settings;
+    const ctx = createContext(options, database, progress, results, profileDir);
+    const interrupted = () => {
+      progress.note('interrupted: stopping servers and PostgreSQL');
+      void ctx
+        .close()
+        .then(() => database.close())
+        .finally(() => process.exit(130));
+    };
+    process.once('SIGINT', interrupted);
+    try {
+      for (const scenario of options.scenarios) {
+        progress.note(`== ${scenario}`);
+        try {
+          await RUNNERS[scenario](ctx);
+        } catch (err) {
+          const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+          results.failures.push({ scenario, error: message });
+          progress.note(`${scenario} failed: ${message}`);
+        }
+      }
+    } finally {
+      // Stopping the nodes writes their profiles.
+      await ctx.close();
+      process.off('SIGINT', interrupted);
+    }
+    if (profileDir) {
+      const file = await largestProfile(profileDir);
+      if (file) {
+        const summary = await summarizeProfileFile(file, 20);
+        results.profile = {
+          file: path.relative(process.cwd(), file),
+          totalMs: summary.busyMs,
+          top: summary.top,
+        };
+        results.notes.push(
+          `profile: ${summary.busyMs} ms busy, ${summary.idleMs} ms idle over the node's life`,
+        );
+      }
+    }
+  } finally {
+    await database.close();
+  }
+  results.targets = evaluateTargets(results);
+  results.notes.push(
+    `load average at the end: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (the machine is shared: compare ratios within one run)`,
+  );
+  await writeFile(path.join(options.resultsDir, `${stamp}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  return results;
+}
+
+const argv = process.argv.slice(2);
+let options: BenchOptions;
+try {
+  options = parseOptions(argv, process.env);
+} catch (err) {
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+}
+const results = await runAll(options, argv);
+process.stdout.write(renderMarkdown(results));
+process.exitCode = results.failures.length > 0 ? 1 : 0;

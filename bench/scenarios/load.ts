@@ -1,0 +1,182 @@
+import type { BenchContext } from '../context.js';
+import { runPhase } from '../generator.js';
+import type { SocketJob } from '../loadProtocol.js';
+import type { NodeProcess } from '../nodes.js';
+import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
+import { seedConversations } from '../seed.js';
+import { runStorage } from './baselines.js';
+
+async function socketPhase(
+  ctx: BenchContext,
+  label: string,
+  scenario: string,
+  description: string,
+  job: SocketJob,
+  servers: readonly NodeProcess[],
+  record = true,
+): Promise<PhaseRecord> {
+  const { result, cpu } = await runPhase(job, label, ctx.metered(servers), ctx.progress);
+  const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
+  ctx.progress.end(
+    `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
+  );
+  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu };
+  if (record) ctx.results.phases.push(phase);
+  return phase;
+}
+
+/** The headline phase: the main users in closed loop against XFChat (one node unless --nodes). */
+export async function runXfchat(ctx: BenchContext): Promise<void> {
+  const seeded = await ctx.mainUsers();
+  const { nodes } = ctx.options;
+  const servers = [await ctx.mainNode()];
+  for (let i = 1; i < nodes; i++) servers.push(await ctx.startNode({ poolSize: ctx.options.poolSize }));
+  await socketPhase(
+    ctx,
+    'XFChat',
+    'xfchat',
+    `${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, closed loop, window ${ctx.options.window}, ${nodes} node(s), pool ${ctx.options.poolSize}`,
+    ctx.socketJob(
+      'xfchat',
+      servers.map((s) => s.url),
+      seeded,
+      (i) => i % nodes,
+    ),
+    servers,
+  );
+}
+
+/** Light load: an open loop of 20 sends/s on E0 and XFChat, and single commits on one connection. */
+export async function runLight(ctx: BenchContext): Promise<void> {
+  const [seeded, echo, node] = await Promise.all([ctx.mainUsers(), ctx.echoNode(), ctx.mainNode()]);
+  const timing = { warmupMs: 1000, durationMs: 4000 };
+  const light = (target: SocketJob['target'], url: string): SocketJob => ({
+    ...ctx.socketJob(target, [url], seeded),
+    ...timing,
+    openLoopRate: 20,
+  });
+  const what = 'open loop, 20 sends/s in total';
+  await socketPhase(ctx, 'E0 light', 'light', `echo server, ${what}`, light('echo', echo.url), [echo]);
+  await socketPhase(ctx, 'XFChat light', 'light', `XFChat, ${what}`, light('xfchat', node.url), [node]);
+  await runStorage(ctx, 'B1 light', 'single', 1, timing);
+  const phase = findPhase(ctx.results, 'B1 light');
+  if (phase)
+    phase.description = 'one connection, one single-row commit at a time: the cost of one durable commit';
+}
+
+/** An open loop at half the XFChat peak (from the XFChat phase, or a short closed loop if it did not run). */
+export async function runHalfPeak(ctx: BenchContext): Promise<void> {
+  const [seeded, node] = await Promise.all([ctx.mainUsers(), ctx.mainNode()]);
+  let peak = findPhase(ctx.results, 'XFChat')?.socket?.ackRate;
+  if (peak === undefined) {
+    const probe = await socketPhase(
+      ctx,
+      'XFChat peak probe',
+      'halfpeak',
+      'closed loop to find the peak',
+      { ...ctx.socketJob('xfchat', [node.url], seeded), warmupMs: 1000, durationMs: 4000 },
+      [node],
+      false,
+    );
+    peak = probe.socket?.ackRate ?? 0;
+  }
+  const rate = Math.max(1, Math.round(peak / 2));
+  await socketPhase(
+    ctx,
+    'XFChat half-peak',
+    'halfpeak',
+    `open loop at ${rate} sends/s (half of the measured peak ${peak}/s); latency from the intended send time`,
+    { ...ctx.socketJob('xfchat', [node.url], seeded), openLoopRate: rate },
+    [node],
+  );
+}
+
+/** Fan-out: the same number of users in groups of --group-size, on E0 and XFChat. */
+export async function runGroups(ctx: BenchContext): Promise<void> {
+  const size = ctx.options.groupSize;
+  const users = Math.max(size, Math.floor(ctx.options.users / size) * size);
+  const seeded = await seedConversations(ctx.knex, ctx.auth, users, size);
+  const [echo, node] = await Promise.all([ctx.echoNode(), ctx.mainNode()]);
+  const what = `${users} users in groups of ${size} (${size - 1} deliveries per message), closed loop, window ${ctx.options.window}`;
+  await socketPhase(
+    ctx,
+    'E0 groups',
+    'groups',
+    `echo server, ${what}`,
+    ctx.socketJob('echo', [echo.url], seeded),
+    [echo],
+  );
+  await socketPhase(ctx, 'XFChat groups', 'groups', what, ctx.socketJob('xfchat', [node.url], seeded), [
+    node,
+  ]);
+}
+
+/**
+ * Two nodes on one database. Even-numbered conversations have both members on the same node (alternating
+ * nodes), odd ones one member on each: delivery latency is reported for both kinds.
+ */
+export async function runTwoNode(ctx: BenchContext): Promise<void> {
+  const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
+  const servers = [
+    await ctx.startNode({ poolSize: ctx.options.poolSize }),
+    await ctx.startNode({ poolSize: ctx.options.poolSize }),
+  ];
+  try {
+    const nodeOf = (user: number) => {
+      const conversation = Math.floor(user / 2);
+      return conversation % 2 === 0 ? (conversation / 2) % 2 : user % 2;
+    };
+    await socketPhase(
+      ctx,
+      'XFChat 2 nodes',
+      'twonode',
+      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database; half the conversations span both nodes`,
+      ctx.socketJob(
+        'xfchat',
+        servers.map((s) => s.url),
+        seeded,
+        nodeOf,
+      ),
+      servers,
+    );
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+/** B1 and XFChat at pool sizes 5, 10, 25 and 50, half-length phases: the data behind the pool guidance. */
+export async function runPoolSweep(ctx: BenchContext): Promise<void> {
+  const seeded = await ctx.mainUsers();
+  const timing = {
+    warmupMs: (ctx.options.warmupSec * 1000) / 2,
+    durationMs: Math.max(2000, (ctx.options.durationSec * 1000) / 2),
+  };
+  const rows: PoolSweepRow[] = [];
+  for (const poolSize of [5, 10, 25, 50]) {
+    const b1 = await runStorage(ctx, `B1 pool ${poolSize}`, 'single', poolSize, timing, false);
+    const node = await ctx.startNode({ poolSize });
+    try {
+      const xf = await socketPhase(
+        ctx,
+        `XFChat pool ${poolSize}`,
+        'poolsweep',
+        `main load at DB_POOL_SIZE=${poolSize}`,
+        { ...ctx.socketJob('xfchat', [node.url], seeded), ...timing },
+        [node],
+        false,
+      );
+      const s = xf.socket!;
+      rows.push({
+        poolSize,
+        b1RowRate: b1.storage!.rowRate,
+        b1P99: b1.storage!.commitLatency.p99,
+        xfchatAckRate: s.ackRate,
+        xfchatP99: s.ackLatency.p99,
+        xfchatErrors: Object.values(s.errors).reduce((a, b) => a + b, 0) + s.timeouts,
+      });
+    } finally {
+      await node.stop();
+    }
+  }
+  ctx.results.poolSweep = rows;
+}

@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import { signToken, type AuthConfig } from '../lib/auth/tokens.js';
+import { Conversation } from '../lib/models/Conversation.js';
+import { Friendship } from '../lib/models/Friendship.js';
+
+/** A seeded user: what the load generator needs to connect as it. */
+export interface SeededUser {
+  id: string;
+  token: string;
+}
+
+/** A seeded conversation; `members` index into the users array. */
+export interface SeededConversation {
+  id: string;
+  members: number[];
+}
+
+export interface Seeded {
+  users: SeededUser[];
+  conversations: SeededConversation[];
+}
+
+/** Rows per INSERT statement while seeding: far below PostgreSQL's 65535 bind parameters. */
+const CHUNK = 500;
+
+async function insertChunked(knex: Knex, table: string, rows: readonly object[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += CHUNK) await knex(table).insert(rows.slice(i, i + CHUNK));
+}
+
+/**
+ * Inserts `userCount` users, split into conversations of `conversationSize` (direct ones for 2, groups
+ * otherwise), with the friendships the API would have required, straight into the database; tokens are signed
+ * exactly as login does. Usernames carry a run-unique prefix, so scenarios never collide.
+ */
+export async function seedConversations(
+  knex: Knex,
+  auth: AuthConfig,
+  userCount: number,
+  conversationSize: number,
+): Promise<Seeded> {
+  const prefix = `b${randomBytes(4).toString('hex')}`;
+  const userRows = await knex('users')
+    .insert(
+      Array.from({ length: userCount }, (_, i) => ({
+        username: `${prefix}_${i}`,
+        display_name: `${prefix}_${i}`,
+        // Not a real hash: these users only ever authenticate with the token signed below.
+        password_hash: 'bench-user-no-password',
+      })),
+    )
+    .returning<Array<{ id: string; token_version: number }>>(['id', 'token_version']);
+  const users = userRows.map((row) => ({
+    id: row.id,
+    token: signToken({ id: row.id, tokenVersion: row.token_version }, auth),
+  }));
+
+  const friendships: Array<{ user_low: string; user_high: string }> = [];
+  const conversationRows: object[] = [];
+  const membersOf: number[][] = [];
+  for (let start = 0; start + conversationSize <= userCount; start += conversationSize) {
+    const members = Array.from({ length: conversationSize }, (_, k) => start + k);
+    const ids = members.map((m) => users[m]!.id);
+    const owner = ids[0]!;
+    for (const other of ids.slice(1)) {
+      const pair = Friendship.pair(owner, other);
+      friendships.push({ user_low: pair.userLow, user_high: pair.userHigh });
+    }
+    conversationRows.push(
+      conversationSize === 2
+        ? { type: 'direct', created_by: owner, direct_key: Conversation.directKeyFor(owner, ids[1]!) }
+        : { type: 'group', created_by: owner, title: `${prefix} group ${start / conversationSize}` },
+    );
+    membersOf.push(members);
+  }
+  await insertChunked(knex, 'friendships', friendships);
+
+  const conversations: SeededConversation[] = [];
+  const participantRows: object[] = [];
+  for (let i = 0; i < conversationRows.length; i += CHUNK) {
+    const inserted = await knex('conversations')
+      .insert(conversationRows.slice(i, i + CHUNK))
+      .returning<Array<{ id: string }>>(['id']);
+    inserted.forEach((row, k) => {
+      const members = membersOf[i + k]!;
+      conversations.push({ id: row.id, members });
+      members.forEach((m, position) =>
+        participantRows.push({
+          conversation_id: row.id,
+          user_id: users[m]!.id,
+          role: position === 0 ? 'owner' : 'member',
+        }),
+      );
+    });
+  }
+  await insertChunked(knex, 'conversation_participants', participantRows);
+  return { users, conversations };
+}

@@ -1,0 +1,171 @@
+import type { PublicConversation, PublicFriendRequest, PublicMessage } from '../realtime/protocol.js';
+import type { PublicParticipant } from '../models/Participant.js';
+import type { PublicUser } from '../models/User.js';
+import type { HttpRequest } from './http.js';
+
+/** A conversation as listed by `GET /conversations`: with its last message and my unread count. */
+export interface ConversationSummary extends PublicConversation {
+  lastMessage: PublicMessage | null;
+  unreadCount: number;
+}
+
+export interface Friend {
+  user: PublicUser;
+  since: string;
+}
+
+export interface MessagePage {
+  messages: PublicMessage[];
+  /** after: newer messages remain; before (or no cursor): older messages exist. */
+  hasMore: boolean;
+}
+
+const id = encodeURIComponent;
+
+/** Users lookup. */
+export class UsersApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** `GET /users?username=` (exact, case-insensitive); USER_NOT_FOUND if there is none. */
+  async findByUsername(username: string): Promise<PublicUser> {
+    return (await this.http<{ user: PublicUser }>('GET', '/users', { query: { username } })).user;
+  }
+}
+
+/** Friend requests and friendships. */
+export class FriendsApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** Sends a request; if that user already asked me, theirs is accepted instead (status "accepted"). */
+  async sendRequest(username: string): Promise<PublicFriendRequest> {
+    return (
+      await this.http<{ request: PublicFriendRequest }>('POST', '/friends/requests', { body: { username } })
+    ).request;
+  }
+
+  /** Pending requests: incoming (to me) or outgoing (from me). */
+  async listRequests(direction: 'incoming' | 'outgoing' = 'incoming'): Promise<PublicFriendRequest[]> {
+    return (
+      await this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', {
+        query: { direction },
+      })
+    ).requests;
+  }
+
+  async accept(requestId: string): Promise<PublicFriendRequest> {
+    return (
+      await this.http<{ request: PublicFriendRequest }>('POST', `/friends/requests/${id(requestId)}/accept`)
+    ).request;
+  }
+
+  async decline(requestId: string): Promise<PublicFriendRequest> {
+    return (
+      await this.http<{ request: PublicFriendRequest }>('POST', `/friends/requests/${id(requestId)}/decline`)
+    ).request;
+  }
+
+  /** Withdraws a request I sent. */
+  async cancel(requestId: string): Promise<void> {
+    await this.http<void>('DELETE', `/friends/requests/${id(requestId)}`);
+  }
+
+  async list(): Promise<Friend[]> {
+    return (await this.http<{ friends: Friend[] }>('GET', '/friends')).friends;
+  }
+
+  async unfriend(userId: string): Promise<void> {
+    await this.http<void>('DELETE', `/friends/${id(userId)}`);
+  }
+}
+
+/** Blocking; a block ends the friendship and pending requests both ways. */
+export class BlocksApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  async block(userId: string): Promise<void> {
+    await this.http<void>('POST', '/blocks', { body: { userId } });
+  }
+
+  async unblock(userId: string): Promise<void> {
+    await this.http<void>('DELETE', `/blocks/${id(userId)}`);
+  }
+
+  async list(): Promise<PublicUser[]> {
+    return (await this.http<{ blocked: PublicUser[] }>('GET', '/blocks')).blocked;
+  }
+}
+
+/** Conversations and their participants. */
+export class ConversationsApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** The direct conversation with a friend: created, or the existing one for the pair. */
+  async createDirect(userId: string): Promise<PublicConversation> {
+    const body = { type: 'direct', userId };
+    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body }))
+      .conversation;
+  }
+
+  /** A group with me as owner; every participant must be my friend. */
+  async createGroup(title: string, participantIds: string[]): Promise<PublicConversation> {
+    const body = { type: 'group', title, participantIds };
+    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body }))
+      .conversation;
+  }
+
+  /** Mine, most recent activity first. */
+  async list(): Promise<ConversationSummary[]> {
+    return (await this.http<{ conversations: ConversationSummary[] }>('GET', '/conversations')).conversations;
+  }
+
+  async get(conversationId: string): Promise<PublicConversation> {
+    return (
+      await this.http<{ conversation: PublicConversation }>('GET', `/conversations/${id(conversationId)}`)
+    ).conversation;
+  }
+
+  async rename(conversationId: string, title: string): Promise<PublicConversation> {
+    const path = `/conversations/${id(conversationId)}`;
+    return (await this.http<{ conversation: PublicConversation }>('PATCH', path, { body: { title } }))
+      .conversation;
+  }
+
+  async addParticipant(conversationId: string, userId: string): Promise<PublicParticipant> {
+    const path = `/conversations/${id(conversationId)}/participants`;
+    return (await this.http<{ participant: PublicParticipant }>('POST', path, { body: { userId } }))
+      .participant;
+  }
+
+  /** Removes a participant (group owner), or leaves when `userId` is me. */
+  async removeParticipant(conversationId: string, userId: string): Promise<void> {
+    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/participants/${id(userId)}`);
+  }
+}
+
+/** Message history, read markers, and the idempotent REST send. */
+export class MessagesApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** Messages with seq > `afterSeq`, ascending; `hasMore` when newer ones remain. */
+  after(conversationId: string, afterSeq: number, limit?: number): Promise<MessagePage> {
+    const query = { after: afterSeq, limit };
+    return this.http<MessagePage>('GET', `/conversations/${id(conversationId)}/messages`, { query });
+  }
+
+  /** The `limit` newest with seq < `beforeSeq` (or the newest, without it), ascending; `hasMore`: older exist. */
+  before(conversationId: string, beforeSeq?: number, limit?: number): Promise<MessagePage> {
+    const query = { before: beforeSeq, limit };
+    return this.http<MessagePage>('GET', `/conversations/${id(conversationId)}/messages`, { query });
+  }
+
+  /** Moves my read marker forward to `seq` (never back). */
+  async read(conversationId: string, seq: number): Promise<void> {
+    await this.http<void>('POST', `/conversations/${id(conversationId)}/read`, { body: { seq } });
+  }
+
+  /** Stores a message once per clientMsgId; the same id again returns the stored one. */
+  async put(conversationId: string, clientMsgId: string, body: string): Promise<PublicMessage> {
+    const path = `/conversations/${id(conversationId)}/messages/${id(clientMsgId)}`;
+    return (await this.http<{ message: PublicMessage }>('PUT', path, { body: { body } })).message;
+  }
+}

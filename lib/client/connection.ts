@@ -1,0 +1,218 @@
+import { io, type Socket } from 'socket.io-client';
+import type { Ack, AckCallback, ClientToServerEvents, ServerToClientEvents } from '../realtime/protocol.js';
+import { Emitter } from './emitter.js';
+import { XFChatError, fromErrorBody } from './errors.js';
+import { backoffDelay, closedError, type BackoffOptions } from './retry.js';
+import type { Session } from './http.js';
+
+/**
+ * What a UI shows: `connecting` before the first connection, `connected`, `reconnecting` after a drop
+ * (retrying on its own), `disconnected` when stopped (close(), logout, or a refused token).
+ */
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting';
+
+export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+type EventName = keyof ClientToServerEvents;
+/** The request payload of a client event. */
+export type RequestOf<E extends EventName> = Parameters<ClientToServerEvents[E]>[0];
+/** The success fields of a client event's ack. */
+export type ResultOf<E extends EventName> =
+  Parameters<ClientToServerEvents[E]>[1] extends AckCallback<infer T> ? T : never;
+
+export interface ConnectionEvents {
+  state: ConnectionState;
+  /** Every successful (re)connection: subscriptions re-subscribe here. */
+  connect: undefined;
+  /** The token was refused (expired, revoked by logout, or missing): reconnecting stopped. */
+  unauthorized: XFChatError;
+}
+
+export interface ConnectionOptions {
+  /** Server URL; undefined means the page's own origin. */
+  url: string | undefined;
+  session: Session;
+  transports: Array<'websocket' | 'polling'>;
+  ackTimeoutMs: number;
+  backoff: BackoffOptions;
+}
+
+/**
+ * One Socket.IO connection with the token, typed events, state tracking and reconnection, including the two
+ * cases socket.io-client does not retry by itself: a disconnect by the server and a handshake refused by
+ * its middleware for a reason other than the token (e.g. DB_UNAVAILABLE).
+ */
+export class Connection {
+  readonly socket: ClientSocket;
+  readonly events = new Emitter<ConnectionEvents>();
+  private current: ConnectionState = 'disconnected';
+  private everConnected = false;
+  private attempts = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when the token was refused; cleared by the next connect(). */
+  private refused: XFChatError | undefined;
+  private readonly closed = new AbortController();
+
+  constructor(private readonly options: ConnectionOptions) {
+    const socketOptions = {
+      autoConnect: false,
+      forceNew: true,
+      transports: options.transports,
+      reconnectionDelay: options.backoff.baseMs,
+      reconnectionDelayMax: options.backoff.maxMs,
+      // A function, so every reconnection sends the token current at that moment.
+      auth: (cb: (data: object) => void) => cb({ token: options.session.token }),
+    };
+    this.socket = options.url === undefined ? io(socketOptions) : io(options.url, socketOptions);
+    this.socket.on('connect', () => {
+      this.attempts = 0;
+      this.everConnected = true;
+      this.setState('connected');
+      this.events.emit('connect', undefined);
+    });
+    this.socket.on('disconnect', (reason) => {
+      if (this.closed.signal.aborted || reason === 'io client disconnect') {
+        this.setState('disconnected');
+        return;
+      }
+      this.setState('reconnecting');
+      // socket.io-client reconnects after transport failures, but not after the server disconnected us.
+      if (reason === 'io server disconnect') this.scheduleRetry();
+    });
+    this.socket.on('connect_error', (err) => {
+      if (this.closed.signal.aborted) return;
+      if (err.message === 'UNAUTHORIZED') {
+        this.refused = new XFChatError('UNAUTHORIZED', 'The server refused the token.');
+        this.socket.disconnect();
+        this.setState('disconnected');
+        this.events.emit('unauthorized', this.refused);
+        return;
+      }
+      this.setState(this.everConnected ? 'reconnecting' : 'connecting');
+      // `active` is false when the server's middleware refused us: socket.io-client will not retry alone.
+      if (!this.socket.active) this.scheduleRetry();
+    });
+  }
+
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused. */
+  connect(): Promise<void> {
+    if (this.closed.signal.aborted) return Promise.reject(closedError());
+    if (this.current === 'disconnected') {
+      this.refused = undefined;
+      this.setState(this.everConnected ? 'reconnecting' : 'connecting');
+      this.socket.connect();
+    }
+    return this.waitConnected(this.closed.signal, true);
+  }
+
+  /**
+   * Resolves once connected (at once if already). Rejects with CLIENT_CLOSED when `signal` aborts, and with
+   * UNAUTHORIZED when the token is refused if `failOnUnauthorized`.
+   */
+  waitConnected(signal: AbortSignal, failOnUnauthorized = false): Promise<void> {
+    if (this.socket.connected) return Promise.resolve();
+    if (failOnUnauthorized && this.refused) return Promise.reject(this.refused);
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        offConnect();
+        offUnauthorized();
+        signal.removeEventListener('abort', onAbort);
+        this.closed.signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(closedError());
+      };
+      const offConnect = this.events.on('connect', () => {
+        cleanup();
+        resolve();
+      });
+      const offUnauthorized = this.events.on('unauthorized', (err) => {
+        if (!failOnUnauthorized) return;
+        cleanup();
+        reject(err);
+      });
+      if (signal.aborted || this.closed.signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.closed.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Emits a client event and waits for its ack. Never buffers while offline: NOT_CONNECTED at once instead,
+   * so a caller that retries never has an old copy queued behind its back. An error ack becomes an
+   * XFChatError with the server's code; no ack in time is TIMEOUT; a drop while waiting is DISCONNECTED.
+   */
+  async request<E extends EventName>(
+    event: E,
+    payload: RequestOf<E>,
+    timeoutMs?: number,
+  ): Promise<ResultOf<E>> {
+    if (this.closed.signal.aborted) throw closedError();
+    if (!this.socket.connected) throw new XFChatError('NOT_CONNECTED', `Cannot send ${event} while offline.`);
+    // socket.io's typed overloads do not resolve for a generic event name; the shapes are checked above.
+    const timed = this.socket.timeout(timeoutMs ?? this.options.ackTimeoutMs) as unknown as {
+      emitWithAck(event: string, payload: unknown): Promise<Ack<object>>;
+    };
+    let response: Ack<object>;
+    try {
+      response = await timed.emitWithAck(event, payload);
+    } catch (err) {
+      const timedOut = err instanceof Error && /timed out/.test(err.message);
+      throw timedOut
+        ? new XFChatError('TIMEOUT', `No acknowledgement for ${event} in time.`, { cause: err })
+        : new XFChatError('DISCONNECTED', `The connection dropped before ${event} was acknowledged.`, {
+            cause: err,
+          });
+    }
+    if (response.ok) return response as unknown as ResultOf<E>;
+    throw fromErrorBody(response.error);
+  }
+
+  /** Disconnects until the next connect() (e.g. after logout); subscriptions resume on that connect. */
+  disconnect(): void {
+    clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+    this.setState('disconnected');
+  }
+
+  /** Disconnects for good and rejects everything waiting with CLIENT_CLOSED. Idempotent. */
+  close(): void {
+    if (this.closed.signal.aborted) return;
+    this.closed.abort();
+    clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+    this.setState('disconnected');
+    this.events.removeAll();
+  }
+
+  /** The signal that aborts when close() is called. */
+  get closeSignal(): AbortSignal {
+    return this.closed.signal;
+  }
+
+  private scheduleRetry(): void {
+    clearTimeout(this.retryTimer);
+    const wait = backoffDelay(this.attempts++, this.options.backoff);
+    this.retryTimer = setTimeout(() => {
+      if (!this.closed.signal.aborted && !this.socket.connected) this.socket.connect();
+    }, wait);
+  }
+
+  private setState(next: ConnectionState): void {
+    if (next === this.current) return;
+    this.current = next;
+    this.events.emit('state', next);
+  }
+}

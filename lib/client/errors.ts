@@ -1,0 +1,105 @@
+import type { ErrorBody } from '../realtime/protocol.js';
+
+/** A code of the server's catalog (the contract's error table). */
+export type ServerErrorCode = ErrorBody['code'];
+
+/**
+ * Codes the SDK itself produces, for failures that never reached the server or never came back:
+ * `NETWORK_ERROR` (fetch failed), `TIMEOUT` (no ack in time), `DISCONNECTED` (the socket dropped while waiting),
+ * `NOT_CONNECTED` (a realtime call while offline), `CLIENT_CLOSED` (close() was called), `BAD_RESPONSE`
+ * (the server answered something that is not the contract's envelope).
+ */
+export type ClientErrorCode =
+  'NETWORK_ERROR' | 'TIMEOUT' | 'DISCONNECTED' | 'NOT_CONNECTED' | 'CLIENT_CLOSED' | 'BAD_RESPONSE';
+
+export type XFChatErrorCode = ServerErrorCode | ClientErrorCode;
+
+/**
+ * HTTP status of each server code, so a Socket.IO ack error (which carries only the code) gets the same
+ * `status` as the REST answer would. `satisfies` makes a new catalog code a compile error here until mapped.
+ */
+const STATUS_BY_CODE = {
+  VALIDATION_FAILED: 400,
+  CANNOT_FRIEND_SELF: 400,
+  UNAUTHORIZED: 401,
+  INVALID_CREDENTIALS: 401,
+  FORBIDDEN: 403,
+  NOT_FRIENDS: 403,
+  BLOCKED: 403,
+  NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
+  USERNAME_TAKEN: 409,
+  ALREADY_FRIENDS: 409,
+  REQUEST_EXISTS: 409,
+  REQUEST_NOT_PENDING: 409,
+  ALREADY_PARTICIPANT: 409,
+  IDEMPOTENCY_CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  DB_UNAVAILABLE: 503,
+  OVERLOADED: 503,
+} as const satisfies Record<ServerErrorCode, number>;
+
+export interface XFChatErrorInit {
+  /** HTTP status; for SDK-side failures 0, for ack errors the status REST would give. */
+  status?: number;
+  details?: unknown;
+  /** Seconds from a `Retry-After` header. */
+  retryAfter?: number;
+  cause?: unknown;
+}
+
+/** Every failure the SDK reports: the contract's `{code, message, details}` plus the HTTP status. */
+export class XFChatError extends Error {
+  readonly code: XFChatErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: XFChatErrorCode, message: string, init: XFChatErrorInit = {}) {
+    super(message, { cause: init.cause });
+    this.name = 'XFChatError';
+    this.code = code;
+    this.status = init.status ?? (code in STATUS_BY_CODE ? STATUS_BY_CODE[code as ServerErrorCode] : 0);
+    this.details = init.details;
+    this.retryAfter = init.retryAfter;
+  }
+}
+
+/** An error body from the server (REST envelope or ack) as an XFChatError. */
+export function fromErrorBody(body: ErrorBody, init: XFChatErrorInit = {}): XFChatError {
+  return new XFChatError(body.code, body.message, { ...init, details: body.details });
+}
+
+/** True if `value` looks like the contract's `{code, message}` error body. */
+export function isErrorBody(value: unknown): value is ErrorBody {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.code === 'string' && typeof v.message === 'string';
+}
+
+/** Anything thrown, as an XFChatError (unknown errors keep their original as `cause`). */
+export function toXFChatError(err: unknown): XFChatError {
+  if (err instanceof XFChatError) return err;
+  return new XFChatError('NETWORK_ERROR', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/**
+ * Failures worth retrying with the same request: the message may or may not have been stored, or the server
+ * asked to come back later. Validation and permission errors are final.
+ */
+const RETRYABLE = new Set<XFChatErrorCode>([
+  'NETWORK_ERROR',
+  'TIMEOUT',
+  'DISCONNECTED',
+  'NOT_CONNECTED',
+  'DB_UNAVAILABLE',
+  'OVERLOADED',
+  'RATE_LIMITED',
+]);
+
+/** Whether the same request may succeed if sent again later. */
+export function isRetryable(err: XFChatError): boolean {
+  return RETRYABLE.has(err.code);
+}

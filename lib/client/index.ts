@@ -1,0 +1,32 @@
+/**
+ * The XFChat client SDK (`import { XFChatClient } from 'xfchat/client'`). Browser- and Node-safe: it imports
+ * only types from the server and `socket.io-client`.
+ */
+export {
+  XFChatClient,
+  type XFChatClientOptions,
+  type XFChatClientEvents,
+  type AuthResult,
+  type SignupInput,
+} from './client.js';
+export type { ConversationSummary, Friend, MessagePage } from './api.js';
+export type { ConnectionState } from './connection.js';
+export {
+  XFChatError,
+  isRetryable,
+  type XFChatErrorCode,
+  type ServerErrorCode,
+  type ClientErrorCode,
+} from './errors.js';
+export type { SendOptions } from './send.js';
+export { newClientMsgId } from './retry.js';
+export type { Subscription, SubscribeOptions } from './subscription.js';
+export type {
+  PublicConversation,
+  PublicFriendRequest,
+  PublicMessage,
+  ReadEvent,
+  TypingEvent,
+} from '../realtime/protocol.js';
+export type { PublicParticipant } from '../models/Participant.js';
+export type { PublicUser } from '../models/User.js';

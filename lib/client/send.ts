@@ -1,0 +1,58 @@
+import type { PublicMessage } from '../realtime/protocol.js';
+import type { Connection } from './connection.js';
+import { isRetryable, toXFChatError } from './errors.js';
+import { callSafely } from './emitter.js';
+import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.js';
+
+export interface SendOptions {
+  /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
+  clientMsgId?: string;
+  /** Stops retrying: the promise rejects with CLIENT_CLOSED. */
+  signal?: AbortSignal;
+  /** Called before each retry, for UIs that show "sending..." states. */
+  onRetry?: (retry: { attempt: number; reason: string }) => void;
+}
+
+export interface SendDeps {
+  connection: Connection;
+  backoff: BackoffOptions;
+  /** Aborted by the client's close(). */
+  closeSignal: AbortSignal;
+}
+
+/** The connection problems that need a new connection, not a pause, before the next attempt. */
+const CONNECTION_CODES = new Set(['DISCONNECTED', 'NOT_CONNECTED']);
+
+/**
+ * Sends one message with a fixed clientMsgId until the server acknowledges it. Because the server stores a
+ * clientMsgId at most once (and answers a repeat with the stored message), retrying after a timeout, a drop
+ * or a reconnect to another node cannot create a second message. Retries wait for the connection and back
+ * off on DB_UNAVAILABLE, OVERLOADED and RATE_LIMITED; any other error (validation, permission, conflict, the
+ * token refused) is final and rejects.
+ */
+export async function sendWithRetry(
+  deps: SendDeps,
+  conversationId: string,
+  body: string,
+  clientMsgId: string,
+  options: SendOptions = {},
+): Promise<PublicMessage> {
+  const signal = options.signal ? AbortSignal.any([options.signal, deps.closeSignal]) : deps.closeSignal;
+  for (let attempt = 0; ; attempt++) {
+    if (signal.aborted) throw closedError();
+    await deps.connection.waitConnected(signal, true);
+    try {
+      const result = await deps.connection.request('message:send', { conversationId, clientMsgId, body });
+      return result.message;
+    } catch (err) {
+      const error = toXFChatError(err);
+      if (!isRetryable(error)) throw error;
+      callSafely(options.onRetry, { attempt: attempt + 1, reason: error.code });
+      // After a drop, waitConnected() is the wait; otherwise back off so an overloaded server can recover.
+      if (!CONNECTION_CODES.has(error.code)) {
+        const wait = Math.max(backoffDelay(attempt, deps.backoff), (error.retryAfter ?? 0) * 1000);
+        await delay(wait, signal);
+      }
+    }
+  }
+}

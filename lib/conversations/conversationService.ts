@@ -1,0 +1,218 @@
+import type { Knex } from 'knex';
+import { AppError, validationError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { Conversation, type PublicConversation } from '../models/Conversation.js';
+import { Participant, type PublicParticipant } from '../models/Participant.js';
+import type { ControlBus } from '../realtime/controlBus.js';
+import type { AppServer } from '../realtime/io.js';
+import { conversationRoom, userRoom } from '../realtime/protocol.js';
+import { areFriends, isBlockedEitherWay } from '../social/relations.js';
+import {
+  listConversations,
+  loadConversation,
+  loadVisibleConversation,
+  nonFriendsOf,
+  type ConversationListItem,
+} from './queries.js';
+
+export type { ConversationListItem };
+
+/**
+ * Conversations and their participants. Inputs are validated by the caller; every rule of the contract (friends
+ * only, owner only, existence hidden from non-participants) is checked here.
+ *
+ * Membership changes run in a transaction that first locks the conversation row (the lock message writers take
+ * too), then announce `membership.changed` on the control bus so every node drops its cached participants.
+ *
+ * Rules the contract leaves open: a direct conversation has two members and no owner, and cannot be renamed,
+ * extended or left (403 FORBIDDEN). When a group's owner leaves, the member who joined first (ties by user id)
+ * becomes owner; when the last participant leaves, the conversation stays, empty and invisible to everyone.
+ */
+export interface ConversationService {
+  /** The pair's direct conversation: `created` false when it already existed (200 instead of 201). */
+  createDirect(me: string, otherId: string): Promise<{ conversation: PublicConversation; created: boolean }>;
+  createGroup(me: string, title: string, participantIds: readonly string[]): Promise<PublicConversation>;
+  list(me: string): Promise<ConversationListItem[]>;
+  get(me: string, conversationId: string): Promise<PublicConversation>;
+  rename(me: string, conversationId: string, title: string): Promise<PublicConversation>;
+  addParticipant(me: string, conversationId: string, userId: string): Promise<PublicParticipant>;
+  /** The owner removes someone, or a user leaves (userId === me). */
+  removeParticipant(me: string, conversationId: string, userId: string): Promise<void>;
+}
+
+export interface ConversationServiceDeps {
+  knex: Knex;
+  io: AppServer;
+  logger: Logger;
+  controlBus: Pick<ControlBus, 'publish'>;
+  /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
+  invalidateLocal: (conversationId: string) => void;
+}
+
+/** Largest group at creation, creator included. */
+export const MAX_GROUP_PARTICIPANTS = 1000;
+
+/** The caller's participant row after locking the conversation; NOT_FOUND for a non-participant. */
+async function lockAsParticipant(
+  trx: Knex.Transaction,
+  conversationId: string,
+  me: string,
+): Promise<{ conversation: Conversation; mine: Participant }> {
+  const conversation = await Conversation.query(trx).findById(conversationId).forUpdate();
+  const mine = conversation ? await Participant.query(trx).findById([conversationId, me]) : undefined;
+  if (!conversation || !mine) throw new AppError('NOT_FOUND');
+  return { conversation, mine };
+}
+
+function requireGroupOwner(conversation: Conversation, mine: Participant): void {
+  if (conversation.type !== 'group') {
+    throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be changed.' });
+  }
+  if (mine.role !== 'owner')
+    throw new AppError('FORBIDDEN', { message: 'Only the group owner can do this.' });
+}
+
+/** Builds the conversation service. */
+export function createConversationService(deps: ConversationServiceDeps): ConversationService {
+  const { knex, io } = deps;
+  const logger = deps.logger.child({ component: 'conversations' });
+
+  async function reload(conversationId: string): Promise<PublicConversation> {
+    const conversation = await loadConversation(knex, conversationId);
+    if (!conversation) throw new AppError('NOT_FOUND');
+    return conversation.toPublic();
+  }
+
+  /** After the commit: every node's cache of this conversation's participants is dropped. */
+  async function announceMembership(conversationId: string, userId: string): Promise<void> {
+    deps.invalidateLocal(conversationId);
+    try {
+      await deps.controlBus.publish({ type: 'membership.changed', conversationId, userId });
+    } catch (err) {
+      // The change is committed; other nodes keep a stale cache until their control bus reconnects.
+      logger.error({ err, conversationId, userId }, 'publishing membership.changed failed');
+    }
+  }
+
+  function emitAdded(userIds: readonly string[], conversation: PublicConversation): void {
+    for (const userId of userIds) io.to(userRoom(userId)).emit('conversation:added', conversation);
+  }
+
+  return {
+    async createDirect(me, otherId) {
+      if (otherId === me) throw validationError({ userId: 'must be another user' });
+      if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
+      if (!(await areFriends(knex, me, otherId))) throw new AppError('NOT_FRIENDS');
+      const directKey = Conversation.directKeyFor(me, otherId);
+      const outcome = await knex.transaction(async (trx) => {
+        // ON CONFLICT: a concurrent creation of the same pair waits for the other's commit, then finds its row.
+        const inserted = await trx.raw<{ rows: Array<{ id: string }> }>(
+          `INSERT INTO conversations (type, created_by, direct_key) VALUES ('direct', ?, ?)
+           ON CONFLICT (direct_key) DO NOTHING RETURNING id`,
+          [me, directKey],
+        );
+        const id = inserted.rows[0]?.id;
+        if (id !== undefined) {
+          await Participant.query(trx).insert([
+            { conversationId: id, userId: me, role: 'member' },
+            { conversationId: id, userId: otherId, role: 'member' },
+          ]);
+          return { id, created: true };
+        }
+        const existing = await Conversation.query(trx).select('id').where('direct_key', directKey).first();
+        if (!existing) throw new Error('direct conversation vanished after a conflicting insert');
+        return { id: existing.id, created: false };
+      });
+      const conversation = await reload(outcome.id);
+      // A new conversation has no cached participants anywhere (no actor spawns for one without any).
+      if (outcome.created) emitAdded([me, otherId], conversation);
+      return { conversation, created: outcome.created };
+    },
+
+    async createGroup(me, title, participantIds) {
+      const others = [...new Set(participantIds)].filter((id) => id !== me);
+      if (others.length + 1 > MAX_GROUP_PARTICIPANTS) {
+        throw validationError({ participantIds: `at most ${MAX_GROUP_PARTICIPANTS - 1} other participants` });
+      }
+      const strangers = await nonFriendsOf(knex, me, others);
+      if (strangers.length > 0) throw new AppError('NOT_FRIENDS', { details: { userIds: strangers } });
+      const id = await knex.transaction(async (trx) => {
+        const conversation = await Conversation.query(trx).insert({ type: 'group', title, createdBy: me });
+        await Participant.query(trx).insert([
+          { conversationId: conversation.id, userId: me, role: 'owner' },
+          ...others.map((userId) => ({ conversationId: conversation.id, userId, role: 'member' as const })),
+        ]);
+        return conversation.id;
+      });
+      const conversation = await reload(id);
+      emitAdded([me, ...others], conversation);
+      return conversation;
+    },
+
+    list(me) {
+      return listConversations(knex, me);
+    },
+
+    async get(me, conversationId) {
+      const conversation = await loadVisibleConversation(knex, conversationId, me);
+      if (!conversation) throw new AppError('NOT_FOUND');
+      return conversation.toPublic();
+    },
+
+    async rename(me, conversationId, title) {
+      await knex.transaction(async (trx) => {
+        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+        requireGroupOwner(conversation, mine);
+        await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
+      });
+      return await reload(conversationId);
+    },
+
+    async addParticipant(me, conversationId, userId) {
+      await knex.transaction(async (trx) => {
+        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+        requireGroupOwner(conversation, mine);
+        if (await Participant.query(trx).findById([conversationId, userId])) {
+          throw new AppError('ALREADY_PARTICIPANT');
+        }
+        if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
+        await Participant.query(trx).insert({ conversationId, userId, role: 'member' });
+      });
+      await announceMembership(conversationId, userId);
+      const conversation = await reload(conversationId);
+      emitAdded([userId], conversation);
+      const participant = conversation.participants.find((p) => p.userId === userId);
+      if (!participant) throw new AppError('NOT_FOUND');
+      return participant;
+    },
+
+    async removeParticipant(me, conversationId, userId) {
+      await knex.transaction(async (trx) => {
+        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+        if (userId === me) {
+          if (conversation.type !== 'group') {
+            throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be left.' });
+          }
+        } else {
+          requireGroupOwner(conversation, mine);
+        }
+        const removed = await Participant.query(trx).deleteById([conversationId, userId]);
+        if (removed === 0) throw new AppError('NOT_FOUND');
+        if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
+      });
+      await announceMembership(conversationId, userId);
+      // Carried by the postgres adapter: the user's sockets leave the room on every node, then hear why.
+      io.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+      io.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+    },
+  };
+}
+
+/** The member who joined first (ties by user id) becomes owner; an empty group stays ownerless. */
+async function handOverOwnership(trx: Knex.Transaction, conversationId: string): Promise<void> {
+  const heir = await Participant.query(trx)
+    .where('conversation_id', conversationId)
+    .orderBy([{ column: 'joined_at' }, { column: 'user_id' }])
+    .first();
+  if (heir) await Participant.query(trx).findById([conversationId, heir.userId]).patch({ role: 'owner' });
+}

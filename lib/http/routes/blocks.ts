@@ -1,0 +1,34 @@
+import { Router } from 'express';
+import type { Services } from '../../services.js';
+import { currentUser, requireAuth } from '../auth.js';
+import { pathId, Validator } from '../validate.js';
+
+/**
+ * `POST /blocks {userId}`, `DELETE /blocks/:userId`, `GET /blocks`, behind bearer auth. Blocking and unblocking
+ * are idempotent (204 either way). A body `userId` that is not a UUID is 400 VALIDATION_FAILED; a path one is
+ * 404 NOT_FOUND.
+ */
+export function blockRoutes(services: Services): Router {
+  const { social } = services;
+  const router = Router();
+  router.use('/blocks', requireAuth(services));
+
+  router.post('/blocks', async (req, res) => {
+    const v = new Validator(req.body);
+    const userId = v.uuid('userId');
+    v.done();
+    await social.block(currentUser(req).id, userId!);
+    res.status(204).end();
+  });
+
+  router.delete('/blocks/:userId', async (req, res) => {
+    await social.unblock(currentUser(req).id, pathId(req.params.userId));
+    res.status(204).end();
+  });
+
+  router.get('/blocks', async (req, res) => {
+    res.json({ blocked: await social.listBlocked(currentUser(req).id) });
+  });
+
+  return router;
+}

@@ -1,0 +1,72 @@
+import { Router } from 'express';
+import { MAX_GROUP_PARTICIPANTS } from '../../conversations/conversationService.js';
+import type { Services } from '../../services.js';
+import { currentUser, requireAuth } from '../auth.js';
+import { GROUP_TITLE, pathId, Validator } from '../validate.js';
+import { addMessageRoutes } from './messages.js';
+
+const TYPES = ['direct', 'group'] as const;
+
+/**
+ * Conversations and participants (`/conversations...`), behind bearer auth. A path id that is not a UUID, or a
+ * conversation the caller does not take part in, is 404 NOT_FOUND: existence is never revealed. The message
+ * routes (lib/http/routes/messages.ts) share this router and its auth.
+ */
+export function conversationRoutes(services: Services): Router {
+  const { conversations } = services;
+  const router = Router();
+  router.use('/conversations', requireAuth(services));
+
+  router.post('/conversations', async (req, res) => {
+    const me = currentUser(req).id;
+    const v = new Validator(req.body);
+    const type = v.oneOf('type', TYPES);
+    if (type === 'direct') {
+      const userId = v.uuid('userId');
+      v.done();
+      const { conversation, created } = await conversations.createDirect(me, userId!);
+      res.status(created ? 201 : 200).json({ conversation });
+      return;
+    }
+    const title = v.string('title', GROUP_TITLE);
+    const participantIds = v.uuidList('participantIds', { max: MAX_GROUP_PARTICIPANTS - 1 });
+    v.done();
+    const conversation = await conversations.createGroup(me, title!, participantIds!);
+    res.status(201).json({ conversation });
+  });
+
+  router.get('/conversations', async (req, res) => {
+    res.json({ conversations: await conversations.list(currentUser(req).id) });
+  });
+
+  router.get('/conversations/:id', async (req, res) => {
+    res.json({ conversation: await conversations.get(currentUser(req).id, pathId(req.params.id)) });
+  });
+
+  router.patch('/conversations/:id', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const v = new Validator(req.body);
+    const title = v.string('title', GROUP_TITLE);
+    v.done();
+    res.json({ conversation: await conversations.rename(currentUser(req).id, conversationId, title!) });
+  });
+
+  router.post('/conversations/:id/participants', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const v = new Validator(req.body);
+    const userId = v.uuid('userId');
+    v.done();
+    const participant = await conversations.addParticipant(currentUser(req).id, conversationId, userId!);
+    res.status(201).json({ participant });
+  });
+
+  router.delete('/conversations/:id/participants/:userId', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const userId = pathId(req.params.userId);
+    await conversations.removeParticipant(currentUser(req).id, conversationId, userId);
+    res.status(204).end();
+  });
+
+  addMessageRoutes(router, services);
+  return router;
+}

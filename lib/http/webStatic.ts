@@ -1,0 +1,40 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { Router } from 'express';
+
+/**
+ * Where `npm run build:web` writes the browser app: `dist/web` of the project, found from this file's place
+ * both when it runs from source (`lib/http/`, under tsx) and compiled (`dist/lib/http/`).
+ */
+export function defaultWebDir(): string {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return path.basename(root) === 'dist' ? path.join(root, 'web') : path.join(root, 'dist', 'web');
+}
+
+const NOT_BUILT = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>XFChat: web app not built</title></head>
+<body><h1>The XFChat web app is not built</h1>
+<p>The API is running, but the browser app has not been built yet. Run <code>npm run build:web</code>
+(or <code>npm run build</code>), then reload this page.</p></body></html>
+`;
+
+/**
+ * Serves the browser app from `webDir` (static files only; the API routes are mounted before this). When the
+ * app is not built, `/` explains how to build it instead of answering a bare 404.
+ */
+export function webRoutes(webDir: string = defaultWebDir()): Router {
+  const router = Router();
+  router.use(
+    express.static(webDir, {
+      index: 'index.html',
+      // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
+      setHeaders(res, file) {
+        if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
+      },
+    }),
+  );
+  router.get(['/', '/index.html'], (_req, res) => {
+    res.status(503).type('html').setHeader('Cache-Control', 'no-store').send(NOT_BUILT);
+  });
+  return router;
+}

@@ -1,0 +1,219 @@
+import type { Knex } from 'knex';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sqlState } from './errors.js';
+
+/** The app pool's connections, read from knex's tarn pool at scrape time. */
+export interface PoolStats {
+  /** Connections checked out by a query or transaction. */
+  used: number;
+  /** Open connections waiting in the pool. */
+  free: number;
+  /** Callers waiting for a connection: anything above 0 for long means the pool is too small or the DB slow. */
+  pending: number;
+}
+
+/** Values a gauge reads when Prometheus scrapes, instead of being set on every change. */
+export type GaugeSource = () => number;
+
+export type SampledGauge = 'mailboxDepth' | 'liveActors' | 'connectedSockets';
+
+/**
+ * Every instrument of one server node, in a registry of its own: two nodes in one process (tests) never share
+ * or clash. Recording points are plain prom-client calls, e.g. `metrics.messagesPersisted.inc(n)`.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Messages committed to PostgreSQL (duplicates of an earlier clientMsgId excluded). */
+  readonly messagesPersisted: Counter;
+  /** Seconds from a send being accepted into a mailbox to its ack (success or failure). */
+  readonly ackLatency: Histogram<'outcome'>;
+  /** Sends written per transaction. */
+  readonly batchSize: Histogram;
+  /** Commands queued across this node's mailboxes. */
+  readonly mailboxDepth: Gauge;
+  /** Conversation actors alive on this node. */
+  readonly liveActors: Gauge;
+  /** Socket.IO connections on this node. */
+  readonly connectedSockets: Gauge;
+  /** Failed queries and connection attempts, by SQLSTATE or socket error code. */
+  readonly dbErrors: Counter<'code'>;
+  /** Queries slower than SLOW_QUERY_MS. */
+  readonly slowQueries: Counter;
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  /** Records one committed batch: its size, and `persisted` new messages. */
+  observeBatch(size: number, persisted?: number): void;
+  /** Records one ack; `startedAt` is the `performance.now()` of when the send was accepted. */
+  observeAck(startedAt: number, outcome?: 'ok' | 'error'): void;
+  /** Counts a database error under its code. */
+  recordDbError(err: unknown): void;
+  /** Makes a gauge read `source` at every scrape (e.g. the registry's live actor count). */
+  sample(gauge: SampledGauge, source: GaugeSource): void;
+  /** Reads the app pool's gauges from this knex at every scrape; also counts its connect and acquire failures. */
+  observePool(knex: Knex): void;
+  /** The Prometheus text exposition. */
+  render(): Promise<{ contentType: string; body: string }>;
+  /** Drops every instrument; idempotent. */
+  close(): void;
+}
+
+/** Seconds: an ack is normally a few milliseconds; the tail shows pool waits and slow commits. */
+const ACK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500];
+const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Labels stay bounded: a SQLSTATE (5 chars) or an errno name; anything else is "other". */
+function errorCodeLabel(err: unknown): string {
+  if (typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'KnexTimeoutError')
+    return 'POOL_TIMEOUT';
+  const state = sqlState(err);
+  if (state !== undefined) return state;
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (typeof code === 'string' && /^E[A-Z_]{2,30}$/.test(code)) return code;
+  return 'other';
+}
+
+interface TarnPool {
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+  on(event: 'createFail' | 'acquireFail', listener: (eventId: number, err: unknown) => void): void;
+}
+
+/** knex keeps its tarn pool on `client.pool`; it is undefined after destroy(). */
+function tarnPool(knex: Knex): TarnPool | undefined {
+  return (knex.client as { pool?: TarnPool }).pool;
+}
+
+/** Builds a node's registry and instruments, with the default process metrics (CPU, memory, GC, event loop). */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'xfchat_' });
+  const sources = new Map<SampledGauge, GaugeSource>();
+  let pool: (() => PoolStats | undefined) | undefined;
+
+  const sampled = (key: SampledGauge, name: string, help: string): Gauge =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const source = sources.get(key);
+        if (source) this.set(source());
+      },
+    });
+
+  const poolGauge = (name: string, help: string, read: (s: PoolStats) => number): Gauge =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const stats = pool?.();
+        if (stats) this.set(read(stats));
+      },
+    });
+
+  const messagesPersisted = new Counter({
+    name: 'xfchat_messages_persisted_total',
+    help: 'Messages committed to PostgreSQL.',
+    registers: [registry],
+  });
+  const ackLatency = new Histogram({
+    name: 'xfchat_ack_latency_seconds',
+    help: 'From a send accepted into a mailbox to its acknowledgement.',
+    labelNames: ['outcome'] as const,
+    buckets: ACK_BUCKETS,
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'xfchat_batch_size',
+    help: 'Sends written in one transaction.',
+    buckets: BATCH_BUCKETS,
+    registers: [registry],
+  });
+  const dbErrors = new Counter({
+    name: 'xfchat_db_errors_total',
+    help: 'Failed queries and connection attempts, by SQLSTATE or socket error code.',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+
+  const metrics: Metrics = {
+    registry,
+    messagesPersisted,
+    ackLatency,
+    batchSize,
+    mailboxDepth: sampled(
+      'mailboxDepth',
+      'xfchat_mailbox_depth',
+      'Commands queued in mailboxes on this node.',
+    ),
+    liveActors: sampled('liveActors', 'xfchat_live_actors', 'Conversation actors alive on this node.'),
+    connectedSockets: sampled(
+      'connectedSockets',
+      'xfchat_connected_sockets',
+      'Socket.IO connections on this node.',
+    ),
+    dbErrors,
+    slowQueries: new Counter({
+      name: 'xfchat_db_slow_queries_total',
+      help: 'Queries slower than SLOW_QUERY_MS.',
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: 'xfchat_http_requests_total',
+      help: 'HTTP requests by matched route pattern and status.',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'xfchat_http_request_duration_seconds',
+      help: 'HTTP request duration by matched route pattern and status.',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: HTTP_BUCKETS,
+      registers: [registry],
+    }),
+    observeBatch(size, persisted = size) {
+      batchSize.observe(size);
+      if (persisted > 0) messagesPersisted.inc(persisted);
+    },
+    observeAck(startedAt, outcome = 'ok') {
+      ackLatency.observe({ outcome }, (performance.now() - startedAt) / 1000);
+    },
+    recordDbError(err) {
+      dbErrors.inc({ code: errorCodeLabel(err) });
+    },
+    sample(gauge, source) {
+      sources.set(gauge, source);
+    },
+    observePool(knex) {
+      pool = () => {
+        const p = tarnPool(knex);
+        return p ? { used: p.numUsed(), free: p.numFree(), pending: p.numPendingAcquires() } : undefined;
+      };
+      const p = tarnPool(knex);
+      // Connection failures never reach knex's query-error event: count them where the pool sees them.
+      p?.on('createFail', (_id, err) => metrics.recordDbError(err));
+      // An acquire also fails with the create error, already counted above: only count its timeouts.
+      p?.on('acquireFail', (_id, err) => {
+        if (err instanceof Error && err.constructor.name === 'TimeoutError')
+          dbErrors.inc({ code: 'POOL_TIMEOUT' });
+      });
+    },
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    close() {
+      sources.clear();
+      pool = undefined;
+      registry.clear();
+    },
+  };
+
+  poolGauge('xfchat_db_pool_total', 'Open connections of the app pool.', (s) => s.used + s.free);
+  poolGauge('xfchat_db_pool_idle', 'Idle connections of the app pool.', (s) => s.free);
+  poolGauge('xfchat_db_pool_used', 'Connections of the app pool in use.', (s) => s.used);
+  poolGauge('xfchat_db_pool_waiting', 'Callers waiting for an app pool connection.', (s) => s.pending);
+  return metrics;
+}

@@ -1,0 +1,146 @@
+import type { IncomingMessage } from 'node:http';
+import type { ExtendedError } from 'socket.io';
+import { AppError, toAck } from '../errors.js';
+import { isOriginAllowed } from '../http/cors.js';
+import type { Logger } from '../logger.js';
+import { RateLimiter } from '../rateLimiter.js';
+import type { AppSocket } from './io.js';
+import type { ClientToServerEvents } from './protocol.js';
+
+/** The events a client may emit; anything else is answered with an error ack and goes no further. */
+const CLIENT_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServerEvents>([
+  'conversation:subscribe',
+  'conversation:unsubscribe',
+  'message:send',
+  'conversation:read',
+  'typing',
+]);
+
+/**
+ * The client's address: the TCP peer, or with `trustProxy` hops the address that many entries from the right
+ * of X-Forwarded-For (what Express computes for REST with the same setting).
+ */
+export function clientAddress(
+  headers: IncomingMessage['headers'],
+  remoteAddress: string | undefined,
+  trustProxy: number,
+): string {
+  const peer = remoteAddress ?? 'unknown';
+  if (trustProxy <= 0) return peer;
+  const header = headers['x-forwarded-for'];
+  const forwarded = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  // Right to left: the peer, then each proxy's view; stop after the trusted hops.
+  const chain = [peer, ...forwarded.reverse()];
+  return chain[Math.min(trustProxy, chain.length - 1)] ?? peer;
+}
+
+/**
+ * engine.io's `allowRequest`: refuses a handshake whose browser Origin is outside CORS_ORIGINS and not this
+ * server's own host. `cors` alone only tells browsers what to do; this refuses the connection itself.
+ */
+export function originAllowRequest(
+  origins: readonly string[],
+  trustProxy: number,
+): (req: IncomingMessage, callback: (err: string | null | undefined, success: boolean) => void) => void {
+  return (req, callback) => {
+    if (isOriginAllowed(req, origins, trustProxy)) callback(null, true);
+    else callback('origin not allowed', false);
+  };
+}
+
+export interface ConnectionLimiter {
+  /**
+   * Socket.IO middleware, registered after authentication so failed handshakes never hold a slot. Refuses the
+   * connection with `connect_error` "RATE_LIMITED" when the IP already has `max` live sockets on this node.
+   */
+  readonly middleware: (socket: AppSocket, next: (err?: ExtendedError) => void) => void;
+  /** Live sockets of an address on this node. */
+  count(address: string): number;
+}
+
+/** Counts live sockets per client IP on this node; `max` 0 turns the limit off. */
+export function createConnectionLimiter(options: { max: number; trustProxy: number }): ConnectionLimiter {
+  const live = new Map<string, number>();
+  return {
+    middleware: (socket, next) => {
+      if (options.max <= 0) {
+        next();
+        return;
+      }
+      const address = clientAddress(socket.handshake.headers, socket.handshake.address, options.trustProxy);
+      const current = live.get(address) ?? 0;
+      if (current >= options.max) {
+        const err: ExtendedError = new Error('RATE_LIMITED');
+        err.data = toAck(
+          new AppError('RATE_LIMITED', { message: 'Too many connections from this address.' }),
+        );
+        next(err);
+        return;
+      }
+      live.set(address, current + 1);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        const n = (live.get(address) ?? 1) - 1;
+        if (n <= 0) live.delete(address);
+        else live.set(address, n);
+      };
+      // 'disconnect' for a socket that connected; the transport's 'close' also covers one that went away
+      // between this middleware and the connection.
+      socket.once('disconnect', release);
+      socket.conn.once('close', release);
+      next();
+    },
+    count: (address) => live.get(address) ?? 0,
+  };
+}
+
+type Packet = [event: string, ...args: unknown[]];
+
+/**
+ * Per-socket packet guard, installed with `socket.use` on every connection:
+ * - a packet without an acknowledgement callback is dropped (every client event takes one, and a handler must
+ *   never call a missing ack);
+ * - an unknown event is answered with VALIDATION_FAILED;
+ * - more than `eventsPerSecond` events (bursts of twice that) are answered with RATE_LIMITED, whatever the
+ *   event, so one socket cannot flood the node with typing or subscribe calls either.
+ */
+export function socketPacketGuard(
+  socket: AppSocket,
+  options: { eventsPerSecond: number; logger: Logger },
+): (packet: Packet, next: (err?: Error) => void) => void {
+  const limiter = new RateLimiter({
+    ratePerSecond: options.eventsPerSecond,
+    burst: options.eventsPerSecond * 2,
+  });
+  return (packet, next) => {
+    const [event] = packet;
+    const ack = packet.at(-1);
+    if (packet.length < 2 || typeof ack !== 'function') {
+      options.logger.debug(
+        { socketId: socket.id, event: String(event).slice(0, 64) },
+        'packet without ack dropped',
+      );
+      return;
+    }
+    const reply = ack as (response: unknown) => void;
+    if (!CLIENT_EVENTS.has(event)) {
+      reply(
+        toAck(
+          new AppError('VALIDATION_FAILED', { message: 'Unknown event.', details: { event: 'unknown' } }),
+        ),
+      );
+      return;
+    }
+    const taken = limiter.take(socket.id);
+    if (!taken.allowed) {
+      reply(toAck(new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds })));
+      return;
+    }
+    next();
+  };
+}

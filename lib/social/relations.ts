@@ -1,0 +1,69 @@
+import type { Knex } from 'knex';
+import { AppError } from '../errors.js';
+import { Block } from '../models/Block.js';
+import { Friendship } from '../models/Friendship.js';
+import { User } from '../models/User.js';
+
+/**
+ * Queries about a pair of users, usable inside or outside a transaction (pass the transaction as `knex`).
+ * Other features (direct and group conversations) use these for NOT_FRIENDS and BLOCKED.
+ */
+
+/** True when an accepted friendship joins `a` and `b`. */
+export async function areFriends(knex: Knex, a: string, b: string): Promise<boolean> {
+  const { userLow, userHigh } = Friendship.pair(a, b);
+  const row = await Friendship.query(knex).where({ user_low: userLow, user_high: userHigh }).first();
+  return row !== undefined;
+}
+
+/** True when either user has blocked the other. */
+export async function isBlockedEitherWay(knex: Knex, a: string, b: string): Promise<boolean> {
+  const row = await Block.query(knex)
+    .whereIn(
+      ['blocker_id', 'blocked_id'],
+      [
+        [a, b],
+        [b, a],
+      ],
+    )
+    .first();
+  return row !== undefined;
+}
+
+/**
+ * Locks both users' rows, always in id order, for the rest of the transaction. Every change to a pair's
+ * requests, friendship or blocks takes this lock first, so two such changes on one pair (two users asking each
+ * other at the same moment, a block racing an accept) run one after the other and see each other's result;
+ * the fixed order rules out deadlocks. NO KEY UPDATE does not block foreign-key checks of other writers (a new
+ * message referencing the user), only other lockers of the same users.
+ *
+ * Returns the locked users by id; a missing one (deleted meanwhile) is absent.
+ */
+export async function lockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<Map<string, User>> {
+  const locked = new Map<string, User>();
+  for (const id of [...new Set(ids)].sort()) {
+    const user = await User.query(trx).findById(id).forNoKeyUpdate();
+    if (user) locked.set(id, user);
+  }
+  return locked;
+}
+
+/** lockUsers for the caller and another user: UNAUTHORIZED if the caller is gone, `missing` if the other is. */
+export async function lockPair(
+  trx: Knex.Transaction,
+  me: string,
+  other: string,
+  missing: 'USER_NOT_FOUND' | 'NOT_FOUND',
+): Promise<{ me: User; other: User }> {
+  const locked = await lockUsers(trx, [me, other]);
+  const meUser = locked.get(me);
+  const otherUser = locked.get(other);
+  if (!meUser) throw new AppError('UNAUTHORIZED');
+  if (!otherUser) throw new AppError(missing);
+  return { me: meUser, other: otherUser };
+}
+
+/** A user by username, matched case-insensitively (the unique index's expression). */
+export async function findUserByUsername(knex: Knex, username: string): Promise<User | undefined> {
+  return await User.query(knex).whereRaw('lower(username) = lower(?)', [username]).first();
+}

@@ -1,0 +1,118 @@
+import type { Knex } from 'knex';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { PublicFriendRequest } from '../models/FriendRequest.js';
+import type { PublicUser } from '../models/User.js';
+import type { AppServer } from '../realtime/io.js';
+import { userRoom } from '../realtime/protocol.js';
+import * as requests from './friendRequests.js';
+import * as friendships from './friendships.js';
+import { areFriends, findUserByUsername, isBlockedEitherWay } from './relations.js';
+
+export type { RequestDirection } from './friendRequests.js';
+
+export interface PublicFriend {
+  user: PublicUser;
+  since: string;
+}
+
+/**
+ * Friends and blocks. Every change runs in one transaction under the pair lock; events go out after the commit,
+ * through `io` (the postgres adapter carries them to the user's sockets on every node).
+ */
+export interface SocialService {
+  /** USER_NOT_FOUND when no user has this username (case-insensitively). */
+  findUser(username: string): Promise<PublicUser>;
+  /** 201-style `created: true` for a new request; `false` when the other side's request was accepted instead. */
+  sendRequest(me: string, username: string): Promise<{ request: PublicFriendRequest; created: boolean }>;
+  listRequests(me: string, direction: requests.RequestDirection): Promise<PublicFriendRequest[]>;
+  acceptRequest(me: string, requestId: string): Promise<PublicFriendRequest>;
+  declineRequest(me: string, requestId: string): Promise<PublicFriendRequest>;
+  cancelRequest(me: string, requestId: string): Promise<void>;
+  listFriends(me: string): Promise<PublicFriend[]>;
+  removeFriend(me: string, userId: string): Promise<void>;
+  block(me: string, userId: string): Promise<void>;
+  unblock(me: string, userId: string): Promise<void>;
+  listBlocked(me: string): Promise<PublicUser[]>;
+  /** For other features' NOT_FRIENDS checks. */
+  areFriends(a: string, b: string): Promise<boolean>;
+  /** For other features' BLOCKED checks: either side blocked the other. */
+  isBlocked(a: string, b: string): Promise<boolean>;
+  /** Nothing of its own to release; present so every service closes alike. */
+  close(): Promise<void>;
+}
+
+export interface SocialDeps {
+  knex: Knex;
+  io: AppServer;
+  logger: Logger;
+}
+
+/** Builds the friends-and-blocks service over the app's knex and Socket.IO server. */
+export function createSocialService(deps: SocialDeps): SocialService {
+  const { knex, io } = deps;
+  const logger = deps.logger.child({ component: 'social' });
+
+  function notify(userId: string, event: 'friend:request' | 'friend:accepted', request: PublicFriendRequest) {
+    // Emitting only queues a NOTIFY in the adapter; its failures go to the adapter's error handler.
+    io.to(userRoom(userId)).emit(event, request);
+    logger.debug({ event, requestId: request.id, userId }, 'friend event emitted');
+  }
+
+  return {
+    async findUser(username) {
+      const user = await findUserByUsername(knex, username);
+      if (!user) throw new AppError('USER_NOT_FOUND');
+      return user.toPublic();
+    },
+    async sendRequest(me, username) {
+      const outcome = await knex.transaction((trx) => requests.sendRequest(trx, me, username));
+      const request = outcome.request.toPublic();
+      if (outcome.created) notify(request.to.id, 'friend:request', request);
+      else notify(request.from.id, 'friend:accepted', request);
+      return { request, created: outcome.created };
+    },
+    async listRequests(me, direction) {
+      return (await requests.listPending(knex, me, direction)).map((r) => r.toPublic());
+    },
+    async acceptRequest(me, requestId) {
+      const request = (
+        await knex.transaction((trx) => requests.acceptRequest(trx, me, requestId))
+      ).toPublic();
+      notify(request.from.id, 'friend:accepted', request);
+      return request;
+    },
+    async declineRequest(me, requestId) {
+      return (await knex.transaction((trx) => requests.declineRequest(trx, me, requestId))).toPublic();
+    },
+    async cancelRequest(me, requestId) {
+      await knex.transaction((trx) => requests.cancelRequest(trx, me, requestId));
+    },
+    async listFriends(me) {
+      return (await friendships.listFriends(knex, me)).map(({ user, since }) => ({
+        user: user.toPublic(),
+        since: since.toISOString(),
+      }));
+    },
+    async removeFriend(me, userId) {
+      await knex.transaction((trx) => friendships.removeFriend(trx, me, userId));
+    },
+    async block(me, userId) {
+      if (userId === me) {
+        throw new AppError('VALIDATION_FAILED', { details: { userId: 'cannot block yourself' } });
+      }
+      await knex.transaction((trx) => friendships.block(trx, me, userId));
+    },
+    async unblock(me, userId) {
+      await friendships.unblock(knex, me, userId);
+    },
+    async listBlocked(me) {
+      return (await friendships.listBlocked(knex, me)).map((u) => u.toPublic());
+    },
+    areFriends: (a, b) => areFriends(knex, a, b),
+    isBlocked: (a, b) => isBlockedEitherWay(knex, a, b),
+    close() {
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,242 @@
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import {
+  createGroupCommitWriter,
+  type GroupCommitWriter,
+  type SendOutcome,
+  type TransactionReport,
+} from '../../actors/GroupCommitWriter.js';
+import { loadDatabaseConfig } from '../../lib/config.js';
+import { createDatabase, type Database } from '../../lib/db.js';
+import { createLogger } from '../../lib/logger.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { testConfig } from '../helpers/server.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.js';
+import { insertUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const logger = createLogger('silent');
+const POISON = 'poison: the trigger refuses this body';
+
+function ok(outcome: SendOutcome | undefined) {
+  if (!outcome?.ok) throw new Error(`expected a stored message, got ${JSON.stringify(outcome)}`);
+  return outcome;
+}
+
+function errorCode(outcome: SendOutcome | undefined): string {
+  if (!outcome || outcome.ok) throw new Error(`expected an error, got ${JSON.stringify(outcome)}`);
+  return outcome.error.code;
+}
+
+describe('actors/GroupCommitWriter (PostgreSQL)', function () {
+  let databaseUrl: string;
+  let db: Database;
+  let alice: string;
+  let bob: string;
+  const writers: GroupCommitWriter[] = [];
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    db = createDatabase(loadDatabaseConfig({ DATABASE_URL: databaseUrl }), logger);
+    const config = testConfig(databaseUrl);
+    alice = (await insertUser(db.knex, config)).id;
+    bob = (await insertUser(db.knex, config)).id;
+    await db.knex.raw(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.body = '${POISON}' THEN RAISE EXCEPTION 'poisoned message'; END IF;
+        RETURN NEW;
+      END $$`);
+    await db.knex.raw(
+      'CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()',
+    );
+  });
+
+  afterEach(async () => {
+    await Promise.all(writers.splice(0).map((w) => w.close()));
+  });
+
+  after(async () => {
+    await db.close();
+  });
+
+  function writer(knex: Knex, concurrency: number, reports: TransactionReport[] = []): GroupCommitWriter {
+    const w = createGroupCommitWriter({ knex, logger, concurrency, onTransaction: (r) => reports.push(r) });
+    writers.push(w);
+    return w;
+  }
+
+  async function conversation(): Promise<string> {
+    const [row] = (await db
+      .knex('conversations')
+      .insert({ type: 'group', title: 't' })
+      .returning('id')) as Array<{
+      id: string;
+    }>;
+    await db.knex('conversation_participants').insert([
+      { conversation_id: row!.id, user_id: alice, role: 'owner' },
+      { conversation_id: row!.id, user_id: bob, role: 'member' },
+    ]);
+    return row!.id;
+  }
+
+  async function state(id: string): Promise<{ lastSeq: number; seqs: number[] }> {
+    const c = (await db.knex('conversations').where({ id }).first('last_seq')) as { last_seq: number };
+    const rows = (await db
+      .knex('messages')
+      .where({ conversation_id: id })
+      .orderBy('seq')
+      .select('seq')) as Array<{
+      seq: number;
+    }>;
+    return { lastSeq: c.last_seq, seqs: rows.map((r) => r.seq) };
+  }
+
+  it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
+    const id = await conversation();
+    const w = writer(db.knex, 2);
+    const first = await w.write({
+      conversationId: id,
+      sends: [
+        { senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { senderId: bob, clientMsgId: 'b1', body: 'two' },
+        // The same clientMsgId twice in one batch is one message.
+        { senderId: alice, clientMsgId: 'a1', body: 'one' },
+      ],
+    });
+    expect(first.map((o) => ok(o).message.seq)).to.deep.equal([1, 2, 1]);
+    expect(first.map((o) => ok(o).duplicate)).to.deep.equal([false, false, true]);
+    const second = await w.write({
+      conversationId: id,
+      sends: [
+        { senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { senderId: alice, clientMsgId: 'a2', body: 'three' },
+        { senderId: bob, clientMsgId: 'b1', body: 'a different body' },
+        // Another sender may reuse a clientMsgId: idempotency is per sender.
+        { senderId: bob, clientMsgId: 'a1', body: 'four' },
+      ],
+    });
+    expect(ok(second[0]).duplicate).to.equal(true);
+    expect(ok(second[0]).message).to.deep.equal(ok(first[0]).message);
+    expect(ok(second[1]).message.seq).to.equal(3);
+    expect(errorCode(second[2])).to.equal('IDEMPOTENCY_CONFLICT');
+    expect(ok(second[3]).message.seq).to.equal(4);
+    expect(await state(id)).to.deep.equal({ lastSeq: 4, seqs: [1, 2, 3, 4] });
+    const readMarkers = (await db
+      .knex('conversation_participants')
+      .where({ conversation_id: id })
+      .select('user_id', 'last_read_seq')) as Array<{ user_id: string; last_read_seq: number }>;
+    expect(Object.fromEntries(readMarkers.map((r) => [r.user_id, r.last_read_seq]))).to.deep.equal({
+      [alice]: 3,
+      [bob]: 4,
+    });
+  });
+
+  it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
+    const blocker = await conversation();
+    const poisoned = await conversation();
+    const healthy = await conversation();
+    const reports: TransactionReport[] = [];
+    // One transaction at a time, so the two batches queued behind the blocked one share the next transaction.
+    const w = writer(db.knex, 1, reports);
+    const lock = await db.knex.transaction();
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [blocker]);
+      const blocked = w.write({
+        conversationId: blocker,
+        sends: [{ senderId: alice, clientMsgId: 'x', body: 'x' }],
+      });
+      await waitFor(async () => {
+        const waiting = await db.knex.raw<{ rows: unknown[] }>(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        return waiting.rows.length > 0;
+      });
+      const failing = w.write({
+        conversationId: poisoned,
+        sends: [
+          { senderId: alice, clientMsgId: 'p1', body: 'fine' },
+          { senderId: bob, clientMsgId: 'p2', body: POISON },
+          { senderId: alice, clientMsgId: 'p3', body: 'fine too' },
+        ],
+      });
+      const passing = w.write({
+        conversationId: healthy,
+        sends: [
+          { senderId: alice, clientMsgId: 'h1', body: 'hello' },
+          { senderId: bob, clientMsgId: 'h2', body: 'world' },
+        ],
+      });
+      expect(w.waiting).to.equal(2);
+      await lock.commit();
+      expect(ok((await blocked)[0]).message.seq).to.equal(1);
+      const failed = await failing;
+      const passed = await passing;
+      expect(failed.map(errorCode)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
+      expect(passed.map((o) => ok(o).message.seq)).to.deep.equal([1, 2]);
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
+    expect(reports).to.deep.equal([
+      { batches: 1, sends: 1, persisted: 1, committed: true },
+      { batches: 2, sends: 5, persisted: 2, committed: true },
+    ]);
+    expect(await state(poisoned)).to.deep.equal({ lastSeq: 0, seqs: [] });
+    expect(await state(healthy)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    // The poisoned conversation works again for the next batch, from seq 1.
+    const next = await w.write({
+      conversationId: poisoned,
+      sends: [{ senderId: alice, clientMsgId: 'p1', body: 'fine' }],
+    });
+    expect(ok(next[0]).message.seq).to.equal(1);
+    expect(ok(next[0]).duplicate).to.equal(false);
+  });
+
+  it('answers DB_UNAVAILABLE while the database is unreachable, and writes again once it is back', async () => {
+    const id = await conversation();
+    const target = new URL(databaseUrl);
+    const proxy: TcpProxy = await startTcpProxy({
+      targetHost: target.hostname,
+      targetPort: Number(target.port),
+    });
+    const cut = createDatabase(
+      loadDatabaseConfig({
+        DATABASE_URL: proxy.urlThrough(databaseUrl),
+        DB_ACQUIRE_TIMEOUT_MS: '1000',
+        DB_CONNECT_TIMEOUT_MS: '500',
+      }),
+      logger,
+    );
+    try {
+      const w = writer(cut.knex, 2);
+      expect(
+        ok(
+          (
+            await w.write({ conversationId: id, sends: [{ senderId: alice, clientMsgId: 'u1', body: 'a' }] })
+          )[0],
+        ).message.seq,
+      ).to.equal(1);
+      await proxy.stop();
+      const started = Date.now();
+      const down = await w.write({
+        conversationId: id,
+        sends: [{ senderId: alice, clientMsgId: 'u2', body: 'b' }],
+      });
+      expect(errorCode(down[0])).to.equal('DB_UNAVAILABLE');
+      expect(Date.now() - started).to.be.below(5000);
+      await proxy.start();
+      const back = await waitFor(async () => {
+        const [outcome] = await w.write({
+          conversationId: id,
+          sends: [{ senderId: alice, clientMsgId: 'u2', body: 'b' }],
+        });
+        return outcome?.ok ? outcome : undefined;
+      });
+      expect(back.message.seq).to.equal(2);
+      expect(await state(id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    } finally {
+      await Promise.all(writers.splice(0).map((x) => x.close()));
+      await cut.close();
+      await proxy.stop();
+    }
+  });
+});

@@ -1,0 +1,159 @@
+import { expect } from 'chai';
+import { Mailbox } from '../../actors/Mailbox.js';
+import { AppError } from '../../lib/errors.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+/** A promise the test resolves by hand, to hold a batch "in flight" as long as it likes. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function overloaded(fn: () => void): AppError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(AppError);
+    expect((err as AppError).code).to.equal('OVERLOADED');
+    return err as AppError;
+  }
+  throw new Error('expected OVERLOADED');
+}
+
+describe('actors/Mailbox', () => {
+  it('processes commands in FIFO order, one at a time', async () => {
+    const seen: number[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    const gates: Array<() => void> = [];
+    const mailbox = new Mailbox<number>({
+      capacity: 100,
+      process: async ([n]) => {
+        running += 1;
+        maxRunning = Math.max(maxRunning, running);
+        seen.push(n!);
+        const gate = deferred();
+        gates.push(gate.resolve);
+        await gate.promise;
+        running -= 1;
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    for (let i = 1; i <= 5; i += 1) mailbox.post(i);
+    // The first started at once (no timer); the others wait behind it.
+    expect(seen).to.deep.equal([1]);
+    expect(mailbox.queued).to.equal(4);
+    for (let i = 0; i < 5; i += 1) {
+      await waitFor(() => gates.length === i + 1, { what: `command ${i + 1} to start` });
+      expect(running).to.equal(1);
+      gates[i]!();
+    }
+    await mailbox.whenIdle();
+    expect(seen).to.deep.equal([1, 2, 3, 4, 5]);
+    expect(maxRunning).to.equal(1);
+    expect(mailbox.idle).to.equal(true);
+  });
+
+  it('hands the commands that queued up during a batch to the next one, up to maxBatch', async () => {
+    const batches: number[][] = [];
+    const first = deferred();
+    const mailbox = new Mailbox<number>({
+      capacity: 100,
+      maxBatch: 3,
+      process: async (commands) => {
+        batches.push(commands);
+        if (batches.length === 1) await first.promise;
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    mailbox.post(1);
+    for (let i = 2; i <= 6; i += 1) mailbox.post(i);
+    expect(batches).to.deep.equal([[1]]);
+    first.resolve();
+    await mailbox.whenIdle();
+    expect(batches).to.deep.equal([[1], [2, 3, 4], [5, 6]]);
+  });
+
+  it('answers OVERLOADED at once when full, and accepts again once there is room', async () => {
+    const gate = deferred();
+    const done: number[] = [];
+    const mailbox = new Mailbox<number>({
+      capacity: 2,
+      process: async ([n]) => {
+        await gate.promise;
+        done.push(n!);
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    mailbox.post(1); // running, not queued
+    mailbox.post(2);
+    mailbox.post(3);
+    expect(mailbox.queued).to.equal(2);
+    overloaded(() => mailbox.post(4));
+    expect(mailbox.queued).to.equal(2);
+    gate.resolve();
+    await mailbox.whenIdle();
+    expect(done).to.deep.equal([1, 2, 3]);
+    mailbox.post(5);
+    await mailbox.whenIdle();
+    expect(done).to.deep.equal([1, 2, 3, 5]);
+  });
+
+  it('close() refuses new commands and resolves only after every accepted one is processed', async () => {
+    const gate = deferred();
+    const done: number[] = [];
+    const mailbox = new Mailbox<number>({
+      capacity: 10,
+      process: async ([n]) => {
+        await gate.promise;
+        done.push(n!);
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    mailbox.post(1);
+    mailbox.post(2);
+    let closed = false;
+    const closing = mailbox.close().then(() => {
+      closed = true;
+    });
+    const refusal = overloaded(() => mailbox.post(3));
+    expect(refusal.message).to.match(/shutting down/);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).to.equal(false);
+    gate.resolve();
+    await closing;
+    expect(done).to.deep.equal([1, 2]);
+    await mailbox.close(); // idempotent
+  });
+
+  it('reports a failing batch to onError and goes on with the next', async () => {
+    const errors: unknown[] = [];
+    const done: number[] = [];
+    const mailbox = new Mailbox<number>({
+      capacity: 10,
+      process: ([n]) => {
+        if (n === 1) return Promise.reject(new Error('boom'));
+        done.push(n!);
+        return Promise.resolve();
+      },
+      onError: (err) => errors.push(err),
+    });
+    mailbox.post(1);
+    mailbox.post(2);
+    await mailbox.whenIdle();
+    expect(errors).to.have.length(1);
+    expect((errors[0] as Error).message).to.equal('boom');
+    expect(done).to.deep.equal([2]);
+  });
+});

@@ -1,0 +1,60 @@
+import type { RunningServer } from '../../lib/server.js';
+import { XFChatClient, type XFChatClientOptions } from '../../lib/client/index.js';
+import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
+
+/**
+ * Tracks every SDK client a test opens so that one afterEach closes them all (a leaked socket would keep
+ * mocha from exiting).
+ */
+export class ClientPool {
+  private readonly clients: XFChatClient[] = [];
+
+  /** A client for `baseUrl` with short retry delays, so reconnect tests run in well under a second. */
+  open(baseUrl: string, options: XFChatClientOptions = {}): XFChatClient {
+    const client = new XFChatClient({ baseUrl, retryBaseMs: 50, retryMaxMs: 300, ...options });
+    this.clients.push(client);
+    return client;
+  }
+
+  closeAll(): void {
+    for (const client of this.clients.splice(0)) client.close();
+  }
+}
+
+export interface ChatPair {
+  alice: TestUser;
+  bob: TestUser;
+  conversationId: string;
+}
+
+/** Two friends (inserted straight into the database) and their direct conversation, created over REST. */
+export async function directPair(server: RunningServer, pool: ClientPool): Promise<ChatPair> {
+  const { knex } = server.services.db;
+  const alice = await insertUser(knex, server.services.config);
+  const bob = await insertUser(knex, server.services.config);
+  await insertFriendship(knex, alice.id, bob.id);
+  const creator = pool.open(server.url, { token: alice.token });
+  const conversation = await creator.conversations.createDirect(bob.id);
+  return { alice, bob, conversationId: conversation.id };
+}
+
+interface MessageRow {
+  id: string;
+  conversation_id: string;
+  seq: string | number;
+  client_msg_id: string;
+  body: string;
+}
+
+/** The rows of a conversation's messages, straight from PostgreSQL, in seq order. */
+export async function storedMessages(
+  server: RunningServer,
+  conversationId: string,
+): Promise<Array<{ id: string; seq: number; clientMsgId: string; body: string }>> {
+  const rows = await server.services.db
+    .knex<MessageRow>('messages')
+    .where({ conversation_id: conversationId })
+    .orderBy('seq')
+    .select('id', 'seq', 'client_msg_id', 'body');
+  return rows.map((r) => ({ id: r.id, seq: Number(r.seq), clientMsgId: r.client_msg_id, body: r.body }));
+}

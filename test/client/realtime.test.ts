@@ -1,0 +1,295 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { RunningServer } from '../../lib/server.js';
+import { XFChatError, type ConnectionState, type PublicMessage } from '../../lib/client/index.js';
+import { conversationRoom } from '../../lib/realtime/protocol.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { ClientPool, directPair, storedMessages } from './fixtures.js';
+import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
+
+/** Collects what a subscription delivers, to compare with the exact expected sequence. */
+function collector(): {
+  messages: PublicMessage[];
+  seqs: () => number[];
+  onMessage: (m: PublicMessage) => void;
+} {
+  const messages: PublicMessage[] = [];
+  return { messages, seqs: () => messages.map((m) => m.seq), onMessage: (m) => messages.push(m) };
+}
+
+describe('client SDK: realtime', function () {
+  let databaseUrl: string;
+  let server: RunningServer;
+  let proxy: FaultyProxy | undefined;
+  const pool = new ClientPool();
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+  });
+
+  afterEach(async () => {
+    pool.closeAll();
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  it('connects, subscribes, and delivers live messages in order to both sides', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    const states: ConnectionState[] = [];
+    a.on('state', (state) => states.push(state));
+    await Promise.all([a.connect(), b.connect()]);
+    expect(states).to.deep.equal(['connecting', 'connected']);
+
+    const atA = collector();
+    const atB = collector();
+    await a.subscribe(conversationId, atA.onMessage).whenReady();
+    await b.subscribe(conversationId, atB.onMessage).whenReady();
+    const sent = [await a.send(conversationId, 'hi bob'), await b.send(conversationId, 'hi alice')];
+    expect(sent.map((m) => m.seq)).to.deep.equal([1, 2]);
+    await waitFor(() => atA.messages.length === 2 && atB.messages.length === 2, {
+      what: 'both messages at both',
+    });
+    expect(atA.messages).to.deep.equal(sent);
+    expect(atB.messages).to.deep.equal(sent);
+  });
+
+  it('refuses a bad token: connect() rejects UNAUTHORIZED and the state is disconnected', async () => {
+    const client = pool.open(server.url, { token: 'not-a-token' });
+    let error: unknown;
+    await client.connect().catch((err: unknown) => (error = err));
+    expect(error).to.be.instanceOf(XFChatError);
+    expect(error).to.include({ code: 'UNAUTHORIZED', status: 401 });
+    expect(client.state).to.equal('disconnected');
+  });
+
+  it('gives up at once on a final error and does not retry', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    let retries = 0;
+    const onRetry = () => retries++;
+    const blank = await a.send(conversationId, '   ', { onRetry }).catch((err: unknown) => err);
+    expect(blank).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 400 });
+    const elsewhere = await a.send(randomUUID(), 'hello', { onRetry }).catch((err: unknown) => err);
+    expect(elsewhere).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND', status: 404 });
+    expect(retries).to.equal(0);
+    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+  });
+
+  it('stores a message exactly once when its ack is lost and the connection drops', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    await a.connect();
+    const states: ConnectionState[] = [];
+    a.on('state', (state) => states.push(state));
+
+    // The send reaches the server and is committed, but the ack never comes back.
+    proxy.holdDownstream();
+    const retries: string[] = [];
+    const sending = a.send(conversationId, 'exactly once', { onRetry: ({ reason }) => retries.push(reason) });
+    await waitFor(async () => (await storedMessages(server, conversationId)).length === 1, {
+      what: 'the commit',
+    });
+    proxy.cut();
+
+    const message = await sending;
+    const rows = await storedMessages(server, conversationId);
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.deep.equal({
+      id: message.id,
+      seq: 1,
+      clientMsgId: message.clientMsgId,
+      body: 'exactly once',
+    });
+    expect(retries).to.deep.equal(['DISCONNECTED']);
+    expect(states).to.deep.equal(['reconnecting', 'connected']);
+  });
+
+  it('retries a send whose request is held past the ack timeout; all copies store one message', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token, ackTimeoutMs: 200 });
+    await a.connect();
+
+    proxy.holdUpstream();
+    const retries: string[] = [];
+    const sending = a.send(conversationId, 'held', { onRetry: ({ reason }) => retries.push(reason) });
+    await waitFor(() => retries.length >= 2, { what: 'two timeouts' });
+    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+    // Every copy (the first and each retry) now reaches the server at once, all with one clientMsgId.
+    proxy.release();
+
+    const message = await sending;
+    expect(retries.every((reason) => reason === 'TIMEOUT')).to.equal(true);
+    const rows = await storedMessages(server, conversationId);
+    expect(rows.map((r) => r.id)).to.deep.equal([message.id]);
+  });
+
+  it('waits while offline and sends each message typed meanwhile exactly once after reconnecting', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    await a.connect();
+    const b = pool.open(server.url, { token: bob.token });
+    await b.connect();
+    const atB = collector();
+    await b.subscribe(conversationId, atB.onMessage).whenReady();
+
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    const sending = ['one', 'two', 'three'].map((body) => a.send(conversationId, body));
+    await proxy.start();
+
+    const sent = await Promise.all(sending);
+    await waitFor(() => atB.messages.length === 3, { what: 'three messages at bob' });
+    const rows = await storedMessages(server, conversationId);
+    expect(rows.map((r) => r.body).sort()).to.deep.equal(['one', 'three', 'two']);
+    expect(rows.map((r) => r.id).sort()).to.deep.equal(sent.map((m) => m.id).sort());
+    expect(atB.seqs()).to.deep.equal([1, 2, 3]);
+  });
+
+  it('fills a gap over REST, ignores duplicates, and delivers in seq order exactly once', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const atA = collector();
+    const subscription = a.subscribe(conversationId, atA.onMessage);
+    await subscription.whenReady();
+    const first = await b.send(conversationId, 'first');
+    await waitFor(() => atA.messages.length === 1, { what: 'the first message' });
+
+    // Messages 2 and 3 are committed without any event (as if their broadcasts were lost) ...
+    const { knex } = server.services.db;
+    await knex('messages').insert(
+      [2, 3].map((seq) => ({
+        conversation_id: conversationId,
+        sender_id: bob.id,
+        seq,
+        client_msg_id: `lost-${seq}`,
+        body: `lost ${seq}`,
+      })),
+    );
+    await knex('conversations').where({ id: conversationId }).update({ last_seq: 3 });
+    // ... an old one is broadcast again (a duplicate) ...
+    server.services.io.to(conversationRoom(conversationId)).emit('message:new', first);
+    // ... and message 4 arrives live: seq 4 after 1 is a gap.
+    const fourth = await b.send(conversationId, 'fourth');
+    expect(fourth.seq).to.equal(4);
+
+    await waitFor(() => atA.messages.length >= 4, { what: 'the gap filled' });
+    await subscription.whenReady();
+    expect(atA.seqs()).to.deep.equal([1, 2, 3, 4]);
+    expect(atA.messages.map((m) => m.body)).to.deep.equal(['first', 'lost 2', 'lost 3', 'fourth']);
+    expect(subscription.lastSeq).to.equal(4);
+  });
+
+  it('re-subscribes after a reconnect and catches up on what was sent while it was away', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const atA = collector();
+    await a.subscribe(conversationId, atA.onMessage).whenReady();
+    await b.send(conversationId, 'before');
+    await waitFor(() => atA.messages.length === 1, { what: 'the first message' });
+
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    for (const body of ['away 1', 'away 2', 'away 3']) await b.send(conversationId, body);
+    expect(atA.messages).to.have.length(1);
+    await proxy.start();
+
+    await waitFor(() => atA.messages.length === 4, { what: 'the catch-up' });
+    await b.send(conversationId, 'after');
+    await waitFor(() => atA.messages.length === 5, { what: 'live again' });
+    expect(atA.messages.map((m) => m.body)).to.deep.equal(['before', 'away 1', 'away 2', 'away 3', 'after']);
+    expect(atA.seqs()).to.deep.equal([1, 2, 3, 4, 5]);
+  });
+
+  it('starts a subscription from afterSeq, or from the newest page without it', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    for (let i = 1; i <= 6; i++) await a.messages.put(conversationId, `pre-${i}`, `pre ${i}`);
+    await a.connect();
+    const fromFour = collector();
+    const sub = a.subscribe(conversationId, fromFour.onMessage, { afterSeq: 4 });
+    await sub.whenReady();
+    expect(fromFour.seqs()).to.deep.equal([5, 6]);
+    await sub.unsubscribe();
+
+    const newest = collector();
+    await a.subscribe(conversationId, newest.onMessage, { limit: 3 }).whenReady();
+    expect(newest.seqs()).to.deep.equal([4, 5, 6]);
+    // Catching up from afterSeq with more than one page: the rest comes over REST, still in order.
+    await a.subscription(conversationId)!.unsubscribe();
+    const paged = collector();
+    await a.subscribe(conversationId, paged.onMessage, { afterSeq: 0, limit: 2 }).whenReady();
+    expect(paged.seqs()).to.deep.equal([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('ends a subscription with NOT_FOUND for a conversation the user is not in', async () => {
+    const { alice } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    const errors: XFChatError[] = [];
+    const subscription = a.subscribe(randomUUID(), () => undefined, { onError: (err) => errors.push(err) });
+    const outcome = await subscription.whenReady().catch((err: unknown) => err);
+    expect(outcome).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND' });
+    expect(errors.map((e) => e.code)).to.deep.equal(['NOT_FOUND']);
+    expect(subscription.isActive).to.equal(false);
+  });
+
+  it('chats live between two nodes: alice on one, bob on the other', async () => {
+    const second = await startTestServer(databaseUrl);
+    try {
+      const { alice, bob, conversationId } = await directPair(server, pool);
+      const a = pool.open(server.url, { token: alice.token });
+      const b = pool.open(second.url, { token: bob.token });
+      await Promise.all([a.connect(), b.connect()]);
+      const atA = collector();
+      const atB = collector();
+      await a.subscribe(conversationId, atA.onMessage).whenReady();
+      await b.subscribe(conversationId, atB.onMessage).whenReady();
+      const typing: string[] = [];
+      b.on('typing', (event) => typing.push(event.userId));
+
+      await a.typing(conversationId);
+      const sent: PublicMessage[] = [];
+      for (let i = 0; i < 5; i++) sent.push(await (i % 2 === 0 ? a : b).send(conversationId, `msg ${i}`));
+      await waitFor(() => atA.messages.length === 5 && atB.messages.length === 5, { what: 'all messages' });
+      expect(atA.messages).to.deep.equal(sent);
+      expect(atB.messages).to.deep.equal(sent);
+      expect(typing).to.deep.equal([alice.id]);
+    } finally {
+      pool.closeAll();
+      await second.close();
+    }
+  });
+
+  it('disconnects on logout and reports the refused token on the next attempt', async () => {
+    const { alice } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    const other = pool.open(server.url, { token: alice.token });
+    await Promise.all([a.connect(), other.connect()]);
+    const refused: string[] = [];
+    other.on('unauthorized', (err) => refused.push(err.code));
+
+    await a.logout();
+    expect(a.state).to.equal('disconnected');
+    // The server drops the user's other sockets; the SDK tries once more and hears UNAUTHORIZED.
+    await waitFor(() => refused.length === 1, { what: 'the refused token' });
+    expect(other.state).to.equal('disconnected');
+  });
+});

@@ -1,0 +1,361 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import {
+  ConfigError,
+  describeConfig,
+  loadConfig,
+  loadDatabaseConfig,
+  redactUrl,
+  type Config,
+} from '../lib/config.js';
+
+const SECRET = 'jwt-secret-0123456789-abcdefghijklmnop';
+const PASSWORD = 's3cr3t-Pa55word';
+const URL_WITH_PASSWORD = `postgres://chat:${PASSWORD}@db.internal:5432/xfchat`;
+
+function env(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return { DATABASE_URL: URL_WITH_PASSWORD, JWT_SECRET: SECRET, ...overrides };
+}
+
+/** Runs `fn`, expects a ConfigError, and returns its problems. */
+function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    const problems = (err as ConfigError).problems;
+    expect((err as ConfigError).message).to.equal(problems.join('; '));
+    return problems;
+  }
+  expect.fail('expected a ConfigError');
+}
+
+describe('config', () => {
+  describe('loadConfig defaults', () => {
+    it('fills every optional setting with its documented default', () => {
+      const config = loadConfig(env());
+      expect(config.port).to.equal(3000);
+      expect(config.host).to.equal('0.0.0.0');
+      expect(config.logLevel).to.equal('info');
+      expect(config.trustProxy).to.equal(0);
+      expect(config.database.url).to.equal(URL_WITH_PASSWORD);
+      expect(config.database.poolMax).to.equal(25);
+      expect(config.database.acquireTimeoutMs).to.equal(5000);
+      expect(config.database.statementTimeoutMs).to.equal(30_000);
+      expect(config.database.connectTimeoutMs).to.equal(10_000);
+      expect(config.database.sslMode).to.equal('disable');
+      expect(config.database.sslCa).to.equal(undefined);
+      expect(config.database.migrationsDir).to.equal(undefined);
+      expect(config.auth.jwtSecret).to.equal(SECRET);
+      expect(config.auth.tokenTtlSeconds).to.equal(3600);
+      expect(config.limits.authPerMinute).to.equal(20);
+      expect(config.limits.messagesPerSecond).to.equal(20);
+      expect(config.corsOrigins).to.deep.equal([]);
+    });
+
+    it('reads explicit values', () => {
+      const config = loadConfig(
+        env({
+          PORT: '8080',
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'debug',
+          DB_POOL_SIZE: '7',
+          DB_ACQUIRE_TIMEOUT_MS: '1234',
+          DB_STATEMENT_TIMEOUT_MS: '4567',
+          DB_CONNECT_TIMEOUT_MS: '890',
+          RATE_LIMIT_AUTH_PER_MIN: '0',
+          RATE_LIMIT_MESSAGES_PER_SEC: '0',
+        }),
+      );
+      expect(config.port).to.equal(8080);
+      expect(config.host).to.equal('127.0.0.1');
+      expect(config.logLevel).to.equal('debug');
+      expect(config.database.poolMax).to.equal(7);
+      expect(config.database.acquireTimeoutMs).to.equal(1234);
+      expect(config.database.statementTimeoutMs).to.equal(4567);
+      expect(config.database.connectTimeoutMs).to.equal(890);
+      expect(config.limits.authPerMinute).to.equal(0);
+      expect(config.limits.messagesPerSecond).to.equal(0);
+    });
+
+    it('treats empty and blank values as unset', () => {
+      const config = loadConfig(env({ PORT: '', DB_POOL_SIZE: '   ', CORS_ORIGINS: '' }));
+      expect(config.port).to.equal(3000);
+      expect(config.database.poolMax).to.equal(25);
+      expect(config.corsOrigins).to.deep.equal([]);
+    });
+
+    it('accepts postgresql:// as well as postgres://', () => {
+      const url = 'postgresql://chat@localhost/xfchat';
+      expect(loadConfig(env({ DATABASE_URL: url })).database.url).to.equal(url);
+    });
+  });
+
+  describe('secrets', () => {
+    it('reports a missing DATABASE_URL and a short JWT_SECRET together in one ConfigError', () => {
+      const problems = problemsOf(() => loadConfig({ JWT_SECRET: 'short' }));
+      expect(problems).to.have.length(2);
+      expect(problems.some((p) => p.includes('DATABASE_URL'))).to.equal(true);
+      expect(problems.some((p) => p.includes('JWT_SECRET') && p.includes('32'))).to.equal(true);
+    });
+
+    it('reports every problem at once, not only the first', () => {
+      const problems = problemsOf(() =>
+        loadConfig({
+          DATABASE_URL: 'mysql://u:p@h/db',
+          PORT: 'eighty',
+          DB_POOL_SIZE: '0',
+          DB_SSL_MODE: 'prefer',
+          LOG_LEVEL: 'loud',
+          CORS_ORIGINS: 'https://ok.example.com,ftp://bad.example.com',
+        }),
+      );
+      for (const name of ['JWT_SECRET', 'DATABASE_URL', 'PORT', 'DB_POOL_SIZE', 'DB_SSL_MODE', 'LOG_LEVEL']) {
+        expect(
+          problems.some((p) => p.includes(name)),
+          name,
+        ).to.equal(true);
+      }
+      expect(problems.some((p) => p.includes('ftp://bad.example.com'))).to.equal(true);
+      expect(problems).to.have.length(7);
+    });
+
+    it('has no default JWT secret: missing is an error', () => {
+      const problems = problemsOf(() => loadConfig({ DATABASE_URL: URL_WITH_PASSWORD }));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.match(/^JWT_SECRET is not set/);
+    });
+
+    it('rejects a JWT secret of 31 characters and accepts one of 32', () => {
+      const problems = problemsOf(() => loadConfig(env({ JWT_SECRET: 'x'.repeat(31) })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('JWT_SECRET is too short (31 characters)');
+      expect(loadConfig(env({ JWT_SECRET: 'x'.repeat(32) })).auth.jwtSecret).to.equal('x'.repeat(32));
+    });
+
+    it('does not echo the short JWT secret in the problem', () => {
+      const problems = problemsOf(() => loadConfig(env({ JWT_SECRET: 'tiny-secret-value' })));
+      expect(problems.join(' ')).not.to.include('tiny-secret-value');
+    });
+  });
+
+  describe('DATABASE_URL', () => {
+    it('is required', () => {
+      const problems = problemsOf(() => loadConfig({ JWT_SECRET: SECRET }));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.match(/^DATABASE_URL is not set/);
+    });
+
+    it('rejects a malformed URL without echoing it', () => {
+      const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'not a url:secretpw' })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.match(/^DATABASE_URL is malformed/);
+      expect(problems[0]).not.to.include('secretpw');
+    });
+
+    it('rejects a wrong protocol', () => {
+      const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'mysql://u:pw@localhost:3306/db' })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('postgres://');
+      expect(problems[0]).to.include('"mysql://"');
+    });
+
+    it('rejects a URL without a database name', () => {
+      const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'postgres://u:pw@localhost:5432/' })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('must name a host and a database');
+    });
+  });
+
+  describe('integers', () => {
+    const cases: Array<[string, string]> = [
+      ['PORT', '-1'],
+      ['PORT', '65536'],
+      ['PORT', '80.5'],
+      ['PORT', '3e3'],
+      ['PORT', 'abc'],
+      ['DB_POOL_SIZE', '0'],
+      ['DB_POOL_SIZE', '1001'],
+      ['DB_ACQUIRE_TIMEOUT_MS', '99'],
+      ['DB_STATEMENT_TIMEOUT_MS', 'forever'],
+      ['DB_CONNECT_TIMEOUT_MS', '0x10'],
+    ];
+    for (const [name, value] of cases) {
+      it(`rejects ${name}=${value}`, () => {
+        const problems = problemsOf(() => loadConfig(env({ [name]: value })));
+        expect(problems).to.have.length(1);
+        expect(problems[0]).to.include(name);
+        expect(problems[0]).to.include(`"${value}"`);
+        expect(problems[0]).to.include('whole number');
+      });
+    }
+
+    it('accepts the bounds', () => {
+      expect(loadConfig(env({ PORT: '0' })).port).to.equal(0);
+      expect(loadConfig(env({ PORT: '65535' })).port).to.equal(65535);
+      expect(loadConfig(env({ DB_POOL_SIZE: '1' })).database.poolMax).to.equal(1);
+    });
+  });
+
+  describe('DB_SSL_MODE', () => {
+    let dir: string;
+    before(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-config-test-'));
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('accepts disable and require', () => {
+      expect(loadConfig(env({ DB_SSL_MODE: 'disable' })).database.sslMode).to.equal('disable');
+      expect(loadConfig(env({ DB_SSL_MODE: 'require' })).database.sslMode).to.equal('require');
+    });
+
+    it('rejects an unknown mode and lists the allowed ones', () => {
+      const problems = problemsOf(() => loadConfig(env({ DB_SSL_MODE: 'prefer' })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('DB_SSL_MODE');
+      expect(problems[0]).to.include('disable, require, verify-full');
+    });
+
+    it('verify-full needs DB_SSL_CA_FILE', () => {
+      const problems = problemsOf(() => loadConfig(env({ DB_SSL_MODE: 'verify-full' })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('DB_SSL_CA_FILE');
+    });
+
+    it('verify-full with an unreadable CA file is reported', () => {
+      const missing = path.join(dir, 'missing.pem');
+      const problems = problemsOf(() =>
+        loadConfig(env({ DB_SSL_MODE: 'verify-full', DB_SSL_CA_FILE: missing })),
+      );
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include(missing);
+      expect(problems[0]).to.include('ENOENT');
+    });
+
+    it('verify-full reads the CA file', async () => {
+      const file = path.join(dir, 'ca.pem');
+      const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      await writeFile(file, pem);
+      const config = loadConfig(env({ DB_SSL_MODE: 'verify-full', DB_SSL_CA_FILE: file }));
+      expect(config.database.sslMode).to.equal('verify-full');
+      expect(config.database.sslCa).to.equal(pem);
+      expect(describeConfig(config)).to.have.nested.property('database.sslCa', '(set)');
+    });
+
+    it('a CA file without verify-full is a mistake', () => {
+      const problems = problemsOf(() => loadConfig(env({ DB_SSL_CA_FILE: path.join(dir, 'ca.pem') })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('DB_SSL_CA_FILE');
+    });
+  });
+
+  describe('CORS_ORIGINS', () => {
+    it('parses a comma-separated list, trimming blanks', () => {
+      const config = loadConfig(
+        env({ CORS_ORIGINS: ' https://chat.example.com , http://localhost:5173,, ' }),
+      );
+      expect(config.corsOrigins).to.deep.equal(['https://chat.example.com', 'http://localhost:5173']);
+    });
+
+    for (const bad of [
+      'chat.example.com',
+      'https://chat.example.com/',
+      'https://x.com/app',
+      'ws://x.com',
+      '*',
+    ]) {
+      it(`rejects "${bad}"`, () => {
+        const problems = problemsOf(() => loadConfig(env({ CORS_ORIGINS: `https://ok.example.com,${bad}` })));
+        expect(problems).to.have.length(1);
+        expect(problems[0]).to.include('CORS_ORIGINS');
+        expect(problems[0]).to.include(`"${bad}"`);
+      });
+    }
+  });
+
+  describe('frozen', () => {
+    it('the config and its nested objects cannot be changed', () => {
+      const config = loadConfig(env({ CORS_ORIGINS: 'https://a.example.com' }));
+      expect(Object.isFrozen(config)).to.equal(true);
+      expect(Object.isFrozen(config.database)).to.equal(true);
+      expect(Object.isFrozen(config.auth)).to.equal(true);
+      expect(Object.isFrozen(config.limits)).to.equal(true);
+      expect(Object.isFrozen(config.corsOrigins)).to.equal(true);
+      const mutable = config as Config;
+      expect(() => {
+        mutable.port = 1;
+      }).to.throw(TypeError);
+      expect(() => {
+        mutable.database.url = 'postgres://evil/db';
+      }).to.throw(TypeError);
+      expect(() => {
+        (mutable.corsOrigins as string[]).push('https://evil.example.com');
+      }).to.throw(TypeError);
+    });
+
+    it('loadDatabaseConfig returns a frozen object too', () => {
+      const database = loadDatabaseConfig({ DATABASE_URL: URL_WITH_PASSWORD });
+      expect(Object.isFrozen(database)).to.equal(true);
+    });
+  });
+
+  describe('loadDatabaseConfig', () => {
+    it('needs no JWT secret and has the same defaults', () => {
+      const database = loadDatabaseConfig({ DATABASE_URL: URL_WITH_PASSWORD });
+      expect(database.url).to.equal(URL_WITH_PASSWORD);
+      expect(database.poolMax).to.equal(25);
+      expect(database.acquireTimeoutMs).to.equal(5000);
+      expect(database.statementTimeoutMs).to.equal(30_000);
+      expect(database.connectTimeoutMs).to.equal(10_000);
+      expect(database.sslMode).to.equal('disable');
+    });
+
+    it('reports database problems together', () => {
+      const problems = problemsOf(() =>
+        loadDatabaseConfig({ DATABASE_URL: 'http://x/y', DB_POOL_SIZE: 'many', DB_SSL_MODE: 'on' }),
+      );
+      expect(problems).to.have.length(3);
+      expect(problems.some((p) => p.includes('JWT_SECRET'))).to.equal(false);
+    });
+
+    it('requires DATABASE_URL', () => {
+      const problems = problemsOf(() => loadDatabaseConfig({}));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('DATABASE_URL');
+    });
+  });
+
+  describe('describeConfig and redactUrl', () => {
+    it('redactUrl hides the password and keeps the rest', () => {
+      const redacted = redactUrl(URL_WITH_PASSWORD);
+      expect(redacted).not.to.include(PASSWORD);
+      expect(redacted).to.include('chat:***@db.internal:5432/xfchat');
+    });
+
+    it('redactUrl hides a percent-encoded password', () => {
+      const raw = 'p@ss:w/rd!';
+      const redacted = redactUrl(`postgres://chat:${encodeURIComponent(raw)}@h/db`);
+      expect(redacted).not.to.include(encodeURIComponent(raw));
+      expect(redacted).not.to.include(raw);
+      expect(redacted).to.include('***');
+    });
+
+    it('redactUrl leaves a URL without a password alone and never echoes garbage', () => {
+      expect(redactUrl('postgres://chat@h:5432/db')).to.equal('postgres://chat@h:5432/db');
+      expect(redactUrl('not a url with secret')).to.equal('(unparseable)');
+    });
+
+    it('describeConfig contains neither the DB password nor the JWT secret', () => {
+      const config = loadConfig(env());
+      const described = JSON.stringify(describeConfig(config));
+      expect(described).not.to.include(PASSWORD);
+      expect(described).not.to.include(SECRET);
+      expect(described).to.include('db.internal');
+      expect(described).to.include('(set)');
+    });
+  });
+});

@@ -1,0 +1,53 @@
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/** Debian's chromium (CI installs it with apt); no browser is ever downloaded. */
+export const CHROMIUM = '/usr/bin/chromium';
+
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** One headless Chromium per test file; close it in an after hook. */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+}
+
+/** A tab in a fresh context (its own storage, like a separate person), with problems recorded. */
+export interface TestPage {
+  readonly context: BrowserContext;
+  readonly page: Page;
+  /** Uncaught page errors and console errors (CSP violations show up here). */
+  readonly problems: string[];
+}
+
+/** Opens `url` in a new context of `browser`. */
+export async function openPage(browser: Browser, url: string): Promise<TestPage> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !isExpectedNoise(message.text()))
+      problems.push(`console: ${message.text()}`);
+  });
+  await page.goto(url);
+  return { context, page, problems };
+}
+
+/**
+ * Console errors a browser prints by itself for things the app deliberately lives through: refused
+ * connections and dropped websockets while a test cuts the network, and the SDK logging the failures it
+ * retries. Everything else (a CSP violation, an exception) counts as a problem.
+ */
+function isExpectedNoise(text: string): boolean {
+  return /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_INTERNET_DISCONNECTED|WebSocket connection to .* failed|XFChatError|Failed to load resource/.test(
+    text,
+  );
+}

@@ -1,0 +1,86 @@
+import type { Locator, Page } from 'playwright-core';
+
+/** What a person does in the XFChat web app, through labels and roles as a screen reader would see them. */
+export class ChatPage {
+  constructor(readonly page: Page) {}
+
+  async signUp(username: string, password: string, displayName: string): Promise<void> {
+    const form = this.page.locator('#signup-form');
+    await form.getByLabel('Choose a username').fill(username);
+    await form.getByLabel('Display name (optional)').fill(displayName);
+    await form.getByLabel('Choose a password').fill(password);
+    await form.getByRole('button', { name: 'Sign up' }).click();
+    await this.page.locator('#me-name').getByText(displayName).waitFor();
+  }
+
+  async logIn(username: string, password: string): Promise<void> {
+    const form = this.page.locator('#login-form');
+    await form.getByLabel('Username').fill(username);
+    await form.getByLabel('Password').fill(password);
+    await form.getByRole('button', { name: 'Log in' }).click();
+    await this.page.locator('#chat-view').waitFor();
+  }
+
+  /** Finds a user by username and sends them a friend request. */
+  async addFriend(username: string, displayName: string): Promise<void> {
+    await this.page.locator('#find-form').getByLabel('Username').fill(username);
+    await this.page.getByRole('button', { name: 'Find' }).click();
+    await this.page.getByRole('button', { name: `Add ${displayName} as a friend` }).click();
+    await this.page.getByText(`Friend request sent to ${displayName}.`).waitFor();
+  }
+
+  async acceptFriendRequest(displayName: string): Promise<void> {
+    await this.page.getByRole('button', { name: `Accept friend request from ${displayName}` }).click();
+    await this.page.getByRole('button', { name: `Message ${displayName}` }).waitFor();
+  }
+
+  /** Opens (creating if needed) the direct conversation with a friend. */
+  async openChatWith(displayName: string): Promise<void> {
+    await this.page.getByRole('button', { name: `Message ${displayName}` }).click();
+    await this.page.locator('#conversation-title').getByText(displayName).waitFor();
+  }
+
+  /** Opens a conversation from the list (its accessible name starts with the title). */
+  async openConversation(title: string): Promise<void> {
+    await this.conversationButton(title).click();
+    await this.page.locator('#conversation-title').getByText(title).waitFor();
+  }
+
+  conversationButton(title: string): Locator {
+    return this.page.locator('#conversations').getByRole('button', { name: new RegExp(`^${title}`) });
+  }
+
+  async send(text: string): Promise<void> {
+    const input = this.page.getByRole('textbox', { name: 'Message' });
+    await input.fill(text);
+    await input.press('Enter');
+  }
+
+  /** The message log (role=log). */
+  get log(): Locator {
+    return this.page.getByRole('log', { name: 'Messages' });
+  }
+
+  /** Waits until a stored (not pending) message with this text is shown. */
+  async waitForMessage(text: string): Promise<void> {
+    await this.log.locator('li[data-seq] .body', { hasText: text }).first().waitFor();
+  }
+
+  /** The bodies of the stored messages shown, in display order. */
+  async shownMessages(): Promise<string[]> {
+    return this.log.locator('li[data-seq] .body').allTextContents();
+  }
+
+  /** The seqs of the stored messages shown, in display order. */
+  async shownSeqs(): Promise<number[]> {
+    return (
+      await this.log
+        .locator('li[data-seq]')
+        .evaluateAll((items) => items.map((i) => (i as HTMLElement).dataset.seq))
+    ).map(Number);
+  }
+
+  get banner(): Locator {
+    return this.page.getByRole('status');
+  }
+}

@@ -1,0 +1,136 @@
+import { expect } from 'chai';
+import type { RunningServer } from '../lib/server.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+
+interface ErrorEnvelope {
+  error: { code: string; message: string; details?: unknown };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The envelope of the contract and nothing else: no stack, no request id, no driver text. */
+function expectErrorEnvelope(text: string, code: string): ErrorEnvelope {
+  const body = JSON.parse(text) as ErrorEnvelope;
+  expect(Object.keys(body)).to.deep.equal(['error']);
+  expect(body.error.code).to.equal(code);
+  expect(body.error.message).to.be.a('string').and.not.equal('');
+  for (const key of Object.keys(body.error)) expect(['code', 'message', 'details']).to.include(key);
+  expect(text).not.to.match(/stack|at [\w.]+ \(|node_modules|SyntaxError|Unexpected token/i);
+  return body;
+}
+
+describe('HTTP basics', function () {
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase());
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  function post(path: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${server.url}${path}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...headers },
+      body,
+    });
+  }
+
+  it('answers an unknown route with 404 NOT_FOUND in the error envelope', async () => {
+    const res = await fetch(`${server.url}/no/such/route`);
+    expect(res.status).to.equal(404);
+    expect(res.headers.get('content-type')).to.match(/^application\/json/);
+    expectErrorEnvelope(await res.text(), 'NOT_FOUND');
+  });
+
+  it('answers a body over 64 KiB with 413 PAYLOAD_TOO_LARGE', async () => {
+    const body = JSON.stringify({ filler: 'x'.repeat(64 * 1024) });
+    expect(Buffer.byteLength(body)).to.be.greaterThan(64 * 1024);
+    const res = await post('/healthz', body);
+    expect(res.status).to.equal(413);
+    expectErrorEnvelope(await res.text(), 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('accepts a body of exactly 64 KiB (it gets past the parser to routing)', async () => {
+    const overhead = JSON.stringify({ filler: '' }).length;
+    const body = JSON.stringify({ filler: 'x'.repeat(64 * 1024 - overhead) });
+    expect(Buffer.byteLength(body)).to.equal(64 * 1024);
+    const res = await post('/no/such/route', body);
+    expect(res.status).to.equal(404);
+    expectErrorEnvelope(await res.text(), 'NOT_FOUND');
+  });
+
+  it('answers invalid JSON with 400 VALIDATION_FAILED and no parser message', async () => {
+    const res = await post('/no/such/route', '{"username": "alice",');
+    expect(res.status).to.equal(400);
+    const body = expectErrorEnvelope(await res.text(), 'VALIDATION_FAILED');
+    expect(body.error.details).to.deep.equal({ body: 'invalid JSON' });
+  });
+
+  it('puts an X-Request-Id header on every response, success or failure', async () => {
+    const responses = await Promise.all([
+      fetch(`${server.url}/healthz`),
+      fetch(`${server.url}/readyz`),
+      fetch(`${server.url}/no/such/route`),
+      post('/no/such/route', '{bad json'),
+      post('/healthz', JSON.stringify({ filler: 'x'.repeat(70_000) })),
+    ]);
+    expect(responses.map((r) => r.status)).to.deep.equal([200, 200, 404, 400, 413]);
+    const ids = responses.map((r) => r.headers.get('x-request-id'));
+    for (const id of ids) expect(id).to.be.a('string').and.match(UUID);
+    expect(new Set(ids).size).to.equal(ids.length);
+    await Promise.all(responses.map((r) => r.arrayBuffer()));
+  });
+
+  it('echoes a well-formed incoming X-Request-Id and replaces a malformed one', async () => {
+    const echoed = await fetch(`${server.url}/healthz`, { headers: { 'X-Request-Id': 'trace-abc.123_x' } });
+    expect(echoed.headers.get('x-request-id')).to.equal('trace-abc.123_x');
+    await echoed.arrayBuffer();
+    const replaced = await fetch(`${server.url}/healthz`, { headers: { 'X-Request-Id': 'bad id <script>' } });
+    expect(replaced.headers.get('x-request-id')).to.match(UUID);
+    await replaced.arrayBuffer();
+  });
+
+  it('gives two identical failing requests byte-identical bodies', async () => {
+    const pairs: Array<() => Promise<Response>> = [
+      () => fetch(`${server.url}/no/such/route`),
+      () => post('/no/such/route', '{"a":'),
+      () => post('/healthz', JSON.stringify({ filler: 'y'.repeat(70_000) })),
+    ];
+    for (const send of pairs) {
+      const first = await send();
+      const second = await send();
+      expect(first.status).to.equal(second.status);
+      expect(first.headers.get('x-request-id')).not.to.equal(second.headers.get('x-request-id'));
+      const [a, b] = [Buffer.from(await first.arrayBuffer()), Buffer.from(await second.arrayBuffer())];
+      expect(a.equals(b), `${a.toString()} vs ${b.toString()}`).to.equal(true);
+    }
+  });
+
+  it('sends the helmet security headers and no X-Powered-By', async () => {
+    for (const path of ['/healthz', '/no/such/route']) {
+      const res = await fetch(`${server.url}${path}`);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-content-type-options')).to.equal('nosniff');
+      expect(res.headers.get('x-frame-options')).to.equal('SAMEORIGIN');
+      expect(res.headers.get('content-security-policy')).to.include("default-src 'self'");
+      expect(res.headers.get('strict-transport-security')).to.include('max-age=');
+      expect(res.headers.get('cross-origin-opener-policy')).to.equal('same-origin');
+      expect(res.headers.get('referrer-policy')).to.equal('no-referrer');
+      expect(res.headers.get('x-dns-prefetch-control')).to.equal('off');
+      expect(res.headers.get('x-powered-by')).to.equal(null);
+    }
+  });
+
+  it('answers /healthz 200 {status: "ok"} and /readyz 200 {status: "ready"}', async () => {
+    const health = await fetch(`${server.url}/healthz`);
+    expect(health.status).to.equal(200);
+    expect(await health.json()).to.deep.equal({ status: 'ok' });
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status).to.equal(200);
+    expect(await ready.json()).to.deep.equal({ status: 'ready' });
+  });
+});

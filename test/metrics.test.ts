@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { startServer, type RunningServer } from '../lib/server.js';
+import { captureLogs, type LogCapture } from './helpers/logCapture.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { sampleValue, scrape } from './helpers/prometheus.js';
+import { startTestServer, testConfig } from './helpers/server.js';
+import { connectSocket, type ClientSocket } from './helpers/sockets.js';
+import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import { insertUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+describe('metrics and logs', function () {
+  this.timeout(30_000);
+  let databaseUrl: string;
+  let logs: LogCapture;
+  let a: RunningServer | undefined;
+  let b: RunningServer | undefined;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    logs = captureLogs('debug');
+    a = await startServer(testConfig(databaseUrl, { SLOW_QUERY_MS: '40', LOG_LEVEL: 'debug' }), {
+      logger: logs.logger,
+    });
+    b = await startTestServer(databaseUrl);
+  });
+
+  afterEach(() => {
+    for (const socket of sockets.splice(0)) socket.close();
+  });
+
+  after(async () => {
+    await a?.close();
+    await b?.close();
+  });
+
+  it('serves the Prometheus text format with process, pool and application metrics', async () => {
+    const res = await fetch(`${a!.url}/metrics`);
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    for (const name of [
+      'xfchat_process_cpu_user_seconds_total',
+      'xfchat_nodejs_eventloop_lag_seconds',
+      'xfchat_messages_persisted_total',
+      'xfchat_ack_latency_seconds_bucket',
+      'xfchat_batch_size_bucket',
+      'xfchat_mailbox_depth',
+      'xfchat_live_actors',
+      'xfchat_connected_sockets',
+      'xfchat_db_pool_total',
+      'xfchat_db_pool_idle',
+      'xfchat_db_pool_used',
+      'xfchat_db_pool_waiting',
+      'xfchat_db_slow_queries_total',
+      'xfchat_http_request_duration_seconds_bucket',
+    ]) {
+      expect(text, name).to.match(new RegExp(`^${name}[ {]`, 'm'));
+    }
+  });
+
+  it('reads the app pool at scrape time: open connections and nobody waiting', async () => {
+    await a!.services.db.knex.raw('SELECT 1');
+    const samples = await scrape(a!.url);
+    expect(sampleValue(samples, 'xfchat_db_pool_total')).to.be.at.least(1);
+    expect(sampleValue(samples, 'xfchat_db_pool_idle')).to.be.at.least(1);
+    expect(sampleValue(samples, 'xfchat_db_pool_waiting')).to.equal(0);
+
+    // Hold a connection in a transaction: "used" sees it while it is held.
+    const trx = await a!.services.db.knex.transaction();
+    try {
+      await trx.raw('SELECT 1');
+      const during = await scrape(a!.url);
+      expect(sampleValue(during, 'xfchat_db_pool_used')).to.be.at.least(1);
+    } finally {
+      await trx.rollback();
+    }
+  });
+
+  it('counts HTTP requests by route pattern and status, never by raw URL', async () => {
+    for (let i = 0; i < 3; i++) expect((await fetch(`${a!.url}/healthz`)).status).to.equal(200);
+    const id = randomUUID();
+    expect((await fetch(`${a!.url}/no/such/thing/${id}`)).status).to.equal(404);
+    const res = await fetch(`${a!.url}/metrics`);
+    const text = await res.text();
+    const samples = await scrape(a!.url);
+    expect(
+      sampleValue(samples, 'xfchat_http_requests_total', { method: 'GET', route: '/healthz', status: '200' }),
+    ).to.equal(3);
+    expect(
+      sampleValue(samples, 'xfchat_http_requests_total', { route: '(unmatched)', status: '404' }),
+    ).to.be.at.least(1);
+    expect(
+      sampleValue(samples, 'xfchat_http_request_duration_seconds_count', {
+        route: '/healthz',
+        status: '200',
+      }),
+    ).to.equal(3);
+    expect(text).not.to.include(id);
+  });
+
+  it('keeps a registry per node: requests to one node are not counted by another', async () => {
+    const before = sampleValue(await scrape(b!.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
+    for (let i = 0; i < 4; i++) await fetch(`${a!.url}/readyz`);
+    const after = sampleValue(await scrape(b!.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
+    expect(after).to.equal(before);
+    expect(
+      sampleValue(await scrape(a!.url), 'xfchat_http_requests_total', { route: '/readyz', status: '200' }),
+    ).to.be.at.least(4);
+  });
+
+  it('gauges connected sockets at scrape time', async () => {
+    const user = await insertUser(a!.services.db.knex, a!.services.config);
+    const connected = async () => sampleValue(await scrape(a!.url), 'xfchat_connected_sockets');
+    expect(await connected()).to.equal(0);
+    sockets.push(await connectSocket(a!.url, user.token), await connectSocket(a!.url, user.token));
+    expect(await connected()).to.equal(2);
+    sockets.pop()!.close();
+    await waitFor(async () => (await connected()) === 1, { what: 'the gauge to drop to 1' });
+  });
+
+  it('counts database errors by SQLSTATE and slow queries, and logs statements without their values', async () => {
+    const knex = a!.services.db.knex;
+    const secretA = `secret-${randomUUID()}`;
+    const secretB = `secret-${randomUUID()}`;
+    const errorsBefore = sampleValue(await scrape(a!.url), 'xfchat_db_errors_total', { code: '42P01' }) ?? 0;
+    const slowBefore = sampleValue(await scrape(a!.url), 'xfchat_db_slow_queries_total') ?? 0;
+
+    let failed = false;
+    try {
+      await knex.raw('SELECT * FROM no_such_table_for_metrics WHERE name = ?', [secretA]);
+    } catch {
+      failed = true;
+    }
+    expect(failed).to.equal(true);
+    await knex.raw('SELECT pg_sleep(0.1), ?::text AS v', [secretB]);
+
+    const samples = await scrape(a!.url);
+    expect(sampleValue(samples, 'xfchat_db_errors_total', { code: '42P01' })).to.equal(errorsBefore + 1);
+    expect(sampleValue(samples, 'xfchat_db_slow_queries_total')).to.equal(slowBefore + 1);
+
+    const entries = logs.entries();
+    const slow = entries.filter((e) => e.msg === 'slow query');
+    expect(slow.map((e) => e.sql)).to.include('SELECT pg_sleep(0.1), $1::text AS v');
+    expect(
+      entries.some((e) => e.msg === 'query' && String(e.sql).includes('no_such_table_for_metrics')),
+    ).to.equal(true);
+    expect(logs.text()).not.to.include(secretA);
+    expect(logs.text()).not.to.include(secretB);
+  });
+
+  it('[STARTUP] lines report the database: connected, server version, TLS and pool', () => {
+    const line = logs
+      .entries()
+      .map((e) => String(e.msg))
+      .find((m) => m.startsWith('[STARTUP] database'));
+    const dbName = new URL(databaseUrl).pathname.slice(1);
+    expect(line).to.be.a('string');
+    expect(line).to.include(`/${dbName}: connected, PostgreSQL `);
+    expect(line).to.include('TLS off (DB_SSL_MODE=disable)');
+    expect(line).to.match(/pool max \d+$/);
+  });
+
+  describe('with the database cut off', () => {
+    let proxy: TcpProxy | undefined;
+    let c: RunningServer | undefined;
+
+    after(async () => {
+      await c?.close();
+      await proxy?.stop();
+    });
+
+    it('counts failed connection attempts under their socket error code', async () => {
+      const target = new URL(databaseUrl);
+      proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port || '5432') });
+      c = await startTestServer(proxy.urlThrough(databaseUrl), {
+        DB_ACQUIRE_TIMEOUT_MS: '500',
+        DB_CONNECT_TIMEOUT_MS: '500',
+      });
+      // Idle pool connections die with the proxy; new ones are refused.
+      await proxy.stop();
+      expect((await fetch(`${c.url}/readyz`)).status).to.equal(503);
+      const samples = await scrape(c.url);
+      const refusals = samples
+        .filter((s) => s.name === 'xfchat_db_errors_total')
+        .reduce((sum, s) => sum + s.value, 0);
+      expect(refusals).to.be.at.least(1);
+      expect(
+        samples.some(
+          (s) =>
+            s.name === 'xfchat_db_errors_total' &&
+            /^(ECONNREFUSED|ECONNRESET|POOL_TIMEOUT|57P01|08006|other)$/.test(s.labels.code ?? ''),
+        ),
+      ).to.equal(true);
+      await proxy.start();
+      await waitFor(async () => (await fetch(`${c!.url}/readyz`)).status === 200, {
+        what: '/readyz 200 again',
+      });
+    });
+  });
+});

@@ -1,0 +1,106 @@
+import argon2 from 'argon2';
+import { expect } from 'chai';
+import type { PublicUser } from '../lib/models/User.js';
+import type { RunningServer } from '../lib/server.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import { uniqueUsername } from './helpers/users.js';
+
+interface AuthBody {
+  user: PublicUser;
+  token: string;
+  error: { code: string };
+}
+
+const PASSWORD = 'correct horse battery';
+
+/** How passwords are stored and checked: argon2id parameters, upgrades, no truncation, no timing oracle. */
+describe('accounts: password storage', function () {
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase());
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  const signup = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/signup', { body });
+  const login = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/login', { body });
+
+  it('stores an argon2id hash with m >= 19456, t >= 2, p = 1, and never the password', async () => {
+    const username = uniqueUsername();
+    const res = await signup({ username, password: PASSWORD });
+    expect(res.status).to.equal(201);
+    const row = (await server.services.db.knex('users').where({ id: res.body.user.id }).first()) as {
+      password_hash: string;
+    };
+    // PHC string: $argon2id$v=19$<k=v,...>$salt$hash; the parameter order is the library's choice.
+    const parts = row.password_hash.split('$');
+    expect(parts, row.password_hash).to.have.length(6);
+    expect(parts[1]).to.equal('argon2id');
+    expect(parts[2]).to.equal('v=19');
+    const params = Object.fromEntries(parts[3]!.split(',').map((kv) => kv.split('=') as [string, string]));
+    expect(Object.keys(params).sort()).to.deep.equal(['m', 'p', 't']);
+    expect(Number(params.m)).to.be.at.least(19456);
+    expect(Number(params.t)).to.be.at.least(2);
+    expect(Number(params.p)).to.equal(1);
+    expect(parts[4]).to.match(/^[A-Za-z0-9+/]{16,}$/);
+    expect(parts[5]).to.match(/^[A-Za-z0-9+/]{32,}$/);
+    expect(row.password_hash).not.to.include(PASSWORD);
+  });
+
+  it('re-hashes a password stored with weaker parameters at the next successful login', async () => {
+    const username = uniqueUsername();
+    const weak = await argon2.hash(PASSWORD, {
+      type: argon2.argon2id,
+      memoryCost: 8192,
+      timeCost: 1,
+      parallelism: 1,
+    });
+    await server.services.db.knex('users').insert({ username, display_name: username, password_hash: weak });
+    const stored = async () =>
+      ((await server.services.db.knex('users').where({ username }).first()) as { password_hash: string })
+        .password_hash;
+    expect((await login({ username, password: 'not the password' })).status).to.equal(401);
+    expect(await stored()).to.equal(weak);
+    expect((await login({ username, password: PASSWORD })).status).to.equal(200);
+    const upgraded = await stored();
+    expect(upgraded).to.match(/^\$argon2id\$v=19\$/);
+    expect(upgraded).to.include('m=19456').and.include('t=2').and.include('p=1');
+    expect((await login({ username, password: PASSWORD })).status).to.equal(200);
+  });
+
+  it('never truncates a password: a long one must match in full', async () => {
+    const username = uniqueUsername();
+    const password = `${'a'.repeat(100)}tail`;
+    expect((await signup({ username, password })).status).to.equal(201);
+    expect((await login({ username, password: 'a'.repeat(72) })).status).to.equal(401);
+    expect((await login({ username, password: 'a'.repeat(100) })).status).to.equal(401);
+    expect((await login({ username, password: `${'a'.repeat(100)}tai` })).status).to.equal(401);
+    expect((await login({ username, password })).status).to.equal(200);
+  });
+
+  it('spends an argon2 verification on an unknown user too (comparable time to a wrong password)', async () => {
+    const username = uniqueUsername();
+    expect((await signup({ username, password: PASSWORD })).status).to.equal(201);
+    const wrongMs: number[] = [];
+    const unknownMs: number[] = [];
+    const timed = async (body: unknown) => {
+      const t0 = performance.now();
+      const res = await login(body);
+      expect(res.status).to.equal(401);
+      return performance.now() - t0;
+    };
+    // Interleaved, so machine load affects both series alike; medians ignore the odd slow request.
+    for (let i = 0; i < 7; i++) {
+      wrongMs.push(await timed({ username, password: `wrong-${i}-password` }));
+      unknownMs.push(await timed({ username: uniqueUsername(), password: `wrong-${i}-password` }));
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    // Without the dummy hash an unknown user answers in ~2 ms against ~40+ ms: a ratio near 0.05.
+    expect(median(unknownMs) / median(wrongMs)).to.be.greaterThan(0.4);
+  });
+});

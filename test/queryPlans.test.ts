@@ -1,0 +1,244 @@
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import pg from 'pg';
+import { createGroupCommitWriter } from '../actors/GroupCommitWriter.js';
+import { loadDatabaseConfig } from '../lib/config.js';
+import { listConversations, loadMemberIds, readHistory } from '../lib/conversations/queries.js';
+import { createDatabase, type Database } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import { listPending } from '../lib/social/friendRequests.js';
+import { createTestDatabase } from './helpers/postgres.js';
+
+/**
+ * The hot queries use their indexes. Each query is captured as the code really issues it (knex 'query' events
+ * around a call of the real function), then EXPLAINed with its own bindings on a seeded, ANALYZEd database
+ * large enough that a sequential scan would be the planner's choice only if no index fits.
+ */
+
+const USERS = 5000;
+const CONVERSATIONS = 5000;
+const MEMBERS_PER_CONVERSATION = 3;
+const MESSAGES_PER_CONVERSATION = 20;
+const BIG_CONVERSATION_MESSAGES = 5000;
+const FRIEND_REQUESTS = 10_000;
+
+/** Tables big enough that a Seq Scan on them would be a missing index, not a sensible plan. */
+const BIG_TABLES = ['messages', 'conversations', 'conversation_participants', 'friend_requests', 'users'];
+
+interface Captured {
+  sql: string;
+  bindings: readonly unknown[];
+}
+
+/** Runs `work` and returns the statements it sent through `knex` (transaction control excluded). */
+async function capture(knex: Knex, work: () => Promise<unknown>): Promise<Captured[]> {
+  const captured: Captured[] = [];
+  const listener = (q: { sql: string; bindings?: readonly unknown[] }) => {
+    if (/^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)/i.test(q.sql)) return;
+    captured.push({ sql: q.sql, bindings: q.bindings ?? [] });
+  };
+  knex.on('query', listener);
+  try {
+    await work();
+  } finally {
+    knex.off('query', listener);
+  }
+  return captured;
+}
+
+/**
+ * The text plan of one captured statement with its own bindings. The captured SQL is the driver's ($1, $2, ...),
+ * so it goes to node-postgres as is. EXPLAIN without ANALYZE runs nothing.
+ */
+async function explain(client: pg.Client, statement: Captured): Promise<string> {
+  const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statement.sql}`, [
+    ...statement.bindings,
+  ]);
+  return result.rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+/** Asserts no statement seq-scans a big table and that, together, the plans name every expected index. */
+async function expectIndexed(
+  client: pg.Client,
+  statements: Captured[],
+  indexes: string[],
+): Promise<string[]> {
+  expect(statements, 'the function issued no statement').to.not.be.empty;
+  const plans: string[] = [];
+  for (const statement of statements) {
+    const plan = await explain(client, statement);
+    plans.push(plan);
+    for (const table of BIG_TABLES) {
+      expect(plan, `Seq Scan on ${table} in\n${statement.sql}\n${plan}`).to.not.match(
+        new RegExp(`Seq Scan on ${table}\\b`),
+      );
+    }
+  }
+  const all = plans.join('\n');
+  for (const index of indexes) expect(all, `plan should use ${index}:\n${all}`).to.contain(index);
+  return plans;
+}
+
+describe('query plans of the hot queries (seeded and analyzed)', function () {
+  this.timeout(120_000);
+  let db: Database;
+  let knex: Knex;
+  let client: pg.Client;
+  let user: string;
+  let bigConversation: string;
+
+  before(async function () {
+    const url = await createTestDatabase();
+    db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+    knex = db.knex;
+    client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await knex.raw(
+      `INSERT INTO users (username, display_name, password_hash)
+       SELECT 'qp_' || g, 'qp_' || g, ? FROM generate_series(1, ?::int) g`,
+      ['not-a-real-hash', USERS],
+    );
+    await knex.raw(
+      `INSERT INTO conversations (type, title)
+       SELECT 'group', 'g' || g FROM generate_series(1, ?::int) g`,
+      [CONVERSATIONS],
+    );
+    // Each conversation gets consecutive users (wrapping), so every user is in about 3 conversations.
+    await knex.raw(
+      `WITH c AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM conversations),
+            u AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users)
+       INSERT INTO conversation_participants (conversation_id, user_id, role)
+       SELECT c.id, u.id, CASE WHEN k = 0 THEN 'owner' ELSE 'member' END
+       FROM c CROSS JOIN generate_series(0, ?::int - 1) k
+       JOIN u ON u.n = (c.n * ?::int + k) % ?::int`,
+      [MEMBERS_PER_CONVERSATION, MEMBERS_PER_CONVERSATION, USERS],
+    );
+    await knex.raw(
+      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
+       SELECT p.conversation_id, p.user_id, s, 'm' || s, 'message ' || s
+       FROM conversation_participants p CROSS JOIN generate_series(1, ?::int) s WHERE p.role = 'owner'`,
+      [MESSAGES_PER_CONVERSATION],
+    );
+    const [first] = (
+      await knex.raw<{ rows: Array<{ conversation_id: string; user_id: string }> }>(
+        `SELECT conversation_id, user_id FROM conversation_participants WHERE role = 'owner' ORDER BY conversation_id LIMIT 1`,
+      )
+    ).rows;
+    bigConversation = first!.conversation_id;
+    user = first!.user_id;
+    // One long conversation, so history pages come from deep inside a big index range.
+    await knex.raw(
+      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
+       SELECT ?::uuid, ?::uuid, s, 'm' || s, 'message ' || s FROM generate_series(?::int + 1, ?::int) s`,
+      [bigConversation, user, MESSAGES_PER_CONVERSATION, BIG_CONVERSATION_MESSAGES],
+    );
+    await knex.raw(
+      `UPDATE conversations c SET last_seq = m.max_seq
+       FROM (SELECT conversation_id, max(seq) AS max_seq FROM messages GROUP BY conversation_id) m
+       WHERE m.conversation_id = c.id`,
+    );
+    // Friend requests between distinct pairs, most of them answered long ago, a few pending.
+    await knex.raw(
+      `WITH u AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users)
+       INSERT INTO friend_requests (from_user_id, to_user_id, status)
+       SELECT a.id, b.id, CASE WHEN g % 20 = 0 THEN 'pending' ELSE 'declined' END
+       FROM generate_series(0, ?::int - 1) g
+       JOIN u a ON a.n = g % ?::int
+       JOIN u b ON b.n = (g % ?::int + 1 + g / ?::int) % ?::int`,
+      [FRIEND_REQUESTS, USERS, USERS, USERS, USERS],
+    );
+    await knex.raw('ANALYZE');
+  });
+
+  after(async function () {
+    await client?.end();
+    await db?.close();
+  });
+
+  it('history after a seq reads the (conversation_id, seq) index', async function () {
+    let page: Awaited<ReturnType<typeof readHistory>> | undefined;
+    const statements = await capture(knex, async () => {
+      page = await readHistory(knex, bigConversation, { kind: 'after', seq: 2500, limit: 50 });
+    });
+    expect(page!.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 50 }, (_, i) => 2501 + i));
+    const [plan] = await expectIndexed(client, statements, [
+      'messages_conversation_seq_unique',
+      'conversations_pkey',
+    ]);
+    // The LIMIT is applied on the index scan, not after sorting the whole conversation.
+    expect(plan).to.not.match(/Sort\b/);
+  });
+
+  it('history before a seq (and the newest page) read the index backwards', async function () {
+    const statements = await capture(knex, async () => {
+      const before = await readHistory(knex, bigConversation, { kind: 'before', seq: 100, limit: 20 });
+      expect(before.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 20 }, (_, i) => 80 + i));
+      const newest = await readHistory(knex, bigConversation, { kind: 'newest', limit: 20 });
+      expect(newest.messages.at(-1)?.seq).to.equal(BIG_CONVERSATION_MESSAGES);
+    });
+    const plans = await expectIndexed(client, statements, ['messages_conversation_seq_unique']);
+    for (const plan of plans) {
+      expect(plan).to.match(/Index Scan Backward using messages_conversation_seq_unique/);
+      expect(plan).to.not.match(/Sort\b/);
+    }
+  });
+
+  it('my conversations list starts from the participant user index', async function () {
+    let items: Awaited<ReturnType<typeof listConversations>> = [];
+    const statements = await capture(knex, async () => {
+      items = await listConversations(knex, user);
+    });
+    expect(items.length).to.be.within(1, MEMBERS_PER_CONVERSATION + 1);
+    expect(items.every((c) => c.lastMessage !== null)).to.equal(true);
+    await expectIndexed(client, statements, [
+      'conversation_participants_user_idx',
+      'conversation_participants_pkey',
+      'users_pkey',
+    ]);
+  });
+
+  it('the membership check reads the participants primary key', async function () {
+    let members = new Set<string>();
+    const statements = await capture(knex, async () => {
+      members = await loadMemberIds(knex, bigConversation);
+    });
+    expect(members.size).to.equal(MEMBERS_PER_CONVERSATION);
+    expect(members.has(user)).to.equal(true);
+    await expectIndexed(client, statements, ['conversation_participants_pkey']);
+  });
+
+  it('seq reservation, the idempotency lookup and the insert use their indexes', async function () {
+    const writer = createGroupCommitWriter({ knex, logger: createLogger('silent'), concurrency: 1 });
+    let outcomes: Awaited<ReturnType<typeof writer.write>> = [];
+    const statements = await capture(knex, async () => {
+      outcomes = await writer.write({
+        conversationId: bigConversation,
+        sends: [{ senderId: user, clientMsgId: 'query-plan-1', body: 'planned' }],
+      });
+    });
+    await writer.close();
+    expect(outcomes).to.have.length(1);
+    const [outcome] = outcomes;
+    expect(outcome!.ok && outcome!.message.seq).to.equal(BIG_CONVERSATION_MESSAGES + 1);
+    await expectIndexed(client, statements, ['conversations_pkey', 'messages_client_msg_unique']);
+  });
+
+  it('pending friend requests, both directions, read their partial indexes', async function () {
+    const [pending] = (
+      await knex.raw<{ rows: Array<{ from_user_id: string; to_user_id: string }> }>(
+        `SELECT from_user_id, to_user_id FROM friend_requests WHERE status = 'pending' LIMIT 1`,
+      )
+    ).rows;
+    const statements = await capture(knex, async () => {
+      const incoming = await listPending(knex, pending!.to_user_id, 'incoming');
+      expect(incoming.some((r) => r.fromUserId === pending!.from_user_id)).to.equal(true);
+      const outgoing = await listPending(knex, pending!.from_user_id, 'outgoing');
+      expect(outgoing.some((r) => r.toUserId === pending!.to_user_id)).to.equal(true);
+    });
+    await expectIndexed(client, statements, [
+      'friend_requests_incoming_pending_idx',
+      'friend_requests_outgoing_pending_idx',
+      'users_pkey',
+    ]);
+  });
+});

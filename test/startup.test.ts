@@ -1,0 +1,301 @@
+import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import pg from 'pg';
+import { freePort } from '../lib/dev/embeddedPostgres.js';
+import { BUNDLED_MIGRATIONS_DIR } from '../lib/db.js';
+import { runMain, startMain, type ChildResult, type RunningChild } from './helpers/childProcess.js';
+import { createEmptyDatabase, createTestDatabase, urlFor } from './helpers/postgres.js';
+import { TEST_JWT_SECRET } from './helpers/server.js';
+
+/** The environment of a node that would start, but for what a test changes. */
+function goodEnv(databaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    JWT_SECRET: TEST_JWT_SECRET,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    ...overrides,
+  };
+}
+
+function without(env: Record<string, string>, name: string): Record<string, string> {
+  const copy = { ...env };
+  delete copy[name];
+  return copy;
+}
+
+/** A failed start: non-zero, exactly one stderr line, nothing bound. Returns that line. */
+function expectOneLineFailure(result: ChildResult): string {
+  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+  expect(result.code, `exit code; stderr: ${result.stderr}`).to.be.a('number').and.not.equal(0);
+  expect(lines, `stderr: ${result.stderr}`).to.have.length(1);
+  expect(result.stdout).not.to.include('[STARTUP] listening');
+  return lines[0]!;
+}
+
+async function getJson(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
+
+describe('startup (the real entry point as a child process)', function () {
+  this.timeout(60_000);
+
+  let databaseUrl: string;
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+  });
+
+  describe('configuration', () => {
+    it('exits non-zero with one line naming DATABASE_URL when it is missing', async () => {
+      const line = expectOneLineFailure(await runMain(without(goodEnv(databaseUrl), 'DATABASE_URL')));
+      expect(line).to.include('DATABASE_URL');
+      expect(line).to.match(/^xfchat: cannot start: /);
+    });
+
+    it('exits non-zero with one line naming DATABASE_URL when it is malformed', async () => {
+      const line = expectOneLineFailure(await runMain(goodEnv('not a url, password hunter2')));
+      expect(line).to.include('DATABASE_URL');
+      expect(line).to.include('malformed');
+      expect(line).not.to.include('hunter2');
+    });
+
+    it('exits non-zero naming DATABASE_URL when the protocol is wrong', async () => {
+      const line = expectOneLineFailure(await runMain(goodEnv('mysql://u:p@127.0.0.1:3306/db')));
+      expect(line).to.include('DATABASE_URL');
+    });
+
+    it('exits non-zero naming JWT_SECRET when it is missing', async () => {
+      const line = expectOneLineFailure(await runMain(without(goodEnv(databaseUrl), 'JWT_SECRET')));
+      expect(line).to.include('JWT_SECRET');
+    });
+
+    it('exits non-zero naming JWT_SECRET when it is shorter than 32 characters, without echoing it', async () => {
+      const short = 'abcdefghijklmnopqrstuvwxyz01234'; // 31
+      const line = expectOneLineFailure(await runMain(goodEnv(databaseUrl, { JWT_SECRET: short })));
+      expect(line).to.include('JWT_SECRET');
+      expect(line).to.include('32');
+      expect(line).not.to.include(short);
+    });
+
+    it('reports every configuration problem in the one line', async () => {
+      const line = expectOneLineFailure(
+        await runMain(without(goodEnv(databaseUrl, { JWT_SECRET: 'short', PORT: 'http' }), 'DATABASE_URL')),
+      );
+      expect(line).to.include('DATABASE_URL');
+      expect(line).to.include('JWT_SECRET');
+      expect(line).to.include('PORT');
+    });
+  });
+
+  describe('database', () => {
+    const silentSockets = new Set<net.Socket>();
+    let silent: net.Server | undefined;
+    let tempDir: string | undefined;
+
+    afterEach(async () => {
+      for (const socket of silentSockets) socket.destroy();
+      silentSockets.clear();
+      if (silent) {
+        const server = silent;
+        silent = undefined;
+        await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+      }
+      if (tempDir) {
+        await rm(tempDir, { recursive: true, force: true });
+        tempDir = undefined;
+      }
+    });
+
+    it('exits non-zero naming the cause when nothing listens on the port', async () => {
+      const port = await freePort();
+      const result = await runMain(goodEnv(`postgres://xfchat:pw@127.0.0.1:${port}/xfchat`));
+      const line = expectOneLineFailure(result);
+      expect(line).to.include(`127.0.0.1:${port}`);
+      expect(line).to.include('refused the connection');
+      expect(line).to.include('DATABASE_URL');
+    });
+
+    it('exits non-zero within the connect timeout when the server accepts TCP but never answers', async () => {
+      silent = net.createServer((socket) => {
+        // Accept and say nothing, as a wedged server or a black-holing middlebox would.
+        silentSockets.add(socket);
+        socket.on('error', () => socket.destroy());
+        socket.once('close', () => silentSockets.delete(socket));
+      });
+      const server = silent;
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as net.AddressInfo;
+
+      const result = await runMain(
+        goodEnv(`postgres://xfchat:pw@127.0.0.1:${port}/xfchat`, { DB_CONNECT_TIMEOUT_MS: '1500' }),
+        { timeoutMs: 15_000 },
+      );
+      const line = expectOneLineFailure(result);
+      expect(line).to.include('did not answer within 1500 ms');
+      expect(line).to.include('DB_CONNECT_TIMEOUT_MS');
+      // Node and tsx start in a second or two; the 1.5 s timeout must be what ends it, not a hang.
+      expect(result.elapsedMs).to.be.below(8000);
+    });
+
+    it('exits non-zero with a clear message when the database does not exist (3D000)', async () => {
+      const name = `xfchat_missing_${Date.now().toString(36)}`;
+      const line = expectOneLineFailure(await runMain(goodEnv(urlFor(name))));
+      expect(line).to.include(`the database "${name}" does not exist`);
+      expect(line).to.include('createdb');
+    });
+
+    it('exits non-zero naming a refused login (28P01/28000) without printing the password', async () => {
+      const url = new URL(databaseUrl);
+      // A role that does not exist is refused under password and trust authentication alike.
+      const user = `xfchat_nobody_${Date.now().toString(36)}`;
+      url.username = user;
+      url.password = 'definitely-wrong-password';
+      const line = expectOneLineFailure(await runMain(goodEnv(url.toString())));
+      expect(line).to.include(`refused the login of user "${user}"`);
+      expect(line).to.include('DATABASE_URL');
+      expect(line).not.to.include('definitely-wrong-password');
+    });
+
+    it('exits non-zero naming the failed migration and never listens', async () => {
+      tempDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-broken-migrations-'));
+      for (const file of await readdir(BUNDLED_MIGRATIONS_DIR)) {
+        await copyFile(path.join(BUNDLED_MIGRATIONS_DIR, file), path.join(tempDir, file));
+      }
+      await writeFile(
+        path.join(tempDir, '29990101000000_broken.ts'),
+        [
+          "import type { Knex } from 'knex';",
+          'export async function up(knex: Knex): Promise<void> {',
+          "  await knex.raw('SELECT no_such_column FROM no_such_table_for_xfchat');",
+          '}',
+          'export async function down(): Promise<void> {}',
+          '',
+        ].join('\n'),
+      );
+      const emptyUrl = await createEmptyDatabase();
+
+      const result = await runMain(goodEnv(emptyUrl, { MIGRATIONS_DIR: tempDir }));
+      const line = expectOneLineFailure(result);
+      expect(line).to.include('migration failed');
+      expect(line).to.include('no_such_table_for_xfchat');
+      expect(result.stdout).not.to.include('[STARTUP] migrations');
+
+      const client = new pg.Client({ connectionString: emptyUrl });
+      await client.connect();
+      try {
+        const recorded = await client.query<{ name: string }>(
+          "SELECT name FROM knex_migrations WHERE name LIKE '%broken%'",
+        );
+        expect(recorded.rows).to.deep.equal([]);
+      } finally {
+        await client.end();
+      }
+    });
+  });
+
+  describe('success', () => {
+    let child: RunningChild | undefined;
+    let freshUrl: string;
+
+    before(async () => {
+      freshUrl = await createEmptyDatabase();
+      child = await startMain(goodEnv(freshUrl));
+    });
+
+    after(async () => {
+      await child?.kill('SIGKILL');
+    });
+
+    it('prints the [STARTUP] lines in order: configuration, database, migrations, users, listening', () => {
+      const messages = child!
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('[STARTUP]'))
+        .map((l) => (JSON.parse(l) as { msg: string }).msg);
+      const tags = ['configuration', 'database', 'migrations', 'users', 'listening'];
+      expect(messages.map((m) => tags.find((t) => m.startsWith(`[STARTUP] ${t}`)))).to.deep.equal(tags);
+      const dbName = new URL(freshUrl).pathname.slice(1);
+      expect(messages[1])
+        .to.include(dbName)
+        .and.to.match(/PostgreSQL \d+/);
+      expect(messages[2]).to.match(/migrations: [1-9]\d* applied \([1-9]\d* new\)/);
+      expect(messages[3]).to.equal('[STARTUP] users: 0');
+      expect(messages[4]).to.equal(`[STARTUP] listening on ${child!.url}`);
+      expect(child!.url).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+    });
+
+    it('never prints the JWT secret or the database password', () => {
+      const output = child!.stdout() + child!.stderr();
+      expect(output).not.to.include(TEST_JWT_SECRET);
+      const password = decodeURIComponent(new URL(freshUrl).password);
+      if (password !== '') {
+        expect(output).not.to.include(password);
+        expect(output).not.to.include(encodeURIComponent(password));
+      }
+      const configLine = child!
+        .stdout()
+        .split('\n')
+        .find((l) => l.includes('[STARTUP] configuration'));
+      expect(configLine).to.be.a('string');
+      expect(configLine).to.include('"jwtSecret":"(set)"');
+    });
+
+    it('answers /healthz 200 {status: "ok"}', async () => {
+      expect(await getJson(`${child!.url}/healthz`)).to.deep.equal({ status: 200, body: { status: 'ok' } });
+    });
+
+    it('answers /readyz 200 {status: "ready"}', async () => {
+      expect(await getJson(`${child!.url}/readyz`)).to.deep.equal({ status: 200, body: { status: 'ready' } });
+    });
+  });
+
+  describe('SIGTERM', () => {
+    let child: RunningChild | undefined;
+
+    afterEach(async () => {
+      await child?.kill('SIGKILL');
+      child = undefined;
+    });
+
+    it('exits 0 and stops listening', async () => {
+      child = await startMain(goodEnv(databaseUrl));
+      const { url } = child;
+      expect((await fetch(`${url}/healthz`)).status).to.equal(200);
+      const result = await child.kill('SIGTERM');
+      expect(result.code, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`).to.equal(0);
+      expect(result.signal).to.equal(null);
+      expect(result.stderr).to.equal('');
+      let refused = false;
+      try {
+        await fetch(`${url}/healthz`);
+      } catch {
+        refused = true;
+      }
+      expect(refused, 'the port is closed after exit').to.equal(true);
+    });
+
+    it('exits 0 when SIGTERM arrives right after the listening line', async () => {
+      child = await startMain(goodEnv(databaseUrl));
+      const result = await child.kill('SIGTERM');
+      expect(result.code, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`).to.equal(0);
+      expect(result.stdout).to.include('shutdown complete');
+    });
+
+    it('a second start on an already migrated database applies nothing new', async () => {
+      child = await startMain(goodEnv(databaseUrl));
+      const line = child
+        .stdout()
+        .split('\n')
+        .find((l) => l.includes('[STARTUP] migrations'));
+      expect(line).to.match(/\(0 new\)/);
+      expect((await fetch(`${child.url}/readyz`)).status).to.equal(200);
+      const result = await child.kill('SIGTERM');
+      expect(result.code).to.equal(0);
+    });
+  });
+});

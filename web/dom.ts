@@ -1,0 +1,75 @@
+/** Tiny DOM helpers: typed lookups and element construction. Text always goes in as text, never as HTML. */
+
+/** The element with `id`, checked to be of `type`; a missing element is a bug in index.html. */
+export function byId<T extends HTMLElement>(id: string, type: { new (): T; prototype: T }): T {
+  const element = document.getElementById(id);
+  if (!(element instanceof type)) throw new Error(`#${id} is missing or not a ${type.name}`);
+  return element;
+}
+
+type Child = Node | string | null | undefined | false;
+
+export interface ElementProps {
+  className?: string;
+  text?: string;
+  attrs?: Record<string, string>;
+  dataset?: Record<string, string>;
+  onClick?: () => void;
+}
+
+/** Creates `<tag>` with props and children (strings become text nodes). */
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: ElementProps = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  if (props.className) element.className = props.className;
+  if (props.text !== undefined) element.textContent = props.text;
+  for (const [name, value] of Object.entries(props.attrs ?? {})) element.setAttribute(name, value);
+  for (const [name, value] of Object.entries(props.dataset ?? {})) element.dataset[name] = value;
+  if (props.onClick) element.addEventListener('click', props.onClick);
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child);
+  }
+  return element;
+}
+
+/** A button; `label` is its accessible name when the visible text is not enough. */
+export function button(
+  text: string,
+  onClick: () => void,
+  options: { label?: string; secondary?: boolean } = {},
+): HTMLButtonElement {
+  const attrs: Record<string, string> = { type: 'button' };
+  if (options.label) attrs['aria-label'] = options.label;
+  return el('button', {
+    text,
+    attrs,
+    className: options.secondary ? 'secondary' : '',
+    dataset: { action: text },
+    onClick: () => onClick(),
+  });
+}
+
+/**
+ * Replaces a list's items, keeping keyboard focus on the same button of the item with the same `data-key` if
+ * focus was inside, so live updates do not throw a keyboard user out of the list.
+ */
+export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
+  const active = document.activeElement;
+  const inside = active instanceof HTMLElement && list.contains(active);
+  const key = inside ? active.closest<HTMLElement>('[data-key]')?.dataset.key : undefined;
+  const action = inside ? active.dataset.action : undefined;
+  list.replaceChildren(...items);
+  if (key === undefined) return;
+  const item = items.find((i) => i.dataset.key === key);
+  const buttons = [...(item?.querySelectorAll<HTMLElement>('button') ?? [])];
+  (buttons.find((b) => b.dataset.action === action) ?? buttons[0])?.focus();
+}
+
+/** Hour and minute of an ISO time, in the reader's locale. */
+export function shortTime(iso: string): string {
+  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
