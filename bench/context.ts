@@ -88,6 +88,7 @@ export function createContext(
           poolSize: options.poolSize,
           cpuProfileDir: profileDir,
           nativeWsModules: options.nativeWsModules,
+          env: options.serverEnv,
         }),
       );
       return main;
@@ -132,6 +133,15 @@ export function createContext(
     async close() {
       // Stop servers first (profiles are written on exit), then the seeding pool.
       await Promise.all(started.map((node) => node.stop()));
+      for (const node of started) {
+        const { bytes, tail } = node.output();
+        if (bytes > 0) {
+          const last = tail.trim().split('\n').at(-1) ?? '';
+          results.notes.push(
+            `node ${node.pid} printed ${bytes} bytes of warnings/errors; last: ${last.slice(0, 300)}`,
+          );
+        }
+      }
       await seedDb.close();
     },
   };

@@ -123,3 +123,60 @@ export async function statementCount(db: BenchDatabase): Promise<number | undefi
   );
   return Number(rows[0]?.calls ?? 0);
 }
+
+/** Cumulative statement counts of the bench database, from pg_stat_statements (updated as statements end). */
+export interface StatementCounters {
+  /** `SELECT pg_notify(...)`: one per Socket.IO broadcast through @socket.io/postgres-adapter. */
+  notify: number;
+  /** `SELECT ... FROM conversations ... FOR UPDATE`: one per group-commit transaction. */
+  lock: number;
+  /** The seq-reserving insert (`WITH reserved AS ...`): one per conversation batch. */
+  insert: number;
+  total: number;
+}
+
+/** The counters now, or undefined without pg_stat_statements. Deltas around a phase give per-message costs. */
+export async function statementCounters(db: BenchDatabase): Promise<StatementCounters | undefined> {
+  if (!db.statStatements) return undefined;
+  const rows = await db.query<Record<keyof StatementCounters, string>>(
+    `SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE '%pg_notify%'), 0)::text AS notify,
+            coalesce(sum(calls) FILTER (WHERE query ILIKE '%FROM conversations%FOR UPDATE%'), 0)::text AS lock,
+            coalesce(sum(calls) FILTER (WHERE query ILIKE 'WITH reserved AS%'), 0)::text AS insert,
+            coalesce(sum(calls), 0)::text AS total
+       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+      WHERE d.datname = current_database()`,
+  );
+  const row = rows[0];
+  return {
+    notify: Number(row?.notify ?? 0),
+    lock: Number(row?.lock ?? 0),
+    insert: Number(row?.insert ?? 0),
+    total: Number(row?.total ?? 0),
+  };
+}
+
+/** One row of the statements that took the most database time over the run. */
+export interface TopStatement {
+  query: string;
+  calls: number;
+  totalMs: number;
+  meanMs: number;
+}
+
+/** The `limit` statements with the most total execution time in the bench database (pg_stat_statements). */
+export async function topStatements(db: BenchDatabase, limit = 12): Promise<TopStatement[]> {
+  if (!db.statStatements) return [];
+  const rows = await db.query<{ query: string; calls: string; total: number; mean: number }>(
+    `SELECT query, calls::text AS calls, total_exec_time AS total, mean_exec_time AS mean
+       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+      WHERE d.datname = current_database()
+      ORDER BY total_exec_time DESC LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => ({
+    query: r.query.replace(/\s+/g, ' ').slice(0, 160),
+    calls: Number(r.calls),
+    totalMs: Math.round(r.total),
+    meanMs: Math.round(r.mean * 1000) / 1000,
+  }));
+}

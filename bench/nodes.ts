@@ -13,6 +13,8 @@ export const BENCH_JWT_SECRET = randomBytes(32).toString('hex');
 export interface NodeProcess {
   readonly url: string;
   readonly pid: number;
+  /** What the process printed (warnings and errors at LOG_LEVEL=warn): total bytes and the last few KB. */
+  output(): { bytes: number; tail: string };
   /** SIGTERM, then SIGKILL if it has not exited within 15 s. Idempotent. */
   stop(): Promise<void>;
 }
@@ -87,8 +89,10 @@ async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProc
     },
   );
   let output = '';
+  let outputBytes = 0;
   const keep = (chunk: Buffer) => {
-    // Warnings and errors only (LOG_LEVEL=warn); keep the tail for a failure message.
+    // Warnings and errors only (LOG_LEVEL=warn); keep the tail for a failure message and the report.
+    outputBytes += chunk.length;
     output = (output + chunk.toString('utf8')).slice(-8000);
   };
   child.stdout?.on('data', keep);
@@ -118,6 +122,7 @@ async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProc
   return {
     url,
     pid,
+    output: () => ({ bytes: outputBytes, tail: output }),
     stop() {
       stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;
@@ -154,6 +159,7 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
     RATE_LIMIT_MESSAGES_PER_SEC: '0',
     RATE_LIMIT_AUTH_PER_MIN: '0',
     MAX_CONNECTIONS_PER_IP: '0',
+    SOCKET_EVENTS_PER_SEC: '0',
     ...options.env,
   };
   if (options.nativeWsModules) env.NODE_PATH = path.resolve(options.nativeWsModules);

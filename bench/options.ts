@@ -28,7 +28,7 @@ export interface BenchOptions {
   groupSize: number;
   /** Unacknowledged sends each user may have at once (closed loop). @default 1 */
   window: number;
-  /** Measured seconds of each load phase (after the warm-up). @default 8 */
+  /** Measured seconds of each load phase (after the warm-up). @default 6 */
   durationSec: number;
   /** Unmeasured seconds at the start of each load phase. @default 2 */
   warmupSec: number;
@@ -47,6 +47,8 @@ export interface BenchOptions {
   cpuProf: boolean;
   /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
   nativeWsModules: string | undefined;
+  /** Extra settings for every XFChat node, e.g. DB_WRITE_CONCURRENCY=8 (from --server-env, repeatable). */
+  serverEnv: Record<string, string>;
   /** An existing database to use instead of an embedded PostgreSQL (it is migrated and written to). */
   databaseUrl: string | undefined;
   /** Folder of the JSON results. @default bench/results */
@@ -59,7 +61,7 @@ export const USAGE = `npm run bench -- [options]
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
   --window N               in-flight sends per user, closed loop (1)
-  --duration S             measured seconds per load phase (8)
+  --duration S             measured seconds per load phase (6)
   --warmup S               unmeasured warm-up seconds per load phase (2)
   --nodes N                XFChat nodes in the main phase (1)
   --pool-size N            DB_POOL_SIZE and B1/B2 connections (25)
@@ -67,6 +69,7 @@ export const USAGE = `npm run bench -- [options]
   --body-bytes N           message body size (64)
   --sync-messages N        size of the conversation the sync scenario pages through (1200)
   --cpu-prof               profile the XFChat node of the main phase (node --cpu-prof)
+  --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --native-ws DIR          put DIR (a node_modules with bufferutil) on the server's NODE_PATH
   --results DIR            where the JSON goes (bench/results)
 Environment: BENCH_DATABASE_URL uses that database instead of an embedded PostgreSQL.`;
@@ -114,6 +117,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'sync-messages': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
+      'server-env': { type: 'string', multiple: true },
       results: { type: 'string' },
       help: { type: 'boolean' },
     },
@@ -125,6 +129,12 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
   if (conversationSize < 2 || users % conversationSize !== 0) {
     throw new Error('--conversation-size must be at least 2 and divide --users');
   }
+  const serverEnv: Record<string, string> = {};
+  for (const pair of values['server-env'] ?? []) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (!match) throw new Error(`--server-env must look like NAME=value (got "${pair}")`);
+    serverEnv[match[1]!] = match[2]!;
+  }
   const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
     throw new Error('--warmup must be 0 to 600 seconds');
@@ -133,7 +143,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     conversationSize,
     groupSize: positiveInt('group-size', values['group-size'], 10, 1000),
     window: positiveInt('window', values.window, 1, 10_000),
-    durationSec: positiveInt('duration', values.duration, 8, 3600),
+    durationSec: positiveInt('duration', values.duration, 6, 3600),
     warmupSec: warmup,
     nodes: positiveInt('nodes', values.nodes, 1, 8),
     scenarios: parseScenarios(values.scenario),
@@ -143,6 +153,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     syncMessages: positiveInt('sync-messages', values['sync-messages'], 1200, 1_000_000),
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
+    serverEnv,
     databaseUrl: env.BENCH_DATABASE_URL === '' ? undefined : env.BENCH_DATABASE_URL,
     resultsDir: values.results ?? 'bench/results',
   };

@@ -15,6 +15,7 @@ interface CallFrame {
 interface ProfileNode {
   id: number;
   callFrame: CallFrame;
+  children?: number[];
 }
 interface CpuProfile {
   nodes: ProfileNode[];
@@ -27,6 +28,21 @@ export interface ProfileSummary {
   busyMs: number;
   idleMs: number;
   top: ProfileEntry[];
+  /** Self time per npm package, node: module or project folder; native frames count for their JS caller. */
+  byPackage: Array<{ name: string; selfMs: number; percent: number }>;
+}
+
+/** The package (or node: module, or project folder) a frame's script belongs to; '' for native frames. */
+function packageOf(url: string): string {
+  if (url === '') return '';
+  const nm = url.lastIndexOf('node_modules/');
+  if (nm >= 0) {
+    const parts = url.slice(nm + 'node_modules/'.length).split('/');
+    return parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
+  }
+  if (url.startsWith('node:')) return url;
+  const file = url.replace(/^file:\/\//, '');
+  return file.startsWith(process.cwd()) ? (path.relative(process.cwd(), file).split('/')[0] ?? file) : file;
 }
 
 /** Shortens a file URL to its path inside the project or node_modules, which is what a reader needs. */
@@ -62,9 +78,35 @@ export function summarizeProfile(profile: CpuProfile, top = 20): ProfileSummary 
     selfUs.set(key, entry);
   });
   const entries = [...selfUs.values()].sort((a, b) => b.us - a.us).slice(0, top);
+
+  // Native frames (writev, GC, ...) are charged to the nearest JavaScript caller's package.
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const packageUs = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const us = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0;
+    let node = byNode.get(id);
+    if (!node || node.callFrame.functionName === '(idle)') return;
+    let name = packageOf(node.callFrame.url);
+    while (name === '' && parentOf.has(node.id)) {
+      node = byNode.get(parentOf.get(node.id)!)!;
+      name = packageOf(node.callFrame.url);
+    }
+    const key = name || '(native, no JS caller)';
+    packageUs.set(key, (packageUs.get(key) ?? 0) + us);
+  });
+  const byPackage = [...packageUs.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, us]) => ({
+      name,
+      selfMs: Math.round(us / 1000),
+      percent: busyUs === 0 ? 0 : Math.round((us / busyUs) * 1000) / 10,
+    }));
   return {
     busyMs: Math.round(busyUs / 1000),
     idleMs: Math.round(idleUs / 1000),
+    byPackage,
     top: entries.map(({ frame, us }) => ({
       functionName: frame.functionName || '(anonymous)',
       location: location(frame),
@@ -93,4 +135,6 @@ if (invokedDirectly) {
   );
   for (const e of summary.top)
     process.stdout.write(`| ${e.functionName} | ${e.location} | ${e.selfMs} | ${e.percent} |\n`);
+  process.stdout.write('\n| package | self ms | % of busy |\n|---|---|---|\n');
+  for (const p of summary.byPackage) process.stdout.write(`| ${p.name} | ${p.selfMs} | ${p.percent} |\n`);
 }

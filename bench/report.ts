@@ -12,6 +12,22 @@ export interface PhaseRecord {
   storage?: StorageResult;
   /** CPU % of one core over the measured window, per process. */
   cpu: Record<string, number | null>;
+  /** What PostgreSQL did per acked message over the whole phase (pg_stat_statements), when available. */
+  db?: PhaseDbCost;
+  /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the whole phase. */
+  serverAckMeanMs?: number;
+}
+
+export interface PhaseDbCost {
+  /** pg_notify calls (adapter broadcasts) per acked message. */
+  notifyPerMessage: number;
+  /** Group-commit transactions in the phase, and acked messages per transaction. */
+  transactions: number;
+  messagesPerTransaction: number;
+  /** Conversation batches per transaction. */
+  batchesPerTransaction: number;
+  /** Every statement the database ran, per acked message. */
+  statementsPerMessage: number;
 }
 
 export interface SyncRecord {
@@ -78,7 +94,14 @@ export interface BenchResults {
   exhaustion?: ExhaustionRecord;
   poolSweep?: PoolSweepRow[];
   targets: TargetRecord[];
-  profile?: { file: string; totalMs: number; top: ProfileEntry[] };
+  profile?: {
+    file: string;
+    totalMs: number;
+    top: ProfileEntry[];
+    byPackage: Array<{ name: string; selfMs: number; percent: number }>;
+  };
+  /** Statements with the most database time over the whole run (pg_stat_statements). */
+  topStatements?: Array<{ query: string; calls: number; totalMs: number; meanMs: number }>;
   failures: Array<{ scenario: string; error: string }>;
   notes: string[];
 }
@@ -209,6 +232,7 @@ export function renderMarkdown(results: BenchResults): string {
       ? Object.entries(s.errors)
           .map(([code, n]) => `${code}:${n}`)
           .concat(s.timeouts ? [`timeouts:${s.timeouts}`] : [])
+          .concat(s.duplicateAcks ? [`duplicates:${s.duplicateAcks}`] : [])
       : [];
     return [
       p.label,
@@ -247,6 +271,34 @@ export function renderMarkdown(results: BenchResults): string {
     '',
   );
   for (const p of results.phases) out.push(`- **${p.label}**: ${p.description}`);
+  const costed = results.phases.filter((p) => p.db);
+  if (costed.length > 0) {
+    out.push(
+      '',
+      'Database work per phase (pg_stat_statements over the whole phase, per acked message):',
+      '',
+      table(
+        [
+          'phase',
+          'write transactions',
+          'msgs / transaction',
+          'conversation batches / transaction',
+          'pg_notify / msg',
+          'statements / msg',
+        ],
+        costed.map((p) => [
+          p.label,
+          String(p.db!.transactions),
+          fmt(p.db!.messagesPerTransaction, 2),
+          fmt(p.db!.batchesPerTransaction, 2),
+          fmt(p.db!.notifyPerMessage, 2),
+          fmt(p.db!.statementsPerMessage, 2),
+          fmt(p.socket?.ackLatency.mean, 2),
+          fmt(p.serverAckMeanMs, 2),
+        ]),
+      ),
+    );
+  }
   const twoNode = findPhase(results, 'XFChat 2 nodes')?.socket;
   if (twoNode) {
     out.push(
@@ -311,6 +363,29 @@ export function renderMarkdown(results: BenchResults): string {
       table(
         ['function', 'location', 'self ms', '%'],
         results.profile.top.map((e) => [e.functionName, e.location, fmt(e.selfMs, 0), fmt(e.percent, 1)]),
+      ),
+      '',
+      'Self time per package (native frames such as writev charged to their JavaScript caller):',
+      '',
+      table(
+        ['package', 'self ms', '%'],
+        results.profile.byPackage.map((p) => [p.name, fmt(p.selfMs, 0), fmt(p.percent, 1)]),
+      ),
+    );
+  }
+  if (results.topStatements && results.topStatements.length > 0) {
+    out.push(
+      '',
+      '## Statements with the most database time (whole run)',
+      '',
+      table(
+        ['statement', 'calls', 'total ms', 'mean ms'],
+        results.topStatements.map((t) => [
+          `\`${t.query.replace(/\|/g, '\\|')}\``,
+          String(t.calls),
+          String(t.totalMs),
+          fmt(t.meanMs, 3),
+        ]),
       ),
     );
   }

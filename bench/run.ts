@@ -7,7 +7,7 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createContext, type BenchContext } from './context.js';
-import { openBenchDatabase } from './database.js';
+import { openBenchDatabase, topStatements } from './database.js';
 import { parseOptions, type BenchOptions, type ScenarioName } from './options.js';
 import { summarizeProfileFile } from './profileSummary.js';
 import { createProgress } from './progress.js';
@@ -74,6 +74,7 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
       await ctx.close();
       process.off('SIGINT', interrupted);
     }
+    results.topStatements = await topStatements(database);
     if (profileDir) {
       const file = await largestProfile(profileDir);
       if (file) {
@@ -82,6 +83,7 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
           file: path.relative(process.cwd(), file),
           totalMs: summary.busyMs,
           top: summary.top,
+          byPackage: summary.byPackage,
         };
         results.notes.push(
           `profile: ${summary.busyMs} ms busy, ${summary.idleMs} ms idle over the node's life`,

@@ -10,6 +10,7 @@ import type {
   SubscribeResult,
 } from '../lib/realtime/protocol.js';
 import type { ChildMessage, SocketJob, SocketResult } from './loadProtocol.js';
+import { startPhaseClock } from './phaseClock.js';
 import { summarize } from './stats.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -135,6 +136,8 @@ export async function runSocketJob(
     const crossNode: number[] = [];
     const errors: Record<string, number> = {};
     const seqs = new Map<string, number[]>();
+    // clientMsgIds must be new in every phase: a reused one is (rightly) answered as a duplicate, not stored.
+    const runTag = Math.random().toString(36).slice(2, 10);
     let counter = 0;
     let sent = 0;
     let acked = 0;
@@ -171,7 +174,7 @@ export async function runSocketJob(
       const conversations = conversationsOf[user]!;
       const conversationId = conversations[nextConversation[user]! % conversations.length]!;
       nextConversation[user]!++;
-      const clientMsgId = `${user}-${++counter}`;
+      const clientMsgId = `${runTag}-${user}-${++counter}`;
       const measured = intendedAt >= measureStart && intendedAt < measureEnd;
       const others = (membersOf.get(conversationId)?.length ?? 1) - 1;
       const entry: InFlight = {
@@ -221,10 +224,7 @@ export async function runSocketJob(
         totalMs: measureEnd - start,
       });
     }, PROGRESS_INTERVAL_MS);
-    const phases = [
-      setTimeout(() => post({ type: 'measure-start' }), job.warmupMs),
-      setTimeout(() => post({ type: 'measure-end' }), job.warmupMs + job.durationMs),
-    ];
+    const clock = startPhaseClock(post, job.warmupMs, job.durationMs);
 
     let ticker: NodeJS.Timeout | undefined;
     if (job.openLoopRate === undefined) {
@@ -235,7 +235,8 @@ export async function runSocketJob(
       let scheduled = 0;
       let nextUser = 0;
       ticker = setInterval(() => {
-        const due = Math.floor(((performance.now() - start) * rate) / 1000);
+        // Send k is due at start + k / rate: sends 0..due-1 are due now.
+        const due = Math.floor(((performance.now() - start) * rate) / 1000) + 1;
         for (; scheduled < due; scheduled++) {
           send(nextUser, start + (scheduled * 1000) / rate);
           nextUser = (nextUser + 1) % job.users.length;
@@ -243,7 +244,7 @@ export async function runSocketJob(
       }, OPEN_LOOP_TICK_MS);
     }
 
-    await new Promise((resolve) => setTimeout(resolve, measureEnd - performance.now()));
+    await clock.ended;
     sending = false;
     clearInterval(ticker);
     // Drain: every send gets its ack (or times out) and every delivery arrives, or the deadline passes.
@@ -252,7 +253,6 @@ export async function runSocketJob(
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     clearInterval(progress);
-    phases.forEach(clearTimeout);
 
     let deliveriesMissing = 0;
     for (const entry of inFlight.values())

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { ChildMessage, StorageJob, StorageResult } from './loadProtocol.js';
+import { startPhaseClock } from './phaseClock.js';
 import { summarize } from './stats.js';
 
 /** The same columns the messaging core writes; ids and created_at come from the table's defaults. */
@@ -42,10 +43,7 @@ export async function runStorageJob(
         totalMs: measureEnd - start,
       });
     }, PROGRESS_INTERVAL_MS);
-    const phases = [
-      setTimeout(() => post({ type: 'measure-start' }), job.warmupMs),
-      setTimeout(() => post({ type: 'measure-end' }), job.warmupMs + job.durationMs),
-    ];
+    const clock = startPhaseClock(post, job.warmupMs, job.durationMs);
 
     const worker = async ({ conversationId, client }: { conversationId: string; client: pg.Client }) => {
       let seq = 0;
@@ -71,9 +69,11 @@ export async function runStorageJob(
     };
     try {
       await Promise.all(clients.map(worker));
+      // The workers stop at the end of the window; the parent's CPU reading must have happened by then.
+      await clock.ended;
     } finally {
       clearInterval(progress);
-      phases.forEach(clearTimeout);
+      clock.cancel();
     }
     return {
       kind: 'storage',

@@ -161,6 +161,14 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     pool: { min: 0, max: config.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: config.acquireTimeoutMs,
     migrations: migrationConfig(config),
+    // Knex otherwise writes its own warnings ("Connection Error: ...") to the console, outside the JSON log.
+    log: {
+      warn: (message: string) => logger.warn({ source: 'knex' }, message),
+      error: (message: string) => logger.error({ source: 'knex' }, message),
+      deprecate: (method: string, alternative: string) =>
+        logger.warn({ source: 'knex' }, `${method} is deprecated, use ${alternative}`),
+      debug: (message: string) => logger.debug({ source: 'knex' }, message),
+    },
   });
   attachQueryLogging(knex, logger, config.slowQueryMs, hooks);
   const migrations = migrationConfig(config);

@@ -5,6 +5,8 @@ import { captureLogs, type LogCapture } from './helpers/logCapture.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { sampleValue, scrape } from './helpers/prometheus.js';
 import { startTestServer, testConfig } from './helpers/server.js';
+import { expectOk, friendsOf, newUser, send } from './helpers/chat.js';
+import { request } from './helpers/http.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
 import { insertUser } from './helpers/users.js';
@@ -45,7 +47,6 @@ describe('metrics and logs', function () {
       'xfchat_process_cpu_user_seconds_total',
       'xfchat_nodejs_eventloop_lag_seconds',
       'xfchat_messages_persisted_total',
-      'xfchat_ack_latency_seconds_bucket',
       'xfchat_batch_size_bucket',
       'xfchat_mailbox_depth',
       'xfchat_live_actors',
@@ -55,10 +56,42 @@ describe('metrics and logs', function () {
       'xfchat_db_pool_used',
       'xfchat_db_pool_waiting',
       'xfchat_db_slow_queries_total',
-      'xfchat_http_request_duration_seconds_bucket',
     ]) {
       expect(text, name).to.match(new RegExp(`^${name}[ {]`, 'm'));
     }
+    // Labelled series appear once observed; their type is declared from the start.
+    expect(text).to.include('# TYPE xfchat_ack_latency_seconds histogram');
+    expect(text).to.include('# TYPE xfchat_db_errors_total counter');
+    expect(text).to.include('# TYPE xfchat_http_requests_total counter');
+    expect(text).to.include('# TYPE xfchat_http_request_duration_seconds histogram');
+  });
+
+  it('records persisted messages, batch sizes, ack latency and live actors; logs never carry a message body', async () => {
+    const owner = await newUser(a!);
+    const [friend] = await friendsOf(a!, owner, 1);
+    const created = await request<{ conversation: { id: string } }>(a!.url, 'POST', '/conversations', {
+      token: owner.token,
+      body: { type: 'direct', userId: friend!.id },
+    });
+    expect(created.status).to.equal(201);
+    const conversationId = created.body.conversation.id;
+    const socket = await connectSocket(a!.url, owner.token);
+    sockets.push(socket);
+    const secretBody = `body-${randomUUID()}`;
+    const before = await scrape(a!.url);
+    const acks = await Promise.all(Array.from({ length: 5 }, () => send(socket, conversationId, secretBody)));
+    for (const ack of acks) expectOk(ack);
+
+    const after = await scrape(a!.url);
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
+    expect(delta('xfchat_messages_persisted_total')).to.equal(5);
+    expect(delta('xfchat_ack_latency_seconds_count', { outcome: 'ok' })).to.equal(5);
+    expect(delta('xfchat_batch_size_sum')).to.equal(5);
+    expect(delta('xfchat_batch_size_count')).to.be.within(1, 5);
+    expect(sampleValue(after, 'xfchat_live_actors')).to.be.at.least(1);
+    expect(sampleValue(after, 'xfchat_mailbox_depth')).to.equal(0);
+    expect(logs.text()).not.to.include(secretBody);
   });
 
   it('reads the app pool at scrape time: open connections and nobody waiting', async () => {

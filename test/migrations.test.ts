@@ -53,72 +53,68 @@ describe('migrations', function () {
     await Promise.all(opened.map((db) => db.close()));
   });
 
-  describe('latest, rollback, latest on an empty database', () => {
-    let db: Database;
-    before(async () => {
-      db = track(open(await createEmptyDatabase()));
-    });
+  /** A fresh empty database of its own, so no test depends on another's steps. */
+  async function emptyDatabase(): Promise<Database> {
+    return track(open(await createEmptyDatabase()));
+  }
 
-    it('starts with no tables and every migration pending', async () => {
+  describe('latest and rollback', () => {
+    it('an empty database has no tables and every migration pending', async () => {
+      const db = await emptyDatabase();
       expect(await existingTables(db)).to.deep.equal([]);
       const status = await db.migrationStatus();
       expect(status.applied).to.deep.equal([]);
       expect(status.pending).to.deep.equal(await bundledMigrationNames());
     });
 
-    it('latest creates every contract table', async () => {
-      const { newlyApplied, status } = await db.migrateLatest();
+    it('latest creates every contract table, rollback drops them, latest recreates them', async () => {
+      const db = await emptyDatabase();
       const names = await bundledMigrationNames();
-      expect(newlyApplied).to.deep.equal(names);
-      expect(status).to.deep.equal({ applied: names, pending: [] });
+
+      const first = await db.migrateLatest();
+      expect(first.newlyApplied).to.deep.equal(names);
+      expect(first.status).to.deep.equal({ applied: names, pending: [] });
+      expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
+
+      expect(await db.rollback()).to.deep.equal(names);
+      expect(await existingTables(db)).to.deep.equal([]);
+      expect(await db.migrationStatus()).to.deep.equal({ applied: [], pending: names });
+
+      const again = await db.migrateLatest();
+      expect(again.newlyApplied).to.deep.equal(names);
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
     });
 
-    it('messages has the columns of the contract', async () => {
-      const columns = (await db
-        .knex('information_schema.columns')
-        .select('column_name')
-        .where({ table_schema: 'public', table_name: 'messages' })) as Array<{ column_name: string }>;
-      expect(columns.map((c) => c.column_name)).to.include.members([
-        'conversation_id',
-        'seq',
-        'sender_id',
-        'client_msg_id',
-        'body',
-      ]);
-    });
-
-    it('migrationStatus records names without a file extension', async () => {
-      const status = await db.migrationStatus();
-      expect(status.pending).to.deep.equal([]);
-      expect(status.applied.length).to.be.greaterThan(0);
-      for (const name of status.applied) {
-        expect(name).to.match(/^\d{14}_[a-z0-9_]+$/);
-        expect(path.extname(name)).to.equal('');
-      }
-      const recorded = (await db.knex('knex_migrations').pluck('name')) as string[];
-      expect(recorded.sort()).to.deep.equal(status.applied);
-    });
-
-    it('latest again is a no-op', async () => {
+    it('latest on an up-to-date database is a no-op', async () => {
+      const db = await emptyDatabase();
+      await db.migrateLatest();
       const { newlyApplied, status } = await db.migrateLatest();
       expect(newlyApplied).to.deep.equal([]);
       expect(status.pending).to.deep.equal([]);
     });
 
-    it('rollback drops every contract table', async () => {
-      const rolledBack = await db.rollback();
-      expect(rolledBack).to.deep.equal(await bundledMigrationNames());
-      expect(await existingTables(db)).to.deep.equal([]);
+    it('migrationStatus reports names without a file extension, as knex_migrations records them', async () => {
+      const db = await emptyDatabase();
+      await db.migrateLatest();
       const status = await db.migrationStatus();
-      expect(status.applied).to.deep.equal([]);
-      expect(status.pending).to.deep.equal(await bundledMigrationNames());
+      expect(status.pending).to.deep.equal([]);
+      expect(status.applied).to.deep.equal(await bundledMigrationNames());
+      for (const name of status.applied) {
+        expect(name).to.match(/^\d{14}_[a-z0-9_]+$/);
+        expect(path.extname(name)).to.equal('');
+      }
+      const recorded = (await db.knex('knex_migrations').orderBy('id').pluck('name')) as string[];
+      expect(recorded).to.deep.equal(status.applied);
     });
 
-    it('latest after rollback recreates them', async () => {
-      const { newlyApplied } = await db.migrateLatest();
-      expect(newlyApplied).to.deep.equal(await bundledMigrationNames());
-      expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
+    it('messages has the columns of the contract', async () => {
+      const db = await emptyDatabase();
+      await db.migrateLatest();
+      const columns = (await db
+        .knex('information_schema.columns')
+        .where({ table_schema: 'public', table_name: 'messages' })
+        .pluck('column_name')) as string[];
+      expect(columns).to.include.members(['conversation_id', 'seq', 'sender_id', 'client_msg_id', 'body']);
     });
   });
 

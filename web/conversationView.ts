@@ -6,7 +6,8 @@ import {
   type TypingEvent,
   type XFChatClient,
 } from '../lib/client/index.js';
-import { byId, el, shortTime } from './dom.js';
+import { byId } from './dom.js';
+import { messageItem, pendingItem, receipt, type PendingMessage } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
 
 export interface ConversationViewDeps {
@@ -15,13 +16,6 @@ export interface ConversationViewDeps {
   report: (error: unknown) => void;
   /** Unread counts or previews changed: redraw the conversation list. */
   changed: () => void;
-}
-
-interface PendingMessage {
-  clientMsgId: string;
-  conversationId: string;
-  body: string;
-  failed: string | undefined;
 }
 
 const PAGE = 50;
@@ -82,10 +76,12 @@ export class ConversationView {
     this.pane.hidden = false;
     this.title.textContent = this.deps.store.title(state);
     this.list.replaceChildren(
-      ...[...state.messages.values()].sort((a, b) => a.seq - b.seq).map((m) => this.item(state, m)),
+      ...[...state.messages.values()]
+        .sort((a, b) => a.seq - b.seq)
+        .map((m) => messageItem(this.deps.store, state, m)),
     );
     for (const pending of this.pending.values())
-      if (pending.conversationId === state.id) this.list.append(this.pendingItem(pending));
+      if (pending.conversationId === state.id) this.list.append(pendingItem(pending, this.deps.client.state));
     this.older.hidden = !state.hasOlder;
     this.scrollToBottom();
     this.input.focus();
@@ -108,7 +104,7 @@ export class ConversationView {
     }
     if (state !== this.current) return;
     const stick = this.atBottom();
-    for (const message of messages) this.insert(this.item(state, message), message.seq);
+    for (const message of messages) this.insert(messageItem(this.deps.store, state, message), message.seq);
     if (stick) this.scrollToBottom();
     this.markReadSoon();
   }
@@ -131,7 +127,7 @@ export class ConversationView {
   onConnectionState(): void {
     for (const item of this.list.querySelectorAll<HTMLLIElement>('li.pending')) {
       const pending = this.pending.get(item.dataset.clientMsgId ?? '');
-      if (pending) item.replaceWith(this.pendingItem(pending));
+      if (pending) item.replaceWith(pendingItem(pending, this.deps.client.state));
     }
   }
 
@@ -147,7 +143,7 @@ export class ConversationView {
       failed: undefined,
     };
     this.pending.set(pending.clientMsgId, pending);
-    this.list.append(this.pendingItem(pending));
+    this.list.append(pendingItem(pending, this.deps.client.state));
     this.scrollToBottom();
     const previous = this.outbox.get(state.id) ?? Promise.resolve();
     const next = previous.then(() =>
@@ -201,7 +197,7 @@ export class ConversationView {
       if (state !== this.current) return;
       // Keep what the reader is looking at in place while older messages go in above it.
       const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
-      for (const message of fresh) this.insert(this.item(state, message), message.seq);
+      for (const message of fresh) this.insert(messageItem(this.deps.store, state, message), message.seq);
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
       this.older.hidden = !state.hasOlder;
       this.updateReceipts();
@@ -223,57 +219,12 @@ export class ConversationView {
     this.list.insertBefore(item, after ?? null);
   }
 
-  private item(state: ConversationState, message: PublicMessage): HTMLLIElement {
-    const mine = message.senderId === this.deps.store.meId;
-    const meta = el(
-      'div',
-      { className: 'meta' },
-      el('span', { className: 'sender', text: this.deps.store.senderName(state, message.senderId) }),
-      el('time', { text: shortTime(message.createdAt), attrs: { datetime: message.createdAt } }),
-      mine ? el('span', { className: 'receipt', text: this.receipt(state, message.seq) }) : null,
-    );
-    return el(
-      'li',
-      { className: mine ? 'message mine' : 'message', dataset: { seq: String(message.seq) } },
-      meta,
-      el('div', { className: 'body', text: message.body }),
-    );
-  }
-
-  private pendingItem(pending: PendingMessage): HTMLLIElement {
-    const status =
-      pending.failed !== undefined
-        ? `Not sent: ${pending.failed}`
-        : this.deps.client.state === 'connected'
-          ? 'Sending…'
-          : 'Waiting for connection…';
-    return el(
-      'li',
-      { className: 'message mine pending', dataset: { clientMsgId: pending.clientMsgId } },
-      el(
-        'div',
-        { className: 'meta' },
-        el('span', { className: 'sender', text: 'You' }),
-        el('span', { text: status }),
-      ),
-      el('div', { className: 'body', text: pending.body }),
-    );
-  }
-
-  /** "Read" once the others' read markers reach a message of mine (a count in groups). */
-  private receipt(state: ConversationState, seq: number): string {
-    const others = state.participants.filter((p) => p.userId !== this.deps.store.meId);
-    const readers = others.filter((p) => p.lastReadSeq >= seq).length;
-    if (readers === 0) return 'Sent';
-    return state.type === 'direct' ? 'Read' : `Read by ${readers}`;
-  }
-
   private updateReceipts(): void {
     const state = this.current;
     if (!state) return;
     for (const item of this.list.querySelectorAll<HTMLLIElement>('li.mine[data-seq]')) {
-      const receipt = item.querySelector('.receipt');
-      if (receipt) receipt.textContent = this.receipt(state, Number(item.dataset.seq));
+      const mark = item.querySelector('.receipt');
+      if (mark) mark.textContent = receipt(this.deps.store, state, Number(item.dataset.seq));
     }
   }
 

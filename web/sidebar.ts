@@ -68,7 +68,7 @@ export class Sidebar {
     );
     replaceItems(
       this.incoming,
-      incoming.map((r) => this.incomingItem(r)),
+      incoming.length ? incoming.map((r) => this.incomingItem(r)) : [this.none('No pending requests.')],
     );
     replaceItems(
       this.outgoing,

@@ -2,6 +2,7 @@ import type { BenchContext } from '../context.js';
 import { runPhase } from '../generator.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
+import { statementCounters } from '../database.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { runStorage } from './baselines.js';
@@ -15,14 +16,59 @@ async function socketPhase(
   servers: readonly NodeProcess[],
   record = true,
 ): Promise<PhaseRecord> {
+  const before = await statementCounters(ctx.database);
+  const metricsBefore = job.target === 'xfchat' ? await serverMetrics(servers) : undefined;
   const { result, cpu } = await runPhase(job, label, ctx.metered(servers), ctx.progress);
+  const after = await statementCounters(ctx.database);
+  const metricsAfter = job.target === 'xfchat' ? await serverMetrics(servers) : undefined;
   const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
   const phase: PhaseRecord = { label, scenario, description, socket: result, cpu };
+  if (metricsBefore && metricsAfter) {
+    const acks = metricsAfter.ackCount - metricsBefore.ackCount;
+    if (acks > 0) {
+      // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
+      // outside the actor (socket I/O, the event loop, the handler before the mailbox).
+      phase.serverAckMeanMs =
+        Math.round(((metricsAfter.ackSum - metricsBefore.ackSum) / acks) * 100_000) / 100;
+    }
+  }
+  if (before && after && job.target === 'xfchat' && result.acked > 0) {
+    const transactions = after.lock - before.lock;
+    const round = (value: number) => Math.round(value * 100) / 100;
+    phase.db = {
+      notifyPerMessage: round((after.notify - before.notify) / result.acked),
+      transactions,
+      messagesPerTransaction: transactions > 0 ? round(result.acked / transactions) : 0,
+      batchesPerTransaction: transactions > 0 ? round((after.insert - before.insert) / transactions) : 0,
+      statementsPerMessage: round((after.total - before.total) / result.acked),
+    };
+  }
   if (record) ctx.results.phases.push(phase);
   return phase;
+}
+
+/** Sums of the ack-latency histogram over every node's /metrics (Prometheus text). */
+async function serverMetrics(
+  servers: readonly NodeProcess[],
+): Promise<{ ackSum: number; ackCount: number } | undefined> {
+  let ackSum = 0;
+  let ackCount = 0;
+  for (const server of servers) {
+    const response = await fetch(`${server.url}/metrics`);
+    if (response.status !== 200) return undefined;
+    const text = await response.text();
+    // Every outcome label together: ok and error acks alike leave the mailbox.
+    for (const match of text.matchAll(
+      /^xfchat_ack_latency_seconds_(sum|count)(?:\{[^}]*\})? ([0-9.e+-]+)$/gm,
+    )) {
+      if (match[1] === 'sum') ackSum += Number(match[2]);
+      else ackCount += Number(match[2]);
+    }
+  }
+  return { ackSum, ackCount };
 }
 
 /** The headline phase: the main users in closed loop against XFChat (one node unless --nodes). */

@@ -1,7 +1,8 @@
 import type { PublicConversation, PublicFriendRequest, PublicMessage } from '../realtime/protocol.js';
 import type { PublicParticipant } from '../models/Participant.js';
 import type { PublicUser } from '../models/User.js';
-import type { HttpRequest } from './http.js';
+import { XFChatError } from './errors.js';
+import { tokenSubject, type HttpRequest, type Session } from './http.js';
 
 /** A conversation as listed by `GET /conversations`: with its last message and my unread count. */
 export interface ConversationSummary extends PublicConversation {
@@ -97,7 +98,10 @@ export class BlocksApi {
 
 /** Conversations and their participants. */
 export class ConversationsApi {
-  constructor(private readonly http: HttpRequest) {}
+  constructor(
+    private readonly http: HttpRequest,
+    private readonly session: Session,
+  ) {}
 
   /** The direct conversation with a friend: created, or the existing one for the pair. */
   async createDirect(userId: string): Promise<PublicConversation> {
@@ -139,6 +143,13 @@ export class ConversationsApi {
   /** Removes a participant (group owner), or leaves when `userId` is me. */
   async removeParticipant(conversationId: string, userId: string): Promise<void> {
     await this.http<void>('DELETE', `/conversations/${id(conversationId)}/participants/${id(userId)}`);
+  }
+
+  /** Leaves a group (removes myself). */
+  async leave(conversationId: string): Promise<void> {
+    const me = tokenSubject(this.session.token);
+    if (me === undefined) throw new XFChatError('UNAUTHORIZED', 'Log in first.');
+    await this.removeParticipant(conversationId, me);
   }
 }
 

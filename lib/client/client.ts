@@ -88,7 +88,7 @@ export class XFChatClient {
     this.users = new UsersApi(this.http);
     this.friends = new FriendsApi(this.http);
     this.blocks = new BlocksApi(this.http);
-    this.conversations = new ConversationsApi(this.http);
+    this.conversations = new ConversationsApi(this.http, this.session);
     this.messages = new MessagesApi(this.http);
     this.connection = new Connection({
       url: options.baseUrl,

@@ -5,6 +5,22 @@ export interface Session {
   token: string | undefined;
 }
 
+/**
+ * The user id (`sub`) inside a token, read without verifying it (the server does that): enough to know who "me"
+ * is for calls like leaving a conversation. Undefined if the token is not a readable JWT.
+ */
+export function tokenSubject(token: string | undefined): string | undefined {
+  const payload = token?.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const sub = (JSON.parse(json) as { sub?: unknown }).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined; // not a JWT: no subject, the server will answer UNAUTHORIZED anyway
+  }
+}
+
 export type Query = Record<string, string | number | undefined>;
 
 export interface RequestOptions {

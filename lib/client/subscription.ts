@@ -81,7 +81,7 @@ export class Subscription {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
-  /** A `message:new` for this conversation. */
+  /** A `message:new` for this conversation (called by the client). @internal */
   handleNew(message: PublicMessage): void {
     if (!this.active) return;
     this.accept([message]);
@@ -103,7 +103,7 @@ export class Subscription {
     }
   }
 
-  /** Ends the subscription locally, e.g. after `conversation:removed` or close(). */
+  /** Ends the subscription locally, e.g. after `conversation:removed` or close() (called by the client). @internal */
   end(error: XFChatError | undefined): void {
     if (!this.active) return;
     this.active = false;

@@ -10,18 +10,49 @@ import type { Logger } from '../logger.js';
  * below, a PostgreSQL restart or pg_terminate_backend would throw an unhandled 'error' and crash the node. It
  * also never releases that client when its connection ends, which would leak a pool slot at every restart; the
  * 'end' guard releases it with an error so the pool discards it, and the adapter's own reconnect takes a new one.
+ * Only that LISTEN client (the one with a 'notification' listener) is released here: a client of `pool.query` is
+ * released by pg-pool itself when its query fails, and a second release would throw.
+ *
+ * Shutdown: the adapter's close() releases its LISTEN client only if it has finished connecting; a node closed
+ * while that connection is being made (or re-made after a restart) would keep it checked out and `end()` would
+ * wait forever. So `end()` discards the LISTEN client, also one handed out after `end()`, and `connect()` after
+ * `end()` never settles instead of rejecting, because the adapter answers a rejection by retrying on a timer,
+ * forever.
  */
 export function createAdapterPool(config: DatabaseConfig, logger: Logger): pg.Pool {
   const pool = new pg.Pool({ ...pgConnectionConfig(config, 'xfchat-adapter'), max: 4 });
-  const checkedOut = new WeakSet<pg.PoolClient>();
-  pool.on('acquire', (client) => checkedOut.add(client));
-  pool.on('release', (_err, client) => checkedOut.delete(client));
+  const checkedOut = new Set<pg.PoolClient>();
+  let ended = false;
+  const isListener = (client: pg.PoolClient) => client.listenerCount('notification') > 0;
+  const discard = (client: pg.PoolClient, why: string) => {
+    if (checkedOut.has(client) && isListener(client)) client.release(new Error(why));
+  };
+  const connect = pool.connect.bind(pool);
+  const end = pool.end.bind(pool);
+  pool.connect = ((...args: Parameters<typeof connect>) => {
+    if (ended) return new Promise<never>(() => undefined);
+    return connect(...args);
+  }) as typeof pool.connect;
+  pool.end = () => {
+    ended = true;
+    for (const client of [...checkedOut]) discard(client, 'shutting down');
+    return end();
+  };
+  pool.on('acquire', (client) => {
+    checkedOut.add(client);
+    // Handed out while end() was already running: once the adapter has attached its listener (after its await,
+    // hence setImmediate and not nextTick), discard it.
+    if (ended) setImmediate(() => discard(client, 'shutting down'));
+  });
+  pool.on('release', (_err, client) => {
+    checkedOut.delete(client);
+    // The adapter leaves its handler on a LISTEN client it gives back; without it, the client is a plain one.
+    client.removeAllListeners('notification');
+  });
   pool.on('error', (err) => logger.warn({ err }, 'socket.io adapter: idle PostgreSQL connection failed'));
   pool.on('connect', (client) => {
     client.on('error', (err) => logger.warn({ err }, 'socket.io adapter: PostgreSQL connection failed'));
-    client.on('end', () => {
-      if (checkedOut.has(client)) client.release(new Error('connection ended'));
-    });
+    client.on('end', () => discard(client, 'connection ended'));
   });
   return pool;
 }

@@ -13,6 +13,7 @@ import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.js';
 import { insertUser } from '../helpers/users.js';
+import { rows, seqState } from '../helpers/chat.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const logger = createLogger('silent');
@@ -66,12 +67,10 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
   }
 
   async function conversation(): Promise<string> {
-    const [row] = (await db
-      .knex('conversations')
-      .insert({ type: 'group', title: 't' })
-      .returning('id')) as Array<{
-      id: string;
-    }>;
+    const [row] = await rows<{ id: string }>(
+      db.knex,
+      "INSERT INTO conversations (type, title) VALUES ('group', 't') RETURNING id",
+    );
     await db.knex('conversation_participants').insert([
       { conversation_id: row!.id, user_id: alice, role: 'owner' },
       { conversation_id: row!.id, user_id: bob, role: 'member' },
@@ -79,17 +78,7 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     return row!.id;
   }
 
-  async function state(id: string): Promise<{ lastSeq: number; seqs: number[] }> {
-    const c = (await db.knex('conversations').where({ id }).first('last_seq')) as { last_seq: number };
-    const rows = (await db
-      .knex('messages')
-      .where({ conversation_id: id })
-      .orderBy('seq')
-      .select('seq')) as Array<{
-      seq: number;
-    }>;
-    return { lastSeq: c.last_seq, seqs: rows.map((r) => r.seq) };
-  }
+  const state = (id: string) => seqState(db.knex, id);
 
   it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
     const id = await conversation();
@@ -121,10 +110,11 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     expect(errorCode(second[2])).to.equal('IDEMPOTENCY_CONFLICT');
     expect(ok(second[3]).message.seq).to.equal(4);
     expect(await state(id)).to.deep.equal({ lastSeq: 4, seqs: [1, 2, 3, 4] });
-    const readMarkers = (await db
-      .knex('conversation_participants')
-      .where({ conversation_id: id })
-      .select('user_id', 'last_read_seq')) as Array<{ user_id: string; last_read_seq: number }>;
+    const readMarkers = await rows<{ user_id: string; last_read_seq: number }>(
+      db.knex,
+      'SELECT user_id, last_read_seq FROM conversation_participants WHERE conversation_id = ?',
+      [id],
+    );
     expect(Object.fromEntries(readMarkers.map((r) => [r.user_id, r.last_read_seq]))).to.deep.equal({
       [alice]: 3,
       [bob]: 4,

@@ -1,5 +1,5 @@
 import type { RunningServer } from '../../lib/server.js';
-import { XFChatClient, type XFChatClientOptions } from '../../lib/client/index.js';
+import { XFChatClient, type PublicMessage, type XFChatClientOptions } from '../../lib/client/index.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 
 /**
@@ -57,4 +57,14 @@ export async function storedMessages(
     .orderBy('seq')
     .select('id', 'seq', 'client_msg_id', 'body');
   return rows.map((r) => ({ id: r.id, seq: Number(r.seq), clientMsgId: r.client_msg_id, body: r.body }));
+}
+
+/** Collects what a subscription delivers, to compare with the exact expected sequence. */
+export function collector(): {
+  messages: PublicMessage[];
+  seqs: () => number[];
+  onMessage: (m: PublicMessage) => void;
+} {
+  const messages: PublicMessage[] = [];
+  return { messages, seqs: () => messages.map((m) => m.seq), onMessage: (m) => messages.push(m) };
 }

@@ -6,18 +6,8 @@ import { conversationRoom } from '../../lib/realtime/protocol.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool, directPair, storedMessages } from './fixtures.js';
+import { ClientPool, collector, directPair } from './fixtures.js';
 import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
-
-/** Collects what a subscription delivers, to compare with the exact expected sequence. */
-function collector(): {
-  messages: PublicMessage[];
-  seqs: () => number[];
-  onMessage: (m: PublicMessage) => void;
-} {
-  const messages: PublicMessage[] = [];
-  return { messages, seqs: () => messages.map((m) => m.seq), onMessage: (m) => messages.push(m) };
-}
 
 describe('client SDK: realtime', function () {
   let databaseUrl: string;
@@ -69,93 +59,6 @@ describe('client SDK: realtime', function () {
     expect(error).to.be.instanceOf(XFChatError);
     expect(error).to.include({ code: 'UNAUTHORIZED', status: 401 });
     expect(client.state).to.equal('disconnected');
-  });
-
-  it('gives up at once on a final error and does not retry', async () => {
-    const { alice, conversationId } = await directPair(server, pool);
-    const a = pool.open(server.url, { token: alice.token });
-    await a.connect();
-    let retries = 0;
-    const onRetry = () => retries++;
-    const blank = await a.send(conversationId, '   ', { onRetry }).catch((err: unknown) => err);
-    expect(blank).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 400 });
-    const elsewhere = await a.send(randomUUID(), 'hello', { onRetry }).catch((err: unknown) => err);
-    expect(elsewhere).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND', status: 404 });
-    expect(retries).to.equal(0);
-    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
-  });
-
-  it('stores a message exactly once when its ack is lost and the connection drops', async () => {
-    const { alice, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
-    const a = pool.open(proxy.url, { token: alice.token });
-    await a.connect();
-    const states: ConnectionState[] = [];
-    a.on('state', (state) => states.push(state));
-
-    // The send reaches the server and is committed, but the ack never comes back.
-    proxy.holdDownstream();
-    const retries: string[] = [];
-    const sending = a.send(conversationId, 'exactly once', { onRetry: ({ reason }) => retries.push(reason) });
-    await waitFor(async () => (await storedMessages(server, conversationId)).length === 1, {
-      what: 'the commit',
-    });
-    proxy.cut();
-
-    const message = await sending;
-    const rows = await storedMessages(server, conversationId);
-    expect(rows).to.have.length(1);
-    expect(rows[0]).to.deep.equal({
-      id: message.id,
-      seq: 1,
-      clientMsgId: message.clientMsgId,
-      body: 'exactly once',
-    });
-    expect(retries).to.deep.equal(['DISCONNECTED']);
-    expect(states).to.deep.equal(['reconnecting', 'connected']);
-  });
-
-  it('retries a send whose request is held past the ack timeout; all copies store one message', async () => {
-    const { alice, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
-    const a = pool.open(proxy.url, { token: alice.token, ackTimeoutMs: 200 });
-    await a.connect();
-
-    proxy.holdUpstream();
-    const retries: string[] = [];
-    const sending = a.send(conversationId, 'held', { onRetry: ({ reason }) => retries.push(reason) });
-    await waitFor(() => retries.length >= 2, { what: 'two timeouts' });
-    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
-    // Every copy (the first and each retry) now reaches the server at once, all with one clientMsgId.
-    proxy.release();
-
-    const message = await sending;
-    expect(retries.every((reason) => reason === 'TIMEOUT')).to.equal(true);
-    const rows = await storedMessages(server, conversationId);
-    expect(rows.map((r) => r.id)).to.deep.equal([message.id]);
-  });
-
-  it('waits while offline and sends each message typed meanwhile exactly once after reconnecting', async () => {
-    const { alice, bob, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
-    const a = pool.open(proxy.url, { token: alice.token });
-    await a.connect();
-    const b = pool.open(server.url, { token: bob.token });
-    await b.connect();
-    const atB = collector();
-    await b.subscribe(conversationId, atB.onMessage).whenReady();
-
-    await proxy.stop();
-    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
-    const sending = ['one', 'two', 'three'].map((body) => a.send(conversationId, body));
-    await proxy.start();
-
-    const sent = await Promise.all(sending);
-    await waitFor(() => atB.messages.length === 3, { what: 'three messages at bob' });
-    const rows = await storedMessages(server, conversationId);
-    expect(rows.map((r) => r.body).sort()).to.deep.equal(['one', 'three', 'two']);
-    expect(rows.map((r) => r.id).sort()).to.deep.equal(sent.map((m) => m.id).sort());
-    expect(atB.seqs()).to.deep.equal([1, 2, 3]);
   });
 
   it('fills a gap over REST, ignores duplicates, and delivers in seq order exactly once', async () => {
@@ -249,6 +152,28 @@ describe('client SDK: realtime', function () {
     expect(outcome).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND' });
     expect(errors.map((e) => e.code)).to.deep.equal(['NOT_FOUND']);
     expect(subscription.isActive).to.equal(false);
+  });
+
+  it('ends the subscription of a participant who is removed, and tells the app', async () => {
+    const { alice, bob } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const added: string[] = [];
+    b.on('conversation:added', (conversation) => added.push(conversation.id));
+    const group = await a.conversations.createGroup('Book club', [bob.id]);
+    await waitFor(() => added.includes(group.id), { what: 'conversation:added at bob' });
+
+    const errors: string[] = [];
+    const removed: string[] = [];
+    b.on('conversation:removed', (event) => removed.push(event.conversationId));
+    const subscription = b.subscribe(group.id, () => undefined, { onError: (err) => errors.push(err.code) });
+    await subscription.whenReady();
+    await a.conversations.removeParticipant(group.id, bob.id);
+    await waitFor(() => removed.includes(group.id), { what: 'conversation:removed at bob' });
+    expect(subscription.isActive).to.equal(false);
+    expect(errors).to.deep.equal(['NOT_FOUND']);
+    expect(b.subscription(group.id)).to.equal(undefined);
   });
 
   it('chats live between two nodes: alice on one, bob on the other', async () => {

@@ -156,6 +156,9 @@ describe('client SDK: REST helpers', function () {
       status: 404,
     });
     expect((await alice.client.conversations.addParticipant(group.id, carol.id)).userId).to.equal(carol.id);
+    await carol.client.conversations.leave(group.id);
+    expect(await failure(carol.client.conversations.get(group.id))).to.include({ code: 'NOT_FOUND' });
+    expect((await alice.client.conversations.get(group.id)).participants).to.have.length(2);
 
     const sent = [];
     for (let i = 1; i <= 5; i++)

@@ -80,7 +80,8 @@ export class ChatPage {
     ).map(Number);
   }
 
+  /** The connection banner (role=status); hidden while connected, so found by id rather than role. */
   get banner(): Locator {
-    return this.page.getByRole('status');
+    return this.page.locator('#connection-banner');
   }
 }

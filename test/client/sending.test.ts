@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { RunningServer } from '../../lib/server.js';
+import { XFChatError, type ConnectionState } from '../../lib/client/index.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { ClientPool, collector, directPair, storedMessages } from './fixtures.js';
+import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
+
+describe('client SDK: exactly-once sends', function () {
+  let databaseUrl: string;
+  let server: RunningServer;
+  let proxy: FaultyProxy | undefined;
+  const pool = new ClientPool();
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+  });
+
+  afterEach(async () => {
+    pool.closeAll();
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  it('gives up at once on a final error and does not retry', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    let retries = 0;
+    const onRetry = () => retries++;
+    const blank = await a.send(conversationId, '   ', { onRetry }).catch((err: unknown) => err);
+    expect(blank).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 400 });
+    const elsewhere = await a.send(randomUUID(), 'hello', { onRetry }).catch((err: unknown) => err);
+    expect(elsewhere).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND', status: 404 });
+    expect(retries).to.equal(0);
+    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+  });
+
+  it('stores a message exactly once when its ack is lost and the connection drops', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    await a.connect();
+    const states: ConnectionState[] = [];
+    a.on('state', (state) => states.push(state));
+
+    // The send reaches the server and is committed, but the ack never comes back.
+    proxy.holdDownstream();
+    const retries: string[] = [];
+    const sending = a.send(conversationId, 'exactly once', { onRetry: ({ reason }) => retries.push(reason) });
+    await waitFor(async () => (await storedMessages(server, conversationId)).length === 1, {
+      what: 'the commit',
+    });
+    proxy.cut();
+
+    const message = await sending;
+    const rows = await storedMessages(server, conversationId);
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.deep.equal({
+      id: message.id,
+      seq: 1,
+      clientMsgId: message.clientMsgId,
+      body: 'exactly once',
+    });
+    expect(retries).to.deep.equal(['DISCONNECTED']);
+    expect(states).to.deep.equal(['reconnecting', 'connected']);
+  });
+
+  it('retries a send whose request is held past the ack timeout; all copies store one message', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token, ackTimeoutMs: 200 });
+    await a.connect();
+
+    proxy.holdUpstream();
+    const retries: string[] = [];
+    const sending = a.send(conversationId, 'held', { onRetry: ({ reason }) => retries.push(reason) });
+    await waitFor(() => retries.length >= 2, { what: 'two timeouts' });
+    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+    // Every copy (the first and each retry) now reaches the server at once, all with one clientMsgId.
+    proxy.release();
+
+    const message = await sending;
+    expect(retries.every((reason) => reason === 'TIMEOUT')).to.equal(true);
+    const rows = await storedMessages(server, conversationId);
+    expect(rows.map((r) => r.id)).to.deep.equal([message.id]);
+  });
+
+  it('waits while offline and sends each message typed meanwhile exactly once after reconnecting', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    proxy = await startFaultyProxy(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    await a.connect();
+    const b = pool.open(server.url, { token: bob.token });
+    await b.connect();
+    const atB = collector();
+    await b.subscribe(conversationId, atB.onMessage).whenReady();
+
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    const sending = ['one', 'two', 'three'].map((body) => a.send(conversationId, body));
+    await proxy.start();
+
+    const sent = await Promise.all(sending);
+    await waitFor(() => atB.messages.length === 3, { what: 'three messages at bob' });
+    const rows = await storedMessages(server, conversationId);
+    expect(rows.map((r) => r.body).sort()).to.deep.equal(['one', 'three', 'two']);
+    expect(rows.map((r) => r.id).sort()).to.deep.equal(sent.map((m) => m.id).sort());
+    expect(atB.seqs()).to.deep.equal([1, 2, 3]);
+  });
+});

@@ -1,0 +1,84 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import express from 'express';
+import type { RunningServer } from '../../lib/server.js';
+import { defaultWebDir, webRoutes } from '../../lib/http/webStatic.js';
+import { buildWeb } from '../../web/build.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+
+describe('the browser app served by the server', function () {
+  let server: RunningServer;
+
+  before(async () => {
+    await buildWeb(defaultWebDir());
+    server = await startTestServer(await createTestDatabase());
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  it('serves the page at / under a CSP that allows only same-origin scripts, and the page has no inline script', async () => {
+    const res = await fetch(`${server.url}/`);
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('content-type')).to.match(/^text\/html/);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).to.include("script-src 'self'");
+    expect(csp).to.include("default-src 'self'");
+    const html = await res.text();
+    expect(html).to.include('<script type="module" src="/app.js"></script>');
+    // Every script has a src: an inline one would be refused by script-src 'self'.
+    expect(html.match(/<script\b[^>]*>/g)?.every((tag) => /\ssrc=/.test(tag))).to.equal(true);
+    expect(html).not.to.match(/\son[a-z]+=/i);
+  });
+
+  it('serves the bundle and the stylesheet, and the API keeps answering JSON', async () => {
+    const script = await fetch(`${server.url}/app.js`);
+    expect(script.status).to.equal(200);
+    expect(script.headers.get('content-type')).to.match(/javascript/);
+    const body = await script.text();
+    expect(body.length).to.be.greaterThan(1000);
+    // The bundle carries the SDK, not server code.
+    expect(body).not.to.match(/\bknex\b|objection|argon2/);
+    const css = await fetch(`${server.url}/styles.css`);
+    expect(css.headers.get('content-type')).to.match(/^text\/css/);
+
+    const health = await fetch(`${server.url}/healthz`);
+    expect(await health.json()).to.deep.equal({ status: 'ok' });
+    const missing = await fetch(`${server.url}/no/such/route`);
+    expect(missing.status).to.equal(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+  });
+
+  it('explains how to build the app when it is not built, instead of a bare 404', async () => {
+    const emptyDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-web-'));
+    const app = express().use(webRoutes(emptyDir));
+    const bare: Server = await new Promise((resolve) => {
+      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+    });
+    try {
+      const { port } = bare.address() as AddressInfo;
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(res.status).to.equal(503);
+      expect(await res.text()).to.include('npm run build:web');
+      // Other paths are not the app's business: they fall through to the next handler.
+      expect((await fetch(`http://127.0.0.1:${port}/app.js`)).status).to.equal(404);
+    } finally {
+      await new Promise<void>((resolve, reject) => bare.close((err) => (err ? reject(err) : resolve())));
+      await rm(emptyDir, { recursive: true, force: true });
+    }
+  });
+
+  it('builds from web/: the page in dist/web is web/index.html', async () => {
+    const source = await readFile(
+      path.join(path.dirname(defaultWebDir()), '..', 'web', 'index.html'),
+      'utf8',
+    );
+    expect(await readFile(path.join(defaultWebDir(), 'index.html'), 'utf8')).to.equal(source);
+  });
+});

@@ -1,0 +1,512 @@
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import type { PublicConversation, PublicMessage } from '../lib/realtime/protocol.js';
+import type { RunningServer } from '../lib/server.js';
+import {
+  rows,
+  seqState,
+  createGroup,
+  expectOk,
+  friendsOf,
+  newUser,
+  record,
+  send,
+  SocketPool,
+  subscribe,
+} from './helpers/chat.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import type { TestUser } from './helpers/users.js';
+import { insertFriendship } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+interface ListItem extends PublicConversation {
+  lastMessage: PublicMessage | null;
+  unreadCount: number;
+}
+
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+describe('conversations over REST', function () {
+  let server: RunningServer;
+  let other: RunningServer;
+  const pool = new SocketPool();
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+    other = await startTestServer(databaseUrl);
+  });
+
+  afterEach(() => pool.closeAll());
+
+  after(async () => {
+    await Promise.all([server?.close(), other?.close()]);
+  });
+
+  const api = <T = ErrorBody>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
+    request<T>(server.url, method, path, { token: user?.token, body });
+
+  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
+    expect(res.status, JSON.stringify(res.body)).to.equal(status);
+    expect((res.body as ErrorBody).error.code).to.equal(code);
+  }
+
+  async function directCount(a: string, b: string): Promise<number> {
+    const key = a < b ? `${a}:${b}` : `${b}:${a}`;
+    const [row] = await rows<{ n: number }>(
+      server.services.db.knex,
+      'SELECT count(*)::int AS n FROM conversations WHERE direct_key = ?',
+      [key],
+    );
+    return row!.n;
+  }
+
+  describe('direct conversations', () => {
+    it('creates one between friends (201), tells both users, and returns it again (200) from either side', async () => {
+      const alice = await newUser(server);
+      const [bob] = await friendsOf(server, alice, 1);
+      const aliceAdded = record(await pool.open(server.url, alice), 'conversation:added');
+      const bobAdded = record(await pool.open(other.url, bob!), 'conversation:added');
+      const created = await api<{ conversation: PublicConversation }>('POST', '/conversations', alice, {
+        type: 'direct',
+        userId: bob!.id,
+      });
+      expect(created.status).to.equal(201);
+      const c = created.body.conversation;
+      expect(c).to.include({ type: 'direct', title: null, createdBy: alice.id, lastSeq: 0 });
+      expect(c.createdAt).to.match(ISO);
+      expect(c.participants.map((p) => p.userId).sort()).to.deep.equal([alice.id, bob!.id].sort());
+      for (const p of c.participants) {
+        expect(Object.keys(p).sort()).to.deep.equal(
+          ['displayName', 'joinedAt', 'lastReadSeq', 'role', 'userId', 'username'].sort(),
+        );
+        expect(p.role).to.equal('member');
+        expect(p.lastReadSeq).to.equal(0);
+      }
+      await waitFor(() => aliceAdded.length === 1 && bobAdded.length === 1, {
+        what: 'conversation:added to both',
+      });
+      expect(bobAdded[0]).to.deep.equal(c);
+
+      const again = await api<{ conversation: PublicConversation }>('POST', '/conversations', bob, {
+        type: 'direct',
+        userId: alice.id,
+      });
+      expect(again.status).to.equal(200);
+      expect(again.body.conversation.id).to.equal(c.id);
+      expect(await directCount(alice.id, bob!.id)).to.equal(1);
+    });
+
+    it('makes one conversation out of concurrent creations from both sides, never a 500', async () => {
+      const alice = await newUser(server);
+      const [bob] = await friendsOf(server, alice, 1);
+      const responses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          request<{ conversation: PublicConversation }>(
+            i % 2 ? other.url : server.url,
+            'POST',
+            '/conversations',
+            {
+              token: i % 3 ? alice.token : bob!.token,
+              body: { type: 'direct', userId: i % 3 ? bob!.id : alice.id },
+            },
+          ),
+        ),
+      );
+      expect(responses.map((r) => r.status).sort()).to.deep.equal([
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 201,
+      ]);
+      expect(new Set(responses.map((r) => r.body.conversation.id)).size).to.equal(1);
+      expect(await directCount(alice.id, bob!.id)).to.equal(1);
+    });
+
+    it('refuses a non-friend (NOT_FRIENDS), a blocked pair (BLOCKED), myself and bad input', async () => {
+      const alice = await newUser(server);
+      const stranger = await newUser(server);
+      expectError(
+        await api('POST', '/conversations', alice, { type: 'direct', userId: stranger.id }),
+        403,
+        'NOT_FRIENDS',
+      );
+      expectError(
+        await api('POST', '/conversations', alice, { type: 'direct', userId: randomUUID() }),
+        403,
+        'NOT_FRIENDS',
+      );
+      const [blocker] = await friendsOf(server, alice, 1);
+      await server.services.db.knex('blocks').insert({ blocker_id: blocker!.id, blocked_id: alice.id });
+      expectError(
+        await api('POST', '/conversations', alice, { type: 'direct', userId: blocker!.id }),
+        403,
+        'BLOCKED',
+      );
+      expectError(
+        await api('POST', '/conversations', blocker, { type: 'direct', userId: alice.id }),
+        403,
+        'BLOCKED',
+      );
+      expectError(
+        await api('POST', '/conversations', alice, { type: 'direct', userId: alice.id }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      expectError(
+        await api('POST', '/conversations', alice, { type: 'direct', userId: 'nope' }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      expectError(await api('POST', '/conversations', alice, { type: 'channel' }), 400, 'VALIDATION_FAILED');
+      expectError(await api('POST', '/conversations', alice, ['direct']), 400, 'VALIDATION_FAILED');
+      expectError(
+        await api('POST', '/conversations', undefined, { type: 'direct', userId: alice.id }),
+        401,
+        'UNAUTHORIZED',
+      );
+      expect(await directCount(alice.id, stranger.id)).to.equal(0);
+    });
+
+    it('cannot be renamed, extended or left (FORBIDDEN)', async () => {
+      const alice = await newUser(server);
+      const [bob, carol] = await friendsOf(server, alice, 2);
+      const c = (
+        await api<{ conversation: PublicConversation }>('POST', '/conversations', alice, {
+          type: 'direct',
+          userId: bob!.id,
+        })
+      ).body.conversation;
+      expectError(await api('PATCH', `/conversations/${c.id}`, alice, { title: 'x' }), 403, 'FORBIDDEN');
+      expectError(
+        await api('POST', `/conversations/${c.id}/participants`, alice, { userId: carol!.id }),
+        403,
+        'FORBIDDEN',
+      );
+      expectError(
+        await api('DELETE', `/conversations/${c.id}/participants/${alice.id}`, alice),
+        403,
+        'FORBIDDEN',
+      );
+      expectError(
+        await api('DELETE', `/conversations/${c.id}/participants/${bob!.id}`, alice),
+        403,
+        'FORBIDDEN',
+      );
+    });
+  });
+
+  describe('groups', () => {
+    it('creates a group with the creator as owner and tells every participant', async () => {
+      const owner = await newUser(server);
+      const members = await friendsOf(server, owner, 3);
+      const added = await Promise.all(
+        [owner, ...members].map(async (u, i) =>
+          record(await pool.open(i % 2 ? other.url : server.url, u), 'conversation:added'),
+        ),
+      );
+      const res = await api<{ conversation: PublicConversation }>('POST', '/conversations', owner, {
+        type: 'group',
+        title: 'Weekend 🏕️',
+        participantIds: [...members.map((m) => m.id), members[0]!.id, owner.id],
+      });
+      expect(res.status).to.equal(201);
+      const c = res.body.conversation;
+      expect(c).to.include({ type: 'group', title: 'Weekend 🏕️', createdBy: owner.id, lastSeq: 0 });
+      expect(c.participants).to.have.length(4);
+      const roles = Object.fromEntries(c.participants.map((p) => [p.userId, p.role]));
+      expect(roles).to.deep.equal({
+        [owner.id]: 'owner',
+        [members[0]!.id]: 'member',
+        [members[1]!.id]: 'member',
+        [members[2]!.id]: 'member',
+      });
+      await waitFor(() => added.every((a) => a.length === 1), {
+        what: 'conversation:added to every participant',
+      });
+      expect(added.map((a) => a[0]!.id)).to.deep.equal([c.id, c.id, c.id, c.id]);
+    });
+
+    it('refuses a participant who is not my friend (NOT_FRIENDS) and bad input (400), creating nothing', async () => {
+      const owner = await newUser(server);
+      const [friend] = await friendsOf(server, owner, 1);
+      const stranger = await newUser(server);
+      const before = await api<{ conversations: unknown[] }>('GET', '/conversations', owner);
+      const res = await api('POST', '/conversations', owner, {
+        type: 'group',
+        title: 't',
+        participantIds: [friend!.id, stranger.id],
+      });
+      expectError(res, 403, 'NOT_FRIENDS');
+      expect(res.body.error.details).to.deep.equal({ userIds: [stranger.id] });
+      for (const body of [
+        { type: 'group', participantIds: [] },
+        { type: 'group', title: '', participantIds: [] },
+        { type: 'group', title: '   ', participantIds: [] },
+        { type: 'group', title: 'x'.repeat(101), participantIds: [] },
+        { type: 'group', title: 't' },
+        { type: 'group', title: 't', participantIds: 'all' },
+        { type: 'group', title: 't', participantIds: ['not-a-uuid'] },
+      ]) {
+        expectError(await api('POST', '/conversations', owner, body), 400, 'VALIDATION_FAILED');
+      }
+      const after = await api<{ conversations: unknown[] }>('GET', '/conversations', owner);
+      expect(after.body.conversations).to.have.length(before.body.conversations.length);
+      // A group of one (just me) is fine.
+      expect(
+        (await api('POST', '/conversations', owner, { type: 'group', title: 'me', participantIds: [] }))
+          .status,
+      ).to.equal(201);
+    });
+
+    it('lets only the owner rename it', async () => {
+      const owner = await newUser(server);
+      const [member] = await friendsOf(server, owner, 1);
+      const outsider = await newUser(server);
+      const group = await createGroup(server.url, owner, [member!]);
+      const renamed = await api<{ conversation: PublicConversation }>(
+        'PATCH',
+        `/conversations/${group.id}`,
+        owner,
+        {
+          title: 'New name',
+        },
+      );
+      expect(renamed.status).to.equal(200);
+      expect(renamed.body.conversation.title).to.equal('New name');
+      expectError(
+        await api('PATCH', `/conversations/${group.id}`, member, { title: 'Mine now' }),
+        403,
+        'FORBIDDEN',
+      );
+      expectError(
+        await api('PATCH', `/conversations/${group.id}`, outsider, { title: 'Hi' }),
+        404,
+        'NOT_FOUND',
+      );
+      expectError(
+        await api('PATCH', `/conversations/${group.id}`, owner, { title: '' }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      const now = await api<{ conversation: PublicConversation }>(
+        'GET',
+        `/conversations/${group.id}`,
+        member,
+      );
+      expect(now.body.conversation.title).to.equal('New name');
+    });
+
+    it('lets the owner add a friend (201), who is told and can then read; refuses the rest', async () => {
+      const owner = await newUser(server);
+      const [member, newcomer, another] = await friendsOf(server, owner, 3);
+      const stranger = await newUser(server);
+      const group = await createGroup(server.url, owner, [member!]);
+      const ownerSocket = await pool.open(server.url, owner);
+      expectOk(await send(ownerSocket, group.id, 'before the newcomer'));
+      const newcomerAdded = record(await pool.open(other.url, newcomer!), 'conversation:added');
+      // Warm the other node's membership cache with "not a participant" first.
+      expectError(
+        await request(other.url, 'GET', `/conversations/${group.id}/messages`, { token: newcomer!.token }),
+        404,
+        'NOT_FOUND',
+      );
+      const res = await api<{ participant: Record<string, unknown> }>(
+        'POST',
+        `/conversations/${group.id}/participants`,
+        owner,
+        { userId: newcomer!.id },
+      );
+      expect(res.status).to.equal(201);
+      expect(res.body.participant).to.include({
+        userId: newcomer!.id,
+        username: newcomer!.username,
+        role: 'member',
+        lastReadSeq: 0,
+      });
+      await waitFor(() => newcomerAdded.length === 1, { what: 'conversation:added to the newcomer' });
+      expect(newcomerAdded[0]!.participants.map((p) => p.userId)).to.include(newcomer!.id);
+      // The other node's cache was invalidated through the control bus.
+      await waitFor(
+        async () =>
+          (await request(other.url, 'GET', `/conversations/${group.id}/messages`, { token: newcomer!.token }))
+            .status === 200,
+        { what: 'the newcomer to read on the other node' },
+      );
+
+      expectError(
+        await api('POST', `/conversations/${group.id}/participants`, owner, { userId: newcomer!.id }),
+        409,
+        'ALREADY_PARTICIPANT',
+      );
+      expectError(
+        await api('POST', `/conversations/${group.id}/participants`, owner, { userId: stranger.id }),
+        403,
+        'NOT_FRIENDS',
+      );
+      expectError(
+        await api('POST', `/conversations/${group.id}/participants`, member, { userId: another!.id }),
+        403,
+        'FORBIDDEN',
+      );
+      expectError(
+        await api('POST', `/conversations/${group.id}/participants`, stranger, { userId: another!.id }),
+        404,
+        'NOT_FOUND',
+      );
+      expectError(
+        await api('POST', `/conversations/${group.id}/participants`, owner, { userId: 'x' }),
+        400,
+        'VALIDATION_FAILED',
+      );
+    });
+
+    it('lets the owner remove a member and anyone leave; the oldest member inherits ownership', async () => {
+      const owner = await newUser(server);
+      const [first, second, third] = await friendsOf(server, owner, 3);
+      const group = await createGroup(server.url, owner, [first!]);
+      // Joined later, one at a time: first is the oldest member.
+      for (const u of [second!, third!]) {
+        expect(
+          (await api('POST', `/conversations/${group.id}/participants`, owner, { userId: u.id })).status,
+        ).to.equal(201);
+      }
+      const thirdSocket = await pool.open(other.url, third!);
+      const removed = record(thirdSocket, 'conversation:removed');
+      await subscribe(thirdSocket, group.id);
+
+      expectError(
+        await api('DELETE', `/conversations/${group.id}/participants/${third!.id}`, first),
+        403,
+        'FORBIDDEN',
+      );
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${third!.id}`, owner)).status,
+      ).to.equal(204);
+      await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
+      expect(removed[0]).to.deep.equal({ conversationId: group.id });
+      expectError(await api('GET', `/conversations/${group.id}`, third), 404, 'NOT_FOUND');
+      expectError(
+        await api('DELETE', `/conversations/${group.id}/participants/${third!.id}`, owner),
+        404,
+        'NOT_FOUND',
+      );
+
+      // The owner leaves: the member who joined first becomes owner.
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${owner.id}`, owner)).status,
+      ).to.equal(204);
+      const afterOwner = await api<{ conversation: PublicConversation }>(
+        'GET',
+        `/conversations/${group.id}`,
+        second,
+      );
+      expect(afterOwner.body.conversation.participants.map((p) => [p.userId, p.role])).to.deep.equal([
+        [first!.id, 'owner'],
+        [second!.id, 'member'],
+      ]);
+      expect((await api('PATCH', `/conversations/${group.id}`, first, { title: 'Mine' })).status).to.equal(
+        200,
+      );
+
+      // A member leaves; then the last one: the conversation remains, visible to nobody.
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${second!.id}`, second)).status,
+      ).to.equal(204);
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${first!.id}`, first)).status,
+      ).to.equal(204);
+      for (const u of [owner, first!, second!, third!]) {
+        expectError(await api('GET', `/conversations/${group.id}`, u), 404, 'NOT_FOUND');
+      }
+      expectError(
+        await api('DELETE', `/conversations/${group.id}/participants/abc`, first),
+        404,
+        'NOT_FOUND',
+      );
+    });
+  });
+
+  describe('reading', () => {
+    it('lists my conversations by most recent activity, with lastMessage and unreadCount', async () => {
+      const me = await newUser(server);
+      const [friend] = await friendsOf(server, me, 1);
+      const older = await createGroup(server.url, me, [friend!], 'older');
+      const middle = await createGroup(server.url, me, [friend!], 'middle');
+      const newer = await createGroup(server.url, me, [friend!], 'newer');
+      const list = async (user: TestUser) =>
+        (await api<{ conversations: ListItem[] }>('GET', '/conversations', user)).body.conversations;
+
+      expect((await list(me)).map((c) => c.title)).to.deep.equal(['newer', 'middle', 'older']);
+      const friendSocket = await pool.open(other.url, friend!);
+      for (let n = 1; n <= 3; n += 1) expectOk(await send(friendSocket, older.id, `hello ${n}`));
+      const mine = await list(me);
+      expect(mine.map((c) => c.title)).to.deep.equal(['older', 'newer', 'middle']);
+      const top = mine[0]!;
+      expect(top.lastSeq).to.equal(3);
+      expect(top.unreadCount).to.equal(3);
+      expect(top.lastMessage).to.include({ seq: 3, body: 'hello 3', senderId: friend!.id });
+      expect(mine[1]!.lastMessage).to.equal(null);
+      expect(mine[1]!.unreadCount).to.equal(0);
+      // Sending moves the sender's own marker: the friend has nothing unread.
+      expect((await list(friend!)).find((c) => c.id === older.id)!.unreadCount).to.equal(0);
+
+      expect((await api('POST', `/conversations/${older.id}/read`, me, { seq: 2 })).status).to.equal(204);
+      expect((await list(me)).find((c) => c.id === older.id)!.unreadCount).to.equal(1);
+      expect((await list(me)).map((c) => c.id)).to.include.members([middle.id, newer.id]);
+    });
+
+    it('shows a conversation to its participants only: 404 for others, for unknown and for non-UUID ids', async () => {
+      const owner = await newUser(server);
+      const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+      const outsider = await newUser(server);
+      const mine = await api<{ conversation: PublicConversation }>(
+        'GET',
+        `/conversations/${group.id}`,
+        owner,
+      );
+      expect(mine.status).to.equal(200);
+      expect(mine.body.conversation).to.deep.equal(group);
+      const notFound = await api('GET', `/conversations/${group.id}`, outsider);
+      const unknown = await api('GET', `/conversations/${randomUUID()}`, outsider);
+      expectError(notFound, 404, 'NOT_FOUND');
+      expectError(unknown, 404, 'NOT_FOUND');
+      expect(notFound.text).to.equal(unknown.text);
+      expectError(await api('GET', '/conversations/not-a-uuid', owner), 404, 'NOT_FOUND');
+      expectError(await api('GET', `/conversations/${group.id}`, undefined), 401, 'UNAUTHORIZED');
+      const list = await api<{ conversations: ListItem[] }>('GET', '/conversations', outsider);
+      expect(list.body.conversations).to.deep.equal([]);
+    });
+
+    it('answers a non-participant NOT_FOUND on every REST path of a conversation', async () => {
+      const owner = await newUser(server);
+      const [member] = await friendsOf(server, owner, 1);
+      const group = await createGroup(server.url, owner, [member!]);
+      const outsider = await newUser(server);
+      await insertFriendship(server.services.db.knex, outsider.id, member!.id);
+      const base = `/conversations/${group.id}`;
+      const calls: Array<[string, string, unknown]> = [
+        ['GET', base, undefined],
+        ['PATCH', base, { title: 'mine' }],
+        ['POST', `${base}/participants`, { userId: member!.id }],
+        ['DELETE', `${base}/participants/${member!.id}`, undefined],
+        ['DELETE', `${base}/participants/${outsider.id}`, undefined],
+        ['PUT', `${base}/messages/${randomUUID()}`, { body: 'let me in' }],
+        ['GET', `${base}/messages`, undefined],
+        ['GET', `${base}/messages?after=0`, undefined],
+        ['POST', `${base}/read`, { seq: 1 }],
+      ];
+      for (const [method, path, body] of calls) {
+        const res = await api(method, path, outsider, body);
+        expectError(res, 404, 'NOT_FOUND');
+      }
+      const stored = await seqState(server.services.db.knex, group.id);
+      expect(stored).to.deep.equal({ lastSeq: 0, seqs: [] });
+      const still = await api<{ conversation: PublicConversation }>('GET', base, owner);
+      expect(still.body.conversation.title).to.equal(group.title);
+      expect(still.body.conversation.participants).to.have.length(2);
+    });
+  });
+});

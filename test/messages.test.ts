@@ -1,0 +1,381 @@
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import type { Ack, PublicMessage, SendResult } from '../lib/realtime/protocol.js';
+import type { RunningServer } from '../lib/server.js';
+import {
+  rows,
+  seqState,
+  createGroup,
+  errorCodeOf,
+  expectOk,
+  friendsOf,
+  newUser,
+  range,
+  record,
+  seedMessages,
+  send,
+  SocketPool,
+  subscribe,
+} from './helpers/chat.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import type { TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+interface Page {
+  messages: PublicMessage[];
+  hasMore: boolean;
+}
+
+const POISON = 'this body makes the test trigger raise';
+
+describe('messages over REST, and failures', function () {
+  let server: RunningServer;
+  let other: RunningServer;
+  const pool = new SocketPool();
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+    other = await startTestServer(databaseUrl);
+    // A trigger that fails inserts of one marked body: a message that fails inside the transaction.
+    await server.services.db.knex
+      .raw(`CREATE FUNCTION refuse_marked_body() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.body = '${POISON}' THEN RAISE EXCEPTION 'refused by the test trigger'; END IF;
+        RETURN NEW;
+      END $$`);
+    await server.services.db.knex.raw(
+      'CREATE TRIGGER refuse_marked_body BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_marked_body()',
+    );
+  });
+
+  afterEach(() => pool.closeAll());
+
+  after(async () => {
+    await Promise.all([server?.close(), other?.close()]);
+  });
+
+  const put = (
+    user: TestUser,
+    conversationId: string,
+    clientMsgId: string,
+    body: unknown,
+    url = server.url,
+  ) =>
+    request<{ message: PublicMessage } & Partial<ErrorBody>>(
+      url,
+      'PUT',
+      `/conversations/${conversationId}/messages/${clientMsgId}`,
+      { token: user.token, body },
+    );
+
+  const history = (user: TestUser, conversationId: string, query = '') =>
+    request<Page & Partial<ErrorBody>>(
+      server.url,
+      'GET',
+      `/conversations/${conversationId}/messages${query}`,
+      {
+        token: user.token,
+      },
+    );
+
+  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
+    expect(res.status, JSON.stringify(res.body)).to.equal(status);
+    expect((res.body as ErrorBody).error.code).to.equal(code);
+  }
+
+  const conversationState = (id: string) => seqState(server.services.db.knex, id);
+
+  it('PUT stores a message (201, in the database at once), replays it (200) and refuses another body (409)', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    const memberSocket = await pool.open(other.url, member!);
+    const live = record(memberSocket, 'message:new');
+    await subscribe(memberSocket, group.id);
+    const clientMsgId = randomUUID();
+    const created = await put(owner, group.id, clientMsgId, { body: 'hello over REST' });
+    expect(created.status).to.equal(201);
+    const message = created.body.message;
+    expect(Object.keys(message).sort()).to.deep.equal(
+      ['body', 'clientMsgId', 'conversationId', 'createdAt', 'id', 'senderId', 'seq'].sort(),
+    );
+    expect(message).to.include({
+      conversationId: group.id,
+      seq: 1,
+      senderId: owner.id,
+      clientMsgId,
+      body: 'hello over REST',
+    });
+    const row = (await server.services.db.knex('messages').where({ id: message.id }).first()) as
+      { seq: number } | undefined;
+    expect(row?.seq).to.equal(1);
+
+    const replay = await put(owner, group.id, clientMsgId, { body: 'hello over REST' }, other.url);
+    expect(replay.status).to.equal(200);
+    expect(replay.body.message).to.deep.equal(message);
+    expect(replay.text).to.equal(created.text);
+    expectError(
+      await put(owner, group.id, clientMsgId, { body: 'something else' }),
+      409,
+      'IDEMPOTENCY_CONFLICT',
+    );
+    // The socket path sees the same stored message as a duplicate.
+    const ownerSocket = await pool.open(server.url, owner);
+    const viaSocket = expectOk(await send(ownerSocket, group.id, 'hello over REST', clientMsgId));
+    expect(viaSocket).to.deep.equal({ ok: true, message, duplicate: true });
+
+    await waitFor(() => live.length === 1, { what: 'message:new for the REST send' });
+    expect(live[0]).to.deep.equal(message);
+    expect(await conversationState(group.id)).to.deep.equal({ lastSeq: 1, seqs: [1] });
+  });
+
+  it('PUT validates its input (400) and hides conversations (404)', async () => {
+    const owner = await newUser(server);
+    const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+    for (const body of [
+      {},
+      { body: '' },
+      { body: ' \n ' },
+      { body: 'x'.repeat(4001) },
+      { body: 5 },
+      'text',
+      null,
+    ]) {
+      expectError(await put(owner, group.id, randomUUID(), body), 400, 'VALIDATION_FAILED');
+    }
+    expectError(await put(owner, group.id, 'bad.id', { body: 'x' }), 400, 'VALIDATION_FAILED');
+    expectError(await put(owner, group.id, 'x'.repeat(65), { body: 'x' }), 400, 'VALIDATION_FAILED');
+    expectError(await put(owner, 'not-a-uuid', randomUUID(), { body: 'x' }), 404, 'NOT_FOUND');
+    expectError(await put(owner, randomUUID(), randomUUID(), { body: 'x' }), 404, 'NOT_FOUND');
+    const emoji = '🙂'.repeat(4000);
+    const big = await put(owner, group.id, randomUUID(), { body: emoji });
+    expect(big.status).to.equal(201);
+    expect(big.body.message.body).to.equal(emoji);
+    expect(await conversationState(group.id)).to.deep.equal({ lastSeq: 1, seqs: [1] });
+  });
+
+  it('rolls back a failing batch: nothing stored, every sender told, seq untouched, next sends fine', async () => {
+    const owner = await newUser(server);
+    const members = await friendsOf(server, owner, 3);
+    const group = await createGroup(server.url, owner, members);
+    const sockets = await Promise.all(members.map((m) => pool.open(server.url, m)));
+    const watcher = await pool.open(other.url, owner);
+    const seen = record(watcher, 'message:new');
+    await subscribe(watcher, group.id);
+    expectOk(await send(sockets[0]!, group.id, 'first'));
+
+    // Hold the conversation row so the next send waits in the writer and the following ones queue behind it.
+    const lock = await server.services.db.knex.transaction();
+    let acks: Array<Ack<SendResult>>;
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
+      const inFlight = send(sockets[0]!, group.id, 'in flight');
+      const actor = await waitFor(() => server.services.conversationRegistry.find(group.id), {
+        what: 'the actor',
+      });
+      await waitFor(
+        async () => {
+          const waiting = await server.services.db.knex.raw<{ rows: unknown[] }>(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          );
+          return waiting.rows.length > 0;
+        },
+        { what: 'the in-flight send to wait for the lock' },
+      );
+      const batch = [
+        send(sockets[0]!, group.id, 'fine 1'),
+        send(sockets[1]!, group.id, POISON),
+        send(sockets[2]!, group.id, 'fine 2'),
+      ];
+      await waitFor(() => actor.queued === 3, { what: 'the three sends to queue as one batch' });
+      await lock.commit();
+      expect(expectOk(await inFlight).message.seq).to.equal(2);
+      acks = await Promise.all(batch);
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
+    expect(acks.map(errorCodeOf)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
+    for (const ack of acks) {
+      if (ack.ok) continue;
+      // The catalog's message only: no SQL, no trigger text.
+      expect(ack.error.message).to.equal('Internal error.');
+    }
+    expect(await conversationState(group.id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    const next = await Promise.all(sockets.map((s, i) => send(s, group.id, `after ${i}`)));
+    expect(next.map((a) => expectOk(a).message.seq).sort()).to.deep.equal([3, 4, 5]);
+    await waitFor(() => seen.length === 5, { what: 'the watcher to see the five stored messages' });
+    expect(seen.map((m) => m.body)).to.not.include(POISON);
+    expect(seen.map((m) => m.seq).sort()).to.deep.equal(range(5));
+  });
+
+  it('pages through 1200 messages both ways with no gap and a right hasMore', async function () {
+    this.timeout(30_000);
+    const owner = await newUser(server);
+    const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+    const total = 1200;
+    await seedMessages(server.services.db.knex, group.id, owner.id, total);
+
+    const forward: number[] = [];
+    let after = 0;
+    for (;;) {
+      const res = await history(owner, group.id, `?after=${after}&limit=200`);
+      expect(res.status).to.equal(200);
+      const seqs = res.body.messages.map((m) => m.seq);
+      expect(seqs).to.deep.equal(range(seqs.length).map((i) => after + i));
+      forward.push(...seqs);
+      after = seqs.at(-1) ?? after;
+      expect(res.body.hasMore).to.equal(after < total);
+      if (!res.body.hasMore) break;
+    }
+    expect(forward).to.deep.equal(range(total));
+
+    const newest = await history(owner, group.id, '?limit=70');
+    expect(newest.body.messages.map((m) => m.seq)).to.deep.equal(range(70).map((i) => total - 70 + i));
+    expect(newest.body.hasMore).to.equal(true);
+    const backward: number[] = [...newest.body.messages.map((m) => m.seq)];
+    let before = backward[0]!;
+    for (;;) {
+      const res = await history(owner, group.id, `?before=${before}&limit=130`);
+      const seqs = res.body.messages.map((m) => m.seq);
+      expect(seqs.at(-1)).to.equal(before - 1);
+      backward.unshift(...seqs);
+      before = seqs[0] ?? before;
+      expect(res.body.hasMore).to.equal(before > 1);
+      if (!res.body.hasMore) break;
+    }
+    expect(backward).to.deep.equal(range(total));
+
+    const defaults = await history(owner, group.id);
+    expect(defaults.body.messages.map((m) => m.seq)).to.deep.equal(range(50).map((i) => total - 50 + i));
+    const clamped = await history(owner, group.id, '?after=0&limit=5000');
+    expect(clamped.body.messages).to.have.length(200);
+    const end = await history(owner, group.id, `?after=${total}`);
+    expect(end.body).to.deep.equal({ messages: [], hasMore: false });
+    const start = await history(owner, group.id, '?before=1');
+    expect(start.body).to.deep.equal({ messages: [], hasMore: false });
+    for (const query of [
+      '?after=-1',
+      '?limit=0',
+      '?limit=ten',
+      '?before=0',
+      '?after=1&before=5',
+      '?after=1.5',
+    ]) {
+      expectError(await history(owner, group.id, query), 400, 'VALIDATION_FAILED');
+    }
+    // Sending continues the seeded sequence.
+    const next = await put(owner, group.id, randomUUID(), { body: 'after the seed' });
+    expect(next.body.message.seq).to.equal(total + 1);
+  });
+
+  it('POST /read moves my marker forward only, up to lastSeq, and tells the subscribers', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    for (let n = 1; n <= 4; n += 1) await put(owner, group.id, randomUUID(), { body: `m${n}` });
+    const watcher = await pool.open(other.url, owner);
+    const reads = record(watcher, 'conversation:read');
+    await subscribe(watcher, group.id);
+    const read = (seq: unknown) =>
+      request(server.url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
+    expect((await read(2)).status).to.equal(204);
+    expect((await read(1)).status).to.equal(204);
+    expect((await read(1000)).status).to.equal(204);
+    for (const bad of [-1, 'x', null, 1.5]) expectError(await read(bad), 400, 'VALIDATION_FAILED');
+    await waitFor(() => reads.length === 2, { what: 'two read events' });
+    expect(reads).to.deep.equal([
+      { conversationId: group.id, userId: member!.id, seq: 2 },
+      { conversationId: group.id, userId: member!.id, seq: 4 },
+    ]);
+  });
+
+  describe('with a message rate limit', () => {
+    let limited: RunningServer;
+
+    before(async () => {
+      limited = await startTestServer(await createTestDatabase(), { RATE_LIMIT_MESSAGES_PER_SEC: '1' });
+    });
+
+    after(async () => {
+      await limited?.close();
+    });
+
+    it('answers 429 RATE_LIMITED with Retry-After past the burst, one budget for REST and sockets', async () => {
+      const owner = await newUser(limited);
+      const group = await createGroup(limited.url, owner, await friendsOf(limited, owner, 1));
+      const socket = await pool.open(limited.url, owner);
+      // Burst of twice the rate: two sends pass, the third is refused on either interface.
+      expectOk(await send(socket, group.id, 'one'));
+      const two = await put(owner, group.id, randomUUID(), { body: 'two' }, limited.url);
+      expect(two.status).to.equal(201);
+      const three = await put(owner, group.id, randomUUID(), { body: 'three' }, limited.url);
+      expectError(three, 429, 'RATE_LIMITED');
+      expect(Number(three.headers.get('retry-after'))).to.be.at.least(1);
+      expect(errorCodeOf(await send(socket, group.id, 'four'))).to.equal('RATE_LIMITED');
+      const stored = await seqState(limited.services.db.knex, group.id);
+      expect(stored).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    });
+  });
+
+  describe('while PostgreSQL is unreachable', () => {
+    let proxy: TcpProxy;
+    let cut: RunningServer;
+
+    before(async () => {
+      const databaseUrl = await createTestDatabase();
+      const target = new URL(databaseUrl);
+      proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port) });
+      cut = await startTestServer(proxy.urlThrough(databaseUrl), {
+        DB_ACQUIRE_TIMEOUT_MS: '1000',
+        DB_CONNECT_TIMEOUT_MS: '500',
+      });
+    });
+
+    after(async () => {
+      await proxy?.start();
+      await cut?.close();
+      await proxy?.stop();
+    });
+
+    it('answers sends DB_UNAVAILABLE within the acquire timeout, stores nothing, and works again after', async function () {
+      this.timeout(60_000);
+      const owner = await newUser(cut);
+      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
+      const socket = await pool.open(cut.url, owner);
+      expectOk(await send(socket, group.id, 'before the cut'));
+      await proxy.stop();
+      const started = Date.now();
+      const clientMsgId = randomUUID();
+      const acks = await Promise.all([
+        send(socket, group.id, 'during the cut', clientMsgId),
+        send(socket, group.id, 'too'),
+      ]);
+      expect(acks.map(errorCodeOf)).to.deep.equal(['DB_UNAVAILABLE', 'DB_UNAVAILABLE']);
+      expect(Date.now() - started).to.be.below(5000);
+      await proxy.start();
+      // The client retries with the same clientMsgId until it gets an ack: exactly one message, right after seq 1.
+      const retried = await waitFor(
+        async () => {
+          const ack = await send(socket, group.id, 'during the cut', clientMsgId);
+          return ack.ok ? ack : undefined;
+        },
+        { timeoutMs: 20_000, what: 'a send to succeed once the database is back' },
+      );
+      expect(retried.message.seq).to.equal(2);
+      expect(retried.duplicate).to.equal(false);
+      const stored = await rows<{ body: string }>(
+        cut.services.db.knex,
+        'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
+        [group.id],
+      );
+      expect(stored.map((r) => r.body)).to.deep.equal(['before the cut', 'during the cut']);
+    });
+  });
+});
