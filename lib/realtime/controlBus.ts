@@ -34,15 +34,33 @@ export async function createControlBus(
   logger: Logger,
   onReconnect: () => void = () => undefined,
 ): Promise<ControlBus> {
+  // pg-listen's reconnect loop does not look at close(): a loop running then would retry forever and keep the
+  // process alive. Throwing from retryInterval is the one way to end it; a reconnect that lands after close()
+  // is closed again on 'connected'.
+  let closed = false;
   const subscriber: Subscriber = createPostgresSubscriber(pgConnectionConfig(config, 'xfchat-control'), {
-    retryInterval: (attempt: number) => Math.min(250 * 2 ** attempt, 5000),
+    retryInterval: (attempt: number) => {
+      if (closed) throw new Error('control bus closed');
+      return Math.min(250 * 2 ** attempt, 5000);
+    },
     retryTimeout: Number.POSITIVE_INFINITY,
     paranoidChecking: 10_000,
   });
   const handlers = new Set<(event: ControlEvent) => void>();
-  subscriber.events.on('error', (err) => logger.error({ err }, 'control bus connection failed'));
+  subscriber.events.on('error', (err) => {
+    if (closed) logger.debug({ err }, 'control bus stopped reconnecting after close');
+    else logger.error({ err }, 'control bus connection failed');
+  });
   subscriber.events.on('reconnect', (attempt) => logger.warn({ attempt }, 'control bus reconnecting'));
-  subscriber.events.on('connected', () => onReconnect());
+  subscriber.events.on('connected', () => {
+    if (!closed) {
+      onReconnect();
+      return;
+    }
+    subscriber
+      .close()
+      .catch((err: unknown) => logger.debug({ err }, 'closing a late control bus connection failed'));
+  });
   subscriber.notifications.on(CHANNEL, (payload: unknown) => {
     if (!isControlEvent(payload)) {
       logger.warn({ payload }, 'control bus: ignoring an unknown event');
@@ -63,6 +81,7 @@ export async function createControlBus(
       return () => handlers.delete(handler);
     },
     close() {
+      closed = true;
       closing ??= subscriber.close();
       return closing;
     },
