@@ -1,5 +1,5 @@
-import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { shuttingDown } from './Mailbox.js';
 
 /** What the registry needs of an actor. */
 export interface RegistryActor {
@@ -56,9 +56,7 @@ export class ConversationRegistry<A extends RegistryActor> {
   /** The actor of a conversation, spawning it if needed. Rejects with OVERLOADED once draining. */
   get(conversationId: string): Promise<A> {
     if (this.draining) {
-      return Promise.reject(
-        new AppError('OVERLOADED', { message: 'The server is shutting down; retry later.' }),
-      );
+      return Promise.reject(shuttingDown());
     }
     const existing = this.entries.get(conversationId);
     if (existing) {

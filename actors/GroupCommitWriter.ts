@@ -1,24 +1,19 @@
 import type { Knex } from 'knex';
 import { AppError, isDbUnavailable, toAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { toPublicMessage, type PublicMessage } from '../lib/models/Message.js';
+import {
+  failAll,
+  findStored,
+  insertBatch,
+  lockConversations,
+  outcomesFor,
+  planBatch,
+  type ConversationBatch,
+  type SendOutcome,
+} from './batchStatements.js';
+import { shuttingDown } from './Mailbox.js';
 
-/** One message a participant asked to send; already validated and authorized. */
-export interface SendRequest {
-  senderId: string;
-  clientMsgId: string;
-  body: string;
-}
-
-/** What became of one send: stored (new or an earlier one with the same clientMsgId), or an error. */
-export type SendOutcome =
-  { ok: true; message: PublicMessage; duplicate: boolean } | { ok: false; error: AppError };
-
-/** The ready sends of one conversation, in the order they were accepted. */
-export interface ConversationBatch {
-  conversationId: string;
-  sends: readonly SendRequest[];
-}
+export type { ConversationBatch, SendOutcome, SendRequest } from './batchStatements.js';
 
 /** Reported after every transaction, for metrics and tests. */
 export interface TransactionReport {
@@ -45,121 +40,6 @@ interface Pending {
   batch: ConversationBatch;
   resolve: (outcomes: SendOutcome[]) => void;
 }
-
-interface MessageRow {
-  id: string;
-  conversation_id: string;
-  sender_id: string | null;
-  seq: number;
-  client_msg_id: string;
-  body: string;
-  created_at: Date;
-}
-
-const MESSAGE_COLUMNS = 'id, conversation_id, sender_id, seq, client_msg_id, body, created_at';
-
-function fromRow(row: MessageRow): PublicMessage {
-  return toPublicMessage({
-    id: row.id,
-    conversationId: row.conversation_id,
-    senderId: row.sender_id,
-    seq: row.seq,
-    clientMsgId: row.client_msg_id,
-    body: row.body,
-    createdAt: row.created_at,
-  });
-}
-
-const keyOf = (conversationId: string, senderId: string | null, clientMsgId: string) =>
-  `${conversationId}|${senderId ?? ''}|${clientMsgId}`;
-
-/**
- * How each send of a batch will be answered: `existing` (stored before), `new` (index into the rows to insert)
- * or a conflict. Decided after the conversation row is locked, so no other writer can add a row in between.
- */
-type Plan =
-  | { kind: 'existing'; row: MessageRow }
-  | { kind: 'new'; index: number; duplicate: boolean }
-  | { kind: 'conflict' };
-
-function planBatch(
-  batch: ConversationBatch,
-  stored: Map<string, MessageRow>,
-): { plans: Plan[]; fresh: SendRequest[] } {
-  const fresh: SendRequest[] = [];
-  const firstInBatch = new Map<string, number>();
-  const plans = batch.sends.map((send): Plan => {
-    const key = keyOf(batch.conversationId, send.senderId, send.clientMsgId);
-    const row = stored.get(key);
-    if (row) return row.body === send.body ? { kind: 'existing', row } : { kind: 'conflict' };
-    const earlier = firstInBatch.get(key);
-    if (earlier !== undefined) {
-      // The same clientMsgId twice in one batch is one message: the second is a retry of the first.
-      return fresh[earlier]!.body === send.body
-        ? { kind: 'new', index: earlier, duplicate: true }
-        : { kind: 'conflict' };
-    }
-    firstInBatch.set(key, fresh.length);
-    fresh.push(send);
-    return { kind: 'new', index: fresh.length - 1, duplicate: false };
-  });
-  return { plans, fresh };
-}
-
-/**
- * Reserves `fresh.length` seqs on the locked conversation row, inserts the messages in one multi-row INSERT and
- * moves each sender's own read marker forward: one statement, so one round trip per conversation.
- */
-async function insertBatch(
-  db: Knex | Knex.Transaction,
-  conversationId: string,
-  fresh: SendRequest[],
-): Promise<MessageRow[]> {
-  const n = fresh.length;
-  const result = await db.raw<{ rows: MessageRow[] }>(
-    `WITH reserved AS (
-       UPDATE conversations SET last_seq = last_seq + ?, last_activity_at = now() WHERE id = ? RETURNING last_seq
-     ), inserted AS (
-       INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?, s.sender_id, reserved.last_seq - ? + s.ord, s.client_msg_id, s.body
-       FROM reserved, unnest(?::uuid[], ?::text[], ?::text[]) WITH ORDINALITY AS s(sender_id, client_msg_id, body, ord)
-       RETURNING ${MESSAGE_COLUMNS}
-     ), read_moved AS (
-       UPDATE conversation_participants p SET last_read_seq = mine.seq
-       FROM (SELECT sender_id, max(seq) AS seq FROM inserted GROUP BY sender_id) mine
-       WHERE p.conversation_id = ? AND p.user_id = mine.sender_id AND p.last_read_seq < mine.seq
-     )
-     SELECT ${MESSAGE_COLUMNS} FROM inserted ORDER BY seq`,
-    [
-      n,
-      conversationId,
-      conversationId,
-      n,
-      fresh.map((s) => s.senderId),
-      fresh.map((s) => s.clientMsgId),
-      fresh.map((s) => s.body),
-      conversationId,
-    ],
-  );
-  if (result.rows.length !== n) throw new Error(`expected ${n} inserted messages, got ${result.rows.length}`);
-  return result.rows;
-}
-
-function outcomesFor(plans: Plan[], inserted: MessageRow[]): SendOutcome[] {
-  return plans.map((plan): SendOutcome => {
-    switch (plan.kind) {
-      case 'existing':
-        return { ok: true, message: fromRow(plan.row), duplicate: true };
-      case 'conflict':
-        return { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') };
-      case 'new':
-        return { ok: true, message: fromRow(inserted[plan.index]!), duplicate: plan.duplicate };
-    }
-  });
-}
-
-const failAll = (batch: ConversationBatch, error: AppError): SendOutcome[] =>
-  batch.sends.map(() => ({ ok: false, error }));
 
 /**
  * Commits the ready batches of many conversations in one transaction, so at load many messages share one
@@ -238,8 +118,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     let persisted = 0;
     try {
       await knex.transaction(async (trx) => {
-        const locked = await lockConversations(trx, batches);
-        const stored = await findStored(trx, batches);
+        const locked = await lockConversations(
+          trx,
+          batches.map((p) => p.batch),
+        );
+        const stored = await findStored(
+          trx,
+          batches.map((p) => p.batch),
+        );
         const isolate = batches.length > 1;
         for (const pending of batches) {
           const { batch } = pending;
@@ -261,20 +147,19 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
           } catch (err) {
             // Only this batch's savepoint is rolled back; a lost connection still fails the whole transaction.
             if (!isolate || isDbUnavailable(err)) throw err;
-            const error = toAppError(err);
-            logger.error(
-              { err, conversationId: batch.conversationId },
-              'message batch failed; rolled back alone',
-            );
-            results.set(pending, failAll(batch, error));
+            // Each sender's error carries `err` as its cause and is logged where it is answered; this adds context.
+            logger.debug({ err, conversationId: batch.conversationId }, 'message batch rolled back alone');
+            results.set(pending, failAll(batch, toAppError(err)));
           }
         }
       });
     } catch (err) {
       const error = toAppError(err);
-      if (error.code === 'DB_UNAVAILABLE')
-        logger.warn({ err }, 'message transaction failed: database unavailable');
-      else logger.error({ err }, 'message transaction failed');
+      // Logged where each sender is answered (with `err` as the cause); here only which batches it took down.
+      logger.debug(
+        { err, conversations: batches.map((p) => p.batch.conversationId) },
+        'message transaction failed',
+      );
       for (const pending of batches) pending.resolve(failAll(pending.batch, error));
       report(batches, 0, false);
       return;
@@ -297,12 +182,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   return {
     write(batch) {
       if (closed) {
-        return Promise.resolve(
-          failAll(
-            batch,
-            new AppError('OVERLOADED', { message: 'The server is shutting down; retry later.' }),
-          ),
-        );
+        return Promise.resolve(failAll(batch, shuttingDown()));
       }
       if (batch.sends.length === 0) return Promise.resolve([]);
       return new Promise((resolve) => {
@@ -319,41 +199,4 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
   };
-}
-
-/** Locks the batches' conversation rows in id order (the caller sorted them); returns the ids that exist. */
-async function lockConversations(trx: Knex.Transaction, batches: Pending[]): Promise<Set<string>> {
-  const ids = batches.map((p) => p.batch.conversationId);
-  const result = await trx.raw<{ rows: Array<{ id: string }> }>(
-    'SELECT id FROM conversations WHERE id = ANY(?::uuid[]) ORDER BY id FOR UPDATE',
-    [ids],
-  );
-  return new Set(result.rows.map((r) => r.id));
-}
-
-/**
- * Messages already stored under the batches' clientMsgIds. A statement of its own after the lock: in READ
- * COMMITTED it sees everything committed by the writer that held the lock before us.
- */
-async function findStored(trx: Knex.Transaction, batches: Pending[]): Promise<Map<string, MessageRow>> {
-  const conversationIds: string[] = [];
-  const senderIds: string[] = [];
-  const clientMsgIds: string[] = [];
-  for (const { batch } of batches) {
-    for (const send of batch.sends) {
-      conversationIds.push(batch.conversationId);
-      senderIds.push(send.senderId);
-      clientMsgIds.push(send.clientMsgId);
-    }
-  }
-  const result = await trx.raw<{ rows: MessageRow[] }>(
-    `SELECT m.id, m.conversation_id, m.sender_id, m.seq, m.client_msg_id, m.body, m.created_at
-     FROM unnest(?::uuid[], ?::uuid[], ?::text[]) AS k(conversation_id, sender_id, client_msg_id)
-     JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
-       AND m.client_msg_id = k.client_msg_id`,
-    [conversationIds, senderIds, clientMsgIds],
-  );
-  return new Map(
-    result.rows.map((row) => [keyOf(row.conversation_id, row.sender_id, row.client_msg_id), row]),
-  );
 }

@@ -1,5 +1,10 @@
 import { AppError } from '../lib/errors.js';
 
+/** The answer to work offered while the node drains for shutdown: retry, on this node later or another now. */
+export function shuttingDown(): AppError {
+  return new AppError('OVERLOADED', { message: 'The server is shutting down; retry later.' });
+}
+
 export interface MailboxOptions<T> {
   /** Commands that may wait (not counting the batch being processed) before `post` answers OVERLOADED. */
   capacity: number;

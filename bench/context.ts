@@ -49,6 +49,7 @@ export interface BenchContext {
   close(): Promise<void>;
 }
 
+/** Builds the shared context; nodes start on first use and all stop in close(). */
 export function createContext(
   options: BenchOptions,
   database: BenchDatabase,

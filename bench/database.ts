@@ -53,12 +53,17 @@ export async function openBenchDatabase(
     await chmod(dataRoot, 0o755);
     const dataDir = path.join(dataRoot, 'data');
     log(`starting embedded PostgreSQL in ${dataDir}`);
-    embedded = await startEmbeddedPostgres({
-      dataDir,
-      persistent: false,
-      // Two nodes at pool 50 plus the baselines' connections need more than the default 100.
-      postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'max_connections=300'],
-    });
+    try {
+      embedded = await startEmbeddedPostgres({
+        dataDir,
+        persistent: false,
+        // Two nodes at pool 50 plus the baselines' connections need more than the default 100.
+        postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'max_connections=300'],
+      });
+    } catch (err) {
+      await rm(dataRoot, { recursive: true, force: true });
+      throw err;
+    }
     url = embedded.adminUrl;
     const pidFile = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
     postmasterPid = Number(pidFile.split('\n')[0]);

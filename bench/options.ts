@@ -119,11 +119,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
       results: { type: 'string' },
-      help: { type: 'boolean' },
     },
     strict: true,
   });
-  if (values.help) throw new Error(USAGE);
   const users = positiveInt('users', values.users, 100, 100_000);
   const conversationSize = positiveInt('conversation-size', values['conversation-size'], 2, 1000);
   if (conversationSize < 2 || users % conversationSize !== 0) {

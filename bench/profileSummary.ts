@@ -129,7 +129,8 @@ if (invokedDirectly) {
     process.stderr.write('usage: npx tsx bench/profileSummary.ts PROFILE.cpuprofile [TOP]\n');
     process.exit(2);
   }
-  const summary = await summarizeProfileFile(file, top === undefined ? 20 : Number(top));
+  const count = Number(top ?? 20);
+  const summary = await summarizeProfileFile(file, Number.isInteger(count) && count > 0 ? count : 20);
   process.stdout.write(
     `busy ${summary.busyMs} ms, idle ${summary.idleMs} ms\n\n| function | location | self ms | % of busy |\n|---|---|---|---|\n`,
   );

@@ -8,10 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { createContext, type BenchContext } from './context.js';
 import { openBenchDatabase, topStatements } from './database.js';
-import { parseOptions, type BenchOptions, type ScenarioName } from './options.js';
+import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './options.js';
 import { summarizeProfileFile } from './profileSummary.js';
 import { createProgress } from './progress.js';
-import { evaluateTargets, newResults, renderMarkdown, type BenchResults } from './report.js';
+import { renderMarkdown } from './markdown.js';
+import { evaluateTargets, newResults, type BenchResults } from './report.js';
 import { runB1, runB2, runE0 } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
 import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode, runXfchat } from './scenarios/load.js';
@@ -105,6 +106,10 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
 }
 
 const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 let options: BenchOptions;
 try {
   options = parseOptions(argv, process.env);

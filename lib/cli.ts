@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, loadDatabaseConfig, redactUrl } from './config.js';
 import { createDatabase } from './db.js';
 import { createLogger } from './logger.js';
-import { failStartup, handleSignals, main } from './main.js';
+import { failStartup, handleSignals, holdSignalsWhileStarting, main } from './main.js';
 import { startServer } from './server.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,6 +37,7 @@ async function dev(): Promise<void> {
     persistent: true,
     port: 54329,
   });
+  const releaseSignals = holdSignalsWhileStarting();
   let server;
   try {
     const config = loadConfig({
@@ -50,7 +51,7 @@ async function dev(): Promise<void> {
     failStartup(err);
   }
   out(`[dev] XFChat is running at ${server.url}  (database ${redactUrl(pg.adminUrl)})`);
-  handleSignals(server, () => pg.stop());
+  handleSignals(server, () => pg.stop(), releaseSignals());
 }
 
 /** `npm run migrate -- latest|rollback|status` against DATABASE_URL. */

@@ -13,8 +13,36 @@ export function failStartup(err: unknown): never {
   process.exit(1);
 }
 
-/** Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal exits at once. */
-export function handleSignals(server: RunningServer, onStopped?: () => Promise<void>): void {
+/**
+ * Holds SIGTERM/SIGINT that arrive while the server is starting. Without it, a signal sent just after the
+ * "[STARTUP] listening" line but before {@link handleSignals} runs would kill the process with the default
+ * action (no drain, no exit 0). A second signal while starting exits at once. Call the returned function to
+ * stop holding; it gives the signal received meanwhile, if any, for handleSignals to act on.
+ */
+export function holdSignalsWhileStarting(): () => NodeJS.Signals | undefined {
+  let received: NodeJS.Signals | undefined;
+  const hold = (signal: NodeJS.Signals) => {
+    if (received) process.exit(1);
+    received = signal;
+  };
+  process.on('SIGTERM', hold);
+  process.on('SIGINT', hold);
+  return () => {
+    process.off('SIGTERM', hold);
+    process.off('SIGINT', hold);
+    return received;
+  };
+}
+
+/**
+ * Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal exits at once. `pending` is a signal that
+ * arrived during startup (see {@link holdSignalsWhileStarting}): the stop begins at once.
+ */
+export function handleSignals(
+  server: RunningServer,
+  onStopped?: () => Promise<void>,
+  pending?: NodeJS.Signals,
+): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -33,10 +61,12 @@ export function handleSignals(server: RunningServer, onStopped?: () => Promise<v
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (pending) stop(pending);
 }
 
 /** `npm start`: one production node. */
 export async function main(): Promise<void> {
+  const releaseSignals = holdSignalsWhileStarting();
   let server: RunningServer;
   try {
     const config = loadConfig();
@@ -44,7 +74,7 @@ export async function main(): Promise<void> {
   } catch (err) {
     failStartup(err);
   }
-  handleSignals(server);
+  handleSignals(server, undefined, releaseSignals());
 }
 
 const invokedDirectly =

@@ -102,7 +102,14 @@ export async function startServer(
   metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
   const auth = createAuthService({ config, knex: db.knex, io: realtime.io, logger, passwords });
   const social = createSocialService({ knex: db.knex, io: realtime.io, logger });
-  const conversationSystem = createConversationSystem({ config, db, io: realtime.io, logger, controlBus, metrics });
+  const conversationSystem = createConversationSystem({
+    config,
+    db,
+    io: realtime.io,
+    logger,
+    controlBus,
+    metrics,
+  });
   onControlBusReconnect = () => conversationSystem.invalidateAllMembership();
   const services: Services = {
     config,

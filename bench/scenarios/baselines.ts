@@ -90,6 +90,7 @@ const fullTiming = (ctx: BenchContext) => ({
   durationMs: ctx.options.durationSec * 1000,
 });
 
+/** B1 at the pool size: the rate of durable single-message commits that XFChat must beat threefold. */
 export async function runB1(ctx: BenchContext): Promise<void> {
   await runStorage(ctx, 'B1', 'single', ctx.options.poolSize, fullTiming(ctx));
 }

@@ -52,13 +52,16 @@ export interface ConversationServiceDeps {
 /** Largest group at creation, creator included. */
 export const MAX_GROUP_PARTICIPANTS = 1000;
 
-/** The caller's participant row after locking the conversation; NOT_FOUND for a non-participant. */
+/**
+ * The caller's participant row after locking the conversation row (the lock message writers take), so a
+ * membership change and a message batch of one conversation never interleave. NOT_FOUND for a non-participant.
+ */
 async function lockAsParticipant(
   trx: Knex.Transaction,
   conversationId: string,
   me: string,
 ): Promise<{ conversation: Conversation; mine: Participant }> {
-  const conversation = await Conversation.query(trx).findById(conversationId).forUpdate();
+  const conversation = await Conversation.query(trx).findById(conversationId).forNoKeyUpdate();
   const mine = conversation ? await Participant.query(trx).findById([conversationId, me]) : undefined;
   if (!conversation || !mine) throw new AppError('NOT_FOUND');
   return { conversation, mine };

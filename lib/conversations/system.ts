@@ -97,6 +97,12 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
     messagesPerSecond: config.limits.messagesPerSecond,
   });
 
+  /**
+   * Actors answer by resolving promises; the ack or HTTP response is written by each caller's continuation, a
+   * chain of microtasks. One macrotask turn later every one of them has run, so closing sockets cannot cut an ack.
+   */
+  const afterContinuations = () => new Promise<true>((resolve) => setImmediate(() => resolve(true)));
+
   let gaveUp = false;
   async function drainWithin(timeoutMs: number): Promise<boolean> {
     if (gaveUp) return false;
@@ -105,7 +111,7 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     try {
-      const drained = await Promise.race([registry.drain().then(() => true as const), timedOut]);
+      const drained = await Promise.race([registry.drain().then(afterContinuations), timedOut]);
       if (!drained) {
         gaveUp = true;
         logger.warn({ timeoutMs }, 'mailboxes not drained in time; closing anyway');

@@ -36,6 +36,9 @@ export class Validator {
     const value = this.source[field];
     if (value === undefined && rule.optional) return undefined;
     if (typeof value !== 'string') return this.fail(field, 'must be a string');
+    // Every string ends up in a PostgreSQL text column, which cannot hold NUL: refuse it for every field here
+    // rather than as a 500 from the driver (a displayName with NUL did exactly that).
+    if (!STORABLE_TEXT.test(value)) return this.fail(field, STORABLE_HINT);
     const length = [...value].length;
     if (length < rule.min || length > rule.max)
       return this.fail(field, `must be ${rule.min}-${rule.max} characters`);
@@ -126,4 +129,10 @@ export const MESSAGE_BODY = {
   pattern: STORABLE_TEXT,
   patternHint: STORABLE_HINT,
 };
-export const GROUP_TITLE = { min: 1, max: 100, notBlank: true, pattern: STORABLE_TEXT, patternHint: STORABLE_HINT };
+export const GROUP_TITLE = {
+  min: 1,
+  max: 100,
+  notBlank: true,
+  pattern: STORABLE_TEXT,
+  patternHint: STORABLE_HINT,
+};

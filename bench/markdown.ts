@@ -1,0 +1,222 @@
+/** The Markdown report of a run: headline ratios first, then every phase, then the scenario details. */
+import { findPhase, type BenchResults, type SyncPass } from './report.js';
+import type { LatencySummary } from './stats.js';
+
+const fmt = (value: number | null | undefined, digits = 1): string =>
+  value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
+
+function latencyCells(l: LatencySummary | undefined): string[] {
+  return l ? [fmt(l.p50, 2), fmt(l.p95, 2), fmt(l.p99, 2), fmt(l.p999, 2)] : ['-', '-', '-', '-'];
+}
+
+function table(header: string[], rows: string[][]): string {
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+/** The Markdown report: headline ratios first, then every phase, then the scenario details. */
+export function renderMarkdown(results: BenchResults): string {
+  const m = results.machine;
+  const out: string[] = [
+    `# XFChat benchmark, ${results.startedAt}`,
+    '',
+    `Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, Linux ${m.kernel}, load average at start ${m.loadAvg.join(' ')}.`,
+    `PostgreSQL ${results.postgres.server_version ?? '?'} (synchronous_commit ${results.postgres.synchronous_commit ?? '?'}, fsync ${results.postgres.fsync ?? '?'}, shared_buffers ${results.postgres.shared_buffers ?? '?'}).`,
+    `Command: \`${results.command}\``,
+    '',
+    '## Targets',
+    '',
+    table(
+      ['measure', 'value', 'target', 'met', 'from'],
+      results.targets.map((t) => [
+        t.name,
+        fmt(t.value, 2),
+        t.target,
+        t.met === null ? 'n/a' : t.met ? 'yes' : 'NO',
+        t.detail,
+      ]),
+    ),
+    '',
+    '## Phases',
+    '',
+    'Rates are acked messages (or committed rows) per second over the measured window; latencies in ms; CPU in % of one core.',
+    '',
+  ];
+  const rows = results.phases.map((p) => {
+    const s = p.socket;
+    const st = p.storage;
+    const errors = s
+      ? Object.entries(s.errors)
+          .map(([code, n]) => `${code}:${n}`)
+          .concat(s.timeouts ? [`timeouts:${s.timeouts}`] : [])
+          .concat(s.duplicateAcks ? [`duplicates:${s.duplicateAcks}`] : [])
+      : [];
+    return [
+      p.label,
+      String(s?.ackRate ?? st?.rowRate ?? '-'),
+      ...latencyCells(s?.ackLatency ?? st?.commitLatency),
+      fmt(s?.delivery.p50, 2),
+      fmt(s?.delivery.p99, 2),
+      fmt(p.cpu.server),
+      fmt(p.cpu.postgres),
+      fmt(p.cpu.generator),
+      s ? `${s.deliveriesMissing}/${s.deliveriesExpected}` : '-',
+      s ? (s.seqGapFree ? 'yes' : 'NO') : '-',
+      errors.join(' ') || '-',
+    ];
+  });
+  out.push(
+    table(
+      [
+        'phase',
+        'rate/s',
+        'p50',
+        'p95',
+        'p99',
+        'p99.9',
+        'deliv p50',
+        'deliv p99',
+        'server CPU',
+        'PG CPU',
+        'gen CPU',
+        'missing deliv',
+        'seq gap-free',
+        'errors',
+      ],
+      rows,
+    ),
+    '',
+  );
+  for (const p of results.phases) out.push(`- **${p.label}**: ${p.description}`);
+  const costed = results.phases.filter((p) => p.db);
+  if (costed.length > 0) {
+    out.push(
+      '',
+      'Database work per phase (pg_stat_statements over the whole phase, per acked message):',
+      '',
+      table(
+        [
+          'phase',
+          'write transactions',
+          'msgs / transaction',
+          'conversation batches / transaction',
+          'pg_notify / msg',
+          'statements / msg',
+        ],
+        costed.map((p) => [
+          p.label,
+          String(p.db!.transactions),
+          fmt(p.db!.messagesPerTransaction, 2),
+          fmt(p.db!.batchesPerTransaction, 2),
+          fmt(p.db!.notifyPerMessage, 2),
+          fmt(p.db!.statementsPerMessage, 2),
+          fmt(p.socket?.ackLatency.mean, 2),
+          fmt(p.serverAckMeanMs, 2),
+        ]),
+      ),
+    );
+  }
+  const twoNode = findPhase(results, 'XFChat 2 nodes')?.socket;
+  if (twoNode) {
+    out.push(
+      '',
+      `Two nodes: delivery same-node p50/p99 ${fmt(twoNode.deliverySameNode.p50, 2)}/${fmt(twoNode.deliverySameNode.p99, 2)} ms, cross-node ${fmt(twoNode.deliveryCrossNode.p50, 2)}/${fmt(twoNode.deliveryCrossNode.p99, 2)} ms (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
+    );
+  }
+  if (results.sync) {
+    const s = results.sync;
+    const pass = (name: string, r: SyncPass | { error: string }) =>
+      'error' in r
+        ? `- ${name}: failed: ${r.error}`
+        : `- ${name}: ${r.messages} messages in ${r.pages} pages, ${fmt(r.ms, 0)} ms, ${r.statements ?? 'n/a'} SQL statements, gap-free ${r.gapFree ? 'yes' : 'NO'}`;
+    out.push(
+      '',
+      '## Sync of a long conversation',
+      '',
+      `Grown to ${s.messages} messages in ${fmt(s.growMs, 0)} ms.`,
+      pass('REST `GET .../messages?after=N&limit=200`', s.rest),
+      pass('Socket.IO `conversation:subscribe {afterSeq, limit: 200}`', s.socket),
+    );
+  }
+  if (results.exhaustion) {
+    const e = results.exhaustion;
+    out.push(
+      '',
+      '## Pool exhaustion',
+      '',
+      `Pool ${e.poolSize}, acquire timeout ${e.acquireTimeoutMs} ms, every pool connection held by a request blocked on an outside lock.`,
+      '',
+      table(
+        ['probe', 'outcome', 'ms'],
+        e.probes.map((p) => [p.what, p.outcome, fmt(p.ms, 0)]),
+      ),
+      '',
+      `Held requests after release: ${e.heldOutcomes.join(', ')}; recovered in ${fmt(e.recoveryMs, 0)} ms; then: ${e.afterRecovery}; first seq after recovery ${e.firstSeqAfterRecovery ?? '-'}.`,
+    );
+  }
+  if (results.poolSweep) {
+    out.push(
+      '',
+      '## Pool size',
+      '',
+      table(
+        ['pool', 'B1 rows/s', 'B1 p99', 'XFChat msg/s', 'XFChat p99', 'XFChat errors'],
+        results.poolSweep.map((r) => [
+          String(r.poolSize),
+          String(r.b1RowRate),
+          fmt(r.b1P99, 2),
+          String(r.xfchatAckRate),
+          fmt(r.xfchatP99, 2),
+          String(r.xfchatErrors),
+        ]),
+      ),
+    );
+  }
+  if (results.profile) {
+    out.push(
+      '',
+      `## CPU profile of the main XFChat node (${results.profile.file})`,
+      '',
+      table(
+        ['function', 'location', 'self ms', '%'],
+        results.profile.top.map((e) => [e.functionName, e.location, fmt(e.selfMs, 0), fmt(e.percent, 1)]),
+      ),
+      '',
+      'Self time per package (native frames such as writev charged to their JavaScript caller):',
+      '',
+      table(
+        ['package', 'self ms', '%'],
+        results.profile.byPackage.map((p) => [p.name, fmt(p.selfMs, 0), fmt(p.percent, 1)]),
+      ),
+    );
+  }
+  if (results.topStatements && results.topStatements.length > 0) {
+    out.push(
+      '',
+      '## Statements with the most database time (whole run)',
+      '',
+      table(
+        ['statement', 'calls', 'total ms', 'mean ms'],
+        results.topStatements.map((t) => [
+          `\`${t.query.replace(/\|/g, '\\|')}\``,
+          String(t.calls),
+          String(t.totalMs),
+          fmt(t.meanMs, 3),
+        ]),
+      ),
+    );
+  }
+  if (results.failures.length > 0) {
+    out.push(
+      '',
+      '## Failed scenarios',
+      '',
+      ...results.failures.map((f) => `- ${f.scenario}: ${f.error.split('\n')[0]}`),
+    );
+  }
+  if (results.notes.length > 0) out.push('', '## Notes', '', ...results.notes.map((n) => `- ${n}`));
+  return `${out.join('\n')}\n`;
+}

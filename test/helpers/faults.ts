@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import type { ControlBus } from '../../lib/realtime/controlBus.js';
+import type { PublicMessage } from '../../lib/realtime/protocol.js';
+import { rows, seqState } from './chat.js';
+import { request } from './http.js';
+import type { ResilientClient } from './resilientClient.js';
+import type { TestUser } from './users.js';
+import { waitFor } from './waitFor.js';
+
+/** Shared checks of the fault tests: what was acked is stored once, in a gap-free order. */
+
+/** A direct conversation between two friends, created over REST on `url`. */
+export async function directConversation(url: string, owner: TestUser, other: TestUser): Promise<string> {
+  const res = await request<{ conversation: { id: string } }>(url, 'POST', '/conversations', {
+    token: owner.token,
+    body: { type: 'direct', userId: other.id },
+  });
+  if (res.status !== 201 && res.status !== 200)
+    throw new Error(`creating a conversation: ${res.status} ${res.text}`);
+  return res.body.conversation.id;
+}
+
+/**
+ * The stored messages of a conversation agree with what clients were told: every acked clientMsgId is stored
+ * exactly once with the acked id and seq, nothing else is stored, and seq runs 1..n with last_seq = n.
+ */
+export async function expectStoredExactlyAsAcked(
+  knex: Knex,
+  conversationId: string,
+  acked: ReadonlyMap<string, PublicMessage>,
+): Promise<void> {
+  const stored = await rows<{ id: string; client_msg_id: string; seq: number }>(
+    knex,
+    'SELECT id, client_msg_id, seq FROM messages WHERE conversation_id = ? ORDER BY seq',
+    [conversationId],
+  );
+  const byClientId = new Map<string, { id: string; seq: number }>();
+  for (const row of stored) {
+    expect(byClientId.has(row.client_msg_id), `clientMsgId ${row.client_msg_id} stored twice`).to.equal(
+      false,
+    );
+    byClientId.set(row.client_msg_id, { id: row.id, seq: row.seq });
+  }
+  for (const [clientMsgId, message] of acked) {
+    expect(byClientId.get(clientMsgId), `acked ${clientMsgId}`).to.deep.equal({
+      id: message.id,
+      seq: message.seq,
+    });
+  }
+  expect(stored.length, 'only acked messages are stored').to.equal(acked.size);
+  const { lastSeq, seqs } = await seqState(knex, conversationId);
+  expect(seqs).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
+  expect(lastSeq).to.equal(seqs.length);
+}
+
+/** The acks of some clients for one conversation, merged. */
+export function ackedIn(
+  clients: readonly ResilientClient[],
+  conversationId: string,
+): Map<string, PublicMessage> {
+  const merged = new Map<string, PublicMessage>();
+  for (const client of clients) {
+    for (const [id, message] of client.acked)
+      if (message.conversationId === conversationId) merged.set(id, message);
+  }
+  return merged;
+}
+
+/** The control bus carries an event from one node to another (retrying while a LISTEN connection comes back). */
+export async function expectControlBusDelivers(from: ControlBus, to: ControlBus): Promise<void> {
+  const conversationId = randomUUID();
+  let received = false;
+  const unsubscribe = to.subscribe((event) => {
+    if (event.conversationId === conversationId) received = true;
+  });
+  try {
+    await waitFor(
+      async () => {
+        // A publish that fails while the connection comes back throws; waitFor retries it.
+        if (!received)
+          await from.publish({ type: 'membership.changed', conversationId, userId: randomUUID() });
+        return received;
+      },
+      { timeoutMs: 20_000, intervalMs: 250, what: 'a control event to cross nodes' },
+    );
+  } finally {
+    unsubscribe();
+  }
+}

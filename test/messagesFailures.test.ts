@@ -1,0 +1,281 @@
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import type { Ack, PublicMessage, SendResult } from '../lib/realtime/protocol.js';
+import type { RunningServer } from '../lib/server.js';
+import {
+  rows,
+  seqState,
+  createGroup,
+  errorCodeOf,
+  expectOk,
+  friendsOf,
+  newUser,
+  range,
+  record,
+  send,
+  SocketPool,
+  subscribe,
+} from './helpers/chat.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import type { TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+const POISON = 'this body makes the test trigger raise';
+
+describe('message failures, limits and shutdown', function () {
+  let server: RunningServer;
+  let other: RunningServer;
+  const pool = new SocketPool();
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+    other = await startTestServer(databaseUrl);
+    // A trigger that fails inserts of one marked body: a message that fails inside the transaction.
+    await server.services.db.knex
+      .raw(`CREATE FUNCTION refuse_marked_body() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.body = '${POISON}' THEN RAISE EXCEPTION 'refused by the test trigger'; END IF;
+        RETURN NEW;
+      END $$`);
+    await server.services.db.knex.raw(
+      'CREATE TRIGGER refuse_marked_body BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_marked_body()',
+    );
+  });
+
+  afterEach(() => pool.closeAll());
+
+  after(async () => {
+    await Promise.all([server?.close(), other?.close()]);
+  });
+
+  const put = (
+    user: TestUser,
+    conversationId: string,
+    clientMsgId: string,
+    body: unknown,
+    url = server.url,
+  ) =>
+    request<{ message: PublicMessage } & Partial<ErrorBody>>(
+      url,
+      'PUT',
+      `/conversations/${conversationId}/messages/${clientMsgId}`,
+      { token: user.token, body },
+    );
+
+  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
+    expect(res.status, JSON.stringify(res.body)).to.equal(status);
+    expect((res.body as ErrorBody).error.code).to.equal(code);
+  }
+
+  const conversationState = (id: string) => seqState(server.services.db.knex, id);
+
+  it('rolls back a failing batch: nothing stored, every sender told, seq untouched, next sends fine', async () => {
+    const owner = await newUser(server);
+    const members = await friendsOf(server, owner, 3);
+    const group = await createGroup(server.url, owner, members);
+    const sockets = await Promise.all(members.map((m) => pool.open(server.url, m)));
+    const watcher = await pool.open(other.url, owner);
+    const seen = record(watcher, 'message:new');
+    await subscribe(watcher, group.id);
+    expectOk(await send(sockets[0]!, group.id, 'first'));
+
+    // Hold the conversation row so the next send waits in the writer and the following ones queue behind it.
+    const lock = await server.services.db.knex.transaction();
+    let acks: Array<Ack<SendResult>>;
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
+      const inFlight = send(sockets[0]!, group.id, 'in flight');
+      const actor = await waitFor(() => server.services.conversationRegistry.find(group.id), {
+        what: 'the actor',
+      });
+      await waitFor(
+        async () => {
+          const waiting = await server.services.db.knex.raw<{ rows: unknown[] }>(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          );
+          return waiting.rows.length > 0;
+        },
+        { what: 'the in-flight send to wait for the lock' },
+      );
+      const batch = [
+        send(sockets[0]!, group.id, 'fine 1'),
+        send(sockets[1]!, group.id, POISON),
+        send(sockets[2]!, group.id, 'fine 2'),
+      ];
+      await waitFor(() => actor.queued === 3, { what: 'the three sends to queue as one batch' });
+      await lock.commit();
+      expect(expectOk(await inFlight).message.seq).to.equal(2);
+      acks = await Promise.all(batch);
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
+    expect(acks.map(errorCodeOf)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
+    for (const ack of acks) {
+      if (ack.ok) continue;
+      // The catalog's message only: no SQL, no trigger text.
+      expect(ack.error.message).to.equal('Internal error.');
+    }
+    expect(await conversationState(group.id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    const next = await Promise.all(sockets.map((s, i) => send(s, group.id, `after ${i}`)));
+    expect(next.map((a) => expectOk(a).message.seq).sort()).to.deep.equal([3, 4, 5]);
+    await waitFor(() => seen.length === 5, { what: 'the watcher to see the five stored messages' });
+    expect(seen.map((m) => m.body)).to.not.include(POISON);
+    expect(seen.map((m) => m.seq).sort()).to.deep.equal(range(5));
+  });
+
+  describe('with a message rate limit', () => {
+    let limited: RunningServer;
+
+    before(async () => {
+      limited = await startTestServer(await createTestDatabase(), { RATE_LIMIT_MESSAGES_PER_SEC: '1' });
+    });
+
+    after(async () => {
+      await limited?.close();
+    });
+
+    it('answers 429 RATE_LIMITED with Retry-After past the burst, one budget for REST and sockets', async () => {
+      const owner = await newUser(limited);
+      const group = await createGroup(limited.url, owner, await friendsOf(limited, owner, 1));
+      const socket = await pool.open(limited.url, owner);
+      // Burst of twice the rate: two sends pass, the third is refused on either interface.
+      expectOk(await send(socket, group.id, 'one'));
+      const two = await put(owner, group.id, randomUUID(), { body: 'two' }, limited.url);
+      expect(two.status).to.equal(201);
+      const three = await put(owner, group.id, randomUUID(), { body: 'three' }, limited.url);
+      expectError(three, 429, 'RATE_LIMITED');
+      expect(Number(three.headers.get('retry-after'))).to.be.at.least(1);
+      expect(errorCodeOf(await send(socket, group.id, 'four'))).to.equal('RATE_LIMITED');
+      const stored = await seqState(limited.services.db.knex, group.id);
+      expect(stored).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    });
+  });
+
+  describe('while PostgreSQL is unreachable', () => {
+    let proxy: TcpProxy;
+    let cut: RunningServer;
+
+    before(async () => {
+      const databaseUrl = await createTestDatabase();
+      const target = new URL(databaseUrl);
+      proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port) });
+      cut = await startTestServer(proxy.urlThrough(databaseUrl), {
+        DB_ACQUIRE_TIMEOUT_MS: '1000',
+        DB_CONNECT_TIMEOUT_MS: '500',
+      });
+    });
+
+    after(async () => {
+      await proxy?.start();
+      await cut?.close();
+      await proxy?.stop();
+    });
+
+    it('drops every cached participant set when the control bus reconnects (events may have been missed)', async function () {
+      this.timeout(60_000);
+      const owner = await newUser(cut);
+      const [friend] = await friendsOf(cut, owner, 1);
+      const group = await createGroup(cut.url, owner, []);
+      const readAs = (user: TestUser) =>
+        request(cut.url, 'GET', `/conversations/${group.id}/messages`, { token: user.token });
+      expect((await readAs(friend!)).status).to.equal(404);
+      // Written behind the node's back: no membership.changed is published, so the cached set stays stale.
+      await cut.services.db.knex.raw(
+        "INSERT INTO conversation_participants (conversation_id, user_id, role) VALUES (?, ?, 'member')",
+        [group.id, friend!.id],
+      );
+      expect((await readAs(friend!)).status).to.equal(404);
+      await proxy.stop();
+      await proxy.start();
+      await waitFor(async () => (await readAs(friend!)).status === 200, {
+        timeoutMs: 20_000,
+        what: 'the reconnected node to read the participants again',
+      });
+    });
+
+    it('answers sends DB_UNAVAILABLE within the acquire timeout, stores nothing, and works again after', async function () {
+      this.timeout(60_000);
+      const owner = await newUser(cut);
+      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
+      const socket = await pool.open(cut.url, owner);
+      expectOk(await send(socket, group.id, 'before the cut'));
+      await proxy.stop();
+      const started = Date.now();
+      const clientMsgId = randomUUID();
+      const acks = await Promise.all([
+        send(socket, group.id, 'during the cut', clientMsgId),
+        send(socket, group.id, 'too'),
+      ]);
+      expect(acks.map(errorCodeOf)).to.deep.equal(['DB_UNAVAILABLE', 'DB_UNAVAILABLE']);
+      expect(Date.now() - started).to.be.below(5000);
+      await proxy.start();
+      // The client retries with the same clientMsgId until it gets an ack: exactly one message, right after seq 1.
+      const retried = await waitFor(
+        async () => {
+          const ack = await send(socket, group.id, 'during the cut', clientMsgId);
+          return ack.ok ? ack : undefined;
+        },
+        { timeoutMs: 20_000, what: 'a send to succeed once the database is back' },
+      );
+      expect(retried.message.seq).to.equal(2);
+      expect(retried.duplicate).to.equal(false);
+      const stored = await rows<{ body: string }>(
+        cut.services.db.knex,
+        'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
+        [group.id],
+      );
+      expect(stored.map((r) => r.body)).to.deep.equal(['before the cut', 'during the cut']);
+    });
+  });
+
+  describe('shutting down', () => {
+    it('finishes every send already accepted into a mailbox before closing sockets and the pool', async () => {
+      const databaseUrl = await createTestDatabase();
+      const closing = await startTestServer(databaseUrl);
+      const survivor = await startTestServer(databaseUrl);
+      try {
+        const owner = await newUser(closing);
+        const group = await createGroup(closing.url, owner, await friendsOf(closing, owner, 1));
+        const socket = await pool.open(closing.url, owner);
+        expectOk(await send(socket, group.id, 'warm-up'));
+        const lock = await survivor.services.db.knex.transaction();
+        let acks: Array<Ack<SendResult>>;
+        let putStatus: number;
+        try {
+          await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
+          const pending = range(4).map((n) => send(socket, group.id, `accepted ${n}`));
+          const viaRest = put(owner, group.id, randomUUID(), { body: 'accepted over REST' }, closing.url);
+          const actor = await waitFor(() => closing.services.conversationRegistry.find(group.id));
+          await waitFor(() => actor.queued === 4, { what: 'sends queued behind the locked one' });
+          const stopped = closing.close();
+          // Once draining, new sends are refused at once.
+          const late = await send(socket, group.id, 'too late');
+          expect(errorCodeOf(late)).to.equal('OVERLOADED');
+          await lock.commit();
+          acks = await Promise.all(pending);
+          putStatus = (await viaRest).status;
+          await stopped;
+        } finally {
+          if (!lock.isCompleted()) await lock.rollback();
+        }
+        expect(acks.map((a) => expectOk(a).message.seq).sort()).to.have.length(4);
+        expect(putStatus).to.equal(201);
+        expect(await seqState(survivor.services.db.knex, group.id)).to.deep.equal({
+          lastSeq: 6,
+          seqs: range(6),
+        });
+      } finally {
+        await closing.close();
+        await survivor.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,309 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { ERROR_CATALOG } from '../../lib/errors.js';
+import type { Ack, ClientToServerEvents } from '../../lib/realtime/protocol.js';
+import type { RunningServer } from '../../lib/server.js';
+import { friendsOf, newUser, rows } from '../helpers/chat.js';
+import { uniqueUsername as uniqueName } from '../helpers/users.js';
+import { directConversation } from '../helpers/faults.js';
+import { request } from '../helpers/http.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import type { TestUser } from '../helpers/users.js';
+
+/** Text that must never reach a client: SQL, driver wording, stack frames, file paths. */
+const LEAK =
+  /\b(select|insert into|update \w+ set|delete from|syntax error|relation "|column "|violates|constraint|pg_|knex|objection)\b|\bat \S+ \(|node_modules|\.ts:\d+|\/work\//i;
+
+const SQLISH = [
+  "' OR '1'='1",
+  '1; DROP TABLE messages; --',
+  '"; SELECT pg_sleep(5); --',
+  "admin'--",
+  '$1',
+  '?',
+];
+/** Strings no field accepts: a NUL (PostgreSQL text cannot hold it), 4001 code points, only whitespace. */
+const UNICODE = ['\u0000', 'a\u0000b', '𝕏'.repeat(4001), ' \t\n '];
+/** Valid message bodies that stress encoding: astral emoji, bidi override, zero-width space. */
+const UNICODE_BODIES = ['💥'.repeat(4000), 'é\u202e\u200b ok', '𝕏 שלום مرحبا 你好'];
+const HUGE = 'x'.repeat(30_000);
+/** Values of every wrong kind, for any field. */
+const WRONG_VALUES: unknown[] = [
+  null,
+  42,
+  -1,
+  1.5,
+  1e308,
+  true,
+  [],
+  ['a'],
+  {},
+  { $gt: '' },
+  HUGE,
+  ...SQLISH,
+  ...UNICODE,
+];
+
+/** Wrong for a whole-number field (seq, afterSeq, limit): 42 would be valid there, these never are. */
+const NUMBER_WRONG: unknown[] = [-1, 1.5, 1e308, null, true, [], {}, 'abc', HUGE, ...SQLISH];
+/** Wrong for a free-text field (body, title): SQL-looking text is valid text there, so it is not in this list. */
+const TEXT_WRONG: unknown[] = [null, 42, true, [], ['a'], {}, { $gt: '' }, HUGE, ...UNICODE];
+
+/** The fields each event reads, each with values that must be refused. */
+const EVENT_FIELDS: Record<keyof ClientToServerEvents, Record<string, unknown[]>> = {
+  'conversation:subscribe': { conversationId: WRONG_VALUES, afterSeq: NUMBER_WRONG, limit: NUMBER_WRONG },
+  'conversation:unsubscribe': { conversationId: WRONG_VALUES },
+  'message:send': { conversationId: WRONG_VALUES, clientMsgId: WRONG_VALUES, body: TEXT_WRONG },
+  'conversation:read': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
+  typing: { conversationId: WRONG_VALUES },
+};
+
+const CODES = new Set(Object.keys(ERROR_CATALOG));
+
+/** An error ack or body: a catalog code other than INTERNAL, the catalog shape, and nothing leaked. */
+function expectCleanError(payload: unknown, where: string): string {
+  const text = JSON.stringify(payload);
+  expect(text, where).not.to.match(LEAK);
+  const error = (payload as { error?: { code?: unknown; message?: unknown } }).error;
+  expect(error, `${where}: ${text.slice(0, 300)}`).to.be.an('object');
+  expect(CODES.has(String(error!.code)), `${where}: code ${String(error!.code)}`).to.equal(true);
+  expect(error!.code, where).not.to.equal('INTERNAL');
+  expect(error!.message, where).to.be.a('string');
+  return String(error!.code);
+}
+
+describe('fuzzing every socket event and REST endpoint', function () {
+  this.timeout(60_000);
+  let server: RunningServer | undefined;
+  let user: TestUser;
+  let conversationId: string;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase());
+    user = await newUser(server);
+    const [friend] = await friendsOf(server, user, 1);
+    conversationId = await directConversation(server.url, user, friend!);
+  });
+
+  after(async () => {
+    for (const socket of sockets.splice(0)) socket.close();
+    await server?.close();
+  });
+
+  async function counts(): Promise<{ messages: number; users: number; conversations: number }> {
+    const [row] = await rows<{ messages: number; users: number; conversations: number }>(
+      server!.services.db.knex,
+      `SELECT (SELECT count(*)::int FROM messages) AS messages, (SELECT count(*)::int FROM users) AS users,
+              (SELECT count(*)::int FROM conversations) AS conversations`,
+    );
+    return row!;
+  }
+
+  it('every malformed socket payload gets a clean error ack; nothing is stored and the node keeps serving', async () => {
+    const socket = await connectSocket(server!.url, user.token);
+    sockets.push(socket);
+    const raw = socket as unknown as { emitWithAck(event: string, ...args: unknown[]): Promise<Ack> };
+    const before = await counts();
+    const valid = { conversationId, clientMsgId: randomUUID(), body: 'hello', seq: 0 };
+    let checked = 0;
+    for (const [event, fields] of Object.entries(EVENT_FIELDS)) {
+      // The whole payload of a wrong kind, or missing.
+      for (const payload of [undefined, ...WRONG_VALUES]) {
+        const ack = await raw.emitWithAck(event, payload);
+        expectCleanError(ack, `${event} ${JSON.stringify(payload)?.slice(0, 80)}`);
+        checked++;
+      }
+      // One field wrong at a time, the rest valid.
+      for (const [field, values] of Object.entries(fields)) {
+        for (const value of values) {
+          const ack = await raw.emitWithAck(event, { ...valid, clientMsgId: randomUUID(), [field]: value });
+          const code = expectCleanError(ack, `${event} ${field}=${JSON.stringify(value)?.slice(0, 40)}`);
+          expect(code, `${event} ${field}`).to.be.oneOf(['VALIDATION_FAILED', 'NOT_FOUND']);
+          checked++;
+        }
+      }
+      // A conversation that does not exist, or is not mine: NOT_FOUND, not a leak.
+      const ack = await raw.emitWithAck(event, { ...valid, conversationId: randomUUID() });
+      expect(expectCleanError(ack, `${event} unknown conversation`)).to.equal('NOT_FOUND');
+    }
+    expect(checked).to.be.greaterThan(200);
+    expect(await counts()).to.deep.equal(before);
+    expect(socket.connected).to.equal(true);
+    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+  });
+
+  it('stores valid unicode bodies exactly as sent, over both interfaces', async () => {
+    const socket = await connectSocket(server!.url, user.token);
+    sockets.push(socket);
+    for (const body of UNICODE_BODIES) {
+      const ack = await socket.emitWithAck('message:send', {
+        conversationId,
+        clientMsgId: randomUUID(),
+        body,
+      });
+      expect(ack.ok && ack.message.body).to.equal(body);
+      const put = await request<{ message: { body: string } }>(
+        server!.url,
+        'PUT',
+        `/conversations/${conversationId}/messages/${randomUUID()}`,
+        { body: { body }, token: user.token },
+      );
+      expect(put.status).to.equal(201);
+      expect(put.body.message.body).to.equal(body);
+    }
+    const stored = await rows<{ body: string }>(
+      server!.services.db.knex,
+      'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
+      [conversationId],
+    );
+    expect(stored.map((r) => r.body)).to.deep.equal(UNICODE_BODIES.flatMap((b) => [b, b]));
+  });
+
+  it('every REST endpoint answers malformed input with a clean 4xx; nothing is stored', async () => {
+    const before = await counts();
+    // Query values are capped: a URL over Node's 16 KiB header limit is refused by Node itself (431, no body).
+    const bad = (v: unknown) =>
+      encodeURIComponent(String(typeof v === 'string' ? v : JSON.stringify(v)).slice(0, 2000));
+    const pathValues = [...SQLISH, ...UNICODE.slice(0, 3), '..%2F..%2Fetc%2Fpasswd', randomUUID()];
+    const requests: Array<{ method: string; path: string; body?: unknown; token?: string }> = [];
+    for (const value of NUMBER_WRONG) {
+      requests.push(
+        {
+          method: 'POST',
+          path: `/conversations/${conversationId}/read`,
+          body: { seq: value },
+          token: user.token,
+        },
+        {
+          method: 'GET',
+          path: `/conversations/${conversationId}/messages?after=${bad(value)}&limit=${bad(value)}`,
+          token: user.token,
+        },
+        {
+          method: 'GET',
+          path: `/conversations/${conversationId}/messages?before=${bad(value)}`,
+          token: user.token,
+        },
+      );
+    }
+    for (const value of TEXT_WRONG) {
+      requests.push(
+        {
+          method: 'PUT',
+          path: `/conversations/${conversationId}/messages/${randomUUID()}`,
+          body: { body: value },
+          token: user.token,
+        },
+        {
+          method: 'POST',
+          path: '/conversations',
+          body: { type: 'group', title: value, participantIds: [] },
+          token: user.token,
+        },
+        {
+          method: 'POST',
+          path: '/auth/signup',
+          body: { username: uniqueName(), password: 'long enough', displayName: value },
+        },
+      );
+    }
+    for (const value of WRONG_VALUES) {
+      requests.push(
+        {
+          method: 'POST',
+          path: '/auth/signup',
+          body: { username: value, password: value, displayName: value },
+        },
+        { method: 'POST', path: '/auth/login', body: { username: value, password: value } },
+        { method: 'POST', path: '/friends/requests', body: { username: value }, token: user.token },
+        { method: 'POST', path: '/blocks', body: { userId: value }, token: user.token },
+        {
+          method: 'POST',
+          path: '/conversations',
+          body: { type: 'direct', userId: value },
+          token: user.token,
+        },
+        {
+          method: 'POST',
+          path: '/conversations',
+          // An empty list is a valid (one-person) group; every other wrong value is not.
+          body: {
+            type: 'group',
+            title: 'ok',
+            participantIds: Array.isArray(value) && value.length === 0 ? 7 : value,
+          },
+          token: user.token,
+        },
+        { method: 'POST', path: '/conversations', body: { type: value }, token: user.token },
+        {
+          method: 'PATCH',
+          path: `/conversations/${conversationId}`,
+          body: { title: value },
+          token: user.token,
+        },
+        {
+          method: 'POST',
+          path: `/conversations/${conversationId}/participants`,
+          body: { userId: value },
+          token: user.token,
+        },
+        { method: 'GET', path: `/friends/requests?direction=${bad(value)}`, token: user.token },
+      );
+    }
+    for (const value of pathValues) {
+      const v = encodeURIComponent(value);
+      for (const [method, path] of [
+        ['GET', `/conversations/${v}`],
+        ['PATCH', `/conversations/${v}`],
+        ['GET', `/conversations/${v}/messages`],
+        ['PUT', `/conversations/${v}/messages/${v}`],
+        ['PUT', `/conversations/${conversationId}/messages/${v}`],
+        ['POST', `/conversations/${v}/read`],
+        ['POST', `/conversations/${v}/participants`],
+        ['DELETE', `/conversations/${v}/participants/${v}`],
+        ['POST', `/friends/requests/${v}/accept`],
+        ['POST', `/friends/requests/${v}/decline`],
+        ['DELETE', `/friends/requests/${v}`],
+        ['DELETE', `/friends/${v}`],
+        ['DELETE', `/blocks/${v}`],
+      ] as const) {
+        requests.push({
+          method,
+          path,
+          body: { body: 'x', title: 'x', seq: 1, userId: value },
+          token: user.token,
+        });
+      }
+    }
+    // Bodies that are not JSON objects at all, and tokens that are not tokens.
+    for (const body of ['{', '[1,2,3]', '"just a string"', 'null', '{"a":'.repeat(5000)]) {
+      requests.push({ method: 'POST', path: '/conversations', body, token: user.token });
+      requests.push({ method: 'POST', path: '/auth/signup', body });
+    }
+    for (const token of ['', 'x', `${user.token}x`, "' OR 1=1 --", HUGE.slice(0, 5000)]) {
+      requests.push({ method: 'GET', path: '/conversations', token });
+    }
+
+    for (const r of requests) {
+      const body = r.method === 'GET' ? undefined : r.body;
+      const res = await request(server!.url, r.method, r.path, { body, token: r.token });
+      const where = `${r.method} ${r.path.slice(0, 80)} ${JSON.stringify(r.body)?.slice(0, 60)}`;
+      expect(res.status, `${where}: ${res.text.slice(0, 200)}`).to.be.within(400, 499);
+      expect(res.text, where).not.to.match(LEAK);
+      expect(res.body, `${where}: status ${res.status}, body "${res.text.slice(0, 100)}"`).to.be.an('object');
+      expectCleanError(res.body, where);
+    }
+    // Over the 64 KiB body limit.
+    const tooLarge = await request(server!.url, 'POST', '/conversations', {
+      body: { type: 'group', title: 'x'.repeat(70_000), participantIds: [] },
+      token: user.token,
+    });
+    expect(tooLarge.status).to.equal(413);
+    expect(expectCleanError(tooLarge.body, '413')).to.equal('PAYLOAD_TOO_LARGE');
+    expect(requests.length).to.be.greaterThan(300);
+    expect(await counts()).to.deep.equal(before);
+  });
+});

@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { io as connect } from 'socket.io-client';
+import type { Ack } from '../../lib/realtime/protocol.js';
+import type { RunningServer } from '../../lib/server.js';
+import { errorCodeOf, expectOk, friendsOf, newUser, rows, send } from '../helpers/chat.js';
+import { directConversation } from '../helpers/faults.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import type { TestUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const ALLOWED = 'https://chat.example.com';
+const EVIL = 'https://evil.example.net';
+
+/** A socket seen without the contract's types: any event name, any arguments. */
+interface RawSocket {
+  emit(event: string, ...args: unknown[]): void;
+  emitWithAck(event: string, ...args: unknown[]): Promise<unknown>;
+}
+
+/** A socket with a browser Origin header (socket.io-client in Node sends none unless told). */
+function connectWithOrigin(url: string, token: string, origin: string): Promise<ClientSocket> {
+  const socket: ClientSocket = connect(url, {
+    auth: { token },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    extraHeaders: { Origin: origin },
+  });
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+describe('abuse limits', function () {
+  this.timeout(30_000);
+  let server: RunningServer | undefined;
+  let owner: TestUser;
+  let conversationId: string;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase(), {
+      CORS_ORIGINS: ALLOWED,
+      MAX_CONNECTIONS_PER_IP: '3',
+      SOCKET_EVENTS_PER_SEC: '5',
+      SOCKET_MAX_BYTES: '8192',
+      RATE_LIMIT_MESSAGES_PER_SEC: '2',
+    });
+    owner = await newUser(server);
+    const [friend] = await friendsOf(server, owner, 1);
+    conversationId = await directConversation(server.url, owner, friend!);
+  });
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.close();
+    // Each test starts with this IP's connection slots free again.
+    await waitFor(() => server!.services.io.of('/').sockets.size === 0, { what: 'sockets to close' });
+  });
+
+  after(async () => {
+    await server?.close();
+  });
+
+  async function open(token = owner.token): Promise<ClientSocket> {
+    const socket = await connectSocket(server!.url, token);
+    sockets.push(socket);
+    return socket;
+  }
+
+  describe('HTTP CORS', () => {
+    it('answers a preflight from an allowed origin with the CORS headers', async () => {
+      const res = await fetch(`${server!.url}/conversations`, {
+        method: 'OPTIONS',
+        headers: { Origin: ALLOWED, 'Access-Control-Request-Method': 'POST' },
+      });
+      expect(res.status).to.equal(204);
+      expect(res.headers.get('access-control-allow-origin')).to.equal(ALLOWED);
+      expect(res.headers.get('access-control-allow-methods')).to.include('PUT');
+      expect(res.headers.get('access-control-allow-headers')).to.include('Authorization');
+      expect(res.headers.get('vary')).to.include('Origin');
+    });
+
+    it('refuses another browser origin with 403 FORBIDDEN, preflight or not', async () => {
+      for (const method of ['OPTIONS', 'GET']) {
+        const res = await fetch(`${server!.url}/healthz`, {
+          method,
+          headers: { Origin: EVIL, 'Access-Control-Request-Method': 'GET' },
+        });
+        expect(res.status).to.equal(403);
+        expect(res.headers.get('access-control-allow-origin')).to.equal(null);
+        expect(await res.json()).to.deep.equal({
+          error: { code: 'FORBIDDEN', message: 'This origin is not allowed.' },
+        });
+      }
+    });
+
+    it('allows the server’s own host as origin, and requests without an Origin', async () => {
+      const same = await fetch(`${server!.url}/healthz`, { headers: { Origin: server!.url } });
+      expect(same.status).to.equal(200);
+      expect(same.headers.get('access-control-allow-origin')).to.equal(server!.url);
+      const none = await fetch(`${server!.url}/healthz`);
+      expect(none.status).to.equal(200);
+      expect(none.headers.get('access-control-allow-origin')).to.equal(null);
+    });
+  });
+
+  describe('Socket.IO handshake origin', () => {
+    it('refuses a browser origin outside CORS_ORIGINS', async () => {
+      let refused: Error | undefined;
+      try {
+        sockets.push(await connectWithOrigin(server!.url, owner.token, EVIL));
+      } catch (err) {
+        refused = err as Error;
+      }
+      expect(refused, 'the handshake is refused').to.be.instanceOf(Error);
+    });
+
+    it('accepts an allowed origin, the own host, and non-browser clients without an Origin', async () => {
+      sockets.push(await connectWithOrigin(server!.url, owner.token, ALLOWED));
+      sockets.push(await connectWithOrigin(server!.url, owner.token, server!.url));
+      await open();
+      expect(sockets.every((s) => s.connected)).to.equal(true);
+    });
+  });
+
+  it('limits live sockets per IP (MAX_CONNECTIONS_PER_IP) and frees a slot on disconnect', async () => {
+    for (let i = 0; i < 3; i++) await open();
+    let refusal: Error | undefined;
+    try {
+      await open();
+    } catch (err) {
+      refusal = err as Error;
+    }
+    expect(refusal?.message).to.equal('RATE_LIMITED');
+    sockets.shift()!.close();
+    const fourth = await waitFor(
+      async () => {
+        try {
+          return await open();
+        } catch {
+          return undefined;
+        }
+      },
+      { what: 'a freed slot' },
+    );
+    expect(fourth.connected).to.equal(true);
+  });
+
+  it('does not count refused tokens against the IP', async () => {
+    for (let i = 0; i < 5; i++) {
+      let message = '';
+      try {
+        await open('not-a-token');
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).to.equal('UNAUTHORIZED');
+    }
+    for (let i = 0; i < 3; i++) await open();
+  });
+
+  it('rate-limits events per socket with RATE_LIMITED acks, whatever the event', async () => {
+    const socket = await open();
+    const acks = await Promise.all(
+      Array.from({ length: 25 }, () => socket.emitWithAck('typing', { conversationId })),
+    );
+    const codes = acks.map((ack: Ack) => (ack.ok ? 'ok' : ack.error.code));
+    expect(codes.filter((c) => c === 'ok').length).to.be.within(1, 12);
+    expect(codes).to.include('RATE_LIMITED');
+    expect(codes.every((c) => c === 'ok' || c === 'RATE_LIMITED')).to.equal(true);
+  });
+
+  it('rate-limits sends per user across sockets (RATE_LIMIT_MESSAGES_PER_SEC), storing nothing refused', async () => {
+    const sender = await newUser(server!);
+    const [friend] = await friendsOf(server!, sender, 1);
+    const conversation = await directConversation(server!.url, sender, friend!);
+    const [s1, s2] = [await open(sender.token), await open(sender.token)];
+    const acks = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => send(i % 2 === 0 ? s1 : s2, conversation, `burst ${i}`)),
+    );
+    const limited = acks.filter((ack) => !ack.ok && ack.error.code === 'RATE_LIMITED');
+    expect(limited.length).to.be.at.least(1);
+    const okCount = acks.filter((ack) => ack.ok).length;
+    const stored = await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [
+      conversation,
+    ]);
+    expect(stored).to.have.length(okCount);
+  });
+
+  it('closes a socket that sends more than SOCKET_MAX_BYTES, stores nothing, and keeps serving', async () => {
+    const socket = await open();
+    const disconnected = new Promise<string>((resolve) => socket.once('disconnect', resolve));
+    const clientMsgId = randomUUID();
+    socket.emit('message:send', { conversationId, clientMsgId, body: 'x'.repeat(20_000) }, () => undefined);
+    expect(await disconnected).to.be.a('string');
+    expect(
+      await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
+    ).to.have.length(0);
+    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+    expectOk(await send(await open(), conversationId, 'still fine'));
+  });
+
+  it('answers an unknown event with VALIDATION_FAILED and ignores events without an ack', async () => {
+    const socket = await open();
+    // What a hostile client can emit, outside the typed contract.
+    const raw = socket as unknown as RawSocket;
+    const unknown = (await raw.emitWithAck('admin:drop-tables', { conversationId })) as Ack;
+    expect(errorCodeOf(unknown)).to.equal('VALIDATION_FAILED');
+    // No ack callback: nothing to answer, and nothing may throw.
+    const clientMsgId = randomUUID();
+    raw.emit('message:send', { conversationId, clientMsgId, body: 'no ack' });
+    raw.emit('typing');
+    expect(socket.connected).to.equal(true);
+    const ok = await socket.emitWithAck('conversation:subscribe', { conversationId });
+    expect(ok.ok).to.equal(true);
+    expect(
+      await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
+    ).to.have.length(0);
+  });
+});
