@@ -4,12 +4,14 @@ import type { Logger } from '../lib/logger.js';
 import {
   failAll,
   findStored,
-  insertBatch,
+  insertMessages,
   lockConversations,
   outcomesFor,
   planBatch,
   type ConversationBatch,
+  type Plan,
   type SendOutcome,
+  type SendRequest,
 } from './batchStatements.js';
 import { shuttingDown } from './Mailbox.js';
 
@@ -41,6 +43,12 @@ interface Pending {
   resolve: (outcomes: SendOutcome[]) => void;
 }
 
+interface Attempt {
+  results: Map<Pending, SendOutcome[]>;
+  /** New messages written. */
+  persisted: number;
+}
+
 /**
  * Commits the ready batches of many conversations in one transaction, so at load many messages share one
  * commit (one WAL flush) instead of paying for one each.
@@ -61,10 +69,12 @@ export interface GroupCommitWriter {
  * The writer. No timer: whatever is ready when a transaction slot frees goes into the next transaction, so a
  * lone message is written at once and a burst is grouped.
  *
- * In a transaction, conversation rows are locked in id order (no deadlock between nodes), then every batch is
- * checked for clientMsgIds already stored, then each batch is written inside a SAVEPOINT of its own: a batch
- * whose insert fails (a CHECK, a trigger) rolls back alone and gets error outcomes, the others commit. If the
- * transaction itself fails, every batch in it gets an error outcome and no seq moves (the rollback undoes it).
+ * A transaction locks the conversation rows in id order (no deadlock between nodes), looks up the clientMsgIds
+ * already stored, then writes every new message of every batch in one statement: five round trips whatever the
+ * number of conversations. If that statement fails for one batch's sake (a CHECK, a trigger), the transaction is
+ * redone with one SAVEPOINT per batch, so the failing batch is rolled back alone and gets error outcomes while the
+ * others commit. If the transaction itself fails (connection lost, pool timeout), every batch in it gets an error
+ * outcome and no seq moves: the rollback undoes the reservation.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { knex, logger } = options;
@@ -75,24 +85,29 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let closed = false;
   let idleWaiters: Array<() => void> = [];
 
-  /** The next group: oldest first, one batch per conversation (a second one waits for the next transaction). */
+  /**
+   * The next group, oldest first, up to `maxSends`. One batch per conversation: a second one of the same
+   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches that
+   * do not fit; both stay first in line.
+   */
   function takeGroup(): Pending[] {
     const group: Pending[] = [];
+    const left: Pending[] = [];
     const seen = new Set<string>();
     let sends = 0;
-    for (let i = 0; i < ready.length;) {
-      const pending = ready[i]!;
+    for (const pending of ready) {
       const size = pending.batch.sends.length;
-      if (group.length > 0 && sends + size > maxSends) break;
-      if (seen.has(pending.batch.conversationId)) {
-        i += 1;
-        continue;
+      const fits = group.length === 0 || sends + size <= maxSends;
+      if (fits && !seen.has(pending.batch.conversationId)) {
+        seen.add(pending.batch.conversationId);
+        sends += size;
+        group.push(pending);
+      } else {
+        left.push(pending);
       }
-      seen.add(pending.batch.conversationId);
-      sends += size;
-      group.push(pending);
-      ready.splice(i, 1);
     }
+    ready.length = 0;
+    for (const pending of left) ready.push(pending);
     return group;
   }
 
@@ -112,47 +127,74 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     }
   }
 
-  async function runTransaction(group: Pending[]): Promise<void> {
-    const batches = [...group].sort((a, b) => (a.batch.conversationId < b.batch.conversationId ? -1 : 1));
-    const results = new Map<Pending, SendOutcome[]>();
-    let persisted = 0;
-    try {
-      await knex.transaction(async (trx) => {
-        const locked = await lockConversations(
-          trx,
-          batches.map((p) => p.batch),
-        );
-        const stored = await findStored(
-          trx,
-          batches.map((p) => p.batch),
-        );
-        const isolate = batches.length > 1;
-        for (const pending of batches) {
-          const { batch } = pending;
-          if (!locked.has(batch.conversationId)) {
-            results.set(pending, failAll(batch, new AppError('NOT_FOUND')));
-            continue;
-          }
-          const { plans, fresh } = planBatch(batch, stored);
-          if (fresh.length === 0) {
-            results.set(pending, outcomesFor(plans, []));
-            continue;
-          }
-          try {
-            const inserted = isolate
-              ? await trx.transaction((savepoint) => insertBatch(savepoint, batch.conversationId, fresh))
-              : await insertBatch(trx, batch.conversationId, fresh);
-            results.set(pending, outcomesFor(plans, inserted));
-            persisted += inserted.length;
-          } catch (err) {
-            // Only this batch's savepoint is rolled back; a lost connection still fails the whole transaction.
-            if (!isolate || isDbUnavailable(err)) throw err;
-            // Each sender's error carries `err` as its cause and is logged where it is answered; this adds context.
-            logger.debug({ err, conversationId: batch.conversationId }, 'message batch rolled back alone');
-            results.set(pending, failAll(batch, toAppError(err)));
-          }
+  /**
+   * One transaction over a group of batches. Fast path (`isolate` false): every new message of every batch in one
+   * statement. Isolating (`isolate` true): each batch's statement in a SAVEPOINT of its own, so a failing batch is
+   * rolled back alone and answered with its error while the others commit. A lost connection or a pool timeout
+   * still fails the whole transaction.
+   */
+  async function attempt(batches: Pending[], isolate: boolean): Promise<Attempt> {
+    return await knex.transaction(async (trx) => {
+      const all = batches.map((p) => p.batch);
+      const locked = await lockConversations(trx, all);
+      const stored = await findStored(trx, all);
+      const results = new Map<Pending, SendOutcome[]>();
+      const toWrite: Array<{ pending: Pending; plans: Plan[]; fresh: SendRequest[] }> = [];
+      for (const pending of batches) {
+        if (!locked.has(pending.batch.conversationId)) {
+          results.set(pending, failAll(pending.batch, new AppError('NOT_FOUND')));
+          continue;
         }
-      });
+        const { plans, fresh } = planBatch(pending.batch, stored);
+        if (fresh.length === 0) results.set(pending, outcomesFor(plans, []));
+        else toWrite.push({ pending, plans, fresh });
+      }
+      let persisted = 0;
+      if (!isolate) {
+        const inserted = await insertMessages(
+          trx,
+          toWrite.map((w) => ({ conversationId: w.pending.batch.conversationId, fresh: w.fresh })),
+        );
+        for (const w of toWrite) {
+          const rows = inserted.get(w.pending.batch.conversationId) ?? [];
+          results.set(w.pending, outcomesFor(w.plans, rows));
+          persisted += rows.length;
+        }
+        return { results, persisted };
+      }
+      for (const w of toWrite) {
+        const conversationId = w.pending.batch.conversationId;
+        try {
+          const inserted = await trx.transaction((savepoint) =>
+            insertMessages(savepoint, [{ conversationId, fresh: w.fresh }]),
+          );
+          const rows = inserted.get(conversationId) ?? [];
+          results.set(w.pending, outcomesFor(w.plans, rows));
+          persisted += rows.length;
+        } catch (err) {
+          if (isDbUnavailable(err)) throw err;
+          // Each sender's error carries `err` as its cause and is logged where it is answered.
+          logger.debug({ err, conversationId }, 'message batch rolled back alone');
+          results.set(w.pending, failAll(w.pending.batch, toAppError(err)));
+        }
+      }
+      return { results, persisted };
+    });
+  }
+
+  async function runTransaction(group: Pending[]): Promise<void> {
+    // Conversation rows are locked in id order in every transaction of every node: no deadlock between writers.
+    const batches = [...group].sort((a, b) => (a.batch.conversationId < b.batch.conversationId ? -1 : 1));
+    let outcome: Attempt;
+    try {
+      try {
+        outcome = await attempt(batches, false);
+      } catch (err) {
+        // The shared statement failed for one batch's sake (a CHECK, a trigger): nothing was written, so do it
+        // again batch by batch to find and refuse that one alone.
+        if (batches.length === 1 || isDbUnavailable(err)) throw err;
+        outcome = await attempt(batches, true);
+      }
     } catch (err) {
       const error = toAppError(err);
       // Logged where each sender is answered (with `err` as the cause); here only which batches it took down.
@@ -164,9 +206,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       report(batches, 0, false);
       return;
     }
-    for (const pending of batches)
-      pending.resolve(results.get(pending) ?? failAll(pending.batch, new AppError('INTERNAL')));
-    report(batches, persisted, true);
+    for (const pending of batches) {
+      pending.resolve(outcome.results.get(pending) ?? failAll(pending.batch, new AppError('INTERNAL')));
+    }
+    report(batches, outcome.persisted, true);
   }
 
   function report(batches: Pending[], persisted: number, committed: boolean): void {

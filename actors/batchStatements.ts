@@ -85,43 +85,71 @@ export function planBatch(
   return { plans, fresh };
 }
 
+/** The new sends of one conversation, in seq order to be. */
+export interface FreshBatch {
+  conversationId: string;
+  fresh: readonly SendRequest[];
+}
+
 /**
- * Reserves `fresh.length` seqs on the locked conversation row, inserts the messages in one multi-row INSERT and
- * moves each sender's own read marker forward: one statement, so one round trip per conversation.
+ * One statement for the new messages of any number of locked conversations: per conversation it reserves exactly
+ * as many seqs as it has new messages (`UPDATE conversations SET last_seq = last_seq + n ... RETURNING last_seq`),
+ * inserts them all in one multi-row INSERT, and moves each sender's own read marker forward. Returns the inserted
+ * rows by conversation, in seq order (the order of `fresh`).
  */
-export async function insertBatch(
+export async function insertMessages(
   db: Knex | Knex.Transaction,
-  conversationId: string,
-  fresh: SendRequest[],
-): Promise<MessageRow[]> {
-  const n = fresh.length;
+  batches: readonly FreshBatch[],
+): Promise<Map<string, MessageRow[]>> {
+  const columns = {
+    conversationIds: [] as string[],
+    senderIds: [] as string[],
+    clientMsgIds: [] as string[],
+    bodies: [] as string[],
+    ordinals: [] as number[],
+  };
+  for (const { conversationId, fresh } of batches) {
+    fresh.forEach((send, i) => {
+      columns.conversationIds.push(conversationId);
+      columns.senderIds.push(send.senderId);
+      columns.clientMsgIds.push(send.clientMsgId);
+      columns.bodies.push(send.body);
+      columns.ordinals.push(i + 1);
+    });
+  }
   const result = await db.raw<{ rows: MessageRow[] }>(
-    `WITH reserved AS (
-       UPDATE conversations SET last_seq = last_seq + ?, last_activity_at = now() WHERE id = ? RETURNING last_seq
+    `WITH input AS (
+       SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::int[])
+         AS s(conversation_id, sender_id, client_msg_id, body, ord)
+     ), counts AS (
+       SELECT conversation_id, count(*) AS n FROM input GROUP BY conversation_id
+     ), reserved AS (
+       UPDATE conversations c SET last_seq = c.last_seq + counts.n, last_activity_at = now()
+       FROM counts WHERE c.id = counts.conversation_id
+       RETURNING c.id, c.last_seq, counts.n
      ), inserted AS (
        INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?, s.sender_id, reserved.last_seq - ? + s.ord, s.client_msg_id, s.body
-       FROM reserved, unnest(?::uuid[], ?::text[], ?::text[]) WITH ORDINALITY AS s(sender_id, client_msg_id, body, ord)
+       SELECT i.conversation_id, i.sender_id, r.last_seq - r.n + i.ord, i.client_msg_id, i.body
+       FROM input i JOIN reserved r ON r.id = i.conversation_id
        RETURNING ${MESSAGE_COLUMNS}
      ), read_moved AS (
        UPDATE conversation_participants p SET last_read_seq = mine.seq
-       FROM (SELECT sender_id, max(seq) AS seq FROM inserted GROUP BY sender_id) mine
-       WHERE p.conversation_id = ? AND p.user_id = mine.sender_id AND p.last_read_seq < mine.seq
+       FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY conversation_id, sender_id) mine
+       WHERE p.conversation_id = mine.conversation_id AND p.user_id = mine.sender_id AND p.last_read_seq < mine.seq
      )
-     SELECT ${MESSAGE_COLUMNS} FROM inserted ORDER BY seq`,
-    [
-      n,
-      conversationId,
-      conversationId,
-      n,
-      fresh.map((s) => s.senderId),
-      fresh.map((s) => s.clientMsgId),
-      fresh.map((s) => s.body),
-      conversationId,
-    ],
+     SELECT ${MESSAGE_COLUMNS} FROM inserted ORDER BY conversation_id, seq`,
+    [columns.conversationIds, columns.senderIds, columns.clientMsgIds, columns.bodies, columns.ordinals],
   );
-  if (result.rows.length !== n) throw new Error(`expected ${n} inserted messages, got ${result.rows.length}`);
-  return result.rows;
+  if (result.rows.length !== columns.ordinals.length) {
+    throw new Error(`expected ${columns.ordinals.length} inserted messages, got ${result.rows.length}`);
+  }
+  const byConversation = new Map<string, MessageRow[]>();
+  for (const row of result.rows) {
+    const list = byConversation.get(row.conversation_id) ?? [];
+    list.push(row);
+    byConversation.set(row.conversation_id, list);
+  }
+  return byConversation;
 }
 
 /** Each send's outcome, once `inserted` (the rows of `fresh`, in order) is known. */

@@ -133,9 +133,12 @@ export async function statementCount(db: BenchDatabase): Promise<number | undefi
 export interface StatementCounters {
   /** `SELECT pg_notify(...)`: one per Socket.IO broadcast through @socket.io/postgres-adapter. */
   notify: number;
-  /** `SELECT ... FROM conversations ... FOR UPDATE`: one per group-commit transaction. */
-  lock: number;
-  /** The seq-reserving insert (`WITH reserved AS ...`): one per conversation batch. */
+  /**
+   * `COMMIT`s: during an XFChat load phase, one per group-commit transaction (knex issues BEGIN/COMMIT; the
+   * adapter's NOTIFYs autocommit and the phases run nothing else).
+   */
+  commit: number;
+  /** Statements that insert into messages: one per transaction on the writer's fast path, one per batch otherwise. */
   insert: number;
   total: number;
 }
@@ -145,8 +148,8 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
   if (!db.statStatements) return undefined;
   const rows = await db.query<Record<keyof StatementCounters, string>>(
     `SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE '%pg_notify%'), 0)::text AS notify,
-            coalesce(sum(calls) FILTER (WHERE query ILIKE '%FROM conversations%FOR UPDATE%'), 0)::text AS lock,
-            coalesce(sum(calls) FILTER (WHERE query ILIKE 'WITH reserved AS%'), 0)::text AS insert,
+            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT'), 0)::text AS commit,
+            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%'), 0)::text AS insert,
             coalesce(sum(calls), 0)::text AS total
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
       WHERE d.datname = current_database()`,
@@ -154,7 +157,7 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
   const row = rows[0];
   return {
     notify: Number(row?.notify ?? 0),
-    lock: Number(row?.lock ?? 0),
+    commit: Number(row?.commit ?? 0),
     insert: Number(row?.insert ?? 0),
     total: Number(row?.total ?? 0),
   };

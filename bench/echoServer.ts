@@ -5,6 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Server } from 'socket.io';
 import {
   conversationRoom,
@@ -18,48 +21,79 @@ interface EchoSocketData {
   userId: string;
 }
 
-const httpServer = createServer();
-const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, EchoSocketData>(
-  httpServer,
-  { serveClient: false, maxHttpBufferSize: 65_536 },
-);
-const lastSeq = new Map<string, number>();
+export interface EchoServer {
+  /** Listens on 127.0.0.1 and an ephemeral port; resolves with the port. */
+  listen(): Promise<number>;
+  /** Disconnects every socket and stops listening. Idempotent. */
+  close(): Promise<void>;
+}
 
-io.use((socket, next) => {
-  const auth = socket.handshake.auth as Record<string, unknown>;
-  if (typeof auth.userId !== 'string') {
-    next(new Error('UNAUTHORIZED'));
-    return;
-  }
-  socket.data = { userId: auth.userId };
-  next();
-});
+/** Builds E0; nothing listens until listen(). */
+export function createEchoServer(): EchoServer {
+  const httpServer = createServer();
+  const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, EchoSocketData>(
+    httpServer,
+    { serveClient: false, maxHttpBufferSize: 65_536 },
+  );
+  const lastSeq = new Map<string, number>();
 
-io.on('connection', (socket) => {
-  void socket.join(userRoom(socket.data.userId));
-  socket.on('conversation:subscribe', (request, ack) => {
-    void socket.join(conversationRoom(request.conversationId));
-    ack({ ok: true, messages: [], hasMore: false, lastSeq: lastSeq.get(request.conversationId) ?? 0 });
+  io.use((socket, next) => {
+    const auth = socket.handshake.auth as Record<string, unknown>;
+    if (typeof auth.userId !== 'string') {
+      next(new Error('UNAUTHORIZED'));
+      return;
+    }
+    socket.data = { userId: auth.userId };
+    next();
   });
-  socket.on('message:send', (request, ack) => {
-    const seq = (lastSeq.get(request.conversationId) ?? 0) + 1;
-    lastSeq.set(request.conversationId, seq);
-    const message: PublicMessage = {
-      id: randomUUID(),
-      conversationId: request.conversationId,
-      seq,
-      senderId: socket.data.userId,
-      clientMsgId: request.clientMsgId,
-      body: request.body,
-      createdAt: new Date().toISOString(),
-    };
-    ack({ ok: true, message, duplicate: false });
-    io.to(conversationRoom(request.conversationId)).emit('message:new', message);
+
+  io.on('connection', (socket) => {
+    void socket.join(userRoom(socket.data.userId));
+    socket.on('conversation:subscribe', (request, ack) => {
+      void socket.join(conversationRoom(request.conversationId));
+      ack({ ok: true, messages: [], hasMore: false, lastSeq: lastSeq.get(request.conversationId) ?? 0 });
+    });
+    socket.on('message:send', (request, ack) => {
+      const seq = (lastSeq.get(request.conversationId) ?? 0) + 1;
+      lastSeq.set(request.conversationId, seq);
+      const message: PublicMessage = {
+        id: randomUUID(),
+        conversationId: request.conversationId,
+        seq,
+        senderId: socket.data.userId,
+        clientMsgId: request.clientMsgId,
+        body: request.body,
+        createdAt: new Date().toISOString(),
+      };
+      // The same order as XFChat after its commit: the sender's ack, then the broadcast.
+      ack({ ok: true, message, duplicate: false });
+      io.to(conversationRoom(request.conversationId)).emit('message:new', message);
+    });
   });
-});
 
-process.on('SIGTERM', () => {
-  void io.close(() => process.exit(0));
-});
+  let closing: Promise<void> | undefined;
+  return {
+    listen() {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(0, '127.0.0.1', () => resolve((httpServer.address() as AddressInfo).port));
+      });
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        void io.close(() => resolve());
+      });
+      return closing;
+    },
+  };
+}
 
-httpServer.listen(0, '127.0.0.1');
+const invokedDirectly =
+  process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
+if (invokedDirectly) {
+  const server = createEchoServer();
+  process.on('SIGTERM', () => {
+    void server.close().then(() => process.exit(0));
+  });
+  await server.listen();
+}

@@ -24,8 +24,8 @@ export interface PhaseDbCost {
   /** Group-commit transactions in the phase, and acked messages per transaction. */
   transactions: number;
   messagesPerTransaction: number;
-  /** Conversation batches per transaction. */
-  batchesPerTransaction: number;
+  /** Statements inserting into messages per transaction (1 on the writer's one-statement path). */
+  insertsPerTransaction: number;
   /** Every statement the database ran, per acked message. */
   statementsPerMessage: number;
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, loadDatabaseConfig, redactUrl } from './config.js';
 import { createDatabase } from './db.js';
 import { createLogger } from './logger.js';
-import { failStartup, handleSignals, holdSignalsWhileStarting, main } from './main.js';
+import { failStartup, handleSignals, listenForSignals, main } from './main.js';
 import { startServer } from './server.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,7 +37,7 @@ async function dev(): Promise<void> {
     persistent: true,
     port: 54329,
   });
-  const releaseSignals = holdSignalsWhileStarting();
+  const signals = listenForSignals();
   let server;
   try {
     const config = loadConfig({
@@ -51,7 +51,7 @@ async function dev(): Promise<void> {
     failStartup(err);
   }
   out(`[dev] XFChat is running at ${server.url}  (database ${redactUrl(pg.adminUrl)})`);
-  handleSignals(server, () => pg.stop(), releaseSignals());
+  handleSignals(server, () => pg.stop(), signals);
 }
 
 /** `npm run migrate -- latest|rollback|status` against DATABASE_URL. */

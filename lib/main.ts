@@ -13,38 +13,45 @@ export function failStartup(err: unknown): never {
   process.exit(1);
 }
 
-/**
- * Holds SIGTERM/SIGINT that arrive while the server is starting. Without it, a signal sent just after the
- * "[STARTUP] listening" line but before {@link handleSignals} runs would kill the process with the default
- * action (no drain, no exit 0). A second signal while starting exits at once. Call the returned function to
- * stop holding; it gives the signal received meanwhile, if any, for handleSignals to act on.
- */
-export function holdSignalsWhileStarting(): () => NodeJS.Signals | undefined {
-  let received: NodeJS.Signals | undefined;
-  const hold = (signal: NodeJS.Signals) => {
-    if (received) process.exit(1);
-    received = signal;
-  };
-  process.on('SIGTERM', hold);
-  process.on('SIGINT', hold);
-  return () => {
-    process.off('SIGTERM', hold);
-    process.off('SIGINT', hold);
-    return received;
-  };
+/** Where SIGTERM/SIGINT go; see {@link listenForSignals}. */
+export interface SignalSource {
+  /** From now on, signals go to `handler`; one received before this call is handed over at once. */
+  handle(handler: (signal: NodeJS.Signals) => void): void;
 }
 
 /**
- * Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal exits at once. `pending` is a signal that
- * arrived during startup (see {@link holdSignalsWhileStarting}): the stop begins at once.
+ * Listens for SIGTERM/SIGINT from now on, for the life of the process. Call it before starting the server:
+ * without it, a signal sent just after the "[STARTUP] listening" line but before {@link handleSignals} runs would
+ * kill the process with the default action (no drain, no exit 0). A signal received while starting is held
+ * until a handler is set; a second one while starting exits at once. The listeners are never swapped: Node
+ * drops a signal that is pending on a listener being removed.
  */
+export function listenForSignals(): SignalSource {
+  let handler: ((signal: NodeJS.Signals) => void) | undefined;
+  let held: NodeJS.Signals | undefined;
+  const dispatch = (signal: NodeJS.Signals) => {
+    if (handler) handler(signal);
+    else if (held) process.exit(1);
+    else held = signal;
+  };
+  process.on('SIGTERM', dispatch);
+  process.on('SIGINT', dispatch);
+  return {
+    handle(next) {
+      handler = next;
+      if (held) next(held);
+    },
+  };
+}
+
+/** Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal exits at once. */
 export function handleSignals(
   server: RunningServer,
   onStopped?: () => Promise<void>,
-  pending?: NodeJS.Signals,
+  signals: SignalSource = listenForSignals(),
 ): void {
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  signals.handle((signal) => {
     if (stopping) {
       process.exit(1);
     }
@@ -58,15 +65,12 @@ export function handleSignals(
         server.services.logger.error({ err }, 'shutdown failed');
         process.exit(1);
       });
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  if (pending) stop(pending);
+  });
 }
 
 /** `npm start`: one production node. */
 export async function main(): Promise<void> {
-  const releaseSignals = holdSignalsWhileStarting();
+  const signals = listenForSignals();
   let server: RunningServer;
   try {
     const config = loadConfig();
@@ -74,7 +78,7 @@ export async function main(): Promise<void> {
   } catch (err) {
     failStartup(err);
   }
-  handleSignals(server, undefined, releaseSignals());
+  handleSignals(server, undefined, signals);
 }
 
 const invokedDirectly =

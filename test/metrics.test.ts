@@ -134,6 +134,26 @@ describe('metrics and logs', function () {
     expect(text).not.to.include(id);
   });
 
+  it('labels parameterised routes by their pattern, also when the handler fails', async () => {
+    const user = await newUser(a!);
+    const ids = [randomUUID(), randomUUID()];
+    for (const id of ids) {
+      expect((await request(a!.url, 'GET', `/conversations/${id}`, { token: user.token })).status).to.equal(
+        404,
+      );
+    }
+    const text = await (await fetch(`${a!.url}/metrics`)).text();
+    const samples = await scrape(a!.url);
+    expect(
+      sampleValue(samples, 'xfchat_http_requests_total', {
+        method: 'GET',
+        route: '/conversations/:id',
+        status: '404',
+      }),
+    ).to.equal(2);
+    for (const id of ids) expect(text).not.to.include(id);
+  });
+
   it('keeps a registry per node: requests to one node are not counted by another', async () => {
     const before = sampleValue(await scrape(b!.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
     for (let i = 0; i < 4; i++) await fetch(`${a!.url}/readyz`);

@@ -286,6 +286,20 @@ describe('startup (the real entry point as a child process)', function () {
       expect(result.stdout).to.include('shutdown complete');
     });
 
+    it('a SIGTERM while starting is held: the node finishes starting, then stops gracefully with 0', async () => {
+      const result = await runMain(goodEnv(databaseUrl), { sigtermWhen: /\[STARTUP\] configuration/ });
+      expect(result.code, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`).to.equal(0);
+      expect(result.stderr).to.equal('');
+      const messages = result.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { msg: string }).msg);
+      const listening = messages.findIndex((m) => m.startsWith('[STARTUP] listening'));
+      expect(listening).to.be.greaterThan(-1);
+      expect(messages.indexOf('signal received, draining')).to.be.greaterThan(listening);
+      expect(messages.at(-1)).to.equal('shutdown complete');
+    });
+
     it('a second start on an already migrated database applies nothing new', async () => {
       child = await startMain(goodEnv(databaseUrl));
       const line = child

@@ -36,13 +36,13 @@ async function socketPhase(
     }
   }
   if (before && after && job.target === 'xfchat' && result.acked > 0) {
-    const transactions = after.lock - before.lock;
+    const transactions = after.commit - before.commit;
     const round = (value: number) => Math.round(value * 100) / 100;
     phase.db = {
       notifyPerMessage: round((after.notify - before.notify) / result.acked),
       transactions,
       messagesPerTransaction: transactions > 0 ? round(result.acked / transactions) : 0,
-      batchesPerTransaction: transactions > 0 ? round((after.insert - before.insert) / transactions) : 0,
+      insertsPerTransaction: transactions > 0 ? round((after.insert - before.insert) / transactions) : 0,
       statementsPerMessage: round((after.total - before.total) / result.acked),
     };
   }

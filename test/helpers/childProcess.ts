@@ -18,6 +18,8 @@ export interface ChildResult {
 export interface RunOptions {
   /** The child is killed (SIGKILL) and the promise rejects after this long. @default 20000 */
   timeoutMs?: number;
+  /** runMain only: send SIGTERM as soon as stdout matches this, e.g. to stop a node in the middle of starting. */
+  sigtermWhen?: RegExp;
 }
 
 export interface RunningChild {
@@ -122,6 +124,16 @@ async function withTimeout<T>(
 /** Runs `node --import tsx lib/main.ts` with exactly `env` (plus PATH/HOME) until it exits. */
 export async function runMain(env: Record<string, string>, options: RunOptions = {}): Promise<ChildResult> {
   const spawned = spawnMain(env);
+  const { sigtermWhen } = options;
+  if (sigtermWhen) {
+    let sent = false;
+    spawned.onStdout(() => {
+      if (!sent && sigtermWhen.test(spawned.stdout())) {
+        sent = true;
+        spawned.child.kill('SIGTERM');
+      }
+    });
+  }
   return withTimeout(spawned, spawned.exited, options.timeoutMs ?? 20_000, 'exit');
 }
 

@@ -167,7 +167,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
     // Query values are capped: a URL over Node's 16 KiB header limit is refused by Node itself (431, no body).
     const bad = (v: unknown) =>
       encodeURIComponent(String(typeof v === 'string' ? v : JSON.stringify(v)).slice(0, 2000));
-    const pathValues = [...SQLISH, ...UNICODE.slice(0, 3), '..%2F..%2Fetc%2Fpasswd', randomUUID()];
+    const pathValues = [...SQLISH, '\u0000', 'a\u0000b', '𝕏'.repeat(300), '..%2F..%2Fetc%2Fpasswd'];
     const requests: Array<{ method: string; path: string; body?: unknown; token?: string }> = [];
     for (const value of NUMBER_WRONG) {
       requests.push(

@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Ack } from '../../lib/realtime/protocol.js';
+import type { RunningServer } from '../../lib/server.js';
+import { createGroup, expectOk, friendsOf, newUser, record, rows, send, subscribe } from '../helpers/chat.js';
+import { request } from '../helpers/http.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import type { TestUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const NOT_FOUND = { error: { code: 'NOT_FOUND', message: 'Not found.' } };
+
+/** A third user against every conversation path: the conversation's existence is never revealed. */
+describe('IDOR: a non-participant against every conversation path', function () {
+  this.timeout(30_000);
+  let a: RunningServer | undefined;
+  let b: RunningServer | undefined;
+  let owner: TestUser;
+  let member: TestUser;
+  let stranger: TestUser;
+  let conversationId: string;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    a = await startTestServer(databaseUrl);
+    b = await startTestServer(databaseUrl);
+    owner = await newUser(a);
+    // The stranger is even the owner's friend: friendship alone grants nothing in a conversation.
+    [member, stranger] = (await friendsOf(a, owner, 2)) as [TestUser, TestUser];
+    conversationId = (await createGroup(a.url, owner, [member], 'private')).id;
+  });
+
+  after(async () => {
+    for (const socket of sockets.splice(0)) socket.close();
+    await a?.close();
+    await b?.close();
+  });
+
+  it('answers NOT_FOUND on every REST path, byte-identical to a conversation that does not exist', async () => {
+    const id = conversationId;
+    const paths: Array<[string, string, unknown]> = [
+      ['GET', `/conversations/${id}`, undefined],
+      ['PATCH', `/conversations/${id}`, { title: 'mine now' }],
+      ['POST', `/conversations/${id}/participants`, { userId: stranger.id }],
+      ['DELETE', `/conversations/${id}/participants/${member.id}`, undefined],
+      ['DELETE', `/conversations/${id}/participants/${stranger.id}`, undefined],
+      ['PUT', `/conversations/${id}/messages/${randomUUID()}`, { body: 'let me in' }],
+      ['GET', `/conversations/${id}/messages`, undefined],
+      ['GET', `/conversations/${id}/messages?after=0&limit=200`, undefined],
+      ['GET', `/conversations/${id}/messages?before=1000`, undefined],
+      ['POST', `/conversations/${id}/read`, { seq: 1 }],
+    ];
+    for (const [method, path, body] of paths) {
+      for (const node of [a!, b!]) {
+        const mine = await request(node.url, method, path, { body, token: stranger.token });
+        const missing = await request(node.url, method, path.replace(id, randomUUID()), {
+          body,
+          token: stranger.token,
+        });
+        expect(mine.status, `${method} ${path}`).to.equal(404);
+        expect(mine.body, `${method} ${path}`).to.deep.equal(NOT_FOUND);
+        expect(mine.text).to.equal(missing.text);
+      }
+    }
+    const list = await request<{ conversations: Array<{ id: string }> }>(a!.url, 'GET', '/conversations', {
+      token: stranger.token,
+    });
+    expect(list.body.conversations.map((c) => c.id)).not.to.include(id);
+  });
+
+  it('answers NOT_FOUND to every socket event, and the stranger receives none of the conversation’s events', async () => {
+    const [strangerA, strangerB] = [
+      await connectSocket(a!.url, stranger.token),
+      await connectSocket(b!.url, stranger.token),
+    ];
+    const ownerSocket = await connectSocket(a!.url, owner.token);
+    const memberSocket = await connectSocket(b!.url, member.token);
+    sockets.push(strangerA, strangerB, ownerSocket, memberSocket);
+    const seen: string[] = [];
+    for (const socket of [strangerA, strangerB]) socket.onAny((event: string) => seen.push(event));
+
+    for (const socket of [strangerA, strangerB]) {
+      const acks: Ack[] = [
+        await socket.emitWithAck('conversation:subscribe', { conversationId }),
+        await socket.emitWithAck('conversation:subscribe', { conversationId, afterSeq: 0, limit: 200 }),
+        await socket.emitWithAck('conversation:unsubscribe', { conversationId }),
+        await socket.emitWithAck('message:send', { conversationId, clientMsgId: randomUUID(), body: 'hi' }),
+        await socket.emitWithAck('conversation:read', { conversationId, seq: 1 }),
+        await socket.emitWithAck('typing', { conversationId }),
+      ];
+      for (const ack of acks) expect(ack).to.deep.equal({ ok: false, ...NOT_FOUND });
+    }
+
+    // The participants talk; their events reach each other across nodes, never the stranger.
+    await subscribe(ownerSocket, conversationId);
+    await subscribe(memberSocket, conversationId);
+    const memberGot = record(memberSocket, 'message:new');
+    const sent = expectOk(await send(ownerSocket, conversationId, 'for members only'));
+    expectOk(await ownerSocket.emitWithAck('typing', { conversationId }));
+    expectOk(await memberSocket.emitWithAck('conversation:read', { conversationId, seq: sent.message.seq }));
+    await waitFor(() => memberGot.some((m) => m.id === sent.message.id), {
+      what: 'the member to get the message',
+    });
+    // One more round trip on each stranger socket, so anything in flight to them has arrived.
+    for (const socket of [strangerA, strangerB]) await socket.emitWithAck('typing', { conversationId });
+    expect(seen).to.deep.equal([]);
+
+    const stored = await rows<{ sender_id: string }>(
+      a!.services.db.knex,
+      'SELECT sender_id FROM messages WHERE conversation_id = ?',
+      [conversationId],
+    );
+    expect(stored.map((r) => r.sender_id)).to.deep.equal([owner.id]);
+  });
+});
