@@ -3,7 +3,7 @@ import { AppError, isDbUnavailable, toAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import {
   failAll,
-  findStored,
+  lookUpSends,
   insertMessages,
   lockConversations,
   outcomesFor,
@@ -137,7 +137,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return await knex.transaction(async (trx) => {
       const all = batches.map((p) => p.batch);
       const locked = await lockConversations(trx, all);
-      const stored = await findStored(trx, all);
+      const lookup = await lookUpSends(trx, all);
       const results = new Map<Pending, SendOutcome[]>();
       const toWrite: Array<{ pending: Pending; plans: Plan[]; fresh: SendRequest[] }> = [];
       for (const pending of batches) {
@@ -145,7 +145,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
           results.set(pending, failAll(pending.batch, new AppError('NOT_FOUND')));
           continue;
         }
-        const { plans, fresh } = planBatch(pending.batch, stored);
+        const { plans, fresh } = planBatch(pending.batch, lookup);
         if (fresh.length === 0) results.set(pending, outcomesFor(plans, []));
         else toWrite.push({ pending, plans, fresh });
       }

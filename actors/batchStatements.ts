@@ -52,24 +52,35 @@ const keyOf = (conversationId: string, senderId: string | null, clientMsgId: str
   `${conversationId}|${senderId ?? ''}|${clientMsgId}`;
 
 /**
- * How each send of a batch will be answered: `existing` (stored before), `new` (index into the rows to insert)
- * or a conflict. Decided after the conversation row is locked, so no other writer can add a row in between.
+ * How each send of a batch will be answered: `existing` (stored before), `new` (index into the rows to insert),
+ * a conflict, or `notMember` (the sender is no longer a participant). Decided after the conversation row is
+ * locked, so no other writer and no membership change can come in between.
  */
 export type Plan =
   | { kind: 'existing'; row: MessageRow }
   | { kind: 'new'; index: number; duplicate: boolean }
-  | { kind: 'conflict' };
+  | { kind: 'conflict' }
+  | { kind: 'notMember' };
+
+/** What the locked transaction found: messages already stored by clientMsgId, and which senders are members. */
+export interface Lookup {
+  stored: Map<string, MessageRow>;
+  /** `conversationId|senderId` of every sender that is a participant now. */
+  members: Set<string>;
+}
+
+const memberKey = (conversationId: string, senderId: string) => `${conversationId}|${senderId}`;
 
 /** Splits a batch into new sends (`fresh`, to insert in order) and the answer planned for each send. */
-export function planBatch(
-  batch: ConversationBatch,
-  stored: Map<string, MessageRow>,
-): { plans: Plan[]; fresh: SendRequest[] } {
+export function planBatch(batch: ConversationBatch, lookup: Lookup): { plans: Plan[]; fresh: SendRequest[] } {
   const fresh: SendRequest[] = [];
   const firstInBatch = new Map<string, number>();
   const plans = batch.sends.map((send): Plan => {
+    // The actor checked membership when it accepted the send; a removal committed since then (on any node)
+    // is seen here, under the conversation lock that membership changes also take.
+    if (!lookup.members.has(memberKey(batch.conversationId, send.senderId))) return { kind: 'notMember' };
     const key = keyOf(batch.conversationId, send.senderId, send.clientMsgId);
-    const row = stored.get(key);
+    const row = lookup.stored.get(key);
     if (row) return row.body === send.body ? { kind: 'existing', row } : { kind: 'conflict' };
     const earlier = firstInBatch.get(key);
     if (earlier !== undefined) {
@@ -160,6 +171,8 @@ export function outcomesFor(plans: Plan[], inserted: MessageRow[]): SendOutcome[
         return { ok: true, message: fromRow(plan.row), duplicate: true };
       case 'conflict':
         return { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') };
+      case 'notMember':
+        return { ok: false, error: new AppError('NOT_FOUND') };
       case 'new':
         return { ok: true, message: fromRow(inserted[plan.index]!), duplicate: plan.duplicate };
     }
@@ -188,13 +201,13 @@ export async function lockConversations(
 }
 
 /**
- * Messages already stored under the batches' clientMsgIds. A statement of its own after the lock: in READ
- * COMMITTED it sees everything committed by the writer that held the lock before us.
+ * Messages already stored under the batches' clientMsgIds, and whether each sender is a participant, in one
+ * statement after the lock: in READ COMMITTED it sees everything committed by whoever held the lock before us.
  */
-export async function findStored(
+export async function lookUpSends(
   trx: Knex.Transaction,
   batches: readonly ConversationBatch[],
-): Promise<Map<string, MessageRow>> {
+): Promise<Lookup> {
   const conversationIds: string[] = [];
   const senderIds: string[] = [];
   const clientMsgIds: string[] = [];
@@ -205,14 +218,24 @@ export async function findStored(
       clientMsgIds.push(send.clientMsgId);
     }
   }
-  const result = await trx.raw<{ rows: MessageRow[] }>(
-    `SELECT m.id, m.conversation_id, m.sender_id, m.seq, m.client_msg_id, m.body, m.created_at
+  const result = await trx.raw<{
+    rows: Array<Partial<MessageRow> & { k_conversation_id: string; k_sender_id: string; is_member: boolean }>;
+  }>(
+    `SELECT k.conversation_id AS k_conversation_id, k.sender_id AS k_sender_id, p.user_id IS NOT NULL AS is_member,
+       m.id, m.conversation_id, m.sender_id, m.seq, m.client_msg_id, m.body, m.created_at
      FROM unnest(?::uuid[], ?::uuid[], ?::text[]) AS k(conversation_id, sender_id, client_msg_id)
-     JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
+     LEFT JOIN conversation_participants p ON p.conversation_id = k.conversation_id AND p.user_id = k.sender_id
+     LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
        AND m.client_msg_id = k.client_msg_id`,
     [conversationIds, senderIds, clientMsgIds],
   );
-  return new Map(
-    result.rows.map((row) => [keyOf(row.conversation_id, row.sender_id, row.client_msg_id), row]),
-  );
+  const lookup: Lookup = { stored: new Map(), members: new Set() };
+  for (const row of result.rows) {
+    if (row.is_member) lookup.members.add(memberKey(row.k_conversation_id, row.k_sender_id));
+    if (row.id !== undefined && row.id !== null) {
+      const message = row as MessageRow;
+      lookup.stored.set(keyOf(message.conversation_id, message.sender_id, message.client_msg_id), message);
+    }
+  }
+  return lookup;
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -7,7 +8,6 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/dev/embeddedPostgres.js';
 import { runMain, startMain, type RunningChild } from './helpers/childProcess.js';
-import { createTestDatabase } from './helpers/postgres.js';
 import { testEnv } from './helpers/server.js';
 
 const run = promisify(execFile);
@@ -147,10 +147,25 @@ describe('database TLS (DB_SSL_MODE) through the real startup', function () {
   });
 
   it('DB_SSL_MODE=require against a server without TLS: exits non-zero naming TLS', async () => {
-    const plain = await createTestDatabase();
-    const result = await runMain({ ...testEnv(plain), LOG_LEVEL: 'info', DB_SSL_MODE: 'require' });
-    expect(result.code).to.be.a('number').and.not.equal(0);
-    expect(result.stderr).to.include('does not accept TLS');
-    expect(result.stderr).to.include('DB_SSL_MODE');
+    // Answers PostgreSQL's SSLRequest with "N" (no TLS here), as a server with ssl=off does; deterministic
+    // whatever the test PostgreSQL's own ssl setting is.
+    const plain = net.createServer((socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.once('data', () => socket.end('N'));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = plain.address() as net.AddressInfo;
+      const result = await runMain({
+        ...testEnv(`postgres://xfchat:pw@127.0.0.1:${port}/xfchat`),
+        LOG_LEVEL: 'info',
+        DB_SSL_MODE: 'require',
+      });
+      expect(result.code).to.be.a('number').and.not.equal(0);
+      expect(result.stderr).to.include('does not accept TLS');
+      expect(result.stderr).to.include('DB_SSL_MODE');
+    } finally {
+      await new Promise<void>((resolve, reject) => plain.close((err) => (err ? reject(err) : resolve())));
+    }
   });
 });

@@ -61,7 +61,9 @@ export async function listConversations(knex: Knex, userId: string): Promise<Con
               .on('conversations.id', 'messages.conversation_id')
               .andOn('conversations.last_seq', 'messages.seq'),
           )
-          .whereIn('messages.conversation_id', withMessages);
+          // Filtering on conversations.id lets the planner start from the few conversation rows and probe
+          // messages by (conversation_id, seq); filtering on messages scanned every message of them.
+          .whereIn('conversations.id', withMessages);
   const lastById = new Map(lastMessages.map((m) => [m.conversationId, m.toPublic()]));
   return conversations.map((c) => {
     const mine = c.participants?.find((p) => p.userId === userId);

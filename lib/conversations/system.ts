@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ControlBus } from '../realtime/controlBus.js';
 import type { AppServer } from '../realtime/io.js';
-import { conversationRoom } from '../realtime/protocol.js';
+import { createMessageFanout } from '../realtime/messageFanout.js';
 import { createConversationService, type ConversationService } from './conversationService.js';
 import { createMessageService, type MessageService } from './messageService.js';
 import { loadMemberIds } from './queries.js';
@@ -53,6 +53,7 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
       if (report.committed) metrics.observeBatch(report.sends, report.persisted);
     },
   });
+  const fanout = createMessageFanout(io, logger);
   const registry = new ConversationRegistry<ConversationActor>({
     logger,
     idleMs: deps.actorIdleMs,
@@ -63,7 +64,7 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
         logger,
         mailboxCapacity: config.limits.mailboxCapacity,
         loadMembers: (id) => loadMemberIds(db.knex, id),
-        publish: (message) => io.to(conversationRoom(conversationId)).emit('message:new', message),
+        publish: (message) => fanout.publish(message),
         onAck: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
       }),
   });

@@ -8,7 +8,12 @@ import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
 import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
-import { userRoom, type ClientToServerEvents, type ServerToClientEvents } from './protocol.js';
+import {
+  userRoom,
+  type ClientToServerEvents,
+  type InterServerEvents,
+  type ServerToClientEvents,
+} from './protocol.js';
 
 export interface SocketData {
   userId: string;
@@ -19,8 +24,8 @@ export interface SocketData {
   tokenVersion: number;
 }
 
-export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
-export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 export interface Realtime {
   readonly io: AppServer;

@@ -68,6 +68,12 @@ export interface ServerToClientEvents {
   'conversation:removed': (event: ConversationRef) => void;
 }
 
+/** Between nodes only (through the postgres adapter), never to clients. */
+export interface InterServerEvents {
+  /** Messages committed on one node, for the other nodes' subscribers. */
+  'messages:committed': (messages: PublicMessage[]) => void;
+}
+
 /** Room names: one per user (all of that user's sockets) and one per subscribed conversation. */
 export const userRoom = (userId: string): string => `user:${userId}`;
 export const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;

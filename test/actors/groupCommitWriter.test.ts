@@ -121,6 +121,31 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     });
   });
 
+  it('refuses a sender who stopped being a participant after the send was accepted: NOT_FOUND, no seq', async () => {
+    const id = await conversation();
+    const w = writer(db.knex, 1);
+    ok(
+      (
+        await w.write({ conversationId: id, sends: [{ senderId: bob, clientMsgId: 'before', body: 'hi' }] })
+      )[0],
+    );
+    // The removal commits (on any node) between the actor's membership check and the transaction.
+    await db.knex('conversation_participants').where({ conversation_id: id, user_id: bob }).delete();
+    const outcomes = await w.write({
+      conversationId: id,
+      sends: [
+        { senderId: bob, clientMsgId: 'after', body: 'still here?' },
+        // A retry of a message stored while still a member is refused too: former members read nothing.
+        { senderId: bob, clientMsgId: 'before', body: 'hi' },
+        { senderId: alice, clientMsgId: 'a', body: 'alice is still in' },
+      ],
+    });
+    expect(errorCode(outcomes[0])).to.equal('NOT_FOUND');
+    expect(errorCode(outcomes[1])).to.equal('NOT_FOUND');
+    expect(ok(outcomes[2]).message.seq).to.equal(2);
+    expect(await state(id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+  });
+
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
     const blocker = await conversation();
     const poisoned = await conversation();
