@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, loadDatabaseConfig, redactUrl } from './config.js';
+import { loadDatabaseConfig, loadDevConfig, redactUrl } from './config.js';
 import { createDatabase } from './db.js';
 import { createLogger } from './logger.js';
 import { failStartup, handleSignals, listenForSignals, main } from './main.js';
@@ -40,11 +40,7 @@ async function dev(): Promise<void> {
   const signals = listenForSignals();
   let server;
   try {
-    const config = loadConfig({
-      ...process.env,
-      DATABASE_URL: pg.adminUrl,
-      JWT_SECRET: process.env.JWT_SECRET ?? (await devSecret(dataRoot)),
-    });
+    const config = await loadDevConfig(pg.adminUrl, () => devSecret(dataRoot));
     server = await startServer(config, { logger: createLogger(config.logLevel) });
   } catch (err) {
     await pg.stop();

@@ -226,6 +226,18 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   };
 }
 
+/**
+ * `npm run dev`: the environment's settings, with the embedded database's URL and, unless JWT_SECRET is set, the
+ * generated development secret.
+ */
+export async function loadDevConfig(
+  databaseUrl: string,
+  devSecret: () => Promise<string>,
+  env: Env = process.env,
+): Promise<Readonly<Config>> {
+  return loadConfig({ ...env, DATABASE_URL: databaseUrl, JWT_SECRET: env.JWT_SECRET ?? (await devSecret()) });
+}
+
 /** Only the database settings, for `migrate`, which needs no JWT secret. */
 export function loadDatabaseConfig(env: Env = process.env): Readonly<DatabaseConfig> {
   const reader = new EnvReader(env);
