@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
 import { AppError } from '../lib/errors.js';
-import { toPublicMessage, type PublicMessage } from '../lib/models/Message.js';
+import {
+  MESSAGE_COLUMNS,
+  messageFromRow,
+  type MessageRow,
+  type PublicMessage,
+} from '../lib/models/Message.js';
 
 /**
  * The SQL of the group-commit writer and the pure decisions around it: which sends of a batch are new, which
@@ -24,29 +29,7 @@ export interface ConversationBatch {
   sends: readonly SendRequest[];
 }
 
-export interface MessageRow {
-  id: string;
-  conversation_id: string;
-  sender_id: string | null;
-  seq: number;
-  client_msg_id: string;
-  body: string;
-  created_at: Date;
-}
-
-const MESSAGE_COLUMNS = 'id, conversation_id, sender_id, seq, client_msg_id, body, created_at';
-
-function fromRow(row: MessageRow): PublicMessage {
-  return toPublicMessage({
-    id: row.id,
-    conversationId: row.conversation_id,
-    senderId: row.sender_id,
-    seq: row.seq,
-    clientMsgId: row.client_msg_id,
-    body: row.body,
-    createdAt: row.created_at,
-  });
-}
+export type { MessageRow };
 
 const keyOf = (conversationId: string, senderId: string | null, clientMsgId: string) =>
   `${conversationId}|${senderId ?? ''}|${clientMsgId}`;
@@ -168,13 +151,13 @@ export function outcomesFor(plans: Plan[], inserted: MessageRow[]): SendOutcome[
   return plans.map((plan): SendOutcome => {
     switch (plan.kind) {
       case 'existing':
-        return { ok: true, message: fromRow(plan.row), duplicate: true };
+        return { ok: true, message: messageFromRow(plan.row), duplicate: true };
       case 'conflict':
         return { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') };
       case 'notMember':
         return { ok: false, error: new AppError('NOT_FOUND') };
       case 'new':
-        return { ok: true, message: fromRow(inserted[plan.index]!), duplicate: plan.duplicate };
+        return { ok: true, message: messageFromRow(inserted[plan.index]!), duplicate: plan.duplicate };
     }
   });
 }

@@ -14,6 +14,9 @@ import {
   send,
   SocketPool,
   subscribe,
+  expectError,
+  putMessage,
+  type ErrorBody,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
@@ -21,9 +24,6 @@ import { startTestServer } from './helpers/server.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
-interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
 interface Page {
   messages: PublicMessage[];
   hasMore: boolean;
@@ -52,13 +52,7 @@ describe('messages over REST', function () {
     clientMsgId: string,
     body: unknown,
     url = server.url,
-  ) =>
-    request<{ message: PublicMessage } & Partial<ErrorBody>>(
-      url,
-      'PUT',
-      `/conversations/${conversationId}/messages/${clientMsgId}`,
-      { token: user.token, body },
-    );
+  ) => putMessage(url, user, conversationId, clientMsgId, body);
 
   const history = (user: TestUser, conversationId: string, query = '') =>
     request<Page & Partial<ErrorBody>>(
@@ -69,11 +63,6 @@ describe('messages over REST', function () {
         token: user.token,
       },
     );
-
-  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
-    expect(res.status, JSON.stringify(res.body)).to.equal(status);
-    expect((res.body as ErrorBody).error.code).to.equal(code);
-  }
 
   const conversationState = (id: string) => seqState(server.services.db.knex, id);
 

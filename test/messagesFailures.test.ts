@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { Ack, PublicMessage, SendResult } from '../lib/realtime/protocol.js';
+import type { Ack, SendResult } from '../lib/realtime/protocol.js';
 import type { RunningServer } from '../lib/server.js';
 import {
   rows,
@@ -15,6 +15,8 @@ import {
   send,
   SocketPool,
   subscribe,
+  expectError,
+  putMessage,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
@@ -22,10 +24,6 @@ import { startTestServer } from './helpers/server.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
-
-interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
 
 const POISON = 'this body makes the test trigger raise';
 
@@ -62,18 +60,7 @@ describe('message failures, limits and shutdown', function () {
     clientMsgId: string,
     body: unknown,
     url = server.url,
-  ) =>
-    request<{ message: PublicMessage } & Partial<ErrorBody>>(
-      url,
-      'PUT',
-      `/conversations/${conversationId}/messages/${clientMsgId}`,
-      { token: user.token, body },
-    );
-
-  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
-    expect(res.status, JSON.stringify(res.body)).to.equal(status);
-    expect((res.body as ErrorBody).error.code).to.equal(code);
-  }
+  ) => putMessage(url, user, conversationId, clientMsgId, body);
 
   const conversationState = (id: string) => seqState(server.services.db.knex, id);
 

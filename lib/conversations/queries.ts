@@ -1,7 +1,13 @@
 import type { Knex } from 'knex';
 import { Conversation, type PublicConversation } from '../models/Conversation.js';
 import { Friendship } from '../models/Friendship.js';
-import { Message, toPublicMessage, type PublicMessage } from '../models/Message.js';
+import {
+  MESSAGE_COLUMNS,
+  Message,
+  messageFromRow,
+  type MessageRow,
+  type PublicMessage,
+} from '../models/Message.js';
 import { Participant } from '../models/Participant.js';
 
 /**
@@ -108,16 +114,10 @@ export interface HistoryPage {
   lastSeq: number;
 }
 
-interface HistoryRow {
+interface HistoryRow extends Omit<MessageRow, 'id'> {
   last_seq: number;
   /** Null when the page is empty (the LEFT JOIN's one row carries only last_seq). */
   id: string | null;
-  conversation_id: string;
-  sender_id: string | null;
-  seq: number;
-  client_msg_id: string;
-  body: string;
-  created_at: Date;
 }
 
 /**
@@ -138,7 +138,7 @@ export async function readHistory(
     `SELECT c.last_seq, m.id, m.conversation_id, m.sender_id, m.seq, m.client_msg_id, m.body, m.created_at
      FROM conversations c
      LEFT JOIN LATERAL (
-       SELECT id, conversation_id, sender_id, seq, client_msg_id, body, created_at FROM messages
+       SELECT ${MESSAGE_COLUMNS} FROM messages
        WHERE conversation_id = ? ${condition}
        ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT ?
      ) m ON true
@@ -148,17 +148,7 @@ export async function readHistory(
   const lastSeq = result.rows[0]?.last_seq ?? 0;
   const rows = result.rows.filter((r): r is HistoryRow & { id: string } => r.id !== null);
   const hasMore = rows.length > window.limit;
-  const page = rows.slice(0, window.limit).map((r) =>
-    toPublicMessage({
-      id: r.id,
-      conversationId: r.conversation_id,
-      senderId: r.sender_id,
-      seq: r.seq,
-      clientMsgId: r.client_msg_id,
-      body: r.body,
-      createdAt: r.created_at,
-    }),
-  );
+  const page = rows.slice(0, window.limit).map(messageFromRow);
   if (!ascending) page.reverse();
   return { messages: page, hasMore, lastSeq };
 }

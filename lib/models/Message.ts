@@ -39,3 +39,29 @@ export function toPublicMessage(
     createdAt: m.createdAt.toISOString(),
   };
 }
+
+/** A messages row as raw SQL (knex.raw) returns it, for the hot paths that bypass the model. */
+export interface MessageRow {
+  id: string;
+  conversation_id: string;
+  sender_id: string | null;
+  seq: number;
+  client_msg_id: string;
+  body: string;
+  created_at: Date;
+}
+
+/** The columns of {@link MessageRow}, for SELECT and RETURNING lists. */
+export const MESSAGE_COLUMNS = 'id, conversation_id, sender_id, seq, client_msg_id, body, created_at';
+
+export function messageFromRow(row: MessageRow): PublicMessage {
+  return toPublicMessage({
+    id: row.id,
+    conversationId: row.conversation_id,
+    senderId: row.sender_id,
+    seq: row.seq,
+    clientMsgId: row.client_msg_id,
+    body: row.body,
+    createdAt: row.created_at,
+  });
+}

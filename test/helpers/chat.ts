@@ -3,7 +3,8 @@ import type { Knex } from 'knex';
 import type { Ack, ServerToClientEvents } from '../../lib/realtime/protocol.js';
 import type { PublicConversation, PublicMessage } from '../../lib/realtime/protocol.js';
 import type { RunningServer } from '../../lib/server.js';
-import { request } from './http.js';
+import { expect } from 'chai';
+import { request, type JsonResponse } from './http.js';
 import { connectSocket, type ClientSocket } from './sockets.js';
 import { insertFriendship, insertUser, type TestUser } from './users.js';
 
@@ -142,4 +143,30 @@ export class SocketPool {
   closeAll(): void {
     for (const socket of this.sockets.splice(0)) socket.close();
   }
+}
+
+/** `PUT /conversations/:id/messages/:clientMsgId` over real HTTP. */
+export function putMessage(
+  url: string,
+  user: TestUser,
+  conversationId: string,
+  clientMsgId: string,
+  body: unknown,
+): Promise<JsonResponse<{ message: PublicMessage } & Partial<ErrorBody>>> {
+  return request<{ message: PublicMessage } & Partial<ErrorBody>>(
+    url,
+    'PUT',
+    `/conversations/${conversationId}/messages/${clientMsgId}`,
+    { token: user.token, body },
+  );
+}
+
+/** The error envelope of a failed REST call. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+export function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
+  expect(res.status, JSON.stringify(res.body)).to.equal(status);
+  expect((res.body as ErrorBody).error.code).to.equal(code);
 }
