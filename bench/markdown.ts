@@ -105,6 +105,8 @@ export function renderMarkdown(results: BenchResults): string {
           'insert statements / transaction',
           'pg_notify / msg',
           'statements / msg',
+          'ack mean ms (client)',
+          'ack mean ms (server)',
         ],
         costed.map((p) => [
           p.label,
