@@ -2,43 +2,33 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicConversation } from '../lib/realtime/protocol.js';
 import type { RunningServer } from '../lib/server.js';
-import { rows, createGroup, friendsOf, newUser, record, SocketPool } from './helpers/chat.js';
+import {
+  createGroup,
+  expectError,
+  friendsOf,
+  newUser,
+  record,
+  rows,
+  type ErrorBody,
+  useTwoNodes,
+} from './helpers/chat.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
-
-interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 describe('conversations over REST', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let server: RunningServer;
   let other: RunningServer;
-  const pool = new SocketPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-    other = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([server?.close(), other?.close()]);
+  before(() => {
+    ({ a: server, b: other } = nodes);
   });
 
   const api = <T = ErrorBody>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
     request<T>(server.url, method, path, { token: user?.token, body });
-
-  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
-    expect(res.status, JSON.stringify(res.body)).to.equal(status);
-    expect((res.body as ErrorBody).error.code).to.equal(code);
-  }
 
   async function directCount(a: string, b: string): Promise<number> {
     const key = a < b ? `${a}:${b}` : `${b}:${a}`;

@@ -10,48 +10,32 @@ import {
   newUser,
   record,
   send,
-  SocketPool,
   subscribe,
+  expectError,
+  type ErrorBody,
+  useTwoNodes,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
 import type { TestUser } from './helpers/users.js';
 import { insertFriendship } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
-interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
 interface ListItem extends PublicConversation {
   lastMessage: PublicMessage | null;
   unreadCount: number;
 }
 
 describe('conversation members and reading over REST', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let server: RunningServer;
   let other: RunningServer;
-  const pool = new SocketPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-    other = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([server?.close(), other?.close()]);
+  before(() => {
+    ({ a: server, b: other } = nodes);
   });
 
   const api = <T = ErrorBody>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
     request<T>(server.url, method, path, { token: user?.token, body });
-
-  function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
-    expect(res.status, JSON.stringify(res.body)).to.equal(status);
-    expect((res.body as ErrorBody).error.code).to.equal(code);
-  }
 
   describe('members', () => {
     it('lets the owner add a friend (201), who is told and can then read; refuses the rest', async () => {

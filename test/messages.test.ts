@@ -12,15 +12,13 @@ import {
   record,
   seedMessages,
   send,
-  SocketPool,
   subscribe,
   expectError,
   putMessage,
   type ErrorBody,
+  useTwoNodes,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -30,20 +28,12 @@ interface Page {
 }
 
 describe('messages over REST', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let server: RunningServer;
   let other: RunningServer;
-  const pool = new SocketPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-    other = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([server?.close(), other?.close()]);
+  before(() => {
+    ({ a: server, b: other } = nodes);
   });
 
   const put = (

@@ -13,10 +13,10 @@ import {
   range,
   record,
   send,
-  SocketPool,
   subscribe,
   expectError,
   putMessage,
+  useTwoNodes,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
@@ -28,14 +28,13 @@ import { waitFor } from './helpers/waitFor.js';
 const POISON = 'this body makes the test trigger raise';
 
 describe('message failures, limits and shutdown', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let server: RunningServer;
   let other: RunningServer;
-  const pool = new SocketPool();
 
   before(async () => {
-    const databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-    other = await startTestServer(databaseUrl);
+    ({ a: server, b: other } = nodes);
     // A trigger that fails inserts of one marked body: a message that fails inside the transaction.
     await server.services.db.knex
       .raw(`CREATE FUNCTION refuse_marked_body() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -46,12 +45,6 @@ describe('message failures, limits and shutdown', function () {
     await server.services.db.knex.raw(
       'CREATE TRIGGER refuse_marked_body BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_marked_body()',
     );
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([server?.close(), other?.close()]);
   });
 
   const put = (

@@ -13,28 +13,18 @@ import {
   record,
   send,
   seqsOf,
-  SocketPool,
   subscribe,
+  useTwoNodes,
 } from './helpers/chat.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('realtime messaging over two nodes', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let nodeA: RunningServer;
   let nodeB: RunningServer;
-  const pool = new SocketPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    nodeA = await startTestServer(databaseUrl);
-    nodeB = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([nodeA?.close(), nodeB?.close()]);
+  before(() => {
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
   async function storedSeqs(conversationId: string): Promise<number[]> {

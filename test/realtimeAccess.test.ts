@@ -10,30 +10,20 @@ import {
   newUser,
   record,
   send,
-  SocketPool,
   subscribe,
+  useTwoNodes,
 } from './helpers/chat.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
 import type { ClientSocket } from './helpers/sockets.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('realtime access control, typing and read markers over two nodes', function () {
+  const nodes = useTwoNodes();
+  const { pool } = nodes;
   let nodeA: RunningServer;
   let nodeB: RunningServer;
-  const pool = new SocketPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    nodeA = await startTestServer(databaseUrl);
-    nodeB = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([nodeA?.close(), nodeB?.close()]);
+  before(() => {
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
   async function storedSeqs(conversationId: string): Promise<number[]> {

@@ -5,6 +5,8 @@ import type { PublicConversation, PublicMessage } from '../../lib/realtime/proto
 import type { RunningServer } from '../../lib/server.js';
 import { expect } from 'chai';
 import { request, type JsonResponse } from './http.js';
+import { createTestDatabase } from './postgres.js';
+import { startTestServer } from './server.js';
 import { connectSocket, type ClientSocket } from './sockets.js';
 import { insertFriendship, insertUser, type TestUser } from './users.js';
 
@@ -169,4 +171,43 @@ export interface ErrorBody {
 export function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
   expect(res.status, JSON.stringify(res.body)).to.equal(status);
   expect((res.body as ErrorBody).error.code).to.equal(code);
+}
+
+/** Two nodes on one fresh database, and the sockets a test opens. */
+export interface TwoNodes {
+  readonly a: RunningServer;
+  readonly b: RunningServer;
+  readonly pool: SocketPool;
+}
+
+/**
+ * Registers the mocha hooks of a two-node suite: both nodes start before the suite on one new database, the
+ * sockets in `pool` close after each test, the nodes after the suite. Call it inside `describe`.
+ */
+export function useTwoNodes(): TwoNodes {
+  const pool = new SocketPool();
+  let a: RunningServer | undefined;
+  let b: RunningServer | undefined;
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    a = await startTestServer(databaseUrl);
+    b = await startTestServer(databaseUrl);
+  });
+  afterEach(() => pool.closeAll());
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+  });
+  const started = (node: RunningServer | undefined) => {
+    if (!node) throw new Error('useTwoNodes: the nodes start in a before hook');
+    return node;
+  };
+  return {
+    get a() {
+      return started(a);
+    },
+    get b() {
+      return started(b);
+    },
+    pool,
+  };
 }
