@@ -9,13 +9,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server } from 'socket.io';
-import {
-  conversationRoom,
-  userRoom,
-  type ClientToServerEvents,
-  type PublicMessage,
-  type ServerToClientEvents,
-} from '../lib/realtime/protocol.js';
+import type { ClientToServerEvents, PublicMessage, ServerToClientEvents } from '../lib/protocol/index.js';
+
+/** XFChat's room names (lib/realtime/notifier.ts), so the echo server routes the same way. */
+const userRoom = (userId: string): string => `user:${userId}`;
+const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;
 
 interface EchoSocketData {
   userId: string;

@@ -8,7 +8,7 @@ import type {
   ServerToClientEvents,
   SubscribeRequest,
   SubscribeResult,
-} from '../lib/realtime/protocol.js';
+} from '../lib/protocol/index.js';
 import type { ChildMessage, SocketJob, SocketResult } from './loadProtocol.js';
 import { startPhaseClock } from './phaseClock.js';
 import { summarize } from './stats.js';

@@ -28,38 +28,257 @@ export interface DatabaseConfig {
 export interface Config {
   port: number;
   host: string;
-  /** Proxy hops in front of the server whose X-Forwarded-For is trusted (for per-IP limits). @default 0 */
+  /** Proxy hops in front of the server whose X-Forwarded-For is trusted (for per-IP limits). */
   trustProxy: number;
   logLevel: LogLevel;
   database: DatabaseConfig;
   auth: {
     jwtSecret: string;
-    /** Lifetime of an access token. @default 3600 */
+    /** Lifetime of an access token. */
     tokenTtlSeconds: number;
     issuer: string;
     audience: string;
   };
   limits: {
-    /** Login/signup attempts per IP per minute, and login attempts per username per minute; 0 = off. @default 20 */
+    /** Login/signup attempts per IP per minute, and login attempts per username per minute; 0 = off. */
     authPerMinute: number;
-    /** Sends per user per second (bursts of twice that); 0 = off. @default 20 */
+    /** Sends per user per second (bursts of twice that); 0 = off. */
     messagesPerSecond: number;
-    /** Queued commands per conversation before OVERLOADED. @default 1000 */
+    /** Queued commands per conversation before OVERLOADED. */
     mailboxCapacity: number;
-    /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). @default 4 */
+    /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
     writeConcurrency: number;
-    /** Largest Socket.IO message in bytes. @default 65536 */
+    /** Largest Socket.IO message in bytes. */
     socketMaxBytes: number;
-    /** Open sockets per client IP; 0 = off. @default 50 */
+    /** Open sockets per client IP; 0 = off. */
     connectionsPerIp: number;
-    /** Events per socket per second, any event (bursts of twice that); 0 = off. @default 50 */
+    /** Events per socket per second, any event (bursts of twice that); 0 = off. */
     socketEventsPerSecond: number;
   };
   /** Allowed browser origins for CORS and the Socket.IO handshake; empty means same-origin and non-browser only. */
   corsOrigins: readonly string[];
-  /** How long SIGTERM waits for mailboxes to drain. @default 10000 */
+  /** How long SIGTERM waits for mailboxes to drain. */
   shutdownTimeoutMs: number;
 }
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const SSL_MODES: readonly DbSslMode[] = ['disable', 'require', 'verify-full'];
+
+type SettingGroup = 'server' | 'database' | 'auth' | 'limits';
+
+interface BaseSetting {
+  group: SettingGroup;
+  /** One line for the operator: what it does (the README's "meaning" column). */
+  doc: string;
+}
+interface IntSetting extends BaseSetting {
+  kind: 'int';
+  default: number;
+  min: number;
+  max: number;
+}
+interface ChoiceSetting extends BaseSetting {
+  kind: 'choice';
+  choices: readonly string[];
+  default: string;
+}
+interface TextSetting extends BaseSetting {
+  kind: 'text';
+  /** How the default reads in the docs: "(required)", "(none)", or a value. */
+  shownDefault: string;
+  default?: string;
+}
+type Setting = IntSetting | ChoiceSetting | TextSetting;
+
+/**
+ * Every environment variable the server reads, with its default, bounds and meaning: the one source of these
+ * facts. loadConfig() reads from it, the README's settings table is generated from it (`npm run docs`), and
+ * test/docs.test.ts fails when the two disagree.
+ */
+export const SETTINGS = {
+  DATABASE_URL: {
+    kind: 'text',
+    group: 'database',
+    shownDefault: '(required)',
+    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`',
+  },
+  JWT_SECRET: {
+    kind: 'text',
+    group: 'auth',
+    shownDefault: '(required)',
+    doc: 'HMAC key of access tokens, at least 32 characters, the same on every node',
+  },
+  PORT: {
+    kind: 'int',
+    group: 'server',
+    default: 3000,
+    min: 0,
+    max: 65535,
+    doc: 'HTTP and Socket.IO port (`0` picks a free one)',
+  },
+  HOST: {
+    kind: 'text',
+    group: 'server',
+    default: '0.0.0.0',
+    shownDefault: '`0.0.0.0`',
+    doc: 'address to bind',
+  },
+  LOG_LEVEL: {
+    kind: 'choice',
+    group: 'server',
+    choices: LOG_LEVELS,
+    default: 'info',
+    doc: '`fatal`, `error`, `warn`, `info`, `debug` (logs every SQL statement, never values), `trace`, `silent`',
+  },
+  DB_POOL_SIZE: {
+    kind: 'int',
+    group: 'database',
+    default: 25,
+    min: 1,
+    max: 1000,
+    doc: 'connections in the app pool; 25-50 per node (see docs/performance.md)',
+  },
+  DB_ACQUIRE_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'database',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: 'how long a request waits for a pool connection before `DB_UNAVAILABLE`',
+  },
+  DB_STATEMENT_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'database',
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'PostgreSQL `statement_timeout` and the client query timeout',
+  },
+  DB_CONNECT_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'database',
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    doc: 'how long opening a connection may take (also at startup)',
+  },
+  DB_SSL_MODE: {
+    kind: 'choice',
+    group: 'database',
+    choices: SSL_MODES,
+    default: 'disable',
+    doc: '`disable`, `require` (encrypted, certificate not checked), `verify-full` (needs the CA)',
+  },
+  DB_SSL_CA_FILE: {
+    kind: 'text',
+    group: 'database',
+    shownDefault: '(none)',
+    doc: "PEM file of the CA that signed PostgreSQL's certificate (`verify-full` only)",
+  },
+  SLOW_QUERY_MS: {
+    kind: 'int',
+    group: 'database',
+    default: 500,
+    min: 0,
+    max: 3_600_000,
+    doc: 'statements slower than this are logged as warnings (`0` = off)',
+  },
+  MIGRATIONS_DIR: {
+    kind: 'text',
+    group: 'database',
+    shownDefault: 'bundled',
+    doc: 'folder of migrations, for testing or extending the schema',
+  },
+  JWT_TTL_SECONDS: {
+    kind: 'int',
+    group: 'auth',
+    default: 3600,
+    min: 10,
+    max: 30 * 24 * 3600,
+    doc: 'access token lifetime',
+  },
+  RATE_LIMIT_AUTH_PER_MIN: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'login and signup attempts per IP, and login attempts per username, per minute (`0` = off)',
+  },
+  RATE_LIMIT_MESSAGES_PER_SEC: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'sends per user per second, bursts of twice that (`0` = off, for benchmarks)',
+  },
+  MAILBOX_CAPACITY: {
+    kind: 'int',
+    group: 'limits',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: 'queued commands per conversation before `OVERLOADED`',
+  },
+  DB_WRITE_CONCURRENCY: {
+    kind: 'int',
+    group: 'database',
+    default: 4,
+    min: 1,
+    max: 1000,
+    doc: 'message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`',
+  },
+  SOCKET_EVENTS_PER_SEC: {
+    kind: 'int',
+    group: 'limits',
+    default: 50,
+    min: 0,
+    max: 1_000_000,
+    doc: 'events of any kind per socket per second, bursts of twice that (`0` = off)',
+  },
+  SOCKET_MAX_BYTES: {
+    kind: 'int',
+    group: 'limits',
+    default: 65_536,
+    min: 1024,
+    max: 16 * 1024 * 1024,
+    doc: 'largest Socket.IO message',
+  },
+  MAX_CONNECTIONS_PER_IP: {
+    kind: 'int',
+    group: 'limits',
+    default: 50,
+    min: 0,
+    max: 1_000_000,
+    doc: 'open sockets per client IP and node (`0` = off)',
+  },
+  CORS_ORIGINS: {
+    kind: 'text',
+    group: 'server',
+    shownDefault: '(none)',
+    doc: 'comma-separated browser origins allowed for CORS and the Socket.IO handshake',
+  },
+  TRUST_PROXY_HOPS: {
+    kind: 'int',
+    group: 'server',
+    default: 0,
+    min: 0,
+    max: 10,
+    doc: 'proxies in front whose `X-Forwarded-For` is trusted (for per-IP limits)',
+  },
+  SHUTDOWN_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'server',
+    default: 10_000,
+    min: 0,
+    max: 600_000,
+    doc: 'how long shutdown waits for mailboxes to drain',
+  },
+} as const satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+type IntName = { [K in SettingName]: (typeof SETTINGS)[K]['kind'] extends 'int' ? K : never }[SettingName];
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -70,20 +289,19 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const SSL_MODES: readonly DbSslMode[] = ['disable', 'require', 'verify-full'];
-
 /** Collects every problem instead of stopping at the first, so one start reports all of them. */
 class EnvReader {
   readonly problems: string[] = [];
   constructor(private readonly env: Env) {}
 
-  raw(name: string): string | undefined {
+  raw(name: SettingName): string | undefined {
     const value = this.env[name];
     return value === undefined || value.trim() === '' ? undefined : value.trim();
   }
 
-  int(name: string, fallback: number, min: number, max: number): number {
+  /** An integer setting of the table, within its bounds. */
+  int(name: IntName): number {
+    const { default: fallback, min, max } = SETTINGS[name];
     const value = this.raw(name);
     if (value === undefined) return fallback;
     if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
@@ -93,7 +311,7 @@ class EnvReader {
     return Number(value);
   }
 
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  oneOf<T extends string>(name: SettingName, allowed: readonly T[], fallback: T): T {
     const value = this.raw(name);
     if (value === undefined) return fallback;
     if (!(allowed as readonly string[]).includes(value)) {
@@ -182,28 +400,28 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   }
 
   const config: Config = {
-    port: reader.int('PORT', 3000, 0, 65535),
-    host: reader.raw('HOST') ?? '0.0.0.0',
-    trustProxy: reader.int('TRUST_PROXY_HOPS', 0, 0, 10),
-    logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    port: reader.int('PORT'),
+    host: reader.raw('HOST') ?? SETTINGS.HOST.default,
+    trustProxy: reader.int('TRUST_PROXY_HOPS'),
+    logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, SETTINGS.LOG_LEVEL.default),
     database: readDatabaseConfig(reader),
     auth: {
       jwtSecret: jwtSecret ?? '',
-      tokenTtlSeconds: reader.int('JWT_TTL_SECONDS', 3600, 10, 30 * 24 * 3600),
+      tokenTtlSeconds: reader.int('JWT_TTL_SECONDS'),
       issuer: 'xfchat',
       audience: 'xfchat',
     },
     limits: {
-      authPerMinute: reader.int('RATE_LIMIT_AUTH_PER_MIN', 20, 0, 1_000_000),
-      messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC', 20, 0, 1_000_000),
-      mailboxCapacity: reader.int('MAILBOX_CAPACITY', 1000, 1, 1_000_000),
-      writeConcurrency: reader.int('DB_WRITE_CONCURRENCY', 4, 1, 1000),
-      socketMaxBytes: reader.int('SOCKET_MAX_BYTES', 65_536, 1024, 16 * 1024 * 1024),
-      connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP', 50, 0, 1_000_000),
-      socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC', 50, 0, 1_000_000),
+      authPerMinute: reader.int('RATE_LIMIT_AUTH_PER_MIN'),
+      messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC'),
+      mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
+      writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
+      socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
+      connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),
+      socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC'),
     },
     corsOrigins,
-    shutdownTimeoutMs: reader.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    shutdownTimeoutMs: reader.int('SHUTDOWN_TIMEOUT_MS'),
   };
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
@@ -212,16 +430,16 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 
 function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   const url = readDatabaseUrl(reader);
-  const sslMode = reader.oneOf('DB_SSL_MODE', SSL_MODES, 'disable');
+  const sslMode = reader.oneOf('DB_SSL_MODE', SSL_MODES, SETTINGS.DB_SSL_MODE.default);
   return {
     url,
-    poolMax: reader.int('DB_POOL_SIZE', 25, 1, 1000),
-    acquireTimeoutMs: reader.int('DB_ACQUIRE_TIMEOUT_MS', 5000, 100, 600_000),
-    statementTimeoutMs: reader.int('DB_STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
-    connectTimeoutMs: reader.int('DB_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+    poolMax: reader.int('DB_POOL_SIZE'),
+    acquireTimeoutMs: reader.int('DB_ACQUIRE_TIMEOUT_MS'),
+    statementTimeoutMs: reader.int('DB_STATEMENT_TIMEOUT_MS'),
+    connectTimeoutMs: reader.int('DB_CONNECT_TIMEOUT_MS'),
     sslMode,
     sslCa: readSslCa(reader, sslMode),
-    slowQueryMs: reader.int('SLOW_QUERY_MS', 500, 0, 3_600_000),
+    slowQueryMs: reader.int('SLOW_QUERY_MS'),
     migrationsDir: reader.raw('MIGRATIONS_DIR'),
   };
 }

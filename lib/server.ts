@@ -5,12 +5,14 @@ import { createDatabase, type Database } from './db.js';
 import { createAuthService } from './auth/accounts.js';
 import { createPasswordHasher } from './auth/passwords.js';
 import { createApp } from './http/app.js';
-import { createConversationSystem } from './conversations/system.js';
+import { createConversationService } from './conversations/conversationService.js';
 import { createLogger, type Logger } from './logger.js';
+import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
-import { registerConversationHandlers } from './realtime/conversationHandlers.js';
 import { createControlBus, type ControlBus } from './realtime/controlBus.js';
+import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
+import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import { explainConnectError, explainMigrationError } from './startupErrors.js';
@@ -100,29 +102,31 @@ export async function startServer(
   }
   const realtime = createRealtime({ config, db, logger });
   metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-  const auth = createAuthService({ config, knex: db.knex, io: realtime.io, logger, passwords });
-  const social = createSocialService({ knex: db.knex, io: realtime.io, logger });
-  const conversationSystem = createConversationSystem({
-    config,
-    db,
-    io: realtime.io,
+  const notify = createNotifier(realtime.io, logger);
+  const auth = createAuthService({ config, knex: db.knex, notify, logger, passwords });
+  const social = createSocialService({ knex: db.knex, notify });
+  const messaging = createMessaging({ config, db, notify, logger, controlBus, metrics });
+  onControlBusReconnect = () => messaging.membership.invalidateAll();
+  const conversations = createConversationService({
+    knex: db.knex,
+    notify,
     logger,
     controlBus,
-    metrics,
+    invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
   });
-  onControlBusReconnect = () => conversationSystem.invalidateAllMembership();
   const services: Services = {
     config,
     logger,
     db,
     io: realtime.io,
+    notify,
     controlBus,
     metrics,
     auth,
     social,
-    conversations: conversationSystem.conversations,
-    messages: conversationSystem.messages,
-    conversationRegistry: conversationSystem.registry,
+    conversations,
+    messages: messaging.service,
+    messaging,
   };
   registerConversationHandlers(services);
   const app = createApp(services);
@@ -133,7 +137,7 @@ export async function startServer(
   try {
     address = await listen(httpServer, config.port, config.host);
   } catch (err) {
-    await conversationSystem.close();
+    await messaging.close();
     await realtime.close();
     await controlBus.close();
     await db.close();
@@ -150,12 +154,10 @@ export async function startServer(
     const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
     httpServer.closeIdleConnections();
     // Every send already accepted into a mailbox is written and acked while its socket or request is still open.
-    await conversationSystem.drain(config.shutdownTimeoutMs);
+    await messaging.drain(config.shutdownTimeoutMs);
     await realtime.close();
     await httpClosed;
-    await conversationSystem.close();
-    await social.close();
-    await auth.close();
+    await messaging.close();
     await controlBus.close();
     await db.close();
     metrics.close();

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { PublicUser } from '../lib/models/User.js';
+import type { PublicUser } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';

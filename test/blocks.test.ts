@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import type { PublicFriendRequest } from '../lib/models/FriendRequest.js';
-import type { PublicUser } from '../lib/models/User.js';
+import type { PublicFriendRequest } from '../lib/protocol/index.js';
+import type { PublicUser } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';

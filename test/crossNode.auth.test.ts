@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { PublicFriendRequest } from '../lib/models/FriendRequest.js';
+import type { PublicFriendRequest } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { collectEvents, disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { PublicMessage } from '../lib/realtime/protocol.js';
+import type { PublicMessage } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import {
   seqState,

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import type { RunningServer } from '../lib/server.js';
-import type { Ack, SendResult, SubscribeResult } from '../lib/realtime/protocol.js';
+import type { Ack, SendResult, SubscribeResult } from '../lib/protocol/index.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';

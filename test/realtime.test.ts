@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { PublicMessage } from '../lib/realtime/protocol.js';
+import type { PublicMessage } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import {
   seqState,
@@ -190,7 +190,7 @@ describe('realtime messaging over two nodes', function () {
       const ack = await socket.emitWithAck('conversation:subscribe', {
         conversationId: group.id,
         limit,
-      } as never);
+      });
       expect(errorCodeOf(ack), `limit ${String(limit)}`).to.equal('VALIDATION_FAILED');
     }
   });

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
-import type { Ack, PublicMessage, SendResult } from '../lib/realtime/protocol.js';
+import type { Ack, PublicMessage, SendResult } from '../lib/protocol/index.js';
 import { startMain, type RunningChild } from './helpers/childProcess.js';
 import { rows } from './helpers/chat.js';
 import { ackedIn, directConversation, expectStoredExactlyAsAcked } from './helpers/faults.js';

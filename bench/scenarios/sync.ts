@@ -1,6 +1,6 @@
 import type { BenchContext } from '../context.js';
 import { statementCount } from '../database.js';
-import type { PublicMessage } from '../../lib/realtime/protocol.js';
+import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { SyncPass } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { connect, sendMessage, subscribe, type ClientSocket } from '../socketLoad.js';

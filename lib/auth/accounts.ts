@@ -4,8 +4,7 @@ import type { Config } from '../config.js';
 import { AppError, constraintName, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
-import type { AppServer } from '../realtime/io.js';
-import { userRoom } from '../realtime/protocol.js';
+import type { Notifier } from '../notifier.js';
 import { createAuthLimits, type AuthLimits } from './authLimits.js';
 import type { PasswordHasher } from './passwords.js';
 import { signToken } from './tokens.js';
@@ -14,7 +13,7 @@ import { signToken } from './tokens.js';
 const USERNAME_UNIQUE_INDEX = 'users_username_lower_unique';
 const UNIQUE_VIOLATION = '23505';
 
-export interface SignupInput {
+export interface NewAccount {
   username: string;
   password: string;
   displayName: string;
@@ -24,7 +23,7 @@ export interface AuthService {
   /** Per-IP and per-username limits of signup and login, per node. */
   readonly limits: AuthLimits;
   /** Creates the account (username as typed) and its first token. Throws USERNAME_TAKEN. */
-  signup(input: SignupInput): Promise<{ user: User; token: string }>;
+  signup(input: NewAccount): Promise<{ user: User; token: string }>;
   /**
    * The user whose username (case-insensitively) and password match, else undefined. An unknown user and a
    * wrong password take the same time: both run one argon2 verification.
@@ -37,14 +36,12 @@ export interface AuthService {
    * disconnects the user's sockets on every node (through the postgres adapter).
    */
   logout(userId: string): Promise<void>;
-  /** Nothing to release (the pool belongs to the database); present so the server closes every service alike. */
-  close(): Promise<void>;
 }
 
 export interface AuthDeps {
   config: Readonly<Config>;
   knex: Knex;
-  io: AppServer;
+  notify: Notifier;
   logger: Logger;
   /** Made once at startup (createPasswordHasher hashes its dummy password then). */
   passwords: PasswordHasher;
@@ -52,7 +49,7 @@ export interface AuthDeps {
 
 /** Builds the accounts service over the app's knex and Socket.IO server. */
 export function createAuthService(deps: AuthDeps): AuthService {
-  const { config, knex, io, logger, passwords } = deps;
+  const { config, knex, notify, logger, passwords } = deps;
   const limits = createAuthLimits(config.limits.authPerMinute);
 
   async function findByUsername(username: string): Promise<User | undefined> {
@@ -102,10 +99,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
         .findById(userId)
         .patch({ tokenVersion: raw('token_version + 1'), updatedAt: raw('now()') });
       // After the commit: a handshake racing this sees the new version or is already in the room.
-      io.in(userRoom(userId)).disconnectSockets(true);
-    },
-    close() {
-      return Promise.resolve();
+      notify.disconnectUser(userId);
     },
   };
 }

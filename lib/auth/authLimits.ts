@@ -11,8 +11,6 @@ export interface AuthLimits {
   takeIp(ip: string): void;
   /** Counts one login attempt for `username`; throws RATE_LIMITED past the limit. */
   takeUsername(username: string): void;
-  /** True when the limit is configured to 0. */
-  readonly disabled: boolean;
 }
 
 /** Limits of `perMinute` attempts per minute with a burst of `perMinute`; 0 turns them off. */
@@ -30,6 +28,5 @@ export function createAuthLimits(perMinute: number, now?: () => number): AuthLim
     takeIp: (ip) => take(byIp, ip),
     // Lower-cased: usernames match case-insensitively, so "Alice" and "alice" share one bucket.
     takeUsername: (username) => take(byUsername, username.toLowerCase()),
-    disabled: byIp.disabled,
   };
 }

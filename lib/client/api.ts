@@ -1,19 +1,19 @@
-import type { PublicConversation, PublicFriendRequest, PublicMessage } from '../realtime/protocol.js';
-import type { PublicParticipant } from '../models/Participant.js';
-import type { PublicUser } from '../models/User.js';
+import type {
+  ConversationListItem,
+  PublicConversation,
+  PublicFriend,
+  PublicFriendRequest,
+  PublicMessage,
+  PublicParticipant,
+  PublicUser,
+} from '../protocol/index.js';
 import { XFChatError } from './errors.js';
 import { tokenSubject, type HttpRequest, type Session } from './http.js';
 
 /** A conversation as listed by `GET /conversations`: with its last message and my unread count. */
-export interface ConversationSummary extends PublicConversation {
-  lastMessage: PublicMessage | null;
-  unreadCount: number;
-}
+export type ConversationSummary = ConversationListItem;
 
-export interface Friend {
-  user: PublicUser;
-  since: string;
-}
+export type Friend = PublicFriend;
 
 export interface MessagePage {
   messages: PublicMessage[];

@@ -5,8 +5,8 @@ import type {
   ReadEvent,
   TypingEvent,
   ConversationRef,
-} from '../realtime/protocol.js';
-import type { PublicUser } from '../models/User.js';
+  PublicUser,
+} from '../protocol/index.js';
 import { BlocksApi, ConversationsApi, FriendsApi, MessagesApi, UsersApi } from './api.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { Emitter } from './emitter.js';

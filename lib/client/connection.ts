@@ -1,5 +1,5 @@
 import { io, type Socket } from 'socket.io-client';
-import type { Ack, AckCallback, ClientToServerEvents, ServerToClientEvents } from '../realtime/protocol.js';
+import type { Ack, AckCallback, ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { Emitter } from './emitter.js';
 import { XFChatError, fromErrorBody } from './errors.js';
 import { backoffDelay, closedError, type BackoffOptions } from './retry.js';

@@ -1,4 +1,4 @@
-import type { ErrorBody } from '../realtime/protocol.js';
+import { ERROR_CATALOG, type ErrorBody } from '../protocol/errors.js';
 
 /** A code of the server's catalog (the contract's error table). */
 export type ServerErrorCode = ErrorBody['code'];
@@ -13,33 +13,6 @@ export type ClientErrorCode =
   'NETWORK_ERROR' | 'TIMEOUT' | 'DISCONNECTED' | 'NOT_CONNECTED' | 'CLIENT_CLOSED' | 'BAD_RESPONSE';
 
 export type XFChatErrorCode = ServerErrorCode | ClientErrorCode;
-
-/**
- * HTTP status of each server code, so a Socket.IO ack error (which carries only the code) gets the same
- * `status` as the REST answer would. `satisfies` makes a new catalog code a compile error here until mapped.
- */
-const STATUS_BY_CODE = {
-  VALIDATION_FAILED: 400,
-  CANNOT_FRIEND_SELF: 400,
-  UNAUTHORIZED: 401,
-  INVALID_CREDENTIALS: 401,
-  FORBIDDEN: 403,
-  NOT_FRIENDS: 403,
-  BLOCKED: 403,
-  NOT_FOUND: 404,
-  USER_NOT_FOUND: 404,
-  USERNAME_TAKEN: 409,
-  ALREADY_FRIENDS: 409,
-  REQUEST_EXISTS: 409,
-  REQUEST_NOT_PENDING: 409,
-  ALREADY_PARTICIPANT: 409,
-  IDEMPOTENCY_CONFLICT: 409,
-  PAYLOAD_TOO_LARGE: 413,
-  RATE_LIMITED: 429,
-  INTERNAL: 500,
-  DB_UNAVAILABLE: 503,
-  OVERLOADED: 503,
-} as const satisfies Record<ServerErrorCode, number>;
 
 export interface XFChatErrorInit {
   /** HTTP status; for SDK-side failures 0, for ack errors the status REST would give. */
@@ -61,7 +34,7 @@ export class XFChatError extends Error {
     super(message, { cause: init.cause });
     this.name = 'XFChatError';
     this.code = code;
-    this.status = init.status ?? (code in STATUS_BY_CODE ? STATUS_BY_CODE[code as ServerErrorCode] : 0);
+    this.status = init.status ?? (code in ERROR_CATALOG ? ERROR_CATALOG[code as ServerErrorCode].status : 0);
     this.details = init.details;
     this.retryAfter = init.retryAfter;
   }

@@ -25,8 +25,8 @@ export type {
   PublicConversation,
   PublicFriendRequest,
   PublicMessage,
+  PublicParticipant,
+  PublicUser,
   ReadEvent,
   TypingEvent,
-} from '../realtime/protocol.js';
-export type { PublicParticipant } from '../models/Participant.js';
-export type { PublicUser } from '../models/User.js';
+} from '../protocol/index.js';

@@ -1,4 +1,4 @@
-import type { PublicMessage } from '../realtime/protocol.js';
+import type { PublicMessage } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';

@@ -1,4 +1,4 @@
-import type { PublicMessage, SubscribeRequest } from '../realtime/protocol.js';
+import type { PublicMessage, SubscribeRequest } from '../protocol/index.js';
 import type { MessagesApi } from './api.js';
 import type { Connection } from './connection.js';
 import { XFChatError, isRetryable, toXFChatError } from './errors.js';

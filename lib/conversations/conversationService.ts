@@ -1,21 +1,14 @@
 import type { Knex } from 'knex';
 import { AppError, validationError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { Conversation, type PublicConversation } from '../models/Conversation.js';
-import { Participant, type PublicParticipant } from '../models/Participant.js';
+import { Conversation } from '../models/Conversation.js';
+import { Participant } from '../models/Participant.js';
+import type { Notifier } from '../notifier.js';
+import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
+import { MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
 import type { ControlBus } from '../realtime/controlBus.js';
-import type { AppServer } from '../realtime/io.js';
-import { conversationRoom, userRoom } from '../realtime/protocol.js';
 import { areFriends, isBlockedEitherWay } from '../social/relations.js';
-import {
-  listConversations,
-  loadConversation,
-  loadVisibleConversation,
-  nonFriendsOf,
-  type ConversationListItem,
-} from './queries.js';
-
-export type { ConversationListItem };
+import { listConversations, loadConversation, loadVisibleConversation, nonFriendsOf } from './queries.js';
 
 /**
  * Conversations and their participants. Inputs are validated by the caller; every rule of the contract (friends
@@ -42,15 +35,12 @@ export interface ConversationService {
 
 export interface ConversationServiceDeps {
   knex: Knex;
-  io: AppServer;
+  notify: Notifier;
   logger: Logger;
   controlBus: Pick<ControlBus, 'publish'>;
   /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
   invalidateLocal: (conversationId: string) => void;
 }
-
-/** Largest group at creation, creator included. */
-export const MAX_GROUP_PARTICIPANTS = 1000;
 
 /**
  * The caller's participant row after locking the conversation row (the lock message writers take), so a
@@ -77,7 +67,7 @@ function requireGroupOwner(conversation: Conversation, mine: Participant): void 
 
 /** Builds the conversation service. */
 export function createConversationService(deps: ConversationServiceDeps): ConversationService {
-  const { knex, io } = deps;
+  const { knex, notify } = deps;
   const logger = deps.logger.child({ component: 'conversations' });
 
   async function reload(conversationId: string): Promise<PublicConversation> {
@@ -95,10 +85,6 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       // The change is committed; other nodes keep a stale cache until their control bus reconnects.
       logger.error({ err, conversationId, userId }, 'publishing membership.changed failed');
     }
-  }
-
-  function emitAdded(userIds: readonly string[], conversation: PublicConversation): void {
-    for (const userId of userIds) io.to(userRoom(userId)).emit('conversation:added', conversation);
   }
 
   return {
@@ -128,7 +114,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       });
       const conversation = await reload(outcome.id);
       // A new conversation has no cached participants anywhere (no actor spawns for one without any).
-      if (outcome.created) emitAdded([me, otherId], conversation);
+      if (outcome.created) notify.conversationAdded([me, otherId], conversation);
       return { conversation, created: outcome.created };
     },
 
@@ -148,7 +134,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         return conversation.id;
       });
       const conversation = await reload(id);
-      emitAdded([me, ...others], conversation);
+      notify.conversationAdded([me, ...others], conversation);
       return conversation;
     },
 
@@ -168,7 +154,9 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         requireGroupOwner(conversation, mine);
         await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
       });
-      return await reload(conversationId);
+      const conversation = await reload(conversationId);
+      notify.conversationUpdated(conversation);
+      return conversation;
     },
 
     async addParticipant(me, conversationId, userId) {
@@ -183,7 +171,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       });
       await announceMembership(conversationId, userId);
       const conversation = await reload(conversationId);
-      emitAdded([userId], conversation);
+      notify.conversationAdded([userId], conversation);
+      notify.conversationUpdated(conversation);
       const participant = conversation.participants.find((p) => p.userId === userId);
       if (!participant) throw new AppError('NOT_FOUND');
       return participant;
@@ -204,9 +193,9 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
       });
       await announceMembership(conversationId, userId);
-      // Carried by the postgres adapter: the user's sockets leave the room on every node, then hear why.
-      io.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
-      io.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+      notify.conversationRemoved(userId, conversationId);
+      const remaining = await loadConversation(knex, conversationId);
+      if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());
     },
   };
 }

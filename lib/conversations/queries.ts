@@ -1,25 +1,13 @@
 import type { Knex } from 'knex';
-import { Conversation, type PublicConversation } from '../models/Conversation.js';
+import { Conversation } from '../models/Conversation.js';
 import { Friendship } from '../models/Friendship.js';
-import {
-  MESSAGE_COLUMNS,
-  Message,
-  messageFromRow,
-  type MessageRow,
-  type PublicMessage,
-} from '../models/Message.js';
-import { Participant } from '../models/Participant.js';
+import { Message } from '../models/Message.js';
+import type { ConversationListItem } from '../protocol/index.js';
 
 /**
- * Reads shared by the conversation and message services. Each takes its knex (or a transaction) explicitly and
- * runs a fixed number of statements whatever the number of conversations: no N+1.
+ * Reads of the conversation service. Each takes its knex (or a transaction) explicitly and runs a fixed number
+ * of statements whatever the number of conversations: no N+1.
  */
-
-/** Every participant's user id (the actors' membership cache is filled from this). */
-export async function loadMemberIds(knex: Knex, conversationId: string): Promise<Set<string>> {
-  const rows = await Participant.query(knex).select('user_id').where('conversation_id', conversationId);
-  return new Set(rows.map((r) => r.userId));
-}
 
 /** The conversation with its participants and their users, or undefined. */
 export async function loadConversation(
@@ -37,12 +25,6 @@ export async function loadVisibleConversation(
 ): Promise<Conversation | undefined> {
   const conversation = await loadConversation(knex, conversationId);
   return conversation?.participants?.some((p) => p.userId === userId) ? conversation : undefined;
-}
-
-/** A conversation in a list: the Conversation shape plus the last message and my unread count. */
-export interface ConversationListItem extends PublicConversation {
-  lastMessage: PublicMessage | null;
-  unreadCount: number;
 }
 
 /** My conversations, most recent activity first: three statements (conversations, participants+users, last messages). */
@@ -97,58 +79,4 @@ export async function nonFriendsOf(
     });
   const friends = new Set(rows.map((r) => (r.userLow === userId ? r.userHigh : r.userLow)));
   return userIds.filter((id) => !friends.has(id));
-}
-
-/** Which slice of history to read. */
-export type HistoryWindow =
-  | { kind: 'after'; seq: number; limit: number }
-  | { kind: 'before'; seq: number; limit: number }
-  | { kind: 'newest'; limit: number };
-
-export interface HistoryPage {
-  /** Ascending by seq. */
-  messages: PublicMessage[];
-  /** after: newer messages remain; before/newest: older ones exist. */
-  hasMore: boolean;
-  /** The conversation's last seq, read in the same statement (the same snapshot) as the messages. */
-  lastSeq: number;
-}
-
-interface HistoryRow extends Omit<MessageRow, 'id'> {
-  last_seq: number;
-  /** Null when the page is empty (the LEFT JOIN's one row carries only last_seq). */
-  id: string | null;
-}
-
-/**
- * One page of history by (conversation_id, seq) on the unique index. It reads one row more than asked to know
- * `hasMore`, and the conversation's last_seq in the same statement, so both come from one snapshot.
- */
-export async function readHistory(
-  knex: Knex,
-  conversationId: string,
-  window: HistoryWindow,
-): Promise<HistoryPage> {
-  const ascending = window.kind === 'after';
-  const condition = window.kind === 'after' ? 'AND seq > ?' : window.kind === 'before' ? 'AND seq < ?' : '';
-  const bindings: Array<string | number> = [conversationId];
-  if (window.kind !== 'newest') bindings.push(window.seq);
-  bindings.push(window.limit + 1, conversationId);
-  const result = await knex.raw<{ rows: HistoryRow[] }>(
-    `SELECT c.last_seq, m.id, m.conversation_id, m.sender_id, m.seq, m.client_msg_id, m.body, m.created_at
-     FROM conversations c
-     LEFT JOIN LATERAL (
-       SELECT ${MESSAGE_COLUMNS} FROM messages
-       WHERE conversation_id = ? ${condition}
-       ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT ?
-     ) m ON true
-     WHERE c.id = ?`,
-    bindings,
-  );
-  const lastSeq = result.rows[0]?.last_seq ?? 0;
-  const rows = result.rows.filter((r): r is HistoryRow & { id: string } => r.id !== null);
-  const hasMore = rows.length > window.limit;
-  const page = rows.slice(0, window.limit).map(messageFromRow);
-  if (!ascending) page.reverse();
-  return { messages: page, hasMore, lastSeq };
 }

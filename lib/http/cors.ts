@@ -1,6 +1,6 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestHandler } from 'express';
 import { AppError } from '../errors.js';
+import { isOriginAllowed } from '../requestOrigin.js';
 
 /** Request headers a browser client may send cross-origin. */
 const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-Id';
@@ -9,37 +9,6 @@ const ALLOWED_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 const EXPOSED_HEADERS = 'X-Request-Id, Retry-After';
 /** Seconds a browser may cache a preflight answer. */
 const PREFLIGHT_MAX_AGE = 600;
-
-/** What the Origin check needs from a request: its headers (HTTP and the Socket.IO handshake alike). */
-export interface OriginRequest {
-  headers: IncomingHttpHeaders;
-}
-
-function firstHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/**
- * The Origin policy shared by HTTP and the Socket.IO handshake. No Origin header: a non-browser client, allowed
- * (it could forge any Origin anyway; the bearer token is what protects it). A browser Origin is allowed when it is
- * in CORS_ORIGINS or names the host the request was sent to (same-origin pages served behind the same name).
- * With `trustProxy`, the proxy's X-Forwarded-Host counts as that host.
- */
-export function isOriginAllowed(req: OriginRequest, allowlist: readonly string[], trustProxy = 0): boolean {
-  const origin = firstHeader(req.headers.origin);
-  if (origin === undefined) return true;
-  if (allowlist.includes(origin)) return true;
-  let originHost: string;
-  try {
-    originHost = new URL(origin).host.toLowerCase();
-  } catch {
-    // "null" (sandboxed frames, file://) and garbage name no host: refused.
-    return false;
-  }
-  const forwarded = trustProxy > 0 ? firstHeader(req.headers['x-forwarded-host']) : undefined;
-  const host = (forwarded?.split(',')[0]?.trim() ?? firstHeader(req.headers.host))?.toLowerCase();
-  return host !== undefined && host !== '' && originHost === host;
-}
 
 /**
  * CORS for the REST API. Allowed origins get the CORS headers and preflights a 204; a browser Origin outside

@@ -1,18 +1,7 @@
 import type { RelationMappings } from 'objection';
 import { BaseModel } from './BaseModel.js';
-import { Participant, type PublicParticipant } from './Participant.js';
-
-export type ConversationType = 'direct' | 'group';
-
-export interface PublicConversation {
-  id: string;
-  type: ConversationType;
-  title: string | null;
-  createdBy: string | null;
-  createdAt: string;
-  lastSeq: number;
-  participants: PublicParticipant[];
-}
+import type { ConversationType, PublicConversation } from '../protocol/shapes.js';
+import { Participant } from './Participant.js';
 
 export class Conversation extends BaseModel {
   static override tableName = 'conversations';

@@ -1,17 +1,7 @@
 import type { RelationMappings } from 'objection';
 import { BaseModel } from './BaseModel.js';
-import { User, type PublicUser } from './User.js';
-
-export type FriendRequestStatus = 'pending' | 'accepted' | 'declined' | 'cancelled';
-
-export interface PublicFriendRequest {
-  id: string;
-  from: PublicUser;
-  to: PublicUser;
-  status: FriendRequestStatus;
-  createdAt: string;
-  respondedAt: string | null;
-}
+import type { FriendRequestStatus, PublicFriendRequest } from '../protocol/shapes.js';
+import { User } from './User.js';
 
 export class FriendRequest extends BaseModel {
   static override tableName = 'friend_requests';

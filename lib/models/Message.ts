@@ -1,14 +1,5 @@
+import type { PublicMessage } from '../protocol/shapes.js';
 import { BaseModel } from './BaseModel.js';
-
-export interface PublicMessage {
-  id: string;
-  conversationId: string;
-  seq: number;
-  senderId: string | null;
-  clientMsgId: string;
-  body: string;
-  createdAt: string;
-}
 
 export class Message extends BaseModel {
   static override tableName = 'messages';

@@ -1,17 +1,7 @@
 import type { RelationMappings } from 'objection';
+import type { ParticipantRole, PublicParticipant } from '../protocol/shapes.js';
 import { BaseModel } from './BaseModel.js';
 import { User } from './User.js';
-
-export type ParticipantRole = 'owner' | 'member';
-
-export interface PublicParticipant {
-  userId: string;
-  username: string;
-  displayName: string;
-  role: ParticipantRole;
-  lastReadSeq: number;
-  joinedAt: string;
-}
 
 export class Participant extends BaseModel {
   static override tableName = 'conversation_participants';

@@ -1,12 +1,5 @@
+import type { PublicUser } from '../protocol/shapes.js';
 import { BaseModel } from './BaseModel.js';
-
-/** The public User shape of the contract: never the hash or the token version. */
-export interface PublicUser {
-  id: string;
-  username: string;
-  displayName: string;
-  createdAt: string;
-}
 
 export class User extends BaseModel {
   static override tableName = 'users';

@@ -8,12 +8,8 @@ import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
 import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
-import {
-  userRoom,
-  type ClientToServerEvents,
-  type InterServerEvents,
-  type ServerToClientEvents,
-} from './protocol.js';
+import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
+import { joinUserRoom, type InterServerEvents } from './notifier.js';
 
 export interface SocketData {
   userId: string;
@@ -85,7 +81,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   io.on('connection', (socket) => {
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
-    void socket.join(userRoom(socket.data.userId));
+    void joinUserRoom(socket);
     // A logout that committed after the handshake's check but before this join sent its disconnect to the user's
     // room while this socket was not in it yet: look once more, now that it is.
     isTokenVersionCurrent(db.knex, socket.data.userId, socket.data.tokenVersion).then(

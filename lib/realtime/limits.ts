@@ -1,41 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { ExtendedError } from 'socket.io';
 import { AppError, toAck } from '../errors.js';
-import { isOriginAllowed } from '../http/cors.js';
+import { clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
 import type { AppSocket } from './io.js';
-import type { ClientToServerEvents } from './protocol.js';
+import { clientEventSchemas } from '../protocol/schemas.js';
 
-/** The events a client may emit; anything else is answered with an error ack and goes no further. */
-const CLIENT_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServerEvents>([
-  'conversation:subscribe',
-  'conversation:unsubscribe',
-  'message:send',
-  'conversation:read',
-  'typing',
-]);
-
-/**
- * The client's address: the TCP peer, or with `trustProxy` hops the address that many entries from the right
- * of X-Forwarded-For (what Express computes for REST with the same setting).
- */
-export function clientAddress(
-  headers: IncomingMessage['headers'],
-  remoteAddress: string | undefined,
-  trustProxy: number,
-): string {
-  const peer = remoteAddress ?? 'unknown';
-  if (trustProxy <= 0) return peer;
-  const header = headers['x-forwarded-for'];
-  const forwarded = (Array.isArray(header) ? header.join(',') : (header ?? ''))
-    .split(',')
-    .map((a) => a.trim())
-    .filter((a) => a !== '');
-  // Right to left: the peer, then each proxy's view; stop after the trusted hops.
-  const chain = [peer, ...forwarded.reverse()];
-  return chain[Math.min(trustProxy, chain.length - 1)] ?? peer;
-}
+/** The events a client may emit: those with a schema. Anything else is answered with an error ack. */
+const CLIENT_EVENTS: ReadonlySet<string> = new Set(Object.keys(clientEventSchemas));
 
 /**
  * engine.io's `allowRequest`: refuses a handshake whose browser Origin is outside CORS_ORIGINS and not this

@@ -1,24 +1,15 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { PublicFriendRequest } from '../models/FriendRequest.js';
-import type { PublicUser } from '../models/User.js';
-import type { AppServer } from '../realtime/io.js';
-import { userRoom } from '../realtime/protocol.js';
+import type { Notifier } from '../notifier.js';
+import type { PublicFriend, PublicFriendRequest, PublicUser } from '../protocol/index.js';
 import * as requests from './friendRequests.js';
 import * as friendships from './friendships.js';
-import { areFriends, findUserByUsername, isBlockedEitherWay } from './relations.js';
+import { findUserByUsername } from './relations.js';
 
 export type { RequestDirection } from './friendRequests.js';
 
-export interface PublicFriend {
-  user: PublicUser;
-  since: string;
-}
-
 /**
- * Friends and blocks. Every change runs in one transaction under the pair lock; events go out after the commit,
- * through `io` (the postgres adapter carries them to the user's sockets on every node).
+ * Friends and blocks. Every change runs in one transaction under the pair lock; events go out after the commit.
  */
 export interface SocialService {
   /** USER_NOT_FOUND when no user has this username (case-insensitively). */
@@ -34,30 +25,16 @@ export interface SocialService {
   block(me: string, userId: string): Promise<void>;
   unblock(me: string, userId: string): Promise<void>;
   listBlocked(me: string): Promise<PublicUser[]>;
-  /** For other features' NOT_FRIENDS checks. */
-  areFriends(a: string, b: string): Promise<boolean>;
-  /** For other features' BLOCKED checks: either side blocked the other. */
-  isBlocked(a: string, b: string): Promise<boolean>;
-  /** Nothing of its own to release; present so every service closes alike. */
-  close(): Promise<void>;
 }
 
 export interface SocialDeps {
   knex: Knex;
-  io: AppServer;
-  logger: Logger;
+  notify: Notifier;
 }
 
 /** Builds the friends-and-blocks service over the app's knex and Socket.IO server. */
 export function createSocialService(deps: SocialDeps): SocialService {
-  const { knex, io } = deps;
-  const logger = deps.logger.child({ component: 'social' });
-
-  function notify(userId: string, event: 'friend:request' | 'friend:accepted', request: PublicFriendRequest) {
-    // Emitting only queues a NOTIFY in the adapter; its failures go to the adapter's error handler.
-    io.to(userRoom(userId)).emit(event, request);
-    logger.debug({ event, requestId: request.id, userId }, 'friend event emitted');
-  }
+  const { knex, notify } = deps;
 
   return {
     async findUser(username) {
@@ -68,8 +45,8 @@ export function createSocialService(deps: SocialDeps): SocialService {
     async sendRequest(me, username) {
       const outcome = await knex.transaction((trx) => requests.sendRequest(trx, me, username));
       const request = outcome.request.toPublic();
-      if (outcome.created) notify(request.to.id, 'friend:request', request);
-      else notify(request.from.id, 'friend:accepted', request);
+      if (outcome.created) notify.friendRequest(request);
+      else notify.friendAccepted(request);
       return { request, created: outcome.created };
     },
     async listRequests(me, direction) {
@@ -79,7 +56,7 @@ export function createSocialService(deps: SocialDeps): SocialService {
       const request = (
         await knex.transaction((trx) => requests.acceptRequest(trx, me, requestId))
       ).toPublic();
-      notify(request.from.id, 'friend:accepted', request);
+      notify.friendAccepted(request);
       return request;
     },
     async declineRequest(me, requestId) {
@@ -108,11 +85,6 @@ export function createSocialService(deps: SocialDeps): SocialService {
     },
     async listBlocked(me) {
       return (await friendships.listBlocked(knex, me)).map((u) => u.toPublic());
-    },
-    areFriends: (a, b) => areFriends(knex, a, b),
-    isBlocked: (a, b) => isBlockedEitherWay(knex, a, b),
-    close() {
-      return Promise.resolve();
     },
   };
 }

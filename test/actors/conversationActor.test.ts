@@ -1,183 +1,152 @@
 import { expect } from 'chai';
-import { ConversationActor } from '../../actors/ConversationActor.js';
-import type { ConversationBatch, SendOutcome } from '../../actors/GroupCommitWriter.js';
+import { ConversationActor, type Outcome } from '../../actors/ConversationActor.js';
 import { AppError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
-import type { PublicMessage } from '../../lib/models/Message.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const logger = createLogger('silent');
 
-/** Stores sends in memory like the real writer (seq per conversation, duplicates by clientMsgId), gated by hand. */
+interface Command {
+  key: string;
+}
+
+/** Stores commands in memory (a counter as seq, duplicates by key), each batch gated by hand. */
 function fakeWriter() {
-  const stored = new Map<string, PublicMessage>();
-  const batches: ConversationBatch[] = [];
+  const stored = new Map<string, number>();
+  const batches: Array<readonly Command[]> = [];
   const events: string[] = [];
   const gates: Array<() => void> = [];
   let seq = 0;
   let failNext: AppError | undefined;
+  let throwNext: Error | undefined;
   return {
-    stored,
     batches,
     events,
     gates,
     failNextWith(error: AppError) {
       failNext = error;
     },
-    async write(batch: ConversationBatch): Promise<SendOutcome[]> {
-      batches.push(batch);
+    throwNextWith(error: Error) {
+      throwNext = error;
+    },
+    async write(_conversationId: string, commands: readonly Command[]): Promise<Array<Outcome<number>>> {
+      batches.push(commands);
       await new Promise<void>((resolve) => gates.push(resolve));
+      if (throwNext) {
+        const error = throwNext;
+        throwNext = undefined;
+        throw error;
+      }
       if (failNext) {
         const error = failNext;
         failNext = undefined;
-        return batch.sends.map(() => ({ ok: false, error }));
+        return commands.map(() => ({ ok: false, error }));
       }
       events.push('commit');
-      return batch.sends.map((send): SendOutcome => {
-        const existing = stored.get(send.clientMsgId);
-        if (existing) return { ok: true, message: existing, duplicate: true };
+      return commands.map((command): Outcome<number> => {
+        if (command.key === 'bad') return { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') };
+        const existing = stored.get(command.key);
+        if (existing !== undefined) return { ok: true, value: existing };
         seq += 1;
-        const message: PublicMessage = {
-          id: `id${seq}`,
-          conversationId: batch.conversationId,
-          seq,
-          senderId: send.senderId,
-          clientMsgId: send.clientMsgId,
-          body: send.body,
-          createdAt: new Date().toISOString(),
-        };
-        stored.set(send.clientMsgId, message);
-        return { ok: true, message, duplicate: false };
+        stored.set(command.key, seq);
+        return { ok: true, value: seq };
       });
     },
   };
 }
 
 describe('actors/ConversationActor', () => {
-  function setup(members: string[] = ['alice', 'bob'], capacity = 100) {
+  function setup(capacity = 100) {
     const writer = fakeWriter();
-    const published: PublicMessage[] = [];
-    const memberSets = { current: new Set(members), loads: 0 };
-    const actor = new ConversationActor({
+    const answered: boolean[] = [];
+    const actor = new ConversationActor<Command, number>({
       conversationId: 'c1',
-      writer,
+      write: (id, commands) => writer.write(id, commands),
       logger,
       mailboxCapacity: capacity,
-      loadMembers: () => {
-        memberSets.loads += 1;
-        return Promise.resolve(new Set(memberSets.current));
-      },
-      publish: (message) => {
-        writer.events.push(`publish ${message.seq}`);
-        published.push(message);
-      },
+      onAnswered: (_at, ok) => answered.push(ok),
     });
-    return { writer, published, actor, memberSets };
+    return { writer, actor, answered };
   }
 
-  it('writes a lone send at once, and batches the sends that queue behind it', async () => {
+  it('writes a lone command at once, and batches the commands that queue behind it', async () => {
     const { writer, actor } = setup();
-    const first = actor.send({ senderId: 'alice', clientMsgId: 'a1', body: 'one' });
+    const first = actor.submit({ key: 'a1' });
     await waitFor(() => writer.batches.length === 1, { what: 'the first batch' });
-    const rest = ['a2', 'a3', 'a4'].map((id) => actor.send({ senderId: 'bob', clientMsgId: id, body: id }));
-    await waitFor(() => actor.queued === 3, { what: 'three queued sends' });
+    const rest = ['a2', 'a3', 'a4'].map((key) => actor.submit({ key }));
+    await waitFor(() => actor.queued === 3, { what: 'three queued commands' });
     writer.gates[0]!();
-    await first;
+    expect(await first).to.equal(1);
     await waitFor(() => writer.batches.length === 2, { what: 'the second batch' });
-    expect(writer.batches[1]!.sends.map((s) => s.clientMsgId)).to.deep.equal(['a2', 'a3', 'a4']);
+    expect(writer.batches[1]!.map((c) => c.key)).to.deep.equal(['a2', 'a3', 'a4']);
     writer.gates[1]!();
-    const results = await Promise.all(rest);
-    expect(results.map((r) => r.message.seq)).to.deep.equal([2, 3, 4]);
+    expect(await Promise.all(rest)).to.deep.equal([2, 3, 4]);
   });
 
-  it('acks after the commit and broadcasts new messages in seq order, never duplicates', async () => {
-    const { writer, actor, published } = setup();
-    const first = actor.send({ senderId: 'alice', clientMsgId: 'x', body: 'hi' });
+  it('answers nothing before the write settles, then each command with its own outcome', async () => {
+    const { writer, actor, answered } = setup();
+    let settled = false;
+    const ok = actor.submit({ key: 'x' }).finally(() => (settled = true));
     await waitFor(() => writer.gates.length === 1);
-    expect(published).to.have.length(0);
+    const conflict = actor.submit({ key: 'bad' }).catch((e: unknown) => e);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).to.equal(false);
     writer.gates[0]!();
-    const result = await first;
-    expect(result.duplicate).to.equal(false);
-    expect(writer.events).to.deep.equal(['commit', 'publish 1']);
-    const again = actor.send({ senderId: 'alice', clientMsgId: 'x', body: 'hi' });
+    expect(await ok).to.equal(1);
     await waitFor(() => writer.gates.length === 2);
     writer.gates[1]!();
-    const replay = await again;
-    expect(replay.duplicate).to.equal(true);
-    expect(replay.message).to.deep.equal(result.message);
-    expect(published.map((m) => m.seq)).to.deep.equal([1]);
+    expect(((await conflict) as AppError).code).to.equal('IDEMPOTENCY_CONFLICT');
+    expect(answered).to.deep.equal([true, false]);
   });
 
-  it('answers NOT_FOUND to a non-participant without queueing anything', async () => {
-    const { writer, actor } = setup(['alice']);
-    const err = await actor
-      .send({ senderId: 'mallory', clientMsgId: 'm', body: 'hi' })
-      .catch((e: unknown) => e);
-    expect((err as AppError).code).to.equal('NOT_FOUND');
-    expect(writer.batches).to.have.length(0);
-  });
-
-  it('answers OVERLOADED at once when its mailbox is full', async () => {
-    const { writer, actor } = setup(['alice'], 2);
-    const accepted = [actor.send({ senderId: 'alice', clientMsgId: 'm0', body: 'b' })];
+  it('answers OVERLOADED at once when its mailbox is full, and keeps every accepted command', async () => {
+    const { writer, actor } = setup(2);
+    const accepted = [actor.submit({ key: 'm0' })];
     await waitFor(() => writer.batches.length === 1);
-    accepted.push(actor.send({ senderId: 'alice', clientMsgId: 'm1', body: 'b' }));
-    accepted.push(actor.send({ senderId: 'alice', clientMsgId: 'm2', body: 'b' }));
+    accepted.push(actor.submit({ key: 'm1' }), actor.submit({ key: 'm2' }));
     await waitFor(() => actor.queued === 2);
-    const err = await actor
-      .send({ senderId: 'alice', clientMsgId: 'm3', body: 'b' })
-      .catch((e: unknown) => e);
+    const err = await actor.submit({ key: 'm3' }).catch((e: unknown) => e);
     expect((err as AppError).code).to.equal('OVERLOADED');
     writer.gates[0]!();
     await waitFor(() => writer.gates.length === 2);
     writer.gates[1]!();
-    expect((await Promise.all(accepted)).map((r) => r.message.clientMsgId)).to.deep.equal(['m0', 'm1', 'm2']);
+    expect(await Promise.all(accepted)).to.deep.equal([1, 2, 3]);
   });
 
-  it('rejects every send of a failed batch with its error code and broadcasts nothing', async () => {
-    const { writer, actor, published } = setup();
+  it('rejects every command of a failed batch with its error, and of a write that throws with that error', async () => {
+    const { writer, actor } = setup();
     writer.failNextWith(new AppError('DB_UNAVAILABLE'));
-    const send = actor.send({ senderId: 'alice', clientMsgId: 'f', body: 'b' });
+    const failed = actor.submit({ key: 'f' }).catch((e: unknown) => e);
     await waitFor(() => writer.gates.length === 1);
     writer.gates[0]!();
-    const err = await send.catch((e: unknown) => e);
-    expect((err as AppError).code).to.equal('DB_UNAVAILABLE');
-    expect(published).to.have.length(0);
+    expect(((await failed) as AppError).code).to.equal('DB_UNAVAILABLE');
+
+    const boom = new Error('writer bug');
+    writer.throwNextWith(boom);
+    const thrown = actor.submit({ key: 'g' }).catch((e: unknown) => e);
+    await waitFor(() => writer.gates.length === 2);
+    writer.gates[1]!();
+    expect(await thrown).to.equal(boom);
+    // The actor goes on after both.
+    const next = actor.submit({ key: 'h' });
+    await waitFor(() => writer.gates.length === 3);
+    writer.gates[2]!();
+    expect(await next).to.equal(1);
   });
 
-  it('caches participants until invalidated, then reads them again', async () => {
-    const { actor, memberSets } = setup(['alice']);
-    expect(await actor.isMember('alice')).to.equal(true);
-    expect(await actor.isMember('bob')).to.equal(false);
-    expect(memberSets.loads).to.equal(1);
-    memberSets.current.add('bob');
-    expect(await actor.isMember('bob')).to.equal(false);
-    actor.invalidateMembership();
-    expect(await actor.isMember('bob')).to.equal(true);
-    expect(memberSets.loads).to.equal(2);
-  });
-
-  it('does not cache a participant set that was loading when an invalidation arrived', async () => {
-    let release!: (members: Set<string>) => void;
-    let loads = 0;
-    const actor = new ConversationActor({
-      conversationId: 'c1',
-      writer: fakeWriter(),
-      logger,
-      mailboxCapacity: 10,
-      loadMembers: () => {
-        loads += 1;
-        if (loads === 1) return new Promise((resolve) => (release = resolve));
-        return Promise.resolve(new Set(['alice', 'bob']));
-      },
-      publish: () => undefined,
-    });
-    const stale = actor.isMember('bob');
-    actor.invalidateMembership();
-    release(new Set(['alice']));
-    expect(await stale).to.equal(false);
-    // The stale set was not kept: the next check reads again and sees bob.
-    expect(await actor.isMember('bob')).to.equal(true);
-    expect(loads).to.equal(2);
+  it('is idle only with nothing queued or in flight, and drain() finishes what it accepted', async () => {
+    const { writer, actor } = setup();
+    expect(actor.idleSince()).to.be.a('number');
+    const pending = actor.submit({ key: 'd1' });
+    expect(actor.idleSince()).to.equal(undefined);
+    await waitFor(() => writer.gates.length === 1);
+    const draining = actor.drain();
+    expect(((await actor.submit({ key: 'late' }).catch((e: unknown) => e)) as AppError).code).to.equal(
+      'OVERLOADED',
+    );
+    writer.gates[0]!();
+    await draining;
+    expect(await pending).to.equal(1);
+    expect(actor.idleSince()).to.be.a('number');
   });
 });

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import { ConversationActor } from '../../actors/ConversationActor.js';
+import { ConversationActor, type Outcome } from '../../actors/ConversationActor.js';
 import { ConversationRegistry, type RegistryActor } from '../../actors/ConversationRegistry.js';
-import type { ConversationBatch, SendOutcome } from '../../actors/GroupCommitWriter.js';
 import { AppError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -21,11 +20,11 @@ class FakeActor implements RegistryActor {
   }
 }
 
-/** A writer the test releases by hand: every batch waits until `release()`, then gets stored outcomes. */
+/** A write function the test releases by hand: every batch waits until `release()`, then gets seqs. */
 function gatedWriter() {
-  const batches: ConversationBatch[] = [];
+  const batches: Array<readonly string[]> = [];
   let open: () => void = () => undefined;
-  let gate = new Promise<void>((resolve) => {
+  const gate = new Promise<void>((resolve) => {
     open = resolve;
   });
   let seq = 0;
@@ -34,29 +33,12 @@ function gatedWriter() {
     release() {
       open();
     },
-    close() {
-      gate = new Promise<void>((resolve) => {
-        open = resolve;
-      });
-    },
-    async write(batch: ConversationBatch): Promise<SendOutcome[]> {
-      batches.push(batch);
+    async write(_conversationId: string, keys: readonly string[]): Promise<Array<Outcome<string>>> {
+      batches.push(keys);
       await gate;
-      return batch.sends.map((send) => {
+      return keys.map((key) => {
         seq += 1;
-        return {
-          ok: true,
-          duplicate: false,
-          message: {
-            id: `m${seq}`,
-            conversationId: batch.conversationId,
-            seq,
-            senderId: send.senderId,
-            clientMsgId: send.clientMsgId,
-            body: send.body,
-            createdAt: new Date().toISOString(),
-          },
-        };
+        return { ok: true, value: `${key}@${seq}` };
       });
     },
   };
@@ -124,19 +106,17 @@ describe('actors/ConversationRegistry', () => {
   it('drain() refuses new work and finishes every send already accepted into a mailbox', async () => {
     const writer = gatedWriter();
     const r = registry((id) =>
-      ConversationActor.spawn({
-        conversationId: id,
-        writer,
-        logger,
-        mailboxCapacity: 10,
-        loadMembers: () => Promise.resolve(new Set(['alice'])),
-        publish: () => undefined,
-      }),
+      Promise.resolve(
+        new ConversationActor<string, string>({
+          conversationId: id,
+          write: (conversationId, keys) => writer.write(conversationId, keys),
+          logger,
+          mailboxCapacity: 10,
+        }),
+      ),
     );
     const actor = await r.get('c1');
-    const sends = [1, 2, 3].map((n) =>
-      actor.send({ senderId: 'alice', clientMsgId: `m${n}`, body: `hello ${n}` }),
-    );
+    const sends = ['m1', 'm2', 'm3'].map((key) => actor.submit(key));
     await waitFor(() => writer.batches.length === 1 && actor.queued === 2, {
       what: 'one batch in flight, two queued',
     });
@@ -146,17 +126,15 @@ describe('actors/ConversationRegistry', () => {
     });
     const refusedGet = await r.get('c2').catch((err: unknown) => err);
     expect((refusedGet as AppError).code).to.equal('OVERLOADED');
-    const refusedSend = await actor
-      .send({ senderId: 'alice', clientMsgId: 'late', body: 'too late' })
-      .catch((err: unknown) => err);
+    const refusedSend = await actor.submit('late').catch((err: unknown) => err);
     expect((refusedSend as AppError).code).to.equal('OVERLOADED');
     expect(drained).to.equal(false);
     writer.release();
     const results = await Promise.all(sends);
     await draining;
-    expect(results.map((res) => res.message.clientMsgId)).to.deep.equal(['m1', 'm2', 'm3']);
+    expect(results).to.deep.equal(['m1@1', 'm2@2', 'm3@3']);
     // The two that queued behind the first went as one batch.
-    expect(writer.batches.map((b) => b.sends.length)).to.deep.equal([1, 2]);
+    expect(writer.batches.map((b) => b.length)).to.deep.equal([1, 2]);
     expect(drained).to.equal(true);
   });
 });

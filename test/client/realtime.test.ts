@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
 import { XFChatError, type ConnectionState, type PublicMessage } from '../../lib/client/index.js';
-import { conversationRoom } from '../../lib/realtime/protocol.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -85,7 +84,7 @@ describe('client SDK: realtime', function () {
     );
     await knex('conversations').where({ id: conversationId }).update({ last_seq: 3 });
     // ... an old one is broadcast again (a duplicate) ...
-    server.services.io.to(conversationRoom(conversationId)).emit('message:new', first);
+    server.services.notify.messagesCommitted([first]);
     // ... and message 4 arrives live: seq 4 after 1 is a gap.
     const fourth = await b.send(conversationId, 'fourth');
     expect(fourth.seq).to.equal(4);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { PublicMessage } from '../../lib/realtime/protocol.js';
+import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { expectOk, record, subscribe } from '../helpers/chat.js';
 import { directConversation, expectStoredExactlyAsAcked } from '../helpers/faults.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Ack, ServerToClientEvents } from '../../lib/realtime/protocol.js';
-import type { PublicConversation, PublicMessage } from '../../lib/realtime/protocol.js';
+import type { Ack, ServerToClientEvents } from '../../lib/protocol/index.js';
+import type { PublicConversation, PublicMessage } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { expect } from 'chai';
 import { request, type JsonResponse } from './http.js';

@@ -1,4 +1,4 @@
-import type { ServerToClientEvents } from '../../lib/realtime/protocol.js';
+import type { ServerToClientEvents } from '../../lib/protocol/index.js';
 import type { ClientSocket } from './sockets.js';
 
 type EventName = keyof ServerToClientEvents;

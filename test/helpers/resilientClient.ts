@@ -1,4 +1,4 @@
-import type { Ack, PublicMessage, SendResult } from '../../lib/realtime/protocol.js';
+import type { Ack, PublicMessage, SendResult } from '../../lib/protocol/index.js';
 import { connectSocket, type ClientSocket } from './sockets.js';
 import type { TestUser } from './users.js';
 import { waitFor } from './waitFor.js';

@@ -1,5 +1,5 @@
 import { io as connect, type Socket } from 'socket.io-client';
-import type { ClientToServerEvents, ServerToClientEvents } from '../../lib/realtime/protocol.js';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../lib/protocol/index.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 

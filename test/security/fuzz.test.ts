@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { ERROR_CATALOG } from '../../lib/errors.js';
-import type { Ack, ClientToServerEvents } from '../../lib/realtime/protocol.js';
+import type { Ack, ClientToServerEvents } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { friendsOf, newUser, rows } from '../helpers/chat.js';
 import { uniqueUsername as uniqueName } from '../helpers/users.js';

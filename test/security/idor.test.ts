@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Ack } from '../../lib/realtime/protocol.js';
+import type { Ack } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { createGroup, expectOk, friendsOf, newUser, record, rows, send, subscribe } from '../helpers/chat.js';
 import { request } from '../helpers/http.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { io as connect } from 'socket.io-client';
-import type { Ack } from '../../lib/realtime/protocol.js';
+import type { Ack } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { errorCodeOf, expectOk, friendsOf, newUser, rows, send } from '../helpers/chat.js';
 import { directConversation } from '../helpers/faults.js';

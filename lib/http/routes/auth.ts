@@ -6,13 +6,8 @@ import { AppError } from '../../errors.js';
 import type { User } from '../../models/User.js';
 import type { Services } from '../../services.js';
 import { currentUser, requireAuth } from '../auth.js';
-import { USERNAME, Validator } from '../validate.js';
-
-/** Signup's rule: 8-128 characters (code points), hashed whole, never trimmed or truncated. */
-const NEW_PASSWORD = { min: 8, max: 128 };
-/** At login any password up to the signup maximum is tried (a wrong short one is INVALID_CREDENTIALS). */
-const LOGIN_PASSWORD = { min: 1, max: 128 };
-const DISPLAY_NAME = { min: 1, max: 64, notBlank: true, optional: true };
+import { restSchemas } from '../../protocol/schemas.js';
+import { parse } from '../../validation.js';
 
 /** The client address the per-IP limits count (behind TRUST_PROXY_HOPS proxies: the forwarded one). */
 function clientIp(req: Request): string {
@@ -56,26 +51,19 @@ export function authRoutes(services: Services): Router {
 
   router.post('/auth/signup', async (req, res) => {
     accounts.limits.takeIp(clientIp(req));
-    const v = new Validator(req.body);
-    const username = v.string('username', USERNAME);
-    const password = v.string('password', NEW_PASSWORD);
-    const displayName = v.string('displayName', DISPLAY_NAME);
-    v.done();
+    const { username, password, displayName } = parse(restSchemas.signup, req.body);
     const { user, token } = await accounts.signup({
-      username: username!,
-      password: password!,
-      displayName: displayName ?? username!,
+      username,
+      password,
+      displayName: displayName ?? username,
     });
     res.status(201).json({ user: user.toPublic(), token });
   });
 
   const validateLogin: RequestHandler = (req, _res, next) => {
     accounts.limits.takeIp(clientIp(req));
-    const v = new Validator(req.body);
-    const username = v.string('username', USERNAME);
-    v.string('password', LOGIN_PASSWORD);
-    v.done();
-    accounts.limits.takeUsername(username!);
+    const { username } = parse(restSchemas.login, req.body);
+    accounts.limits.takeUsername(username);
     next();
   };
 

@@ -1,7 +1,8 @@
 import { Router } from 'express';
 import type { Services } from '../../services.js';
 import { currentUser, requireAuth } from '../auth.js';
-import { pathId, Validator } from '../validate.js';
+import { restSchemas } from '../../protocol/schemas.js';
+import { parse, pathId } from '../../validation.js';
 
 /**
  * `POST /blocks {userId}`, `DELETE /blocks/:userId`, `GET /blocks`, behind bearer auth. Blocking and unblocking
@@ -14,10 +15,8 @@ export function blockRoutes(services: Services): Router {
   router.use('/blocks', requireAuth(services));
 
   router.post('/blocks', async (req, res) => {
-    const v = new Validator(req.body);
-    const userId = v.uuid('userId');
-    v.done();
-    await social.block(currentUser(req).id, userId!);
+    const { userId } = parse(restSchemas.block, req.body);
+    await social.block(currentUser(req).id, userId);
     res.status(204).end();
   });
 

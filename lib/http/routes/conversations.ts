@@ -1,11 +1,9 @@
 import { Router } from 'express';
-import { MAX_GROUP_PARTICIPANTS } from '../../conversations/conversationService.js';
+import { restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
+import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
-import { GROUP_TITLE, pathId, Validator } from '../validate.js';
 import { addMessageRoutes } from './messages.js';
-
-const TYPES = ['direct', 'group'] as const;
 
 /**
  * Conversations and participants (`/conversations...`), behind bearer auth. A path id that is not a UUID, or a
@@ -19,19 +17,13 @@ export function conversationRoutes(services: Services): Router {
 
   router.post('/conversations', async (req, res) => {
     const me = currentUser(req).id;
-    const v = new Validator(req.body);
-    const type = v.oneOf('type', TYPES);
-    if (type === 'direct') {
-      const userId = v.uuid('userId');
-      v.done();
-      const { conversation, created } = await conversations.createDirect(me, userId!);
+    const input = parse(restSchemas.createConversation, req.body);
+    if (input.type === 'direct') {
+      const { conversation, created } = await conversations.createDirect(me, input.userId);
       res.status(created ? 201 : 200).json({ conversation });
       return;
     }
-    const title = v.string('title', GROUP_TITLE);
-    const participantIds = v.uuidList('participantIds', { max: MAX_GROUP_PARTICIPANTS - 1 });
-    v.done();
-    const conversation = await conversations.createGroup(me, title!, participantIds!);
+    const conversation = await conversations.createGroup(me, input.title, input.participantIds);
     res.status(201).json({ conversation });
   });
 
@@ -45,18 +37,14 @@ export function conversationRoutes(services: Services): Router {
 
   router.patch('/conversations/:id', async (req, res) => {
     const conversationId = pathId(req.params.id);
-    const v = new Validator(req.body);
-    const title = v.string('title', GROUP_TITLE);
-    v.done();
-    res.json({ conversation: await conversations.rename(currentUser(req).id, conversationId, title!) });
+    const { title } = parse(restSchemas.renameConversation, req.body);
+    res.json({ conversation: await conversations.rename(currentUser(req).id, conversationId, title) });
   });
 
   router.post('/conversations/:id/participants', async (req, res) => {
     const conversationId = pathId(req.params.id);
-    const v = new Validator(req.body);
-    const userId = v.uuid('userId');
-    v.done();
-    const participant = await conversations.addParticipant(currentUser(req).id, conversationId, userId!);
+    const { userId } = parse(restSchemas.addParticipant, req.body);
+    const participant = await conversations.addParticipant(currentUser(req).id, conversationId, userId);
     res.status(201).json({ participant });
   });
 

@@ -1,10 +1,8 @@
 import { Router } from 'express';
-import type { RequestDirection } from '../../social/service.js';
+import { restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
+import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
-import { pathId, USERNAME, Validator } from '../validate.js';
-
-const DIRECTIONS: readonly RequestDirection[] = ['incoming', 'outgoing'];
 
 /**
  * Friend requests and friendships (`/friends/...`), all behind bearer auth. Path ids that are not UUIDs are
@@ -16,18 +14,14 @@ export function friendRoutes(services: Services): Router {
   router.use('/friends', requireAuth(services));
 
   router.post('/friends/requests', async (req, res) => {
-    const v = new Validator(req.body);
-    const username = v.string('username', USERNAME);
-    v.done();
-    const { request, created } = await social.sendRequest(currentUser(req).id, username!);
+    const { username } = parse(restSchemas.friendRequest, req.body);
+    const { request, created } = await social.sendRequest(currentUser(req).id, username);
     res.status(created ? 201 : 200).json({ request });
   });
 
   router.get('/friends/requests', async (req, res) => {
-    const v = new Validator(req.query);
-    const direction = v.oneOf('direction', DIRECTIONS, 'incoming');
-    v.done();
-    res.json({ requests: await social.listRequests(currentUser(req).id, direction!) });
+    const { direction } = parse(restSchemas.friendRequestList, req.query);
+    res.json({ requests: await social.listRequests(currentUser(req).id, direction) });
   });
 
   router.post('/friends/requests/:id/accept', async (req, res) => {

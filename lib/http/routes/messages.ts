@@ -1,24 +1,12 @@
 import type { Router } from 'express';
-import type { HistoryWindow } from '../../conversations/messageService.js';
-import { validationError } from '../../errors.js';
+import type { HistoryWindow } from '../../messaging/service.js';
+import { PAGE_LIMIT, restSchemas, type RestInput } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
+import { parse, pathId } from '../../validation.js';
 import { currentUser } from '../auth.js';
-import { CLIENT_MSG_ID, MESSAGE_BODY, pathId, Validator } from '../validate.js';
-
-const DEFAULT_LIMIT = 50;
-const MAX_LIMIT = 200;
-const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
 /** `?after=N` / `?before=N` (not both) and `limit` (1..200, default 50, larger clamped). */
-function historyWindow(query: unknown): HistoryWindow {
-  const v = new Validator(query);
-  const after = v.int('after', { min: 0, max: MAX_SEQ, optional: true });
-  const before = v.int('before', { min: 1, max: MAX_SEQ, optional: true });
-  const limit = v.int('limit', { min: 1, max: MAX_LIMIT, optional: true, clampMax: true }) ?? DEFAULT_LIMIT;
-  v.done();
-  if (after !== undefined && before !== undefined) {
-    throw validationError({ before: 'cannot be combined with after' });
-  }
+function historyWindow({ after, before, limit = PAGE_LIMIT.default }: RestInput<'history'>): HistoryWindow {
   if (after !== undefined) return { kind: 'after', seq: after, limit };
   if (before !== undefined) return { kind: 'before', seq: before, limit };
   return { kind: 'newest', limit };
@@ -34,34 +22,24 @@ export function addMessageRoutes(router: Router, services: Services): void {
 
   router.put('/conversations/:id/messages/:clientMsgId', async (req, res) => {
     const conversationId = pathId(req.params.id);
-    const path = new Validator(req.params);
-    const clientMsgId = path.string('clientMsgId', CLIENT_MSG_ID);
-    path.done();
-    const v = new Validator(req.body);
-    const body = v.string('body', MESSAGE_BODY);
-    v.done();
-    const sent = await messages.send(currentUser(req).id, {
-      conversationId,
-      clientMsgId: clientMsgId!,
-      body: body!,
-    });
+    const { clientMsgId } = parse(restSchemas.sendPath, req.params);
+    const { body } = parse(restSchemas.sendBody, req.body);
+    const sent = await messages.send(currentUser(req).id, { conversationId, clientMsgId, body });
     // A replay answers the stored message with 200: nothing new was written.
     res.status(sent.duplicate ? 200 : 201).json({ message: sent.message });
   });
 
   router.get('/conversations/:id/messages', async (req, res) => {
     const conversationId = pathId(req.params.id);
-    const window = historyWindow(req.query);
+    const window = historyWindow(parse(restSchemas.history, req.query));
     const page = await messages.history(currentUser(req).id, conversationId, window);
     res.json({ messages: page.messages, hasMore: page.hasMore });
   });
 
   router.post('/conversations/:id/read', async (req, res) => {
     const conversationId = pathId(req.params.id);
-    const v = new Validator(req.body);
-    const seq = v.int('seq', { min: 0, max: MAX_SEQ });
-    v.done();
-    await messages.markRead(currentUser(req).id, conversationId, seq!);
+    const { seq } = parse(restSchemas.read, req.body);
+    await messages.markRead(currentUser(req).id, conversationId, seq);
     res.status(204).end();
   });
 }

@@ -1,7 +1,8 @@
 import { Router } from 'express';
 import type { Services } from '../../services.js';
 import { requireAuth } from '../auth.js';
-import { USERNAME, Validator } from '../validate.js';
+import { restSchemas } from '../../protocol/schemas.js';
+import { parse } from '../../validation.js';
 
 /**
  * `GET /users?username=<exact>`: find a user to befriend, matched case-insensitively; 404 USER_NOT_FOUND when
@@ -10,10 +11,8 @@ import { USERNAME, Validator } from '../validate.js';
 export function userRoutes(services: Services): Router {
   const router = Router();
   router.get('/users', requireAuth(services), async (req, res) => {
-    const v = new Validator(req.query);
-    const username = v.string('username', USERNAME);
-    v.done();
-    res.json({ user: await services.social.findUser(username!) });
+    const { username } = parse(restSchemas.userLookup, req.query);
+    res.json({ user: await services.social.findUser(username) });
   });
   return router;
 }

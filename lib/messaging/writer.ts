@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
-import { AppError, isDbUnavailable, toAppError } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
+import { shuttingDown } from '../../actors/Mailbox.js';
+import { AppError, isDbUnavailable, toAppError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import {
   failAll,
   lookUpSends,
@@ -8,14 +9,12 @@ import {
   lockConversations,
   outcomesFor,
   planBatch,
-  type ConversationBatch,
   type Plan,
   type SendOutcome,
-  type SendRequest,
-} from './batchStatements.js';
-import { shuttingDown } from './Mailbox.js';
+} from './statements.js';
+import type { ConversationBatch, SendCommand } from './types.js';
 
-export type { ConversationBatch, SendOutcome, SendRequest } from './batchStatements.js';
+export type { SendOutcome };
 
 /** Reported after every transaction, for metrics and tests. */
 export interface TransactionReport {
@@ -96,7 +95,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const seen = new Set<string>();
     let sends = 0;
     for (const pending of ready) {
-      const size = pending.batch.sends.length;
+      const size = pending.batch.commands.length;
       const fits = group.length === 0 || sends + size <= maxSends;
       if (fits && !seen.has(pending.batch.conversationId)) {
         seen.add(pending.batch.conversationId);
@@ -139,7 +138,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       const locked = await lockConversations(trx, all);
       const lookup = await lookUpSends(trx, all);
       const results = new Map<Pending, SendOutcome[]>();
-      const toWrite: Array<{ pending: Pending; plans: Plan[]; fresh: SendRequest[] }> = [];
+      const toWrite: Array<{ pending: Pending; plans: Plan[]; fresh: SendCommand[] }> = [];
       for (const pending of batches) {
         if (!locked.has(pending.batch.conversationId)) {
           results.set(pending, failAll(pending.batch, new AppError('NOT_FOUND')));
@@ -214,7 +213,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   function report(batches: Pending[], persisted: number, committed: boolean): void {
     if (!options.onTransaction) return;
-    const sends = batches.reduce((sum, p) => sum + p.batch.sends.length, 0);
+    const sends = batches.reduce((sum, p) => sum + p.batch.commands.length, 0);
     try {
       options.onTransaction({ batches: batches.length, sends, persisted, committed });
     } catch (err) {
@@ -227,7 +226,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       if (closed) {
         return Promise.resolve(failAll(batch, shuttingDown()));
       }
-      if (batch.sends.length === 0) return Promise.resolve([]);
+      if (batch.commands.length === 0) return Promise.resolve([]);
       return new Promise((resolve) => {
         ready.push({ batch, resolve });
         pump();

@@ -1,21 +1,21 @@
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
-import { createGroupCommitWriter, type GroupCommitWriter } from '../../actors/GroupCommitWriter.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { Notifier } from '../notifier.js';
+import type { PublicMessage } from '../protocol/index.js';
 import type { ControlBus } from '../realtime/controlBus.js';
-import type { AppServer } from '../realtime/io.js';
-import { createMessageFanout } from '../realtime/messageFanout.js';
-import { createConversationService, type ConversationService } from './conversationService.js';
-import { createMessageService, type MessageService } from './messageService.js';
-import { loadMemberIds } from './queries.js';
+import { createMembership, type Membership } from './membership.js';
+import { createMessageService, type MessageService } from './service.js';
+import type { MessageActor, MessageCommand, Outcome, Stored } from './types.js';
+import { createGroupCommitWriter, type GroupCommitWriter } from './writer.js';
 
-export interface ConversationSystemDeps {
+export interface MessagingDeps {
   config: Readonly<Config>;
   db: Database;
-  io: AppServer;
+  notify: Notifier;
   logger: Logger;
   controlBus: ControlBus;
   metrics: Pick<Metrics, 'observeBatch' | 'observeAck' | 'sample'>;
@@ -23,16 +23,17 @@ export interface ConversationSystemDeps {
   actorIdleMs?: number;
 }
 
-/** Conversations and messages of one node: the shared writer, the actors, and the two services over them. */
-export interface ConversationSystem {
-  readonly registry: ConversationRegistry<ConversationActor>;
+/**
+ * The messaging core of one node: the actors (one per active conversation), the group-commit writer they share,
+ * the membership cache, and the service the interfaces call. docs/architecture.md walks a send through it.
+ */
+export interface Messaging {
+  readonly service: MessageService;
+  readonly membership: Membership;
+  readonly registry: ConversationRegistry<MessageActor>;
   readonly writer: GroupCommitWriter;
-  readonly conversations: ConversationService;
-  readonly messages: MessageService;
-  /** Drops every cached participant set: after a control bus reconnect, events may have been missed. */
-  invalidateAllMembership(): void;
   /**
-   * Shutdown, first step: refuse new sends, finish every accepted one. Resolves true when drained, false when
+   * Shutdown, first step: refuse new commands, finish every accepted one. Resolves true when drained, false when
    * `timeoutMs` passed first (the rest is abandoned: those clients get no ack and retry). Idempotent.
    */
   drain(timeoutMs: number): Promise<boolean>;
@@ -40,9 +41,8 @@ export interface ConversationSystem {
   close(): Promise<void>;
 }
 
-/** Builds the writer, the registry of actors and the services, and subscribes to membership changes. */
-export function createConversationSystem(deps: ConversationSystemDeps): ConversationSystem {
-  const { config, db, io, metrics } = deps;
+export function createMessaging(deps: MessagingDeps): Messaging {
+  const { config, db, metrics, notify } = deps;
   const logger = deps.logger.child({ component: 'messaging' });
   const writer = createGroupCommitWriter({
     knex: db.knex,
@@ -53,20 +53,43 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
       if (report.committed) metrics.observeBatch(report.sends, report.persisted);
     },
   });
-  const fanout = createMessageFanout(io, logger);
-  const registry = new ConversationRegistry<ConversationActor>({
+  const membership = createMembership(db.knex);
+
+  /** Commits a batch, then tells the subscribers about the new messages, in seq order, before anyone is acked. */
+  async function write(
+    conversationId: string,
+    commands: readonly MessageCommand[],
+  ): Promise<Outcome<Stored>[]> {
+    const outcomes = await writer.write({ conversationId, commands });
+    const committed: PublicMessage[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.ok && !outcome.value.duplicate) committed.push(outcome.value.message);
+    }
+    if (committed.length > 0) {
+      committed.sort((a, b) => a.seq - b.seq);
+      try {
+        notify.messagesCommitted(committed);
+      } catch (err) {
+        // Committed and about to be acked; a client missing the broadcast catches up with afterSeq.
+        logger.error({ err, conversationId }, 'broadcast failed');
+      }
+    }
+    return outcomes;
+  }
+
+  const registry = new ConversationRegistry<MessageActor>({
     logger,
     idleMs: deps.actorIdleMs,
     spawn: (conversationId) =>
-      ConversationActor.spawn({
-        conversationId,
-        writer,
-        logger,
-        mailboxCapacity: config.limits.mailboxCapacity,
-        loadMembers: (id) => loadMemberIds(db.knex, id),
-        publish: (message) => fanout.publish(message),
-        onAck: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
-      }),
+      Promise.resolve(
+        new ConversationActor<MessageCommand, Stored>({
+          conversationId,
+          write,
+          logger,
+          mailboxCapacity: config.limits.mailboxCapacity,
+          onAnswered: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
+        }),
+      ),
   });
   metrics.sample('liveActors', () => registry.size);
   metrics.sample('mailboxDepth', () => {
@@ -77,23 +100,14 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
     return depth;
   });
 
-  const invalidate = (conversationId: string) =>
-    registry.withActor(conversationId, (actor) => actor.invalidateMembership());
   const unsubscribe = deps.controlBus.subscribe((event) => {
-    if (event.type === 'membership.changed') invalidate(event.conversationId);
+    if (event.type === 'membership.changed') membership.invalidate(event.conversationId);
   });
 
-  const conversations = createConversationService({
+  const service = createMessageService({
     knex: db.knex,
-    io,
-    logger,
-    controlBus: deps.controlBus,
-    invalidateLocal: invalidate,
-  });
-  const messages = createMessageService({
-    knex: db.knex,
-    io,
-    logger,
+    notify,
+    membership,
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
   });
@@ -132,13 +146,10 @@ export function createConversationSystem(deps: ConversationSystemDeps): Conversa
   }
 
   return {
+    service,
+    membership,
     registry,
     writer,
-    conversations,
-    messages,
-    invalidateAllMembership() {
-      registry.forEachActor((actor) => actor.invalidateMembership());
-    },
     drain: drainWithin,
     close() {
       closing ??= doClose();

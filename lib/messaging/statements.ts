@@ -1,35 +1,15 @@
 import type { Knex } from 'knex';
-import { AppError } from '../lib/errors.js';
-import {
-  MESSAGE_COLUMNS,
-  messageFromRow,
-  type MessageRow,
-  type PublicMessage,
-} from '../lib/models/Message.js';
+import { AppError } from '../errors.js';
+import { MESSAGE_COLUMNS, messageFromRow, type MessageRow } from '../models/Message.js';
+import type { ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
 
 /**
  * The SQL of the group-commit writer and the pure decisions around it: which sends of a batch are new, which
  * replay a stored message, which conflict. Every statement takes the transaction it runs in.
  */
 
-/** One message a participant asked to send; already validated and authorized. */
-export interface SendRequest {
-  senderId: string;
-  clientMsgId: string;
-  body: string;
-}
-
 /** What became of one send: stored (new or an earlier one with the same clientMsgId), or an error. */
-export type SendOutcome =
-  { ok: true; message: PublicMessage; duplicate: boolean } | { ok: false; error: AppError };
-
-/** The ready sends of one conversation, in the order they were accepted. */
-export interface ConversationBatch {
-  conversationId: string;
-  sends: readonly SendRequest[];
-}
-
-export type { MessageRow };
+export type SendOutcome = Outcome<Stored>;
 
 const keyOf = (conversationId: string, senderId: string | null, clientMsgId: string) =>
   `${conversationId}|${senderId ?? ''}|${clientMsgId}`;
@@ -55,10 +35,10 @@ export interface Lookup {
 const memberKey = (conversationId: string, senderId: string) => `${conversationId}|${senderId}`;
 
 /** Splits a batch into new sends (`fresh`, to insert in order) and the answer planned for each send. */
-export function planBatch(batch: ConversationBatch, lookup: Lookup): { plans: Plan[]; fresh: SendRequest[] } {
-  const fresh: SendRequest[] = [];
+export function planBatch(batch: ConversationBatch, lookup: Lookup): { plans: Plan[]; fresh: SendCommand[] } {
+  const fresh: SendCommand[] = [];
   const firstInBatch = new Map<string, number>();
-  const plans = batch.sends.map((send): Plan => {
+  const plans = batch.commands.map((send): Plan => {
     // The actor checked membership when it accepted the send; a removal committed since then (on any node)
     // is seen here, under the conversation lock that membership changes also take.
     if (!lookup.members.has(memberKey(batch.conversationId, send.senderId))) return { kind: 'notMember' };
@@ -82,7 +62,7 @@ export function planBatch(batch: ConversationBatch, lookup: Lookup): { plans: Pl
 /** The new sends of one conversation, in seq order to be. */
 export interface FreshBatch {
   conversationId: string;
-  fresh: readonly SendRequest[];
+  fresh: readonly SendCommand[];
 }
 
 /**
@@ -151,20 +131,23 @@ export function outcomesFor(plans: Plan[], inserted: MessageRow[]): SendOutcome[
   return plans.map((plan): SendOutcome => {
     switch (plan.kind) {
       case 'existing':
-        return { ok: true, message: messageFromRow(plan.row), duplicate: true };
+        return { ok: true, value: { message: messageFromRow(plan.row), duplicate: true } };
       case 'conflict':
         return { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') };
       case 'notMember':
         return { ok: false, error: new AppError('NOT_FOUND') };
       case 'new':
-        return { ok: true, message: messageFromRow(inserted[plan.index]!), duplicate: plan.duplicate };
+        return {
+          ok: true,
+          value: { message: messageFromRow(inserted[plan.index]!), duplicate: plan.duplicate },
+        };
     }
   });
 }
 
 /** The same error for every send of a batch. */
 export const failAll = (batch: ConversationBatch, error: AppError): SendOutcome[] =>
-  batch.sends.map(() => ({ ok: false, error }));
+  batch.commands.map(() => ({ ok: false, error }));
 
 /**
  * Locks the batches' conversation rows in id order, so writers on several nodes never deadlock; returns the ids
@@ -195,7 +178,7 @@ export async function lookUpSends(
   const senderIds: string[] = [];
   const clientMsgIds: string[] = [];
   for (const batch of batches) {
-    for (const send of batch.sends) {
+    for (const send of batch.commands) {
       conversationIds.push(batch.conversationId);
       senderIds.push(send.senderId);
       clientMsgIds.push(send.clientMsgId);

@@ -5,8 +5,9 @@ import {
   type GroupCommitWriter,
   type SendOutcome,
   type TransactionReport,
-} from '../../actors/GroupCommitWriter.js';
+} from '../../lib/messaging/writer.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
+import type { AppError } from '../../lib/errors.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -21,15 +22,15 @@ const POISON = 'poison: the trigger refuses this body';
 
 function ok(outcome: SendOutcome | undefined) {
   if (!outcome?.ok) throw new Error(`expected a stored message, got ${JSON.stringify(outcome)}`);
-  return outcome;
+  return outcome.value;
 }
 
 function errorCode(outcome: SendOutcome | undefined): string {
   if (!outcome || outcome.ok) throw new Error(`expected an error, got ${JSON.stringify(outcome)}`);
-  return outcome.error.code;
+  return (outcome.error as AppError).code;
 }
 
-describe('actors/GroupCommitWriter (PostgreSQL)', function () {
+describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   let databaseUrl: string;
   let db: Database;
   let alice: string;
@@ -85,23 +86,23 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     const w = writer(db.knex, 2);
     const first = await w.write({
       conversationId: id,
-      sends: [
-        { senderId: alice, clientMsgId: 'a1', body: 'one' },
-        { senderId: bob, clientMsgId: 'b1', body: 'two' },
+      commands: [
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'two' },
         // The same clientMsgId twice in one batch is one message.
-        { senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
       ],
     });
     expect(first.map((o) => ok(o).message.seq)).to.deep.equal([1, 2, 1]);
     expect(first.map((o) => ok(o).duplicate)).to.deep.equal([false, false, true]);
     const second = await w.write({
       conversationId: id,
-      sends: [
-        { senderId: alice, clientMsgId: 'a1', body: 'one' },
-        { senderId: alice, clientMsgId: 'a2', body: 'three' },
-        { senderId: bob, clientMsgId: 'b1', body: 'a different body' },
+      commands: [
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a2', body: 'three' },
+        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'a different body' },
         // Another sender may reuse a clientMsgId: idempotency is per sender.
-        { senderId: bob, clientMsgId: 'a1', body: 'four' },
+        { kind: 'send', senderId: bob, clientMsgId: 'a1', body: 'four' },
       ],
     });
     expect(ok(second[0]).duplicate).to.equal(true);
@@ -126,18 +127,21 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     const w = writer(db.knex, 1);
     ok(
       (
-        await w.write({ conversationId: id, sends: [{ senderId: bob, clientMsgId: 'before', body: 'hi' }] })
+        await w.write({
+          conversationId: id,
+          commands: [{ kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi' }],
+        })
       )[0],
     );
     // The removal commits (on any node) between the actor's membership check and the transaction.
     await db.knex('conversation_participants').where({ conversation_id: id, user_id: bob }).delete();
     const outcomes = await w.write({
       conversationId: id,
-      sends: [
-        { senderId: bob, clientMsgId: 'after', body: 'still here?' },
+      commands: [
+        { kind: 'send', senderId: bob, clientMsgId: 'after', body: 'still here?' },
         // A retry of a message stored while still a member is refused too: former members read nothing.
-        { senderId: bob, clientMsgId: 'before', body: 'hi' },
-        { senderId: alice, clientMsgId: 'a', body: 'alice is still in' },
+        { kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a', body: 'alice is still in' },
       ],
     });
     expect(errorCode(outcomes[0])).to.equal('NOT_FOUND');
@@ -158,7 +162,7 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
       await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [blocker]);
       const blocked = w.write({
         conversationId: blocker,
-        sends: [{ senderId: alice, clientMsgId: 'x', body: 'x' }],
+        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x' }],
       });
       await waitFor(async () => {
         const waiting = await db.knex.raw<{ rows: unknown[] }>(
@@ -168,17 +172,17 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
       });
       const failing = w.write({
         conversationId: poisoned,
-        sends: [
-          { senderId: alice, clientMsgId: 'p1', body: 'fine' },
-          { senderId: bob, clientMsgId: 'p2', body: POISON },
-          { senderId: alice, clientMsgId: 'p3', body: 'fine too' },
+        commands: [
+          { kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine' },
+          { kind: 'send', senderId: bob, clientMsgId: 'p2', body: POISON },
+          { kind: 'send', senderId: alice, clientMsgId: 'p3', body: 'fine too' },
         ],
       });
       const passing = w.write({
         conversationId: healthy,
-        sends: [
-          { senderId: alice, clientMsgId: 'h1', body: 'hello' },
-          { senderId: bob, clientMsgId: 'h2', body: 'world' },
+        commands: [
+          { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'hello' },
+          { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'world' },
         ],
       });
       expect(w.waiting).to.equal(2);
@@ -200,7 +204,7 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
     // The poisoned conversation works again for the next batch, from seq 1.
     const next = await w.write({
       conversationId: poisoned,
-      sends: [{ senderId: alice, clientMsgId: 'p1', body: 'fine' }],
+      commands: [{ kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine' }],
     });
     expect(ok(next[0]).message.seq).to.equal(1);
     expect(ok(next[0]).duplicate).to.equal(false);
@@ -226,7 +230,10 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
       expect(
         ok(
           (
-            await w.write({ conversationId: id, sends: [{ senderId: alice, clientMsgId: 'u1', body: 'a' }] })
+            await w.write({
+              conversationId: id,
+              commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u1', body: 'a' }],
+            })
           )[0],
         ).message.seq,
       ).to.equal(1);
@@ -234,7 +241,7 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
       const started = Date.now();
       const down = await w.write({
         conversationId: id,
-        sends: [{ senderId: alice, clientMsgId: 'u2', body: 'b' }],
+        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b' }],
       });
       expect(errorCode(down[0])).to.equal('DB_UNAVAILABLE');
       expect(Date.now() - started).to.be.below(5000);
@@ -242,9 +249,9 @@ describe('actors/GroupCommitWriter (PostgreSQL)', function () {
       const back = await waitFor(async () => {
         const [outcome] = await w.write({
           conversationId: id,
-          sends: [{ senderId: alice, clientMsgId: 'u2', body: 'b' }],
+          commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b' }],
         });
-        return outcome?.ok ? outcome : undefined;
+        return outcome?.ok ? outcome.value : undefined;
       });
       expect(back.message.seq).to.equal(2);
       expect(await state(id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });

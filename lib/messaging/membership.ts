@@ -1,0 +1,70 @@
+import type { Knex } from 'knex';
+import { AppError } from '../errors.js';
+
+/**
+ * Who takes part in which conversation, as this node has seen it: a cache of confirmed (conversation, user)
+ * pairs in front of a one-row lookup. Only confirmations are cached, so a non-participant costs one primary-key
+ * probe whether the conversation exists or not (timing reveals nothing), and a big group is never loaded whole.
+ *
+ * Entries are dropped by `invalidate()` (membership.changed on the control bus, from any node) and all of them
+ * by `invalidateAll()` (after the bus reconnects, when events may have been missed). The writer checks
+ * membership again under the conversation lock, so a stale entry can delay a refusal, never let a write through.
+ */
+export interface Membership {
+  /** NOT_FOUND unless `userId` takes part in the conversation. */
+  assert(conversationId: string, userId: string): Promise<void>;
+  invalidate(conversationId: string): void;
+  invalidateAll(): void;
+  /** Conversations with cached entries (for tests and gauges). */
+  readonly size: number;
+}
+
+interface Entry {
+  members: Set<string>;
+  /** Bumped by every invalidation, so a lookup that started before it is not cached after it. */
+  generation: number;
+}
+
+/** Past this many cached conversations the cache starts over: a bound, not a policy. */
+const MAX_CACHED_CONVERSATIONS = 100_000;
+
+export function createMembership(knex: Knex): Membership {
+  const cache = new Map<string, Entry>();
+  let generation = 0;
+
+  async function lookUp(conversationId: string, userId: string): Promise<boolean> {
+    const result = await knex.raw<{ rows: unknown[] }>(
+      'SELECT 1 FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
+      [conversationId, userId],
+    );
+    return result.rows.length > 0;
+  }
+
+  return {
+    async assert(conversationId, userId) {
+      const entry = cache.get(conversationId);
+      if (entry?.members.has(userId)) return;
+      const seenAt = entry?.generation ?? generation;
+      if (!(await lookUp(conversationId, userId))) throw new AppError('NOT_FOUND');
+      const current = cache.get(conversationId);
+      if (current) {
+        if (current.generation === seenAt) current.members.add(userId);
+        return;
+      }
+      if (seenAt !== generation) return;
+      if (cache.size >= MAX_CACHED_CONVERSATIONS) cache.clear();
+      cache.set(conversationId, { members: new Set([userId]), generation });
+    },
+    invalidate(conversationId) {
+      generation += 1;
+      cache.delete(conversationId);
+    },
+    invalidateAll() {
+      generation += 1;
+      cache.clear();
+    },
+    get size() {
+      return cache.size;
+    },
+  };
+}

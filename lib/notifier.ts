@@ -1,0 +1,36 @@
+import type {
+  PublicConversation,
+  PublicFriendRequest,
+  PublicMessage,
+  PublicUser,
+  ReadEvent,
+  TypingEvent,
+} from './protocol/index.js';
+
+/**
+ * What the services tell connected clients, in domain terms. The services call it after their commit and know
+ * nothing of Socket.IO, rooms or event names: lib/realtime/notifier.ts is the one implementation, and the one
+ * file that maps each call to its event and its audience on every node.
+ */
+export interface Notifier {
+  /** A new friend request, to its recipient. */
+  friendRequest(request: PublicFriendRequest): void;
+  /** A request was accepted, to its original sender. */
+  friendAccepted(request: PublicFriendRequest): void;
+  /** `userIds` were added to the conversation (or it was created with them). One broadcast for all of them. */
+  conversationAdded(userIds: readonly string[], conversation: PublicConversation): void;
+  /** The conversation was renamed or its participants changed: to its participants. */
+  conversationUpdated(conversation: PublicConversation): void;
+  /** `userId` left or was removed: their sockets leave the conversation on every node, then hear why. */
+  conversationRemoved(userId: string, conversationId: string): void;
+  /** Committed messages, in seq order per conversation, to the conversations' subscribers on every node. */
+  messagesCommitted(messages: readonly PublicMessage[]): void;
+  /** A read marker moved, to the conversation's subscribers. */
+  readMoved(event: ReadEvent): void;
+  /** Someone is typing, to the conversation's subscribers except the typist's own sockets. */
+  typing(event: TypingEvent): void;
+  /** A user's profile changed, to `audience` (their friends and co-participants) and to the user. */
+  userUpdated(audience: readonly string[], user: PublicUser): void;
+  /** Every socket of the user, on every node, is disconnected (their tokens were revoked). */
+  disconnectUser(userId: string): void;
+}

@@ -1,0 +1,58 @@
+/**
+ * The Socket.IO wire contract, typed once and shared by the server, the SDK and the tests. Client events derive
+ * from their schemas (lib/protocol/schemas.ts); each event's ack result is declared here, and the server's
+ * `handle()` makes a handler that returns another shape a compile error.
+ */
+import type { ErrorBody } from './errors.js';
+import type { ClientEventName, ClientEventRequest } from './schemas.js';
+import type { PublicConversation, PublicFriendRequest, PublicMessage, PublicUser } from './shapes.js';
+
+/** Every acknowledgement: `{ok: true, ...T}` or `{ok: false, error}`. */
+export type Ack<T extends object = object> = ({ ok: true } & T) | { ok: false; error: ErrorBody };
+export type AckCallback<T extends object = object> = (response: Ack<T>) => void;
+
+/** What each client event's ack carries on success (besides `ok: true`). */
+export interface ClientEventResults {
+  'conversation:subscribe': { messages: PublicMessage[]; hasMore: boolean; lastSeq: number };
+  'conversation:unsubscribe': Record<string, never>;
+  'message:send': { message: PublicMessage; duplicate: boolean };
+  'conversation:read': Record<string, never>;
+  typing: Record<string, never>;
+}
+
+export type ClientEventResult<E extends ClientEventName> = ClientEventResults[E];
+
+export type ClientToServerEvents = {
+  [E in ClientEventName]: (request: ClientEventRequest<E>, ack: AckCallback<ClientEventResults[E]>) => void;
+};
+
+export type SubscribeRequest = ClientEventRequest<'conversation:subscribe'>;
+export type SubscribeResult = ClientEventResults['conversation:subscribe'];
+export type SendRequest = ClientEventRequest<'message:send'>;
+export type SendResult = ClientEventResults['message:send'];
+
+export interface ConversationRef {
+  conversationId: string;
+}
+export interface TypingEvent {
+  conversationId: string;
+  userId: string;
+}
+export interface ReadEvent {
+  conversationId: string;
+  userId: string;
+  seq: number;
+}
+
+export interface ServerToClientEvents {
+  'message:new': (message: PublicMessage) => void;
+  typing: (event: TypingEvent) => void;
+  'conversation:read': (event: ReadEvent) => void;
+  'friend:request': (request: PublicFriendRequest) => void;
+  'friend:accepted': (request: PublicFriendRequest) => void;
+  'conversation:added': (conversation: PublicConversation) => void;
+  /** A conversation I take part in was renamed or its participants changed (an addition to the contract). */
+  'conversation:updated': (conversation: PublicConversation) => void;
+  'conversation:removed': (event: ConversationRef) => void;
+  'user:updated': (user: PublicUser) => void;
+}

@@ -1,0 +1,212 @@
+/**
+ * Every client input of the contract as a valibot schema: the Socket.IO events' payloads and the REST bodies and
+ * queries. The server parses with them (lib/validation.ts); their output types are the request types of the
+ * handlers, of `ClientToServerEvents` and of the SDK. One rule per field, written once.
+ *
+ * valibot, not zod or TypeBox: it is modular (the SDK pulls in only what it imports, and it imports types only),
+ * and a parse of a send payload is a few microseconds on the hot path.
+ */
+import * as v from 'valibot';
+
+/** PostgreSQL text cannot hold NUL, and an unpaired surrogate would not come back as sent. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly the character being refused.
+const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
+const STORABLE_HINT = 'must not contain NUL or unpaired surrogate characters';
+/**
+ * Control characters (C0, DEL, C1) and the bidirectional overrides and isolates (U+202A-202E, U+2066-2069): a
+ * name that can hide or reorder what others read is refused. Message bodies may hold newlines and tabs.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused.
+const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a UUID string of any case. */
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID_PATTERN.test(value);
+}
+
+export interface TextRule {
+  /** Length in Unicode code points, as the contract counts it. */
+  min: number;
+  max: number;
+  pattern?: RegExp;
+  patternHint?: string;
+  /** Refuse a value that is only whitespace. */
+  notBlank?: boolean;
+  /** Refuse control and bidirectional-override characters (names and titles). */
+  plain?: boolean;
+}
+
+function codePoints(value: string): number {
+  let n = 0;
+  for (const _ of value) n += 1;
+  return n;
+}
+
+/** What is wrong with a string under `rule`, or undefined. */
+function textProblem(value: string, rule: TextRule): string | undefined {
+  if (!STORABLE_TEXT.test(value)) return STORABLE_HINT;
+  const length = codePoints(value);
+  if (length < rule.min || length > rule.max) return `must be ${rule.min}-${rule.max} characters`;
+  if (rule.pattern && !rule.pattern.test(value)) return rule.patternHint ?? 'has invalid characters';
+  if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
+  if (rule.plain && CONTROL_OR_BIDI.test(value))
+    return 'must not contain control or bidirectional-override characters';
+  return undefined;
+}
+
+/** A string field under `rule`. */
+export function text(rule: TextRule) {
+  return v.pipe(
+    v.string('must be a string'),
+    v.rawCheck<string>(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const problem = textProblem(dataset.value, rule);
+      if (problem !== undefined) addIssue({ message: problem });
+    }),
+  );
+}
+
+/** A UUID, lower-cased. */
+export function uuid() {
+  return v.pipe(
+    v.string('must be a UUID'),
+    v.regex(UUID_PATTERN, 'must be a UUID'),
+    v.transform((id) => id.toLowerCase()),
+  );
+}
+
+export interface IntRule {
+  min: number;
+  max: number;
+  /** Larger values become `max` instead of failing (page sizes). */
+  clampMax?: boolean;
+}
+
+/** A whole number, given as a JSON number or as a decimal string (query parameters). */
+export function int(rule: IntRule) {
+  return v.pipe(
+    v.union([v.number(), v.string()], 'must be a whole number'),
+    v.rawTransform<number | string, number>(({ dataset, addIssue, NEVER }) => {
+      const raw = dataset.value;
+      const value = typeof raw === 'string' && /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+        addIssue({ message: 'must be a whole number' });
+        return NEVER;
+      }
+      if (value < rule.min) {
+        addIssue({ message: `must be at least ${rule.min}` });
+        return NEVER;
+      }
+      if (value > rule.max) {
+        if (rule.clampMax) return rule.max;
+        addIssue({ message: `must be at most ${rule.max}` });
+        return NEVER;
+      }
+      return value;
+    }),
+  );
+}
+
+/** One of `values`, exactly. */
+export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return v.picklist(values, `must be one of: ${values.join(', ')}`);
+}
+
+// ---- The contract's field rules -------------------------------------------------------------------------------
+
+export const USERNAME = text({
+  min: 3,
+  max: 32,
+  pattern: /^[A-Za-z0-9_.-]+$/,
+  patternHint: 'may contain only A-Z a-z 0-9 _ . -',
+});
+/** Signup's rule: 8-128 characters (code points), hashed whole, never trimmed or truncated. */
+export const NEW_PASSWORD = text({ min: 8, max: 128 });
+/** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
+export const PASSWORD = text({ min: 1, max: 128 });
+export const DISPLAY_NAME = text({ min: 1, max: 64, notBlank: true, plain: true });
+export const GROUP_TITLE = text({ min: 1, max: 100, notBlank: true, plain: true });
+export const MESSAGE_BODY = text({ min: 1, max: 4000, notBlank: true });
+export const CLIENT_MSG_ID = text({
+  min: 1,
+  max: 64,
+  pattern: /^[A-Za-z0-9_-]+$/,
+  patternHint: 'may contain only A-Z a-z 0-9 _ -',
+});
+const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+/** A seq cursor or read marker: 0 means "before the first message". */
+export const SEQ_CURSOR = int({ min: 0, max: MAX_SEQ });
+
+/** History and list pages: 1..200, larger values clamped; absent means 50. */
+export const PAGE_LIMIT = { default: 50, max: 200 } as const;
+const LIMIT = int({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
+/** Largest group at creation, creator included. */
+export const MAX_GROUP_PARTICIPANTS = 1000;
+
+// ---- Socket.IO client events ----------------------------------------------------------------------------------
+
+const conversationRef = v.object({ conversationId: uuid() });
+
+/** The payload schema of every client event; the event allowlist is this object's keys. */
+export const clientEventSchemas = {
+  'conversation:subscribe': v.object({
+    conversationId: uuid(),
+    afterSeq: v.optional(SEQ_CURSOR),
+    limit: v.optional(LIMIT),
+  }),
+  'conversation:unsubscribe': conversationRef,
+  'message:send': v.object({ conversationId: uuid(), clientMsgId: CLIENT_MSG_ID, body: MESSAGE_BODY }),
+  'conversation:read': v.object({ conversationId: uuid(), seq: SEQ_CURSOR }),
+  typing: conversationRef,
+} as const;
+
+export type ClientEventName = keyof typeof clientEventSchemas;
+/** What a client emits with an event. */
+export type ClientEventRequest<E extends ClientEventName> = v.InferInput<(typeof clientEventSchemas)[E]>;
+/** What the server's handler receives once the payload is parsed. */
+export type ClientEventInput<E extends ClientEventName> = v.InferOutput<(typeof clientEventSchemas)[E]>;
+
+// ---- REST bodies and queries ----------------------------------------------------------------------------------
+
+export const restSchemas = {
+  signup: v.object({ username: USERNAME, password: NEW_PASSWORD, displayName: v.optional(DISPLAY_NAME) }),
+  login: v.object({ username: USERNAME, password: PASSWORD }),
+  userLookup: v.object({ username: USERNAME }),
+  friendRequest: v.object({ username: USERNAME }),
+  friendRequestList: v.object({ direction: v.optional(oneOf(['incoming', 'outgoing']), 'incoming') }),
+  block: v.object({ userId: uuid() }),
+  createConversation: v.variant(
+    'type',
+    [
+      v.object({ type: v.literal('direct'), userId: uuid() }),
+      v.object({
+        type: v.literal('group'),
+        title: GROUP_TITLE,
+        participantIds: v.pipe(
+          v.array(uuid(), 'must be an array of UUIDs'),
+          v.maxLength(MAX_GROUP_PARTICIPANTS - 1, `must have at most ${MAX_GROUP_PARTICIPANTS - 1} items`),
+        ),
+      }),
+    ],
+    'must be one of: direct, group',
+  ),
+  renameConversation: v.object({ title: GROUP_TITLE }),
+  addParticipant: v.object({ userId: uuid() }),
+  sendPath: v.object({ clientMsgId: CLIENT_MSG_ID }),
+  sendBody: v.object({ body: MESSAGE_BODY }),
+  history: v.pipe(
+    v.object({
+      after: v.optional(SEQ_CURSOR),
+      before: v.optional(int({ min: 1, max: MAX_SEQ })),
+      limit: v.optional(LIMIT),
+    }),
+    v.forward(
+      v.check((q) => q.after === undefined || q.before === undefined, 'cannot be combined with after'),
+      ['before'],
+    ),
+  ),
+  read: v.object({ seq: SEQ_CURSOR }),
+} as const;
+
+export type RestInput<K extends keyof typeof restSchemas> = v.InferOutput<(typeof restSchemas)[K]>;

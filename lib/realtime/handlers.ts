@@ -1,0 +1,112 @@
+import { toAck, toAppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ClientEventResult } from '../protocol/events.js';
+import {
+  clientEventSchemas,
+  PAGE_LIMIT,
+  type ClientEventInput,
+  type ClientEventName,
+} from '../protocol/schemas.js';
+import type { Services } from '../services.js';
+import { parse } from '../validation.js';
+import type { AppSocket } from './io.js';
+import { subscribeSocket, unsubscribeSocket } from './notifier.js';
+
+type Handler<E extends ClientEventName> = (request: ClientEventInput<E>) => Promise<ClientEventResult<E>>;
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * Wires one client event. The payload is parsed with the event's schema before the handler sees it, and the
+ * handler must return the event's result type. Whatever arrives (no payload, not an object, no ack callback) the
+ * handler never throws: its result is acked `{ok: true, ...result}`, its error `{ok: false, error}` through the
+ * catalog. Server errors are logged once here, with the socket's child logger.
+ */
+function handle<E extends ClientEventName>(
+  socket: AppSocket,
+  log: Logger,
+  event: E,
+  handler: Handler<E>,
+): void {
+  const schema = clientEventSchemas[event];
+  const listener: Listener = (...args) => {
+    const last = args.at(-1);
+    const ack = typeof last === 'function' ? (last as (response: unknown) => void) : undefined;
+    // A client that emits only a callback sends no payload.
+    const payload = ack !== undefined && args.length === 1 ? undefined : args[0];
+    const reply = (response: unknown) => {
+      try {
+        ack?.(response);
+      } catch (err) {
+        log.warn({ err, event }, 'ack callback failed');
+      }
+    };
+    // An async wrapper turns a synchronous throw (a parse failure) into a rejection too.
+    (async () => handler(parse(schema, payload) as ClientEventInput<E>))().then(
+      (result) => reply({ ok: true, ...result }),
+      (err: unknown) => {
+        const error = toAppError(err);
+        if (error.status >= 500) {
+          const level = error.code === 'INTERNAL' ? 'error' : 'warn';
+          log[level]({ err: error.cause ?? error, code: error.code, event }, 'socket event failed');
+        }
+        reply(toAck(error));
+      },
+    );
+  };
+  // socket.io's typed `on` cannot relate a generic event name to its listener; the listener parses its payload.
+  (socket.on as (event: string, listener: Listener) => void)(event, listener);
+}
+
+/**
+ * The conversation events of the contract on every connection: subscribe / unsubscribe, send, read markers and
+ * typing. Every one checks that the socket's user takes part in the conversation (NOT_FOUND otherwise).
+ */
+export function registerConversationHandlers(services: Services): void {
+  const { messages } = services;
+  services.io.on('connection', (socket) => {
+    const userId = socket.data.userId;
+    const log = services.logger.child({ socketId: socket.id, userId });
+
+    handle(socket, log, 'conversation:subscribe', async ({ conversationId, afterSeq, limit }) => {
+      await messages.assertParticipant(userId, conversationId);
+      // Join before reading: a message committed meanwhile is either in the page or arrives as message:new.
+      await subscribeSocket(socket, conversationId);
+      const pageSize = limit ?? PAGE_LIMIT.default;
+      try {
+        // history() checks membership again: a removal that raced the join is caught here.
+        const page = await messages.history(
+          userId,
+          conversationId,
+          afterSeq === undefined
+            ? { kind: 'newest', limit: pageSize }
+            : { kind: 'after', seq: afterSeq, limit: pageSize },
+        );
+        return { messages: page.messages, hasMore: page.hasMore, lastSeq: page.lastSeq };
+      } catch (err) {
+        await unsubscribeSocket(socket, conversationId);
+        throw err;
+      }
+    });
+
+    handle(socket, log, 'conversation:unsubscribe', async ({ conversationId }) => {
+      await messages.assertParticipant(userId, conversationId);
+      await unsubscribeSocket(socket, conversationId);
+      return {};
+    });
+
+    handle(socket, log, 'message:send', async (request) => {
+      const { message, duplicate } = await messages.send(userId, request);
+      return { message, duplicate };
+    });
+
+    handle(socket, log, 'conversation:read', async ({ conversationId, seq }) => {
+      await messages.markRead(userId, conversationId, seq);
+      return {};
+    });
+
+    handle(socket, log, 'typing', async ({ conversationId }) => {
+      await messages.typing(userId, conversationId);
+      return {};
+    });
+  });
+}

@@ -1,0 +1,55 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** Where a request comes from, for REST and the Socket.IO handshake alike. */
+
+/** What the Origin check needs from a request: its headers (HTTP and the Socket.IO handshake alike). */
+export interface OriginRequest {
+  headers: IncomingHttpHeaders;
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The Origin policy shared by HTTP and the Socket.IO handshake. No Origin header: a non-browser client, allowed
+ * (it could forge any Origin anyway; the bearer token is what protects it). A browser Origin is allowed when it is
+ * in CORS_ORIGINS or names the host the request was sent to (same-origin pages served behind the same name).
+ * With `trustProxy`, the proxy's X-Forwarded-Host counts as that host.
+ */
+export function isOriginAllowed(req: OriginRequest, allowlist: readonly string[], trustProxy = 0): boolean {
+  const origin = firstHeader(req.headers.origin);
+  if (origin === undefined) return true;
+  if (allowlist.includes(origin)) return true;
+  let originHost: string;
+  try {
+    originHost = new URL(origin).host.toLowerCase();
+  } catch {
+    // "null" (sandboxed frames, file://) and garbage name no host: refused.
+    return false;
+  }
+  const forwarded = trustProxy > 0 ? firstHeader(req.headers['x-forwarded-host']) : undefined;
+  const host = (forwarded?.split(',')[0]?.trim() ?? firstHeader(req.headers.host))?.toLowerCase();
+  return host !== undefined && host !== '' && originHost === host;
+}
+
+/**
+ * The client's address: the TCP peer, or with `trustProxy` hops the address that many entries from the right
+ * of X-Forwarded-For (what Express computes for REST with the same setting).
+ */
+export function clientAddress(
+  headers: IncomingMessage['headers'],
+  remoteAddress: string | undefined,
+  trustProxy: number,
+): string {
+  const peer = remoteAddress ?? 'unknown';
+  if (trustProxy <= 0) return peer;
+  const header = headers['x-forwarded-for'];
+  const forwarded = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  // Right to left: the peer, then each proxy's view; stop after the trusted hops.
+  const chain = [peer, ...forwarded.reverse()];
+  return chain[Math.min(trustProxy, chain.length - 1)] ?? peer;
+}

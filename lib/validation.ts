@@ -1,0 +1,27 @@
+import * as v from 'valibot';
+import { AppError } from './errors.js';
+import { isUuid } from './protocol/schemas.js';
+
+/**
+ * Parses client input (a REST body or query, a Socket.IO payload) with its schema. Anything that is not a JSON
+ * object is refused as a whole; otherwise every field is checked and one VALIDATION_FAILED names each failing
+ * field with its first problem (`details: {field: problem}`).
+ */
+export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+  const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
+  const result = v.safeParse(schema, isObject ? input : {}, { abortPipeEarly: true });
+  if (result.success && isObject) return result.output;
+  const details: Record<string, string> = {};
+  if (!isObject) details.body = 'must be a JSON object';
+  for (const issue of result.issues ?? []) {
+    const key = issue.path?.[0]?.key;
+    details[typeof key === 'string' ? key : 'body'] ??= issue.message;
+  }
+  throw new AppError('VALIDATION_FAILED', { details });
+}
+
+/** A path id that is not a UUID names nothing: 404, the same as an id that does not exist. */
+export function pathId(value: unknown): string {
+  if (!isUuid(value)) throw new AppError('NOT_FOUND');
+  return value.toLowerCase();
+}

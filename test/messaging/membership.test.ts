@@ -1,0 +1,95 @@
+import { expect } from 'chai';
+import { loadDatabaseConfig } from '../../lib/config.js';
+import { createDatabase, type Database } from '../../lib/db.js';
+import type { AppError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
+import { createMembership } from '../../lib/messaging/membership.js';
+import { rows } from '../helpers/chat.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { testConfig } from '../helpers/server.js';
+import { insertUser } from '../helpers/users.js';
+
+describe('messaging/membership: the participant cache (PostgreSQL)', () => {
+  let db: Database;
+  let alice: string;
+  let bob: string;
+  let conversationId: string;
+  let queries = 0;
+  const countQuery = () => (queries += 1);
+
+  before(async () => {
+    const url = await createTestDatabase();
+    db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+    const config = testConfig(url);
+    alice = (await insertUser(db.knex, config)).id;
+    bob = (await insertUser(db.knex, config)).id;
+    const [row] = await rows<{ id: string }>(
+      db.knex,
+      "INSERT INTO conversations (type, title) VALUES ('group', 't') RETURNING id",
+    );
+    conversationId = row!.id;
+    await db.knex('conversation_participants').insert({ conversation_id: conversationId, user_id: alice });
+    db.knex.on('query', countQuery);
+  });
+
+  after(async () => {
+    db.knex.off('query', countQuery);
+    await db.close();
+  });
+
+  const code = (err: unknown) => (err as AppError).code;
+
+  it('confirms a participant with one lookup and answers from the cache after that', async () => {
+    const membership = createMembership(db.knex);
+    queries = 0;
+    await membership.assert(conversationId, alice);
+    await membership.assert(conversationId, alice);
+    expect(queries).to.equal(1);
+  });
+
+  it('costs a non-participant one lookup whether the conversation exists or not, and caches no refusal', async () => {
+    const membership = createMembership(db.knex);
+    queries = 0;
+    expect(code(await membership.assert(conversationId, bob).catch((e: unknown) => e))).to.equal('NOT_FOUND');
+    expect(code(await membership.assert(crypto.randomUUID(), bob).catch((e: unknown) => e))).to.equal(
+      'NOT_FOUND',
+    );
+    expect(queries).to.equal(2);
+    expect(membership.size).to.equal(0);
+    // Added later: seen at once, since refusals are not cached.
+    await db.knex('conversation_participants').insert({ conversation_id: conversationId, user_id: bob });
+    await membership.assert(conversationId, bob);
+    await db
+      .knex('conversation_participants')
+      .where({ conversation_id: conversationId, user_id: bob })
+      .delete();
+  });
+
+  it('drops a conversation on invalidate(), so a removal is seen at the next check', async () => {
+    const membership = createMembership(db.knex);
+    await db.knex('conversation_participants').insert({ conversation_id: conversationId, user_id: bob });
+    await membership.assert(conversationId, bob);
+    await db
+      .knex('conversation_participants')
+      .where({ conversation_id: conversationId, user_id: bob })
+      .delete();
+    // Still cached until the membership.changed event arrives ...
+    await membership.assert(conversationId, bob);
+    membership.invalidate(conversationId);
+    expect(code(await membership.assert(conversationId, bob).catch((e: unknown) => e))).to.equal('NOT_FOUND');
+  });
+
+  it('does not cache a confirmation whose lookup raced an invalidation', async () => {
+    const membership = createMembership(db.knex);
+    await db.knex('conversation_participants').insert({ conversation_id: conversationId, user_id: bob });
+    const inFlight = membership.assert(conversationId, bob);
+    // The removal commits and is announced while the lookup is on its way.
+    membership.invalidateAll();
+    await inFlight;
+    await db
+      .knex('conversation_participants')
+      .where({ conversation_id: conversationId, user_id: bob })
+      .delete();
+    expect(code(await membership.assert(conversationId, bob).catch((e: unknown) => e))).to.equal('NOT_FOUND');
+  });
+});
