@@ -102,6 +102,8 @@ export function createContext(
       return track(
         startXfchatNode({
           ...nodeOptions,
+          // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
+          env: { ...options.serverEnv, ...nodeOptions.env },
           databaseUrl: database.url,
           nativeWsModules: options.nativeWsModules,
         }),
