@@ -123,9 +123,17 @@ export function renderMarkdown(results: BenchResults): string {
   }
   const twoNode = findPhase(results, 'XFChat 2 nodes')?.socket;
   if (twoNode) {
+    const kinds = [
+      ['same-node', twoNode.deliverySameNode],
+      ['cross-node', twoNode.deliveryCrossNode],
+    ] as const;
+    const delivery = kinds
+      .filter(([, l]) => l.count > 0)
+      .map(([kind, l]) => `${kind} p50/p99 ${fmt(l.p50, 2)}/${fmt(l.p99, 2)} ms`)
+      .join(', ');
     out.push(
       '',
-      `Two nodes: delivery same-node p50/p99 ${fmt(twoNode.deliverySameNode.p50, 2)}/${fmt(twoNode.deliverySameNode.p99, 2)} ms, cross-node ${fmt(twoNode.deliveryCrossNode.p50, 2)}/${fmt(twoNode.deliveryCrossNode.p99, 2)} ms (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
+      `Two nodes: delivery ${delivery || 'none'} (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
     );
   }
   if (results.sync) {

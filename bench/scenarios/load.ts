@@ -158,8 +158,8 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
 }
 
 /**
- * Two nodes on one database. Even-numbered conversations have both members on the same node (alternating
- * nodes), odd ones one member on each: delivery latency is reported for both kinds.
+ * Two nodes on one database (X2), closed loop at --window: the two members of every conversation are on different
+ * nodes, so every delivery crosses from one node to the other.
  */
 export async function runTwoNode(ctx: BenchContext): Promise<void> {
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
@@ -168,15 +168,13 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
   ];
   try {
-    const nodeOf = (user: number) => {
-      const conversation = Math.floor(user / 2);
-      return conversation % 2 === 0 ? (conversation / 2) % 2 : user % 2;
-    };
+    // A conversation's members are consecutive users: 2k on the first node, 2k + 1 on the second.
+    const nodeOf = (user: number) => user % 2;
     await socketPhase(
       ctx,
       'XFChat 2 nodes',
       'twonode',
-      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database; half the conversations span both nodes`,
+      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, the two members of each on different nodes, closed loop, window ${ctx.options.window}`,
       ctx.socketJob(
         'xfchat',
         servers.map((s) => s.url),
