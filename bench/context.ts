@@ -8,6 +8,7 @@ import type { SocketJob } from './loadProtocol.js';
 import {
   BENCH_JWT_SECRET,
   startEchoNode,
+  startNaiveNode,
   startXfchatNode,
   type NodeProcess,
   type XfchatNodeOptions,
@@ -35,8 +36,13 @@ export interface BenchContext {
   mainNode(): Promise<NodeProcess>;
   /** The echo server E0, started on first use. */
   echoNode(): Promise<NodeProcess>;
-  /** Starts a node this scenario owns; it is also stopped at the end of the run if the scenario forgets. */
+  /**
+   * Starts an XFChat node this scenario owns (from --xfchat-dir unless `projectDir` says otherwise); it is also
+   * stopped at the end of the run if the scenario forgets.
+   */
   startNode(options: Omit<XfchatNodeOptions, 'databaseUrl' | 'nativeWsModules'>): Promise<NodeProcess>;
+  /** Starts the naive server N (bench/naiveServer.ts) with the run's pool size; stopped like startNode's. */
+  startNaiveNode(): Promise<NodeProcess>;
   /** PostgreSQL's processes, when local, plus `servers` under the names server, server2, ... */
   metered(servers: readonly NodeProcess[]): MeteredProcess[];
   /** A SocketJob over `seeded` with the run's warm-up, duration, window and body size. */
@@ -90,6 +96,7 @@ export function createContext(
           cpuProfileDir: profileDir,
           nativeWsModules: options.nativeWsModules,
           env: options.serverEnv,
+          projectDir: options.xfchatDir,
         }),
       );
       return main;
@@ -101,11 +108,17 @@ export function createContext(
     startNode(nodeOptions) {
       return track(
         startXfchatNode({
+          projectDir: options.xfchatDir,
           ...nodeOptions,
+          // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
+          env: { ...options.serverEnv, ...nodeOptions.env },
           databaseUrl: database.url,
           nativeWsModules: options.nativeWsModules,
         }),
       );
+    },
+    startNaiveNode() {
+      return track(startNaiveNode(database.url, options.poolSize, options.nativeWsModules));
     },
     metered(servers) {
       const processes: MeteredProcess[] = servers.map((s, i) => ({

@@ -6,8 +6,11 @@ import type { LatencySummary } from './stats.js';
 /** Socket.IO load against XFChat nodes or the echo server E0. */
 export interface SocketJob {
   kind: 'sockets';
-  /** 'xfchat' waits for `conversation:subscribe` history; 'echo' talks to bench/echoServer.ts. Same events. */
-  target: 'xfchat' | 'echo';
+  /**
+   * 'xfchat' is lib/main.ts, 'echo' bench/echoServer.ts (E0), 'naive' bench/naiveServer.ts (N): the same events
+   * and acks, so the generator treats them alike; the bench reads XFChat's /metrics and statement counts.
+   */
+  target: 'xfchat' | 'echo' | 'naive';
   nodeUrls: string[];
   users: Array<{ id: string; token: string; node: number }>;
   conversations: Array<{ id: string; members: number[] }>;
@@ -45,6 +48,8 @@ export interface SocketResult {
   measuredMs: number;
   sent: number;
   acked: number;
+  /** Acks of sends made in the measured window: the numerator of ackRate (which is rounded). */
+  measuredAcked: number;
   ackRate: number;
   errors: Record<string, number>;
   timeouts: number;

@@ -1,4 +1,5 @@
 /** The Markdown report of a run: headline ratios first, then every phase, then the scenario details. */
+import { compareName, NAIVE, windowLabel, XFCHAT } from './goals.js';
 import { findPhase, type BenchResults, type SyncPass } from './report.js';
 import type { LatencySummary } from './stats.js';
 
@@ -17,6 +18,41 @@ function table(header: string[], rows: string[][]): string {
   ].join('\n');
 }
 
+/** The closed-loop window phases side by side: each server's rate per window and over the run. */
+function windowComparison(results: BenchResults): string[] {
+  const servers = [
+    XFCHAT,
+    ...(results.options.compareDir ? [compareName(results.options.compareDir)] : []),
+    NAIVE,
+  ];
+  const windows = results.options.windows;
+  const phase = (server: string, w: number) => findPhase(results, windowLabel(server, w))?.socket;
+  if (!servers.some((server) => windows.some((w) => phase(server, w)))) return [];
+  const rate = (server: string, ws: readonly number[]) => {
+    const found = ws.map((w) => phase(server, w));
+    if (found.some((s) => s === undefined)) return undefined;
+    const messages = found.reduce((a, s) => a + s!.measuredAcked, 0);
+    const ms = found.reduce((a, s) => a + s!.measuredMs, 0);
+    return ms > 0 ? (messages * 1000) / ms : undefined;
+  };
+  const columns = [...windows.map((w) => [w]), windows];
+  const rows = servers.map((server) => [
+    server,
+    ...columns.map((ws) => {
+      const r = rate(server, ws);
+      const n = rate(NAIVE, ws);
+      if (r === undefined) return '-';
+      return server === NAIVE || n === undefined ? fmt(r, 0) : `${fmt(r, 0)} (${fmt(r / n, 2)} x N)`;
+    }),
+  ]);
+  return [
+    'Closed-loop window phases, acked msg/s over the measured time (and the ratio to N at the same windows):',
+    '',
+    table(['server', ...windows.map((w) => `window ${w}`), 'over the run'], rows),
+    '',
+  ];
+}
+
 /** The Markdown report: headline ratios first, then every phase, then the scenario details. */
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
@@ -26,20 +62,25 @@ export function renderMarkdown(results: BenchResults): string {
     `Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, Linux ${m.kernel}, load average at start ${m.loadAvg.join(' ')}.`,
     `PostgreSQL ${results.postgres.server_version ?? '?'} (synchronous_commit ${results.postgres.synchronous_commit ?? '?'}, fsync ${results.postgres.fsync ?? '?'}, shared_buffers ${results.postgres.shared_buffers ?? '?'}).`,
     `Command: \`${results.command}\``,
+    ...(results.options.xfchatDir ? [`Every XFChat node ran from ${results.options.xfchatDir}.`] : []),
     '',
-    '## Targets',
+    '## Goals',
+    '',
+    `Ratios within this run (docs/performance.md). X = XFChat, N = the naive server; X is taken at E0's window (w${results.options.window}) for goals 2, 3 and 5, over every window phase for goal 4.`,
     '',
     table(
-      ['measure', 'value', 'target', 'met', 'from'],
-      results.targets.map((t) => [
-        t.name,
-        fmt(t.value, 2),
-        t.target,
-        t.met === null ? 'n/a' : t.met ? 'yes' : 'NO',
-        t.detail,
+      ['#', 'measure', 'value', 'goal', 'met', 'from'],
+      results.goals.map((g) => [
+        g.id,
+        g.measure,
+        fmt(g.value, 2),
+        g.goal,
+        g.status === 'not met' ? '**not met**' : g.status,
+        g.from.replace(/\|/g, '\\|'),
       ]),
     ),
     '',
+    ...windowComparison(results),
     '## Phases',
     '',
     'Rates are acked messages (or committed rows) per second over the measured window; latencies in ms; CPU in % of one core.',
@@ -123,9 +164,17 @@ export function renderMarkdown(results: BenchResults): string {
   }
   const twoNode = findPhase(results, 'XFChat 2 nodes')?.socket;
   if (twoNode) {
+    const kinds = [
+      ['same-node', twoNode.deliverySameNode],
+      ['cross-node', twoNode.deliveryCrossNode],
+    ] as const;
+    const delivery = kinds
+      .filter(([, l]) => l.count > 0)
+      .map(([kind, l]) => `${kind} p50/p99 ${fmt(l.p50, 2)}/${fmt(l.p99, 2)} ms`)
+      .join(', ');
     out.push(
       '',
-      `Two nodes: delivery same-node p50/p99 ${fmt(twoNode.deliverySameNode.p50, 2)}/${fmt(twoNode.deliverySameNode.p99, 2)} ms, cross-node ${fmt(twoNode.deliveryCrossNode.p50, 2)}/${fmt(twoNode.deliveryCrossNode.p99, 2)} ms (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
+      `Two nodes: delivery ${delivery || 'none'} (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
     );
   }
   if (results.sync) {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { access, readFile, readdir, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -71,6 +71,8 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 export interface SpawnOptions {
+  /** The working directory, where `--import tsx` is resolved from. @default PROJECT_ROOT */
+  cwd?: string;
   /** Extra node flags, e.g. --cpu-prof. */
   nodeFlags?: string[];
   env: Record<string, string>;
@@ -83,7 +85,7 @@ async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProc
     process.execPath,
     [...(options.nodeFlags ?? []), '--import', 'tsx', entry],
     {
-      cwd: PROJECT_ROOT,
+      cwd: options.cwd ?? PROJECT_ROOT,
       env: childEnv(options.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -145,12 +147,48 @@ export interface XfchatNodeOptions {
   cpuProfileDir?: string;
   /** Prepended to NODE_PATH, so ws finds bufferutil/utf-8-validate installed there. */
   nativeWsModules?: string;
+  /**
+   * The checkout the server runs from (its lib/main.ts, with its own node_modules/tsx): another version of the
+   * project to compare with. @default PROJECT_ROOT
+   */
+  projectDir?: string;
 }
 
-/** Starts `node --import tsx lib/main.ts` as production would, with the benchmark settings. */
+/**
+ * The real path of a checkout of the project that the bench can start XFChat nodes from: it must have
+ * lib/main.ts and its own node_modules with tsx (`npm ci` there). Throws a readable error otherwise.
+ */
+export async function resolveProjectDir(dir: string): Promise<string> {
+  let resolved: string;
+  try {
+    // The real path: lib/main.ts only starts when process.argv[1] matches its own (symlink-free) URL.
+    resolved = await realpath(dir);
+  } catch {
+    throw new Error(`${dir}: no such directory`);
+  }
+  for (const [file, hint] of [
+    ['lib/main.ts', 'it is not a checkout of XFChat'],
+    ['node_modules/tsx/package.json', `run \`npm ci\` in ${resolved} first`],
+  ] as const) {
+    try {
+      await access(path.join(resolved, file));
+    } catch {
+      throw new Error(`${resolved} has no ${file}: ${hint}`);
+    }
+  }
+  return resolved;
+}
+
+/**
+ * Starts `node --import tsx lib/main.ts` as production would, with the benchmark settings, from `projectDir`
+ * (this checkout by default). MIGRATIONS_DIR points at this checkout's migrations, which the bench has already
+ * applied: a server from another checkout then finds nothing to migrate and runs on the current schema.
+ */
 export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess> {
+  const projectDir = options.projectDir ?? PROJECT_ROOT;
   const env: Record<string, string> = {
     DATABASE_URL: options.databaseUrl,
+    MIGRATIONS_DIR: path.join(PROJECT_ROOT, 'migrations'),
     JWT_SECRET: BENCH_JWT_SECRET,
     PORT: '0',
     HOST: '127.0.0.1',
@@ -164,7 +202,7 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
   };
   if (options.nativeWsModules) env.NODE_PATH = path.resolve(options.nativeWsModules);
   const nodeFlags = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
-  return spawnNode('lib/main.ts', { env, nodeFlags });
+  return spawnNode(path.join(projectDir, 'lib', 'main.ts'), { cwd: projectDir, env, nodeFlags });
 }
 
 /** Starts the echo server E0 (bench/echoServer.ts): Socket.IO only, no database. */
@@ -172,4 +210,15 @@ export function startEchoNode(nativeWsModules?: string): Promise<NodeProcess> {
   const env: Record<string, string> = {};
   if (nativeWsModules) env.NODE_PATH = path.resolve(nativeWsModules);
   return spawnNode('bench/echoServer.ts', { env });
+}
+
+/** Starts N (bench/naiveServer.ts): one transaction per message on a pg.Pool of `poolSize`. */
+export function startNaiveNode(
+  databaseUrl: string,
+  poolSize: number,
+  nativeWsModules?: string,
+): Promise<NodeProcess> {
+  const env: Record<string, string> = { DATABASE_URL: databaseUrl, DB_POOL_SIZE: String(poolSize) };
+  if (nativeWsModules) env.NODE_PATH = path.resolve(nativeWsModules);
+  return spawnNode('bench/naiveServer.ts', { env });
 }

@@ -6,6 +6,7 @@ export const SCENARIOS = [
   'b1',
   'b2',
   'xfchat',
+  'n',
   'light',
   'halfpeak',
   'groups',
@@ -26,13 +27,15 @@ export interface BenchOptions {
   conversationSize: number;
   /** Group size of the fan-out scenario. @default 10 */
   groupSize: number;
-  /** Unacknowledged sends each user may have at once (closed loop). @default 1 */
+  /** Unacknowledged sends each user may have at once in the closed loops of E0, groups, 2 nodes, pool sweep. @default 1 */
   window: number;
+  /** The windows of the XFChat and N closed-loop phases (scenarios xfchat and n), ascending. @default [1, 4] */
+  windows: number[];
   /** Measured seconds of each load phase (after the warm-up). @default 6 */
   durationSec: number;
   /** Unmeasured seconds at the start of each load phase. @default 2 */
   warmupSec: number;
-  /** XFChat nodes for the main phase (the two-node scenario always uses 2). @default 1 */
+  /** XFChat nodes in the XFChat (and --compare-dir) window phases (the two-node scenario always uses 2). @default 1 */
   nodes: number;
   scenarios: readonly ScenarioName[];
   /** Connections of B1/B2 and the server's DB_POOL_SIZE. @default 25 */
@@ -49,6 +52,13 @@ export interface BenchOptions {
   nativeWsModules: string | undefined;
   /** Extra settings for every XFChat node, e.g. DB_WRITE_CONCURRENCY=8 (from --server-env, repeatable). */
   serverEnv: Record<string, string>;
+  /**
+   * A checkout of the project whose lib/main.ts every XFChat node of the run is started from (with that
+   * checkout's node_modules); undefined for this tree. The database is still migrated with this tree's migrations.
+   */
+  xfchatDir: string | undefined;
+  /** A second checkout whose XFChat runs the window phases as well, beside this run's XFChat. */
+  compareDir: string | undefined;
   /** An existing database to use instead of an embedded PostgreSQL (it is migrated and written to). */
   databaseUrl: string | undefined;
   /** Folder of the JSON results. @default bench/results */
@@ -56,14 +66,16 @@ export interface BenchOptions {
 }
 
 export const USAGE = `npm run bench -- [options]
-  --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default)
+  --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default);
+                           xfchat (XFChat) and n (the naive server N) run together, alternating, at each --windows
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
-  --window N               in-flight sends per user, closed loop (1)
+  --window N               in-flight sends per user in the closed loops of E0, groups, 2 nodes, pool sweep (1)
+  --windows LIST           comma-separated windows of the XFChat and N closed-loop phases (1,4)
   --duration S             measured seconds per load phase (6)
   --warmup S               unmeasured warm-up seconds per load phase (2)
-  --nodes N                XFChat nodes in the main phase (1)
+  --nodes N                XFChat nodes in the XFChat window phases (1)
   --pool-size N            DB_POOL_SIZE and B1/B2 connections (25)
   --batch-size N           rows per statement in B2 (100)
   --body-bytes N           message body size (64)
@@ -71,6 +83,9 @@ export const USAGE = `npm run bench -- [options]
   --cpu-prof               profile the XFChat node of the main phase (node --cpu-prof)
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --native-ws DIR          put DIR (a node_modules with bufferutil) on the server's NODE_PATH
+  --xfchat-dir DIR         start every XFChat node (the 2-node phase's too) from DIR/lib/main.ts, another
+                           checkout with its own node_modules; the database keeps this tree's migrations
+  --compare-dir DIR        also run the XFChat window phases from DIR, as "XFChat (<name of DIR>) wN"
   --results DIR            where the JSON goes (bench/results)
 Environment: BENCH_DATABASE_URL uses that database instead of an embedded PostgreSQL.`;
 
@@ -80,6 +95,12 @@ function positiveInt(name: string, value: string | undefined, fallback: number, 
     throw new Error(`--${name} must be a whole number from 1 to ${max} (got "${value}")`);
   }
   return Number(value);
+}
+
+function parseWindows(value: string | undefined): number[] {
+  if (value === undefined) return [1, 4];
+  const windows = value.split(',').map((w) => positiveInt('windows', w.trim(), 1, 10_000));
+  return [...new Set(windows)].sort((a, b) => a - b);
 }
 
 function parseScenarios(value: string | undefined): ScenarioName[] {
@@ -108,6 +129,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'conversation-size': { type: 'string' },
       'group-size': { type: 'string' },
       window: { type: 'string' },
+      windows: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
       nodes: { type: 'string' },
@@ -118,6 +140,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
+      'xfchat-dir': { type: 'string' },
+      'compare-dir': { type: 'string' },
       results: { type: 'string' },
     },
     strict: true,
@@ -141,6 +165,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     conversationSize,
     groupSize: positiveInt('group-size', values['group-size'], 10, 1000),
     window: positiveInt('window', values.window, 1, 10_000),
+    windows: parseWindows(values.windows),
     durationSec: positiveInt('duration', values.duration, 6, 3600),
     warmupSec: warmup,
     nodes: positiveInt('nodes', values.nodes, 1, 8),
@@ -152,6 +177,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
     serverEnv,
+    xfchatDir: values['xfchat-dir'],
+    compareDir: values['compare-dir'],
     databaseUrl: env.BENCH_DATABASE_URL === '' ? undefined : env.BENCH_DATABASE_URL,
     resultsDir: values.results ?? 'bench/results',
   };

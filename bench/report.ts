@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { SocketResult, StorageResult } from './loadProtocol.js';
+import type { GoalRecord } from './goals.js';
 import type { BenchOptions } from './options.js';
-import { ratio } from './stats.js';
 
 /** One measured load phase. */
 export interface PhaseRecord {
@@ -68,14 +68,6 @@ export interface PoolSweepRow {
   xfchatErrors: number;
 }
 
-export interface TargetRecord {
-  name: string;
-  value: number | null;
-  target: string;
-  met: boolean | null;
-  detail: string;
-}
-
 export interface ProfileEntry {
   functionName: string;
   location: string;
@@ -93,7 +85,8 @@ export interface BenchResults {
   sync?: SyncRecord;
   exhaustion?: ExhaustionRecord;
   poolSweep?: PoolSweepRow[];
-  targets: TargetRecord[];
+  /** The performance goals (bench/goals.ts), each met, not met or not measured. */
+  goals: GoalRecord[];
   profile?: {
     file: string;
     totalMs: number;
@@ -122,7 +115,7 @@ export function newResults(options: BenchOptions, argv: readonly string[]): Benc
     postgres: {},
     options,
     phases: [],
-    targets: [],
+    goals: [],
     failures: [],
     notes: [],
   };
@@ -131,54 +124,4 @@ export function newResults(options: BenchOptions, argv: readonly string[]): Benc
 /** The phase recorded under `label`, if it ran. */
 export function findPhase(results: BenchResults, label: string): PhaseRecord | undefined {
   return results.phases.find((p) => p.label === label);
-}
-
-/** Evaluates the issue's targets from the phases that ran; a target whose inputs are missing is null. */
-export function evaluateTargets(results: BenchResults): TargetRecord[] {
-  const e0 = findPhase(results, 'E0')?.socket;
-  const b1 = findPhase(results, 'B1')?.storage;
-  const xf = findPhase(results, 'XFChat')?.socket;
-  const half = findPhase(results, 'XFChat half-peak')?.socket;
-  const lightXf = findPhase(results, 'XFChat light')?.socket;
-  const lightE0 = findPhase(results, 'E0 light')?.socket;
-  const lightB1 = findPhase(results, 'B1 light')?.storage;
-  const vsE0 = ratio(xf?.ackRate, e0?.ackRate);
-  const vsB1 = ratio(xf?.ackRate, b1?.rowRate);
-  const p99Ratio = ratio(half?.ackLatency.p99, b1?.commitLatency.p99);
-  const targets: TargetRecord[] = [
-    {
-      name: 'XFChat / E0 (acked msg/s)',
-      value: vsE0,
-      target: '>= 0.6',
-      met: vsE0 === null ? null : vsE0 >= 0.6,
-      detail: `${xf?.ackRate ?? '-'} vs ${e0?.ackRate ?? '-'} msg/s`,
-    },
-    {
-      name: 'XFChat / B1 (acked msg/s vs single-row commits/s)',
-      value: vsB1,
-      target: '>= 3',
-      met: vsB1 === null ? null : vsB1 >= 3,
-      detail: `${xf?.ackRate ?? '-'} vs ${b1?.rowRate ?? '-'} /s`,
-    },
-    {
-      name: 'p99 ack at half peak / B1 p99 commit',
-      value: p99Ratio,
-      target: '<= 4',
-      met: p99Ratio === null ? null : p99Ratio <= 4,
-      detail: `${half?.ackLatency.p99 ?? '-'} ms vs ${b1?.commitLatency.p99 ?? '-'} ms`,
-    },
-  ];
-  if (lightXf && lightE0 && lightB1) {
-    // What XFChat adds beyond the transport and one durable commit: a batching timer would show up here.
-    const added =
-      Math.round((lightXf.ackLatency.p50 - lightE0.ackLatency.p50 - lightB1.commitLatency.p50) * 100) / 100;
-    targets.push({
-      name: 'added p50 latency at light load (ms)',
-      value: added,
-      target: '<= 2 ms (no batching delay)',
-      met: added <= 2,
-      detail: `XFChat ${lightXf.ackLatency.p50} - E0 ${lightE0.ackLatency.p50} - one commit ${lightB1.commitLatency.p50} ms`,
-    });
-  }
-  return targets;
 }

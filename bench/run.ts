@@ -12,17 +12,22 @@ import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './opt
 import { summarizeProfileFile } from './profileSummary.js';
 import { createProgress } from './progress.js';
 import { renderMarkdown } from './markdown.js';
-import { evaluateTargets, newResults, type BenchResults } from './report.js';
+import { compareName, evaluateGoals } from './goals.js';
+import { resolveProjectDir } from './nodes.js';
+import { newResults, type BenchResults } from './report.js';
 import { runB1, runB2, runE0 } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
-import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode, runXfchat } from './scenarios/load.js';
+import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode } from './scenarios/load.js';
 import { runSync } from './scenarios/sync.js';
+import { runWindows } from './scenarios/windows.js';
 
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   e0: runE0,
   b1: runB1,
   b2: runB2,
-  xfchat: runXfchat,
+  // X and N alternate within one step: whichever of the two comes first runs both.
+  xfchat: runWindows,
+  n: runWindows,
   light: runLight,
   halfpeak: runHalfPeak,
   groups: runGroups,
@@ -60,10 +65,14 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
     };
     process.once('SIGINT', interrupted);
     try {
+      const ran = new Set<(ctx: BenchContext) => Promise<void>>();
       for (const scenario of options.scenarios) {
+        const runner = RUNNERS[scenario];
+        if (ran.has(runner)) continue;
+        ran.add(runner);
         progress.note(`== ${scenario}`);
         try {
-          await RUNNERS[scenario](ctx);
+          await runner(ctx);
         } catch (err) {
           const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
           results.failures.push({ scenario, error: message });
@@ -94,7 +103,12 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
   } finally {
     await database.close();
   }
-  results.targets = evaluateTargets(results);
+  results.goals = evaluateGoals({
+    phases: results.phases,
+    windows: options.windows,
+    window: options.window,
+    ...(options.compareDir ? { compareServer: compareName(options.compareDir) } : {}),
+  });
   results.notes.push(
     `load average at the end: ${os
       .loadavg()
@@ -113,6 +127,12 @@ if (argv.includes('--help') || argv.includes('-h')) {
 let options: BenchOptions;
 try {
   options = parseOptions(argv, process.env);
+  // Checked before PostgreSQL starts: a checkout without node_modules fails here, not halfway through the run.
+  options = {
+    ...options,
+    xfchatDir: options.xfchatDir === undefined ? undefined : await resolveProjectDir(options.xfchatDir),
+    compareDir: options.compareDir === undefined ? undefined : await resolveProjectDir(options.compareDir),
+  };
 } catch (err) {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(2);

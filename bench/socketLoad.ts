@@ -263,6 +263,7 @@ export async function runSocketJob(
       measuredMs: job.durationMs,
       sent,
       acked,
+      measuredAcked,
       ackRate: Math.round((measuredAcked * 1000) / job.durationMs),
       errors,
       timeouts,

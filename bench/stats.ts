@@ -36,10 +36,3 @@ export function summarize(samples: readonly number[]): LatencySummary {
 
 /** A summary with no samples, for phases that measured nothing of that kind. */
 export const EMPTY_SUMMARY: LatencySummary = summarize([]);
-
-/** `a / b` rounded to two decimals, or null when either side is missing or b is 0. */
-export function ratio(a: number | undefined, b: number | undefined): number | null {
-  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0)
-    return null;
-  return Math.round((a / b) * 100) / 100;
-}

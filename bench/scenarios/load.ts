@@ -3,11 +3,13 @@ import { runPhase } from '../generator.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
+import { xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { runStorage } from './baselines.js';
 
-async function socketPhase(
+/** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
+export async function socketPhase(
   ctx: BenchContext,
   label: string,
   scenario: string,
@@ -35,7 +37,7 @@ async function socketPhase(
         Math.round(((metricsAfter.ackSum - metricsBefore.ackSum) / acks) * 100_000) / 100;
     }
   }
-  if (before && after && job.target === 'xfchat' && result.acked > 0) {
+  if (before && after && job.target !== 'echo' && result.acked > 0) {
     const transactions = after.commit - before.commit;
     const round = (value: number) => Math.round(value * 100) / 100;
     phase.db = {
@@ -71,27 +73,6 @@ async function serverMetrics(
   return { ackSum, ackCount };
 }
 
-/** The headline phase: the main users in closed loop against XFChat (one node unless --nodes). */
-export async function runXfchat(ctx: BenchContext): Promise<void> {
-  const seeded = await ctx.mainUsers();
-  const { nodes } = ctx.options;
-  const servers = [await ctx.mainNode()];
-  for (let i = 1; i < nodes; i++) servers.push(await ctx.startNode({ poolSize: ctx.options.poolSize }));
-  await socketPhase(
-    ctx,
-    'XFChat',
-    'xfchat',
-    `${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, closed loop, window ${ctx.options.window}, ${nodes} node(s), pool ${ctx.options.poolSize}`,
-    ctx.socketJob(
-      'xfchat',
-      servers.map((s) => s.url),
-      seeded,
-      (i) => i % nodes,
-    ),
-    servers,
-  );
-}
-
 /** Light load: an open loop of 20 sends/s on E0 and XFChat, and single commits on one connection. */
 export async function runLight(ctx: BenchContext): Promise<void> {
   const [seeded, echo, node] = await Promise.all([ctx.mainUsers(), ctx.echoNode(), ctx.mainNode()]);
@@ -110,10 +91,15 @@ export async function runLight(ctx: BenchContext): Promise<void> {
     phase.description = 'one connection, one single-row commit at a time: the cost of one durable commit';
 }
 
-/** An open loop at half the XFChat peak (from the XFChat phase, or a short closed loop if it did not run). */
+/**
+ * An open loop at half of X's peak: the best rate of the XFChat window phases, or of a short closed loop at
+ * --window if they did not run.
+ */
 export async function runHalfPeak(ctx: BenchContext): Promise<void> {
   const [seeded, node] = await Promise.all([ctx.mainUsers(), ctx.mainNode()]);
-  let peak = findPhase(ctx.results, 'XFChat')?.socket?.ackRate;
+  const measuredPeak = xfchatPeak(ctx.results.phases);
+  let peak = measuredPeak?.rate;
+  let peakFrom = measuredPeak?.label;
   if (peak === undefined) {
     const probe = await socketPhase(
       ctx,
@@ -125,13 +111,14 @@ export async function runHalfPeak(ctx: BenchContext): Promise<void> {
       false,
     );
     peak = probe.socket?.ackRate ?? 0;
+    peakFrom = `a probe at window ${ctx.options.window}`;
   }
   const rate = Math.max(1, Math.round(peak / 2));
   await socketPhase(
     ctx,
     'XFChat half-peak',
     'halfpeak',
-    `open loop at ${rate} sends/s (half of the measured peak ${peak}/s); latency from the intended send time`,
+    `open loop at ${rate} sends/s (half of X's peak, ${peak}/s in ${peakFrom}); latency from the intended send time`,
     { ...ctx.socketJob('xfchat', [node.url], seeded), openLoopRate: rate },
     [node],
   );
@@ -158,8 +145,8 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
 }
 
 /**
- * Two nodes on one database. Even-numbered conversations have both members on the same node (alternating
- * nodes), odd ones one member on each: delivery latency is reported for both kinds.
+ * Two nodes on one database (X2), closed loop at --window: the two members of every conversation are on different
+ * nodes, so every delivery crosses from one node to the other.
  */
 export async function runTwoNode(ctx: BenchContext): Promise<void> {
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
@@ -168,15 +155,13 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
   ];
   try {
-    const nodeOf = (user: number) => {
-      const conversation = Math.floor(user / 2);
-      return conversation % 2 === 0 ? (conversation / 2) % 2 : user % 2;
-    };
+    // A conversation's members are consecutive users: 2k on the first node, 2k + 1 on the second.
+    const nodeOf = (user: number) => user % 2;
     await socketPhase(
       ctx,
       'XFChat 2 nodes',
       'twonode',
-      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database; half the conversations span both nodes`,
+      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, the two members of each on different nodes, closed loop, window ${ctx.options.window}`,
       ctx.socketJob(
         'xfchat',
         servers.map((s) => s.url),
