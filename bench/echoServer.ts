@@ -10,10 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server } from 'socket.io';
 import type { ClientToServerEvents, PublicMessage, ServerToClientEvents } from '../lib/protocol/index.js';
-
-/** XFChat's room names (lib/realtime/notifier.ts), so the echo server routes the same way. */
-const userRoom = (userId: string): string => `user:${userId}`;
-const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;
+import { conversationRoom, userRoom } from './rooms.js';
 
 interface EchoSocketData {
   userId: string;

@@ -14,13 +14,12 @@ import pg from 'pg';
 import { Server } from 'socket.io';
 import type { ErrorBody } from '../lib/errors.js';
 import {
-  conversationRoom,
-  userRoom,
   type ClientToServerEvents,
   type PublicMessage,
   type SendRequest,
   type ServerToClientEvents,
-} from '../lib/realtime/protocol.js';
+} from '../lib/protocol/index.js';
+import { conversationRoom, userRoom } from './rooms.js';
 
 interface NaiveSocketData {
   userId: string;
