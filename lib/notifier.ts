@@ -23,8 +23,13 @@ export interface Notifier {
   conversationUpdated(conversation: PublicConversation): void;
   /** `userId` left or was removed: their sockets leave the conversation on every node, then hear why. */
   conversationRemoved(userId: string, conversationId: string): void;
-  /** Committed messages, in seq order per conversation, to the conversations' subscribers on every node. */
+  /**
+   * Committed messages, in seq order per conversation, to the conversations' subscribers on THIS node (the
+   * messaging core carries them to the other nodes itself, coupled to the commit: lib/messaging/fanout.ts).
+   */
   messagesCommitted(messages: readonly PublicMessage[]): void;
+  /** Whether a socket of this node is subscribed to the conversation. */
+  hasSubscribersHere(conversationId: string): boolean;
   /** A read marker moved, to the conversation's subscribers. */
   readMoved(event: ReadEvent): void;
   /** Someone is typing, to the conversation's subscribers except the typist's own sockets. */

@@ -9,7 +9,7 @@ import { createConversationService } from './conversations/conversationService.j
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
-import { createControlBus, type ControlBus } from './realtime/controlBus.js';
+import { createControlBus, type ControlBus } from './cluster/controlBus.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
@@ -102,10 +102,18 @@ export async function startServer(
   }
   const realtime = createRealtime({ config, db, logger });
   metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-  const notify = createNotifier(realtime.io, logger);
+  const notify = createNotifier(realtime.io);
   const auth = createAuthService({ config, knex: db.knex, notify, logger, passwords });
   const social = createSocialService({ knex: db.knex, notify });
-  const messaging = createMessaging({ config, db, notify, logger, controlBus, metrics });
+  const messaging = await createMessaging({
+    config,
+    db,
+    notify,
+    logger,
+    controlBus,
+    metrics,
+    nodeCount: () => realtime.io.of('/').adapter.serverCount(),
+  });
   onControlBusReconnect = () => messaging.membership.invalidateAll();
   const conversations = createConversationService({
     knex: db.knex,

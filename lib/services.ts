@@ -7,7 +7,7 @@ import type { Messaging } from './messaging/index.js';
 import type { MessageService } from './messaging/service.js';
 import type { Metrics } from './metrics.js';
 import type { Notifier } from './notifier.js';
-import type { ControlBus } from './realtime/controlBus.js';
+import type { ControlBus } from './cluster/controlBus.js';
 import type { AppServer } from './realtime/io.js';
 import type { SocialService } from './social/service.js';
 

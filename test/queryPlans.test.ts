@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import pg from 'pg';
-import { createGroupCommitWriter } from '../lib/messaging/writer.js';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { listConversations } from '../lib/conversations/queries.js';
 import { readHistory } from '../lib/messaging/history.js';
@@ -209,20 +208,47 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     expect(plan).to.match(/Index (Only )?Scan using conversation_participants_(pkey|user_idx)/);
   });
 
-  it('seq reservation, the idempotency lookup and the insert use their indexes', async function () {
-    const writer = createGroupCommitWriter({ knex, logger: createLogger('silent'), concurrency: 1 });
-    let outcomes: Awaited<ReturnType<typeof writer.write>> = [];
-    const statements = await capture(knex, async () => {
-      outcomes = await writer.write({
-        conversationId: bigConversation,
-        commands: [{ kind: 'send', senderId: user, clientMsgId: 'query-plan-1', body: 'planned' }],
-      });
-    });
-    await writer.close();
-    expect(outcomes).to.have.length(1);
-    const [outcome] = outcomes;
-    expect(outcome!.ok && outcome!.value.message.seq).to.equal(BIG_CONVERSATION_MESSAGES + 1);
-    await expectIndexed(client, statements, ['conversations_pkey', 'messages_client_msg_unique']);
+  it('the write path (xfchat_send) locks, checks, numbers and inserts through indexes, never a scan', async function () {
+    // The function's statements run inside PostgreSQL, so they are counted there: the transaction's own
+    // scan statistics after one call, rolled back.
+    const scans = async (sendBodies: string[]) => {
+      await client.query('BEGIN');
+      try {
+        const sent = await client.query<{ r_status: number; r_seq: string }>(
+          'SELECT r_status, r_seq FROM xfchat_send($1::uuid[], $2::uuid[], $3::text[], $4::text[], NULL, NULL)',
+          [
+            sendBodies.map(() => bigConversation),
+            sendBodies.map(() => user),
+            sendBodies.map((_, i) => `query-plan-${i}`),
+            sendBodies,
+          ],
+        );
+        expect(sent.rows.map((r) => [r.r_status, Number(r.r_seq)])).to.deep.equal(
+          sendBodies.map((_, i) => [0, BIG_CONVERSATION_MESSAGES + 1 + i]),
+        );
+        const tables = await client.query<{ relname: string; seq_scan: string }>(
+          'SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE relname = ANY($1)',
+          [BIG_TABLES],
+        );
+        const indexes = await client.query<{ name: string; scans: string }>(
+          `SELECT i AS name, pg_stat_get_xact_numscans(i::regclass) AS scans
+           FROM unnest($1::text[]) i`,
+          [['conversations_pkey', 'messages_client_msg_unique', 'conversation_participants_pkey']],
+        );
+        return {
+          seqScans: Object.fromEntries(tables.rows.map((r) => [r.relname, Number(r.seq_scan)])),
+          indexScans: Object.fromEntries(indexes.rows.map((r) => [r.name, Number(r.scans)])),
+        };
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    };
+    // The first calls get custom plans, later ones PL/pgSQL's cached generic plan: both must hold.
+    for (let call = 0; call < 7; call += 1) {
+      const { seqScans, indexScans } = await scans(['planned', 'and planned again']);
+      for (const table of BIG_TABLES) expect(seqScans[table] ?? 0, `Seq Scan on ${table}`).to.equal(0);
+      for (const [index, count] of Object.entries(indexScans)) expect(count, index).to.be.above(0);
+    }
   });
 
   it('pending friend requests, both directions, read their partial indexes', async function () {

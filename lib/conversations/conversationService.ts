@@ -6,7 +6,7 @@ import { Participant } from '../models/Participant.js';
 import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
 import { MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
-import type { ControlBus } from '../realtime/controlBus.js';
+import type { ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay } from '../social/relations.js';
 import { listConversations, loadConversation, loadVisibleConversation, nonFriendsOf } from './queries.js';
 

@@ -6,9 +6,11 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
-import type { ControlBus } from '../realtime/controlBus.js';
+import type { ControlBus } from '../cluster/controlBus.js';
+import { createFanout } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
 import { createMessageService, type MessageService } from './service.js';
+import { knexConnections } from './statements.js';
 import type { MessageActor, MessageCommand, Outcome, Stored } from './types.js';
 import { createGroupCommitWriter, type GroupCommitWriter } from './writer.js';
 
@@ -19,6 +21,8 @@ export interface MessagingDeps {
   logger: Logger;
   controlBus: ControlBus;
   metrics: Pick<Metrics, 'observeBatch' | 'observeAck' | 'sample'>;
+  /** Nodes in the cluster, this one included: committed messages are announced only when there are others. */
+  nodeCount: () => Promise<number>;
   /** An actor idle this long is dropped. @default 60000 */
   actorIdleMs?: number;
 }
@@ -41,21 +45,32 @@ export interface Messaging {
   close(): Promise<void>;
 }
 
-export function createMessaging(deps: MessagingDeps): Messaging {
+export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const { config, db, metrics, notify } = deps;
   const logger = deps.logger.child({ component: 'messaging' });
-  const writer = createGroupCommitWriter({
+  const fanout = await createFanout({
+    bus: deps.controlBus,
     knex: db.knex,
+    notify,
+    nodeCount: deps.nodeCount,
+    logger,
+  });
+  const writer = createGroupCommitWriter({
+    connections: knexConnections(db.knex),
     logger,
     // Leave pool connections for reads, membership checks and auth while writes are busy.
-    concurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),
+    maxConcurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),
+    announce: () => fanout.announce(),
     onTransaction: (report) => {
       if (report.committed) metrics.observeBatch(report.sends, report.persisted);
     },
   });
   const membership = createMembership(db.knex);
 
-  /** Commits a batch, then tells the subscribers about the new messages, in seq order, before anyone is acked. */
+  /**
+   * Commits a batch, then delivers the new messages to this node's subscribers in seq order, before anyone is
+   * acked (the other nodes heard of them from the commit itself).
+   */
   async function write(
     conversationId: string,
     commands: readonly MessageCommand[],

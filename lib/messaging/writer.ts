@@ -1,20 +1,12 @@
-import type { Knex } from 'knex';
+import type pg from 'pg';
 import { shuttingDown } from '../../actors/Mailbox.js';
-import { AppError, isDbUnavailable, toAppError } from '../errors.js';
+import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import {
-  failAll,
-  lookUpSends,
-  insertMessages,
-  lockConversations,
-  outcomesFor,
-  planBatch,
-  type Plan,
-  type SendOutcome,
-} from './statements.js';
-import type { ConversationBatch, SendCommand } from './types.js';
+import { AdaptiveLimit } from './concurrency.js';
+import { writeBatches, type Announce, type PoolConnections } from './statements.js';
+import type { ConversationBatch, Outcome, Stored } from './types.js';
 
-export type { SendOutcome };
+export type SendOutcome = Outcome<Stored>;
 
 /** Reported after every transaction, for metrics and tests. */
 export interface TransactionReport {
@@ -28,12 +20,14 @@ export interface TransactionReport {
 }
 
 export interface GroupCommitWriterOptions {
-  knex: Knex;
+  connections: PoolConnections;
   logger: Logger;
-  /** Transactions running at once; keep it below the pool size so reads still get connections. */
-  concurrency: number;
+  /** The most transactions at once; the writer adapts below it. Keep it below the pool size. */
+  maxConcurrency: number;
   /** Sends per transaction; a batch is never split, so one larger than this runs alone. @default 1000 */
   maxSendsPerTransaction?: number;
+  /** Asked before each transaction: announce its messages to other nodes (undefined when alone). */
+  announce?: () => Promise<Announce | undefined>;
   onTransaction?: (report: TransactionReport) => void;
 }
 
@@ -42,52 +36,47 @@ interface Pending {
   resolve: (outcomes: SendOutcome[]) => void;
 }
 
-interface Attempt {
-  results: Map<Pending, SendOutcome[]>;
-  /** New messages written. */
-  persisted: number;
-}
-
 /**
  * Commits the ready batches of many conversations in one transaction, so at load many messages share one
  * commit (one WAL flush) instead of paying for one each.
  */
 export interface GroupCommitWriter {
   /**
-   * Writes one conversation's batch. Never rejects: every send gets an outcome, in order. The caller keeps at
-   * most one batch in flight per conversation, which keeps each conversation's order.
+   * Writes one conversation's batch. Never rejects: every command gets an outcome, in order. The caller keeps
+   * at most one batch in flight per conversation, which keeps each conversation's order.
    */
   write(batch: ConversationBatch): Promise<SendOutcome[]>;
   /** Batches waiting for a transaction slot. */
   readonly waiting: number;
+  /** Transactions allowed at once right now (adapted to load). */
+  readonly concurrency: number;
   /** Refuses new batches and waits for the running and waiting ones. Idempotent. */
   close(): Promise<void>;
 }
 
+const failAll = (batch: ConversationBatch, error: AppError): SendOutcome[] =>
+  batch.commands.map(() => ({ ok: false, error }));
+
 /**
  * The writer. No timer: whatever is ready when a transaction slot frees goes into the next transaction, so a
- * lone message is written at once and a burst is grouped.
- *
- * A transaction locks the conversation rows in id order (no deadlock between nodes), looks up the clientMsgIds
- * already stored, then writes every new message of every batch in one statement: five round trips whatever the
- * number of conversations. If that statement fails for one batch's sake (a CHECK, a trigger), the transaction is
- * redone with one SAVEPOINT per batch, so the failing batch is rolled back alone and gets error outcomes while the
- * others commit. If the transaction itself fails (connection lost, pool timeout), every batch in it gets an error
- * outcome and no seq moves: the rollback undoes the reservation.
+ * lone message is written at once and a burst is grouped. A transaction is one call of `xfchat_send()` (one
+ * round trip). If that call fails for one batch's sake (a CHECK, a trigger), each batch of the group is written
+ * again alone, so the failing batch fails alone while the others commit; if it fails because PostgreSQL is away
+ * (connection lost, pool timeout), every batch in it gets that error and nothing was written.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
-  const { knex, logger } = options;
-  const concurrency = Math.max(1, options.concurrency);
+  const { connections, logger } = options;
+  const limit = new AdaptiveLimit({ max: options.maxConcurrency });
   const maxSends = options.maxSendsPerTransaction ?? 1000;
-  const ready: Pending[] = [];
+  let ready: Pending[] = [];
   let running = 0;
   let closed = false;
   let idleWaiters: Array<() => void> = [];
 
   /**
    * The next group, oldest first, up to `maxSends`. One batch per conversation: a second one of the same
-   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches that
-   * do not fit; both stay first in line.
+   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
+   * that do not fit; both stay first in line.
    */
   function takeGroup(): Pending[] {
     const group: Pending[] = [];
@@ -105,16 +94,15 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
         left.push(pending);
       }
     }
-    ready.length = 0;
-    for (const pending of left) ready.push(pending);
+    ready = left;
     return group;
   }
 
   function pump(): void {
-    while (running < concurrency && ready.length > 0) {
+    while (running < limit.limit && ready.length > 0) {
       const group = takeGroup();
       running += 1;
-      void runTransaction(group).finally(() => {
+      void runTransaction(group, running).finally(() => {
         running -= 1;
         pump();
         if (running === 0 && ready.length === 0) {
@@ -126,94 +114,70 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     }
   }
 
-  /**
-   * One transaction over a group of batches. Fast path (`isolate` false): every new message of every batch in one
-   * statement. Isolating (`isolate` true): each batch's statement in a SAVEPOINT of its own, so a failing batch is
-   * rolled back alone and answered with its error while the others commit. A lost connection or a pool timeout
-   * still fails the whole transaction.
-   */
-  async function attempt(batches: Pending[], isolate: boolean): Promise<Attempt> {
-    return await knex.transaction(async (trx) => {
-      const all = batches.map((p) => p.batch);
-      const locked = await lockConversations(trx, all);
-      const lookup = await lookUpSends(trx, all);
-      const results = new Map<Pending, SendOutcome[]>();
-      const toWrite: Array<{ pending: Pending; plans: Plan[]; fresh: SendCommand[] }> = [];
-      for (const pending of batches) {
-        if (!locked.has(pending.batch.conversationId)) {
-          results.set(pending, failAll(pending.batch, new AppError('NOT_FOUND')));
-          continue;
-        }
-        const { plans, fresh } = planBatch(pending.batch, lookup);
-        if (fresh.length === 0) results.set(pending, outcomesFor(plans, []));
-        else toWrite.push({ pending, plans, fresh });
+  /** Each batch in a call of its own: a batch that fails is answered with its error, the others commit. */
+  async function writeEachAlone(
+    client: pg.ClientBase,
+    batches: ConversationBatch[],
+    announce: Announce | undefined,
+  ): Promise<SendOutcome[][]> {
+    const outcomes: SendOutcome[][] = [];
+    for (const batch of batches) {
+      try {
+        outcomes.push(...(await writeBatches(client, [batch], announce)));
+      } catch (err) {
+        if (isDbUnavailable(err)) throw err;
+        // Each sender's error carries `err` as its cause and is logged where it is answered.
+        logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
+        outcomes.push(failAll(batch, toAppError(err)));
       }
-      let persisted = 0;
-      if (!isolate) {
-        const inserted = await insertMessages(
-          trx,
-          toWrite.map((w) => ({ conversationId: w.pending.batch.conversationId, fresh: w.fresh })),
-        );
-        for (const w of toWrite) {
-          const rows = inserted.get(w.pending.batch.conversationId) ?? [];
-          results.set(w.pending, outcomesFor(w.plans, rows));
-          persisted += rows.length;
-        }
-        return { results, persisted };
-      }
-      for (const w of toWrite) {
-        const conversationId = w.pending.batch.conversationId;
-        try {
-          const inserted = await trx.transaction((savepoint) =>
-            insertMessages(savepoint, [{ conversationId, fresh: w.fresh }]),
-          );
-          const rows = inserted.get(conversationId) ?? [];
-          results.set(w.pending, outcomesFor(w.plans, rows));
-          persisted += rows.length;
-        } catch (err) {
-          if (isDbUnavailable(err)) throw err;
-          // Each sender's error carries `err` as its cause and is logged where it is answered.
-          logger.debug({ err, conversationId }, 'message batch rolled back alone');
-          results.set(w.pending, failAll(w.pending.batch, toAppError(err)));
-        }
-      }
-      return { results, persisted };
-    });
+    }
+    return outcomes;
   }
 
-  async function runTransaction(group: Pending[]): Promise<void> {
-    // Conversation rows are locked in id order in every transaction of every node: no deadlock between writers.
-    const batches = [...group].sort((a, b) => (a.batch.conversationId < b.batch.conversationId ? -1 : 1));
-    let outcome: Attempt;
+  async function runTransaction(group: Pending[], runningAtStart: number): Promise<void> {
+    const batches = group.map((p) => p.batch);
+    const started = performance.now();
+    let outcomes: SendOutcome[][];
     try {
+      const announce = await options.announce?.();
+      const client = await connections.acquire();
       try {
-        outcome = await attempt(batches, false);
-      } catch (err) {
-        // The shared statement failed for one batch's sake (a CHECK, a trigger): nothing was written, so do it
-        // again batch by batch to find and refuse that one alone.
-        if (batches.length === 1 || isDbUnavailable(err)) throw err;
-        outcome = await attempt(batches, true);
+        try {
+          outcomes = await writeBatches(client, batches, announce);
+          limit.record(performance.now() - started, runningAtStart);
+        } catch (err) {
+          // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
+          // each batch alone to find and refuse that one.
+          if (batches.length === 1 || isDbUnavailable(err)) throw err;
+          outcomes = await writeEachAlone(client, batches, announce);
+        }
+      } finally {
+        connections.release(client);
       }
     } catch (err) {
       const error = toAppError(err);
       // Logged where each sender is answered (with `err` as the cause); here only which batches it took down.
       logger.debug(
-        { err, conversations: batches.map((p) => p.batch.conversationId) },
+        { err, conversations: batches.map((b) => b.conversationId) },
         'message transaction failed',
       );
-      for (const pending of batches) pending.resolve(failAll(pending.batch, error));
+      group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
       report(batches, 0, false);
       return;
     }
-    for (const pending of batches) {
-      pending.resolve(outcome.results.get(pending) ?? failAll(pending.batch, new AppError('INTERNAL')));
-    }
-    report(batches, outcome.persisted, true);
+    let persisted = 0;
+    group.forEach((pending, i) => {
+      const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
+      for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
+      pending.resolve(answers);
+    });
+    report(batches, persisted, true);
   }
 
-  function report(batches: Pending[], persisted: number, committed: boolean): void {
+  function report(batches: ConversationBatch[], persisted: number, committed: boolean): void {
     if (!options.onTransaction) return;
-    const sends = batches.reduce((sum, p) => sum + p.batch.commands.length, 0);
+    let sends = 0;
+    for (const batch of batches) sends += batch.commands.length;
     try {
       options.onTransaction({ batches: batches.length, sends, persisted, committed });
     } catch (err) {
@@ -223,9 +187,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   return {
     write(batch) {
-      if (closed) {
-        return Promise.resolve(failAll(batch, shuttingDown()));
-      }
+      if (closed) return Promise.resolve(failAll(batch, shuttingDown()));
       if (batch.commands.length === 0) return Promise.resolve([]);
       return new Promise((resolve) => {
         ready.push({ batch, resolve });
@@ -234,6 +196,9 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     },
     get waiting() {
       return ready.length;
+    },
+    get concurrency() {
+      return limit.limit;
     },
     close() {
       closed = true;

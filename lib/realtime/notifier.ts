@@ -1,6 +1,4 @@
-import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
-import type { PublicMessage } from '../protocol/index.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -25,41 +23,16 @@ export function unsubscribeSocket(socket: AppSocket, conversationId: string): Pr
   return socket.leave(conversationRoom(conversationId));
 }
 
-/** Between nodes only (through the postgres adapter), never to clients. */
-export interface InterServerEvents {
-  /** Messages committed on one node, for the other nodes' subscribers. */
-  'messages:committed': (messages: PublicMessage[]) => void;
-}
+/** Between nodes through the adapter: nothing of XFChat's own (committed messages travel with their commit). */
+export type InterServerEvents = Record<string, never>;
 
 /**
- * The Socket.IO notifier.
- *
- * Messages: `io.to(room).emit()` through the postgres adapter waits for its own NOTIFY round trip before even
- * this node's sockets get the packet. Instead this node's sockets get each message at once, and every message
- * committed in the same tick goes to the other nodes as ONE server-side event. Per conversation the order is kept
- * on every node; across nodes the contract lets `message:new` arrive out of order (clients order by seq).
+ * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
+ * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
+ * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
  */
-export function createNotifier(io: AppServer, logger: Logger): Notifier {
-  let outgoing: PublicMessage[] = [];
-
-  const deliverLocally = (message: PublicMessage) =>
-    io.local.to(conversationRoom(message.conversationId)).emit('message:new', message);
-
-  const flush = () => {
-    const messages = outgoing;
-    outgoing = [];
-    try {
-      io.serverSideEmit('messages:committed', messages);
-    } catch (err) {
-      // Committed and acked already: other nodes' clients fill the gap with afterSeq when the next message comes.
-      logger.error({ err, count: messages.length }, 'cross-node message fan-out failed');
-    }
-  };
-
-  io.on('messages:committed', (messages) => {
-    for (const message of messages) deliverLocally(message);
-  });
-
+export function createNotifier(io: AppServer): Notifier {
+  const rooms = io.of('/').adapter.rooms;
   return {
     friendRequest(request) {
       io.to(userRoom(request.to.id)).emit('friend:request', request);
@@ -82,9 +55,12 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
       io.to(userRoom(userId)).emit('conversation:removed', { conversationId });
     },
     messagesCommitted(messages) {
-      for (const message of messages) deliverLocally(message);
-      if (outgoing.length === 0) queueMicrotask(flush);
-      for (const message of messages) outgoing.push(message);
+      for (const message of messages) {
+        io.local.to(conversationRoom(message.conversationId)).emit('message:new', message);
+      }
+    },
+    hasSubscribersHere(conversationId) {
+      return rooms.has(conversationRoom(conversationId));
     },
     readMoved(event) {
       io.to(conversationRoom(event.conversationId)).emit('conversation:read', event);

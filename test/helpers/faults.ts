@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import type { ControlBus } from '../../lib/realtime/controlBus.js';
+import type { ControlBus } from '../../lib/cluster/controlBus.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import { rows, seqState } from './chat.js';
 import { request } from './http.js';

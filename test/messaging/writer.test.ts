@@ -6,6 +6,7 @@ import {
   type SendOutcome,
   type TransactionReport,
 } from '../../lib/messaging/writer.js';
+import { knexConnections } from '../../lib/messaging/statements.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
 import { createDatabase, type Database } from '../../lib/db.js';
@@ -62,7 +63,12 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   });
 
   function writer(knex: Knex, concurrency: number, reports: TransactionReport[] = []): GroupCommitWriter {
-    const w = createGroupCommitWriter({ knex, logger, concurrency, onTransaction: (r) => reports.push(r) });
+    const w = createGroupCommitWriter({
+      connections: knexConnections(knex),
+      logger,
+      maxConcurrency: concurrency,
+      onTransaction: (r) => reports.push(r),
+    });
     writers.push(w);
     return w;
   }

@@ -14,6 +14,11 @@ export interface ControlBus {
   /** Delivers the event to every node, this one included. */
   publish(event: ControlEvent): Promise<void>;
   subscribe(handler: (event: ControlEvent) => void): () => void;
+  /**
+   * LISTENs to another channel on the same connection; `handler` gets each payload as pg-listen parsed it
+   * (JSON), unchecked. For NOTIFYs sent by SQL (the write path announces committed messages this way).
+   */
+  listen(channel: string, handler: (payload: unknown) => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -79,6 +84,10 @@ export async function createControlBus(
     subscribe(handler) {
       handlers.add(handler);
       return () => handlers.delete(handler);
+    },
+    async listen(channel, handler) {
+      subscriber.notifications.on(channel, handler);
+      await subscriber.listenTo(channel);
     },
     close() {
       closed = true;

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { ControlBus } from '../cluster/controlBus.js';
+import type { Logger } from '../logger.js';
+import { messageFromRow, MESSAGE_COLUMNS, type MessageRow } from '../models/Message.js';
+import type { Notifier } from '../notifier.js';
+import type { PublicMessage } from '../protocol/index.js';
+import { MESSAGES_CHANNEL, type Announce } from './statements.js';
+
+/**
+ * Committed messages between nodes. The writing node delivers to its own subscribers itself, after the commit;
+ * the other nodes hear of each commit by a NOTIFY sent inside the write transaction (see statements.ts), so a
+ * message that commits reaches them even if its writer dies the next instant, and one that rolls back never
+ * does. A payload carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq
+ * ranges, which a node reads from `messages` only if it has subscribers of the conversation.
+ *
+ * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
+ */
+export interface Fanout {
+  /** This node's id in announcements (its own are ignored when they come back). */
+  readonly node: string;
+  /** What the next commit announces: undefined while no other node runs. */
+  announce(): Promise<Announce | undefined>;
+}
+
+export interface FanoutDeps {
+  bus: Pick<ControlBus, 'listen'>;
+  knex: Knex;
+  notify: Pick<Notifier, 'messagesCommitted' | 'hasSubscribersHere'>;
+  /** Nodes in the cluster, this one included (the adapter's heartbeat view). */
+  nodeCount: () => Promise<number>;
+  logger: Logger;
+}
+
+/** [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms] */
+type WireMessage = [string, number, string, string | null, string, string, number];
+/** [conversationId, first seq, last seq] */
+type WireRange = [string, number, number];
+
+interface Announcement {
+  n: string;
+  m?: WireMessage[];
+  r?: WireRange[];
+}
+
+function isAnnouncement(value: unknown): value is Announcement {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r));
+}
+
+const fromWire = ([
+  conversationId,
+  seq,
+  id,
+  senderId,
+  clientMsgId,
+  body,
+  createdMs,
+]: WireMessage): PublicMessage => ({
+  id,
+  conversationId,
+  seq,
+  senderId,
+  clientMsgId,
+  body,
+  createdAt: new Date(createdMs).toISOString(),
+});
+
+export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
+  const { knex, notify, logger } = deps;
+  const node = randomUUID();
+  /** Per conversation, the delivery still reading its range: later ones wait for it, so order is kept. */
+  const reading = new Map<string, Promise<void>>();
+
+  function deliver(conversationId: string, messages: () => Promise<PublicMessage[]> | PublicMessage[]): void {
+    const before = reading.get(conversationId);
+    if (before === undefined) {
+      const ready = messages();
+      if (Array.isArray(ready)) {
+        notify.messagesCommitted(ready);
+        return;
+      }
+      track(conversationId, ready);
+      return;
+    }
+    track(
+      conversationId,
+      before.then(() => messages()),
+    );
+  }
+
+  function track(conversationId: string, loading: Promise<PublicMessage[]>): void {
+    const done = loading.then(
+      (messages) => notify.messagesCommitted(messages),
+      // The messages are committed; a subscriber here fills the gap with afterSeq at its next message.
+      (err: unknown) => logger.warn({ err, conversationId }, 'reading announced messages failed'),
+    );
+    reading.set(conversationId, done);
+    void done.then(() => {
+      if (reading.get(conversationId) === done) reading.delete(conversationId);
+    });
+  }
+
+  async function readRange(conversationId: string, first: number, last: number): Promise<PublicMessage[]> {
+    const result = await knex.raw<{ rows: MessageRow[] }>(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq BETWEEN ? AND ? ORDER BY seq`,
+      [conversationId, first, last],
+    );
+    return result.rows.map(messageFromRow);
+  }
+
+  function onAnnouncement(payload: unknown): void {
+    if (!isAnnouncement(payload)) {
+      logger.warn('ignoring a malformed message announcement');
+      return;
+    }
+    if (payload.n === node) return;
+    if (payload.m) {
+      const byConversation = new Map<string, PublicMessage[]>();
+      for (const wire of payload.m) {
+        const message = fromWire(wire);
+        const list = byConversation.get(message.conversationId);
+        if (list) list.push(message);
+        else byConversation.set(message.conversationId, [message]);
+      }
+      for (const [conversationId, messages] of byConversation) {
+        if (notify.hasSubscribersHere(conversationId)) deliver(conversationId, () => messages);
+      }
+    }
+    for (const [conversationId, first, last] of payload.r ?? []) {
+      if (notify.hasSubscribersHere(conversationId)) {
+        deliver(conversationId, () => readRange(conversationId, first, last));
+      }
+    }
+  }
+
+  await deps.bus.listen(MESSAGES_CHANNEL, onAnnouncement);
+
+  return {
+    node,
+    async announce() {
+      return (await deps.nodeCount()) > 1 ? { node } : undefined;
+    },
+  };
+}
