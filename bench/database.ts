@@ -134,8 +134,8 @@ export interface StatementCounters {
   /** `SELECT pg_notify(...)`: one per Socket.IO broadcast through @socket.io/postgres-adapter. */
   notify: number;
   /**
-   * `COMMIT`s: during an XFChat load phase, one per group-commit transaction (knex issues BEGIN/COMMIT; the
-   * adapter's NOTIFYs autocommit and the phases run nothing else).
+   * Write transactions: `COMMIT`s (an explicit transaction, as N and older XFChat trees issue) plus calls of
+   * `xfchat_send()`, each a whole group commit in autocommit.
    */
   commit: number;
   /** Statements that insert into messages: one per transaction on the writer's fast path, one per batch otherwise. */
@@ -148,8 +148,10 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
   if (!db.statStatements) return undefined;
   const rows = await db.query<Record<keyof StatementCounters, string>>(
     `SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE '%pg_notify%'), 0)::text AS notify,
-            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT'), 0)::text AS commit,
-            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%'), 0)::text AS insert,
+            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT' OR query ILIKE '%FROM xfchat_send(%'), 0)::text
+              AS commit,
+            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ILIKE '%FROM xfchat_send(%'),
+              0)::text AS insert,
             coalesce(sum(calls), 0)::text AS total
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
       WHERE d.datname = current_database()`,

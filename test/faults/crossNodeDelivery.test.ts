@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import pg from 'pg';
+import type { RunningServer } from '../../lib/server.js';
+import type { PublicMessage } from '../../lib/protocol/index.js';
+import { createGroup, friendsOf, newUser, record, rows, SocketPool, subscribe } from '../helpers/chat.js';
+import { startMain, type RunningChild } from '../helpers/childProcess.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer, testEnv } from '../helpers/server.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+/**
+ * Committed messages travel between nodes with their commit (a NOTIFY inside the write transaction), not as a
+ * step the writing node takes afterwards: they reach the other nodes even if the writer dies the instant it has
+ * committed, and a node alone announces nothing.
+ */
+describe('cross-node delivery coupled to the commit', function () {
+  this.timeout(60_000);
+  const pool = new SocketPool();
+  let databaseUrl: string;
+  let reader: RunningServer;
+  let writer: RunningChild | undefined;
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    reader = await startTestServer(databaseUrl);
+  });
+
+  afterEach(async () => {
+    pool.closeAll();
+    if (writer) {
+      process.kill(writer.pid, 'SIGCONT');
+      await writer.kill('SIGKILL');
+      writer = undefined;
+    }
+  });
+
+  after(async () => {
+    await reader?.close();
+  });
+
+  /** A LISTEN of our own on the announcements channel: what a node would hear. */
+  async function listenToAnnouncements(): Promise<{ heard: string[]; close: () => Promise<void> }> {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const heard: string[] = [];
+    client.on('notification', (n) => {
+      if (n.channel === 'xfchat_messages') heard.push(n.payload ?? '');
+    });
+    await client.query('LISTEN xfchat_messages');
+    return { heard, close: () => client.end() };
+  }
+
+  it('a node alone announces nothing; with a second node every commit is announced', async () => {
+    const listener = await listenToAnnouncements();
+    try {
+      const owner = await newUser(reader);
+      const group = await createGroup(reader.url, owner, await friendsOf(reader, owner, 1));
+      const socket = await pool.open(reader.url, owner);
+      await subscribe(socket, group.id);
+      const alone = await socket.emitWithAck('message:send', {
+        conversationId: group.id,
+        clientMsgId: randomUUID(),
+        body: 'nobody else is listening',
+      });
+      expect(alone.ok).to.equal(true);
+      // Another commit that is announced proves the channel works, so the silence above was not a fluke.
+      const second = await startTestServer(databaseUrl);
+      try {
+        await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 2, {
+          what: 'the first node to see the second',
+        });
+        const together = await socket.emitWithAck('message:send', {
+          conversationId: group.id,
+          clientMsgId: randomUUID(),
+          body: 'now there are two',
+        });
+        expect(together.ok).to.equal(true);
+        await waitFor(() => listener.heard.length > 0, { what: 'an announcement' });
+        expect(listener.heard).to.have.length(1);
+        expect(listener.heard[0]).to.include('now there are two');
+        expect(listener.heard.join('')).not.to.include('nobody else is listening');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('reaches a subscriber on another node when the writing node is killed right after its commit', async () => {
+    writer = await startMain(testEnv(databaseUrl, { LOG_LEVEL: 'info' }));
+    const sender = await newUser(reader);
+    const [receiver] = await friendsOf(reader, sender, 1);
+    const group = await createGroup(reader.url, sender, [receiver!]);
+    const onReader = await pool.open(reader.url, receiver!);
+    await subscribe(onReader, group.id);
+    const arrived = record(onReader, 'message:new');
+    const onWriter = await pool.open(writer.url, sender);
+    await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 2, {
+      what: 'the two nodes to see each other',
+    });
+
+    // Hold the conversation's row, so the writer's commit waits for us while it is in PostgreSQL's hands.
+    const lock = await reader.services.db.knex.transaction();
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
+      onWriter.emit(
+        'message:send',
+        { conversationId: group.id, clientMsgId: randomUUID(), body: 'last words' },
+        () => {
+          throw new Error('the writing node must not live to ack');
+        },
+      );
+      await waitFor(
+        async () =>
+          (
+            await rows(
+              reader.services.db.knex,
+              `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).length > 0,
+        { what: 'the write to wait for the lock' },
+      );
+      // The writing node is frozen: whatever it would do after the commit, it will never do.
+      process.kill(writer.pid, 'SIGSTOP');
+    } finally {
+      await lock.commit();
+    }
+    await waitFor(
+      async () =>
+        (await rows(reader.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [group.id]))
+          .length === 1,
+      { what: 'the commit' },
+    );
+    await writer.kill('SIGKILL');
+    writer = undefined;
+
+    await waitFor(() => arrived.length === 1, { what: 'the message on the other node', timeoutMs: 10_000 });
+    const [message] = arrived as PublicMessage[];
+    expect(message!.body).to.equal('last words');
+    expect(message!.seq).to.equal(1);
+  });
+});
