@@ -17,6 +17,8 @@ export interface ConversationActorOptions<C, R> {
   mailboxCapacity: number;
   /** Commands handed to `write` at once. @default 500 */
   maxBatch?: number;
+  /** Whether `next` may join a batch that starts with `first` (see Mailbox). */
+  batchable?: (first: C, next: C) => boolean;
   /** Called as each command is answered, with the `performance.now()` of its acceptance (ack latency metrics). */
   onAnswered?: (acceptedAt: number, ok: boolean) => void;
   now?: () => number;
@@ -46,9 +48,11 @@ export class ConversationActor<C, R> {
     this.id = options.conversationId;
     this.now = options.now ?? Date.now;
     this.lastActivityAt = this.now();
+    const { batchable } = options;
     this.mailbox = new Mailbox<Queued<C, R>>({
       capacity: options.mailboxCapacity,
       maxBatch: options.maxBatch ?? 500,
+      batchable: batchable && ((first, next) => batchable(first.command, next.command)),
       process: (items) => this.writeBatch(items),
       onError: (err) =>
         options.logger.error({ err, conversationId: this.id }, 'conversation actor batch failed'),

@@ -14,6 +14,11 @@ export interface MailboxOptions<T> {
    * @default 1
    */
   maxBatch?: number;
+  /**
+   * Whether `next` may join a batch that starts with `first`; a batch ends at the first command that may not.
+   * @default every command may
+   */
+  batchable?: (first: T, next: T) => boolean;
   /** Handles the next commands, oldest first. Never called again before the previous call settles. */
   process: (commands: T[]) => Promise<void>;
   /** `process` is expected to handle its own failures; anything it still throws lands here, never unhandled. */
@@ -74,10 +79,21 @@ export class Mailbox<T> {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** How many of the queued commands go in the next batch. */
+  private batchLength(): number {
+    const { batchable } = this.options;
+    const limit = Math.min(this.maxBatch, this.queue.length);
+    const first = this.queue[0];
+    if (!batchable || first === undefined) return limit;
+    let n = 1;
+    while (n < limit && batchable(first, this.queue[n] as T)) n += 1;
+    return n;
+  }
+
   private async run(): Promise<void> {
     this.running = true;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch = this.queue.splice(0, this.batchLength());
       try {
         await this.options.process(batch);
       } catch (err) {

@@ -46,7 +46,8 @@ export function createEchoServer(): EchoServer {
     void socket.join(userRoom(socket.data.userId));
     socket.on('conversation:subscribe', (request, ack) => {
       void socket.join(conversationRoom(request.conversationId));
-      ack({ ok: true, messages: [], hasMore: false, lastSeq: lastSeq.get(request.conversationId) ?? 0 });
+      const last = lastSeq.get(request.conversationId) ?? 0;
+      ack({ ok: true, messages: [], hasMore: false, lastSeq: last, version: last });
     });
     socket.on('message:send', (request, ack) => {
       const seq = (lastSeq.get(request.conversationId) ?? 0) + 1;
@@ -59,6 +60,11 @@ export function createEchoServer(): EchoServer {
         clientMsgId: request.clientMsgId,
         body: request.body,
         createdAt: new Date().toISOString(),
+        replyToSeq: null,
+        editedAt: null,
+        deletedAt: null,
+        reactions: [],
+        version: seq,
       };
       // The same order as XFChat after its commit: the sender's ack, then the broadcast.
       ack({ ok: true, message, duplicate: false });

@@ -73,6 +73,11 @@ async function storeMessage(pool: pg.Pool, request: SendRequest, senderId: strin
         clientMsgId: request.clientMsgId,
         body: request.body,
         createdAt: row.created_at.toISOString(),
+        replyToSeq: null,
+        editedAt: null,
+        deletedAt: null,
+        reactions: [],
+        version: seq,
       };
     } catch (err) {
       try {
@@ -122,8 +127,10 @@ export function createNaiveServer(databaseUrl: string, poolSize: number): NaiveS
       pool.query<{ last_seq: string }>(LAST_SEQ, [request.conversationId]).then(
         (result) => {
           const row = result.rows[0];
-          if (row) ack({ ok: true, messages: [], hasMore: false, lastSeq: Number(row.last_seq) });
-          else ack({ ok: false, error: { code: 'NOT_FOUND', message: 'no such conversation' } });
+          if (row) {
+            const last = Number(row.last_seq);
+            ack({ ok: true, messages: [], hasMore: false, lastSeq: last, version: last });
+          } else ack({ ok: false, error: { code: 'NOT_FOUND', message: 'no such conversation' } });
         },
         (err: unknown) => {
           process.stderr.write(`naive: subscribe failed: ${errorBody(err).message}\n`);

@@ -28,6 +28,8 @@ export interface Notifier {
    * messaging core carries them to the other nodes itself, coupled to the commit: lib/messaging/fanout.ts).
    */
   messagesCommitted(messages: readonly PublicMessage[]): void;
+  /** The current state of changed messages (edits, deletes, reactions), to this node's subscribers. */
+  messagesUpdated(messages: readonly PublicMessage[]): void;
   /** Whether a socket of this node is subscribed to the conversation. */
   hasSubscribersHere(conversationId: string): boolean;
   /** A read marker moved, to the conversation's subscribers. */

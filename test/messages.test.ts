@@ -68,8 +68,28 @@ describe('messages over REST', function () {
     expect(created.status).to.equal(201);
     const message = created.body.message;
     expect(Object.keys(message).sort()).to.deep.equal(
-      ['body', 'clientMsgId', 'conversationId', 'createdAt', 'id', 'senderId', 'seq'].sort(),
+      [
+        'body',
+        'clientMsgId',
+        'conversationId',
+        'createdAt',
+        'id',
+        'senderId',
+        'seq',
+        'replyToSeq',
+        'editedAt',
+        'deletedAt',
+        'reactions',
+        'version',
+      ].sort(),
     );
+    expect(message).to.deep.include({
+      replyToSeq: null,
+      editedAt: null,
+      deletedAt: null,
+      reactions: [],
+      version: 1,
+    });
     expect(message).to.include({
       conversationId: group.id,
       seq: 1,

@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import pg from 'pg';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { listConversations } from '../lib/conversations/queries.js';
-import { readHistory } from '../lib/messaging/history.js';
+import { readChanges, readHistory } from '../lib/messaging/reads.js';
 import { createMembership } from '../lib/messaging/membership.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
@@ -115,8 +115,8 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
       [MEMBERS_PER_CONVERSATION, MEMBERS_PER_CONVERSATION, USERS],
     );
     await knex.raw(
-      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT p.conversation_id, p.user_id, s, 'm' || s, 'message ' || s
+      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body, version)
+       SELECT p.conversation_id, p.user_id, s, 'm' || s, 'message ' || s, s
        FROM conversation_participants p CROSS JOIN generate_series(1, ?::int) s WHERE p.role = 'owner'`,
       [MESSAGES_PER_CONVERSATION],
     );
@@ -129,12 +129,12 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     user = first!.user_id;
     // One long conversation, so history pages come from deep inside a big index range.
     await knex.raw(
-      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?::uuid, ?::uuid, s, 'm' || s, 'message ' || s FROM generate_series(?::int + 1, ?::int) s`,
+      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body, version)
+       SELECT ?::uuid, ?::uuid, s, 'm' || s, 'message ' || s, s FROM generate_series(?::int + 1, ?::int) s`,
       [bigConversation, user, MESSAGES_PER_CONVERSATION, BIG_CONVERSATION_MESSAGES],
     );
     await knex.raw(
-      `UPDATE conversations c SET last_seq = m.max_seq
+      `UPDATE conversations c SET last_seq = m.max_seq, version = m.max_seq
        FROM (SELECT conversation_id, max(seq) AS max_seq FROM messages GROUP BY conversation_id) m
        WHERE m.conversation_id = c.id`,
     );
@@ -179,15 +179,26 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     });
     const plans = await expectIndexed(client, statements, ['messages_conversation_seq_unique']);
     for (const plan of plans) {
-      expect(plan).to.match(/Index Scan Backward using messages_conversation_seq_unique/);
+      expect(plan, plan).to.match(/Index Scan Backward using messages_conversation_seq_unique/);
       expect(plan).to.not.match(/Sort\b/);
     }
   });
 
-  it('my conversations list starts from the participant user index', async function () {
-    let items: Awaited<ReturnType<typeof listConversations>> = [];
+  it('changes since a version read the (conversation_id, version) index in order', async function () {
     const statements = await capture(knex, async () => {
-      items = await listConversations(knex, user);
+      const page = await readChanges(knex, bigConversation, 4000, 50);
+      expect(page.messages.map((m) => m.version)).to.deep.equal(
+        Array.from({ length: 50 }, (_, i) => 4001 + i),
+      );
+    });
+    const [plan] = await expectIndexed(client, statements, ['messages_conversation_version_idx']);
+    expect(plan).to.not.match(/Sort\b/);
+  });
+
+  it('my conversations list starts from the participant user index', async function () {
+    let items: Awaited<ReturnType<typeof listConversations>>['conversations'] = [];
+    const statements = await capture(knex, async () => {
+      items = (await listConversations(knex, user, { limit: 50 })).conversations;
     });
     expect(items.length).to.be.within(1, MEMBERS_PER_CONVERSATION + 1);
     expect(items.every((c) => c.lastMessage !== null)).to.equal(true);
@@ -208,19 +219,21 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     expect(plan).to.match(/Index (Only )?Scan using conversation_participants_(pkey|user_idx)/);
   });
 
-  it('the write path (xfchat_send) locks, checks, numbers and inserts through indexes, never a scan', async function () {
+  it('the write path (xfchat_write) locks, checks, numbers and inserts through indexes, never a scan', async function () {
     // The function's statements run inside PostgreSQL, so they are counted there: the transaction's own
     // scan statistics after one call, rolled back.
     const scans = async (sendBodies: string[]) => {
       await client.query('BEGIN');
       try {
         const sent = await client.query<{ r_status: number; r_seq: string }>(
-          'SELECT r_status, r_seq FROM xfchat_send($1::uuid[], $2::uuid[], $3::text[], $4::text[], NULL, NULL)',
+          `SELECT r_status, r_seq FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+             '{}', '{}', '{}', '{}', '{}', NULL, NULL)`,
           [
             sendBodies.map(() => bigConversation),
             sendBodies.map(() => user),
             sendBodies.map((_, i) => `query-plan-${i}`),
             sendBodies,
+            sendBodies.map(() => null),
           ],
         );
         expect(sent.rows.map((r) => [r.r_status, Number(r.r_seq)])).to.deep.equal(

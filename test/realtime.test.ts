@@ -178,7 +178,7 @@ describe('realtime messaging over two nodes', function () {
     const group = await createGroup(nodeA.url, owner, await friendsOf(nodeA, owner, 1));
     const socket = await pool.open(nodeB.url, owner);
     const empty = await subscribe(socket, group.id);
-    expect(empty).to.deep.equal({ ok: true, messages: [], hasMore: false, lastSeq: 0 });
+    expect(empty).to.deep.equal({ ok: true, messages: [], hasMore: false, lastSeq: 0, version: 0 });
     for (let n = 1; n <= 4; n += 1) expectOk(await send(socket, group.id, `m${n}`));
     const newest = await subscribe(socket, group.id, { limit: 3 });
     expect(newest.messages.map((m) => m.seq)).to.deep.equal([2, 3, 4]);

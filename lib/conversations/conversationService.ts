@@ -5,10 +5,16 @@ import { Conversation } from '../models/Conversation.js';
 import { Participant } from '../models/Participant.js';
 import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
-import { MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
+import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
 import type { ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay } from '../social/relations.js';
-import { listConversations, loadConversation, loadVisibleConversation, nonFriendsOf } from './queries.js';
+import {
+  listConversations,
+  loadConversation,
+  loadVisibleConversation,
+  nonFriendsOf,
+  type ListCursor,
+} from './queries.js';
 
 /**
  * Conversations and their participants. Inputs are validated by the caller; every rule of the contract (friends
@@ -25,7 +31,11 @@ export interface ConversationService {
   /** The pair's direct conversation: `created` false when it already existed (200 instead of 201). */
   createDirect(me: string, otherId: string): Promise<{ conversation: PublicConversation; created: boolean }>;
   createGroup(me: string, title: string, participantIds: readonly string[]): Promise<PublicConversation>;
-  list(me: string): Promise<ConversationListItem[]>;
+  /** One page of my conversations, most recent activity first; `nextCursor` null on the last page. */
+  list(
+    me: string,
+    page: { limit: number; cursor?: string | undefined },
+  ): Promise<{ conversations: ConversationListItem[]; nextCursor: string | null }>;
   get(me: string, conversationId: string): Promise<PublicConversation>;
   rename(me: string, conversationId: string, title: string): Promise<PublicConversation>;
   addParticipant(me: string, conversationId: string, userId: string): Promise<PublicParticipant>;
@@ -138,8 +148,12 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       return conversation;
     },
 
-    list(me) {
-      return listConversations(knex, me);
+    async list(me, page) {
+      const { conversations, next } = await listConversations(knex, me, {
+        limit: page.limit,
+        after: page.cursor === undefined ? undefined : decodeCursor(page.cursor),
+      });
+      return { conversations, nextCursor: next && encodeCursor(next) };
     },
 
     async get(me, conversationId) {
@@ -198,6 +212,19 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());
     },
   };
+}
+
+/** A list cursor as clients see it: opaque (base64url of "activity.id"). */
+function encodeCursor(cursor: ListCursor): string {
+  return Buffer.from(`${cursor.activityUs}.${cursor.id}`).toString('base64url');
+}
+
+function decodeCursor(text: string): ListCursor {
+  const match = /^(\d{1,20})\.([0-9a-f-]{36})$/.exec(Buffer.from(text, 'base64url').toString());
+  if (!match?.[1] || !match[2] || !isUuid(match[2])) {
+    throw validationError({ cursor: 'must be a nextCursor from an earlier page' });
+  }
+  return { activityUs: match[1], id: match[2] };
 }
 
 /** The member who joined first (ties by user id) becomes owner; an empty group stays ownerless. */

@@ -1,8 +1,7 @@
 import type { Knex } from 'knex';
 import { Conversation } from '../models/Conversation.js';
 import { Friendship } from '../models/Friendship.js';
-import { Message } from '../models/Message.js';
-import type { ConversationListItem } from '../protocol/index.js';
+import type { ConversationListItem, PublicMessage } from '../protocol/index.js';
 
 /**
  * Reads of the conversation service. Each takes its knex (or a transaction) explicitly and runs a fixed number
@@ -27,40 +26,75 @@ export async function loadVisibleConversation(
   return conversation?.participants?.some((p) => p.userId === userId) ? conversation : undefined;
 }
 
-/** My conversations, most recent activity first: three statements (conversations, participants+users, last messages). */
-export async function listConversations(knex: Knex, userId: string): Promise<ConversationListItem[]> {
-  const conversations = await Conversation.query(knex)
-    .select('conversations.*')
+/** Where a page of my conversations starts: after this one (its activity in microseconds, and its id). */
+export interface ListCursor {
+  activityUs: string;
+  id: string;
+}
+
+export interface ConversationList {
+  conversations: ConversationListItem[];
+  /** Where the next page starts, or null on the last page. */
+  next: ListCursor | null;
+}
+
+/**
+ * One page of my conversations, most recent activity first (ties by id): three statements whatever the page
+ * size (conversations, participants with their users, last messages). The cursor compares in microseconds,
+ * PostgreSQL's own precision, so a page never skips or repeats a conversation.
+ */
+export async function listConversations(
+  knex: Knex,
+  userId: string,
+  page: { limit: number; after?: ListCursor | undefined },
+): Promise<ConversationList> {
+  const query = Conversation.query(knex)
+    .select(
+      'conversations.*',
+      knex.raw('(extract(epoch FROM conversations.last_activity_at) * 1000000)::bigint::text AS activity_us'),
+    )
     .join('conversation_participants as me', 'me.conversation_id', 'conversations.id')
     .where('me.user_id', userId)
     .orderBy([
       { column: 'conversations.last_activity_at', order: 'desc' },
       { column: 'conversations.id', order: 'desc' },
     ])
+    .limit(page.limit + 1)
     .withGraphFetched('participants.user');
+  if (page.after) {
+    void query.whereRaw(
+      "(conversations.last_activity_at, conversations.id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?)",
+      [page.after.activityUs, page.after.id],
+    );
+  }
+  const rows = (await query) as Array<Conversation & { activityUs: string }>;
+  const conversations = rows.slice(0, page.limit);
+  const last = conversations.at(-1);
   const withMessages = conversations.filter((c) => c.lastSeq > 0).map((c) => c.id);
   const lastMessages =
     withMessages.length === 0
       ? []
-      : await Message.query(knex)
-          .select('messages.*')
-          .join('conversations', (j) =>
-            j
-              .on('conversations.id', 'messages.conversation_id')
-              .andOn('conversations.last_seq', 'messages.seq'),
+      : // Starting from the few conversation rows, the planner probes messages by (conversation_id, seq).
+        (
+          await knex.raw<{ rows: Array<{ message: PublicMessage }> }>(
+            `SELECT xfchat_message_json(m) AS message FROM conversations c
+             JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+             WHERE c.id = ANY(?::uuid[])`,
+            [withMessages],
           )
-          // Filtering on conversations.id lets the planner start from the few conversation rows and probe
-          // messages by (conversation_id, seq); filtering on messages scanned every message of them.
-          .whereIn('conversations.id', withMessages);
-  const lastById = new Map(lastMessages.map((m) => [m.conversationId, m.toPublic()]));
-  return conversations.map((c) => {
-    const mine = c.participants?.find((p) => p.userId === userId);
-    return {
-      ...c.toPublic(),
-      lastMessage: lastById.get(c.id) ?? null,
-      unreadCount: Math.max(0, c.lastSeq - (mine?.lastReadSeq ?? 0)),
-    };
-  });
+        ).rows.map((r) => r.message);
+  const lastById = new Map(lastMessages.map((m) => [m.conversationId, m]));
+  return {
+    conversations: conversations.map((c) => {
+      const mine = c.participants?.find((p) => p.userId === userId);
+      return {
+        ...c.toPublic(),
+        lastMessage: lastById.get(c.id) ?? null,
+        unreadCount: Math.max(0, c.lastSeq - (mine?.lastReadSeq ?? 0)),
+      };
+    }),
+    next: rows.length > page.limit && last ? { activityUs: last.activityUs, id: last.id } : null,
+  };
 }
 
 /** Of `userIds`, those who are not `userId`'s friends (unknown ids included). */

@@ -2,17 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { ControlBus } from '../cluster/controlBus.js';
 import type { Logger } from '../logger.js';
-import { messageFromRow, MESSAGE_COLUMNS, type MessageRow } from '../models/Message.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
+import { readMessages } from './reads.js';
 import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
 /**
- * Committed messages between nodes. The writing node delivers to its own subscribers itself, after the commit;
+ * Committed writes between nodes. The writing node delivers to its own subscribers itself, after the commit;
  * the other nodes hear of each commit by a NOTIFY sent inside the write transaction (see statements.ts), so a
  * message that commits reaches them even if its writer dies the next instant, and one that rolls back never
  * does. A payload carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq
- * ranges, which a node reads from `messages` only if it has subscribers of the conversation.
+ * ranges, which a node reads from `messages` only if it has subscribers of the conversation; changed messages
+ * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
  *
  * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
  */
@@ -26,46 +27,55 @@ export interface Fanout {
 export interface FanoutDeps {
   bus: Pick<ControlBus, 'listen'>;
   knex: Knex;
-  notify: Pick<Notifier, 'messagesCommitted' | 'hasSubscribersHere'>;
+  notify: Pick<Notifier, 'messagesCommitted' | 'messagesUpdated' | 'hasSubscribersHere'>;
   /** Nodes in the cluster, this one included (the adapter's heartbeat view). */
   nodeCount: () => Promise<number>;
   logger: Logger;
 }
 
-/** [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms] */
-type WireMessage = [string, number, string, string | null, string, string, number];
-/** [conversationId, first seq, last seq] */
+/** A new message: [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms, replyToSeq, version] */
+type WireMessage = [string, number, string, string | null, string, string, number, number | null, number];
+/** New messages too big for the payload: [conversationId, first seq, last seq] */
 type WireRange = [string, number, number];
+/** A changed message: [conversationId, seq] */
+type WireUpdate = [string, number];
 
 interface Announcement {
   n: string;
   m?: WireMessage[];
   r?: WireRange[];
+  u?: WireUpdate[];
 }
 
 function isAnnouncement(value: unknown): value is Announcement {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r));
+  return typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u));
 }
 
-const fromWire = ([
-  conversationId,
-  seq,
-  id,
-  senderId,
-  clientMsgId,
-  body,
-  createdMs,
-]: WireMessage): PublicMessage => ({
-  id,
-  conversationId,
-  seq,
-  senderId,
-  clientMsgId,
-  body,
-  createdAt: new Date(createdMs).toISOString(),
-});
+const fromWire = (wire: WireMessage): PublicMessage => {
+  const [conversationId, seq, id, senderId, clientMsgId, body, createdMs, replyToSeq, version] = wire;
+  return {
+    id,
+    conversationId,
+    seq,
+    senderId,
+    clientMsgId,
+    body,
+    createdAt: new Date(createdMs).toISOString(),
+    replyToSeq,
+    editedAt: null,
+    deletedAt: null,
+    reactions: [],
+    version,
+  };
+};
+
+/** What a node delivers for one conversation: new messages, or the current state of changed ones. */
+interface Delivery {
+  kind: 'new' | 'updated';
+  messages: PublicMessage[];
+}
 
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const { knex, notify, logger } = deps;
@@ -73,26 +83,26 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** Per conversation, the delivery still reading its range: later ones wait for it, so order is kept. */
   const reading = new Map<string, Promise<void>>();
 
-  function deliver(conversationId: string, messages: () => Promise<PublicMessage[]> | PublicMessage[]): void {
+  const hand = ({ kind, messages }: Delivery) =>
+    kind === 'new' ? notify.messagesCommitted(messages) : notify.messagesUpdated(messages);
+
+  function deliver(conversationId: string, delivery: () => Promise<Delivery> | Delivery): void {
     const before = reading.get(conversationId);
     if (before === undefined) {
-      const ready = messages();
-      if (Array.isArray(ready)) {
-        notify.messagesCommitted(ready);
-        return;
-      }
-      track(conversationId, ready);
+      const ready = delivery();
+      if (ready instanceof Promise) track(conversationId, ready);
+      else hand(ready);
       return;
     }
     track(
       conversationId,
-      before.then(() => messages()),
+      before.then(() => delivery()),
     );
   }
 
-  function track(conversationId: string, loading: Promise<PublicMessage[]>): void {
+  function track(conversationId: string, loading: Promise<Delivery>): void {
     const done = loading.then(
-      (messages) => notify.messagesCommitted(messages),
+      hand,
       // The messages are committed; a subscriber here fills the gap with afterSeq at its next message.
       (err: unknown) => logger.warn({ err, conversationId }, 'reading announced messages failed'),
     );
@@ -100,14 +110,6 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     void done.then(() => {
       if (reading.get(conversationId) === done) reading.delete(conversationId);
     });
-  }
-
-  async function readRange(conversationId: string, first: number, last: number): Promise<PublicMessage[]> {
-    const result = await knex.raw<{ rows: MessageRow[] }>(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq BETWEEN ? AND ? ORDER BY seq`,
-      [conversationId, first, last],
-    );
-    return result.rows.map(messageFromRow);
   }
 
   function onAnnouncement(payload: unknown): void {
@@ -125,13 +127,27 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         else byConversation.set(message.conversationId, [message]);
       }
       for (const [conversationId, messages] of byConversation) {
-        if (notify.hasSubscribersHere(conversationId)) deliver(conversationId, () => messages);
+        if (notify.hasSubscribersHere(conversationId))
+          deliver(conversationId, () => ({ kind: 'new', messages }));
       }
     }
     for (const [conversationId, first, last] of payload.r ?? []) {
-      if (notify.hasSubscribersHere(conversationId)) {
-        deliver(conversationId, () => readRange(conversationId, first, last));
-      }
+      if (!notify.hasSubscribersHere(conversationId)) continue;
+      deliver(conversationId, async () => ({
+        kind: 'new',
+        messages: await readMessages(knex, conversationId, { first, last }),
+      }));
+    }
+    const updated = new Map<string, number[]>();
+    for (const [conversationId, seq] of payload.u ?? []) {
+      if (notify.hasSubscribersHere(conversationId))
+        updated.set(conversationId, [...(updated.get(conversationId) ?? []), seq]);
+    }
+    for (const [conversationId, seqs] of updated) {
+      deliver(conversationId, async () => ({
+        kind: 'updated',
+        messages: await readMessages(knex, conversationId, [...new Set(seqs)]),
+      }));
     }
   }
 

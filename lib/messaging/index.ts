@@ -11,7 +11,7 @@ import { createFanout } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
 import { createMessageService, type MessageService } from './service.js';
 import { knexConnections } from './statements.js';
-import type { MessageActor, MessageCommand, Outcome, Stored } from './types.js';
+import { sameBatch, type MessageActor, type MessageCommand, type Outcome, type Stored } from './types.js';
 import { createGroupCommitWriter, type GroupCommitWriter } from './writer.js';
 
 export interface MessagingDeps {
@@ -68,24 +68,25 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const membership = createMembership(db.knex);
 
   /**
-   * Commits a batch, then delivers the new messages to this node's subscribers in seq order, before anyone is
-   * acked (the other nodes heard of them from the commit itself).
+   * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,
+   * changed ones by version), before anyone is acked; the other nodes heard of it from the commit itself.
    */
   async function write(
     conversationId: string,
     commands: readonly MessageCommand[],
   ): Promise<Outcome<Stored>[]> {
     const outcomes = await writer.write({ conversationId, commands });
-    const committed: PublicMessage[] = [];
+    const written: PublicMessage[] = [];
     for (const outcome of outcomes) {
-      if (outcome.ok && !outcome.value.duplicate) committed.push(outcome.value.message);
+      if (outcome.ok && !outcome.value.duplicate) written.push(outcome.value.message);
     }
-    if (committed.length > 0) {
-      committed.sort((a, b) => a.seq - b.seq);
+    if (written.length > 0) {
       try {
-        notify.messagesCommitted(committed);
+        // A batch holds sends only or changes only (sameBatch).
+        if (commands[0]?.kind === 'send') notify.messagesCommitted(written.sort((a, b) => a.seq - b.seq));
+        else notify.messagesUpdated(written.sort((a, b) => a.version - b.version));
       } catch (err) {
-        // Committed and about to be acked; a client missing the broadcast catches up with afterSeq.
+        // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
         logger.error({ err, conversationId }, 'broadcast failed');
       }
     }
@@ -100,6 +101,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         new ConversationActor<MessageCommand, Stored>({
           conversationId,
           write,
+          batchable: sameBatch,
           logger,
           mailboxCapacity: config.limits.mailboxCapacity,
           onAnswered: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),

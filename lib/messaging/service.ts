@@ -2,16 +2,27 @@ import type { Knex } from 'knex';
 import type { ConversationRegistry } from '../../actors/ConversationRegistry.js';
 import { AppError } from '../errors.js';
 import type { Notifier } from '../notifier.js';
-import type { ClientEventInput } from '../protocol/schemas.js';
+import type { PublicMessage } from '../protocol/index.js';
 import { RateLimiter } from '../rateLimiter.js';
-import { readHistory, type HistoryPage, type HistoryWindow } from './history.js';
 import type { Membership } from './membership.js';
-import type { MessageActor, Stored } from './types.js';
+import { readChanges, readHistory, type ChangesPage, type HistoryPage, type HistoryWindow } from './reads.js';
+import type { ChangeCommand, MessageActor, MessageCommand, Stored } from './types.js';
 
-export type { HistoryPage, HistoryWindow };
+export type { ChangesPage, HistoryPage, HistoryWindow };
 
 /** A send as the interfaces hand it over, validated. */
-export type SendInput = ClientEventInput<'message:send'>;
+export interface SendInput {
+  conversationId: string;
+  clientMsgId: string;
+  body: string;
+  replyToSeq?: number | null | undefined;
+}
+
+/** A change as the interfaces hand it over, validated: what to do to which message. */
+export type ChangeInput =
+  | { kind: 'edit'; seq: number; body: string }
+  | { kind: 'delete'; seq: number }
+  | { kind: 'react' | 'unreact'; seq: number; emoji: string };
 
 /**
  * Messages, read markers and typing, for REST and Socket.IO alike: both interfaces call the same methods, so
@@ -22,7 +33,15 @@ export interface MessageService {
   assertParticipant(userId: string, conversationId: string): Promise<void>;
   /** Resolves once the message is committed. RATE_LIMITED, NOT_FOUND, OVERLOADED, IDEMPOTENCY_CONFLICT, ... */
   send(userId: string, input: SendInput): Promise<Stored>;
+  /**
+   * Edits, deletes or reacts to a stored message through the conversation's actor, like a send: resolves with
+   * the message's state once committed (`duplicate` when nothing changed). FORBIDDEN, MESSAGE_DELETED, BLOCKED,
+   * NOT_FOUND, ...
+   */
+  change(userId: string, conversationId: string, input: ChangeInput): Promise<{ message: PublicMessage }>;
   history(userId: string, conversationId: string, window: HistoryWindow): Promise<HistoryPage>;
+  /** Every message changed (or created) after version `since`, by version. */
+  changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
    * Moves my read marker forward to `seq` (clamped to the conversation's last seq; never backwards) and tells
    * the subscribers when it moved.
@@ -70,27 +89,45 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     return true;
   }
 
+  /**
+   * Every write of a user, whatever its interface and kind, counts against one per-user budget, and is checked
+   * for membership before any actor exists (probing random ids leaves nothing behind); the writer checks again
+   * under the conversation lock.
+   */
+  async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
+    const taken = sendLimiter.take(userId);
+    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+    await membership.assert(conversationId, userId);
+    const actor = await registry.get(conversationId);
+    return await actor.submit(command);
+  }
+
   return {
     assertParticipant: (userId, conversationId) => membership.assert(conversationId, userId),
 
-    async send(userId, input) {
-      const taken = sendLimiter.take(userId);
-      if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
-      // Checked before any actor exists: probing random ids leaves nothing behind. The writer checks again
-      // under the conversation lock.
-      await membership.assert(input.conversationId, userId);
-      const actor = await registry.get(input.conversationId);
-      return await actor.submit({
+    send(userId, input) {
+      return submit(userId, input.conversationId, {
         kind: 'send',
         senderId: userId,
         clientMsgId: input.clientMsgId,
         body: input.body,
+        replyToSeq: input.replyToSeq ?? null,
       });
+    },
+
+    async change(userId, conversationId, input) {
+      const { message } = await submit(userId, conversationId, { ...input, userId } as ChangeCommand);
+      return { message };
     },
 
     async history(userId, conversationId, window) {
       await membership.assert(conversationId, userId);
       return await readHistory(knex, conversationId, window);
+    },
+
+    async changes(userId, conversationId, since, limit) {
+      await membership.assert(conversationId, userId);
+      return await readChanges(knex, conversationId, since, limit);
     },
 
     async markRead(userId, conversationId, seq) {

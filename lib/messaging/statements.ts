@@ -1,30 +1,36 @@
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import type { PublicMessage } from '../protocol/index.js';
-import type { ConversationBatch, Outcome, Stored } from './types.js';
+import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
 
 /**
- * The node's half of the write path: one call of `xfchat_send()` (migrations/20261130000050_write_path.ts) per
- * group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
+ * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts)
+ * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
  * trip is the whole transaction.
  */
 
-/** Where committed messages are announced to other nodes (LISTENed to by lib/messaging/fanout.ts). */
+/** Where committed writes are announced to other nodes (LISTENed to by lib/messaging/fanout.ts). */
 export const MESSAGES_CHANNEL = 'xfchat_messages';
 
-const SEND = {
-  name: 'xfchat_send_v1',
-  text: `SELECT r_ord, r_status, r_id, r_seq, r_created_ms
-         FROM xfchat_send($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text, $6::text)`,
+const WRITE = {
+  name: 'xfchat_write_v1',
+  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
+         FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+                           $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text)`,
 };
 
-interface SendRow {
+type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+interface WriteRow {
   r_ord: number;
-  r_status: 0 | 1 | 2 | 3 | 4;
+  r_status: Status;
   r_id: string | null;
   r_seq: number | null;
+  r_version: number | null;
   r_created_ms: number | null;
+  /** A stored or changed message, in the contract's shape (pg parses the JSON). */
+  r_message: PublicMessage | null;
 }
 
 /** The node's announcement settings for one call: announce to the other nodes, as this node. */
@@ -32,14 +38,105 @@ export interface Announce {
   node: string;
 }
 
-const REFUSALS: Record<2 | 3 | 4, () => AppError> = {
+const REFUSALS: Record<Exclude<Status, 0 | 1>, () => AppError> = {
   2: () => new AppError('IDEMPOTENCY_CONFLICT'),
   3: () => new AppError('NOT_FOUND'),
   4: () => new AppError('BLOCKED'),
+  5: () => new AppError('FORBIDDEN'),
+  6: () => new AppError('MESSAGE_DELETED'),
+  7: () => validationError({ replyToSeq: 'must be an earlier seq of this conversation' }),
 };
 
+const CHANGE_KINDS: Record<ChangeCommand['kind'], number> = { edit: 1, delete: 2, react: 3, unreact: 4 };
+
+/** The columns of one call, filled batch by batch. */
+class WriteCall {
+  readonly conversationIds: string[] = [];
+  readonly senderIds: string[] = [];
+  readonly clientMsgIds: string[] = [];
+  readonly bodies: string[] = [];
+  readonly replyTo: Array<number | null> = [];
+  readonly changeKinds: number[] = [];
+  readonly changeConversationIds: string[] = [];
+  readonly changeUserIds: string[] = [];
+  readonly changeSeqs: number[] = [];
+  readonly changeTexts: Array<string | null> = [];
+
+  /** Adds a send and returns the 1-based row it answers in (sends come first). */
+  addSend(conversationId: string, send: SendCommand): number {
+    this.conversationIds.push(conversationId);
+    this.senderIds.push(send.senderId);
+    this.clientMsgIds.push(send.clientMsgId);
+    this.bodies.push(send.body);
+    this.replyTo.push(send.replyToSeq);
+    return this.conversationIds.length;
+  }
+
+  /** Adds a change and returns its index among the changes (rows follow the sends). */
+  addChange(conversationId: string, change: ChangeCommand): number {
+    this.changeKinds.push(CHANGE_KINDS[change.kind]);
+    this.changeConversationIds.push(conversationId);
+    this.changeUserIds.push(change.userId);
+    this.changeSeqs.push(change.seq);
+    this.changeTexts.push(
+      change.kind === 'edit' ? change.body : change.kind === 'delete' ? null : change.emoji,
+    );
+    return this.changeKinds.length;
+  }
+
+  values(announce: Announce | undefined): unknown[] {
+    return [
+      this.conversationIds,
+      this.senderIds,
+      this.clientMsgIds,
+      this.bodies,
+      this.replyTo,
+      this.changeKinds,
+      this.changeConversationIds,
+      this.changeUserIds,
+      this.changeSeqs,
+      this.changeTexts,
+      announce ? MESSAGES_CHANNEL : null,
+      announce?.node ?? null,
+    ];
+  }
+}
+
+/** How one command will be answered from the call's rows. */
+type Plan =
+  | { row: 'send'; index: number; send: SendCommand }
+  | { row: 'change'; index: number }
+  /** The same clientMsgId again in this batch: answered like the first (`of`), or a conflict. */
+  | { row: 'repeat'; of: number; sameBody: boolean };
+
+/** A new message from its send and the ids the database gave it; nothing else can be set on a new message. */
+function newMessage(conversationId: string, send: SendCommand, row: WriteRow): PublicMessage {
+  return {
+    id: row.r_id ?? '',
+    conversationId,
+    seq: row.r_seq ?? 0,
+    senderId: send.senderId,
+    clientMsgId: send.clientMsgId,
+    body: send.body,
+    createdAt: new Date(row.r_created_ms ?? 0).toISOString(),
+    replyToSeq: send.replyToSeq,
+    editedAt: null,
+    deletedAt: null,
+    reactions: [],
+    version: row.r_version ?? 0,
+  };
+}
+
+function outcomeOf(conversationId: string, row: WriteRow | undefined, send?: SendCommand): Outcome<Stored> {
+  if (row === undefined) return { ok: false, error: new AppError('INTERNAL') };
+  if (row.r_status > 1) return { ok: false, error: REFUSALS[row.r_status as Exclude<Status, 0 | 1>]() };
+  const message = row.r_message ?? (send ? newMessage(conversationId, send, row) : undefined);
+  if (message === undefined) return { ok: false, error: new AppError('INTERNAL') };
+  return { ok: true, value: { message, duplicate: row.r_status === 1 } };
+}
+
 /**
- * Writes the sends of every batch in one call (one transaction) and answers each batch's outcomes, in order.
+ * Writes every batch in one call (one transaction) and answers each batch's outcomes, in command order.
  * Rejects when the call fails; nothing of it is then committed.
  */
 export async function writeBatches(
@@ -47,52 +144,49 @@ export async function writeBatches(
   batches: readonly ConversationBatch[],
   announce: Announce | undefined,
 ): Promise<Array<Array<Outcome<Stored>>>> {
-  const conversationIds: string[] = [];
-  const senderIds: string[] = [];
-  const clientMsgIds: string[] = [];
-  const bodies: string[] = [];
-  for (const batch of batches) {
-    for (const command of batch.commands) {
-      conversationIds.push(batch.conversationId);
-      senderIds.push(command.senderId);
-      clientMsgIds.push(command.clientMsgId);
-      bodies.push(command.body);
-    }
-  }
-  const result = await client.query<SendRow>({
-    ...SEND,
-    values: [
-      conversationIds,
-      senderIds,
-      clientMsgIds,
-      bodies,
-      announce ? MESSAGES_CHANNEL : null,
-      announce?.node ?? null,
-    ],
-  });
-  const rows = result.rows;
-  if (rows.length !== conversationIds.length) {
-    throw new Error(`xfchat_send answered ${rows.length} rows for ${conversationIds.length} sends`);
-  }
-  let index = 0;
-  return batches.map((batch) =>
-    batch.commands.map((command): Outcome<Stored> => {
-      const row = rows[index++];
-      if (row === undefined || row.r_status > 1) {
-        return { ok: false, error: REFUSALS[(row?.r_status ?? 3) as 2 | 3 | 4]() };
+  const call = new WriteCall();
+  const plans = batches.map((batch) => {
+    const firstOf = new Map<string, number>();
+    return batch.commands.map((command, position): Plan => {
+      if (command.kind !== 'send')
+        return { row: 'change', index: call.addChange(batch.conversationId, command) };
+      // A clientMsgId repeated within one batch is one message: the repeat is answered like the first.
+      const key = `${command.senderId}|${command.clientMsgId}`;
+      const first = firstOf.get(key);
+      if (first !== undefined) {
+        const original = batch.commands[first] as SendCommand;
+        return { row: 'repeat', of: first, sameBody: original.body === command.body };
       }
-      const message: PublicMessage = {
-        id: row.r_id ?? '',
-        conversationId: batch.conversationId,
-        seq: row.r_seq ?? 0,
-        senderId: command.senderId,
-        clientMsgId: command.clientMsgId,
-        body: command.body,
-        createdAt: new Date(row.r_created_ms ?? 0).toISOString(),
-      };
-      return { ok: true, value: { message, duplicate: row.r_status === 1 } };
-    }),
-  );
+      firstOf.set(key, position);
+      return { row: 'send', index: call.addSend(batch.conversationId, command), send: command };
+    });
+  });
+  const result = await client.query<WriteRow>({ ...WRITE, values: call.values(announce) });
+  const sends = call.conversationIds.length;
+  const expected = sends + call.changeKinds.length;
+  if (result.rows.length !== expected) {
+    throw new Error(`xfchat_write answered ${result.rows.length} rows for ${expected} commands`);
+  }
+  const rowAt = (ord: number): WriteRow | undefined => result.rows[ord - 1];
+  return batches.map((batch, b) => {
+    const outcomes: Array<Outcome<Stored>> = [];
+    for (const plan of plans[b] ?? []) {
+      if (plan.row === 'send') outcomes.push(outcomeOf(batch.conversationId, rowAt(plan.index), plan.send));
+      else if (plan.row === 'change')
+        outcomes.push(outcomeOf(batch.conversationId, rowAt(sends + plan.index)));
+      else {
+        const original = outcomes[plan.of];
+        outcomes.push(
+          !plan.sameBody
+            ? { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') }
+            : original?.ok
+              ? { ok: true, value: { message: original.value.message, duplicate: true } }
+              : (original ?? { ok: false, error: new AppError('INTERNAL') }),
+        );
+      }
+    }
+    return outcomes;
+  });
 }
 
 /** A connection of Knex's own pool (its acquire timeout and its types apply), for the writer's calls. */

@@ -9,21 +9,35 @@ export interface SendCommand {
   senderId: string;
   clientMsgId: string;
   body: string;
+  replyToSeq: number | null;
 }
 
-/** What a conversation's actor queues and the writer commits. */
-export type MessageCommand = SendCommand;
+/** A change to a stored message, by `userId`; authorized again under the conversation lock. */
+export type ChangeCommand =
+  | { kind: 'edit'; userId: string; seq: number; body: string }
+  | { kind: 'delete'; userId: string; seq: number }
+  | { kind: 'react' | 'unreact'; userId: string; seq: number; emoji: string };
 
-/** A send once committed: the message, and whether it had been stored before under the same clientMsgId. */
+/** What a conversation's actor queues and the writer commits, in the order they were accepted. */
+export type MessageCommand = SendCommand | ChangeCommand;
+
+/**
+ * A command once committed: the message as it now is, and whether nothing new was written (a send stored
+ * before under the same clientMsgId, or a change that changed nothing).
+ */
 export interface Stored {
   message: PublicMessage;
   duplicate: boolean;
 }
 
-/** The ready commands of one conversation, in the order they were accepted. */
+/** The ready commands of one conversation: all sends, or all changes (see {@link sameBatch}). */
 export interface ConversationBatch {
   conversationId: string;
   commands: readonly MessageCommand[];
 }
+
+/** Sends batch with sends and changes with changes, so each batch takes one path of the write function. */
+export const sameBatch = (first: MessageCommand, next: MessageCommand): boolean =>
+  (first.kind === 'send') === (next.kind === 'send');
 
 export type MessageActor = ConversationActor<MessageCommand, Stored>;

@@ -12,6 +12,7 @@ export class Conversation extends BaseModel {
   createdBy!: string | null;
   directKey!: string | null;
   lastSeq!: number;
+  version!: number;
   lastActivityAt!: Date;
   createdAt!: Date;
   updatedAt!: Date;
@@ -41,6 +42,7 @@ export class Conversation extends BaseModel {
       createdBy: this.createdBy,
       createdAt: this.createdAt.toISOString(),
       lastSeq: this.lastSeq,
+      version: this.version,
       participants: [...this.participants]
         .sort((a, b) => a.joinedAt.getTime() - b.joinedAt.getTime() || a.userId.localeCompare(b.userId))
         .map((p) => p.toPublic()),

@@ -13,9 +13,13 @@ export type AckCallback<T extends object = object> = (response: Ack<T>) => void;
 
 /** What each client event's ack carries on success (besides `ok: true`). */
 export interface ClientEventResults {
-  'conversation:subscribe': { messages: PublicMessage[]; hasMore: boolean; lastSeq: number };
+  'conversation:subscribe': { messages: PublicMessage[]; hasMore: boolean; lastSeq: number; version: number };
   'conversation:unsubscribe': Record<string, never>;
   'message:send': { message: PublicMessage; duplicate: boolean };
+  'message:edit': { message: PublicMessage };
+  'message:delete': Record<string, never>;
+  'reaction:add': Record<string, never>;
+  'reaction:remove': Record<string, never>;
   'conversation:read': Record<string, never>;
   typing: Record<string, never>;
 }
@@ -46,6 +50,8 @@ export interface ReadEvent {
 
 export interface ServerToClientEvents {
   'message:new': (message: PublicMessage) => void;
+  /** A message's current state after an edit, a delete or a reaction change. */
+  'message:updated': (message: PublicMessage) => void;
   typing: (event: TypingEvent) => void;
   'conversation:read': (event: ReadEvent) => void;
   'friend:request': (request: PublicFriendRequest) => void;

@@ -134,7 +134,17 @@ export const CLIENT_MSG_ID = text({
   pattern: /^[A-Za-z0-9_-]+$/,
   patternHint: 'may contain only A-Z a-z 0-9 _ -',
 });
+/** A reaction: 1-16 code points, no whitespace. */
+export const EMOJI = text({
+  min: 1,
+  max: 16,
+  pattern: /^\S+$/u,
+  patternHint: 'must not contain whitespace',
+  plain: true,
+});
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+/** A seq that names a message. */
+export const SEQ = int({ min: 1, max: MAX_SEQ });
 /** A seq cursor or read marker: 0 means "before the first message". */
 export const SEQ_CURSOR = int({ min: 0, max: MAX_SEQ });
 
@@ -156,7 +166,16 @@ export const clientEventSchemas = {
     limit: v.optional(LIMIT),
   }),
   'conversation:unsubscribe': conversationRef,
-  'message:send': v.object({ conversationId: uuid(), clientMsgId: CLIENT_MSG_ID, body: MESSAGE_BODY }),
+  'message:send': v.object({
+    conversationId: uuid(),
+    clientMsgId: CLIENT_MSG_ID,
+    body: MESSAGE_BODY,
+    replyToSeq: v.optional(v.nullable(SEQ)),
+  }),
+  'message:edit': v.object({ conversationId: uuid(), seq: SEQ, body: MESSAGE_BODY }),
+  'message:delete': v.object({ conversationId: uuid(), seq: SEQ }),
+  'reaction:add': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI }),
+  'reaction:remove': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI }),
   'conversation:read': v.object({ conversationId: uuid(), seq: SEQ_CURSOR }),
   typing: conversationRef,
 } as const;
@@ -191,10 +210,15 @@ export const restSchemas = {
     ],
     'must be one of: direct, group',
   ),
+  conversationList: v.object({ limit: v.optional(LIMIT), cursor: v.optional(text({ min: 1, max: 200 })) }),
   renameConversation: v.object({ title: GROUP_TITLE }),
   addParticipant: v.object({ userId: uuid() }),
   sendPath: v.object({ clientMsgId: CLIENT_MSG_ID }),
-  sendBody: v.object({ body: MESSAGE_BODY }),
+  sendBody: v.object({ body: MESSAGE_BODY, replyToSeq: v.optional(v.nullable(SEQ)) }),
+  messagePath: v.object({ seq: SEQ }),
+  reactionPath: v.object({ seq: SEQ, emoji: EMOJI }),
+  editBody: v.object({ body: MESSAGE_BODY }),
+  changes: v.object({ since: SEQ_CURSOR, limit: v.optional(LIMIT) }),
   history: v.pipe(
     v.object({
       after: v.optional(SEQ_CURSOR),

@@ -30,6 +30,8 @@ export interface PublicConversation {
   createdBy: string | null;
   createdAt: string;
   lastSeq: number;
+  /** The conversation's change counter: see PublicMessage.version. */
+  version: number;
   participants: PublicParticipant[];
 }
 
@@ -39,14 +41,29 @@ export interface ConversationListItem extends PublicConversation {
   unreadCount: number;
 }
 
+/** Who reacted with one emoji, in the order they did. */
+export interface Reaction {
+  emoji: string;
+  userIds: string[];
+}
+
 export interface PublicMessage {
   id: string;
   conversationId: string;
   seq: number;
   senderId: string | null;
   clientMsgId: string;
+  /** Empty once the message is deleted. */
   body: string;
   createdAt: string;
+  /** An earlier seq of the same conversation this message answers, or null. */
+  replyToSeq: number | null;
+  editedAt: string | null;
+  deletedAt: string | null;
+  /** By first reaction; none once the message is deleted. */
+  reactions: Reaction[];
+  /** The conversation's version at this message's latest change (its creation, an edit, a delete, a reaction). */
+  version: number;
 }
 
 export type FriendRequestStatus = 'pending' | 'accepted' | 'declined' | 'cancelled';

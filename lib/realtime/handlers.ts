@@ -58,8 +58,8 @@ function handle<E extends ClientEventName>(
 }
 
 /**
- * The conversation events of the contract on every connection: subscribe / unsubscribe, send, read markers and
- * typing. Every one checks that the socket's user takes part in the conversation (NOT_FOUND otherwise).
+ * The conversation events of the contract on every connection: subscribe / unsubscribe, send, edit, delete,
+ * reactions, read markers and typing. Every one checks that the socket's user takes part in the conversation (NOT_FOUND otherwise).
  */
 export function registerConversationHandlers(services: Services): void {
   const { messages } = services;
@@ -81,7 +81,12 @@ export function registerConversationHandlers(services: Services): void {
             ? { kind: 'newest', limit: pageSize }
             : { kind: 'after', seq: afterSeq, limit: pageSize },
         );
-        return { messages: page.messages, hasMore: page.hasMore, lastSeq: page.lastSeq };
+        return {
+          messages: page.messages,
+          hasMore: page.hasMore,
+          lastSeq: page.lastSeq,
+          version: page.version,
+        };
       } catch (err) {
         await unsubscribeSocket(socket, conversationId);
         throw err;
@@ -97,6 +102,25 @@ export function registerConversationHandlers(services: Services): void {
     handle(socket, log, 'message:send', async (request) => {
       const { message, duplicate } = await messages.send(userId, request);
       return { message, duplicate };
+    });
+
+    handle(socket, log, 'message:edit', async ({ conversationId, seq, body }) =>
+      messages.change(userId, conversationId, { kind: 'edit', seq, body }),
+    );
+
+    handle(socket, log, 'message:delete', async ({ conversationId, seq }) => {
+      await messages.change(userId, conversationId, { kind: 'delete', seq });
+      return {};
+    });
+
+    handle(socket, log, 'reaction:add', async ({ conversationId, seq, emoji }) => {
+      await messages.change(userId, conversationId, { kind: 'react', seq, emoji });
+      return {};
+    });
+
+    handle(socket, log, 'reaction:remove', async ({ conversationId, seq, emoji }) => {
+      await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji });
+      return {};
     });
 
     handle(socket, log, 'conversation:read', async ({ conversationId, seq }) => {

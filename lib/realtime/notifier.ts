@@ -59,6 +59,11 @@ export function createNotifier(io: AppServer): Notifier {
         io.local.to(conversationRoom(message.conversationId)).emit('message:new', message);
       }
     },
+    messagesUpdated(messages) {
+      for (const message of messages) {
+        io.local.to(conversationRoom(message.conversationId)).emit('message:updated', message);
+      }
+    },
     hasSubscribersHere(conversationId) {
       return rooms.has(conversationRoom(conversationId));
     },

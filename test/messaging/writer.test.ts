@@ -93,10 +93,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const first = await w.write({
       conversationId: id,
       commands: [
-        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
-        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'two' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one', replyToSeq: null },
+        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'two', replyToSeq: null },
         // The same clientMsgId twice in one batch is one message.
-        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one', replyToSeq: null },
       ],
     });
     expect(first.map((o) => ok(o).message.seq)).to.deep.equal([1, 2, 1]);
@@ -104,11 +104,11 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const second = await w.write({
       conversationId: id,
       commands: [
-        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one' },
-        { kind: 'send', senderId: alice, clientMsgId: 'a2', body: 'three' },
-        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'a different body' },
+        { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one', replyToSeq: null },
+        { kind: 'send', senderId: alice, clientMsgId: 'a2', body: 'three', replyToSeq: null },
+        { kind: 'send', senderId: bob, clientMsgId: 'b1', body: 'a different body', replyToSeq: null },
         // Another sender may reuse a clientMsgId: idempotency is per sender.
-        { kind: 'send', senderId: bob, clientMsgId: 'a1', body: 'four' },
+        { kind: 'send', senderId: bob, clientMsgId: 'a1', body: 'four', replyToSeq: null },
       ],
     });
     expect(ok(second[0]).duplicate).to.equal(true);
@@ -135,7 +135,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       (
         await w.write({
           conversationId: id,
-          commands: [{ kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi' }],
+          commands: [{ kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi', replyToSeq: null }],
         })
       )[0],
     );
@@ -144,10 +144,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const outcomes = await w.write({
       conversationId: id,
       commands: [
-        { kind: 'send', senderId: bob, clientMsgId: 'after', body: 'still here?' },
+        { kind: 'send', senderId: bob, clientMsgId: 'after', body: 'still here?', replyToSeq: null },
         // A retry of a message stored while still a member is refused too: former members read nothing.
-        { kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi' },
-        { kind: 'send', senderId: alice, clientMsgId: 'a', body: 'alice is still in' },
+        { kind: 'send', senderId: bob, clientMsgId: 'before', body: 'hi', replyToSeq: null },
+        { kind: 'send', senderId: alice, clientMsgId: 'a', body: 'alice is still in', replyToSeq: null },
       ],
     });
     expect(errorCode(outcomes[0])).to.equal('NOT_FOUND');
@@ -168,7 +168,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [blocker]);
       const blocked = w.write({
         conversationId: blocker,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x' }],
+        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x', replyToSeq: null }],
       });
       await waitFor(async () => {
         const waiting = await db.knex.raw<{ rows: unknown[] }>(
@@ -179,16 +179,16 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const failing = w.write({
         conversationId: poisoned,
         commands: [
-          { kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine' },
-          { kind: 'send', senderId: bob, clientMsgId: 'p2', body: POISON },
-          { kind: 'send', senderId: alice, clientMsgId: 'p3', body: 'fine too' },
+          { kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine', replyToSeq: null },
+          { kind: 'send', senderId: bob, clientMsgId: 'p2', body: POISON, replyToSeq: null },
+          { kind: 'send', senderId: alice, clientMsgId: 'p3', body: 'fine too', replyToSeq: null },
         ],
       });
       const passing = w.write({
         conversationId: healthy,
         commands: [
-          { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'hello' },
-          { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'world' },
+          { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'hello', replyToSeq: null },
+          { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'world', replyToSeq: null },
         ],
       });
       expect(w.waiting).to.equal(2);
@@ -210,7 +210,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     // The poisoned conversation works again for the next batch, from seq 1.
     const next = await w.write({
       conversationId: poisoned,
-      commands: [{ kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine' }],
+      commands: [{ kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine', replyToSeq: null }],
     });
     expect(ok(next[0]).message.seq).to.equal(1);
     expect(ok(next[0]).duplicate).to.equal(false);
@@ -238,7 +238,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
           (
             await w.write({
               conversationId: id,
-              commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u1', body: 'a' }],
+              commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u1', body: 'a', replyToSeq: null }],
             })
           )[0],
         ).message.seq,
@@ -247,7 +247,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const started = Date.now();
       const down = await w.write({
         conversationId: id,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b' }],
+        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b', replyToSeq: null }],
       });
       expect(errorCode(down[0])).to.equal('DB_UNAVAILABLE');
       expect(Date.now() - started).to.be.below(5000);
@@ -255,7 +255,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const back = await waitFor(async () => {
         const [outcome] = await w.write({
           conversationId: id,
-          commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b' }],
+          commands: [{ kind: 'send', senderId: alice, clientMsgId: 'u2', body: 'b', replyToSeq: null }],
         });
         return outcome?.ok ? outcome.value : undefined;
       });

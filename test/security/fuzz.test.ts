@@ -55,7 +55,16 @@ const TEXT_WRONG: unknown[] = [null, 42, true, [], ['a'], {}, { $gt: '' }, HUGE,
 const EVENT_FIELDS: Record<keyof ClientToServerEvents, Record<string, unknown[]>> = {
   'conversation:subscribe': { conversationId: WRONG_VALUES, afterSeq: NUMBER_WRONG, limit: NUMBER_WRONG },
   'conversation:unsubscribe': { conversationId: WRONG_VALUES },
-  'message:send': { conversationId: WRONG_VALUES, clientMsgId: WRONG_VALUES, body: TEXT_WRONG },
+  'message:send': {
+    conversationId: WRONG_VALUES,
+    clientMsgId: WRONG_VALUES,
+    body: TEXT_WRONG,
+    replyToSeq: NUMBER_WRONG.filter((v) => v !== null),
+  },
+  'message:edit': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, body: TEXT_WRONG },
+  'message:delete': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
+  'reaction:add': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
+  'reaction:remove': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
   'conversation:read': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
   typing: { conversationId: WRONG_VALUES },
 };
@@ -107,7 +116,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
     sockets.push(socket);
     const raw = socket as unknown as { emitWithAck(event: string, ...args: unknown[]): Promise<Ack> };
     const before = await counts();
-    const valid = { conversationId, clientMsgId: randomUUID(), body: 'hello', seq: 0 };
+    const valid = { conversationId, clientMsgId: randomUUID(), body: 'hello', seq: 1, emoji: '👍' };
     let checked = 0;
     for (const [event, fields] of Object.entries(EVENT_FIELDS)) {
       // The whole payload of a wrong kind, or missing.

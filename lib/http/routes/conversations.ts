@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { restSchemas } from '../../protocol/schemas.js';
+import { PAGE_LIMIT, restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
 import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
@@ -28,7 +28,8 @@ export function conversationRoutes(services: Services): Router {
   });
 
   router.get('/conversations', async (req, res) => {
-    res.json({ conversations: await conversations.list(currentUser(req).id) });
+    const { limit = PAGE_LIMIT.default, cursor } = parse(restSchemas.conversationList, req.query);
+    res.json(await conversations.list(currentUser(req).id, { limit, cursor }));
   });
 
   router.get('/conversations/:id', async (req, res) => {

@@ -23,8 +23,8 @@ export function addMessageRoutes(router: Router, services: Services): void {
   router.put('/conversations/:id/messages/:clientMsgId', async (req, res) => {
     const conversationId = pathId(req.params.id);
     const { clientMsgId } = parse(restSchemas.sendPath, req.params);
-    const { body } = parse(restSchemas.sendBody, req.body);
-    const sent = await messages.send(currentUser(req).id, { conversationId, clientMsgId, body });
+    const { body, replyToSeq } = parse(restSchemas.sendBody, req.body);
+    const sent = await messages.send(currentUser(req).id, { conversationId, clientMsgId, body, replyToSeq });
     // A replay answers the stored message with 200: nothing new was written.
     res.status(sent.duplicate ? 200 : 201).json({ message: sent.message });
   });
@@ -34,6 +34,38 @@ export function addMessageRoutes(router: Router, services: Services): void {
     const window = historyWindow(parse(restSchemas.history, req.query));
     const page = await messages.history(currentUser(req).id, conversationId, window);
     res.json({ messages: page.messages, hasMore: page.hasMore });
+  });
+
+  router.patch('/conversations/:id/messages/:seq', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const { seq } = parse(restSchemas.messagePath, req.params);
+    const { body } = parse(restSchemas.editBody, req.body);
+    res.json(await messages.change(currentUser(req).id, conversationId, { kind: 'edit', seq, body }));
+  });
+
+  router.delete('/conversations/:id/messages/:seq', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const { seq } = parse(restSchemas.messagePath, req.params);
+    await messages.change(currentUser(req).id, conversationId, { kind: 'delete', seq });
+    res.status(204).end();
+  });
+
+  for (const [method, kind] of [
+    ['put', 'react'],
+    ['delete', 'unreact'],
+  ] as const) {
+    router[method]('/conversations/:id/messages/:seq/reactions/:emoji', async (req, res) => {
+      const conversationId = pathId(req.params.id);
+      const { seq, emoji } = parse(restSchemas.reactionPath, req.params);
+      await messages.change(currentUser(req).id, conversationId, { kind, seq, emoji });
+      res.status(204).end();
+    });
+  }
+
+  router.get('/conversations/:id/changes', async (req, res) => {
+    const conversationId = pathId(req.params.id);
+    const { since, limit = PAGE_LIMIT.default } = parse(restSchemas.changes, req.query);
+    res.json(await messages.changes(currentUser(req).id, conversationId, since, limit));
   });
 
   router.post('/conversations/:id/read', async (req, res) => {

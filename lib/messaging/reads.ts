@@ -1,0 +1,117 @@
+import type { Knex } from 'knex';
+import type { PublicMessage } from '../protocol/index.js';
+
+/**
+ * Reads of stored messages. Each message comes out of PostgreSQL already in the contract's shape, built by
+ * `xfchat_message_json()` (migrations/20261130000050_message_writes.ts): one definition of the shape for every
+ * read, reactions included.
+ */
+
+/** Which slice of history to read. */
+export type HistoryWindow =
+  | { kind: 'after'; seq: number; limit: number }
+  | { kind: 'before'; seq: number; limit: number }
+  | { kind: 'newest'; limit: number };
+
+export interface HistoryPage {
+  /** Ascending by seq. */
+  messages: PublicMessage[];
+  /** after: newer messages remain; before/newest: older ones exist. */
+  hasMore: boolean;
+  /** The conversation's last seq and version, read in the same statement (the same snapshot) as the messages. */
+  lastSeq: number;
+  version: number;
+}
+
+export interface ChangesPage {
+  /** Every message changed (or created) after the cursor, by version ascending, in its current state. */
+  messages: PublicMessage[];
+  hasMore: boolean;
+  /** The conversation's version in the same snapshot: the next cursor once `hasMore` is false. */
+  version: number;
+}
+
+interface PageRow {
+  last_seq: number;
+  version: number;
+  /** Null when the page is empty (the LEFT JOIN's one row carries only the conversation's counters). */
+  message: PublicMessage | null;
+}
+
+async function readPage(
+  knex: Knex,
+  conversationId: string,
+  where: string,
+  order: string,
+  bindings: ReadonlyArray<string | number>,
+  limit: number,
+): Promise<{ rows: PublicMessage[]; lastSeq: number; version: number; hasMore: boolean }> {
+  // `where` and `order` are fixed fragments chosen by the callers below, never input; values are bound. The
+  // conversation id is bound inside the subquery too: against a constant the planner walks the index in order
+  // and stops at the limit, where `= c.id` let it sort every matching row.
+  const result = await knex.raw<{ rows: PageRow[] }>(
+    `SELECT c.last_seq, c.version, CASE WHEN m.id IS NULL THEN NULL ELSE xfchat_message_json(m) END AS message
+     FROM conversations c
+     LEFT JOIN LATERAL (
+       SELECT * FROM messages WHERE conversation_id = ? AND ${where} ORDER BY ${order} LIMIT ?
+     ) m ON true
+     WHERE c.id = ?`,
+    [conversationId, ...bindings, limit + 1, conversationId],
+  );
+  const first = result.rows[0];
+  const rows = result.rows.flatMap((r) => (r.message === null ? [] : [r.message]));
+  return {
+    rows: rows.slice(0, limit),
+    hasMore: rows.length > limit,
+    lastSeq: first?.last_seq ?? 0,
+    version: first?.version ?? 0,
+  };
+}
+
+/**
+ * One page of history by (conversation_id, seq) on the unique index. It reads one row more than asked to know
+ * `hasMore`, and the conversation's counters in the same statement, so all come from one snapshot.
+ */
+export async function readHistory(
+  knex: Knex,
+  conversationId: string,
+  window: HistoryWindow,
+): Promise<HistoryPage> {
+  const page =
+    window.kind === 'after'
+      ? await readPage(knex, conversationId, 'seq > ?', 'seq ASC', [window.seq], window.limit)
+      : window.kind === 'before'
+        ? await readPage(knex, conversationId, 'seq < ?', 'seq DESC', [window.seq], window.limit)
+        : await readPage(knex, conversationId, 'true', 'seq DESC', [], window.limit);
+  const messages = window.kind === 'after' ? page.rows : page.rows.reverse();
+  return { messages, hasMore: page.hasMore, lastSeq: page.lastSeq, version: page.version };
+}
+
+/** What changed after version `since`, by (conversation_id, version). */
+export async function readChanges(
+  knex: Knex,
+  conversationId: string,
+  since: number,
+  limit: number,
+): Promise<ChangesPage> {
+  const page = await readPage(knex, conversationId, 'version > ?', 'version ASC', [since], limit);
+  return { messages: page.rows, hasMore: page.hasMore, version: page.version };
+}
+
+/** The current state of some messages of one conversation, by seq ascending. */
+export async function readMessages(
+  knex: Knex,
+  conversationId: string,
+  seqs: { first: number; last: number } | readonly number[],
+): Promise<PublicMessage[]> {
+  const [where, bindings] =
+    'first' in seqs
+      ? ['m.seq BETWEEN ? AND ?', [seqs.first, seqs.last]]
+      : ['m.seq = ANY(?::bigint[])', [[...seqs]]];
+  const result = await knex.raw<{ rows: Array<{ message: PublicMessage }> }>(
+    `SELECT xfchat_message_json(m) AS message FROM messages m WHERE m.conversation_id = ? AND ${where}
+     ORDER BY m.seq`,
+    [conversationId, ...bindings],
+  );
+  return result.rows.map((r) => r.message);
+}
