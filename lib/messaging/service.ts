@@ -147,6 +147,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     async typing(userId, conversationId) {
       await membership.assert(conversationId, userId);
       if (!typingAllowed(`${userId}:${conversationId}`)) return;
+      // Refused only when it would be sent: a blocked typist costs one query per typing interval, not per event.
+      const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
+        'SELECT xfchat_blocked(?, ?) AS blocked',
+        [conversationId, userId],
+      );
+      if (result.rows[0]?.blocked) throw new AppError('BLOCKED');
       notify.typing({ conversationId, userId });
     },
   };

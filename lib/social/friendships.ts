@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
 import { Block } from '../models/Block.js';
+import { Conversation } from '../models/Conversation.js';
 import { Friendship } from '../models/Friendship.js';
 import { User } from '../models/User.js';
 import { endPendingRequests } from './friendRequests.js';
@@ -44,6 +45,12 @@ export async function removeFriend(trx: Knex.Transaction, me: string, other: str
  */
 export async function block(trx: Knex.Transaction, me: string, other: string): Promise<void> {
   await lockPair(trx, me, other, 'USER_NOT_FOUND');
+  // The pair's direct conversation too, the lock its writers take: a send or change that commits after this
+  // block sees it, one that committed before it came first (lock order: users, then conversations, as writers
+  // take no user locks).
+  await trx.raw('SELECT id FROM conversations WHERE direct_key = ? FOR NO KEY UPDATE', [
+    Conversation.directKeyFor(me, other),
+  ]);
   await Block.query(trx)
     .insert({ blockerId: me, blockedId: other })
     .onConflict(['blocker_id', 'blocked_id'])
