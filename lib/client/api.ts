@@ -31,6 +31,14 @@ export class UsersApi {
   async findByUsername(username: string): Promise<PublicUser> {
     return (await this.http<{ user: PublicUser }>('GET', '/users', { query: { username } })).user;
   }
+
+  /**
+   * `GET /users?q=&limit=`: up to `limit` (at most 20) users whose username starts with `prefix`,
+   * case-insensitively, by username; never me, nor anyone I blocked or who blocked me.
+   */
+  async search(prefix: string, limit?: number): Promise<PublicUser[]> {
+    return (await this.http<{ users: PublicUser[] }>('GET', '/users', { query: { q: prefix, limit } })).users;
+  }
 }
 
 /** Friend requests and friendships. */
