@@ -76,7 +76,8 @@ describe('migrations', function () {
       expect(first.status).to.deep.equal({ applied: names, pending: [] });
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
 
-      expect(await db.rollback()).to.deep.equal(names);
+      // Rollback undoes the newest migration first.
+      expect(await db.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
       expect(await db.migrationStatus()).to.deep.equal({ applied: [], pending: names });
 
