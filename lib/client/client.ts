@@ -54,6 +54,8 @@ export interface XFChatClientEvents {
   'friend:request': PublicFriendRequest;
   'friend:accepted': PublicFriendRequest;
   'conversation:added': PublicConversation;
+  /** A conversation of mine was renamed or its participants changed. */
+  'conversation:updated': PublicConversation;
   'conversation:removed': ConversationRef;
 }
 
@@ -230,6 +232,9 @@ export class XFChatClient {
     socket.on('friend:request', (request) => this.events.emit('friend:request', request));
     socket.on('friend:accepted', (request) => this.events.emit('friend:accepted', request));
     socket.on('conversation:added', (conversation) => this.events.emit('conversation:added', conversation));
+    socket.on('conversation:updated', (conversation) =>
+      this.events.emit('conversation:updated', conversation),
+    );
     socket.on('conversation:removed', (event) => {
       this.subscriptions
         .get(event.conversationId)

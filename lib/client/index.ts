@@ -20,6 +20,7 @@ export {
 } from './errors.js';
 export type { SendOptions } from './send.js';
 export { newClientMsgId } from './retry.js';
+export { tokenSubject } from './http.js';
 export type { Subscription, SubscribeOptions } from './subscription.js';
 export type {
   PublicConversation,

@@ -121,6 +121,15 @@ export const USERNAME = text({
   pattern: /^[A-Za-z0-9_.-]+$/,
   patternHint: 'may contain only A-Z a-z 0-9 _ . -',
 });
+/** The start of a username, for search. */
+export const USERNAME_PREFIX = text({
+  min: 1,
+  max: 32,
+  pattern: /^[A-Za-z0-9_.-]+$/,
+  patternHint: 'may contain only A-Z a-z 0-9 _ . -',
+});
+/** Most users one search answers. */
+export const USER_SEARCH_MAX = 20;
 /** Signup's rule: 8-128 characters (code points), hashed whole, never trimmed or truncated. */
 export const NEW_PASSWORD = text({ min: 8, max: 128 });
 /** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
@@ -192,6 +201,10 @@ export const restSchemas = {
   signup: v.object({ username: USERNAME, password: NEW_PASSWORD, displayName: v.optional(DISPLAY_NAME) }),
   login: v.object({ username: USERNAME, password: PASSWORD }),
   userLookup: v.object({ username: USERNAME }),
+  userSearch: v.object({
+    q: USERNAME_PREFIX,
+    limit: v.optional(int({ min: 1, max: USER_SEARCH_MAX, clampMax: true })),
+  }),
   friendRequest: v.object({ username: USERNAME }),
   friendRequestList: v.object({ direction: v.optional(oneOf(['incoming', 'outgoing']), 'incoming') }),
   block: v.object({ userId: uuid() }),

@@ -94,6 +94,12 @@ describe('client SDK: REST helpers', function () {
       status: 404,
     });
 
+    // Prefix search: by the beginning of a username, case-insensitively, never yourself.
+    const prefix = bob.username.slice(0, -3).toUpperCase();
+    expect((await alice.client.users.search(prefix)).map((u) => u.id)).to.deep.equal([bob.id]);
+    expect(await bob.client.users.search(bob.username)).to.deep.equal([]);
+    expect((await alice.client.users.search('sdk_', 1)).length).to.equal(1);
+
     const sent = await alice.client.friends.sendRequest(bob.username);
     expect(sent).to.deep.include({ status: 'pending' });
     expect(sent.from.id).to.equal(alice.id);
