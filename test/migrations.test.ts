@@ -2,7 +2,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { loadDatabaseConfig } from '../lib/config.js';
-import { BUNDLED_MIGRATIONS_DIR, createDatabase, type Database } from '../lib/db.js';
+import { createDatabase, type Database } from '../lib/db.js';
+import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
 import { createLogger } from '../lib/logger.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -18,8 +19,14 @@ const CONTRACT_TABLES = [
   'socket_io_attachments',
 ];
 
-function open(url: string): Database {
-  return createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+/** A database connection and the migrator over it. */
+type Opened = Database & { migrations: Migrator };
+
+function open(url: string): Opened {
+  const config = loadDatabaseConfig({ DATABASE_URL: url });
+  const logger = createLogger('silent');
+  const db = createDatabase(config, logger);
+  return Object.assign(db, { migrations: createMigrator(db.knex, config, logger) });
 }
 
 /** Which of the contract tables exist in the public schema. */
@@ -44,7 +51,7 @@ describe('migrations', function () {
   this.timeout(60_000);
   const opened: Database[] = [];
 
-  function track(db: Database): Database {
+  function track(db: Opened): Opened {
     opened.push(db);
     return db;
   }
@@ -54,7 +61,7 @@ describe('migrations', function () {
   });
 
   /** A fresh empty database of its own, so no test depends on another's steps. */
-  async function emptyDatabase(): Promise<Database> {
+  async function emptyDatabase(): Promise<Opened> {
     return track(open(await createEmptyDatabase()));
   }
 
@@ -62,7 +69,7 @@ describe('migrations', function () {
     it('an empty database has no tables and every migration pending', async () => {
       const db = await emptyDatabase();
       expect(await existingTables(db)).to.deep.equal([]);
-      const status = await db.migrationStatus();
+      const status = await db.migrations.status();
       expect(status.applied).to.deep.equal([]);
       expect(status.pending).to.deep.equal(await bundledMigrationNames());
     });
@@ -71,33 +78,33 @@ describe('migrations', function () {
       const db = await emptyDatabase();
       const names = await bundledMigrationNames();
 
-      const first = await db.migrateLatest();
+      const first = await db.migrations.latest();
       expect(first.newlyApplied).to.deep.equal(names);
       expect(first.status).to.deep.equal({ applied: names, pending: [] });
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
 
       // One batch: every migration rolled back, newest first.
-      expect(await db.rollback()).to.deep.equal([...names].reverse());
+      expect(await db.migrations.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
-      expect(await db.migrationStatus()).to.deep.equal({ applied: [], pending: names });
+      expect(await db.migrations.status()).to.deep.equal({ applied: [], pending: names });
 
-      const again = await db.migrateLatest();
+      const again = await db.migrations.latest();
       expect(again.newlyApplied).to.deep.equal(names);
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
     });
 
     it('latest on an up-to-date database is a no-op', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
-      const { newlyApplied, status } = await db.migrateLatest();
+      await db.migrations.latest();
+      const { newlyApplied, status } = await db.migrations.latest();
       expect(newlyApplied).to.deep.equal([]);
       expect(status.pending).to.deep.equal([]);
     });
 
     it('migrationStatus reports names without a file extension, as knex_migrations records them', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
-      const status = await db.migrationStatus();
+      await db.migrations.latest();
+      const status = await db.migrations.status();
       expect(status.pending).to.deep.equal([]);
       expect(status.applied).to.deep.equal(await bundledMigrationNames());
       for (const name of status.applied) {
@@ -110,7 +117,7 @@ describe('migrations', function () {
 
     it('messages has the columns of the contract', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
+      await db.migrations.latest();
       const columns = (await db
         .knex('information_schema.columns')
         .where({ table_schema: 'public', table_name: 'messages' })
@@ -124,7 +131,7 @@ describe('migrations', function () {
       const url = await createEmptyDatabase();
       const a = track(open(url));
       const b = track(open(url));
-      const [ra, rb] = await Promise.all([a.migrateLatest(), b.migrateLatest()]);
+      const [ra, rb] = await Promise.all([a.migrations.latest(), b.migrations.latest()]);
       const names = await bundledMigrationNames();
       // The advisory lock serializes them: one applies everything, the other finds nothing to do.
       expect([...ra.newlyApplied, ...rb.newlyApplied].sort()).to.deep.equal(names);
@@ -139,9 +146,9 @@ describe('migrations', function () {
     it('releases the lock: a later migrateLatest on another connection does not wait', async () => {
       const url = await createEmptyDatabase();
       const a = track(open(url));
-      await a.migrateLatest();
+      await a.migrations.latest();
       const b = track(open(url));
-      const { newlyApplied } = await b.migrateLatest();
+      const { newlyApplied } = await b.migrations.latest();
       expect(newlyApplied).to.deep.equal([]);
       // The lock session ends with the migration; the server drops its lock as that backend exits.
       await waitFor(
