@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
 import { createControlBus, type ControlBus } from './realtime/controlBus.js';
+import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
@@ -103,7 +104,6 @@ export async function startServer(
   const realtime = createRealtime({ config, db, logger });
   metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
   const notify = createNotifier(realtime.io, logger);
-  const auth = createAuthService({ config, knex: db.knex, notify, logger, passwords });
   const social = createSocialService({ knex: db.knex, notify });
   const messaging = createMessaging({ config, db, notify, logger, controlBus, metrics });
   onControlBusReconnect = () => messaging.membership.invalidateAll();
@@ -114,6 +114,7 @@ export async function startServer(
     controlBus,
     invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
   });
+  const auth = createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations });
   const services: Services = {
     config,
     logger,
@@ -129,6 +130,7 @@ export async function startServer(
     messaging,
   };
   registerConversationHandlers(services);
+  registerAuthHandlers(services);
   const app = createApp(services);
   const httpServer = createServer(app);
   realtime.attach(httpServer);
@@ -137,6 +139,7 @@ export async function startServer(
   try {
     address = await listen(httpServer, config.port, config.host);
   } catch (err) {
+    auth.close();
     await messaging.close();
     await realtime.close();
     await controlBus.close();
@@ -158,6 +161,7 @@ export async function startServer(
     await realtime.close();
     await httpClosed;
     await messaging.close();
+    auth.close();
     await controlBus.close();
     await db.close();
     metrics.close();

@@ -16,6 +16,9 @@ const CONTRACT_TABLES = [
   'friendships',
   'blocks',
   'socket_io_attachments',
+  'sessions',
+  'refresh_tokens',
+  'auth_rate_limits',
 ];
 
 function open(url: string): Database {
@@ -76,7 +79,8 @@ describe('migrations', function () {
       expect(first.status).to.deep.equal({ applied: names, pending: [] });
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
 
-      expect(await db.rollback()).to.deep.equal(names);
+      // Rolled back newest first.
+      expect(await db.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
       expect(await db.migrationStatus()).to.deep.equal({ applied: [], pending: names });
 

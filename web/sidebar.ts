@@ -30,7 +30,9 @@ const FRIEND_ERRORS: Partial<Record<string, string>> = {
 };
 
 function describe(user: PublicUser): string {
-  return user.displayName === user.username ? user.username : `${user.displayName} (@${user.username})`;
+  // A deleted account has no username left: it shows as "Deleted user".
+  if (user.username === null || user.displayName === user.username) return user.displayName;
+  return `${user.displayName} (@${user.username})`;
 }
 
 /** The left column: me, finding people, friend requests, friends and the conversation list. */
@@ -138,6 +140,8 @@ export class Sidebar {
   }
 
   private async addFriend(user: PublicUser): Promise<void> {
+    // Found by username, so it has one; a deleted account cannot be befriended.
+    if (user.username === null) return;
     try {
       const request = await this.deps.client.friends.sendRequest(user.username);
       const text =

@@ -18,6 +18,7 @@ export interface ClientEventResults {
   'message:send': { message: PublicMessage; duplicate: boolean };
   'conversation:read': Record<string, never>;
   typing: Record<string, never>;
+  'auth:refresh': Record<string, never>;
 }
 
 export type ClientEventResult<E extends ClientEventName> = ClientEventResults[E];
@@ -44,6 +45,18 @@ export interface ReadEvent {
   seq: number;
 }
 
+/**
+ * Why a session ended: `logged_out` (POST /auth/logout or /auth/logout-all), `revoked` (DELETE
+ * /auth/sessions/:id from another device), `password_changed`, `expired` (unused for REFRESH_TTL_DAYS),
+ * `reused` (a used refresh token came back: the session is presumed stolen), `deleted` (the account).
+ */
+export type SessionEndReason =
+  'logged_out' | 'revoked' | 'password_changed' | 'expired' | 'reused' | 'deleted';
+
+export interface SessionEndedEvent {
+  reason: SessionEndReason;
+}
+
 export interface ServerToClientEvents {
   'message:new': (message: PublicMessage) => void;
   typing: (event: TypingEvent) => void;
@@ -55,4 +68,6 @@ export interface ServerToClientEvents {
   'conversation:updated': (conversation: PublicConversation) => void;
   'conversation:removed': (event: ConversationRef) => void;
   'user:updated': (user: PublicUser) => void;
+  /** Sent to a session's sockets just before the server disconnects them because the session ended. */
+  'session:ended': (event: SessionEndedEvent) => void;
 }
