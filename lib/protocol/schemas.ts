@@ -151,7 +151,7 @@ export const ACCESS_TOKEN = v.pipe(
   v.maxLength(4096, 'is too long'),
 );
 /** A refresh token as a client sends it (an unknown one is UNAUTHORIZED, not a validation failure). */
-const REFRESH_TOKEN = v.pipe(v.string('must be a string'), v.maxLength(256, 'is too long'));
+const REFRESH_TOKEN = v.pipe(v.string('must be a string'), v.maxLength(4096, 'is too long'));
 
 // ---- Socket.IO client events ----------------------------------------------------------------------------------
 
