@@ -328,7 +328,8 @@ export class XFChatClient {
       try {
         return await plain<T>(...args);
       } catch (err) {
-        if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh) throw err;
+        if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh)
+          throw err;
         if (!(await this.keeper.refresh())) throw err;
         return plain<T>(...args);
       }

@@ -6,6 +6,17 @@ import { backoffDelay, type BackoffOptions } from './retry.js';
 
 /** Refresh this long before expiry (or at half the lifetime, for short tokens). */
 const REFRESH_AHEAD_MS = 60_000;
+/**
+ * JWT times are whole seconds: a token issued at 12:00:00.999 with a 2 s lifetime expires at 12:00:02.000, so
+ * up to a second of `expiresIn` may already be gone when it arrives.
+ */
+const WHOLE_SECOND_LOSS_MS = 1000;
+
+/** When to refresh a token that arrived now with `expiresIn` seconds to live. */
+export function refreshDelayMs(expiresIn: number): number {
+  const lifetime = Math.max(0, expiresIn * 1000 - WHOLE_SECOND_LOSS_MS);
+  return Math.max(100, Math.max(lifetime / 2, lifetime - REFRESH_AHEAD_MS));
+}
 
 export interface TokenKeeperDeps {
   session: Session;
@@ -40,10 +51,10 @@ export class TokenKeeper {
     const { session } = this.deps;
     session.token = tokens.token;
     session.refreshToken = tokens.refreshToken;
-    session.expiresAt = Date.now() + tokens.expiresIn * 1000;
+    session.expiresAt = Date.now() + tokens.expiresIn * 1000 - WHOLE_SECOND_LOSS_MS;
     this.knownReason = undefined;
     this.failures = 0;
-    this.schedule(Math.max(tokens.expiresIn * 500, tokens.expiresIn * 1000 - REFRESH_AHEAD_MS));
+    this.schedule(refreshDelayMs(tokens.expiresIn));
     callSafely(this.deps.onTokens, tokens);
   }
 
