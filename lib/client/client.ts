@@ -220,7 +220,7 @@ export class XFChatClient {
 
   /** Deletes my account for good (INVALID_CREDENTIALS if `password` is wrong), then forgets the tokens. */
   async deleteAccount(password: string): Promise<void> {
-    await this.leave(() => this.http<void>('DELETE', '/users/me', { body: { password } }));
+    await this.leave(() => this.http<void>('DELETE', '/users/me', { body: { password } }), false);
   }
 
   /**
@@ -303,11 +303,16 @@ export class XFChatClient {
     this.events.removeAll();
   }
 
-  /** Runs a request that ends this session (logout, deletion), then forgets everything of it locally. */
-  private async leave(request: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a request that ends this session (logout, deletion), then forgets everything of it locally. For a
+   * logout, UNAUTHORIZED means the session had already ended elsewhere: what was asked is done.
+   */
+  private async leave(request: () => Promise<void>, endedIsDone = true): Promise<void> {
     this.leaving = true;
     try {
       await request();
+    } catch (err) {
+      if (!(endedIsDone && err instanceof XFChatError && err.code === 'UNAUTHORIZED')) throw err;
     } finally {
       this.leaving = false;
     }
