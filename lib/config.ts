@@ -34,13 +34,19 @@ export interface Config {
   database: DatabaseConfig;
   auth: {
     jwtSecret: string;
-    /** Lifetime of an access token. */
+    /** Lifetime of an access token. @default 900 */
     tokenTtlSeconds: number;
+    /** How long a session's refresh token stays valid after the session was last used. @default 30 */
+    refreshTtlDays: number;
     issuer: string;
     audience: string;
   };
   limits: {
-    /** Login/signup attempts per IP per minute, and login attempts per username per minute; 0 = off. */
+    /**
+     * N of the signup and login limits (docs/api-auth-friends.md): N failed logins per username and IP per
+     * minute (then growing lockouts), 10N per username and 10N per IP per hour, N signups per IP per minute;
+     * 0 = off.
+     */
     authPerMinute: number;
     /** Sends per user per second (bursts of twice that); 0 = off. */
     messagesPerSecond: number;
@@ -192,10 +198,19 @@ export const SETTINGS = {
   JWT_TTL_SECONDS: {
     kind: 'int',
     group: 'auth',
-    default: 3600,
-    min: 10,
+    default: 900,
+    // As low as 2 s so tests can watch clients refresh many times; in production keep minutes.
+    min: 2,
     max: 30 * 24 * 3600,
-    doc: 'access token lifetime',
+    doc: 'access token lifetime in seconds; clients refresh before it ends (2 s is for tests only)',
+  },
+  REFRESH_TTL_DAYS: {
+    kind: 'int',
+    group: 'auth',
+    default: 30,
+    min: 1,
+    max: 365,
+    doc: "days a session's refresh token stays valid after the session was last used",
   },
   RATE_LIMIT_AUTH_PER_MIN: {
     kind: 'int',
@@ -203,7 +218,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'login and signup attempts per IP, and login attempts per username, per minute (`0` = off)',
+    doc: 'N: failed logins per username and IP per minute (then growing lockouts), 10N per username and per IP per hour, N signups per IP per minute (`0` = off)',
   },
   RATE_LIMIT_MESSAGES_PER_SEC: {
     kind: 'int',
@@ -408,6 +423,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     auth: {
       jwtSecret: jwtSecret ?? '',
       tokenTtlSeconds: reader.int('JWT_TTL_SECONDS'),
+      refreshTtlDays: reader.int('REFRESH_TTL_DAYS'),
       issuer: 'xfchat',
       audience: 'xfchat',
     },
@@ -487,7 +503,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
       url: redactUrl(config.database.url),
       sslCa: config.database.sslCa === undefined ? undefined : '(set)',
     },
-    auth: { tokenTtlSeconds: config.auth.tokenTtlSeconds, jwtSecret: '(set)' },
+    auth: {
+      tokenTtlSeconds: config.auth.tokenTtlSeconds,
+      refreshTtlDays: config.auth.refreshTtlDays,
+      jwtSecret: '(set)',
+    },
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
 import { createMigrator } from './migrations.js';
+import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
@@ -88,8 +89,8 @@ export async function startServer(
   const passwords = await createPasswordHasher(logger);
   const metrics = createMetrics();
 
-  const opened: Array<{ close(): Promise<void> }> = [];
-  const own = <T extends { close(): Promise<void> }>(resource: T): T => {
+  const opened: Array<{ close(): Promise<void> | void }> = [];
+  const own = <T extends { close(): Promise<void> | void }>(resource: T): T => {
     opened.push(resource);
     return resource;
   };
@@ -112,7 +113,7 @@ export async function startServer(
     );
     const realtime = own(createRealtime({ config, db, logger }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-    const notify = createNotifier(realtime.io);
+    const notify = createNotifier(realtime.io, logger);
     const messaging = own(
       await createMessaging({
         config,
@@ -125,6 +126,14 @@ export async function startServer(
       }),
     );
     onControlBusReconnect = () => messaging.membership.invalidateAll();
+    const conversations = createConversationService({
+      knex: db.knex,
+      notify,
+      logger,
+      controlBus,
+      invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
+    });
+    const auth = own(createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations }));
     const services: Services = {
       config,
       logger,
@@ -133,19 +142,14 @@ export async function startServer(
       notify,
       controlBus,
       metrics,
-      auth: createAuthService({ config, knex: db.knex, notify, logger, passwords }),
+      auth,
       social: createSocialService({ knex: db.knex, notify }),
-      conversations: createConversationService({
-        knex: db.knex,
-        notify,
-        logger,
-        controlBus,
-        invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
-      }),
+      conversations,
       messages: messaging.service,
       messaging,
     };
     registerConversationHandlers(services);
+    registerAuthHandlers(services);
     const httpServer = createServer(createApp(services));
     realtime.attach(httpServer);
     const address = await listen(httpServer, config.port, config.host);
@@ -165,6 +169,7 @@ export async function startServer(
       await realtime.close();
       await httpClosed;
       await messaging.close();
+      auth.close();
       await controlBus.close();
       await db.close();
       metrics.close();
@@ -182,9 +187,11 @@ export async function startServer(
     };
   } catch (err) {
     for (const resource of opened.reverse()) {
-      await resource.close().catch((closeError: unknown) => {
+      try {
+        await resource.close();
+      } catch (closeError) {
         logger.warn({ err: closeError }, 'closing after a failed startup failed');
-      });
+      }
     }
     metrics.close();
     throw err;

@@ -49,7 +49,8 @@ describe('config', () => {
       expect(config.database.sslCa).to.equal(undefined);
       expect(config.database.migrationsDir).to.equal(undefined);
       expect(config.auth.jwtSecret).to.equal(SECRET);
-      expect(config.auth.tokenTtlSeconds).to.equal(3600);
+      expect(config.auth.tokenTtlSeconds).to.equal(900);
+      expect(config.auth.refreshTtlDays).to.equal(30);
       expect(config.limits.authPerMinute).to.equal(20);
       expect(config.limits.messagesPerSecond).to.equal(20);
       expect(config.corsOrigins).to.deep.equal([]);

@@ -5,6 +5,7 @@ import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
 import { createLogger } from '../lib/logger.js';
+import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -17,6 +18,9 @@ const CONTRACT_TABLES = [
   'friendships',
   'blocks',
   'socket_io_attachments',
+  'sessions',
+  'refresh_tokens',
+  'auth_rate_limits',
 ];
 
 /** A database connection and the migrator over it. */
@@ -113,6 +117,37 @@ describe('migrations', function () {
       }
       const recorded = (await db.knex('knex_migrations').orderBy('id').pluck('name')) as string[];
       expect(recorded).to.deep.equal(status.applied);
+    });
+
+    it('the sessions migration goes down and up again with sessions and a deleted account in place', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const [alive] = await knex('users')
+        .insert({ username: 'alive', password_hash: 'x', display_name: 'Alive' })
+        .returning<Array<{ id: string }>>('id');
+      const [gone] = await knex('users')
+        .insert({ username: null, password_hash: null, display_name: 'Deleted user', deleted_at: new Date() })
+        .returning<Array<{ id: string }>>('id');
+      await knex('sessions').insert({ user_id: alive!.id });
+      // A deleted account must have neither name nor hash; a live one both.
+      const refused = await knex('users')
+        .insert({ username: null, password_hash: 'x', display_name: 'Half' })
+        .then(
+          () => 'inserted',
+          (err: { constraint?: string }) => err.constraint,
+        );
+      expect(refused).to.equal('users_deleted_shape');
+
+      await sessionsMigration.down(knex);
+      // Version 1's picture of a deleted account: no row (its messages would keep sender_id NULL).
+      expect(await knex('users').pluck('id')).to.deep.equal([alive!.id]);
+      expect(await knex('users').where({ id: gone!.id }).first()).to.equal(undefined);
+      expect(await knex('users').pluck('token_version')).to.deep.equal([0]);
+
+      await sessionsMigration.up(knex);
+      expect(Number((await knex('sessions').count({ n: '*' }))[0]!.n)).to.equal(0);
+      expect((await existingTables(db)).length).to.equal(CONTRACT_TABLES.length);
     });
 
     it('messages has the columns of the contract', async () => {

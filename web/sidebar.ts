@@ -38,7 +38,9 @@ const FRIEND_ERRORS: Partial<Record<string, string>> = {
 const SEARCH_DELAY_MS = 250;
 
 function describe(user: PublicUser): string {
-  return user.displayName === user.username ? user.username : `${user.displayName} (@${user.username})`;
+  // A deleted account has no username left: it shows as "Deleted user".
+  if (user.username === null || user.displayName === user.username) return user.displayName;
+  return `${user.displayName} (@${user.username})`;
 }
 
 /** A person's name over their @username, and optionally a line saying where things stand. */
@@ -259,6 +261,8 @@ export class Sidebar {
 
   private async addFriend(user: PublicUser): Promise<void> {
     this.findStatus.textContent = '';
+    // Found by username, so it has one; a deleted account cannot be befriended.
+    if (user.username === null) return;
     try {
       await this.deps.client.friends.sendRequest(user.username);
       await this.refreshSocial();

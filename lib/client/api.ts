@@ -5,6 +5,7 @@ import type {
   PublicFriendRequest,
   PublicMessage,
   PublicParticipant,
+  PublicSession,
   PublicUser,
 } from '../protocol/index.js';
 import { XFChatError } from './errors.js';
@@ -38,6 +39,26 @@ export class UsersApi {
    */
   async search(prefix: string, limit?: number): Promise<PublicUser[]> {
     return (await this.http<{ users: PublicUser[] }>('GET', '/users', { query: { q: prefix, limit } })).users;
+  }
+
+  /** `GET /users/:id`: anyone by id, a deleted account included (`username: null`, "Deleted user"). */
+  async get(userId: string): Promise<PublicUser> {
+    return (await this.http<{ user: PublicUser }>('GET', `/users/${id(userId)}`)).user;
+  }
+}
+
+/** My signed-in devices. */
+export class SessionsApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** `GET /auth/sessions`: most recently used first; `current` marks this client's. */
+  async list(): Promise<PublicSession[]> {
+    return (await this.http<{ sessions: PublicSession[] }>('GET', '/auth/sessions')).sessions;
+  }
+
+  /** `DELETE /auth/sessions/:id`: signs that device out (NOT_FOUND if it is not one of mine). */
+  async revoke(sessionId: string): Promise<void> {
+    await this.http<void>('DELETE', `/auth/sessions/${id(sessionId)}`);
   }
 }
 

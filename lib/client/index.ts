@@ -7,6 +7,7 @@ export {
   type XFChatClientOptions,
   type XFChatClientEvents,
   type AuthResult,
+  type SessionEnded,
   type SignupInput,
 } from './client.js';
 export type { ConversationSummary, Friend, MessagePage } from './api.js';
@@ -27,7 +28,10 @@ export type {
   PublicFriendRequest,
   PublicMessage,
   PublicParticipant,
+  PublicSession,
   PublicUser,
   ReadEvent,
+  SessionEndReason,
+  AuthTokens,
   TypingEvent,
 } from '../protocol/index.js';

@@ -21,7 +21,7 @@ type Listener = (...args: unknown[]) => void;
  * handler never throws: its result is acked `{ok: true, ...result}`, its error `{ok: false, error}` through the
  * catalog. Server errors are logged once here, with the socket's child logger.
  */
-function handle<E extends ClientEventName>(
+export function handle<E extends ClientEventName>(
   socket: AppSocket,
   log: Logger,
   event: E,

@@ -2,7 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { Config } from '../config.js';
-import { authenticateToken, isTokenVersionCurrent } from '../auth/tokens.js';
+import { authenticateToken, isSessionLive } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -13,11 +13,10 @@ import { joinUserRoom, type InterServerEvents } from './notifier.js';
 
 export interface SocketData {
   userId: string;
-  username: string;
-  /** Token expiry, ms since the epoch: the socket is disconnected then. */
+  /** The session of the handshake's token; ending it ends this socket (lib/auth/sessions.ts). */
+  sessionId: string;
+  /** Token expiry, ms since the epoch: the socket is disconnected then, unless `auth:refresh` moved it. */
   expiresAt: number;
-  /** The token's version; a logout bumps the user's, which ends this socket. */
-  tokenVersion: number;
 }
 
 export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -55,12 +54,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     authenticateToken(auth?.token, config.auth, db.knex)
       .then(({ user, claims }) => {
-        socket.data = {
-          userId: user.id,
-          username: user.username,
-          expiresAt: claims.exp * 1000,
-          tokenVersion: claims.tokenVersion,
-        };
+        socket.data = { userId: user.id, sessionId: claims.sessionId, expiresAt: claims.exp * 1000 };
         next();
       })
       .catch((err: unknown) => {
@@ -82,15 +76,16 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
     void joinUserRoom(socket);
-    // A logout that committed after the handshake's check but before this join sent its disconnect to the user's
-    // room while this socket was not in it yet: look once more, now that it is.
-    isTokenVersionCurrent(db.knex, socket.data.userId, socket.data.tokenVersion).then(
-      (current) => {
-        if (!current) socket.disconnect(true);
+    // A session end that committed after the handshake's check but before this join sent its disconnect to the
+    // session's room while this socket was not in it yet: look once more, now that it is.
+    isSessionLive(db.knex, socket.data.sessionId).then(
+      (live) => {
+        if (!live) socket.disconnect(true);
       },
       (err: unknown) => logger.warn({ err, userId: socket.data.userId }, 'socket token re-check failed'),
     );
     let timer: NodeJS.Timeout | undefined;
+    // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms.
     const arm = () => {
       const remaining = socket.data.expiresAt - Date.now();
       if (remaining <= 0) {

@@ -67,6 +67,8 @@ const EVENT_FIELDS: Record<keyof ClientToServerEvents, Record<string, unknown[]>
   'reaction:remove': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
   'conversation:read': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
   typing: { conversationId: WRONG_VALUES },
+  // A string token is a well-formed request (a bad one is UNAUTHORIZED): only the wrong kinds and sizes here.
+  'auth:refresh': { token: [null, 42, true, [], ['a'], {}, { $gt: '' }, '', HUGE] },
 };
 
 const CODES = new Set(Object.keys(ERROR_CATALOG));
@@ -135,6 +137,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
         }
       }
       // A conversation that does not exist, or is not mine: NOT_FOUND, not a leak.
+      if (!('conversationId' in fields)) continue;
       const ack = await raw.emitWithAck(event, { ...valid, conversationId: randomUUID() });
       expect(expectCleanError(ack, `${event} unknown conversation`)).to.equal('NOT_FOUND');
     }

@@ -1,0 +1,32 @@
+import { readFile } from 'node:fs/promises';
+import { expect } from 'chai';
+import { SETTINGS } from '../lib/config.js';
+
+/** The README's settings table, row by row: variable, default, meaning. */
+async function readmeSettings(): Promise<Map<string, { shown: string; doc: string }>> {
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## API'));
+  const rows = new Map<string, { shown: string; doc: string }>();
+  for (const line of section.split('\n')) {
+    const match = /^\| `([A-Z_]+)` +\| (.*?) +\| (.*?) +\|$/.exec(line);
+    if (match) rows.set(match[1]!, { shown: match[2]!.trim(), doc: match[3]!.trim() });
+  }
+  return rows;
+}
+
+/** How a setting's default reads in the README. */
+function shownDefault(name: keyof typeof SETTINGS): string {
+  const setting = SETTINGS[name];
+  return setting.kind === 'text' ? setting.shownDefault : `\`${setting.default}\``;
+}
+
+describe('docs agree with the code', function () {
+  it("README's settings table lists exactly lib/config.ts's SETTINGS, with their defaults and meanings", async () => {
+    const rows = await readmeSettings();
+    expect([...rows.keys()].sort()).to.deep.equal(Object.keys(SETTINGS).sort());
+    for (const name of Object.keys(SETTINGS) as Array<keyof typeof SETTINGS>) {
+      expect(rows.get(name)?.shown, name).to.equal(shownDefault(name));
+      expect(rows.get(name)?.doc, name).to.equal(SETTINGS[name].doc);
+    }
+  });
+});
