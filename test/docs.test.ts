@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { SETTINGS } from '../lib/config.js';
+import { ERROR_CATALOG } from '../lib/protocol/errors.js';
 
 /** The README's settings table, row by row: variable, default, meaning. */
 async function readmeSettings(): Promise<Map<string, { shown: string; doc: string }>> {
@@ -29,4 +30,25 @@ describe('docs agree with the code', function () {
       expect(rows.get(name)?.doc, name).to.equal(SETTINGS[name].doc);
     }
   });
+
+  for (const file of ['README.md', 'docs/errors.md', 'docs/api.md']) {
+    it(`${file} lists exactly the catalog's error codes, each with its HTTP status`, async () => {
+      const text = await readFile(new URL(`../${file}`, import.meta.url), 'utf8');
+      // Every row of a table whose first column is "code": the codes in its first cell, the status in its second.
+      const listed = new Map<string, string>();
+      let inCodeTable = false;
+      for (const line of text.split('\n')) {
+        if (/^\| *code *\|/.test(line)) inCodeTable = true;
+        else if (!line.startsWith('|')) inCodeTable = false;
+        else if (inCodeTable && !/^\| *-+/.test(line)) {
+          const [first = '', second = ''] = line.split('|').slice(1);
+          for (const code of first.match(/[A-Z][A-Z_]+[A-Z]/g) ?? []) listed.set(code, second.trim());
+        }
+      }
+      expect([...listed.keys()].sort()).to.deep.equal(Object.keys(ERROR_CATALOG).sort());
+      for (const [code, { status }] of Object.entries(ERROR_CATALOG)) {
+        expect(listed.get(code), code).to.equal(String(status));
+      }
+    });
+  }
 });
