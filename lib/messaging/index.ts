@@ -109,6 +109,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       ),
   });
   metrics.sample('liveActors', () => registry.size);
+  metrics.sample('writeConcurrency', () => writer.concurrency);
   metrics.sample('mailboxDepth', () => {
     let depth = 0;
     registry.forEachLiveActor((actor) => {
