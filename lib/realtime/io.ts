@@ -7,6 +7,7 @@ import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
+import { coalesceWrites } from './coalesce.js';
 import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
@@ -75,6 +76,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   io.on('connection', (socket) => {
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
+    coalesceWrites(socket);
     void joinUserRoom(socket);
     // A session end that committed after the handshake's check but before this join sent its disconnect to the
     // session's room while this socket was not in it yet: look once more, now that it is.
