@@ -104,7 +104,7 @@ export async function startServer(
     metrics.observePool(db.knex);
     await prepareDatabase(db, config, logger);
 
-    // Bound once messaging exists: a reconnect may have missed membership events.
+    // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
     let onControlBusReconnect = (): void => undefined;
     const controlBus = own(
       await createControlBus(config.database, logger, () => onControlBusReconnect()).catch((err: unknown) => {
@@ -125,7 +125,7 @@ export async function startServer(
         nodeCount: () => realtime.io.of('/').adapter.serverCount(),
       }),
     );
-    onControlBusReconnect = () => messaging.membership.invalidateAll();
+    onControlBusReconnect = () => messaging.resync();
     const conversations = createConversationService({
       knex: db.knex,
       notify,

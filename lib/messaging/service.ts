@@ -58,6 +58,8 @@ export interface MessageServiceDeps {
   registry: ConversationRegistry<MessageActor>;
   /** Sends per user per second, bursts of twice that; 0 = off. */
   messagesPerSecond: number;
+  /** Told of every history page read: what the reader was given (for catching up after a lost LISTEN). */
+  onPageRead?: (conversationId: string, page: HistoryPage) => void;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -122,7 +124,9 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
 
     async history(userId, conversationId, window) {
       await membership.assert(conversationId, userId);
-      return await readHistory(knex, conversationId, window);
+      const page = await readHistory(knex, conversationId, window);
+      deps.onPageRead?.(conversationId, page);
+      return page;
     },
 
     async changes(userId, conversationId, since, limit) {
