@@ -75,12 +75,13 @@ export function createConnectionLimiter(options: { max: number; trustProxy: numb
 type Packet = [event: string, ...args: unknown[]];
 
 /**
- * Per-socket packet guard, installed with `socket.use` on every connection:
- * - a packet without an acknowledgement callback is dropped (every client event takes one, and a handler must
- *   never call a missing ack);
- * - an unknown event is answered with VALIDATION_FAILED;
- * - more than `eventsPerSecond` events (bursts of twice that) are answered with RATE_LIMITED, whatever the
- *   event, so one socket cannot flood the node with typing or subscribe calls either.
+ * Per-socket packet guard, installed with `socket.use` on every connection. Every packet counts against
+ * `eventsPerSecond` (bursts of twice that) first, whatever it is: known or unknown event, with or without an
+ * ack, so no kind of packet floods the node for free. Then:
+ * - over the rate: answered RATE_LIMITED (dropped when it has no ack to answer);
+ * - without an acknowledgement callback: dropped (every client event takes one, and a handler must never call
+ *   a missing ack);
+ * - an unknown event: answered VALIDATION_FAILED.
  */
 export function socketPacketGuard(
   socket: AppSocket,
@@ -93,25 +94,26 @@ export function socketPacketGuard(
   return (packet, next) => {
     const [event] = packet;
     const ack = packet.at(-1);
-    if (packet.length < 2 || typeof ack !== 'function') {
+    const reply =
+      packet.length >= 2 && typeof ack === 'function' ? (ack as (response: unknown) => void) : undefined;
+    const taken = limiter.take(socket.id);
+    if (!taken.allowed) {
+      reply?.(toAck(new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds })));
+      return;
+    }
+    if (reply === undefined) {
       options.logger.debug(
         { socketId: socket.id, event: String(event).slice(0, 64) },
         'packet without ack dropped',
       );
       return;
     }
-    const reply = ack as (response: unknown) => void;
     if (!CLIENT_EVENTS.has(event)) {
       reply(
         toAck(
           new AppError('VALIDATION_FAILED', { message: 'Unknown event.', details: { event: 'unknown' } }),
         ),
       );
-      return;
-    }
-    const taken = limiter.take(socket.id);
-    if (!taken.allowed) {
-      reply(toAck(new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds })));
       return;
     }
     next();

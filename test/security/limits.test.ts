@@ -177,6 +177,18 @@ describe('abuse limits', function () {
     expect(codes.every((c) => c === 'ok' || c === 'RATE_LIMITED')).to.equal(true);
   });
 
+  it('counts unknown events and events without an ack against SOCKET_EVENTS_PER_SEC too', async () => {
+    const socket = await open();
+    const raw = socket as unknown as RawSocket;
+    // Six without an ack and six unknown ones: more than the burst of 10 between them.
+    for (let i = 0; i < 6; i++) raw.emit('typing', { conversationId });
+    const unknown = (await Promise.all(
+      Array.from({ length: 6 }, () => raw.emitWithAck('no:such-event', { conversationId })),
+    )) as Ack[];
+    expect(unknown.map(errorCodeOf)).to.include('RATE_LIMITED');
+    expect(errorCodeOf(await socket.emitWithAck('typing', { conversationId }))).to.equal('RATE_LIMITED');
+  });
+
   it('rate-limits sends per user across sockets (RATE_LIMIT_MESSAGES_PER_SEC), storing nothing refused', async () => {
     const sender = await newUser(server!);
     const [friend] = await friendsOf(server!, sender, 1);
