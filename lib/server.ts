@@ -5,6 +5,7 @@ import { createDatabase, type Database } from './db.js';
 import { createAuthService } from './auth/accounts.js';
 import { createPasswordHasher } from './auth/passwords.js';
 import { createApp } from './http/app.js';
+import { answerMalformedRequests } from './http/malformedRequests.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
@@ -131,6 +132,7 @@ export async function startServer(
   registerConversationHandlers(services);
   const app = createApp(services);
   const httpServer = createServer(app);
+  answerMalformedRequests(httpServer, logger);
   realtime.attach(httpServer);
 
   let address: AddressInfo;
