@@ -50,8 +50,10 @@ export interface Config {
     writeConcurrency: number;
     /** Largest Socket.IO message in bytes. */
     socketMaxBytes: number;
-    /** Open sockets per client IP; 0 = off. */
+    /** Open sockets per client IP on this node; 0 = off. */
     connectionsPerIp: number;
+    /** Open sockets per user on this node; 0 = off. */
+    socketsPerUser: number;
     /** Events per socket per second, any event (bursts of twice that); 0 = off. */
     socketEventsPerSecond: number;
   };
@@ -248,10 +250,18 @@ export const SETTINGS = {
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',
     group: 'limits',
-    default: 50,
+    default: 1000,
     min: 0,
     max: 1_000_000,
-    doc: 'open sockets per client IP and node (`0` = off)',
+    doc: 'open sockets per client IP and node, high for users behind one NAT address (`0` = off)',
+  },
+  MAX_SOCKETS_PER_USER: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'open sockets per user and node (`0` = off)',
   },
   CORS_ORIGINS: {
     kind: 'text',
@@ -418,6 +428,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),
+      socketsPerUser: reader.int('MAX_SOCKETS_PER_USER'),
       socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC'),
     },
     corsOrigins,

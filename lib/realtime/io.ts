@@ -7,7 +7,7 @@ import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
-import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
+import { createConnectionLimits, originAllowRequest, socketPacketGuard } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
 
@@ -72,10 +72,13 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       });
   });
 
-  // After authentication, so a refused token never holds one of the IP's slots.
+  // After authentication, so a refused token never holds one of the IP's or the user's slots.
   io.use(
-    createConnectionLimiter({ max: config.limits.connectionsPerIp, trustProxy: config.trustProxy })
-      .middleware,
+    createConnectionLimits({
+      perIp: config.limits.connectionsPerIp,
+      perUser: config.limits.socketsPerUser,
+      trustProxy: config.trustProxy,
+    }).middleware,
   );
 
   io.on('connection', (socket) => {
