@@ -44,6 +44,10 @@ export interface Config {
     authPerMinute: number;
     /** Sends per user per second (bursts of twice that); 0 = off. */
     messagesPerSecond: number;
+    /** History reads per user per second, REST and Socket.IO together (bursts of twice that); 0 = off. */
+    readsPerSecond: number;
+    /** Username lookups (`GET /users`) per user per minute; 0 = off. */
+    lookupsPerMinute: number;
     /** Queued commands per conversation before OVERLOADED. */
     mailboxCapacity: number;
     /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
@@ -214,6 +218,22 @@ export const SETTINGS = {
     min: 0,
     max: 1_000_000,
     doc: 'sends per user per second, bursts of twice that (`0` = off, for benchmarks)',
+  },
+  RATE_LIMIT_READS_PER_SEC: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'history reads per user per second, REST and Socket.IO together, bursts of twice that (`0` = off)',
+  },
+  RATE_LIMIT_LOOKUPS_PER_MIN: {
+    kind: 'int',
+    group: 'limits',
+    default: 30,
+    min: 0,
+    max: 1_000_000,
+    doc: 'username lookups (`GET /users`) per user per minute (`0` = off)',
   },
   MAILBOX_CAPACITY: {
     kind: 'int',
@@ -424,6 +444,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     limits: {
       authPerMinute: reader.int('RATE_LIMIT_AUTH_PER_MIN'),
       messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC'),
+      readsPerSecond: reader.int('RATE_LIMIT_READS_PER_SEC'),
+      lookupsPerMinute: reader.int('RATE_LIMIT_LOOKUPS_PER_MIN'),
       mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),

@@ -110,6 +110,7 @@ export function createMessaging(deps: MessagingDeps): Messaging {
     membership,
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
+    readsPerSecond: config.limits.readsPerSecond,
   });
 
   /**

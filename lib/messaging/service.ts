@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import type { Notifier } from '../notifier.js';
 import type { ClientEventInput } from '../protocol/schemas.js';
 import { RateLimiter } from '../rateLimiter.js';
+import { createReadBudget } from '../readBudget.js';
 import { readHistory, type HistoryPage, type HistoryWindow } from './history.js';
 import type { Membership } from './membership.js';
 import type { MessageActor, Stored } from './types.js';
@@ -39,6 +40,8 @@ export interface MessageServiceDeps {
   registry: ConversationRegistry<MessageActor>;
   /** Sends per user per second, bursts of twice that; 0 = off. */
   messagesPerSecond: number;
+  /** History reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
+  readsPerSecond: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -57,6 +60,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     burst: deps.messagesPerSecond * 2,
     now,
   });
+  const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
   const lastTyping = new Map<string, number>();
 
   function typingAllowed(key: string): boolean {
@@ -88,9 +92,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       });
     },
 
-    async history(userId, conversationId, window) {
-      await membership.assert(conversationId, userId);
-      return await readHistory(knex, conversationId, window);
+    history(userId, conversationId, window) {
+      // Within the user's read budget, checked first: probing ids costs budget too.
+      return reads.run(userId, async () => {
+        await membership.assert(conversationId, userId);
+        return await readHistory(knex, conversationId, window);
+      });
     },
 
     async markRead(userId, conversationId, seq) {
