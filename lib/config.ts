@@ -54,6 +54,8 @@ export interface Config {
     writeConcurrency: number;
     /** Largest Socket.IO message in bytes. */
     socketMaxBytes: number;
+    /** Bytes waiting for one socket before it is disconnected; 0 = off. */
+    socketMaxBufferedBytes: number;
     /** Open sockets per client IP on this node; 0 = off. */
     connectionsPerIp: number;
     /** Open sockets per user on this node; 0 = off. */
@@ -267,6 +269,14 @@ export const SETTINGS = {
     max: 16 * 1024 * 1024,
     doc: 'largest Socket.IO message',
   },
+  SOCKET_MAX_BUFFERED_BYTES: {
+    kind: 'int',
+    group: 'limits',
+    default: 4 * 1024 * 1024,
+    min: 0,
+    max: 1024 * 1024 * 1024,
+    doc: 'bytes waiting for one socket (it stopped reading) before it is disconnected (`0` = off)',
+  },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',
     group: 'limits',
@@ -449,6 +459,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
+      socketMaxBufferedBytes: reader.int('SOCKET_MAX_BUFFERED_BYTES'),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),
       socketsPerUser: reader.int('MAX_SOCKETS_PER_USER'),
       socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC'),

@@ -129,7 +129,7 @@ export async function startServer(
     messages: messaging.service,
     messaging,
   };
-  registerConversationHandlers(services);
+  registerConversationHandlers(services, realtime.backpressure);
   const app = createApp(services);
   const httpServer = createServer(app);
   answerMalformedRequests(httpServer, logger);

@@ -13,10 +13,16 @@ import {
   seedMessages,
   SocketPool,
 } from '../helpers/chat.js';
+import { ClientPool, collector, directPair } from '../client/fixtures.js';
+import { startFaultyProxy, type FaultyProxy } from '../client/faultyProxy.js';
 import { request } from '../helpers/http.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const historyOf = (url: string, user: TestUser, conversationId: string) =>
+  request(url, 'GET', `/conversations/${conversationId}/messages?limit=200`, { token: user.token });
 
 describe('read budget: history reads per user, REST and Socket.IO together', function () {
   this.timeout(30_000);
@@ -42,8 +48,7 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     return group.id;
   }
 
-  const history = (user: TestUser, conversationId: string) =>
-    request(server!.url, 'GET', `/conversations/${conversationId}/messages?limit=200`, { token: user.token });
+  const history = (user: TestUser, conversationId: string) => historyOf(server!.url, user, conversationId);
 
   it('answers reads past the budget RATE_LIMITED (429 with Retry-After), over both interfaces, per user', async () => {
     const reader = await newUser(server!);
@@ -140,5 +145,45 @@ describe('read budget: reads running at once per user', () => {
       Array.from({ length: 50 }, () => budget.run('alice', () => Promise.resolve(1))),
     );
     expect(reads).to.have.length(50);
+  });
+});
+
+describe('read budget and the SDK: a re-subscribe refused after a reconnect', function () {
+  this.timeout(30_000);
+  let server: RunningServer | undefined;
+  let proxy: FaultyProxy | undefined;
+  const clients = new ClientPool();
+
+  before(async () => {
+    // One read per second, bursts of two: a reconnect's re-subscribe is refused for sure.
+    server = await startTestServer(await createTestDatabase(), { RATE_LIMIT_READS_PER_SEC: '1' });
+  });
+
+  after(async () => {
+    clients.closeAll();
+    await proxy?.close();
+    await server?.close();
+  });
+
+  it('subscribes again (not only catches up over REST) and gets live messages after', async () => {
+    const { alice, bob, conversationId } = await directPair(server!, clients);
+    proxy = await startFaultyProxy(server!.url);
+    const a = clients.open(proxy.url, { token: alice.token });
+    const b = clients.open(server!.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const atA = collector();
+    await a.subscribe(conversationId, atA.onMessage).whenReady();
+
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    await b.send(conversationId, 'while away');
+    // Alice spends her read budget elsewhere while her app is offline.
+    for (let i = 0; i < 10 && (await historyOf(server!.url, alice, conversationId)).status === 200; i++);
+    await proxy.start();
+
+    await waitFor(() => atA.messages.length === 1, { what: 'the catch-up' });
+    await b.send(conversationId, 'live');
+    await waitFor(() => atA.messages.length === 2, { what: 'live again', timeoutMs: 15_000 });
+    expect(atA.messages.map((m) => m.body)).to.deep.equal(['while away', 'live']);
   });
 });
