@@ -19,20 +19,20 @@ const NOT_BUILT = `<!doctype html>
 `;
 
 /**
- * Serves the browser app from `webDir` (static files only; the API routes are mounted before this). When the
- * app is not built, `/` explains how to build it instead of answering a bare 404.
+ * Serves the browser app from `webDir` (static files only, never a `.map`; the API routes are mounted before
+ * this). When the app is not built, `/` explains how to build it instead of answering a bare 404.
  */
 export function webRoutes(webDir: string = defaultWebDir()): Router {
   const router = Router();
-  router.use(
-    express.static(webDir, {
-      index: 'index.html',
-      // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
-      setHeaders(res, file) {
-        if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
-      },
-    }),
-  );
+  const serve = express.static(webDir, {
+    index: 'index.html',
+    // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
+    setHeaders(res, file) {
+      if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
+    },
+  });
+  // Source maps are never served, even one left in dist/web by an older build: a map carries the whole source.
+  router.use((req, res, next) => (req.path.endsWith('.map') ? next() : serve(req, res, next)));
   router.get(['/', '/index.html'], (_req, res) => {
     res.status(503).type('html').setHeader('Cache-Control', 'no-store').send(NOT_BUILT);
   });
