@@ -166,6 +166,56 @@ describe('fuzzing every socket event and REST endpoint', function () {
     expect(stored.map((r) => r.body)).to.deep.equal(UNICODE_BODIES.flatMap((b) => [b, b]));
   });
 
+  it('refuses control and bidirectional-override characters in display names and group titles over REST', async () => {
+    const before = await counts();
+    const hostile = [
+      'bell\u0007',
+      'esc\u001b[31mred',
+      'del\u007f',
+      'c1\u0085',
+      'tab\there',
+      'new\nline',
+      'invoice\u202egpj.exe',
+      'left\u202aembedding',
+      '\u2066isolated\u2069',
+      'pop\u202c',
+    ];
+    const group = await request<{ conversation: { id: string } }>(server!.url, 'POST', '/conversations', {
+      token: user.token,
+      body: { type: 'group', title: 'plain title', participantIds: [] },
+    });
+    expect(group.status).to.equal(201);
+    const groupId = group.body.conversation.id;
+    for (const value of hostile) {
+      const where = JSON.stringify(value);
+      const signup = await request(server!.url, 'POST', '/auth/signup', {
+        body: { username: uniqueName(), password: 'long enough', displayName: value },
+      });
+      expect(signup.status, `signup ${where}`).to.equal(400);
+      expect(signup.body, `signup ${where}`).to.have.nested.property('error.code', 'VALIDATION_FAILED');
+      expect(signup.body, `signup ${where}`).to.have.nested.property('error.details.displayName');
+      const created = await request(server!.url, 'POST', '/conversations', {
+        token: user.token,
+        body: { type: 'group', title: value, participantIds: [] },
+      });
+      expect(created.status, `create ${where}`).to.equal(400);
+      expect(created.body, `create ${where}`).to.have.nested.property('error.details.title');
+      const renamed = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+        token: user.token,
+        body: { title: value },
+      });
+      expect(renamed.status, `rename ${where}`).to.equal(400);
+      expect(renamed.body, `rename ${where}`).to.have.nested.property('error.details.title');
+    }
+    // Letters of any script, emoji and a zero-width joiner are plain text.
+    const fine = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+      token: user.token,
+      body: { title: 'Équipe 𝕏 שלום 👩\u200d💻' },
+    });
+    expect(fine.status).to.equal(200);
+    expect(await counts()).to.deep.equal({ ...before, conversations: before.conversations + 1 });
+  });
+
   it('every REST endpoint answers malformed input with a clean 4xx; nothing is stored', async () => {
     const before = await counts();
     // Query values are capped: a URL over Node's 16 KiB header limit is refused by Node itself (431, no body).
