@@ -5,7 +5,7 @@ import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createGroup, expectOk, putMessage, record, send, subscribe } from '../helpers/chat.js';
-import { startMain, type RunningChild } from '../helpers/childProcess.js';
+import { startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
 import { directConversation } from '../helpers/faults.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { sampleValue, scrape } from '../helpers/prometheus.js';
@@ -90,6 +90,10 @@ describe('a client that stops reading (a real node, small heap)', function () {
     await insertFriendship(knex, alice.id, bob.id);
     const direct = await directConversation(node.url, alice, bob);
 
+    let died: ChildResult | undefined;
+    void node.exited.then((result) => {
+      died = result;
+    });
     const idleMb = await rssMb(node.pid);
     // A subscriber of the group that stops reading, then a flooder that asks for the biggest page within the
     // event rate (SOCKET_EVENTS_PER_SEC, default 50) and never reads the answers.
@@ -141,6 +145,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
     process.stdout.write(
       `      slow reader: node RSS idle ${idleMb.toFixed(0)} MB, peak ${peakMb.toFixed(0)} MB (bound ${RSS_BOUND_MB} MB)\n`,
     );
+    expect(died, `the node died under the attack: ${died?.stderr.slice(-500) ?? ''}`).to.equal(undefined);
     expect((await fetch(`${node.url}/healthz`)).status, 'the node is alive').to.equal(200);
     expect(peakMb, 'peak RSS (MB)').to.be.below(RSS_BOUND_MB);
     // The node's own view: both attacker sockets are gone, cut for not reading (not by the heartbeat, which
