@@ -7,6 +7,7 @@ import { describeConfig, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createDatabase, type Database } from './db.js';
 import { createApp } from './http/app.js';
+import { answerMalformedRequests } from './http/malformedRequests.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
@@ -148,9 +149,10 @@ export async function startServer(
       messages: messaging.service,
       messaging,
     };
-    registerConversationHandlers(services);
+    registerConversationHandlers(services, realtime.backpressure);
     registerAuthHandlers(services);
     const httpServer = createServer(createApp(services));
+    answerMalformedRequests(httpServer, logger);
     realtime.attach(httpServer);
     const address = await listen(httpServer, config.port, config.host);
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { SETTINGS } from '../lib/config.js';
 import { ERROR_CATALOG } from '../lib/protocol/errors.js';
+import { shownDefault } from './helpers/settingsTable.js';
 
 /** The README's settings table, row by row: variable, default, meaning. */
 async function readmeSettings(): Promise<Map<string, { shown: string; doc: string }>> {
@@ -15,13 +16,14 @@ async function readmeSettings(): Promise<Map<string, { shown: string; doc: strin
   return rows;
 }
 
-/** How a setting's default reads in the README. */
-function shownDefault(name: keyof typeof SETTINGS): string {
-  const setting = SETTINGS[name];
-  return setting.kind === 'text' ? setting.shownDefault : `\`${setting.default}\``;
-}
-
 describe('docs agree with the code', function () {
+  it('no other page keeps a copy of the settings table (it points to the README)', async () => {
+    for (const file of ['docs/operations.md', 'docs/api.md', 'docs/security.md']) {
+      const text = await readFile(new URL(`../${file}`, import.meta.url), 'utf8');
+      expect(/^\| *variable *\|/m.test(text), file).to.equal(false);
+    }
+  });
+
   it("README's settings table lists exactly lib/config.ts's SETTINGS, with their defaults and meanings", async () => {
     const rows = await readmeSettings();
     expect([...rows.keys()].sort()).to.deep.equal(Object.keys(SETTINGS).sort());

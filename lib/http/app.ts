@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
+import { safeLogValue, serializeError } from '../logSafety.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
 import { errorMiddleware, notFoundHandler } from './errorMiddleware.js';
@@ -42,6 +43,9 @@ export function createApp(services: Services): Express {
         res.setHeader('X-Request-Id', id);
         return id;
       },
+      // pino-http's request and response objects (already reduced to method, url, headers, status) pass the
+      // same checks as every logged value: authorization and cookies redacted, long headers cut.
+      serializers: { req: safeLogValue, res: safeLogValue, err: serializeError },
       customLogLevel(_req, res, err) {
         if (err || res.statusCode >= 500) return 'error';
         return 'debug';

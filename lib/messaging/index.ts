@@ -134,6 +134,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     membership,
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
+    readsPerSecond: config.limits.readsPerSecond,
     onPageRead: (conversationId, page) => fanout.seen(conversationId, page.lastSeq, page.version),
   });
 

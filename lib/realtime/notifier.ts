@@ -25,6 +25,11 @@ export function subscribeSocket(socket: AppSocket, conversationId: string): Prom
   return socket.join(conversationRoom(conversationId));
 }
 
+/** Whether the socket gets the conversation's events now. */
+export function isSubscribed(socket: AppSocket, conversationId: string): boolean {
+  return socket.rooms.has(conversationRoom(conversationId));
+}
+
 export function unsubscribeSocket(socket: AppSocket, conversationId: string): Promise<void> | void {
   return socket.leave(conversationRoom(conversationId));
 }

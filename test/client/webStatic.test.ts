@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -92,6 +92,21 @@ describe('the browser app served by the server', function () {
     const missing = await fetch(`${server.url}/no/such/route`);
     expect(missing.status).to.equal(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+  });
+
+  it('publishes no source map: none is built, and a .map left in dist/web is not served', async () => {
+    const script = await (await fetch(`${server.url}/app.js`)).text();
+    expect(script).not.to.include('sourceMappingURL');
+    await writeFile(path.join(defaultWebDir(), 'stale.js.map'), '{"sources":["secret.ts"]}');
+    try {
+      for (const file of ['/app.js.map', '/stale.js.map']) {
+        const res = await fetch(`${server.url}${file}`);
+        expect(res.status, file).to.equal(404);
+        expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+      }
+    } finally {
+      await rm(path.join(defaultWebDir(), 'stale.js.map'), { force: true });
+    }
   });
 
   it('explains how to build the app when it is not built, instead of a bare 404', async () => {

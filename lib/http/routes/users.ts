@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { AppError } from '../../errors.js';
 import { User } from '../../models/User.js';
 import { restSchemas, USER_SEARCH_MAX } from '../../protocol/schemas.js';
+import { RateLimiter } from '../../rateLimiter.js';
 import type { Services } from '../../services.js';
 import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
@@ -16,12 +17,18 @@ import { clientIp } from './auth.js';
  * - `GET /users/:id`: any user by id, deleted ones included (as "Deleted user"), so a client can name the sender
  *   of an old message;
  * - `GET /users/me` (as `GET /auth/me`), `PATCH /users/me {displayName}` and `DELETE /users/me {password}`.
+ * Searches and lookups by name share one budget per user (RATE_LIMIT_LOOKUPS_PER_MIN, bursts of the same
+ * number), so an account cannot walk the directory either.
  */
 export function userRoutes(services: Services): Router {
+  const perMinute = services.config.limits.lookupsPerMinute;
+  const lookups = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
   const router = Router();
   const bearer = requireAuth(services);
 
   router.get('/users', bearer, async (req, res) => {
+    const taken = lookups.take(currentUser(req).id);
+    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
     if (req.query.q !== undefined) {
       const { q, limit = USER_SEARCH_MAX } = parse(restSchemas.userSearch, req.query);
       res.json({ users: await services.social.searchUsers(currentUser(req).id, q, limit) });
