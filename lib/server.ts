@@ -15,7 +15,7 @@ import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
-import { explainConnectError, explainMigrationError } from './startupErrors.js';
+import { explainConnectError, explainListenError, explainMigrationError } from './startupErrors.js';
 
 export interface RunningServer {
   /** http://host:port as bound (the real port when PORT=0). */
@@ -149,7 +149,7 @@ export async function startServer(
     await realtime.close();
     await controlBus.close();
     await db.close();
-    throw err;
+    throw await explainListenError(err, config.port, config.host);
   }
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
