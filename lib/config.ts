@@ -121,7 +121,7 @@ export const SETTINGS = {
     group: 'server',
     default: '0.0.0.0',
     shownDefault: '`0.0.0.0`',
-    doc: 'address to bind',
+    doc: 'address to bind (`npm run dev`: `127.0.0.1` unless set)',
   },
   LOG_LEVEL: {
     kind: 'choice',
@@ -444,16 +444,24 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   };
 }
 
+/** Where `npm run dev` listens unless HOST says otherwise: this machine only, not the network. */
+export const DEV_HOST = '127.0.0.1';
+
 /**
- * `npm run dev`: the environment's settings, with the embedded database's URL and, unless JWT_SECRET is set, the
- * generated development secret.
+ * `npm run dev`: the environment's settings, with the embedded database's URL, HOST 127.0.0.1 unless set and,
+ * unless JWT_SECRET is set, the generated development secret.
  */
 export async function loadDevConfig(
   databaseUrl: string,
   devSecret: () => Promise<string>,
   env: Env = process.env,
 ): Promise<Readonly<Config>> {
-  return loadConfig({ ...env, DATABASE_URL: databaseUrl, JWT_SECRET: env.JWT_SECRET ?? (await devSecret()) });
+  return loadConfig({
+    ...env,
+    DATABASE_URL: databaseUrl,
+    HOST: env.HOST ?? DEV_HOST,
+    JWT_SECRET: env.JWT_SECRET ?? (await devSecret()),
+  });
 }
 
 /** Only the database settings, for `migrate`, which needs no JWT secret. */
