@@ -29,6 +29,15 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // Plain JavaScript for Node.js, as an SDK user writes it: no type information to lint with.
+    files: ['examples/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { console: 'readonly', process: 'readonly' },
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-expressions': 'off',
