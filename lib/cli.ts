@@ -1,54 +1,55 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+#!/usr/bin/env node
+/**
+ * The `xfchat` command (the package's bin, and `npm start` / `npm run dev` / `npm run migrate`):
+ *   xfchat                         serve (DATABASE_URL and JWT_SECRET from the environment)
+ *   xfchat migrate [status|latest|rollback]
+ *   xfchat dev [--data-dir DIR]    a development server on an embedded PostgreSQL (needs the dev dependencies)
+ */
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadDatabaseConfig, loadDevConfig, redactUrl } from './config.js';
+import { loadDatabaseConfig } from './config.js';
 import { createDatabase } from './db.js';
 import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
-import { failStartup, handleSignals, listenForSignals, main } from './main.js';
-import { startServer } from './server.js';
+import { failStartup, main } from './main.js';
+import { StartupError } from './startupErrors.js';
+import type { runDev } from './dev/devServer.js';
 
-const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback] | xfchat dev [--data-dir DIR]`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** The development secret is generated once and kept beside the dev database, never committed. */
-async function devSecret(dataRoot: string): Promise<string> {
-  const file = path.join(dataRoot, 'dev-jwt-secret');
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    const secret = randomBytes(32).toString('hex');
-    await writeFile(file, secret, { mode: 0o600 });
-    return secret;
+/**
+ * `npm run dev`: see lib/dev/devServer.ts. Its data lives in `.data/` of the current directory (npm runs scripts
+ * in the checkout's root) unless --data-dir says otherwise.
+ */
+async function dev(args: readonly string[]): Promise<void> {
+  let dataRoot = path.resolve('.data');
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const next = args[i + 1];
+    if (arg === '--data-dir' && next !== undefined) {
+      dataRoot = path.resolve(next);
+      i += 1;
+    } else if (arg?.startsWith('--data-dir=')) dataRoot = path.resolve(arg.slice('--data-dir='.length));
+    else {
+      process.stderr.write(`xfchat: unknown dev option "${arg}"\n${USAGE}\n`);
+      process.exit(2);
+    }
   }
-}
-
-/** `npm run dev`: the same server on an embedded PostgreSQL kept in .data/ (git-ignored). */
-async function dev(): Promise<void> {
-  const { startEmbeddedPostgres } = await import('./dev/embeddedPostgres.js');
-  const dataRoot = path.join(projectRoot, '.data');
-  await mkdir(dataRoot, { recursive: true });
-  out('[dev] starting embedded PostgreSQL in .data/postgres ...');
-  const pg = await startEmbeddedPostgres({
-    dataDir: path.join(dataRoot, 'postgres'),
-    persistent: true,
-    port: 54329,
-  });
-  const signals = listenForSignals();
-  let server;
+  let devServer: { runDev: typeof runDev };
   try {
-    const config = await loadDevConfig(pg.adminUrl, () => devSecret(dataRoot));
-    server = await startServer(config, { logger: createLogger(config.logLevel) });
+    devServer = await import('./dev/devServer.js');
   } catch (err) {
-    await pg.stop();
-    failStartup(err);
+    failStartup(
+      new StartupError(
+        'xfchat dev needs the development dependencies (embedded PostgreSQL, pino-pretty): run npm install in a clone of the repository, or run a released server with DATABASE_URL and JWT_SECRET set (xfchat)',
+        { cause: err },
+      ),
+    );
   }
-  out(`[dev] XFChat is running at ${server.url}  (database ${redactUrl(pg.adminUrl)})`);
-  handleSignals(server, () => pg.stop(), signals);
+  await devServer.runDev({ dataRoot });
 }
 
 /** `npm run migrate -- latest|rollback|status` against DATABASE_URL. */
@@ -95,12 +96,17 @@ switch (command ?? 'serve') {
     await main();
     break;
   case 'dev':
-    await dev();
+    await dev(rest);
     break;
   case 'migrate':
     await migrate(rest[0]);
     break;
+  case 'help':
+  case '--help':
+  case '-h':
+    out(USAGE);
+    break;
   default:
-    process.stderr.write(`xfchat: unknown command "${command}": use serve, dev or migrate\n`);
+    process.stderr.write(`xfchat: unknown command "${command}"\n${USAGE}\n`);
     process.exit(2);
 }

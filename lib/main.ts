@@ -13,6 +13,12 @@ export function failStartup(err: unknown): never {
   process.exit(1);
 }
 
+/**
+ * A signal this soon after the first is the same request, not an impatient second one: npm forwards a terminal's
+ * Ctrl-C to the server it runs, which also gets it from the terminal (one process group).
+ */
+const SAME_SIGNAL_MS = 1000;
+
 /** Where SIGTERM/SIGINT go; see {@link listenForSignals}. */
 export interface SignalSource {
   /** From now on, signals go to `handler`; one received before this call is handed over at once. */
@@ -23,39 +29,40 @@ export interface SignalSource {
  * Listens for SIGTERM/SIGINT from now on, for the life of the process. Call it before starting the server:
  * without it, a signal sent just after the "[STARTUP] listening" line but before {@link handleSignals} runs would
  * kill the process with the default action (no drain, no exit 0). A signal received while starting is held
- * until a handler is set; a second one while starting exits at once. The listeners are never swapped: Node
- * drops a signal that is pending on a listener being removed.
+ * until a handler is set; a second one while starting (more than a second later) exits at once. The listeners
+ * are never swapped: Node drops a signal that is pending on a listener being removed.
  */
 export function listenForSignals(): SignalSource {
   let handler: ((signal: NodeJS.Signals) => void) | undefined;
-  let held: NodeJS.Signals | undefined;
+  let held: { signal: NodeJS.Signals; at: number } | undefined;
   const dispatch = (signal: NodeJS.Signals) => {
     if (handler) handler(signal);
-    else if (held) process.exit(1);
-    else held = signal;
+    else if (!held) held = { signal, at: Date.now() };
+    else if (Date.now() - held.at > SAME_SIGNAL_MS) process.exit(1);
   };
   process.on('SIGTERM', dispatch);
   process.on('SIGINT', dispatch);
   return {
     handle(next) {
       handler = next;
-      if (held) next(held);
+      if (held) next(held.signal);
     },
   };
 }
 
-/** Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal exits at once. */
+/** Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal (more than a second later) exits at once. */
 export function handleSignals(
   server: RunningServer,
   onStopped?: () => Promise<void>,
   signals: SignalSource = listenForSignals(),
 ): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   signals.handle((signal) => {
-    if (stopping) {
-      process.exit(1);
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince > SAME_SIGNAL_MS) process.exit(1);
+      return;
     }
-    stopping = true;
+    stoppingSince = Date.now();
     server.services.logger.info({ signal }, 'signal received, draining');
     server
       .close()

@@ -18,7 +18,7 @@ import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
-import { explainConnectError, explainMigrationError } from './startupErrors.js';
+import { explainConnectError, explainListenError, explainMigrationError } from './startupErrors.js';
 
 export interface RunningServer {
   /** http://host:port as bound (the real port when PORT=0). */
@@ -155,7 +155,9 @@ export async function startServer(
     const httpServer = createServer(createApp(services));
     answerMalformedRequests(httpServer, logger);
     realtime.attach(httpServer);
-    const address = await listen(httpServer, config.port, config.host);
+    const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
+      throw await explainListenError(err, config.port, config.host);
+    });
 
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import type { DatabaseConfig } from './config.js';
 
 /** A startup failure with one line that names the cause and the fix. */
@@ -58,4 +59,54 @@ export function explainMigrationError(err: unknown): StartupError {
     `a database migration failed (${errorMessage(err).replace(/\s+/g, ' ').slice(0, 300)}): nothing was started; fix the migration or the database and start again (npm run migrate -- status shows what is applied)`,
     { cause: err },
   );
+}
+
+/**
+ * Whether `port` can be bound on `host` now. Only "address in use" means no; any other failure (a HOST that is
+ * not an address of this machine, a privileged port) is thrown, for {@link explainListenError} to explain.
+ */
+export async function isPortFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') resolve(false);
+      else reject(err);
+    });
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}
+
+/** The first of the next few ports that is free on `host`, to suggest in a message. */
+async function nextFreePort(port: number, host: string): Promise<number | undefined> {
+  for (let candidate = port + 1; candidate <= Math.min(port + 20, 65535); candidate++) {
+    // A port that cannot even be probed is simply not suggested.
+    if (await isPortFree(candidate, host).catch(() => false)) return candidate;
+  }
+  return undefined;
+}
+
+/** "port 3000 is in use: stop the other server or set PORT=3001", naming a port that is free now. */
+export async function portInUse(port: number, host: string, cause?: unknown): Promise<StartupError> {
+  const free = await nextFreePort(port, host);
+  return new StartupError(
+    `port ${port} is in use: stop the other server or set PORT=${free ?? '<a free port>'}`,
+    {
+      cause,
+    },
+  );
+}
+
+/** Explains why the HTTP server could not bind PORT on HOST, with what to change. */
+export async function explainListenError(err: unknown, port: number, host: string): Promise<StartupError> {
+  const code = errorCode(err);
+  if (code === 'EADDRINUSE') return portInUse(port, host, err);
+  let line: string;
+  if (code === 'EACCES') {
+    line = `port ${port} needs privileges this process does not have: set PORT=1024 or higher (and put a proxy on ${port})`;
+  } else if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    line = `HOST=${host} is not an address of this machine: set HOST to one of its addresses, or 0.0.0.0 for all`;
+  } else {
+    line = `cannot listen on ${host}:${port} (${code ?? 'error'}: ${errorMessage(err)}): check PORT and HOST`;
+  }
+  return new StartupError(line, { cause: err });
 }

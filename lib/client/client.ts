@@ -17,6 +17,7 @@ import { XFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
 import { DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { sendWithRetry, type SendOptions } from './send.js';
+import { SendQueue } from './sendQueue.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
 import { TokenKeeper } from './tokens.js';
 
@@ -106,6 +107,7 @@ export class XFChatClient {
   private readonly connection: Connection;
   private readonly events = new Emitter<XFChatClientEvents>();
   private readonly subscriptions = new Map<string, Subscription>();
+  private readonly sends = new SendQueue();
   private readonly backoff;
 
   constructor(options: XFChatClientOptions = {}) {
@@ -243,8 +245,8 @@ export class XFChatClient {
 
   /**
    * Delivers a conversation's messages to `onMessage` in seq order, each exactly once, catching up after
-   * gaps and reconnections. One subscription per conversation: subscribing again throws until the first is
-   * unsubscribed. Starts as soon as the connection is up.
+   * gaps and reconnections. One subscription per conversation: subscribing again throws an XFChatError with
+   * code ALREADY_SUBSCRIBED until the first is unsubscribed. Starts as soon as the connection is up.
    */
   subscribe(
     conversationId: string,
@@ -252,7 +254,7 @@ export class XFChatClient {
     options: SubscribeOptions = {},
   ): Subscription {
     if (this.subscriptions.has(conversationId))
-      throw new Error(`already subscribed to conversation ${conversationId}`);
+      throw new XFChatError('ALREADY_SUBSCRIBED', `Already subscribed to conversation ${conversationId}.`);
     const subscription: Subscription = new Subscription(conversationId, onMessage, options, {
       connection: this.connection,
       messages: this.messages,
@@ -273,16 +275,23 @@ export class XFChatClient {
 
   /**
    * Sends a message exactly once: it retries with the same clientMsgId (across timeouts, drops and
-   * reconnections) until the server acknowledges, and resolves with the stored message. Rejects on final
-   * errors (VALIDATION_FAILED, NOT_FOUND, FORBIDDEN, ...) or with CLIENT_CLOSED.
+   * reconnections) until the server acknowledges, and resolves with the stored message. Sends to one
+   * conversation are stored in call order: each waits until the previous one is acknowledged or has failed.
+   * Rejects at once with NOT_CONNECTED unless connect() was called (it waits while connecting or reconnecting),
+   * on final errors (VALIDATION_FAILED, NOT_FOUND, FORBIDDEN, ...), or with CLIENT_CLOSED.
    */
   send(conversationId: string, body: string, options: SendOptions = {}): Promise<PublicMessage> {
-    const deps = {
-      connection: this.connection,
-      backoff: this.backoff,
-      closeSignal: this.connection.closeSignal,
-    };
-    return sendWithRetry(deps, conversationId, body, options.clientMsgId ?? newClientMsgId(), options);
+    if (this.connection.state === 'disconnected')
+      return Promise.reject(new XFChatError('NOT_CONNECTED', 'Call connect() before send().'));
+    const clientMsgId = options.clientMsgId ?? newClientMsgId();
+    return this.sends.enqueue(
+      conversationId,
+      (stop) => {
+        const deps = { connection: this.connection, backoff: this.backoff, closeSignal: stop };
+        return sendWithRetry(deps, conversationId, body, clientMsgId, options);
+      },
+      options.signal,
+    );
   }
 
   /** Tells the conversation's other subscribers that I am typing (nothing is stored). */
@@ -301,6 +310,7 @@ export class XFChatClient {
   close(): void {
     for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
     this.keeper.close();
+    this.sends.close();
     this.connection.close();
     this.events.removeAll();
   }

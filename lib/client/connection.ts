@@ -69,6 +69,11 @@ export class Connection {
   /** What the server said in `session:ended`, until the disconnect that follows it. */
   private endedReason: SessionEndReason | undefined;
   private readonly closed = new AbortController();
+  /**
+   * What close() rejects: a Set, not one abort listener per waiter, because an AbortSignal with more than ten
+   * listeners makes Node.js print MaxListenersExceededWarning (many subscriptions waiting for a reconnection).
+   */
+  private readonly closeWaiters = new Set<() => void>();
 
   constructor(private readonly options: ConnectionOptions) {
     const socketOptions = {
@@ -151,7 +156,7 @@ export class Connection {
         offConnect();
         offUnauthorized();
         signal.removeEventListener('abort', onAbort);
-        this.closed.signal.removeEventListener('abort', onAbort);
+        this.closeWaiters.delete(onAbort);
       };
       const onAbort = () => {
         cleanup();
@@ -170,8 +175,8 @@ export class Connection {
         onAbort();
         return;
       }
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.closed.signal.addEventListener('abort', onAbort, { once: true });
+      if (signal !== this.closed.signal) signal.addEventListener('abort', onAbort, { once: true });
+      this.closeWaiters.add(onAbort);
     });
   }
 
@@ -238,6 +243,7 @@ export class Connection {
   close(): void {
     if (this.closed.signal.aborted) return;
     this.closed.abort();
+    for (const reject of [...this.closeWaiters]) reject();
     clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.setState('disconnected');

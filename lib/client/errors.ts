@@ -6,11 +6,18 @@ export type ServerErrorCode = ErrorBody['code'];
 /**
  * Codes the SDK itself produces, for failures that never reached the server or never came back:
  * `NETWORK_ERROR` (fetch failed), `TIMEOUT` (no ack in time), `DISCONNECTED` (the socket dropped while waiting),
- * `NOT_CONNECTED` (a realtime call while offline), `CLIENT_CLOSED` (close() was called), `BAD_RESPONSE`
- * (the server answered something that is not the contract's envelope).
+ * `NOT_CONNECTED` (a realtime call while offline, or a send before connect()), `CLIENT_CLOSED` (close() was
+ * called), `BAD_RESPONSE` (the server answered something that is not the contract's envelope),
+ * `ALREADY_SUBSCRIBED` (subscribe() to a conversation this client already follows).
  */
 export type ClientErrorCode =
-  'NETWORK_ERROR' | 'TIMEOUT' | 'DISCONNECTED' | 'NOT_CONNECTED' | 'CLIENT_CLOSED' | 'BAD_RESPONSE';
+  | 'NETWORK_ERROR'
+  | 'TIMEOUT'
+  | 'DISCONNECTED'
+  | 'NOT_CONNECTED'
+  | 'CLIENT_CLOSED'
+  | 'BAD_RESPONSE'
+  | 'ALREADY_SUBSCRIBED';
 
 export type XFChatErrorCode = ServerErrorCode | ClientErrorCode;
 

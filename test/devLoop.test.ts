@@ -1,0 +1,191 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { PROJECT_ROOT, runMain, type ChildResult } from './helpers/childProcess.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { TEST_JWT_SECRET } from './helpers/server.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/** A TCP server holding a loopback port, as another XFChat or any program would. */
+async function occupyPort(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve()))),
+  };
+}
+
+interface DevChild {
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<ChildResult>;
+  /** Ctrl-C as a terminal sends it: SIGINT to the whole process group. */
+  interrupt(): void;
+  kill(): void;
+}
+
+/**
+ * `npm run dev -- --data-dir DIR` (`via: 'npm'`), or straight `xfchat dev --data-dir DIR`, in a process group
+ * of its own, as a shell runs a foreground job, with only PATH/HOME/LANG and `env` from this process.
+ */
+function startDev(dataDir: string, env: Record<string, string>, via: 'npm' | 'node' = 'node'): DevChild {
+  const started = performance.now();
+  const base: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
+    const value = process.env[name];
+    if (value !== undefined) base[name] = value;
+  }
+  const [command, args] =
+    via === 'npm'
+      ? ['npm', ['run', 'dev', '--', '--data-dir', dataDir]]
+      : [process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'dev', '--data-dir', dataDir]];
+  const child = spawn(command, args, {
+    cwd: PROJECT_ROOT,
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<ChildResult>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) =>
+      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started }),
+    );
+  });
+  return {
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    interrupt: () => process.kill(-child.pid!, 'SIGINT'),
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    },
+  };
+}
+
+const RUNNING =
+  /\[dev\] XFChat is running at (http:\/\/\S+) {2}\(database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:(\d+)\//;
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw err;
+    },
+  );
+}
+
+describe('the HTTP port taken, and the development loop', function () {
+  this.timeout(90_000);
+
+  it('npm start: exits 1 with one line naming the port and a free one, when the port is in use', async () => {
+    const holder = await occupyPort();
+    try {
+      const env = {
+        DATABASE_URL: await createTestDatabase(),
+        JWT_SECRET: TEST_JWT_SECRET,
+        PORT: String(holder.port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      };
+      const result = await runMain(env);
+      expect(result.code).to.equal(1);
+      const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect(lines).to.have.length(1);
+      expect(lines[0]).to.match(
+        new RegExp(
+          `^xfchat: cannot start: port ${holder.port} is in use: stop the other server or set PORT=\\d+$`,
+        ),
+      );
+      const suggested = Number(/PORT=(\d+)$/.exec(lines[0]!)![1]);
+      expect(suggested).to.be.above(holder.port);
+    } finally {
+      await holder.close();
+    }
+  });
+
+  describe('npm run dev', () => {
+    let dataDir: string;
+    let child: DevChild | undefined;
+
+    before(async () => {
+      dataDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-dev-'));
+      // PostgreSQL runs as the `postgres` OS user when we are root and must reach the data inside.
+      await chmod(dataDir, 0o755);
+    });
+
+    afterEach(() => {
+      child?.kill();
+      child = undefined;
+    });
+
+    after(async () => {
+      await rm(dataDir, { recursive: true, force: true });
+    });
+
+    it('says at once, before starting PostgreSQL, that the HTTP port is in use', async () => {
+      const holder = await occupyPort();
+      try {
+        child = startDev(path.join(dataDir, 'busy'), { PORT: String(holder.port) });
+        const result = await child.exited;
+        expect(result.code).to.equal(1);
+        expect(result.stderr.trim()).to.match(
+          new RegExp(
+            `^xfchat: cannot start: port ${holder.port} is in use: stop the other server or set PORT=\\d+$`,
+          ),
+        );
+        expect(result.stdout).not.to.include('starting embedded PostgreSQL');
+      } finally {
+        await holder.close();
+      }
+    });
+
+    it('stops cleanly on Ctrl-C: server first, then PostgreSQL, exit 0, nothing on stderr; a restart reuses the database port', async () => {
+      const data = path.join(dataDir, 'loop');
+      const ports: string[] = [];
+      for (let run = 0; run < 2; run++) {
+        // The first run through npm as a developer types it (npm, sh, then node, all getting the Ctrl-C).
+        const dev = startDev(data, { PORT: '0' }, run === 0 ? 'npm' : 'node');
+        child = dev;
+        const match = await waitFor(() => RUNNING.exec(dev.stdout()), {
+          timeoutMs: 60_000,
+          what: `the dev server to run\n${dev.stdout()}\n${dev.stderr()}`,
+        });
+        // The dev server listens on this machine only unless HOST says otherwise.
+        expect(match[1]).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+        ports.push(match[2]!);
+        const health = await fetch(`${match[1]}/healthz`);
+        expect(health.status).to.equal(200);
+        // Readable logs, not JSON lines.
+        expect(dev.stdout()).to.match(/INFO: \[STARTUP\] listening on http:\/\/127\.0\.0\.1:\d+/);
+        expect(dev.stdout()).not.to.match(/^\{"level"/m);
+
+        dev.interrupt();
+        const result = await dev.exited;
+        expect(result.stderr).to.equal('');
+        // npm re-raises the Ctrl-C on itself once its script has ended (as shells do); the server exits 0.
+        if (run === 0) expect(result.signal).to.equal('SIGINT');
+        else expect(result.code).to.equal(0);
+        const afterListening = result.stdout.slice(result.stdout.indexOf('[dev] XFChat is running'));
+        expect(afterListening).not.to.match(/WARN|ERROR|FATAL/);
+        expect(afterListening).to.match(
+          /signal received, draining[\s\S]*shutdown complete[\s\S]*\[dev\] stopped\n$/,
+        );
+        // PostgreSQL stopped (it removes its pid file at a clean shutdown).
+        expect(await exists(path.join(data, 'postgres', 'postmaster.pid'))).to.equal(false);
+      }
+      expect(ports[1]).to.equal(ports[0]);
+      expect((await readFile(path.join(data, 'postgres-port'), 'utf8')).trim()).to.equal(ports[0]);
+    });
+  });
+});
