@@ -6,6 +6,7 @@ import {
   type PublicUser,
   type SessionEndReason,
 } from '../lib/client/index.js';
+import type { SignOut, SignedOut } from './account.js';
 import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
@@ -39,12 +40,6 @@ function endedNote(reason: string | undefined): string | undefined {
   return reason !== undefined && Object.hasOwn(SESSION_ENDED, reason)
     ? SESSION_ENDED[reason as SessionEndReason]
     : undefined;
-}
-
-/** What a sign-out leaves behind: a sentence for this tab's login screen, a reason for the profile's other tabs. */
-interface SignedOut {
-  note?: string;
-  reason?: SessionEndReason;
 }
 
 const SHARED_LOGIN =
@@ -248,7 +243,7 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser):
   signedIn = me.id;
   byId('auth-view', HTMLElement).hidden = true;
   byId('chat-view', HTMLDivElement).hidden = false;
-  const leave = (work: () => Promise<void>, after?: SignedOut) => signOut(client, shared, work, after);
+  const leave: SignOut = (work, after) => signOut(client, shared, work, after);
   byId('logout-button', HTMLButtonElement).onclick = () => {
     // Signed out here even if the server cannot be told now (its session then simply expires).
     leave(() => client.logout().catch(report)).catch(report);
@@ -256,7 +251,7 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser):
   client.connect().catch((err: unknown) => {
     if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
   });
-  new ChatSession(client, me, report).start().catch(report);
+  new ChatSession(client, me, report, leave).start().catch(report);
 }
 
 /**

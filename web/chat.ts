@@ -5,6 +5,7 @@ import {
   type PublicUser,
   type XFChatClient,
 } from '../lib/client/index.js';
+import { AccountDialog, type SignOut } from './account.js';
 import { ConversationView } from './conversationView.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
@@ -31,10 +32,15 @@ export class ChatSession {
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
 
+  /**
+   * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
+   * server first, and if it fails the user stays signed in.
+   */
   constructor(
     private readonly client: XFChatClient,
     private me: PublicUser,
     private readonly report: (error: unknown) => void,
+    signOut: SignOut,
   ) {
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
@@ -73,6 +79,13 @@ export class ChatSession {
     };
     this.details = new DetailsPanel(groupDeps);
     new NewGroupDialog(groupDeps);
+    new AccountDialog({
+      client,
+      report,
+      me: () => this.me,
+      profileChanged: (user) => this.userUpdated(user),
+      signOut,
+    });
   }
 
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
