@@ -1,24 +1,57 @@
 import {
   XFChatClient,
   XFChatError,
-  tokenSubject,
+  type AuthResult,
   type ConnectionState,
   type PublicUser,
+  type SessionEndReason,
 } from '../lib/client/index.js';
+import type { SignOut, SignedOut } from './account.js';
 import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
+import { SharedSession, endReasonOf, isSessionChange, readStoredSession } from './sharedSession.js';
 
 /**
- * The token survives reloads in this browser profile, and every tab and window of the profile shares it (one
- * account per profile; a private window is another profile). Logout revokes it on the server.
+ * The login survives reloads and browser restarts in this browser profile: its refresh token is in
+ * localStorage (see sharedSession.ts for how the profile's tabs share it), and every tab and window of the
+ * profile shares it (one account per profile; a private window is another profile). Logout ends it on the
+ * server.
  */
-const TOKEN_KEY = 'xfchat.token';
+
 /** A sentence to show after this tab reloads itself (sessionStorage: this tab only). */
 const NOTICE_KEY = 'xfchat.notice';
+/** Why this tab's session ended, for the login screen after the reload (sessionStorage: this tab only). */
+const ENDED_NOTE_KEY = 'xfchat.ended-note';
+
+/** What the login screen says when the server ended the session (the reasons of lib/protocol). */
+const SESSION_ENDED: Record<SessionEndReason, string> = {
+  logged_out: 'You were logged out on this device.',
+  revoked: 'You were logged out on this device from another of your devices.',
+  password_changed: 'Your password was changed, so this device was logged out. Log in with the new password.',
+  expired: 'Your session expired. Log in again.',
+  reused:
+    'You were signed out for security reasons: this login was used from two places. Log in again, and change ' +
+    'your password if you did not expect this.',
+  deleted: 'Your account was deleted.',
+};
+
+function endedNote(reason: string | undefined): string | undefined {
+  return reason !== undefined && Object.hasOwn(SESSION_ENDED, reason)
+    ? SESSION_ENDED[reason as SessionEndReason]
+    : undefined;
+}
+
+const SHARED_LOGIN =
+  'All windows of a browser share one login: to use two accounts at the same time, open the second one ' +
+  'in a private window (or another browser).';
 
 /** Who this tab is signed in as, once it is. */
 let signedIn: string | undefined;
+/** Set once this tab's session is ending (by the user or the server): nothing else may act on it then. */
+let ending = false;
+/** Set while the user's own logout or deletion runs: the server's word that the session ended is expected. */
+let leaving = false;
 
 /** Errors the user can do nothing about right now and that fix themselves: not worth a popup. */
 const TRANSIENT = new Set(['NETWORK_ERROR', 'NOT_CONNECTED', 'DISCONNECTED', 'TIMEOUT', 'CLIENT_CLOSED']);
@@ -37,10 +70,6 @@ const AUTH_ERRORS: Partial<Record<string, string>> = {
     'Check the fields: usernames are 3-32 letters, digits, _ . or -; passwords 8-128 characters.',
   RATE_LIMITED: 'Too many attempts; wait a minute and try again.',
 };
-
-function readToken(): string | undefined {
-  return localStorage.getItem(TOKEN_KEY) ?? undefined;
-}
 
 let toastTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -63,29 +92,49 @@ function showNotice(text: string): void {
   byId('app-notice-close', HTMLButtonElement).onclick = () => (notice.hidden = true);
 }
 
+/** Reads and removes a sentence this tab left itself before reloading. */
+function takeNote(key: string): string | undefined {
+  const text = sessionStorage.getItem(key);
+  if (text !== null) sessionStorage.removeItem(key);
+  return text ?? undefined;
+}
+
+/** A fresh page is the simplest way to drop every piece of the old session's state. */
+function restart(client: XFChatClient, keys: { notice?: string; endedNote?: string } = {}): void {
+  if (keys.notice !== undefined) sessionStorage.setItem(NOTICE_KEY, keys.notice);
+  if (keys.endedNote !== undefined) sessionStorage.setItem(ENDED_NOTE_KEY, keys.endedNote);
+  client.close();
+  location.reload();
+}
+
 /**
- * Every tab of a browser profile shares the stored token. When another tab signs in to another account, or
- * out, this one follows (reloading), rather than acting for one account while storage holds another's token
- * (which would swap accounts at the next reload). A newer token of the same account is simply adopted.
+ * Every tab of a browser profile shares the stored login. A refresh by another tab needs nothing here (this
+ * tab's next refresh picks it up). When another tab signs in to another account, or the session ends, this one
+ * follows (reloading, and saying why), rather than acting for one account while storage holds another's (which
+ * would swap accounts at the next reload).
  */
-function followOtherTabs(client: XFChatClient): void {
+function followOtherTabs(client: XFChatClient, shared: SharedSession): void {
   window.addEventListener('storage', (event) => {
-    if (event.storageArea !== localStorage || (event.key !== TOKEN_KEY && event.key !== null)) return;
-    const token = readToken();
-    const user = tokenSubject(token);
-    if (user !== undefined && user === signedIn) {
-      client.token = token;
-      return;
+    // This tab's own logout or deletion is under way: it starts over by itself.
+    if (!isSessionChange(event) || ending || leaving) return;
+    const stored = readStoredSession();
+    if (stored !== undefined && stored.sid === shared.sessionId) return;
+    if (stored === undefined && signedIn === undefined) return;
+    ending = true;
+    if (stored === undefined) {
+      // The session ended: another tab may know why (the server told it, or refused its refresh).
+      const note = endedNote(endReasonOf(shared.sessionId));
+      if (note !== undefined) restart(client, { endedNote: note });
+      else
+        restart(client, { notice: `You were signed out in another window of this browser. ${SHARED_LOGIN}` });
+    } else if (stored.userId === signedIn) {
+      // The same person signed in again in another tab (a new session): take it up quietly.
+      restart(client);
+    } else {
+      restart(client, {
+        notice: `This window now uses the account signed in in another window of this browser. ${SHARED_LOGIN}`,
+      });
     }
-    if (user === undefined && signedIn === undefined) return;
-    sessionStorage.setItem(
-      NOTICE_KEY,
-      `${user === undefined ? 'You were signed out in another window of this browser.' : 'This window now uses the account signed in in another window of this browser.'} ` +
-        'All windows of a browser share one login: to use two accounts at the same time, open the second one ' +
-        'in a private window (or another browser).',
-    );
-    client.close();
-    location.reload();
   });
 }
 
@@ -95,13 +144,23 @@ function showBanner(state: ConnectionState): void {
   banner.textContent = BANNER[state];
 }
 
-function showAuth(client: XFChatClient, message = ''): void {
+/**
+ * The login screen; `reason` says why the last session ended, if it did (an alert, and the username field's
+ * description, so a screen reader reads it with the field).
+ */
+function showAuth(client: XFChatClient, shared: SharedSession, reason = ''): void {
   byId('chat-view', HTMLDivElement).hidden = true;
   byId('auth-view', HTMLElement).hidden = false;
-  byId('auth-error', HTMLParagraphElement).textContent = message;
-  const done = (user: PublicUser) => {
-    localStorage.setItem(TOKEN_KEY, client.token ?? '');
-    startChat(client, user);
+  byId('auth-reason', HTMLParagraphElement).textContent = reason;
+  byId('auth-error', HTMLParagraphElement).textContent = '';
+  const done = (result: AuthResult) => {
+    shared.signedIn(result).then(
+      () => startChat(client, shared, result.user),
+      (err: unknown) => {
+        report(err);
+        byId('auth-error', HTMLParagraphElement).textContent = 'Could not keep the login; try again.';
+      },
+    );
   };
   const fail = (err: unknown) => {
     const known = err instanceof XFChatError ? AUTH_ERRORS[err.code] : undefined;
@@ -112,73 +171,165 @@ function showAuth(client: XFChatClient, message = ''): void {
     event.preventDefault();
     const username = byId('login-username', HTMLInputElement).value.trim();
     const password = byId('login-password', HTMLInputElement).value;
-    client.login(username, password).then(({ user }) => done(user), fail);
+    client.login(username, password).then(done, fail);
   };
   byId('signup-form', HTMLFormElement).onsubmit = (event) => {
     event.preventDefault();
     const username = byId('signup-username', HTMLInputElement).value.trim();
     const displayName = byId('signup-display-name', HTMLInputElement).value.trim();
     const password = byId('signup-password', HTMLInputElement).value;
-    client
-      .signup({ username, password, ...(displayName ? { displayName } : {}) })
-      .then(({ user }) => done(user), fail);
+    client.signup({ username, password, ...(displayName ? { displayName } : {}) }).then(done, fail);
   };
   byId('login-username', HTMLInputElement).focus();
 }
 
-function startChat(client: XFChatClient, me: PublicUser): void {
+/**
+ * The server ended this tab's session (another device logged it out, the password changed, the refresh token
+ * came back twice, the account is gone, or it expired): the stored login and the drafts go, and the login
+ * screen says why.
+ */
+async function sessionEnded(
+  client: XFChatClient,
+  shared: SharedSession,
+  reason: SessionEndReason,
+): Promise<void> {
+  if (ending || leaving) return;
+  ending = true;
+  if (signedIn !== undefined) Drafts.forget(signedIn);
+  try {
+    await shared.forget(reason);
+  } catch (err) {
+    report(err);
+  }
+  if (signedIn !== undefined) {
+    restart(client, { endedNote: SESSION_ENDED[reason] });
+    return;
+  }
+  // Still starting (the stored login was refused): the login screen, in this same page.
+  ending = false;
+  showAuth(client, shared, SESSION_ENDED[reason]);
+}
+
+/**
+ * This device signs out by the user's own doing: `work` does it on the server (if it fails, the user stays
+ * signed in and the error goes to the caller); then the stored login and the drafts go (leaving `after.reason`
+ * for the profile's other tabs), and the page starts over, `after.note` on its login screen.
+ */
+async function signOut(
+  client: XFChatClient,
+  shared: SharedSession,
+  work: () => Promise<void>,
+  after: SignedOut = {},
+): Promise<void> {
+  if (ending) return;
+  leaving = true;
+  try {
+    await work();
+  } catch (err) {
+    leaving = false;
+    throw err;
+  }
+  ending = true;
+  if (signedIn !== undefined) Drafts.forget(signedIn);
+  try {
+    await shared.forget(after.reason);
+  } catch (err) {
+    report(err);
+  }
+  restart(client, after.note === undefined ? {} : { endedNote: after.note });
+}
+
+function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser): void {
   signedIn = me.id;
   byId('auth-view', HTMLElement).hidden = true;
   byId('chat-view', HTMLDivElement).hidden = false;
+  const leave: SignOut = (work, after) => signOut(client, shared, work, after);
   byId('logout-button', HTMLButtonElement).onclick = () => {
-    localStorage.removeItem(TOKEN_KEY);
-    Drafts.forget(me.id);
-    // A fresh page is the simplest way to drop every piece of the old session's state.
-    client.logout().then(
-      () => location.reload(),
-      (err: unknown) => {
-        report(err);
-        location.reload();
-      },
-    );
+    // Signed out here even if the server cannot be told now (its session then simply expires).
+    leave(() => client.logout().catch(report)).catch(report);
   };
   client.connect().catch((err: unknown) => {
     if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
   });
-  new ChatSession(client, me, report).start().catch(report);
+  new ChatSession(client, me, report, leave).start().catch(report);
+}
+
+/**
+ * The socket was refused and no session end was announced (a refused handshake whose renewal was refused too,
+ * or a token the server would not take): ask the server who we are, which refreshes if it can. If the session
+ * is over that ends it (with its reason); if not, connect again. A few times in a row at most.
+ */
+function recheckAfterRefusal(client: XFChatClient, shared: SharedSession): () => void {
+  let rechecks = 0;
+  client.on('state', (state) => {
+    if (state === 'connected') rechecks = 0;
+  });
+  return () => {
+    // After the event that stopped the socket, the SDK may announce the end: that path takes over then.
+    setTimeout(() => {
+      if (ending || leaving || signedIn === undefined) return;
+      if (++rechecks > 3) {
+        report(new XFChatError('UNAUTHORIZED', 'The server keeps refusing the connection; reload the page.'));
+        return;
+      }
+      client.me().then(
+        () => client.connect().catch(report),
+        (err: unknown) => {
+          if (err instanceof XFChatError && err.code === 'UNAUTHORIZED')
+            void sessionEnded(client, shared, 'expired');
+          else report(err);
+        },
+      );
+    }, 0);
+  };
+}
+
+/** Longest wait between two tries to reach the server at startup. */
+const RESUME_RETRY_MAX_MS = 30_000;
+
+/**
+ * Continues the stored login: trades the newest stored refresh token for fresh tokens. A refused one ends it
+ * (the `sessionEnded` event says why); a server that cannot be reached is tried again, keeping the login.
+ */
+async function resume(client: XFChatClient, shared: SharedSession, attempt = 0): Promise<void> {
+  const stored = readStoredSession();
+  if (stored === undefined) {
+    showAuth(client, shared);
+    return;
+  }
+  shared.adopt(stored);
+  try {
+    const me = await client.resume(stored.refreshToken);
+    byId('connection-banner', HTMLDivElement).textContent = '';
+    startChat(client, shared, me);
+  } catch (err) {
+    if (err instanceof XFChatError && err.code === 'UNAUTHORIZED') {
+      await sessionEnded(client, shared, 'expired');
+      return;
+    }
+    console.error(err);
+    const banner = byId('connection-banner', HTMLDivElement);
+    banner.dataset.state = 'reconnecting';
+    banner.textContent = 'Cannot reach the server. Trying again…';
+    const wait = Math.min(RESUME_RETRY_MAX_MS, 1000 * 2 ** attempt);
+    setTimeout(() => void resume(client, shared, attempt + 1).catch(report), wait);
+  }
 }
 
 async function main(): Promise<void> {
-  const client = new XFChatClient({ token: readToken(), transports: ['websocket'] });
-  const notice = sessionStorage.getItem(NOTICE_KEY);
-  if (notice !== null) {
-    sessionStorage.removeItem(NOTICE_KEY);
-    showNotice(notice);
-  }
-  followOtherTabs(client);
+  const shared = new SharedSession();
+  // Every refresh of this tab goes through the profile's shared store (sharedSession.ts).
+  const client = new XFChatClient({ fetch: shared.fetch, transports: ['websocket'] });
+  const notice = takeNote(NOTICE_KEY);
+  if (notice !== undefined) showNotice(notice);
+  followOtherTabs(client, shared);
   client.on('state', showBanner);
-  client.on('unauthorized', () => {
-    localStorage.removeItem(TOKEN_KEY);
-    client.close();
-    location.reload();
-  });
-  if (client.token === undefined) {
-    showAuth(client);
-    return;
-  }
-  try {
-    startChat(client, await client.me());
-  } catch (err) {
-    if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
-    localStorage.removeItem(TOKEN_KEY);
-    client.token = undefined;
-    showAuth(
-      client,
-      err instanceof XFChatError && err.code === 'UNAUTHORIZED'
-        ? 'Your session has ended; log in again.'
-        : '',
-    );
-  }
+  client.on('sessionEnded', ({ reason }) => void sessionEnded(client, shared, reason).catch(report));
+  client.on('unauthorized', recheckAfterRefusal(client, shared));
+  const ended = takeNote(ENDED_NOTE_KEY);
+  // A login stored meanwhile (another tab signed in again) wins over the note about the one that ended.
+  if (readStoredSession() === undefined) showAuth(client, shared, ended);
+  else await resume(client, shared);
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => void main());

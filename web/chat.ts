@@ -5,6 +5,7 @@ import {
   type PublicUser,
   type XFChatClient,
 } from '../lib/client/index.js';
+import { AccountDialog, type SignOut } from './account.js';
 import { ConversationView } from './conversationView.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
@@ -31,12 +32,18 @@ export class ChatSession {
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
 
+  /**
+   * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
+   * server first, and if it fails the user stays signed in.
+   */
   constructor(
     private readonly client: XFChatClient,
-    private readonly me: PublicUser,
+    private me: PublicUser,
     private readonly report: (error: unknown) => void,
+    signOut: SignOut,
   ) {
     this.store = new ConversationStore(me.id);
+    this.store.onUnknownSender = (userId) => this.lookUp(userId);
     this.drafts = new Drafts(me.id);
     this.router = new Router((id) => void this.show(id).catch(report));
     this.notifier = new Notifier((id) => this.navigate(id), report);
@@ -72,6 +79,13 @@ export class ChatSession {
     };
     this.details = new DetailsPanel(groupDeps);
     new NewGroupDialog(groupDeps);
+    new AccountDialog({
+      client,
+      report,
+      me: () => this.me,
+      profileChanged: (user) => this.userUpdated(user),
+      signOut,
+    });
   }
 
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
@@ -84,6 +98,8 @@ export class ChatSession {
     // A rename or a participant change, live for every participant.
     client.on('conversation:updated', (conversation) => this.add(conversation));
     client.on('conversation:removed', ({ conversationId }) => this.remove(conversationId));
+    // A new display name, or a deleted account ("Deleted user"), wherever the person is shown.
+    client.on('user:updated', (user) => this.userUpdated(user));
     client.on('typing', (event) => this.view.onTyping(event));
     client.on('state', () => this.view.onConnectionState());
     client.on('conversation:read', (event) => {
@@ -98,6 +114,40 @@ export class ChatSession {
     for (const summary of conversations) this.follow(this.store.upsert(summary));
     this.changed();
     await this.show(this.router.current());
+  }
+
+  /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */
+  private userUpdated(user: PublicUser): void {
+    if (user.id === this.me.id) {
+      this.me = user;
+      this.sidebar.setMe(user);
+    }
+    this.store.learn(user);
+    // A deleted account's friendships and requests are gone: the lists are read again.
+    if (user.username === null) void this.sidebar.refreshSocial().catch(this.report);
+    else this.sidebar.updateUser(user);
+    const current = this.view.currentId === undefined ? undefined : this.store.get(this.view.currentId);
+    if (current) {
+      this.view.refresh(current);
+      this.details.show(current);
+    }
+    this.view.renameSender(user.id);
+    this.changed();
+  }
+
+  /** A sender who is no participant (they left, or deleted their account): their name, by id. */
+  private lookUp(userId: string): void {
+    this.client.users.get(userId).then(
+      (user) => {
+        this.store.learn(user);
+        this.view.renameSender(user.id);
+        this.changed();
+      },
+      (err: unknown) => {
+        // Not found: the name stays "Someone"; anything else is worth knowing about.
+        if (!(err instanceof XFChatError && err.code === 'USER_NOT_FOUND')) this.report(err);
+      },
+    );
   }
 
   /** Opens a conversation (or, with undefined, the list) as a new entry of the browser's history. */

@@ -83,6 +83,7 @@ export class ConversationView {
   private readonly jump = byId('jump-latest', HTMLButtonElement);
   private readonly typingLine = byId('typing-indicator', HTMLParagraphElement);
   private readonly input = byId('composer-input', HTMLTextAreaElement);
+  private readonly sendButton = byId('composer-send', HTMLButtonElement);
   private readonly divider = newMessagesDivider();
   private readonly pending = new Map<string, PendingMessage>();
   /** One send chain per conversation, so a user's messages are stored in the order typed. */
@@ -180,6 +181,18 @@ export class ConversationView {
     this.updateReceipts();
   }
 
+  /** A user's name changed (or became known): their messages and the typing line say the new one. */
+  renameSender(userId: string): void {
+    const state = this.current;
+    if (!state) return;
+    const name = this.deps.store.senderName(state, userId);
+    for (const item of this.list.querySelectorAll<HTMLLIElement>(
+      `li[data-sender="${CSS.escape(userId)}"] .sender`,
+    ))
+      if (item.textContent !== name) item.textContent = name;
+    this.renderTyping();
+  }
+
   /** New messages of any conversation; shown if it is the open one. */
   showMessages(state: ConversationState, messages: readonly PublicMessage[]): void {
     for (const message of messages) {
@@ -234,8 +247,18 @@ export class ConversationView {
       this.membersLine.textContent = `${names.length} ${names.length === 1 ? 'member' : 'members'}: ${names.join(', ')}`;
     } else {
       const other = state.participants.find((p) => p.userId !== store.meId);
-      this.membersLine.textContent = other ? `@${other.username}` : '';
+      this.membersLine.textContent =
+        other === undefined
+          ? ''
+          : other.username === null
+            ? 'This account was deleted. The history stays; nobody reads new messages here.'
+            : `@${other.username}`;
     }
+    // Writing to a deleted account would only pile up messages nobody reads.
+    const gone = store.otherIsDeleted(state);
+    this.input.disabled = gone;
+    this.sendButton.disabled = gone;
+    this.input.placeholder = gone ? 'This account was deleted' : 'Write a message';
   }
 
   /** Keeps what is in the box as the open conversation's draft (the list shows which have one). */

@@ -13,6 +13,8 @@ const monthDay = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'nume
 const shortDate = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 const timestamp = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
 const relativeDay = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
 
 function pad(n: number): string {
   return String(n).padStart(2, '0');
@@ -61,4 +63,13 @@ export function shortTime(date: Date): string {
 /** Everything about the moment, for a tooltip: weekday, date, time and time zone. */
 export function fullTimestamp(date: Date): string {
   return timestamp.format(date);
+}
+
+/** How long ago, for "last active": "now", "5 minutes ago", "3 hours ago", then as {@link listDate}. */
+export function sinceNow(date: Date, now: Date = new Date()): string {
+  const ago = now.getTime() - date.getTime();
+  if (ago < MINUTE_MS) return relativeDay.format(0, 'second');
+  if (ago < HOUR_MS) return relativeDay.format(-Math.floor(ago / MINUTE_MS), 'minute');
+  if (ago < 12 * HOUR_MS) return relativeDay.format(-Math.floor(ago / HOUR_MS), 'hour');
+  return listDate(date, now);
 }

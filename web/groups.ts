@@ -39,7 +39,7 @@ function explain(err: unknown): string | undefined {
 
 function friendLabel(friend: Friend): string {
   const { displayName, username } = friend.user;
-  return displayName === username ? username : `${displayName} (@${username})`;
+  return username === null || displayName === username ? displayName : `${displayName} (@${username})`;
 }
 
 /**
@@ -130,7 +130,8 @@ export class DetailsPanel {
         'span',
         { className: 'member' },
         el('span', { text: name }),
-        el('span', { className: 'username', text: ` @${member.username}` }),
+        // A deleted account has no username left: its name, "Deleted user", says it all.
+        member.username === null ? null : el('span', { className: 'username', text: ` @${member.username}` }),
         member.role === 'owner' ? el('span', { className: 'badge', text: 'Owner' }) : null,
       ),
       iOwnIt && !me

@@ -52,7 +52,11 @@ export function messageItem(
     'li',
     {
       className: mine ? 'message mine' : 'message',
-      dataset: { seq: String(message.seq), day: dayKey(new Date(message.createdAt)) },
+      dataset: {
+        seq: String(message.seq),
+        day: dayKey(new Date(message.createdAt)),
+        sender: message.senderId ?? '',
+      },
     },
     meta,
     el('div', { className: 'body' }, ...linkify(message.body)),

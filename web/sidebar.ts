@@ -49,7 +49,7 @@ function who(user: PublicUser, status?: string): HTMLSpanElement {
     'span',
     { className: 'who' },
     el('span', { className: 'name', text: user.displayName }),
-    el('span', { className: 'username', text: `@${user.username}` }),
+    user.username === null ? null : el('span', { className: 'username', text: `@${user.username}` }),
     status === undefined ? null : el('span', { className: 'status', text: status }),
   );
 }
@@ -69,6 +69,7 @@ export class Sidebar {
   private friendList: Friend[] = [];
   private incomingList: PublicFriendRequest[] = [];
   private outgoingList: PublicFriendRequest[] = [];
+  private blockedList: PublicUser[] = [];
   /** The last search's answer, drawn again whenever friendships change so its lines never go stale. */
   private results: PublicUser[] = [];
   private shownQuery = '';
@@ -77,7 +78,7 @@ export class Sidebar {
   private searchTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly deps: SidebarDeps) {
-    byId('me-name', HTMLSpanElement).textContent = describe(deps.me);
+    this.setMe(deps.me);
     byId('find-form', HTMLFormElement).addEventListener('submit', (event) => {
       event.preventDefault();
       void this.search();
@@ -105,6 +106,33 @@ export class Sidebar {
     this.friendList = list;
     this.incomingList = incoming;
     this.outgoingList = outgoing;
+    this.blockedList = blocked;
+    this.renderSocial();
+  }
+
+  /** My own name (at the top), e.g. after I renamed myself here or on another device. */
+  setMe(me: PublicUser): void {
+    byId('me-name', HTMLSpanElement).textContent = describe(me);
+  }
+
+  /** Someone's new name (`user:updated`): every list that shows them follows, without asking the server. */
+  updateUser(user: PublicUser): void {
+    const same = (other: PublicUser) => (other.id === user.id ? user : other);
+    this.friendList = this.friendList.map((f) => ({ ...f, user: same(f.user) }));
+    this.incomingList = this.incomingList.map((r) => ({ ...r, from: same(r.from) }));
+    this.outgoingList = this.outgoingList.map((r) => ({ ...r, to: same(r.to) }));
+    this.blockedList = this.blockedList.map(same);
+    this.results = this.results.map(same);
+    this.renderSocial();
+  }
+
+  private renderSocial(): void {
+    const [list, incoming, outgoing, blocked] = [
+      this.friendList,
+      this.incomingList,
+      this.outgoingList,
+      this.blockedList,
+    ];
     replaceItems(
       this.friends,
       list.length ? list.map((f) => this.friendItem(f)) : [this.none('No friends yet.')],

@@ -3,6 +3,7 @@ import type {
   PublicConversation,
   PublicMessage,
   PublicParticipant,
+  PublicUser,
 } from '../lib/client/index.js';
 
 /** What the app knows about one conversation. */
@@ -24,8 +25,25 @@ export interface ConversationState {
 /** The conversations of the signed-in user, kept current from REST answers and live events. */
 export class ConversationStore {
   private readonly items = new Map<string, ConversationState>();
+  /** Senders who are no longer participants (they left, or deleted their account), as looked up by id. */
+  private readonly people = new Map<string, PublicUser>();
+  /** Asked (once per id) for the name of a sender who is no participant: look them up, then {@link learn}. */
+  onUnknownSender: ((userId: string) => void) | undefined;
+  private readonly asked = new Set<string>();
 
   constructor(readonly meId: string) {}
+
+  /** A user's current name (from `user:updated`, or a lookup): every participant entry of theirs follows. */
+  learn(user: PublicUser): void {
+    if (this.people.has(user.id) || this.asked.has(user.id)) this.people.set(user.id, user);
+    for (const state of this.items.values()) {
+      for (const p of state.participants) {
+        if (p.userId !== user.id) continue;
+        p.username = user.username;
+        p.displayName = user.displayName;
+      }
+    }
+  }
 
   /**
    * Adds a conversation, or replaces the details of a known one (title, participants) with the server's newer
@@ -133,7 +151,22 @@ export class ConversationStore {
   senderName(state: ConversationState, senderId: string | null): string {
     if (senderId === null) return 'Deleted user';
     if (senderId === this.meId) return 'You';
-    return state.participants.find((p) => p.userId === senderId)?.displayName ?? 'Someone';
+    const name =
+      state.participants.find((p) => p.userId === senderId)?.displayName ??
+      this.people.get(senderId)?.displayName;
+    if (name !== undefined) return name;
+    if (!this.asked.has(senderId)) {
+      this.asked.add(senderId);
+      this.onUnknownSender?.(senderId);
+    }
+    return 'Someone';
+  }
+
+  /** A direct conversation whose other person deleted their account (nobody will read new messages). */
+  otherIsDeleted(state: ConversationState): boolean {
+    if (state.type !== 'direct') return false;
+    const other = state.participants.find((p) => p.userId !== this.meId);
+    return other !== undefined && other.username === null;
   }
 
   /** Records another participant's (or my own, from another tab) read marker. */

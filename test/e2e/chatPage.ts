@@ -104,6 +104,32 @@ export class ChatPage {
     ).map(Number);
   }
 
+  /** Who the app says is signed in (top of the sidebar). */
+  get meName(): Locator {
+    return this.page.locator('#me-name');
+  }
+
+  /** Waits for the login screen saying why the session ended. */
+  async waitForLoggedOut(reason: string | RegExp): Promise<void> {
+    await this.page.locator('#auth-reason').getByText(reason).waitFor();
+    await this.page.locator('#login-form').waitFor();
+  }
+
+  /** The "Your account" dialog (opened by {@link openAccount}). */
+  get account(): Locator {
+    return this.page.getByRole('dialog', { name: 'Your account' });
+  }
+
+  async openAccount(): Promise<void> {
+    await this.page.getByRole('button', { name: 'Account and devices' }).click();
+    await this.account.waitFor();
+  }
+
+  /** The rows of the Devices list. */
+  get devices(): Locator {
+    return this.account.getByRole('list', { name: 'Signed-in devices' }).getByRole('listitem');
+  }
+
   /** The connection banner (role=status); hidden while connected, so found by id rather than role. */
   get banner(): Locator {
     return this.page.locator('#connection-banner');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Browser, BrowserContextOptions } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions } from 'playwright-core';
 import { XFChatClient } from '../../lib/client/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { buildWeb } from '../../web/build.js';
@@ -28,6 +28,8 @@ export interface WebApp {
   open(options?: { url?: string; context?: BrowserContextOptions }): Promise<ChatPage>;
   /** A new page (tab) in the context of `page`: the same storage. */
   openTab(page: ChatPage): Promise<ChatPage>;
+  /** A new page (tab) on `url` (the node's) in `context`, e.g. after its other tabs were closed. */
+  openTabIn(context: BrowserContext, url?: string): Promise<ChatPage>;
   person(displayName: string): Promise<Person>;
   /** Makes every pair of `people` friends. */
   befriend(...people: Person[]): Promise<void>;
@@ -38,8 +40,11 @@ export interface WebApp {
   expectNoProblems(ignore?: RegExp): void;
 }
 
-/** Registers the hooks of a browser test file and returns its fixture. */
-export function useWebApp(options: { browserArgs?: string[] } = {}): WebApp {
+/**
+ * Registers the hooks of a browser test file (or of one `describe` in it) and returns its fixture. `env`
+ * overrides the node's settings (e.g. `JWT_TTL_SECONDS`).
+ */
+export function useWebApp(options: { browserArgs?: string[]; env?: Record<string, string> } = {}): WebApp {
   const pages: TestPage[] = [];
   const clients: XFChatClient[] = [];
   let server: RunningServer | undefined;
@@ -49,7 +54,7 @@ export function useWebApp(options: { browserArgs?: string[] } = {}): WebApp {
   before(async () => {
     await buildWeb();
     databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
+    server = await startTestServer(databaseUrl, options.env);
     browser = await launchBrowser(options.browserArgs);
   });
 
@@ -84,10 +89,13 @@ export function useWebApp(options: { browserArgs?: string[] } = {}): WebApp {
       return new ChatPage(opened.page);
     },
     async openTab(page) {
-      const tab = await page.page.context().newPage();
-      const problems = pages.find((p) => p.context === page.page.context())?.problems ?? [];
+      return app.openTabIn(page.page.context(), page.page.url());
+    },
+    async openTabIn(context, url) {
+      const tab = await context.newPage();
+      const problems = pages.find((p) => p.context === context)?.problems ?? [];
       watchProblems(tab, problems);
-      await tab.goto(page.page.url());
+      await tab.goto(url ?? app.server.url);
       return new ChatPage(tab);
     },
     async person(displayName) {

@@ -36,3 +36,40 @@ describe('web app over plain HTTP on a host name other than localhost', function
     app.expectNoProblems(/Cross-Origin-Opener-Policy header has been ignored/);
   });
 });
+
+describe('web app over plain HTTP: two tabs share the login without Web Locks', function () {
+  const app = useWebApp({
+    browserArgs: [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`],
+    env: { JWT_TTL_SECONDS: '2' },
+  });
+
+  it('takes turns refreshing through a lease in localStorage, so neither tab is signed out', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await bob.client.conversations.createDirect(ann.id);
+    const url = new URL(app.server.url);
+    url.hostname = HOST;
+
+    const first = await app.open({ url: url.toString() });
+    expect(await first.page.evaluate(() => window.isSecureContext)).to.equal(false);
+    await first.logIn(ann.username, PASSWORD);
+    const second = await app.openTab(first);
+    await second.meName.getByText('Ann').waitFor();
+    await first.openConversation('Bob');
+    await second.openConversation('Bob');
+    // Each tab refreshes its 2-second token twice a second for eight seconds.
+    const started = Date.now();
+    for (let round = 1; Date.now() - started < 8000; round++) {
+      const [writer, reader] = round % 2 === 0 ? [first, second] : [second, first];
+      await writer.send(`plain ${round}`);
+      await reader.waitForMessage(`plain ${round}`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    for (const tab of [first, second]) {
+      expect(await tab.page.locator('#auth-view').isHidden()).to.equal(true);
+      await tab.meName.getByText('Ann').waitFor();
+    }
+    app.expectNoProblems(/Cross-Origin-Opener-Policy header has been ignored/);
+  });
+});
