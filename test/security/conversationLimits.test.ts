@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import type { ConversationListItem, PublicConversation } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
-import { createGroup, expectError, friendsOf, newUser, rows } from '../helpers/chat.js';
+import { createGroup, expectError, friendsOf, newUser, record, rows, SocketPool } from '../helpers/chat.js';
+import { waitFor } from '../helpers/waitFor.js';
 import { request } from '../helpers/http.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startTestServer } from '../helpers/server.js';
@@ -10,6 +11,8 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
   this.timeout(60_000);
   let a: RunningServer;
   let b: RunningServer;
+  const pool = new SocketPool();
+  afterEach(() => pool.closeAll());
 
   before(async () => {
     const databaseUrl = await createTestDatabase();
@@ -62,7 +65,11 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
       a.services.db.knex,
       'SELECT count(*)::int AS n FROM socket_io_attachments',
     )) as [{ n: number }];
+    // The first and the last member listen: once both have heard, every broadcast of the creation went out.
+    const ears = await Promise.all([members[0]!, members.at(-1)!].map((m) => pool.open(b.url, m)));
+    const heard = ears.map((socket) => record(socket, 'conversation:added'));
     await createGroup(a.url, owner, members, 'a big one');
+    await waitFor(() => heard.every((events) => events.length === 1), { what: 'both members to hear' });
     const [{ n: after }] = (await rows<{ n: number }>(
       a.services.db.knex,
       'SELECT count(*)::int AS n FROM socket_io_attachments',
