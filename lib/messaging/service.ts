@@ -6,7 +6,7 @@ import type { PublicMessage } from '../protocol/index.js';
 import { RateLimiter } from '../rateLimiter.js';
 import type { Membership } from './membership.js';
 import { readChanges, readHistory, type ChangesPage, type HistoryPage, type HistoryWindow } from './reads.js';
-import type { ChangeCommand, MessageActor, MessageCommand, Stored } from './types.js';
+import type { MessageActor, MessageCommand, Stored } from './types.js';
 
 export type { ChangesPage, HistoryPage, HistoryWindow };
 
@@ -116,7 +116,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     },
 
     async change(userId, conversationId, input) {
-      const { message } = await submit(userId, conversationId, { ...input, userId } as ChangeCommand);
+      const { message } = await submit(userId, conversationId, { ...input, userId });
       return { message };
     },
 

@@ -195,11 +195,18 @@ export interface PoolConnections {
   release(client: pg.ClientBase): void;
 }
 
+/** The part of Knex's client (typed `any` by Knex) the writer uses. */
+interface KnexPool {
+  acquireConnection(): Promise<pg.ClientBase>;
+  releaseConnection(connection: pg.ClientBase): Promise<void>;
+}
+
 export function knexConnections(knex: Knex): PoolConnections {
+  const pool = knex.client as KnexPool;
   return {
-    acquire: () => knex.client.acquireConnection() as Promise<pg.ClientBase>,
+    acquire: () => pool.acquireConnection(),
     release: (client) => {
-      void knex.client.releaseConnection(client);
+      void pool.releaseConnection(client);
     },
   };
 }

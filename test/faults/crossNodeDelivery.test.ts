@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import type { RunningServer } from '../../lib/server.js';
-import type { PublicMessage } from '../../lib/protocol/index.js';
 import { createGroup, friendsOf, newUser, record, rows, SocketPool, subscribe } from '../helpers/chat.js';
 import { startMain, type RunningChild } from '../helpers/childProcess.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -137,7 +136,7 @@ describe('cross-node delivery coupled to the commit', function () {
     writer = undefined;
 
     await waitFor(() => arrived.length === 1, { what: 'the message on the other node', timeoutMs: 10_000 });
-    const [message] = arrived as PublicMessage[];
+    const [message] = arrived;
     expect(message!.body).to.equal('last words');
     expect(message!.seq).to.equal(1);
   });
