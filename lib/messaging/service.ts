@@ -78,15 +78,25 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   });
   const lastTyping = new Map<string, number>();
 
-  function typingAllowed(key: string): boolean {
-    const t = now();
+  /** Whether this typist's typing was sent less than the interval ago. */
+  function typingThrottled(key: string): boolean {
     const last = lastTyping.get(key);
-    if (last !== undefined && t - last < typingIntervalMs) return false;
+    return last !== undefined && now() - last < typingIntervalMs;
+  }
+
+  /** Takes this interval's slot (at once, so concurrent repeats are throttled) and returns its time. */
+  function takeTypingSlot(key: string): number {
+    const t = now();
     if (lastTyping.size >= TYPING_SWEEP_AT) {
       for (const [k, at] of lastTyping) if (t - at >= typingIntervalMs) lastTyping.delete(k);
     }
     lastTyping.set(key, t);
-    return true;
+    return t;
+  }
+
+  /** Gives the slot back when the typing was not sent. */
+  function releaseTypingSlot(key: string, takenAt: number): void {
+    if (lastTyping.get(key) === takenAt) lastTyping.delete(key);
   }
 
   /**
@@ -146,13 +156,27 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
 
     async typing(userId, conversationId) {
       await membership.assert(conversationId, userId);
-      if (!typingAllowed(`${userId}:${conversationId}`)) return;
-      // Refused only when it would be sent: a blocked typist costs one query per typing interval, not per event.
-      const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
-        'SELECT xfchat_blocked(?, ?) AS blocked',
-        [conversationId, userId],
-      );
-      if (result.rows[0]?.blocked) throw new AppError('BLOCKED');
+      const key = `${userId}:${conversationId}`;
+      // A repeat within the interval of a typing that was sent is answered without a query. A refused one is not
+      // remembered: every typing of a blocked typist is checked (and refused), and the first after an unblock
+      // goes through at once.
+      if (typingThrottled(key)) return;
+      const takenAt = takeTypingSlot(key);
+      let blocked: boolean;
+      try {
+        const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
+          'SELECT xfchat_blocked(?, ?) AS blocked',
+          [conversationId, userId],
+        );
+        blocked = result.rows[0]?.blocked ?? false;
+      } catch (err) {
+        releaseTypingSlot(key, takenAt);
+        throw err;
+      }
+      if (blocked) {
+        releaseTypingSlot(key, takenAt);
+        throw new AppError('BLOCKED');
+      }
       notify.typing({ conversationId, userId });
     },
   };
