@@ -9,7 +9,8 @@ export {
   type AuthResult,
   type SignupInput,
 } from './client.js';
-export type { ConversationSummary, Friend, MessagePage } from './api.js';
+export type { ChangesPage, ConversationSummary, Friend, MessagePage, PutOptions } from './api.js';
+export type { ChangeOptions, Changes } from './changes.js';
 export type { ConnectionState } from './connection.js';
 export {
   XFChatError,
@@ -27,6 +28,7 @@ export type {
   PublicMessage,
   PublicParticipant,
   PublicUser,
+  Reaction,
   ReadEvent,
   TypingEvent,
 } from '../protocol/index.js';
