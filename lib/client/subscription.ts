@@ -115,7 +115,8 @@ export class Subscription {
 
   /**
    * Resolves once the subscription is established and caught up (every message up to the server's last seq
-   * at that moment has been delivered); rejects if it ended with an error first.
+   * at that moment has been delivered, and after a reconnection or from `sinceVersion` every change read from
+   * the feed); rejects if it ended with an error first.
    */
   whenReady(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
