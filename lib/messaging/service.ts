@@ -100,16 +100,41 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   }
 
   /**
+   * Per user and conversation, the entry of the user's latest write into the actor's mailbox, settled once it is
+   * queued (or refused): the next write of that user there waits for it, not for its commit.
+   */
+  const entries = new Map<string, Promise<void>>();
+
+  /**
    * Every write of a user, whatever its interface and kind, counts against one per-user budget, and is checked
    * for membership before any actor exists (probing random ids leaves nothing behind); the writer checks again
-   * under the conversation lock.
+   * under the conversation lock. A user's writes to one conversation enter its actor in the order they were
+   * made: a socket's events arrive in order, but the membership check may take a database round trip, and two
+   * of those can answer in either order (an edit emitted right behind its send would otherwise find nothing).
    */
   async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
     const taken = sendLimiter.take(userId);
     if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
-    await membership.assert(conversationId, userId);
-    const actor = await registry.get(conversationId);
-    return await actor.submit(command);
+    const key = `${userId}:${conversationId}`;
+    const before = entries.get(key);
+    const queued = (async () => {
+      await before;
+      await membership.assert(conversationId, userId);
+      const actor = await registry.get(conversationId);
+      // Posted to the mailbox now; wrapped so that awaiting `queued` does not wait for the commit.
+      return { stored: actor.submit(command) };
+    })();
+    // The next write needs this one queued or refused, nothing more; a refusal is this caller's, thrown below.
+    const entered = queued.then(
+      () => undefined,
+      () => undefined,
+    );
+    entries.set(key, entered);
+    void entered.then(() => {
+      if (entries.get(key) === entered) entries.delete(key);
+    });
+    const { stored } = await queued;
+    return await stored;
   }
 
   return {
