@@ -1,11 +1,12 @@
 /**
  * Knex configuration for those who prefer the knex CLI. The server itself migrates at startup and
- * `npm run migrate -- latest|rollback|status` does the same through lib/db.ts; both use this schema and the
+ * `npm run migrate -- latest|rollback|status` does the same through lib/migrations.ts; both use this schema and the
  * same extension-free migration names, so the three agree.
  */
 import type { Knex } from 'knex';
 import { loadDatabaseConfig } from './lib/config.js';
-import { BUNDLED_MIGRATIONS_DIR, pgConnectionConfig } from './lib/db.js';
+import { pgConnectionConfig } from './lib/db.js';
+import { BUNDLED_MIGRATIONS_DIR } from './lib/migrations.js';
 
 const database = loadDatabaseConfig();
 

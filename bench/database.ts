@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase } from '../lib/db.js';
+import { createMigrator } from '../lib/migrations.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/dev/embeddedPostgres.js';
 import { createLogger } from '../lib/logger.js';
 
@@ -69,9 +70,10 @@ export async function openBenchDatabase(
     postmasterPid = Number(pidFile.split('\n')[0]);
   }
 
-  const db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('warn'));
+  const databaseConfig = loadDatabaseConfig({ DATABASE_URL: url });
+  const db = createDatabase(databaseConfig, createLogger('warn'));
   try {
-    await db.migrateLatest();
+    await createMigrator(db.knex, databaseConfig, createLogger('warn')).latest();
   } finally {
     await db.close();
   }

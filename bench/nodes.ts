@@ -197,6 +197,9 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
     RATE_LIMIT_MESSAGES_PER_SEC: '0',
     RATE_LIMIT_AUTH_PER_MIN: '0',
     MAX_CONNECTIONS_PER_IP: '0',
+    MAX_SOCKETS_PER_USER: '0',
+    RATE_LIMIT_READS_PER_SEC: '0',
+    RATE_LIMIT_LOOKUPS_PER_MIN: '0',
     SOCKET_EVENTS_PER_SEC: '0',
     ...options.env,
   };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
-import { signToken, type AuthConfig } from '../lib/auth/tokens.js';
+import { signAccessToken, type AuthConfig } from '../lib/auth/tokens.js';
 import { Conversation } from '../lib/models/Conversation.js';
 import { Friendship } from '../lib/models/Friendship.js';
 
@@ -49,10 +49,15 @@ export async function seedConversations(
         password_hash: 'bench-user-no-password',
       })),
     )
-    .returning<Array<{ id: string; token_version: number }>>(['id', 'token_version']);
+    .returning<Array<{ id: string }>>(['id']);
+  // One session per user, as a login would start (without a refresh token: the bench never refreshes).
+  const sessionRows = await knex('sessions')
+    .insert(userRows.map((row) => ({ user_id: row.id })))
+    .returning<Array<{ id: string; user_id: string }>>(['id', 'user_id']);
+  const sessionOf = new Map(sessionRows.map((row) => [row.user_id, row.id]));
   const users = userRows.map((row) => ({
     id: row.id,
-    token: signToken({ id: row.id, tokenVersion: row.token_version }, auth),
+    token: signAccessToken({ userId: row.id, sessionId: sessionOf.get(row.id)! }, auth).token,
   }));
 
   const friendships: Array<{ user_low: string; user_high: string }> = [];

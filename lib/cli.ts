@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDatabaseConfig, loadDevConfig, redactUrl } from './config.js';
 import { createDatabase } from './db.js';
+import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
 import { failStartup, handleSignals, listenForSignals, main } from './main.js';
 import { startServer } from './server.js';
@@ -58,21 +59,23 @@ async function migrate(action: string | undefined): Promise<void> {
   } catch (err) {
     failStartup(err);
   }
-  const db = createDatabase(database, createLogger('warn'));
+  const logger = createLogger('warn');
+  const db = createDatabase(database, logger);
+  const migrations = createMigrator(db.knex, database, logger);
   try {
     switch (action ?? 'status') {
       case 'latest': {
-        const { newlyApplied } = await db.migrateLatest();
+        const { newlyApplied } = await migrations.latest();
         out(newlyApplied.length ? `applied: ${newlyApplied.join(', ')}` : 'already up to date');
         break;
       }
       case 'rollback': {
-        const rolledBack = await db.rollback();
+        const rolledBack = await migrations.rollback();
         out(rolledBack.length ? `rolled back: ${rolledBack.join(', ')}` : 'nothing to roll back');
         break;
       }
       case 'status': {
-        const status = await db.migrationStatus();
+        const status = await migrations.status();
         out(`applied (${status.applied.length}): ${status.applied.join(', ') || '-'}`);
         out(`pending (${status.pending.length}): ${status.pending.join(', ') || '-'}`);
         break;

@@ -34,24 +34,38 @@ export interface Config {
   database: DatabaseConfig;
   auth: {
     jwtSecret: string;
-    /** Lifetime of an access token. */
+    /** Lifetime of an access token. @default 900 */
     tokenTtlSeconds: number;
+    /** How long a session's refresh token stays valid after the session was last used. @default 30 */
+    refreshTtlDays: number;
     issuer: string;
     audience: string;
   };
   limits: {
-    /** Login/signup attempts per IP per minute, and login attempts per username per minute; 0 = off. */
+    /**
+     * N of the signup and login limits (docs/api-auth-friends.md): N failed logins per username and IP per
+     * minute (then growing lockouts), 10N per username and 10N per IP per hour, N signups per IP per minute;
+     * 0 = off.
+     */
     authPerMinute: number;
     /** Sends per user per second (bursts of twice that); 0 = off. */
     messagesPerSecond: number;
+    /** History reads per user per second, REST and Socket.IO together (bursts of twice that); 0 = off. */
+    readsPerSecond: number;
+    /** Username lookups (`GET /users`) per user per minute; 0 = off. */
+    lookupsPerMinute: number;
     /** Queued commands per conversation before OVERLOADED. */
     mailboxCapacity: number;
     /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
     writeConcurrency: number;
     /** Largest Socket.IO message in bytes. */
     socketMaxBytes: number;
-    /** Open sockets per client IP; 0 = off. */
+    /** Bytes waiting for one socket before it is disconnected; 0 = off. */
+    socketMaxBufferedBytes: number;
+    /** Open sockets per client IP on this node; 0 = off. */
     connectionsPerIp: number;
+    /** Open sockets per user on this node; 0 = off. */
+    socketsPerUser: number;
     /** Events per socket per second, any event (bursts of twice that); 0 = off. */
     socketEventsPerSecond: number;
   };
@@ -121,7 +135,7 @@ export const SETTINGS = {
     group: 'server',
     default: '0.0.0.0',
     shownDefault: '`0.0.0.0`',
-    doc: 'address to bind',
+    doc: 'address to bind (`npm run dev`: `127.0.0.1` unless set)',
   },
   LOG_LEVEL: {
     kind: 'choice',
@@ -192,10 +206,19 @@ export const SETTINGS = {
   JWT_TTL_SECONDS: {
     kind: 'int',
     group: 'auth',
-    default: 3600,
-    min: 10,
+    default: 900,
+    // As low as 2 s so tests can watch clients refresh many times; in production keep minutes.
+    min: 2,
     max: 30 * 24 * 3600,
-    doc: 'access token lifetime',
+    doc: 'access token lifetime in seconds; clients refresh before it ends (2 s is for tests only)',
+  },
+  REFRESH_TTL_DAYS: {
+    kind: 'int',
+    group: 'auth',
+    default: 30,
+    min: 1,
+    max: 365,
+    doc: "days a session's refresh token stays valid after the session was last used",
   },
   RATE_LIMIT_AUTH_PER_MIN: {
     kind: 'int',
@@ -203,7 +226,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'login and signup attempts per IP, and login attempts per username, per minute (`0` = off)',
+    doc: 'N: failed logins per username and IP per minute (then growing lockouts), 10N per username and per IP per hour, N signups per IP per minute (`0` = off)',
   },
   RATE_LIMIT_MESSAGES_PER_SEC: {
     kind: 'int',
@@ -212,6 +235,22 @@ export const SETTINGS = {
     min: 0,
     max: 1_000_000,
     doc: 'sends per user per second, bursts of twice that (`0` = off, for benchmarks)',
+  },
+  RATE_LIMIT_READS_PER_SEC: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'history reads per user per second, REST and Socket.IO together, bursts of twice that (`0` = off)',
+  },
+  RATE_LIMIT_LOOKUPS_PER_MIN: {
+    kind: 'int',
+    group: 'limits',
+    default: 60,
+    min: 0,
+    max: 1_000_000,
+    doc: 'user searches and lookups by name (`GET /users`) per user per minute (`0` = off)',
   },
   MAILBOX_CAPACITY: {
     kind: 'int',
@@ -245,13 +284,29 @@ export const SETTINGS = {
     max: 16 * 1024 * 1024,
     doc: 'largest Socket.IO message',
   },
+  SOCKET_MAX_BUFFERED_BYTES: {
+    kind: 'int',
+    group: 'limits',
+    default: 4 * 1024 * 1024,
+    min: 0,
+    max: 1024 * 1024 * 1024,
+    doc: 'bytes waiting for one socket (it stopped reading) before it is disconnected (`0` = off)',
+  },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',
     group: 'limits',
-    default: 50,
+    default: 1000,
     min: 0,
     max: 1_000_000,
-    doc: 'open sockets per client IP and node (`0` = off)',
+    doc: 'open sockets per client IP and node, high for users behind one NAT address (`0` = off)',
+  },
+  MAX_SOCKETS_PER_USER: {
+    kind: 'int',
+    group: 'limits',
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    doc: 'open sockets per user and node (`0` = off)',
   },
   CORS_ORIGINS: {
     kind: 'text',
@@ -408,16 +463,21 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     auth: {
       jwtSecret: jwtSecret ?? '',
       tokenTtlSeconds: reader.int('JWT_TTL_SECONDS'),
+      refreshTtlDays: reader.int('REFRESH_TTL_DAYS'),
       issuer: 'xfchat',
       audience: 'xfchat',
     },
     limits: {
       authPerMinute: reader.int('RATE_LIMIT_AUTH_PER_MIN'),
       messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC'),
+      readsPerSecond: reader.int('RATE_LIMIT_READS_PER_SEC'),
+      lookupsPerMinute: reader.int('RATE_LIMIT_LOOKUPS_PER_MIN'),
       mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
+      socketMaxBufferedBytes: reader.int('SOCKET_MAX_BUFFERED_BYTES'),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),
+      socketsPerUser: reader.int('MAX_SOCKETS_PER_USER'),
       socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC'),
     },
     corsOrigins,
@@ -444,16 +504,24 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   };
 }
 
+/** Where `npm run dev` listens unless HOST says otherwise: a development server is not for the network. */
+export const DEV_HOST = '127.0.0.1';
+
 /**
- * `npm run dev`: the environment's settings, with the embedded database's URL and, unless JWT_SECRET is set, the
- * generated development secret.
+ * `npm run dev`: the environment's settings, with the embedded database's URL, the loopback address unless HOST
+ * is set, and, unless JWT_SECRET is set, the generated development secret.
  */
 export async function loadDevConfig(
   databaseUrl: string,
   devSecret: () => Promise<string>,
   env: Env = process.env,
 ): Promise<Readonly<Config>> {
-  return loadConfig({ ...env, DATABASE_URL: databaseUrl, JWT_SECRET: env.JWT_SECRET ?? (await devSecret()) });
+  return loadConfig({
+    ...env,
+    HOST: env.HOST ?? DEV_HOST,
+    DATABASE_URL: databaseUrl,
+    JWT_SECRET: env.JWT_SECRET ?? (await devSecret()),
+  });
 }
 
 /** Only the database settings, for `migrate`, which needs no JWT secret. */
@@ -487,7 +555,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
       url: redactUrl(config.database.url),
       sslCa: config.database.sslCa === undefined ? undefined : '(set)',
     },
-    auth: { tokenTtlSeconds: config.auth.tokenTtlSeconds, jwtSecret: '(set)' },
+    auth: {
+      tokenTtlSeconds: config.auth.tokenTtlSeconds,
+      refreshTtlDays: config.auth.refreshTtlDays,
+      jwtSecret: '(set)',
+    },
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

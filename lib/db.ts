@@ -1,6 +1,3 @@
-import path from 'node:path';
-import { readdir } from 'node:fs/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import type { ConnectionOptions } from 'node:tls';
@@ -8,14 +5,6 @@ import type { DatabaseConfig } from './config.js';
 import type { Logger } from './logger.js';
 
 export type { Knex };
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** Running from TypeScript (tsx) or from the built JavaScript in dist/: migrations share our extension. */
-const ownExtension = path.extname(fileURLToPath(import.meta.url));
-export const BUNDLED_MIGRATIONS_DIR = path.resolve(here, '..', 'migrations');
-
-/** Any key works as long as every node uses the same one: it serializes concurrent startups' migrations. */
-const MIGRATION_LOCK_KEY = 727_246_001;
 
 const INT8_OID = 20;
 
@@ -26,11 +15,6 @@ const pgTypes: Knex.PgCustomTypesConfig = {
     return pg.types.getTypeParser(oid, format === 'binary' ? 'binary' : 'text') as (value: string) => unknown;
   },
 };
-
-export interface MigrationStatus {
-  applied: string[];
-  pending: string[];
-}
 
 export interface ServerInfo {
   host: string;
@@ -46,10 +30,6 @@ export interface Database {
   ping(timeoutMs: number): Promise<boolean>;
   /** Connects and reports the server; rejects with the driver error when it cannot. */
   verify(): Promise<ServerInfo>;
-  /** Applies pending migrations under an advisory lock, so nodes starting together do not race. */
-  migrateLatest(): Promise<{ newlyApplied: string[]; status: MigrationStatus }>;
-  migrationStatus(): Promise<MigrationStatus>;
-  rollback(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -80,43 +60,6 @@ export function pgConnectionConfig(config: DatabaseConfig, applicationName: stri
     query_timeout: config.statementTimeoutMs + 1000,
     application_name: applicationName,
     keepAlive: true,
-  };
-}
-
-interface MigrationModule {
-  up(knex: Knex): Promise<void>;
-  down(knex: Knex): Promise<void>;
-}
-
-/**
- * Lists migrations by name without extension, so a database migrated from TypeScript (dev, tests) and one
- * migrated by the built JavaScript (production) record the same names.
- */
-class FolderMigrationSource implements Knex.MigrationSource<string> {
-  constructor(private readonly directory: string) {}
-
-  async getMigrations(): Promise<string[]> {
-    const files = await readdir(this.directory);
-    return files
-      .filter((f) => f.endsWith(ownExtension) && !f.endsWith('.d.ts'))
-      .map((f) => f.slice(0, -ownExtension.length))
-      .sort();
-  }
-
-  getMigrationName(migration: string): string {
-    return migration;
-  }
-
-  async getMigration(migration: string): Promise<MigrationModule> {
-    const url = pathToFileURL(path.join(this.directory, `${migration}${ownExtension}`)).href;
-    return (await import(url)) as MigrationModule;
-  }
-}
-
-function migrationConfig(config: DatabaseConfig): Knex.MigratorConfig {
-  return {
-    migrationSource: new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR),
-    tableName: 'knex_migrations',
   };
 }
 
@@ -160,7 +103,6 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     connection: { ...(pgConnectionConfig(config, 'xfchat') as Knex.PgConnectionConfig), types: pgTypes },
     pool: { min: 0, max: config.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: config.acquireTimeoutMs,
-    migrations: migrationConfig(config),
     // Knex otherwise writes its own warnings ("Connection Error: ...") to the console, outside the JSON log.
     log: {
       warn: (message: string) => logger.warn({ source: 'knex' }, message),
@@ -171,27 +113,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     },
   });
   attachQueryLogging(knex, logger, config.slowQueryMs, hooks);
-  const migrations = migrationConfig(config);
   let closing: Promise<void> | undefined;
-
-  async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
-    // A connection of its own holds the session-level lock while knex migrates through the pool.
-    const lockClient = new pg.Client(pgConnectionConfig(config, 'xfchat-migrate-lock'));
-    lockClient.on('error', (err) => logger.warn({ err }, 'migration lock connection error'));
-    await lockClient.connect();
-    try {
-      await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-      return await work();
-    } finally {
-      // Ending the session releases the lock.
-      await lockClient.end();
-    }
-  }
-
-  async function migrationStatus(): Promise<MigrationStatus> {
-    const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
-    return { applied: completed.map((m) => m.name), pending };
-  }
 
   return {
     knex,
@@ -238,19 +160,6 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
           .end()
           .catch((err: unknown) => logger.debug({ err }, 'closing the startup check connection failed'));
       }
-    },
-    migrateLatest() {
-      return withMigrationLock(async () => {
-        const [, newlyApplied] = (await knex.migrate.latest(migrations)) as [number, string[]];
-        return { newlyApplied, status: await migrationStatus() };
-      });
-    },
-    migrationStatus,
-    rollback() {
-      return withMigrationLock(async () => {
-        const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];
-        return rolledBack;
-      });
     },
     close() {
       closing ??= knex.destroy();

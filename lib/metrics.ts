@@ -15,7 +15,7 @@ export interface PoolStats {
 /** Values a gauge reads when Prometheus scrapes, instead of being set on every change. */
 export type GaugeSource = () => number;
 
-export type SampledGauge = 'mailboxDepth' | 'liveActors' | 'connectedSockets';
+export type SampledGauge = 'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency';
 
 /**
  * Every instrument of one server node, in a registry of its own: two nodes in one process (tests) never share
@@ -35,6 +35,8 @@ export interface Metrics {
   readonly liveActors: Gauge;
   /** Socket.IO connections on this node. */
   readonly connectedSockets: Gauge;
+  /** Group commits the writer allows at once right now (it adapts to PostgreSQL's load). */
+  readonly writeConcurrency: Gauge;
   /** Failed queries and connection attempts, by SQLSTATE or socket error code. */
   readonly dbErrors: Counter<'code'>;
   /** Queries slower than SLOW_QUERY_MS. */
@@ -154,6 +156,11 @@ export function createMetrics(): Metrics {
       'connectedSockets',
       'xfchat_connected_sockets',
       'Socket.IO connections on this node.',
+    ),
+    writeConcurrency: sampled(
+      'writeConcurrency',
+      'xfchat_write_concurrency',
+      'Group commits the writer allows at once (adapted to the load, at most DB_WRITE_CONCURRENCY).',
     ),
     dbErrors,
     slowQueries: new Counter({

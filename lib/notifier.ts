@@ -4,6 +4,7 @@ import type {
   PublicMessage,
   PublicUser,
   ReadEvent,
+  SessionEndReason,
   TypingEvent,
 } from './protocol/index.js';
 
@@ -38,6 +39,11 @@ export interface Notifier {
   typing(event: TypingEvent): void;
   /** A user's profile changed, to `audience` (their friends and co-participants) and to the user. */
   userUpdated(audience: readonly string[], user: PublicUser): void;
-  /** Every socket of the user, on every node, is disconnected (their tokens were revoked). */
-  disconnectUser(userId: string): void;
+  /**
+   * Every socket of the session, on every node, hears `session:ended {reason}` and is disconnected (its tokens
+   * were revoked).
+   */
+  disconnectSession(sessionId: string, reason: SessionEndReason): void;
+  /** The same for every socket of the user, whatever its session. */
+  disconnectUser(userId: string, reason: SessionEndReason): void;
 }

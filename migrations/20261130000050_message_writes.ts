@@ -33,13 +33,18 @@ import type { Knex } from 'knex';
  * messages when they fit in NOTIFY's 8000 bytes (otherwise their seq ranges) and the seqs of changed messages.
  */
 
-/** The contract's Message as JSON, built in one place for every read that returns stored messages. */
+/**
+ * The contract's Message as JSON, built in one place for every read that returns stored messages. PL/pgSQL, not
+ * SQL: a SQL function with a sub-select is not inlined, and before PostgreSQL 18 it is planned again at every
+ * statement that calls it; PL/pgSQL keeps its plans for the session.
+ */
 const MESSAGE_JSON = `
   CREATE FUNCTION xfchat_iso(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
   $$;
-  CREATE FUNCTION xfchat_message_json(m messages) RETURNS json LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
+  CREATE FUNCTION xfchat_message_json(m messages) RETURNS json LANGUAGE plpgsql STABLE AS $$
+  BEGIN
+    RETURN json_build_object(
       'id', m.id, 'conversationId', m.conversation_id, 'seq', m.seq, 'senderId', m.sender_id,
       'clientMsgId', m.client_msg_id, 'body', m.body, 'createdAt', xfchat_iso(m.created_at),
       'replyToSeq', m.reply_to_seq, 'editedAt', xfchat_iso(m.edited_at), 'deletedAt', xfchat_iso(m.deleted_at),
@@ -50,18 +55,21 @@ const MESSAGE_JSON = `
             min(x.created_at) AS first_at
           FROM message_reactions x WHERE x.message_id = m.id GROUP BY x.emoji
         ) r), '[]'::json),
-      'version', m.version)
+      'version', m.version);
+  END
   $$;`;
 
 /** Whether a block stands between `user` and the other participant of a direct conversation. */
 const BLOCKED = `
-  CREATE FUNCTION xfchat_blocked(p_conversation uuid, p_user uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (
+  CREATE FUNCTION xfchat_blocked(p_conversation uuid, p_user uuid) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+  BEGIN
+    RETURN EXISTS (
       SELECT 1 FROM conversations c
       JOIN conversation_participants o ON o.conversation_id = c.id AND o.user_id <> p_user
       JOIN blocks b ON (b.blocker_id = p_user AND b.blocked_id = o.user_id)
         OR (b.blocker_id = o.user_id AND b.blocked_id = p_user)
-      WHERE c.id = p_conversation AND c.type = 'direct')
+      WHERE c.id = p_conversation AND c.type = 'direct');
+  END
   $$;`;
 
 const WRITE = `

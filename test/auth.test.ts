@@ -9,6 +9,8 @@ import { insertUser, uniqueUsername } from './helpers/users.js';
 interface AuthBody {
   user: PublicUser;
   token: string;
+  refreshToken: string;
+  expiresIn: number;
 }
 interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, string> };
@@ -55,6 +57,13 @@ describe('accounts: signup, login, me, logout', function () {
     expect(loggedIn.status).to.equal(200);
     expect(loggedIn.body.user).to.deep.equal(created.body.user);
     expect(loggedIn.body.token).to.be.a('string');
+    for (const body of [created.body, loggedIn.body]) {
+      expect(Object.keys(body).sort()).to.deep.equal(['expiresIn', 'refreshToken', 'token', 'user']);
+      expect(body.expiresIn).to.equal(900);
+      // Opaque: 32 random bytes, base64url, not a JWT.
+      expect(body.refreshToken).to.match(/^[A-Za-z0-9_-]{43}$/);
+    }
+    expect(created.body.refreshToken).not.to.equal(loggedIn.body.refreshToken);
 
     for (const token of [created.body.token, loggedIn.body.token]) {
       const res = await me(token);
@@ -176,6 +185,11 @@ describe('accounts: signup, login, me, logout', function () {
       for (const [method, path] of [
         ['GET', '/auth/me'],
         ['POST', '/auth/logout'],
+        ['POST', '/auth/logout-all'],
+        ['GET', '/auth/sessions'],
+        ['POST', '/auth/password'],
+        ['PATCH', '/users/me'],
+        ['DELETE', '/users/me'],
       ] as const) {
         const res = await request<ErrorBody>(server.url, method, path, { headers });
         expect(res.status, `${method} ${path} ${JSON.stringify(headers)}`).to.equal(401);
@@ -184,22 +198,26 @@ describe('accounts: signup, login, me, logout', function () {
     }
   });
 
-  it('logout answers 204 and revokes every token of the user, old and new, but not other users', async () => {
+  it('logout answers 204 and ends the calling session only; logout-all ends every session', async () => {
     const username = uniqueUsername();
     const first = await signup({ username, password: PASSWORD });
     const second = await login({ username, password: PASSWORD });
+    const third = await login({ username, password: PASSWORD });
     const other = await signup({ username: uniqueUsername(), password: PASSWORD });
     const out = await request(server.url, 'POST', '/auth/logout', { token: second.body.token });
     expect(out.status).to.equal(204);
     expect(out.text).to.equal('');
-    for (const token of [first.body.token, second.body.token]) {
-      const res = await me(token);
-      expect(res.status).to.equal(401);
-      expect(res.body.error.code).to.equal('UNAUTHORIZED');
-    }
-    expect((await request(server.url, 'POST', '/auth/logout', { token: first.body.token })).status).to.equal(
+    expect((await me(second.body.token)).status).to.equal(401);
+    expect((await me(second.body.token)).body.error.code).to.equal('UNAUTHORIZED');
+    expect((await me(first.body.token)).status).to.equal(200);
+    expect((await me(third.body.token)).status).to.equal(200);
+    expect((await request(server.url, 'POST', '/auth/logout', { token: second.body.token })).status).to.equal(
       401,
     );
+
+    const all = await request(server.url, 'POST', '/auth/logout-all', { token: third.body.token });
+    expect(all.status).to.equal(204);
+    for (const token of [first.body.token, third.body.token]) expect((await me(token)).status).to.equal(401);
     expect((await me(other.body.token)).status).to.equal(200);
     // A fresh login works again.
     const again = await login({ username, password: PASSWORD });
@@ -215,7 +233,7 @@ describe('accounts: signup, login, me, logout', function () {
       const found = await request<{ user: PublicUser }>(
         server.url,
         'GET',
-        path(target.body.user.username.toLowerCase()),
+        path(target.body.user.username!.toLowerCase()),
         {
           token: caller.token,
         },
@@ -233,7 +251,7 @@ describe('accounts: signup, login, me, logout', function () {
       expect(bad.status).to.equal(400);
       expect(bad.body.error.details).to.have.keys(['username']);
 
-      const anonymous = await request<ErrorBody>(server.url, 'GET', path(target.body.user.username));
+      const anonymous = await request<ErrorBody>(server.url, 'GET', path(target.body.user.username!));
       expect(anonymous.status).to.equal(401);
     });
   });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { AuthResponse } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { request, type JsonResponse } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
@@ -9,97 +10,242 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-const LIMIT = 3;
 const PASSWORD = 'correct horse battery';
+const WRONG = 'wrong password!';
 
-/**
- * RATE_LIMIT_AUTH_PER_MIN=3: three attempts per minute per IP (signup and login) and per username (login).
- * One proxy hop is trusted, so each test picks its client IP with X-Forwarded-For.
- */
-describe('accounts: abuse limits', function () {
-  let server: RunningServer;
-  let nextIp = 1;
-  const freshIp = () => `10.0.${Math.floor(nextIp / 250)}.${(nextIp++ % 250) + 1}`;
+let nextIp = 1;
+/** A client address no other test uses (one proxy hop is trusted, so X-Forwarded-For names it). */
+const freshIp = () =>
+  `10.${Math.floor(nextIp / 62500) % 250}.${Math.floor(nextIp / 250) % 250}.${(nextIp++ % 250) + 1}`;
 
-  before(async () => {
-    server = await startTestServer(await createTestDatabase(), {
-      RATE_LIMIT_AUTH_PER_MIN: String(LIMIT),
-      TRUST_PROXY_HOPS: '1',
+function post(server: RunningServer, path: string, ip: string, body: unknown) {
+  return request<ErrorBody & AuthResponse>(server.url, 'POST', path, {
+    body,
+    headers: { 'x-forwarded-for': ip },
+  });
+}
+
+function expectLimited(res: JsonResponse<ErrorBody>, maxRetryAfter: number): number {
+  expect(res.status, res.text).to.equal(429);
+  expect(res.body.error.code).to.equal('RATE_LIMITED');
+  const retryAfter = res.headers.get('retry-after');
+  expect(retryAfter).to.match(/^[1-9]\d*$/);
+  expect(Number(retryAfter)).to.be.within(1, maxRetryAfter);
+  return Number(retryAfter);
+}
+
+/** An account made over REST (so it has a real password), from an IP of its own. */
+async function account(server: RunningServer, prefix = 'lim'): Promise<string> {
+  const username = uniqueUsername(prefix);
+  expect((await post(server, '/auth/signup', freshIp(), { username, password: PASSWORD })).status).to.equal(
+    201,
+  );
+  return username;
+}
+
+describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in PostgreSQL)', function () {
+  describe('with the default N = 20', () => {
+    let server: RunningServer;
+
+    before(async () => {
+      server = await startTestServer(await createTestDatabase(), {
+        RATE_LIMIT_AUTH_PER_MIN: '20',
+        TRUST_PROXY_HOPS: '1',
+      });
+    });
+
+    after(async () => {
+      await server.close();
+    });
+
+    it('20 failed logins from IP A lock A out for that username; the right password from IP B still logs in', async () => {
+      const victim = await account(server);
+      const attacker = freshIp();
+      for (let i = 0; i < 20; i++) {
+        const res = await post(server, '/auth/login', attacker, { username: victim, password: WRONG });
+        expect(res.status, `attempt ${i + 1}`).to.equal(401);
+      }
+      expectLimited(await post(server, '/auth/login', attacker, { username: victim, password: WRONG }), 60);
+      // Locked out is locked out: even the right password from A waits.
+      expectLimited(
+        await post(server, '/auth/login', attacker, { username: victim, password: PASSWORD }),
+        60,
+      );
+      // The owner, elsewhere, is not affected.
+      const owner = await post(server, '/auth/login', freshIp(), { username: victim, password: PASSWORD });
+      expect(owner.status).to.equal(200);
+      // And A is only locked out of that username.
+      const other = await account(server);
+      expect(
+        (await post(server, '/auth/login', attacker, { username: other, password: PASSWORD })).status,
+      ).to.equal(200);
     });
   });
 
-  after(async () => {
-    await server.close();
-  });
+  describe('with N = 3', () => {
+    const N = 3;
+    let databaseUrl: string;
+    let a: RunningServer;
+    let b: RunningServer;
 
-  const post = (path: string, ip: string, body: unknown) =>
-    request<ErrorBody>(server.url, 'POST', path, { body, headers: { 'x-forwarded-for': ip } });
+    before(async () => {
+      databaseUrl = await createTestDatabase();
+      const env = { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1' };
+      a = await startTestServer(databaseUrl, env);
+      b = await startTestServer(databaseUrl, env);
+    });
 
-  function expectLimited(res: JsonResponse<ErrorBody>): void {
-    expect(res.status).to.equal(429);
-    expect(res.body.error.code).to.equal('RATE_LIMITED');
-    const retryAfter = res.headers.get('retry-after');
-    expect(retryAfter).to.match(/^[1-9]\d*$/);
-    // 3 per minute refills one attempt every 20 s.
-    expect(Number(retryAfter)).to.be.within(1, 20);
-  }
+    after(async () => {
+      await Promise.all([a?.close(), b?.close()]);
+    });
 
-  it('limits signups per IP with 429 RATE_LIMITED and Retry-After; another IP is unaffected', async () => {
-    const ip = freshIp();
-    for (let i = 0; i < LIMIT; i++) {
-      const res = await post('/auth/signup', ip, { username: uniqueUsername(), password: PASSWORD });
-      expect(res.status).to.equal(201);
-    }
-    const username = uniqueUsername();
-    expectLimited(await post('/auth/signup', ip, { username, password: PASSWORD }));
-    // Nothing was created by the refused attempt.
-    expect(await server.services.db.knex('users').where({ username }).first()).to.equal(undefined);
-    expect((await post('/auth/signup', freshIp(), { username, password: PASSWORD })).status).to.equal(201);
-  });
+    it('limits signups per IP: N per minute, with Retry-After; another IP is unaffected', async () => {
+      const ip = freshIp();
+      for (let i = 0; i < N; i++) {
+        expect(
+          (await post(a, '/auth/signup', ip, { username: uniqueUsername(), password: PASSWORD })).status,
+        ).to.equal(201);
+      }
+      const username = uniqueUsername();
+      expectLimited(await post(b, '/auth/signup', ip, { username, password: PASSWORD }), 60);
+      expect(await a.services.db.knex('users').where({ username }).first()).to.equal(undefined);
+      expect((await post(a, '/auth/signup', freshIp(), { username, password: PASSWORD })).status).to.equal(
+        201,
+      );
+    });
 
-  it('limits logins per IP, whatever the usernames, and counts invalid attempts too', async () => {
-    const ip = freshIp();
-    expect(
-      (await post('/auth/login', ip, { username: uniqueUsername(), password: PASSWORD })).status,
-    ).to.equal(401);
-    expect((await post('/auth/login', ip, { username: 'x', password: PASSWORD })).status).to.equal(400);
-    expect(
-      (await post('/auth/login', ip, { username: uniqueUsername(), password: PASSWORD })).status,
-    ).to.equal(401);
-    expectLimited(await post('/auth/login', ip, { username: uniqueUsername(), password: PASSWORD }));
-    // Signup shares the per-IP budget.
-    expectLimited(await post('/auth/signup', ip, { username: uniqueUsername(), password: PASSWORD }));
-  });
+    it('holds across two nodes: failures on A and B add up', async () => {
+      const victim = await account(a);
+      const ip = freshIp();
+      for (const node of [a, b, a]) {
+        expect((await post(node, '/auth/login', ip, { username: victim, password: WRONG })).status).to.equal(
+          401,
+        );
+      }
+      expectLimited(
+        await post(b, '/auth/login', ip, { username: victim.toUpperCase(), password: WRONG }),
+        60,
+      );
+      expectLimited(await post(a, '/auth/login', ip, { username: victim, password: PASSWORD }), 60);
+    });
 
-  it('limits logins per username (case-insensitively) across IPs, even with the right password', async () => {
-    const username = uniqueUsername('Limit');
-    expect((await post('/auth/signup', freshIp(), { username, password: PASSWORD })).status).to.equal(201);
-    expect((await post('/auth/login', freshIp(), { username, password: 'wrong password' })).status).to.equal(
-      401,
-    );
-    const upper = username.toUpperCase();
-    expect(
-      (await post('/auth/login', freshIp(), { username: upper, password: 'wrong pass' })).status,
-    ).to.equal(401);
-    expect((await post('/auth/login', freshIp(), { username, password: PASSWORD })).status).to.equal(200);
-    expectLimited(
-      await post('/auth/login', freshIp(), { username: username.toLowerCase(), password: PASSWORD }),
-    );
-    // Another username from a fresh IP still logs in.
-    const other = uniqueUsername();
-    expect((await post('/auth/signup', freshIp(), { username: other, password: PASSWORD })).status).to.equal(
-      201,
-    );
-    expect((await post('/auth/login', freshIp(), { username: other, password: PASSWORD })).status).to.equal(
-      200,
-    );
-  });
+    it('locks a pair out for longer each time it runs over again (growing delays)', async () => {
+      const victim = await account(a);
+      const ip = freshIp();
+      const knex = a.services.db.knex;
+      const lockouts: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < N; i++) {
+          expect((await post(a, '/auth/login', ip, { username: victim, password: WRONG })).status).to.equal(
+            401,
+          );
+        }
+        lockouts.push(
+          expectLimited(await post(b, '/auth/login', ip, { username: victim, password: WRONG }), 3600),
+        );
+        // Let the lockout run out without waiting for it: its counter expires now.
+        await knex('auth_rate_limits')
+          .where('key', `login_pair:${victim.toLowerCase()}|${ip}`)
+          .update({ expire: Date.now() - 1 });
+      }
+      expect(lockouts).to.deep.equal([60, 120, 240]);
+      // A success clears the pair's history.
+      expect((await post(a, '/auth/login', ip, { username: victim, password: PASSWORD })).status).to.equal(
+        200,
+      );
+      for (let i = 0; i < N; i++) {
+        expect((await post(a, '/auth/login', ip, { username: victim, password: WRONG })).status).to.equal(
+          401,
+        );
+      }
+      expect(
+        expectLimited(await post(a, '/auth/login', ip, { username: victim, password: WRONG }), 60),
+      ).to.equal(60);
+    });
 
-  it('does not limit other routes', async () => {
-    const ip = freshIp();
-    for (let i = 0; i < LIMIT + 2; i++) {
-      const res = await request(server.url, 'GET', '/healthz', { headers: { 'x-forwarded-for': ip } });
-      expect(res.status).to.equal(200);
-    }
+    it('the per-username ceiling (10N per hour from all IPs) stops a distributed guesser', async () => {
+      const victim = await account(a);
+      // Each IP stays under its own pair limit; together they reach the ceiling.
+      for (let ip = 0; ip < 10; ip++) {
+        const address = freshIp();
+        for (let i = 0; i < N; i++) {
+          const node = (ip + i) % 2 === 0 ? a : b;
+          expect(
+            (await post(node, '/auth/login', address, { username: victim, password: WRONG })).status,
+          ).to.equal(401);
+        }
+        if (ip === 8) {
+          // Just below the ceiling the owner still gets in from a new place, and that costs the ceiling nothing.
+          expect(
+            (await post(b, '/auth/login', freshIp(), { username: victim, password: PASSWORD })).status,
+          ).to.equal(200);
+        }
+      }
+      expectLimited(await post(a, '/auth/login', freshIp(), { username: victim, password: PASSWORD }), 3600);
+      expectLimited(await post(b, '/auth/login', freshIp(), { username: victim, password: WRONG }), 3600);
+      // Other accounts are not affected.
+      const other = await account(a);
+      expect(
+        (await post(b, '/auth/login', freshIp(), { username: other, password: PASSWORD })).status,
+      ).to.equal(200);
+    });
+
+    it('caps failed logins per IP across usernames (10N per hour), but not successful ones (a shared NAT)', async () => {
+      const stuffer = freshIp();
+      for (let i = 0; i < 10 * N; i++) {
+        const res = await post(a, '/auth/login', stuffer, { username: uniqueUsername(), password: WRONG });
+        expect(res.status, `attempt ${i + 1}`).to.equal(401);
+      }
+      const known = await account(a);
+      expectLimited(await post(b, '/auth/login', stuffer, { username: known, password: PASSWORD }), 3600);
+      expect(
+        (await post(b, '/auth/login', freshIp(), { username: known, password: PASSWORD })).status,
+      ).to.equal(200);
+
+      // Behind one NAT address, many people logging in successfully are never refused.
+      const office = freshIp();
+      const people = await Promise.all(Array.from({ length: 4 }, () => account(a, 'nat')));
+      for (let round = 0; round < 9; round++) {
+        for (const username of people) {
+          const res = await post(round % 2 === 0 ? a : b, '/auth/login', office, {
+            username,
+            password: PASSWORD,
+          });
+          expect(res.status, `${username} round ${round}`).to.equal(200);
+        }
+      }
+    });
+
+    it('counts a wrong current password (password change) like a failed login', async () => {
+      const username = await account(a);
+      const ip = freshIp();
+      const login = await post(a, '/auth/login', ip, { username, password: PASSWORD });
+      const change = (currentPassword: string) =>
+        request<ErrorBody>(b.url, 'POST', '/auth/password', {
+          token: login.body.token,
+          body: { currentPassword, newPassword: 'brand new password' },
+          headers: { 'x-forwarded-for': ip },
+        });
+      for (let i = 0; i < N; i++) expect((await change(WRONG)).status).to.equal(401);
+      expectLimited(await change(PASSWORD), 60);
+      // The owner's other device, elsewhere, can.
+      const other = await post(a, '/auth/login', freshIp(), { username, password: PASSWORD });
+      const fromElsewhere = await request(b.url, 'POST', '/auth/password', {
+        token: other.body.token,
+        body: { currentPassword: PASSWORD, newPassword: 'brand new password' },
+        headers: { 'x-forwarded-for': freshIp() },
+      });
+      expect(fromElsewhere.status).to.equal(204);
+    });
+
+    it('does not limit other routes, and keeps its counters in the table the migration made', async () => {
+      const ip = freshIp();
+      for (let i = 0; i < N + 2; i++) {
+        const res = await request(a.url, 'GET', '/healthz', { headers: { 'x-forwarded-for': ip } });
+        expect(res.status).to.equal(200);
+      }
+      const counters = await a.services.db.knex('auth_rate_limits').count({ n: '*' });
+      expect(Number(counters[0]!.n)).to.be.greaterThan(0);
+    });
   });
 });

@@ -7,6 +7,7 @@ import {
   describeConfig,
   loadConfig,
   loadDatabaseConfig,
+  loadDevConfig,
   redactUrl,
   type Config,
 } from '../lib/config.js';
@@ -49,7 +50,8 @@ describe('config', () => {
       expect(config.database.sslCa).to.equal(undefined);
       expect(config.database.migrationsDir).to.equal(undefined);
       expect(config.auth.jwtSecret).to.equal(SECRET);
-      expect(config.auth.tokenTtlSeconds).to.equal(3600);
+      expect(config.auth.tokenTtlSeconds).to.equal(900);
+      expect(config.auth.refreshTtlDays).to.equal(30);
       expect(config.limits.authPerMinute).to.equal(20);
       expect(config.limits.messagesPerSecond).to.equal(20);
       expect(config.corsOrigins).to.deep.equal([]);
@@ -300,6 +302,25 @@ describe('config', () => {
     it('loadDatabaseConfig returns a frozen object too', () => {
       const database = loadDatabaseConfig({ DATABASE_URL: URL_WITH_PASSWORD });
       expect(Object.isFrozen(database)).to.equal(true);
+    });
+  });
+
+  describe('loadDevConfig', () => {
+    const devSecret = () => Promise.resolve('dev-secret-0123456789-abcdefghijklmn');
+
+    it('binds the loopback address unless HOST says otherwise', async () => {
+      const dev = await loadDevConfig(URL_WITH_PASSWORD, devSecret, {});
+      expect(dev.host).to.equal('127.0.0.1');
+      expect(loadConfig(env()).host, 'production keeps its default').to.equal('0.0.0.0');
+      const open = await loadDevConfig(URL_WITH_PASSWORD, devSecret, { HOST: '0.0.0.0' });
+      expect(open.host).to.equal('0.0.0.0');
+    });
+
+    it('uses the generated secret unless JWT_SECRET is set', async () => {
+      expect((await loadDevConfig(URL_WITH_PASSWORD, devSecret, {})).auth.jwtSecret).to.match(/^dev-secret/);
+      expect(
+        (await loadDevConfig(URL_WITH_PASSWORD, devSecret, { JWT_SECRET: SECRET })).auth.jwtSecret,
+      ).to.equal(SECRET);
     });
   });
 

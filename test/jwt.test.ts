@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import { io as connect } from 'socket.io-client';
@@ -79,7 +80,7 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
   it('accepts a well-formed token (the control case)', async () => {
     const user = await newUser();
     await expectAccepted(user.token, user);
-    await expectAccepted(sign({ ver: 0 }, { subject: user.id }), user);
+    await expectAccepted(sign({ sid: user.sessionId }, { subject: user.id }), user);
   });
 
   it('refuses a missing token and garbage', async () => {
@@ -91,7 +92,14 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
 
   it('refuses alg "none" (unsigned) tokens', async () => {
     const user = await newUser();
-    const payload = { sub: user.id, ver: 0, iss: 'xfchat', aud: 'xfchat', exp: nowSeconds() + 600 };
+    const payload = {
+      sub: user.id,
+      sid: user.sessionId,
+      iss: 'xfchat',
+      aud: 'xfchat',
+      iat: nowSeconds(),
+      exp: nowSeconds() + 600,
+    };
     for (const alg of ['none', 'None', 'NONE']) {
       await expectRefused(`${b64url({ alg, typ: 'JWT' })}.${b64url(payload)}.`, `alg ${alg}`);
     }
@@ -99,23 +107,27 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
 
   it('refuses a token signed with another secret or another algorithm', async () => {
     const user = await newUser();
-    await expectRefused(sign({ ver: 0 }, { subject: user.id }, 'x'.repeat(64)), 'wrong secret');
+    await expectRefused(sign({ sid: user.sessionId }, { subject: user.id }, 'x'.repeat(64)), 'wrong secret');
     await expectRefused(
-      sign({ ver: 0 }, { subject: user.id, algorithm: 'HS512' }),
+      sign({ sid: user.sessionId }, { subject: user.id, algorithm: 'HS512' }),
       'HS512 with the right secret',
     );
   });
 
   it('refuses an expired token and one without exp', async () => {
     const user = await newUser();
-    const expired = jwt.sign({ ver: 0, exp: nowSeconds() - 5, iat: nowSeconds() - 100 }, TEST_JWT_SECRET, {
-      algorithm: 'HS256',
-      subject: user.id,
-      issuer: 'xfchat',
-      audience: 'xfchat',
-    });
+    const expired = jwt.sign(
+      { sid: user.sessionId, exp: nowSeconds() - 5, iat: nowSeconds() - 100 },
+      TEST_JWT_SECRET,
+      {
+        algorithm: 'HS256',
+        subject: user.id,
+        issuer: 'xfchat',
+        audience: 'xfchat',
+      },
+    );
     await expectRefused(expired, 'expired');
-    const noExp = jwt.sign({ ver: 0 }, TEST_JWT_SECRET, {
+    const noExp = jwt.sign({ sid: user.sessionId }, TEST_JWT_SECRET, {
       algorithm: 'HS256',
       subject: user.id,
       issuer: 'xfchat',
@@ -141,17 +153,54 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
 
   it('refuses the wrong audience, the wrong issuer and missing claims', async () => {
     const user = await newUser();
-    await expectRefused(sign({ ver: 0 }, { subject: user.id, audience: 'other-app' }), 'wrong audience');
-    await expectRefused(sign({ ver: 0 }, { subject: user.id, issuer: 'evil' }), 'wrong issuer');
     await expectRefused(
-      jwt.sign({ ver: 0 }, TEST_JWT_SECRET, { algorithm: 'HS256', subject: user.id, expiresIn: 600 }),
+      sign({ sid: user.sessionId }, { subject: user.id, audience: 'other-app' }),
+      'wrong audience',
+    );
+    await expectRefused(sign({ sid: user.sessionId }, { subject: user.id, issuer: 'evil' }), 'wrong issuer');
+    await expectRefused(
+      jwt.sign({ sid: user.sessionId }, TEST_JWT_SECRET, {
+        algorithm: 'HS256',
+        subject: user.id,
+        expiresIn: 600,
+      }),
       'no issuer nor audience',
     );
-    await expectRefused(sign({}, { subject: user.id }), 'missing ver');
-    await expectRefused(sign({ ver: '0' }, { subject: user.id }), 'string ver');
-    await expectRefused(sign({ ver: 0 }), 'missing sub');
-    await expectRefused(sign({ ver: 0 }, { subject: 'not-a-uuid' }), 'sub not a UUID');
-    await expectRefused(sign({ ver: 1 }, { subject: user.id }), 'a version the user does not have');
+    await expectRefused(sign({}, { subject: user.id }), 'missing sid');
+    await expectRefused(sign({ sid: 'not-a-uuid' }, { subject: user.id }), 'sid not a UUID');
+    await expectRefused(sign({ sid: user.sessionId }), 'missing sub');
+    await expectRefused(sign({ sid: user.sessionId }, { subject: 'not-a-uuid' }), 'sub not a UUID');
+    await expectRefused(sign({ sid: randomUUID() }, { subject: user.id }), 'a session that does not exist');
+    const other = await newUser();
+    await expectRefused(sign({ sid: other.sessionId }, { subject: user.id }), "another user's session");
+    await expectRefused(
+      sign({ sid: user.sessionId }, { subject: user.id, noTimestamp: true }),
+      'missing iat',
+    );
+  });
+
+  it('refuses a correctly signed token that claims a longer life than JWT_TTL_SECONDS, or a future iat', async () => {
+    const user = await newUser();
+    const ttl = server.services.config.auth.tokenTtlSeconds;
+    await expectAccepted(sign({ sid: user.sessionId }, { subject: user.id, expiresIn: ttl }), user);
+    await expectRefused(
+      sign({ sid: user.sessionId }, { subject: user.id, expiresIn: 10 * 365 * 24 * 3600 }),
+      'a ten-year token',
+    );
+    await expectRefused(
+      sign({ sid: user.sessionId }, { subject: user.id, expiresIn: ttl + 120 }),
+      'two minutes over the lifetime',
+    );
+    const future = nowSeconds() + 3600;
+    await expectRefused(
+      jwt.sign({ sid: user.sessionId, iat: future, exp: future + 60 }, TEST_JWT_SECRET, {
+        algorithm: 'HS256',
+        subject: user.id,
+        issuer: 'xfchat',
+        audience: 'xfchat',
+      }),
+      'issued an hour from now',
+    );
   });
 
   it("refuses a deleted user's token", async () => {
@@ -193,7 +242,7 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
   it('disconnects a socket when its token expires', async () => {
     const user = await newUser();
     const exp = nowSeconds() + 3;
-    const token = jwt.sign({ ver: 0, exp }, TEST_JWT_SECRET, {
+    const token = jwt.sign({ sid: user.sessionId, exp }, TEST_JWT_SECRET, {
       algorithm: 'HS256',
       subject: user.id,
       issuer: 'xfchat',

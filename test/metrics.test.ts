@@ -51,6 +51,7 @@ describe('metrics and logs', function () {
       'xfchat_mailbox_depth',
       'xfchat_live_actors',
       'xfchat_connected_sockets',
+      'xfchat_write_concurrency',
       'xfchat_db_pool_total',
       'xfchat_db_pool_idle',
       'xfchat_db_pool_used',

@@ -2,8 +2,10 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { loadDatabaseConfig } from '../lib/config.js';
-import { BUNDLED_MIGRATIONS_DIR, createDatabase, type Database } from '../lib/db.js';
+import { createDatabase, type Database } from '../lib/db.js';
+import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
 import { createLogger } from '../lib/logger.js';
+import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -16,10 +18,19 @@ const CONTRACT_TABLES = [
   'friendships',
   'blocks',
   'socket_io_attachments',
+  'sessions',
+  'refresh_tokens',
+  'auth_rate_limits',
 ];
 
-function open(url: string): Database {
-  return createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+/** A database connection and the migrator over it. */
+type Opened = Database & { migrations: Migrator };
+
+function open(url: string): Opened {
+  const config = loadDatabaseConfig({ DATABASE_URL: url });
+  const logger = createLogger('silent');
+  const db = createDatabase(config, logger);
+  return Object.assign(db, { migrations: createMigrator(db.knex, config, logger) });
 }
 
 /** Which of the contract tables exist in the public schema. */
@@ -44,7 +55,7 @@ describe('migrations', function () {
   this.timeout(60_000);
   const opened: Database[] = [];
 
-  function track(db: Database): Database {
+  function track(db: Opened): Opened {
     opened.push(db);
     return db;
   }
@@ -54,7 +65,7 @@ describe('migrations', function () {
   });
 
   /** A fresh empty database of its own, so no test depends on another's steps. */
-  async function emptyDatabase(): Promise<Database> {
+  async function emptyDatabase(): Promise<Opened> {
     return track(open(await createEmptyDatabase()));
   }
 
@@ -62,7 +73,7 @@ describe('migrations', function () {
     it('an empty database has no tables and every migration pending', async () => {
       const db = await emptyDatabase();
       expect(await existingTables(db)).to.deep.equal([]);
-      const status = await db.migrationStatus();
+      const status = await db.migrations.status();
       expect(status.applied).to.deep.equal([]);
       expect(status.pending).to.deep.equal(await bundledMigrationNames());
     });
@@ -71,33 +82,33 @@ describe('migrations', function () {
       const db = await emptyDatabase();
       const names = await bundledMigrationNames();
 
-      const first = await db.migrateLatest();
+      const first = await db.migrations.latest();
       expect(first.newlyApplied).to.deep.equal(names);
       expect(first.status).to.deep.equal({ applied: names, pending: [] });
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
 
       // One batch: every migration rolled back, newest first.
-      expect(await db.rollback()).to.deep.equal([...names].reverse());
+      expect(await db.migrations.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
-      expect(await db.migrationStatus()).to.deep.equal({ applied: [], pending: names });
+      expect(await db.migrations.status()).to.deep.equal({ applied: [], pending: names });
 
-      const again = await db.migrateLatest();
+      const again = await db.migrations.latest();
       expect(again.newlyApplied).to.deep.equal(names);
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
     });
 
     it('latest on an up-to-date database is a no-op', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
-      const { newlyApplied, status } = await db.migrateLatest();
+      await db.migrations.latest();
+      const { newlyApplied, status } = await db.migrations.latest();
       expect(newlyApplied).to.deep.equal([]);
       expect(status.pending).to.deep.equal([]);
     });
 
     it('migrationStatus reports names without a file extension, as knex_migrations records them', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
-      const status = await db.migrationStatus();
+      await db.migrations.latest();
+      const status = await db.migrations.status();
       expect(status.pending).to.deep.equal([]);
       expect(status.applied).to.deep.equal(await bundledMigrationNames());
       for (const name of status.applied) {
@@ -108,9 +119,40 @@ describe('migrations', function () {
       expect(recorded).to.deep.equal(status.applied);
     });
 
+    it('the sessions migration goes down and up again with sessions and a deleted account in place', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const [alive] = await knex('users')
+        .insert({ username: 'alive', password_hash: 'x', display_name: 'Alive' })
+        .returning<Array<{ id: string }>>('id');
+      const [gone] = await knex('users')
+        .insert({ username: null, password_hash: null, display_name: 'Deleted user', deleted_at: new Date() })
+        .returning<Array<{ id: string }>>('id');
+      await knex('sessions').insert({ user_id: alive!.id });
+      // A deleted account must have neither name nor hash; a live one both.
+      const refused = await knex('users')
+        .insert({ username: null, password_hash: 'x', display_name: 'Half' })
+        .then(
+          () => 'inserted',
+          (err: { constraint?: string }) => err.constraint,
+        );
+      expect(refused).to.equal('users_deleted_shape');
+
+      await sessionsMigration.down(knex);
+      // Version 1's picture of a deleted account: no row (its messages would keep sender_id NULL).
+      expect(await knex('users').pluck('id')).to.deep.equal([alive!.id]);
+      expect(await knex('users').where({ id: gone!.id }).first()).to.equal(undefined);
+      expect(await knex('users').pluck('token_version')).to.deep.equal([0]);
+
+      await sessionsMigration.up(knex);
+      expect(Number((await knex('sessions').count({ n: '*' }))[0]!.n)).to.equal(0);
+      expect((await existingTables(db)).length).to.equal(CONTRACT_TABLES.length);
+    });
+
     it('messages has the columns of the contract', async () => {
       const db = await emptyDatabase();
-      await db.migrateLatest();
+      await db.migrations.latest();
       const columns = (await db
         .knex('information_schema.columns')
         .where({ table_schema: 'public', table_name: 'messages' })
@@ -124,7 +166,7 @@ describe('migrations', function () {
       const url = await createEmptyDatabase();
       const a = track(open(url));
       const b = track(open(url));
-      const [ra, rb] = await Promise.all([a.migrateLatest(), b.migrateLatest()]);
+      const [ra, rb] = await Promise.all([a.migrations.latest(), b.migrations.latest()]);
       const names = await bundledMigrationNames();
       // The advisory lock serializes them: one applies everything, the other finds nothing to do.
       expect([...ra.newlyApplied, ...rb.newlyApplied].sort()).to.deep.equal(names);
@@ -139,9 +181,9 @@ describe('migrations', function () {
     it('releases the lock: a later migrateLatest on another connection does not wait', async () => {
       const url = await createEmptyDatabase();
       const a = track(open(url));
-      await a.migrateLatest();
+      await a.migrations.latest();
       const b = track(open(url));
-      const { newlyApplied } = await b.migrateLatest();
+      const { newlyApplied } = await b.migrations.latest();
       expect(newlyApplied).to.deep.equal([]);
       // The lock session ends with the migration; the server drops its lock as that backend exits.
       await waitFor(

@@ -106,15 +106,18 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
 
   /**
    * Locks the messages table from outside, then makes two subscribes (which read history) block on it: each holds
-   * one of the node's two pool connections. Resolves once both backends wait on the lock.
+   * one of the node's two pool connections. Two sockets, since a socket's subscribes run one at a time. Resolves
+   * once both backends wait on the lock.
    */
-  async function holdPool(socket: ClientSocket, conversationId: string) {
+  async function holdPool(user: TestUser, conversationId: string) {
+    const holders = await Promise.all([1, 2].map(() => connectSocket(server.url, user.token)));
+    sockets.push(...holders);
     const locker = new pg.Client({ connectionString: databaseUrl, application_name: 'test-locker' });
     await locker.connect();
     lockers.push(locker);
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE messages IN ACCESS EXCLUSIVE MODE');
-    const held = [1, 2].map(() => timed(() => subscribe(socket, conversationId, 30_000)));
+    const held = holders.map((holder) => timed(() => subscribe(holder, conversationId, 30_000)));
     await waitFor(
       async () => {
         const result = await observer.query<{ n: number }>(
@@ -134,8 +137,8 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
   }
 
   it('answers DB_UNAVAILABLE within the acquire timeout over REST and Socket.IO, while /healthz still answers', async function () {
-    const { bob, conversationId, socket } = await conversationWithSocket();
-    const { held, release } = await holdPool(socket, conversationId);
+    const { alice, bob, conversationId, socket } = await conversationWithSocket();
+    const { held, release } = await holdPool(alice, conversationId);
 
     const [history, list, sent, ready, health] = await Promise.all([
       timed(() =>
@@ -171,8 +174,8 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
   });
 
   it('recovers once the pool frees: held requests finish, sends work, and the failed send left no seq', async function () {
-    const { bob, conversationId, socket } = await conversationWithSocket();
-    const { held, release } = await holdPool(socket, conversationId);
+    const { alice, bob, conversationId, socket } = await conversationWithSocket();
+    const { held, release } = await holdPool(alice, conversationId);
 
     const failed = await send(socket, conversationId, 'retry-me', 'first try');
     expect(!failed.ok && failed.error.code).to.equal('DB_UNAVAILABLE');

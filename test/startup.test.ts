@@ -5,7 +5,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
 import { freePort } from '../lib/dev/embeddedPostgres.js';
-import { BUNDLED_MIGRATIONS_DIR } from '../lib/db.js';
+import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
 import { runMain, startMain, type ChildResult, type RunningChild } from './helpers/childProcess.js';
 import { createEmptyDatabase, createTestDatabase, urlFor } from './helpers/postgres.js';
 import { TEST_JWT_SECRET } from './helpers/server.js';

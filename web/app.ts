@@ -1,9 +1,24 @@
-import { XFChatClient, XFChatError, type ConnectionState, type PublicUser } from '../lib/client/index.js';
+import {
+  XFChatClient,
+  XFChatError,
+  tokenSubject,
+  type ConnectionState,
+  type PublicUser,
+} from '../lib/client/index.js';
 import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
+import { Drafts } from './drafts.js';
 
-/** The token survives reloads in this browser profile; logout revokes it on the server. */
+/**
+ * The token survives reloads in this browser profile, and every tab and window of the profile shares it (one
+ * account per profile; a private window is another profile). Logout revokes it on the server.
+ */
 const TOKEN_KEY = 'xfchat.token';
+/** A sentence to show after this tab reloads itself (sessionStorage: this tab only). */
+const NOTICE_KEY = 'xfchat.notice';
+
+/** Who this tab is signed in as, once it is. */
+let signedIn: string | undefined;
 
 /** Errors the user can do nothing about right now and that fix themselves: not worth a popup. */
 const TRANSIENT = new Set(['NETWORK_ERROR', 'NOT_CONNECTED', 'DISCONNECTED', 'TIMEOUT', 'CLIENT_CLOSED']);
@@ -38,6 +53,40 @@ function report(error: unknown): void {
   toast.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => (toast.hidden = true), 6000);
+}
+
+/** A sentence for the user that stays until dismissed (not an error). */
+function showNotice(text: string): void {
+  const notice = byId('app-notice', HTMLDivElement);
+  byId('app-notice-text', HTMLParagraphElement).textContent = text;
+  notice.hidden = false;
+  byId('app-notice-close', HTMLButtonElement).onclick = () => (notice.hidden = true);
+}
+
+/**
+ * Every tab of a browser profile shares the stored token. When another tab signs in to another account, or
+ * out, this one follows (reloading), rather than acting for one account while storage holds another's token
+ * (which would swap accounts at the next reload). A newer token of the same account is simply adopted.
+ */
+function followOtherTabs(client: XFChatClient): void {
+  window.addEventListener('storage', (event) => {
+    if (event.storageArea !== localStorage || (event.key !== TOKEN_KEY && event.key !== null)) return;
+    const token = readToken();
+    const user = tokenSubject(token);
+    if (user !== undefined && user === signedIn) {
+      client.token = token;
+      return;
+    }
+    if (user === undefined && signedIn === undefined) return;
+    sessionStorage.setItem(
+      NOTICE_KEY,
+      `${user === undefined ? 'You were signed out in another window of this browser.' : 'This window now uses the account signed in in another window of this browser.'} ` +
+        'All windows of a browser share one login: to use two accounts at the same time, open the second one ' +
+        'in a private window (or another browser).',
+    );
+    client.close();
+    location.reload();
+  });
 }
 
 function showBanner(state: ConnectionState): void {
@@ -78,10 +127,12 @@ function showAuth(client: XFChatClient, message = ''): void {
 }
 
 function startChat(client: XFChatClient, me: PublicUser): void {
+  signedIn = me.id;
   byId('auth-view', HTMLElement).hidden = true;
   byId('chat-view', HTMLDivElement).hidden = false;
   byId('logout-button', HTMLButtonElement).onclick = () => {
     localStorage.removeItem(TOKEN_KEY);
+    Drafts.forget(me.id);
     // A fresh page is the simplest way to drop every piece of the old session's state.
     client.logout().then(
       () => location.reload(),
@@ -99,6 +150,12 @@ function startChat(client: XFChatClient, me: PublicUser): void {
 
 async function main(): Promise<void> {
   const client = new XFChatClient({ token: readToken(), transports: ['websocket'] });
+  const notice = sessionStorage.getItem(NOTICE_KEY);
+  if (notice !== null) {
+    sessionStorage.removeItem(NOTICE_KEY);
+    showNotice(notice);
+  }
+  followOtherTabs(client);
   client.on('state', showBanner);
   client.on('unauthorized', () => {
     localStorage.removeItem(TOKEN_KEY);

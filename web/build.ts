@@ -20,7 +20,8 @@ function options(outDir: string): esbuild.BuildOptions {
     platform: 'browser',
     target: ['es2022', 'chrome110', 'firefox115', 'safari16'],
     minify: true,
-    sourcemap: true,
+    // No source maps: dist/web is public, and a map would publish the whole source of the app.
+    sourcemap: false,
     legalComments: 'linked',
     logLevel: 'warning',
   };

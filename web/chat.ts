@@ -1,46 +1,88 @@
-import type { PublicConversation, PublicMessage, PublicUser, XFChatClient } from '../lib/client/index.js';
+import {
+  XFChatError,
+  type PublicConversation,
+  type PublicMessage,
+  type PublicUser,
+  type XFChatClient,
+} from '../lib/client/index.js';
 import { ConversationView } from './conversationView.js';
+import { byId } from './dom.js';
+import { Drafts } from './drafts.js';
+import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
+import { Notifier } from './notifier.js';
+import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
 
 /**
  * A signed-in session: keeps one live subscription per conversation (so unread counts and previews update
- * everywhere), routes the server's pushes to the sidebar and the open conversation.
+ * everywhere), routes the server's pushes to the sidebar and the open conversation, and keeps the address bar,
+ * the tab title and notifications in step.
  */
 export class ChatSession {
   private readonly store: ConversationStore;
+  private readonly drafts: Drafts;
   private readonly sidebar: Sidebar;
   private readonly view: ConversationView;
+  private readonly details: DetailsPanel;
+  private readonly router: Router;
+  private readonly notifier: Notifier;
+  private readonly layout = byId('chat-view', HTMLDivElement);
+  /** Conversations whose details are being read again. */
+  private readonly refreshing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly client: XFChatClient,
-    me: PublicUser,
+    private readonly me: PublicUser,
     private readonly report: (error: unknown) => void,
   ) {
     this.store = new ConversationStore(me.id);
+    this.drafts = new Drafts(me.id);
+    this.router = new Router((id) => void this.show(id).catch(report));
+    this.notifier = new Notifier((id) => this.navigate(id), report);
     this.view = new ConversationView({
       client,
       store: this.store,
+      drafts: this.drafts,
       report,
-      changed: () => this.sidebar.renderConversations(),
+      changed: () => this.changed(),
+      back: () => this.navigate(undefined),
     });
     this.sidebar = new Sidebar({
       client,
       store: this.store,
+      drafts: this.drafts,
       me,
       report,
-      open: (id) => void this.open(id),
+      open: (id) => this.navigate(id),
       startDirect: (userId) => this.startDirect(userId),
     });
+    const groupDeps: GroupDeps = {
+      client,
+      store: this.store,
+      report,
+      friends: () => this.sidebar.friendsList,
+      update: (conversation) => this.add(conversation),
+      refresh: (id) => this.refresh(id),
+      left: (id) => this.remove(id),
+      created: (conversation) => {
+        this.add(conversation);
+        this.navigate(conversation.id);
+      },
+    };
+    this.details = new DetailsPanel(groupDeps);
+    new NewGroupDialog(groupDeps);
   }
 
-  /** Loads friends and conversations, subscribes to every conversation and listens to the server. */
+  /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
   async start(): Promise<void> {
     const { client } = this;
     const refresh = () => void this.sidebar.refreshSocial().catch(this.report);
     client.on('friend:request', refresh);
     client.on('friend:accepted', refresh);
     client.on('conversation:added', (conversation) => this.add(conversation));
+    // A rename or a participant change, live for every participant.
+    client.on('conversation:updated', (conversation) => this.add(conversation));
     client.on('conversation:removed', ({ conversationId }) => this.remove(conversationId));
     client.on('typing', (event) => this.view.onTyping(event));
     client.on('state', () => this.view.onConnectionState());
@@ -49,43 +91,96 @@ export class ChatSession {
       if (!state) return;
       this.store.markRead(state, event.userId, event.seq);
       this.view.onRead(event);
-      this.sidebar.renderConversations();
+      this.changed();
     });
 
     const [conversations] = await Promise.all([client.conversations.list(), this.sidebar.refreshSocial()]);
     for (const summary of conversations) this.follow(this.store.upsert(summary));
-    this.sidebar.renderConversations();
+    this.changed();
+    await this.show(this.router.current());
   }
 
-  private async open(conversationId: string): Promise<void> {
-    const state = this.store.get(conversationId);
-    if (!state) return;
-    this.sidebar.setCurrent(conversationId);
+  /** Opens a conversation (or, with undefined, the list) as a new entry of the browser's history. */
+  private navigate(conversationId: string | undefined): void {
+    this.router.go(conversationId);
+    this.show(conversationId).catch(this.report);
+  }
+
+  /** Shows what the address names: a conversation, or the list. */
+  private async show(conversationId: string | undefined): Promise<void> {
+    const previous = this.view.currentId;
+    const state = conversationId === undefined ? undefined : this.store.get(conversationId);
+    if (conversationId !== undefined && !state) {
+      this.report(new XFChatError('NOT_FOUND', 'That conversation does not exist, or you are not in it.'));
+      this.router.go(undefined, { replace: true });
+    }
+    this.sidebar.setCurrent(state?.id);
+    this.details.show(state);
+    // Narrow screens show either the list or the conversation.
+    this.layout.dataset.view = state ? 'conversation' : 'list';
+    if (!state) {
+      this.view.close();
+      this.changed();
+      if (previous !== undefined) this.sidebar.focusConversation(previous);
+      return;
+    }
+    // Details may have changed since they were loaded (a rename, new members): ask the server again.
+    const refreshed = this.refresh(state.id);
     await this.view.open(state);
-    this.sidebar.renderConversations();
+    await refreshed;
+    this.changed();
+  }
+
+  /** Reads a conversation's details again; one request at a time per conversation. */
+  private refresh(conversationId: string): Promise<void> {
+    const running = this.refreshing.get(conversationId);
+    if (running) return running;
+    const done = this.client.conversations
+      .get(conversationId)
+      .then(
+        (conversation) => this.add(conversation),
+        (err: unknown) => {
+          if (err instanceof XFChatError && err.code === 'NOT_FOUND') this.remove(conversationId);
+          else this.report(err);
+        },
+      )
+      .finally(() => this.refreshing.delete(conversationId));
+    this.refreshing.set(conversationId, done);
+    return done;
   }
 
   private async startDirect(userId: string): Promise<void> {
     const conversation = await this.client.conversations.createDirect(userId);
     this.add(conversation);
-    await this.open(conversation.id);
+    this.navigate(conversation.id);
   }
 
+  /** A new conversation, or new details of a known one (they replace the old ones). */
   private add(conversation: PublicConversation): void {
     const known = this.store.get(conversation.id) !== undefined;
     const state = this.store.upsert(conversation);
     if (!known) this.follow(state);
-    this.sidebar.renderConversations();
+    this.view.refresh(state);
+    if (this.view.currentId === state.id) this.details.show(state);
+    this.changed();
   }
 
   private remove(conversationId: string): void {
+    if (!this.store.get(conversationId)) return;
     this.client.subscription(conversationId)?.unsubscribe().catch(this.report);
     this.store.delete(conversationId);
+    this.drafts.delete(conversationId);
     if (this.view.currentId === conversationId) {
-      this.view.close();
-      this.sidebar.setCurrent(undefined);
+      this.router.go(undefined, { replace: true });
+      this.show(undefined).catch(this.report);
     }
+    this.changed();
+  }
+
+  /** Unread counts, previews or drafts changed: the list and the tab title follow. */
+  private changed(): void {
     this.sidebar.renderConversations();
+    this.notifier.setUnread(this.store.totalUnread());
   }
 
   /** Live messages from the last one known (nothing is delivered twice, gaps are filled by the SDK). */
@@ -101,6 +196,21 @@ export class ChatSession {
     const fresh = this.store.addMessages(state, [message]);
     if (fresh.length === 0) return;
     this.view.showMessages(state, fresh);
-    this.sidebar.renderConversations();
+    for (const m of fresh) {
+      if (m.senderId === this.me.id) continue;
+      // Someone I do not know yet: the group has new members.
+      if (m.senderId !== null && !state.participants.some((p) => p.userId === m.senderId))
+        void this.refresh(state.id);
+      this.notifier.message(
+        {
+          conversationId: state.id,
+          title: this.store.title(state),
+          sender: this.store.senderName(state, m.senderId),
+          body: m.body,
+        },
+        this.view.currentId === state.id,
+      );
+    }
+    this.changed();
   }
 }

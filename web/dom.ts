@@ -68,8 +68,3 @@ export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
   const buttons = [...(item?.querySelectorAll<HTMLElement>('button') ?? [])];
   (buttons.find((b) => b.dataset.action === action) ?? buttons[0])?.focus();
 }
-
-/** Hour and minute of an ISO time, in the reader's locale. */
-export function shortTime(iso: string): string {
-  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-}

@@ -5,12 +5,15 @@ import {
   type PublicUser,
   type XFChatClient,
 } from '../lib/client/index.js';
+import { fullTimestamp, listDate } from './dates.js';
 import { button, byId, el, replaceItems } from './dom.js';
+import type { Drafts } from './drafts.js';
 import type { ConversationStore } from './store.js';
 
 export interface SidebarDeps {
   client: XFChatClient;
   store: ConversationStore;
+  drafts: Drafts;
   me: PublicUser;
   /** Shows a conversation in the main pane. */
   open: (conversationId: string) => void;
@@ -26,42 +29,82 @@ const FRIEND_ERRORS: Partial<Record<string, string>> = {
   ALREADY_FRIENDS: 'You are already friends.',
   REQUEST_EXISTS: 'A friend request is already pending.',
   BLOCKED: 'You cannot send this user a request.',
-  VALIDATION_FAILED: 'Usernames are 3-32 letters, digits, _ . or -.',
+  NOT_FOUND: 'That is no longer possible; the list is up to date now.',
+  REQUEST_NOT_PENDING: 'That request was already answered or withdrawn.',
+  VALIDATION_FAILED: 'Usernames are made of letters, digits, _ . or -.',
 };
 
+/** How long typing pauses before the search goes out. */
+const SEARCH_DELAY_MS = 250;
+
 function describe(user: PublicUser): string {
-  return user.displayName === user.username ? user.username : `${user.displayName} (@${user.username})`;
+  // A deleted account has no username left: it shows as "Deleted user".
+  if (user.username === null || user.displayName === user.username) return user.displayName;
+  return `${user.displayName} (@${user.username})`;
 }
 
-/** The left column: me, finding people, friend requests, friends and the conversation list. */
+/** A person's name over their @username, and optionally a line saying where things stand. */
+function who(user: PublicUser, status?: string): HTMLSpanElement {
+  return el(
+    'span',
+    { className: 'who' },
+    el('span', { className: 'name', text: user.displayName }),
+    el('span', { className: 'username', text: `@${user.username}` }),
+    status === undefined ? null : el('span', { className: 'status', text: status }),
+  );
+}
+
+/** The left column: me, finding people, friend requests, friends, blocked users and the conversation list. */
 export class Sidebar {
-  private readonly findResult = byId('find-result', HTMLDivElement);
+  private readonly findInput = byId('find-username', HTMLInputElement);
+  private readonly findResults = byId('find-results', HTMLUListElement);
+  private readonly findStatus = byId('find-status', HTMLParagraphElement);
   private readonly incoming = byId('incoming-requests', HTMLUListElement);
   private readonly outgoing = byId('outgoing-requests', HTMLUListElement);
   private readonly friends = byId('friends', HTMLUListElement);
+  private readonly blockedSection = byId('blocked-section', HTMLElement);
+  private readonly blocked = byId('blocked', HTMLUListElement);
   private readonly conversations = byId('conversations', HTMLUListElement);
   private current: string | undefined;
-  private friendIds = new Set<string>();
+  private friendList: Friend[] = [];
+  private incomingList: PublicFriendRequest[] = [];
+  private outgoingList: PublicFriendRequest[] = [];
+  /** The last search's answer, drawn again whenever friendships change so its lines never go stale. */
+  private results: PublicUser[] = [];
+  private shownQuery = '';
+  private askedQuery = '';
+  private searchTicket = 0;
+  private searchTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly deps: SidebarDeps) {
     byId('me-name', HTMLSpanElement).textContent = describe(deps.me);
-    const form = byId('find-form', HTMLFormElement);
-    const input = byId('find-username', HTMLInputElement);
-    form.addEventListener('submit', (event) => {
+    byId('find-form', HTMLFormElement).addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.find(input.value.trim());
+      void this.search();
+    });
+    this.findInput.addEventListener('input', () => {
+      clearTimeout(this.searchTimer);
+      this.searchTimer = setTimeout(() => void this.search(), SEARCH_DELAY_MS);
     });
   }
 
-  /** Reloads friends and pending requests (after any friend event: cheap, and always consistent). */
+  /** My friends, as last loaded. */
+  get friendsList(): readonly Friend[] {
+    return this.friendList;
+  }
+
+  /** Reloads friends, pending requests and blocks (after any friend event: cheap, and always consistent). */
   async refreshSocial(): Promise<void> {
-    const { friends } = this.deps.client;
-    const [list, incoming, outgoing] = await Promise.all([
+    const { friends, blocks } = this.deps.client;
+    const [list, incoming, outgoing, blocked] = await Promise.all([
       friends.list(),
       friends.listRequests('incoming'),
       friends.listRequests('outgoing'),
+      blocks.list(),
     ]);
-    this.friendIds = new Set(list.map((f) => f.user.id));
+    this.friendList = list;
+    this.incomingList = incoming;
+    this.outgoingList = outgoing;
     replaceItems(
       this.friends,
       list.length ? list.map((f) => this.friendItem(f)) : [this.none('No friends yet.')],
@@ -74,6 +117,12 @@ export class Sidebar {
       this.outgoing,
       outgoing.map((r) => this.outgoingItem(r)),
     );
+    this.blockedSection.hidden = blocked.length === 0;
+    replaceItems(
+      this.blocked,
+      blocked.map((u) => this.blockedItem(u)),
+    );
+    this.renderResults();
   }
 
   /** Marks the open conversation in the list. */
@@ -82,69 +131,140 @@ export class Sidebar {
     this.renderConversations();
   }
 
+  /** Moves keyboard focus to a conversation's entry (after going back to the list). */
+  focusConversation(conversationId: string): void {
+    this.conversations
+      .querySelector<HTMLButtonElement>(`li[data-key="${CSS.escape(conversationId)}"] button`)
+      ?.focus();
+  }
+
   renderConversations(): void {
-    const { store } = this.deps;
+    const { store, drafts } = this.deps;
+    const now = new Date();
     const items = store.sorted().map((state) => {
-      const unread = state.id === this.current ? 0 : store.unread(state);
+      const open = state.id === this.current;
+      const unread = open ? 0 : store.unread(state);
       const title = store.title(state);
-      const preview = state.lastMessage
-        ? `${store.senderName(state, state.lastMessage.senderId)}: ${state.lastMessage.body}`
-        : 'No messages yet';
-      const label = unread > 0 ? `${title}, ${unread} unread` : title;
-      const open = el(
+      const group = state.type === 'group';
+      const draft = !open && drafts.has(state.id) ? drafts.get(state.id) : undefined;
+      const preview =
+        draft !== undefined
+          ? `Draft: ${draft}`
+          : state.lastMessage
+            ? `${store.senderName(state, state.lastMessage.senderId)}: ${state.lastMessage.body}`
+            : 'No messages yet';
+      const when = new Date(state.lastMessage?.createdAt ?? state.lastActivity);
+      const label = [
+        title,
+        group ? `group with ${store.otherNames(state)}` : undefined,
+        unread > 0 ? `${unread} unread` : undefined,
+        draft !== undefined ? 'draft' : undefined,
+      ]
+        .filter((part) => part !== undefined)
+        .join(', ');
+      const button = el(
         'button',
         {
           className: 'open',
-          attrs: { type: 'button', 'aria-label': label, 'aria-current': String(state.id === this.current) },
+          attrs: { type: 'button', 'aria-label': label, 'aria-current': String(open) },
           dataset: { action: 'open' },
           onClick: () => this.deps.open(state.id),
         },
         el(
           'span',
-          {},
-          el('span', { className: 'title', text: title }),
-          el('span', { className: 'preview', text: preview }),
+          { className: 'summary' },
+          el(
+            'span',
+            { className: 'headline' },
+            el('span', { className: 'title', text: title }),
+            el('time', {
+              className: 'when',
+              text: listDate(when, now),
+              attrs: { datetime: when.toISOString(), title: fullTimestamp(when) },
+            }),
+          ),
+          group ? el('span', { className: 'members', text: store.otherNames(state) }) : null,
+          el('span', { className: draft !== undefined ? 'preview draft' : 'preview', text: preview }),
         ),
         unread > 0
           ? el('span', { className: 'unread', text: String(unread), attrs: { 'aria-hidden': 'true' } })
           : null,
       );
-      return el('li', { dataset: { key: state.id } }, open);
+      return el('li', { dataset: { key: state.id } }, button);
     });
     replaceItems(this.conversations, items.length ? items : [this.none('No conversations yet.')]);
   }
 
-  private async find(username: string): Promise<void> {
-    this.findResult.replaceChildren();
-    if (username === '') return;
+  /** Searches usernames by prefix (as you type, or at once with Enter); only the newest answer is shown. */
+  private async search(): Promise<void> {
+    clearTimeout(this.searchTimer);
+    const query = this.findInput.value.trim();
+    if (query === this.askedQuery) return;
+    this.askedQuery = query;
+    const ticket = ++this.searchTicket;
+    if (query === '') {
+      this.results = [];
+      this.shownQuery = '';
+      this.renderResults();
+      return;
+    }
     try {
-      const user = await this.deps.client.users.findByUsername(username);
-      const action =
-        user.id === this.deps.me.id
-          ? el('span', { text: 'That is you.' })
-          : this.friendIds.has(user.id)
-            ? button('Message', () => void this.deps.startDirect(user.id).catch(this.deps.report), {
-                label: `Message ${user.displayName}`,
-              })
-            : button('Add friend', () => void this.addFriend(user), {
-                label: `Add ${user.displayName} as a friend`,
-              });
-      this.findResult.replaceChildren(
-        el('p', { className: 'found' }, el('span', { text: describe(user) }), ' ', action),
-      );
+      const users = await this.deps.client.users.search(query);
+      if (ticket !== this.searchTicket) return;
+      this.results = users;
+      this.shownQuery = query;
+      this.renderResults();
     } catch (err) {
+      if (ticket !== this.searchTicket) return;
+      this.askedQuery = '';
+      this.results = [];
+      this.renderResults();
       this.showFindError(err);
     }
   }
 
+  /** The search results, each with what can be done now (drawn from the current friends and requests). */
+  private renderResults(): void {
+    this.findStatus.textContent =
+      this.shownQuery !== '' && this.results.length === 0
+        ? `No username starts with “${this.shownQuery}”.`
+        : '';
+    replaceItems(
+      this.findResults,
+      this.results.map((user) => this.resultItem(user)),
+    );
+  }
+
+  private resultItem(user: PublicUser): HTMLLIElement {
+    const name = user.displayName;
+    const friend = this.friendList.some((f) => f.user.id === user.id);
+    const sent = this.outgoingList.find((r) => r.to.id === user.id);
+    const received = this.incomingList.find((r) => r.from.id === user.id);
+    const status = friend
+      ? 'Your friend.'
+      : sent
+        ? `Friend request sent to ${name}.`
+        : received
+          ? 'Wants to be your friend.'
+          : undefined;
+    const action = friend
+      ? button('Chat', () => void this.deps.startDirect(user.id).catch(this.deps.report), {
+          label: `Chat with ${name}`,
+        })
+      : sent
+        ? null
+        : received
+          ? button('Accept', () => this.respond(received, true), { label: `Accept ${name} as a friend` })
+          : button('Add friend', () => void this.addFriend(user), { label: `Add ${name} as a friend` });
+    return el('li', { className: 'found', dataset: { key: user.id } }, who(user, status), action);
+  }
+
   private async addFriend(user: PublicUser): Promise<void> {
+    this.findStatus.textContent = '';
+    // Found by username, so it has one; a deleted account cannot be befriended.
+    if (user.username === null) return;
     try {
-      const request = await this.deps.client.friends.sendRequest(user.username);
-      const text =
-        request.status === 'accepted'
-          ? `You and ${user.displayName} are now friends.`
-          : `Friend request sent to ${user.displayName}.`;
-      this.findResult.replaceChildren(el('p', { text }));
+      await this.deps.client.friends.sendRequest(user.username);
       await this.refreshSocial();
     } catch (err) {
       this.showFindError(err);
@@ -154,7 +274,36 @@ export class Sidebar {
   private showFindError(err: unknown): void {
     const known = err instanceof XFChatError ? FRIEND_ERRORS[err.code] : undefined;
     if (known === undefined) this.deps.report(err);
-    else this.findResult.replaceChildren(el('p', { className: 'error', text: known }));
+    else this.findStatus.textContent = known;
+  }
+
+  /** A change to friends or blocks; the lists are reloaded after it, also when it was refused (they were stale). */
+  private change(work: Promise<unknown>): void {
+    work
+      .then(
+        () => this.refreshSocial(),
+        (err: unknown) => {
+          this.showFindError(err);
+          return this.refreshSocial();
+        },
+      )
+      .catch(this.deps.report);
+  }
+
+  private respond(request: PublicFriendRequest, accept: boolean): void {
+    const { friends } = this.deps.client;
+    this.change(accept ? friends.accept(request.id) : friends.decline(request.id));
+  }
+
+  private unfriend(user: PublicUser): void {
+    if (!confirm(`Remove ${user.displayName} from your friends? Your conversations stay.`)) return;
+    this.change(this.deps.client.friends.unfriend(user.id));
+  }
+
+  private block(user: PublicUser): void {
+    const question = `Block ${user.displayName}? This also ends your friendship and any friend requests between you.`;
+    if (!confirm(question)) return;
+    this.change(this.deps.client.blocks.block(user.id));
   }
 
   private friendItem(friend: Friend): HTMLLIElement {
@@ -162,51 +311,70 @@ export class Sidebar {
     return el(
       'li',
       { dataset: { key: friend.user.id } },
-      el('span', { text: describe(friend.user) }),
-      button('Message', () => void this.deps.startDirect(friend.user.id).catch(this.deps.report), {
-        label: `Message ${name}`,
-      }),
+      who(friend.user),
+      el(
+        'span',
+        { className: 'actions' },
+        button('Message', () => void this.deps.startDirect(friend.user.id).catch(this.deps.report), {
+          label: `Message ${name}`,
+        }),
+        el(
+          'details',
+          { className: 'more' },
+          el('summary', { text: 'More', attrs: { 'aria-label': `More for ${name}` } }),
+          el(
+            'span',
+            { className: 'menu' },
+            button('Unfriend', () => this.unfriend(friend.user), {
+              label: `Unfriend ${name}`,
+              secondary: true,
+            }),
+            button('Block', () => this.block(friend.user), { label: `Block ${name}`, secondary: true }),
+          ),
+        ),
+      ),
     );
   }
 
   private incomingItem(request: PublicFriendRequest): HTMLLIElement {
     const name = request.from.displayName;
-    const respond = (accept: boolean) => {
-      const { friends } = this.deps.client;
-      (accept ? friends.accept(request.id) : friends.decline(request.id))
-        .then(() => this.refreshSocial())
-        .catch(this.deps.report);
-    };
     return el(
       'li',
       { dataset: { key: request.id } },
-      el('span', { text: `${describe(request.from)} wants to be friends` }),
+      who(request.from, 'Wants to be friends.'),
       el(
         'span',
         { className: 'actions' },
-        button('Accept', () => respond(true), { label: `Accept friend request from ${name}` }),
-        button('Decline', () => respond(false), {
+        button('Accept', () => this.respond(request, true), { label: `Accept friend request from ${name}` }),
+        button('Decline', () => this.respond(request, false), {
           label: `Decline friend request from ${name}`,
           secondary: true,
         }),
+        button('Block', () => this.block(request.from), { label: `Block ${name}`, secondary: true }),
       ),
     );
   }
 
   private outgoingItem(request: PublicFriendRequest): HTMLLIElement {
-    const cancel = () =>
-      void this.deps.client.friends
-        .cancel(request.id)
-        .then(() => this.refreshSocial())
-        .catch(this.deps.report);
+    const cancel = () => this.change(this.deps.client.friends.cancel(request.id));
     return el(
       'li',
       { dataset: { key: request.id } },
-      el('span', { text: `Sent to ${describe(request.to)}` }),
+      who(request.to, 'Waiting for an answer.'),
       button('Cancel', cancel, {
         label: `Cancel friend request to ${request.to.displayName}`,
         secondary: true,
       }),
+    );
+  }
+
+  private blockedItem(user: PublicUser): HTMLLIElement {
+    const unblock = () => this.change(this.deps.client.blocks.unblock(user.id));
+    return el(
+      'li',
+      { dataset: { key: user.id } },
+      who(user),
+      button('Unblock', unblock, { label: `Unblock ${user.displayName}`, secondary: true }),
     );
   }
 

@@ -27,14 +27,21 @@ export class ConversationStore {
 
   constructor(readonly meId: string) {}
 
-  /** Adds a conversation or refreshes its details; keeps loaded messages and never moves seqs backwards. */
+  /**
+   * Adds a conversation, or replaces the details of a known one (title, participants) with the server's newer
+   * answer; keeps loaded messages, and never moves seqs or read markers backwards.
+   */
   upsert(conversation: PublicConversation | ConversationSummary): ConversationState {
     const mine = conversation.participants.find((p) => p.userId === this.meId);
     const lastMessage = 'lastMessage' in conversation ? conversation.lastMessage : null;
     const existing = this.items.get(conversation.id);
     if (existing) {
+      const seen = new Map(existing.participants.map((p) => [p.userId, p.lastReadSeq]));
       existing.title = conversation.title;
-      existing.participants = conversation.participants;
+      existing.participants = conversation.participants.map((p) => ({
+        ...p,
+        lastReadSeq: Math.max(p.lastReadSeq, seen.get(p.userId) ?? 0),
+      }));
       existing.lastSeq = Math.max(existing.lastSeq, conversation.lastSeq);
       existing.myLastReadSeq = Math.max(existing.myLastReadSeq, mine?.lastReadSeq ?? 0);
       if (lastMessage && (existing.lastMessage?.seq ?? 0) < lastMessage.seq)
@@ -89,6 +96,31 @@ export class ConversationStore {
 
   unread(state: ConversationState): number {
     return Math.max(0, state.lastSeq - state.myLastReadSeq);
+  }
+
+  /** Unread messages of every conversation together (the tab title's count). */
+  totalUnread(): number {
+    let total = 0;
+    for (const state of this.items.values()) total += this.unread(state);
+    return total;
+  }
+
+  /** The participants: me first, then the owner, then by name. */
+  members(state: ConversationState): PublicParticipant[] {
+    const rank = (p: PublicParticipant) => (p.userId === this.meId ? 0 : p.role === 'owner' ? 1 : 2);
+    return [...state.participants].sort(
+      (a, b) => rank(a) - rank(b) || a.displayName.localeCompare(b.displayName),
+    );
+  }
+
+  /** The others' names ("Bob, Carol"): what tells two groups of the same title apart. */
+  otherNames(state: ConversationState): string {
+    const others = this.members(state).filter((p) => p.userId !== this.meId);
+    return others.length === 0 ? 'Only you' : others.map((p) => p.displayName).join(', ');
+  }
+
+  isOwner(state: ConversationState): boolean {
+    return state.participants.some((p) => p.userId === this.meId && p.role === 'owner');
   }
 
   /** A group's title, or the other person's name in a direct conversation. */

@@ -1,5 +1,4 @@
 import type { Knex } from 'knex';
-import { raw } from 'objection';
 import type { Config } from '../config.js';
 import { AppError, constraintName, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -7,7 +6,8 @@ import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
 import { createAuthLimits, type AuthLimits } from './authLimits.js';
 import type { PasswordHasher } from './passwords.js';
-import { signToken } from './tokens.js';
+import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
+import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
 
 /** The unique index that makes usernames unique case-insensitively (migrations/…_initial_schema.ts). */
 const USERNAME_UNIQUE_INDEX = 'users_username_lower_unique';
@@ -19,23 +19,36 @@ export interface NewAccount {
   displayName: string;
 }
 
-export interface AuthService {
-  /** Per-IP and per-username limits of signup and login, per node. */
+/** Who is asking, for the limits and the device list. */
+export interface ClientInfo {
+  ip: string;
+  userAgent: string | undefined;
+}
+
+export interface AuthService extends ProfileService {
+  /** Signup and password-check limits, shared by every node through PostgreSQL. */
   readonly limits: AuthLimits;
-  /** Creates the account (username as typed) and its first token. Throws USERNAME_TAKEN. */
-  signup(input: NewAccount): Promise<{ user: User; token: string }>;
+  /** Sessions: start, refresh (rotation), list, end. */
+  readonly sessions: SessionService;
+  /** Creates the account (username as typed) and its first session. Throws USERNAME_TAKEN. */
+  signup(input: NewAccount, client: ClientInfo): Promise<{ user: User; session: StartedSession }>;
   /**
    * The user whose username (case-insensitively) and password match, else undefined. An unknown user and a
-   * wrong password take the same time: both run one argon2 verification.
+   * wrong password take the same time: both run one argon2 verification. Counts nothing: the caller does.
    */
   checkCredentials(username: string, password: string): Promise<User | undefined>;
-  /** A new access token carrying the user's current token version. */
-  issueToken(user: Pick<User, 'id' | 'tokenVersion'>): string;
   /**
-   * Revokes every token of the user (bumps the token version, which every request and handshake checks) and
-   * disconnects the user's sockets on every node (through the postgres adapter).
+   * Changes the password after checking the current one (counted like a login: INVALID_CREDENTIALS, then
+   * RATE_LIMITED); every other session of the user ends, `sessionId` stays.
    */
-  logout(userId: string): Promise<void>;
+  changePassword(
+    user: User,
+    sessionId: string,
+    passwords: { currentPassword: string; newPassword: string },
+    client: ClientInfo,
+  ): Promise<void>;
+  /** Stops the limits' timer; idempotent. */
+  close(): void;
 }
 
 export interface AuthDeps {
@@ -45,12 +58,15 @@ export interface AuthDeps {
   logger: Logger;
   /** Made once at startup (createPasswordHasher hashes its dummy password then). */
   passwords: PasswordHasher;
+  /** Account deletion makes the user leave every group through the conversation service. */
+  conversations: ConversationLeaver;
 }
 
-/** Builds the accounts service over the app's knex and Socket.IO server. */
+/** Builds the accounts service over the app's knex and notifier. */
 export function createAuthService(deps: AuthDeps): AuthService {
-  const { config, knex, notify, logger, passwords } = deps;
-  const limits = createAuthLimits(config.limits.authPerMinute);
+  const { knex, logger, passwords } = deps;
+  const limits = createAuthLimits({ perMinute: deps.config.limits.authPerMinute, knex, logger });
+  const sessions = createSessionService(deps);
 
   async function findByUsername(username: string): Promise<User | undefined> {
     // lower(username) = lower(?) is what the unique index covers, so this is an index lookup.
@@ -58,7 +74,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
   }
 
   async function rehashIfNeeded(user: User, password: string): Promise<void> {
-    if (!passwords.needsRehash(user.passwordHash)) return;
+    if (user.passwordHash === null || !passwords.needsRehash(user.passwordHash)) return;
     try {
       const passwordHash = await passwords.hash(password);
       await User.query(knex).findById(user.id).patch({ passwordHash });
@@ -68,13 +84,32 @@ export function createAuthService(deps: AuthDeps): AuthService {
     }
   }
 
+  /**
+   * Checks the password of a signed-in user under the login limits of their username. Throws RATE_LIMITED or
+   * INVALID_CREDENTIALS.
+   */
+  async function verifyOwnPassword(user: User, password: string, ip: string): Promise<void> {
+    if (user.username === null) throw new AppError('UNAUTHORIZED');
+    await limits.takePasswordAttempt(user.username, ip);
+    if (!(await passwords.verify(user.passwordHash ?? undefined, password))) {
+      throw new AppError('INVALID_CREDENTIALS');
+    }
+    await limits.passwordAccepted(user.username, ip);
+  }
+
+  const profile = createProfileService({ ...deps, sessions, verifyOwnPassword });
+
   return {
+    ...profile,
     limits,
-    async signup({ username, password, displayName }) {
+    sessions,
+    async signup({ username, password, displayName }, client) {
       const passwordHash = await passwords.hash(password);
-      let user: User;
       try {
-        user = await User.query(knex).insertAndFetch({ username, displayName, passwordHash });
+        return await knex.transaction(async (trx) => {
+          const user = await User.query(trx).insertAndFetch({ username, displayName, passwordHash });
+          return { user, session: await sessions.start(user.id, client.userAgent, trx) };
+        });
       } catch (err) {
         // Two signups of one name (in any case) race to this insert; the index decides, the loser gets 409.
         if (sqlState(err) === UNIQUE_VIOLATION && constraintName(err) === USERNAME_UNIQUE_INDEX) {
@@ -82,24 +117,25 @@ export function createAuthService(deps: AuthDeps): AuthService {
         }
         throw err;
       }
-      return { user, token: signToken(user, config.auth) };
     },
     async checkCredentials(username, password) {
       const user = await findByUsername(username);
-      const ok = await passwords.verify(user?.passwordHash, password);
+      const ok = await passwords.verify(user?.passwordHash ?? undefined, password);
       if (!user || !ok) return undefined;
       await rehashIfNeeded(user, password);
       return user;
     },
-    issueToken(user) {
-      return signToken(user, config.auth);
+    async changePassword(user, sessionId, { currentPassword, newPassword }, client) {
+      await verifyOwnPassword(user, currentPassword, client.ip);
+      const passwordHash = await passwords.hash(newPassword);
+      const ended = await knex.transaction(async (trx) => {
+        await User.query(trx).findById(user.id).patch({ passwordHash, updatedAt: new Date() });
+        return sessions.endAll(user.id, { except: sessionId, db: trx });
+      });
+      sessions.announceEnded(ended, 'password_changed');
     },
-    async logout(userId) {
-      await User.query(knex)
-        .findById(userId)
-        .patch({ tokenVersion: raw('token_version + 1'), updatedAt: raw('now()') });
-      // After the commit: a handshake racing this sees the new version or is already in the room.
-      notify.disconnectUser(userId);
+    close() {
+      limits.close();
     },
   };
 }

@@ -1,32 +1,169 @@
+import type { Knex } from 'knex';
+import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError } from '../errors.js';
-import { RateLimiter } from '../rateLimiter.js';
+import type { Logger } from '../logger.js';
+
+/** The table the migration creates for these counters (rate-limiter-flexible's own layout). */
+export const AUTH_LIMITS_TABLE = 'auth_rate_limits';
 
 /**
- * The abuse limits of signup and login (RATE_LIMIT_AUTH_PER_MIN): per client IP for both, and per username
- * (case-insensitively) for login, so a password guesser is slowed down whichever IPs it spreads over.
- * Buckets are per node; see {@link RateLimiter}.
+ * How the login limits scale with RATE_LIMIT_AUTH_PER_MIN (N). Chosen so that one IP can never trip the
+ * per-username ceiling: a pair's lockouts double (1, 2, 4, ... minutes), so within any hour one IP gets at most
+ * seven windows of N failures, 7N < 10N.
+ */
+export const LOGIN_LIMITS = Object.freeze({
+  /** Failed logins of one username from one IP, per minute: N; then the pair is locked out. */
+  pairWindowSeconds: 60,
+  /** The first lockout of a pair; each further one within a day doubles it. */
+  firstLockoutSeconds: 60,
+  longestLockoutSeconds: 3600,
+  lockoutMemorySeconds: 24 * 3600,
+  /** Failed logins of one username from all IPs together, per hour: 10N (a distributed guesser). */
+  usernameFactor: 10,
+  usernameWindowSeconds: 3600,
+  /** Failed logins from one IP, any usernames, per hour: 10N (credential stuffing). */
+  ipFactor: 10,
+  ipWindowSeconds: 3600,
+  /** Signups from one IP, per minute: N. */
+  signupWindowSeconds: 60,
+});
+
+/** Expired counters are deleted this often (the table never grows with one-off keys). */
+const SWEEP_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * The abuse limits of signup and the password checks (login, password change, account deletion), counted in
+ * PostgreSQL so that every node shares them: a per-node count would multiply an attacker's budget by the number
+ * of nodes. See docs/api-auth-friends.md ("Abuse limits").
+ *
+ * A password check first takes one attempt from each of its counters, in the order pair (username and IP), IP,
+ * username, stopping at the first refusal: a locked-out pair never reaches the username's counter, which is
+ * how one IP is kept from locking an account out for everyone. A success gives the IP and username attempts
+ * back and clears the pair, so only failures count.
  */
 export interface AuthLimits {
-  /** Counts one signup or login attempt from `ip`; throws RATE_LIMITED (with Retry-After) past the limit. */
-  takeIp(ip: string): void;
-  /** Counts one login attempt for `username`; throws RATE_LIMITED past the limit. */
-  takeUsername(username: string): void;
+  /** Counts a signup attempt from `ip`; throws RATE_LIMITED (with Retry-After) past the limit. */
+  takeSignup(ip: string): Promise<void>;
+  /**
+   * Counts a password attempt for `username` from `ip` before the password is checked (so parallel guesses
+   * cannot overrun the limit); throws RATE_LIMITED. Call {@link passwordAccepted} when it turns out right.
+   */
+  takePasswordAttempt(username: string, ip: string): Promise<void>;
+  /** The password was right: the attempt does not count as a failure. */
+  passwordAccepted(username: string, ip: string): Promise<void>;
+  /** Stops the sweep timer; idempotent. */
+  close(): void;
 }
 
-/** Limits of `perMinute` attempts per minute with a burst of `perMinute`; 0 turns them off. */
-export function createAuthLimits(perMinute: number, now?: () => number): AuthLimits {
-  const options = { ratePerSecond: perMinute / 60, burst: perMinute, ...(now ? { now } : {}) };
-  const byIp = new RateLimiter(options);
-  const byUsername = new RateLimiter(options);
+export interface AuthLimitsDeps {
+  /** RATE_LIMIT_AUTH_PER_MIN; 0 turns every limit off. */
+  perMinute: number;
+  knex: Knex;
+  logger: Logger;
+}
 
-  function take(limiter: RateLimiter, key: string): void {
-    const result = limiter.take(key);
-    if (!result.allowed) throw new AppError('RATE_LIMITED', { retryAfter: result.retryAfterSeconds });
+const NO_LIMITS: AuthLimits = {
+  takeSignup: () => Promise.resolve(),
+  takePasswordAttempt: () => Promise.resolve(),
+  passwordAccepted: () => Promise.resolve(),
+  close: () => undefined,
+};
+
+/** Retry-After in whole seconds, at least 1. */
+function retryAfterSeconds(res: RateLimiterRes): number {
+  return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+}
+
+/** Builds the limits over the app's knex pool. */
+export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
+  const { perMinute: n, knex, logger } = deps;
+  if (n <= 0) return NO_LIMITS;
+
+  const limiter = (keyPrefix: string, points: number, duration: number) =>
+    new RateLimiterPostgres({
+      storeClient: knex,
+      storeType: 'knex',
+      tableName: AUTH_LIMITS_TABLE,
+      // The migration made the table: no DDL at run time. Expired rows are swept below, with a timer that
+      // close() stops (the library's own would outlive the pool).
+      tableCreated: true,
+      clearExpiredByTimeout: false,
+      keyPrefix,
+      points,
+      duration,
+    });
+  const pair = limiter('login_pair', n, LOGIN_LIMITS.pairWindowSeconds);
+  const lockouts = limiter('login_pair_lockouts', 1_000_000, LOGIN_LIMITS.lockoutMemorySeconds);
+  const byUsername = limiter(
+    'login_user',
+    LOGIN_LIMITS.usernameFactor * n,
+    LOGIN_LIMITS.usernameWindowSeconds,
+  );
+  const byIp = limiter('login_ip', LOGIN_LIMITS.ipFactor * n, LOGIN_LIMITS.ipWindowSeconds);
+  const signups = limiter('signup_ip', n, LOGIN_LIMITS.signupWindowSeconds);
+
+  /** Takes one point; RATE_LIMITED past the limit, the store's own error (DB_UNAVAILABLE, ...) otherwise. */
+  async function take(target: RateLimiterPostgres, key: string): Promise<void> {
+    try {
+      await target.consume(key);
+    } catch (err) {
+      if (err instanceof RateLimiterRes) {
+        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err) });
+      }
+      throw err;
+    }
   }
 
+  /** The pair's counter, locking the pair out for longer each time it runs over. */
+  async function takePair(key: string): Promise<void> {
+    try {
+      await pair.consume(key);
+      return;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      // Only the attempt that ran over starts a lockout; later ones wait for it to end.
+      if (err.consumedPoints !== n + 1) {
+        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err) });
+      }
+    }
+    const count = (await lockouts.penalty(key)).consumedPoints;
+    const seconds = Math.min(
+      LOGIN_LIMITS.longestLockoutSeconds,
+      LOGIN_LIMITS.firstLockoutSeconds * 2 ** Math.min(count - 1, 20),
+    );
+    await pair.block(key, seconds);
+    throw new AppError('RATE_LIMITED', { retryAfter: seconds });
+  }
+
+  // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
+  const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
+
+  async function sweep(): Promise<void> {
+    await knex(AUTH_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
+  }
+  const timer = setInterval(() => {
+    sweep().catch((err: unknown) => logger.warn({ err }, 'sweeping expired auth limit counters failed'));
+  }, SWEEP_INTERVAL_MS);
+  timer.unref();
+
   return {
-    takeIp: (ip) => take(byIp, ip),
-    // Lower-cased: usernames match case-insensitively, so "Alice" and "alice" share one bucket.
-    takeUsername: (username) => take(byUsername, username.toLowerCase()),
+    takeSignup: (ip) => take(signups, ip),
+    async takePasswordAttempt(username, ip) {
+      await takePair(pairKey(username, ip));
+      await take(byIp, ip);
+      await take(byUsername, username.toLowerCase());
+    },
+    async passwordAccepted(username, ip) {
+      const key = pairKey(username, ip);
+      await Promise.all([
+        pair.delete(key),
+        lockouts.delete(key),
+        byIp.reward(ip),
+        byUsername.reward(username.toLowerCase()),
+      ]);
+    },
+    close() {
+      clearInterval(timer);
+    },
   };
 }

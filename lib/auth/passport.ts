@@ -11,17 +11,20 @@ import {
   MAX_TOKEN_LENGTH,
   verifyOptions,
   type AuthConfig,
+  type TokenClaims,
 } from './tokens.js';
 
-type Done = (err: unknown, user?: User | false) => void;
+/** passport's verify callback; the third argument reaches the route's custom callback as `info`. */
+type Done = (err: unknown, user?: User | false, claims?: TokenClaims) => void;
 
 const fromBearerHeader = ExtractJwt.fromAuthHeaderAsBearerToken();
 
 /**
  * The bearer strategy, with the semantics of `authenticateToken` (the Socket.IO handshake's check):
  * jsonwebtoken verifies with the same pinned options (HS256 only, issuer, audience, expiry), the payload must
- * carry `sub`, `ver` and `exp`, and the user is loaded from PostgreSQL on every request, so a deleted user or a
- * bumped token version (logout) is refused at once on every node.
+ * carry `sub`, `sid`, `iat` and `exp` within the lifetime cap, and the user and the session are loaded from
+ * PostgreSQL on every request (one statement), so an ended session or a deleted user is refused at once on
+ * every node. The verified claims are passed on as passport's `info`.
  */
 export function createJwtStrategy(auth: AuthConfig, knex: Knex): JwtStrategy {
   const { algorithms } = verifyOptions(auth);
@@ -41,14 +44,14 @@ export function createJwtStrategy(auth: AuthConfig, knex: Knex): JwtStrategy {
     (payload: unknown, done: Done) => {
       let claims;
       try {
-        claims = claimsFromPayload(payload);
+        claims = claimsFromPayload(payload, auth);
       } catch {
-        // A payload without sub/ver/exp is simply not a valid token: a failed authentication, not an error.
+        // A payload without sub/sid/iat/exp is simply not a valid token: a failed authentication, not an error.
         done(null, false);
         return;
       }
       loadTokenUser(claims, knex).then(
-        (user) => done(null, user),
+        (user) => done(null, user, claims),
         (err: unknown) =>
           err instanceof AppError && err.code === 'UNAUTHORIZED' ? done(null, false) : done(err),
       );
@@ -57,10 +60,11 @@ export function createJwtStrategy(auth: AuthConfig, knex: Knex): JwtStrategy {
 }
 
 /**
- * Username and password from the JSON body (the route validated both first). A failure is `false` with no
- * detail, so an unknown user and a wrong password look the same to the caller.
+ * Username and password from the JSON body (the route validated both first and counted the attempt against
+ * the login limits). A failure is `false` with no detail, so an unknown user and a wrong password look the same
+ * to the caller.
  */
-export function createLocalStrategy(accounts: AuthService): LocalStrategy {
+export function createLocalStrategy(accounts: Pick<AuthService, 'checkCredentials'>): LocalStrategy {
   return new LocalStrategy({ session: false }, (username, password, done) => {
     accounts.checkCredentials(username, password).then(
       (user) => done(null, user ?? false),

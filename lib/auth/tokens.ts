@@ -7,11 +7,21 @@ import { User } from '../models/User.js';
 /** The only algorithm accepted: pinned, so `alg: none` or an RS/HS confusion never verifies. */
 const ALGORITHM = 'HS256';
 
+/**
+ * How far a token's lifetime (`exp - iat`) may exceed JWT_TTL_SECONDS, and how far in the future its `iat` may
+ * lie: the clock differences of a cluster, nothing more. A correctly signed token that claims a longer life (a
+ * ten-year token minted with a leaked secret or by an old configuration) is refused.
+ */
+export const TOKEN_LIFETIME_SLACK_SECONDS = 30;
+
 export type AuthConfig = Config['auth'];
 
 export interface TokenClaims {
   userId: string;
-  tokenVersion: number;
+  /** The session the token belongs to (claim `sid`). */
+  sessionId: string;
+  /** Issued at, seconds since the epoch. */
+  iat: number;
   /** Expiry, seconds since the epoch. */
   exp: number;
 }
@@ -21,15 +31,25 @@ export interface Authenticated {
   claims: TokenClaims;
 }
 
-/** Issues an access token carrying the user id and the user's current token version. */
-export function signToken(user: Pick<User, 'id' | 'tokenVersion'>, auth: AuthConfig): string {
-  return jwt.sign({ ver: user.tokenVersion }, auth.jwtSecret, {
+export interface SignedToken {
+  token: string;
+  /** Seconds until it expires: JWT_TTL_SECONDS. */
+  expiresIn: number;
+}
+
+/** Issues an access token for one session of a user. */
+export function signAccessToken(
+  subject: { userId: string; sessionId: string },
+  auth: AuthConfig,
+): SignedToken {
+  const token = jwt.sign({ sid: subject.sessionId }, auth.jwtSecret, {
     algorithm: ALGORITHM,
-    subject: user.id,
+    subject: subject.userId,
     expiresIn: auth.tokenTtlSeconds,
     issuer: auth.issuer,
     audience: auth.audience,
   });
+  return { token, expiresIn: auth.tokenTtlSeconds };
 }
 
 /** Longer bearer strings are refused unparsed; a real token is a few hundred characters. */
@@ -42,22 +62,31 @@ export function verifyOptions(auth: AuthConfig): jwt.VerifyOptions & { algorithm
   return { algorithms: [ALGORITHM], issuer: auth.issuer, audience: auth.audience };
 }
 
-/** The claims of a verified payload; `sub`, `ver` and `exp` are all required. Throws UNAUTHORIZED. */
-export function claimsFromPayload(payload: unknown): TokenClaims {
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const isWholeNumber = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value);
+
+/**
+ * The claims of a payload whose signature, issuer, audience and expiry were verified. `sub` and `sid` must be
+ * UUIDs, `iat` and `exp` whole numbers, the lifetime `exp - iat` at most JWT_TTL_SECONDS and `iat` not in the
+ * future (both within {@link TOKEN_LIFETIME_SLACK_SECONDS}). Throws UNAUTHORIZED.
+ */
+export function claimsFromPayload(
+  payload: unknown,
+  auth: AuthConfig,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): TokenClaims {
   if (typeof payload !== 'object' || payload === null) throw unauthorized();
-  const { sub, ver, exp } = payload as Record<string, unknown>;
-  if (
-    typeof sub !== 'string' ||
-    typeof ver !== 'number' ||
-    !Number.isInteger(ver) ||
-    typeof exp !== 'number'
-  ) {
-    throw unauthorized();
-  }
-  return { userId: sub, tokenVersion: ver, exp };
+  const { sub, sid, iat, exp } = payload as Record<string, unknown>;
+  if (typeof sub !== 'string' || !UUID_PATTERN.test(sub)) throw unauthorized();
+  if (typeof sid !== 'string' || !UUID_PATTERN.test(sid)) throw unauthorized();
+  if (!isWholeNumber(iat) || !isWholeNumber(exp)) throw unauthorized();
+  if (exp - iat > auth.tokenTtlSeconds + TOKEN_LIFETIME_SLACK_SECONDS) throw unauthorized();
+  if (iat > nowSeconds + TOKEN_LIFETIME_SLACK_SECONDS) throw unauthorized();
+  return { userId: sub.toLowerCase(), sessionId: sid.toLowerCase(), iat, exp };
 }
 
-/** Checks signature, algorithm, issuer, audience and expiry; `exp` is required. Throws UNAUTHORIZED. */
+/** Checks signature, algorithm, issuer, audience, expiry and lifetime. Throws UNAUTHORIZED. */
 export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
     throw unauthorized();
@@ -67,36 +96,33 @@ export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
   } catch (err) {
     throw unauthorized(err);
   }
-  return claimsFromPayload(payload);
+  return claimsFromPayload(payload, auth);
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
- * Loads the token's user from PostgreSQL, so a deleted user or a bumped token version (logout) is refused at
- * once, on every node. Throws UNAUTHORIZED (or DB_UNAVAILABLE while the database is down).
+ * Loads the token's user together with its session, in one statement (one round trip): a token whose session
+ * ended (logout, revoke, password change, refresh-token reuse, account deletion) or whose user is gone is
+ * refused at once, on every node. Throws UNAUTHORIZED (or DB_UNAVAILABLE while the database is down).
  */
 export async function loadTokenUser(claims: TokenClaims, knex: Knex): Promise<User> {
-  if (!UUID_PATTERN.test(claims.userId)) throw unauthorized();
-  const user = await User.query(knex).findById(claims.userId);
-  if (!user || user.tokenVersion !== claims.tokenVersion) throw unauthorized();
+  const user = await User.query(knex)
+    .select('users.*')
+    .join('sessions', 'sessions.user_id', 'users.id')
+    .where('users.id', claims.userId)
+    .where('sessions.id', claims.sessionId)
+    .whereNull('users.deleted_at')
+    .first();
+  if (!user) throw unauthorized();
   return user;
 }
 
-/**
- * True while the user exists and still has `tokenVersion`, i.e. no logout since the token was checked. For a
- * second look after a check that may have raced a logout.
- */
-export async function isTokenVersionCurrent(
-  knex: Knex,
-  userId: string,
-  tokenVersion: number,
-): Promise<boolean> {
-  const user = await User.query(knex).findById(userId).select('token_version');
-  return user !== undefined && user.tokenVersion === tokenVersion;
+/** True while the session exists. For a second look after a check that may have raced its end. */
+export async function isSessionLive(knex: Knex, sessionId: string): Promise<boolean> {
+  const row = await knex<{ id: string }>('sessions').where('id', sessionId).first('id');
+  return row !== undefined;
 }
 
-/** verifyToken + loadTokenUser: used by the Socket.IO handshake. */
+/** verifyToken + loadTokenUser: used by the Socket.IO handshake and `auth:refresh`. */
 export async function authenticateToken(
   token: unknown,
   auth: AuthConfig,

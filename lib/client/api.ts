@@ -5,6 +5,7 @@ import type {
   PublicFriendRequest,
   PublicMessage,
   PublicParticipant,
+  PublicSession,
   PublicUser,
 } from '../protocol/index.js';
 import { XFChatError } from './errors.js';
@@ -45,6 +46,34 @@ export class UsersApi {
   /** `GET /users?username=` (exact, case-insensitive); USER_NOT_FOUND if there is none. */
   async findByUsername(username: string): Promise<PublicUser> {
     return (await this.http<{ user: PublicUser }>('GET', '/users', { query: { username } })).user;
+  }
+
+  /**
+   * `GET /users?q=&limit=`: up to `limit` (at most 20) users whose username starts with `prefix`,
+   * case-insensitively, by username; never me, nor anyone I blocked or who blocked me.
+   */
+  async search(prefix: string, limit?: number): Promise<PublicUser[]> {
+    return (await this.http<{ users: PublicUser[] }>('GET', '/users', { query: { q: prefix, limit } })).users;
+  }
+
+  /** `GET /users/:id`: anyone by id, a deleted account included (`username: null`, "Deleted user"). */
+  async get(userId: string): Promise<PublicUser> {
+    return (await this.http<{ user: PublicUser }>('GET', `/users/${id(userId)}`)).user;
+  }
+}
+
+/** My signed-in devices. */
+export class SessionsApi {
+  constructor(private readonly http: HttpRequest) {}
+
+  /** `GET /auth/sessions`: most recently used first; `current` marks this client's. */
+  async list(): Promise<PublicSession[]> {
+    return (await this.http<{ sessions: PublicSession[] }>('GET', '/auth/sessions')).sessions;
+  }
+
+  /** `DELETE /auth/sessions/:id`: signs that device out (NOT_FOUND if it is not one of mine). */
+  async revoke(sessionId: string): Promise<void> {
+    await this.http<void>('DELETE', `/auth/sessions/${id(sessionId)}`);
   }
 }
 
@@ -133,8 +162,30 @@ export class ConversationsApi {
   }
 
   /** Mine, most recent activity first. */
+  /** One page of my conversations, most recent activity first (`GET /conversations?limit=&cursor=`). */
+  async listPage(
+    options: { limit?: number; cursor?: string } = {},
+  ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
+    const query: Record<string, string> = {};
+    if (options.limit !== undefined) query.limit = String(options.limit);
+    if (options.cursor !== undefined) query.cursor = options.cursor;
+    return await this.http<{ conversations: ConversationSummary[]; nextCursor: string | null }>(
+      'GET',
+      '/conversations',
+      { query },
+    );
+  }
+
+  /** Every conversation of mine, most recent activity first: all the pages, 200 at a time. */
   async list(): Promise<ConversationSummary[]> {
-    return (await this.http<{ conversations: ConversationSummary[] }>('GET', '/conversations')).conversations;
+    const all: ConversationSummary[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.listPage({ limit: 200, ...(cursor === undefined ? {} : { cursor }) });
+      all.push(...page.conversations);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    return all;
   }
 
   async get(conversationId: string): Promise<PublicConversation> {

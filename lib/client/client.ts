@@ -1,27 +1,39 @@
 import type {
+  AuthResponse,
+  AuthTokens,
   PublicConversation,
   PublicFriendRequest,
   PublicMessage,
   ReadEvent,
+  SessionEndReason,
   TypingEvent,
   ConversationRef,
   PublicUser,
 } from '../protocol/index.js';
-import { BlocksApi, ConversationsApi, FriendsApi, MessagesApi, UsersApi } from './api.js';
+import { BlocksApi, ConversationsApi, FriendsApi, MessagesApi, SessionsApi, UsersApi } from './api.js';
 import { Connection, type ConnectionState } from './connection.js';
-import { Emitter } from './emitter.js';
+import { callSafely, Emitter } from './emitter.js';
 import { XFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
 import { DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
+import { TokenKeeper } from './tokens.js';
 
 export interface XFChatClientOptions {
   /** The server, e.g. `http://127.0.0.1:3000`. Omit in a page served by XFChat itself (same origin). */
   baseUrl?: string;
-  /** A token from an earlier signup/login (e.g. kept in storage across reloads). */
+  /**
+   * An access token from an earlier signup/login. Without a refresh token it works until it expires; prefer
+   * {@link XFChatClient.resume} with a stored refresh token.
+   */
   token?: string;
+  /**
+   * Called with every new pair of tokens (signup, login, resume, and each refresh): persist
+   * `tokens.refreshToken` here to resume after a reload. The same as the `tokens` event.
+   */
+  onTokens?: (tokens: AuthTokens) => void;
   /** Socket.IO transports. @default ['websocket'] */
   transports?: Array<'websocket' | 'polling'>;
   /** How long a realtime request waits for its ack before it counts as lost (and a send retries). @default 10000 */
@@ -34,9 +46,12 @@ export interface XFChatClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface AuthResult {
-  user: PublicUser;
-  token: string;
+/** What signup and login resolve with: the user and the session's tokens. */
+export type AuthResult = AuthResponse;
+
+/** Payload of the `sessionEnded` event. */
+export interface SessionEnded {
+  reason: SessionEndReason;
 }
 
 export interface SignupInput {
@@ -48,13 +63,27 @@ export interface SignupInput {
 /** Events of {@link XFChatClient.on}: the server's pushes plus the connection's state. */
 export interface XFChatClientEvents {
   state: ConnectionState;
-  /** The token was refused on (re)connect: expired or logged out. Log in again, then connect(). */
+  /** The token was refused on (re)connect and could not be refreshed. Log in again, then connect(). */
   unauthorized: XFChatError;
+  /**
+   * This session is over and the client has forgotten its tokens: show the login screen. `reason` says why:
+   * `logged_out` (from another device), `revoked`, `password_changed`, `expired`, `reused` (the refresh token
+   * was used twice: possibly stolen) or `deleted`. Not fired for this client's own logout().
+   */
+  sessionEnded: SessionEnded;
+  /** New tokens (the same as the `onTokens` option): persist `refreshToken`. */
+  tokens: AuthTokens;
+  /** A background refresh failed (network, server); it is retried with backoff. */
+  refreshError: XFChatError;
+  /** A friend's or co-participant's profile changed (or the account was deleted). */
+  'user:updated': PublicUser;
   typing: TypingEvent;
   'conversation:read': ReadEvent;
   'friend:request': PublicFriendRequest;
   'friend:accepted': PublicFriendRequest;
   'conversation:added': PublicConversation;
+  /** A conversation of mine was renamed or its participants changed. */
+  'conversation:updated': PublicConversation;
   'conversation:removed': ConversationRef;
 }
 
@@ -68,7 +97,12 @@ export class XFChatClient {
   readonly blocks: BlocksApi;
   readonly conversations: ConversationsApi;
   readonly messages: MessagesApi;
+  /** My signed-in devices: list and revoke. */
+  readonly sessions: SessionsApi;
   private readonly http: HttpRequest;
+  private readonly keeper: TokenKeeper;
+  /** Set during this client's own logout, so the server's `session:ended` is not reported as news. */
+  private leaving = false;
   private readonly session: Session;
   private readonly connection: Connection;
   private readonly events = new Emitter<XFChatClientEvents>();
@@ -81,22 +115,33 @@ export class XFChatClient {
       baseMs: options.retryBaseMs ?? DEFAULT_BACKOFF.baseMs,
       maxMs: options.retryMaxMs ?? DEFAULT_BACKOFF.maxMs,
     };
-    this.http = createHttp(
+    const plainHttp = createHttp(
       options.baseUrl ?? '',
       this.session,
       options.fetch ?? globalThis.fetch.bind(globalThis),
     );
+    this.keeper = new TokenKeeper({
+      session: this.session,
+      http: plainHttp,
+      backoff: this.backoff,
+      onTokens: (tokens) => this.tokensChanged(tokens, options.onTokens),
+      onEnded: (reason) => this.sessionEnded(reason),
+      onRefreshError: (error) => this.events.emit('refreshError', error),
+    });
+    this.http = this.withRefresh(plainHttp);
     this.users = new UsersApi(this.http);
     this.friends = new FriendsApi(this.http);
     this.blocks = new BlocksApi(this.http);
     this.conversations = new ConversationsApi(this.http, this.session);
     this.messages = new MessagesApi(this.http);
+    this.sessions = new SessionsApi(this.http);
     this.connection = new Connection({
       url: options.baseUrl,
       session: this.session,
       transports: options.transports ?? ['websocket'],
       ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
       backoff: this.backoff,
+      renewToken: () => (this.keeper.canRefresh ? this.keeper.refresh() : Promise.resolve(false)),
     });
     this.wireEvents();
   }
@@ -110,23 +155,42 @@ export class XFChatClient {
     this.session.token = token;
   }
 
+  /** The session's current refresh token (it changes at every refresh: see the `tokens` event). */
+  get refreshToken(): string | undefined {
+    return this.session.refreshToken;
+  }
+
   /** The realtime connection's state, for UIs (see the `state` event). */
   get state(): ConnectionState {
     return this.connection.state;
   }
 
-  /** Creates an account and keeps its token. */
+  /** Creates an account, starts its first session and keeps its tokens. */
   async signup(input: SignupInput): Promise<AuthResult> {
-    const result = await this.http<AuthResult>('POST', '/auth/signup', { body: input });
-    this.session.token = result.token;
+    const result = await this.http<AuthResult>('POST', '/auth/signup', { body: input, anonymous: true });
+    this.keeper.set(result);
     return result;
   }
 
-  /** Logs in and keeps the token. */
+  /** Logs in (a new session: one device) and keeps its tokens. */
   async login(username: string, password: string): Promise<AuthResult> {
-    const result = await this.http<AuthResult>('POST', '/auth/login', { body: { username, password } });
-    this.session.token = result.token;
+    const body = { username, password };
+    const result = await this.http<AuthResult>('POST', '/auth/login', { body, anonymous: true });
+    this.keeper.set(result);
     return result;
+  }
+
+  /**
+   * Resumes a session from a stored refresh token (e.g. after a page reload): trades it for fresh tokens and
+   * answers the user. Rejects with UNAUTHORIZED when the session is over (then log in again).
+   */
+  async resume(refreshToken: string): Promise<PublicUser> {
+    this.keeper.clear();
+    this.session.refreshToken = refreshToken;
+    if (!(await this.keeper.refresh())) {
+      throw new XFChatError('UNAUTHORIZED', 'The session has ended; log in again.');
+    }
+    return this.me();
   }
 
   /** The user the token belongs to. */
@@ -134,12 +198,32 @@ export class XFChatClient {
     return (await this.http<{ user: PublicUser }>('GET', '/auth/me')).user;
   }
 
-  /** Revokes every token of this user on every node, then forgets the token and disconnects. */
+  /** Ends this session (this device only) on every node, then forgets the tokens and disconnects. */
   async logout(): Promise<void> {
-    await this.http<void>('POST', '/auth/logout');
-    this.session.token = undefined;
-    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
-    this.connection.disconnect();
+    await this.leave(() => this.http<void>('POST', '/auth/logout'));
+  }
+
+  /** Ends every session of this user (every device), then forgets the tokens and disconnects. */
+  async logoutAll(): Promise<void> {
+    await this.leave(() => this.http<void>('POST', '/auth/logout-all'));
+  }
+
+  /**
+   * Changes the password (INVALID_CREDENTIALS if `currentPassword` is wrong); every other session of the user
+   * ends, this one stays signed in.
+   */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.http<void>('POST', '/auth/password', { body: { currentPassword, newPassword } });
+  }
+
+  /** Changes my display name; friends and co-participants get `user:updated`. */
+  async updateProfile(changes: { displayName: string }): Promise<PublicUser> {
+    return (await this.http<{ user: PublicUser }>('PATCH', '/users/me', { body: changes })).user;
+  }
+
+  /** Deletes my account for good (INVALID_CREDENTIALS if `password` is wrong), then forgets the tokens. */
+  async deleteAccount(password: string): Promise<void> {
+    await this.leave(() => this.http<void>('DELETE', '/users/me', { body: { password } }), false);
   }
 
   /**
@@ -273,6 +357,7 @@ export class XFChatClient {
   /** Ends every subscription, rejects pending sends with CLIENT_CLOSED and closes the connection. Idempotent. */
   close(): void {
     for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    this.keeper.close();
     this.connection.close();
     this.events.removeAll();
   }
@@ -281,10 +366,71 @@ export class XFChatClient {
     return retryChange({ backoff: this.backoff, closeSignal: this.connection.closeSignal }, attempt, options);
   }
 
+  /**
+   * Runs a request that ends this session (logout, deletion), then forgets everything of it locally. For a
+   * logout, UNAUTHORIZED means the session had already ended elsewhere: what was asked is done.
+   */
+  private async leave(request: () => Promise<void>, endedIsDone = true): Promise<void> {
+    this.leaving = true;
+    try {
+      await request();
+    } catch (err) {
+      if (!(endedIsDone && err instanceof XFChatError && err.code === 'UNAUTHORIZED')) throw err;
+    } finally {
+      this.leaving = false;
+    }
+    this.keeper.clear();
+    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    this.connection.disconnect();
+  }
+
+  /**
+   * The REST transport with the session kept alive: an expired token is refreshed before the request, and a
+   * request answered UNAUTHORIZED is sent once more after a successful refresh.
+   */
+  private withRefresh(plain: HttpRequest): HttpRequest {
+    return async <T>(...args: Parameters<HttpRequest>): Promise<T> => {
+      const [, , options] = args;
+      if (options?.anonymous === true) return plain<T>(...args);
+      await this.keeper.ensureFresh();
+      try {
+        return await plain<T>(...args);
+      } catch (err) {
+        if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh)
+          throw err;
+        if (!(await this.keeper.refresh())) throw err;
+        return plain<T>(...args);
+      }
+    };
+  }
+
+  /** New tokens: the application persists them; a live socket takes the new access token at once. */
+  private tokensChanged(tokens: AuthTokens, onTokens: ((tokens: AuthTokens) => void) | undefined): void {
+    this.events.emit('tokens', tokens);
+    callSafely(onTokens, tokens);
+    if (!this.connection.connected) return;
+    this.connection.request('auth:refresh', { token: tokens.token }).catch((err: unknown) => {
+      // Another user's or session's token (a new login on this client): reconnect with it. Any other failure
+      // (a drop, a timeout) needs nothing: the next handshake sends the new token anyway.
+      if (err instanceof XFChatError && err.code === 'UNAUTHORIZED') this.connection.restart();
+    });
+  }
+
+  /** The server ended the session (or refused its refresh): stop, forget, and tell the application once. */
+  private sessionEnded(reason: SessionEndReason): void {
+    if (this.connection.state !== 'disconnected') {
+      this.connection.stop(new XFChatError('UNAUTHORIZED', `The session ended (${reason}).`));
+    }
+    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    if (!this.leaving) this.events.emit('sessionEnded', { reason });
+  }
+
   private wireEvents(): void {
     const { socket, events } = this.connection;
     events.on('state', (state) => this.events.emit('state', state));
     events.on('unauthorized', (error) => this.events.emit('unauthorized', error));
+    events.on('sessionEnded', (reason) => this.keeper.end(reason));
+    socket.on('user:updated', (user) => this.events.emit('user:updated', user));
     socket.on('message:new', (message) => this.subscriptions.get(message.conversationId)?.handleNew(message));
     socket.on('message:updated', (message) =>
       this.subscriptions.get(message.conversationId)?.handleUpdated(message),
@@ -294,6 +440,9 @@ export class XFChatClient {
     socket.on('friend:request', (request) => this.events.emit('friend:request', request));
     socket.on('friend:accepted', (request) => this.events.emit('friend:accepted', request));
     socket.on('conversation:added', (conversation) => this.events.emit('conversation:added', conversation));
+    socket.on('conversation:updated', (conversation) =>
+      this.events.emit('conversation:updated', conversation),
+    );
     socket.on('conversation:removed', (event) => {
       this.subscriptions
         .get(event.conversationId)

@@ -1,5 +1,11 @@
 import { io, type Socket } from 'socket.io-client';
-import type { Ack, AckCallback, ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
+import type {
+  Ack,
+  AckCallback,
+  ClientToServerEvents,
+  ServerToClientEvents,
+  SessionEndReason,
+} from '../protocol/index.js';
 import { Emitter } from './emitter.js';
 import { XFChatError, fromErrorBody } from './errors.js';
 import { backoffDelay, closedError, type BackoffOptions } from './retry.js';
@@ -26,6 +32,8 @@ export interface ConnectionEvents {
   connect: undefined;
   /** The token was refused (expired, revoked by logout, or missing): reconnecting stopped. */
   unauthorized: XFChatError;
+  /** The server ended this session and said why (`session:ended`); reconnecting stopped. */
+  sessionEnded: SessionEndReason;
 }
 
 export interface ConnectionOptions {
@@ -35,6 +43,11 @@ export interface ConnectionOptions {
   transports: Array<'websocket' | 'polling'>;
   ackTimeoutMs: number;
   backoff: BackoffOptions;
+  /**
+   * Called when the handshake refuses the token: resolves true once a fresh token is in the session (the
+   * connection then retries with it), false when there is none to be had. Without it a refusal is final.
+   */
+  renewToken?: () => Promise<boolean>;
 }
 
 /**
@@ -51,6 +64,10 @@ export class Connection {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set when the token was refused; cleared by the next connect(). */
   private refused: XFChatError | undefined;
+  /** One token renewal per refused handshake: a renewed token that is refused too is final. */
+  private renewed = false;
+  /** What the server said in `session:ended`, until the disconnect that follows it. */
+  private endedReason: SessionEndReason | undefined;
   private readonly closed = new AbortController();
 
   constructor(private readonly options: ConnectionOptions) {
@@ -64,15 +81,27 @@ export class Connection {
       auth: (cb: (data: object) => void) => cb({ token: options.session.token }),
     };
     this.socket = options.url === undefined ? io(socketOptions) : io(options.url, socketOptions);
+    this.socket.on('session:ended', ({ reason }) => {
+      this.endedReason = reason;
+    });
     this.socket.on('connect', () => {
       this.attempts = 0;
+      this.renewed = false;
       this.everConnected = true;
       this.setState('connected');
       this.events.emit('connect', undefined);
     });
     this.socket.on('disconnect', (reason) => {
+      const ended = this.endedReason;
+      this.endedReason = undefined;
       if (this.closed.signal.aborted || reason === 'io client disconnect') {
         this.setState('disconnected');
+        return;
+      }
+      if (ended !== undefined) {
+        // The session is over: its tokens are revoked, so reconnecting could only be refused.
+        this.stop(new XFChatError('UNAUTHORIZED', `The session ended (${ended}).`));
+        this.events.emit('sessionEnded', ended);
         return;
       }
       this.setState('reconnecting');
@@ -82,10 +111,7 @@ export class Connection {
     this.socket.on('connect_error', (err) => {
       if (this.closed.signal.aborted) return;
       if (err.message === 'UNAUTHORIZED') {
-        this.refused = new XFChatError('UNAUTHORIZED', 'The server refused the token.');
-        this.socket.disconnect();
-        this.setState('disconnected');
-        this.events.emit('unauthorized', this.refused);
+        this.onRefused();
         return;
       }
       this.setState(this.everConnected ? 'reconnecting' : 'connecting');
@@ -180,6 +206,27 @@ export class Connection {
     throw fromErrorBody(response.error);
   }
 
+  /**
+   * Stops the connection because its token is no good any more (refused, or the session ended): waiters reject
+   * with `error`, `unauthorized` fires, and nothing reconnects until the next connect().
+   */
+  stop(error: XFChatError): void {
+    clearTimeout(this.retryTimer);
+    this.refused = error;
+    this.socket.disconnect();
+    this.setState('disconnected');
+    this.events.emit('unauthorized', error);
+  }
+
+  /** Reconnects at once with the session's current token (e.g. after logging in as someone else). */
+  restart(): void {
+    if (this.closed.signal.aborted || this.current === 'disconnected') return;
+    clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+    this.setState('reconnecting');
+    this.socket.connect();
+  }
+
   /** Disconnects until the next connect() (e.g. after logout); subscriptions resume on that connect. */
   disconnect(): void {
     clearTimeout(this.retryTimer);
@@ -200,6 +247,29 @@ export class Connection {
   /** The signal that aborts when close() is called. */
   get closeSignal(): AbortSignal {
     return this.closed.signal;
+  }
+
+  /** The handshake refused the token: renew it once and retry, or stop. */
+  private onRefused(): void {
+    const renew = this.options.renewToken;
+    if (renew === undefined || this.renewed) {
+      this.stop(new XFChatError('UNAUTHORIZED', 'The server refused the token.'));
+      return;
+    }
+    this.renewed = true;
+    this.setState(this.everConnected ? 'reconnecting' : 'connecting');
+    renew().then(
+      (fresh) => {
+        if (this.closed.signal.aborted || this.current === 'disconnected') return;
+        if (fresh) this.socket.connect();
+        else this.stop(new XFChatError('UNAUTHORIZED', 'The session has ended.'));
+      },
+      () => {
+        // The refresh itself could not get through (network, server): try the whole thing again later.
+        this.renewed = false;
+        this.scheduleRetry();
+      },
+    );
   }
 
   private scheduleRetry(): void {

@@ -1,8 +1,13 @@
 import { XFChatError, fromErrorBody, isErrorBody } from './errors.js';
 
-/** The mutable auth state shared by the REST helpers and the realtime connection. */
+/** The mutable auth state shared by the REST helpers, the token keeper and the realtime connection. */
 export interface Session {
+  /** The access token. */
   token: string | undefined;
+  /** The session's current refresh token (single-use; replaced at every refresh). */
+  refreshToken?: string | undefined;
+  /** When `token` expires, ms since the epoch by this machine's clock (from `expiresIn`). */
+  expiresAt?: number | undefined;
 }
 
 /**
@@ -26,6 +31,8 @@ export type Query = Record<string, string | number | undefined>;
 export interface RequestOptions {
   body?: unknown;
   query?: Query;
+  /** Send no bearer token (signup, login, refresh). */
+  anonymous?: boolean;
 }
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -58,7 +65,8 @@ export function createHttp(baseUrl: string, session: Session, fetchImpl: typeof 
   return async <T>(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<T> => {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
-    if (session.token !== undefined) headers.authorization = `Bearer ${session.token}`;
+    if (session.token !== undefined && options.anonymous !== true)
+      headers.authorization = `Bearer ${session.token}`;
     let response: Response;
     try {
       response = await fetchImpl(`${root}${withQuery(path, options.query)}`, {

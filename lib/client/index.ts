@@ -7,6 +7,7 @@ export {
   type XFChatClientOptions,
   type XFChatClientEvents,
   type AuthResult,
+  type SessionEnded,
   type SignupInput,
 } from './client.js';
 export type { ChangesPage, ConversationSummary, Friend, MessagePage, PutOptions } from './api.js';
@@ -21,14 +22,18 @@ export {
 } from './errors.js';
 export type { SendOptions } from './send.js';
 export { newClientMsgId } from './retry.js';
+export { tokenSubject } from './http.js';
 export type { Subscription, SubscribeOptions } from './subscription.js';
 export type {
   PublicConversation,
   PublicFriendRequest,
   PublicMessage,
   PublicParticipant,
+  PublicSession,
   PublicUser,
   Reaction,
   ReadEvent,
+  SessionEndReason,
+  AuthTokens,
   TypingEvent,
 } from '../protocol/index.js';

@@ -250,8 +250,9 @@ export class Subscription {
     let attempt = 0;
     while (this.active && !this.isCaughtUp()) {
       let progressed = false;
+      const subscribing = this.needSubscribe;
       try {
-        if (this.needSubscribe) {
+        if (subscribing) {
           await this.deps.connection.waitConnected(this.stop.signal);
           this.needSubscribe = false;
           await this.subscribeOnce();
@@ -271,7 +272,14 @@ export class Subscription {
           this.end(error);
           return;
         }
-        if (error.code === 'DISCONNECTED' || error.code === 'NOT_CONNECTED' || error.code === 'TIMEOUT')
+        // A subscribe the server refused (RATE_LIMITED, OVERLOADED, ...) did not subscribe: try it again, not a
+        // REST catch-up that would leave the socket without live events.
+        if (
+          subscribing ||
+          error.code === 'DISCONNECTED' ||
+          error.code === 'NOT_CONNECTED' ||
+          error.code === 'TIMEOUT'
+        )
           this.needSubscribe = true;
       }
       if (progressed) attempt = 0;

@@ -41,6 +41,8 @@ export interface ConversationService {
   addParticipant(me: string, conversationId: string, userId: string): Promise<PublicParticipant>;
   /** The owner removes someone, or a user leaves (userId === me). */
   removeParticipant(me: string, conversationId: string, userId: string): Promise<void>;
+  /** Account deletion: the user leaves every group, each exactly like a leave (owner hand-over, notices). */
+  leaveAllGroups(userId: string): Promise<void>;
 }
 
 export interface ConversationServiceDeps {
@@ -97,7 +99,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     }
   }
 
-  return {
+  const service: ConversationService = {
     async createDirect(me, otherId) {
       if (otherId === me) throw validationError({ userId: 'must be another user' });
       if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
@@ -211,7 +213,24 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       const remaining = await loadConversation(knex, conversationId);
       if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());
     },
+
+    async leaveAllGroups(userId) {
+      const groups = await Participant.query(knex)
+        .select('conversation_participants.conversation_id')
+        .join('conversations', 'conversations.id', 'conversation_participants.conversation_id')
+        .where('conversation_participants.user_id', userId)
+        .where('conversations.type', 'group');
+      for (const { conversationId } of groups) {
+        try {
+          await service.removeParticipant(userId, conversationId, userId);
+        } catch (err) {
+          // Removed by the owner meanwhile: already out.
+          if (!(err instanceof AppError && err.code === 'NOT_FOUND')) throw err;
+        }
+      }
+    },
   };
+  return service;
 }
 
 /** A list cursor as clients see it: opaque (base64url of "activity.id"). */

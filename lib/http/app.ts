@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
+import { safeLogValue, serializeError } from '../logSafety.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
 import { errorMiddleware, notFoundHandler } from './errorMiddleware.js';
@@ -18,6 +19,15 @@ import { webRoutes } from './webStatic.js';
 const BODY_LIMIT = '64kb';
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
+/**
+ * helmet's default Content-Security-Policy, every directive kept, except that `upgrade-insecure-requests` goes
+ * only with pages served over HTTPS (`req.secure`, which honours `trust proxy`): on a page served over plain
+ * HTTP from any host but localhost it would make the browser fetch the page's own scripts over https, and the
+ * page would stay blank.
+ */
+const cspOverHttps = helmet.contentSecurityPolicy();
+const cspOverHttp = helmet.contentSecurityPolicy({ directives: { upgradeInsecureRequests: null } });
+
 /** Builds the Express app; it holds no state of its own, everything comes from `services`. */
 export function createApp(services: Services): Express {
   const app = express();
@@ -33,6 +43,9 @@ export function createApp(services: Services): Express {
         res.setHeader('X-Request-Id', id);
         return id;
       },
+      // pino-http's request and response objects (already reduced to method, url, headers, status) pass the
+      // same checks as every logged value: authorization and cookies redacted, long headers cut.
+      serializers: { req: safeLogValue, res: safeLogValue, err: serializeError },
       customLogLevel(_req, res, err) {
         if (err || res.statusCode >= 500) return 'error';
         return 'debug';
@@ -40,7 +53,8 @@ export function createApp(services: Services): Express {
     }),
   );
   app.use(httpMetrics(services.metrics));
-  app.use(helmet());
+  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
   app.use(express.json({ limit: BODY_LIMIT, type: () => true }));
 

@@ -6,16 +6,27 @@ export const notFoundHandler: RequestHandler = (_req, _res, next) => {
   next(new AppError('NOT_FOUND', { message: 'No such route.' }));
 };
 
-interface BodyParserError {
+/** What Express, its router and body-parser attach to the errors they raise (http-errors). */
+interface HttpErrorShape {
   type?: unknown;
   status?: unknown;
+  statusCode?: unknown;
 }
 
-/** Maps body-parser's own failures (bad JSON, too large) to catalog codes. */
-function fromBodyParser(err: unknown): AppError | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as BodyParserError;
-  if (e.type === 'entity.too.large') return new AppError('PAYLOAD_TOO_LARGE', { cause: err });
+function clientStatus(e: HttpErrorShape): number | undefined {
+  const status = typeof e.status === 'number' ? e.status : e.statusCode;
+  return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
+}
+
+/**
+ * Maps the errors Express raises before a handler runs (an undecodable body or path) to catalog codes. Only our
+ * handlers throw AppError; an error that carries a 4xx status comes from Express itself, body-parser or the
+ * router, and means the request could not be read: it is the client's, never INTERNAL.
+ */
+function fromRequestDecoding(err: unknown): AppError | undefined {
+  if (typeof err !== 'object' || err === null || err instanceof AppError) return undefined;
+  const e = err as HttpErrorShape;
+  const status = clientStatus(e);
   if (e.type === 'entity.parse.failed') {
     return new AppError('VALIDATION_FAILED', {
       message: 'The request body is not valid JSON.',
@@ -23,18 +34,33 @@ function fromBodyParser(err: unknown): AppError | undefined {
       cause: err,
     });
   }
-  if (typeof e.type === 'string' && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-    return new AppError('VALIDATION_FAILED', { message: 'The request body cannot be read.', cause: err });
+  if (status === undefined) return undefined;
+  // The router fails to decode a path parameter with a URIError (a bad percent-encoding such as "%E0%A4%A").
+  if (err instanceof URIError) {
+    return new AppError('VALIDATION_FAILED', {
+      message: 'The request path is not valid percent-encoding.',
+      details: { path: 'invalid percent-encoding' },
+      cause: err,
+    });
   }
-  return undefined;
+  if (status === 413) return new AppError('PAYLOAD_TOO_LARGE', { cause: err });
+  // An unknown Content-Encoding, or a JSON charset other than UTF-8/16/32.
+  if (status === 415) return new AppError('UNSUPPORTED_MEDIA_TYPE', { cause: err });
+  // Anything else: a body that does not match its Content-Encoding (zlib fails), an aborted or miscounted body.
+  return new AppError('VALIDATION_FAILED', {
+    message: 'The request body cannot be read.',
+    details: { body: 'cannot be decoded' },
+    cause: err,
+  });
 }
 
 /**
  * The one place an error becomes an HTTP response. Internal errors are logged with the request id (via
- * pino-http's req.log) and answered with the catalog's generic message only.
+ * pino-http's req.log) and answered with the catalog's generic message only; client errors are not logged
+ * beyond pino-http's debug line.
  */
 export const errorMiddleware: ErrorRequestHandler = (err: unknown, req, res, _next) => {
-  const appError = fromBodyParser(err) ?? toAppError(err);
+  const appError = fromRequestDecoding(err) ?? toAppError(err);
   if (appError.status >= 500) {
     req.log.error({ err: appError.cause ?? appError, code: appError.code }, 'request failed');
   }

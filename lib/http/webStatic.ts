@@ -11,6 +11,9 @@ export function defaultWebDir(): string {
   return path.basename(root) === 'dist' ? path.join(root, 'web') : path.join(root, 'dist', 'web');
 }
 
+/** A conversation's address in the app (see web/router.ts). */
+const CONVERSATION_PAGE = '/c/:conversationId';
+
 const NOT_BUILT = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>XFChat: web app not built</title></head>
 <body><h1>The XFChat web app is not built</h1>
@@ -19,21 +22,32 @@ const NOT_BUILT = `<!doctype html>
 `;
 
 /**
- * Serves the browser app from `webDir` (static files only; the API routes are mounted before this). When the
- * app is not built, `/` explains how to build it instead of answering a bare 404.
+ * Serves the browser app from `webDir` (static files only, never a `.map`; the API routes are mounted before
+ * this), and the same page at `/c/<conversationId>`, the address of each conversation in the app (so such a URL
+ * survives a reload or a bookmark). When the app is not built, those pages explain how to build it instead of a
+ * bare 404.
  */
 export function webRoutes(webDir: string = defaultWebDir()): Router {
   const router = Router();
-  router.use(
-    express.static(webDir, {
-      index: 'index.html',
-      // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
-      setHeaders(res, file) {
-        if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
-      },
-    }),
-  );
-  router.get(['/', '/index.html'], (_req, res) => {
+  const serve = express.static(webDir, {
+    index: 'index.html',
+    // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
+    setHeaders(res, file) {
+      if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
+    },
+  });
+  // Source maps are never served, even one left in dist/web by an older build: a map carries the whole source.
+  router.use((req, res, next) => (req.path.endsWith('.map') ? next() : serve(req, res, next)));
+  router.get(CONVERSATION_PAGE, (_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile('index.html', { root: webDir }, (err?: NodeJS.ErrnoException) => {
+      if (!err) return;
+      // Not built: the answer below says so. Anything else is a real failure.
+      if (err.code === 'ENOENT' && !res.headersSent) next();
+      else next(err);
+    });
+  });
+  router.get(['/', '/index.html', CONVERSATION_PAGE], (_req, res) => {
     res.status(503).type('html').setHeader('Cache-Control', 'no-store').send(NOT_BUILT);
   });
   return router;

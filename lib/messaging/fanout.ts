@@ -4,7 +4,7 @@ import type { ControlBus } from '../cluster/controlBus.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
-import { readMessages } from './reads.js';
+import { readChangedUpTo, readMessages, readMessagesAfter } from './reads.js';
 import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
 /**
@@ -22,6 +22,13 @@ export interface Fanout {
   readonly node: string;
   /** What the next commit announces: undefined while no other node runs. */
   announce(): Promise<Announce | undefined>;
+  /** Notes what this node's subscribers of a conversation have been given (delivered, or read in a page). */
+  seen(conversationId: string, seq: number, version: number): void;
+  /**
+   * After the LISTEN connection was lost (its announcements with it), gives this node's subscribers what they
+   * missed: messages after the last seq they were given, and changes after the last version.
+   */
+  catchUp(): void;
 }
 
 export interface FanoutDeps {
@@ -32,6 +39,9 @@ export interface FanoutDeps {
   nodeCount: () => Promise<number>;
   logger: Logger;
 }
+
+/** Past this many conversations tracked, those without subscribers here are forgotten. */
+const MAX_TRACKED = 10_000;
 
 /** A new message: [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms, replyToSeq, version] */
 type WireMessage = [string, number, string, string | null, string, string, number, number | null, number];
@@ -82,9 +92,31 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const node = randomUUID();
   /** Per conversation, the delivery still reading its range: later ones wait for it, so order is kept. */
   const reading = new Map<string, Promise<void>>();
+  /** Per conversation with subscribers here, the last seq and version they were given. */
+  const given = new Map<string, { seq: number; version: number }>();
 
-  const hand = ({ kind, messages }: Delivery) =>
-    kind === 'new' ? notify.messagesCommitted(messages) : notify.messagesUpdated(messages);
+  function seen(conversationId: string, seq: number, version: number): void {
+    const known = given.get(conversationId);
+    if (!known) {
+      if (given.size >= MAX_TRACKED) prune();
+      given.set(conversationId, { seq, version });
+      return;
+    }
+    known.seq = Math.max(known.seq, seq);
+    known.version = Math.max(known.version, version);
+  }
+
+  function prune(): void {
+    for (const conversationId of given.keys()) {
+      if (!notify.hasSubscribersHere(conversationId)) given.delete(conversationId);
+    }
+  }
+
+  const hand = ({ kind, messages }: Delivery) => {
+    for (const m of messages) seen(m.conversationId, m.seq, m.version);
+    if (kind === 'new') notify.messagesCommitted(messages);
+    else notify.messagesUpdated(messages);
+  };
 
   function deliver(conversationId: string, delivery: () => Promise<Delivery> | Delivery): void {
     const before = reading.get(conversationId);
@@ -155,6 +187,21 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   return {
     node,
+    seen,
+    catchUp() {
+      prune();
+      for (const [conversationId, known] of given) {
+        const { seq, version } = known;
+        deliver(conversationId, async () => ({
+          kind: 'new',
+          messages: await readMessagesAfter(knex, conversationId, seq),
+        }));
+        deliver(conversationId, async () => ({
+          kind: 'updated',
+          messages: await readChangedUpTo(knex, conversationId, version, seq),
+        }));
+      }
+    },
     async announce() {
       return (await deps.nodeCount()) > 1 ? { node } : undefined;
     },

@@ -37,6 +37,11 @@ export interface Messaging {
   readonly registry: ConversationRegistry<MessageActor>;
   readonly writer: GroupCommitWriter;
   /**
+   * After the control bus reconnected (events and announcements may have been missed): drops every cached
+   * membership and gives this node's subscribers what they missed.
+   */
+  resync(): void;
+  /**
    * Shutdown, first step: refuse new commands, finish every accepted one. Resolves true when drained, false when
    * `timeoutMs` passed first (the rest is abandoned: those clients get no ack and retry). Idempotent.
    */
@@ -82,6 +87,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     }
     if (written.length > 0) {
       try {
+        for (const m of written) fanout.seen(conversationId, m.seq, m.version);
         // A batch holds sends only or changes only (sameBatch).
         if (commands[0]?.kind === 'send') notify.messagesCommitted(written.sort((a, b) => a.seq - b.seq));
         else notify.messagesUpdated(written.sort((a, b) => a.version - b.version));
@@ -109,6 +115,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       ),
   });
   metrics.sample('liveActors', () => registry.size);
+  metrics.sample('writeConcurrency', () => writer.concurrency);
   metrics.sample('mailboxDepth', () => {
     let depth = 0;
     registry.forEachLiveActor((actor) => {
@@ -127,6 +134,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     membership,
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
+    readsPerSecond: config.limits.readsPerSecond,
+    onPageRead: (conversationId, page) => fanout.seen(conversationId, page.lastSeq, page.version),
   });
 
   /**
@@ -167,6 +176,10 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     membership,
     registry,
     writer,
+    resync() {
+      membership.invalidateAll();
+      fanout.catchUp();
+    },
     drain: drainWithin,
     close() {
       closing ??= doClose();

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { PublicMessage } from '../protocol/index.js';
+import { PAGE_LIMIT } from '../protocol/schemas.js';
 
 /**
  * Reads of stored messages. Each message comes out of PostgreSQL already in the contract's shape, built by
@@ -112,6 +113,35 @@ export async function readMessages(
     `SELECT xfchat_message_json(m) AS message FROM messages m WHERE m.conversation_id = ? AND ${where}
      ORDER BY m.seq`,
     [conversationId, ...bindings],
+  );
+  return result.rows.map((r) => r.message);
+}
+
+/** Up to a page of messages after `seq`, by seq: what a node's subscribers missed while it heard nothing. */
+export async function readMessagesAfter(
+  knex: Knex,
+  conversationId: string,
+  seq: number,
+): Promise<PublicMessage[]> {
+  const result = await knex.raw<{ rows: Array<{ message: PublicMessage }> }>(
+    `SELECT xfchat_message_json(m) AS message FROM messages m WHERE m.conversation_id = ? AND m.seq > ?
+     ORDER BY m.seq LIMIT ?`,
+    [conversationId, seq, PAGE_LIMIT.max],
+  );
+  return result.rows.map((r) => r.message);
+}
+
+/** Messages up to `seq` changed after `version`, by version: the changes a node's subscribers missed. */
+export async function readChangedUpTo(
+  knex: Knex,
+  conversationId: string,
+  version: number,
+  seq: number,
+): Promise<PublicMessage[]> {
+  const result = await knex.raw<{ rows: Array<{ message: PublicMessage }> }>(
+    `SELECT xfchat_message_json(m) AS message FROM messages m
+     WHERE m.conversation_id = ? AND m.version > ? AND m.seq <= ? ORDER BY m.version LIMIT ?`,
+    [conversationId, version, seq, PAGE_LIMIT.max],
   );
   return result.rows.map((r) => r.message);
 }

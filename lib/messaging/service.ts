@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
 import { RateLimiter } from '../rateLimiter.js';
+import { createReadBudget } from '../readBudget.js';
 import type { Membership } from './membership.js';
 import { readChanges, readHistory, type ChangesPage, type HistoryPage, type HistoryWindow } from './reads.js';
 import type { MessageActor, MessageCommand, Stored } from './types.js';
@@ -58,6 +59,10 @@ export interface MessageServiceDeps {
   registry: ConversationRegistry<MessageActor>;
   /** Sends per user per second, bursts of twice that; 0 = off. */
   messagesPerSecond: number;
+  /** History and catch-up reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
+  readsPerSecond: number;
+  /** Told of every history page read: what the reader was given (for catching up after a lost LISTEN). */
+  onPageRead?: (conversationId: string, page: HistoryPage) => void;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -76,6 +81,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     burst: deps.messagesPerSecond * 2,
     now,
   });
+  const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
   const lastTyping = new Map<string, number>();
 
   /** Whether this typist's typing was sent less than the interval ago. */
@@ -155,14 +161,21 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       return { message };
     },
 
-    async history(userId, conversationId, window) {
-      await membership.assert(conversationId, userId);
-      return await readHistory(knex, conversationId, window);
+    history(userId, conversationId, window) {
+      // Within the user's read budget, checked first: probing ids costs budget too.
+      return reads.run(userId, async () => {
+        await membership.assert(conversationId, userId);
+        const page = await readHistory(knex, conversationId, window);
+        deps.onPageRead?.(conversationId, page);
+        return page;
+      });
     },
 
-    async changes(userId, conversationId, since, limit) {
-      await membership.assert(conversationId, userId);
-      return await readChanges(knex, conversationId, since, limit);
+    changes(userId, conversationId, since, limit) {
+      return reads.run(userId, async () => {
+        await membership.assert(conversationId, userId);
+        return await readChanges(knex, conversationId, since, limit);
+      });
     },
 
     async markRead(userId, conversationId, seq) {

@@ -195,7 +195,7 @@ export interface PoolConnections {
   release(client: pg.ClientBase): void;
 }
 
-/** The part of Knex's client (typed `any` by Knex) the writer uses. */
+/** The part of Knex's client (typed `any` by Knex) that hands out and takes back pool connections. */
 interface KnexPool {
   acquireConnection(): Promise<pg.ClientBase>;
   releaseConnection(connection: pg.ClientBase): Promise<void>;
@@ -206,6 +206,7 @@ export function knexConnections(knex: Knex): PoolConnections {
   return {
     acquire: () => pool.acquireConnection(),
     release: (client) => {
+      // Knex's release never rejects (it only hands the connection back to its pool).
       void pool.releaseConnection(client);
     },
   };

@@ -102,7 +102,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     while (running < limit.limit && ready.length > 0) {
       const group = takeGroup();
       running += 1;
-      void runTransaction(group, running).finally(() => {
+      void runTransaction(group).finally(() => {
         running -= 1;
         pump();
         if (running === 0 && ready.length === 0) {
@@ -134,7 +134,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return outcomes;
   }
 
-  async function runTransaction(group: Pending[], runningAtStart: number): Promise<void> {
+  async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
     const started = performance.now();
     let outcomes: SendOutcome[][];
@@ -144,7 +144,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       try {
         try {
           outcomes = await writeBatches(client, batches, announce);
-          limit.record(performance.now() - started, runningAtStart);
+          limit.record(performance.now() - started);
         } catch (err) {
           // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
           // each batch alone to find and refuse that one.

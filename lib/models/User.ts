@@ -1,16 +1,21 @@
 import type { PublicUser } from '../protocol/shapes.js';
 import { BaseModel } from './BaseModel.js';
 
+/** The display name every deleted account shows (its row stays, so history keeps its sender). */
+export const DELETED_USER_DISPLAY_NAME = 'Deleted user';
+
 export class User extends BaseModel {
   static override tableName = 'users';
 
   id!: string;
-  username!: string;
-  passwordHash!: string;
+  /** NULL once the account is deleted: the name is free again. */
+  username!: string | null;
+  /** NULL once the account is deleted. Never leaves lib/auth. */
+  passwordHash!: string | null;
   displayName!: string;
-  tokenVersion!: number;
   createdAt!: Date;
   updatedAt!: Date;
+  deletedAt!: Date | null;
 
   toPublic(): PublicUser {
     return toPublicUser(this);

@@ -23,6 +23,10 @@ export const ERROR_CATALOG = {
   },
   MESSAGE_DELETED: { status: 409, message: 'The message was deleted.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: 'The request body is in an unsupported encoding or character set.',
+  },
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry later.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   DB_UNAVAILABLE: { status: 503, message: 'The database is unavailable; retry later.' },

@@ -22,6 +22,7 @@ export interface ClientEventResults {
   'reaction:remove': Record<string, never>;
   'conversation:read': Record<string, never>;
   typing: Record<string, never>;
+  'auth:refresh': Record<string, never>;
 }
 
 export type ClientEventResult<E extends ClientEventName> = ClientEventResults[E];
@@ -48,6 +49,18 @@ export interface ReadEvent {
   seq: number;
 }
 
+/**
+ * Why a session ended: `logged_out` (POST /auth/logout or /auth/logout-all), `revoked` (DELETE
+ * /auth/sessions/:id from another device), `password_changed`, `expired` (unused for REFRESH_TTL_DAYS),
+ * `reused` (a used refresh token came back: the session is presumed stolen), `deleted` (the account).
+ */
+export type SessionEndReason =
+  'logged_out' | 'revoked' | 'password_changed' | 'expired' | 'reused' | 'deleted';
+
+export interface SessionEndedEvent {
+  reason: SessionEndReason;
+}
+
 export interface ServerToClientEvents {
   'message:new': (message: PublicMessage) => void;
   /** A message's current state after an edit, a delete or a reaction change. */
@@ -61,4 +74,6 @@ export interface ServerToClientEvents {
   'conversation:updated': (conversation: PublicConversation) => void;
   'conversation:removed': (event: ConversationRef) => void;
   'user:updated': (user: PublicUser) => void;
+  /** Sent to a session's sockets just before the server disconnects them because the session ended. */
+  'session:ended': (event: SessionEndedEvent) => void;
 }

@@ -121,6 +121,15 @@ export const USERNAME = text({
   pattern: /^[A-Za-z0-9_.-]+$/,
   patternHint: 'may contain only A-Z a-z 0-9 _ . -',
 });
+/** The start of a username, for search. */
+export const USERNAME_PREFIX = text({
+  min: 1,
+  max: 32,
+  pattern: /^[A-Za-z0-9_.-]+$/,
+  patternHint: 'may contain only A-Z a-z 0-9 _ . -',
+});
+/** Most users one search answers. */
+export const USER_SEARCH_MAX = 20;
 /** Signup's rule: 8-128 characters (code points), hashed whole, never trimmed or truncated. */
 export const NEW_PASSWORD = text({ min: 8, max: 128 });
 /** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
@@ -154,6 +163,15 @@ const LIMIT = int({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
 /** Largest group at creation, creator included. */
 export const MAX_GROUP_PARTICIPANTS = 1000;
 
+/** An access token as a client sends it; what it proves is checked by the server, not by the schema. */
+export const ACCESS_TOKEN = v.pipe(
+  v.string('must be a string'),
+  v.minLength(1, 'must not be empty'),
+  v.maxLength(4096, 'is too long'),
+);
+/** A refresh token as a client sends it (an unknown one is UNAUTHORIZED, not a validation failure). */
+const REFRESH_TOKEN = v.pipe(v.string('must be a string'), v.maxLength(4096, 'is too long'));
+
 // ---- Socket.IO client events ----------------------------------------------------------------------------------
 
 const conversationRef = v.object({ conversationId: uuid() });
@@ -178,6 +196,8 @@ export const clientEventSchemas = {
   'reaction:remove': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI }),
   'conversation:read': v.object({ conversationId: uuid(), seq: SEQ_CURSOR }),
   typing: conversationRef,
+  /** A fresh access token of the same user and session: the socket lives on until it expires. */
+  'auth:refresh': v.object({ token: ACCESS_TOKEN }),
 } as const;
 
 export type ClientEventName = keyof typeof clientEventSchemas;
@@ -191,7 +211,15 @@ export type ClientEventInput<E extends ClientEventName> = v.InferOutput<(typeof 
 export const restSchemas = {
   signup: v.object({ username: USERNAME, password: NEW_PASSWORD, displayName: v.optional(DISPLAY_NAME) }),
   login: v.object({ username: USERNAME, password: PASSWORD }),
+  refresh: v.object({ refreshToken: REFRESH_TOKEN }),
+  changePassword: v.object({ currentPassword: PASSWORD, newPassword: NEW_PASSWORD }),
+  updateProfile: v.object({ displayName: DISPLAY_NAME }),
+  deleteAccount: v.object({ password: PASSWORD }),
   userLookup: v.object({ username: USERNAME }),
+  userSearch: v.object({
+    q: USERNAME_PREFIX,
+    limit: v.optional(int({ min: 1, max: USER_SEARCH_MAX, clampMax: true })),
+  }),
   friendRequest: v.object({ username: USERNAME }),
   friendRequestList: v.object({ direction: v.optional(oneOf(['incoming', 'outgoing']), 'incoming') }),
   block: v.object({ userId: uuid() }),

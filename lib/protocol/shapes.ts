@@ -2,10 +2,13 @@
  * The JSON shapes of the contract, as the server sends them and the SDK receives them. Types only.
  */
 
-/** A user as anyone may see it: never a password hash or a token version. */
+/**
+ * A user as anyone may see it: never a password hash. A deleted account keeps its id and shows as
+ * `{username: null, displayName: "Deleted user"}`.
+ */
 export interface PublicUser {
   id: string;
-  username: string;
+  username: string | null;
   displayName: string;
   createdAt: string;
 }
@@ -14,7 +17,8 @@ export type ParticipantRole = 'owner' | 'member';
 
 export interface PublicParticipant {
   userId: string;
-  username: string;
+  /** null for a deleted account (its displayName is then "Deleted user"). */
+  username: string | null;
   displayName: string;
   role: ParticipantRole;
   lastReadSeq: number;
@@ -80,4 +84,30 @@ export interface PublicFriendRequest {
 export interface PublicFriend {
   user: PublicUser;
   since: string;
+}
+
+/** One signed-in device: `GET /auth/sessions`. */
+export interface PublicSession {
+  id: string;
+  createdAt: string;
+  /** The last login or token refresh of this session. */
+  lastUsedAt: string;
+  /** The User-Agent header of the login or signup, if any. */
+  userAgent: string | null;
+  /** True for the session of the token that asked. */
+  current: boolean;
+}
+
+/** What signup and login answer. */
+export interface AuthTokens {
+  /** The short-lived access token (a JWT): `Authorization: Bearer` and the Socket.IO handshake. */
+  token: string;
+  /** Opaque, single-use: `POST /auth/refresh` trades it for a new pair. */
+  refreshToken: string;
+  /** Seconds until `token` expires. */
+  expiresIn: number;
+}
+
+export interface AuthResponse extends AuthTokens {
+  user: PublicUser;
 }

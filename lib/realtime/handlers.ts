@@ -1,4 +1,4 @@
-import { toAck, toAppError } from '../errors.js';
+import { AppError, toAck, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ClientEventResult } from '../protocol/events.js';
 import {
@@ -9,8 +9,10 @@ import {
 } from '../protocol/schemas.js';
 import type { Services } from '../services.js';
 import { parse } from '../validation.js';
+import type { Backpressure } from './backpressure.js';
 import type { AppSocket } from './io.js';
-import { subscribeSocket, unsubscribeSocket } from './notifier.js';
+import { isSubscribed, subscribeSocket, unsubscribeSocket } from './notifier.js';
+import { createSocketReads } from './socketReads.js';
 
 type Handler<E extends ClientEventName> = (request: ClientEventInput<E>) => Promise<ClientEventResult<E>>;
 type Listener = (...args: unknown[]) => void;
@@ -21,7 +23,7 @@ type Listener = (...args: unknown[]) => void;
  * handler never throws: its result is acked `{ok: true, ...result}`, its error `{ok: false, error}` through the
  * catalog. Server errors are logged once here, with the socket's child logger.
  */
-function handle<E extends ClientEventName>(
+export function handle<E extends ClientEventName>(
   socket: AppSocket,
   log: Logger,
   event: E,
@@ -59,39 +61,53 @@ function handle<E extends ClientEventName>(
 
 /**
  * The conversation events of the contract on every connection: subscribe / unsubscribe, send, edit, delete,
- * reactions, read markers and typing. Every one checks that the socket's user takes part in the conversation (NOT_FOUND otherwise).
+ * reactions, read markers and typing. Every one checks that the socket's user takes part in the conversation
+ * (NOT_FOUND otherwise). Subscribes of one socket run one at a time, each once the socket has taken what waited
+ * for it (lib/realtime/socketReads.ts), so history pages never pile up in the node for a client that does not read.
  */
-export function registerConversationHandlers(services: Services): void {
+export function registerConversationHandlers(
+  services: Services,
+  backpressure: Pick<Backpressure, 'writable'>,
+): void {
   const { messages } = services;
   services.io.on('connection', (socket) => {
     const userId = socket.data.userId;
     const log = services.logger.child({ socketId: socket.id, userId });
+    const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
+    socket.once('disconnect', () => reads.close());
 
-    handle(socket, log, 'conversation:subscribe', async ({ conversationId, afterSeq, limit }) => {
-      await messages.assertParticipant(userId, conversationId);
-      // Join before reading: a message committed meanwhile is either in the page or arrives as message:new.
-      await subscribeSocket(socket, conversationId);
-      const pageSize = limit ?? PAGE_LIMIT.default;
-      try {
-        // history() checks membership again: a removal that raced the join is caught here.
-        const page = await messages.history(
-          userId,
-          conversationId,
-          afterSeq === undefined
-            ? { kind: 'newest', limit: pageSize }
-            : { kind: 'after', seq: afterSeq, limit: pageSize },
-        );
-        return {
-          messages: page.messages,
-          hasMore: page.hasMore,
-          lastSeq: page.lastSeq,
-          version: page.version,
-        };
-      } catch (err) {
-        await unsubscribeSocket(socket, conversationId);
-        throw err;
-      }
-    });
+    handle(socket, log, 'conversation:subscribe', ({ conversationId, afterSeq, limit }) =>
+      reads.run(async () => {
+        await messages.assertParticipant(userId, conversationId);
+        // A socket that went away meanwhile must not join a room: nothing would ever take it out.
+        if (socket.disconnected)
+          throw new AppError('RATE_LIMITED', { message: 'The connection is closing.' });
+        // A subscribe that fails (over the read budget, say) leaves an earlier subscription as it was.
+        const wasSubscribed = isSubscribed(socket, conversationId);
+        // Join before reading: a message committed meanwhile is either in the page or arrives as message:new.
+        await subscribeSocket(socket, conversationId);
+        const pageSize = limit ?? PAGE_LIMIT.default;
+        try {
+          // history() checks membership again: a removal that raced the join is caught here.
+          const page = await messages.history(
+            userId,
+            conversationId,
+            afterSeq === undefined
+              ? { kind: 'newest', limit: pageSize }
+              : { kind: 'after', seq: afterSeq, limit: pageSize },
+          );
+          return {
+            messages: page.messages,
+            hasMore: page.hasMore,
+            lastSeq: page.lastSeq,
+            version: page.version,
+          };
+        } catch (err) {
+          if (!wasSubscribed) await unsubscribeSocket(socket, conversationId);
+          throw err;
+        }
+      }),
+    );
 
     handle(socket, log, 'conversation:unsubscribe', async ({ conversationId }) => {
       await messages.assertParticipant(userId, conversationId);

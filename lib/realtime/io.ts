@@ -2,22 +2,23 @@ import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { Config } from '../config.js';
-import { authenticateToken, isTokenVersionCurrent } from '../auth/tokens.js';
+import { authenticateToken, isSessionLive } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
-import { createConnectionLimiter, originAllowRequest, socketPacketGuard } from './limits.js';
+import { createBackpressure, type Backpressure } from './backpressure.js';
+import { coalesceWrites } from './coalesce.js';
+import { createConnectionLimits, originAllowRequest, socketPacketGuard } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
 
 export interface SocketData {
   userId: string;
-  username: string;
-  /** Token expiry, ms since the epoch: the socket is disconnected then. */
+  /** The session of the handshake's token; ending it ends this socket (lib/auth/sessions.ts). */
+  sessionId: string;
+  /** Token expiry, ms since the epoch: the socket is disconnected then, unless `auth:refresh` moved it. */
   expiresAt: number;
-  /** The token's version; a logout bumps the user's, which ends this socket. */
-  tokenVersion: number;
 }
 
 export type AppServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -25,6 +26,8 @@ export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inter
 
 export interface Realtime {
   readonly io: AppServer;
+  /** What this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES). */
+  readonly backpressure: Backpressure;
   attach(httpServer: HttpServer): void;
   /** Disconnects every socket of this node and stops the adapter; idempotent. */
   close(): Promise<void>;
@@ -32,6 +35,11 @@ export interface Realtime {
 
 /** setTimeout's limit; a longer token lifetime is re-armed when this fires. */
 const MAX_TIMER_MS = 2_147_483_647;
+/** Socket.IO's heartbeat (its defaults, stated): a client that answers no ping for their sum is gone. */
+const PING_INTERVAL_MS = 25_000;
+const PING_TIMEOUT_MS = 20_000;
+/** How often every socket's queue is looked at for the stall timeout. */
+const BACKPRESSURE_SWEEP_MS = 5000;
 
 /**
  * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
@@ -42,6 +50,8 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   const adapterPool = createAdapterPool(config.database, logger);
   const io: AppServer = new Server({
     serveClient: false,
+    pingInterval: PING_INTERVAL_MS,
+    pingTimeout: PING_TIMEOUT_MS,
     maxHttpBufferSize: config.limits.socketMaxBytes,
     // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright.
     cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins] } : undefined,
@@ -51,16 +61,20 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     }),
   });
 
+  // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
+  // client can answer pings blindly, so the heartbeat alone would keep it.
+  const backpressure = createBackpressure({
+    maxBufferedBytes: config.limits.socketMaxBufferedBytes,
+    stallMs: PING_INTERVAL_MS + PING_TIMEOUT_MS,
+    sweepMs: BACKPRESSURE_SWEEP_MS,
+    logger,
+  });
+
   io.use((socket, next) => {
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     authenticateToken(auth?.token, config.auth, db.knex)
       .then(({ user, claims }) => {
-        socket.data = {
-          userId: user.id,
-          username: user.username,
-          expiresAt: claims.exp * 1000,
-          tokenVersion: claims.tokenVersion,
-        };
+        socket.data = { userId: user.id, sessionId: claims.sessionId, expiresAt: claims.exp * 1000 };
         next();
       })
       .catch((err: unknown) => {
@@ -72,25 +86,31 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       });
   });
 
-  // After authentication, so a refused token never holds one of the IP's slots.
+  // After authentication, so a refused token never holds one of the IP's or the user's slots.
   io.use(
-    createConnectionLimiter({ max: config.limits.connectionsPerIp, trustProxy: config.trustProxy })
-      .middleware,
+    createConnectionLimits({
+      perIp: config.limits.connectionsPerIp,
+      perUser: config.limits.socketsPerUser,
+      trustProxy: config.trustProxy,
+    }).middleware,
   );
 
   io.on('connection', (socket) => {
+    backpressure.watch(socket);
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
+    coalesceWrites(socket);
     void joinUserRoom(socket);
-    // A logout that committed after the handshake's check but before this join sent its disconnect to the user's
-    // room while this socket was not in it yet: look once more, now that it is.
-    isTokenVersionCurrent(db.knex, socket.data.userId, socket.data.tokenVersion).then(
-      (current) => {
-        if (!current) socket.disconnect(true);
+    // A session end that committed after the handshake's check but before this join sent its disconnect to the
+    // session's room while this socket was not in it yet: look once more, now that it is.
+    isSessionLive(db.knex, socket.data.sessionId).then(
+      (live) => {
+        if (!live) socket.disconnect(true);
       },
       (err: unknown) => logger.warn({ err, userId: socket.data.userId }, 'socket token re-check failed'),
     );
     let timer: NodeJS.Timeout | undefined;
+    // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms.
     const arm = () => {
       const remaining = socket.data.expiresAt - Date.now();
       if (remaining <= 0) {
@@ -105,6 +125,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
 
   let closing: Promise<void> | undefined;
   async function doClose(): Promise<void> {
+    backpressure.close();
     void io.local.disconnectSockets(true);
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
@@ -113,6 +134,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
 
   return {
     io,
+    backpressure,
     attach(httpServer) {
       io.attach(httpServer);
     },

@@ -24,43 +24,73 @@ export function originAllowRequest(
   };
 }
 
-export interface ConnectionLimiter {
+export interface ConnectionLimits {
   /**
-   * Socket.IO middleware, registered after authentication so failed handshakes never hold a slot. Refuses the
-   * connection with `connect_error` "RATE_LIMITED" when the IP already has `max` live sockets on this node.
+   * Socket.IO middleware, registered after authentication so refused tokens never hold a slot. Refuses the
+   * connection with `connect_error` "RATE_LIMITED" when the client's IP already has `perIp` live sockets on this
+   * node, or its user `perUser`. Both are checked before either slot is taken, so a refusal holds nothing.
    */
   readonly middleware: (socket: AppSocket, next: (err?: ExtendedError) => void) => void;
   /** Live sockets of an address on this node. */
-  count(address: string): number;
+  countIp(address: string): number;
+  /** Live sockets of a user on this node. */
+  countUser(userId: string): number;
 }
 
-/** Counts live sockets per client IP on this node; `max` 0 turns the limit off. */
-export function createConnectionLimiter(options: { max: number; trustProxy: number }): ConnectionLimiter {
-  const live = new Map<string, number>();
+/** Counts per key; a count at 0 leaves the map. */
+class LiveCounts {
+  private readonly live = new Map<string, number>();
+  get(key: string): number {
+    return this.live.get(key) ?? 0;
+  }
+  add(key: string): void {
+    this.live.set(key, this.get(key) + 1);
+  }
+  remove(key: string): void {
+    const n = this.get(key) - 1;
+    if (n <= 0) this.live.delete(key);
+    else this.live.set(key, n);
+  }
+}
+
+function refusal(message: string): ExtendedError {
+  const err: ExtendedError = new Error('RATE_LIMITED');
+  err.data = toAck(new AppError('RATE_LIMITED', { message }));
+  return err;
+}
+
+/**
+ * Live sockets per client IP and per user on this node; a limit of 0 is off. The per-user cap is what stops one
+ * account from opening sockets without end; the per-IP cap is a coarse net set high (offices and carrier-grade
+ * NAT put thousands of users behind one address).
+ */
+export function createConnectionLimits(options: {
+  perIp: number;
+  perUser: number;
+  trustProxy: number;
+}): ConnectionLimits {
+  const byIp = new LiveCounts();
+  const byUser = new LiveCounts();
   return {
     middleware: (socket, next) => {
-      if (options.max <= 0) {
-        next();
-        return;
-      }
       const address = clientAddress(socket.handshake.headers, socket.handshake.address, options.trustProxy);
-      const current = live.get(address) ?? 0;
-      if (current >= options.max) {
-        const err: ExtendedError = new Error('RATE_LIMITED');
-        err.data = toAck(
-          new AppError('RATE_LIMITED', { message: 'Too many connections from this address.' }),
-        );
-        next(err);
+      const { userId } = socket.data;
+      if (options.perIp > 0 && byIp.get(address) >= options.perIp) {
+        next(refusal('Too many connections from this address.'));
         return;
       }
-      live.set(address, current + 1);
+      if (options.perUser > 0 && byUser.get(userId) >= options.perUser) {
+        next(refusal('Too many connections for this user.'));
+        return;
+      }
+      byIp.add(address);
+      byUser.add(userId);
       let released = false;
       const release = () => {
         if (released) return;
         released = true;
-        const n = (live.get(address) ?? 1) - 1;
-        if (n <= 0) live.delete(address);
-        else live.set(address, n);
+        byIp.remove(address);
+        byUser.remove(userId);
       };
       // 'disconnect' for a socket that connected; the transport's 'close' also covers one that went away
       // between this middleware and the connection.
@@ -68,19 +98,21 @@ export function createConnectionLimiter(options: { max: number; trustProxy: numb
       socket.conn.once('close', release);
       next();
     },
-    count: (address) => live.get(address) ?? 0,
+    countIp: (address) => byIp.get(address),
+    countUser: (userId) => byUser.get(userId),
   };
 }
 
 type Packet = [event: string, ...args: unknown[]];
 
 /**
- * Per-socket packet guard, installed with `socket.use` on every connection:
- * - a packet without an acknowledgement callback is dropped (every client event takes one, and a handler must
- *   never call a missing ack);
- * - an unknown event is answered with VALIDATION_FAILED;
- * - more than `eventsPerSecond` events (bursts of twice that) are answered with RATE_LIMITED, whatever the
- *   event, so one socket cannot flood the node with typing or subscribe calls either.
+ * Per-socket packet guard, installed with `socket.use` on every connection. Every packet counts against
+ * `eventsPerSecond` (bursts of twice that) first, whatever it is: known or unknown event, with or without an
+ * ack, so no kind of packet floods the node for free. Then:
+ * - over the rate: answered RATE_LIMITED (dropped when it has no ack to answer);
+ * - without an acknowledgement callback: dropped (every client event takes one, and a handler must never call
+ *   a missing ack);
+ * - an unknown event: answered VALIDATION_FAILED.
  */
 export function socketPacketGuard(
   socket: AppSocket,
@@ -93,25 +125,26 @@ export function socketPacketGuard(
   return (packet, next) => {
     const [event] = packet;
     const ack = packet.at(-1);
-    if (packet.length < 2 || typeof ack !== 'function') {
+    const reply =
+      packet.length >= 2 && typeof ack === 'function' ? (ack as (response: unknown) => void) : undefined;
+    const taken = limiter.take(socket.id);
+    if (!taken.allowed) {
+      reply?.(toAck(new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds })));
+      return;
+    }
+    if (reply === undefined) {
       options.logger.debug(
         { socketId: socket.id, event: String(event).slice(0, 64) },
         'packet without ack dropped',
       );
       return;
     }
-    const reply = ack as (response: unknown) => void;
     if (!CLIENT_EVENTS.has(event)) {
       reply(
         toAck(
           new AppError('VALIDATION_FAILED', { message: 'Unknown event.', details: { event: 'unknown' } }),
         ),
       );
-      return;
-    }
-    const taken = limiter.take(socket.id);
-    if (!taken.allowed) {
-      reply(toAck(new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds })));
       return;
     }
     next();

@@ -1,4 +1,6 @@
 import type { Notifier } from '../notifier.js';
+import type { Logger } from '../logger.js';
+import type { SessionEndReason } from '../protocol/index.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -8,10 +10,14 @@ import type { AppServer, AppSocket } from './io.js';
  */
 const userRoom = (userId: string): string => `user:${userId}`;
 const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;
+const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 
-/** Puts a new socket in its user's room, so events for the user reach it on any node. */
+/**
+ * Puts a new socket in its user's room and its session's room, so events for the user reach it on any node and
+ * ending the session reaches it too.
+ */
 export function joinUserRoom(socket: AppSocket): Promise<void> | void {
-  return socket.join(userRoom(socket.data.userId));
+  return socket.join([userRoom(socket.data.userId), sessionRoom(socket.data.sessionId)]);
 }
 
 /** From now on the socket gets the conversation's `message:new`, `typing` and `conversation:read`. */
@@ -19,20 +25,47 @@ export function subscribeSocket(socket: AppSocket, conversationId: string): Prom
   return socket.join(conversationRoom(conversationId));
 }
 
+/** Whether the socket gets the conversation's events now. */
+export function isSubscribed(socket: AppSocket, conversationId: string): boolean {
+  return socket.rooms.has(conversationRoom(conversationId));
+}
+
 export function unsubscribeSocket(socket: AppSocket, conversationId: string): Promise<void> | void {
   return socket.leave(conversationRoom(conversationId));
 }
 
-/** Between nodes through the adapter: nothing of XFChat's own (committed messages travel with their commit). */
-export type InterServerEvents = Record<string, never>;
+/** Between nodes only (through the postgres adapter), never to clients. Committed messages are not here: they
+ * travel with their commit (lib/messaging/fanout.ts). */
+export interface InterServerEvents {
+  /** A session or user room whose sockets must hear why, then be disconnected. */
+  'sockets:end': (event: { room: string; reason: SessionEndReason }) => void;
+}
 
 /**
  * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
  * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
  * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
  */
-export function createNotifier(io: AppServer): Notifier {
+export function createNotifier(io: AppServer, logger: Logger): Notifier {
   const rooms = io.of('/').adapter.rooms;
+
+  // The reason and the disconnect travel as ONE cross-node event and run in order on each node: as two
+  // adapter broadcasts they could arrive the other way round, and the client would never hear why.
+  const endLocally = (room: string, reason: SessionEndReason) => {
+    io.local.to(room).emit('session:ended', { reason });
+    io.local.in(room).disconnectSockets(true);
+  };
+  const endEverywhere = (room: string, reason: SessionEndReason) => {
+    endLocally(room, reason);
+    try {
+      io.serverSideEmit('sockets:end', { room, reason });
+    } catch (err) {
+      // The tokens are revoked already: other nodes refuse this session's next request or handshake.
+      logger.error({ err, room }, 'cross-node session end failed');
+    }
+  };
+  io.on('sockets:end', ({ room, reason }) => endLocally(room, reason));
+
   return {
     friendRequest(request) {
       io.to(userRoom(request.to.id)).emit('friend:request', request);
@@ -77,8 +110,11 @@ export function createNotifier(io: AppServer): Notifier {
     userUpdated(audience, user) {
       io.to([...new Set([...audience, user.id])].map(userRoom)).emit('user:updated', user);
     },
-    disconnectUser(userId) {
-      io.in(userRoom(userId)).disconnectSockets(true);
+    disconnectSession(sessionId, reason) {
+      endEverywhere(sessionRoom(sessionId), reason);
+    },
+    disconnectUser(userId, reason) {
+      endEverywhere(userRoom(userId), reason);
     },
   };
 }

@@ -67,3 +67,32 @@ export async function lockPair(
 export async function findUserByUsername(knex: Knex, username: string): Promise<User | undefined> {
   return await User.query(knex).whereRaw('lower(username) = lower(?)', [username]).first();
 }
+
+/** `prefix` as a LIKE pattern matching the lower-cased usernames that start with it: wildcards are escaped. */
+function likePrefix(prefix: string): string {
+  return `${prefix.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * Up to `limit` users whose username starts with `prefix` (case-insensitively), by username: never `me`, nor
+ * anyone `me` blocked or who blocked `me`. The `lower(username) COLLATE "C"` index serves both the prefix range
+ * and the order, so a short prefix reads `limit` index entries, not every match.
+ */
+export async function searchUsersByPrefix(
+  knex: Knex,
+  me: string,
+  prefix: string,
+  limit: number,
+): Promise<User[]> {
+  return await User.query(knex)
+    .whereRaw(`lower(username) COLLATE "C" LIKE ? ESCAPE '\\'`, [likePrefix(prefix)])
+    .whereNot('users.id', me)
+    .whereNotExists(
+      Block.query(knex).whereColumn('blocks.blocked_id', 'users.id').where('blocks.blocker_id', me),
+    )
+    .whereNotExists(
+      Block.query(knex).whereColumn('blocks.blocker_id', 'users.id').where('blocks.blocked_id', me),
+    )
+    .orderByRaw('lower(username) COLLATE "C"')
+    .limit(limit);
+}

@@ -4,7 +4,7 @@ import type { Notifier } from '../notifier.js';
 import type { PublicFriend, PublicFriendRequest, PublicUser } from '../protocol/index.js';
 import * as requests from './friendRequests.js';
 import * as friendships from './friendships.js';
-import { findUserByUsername } from './relations.js';
+import { findUserByUsername, searchUsersByPrefix } from './relations.js';
 
 export type { RequestDirection } from './friendRequests.js';
 
@@ -14,6 +14,11 @@ export type { RequestDirection } from './friendRequests.js';
 export interface SocialService {
   /** USER_NOT_FOUND when no user has this username (case-insensitively). */
   findUser(username: string): Promise<PublicUser>;
+  /**
+   * Up to `limit` users whose username starts with `prefix` (case-insensitively), by username; never `me`, nor
+   * anyone `me` blocked or who blocked `me`.
+   */
+  searchUsers(me: string, prefix: string, limit: number): Promise<PublicUser[]>;
   /** 201-style `created: true` for a new request; `false` when the other side's request was accepted instead. */
   sendRequest(me: string, username: string): Promise<{ request: PublicFriendRequest; created: boolean }>;
   listRequests(me: string, direction: requests.RequestDirection): Promise<PublicFriendRequest[]>;
@@ -41,6 +46,9 @@ export function createSocialService(deps: SocialDeps): SocialService {
       const user = await findUserByUsername(knex, username);
       if (!user) throw new AppError('USER_NOT_FOUND');
       return user.toPublic();
+    },
+    async searchUsers(me, prefix, limit) {
+      return (await searchUsersByPrefix(knex, me, prefix, limit)).map((u) => u.toPublic());
     },
     async sendRequest(me, username) {
       const outcome = await knex.transaction((trx) => requests.sendRequest(trx, me, username));

@@ -195,6 +195,8 @@ describe('client SDK: realtime', function () {
       await waitFor(() => atA.messages.length === 5 && atB.messages.length === 5, { what: 'all messages' });
       expect(atA.messages).to.deep.equal(sent);
       expect(atB.messages).to.deep.equal(sent);
+      // typing and message:new take different cross-node paths: neither waits for the other.
+      await waitFor(() => typing.length === 1, { what: 'typing on node B' });
       expect(typing).to.deep.equal([alice.id]);
     } finally {
       pool.closeAll();

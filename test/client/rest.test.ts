@@ -42,7 +42,7 @@ describe('client SDK: REST helpers', function () {
     return { client, id: user.id, username };
   }
 
-  it('signs up, logs in, reads me, and logs out (the old token stops working)', async () => {
+  it('signs up, logs in, reads me, and logs out of one session, then of all', async () => {
     const client = pool.open(server.url);
     const username = uniqueUsername('Sdk');
     const signup = await client.signup({ username, password: PASSWORD, displayName: 'Ada' });
@@ -57,9 +57,11 @@ describe('client SDK: REST helpers', function () {
 
     await client.logout();
     expect(client.token).to.equal(undefined);
-    // Logout revokes every token of the user, the other client's included.
-    const error = await failure(other.me());
-    expect(error).to.include({ code: 'UNAUTHORIZED', status: 401 });
+    expect(client.refreshToken).to.equal(undefined);
+    // Logout ends this session only: the other client (another session) stays signed in.
+    expect((await other.me()).id).to.equal(signup.user.id);
+    await other.logoutAll();
+    expect(other.token).to.equal(undefined);
   });
 
   it('surfaces server errors as XFChatError with code, status, message and details', async () => {
@@ -93,6 +95,12 @@ describe('client SDK: REST helpers', function () {
       code: 'USER_NOT_FOUND',
       status: 404,
     });
+
+    // Prefix search: by the beginning of a username, case-insensitively, never yourself.
+    const prefix = bob.username.slice(0, -3).toUpperCase();
+    expect((await alice.client.users.search(prefix)).map((u) => u.id)).to.deep.equal([bob.id]);
+    expect(await bob.client.users.search(bob.username)).to.deep.equal([]);
+    expect((await alice.client.users.search('sdk_', 1)).length).to.equal(1);
 
     const sent = await alice.client.friends.sendRequest(bob.username);
     expect(sent).to.deep.include({ status: 'pending' });

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -37,6 +37,45 @@ describe('the browser app served by the server', function () {
     expect(html).not.to.match(/\son[a-z]+=/i);
   });
 
+  it('asks the browser to upgrade requests to HTTPS only on pages served over HTTPS, keeping every other directive', async () => {
+    const directives = (csp: string | null) =>
+      (csp ?? '')
+        .split(';')
+        .map((d) => d.trim())
+        .filter((d) => d !== '')
+        .sort();
+    // Plain HTTP, here to 127.0.0.1 as to any host name: upgrading would send the scripts' requests to https.
+    const plain = directives((await fetch(`${server.url}/`)).headers.get('content-security-policy'));
+    expect(plain).not.to.include('upgrade-insecure-requests');
+    expect(plain).to.include("script-src 'self'");
+    // A proxy header is not believed unless TRUST_PROXY_HOPS says a proxy is there.
+    const spoofed = await fetch(`${server.url}/`, { headers: { 'x-forwarded-proto': 'https' } });
+    expect(directives(spoofed.headers.get('content-security-policy'))).to.deep.equal(plain);
+
+    const proxied = await startTestServer(await createTestDatabase(), { TRUST_PROXY_HOPS: '1' });
+    try {
+      const https = await fetch(`${proxied.url}/`, { headers: { 'x-forwarded-proto': 'https' } });
+      const secure = directives(https.headers.get('content-security-policy'));
+      expect(secure).to.deep.equal([...plain, 'upgrade-insecure-requests'].sort());
+      // The API's answers carry the same policy.
+      const api = await fetch(`${proxied.url}/healthz`, { headers: { 'x-forwarded-proto': 'https' } });
+      expect(directives(api.headers.get('content-security-policy'))).to.deep.equal(secure);
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it('serves the page at /c/<conversationId>, the address of a conversation in the app', async () => {
+    const page = await fetch(`${server.url}/c/7b0c1f8e-4a8e-4d1c-9a43-0f6f2d9c1e55`);
+    expect(page.status).to.equal(200);
+    expect(page.headers.get('content-type')).to.match(/^text\/html/);
+    expect(page.headers.get('cache-control')).to.equal('no-cache');
+    expect(page.headers.get('content-security-policy')).to.include("script-src 'self'");
+    expect(await page.text()).to.equal(await (await fetch(`${server.url}/`)).text());
+    // Only one level: deeper paths are not pages of the app.
+    expect((await fetch(`${server.url}/c/a/b`)).status).to.equal(404);
+  });
+
   it('serves the bundle and the stylesheet, and the API keeps answering JSON', async () => {
     const script = await fetch(`${server.url}/app.js`);
     expect(script.status).to.equal(200);
@@ -55,6 +94,21 @@ describe('the browser app served by the server', function () {
     expect(((await missing.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
   });
 
+  it('publishes no source map: none is built, and a .map left in dist/web is not served', async () => {
+    const script = await (await fetch(`${server.url}/app.js`)).text();
+    expect(script).not.to.include('sourceMappingURL');
+    await writeFile(path.join(defaultWebDir(), 'stale.js.map'), '{"sources":["secret.ts"]}');
+    try {
+      for (const file of ['/app.js.map', '/stale.js.map']) {
+        const res = await fetch(`${server.url}${file}`);
+        expect(res.status, file).to.equal(404);
+        expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+      }
+    } finally {
+      await rm(path.join(defaultWebDir(), 'stale.js.map'), { force: true });
+    }
+  });
+
   it('explains how to build the app when it is not built, instead of a bare 404', async () => {
     const emptyDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-web-'));
     const app = express().use(webRoutes(emptyDir));
@@ -66,6 +120,9 @@ describe('the browser app served by the server', function () {
       const res = await fetch(`http://127.0.0.1:${port}/`);
       expect(res.status).to.equal(503);
       expect(await res.text()).to.include('npm run build:web');
+      const conversation = await fetch(`http://127.0.0.1:${port}/c/some-id`);
+      expect(conversation.status).to.equal(503);
+      expect(await conversation.text()).to.include('npm run build:web');
       // Other paths are not the app's business: they fall through to the next handler.
       expect((await fetch(`http://127.0.0.1:${port}/app.js`)).status).to.equal(404);
     } finally {

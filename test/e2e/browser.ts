@@ -1,4 +1,10 @@
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import {
+  chromium,
+  type Browser,
+  type BrowserContext,
+  type BrowserContextOptions,
+  type Page,
+} from 'playwright-core';
 
 /** Debian's chromium (CI installs it with apt); no browser is ever downloaded. */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -14,9 +20,9 @@ const ARGS = [
   '--disable-sync',
 ];
 
-/** One headless Chromium per test file; close it in an after hook. */
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+/** One headless Chromium per test file, with `extraArgs` on its command line; close it in an after hook. */
+export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...ARGS, ...extraArgs], headless: true });
 }
 
 /** A tab in a fresh context (its own storage, like a separate person), with problems recorded. */
@@ -27,18 +33,27 @@ export interface TestPage {
   readonly problems: string[];
 }
 
-/** Opens `url` in a new context of `browser`. */
-export async function openPage(browser: Browser, url: string): Promise<TestPage> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+/** Opens `url` in a new context of `browser` (a desktop-sized window unless `options` say otherwise). */
+export async function openPage(
+  browser: Browser,
+  url: string,
+  options: BrowserContextOptions = {},
+): Promise<TestPage> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, ...options });
   const page = await context.newPage();
   const problems: string[] = [];
+  watchProblems(page, problems);
+  await page.goto(url);
+  return { context, page, problems };
+}
+
+/** Records `page`'s uncaught errors and console errors in `problems`. */
+export function watchProblems(page: Page, problems: string[]): void {
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   page.on('console', (message) => {
     if (message.type() === 'error' && !isExpectedNoise(message.text()))
       problems.push(`console: ${message.text()}`);
   });
-  await page.goto(url);
-  return { context, page, problems };
 }
 
 /**

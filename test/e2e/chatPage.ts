@@ -51,9 +51,33 @@ export class ChatPage {
   }
 
   async send(text: string): Promise<void> {
-    const input = this.page.getByRole('textbox', { name: 'Message' });
-    await input.fill(text);
-    await input.press('Enter');
+    await this.composer.fill(text);
+    await this.composer.press('Enter');
+  }
+
+  /** The message box. */
+  get composer(): Locator {
+    return this.page.getByRole('textbox', { name: 'Message' });
+  }
+
+  /** The open conversation's title. */
+  get title(): Locator {
+    return this.page.locator('#conversation-title');
+  }
+
+  /** Waits until the open conversation is the one titled `title`. */
+  async waitForTitle(title: string): Promise<void> {
+    await this.title.getByText(title, { exact: true }).waitFor();
+  }
+
+  /** Says yes to every confirm() (leaving, removing, blocking). */
+  acceptDialogs(): void {
+    this.page.on('dialog', (dialog) => void dialog.accept());
+  }
+
+  /** The path of the address bar, e.g. `/c/<conversationId>`. */
+  path(): string {
+    return new URL(this.page.url()).pathname;
   }
 
   /** The message log (role=log). */

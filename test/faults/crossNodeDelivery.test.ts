@@ -6,6 +6,7 @@ import { createGroup, friendsOf, newUser, record, rows, SocketPool, subscribe } 
 import { startMain, type RunningChild } from '../helpers/childProcess.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startTestServer, testEnv } from '../helpers/server.js';
+import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 /**
@@ -139,5 +140,44 @@ describe('cross-node delivery coupled to the commit', function () {
     const [message] = arrived;
     expect(message!.body).to.equal('last words');
     expect(message!.seq).to.equal(1);
+  });
+
+  it('gives the subscribers of a node what was committed while its LISTEN connection was down, no resubscribe', async () => {
+    const target = new URL(databaseUrl);
+    const proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port) });
+    const cutOff = await startTestServer(proxy.urlThrough(databaseUrl));
+    try {
+      const sender = await newUser(reader);
+      const [receiver] = await friendsOf(reader, sender, 1);
+      const group = await createGroup(reader.url, sender, [receiver!]);
+      const onCutOff = await pool.open(cutOff.url, receiver!);
+      await subscribe(onCutOff, group.id);
+      const arrived = record(onCutOff, 'message:new');
+      const onReader = await pool.open(reader.url, sender);
+      await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) >= 2, {
+        what: 'the nodes to see each other',
+      });
+      const say = (body: string) =>
+        onReader.emitWithAck('message:send', { conversationId: group.id, clientMsgId: randomUUID(), body });
+      expect((await say('before the cut')).ok).to.equal(true);
+      await waitFor(() => arrived.length === 1, { what: 'the first message on the cut-off node' });
+
+      // The cut-off node loses PostgreSQL, its LISTEN connection with it; a message commits meanwhile.
+      await proxy.stop();
+      expect((await say('while it heard nothing')).ok).to.equal(true);
+      await proxy.start();
+
+      await waitFor(() => arrived.length === 2, {
+        what: 'the missed message after the reconnect',
+        timeoutMs: 20_000,
+      });
+      expect(arrived.map((m) => [m.seq, m.body])).to.deep.equal([
+        [1, 'before the cut'],
+        [2, 'while it heard nothing'],
+      ]);
+    } finally {
+      await cutOff.close();
+      await proxy.stop();
+    }
   });
 });

@@ -142,6 +142,12 @@ export class SocketPool {
     return socket;
   }
 
+  /** Closes a socket opened elsewhere with the others. */
+  track(socket: ClientSocket): ClientSocket {
+    this.sockets.push(socket);
+    return socket;
+  }
+
   closeAll(): void {
     for (const socket of this.sockets.splice(0)) socket.close();
   }

@@ -1,4 +1,5 @@
 import { createDatabase } from '../../lib/db.js';
+import { createMigrator } from '../../lib/migrations.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { adminQuery, startTestPostgres, stopTestPostgres, TEMPLATE_DB, urlFor } from './postgres.js';
@@ -7,12 +8,10 @@ import { adminQuery, startTestPostgres, stopTestPostgres, TEMPLATE_DB, urlFor } 
 export async function mochaGlobalSetup(): Promise<void> {
   await startTestPostgres();
   await adminQuery(`CREATE DATABASE "${TEMPLATE_DB}"`);
-  const db = createDatabase(
-    loadDatabaseConfig({ DATABASE_URL: urlFor(TEMPLATE_DB) }),
-    createLogger('silent'),
-  );
+  const config = loadDatabaseConfig({ DATABASE_URL: urlFor(TEMPLATE_DB) });
+  const db = createDatabase(config, createLogger('silent'));
   try {
-    await db.migrateLatest();
+    await createMigrator(db.knex, config, createLogger('silent')).latest();
   } finally {
     await db.close();
   }

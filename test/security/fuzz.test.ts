@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import { ERROR_CATALOG } from '../../lib/errors.js';
 import type { Ack, ClientToServerEvents } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
-import { friendsOf, newUser, rows } from '../helpers/chat.js';
+import { friendsOf, newUser, rows, type ErrorBody } from '../helpers/chat.js';
 import { uniqueUsername as uniqueName } from '../helpers/users.js';
 import { directConversation } from '../helpers/faults.js';
 import { request } from '../helpers/http.js';
 import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { startServer } from '../../lib/server.js';
+import { captureLogs, type LogCapture } from '../helpers/logCapture.js';
+import { rawRequest, type RawRequest, type RawResponse } from '../helpers/rawHttp.js';
+import { startTestServer, testConfig } from '../helpers/server.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
 import type { TestUser } from '../helpers/users.js';
 
@@ -67,6 +71,8 @@ const EVENT_FIELDS: Record<keyof ClientToServerEvents, Record<string, unknown[]>
   'reaction:remove': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
   'conversation:read': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
   typing: { conversationId: WRONG_VALUES },
+  // A string token is a well-formed request (a bad one is UNAUTHORIZED): only the wrong kinds and sizes here.
+  'auth:refresh': { token: [null, 42, true, [], ['a'], {}, { $gt: '' }, '', HUGE] },
 };
 
 const CODES = new Set(Object.keys(ERROR_CATALOG));
@@ -146,6 +152,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
         }
       }
       // A conversation that does not exist, or is not mine: NOT_FOUND, not a leak.
+      if (!('conversationId' in fields)) continue;
       const ack = await raw.emitWithAck(event, { ...valid, conversationId: randomUUID() });
       expect(expectCleanError(ack, `${event} unknown conversation`)).to.equal('NOT_FOUND');
     }
@@ -180,6 +187,56 @@ describe('fuzzing every socket event and REST endpoint', function () {
       [conversationId],
     );
     expect(stored.map((r) => r.body)).to.deep.equal(UNICODE_BODIES.flatMap((b) => [b, b]));
+  });
+
+  it('refuses control and bidirectional-override characters in display names and group titles over REST', async () => {
+    const before = await counts();
+    const hostile = [
+      'bell\u0007',
+      'esc\u001b[31mred',
+      'del\u007f',
+      'c1\u0085',
+      'tab\there',
+      'new\nline',
+      'invoice\u202egpj.exe',
+      'left\u202aembedding',
+      '\u2066isolated\u2069',
+      'pop\u202c',
+    ];
+    const group = await request<{ conversation: { id: string } }>(server!.url, 'POST', '/conversations', {
+      token: user.token,
+      body: { type: 'group', title: 'plain title', participantIds: [] },
+    });
+    expect(group.status).to.equal(201);
+    const groupId = group.body.conversation.id;
+    for (const value of hostile) {
+      const where = JSON.stringify(value);
+      const signup = await request(server!.url, 'POST', '/auth/signup', {
+        body: { username: uniqueName(), password: 'long enough', displayName: value },
+      });
+      expect(signup.status, `signup ${where}`).to.equal(400);
+      expect(signup.body, `signup ${where}`).to.have.nested.property('error.code', 'VALIDATION_FAILED');
+      expect(signup.body, `signup ${where}`).to.have.nested.property('error.details.displayName');
+      const created = await request(server!.url, 'POST', '/conversations', {
+        token: user.token,
+        body: { type: 'group', title: value, participantIds: [] },
+      });
+      expect(created.status, `create ${where}`).to.equal(400);
+      expect(created.body, `create ${where}`).to.have.nested.property('error.details.title');
+      const renamed = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+        token: user.token,
+        body: { title: value },
+      });
+      expect(renamed.status, `rename ${where}`).to.equal(400);
+      expect(renamed.body, `rename ${where}`).to.have.nested.property('error.details.title');
+    }
+    // Letters of any script, emoji and a zero-width joiner are plain text.
+    const fine = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+      token: user.token,
+      body: { title: 'Équipe 𝕏 שלום 👩\u200d💻' },
+    });
+    expect(fine.status).to.equal(200);
+    expect(await counts()).to.deep.equal({ ...before, conversations: before.conversations + 1 });
   });
 
   it('every REST endpoint answers malformed input with a clean 4xx; nothing is stored', async () => {
@@ -374,5 +431,263 @@ describe('fuzzing every socket event and REST endpoint', function () {
     expect(expectCleanError(tooLarge.body, '413')).to.equal('PAYLOAD_TOO_LARGE');
     expect(requests.length).to.be.greaterThan(300);
     expect(await counts()).to.deep.equal(before);
+  });
+});
+
+describe('fuzzing HTTP framing: encodings, content types, methods and raw paths', function () {
+  this.timeout(60_000);
+  let server: RunningServer | undefined;
+  let logs: LogCapture;
+  let user: TestUser;
+  let conversationId: string;
+
+  before(async () => {
+    logs = captureLogs('info');
+    server = await startServer(testConfig(await createTestDatabase()), { logger: logs.logger });
+    user = await newUser(server);
+    const [friend] = await friendsOf(server, user, 1);
+    conversationId = await directConversation(server.url, user, friend!);
+  });
+
+  after(async () => {
+    await server?.close();
+  });
+
+  const JSON_BODY = '{"username":"someone","password":"long enough"}';
+  const chunked = (body: string) => `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+
+  /** Every request below, with the bearer token when `auth` is set. */
+  function cases(): Array<{ name: string; auth?: boolean; request: RawRequest }> {
+    const list: Array<{ name: string; auth?: boolean; request: RawRequest }> = [];
+    const json = (extra: ReadonlyArray<readonly [string, string]>, body = JSON_BODY) => ({
+      headers: [
+        ['Content-Type', 'application/json'],
+        ['Content-Length', String(Buffer.byteLength(body))],
+        ...extra,
+      ] as const,
+      body,
+    });
+    const targets = [
+      { method: 'POST', target: '/auth/login', auth: false },
+      { method: 'POST', target: '/conversations', auth: true },
+      { method: 'PUT', target: `/conversations/${conversationId}/messages/${randomUUID()}`, auth: true },
+    ];
+    // A body that is not what Content-Encoding says, and encodings nobody supports.
+    for (const encoding of [
+      'gzip',
+      'br',
+      'deflate',
+      'x-gzip',
+      'zstd',
+      'compress',
+      'gzip, gzip',
+      'identity, gzip',
+      'bogus',
+      ' ',
+    ]) {
+      for (const t of targets) {
+        list.push({
+          name: `Content-Encoding ${encoding} ${t.target}`,
+          auth: t.auth,
+          request: { ...t, ...json([['Content-Encoding', encoding]]) },
+        });
+      }
+    }
+    // Content types and charsets: everything is read as JSON, and only UTF-8/16/32 are decoded.
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/json; charset=latin1',
+      'application/json; charset=utf-16',
+      'application/json; charset=nonsense',
+      ';;;',
+      'application/json; charset="',
+    ]) {
+      const body = JSON_BODY;
+      list.push({
+        name: `Content-Type ${type}`,
+        request: {
+          method: 'POST',
+          target: '/auth/login',
+          headers: [
+            ['Content-Type', type],
+            ['Content-Length', String(body.length)],
+          ],
+          body,
+        },
+      });
+    }
+    // Framing: chunked bodies, transfer codings Node does not decode, conflicting lengths.
+    const framing: Array<[string, ReadonlyArray<readonly [string, string]>, string]> = [
+      ['chunked', [['Transfer-Encoding', 'chunked']], chunked(JSON_BODY)],
+      ['chunked with a bad size', [['Transfer-Encoding', 'chunked']], `zz\r\n${JSON_BODY}\r\n0\r\n\r\n`],
+      ['gzip, chunked', [['Transfer-Encoding', 'gzip, chunked']], chunked(JSON_BODY)],
+      ['chunked, gzip', [['Transfer-Encoding', 'chunked, gzip']], chunked(JSON_BODY)],
+      [
+        'identity',
+        [
+          ['Transfer-Encoding', 'identity'],
+          ['Content-Length', String(JSON_BODY.length)],
+        ],
+        JSON_BODY,
+      ],
+      [
+        'chunked and Content-Length',
+        [
+          ['Transfer-Encoding', 'chunked'],
+          ['Content-Length', '5'],
+        ],
+        chunked(JSON_BODY),
+      ],
+      [
+        'two Content-Lengths',
+        [
+          ['Content-Length', '5'],
+          ['Content-Length', '7'],
+        ],
+        JSON_BODY,
+      ],
+      ['negative Content-Length', [['Content-Length', '-1']], JSON_BODY],
+      [
+        'chunked twice',
+        [
+          ['Transfer-Encoding', 'chunked'],
+          ['Transfer-Encoding', 'chunked'],
+        ],
+        chunked(JSON_BODY),
+      ],
+    ];
+    for (const [name, headers, body] of framing) {
+      list.push({
+        name: `framing: ${name}`,
+        request: {
+          method: 'POST',
+          target: '/auth/login',
+          headers: [['Content-Type', 'application/json'], ...headers],
+          body,
+        },
+      });
+    }
+    // Methods no route answers, and ones Node's parser refuses.
+    for (const [method, target] of [
+      ['PROPFIND', '/conversations'],
+      ['TRACE', '/healthz'],
+      ['SEARCH', '/users'],
+      ['PATCH', '/healthz'],
+      ['DELETE', '/'],
+      ['OPTIONS', '*'],
+      ['CONNECT', `127.0.0.1:${new URL(server!.url).port}`],
+      ['FOO', '/healthz'],
+      ['get', '/healthz'],
+      ['GET', 'http://elsewhere.example/healthz'],
+    ] as const) {
+      list.push({ name: `method ${method} ${target}`, auth: true, request: { method, target } });
+    }
+    // Paths fetch() would not send: bad or odd percent-encoding, traversal, raw bytes.
+    for (const target of [
+      '/%',
+      '/%zz',
+      '/%00',
+      `/conversations/%E0%A4%A`,
+      '/conversations/%',
+      '/conversations/%ff/messages',
+      `/conversations/${conversationId}/messages/%c0%ae`,
+      `/conversations/${conversationId}/messages?after=%`,
+      '/friends/requests/%/accept',
+      '/blocks/%zz',
+      '/users?username=%',
+      '/users?username=%ff%fe',
+      '/app.js%',
+      '/%2e%2e/%2e%2e/etc/passwd',
+      '/..%2f..%2fpackage.json',
+      '//healthz',
+      '/healthz?%%%',
+      '/\u00e9t\u00e9',
+      '/a b',
+      `/${'x'.repeat(20_000)}`,
+    ]) {
+      list.push({
+        name: `path ${JSON.stringify(target.slice(0, 60))}`,
+        auth: true,
+        request: { method: 'GET', target },
+      });
+    }
+    return list;
+  }
+
+  it('names what is wrong: a body not in its Content-Encoding, an unknown encoding, a bad path', async () => {
+    const send = (request: RawRequest) => rawRequest(server!.url, request);
+    const login = (
+      extra: ReadonlyArray<readonly [string, string]>,
+      type = 'application/json',
+    ): RawRequest => ({
+      method: 'POST',
+      target: '/auth/login',
+      headers: [['Content-Type', type], ['Content-Length', String(JSON_BODY.length)], ...extra],
+      body: JSON_BODY,
+    });
+    const codeOf = (res: RawResponse) => (JSON.parse(res.body) as ErrorBody).error.code;
+    const plainAsGzip = await send(login([['Content-Encoding', 'gzip']]));
+    expect([plainAsGzip.status, codeOf(plainAsGzip)]).to.deep.equal([400, 'VALIDATION_FAILED']);
+    const unknown = await send(login([['Content-Encoding', 'bogus']]));
+    expect([unknown.status, codeOf(unknown)]).to.deep.equal([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const latin1 = await send(login([], 'application/json; charset=latin1'));
+    expect([latin1.status, codeOf(latin1)]).to.deep.equal([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const badPath = await send({
+      method: 'GET',
+      target: '/conversations/%E0%A4%A',
+      headers: [['Authorization', `Bearer ${user.token}`]],
+    });
+    expect([badPath.status, codeOf(badPath)]).to.deep.equal([400, 'VALIDATION_FAILED']);
+    expect(badPath.headers['x-request-id']).to.be.a('string');
+    const badMethod = await send({ method: 'FOO', target: '/healthz' });
+    expect([badMethod.status, codeOf(badMethod)]).to.deep.equal([400, 'VALIDATION_FAILED']);
+    expect(badMethod.headers['x-request-id']).to.be.a('string');
+    // A gzip body that really is gzip is read.
+    const gzipped = gzipSync(JSON.stringify({ username: 'nobody_here', password: 'long enough' }));
+    const real = await send({
+      method: 'POST',
+      target: '/auth/login',
+      headers: [
+        ['Content-Type', 'application/json'],
+        ['Content-Encoding', 'gzip'],
+        ['Content-Length', String(gzipped.length)],
+      ],
+      body: gzipped,
+    });
+    expect([real.status, codeOf(real)]).to.deep.equal([401, 'INVALID_CREDENTIALS']);
+  });
+
+  it('answers every one with a 2xx or a 4xx (errors in the envelope), never a 5xx, and logs no error', async () => {
+    const all = cases();
+    // Every case is tried; the failures are reported together.
+    const failures: string[] = [];
+    for (const { name, auth, request } of all) {
+      const headers = [
+        ...(request.headers ?? []),
+        ...(auth ? ([['Authorization', `Bearer ${user.token}`]] as const) : []),
+      ];
+      try {
+        const res = await rawRequest(server!.url, { ...request, headers });
+        const where = `${name}: ${res.status} ${res.body.slice(0, 200)}`;
+        expect(res.status, where).to.satisfy((s: number) => (s >= 200 && s < 300) || (s >= 400 && s < 500));
+        expect(res.body, where).not.to.match(LEAK);
+        if (res.status >= 400) {
+          expect(res.headers['content-type'], where).to.match(/^application\/json/);
+          expectCleanError(JSON.parse(res.body) as unknown, where);
+        }
+      } catch (err) {
+        failures.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    expect(failures, failures.join('\n')).to.deep.equal([]);
+    expect(all.length).to.be.greaterThan(60);
+    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+    const errors = logs.entries().filter((e) => typeof e.level === 'number' && e.level >= 50);
+    expect(
+      errors.map((e) => e.msg),
+      'error-level log lines',
+    ).to.deep.equal([]);
   });
 });

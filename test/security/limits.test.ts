@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { io as connect } from 'socket.io-client';
+import { SETTINGS } from '../../lib/config.js';
 import type { Ack } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { errorCodeOf, expectOk, friendsOf, newUser, rows, send } from '../helpers/chat.js';
@@ -177,6 +178,18 @@ describe('abuse limits', function () {
     expect(codes.every((c) => c === 'ok' || c === 'RATE_LIMITED')).to.equal(true);
   });
 
+  it('counts unknown events and events without an ack against SOCKET_EVENTS_PER_SEC too', async () => {
+    const socket = await open();
+    const raw = socket as unknown as RawSocket;
+    // Six without an ack and six unknown ones: more than the burst of 10 between them.
+    for (let i = 0; i < 6; i++) raw.emit('typing', { conversationId });
+    const unknown = (await Promise.all(
+      Array.from({ length: 6 }, () => raw.emitWithAck('no:such-event', { conversationId })),
+    )) as Ack[];
+    expect(unknown.map(errorCodeOf)).to.include('RATE_LIMITED');
+    expect(errorCodeOf(await socket.emitWithAck('typing', { conversationId }))).to.equal('RATE_LIMITED');
+  });
+
   it('rate-limits sends per user across sockets (RATE_LIMIT_MESSAGES_PER_SEC), storing nothing refused', async () => {
     const sender = await newUser(server!);
     const [friend] = await friendsOf(server!, sender, 1);
@@ -223,5 +236,62 @@ describe('abuse limits', function () {
     expect(
       await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
     ).to.have.length(0);
+  });
+});
+
+describe('socket caps at their defaults: per user, and per IP high enough for a NAT', function () {
+  this.timeout(60_000);
+  let server: RunningServer | undefined;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase(), {
+      MAX_CONNECTIONS_PER_IP: String(SETTINGS.MAX_CONNECTIONS_PER_IP.default),
+      MAX_SOCKETS_PER_USER: String(SETTINGS.MAX_SOCKETS_PER_USER.default),
+    });
+  });
+
+  after(async () => {
+    for (const socket of sockets.splice(0)) socket.close();
+    await server?.close();
+  });
+
+  async function open(user: TestUser): Promise<ClientSocket> {
+    const socket = await connectSocket(server!.url, user.token);
+    sockets.push(socket);
+    return socket;
+  }
+
+  it('lets 60 users behind one address connect', async () => {
+    const users = await Promise.all(Array.from({ length: 60 }, () => newUser(server!)));
+    const connected = await Promise.all(users.map((user) => open(user)));
+    expect(connected.every((s) => s.connected)).to.equal(true);
+  });
+
+  it('refuses a user past MAX_SOCKETS_PER_USER with RATE_LIMITED, and frees the slot on disconnect', async () => {
+    const cap = SETTINGS.MAX_SOCKETS_PER_USER.default;
+    const user = await newUser(server!);
+    const own = await Promise.all(Array.from({ length: cap }, () => open(user)));
+    let refusal: Error | undefined;
+    try {
+      await open(user);
+    } catch (err) {
+      refusal = err as Error;
+    }
+    expect(refusal?.message).to.equal('RATE_LIMITED');
+    // Another user from the same address is not affected.
+    expect((await open(await newUser(server!))).connected).to.equal(true);
+    own[0]!.close();
+    const again = await waitFor(
+      async () => {
+        try {
+          return await open(user);
+        } catch {
+          return undefined;
+        }
+      },
+      { what: 'a freed slot' },
+    );
+    expect(again.connected).to.equal(true);
   });
 });

@@ -1,17 +1,33 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import passport from 'passport';
-import type { AuthService } from '../../auth/accounts.js';
+import type { AuthService, ClientInfo } from '../../auth/accounts.js';
 import { createLocalStrategy } from '../../auth/passport.js';
+import type { StartedSession } from '../../auth/sessions.js';
 import { AppError } from '../../errors.js';
 import type { User } from '../../models/User.js';
-import type { Services } from '../../services.js';
-import { currentUser, requireAuth } from '../auth.js';
+import type { AuthResponse, AuthTokens } from '../../protocol/index.js';
 import { restSchemas } from '../../protocol/schemas.js';
-import { parse } from '../../validation.js';
+import type { Services } from '../../services.js';
+import { parse, pathId } from '../../validation.js';
+import { currentSessionId, currentUser, requireAuth } from '../auth.js';
 
 /** The client address the per-IP limits count (behind TRUST_PROXY_HOPS proxies: the forwarded one). */
-function clientIp(req: Request): string {
+export function clientIp(req: Request): string {
   return req.ip ?? req.socket.remoteAddress ?? 'unknown';
+}
+
+/** The address and the user agent of a request. */
+export function clientInfo(req: Request): ClientInfo {
+  return { ip: clientIp(req), userAgent: req.get('user-agent') };
+}
+
+/** The tokens of a new or refreshed session, as the contract answers them. */
+function tokensOf(session: AuthTokens): AuthTokens {
+  return { token: session.token, refreshToken: session.refreshToken, expiresIn: session.expiresIn };
+}
+
+function authResponse(user: User, session: StartedSession): AuthResponse {
+  return { user: user.toPublic(), ...tokensOf(session) };
 }
 
 /** passport-local for `POST /auth/login`, on an Authenticator of this router's own. */
@@ -41,8 +57,10 @@ function loginAuthenticator(accounts: AuthService): RequestHandler {
 }
 
 /**
- * `POST /auth/signup`, `POST /auth/login`, `GET /auth/me`, `POST /auth/logout`. Signup and login count against
- * the per-IP limit before anything else; login also against the per-username limit.
+ * Signup, login and the session routes: `POST /auth/signup`, `/auth/login`, `/auth/refresh`, `/auth/logout`,
+ * `/auth/logout-all`, `/auth/password`, `GET /auth/me`, `GET /auth/sessions`, `DELETE /auth/sessions/:id`.
+ * Signup counts against the per-IP signup limit before anything else; login counts its attempt against the
+ * login limits before the password is checked (docs/api-auth-friends.md).
  */
 export function authRoutes(services: Services): Router {
   const { auth: accounts } = services;
@@ -50,26 +68,32 @@ export function authRoutes(services: Services): Router {
   const bearer = requireAuth(services);
 
   router.post('/auth/signup', async (req, res) => {
-    accounts.limits.takeIp(clientIp(req));
+    await accounts.limits.takeSignup(clientIp(req));
     const { username, password, displayName } = parse(restSchemas.signup, req.body);
-    const { user, token } = await accounts.signup({
-      username,
-      password,
-      displayName: displayName ?? username,
-    });
-    res.status(201).json({ user: user.toPublic(), token });
+    const { user, session } = await accounts.signup(
+      { username, password, displayName: displayName ?? username },
+      clientInfo(req),
+    );
+    res.status(201).json(authResponse(user, session));
   });
 
-  const validateLogin: RequestHandler = (req, _res, next) => {
-    accounts.limits.takeIp(clientIp(req));
+  const countLogin: RequestHandler = async (req, _res, next) => {
     const { username } = parse(restSchemas.login, req.body);
-    accounts.limits.takeUsername(username);
+    await accounts.limits.takePasswordAttempt(username, clientIp(req));
     next();
   };
 
-  router.post('/auth/login', validateLogin, loginAuthenticator(accounts), (req, res) => {
+  router.post('/auth/login', countLogin, loginAuthenticator(accounts), async (req, res) => {
     const user = currentUser(req);
-    res.json({ user: user.toPublic(), token: accounts.issueToken(user) });
+    const { username } = parse(restSchemas.login, req.body);
+    await accounts.limits.passwordAccepted(username, clientIp(req));
+    const session = await accounts.sessions.start(user.id, clientInfo(req).userAgent);
+    res.json(authResponse(user, session));
+  });
+
+  router.post('/auth/refresh', async (req, res) => {
+    const { refreshToken } = parse(restSchemas.refresh, req.body);
+    res.json(tokensOf(await accounts.sessions.refresh(refreshToken)));
   });
 
   router.get('/auth/me', bearer, (req, res) => {
@@ -77,7 +101,34 @@ export function authRoutes(services: Services): Router {
   });
 
   router.post('/auth/logout', bearer, async (req, res) => {
-    await accounts.logout(currentUser(req).id);
+    await accounts.sessions.end(currentUser(req).id, currentSessionId(req), 'logged_out');
+    res.status(204).end();
+  });
+
+  router.post('/auth/logout-all', bearer, async (req, res) => {
+    await accounts.sessions.endEverySession(currentUser(req).id, 'logged_out');
+    res.status(204).end();
+  });
+
+  router.get('/auth/sessions', bearer, async (req, res) => {
+    res.json({ sessions: await accounts.sessions.list(currentUser(req).id, currentSessionId(req)) });
+  });
+
+  router.delete('/auth/sessions/:id', bearer, async (req, res) => {
+    const sessionId = pathId(req.params.id);
+    const ended = await accounts.sessions.end(
+      currentUser(req).id,
+      sessionId,
+      sessionId === currentSessionId(req) ? 'logged_out' : 'revoked',
+    );
+    // Another user's session is as missing as one that never existed.
+    if (!ended) throw new AppError('NOT_FOUND');
+    res.status(204).end();
+  });
+
+  router.post('/auth/password', bearer, async (req, res) => {
+    const passwords = parse(restSchemas.changePassword, req.body);
+    await accounts.changePassword(currentUser(req), currentSessionId(req), passwords, clientInfo(req));
     res.status(204).end();
   });
 

@@ -1,18 +1,64 @@
 import { Router } from 'express';
+import { AppError } from '../../errors.js';
+import { User } from '../../models/User.js';
+import { restSchemas, USER_SEARCH_MAX } from '../../protocol/schemas.js';
+import { RateLimiter } from '../../rateLimiter.js';
 import type { Services } from '../../services.js';
-import { requireAuth } from '../auth.js';
-import { restSchemas } from '../../protocol/schemas.js';
-import { parse } from '../../validation.js';
+import { parse, pathId } from '../../validation.js';
+import { currentUser, requireAuth } from '../auth.js';
+import { clientIp } from './auth.js';
 
 /**
- * `GET /users?username=<exact>`: find a user to befriend, matched case-insensitively; 404 USER_NOT_FOUND when
- * there is none. Behind bearer auth, so the directory is not open to anonymous enumeration.
+ * Users, all behind bearer auth, so the directory is not open to anonymous enumeration:
+ * - `GET /users?q=<prefix>&limit=<n>`: `{users}`, at most 20 (`limit`, default 20, larger values clamped) whose
+ *   username starts with the prefix, case-insensitively, by username; never the caller, nor anyone the caller
+ *   blocked or who blocked the caller;
+ * - `GET /users?username=<exact>`: `{user}`, matched case-insensitively; 404 USER_NOT_FOUND when there is none;
+ * - `GET /users/:id`: any user by id, deleted ones included (as "Deleted user"), so a client can name the sender
+ *   of an old message;
+ * - `GET /users/me` (as `GET /auth/me`), `PATCH /users/me {displayName}` and `DELETE /users/me {password}`.
+ * Searches and lookups by name share one budget per user (RATE_LIMIT_LOOKUPS_PER_MIN, bursts of the same
+ * number), so an account cannot walk the directory either.
  */
 export function userRoutes(services: Services): Router {
+  const perMinute = services.config.limits.lookupsPerMinute;
+  const lookups = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
   const router = Router();
-  router.get('/users', requireAuth(services), async (req, res) => {
+  const bearer = requireAuth(services);
+
+  router.get('/users', bearer, async (req, res) => {
+    const taken = lookups.take(currentUser(req).id);
+    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+    if (req.query.q !== undefined) {
+      const { q, limit = USER_SEARCH_MAX } = parse(restSchemas.userSearch, req.query);
+      res.json({ users: await services.social.searchUsers(currentUser(req).id, q, limit) });
+      return;
+    }
     const { username } = parse(restSchemas.userLookup, req.query);
     res.json({ user: await services.social.findUser(username) });
   });
+
+  router.get('/users/me', bearer, (req, res) => {
+    res.json({ user: currentUser(req).toPublic() });
+  });
+
+  router.patch('/users/me', bearer, async (req, res) => {
+    const { displayName } = parse(restSchemas.updateProfile, req.body);
+    res.json({ user: await services.auth.updateDisplayName(currentUser(req).id, displayName) });
+  });
+
+  router.delete('/users/me', bearer, async (req, res) => {
+    const { password } = parse(restSchemas.deleteAccount, req.body);
+    await services.auth.deleteAccount(currentUser(req), password, { ip: clientIp(req) });
+    res.status(204).end();
+  });
+
+  // After /users/me: "me" is not a UUID, and the routes above answer it first.
+  router.get('/users/:id', bearer, async (req, res) => {
+    const user = await User.query(services.db.knex).findById(pathId(req.params.id));
+    if (!user) throw new AppError('USER_NOT_FOUND');
+    res.json({ user: user.toPublic() });
+  });
+
   return router;
 }

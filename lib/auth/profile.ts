@@ -1,0 +1,104 @@
+import type { Knex } from 'knex';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { DELETED_USER_DISPLAY_NAME, User } from '../models/User.js';
+import type { Notifier } from '../notifier.js';
+import type { PublicUser } from '../protocol/index.js';
+import type { SessionService } from './sessions.js';
+
+/** What account deletion needs of the conversation service (lib/conversations). */
+export interface ConversationLeaver {
+  /** The user leaves every group, each like a leave of their own (the owner hands over). */
+  leaveAllGroups(userId: string): Promise<void>;
+}
+
+export interface ProfileService {
+  /** Renames the user; friends and co-participants (and the user's own sockets) get `user:updated`. */
+  updateDisplayName(userId: string, displayName: string): Promise<PublicUser>;
+  /**
+   * Deletes the account after checking its password (counted like a login). Every session ends, the user
+   * leaves every group, friendships, requests and blocks go, the username is free again; the row stays as
+   * "Deleted user" so messages and conversations keep their sender and creator.
+   */
+  deleteAccount(user: User, password: string, client: { ip: string }): Promise<void>;
+}
+
+export interface ProfileDeps {
+  knex: Knex;
+  notify: Notifier;
+  logger: Logger;
+  sessions: SessionService;
+  conversations: ConversationLeaver;
+  /** Throws INVALID_CREDENTIALS or RATE_LIMITED. */
+  verifyOwnPassword(user: User, password: string, ip: string): Promise<void>;
+}
+
+/**
+ * Everyone who may show this user: their friends and everyone who shares a conversation with them (one
+ * statement; the indexes on friendships' two columns and on participants by user serve it).
+ */
+async function audienceOf(db: Knex, userId: string): Promise<string[]> {
+  const result = await db.raw<{ rows: Array<{ id: string }> }>(
+    `SELECT user_high AS id FROM friendships WHERE user_low = ?
+     UNION SELECT user_low FROM friendships WHERE user_high = ?
+     UNION SELECT other.user_id FROM conversation_participants AS mine
+       JOIN conversation_participants AS other ON other.conversation_id = mine.conversation_id
+       WHERE mine.user_id = ? AND other.user_id <> ?`,
+    [userId, userId, userId, userId],
+  );
+  return result.rows.map((r) => r.id);
+}
+
+/** Display names and account deletion. */
+export function createProfileService(deps: ProfileDeps): ProfileService {
+  const { knex, notify, sessions, conversations } = deps;
+  const logger = deps.logger.child({ component: 'profile' });
+
+  return {
+    async updateDisplayName(userId, displayName) {
+      // Objection types this as always found; a deleted account (no session, so unlikely here) finds nothing.
+      const user: User | undefined = await User.query(knex)
+        .patchAndFetchById(userId, { displayName, updatedAt: new Date() })
+        .whereNull('deleted_at');
+      if (!user) throw new AppError('UNAUTHORIZED');
+      const shown = user.toPublic();
+      notify.userUpdated(await audienceOf(knex, userId), shown);
+      return shown;
+    },
+
+    async deleteAccount(user, password, client) {
+      await deps.verifyOwnPassword(user, password, client.ip);
+      // Groups first, each through the conversation service (locks, owner hand-over, notices): if this fails
+      // half-way, the account still exists and the user can simply try again.
+      await conversations.leaveAllGroups(user.id);
+      const outcome = await knex.transaction(async (trx) => {
+        // The row lock orders this against a concurrent deletion and a friend request or block being made.
+        const locked = await User.query(trx).findById(user.id).whereNull('deleted_at').forUpdate();
+        if (!locked) return undefined;
+        // Before the friendships go: they are part of who must hear about it.
+        const audience = await audienceOf(trx, user.id);
+        await trx('friendships').where('user_low', user.id).orWhere('user_high', user.id).delete();
+        await trx('friend_requests').where('from_user_id', user.id).orWhere('to_user_id', user.id).delete();
+        await trx('blocks').where('blocker_id', user.id).orWhere('blocked_id', user.id).delete();
+        const deleted = await User.query(trx).patchAndFetchById(user.id, {
+          username: null,
+          passwordHash: null,
+          displayName: DELETED_USER_DISPLAY_NAME,
+          deletedAt: new Date(),
+          updatedAt: new Date(),
+        });
+        await sessions.endAll(user.id, { db: trx });
+        return { audience, deleted };
+      });
+      if (!outcome) return;
+      notify.disconnectUser(user.id, 'deleted');
+      notify.userUpdated(outcome.audience, outcome.deleted.toPublic());
+      // A group add that committed while the above ran (it needed a friendship, which is gone now) is undone.
+      try {
+        await conversations.leaveAllGroups(user.id);
+      } catch (err) {
+        logger.error({ err, userId: user.id }, 'leaving groups after account deletion failed');
+      }
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import type { Knex } from 'knex';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Notifier } from '../notifier.js';
+import type { AuthTokens, PublicSession, SessionEndReason } from '../protocol/index.js';
+import {
+  createRefreshTokenHasher,
+  isRefreshTokenShaped,
+  newRefreshToken,
+  type RefreshTokenHasher,
+} from './refreshTokens.js';
+import { signAccessToken } from './tokens.js';
+
+/** Longest user agent kept, in code points (the column's CHECK). */
+const MAX_USER_AGENT = 512;
+/** Characters a user agent loses before it is stored: NUL cannot be stored, and the rest could mislead a UI. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is removed.
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\p{Cs}]/gu;
+
+/** The user agent as stored: printable, at most 512 code points, or null. */
+export function cleanUserAgent(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  const clean = [...raw.replace(UNSHOWABLE, '')].slice(0, MAX_USER_AGENT).join('').trim();
+  return clean === '' ? null : clean;
+}
+
+export interface StartedSession extends AuthTokens {
+  sessionId: string;
+}
+
+/**
+ * Sessions: one per signup or login (one device). The access token names its session (`sid`); the refresh token
+ * is opaque, stored as an HMAC, used once, and valid REFRESH_TTL_DAYS after the session was last used. Ending a
+ * session deletes its row (so its access tokens are refused at the next request or handshake, on every node)
+ * and disconnects its sockets on every node, telling them why (`session:ended`).
+ */
+export interface SessionService {
+  /** A new session with its first tokens; also drops the user's expired sessions. `db` may be a transaction. */
+  start(userId: string, userAgent: string | undefined, db?: Knex): Promise<StartedSession>;
+  /**
+   * Trades a refresh token for a new pair (rotation). A token used before ends its whole session (`reused`);
+   * an unknown one, or one of a session unused for REFRESH_TTL_DAYS, is refused. Throws UNAUTHORIZED.
+   */
+  refresh(refreshToken: string): Promise<AuthTokens>;
+  /** The user's live sessions, most recently used first; `current` marks `currentSessionId`. */
+  list(userId: string, currentSessionId: string): Promise<PublicSession[]>;
+  /** Ends one session of the user; false when the user has no such session. */
+  end(userId: string, sessionId: string, reason: SessionEndReason): Promise<boolean>;
+  /**
+   * Ends every session of the user but `except`, inside `db` when given (the caller's transaction); returns
+   * the ended ids. Call {@link announceEnded} after the commit.
+   */
+  endAll(userId: string, options: { except?: string; db?: Knex }): Promise<string[]>;
+  /** Ends every session of the user and disconnects every socket of the user on every node. */
+  endEverySession(userId: string, reason: SessionEndReason): Promise<void>;
+  /** Tells the ended sessions' sockets why, and disconnects them on every node (after the commit). */
+  announceEnded(sessionIds: readonly string[], reason: SessionEndReason): void;
+}
+
+export interface SessionDeps {
+  config: Readonly<Config>;
+  knex: Knex;
+  notify: Notifier;
+  logger: Logger;
+}
+
+interface SessionRow {
+  id: string;
+  created_at: Date;
+  last_used_at: Date;
+  user_agent: string | null;
+}
+
+/** Builds the session service. */
+export function createSessionService(deps: SessionDeps): SessionService {
+  const { config, knex, notify } = deps;
+  const logger = deps.logger.child({ component: 'sessions' });
+  const hash: RefreshTokenHasher = createRefreshTokenHasher(config.auth.jwtSecret);
+  const ttlDays = config.auth.refreshTtlDays;
+
+  function tokensFor(userId: string, sessionId: string, refreshToken: string): StartedSession {
+    return { sessionId, refreshToken, ...signAccessToken({ userId, sessionId }, config.auth) };
+  }
+
+  /** Deletes the session if it is the user's (or anyone's when userId is undefined); true if it was there. */
+  async function deleteSession(sessionId: string, userId?: string): Promise<boolean> {
+    const query = knex('sessions').where({ id: sessionId });
+    if (userId !== undefined) void query.where({ user_id: userId });
+    return (await query.delete()) > 0;
+  }
+
+  const service: SessionService = {
+    async start(userId, userAgent, db = knex) {
+      const refreshToken = newRefreshToken();
+      // One statement: the session and its first refresh token exist together or not at all.
+      const result = await db.raw<{ rows: Array<{ session_id: string }> }>(
+        `WITH started AS (
+           INSERT INTO sessions (user_id, user_agent) VALUES (?, ?) RETURNING id
+         ), expired AS (
+           DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
+         )
+         INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id`,
+        [userId, cleanUserAgent(userAgent), userId, ttlDays, hash(refreshToken)],
+      );
+      const sessionId = result.rows[0]?.session_id;
+      if (sessionId === undefined) throw new Error('starting a session inserted no row');
+      return tokensFor(userId, sessionId, refreshToken);
+    },
+
+    async refresh(refreshToken) {
+      if (!isRefreshTokenShaped(refreshToken)) throw new AppError('UNAUTHORIZED');
+      const presented = hash(refreshToken);
+      const next = newRefreshToken();
+      // One statement, so one atomic step: the presented token is marked used only if it was unused (the
+      // conditional UPDATE is the race guard: of two concurrent refreshes with it, the second waits for the
+      // first's row lock, re-reads used_at and matches nothing), the session is touched only if still live,
+      // and the next token is stored. Used tokens older than the TTL are pruned on the way.
+      const rotated = await knex.raw<{ rows: Array<{ session_id: string; user_id: string }> }>(
+        `WITH consumed AS (
+           UPDATE refresh_tokens AS r SET used_at = now()
+           FROM sessions AS s
+           WHERE r.token_hash = ? AND r.used_at IS NULL
+             AND s.id = r.session_id AND s.last_used_at > now() - make_interval(days => ?)
+           RETURNING r.session_id
+         ), touched AS (
+           UPDATE sessions AS s SET last_used_at = now() FROM consumed AS c
+           WHERE s.id = c.session_id RETURNING s.id, s.user_id
+         ), issued AS (
+           INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, t.id FROM touched AS t
+           RETURNING session_id
+         ), pruned AS (
+           DELETE FROM refresh_tokens AS p USING consumed AS c
+           WHERE p.session_id = c.session_id AND p.used_at < now() - make_interval(days => ?)
+         )
+         SELECT t.id AS session_id, t.user_id FROM touched AS t JOIN issued AS i ON i.session_id = t.id`,
+        [presented, ttlDays, hash(next), ttlDays],
+      );
+      const row = rotated.rows[0];
+      if (row) return tokensFor(row.user_id, row.session_id, next);
+      await refuseRefresh(presented);
+      throw new AppError('UNAUTHORIZED');
+    },
+
+    async list(userId, currentSessionId) {
+      const rows = await knex<SessionRow>('sessions')
+        .select('id', 'created_at', 'last_used_at', 'user_agent')
+        .where('user_id', userId)
+        .whereRaw('last_used_at > now() - make_interval(days => ?)', [ttlDays])
+        .orderBy([
+          { column: 'last_used_at', order: 'desc' },
+          { column: 'id', order: 'asc' },
+        ]);
+      return rows.map((r) => ({
+        id: r.id,
+        createdAt: r.created_at.toISOString(),
+        lastUsedAt: r.last_used_at.toISOString(),
+        userAgent: r.user_agent,
+        current: r.id === currentSessionId,
+      }));
+    },
+
+    async end(userId, sessionId, reason) {
+      if (!(await deleteSession(sessionId, userId))) return false;
+      service.announceEnded([sessionId], reason);
+      return true;
+    },
+
+    async endAll(userId, { except, db = knex }) {
+      const query = db('sessions').where('user_id', userId);
+      if (except !== undefined) void query.whereNot('id', except);
+      const rows = await query.delete().returning<Array<{ id: string }>>('id');
+      return rows.map((r) => r.id);
+    },
+
+    async endEverySession(userId, reason) {
+      await service.endAll(userId, {});
+      // The user's room: also a socket whose handshake raced the delete (it re-checks its session anyway).
+      notify.disconnectUser(userId, reason);
+    },
+
+    announceEnded(sessionIds, reason) {
+      for (const sessionId of sessionIds) notify.disconnectSession(sessionId, reason);
+    },
+  };
+
+  /** Why a refresh matched nothing: a used token ends its session, an expired session is cleared. */
+  async function refuseRefresh(presented: Buffer): Promise<void> {
+    const found = await knex.raw<{
+      rows: Array<{ session_id: string; user_id: string; used: boolean; expired: boolean }>;
+    }>(
+      `SELECT r.session_id, s.user_id, r.used_at IS NOT NULL AS used,
+              s.last_used_at <= now() - make_interval(days => ?) AS expired
+       FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id
+       WHERE r.token_hash = ?`,
+      [ttlDays, presented],
+    );
+    const row = found.rows[0];
+    if (!row) return;
+    if (row.expired) {
+      if (await deleteSession(row.session_id)) service.announceEnded([row.session_id], 'expired');
+      return;
+    }
+    if (row.used) {
+      // Someone holds a token that was already traded in: the legitimate client or a thief. Either way the
+      // session cannot be trusted any more.
+      logger.warn(
+        { sessionId: row.session_id, userId: row.user_id },
+        'a used refresh token was presented again; ending its session',
+      );
+      if (await deleteSession(row.session_id)) service.announceEnded([row.session_id], 'reused');
+    }
+  }
+
+  return service;
+}

@@ -1,0 +1,168 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * What may reach a log line. Drivers attach themselves to their errors (pg-pool puts the whole `client`, with its
+ * connection settings, `processID` and `secretKey`, on an idle client's error); a logged socket or request drags
+ * its whole object graph along. So every logged value passes through here: errors become
+ * `{type, message, code, stack}`, anything that is a live object (an EventEmitter: clients, connections, pools,
+ * sockets, streams) becomes its class name, secret-named keys are redacted, and the line has a size budget.
+ */
+
+/** Keys whose values are never logged, at any depth (case-insensitive). */
+const SECRET_KEY =
+  /^(password|passwd|secret|secretkey|jwtsecret|token|refreshtoken|authorization|cookie|set-cookie|apikey|connectionstring)$/i;
+/** What the code itself puts in a secret's place (describeConfig's "(set)"): kept, it tells the operator something. */
+const PLACEHOLDERS: ReadonlySet<unknown> = new Set(['(set)', '[redacted]']);
+/** Keys only a database driver's objects have: such an object is dropped whole even if it is not an emitter. */
+const DRIVER_KEYS = ['secretKey', 'processID', 'connectionParameters'];
+/** A password in a URL (`postgres://user:password@host`). */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#\s@]*:)[^@/?#\s]+@/gi;
+
+/** Characters of strings (and keys) one line may carry in all; what is over is cut. */
+export const LINE_BUDGET = 5120;
+/** A log message's own cap (it is outside the budget of the merge object). */
+const MAX_MESSAGE = 1024;
+const MAX_STRING = 2048;
+const MAX_STACK = 4096;
+const MAX_DEPTH = 4;
+const MAX_KEYS = 32;
+const MAX_ITEMS = 16;
+const MAX_CAUSES = 3;
+
+/** A logged error: never more than this. */
+export interface LoggedError {
+  type: string;
+  message: string;
+  code?: string | number;
+  stack?: string;
+}
+
+interface Budget {
+  left: number;
+}
+
+function cut(text: string, max: number, budget: Budget): string {
+  const clean = text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text;
+  const allowed = Math.max(0, Math.min(max, budget.left));
+  budget.left -= Math.min(clean.length, allowed);
+  return clean.length <= allowed ? clean : `${clean.slice(0, allowed)}…[${clean.length - allowed} more]`;
+}
+
+interface ErrorLike {
+  name?: unknown;
+  message?: unknown;
+  code?: unknown;
+  stack?: unknown;
+  cause?: unknown;
+  errors?: unknown;
+}
+
+function isErrorLike(value: unknown): value is Error & ErrorLike {
+  return value instanceof Error;
+}
+
+/** The error's message, or for an AggregateError (a connect to several addresses) its errors' messages. */
+function messageOf(err: ErrorLike): string {
+  const own = typeof err.message === 'string' ? err.message : '';
+  if (own !== '' || !Array.isArray(err.errors)) return own;
+  return (err.errors as unknown[])
+    .slice(0, MAX_CAUSES)
+    .map((e) => (isErrorLike(e) ? messageOf(e) : String(e)))
+    .join('; ');
+}
+
+function errorChain(err: Error & ErrorLike): Array<Error & ErrorLike> {
+  const chain = [err];
+  for (let cause = err.cause; isErrorLike(cause) && chain.length <= MAX_CAUSES; cause = cause.cause) {
+    if (chain.includes(cause)) break;
+    chain.push(cause);
+  }
+  return chain;
+}
+
+function serializeErrorWithin(err: Error & ErrorLike, budget: Budget): LoggedError {
+  const chain = errorChain(err);
+  const type = typeof err.name === 'string' && err.name !== 'Error' ? err.name : err.constructor.name;
+  const message = chain
+    .map((e, i) => (i === 0 ? messageOf(e) : `caused by ${String(e.name)}: ${messageOf(e)}`))
+    .join('; ');
+  const logged: LoggedError = { type, message: cut(message, MAX_STRING, budget) };
+  if (typeof err.code === 'string' || typeof err.code === 'number') logged.code = err.code;
+  const stack = chain
+    .map((e) => (typeof e.stack === 'string' ? e.stack : ''))
+    .filter((s) => s !== '')
+    .join('\ncaused by: ');
+  if (stack !== '') logged.stack = cut(stack, MAX_STACK, budget);
+  return logged;
+}
+
+/** An error as it may be logged: `{type, message, code, stack}`, causes folded into message and stack. */
+export function serializeError(err: unknown): unknown {
+  return isErrorLike(err) ? serializeErrorWithin(err, { left: LINE_BUDGET }) : safeLogValue(err);
+}
+
+function looksLikeDriverObject(value: object): boolean {
+  return DRIVER_KEYS.some((key) => key in value);
+}
+
+function safeWithin(value: unknown, depth: number, budget: Budget, seen: WeakSet<object>): unknown {
+  if (typeof value === 'string') return cut(value, MAX_STRING, budget);
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'function' || typeof value === 'symbol') return `[${typeof value}]`;
+  if (value === null || typeof value !== 'object') {
+    budget.left -= 8;
+    return value;
+  }
+  if (isErrorLike(value)) return serializeErrorWithin(value, budget);
+  if (value instanceof Date) return value;
+  if (value instanceof EventEmitter || looksLikeDriverObject(value)) return `[${value.constructor.name}]`;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[${value.byteLength} bytes]`;
+  if (seen.has(value)) return '[circular]';
+  if (depth >= MAX_DEPTH || budget.left <= 0) return Array.isArray(value) ? '[Array]' : '[Object]';
+  seen.add(value);
+  if (Array.isArray(value)) {
+    const items = value.slice(0, MAX_ITEMS).map((item) => safeWithin(item, depth + 1, budget, seen));
+    if (value.length > MAX_ITEMS) items.push(`…[${value.length - MAX_ITEMS} more]`);
+    return items;
+  }
+  const out: Record<string, unknown> = {};
+  const keys = Object.keys(value);
+  for (const key of keys.slice(0, MAX_KEYS)) {
+    budget.left -= key.length + 4;
+    const child = (value as Record<string, unknown>)[key];
+    out[key] =
+      SECRET_KEY.test(key) && !PLACEHOLDERS.has(child)
+        ? '[redacted]'
+        : safeWithin(child, depth + 1, budget, seen);
+  }
+  if (keys.length > MAX_KEYS) out['…'] = `${keys.length - MAX_KEYS} more keys`;
+  return out;
+}
+
+/** Any value as it may be logged (see the top of this file). */
+export function safeLogValue(value: unknown): unknown {
+  return safeWithin(value, 0, { left: LINE_BUDGET }, new WeakSet());
+}
+
+/**
+ * pino's `formatters.log`: the merge object of one line, made safe under one budget, `err` first so the cause
+ * of the line is the last thing to be cut. `req` and `res` are left to pino-http's serializers.
+ */
+export function safeLogObject(object: Record<string, unknown>): Record<string, unknown> {
+  const budget: Budget = { left: LINE_BUDGET };
+  const seen = new WeakSet<object>();
+  const out: Record<string, unknown> = {};
+  const keys = Object.keys(object).sort((a, b) => Number(b === 'err') - Number(a === 'err'));
+  for (const key of keys) {
+    const value = object[key];
+    if (key === 'req' || key === 'res') out[key] = value;
+    else if (SECRET_KEY.test(key) && !PLACEHOLDERS.has(value)) out[key] = '[redacted]';
+    else out[key] = safeWithin(value, 0, budget, seen);
+  }
+  return out;
+}
+
+/** A log message (or interpolation argument) cut to a length that keeps the line within its bound. */
+export function safeMessage(message: string): string {
+  return cut(message, MAX_MESSAGE, { left: MAX_MESSAGE });
+}

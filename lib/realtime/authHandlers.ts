@@ -1,0 +1,27 @@
+import { authenticateToken } from '../auth/tokens.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+import { handle } from './handlers.js';
+
+/**
+ * `auth:refresh {token}`: a client that refreshed its access token hands the new one to its live socket, which
+ * then lives until the new token expires instead of being disconnected at the old expiry. The token must be
+ * valid now (signature, lifetime, live session) and name the socket's own user and session; anything else is
+ * UNAUTHORIZED and changes nothing.
+ */
+export function registerAuthHandlers(services: Services): void {
+  const { config, db } = services;
+  services.io.on('connection', (socket) => {
+    const log = services.logger.child({ socketId: socket.id, userId: socket.data.userId });
+    handle(socket, log, 'auth:refresh', async ({ token }) => {
+      const { claims } = await authenticateToken(token, config.auth, db.knex);
+      if (claims.userId !== socket.data.userId || claims.sessionId !== socket.data.sessionId) {
+        throw new AppError('UNAUTHORIZED');
+      }
+      // The expiry timer (lib/realtime/io.ts) reads this each time it fires, so it re-arms by itself. Never
+      // earlier than now: an older token handed in late must not cut the socket's life short.
+      socket.data.expiresAt = Math.max(socket.data.expiresAt, claims.exp * 1000);
+      return {};
+    });
+  });
+}

@@ -1,0 +1,206 @@
+import { expect } from 'chai';
+import type { RunningServer } from '../../lib/server.js';
+import {
+  XFChatError,
+  type AuthTokens,
+  type PublicMessage,
+  type SessionEnded,
+} from '../../lib/client/index.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+import { insertFriendship, uniqueUsername } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { ClientPool, storedMessages } from './fixtures.js';
+import { startFaultyProxy } from './faultyProxy.js';
+
+const PASSWORD = 'correct horse battery';
+
+/** The promise's rejection, which must be an XFChatError. */
+async function failure(promise: Promise<unknown>): Promise<XFChatError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).to.be.instanceOf(XFChatError);
+    return err as XFChatError;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('client SDK: sessions, refresh and their end', function () {
+  let server: RunningServer;
+  /** A node whose access tokens live 2 s, so a few seconds see many refreshes. */
+  let shortLived: RunningServer;
+  const pool = new ClientPool();
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl);
+    shortLived = await startTestServer(databaseUrl, { JWT_TTL_SECONDS: '2' });
+  });
+
+  afterEach(() => pool.closeAll());
+
+  after(async () => {
+    await Promise.all([server?.close(), shortLived?.close()]);
+  });
+
+  /** A signed-up client, with every `tokens` and `sessionEnded` event it fires. */
+  async function signedUp(node: RunningServer = server) {
+    const tokens: AuthTokens[] = [];
+    const ended: SessionEnded[] = [];
+    const client = pool.open(node.url, { onTokens: (t) => tokens.push(t) });
+    client.on('sessionEnded', (e) => ended.push(e));
+    const username = uniqueUsername('sdks');
+    const { user } = await client.signup({ username, password: PASSWORD });
+    return { client, user, username, tokens, ended };
+  }
+
+  it('keeps sending across many 2-second tokens: nothing lost, nothing doubled', async function () {
+    this.timeout(60_000);
+    const alice = await signedUp(shortLived);
+    const bob = await signedUp(shortLived);
+    await insertFriendship(shortLived.services.db.knex, alice.user.id, bob.user.id);
+    const conversation = await alice.client.conversations.createDirect(bob.user.id);
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const received: PublicMessage[] = [];
+    const subscription = bob.client.subscribe(conversation.id, (m) => received.push(m));
+    await subscription.whenReady();
+    const states: string[] = [];
+    for (const c of [alice.client, bob.client]) c.on('state', (state) => states.push(state));
+
+    const sent: string[] = [];
+    const start = Date.now();
+    for (let i = 0; Date.now() - start < 8000; i++) {
+      const body = `message ${i}`;
+      await alice.client.send(conversation.id, body);
+      sent.push(body);
+      // REST in between, with whatever token is current.
+      if (i % 25 === 0) expect((await alice.client.me()).id).to.equal(alice.user.id);
+    }
+    // Several refreshes happened along the way (every ~1 s), each handing out a new refresh token.
+    expect(alice.tokens.length).to.be.at.least(5);
+    expect(new Set(alice.tokens.map((t) => t.refreshToken)).size).to.equal(alice.tokens.length);
+    expect(alice.ended).to.deep.equal([]);
+    expect(alice.client.refreshToken).to.equal(alice.tokens.at(-1)!.refreshToken);
+
+    const stored = await storedMessages(shortLived, conversation.id);
+    expect(stored.map((m) => m.body)).to.deep.equal(sent);
+    expect(stored.map((m) => m.seq)).to.deep.equal(sent.map((_, i) => i + 1));
+    expect(new Set(stored.map((m) => m.clientMsgId)).size).to.equal(sent.length);
+    await waitFor(() => received.length === sent.length, { what: 'bob to receive every message' });
+    expect(received.map((m) => m.body)).to.deep.equal(sent);
+    expect(bob.ended).to.deep.equal([]);
+    // The live sockets took each new token (auth:refresh) instead of being cut at every expiry.
+    expect(states, states.join(' ')).to.deep.equal([]);
+  });
+
+  it('retries a REST call once after refreshing when the access token is refused', async () => {
+    const alice = await signedUp();
+    alice.client.token = 'not-a-valid-token';
+    expect((await alice.client.me()).id).to.equal(alice.user.id);
+    expect(alice.tokens).to.have.length(2);
+    expect(alice.client.token).to.equal(alice.tokens[1]!.token);
+  });
+
+  it('resumes from a stored refresh token, and tells the app the rotated one', async () => {
+    const first = await signedUp();
+    const stored = first.client.refreshToken!;
+    first.client.close();
+    const tokens: AuthTokens[] = [];
+    const later = pool.open(server.url, { onTokens: (t) => tokens.push(t) });
+    expect((await later.resume(stored)).id).to.equal(first.user.id);
+    expect(tokens).to.have.length(1);
+    expect(later.refreshToken).to.equal(tokens[0]!.refreshToken).and.not.equal(stored);
+    await later.connect();
+    // A refresh token works once: resuming from it again is refused (and ends that session: reuse).
+    const again = pool.open(server.url);
+    const ended: SessionEnded[] = [];
+    later.on('sessionEnded', (e) => ended.push(e));
+    expect(await failure(again.resume(stored))).to.include({ code: 'UNAUTHORIZED' });
+    await waitFor(() => ended.length === 1, { what: 'the reuse to end the resumed session' });
+    expect(ended).to.deep.equal([{ reason: 'reused' }]);
+    expect(later.token).to.equal(undefined);
+  });
+
+  it('reports sessionEnded with the reason when another device revokes this one or changes the password', async () => {
+    const phone = await signedUp();
+    const laptop = pool.open(server.url);
+    await laptop.login(phone.username, PASSWORD);
+    await phone.client.connect();
+    await laptop.connect();
+    const laptopEnded: SessionEnded[] = [];
+    laptop.on('sessionEnded', (e) => laptopEnded.push(e));
+
+    const sessions = await laptop.sessions.list();
+    expect(sessions).to.have.length(2);
+    const phoneSession = sessions.find((s) => !s.current)!;
+    await laptop.sessions.revoke(phoneSession.id);
+    await waitFor(() => phone.ended.length === 1, { what: 'the phone to hear it was revoked' });
+    expect(phone.ended).to.deep.equal([{ reason: 'revoked' }]);
+    expect(phone.client.token).to.equal(undefined);
+    expect(phone.client.refreshToken).to.equal(undefined);
+    expect(phone.client.state).to.equal('disconnected');
+
+    // Sign the phone in again, then change the password on the laptop: the phone's session ends.
+    await phone.client.login(phone.username, PASSWORD);
+    await phone.client.connect();
+    await laptop.changePassword(PASSWORD, 'a new password');
+    await waitFor(() => phone.ended.length === 2, { what: 'the phone to hear of the password change' });
+    expect(phone.ended[1]).to.deep.equal({ reason: 'password_changed' });
+    expect(laptopEnded).to.deep.equal([]);
+    expect((await laptop.me()).id).to.equal(phone.user.id);
+
+    // The laptop's own logout is no news to it.
+    await laptop.logout();
+    expect(laptopEnded).to.deep.equal([]);
+  });
+
+  it('ends the session when a refresh is refused while offline, and the call fails with UNAUTHORIZED', async () => {
+    const alice = await signedUp();
+    const other = pool.open(server.url);
+    await other.login(alice.username, PASSWORD);
+    await other.logoutAll();
+    alice.client.token = 'stale';
+    expect(await failure(alice.client.me())).to.include({ code: 'UNAUTHORIZED', status: 401 });
+    expect(alice.ended).to.deep.equal([{ reason: 'expired' }]);
+    expect(alice.client.refreshToken).to.equal(undefined);
+  });
+
+  it('reconnects the socket with a fresh token after its old one was refused', async () => {
+    const proxy = await startFaultyProxy(server.url);
+    try {
+      const tokens: AuthTokens[] = [];
+      const ended: SessionEnded[] = [];
+      const client = pool.open(proxy.url, { onTokens: (t) => tokens.push(t) });
+      client.on('sessionEnded', (e) => ended.push(e));
+      await client.signup({ username: uniqueUsername('sdkr'), password: PASSWORD });
+      await client.connect();
+      // The connection drops and the access token is no good by the time it comes back (as after a laptop
+      // slept): the handshake refuses it, the client refreshes and reconnects.
+      client.token = 'expired-meanwhile';
+      proxy.cut();
+      await waitFor(() => client.state === 'connected' && tokens.length === 2, {
+        what: 'the reconnection with a refreshed token',
+      });
+      expect(ended).to.deep.equal([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('profile and deletion helpers', async () => {
+    const alice = await signedUp();
+    expect((await alice.client.updateProfile({ displayName: 'Alice B.' })).displayName).to.equal('Alice B.');
+    expect(await failure(alice.client.deleteAccount('wrong password'))).to.include({
+      code: 'INVALID_CREDENTIALS',
+    });
+    await alice.client.deleteAccount(PASSWORD);
+    expect(alice.client.token).to.equal(undefined);
+    expect(alice.ended).to.deep.equal([]);
+    const bob = await signedUp();
+    expect(await bob.client.users.get(alice.user.id)).to.deep.include({
+      username: null,
+      displayName: 'Deleted user',
+    });
+  });
+});

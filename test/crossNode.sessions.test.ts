@@ -1,0 +1,270 @@
+import { expect } from 'chai';
+import jwt from 'jsonwebtoken';
+import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
+import type { RunningServer } from '../lib/server.js';
+import { createGroup, errorCodeOf, expectError, expectOk, record, useTwoNodes } from './helpers/chat.js';
+import { disconnected } from './helpers/events.js';
+import { request } from './helpers/http.js';
+import { TEST_JWT_SECRET } from './helpers/server.js';
+import { connectSocket } from './helpers/sockets.js';
+import { insertFriendship, uniqueUsername, type TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+const PASSWORD = 'correct horse battery';
+
+interface Device extends AuthResponse {
+  username: string;
+  sessionId: string;
+}
+
+/** Sessions across two nodes: what one node ends must reach the other's sockets at once. */
+describe('sessions across two nodes', function () {
+  const nodes = useTwoNodes();
+
+  async function signup(node: RunningServer): Promise<Device> {
+    const username = uniqueUsername('xs');
+    const res = await request<AuthResponse>(node.url, 'POST', '/auth/signup', {
+      body: { username, password: PASSWORD },
+    });
+    expect(res.status).to.equal(201);
+    return { username, ...res.body, sessionId: sessionIdOf(res.body.token) };
+  }
+
+  async function login(node: RunningServer, username: string): Promise<Device> {
+    const res = await request<AuthResponse>(node.url, 'POST', '/auth/login', {
+      body: { username, password: PASSWORD },
+    });
+    expect(res.status).to.equal(200);
+    return { username, ...res.body, sessionId: sessionIdOf(res.body.token) };
+  }
+
+  const sessionIdOf = (token: string) => (jwt.decode(token) as { sid: string }).sid;
+  const me = (node: RunningServer, token: string) => request(node.url, 'GET', '/auth/me', { token });
+  const refresh = (node: RunningServer, refreshToken: string) =>
+    request<AuthTokens>(node.url, 'POST', '/auth/refresh', { body: { refreshToken } });
+  const asTestUser = (d: Device): TestUser => ({
+    id: d.user.id,
+    username: d.username,
+    token: d.token,
+    sessionId: d.sessionId,
+  });
+
+  /** A socket with the session:ended reasons it hears. */
+  async function watch(node: RunningServer, token: string) {
+    const socket = await connectSocket(node.url, token);
+    nodes.pool.track(socket);
+    const reasons = record(socket, 'session:ended');
+    return { socket, reasons, gone: disconnected(socket) };
+  }
+
+  /** Resolves with the ms it took until `socket` was disconnected. */
+  async function timeToDisconnect(gone: Promise<string>, since: number): Promise<number> {
+    expect(await gone).to.equal('io server disconnect');
+    return Date.now() - since;
+  }
+
+  it('rotation and reuse detection hold across nodes, and reuse reaches the session’s sockets on the other node', async () => {
+    const alice = await signup(nodes.a);
+    const onB = await watch(nodes.b, alice.token);
+    const rotated = await refresh(nodes.b, alice.refreshToken);
+    expect(rotated.status).to.equal(200);
+    expect((await me(nodes.a, rotated.body.token)).status).to.equal(200);
+    const twice = await refresh(nodes.b, rotated.body.refreshToken);
+    expect(twice.status).to.equal(200);
+
+    const start = Date.now();
+    expectError(await refresh(nodes.a, alice.refreshToken), 401, 'UNAUTHORIZED');
+    expect(await timeToDisconnect(onB.gone, start)).to.be.below(1000);
+    expect(onB.reasons).to.deep.equal([{ reason: 'reused' }]);
+    for (const node of [nodes.a, nodes.b]) {
+      expectError(await me(node, twice.body.token), 401, 'UNAUTHORIZED');
+      expectError(await refresh(node, twice.body.refreshToken), 401, 'UNAUTHORIZED');
+    }
+  });
+
+  it('revoking a device on node A disconnects its sockets on node B within a second; other devices stay', async () => {
+    const laptop = await signup(nodes.a);
+    const phone = await login(nodes.b, laptop.username);
+    const phoneOnB = await watch(nodes.b, phone.token);
+    const phoneOnA = await watch(nodes.a, phone.token);
+    const laptopOnB = await watch(nodes.b, laptop.token);
+
+    const start = Date.now();
+    const res = await request(nodes.a.url, 'DELETE', `/auth/sessions/${phone.sessionId}`, {
+      token: laptop.token,
+    });
+    expect(res.status).to.equal(204);
+    expect(await timeToDisconnect(phoneOnB.gone, start)).to.be.below(1000);
+    expect(await timeToDisconnect(phoneOnA.gone, start)).to.be.below(1000);
+    expect(phoneOnB.reasons).to.deep.equal([{ reason: 'revoked' }]);
+    expect(phoneOnA.reasons).to.deep.equal([{ reason: 'revoked' }]);
+    expect(laptopOnB.socket.connected).to.equal(true);
+    expect(laptopOnB.reasons).to.deep.equal([]);
+
+    // The revoked session's token is refused by the handshake on both nodes.
+    for (const node of [nodes.a, nodes.b]) {
+      const error = await connectSocket(node.url, phone.token).then(
+        (s) => {
+          nodes.pool.track(s);
+          return 'connected';
+        },
+        (err: Error) => err.message,
+      );
+      expect(error).to.equal('UNAUTHORIZED');
+    }
+  });
+
+  it('logout of one device leaves the others signed in and connected; logout-all ends them all', async () => {
+    const one = await signup(nodes.a);
+    const two = await login(nodes.a, one.username);
+    const three = await login(nodes.b, one.username);
+    const oneOnB = await watch(nodes.b, one.token);
+    const twoOnB = await watch(nodes.b, two.token);
+    const threeOnA = await watch(nodes.a, three.token);
+
+    expect((await request(nodes.a.url, 'POST', '/auth/logout', { token: one.token })).status).to.equal(204);
+    await oneOnB.gone;
+    expect(oneOnB.reasons).to.deep.equal([{ reason: 'logged_out' }]);
+    expect((await me(nodes.b, two.token)).status).to.equal(200);
+    expect((await me(nodes.a, three.token)).status).to.equal(200);
+    expect(twoOnB.socket.connected && threeOnA.socket.connected).to.equal(true);
+
+    expect((await request(nodes.b.url, 'POST', '/auth/logout-all', { token: two.token })).status).to.equal(
+      204,
+    );
+    await Promise.all([twoOnB.gone, threeOnA.gone]);
+    expect(twoOnB.reasons).to.deep.equal([{ reason: 'logged_out' }]);
+    expect(threeOnA.reasons).to.deep.equal([{ reason: 'logged_out' }]);
+    for (const token of [two.token, three.token]) expectError(await me(nodes.a, token), 401, 'UNAUTHORIZED');
+  });
+
+  it('a password change on node A ends the other sessions’ sockets on node B and keeps this one', async () => {
+    const here = await signup(nodes.a);
+    const there = await login(nodes.b, here.username);
+    const hereOnB = await watch(nodes.b, here.token);
+    const thereOnB = await watch(nodes.b, there.token);
+    const res = await request(nodes.a.url, 'POST', '/auth/password', {
+      token: here.token,
+      body: { currentPassword: PASSWORD, newPassword: 'another password' },
+    });
+    expect(res.status).to.equal(204);
+    await thereOnB.gone;
+    expect(thereOnB.reasons).to.deep.equal([{ reason: 'password_changed' }]);
+    expect(hereOnB.socket.connected).to.equal(true);
+    expect((await me(nodes.b, here.token)).status).to.equal(200);
+    expectError(await me(nodes.b, there.token), 401, 'UNAUTHORIZED');
+  });
+
+  it('a display-name change reaches a friend and a co-participant on the other node, and nobody else', async () => {
+    const alice = await signup(nodes.a);
+    const friend = await signup(nodes.b);
+    const owner = await signup(nodes.b);
+    const stranger = await signup(nodes.b);
+    const { knex } = nodes.a.services.db;
+    await insertFriendship(knex, alice.user.id, friend.user.id);
+    // The co-participant is not alice's friend: the group's owner is a friend of both.
+    await insertFriendship(knex, owner.user.id, alice.user.id);
+    await insertFriendship(knex, owner.user.id, friend.user.id);
+    const coParticipant = await signup(nodes.b);
+    await insertFriendship(knex, owner.user.id, coParticipant.user.id);
+    await createGroup(nodes.b.url, asTestUser(owner), [asTestUser(alice), asTestUser(coParticipant)]);
+
+    const heard = await Promise.all(
+      [friend, coParticipant, owner, stranger, alice].map(async (d) => {
+        const socket = await connectSocket(nodes.b.url, d.token);
+        nodes.pool.track(socket);
+        return record(socket, 'user:updated');
+      }),
+    );
+    const [friendHeard, coHeard, ownerHeard, strangerHeard, selfHeard] = heard as [
+      PublicUser[],
+      PublicUser[],
+      PublicUser[],
+      PublicUser[],
+      PublicUser[],
+    ];
+    const res = await request<{ user: PublicUser }>(nodes.a.url, 'PATCH', '/users/me', {
+      token: alice.token,
+      body: { displayName: 'Alice Renamed' },
+    });
+    expect(res.status).to.equal(200);
+    const expected = { ...alice.user, displayName: 'Alice Renamed' };
+    expect(res.body.user).to.deep.equal(expected);
+    await waitFor(
+      () => friendHeard.length > 0 && coHeard.length > 0 && ownerHeard.length > 0 && selfHeard.length > 0,
+      { what: 'user:updated on node B' },
+    );
+    for (const list of [friendHeard, coHeard, ownerHeard, selfHeard]) expect(list).to.deep.equal([expected]);
+    expect(strangerHeard).to.deep.equal([]);
+  });
+
+  describe('auth:refresh on a live socket', () => {
+    /** An access token of `device`'s session that expires in `seconds`. */
+    function shortToken(device: Device, seconds: number): { token: string; exp: number } {
+      const exp = Math.floor(Date.now() / 1000) + seconds;
+      const token = jwt.sign({ sid: device.sessionId, exp }, TEST_JWT_SECRET, {
+        algorithm: 'HS256',
+        subject: device.user.id,
+        issuer: 'xfchat',
+        audience: 'xfchat',
+      });
+      return { token, exp };
+    }
+
+    it('moves the socket’s expiry to the new token’s: it outlives the old expiry', async () => {
+      const alice = await signup(nodes.a);
+      const short = shortToken(alice, 2);
+      const { socket } = await watch(nodes.b, short.token);
+      const rotated = await refresh(nodes.a, alice.refreshToken);
+      expectOk(await socket.emitWithAck('auth:refresh', { token: rotated.body.token }));
+      await waitFor(() => Date.now() > short.exp * 1000 + 1500, { what: 'the old expiry to pass' });
+      expect(socket.connected).to.equal(true);
+      // And it still works: the server answers events.
+      expect(await socket.emitWithAck('auth:refresh', { token: rotated.body.token })).to.deep.equal({
+        ok: true,
+      });
+    });
+
+    it('refuses another user’s, another session’s, an expired or a garbage token with UNAUTHORIZED; the old expiry stands', async () => {
+      const alice = await signup(nodes.a);
+      const otherSession = await login(nodes.a, alice.username);
+      const bob = await signup(nodes.a);
+      const short = shortToken(alice, 3);
+      const { socket, gone } = await watch(nodes.b, short.token);
+      const expired = jwt.sign(
+        {
+          sid: alice.sessionId,
+          exp: Math.floor(Date.now() / 1000) - 10,
+          iat: Math.floor(Date.now() / 1000) - 60,
+        },
+        TEST_JWT_SECRET,
+        { algorithm: 'HS256', subject: alice.user.id, issuer: 'xfchat', audience: 'xfchat' },
+      );
+      for (const token of [bob.token, otherSession.token, expired, 'garbage']) {
+        expect(errorCodeOf(await socket.emitWithAck('auth:refresh', { token }))).to.equal('UNAUTHORIZED');
+      }
+      expect(errorCodeOf(await socket.emitWithAck('auth:refresh', { token: 42 } as never))).to.equal(
+        'VALIDATION_FAILED',
+      );
+      // Nothing changed: the socket still ends at the old token's expiry.
+      await gone;
+      expect(Date.now()).to.be.at.least(short.exp * 1000);
+      expect(Date.now()).to.be.below(short.exp * 1000 + 3000);
+    });
+
+    it('refuses a valid token of the socket’s own session once that session has ended', async () => {
+      const alice = await signup(nodes.a);
+      const keep = await login(nodes.a, alice.username);
+      const { socket, gone } = await watch(nodes.b, alice.token);
+      const fresh = await refresh(nodes.a, alice.refreshToken);
+      await request(nodes.a.url, 'DELETE', `/auth/sessions/${alice.sessionId}`, { token: keep.token });
+      await gone;
+      expect(socket.connected).to.equal(false);
+      expectError(await me(nodes.b, fresh.body.token), 401, 'UNAUTHORIZED');
+      const sessions = await request<{ sessions: PublicSession[] }>(nodes.b.url, 'GET', '/auth/sessions', {
+        token: keep.token,
+      });
+      expect(sessions.body.sessions.map((s) => s.id)).to.deep.equal([keep.sessionId]);
+    });
+  });
+});

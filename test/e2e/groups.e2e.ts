@@ -1,0 +1,106 @@
+import { expect } from 'chai';
+import type { ChatPage } from './chatPage.js';
+import { PASSWORD, useWebApp } from './fixture.js';
+
+describe('web app: groups', function () {
+  const app = useWebApp();
+
+  const membersLine = (page: ChatPage) => page.page.locator('#conversation-members');
+  const panel = (page: ChatPage) => page.page.getByRole('region', { name: 'Group details' });
+  const memberItems = (page: ChatPage) =>
+    panel(page).getByRole('list', { name: 'Members' }).getByRole('listitem').allInnerTexts();
+
+  it('creates a group with two friends, renames it, adds and removes members and leaves; the others see it', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    const dan = await app.person('Dan');
+    await app.befriend(ann, bob, cat, dan);
+    const annPage = await app.open();
+    const bobPage = await app.open();
+    annPage.acceptDialogs();
+    bobPage.acceptDialogs();
+    await annPage.logIn(ann.username, PASSWORD);
+    await bobPage.logIn(bob.username, PASSWORD);
+
+    // Create: a name and two friends.
+    await annPage.page.getByRole('button', { name: 'New group' }).click();
+    const dialog = annPage.page.getByRole('dialog', { name: 'New group' });
+    await dialog.getByLabel('Group name').fill('Trip');
+    await dialog.getByRole('checkbox', { name: /^Bob/ }).check();
+    await dialog.getByRole('checkbox', { name: /^Cat/ }).check();
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await annPage.waitForTitle('Trip');
+    expect(annPage.path()).to.match(/^\/c\/[0-9a-f-]{36}$/);
+    expect(await membersLine(annPage).textContent()).to.equal('3 members: You (owner), Bob, Cat');
+    // Bob gets it live, with the other members under the title.
+    await bobPage.page.getByRole('button', { name: 'Trip, group with Ann, Cat' }).waitFor();
+    await bobPage.conversationButton('Trip').getByText('Ann, Cat').waitFor();
+
+    // The member list, with the owner's badge.
+    await annPage.page.getByRole('button', { name: 'Members (3)' }).click();
+    expect(await memberItems(annPage)).to.deep.equal([
+      `You @${ann.username}Owner`,
+      `Bob @${bob.username}\nRemove`,
+      `Cat @${cat.username}\nRemove`,
+    ]);
+
+    // Rename.
+    await panel(annPage).getByLabel('New name').fill('Trip 2026');
+    await panel(annPage).getByRole('button', { name: 'Rename' }).click();
+    await annPage.waitForTitle('Trip 2026');
+    await annPage.page.getByRole('button', { name: 'Trip 2026, group with Bob, Cat' }).waitFor();
+
+    // Add Dan, remove Cat.
+    await panel(annPage).getByLabel('Add a friend').selectOption(dan.id);
+    await panel(annPage).getByRole('button', { name: 'Add', exact: true }).click();
+    await annPage.page.getByRole('button', { name: 'Members (4)' }).waitFor();
+    expect(await membersLine(annPage).textContent()).to.equal('4 members: You (owner), Bob, Cat, Dan');
+    await panel(annPage).getByRole('button', { name: 'Remove Cat from the group' }).click();
+    await annPage.page.getByRole('button', { name: 'Members (3)' }).waitFor();
+    expect(await membersLine(annPage).textContent()).to.equal('3 members: You (owner), Bob, Dan');
+    expect(await memberItems(annPage)).to.deep.equal([
+      `You @${ann.username}Owner`,
+      `Bob @${bob.username}\nRemove`,
+      `Dan @${dan.username}\nRemove`,
+    ]);
+    expect((await cat.client.conversations.list()).map((c) => c.title)).to.deep.equal([]);
+    expect((await dan.client.conversations.list()).map((c) => c.title)).to.deep.equal(['Trip 2026']);
+
+    // Bob opens it: the new name and members are read when a conversation opens.
+    await bobPage.conversationButton('Trip').click();
+    await bobPage.waitForTitle('Trip 2026');
+    expect(await membersLine(bobPage).textContent()).to.equal('3 members: You, Ann (owner), Dan');
+    await bobPage.page.getByRole('button', { name: 'Members (3)' }).click();
+    expect(await memberItems(bobPage)).to.deep.equal([
+      `You @${bob.username}`,
+      `Ann @${ann.username}Owner`,
+      `Dan @${dan.username}`,
+    ]);
+    // Only the owner manages members.
+    expect(
+      await panel(bobPage)
+        .getByRole('button', { name: /^Remove/ })
+        .count(),
+    ).to.equal(0);
+    expect(await panel(bobPage).getByLabel('New name').isVisible()).to.equal(false);
+    await bobPage.send('hello group');
+    await annPage.waitForMessage('hello group');
+
+    // Bob leaves: the group is gone from his list and he is back at the list.
+    await panel(bobPage).getByRole('button', { name: 'Leave group' }).click();
+    await bobPage.conversationButton('Trip').waitFor({ state: 'detached' });
+    expect(bobPage.path()).to.equal('/');
+    await bobPage.page.locator('#empty-state').waitFor();
+    // Ann sees the change when she opens the group again.
+    await annPage.conversationButton('Trip 2026').click();
+    await annPage.page.getByRole('button', { name: 'Members (2)' }).waitFor();
+    expect(await membersLine(annPage).textContent()).to.equal('2 members: You (owner), Dan');
+
+    // A second group with the same title is told apart by its members.
+    await ann.client.conversations.createGroup('Trip 2026', [cat.id]);
+    await annPage.page.getByRole('button', { name: 'Trip 2026, group with Cat' }).waitFor();
+    await annPage.page.getByRole('button', { name: 'Trip 2026, group with Dan' }).waitFor();
+    app.expectNoProblems();
+  });
+});

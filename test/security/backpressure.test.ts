@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import { Server } from 'socket.io';
+import { createBackpressure, type Backpressure } from '../../lib/realtime/backpressure.js';
+import type { AppServer, AppSocket } from '../../lib/realtime/io.js';
+import type { PublicMessage } from '../../lib/protocol/index.js';
+import { captureLogs } from '../helpers/logCapture.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import { startStallingProxy, type StallingProxy } from '../helpers/stallingProxy.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const MiB = 1024 * 1024;
+
+/** A message whose body is `bytes` of ASCII: the packet is that big, give or take the JSON around it. */
+function bigMessage(bytes: number): PublicMessage {
+  return {
+    id: randomUUID(),
+    conversationId: randomUUID(),
+    seq: 1,
+    senderId: randomUUID(),
+    clientMsgId: 'big',
+    body: 'x'.repeat(bytes),
+    createdAt: new Date().toISOString(),
+    replyToSeq: null,
+    editedAt: null,
+    deletedAt: null,
+    reactions: [],
+    version: 1,
+  };
+}
+
+/**
+ * The backpressure module on a bare Socket.IO server (no database: nothing else is involved), with real clients,
+ * one of them behind a proxy that stops reading.
+ */
+describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
+  this.timeout(30_000);
+  let http: HttpServer;
+  let io: AppServer;
+  let url: string;
+  let backpressure: Backpressure;
+  let proxy: StallingProxy;
+  const logs = captureLogs('warn');
+  const clients: ClientSocket[] = [];
+  const serverSockets = new Map<string, AppSocket>();
+
+  async function start(options: { maxBufferedBytes: number; stallMs: number }): Promise<void> {
+    http = createServer();
+    io = new Server(http, { transports: ['websocket'] });
+    backpressure = createBackpressure({ ...options, sweepMs: 50, logger: logs.logger });
+    io.use((socket, next) => {
+      socket.data = { userId: 'u', sessionId: 's', expiresAt: Date.now() + 60_000 };
+      next();
+    });
+    io.on('connection', (socket) => {
+      backpressure.watch(socket);
+      serverSockets.set(String((socket.handshake.auth as { token?: unknown }).token), socket);
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    proxy = await startStallingProxy(url);
+  }
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    serverSockets.clear();
+    backpressure.close();
+    await proxy.close();
+    await io.close();
+  });
+
+  /** A client (direct, or through the proxy and then stalled) and its socket on the server. */
+  async function open(name: string, stalled: boolean): Promise<{ client: ClientSocket; socket: AppSocket }> {
+    const client = await connectSocket(stalled ? proxy.url : url, name);
+    clients.push(client);
+    if (stalled) proxy.connections.at(-1)!.stall();
+    const socket = await waitFor(() => serverSockets.get(name), { what: `${name} on the server` });
+    return { client, socket };
+  }
+
+  it('cuts a stalled socket as soon as a second packet takes it over the cap; a reader keeps up', async () => {
+    await start({ maxBufferedBytes: 4 * MiB, stallMs: 60_000 });
+    const reader = await open('reader', false);
+    const stalled = await open('stalled', true);
+    const received: PublicMessage[] = [];
+    reader.client.on('message:new', (m) => received.push(m));
+    // 3 MB each: the kernel takes the first few MB of the stalled socket, then the node holds the rest.
+    for (let i = 0; i < 6 && stalled.socket.connected; i++) {
+      io.emit('message:new', bigMessage(3 * MiB));
+      await waitFor(() => received.length === i + 1, { what: `the reader to get message ${i + 1}` });
+    }
+    await waitFor(() => stalled.socket.disconnected, { what: 'the stalled socket to be cut' });
+    expect(reader.socket.connected).to.equal(true);
+    expect(logs.text()).to.include('over SOCKET_MAX_BUFFERED_BYTES');
+  });
+
+  it('lets one packet larger than the cap through to a reader on an empty queue', async () => {
+    await start({ maxBufferedBytes: 1 * MiB, stallMs: 60_000 });
+    const reader = await open('reader', false);
+    const received: PublicMessage[] = [];
+    reader.client.on('message:new', (m) => received.push(m));
+    reader.socket.emit('message:new', bigMessage(3 * MiB));
+    await waitFor(() => received.length === 1, { what: 'the big message' });
+    expect(reader.socket.connected).to.equal(true);
+  });
+
+  it('cuts, on the idle sweep, a socket that has taken nothing of what waits for it for stallMs', async () => {
+    await start({ maxBufferedBytes: 64 * MiB, stallMs: 500 });
+    const stalled = await open('stalled', true);
+    // One packet, far under the cap but more than the kernel's buffers take: bytes wait in the node, no more come.
+    stalled.socket.emit('message:new', bigMessage(16 * MiB));
+    await waitFor(() => backpressure.queued(stalled.socket) > 0, { what: 'bytes waiting in the node' });
+    await waitFor(() => stalled.socket.disconnected, { what: 'the stalled socket to be cut' });
+    expect(logs.text()).to.include('nothing read for the stall timeout');
+  });
+
+  it('writable() waits while more than half the cap waits for the socket, and resolves once it is taken', async () => {
+    await start({ maxBufferedBytes: 8 * MiB, stallMs: 60_000 });
+    const proxied = await open('slow', true);
+    proxied.socket.emit('message:new', bigMessage(12 * MiB));
+    await waitFor(() => backpressure.queued(proxied.socket) > 4 * MiB, { what: 'a backlog' });
+    let resolved = false;
+    const writable = backpressure.writable(proxied.socket).then(() => {
+      resolved = true;
+    });
+    // A client that catches up: the proxy reads again.
+    const received: PublicMessage[] = [];
+    proxied.client.on('message:new', (m) => received.push(m));
+    expect(resolved).to.equal(false);
+    proxy.connections.at(-1)!.resume();
+    await writable;
+    await waitFor(() => received.length === 1, { what: 'the message' });
+    expect(proxied.socket.connected).to.equal(true);
+  });
+});

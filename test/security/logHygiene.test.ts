@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { startServer, type RunningServer } from '../../lib/server.js';
+import { directConversation } from '../helpers/faults.js';
+import { captureLogs, type LogCapture } from '../helpers/logCapture.js';
+import { adminQuery, adminUrl, createTestDatabase } from '../helpers/postgres.js';
+import { ResilientClient } from '../helpers/resilientClient.js';
+import { TEST_JWT_SECRET, testConfig } from '../helpers/server.js';
+import { insertFriendship, insertUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+/** What an operator's log pipeline can take per line; a driver object dumped whole blows past it. */
+const MAX_LINE_BYTES = 8192;
+/** Keys of a node-postgres Client or its connection settings: their presence means a driver object was logged. */
+const DRIVER_KEYS = /"(secretKey|processID|password|connectionParameters|_connection|_events)"\s*:/;
+
+describe('log hygiene under faults: pg_terminate_backend on every backend, debug logging', function () {
+  this.timeout(60_000);
+  let databaseUrl: string;
+  let logs: LogCapture;
+  const nodes: RunningServer[] = [];
+  const clients: ResilientClient[] = [];
+
+  before(async () => {
+    databaseUrl = await createTestDatabase();
+    logs = captureLogs('debug');
+    const config = testConfig(databaseUrl, {
+      DB_ACQUIRE_TIMEOUT_MS: '2000',
+      DB_CONNECT_TIMEOUT_MS: '2000',
+      LOG_LEVEL: 'debug',
+    });
+    // Two nodes, so the adapter's cross-node connections are cut too.
+    nodes.push(await startServer(config, { logger: logs.logger }));
+    nodes.push(await startServer(config, { logger: logs.logger }));
+  });
+
+  after(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await Promise.all(nodes.splice(0).map((node) => node.close()));
+  });
+
+  async function terminateAll(): Promise<number> {
+    const result = await adminQuery(
+      `SELECT count(*)::int AS n FROM (
+         SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()) t WHERE done`,
+      [new URL(databaseUrl).pathname.slice(1)],
+    );
+    return (result.rows[0] as { n: number }).n;
+  }
+
+  it('logs no driver object and no secret, and no line over 8 KB', async () => {
+    const [a, b] = nodes as [RunningServer, RunningServer];
+    const { knex } = a.services.db;
+    const config = a.services.config;
+    const sender = await insertUser(knex, config);
+    const receiver = await insertUser(knex, config);
+    await insertFriendship(knex, sender.id, receiver.id);
+    const conversationId = await directConversation(a.url, sender, receiver);
+    const clientA = new ResilientClient(sender, () => a.url);
+    const clientB = new ResilientClient(receiver, () => b.url);
+    clients.push(clientA, clientB);
+
+    let stop = false;
+    const load = Promise.all(
+      [clientA, clientB].map(async (client) => {
+        while (!stop) await client.sendUntilAcked(conversationId, randomUUID(), 'during the storm');
+      }),
+    );
+    for (let round = 0; round < 3; round++) {
+      const acked = clientA.acked.size + clientB.acked.size;
+      await waitFor(() => clientA.acked.size + clientB.acked.size > acked + 3, {
+        timeoutMs: 20_000,
+        what: 'sends between the kills',
+      });
+      expect(await terminateAll()).to.be.greaterThan(0);
+    }
+    stop = true;
+    await load;
+    for (const node of nodes) {
+      await waitFor(async () => (await fetch(`${node.url}/readyz`)).status === 200, { what: '/readyz 200' });
+    }
+
+    const text = logs.text();
+    const lines = text.split('\n').filter((line) => line !== '');
+    // The storm was logged at all: the connections that broke said so.
+    expect(lines.filter((line) => /"level":(40|50)/.test(line)).length, 'warnings').to.be.greaterThan(0);
+    const secrets = {
+      jwtSecret: TEST_JWT_SECRET,
+      databasePassword: decodeURIComponent(new URL(adminUrl()).password),
+    };
+    for (const [name, secret] of Object.entries(secrets)) {
+      expect(secret.length, name).to.be.greaterThan(8);
+      expect(text.includes(secret), `${name} in the logs`).to.equal(false);
+    }
+    const withDriverKeys = lines.filter((line) => DRIVER_KEYS.test(line));
+    expect(
+      withDriverKeys.map((line) => line.slice(0, 300)),
+      'lines with driver objects',
+    ).to.deep.equal([]);
+    const oversized = lines.filter((line) => Buffer.byteLength(line) > MAX_LINE_BYTES);
+    expect(
+      oversized.map((line) => `${Buffer.byteLength(line)} bytes: ${line.slice(0, 200)}`),
+      'oversized lines',
+    ).to.deep.equal([]);
+  });
+});

@@ -1,0 +1,310 @@
+import { expect } from 'chai';
+import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
+import type { RunningServer } from '../lib/server.js';
+import { expectError, rows } from './helpers/chat.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import { uniqueUsername } from './helpers/users.js';
+
+const PASSWORD = 'correct horse battery';
+
+/** Sessions on one node: rotation, reuse, devices, logout, password change, profile, refresh lifetime. */
+describe('sessions: refresh tokens, devices, password and profile', function () {
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase());
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  const post = <T>(path: string, body?: unknown, token?: string, headers?: Record<string, string>) =>
+    request<T>(server.url, 'POST', path, { body, token, headers });
+  const me = (token: string) => request<{ user: PublicUser }>(server.url, 'GET', '/auth/me', { token });
+  const refresh = (refreshToken: unknown) => post<AuthTokens>('/auth/refresh', { refreshToken });
+  const sessionsOf = (token: string) =>
+    request<{ sessions: PublicSession[] }>(server.url, 'GET', '/auth/sessions', { token });
+
+  async function account(userAgent = 'test-agent/1.0'): Promise<{ username: string } & AuthResponse> {
+    const username = uniqueUsername('sess');
+    const res = await post<AuthResponse>('/auth/signup', { username, password: PASSWORD }, undefined, {
+      'user-agent': userAgent,
+    });
+    expect(res.status).to.equal(201);
+    return { username, ...res.body };
+  }
+
+  async function login(username: string, userAgent = 'second-device/2.0', password = PASSWORD) {
+    const res = await post<AuthResponse>('/auth/login', { username, password }, undefined, {
+      'user-agent': userAgent,
+    });
+    expect(res.status, res.text).to.equal(200);
+    return res.body;
+  }
+
+  it('refresh rotates: new tokens, each refresh token works once, the old access token keeps its session', async () => {
+    const alice = await account();
+    const first = await refresh(alice.refreshToken);
+    expect(first.status).to.equal(200);
+    expect(Object.keys(first.body).sort()).to.deep.equal(['expiresIn', 'refreshToken', 'token']);
+    expect(first.body.expiresIn).to.equal(900);
+    expect(first.body.refreshToken).to.match(/^[A-Za-z0-9_-]{43}$/);
+    expect(first.body.refreshToken).not.to.equal(alice.refreshToken);
+    expect((await me(first.body.token)).body.user.id).to.equal(alice.user.id);
+    const second = await refresh(first.body.refreshToken);
+    expect(second.status).to.equal(200);
+    expect((await me(second.body.token)).status).to.equal(200);
+    // The refresh token is stored only as a 32-byte hash, never as sent.
+    const stored = await rows<{ token_hash: Buffer }>(
+      server.services.db.knex,
+      `SELECT token_hash FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE s.user_id = ?`,
+      [alice.user.id],
+    );
+    expect(stored).to.have.length(3);
+    for (const row of stored) {
+      expect(row.token_hash).to.have.length(32);
+      for (const token of [alice.refreshToken, first.body.refreshToken, second.body.refreshToken]) {
+        expect(row.token_hash.toString('base64url')).not.to.equal(token);
+        expect(row.token_hash.equals(Buffer.from(token, 'base64url'))).to.equal(false);
+      }
+    }
+  });
+
+  it('a reused refresh token ends the whole session: 401, and its newest tokens stop working too', async () => {
+    const alice = await account();
+    const other = await login(alice.username);
+    const rotated = await refresh(alice.refreshToken);
+    expect(rotated.status).to.equal(200);
+    const reuse = await refresh(alice.refreshToken);
+    expectError(reuse, 401, 'UNAUTHORIZED');
+    expectError(await me(rotated.body.token), 401, 'UNAUTHORIZED');
+    expectError(await refresh(rotated.body.refreshToken), 401, 'UNAUTHORIZED');
+    // Only that session: the other device stays signed in.
+    expect((await me(other.token)).status).to.equal(200);
+  });
+
+  it('refuses unknown, malformed and missing refresh tokens with 401 (400 only for a non-string)', async () => {
+    for (const value of ['A'.repeat(43), 'short', 'not base64url !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!', '']) {
+      expectError(await refresh(value), 401, 'UNAUTHORIZED');
+    }
+    expectError(await refresh(42), 400, 'VALIDATION_FAILED');
+    expectError(await post('/auth/refresh', {}), 400, 'VALIDATION_FAILED');
+    // An access token is not a refresh token.
+    const alice = await account();
+    expectError(await refresh(alice.token), 401, 'UNAUTHORIZED');
+  });
+
+  it('two concurrent refreshes with the same token: at most one succeeds', async () => {
+    for (let round = 0; round < 5; round++) {
+      const alice = await account();
+      const results = await Promise.all([refresh(alice.refreshToken), refresh(alice.refreshToken)]);
+      const statuses = results.map((r) => r.status).sort();
+      // The loser presented a token the winner had just used: reuse, so the session ends too.
+      expect(statuses).to.deep.equal([200, 401]);
+      const winner = results.find((r) => r.status === 200)!;
+      expectError(await me(winner.body.token), 401, 'UNAUTHORIZED');
+      const [{ n }] = (await rows<{ n: number }>(
+        server.services.db.knex,
+        'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
+        [alice.user.id],
+      )) as [{ n: number }];
+      expect(n).to.equal(0);
+    }
+  });
+
+  it('a week-old login still refreshes; a session unused for 31 days does not', async () => {
+    const knex = server.services.db.knex;
+    const age = (sessionOf: string, days: number) =>
+      knex.raw(
+        `UPDATE sessions SET last_used_at = now() - make_interval(days => ?),
+                created_at = now() - make_interval(days => ?) WHERE user_id = ?`,
+        [days, days, sessionOf],
+      );
+    const weekOld = await account();
+    await age(weekOld.user.id, 6);
+    const ok = await refresh(weekOld.refreshToken);
+    expect(ok.status).to.equal(200);
+    expect((await me(ok.body.token)).status).to.equal(200);
+    // Using it moved last_used_at to now: the 30 days start again.
+    const [session] = (await sessionsOf(ok.body.token)).body.sessions;
+    expect(Date.now() - new Date(session!.lastUsedAt).getTime()).to.be.lessThan(60_000);
+
+    const monthOld = await account();
+    await age(monthOld.user.id, 31);
+    expectError(await refresh(monthOld.refreshToken), 401, 'UNAUTHORIZED');
+    const left = await rows(knex, 'SELECT id FROM sessions WHERE user_id = ?', [monthOld.user.id]);
+    expect(left).to.deep.equal([]);
+  });
+
+  it('lists my sessions (current marked, user agent, times) and revokes one; another user’s is 404', async () => {
+    const alice = await account('Browser A');
+    const phone = await login(alice.username, 'Phone B');
+    const list = await sessionsOf(phone.token);
+    expect(list.status).to.equal(200);
+    expect(list.body.sessions).to.have.length(2);
+    for (const s of list.body.sessions) {
+      expect(Object.keys(s).sort()).to.deep.equal(['createdAt', 'current', 'id', 'lastUsedAt', 'userAgent']);
+      expect(new Date(s.createdAt).toISOString()).to.equal(s.createdAt);
+    }
+    const current = list.body.sessions.find((s) => s.current)!;
+    const browser = list.body.sessions.find((s) => !s.current)!;
+    expect(current.userAgent).to.equal('Phone B');
+    expect(browser.userAgent).to.equal('Browser A');
+    // Most recently used first.
+    expect(list.body.sessions[0]!.id).to.equal(current.id);
+
+    const mallory = await account();
+    expectError(
+      await request(server.url, 'DELETE', `/auth/sessions/${browser.id}`, { token: mallory.token }),
+      404,
+      'NOT_FOUND',
+    );
+    expect((await me(alice.token)).status).to.equal(200);
+    expectError(
+      await request(server.url, 'DELETE', '/auth/sessions/not-a-uuid', { token: phone.token }),
+      404,
+      'NOT_FOUND',
+    );
+
+    const revoked = await request(server.url, 'DELETE', `/auth/sessions/${browser.id}`, {
+      token: phone.token,
+    });
+    expect(revoked.status).to.equal(204);
+    expectError(await me(alice.token), 401, 'UNAUTHORIZED');
+    expectError(await refresh(alice.refreshToken), 401, 'UNAUTHORIZED');
+    expect((await me(phone.token)).status).to.equal(200);
+    expect((await sessionsOf(phone.token)).body.sessions.map((s) => s.id)).to.deep.equal([current.id]);
+    expectError(
+      await request(server.url, 'DELETE', `/auth/sessions/${browser.id}`, { token: phone.token }),
+      404,
+      'NOT_FOUND',
+    );
+  });
+
+  it('stores a printable, bounded user agent, and none when absent', async () => {
+    const odd = await account(`Evil\u0085Agent\u00ad ${'x'.repeat(600)}`);
+    const [session] = (await sessionsOf(odd.token)).body.sessions;
+    expect(session!.userAgent).to.match(/^EvilAgent\u00ad x+$/);
+    expect([...session!.userAgent!]).to.have.length(512);
+    const bare = await request<AuthResponse>(server.url, 'POST', '/auth/login', {
+      body: { username: odd.username, password: PASSWORD },
+      headers: { 'user-agent': '' },
+    });
+    const listed = (await sessionsOf(bare.body.token)).body.sessions.find((s) => s.current);
+    expect(listed!.userAgent).to.equal(null);
+  });
+
+  it('logout ends the calling session only; logout-all ends every one', async () => {
+    const alice = await account();
+    const b = await login(alice.username);
+    const c = await login(alice.username);
+    expect((await post('/auth/logout', undefined, b.token)).status).to.equal(204);
+    expectError(await me(b.token), 401, 'UNAUTHORIZED');
+    expectError(await refresh(b.refreshToken), 401, 'UNAUTHORIZED');
+    for (const token of [alice.token, c.token]) expect((await me(token)).status).to.equal(200);
+    expect((await refresh(c.refreshToken)).status).to.equal(200);
+
+    expect((await post('/auth/logout-all', undefined, alice.token)).status).to.equal(204);
+    expectError(await me(alice.token), 401, 'UNAUTHORIZED');
+    expectError(await refresh(alice.refreshToken), 401, 'UNAUTHORIZED');
+    const [{ n }] = (await rows<{ n: number }>(
+      server.services.db.knex,
+      'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
+      [alice.user.id],
+    )) as [{ n: number }];
+    expect(n).to.equal(0);
+  });
+
+  it('changing the password ends every other session, keeps this one, and needs the current password', async () => {
+    const alice = await account();
+    const other = await login(alice.username);
+    const wrong = await post(
+      '/auth/password',
+      { currentPassword: 'wrong password', newPassword: 'new password 1' },
+      alice.token,
+    );
+    expectError(wrong, 401, 'INVALID_CREDENTIALS');
+    expect((await me(other.token)).status).to.equal(200);
+    expectError(
+      await post('/auth/password', { currentPassword: PASSWORD, newPassword: 'short' }, alice.token),
+      400,
+      'VALIDATION_FAILED',
+    );
+
+    const changed = await post(
+      '/auth/password',
+      { currentPassword: PASSWORD, newPassword: 'new password 1' },
+      alice.token,
+    );
+    expect(changed.status).to.equal(204);
+    expect((await me(alice.token)).status).to.equal(200);
+    expect((await refresh(alice.refreshToken)).status).to.equal(200);
+    expectError(await me(other.token), 401, 'UNAUTHORIZED');
+    expectError(await refresh(other.refreshToken), 401, 'UNAUTHORIZED');
+    expectError(
+      await post('/auth/login', { username: alice.username, password: PASSWORD }),
+      401,
+      'INVALID_CREDENTIALS',
+    );
+    expect(
+      (await post('/auth/login', { username: alice.username, password: 'new password 1' })).status,
+    ).to.equal(200);
+  });
+
+  it('PATCH /users/me changes the display name; control and bidi characters are refused', async () => {
+    const alice = await account();
+    const patch = (body: unknown) =>
+      request<{ user: PublicUser }>(server.url, 'PATCH', '/users/me', { token: alice.token, body });
+    const ok = await patch({ displayName: 'Alice 🌷 Liddell' });
+    expect(ok.status).to.equal(200);
+    expect(ok.body.user).to.deep.equal({ ...alice.user, displayName: 'Alice 🌷 Liddell' });
+    expect((await me(alice.token)).body.user.displayName).to.equal('Alice 🌷 Liddell');
+    expect((await request(server.url, 'GET', '/users/me', { token: alice.token })).body).to.deep.equal({
+      user: ok.body.user,
+    });
+
+    for (const displayName of [
+      'evil\u202eecil',
+      'left\u2066isolate',
+      'tab\there',
+      'new\nline',
+      'bell\u0007',
+      'c1\u0085',
+      'del\u007f',
+      '',
+      '   ',
+      'x'.repeat(65),
+      42,
+      null,
+    ]) {
+      const res = await patch({ displayName });
+      expectError(res, 400, 'VALIDATION_FAILED');
+      expect((res.body as unknown as { error: { details: object } }).error.details).to.have.keys([
+        'displayName',
+      ]);
+    }
+    expectError(await patch({}), 400, 'VALIDATION_FAILED');
+    expect((await me(alice.token)).body.user.displayName).to.equal('Alice 🌷 Liddell');
+  });
+
+  it('checks the user and its session in ONE statement per authenticated request', async () => {
+    const alice = await account();
+    const knex = server.services.db.knex;
+    const seen: string[] = [];
+    const onQuery = (query: { sql: string }) => seen.push(query.sql);
+    knex.on('query', onQuery);
+    try {
+      expect((await me(alice.token)).status).to.equal(200);
+    } finally {
+      knex.off('query', onQuery);
+    }
+    const touching = seen.filter((sql) => /"?(users|sessions)"?/.test(sql));
+    expect(touching, seen.join('\n')).to.have.length(1);
+    expect(touching[0])
+      .to.match(/sessions/)
+      .and.to.match(/users/);
+  });
+});

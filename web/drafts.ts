@@ -1,0 +1,51 @@
+/**
+ * What the user typed but did not send, per conversation, kept in localStorage so it survives reloads (and is
+ * there in every tab of this browser profile). Keys name the user, so two accounts never see each other's
+ * drafts; logging out removes the user's drafts.
+ */
+const PREFIX = 'xfchat.draft.';
+
+export class Drafts {
+  constructor(private readonly userId: string) {}
+
+  private key(conversationId: string): string {
+    return `${PREFIX}${this.userId}.${conversationId}`;
+  }
+
+  get(conversationId: string): string {
+    return localStorage.getItem(this.key(conversationId)) ?? '';
+  }
+
+  has(conversationId: string): boolean {
+    return localStorage.getItem(this.key(conversationId)) !== null;
+  }
+
+  /** Keeps `text` as the draft (an empty text removes it). */
+  set(conversationId: string, text: string): void {
+    if (text === '') {
+      this.delete(conversationId);
+      return;
+    }
+    try {
+      localStorage.setItem(this.key(conversationId), text);
+    } catch (err) {
+      // Storage full or refused (some private modes): the text stays in the box, it just won't survive a reload.
+      console.error('could not keep the draft', err);
+    }
+  }
+
+  delete(conversationId: string): void {
+    localStorage.removeItem(this.key(conversationId));
+  }
+
+  /** Removes every draft of `userId` (at logout: the next person at this computer must not read them). */
+  static forget(userId: string): void {
+    const mine = `${PREFIX}${userId}.`;
+    const keys: string[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key?.startsWith(mine)) keys.push(key);
+    }
+    for (const key of keys) localStorage.removeItem(key);
+  }
+}

@@ -1,0 +1,261 @@
+import {
+  XFChatError,
+  type Friend,
+  type PublicConversation,
+  type PublicParticipant,
+  type XFChatClient,
+} from '../lib/client/index.js';
+import { button, byId, el, replaceItems } from './dom.js';
+import type { ConversationState, ConversationStore } from './store.js';
+
+export interface GroupDeps {
+  client: XFChatClient;
+  store: ConversationStore;
+  report: (error: unknown) => void;
+  /** My friends, as the sidebar last loaded them. */
+  friends: () => readonly Friend[];
+  /** The server answered with a conversation's new details: keep them and redraw. */
+  update: (conversation: PublicConversation) => void;
+  /** Reads a conversation's details from the server again. */
+  refresh: (conversationId: string) => Promise<void>;
+  /** I left a group: forget it. */
+  left: (conversationId: string) => void;
+  /** A group was created: show it. */
+  created: (conversation: PublicConversation) => void;
+}
+
+/** Friendly sentences for the errors a user can cause while managing a group. */
+const GROUP_ERRORS: Partial<Record<string, string>> = {
+  FORBIDDEN: 'Only the group owner can do this.',
+  NOT_FRIENDS: 'You can add only your friends to a group.',
+  ALREADY_PARTICIPANT: 'That person is already in the group.',
+  NOT_FOUND: 'This group is gone, or you are no longer in it.',
+  VALIDATION_FAILED: 'Group names are 1-100 characters, and not only spaces.',
+};
+
+function explain(err: unknown): string | undefined {
+  return err instanceof XFChatError ? GROUP_ERRORS[err.code] : undefined;
+}
+
+function friendLabel(friend: Friend): string {
+  const { displayName, username } = friend.user;
+  return displayName === username ? username : `${displayName} (@${username})`;
+}
+
+/**
+ * The open conversation's details under its header: the members with the owner's badge and, in a group, rename,
+ * add and remove (for its owner) and leave (for everyone). Opened and closed by the "Members" button.
+ */
+export class DetailsPanel {
+  private readonly toggle = byId('details-toggle', HTMLButtonElement);
+  private readonly panel = byId('details-panel', HTMLElement);
+  private readonly members = byId('member-list', HTMLUListElement);
+  private readonly ownerTools = byId('owner-tools', HTMLDivElement);
+  private readonly renameForm = byId('rename-form', HTMLFormElement);
+  private readonly renameInput = byId('rename-input', HTMLInputElement);
+  private readonly addForm = byId('add-member-form', HTMLFormElement);
+  private readonly addSelect = byId('add-member-select', HTMLSelectElement);
+  private readonly addButton = byId('add-member-button', HTMLButtonElement);
+  private readonly leaveButton = byId('leave-button', HTMLButtonElement);
+  private readonly status = byId('details-status', HTMLParagraphElement);
+  private state: ConversationState | undefined;
+  private expanded = false;
+
+  constructor(private readonly deps: GroupDeps) {
+    this.toggle.addEventListener('click', () => {
+      this.expanded = !this.expanded;
+      this.render();
+      if (this.expanded) this.panel.focus();
+    });
+    this.renameForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.rename();
+    });
+    this.addForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.add();
+    });
+    this.leaveButton.addEventListener('click', () => void this.leave());
+  }
+
+  /** Shows the details of `state` (or nothing); called again whenever they change. */
+  show(state: ConversationState | undefined): void {
+    if (state !== this.state) {
+      this.status.textContent = '';
+      this.renameInput.value = '';
+    }
+    this.state = state;
+    this.render();
+  }
+
+  private render(): void {
+    const state = this.state;
+    const group = state?.type === 'group';
+    this.toggle.hidden = !group;
+    this.panel.hidden = !group || !this.expanded;
+    if (!state || !group) return;
+    const { store } = this.deps;
+    const members = store.members(state);
+    this.toggle.textContent = `Members (${members.length})`;
+    this.toggle.setAttribute('aria-expanded', String(this.expanded));
+    if (!this.expanded) return;
+    const owner = store.isOwner(state);
+    replaceItems(
+      this.members,
+      members.map((p) => this.memberItem(state, p, owner)),
+    );
+    this.ownerTools.hidden = !owner;
+    if (document.activeElement !== this.renameInput && this.renameInput.value === '')
+      this.renameInput.placeholder = store.title(state);
+    const inGroup = new Set(state.participants.map((p) => p.userId));
+    const candidates = this.deps.friends().filter((f) => !inGroup.has(f.user.id));
+    const chosen = this.addSelect.value;
+    this.addSelect.replaceChildren(
+      ...candidates.map((f) => el('option', { text: friendLabel(f), attrs: { value: f.user.id } })),
+    );
+    if (candidates.some((f) => f.user.id === chosen)) this.addSelect.value = chosen;
+    this.addSelect.disabled = candidates.length === 0;
+    this.addButton.disabled = candidates.length === 0;
+    if (candidates.length === 0)
+      this.addSelect.replaceChildren(el('option', { text: 'All your friends are in this group' }));
+  }
+
+  private memberItem(state: ConversationState, member: PublicParticipant, iOwnIt: boolean): HTMLLIElement {
+    const me = member.userId === this.deps.store.meId;
+    const name = me ? 'You' : member.displayName;
+    return el(
+      'li',
+      { dataset: { key: member.userId } },
+      el(
+        'span',
+        { className: 'member' },
+        el('span', { text: name }),
+        el('span', { className: 'username', text: ` @${member.username}` }),
+        member.role === 'owner' ? el('span', { className: 'badge', text: 'Owner' }) : null,
+      ),
+      iOwnIt && !me
+        ? button('Remove', () => void this.remove(state, member), {
+            label: `Remove ${member.displayName} from the group`,
+            secondary: true,
+          })
+        : null,
+    );
+  }
+
+  private async rename(): Promise<void> {
+    const state = this.state;
+    const title = this.renameInput.value.trim();
+    if (!state || title === '') return;
+    await this.act(async () => {
+      this.deps.update(await this.deps.client.conversations.rename(state.id, title));
+      this.renameInput.value = '';
+      this.say(`Renamed to “${title}”.`);
+    });
+  }
+
+  private async add(): Promise<void> {
+    const state = this.state;
+    const userId = this.addSelect.value;
+    const friend = this.deps.friends().find((f) => f.user.id === userId);
+    if (!state || !friend) return;
+    await this.act(async () => {
+      await this.deps.client.conversations.addParticipant(state.id, userId);
+      await this.deps.refresh(state.id);
+      this.say(`${friend.user.displayName} was added.`);
+    });
+  }
+
+  private async remove(state: ConversationState, member: PublicParticipant): Promise<void> {
+    const title = this.deps.store.title(state);
+    if (!confirm(`Remove ${member.displayName} from “${title}”?`)) return;
+    await this.act(async () => {
+      await this.deps.client.conversations.removeParticipant(state.id, member.userId);
+      await this.deps.refresh(state.id);
+      this.say(`${member.displayName} was removed.`);
+      this.toggle.focus();
+    });
+  }
+
+  private async leave(): Promise<void> {
+    const state = this.state;
+    if (!state) return;
+    const title = this.deps.store.title(state);
+    if (!confirm(`Leave “${title}”? You will no longer get its messages.`)) return;
+    await this.act(async () => {
+      await this.deps.client.conversations.leave(state.id);
+      this.deps.left(state.id);
+    });
+  }
+
+  /** Runs a change, telling the user in words what went wrong if it was refused. */
+  private async act(change: () => Promise<void>): Promise<void> {
+    this.status.textContent = '';
+    try {
+      await change();
+    } catch (err) {
+      const known = explain(err);
+      if (known === undefined) this.deps.report(err);
+      else this.say(known);
+    }
+  }
+
+  private say(text: string): void {
+    this.status.textContent = text;
+  }
+}
+
+/** The "New group" dialog: a name and some friends. */
+export class NewGroupDialog {
+  private readonly dialog = byId('new-group-dialog', HTMLDialogElement);
+  private readonly form = byId('new-group-form', HTMLFormElement);
+  private readonly name = byId('new-group-name', HTMLInputElement);
+  private readonly choices = byId('new-group-friends', HTMLUListElement);
+  private readonly status = byId('new-group-status', HTMLParagraphElement);
+
+  constructor(private readonly deps: GroupDeps) {
+    byId('new-group-button', HTMLButtonElement).addEventListener('click', () => this.open());
+    byId('new-group-cancel', HTMLButtonElement).addEventListener('click', () => this.dialog.close());
+    this.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.create();
+    });
+  }
+
+  open(): void {
+    const friends = this.deps.friends();
+    this.name.value = '';
+    this.status.textContent =
+      friends.length === 0 ? 'Add some friends first: a group is made of friends.' : '';
+    this.choices.replaceChildren(
+      ...friends.map((friend) => {
+        const id = `new-group-friend-${friend.user.id}`;
+        return el(
+          'li',
+          {},
+          el('input', { attrs: { type: 'checkbox', id, value: friend.user.id } }),
+          el('label', { text: friendLabel(friend), attrs: { for: id } }),
+        );
+      }),
+    );
+    this.dialog.showModal();
+    this.name.focus();
+  }
+
+  private async create(): Promise<void> {
+    const title = this.name.value.trim();
+    const ids = [...this.choices.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
+    if (title === '') {
+      this.status.textContent = 'Give the group a name.';
+      return;
+    }
+    try {
+      const conversation = await this.deps.client.conversations.createGroup(title, ids);
+      this.dialog.close();
+      this.deps.created(conversation);
+    } catch (err) {
+      const known = explain(err);
+      if (known === undefined) this.deps.report(err);
+      else this.status.textContent = known;
+    }
+  }
+}

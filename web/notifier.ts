@@ -1,0 +1,119 @@
+import { byId } from './dom.js';
+
+/**
+ * Telling the user about new messages they are not looking at: the unread count in the tab title, and, if they
+ * opt in, a browser notification and a short sound for messages in conversations not in view or while the tab is
+ * hidden. The browser's permission is asked only when the user ticks the box (a click), never on load.
+ */
+const NOTIFY_KEY = 'xfchat.notifications';
+const SOUND_KEY = 'xfchat.sound';
+const APP_TITLE = 'XFChat';
+/** At most one sound per this interval, however many messages arrive. */
+const SOUND_GAP_MS = 1500;
+
+export interface Incoming {
+  conversationId: string;
+  /** The conversation's title, as the list shows it. */
+  title: string;
+  sender: string;
+  body: string;
+}
+
+function notificationsSupported(): boolean {
+  // Browsers offer notifications only to pages of a secure context (HTTPS or localhost).
+  return 'Notification' in window && window.isSecureContext;
+}
+
+export class Notifier {
+  private readonly notifyBox = byId('notify-toggle', HTMLInputElement);
+  private readonly soundBox = byId('sound-toggle', HTMLInputElement);
+  private readonly hint = byId('notify-hint', HTMLParagraphElement);
+  private audio: AudioContext | undefined;
+  private lastSound = 0;
+
+  constructor(
+    private readonly open: (conversationId: string) => void,
+    private readonly report: (error: unknown) => void,
+  ) {
+    const supported = notificationsSupported();
+    this.notifyBox.disabled = !supported;
+    this.notifyBox.checked =
+      supported && localStorage.getItem(NOTIFY_KEY) === 'on' && Notification.permission === 'granted';
+    if (!supported) this.hint.textContent = 'Browser notifications need the page to be served over HTTPS.';
+    this.notifyBox.addEventListener('change', () => void this.toggleNotifications());
+    this.soundBox.checked = localStorage.getItem(SOUND_KEY) === 'on';
+    this.soundBox.addEventListener('change', () => {
+      localStorage.setItem(SOUND_KEY, this.soundBox.checked ? 'on' : 'off');
+      if (this.soundBox.checked) this.beep(); // a sample, and the click lets the page play sound
+    });
+  }
+
+  /** The tab title: "(3) XFChat" while 3 messages are unread. */
+  setUnread(total: number): void {
+    const title = total > 0 ? `(${total}) ${APP_TITLE}` : APP_TITLE;
+    if (document.title !== title) document.title = title;
+  }
+
+  /** A message from someone else arrived; `inView` when its conversation is the one on screen. */
+  message(incoming: Incoming, inView: boolean): void {
+    if (inView && document.visibilityState === 'visible') return;
+    if (this.soundBox.checked) this.beep();
+    if (this.notifyBox.checked && notificationsSupported() && Notification.permission === 'granted') {
+      const notification = new Notification(incoming.title, {
+        body: `${incoming.sender}: ${incoming.body}`.slice(0, 200),
+        // One notification per conversation: a newer message replaces the older one.
+        tag: incoming.conversationId,
+      });
+      notification.onclick = () => {
+        window.focus();
+        this.open(incoming.conversationId);
+        notification.close();
+      };
+    }
+  }
+
+  private async toggleNotifications(): Promise<void> {
+    if (!this.notifyBox.checked) {
+      localStorage.setItem(NOTIFY_KEY, 'off');
+      this.hint.textContent = '';
+      return;
+    }
+    let permission: NotificationPermission;
+    try {
+      permission = await Notification.requestPermission();
+    } catch (err) {
+      this.report(err);
+      permission = 'denied';
+    }
+    const granted = permission === 'granted';
+    this.notifyBox.checked = granted;
+    localStorage.setItem(NOTIFY_KEY, granted ? 'on' : 'off');
+    this.hint.textContent = granted
+      ? ''
+      : 'Notifications are blocked for this site in your browser settings.';
+  }
+
+  /** A short, quiet tone, made on the spot (no audio file to fetch). */
+  private beep(): void {
+    const now = Date.now();
+    if (now - this.lastSound < SOUND_GAP_MS) return;
+    this.lastSound = now;
+    try {
+      this.audio ??= new AudioContext();
+      const audio = this.audio;
+      if (audio.state === 'suspended')
+        audio.resume().catch((err: unknown) => console.error('could not play the sound', err));
+      const start = audio.currentTime;
+      const tone = audio.createOscillator();
+      const volume = audio.createGain();
+      tone.frequency.value = 880;
+      volume.gain.setValueAtTime(0.08, start);
+      volume.gain.exponentialRampToValueAtTime(0.0001, start + 0.25);
+      tone.connect(volume).connect(audio.destination);
+      tone.start(start);
+      tone.stop(start + 0.25);
+    } catch (err) {
+      console.error('could not play the sound', err);
+    }
+  }
+}
