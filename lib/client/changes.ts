@@ -1,5 +1,5 @@
 import type { PublicMessage } from '../protocol/index.js';
-import type { MessagesApi } from './api.js';
+import type { ChangesPage } from './api.js';
 import { callSafely } from './emitter.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.js';
@@ -50,16 +50,14 @@ export interface Changes {
   version: number;
 }
 
-/** Pages `GET .../changes` from `since` until `hasMore` is false. */
+/** Pages `GET .../changes` from `since` until `hasMore` is false; `fetchPage` reads one page (with its retries). */
 export async function readAllChanges(
-  messages: MessagesApi,
-  conversationId: string,
+  fetchPage: (since: number) => Promise<ChangesPage>,
   since: number,
-  pageSize?: number,
 ): Promise<Changes> {
   const bySeq = new Map<number, PublicMessage>();
   for (let cursor = since; ;) {
-    const page = await messages.changes(conversationId, cursor, pageSize);
+    const page = await fetchPage(cursor);
     for (const message of page.messages) {
       // A message changed again while paging shows up twice: keep its later state.
       const before = bySeq.get(message.seq);

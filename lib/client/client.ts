@@ -336,10 +336,15 @@ export class XFChatClient {
   /**
    * Every message changed (or created) after version `since`, each once in its current state, read to the end
    * of the feed, and the version to continue from. A subscription does this by itself after a reconnection;
-   * this is for apps that sync without one (e.g. on opening a conversation stored earlier).
+   * this is for apps that sync without one (e.g. on opening a conversation stored earlier). Each page is retried
+   * on transient failures like a change.
    */
-  changes(conversationId: string, since: number): Promise<Changes> {
-    return readAllChanges(this.messages, conversationId, since, 200);
+  changes(conversationId: string, since: number, options: ChangeOptions = {}): Promise<Changes> {
+    // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After.
+    return readAllChanges(
+      (cursor) => this.change(() => this.messages.changes(conversationId, cursor, 200), options),
+      since,
+    );
   }
 
   /** Tells the conversation's other subscribers that I am typing (nothing is stored). */
