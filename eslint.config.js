@@ -20,6 +20,12 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // The server proves what it assumes: a non-null assertion hides the case a reader should see handled.
+    files: ['lib/**/*.ts', 'actors/**/*.ts'],
+    ignores: ['lib/client/**'],
+    rules: { '@typescript-eslint/no-non-null-assertion': 'error' },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-expressions': 'off',

@@ -12,6 +12,7 @@ export interface ConversationActorOptions<C, R> {
    * whole batch with that error.
    */
   write: (conversationId: string, commands: readonly C[]) => Promise<readonly Outcome<R>[]>;
+  /** A child logger carrying the conversation id. */
   logger: Logger;
   /** Commands that may wait before OVERLOADED. */
   mailboxCapacity: number;
@@ -54,8 +55,8 @@ export class ConversationActor<C, R> {
       maxBatch: options.maxBatch ?? 500,
       batchable: batchable && ((first, next) => batchable(first.command, next.command)),
       process: (items) => this.writeBatch(items),
-      onError: (err) =>
-        options.logger.error({ err, conversationId: this.id }, 'conversation actor batch failed'),
+      // The actor's logger carries the conversation id.
+      onError: (err) => options.logger.error({ err }, 'conversation actor batch failed'),
     });
   }
 

@@ -200,6 +200,7 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
     MAX_SOCKETS_PER_USER: '0',
     RATE_LIMIT_READS_PER_SEC: '0',
     RATE_LIMIT_LOOKUPS_PER_MIN: '0',
+    RATE_LIMIT_CONVERSATIONS_PER_MIN: '0',
     SOCKET_EVENTS_PER_SEC: '0',
     ...options.env,
   };

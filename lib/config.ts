@@ -54,6 +54,8 @@ export interface Config {
     readsPerSecond: number;
     /** Username lookups (`GET /users`) per user per minute; 0 = off. */
     lookupsPerMinute: number;
+    /** Conversations created and participants added per user per minute, cluster-wide; 0 = off. */
+    conversationsPerMinute: number;
     /** Queued commands per conversation before OVERLOADED. */
     mailboxCapacity: number;
     /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
@@ -251,6 +253,14 @@ export const SETTINGS = {
     min: 0,
     max: 1_000_000,
     doc: 'user searches and lookups by name (`GET /users`) per user per minute (`0` = off)',
+  },
+  RATE_LIMIT_CONVERSATIONS_PER_MIN: {
+    kind: 'int',
+    group: 'limits',
+    default: 30,
+    min: 0,
+    max: 1_000_000,
+    doc: 'conversations created and participants added per user per minute, counted cluster-wide (`0` = off)',
   },
   MAILBOX_CAPACITY: {
     kind: 'int',
@@ -472,6 +482,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       messagesPerSecond: reader.int('RATE_LIMIT_MESSAGES_PER_SEC'),
       readsPerSecond: reader.int('RATE_LIMIT_READS_PER_SEC'),
       lookupsPerMinute: reader.int('RATE_LIMIT_LOOKUPS_PER_MIN'),
+      conversationsPerMinute: reader.int('RATE_LIMIT_CONVERSATIONS_PER_MIN'),
       mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),

@@ -133,6 +133,7 @@ export async function startServer(
       logger,
       controlBus,
       invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
+      creationsPerMinute: config.limits.conversationsPerMinute,
     });
     const auth = own(createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations }));
     const services: Services = {

@@ -1,10 +1,8 @@
 import type { Knex } from 'knex';
-import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
+import { type RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
+import { CLUSTER_LIMITS_TABLE, clusterLimiter, retryAfterSeconds, takePoint } from '../clusterLimits.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-
-/** The table the migration creates for these counters (rate-limiter-flexible's own layout). */
-export const AUTH_LIMITS_TABLE = 'auth_rate_limits';
 
 /**
  * How the login limits scale with RATE_LIMIT_AUTH_PER_MIN (N). Chosen so that one IP can never trip the
@@ -69,29 +67,13 @@ const NO_LIMITS: AuthLimits = {
   close: () => undefined,
 };
 
-/** Retry-After in whole seconds, at least 1. */
-function retryAfterSeconds(res: RateLimiterRes): number {
-  return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
-}
-
 /** Builds the limits over the app's knex pool. */
 export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   const { perMinute: n, knex, logger } = deps;
   if (n <= 0) return NO_LIMITS;
 
-  const limiter = (keyPrefix: string, points: number, duration: number) =>
-    new RateLimiterPostgres({
-      storeClient: knex,
-      storeType: 'knex',
-      tableName: AUTH_LIMITS_TABLE,
-      // The migration made the table: no DDL at run time. Expired rows are swept below, with a timer that
-      // close() stops (the library's own would outlive the pool).
-      tableCreated: true,
-      clearExpiredByTimeout: false,
-      keyPrefix,
-      points,
-      duration,
-    });
+  const limiter = (keyPrefix: string, points: number, durationSeconds: number) =>
+    clusterLimiter(knex, { keyPrefix, points, durationSeconds });
   const pair = limiter('login_pair', n, LOGIN_LIMITS.pairWindowSeconds);
   const lockouts = limiter('login_pair_lockouts', 1_000_000, LOGIN_LIMITS.lockoutMemorySeconds);
   const byUsername = limiter(
@@ -102,17 +84,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   const byIp = limiter('login_ip', LOGIN_LIMITS.ipFactor * n, LOGIN_LIMITS.ipWindowSeconds);
   const signups = limiter('signup_ip', n, LOGIN_LIMITS.signupWindowSeconds);
 
-  /** Takes one point; RATE_LIMITED past the limit, the store's own error (DB_UNAVAILABLE, ...) otherwise. */
-  async function take(target: RateLimiterPostgres, key: string): Promise<void> {
-    try {
-      await target.consume(key);
-    } catch (err) {
-      if (err instanceof RateLimiterRes) {
-        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err) });
-      }
-      throw err;
-    }
-  }
+  const take = (target: RateLimiterPostgres, key: string) => takePoint(target, key);
 
   /** The pair's counter, locking the pair out for longer each time it runs over. */
   async function takePair(key: string): Promise<void> {
@@ -139,7 +111,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
 
   async function sweep(): Promise<void> {
-    await knex(AUTH_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
+    await knex(CLUSTER_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
   }
   const timer = setInterval(() => {
     sweep().catch((err: unknown) => logger.warn({ err }, 'sweeping expired auth limit counters failed'));

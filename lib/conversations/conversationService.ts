@@ -6,6 +6,7 @@ import { Participant } from '../models/Participant.js';
 import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
 import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
+import { clusterLimiter, takePoint } from '../clusterLimits.js';
 import type { ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay } from '../social/relations.js';
 import {
@@ -52,6 +53,8 @@ export interface ConversationServiceDeps {
   controlBus: Pick<ControlBus, 'publish'>;
   /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
   invalidateLocal: (conversationId: string) => void;
+  /** Conversations created and participants added per user per minute, on every node together; 0 = off. */
+  creationsPerMinute: number;
 }
 
 /**
@@ -80,6 +83,16 @@ function requireGroupOwner(conversation: Conversation, mine: Participant): void 
 /** Builds the conversation service. */
 export function createConversationService(deps: ConversationServiceDeps): ConversationService {
   const { knex, notify } = deps;
+  // Each of these writes one row per participant and tells each of them: counted on every node together.
+  const creations =
+    deps.creationsPerMinute > 0
+      ? clusterLimiter(knex, {
+          keyPrefix: 'conversation_writes',
+          points: deps.creationsPerMinute,
+          durationSeconds: 60,
+        })
+      : undefined;
+  const takeCreation = (me: string) => (creations ? takePoint(creations, me) : Promise.resolve());
   const logger = deps.logger.child({ component: 'conversations' });
 
   async function reload(conversationId: string): Promise<PublicConversation> {
@@ -102,6 +115,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
   const service: ConversationService = {
     async createDirect(me, otherId) {
       if (otherId === me) throw validationError({ userId: 'must be another user' });
+      await takeCreation(me);
       if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
       if (!(await areFriends(knex, me, otherId))) throw new AppError('NOT_FRIENDS');
       const directKey = Conversation.directKeyFor(me, otherId);
@@ -131,6 +145,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     },
 
     async createGroup(me, title, participantIds) {
+      await takeCreation(me);
       const others = [...new Set(participantIds)].filter((id) => id !== me);
       if (others.length + 1 > MAX_GROUP_PARTICIPANTS) {
         throw validationError({ participantIds: `at most ${MAX_GROUP_PARTICIPANTS - 1} other participants` });
@@ -176,6 +191,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     },
 
     async addParticipant(me, conversationId, userId) {
+      await takeCreation(me);
       await knex.transaction(async (trx) => {
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);

@@ -108,7 +108,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
           conversationId,
           write,
           batchable: sameBatch,
-          logger,
+          logger: logger.child({ conversationId }),
           mailboxCapacity: config.limits.mailboxCapacity,
           onAnswered: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
         }),

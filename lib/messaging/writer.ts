@@ -6,7 +6,7 @@ import { AdaptiveLimit } from './concurrency.js';
 import { writeBatches, type Announce, type PoolConnections } from './statements.js';
 import type { ConversationBatch, Outcome, Stored } from './types.js';
 
-export type SendOutcome = Outcome<Stored>;
+export type WriteOutcome = Outcome<Stored>;
 
 /** Reported after every transaction, for metrics and tests. */
 export interface TransactionReport {
@@ -33,7 +33,7 @@ export interface GroupCommitWriterOptions {
 
 interface Pending {
   batch: ConversationBatch;
-  resolve: (outcomes: SendOutcome[]) => void;
+  resolve: (outcomes: WriteOutcome[]) => void;
 }
 
 /**
@@ -45,7 +45,7 @@ export interface GroupCommitWriter {
    * Writes one conversation's batch. Never rejects: every command gets an outcome, in order. The caller keeps
    * at most one batch in flight per conversation, which keeps each conversation's order.
    */
-  write(batch: ConversationBatch): Promise<SendOutcome[]>;
+  write(batch: ConversationBatch): Promise<WriteOutcome[]>;
   /** Batches waiting for a transaction slot. */
   readonly waiting: number;
   /** Transactions allowed at once right now (adapted to load). */
@@ -54,7 +54,7 @@ export interface GroupCommitWriter {
   close(): Promise<void>;
 }
 
-const failAll = (batch: ConversationBatch, error: AppError): SendOutcome[] =>
+const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
 
 /**
@@ -119,8 +119,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     client: pg.ClientBase,
     batches: ConversationBatch[],
     announce: Announce | undefined,
-  ): Promise<SendOutcome[][]> {
-    const outcomes: SendOutcome[][] = [];
+  ): Promise<WriteOutcome[][]> {
+    const outcomes: WriteOutcome[][] = [];
     for (const batch of batches) {
       try {
         outcomes.push(...(await writeBatches(client, [batch], announce)));
@@ -137,7 +137,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
     const started = performance.now();
-    let outcomes: SendOutcome[][];
+    let outcomes: WriteOutcome[][];
     try {
       const announce = await options.announce?.();
       const client = await connections.acquire();

@@ -13,7 +13,7 @@ import { areFriends, findUserByUsername, isBlockedEitherWay, lockPair } from './
 export type RequestDirection = 'incoming' | 'outgoing';
 
 /** What sendRequest did: a new pending request, or the other side's pending request accepted. */
-export interface SendOutcome {
+export interface RequestOutcome {
   request: FriendRequest;
   created: boolean;
 }
@@ -52,7 +52,11 @@ async function acceptPending(trx: Knex.Transaction, request: FriendRequest): Pro
  * `me` asks `username` to be friends. If that user already asked `me`, their request is accepted instead
  * (created: false). Throws USER_NOT_FOUND, CANNOT_FRIEND_SELF, BLOCKED, ALREADY_FRIENDS or REQUEST_EXISTS.
  */
-export async function sendRequest(trx: Knex.Transaction, me: string, username: string): Promise<SendOutcome> {
+export async function sendRequest(
+  trx: Knex.Transaction,
+  me: string,
+  username: string,
+): Promise<RequestOutcome> {
   const target = await findUserByUsername(trx, username);
   if (!target) throw new AppError('USER_NOT_FOUND');
   if (target.id === me) throw new AppError('CANNOT_FRIEND_SELF');

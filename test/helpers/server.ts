@@ -21,6 +21,7 @@ export function testEnv(databaseUrl: string, overrides: Record<string, string> =
     RATE_LIMIT_READS_PER_SEC: '0',
     RATE_LIMIT_LOOKUPS_PER_MIN: '0',
     SOCKET_EVENTS_PER_SEC: '0',
+    RATE_LIMIT_CONVERSATIONS_PER_MIN: '0',
     ...overrides,
   };
 }

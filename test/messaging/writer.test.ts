@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import {
   createGroupCommitWriter,
   type GroupCommitWriter,
-  type SendOutcome,
+  type WriteOutcome,
   type TransactionReport,
 } from '../../lib/messaging/writer.js';
 import { knexConnections } from '../../lib/messaging/statements.js';
@@ -21,12 +21,12 @@ import { waitFor } from '../helpers/waitFor.js';
 const logger = createLogger('silent');
 const POISON = 'poison: the trigger refuses this body';
 
-function ok(outcome: SendOutcome | undefined) {
+function ok(outcome: WriteOutcome | undefined) {
   if (!outcome?.ok) throw new Error(`expected a stored message, got ${JSON.stringify(outcome)}`);
   return outcome.value;
 }
 
-function errorCode(outcome: SendOutcome | undefined): string {
+function errorCode(outcome: WriteOutcome | undefined): string {
   if (!outcome || outcome.ok) throw new Error(`expected an error, got ${JSON.stringify(outcome)}`);
   return (outcome.error as AppError).code;
 }

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
-import { PROJECT_ROOT } from './helpers/childProcess.js';
+import { PROJECT_ROOT } from '../helpers/childProcess.js';
 
 /** Every module an import statement of each .ts file under `folder` names, by file. */
 async function importsUnder(folder: string): Promise<Map<string, string[]>> {

@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { loadDatabaseConfig } from '../lib/config.js';
-import { createDatabase, type Database } from '../lib/db.js';
-import { createLogger } from '../lib/logger.js';
-import type { Ack, PublicMessage, SendResult } from '../lib/protocol/index.js';
-import { startMain, type RunningChild } from './helpers/childProcess.js';
-import { rows } from './helpers/chat.js';
-import { ackedIn, directConversation, expectStoredExactlyAsAcked } from './helpers/faults.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { ResilientClient } from './helpers/resilientClient.js';
-import { testConfig, testEnv } from './helpers/server.js';
-import { connectSocket, type ClientSocket } from './helpers/sockets.js';
-import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
-import { waitFor } from './helpers/waitFor.js';
+import { loadDatabaseConfig } from '../../lib/config.js';
+import { createDatabase, type Database } from '../../lib/db.js';
+import { createLogger } from '../../lib/logger.js';
+import type { Ack, PublicMessage, SendResult } from '../../lib/protocol/index.js';
+import { startMain, type RunningChild } from '../helpers/childProcess.js';
+import { rows } from '../helpers/chat.js';
+import { ackedIn, directConversation, expectStoredExactlyAsAcked } from '../helpers/faults.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { ResilientClient } from '../helpers/resilientClient.js';
+import { testConfig, testEnv } from '../helpers/server.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 /** The real entry point, as `npm start` runs it; LOG_LEVEL info so the [STARTUP] lines are printed. */
 function childEnv(databaseUrl: string): Record<string, string> {

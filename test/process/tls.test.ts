@@ -6,9 +6,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/dev/embeddedPostgres.js';
-import { runMain, startMain, type RunningChild } from './helpers/childProcess.js';
-import { testEnv } from './helpers/server.js';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../lib/dev/embeddedPostgres.js';
+import { runMain, startMain, type RunningChild } from '../helpers/childProcess.js';
+import { testEnv } from '../helpers/server.js';
 
 const run = promisify(execFile);
 

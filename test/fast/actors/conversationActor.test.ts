@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { ConversationActor, type Outcome } from '../../actors/ConversationActor.js';
-import { AppError } from '../../lib/errors.js';
-import { createLogger } from '../../lib/logger.js';
-import { waitFor } from '../helpers/waitFor.js';
+import { ConversationActor, type Outcome } from '../../../actors/ConversationActor.js';
+import { AppError } from '../../../lib/errors.js';
+import { createLogger } from '../../../lib/logger.js';
+import { waitFor } from '../../helpers/waitFor.js';
 
 const logger = createLogger('silent');
 

@@ -10,7 +10,7 @@ import {
   loadDevConfig,
   redactUrl,
   type Config,
-} from '../lib/config.js';
+} from '../../lib/config.js';
 
 const SECRET = 'jwt-secret-0123456789-abcdefghijklmnop';
 const PASSWORD = 's3cr3t-Pa55word';

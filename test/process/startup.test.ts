@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
-import { freePort } from '../lib/dev/embeddedPostgres.js';
-import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
-import { runMain, startMain, type ChildResult, type RunningChild } from './helpers/childProcess.js';
-import { createEmptyDatabase, createTestDatabase, urlFor } from './helpers/postgres.js';
-import { TEST_JWT_SECRET } from './helpers/server.js';
+import { freePort } from '../../lib/dev/embeddedPostgres.js';
+import { BUNDLED_MIGRATIONS_DIR } from '../../lib/migrations.js';
+import { runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
+import { createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
+import { TEST_JWT_SECRET } from '../helpers/server.js';
 
 /** The environment of a node that would start, but for what a test changes. */
 function goodEnv(databaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
-import { SETTINGS } from '../lib/config.js';
-import { ERROR_CATALOG } from '../lib/protocol/errors.js';
-import { shownDefault } from './helpers/settingsTable.js';
+import { SETTINGS } from '../../lib/config.js';
+import { ERROR_CATALOG } from '../../lib/protocol/errors.js';
+import { shownDefault } from '../helpers/settingsTable.js';
 
 /** The README's settings table, row by row: variable, default, meaning. */
 async function readmeSettings(): Promise<Map<string, { shown: string; doc: string }>> {
-  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
   const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## API'));
   const rows = new Map<string, { shown: string; doc: string }>();
   for (const line of section.split('\n')) {
@@ -19,7 +19,7 @@ async function readmeSettings(): Promise<Map<string, { shown: string; doc: strin
 describe('docs agree with the code', function () {
   it('no other page keeps a copy of the settings table (it points to the README)', async () => {
     for (const file of ['docs/operations.md', 'docs/api.md', 'docs/security.md']) {
-      const text = await readFile(new URL(`../${file}`, import.meta.url), 'utf8');
+      const text = await readFile(new URL(`../../${file}`, import.meta.url), 'utf8');
       expect(/^\| *variable *\|/m.test(text), file).to.equal(false);
     }
   });
@@ -35,7 +35,7 @@ describe('docs agree with the code', function () {
 
   for (const file of ['README.md', 'docs/errors.md', 'docs/api.md']) {
     it(`${file} lists exactly the catalog's error codes, each with its HTTP status`, async () => {
-      const text = await readFile(new URL(`../${file}`, import.meta.url), 'utf8');
+      const text = await readFile(new URL(`../../${file}`, import.meta.url), 'utf8');
       // Every row of a table whose first column is "code": the codes in its first cell, the status in its second.
       const listed = new Map<string, string>();
       let inCodeTable = false;

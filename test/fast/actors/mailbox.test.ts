@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { Mailbox } from '../../actors/Mailbox.js';
-import { AppError } from '../../lib/errors.js';
-import { waitFor } from '../helpers/waitFor.js';
+import { Mailbox } from '../../../actors/Mailbox.js';
+import { AppError } from '../../../lib/errors.js';
+import { waitFor } from '../../helpers/waitFor.js';
 
 /** A promise the test resolves by hand, to hold a batch "in flight" as long as it likes. */
 function deferred(): { promise: Promise<void>; resolve: () => void } {

@@ -1,0 +1,109 @@
+import { expect } from 'chai';
+import type { ConversationListItem, PublicConversation } from '../../lib/protocol/index.js';
+import type { RunningServer } from '../../lib/server.js';
+import { createGroup, expectError, friendsOf, newUser, rows } from '../helpers/chat.js';
+import { request } from '../helpers/http.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { startTestServer } from '../helpers/server.js';
+
+describe('conversations under abuse: creation budget, compact fan-out, paged lists', function () {
+  this.timeout(60_000);
+  let a: RunningServer;
+  let b: RunningServer;
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    a = await startTestServer(databaseUrl, { RATE_LIMIT_CONVERSATIONS_PER_MIN: '5' });
+    b = await startTestServer(databaseUrl, { RATE_LIMIT_CONVERSATIONS_PER_MIN: '5' });
+  });
+
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+  });
+
+  it('counts conversation creations and participant adds per user on every node together', async () => {
+    const owner = await newUser(a);
+    const friends = await friendsOf(a, owner, 6);
+    const make = (node: RunningServer, title: string) =>
+      request<{ conversation: PublicConversation }>(node.url, 'POST', '/conversations', {
+        token: owner.token,
+        body: { type: 'group', title, participantIds: [] },
+      });
+    // Three on one node, two on the other: five in all, the budget.
+    for (const [i, node] of [a, a, a, b, b].entries())
+      expect((await make(node, `g${i}`)).status).to.equal(201);
+    const sixth = await make(b, 'one too many');
+    expectError(sixth, 429, 'RATE_LIMITED');
+    expect(Number(sixth.headers.get('retry-after'))).to.be.within(1, 60);
+    // Adding participants takes from the same budget.
+    const [group] = await rows<{ id: string }>(
+      a.services.db.knex,
+      "SELECT id FROM conversations WHERE created_by = ? AND title = 'g0'",
+      [owner.id],
+    );
+    const add = await request(a.url, 'POST', `/conversations/${group!.id}/participants`, {
+      token: owner.token,
+      body: { userId: friends[0]!.id },
+    });
+    expectError(add, 429, 'RATE_LIMITED');
+    // Another user has a budget of their own.
+    const other = await newUser(b);
+    const theirs = await request(b.url, 'POST', '/conversations', {
+      token: other.token,
+      body: { type: 'group', title: 'mine', participantIds: [] },
+    });
+    expect(theirs.status).to.equal(201);
+  });
+
+  it('announces a new group of 150 with one broadcast, not one per member', async () => {
+    const owner = await newUser(a);
+    const members = await friendsOf(a, owner, 149);
+    const [{ n: before }] = (await rows<{ n: number }>(
+      a.services.db.knex,
+      'SELECT count(*)::int AS n FROM socket_io_attachments',
+    )) as [{ n: number }];
+    await createGroup(a.url, owner, members, 'a big one');
+    const [{ n: after }] = (await rows<{ n: number }>(
+      a.services.db.knex,
+      'SELECT count(*)::int AS n FROM socket_io_attachments',
+    )) as [{ n: number }];
+    // The conversation (with its 150 participants) is over NOTIFY's 8000 bytes: one attachment, for everyone.
+    expect(after - before).to.equal(1);
+  });
+
+  it('pages GET /conversations with nextCursor, newest activity first, each conversation once', async () => {
+    const owner = await newUser(a);
+    for (let i = 0; i < 5; i += 1) await createGroup(b.url, owner, [], `page ${i}`);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+      const res = await request<{ conversations: ConversationListItem[]; nextCursor: string | null }>(
+        a.url,
+        'GET',
+        `/conversations?limit=2${query}`,
+        { token: owner.token },
+      );
+      expect(res.status).to.equal(200);
+      expect(res.body.conversations.length).to.be.at.most(2);
+      seen.push(...res.body.conversations.map((c) => c.title ?? ''));
+      cursor = res.body.nextCursor;
+      pages += 1;
+    } while (cursor !== null);
+    expect(pages).to.equal(3);
+    expect(seen).to.deep.equal(['page 4', 'page 3', 'page 2', 'page 1', 'page 0']);
+    for (const bad of ['nonsense', Buffer.from('1.2.3').toString('base64url')]) {
+      expectError(
+        await request(a.url, 'GET', `/conversations?cursor=${bad}`, { token: owner.token }),
+        400,
+        'VALIDATION_FAILED',
+      );
+    }
+    expectError(
+      await request(a.url, 'GET', '/conversations?limit=0', { token: owner.token }),
+      400,
+      'VALIDATION_FAILED',
+    );
+  });
+});
