@@ -22,7 +22,8 @@ import type { Knex } from 'knex';
  *
  * Sends arrive without repeats (the node answers a clientMsgId repeated within one batch itself). One result
  * row per input, sends first then changes, each in input order. r_status: 0 done, 1 done before (a send
- * stored before with the same body; a change that changes nothing),
+ * stored before with the same body, or since edited or deleted, whose first body is gone: answered in its
+ * current state, also after a block, as it writes nothing; a change that changes nothing),
  * 2 the same clientMsgId with another body, 3 not found (not a participant, no such conversation or seq),
  * 4 blocked, 5 forbidden, 6 the message is deleted, 7 replyToSeq is not an earlier seq. A new message comes
  * back as fields; a stored one and every changed one as `r_message` (JSON in the contract's Message shape).
@@ -116,7 +117,9 @@ const WRITE = `
         FROM (SELECT DISTINCT i.conversation_id, i.sender_id FROM input i) k
       ), classified AS (
         SELECT i.conversation_id, i.sender_id, i.client_msg_id, i.body, i.reply_to, i.ord, s.member, s.blocked,
-          i.reply_to IS NOT NULL AND NOT i.reply_to BETWEEN 1 AND s.last_seq AS bad_reply, m AS stored
+          i.reply_to IS NOT NULL AND NOT i.reply_to BETWEEN 1 AND s.last_seq AS bad_reply, m AS stored,
+          -- Once edited or deleted, the body sent first is gone: any repeat of the clientMsgId is then a replay.
+          m.id IS NOT NULL AND (m.body = i.body OR m.edited_at IS NOT NULL OR m.deleted_at IS NOT NULL) AS replay
         FROM input i
         JOIN senders s ON s.conversation_id = i.conversation_id AND s.sender_id = i.sender_id
         LEFT JOIN messages m ON m.conversation_id = i.conversation_id AND m.sender_id = i.sender_id
@@ -168,14 +171,14 @@ const WRITE = `
       SELECT c.ord,
         (CASE
           WHEN NOT c.member THEN 3
+          WHEN c.replay THEN 1
           WHEN c.blocked THEN 4
-          WHEN (c.stored).id IS NOT NULL THEN CASE WHEN (c.stored).body = c.body THEN 1 ELSE 2 END
+          WHEN (c.stored).id IS NOT NULL THEN 2
           WHEN c.bad_reply THEN 7
           ELSE 0
         END)::smallint,
         n.id, n.seq, n.version, floor(extract(epoch FROM n.created_at) * 1000)::bigint,
-        CASE WHEN (c.stored).id IS NOT NULL AND c.member AND NOT c.blocked AND (c.stored).body = c.body
-          THEN xfchat_message_json(c.stored) END
+        CASE WHEN c.member AND c.replay THEN xfchat_message_json(c.stored) END
       FROM classified c
       CROSS JOIN announced
       LEFT JOIN inserted n ON n.conversation_id = c.conversation_id AND n.sender_id = c.sender_id
@@ -268,7 +271,8 @@ export async function up(knex: Knex): Promise<void> {
       message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
       emoji text NOT NULL CONSTRAINT message_reactions_emoji_check CHECK (char_length(emoji) BETWEEN 1 AND 16),
       user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-      created_at timestamptz NOT NULL DEFAULT now(),
+      -- The clock, not the transaction's start: reactions applied in one group commit keep the order they came in.
+      created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
       PRIMARY KEY (message_id, emoji, user_id)
     );
     ALTER TABLE conversations SET (fillfactor = 70);

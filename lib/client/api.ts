@@ -22,6 +22,21 @@ export interface MessagePage {
   hasMore: boolean;
 }
 
+/** One page of `GET /conversations/:id/changes`. */
+export interface ChangesPage {
+  /** Every message whose version is above the cursor, in its current state, by version ascending. */
+  messages: PublicMessage[];
+  /** The conversation's version when the page was read: the next cursor once `hasMore` is false. */
+  version: number;
+  /** More changes remain: ask again with `since` = the version of the page's last message. */
+  hasMore: boolean;
+}
+
+export interface PutOptions {
+  /** The seq of an earlier message of the conversation this one answers. */
+  replyToSeq?: number | null;
+}
+
 const id = encodeURIComponent;
 
 /** Users lookup. */
@@ -204,7 +219,7 @@ export class ConversationsApi {
   }
 }
 
-/** Message history, read markers, and the idempotent REST send. */
+/** Message history, read markers, the idempotent REST send, and edits, deletes, reactions and the changes feed. */
 export class MessagesApi {
   constructor(private readonly http: HttpRequest) {}
 
@@ -225,9 +240,46 @@ export class MessagesApi {
     await this.http<void>('POST', `/conversations/${id(conversationId)}/read`, { body: { seq } });
   }
 
-  /** Stores a message once per clientMsgId; the same id again returns the stored one. */
-  async put(conversationId: string, clientMsgId: string, body: string): Promise<PublicMessage> {
+  /** Stores a message once per clientMsgId; the same id again returns the stored one (in its current state). */
+  async put(
+    conversationId: string,
+    clientMsgId: string,
+    body: string,
+    options: PutOptions = {},
+  ): Promise<PublicMessage> {
     const path = `/conversations/${id(conversationId)}/messages/${id(clientMsgId)}`;
-    return (await this.http<{ message: PublicMessage }>('PUT', path, { body: { body } })).message;
+    const payload = options.replyToSeq === undefined ? { body } : { body, replyToSeq: options.replyToSeq };
+    return (await this.http<{ message: PublicMessage }>('PUT', path, { body: payload })).message;
+  }
+
+  /** `PATCH .../messages/:seq`: a new body for my message; resolves with its state (unchanged for the same body). */
+  async edit(conversationId: string, seq: number, body: string): Promise<PublicMessage> {
+    const path = `/conversations/${id(conversationId)}/messages/${seq}`;
+    return (await this.http<{ message: PublicMessage }>('PATCH', path, { body: { body } })).message;
+  }
+
+  /** `DELETE .../messages/:seq`: mine, or any in a group I own; deleting twice is fine. */
+  async remove(conversationId: string, seq: number): Promise<void> {
+    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/messages/${seq}`);
+  }
+
+  /** `PUT .../reactions/:emoji` (idempotent). */
+  async react(conversationId: string, seq: number, emoji: string): Promise<void> {
+    await this.http<void>('PUT', reactionPath(conversationId, seq, emoji));
+  }
+
+  /** `DELETE .../reactions/:emoji` (idempotent). */
+  async unreact(conversationId: string, seq: number, emoji: string): Promise<void> {
+    await this.http<void>('DELETE', reactionPath(conversationId, seq, emoji));
+  }
+
+  /** One page of `GET .../changes?since=`: messages changed (or created) after version `since`, by version. */
+  changes(conversationId: string, since: number, limit?: number): Promise<ChangesPage> {
+    const query = { since, limit };
+    return this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, { query });
   }
 }
+
+/** A reaction's path; the emoji is URL-encoded (a flag or a ZWJ sequence is several code points). */
+const reactionPath = (conversationId: string, seq: number, emoji: string) =>
+  `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji)}`;

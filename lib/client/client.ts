@@ -16,6 +16,7 @@ import { callSafely, Emitter } from './emitter.js';
 import { XFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
 import { DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
+import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
@@ -245,8 +246,10 @@ export class XFChatClient {
 
   /**
    * Delivers a conversation's messages to `onMessage` in seq order, each exactly once, catching up after
-   * gaps and reconnections. One subscription per conversation: subscribing again throws an XFChatError with
-   * code ALREADY_SUBSCRIBED until the first is unsubscribed. Starts as soon as the connection is up.
+   * gaps and reconnections, and their later changes (edits, deletes, reactions) to `options.onUpdate`, each
+   * state once and never an older one, catching up after reconnections with the changes feed. One
+   * subscription per conversation: subscribing again throws an XFChatError with code ALREADY_SUBSCRIBED until
+   * the first is unsubscribed. Starts as soon as the connection is up.
    */
   subscribe(
     conversationId: string,
@@ -275,10 +278,11 @@ export class XFChatClient {
 
   /**
    * Sends a message exactly once: it retries with the same clientMsgId (across timeouts, drops and
-   * reconnections) until the server acknowledges, and resolves with the stored message. Sends to one
-   * conversation are stored in call order: each waits until the previous one is acknowledged or has failed.
-   * Rejects at once with NOT_CONNECTED unless connect() was called (it waits while connecting or reconnecting),
-   * on final errors (VALIDATION_FAILED, NOT_FOUND, FORBIDDEN, ...), or with CLIENT_CLOSED.
+   * reconnections) until the server acknowledges, and resolves with the stored message. `replyToSeq` makes it
+   * an answer to an earlier message. Sends to one conversation are stored in call order: each waits until the
+   * previous one is acknowledged or has failed. Rejects at once with NOT_CONNECTED unless connect() was called
+   * (it waits while connecting or reconnecting), on final errors (VALIDATION_FAILED, NOT_FOUND, FORBIDDEN, ...),
+   * or with CLIENT_CLOSED.
    */
   send(conversationId: string, body: string, options: SendOptions = {}): Promise<PublicMessage> {
     if (this.connection.state === 'disconnected')
@@ -291,6 +295,64 @@ export class XFChatClient {
         return sendWithRetry(deps, conversationId, body, clientMsgId, options);
       },
       options.signal,
+    );
+  }
+
+  /**
+   * Edits my message (`PATCH .../messages/:seq` over REST, retried on transient failures like every change
+   * below) and resolves with its new state, which the conversation's subscription also hands to `onUpdate`.
+   * FORBIDDEN (not mine), MESSAGE_DELETED, BLOCKED, NOT_FOUND, VALIDATION_FAILED are final.
+   */
+  async edit(
+    conversationId: string,
+    seq: number,
+    body: string,
+    options: ChangeOptions = {},
+  ): Promise<PublicMessage> {
+    const message = await this.change(() => this.messages.edit(conversationId, seq, body), options);
+    this.subscriptions.get(conversationId)?.handleUpdated(message);
+    return message;
+  }
+
+  /**
+   * Deletes a message: mine, or any in a group I own (`DELETE .../messages/:seq`). Deleting twice is fine.
+   * Subscribers (this one included) see the tombstone through `onUpdate`.
+   */
+  async deleteMessage(conversationId: string, seq: number, options: ChangeOptions = {}): Promise<void> {
+    await this.change(() => this.messages.remove(conversationId, seq), options);
+  }
+
+  /** Adds my reaction (`PUT .../reactions/:emoji`); adding it again changes nothing. */
+  async react(
+    conversationId: string,
+    seq: number,
+    emoji: string,
+    options: ChangeOptions = {},
+  ): Promise<void> {
+    await this.change(() => this.messages.react(conversationId, seq, emoji), options);
+  }
+
+  /** Removes my reaction (`DELETE .../reactions/:emoji`); removing one that is not there changes nothing. */
+  async unreact(
+    conversationId: string,
+    seq: number,
+    emoji: string,
+    options: ChangeOptions = {},
+  ): Promise<void> {
+    await this.change(() => this.messages.unreact(conversationId, seq, emoji), options);
+  }
+
+  /**
+   * Every message changed (or created) after version `since`, each once in its current state, read to the end
+   * of the feed, and the version to continue from. A subscription does this by itself after a reconnection;
+   * this is for apps that sync without one (e.g. on opening a conversation stored earlier). Each page is retried
+   * on transient failures like a change.
+   */
+  changes(conversationId: string, since: number, options: ChangeOptions = {}): Promise<Changes> {
+    // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After.
+    return readAllChanges(
+      (cursor) => this.change(() => this.messages.changes(conversationId, cursor, 200), options),
+      since,
     );
   }
 
@@ -313,6 +375,10 @@ export class XFChatClient {
     this.sends.close();
     this.connection.close();
     this.events.removeAll();
+  }
+
+  private change<T>(attempt: () => Promise<T>, options: ChangeOptions): Promise<T> {
+    return retryChange({ backoff: this.backoff, closeSignal: this.connection.closeSignal }, attempt, options);
   }
 
   /**
@@ -381,6 +447,9 @@ export class XFChatClient {
     events.on('sessionEnded', (reason) => this.keeper.end(reason));
     socket.on('user:updated', (user) => this.events.emit('user:updated', user));
     socket.on('message:new', (message) => this.subscriptions.get(message.conversationId)?.handleNew(message));
+    socket.on('message:updated', (message) =>
+      this.subscriptions.get(message.conversationId)?.handleUpdated(message),
+    );
     socket.on('typing', (event) => this.events.emit('typing', event));
     socket.on('conversation:read', (event) => this.events.emit('conversation:read', event));
     socket.on('friend:request', (request) => this.events.emit('friend:request', request));

@@ -10,7 +10,8 @@ export {
   type SessionEnded,
   type SignupInput,
 } from './client.js';
-export type { ConversationSummary, Friend, MessagePage } from './api.js';
+export type { ChangesPage, ConversationSummary, Friend, MessagePage, PutOptions } from './api.js';
+export type { ChangeOptions, Changes } from './changes.js';
 export type { ConnectionState } from './connection.js';
 export {
   XFChatError,
@@ -30,6 +31,7 @@ export type {
   PublicParticipant,
   PublicSession,
   PublicUser,
+  Reaction,
   ReadEvent,
   SessionEndReason,
   AuthTokens,

@@ -1,4 +1,4 @@
-import type { PublicMessage } from '../protocol/index.js';
+import type { PublicMessage, SendRequest } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
@@ -7,6 +7,8 @@ import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.j
 export interface SendOptions {
   /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
   clientMsgId?: string;
+  /** The seq of an earlier message of the conversation this one answers (VALIDATION_FAILED otherwise). */
+  replyToSeq?: number | null;
   /** Stops retrying: the promise rejects with CLIENT_CLOSED. */
   signal?: AbortSignal;
   /** Called before each retry, for UIs that show "sending..." states. */
@@ -42,7 +44,9 @@ export async function sendWithRetry(
     if (signal.aborted) throw closedError();
     await deps.connection.waitConnected(signal, true);
     try {
-      const result = await deps.connection.request('message:send', { conversationId, clientMsgId, body });
+      const request: SendRequest = { conversationId, clientMsgId, body };
+      if (options.replyToSeq !== undefined) request.replyToSeq = options.replyToSeq;
+      const result = await deps.connection.request('message:send', request);
       return result.message;
     } catch (err) {
       const error = toXFChatError(err);

@@ -11,14 +11,32 @@ export interface SubscribeOptions {
    * first delivery is the newest `limit` messages.
    */
   afterSeq?: number;
-  /** How many messages the server returns per catch-up page. @default the server's (50) */
+  /**
+   * Resume from a version kept earlier (e.g. {@link Subscription.version} saved with the messages the app
+   * stores): the first catch-up also reads every change after it, so edits, deletes and reactions made since
+   * reach `onUpdate`. Without it, changes count from the moment of subscribing.
+   */
+  sinceVersion?: number;
+  /** How many messages the server returns per catch-up page (history and changes). @default the server's (50) */
   limit?: number;
+  /**
+   * A message already delivered by `onMessage` (or older than where delivery started) changed: an edit, a
+   * delete (`deletedAt` set, `body` empty, no reactions) or a reaction. It carries the message's whole current
+   * state; each state is handed over once, and never one older than a state handed over before (by version).
+   */
+  onUpdate?: (message: PublicMessage) => void;
   /** A final failure (e.g. NOT_FOUND: not a participant, or removed): the subscription has ended. */
   onError?: (error: XFChatError) => void;
 }
 
 /** Largest page the contract serves; gap fills use it to need as few round trips as possible. */
 const FILL_PAGE = 200;
+/**
+ * Versions seen beyond a hole (one not seen yet) that are kept before the hole is settled with a read of the
+ * changes feed. A hole is normally an event still on its way from another node, or two changes of one message
+ * another node announced as one.
+ */
+const MAX_SEEN_BEYOND_HOLE = 256;
 
 export interface SubscriptionDeps {
   connection: Connection;
@@ -29,17 +47,32 @@ export interface SubscriptionDeps {
 }
 
 /**
- * One conversation's live message stream, delivered in seq order, each message exactly once.
+ * One conversation's live message stream: new messages delivered in seq order, each exactly once, and the
+ * changes of delivered messages (edits, deletes, reactions) as their current state, never an older one.
  *
- * `last` is the seq of the last message delivered. Anything at or below it is a duplicate; anything above
- * `last + 1` waits in `pending` while the gap is filled over REST (`GET .../messages?after=last`). Every
- * (re)connection re-subscribes with `afterSeq: last`, so messages sent while offline are caught up too.
+ * New messages: `last` is the seq of the last message delivered. Anything above `last + 1` waits in `pending`
+ * while the gap is filled over REST (`GET .../messages?after=last`). Every (re)connection re-subscribes with
+ * `afterSeq: last`, so messages sent while offline are caught up too.
+ *
+ * Changes: every message carries the conversation version of its latest change. `known` holds the version of
+ * each message's state handed to the app; a state with a version at or below it is old and dropped. `synced`
+ * is the version up to which every change has been seen: it starts at the subscribe ack's version and moves
+ * with the versions of the messages seen, as long as none is missing. After a reconnection, `GET .../changes
+ * ?since=synced` (paged to the end) brings whatever changed while offline.
  */
 export class Subscription {
   private last: number | undefined;
   /** Newest seq the server reported; messages up to it must be fetched even if no event announced them. */
   private target = 0;
   private readonly pending = new Map<number, PublicMessage>();
+  /** Per seq, the version of the state handed to the app (by onMessage or onUpdate). */
+  private readonly known = new Map<number, number>();
+  /** Every change up to this version has been seen; undefined until the first subscribe ack. */
+  private synced: number | undefined;
+  /** Versions seen above `synced`, waiting for the ones in between. */
+  private readonly seenAbove = new Set<number>();
+  /** The changes feed must be read from `synced` (after a reconnection, or to settle a hole). */
+  private needChanges = false;
   private needSubscribe = true;
   private running = false;
   private active = true;
@@ -66,6 +99,15 @@ export class Subscription {
     return this.last;
   }
 
+  /**
+   * The conversation version up to which every change has reached this subscription (the subscribe ack's
+   * version, then the versions of the messages seen since, none missing); undefined until the first subscribe
+   * ack. Kept with the app's messages, it is the `sinceVersion` to resume from.
+   */
+  get version(): number | undefined {
+    return this.synced;
+  }
+
   /** Whether the subscription is still running. */
   get isActive(): boolean {
     return this.active;
@@ -73,7 +115,8 @@ export class Subscription {
 
   /**
    * Resolves once the subscription is established and caught up (every message up to the server's last seq
-   * at that moment has been delivered); rejects if it ended with an error first.
+   * at that moment has been delivered, and after a reconnection or from `sinceVersion` every change read from
+   * the feed); rejects if it ended with an error first.
    */
   whenReady(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
@@ -83,6 +126,16 @@ export class Subscription {
 
   /** A `message:new` for this conversation (called by the client). @internal */
   handleNew(message: PublicMessage): void {
+    if (!this.active) return;
+    this.accept([message]);
+    this.kick();
+  }
+
+  /**
+   * A message's current state after a change: a `message:updated`, or the answer to the app's own edit
+   * (called by the client). @internal
+   */
+  handleUpdated(message: PublicMessage): void {
     if (!this.active) return;
     this.accept([message]);
     this.kick();
@@ -118,29 +171,68 @@ export class Subscription {
 
   private isCaughtUp(): boolean {
     return (
-      this.last !== undefined && !this.needSubscribe && this.pending.size === 0 && this.last >= this.target
+      this.last !== undefined &&
+      !this.needSubscribe &&
+      !this.needChanges &&
+      this.pending.size === 0 &&
+      this.last >= this.target
     );
   }
 
-  /** Queues messages by seq, then delivers the contiguous run after `last`. */
+  /**
+   * Takes in messages from any source (events, pages, the changes feed): one not delivered yet is queued by seq
+   * (its newest state), a delivered one is an update; then the contiguous run after `last` is delivered.
+   */
   private accept(messages: readonly PublicMessage[]): void {
     for (const message of messages) {
       if (message.conversationId !== this.conversationId) continue;
-      if (this.last !== undefined && message.seq <= this.last) continue;
-      this.pending.set(message.seq, message);
+      this.see(message.version);
+      if (this.last !== undefined && message.seq <= this.last) {
+        this.update(message);
+        continue;
+      }
+      const queued = this.pending.get(message.seq);
+      if (!queued || queued.version < message.version) this.pending.set(message.seq, message);
       if (message.seq > this.target) this.target = message.seq;
     }
     const last = this.last;
     if (last === undefined) return;
-    // Events buffered before the first catch-up may predate where delivery starts.
-    for (const seq of this.pending.keys()) if (seq <= last) this.pending.delete(seq);
+    // Events buffered before the first catch-up may concern messages before where delivery starts.
+    for (const [seq, message] of this.pending) {
+      if (seq > last) continue;
+      this.pending.delete(seq);
+      this.update(message);
+    }
     let cursor = last;
     for (let next = this.pending.get(cursor + 1); next && this.active; next = this.pending.get(cursor + 1)) {
       this.pending.delete(next.seq);
       cursor = next.seq;
       this.last = cursor;
+      this.known.set(next.seq, next.version);
       callSafely(this.onMessage, next);
     }
+  }
+
+  /** Hands a delivered message's newer state to the app; an older or already known state is dropped. */
+  private update(message: PublicMessage): void {
+    const known = this.known.get(message.seq);
+    if (known !== undefined && known >= message.version) return;
+    this.known.set(message.seq, message.version);
+    callSafely(this.options.onUpdate, message);
+  }
+
+  /** Records a version seen and moves `synced` over every version now seen without a hole. */
+  private see(version: number): void {
+    if (this.synced === undefined || version > this.synced) this.seenAbove.add(version);
+    this.advance();
+  }
+
+  private advance(): void {
+    if (this.synced === undefined) return;
+    for (const version of this.seenAbove) if (version <= this.synced) this.seenAbove.delete(version);
+    while (this.seenAbove.delete(this.synced + 1)) this.synced += 1;
+    // A hole that stays while many later versions arrive is settled by reading the feed (see MAX_SEEN_BEYOND_HOLE).
+    if (this.seenAbove.size > MAX_SEEN_BEYOND_HOLE) this.needChanges = true;
   }
 
   /** Runs the catch-up loop unless it is already running (it re-checks its conditions before it stops). */
@@ -164,6 +256,9 @@ export class Subscription {
           await this.deps.connection.waitConnected(this.stop.signal);
           this.needSubscribe = false;
           await this.subscribeOnce();
+          progressed = true;
+        } else if (this.needChanges) {
+          await this.readChanges();
           progressed = true;
         } else {
           progressed = await this.fillGap();
@@ -204,8 +299,38 @@ export class Subscription {
       const first = result.messages[0];
       this.last = afterSeq ?? (first ? first.seq - 1 : result.lastSeq);
     }
+    if (this.synced === undefined) {
+      // The page is the state at the ack's version, and every later change arrives as an event.
+      const since = this.options.sinceVersion;
+      this.synced = since ?? result.version;
+      if (since !== undefined && since < result.version) this.needChanges = true;
+      this.advance();
+    } else {
+      // Back after a disconnection: what changed meanwhile is in the feed after `synced`.
+      this.needChanges = true;
+    }
     if (result.lastSeq > this.target) this.target = result.lastSeq;
     this.accept(result.messages);
+  }
+
+  /**
+   * One page of `GET .../changes?since=synced`. Every message of the page is taken in (new ones queued by seq,
+   * delivered ones as updates); `synced` moves to the page's last version, or to the conversation's version at
+   * the end of the feed.
+   */
+  private async readChanges(): Promise<void> {
+    const since = this.synced ?? 0;
+    const page = await this.deps.messages.changes(
+      this.conversationId,
+      since,
+      this.options.limit ?? FILL_PAGE,
+    );
+    this.accept(page.messages);
+    const last = page.messages.at(-1);
+    const reached = page.hasMore && last !== undefined ? last.version : page.version;
+    if (this.synced === undefined || reached > this.synced) this.synced = reached;
+    if (!page.hasMore) this.needChanges = false;
+    this.advance();
   }
 
   /** One page of `GET .../messages?after=last`; false if it brought nothing new. */

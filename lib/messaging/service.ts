@@ -84,28 +84,63 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
   const lastTyping = new Map<string, number>();
 
-  function typingAllowed(key: string): boolean {
-    const t = now();
+  /** Whether this typist's typing was sent less than the interval ago. */
+  function typingThrottled(key: string): boolean {
     const last = lastTyping.get(key);
-    if (last !== undefined && t - last < typingIntervalMs) return false;
+    return last !== undefined && now() - last < typingIntervalMs;
+  }
+
+  /** Takes this interval's slot (at once, so concurrent repeats are throttled) and returns its time. */
+  function takeTypingSlot(key: string): number {
+    const t = now();
     if (lastTyping.size >= TYPING_SWEEP_AT) {
       for (const [k, at] of lastTyping) if (t - at >= typingIntervalMs) lastTyping.delete(k);
     }
     lastTyping.set(key, t);
-    return true;
+    return t;
   }
+
+  /** Gives the slot back when the typing was not sent. */
+  function releaseTypingSlot(key: string, takenAt: number): void {
+    if (lastTyping.get(key) === takenAt) lastTyping.delete(key);
+  }
+
+  /**
+   * Per user and conversation, the entry of the user's latest write into the actor's mailbox, settled once it is
+   * queued (or refused): the next write of that user there waits for it, not for its commit.
+   */
+  const entries = new Map<string, Promise<void>>();
 
   /**
    * Every write of a user, whatever its interface and kind, counts against one per-user budget, and is checked
    * for membership before any actor exists (probing random ids leaves nothing behind); the writer checks again
-   * under the conversation lock.
+   * under the conversation lock. A user's writes to one conversation enter its actor in the order they were
+   * made: a socket's events arrive in order, but the membership check may take a database round trip, and two
+   * of those can answer in either order (an edit emitted right behind its send would otherwise find nothing).
    */
   async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
     const taken = sendLimiter.take(userId);
     if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
-    await membership.assert(conversationId, userId);
-    const actor = await registry.get(conversationId);
-    return await actor.submit(command);
+    const key = `${userId}:${conversationId}`;
+    const before = entries.get(key);
+    const queued = (async () => {
+      await before;
+      await membership.assert(conversationId, userId);
+      const actor = await registry.get(conversationId);
+      // Posted to the mailbox now; wrapped so that awaiting `queued` does not wait for the commit.
+      return { stored: actor.submit(command) };
+    })();
+    // The next write needs this one queued or refused, nothing more; a refusal is this caller's, thrown below.
+    const entered = queued.then(
+      () => undefined,
+      () => undefined,
+    );
+    entries.set(key, entered);
+    void entered.then(() => {
+      if (entries.get(key) === entered) entries.delete(key);
+    });
+    const { stored } = await queued;
+    return await stored;
   }
 
   return {
@@ -159,13 +194,27 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
 
     async typing(userId, conversationId) {
       await membership.assert(conversationId, userId);
-      if (!typingAllowed(`${userId}:${conversationId}`)) return;
-      // Refused only when it would be sent: a blocked typist costs one query per typing interval, not per event.
-      const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
-        'SELECT xfchat_blocked(?, ?) AS blocked',
-        [conversationId, userId],
-      );
-      if (result.rows[0]?.blocked) throw new AppError('BLOCKED');
+      const key = `${userId}:${conversationId}`;
+      // A repeat within the interval of a typing that was sent is answered without a query. A refused one is not
+      // remembered: every typing of a blocked typist is checked (and refused), and the first after an unblock
+      // goes through at once.
+      if (typingThrottled(key)) return;
+      const takenAt = takeTypingSlot(key);
+      let blocked: boolean;
+      try {
+        const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
+          'SELECT xfchat_blocked(?, ?) AS blocked',
+          [conversationId, userId],
+        );
+        blocked = result.rows[0]?.blocked ?? false;
+      } catch (err) {
+        releaseTypingSlot(key, takenAt);
+        throw err;
+      }
+      if (blocked) {
+        releaseTypingSlot(key, takenAt);
+        throw new AppError('BLOCKED');
+      }
       notify.typing({ conversationId, userId });
     },
   };

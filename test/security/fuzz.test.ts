@@ -108,11 +108,22 @@ describe('fuzzing every socket event and REST endpoint', function () {
     await server?.close();
   });
 
-  async function counts(): Promise<{ messages: number; users: number; conversations: number }> {
-    const [row] = await rows<{ messages: number; users: number; conversations: number }>(
+  interface Counts {
+    messages: number;
+    users: number;
+    conversations: number;
+    reactions: number;
+    /** Every conversation's version summed: any edit, delete or reaction change moves it. */
+    versions: number;
+  }
+
+  async function counts(): Promise<Counts> {
+    const [row] = await rows<Counts>(
       server!.services.db.knex,
       `SELECT (SELECT count(*)::int FROM messages) AS messages, (SELECT count(*)::int FROM users) AS users,
-              (SELECT count(*)::int FROM conversations) AS conversations`,
+              (SELECT count(*)::int FROM conversations) AS conversations,
+              (SELECT count(*)::int FROM message_reactions) AS reactions,
+              (SELECT coalesce(sum(version), 0)::int FROM conversations) AS versions`,
     );
     return row!;
   }
@@ -253,13 +264,38 @@ describe('fuzzing every socket event and REST endpoint', function () {
           path: `/conversations/${conversationId}/messages?before=${bad(value)}`,
           token: user.token,
         },
+        {
+          method: 'GET',
+          path: `/conversations/${conversationId}/changes?since=${bad(value)}`,
+          token: user.token,
+        },
+        {
+          method: 'GET',
+          path: `/conversations/${conversationId}/changes?since=0&limit=${bad(value)}`,
+          token: user.token,
+        },
       );
+      // null is a valid replyToSeq (no reply); every other wrong number is not.
+      if (value !== null) {
+        requests.push({
+          method: 'PUT',
+          path: `/conversations/${conversationId}/messages/${randomUUID()}`,
+          body: { body: 'a reply', replyToSeq: value },
+          token: user.token,
+        });
+      }
     }
     for (const value of TEXT_WRONG) {
       requests.push(
         {
           method: 'PUT',
           path: `/conversations/${conversationId}/messages/${randomUUID()}`,
+          body: { body: value },
+          token: user.token,
+        },
+        {
+          method: 'PATCH',
+          path: `/conversations/${conversationId}/messages/1`,
           body: { body: value },
           token: user.token,
         },
@@ -335,6 +371,14 @@ describe('fuzzing every socket event and REST endpoint', function () {
         ['DELETE', `/friends/requests/${v}`],
         ['DELETE', `/friends/${v}`],
         ['DELETE', `/blocks/${v}`],
+        ['PATCH', `/conversations/${v}/messages/${v}`],
+        ['PATCH', `/conversations/${conversationId}/messages/${v}`],
+        ['DELETE', `/conversations/${v}/messages/${v}`],
+        ['DELETE', `/conversations/${conversationId}/messages/${v}`],
+        ['PUT', `/conversations/${v}/messages/1/reactions/${v}`],
+        ['PUT', `/conversations/${conversationId}/messages/${v}/reactions/${v}`],
+        ['DELETE', `/conversations/${conversationId}/messages/${v}/reactions/${v}`],
+        ['GET', `/conversations/${v}/changes?since=0`],
       ] as const) {
         requests.push({
           method,
@@ -344,10 +388,26 @@ describe('fuzzing every socket event and REST endpoint', function () {
         });
       }
     }
+    // Emoji that no reaction accepts: too long, whitespace, NUL, a bidirectional override.
+    for (const emoji of ['😀'.repeat(17), 'a b', ' ', '\u0000', '\u202e', HUGE.slice(0, 300)]) {
+      for (const method of ['PUT', 'DELETE']) {
+        requests.push({
+          method,
+          path: `/conversations/${conversationId}/messages/1/reactions/${encodeURIComponent(emoji)}`,
+          token: user.token,
+        });
+      }
+    }
     // Bodies that are not JSON objects at all, and tokens that are not tokens.
     for (const body of ['{', '[1,2,3]', '"just a string"', 'null', '{"a":'.repeat(5000)]) {
       requests.push({ method: 'POST', path: '/conversations', body, token: user.token });
       requests.push({ method: 'POST', path: '/auth/signup', body });
+      requests.push({
+        method: 'PATCH',
+        path: `/conversations/${conversationId}/messages/1`,
+        body,
+        token: user.token,
+      });
     }
     for (const token of ['', 'x', `${user.token}x`, "' OR 1=1 --", HUGE.slice(0, 5000)]) {
       requests.push({ method: 'GET', path: '/conversations', token });

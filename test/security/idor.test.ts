@@ -31,6 +31,12 @@ describe('IDOR: a non-participant against every conversation path', function () 
     // The stranger is even the owner's friend: friendship alone grants nothing in a conversation.
     [member, stranger] = (await friendsOf(a, owner, 2)) as [TestUser, TestUser];
     conversationId = (await createGroup(a.url, owner, [member], 'private')).id;
+    // A message at seq 1, so the message paths name one that exists.
+    const first = await request(a.url, 'PUT', `/conversations/${conversationId}/messages/${randomUUID()}`, {
+      token: owner.token,
+      body: { body: 'the first message' },
+    });
+    expect(first.status).to.equal(201);
   });
 
   after(async () => {
@@ -48,6 +54,13 @@ describe('IDOR: a non-participant against every conversation path', function () 
       ['DELETE', `/conversations/${id}/participants/${member.id}`, undefined],
       ['DELETE', `/conversations/${id}/participants/${stranger.id}`, undefined],
       ['PUT', `/conversations/${id}/messages/${randomUUID()}`, { body: 'let me in' }],
+      ['PUT', `/conversations/${id}/messages/${randomUUID()}`, { body: 'a reply', replyToSeq: 1 }],
+      ['PATCH', `/conversations/${id}/messages/1`, { body: 'edited by a stranger' }],
+      ['DELETE', `/conversations/${id}/messages/1`, undefined],
+      ['PUT', `/conversations/${id}/messages/1/reactions/${encodeURIComponent('👍')}`, undefined],
+      ['DELETE', `/conversations/${id}/messages/1/reactions/${encodeURIComponent('👨‍👩‍👧')}`, undefined],
+      ['GET', `/conversations/${id}/changes?since=0`, undefined],
+      ['GET', `/conversations/${id}/changes?since=0&limit=200`, undefined],
       ['GET', `/conversations/${id}/messages`, undefined],
       ['GET', `/conversations/${id}/messages?after=0&limit=200`, undefined],
       ['GET', `/conversations/${id}/messages?before=1000`, undefined],
@@ -88,6 +101,16 @@ describe('IDOR: a non-participant against every conversation path', function () 
         await socket.emitWithAck('conversation:subscribe', { conversationId, afterSeq: 0, limit: 200 }),
         await socket.emitWithAck('conversation:unsubscribe', { conversationId }),
         await socket.emitWithAck('message:send', { conversationId, clientMsgId: randomUUID(), body: 'hi' }),
+        await socket.emitWithAck('message:send', {
+          conversationId,
+          clientMsgId: randomUUID(),
+          body: 'hi',
+          replyToSeq: 1,
+        }),
+        await socket.emitWithAck('message:edit', { conversationId, seq: 1, body: 'mine' }),
+        await socket.emitWithAck('message:delete', { conversationId, seq: 1 }),
+        await socket.emitWithAck('reaction:add', { conversationId, seq: 1, emoji: '👍' }),
+        await socket.emitWithAck('reaction:remove', { conversationId, seq: 1, emoji: '👍' }),
         await socket.emitWithAck('conversation:read', { conversationId, seq: 1 }),
         await socket.emitWithAck('typing', { conversationId }),
       ];
@@ -98,12 +121,19 @@ describe('IDOR: a non-participant against every conversation path', function () 
     await subscribe(ownerSocket, conversationId);
     await subscribe(memberSocket, conversationId);
     const memberGot = record(memberSocket, 'message:new');
+    const memberUpdates = record(memberSocket, 'message:updated');
     const sent = expectOk(await send(ownerSocket, conversationId, 'for members only'));
+    const { seq } = sent.message;
+    expectOk(
+      await ownerSocket.emitWithAck('message:edit', { conversationId, seq, body: 'edited for members' }),
+    );
+    expectOk(await memberSocket.emitWithAck('reaction:add', { conversationId, seq, emoji: '🔒' }));
     expectOk(await ownerSocket.emitWithAck('typing', { conversationId }));
     expectOk(await memberSocket.emitWithAck('conversation:read', { conversationId, seq: sent.message.seq }));
     await waitFor(() => memberGot.some((m) => m.id === sent.message.id), {
       what: 'the member to get the message',
     });
+    await waitFor(() => memberUpdates.length === 2, { what: 'the member to get the edit and the reaction' });
     // One more round trip on each stranger socket, so anything in flight to them has arrived.
     for (const socket of [strangerA, strangerB]) await socket.emitWithAck('typing', { conversationId });
     expect(seen).to.deep.equal([]);
@@ -113,6 +143,18 @@ describe('IDOR: a non-participant against every conversation path', function () 
       'SELECT sender_id FROM messages WHERE conversation_id = ?',
       [conversationId],
     );
-    expect(stored.map((r) => r.sender_id)).to.deep.equal([owner.id]);
+    expect(stored.map((r) => r.sender_id)).to.deep.equal([owner.id, owner.id]);
+    const [first] = await rows<{ body: string; deleted_at: Date | null; version: number }>(
+      a!.services.db.knex,
+      'SELECT body, deleted_at, version FROM messages WHERE conversation_id = ? AND seq = 1',
+      [conversationId],
+    );
+    expect(first).to.deep.equal({ body: 'the first message', deleted_at: null, version: 1 });
+    const reactions = await rows<{ user_id: string }>(
+      a!.services.db.knex,
+      'SELECT r.user_id FROM message_reactions r JOIN messages m ON m.id = r.message_id WHERE m.conversation_id = ?',
+      [conversationId],
+    );
+    expect(reactions.map((r) => r.user_id)).to.deep.equal([member.id]);
   });
 });

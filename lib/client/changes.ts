@@ -1,0 +1,72 @@
+import type { PublicMessage } from '../protocol/index.js';
+import type { ChangesPage } from './api.js';
+import { callSafely } from './emitter.js';
+import { isRetryable, toXFChatError } from './errors.js';
+import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.js';
+
+export interface ChangeOptions {
+  /** Stops retrying: the promise rejects with CLIENT_CLOSED. */
+  signal?: AbortSignal;
+  /** Called before each retry, for UIs that show a pending state. */
+  onRetry?: (retry: { attempt: number; reason: string }) => void;
+}
+
+export interface RetryDeps {
+  backoff: BackoffOptions;
+  /** Aborted by the client's close(). */
+  closeSignal: AbortSignal;
+}
+
+/**
+ * Runs one REST change until it gets an answer. Edits, deletes and reactions are idempotent on the server (the
+ * same edit again changes nothing, deleting twice is fine, a reaction is there or not), so a retry after a lost
+ * answer cannot do anything twice. Retries NETWORK_ERROR, DB_UNAVAILABLE, OVERLOADED and RATE_LIMITED (after
+ * `Retry-After`) with backoff; any other error is final.
+ */
+export async function retryChange<T>(
+  deps: RetryDeps,
+  attempt: () => Promise<T>,
+  options: ChangeOptions = {},
+): Promise<T> {
+  const signal = options.signal ? AbortSignal.any([options.signal, deps.closeSignal]) : deps.closeSignal;
+  for (let n = 0; ; n++) {
+    if (signal.aborted) throw closedError();
+    try {
+      return await attempt();
+    } catch (err) {
+      const error = toXFChatError(err);
+      if (!isRetryable(error)) throw error;
+      callSafely(options.onRetry, { attempt: n + 1, reason: error.code });
+      await delay(Math.max(backoffDelay(n, deps.backoff), (error.retryAfter ?? 0) * 1000), signal);
+    }
+  }
+}
+
+/** Everything that changed in a conversation after a version, read to the end of the feed. */
+export interface Changes {
+  /** Each changed (or new) message once, in its current state, by version ascending. */
+  messages: PublicMessage[];
+  /** The conversation's version at the end of the read: pass it as `since` next time. */
+  version: number;
+}
+
+/** Pages `GET .../changes` from `since` until `hasMore` is false; `fetchPage` reads one page (with its retries). */
+export async function readAllChanges(
+  fetchPage: (since: number) => Promise<ChangesPage>,
+  since: number,
+): Promise<Changes> {
+  const bySeq = new Map<number, PublicMessage>();
+  for (let cursor = since; ;) {
+    const page = await fetchPage(cursor);
+    for (const message of page.messages) {
+      // A message changed again while paging shows up twice: keep its later state.
+      const before = bySeq.get(message.seq);
+      if (!before || before.version < message.version) bySeq.set(message.seq, message);
+    }
+    const last = page.messages.at(-1);
+    if (!page.hasMore || last === undefined) {
+      return { messages: [...bySeq.values()].sort((a, b) => a.version - b.version), version: page.version };
+    }
+    cursor = last.version;
+  }
+}
