@@ -150,9 +150,9 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
   if (!db.statStatements) return undefined;
   const rows = await db.query<Record<keyof StatementCounters, string>>(
     `SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE '%pg_notify%'), 0)::text AS notify,
-            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT' OR query ILIKE '%FROM xfchat_send(%'), 0)::text
+            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT' OR query ILIKE '%FROM xfchat_write(%'), 0)::text
               AS commit,
-            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ILIKE '%FROM xfchat_send(%'),
+            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ILIKE '%FROM xfchat_write(%'),
               0)::text AS insert,
             coalesce(sum(calls), 0)::text AS total
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
