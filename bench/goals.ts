@@ -29,6 +29,8 @@ export const windowLabel = (server: string, window: number): string => `${server
 /** The phase-name prefixes of the window phases. */
 export const XFCHAT = 'XFChat';
 export const NAIVE = 'N';
+export const E0 = 'E0';
+export const TWO_NODES = 'XFChat 2 nodes';
 /** The name of the --compare-dir server's window phases, from the folder's name. */
 export const compareName = (dir: string): string =>
   `XFChat (${dir.split('/').filter(Boolean).at(-1) ?? dir})`;
@@ -145,10 +147,8 @@ function ratioGoal(
 
 export interface GoalInputs {
   phases: readonly PhaseRecord[];
-  /** The windows of the X and N phases (--windows). */
+  /** The windows of the X, N, E0 and X2 closed-loop phases (--windows). */
   windows: readonly number[];
-  /** The window of E0 and the two-node phase (--window): X is taken at the same window for goals 2, 3, 5. */
-  window: number;
   /** The name of the --compare-dir server's phases, when it ran. */
   compareServer?: string;
 }
@@ -216,61 +216,74 @@ function xOverN(inputs: GoalInputs, server: string, idSuffix = ''): GoalRecord[]
   return rows;
 }
 
+/**
+ * Two servers' figures summed over the windows at which both ran ("over the run"), for a ratio of the two; the
+ * windows missing from either are named in `missing`.
+ */
+function overTheRun(
+  inputs: GoalInputs,
+  a: string,
+  b: string,
+): { a: LoadFigures; b: LoadFigures; windows: number[] } | { missing: string } {
+  const find = (name: string, w: number) =>
+    figuresOf(inputs.phases.find((p) => p.label === windowLabel(name, w)));
+  const windows = inputs.windows.filter((w) => find(a, w) && find(b, w));
+  if (windows.length === 0)
+    return { missing: `needs ${a} and ${b} at a common window (--windows ${inputs.windows.join(',')})` };
+  return {
+    a: sum(windows.map((w) => find(a, w)!))!,
+    b: sum(windows.map((w) => find(b, w)!))!,
+    windows,
+  };
+}
+
 /** Evaluates every goal from the phases that ran. */
 export function evaluateGoals(inputs: GoalInputs): GoalRecord[] {
   const byLabel = (label: string) => inputs.phases.find((p) => p.label === label);
-  const w = inputs.window;
-  const xAtW = figuresOf(byLabel(windowLabel(XFCHAT, w)));
-  const xAtWMissing = `needs ${windowLabel(XFCHAT, w)}: XFChat at E0's window (--window ${w}) must be in --windows (scenario xfchat)`;
-  const e0 = figuresOf(byLabel('E0'));
   const b2 = figuresOf(byLabel('B2'));
   const goals: GoalRecord[] = [...xOverN(inputs, XFCHAT)];
 
-  // 2: X / C, C = 1 / (1/E0 + 1/B2): the transport and the storage ceilings in series.
+  // 2: X / C over the run, C = 1 / (1/E0 + 1/B2): the transport and the storage ceilings in series.
   {
-    const measure = `X (w${w}) / C, C = 1 / (1/E0 + 1/B2)`;
-    const missing = [
-      ...(xAtW ? [] : [xAtWMissing]),
-      ...(e0 ? [] : ['needs E0 (scenario e0)']),
-      ...(b2 ? [] : ['needs B2 (scenario b2)']),
-    ];
-    if (!xAtW || !e0 || !b2 || rateOf(e0) === 0 || rateOf(b2) === 0) {
+    const measure = 'X / C over the run, C = 1 / (1/E0 + 1/B2), E0 at the same windows';
+    const run = overTheRun(inputs, XFCHAT, E0);
+    if ('missing' in run || !b2 || rateOf(run.b) === 0 || rateOf(b2) === 0) {
       goals.push(
-        notMeasured('2', measure, '>= 0.5', missing.length ? missing : ['E0 or B2 measured nothing']),
+        notMeasured('2', measure, '>= 0.5', [
+          ...('missing' in run ? [`${run.missing} (scenarios xfchat and e0)`] : []),
+          ...(b2 ? [] : ['needs B2 (scenario b2)']),
+          ...('missing' in run || !b2 ? [] : ['E0 or B2 measured nothing']),
+        ]),
       );
     } else {
-      const c = 1 / (1 / rateOf(e0) + 1 / rateOf(b2));
+      const c = 1 / (1 / rateOf(run.b) + 1 / rateOf(b2));
       goals.push(
         ratioGoal(
           '2',
           measure,
           '>=',
           0.5,
-          rateOf(xAtW),
+          rateOf(run.a),
           c,
-          `X ${Math.round(rateOf(xAtW))}/s; C = 1 / (1/${Math.round(rateOf(e0))} + 1/${Math.round(rateOf(b2))}) = ${Math.round(c)}/s (E0 msg/s, B2 rows/s)`,
+          `X: ${fmtRate(run.a)}; E0: ${fmtRate(run.b)}; C = 1 / (1/${Math.round(rateOf(run.b))} + 1/${Math.round(rateOf(b2))}) = ${Math.round(c)}/s (B2 rows/s)`,
           {
-            xRate: round(rateOf(xAtW)),
-            e0Rate: round(rateOf(e0)),
+            xRate: round(rateOf(run.a)),
+            e0Rate: round(rateOf(run.b)),
             b2RowRate: round(rateOf(b2)),
             c: round(c),
+            windows: run.windows.join(','),
           },
         ),
       );
     }
   }
 
-  // 3: X2 / X at the same window.
+  // 3: X2 / X over the same windows.
   {
-    const measure = `X2 / X (w${w}), every conversation across the 2 nodes`;
-    const x2 = figuresOf(byLabel('XFChat 2 nodes'));
-    if (!xAtW || !x2) {
-      goals.push(
-        notMeasured('3', measure, '>= 0.9', [
-          ...(xAtW ? [] : [xAtWMissing]),
-          ...(x2 ? [] : ['needs XFChat 2 nodes (scenario twonode)']),
-        ]),
-      );
+    const measure = 'X2 / X over the run, every conversation across the 2 nodes';
+    const run = overTheRun(inputs, TWO_NODES, XFCHAT);
+    if ('missing' in run) {
+      goals.push(notMeasured('3', measure, '>= 0.9', [`${run.missing} (scenarios twonode and xfchat)`]));
     } else {
       goals.push(
         ratioGoal(
@@ -278,10 +291,10 @@ export function evaluateGoals(inputs: GoalInputs): GoalRecord[] {
           measure,
           '>=',
           0.9,
-          rateOf(x2),
-          rateOf(xAtW),
-          `X2: ${fmtRate(x2)}; X: ${fmtRate(xAtW)}`,
-          { x2Rate: round(rateOf(x2)), xRate: round(rateOf(xAtW)) },
+          rateOf(run.a),
+          rateOf(run.b),
+          `X2: ${fmtRate(run.a)}; X: ${fmtRate(run.b)}`,
+          { x2Rate: round(rateOf(run.a)), xRate: round(rateOf(run.b)), windows: run.windows.join(',') },
         ),
       );
     }
@@ -329,17 +342,16 @@ export function evaluateGoals(inputs: GoalInputs): GoalRecord[] {
     }
   }
 
-  // 5: the server process's CPU per message, X against E0 at the same window.
+  // 5: the server process's CPU per message, X against E0 over the same windows.
   {
-    const measure = `server CPU per message: X (w${w}) / E0`;
-    const xPer = xAtW ? perMessage(xAtW.serverCpuMs, xAtW) : null;
-    const e0Per = e0 ? perMessage(e0.serverCpuMs, e0) : null;
-    if (!xAtW || !e0 || xPer === null || e0Per === null || e0Per === 0) {
+    const measure = 'server CPU per message over the run: X / E0';
+    const run = overTheRun(inputs, XFCHAT, E0);
+    const xPer = 'missing' in run ? null : perMessage(run.a.serverCpuMs, run.a);
+    const e0Per = 'missing' in run ? null : perMessage(run.b.serverCpuMs, run.b);
+    if ('missing' in run || xPer === null || e0Per === null || e0Per === 0) {
       goals.push(
         notMeasured('5', measure, '<= 2.5', [
-          ...(xAtW ? [] : [xAtWMissing]),
-          ...(e0 ? [] : ['needs E0 (scenario e0)']),
-          ...(xAtW && e0 && (xPer === null || e0Per === null) ? ['a server process CPU was not read'] : []),
+          'missing' in run ? `${run.missing} (scenarios xfchat and e0)` : 'a server process CPU was not read',
         ]),
       );
     } else {
@@ -351,14 +363,15 @@ export function evaluateGoals(inputs: GoalInputs): GoalRecord[] {
           2.5,
           xPer,
           e0Per,
-          `X ${round(xPer, 4)} ms/msg (${Math.round(xAtW.serverCpuMs!)} ms / ${xAtW.messages}); E0 ${round(e0Per, 4)} ms/msg (${Math.round(e0.serverCpuMs!)} ms / ${e0.messages})`,
+          `X ${round(xPer, 4)} ms/msg (${Math.round(run.a.serverCpuMs!)} ms / ${run.a.messages}); E0 ${round(e0Per, 4)} ms/msg (${Math.round(run.b.serverCpuMs!)} ms / ${run.b.messages})`,
           {
-            xServerCpuMs: round(xAtW.serverCpuMs!),
-            xMessages: xAtW.messages,
+            xServerCpuMs: round(run.a.serverCpuMs!),
+            xMessages: run.a.messages,
             xMsPerMessage: round(xPer, 4),
-            e0ServerCpuMs: round(e0.serverCpuMs!),
-            e0Messages: e0.messages,
+            e0ServerCpuMs: round(run.b.serverCpuMs!),
+            e0Messages: run.b.messages,
             e0MsPerMessage: round(e0Per, 4),
+            windows: run.windows.join(','),
           },
         ),
       );

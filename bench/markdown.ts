@@ -1,6 +1,6 @@
 /** The Markdown report of a run: headline ratios first, then every phase, then the scenario details. */
-import { compareName, NAIVE, windowLabel, XFCHAT } from './goals.js';
-import { findPhase, type BenchResults, type SyncPass } from './report.js';
+import { compareName, NAIVE, TWO_NODES, windowLabel, XFCHAT } from './goals.js';
+import { findPhase, type PhaseRecord, type BenchResults, type SyncPass } from './report.js';
 import type { LatencySummary } from './stats.js';
 
 const fmt = (value: number | null | undefined, digits = 1): string =>
@@ -66,7 +66,7 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     '## Goals',
     '',
-    `Ratios within this run (docs/performance.md). X = XFChat, N = the naive server; X is taken at E0's window (w${results.options.window}) for goals 2, 3 and 5, over every window phase for goal 4.`,
+    `Ratios within this run (docs/performance.md). X = XFChat, N = the naive server, X2 = two XFChat nodes; "over the run" sums the window phases (${results.options.windows.map((w) => `w${w}`).join(', ')}) both sides ran.`,
     '',
     table(
       ['#', 'measure', 'value', 'goal', 'met', 'from'],
@@ -162,8 +162,13 @@ export function renderMarkdown(results: BenchResults): string {
       ),
     );
   }
-  const twoNode = findPhase(results, 'XFChat 2 nodes')?.socket;
-  if (twoNode) {
+  const twoNodePhases = results.options.windows
+    .map((w) => findPhase(results, windowLabel(TWO_NODES, w)))
+    .filter(
+      (p): p is PhaseRecord & { socket: NonNullable<PhaseRecord['socket']> } => p?.socket !== undefined,
+    );
+  for (const phase of twoNodePhases) {
+    const twoNode = phase.socket;
     const kinds = [
       ['same-node', twoNode.deliverySameNode],
       ['cross-node', twoNode.deliveryCrossNode],
@@ -172,10 +177,7 @@ export function renderMarkdown(results: BenchResults): string {
       .filter(([, l]) => l.count > 0)
       .map(([kind, l]) => `${kind} p50/p99 ${fmt(l.p50, 2)}/${fmt(l.p99, 2)} ms`)
       .join(', ');
-    out.push(
-      '',
-      `Two nodes: delivery ${delivery || 'none'} (cpu server2 ${fmt(findPhase(results, 'XFChat 2 nodes')?.cpu.server2)} %).`,
-    );
+    out.push('', `${phase.label}: delivery ${delivery || 'none'} (cpu server2 ${fmt(phase.cpu.server2)} %).`);
   }
   if (results.sync) {
     const s = results.sync;

@@ -29,7 +29,7 @@ export interface BenchOptions {
   groupSize: number;
   /** Unacknowledged sends each user may have at once in the closed loops of E0, groups, 2 nodes, pool sweep. @default 1 */
   window: number;
-  /** The windows of the XFChat and N closed-loop phases (scenarios xfchat and n), ascending. @default [1, 4] */
+  /** The windows of the XFChat, N, E0 and two-node closed-loop phases, ascending. @default [1, 4] */
   windows: number[];
   /** Measured seconds of each load phase (after the warm-up). @default 6 */
   durationSec: number;
@@ -71,8 +71,8 @@ export const USAGE = `npm run bench -- [options]
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
-  --window N               in-flight sends per user in the closed loops of E0, groups, 2 nodes, pool sweep (1)
-  --windows LIST           comma-separated windows of the XFChat and N closed-loop phases (1,4)
+  --window N               in-flight sends per user in the closed loops of groups and the pool sweep (1)
+  --windows LIST           comma-separated windows of the XFChat, N, E0 and 2-node closed loops (1,4)
   --duration S             measured seconds per load phase (6)
   --warmup S               unmeasured warm-up seconds per load phase (2)
   --nodes N                XFChat nodes in the XFChat window phases (1)

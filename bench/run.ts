@@ -106,7 +106,6 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
   results.goals = evaluateGoals({
     phases: results.phases,
     windows: options.windows,
-    window: options.window,
     ...(options.compareDir ? { compareServer: compareName(options.compareDir) } : {}),
   });
   results.notes.push(

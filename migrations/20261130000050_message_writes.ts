@@ -15,22 +15,30 @@ import type { Knex } from 'knex';
  *   (no indexed column changes) stay heap-only (HOT).
  *
  * `xfchat_write(...)` takes the ready sends and changes of every conversation in a group commit. Its first
- * statement locks the conversations in id order (every writer on every node does, and so do membership and
- * block changes); the later ones, with snapshots taken after the locks, see everything committed by whoever
- * held them before: stored clientMsgIds, participants and blocks are checked under the lock. A conversation's
- * batch holds either sends (set-based, the hot path) or changes (one by one, in order), never both.
+ * statement locks the conversations in id order (membership and block changes lock them too); the later ones,
+ * with snapshots taken after the locks, see everything committed by whoever held them before: stored
+ * clientMsgIds, participants and blocks are checked under the lock. A conversation's batch holds either sends
+ * (set-based, the hot path) or changes (one by one, in order), never both.
+ *
+ * Nodes sharing the database write the same conversations (their members are on different nodes). A group
+ * commit waiting for one conversation another node holds would hold all of its own meanwhile, and the nodes'
+ * commits would queue behind each other. So by default the lock skips (SKIP LOCKED) conversations another
+ * transaction holds: their commands answer 8 (busy) and the node writes them again in a transaction that
+ * waits for them (`p_wait`), in id order like every writer.
  *
  * Sends arrive without repeats (the node answers a clientMsgId repeated within one batch itself). One result
  * row per input, sends first then changes, each in input order. r_status: 0 done, 1 done before (a send
  * stored before with the same body, or since edited or deleted, whose first body is gone: answered in its
  * current state, also after a block, as it writes nothing; a change that changes nothing),
  * 2 the same clientMsgId with another body, 3 not found (not a participant, no such conversation or seq),
- * 4 blocked, 5 forbidden, 6 the message is deleted, 7 replyToSeq is not an earlier seq. A new message comes
+ * 4 blocked, 5 forbidden, 6 the message is deleted, 7 replyToSeq is not an earlier seq, 8 busy (the conversation
+ * was locked by another transaction; nothing of it was written). A new message comes
  * back as fields; a stored one and every changed one as `r_message` (JSON in the contract's Message shape).
  *
  * With `p_notify_channel` set, the commit is announced to the other nodes by NOTIFY in the same transaction:
- * delivered only if it commits, and even if the writing node dies right after. The payload carries the new
- * messages when they fit in NOTIFY's 8000 bytes (otherwise their seq ranges) and the seqs of changed messages.
+ * delivered only if it commits, and even if the writing node dies right after. The payloads carry the new
+ * messages (in as many announcements as NOTIFY's 8000 bytes need; the seq ranges of conversations with a very
+ * long message) and the seqs of changed messages.
  */
 
 /**
@@ -80,7 +88,7 @@ const WRITE = `
     p_conversation_ids uuid[], p_sender_ids uuid[], p_client_msg_ids text[], p_bodies text[], p_reply_to bigint[],
     p_change_kinds smallint[], p_change_conversation_ids uuid[], p_change_user_ids uuid[], p_change_seqs bigint[],
     p_change_texts text[],
-    p_notify_channel text, p_node text
+    p_notify_channel text, p_node text, p_wait boolean
   ) RETURNS TABLE (
     r_ord integer, r_status smallint, r_id uuid, r_seq bigint, r_version bigint, r_created_ms bigint,
     r_message json
@@ -98,10 +106,20 @@ const WRITE = `
     v_version bigint;
     v_changed boolean;
     v_updates json[] := '{}';
+    v_locked uuid[];
   BEGIN
-    PERFORM 1 FROM conversations c
-    WHERE c.id = ANY (p_conversation_ids) OR c.id = ANY (p_change_conversation_ids)
-    ORDER BY c.id FOR NO KEY UPDATE;
+    IF p_wait THEN
+      PERFORM 1 FROM conversations c
+      WHERE c.id = ANY (p_conversation_ids) OR c.id = ANY (p_change_conversation_ids)
+      ORDER BY c.id FOR NO KEY UPDATE;
+    ELSE
+      -- Also leaves out conversations that do not exist: they answer busy, and the waiting retry finds them gone.
+      SELECT coalesce(array_agg(l.id), '{}') INTO v_locked FROM (
+        SELECT c.id FROM conversations c
+        WHERE c.id = ANY (p_conversation_ids) OR c.id = ANY (p_change_conversation_ids)
+        ORDER BY c.id FOR NO KEY UPDATE SKIP LOCKED
+      ) l;
+    END IF;
 
     IF sends > 0 THEN
       RETURN QUERY
@@ -109,6 +127,7 @@ const WRITE = `
         SELECT s.conversation_id, s.sender_id, s.client_msg_id, s.body, s.reply_to, s.ord::integer AS ord
         FROM unnest(p_conversation_ids, p_sender_ids, p_client_msg_ids, p_bodies, p_reply_to)
           WITH ORDINALITY AS s(conversation_id, sender_id, client_msg_id, body, reply_to, ord)
+        WHERE p_wait OR s.conversation_id = ANY (v_locked)
       ), senders AS (
         SELECT k.conversation_id, k.sender_id,
           EXISTS (
@@ -162,21 +181,41 @@ const WRITE = `
         WHERE p.conversation_id = mine.conversation_id AND p.user_id = mine.sender_id
           AND p.last_read_seq < mine.seq
       ), announced AS (
-        SELECT CASE WHEN p_notify_channel IS NULL OR NOT EXISTS (SELECT 1 FROM inserted) THEN NULL
-          ELSE pg_notify(p_notify_channel, (
-            SELECT CASE WHEN octet_length(full_form) <= 7900 THEN full_form ELSE ranges END
+        -- NOTIFY carries at most 8000 bytes: the new messages go in as many announcements as they need, by
+        -- conversation and seq; a conversation with a message too big for one is announced by its seq range,
+        -- and the other nodes read it (at most 100 ranges an announcement).
+        SELECT count(pg_notify(p_notify_channel, a.payload)) AS done
+        FROM (
+          SELECT json_build_object('n', p_node, 'm', json_agg(w.item ORDER BY w.conversation_id, w.seq))::text
+            AS payload
+          FROM (
+            SELECT f.conversation_id, f.seq, f.item,
+              sum(f.bytes) OVER (ORDER BY f.conversation_id, f.seq) / 3500 AS part
             FROM (
-              SELECT json_build_object('n', p_node, 'm', json_agg(json_build_array(
-                n.conversation_id, n.seq, n.id, n.sender_id, n.client_msg_id, n.body,
-                floor(extract(epoch FROM n.created_at) * 1000)::bigint, n.reply_to_seq, n.version)
-                ORDER BY n.conversation_id, n.seq))::text AS full_form,
-                (SELECT json_build_object('n', p_node, 'r', json_agg(json_build_array(g.conversation_id, g.lo, g.hi)))
-                  FROM (SELECT x.conversation_id, min(x.seq) AS lo, max(x.seq) AS hi FROM inserted x
-                        GROUP BY x.conversation_id) g)::text AS ranges
-              FROM inserted n
-            ) forms
-          ))
-        END AS done
+              SELECT n.conversation_id, n.seq, n.item, octet_length(n.item::text) AS bytes,
+                max(octet_length(n.item::text)) OVER (PARTITION BY n.conversation_id) AS largest
+              FROM (
+                SELECT x.conversation_id, x.seq, json_build_array(x.conversation_id, x.seq, x.id, x.sender_id,
+                  x.client_msg_id, x.body, floor(extract(epoch FROM x.created_at) * 1000)::bigint,
+                  x.reply_to_seq, x.version) AS item
+                FROM inserted x
+              ) n
+            ) f
+            WHERE f.largest <= 3500
+          ) w
+          GROUP BY w.part
+          UNION ALL
+          SELECT json_build_object('n', p_node, 'r', json_agg(json_build_array(g.conversation_id, g.lo, g.hi)))::text
+          FROM (
+            SELECT x.conversation_id, min(x.seq) AS lo, max(x.seq) AS hi,
+              (row_number() OVER (ORDER BY x.conversation_id) - 1) / 100 AS part
+            FROM inserted x
+            GROUP BY x.conversation_id
+            HAVING max(octet_length(x.body)) > 3000
+          ) g
+          GROUP BY g.part
+        ) a
+        WHERE p_notify_channel IS NOT NULL
       )
       SELECT c.ord,
         (CASE
@@ -193,7 +232,11 @@ const WRITE = `
       CROSS JOIN announced
       LEFT JOIN inserted n ON n.conversation_id = c.conversation_id AND n.sender_id = c.sender_id
         AND n.client_msg_id = c.client_msg_id
-      ORDER BY c.ord;
+      UNION ALL
+      SELECT s.ord::integer, 8::smallint, NULL::uuid, NULL::bigint, NULL::bigint, NULL::bigint, NULL::json
+      FROM unnest(p_conversation_ids) WITH ORDINALITY AS s(conversation_id, ord)
+      WHERE NOT p_wait AND NOT s.conversation_id = ANY (v_locked)
+      ORDER BY 1;
     END IF;
 
     FOR i IN 1 .. coalesce(cardinality(p_change_kinds), 0) LOOP
@@ -203,6 +246,9 @@ const WRITE = `
       v_text := p_change_texts[i];
       r_ord := sends + i;
       r_id := NULL; r_seq := NULL; r_version := NULL; r_created_ms := NULL; r_message := NULL;
+      IF NOT p_wait AND NOT v_conversation = ANY (v_locked) THEN
+        r_status := 8; RETURN NEXT; CONTINUE;
+      END IF;
       SELECT c.type, p.role INTO v_type, v_role
       FROM conversations c JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = v_user
       WHERE c.id = v_conversation;
@@ -256,7 +302,11 @@ const WRITE = `
     END LOOP;
 
     IF p_notify_channel IS NOT NULL AND cardinality(v_updates) > 0 THEN
-      PERFORM pg_notify(p_notify_channel, json_build_object('n', p_node, 'u', to_json(v_updates))::text);
+      -- 100 changed messages an announcement keeps each well under NOTIFY's 8000 bytes.
+      FOR i IN 0 .. (cardinality(v_updates) - 1) / 100 LOOP
+        PERFORM pg_notify(p_notify_channel,
+          json_build_object('n', p_node, 'u', to_json(v_updates[i * 100 + 1 : i * 100 + 100]))::text);
+      END LOOP;
     END IF;
   END
   $fn$;`;
@@ -296,7 +346,7 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`
     DROP FUNCTION xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[], bigint[],
-      text[], text, text);
+      text[], text, text, boolean);
     DROP FUNCTION xfchat_blocked(uuid, uuid);
     DROP FUNCTION xfchat_message_json(messages);
     DROP FUNCTION xfchat_iso(timestamptz);

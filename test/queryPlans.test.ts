@@ -227,7 +227,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
       try {
         const sent = await client.query<{ r_status: number; r_seq: string }>(
           `SELECT r_status, r_seq FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
-             '{}', '{}', '{}', '{}', '{}', NULL, NULL)`,
+             '{}', '{}', '{}', '{}', '{}', NULL, NULL, false)`,
           [
             sendBodies.map(() => bigConversation),
             sendBodies.map(() => user),

@@ -1,25 +1,32 @@
 import { runPhase } from '../generator.js';
 import type { BenchContext } from '../context.js';
+import { E0, windowLabel } from '../goals.js';
 import type { StorageJob } from '../loadProtocol.js';
 import type { PhaseRecord } from '../report.js';
 
-/** E0: the same Socket.IO load against the echo server, which has no database: the transport ceiling. */
+/**
+ * E0: the same Socket.IO load against the echo server, which has no database: the transport ceiling. It runs at
+ * every --windows value ("E0 w1", "E0 w4"), so the goals compare X and E0 over the same windows.
+ */
 export async function runE0(ctx: BenchContext): Promise<void> {
   const [echo, seeded] = await Promise.all([ctx.echoNode(), ctx.mainUsers()]);
-  const { result, cpu } = await runPhase(
-    ctx.socketJob('echo', [echo.url], seeded),
-    'E0',
-    ctx.metered([echo]),
-    ctx.progress,
-  );
-  ctx.progress.end(`${result.ackRate} acked/s, p99 ${result.ackLatency.p99} ms`);
-  ctx.results.phases.push({
-    label: 'E0',
-    scenario: 'e0',
-    description: `echo server (Socket.IO, no database), ${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, window ${ctx.options.window}`,
-    socket: result,
-    cpu,
-  });
+  for (const window of ctx.options.windows) {
+    const label = windowLabel(E0, window);
+    const { result, cpu } = await runPhase(
+      { ...ctx.socketJob('echo', [echo.url], seeded), window },
+      label,
+      ctx.metered([echo]),
+      ctx.progress,
+    );
+    ctx.progress.end(`${result.ackRate} acked/s, p99 ${result.ackLatency.p99} ms`);
+    ctx.results.phases.push({
+      label,
+      scenario: 'e0',
+      description: `echo server (Socket.IO, no database), ${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, window ${window}`,
+      socket: result,
+      cpu,
+    });
+  }
 }
 
 /** One sender and `count` group conversations of its own, for the storage baselines (one per connection). */

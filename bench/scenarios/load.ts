@@ -3,7 +3,7 @@ import { runPhase } from '../generator.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
-import { xfchatPeak } from '../goals.js';
+import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { runStorage } from './baselines.js';
@@ -145,8 +145,8 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
 }
 
 /**
- * Two nodes on one database (X2), closed loop at --window: the two members of every conversation are on different
- * nodes, so every delivery crosses from one node to the other.
+ * Two nodes on one database (X2), closed loop at every --windows value ("XFChat 2 nodes w1", ...): the two members
+ * of every conversation are on different nodes, so every delivery crosses from one node to the other.
  */
 export async function runTwoNode(ctx: BenchContext): Promise<void> {
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
@@ -157,19 +157,24 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
   try {
     // A conversation's members are consecutive users: 2k on the first node, 2k + 1 on the second.
     const nodeOf = (user: number) => user % 2;
-    await socketPhase(
-      ctx,
-      'XFChat 2 nodes',
-      'twonode',
-      `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, the two members of each on different nodes, closed loop, window ${ctx.options.window}`,
-      ctx.socketJob(
-        'xfchat',
-        servers.map((s) => s.url),
-        seeded,
-        nodeOf,
-      ),
-      servers,
-    );
+    for (const window of ctx.options.windows) {
+      await socketPhase(
+        ctx,
+        windowLabel(TWO_NODES, window),
+        'twonode',
+        `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, the two members of each on different nodes, closed loop, window ${window}`,
+        {
+          ...ctx.socketJob(
+            'xfchat',
+            servers.map((s) => s.url),
+            seeded,
+            nodeOf,
+          ),
+          window,
+        },
+        servers,
+      );
+    }
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
   }

@@ -14,13 +14,16 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
 export const MESSAGES_CHANNEL = 'xfchat_messages';
 
 const WRITE = {
-  name: 'xfchat_write_v1',
+  name: 'xfchat_write_v2',
   text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
          FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
-                           $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text)`,
+                           $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text,
+                           $13::boolean)`,
 };
 
-type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
+/** Every command of a conversation another transaction held: nothing of it was written. */
+const BUSY_STATUS = 8;
 
 interface WriteRow {
   r_ord: number;
@@ -38,7 +41,7 @@ export interface Announce {
   node: string;
 }
 
-const REFUSALS: Record<Exclude<Status, 0 | 1>, () => AppError> = {
+const REFUSALS: Record<Exclude<Status, 0 | 1 | 8>, () => AppError> = {
   2: () => new AppError('IDEMPOTENCY_CONFLICT'),
   3: () => new AppError('NOT_FOUND'),
   4: () => new AppError('BLOCKED'),
@@ -84,7 +87,7 @@ class WriteCall {
     return this.changeKinds.length;
   }
 
-  values(announce: Announce | undefined): unknown[] {
+  values(announce: Announce | undefined, wait: boolean): unknown[] {
     return [
       this.conversationIds,
       this.senderIds,
@@ -98,6 +101,7 @@ class WriteCall {
       this.changeTexts,
       announce ? MESSAGES_CHANNEL : null,
       announce?.node ?? null,
+      wait,
     ];
   }
 }
@@ -129,21 +133,27 @@ function newMessage(conversationId: string, send: SendCommand, row: WriteRow): P
 
 function outcomeOf(conversationId: string, row: WriteRow | undefined, send?: SendCommand): Outcome<Stored> {
   if (row === undefined) return { ok: false, error: new AppError('INTERNAL') };
-  if (row.r_status > 1) return { ok: false, error: REFUSALS[row.r_status as Exclude<Status, 0 | 1>]() };
+  if (row.r_status > 1 && row.r_status !== BUSY_STATUS)
+    return { ok: false, error: REFUSALS[row.r_status as Exclude<Status, 0 | 1 | 8>]() };
   const message = row.r_message ?? (send ? newMessage(conversationId, send, row) : undefined);
   if (message === undefined) return { ok: false, error: new AppError('INTERNAL') };
   return { ok: true, value: { message, duplicate: row.r_status === 1 } };
 }
 
+/** A batch whose conversation another transaction held (only when not waiting): nothing of it was written. */
+export const BUSY = 'busy';
+
 /**
- * Writes every batch in one call (one transaction) and answers each batch's outcomes, in command order.
+ * Writes every batch in one call (one transaction) and answers each batch's outcomes, in command order, or
+ * {@link BUSY}. With `wait`, the call waits for conversations other transactions hold; without, it skips them.
  * Rejects when the call fails; nothing of it is then committed.
  */
 export async function writeBatches(
   client: pg.ClientBase,
   batches: readonly ConversationBatch[],
   announce: Announce | undefined,
-): Promise<Array<Array<Outcome<Stored>>>> {
+  wait: boolean,
+): Promise<Array<Array<Outcome<Stored>> | typeof BUSY>> {
   const call = new WriteCall();
   const plans = batches.map((batch) => {
     const firstOf = new Map<string, number>();
@@ -161,7 +171,7 @@ export async function writeBatches(
       return { row: 'send', index: call.addSend(batch.conversationId, command), send: command };
     });
   });
-  const result = await client.query<WriteRow>({ ...WRITE, values: call.values(announce) });
+  const result = await client.query<WriteRow>({ ...WRITE, values: call.values(announce, wait) });
   const sends = call.conversationIds.length;
   const expected = sends + call.changeKinds.length;
   if (result.rows.length !== expected) {
@@ -170,6 +180,12 @@ export async function writeBatches(
   const rowAt = (ord: number): WriteRow | undefined => result.rows[ord - 1];
   return batches.map((batch, b) => {
     const outcomes: Array<Outcome<Stored>> = [];
+    const first = plans[b]?.[0];
+    // A conversation is locked whole or skipped whole: its first command tells which.
+    if (first && first.row !== 'repeat') {
+      const row = rowAt(first.row === 'send' ? first.index : sends + first.index);
+      if (row?.r_status === BUSY_STATUS) return BUSY;
+    }
     for (const plan of plans[b] ?? []) {
       if (plan.row === 'send') outcomes.push(outcomeOf(batch.conversationId, rowAt(plan.index), plan.send));
       else if (plan.row === 'change')

@@ -3,19 +3,21 @@ import { shuttingDown } from '../../actors/Mailbox.js';
 import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
-import { writeBatches, type Announce, type PoolConnections } from './statements.js';
+import { BUSY, writeBatches, type Announce, type PoolConnections } from './statements.js';
 import type { ConversationBatch, Outcome, Stored } from './types.js';
 
 export type WriteOutcome = Outcome<Stored>;
 
 /** Reported after every transaction, for metrics and tests. */
 export interface TransactionReport {
-  /** Conversation batches in the transaction. */
+  /** Conversation batches the transaction answered (busy ones are not). */
   batches: number;
   /** Sends in them, duplicates included. */
   sends: number;
   /** New messages committed (0 when the transaction failed). */
   persisted: number;
+  /** Batches whose conversation another transaction held: written again in a transaction that waits. */
+  busy: number;
   committed: boolean;
 }
 
@@ -34,6 +36,8 @@ export interface GroupCommitWriterOptions {
 interface Pending {
   batch: ConversationBatch;
   resolve: (outcomes: WriteOutcome[]) => void;
+  /** Skipped once because another transaction held its conversation: the next try waits for the lock. */
+  wait: boolean;
 }
 
 /**
@@ -59,10 +63,14 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
 
 /**
  * The writer. No timer: whatever is ready when a transaction slot frees goes into the next transaction, so a
- * lone message is written at once and a burst is grouped. A transaction is one call of `xfchat_send()` (one
+ * lone message is written at once and a burst is grouped. A transaction is one call of `xfchat_write()` (one
  * round trip). If that call fails for one batch's sake (a CHECK, a trigger), each batch of the group is written
  * again alone, so the failing batch fails alone while the others commit; if it fails because PostgreSQL is away
  * (connection lost, pool timeout), every batch in it gets that error and nothing was written.
+ *
+ * A transaction skips the conversations another one holds (another node writing them, a membership change):
+ * those batches go back to the head of the line and are written next in a transaction that waits for their
+ * locks, with the other skipped ones only, so one contended conversation never holds up a whole group.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { connections, logger } = options;
@@ -71,22 +79,32 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let ready: Pending[] = [];
   let running = 0;
   let closed = false;
+  /** Whether the last transaction announced its messages to other nodes. */
+  let announcing = false;
+  /**
+   * PostgreSQL commits the transactions that NOTIFY one at a time (it holds a lock from before the commit
+   * record through its flush), so while this node announces, more than one transaction at once would only
+   * queue on that lock holding their conversations. One at a time, the next group takes all that became ready.
+   */
+  const allowed = () => (announcing ? 1 : limit.limit);
   let idleWaiters: Array<() => void> = [];
 
   /**
-   * The next group, oldest first, up to `maxSends`. One batch per conversation: a second one of the same
-   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
-   * that do not fit; both stay first in line.
+   * The next group, oldest first, up to `maxSends`: batches that wait for their locks, or batches that skip
+   * held ones, as the oldest is. One batch per conversation: a second one of the same conversation (possible
+   * only while an evicted actor finishes) waits for the next transaction, as do batches that do not fit; both
+   * stay first in line.
    */
   function takeGroup(): Pending[] {
     const group: Pending[] = [];
     const left: Pending[] = [];
     const seen = new Set<string>();
+    const wait = ready[0]?.wait ?? false;
     let sends = 0;
     for (const pending of ready) {
       const size = pending.batch.commands.length;
       const fits = group.length === 0 || sends + size <= maxSends;
-      if (fits && !seen.has(pending.batch.conversationId)) {
+      if (fits && pending.wait === wait && !seen.has(pending.batch.conversationId)) {
         seen.add(pending.batch.conversationId);
         sends += size;
         group.push(pending);
@@ -99,7 +117,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   function pump(): void {
-    while (running < limit.limit && ready.length > 0) {
+    while (running < allowed() && ready.length > 0) {
       const group = takeGroup();
       running += 1;
       void runTransaction(group).finally(() => {
@@ -119,11 +137,12 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     client: pg.ClientBase,
     batches: ConversationBatch[],
     announce: Announce | undefined,
-  ): Promise<WriteOutcome[][]> {
-    const outcomes: WriteOutcome[][] = [];
+    wait: boolean,
+  ): Promise<Array<WriteOutcome[] | typeof BUSY>> {
+    const outcomes: Array<WriteOutcome[] | typeof BUSY> = [];
     for (const batch of batches) {
       try {
-        outcomes.push(...(await writeBatches(client, [batch], announce)));
+        outcomes.push(...(await writeBatches(client, [batch], announce, wait)));
       } catch (err) {
         if (isDbUnavailable(err)) throw err;
         // Each sender's error carries `err` as its cause and is logged where it is answered.
@@ -136,20 +155,23 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
+    const wait = group[0]?.wait ?? false;
     const started = performance.now();
-    let outcomes: WriteOutcome[][];
+    let outcomes: Array<WriteOutcome[] | typeof BUSY>;
     try {
       const announce = await options.announce?.();
+      announcing = announce !== undefined;
       const client = await connections.acquire();
       try {
         try {
-          outcomes = await writeBatches(client, batches, announce);
-          limit.record(performance.now() - started);
+          outcomes = await writeBatches(client, batches, announce, wait);
+          // A wait for another transaction's locks says nothing about PostgreSQL's load.
+          if (!wait) limit.record(performance.now() - started);
         } catch (err) {
           // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
           // each batch alone to find and refuse that one.
           if (batches.length === 1 || isDbUnavailable(err)) throw err;
-          outcomes = await writeEachAlone(client, batches, announce);
+          outcomes = await writeEachAlone(client, batches, announce, wait);
         }
       } finally {
         connections.release(client);
@@ -162,24 +184,33 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
         'message transaction failed',
       );
       group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
-      report(batches, 0, false);
+      report(batches, 0, 0, false);
       return;
     }
     let persisted = 0;
+    const answered: ConversationBatch[] = [];
+    const busy: Pending[] = [];
     group.forEach((pending, i) => {
       const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
+      if (answers === BUSY) {
+        busy.push({ ...pending, wait: true });
+        return;
+      }
       for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
+      answered.push(pending.batch);
       pending.resolve(answers);
     });
-    report(batches, persisted, true);
+    // First in line again, in their order: the pump (after this transaction) writes them next.
+    if (busy.length > 0) ready = [...busy, ...ready];
+    report(answered, persisted, busy.length, true);
   }
 
-  function report(batches: ConversationBatch[], persisted: number, committed: boolean): void {
+  function report(batches: ConversationBatch[], persisted: number, busy: number, committed: boolean): void {
     if (!options.onTransaction) return;
     let sends = 0;
     for (const batch of batches) sends += batch.commands.length;
     try {
-      options.onTransaction({ batches: batches.length, sends, persisted, committed });
+      options.onTransaction({ batches: batches.length, sends, persisted, busy, committed });
     } catch (err) {
       logger.warn({ err }, 'onTransaction observer threw');
     }
@@ -190,7 +221,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       if (closed) return Promise.resolve(failAll(batch, shuttingDown()));
       if (batch.commands.length === 0) return Promise.resolve([]);
       return new Promise((resolve) => {
-        ready.push({ batch, resolve });
+        ready.push({ batch, resolve, wait: false });
         pump();
       });
     },
@@ -198,7 +229,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       return ready.length;
     },
     get concurrency() {
-      return limit.limit;
+      return allowed();
     },
     close() {
       closed = true;

@@ -1,12 +1,13 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
+import pg from 'pg';
 import {
   createGroupCommitWriter,
   type GroupCommitWriter,
   type WriteOutcome,
   type TransactionReport,
 } from '../../lib/messaging/writer.js';
-import { knexConnections } from '../../lib/messaging/statements.js';
+import { knexConnections, MESSAGES_CHANNEL } from '../../lib/messaging/statements.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
 import { createDatabase, type Database } from '../../lib/db.js';
@@ -156,6 +157,123 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(await state(id)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
   });
 
+  it('skips a conversation another transaction holds: other conversations commit meanwhile, the held one after', async () => {
+    const held = await conversation();
+    const free = await conversation();
+    const reports: TransactionReport[] = [];
+    const w = writer(db.knex, 2, reports);
+    // Another node's group commit (or a membership change) holding the conversation.
+    const lock = await db.knex.transaction();
+    let heldDone = false;
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [held]);
+      const waiting = w
+        .write({
+          conversationId: held,
+          commands: [
+            { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'one', replyToSeq: null },
+            { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'two', replyToSeq: null },
+          ],
+        })
+        .finally(() => (heldDone = true));
+      // Skipped, then waiting for the lock in a transaction of its own.
+      await waitFor(async () => {
+        const lockWaits = await db.knex.raw<{ rows: unknown[] }>(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        return lockWaits.rows.length > 0;
+      });
+      const other = await w.write({
+        conversationId: free,
+        commands: [
+          { kind: 'send', senderId: alice, clientMsgId: 'f1', body: 'not held up', replyToSeq: null },
+        ],
+      });
+      expect(ok(other[0]).message.seq).to.equal(1);
+      expect(heldDone).to.equal(false);
+      await lock.commit();
+      expect((await waiting).map((o) => ok(o).message.seq)).to.deep.equal([1, 2]);
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
+    expect(await state(held)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
+    expect(reports.map((r) => r.busy)).to.deep.equal([1, 0, 0]);
+    expect(reports.map((r) => r.persisted)).to.deep.equal([0, 1, 2]);
+  });
+
+  it('announces a large commit in several NOTIFYs under 8000 bytes, a conversation with a very long message by its range', async () => {
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query(`LISTEN ${MESSAGES_CHANNEL}`);
+    try {
+      const small = await Promise.all(Array.from({ length: 12 }, () => conversation()));
+      const long = await conversation();
+      const w = createGroupCommitWriter({
+        connections: knexConnections(db.knex),
+        logger,
+        maxConcurrency: 1,
+        announce: () => Promise.resolve({ node: 'test-node' }),
+      });
+      writers.push(w);
+      // Held, so every batch below queues and all go into the one transaction after it.
+      const lock = await db.knex.transaction();
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [long]);
+      const first = w.write({
+        conversationId: long,
+        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'l0', body: 'first', replyToSeq: null }],
+      });
+      await waitFor(async () => {
+        const lockWaits = await db.knex.raw<{ rows: unknown[] }>(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        return lockWaits.rows.length > 0;
+      });
+      const body = (i: number) => `message ${i} `.padEnd(300, 'x');
+      const writes = small.map((id, c) =>
+        w.write({
+          conversationId: id,
+          commands: Array.from({ length: 5 }, (_, i) => ({
+            kind: 'send' as const,
+            senderId: alice,
+            clientMsgId: `s${i}`,
+            body: body(c * 5 + i),
+            replyToSeq: null,
+          })),
+        }),
+      );
+      await lock.commit();
+      await first;
+      const longWrite = w.write({
+        conversationId: long,
+        commands: [
+          { kind: 'send', senderId: alice, clientMsgId: 'l1', body: 'short', replyToSeq: null },
+          { kind: 'send', senderId: bob, clientMsgId: 'l2', body: 'y'.repeat(3900), replyToSeq: null },
+        ],
+      });
+      for (const outcomes of await Promise.all(writes)) expect(outcomes.every((o) => o.ok)).to.equal(true);
+      expect((await longWrite).map((o) => ok(o).message.seq)).to.deep.equal([2, 3]);
+      await waitFor(() => heard.some((p) => p.includes('"r"')), { what: 'the range announcement' });
+      const announcements = heard.map(
+        (p) => JSON.parse(p) as { n: string; m?: unknown[][]; r?: unknown[][] },
+      );
+      for (const payload of heard) expect(Buffer.byteLength(payload)).to.be.below(8000);
+      // The first message of the long conversation came in an announcement of its own, before.
+      const messages = announcements.flatMap((a) => a.m ?? []).filter((m) => m[0] !== long);
+      // 60 messages of 300 bytes: more than one NOTIFY holds, each conversation's in seq order.
+      expect(announcements.filter((a) => a.m).length).to.be.above(1);
+      expect(messages).to.have.length(60);
+      for (const id of small) {
+        expect(messages.filter((m) => m[0] === id).map((m) => m[1])).to.deep.equal([1, 2, 3, 4, 5]);
+      }
+      expect(announcements.flatMap((a) => a.r ?? [])).to.deep.equal([[long, 2, 3]]);
+      expect(announcements.every((a) => a.n === 'test-node')).to.equal(true);
+    } finally {
+      await listener.end();
+    }
+  });
+
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
     const blocker = await conversation();
     const poisoned = await conversation();
@@ -202,8 +320,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       if (!lock.isCompleted()) await lock.rollback();
     }
     expect(reports).to.deep.equal([
-      { batches: 1, sends: 1, persisted: 1, committed: true },
-      { batches: 2, sends: 5, persisted: 2, committed: true },
+      // The held conversation is skipped first, then written by a transaction that waits for its lock.
+      { batches: 0, sends: 0, persisted: 0, busy: 1, committed: true },
+      { batches: 1, sends: 1, persisted: 1, busy: 0, committed: true },
+      { batches: 2, sends: 5, persisted: 2, busy: 0, committed: true },
     ]);
     expect(await state(poisoned)).to.deep.equal({ lastSeq: 0, seqs: [] });
     expect(await state(healthy)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
