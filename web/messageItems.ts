@@ -89,8 +89,14 @@ export function quoteElement(ctx: MessageContext, seq: number, interactive: bool
     el('span', { className: quote.kind === 'text' ? 'quote-text' : 'quote-text gone', text: quote.text }),
   ];
   const dataset: Record<string, string> = { replyTo: String(seq), sender: quote.senderId ?? '' };
+  // A plain element has no name of its own: the words "In reply to" are there for screen readers.
   if (!interactive)
-    return el('div', { className: 'quote', dataset, attrs: { 'aria-label': label } }, ...children);
+    return el(
+      'div',
+      { className: 'quote', dataset },
+      el('span', { className: 'visually-hidden', text: 'In reply to ' }),
+      ...children,
+    );
   return el(
     'button',
     {
