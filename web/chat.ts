@@ -131,7 +131,7 @@ export class ChatSession {
       this.view.refresh(current);
       this.details.show(current);
     }
-    this.view.renameSender(user.id);
+    this.view.renamed();
     this.changed();
   }
 
@@ -140,7 +140,7 @@ export class ChatSession {
     this.client.users.get(userId).then(
       (user) => {
         this.store.learn(user);
-        this.view.renameSender(user.id);
+        this.view.renamed();
         this.changed();
       },
       (err: unknown) => {
@@ -238,8 +238,18 @@ export class ChatSession {
     if (this.client.subscription(state.id)) return;
     this.client.subscribe(state.id, (message: PublicMessage) => this.deliver(state, message), {
       afterSeq: state.lastSeq,
+      // An edit, a delete or a reaction change, live (and caught up after reconnections): the new state.
+      onUpdate: (message: PublicMessage) => this.updated(state, message),
       onError: this.report,
     });
+  }
+
+  /** A message's new state: kept if newer than the one held, and shown where it is (the list's preview too). */
+  private updated(state: ConversationState, message: PublicMessage): void {
+    const preview = state.lastMessage?.seq === message.seq;
+    this.store.update(state, message);
+    this.view.redraw(state, message.seq);
+    if (preview) this.changed();
   }
 
   private deliver(state: ConversationState, message: PublicMessage): void {

@@ -9,12 +9,17 @@ import {
 import { dayLabel } from './dates.js';
 import { byId } from './dom.js';
 import type { Drafts } from './drafts.js';
+import { MessageActions } from './messageActions.js';
 import {
   daySeparator,
   messageItem,
   newMessagesDivider,
   pendingItem,
+  quoteElement,
+  quoteText,
   receipt,
+  updateMessageItem,
+  type MessageContext,
   type PendingActions,
   type PendingMessage,
 } from './messageItems.js';
@@ -47,6 +52,8 @@ const DIVIDER_MARGIN = 16;
 const TYPING_SHOWN_MS = 4000;
 /** At most one typing event per this interval while typing. */
 const TYPING_THROTTLE_MS = 2000;
+/** How long a message shown by jumping to it from a reply stays highlighted. */
+const HIGHLIGHT_MS = 2000;
 
 /** What the server's refusals mean to the person who wrote the message. */
 const SEND_ERRORS: Partial<Record<string, string>> = {
@@ -67,7 +74,9 @@ function describeSendError(err: unknown): string {
 
 /**
  * The open conversation: history with scroll-back, live messages with day separators and a "New messages"
- * line, the jump-to-latest button, the composer with a draft per conversation, typing and read markers.
+ * line, the jump-to-latest button, the composer with a draft per conversation (and the message it answers),
+ * typing and read markers; messages that change (edited, deleted, reacted to) are redrawn in place, and a
+ * reply's quote jumps to its original.
  */
 export class ConversationView {
   private current: ConversationState | undefined;
@@ -84,6 +93,16 @@ export class ConversationView {
   private readonly typingLine = byId('typing-indicator', HTMLParagraphElement);
   private readonly input = byId('composer-input', HTMLTextAreaElement);
   private readonly sendButton = byId('composer-send', HTMLButtonElement);
+  private readonly replyPreview = byId('reply-preview', HTMLDivElement);
+  private readonly replyLabel = byId('reply-label', HTMLSpanElement);
+  private readonly replyText = byId('reply-text', HTMLSpanElement);
+  /** Per conversation, the message the composer answers ("Reply"), until sent or cancelled. */
+  private readonly replies = new Map<string, number>();
+  private readonly actions: MessageActions;
+  /** Originals read for the quote of a reply (`conversationId:seq`), one read at a time. */
+  private readonly originalsAsked = new Set<string>();
+  private originalsQueue: Promise<void> = Promise.resolve();
+  private highlightTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly divider = newMessagesDivider();
   private readonly pending = new Map<string, PendingMessage>();
   /** One send chain per conversation, so a user's messages are stored in the order typed. */
@@ -99,6 +118,23 @@ export class ConversationView {
   private lastTypingSent = 0;
 
   constructor(private readonly deps: ConversationViewDeps) {
+    this.actions = new MessageActions({
+      client: deps.client,
+      store: deps.store,
+      list: this.list,
+      report: deps.report,
+      current: () => this.current,
+      redraw: (state, seq) => {
+        this.redraw(state, seq);
+        deps.changed();
+      },
+      reply: (state, seq) => this.startReply(state, seq),
+      jumpTo: (state, seq) => void this.jumpTo(state, seq).catch(deps.report),
+    });
+    byId('reply-cancel', HTMLButtonElement).addEventListener('click', () => {
+      this.cancelReply();
+      this.input.focus();
+    });
     byId('composer', HTMLFormElement).addEventListener('submit', (event) => {
       event.preventDefault();
       this.submit();
@@ -107,6 +143,9 @@ export class ConversationView {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.submit();
+      } else if (event.key === 'Escape' && this.current && this.replies.has(this.current.id)) {
+        event.preventDefault();
+        this.cancelReply();
       }
     });
     this.input.addEventListener('input', () => {
@@ -146,15 +185,16 @@ export class ConversationView {
     }
     this.empty.hidden = true;
     this.pane.hidden = false;
+    this.actions.reset();
     this.renderHeader();
+    const context = this.context(state);
     this.list.replaceChildren(
-      ...[...state.messages.values()]
-        .sort((a, b) => a.seq - b.seq)
-        .map((m) => messageItem(this.deps.store, state, m)),
+      ...[...state.messages.values()].sort((a, b) => a.seq - b.seq).map((m) => messageItem(context, m)),
     );
     for (const pending of this.pending.values())
       if (pending.conversationId === state.id) this.list.append(this.pendingElement(pending));
     this.decorate();
+    this.renderReply();
     this.older.hidden = !state.hasOlder;
     this.scrollToStart();
     this.input.focus();
@@ -167,7 +207,9 @@ export class ConversationView {
 
   /** Closes the view (the list is shown, or the conversation was removed). */
   close(): void {
+    this.actions.reset();
     this.current = undefined;
+    this.renderReply();
     this.unreadFrom = undefined;
     this.input.value = '';
     this.pane.hidden = true;
@@ -181,16 +223,36 @@ export class ConversationView {
     this.updateReceipts();
   }
 
-  /** A user's name changed (or became known): their messages and the typing line say the new one. */
-  renameSender(userId: string): void {
+  /**
+   * A user's name changed (or became known): their messages, the quotes of them, the reactions they made, the
+   * message the composer answers and the typing line say the new one.
+   */
+  renamed(): void {
     const state = this.current;
     if (!state) return;
-    const name = this.deps.store.senderName(state, userId);
-    for (const item of this.list.querySelectorAll<HTMLLIElement>(
-      `li[data-sender="${CSS.escape(userId)}"] .sender`,
-    ))
-      if (item.textContent !== name) item.textContent = name;
+    const context = this.context(state);
+    // Only the parts that show the name change (messageItems.setPart compares what each part shows).
+    for (const item of this.list.querySelectorAll<HTMLLIElement>(':scope > li[data-seq]')) {
+      const message = state.messages.get(Number(item.dataset.seq));
+      if (message) updateMessageItem(item, context, message);
+    }
+    for (const pending of this.pending.values())
+      if (pending.conversationId === state.id && pending.replyToSeq !== null) this.renderPending(pending);
+    this.renderReply();
     this.renderTyping();
+  }
+
+  /**
+   * A message's new state (an edit, a delete, a reaction change), already in the store: its item, the quotes
+   * of it in replies, and the composer's reply preview show it.
+   */
+  redraw(state: ConversationState, seq: number): void {
+    if (state !== this.current) return;
+    const context = this.context(state);
+    const message = state.messages.get(seq);
+    const item = this.itemOf(seq);
+    if (message && item) updateMessageItem(item, context, message);
+    this.refreshReplies(state, seq);
   }
 
   /** New messages of any conversation; shown if it is the open one. */
@@ -206,7 +268,7 @@ export class ConversationView {
       // Messages that come in while the reader looks elsewhere get the "New messages" line above them.
       if (away && this.unreadFrom === undefined && message.senderId !== this.deps.store.meId)
         this.unreadFrom = message.seq;
-      this.insert(messageItem(this.deps.store, state, message), message.seq);
+      this.insert(messageItem(this.context(state), message), message.seq);
     }
     this.decorate();
     if (stick) this.scrollToBottom();
@@ -282,8 +344,10 @@ export class ConversationView {
       clientMsgId: newClientMsgId(),
       conversationId: state.id,
       body,
+      replyToSeq: this.replies.get(state.id) ?? null,
       failed: undefined,
     };
+    this.cancelReply();
     this.pending.set(pending.clientMsgId, pending);
     this.list.append(this.pendingElement(pending));
     this.decorate();
@@ -297,14 +361,16 @@ export class ConversationView {
     const previous = this.outbox.get(state.id) ?? Promise.resolve();
     const next = previous
       .then(() =>
-        this.deps.client.send(state.id, pending.body, { clientMsgId: pending.clientMsgId }).then(
-          (message) => this.showMessages(state, this.deps.store.addMessages(state, [message])),
-          (err: unknown) => {
-            console.error(err);
-            pending.failed = describeSendError(err);
-            this.renderPending(pending);
-          },
-        ),
+        this.deps.client
+          .send(state.id, pending.body, { clientMsgId: pending.clientMsgId, replyToSeq: pending.replyToSeq })
+          .then(
+            (message) => this.showMessages(state, this.deps.store.addMessages(state, [message])),
+            (err: unknown) => {
+              console.error(err);
+              pending.failed = describeSendError(err);
+              this.renderPending(pending);
+            },
+          ),
       )
       .catch(this.deps.report);
     this.outbox.set(state.id, next);
@@ -321,10 +387,12 @@ export class ConversationView {
     this.send(state, pending);
   }
 
-  /** Back into the message box (before whatever is there), to change it and send again. */
+  /** Back into the message box (before whatever is there, answering what it answered), to change and resend. */
   private edit(pending: PendingMessage): void {
     this.discard(pending);
-    if (this.current?.id !== pending.conversationId) return;
+    const state = this.current;
+    if (state?.id !== pending.conversationId) return;
+    if (pending.replyToSeq !== null) this.startReply(state, pending.replyToSeq);
     this.input.value = this.input.value === '' ? pending.body : `${pending.body}\n${this.input.value}`;
     this.keepDraft();
     this.input.focus();
@@ -337,7 +405,12 @@ export class ConversationView {
   }
 
   private pendingElement(pending: PendingMessage): HTMLLIElement {
-    return pendingItem(pending, this.deps.client.state, this.pendingActions);
+    const state = this.deps.store.get(pending.conversationId);
+    const quote =
+      state && pending.replyToSeq !== null
+        ? quoteElement(this.context(state), pending.replyToSeq, false)
+        : null;
+    return pendingItem(pending, this.deps.client.state, this.pendingActions, quote);
   }
 
   private pendingItemOf(clientMsgId: string): HTMLLIElement | null {
@@ -359,6 +432,113 @@ export class ConversationView {
   private settle(clientMsgId: string): void {
     if (!this.pending.delete(clientMsgId)) return;
     this.pendingItemOf(clientMsgId)?.remove();
+  }
+
+  /** What drawing a message of `state` needs: the store, and the originals its replies quote. */
+  private context(state: ConversationState): MessageContext {
+    return { store: this.deps.store, state, original: (seq) => this.original(state, seq) };
+  }
+
+  /** The newest state known of a message a reply quotes; one not known yet is read (once) and drawn then. */
+  private original(state: ConversationState, seq: number): PublicMessage | undefined {
+    const known = this.deps.store.message(state, seq);
+    if (known) return known;
+    const key = `${state.id}:${seq}`;
+    if (this.originalsAsked.has(key)) return undefined;
+    this.originalsAsked.add(key);
+    // One read at a time: a page full of replies to older messages must not spend the whole read budget at once.
+    this.originalsQueue = this.originalsQueue.then(async () => {
+      try {
+        const page = await this.deps.client.messages.after(state.id, seq - 1, 1);
+        const message = page.messages.find((m) => m.seq === seq);
+        if (!message) return;
+        this.deps.store.update(state, message);
+        this.refreshReplies(state, seq);
+      } catch (err) {
+        // The quote keeps saying "Earlier message"; it is read again the next time it is drawn.
+        console.error(err);
+        this.originalsAsked.delete(key);
+      }
+    });
+    return undefined;
+  }
+
+  /** The replies to `seq` (stored and pending) and the composer's reply preview quote its current state. */
+  private refreshReplies(state: ConversationState, seq: number): void {
+    if (state !== this.current) return;
+    const context = this.context(state);
+    for (const item of this.list.querySelectorAll<HTMLLIElement>(
+      `:scope > li[data-seq][data-reply-to="${seq}"]`,
+    )) {
+      const message = state.messages.get(Number(item.dataset.seq));
+      if (message) updateMessageItem(item, context, message);
+    }
+    for (const pending of this.pending.values())
+      if (pending.conversationId === state.id && pending.replyToSeq === seq) this.renderPending(pending);
+    if (this.replies.get(state.id) === seq) this.renderReply();
+  }
+
+  private itemOf(seq: number): HTMLLIElement | null {
+    return this.list.querySelector<HTMLLIElement>(`:scope > li[data-seq="${seq}"]`);
+  }
+
+  /** "Reply": the composer answers this message (shown above it) until it is sent or the reply cancelled. */
+  private startReply(state: ConversationState, seq: number): void {
+    this.replies.set(state.id, seq);
+    if (state !== this.current) return;
+    this.renderReply();
+    this.input.focus();
+  }
+
+  private cancelReply(): void {
+    const state = this.current;
+    if (!state) return;
+    this.replies.delete(state.id);
+    this.renderReply();
+  }
+
+  /** The quote above the message box of the message it answers, and the box described by it; or nothing. */
+  private renderReply(): void {
+    const state = this.current;
+    const seq = state === undefined ? undefined : this.replies.get(state.id);
+    // The preview takes room from the log: a reader at the bottom stays there.
+    const stick = this.atBottom();
+    if (state === undefined || seq === undefined) {
+      this.replyPreview.hidden = true;
+      this.input.removeAttribute('aria-describedby');
+      if (stick) this.scrollToBottom();
+      return;
+    }
+    const quote = quoteText(this.context(state), seq);
+    this.replyLabel.textContent = `Replying to ${quote.senderId === this.deps.store.meId ? 'yourself' : quote.sender}`;
+    this.replyText.textContent = quote.text;
+    this.replyText.classList.toggle('gone', quote.kind !== 'text');
+    this.replyPreview.hidden = false;
+    this.input.setAttribute('aria-describedby', 'reply-quote');
+    if (stick) this.scrollToBottom();
+  }
+
+  /**
+   * Shows a message (the original of a reply): older history is loaded back to it if needed, then it is
+   * scrolled to the middle, briefly highlighted, and focused (so a screen reader reads it).
+   */
+  private async jumpTo(state: ConversationState, seq: number): Promise<void> {
+    while (!this.itemOf(seq) && state === this.current && state.hasOlder) {
+      const oldest = this.oldestLoaded(state);
+      if (oldest <= seq) break;
+      const size = Math.min(MAX_PAGE, Math.max(PAGE, oldest - seq + CONTEXT));
+      if (!(await this.loadPage(state, oldest, size))) return;
+    }
+    const item = this.itemOf(seq);
+    if (!item || state !== this.current) return;
+    item.scrollIntoView({ block: 'center' });
+    item.focus({ preventScroll: true });
+    for (const shown of this.list.querySelectorAll(':scope > li.highlight'))
+      shown.classList.remove('highlight');
+    clearTimeout(this.highlightTimer);
+    item.classList.add('highlight');
+    this.highlightTimer = setTimeout(() => item.classList.remove('highlight'), HIGHLIGHT_MS);
+    this.updateJump();
   }
 
   private typing(): void {
@@ -413,7 +593,10 @@ export class ConversationView {
       if (state !== this.current) return true;
       // Keep what the reader is looking at in place while older messages go in above it.
       const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
-      for (const message of fresh) this.insert(messageItem(this.deps.store, state, message), message.seq);
+      const context = this.context(state);
+      for (const message of fresh) this.insert(messageItem(context, message), message.seq);
+      // Replies shown before their originals were loaded quote them now; a newer state of a shown one is drawn.
+      for (const message of page.messages) this.redraw(state, message.seq);
       this.decorate();
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
       this.older.hidden = !state.hasOlder;

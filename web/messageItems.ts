@@ -9,6 +9,8 @@ export interface PendingMessage {
   clientMsgId: string;
   conversationId: string;
   body: string;
+  /** The earlier message this one answers, or null. */
+  replyToSeq: number | null;
   /** Why it was given up on (a final error), if it was. */
   failed: string | undefined;
 }
@@ -34,33 +36,265 @@ function timeElement(iso: string): HTMLTimeElement {
   return el('time', { text: shortTime(date), attrs: { datetime: iso, title: fullTimestamp(date) } });
 }
 
-/** A stored message: `data-seq` orders it in the list, `data-day` (local) places the day separators. */
-export function messageItem(
-  store: ConversationStore,
-  state: ConversationState,
-  message: PublicMessage,
-): HTMLLIElement {
+/** The emoji of the reaction picker. Any other emoji someone reacted with shows as a chip all the same. */
+export const REACTION_CHOICES: readonly string[] = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+
+/** How much of a message a quote shows (its start, on one line). */
+const SNIPPET_LENGTH = 90;
+
+/** What a message item needs to know besides the message. */
+export interface MessageContext {
+  store: ConversationStore;
+  state: ConversationState;
+  /** The newest state known of an earlier message (one a reply answers); undefined while it is being read. */
+  original: (seq: number) => PublicMessage | undefined;
+}
+
+/** The start of a text on one line, cut at a word with "…" when long. */
+export function snippet(text: string, length = SNIPPET_LENGTH): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  const chars = [...line];
+  if (chars.length <= length) return line;
+  const cut = chars.slice(0, length).join('');
+  const space = cut.lastIndexOf(' ');
+  return `${space > length / 2 ? cut.slice(0, space) : cut}…`;
+}
+
+/** Who wrote the message a reply answers and the start of its text, as a quote shows them. */
+export interface QuoteText {
+  sender: string;
+  senderId: string | null;
+  text: string;
+  kind: 'text' | 'deleted' | 'unknown';
+}
+
+export function quoteText(ctx: MessageContext, seq: number): QuoteText {
+  const original = ctx.original(seq);
+  if (!original) return { sender: 'Earlier message', senderId: null, text: '…', kind: 'unknown' };
+  const sender = ctx.store.senderName(ctx.state, original.senderId);
+  if (original.deletedAt !== null)
+    return { sender, senderId: original.senderId, text: 'message deleted', kind: 'deleted' };
+  return { sender, senderId: original.senderId, text: snippet(original.body), kind: 'text' };
+}
+
+/**
+ * The compact quote above a reply: the original's sender and the start of its text (or "message deleted").
+ * Interactive (a button that jumps to the original) in stored messages; plain in pending ones.
+ */
+export function quoteElement(ctx: MessageContext, seq: number, interactive: boolean): HTMLElement {
+  const quote = quoteText(ctx, seq);
+  const label = `In reply to ${quote.sender}: ${quote.text}`;
+  const children = [
+    el('span', { className: 'quote-sender', text: quote.sender }),
+    el('span', { className: quote.kind === 'text' ? 'quote-text' : 'quote-text gone', text: quote.text }),
+  ];
+  const dataset: Record<string, string> = { replyTo: String(seq), sender: quote.senderId ?? '' };
+  // A plain element has no name of its own: the words "In reply to" are there for screen readers.
+  if (!interactive)
+    return el(
+      'div',
+      { className: 'quote', dataset },
+      el('span', { className: 'visually-hidden', text: 'In reply to ' }),
+      ...children,
+    );
+  return el(
+    'button',
+    {
+      className: 'quote',
+      dataset: { ...dataset, action: 'quote', focus: 'quote' },
+      attrs: { type: 'button', 'aria-label': label, title: 'Show the original message' },
+    },
+    ...children,
+  );
+}
+
+const listFormat = new Intl.ListFormat('en', { type: 'conjunction' });
+
+/** Who reacted with one emoji, others first and me last: "Ann, Bob and you". */
+function reactorNames(ctx: MessageContext, userIds: readonly string[]): string {
+  const { store, state } = ctx;
+  const others = userIds.filter((id) => id !== store.meId).map((id) => store.senderName(state, id));
+  const mine = userIds.includes(store.meId);
+  if (others.length === 0) return mine ? 'You' : '';
+  return listFormat.format(mine ? [...others, 'you'] : others);
+}
+
+/** A chip's accessible name: "👍 3 reactions, including you". */
+export function reactionLabel(emoji: string, count: number, mine: boolean): string {
+  const counted = `${emoji} ${count} ${count === 1 ? 'reaction' : 'reactions'}`;
+  if (!mine) return counted;
+  return count === 1 ? `${counted}, yours` : `${counted}, including you`;
+}
+
+/** The chips under a message: one per emoji with its count, mine pressed, who reacted in a tooltip. */
+function reactionsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | null {
+  if (message.deletedAt !== null || message.reactions.length === 0) return null;
+  const chips = message.reactions.map((reaction, i) => {
+    const mine = reaction.userIds.includes(ctx.store.meId);
+    const count = reaction.userIds.length;
+    const tipId = `reactors-${message.seq}-${i}`;
+    return el(
+      'span',
+      { className: 'chip-wrap' },
+      el(
+        'button',
+        {
+          className: mine ? 'chip mine' : 'chip',
+          dataset: { action: 'reaction', emoji: reaction.emoji, focus: `reaction:${reaction.emoji}` },
+          attrs: {
+            type: 'button',
+            'aria-pressed': String(mine),
+            'aria-label': reactionLabel(reaction.emoji, count, mine),
+            'aria-describedby': tipId,
+          },
+        },
+        el('span', { className: 'emoji', text: reaction.emoji, attrs: { 'aria-hidden': 'true' } }),
+        el('span', { className: 'count', text: String(count), attrs: { 'aria-hidden': 'true' } }),
+      ),
+      el('span', {
+        className: 'reactors',
+        text: reactorNames(ctx, reaction.userIds),
+        attrs: { id: tipId, role: 'tooltip' },
+      }),
+    );
+  });
+  // Changes here are not announced again and again (aria-live off inside the log): the chips say them on focus.
+  return el(
+    'div',
+    { className: 'reactions', attrs: { role: 'group', 'aria-label': 'Reactions', 'aria-live': 'off' } },
+    ...chips,
+  );
+}
+
+/** "Actions for Bob's message of 14:05": the button that opens a message's actions. */
+function toolsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | null {
+  if (message.deletedAt !== null) return null;
+  const whose =
+    message.senderId === ctx.store.meId
+      ? 'your message'
+      : `${ctx.store.senderName(ctx.state, message.senderId)}’s message`;
+  const label = `Actions for ${whose} of ${shortTime(new Date(message.createdAt))}`;
+  return el(
+    'div',
+    { className: 'tools', attrs: { 'aria-live': 'off' } },
+    el(
+      'button',
+      {
+        className: 'tools-toggle secondary',
+        dataset: { action: 'menu', focus: 'menu' },
+        attrs: { type: 'button', 'aria-label': label, 'aria-expanded': 'false' },
+      },
+      el('span', { text: '⋯', attrs: { 'aria-hidden': 'true' } }),
+    ),
+  );
+}
+
+function metaPart(ctx: MessageContext, message: PublicMessage): HTMLElement {
+  const { store, state } = ctx;
   const mine = message.senderId === store.meId;
-  const meta = el(
+  const edited =
+    message.editedAt !== null && message.deletedAt === null
+      ? el('time', {
+          className: 'edited',
+          text: 'edited',
+          attrs: { datetime: message.editedAt, title: `Edited ${fullTimestamp(new Date(message.editedAt))}` },
+        })
+      : null;
+  return el(
     'div',
     { className: 'meta' },
     el('span', { className: 'sender', text: store.senderName(state, message.senderId) }),
     timeElement(message.createdAt),
+    edited,
     mine ? el('span', { className: 'receipt', text: receipt(store, state, message.seq) }) : null,
   );
-  return el(
-    'li',
-    {
-      className: mine ? 'message mine' : 'message',
-      dataset: {
-        seq: String(message.seq),
-        day: dayKey(new Date(message.createdAt)),
-        sender: message.senderId ?? '',
-      },
+}
+
+function bodyPart(message: PublicMessage): HTMLElement {
+  if (message.deletedAt !== null) return el('div', { className: 'body gone', text: 'message deleted' });
+  return el('div', { className: 'body' }, ...linkify(message.body));
+}
+
+/** The parts of a message item, in order; the editor and the error line are added by the message actions. */
+const PARTS = ['meta', 'quote', 'body', 'editor', 'reactions', 'error', 'tools'] as const;
+export type MessagePart = (typeof PARTS)[number];
+
+/** A part of a message item, if it has one. */
+export function partOf(item: HTMLElement, part: MessagePart): HTMLElement | null {
+  return item.querySelector<HTMLElement>(`:scope > [data-part="${part}"]`);
+}
+
+/**
+ * Puts `fresh` in the place of the item's `part` (or removes it), unless what it shows is the same. Keyboard
+ * focus inside the old part moves to the same control of the new one (`data-focus`), or to the item.
+ */
+export function setPart(item: HTMLElement, part: MessagePart, fresh: HTMLElement | null): void {
+  const old = partOf(item, part);
+  if (fresh) {
+    fresh.dataset.part = part;
+    fresh.dataset.key = fresh.outerHTML;
+  }
+  if (old && fresh && old.dataset.key === fresh.dataset.key) return;
+  const active = document.activeElement;
+  const focused = old !== null && active instanceof HTMLElement && old.contains(active) ? active : undefined;
+  if (fresh) {
+    if (old) old.replaceWith(fresh);
+    else {
+      const later = PARTS.slice(PARTS.indexOf(part) + 1)
+        .map((name) => partOf(item, name))
+        .find((element) => element !== null);
+      item.insertBefore(fresh, later ?? null);
+    }
+  } else old?.remove();
+  if (!focused) return;
+  const key = focused.dataset.focus;
+  const same =
+    key === undefined ? null : fresh?.querySelector<HTMLElement>(`[data-focus="${CSS.escape(key)}"]`);
+  (same ?? item).focus();
+}
+
+/**
+ * A stored message: `data-seq` orders it in the list, `data-day` (local) places the day separators. Focusable
+ * (tabindex -1) so that jumping to it from a reply moves keyboard focus there.
+ */
+export function messageItem(ctx: MessageContext, message: PublicMessage): HTMLLIElement {
+  const item = el('li', {
+    className: 'message',
+    dataset: {
+      seq: String(message.seq),
+      day: dayKey(new Date(message.createdAt)),
+      sender: message.senderId ?? '',
     },
-    meta,
-    el('div', { className: 'body' }, ...linkify(message.body)),
+    attrs: { tabindex: '-1' },
+  });
+  updateMessageItem(item, ctx, message);
+  return item;
+}
+
+/**
+ * Shows a message's current state in its item, changing only the parts that differ (so what did not change is
+ * not announced again, and focus stays): "edited", the new text, the reactions, or "message deleted" in place.
+ */
+export function updateMessageItem(item: HTMLElement, ctx: MessageContext, message: PublicMessage): void {
+  const deleted = message.deletedAt !== null;
+  item.classList.toggle('mine', message.senderId === ctx.store.meId);
+  item.classList.toggle('deleted', deleted);
+  if (message.replyToSeq !== null) item.dataset.replyTo = String(message.replyToSeq);
+  setPart(item, 'meta', metaPart(ctx, message));
+  setPart(
+    item,
+    'quote',
+    message.replyToSeq === null || deleted ? null : quoteElement(ctx, message.replyToSeq, true),
   );
+  setPart(item, 'body', bodyPart(message));
+  setPart(item, 'reactions', reactionsPart(ctx, message));
+  setPart(item, 'tools', toolsPart(ctx, message));
+  if (deleted) {
+    // Nothing is left to edit, and no error about it matters any more.
+    item.classList.remove('editing');
+    setPart(item, 'editor', null);
+    setPart(item, 'error', null);
+  }
 }
 
 /** The line above a day's first message: "Today", "Yesterday", "Monday", "Tuesday, 22 October 2024". */
@@ -86,6 +320,7 @@ export function pendingItem(
   pending: PendingMessage,
   connection: ConnectionState,
   actions: PendingActions,
+  quote: HTMLElement | null,
 ): HTMLLIElement {
   const status =
     pending.failed !== undefined
@@ -105,6 +340,7 @@ export function pendingItem(
       el('span', { className: 'sender', text: 'You' }),
       el('span', { className: 'status', text: status }),
     ),
+    quote,
     el('div', { className: 'body', text: pending.body }),
     pending.failed === undefined
       ? null

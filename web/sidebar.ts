@@ -179,7 +179,7 @@ export class Sidebar {
         draft !== undefined
           ? `Draft: ${draft}`
           : state.lastMessage
-            ? `${store.senderName(state, state.lastMessage.senderId)}: ${state.lastMessage.body}`
+            ? `${store.senderName(state, state.lastMessage.senderId)}: ${state.lastMessage.deletedAt === null ? state.lastMessage.body : 'message deleted'}`
             : 'No messages yet';
       const when = new Date(state.lastMessage?.createdAt ?? state.lastActivity);
       const label = [

@@ -16,8 +16,13 @@ export interface ConversationState {
   lastMessage: PublicMessage | null;
   lastActivity: string;
   myLastReadSeq: number;
-  /** Loaded messages by seq: history pages and live ones. */
+  /** Loaded messages by seq: history pages and live ones, each in the newest state known. */
   messages: Map<number, PublicMessage>;
+  /**
+   * The newest state known of messages that are not loaded: changes that came in for them, and originals read
+   * for the quote of a reply. A history page that loads one of them keeps whichever state is newer.
+   */
+  outside: Map<number, PublicMessage>;
   historyLoaded: boolean;
   hasOlder: boolean;
 }
@@ -76,6 +81,7 @@ export class ConversationStore {
       lastActivity: lastMessage?.createdAt ?? conversation.createdAt,
       myLastReadSeq: mine?.lastReadSeq ?? 0,
       messages: new Map(),
+      outside: new Map(),
       historyLoaded: false,
       hasOlder: false,
     };
@@ -96,20 +102,72 @@ export class ConversationStore {
     return [...this.items.values()].sort((a, b) => b.lastActivity.localeCompare(a.lastActivity));
   }
 
-  /** Records messages; returns the ones not seen before. A message of mine also moves my read marker. */
+  /**
+   * Records messages (a history page, live ones); returns the ones not seen before. A message already held is
+   * replaced by a newer state of it; a state held outside the loaded ones (see `outside`) wins when newer. A
+   * message of mine also moves my read marker.
+   */
   addMessages(state: ConversationState, messages: readonly PublicMessage[]): PublicMessage[] {
-    const fresh = messages.filter((m) => !state.messages.has(m.seq));
-    for (const message of fresh) {
+    const fresh: PublicMessage[] = [];
+    for (const incoming of messages) {
+      const held = state.messages.get(incoming.seq);
+      if (held) {
+        if (incoming.version > held.version) this.replace(state, incoming);
+        continue;
+      }
+      const outside = state.outside.get(incoming.seq);
+      state.outside.delete(incoming.seq);
+      const message = outside && outside.version > incoming.version ? outside : incoming;
+      fresh.push(message);
       state.messages.set(message.seq, message);
       if (message.seq > state.lastSeq) state.lastSeq = message.seq;
       if (!state.lastMessage || message.seq > state.lastMessage.seq) {
         state.lastMessage = message;
         state.lastActivity = message.createdAt;
+      } else if (message.seq === state.lastMessage.seq && message.version > state.lastMessage.version) {
+        state.lastMessage = message;
       }
       if (message.senderId === this.meId && message.seq > state.myLastReadSeq)
         state.myLastReadSeq = message.seq;
     }
     return fresh;
+  }
+
+  /**
+   * A message's new state from the server (an edit, a delete, a reaction change): kept if it is newer (by
+   * version) than the one held, loaded or not. Returns whether a loaded message changed (it needs redrawing).
+   */
+  update(state: ConversationState, message: PublicMessage): boolean {
+    const held = state.messages.get(message.seq);
+    if (held) {
+      if (message.version <= held.version) return false;
+      this.replace(state, message);
+      return true;
+    }
+    const outside = state.outside.get(message.seq);
+    if (!outside || outside.version < message.version) state.outside.set(message.seq, message);
+    if (state.lastMessage?.seq === message.seq && state.lastMessage.version < message.version)
+      state.lastMessage = message;
+    return false;
+  }
+
+  /**
+   * What this app knows a change of mine did, once the server confirmed it, before (or after) its new state
+   * arrives: the message with the same version, so that state, newer, still replaces it.
+   */
+  patch(state: ConversationState, message: PublicMessage): void {
+    if (state.messages.has(message.seq)) this.replace(state, message);
+    else state.outside.set(message.seq, message);
+  }
+
+  /** The newest state known of a message, loaded or not. */
+  message(state: ConversationState, seq: number): PublicMessage | undefined {
+    return state.messages.get(seq) ?? state.outside.get(seq);
+  }
+
+  private replace(state: ConversationState, message: PublicMessage): void {
+    state.messages.set(message.seq, message);
+    if (state.lastMessage?.seq === message.seq) state.lastMessage = message;
   }
 
   unread(state: ConversationState): number {

@@ -1,11 +1,9 @@
-import path from 'node:path';
 import { expect } from 'chai';
 import type { Browser } from 'playwright-core';
 import { XFChatClient } from '../../lib/client/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { buildWeb } from '../../web/build.js';
 import { createTestDatabase } from '../helpers/postgres.js';
-import { PROJECT_ROOT } from '../helpers/childProcess.js';
 import { startTestServer } from '../helpers/server.js';
 import { uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -114,9 +112,6 @@ describe('web app in headless Chromium', function () {
     const expected = ['Hi Bob!', 'Hello Alice, nice to meet you.', 'Likewise!'];
     expect(await alice.shownMessages()).to.deep.equal(expected);
     expect(await bob.shownMessages()).to.deep.equal(expected);
-    if (process.env.XFCHAT_SCREENSHOT) {
-      await alice.page.screenshot({ path: path.resolve(PROJECT_ROOT, process.env.XFCHAT_SCREENSHOT) });
-    }
 
     await bob.page.reload();
     await bob.openConversation('Alice');
