@@ -90,10 +90,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let idleWaiters: Array<() => void> = [];
 
   /**
-   * The next group, oldest first, up to `maxSends`: batches that wait for their locks, or batches that skip
-   * held ones, as the oldest is. One batch per conversation: a second one of the same conversation (possible
-   * only while an evicted actor finishes) waits for the next transaction, as do batches that do not fit; both
-   * stay first in line.
+   * The next group, oldest first, up to `maxSends`. Batches skipped before wait for their locks in a group of
+   * their own, so the others are not held up, except while announcing: transactions then commit one at a time
+   * anyway, and the skipped batches join the next group. One batch per conversation: a second one of the same
+   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
+   * that do not fit; both stay first in line.
    */
   function takeGroup(): Pending[] {
     const group: Pending[] = [];
@@ -104,7 +105,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     for (const pending of ready) {
       const size = pending.batch.commands.length;
       const fits = group.length === 0 || sends + size <= maxSends;
-      if (fits && pending.wait === wait && !seen.has(pending.batch.conversationId)) {
+      const together = announcing || pending.wait === wait;
+      if (fits && together && !seen.has(pending.batch.conversationId)) {
         seen.add(pending.batch.conversationId);
         sends += size;
         group.push(pending);
@@ -155,7 +157,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
-    const wait = group[0]?.wait ?? false;
+    const wait = group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
     try {
