@@ -8,16 +8,9 @@ import type {
   PublicMessage,
   PublicUser,
 } from '../lib/protocol/index.js';
-import {
-  createGroup,
-  expectError,
-  friendsOf,
-  newUser,
-  putMessage,
-  record,
-  rows,
-  useTwoNodes,
-} from './helpers/chat.js';
+import { createGroup, friendsOf, newUser, putMessage, record, rows } from './helpers/chat.js';
+import { expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
 import { connectSocket } from './helpers/sockets.js';

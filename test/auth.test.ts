@@ -1,9 +1,8 @@
 import { expect } from 'chai';
 import type { PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
+import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { insertUser, uniqueUsername } from './helpers/users.js';
 
 interface AuthBody {
@@ -12,29 +11,16 @@ interface AuthBody {
   refreshToken: string;
   expiresIn: number;
 }
-interface ErrorBody {
-  error: { code: string; message: string; details?: Record<string, string> };
-}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const PASSWORD = 'correct horse battery';
 
 describe('accounts: signup, login, me, logout', function () {
-  let server: RunningServer;
+  const { server } = useNode();
 
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
-
-  const signup = (body: unknown) =>
-    request<AuthBody & ErrorBody>(server.url, 'POST', '/auth/signup', { body });
-  const login = (body: unknown) => request<AuthBody & ErrorBody>(server.url, 'POST', '/auth/login', { body });
-  const me = (token: string) =>
-    request<{ user: PublicUser } & ErrorBody>(server.url, 'GET', '/auth/me', { token });
+  const signup = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/signup', { body });
+  const login = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/login', { body });
+  const me = (token: string) => request<{ user: PublicUser }>(server.url, 'GET', '/auth/me', { token });
 
   it('signs up, logs in and answers /auth/me with the public user only', async () => {
     const username = uniqueUsername('Sign');
@@ -96,13 +82,11 @@ describe('accounts: signup, login, me, logout', function () {
     ];
     for (const [body, fields] of cases) {
       const res = await signup(body);
-      expect(res.status, JSON.stringify(body)).to.equal(400);
-      expect(res.body.error.code).to.equal('VALIDATION_FAILED');
-      expect(Object.keys(res.body.error.details ?? {}).sort(), JSON.stringify(body)).to.deep.equal(fields);
+      const { details } = expectError(res, 400, 'VALIDATION_FAILED', JSON.stringify(body));
+      expect(Object.keys(details ?? {}).sort(), JSON.stringify(body)).to.deep.equal(fields);
     }
     const notObject = await signup([1, 2]);
-    expect(notObject.status).to.equal(400);
-    expect(notObject.body.error.code).to.equal('VALIDATION_FAILED');
+    expectError(notObject, 400, 'VALIDATION_FAILED');
   });
 
   it('accepts the boundary lengths: username 3 and 32, password 8 and 128, displayName 64 code points', async () => {
@@ -120,8 +104,7 @@ describe('accounts: signup, login, me, logout', function () {
     expect((await signup({ username, password: PASSWORD })).status).to.equal(201);
     for (const variant of [username, username.toLowerCase(), username.toUpperCase()]) {
       const res = await signup({ username: variant, password: PASSWORD });
-      expect(res.status).to.equal(409);
-      expect(res.body.error.code).to.equal('USERNAME_TAKEN');
+      expectError(res, 409, 'USERNAME_TAKEN');
     }
   });
 
@@ -131,8 +114,7 @@ describe('accounts: signup, login, me, logout', function () {
     const results = await Promise.all(variants.map((username) => signup({ username, password: PASSWORD })));
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).to.deep.equal([201, 409, 409, 409, 409]);
-    for (const r of results.filter((x) => x.status === 409))
-      expect(r.body.error.code).to.equal('USERNAME_TAKEN');
+    for (const r of results.filter((x) => x.status === 409)) expectError(r, 409, 'USERNAME_TAKEN');
     const rows = await server.services.db.knex('users').whereRaw('lower(username) = ?', [base.toLowerCase()]);
     expect(rows).to.have.length(1);
   });
@@ -143,8 +125,7 @@ describe('accounts: signup, login, me, logout', function () {
     const wrong = await login({ username, password: 'wrong password' });
     const unknown = await login({ username: uniqueUsername(), password: 'wrong password' });
     const unknownOtherPassword = await login({ username: uniqueUsername(), password: PASSWORD });
-    expect(wrong.status).to.equal(401);
-    expect(wrong.body.error.code).to.equal('INVALID_CREDENTIALS');
+    expectError(wrong, 401, 'INVALID_CREDENTIALS');
     expect(unknown.status).to.equal(401);
     expect(unknown.text).to.equal(wrong.text);
     expect(unknownOtherPassword.text).to.equal(wrong.text);
@@ -155,22 +136,17 @@ describe('accounts: signup, login, me, logout', function () {
 
   it('validates login fields (400) and refuses a wrong short password with INVALID_CREDENTIALS', async () => {
     const missing = await login({ username: uniqueUsername() });
-    expect(missing.status).to.equal(400);
-    expect(missing.body.error.code).to.equal('VALIDATION_FAILED');
-    expect(missing.body.error.details).to.have.keys(['password']);
+    expect(expectError(missing, 400, 'VALIDATION_FAILED').details).to.have.keys(['password']);
     const badName = await login({ username: 'no spaces allowed', password: PASSWORD });
-    expect(badName.status).to.equal(400);
-    expect(badName.body.error.details).to.have.keys(['username']);
+    expect(expectError(badName, 400, 'VALIDATION_FAILED').details).to.have.keys(['username']);
     const short = await login({ username: uniqueUsername(), password: 'x' });
-    expect(short.status).to.equal(401);
-    expect(short.body.error.code).to.equal('INVALID_CREDENTIALS');
+    expectError(short, 401, 'INVALID_CREDENTIALS');
   });
 
   it('a user inserted without a real hash cannot log in (401, not 500)', async () => {
     const user = await insertUser(server.services.db.knex, server.services.config);
     const res = await login({ username: user.username, password: 'not-a-real-hash' });
-    expect(res.status).to.equal(401);
-    expect(res.body.error.code).to.equal('INVALID_CREDENTIALS');
+    expectError(res, 401, 'INVALID_CREDENTIALS');
   });
 
   it('answers 401 UNAUTHORIZED on /auth/me and /auth/logout without a valid bearer token', async () => {
@@ -191,9 +167,8 @@ describe('accounts: signup, login, me, logout', function () {
         ['PATCH', '/users/me'],
         ['DELETE', '/users/me'],
       ] as const) {
-        const res = await request<ErrorBody>(server.url, method, path, { headers });
-        expect(res.status, `${method} ${path} ${JSON.stringify(headers)}`).to.equal(401);
-        expect(res.body.error.code).to.equal('UNAUTHORIZED');
+        const res = await request(server.url, method, path, { headers });
+        expectError(res, 401, 'UNAUTHORIZED', `${method} ${path} ${JSON.stringify(headers)}`);
       }
     }
   });
@@ -207,8 +182,7 @@ describe('accounts: signup, login, me, logout', function () {
     const out = await request(server.url, 'POST', '/auth/logout', { token: second.body.token });
     expect(out.status).to.equal(204);
     expect(out.text).to.equal('');
-    expect((await me(second.body.token)).status).to.equal(401);
-    expect((await me(second.body.token)).body.error.code).to.equal('UNAUTHORIZED');
+    expectError(await me(second.body.token), 401, 'UNAUTHORIZED');
     expect((await me(first.body.token)).status).to.equal(200);
     expect((await me(third.body.token)).status).to.equal(200);
     expect((await request(server.url, 'POST', '/auth/logout', { token: second.body.token })).status).to.equal(
@@ -241,17 +215,15 @@ describe('accounts: signup, login, me, logout', function () {
       expect(found.status).to.equal(200);
       expect(found.body).to.deep.equal({ user: target.body.user });
 
-      const missing = await request<ErrorBody>(server.url, 'GET', path(uniqueUsername()), {
+      const missing = await request(server.url, 'GET', path(uniqueUsername()), {
         token: caller.token,
       });
-      expect(missing.status).to.equal(404);
-      expect(missing.body.error.code).to.equal('USER_NOT_FOUND');
+      expectError(missing, 404, 'USER_NOT_FOUND');
 
-      const bad = await request<ErrorBody>(server.url, 'GET', '/users', { token: caller.token });
-      expect(bad.status).to.equal(400);
-      expect(bad.body.error.details).to.have.keys(['username']);
+      const bad = await request(server.url, 'GET', '/users', { token: caller.token });
+      expect(expectError(bad, 400, 'VALIDATION_FAILED').details).to.have.keys(['username']);
 
-      const anonymous = await request<ErrorBody>(server.url, 'GET', path(target.body.user.username!));
+      const anonymous = await request(server.url, 'GET', path(target.body.user.username!));
       expect(anonymous.status).to.equal(401);
     });
   });

@@ -1,14 +1,10 @@
 import { expect } from 'chai';
 import type { AuthResponse } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
+import { expectError } from './helpers/errors.js';
 import { request, type JsonResponse } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode, useTwoNodes } from './helpers/nodes.js';
 import { uniqueUsername } from './helpers/users.js';
-
-interface ErrorBody {
-  error: { code: string; message: string };
-}
 
 const PASSWORD = 'correct horse battery';
 const WRONG = 'wrong password!';
@@ -19,15 +15,14 @@ const freshIp = () =>
   `10.${Math.floor(nextIp / 62500) % 250}.${Math.floor(nextIp / 250) % 250}.${(nextIp++ % 250) + 1}`;
 
 function post(server: RunningServer, path: string, ip: string, body: unknown) {
-  return request<ErrorBody & AuthResponse>(server.url, 'POST', path, {
+  return request<AuthResponse>(server.url, 'POST', path, {
     body,
     headers: { 'x-forwarded-for': ip },
   });
 }
 
-function expectLimited(res: JsonResponse<ErrorBody>, maxRetryAfter: number): number {
-  expect(res.status, res.text).to.equal(429);
-  expect(res.body.error.code).to.equal('RATE_LIMITED');
+function expectLimited(res: JsonResponse, maxRetryAfter: number): number {
+  expectError(res, 429, 'RATE_LIMITED');
   const retryAfter = res.headers.get('retry-after');
   expect(retryAfter).to.match(/^[1-9]\d*$/);
   expect(Number(retryAfter)).to.be.within(1, maxRetryAfter);
@@ -45,18 +40,7 @@ async function account(server: RunningServer, prefix = 'lim'): Promise<string> {
 
 describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in PostgreSQL)', function () {
   describe('with the default N = 20', () => {
-    let server: RunningServer;
-
-    before(async () => {
-      server = await startTestServer(await createTestDatabase(), {
-        RATE_LIMIT_AUTH_PER_MIN: '20',
-        TRUST_PROXY_HOPS: '1',
-      });
-    });
-
-    after(async () => {
-      await server.close();
-    });
+    const { server } = useNode({ env: { RATE_LIMIT_AUTH_PER_MIN: '20', TRUST_PROXY_HOPS: '1' } });
 
     it('20 failed logins from IP A lock A out for that username; the right password from IP B still logs in', async () => {
       const victim = await account(server);
@@ -84,20 +68,7 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
 
   describe('with N = 3', () => {
     const N = 3;
-    let databaseUrl: string;
-    let a: RunningServer;
-    let b: RunningServer;
-
-    before(async () => {
-      databaseUrl = await createTestDatabase();
-      const env = { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1' };
-      a = await startTestServer(databaseUrl, env);
-      b = await startTestServer(databaseUrl, env);
-    });
-
-    after(async () => {
-      await Promise.all([a?.close(), b?.close()]);
-    });
+    const { a, b } = useTwoNodes({ env: { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1' } });
 
     it('limits signups per IP: N per minute, with Retry-After; another IP is unaffected', async () => {
       const ip = freshIp();
@@ -221,7 +192,7 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       const ip = freshIp();
       const login = await post(a, '/auth/login', ip, { username, password: PASSWORD });
       const change = (currentPassword: string) =>
-        request<ErrorBody>(b.url, 'POST', '/auth/password', {
+        request(b.url, 'POST', '/auth/password', {
           token: login.body.token,
           body: { currentPassword, newPassword: 'brand new password' },
           headers: { 'x-forwarded-for': ip },

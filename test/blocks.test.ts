@@ -1,10 +1,9 @@
 import { expect } from 'chai';
 import type { PublicFriendRequest } from '../lib/protocol/index.js';
 import type { PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
+import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 
 interface Body {
@@ -12,19 +11,10 @@ interface Body {
   requests: PublicFriendRequest[];
   friends: Array<{ user: PublicUser; since: string }>;
   blocked: PublicUser[];
-  error: { code: string; details?: Record<string, string> };
 }
 
 describe('blocks', function () {
-  let server: RunningServer;
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
 
   const knex = () => server.services.db.knex;
   const newUser = () => insertUser(knex(), server.services.config);
@@ -74,8 +64,7 @@ describe('blocks', function () {
     );
     // The ended request cannot be accepted any more.
     const accept = await call(alice, 'POST', `/friends/requests/${incoming}/accept`);
-    expect(accept.status).to.equal(409);
-    expect(accept.body.error.code).to.equal('REQUEST_NOT_PENDING');
+    expectError(accept, 409, 'REQUEST_NOT_PENDING');
   });
 
   it('refuses friend requests either way with 403 BLOCKED, until the blocker unblocks', async () => {
@@ -87,12 +76,11 @@ describe('blocks', function () {
       [alice, bob],
     ] as const) {
       const res = await ask(from, to);
-      expect(res.status).to.equal(403);
-      expect(res.body.error.code).to.equal('BLOCKED');
+      expectError(res, 403, 'BLOCKED');
     }
     // The blocked user cannot lift the block.
     expect((await call(bob, 'DELETE', `/blocks/${alice.id}`)).status).to.equal(204);
-    expect((await ask(bob, alice)).body.error.code).to.equal('BLOCKED');
+    expectError(await ask(bob, alice), 403, 'BLOCKED');
 
     expect((await call(alice, 'DELETE', `/blocks/${bob.id}`)).status).to.equal(204);
     expect((await call(alice, 'GET', '/blocks')).body.blocked).to.deep.equal([]);
@@ -117,7 +105,7 @@ describe('blocks', function () {
     expect((await block(alice, bob.id)).status).to.equal(204);
     expect((await block(bob, alice.id)).status).to.equal(204);
     expect((await call(alice, 'DELETE', `/blocks/${bob.id}`)).status).to.equal(204);
-    expect((await ask(alice, bob)).body.error.code).to.equal('BLOCKED');
+    expectError(await ask(alice, bob), 403, 'BLOCKED');
     expect((await call(bob, 'DELETE', `/blocks/${alice.id}`)).status).to.equal(204);
     expect((await ask(alice, bob)).status).to.equal(201);
   });
@@ -126,19 +114,16 @@ describe('blocks', function () {
     const alice = await newUser();
     for (const body of [{ userId: 'nope' }, {}, { userId: 42 }]) {
       const res = await call(alice, 'POST', '/blocks', body);
-      expect(res.status, JSON.stringify(body)).to.equal(400);
-      expect(res.body.error.code).to.equal('VALIDATION_FAILED');
-      expect(res.body.error.details).to.have.keys(['userId']);
+      expect(expectError(res, 400, 'VALIDATION_FAILED', JSON.stringify(body)).details).to.have.keys([
+        'userId',
+      ]);
     }
     const self = await block(alice, alice.id);
-    expect(self.status).to.equal(400);
-    expect(self.body.error.details).to.have.keys(['userId']);
+    expect(expectError(self, 400, 'VALIDATION_FAILED').details).to.have.keys(['userId']);
     const unknown = await block(alice, '00000000-0000-4000-8000-000000000000');
-    expect(unknown.status).to.equal(404);
-    expect(unknown.body.error.code).to.equal('USER_NOT_FOUND');
+    expectError(unknown, 404, 'USER_NOT_FOUND');
     const badPath = await call(alice, 'DELETE', '/blocks/not-a-uuid');
-    expect(badPath.status).to.equal(404);
-    expect(badPath.body.error.code).to.equal('NOT_FOUND');
+    expectError(badPath, 404, 'NOT_FOUND');
     expect((await request(server.url, 'GET', '/blocks')).status).to.equal(401);
   });
 

@@ -1,17 +1,9 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicConversation } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
-import {
-  createGroup,
-  expectError,
-  friendsOf,
-  newUser,
-  record,
-  rows,
-  type ErrorBody,
-  useTwoNodes,
-} from './helpers/chat.js';
+import { createGroup, friendsOf, newUser, record, rows } from './helpers/chat.js';
+import { expectError, type ErrorResponse } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -19,15 +11,9 @@ import { waitFor } from './helpers/waitFor.js';
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 describe('conversations over REST', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let server: RunningServer;
-  let other: RunningServer;
-  before(() => {
-    ({ a: server, b: other } = nodes);
-  });
+  const { a: server, b: other, pool } = useTwoNodes();
 
-  const api = <T = ErrorBody>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
+  const api = <T = ErrorResponse>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
     request<T>(server.url, method, path, { token: user?.token, body });
 
   async function directCount(a: string, b: string): Promise<number> {
@@ -213,8 +199,7 @@ describe('conversations over REST', function () {
         title: 't',
         participantIds: [friend!.id, stranger.id],
       });
-      expectError(res, 403, 'NOT_FRIENDS');
-      expect(res.body.error.details).to.deep.equal({ userIds: [stranger.id] });
+      expect(expectError(res, 403, 'NOT_FRIENDS').details).to.deep.equal({ userIds: [stranger.id] });
       for (const body of [
         { type: 'group', participantIds: [] },
         { type: 'group', title: '', participantIds: [] },

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicConversation, PublicMessage } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import {
   seqState,
   createGroup,
@@ -11,10 +10,9 @@ import {
   record,
   send,
   subscribe,
-  expectError,
-  type ErrorBody,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectError, type ErrorResponse } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import type { TestUser } from './helpers/users.js';
 import { insertFriendship } from './helpers/users.js';
@@ -26,15 +24,9 @@ interface ListItem extends PublicConversation {
 }
 
 describe('conversation members and reading over REST', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let server: RunningServer;
-  let other: RunningServer;
-  before(() => {
-    ({ a: server, b: other } = nodes);
-  });
+  const { a: server, b: other, pool } = useTwoNodes();
 
-  const api = <T = ErrorBody>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
+  const api = <T = ErrorResponse>(method: string, path: string, user: TestUser | undefined, body?: unknown) =>
     request<T>(server.url, method, path, { token: user?.token, body });
 
   describe('members', () => {

@@ -3,8 +3,8 @@ import type { PublicFriendRequest } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { collectEvents, disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -12,38 +12,17 @@ import { waitFor } from './helpers/waitFor.js';
 interface Body {
   request: PublicFriendRequest;
   token: string;
-  error: { code: string };
 }
 
 /** Two nodes on one database: what one node does must reach the other through PostgreSQL alone. */
 describe('accounts and friends across two nodes', function () {
-  let nodeA: RunningServer;
-  let nodeB: RunningServer;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    nodeA = await startTestServer(databaseUrl);
-    nodeB = await startTestServer(databaseUrl);
-  });
-
-  afterEach(() => {
-    for (const socket of sockets.splice(0)) socket.close();
-  });
-
-  after(async () => {
-    await nodeA?.close();
-    await nodeB?.close();
-  });
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
 
   const newUser = () => insertUser(nodeA.services.db.knex, nodeA.services.config);
   const call = (node: RunningServer, user: TestUser | string, method: string, path: string, body?: unknown) =>
     request<Body>(node.url, method, path, { token: typeof user === 'string' ? user : user.token, body });
-  async function socketOn(node: RunningServer, token: string): Promise<ClientSocket> {
-    const socket = await connectSocket(node.url, token);
-    sockets.push(socket);
-    return socket;
-  }
+  const socketOn = async (node: RunningServer, token: string): Promise<ClientSocket> =>
+    pool.track(await connectSocket(node.url, token));
 
   it('logout on node A disconnects the user on node B (and A) and revokes the token on both', async () => {
     const password = 'cross node password';
@@ -66,11 +45,10 @@ describe('accounts and friends across two nodes', function () {
 
     for (const node of [nodeA, nodeB]) {
       const res = await call(node, token, 'GET', '/auth/me');
-      expect(res.status).to.equal(401);
-      expect(res.body.error.code).to.equal('UNAUTHORIZED');
+      expectError(res, 401, 'UNAUTHORIZED');
       const refused = await connectSocket(node.url, token).then(
         (socket) => {
-          sockets.push(socket);
+          pool.track(socket);
           return 'connected';
         },
         (err: Error) => err.message,

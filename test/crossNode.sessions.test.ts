@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
-import { createGroup, errorCodeOf, expectError, expectOk, record, useTwoNodes } from './helpers/chat.js';
+import { createGroup, expectOk, record } from './helpers/chat.js';
+import { expectAckError, expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
 import { TEST_JWT_SECRET } from './helpers/server.js';
@@ -241,11 +243,9 @@ describe('sessions across two nodes', function () {
         { algorithm: 'HS256', subject: alice.user.id, issuer: 'xfchat', audience: 'xfchat' },
       );
       for (const token of [bob.token, otherSession.token, expired, 'garbage']) {
-        expect(errorCodeOf(await socket.emitWithAck('auth:refresh', { token }))).to.equal('UNAUTHORIZED');
+        expectAckError(await socket.emitWithAck('auth:refresh', { token }), 'UNAUTHORIZED');
       }
-      expect(errorCodeOf(await socket.emitWithAck('auth:refresh', { token: 42 } as never))).to.equal(
-        'VALIDATION_FAILED',
-      );
+      expectAckError(await socket.emitWithAck('auth:refresh', { token: 42 } as never), 'VALIDATION_FAILED');
       // Nothing changed: the socket still ends at the old token's expiry.
       await gone;
       expect(Date.now()).to.be.at.least(short.exp * 1000);

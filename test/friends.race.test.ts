@@ -1,33 +1,21 @@
 import { expect } from 'chai';
-import type { RunningServer } from '../lib/server.js';
+import type { ErrorCode } from '../lib/protocol/index.js';
+import type { ErrorResponse } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { insertUser, type TestUser } from './helpers/users.js';
-
-interface Body {
-  error: { code: string };
-}
 
 /**
  * Two users asking each other at the same moment, on many pairs at once: exactly one friendship per pair, no
  * pending request left, never a 500 (the pair lock in lib/social serializes them).
  */
 describe('friends: concurrent mutual requests', function () {
-  let server: RunningServer;
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
 
   const knex = () => server.services.db.knex;
   const newUser = () => insertUser(knex(), server.services.config);
   const ask = (from: TestUser, toUsername: string) =>
-    request<Body>(server.url, 'POST', '/friends/requests', {
+    request<ErrorResponse>(server.url, 'POST', '/friends/requests', {
       token: from.token,
       body: { username: toUsername },
     });
@@ -75,7 +63,7 @@ describe('friends: concurrent mutual requests', function () {
       // find a request of their own (REQUEST_EXISTS) or the friendship (ALREADY_FRIENDS).
       expect(statuses, responses.map((r) => r.text).join('\n')).to.deep.equal([200, 201, 409, 409]);
       for (const r of responses.filter((x) => x.status === 409)) {
-        expect(['REQUEST_EXISTS', 'ALREADY_FRIENDS']).to.include(r.body.error.code);
+        expect(['REQUEST_EXISTS', 'ALREADY_FRIENDS'] satisfies ErrorCode[]).to.include(r.body.error.code);
       }
       expect(await friendRows(a.id, b.id)).to.equal(1);
       const pending = (await knex()('friend_requests')

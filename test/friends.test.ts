@@ -1,12 +1,10 @@
 import { expect } from 'chai';
 import type { PublicFriendRequest } from '../lib/protocol/index.js';
 import type { PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
+import { expectError } from './helpers/errors.js';
 import { collectEvents } from './helpers/events.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
-import { connectSocket, type ClientSocket } from './helpers/sockets.js';
+import { useNode } from './helpers/nodes.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -14,26 +12,12 @@ interface Body {
   request: PublicFriendRequest;
   requests: PublicFriendRequest[];
   friends: Array<{ user: PublicUser; since: string }>;
-  error: { code: string; details?: Record<string, string> };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describe('friends: requests and friendships', function () {
-  let server: RunningServer;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  afterEach(() => {
-    for (const socket of sockets.splice(0)) socket.close();
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server, pool } = useNode();
 
   const knex = () => server.services.db.knex;
   const newUser = () => insertUser(knex(), server.services.config);
@@ -41,11 +25,7 @@ describe('friends: requests and friendships', function () {
     request<Body>(server.url, method, path, { token: user.token, body });
   const ask = (from: TestUser, toUsername: string) =>
     call(from, 'POST', '/friends/requests', { username: toUsername });
-  async function socketOf(user: TestUser): Promise<ClientSocket> {
-    const socket = await connectSocket(server.url, user.token);
-    sockets.push(socket);
-    return socket;
-  }
+  const socketOf = (user: TestUser) => pool.open(server.url, user);
   async function friendRows(a: string, b: string): Promise<number> {
     const [low, high] = a < b ? [a, b] : [b, a];
     const rows = (await knex()('friendships').where({ user_low: low, user_high: high })) as unknown[];
@@ -110,32 +90,22 @@ describe('friends: requests and friendships', function () {
     const bob = await newUser();
     const carol = await newUser();
     await insertFriendship(knex(), alice.id, carol.id);
-    const expectError = async (
-      res: Promise<{ status: number; body: Body }>,
-      status: number,
-      code: string,
-    ) => {
-      const { status: got, body } = await res;
-      expect(got, code).to.equal(status);
-      expect(body.error.code).to.equal(code);
-      return body;
-    };
-    await expectError(ask(alice, 'nobody_here_at_all'), 404, 'USER_NOT_FOUND');
-    await expectError(ask(alice, alice.username.toUpperCase()), 400, 'CANNOT_FRIEND_SELF');
-    await expectError(ask(alice, carol.username), 409, 'ALREADY_FRIENDS');
-    await expectError(ask(carol, alice.username), 409, 'ALREADY_FRIENDS');
+    expectError(await ask(alice, 'nobody_here_at_all'), 404, 'USER_NOT_FOUND');
+    expectError(await ask(alice, alice.username.toUpperCase()), 400, 'CANNOT_FRIEND_SELF');
+    expectError(await ask(alice, carol.username), 409, 'ALREADY_FRIENDS');
+    expectError(await ask(carol, alice.username), 409, 'ALREADY_FRIENDS');
     expect((await ask(alice, bob.username)).status).to.equal(201);
-    await expectError(ask(alice, bob.username), 409, 'REQUEST_EXISTS');
-    const bad = await expectError(ask(alice, 'no spaces'), 400, 'VALIDATION_FAILED');
-    expect(bad.error.details).to.have.keys(['username']);
-    const missing = await expectError(call(alice, 'POST', '/friends/requests', {}), 400, 'VALIDATION_FAILED');
-    expect(missing.error.details).to.have.keys(['username']);
-    const direction = await expectError(
-      call(alice, 'GET', '/friends/requests?direction=sideways'),
+    expectError(await ask(alice, bob.username), 409, 'REQUEST_EXISTS');
+    const bad = expectError(await ask(alice, 'no spaces'), 400, 'VALIDATION_FAILED');
+    expect(bad.details).to.have.keys(['username']);
+    const missing = expectError(await call(alice, 'POST', '/friends/requests', {}), 400, 'VALIDATION_FAILED');
+    expect(missing.details).to.have.keys(['username']);
+    const direction = expectError(
+      await call(alice, 'GET', '/friends/requests?direction=sideways'),
       400,
       'VALIDATION_FAILED',
     );
-    expect(direction.error.details).to.have.keys(['direction']);
+    expect(direction.details).to.have.keys(['direction']);
     // Only one pending row for the pair.
     const rows = (await knex()('friend_requests').where({
       from_user_id: alice.id,
@@ -184,8 +154,7 @@ describe('friends: requests and friendships', function () {
       [alice, 'DELETE', '/friends/requests/zzz'],
     ] as const) {
       const res = await call(user, method, path);
-      expect(res.status, `${method} ${path}`).to.equal(404);
-      expect(res.body.error.code).to.equal('NOT_FOUND');
+      expectError(res, 404, 'NOT_FOUND', `${method} ${path}`);
     }
     // Still pending after all those refusals.
     expect((await call(bob, 'GET', '/friends/requests')).body.requests.map((r) => r.id)).to.deep.equal([id]);
@@ -201,12 +170,9 @@ describe('friends: requests and friendships', function () {
     expect(declined.body.request.respondedAt).to.be.a('string');
     for (const action of ['accept', 'decline']) {
       const res = await call(bob, 'POST', `/friends/requests/${id}/${action}`);
-      expect(res.status).to.equal(409);
-      expect(res.body.error.code).to.equal('REQUEST_NOT_PENDING');
+      expectError(res, 409, 'REQUEST_NOT_PENDING');
     }
-    expect((await call(alice, 'DELETE', `/friends/requests/${id}`)).body.error.code).to.equal(
-      'REQUEST_NOT_PENDING',
-    );
+    expectError(await call(alice, 'DELETE', `/friends/requests/${id}`), 409, 'REQUEST_NOT_PENDING');
     expect(await friendRows(alice.id, bob.id)).to.equal(0);
     expect((await call(alice, 'GET', '/friends')).body.friends).to.deep.equal([]);
     const again = await ask(alice, bob.username);
@@ -229,8 +195,7 @@ describe('friends: requests and friendships', function () {
     expect(row.responded_at).to.be.instanceOf(Date);
     expect((await call(bob, 'GET', '/friends/requests')).body.requests).to.deep.equal([]);
     const accept = await call(bob, 'POST', `/friends/requests/${id}/accept`);
-    expect(accept.status).to.equal(409);
-    expect(accept.body.error.code).to.equal('REQUEST_NOT_PENDING');
+    expectError(accept, 409, 'REQUEST_NOT_PENDING');
     expect((await call(alice, 'DELETE', `/friends/requests/${id}`)).status).to.equal(409);
   });
 
@@ -253,8 +218,7 @@ describe('friends: requests and friendships', function () {
       `/friends/${carol.id}`,
     ]) {
       const res = await call(bob, 'DELETE', path);
-      expect(res.status, path).to.equal(404);
-      expect(res.body.error.code).to.equal('NOT_FOUND');
+      expectError(res, 404, 'NOT_FOUND', path);
     }
     // They can become friends again.
     const { id } = (await ask(bob, alice.username)).body.request;

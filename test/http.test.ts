@@ -1,17 +1,13 @@
 import { expect } from 'chai';
-import type { RunningServer } from '../lib/server.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
-
-interface ErrorEnvelope {
-  error: { code: string; message: string; details?: unknown };
-}
+import type { ErrorCode } from '../lib/protocol/index.js';
+import type { ErrorResponse } from './helpers/errors.js';
+import { useNode } from './helpers/nodes.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The envelope of the contract and nothing else: no stack, no request id, no driver text. */
-function expectErrorEnvelope(text: string, code: string): ErrorEnvelope {
-  const body = JSON.parse(text) as ErrorEnvelope;
+function expectErrorEnvelope(text: string, code: ErrorCode): ErrorResponse {
+  const body = JSON.parse(text) as ErrorResponse;
   expect(Object.keys(body)).to.deep.equal(['error']);
   expect(body.error.code).to.equal(code);
   expect(body.error.message).to.be.a('string').and.not.equal('');
@@ -21,15 +17,7 @@ function expectErrorEnvelope(text: string, code: string): ErrorEnvelope {
 }
 
 describe('HTTP basics', function () {
-  let server: RunningServer;
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
 
   function post(path: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
     return fetch(`${server.url}${path}`, {

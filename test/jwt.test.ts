@@ -2,18 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import { io as connect } from 'socket.io-client';
-import type { RunningServer } from '../lib/server.js';
 import { disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer, TEST_JWT_SECRET } from './helpers/server.js';
+import { expectError } from './helpers/errors.js';
+import { useNode } from './helpers/nodes.js';
+import { TEST_JWT_SECRET } from './helpers/server.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
-
-interface ErrorBody {
-  error: { code: string };
-}
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -34,33 +30,19 @@ function sign(
 }
 
 describe('JWT attacks on REST and on the Socket.IO handshake', function () {
-  let server: RunningServer;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  afterEach(() => {
-    for (const socket of sockets.splice(0)) socket.close();
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server, pool } = useNode();
 
   const newUser = () => insertUser(server.services.db.knex, server.services.config);
 
   /** The REST answer (on two bearer routes) and the handshake answer for `token`. */
   async function expectRefused(token: string | undefined, what: string): Promise<void> {
     for (const path of ['/auth/me', '/friends']) {
-      const res = await request<ErrorBody>(server.url, 'GET', path, token === undefined ? {} : { token });
-      expect(res.status, `${what}: GET ${path}`).to.equal(401);
-      expect(res.body.error.code, `${what}: GET ${path}`).to.equal('UNAUTHORIZED');
+      const res = await request(server.url, 'GET', path, token === undefined ? {} : { token });
+      expectError(res, 401, 'UNAUTHORIZED', `${what}: GET ${path}`);
     }
     let error: Error | undefined;
     try {
-      sockets.push(await connectSocket(server.url, token));
+      pool.track(await connectSocket(server.url, token));
     } catch (err) {
       error = err as Error;
     }
@@ -73,7 +55,7 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
     expect(res.status).to.equal(200);
     expect(res.body.user.id).to.equal(user.id);
     const socket = await connectSocket(server.url, token);
-    sockets.push(socket);
+    pool.track(socket);
     expect(socket.connected).to.equal(true);
   }
 
@@ -213,7 +195,7 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
   it('refuses a token from before logout, and logout disconnects the open socket', async () => {
     const user = await newUser();
     const socket = await connectSocket(server.url, user.token);
-    sockets.push(socket);
+    pool.track(socket);
     const gone = disconnected(socket);
     const out = await request(server.url, 'POST', '/auth/logout', { token: user.token });
     expect(out.status).to.equal(204);
@@ -229,13 +211,13 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
       reconnection: false,
       forceNew: true,
     });
-    sockets.push(socket);
+    pool.track(socket);
     const error = await new Promise<Error>((resolve, reject) => {
       socket.once('connect', () => reject(new Error('connected with a query-string token')));
       socket.once('connect_error', resolve);
     });
     expect(error.message).to.equal('UNAUTHORIZED');
-    const res = await request<ErrorBody>(server.url, 'GET', `/auth/me?token=${user.token}`);
+    const res = await request(server.url, 'GET', `/auth/me?token=${user.token}`);
     expect(res.status).to.equal(401);
   });
 
@@ -249,7 +231,7 @@ describe('JWT attacks on REST and on the Socket.IO handshake', function () {
       audience: 'xfchat',
     });
     const socket = await connectSocket(server.url, token);
-    sockets.push(socket);
+    pool.track(socket);
     const reason = await disconnected(socket);
     const at = Date.now();
     expect(reason).to.equal('io server disconnect');

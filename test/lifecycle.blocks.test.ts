@@ -1,11 +1,8 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { Ack } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import {
   createGroup,
-  errorCodeOf,
-  expectError,
   expectOk,
   friendsOf,
   newUser,
@@ -13,8 +10,9 @@ import {
   record,
   send,
   subscribe,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectAckError, expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { directConversation } from './helpers/faults.js';
 import { request } from './helpers/http.js';
 import { changes, counters, deleteMessage, editMessage, fullHistory, reaction } from './helpers/lifecycle.js';
@@ -25,13 +23,7 @@ import { waitFor } from './helpers/waitFor.js';
 /** Blocks (version 2): a block closes a direct conversation to writing, except deletes; groups are unaffected. */
 describe('message lifecycle and blocks', function () {
   this.timeout(30_000);
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let a: RunningServer;
-  let b: RunningServer;
-  before(() => {
-    ({ a, b } = nodes);
-  });
+  const { a, b, pool } = useTwoNodes();
 
   const knex = () => a.services.db.knex;
   const block = (by: TestUser, target: TestUser) =>
@@ -82,7 +74,7 @@ describe('message lifecycle and blocks', function () {
       // Typing again at once is refused as well, not answered as a throttled repeat.
       ['typing again', await socket.emitWithAck('typing', { conversationId: id })],
     ];
-    for (const [what, ack] of acks) expect(errorCodeOf(ack), `${who}: ${what}`).to.equal('BLOCKED');
+    for (const [what, ack] of acks) expectAckError(ack, 'BLOCKED', `${who}: ${what}`);
   }
 
   it('after a block, neither side can send, edit, react or type in their direct conversation (BLOCKED), on either node', async () => {
@@ -151,7 +143,7 @@ describe('message lifecycle and blocks', function () {
     expect(viaRest.status).to.equal(200);
     expect(viaRest.body.message).to.deep.equal(replay.message);
     // The same clientMsgId with another body is a new message: refused.
-    expect(errorCodeOf(await send(sides[0].socket, id, 'something else', aliceFirst))).to.equal('BLOCKED');
+    expectAckError(await send(sides[0].socket, id, 'something else', aliceFirst), 'BLOCKED');
     expect(await counters(knex(), id)).to.deep.equal({ lastSeq: 2, version: 3 });
   });
 

@@ -1,10 +1,8 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { Ack, PublicMessage } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import {
   createGroup,
-  expectError,
   expectOk,
   friendsOf,
   newUser,
@@ -13,8 +11,9 @@ import {
   record,
   send,
   subscribe,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import {
   asStored,
   changes,
@@ -22,6 +21,7 @@ import {
   deleteMessage,
   editMessage,
   fullHistory,
+  prng,
   reaction,
   storedState,
 } from './helpers/lifecycle.js';
@@ -52,27 +52,9 @@ async function drainChanges(
   }
 }
 
-/** A small deterministic generator, so a failing interleaving can be run again. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('message lifecycle: message:updated, the changes feed and versions across nodes', function () {
   this.timeout(60_000);
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let a: RunningServer;
-  let b: RunningServer;
-  before(() => {
-    ({ a, b } = nodes);
-  });
+  const { a, b, pool } = useTwoNodes();
 
   const knex = () => a.services.db.knex;
 

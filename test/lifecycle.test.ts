@@ -1,20 +1,9 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { ConversationListItem, PublicConversation, PublicMessage } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
-import {
-  createGroup,
-  errorCodeOf,
-  expectError,
-  expectOk,
-  friendsOf,
-  newUser,
-  putMessage,
-  rows,
-  send,
-  type ErrorBody,
-  useTwoNodes,
-} from './helpers/chat.js';
+import { createGroup, expectOk, friendsOf, newUser, putMessage, rows, send } from './helpers/chat.js';
+import { expectAckError, expectError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { directConversation } from './helpers/faults.js';
 import { request } from './helpers/http.js';
 import {
@@ -55,13 +44,7 @@ const MESSAGE_FIELDS = [
 
 describe('message lifecycle: edits, deletes, reactions, replies and versions', function () {
   this.timeout(30_000);
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let a: RunningServer;
-  let b: RunningServer;
-  before(() => {
-    ({ a, b } = nodes);
-  });
+  const { a, b, pool } = useTwoNodes();
 
   const knex = () => a.services.db.knex;
 
@@ -292,23 +275,21 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       // 3 would be the new message itself; 99 does not exist here (seq 3 exists in the other conversation).
       for (const replyToSeq of [3, 4, 99]) {
         const rest = await putMessage(a.url, owner, id, randomUUID(), { body: 'x', replyToSeq });
-        expectError(rest, 400, 'VALIDATION_FAILED');
-        expect((rest.body as ErrorBody).error.details).to.have.property('replyToSeq');
+        expect(expectError(rest, 400, 'VALIDATION_FAILED').details).to.have.property('replyToSeq');
         const ack = await socket.emitWithAck('message:send', {
           conversationId: id,
           clientMsgId: randomUUID(),
           body: 'x',
           replyToSeq,
         });
-        expect(errorCodeOf(ack)).to.equal('VALIDATION_FAILED');
-        expect(!ack.ok && ack.error.details).to.have.property('replyToSeq');
+        expect(expectAckError(ack, 'VALIDATION_FAILED').details).to.have.property('replyToSeq');
       }
       for (const replyToSeq of [0, -1, 1.5, 'one', true, {}]) {
         const rest = await putMessage(b.url, owner, id, randomUUID(), { body: 'x', replyToSeq });
-        expectError(rest, 400, 'VALIDATION_FAILED');
-        expect((rest.body as ErrorBody).error.details, JSON.stringify(replyToSeq)).to.have.property(
-          'replyToSeq',
-        );
+        expect(
+          expectError(rest, 400, 'VALIDATION_FAILED').details,
+          JSON.stringify(replyToSeq),
+        ).to.have.property('replyToSeq');
       }
       expect(await counters(knex(), id)).to.deep.equal(before);
       expect((await storedState(knex(), id)).map((m) => m.seq)).to.deep.equal([1, 2]);
@@ -374,28 +355,28 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       expectError(await editMessage(a.url, bob, id, 1, 'bob was here'), 403, 'FORBIDDEN');
       expectError(await editMessage(b.url, owner, id, 1, 'the owner was here'), 403, 'FORBIDDEN');
       expectError(await editMessage(a.url, alice, id, 2, 'alice was here'), 403, 'FORBIDDEN');
-      expect(
-        errorCodeOf(await bobSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'bob' })),
-      ).to.equal('FORBIDDEN');
-      expect(
-        errorCodeOf(
-          await ownerSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'owner' }),
-        ),
-      ).to.equal('FORBIDDEN');
+      expectAckError(
+        await bobSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'bob' }),
+        'FORBIDDEN',
+      );
+      expectAckError(
+        await ownerSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'owner' }),
+        'FORBIDDEN',
+      );
 
       expect((await deleteMessage(a.url, alice, id, 1)).status).to.equal(204);
       expectError(await editMessage(a.url, alice, id, 1, 'too late'), 409, 'MESSAGE_DELETED');
       const aliceSocket = await socketOf(alice);
-      expect(
-        errorCodeOf(
-          await aliceSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'late' }),
-        ),
-      ).to.equal('MESSAGE_DELETED');
+      expectAckError(
+        await aliceSocket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'late' }),
+        'MESSAGE_DELETED',
+      );
 
       expectError(await editMessage(a.url, alice, id, 3, 'nothing there'), 404, 'NOT_FOUND');
-      expect(
-        errorCodeOf(await aliceSocket.emitWithAck('message:edit', { conversationId: id, seq: 3, body: 'x' })),
-      ).to.equal('NOT_FOUND');
+      expectAckError(
+        await aliceSocket.emitWithAck('message:edit', { conversationId: id, seq: 3, body: 'x' }),
+        'NOT_FOUND',
+      );
       expect(await counters(knex(), id)).to.deep.equal({ lastSeq: 2, version: 3 });
       expect((await storedState(knex(), id)).map((m) => m.body)).to.deep.equal(['', 'owner’s']);
     });
@@ -405,8 +386,7 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       await put(alice, id, 'valid');
       for (const body of ['', '  \n\t', 'x'.repeat(4001), 'nul\u0000', 5, null, ['x']]) {
         const res = await editMessage(a.url, alice, id, 1, body);
-        expectError(res, 400, 'VALIDATION_FAILED');
-        expect((res.body as ErrorBody).error.details).to.have.property('body');
+        expect(expectError(res, 400, 'VALIDATION_FAILED').details).to.have.property('body');
       }
       for (const seq of ['0', '-1', '1.5', 'one', '99999999999999999999']) {
         expectError(await editMessage(a.url, alice, id, seq, 'x'), 400, 'VALIDATION_FAILED');
@@ -418,7 +398,7 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
           seq: seq as number,
           body: 'x',
         });
-        expect(errorCodeOf(ack), JSON.stringify(seq)).to.equal('VALIDATION_FAILED');
+        expectAckError(ack, 'VALIDATION_FAILED', JSON.stringify(seq));
       }
       const longest = '🙂'.repeat(4000);
       expect((await editMessage(a.url, alice, id, 1, longest)).body.message?.body).to.equal(longest);
@@ -483,9 +463,10 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       await put(owner, id, 'owner’s');
       const bobSocket = await socketOf(bob);
       expectError(await deleteMessage(a.url, bob, id, 1), 403, 'FORBIDDEN');
-      expect(
-        errorCodeOf(await bobSocket.emitWithAck('message:delete', { conversationId: id, seq: 1 })),
-      ).to.equal('FORBIDDEN');
+      expectAckError(
+        await bobSocket.emitWithAck('message:delete', { conversationId: id, seq: 1 }),
+        'FORBIDDEN',
+      );
       expectError(await deleteMessage(a.url, alice, id, 3), 403, 'FORBIDDEN');
       expect((await deleteMessage(a.url, owner, id, 1)).status).to.equal(204);
       const ownerSocket = await socketOf(owner, a);
@@ -494,9 +475,10 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       });
       expect((await deleteMessage(b.url, owner, id, 3)).status).to.equal(204);
       expectError(await deleteMessage(b.url, owner, id, 4), 404, 'NOT_FOUND');
-      expect(
-        errorCodeOf(await ownerSocket.emitWithAck('message:delete', { conversationId: id, seq: 4 })),
-      ).to.equal('NOT_FOUND');
+      expectAckError(
+        await ownerSocket.emitWithAck('message:delete', { conversationId: id, seq: 4 }),
+        'NOT_FOUND',
+      );
       expect((await storedState(knex(), id)).map((m) => m.deleted)).to.deep.equal([true, true, true]);
 
       const [friend] = await friendsOf(a, alice, 1);
@@ -577,12 +559,13 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       for (const emoji of refused) {
         for (const method of ['PUT', 'DELETE'] as const) {
           const res = await reaction(a.url, owner, method, id, 1, emoji);
-          expectError(res, 400, 'VALIDATION_FAILED');
-          expect((res.body as ErrorBody).error.details, JSON.stringify(emoji)).to.have.property('emoji');
+          expect(expectError(res, 400, 'VALIDATION_FAILED').details, JSON.stringify(emoji)).to.have.property(
+            'emoji',
+          );
         }
         for (const event of ['reaction:add', 'reaction:remove'] as const) {
           const ack = await socket.emitWithAck(event, { conversationId: id, seq: 1, emoji });
-          expect(errorCodeOf(ack), `${event} ${JSON.stringify(emoji)}`).to.equal('VALIDATION_FAILED');
+          expectAckError(ack, 'VALIDATION_FAILED', `${event} ${JSON.stringify(emoji)}`);
         }
       }
       for (const seq of ['0', 'x', '-3']) {
@@ -609,8 +592,8 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
       expect(await counters(knex(), id)).to.deep.equal({ lastSeq: 1, version: 4 });
 
       expect((await deleteMessage(a.url, alice, id, 1)).status).to.equal(204);
-      expect(errorCodeOf(await add())).to.equal('MESSAGE_DELETED');
-      expect(errorCodeOf(await remove())).to.equal('MESSAGE_DELETED');
+      expectAckError(await add(), 'MESSAGE_DELETED');
+      expectAckError(await remove(), 'MESSAGE_DELETED');
       expectError(await reaction(b.url, owner, 'PUT', id, 1, '👍'), 409, 'MESSAGE_DELETED');
       expectError(await reaction(b.url, owner, 'DELETE', id, 1, FAMILY), 409, 'MESSAGE_DELETED');
       expect(await counters(knex(), id)).to.deep.equal({ lastSeq: 1, version: 5 });
@@ -758,7 +741,7 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
         );
         const refused = acks.filter((ack) => !ack.ok);
         expect(refused.length).to.be.at.least(2);
-        for (const ack of refused) expect(errorCodeOf(ack)).to.equal('RATE_LIMITED');
+        for (const ack of refused) expectAckError(ack, 'RATE_LIMITED');
         // Every change that passed took one version, nothing else did.
         expect(await counters(node.services.db.knex, id)).to.deep.equal({
           lastSeq: 1,

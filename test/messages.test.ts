@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicMessage } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import {
   seqState,
   createGroup,
@@ -13,11 +12,10 @@ import {
   seedMessages,
   send,
   subscribe,
-  expectError,
   putMessage,
-  type ErrorBody,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectError, type ErrorResponse } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -28,13 +26,7 @@ interface Page {
 }
 
 describe('messages over REST', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let server: RunningServer;
-  let other: RunningServer;
-  before(() => {
-    ({ a: server, b: other } = nodes);
-  });
+  const { a: server, b: other, pool } = useTwoNodes();
 
   const put = (
     user: TestUser,
@@ -45,7 +37,7 @@ describe('messages over REST', function () {
   ) => putMessage(url, user, conversationId, clientMsgId, body);
 
   const history = (user: TestUser, conversationId: string, query = '') =>
-    request<Page & Partial<ErrorBody>>(
+    request<Page & Partial<ErrorResponse>>(
       server.url,
       'GET',
       `/conversations/${conversationId}/messages${query}`,

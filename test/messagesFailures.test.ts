@@ -1,12 +1,11 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { Ack, SendResult } from '../lib/protocol/index.js';
+import type { Ack, ErrorCode, SendResult } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import {
   rows,
   seqState,
   createGroup,
-  errorCodeOf,
   expectOk,
   friendsOf,
   newUser,
@@ -14,27 +13,23 @@ import {
   record,
   send,
   subscribe,
-  expectError,
   putMessage,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { errorCodeOf, expectAckError, expectError } from './helpers/errors.js';
+import { useNode, useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
 const POISON = 'this body makes the test trigger raise';
 
 describe('message failures, limits and shutdown', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let server: RunningServer;
-  let other: RunningServer;
+  const { a: server, b: other, pool } = useTwoNodes();
 
   before(async () => {
-    ({ a: server, b: other } = nodes);
     // A trigger that fails inserts of one marked body: a message that fails inside the transaction.
     await server.services.db.knex
       .raw(`CREATE FUNCTION refuse_marked_body() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -97,7 +92,7 @@ describe('message failures, limits and shutdown', function () {
     } finally {
       if (!lock.isCompleted()) await lock.rollback();
     }
-    expect(acks.map(errorCodeOf)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
+    expect(acks.map(errorCodeOf)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL'] satisfies ErrorCode[]);
     for (const ack of acks) {
       if (ack.ok) continue;
       // The catalog's message only: no SQL, no trigger text.
@@ -112,15 +107,7 @@ describe('message failures, limits and shutdown', function () {
   });
 
   describe('with a message rate limit', () => {
-    let limited: RunningServer;
-
-    before(async () => {
-      limited = await startTestServer(await createTestDatabase(), { RATE_LIMIT_MESSAGES_PER_SEC: '1' });
-    });
-
-    after(async () => {
-      await limited?.close();
-    });
+    const { server: limited } = useNode({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '1' } });
 
     it('answers 429 RATE_LIMITED with Retry-After past the burst, one budget for REST and sockets', async () => {
       const owner = await newUser(limited);
@@ -133,20 +120,19 @@ describe('message failures, limits and shutdown', function () {
       const three = await put(owner, group.id, randomUUID(), { body: 'three' }, limited.url);
       expectError(three, 429, 'RATE_LIMITED');
       expect(Number(three.headers.get('retry-after'))).to.be.at.least(1);
-      expect(errorCodeOf(await send(socket, group.id, 'four'))).to.equal('RATE_LIMITED');
+      expectAckError(await send(socket, group.id, 'four'), 'RATE_LIMITED');
       const stored = await seqState(limited.services.db.knex, group.id);
       expect(stored).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
     });
   });
 
   describe('while PostgreSQL is unreachable', () => {
-    let proxy: TcpProxy;
+    let proxy: FaultProxy;
     let cut: RunningServer;
 
     before(async () => {
       const databaseUrl = await createTestDatabase();
-      const target = new URL(databaseUrl);
-      proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port) });
+      proxy = await startProxy(databaseUrl);
       cut = await startTestServer(proxy.urlThrough(databaseUrl), {
         DB_ACQUIRE_TIMEOUT_MS: '1000',
         DB_CONNECT_TIMEOUT_MS: '500',
@@ -194,7 +180,7 @@ describe('message failures, limits and shutdown', function () {
         send(socket, group.id, 'during the cut', clientMsgId),
         send(socket, group.id, 'too'),
       ]);
-      expect(acks.map(errorCodeOf)).to.deep.equal(['DB_UNAVAILABLE', 'DB_UNAVAILABLE']);
+      expect(acks.map(errorCodeOf)).to.deep.equal(['DB_UNAVAILABLE', 'DB_UNAVAILABLE'] satisfies ErrorCode[]);
       expect(Date.now() - started).to.be.below(5000);
       await proxy.start();
       // The client retries with the same clientMsgId until it gets an ack: exactly one message, right after seq 1.
@@ -238,7 +224,7 @@ describe('message failures, limits and shutdown', function () {
           const stopped = closing.close();
           // Once draining, new sends are refused at once.
           const late = await send(socket, group.id, 'too late');
-          expect(errorCodeOf(late)).to.equal('OVERLOADED');
+          expectAckError(late, 'OVERLOADED');
           await lock.commit();
           acks = await Promise.all(pending);
           putStatus = (await viaRest).status;

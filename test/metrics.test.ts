@@ -1,45 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { startServer, type RunningServer } from '../lib/server.js';
-import { captureLogs, type LogCapture } from './helpers/logCapture.js';
-import { createTestDatabase } from './helpers/postgres.js';
+import type { RunningServer } from '../lib/server.js';
+import { captureLogs } from './helpers/logCapture.js';
+import { useNode } from './helpers/nodes.js';
 import { sampleValue, scrape } from './helpers/prometheus.js';
-import { startTestServer, testConfig } from './helpers/server.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
+import { startTestServer } from './helpers/server.js';
 import { expectOk, friendsOf, newUser, send } from './helpers/chat.js';
 import { request } from './helpers/http.js';
-import { connectSocket, type ClientSocket } from './helpers/sockets.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import { connectSocket } from './helpers/sockets.js';
 import { insertUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('metrics and logs', function () {
   this.timeout(30_000);
-  let databaseUrl: string;
-  let logs: LogCapture;
-  let a: RunningServer | undefined;
-  let b: RunningServer | undefined;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    logs = captureLogs('debug');
-    a = await startServer(testConfig(databaseUrl, { SLOW_QUERY_MS: '40', LOG_LEVEL: 'debug' }), {
-      logger: logs.logger,
-    });
-    b = await startTestServer(databaseUrl);
+  const logs = captureLogs('debug');
+  const node = useNode({
+    env: { SLOW_QUERY_MS: '40', LOG_LEVEL: 'debug' },
+    logger: logs.logger,
+    second: {},
   });
-
-  afterEach(() => {
-    for (const socket of sockets.splice(0)) socket.close();
-  });
-
-  after(async () => {
-    await a?.close();
-    await b?.close();
-  });
+  const { server: a, second: b, pool } = node;
 
   it('serves the Prometheus text format with process, pool and application metrics', async () => {
-    const res = await fetch(`${a!.url}/metrics`);
+    const res = await fetch(`${a.url}/metrics`);
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
@@ -68,22 +52,21 @@ describe('metrics and logs', function () {
   });
 
   it('records persisted messages, batch sizes, ack latency and live actors; logs never carry a message body', async () => {
-    const owner = await newUser(a!);
-    const [friend] = await friendsOf(a!, owner, 1);
-    const created = await request<{ conversation: { id: string } }>(a!.url, 'POST', '/conversations', {
+    const owner = await newUser(a);
+    const [friend] = await friendsOf(a, owner, 1);
+    const created = await request<{ conversation: { id: string } }>(a.url, 'POST', '/conversations', {
       token: owner.token,
       body: { type: 'direct', userId: friend!.id },
     });
     expect(created.status).to.equal(201);
     const conversationId = created.body.conversation.id;
-    const socket = await connectSocket(a!.url, owner.token);
-    sockets.push(socket);
+    const socket = await pool.open(a.url, owner);
     const secretBody = `body-${randomUUID()}`;
-    const before = await scrape(a!.url);
+    const before = await scrape(a.url);
     const acks = await Promise.all(Array.from({ length: 5 }, () => send(socket, conversationId, secretBody)));
     for (const ack of acks) expectOk(ack);
 
-    const after = await scrape(a!.url);
+    const after = await scrape(a.url);
     const delta = (name: string, labels: Record<string, string> = {}) =>
       (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
     expect(delta('xfchat_messages_persisted_total')).to.equal(5);
@@ -96,17 +79,17 @@ describe('metrics and logs', function () {
   });
 
   it('reads the app pool at scrape time: open connections and nobody waiting', async () => {
-    await a!.services.db.knex.raw('SELECT 1');
-    const samples = await scrape(a!.url);
+    await a.services.db.knex.raw('SELECT 1');
+    const samples = await scrape(a.url);
     expect(sampleValue(samples, 'xfchat_db_pool_total')).to.be.at.least(1);
     expect(sampleValue(samples, 'xfchat_db_pool_idle')).to.be.at.least(1);
     expect(sampleValue(samples, 'xfchat_db_pool_waiting')).to.equal(0);
 
     // Hold a connection in a transaction: "used" sees it while it is held.
-    const trx = await a!.services.db.knex.transaction();
+    const trx = await a.services.db.knex.transaction();
     try {
       await trx.raw('SELECT 1');
-      const during = await scrape(a!.url);
+      const during = await scrape(a.url);
       expect(sampleValue(during, 'xfchat_db_pool_used')).to.be.at.least(1);
     } finally {
       await trx.rollback();
@@ -114,12 +97,12 @@ describe('metrics and logs', function () {
   });
 
   it('counts HTTP requests by route pattern and status, never by raw URL', async () => {
-    for (let i = 0; i < 3; i++) expect((await fetch(`${a!.url}/healthz`)).status).to.equal(200);
+    for (let i = 0; i < 3; i++) expect((await fetch(`${a.url}/healthz`)).status).to.equal(200);
     const id = randomUUID();
-    expect((await fetch(`${a!.url}/no/such/thing/${id}`)).status).to.equal(404);
-    const res = await fetch(`${a!.url}/metrics`);
+    expect((await fetch(`${a.url}/no/such/thing/${id}`)).status).to.equal(404);
+    const res = await fetch(`${a.url}/metrics`);
     const text = await res.text();
-    const samples = await scrape(a!.url);
+    const samples = await scrape(a.url);
     expect(
       sampleValue(samples, 'xfchat_http_requests_total', { method: 'GET', route: '/healthz', status: '200' }),
     ).to.equal(3);
@@ -136,15 +119,15 @@ describe('metrics and logs', function () {
   });
 
   it('labels parameterised routes by their pattern, also when the handler fails', async () => {
-    const user = await newUser(a!);
+    const user = await newUser(a);
     const ids = [randomUUID(), randomUUID()];
     for (const id of ids) {
-      expect((await request(a!.url, 'GET', `/conversations/${id}`, { token: user.token })).status).to.equal(
+      expect((await request(a.url, 'GET', `/conversations/${id}`, { token: user.token })).status).to.equal(
         404,
       );
     }
-    const text = await (await fetch(`${a!.url}/metrics`)).text();
-    const samples = await scrape(a!.url);
+    const text = await (await fetch(`${a.url}/metrics`)).text();
+    const samples = await scrape(a.url);
     expect(
       sampleValue(samples, 'xfchat_http_requests_total', {
         method: 'GET',
@@ -156,31 +139,32 @@ describe('metrics and logs', function () {
   });
 
   it('keeps a registry per node: requests to one node are not counted by another', async () => {
-    const before = sampleValue(await scrape(b!.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
-    for (let i = 0; i < 4; i++) await fetch(`${a!.url}/readyz`);
-    const after = sampleValue(await scrape(b!.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
+    const before = sampleValue(await scrape(b.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
+    for (let i = 0; i < 4; i++) await fetch(`${a.url}/readyz`);
+    const after = sampleValue(await scrape(b.url), 'xfchat_http_requests_total', { route: '/readyz' }) ?? 0;
     expect(after).to.equal(before);
     expect(
-      sampleValue(await scrape(a!.url), 'xfchat_http_requests_total', { route: '/readyz', status: '200' }),
+      sampleValue(await scrape(a.url), 'xfchat_http_requests_total', { route: '/readyz', status: '200' }),
     ).to.be.at.least(4);
   });
 
   it('gauges connected sockets at scrape time', async () => {
-    const user = await insertUser(a!.services.db.knex, a!.services.config);
-    const connected = async () => sampleValue(await scrape(a!.url), 'xfchat_connected_sockets');
+    const user = await insertUser(a.services.db.knex, a.services.config);
+    const connected = async () => sampleValue(await scrape(a.url), 'xfchat_connected_sockets');
     expect(await connected()).to.equal(0);
-    sockets.push(await connectSocket(a!.url, user.token), await connectSocket(a!.url, user.token));
+    pool.track(await connectSocket(a.url, user.token));
+    const second = pool.track(await connectSocket(a.url, user.token));
     expect(await connected()).to.equal(2);
-    sockets.pop()!.close();
+    second.close();
     await waitFor(async () => (await connected()) === 1, { what: 'the gauge to drop to 1' });
   });
 
   it('counts database errors by SQLSTATE and slow queries, and logs statements without their values', async () => {
-    const knex = a!.services.db.knex;
+    const knex = a.services.db.knex;
     const secretA = `secret-${randomUUID()}`;
     const secretB = `secret-${randomUUID()}`;
-    const errorsBefore = sampleValue(await scrape(a!.url), 'xfchat_db_errors_total', { code: '42P01' }) ?? 0;
-    const slowBefore = sampleValue(await scrape(a!.url), 'xfchat_db_slow_queries_total') ?? 0;
+    const errorsBefore = sampleValue(await scrape(a.url), 'xfchat_db_errors_total', { code: '42P01' }) ?? 0;
+    const slowBefore = sampleValue(await scrape(a.url), 'xfchat_db_slow_queries_total') ?? 0;
 
     let failed = false;
     try {
@@ -191,7 +175,7 @@ describe('metrics and logs', function () {
     expect(failed).to.equal(true);
     await knex.raw('SELECT pg_sleep(0.1), ?::text AS v', [secretB]);
 
-    const samples = await scrape(a!.url);
+    const samples = await scrape(a.url);
     expect(sampleValue(samples, 'xfchat_db_errors_total', { code: '42P01' })).to.equal(errorsBefore + 1);
     expect(sampleValue(samples, 'xfchat_db_slow_queries_total')).to.equal(slowBefore + 1);
 
@@ -210,7 +194,7 @@ describe('metrics and logs', function () {
       .entries()
       .map((e) => String(e.msg))
       .find((m) => m.startsWith('[STARTUP] database'));
-    const dbName = new URL(databaseUrl).pathname.slice(1);
+    const dbName = new URL(node.databaseUrl).pathname.slice(1);
     expect(line).to.be.a('string');
     expect(line).to.include(`/${dbName}: connected, PostgreSQL `);
     expect(line).to.include('TLS off (DB_SSL_MODE=disable)');
@@ -218,18 +202,17 @@ describe('metrics and logs', function () {
   });
 
   describe('with the database cut off', () => {
-    let proxy: TcpProxy | undefined;
+    let proxy: FaultProxy | undefined;
     let c: RunningServer | undefined;
 
     after(async () => {
       await c?.close();
-      await proxy?.stop();
+      await proxy?.close();
     });
 
     it('counts failed connection attempts under their socket error code', async () => {
-      const target = new URL(databaseUrl);
-      proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port || '5432') });
-      c = await startTestServer(proxy.urlThrough(databaseUrl), {
+      proxy = await startProxy(node.databaseUrl);
+      c = await startTestServer(proxy.urlThrough(node.databaseUrl), {
         DB_ACQUIRE_TIMEOUT_MS: '500',
         DB_CONNECT_TIMEOUT_MS: '500',
       });

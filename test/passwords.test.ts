@@ -1,31 +1,20 @@
 import argon2 from 'argon2';
 import { expect } from 'chai';
 import type { PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { uniqueUsername } from './helpers/users.js';
 
 interface AuthBody {
   user: PublicUser;
   token: string;
-  error: { code: string };
 }
 
 const PASSWORD = 'correct horse battery';
 
 /** How passwords are stored and checked: argon2id parameters, upgrades, no truncation, no timing oracle. */
 describe('accounts: password storage', function () {
-  let server: RunningServer;
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
 
   const signup = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/signup', { body });
   const login = (body: unknown) => request<AuthBody>(server.url, 'POST', '/auth/login', { body });

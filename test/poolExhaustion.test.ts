@@ -1,11 +1,10 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import type { RunningServer } from '../lib/server.js';
 import type { Ack, SendResult, SubscribeResult } from '../lib/protocol/index.js';
+import { expectAckError, type ErrorResponse } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
-import { connectSocket, type ClientSocket } from './helpers/sockets.js';
+import { useNode } from './helpers/nodes.js';
+import type { ClientSocket } from './helpers/sockets.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -49,25 +48,20 @@ async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number 
 
 describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', function () {
   this.timeout(60_000);
-  let databaseUrl: string;
-  let server: RunningServer;
+  const node = useNode({
+    env: { DB_POOL_SIZE: String(POOL_SIZE), DB_ACQUIRE_TIMEOUT_MS: String(ACQUIRE_TIMEOUT_MS) },
+  });
+  const { server, pool: sockets } = node;
   let observer: pg.Client;
-  const sockets: ClientSocket[] = [];
   const lockers: pg.Client[] = [];
 
   before(async function () {
-    databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl, {
-      DB_POOL_SIZE: String(POOL_SIZE),
-      DB_ACQUIRE_TIMEOUT_MS: String(ACQUIRE_TIMEOUT_MS),
-    });
     // pg_stat_activity is read from a connection of its own, outside any transaction (its snapshot is per transaction).
-    observer = new pg.Client({ connectionString: databaseUrl });
+    observer = new pg.Client({ connectionString: node.databaseUrl });
     await observer.connect();
   });
 
   afterEach(async function () {
-    for (const socket of sockets.splice(0)) socket.close();
     for (const locker of lockers.splice(0)) {
       // ROLLBACK outside a transaction is only a warning: safe whether or not the test released the lock.
       await locker.query('ROLLBACK');
@@ -77,7 +71,6 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
 
   after(async function () {
     await observer?.end();
-    await server?.close();
   });
 
   /** Two friends, their direct conversation (through the API), and alice's socket subscribed to it. */
@@ -97,8 +90,7 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
     });
     expect(created.status).to.equal(201);
     const conversationId = created.body.conversation.id;
-    const socket = await connectSocket(server.url, alice.token);
-    sockets.push(socket);
+    const socket = await sockets.open(server.url, alice);
     const subscribed = await subscribe(socket, conversationId, 10_000);
     expect(subscribed.ok).to.equal(true);
     return { alice, bob, conversationId, socket };
@@ -110,9 +102,8 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
    * once both backends wait on the lock.
    */
   async function holdPool(user: TestUser, conversationId: string) {
-    const holders = await Promise.all([1, 2].map(() => connectSocket(server.url, user.token)));
-    sockets.push(...holders);
-    const locker = new pg.Client({ connectionString: databaseUrl, application_name: 'test-locker' });
+    const holders = await Promise.all([1, 2].map(() => sockets.open(server.url, user)));
+    const locker = new pg.Client({ connectionString: node.databaseUrl, application_name: 'test-locker' });
     await locker.connect();
     lockers.push(locker);
     await locker.query('BEGIN');
@@ -157,12 +148,11 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
       expect(response.value.status, name).to.equal(503);
       expect(response.value.body, name).to.deep.equal({
         error: { code: 'DB_UNAVAILABLE', message: 'The database is unavailable; retry later.' },
-      });
+      } satisfies ErrorResponse);
       expect(response.value.text, `${name} leaks no driver text`).to.not.match(/knex|pool|timeout|SELECT/i);
       expect(response.ms, name).to.be.below(ACQUIRE_TIMEOUT_MS + SLACK_MS);
     }
-    expect(sent.value.ok).to.equal(false);
-    expect(!sent.value.ok && sent.value.error.code).to.equal('DB_UNAVAILABLE');
+    expectAckError(sent.value, 'DB_UNAVAILABLE');
     expect(sent.ms).to.be.below(ACQUIRE_TIMEOUT_MS + SLACK_MS);
     expect(ready.value.status).to.equal(503);
     expect(ready.ms).to.be.below(ACQUIRE_TIMEOUT_MS + SLACK_MS);
@@ -178,7 +168,7 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
     const { held, release } = await holdPool(alice, conversationId);
 
     const failed = await send(socket, conversationId, 'retry-me', 'first try');
-    expect(!failed.ok && failed.error.code).to.equal('DB_UNAVAILABLE');
+    expectAckError(failed, 'DB_UNAVAILABLE');
 
     const released = performance.now();
     await release();

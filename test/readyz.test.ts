@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { RunningServer } from '../lib/server.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcpProxy.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { waitFor } from './helpers/waitFor.js';
 
 interface Probe {
@@ -13,13 +13,12 @@ interface Probe {
 
 describe('/readyz follows PostgreSQL', function () {
   this.timeout(30_000);
-  let proxy: TcpProxy | undefined;
+  let proxy: FaultProxy | undefined;
   let server: RunningServer | undefined;
 
   before(async () => {
     const databaseUrl = await createTestDatabase();
-    const target = new URL(databaseUrl);
-    proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port || '5432') });
+    proxy = await startProxy(databaseUrl);
     server = await startTestServer(proxy.urlThrough(databaseUrl), {
       DB_ACQUIRE_TIMEOUT_MS: '500',
       DB_CONNECT_TIMEOUT_MS: '500',
@@ -28,7 +27,7 @@ describe('/readyz follows PostgreSQL', function () {
 
   after(async () => {
     await server?.close();
-    await proxy?.stop();
+    await proxy?.close();
   });
 
   async function probe(): Promise<Probe> {

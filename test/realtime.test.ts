@@ -1,11 +1,9 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicMessage } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import {
   seqState,
   createGroup,
-  errorCodeOf,
   expectOk,
   friendsOf,
   newUser,
@@ -14,18 +12,13 @@ import {
   send,
   seqsOf,
   subscribe,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('realtime messaging over two nodes', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let nodeA: RunningServer;
-  let nodeB: RunningServer;
-  before(() => {
-    ({ a: nodeA, b: nodeB } = nodes);
-  });
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
 
   async function storedSeqs(conversationId: string): Promise<number[]> {
     return (await seqState(nodeA.services.db.knex, conversationId)).seqs;
@@ -99,7 +92,7 @@ describe('realtime messaging over two nodes', function () {
     expect(sameNode).to.deep.equal({ ok: true, message: first.message, duplicate: true });
     expect(otherNode).to.deep.equal({ ok: true, message: first.message, duplicate: true });
     const conflict = await send(onB, group.id, 'another body', clientMsgId);
-    expect(errorCodeOf(conflict)).to.equal('IDEMPOTENCY_CONFLICT');
+    expectAckError(conflict, 'IDEMPOTENCY_CONFLICT');
     expect(await storedSeqs(group.id)).to.deep.equal([1]);
   });
 
@@ -191,7 +184,7 @@ describe('realtime messaging over two nodes', function () {
         conversationId: group.id,
         limit,
       });
-      expect(errorCodeOf(ack), `limit ${String(limit)}`).to.equal('VALIDATION_FAILED');
+      expectAckError(ack, 'VALIDATION_FAILED', `limit ${String(limit)}`);
     }
   });
 
@@ -210,6 +203,6 @@ describe('realtime messaging over two nodes', function () {
     await waitFor(() => received.length === 1, { what: 'the big message on the other node' });
     expect(received[0]).to.deep.equal(ack.message);
     const tooLong = await send(sender, group.id, body + '!');
-    expect(errorCodeOf(tooLong)).to.equal('VALIDATION_FAILED');
+    expectAckError(tooLong, 'VALIDATION_FAILED');
   });
 });

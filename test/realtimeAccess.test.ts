@@ -1,30 +1,24 @@
 import { expect } from 'chai';
+import type { Ack } from '../lib/protocol/index.js';
 import { randomUUID } from 'node:crypto';
-import type { RunningServer } from '../lib/server.js';
 import {
   seqState,
   createGroup,
-  errorCodeOf,
   expectOk,
   friendsOf,
   newUser,
   record,
   send,
   subscribe,
-  useTwoNodes,
 } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
+import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import type { ClientSocket } from './helpers/sockets.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('realtime access control, typing and read markers over two nodes', function () {
-  const nodes = useTwoNodes();
-  const { pool } = nodes;
-  let nodeA: RunningServer;
-  let nodeB: RunningServer;
-  before(() => {
-    ({ a: nodeA, b: nodeB } = nodes);
-  });
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
 
   async function storedSeqs(conversationId: string): Promise<number[]> {
     return (await seqState(nodeA.services.db.knex, conversationId)).seqs;
@@ -43,21 +37,16 @@ describe('realtime access control, typing and read markers over two nodes', func
     ]);
     for (const socket of outsiderSockets) {
       const conversationId = group.id;
-      expect(errorCodeOf(await socket.emitWithAck('conversation:subscribe', { conversationId }))).to.equal(
-        'NOT_FOUND',
-      );
-      expect(errorCodeOf(await socket.emitWithAck('conversation:unsubscribe', { conversationId }))).to.equal(
-        'NOT_FOUND',
-      );
-      expect(errorCodeOf(await send(socket, conversationId, 'let me in'))).to.equal('NOT_FOUND');
-      expect(errorCodeOf(await socket.emitWithAck('conversation:read', { conversationId, seq: 1 }))).to.equal(
-        'NOT_FOUND',
-      );
-      expect(errorCodeOf(await socket.emitWithAck('typing', { conversationId }))).to.equal('NOT_FOUND');
+      expectAckError(await socket.emitWithAck('conversation:subscribe', { conversationId }), 'NOT_FOUND');
+      expectAckError(await socket.emitWithAck('conversation:unsubscribe', { conversationId }), 'NOT_FOUND');
+      expectAckError(await send(socket, conversationId, 'let me in'), 'NOT_FOUND');
+      expectAckError(await socket.emitWithAck('conversation:read', { conversationId, seq: 1 }), 'NOT_FOUND');
+      expectAckError(await socket.emitWithAck('typing', { conversationId }), 'NOT_FOUND');
       // An id that names nothing looks the same.
-      expect(
-        errorCodeOf(await socket.emitWithAck('conversation:subscribe', { conversationId: randomUUID() })),
-      ).to.equal('NOT_FOUND');
+      expectAckError(
+        await socket.emitWithAck('conversation:subscribe', { conversationId: randomUUID() }),
+        'NOT_FOUND',
+      );
     }
     const memberSocket = await pool.open(nodeB.url, member!);
     const memberSaw = record(memberSocket, 'message:new');
@@ -114,10 +103,11 @@ describe('realtime access control, typing and read markers over two nodes', func
     });
     expect(leavingSaw.map((r) => r.length)).to.deep.equal([1, 1]);
     for (const socket of leaving) {
-      expect(
-        errorCodeOf(await socket.emitWithAck('conversation:subscribe', { conversationId: group.id })),
-      ).to.equal('NOT_FOUND');
-      expect(errorCodeOf(await send(socket, group.id, 'still here?'))).to.equal('NOT_FOUND');
+      expectAckError(
+        await socket.emitWithAck('conversation:subscribe', { conversationId: group.id }),
+        'NOT_FOUND',
+      );
+      expectAckError(await send(socket, group.id, 'still here?'), 'NOT_FOUND');
     }
   });
 
@@ -192,13 +182,11 @@ describe('realtime access control, typing and read markers over two nodes', func
         { conversationId: 'not-a-uuid' },
         { conversationId: 7 },
       ]) {
-        const ack = (await raw.emitWithAck(event, payload)) as { ok: boolean; error?: { code: string } };
-        expect(ack.ok, `${event} ${JSON.stringify(payload)}`).to.equal(false);
-        expect(ack.error?.code, `${event} ${JSON.stringify(payload)}`).to.equal('VALIDATION_FAILED');
+        const ack = (await raw.emitWithAck(event, payload)) as Ack;
+        expectAckError(ack, 'VALIDATION_FAILED', `${event} ${JSON.stringify(payload)}`);
       }
       // Only a callback, no payload at all.
-      const bare = (await raw.emitWithAck(event)) as { ok: boolean; error?: { code: string } };
-      expect(bare.error?.code).to.equal('VALIDATION_FAILED');
+      expectAckError((await raw.emitWithAck(event)) as Ack, 'VALIDATION_FAILED');
       // No callback: nothing to answer, and nothing breaks.
       (socket as unknown as { emit(event: string, payload: unknown): void }).emit(event, {
         conversationId: group.id,
@@ -214,7 +202,7 @@ describe('realtime access control, typing and read markers over two nodes', func
     ];
     for (const payload of badSends) {
       const ack = await socket.emitWithAck('message:send', payload as never);
-      expect(errorCodeOf(ack), JSON.stringify(payload)).to.equal('VALIDATION_FAILED');
+      expectAckError(ack, 'VALIDATION_FAILED', JSON.stringify(payload));
     }
     expect(socket.connected).to.equal(true);
     expectOk(await send(socket, group.id, 'still fine'));

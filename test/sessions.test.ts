@@ -1,25 +1,16 @@
 import { expect } from 'chai';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
-import { expectError, rows } from './helpers/chat.js';
+import { rows } from './helpers/chat.js';
+import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { uniqueUsername } from './helpers/users.js';
 
 const PASSWORD = 'correct horse battery';
 
 /** Sessions on one node: rotation, reuse, devices, logout, password change, profile, refresh lifetime. */
 describe('sessions: refresh tokens, devices, password and profile', function () {
-  let server: RunningServer;
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
 
   const post = <T>(path: string, body?: unknown, token?: string, headers?: Record<string, string>) =>
     request<T>(server.url, 'POST', path, { body, token, headers });
@@ -281,10 +272,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
       null,
     ]) {
       const res = await patch({ displayName });
-      expectError(res, 400, 'VALIDATION_FAILED');
-      expect((res.body as unknown as { error: { details: object } }).error.details).to.have.keys([
-        'displayName',
-      ]);
+      expect(expectError(res, 400, 'VALIDATION_FAILED').details).to.have.keys(['displayName']);
     }
     expectError(await patch({}), 400, 'VALIDATION_FAILED');
     expect((await me(alice.token)).body.user.displayName).to.equal('Alice 🌷 Liddell');

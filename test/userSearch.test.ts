@@ -2,31 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import type { PublicUser } from '../lib/protocol/index.js';
-import type { RunningServer } from '../lib/server.js';
 import { searchUsersByPrefix } from '../lib/social/relations.js';
+import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode } from './helpers/nodes.js';
 import { insertUser, type TestUser } from './helpers/users.js';
 
 interface Body {
   users: PublicUser[];
   user: PublicUser;
-  error: { code: string; details?: Record<string, string> };
 }
 
 describe('GET /users?q= (prefix search)', function () {
-  let server: RunningServer;
-  let databaseUrl: string;
-
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const node = useNode();
+  const { server } = node;
 
   const knex = () => server.services.db.knex;
   const newUser = (username: string) => insertUser(knex(), server.services.config, username);
@@ -105,13 +94,10 @@ describe('GET /users?q= (prefix search)', function () {
       ['q=ab&limit=x', 'limit'],
     ] as const) {
       const res = await search(me, query);
-      expect(res.status, query).to.equal(400);
-      expect(res.body.error.code).to.equal('VALIDATION_FAILED');
-      expect(res.body.error.details).to.have.property(field);
+      expect(expectError(res, 400, 'VALIDATION_FAILED', query).details).to.have.property(field);
     }
     const anonymous = await request<Body>(server.url, 'GET', '/users?q=ab');
-    expect(anonymous.status).to.equal(401);
-    expect(anonymous.body.error.code).to.equal('UNAUTHORIZED');
+    expectError(anonymous, 401, 'UNAUTHORIZED');
   });
 
   it('keeps ?username= as an exact, case-insensitive lookup', async () => {
@@ -123,8 +109,7 @@ describe('GET /users?q= (prefix search)', function () {
     expect(found.status).to.equal(200);
     expect(found.body.user.id).to.equal(bob.id);
     const missing = await search(me, `username=${p}Bo`);
-    expect(missing.status).to.equal(404);
-    expect(missing.body.error.code).to.equal('USER_NOT_FOUND');
+    expectError(missing, 404, 'USER_NOT_FOUND');
   });
 
   it('reads the prefix range of the username index, in its order, on a big users table', async () => {
@@ -145,7 +130,7 @@ describe('GET /users?q= (prefix search)', function () {
       knex().off('query', listener);
     }
     expect(statements).to.have.length(1);
-    const client = new pg.Client({ connectionString: databaseUrl });
+    const client = new pg.Client({ connectionString: node.databaseUrl });
     await client.connect();
     try {
       const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statements[0]!.sql}`, [

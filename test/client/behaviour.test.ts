@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import { XFChatError } from '../../lib/client/index.js';
 import { PROJECT_ROOT } from '../helpers/childProcess.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { useNode } from '../helpers/nodes.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool, directPair, storedMessages } from './fixtures.js';
+import { directPair, storedMessages, useClientPool } from './fixtures.js';
 
 /** Runs `node --import tsx <script> ...args` and resolves with its exit code, output and duration. */
 function runScript(
@@ -40,20 +38,10 @@ function runScript(
 }
 
 describe('client SDK: lifecycle, send order and misuse', function () {
-  let server: RunningServer;
-  const pool = new ClientPool();
-
-  before(async () => {
-    // Sends are rate limited as in production (a burst of 120, then 60 a second), so that 300 sends at once
-    // meet RATE_LIMITED and retry: the order must survive that.
-    server = await startTestServer(await createTestDatabase(), { RATE_LIMIT_MESSAGES_PER_SEC: '60' });
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await server.close();
-  });
+  // Sends are rate limited as in production (a burst of 120, then 60 a second), so that 300 sends at once
+  // meet RATE_LIMITED and retry: the order must survive that.
+  const { server } = useNode({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '60' } });
+  const pool = useClientPool();
 
   it('lets a script exit by itself after close(): no socket, timer or connection is left open', async () => {
     const { alice, conversationId } = await directPair(server, pool);

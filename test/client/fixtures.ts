@@ -1,5 +1,11 @@
+import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
-import { XFChatClient, type PublicMessage, type XFChatClientOptions } from '../../lib/client/index.js';
+import {
+  XFChatClient,
+  XFChatError,
+  type PublicMessage,
+  type XFChatClientOptions,
+} from '../../lib/client/index.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 
 /**
@@ -19,6 +25,13 @@ export class ClientPool {
   closeAll(): void {
     for (const client of this.clients.splice(0)) client.close();
   }
+}
+
+/** A ClientPool whose clients are closed after each test. Call it inside `describe`. */
+export function useClientPool(): ClientPool {
+  const pool = new ClientPool();
+  afterEach(() => pool.closeAll());
+  return pool;
 }
 
 export interface ChatPair {
@@ -67,4 +80,15 @@ export function collector(): {
 } {
   const messages: PublicMessage[] = [];
   return { messages, seqs: () => messages.map((m) => m.seq), onMessage: (m) => messages.push(m) };
+}
+
+/** The promise's rejection, which must be an XFChatError. */
+export async function failure(promise: Promise<unknown>): Promise<XFChatError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).to.be.instanceOf(XFChatError);
+    return err as XFChatError;
+  }
+  throw new Error('expected the call to fail');
 }

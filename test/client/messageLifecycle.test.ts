@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import {
   XFChatError,
   type PublicMessage,
@@ -7,13 +6,12 @@ import {
   type XFChatClient,
 } from '../../lib/client/index.js';
 import { range } from '../helpers/chat.js';
-import { asStored, counters, fullHistory, storedState } from '../helpers/lifecycle.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { asStored, counters, fullHistory, prng, storedState } from '../helpers/lifecycle.js';
+import { useTwoNodes } from '../helpers/nodes.js';
+import { useProxies } from '../helpers/proxy.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool } from './fixtures.js';
-import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
+import { useClientPool } from './fixtures.js';
 
 /** What an app keeps of a conversation: messages by seq, from onMessage and onUpdate. */
 function mirror() {
@@ -34,40 +32,11 @@ function mirror() {
   };
 }
 
-/** A small deterministic generator, so a failing run can be run again. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('client SDK: the message lifecycle', function () {
   this.timeout(60_000);
-  let a: RunningServer;
-  let b: RunningServer;
-  let proxy: FaultyProxy | undefined;
-  const pool = new ClientPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    a = await startTestServer(databaseUrl);
-    b = await startTestServer(databaseUrl);
-  });
-
-  afterEach(async () => {
-    pool.closeAll();
-    await proxy?.close();
-    proxy = undefined;
-  });
-
-  after(async () => {
-    await Promise.all([a.close(), b.close()]);
-  });
+  const { a, b } = useTwoNodes();
+  const pool = useClientPool();
+  const proxies = useProxies();
 
   const knex = () => a.services.db.knex;
 
@@ -249,7 +218,7 @@ describe('client SDK: the message lifecycle', function () {
   });
 
   it('converges to exactly the database’s state after being offline during 50 mixed changes by another user', async () => {
-    proxy = await startFaultyProxy(a.url);
+    const proxy = await proxies.start(a.url);
     const { alice, aliceClient, bobClient, id } = await group(proxy.url);
     for (const n of range(15)) await bobClient.send(id, `bob ${n}`);
     for (const n of range(5)) await aliceClient.send(id, `alice ${n}`);
@@ -278,7 +247,7 @@ describe('client SDK: the message lifecycle', function () {
   });
 
   it('converges when its connection is cut twice while another user keeps changing messages on the other node', async () => {
-    proxy = await startFaultyProxy(a.url);
+    const proxy = await proxies.start(a.url);
     const { alice, aliceClient, bobClient, id } = await group(proxy.url);
     for (const n of range(10)) await bobClient.send(id, `bob ${n}`);
     const app = mirror();

@@ -5,10 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import { PROJECT_ROOT } from '../helpers/childProcess.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { useNode } from '../helpers/nodes.js';
 
 const run = promisify(execFile);
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -102,13 +100,12 @@ export const described = [code, state, new XFChatError('NOT_CONNECTED', 'offline
 describe('client SDK: the @xfchat/client package', function () {
   // Packing builds the SDK (esbuild and tsc) and npm installs it: seconds, not milliseconds.
   this.timeout(120_000);
-  let server: RunningServer;
+  const { server } = useNode();
   let workDir: string;
   let packed: PackResult;
   let project: string;
 
   before(async () => {
-    server = await startTestServer(await createTestDatabase());
     workDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-sdk-package-'));
     packed = await packSdk(workDir);
     project = path.join(workDir, 'consumer');
@@ -117,7 +114,6 @@ describe('client SDK: the @xfchat/client package', function () {
   });
 
   after(async () => {
-    await server.close();
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 

@@ -1,33 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import { XFChatError, type ConnectionState, type PublicMessage } from '../../lib/client/index.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { useNode } from '../helpers/nodes.js';
+import { useProxies } from '../helpers/proxy.js';
 import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool, collector, directPair } from './fixtures.js';
-import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
+import { collector, directPair, useClientPool } from './fixtures.js';
 
 describe('client SDK: realtime', function () {
-  let databaseUrl: string;
-  let server: RunningServer;
-  let proxy: FaultyProxy | undefined;
-  const pool = new ClientPool();
-
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-  });
-
-  afterEach(async () => {
-    pool.closeAll();
-    await proxy?.close();
-    proxy = undefined;
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const node = useNode();
+  const { server } = node;
+  const pool = useClientPool();
+  const proxies = useProxies();
 
   it('connects, subscribes, and delivers live messages in order to both sides', async () => {
     const { alice, bob, conversationId } = await directPair(server, pool);
@@ -98,7 +82,7 @@ describe('client SDK: realtime', function () {
 
   it('re-subscribes after a reconnect and catches up on what was sent while it was away', async () => {
     const { alice, bob, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
+    const proxy = await proxies.start(server.url);
     const a = pool.open(proxy.url, { token: alice.token });
     const b = pool.open(server.url, { token: bob.token });
     await Promise.all([a.connect(), b.connect()]);
@@ -176,7 +160,7 @@ describe('client SDK: realtime', function () {
   });
 
   it('chats live between two nodes: alice on one, bob on the other', async () => {
-    const second = await startTestServer(databaseUrl);
+    const second = await startTestServer(node.databaseUrl);
     try {
       const { alice, bob, conversationId } = await directPair(server, pool);
       const a = pool.open(server.url, { token: alice.token });

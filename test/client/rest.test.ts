@@ -1,37 +1,14 @@
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
-import { XFChatError, type XFChatClient } from '../../lib/client/index.js';
+import type { XFChatClient } from '../../lib/client/index.js';
 import { uniqueUsername } from '../helpers/users.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
-import { ClientPool } from './fixtures.js';
+import { useNode } from '../helpers/nodes.js';
+import { failure, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 
-/** The promise's rejection, which must be an XFChatError. */
-async function failure(promise: Promise<unknown>): Promise<XFChatError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(XFChatError);
-    return err as XFChatError;
-  }
-  throw new Error('expected the call to fail');
-}
-
 describe('client SDK: REST helpers', function () {
-  let server: RunningServer;
-  const pool = new ClientPool();
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
+  const pool = useClientPool();
 
   async function signedUp(
     displayName?: string,

@@ -1,33 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import { XFChatError, type ConnectionState } from '../../lib/client/index.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { useNode } from '../helpers/nodes.js';
+import { useProxies } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool, collector, directPair, storedMessages } from './fixtures.js';
-import { startFaultyProxy, type FaultyProxy } from './faultyProxy.js';
+import { collector, directPair, storedMessages, useClientPool } from './fixtures.js';
 
 describe('client SDK: exactly-once sends', function () {
-  let databaseUrl: string;
-  let server: RunningServer;
-  let proxy: FaultyProxy | undefined;
-  const pool = new ClientPool();
-
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-  });
-
-  afterEach(async () => {
-    pool.closeAll();
-    await proxy?.close();
-    proxy = undefined;
-  });
-
-  after(async () => {
-    await server.close();
-  });
+  const { server } = useNode();
+  const pool = useClientPool();
+  const proxies = useProxies();
 
   it('gives up at once on a final error and does not retry', async () => {
     const { alice, conversationId } = await directPair(server, pool);
@@ -45,14 +27,14 @@ describe('client SDK: exactly-once sends', function () {
 
   it('stores a message exactly once when its ack is lost and the connection drops', async () => {
     const { alice, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
+    const proxy = await proxies.start(server.url);
     const a = pool.open(proxy.url, { token: alice.token });
     await a.connect();
     const states: ConnectionState[] = [];
     a.on('state', (state) => states.push(state));
 
     // The send reaches the server and is committed, but the ack never comes back.
-    proxy.holdDownstream();
+    proxy.hold('downstream');
     const retries: string[] = [];
     const sending = a.send(conversationId, 'exactly once', { onRetry: ({ reason }) => retries.push(reason) });
     await waitFor(async () => (await storedMessages(server, conversationId)).length === 1, {
@@ -75,11 +57,11 @@ describe('client SDK: exactly-once sends', function () {
 
   it('retries a send whose request is held past the ack timeout; all copies store one message', async () => {
     const { alice, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
+    const proxy = await proxies.start(server.url);
     const a = pool.open(proxy.url, { token: alice.token, ackTimeoutMs: 200 });
     await a.connect();
 
-    proxy.holdUpstream();
+    proxy.hold('upstream');
     const retries: string[] = [];
     const sending = a.send(conversationId, 'held', { onRetry: ({ reason }) => retries.push(reason) });
     await waitFor(() => retries.length >= 2, { what: 'two timeouts' });
@@ -95,7 +77,7 @@ describe('client SDK: exactly-once sends', function () {
 
   it('waits while offline and sends each message typed meanwhile exactly once and in order after reconnecting', async () => {
     const { alice, bob, conversationId } = await directPair(server, pool);
-    proxy = await startFaultyProxy(server.url);
+    const proxy = await proxies.start(server.url);
     const a = pool.open(proxy.url, { token: alice.token });
     await a.connect();
     const b = pool.open(server.url, { token: bob.token });

@@ -1,48 +1,18 @@
 import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
-import {
-  XFChatError,
-  type AuthTokens,
-  type PublicMessage,
-  type SessionEnded,
-} from '../../lib/client/index.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import type { AuthTokens, PublicMessage, SessionEnded } from '../../lib/client/index.js';
+import { useNode } from '../helpers/nodes.js';
+import { startProxy } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { ClientPool, storedMessages } from './fixtures.js';
-import { startFaultyProxy } from './faultyProxy.js';
+import { failure, storedMessages, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 
-/** The promise's rejection, which must be an XFChatError. */
-async function failure(promise: Promise<unknown>): Promise<XFChatError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(XFChatError);
-    return err as XFChatError;
-  }
-  throw new Error('expected the call to fail');
-}
-
 describe('client SDK: sessions, refresh and their end', function () {
-  let server: RunningServer;
-  /** A node whose access tokens live 2 s, so a few seconds see many refreshes. */
-  let shortLived: RunningServer;
-  const pool = new ClientPool();
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    server = await startTestServer(databaseUrl);
-    shortLived = await startTestServer(databaseUrl, { JWT_TTL_SECONDS: '2' });
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await Promise.all([server?.close(), shortLived?.close()]);
-  });
+  /** `shortLived`: a node whose access tokens live 2 s, so a few seconds see many refreshes. */
+  const { server, second: shortLived } = useNode({ second: { env: { JWT_TTL_SECONDS: '2' } } });
+  const pool = useClientPool();
 
   /** A signed-up client, with every `tokens` and `sessionEnded` event it fires. */
   async function signedUp(node: RunningServer = server) {
@@ -167,7 +137,7 @@ describe('client SDK: sessions, refresh and their end', function () {
   });
 
   it('reconnects the socket with a fresh token after its old one was refused', async () => {
-    const proxy = await startFaultyProxy(server.url);
+    const proxy = await startProxy(server.url);
     try {
       const tokens: AuthTokens[] = [];
       const ended: SessionEnded[] = [];

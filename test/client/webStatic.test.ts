@@ -5,22 +5,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import express from 'express';
-import type { RunningServer } from '../../lib/server.js';
 import { defaultWebDir, webRoutes } from '../../lib/http/webStatic.js';
 import { buildWeb } from '../../web/build.js';
 import { createTestDatabase } from '../helpers/postgres.js';
+import { expectError } from '../helpers/errors.js';
+import { useNode } from '../helpers/nodes.js';
 import { startTestServer } from '../helpers/server.js';
 
 describe('the browser app served by the server', function () {
-  let server: RunningServer;
+  const { server } = useNode();
 
   before(async () => {
     await buildWeb(defaultWebDir());
-    server = await startTestServer(await createTestDatabase());
-  });
-
-  after(async () => {
-    await server.close();
   });
 
   it('serves the page at / under a CSP that allows only same-origin scripts, and the page has no inline script', async () => {
@@ -90,8 +86,7 @@ describe('the browser app served by the server', function () {
     const health = await fetch(`${server.url}/healthz`);
     expect(await health.json()).to.deep.equal({ status: 'ok' });
     const missing = await fetch(`${server.url}/no/such/route`);
-    expect(missing.status).to.equal(404);
-    expect(((await missing.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+    expectError({ status: missing.status, body: await missing.json() }, 404, 'NOT_FOUND');
   });
 
   it('publishes no source map: none is built, and a .map left in dist/web is not served', async () => {
@@ -101,8 +96,7 @@ describe('the browser app served by the server', function () {
     try {
       for (const file of ['/app.js.map', '/stale.js.map']) {
         const res = await fetch(`${server.url}${file}`);
-        expect(res.status, file).to.equal(404);
-        expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('NOT_FOUND');
+        expectError({ status: res.status, body: await res.json() }, 404, 'NOT_FOUND', file);
       }
     } finally {
       await rm(path.join(defaultWebDir(), 'stale.js.map'), { force: true });

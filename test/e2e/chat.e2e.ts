@@ -8,7 +8,7 @@ import { startTestServer } from '../helpers/server.js';
 import { uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { storedMessages } from '../client/fixtures.js';
-import { startFaultyProxy, type FaultyProxy } from '../client/faultyProxy.js';
+import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { launchBrowser, openPage, type TestPage } from './browser.js';
 import { ChatPage } from './chatPage.js';
 
@@ -25,7 +25,7 @@ describe('web app in headless Chromium', function () {
   let node1: RunningServer;
   let node2: RunningServer;
   let browser: Browser;
-  let proxy: FaultyProxy | undefined;
+  let proxy: FaultProxy | undefined;
   const pages: TestPage[] = [];
   const clients: XFChatClient[] = [];
 
@@ -180,7 +180,7 @@ describe('web app in headless Chromium', function () {
 
   it('shows the reconnecting state on a dropped connection and delivers what was typed meanwhile exactly once', async () => {
     const { a, b, conversationId } = await friends('Eve', 'Finn');
-    proxy = await startFaultyProxy(node1.url);
+    proxy = await startProxy(node1.url);
     const eve = await open(proxy.url);
     const finn = await open(node1.url);
     await eve.logIn(a.username, PASSWORD);

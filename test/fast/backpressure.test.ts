@@ -8,7 +8,7 @@ import type { AppServer, AppSocket } from '../../lib/realtime/io.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import { captureLogs } from '../helpers/logCapture.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
-import { startStallingProxy, type StallingProxy } from '../helpers/stallingProxy.js';
+import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const MiB = 1024 * 1024;
@@ -41,7 +41,7 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
   let io: AppServer;
   let url: string;
   let backpressure: Backpressure;
-  let proxy: StallingProxy;
+  let proxy: FaultProxy;
   const logs = captureLogs('warn');
   const clients: ClientSocket[] = [];
   const serverSockets = new Map<string, AppSocket>();
@@ -60,7 +60,7 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
     });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-    proxy = await startStallingProxy(url);
+    proxy = await startProxy(url);
   }
 
   afterEach(async () => {
@@ -75,7 +75,7 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
   async function open(name: string, stalled: boolean): Promise<{ client: ClientSocket; socket: AppSocket }> {
     const client = await connectSocket(stalled ? proxy.url : url, name);
     clients.push(client);
-    if (stalled) proxy.connections.at(-1)!.stall();
+    if (stalled) proxy.connections.at(-1)!.stall('downstream');
     const socket = await waitFor(() => serverSockets.get(name), { what: `${name} on the server` });
     return { client, socket };
   }
@@ -129,7 +129,7 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
     const received: PublicMessage[] = [];
     proxied.client.on('message:new', (m) => received.push(m));
     expect(resolved).to.equal(false);
-    proxy.connections.at(-1)!.resume();
+    proxy.connections.at(-1)!.resume('downstream');
     await writable;
     await waitFor(() => received.length === 1, { what: 'the message' });
     expect(proxied.socket.connected).to.equal(true);

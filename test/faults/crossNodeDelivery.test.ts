@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
-import type { RunningServer } from '../../lib/server.js';
-import { createGroup, friendsOf, newUser, record, rows, SocketPool, subscribe } from '../helpers/chat.js';
+import { createGroup, friendsOf, newUser, record, rows, subscribe } from '../helpers/chat.js';
+import { useNode } from '../helpers/nodes.js';
 import { startMain, type RunningChild } from '../helpers/childProcess.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { startProxy } from '../helpers/proxy.js';
 import { startTestServer, testEnv } from '../helpers/server.js';
-import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 /**
@@ -16,18 +15,11 @@ import { waitFor } from '../helpers/waitFor.js';
  */
 describe('cross-node delivery coupled to the commit', function () {
   this.timeout(60_000);
-  const pool = new SocketPool();
-  let databaseUrl: string;
-  let reader: RunningServer;
+  const node = useNode();
+  const { server: reader, pool } = node;
   let writer: RunningChild | undefined;
 
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    reader = await startTestServer(databaseUrl);
-  });
-
   afterEach(async () => {
-    pool.closeAll();
     if (writer) {
       process.kill(writer.pid, 'SIGCONT');
       await writer.kill('SIGKILL');
@@ -35,13 +27,9 @@ describe('cross-node delivery coupled to the commit', function () {
     }
   });
 
-  after(async () => {
-    await reader?.close();
-  });
-
   /** A LISTEN of our own on the announcements channel: what a node would hear. */
   async function listenToAnnouncements(): Promise<{ heard: string[]; close: () => Promise<void> }> {
-    const client = new pg.Client({ connectionString: databaseUrl });
+    const client = new pg.Client({ connectionString: node.databaseUrl });
     await client.connect();
     const heard: string[] = [];
     client.on('notification', (n) => {
@@ -65,7 +53,7 @@ describe('cross-node delivery coupled to the commit', function () {
       });
       expect(alone.ok).to.equal(true);
       // Another commit that is announced proves the channel works, so the silence above was not a fluke.
-      const second = await startTestServer(databaseUrl);
+      const second = await startTestServer(node.databaseUrl);
       try {
         await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 2, {
           what: 'the first node to see the second',
@@ -89,7 +77,7 @@ describe('cross-node delivery coupled to the commit', function () {
   });
 
   it('reaches a subscriber on another node when the writing node is killed right after its commit', async () => {
-    writer = await startMain(testEnv(databaseUrl, { LOG_LEVEL: 'info' }));
+    writer = await startMain(testEnv(node.databaseUrl, { LOG_LEVEL: 'info' }));
     const sender = await newUser(reader);
     const [receiver] = await friendsOf(reader, sender, 1);
     const group = await createGroup(reader.url, sender, [receiver!]);
@@ -143,9 +131,8 @@ describe('cross-node delivery coupled to the commit', function () {
   });
 
   it('gives the subscribers of a node what was committed while its LISTEN connection was down, no resubscribe', async () => {
-    const target = new URL(databaseUrl);
-    const proxy = await startTcpProxy({ targetHost: target.hostname, targetPort: Number(target.port) });
-    const cutOff = await startTestServer(proxy.urlThrough(databaseUrl));
+    const proxy = await startProxy(node.databaseUrl);
+    const cutOff = await startTestServer(proxy.urlThrough(node.databaseUrl));
     try {
       const sender = await newUser(reader);
       const [receiver] = await friendsOf(reader, sender, 1);
@@ -177,7 +164,7 @@ describe('cross-node delivery coupled to the commit', function () {
       ]);
     } finally {
       await cutOff.close();
-      await proxy.stop();
+      await proxy.close();
     }
   });
 });

@@ -1,12 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { PublicMessage } from '../../lib/protocol/index.js';
-import type { RunningServer } from '../../lib/server.js';
 import { expectOk, record, subscribe } from '../helpers/chat.js';
 import { directConversation, expectStoredExactlyAsAcked } from '../helpers/faults.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
-import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import { useTwoNodes } from '../helpers/nodes.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -15,36 +12,21 @@ const MESSAGES_EACH = 5;
 
 describe('100 concurrent users on two nodes', function () {
   this.timeout(60_000);
-  let a: RunningServer | undefined;
-  let b: RunningServer | undefined;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    a = await startTestServer(databaseUrl);
-    b = await startTestServer(databaseUrl);
-  });
-
-  after(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await a?.close();
-    await b?.close();
-  });
+  const { a, b, pool } = useTwoNodes();
 
   it('all sends are acked, stored once and gap-free, and reach both partners across nodes', async () => {
-    const { knex } = a!.services.db;
+    const { knex } = a.services.db;
     const users: TestUser[] = await Promise.all(
-      Array.from({ length: USERS }, () => insertUser(knex, a!.services.config)),
+      Array.from({ length: USERS }, () => insertUser(knex, a.services.config)),
     );
     const pairs = Array.from({ length: USERS / 2 }, (_, i) => [users[2 * i]!, users[2 * i + 1]!] as const);
     await Promise.all(pairs.map(([x, y]) => insertFriendship(knex, x.id, y.id)));
-    const conversations = await Promise.all(pairs.map(([x, y]) => directConversation(a!.url, x, y)));
+    const conversations = await Promise.all(pairs.map(([x, y]) => directConversation(a.url, x, y)));
 
     // Partners sit on different nodes: every conversation crosses the postgres adapter.
     const clients = await Promise.all(
       users.map(async (user, i) => {
-        const socket = await connectSocket((i % 2 === 0 ? a! : b!).url, user.token);
-        sockets.push(socket);
+        const socket = await pool.open((i % 2 === 0 ? a : b).url, user);
         const conversationId = conversations[Math.floor(i / 2)]!;
         await subscribe(socket, conversationId);
         return { user, socket, conversationId, received: record(socket, 'message:new') };

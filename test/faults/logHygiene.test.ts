@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { startServer, type RunningServer } from '../../lib/server.js';
-import { directConversation } from '../helpers/faults.js';
-import { captureLogs, type LogCapture } from '../helpers/logCapture.js';
-import { adminQuery, adminUrl, createTestDatabase } from '../helpers/postgres.js';
+import { directConversation, terminateAll } from '../helpers/faults.js';
+import { captureLogs } from '../helpers/logCapture.js';
+import { useTwoNodes } from '../helpers/nodes.js';
+import { adminUrl } from '../helpers/postgres.js';
 import { ResilientClient } from '../helpers/resilientClient.js';
-import { TEST_JWT_SECRET, testConfig } from '../helpers/server.js';
+import { TEST_JWT_SECRET } from '../helpers/server.js';
 import { insertFriendship, insertUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -16,41 +16,20 @@ const DRIVER_KEYS = /"(secretKey|processID|password|connectionParameters|_connec
 
 describe('log hygiene under faults: pg_terminate_backend on every backend, debug logging', function () {
   this.timeout(60_000);
-  let databaseUrl: string;
-  let logs: LogCapture;
-  const nodes: RunningServer[] = [];
+  const logs = captureLogs('debug');
+  // Two nodes, so the adapter's cross-node connections are cut too.
+  const nodes = useTwoNodes({
+    env: { DB_ACQUIRE_TIMEOUT_MS: '2000', DB_CONNECT_TIMEOUT_MS: '2000', LOG_LEVEL: 'debug' },
+    logger: logs.logger,
+  });
+  const { a, b } = nodes;
   const clients: ResilientClient[] = [];
 
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    logs = captureLogs('debug');
-    const config = testConfig(databaseUrl, {
-      DB_ACQUIRE_TIMEOUT_MS: '2000',
-      DB_CONNECT_TIMEOUT_MS: '2000',
-      LOG_LEVEL: 'debug',
-    });
-    // Two nodes, so the adapter's cross-node connections are cut too.
-    nodes.push(await startServer(config, { logger: logs.logger }));
-    nodes.push(await startServer(config, { logger: logs.logger }));
-  });
-
-  after(async () => {
+  afterEach(() => {
     for (const client of clients.splice(0)) client.close();
-    await Promise.all(nodes.splice(0).map((node) => node.close()));
   });
-
-  async function terminateAll(): Promise<number> {
-    const result = await adminQuery(
-      `SELECT count(*)::int AS n FROM (
-         SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid()) t WHERE done`,
-      [new URL(databaseUrl).pathname.slice(1)],
-    );
-    return (result.rows[0] as { n: number }).n;
-  }
 
   it('logs no driver object and no secret, and no line over 8 KB', async () => {
-    const [a, b] = nodes as [RunningServer, RunningServer];
     const { knex } = a.services.db;
     const config = a.services.config;
     const sender = await insertUser(knex, config);
@@ -73,11 +52,11 @@ describe('log hygiene under faults: pg_terminate_backend on every backend, debug
         timeoutMs: 20_000,
         what: 'sends between the kills',
       });
-      expect(await terminateAll()).to.be.greaterThan(0);
+      expect(await terminateAll(nodes.databaseUrl)).to.be.greaterThan(0);
     }
     stop = true;
     await load;
-    for (const node of nodes) {
+    for (const node of [a, b]) {
       await waitFor(async () => (await fetch(`${node.url}/readyz`)).status === 200, { what: '/readyz 200' });
     }
 

@@ -18,6 +18,7 @@ import {
   expectControlBusDelivers,
   expectStoredExactlyAsAcked,
 } from '../helpers/faults.js';
+import { expectAckError, type ErrorResponse } from '../helpers/errors.js';
 import { request } from '../helpers/http.js';
 import { ResilientClient } from '../helpers/resilientClient.js';
 import { startTestServer } from '../helpers/server.js';
@@ -95,7 +96,7 @@ describe('faults: PostgreSQL restarts under two running nodes', function () {
     const ack = await client.attempt(conversationId, failedId, 'during the outage');
     expect(performance.now() - started).to.be.below(5000);
     expect(ack).to.not.equal('no ack');
-    expect(ack !== 'no ack' && !ack.ok && ack.error.code).to.equal('DB_UNAVAILABLE');
+    if (ack !== 'no ack') expectAckError(ack, 'DB_UNAVAILABLE');
     const put = await request(a!.url, 'PUT', `/conversations/${conversationId}/messages/${randomUUID()}`, {
       token: sender.token,
       body: { body: 'over REST during the outage' },
@@ -103,7 +104,7 @@ describe('faults: PostgreSQL restarts under two running nodes', function () {
     expect(put.status).to.equal(503);
     expect(put.body).to.deep.equal({
       error: { code: 'DB_UNAVAILABLE', message: 'The database is unavailable; retry later.' },
-    });
+    } satisfies ErrorResponse);
     expect(watcher.connected, 'sockets stay up while PostgreSQL is away').to.equal(true);
 
     postgres = await startEmbeddedPostgres(options);

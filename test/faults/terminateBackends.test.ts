@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { RunningServer } from '../../lib/server.js';
 import { record, subscribe } from '../helpers/chat.js';
 import {
   ackedIn,
   directConversation,
   expectControlBusDelivers,
   expectStoredExactlyAsAcked,
+  terminateAll,
 } from '../helpers/faults.js';
-import { adminQuery, createTestDatabase } from '../helpers/postgres.js';
+import { useTwoNodes } from '../helpers/nodes.js';
 import { ResilientClient } from '../helpers/resilientClient.js';
-import { startTestServer } from '../helpers/server.js';
-import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -21,59 +19,35 @@ const KILL_ROUNDS = 3;
 
 describe('faults: pg_terminate_backend on every backend, under load', function () {
   this.timeout(60_000);
-  let databaseUrl: string;
-  let a: RunningServer | undefined;
-  let b: RunningServer | undefined;
+  const nodes = useTwoNodes({ env: { DB_ACQUIRE_TIMEOUT_MS: '2000', DB_CONNECT_TIMEOUT_MS: '2000' } });
+  const { a, b, pool } = nodes;
   const clients: ResilientClient[] = [];
-  const sockets: ClientSocket[] = [];
 
-  before(async () => {
-    databaseUrl = await createTestDatabase();
-    const env = { DB_ACQUIRE_TIMEOUT_MS: '2000', DB_CONNECT_TIMEOUT_MS: '2000' };
-    a = await startTestServer(databaseUrl, env);
-    b = await startTestServer(databaseUrl, env);
-  });
-
-  after(async () => {
+  afterEach(() => {
     for (const client of clients.splice(0)) client.close();
-    for (const socket of sockets.splice(0)) socket.close();
-    await a?.close();
-    await b?.close();
   });
-
-  /** Terminates every session of the test database (this node's pools, LISTEN connections, all). */
-  async function terminateAll(): Promise<number> {
-    const result = await adminQuery(
-      `SELECT count(*)::int AS n FROM (
-         SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid()) t WHERE done`,
-      [new URL(databaseUrl).pathname.slice(1)],
-    );
-    return (result.rows[0] as { n: number }).n;
-  }
 
   it('does not crash; every acked message is stored once, gap-free; sends and cross-node delivery work after', async () => {
-    const { knex } = a!.services.db;
-    const config = a!.services.config;
+    const { knex } = a.services.db;
+    const config = a.services.config;
     const pairs: Array<{ sender: TestUser; receiver: TestUser; conversationId: string }> = [];
     for (let i = 0; i < SENDERS; i++) {
       const sender = await insertUser(knex, config);
       const receiver = await insertUser(knex, config);
       await insertFriendship(knex, sender.id, receiver.id);
-      pairs.push({ sender, receiver, conversationId: await directConversation(a!.url, sender, receiver) });
+      pairs.push({ sender, receiver, conversationId: await directConversation(a.url, sender, receiver) });
     }
     // Receivers listen on the other node, so the kills also hit the cross-node path.
     const received = await Promise.all(
       pairs.map(async ({ receiver, conversationId }) => {
-        const socket = await connectSocket(b!.url, receiver.token);
-        sockets.push(socket);
+        const socket = await pool.open(b.url, receiver);
         await subscribe(socket, conversationId);
         return record(socket, 'message:new');
       }),
     );
 
     const senders = pairs.map(({ sender }, i) => {
-      const node = i % 2 === 0 ? a! : b!;
+      const node = i % 2 === 0 ? a : b;
       const client = new ResilientClient(sender, () => node.url);
       clients.push(client);
       return client;
@@ -91,13 +65,13 @@ describe('faults: pg_terminate_backend on every backend, under load', function (
     for (let round = 0; round < KILL_ROUNDS; round++) {
       const target = Math.min(SENDERS * MESSAGES_EACH - 1, 10 + round * 15);
       await waitFor(() => totalAcked() >= target, { timeoutMs: 30_000, what: `${target} acks` });
-      terminated += await terminateAll();
+      terminated += await terminateAll(nodes.databaseUrl);
     }
     await load;
     expect(terminated, 'sessions terminated').to.be.greaterThan(0);
 
     // Both processes are alive and ready.
-    for (const node of [a!, b!]) {
+    for (const node of [a, b]) {
       expect((await fetch(`${node.url}/healthz`)).status).to.equal(200);
       await waitFor(async () => (await fetch(`${node.url}/readyz`)).status === 200, { what: '/readyz 200' });
     }
@@ -124,7 +98,7 @@ describe('faults: pg_terminate_backend on every backend, under load', function (
       { timeoutMs: 20_000, intervalMs: 200, what: 'cross-node delivery after the kills' },
     );
     await expectStoredExactlyAsAcked(knex, conversationId, ackedIn(senders, conversationId));
-    await expectControlBusDelivers(a!.services.controlBus, b!.services.controlBus);
-    await expectControlBusDelivers(b!.services.controlBus, a!.services.controlBus);
+    await expectControlBusDelivers(a.services.controlBus, b.services.controlBus);
+    await expectControlBusDelivers(b.services.controlBus, a.services.controlBus);
   });
 });

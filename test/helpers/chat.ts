@@ -3,11 +3,9 @@ import type { Knex } from 'knex';
 import type { Ack, ServerToClientEvents } from '../../lib/protocol/index.js';
 import type { PublicConversation, PublicMessage } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
-import { expect } from 'chai';
 import { request, type JsonResponse } from './http.js';
-import { createTestDatabase } from './postgres.js';
-import { startTestServer } from './server.js';
-import { connectSocket, type ClientSocket } from './sockets.js';
+import type { ErrorResponse } from './errors.js';
+import type { ClientSocket } from './sockets.js';
 import { insertFriendship, insertUser, type TestUser } from './users.js';
 
 /** Helpers for conversation and message tests: users with friendships, conversations over REST, sockets. */
@@ -105,12 +103,6 @@ export function expectOk<T extends object>(ack: Ack<T>): { ok: true } & T {
   return ack;
 }
 
-/** The error code of a failed ack; throws on success. */
-export function errorCodeOf(ack: Ack): string {
-  if (ack.ok) throw new Error(`expected an error ack, got ${JSON.stringify(ack)}`);
-  return ack.error.code;
-}
-
 /** Subscribes and returns the ok ack. */
 export async function subscribe(
   socket: ClientSocket,
@@ -132,27 +124,6 @@ export const range = (n: number): number[] => Array.from({ length: n }, (_, i) =
 export const seqsOf = (messages: readonly PublicMessage[]): number[] =>
   [...new Set(messages.map((m) => m.seq))].sort((a, b) => a - b);
 
-/** Opens sockets and closes every one of them in an after/afterEach hook. */
-export class SocketPool {
-  private readonly sockets: ClientSocket[] = [];
-
-  async open(url: string, user: TestUser): Promise<ClientSocket> {
-    const socket = await connectSocket(url, user.token);
-    this.sockets.push(socket);
-    return socket;
-  }
-
-  /** Closes a socket opened elsewhere with the others. */
-  track(socket: ClientSocket): ClientSocket {
-    this.sockets.push(socket);
-    return socket;
-  }
-
-  closeAll(): void {
-    for (const socket of this.sockets.splice(0)) socket.close();
-  }
-}
-
 /** `PUT /conversations/:id/messages/:clientMsgId` over real HTTP. */
 export function putMessage(
   url: string,
@@ -160,60 +131,11 @@ export function putMessage(
   conversationId: string,
   clientMsgId: string,
   body: unknown,
-): Promise<JsonResponse<{ message: PublicMessage } & Partial<ErrorBody>>> {
-  return request<{ message: PublicMessage } & Partial<ErrorBody>>(
+): Promise<JsonResponse<{ message: PublicMessage } & Partial<ErrorResponse>>> {
+  return request<{ message: PublicMessage } & Partial<ErrorResponse>>(
     url,
     'PUT',
     `/conversations/${conversationId}/messages/${clientMsgId}`,
     { token: user.token, body },
   );
-}
-
-/** The error envelope of a failed REST call. */
-export interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
-
-export function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
-  expect(res.status, JSON.stringify(res.body)).to.equal(status);
-  expect((res.body as ErrorBody).error.code).to.equal(code);
-}
-
-/** Two nodes on one fresh database, and the sockets a test opens. */
-export interface TwoNodes {
-  readonly a: RunningServer;
-  readonly b: RunningServer;
-  readonly pool: SocketPool;
-}
-
-/**
- * Registers the mocha hooks of a two-node suite: both nodes start before the suite on one new database, the
- * sockets in `pool` close after each test, the nodes after the suite. Call it inside `describe`.
- */
-export function useTwoNodes(): TwoNodes {
-  const pool = new SocketPool();
-  let a: RunningServer | undefined;
-  let b: RunningServer | undefined;
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    a = await startTestServer(databaseUrl);
-    b = await startTestServer(databaseUrl);
-  });
-  afterEach(() => pool.closeAll());
-  after(async () => {
-    await Promise.all([a?.close(), b?.close()]);
-  });
-  const started = (node: RunningServer | undefined) => {
-    if (!node) throw new Error('useTwoNodes: the nodes start in a before hook');
-    return node;
-  };
-  return {
-    get a() {
-      return started(a);
-    },
-    get b() {
-      return started(b);
-    },
-    pool,
-  };
 }

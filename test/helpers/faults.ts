@@ -5,6 +5,7 @@ import type { ControlBus } from '../../lib/cluster/controlBus.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import { rows, seqState } from './chat.js';
 import { request } from './http.js';
+import { adminQuery } from './postgres.js';
 import type { ResilientClient } from './resilientClient.js';
 import type { TestUser } from './users.js';
 import { waitFor } from './waitFor.js';
@@ -66,6 +67,20 @@ export function ackedIn(
       if (message.conversationId === conversationId) merged.set(id, message);
   }
   return merged;
+}
+
+/**
+ * Terminates every session of the database at `databaseUrl` but the caller's own: the nodes' pools, their LISTEN
+ * connections, all. Returns how many it terminated.
+ */
+export async function terminateAll(databaseUrl: string): Promise<number> {
+  const result = await adminQuery(
+    `SELECT count(*)::int AS n FROM (
+       SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+       WHERE datname = $1 AND pid <> pg_backend_pid()) t WHERE done`,
+    [new URL(databaseUrl).pathname.slice(1)],
+  );
+  return (result.rows[0] as { n: number }).n;
 }
 
 /** The control bus carries an event from one node to another (retrying while a LISTEN connection comes back). */

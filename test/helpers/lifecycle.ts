@@ -1,12 +1,13 @@
 import type { Knex } from 'knex';
 import type { PublicMessage, Reaction } from '../../lib/protocol/index.js';
-import { rows, type ErrorBody } from './chat.js';
+import { rows } from './chat.js';
+import type { ErrorResponse } from './errors.js';
 import { request, type JsonResponse } from './http.js';
 import type { TestUser } from './users.js';
 
 /** Helpers of the message lifecycle tests: its REST calls, and the stored state read straight from SQL. */
 
-type Reply<T> = JsonResponse<T & Partial<ErrorBody>>;
+type Reply<T> = JsonResponse<T & Partial<ErrorResponse>>;
 
 const messagePath = (conversationId: string, seq: number | string) =>
   `/conversations/${conversationId}/messages/${seq}`;
@@ -187,4 +188,16 @@ export async function counters(
   );
   if (!row) throw new Error(`no conversation ${conversationId}`);
   return { lastSeq: row.last_seq, version: row.version };
+}
+
+/** A small deterministic generator of numbers in [0, 1), so a failing run or interleaving can be run again. */
+export function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
 import { startServer, type RunningServer } from '../../lib/server.js';
 
 /** One JWT secret per test run, shared by every node so tokens work across nodes as in production. */
@@ -30,11 +30,15 @@ export function testConfig(databaseUrl: string, overrides: Record<string, string
   return loadConfig(testEnv(databaseUrl, overrides));
 }
 
-/** A real server node (HTTP + Socket.IO) on a free port. Close it in an after hook. */
+/**
+ * A real server node (HTTP + Socket.IO) on a free port, logging to `logger` (a new one at the configured level
+ * by default). Close it in an after hook, or use the fixtures of test/helpers/nodes.ts.
+ */
 export async function startTestServer(
   databaseUrl: string,
   overrides: Record<string, string> = {},
+  logger?: Logger,
 ): Promise<RunningServer> {
   const config = testConfig(databaseUrl, overrides);
-  return startServer(config, { logger: createLogger(config.logLevel) });
+  return startServer(config, { logger: logger ?? createLogger(config.logLevel) });
 }

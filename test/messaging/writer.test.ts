@@ -14,7 +14,7 @@ import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.js';
+import { startProxy } from '../helpers/proxy.js';
 import { insertUser } from '../helpers/users.js';
 import { rows, seqState } from '../helpers/chat.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -338,11 +338,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   it('answers DB_UNAVAILABLE while the database is unreachable, and writes again once it is back', async () => {
     const id = await conversation();
-    const target = new URL(databaseUrl);
-    const proxy: TcpProxy = await startTcpProxy({
-      targetHost: target.hostname,
-      targetPort: Number(target.port),
-    });
+    const proxy = await startProxy(databaseUrl);
     const cut = createDatabase(
       loadDatabaseConfig({
         DATABASE_URL: proxy.urlThrough(databaseUrl),
@@ -384,7 +380,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     } finally {
       await Promise.all(writers.splice(0).map((x) => x.close()));
       await cut.close();
-      await proxy.stop();
+      await proxy.close();
     }
   });
 });

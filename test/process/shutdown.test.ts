@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
-import type { Ack, PublicMessage, SendResult } from '../../lib/protocol/index.js';
+import type { Ack, ErrorCode, PublicMessage, SendResult } from '../../lib/protocol/index.js';
 import { startMain, type RunningChild } from '../helpers/childProcess.js';
 import { rows } from '../helpers/chat.js';
 import { ackedIn, directConversation, expectStoredExactlyAsAcked } from '../helpers/faults.js';
@@ -79,7 +79,8 @@ describe('shutdown and crashes (the real entry point as a child process)', funct
     expect(acked.size).to.be.at.least(1);
     // Whatever was refused was refused with a code a client retries, never INTERNAL.
     for (const ack of acks) {
-      if (ack !== 'no ack' && !ack.ok) expect(ack.error.code).to.be.oneOf(['OVERLOADED', 'DB_UNAVAILABLE']);
+      if (ack !== 'no ack' && !ack.ok)
+        expect(ack.error.code).to.be.oneOf(['OVERLOADED', 'DB_UNAVAILABLE'] satisfies ErrorCode[]);
     }
     // Every accepted send was committed and acked before the sockets closed: stored exactly as acked.
     await expectStoredExactlyAsAcked(db.knex, conversationId, acked);

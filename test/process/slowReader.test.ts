@@ -11,7 +11,7 @@ import { createTestDatabase } from '../helpers/postgres.js';
 import { sampleValue, scrape } from '../helpers/prometheus.js';
 import { TEST_JWT_SECRET, testConfig } from '../helpers/server.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
-import { startStallingProxy, type StallingProxy } from '../helpers/stallingProxy.js';
+import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { insertFriendship, insertUser, type TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -39,7 +39,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
   let databaseUrl: string;
   let db: Database | undefined;
   let child: RunningChild | undefined;
-  let proxy: StallingProxy | undefined;
+  let proxy: FaultProxy | undefined;
   const sockets: ClientSocket[] = [];
 
   before(async () => {
@@ -58,7 +58,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
       },
       { timeoutMs: 60_000 },
     );
-    proxy = await startStallingProxy(child.url);
+    proxy = await startProxy(child.url);
   });
 
   after(async () => {
@@ -99,9 +99,9 @@ describe('a client that stops reading (a real node, small heap)', function () {
     // event rate (SOCKET_EVENTS_PER_SEC, default 50) and never reads the answers.
     const reader = await open(proxy!.url, attacker);
     await subscribe(reader, group.id, { limit: 1 });
-    proxy!.connections[0]!.stall();
+    proxy!.connections[0]!.stall('downstream');
     const flooder = await open(proxy!.url, attacker);
-    proxy!.connections[1]!.stall();
+    proxy!.connections[1]!.stall('downstream');
     const [readerLink, flooderLink] = [proxy!.connections[0]!, proxy!.connections[1]!];
 
     let peakMb = idleMb;
@@ -120,7 +120,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
 
     const deadline = Date.now() + ATTACK_MS;
     const flood = (async () => {
-      while (Date.now() < deadline && !flooderLink.serverClosed) {
+      while (Date.now() < deadline && !flooderLink.targetClosed) {
         flooder.emit(
           'conversation:subscribe',
           { conversationId: group.id, limit: PAGE_MESSAGES },
@@ -130,7 +130,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
       }
     })();
     const fill = (async () => {
-      while (Date.now() < deadline && !readerLink.serverClosed) {
+      while (Date.now() < deadline && !readerLink.targetClosed) {
         const puts = Array.from({ length: 10 }, () =>
           putMessage(node.url, attacker, group.id, randomUUID(), { body: BIG_BODY }),
         );

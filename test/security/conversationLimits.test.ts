@@ -1,28 +1,15 @@
 import { expect } from 'chai';
 import type { ConversationListItem, PublicConversation } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
-import { createGroup, expectError, friendsOf, newUser, record, rows, SocketPool } from '../helpers/chat.js';
+import { createGroup, friendsOf, newUser, record, rows } from '../helpers/chat.js';
+import { expectError } from '../helpers/errors.js';
+import { useTwoNodes } from '../helpers/nodes.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { request } from '../helpers/http.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
 
 describe('conversations under abuse: creation budget, compact fan-out, paged lists', function () {
   this.timeout(60_000);
-  let a: RunningServer;
-  let b: RunningServer;
-  const pool = new SocketPool();
-  afterEach(() => pool.closeAll());
-
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    a = await startTestServer(databaseUrl, { RATE_LIMIT_CONVERSATIONS_PER_MIN: '5' });
-    b = await startTestServer(databaseUrl, { RATE_LIMIT_CONVERSATIONS_PER_MIN: '5' });
-  });
-
-  after(async () => {
-    await Promise.all([a?.close(), b?.close()]);
-  });
+  const { a, b, pool } = useTwoNodes({ env: { RATE_LIMIT_CONVERSATIONS_PER_MIN: '5' } });
 
   it('counts conversation creations and participant adds per user on every node together', async () => {
     const owner = await newUser(a);

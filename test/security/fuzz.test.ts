@@ -3,17 +3,14 @@ import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import { ERROR_CATALOG } from '../../lib/errors.js';
 import type { Ack, ClientToServerEvents } from '../../lib/protocol/index.js';
-import type { RunningServer } from '../../lib/server.js';
-import { friendsOf, newUser, rows, type ErrorBody } from '../helpers/chat.js';
+import { friendsOf, newUser, rows } from '../helpers/chat.js';
+import type { ErrorResponse } from '../helpers/errors.js';
 import { uniqueUsername as uniqueName } from '../helpers/users.js';
 import { directConversation } from '../helpers/faults.js';
 import { request } from '../helpers/http.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startServer } from '../../lib/server.js';
-import { captureLogs, type LogCapture } from '../helpers/logCapture.js';
+import { captureLogs } from '../helpers/logCapture.js';
+import { useNode } from '../helpers/nodes.js';
 import { rawRequest, type RawRequest, type RawResponse } from '../helpers/rawHttp.js';
-import { startTestServer, testConfig } from '../helpers/server.js';
-import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
 import type { TestUser } from '../helpers/users.js';
 
 /** Text that must never reach a client: SQL, driver wording, stack frames, file paths. */
@@ -91,21 +88,14 @@ function expectCleanError(payload: unknown, where: string): string {
 
 describe('fuzzing every socket event and REST endpoint', function () {
   this.timeout(60_000);
-  let server: RunningServer | undefined;
+  const { server, pool } = useNode();
   let user: TestUser;
   let conversationId: string;
-  const sockets: ClientSocket[] = [];
 
   before(async () => {
-    server = await startTestServer(await createTestDatabase());
     user = await newUser(server);
     const [friend] = await friendsOf(server, user, 1);
     conversationId = await directConversation(server.url, user, friend!);
-  });
-
-  after(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await server?.close();
   });
 
   interface Counts {
@@ -119,7 +109,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
 
   async function counts(): Promise<Counts> {
     const [row] = await rows<Counts>(
-      server!.services.db.knex,
+      server.services.db.knex,
       `SELECT (SELECT count(*)::int FROM messages) AS messages, (SELECT count(*)::int FROM users) AS users,
               (SELECT count(*)::int FROM conversations) AS conversations,
               (SELECT count(*)::int FROM message_reactions) AS reactions,
@@ -129,8 +119,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
   }
 
   it('every malformed socket payload gets a clean error ack; nothing is stored and the node keeps serving', async () => {
-    const socket = await connectSocket(server!.url, user.token);
-    sockets.push(socket);
+    const socket = await pool.open(server.url, user);
     const raw = socket as unknown as { emitWithAck(event: string, ...args: unknown[]): Promise<Ack> };
     const before = await counts();
     const valid = { conversationId, clientMsgId: randomUUID(), body: 'hello', seq: 1, emoji: '👍' };
@@ -159,12 +148,11 @@ describe('fuzzing every socket event and REST endpoint', function () {
     expect(checked).to.be.greaterThan(200);
     expect(await counts()).to.deep.equal(before);
     expect(socket.connected).to.equal(true);
-    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+    expect((await fetch(`${server.url}/healthz`)).status).to.equal(200);
   });
 
   it('stores valid unicode bodies exactly as sent, over both interfaces', async () => {
-    const socket = await connectSocket(server!.url, user.token);
-    sockets.push(socket);
+    const socket = await pool.open(server.url, user);
     for (const body of UNICODE_BODIES) {
       const ack = await socket.emitWithAck('message:send', {
         conversationId,
@@ -173,7 +161,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
       });
       expect(ack.ok && ack.message.body).to.equal(body);
       const put = await request<{ message: { body: string } }>(
-        server!.url,
+        server.url,
         'PUT',
         `/conversations/${conversationId}/messages/${randomUUID()}`,
         { body: { body }, token: user.token },
@@ -182,7 +170,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
       expect(put.body.message.body).to.equal(body);
     }
     const stored = await rows<{ body: string }>(
-      server!.services.db.knex,
+      server.services.db.knex,
       'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
       [conversationId],
     );
@@ -203,7 +191,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
       '\u2066isolated\u2069',
       'pop\u202c',
     ];
-    const group = await request<{ conversation: { id: string } }>(server!.url, 'POST', '/conversations', {
+    const group = await request<{ conversation: { id: string } }>(server.url, 'POST', '/conversations', {
       token: user.token,
       body: { type: 'group', title: 'plain title', participantIds: [] },
     });
@@ -211,19 +199,19 @@ describe('fuzzing every socket event and REST endpoint', function () {
     const groupId = group.body.conversation.id;
     for (const value of hostile) {
       const where = JSON.stringify(value);
-      const signup = await request(server!.url, 'POST', '/auth/signup', {
+      const signup = await request(server.url, 'POST', '/auth/signup', {
         body: { username: uniqueName(), password: 'long enough', displayName: value },
       });
       expect(signup.status, `signup ${where}`).to.equal(400);
       expect(signup.body, `signup ${where}`).to.have.nested.property('error.code', 'VALIDATION_FAILED');
       expect(signup.body, `signup ${where}`).to.have.nested.property('error.details.displayName');
-      const created = await request(server!.url, 'POST', '/conversations', {
+      const created = await request(server.url, 'POST', '/conversations', {
         token: user.token,
         body: { type: 'group', title: value, participantIds: [] },
       });
       expect(created.status, `create ${where}`).to.equal(400);
       expect(created.body, `create ${where}`).to.have.nested.property('error.details.title');
-      const renamed = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+      const renamed = await request(server.url, 'PATCH', `/conversations/${groupId}`, {
         token: user.token,
         body: { title: value },
       });
@@ -231,7 +219,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
       expect(renamed.body, `rename ${where}`).to.have.nested.property('error.details.title');
     }
     // Letters of any script, emoji and a zero-width joiner are plain text.
-    const fine = await request(server!.url, 'PATCH', `/conversations/${groupId}`, {
+    const fine = await request(server.url, 'PATCH', `/conversations/${groupId}`, {
       token: user.token,
       body: { title: 'Équipe 𝕏 שלום 👩\u200d💻' },
     });
@@ -415,7 +403,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
 
     for (const r of requests) {
       const body = r.method === 'GET' ? undefined : r.body;
-      const res = await request(server!.url, r.method, r.path, { body, token: r.token });
+      const res = await request(server.url, r.method, r.path, { body, token: r.token });
       const where = `${r.method} ${r.path.slice(0, 80)} ${JSON.stringify(r.body)?.slice(0, 60)}`;
       expect(res.status, `${where}: ${res.text.slice(0, 200)}`).to.be.within(400, 499);
       expect(res.text, where).not.to.match(LEAK);
@@ -423,7 +411,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
       expectCleanError(res.body, where);
     }
     // Over the 64 KiB body limit.
-    const tooLarge = await request(server!.url, 'POST', '/conversations', {
+    const tooLarge = await request(server.url, 'POST', '/conversations', {
       body: { type: 'group', title: 'x'.repeat(70_000), participantIds: [] },
       token: user.token,
     });
@@ -436,21 +424,15 @@ describe('fuzzing every socket event and REST endpoint', function () {
 
 describe('fuzzing HTTP framing: encodings, content types, methods and raw paths', function () {
   this.timeout(60_000);
-  let server: RunningServer | undefined;
-  let logs: LogCapture;
+  const logs = captureLogs('info');
+  const { server } = useNode({ logger: logs.logger });
   let user: TestUser;
   let conversationId: string;
 
   before(async () => {
-    logs = captureLogs('info');
-    server = await startServer(testConfig(await createTestDatabase()), { logger: logs.logger });
     user = await newUser(server);
     const [friend] = await friendsOf(server, user, 1);
     conversationId = await directConversation(server.url, user, friend!);
-  });
-
-  after(async () => {
-    await server?.close();
   });
 
   const JSON_BODY = '{"username":"someone","password":"long enough"}';
@@ -577,7 +559,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
       ['PATCH', '/healthz'],
       ['DELETE', '/'],
       ['OPTIONS', '*'],
-      ['CONNECT', `127.0.0.1:${new URL(server!.url).port}`],
+      ['CONNECT', `127.0.0.1:${new URL(server.url).port}`],
       ['FOO', '/healthz'],
       ['get', '/healthz'],
       ['GET', 'http://elsewhere.example/healthz'],
@@ -617,7 +599,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
   }
 
   it('names what is wrong: a body not in its Content-Encoding, an unknown encoding, a bad path', async () => {
-    const send = (request: RawRequest) => rawRequest(server!.url, request);
+    const send = (request: RawRequest) => rawRequest(server.url, request);
     const login = (
       extra: ReadonlyArray<readonly [string, string]>,
       type = 'application/json',
@@ -627,7 +609,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
       headers: [['Content-Type', type], ['Content-Length', String(JSON_BODY.length)], ...extra],
       body: JSON_BODY,
     });
-    const codeOf = (res: RawResponse) => (JSON.parse(res.body) as ErrorBody).error.code;
+    const codeOf = (res: RawResponse) => (JSON.parse(res.body) as ErrorResponse).error.code;
     const plainAsGzip = await send(login([['Content-Encoding', 'gzip']]));
     expect([plainAsGzip.status, codeOf(plainAsGzip)]).to.deep.equal([400, 'VALIDATION_FAILED']);
     const unknown = await send(login([['Content-Encoding', 'bogus']]));
@@ -669,7 +651,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
         ...(auth ? ([['Authorization', `Bearer ${user.token}`]] as const) : []),
       ];
       try {
-        const res = await rawRequest(server!.url, { ...request, headers });
+        const res = await rawRequest(server.url, { ...request, headers });
         const where = `${name}: ${res.status} ${res.body.slice(0, 200)}`;
         expect(res.status, where).to.satisfy((s: number) => (s >= 200 && s < 300) || (s >= 400 && s < 500));
         expect(res.body, where).not.to.match(LEAK);
@@ -683,7 +665,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
     }
     expect(failures, failures.join('\n')).to.deep.equal([]);
     expect(all.length).to.be.greaterThan(60);
-    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+    expect((await fetch(`${server.url}/healthz`)).status).to.equal(200);
     const errors = logs.entries().filter((e) => typeof e.level === 'number' && e.level >= 50);
     expect(
       errors.map((e) => e.msg),

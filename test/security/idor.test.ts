@@ -1,32 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Ack } from '../../lib/protocol/index.js';
-import type { RunningServer } from '../../lib/server.js';
 import { createGroup, expectOk, friendsOf, newUser, record, rows, send, subscribe } from '../helpers/chat.js';
+import type { ErrorResponse } from '../helpers/errors.js';
 import { request } from '../helpers/http.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
-import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import { useTwoNodes } from '../helpers/nodes.js';
+import { connectSocket } from '../helpers/sockets.js';
 import type { TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
-const NOT_FOUND = { error: { code: 'NOT_FOUND', message: 'Not found.' } };
+const NOT_FOUND = { error: { code: 'NOT_FOUND', message: 'Not found.' } } satisfies ErrorResponse;
 
 /** A third user against every conversation path: the conversation's existence is never revealed. */
 describe('IDOR: a non-participant against every conversation path', function () {
   this.timeout(30_000);
-  let a: RunningServer | undefined;
-  let b: RunningServer | undefined;
+  const { a, b, pool } = useTwoNodes();
   let owner: TestUser;
   let member: TestUser;
   let stranger: TestUser;
   let conversationId: string;
-  const sockets: ClientSocket[] = [];
 
   before(async () => {
-    const databaseUrl = await createTestDatabase();
-    a = await startTestServer(databaseUrl);
-    b = await startTestServer(databaseUrl);
     owner = await newUser(a);
     // The stranger is even the owner's friend: friendship alone grants nothing in a conversation.
     [member, stranger] = (await friendsOf(a, owner, 2)) as [TestUser, TestUser];
@@ -37,12 +31,6 @@ describe('IDOR: a non-participant against every conversation path', function () 
       body: { body: 'the first message' },
     });
     expect(first.status).to.equal(201);
-  });
-
-  after(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await a?.close();
-    await b?.close();
   });
 
   it('answers NOT_FOUND on every REST path, byte-identical to a conversation that does not exist', async () => {
@@ -67,7 +55,7 @@ describe('IDOR: a non-participant against every conversation path', function () 
       ['POST', `/conversations/${id}/read`, { seq: 1 }],
     ];
     for (const [method, path, body] of paths) {
-      for (const node of [a!, b!]) {
+      for (const node of [a, b]) {
         const mine = await request(node.url, method, path, { body, token: stranger.token });
         const missing = await request(node.url, method, path.replace(id, randomUUID()), {
           body,
@@ -78,7 +66,7 @@ describe('IDOR: a non-participant against every conversation path', function () 
         expect(mine.text).to.equal(missing.text);
       }
     }
-    const list = await request<{ conversations: Array<{ id: string }> }>(a!.url, 'GET', '/conversations', {
+    const list = await request<{ conversations: Array<{ id: string }> }>(a.url, 'GET', '/conversations', {
       token: stranger.token,
     });
     expect(list.body.conversations.map((c) => c.id)).not.to.include(id);
@@ -86,12 +74,12 @@ describe('IDOR: a non-participant against every conversation path', function () 
 
   it('answers NOT_FOUND to every socket event, and the stranger receives none of the conversation’s events', async () => {
     const [strangerA, strangerB] = [
-      await connectSocket(a!.url, stranger.token),
-      await connectSocket(b!.url, stranger.token),
+      await connectSocket(a.url, stranger.token),
+      await connectSocket(b.url, stranger.token),
     ];
-    const ownerSocket = await connectSocket(a!.url, owner.token);
-    const memberSocket = await connectSocket(b!.url, member.token);
-    sockets.push(strangerA, strangerB, ownerSocket, memberSocket);
+    const ownerSocket = await connectSocket(a.url, owner.token);
+    const memberSocket = await connectSocket(b.url, member.token);
+    for (const socket of [strangerA, strangerB, ownerSocket, memberSocket]) pool.track(socket);
     const seen: string[] = [];
     for (const socket of [strangerA, strangerB]) socket.onAny((event: string) => seen.push(event));
 
@@ -139,19 +127,19 @@ describe('IDOR: a non-participant against every conversation path', function () 
     expect(seen).to.deep.equal([]);
 
     const stored = await rows<{ sender_id: string }>(
-      a!.services.db.knex,
+      a.services.db.knex,
       'SELECT sender_id FROM messages WHERE conversation_id = ?',
       [conversationId],
     );
     expect(stored.map((r) => r.sender_id)).to.deep.equal([owner.id, owner.id]);
     const [first] = await rows<{ body: string; deleted_at: Date | null; version: number }>(
-      a!.services.db.knex,
+      a.services.db.knex,
       'SELECT body, deleted_at, version FROM messages WHERE conversation_id = ? AND seq = 1',
       [conversationId],
     );
     expect(first).to.deep.equal({ body: 'the first message', deleted_at: null, version: 1 });
     const reactions = await rows<{ user_id: string }>(
-      a!.services.db.knex,
+      a.services.db.knex,
       'SELECT r.user_id FROM message_reactions r JOIN messages m ON m.id = r.message_id WHERE m.conversation_id = ?',
       [conversationId],
     );

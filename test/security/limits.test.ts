@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { io as connect } from 'socket.io-client';
 import { SETTINGS } from '../../lib/config.js';
-import type { Ack } from '../../lib/protocol/index.js';
-import type { RunningServer } from '../../lib/server.js';
-import { errorCodeOf, expectOk, friendsOf, newUser, rows, send } from '../helpers/chat.js';
+import type { Ack, ErrorCode } from '../../lib/protocol/index.js';
+import { expectOk, friendsOf, newUser, rows, send } from '../helpers/chat.js';
+import { errorCodeOf, expectAckError, type ErrorResponse } from '../helpers/errors.js';
 import { directConversation } from '../helpers/faults.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { useNode } from '../helpers/nodes.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
 import type { TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -41,19 +40,20 @@ function connectWithOrigin(url: string, token: string, origin: string): Promise<
 
 describe('abuse limits', function () {
   this.timeout(30_000);
-  let server: RunningServer | undefined;
-  let owner: TestUser;
-  let conversationId: string;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase(), {
+  const { server } = useNode({
+    env: {
       CORS_ORIGINS: ALLOWED,
       MAX_CONNECTIONS_PER_IP: '3',
       SOCKET_EVENTS_PER_SEC: '5',
       SOCKET_MAX_BYTES: '8192',
       RATE_LIMIT_MESSAGES_PER_SEC: '2',
-    });
+    },
+  });
+  let owner: TestUser;
+  let conversationId: string;
+  const sockets: ClientSocket[] = [];
+
+  before(async () => {
     owner = await newUser(server);
     const [friend] = await friendsOf(server, owner, 1);
     conversationId = await directConversation(server.url, owner, friend!);
@@ -62,22 +62,18 @@ describe('abuse limits', function () {
   afterEach(async () => {
     for (const socket of sockets.splice(0)) socket.close();
     // Each test starts with this IP's connection slots free again.
-    await waitFor(() => server!.services.io.of('/').sockets.size === 0, { what: 'sockets to close' });
-  });
-
-  after(async () => {
-    await server?.close();
+    await waitFor(() => server.services.io.of('/').sockets.size === 0, { what: 'sockets to close' });
   });
 
   async function open(token = owner.token): Promise<ClientSocket> {
-    const socket = await connectSocket(server!.url, token);
+    const socket = await connectSocket(server.url, token);
     sockets.push(socket);
     return socket;
   }
 
   describe('HTTP CORS', () => {
     it('answers a preflight from an allowed origin with the CORS headers', async () => {
-      const res = await fetch(`${server!.url}/conversations`, {
+      const res = await fetch(`${server.url}/conversations`, {
         method: 'OPTIONS',
         headers: { Origin: ALLOWED, 'Access-Control-Request-Method': 'POST' },
       });
@@ -90,7 +86,7 @@ describe('abuse limits', function () {
 
     it('refuses another browser origin with 403 FORBIDDEN, preflight or not', async () => {
       for (const method of ['OPTIONS', 'GET']) {
-        const res = await fetch(`${server!.url}/healthz`, {
+        const res = await fetch(`${server.url}/healthz`, {
           method,
           headers: { Origin: EVIL, 'Access-Control-Request-Method': 'GET' },
         });
@@ -98,15 +94,15 @@ describe('abuse limits', function () {
         expect(res.headers.get('access-control-allow-origin')).to.equal(null);
         expect(await res.json()).to.deep.equal({
           error: { code: 'FORBIDDEN', message: 'This origin is not allowed.' },
-        });
+        } satisfies ErrorResponse);
       }
     });
 
     it('allows the server’s own host as origin, and requests without an Origin', async () => {
-      const same = await fetch(`${server!.url}/healthz`, { headers: { Origin: server!.url } });
+      const same = await fetch(`${server.url}/healthz`, { headers: { Origin: server.url } });
       expect(same.status).to.equal(200);
-      expect(same.headers.get('access-control-allow-origin')).to.equal(server!.url);
-      const none = await fetch(`${server!.url}/healthz`);
+      expect(same.headers.get('access-control-allow-origin')).to.equal(server.url);
+      const none = await fetch(`${server.url}/healthz`);
       expect(none.status).to.equal(200);
       expect(none.headers.get('access-control-allow-origin')).to.equal(null);
     });
@@ -116,7 +112,7 @@ describe('abuse limits', function () {
     it('refuses a browser origin outside CORS_ORIGINS', async () => {
       let refused: Error | undefined;
       try {
-        sockets.push(await connectWithOrigin(server!.url, owner.token, EVIL));
+        sockets.push(await connectWithOrigin(server.url, owner.token, EVIL));
       } catch (err) {
         refused = err as Error;
       }
@@ -124,8 +120,8 @@ describe('abuse limits', function () {
     });
 
     it('accepts an allowed origin, the own host, and non-browser clients without an Origin', async () => {
-      sockets.push(await connectWithOrigin(server!.url, owner.token, ALLOWED));
-      sockets.push(await connectWithOrigin(server!.url, owner.token, server!.url));
+      sockets.push(await connectWithOrigin(server.url, owner.token, ALLOWED));
+      sockets.push(await connectWithOrigin(server.url, owner.token, server.url));
       await open();
       expect(sockets.every((s) => s.connected)).to.equal(true);
     });
@@ -186,14 +182,14 @@ describe('abuse limits', function () {
     const unknown = (await Promise.all(
       Array.from({ length: 6 }, () => raw.emitWithAck('no:such-event', { conversationId })),
     )) as Ack[];
-    expect(unknown.map(errorCodeOf)).to.include('RATE_LIMITED');
-    expect(errorCodeOf(await socket.emitWithAck('typing', { conversationId }))).to.equal('RATE_LIMITED');
+    expect(unknown.map(errorCodeOf)).to.include('RATE_LIMITED' satisfies ErrorCode);
+    expectAckError(await socket.emitWithAck('typing', { conversationId }), 'RATE_LIMITED');
   });
 
   it('rate-limits sends per user across sockets (RATE_LIMIT_MESSAGES_PER_SEC), storing nothing refused', async () => {
-    const sender = await newUser(server!);
-    const [friend] = await friendsOf(server!, sender, 1);
-    const conversation = await directConversation(server!.url, sender, friend!);
+    const sender = await newUser(server);
+    const [friend] = await friendsOf(server, sender, 1);
+    const conversation = await directConversation(server.url, sender, friend!);
     const [s1, s2] = [await open(sender.token), await open(sender.token)];
     const acks = await Promise.all(
       Array.from({ length: 8 }, (_, i) => send(i % 2 === 0 ? s1 : s2, conversation, `burst ${i}`)),
@@ -201,7 +197,7 @@ describe('abuse limits', function () {
     const limited = acks.filter((ack) => !ack.ok && ack.error.code === 'RATE_LIMITED');
     expect(limited.length).to.be.at.least(1);
     const okCount = acks.filter((ack) => ack.ok).length;
-    const stored = await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [
+    const stored = await rows(server.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [
       conversation,
     ]);
     expect(stored).to.have.length(okCount);
@@ -214,9 +210,9 @@ describe('abuse limits', function () {
     socket.emit('message:send', { conversationId, clientMsgId, body: 'x'.repeat(20_000) }, () => undefined);
     expect(await disconnected).to.be.a('string');
     expect(
-      await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
+      await rows(server.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
     ).to.have.length(0);
-    expect((await fetch(`${server!.url}/healthz`)).status).to.equal(200);
+    expect((await fetch(`${server.url}/healthz`)).status).to.equal(200);
     expectOk(await send(await open(), conversationId, 'still fine'));
   });
 
@@ -225,7 +221,7 @@ describe('abuse limits', function () {
     // What a hostile client can emit, outside the typed contract.
     const raw = socket as unknown as RawSocket;
     const unknown = (await raw.emitWithAck('admin:drop-tables', { conversationId })) as Ack;
-    expect(errorCodeOf(unknown)).to.equal('VALIDATION_FAILED');
+    expectAckError(unknown, 'VALIDATION_FAILED');
     // No ack callback: nothing to answer, and nothing may throw.
     const clientMsgId = randomUUID();
     raw.emit('message:send', { conversationId, clientMsgId, body: 'no ack' });
@@ -234,43 +230,41 @@ describe('abuse limits', function () {
     const ok = await socket.emitWithAck('conversation:subscribe', { conversationId });
     expect(ok.ok).to.equal(true);
     expect(
-      await rows(server!.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
+      await rows(server.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
     ).to.have.length(0);
   });
 });
 
 describe('socket caps at their defaults: per user, and per IP high enough for a NAT', function () {
   this.timeout(60_000);
-  let server: RunningServer | undefined;
-  const sockets: ClientSocket[] = [];
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase(), {
+  const { server } = useNode({
+    env: {
       MAX_CONNECTIONS_PER_IP: String(SETTINGS.MAX_CONNECTIONS_PER_IP.default),
       MAX_SOCKETS_PER_USER: String(SETTINGS.MAX_SOCKETS_PER_USER.default),
-    });
+    },
   });
+  // Closed after the suite, not after each test: the second test runs with the first one's 60 still open.
+  const sockets: ClientSocket[] = [];
 
-  after(async () => {
+  after(() => {
     for (const socket of sockets.splice(0)) socket.close();
-    await server?.close();
   });
 
   async function open(user: TestUser): Promise<ClientSocket> {
-    const socket = await connectSocket(server!.url, user.token);
+    const socket = await connectSocket(server.url, user.token);
     sockets.push(socket);
     return socket;
   }
 
   it('lets 60 users behind one address connect', async () => {
-    const users = await Promise.all(Array.from({ length: 60 }, () => newUser(server!)));
+    const users = await Promise.all(Array.from({ length: 60 }, () => newUser(server)));
     const connected = await Promise.all(users.map((user) => open(user)));
     expect(connected.every((s) => s.connected)).to.equal(true);
   });
 
   it('refuses a user past MAX_SOCKETS_PER_USER with RATE_LIMITED, and frees the slot on disconnect', async () => {
     const cap = SETTINGS.MAX_SOCKETS_PER_USER.default;
-    const user = await newUser(server!);
+    const user = await newUser(server);
     const own = await Promise.all(Array.from({ length: cap }, () => open(user)));
     let refusal: Error | undefined;
     try {
@@ -280,7 +274,7 @@ describe('socket caps at their defaults: per user, and per IP high enough for a 
     }
     expect(refusal?.message).to.equal('RATE_LIMITED');
     // Another user from the same address is not affected.
-    expect((await open(await newUser(server!))).connected).to.equal(true);
+    expect((await open(await newUser(server))).connected).to.equal(true);
     own[0]!.close();
     const again = await waitFor(
       async () => {

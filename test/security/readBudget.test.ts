@@ -1,23 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Ack } from '../../lib/protocol/index.js';
+import type { Ack, ErrorCode } from '../../lib/protocol/index.js';
 import { createReadBudget } from '../../lib/readBudget.js';
-import type { RunningServer } from '../../lib/server.js';
-import {
-  createGroup,
-  errorCodeOf,
-  expectOk,
-  newUser,
-  putMessage,
-  record,
-  seedMessages,
-  SocketPool,
-} from '../helpers/chat.js';
-import { ClientPool, collector, directPair } from '../client/fixtures.js';
-import { startFaultyProxy, type FaultyProxy } from '../client/faultyProxy.js';
+import { createGroup, expectOk, newUser, putMessage, record, seedMessages } from '../helpers/chat.js';
+import { errorCodeOf, expectAckError, expectError } from '../helpers/errors.js';
+import { useNode } from '../helpers/nodes.js';
+import { collector, directPair, useClientPool } from '../client/fixtures.js';
+import { useProxies } from '../helpers/proxy.js';
 import { request } from '../helpers/http.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
 import type { TestUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -26,37 +16,25 @@ const historyOf = (url: string, user: TestUser, conversationId: string) =>
 
 describe('read budget: history reads per user, REST and Socket.IO together', function () {
   this.timeout(30_000);
-  let server: RunningServer | undefined;
-  const pool = new SocketPool();
-
-  before(async () => {
-    server = await startTestServer(await createTestDatabase(), {
-      RATE_LIMIT_READS_PER_SEC: '5',
-      RATE_LIMIT_LOOKUPS_PER_MIN: '3',
-    });
-  });
-
-  afterEach(() => pool.closeAll());
-
-  after(async () => {
-    await server?.close();
+  const { server, pool } = useNode({
+    env: { RATE_LIMIT_READS_PER_SEC: '5', RATE_LIMIT_LOOKUPS_PER_MIN: '3' },
   });
 
   async function groupOf(owner: TestUser): Promise<string> {
-    const group = await createGroup(server!.url, owner, [], 'reads');
-    await seedMessages(server!.services.db.knex, group.id, owner.id, 20);
+    const group = await createGroup(server.url, owner, [], 'reads');
+    await seedMessages(server.services.db.knex, group.id, owner.id, 20);
     return group.id;
   }
 
-  const history = (user: TestUser, conversationId: string) => historyOf(server!.url, user, conversationId);
+  const history = (user: TestUser, conversationId: string) => historyOf(server.url, user, conversationId);
 
   it('answers reads past the budget RATE_LIMITED (429 with Retry-After), over both interfaces, per user', async () => {
-    const reader = await newUser(server!);
-    const other = await newUser(server!);
+    const reader = await newUser(server);
+    const other = await newUser(server);
     const [mine, theirs] = [await groupOf(reader), await groupOf(other)];
 
     // Ten sockets of one user and REST at once: one budget of 5 per second, bursts of 10.
-    const sockets = await Promise.all(Array.from({ length: 10 }, () => pool.open(server!.url, reader)));
+    const sockets = await Promise.all(Array.from({ length: 10 }, () => pool.open(server.url, reader)));
     const [acks, responses] = await Promise.all([
       Promise.all(
         sockets.flatMap((socket) =>
@@ -73,43 +51,41 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     const limited = responses.filter((r) => r.status !== 200);
     // The burst, plus what refilled while the 40 reads ran.
     expect(answered, 'reads answered').to.be.within(1, 14);
-    expect(new Set(limitedAcks)).to.deep.equal(new Set(['RATE_LIMITED']));
+    expect(new Set(limitedAcks)).to.deep.equal(new Set<ErrorCode>(['RATE_LIMITED']));
     expect(limited.length).to.be.greaterThan(0);
     for (const res of limited) {
-      expect(res.status).to.equal(429);
-      expect((res.body as { error: { code: string } }).error.code).to.equal('RATE_LIMITED');
+      expectError(res, 429, 'RATE_LIMITED');
       expect(Number(res.headers.get('retry-after'))).to.be.at.least(1);
     }
 
     // Another user's budget is their own, and the node serves them at once.
     expect((await history(other, theirs)).status).to.equal(200);
-    expect((await request(server!.url, 'GET', '/auth/me', { token: other.token })).status).to.equal(200);
+    expect((await request(server.url, 'GET', '/auth/me', { token: other.token })).status).to.equal(200);
   });
 
   it('limits username lookups per user (RATE_LIMIT_LOOKUPS_PER_MIN)', async () => {
-    const [looker, other, target] = [await newUser(server!), await newUser(server!), await newUser(server!)];
+    const [looker, other, target] = [await newUser(server), await newUser(server), await newUser(server)];
     const lookup = (user: TestUser) =>
-      request(server!.url, 'GET', `/users?username=${target.username}`, { token: user.token });
+      request(server.url, 'GET', `/users?username=${target.username}`, { token: user.token });
     for (let i = 0; i < 3; i++) expect((await lookup(looker)).status).to.equal(200);
     const refused = await lookup(looker);
-    expect(refused.status).to.equal(429);
-    expect((refused.body as { error: { code: string } }).error.code).to.equal('RATE_LIMITED');
+    expectError(refused, 429, 'RATE_LIMITED');
     expect(Number(refused.headers.get('retry-after'))).to.be.at.least(1);
     expect((await lookup(other)).status).to.equal(200);
   });
 
   it('a subscribe refused by the budget leaves the socket unsubscribed and working', async () => {
-    const reader = await newUser(server!);
+    const reader = await newUser(server);
     const conversationId = await groupOf(reader);
-    const socket = await pool.open(server!.url, reader);
+    const socket = await pool.open(server.url, reader);
     const received = record(socket, 'message:new');
     // Spend the budget over REST, one read at a time.
     for (let i = 0; i < 30 && (await history(reader, conversationId)).status === 200; i++);
     const refused = await socket.emitWithAck('conversation:subscribe', { conversationId });
-    expect(errorCodeOf(refused)).to.equal('RATE_LIMITED');
+    expectAckError(refused, 'RATE_LIMITED');
     expect(socket.connected).to.equal(true);
     // A message now would reach a subscriber before the ack of an event emitted after it: none comes.
-    const put = await putMessage(server!.url, reader, conversationId, randomUUID(), { body: 'not for you' });
+    const put = await putMessage(server.url, reader, conversationId, randomUUID(), { body: 'not for you' });
     expect(put.status).to.equal(201);
     expectOk(await socket.emitWithAck('typing', { conversationId }));
     expect(received).to.deep.equal([]);
@@ -150,26 +126,16 @@ describe('read budget: reads running at once per user', () => {
 
 describe('read budget and the SDK: a re-subscribe refused after a reconnect', function () {
   this.timeout(30_000);
-  let server: RunningServer | undefined;
-  let proxy: FaultyProxy | undefined;
-  const clients = new ClientPool();
-
-  before(async () => {
-    // One read per second, bursts of two: a reconnect's re-subscribe is refused for sure.
-    server = await startTestServer(await createTestDatabase(), { RATE_LIMIT_READS_PER_SEC: '1' });
-  });
-
-  after(async () => {
-    clients.closeAll();
-    await proxy?.close();
-    await server?.close();
-  });
+  // One read per second, bursts of two: a reconnect's re-subscribe is refused for sure.
+  const { server } = useNode({ env: { RATE_LIMIT_READS_PER_SEC: '1' } });
+  const clients = useClientPool();
+  const proxies = useProxies();
 
   it('subscribes again (not only catches up over REST) and gets live messages after', async () => {
-    const { alice, bob, conversationId } = await directPair(server!, clients);
-    proxy = await startFaultyProxy(server!.url);
+    const { alice, bob, conversationId } = await directPair(server, clients);
+    const proxy = await proxies.start(server.url);
     const a = clients.open(proxy.url, { token: alice.token });
-    const b = clients.open(server!.url, { token: bob.token });
+    const b = clients.open(server.url, { token: bob.token });
     await Promise.all([a.connect(), b.connect()]);
     const atA = collector();
     await a.subscribe(conversationId, atA.onMessage).whenReady();
@@ -178,7 +144,7 @@ describe('read budget and the SDK: a re-subscribe refused after a reconnect', fu
     await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
     await b.send(conversationId, 'while away');
     // Alice spends her read budget elsewhere while her app is offline.
-    for (let i = 0; i < 10 && (await historyOf(server!.url, alice, conversationId)).status === 200; i++);
+    for (let i = 0; i < 10 && (await historyOf(server.url, alice, conversationId)).status === 200; i++);
     await proxy.start();
 
     await waitFor(() => atA.messages.length === 1, { what: 'the catch-up' });

@@ -1,9 +1,7 @@
 import { expect } from 'chai';
 import { createSocketReads } from '../../lib/realtime/socketReads.js';
-import type { RunningServer } from '../../lib/server.js';
-import { createGroup, expectOk, newUser, seedMessages, SocketPool } from '../helpers/chat.js';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { startTestServer } from '../helpers/server.js';
+import { createGroup, expectOk, newUser, seedMessages } from '../helpers/chat.js';
+import { useNode } from '../helpers/nodes.js';
 
 describe('subscribes of one socket: one at a time, a bounded queue', function () {
   this.timeout(30_000);
@@ -59,23 +57,13 @@ describe('subscribes of one socket: one at a time, a bounded queue', function ()
   });
 
   describe('on a node', () => {
-    let server: RunningServer | undefined;
-    const pool = new SocketPool();
-
-    before(async () => {
-      server = await startTestServer(await createTestDatabase());
-    });
-
-    after(async () => {
-      pool.closeAll();
-      await server?.close();
-    });
+    const { server, pool } = useNode();
 
     it('answers every one of a client’s simultaneous subscribes (queued, not refused)', async () => {
-      const user = await newUser(server!);
-      const groups = await Promise.all(Array.from({ length: 6 }, () => createGroup(server!.url, user, [])));
-      for (const group of groups) await seedMessages(server!.services.db.knex, group.id, user.id, 30);
-      const socket = await pool.open(server!.url, user);
+      const user = await newUser(server);
+      const groups = await Promise.all(Array.from({ length: 6 }, () => createGroup(server.url, user, [])));
+      for (const group of groups) await seedMessages(server.services.db.knex, group.id, user.id, 30);
+      const socket = await pool.open(server.url, user);
       const acks = await Promise.all(
         groups.map((group) => socket.emitWithAck('conversation:subscribe', { conversationId: group.id })),
       );
