@@ -58,6 +58,9 @@ export interface GroupCommitWriter {
   close(): Promise<void>;
 }
 
+/** Sends waiting that justify a transaction beside one already running. */
+const PARALLEL_BACKLOG = 256;
+
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
 
@@ -78,6 +81,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   const maxSends = options.maxSendsPerTransaction ?? 1000;
   let ready: Pending[] = [];
   let running = 0;
+  /** Running transactions that wait for other transactions' locks. */
+  let runningWaits = 0;
   let closed = false;
   /** Whether the last transaction announced its messages to other nodes. */
   let announcing = false;
@@ -118,12 +123,33 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return group;
   }
 
+  /** Sends waiting for a transaction. */
+  function waitingSends(): number {
+    let sends = 0;
+    for (const pending of ready) sends += pending.batch.commands.length;
+    return sends;
+  }
+
+  /**
+   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog (or when
+   * the running ones only wait for locks): until then the next group grows while the running one commits.
+   * Fewer, larger commits cost PostgreSQL less per message; parallel ones pay off only when one backend's
+   * core cannot keep up with what is waiting.
+   */
+  function mayStart(): boolean {
+    if (ready.length === 0 || running >= allowed()) return false;
+    return running - runningWaits === 0 || waitingSends() >= PARALLEL_BACKLOG;
+  }
+
   function pump(): void {
-    while (running < allowed() && ready.length > 0) {
+    while (mayStart()) {
       const group = takeGroup();
+      const waits = group.some((pending) => pending.wait);
       running += 1;
+      if (waits) runningWaits += 1;
       void runTransaction(group).finally(() => {
         running -= 1;
+        if (waits) runningWaits -= 1;
         pump();
         if (running === 0 && ready.length === 0) {
           const waiters = idleWaiters;
