@@ -3,6 +3,7 @@ import type { BenchContext } from '../context.js';
 import type { ExhaustionRecord } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { connect, sendMessage, subscribe } from '../socketLoad.js';
+import type { Ack, SubscribeResult } from '../../lib/protocol/index.js';
 
 const POOL_SIZE = 2;
 const ACQUIRE_TIMEOUT_MS = 1000;
@@ -35,6 +36,12 @@ export async function runExhaustion(ctx: BenchContext): Promise<void> {
   });
   ctx.progress.begin('exhaustion');
   const socket = await connect(node.url, alice.token, alice.id);
+  // A socket's subscribes are answered one at a time, so each held subscribe has a socket of its own.
+  const holders = [
+    await connect(node.url, alice.token, alice.id),
+    await connect(node.url, bob.token, bob.id),
+  ];
+  let held: Array<Promise<{ value: Ack<SubscribeResult>; ms: number }>> = [];
   const locker = new pg.Client({ connectionString: ctx.database.url, application_name: 'bench-locker' });
   await locker.connect();
   let locked = false;
@@ -44,7 +51,7 @@ export async function runExhaustion(ctx: BenchContext): Promise<void> {
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE messages IN ACCESS EXCLUSIVE MODE');
     locked = true;
-    const held = [1, 2].map(() => timed(() => subscribe(socket, { conversationId, limit: 10 }, 60_000)));
+    held = holders.map((holder) => timed(() => subscribe(holder, { conversationId, limit: 10 }, 60_000)));
     // Both pool connections are taken once two of the node's backends wait on the lock.
     const deadline = performance.now() + 10_000;
     for (;;) {
@@ -111,7 +118,9 @@ export async function runExhaustion(ctx: BenchContext): Promise<void> {
   } finally {
     if (locked) await locker.query('ROLLBACK');
     await locker.end();
-    socket.close();
+    for (const s of [socket, ...holders]) s.close();
+    // After a failure above, the held subscribes end with the sockets; the failure is what is reported.
+    await Promise.allSettled(held);
     await node.stop();
   }
 }
