@@ -38,6 +38,8 @@ export interface StorageJob {
   warmupMs: number;
   durationMs: number;
   bodyBytes: number;
+  /** Statements per second per connection, each started on schedule (open loop); absent: closed loop. */
+  openLoopRate?: number;
 }
 
 export type Job = SocketJob | StorageJob;

@@ -14,8 +14,9 @@ const PROGRESS_INTERVAL_MS = 250;
 
 /**
  * B1/B2: the storage baselines. `concurrency` connections each insert into a conversation of their own in a
- * closed loop, every statement in its own implicit transaction, so each statement pays one durable commit:
- * B1 one row per commit (the naive rate), B2 `batchSize` rows per commit (the storage ceiling).
+ * closed loop (or, with `openLoopRate`, on a schedule), every statement in its own implicit transaction, so each
+ * statement pays one durable commit: B1 one row per commit (the naive rate), B2 `batchSize` rows per commit
+ * (the storage ceiling).
  */
 export async function runStorageJob(
   job: StorageJob,
@@ -45,9 +46,17 @@ export async function runStorageJob(
     }, PROGRESS_INTERVAL_MS);
     const clock = startPhaseClock(post, job.warmupMs, job.durationMs);
 
+    const interval = job.openLoopRate ? 1000 / job.openLoopRate : 0;
     const worker = async ({ conversationId, client }: { conversationId: string; client: pg.Client }) => {
       let seq = 0;
+      let next = performance.now();
       while (performance.now() < measureEnd) {
+        if (interval > 0) {
+          // Open loop: on schedule, idle in between, like a light load of messages.
+          next += interval;
+          const wait = next - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        }
         const t0 = performance.now();
         const count = job.mode === 'single' ? 1 : job.batchSize;
         // A failed insert fails the whole baseline: a baseline with errors would not be a ceiling.

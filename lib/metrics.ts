@@ -43,8 +43,8 @@ export interface Metrics {
   readonly slowQueries: Counter;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
-  /** Records one committed batch: its size, and `persisted` new messages. */
-  observeBatch(size: number, persisted?: number): void;
+  /** Records one group commit: the sends it wrote, `persisted` new messages, `busy` batches it skipped. */
+  observeBatch(size: number, persisted?: number, busy?: number): void;
   /** Records one ack; `startedAt` is the `performance.now()` of when the send was accepted. */
   observeAck(startedAt: number, outcome?: 'ok' | 'error'): void;
   /** Counts a database error under its code. */
@@ -134,6 +134,11 @@ export function createMetrics(): Metrics {
     buckets: BATCH_BUCKETS,
     registers: [registry],
   });
+  const busyBatches = new Counter({
+    name: 'xfchat_write_busy_total',
+    help: 'Conversation batches a group commit skipped because another transaction held the conversation (another node, a membership change); each is written again by a transaction that waits.',
+    registers: [registry],
+  });
   const dbErrors = new Counter({
     name: 'xfchat_db_errors_total',
     help: 'Failed queries and connection attempts, by SQLSTATE or socket error code.',
@@ -181,9 +186,10 @@ export function createMetrics(): Metrics {
       buckets: HTTP_BUCKETS,
       registers: [registry],
     }),
-    observeBatch(size, persisted = size) {
-      batchSize.observe(size);
+    observeBatch(size, persisted = size, busy = 0) {
+      if (size > 0) batchSize.observe(size);
       if (persisted > 0) messagesPersisted.inc(persisted);
+      if (busy > 0) busyBatches.inc(busy);
     },
     observeAck(startedAt, outcome = 'ok') {
       ackLatency.observe({ outcome }, (performance.now() - startedAt) / 1000);

@@ -36,6 +36,7 @@ describe('metrics and logs', function () {
       'xfchat_live_actors',
       'xfchat_connected_sockets',
       'xfchat_write_concurrency',
+      'xfchat_write_busy_total',
       'xfchat_db_pool_total',
       'xfchat_db_pool_idle',
       'xfchat_db_pool_used',

@@ -63,6 +63,7 @@ export async function runStorage(
   concurrency: number,
   timing: { warmupMs: number; durationMs: number },
   record = true,
+  openLoopRate?: number,
 ): Promise<PhaseRecord> {
   const { senderId, conversationIds } = await seedStorageConversations(ctx, concurrency);
   const job: StorageJob = {
@@ -75,6 +76,7 @@ export async function runStorage(
     senderId,
     ...timing,
     bodyBytes: ctx.options.bodyBytes,
+    ...(openLoopRate ? { openLoopRate } : {}),
   };
   const { result, cpu } = await runPhase(job, label, ctx.metered([]), ctx.progress);
   ctx.progress.end(`${result.rowRate} rows/s, p99 commit ${result.commitLatency.p99} ms`);

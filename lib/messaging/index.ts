@@ -67,7 +67,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     maxConcurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),
     announce: () => fanout.announce(),
     onTransaction: (report) => {
-      if (report.committed) metrics.observeBatch(report.sends, report.persisted);
+      if (report.committed) metrics.observeBatch(report.sends, report.persisted, report.busy);
     },
   });
   const membership = createMembership(db.knex);

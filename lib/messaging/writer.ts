@@ -71,9 +71,10 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
  * again alone, so the failing batch fails alone while the others commit; if it fails because PostgreSQL is away
  * (connection lost, pool timeout), every batch in it gets that error and nothing was written.
  *
- * A transaction skips the conversations another one holds (another node writing them, a membership change):
- * those batches go back to the head of the line and are written next in a transaction that waits for their
- * locks, with the other skipped ones only, so one contended conversation never holds up a whole group.
+ * A transaction skips the conversations another one holds (a membership change, another node): those batches
+ * go back to the head of the line and are written next in a transaction that waits for their locks, with the
+ * other skipped ones only, so one contended conversation never holds up a whole group. While this node
+ * announces to others, every transaction waits for its locks instead (see `allowed`).
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { connections, logger } = options;
@@ -183,7 +184,9 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
-    const wait = group.some((pending) => pending.wait);
+    // While announcing, commits are one at a time anyway: waiting for a held conversation costs nothing more
+    // than skipping it and writing it again would, and skips nothing.
+    const wait = announcing || group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
     try {
