@@ -74,7 +74,7 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
  * A transaction skips the conversations another one holds (a membership change, another node): those batches
  * go back to the head of the line and are written next in a transaction that waits for their locks, with the
  * other skipped ones only, so one contended conversation never holds up a whole group. While this node
- * announces to others, every transaction waits for its locks instead (see `allowed`).
+ * announces to others, every transaction waits for its locks instead.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { connections, logger } = options;
@@ -87,18 +87,12 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let closed = false;
   /** Whether the last transaction announced its messages to other nodes. */
   let announcing = false;
-  /**
-   * PostgreSQL commits the transactions that NOTIFY one at a time (it holds a lock from before the commit
-   * record through its flush), so while this node announces, more than one transaction at once would only
-   * queue on that lock holding their conversations. One at a time, the next group takes all that became ready.
-   */
-  const allowed = () => (announcing ? 1 : limit.limit);
   let idleWaiters: Array<() => void> = [];
 
   /**
    * The next group, oldest first, up to `maxSends`. Batches skipped before wait for their locks in a group of
-   * their own, so the others are not held up, except while announcing: transactions then commit one at a time
-   * anyway, and the skipped batches join the next group. One batch per conversation: a second one of the same
+   * their own, so the others are not held up, except while announcing: every transaction waits for its locks
+   * then (see runTransaction), so any batch may join. One batch per conversation: a second one of the same
    * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
    * that do not fit; both stay first in line.
    */
@@ -132,13 +126,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   /**
-   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog (or when
-   * the running ones only wait for locks): until then the next group grows while the running one commits.
-   * Fewer, larger commits cost PostgreSQL less per message; parallel ones pay off only when one backend's
-   * core cannot keep up with what is waiting.
+   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog, or when
+   * the running ones wait for locks (as all do while announcing, when they also wait for each other's commits:
+   * one can run its statement while another commits). Otherwise the next group grows while the running one
+   * commits: fewer, larger commits cost PostgreSQL less per message, and parallel ones pay off only when one
+   * backend's core cannot keep up with what is waiting.
    */
   function mayStart(): boolean {
-    if (ready.length === 0 || running >= allowed()) return false;
+    if (ready.length === 0 || running >= limit.limit) return false;
     return running - runningWaits === 0 || waitingSends() >= PARALLEL_BACKLOG;
   }
 
@@ -184,8 +179,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Pending[]): Promise<void> {
     const batches = group.map((p) => p.batch);
-    // While announcing, commits are one at a time anyway: waiting for a held conversation costs nothing more
-    // than skipping it and writing it again would, and skips nothing.
+    // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
+    // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
     const wait = announcing || group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
@@ -260,7 +255,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       return ready.length;
     },
     get concurrency() {
-      return allowed();
+      return limit.limit;
     },
     close() {
       closed = true;
