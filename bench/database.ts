@@ -137,7 +137,7 @@ export interface StatementCounters {
   notify: number;
   /**
    * Write transactions: `COMMIT`s (an explicit transaction, as N and older XFChat trees issue) plus calls of
-   * `xfchat_send()`, each a whole group commit in autocommit.
+   * `xfchat_write()`, each a whole group commit in autocommit.
    */
   commit: number;
   /** Statements that insert into messages: one per transaction on the writer's fast path, one per batch otherwise. */
