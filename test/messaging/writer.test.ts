@@ -88,6 +88,18 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   const state = (id: string) => seqState(db.knex, id);
 
+  /** Until a transaction of this database waits for a lock: the writer's, on a conversation the test holds. */
+  const lockWaitSeen = () =>
+    waitFor(
+      async () =>
+        (
+          await db.knex.raw<{ rows: unknown[] }>(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          )
+        ).rows.length > 0,
+      { what: 'the writer to wait for the held conversation' },
+    );
+
   it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
     const id = await conversation();
     const w = writer(db.knex, 2);
@@ -177,12 +189,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         })
         .finally(() => (heldDone = true));
       // Skipped, then waiting for the lock in a transaction of its own.
-      await waitFor(async () => {
-        const lockWaits = await db.knex.raw<{ rows: unknown[] }>(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        );
-        return lockWaits.rows.length > 0;
-      });
+      await lockWaitSeen();
       const other = await w.write({
         conversationId: free,
         commands: [
@@ -224,12 +231,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         conversationId: long,
         commands: [{ kind: 'send', senderId: alice, clientMsgId: 'l0', body: 'first', replyToSeq: null }],
       });
-      await waitFor(async () => {
-        const lockWaits = await db.knex.raw<{ rows: unknown[] }>(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        );
-        return lockWaits.rows.length > 0;
-      });
+      await lockWaitSeen();
       const body = (i: number) => `message ${i} `.padEnd(300, 'x');
       const writes = small.map((id, c) =>
         w.write({
@@ -288,12 +290,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         conversationId: blocker,
         commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x', replyToSeq: null }],
       });
-      await waitFor(async () => {
-        const waiting = await db.knex.raw<{ rows: unknown[] }>(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        );
-        return waiting.rows.length > 0;
-      });
+      await lockWaitSeen();
       const failing = w.write({
         conversationId: poisoned,
         commands: [
