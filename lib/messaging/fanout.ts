@@ -16,6 +16,9 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
  * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
  *
  * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
+ * So a node that joins may miss what the others commit before they hear of it (its subscribers can be there
+ * already): whenever the count of nodes grows, this node catches its subscribers up, then once more a moment
+ * later, when the newcomer has surely heard of everyone too.
  */
 export interface Fanout {
   /** This node's id in announcements (its own are ignored when they come back). */
@@ -29,6 +32,8 @@ export interface Fanout {
    * missed: messages after the last seq they were given, and changes after the last version.
    */
   catchUp(): void;
+  /** Stops watching the count of nodes. */
+  close(): void;
 }
 
 export interface FanoutDeps {
@@ -38,6 +43,10 @@ export interface FanoutDeps {
   /** Nodes in the cluster, this one included (the adapter's heartbeat view). */
   nodeCount: () => Promise<number>;
   logger: Logger;
+  /** How often the count of nodes is looked at (a local read). @default 1000 */
+  peerCheckMs?: number;
+  /** After the count grew, how long until the second catch-up. @default 3000 */
+  peerSettleMs?: number;
 }
 
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
@@ -85,6 +94,8 @@ const fromWire = (wire: WireMessage): PublicMessage => {
 interface Delivery {
   kind: 'new' | 'updated';
   messages: PublicMessage[];
+  /** Read by a catch-up, not announced: announcements queued behind it may repeat some of it. */
+  caughtUp?: boolean;
 }
 
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
@@ -106,16 +117,41 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     known.version = Math.max(known.version, version);
   }
 
+  /** Per conversation, the newest seq and version a catch-up read delivered. */
+  const caught = new Map<string, { seq: number; version: number }>();
+
   function prune(): void {
     for (const conversationId of given.keys()) {
       if (!notify.hasSubscribersHere(conversationId)) given.delete(conversationId);
     }
+    caught.clear();
   }
 
-  const hand = ({ kind, messages }: Delivery) => {
-    for (const m of messages) seen(m.conversationId, m.seq, m.version);
-    if (kind === 'new') notify.messagesCommitted(messages);
-    else notify.messagesUpdated(messages);
+  /**
+   * Delivers to this node's subscribers. A catch-up reads what was committed up to its read; announcements
+   * queued behind it (deliveries keep their order per conversation) may repeat some of that, and those are left
+   * out: new messages up to the newest seq it read, changes up to the newest version (it read their state after
+   * them).
+   */
+  const hand = ({ kind, messages, caughtUp }: Delivery) => {
+    let fresh = messages;
+    if (caughtUp) {
+      for (const m of messages) {
+        const mark = caught.get(m.conversationId) ?? { seq: 0, version: 0 };
+        if (kind === 'new') mark.seq = Math.max(mark.seq, m.seq);
+        else mark.version = Math.max(mark.version, m.version);
+        caught.set(m.conversationId, mark);
+      }
+    } else if (caught.size > 0) {
+      fresh = messages.filter((m) => {
+        const mark = caught.get(m.conversationId);
+        return mark === undefined || (kind === 'new' ? m.seq > mark.seq : m.version > mark.version);
+      });
+    }
+    if (fresh.length === 0) return;
+    for (const m of fresh) seen(m.conversationId, m.seq, m.version);
+    if (kind === 'new') notify.messagesCommitted(fresh);
+    else notify.messagesUpdated(fresh);
   };
 
   function deliver(conversationId: string, delivery: () => Promise<Delivery> | Delivery): void {
@@ -185,22 +221,50 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   await deps.bus.listen(MESSAGES_CHANNEL, onAnnouncement);
 
+  function catchUp(): void {
+    prune();
+    for (const [conversationId, known] of given) {
+      const { seq, version } = known;
+      deliver(conversationId, async () => ({
+        kind: 'new',
+        messages: await readMessagesAfter(knex, conversationId, seq),
+        caughtUp: true,
+      }));
+      deliver(conversationId, async () => ({
+        kind: 'updated',
+        messages: await readChangedUpTo(knex, conversationId, version, seq),
+        caughtUp: true,
+      }));
+    }
+  }
+
+  // A newcomer is heard of when its adapter says hello; the others answer, so by the time this node counts it,
+  // every node that will announce to it may still have committed a moment before hearing of it.
+  let nodes = await deps.nodeCount();
+  let settle: NodeJS.Timeout | undefined;
+  const watch = setInterval(() => {
+    deps.nodeCount().then(
+      (count) => {
+        if (count > nodes) {
+          catchUp();
+          clearTimeout(settle);
+          settle = setTimeout(catchUp, deps.peerSettleMs ?? 3000);
+          settle.unref();
+        }
+        nodes = count;
+      },
+      (err: unknown) => logger.warn({ err }, 'counting the nodes failed'),
+    );
+  }, deps.peerCheckMs ?? 1000);
+  watch.unref();
+
   return {
     node,
     seen,
-    catchUp() {
-      prune();
-      for (const [conversationId, known] of given) {
-        const { seq, version } = known;
-        deliver(conversationId, async () => ({
-          kind: 'new',
-          messages: await readMessagesAfter(knex, conversationId, seq),
-        }));
-        deliver(conversationId, async () => ({
-          kind: 'updated',
-          messages: await readChangedUpTo(knex, conversationId, version, seq),
-        }));
-      }
+    catchUp,
+    close() {
+      clearInterval(watch);
+      clearTimeout(settle);
     },
     async announce() {
       return (await deps.nodeCount()) > 1 ? { node } : undefined;

@@ -167,6 +167,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   async function doClose(): Promise<void> {
     const drained = await drainWithin(config.shutdownTimeoutMs);
     unsubscribe();
+    fanout.close();
     // After a drain timeout the writer's remaining work is abandoned: closing the pool fails it.
     if (drained) await writer.close();
   }
