@@ -276,7 +276,7 @@ export const SETTINGS = {
     default: 4,
     min: 1,
     max: 1000,
-    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog (or while other nodes run)',
+    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog',
   },
   SOCKET_EVENTS_PER_SEC: {
     kind: 'int',

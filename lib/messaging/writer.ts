@@ -127,10 +127,9 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   /**
    * Whether to start a transaction now. Beside one that is running, another starts only for a backlog, or when
-   * the running ones wait for locks (as all do while announcing, when they also wait for each other's commits:
-   * one can run its statement while another commits). Otherwise the next group grows while the running one
-   * commits: fewer, larger commits cost PostgreSQL less per message, and parallel ones pay off only when one
-   * backend's core cannot keep up with what is waiting.
+   * the running ones write batches skipped before, which wait for another transaction's locks. Otherwise the
+   * next group grows while the running one commits: fewer, larger commits cost PostgreSQL less per message, and
+   * parallel ones pay off only when one backend's core cannot keep up with what is waiting.
    */
   function mayStart(): boolean {
     if (ready.length === 0 || running >= limit.limit) return false;
