@@ -19,6 +19,8 @@ export interface ControlBus {
    * (JSON), unchecked. For NOTIFYs sent by SQL (the write path announces committed messages this way).
    */
   listen(channel: string, handler: (payload: unknown) => void): Promise<void>;
+  /** Sends `payload` (as JSON) to every node LISTENing to `channel`, this one included. */
+  notify(channel: string, payload: unknown): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,9 @@ export async function createControlBus(
     async listen(channel, handler) {
       subscriber.notifications.on(channel, handler);
       await subscriber.listenTo(channel);
+    },
+    async notify(channel, payload) {
+      await subscriber.notify(channel, payload);
     },
     close() {
       closed = true;

@@ -16,9 +16,13 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
  * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
  *
  * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
- * So a node that joins may miss what the others commit before they hear of it (its subscribers can be there
- * already): whenever the count of nodes grows, this node catches its subscribers up, then once more a moment
- * later, when the newcomer has surely heard of everyone too.
+ * So a node may miss what another commits before that one counts it: a newcomer's subscribers can be there
+ * already, and the adapter's views of the cluster differ for seconds (a node hears of a newcomer when the
+ * newcomer says hello, the newcomer of it only at its next heartbeat if it was not yet listening; a node whose
+ * heartbeats came late is dropped from one view and not from the other). So whenever the count of nodes grows
+ * on a node, it has been committing unannounced to the nodes it now counts: it catches its own subscribers up
+ * and tells every node to catch theirs up (a "catch-up" announcement), at once and again a moment later, for a
+ * transaction that began unannounced and committed after the first call.
  */
 export interface Fanout {
   /** This node's id in announcements (its own are ignored when they come back). */
@@ -28,8 +32,9 @@ export interface Fanout {
   /** Notes what this node's subscribers of a conversation have been given (delivered, or read in a page). */
   seen(conversationId: string, seq: number, version: number): void;
   /**
-   * After the LISTEN connection was lost (its announcements with it), gives this node's subscribers what they
-   * missed: messages after the last seq they were given, and changes after the last version.
+   * After the LISTEN connection was lost (its announcements with it), or when another node says it committed
+   * unannounced, gives this node's subscribers what they missed: messages after the last seq they were given,
+   * and changes after the last version.
    */
   catchUp(): void;
   /** Stops watching the count of nodes. */
@@ -37,7 +42,7 @@ export interface Fanout {
 }
 
 export interface FanoutDeps {
-  bus: Pick<ControlBus, 'listen'>;
+  bus: Pick<ControlBus, 'listen' | 'notify'>;
   knex: Knex;
   notify: Pick<Notifier, 'messagesCommitted' | 'messagesUpdated' | 'hasSubscribersHere'>;
   /** Nodes in the cluster, this one included (the adapter's heartbeat view). */
@@ -45,7 +50,7 @@ export interface FanoutDeps {
   logger: Logger;
   /** How often the count of nodes is looked at (a local read). @default 1000 */
   peerCheckMs?: number;
-  /** After the count grew, how long until the second catch-up. @default 3000 */
+  /** After the count grew, how long until the second catch-up (here and on the other nodes). @default 3000 */
   peerSettleMs?: number;
 }
 
@@ -64,12 +69,16 @@ interface Announcement {
   m?: WireMessage[];
   r?: WireRange[];
   u?: WireUpdate[];
+  /** 1: node `n` committed unannounced until now; catch up. */
+  c?: 1;
 }
 
 function isAnnouncement(value: unknown): value is Announcement {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u));
+  return (
+    typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u) || v.c === 1)
+  );
 }
 
 const fromWire = (wire: WireMessage): PublicMessage => {
@@ -186,6 +195,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       return;
     }
     if (payload.n === node) return;
+    if (payload.c === 1) catchUp();
     if (payload.m) {
       const byConversation = new Map<string, PublicMessage[]>();
       for (const wire of payload.m) {
@@ -238,17 +248,25 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
-  // A newcomer is heard of when its adapter says hello; the others answer, so by the time this node counts it,
-  // every node that will announce to it may still have committed a moment before hearing of it.
+  /** Catches this node's subscribers up, and every other node's (what this node committed unannounced). */
+  function catchUpEverywhere(): void {
+    catchUp();
+    const notice: Announcement = { n: node, c: 1 };
+    deps.bus
+      .notify(MESSAGES_CHANNEL, notice)
+      // The others' subscribers then wait for their next message's afterSeq, or the next catch-up.
+      .catch((err: unknown) => logger.warn({ err }, 'asking the other nodes to catch up failed'));
+  }
+
   let nodes = await deps.nodeCount();
   let settle: NodeJS.Timeout | undefined;
   const watch = setInterval(() => {
     deps.nodeCount().then(
       (count) => {
         if (count > nodes) {
-          catchUp();
+          catchUpEverywhere();
           clearTimeout(settle);
-          settle = setTimeout(catchUp, deps.peerSettleMs ?? 3000);
+          settle = setTimeout(catchUpEverywhere, deps.peerSettleMs ?? 3000);
           settle.unref();
         }
         nodes = count;

@@ -39,6 +39,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   });
 
   /** Commits sends the way another node that did not announce them would. */
+  let sent = 0;
   async function commitUnannounced(...bodies: string[]): Promise<PublicMessage[]> {
     const writer = createGroupCommitWriter({
       connections: knexConnections(db.knex),
@@ -51,7 +52,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
         commands: bodies.map((body) => ({
           kind: 'send' as const,
           senderId: alice,
-          clientMsgId: `m-${body}`,
+          clientMsgId: `m-${++sent}`,
           body,
           replyToSeq: null,
         })),
@@ -65,55 +66,109 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     }
   }
 
-  it('reads what was committed unannounced when another node appears, once, and drops the repeats', async () => {
-    const [first] = await commitUnannounced('given');
-    let nodes = 1;
-    const delivered: number[] = [];
-    let announcement: ((payload: unknown) => void) | undefined;
+  /** A fanout whose node count, announcements and deliveries the test holds. */
+  async function startFanout(options: { nodes: number }) {
+    const state = {
+      nodes: options.nodes,
+      delivered: [] as number[],
+      notices: [] as unknown[],
+      announcement: undefined as ((payload: unknown) => void) | undefined,
+    };
     fanout = await createFanout({
       bus: {
         listen: (_channel, handler) => {
-          announcement = handler;
+          state.announcement = handler;
+          return Promise.resolve();
+        },
+        notify: (_channel, payload) => {
+          state.notices.push(payload);
           return Promise.resolve();
         },
       },
       knex: db.knex,
       notify: {
         hasSubscribersHere: () => true,
-        messagesCommitted: (messages) => delivered.push(...messages.map((m) => m.seq)),
+        messagesCommitted: (messages) => state.delivered.push(...messages.map((m) => m.seq)),
         messagesUpdated: () => undefined,
       },
-      nodeCount: () => Promise.resolve(nodes),
+      nodeCount: () => Promise.resolve(state.nodes),
       logger,
       peerCheckMs: 20,
       peerSettleMs: 150,
     });
-    // This node's subscriber has been given seq 1 (a history page, say).
-    fanout.seen(conversationId, first!.seq, first!.version);
-    // Another node commits seq 2 and 3 before it has heard of this node: nothing is announced.
-    const missed = await commitUnannounced('missed-1', 'missed-2');
-    expect(delivered).to.deep.equal([]);
+    const announce = (payload: unknown) => {
+      if (!state.announcement) throw new Error('the fanout did not LISTEN');
+      state.announcement(payload);
+    };
+    return { fanout, state, announce };
+  }
 
-    nodes = 2;
-    await waitFor(() => delivered.length === 2, { what: 'the catch-up after the new node count' });
-    expect(delivered).to.deep.equal(missed.map((m) => m.seq));
+  const wire = (m: PublicMessage) => [
+    m.conversationId,
+    m.seq,
+    m.id,
+    m.senderId,
+    m.clientMsgId,
+    m.body,
+    Date.parse(m.createdAt),
+    m.replyToSeq,
+    m.version,
+  ];
+
+  it('reads what was committed unannounced when another node appears, once, and drops the repeats', async () => {
+    const given = await commitUnannounced('given-1');
+    const { fanout, state, announce } = await startFanout({ nodes: 1 });
+    // This node's subscriber has been given the last message (a history page, say).
+    fanout.seen(conversationId, given.at(-1)!.seq, given.at(-1)!.version);
+    // Another node commits two before it has heard of this node: nothing is announced.
+    const missed = await commitUnannounced('missed-1', 'missed-2');
+    expect(state.delivered).to.deep.equal([]);
+
+    state.nodes = 2;
+    await waitFor(() => state.delivered.length === 2, { what: 'the catch-up after the new node count' });
+    expect(state.delivered).to.deep.equal(missed.map((m) => m.seq));
     // The same messages announced late (queued behind the catch-up) are not delivered again.
-    announcement!({
-      n: 'the-other-node',
-      m: missed.map((m) => [
-        m.conversationId,
-        m.seq,
-        m.id,
-        m.senderId,
-        m.clientMsgId,
-        m.body,
-        Date.parse(m.createdAt),
-        m.replyToSeq,
-        m.version,
-      ]),
-    });
+    announce({ n: 'the-other-node', m: missed.map(wire) });
     // The second catch-up, a moment later, finds nothing new either.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(delivered).to.deep.equal(missed.map((m) => m.seq));
+    expect(state.delivered).to.deep.equal(missed.map((m) => m.seq));
+  });
+
+  it('catches up when another node says it committed unannounced, though this node’s count never changed', async () => {
+    const given = await commitUnannounced('seen-before');
+    const { fanout, state, announce } = await startFanout({ nodes: 2 });
+    fanout.seen(conversationId, given.at(-1)!.seq, given.at(-1)!.version);
+    // The other node did not count this one (it had not heard it yet, or dropped it for a late heartbeat).
+    const missed = await commitUnannounced('unannounced');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(state.delivered, 'nothing without a catch-up').to.deep.equal([]);
+
+    announce({ n: 'the-other-node', c: 1 });
+    await waitFor(() => state.delivered.length === 1, { what: 'the catch-up the other node asked for' });
+    expect(state.delivered).to.deep.equal(missed.map((m) => m.seq));
+    // Its own notice coming back to it, or a repeat, delivers nothing twice.
+    announce({ n: fanout.node, c: 1 });
+    announce({ n: 'the-other-node', c: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(state.delivered).to.deep.equal(missed.map((m) => m.seq));
+  });
+
+  it('asks every node to catch up when its own count grows, at once and again a moment later', async () => {
+    const { fanout, state } = await startFanout({ nodes: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(state.notices, 'nothing while the count stays').to.deep.equal([]);
+    state.nodes = 2;
+    await waitFor(() => state.notices.length === 1, { what: 'the first catch-up notice' });
+    await waitFor(() => state.notices.length === 2, { what: 'the second, after the settle time' });
+    expect(state.notices).to.deep.equal([
+      { n: fanout.node, c: 1 },
+      { n: fanout.node, c: 1 },
+    ]);
+    // A count that falls does not ask; growing again does.
+    state.nodes = 1;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(state.notices).to.have.length(2);
+    state.nodes = 2;
+    await waitFor(() => state.notices.length === 3, { what: 'a notice when the count grows again' });
   });
 });
