@@ -4,6 +4,8 @@ import type { ControlBus } from '../cluster/controlBus.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
+import { PAGE_LIMIT } from '../protocol/schemas.js';
+import { Given } from './given.js';
 import { readChangedUpTo, readMessages, readMessagesAfter } from './reads.js';
 import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
@@ -29,8 +31,13 @@ export interface Fanout {
   readonly node: string;
   /** What the next commit announces: undefined while no other node runs. */
   announce(): Promise<Announce | undefined>;
-  /** Notes what this node's subscribers of a conversation have been given (delivered, or read in a page). */
+  /** A page read gave everything of a conversation up to `seq` and `version`: where a catch-up starts. */
   seen(conversationId: string, seq: number, version: number): void;
+  /**
+   * This node's own commit, about to be delivered here: answers what this node's subscribers were not given yet
+   * (a catch-up may have read it first) and notes it as given.
+   */
+  delivered(kind: 'new' | 'updated', messages: readonly PublicMessage[]): PublicMessage[];
   /**
    * After the LISTEN connection was lost (its announcements with it), or when another node says it committed
    * unannounced, gives this node's subscribers what they missed: messages after the last seq they were given,
@@ -103,72 +110,94 @@ const fromWire = (wire: WireMessage): PublicMessage => {
 interface Delivery {
   kind: 'new' | 'updated';
   messages: PublicMessage[];
-  /** Read by a catch-up, not announced: announcements queued behind it may repeat some of it. */
-  caughtUp?: boolean;
+  /** Read by a catch-up: every seq (new) or version (updated) up to this one is now given. */
+  through?: number;
+  /** The catch-up read a whole page: there may be more. */
+  full?: boolean;
+  /** The last delivery of a catch-up. */
+  endsCatchUp?: boolean;
 }
+
+/** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
+const MAX_UNSETTLED = 256;
 
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const { knex, notify, logger } = deps;
   const node = randomUUID();
   /** Per conversation, the delivery still reading its range: later ones wait for it, so order is kept. */
   const reading = new Map<string, Promise<void>>();
-  /** Per conversation with subscribers here, the last seq and version they were given. */
-  const given = new Map<string, { seq: number; version: number }>();
-
-  function seen(conversationId: string, seq: number, version: number): void {
-    const known = given.get(conversationId);
-    if (!known) {
-      if (given.size >= MAX_TRACKED) prune();
-      given.set(conversationId, { seq, version });
-      return;
-    }
-    known.seq = Math.max(known.seq, seq);
-    known.version = Math.max(known.version, version);
-  }
-
-  /** Per conversation, the newest seq and version a catch-up read delivered. */
-  const caught = new Map<string, { seq: number; version: number }>();
+  /** Per conversation with subscribers here, what they were given. */
+  const given = new Map<string, Given>();
+  /** Per conversation with a catch-up queued or reading: whether to run another after it. */
+  const catchingUp = new Map<string, boolean>();
 
   function prune(): void {
     for (const conversationId of given.keys()) {
       if (!notify.hasSubscribersHere(conversationId)) given.delete(conversationId);
     }
-    caught.clear();
+  }
+
+  /** The conversation's marks; one not tracked yet starts at this message: nothing before it is known. */
+  function marksOf(conversationId: string, seq: number, version: number): Given {
+    let marks = given.get(conversationId);
+    if (!marks) {
+      if (given.size >= MAX_TRACKED) prune();
+      marks = new Given(seq - 1, version - 1);
+      given.set(conversationId, marks);
+    }
+    return marks;
   }
 
   /**
-   * Delivers to this node's subscribers. A catch-up reads what was committed up to its read; announcements
-   * queued behind it (deliveries keep their order per conversation) may repeat some of that, and those are left
-   * out: new messages up to the newest seq it read, changes up to the newest version (it read their state after
-   * them).
+   * Leaves out what this node's subscribers were given already, and notes the rest as given. A conversation
+   * without subscribers here is forgotten: whoever subscribes next starts from the page they read.
    */
-  const hand = ({ kind, messages, caughtUp }: Delivery) => {
-    let fresh = messages;
-    if (caughtUp) {
-      for (const m of messages) {
-        const mark = caught.get(m.conversationId) ?? { seq: 0, version: 0 };
-        if (kind === 'new') mark.seq = Math.max(mark.seq, m.seq);
-        else mark.version = Math.max(mark.version, m.version);
-        caught.set(m.conversationId, mark);
+  function accept(kind: Delivery['kind'], messages: readonly PublicMessage[]): PublicMessage[] {
+    const fresh: PublicMessage[] = [];
+    for (const m of messages) {
+      if (!notify.hasSubscribersHere(m.conversationId)) {
+        given.delete(m.conversationId);
+        fresh.push(m);
+        continue;
       }
-    } else if (caught.size > 0) {
-      fresh = messages.filter((m) => {
-        const mark = caught.get(m.conversationId);
-        return mark === undefined || (kind === 'new' ? m.seq > mark.seq : m.version > mark.version);
-      });
+      const marks = marksOf(m.conversationId, m.seq, m.version);
+      if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) continue;
+      if (kind === 'new') marks.giveMessage(m.seq, m.version);
+      else marks.giveVersion(m.version);
+      fresh.push(m);
     }
-    if (fresh.length === 0) return;
-    for (const m of fresh) seen(m.conversationId, m.seq, m.version);
-    if (kind === 'new') notify.messagesCommitted(fresh);
-    else notify.messagesUpdated(fresh);
-  };
+    return fresh;
+  }
+
+  /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
+  function hand(conversationId: string, delivery: Delivery): void {
+    const { kind, messages, through } = delivery;
+    const fresh = accept(kind, messages);
+    const marks = given.get(conversationId);
+    if (marks && through !== undefined) {
+      if (kind === 'new') marks.raise(through, 0);
+      else marks.raise(0, through);
+    }
+    if (fresh.length > 0) {
+      if (kind === 'new') notify.messagesCommitted(fresh);
+      else notify.messagesUpdated(fresh);
+    }
+    if (delivery.full === true) catchingUp.set(conversationId, true);
+    if (delivery.endsCatchUp === true) {
+      const again = catchingUp.get(conversationId) === true;
+      catchingUp.delete(conversationId);
+      if (again) catchUpConversation(conversationId);
+    } else if (marks !== undefined && marks.unsettled > MAX_UNSETTLED && !catchingUp.has(conversationId)) {
+      catchUpConversation(conversationId);
+    }
+  }
 
   function deliver(conversationId: string, delivery: () => Promise<Delivery> | Delivery): void {
     const before = reading.get(conversationId);
     if (before === undefined) {
       const ready = delivery();
       if (ready instanceof Promise) track(conversationId, ready);
-      else hand(ready);
+      else hand(conversationId, ready);
       return;
     }
     track(
@@ -179,7 +208,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   function track(conversationId: string, loading: Promise<Delivery>): void {
     const done = loading.then(
-      hand,
+      (delivery) => hand(conversationId, delivery),
       // The messages are committed; a subscriber here fills the gap with afterSeq at its next message.
       (err: unknown) => logger.warn({ err, conversationId }, 'reading announced messages failed'),
     );
@@ -207,10 +236,14 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       for (const [conversationId, messages] of byConversation) {
         if (notify.hasSubscribersHere(conversationId))
           deliver(conversationId, () => ({ kind: 'new', messages }));
+        else given.delete(conversationId);
       }
     }
     for (const [conversationId, first, last] of payload.r ?? []) {
-      if (!notify.hasSubscribersHere(conversationId)) continue;
+      if (!notify.hasSubscribersHere(conversationId)) {
+        given.delete(conversationId);
+        continue;
+      }
       deliver(conversationId, async () => ({
         kind: 'new',
         messages: await readMessages(knex, conversationId, { first, last }),
@@ -220,6 +253,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     for (const [conversationId, seq] of payload.u ?? []) {
       if (notify.hasSubscribersHere(conversationId))
         updated.set(conversationId, [...(updated.get(conversationId) ?? []), seq]);
+      else given.delete(conversationId);
     }
     for (const [conversationId, seqs] of updated) {
       deliver(conversationId, async () => ({
@@ -231,21 +265,51 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   await deps.bus.listen(MESSAGES_CHANNEL, onAnnouncement);
 
+  /**
+   * Reads what this node's subscribers of a conversation lack: the messages after the seq mark, then those up to
+   * it changed after the version mark, each in its current state. Queued like announcements; what those queued
+   * behind it repeat, the marks leave out. Asked for while one is queued or reading, another runs after it.
+   */
+  function catchUpConversation(conversationId: string): void {
+    if (catchingUp.has(conversationId)) {
+      catchingUp.set(conversationId, true);
+      return;
+    }
+    catchingUp.set(conversationId, false);
+    deliver(conversationId, async (): Promise<Delivery> => {
+      const after = given.get(conversationId)?.seq;
+      if (after === undefined) return { kind: 'new', messages: [] };
+      const messages = await readMessagesAfter(knex, conversationId, after);
+      return {
+        kind: 'new',
+        messages,
+        through: messages.at(-1)?.seq ?? after,
+        full: messages.length >= PAGE_LIMIT.max,
+      };
+    });
+    deliver(conversationId, async (): Promise<Delivery> => {
+      const marks = given.get(conversationId);
+      if (marks === undefined) return { kind: 'updated', messages: [], endsCatchUp: true };
+      try {
+        const messages = await readChangedUpTo(knex, conversationId, marks.version, marks.seq);
+        return {
+          kind: 'updated',
+          messages,
+          through: messages.at(-1)?.version ?? marks.version,
+          full: messages.length >= PAGE_LIMIT.max,
+          endsCatchUp: true,
+        };
+      } catch (err) {
+        // Ends this catch-up all the same; the next one (a reconnect, a node count that grows) reads it again.
+        logger.warn({ err, conversationId }, 'catching up on changed messages failed');
+        return { kind: 'updated', messages: [], endsCatchUp: true };
+      }
+    });
+  }
+
   function catchUp(): void {
     prune();
-    for (const [conversationId, known] of given) {
-      const { seq, version } = known;
-      deliver(conversationId, async () => ({
-        kind: 'new',
-        messages: await readMessagesAfter(knex, conversationId, seq),
-        caughtUp: true,
-      }));
-      deliver(conversationId, async () => ({
-        kind: 'updated',
-        messages: await readChangedUpTo(knex, conversationId, version, seq),
-        caughtUp: true,
-      }));
-    }
+    for (const conversationId of given.keys()) catchUpConversation(conversationId);
   }
 
   /** Catches this node's subscribers up, and every other node's (what this node committed unannounced). */
@@ -278,7 +342,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   return {
     node,
-    seen,
+    seen(conversationId, seq, version) {
+      // Only a conversation not followed yet starts from a page: raising the marks of one followed already
+      // would pass over what its earlier subscribers still lack, and leave out what they are about to get.
+      if (!given.has(conversationId)) given.set(conversationId, new Given(seq, version));
+    },
+    delivered: accept,
     catchUp,
     close() {
       clearInterval(watch);

@@ -87,10 +87,20 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     }
     if (written.length > 0) {
       try {
-        for (const m of written) fanout.seen(conversationId, m.seq, m.version);
         // A batch holds sends only or changes only (sameBatch).
-        if (commands[0]?.kind === 'send') notify.messagesCommitted(written.sort((a, b) => a.seq - b.seq));
-        else notify.messagesUpdated(written.sort((a, b) => a.version - b.version));
+        if (commands[0]?.kind === 'send') {
+          const fresh = fanout.delivered(
+            'new',
+            written.sort((a, b) => a.seq - b.seq),
+          );
+          if (fresh.length > 0) notify.messagesCommitted(fresh);
+        } else {
+          const fresh = fanout.delivered(
+            'updated',
+            written.sort((a, b) => a.version - b.version),
+          );
+          if (fresh.length > 0) notify.messagesUpdated(fresh);
+        }
       } catch (err) {
         // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
         logger.error({ err, conversationId }, 'broadcast failed');

@@ -6,6 +6,7 @@ import { createFanout, type Fanout } from '../../lib/messaging/fanout.js';
 import { knexConnections } from '../../lib/messaging/statements.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
+import type { MessageCommand } from '../../lib/messaging/types.js';
 import { rows } from '../helpers/chat.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
@@ -38,27 +39,17 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     await db.close();
   });
 
-  /** Commits sends the way another node that did not announce them would. */
-  let sent = 0;
-  async function commitUnannounced(...bodies: string[]): Promise<PublicMessage[]> {
+  /** Commits commands without announcing them (another node that does not count this one, or this node). */
+  async function commitUnannounced(commands: MessageCommand[]): Promise<PublicMessage[]> {
     const writer = createGroupCommitWriter({
       connections: knexConnections(db.knex),
       logger,
       maxConcurrency: 1,
     });
     try {
-      const outcomes = await writer.write({
-        conversationId,
-        commands: bodies.map((body) => ({
-          kind: 'send' as const,
-          senderId: alice,
-          clientMsgId: `m-${++sent}`,
-          body,
-          replyToSeq: null,
-        })),
-      });
+      const outcomes = await writer.write({ conversationId, commands });
       return outcomes.map((o) => {
-        if (!o.ok) throw new Error('send refused');
+        if (!o.ok) throw new Error('command refused');
         return o.value.message;
       });
     } finally {
@@ -66,11 +57,25 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     }
   }
 
+  let sent = 0;
+  /** Sends, unannounced. */
+  const sendUnannounced = (...bodies: string[]) =>
+    commitUnannounced(
+      bodies.map((body) => ({
+        kind: 'send',
+        senderId: alice,
+        clientMsgId: `m-${++sent}`,
+        body,
+        replyToSeq: null,
+      })),
+    );
+
   /** A fanout whose node count, announcements and deliveries the test holds. */
   async function startFanout(options: { nodes: number }) {
     const state = {
       nodes: options.nodes,
       delivered: [] as number[],
+      updated: [] as Array<[number, number]>,
       notices: [] as unknown[],
       announcement: undefined as ((payload: unknown) => void) | undefined,
     };
@@ -89,7 +94,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       notify: {
         hasSubscribersHere: () => true,
         messagesCommitted: (messages) => state.delivered.push(...messages.map((m) => m.seq)),
-        messagesUpdated: () => undefined,
+        messagesUpdated: (messages) =>
+          state.updated.push(...messages.map((m): [number, number] => [m.seq, m.version])),
       },
       nodeCount: () => Promise.resolve(state.nodes),
       logger,
@@ -116,12 +122,12 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   ];
 
   it('reads what was committed unannounced when another node appears, once, and drops the repeats', async () => {
-    const given = await commitUnannounced('given-1');
+    const given = await sendUnannounced('given-1');
     const { fanout, state, announce } = await startFanout({ nodes: 1 });
     // This node's subscriber has been given the last message (a history page, say).
     fanout.seen(conversationId, given.at(-1)!.seq, given.at(-1)!.version);
     // Another node commits two before it has heard of this node: nothing is announced.
-    const missed = await commitUnannounced('missed-1', 'missed-2');
+    const missed = await sendUnannounced('missed-1', 'missed-2');
     expect(state.delivered).to.deep.equal([]);
 
     state.nodes = 2;
@@ -135,11 +141,11 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   });
 
   it('catches up when another node says it committed unannounced, though this node’s count never changed', async () => {
-    const given = await commitUnannounced('seen-before');
+    const given = await sendUnannounced('seen-before');
     const { fanout, state, announce } = await startFanout({ nodes: 2 });
     fanout.seen(conversationId, given.at(-1)!.seq, given.at(-1)!.version);
     // The other node did not count this one (it had not heard it yet, or dropped it for a late heartbeat).
-    const missed = await commitUnannounced('unannounced');
+    const missed = await sendUnannounced('unannounced');
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(state.delivered, 'nothing without a catch-up').to.deep.equal([]);
 
@@ -170,5 +176,41 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(state.notices).to.have.length(2);
     state.nodes = 2;
     await waitFor(() => state.notices.length === 3, { what: 'a notice when the count grows again' });
+  });
+
+  it('catches up on what another node committed unannounced below this node’s own later writes', async () => {
+    const [before] = await sendUnannounced('before');
+    const { fanout, state, announce } = await startFanout({ nodes: 2 });
+    fanout.seen(conversationId, before!.seq, before!.version);
+    // The other node, not counting this one yet, edits the message given and sends one; this node then sends
+    // and edits, and delivers its own writes at once: its subscribers are given seqs and versions above holes.
+    const [edited] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: before!.seq, body: 'edited' },
+    ]);
+    const [missed] = await sendUnannounced('missed');
+    const [own] = await sendUnannounced('own');
+    const [ownEdit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: own!.seq, body: 'own, edited' },
+    ]);
+    expect(fanout.delivered('new', [own!])).to.deep.equal([own]);
+    expect(fanout.delivered('updated', [ownEdit!])).to.deep.equal([ownEdit]);
+
+    announce({ n: 'the-other-node', c: 1 });
+    await waitFor(
+      () => {
+        expect({ delivered: state.delivered, updated: state.updated }).to.deep.equal({
+          delivered: [missed!.seq],
+          updated: [[before!.seq, edited!.version]],
+        });
+        return true;
+      },
+      { what: 'the catch-up to fill both holes, and nothing of this node’s own' },
+    );
+    // The marks now stand past everything: another catch-up, or its own writes coming back, deliver nothing.
+    expect(fanout.delivered('new', [own!])).to.deep.equal([]);
+    announce({ n: 'the-other-node', c: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(state.delivered).to.deep.equal([missed!.seq]);
+    expect(state.updated).to.deep.equal([[before!.seq, edited!.version]]);
   });
 });
