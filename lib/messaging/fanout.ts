@@ -160,7 +160,13 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         fresh.push(m);
         continue;
       }
-      const marks = marksOf(m.conversationId, m.seq, m.version);
+      // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
+      const marks =
+        kind === 'new' ? marksOf(m.conversationId, m.seq, m.version) : given.get(m.conversationId);
+      if (marks === undefined) {
+        fresh.push(m);
+        continue;
+      }
       if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) continue;
       if (kind === 'new') marks.giveMessage(m.seq, m.version);
       else marks.giveVersion(m.version);
