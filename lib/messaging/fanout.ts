@@ -40,8 +40,8 @@ export interface Fanout {
   delivered(kind: 'new' | 'updated', messages: readonly PublicMessage[]): PublicMessage[];
   /**
    * After the LISTEN connection was lost (its announcements with it), or when another node says it committed
-   * unannounced, gives this node's subscribers what they missed: messages after the last seq they were given,
-   * and changes after the last version.
+   * unannounced, gives this node's subscribers what they lack: the messages after the seq up to which every one
+   * was given, and the changes after the version up to which every one was (lib/messaging/given.ts).
    */
   catchUp(): void;
   /** Stops watching the count of nodes. */
@@ -351,7 +351,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     seen(conversationId, seq, version) {
       // Only a conversation not followed yet starts from a page: raising the marks of one followed already
       // would pass over what its earlier subscribers still lack, and leave out what they are about to get.
-      if (!given.has(conversationId)) given.set(conversationId, new Given(seq, version));
+      if (given.has(conversationId)) return;
+      if (given.size >= MAX_TRACKED) prune();
+      given.set(conversationId, new Given(seq, version));
     },
     delivered: accept,
     catchUp,
