@@ -37,6 +37,12 @@ const FILL_PAGE = 200;
  * another node announced as one.
  */
 const MAX_SEEN_BEYOND_HOLE = 256;
+/**
+ * How long a hole may stay before it is settled with a read of the changes feed. An event on its way arrives in
+ * milliseconds; a hole that stays is a change announced only as part of a later state (two changes of one message
+ * read once, or a message a node caught up in its current state), and would otherwise hold `version` back.
+ */
+const HOLE_SETTLE_MS = 2000;
 
 export interface SubscriptionDeps {
   connection: Connection;
@@ -73,6 +79,8 @@ export class Subscription {
   private readonly seenAbove = new Set<number>();
   /** The changes feed must be read from `synced` (after a reconnection, or to settle a hole). */
   private needChanges = false;
+  /** Looks again at a hole after HOLE_SETTLE_MS, with the `synced` it was armed at. */
+  private holeTimer: { timer: ReturnType<typeof setTimeout>; synced: number } | undefined;
   private needSubscribe = true;
   private running = false;
   private active = true;
@@ -162,6 +170,8 @@ export class Subscription {
     this.active = false;
     this.failure = error ?? new XFChatError('CLIENT_CLOSED', 'The subscription was closed.');
     this.stop.abort();
+    if (this.holeTimer) clearTimeout(this.holeTimer.timer);
+    this.holeTimer = undefined;
     this.offConnect();
     this.pending.clear();
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
@@ -231,8 +241,26 @@ export class Subscription {
     if (this.synced === undefined) return;
     for (const version of this.seenAbove) if (version <= this.synced) this.seenAbove.delete(version);
     while (this.seenAbove.delete(this.synced + 1)) this.synced += 1;
-    // A hole that stays while many later versions arrive is settled by reading the feed (see MAX_SEEN_BEYOND_HOLE).
+    // A hole that stays while many later versions arrive, or for HOLE_SETTLE_MS, is settled by reading the feed.
     if (this.seenAbove.size > MAX_SEEN_BEYOND_HOLE) this.needChanges = true;
+    else if (this.seenAbove.size > 0 && this.holeTimer === undefined && this.active) this.armHoleTimer();
+  }
+
+  private armHoleTimer(): void {
+    const synced = this.synced;
+    if (synced === undefined) return;
+    const timer = setTimeout(() => {
+      this.holeTimer = undefined;
+      if (!this.active || this.seenAbove.size === 0) return;
+      // `synced` moved meanwhile: the hole there now is younger; look at it again later.
+      if (this.synced !== synced) {
+        this.armHoleTimer();
+        return;
+      }
+      this.needChanges = true;
+      this.kick();
+    }, HOLE_SETTLE_MS);
+    this.holeTimer = { timer, synced };
   }
 
   /** Runs the catch-up loop unless it is already running (it re-checks its conditions before it stops). */

@@ -217,6 +217,27 @@ describe('client SDK: the message lifecycle', function () {
     await expectConverged(alice, id, app, sub);
   });
 
+  it('settles a version that stays missing (a change seen only in a later state) by reading the feed', async () => {
+    const { alice, aliceClient, bobClient, id } = await group();
+    const app = mirror();
+    const sub = aliceClient.subscribe(id, app.onMessage, { onUpdate: app.onUpdate });
+    await sub.whenReady();
+    await bobClient.send(id, 'v1');
+    await waitFor(() => sub.version === 1, { what: 'version 1' });
+
+    // Message 1 was changed twice, and this node read it once, in its newer state: version 2 is gone for good.
+    await knex()('messages').where({ conversation_id: id, seq: 1 }).update({ body: 'v3', version: 3 });
+    await knex()('conversations').where({ id }).update({ version: 3 });
+    const [third] = await fullHistory(a.url, alice, id);
+    a.services.notify.messagesUpdated([third!]);
+    await waitFor(() => app.bySeq.get(1)?.version === 3, { what: 'the newer state' });
+    expect(sub.version, 'held back by the hole at 2').to.equal(1);
+
+    await waitFor(() => sub.version === 3, { what: 'the hole settled by a read of the changes feed' });
+    expect(app.updates.map((m) => m.version)).to.deep.equal([3]);
+    await expectConverged(alice, id, app, sub);
+  });
+
   it('converges to exactly the database’s state after being offline during 50 mixed changes by another user', async () => {
     const proxy = await proxies.start(a.url);
     const { alice, aliceClient, bobClient, id } = await group(proxy.url);
