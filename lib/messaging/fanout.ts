@@ -78,13 +78,18 @@ interface Announcement {
   u?: WireUpdate[];
   /** 1: node `n` committed unannounced until now; catch up. */
   c?: 1;
+  /** 1: node `n` has just started and listens: whoever hears it answers with `p`. */
+  h?: 1;
+  /** 1: node `n` runs (an answer to a hello). */
+  p?: 1;
 }
 
 function isAnnouncement(value: unknown): value is Announcement {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
   return (
-    typeof v.n === 'string' && (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u) || v.c === 1)
+    typeof v.n === 'string' &&
+    (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u) || v.c === 1 || v.h === 1 || v.p === 1)
   );
 }
 
@@ -117,6 +122,12 @@ interface Delivery {
   /** The last delivery of a catch-up. */
   endsCatchUp?: boolean;
 }
+
+/**
+ * A node that said hello or answered counts as running for this long, whatever the adapter counts: past the
+ * adapter's heartbeat timeout (10 s), by when the adapter has heard of it or it is gone.
+ */
+const PEER_HEARD_MS = 15_000;
 
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
 const MAX_UNSETTLED = 256;
@@ -230,6 +241,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       return;
     }
     if (payload.n === node) return;
+    if (payload.h === 1 || payload.p === 1) peerHeardAt = performance.now();
+    if (payload.h === 1) send({ n: node, p: 1 }, 'answering a new node');
     if (payload.c === 1) catchUp();
     if (payload.m) {
       const byConversation = new Map<string, PublicMessage[]>();
@@ -269,7 +282,21 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
+  /** When another node last said hello or answered ours (performance.now()); -Infinity: never. */
+  let peerHeardAt = Number.NEGATIVE_INFINITY;
+
+  function send(notice: Announcement, what: string): void {
+    deps.bus
+      .notify(MESSAGES_CHANNEL, notice)
+      // A hello or an answer lost: the adapter's count says the same within a heartbeat. A catch-up notice lost:
+      // the others' subscribers wait for their next message's afterSeq, or the next catch-up.
+      .catch((err: unknown) => logger.warn({ err }, `${what} failed`));
+  }
+
   await deps.bus.listen(MESSAGES_CHANNEL, onAnnouncement);
+  // Listening already, this node cannot miss the answers (the adapter says its hello before it listens, and may
+  // count the others only at their next heartbeat).
+  send({ n: node, h: 1 }, 'saying hello to the other nodes');
 
   /**
    * Reads what this node's subscribers of a conversation lack: the messages after the seq mark, then those up to
@@ -321,11 +348,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** Catches this node's subscribers up, and every other node's (what this node committed unannounced). */
   function catchUpEverywhere(): void {
     catchUp();
-    const notice: Announcement = { n: node, c: 1 };
-    deps.bus
-      .notify(MESSAGES_CHANNEL, notice)
-      // The others' subscribers then wait for their next message's afterSeq, or the next catch-up.
-      .catch((err: unknown) => logger.warn({ err }, 'asking the other nodes to catch up failed'));
+    send({ n: node, c: 1 }, 'asking the other nodes to catch up');
   }
 
   let nodes = await deps.nodeCount();
@@ -362,6 +385,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       clearTimeout(settle);
     },
     async announce() {
+      // A node heard from lately may not be counted by the adapter yet.
+      if (performance.now() - peerHeardAt < PEER_HEARD_MS) return { node };
       return (await deps.nodeCount()) > 1 ? { node } : undefined;
     },
   };

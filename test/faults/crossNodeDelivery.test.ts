@@ -27,13 +27,18 @@ describe('cross-node delivery coupled to the commit', function () {
     }
   });
 
-  /** A LISTEN of our own on the announcements channel: what a node would hear. */
+  /**
+   * A LISTEN of our own on the announcements channel: the commits a node would hear (not the hellos, answers and
+   * catch-up notices the nodes also send there).
+   */
   async function listenToAnnouncements(): Promise<{ heard: string[]; close: () => Promise<void> }> {
     const client = new pg.Client({ connectionString: node.databaseUrl });
     await client.connect();
     const heard: string[] = [];
     client.on('notification', (n) => {
-      if (n.channel === 'xfchat_messages') heard.push(n.payload ?? '');
+      if (n.channel !== 'xfchat_messages' || n.payload === undefined) return;
+      const payload = JSON.parse(n.payload) as Record<string, unknown>;
+      if ('m' in payload || 'r' in payload || 'u' in payload) heard.push(n.payload);
     });
     await client.query('LISTEN xfchat_messages');
     return { heard, close: () => client.end() };

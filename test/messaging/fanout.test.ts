@@ -76,6 +76,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       nodes: options.nodes,
       delivered: [] as number[],
       updated: [] as Array<[number, number]>,
+      /** What it sent on the channel: its hello first, then answers and catch-up notices. */
       notices: [] as unknown[],
       announcement: undefined as ((payload: unknown) => void) | undefined,
     };
@@ -162,20 +163,22 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   it('asks every node to catch up when its own count grows, at once and again a moment later', async () => {
     const { fanout, state } = await startFanout({ nodes: 1 });
     await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(state.notices, 'nothing while the count stays').to.deep.equal([]);
+    expect(state.notices, 'its hello, nothing else while the count stays').to.deep.equal([
+      { n: fanout.node, h: 1 },
+    ]);
     state.nodes = 2;
-    await waitFor(() => state.notices.length === 1, { what: 'the first catch-up notice' });
-    await waitFor(() => state.notices.length === 2, { what: 'the second, after the settle time' });
-    expect(state.notices).to.deep.equal([
+    await waitFor(() => state.notices.length === 2, { what: 'the first catch-up notice' });
+    await waitFor(() => state.notices.length === 3, { what: 'the second, after the settle time' });
+    expect(state.notices.slice(1)).to.deep.equal([
       { n: fanout.node, c: 1 },
       { n: fanout.node, c: 1 },
     ]);
     // A count that falls does not ask; growing again does.
     state.nodes = 1;
     await new Promise((resolve) => setTimeout(resolve, 250));
-    expect(state.notices).to.have.length(2);
+    expect(state.notices).to.have.length(3);
     state.nodes = 2;
-    await waitFor(() => state.notices.length === 3, { what: 'a notice when the count grows again' });
+    await waitFor(() => state.notices.length === 4, { what: 'a notice when the count grows again' });
   });
 
   it('catches up on what another node committed unannounced below this node’s own later writes', async () => {
@@ -212,5 +215,26 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(state.delivered).to.deep.equal([missed!.seq]);
     expect(state.updated).to.deep.equal([[before!.seq, edited!.version]]);
+  });
+
+  it('says hello once it listens, answers another node’s hello, and announces to a node heard from', async () => {
+    const { fanout, state, announce } = await startFanout({ nodes: 1 });
+    expect(state.notices).to.deep.equal([{ n: fanout.node, h: 1 }]);
+    expect(await fanout.announce(), 'alone').to.equal(undefined);
+
+    // A node that has just started says hello: this one answers, and announces to it before the adapter counts it.
+    announce({ n: 'a-new-node', h: 1 });
+    expect(state.notices.slice(1)).to.deep.equal([{ n: fanout.node, p: 1 }]);
+    expect(await fanout.announce()).to.deep.equal({ node: fanout.node });
+    fanout.close();
+    // Its own hello coming back is not another node.
+    const { fanout: second, state: secondState, announce: toSecond } = await startFanout({ nodes: 1 });
+    toSecond({ n: second.node, h: 1 });
+    expect(secondState.notices).to.have.length(1);
+    expect(await second.announce(), 'its own hello').to.equal(undefined);
+    // An answer to its hello is a node running.
+    toSecond({ n: 'a-running-node', p: 1 });
+    expect(secondState.notices, 'an answer is not answered').to.have.length(1);
+    expect(await second.announce()).to.deep.equal({ node: second.node });
   });
 });
