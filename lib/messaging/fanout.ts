@@ -18,13 +18,14 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
  * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
  *
  * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
- * So a node may miss what another commits before that one counts it: a newcomer's subscribers can be there
- * already, and the adapter's views of the cluster differ for seconds (a node hears of a newcomer when the
- * newcomer says hello, the newcomer of it only at its next heartbeat if it was not yet listening; a node whose
- * heartbeats came late is dropped from one view and not from the other). So whenever the count of nodes grows
- * on a node, it has been committing unannounced to the nodes it now counts: it catches its own subscribers up
- * and tells every node to catch theirs up (a "catch-up" announcement), at once and again a moment later, for a
- * transaction that began unannounced and committed after the first call.
+ * The adapter's views of the cluster differ for seconds, though (a node hears of a newcomer when the newcomer's
+ * adapter says hello, the newcomer of it only at its next heartbeat if it was not yet listening; a node whose
+ * heartbeats came late is dropped from one view and not from the other). So a node also says hello on this
+ * channel once it listens, the others answer, and a node heard from lately is announced to whatever the adapter
+ * counts. And whenever the count of nodes grows on a node, it has been committing unannounced to the nodes it now
+ * counts: it catches its own subscribers up and tells every node to catch theirs up (a "catch-up" announcement),
+ * at once and again a moment later, for a transaction that began unannounced and committed after the first call.
+ * docs/messaging.md has the whole picture.
  */
 export interface Fanout {
   /** This node's id in announcements (its own are ignored when they come back). */
