@@ -18,7 +18,7 @@ import type { AuthTokens, SessionEndReason } from '../lib/client/index.js';
  *    presents, another tab has refreshed already: hand that pair to this client (its access token has at least
  *    half its life left) without asking the server; if it is older than that, refresh with the stored (newest)
  *    token instead of the presented one;
- * 3. store the new pair before releasing the lock.
+ * 3. store the new pair, and give the write a moment to reach the other tabs, before releasing the lock.
  *
  * So a refresh token is presented at most once: whichever tab holds the lock finds the newest token in storage
  * and leaves the next one there. The tabs' SDK clients never know: to them the refresh simply answered. Tokens
@@ -38,6 +38,13 @@ const LEASE_KEY = 'xfchat.session-lease';
 const LEASE_MS = 20_000;
 /** How long a tab waits after writing a lease before reading it back (other tabs' writes arrive meanwhile). */
 const LEASE_SETTLE_MS = 60;
+/**
+ * How long a tab keeps the lock after storing a new pair. localStorage is not shared memory: Chromium hands a
+ * tab's write to the other tabs' processes a moment later, so a tab that took the lock at once could still read
+ * the spent pair and present its refresh token again, a reuse that ends the session (seen in the browser tests:
+ * the next tab's refresh 29 ms after this one's, with the old token).
+ */
+const STORE_SETTLE_MS = 250;
 
 /** The profile's login as stored. */
 export interface StoredSession {
@@ -255,7 +262,10 @@ export class SharedSession {
       if (!ours || !response.ok) return response;
       const tokens: unknown = await response.clone().json();
       const next = isTokens(tokens) ? storedFrom(tokens) : undefined;
-      if (next && next.sid === this.sid) write(next);
+      if (next && next.sid === this.sid) {
+        write(next);
+        await sleep(STORE_SETTLE_MS);
+      }
       return response;
     });
   }
