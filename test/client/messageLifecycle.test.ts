@@ -79,19 +79,32 @@ describe('client SDK: the message lifecycle', function () {
     await Promise.all([aliceSub.whenReady(), bobSub.whenReady()]);
     expect(aliceSub.version).to.equal(0);
 
+    // Each state reaches both subscribers before the next change: a node reads another node's change in the
+    // message's current state, so one change made there meanwhile would fold two states into one delivery.
+    const bothHave = async () => {
+      const { version } = await counters(knex(), id);
+      await waitFor(() => [atAlice, atBob].every((app) => app.list().some((m) => m.version === version)), {
+        what: `both subscribers to hold version ${version}`,
+      });
+    };
     const question = await aliceClient.send(id, 'lunch?');
     const answer = await bobClient.send(id, 'yes!', { replyToSeq: question.seq });
     expect(answer.replyToSeq).to.equal(1);
+    await bothHave();
     const edited = await aliceClient.edit(id, 1, 'lunch at noon?');
     expect(edited).to.deep.include({ seq: 1, body: 'lunch at noon?', version: 3 });
     // Alice's own subscription has it at once, from the answer to the edit.
     expect(atAlice.bySeq.get(1)).to.deep.equal(edited);
     expect(await aliceClient.edit(id, 1, 'lunch at noon?')).to.deep.equal(edited);
+    await bothHave();
     await bobClient.react(id, 1, '👍');
     await bobClient.react(id, 1, '👍');
+    await bothHave();
     await aliceClient.react(id, 2, '🇮🇹');
+    await bothHave();
     await aliceClient.unreact(id, 2, '🇮🇹');
     await aliceClient.unreact(id, 2, '🇮🇹');
+    await bothHave();
     await bobClient.deleteMessage(id, 2);
     await bobClient.deleteMessage(id, 2);
 
