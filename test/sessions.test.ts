@@ -16,6 +16,15 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     request<T>(server.url, 'POST', path, { body, token, headers });
   const me = (token: string) => request<{ user: PublicUser }>(server.url, 'GET', '/auth/me', { token });
   const refresh = (refreshToken: unknown) => post<AuthTokens>('/auth/refresh', { refreshToken });
+  /** The user's sessions in the database. */
+  const sessionCount = async (userId: string) =>
+    (
+      await rows<{ n: number }>(
+        server.services.db.knex,
+        'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
+        [userId],
+      )
+    )[0]?.n;
   const sessionsOf = (token: string) =>
     request<{ sessions: PublicSession[] }>(server.url, 'GET', '/auth/sessions', { token });
 
@@ -97,12 +106,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
       expect(statuses).to.deep.equal([200, 401]);
       const winner = results.find((r) => r.status === 200)!;
       expectError(await me(winner.body.token), 401, 'UNAUTHORIZED');
-      const [{ n }] = (await rows<{ n: number }>(
-        server.services.db.knex,
-        'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
-        [alice.user.id],
-      )) as [{ n: number }];
-      expect(n).to.equal(0);
+      expect(await sessionCount(alice.user.id)).to.equal(0);
     }
   });
 
@@ -201,12 +205,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     expect((await post('/auth/logout-all', undefined, alice.token)).status).to.equal(204);
     expectError(await me(alice.token), 401, 'UNAUTHORIZED');
     expectError(await refresh(alice.refreshToken), 401, 'UNAUTHORIZED');
-    const [{ n }] = (await rows<{ n: number }>(
-      server.services.db.knex,
-      'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
-      [alice.user.id],
-    )) as [{ n: number }];
-    expect(n).to.equal(0);
+    expect(await sessionCount(alice.user.id)).to.equal(0);
   });
 
   it('changing the password ends every other session, keeps this one, and needs the current password', async () => {

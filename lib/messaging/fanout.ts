@@ -35,10 +35,15 @@ export interface Fanout {
   /** A page read gave everything of a conversation up to `seq` and `version`: where a catch-up starts. */
   seen(conversationId: string, seq: number, version: number): void;
   /**
-   * This node's own commit, about to be delivered here: answers what this node's subscribers were not given yet
+   * This node's own commit in one conversation, about to be delivered here: answers what this node's subscribers
+   * were not given yet
    * (a catch-up may have read it first) and notes it as given.
    */
-  delivered(kind: 'new' | 'updated', messages: readonly PublicMessage[]): PublicMessage[];
+  delivered(
+    kind: 'new' | 'updated',
+    conversationId: string,
+    messages: readonly PublicMessage[],
+  ): readonly PublicMessage[];
   /**
    * After the LISTEN connection was lost (its announcements with it), or when another node says it committed
    * unannounced, gives this node's subscribers what they lack: the messages after the seq up to which every one
@@ -164,33 +169,33 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * Leaves out what this node's subscribers were given already, and notes the rest as given. A conversation
    * without subscribers here is forgotten: whoever subscribes next starts from the page they read.
    */
-  function accept(kind: Delivery['kind'], messages: readonly PublicMessage[]): PublicMessage[] {
-    const fresh: PublicMessage[] = [];
-    for (const m of messages) {
-      if (!notify.hasSubscribersHere(m.conversationId)) {
-        given.delete(m.conversationId);
-        fresh.push(m);
-        continue;
-      }
-      // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
-      const marks =
-        kind === 'new' ? marksOf(m.conversationId, m.seq, m.version) : given.get(m.conversationId);
-      if (marks === undefined) {
-        fresh.push(m);
-        continue;
-      }
-      if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) continue;
+  function accept(
+    kind: Delivery['kind'],
+    conversationId: string,
+    messages: readonly PublicMessage[],
+  ): readonly PublicMessage[] {
+    const first = messages[0];
+    if (first === undefined) return messages;
+    if (!notify.hasSubscribersHere(conversationId)) {
+      given.delete(conversationId);
+      return messages;
+    }
+    // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
+    const marks =
+      kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
+    if (marks === undefined) return messages;
+    return messages.filter((m) => {
+      if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) return false;
       if (kind === 'new') marks.giveMessage(m.seq, m.version);
       else marks.giveVersion(m.version);
-      fresh.push(m);
-    }
-    return fresh;
+      return true;
+    });
   }
 
   /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
   function hand(conversationId: string, delivery: Delivery): void {
     const { kind, messages, through } = delivery;
-    const fresh = accept(kind, messages);
+    const fresh = accept(kind, conversationId, messages);
     const marks = given.get(conversationId);
     if (marks && through !== undefined) {
       if (kind === 'new') marks.raise(through, 0);

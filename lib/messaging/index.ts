@@ -91,12 +91,14 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         if (commands[0]?.kind === 'send') {
           const fresh = fanout.delivered(
             'new',
+            conversationId,
             written.sort((a, b) => a.seq - b.seq),
           );
           if (fresh.length > 0) notify.messagesCommitted(fresh);
         } else {
           const fresh = fanout.delivered(
             'updated',
+            conversationId,
             written.sort((a, b) => a.version - b.version),
           );
           if (fresh.length > 0) notify.messagesUpdated(fresh);

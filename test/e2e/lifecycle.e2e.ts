@@ -62,6 +62,17 @@ async function focused(page: ChatPage): Promise<{ seq?: string; action?: string;
 describe('web app: replies, edits, deletes and reactions', function () {
   const app = useWebApp();
 
+  /** Ann and Bob each on a page of their own, logged in, with their direct conversation open. */
+  async function openPages(ann: Person, bob: Person): Promise<{ annPage: ChatPage; bobPage: ChatPage }> {
+    const annPage = await app.open();
+    const bobPage = await app.open();
+    await annPage.logIn(ann.username, PASSWORD);
+    await bobPage.logIn(bob.username, PASSWORD);
+    await annPage.openConversation('Bob');
+    await bobPage.openConversation('Ann');
+    return { annPage, bobPage };
+  }
+
   /** Two friends with a direct conversation, each on a page of their own with it open. */
   async function pair(): Promise<{
     ann: Person;
@@ -74,12 +85,7 @@ describe('web app: replies, edits, deletes and reactions', function () {
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
     const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const annPage = await app.open();
-    const bobPage = await app.open();
-    await annPage.logIn(ann.username, PASSWORD);
-    await bobPage.logIn(bob.username, PASSWORD);
-    await annPage.openConversation('Bob');
-    await bobPage.openConversation('Ann');
+    const { annPage, bobPage } = await openPages(ann, bob);
     return { ann, bob, conversationId, annPage, bobPage };
   }
 
@@ -107,12 +113,7 @@ describe('web app: replies, edits, deletes and reactions', function () {
     await bob.client.messages.put(conversationId, 'q-63', 'As I asked way back then', { replyToSeq: 1 });
     await ann.client.messages.read(conversationId, 63);
 
-    const annPage = await app.open();
-    const bobPage = await app.open();
-    await annPage.logIn(ann.username, PASSWORD);
-    await bobPage.logIn(bob.username, PASSWORD);
-    await annPage.openConversation('Bob');
-    await bobPage.openConversation('Ann');
+    const { annPage, bobPage } = await openPages(ann, bob);
     await annPage.waitForMessage('As I asked way back then');
     expect(await itemAt(annPage, 1).count()).to.equal(0);
 

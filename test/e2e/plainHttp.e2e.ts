@@ -1,19 +1,25 @@
 import { expect } from 'chai';
-import { PASSWORD, useWebApp } from './fixture.js';
+import { PASSWORD, useWebApp, type WebApp } from './fixture.js';
 
 /** A name that is not localhost, resolved by Chromium itself to the test node's address. */
 const HOST = 'chat.test';
+
+/** Ann and Bob, friends with a direct conversation, and the node's address by HOST. */
+async function friendsOverHost(app: WebApp) {
+  const ann = await app.person('Ann');
+  const bob = await app.person('Bob');
+  await app.befriend(ann, bob);
+  await bob.client.conversations.createDirect(ann.id);
+  const url = new URL(app.server.url);
+  url.hostname = HOST;
+  return { ann, bob, url };
+}
 
 describe('web app over plain HTTP on a host name other than localhost', function () {
   const app = useWebApp({ browserArgs: [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`] });
 
   it('renders, logs in and chats (the CSP does not send its scripts to https)', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
-    const url = new URL(app.server.url);
-    url.hostname = HOST;
+    const { ann, bob, url } = await friendsOverHost(app);
 
     const page = await app.open({ url: url.toString() });
     expect(
@@ -44,12 +50,7 @@ describe('web app over plain HTTP: two tabs share the login without Web Locks', 
   });
 
   it('takes turns refreshing through a lease in localStorage, so neither tab is signed out', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
-    const url = new URL(app.server.url);
-    url.hostname = HOST;
+    const { ann, url } = await friendsOverHost(app);
 
     const first = await app.open({ url: url.toString() });
     expect(await first.page.evaluate(() => window.isSecureContext)).to.equal(false);

@@ -195,8 +195,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     const [ownEdit] = await commitUnannounced([
       { kind: 'edit', userId: alice, seq: own!.seq, body: 'own, edited' },
     ]);
-    expect(fanout.delivered('new', [own!])).to.deep.equal([own]);
-    expect(fanout.delivered('updated', [ownEdit!])).to.deep.equal([ownEdit]);
+    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal([own]);
+    expect(fanout.delivered('updated', conversationId, [ownEdit!])).to.deep.equal([ownEdit]);
 
     announce({ n: 'the-other-node', c: 1 });
     await waitFor(
@@ -210,7 +210,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       { what: 'the catch-up to fill both holes, and nothing of this node’s own' },
     );
     // The marks now stand past everything: another catch-up, or its own writes coming back, deliver nothing.
-    expect(fanout.delivered('new', [own!])).to.deep.equal([]);
+    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal([]);
     announce({ n: 'the-other-node', c: 1 });
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(state.delivered).to.deep.equal([missed!.seq]);
