@@ -60,6 +60,13 @@ export interface Config {
     mailboxCapacity: number;
     /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
     writeConcurrency: number;
+    /**
+     * When committed messages are announced to the other nodes: `after` the commit (the default; a writer that
+     * dies between its commit and its announcement leaves them to the other nodes' catch-up, within seconds) or
+     * inside it (`commit`: delivered even then at once, but PostgreSQL commits notifying transactions one at a
+     * time). docs/messaging.md.
+     */
+    announce: MessageAnnounce;
     /** Largest Socket.IO message in bytes. */
     socketMaxBytes: number;
     /** Bytes waiting for one socket before it is disconnected; 0 = off. */
@@ -76,6 +83,9 @@ export interface Config {
   /** How long SIGTERM waits for mailboxes to drain. */
   shutdownTimeoutMs: number;
 }
+
+export type MessageAnnounce = 'after' | 'commit';
+const ANNOUNCE_MODES: readonly MessageAnnounce[] = ['after', 'commit'];
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const SSL_MODES: readonly DbSslMode[] = ['disable', 'require', 'verify-full'];
@@ -277,6 +287,13 @@ export const SETTINGS = {
     min: 1,
     max: 1000,
     doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog',
+  },
+  MESSAGE_ANNOUNCE: {
+    kind: 'choice',
+    group: 'database',
+    choices: ANNOUNCE_MODES,
+    default: 'after',
+    doc: "how other nodes hear of committed messages: `after` (a NOTIFY right after each commit; a writer that dies in between leaves its last messages to the other nodes' catch-up, 1-4 s later) or `commit` (a NOTIFY inside the write transaction: delivered even then, but PostgreSQL then commits the nodes' write transactions one at a time); see docs/messaging.md",
   },
   SOCKET_EVENTS_PER_SEC: {
     kind: 'int',
@@ -485,6 +502,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       conversationsPerMinute: reader.int('RATE_LIMIT_CONVERSATIONS_PER_MIN'),
       mailboxCapacity: reader.int('MAILBOX_CAPACITY'),
       writeConcurrency: reader.int('DB_WRITE_CONCURRENCY'),
+      announce: reader.oneOf('MESSAGE_ANNOUNCE', ANNOUNCE_MODES, SETTINGS.MESSAGE_ANNOUNCE.default),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
       socketMaxBufferedBytes: reader.int('SOCKET_MAX_BUFFERED_BYTES'),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),

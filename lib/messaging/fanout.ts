@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { ControlBus } from '../cluster/controlBus.js';
+import type { MessageAnnounce } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
@@ -30,8 +31,14 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 export interface Fanout {
   /** This node's id in announcements (its own are ignored when they come back). */
   readonly node: string;
-  /** What the next commit announces: undefined while no other node runs. */
+  /**
+   * Whether the next commit is announced, and how: undefined while no other node runs; `inCommit` when the write
+   * transaction itself sends the NOTIFY (MESSAGE_ANNOUNCE=commit), otherwise the node calls {@link publish}
+   * after the commit.
+   */
   announce(): Promise<Announce | undefined>;
+  /** Announces what a transaction committed (MESSAGE_ANNOUNCE=after), right after the commit. */
+  publish(news: CommitNews): void;
   /** A page read gave everything of a conversation up to `seq` and `version`: where a catch-up starts. */
   seen(conversationId: string, seq: number, version: number): void;
   /**
@@ -50,8 +57,26 @@ export interface Fanout {
    * was given, and the changes after the version up to which every one was (lib/messaging/given.ts).
    */
   catchUp(): void;
+  /**
+   * The control bus connection is back: catches this node's subscribers up, and, if announcements of this node
+   * failed meanwhile, every other node's.
+   */
+  reconnected(): void;
   /** Stops watching the count of nodes. */
   close(): void;
+}
+
+/** What one transaction committed, for the other nodes. */
+export interface CommitNews {
+  /** New messages, each conversation's in seq order. */
+  created: readonly PublicMessage[];
+  /**
+   * Messages stored before whose clientMsgId came again: a client retries when it got no ack, for instance
+   * because the node that committed its message died before acking, and perhaps before announcing it.
+   */
+  repeated: readonly PublicMessage[];
+  /** Messages edited, deleted or reacted to. */
+  changed: readonly PublicMessage[];
 }
 
 export interface FanoutDeps {
@@ -65,10 +90,26 @@ export interface FanoutDeps {
   peerCheckMs?: number;
   /** After the count grew, how long until the second catch-up (here and on the other nodes). @default 3000 */
   peerSettleMs?: number;
+  /** MESSAGE_ANNOUNCE: `commit` announces in the write transaction, `after` right after it. @default 'after' */
+  mode?: MessageAnnounce;
+  /**
+   * How long another node may stay silent (no heartbeat, no announcement) before it counts as gone and this
+   * node catches its subscribers up on what it may have committed unannounced. @default 3500
+   */
+  peerGoneMs?: number;
+  /** How long a hole below what a conversation's subscribers were given may stay before a catch-up. @default 1000 */
+  holeSettleMs?: number;
+  /** How often the heartbeat runs. @default 1000 */
+  beatMs?: number;
 }
 
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
 const MAX_TRACKED = 10_000;
+
+/** NOTIFY takes payloads under 8000 bytes: an announcement stays under this. */
+const PAYLOAD_BYTES = 7000;
+/** A conversation's new messages go by their seq range when one of them takes more than this in an announcement. */
+const LARGE_ITEM_BYTES = 3500;
 
 /** A new message: [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms, replyToSeq, version] */
 type WireMessage = [string, number, string, string | null, string, string, number, number | null, number];
@@ -77,7 +118,7 @@ type WireRange = [string, number, number];
 /** A changed message: [conversationId, seq] */
 type WireUpdate = [string, number];
 
-interface Announcement {
+export interface Announcement {
   n: string;
   m?: WireMessage[];
   r?: WireRange[];
@@ -88,6 +129,8 @@ interface Announcement {
   h?: 1;
   /** 1: node `n` runs (an answer to a hello). */
   p?: 1;
+  /** 1: node `n` runs (its heartbeat, every second while it knows of other nodes). */
+  b?: 1;
 }
 
 function isAnnouncement(value: unknown): value is Announcement {
@@ -95,8 +138,84 @@ function isAnnouncement(value: unknown): value is Announcement {
   const v = value as Record<string, unknown>;
   return (
     typeof v.n === 'string' &&
-    (Array.isArray(v.m) || Array.isArray(v.r) || Array.isArray(v.u) || v.c === 1 || v.h === 1 || v.p === 1)
+    (Array.isArray(v.m) ||
+      Array.isArray(v.r) ||
+      Array.isArray(v.u) ||
+      v.c === 1 ||
+      v.h === 1 ||
+      v.p === 1 ||
+      v.b === 1)
   );
+}
+
+const toWire = (m: PublicMessage): WireMessage => [
+  m.conversationId,
+  m.seq,
+  m.id,
+  m.senderId,
+  m.clientMsgId,
+  m.body,
+  Date.parse(m.createdAt),
+  m.replyToSeq,
+  m.version,
+];
+
+/**
+ * The announcements of one commit, each under NOTIFY's 8000 bytes: the new messages themselves, except a
+ * conversation's whose largest would take over {@link LARGE_ITEM_BYTES} (its seq range, read from `messages` by
+ * the nodes with subscribers), the seqs of repeated and of changed messages (read likewise, in their current
+ * state). The same payloads as `xfchat_write()` sends with MESSAGE_ANNOUNCE=commit.
+ */
+export function announcementsOf(node: string, news: CommitNews): Announcement[] {
+  const payloads: Announcement[] = [];
+  const base = Buffer.byteLength(JSON.stringify({ n: node, m: [], r: [], u: [] }));
+  let current: Announcement = { n: node };
+  let bytes = base;
+  const room = (size: number): void => {
+    if (bytes + size + 1 <= PAYLOAD_BYTES || bytes === base) return;
+    payloads.push(current);
+    current = { n: node };
+    bytes = base;
+  };
+  const addMessage = (item: WireMessage, size: number): void => {
+    room(size);
+    (current.m ??= []).push(item);
+    bytes += size + 1;
+  };
+  const addRange = (range: WireRange): void => {
+    const size = Buffer.byteLength(JSON.stringify(range));
+    room(size);
+    (current.r ??= []).push(range);
+    bytes += size + 1;
+  };
+  const addUpdate = (update: WireUpdate): void => {
+    const size = Buffer.byteLength(JSON.stringify(update));
+    room(size);
+    (current.u ??= []).push(update);
+    bytes += size + 1;
+  };
+
+  let at = 0;
+  const { created } = news;
+  while (at < created.length) {
+    const conversationId = (created[at] as PublicMessage).conversationId;
+    let end = at;
+    while (end < created.length && (created[end] as PublicMessage).conversationId === conversationId) end++;
+    const items = created.slice(at, end).map((m) => {
+      const item = toWire(m);
+      return { item, size: Buffer.byteLength(JSON.stringify(item)) };
+    });
+    if (items.some((x) => x.size > LARGE_ITEM_BYTES)) {
+      addRange([conversationId, (created[at] as PublicMessage).seq, (created[end - 1] as PublicMessage).seq]);
+    } else {
+      for (const { item, size } of items) addMessage(item, size);
+    }
+    at = end;
+  }
+  for (const m of news.repeated) addRange([m.conversationId, m.seq, m.seq]);
+  for (const m of news.changed) addUpdate([m.conversationId, m.seq]);
+  if (bytes !== base) payloads.push(current);
+  return payloads;
 }
 
 const fromWire = (wire: WireMessage): PublicMessage => {
@@ -129,12 +248,6 @@ interface Delivery {
   endsCatchUp?: boolean;
 }
 
-/**
- * A node that said hello or answered counts as running for this long, whatever the adapter counts: past the
- * adapter's heartbeat timeout (10 s), by when the adapter has heard of it or it is gone.
- */
-const PEER_HEARD_MS = 15_000;
-
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
 const MAX_UNSETTLED = 256;
 
@@ -147,6 +260,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const given = new Map<string, Given>();
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
+  /** Per conversation whose subscribers were given something above a hole: since when (performance.now()). */
+  const holes = new Map<string, number>();
+  /** The other nodes heard from (any announcement, hello, answer or heartbeat), and when. */
+  const peers = new Map<string, number>();
+  const mode = deps.mode ?? 'after';
+  const peerGoneMs = deps.peerGoneMs ?? 3500;
+  const holeSettleMs = deps.holeSettleMs ?? 1000;
+  /** An announcement of this node failed: the others are asked to catch up once the connection is back. */
+  let announcementsLost = false;
 
   function prune(): void {
     for (const conversationId of given.keys()) {
@@ -184,12 +306,23 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const marks =
       kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
     if (marks === undefined) return messages;
-    return messages.filter((m) => {
+    const fresh = messages.filter((m) => {
       if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) return false;
       if (kind === 'new') marks.giveMessage(m.seq, m.version);
       else marks.giveVersion(m.version);
       return true;
     });
+    noteHoles(conversationId, marks);
+    return fresh;
+  }
+
+  /**
+   * Holes come and go as two nodes' announcements cross; one that lasts means an announcement that will not
+   * come (its writer died between its commit and its announcement, or its NOTIFY failed): see the heartbeat.
+   */
+  function noteHoles(conversationId: string, marks: Given): void {
+    if (marks.unsettled === 0) holes.delete(conversationId);
+    else if (!holes.has(conversationId)) holes.set(conversationId, performance.now());
   }
 
   /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
@@ -200,6 +333,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (marks && through !== undefined) {
       if (kind === 'new') marks.raise(through, 0);
       else marks.raise(0, through);
+      noteHoles(conversationId, marks);
     }
     if (fresh.length > 0) {
       if (kind === 'new') notify.messagesCommitted(fresh);
@@ -247,7 +381,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       return;
     }
     if (payload.n === node) return;
-    if (payload.h === 1 || payload.p === 1) peerHeardAt = performance.now();
+    peers.set(payload.n, performance.now());
     if (payload.h === 1) send({ n: node, p: 1 }, 'answering a new node');
     if (payload.c === 1) catchUp();
     if (payload.m) {
@@ -288,15 +422,24 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
-  /** When another node last said hello or answered ours (performance.now()); -Infinity: never. */
-  let peerHeardAt = Number.NEGATIVE_INFINITY;
-
   function send(notice: Announcement, what: string): void {
     deps.bus
       .notify(MESSAGES_CHANNEL, notice)
-      // A hello or an answer lost: the adapter's count says the same within a heartbeat. A catch-up notice lost:
-      // the others' subscribers wait for their next message's afterSeq, or the next catch-up.
+      // A hello, an answer or a heartbeat lost: the next heartbeat says the same. A catch-up notice lost: the
+      // others' subscribers wait for a hole to last, or the next catch-up.
       .catch((err: unknown) => logger.warn({ err }, `${what} failed`));
+  }
+
+  /** Committed messages, for the other nodes (MESSAGE_ANNOUNCE=after). */
+  function publish(news: CommitNews): void {
+    for (const announcement of announcementsOf(node, news)) {
+      deps.bus.notify(MESSAGES_CHANNEL, announcement).catch((err: unknown) => {
+        // Committed all the same. The other nodes see a hole at the conversation's next message, and are told
+        // to catch up once the connection is back.
+        logger.warn({ err }, 'announcing committed messages failed');
+        announcementsLost = true;
+      });
+    }
   }
 
   await deps.bus.listen(MESSAGES_CHANNEL, onAnnouncement);
@@ -357,6 +500,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     send({ n: node, c: 1 }, 'asking the other nodes to catch up');
   }
 
+  /** Whether other nodes run, as far as this one knows: its announcements have listeners. */
+  const othersRun = (): boolean => nodes > 1 || peers.size > 0;
+
   let nodes = await deps.nodeCount();
   let settle: NodeJS.Timeout | undefined;
   const watch = setInterval(() => {
@@ -375,6 +521,31 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   }, deps.peerCheckMs ?? 1000);
   watch.unref();
 
+  /**
+   * The heartbeat: says this node runs while it knows of others, and catches its subscribers up when another
+   * node falls silent (it may have died between a commit and its announcement) or a hole lasts.
+   */
+  const beat = setInterval(() => {
+    if (othersRun()) send({ n: node, b: 1 }, 'the heartbeat');
+    const now = performance.now();
+    let gone = false;
+    for (const [peer, heardAt] of peers) {
+      if (now - heardAt <= peerGoneMs) continue;
+      peers.delete(peer);
+      gone = true;
+      logger.info({ node: peer }, 'another node fell silent: catching up on what it committed');
+    }
+    if (gone) catchUp();
+    for (const [conversationId, since] of holes) {
+      if (!given.has(conversationId)) holes.delete(conversationId);
+      else if (now - since > holeSettleMs) {
+        holes.set(conversationId, now);
+        catchUpConversation(conversationId);
+      }
+    }
+  }, deps.beatMs ?? 1000);
+  beat.unref();
+
   return {
     node,
     seen(conversationId, seq, version) {
@@ -386,14 +557,22 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     },
     delivered: accept,
     catchUp,
+    reconnected() {
+      catchUp();
+      if (!announcementsLost) return;
+      announcementsLost = false;
+      send({ n: node, c: 1 }, 'asking the other nodes to catch up');
+    },
     close() {
       clearInterval(watch);
+      clearInterval(beat);
       clearTimeout(settle);
     },
+    publish,
     async announce() {
-      // A node heard from lately may not be counted by the adapter yet.
-      if (performance.now() - peerHeardAt < PEER_HEARD_MS) return { node };
-      return (await deps.nodeCount()) > 1 ? { node } : undefined;
+      // The adapter may not count a node that said hello yet; nodes heard from count too.
+      const others = peers.size > 0 || (await deps.nodeCount()) > 1;
+      return others ? { node, inCommit: mode === 'commit' } : undefined;
     },
   };
 }

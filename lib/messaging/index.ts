@@ -7,12 +7,12 @@ import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
 import type { ControlBus } from '../cluster/controlBus.js';
-import { createFanout } from './fanout.js';
+import { createFanout, type CommitNews } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
 import { createMessageService, type MessageService } from './service.js';
 import { knexConnections } from './statements.js';
 import { sameBatch, type MessageActor, type MessageCommand, type Outcome, type Stored } from './types.js';
-import { createGroupCommitWriter, type GroupCommitWriter } from './writer.js';
+import { createGroupCommitWriter, type GroupCommitWriter, type Written } from './writer.js';
 
 export interface MessagingDeps {
   config: Readonly<Config>;
@@ -50,6 +50,27 @@ export interface Messaging {
   close(): Promise<void>;
 }
 
+/** What a transaction committed, for the other nodes. */
+function newsOf(written: readonly Written[]): CommitNews {
+  const created: PublicMessage[] = [];
+  const repeated: PublicMessage[] = [];
+  const changed: PublicMessage[] = [];
+  for (const { batch, outcomes } of written) {
+    // A batch holds sends only or changes only (sameBatch).
+    const sends = batch.commands[0]?.kind === 'send';
+    for (const outcome of outcomes) {
+      if (!outcome.ok) continue;
+      const { message, duplicate } = outcome.value;
+      if (!sends) {
+        if (!duplicate) changed.push(message);
+      } else if (!duplicate) created.push(message);
+      // A clientMsgId twice in one batch is answered twice with the message it created.
+      else if (!created.some((m) => m.id === message.id)) repeated.push(message);
+    }
+  }
+  return { created, repeated, changed };
+}
+
 export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const { config, db, metrics, notify } = deps;
   const logger = deps.logger.child({ component: 'messaging' });
@@ -59,6 +80,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     notify,
     nodeCount: deps.nodeCount,
     logger,
+    mode: config.limits.announce,
   });
   const writer = createGroupCommitWriter({
     connections: knexConnections(db.knex),
@@ -66,6 +88,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     // Leave pool connections for reads, membership checks and auth while writes are busy.
     maxConcurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),
     announce: () => fanout.announce(),
+    onCommitted: (written, announce) => {
+      if (announce !== undefined && !announce.inCommit) fanout.publish(newsOf(written));
+    },
     onTransaction: (report) => {
       if (report.committed) metrics.observeBatch(report.sends, report.persisted, report.busy);
     },
@@ -191,7 +216,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     writer,
     resync() {
       membership.invalidateAll();
-      fanout.catchUp();
+      fanout.reconnected();
     },
     drain: drainWithin,
     close() {

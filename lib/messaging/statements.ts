@@ -39,6 +39,11 @@ interface WriteRow {
 /** The node's announcement settings for one call: announce to the other nodes, as this node. */
 export interface Announce {
   node: string;
+  /**
+   * The call itself announces (NOTIFY inside the transaction, MESSAGE_ANNOUNCE=commit); otherwise the node does
+   * right after the commit (lib/messaging/fanout.ts).
+   */
+  inCommit: boolean;
 }
 
 const REFUSALS: Record<Exclude<Status, 0 | 1 | 8>, () => AppError> = {
@@ -99,8 +104,8 @@ class WriteCall {
       this.changeUserIds,
       this.changeSeqs,
       this.changeTexts,
-      announce ? MESSAGES_CHANNEL : null,
-      announce?.node ?? null,
+      announce?.inCommit === true ? MESSAGES_CHANNEL : null,
+      announce?.inCommit === true ? announce.node : null,
       wait,
     ];
   }

@@ -30,7 +30,18 @@ export interface GroupCommitWriterOptions {
   maxSendsPerTransaction?: number;
   /** Asked before each transaction: announce its messages to other nodes (undefined when alone). */
   announce?: () => Promise<Announce | undefined>;
+  /**
+   * After each transaction that committed, with what it answered and how `announce` said to announce it: the
+   * node announces it now unless the transaction did.
+   */
+  onCommitted?: (written: readonly Written[], announce: Announce | undefined) => void;
   onTransaction?: (report: TransactionReport) => void;
+}
+
+/** One batch a transaction committed, and its outcomes. */
+export interface Written {
+  batch: ConversationBatch;
+  outcomes: readonly WriteOutcome[];
 }
 
 interface Pending {
@@ -183,8 +194,9 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const wait = announcing || group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
+    let announce: Announce | undefined;
     try {
-      const announce = await options.announce?.();
+      announce = await options.announce?.();
       announcing = announce !== undefined;
       const client = await connections.acquire();
       try {
@@ -214,6 +226,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     }
     let persisted = 0;
     const answered: ConversationBatch[] = [];
+    const written: Written[] = [];
     const busy: Pending[] = [];
     group.forEach((pending, i) => {
       const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
@@ -223,8 +236,15 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       }
       for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
       answered.push(pending.batch);
+      written.push({ batch: pending.batch, outcomes: answers });
       pending.resolve(answers);
     });
+    try {
+      options.onCommitted?.(written, announce);
+    } catch (err) {
+      // Committed and answered; the other nodes' subscribers catch up when the hole shows or lasts.
+      logger.error({ err }, 'announcing a commit failed');
+    }
     // First in line again, in their order: the pump (after this transaction) writes them next.
     if (busy.length > 0) ready = [...busy, ...ready];
     report(answered, persisted, busy.length, true);

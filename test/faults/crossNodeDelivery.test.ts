@@ -9,9 +9,10 @@ import { startTestServer, testEnv } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 /**
- * Committed messages travel between nodes with their commit (a NOTIFY inside the write transaction), not as a
- * step the writing node takes afterwards: they reach the other nodes even if the writer dies the instant it has
- * committed, and a node alone announces nothing.
+ * Committed messages reach the other nodes even if the writer dies the instant it has committed: announced by a
+ * NOTIFY inside the write transaction (MESSAGE_ANNOUNCE=commit), or right after it (`after`, the default), and
+ * then, when the writer died in between, read by the other nodes once its heartbeat stops. A node alone
+ * announces nothing.
  */
 describe('cross-node delivery coupled to the commit', function () {
   this.timeout(60_000);
@@ -25,6 +26,11 @@ describe('cross-node delivery coupled to the commit', function () {
       await writer.kill('SIGKILL');
       writer = undefined;
     }
+    // A killed node stays in the reader's view until the adapter's heartbeat timeout; the next test counts nodes.
+    await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 1, {
+      what: 'the killed node to leave the reader’s view',
+      timeoutMs: 20_000,
+    });
   });
 
   /**
@@ -81,59 +87,65 @@ describe('cross-node delivery coupled to the commit', function () {
     }
   });
 
-  it('reaches a subscriber on another node when the writing node is killed right after its commit', async () => {
-    writer = await startMain(testEnv(node.databaseUrl, { LOG_LEVEL: 'info' }));
-    const sender = await newUser(reader);
-    const [receiver] = await friendsOf(reader, sender, 1);
-    const group = await createGroup(reader.url, sender, [receiver!]);
-    const onReader = await pool.open(reader.url, receiver!);
-    await subscribe(onReader, group.id);
-    const arrived = record(onReader, 'message:new');
-    const onWriter = await pool.open(writer.url, sender);
-    await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 2, {
-      what: 'the two nodes to see each other',
-    });
+  for (const mode of ['after', 'commit'] as const) {
+    it(`reaches a subscriber on another node when the writing node is killed right after its commit (MESSAGE_ANNOUNCE=${mode})`, async () => {
+      writer = await startMain(testEnv(node.databaseUrl, { LOG_LEVEL: 'info', MESSAGE_ANNOUNCE: mode }));
+      const sender = await newUser(reader);
+      const [receiver] = await friendsOf(reader, sender, 1);
+      const group = await createGroup(reader.url, sender, [receiver!]);
+      const onReader = await pool.open(reader.url, receiver!);
+      await subscribe(onReader, group.id);
+      const arrived = record(onReader, 'message:new');
+      const onWriter = await pool.open(writer.url, sender);
+      await waitFor(async () => (await reader.services.io.of('/').adapter.serverCount()) === 2, {
+        what: 'the two nodes to see each other',
+      });
 
-    // Hold the conversation's row, so the writer's commit waits for us while it is in PostgreSQL's hands.
-    const lock = await reader.services.db.knex.transaction();
-    try {
-      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
-      onWriter.emit(
-        'message:send',
-        { conversationId: group.id, clientMsgId: randomUUID(), body: 'last words' },
-        () => {
-          throw new Error('the writing node must not live to ack');
-        },
-      );
+      // Hold the conversation's row, so the writer's commit waits for us while it is in PostgreSQL's hands.
+      const lock = await reader.services.db.knex.transaction();
+      try {
+        await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [group.id]);
+        onWriter.emit(
+          'message:send',
+          { conversationId: group.id, clientMsgId: randomUUID(), body: 'last words' },
+          () => {
+            throw new Error('the writing node must not live to ack');
+          },
+        );
+        await waitFor(
+          async () =>
+            (
+              await rows(
+                reader.services.db.knex,
+                `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+              )
+            ).length > 0,
+          { what: 'the write to wait for the lock' },
+        );
+        // The writing node is frozen: whatever it would do after the commit, it will never do.
+        process.kill(writer.pid, 'SIGSTOP');
+      } finally {
+        await lock.commit();
+      }
       await waitFor(
         async () =>
           (
-            await rows(
-              reader.services.db.knex,
-              `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-            )
-          ).length > 0,
-        { what: 'the write to wait for the lock' },
+            await rows(reader.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [
+              group.id,
+            ])
+          ).length === 1,
+        { what: 'the commit' },
       );
-      // The writing node is frozen: whatever it would do after the commit, it will never do.
-      process.kill(writer.pid, 'SIGSTOP');
-    } finally {
-      await lock.commit();
-    }
-    await waitFor(
-      async () =>
-        (await rows(reader.services.db.knex, 'SELECT 1 FROM messages WHERE conversation_id = ?', [group.id]))
-          .length === 1,
-      { what: 'the commit' },
-    );
-    await writer.kill('SIGKILL');
-    writer = undefined;
+      await writer.kill('SIGKILL');
+      writer = undefined;
 
-    await waitFor(() => arrived.length === 1, { what: 'the message on the other node', timeoutMs: 10_000 });
-    const [message] = arrived;
-    expect(message!.body).to.equal('last words');
-    expect(message!.seq).to.equal(1);
-  });
+      // Announced in the commit, it arrives at once; after it, when the reader finds the writer silent (3.5 s).
+      await waitFor(() => arrived.length === 1, { what: 'the message on the other node', timeoutMs: 15_000 });
+      const [message] = arrived;
+      expect(message!.body).to.equal('last words');
+      expect(message!.seq).to.equal(1);
+    });
+  }
 
   it('gives the subscribers of a node what was committed while its LISTEN connection was down, no resubscribe', async () => {
     const proxy = await startProxy(node.databaseUrl);

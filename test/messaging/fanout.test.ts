@@ -71,13 +71,20 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     );
 
   /** A fanout whose node count, announcements and deliveries the test holds. */
-  async function startFanout(options: { nodes: number }) {
+  async function startFanout(options: {
+    nodes: number;
+    peerGoneMs?: number;
+    holeSettleMs?: number;
+    beatMs?: number;
+    failNotify?: () => boolean;
+  }) {
     const state = {
       nodes: options.nodes,
       delivered: [] as number[],
       updated: [] as Array<[number, number]>,
-      /** What it sent on the channel: its hello first, then answers and catch-up notices. */
+      /** What it sent on the channel: its hello first, then answers and catch-up notices (not its heartbeats). */
       notices: [] as unknown[],
+      beats: 0,
       announcement: undefined as ((payload: unknown) => void) | undefined,
     };
     fanout = await createFanout({
@@ -87,7 +94,9 @@ describe('messaging/fanout: a node that another node did not know yet catches up
           return Promise.resolve();
         },
         notify: (_channel, payload) => {
-          state.notices.push(payload);
+          if (options.failNotify?.() === true) return Promise.reject(new Error('connection lost'));
+          if ((payload as { b?: number }).b === 1) state.beats += 1;
+          else state.notices.push(payload);
           return Promise.resolve();
         },
       },
@@ -102,6 +111,9 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       logger,
       peerCheckMs: 20,
       peerSettleMs: 150,
+      peerGoneMs: options.peerGoneMs,
+      holeSettleMs: options.holeSettleMs,
+      beatMs: options.beatMs,
     });
     const announce = (payload: unknown) => {
       if (!state.announcement) throw new Error('the fanout did not LISTEN');
@@ -225,7 +237,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     // A node that has just started says hello: this one answers, and announces to it before the adapter counts it.
     announce({ n: 'a-new-node', h: 1 });
     expect(state.notices.slice(1)).to.deep.equal([{ n: fanout.node, p: 1 }]);
-    expect(await fanout.announce()).to.deep.equal({ node: fanout.node });
+    expect(await fanout.announce()).to.deep.equal({ node: fanout.node, inCommit: false });
     fanout.close();
     // Its own hello coming back is not another node.
     const { fanout: second, state: secondState, announce: toSecond } = await startFanout({ nodes: 1 });
@@ -235,6 +247,59 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     // An answer to its hello is a node running.
     toSecond({ n: 'a-running-node', p: 1 });
     expect(secondState.notices, 'an answer is not answered').to.have.length(1);
-    expect(await second.announce()).to.deep.equal({ node: second.node });
+    expect(await second.announce()).to.deep.equal({ node: second.node, inCommit: false });
+  });
+
+  it('fills a hole that lasts from messages: an announcement that never came', async () => {
+    const [before] = await sendUnannounced('before');
+    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 100, beatMs: 25 });
+    fanout.seen(conversationId, before!.seq, before!.version);
+    // The writer of the first died between its commit and its announcement; the second is announced.
+    const [lost] = await sendUnannounced('lost');
+    const [later] = await sendUnannounced('later');
+    announce({ n: 'the-other-node', m: [wire(later!)] });
+    expect(state.delivered, 'the announced one at once').to.deep.equal([later!.seq]);
+    await waitFor(() => state.delivered.length === 2, { what: 'the hole to be filled' });
+    expect(state.delivered).to.deep.equal([later!.seq, lost!.seq]);
+    // Settled: no more catch-ups, nothing twice.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(state.delivered).to.deep.equal([later!.seq, lost!.seq]);
+  });
+
+  it('catches up when another node falls silent: its last commit, never announced, still arrives', async () => {
+    const [before] = await sendUnannounced('before');
+    const { fanout, state, announce } = await startFanout({ nodes: 1, peerGoneMs: 200, beatMs: 25 });
+    fanout.seen(conversationId, before!.seq, before!.version);
+    expect(state.beats, 'alone: no heartbeat').to.equal(0);
+    announce({ n: 'the-other-node', b: 1 });
+    expect(await fanout.announce(), 'a node heard from runs').to.deep.equal({
+      node: fanout.node,
+      inCommit: false,
+    });
+    await waitFor(() => state.beats > 0, { what: 'a heartbeat, now that another node runs' });
+    // The other node commits, and dies before announcing.
+    const [last] = await sendUnannounced('last words');
+    await waitFor(() => state.delivered.length === 1, { what: 'the catch-up after the silence' });
+    expect(state.delivered).to.deep.equal([last!.seq]);
+    expect(await fanout.announce(), 'alone again').to.equal(undefined);
+  });
+
+  it('announces a commit after it (MESSAGE_ANNOUNCE=after), and asks for a catch-up once a lost one can be', async () => {
+    let failing = false;
+    const { fanout, state } = await startFanout({ nodes: 2, failNotify: () => failing });
+    const [sent] = await sendUnannounced('announced after the commit');
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    expect(state.notices.at(-1)).to.deep.equal({ n: fanout.node, m: [wire(sent!)] });
+    const count = state.notices.length;
+
+    failing = true;
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    await new Promise((resolve) => setImmediate(resolve));
+    failing = false;
+    fanout.reconnected();
+    expect(state.notices.slice(count)).to.deep.equal([{ n: fanout.node, c: 1 }]);
+    // Asked once: the next reconnection asks nothing more.
+    fanout.reconnected();
+    expect(state.notices).to.have.length(count + 1);
   });
 });

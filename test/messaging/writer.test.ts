@@ -6,8 +6,9 @@ import {
   type GroupCommitWriter,
   type WriteOutcome,
   type TransactionReport,
+  type Written,
 } from '../../lib/messaging/writer.js';
-import { knexConnections, MESSAGES_CHANNEL } from '../../lib/messaging/statements.js';
+import { knexConnections, MESSAGES_CHANNEL, type Announce } from '../../lib/messaging/statements.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
 import { createDatabase, type Database } from '../../lib/db.js';
@@ -221,7 +222,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         connections: knexConnections(db.knex),
         logger,
         maxConcurrency: 1,
-        announce: () => Promise.resolve({ node: 'test-node' }),
+        announce: () => Promise.resolve({ node: 'test-node', inCommit: true }),
       });
       writers.push(w);
       // Held, so every batch below queues and all go into the one transaction after it.
@@ -271,6 +272,43 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       }
       expect(announcements.flatMap((a) => a.r ?? [])).to.deep.equal([[long, 2, 3]]);
       expect(announcements.every((a) => a.n === 'test-node')).to.equal(true);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('announces nothing in the transaction when the node announces after the commit, and hands it what committed', async () => {
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query(`LISTEN ${MESSAGES_CHANNEL}`);
+    try {
+      const id = await conversation();
+      const committed: Array<{ written: Written[]; announce: Announce | undefined }> = [];
+      const w = createGroupCommitWriter({
+        connections: knexConnections(db.knex),
+        logger,
+        maxConcurrency: 1,
+        announce: () => Promise.resolve({ node: 'test-node', inCommit: false }),
+        onCommitted: (written, announce) => committed.push({ written: [...written], announce }),
+      });
+      writers.push(w);
+      const outcomes = await w.write({
+        conversationId: id,
+        commands: [
+          { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one', replyToSeq: null },
+          { kind: 'send', senderId: alice, clientMsgId: 'a1', body: 'one', replyToSeq: null },
+        ],
+      });
+      expect(outcomes.map((o) => ok(o).message.seq)).to.deep.equal([1, 1]);
+      expect(committed).to.have.length(1);
+      expect(committed[0]!.announce).to.deep.equal({ node: 'test-node', inCommit: false });
+      expect(committed[0]!.written.map((x) => x.batch.conversationId)).to.deep.equal([id]);
+      expect(committed[0]!.written[0]!.outcomes).to.deep.equal(outcomes);
+      // A NOTIFY sent now would have reached the listener before this round trip's answer.
+      await listener.query('SELECT 1');
+      expect(heard).to.deep.equal([]);
     } finally {
       await listener.end();
     }
