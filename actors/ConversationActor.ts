@@ -1,5 +1,5 @@
 import type { Logger } from '../lib/logger.js';
-import { Mailbox } from './Mailbox.js';
+import { Mailbox, type NextBatch } from './Mailbox.js';
 
 /** What became of one command: its result, or the error its caller gets. */
 export type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error };
@@ -7,11 +7,12 @@ export type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error };
 export interface ConversationActorOptions<C, R> {
   conversationId: string;
   /**
-   * Writes one batch of the conversation's commands, in order, and answers one outcome per command. Called with
-   * at most one batch in flight per actor, which is what keeps a conversation's order. A rejection fails the
-   * whole batch with that error.
+   * Writes the conversation's next batch of commands, in order, and answers one outcome per command. It takes
+   * the batch (`next.take()`) when it is ready to write it: commands submitted until then join it. Called with at
+   * most one batch in flight per actor, which is what keeps a conversation's order. A rejection fails the whole
+   * batch with that error.
    */
-  write: (conversationId: string, commands: readonly C[]) => Promise<readonly Outcome<R>[]>;
+  write: (conversationId: string, next: NextBatch<C>) => Promise<readonly Outcome<R>[]>;
   /** A child logger carrying the conversation id. */
   logger: Logger;
   /** Commands that may wait before OVERLOADED. */
@@ -54,7 +55,7 @@ export class ConversationActor<C, R> {
       capacity: options.mailboxCapacity,
       maxBatch: options.maxBatch ?? 500,
       batchable: batchable && ((first, next) => batchable(first.command, next.command)),
-      process: (items) => this.writeBatch(items),
+      process: (next) => this.writeBatch(next),
       // The actor's logger carries the conversation id.
       onError: (err) => options.logger.error({ err }, 'conversation actor batch failed'),
     });
@@ -87,21 +88,25 @@ export class ConversationActor<C, R> {
     return this.mailbox.close();
   }
 
-  private async writeBatch(items: Array<Queued<C, R>>): Promise<void> {
+  private async writeBatch(next: NextBatch<Queued<C, R>>): Promise<void> {
+    let items: Array<Queued<C, R>> | undefined;
+    const commands: NextBatch<C> = {
+      size: () => next.size(),
+      take: () => (items ??= next.take()).map((item) => item.command),
+    };
     let outcomes: readonly Outcome<R>[];
     try {
-      outcomes = await this.options.write(
-        this.id,
-        items.map((item) => item.command),
-      );
+      outcomes = await this.options.write(this.id, commands);
     } catch (err) {
       const error = err as Error;
-      outcomes = items.map(() => ({ ok: false, error }));
+      outcomes = (items ??= next.take()).map(() => ({ ok: false, error }));
     }
-    items.forEach((item, i) => {
+    // A write that settled without taking its batch answers each command "no outcome".
+    const answered = (items ??= next.take());
+    answered.forEach((item, i) => {
       const outcome = outcomes[i];
       this.options.onAnswered?.(item.acceptedAt, outcome?.ok === true);
-      if (outcome === undefined) item.reject(new Error(`no outcome for command ${i} of ${items.length}`));
+      if (outcome === undefined) item.reject(new Error(`no outcome for command ${i} of ${answered.length}`));
       else if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });

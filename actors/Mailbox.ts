@@ -5,6 +5,17 @@ export function shuttingDown(): AppError {
   return new AppError('OVERLOADED', { message: 'The server is shutting down; retry later.' });
 }
 
+/**
+ * The next batch of a mailbox, formed when whoever processes it is ready for it: commands posted until then join
+ * it (up to `maxBatch`, and only those `batchable` allows).
+ */
+export interface NextBatch<T> {
+  /** How many commands the batch holds if taken now (or holds, once taken). */
+  size(): number;
+  /** Takes the batch out of the mailbox; later calls answer the same commands. */
+  take(): T[];
+}
+
 export interface MailboxOptions<T> {
   /** Commands that may wait (not counting the batch being processed) before `post` answers OVERLOADED. */
   capacity: number;
@@ -19,15 +30,21 @@ export interface MailboxOptions<T> {
    * @default every command may
    */
   batchable?: (first: T, next: T) => boolean;
-  /** Handles the next commands, oldest first. Never called again before the previous call settles. */
-  process: (commands: T[]) => Promise<void>;
+  /**
+   * Handles the next commands, oldest first: takes them (`next.take()`) when it is ready to, and settles after
+   * handling them. Never called again before the previous call settles. A call that settles without taking its
+   * batch has it taken and reported to `onError`, unhandled: processors must take what they are given.
+   */
+  process: (next: NextBatch<T>) => Promise<void>;
   /** `process` is expected to handle its own failures; anything it still throws lands here, never unhandled. */
   onError: (err: unknown) => void;
 }
 
 /**
  * A bounded FIFO that runs one batch of commands at a time. There is no timer: when nothing is running, a posted
- * command starts processing at once; while a batch runs, newcomers wait and form the next batch.
+ * command starts processing at once; while a batch runs, newcomers wait and form the next batch. A batch is
+ * formed when its processor takes it, so commands posted while the processor waits to start (the group-commit
+ * writer's next transaction) join it.
  */
 export class Mailbox<T> {
   private readonly queue: T[] = [];
@@ -93,11 +110,20 @@ export class Mailbox<T> {
   private async run(): Promise<void> {
     this.running = true;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.batchLength());
+      let batch: T[] | undefined;
+      const next: NextBatch<T> = {
+        size: () => batch?.length ?? this.batchLength(),
+        take: () => (batch ??= this.queue.splice(0, this.batchLength())),
+      };
       try {
-        await this.options.process(batch);
+        await this.options.process(next);
       } catch (err) {
         this.options.onError(err);
+      }
+      if (batch === undefined) {
+        // Never taken: processing it again would loop for ever.
+        const dropped = next.take();
+        this.options.onError(new Error(`a batch of ${dropped.length} commands was never taken`));
       }
     }
     this.running = false;

@@ -1,5 +1,6 @@
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
+import type { NextBatch } from '../../actors/Mailbox.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db.js';
 import type { Logger } from '../logger.js';
@@ -101,11 +102,13 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,
    * changed ones by version), before anyone is acked; the other nodes heard of it from the commit itself.
    */
-  async function write(
-    conversationId: string,
-    commands: readonly MessageCommand[],
-  ): Promise<Outcome<Stored>[]> {
-    const outcomes = await writer.write({ conversationId, commands });
+  async function write(conversationId: string, next: NextBatch<MessageCommand>): Promise<Outcome<Stored>[]> {
+    let commands: readonly MessageCommand[] = [];
+    // The writer takes the batch when its transaction starts: the commands queued until then go with it.
+    const outcomes = await writer.write({
+      conversationId,
+      next: { size: () => next.size(), take: () => (commands = next.take()) },
+    });
     const written: PublicMessage[] = [];
     for (const outcome of outcomes) {
       if (outcome.ok && !outcome.value.duplicate) written.push(outcome.value.message);

@@ -1,10 +1,10 @@
 import type pg from 'pg';
-import { shuttingDown } from '../../actors/Mailbox.js';
+import { shuttingDown, type NextBatch } from '../../actors/Mailbox.js';
 import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
 import { BUSY, writeBatches, type Announce, type PoolConnections } from './statements.js';
-import type { ConversationBatch, Outcome, Stored } from './types.js';
+import type { ConversationBatch, MessageCommand, Outcome, Stored } from './types.js';
 
 export type WriteOutcome = Outcome<Stored>;
 
@@ -44,11 +44,32 @@ export interface Written {
   outcomes: readonly WriteOutcome[];
 }
 
+/**
+ * What {@link GroupCommitWriter.write} takes: a batch, or a conversation's next batch, taken when a transaction
+ * takes it (the commands the conversation queued until then are in it).
+ */
+export type WriteRequest = ConversationBatch | { conversationId: string; next: NextBatch<MessageCommand> };
+
 interface Pending {
-  batch: ConversationBatch;
+  request: WriteRequest;
   resolve: (outcomes: WriteOutcome[]) => void;
   /** Skipped once because another transaction held its conversation: the next try waits for the lock. */
   wait: boolean;
+}
+
+/** A pending batch a transaction took. */
+interface Taken extends Pending {
+  batch: ConversationBatch;
+}
+
+const sizeOf = ({ request }: Pending): number =>
+  'next' in request ? request.next.size() : request.commands.length;
+
+/** The batch of a request, taken now if it was not yet. */
+function batchOf(request: WriteRequest): ConversationBatch {
+  return 'next' in request
+    ? { conversationId: request.conversationId, commands: request.next.take() }
+    : request;
 }
 
 /**
@@ -58,9 +79,10 @@ interface Pending {
 export interface GroupCommitWriter {
   /**
    * Writes one conversation's batch. Never rejects: every command gets an outcome, in order. The caller keeps
-   * at most one batch in flight per conversation, which keeps each conversation's order.
+   * at most one batch in flight per conversation, which keeps each conversation's order. A batch given as
+   * `next` is taken when a transaction takes it, so what the conversation queues meanwhile goes with it.
    */
-  write(batch: ConversationBatch): Promise<WriteOutcome[]>;
+  write(request: WriteRequest): Promise<WriteOutcome[]>;
   /** Batches waiting for a transaction slot. */
   readonly waiting: number;
   /** Transactions allowed at once right now (adapted to load). */
@@ -107,20 +129,23 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
    * that do not fit; both stay first in line.
    */
-  function takeGroup(): Pending[] {
-    const group: Pending[] = [];
+  function takeGroup(): Taken[] {
+    const group: Taken[] = [];
     const left: Pending[] = [];
     const seen = new Set<string>();
     const wait = ready[0]?.wait ?? false;
     let sends = 0;
     for (const pending of ready) {
-      const size = pending.batch.commands.length;
+      const size = sizeOf(pending);
       const fits = group.length === 0 || sends + size <= maxSends;
       const together = announcing || pending.wait === wait;
-      if (fits && together && !seen.has(pending.batch.conversationId)) {
-        seen.add(pending.batch.conversationId);
-        sends += size;
-        group.push(pending);
+      const { conversationId } = pending.request;
+      if (fits && together && !seen.has(conversationId)) {
+        seen.add(conversationId);
+        const batch = batchOf(pending.request);
+        sends += batch.commands.length;
+        // Taken once: a retry (busy) writes the same commands.
+        group.push({ ...pending, request: batch, batch });
       } else {
         left.push(pending);
       }
@@ -129,11 +154,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return group;
   }
 
-  /** Sends waiting for a transaction. */
-  function waitingSends(): number {
+  /** Whether at least `count` sends wait for a transaction (counted only as far as needed: it runs per write). */
+  function sendsWaiting(count: number): boolean {
     let sends = 0;
-    for (const pending of ready) sends += pending.batch.commands.length;
-    return sends;
+    for (const pending of ready) {
+      sends += sizeOf(pending);
+      if (sends >= count) return true;
+    }
+    return false;
   }
 
   /**
@@ -144,7 +172,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    */
   function mayStart(): boolean {
     if (ready.length === 0 || running >= limit.limit) return false;
-    return running - runningWaits === 0 || waitingSends() >= PARALLEL_BACKLOG;
+    return running - runningWaits === 0 || sendsWaiting(PARALLEL_BACKLOG);
   }
 
   function pump(): void {
@@ -187,7 +215,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return outcomes;
   }
 
-  async function runTransaction(group: Pending[]): Promise<void> {
+  async function runTransaction(group: Taken[]): Promise<void> {
     const batches = group.map((p) => p.batch);
     // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
     // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
@@ -262,11 +290,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   return {
-    write(batch) {
-      if (closed) return Promise.resolve(failAll(batch, shuttingDown()));
-      if (batch.commands.length === 0) return Promise.resolve([]);
+    write(request) {
+      if (closed) return Promise.resolve(failAll(batchOf(request), shuttingDown()));
+      if (sizeOf({ request, resolve: () => undefined, wait: false }) === 0) {
+        batchOf(request);
+        return Promise.resolve([]);
+      }
       return new Promise((resolve) => {
-        ready.push({ batch, resolve, wait: false });
+        ready.push({ request, resolve, wait: false });
         pump();
       });
     },

@@ -46,6 +46,28 @@ async function refreshesOf(app: WebApp, sessionId: string): Promise<number> {
   return Number(row?.count ?? 0);
 }
 
+/**
+ * Waits for the tab to show Ann signed in; if it does not, fails saying what it shows instead and whether the
+ * session still exists, so a failure tells a session ended by the server (a refresh token presented twice) from
+ * a tab that is only slow.
+ */
+async function signedInAsAnn(app: WebApp, tab: ChatPage, sessionId: string): Promise<void> {
+  try {
+    await tab.meName.getByText('Ann').waitFor({ timeout: 20_000 });
+  } catch (err) {
+    const { knex } = app.server.services.db;
+    const alive = (await knex('sessions').where({ id: sessionId }).first()) !== undefined;
+    const authShown = await tab.page.locator('#auth-view').isVisible();
+    const banner = await tab.banner.textContent();
+    throw new Error(
+      `the tab does not show Ann signed in: session ${alive ? 'still exists' : 'ended'}, ` +
+        `login view ${authShown ? 'shown' : 'hidden'}, banner "${banner ?? ''}", ` +
+        `${await refreshesOf(app, sessionId)} refreshes`,
+      { cause: err },
+    );
+  }
+}
+
 describe('web app: sessions that last (2-second access tokens)', function () {
   const app = useWebApp({ env: { JWT_TTL_SECONDS: '2' } });
 
@@ -124,7 +146,7 @@ describe('web app: sessions that last (2-second access tokens)', function () {
     expect((await browserSession(app, ann.id)).id).to.equal(session.id);
 
     await second.page.reload();
-    await second.meName.getByText('Ann').waitFor();
+    await signedInAsAnn(app, second, session.id);
     await second.waitForTitle('Bob');
     await second.send('still here');
     await first.waitForMessage('still here');

@@ -9,6 +9,8 @@ import {
   type Written,
 } from '../../lib/messaging/writer.js';
 import { knexConnections, MESSAGES_CHANNEL, type Announce } from '../../lib/messaging/statements.js';
+import type { MessageCommand, Stored } from '../../lib/messaging/types.js';
+import { ConversationActor } from '../../actors/ConversationActor.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
 import { createDatabase, type Database } from '../../lib/db.js';
@@ -312,6 +314,50 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     } finally {
       await listener.end();
     }
+  });
+
+  it('takes a conversation’s batch when its transaction starts: what the actor queued while it waited goes along', async () => {
+    const first = await conversation();
+    const later = await conversation();
+    const reports: TransactionReport[] = [];
+    // The first transaction's connection is held back, so the second conversation's batch waits for a slot.
+    const pool = knexConnections(db.knex);
+    let gate!: () => void;
+    const held = new Promise<void>((resolve) => (gate = resolve));
+    let acquired = 0;
+    const w = createGroupCommitWriter({
+      connections: {
+        acquire: async () => {
+          acquired += 1;
+          if (acquired === 1) await held;
+          return pool.acquire();
+        },
+        release: (client) => pool.release(client),
+      },
+      logger,
+      maxConcurrency: 1,
+      onTransaction: (r) => reports.push(r),
+    });
+    writers.push(w);
+    const actor = (id: string) =>
+      new ConversationActor<MessageCommand, Stored>({
+        conversationId: id,
+        write: (conversationId, next) => w.write({ conversationId, next }),
+        logger,
+        mailboxCapacity: 100,
+      });
+    const send = (clientMsgId: string) =>
+      ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
+    const a = actor(first);
+    const b = actor(later);
+    const one = a.submit(send('a1'));
+    await waitFor(() => acquired === 1, { what: 'the first transaction to start' });
+    // The second conversation's batch is handed to the writer with one command; two more queue behind it.
+    const sent = [b.submit(send('b1')), b.submit(send('b2')), b.submit(send('b3'))];
+    gate();
+    expect((await one).message.seq).to.equal(1);
+    expect((await Promise.all(sent)).map((s) => s.message.seq)).to.deep.equal([1, 2, 3]);
+    expect(reports.map((r) => r.sends)).to.deep.equal([1, 3]);
   });
 
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {

@@ -61,7 +61,7 @@ describe('actors/ConversationActor', () => {
     const answered: boolean[] = [];
     const actor = new ConversationActor<Command, number>({
       conversationId: 'c1',
-      write: (id, commands) => writer.write(id, commands),
+      write: (id, next) => writer.write(id, next.take()),
       logger,
       mailboxCapacity: capacity,
       onAnswered: (_at, ok) => answered.push(ok),

@@ -31,7 +31,8 @@ describe('actors/Mailbox', () => {
     const gates: Array<() => void> = [];
     const mailbox = new Mailbox<number>({
       capacity: 100,
-      process: async ([n]) => {
+      process: async (next) => {
+        const [n] = next.take();
         running += 1;
         maxRunning = Math.max(maxRunning, running);
         seen.push(n!);
@@ -65,8 +66,8 @@ describe('actors/Mailbox', () => {
     const mailbox = new Mailbox<number>({
       capacity: 100,
       maxBatch: 3,
-      process: async (commands) => {
-        batches.push(commands);
+      process: async (next) => {
+        batches.push(next.take());
         if (batches.length === 1) await first.promise;
       },
       onError: (err) => {
@@ -86,7 +87,8 @@ describe('actors/Mailbox', () => {
     const done: number[] = [];
     const mailbox = new Mailbox<number>({
       capacity: 2,
-      process: async ([n]) => {
+      process: async (next) => {
+        const [n] = next.take();
         await gate.promise;
         done.push(n!);
       },
@@ -113,7 +115,8 @@ describe('actors/Mailbox', () => {
     const done: number[] = [];
     const mailbox = new Mailbox<number>({
       capacity: 10,
-      process: async ([n]) => {
+      process: async (next) => {
+        const [n] = next.take();
         await gate.promise;
         done.push(n!);
       },
@@ -142,7 +145,8 @@ describe('actors/Mailbox', () => {
     const done: number[] = [];
     const mailbox = new Mailbox<number>({
       capacity: 10,
-      process: ([n]) => {
+      process: (next) => {
+        const [n] = next.take();
         if (n === 1) return Promise.reject(new Error('boom'));
         done.push(n!);
         return Promise.resolve();
@@ -155,5 +159,50 @@ describe('actors/Mailbox', () => {
     expect(errors).to.have.length(1);
     expect((errors[0] as Error).message).to.equal('boom');
     expect(done).to.deep.equal([2]);
+  });
+
+  it('forms a batch when it is taken: commands posted until then join it', async () => {
+    const batches: number[][] = [];
+    const ready = deferred();
+    const mailbox = new Mailbox<number>({
+      capacity: 100,
+      maxBatch: 4,
+      process: async (next) => {
+        // Waits for its turn (a writer's next transaction) before taking its commands.
+        if (batches.length === 0) {
+          expect(next.size()).to.equal(1);
+          await ready.promise;
+          expect(next.size()).to.equal(4);
+        }
+        batches.push(next.take());
+        expect(next.take(), 'taken once').to.equal(batches.at(-1));
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    for (let i = 1; i <= 5; i += 1) mailbox.post(i);
+    ready.resolve();
+    await mailbox.whenIdle();
+    expect(batches).to.deep.equal([[1, 2, 3, 4], [5]]);
+  });
+
+  it('takes a batch its processor never took and reports it, instead of processing it again for ever', async () => {
+    const errors: unknown[] = [];
+    let calls = 0;
+    const mailbox = new Mailbox<number>({
+      capacity: 10,
+      maxBatch: 2,
+      process: () => {
+        calls += 1;
+        return Promise.resolve();
+      },
+      onError: (err) => errors.push(err),
+    });
+    mailbox.post(1);
+    mailbox.post(2);
+    await mailbox.whenIdle();
+    expect(calls).to.equal(1);
+    expect(errors.map((e) => (e as Error).message)).to.deep.equal(['a batch of 2 commands was never taken']);
   });
 });

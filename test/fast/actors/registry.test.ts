@@ -109,7 +109,7 @@ describe('actors/ConversationRegistry', () => {
       Promise.resolve(
         new ConversationActor<string, string>({
           conversationId: id,
-          write: (conversationId, keys) => writer.write(conversationId, keys),
+          write: (conversationId, next) => writer.write(conversationId, next.take()),
           logger,
           mailboxCapacity: 10,
         }),
