@@ -112,7 +112,17 @@ const PAYLOAD_BYTES = 7000;
 const LARGE_ITEM_BYTES = 3500;
 
 /** A new message: [conversationId, seq, id, senderId, clientMsgId, body, createdAt in ms, replyToSeq, version] */
-type WireMessage = [string, number, string, string | null, string, string, number, number | null, number];
+export type WireMessage = [
+  string,
+  number,
+  string,
+  string | null,
+  string,
+  string,
+  number,
+  number | null,
+  number,
+];
 /** New messages too big for the payload: [conversationId, first seq, last seq] */
 type WireRange = [string, number, number];
 /** A changed message: [conversationId, seq] */
@@ -148,7 +158,8 @@ function isAnnouncement(value: unknown): value is Announcement {
   );
 }
 
-const toWire = (m: PublicMessage): WireMessage => [
+/** A new message as announcements carry it. */
+export const toWire = (m: PublicMessage): WireMessage => [
   m.conversationId,
   m.seq,
   m.id,

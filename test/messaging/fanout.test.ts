@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
-import { createFanout, type Fanout } from '../../lib/messaging/fanout.js';
+import { createFanout, toWire, type Fanout } from '../../lib/messaging/fanout.js';
 import { knexConnections } from '../../lib/messaging/statements.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
@@ -122,17 +122,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     return { fanout, state, announce };
   }
 
-  const wire = (m: PublicMessage) => [
-    m.conversationId,
-    m.seq,
-    m.id,
-    m.senderId,
-    m.clientMsgId,
-    m.body,
-    Date.parse(m.createdAt),
-    m.replyToSeq,
-    m.version,
-  ];
+  /** A new message as another node announces it. */
+  const wire = toWire;
 
   it('reads what was committed unannounced when another node appears, once, and drops the repeats', async () => {
     const given = await sendUnannounced('given-1');

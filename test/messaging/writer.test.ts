@@ -91,6 +91,16 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   const state = (id: string) => seqState(db.knex, id);
 
+  /** A connection LISTENing to the announcements channel, and the payloads it heard. */
+  async function listenToAnnouncements(): Promise<{ listener: pg.Client; heard: string[] }> {
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    await listener.query(`LISTEN ${MESSAGES_CHANNEL}`);
+    return { listener, heard };
+  }
+
   /** Until a transaction of this database waits for a lock: the writer's, on a conversation the test holds. */
   const lockWaitSeen = () =>
     waitFor(
@@ -212,11 +222,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   });
 
   it('announces a large commit in several NOTIFYs under 8000 bytes, a conversation with a very long message by its range', async () => {
-    const listener = new pg.Client({ connectionString: databaseUrl });
-    await listener.connect();
-    const heard: string[] = [];
-    listener.on('notification', (n) => heard.push(n.payload ?? ''));
-    await listener.query(`LISTEN ${MESSAGES_CHANNEL}`);
+    const { listener, heard } = await listenToAnnouncements();
     try {
       const small = await Promise.all(Array.from({ length: 12 }, () => conversation()));
       const long = await conversation();
@@ -280,11 +286,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   });
 
   it('announces nothing in the transaction when the node announces after the commit, and hands it what committed', async () => {
-    const listener = new pg.Client({ connectionString: databaseUrl });
-    await listener.connect();
-    const heard: string[] = [];
-    listener.on('notification', (n) => heard.push(n.payload ?? ''));
-    await listener.query(`LISTEN ${MESSAGES_CHANNEL}`);
+    const { listener, heard } = await listenToAnnouncements();
     try {
       const id = await conversation();
       const committed: Array<{ written: Written[]; announce: Announce | undefined }> = [];
