@@ -12,11 +12,16 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
 /**
  * Committed writes between nodes. The writing node delivers to its own subscribers itself, after the commit;
- * the other nodes hear of each commit by a NOTIFY sent inside the write transaction (see statements.ts), so a
- * message that commits reaches them even if its writer dies the next instant, and one that rolls back never
- * does. A payload carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq
- * ranges, which a node reads from `messages` only if it has subscribers of the conversation; changed messages
- * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
+ * the other nodes hear of each commit by a NOTIFY the writing node sends right after it ({@link Fanout.publish},
+ * MESSAGE_ANNOUNCE=after), or that the write transaction sends itself (`commit`; see statements.ts). A payload
+ * carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq ranges, which a
+ * node reads from `messages` only if it has subscribers of the conversation; changed messages (edits, deletes,
+ * reactions) are announced by seq and read in their current state the same way.
+ *
+ * Announced after the commit, a commit whose writer dies in between is never announced. Every node therefore
+ * says it runs every second while it knows of others (the heartbeat); a node silent for a few seconds counts as
+ * gone, and the others catch their subscribers up from `messages`. A hole below what a conversation's subscribers
+ * were given that lasts (a later seq was announced, an earlier one never) is read from `messages` too.
  *
  * Alone, a node announces nothing: it asks the Socket.IO adapter how many nodes there are before each commit.
  * The adapter's views of the cluster differ for seconds, though (a node hears of a newcomer when the newcomer's

@@ -100,7 +100,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,
-   * changed ones by version), before anyone is acked; the other nodes heard of it from the commit itself.
+   * changed ones by version), before anyone is acked; the other nodes hear of it from the writer's announcement
+   * (`onCommitted` above), or from the commit itself with MESSAGE_ANNOUNCE=commit.
    */
   async function write(conversationId: string, next: NextBatch<MessageCommand>): Promise<Outcome<Stored>[]> {
     let commands: readonly MessageCommand[] = [];
