@@ -67,6 +67,11 @@ export interface Fanout {
    * failed meanwhile, every other node's.
    */
   reconnected(): void;
+  /**
+   * Shutdown, once every accepted command is committed and announced: tells the other nodes this one is leaving,
+   * so they forget it without catching up as they would for a node that fell silent.
+   */
+  goodbye(): Promise<void>;
   /** Stops watching the count of nodes. */
   close(): void;
 }
@@ -146,6 +151,8 @@ export interface Announcement {
   p?: 1;
   /** 1: node `n` runs (its heartbeat, every second while it knows of other nodes). */
   b?: 1;
+  /** 1: node `n` is leaving, everything it committed announced. */
+  g?: 1;
 }
 
 function isAnnouncement(value: unknown): value is Announcement {
@@ -159,7 +166,8 @@ function isAnnouncement(value: unknown): value is Announcement {
       v.c === 1 ||
       v.h === 1 ||
       v.p === 1 ||
-      v.b === 1)
+      v.b === 1 ||
+      v.g === 1)
   );
 }
 
@@ -397,6 +405,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       return;
     }
     if (payload.n === node) return;
+    if (payload.g === 1) {
+      peers.delete(payload.n);
+      return;
+    }
     peers.set(payload.n, performance.now());
     if (payload.h === 1) send({ n: node, p: 1 }, 'answering a new node');
     if (payload.c === 1) catchUp();
@@ -578,6 +590,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (!announcementsLost) return;
       announcementsLost = false;
       send({ n: node, c: 1 }, 'asking the other nodes to catch up');
+    },
+    async goodbye() {
+      // No heartbeat after the goodbye: the others would count this node again, then find it silent.
+      clearInterval(beat);
+      if (!othersRun()) return;
+      await deps.bus
+        .notify(MESSAGES_CHANNEL, { n: node, g: 1 })
+        // The others then catch up after the silence: slower, and just as complete.
+        .catch((err: unknown) => logger.warn({ err }, 'saying goodbye to the other nodes failed'));
     },
     close() {
       clearInterval(watch);

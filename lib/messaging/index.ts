@@ -208,6 +208,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   async function doClose(): Promise<void> {
     const drained = await drainWithin(config.shutdownTimeoutMs);
     unsubscribe();
+    // Drained: everything accepted is committed and announced (the goodbye goes out behind the announcements, on
+    // the same connection). Not drained: the others catch up after this node's silence instead.
+    if (drained) await fanout.goodbye();
     fanout.close();
     // After a drain timeout the writer's remaining work is abandoned: closing the pool fails it.
     if (drained) await writer.close();

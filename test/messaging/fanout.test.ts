@@ -293,4 +293,27 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     fanout.reconnected();
     expect(state.notices).to.have.length(count + 1);
   });
+
+  it('forgets a node that says goodbye without catching up, and says goodbye itself only to others', async () => {
+    const [before] = await sendUnannounced('before');
+    const { fanout, state, announce } = await startFanout({ nodes: 1, peerGoneMs: 200, beatMs: 25 });
+    fanout.seen(conversationId, before!.seq, before!.version);
+    announce({ n: 'the-other-node', b: 1 });
+    // Committed and announced before it leaves (here: committed unannounced, to show no catch-up reads it).
+    await sendUnannounced('not read');
+    announce({ n: 'the-other-node', g: 1 });
+    expect(await fanout.announce(), 'alone again at once').to.equal(undefined);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(state.delivered, 'no catch-up').to.deep.equal([]);
+    // Alone, its own goodbye goes to nobody.
+    const sent = state.notices.length;
+    await fanout.goodbye();
+    expect(state.notices).to.have.length(sent);
+    fanout.close();
+    const { fanout: second, state: secondState, announce: toSecond } = await startFanout({ nodes: 1 });
+    toSecond({ n: 'the-other-node', p: 1 });
+    await second.goodbye();
+    expect(secondState.notices.at(-1)).to.deep.equal({ n: second.node, g: 1 });
+    second.close();
+  });
 });
