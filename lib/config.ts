@@ -293,7 +293,7 @@ export const SETTINGS = {
     group: 'database',
     choices: ANNOUNCE_MODES,
     default: 'after',
-    doc: "how other nodes hear of committed messages: `after` (a NOTIFY right after each commit; a writer that dies in between leaves its last messages to the other nodes' catch-up, 1-4 s later) or `commit` (a NOTIFY inside the write transaction: delivered even then, but PostgreSQL then commits the nodes' write transactions one at a time); see docs/messaging.md",
+    doc: "how other nodes hear of committed messages: `after` (a NOTIFY right after each commit; a writer that dies in between leaves its last messages to the other nodes' catch-up, 3.5-4.5 s later) or `commit` (a NOTIFY inside the write transaction: delivered even then, but PostgreSQL then commits the nodes' write transactions one at a time); see docs/messaging.md",
   },
   SOCKET_EVENTS_PER_SEC: {
     kind: 'int',
