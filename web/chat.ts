@@ -31,6 +31,11 @@ export class ChatSession {
   private readonly layout = byId('chat-view', HTMLDivElement);
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
+  /**
+   * When each user's latest `user:updated` arrived (performance.now()): a lookup sent before it may answer the
+   * profile as it was, and must not undo the newer one (a rename, or an account deleted meanwhile).
+   */
+  private readonly profileHeardAt = new Map<string, number>();
 
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
@@ -118,6 +123,7 @@ export class ChatSession {
 
   /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */
   private userUpdated(user: PublicUser): void {
+    this.profileHeardAt.set(user.id, performance.now());
     if (user.id === this.me.id) {
       this.me = user;
       this.sidebar.setMe(user);
@@ -137,8 +143,11 @@ export class ChatSession {
 
   /** A sender who is no participant (they left, or deleted their account): their name, by id. */
   private lookUp(userId: string): void {
+    const asked = performance.now();
     this.client.users.get(userId).then(
       (user) => {
+        // A user:updated that arrived meanwhile is newer than this answer (read before it, perhaps).
+        if ((this.profileHeardAt.get(userId) ?? Number.NEGATIVE_INFINITY) >= asked) return;
         this.store.learn(user);
         this.view.renamed();
         this.changed();
