@@ -178,7 +178,8 @@ describe('metrics and logs', function () {
 
     const samples = await scrape(a.url);
     expect(sampleValue(samples, 'xfchat_db_errors_total', { code: '42P01' })).to.equal(errorsBefore + 1);
-    expect(sampleValue(samples, 'xfchat_db_slow_queries_total')).to.equal(slowBefore + 1);
+    // At least ours: a node's background reads (a catch-up of its subscribers) may be slow too under load.
+    expect(sampleValue(samples, 'xfchat_db_slow_queries_total')).to.be.at.least(slowBefore + 1);
 
     const entries = logs.entries();
     const slow = entries.filter((e) => e.msg === 'slow query');

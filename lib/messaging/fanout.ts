@@ -284,8 +284,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const given = new Map<string, Given>();
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
-  /** Per conversation whose subscribers were given something above a hole: since when (performance.now()). */
-  const holes = new Map<string, number>();
+  /**
+   * Per conversation whose subscribers were given something above a hole: the marks then, and since when
+   * (performance.now()) they have not moved. Under steady traffic from two nodes some hole is often open; only
+   * marks that stay put mean a missing announcement.
+   */
+  const holes = new Map<string, { since: number; seq: number; version: number }>();
   /** The other nodes heard from (any announcement, hello, answer or heartbeat), and when. */
   const peers = new Map<string, number>();
   const mode = deps.mode ?? 'after';
@@ -346,7 +350,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    */
   function noteHoles(conversationId: string, marks: Given): void {
     if (marks.unsettled === 0) holes.delete(conversationId);
-    else if (!holes.has(conversationId)) holes.set(conversationId, performance.now());
+    else if (!holes.has(conversationId))
+      holes.set(conversationId, { since: performance.now(), seq: marks.seq, version: marks.version });
   }
 
   /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
@@ -564,10 +569,14 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       logger.info({ node: peer }, 'another node fell silent: catching up on what it committed');
     }
     if (gone) catchUp();
-    for (const [conversationId, since] of holes) {
-      if (!given.has(conversationId)) holes.delete(conversationId);
-      else if (now - since > holeSettleMs) {
-        holes.set(conversationId, now);
+    for (const [conversationId, hole] of holes) {
+      const marks = given.get(conversationId);
+      if (marks === undefined || marks.unsettled === 0) holes.delete(conversationId);
+      else if (marks.seq !== hole.seq || marks.version !== hole.version) {
+        // The holes seen before were filled (others may have opened): watch the marks from here.
+        holes.set(conversationId, { since: now, seq: marks.seq, version: marks.version });
+      } else if (now - hole.since > holeSettleMs) {
+        holes.set(conversationId, { since: now, seq: marks.seq, version: marks.version });
         catchUpConversation(conversationId);
       }
     }

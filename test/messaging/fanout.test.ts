@@ -257,6 +257,22 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(state.delivered).to.deep.equal([later!.seq, lost!.seq]);
   });
 
+  it('reads nothing while the holes of crossing announcements keep filling, though one is always open', async () => {
+    const [before] = await sendUnannounced('before');
+    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 100, beatMs: 20 });
+    fanout.seen(conversationId, before!.seq, before!.version);
+    const sent = await sendUnannounced('m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8');
+    const at = (i: number) => wire(sent[i - 1]!);
+    // Two nodes' announcements crossing: seq 2 before 1, 4 before 3, ... each hole filled 60 ms after it opened.
+    const order = [[2], [1, 4], [3, 6], [5, 8], [7]];
+    for (const seqs of order) {
+      announce({ n: 'the-other-node', m: seqs.map(at) });
+      await new Promise((resolve) => setTimeout(resolve, 60));
+    }
+    // A catch-up would have read a missing seq from messages before its announcement, out of this order.
+    expect(state.delivered).to.deep.equal(order.flat().map((i) => sent[i - 1]!.seq));
+  });
+
   it('catches up when another node falls silent: its last commit, never announced, still arrives', async () => {
     const [before] = await sendUnannounced('before');
     const { fanout, state, announce } = await startFanout({ nodes: 1, peerGoneMs: 200, beatMs: 25 });
