@@ -201,23 +201,13 @@ export function announcementsOf(node: string, news: CommitNews): Announcement[] 
     current = { n: node };
     bytes = base;
   };
-  const addMessage = (item: WireMessage, size: number): void => {
+  /** Puts one item (of `size` bytes as JSON) into the current announcement, or a new one when it is full. */
+  const add = (size: number, put: (to: Announcement) => void): void => {
     room(size);
-    (current.m ??= []).push(item);
+    put(current);
     bytes += size + 1;
   };
-  const addRange = (range: WireRange): void => {
-    const size = Buffer.byteLength(JSON.stringify(range));
-    room(size);
-    (current.r ??= []).push(range);
-    bytes += size + 1;
-  };
-  const addUpdate = (update: WireUpdate): void => {
-    const size = Buffer.byteLength(JSON.stringify(update));
-    room(size);
-    (current.u ??= []).push(update);
-    bytes += size + 1;
-  };
+  const sizeOfJson = (item: unknown): number => Buffer.byteLength(JSON.stringify(item));
 
   let at = 0;
   const { created } = news;
@@ -227,17 +217,28 @@ export function announcementsOf(node: string, news: CommitNews): Announcement[] 
     while (end < created.length && (created[end] as PublicMessage).conversationId === conversationId) end++;
     const items = created.slice(at, end).map((m) => {
       const item = toWire(m);
-      return { item, size: Buffer.byteLength(JSON.stringify(item)) };
+      return { item, size: sizeOfJson(item) };
     });
     if (items.some((x) => x.size > LARGE_ITEM_BYTES)) {
-      addRange([conversationId, (created[at] as PublicMessage).seq, (created[end - 1] as PublicMessage).seq]);
+      const range: WireRange = [
+        conversationId,
+        (created[at] as PublicMessage).seq,
+        (created[end - 1] as PublicMessage).seq,
+      ];
+      add(sizeOfJson(range), (to) => (to.r ??= []).push(range));
     } else {
-      for (const { item, size } of items) addMessage(item, size);
+      for (const { item, size } of items) add(size, (to) => (to.m ??= []).push(item));
     }
     at = end;
   }
-  for (const m of news.repeated) addRange([m.conversationId, m.seq, m.seq]);
-  for (const m of news.changed) addUpdate([m.conversationId, m.seq]);
+  for (const m of news.repeated) {
+    const range: WireRange = [m.conversationId, m.seq, m.seq];
+    add(sizeOfJson(range), (to) => (to.r ??= []).push(range));
+  }
+  for (const m of news.changed) {
+    const update: WireUpdate = [m.conversationId, m.seq];
+    add(sizeOfJson(update), (to) => (to.u ??= []).push(update));
+  }
   if (bytes !== base) payloads.push(current);
   return payloads;
 }

@@ -62,7 +62,7 @@ interface Taken extends Pending {
   batch: ConversationBatch;
 }
 
-const sizeOf = ({ request }: Pending): number =>
+const sizeOf = (request: WriteRequest): number =>
   'next' in request ? request.next.size() : request.commands.length;
 
 /** The batch of a request, taken now if it was not yet. */
@@ -136,7 +136,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const wait = ready[0]?.wait ?? false;
     let sends = 0;
     for (const pending of ready) {
-      const size = sizeOf(pending);
+      const size = sizeOf(pending.request);
       const fits = group.length === 0 || sends + size <= maxSends;
       const together = announcing || pending.wait === wait;
       const { conversationId } = pending.request;
@@ -158,7 +158,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   function sendsWaiting(count: number): boolean {
     let sends = 0;
     for (const pending of ready) {
-      sends += sizeOf(pending);
+      sends += sizeOf(pending.request);
       if (sends >= count) return true;
     }
     return false;
@@ -292,7 +292,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   return {
     write(request) {
       if (closed) return Promise.resolve(failAll(batchOf(request), shuttingDown()));
-      if (sizeOf({ request, resolve: () => undefined, wait: false }) === 0) {
+      if (sizeOf(request) === 0) {
         batchOf(request);
         return Promise.resolve([]);
       }
