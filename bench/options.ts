@@ -37,6 +37,13 @@ export interface BenchOptions {
   warmupSec: number;
   /** XFChat nodes in the XFChat (and --compare-dir) window phases (the two-node scenario always uses 2). @default 1 */
   nodes: number;
+  /**
+   * Where the two members of a conversation connect in the two-node scenario: `apart` (one on each node, so every
+   * delivery and every conversation crosses between the nodes: goal 3) or `together` (both on one node, the
+   * conversations split between the nodes: what two nodes on the same cores cost when nothing crosses).
+   * @default 'apart'
+   */
+  members: 'apart' | 'together';
   scenarios: readonly ScenarioName[];
   /** Connections of B1/B2 and the server's DB_POOL_SIZE. @default 25 */
   poolSize: number;
@@ -76,6 +83,9 @@ export const USAGE = `npm run bench -- [options]
   --duration S             measured seconds per load phase (6)
   --warmup S               unmeasured warm-up seconds per load phase (2)
   --nodes N                XFChat nodes in the XFChat window phases (1)
+  --members apart|together the two-node scenario's members of a conversation: on different nodes (apart, the
+                           default, goal 3) or on the same node, the conversations split between the nodes
+                           (together: phases "XFChat 2 nodes, members together wN", nothing crosses)
   --pool-size N            DB_POOL_SIZE and B1/B2 connections (25)
   --batch-size N           rows per statement in B2 (100)
   --body-bytes N           message body size (64)
@@ -133,6 +143,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       duration: { type: 'string' },
       warmup: { type: 'string' },
       nodes: { type: 'string' },
+      members: { type: 'string' },
       'pool-size': { type: 'string' },
       'batch-size': { type: 'string' },
       'body-bytes': { type: 'string' },
@@ -157,6 +168,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     if (!match) throw new Error(`--server-env must look like NAME=value (got "${pair}")`);
     serverEnv[match[1]!] = match[2]!;
   }
+  const members = values.members ?? 'apart';
+  if (members !== 'apart' && members !== 'together')
+    throw new Error(`--members must be apart or together (got "${members}")`);
   const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
     throw new Error('--warmup must be 0 to 600 seconds');
@@ -169,6 +183,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     durationSec: positiveInt('duration', values.duration, 6, 3600),
     warmupSec: warmup,
     nodes: positiveInt('nodes', values.nodes, 1, 8),
+    members,
     scenarios: parseScenarios(values.scenario),
     poolSize: positiveInt('pool-size', values['pool-size'], 25, 500),
     batchSize: positiveInt('batch-size', values['batch-size'], 100, 10_000),

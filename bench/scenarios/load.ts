@@ -148,7 +148,10 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
 
 /**
  * Two nodes on one database (X2), closed loop at every --windows value ("XFChat 2 nodes w1", ...): the two members
- * of every conversation are on different nodes, so every delivery crosses from one node to the other.
+ * of every conversation are on different nodes, so every delivery crosses from one node to the other. With
+ * `--members together` both members of a conversation are on one node and the conversations are split between
+ * the nodes ("XFChat 2 nodes, members together w1", ...): nothing crosses, which leaves what two nodes sharing
+ * the same cores and database cost by themselves. Goal 3 reads only the first.
  */
 export async function runTwoNode(ctx: BenchContext): Promise<void> {
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
@@ -156,15 +159,20 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
   ];
+  const together = ctx.options.members === 'together';
+  // A conversation's members are consecutive users, 2k and 2k + 1.
+  const nodeOf = together ? (user: number) => Math.floor(user / 2) % 2 : (user: number) => user % 2;
+  const name = together ? `${TWO_NODES}, members together` : TWO_NODES;
+  const placement = together
+    ? 'the two members of each on the same node, the conversations split between the nodes'
+    : 'the two members of each on different nodes';
   try {
-    // A conversation's members are consecutive users: 2k on the first node, 2k + 1 on the second.
-    const nodeOf = (user: number) => user % 2;
     for (const window of ctx.options.windows) {
       await socketPhase(
         ctx,
-        windowLabel(TWO_NODES, window),
+        windowLabel(name, window),
         'twonode',
-        `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, the two members of each on different nodes, closed loop, window ${window}`,
+        `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, ${placement}, closed loop, window ${window}`,
         {
           ...ctx.socketJob(
             'xfchat',
