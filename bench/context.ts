@@ -34,6 +34,12 @@ export interface BenchContext {
   mainUsers(): Promise<Seeded>;
   /** The XFChat node of the main phases (profiled with --cpu-prof), started on first use. */
   mainNode(): Promise<NodeProcess>;
+  /**
+   * Stops the main node if it runs (a later mainNode() starts a new one). An idle node is not free to others: it
+   * LISTENs to every other node's announcements and heartbeats and parses each, so a scenario that measures
+   * other XFChat nodes stops it first.
+   */
+  stopMainNode(): Promise<void>;
   /** The echo server E0, started on first use. */
   echoNode(): Promise<NodeProcess>;
   /**
@@ -100,6 +106,13 @@ export function createContext(
         }),
       );
       return main;
+    },
+    async stopMainNode() {
+      const running = main;
+      main = undefined;
+      // A main node that failed to start has nothing to stop; its scenario reported the failure.
+      const node = await running?.catch(() => undefined);
+      await node?.stop();
     },
     echoNode() {
       echo ??= track(startEchoNode(options.nativeWsModules));

@@ -154,6 +154,9 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
  * the same cores and database cost by themselves. Goal 3 reads only the first.
  */
 export async function runTwoNode(ctx: BenchContext): Promise<void> {
+  // Two nodes, not three: the main node, idle since the earlier phases, would otherwise take every announcement
+  // of the two and parse it, on the same cores.
+  await ctx.stopMainNode();
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
   const servers = [
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
