@@ -68,7 +68,11 @@ export function processTreeCpuMs(rootPid: number): number | undefined {
   }
 }
 
-/** The children of `pid` from /proc/<pid>/task/<tid>/children, or undefined where the kernel does not offer it. */
+/**
+ * The children of `pid` from /proc/<pid>/task/<tid>/children, or undefined where the kernel does not offer those
+ * files (or the process ended while they were read): the caller then scans every process instead. A child forked
+ * during the read may be missed; it has spent next to no CPU yet.
+ */
 function childrenOf(pid: number): number[] | undefined {
   let tasks: string[];
   try {
@@ -77,18 +81,19 @@ function childrenOf(pid: number): number[] | undefined {
     return [];
   }
   const children: number[] = [];
+  let read = false;
   for (const task of tasks) {
     let text: string;
     try {
       text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8');
-    } catch (err) {
-      // Without CONFIG_PROC_CHILDREN the file does not exist; a task that just ended has none either.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && tasks.length === 1) return undefined;
+    } catch {
+      // Without CONFIG_PROC_CHILDREN there is no such file; a thread that just ended has none either.
       continue;
     }
+    read = true;
     for (const child of text.split(' ')) if (child.trim() !== '') children.push(Number(child));
   }
-  return children;
+  return read ? children : undefined;
 }
 
 function descendantsCpuMs(rootPid: number): number {

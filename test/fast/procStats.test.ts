@@ -4,13 +4,14 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createCpuMeter, processCpuMs, processTreeCpuMs } from '../../bench/procStats.js';
 
-/** A child that spends `busyMs` of CPU, then says so on stdout and waits until it is killed. */
+/** A child that spends `busyMs` of CPU (its own clock, not the wall's), says so on stdout, then idles until killed. */
 async function busyChild(busyMs: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
     [
       '-e',
-      `const end = Date.now() + ${busyMs}; while (Date.now() < end); console.log('done'); setInterval(() => {}, 1000);`,
+      `const used = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+       while (used() < ${busyMs}); console.log('done'); setInterval(() => {}, 1000);`,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -29,7 +30,8 @@ describe('bench CPU readings (/proc)', function () {
   it("counts a child's CPU in its parent's tree, while it runs and after it was reaped", async () => {
     const child = await busyChild(300);
     const childMs = processCpuMs(child.pid!)!;
-    expect(childMs).to.be.at.least(200);
+    // /proc counts in ticks of 10 ms.
+    expect(childMs).to.be.at.least(290);
     const own = processCpuMs(process.pid)!;
     const running = processTreeCpuMs(process.pid)!;
     expect(running - own).to.be.at.least(childMs);
@@ -48,13 +50,19 @@ describe('bench CPU readings (/proc)', function () {
       { name: 'self', pid: process.pid },
       { name: 'gone', pid: child.pid! },
     ]);
+    const cpuBefore = process.cpuUsage();
+    const startedAt = performance.now();
     await meter.start();
-    const end = Date.now() + 200;
-    while (Date.now() < end); // this process busy for 200 ms
+    const spentMs = () => {
+      const used = process.cpuUsage(cpuBefore);
+      return (used.user + used.system) / 1000;
+    };
+    while (spentMs() < 200); // this process busy for 200 ms of its own CPU, however loaded the machine is
     child.kill('SIGKILL');
     await once(child, 'exit');
     const cpu = await meter.stop();
-    expect(cpu.self).to.be.within(50, 110);
+    const expected = (spentMs() / (performance.now() - startedAt)) * 100;
+    expect(cpu.self).to.be.closeTo(expected, 10);
     expect(cpu.gone).to.equal(null);
   });
 });
