@@ -17,7 +17,7 @@ import type { BenchOptions } from './options.js';
 import type { MeteredProcess } from './procStats.js';
 import type { Progress } from './progress.js';
 import type { BenchResults } from './report.js';
-import { seedConversations, type Seeded } from './seed.js';
+import { seedConversations, seedHistory, type Seeded } from './seed.js';
 
 /** What every scenario shares: the options, the one PostgreSQL, lazily started nodes, and the results so far. */
 export interface BenchContext {
@@ -91,7 +91,12 @@ export function createContext(
     results,
     profileDir,
     mainUsers() {
-      users ??= seedConversations(seedDb.knex, config.auth, options.users, options.conversationSize);
+      users ??= seedConversations(seedDb.knex, config.auth, options.users, options.conversationSize).then(
+        async (seeded) => {
+          await seedHistory(seedDb.knex, seeded);
+          return seeded;
+        },
+      );
       return users;
     },
     mainNode() {

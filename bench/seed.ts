@@ -101,3 +101,42 @@ export async function seedConversations(
   await insertChunked(knex, 'conversation_participants', participantRows);
   return { users, conversations };
 }
+
+/** Messages each conversation of the main phases starts with (seedHistory). */
+export const SEEDED_HISTORY = 20;
+
+/**
+ * Gives every conversation of `seeded` a history of `perConversation` messages (its members taking turns), then
+ * analyzes the tables the write path reads. A database in use has both; a new one has neither until autovacuum
+ * analyzes it, and the plans its connections cache before that stay: without column statistics the write path's
+ * idempotency check reads every message of the conversation (docs/operations.md, Recovery), and a phase measured
+ * then runs at about half rate. The bench measures the database in use.
+ */
+export async function seedHistory(
+  knex: Knex,
+  seeded: Seeded,
+  perConversation = SEEDED_HISTORY,
+): Promise<void> {
+  const rows: object[] = [];
+  for (const conversation of seeded.conversations) {
+    for (let seq = 1; seq <= perConversation; seq++) {
+      const member = conversation.members[(seq - 1) % conversation.members.length]!;
+      rows.push({
+        conversation_id: conversation.id,
+        sender_id: seeded.users[member]!.id,
+        seq,
+        version: seq,
+        client_msg_id: `seeded-${seq}`,
+        body: `seeded message ${seq}`,
+      });
+    }
+  }
+  await insertChunked(knex, 'messages', rows);
+  await knex('conversations')
+    .whereIn(
+      'id',
+      seeded.conversations.map((c) => c.id),
+    )
+    .update({ last_seq: perConversation, version: perConversation });
+  await knex.raw('ANALYZE users, sessions, friendships, conversations, conversation_participants, messages');
+}

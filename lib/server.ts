@@ -19,6 +19,7 @@ import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import { explainConnectError, explainListenError, explainMigrationError } from './startupErrors.js';
+import { analyzeTablesWithoutStatistics } from './statistics.js';
 
 export interface RunningServer {
   /** http://host:port as bound (the real port when PORT=0). */
@@ -70,6 +71,19 @@ async function prepareDatabase(db: Database, config: Readonly<Config>, logger: L
     { applied: applied.length, newlyApplied: migrated.newlyApplied, latest },
     `[STARTUP] migrations: ${applied.length} applied (${migrated.newlyApplied.length} new), latest ${latest}`,
   );
+
+  try {
+    const analyzed = await analyzeTablesWithoutStatistics(db.knex);
+    if (analyzed.length > 0) {
+      logger.info(
+        { analyzed },
+        `[STARTUP] planner statistics: analyzed ${analyzed.join(', ')} (they held rows but had never been analyzed, as after a restore)`,
+      );
+    }
+  } catch (err) {
+    // Only the plans' quality is at stake, and autovacuum analyzes them later: not a reason to refuse to start.
+    logger.warn({ err }, '[STARTUP] planner statistics: ANALYZE of never analyzed tables failed');
+  }
 
   const [{ count }] = (await db.knex('users').count({ count: '*' })) as [{ count: string | number }];
   logger.info({ users: Number(count) }, `[STARTUP] users: ${Number(count)}`);

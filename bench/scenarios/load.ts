@@ -5,7 +5,7 @@ import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
 import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
-import { seedConversations } from '../seed.js';
+import { seedConversations, seedHistory } from '../seed.js';
 import { runStorage } from './baselines.js';
 
 /** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
@@ -158,6 +158,7 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
   // of the two and parse it, on the same cores.
   await ctx.stopMainNode();
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
+  await seedHistory(ctx.knex, seeded);
   const servers = [
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
     await ctx.startNode({ poolSize: ctx.options.poolSize }),
