@@ -77,7 +77,7 @@ async function prepareDatabase(db: Database, config: Readonly<Config>, logger: L
     if (analyzed.length > 0) {
       logger.info(
         { analyzed },
-        `[STARTUP] planner statistics: analyzed ${analyzed.join(', ')} (they held rows but had never been analyzed, as after a restore)`,
+        `[STARTUP] planner statistics: analyzed ${analyzed.join(', ')} (never analyzed, as after a restore)`,
       );
     }
   } catch (err) {
