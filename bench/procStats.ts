@@ -70,10 +70,10 @@ export function processTreeCpuMs(rootPid: number): number | undefined {
 
 /**
  * The children of `pid` from /proc/<pid>/task/<tid>/children, or undefined where the kernel does not offer those
- * files (or the process ended while they were read): the caller then scans every process instead. A child forked
- * during the read may be missed; it has spent next to no CPU yet.
+ * files (or the process ended while they were read). A child forked during the read may be missed; it has spent
+ * next to no CPU yet.
  */
-function childrenOf(pid: number): number[] | undefined {
+function childrenFromFiles(pid: number): number[] | undefined {
   let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
@@ -96,37 +96,28 @@ function childrenOf(pid: number): number[] | undefined {
   return read ? children : undefined;
 }
 
-function descendantsCpuMs(rootPid: number): number {
-  const direct = childrenOf(rootPid);
-  if (direct === undefined) return descendantsByScan(rootPid);
-  let total = 0;
-  const queue = [...direct];
-  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    const stat = readStat(next);
-    if (!stat) continue;
-    total += stat.ownMs;
-    queue.push(...(childrenOf(next) ?? []));
+/**
+ * How to list the children of the processes under `rootPid`: the kernel's children files, or, without them, one
+ * scan of every process's stat, grouped by parent (the slow way).
+ */
+function childLister(rootPid: number): (pid: number) => number[] {
+  if (childrenFromFiles(rootPid) !== undefined) return (pid) => childrenFromFiles(pid) ?? [];
+  const byParent = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat) byParent.set(stat.ppid, [...(byParent.get(stat.ppid) ?? []), stat.pid]);
   }
-  return total;
+  return (pid) => byParent.get(pid) ?? [];
 }
 
-/** The slow way, for kernels without the children files: every process's stat, grouped by parent. */
-function descendantsByScan(rootPid: number): number {
-  const stats = readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .map((e) => readStat(Number(e)));
-  const byParent = new Map<number, ProcStat[]>();
-  for (const stat of stats) {
-    if (!stat) continue;
-    const siblings = byParent.get(stat.ppid) ?? [];
-    siblings.push(stat);
-    byParent.set(stat.ppid, siblings);
-  }
+function descendantsCpuMs(rootPid: number): number {
+  const childrenOf = childLister(rootPid);
   let total = 0;
-  const queue = [...(byParent.get(rootPid) ?? [])];
-  for (let next = queue.shift(); next; next = queue.shift()) {
-    total += next.ownMs;
-    queue.push(...(byParent.get(next.pid) ?? []));
+  const queue = [...childrenOf(rootPid)];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    total += readStat(next)?.ownMs ?? 0;
+    queue.push(...childrenOf(next));
   }
   return total;
 }

@@ -4,10 +4,10 @@ import type { Knex } from 'knex';
 const FEWEST_ROWS = 1000;
 
 /**
- * Planner statistics for tables that hold rows but were never analyzed (it returns the ones it analyzed), as in a database just restored from a dump
- * or moved by pg_upgrade (before PostgreSQL 18): until autovacuum gets to them, PostgreSQL plans without column
- * statistics, and the plans a connection caches meanwhile stay until the next ANALYZE. One measured case: without
- * them, `xfchat_write()`'s idempotency probe read `messages` through the (conversation_id, version) index, every
+ * Analyzes the tables of 1000 rows or more that were never analyzed, and returns their names. A database restored
+ * from a dump or moved by pg_upgrade (before PostgreSQL 18) has no statistics until autovacuum gets to it;
+ * PostgreSQL plans without them meanwhile, and a connection keeps those plans until the next ANALYZE. One measured
+ * case: `xfchat_write()`'s idempotency probe read `messages` through the (conversation_id, version) index, every
  * message of the conversation, instead of the unique (conversation_id, sender_id, client_msg_id) one: four times
  * the CPU per send with 1000 messages a conversation, and more as conversations grow.
  *

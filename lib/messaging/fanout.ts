@@ -208,6 +208,7 @@ export function announcementsOf(node: string, news: CommitNews): Announcement[] 
     bytes += size + 1;
   };
   const sizeOfJson = (item: unknown): number => Buffer.byteLength(JSON.stringify(item));
+  const addRange = (range: WireRange): void => add(sizeOfJson(range), (to) => (to.r ??= []).push(range));
 
   let at = 0;
   const { created } = news;
@@ -220,21 +221,13 @@ export function announcementsOf(node: string, news: CommitNews): Announcement[] 
       return { item, size: sizeOfJson(item) };
     });
     if (items.some((x) => x.size > LARGE_ITEM_BYTES)) {
-      const range: WireRange = [
-        conversationId,
-        (created[at] as PublicMessage).seq,
-        (created[end - 1] as PublicMessage).seq,
-      ];
-      add(sizeOfJson(range), (to) => (to.r ??= []).push(range));
+      addRange([conversationId, (created[at] as PublicMessage).seq, (created[end - 1] as PublicMessage).seq]);
     } else {
       for (const { item, size } of items) add(size, (to) => (to.m ??= []).push(item));
     }
     at = end;
   }
-  for (const m of news.repeated) {
-    const range: WireRange = [m.conversationId, m.seq, m.seq];
-    add(sizeOfJson(range), (to) => (to.r ??= []).push(range));
-  }
+  for (const m of news.repeated) addRange([m.conversationId, m.seq, m.seq]);
   for (const m of news.changed) {
     const update: WireUpdate = [m.conversationId, m.seq];
     add(sizeOfJson(update), (to) => (to.u ??= []).push(update));
@@ -351,8 +344,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    */
   function noteHoles(conversationId: string, marks: Given): void {
     if (marks.unsettled === 0) holes.delete(conversationId);
-    else if (!holes.has(conversationId))
-      holes.set(conversationId, { since: performance.now(), seq: marks.seq, version: marks.version });
+    else if (!holes.has(conversationId)) watchHoles(conversationId, marks, performance.now());
+  }
+
+  /** Times the holes below `marks` from `now`. */
+  function watchHoles(conversationId: string, marks: Given, now: number): void {
+    holes.set(conversationId, { since: now, seq: marks.seq, version: marks.version });
   }
 
   /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
@@ -575,9 +572,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (marks === undefined || marks.unsettled === 0) holes.delete(conversationId);
       else if (marks.seq !== hole.seq || marks.version !== hole.version) {
         // The holes seen before were filled (others may have opened): watch the marks from here.
-        holes.set(conversationId, { since: now, seq: marks.seq, version: marks.version });
+        watchHoles(conversationId, marks, now);
       } else if (now - hole.since > holeSettleMs) {
-        holes.set(conversationId, { since: now, seq: marks.seq, version: marks.version });
+        watchHoles(conversationId, marks, now);
         catchUpConversation(conversationId);
       }
     }
