@@ -19,7 +19,7 @@ import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import { explainConnectError, explainListenError, explainMigrationError } from './startupErrors.js';
-import { analyzeTablesWithoutStatistics } from './statistics.js';
+import { analyzeTablesWithoutStatistics, autovacuumGaps } from './statistics.js';
 
 export interface RunningServer {
   /** http://host:port as bound (the real port when PORT=0). */
@@ -72,6 +72,17 @@ async function prepareDatabase(db: Database, config: Readonly<Config>, logger: L
     `[STARTUP] migrations: ${applied.length} applied (${migrated.newlyApplied.length} new), latest ${latest}`,
   );
 
+  await checkMaintenance(db, logger);
+
+  const [{ count }] = (await db.knex('users').count({ count: '*' })) as [{ count: string | number }];
+  logger.info({ users: Number(count) }, `[STARTUP] users: ${Number(count)}`);
+}
+
+/**
+ * The database's upkeep, reported and never a reason to refuse to start (only plan quality and bloat are at
+ * stake): analyzes the never-analyzed tables (lib/statistics.ts) and warns where autovacuum does not run.
+ */
+async function checkMaintenance(db: Database, logger: Logger): Promise<void> {
   try {
     const analyzed = await analyzeTablesWithoutStatistics(db.knex);
     if (analyzed.length > 0) {
@@ -84,9 +95,25 @@ async function prepareDatabase(db: Database, config: Readonly<Config>, logger: L
     // Only the plans' quality is at stake, and autovacuum analyzes them later: not a reason to refuse to start.
     logger.warn({ err }, '[STARTUP] planner statistics: ANALYZE of never analyzed tables failed');
   }
-
-  const [{ count }] = (await db.knex('users').count({ count: '*' })) as [{ count: string | number }];
-  logger.info({ users: Number(count) }, `[STARTUP] users: ${Number(count)}`);
+  try {
+    const { serverOff, tablesOff } = await autovacuumGaps(db.knex);
+    const consequence =
+      'dead rows pile up in messages and conversations, planner statistics go stale, and PostgreSQL will in the end refuse writes to prevent transaction ID wraparound';
+    if (serverOff) {
+      logger.warn(
+        { autovacuum: 'off' },
+        `[STARTUP] autovacuum is off on this PostgreSQL server (autovacuum or track_counts): ${consequence}; turn both on`,
+      );
+    }
+    if (tablesOff.length > 0) {
+      logger.warn(
+        { autovacuumOff: tablesOff },
+        `[STARTUP] autovacuum is off for ${tablesOff.join(', ')} (autovacuum_enabled = false): ${consequence}; ALTER TABLE ... RESET (autovacuum_enabled)`,
+      );
+    }
+  } catch (err) {
+    logger.warn({ err }, '[STARTUP] autovacuum: reading its settings failed');
+  }
 }
 
 /**

@@ -34,3 +34,32 @@ export async function analyzeTablesWithoutStatistics(knex: Knex): Promise<string
   }
   return analyzed;
 }
+
+/** Where autovacuum does not run for this schema's tables. */
+export interface AutovacuumGaps {
+  /** Off for the whole server (`autovacuum` or `track_counts` off). */
+  serverOff: boolean;
+  /** This schema's tables that turn it off themselves (`autovacuum_enabled = false`), by name. */
+  tablesOff: string[];
+}
+
+/**
+ * Where autovacuum does not run. Without it `messages` and `conversations` (whose row is updated at every commit)
+ * bloat, the planner's statistics are never refreshed, and PostgreSQL eventually stops accepting writes to
+ * prevent transaction ID wraparound; the node warns at startup.
+ */
+export async function autovacuumGaps(knex: Knex): Promise<AutovacuumGaps> {
+  const result = await knex.raw<{ rows: Array<{ server_on: boolean; tables_off: string[] }> }>(
+    `SELECT current_setting('autovacuum')::boolean AND current_setting('track_counts')::boolean AS server_on,
+       coalesce((
+         SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+           AND EXISTS (
+             SELECT 1 FROM pg_options_to_table(c.reloptions) o
+             WHERE o.option_name = 'autovacuum_enabled' AND NOT o.option_value::boolean
+           )
+       ), '{}') AS tables_off`,
+  );
+  const row = result.rows[0];
+  return { serverOff: row?.server_on !== true, tablesOff: row?.tables_off ?? [] };
+}

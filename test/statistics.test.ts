@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase, type Database, type Knex } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
-import { analyzeTablesWithoutStatistics } from '../lib/statistics.js';
+import { analyzeTablesWithoutStatistics, autovacuumGaps } from '../lib/statistics.js';
+import { captureLogs } from './helpers/logCapture.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
 import { uniqueUsername } from './helpers/users.js';
@@ -74,5 +75,58 @@ describe('planner statistics at startup', function () {
     const server = await startTestServer(url);
     opened.push(server);
     expect(await reltuples(db, 'messages')).to.equal(1000);
+  });
+
+  it('names the tables that turn autovacuum off, whatever the spelling, and reports the server setting as set', async () => {
+    const { db } = await restoredDatabase();
+    opened.push(db);
+    const { knex } = db;
+    await knex.raw('ALTER TABLE friendships SET (autovacuum_enabled = off)');
+    await knex.raw('ALTER TABLE sessions SET (autovacuum_enabled = true)');
+    const settings = await knex.raw<{ rows: Array<{ autovacuum: string; track_counts: string }> }>(
+      `SELECT current_setting('autovacuum') AS autovacuum, current_setting('track_counts') AS track_counts`,
+    );
+    const { autovacuum, track_counts } = settings.rows[0]!;
+
+    const gaps = await autovacuumGaps(knex);
+    expect(gaps.tablesOff).to.deep.equal([...TABLES, 'friendships'].sort());
+    expect(gaps.serverOff).to.equal(!(autovacuum === 'on' && track_counts === 'on'));
+
+    for (const table of [...TABLES, 'friendships'])
+      await knex.raw('ALTER TABLE ?? RESET (autovacuum_enabled)', [table]);
+    expect((await autovacuumGaps(knex)).tablesOff).to.deep.equal([]);
+  });
+
+  it('a node starting where autovacuum is off for some tables warns, naming them', async () => {
+    const { url, db } = await restoredDatabase();
+    opened.push(db);
+    const logs = captureLogs('warn');
+    const server = await startTestServer(url, {}, logs.logger);
+    opened.push(server);
+    const warning = logs.entries().find((entry) => Array.isArray(entry.autovacuumOff));
+    expect(warning?.autovacuumOff).to.deep.equal([...TABLES].sort());
+    expect(String(warning?.msg)).to.match(
+      /^\[STARTUP\] autovacuum is off for blocks, conversation_participants, /,
+    );
+  });
+
+  it('a node warns when autovacuum cannot run on the server (track_counts off here), and not when it runs', async () => {
+    const url = await createTestDatabase();
+    const serverWarnings = async (databaseUrl: string): Promise<number> => {
+      const logs = captureLogs('warn');
+      const server = await startTestServer(databaseUrl, {}, logs.logger);
+      await server.close();
+      return logs.entries().filter((entry) => entry.autovacuum === 'off').length;
+    };
+    const db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+    opened.push(db);
+    const settings = await db.knex.raw<{ rows: Array<{ on: boolean }> }>(
+      `SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on' AS on`,
+    );
+    // The machine's own setting decides the first: CI runs this suite on a server with autovacuum off too.
+    expect(await serverWarnings(url)).to.equal(settings.rows[0]!.on ? 0 : 1);
+    const withoutCounts = new URL(url);
+    withoutCounts.searchParams.set('options', '-c track_counts=off');
+    expect(await serverWarnings(withoutCounts.toString())).to.equal(1);
   });
 });
