@@ -51,7 +51,7 @@ async function reltuples(db: Database, table: string): Promise<number> {
   return Number(result.rows[0]!.reltuples);
 }
 
-describe('planner statistics at startup', function () {
+describe('database upkeep at startup: planner statistics and autovacuum', function () {
   this.timeout(60_000);
   const opened: Array<{ close(): Promise<void> }> = [];
 
@@ -115,8 +115,11 @@ describe('planner statistics at startup', function () {
     const serverWarnings = async (databaseUrl: string): Promise<number> => {
       const logs = captureLogs('warn');
       const server = await startTestServer(databaseUrl, {}, logs.logger);
-      await server.close();
-      return logs.entries().filter((entry) => entry.autovacuum === 'off').length;
+      try {
+        return logs.entries().filter((entry) => entry.autovacuum === 'off').length;
+      } finally {
+        await server.close();
+      }
     };
     const db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
     opened.push(db);
