@@ -4,6 +4,7 @@ import { rows } from './helpers/chat.js';
 import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { waitFor } from './helpers/waitFor.js';
 import { uniqueUsername } from './helpers/users.js';
 
 const PASSWORD = 'correct horse battery';
@@ -108,6 +109,58 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
       expectError(await me(winner.body.token), 401, 'UNAUTHORIZED');
       expect(await sessionCount(alice.user.id)).to.equal(0);
     }
+  });
+
+  it('a refresh whose caller has gone before the commit is rolled back: the token it presented still works once', async () => {
+    const alice = await account();
+    const { sessions } = server.services.auth;
+    expect(await sessions.refresh(alice.refreshToken, () => true)).to.equal(undefined);
+    // Not a reuse: the rolled-back rotation never used the token.
+    const next = await refresh(alice.refreshToken);
+    expect(next.status, next.text).to.equal(200);
+    expect((await me(next.body.token)).status).to.equal(200);
+    // A caller still there gets its pair as without the question; the token is then spent.
+    const kept = await sessions.refresh(next.body.refreshToken, () => false);
+    expect(kept?.refreshToken).to.be.a('string');
+    expectError(await refresh(next.body.refreshToken), 401, 'UNAUTHORIZED');
+    expect(await sessionCount(alice.user.id)).to.equal(0);
+  });
+
+  it('an HTTP client that goes away during its refresh (a page reloaded) keeps a token that still works', async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    // Hold the session's row, so the rotation waits for it while the client goes away.
+    const holder = await knex.transaction();
+    try {
+      await holder.raw('SELECT 1 FROM sessions WHERE user_id = ? FOR UPDATE', [alice.user.id]);
+      const controller = new AbortController();
+      const sent = fetch(`${server.url}/auth/refresh`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ refreshToken: alice.refreshToken }),
+        signal: controller.signal,
+      }).catch((err: unknown) => err);
+      await waitFor(
+        async () =>
+          (
+            await rows<{ n: number }>(
+              knex,
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+               WHERE wait_event_type = 'Lock' AND query LIKE '%WITH consumed AS%'`,
+            )
+          )[0]?.n === 1,
+        { what: 'the rotation to wait for the held session row' },
+      );
+      controller.abort();
+      expect(await sent).to.have.property('name', 'AbortError');
+      // The node sees the connection close before the rotation can commit.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      await holder.commit();
+    }
+    const again = await refresh(alice.refreshToken);
+    expect(again.status, again.text).to.equal(200);
+    expect(await sessionCount(alice.user.id)).to.equal(1);
   });
 
   it('a week-old login still refreshes; a session unused for 31 days does not', async () => {

@@ -25,6 +25,9 @@ export function cleanUserAgent(raw: string | undefined): string | null {
   return clean === '' ? null : clean;
 }
 
+/** Thrown inside a refresh's transaction to roll it back when its caller has gone (see SessionService.refresh). */
+const ABANDONED = new Error('refresh abandoned by its caller');
+
 export interface StartedSession extends AuthTokens {
   sessionId: string;
 }
@@ -41,8 +44,14 @@ export interface SessionService {
   /**
    * Trades a refresh token for a new pair (rotation). A token used before ends its whole session (`reused`);
    * an unknown one, or one of a session unused for REFRESH_TTL_DAYS, is refused. Throws UNAUTHORIZED.
+   *
+   * `abandoned`, asked right before the rotation commits, says whether the caller can no longer hand the new pair
+   * on (an HTTP client that went away mid-request, e.g. a page reloaded during its refresh). Then the rotation is
+   * rolled back and the answer is undefined: the presented token was never used, so it still works once. A client
+   * that never gets its new pair would otherwise hold only a spent token, and its next refresh would end the
+   * session as a reuse.
    */
-  refresh(refreshToken: string): Promise<AuthTokens>;
+  refresh(refreshToken: string, abandoned?: () => boolean): Promise<AuthTokens | undefined>;
   /** The user's live sessions, most recently used first; `current` marks `currentSessionId`. */
   list(userId: string, currentSessionId: string): Promise<PublicSession[]>;
   /** Ends one session of the user; false when the user has no such session. */
@@ -108,34 +117,50 @@ export function createSessionService(deps: SessionDeps): SessionService {
       return tokensFor(userId, sessionId, refreshToken);
     },
 
-    async refresh(refreshToken) {
+    async refresh(refreshToken, abandoned) {
       if (!isRefreshTokenShaped(refreshToken)) throw new AppError('UNAUTHORIZED');
       const presented = hash(refreshToken);
       const next = newRefreshToken();
-      // One statement, so one atomic step: the presented token is marked used only if it was unused (the
-      // conditional UPDATE is the race guard: of two concurrent refreshes with it, the second waits for the
-      // first's row lock, re-reads used_at and matches nothing), the session is touched only if still live,
-      // and the next token is stored. Used tokens older than the TTL are pruned on the way.
-      const rotated = await knex.raw<{ rows: Array<{ session_id: string; user_id: string }> }>(
-        `WITH consumed AS (
-           UPDATE refresh_tokens AS r SET used_at = now()
-           FROM sessions AS s
-           WHERE r.token_hash = ? AND r.used_at IS NULL
-             AND s.id = r.session_id AND s.last_used_at > now() - make_interval(days => ?)
-           RETURNING r.session_id
-         ), touched AS (
-           UPDATE sessions AS s SET last_used_at = now() FROM consumed AS c
-           WHERE s.id = c.session_id RETURNING s.id, s.user_id
-         ), issued AS (
-           INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, t.id FROM touched AS t
-           RETURNING session_id
-         ), pruned AS (
-           DELETE FROM refresh_tokens AS p USING consumed AS c
-           WHERE p.session_id = c.session_id AND p.used_at < now() - make_interval(days => ?)
-         )
-         SELECT t.id AS session_id, t.user_id FROM touched AS t JOIN issued AS i ON i.session_id = t.id`,
-        [presented, ttlDays, hash(next), ttlDays],
-      );
+      const rotate = (db: Knex) =>
+        // One statement, so one atomic step: the presented token is marked used only if it was unused (the
+        // conditional UPDATE is the race guard: of two concurrent refreshes with it, the second waits for the
+        // first's row lock, re-reads used_at and matches nothing), the session is touched only if still live,
+        // and the next token is stored. Used tokens older than the TTL are pruned on the way.
+        db.raw<{ rows: Array<{ session_id: string; user_id: string }> }>(
+          `WITH consumed AS (
+             UPDATE refresh_tokens AS r SET used_at = now()
+             FROM sessions AS s
+             WHERE r.token_hash = ? AND r.used_at IS NULL
+               AND s.id = r.session_id AND s.last_used_at > now() - make_interval(days => ?)
+             RETURNING r.session_id
+           ), touched AS (
+             UPDATE sessions AS s SET last_used_at = now() FROM consumed AS c
+             WHERE s.id = c.session_id RETURNING s.id, s.user_id
+           ), issued AS (
+             INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, t.id FROM touched AS t
+             RETURNING session_id
+           ), pruned AS (
+             DELETE FROM refresh_tokens AS p USING consumed AS c
+             WHERE p.session_id = c.session_id AND p.used_at < now() - make_interval(days => ?)
+           )
+           SELECT t.id AS session_id, t.user_id FROM touched AS t JOIN issued AS i ON i.session_id = t.id`,
+          [presented, ttlDays, hash(next), ttlDays],
+        );
+      let rotated;
+      if (abandoned === undefined) {
+        rotated = await rotate(knex);
+      } else {
+        try {
+          rotated = await knex.transaction(async (trx) => {
+            const result = await rotate(trx);
+            if (result.rows.length > 0 && abandoned()) throw ABANDONED;
+            return result;
+          });
+        } catch (err) {
+          if (err === ABANDONED) return undefined;
+          throw err;
+        }
+      }
       const row = rotated.rows[0];
       if (row) return tokensFor(row.user_id, row.session_id, next);
       await refuseRefresh(presented);

@@ -93,7 +93,14 @@ export function authRoutes(services: Services): Router {
 
   router.post('/auth/refresh', async (req, res) => {
     const { refreshToken } = parse(restSchemas.refresh, req.body);
-    res.json(tokensOf(await accounts.sessions.refresh(refreshToken)));
+    // A client that goes away mid-request (a page reloaded during its refresh) would never get the new pair and
+    // keep only the spent token: its rotation is rolled back instead (SessionService.refresh).
+    let gone = false;
+    res.once('close', () => {
+      gone = !res.writableFinished;
+    });
+    const tokens = await accounts.sessions.refresh(refreshToken, () => gone);
+    if (tokens !== undefined) res.json(tokensOf(tokens));
   });
 
   router.get('/auth/me', bearer, (req, res) => {
