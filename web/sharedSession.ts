@@ -20,6 +20,8 @@ import type { AuthTokens, SessionEndReason } from '../lib/client/index.js';
  *    token instead of the presented one;
  * 3. store the new pair, and give the write a moment to reach the other tabs, before releasing the lock.
  *
+ * A tab that may be leaving (a reload, a close) starts no refresh: see {@link LEAVING_MS}.
+ *
  * So a refresh token is presented at most once: whichever tab holds the lock finds the newest token in storage
  * and leaves the next one there. The tabs' SDK clients never know: to them the refresh simply answered. Tokens
  * are written only inside the lock (never from the SDK's `tokens` event, which could arrive after another tab
@@ -45,6 +47,16 @@ const LEASE_SETTLE_MS = 60;
  * the next tab's refresh 29 ms after this one's, with the old token).
  */
 const STORE_SETTLE_MS = 250;
+
+/**
+ * How long a tab holds back refreshes once it may be leaving (`beforeunload`: a reload, a navigation away, a
+ * close). The page keeps running until the next one replaces it, and a refresh it started meanwhile would be cut
+ * off with its answer: the server rotates the token, the new pair never reaches storage, and the next tab to
+ * refresh presents the spent token, a reuse that ends the session (seen in the browser tests: a refresh 15 ms
+ * after a reload began, its answer lost, the reloaded page presenting the old token 80 ms later). A navigation
+ * that does not happen (stopped, failed) leaves the page here: its refreshes go ahead after this long.
+ */
+const LEAVING_MS = 1000;
 
 /** The profile's login as stored. */
 export interface StoredSession {
@@ -193,9 +205,24 @@ function isRefreshRequest(input: RequestInfo | URL, init: RequestInit | undefine
 export class SharedSession {
   /** The session this tab is signed in to (set by login, signup and resume). */
   private sid: string | undefined;
+  /** Until when this tab may be leaving (performance.now()); see {@link LEAVING_MS}. */
+  private leavingUntil = 0;
 
   constructor() {
     localStorage.removeItem(LEGACY_TOKEN_KEY);
+    addEventListener('beforeunload', () => {
+      this.leavingUntil = performance.now() + LEAVING_MS;
+    });
+  }
+
+  /** Waits while this tab may be leaving: a refresh must not start in a page about to be replaced. */
+  private async notWhileLeaving(): Promise<void> {
+    for (
+      let left = this.leavingUntil - performance.now();
+      left > 0;
+      left = this.leavingUntil - performance.now()
+    )
+      await sleep(left);
   }
 
   /** The session this tab belongs to. */
@@ -244,7 +271,10 @@ export class SharedSession {
   private async refresh(input: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> {
     const sent = typeof init?.body === 'string' ? parseJson(init.body) : undefined;
     const presented = isRecord(sent) && typeof sent.refreshToken === 'string' ? sent.refreshToken : undefined;
+    await this.notWhileLeaving();
     return withProfileLock(async () => {
+      // The lock may have come while the page began to leave.
+      await this.notWhileLeaving();
       const stored = readStoredSession();
       const ours = stored !== undefined && stored.sid === this.sid;
       if (ours && stored.refreshToken !== presented) {

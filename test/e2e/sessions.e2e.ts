@@ -155,6 +155,35 @@ describe('web app: sessions that last (2-second access tokens)', function () {
     app.expectNoProblems();
   });
 
+  it('a tab that may be leaving (beforeunload) starts no refresh, and goes on refreshing if it stays', async () => {
+    const ann = await app.person('Ann');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const session = await browserSession(app, ann.id);
+    await waitFor(async () => (await refreshesOf(app, session.id)) > 0, { what: 'a first refresh' });
+
+    // A reload, a close or a navigation away begins with beforeunload; this one keeps beginning for 4 s (two
+    // token lifetimes) and never happens. A refresh started meanwhile could be cut off with its answer.
+    const before = await refreshesOf(app, session.id);
+    const leaving = setInterval(() => {
+      void page.page.evaluate(() => dispatchEvent(new Event('beforeunload'))).catch(() => undefined);
+    }, 300);
+    try {
+      await page.page.evaluate(() => dispatchEvent(new Event('beforeunload')));
+      await sleep(4000);
+      expect(await refreshesOf(app, session.id), 'refreshes while leaving').to.equal(before);
+    } finally {
+      clearInterval(leaving);
+    }
+
+    // The page stayed: it refreshes again and is still Ann, in the same session.
+    await waitFor(async () => (await refreshesOf(app, session.id)) > before, {
+      what: 'a refresh once the page stayed',
+    });
+    await signedInAsAnn(app, page, session.id);
+    expect((await browserSession(app, ann.id)).id).to.equal(session.id);
+  });
+
   it('resumes a login last used six days ago whose access token expired long since; one unused past the limit says it expired', async () => {
     const ann = await app.person('Ann');
     const page = await app.open();
