@@ -217,12 +217,11 @@ export class SharedSession {
 
   /** Waits while this tab may be leaving: a refresh must not start in a page about to be replaced. */
   private async notWhileLeaving(): Promise<void> {
-    for (
-      let left = this.leavingUntil - performance.now();
-      left > 0;
-      left = this.leavingUntil - performance.now()
-    )
+    let left = this.leavingUntil - performance.now();
+    while (left > 0) {
       await sleep(left);
+      left = this.leavingUntil - performance.now();
+    }
   }
 
   /** The session this tab belongs to. */
