@@ -117,7 +117,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
       return tokensFor(userId, sessionId, refreshToken);
     },
 
-    async refresh(refreshToken, abandoned) {
+    async refresh(refreshToken, abandoned = () => false) {
       if (!isRefreshTokenShaped(refreshToken)) throw new AppError('UNAUTHORIZED');
       const presented = hash(refreshToken);
       const next = newRefreshToken();
@@ -147,19 +147,15 @@ export function createSessionService(deps: SessionDeps): SessionService {
           [presented, ttlDays, hash(next), ttlDays],
         );
       let rotated;
-      if (abandoned === undefined) {
-        rotated = await rotate(knex);
-      } else {
-        try {
-          rotated = await knex.transaction(async (trx) => {
-            const result = await rotate(trx);
-            if (result.rows.length > 0 && abandoned()) throw ABANDONED;
-            return result;
-          });
-        } catch (err) {
-          if (err === ABANDONED) return undefined;
-          throw err;
-        }
+      try {
+        rotated = await knex.transaction(async (trx) => {
+          const result = await rotate(trx);
+          if (result.rows.length > 0 && abandoned()) throw ABANDONED;
+          return result;
+        });
+      } catch (err) {
+        if (err === ABANDONED) return undefined;
+        throw err;
       }
       const row = rotated.rows[0];
       if (row) return tokensFor(row.user_id, row.session_id, next);
