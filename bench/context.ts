@@ -1,3 +1,5 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import type { AuthConfig } from '../lib/auth/tokens.js';
 import { loadConfig } from '../lib/config.js';
@@ -28,11 +30,11 @@ export interface BenchContext {
   readonly auth: AuthConfig;
   readonly progress: Progress;
   readonly results: BenchResults;
-  /** Where --cpu-prof writes, when profiling. */
+  /** Where --cpu-prof writes, when profiling: a folder per XFChat node, named by its label. */
   readonly profileDir: string | undefined;
   /** The 100-user set of the main phases, seeded once and shared by E0 and XFChat phases. */
   mainUsers(): Promise<Seeded>;
-  /** The XFChat node of the main phases (profiled with --cpu-prof), started on first use. */
+  /** The XFChat node of the main phases (label `main`), started on first use. */
   mainNode(): Promise<NodeProcess>;
   /**
    * Stops the main node if it runs (a later mainNode() starts a new one). An idle node is not free to others: it
@@ -44,9 +46,11 @@ export interface BenchContext {
   echoNode(): Promise<NodeProcess>;
   /**
    * Starts an XFChat node this scenario owns (from --xfchat-dir unless `projectDir` says otherwise); it is also
-   * stopped at the end of the run if the scenario forgets.
+   * stopped at the end of the run if the scenario forgets. With --cpu-prof every XFChat node is profiled.
    */
-  startNode(options: Omit<XfchatNodeOptions, 'databaseUrl' | 'nativeWsModules'>): Promise<NodeProcess>;
+  startNode(
+    options: Omit<XfchatNodeOptions, 'databaseUrl' | 'nativeWsModules' | 'cpuProfileDir'>,
+  ): Promise<NodeProcess>;
   /** Starts the naive server N (bench/naiveServer.ts) with the run's pool size; stopped like startNode's. */
   startNaiveNode(): Promise<NodeProcess>;
   /** PostgreSQL's processes, when local, plus `servers` under the names server, server2, ... */
@@ -76,6 +80,15 @@ export function createContext(
   let echo: Promise<NodeProcess> | undefined;
   let users: Promise<Seeded> | undefined;
 
+  let unnamed = 0;
+  /** With --cpu-prof, the node's own folder under profileDir (created here: node writes it only at exit). */
+  const profileDirOf = async (label: string): Promise<string | undefined> => {
+    if (!profileDir) return undefined;
+    const dir = path.join(profileDir, label);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  };
+
   const track = async (node: Promise<NodeProcess>) => {
     const running = await node;
     started.push(running);
@@ -101,14 +114,17 @@ export function createContext(
     },
     mainNode() {
       main ??= track(
-        startXfchatNode({
-          databaseUrl: database.url,
-          poolSize: options.poolSize,
-          cpuProfileDir: profileDir,
-          nativeWsModules: options.nativeWsModules,
-          env: options.serverEnv,
-          projectDir: options.xfchatDir,
-        }),
+        profileDirOf('main').then((cpuProfileDir) =>
+          startXfchatNode({
+            databaseUrl: database.url,
+            poolSize: options.poolSize,
+            label: 'main',
+            ...(cpuProfileDir ? { cpuProfileDir } : {}),
+            nativeWsModules: options.nativeWsModules,
+            env: options.serverEnv,
+            projectDir: options.xfchatDir,
+          }),
+        ),
       );
       return main;
     },
@@ -124,15 +140,20 @@ export function createContext(
       return echo;
     },
     startNode(nodeOptions) {
+      const label = nodeOptions.label ?? `node-${++unnamed}`;
       return track(
-        startXfchatNode({
-          projectDir: options.xfchatDir,
-          ...nodeOptions,
-          // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
-          env: { ...options.serverEnv, ...nodeOptions.env },
-          databaseUrl: database.url,
-          nativeWsModules: options.nativeWsModules,
-        }),
+        profileDirOf(label).then((cpuProfileDir) =>
+          startXfchatNode({
+            projectDir: options.xfchatDir,
+            ...nodeOptions,
+            label,
+            ...(cpuProfileDir ? { cpuProfileDir } : {}),
+            // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
+            env: { ...options.serverEnv, ...nodeOptions.env },
+            databaseUrl: database.url,
+            nativeWsModules: options.nativeWsModules,
+          }),
+        ),
       );
     },
     startNaiveNode() {

@@ -228,21 +228,26 @@ export function renderMarkdown(results: BenchResults): string {
       ),
     );
   }
-  if (results.profile) {
+  for (const profile of results.profiles ?? []) {
     out.push(
       '',
-      `## CPU profile of the main XFChat node (${results.profile.file})`,
+      `## CPU profile of XFChat node ${profile.label} (${profile.file})`,
+      '',
+      `${fmt(profile.busyMs, 0)} ms busy, ${fmt(profile.idleMs, 0)} ms idle over the node's life. The profiler samples ` +
+        'by the clock: a node waiting for a core keeps being charged to the function it was in (often a write that ' +
+        'woke another process), so compare nodes by the CPU columns of the phases, and use this for where a node ' +
+        'spends its time.',
       '',
       table(
         ['function', 'location', 'self ms', '%'],
-        results.profile.top.map((e) => [e.functionName, e.location, fmt(e.selfMs, 0), fmt(e.percent, 1)]),
+        profile.top.map((e) => [e.functionName, e.location, fmt(e.selfMs, 0), fmt(e.percent, 1)]),
       ),
       '',
       'Self time per package (native frames such as writev charged to their JavaScript caller):',
       '',
       table(
         ['package', 'self ms', '%'],
-        results.profile.byPackage.map((p) => [p.name, fmt(p.selfMs, 0), fmt(p.percent, 1)]),
+        profile.byPackage.map((p) => [p.name, fmt(p.selfMs, 0), fmt(p.percent, 1)]),
       ),
     );
   }

@@ -145,6 +145,11 @@ export interface XfchatNodeOptions {
   env?: Record<string, string>;
   /** Write a .cpuprofile into this folder when the node exits. */
   cpuProfileDir?: string;
+  /**
+   * What the node is for, as the report names it: with --cpu-prof its profile goes to a folder of this name
+   * (`main` for the main phases' node). @default node-1, node-2, ... in the order the bench starts them
+   */
+  label?: string;
   /** Prepended to NODE_PATH, so ws finds bufferutil/utf-8-validate installed there. */
   nativeWsModules?: string;
   /**

@@ -53,7 +53,7 @@ export interface BenchOptions {
   bodyBytes: number;
   /** Messages the sync scenario grows its conversation to. @default 1200 */
   syncMessages: number;
-  /** Pass `--cpu-prof` to the XFChat node of the main phase and summarize the profile. */
+  /** Pass `--cpu-prof` to every XFChat node and summarize each node's profile. */
   cpuProf: boolean;
   /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
   nativeWsModules: string | undefined;
@@ -90,7 +90,7 @@ export const USAGE = `npm run bench -- [options]
   --batch-size N           rows per statement in B2 (100)
   --body-bytes N           message body size (64)
   --sync-messages N        size of the conversation the sync scenario pages through (1200)
-  --cpu-prof               profile the XFChat node of the main phase (node --cpu-prof)
+  --cpu-prof               profile every XFChat node (node --cpu-prof), a summary per node
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --native-ws DIR          put DIR (a node_modules with bufferutil) on the server's NODE_PATH
   --xfchat-dir DIR         start every XFChat node (the 2-node phase's too) from DIR/lib/main.ts, another

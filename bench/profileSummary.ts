@@ -2,7 +2,7 @@
  * Sums self time per function in a V8 .cpuprofile (what `node --cpu-prof` writes). Usable on its own:
  *   npx tsx bench/profileSummary.ts PROFILE.cpuprofile [TOP]
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProfileEntry } from './report.js';
@@ -119,6 +119,52 @@ export function summarizeProfile(profile: CpuProfile, top = 20): ProfileSummary 
 /** Reads and summarizes one .cpuprofile file. */
 export async function summarizeProfileFile(file: string, top = 20): Promise<ProfileSummary> {
   return summarizeProfile(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, top);
+}
+
+/** A node's profile summarized: its label is the folder name under the run's profile folder. */
+export interface NodeProfile {
+  label: string;
+  /** Relative to the working directory. */
+  file: string;
+  busyMs: number;
+  idleMs: number;
+  top: ProfileEntry[];
+  byPackage: ProfileSummary['byPackage'];
+}
+
+/**
+ * The largest profile in `dir`, a node's folder: its main thread's (a node also profiles helper threads, such as
+ * the module loader's).
+ */
+async function largestProfile(dir: string): Promise<string | undefined> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
+  const sizes = await Promise.all(files.map(async (f) => ({ f, size: (await stat(f)).size })));
+  return sizes.sort((a, b) => b.size - a.size)[0]?.f;
+}
+
+/** A summary of each node's profile under `profileDir` (a folder per node label), `main` first. */
+export async function summarizeProfiles(profileDir: string): Promise<NodeProfile[]> {
+  const labels = (await readdir(profileDir, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name);
+  const profiles: NodeProfile[] = [];
+  for (const label of labels) {
+    const file = await largestProfile(path.join(profileDir, label));
+    // A node that never stopped cleanly (killed after the 15 s grace) wrote nothing.
+    if (!file) continue;
+    const summary = await summarizeProfileFile(file, 20);
+    profiles.push({
+      label,
+      file: path.relative(process.cwd(), file),
+      busyMs: summary.busyMs,
+      idleMs: summary.idleMs,
+      top: summary.top,
+      byPackage: summary.byPackage,
+    });
+  }
+  return profiles.sort((a, b) =>
+    a.label === 'main' ? -1 : b.label === 'main' ? 1 : a.label.localeCompare(b.label),
+  );
 }
 
 const invokedDirectly =

@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { SocketResult, StorageResult } from './loadProtocol.js';
 import type { GoalRecord } from './goals.js';
 import type { BenchOptions } from './options.js';
+import type { NodeProfile } from './profileSummary.js';
 
 /** One measured load phase. */
 export interface PhaseRecord {
@@ -87,12 +88,8 @@ export interface BenchResults {
   poolSweep?: PoolSweepRow[];
   /** The performance goals (bench/goals.ts), each met, not met or not measured. */
   goals: GoalRecord[];
-  profile?: {
-    file: string;
-    totalMs: number;
-    top: ProfileEntry[];
-    byPackage: Array<{ name: string; selfMs: number; percent: number }>;
-  };
+  /** With --cpu-prof: a profile per XFChat node, by its label (`main` first), over the node's whole life. */
+  profiles?: NodeProfile[];
   /** Statements with the most database time over the whole run (pg_stat_statements). */
   topStatements?: Array<{ query: string; calls: number; totalMs: number; meanMs: number }>;
   failures: Array<{ scenario: string; error: string }>;

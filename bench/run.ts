@@ -3,13 +3,13 @@
  * commits, B2 batched inserts), all on one PostgreSQL in one run, then the scenarios of issue 5. Progress on
  * stderr, the Markdown report on stdout, the JSON in bench/results/<timestamp>.json.
  */
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createContext, type BenchContext } from './context.js';
 import { openBenchDatabase, topStatements } from './database.js';
 import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './options.js';
-import { summarizeProfileFile } from './profileSummary.js';
+import { summarizeProfiles } from './profileSummary.js';
 import { createProgress } from './progress.js';
 import { renderMarkdown } from './markdown.js';
 import { compareName, evaluateGoals } from './goals.js';
@@ -36,13 +36,6 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   exhaustion: runExhaustion,
   poolsweep: runPoolSweep,
 };
-
-/** The largest profile in `dir`: the main node's, which carried the load (others only started and stopped). */
-async function largestProfile(dir: string): Promise<string | undefined> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
-  const sizes = await Promise.all(files.map(async (f) => ({ f, size: (await stat(f)).size })));
-  return sizes.sort((a, b) => b.size - a.size)[0]?.f;
-}
 
 async function runAll(options: BenchOptions, argv: readonly string[]): Promise<BenchResults> {
   const progress = createProgress();
@@ -85,21 +78,7 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
       process.off('SIGINT', interrupted);
     }
     results.topStatements = await topStatements(database);
-    if (profileDir) {
-      const file = await largestProfile(profileDir);
-      if (file) {
-        const summary = await summarizeProfileFile(file, 20);
-        results.profile = {
-          file: path.relative(process.cwd(), file),
-          totalMs: summary.busyMs,
-          top: summary.top,
-          byPackage: summary.byPackage,
-        };
-        results.notes.push(
-          `profile: ${summary.busyMs} ms busy, ${summary.idleMs} ms idle over the node's life`,
-        );
-      }
-    }
+    if (profileDir) results.profiles = await summarizeProfiles(profileDir);
   } finally {
     await database.close();
   }

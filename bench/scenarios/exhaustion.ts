@@ -32,6 +32,7 @@ export async function runExhaustion(ctx: BenchContext): Promise<void> {
   const [alice, bob] = seeded.users as [{ id: string; token: string }, { id: string; token: string }];
   const node = await ctx.startNode({
     poolSize: POOL_SIZE,
+    label: 'exhaustion',
     env: { DB_ACQUIRE_TIMEOUT_MS: String(ACQUIRE_TIMEOUT_MS) },
   });
   ctx.progress.begin('exhaustion');

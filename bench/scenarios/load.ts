@@ -159,11 +159,17 @@ export async function runTwoNode(ctx: BenchContext): Promise<void> {
   await ctx.stopMainNode();
   const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
   await seedHistory(ctx.knex, seeded);
-  const servers = [
-    await ctx.startNode({ poolSize: ctx.options.poolSize }),
-    await ctx.startNode({ poolSize: ctx.options.poolSize }),
-  ];
   const together = ctx.options.members === 'together';
+  const servers = [
+    await ctx.startNode({
+      poolSize: ctx.options.poolSize,
+      label: together ? 'two-nodes-together-1' : 'two-nodes-1',
+    }),
+    await ctx.startNode({
+      poolSize: ctx.options.poolSize,
+      label: together ? 'two-nodes-together-2' : 'two-nodes-2',
+    }),
+  ];
   // A conversation's members are consecutive users, 2k and 2k + 1.
   const nodeOf = together ? (user: number) => Math.floor(user / 2) % 2 : (user: number) => user % 2;
   const name = together ? `${TWO_NODES}, members together` : TWO_NODES;
@@ -204,7 +210,7 @@ export async function runPoolSweep(ctx: BenchContext): Promise<void> {
   const rows: PoolSweepRow[] = [];
   for (const poolSize of [5, 10, 25, 50]) {
     const b1 = await runStorage(ctx, `B1 pool ${poolSize}`, 'single', poolSize, timing, false);
-    const node = await ctx.startNode({ poolSize });
+    const node = await ctx.startNode({ poolSize, label: `pool-${poolSize}` });
     try {
       const xf = await socketPhase(
         ctx,

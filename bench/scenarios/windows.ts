@@ -32,7 +32,8 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
   const extraNodes = async (projectDir?: string) => {
     const extra: NodeProcess[] = [];
     for (let i = 1; i < nodes; i++) {
-      const node = await ctx.startNode(projectDir ? { poolSize, projectDir } : { poolSize });
+      const label = `${projectDir ? 'compare' : 'main'}-${i + 1}`;
+      const node = await ctx.startNode(projectDir ? { poolSize, projectDir, label } : { poolSize, label });
       owned.push(node);
       extra.push(node);
     }
@@ -74,7 +75,7 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
       target: 'xfchat',
       what: `XFChat from ${compareDir}, ${nodes} node(s), pool ${poolSize}`,
       start: async () => {
-        const first = await ctx.startNode({ poolSize, projectDir: compareDir });
+        const first = await ctx.startNode({ poolSize, projectDir: compareDir, label: 'compare' });
         owned.push(first);
         // Users of its own: another version's actors may keep state about the conversations they serve.
         const seeded = await seedConversations(ctx.knex, ctx.auth, users, conversationSize);
