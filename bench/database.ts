@@ -133,7 +133,10 @@ export async function statementCount(db: BenchDatabase): Promise<number | undefi
 
 /** Cumulative statement counts of the bench database, from pg_stat_statements (updated as statements end). */
 export interface StatementCounters {
-  /** `SELECT pg_notify(...)`: one per Socket.IO broadcast through @socket.io/postgres-adapter. */
+  /**
+   * `SELECT pg_notify(...)` statements: XFChat's announcements and control events (a statement may carry
+   * several), and Socket.IO broadcasts through @socket.io/postgres-adapter (one each).
+   */
   notify: number;
   /**
    * Write transactions: `COMMIT`s (an explicit transaction, as N and older XFChat trees issue) plus calls of

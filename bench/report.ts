@@ -20,7 +20,7 @@ export interface PhaseRecord {
 }
 
 export interface PhaseDbCost {
-  /** pg_notify calls (adapter broadcasts) per acked message. */
+  /** pg_notify statements (announcements, control events, adapter broadcasts) per acked message. */
   notifyPerMessage: number;
   /** Group-commit transactions in the phase, and acked messages per transaction. */
   transactions: number;

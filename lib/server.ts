@@ -149,9 +149,11 @@ export async function startServer(
     // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
     let onControlBusReconnect = (): void => undefined;
     const controlBus = own(
-      await createControlBus(config.database, logger, () => onControlBusReconnect()).catch((err: unknown) => {
-        throw explainConnectError(err, config.database);
-      }),
+      await createControlBus(config.database, db.knex, logger, () => onControlBusReconnect()).catch(
+        (err: unknown) => {
+          throw explainConnectError(err, config.database);
+        },
+      ),
     );
     const realtime = own(createRealtime({ config, db, logger }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { DatabaseConfig } from '../config.js';
 import { pgConnectionConfig } from '../db.js';
@@ -19,7 +20,10 @@ export interface ControlBus {
    * (JSON), unchecked. For NOTIFYs sent by SQL (the write path announces committed messages this way).
    */
   listen(channel: string, handler: (payload: unknown) => void): Promise<void>;
-  /** Sends `payload` (as JSON) to every node LISTENing to `channel`, this one included. */
+  /**
+   * Sends `payload` (as JSON) to every node LISTENing to `channel`, this one included, after everything this bus
+   * was given to send before it.
+   */
   notify(channel: string, payload: unknown): Promise<void>;
   close(): Promise<void>;
 }
@@ -33,11 +37,87 @@ function isControlEvent(value: unknown): value is ControlEvent {
 }
 
 /**
- * A pg-listen LISTEN connection of its own. It reconnects forever: a PostgreSQL restart must not end
- * cross-node control, and events missed while disconnected are covered by `onReconnect` (callers drop caches).
+ * Publishes `event` and, if that fails, tries again in the background every `retryMs`, up to `attempts` tries in
+ * all: a moment of trouble (the pool busy past its acquire timeout) must not leave the other nodes' caches stale
+ * while their LISTEN connections stay up. Resolves once the first try is over, whatever became of it.
+ */
+export async function publishPersistently(
+  bus: Pick<ControlBus, 'publish'>,
+  event: ControlEvent,
+  logger: Logger,
+  { retryMs = 1000, attempts = 30 }: { retryMs?: number; attempts?: number } = {},
+): Promise<void> {
+  const attempt = async (tried: number): Promise<void> => {
+    try {
+      await bus.publish(event);
+      if (tried > 1) logger.info({ event, tries: tried }, `${event.type} published after retrying`);
+    } catch (err) {
+      if (tried >= attempts) {
+        logger.error(
+          { err, event, tries: tried },
+          `publishing ${event.type} failed: the other nodes keep stale caches`,
+        );
+        return;
+      }
+      logger.warn({ err, event, tries: tried }, `publishing ${event.type} failed: trying again`);
+      setTimeout(() => void attempt(tried + 1), retryMs).unref();
+    }
+  };
+  await attempt(1);
+}
+
+/** One notification waiting to be sent, and its sender's promise. */
+interface Outgoing {
+  channel: string;
+  payload: string;
+  sent: () => void;
+  failed: (err: unknown) => void;
+}
+
+/**
+ * Sends notifications through Knex's pool, one statement at a time, in the order given: those given while a
+ * statement runs go together in the next. `SELECT pg_notify($1, $2)` with parameters, not `NOTIFY channel,
+ * 'payload'` as pg-listen sends it: pg_stat_statements (track_utility, on by default) keeps an entry per distinct
+ * utility statement text, so every announcement (each with its own messages) would take an entry of its own, up to
+ * 8000 bytes of text, and evict the operator's statements; a parameterized SELECT is one entry for all.
+ */
+function createSender(knex: Knex): (channel: string, payload: unknown) => Promise<void> {
+  let waiting: Outgoing[] = [];
+  let sending = false;
+  async function drain(): Promise<void> {
+    sending = true;
+    while (waiting.length > 0) {
+      const batch = waiting;
+      waiting = [];
+      try {
+        // A function scan returns the arrays' elements in order, and PostgreSQL delivers a transaction's
+        // notifications in the order they were sent.
+        await knex.raw(
+          'SELECT count(pg_notify(n.channel, n.payload)) FROM unnest(?::text[], ?::text[]) AS n(channel, payload)',
+          [batch.map((o) => o.channel), batch.map((o) => o.payload)],
+        );
+        for (const o of batch) o.sent();
+      } catch (err) {
+        for (const o of batch) o.failed(err);
+      }
+    }
+    sending = false;
+  }
+  return (channel, payload) =>
+    new Promise<void>((sent, failed) => {
+      waiting.push({ channel, payload: JSON.stringify(payload), sent, failed });
+      if (!sending) void drain();
+    });
+}
+
+/**
+ * A pg-listen LISTEN connection of its own, which reconnects forever: a PostgreSQL restart must not end cross-node
+ * control, and events missed while disconnected are covered by `onReconnect` (callers drop caches). Notifications
+ * go out through `knex`'s pool ({@link createSender}).
  */
 export async function createControlBus(
   config: DatabaseConfig,
+  knex: Knex,
   logger: Logger,
   onReconnect: () => void = () => undefined,
 ): Promise<ControlBus> {
@@ -77,11 +157,12 @@ export async function createControlBus(
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
+  const send = createSender(knex);
 
   let closing: Promise<void> | undefined;
   return {
-    async publish(event) {
-      await subscriber.notify(CHANNEL, event);
+    publish(event) {
+      return send(CHANNEL, event);
     },
     subscribe(handler) {
       handlers.add(handler);
@@ -91,8 +172,8 @@ export async function createControlBus(
       subscriber.notifications.on(channel, handler);
       await subscriber.listenTo(channel);
     },
-    async notify(channel, payload) {
-      await subscriber.notify(channel, payload);
+    notify(channel, payload) {
+      return send(channel, payload);
     },
     close() {
       closed = true;

@@ -7,7 +7,7 @@ import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
 import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
 import { clusterLimiter, takePoint } from '../clusterLimits.js';
-import type { ControlBus } from '../cluster/controlBus.js';
+import { publishPersistently, type ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay } from '../social/relations.js';
 import {
   listConversations,
@@ -104,12 +104,13 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
   /** After the commit: every node's cache of this conversation's participants is dropped. */
   async function announceMembership(conversationId: string, userId: string): Promise<void> {
     deps.invalidateLocal(conversationId);
-    try {
-      await deps.controlBus.publish({ type: 'membership.changed', conversationId, userId });
-    } catch (err) {
-      // The change is committed; other nodes keep a stale cache until their control bus reconnects.
-      logger.error({ err, conversationId, userId }, 'publishing membership.changed failed');
-    }
+    // The change is committed; until the event goes out, other nodes may answer from a stale cache (their writers
+    // check again under the lock, so no write gets through).
+    await publishPersistently(
+      deps.controlBus,
+      { type: 'membership.changed', conversationId, userId },
+      logger,
+    );
   }
 
   const service: ConversationService = {

@@ -289,7 +289,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const mode = deps.mode ?? 'after';
   const peerGoneMs = deps.peerGoneMs ?? 3500;
   const holeSettleMs = deps.holeSettleMs ?? 1000;
-  /** An announcement of this node failed: the others are asked to catch up once the connection is back. */
+  /** An announcement of this node failed: the others are asked to catch up at the next heartbeat (or reconnection). */
   let announcementsLost = false;
 
   function prune(): void {
@@ -466,7 +466,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     for (const announcement of announcementsOf(node, news)) {
       deps.bus.notify(MESSAGES_CHANNEL, announcement).catch((err: unknown) => {
         // Committed all the same. The other nodes see a hole at the conversation's next message, and are told
-        // to catch up once the connection is back.
+        // to catch up at the next heartbeat, or once the connection is back.
         logger.warn({ err }, 'announcing committed messages failed');
         announcementsLost = true;
       });
@@ -531,6 +531,16 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     send({ n: node, c: 1 }, 'asking the other nodes to catch up');
   }
 
+  /** After announcements failed: asks the others to catch up, and asks again at the next heartbeat if that fails. */
+  function askForCatchUpIfLost(): void {
+    if (!announcementsLost) return;
+    announcementsLost = false;
+    deps.bus.notify(MESSAGES_CHANNEL, { n: node, c: 1 }).catch((err: unknown) => {
+      logger.warn({ err }, 'asking the other nodes to catch up failed');
+      announcementsLost = true;
+    });
+  }
+
   /** Whether other nodes run, as far as this one knows: its announcements have listeners. */
   const othersRun = (): boolean => nodes > 1 || peers.size > 0;
 
@@ -558,6 +568,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    */
   const beat = setInterval(() => {
     if (othersRun()) send({ n: node, b: 1 }, 'the heartbeat');
+    askForCatchUpIfLost();
     const now = performance.now();
     let gone = false;
     for (const [peer, heardAt] of peers) {
@@ -594,9 +605,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     catchUp,
     reconnected() {
       catchUp();
-      if (!announcementsLost) return;
-      announcementsLost = false;
-      send({ n: node, c: 1 }, 'asking the other nodes to catch up');
+      askForCatchUpIfLost();
     },
     async goodbye() {
       // No heartbeat after the goodbye: the others would count this node again, then find it silent.

@@ -310,6 +310,23 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(state.notices).to.have.length(count + 1);
   });
 
+  it('asks for a catch-up at the next heartbeat after a lost announcement, and at each one after until it can', async () => {
+    let failing = false;
+    const { fanout, state } = await startFanout({ nodes: 2, beatMs: 25, failNotify: () => failing });
+    const [sent] = await sendUnannounced('its announcement is lost');
+    const catchUps = () => state.notices.filter((n) => (n as { c?: number }).c === 1).length;
+    failing = true;
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    // Heartbeats pass while sending still fails: each asks, and each ask fails.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(catchUps()).to.equal(0);
+    failing = false;
+    // The connection never dropped (a pool that was busy, say): the heartbeat asks, without a reconnection.
+    await waitFor(() => catchUps() === 1, { what: 'a catch-up request' });
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(catchUps(), 'asked once').to.equal(1);
+  });
+
   it('forgets a node that says goodbye without catching up, and says goodbye itself only to others', async () => {
     const [before] = await sendUnannounced('before');
     const { fanout, state, announce } = await startFanout({ nodes: 1, peerGoneMs: 200, beatMs: 25 });
