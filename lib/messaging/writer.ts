@@ -99,7 +99,8 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
 
 /**
  * The writer. No timer: whatever is ready when a transaction slot frees goes into the next transaction, so a
- * lone message is written at once and a burst is grouped. A transaction is one call of `xfchat_write()` (one
+ * lone message is written at once and a burst is grouped. A slot frees when its call returns, before its
+ * senders are answered, so PostgreSQL writes the next group while this node answers the last. A transaction is one call of `xfchat_write()` (one
  * round trip). If that call fails for one batch's sake (a CHECK, a trigger), each batch of the group is written
  * again alone, so the failing batch fails alone while the others commit; if it fails because PostgreSQL is away
  * (connection lost, pool timeout), every batch in it gets that error and nothing was written.
@@ -181,10 +182,16 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       const waits = group.some((pending) => pending.wait);
       running += 1;
       if (waits) runningWaits += 1;
-      void runTransaction(group).finally(() => {
+      let slotFreed = false;
+      const freeSlot = (): void => {
+        if (slotFreed) return;
+        slotFreed = true;
         running -= 1;
         if (waits) runningWaits -= 1;
         pump();
+      };
+      void runTransaction(group, freeSlot).finally(() => {
+        freeSlot();
         if (running === 0 && ready.length === 0) {
           const waiters = idleWaiters;
           idleWaiters = [];
@@ -215,7 +222,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return outcomes;
   }
 
-  async function runTransaction(group: Taken[]): Promise<void> {
+  async function runTransaction(group: Taken[], freeSlot: () => void): Promise<void> {
     const batches = group.map((p) => p.batch);
     // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
     // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
@@ -257,11 +264,15 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const written: Written[] = [];
     const busy: Pending[] = [];
     group.forEach((pending, i) => {
+      if (outcomes[i] === BUSY) busy.push({ ...pending, wait: true });
+    });
+    // First in line again, in their order; then the next transaction starts with what is ready, before this one's
+    // senders are answered: PostgreSQL runs it while this node answers and delivers.
+    if (busy.length > 0) ready = [...busy, ...ready];
+    freeSlot();
+    group.forEach((pending, i) => {
       const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
-      if (answers === BUSY) {
-        busy.push({ ...pending, wait: true });
-        return;
-      }
+      if (answers === BUSY) return;
       for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
       answered.push(pending.batch);
       written.push({ batch: pending.batch, outcomes: answers });
@@ -273,8 +284,6 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       // Committed and answered; the other nodes' subscribers catch up when the hole shows or lasts.
       logger.error({ err }, 'announcing a commit failed');
     }
-    // First in line again, in their order: the pump (after this transaction) writes them next.
-    if (busy.length > 0) ready = [...busy, ...ready];
     report(answered, persisted, busy.length, true);
   }
 

@@ -362,6 +362,42 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(reports.map((r) => r.sends)).to.deep.equal([1, 3]);
   });
 
+  it('starts the next transaction before answering the senders of the last: PostgreSQL writes while they are answered', async () => {
+    const first = await conversation();
+    const second = await conversation();
+    const pool = knexConnections(db.knex);
+    let gate!: () => void;
+    const held = new Promise<void>((resolve) => (gate = resolve));
+    let acquired = 0;
+    const w = createGroupCommitWriter({
+      connections: {
+        acquire: async () => {
+          acquired += 1;
+          if (acquired === 1) await held;
+          return pool.acquire();
+        },
+        release: (client) => pool.release(client),
+      },
+      logger,
+      maxConcurrency: 1,
+    });
+    writers.push(w);
+    const send = (clientMsgId: string) =>
+      ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
+    const answeredFirst = w.write({ conversationId: first, commands: [send('f1')] }).then((outcomes) => ({
+      outcomes,
+      // How many transactions had started when the first one's sender was answered.
+      started: acquired,
+    }));
+    await waitFor(() => acquired === 1, { what: 'the first transaction to start' });
+    const answeredSecond = w.write({ conversationId: second, commands: [send('s1')] });
+    gate();
+    const { outcomes, started } = await answeredFirst;
+    expect(ok(outcomes[0]!).message.seq).to.equal(1);
+    expect(started, 'the second transaction had started').to.equal(2);
+    expect(ok((await answeredSecond)[0]!).message.seq).to.equal(1);
+  });
+
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
     const blocker = await conversation();
     const poisoned = await conversation();
