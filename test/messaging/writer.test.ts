@@ -393,9 +393,9 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const answeredSecond = w.write({ conversationId: second, commands: [send('s1')] });
     gate();
     const { outcomes, started } = await answeredFirst;
-    expect(ok(outcomes[0]!).message.seq).to.equal(1);
+    expect(ok(outcomes[0]).message.seq).to.equal(1);
     expect(started, 'the second transaction had started').to.equal(2);
-    expect(ok((await answeredSecond)[0]!).message.seq).to.equal(1);
+    expect(ok((await answeredSecond)[0]).message.seq).to.equal(1);
   });
 
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
