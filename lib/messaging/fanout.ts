@@ -289,7 +289,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const mode = deps.mode ?? 'after';
   const peerGoneMs = deps.peerGoneMs ?? 3500;
   const holeSettleMs = deps.holeSettleMs ?? 1000;
-  /** An announcement of this node failed: the others are asked to catch up at the next heartbeat (or reconnection). */
+  /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
 
   function prune(): void {

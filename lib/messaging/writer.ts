@@ -100,10 +100,11 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
 /**
  * The writer. No timer: whatever is ready when a transaction slot frees goes into the next transaction, so a
  * lone message is written at once and a burst is grouped. A slot frees when its call returns, before its
- * senders are answered, so PostgreSQL writes the next group while this node answers the last. A transaction is one call of `xfchat_write()` (one
- * round trip). If that call fails for one batch's sake (a CHECK, a trigger), each batch of the group is written
- * again alone, so the failing batch fails alone while the others commit; if it fails because PostgreSQL is away
- * (connection lost, pool timeout), every batch in it gets that error and nothing was written.
+ * senders are answered, so PostgreSQL writes the next group while this node answers the last. A transaction is
+ * one call of `xfchat_write()` (one round trip). If that call fails for one batch's sake (a CHECK, a trigger),
+ * each batch of the group is written again alone, so the failing batch fails alone while the others commit; if
+ * it fails because PostgreSQL is away (connection lost, pool timeout), every batch in it gets that error and
+ * nothing was written.
  *
  * A transaction skips the conversations another one holds (a membership change, another node): those batches
  * go back to the head of the line and are written next in a transaction that waits for their locks, with the
