@@ -260,32 +260,36 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       report(batches, 0, 0, false);
       return;
     }
-    let persisted = 0;
-    const answered: ConversationBatch[] = [];
-    const written: Written[] = [];
     const busy: Pending[] = [];
+    const done: Array<{ pending: Taken; answers: WriteOutcome[] }> = [];
     group.forEach((pending, i) => {
-      if (outcomes[i] === BUSY) busy.push({ ...pending, wait: true });
+      const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
+      if (answers === BUSY) busy.push({ ...pending, wait: true });
+      else done.push({ pending, answers });
     });
     // First in line again, in their order; then the next transaction starts with what is ready, before this one's
     // senders are answered: PostgreSQL runs it while this node answers and delivers.
     if (busy.length > 0) ready = [...busy, ...ready];
     freeSlot();
-    group.forEach((pending, i) => {
-      const answers = outcomes[i] ?? failAll(pending.batch, toAppError(new Error('no outcome for a batch')));
-      if (answers === BUSY) return;
+    let persisted = 0;
+    const written: Written[] = [];
+    for (const { pending, answers } of done) {
       for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
-      answered.push(pending.batch);
       written.push({ batch: pending.batch, outcomes: answers });
       pending.resolve(answers);
-    });
+    }
     try {
       options.onCommitted?.(written, announce);
     } catch (err) {
       // Committed and answered; the other nodes' subscribers catch up when the hole shows or lasts.
       logger.error({ err }, 'announcing a commit failed');
     }
-    report(answered, persisted, busy.length, true);
+    report(
+      written.map((w) => w.batch),
+      persisted,
+      busy.length,
+      true,
+    );
   }
 
   function report(batches: ConversationBatch[], persisted: number, busy: number, committed: boolean): void {

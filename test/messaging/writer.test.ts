@@ -77,6 +77,32 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     return w;
   }
 
+  /**
+   * A one-transaction writer whose first transaction waits for `gate()` before it gets its connection, so the
+   * batches written meanwhile wait for a slot. `acquired()` counts the transactions started.
+   */
+  function writerWithHeldFirstTransaction(reports?: TransactionReport[]) {
+    const pool = knexConnections(db.knex);
+    let gate!: () => void;
+    const held = new Promise<void>((resolve) => (gate = resolve));
+    let acquired = 0;
+    const w = createGroupCommitWriter({
+      connections: {
+        acquire: async () => {
+          acquired += 1;
+          if (acquired === 1) await held;
+          return pool.acquire();
+        },
+        release: (client) => pool.release(client),
+      },
+      logger,
+      maxConcurrency: 1,
+      ...(reports ? { onTransaction: (r: TransactionReport) => reports.push(r) } : {}),
+    });
+    writers.push(w);
+    return { w, gate: () => gate(), acquired: () => acquired };
+  }
+
   async function conversation(): Promise<string> {
     const [row] = await rows<{ id: string }>(
       db.knex,
@@ -323,24 +349,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const later = await conversation();
     const reports: TransactionReport[] = [];
     // The first transaction's connection is held back, so the second conversation's batch waits for a slot.
-    const pool = knexConnections(db.knex);
-    let gate!: () => void;
-    const held = new Promise<void>((resolve) => (gate = resolve));
-    let acquired = 0;
-    const w = createGroupCommitWriter({
-      connections: {
-        acquire: async () => {
-          acquired += 1;
-          if (acquired === 1) await held;
-          return pool.acquire();
-        },
-        release: (client) => pool.release(client),
-      },
-      logger,
-      maxConcurrency: 1,
-      onTransaction: (r) => reports.push(r),
-    });
-    writers.push(w);
+    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports);
     const actor = (id: string) =>
       new ConversationActor<MessageCommand, Stored>({
         conversationId: id,
@@ -353,7 +362,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const a = actor(first);
     const b = actor(later);
     const one = a.submit(send('a1'));
-    await waitFor(() => acquired === 1, { what: 'the first transaction to start' });
+    await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
     // The second conversation's batch is handed to the writer with one command; two more queue behind it.
     const sent = [b.submit(send('b1')), b.submit(send('b2')), b.submit(send('b3'))];
     gate();
@@ -365,31 +374,15 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   it('starts the next transaction before answering the senders of the last: PostgreSQL writes while they are answered', async () => {
     const first = await conversation();
     const second = await conversation();
-    const pool = knexConnections(db.knex);
-    let gate!: () => void;
-    const held = new Promise<void>((resolve) => (gate = resolve));
-    let acquired = 0;
-    const w = createGroupCommitWriter({
-      connections: {
-        acquire: async () => {
-          acquired += 1;
-          if (acquired === 1) await held;
-          return pool.acquire();
-        },
-        release: (client) => pool.release(client),
-      },
-      logger,
-      maxConcurrency: 1,
-    });
-    writers.push(w);
+    const { w, gate, acquired } = writerWithHeldFirstTransaction();
     const send = (clientMsgId: string) =>
       ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
     const answeredFirst = w.write({ conversationId: first, commands: [send('f1')] }).then((outcomes) => ({
       outcomes,
       // How many transactions had started when the first one's sender was answered.
-      started: acquired,
+      started: acquired(),
     }));
-    await waitFor(() => acquired === 1, { what: 'the first transaction to start' });
+    await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
     const answeredSecond = w.write({ conversationId: second, commands: [send('s1')] });
     gate();
     const { outcomes, started } = await answeredFirst;
