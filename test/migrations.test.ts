@@ -171,9 +171,9 @@ describe('migrations', function () {
         const result = await knex.raw<{
           rows: Array<{ r_status: number; r_seq: string | null; r_message: { seq: number } | null }>;
         }>(
-          `SELECT r_status, r_seq, r_message FROM xfchat_write(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::bigint[],
+          `SELECT r_status, r_seq, r_message FROM xfchat_write(?::uuid[], ?::uuid[], ?::text[], ?::text[], '{NULL}',
              '{}', '{}', '{}', '{}', '{}', NULL, NULL, false)`,
-          [[conversation!.id], [users[0]!.id], [clientMsgId], ['hello'], [null]],
+          [[conversation!.id], [users[0]!.id], [clientMsgId], ['hello']],
         );
         // A new message comes back as fields, one stored before as JSON.
         return result.rows.map((r) => [r.r_status, Number(r.r_seq ?? r.r_message?.seq)]);
