@@ -6,7 +6,6 @@ import { createDatabase, type Database } from '../lib/db.js';
 import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
 import { createLogger } from '../lib/logger.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
-import * as writeCostMigration from '../migrations/20261130000400_write_fixed_cost.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -149,52 +148,6 @@ describe('migrations', function () {
       await sessionsMigration.up(knex);
       expect(Number((await knex('sessions').count({ n: '*' }))[0]!.n)).to.equal(0);
       expect((await existingTables(db)).length).to.equal(CONTRACT_TABLES.length);
-    });
-
-    it('the write migration of generic plans goes down and up again, and every version of xfchat_write writes', async () => {
-      const db = await emptyDatabase();
-      await db.migrations.latest();
-      const { knex } = db;
-      const users = await knex('users')
-        .insert([
-          { username: 'ann', password_hash: 'x', display_name: 'Ann' },
-          { username: 'ben', password_hash: 'x', display_name: 'Ben' },
-        ])
-        .returning<Array<{ id: string }>>('id');
-      const [conversation] = await knex('conversations')
-        .insert({ type: 'direct', direct_key: `${users[0]!.id}:${users[1]!.id}` })
-        .returning<Array<{ id: string }>>('id');
-      await knex('conversation_participants').insert(
-        users.map((u) => ({ conversation_id: conversation!.id, user_id: u.id })),
-      );
-      const send = async (clientMsgId: string): Promise<Array<[number, number]>> => {
-        const result = await knex.raw<{
-          rows: Array<{ r_status: number; r_seq: string | null; r_message: { seq: number } | null }>;
-        }>(
-          `SELECT r_status, r_seq, r_message FROM xfchat_write(?::uuid[], ?::uuid[], ?::text[], ?::text[], '{NULL}',
-             '{}', '{}', '{}', '{}', '{}', NULL, NULL, false)`,
-          [[conversation!.id], [users[0]!.id], [clientMsgId], ['hello']],
-        );
-        // A new message comes back as fields, one stored before as JSON.
-        return result.rows.map((r) => [r.r_status, Number(r.r_seq ?? r.r_message?.seq)]);
-      };
-      const settings = async (): Promise<string[] | null> =>
-        (
-          await knex.raw<{ rows: Array<{ proconfig: string[] | null }> }>(
-            "SELECT proconfig FROM pg_proc WHERE proname = 'xfchat_write'",
-          )
-        ).rows[0]!.proconfig;
-
-      expect(await settings()).to.deep.equal(['plan_cache_mode=force_generic_plan']);
-      expect(await send('m1')).to.deep.equal([[0, 1]]);
-      await writeCostMigration.down(knex);
-      expect(await settings()).to.equal(null);
-      expect(await send('m2')).to.deep.equal([[0, 2]]);
-      await writeCostMigration.up(knex);
-      expect(await settings()).to.deep.equal(['plan_cache_mode=force_generic_plan']);
-      expect(await send('m3')).to.deep.equal([[0, 3]]);
-      // The same clientMsgId again: answered as stored before, nothing written.
-      expect(await send('m1')).to.deep.equal([[1, 1]]);
     });
 
     it('messages has the columns of the contract', async () => {

@@ -5,9 +5,9 @@ import type { PublicMessage } from '../protocol/index.js';
 import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
 
 /**
- * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts;
- * its current version in migrations/20261130000400_write_fixed_cost.ts) per group commit, as a named (prepared)
- * statement on a connection of Knex's own pool, in autocommit: one round trip is the whole transaction.
+ * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts)
+ * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
+ * trip is the whole transaction.
  */
 
 /** Where committed writes are announced to other nodes (LISTENed to by lib/messaging/fanout.ts). */
