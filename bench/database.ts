@@ -140,7 +140,8 @@ export interface StatementCounters {
   notify: number;
   /**
    * Write transactions: `COMMIT`s (an explicit transaction, as N and older XFChat trees issue) plus calls of
-   * `xfchat_write()`, each a whole group commit in autocommit.
+   * `xfchat_write()` and of `xfchat_send_one()` (a group commit of one send), each a whole group commit in
+   * autocommit.
    */
   commit: number;
   /** Statements that insert into messages: one per transaction on the writer's fast path, one per batch otherwise. */
@@ -153,9 +154,9 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
   if (!db.statStatements) return undefined;
   const rows = await db.query<Record<keyof StatementCounters, string>>(
     `SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE '%pg_notify%'), 0)::text AS notify,
-            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT' OR query ILIKE '%FROM xfchat_write(%'), 0)::text
+            coalesce(sum(calls) FILTER (WHERE query = 'COMMIT' OR query ~* 'FROM xfchat_(write|send_one)\\('), 0)::text
               AS commit,
-            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ILIKE '%FROM xfchat_write(%'),
+            coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ~* 'FROM xfchat_(write|send_one)\\('),
               0)::text AS insert,
             coalesce(sum(calls), 0)::text AS total
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid

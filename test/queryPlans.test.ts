@@ -219,49 +219,76 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     expect(plan).to.match(/Index (Only )?Scan using conversation_participants_(pkey|user_idx)/);
   });
 
+  /**
+   * The scan statistics of one call of a write function, in its own transaction, rolled back: the function's
+   * statements run inside PostgreSQL, so they are counted there. `call` returns each row's [status, seq].
+   */
+  const writeScans = async (
+    call: () => Promise<Array<[number, number]>>,
+    expected: Array<[number, number]>,
+  ) => {
+    await client.query('BEGIN');
+    try {
+      expect(await call()).to.deep.equal(expected);
+      const tables = await client.query<{ relname: string; seq_scan: string }>(
+        'SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE relname = ANY($1)',
+        [BIG_TABLES],
+      );
+      const indexes = await client.query<{ name: string; scans: string }>(
+        `SELECT i AS name, pg_stat_get_xact_numscans(i::regclass) AS scans
+         FROM unnest($1::text[]) i`,
+        [['conversations_pkey', 'messages_client_msg_unique', 'conversation_participants_pkey']],
+      );
+      return {
+        seqScans: Object.fromEntries(tables.rows.map((r) => [r.relname, Number(r.seq_scan)])),
+        indexScans: Object.fromEntries(indexes.rows.map((r) => [r.name, Number(r.scans)])),
+      };
+    } finally {
+      await client.query('ROLLBACK');
+    }
+  };
+
+  /** The first calls get custom plans, later ones PL/pgSQL's cached generic plan: both must hold. */
+  const expectIndexedCalls = async (
+    call: () => Promise<Array<[number, number]>>,
+    expected: Array<[number, number]>,
+  ) => {
+    for (let n = 0; n < 7; n += 1) {
+      const { seqScans, indexScans } = await writeScans(call, expected);
+      for (const table of BIG_TABLES) expect(seqScans[table] ?? 0, `Seq Scan on ${table}`).to.equal(0);
+      for (const [index, count] of Object.entries(indexScans)) expect(count, index).to.be.above(0);
+    }
+  };
+
   it('the write path (xfchat_write) locks, checks, numbers and inserts through indexes, never a scan', async function () {
-    // The function's statements run inside PostgreSQL, so they are counted there: the transaction's own
-    // scan statistics after one call, rolled back.
-    const scans = async (sendBodies: string[]) => {
-      await client.query('BEGIN');
-      try {
+    const bodies = ['planned', 'and planned again'];
+    await expectIndexedCalls(
+      async () => {
         const sent = await client.query<{ r_status: number; r_seq: string }>(
           `SELECT r_status, r_seq FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
              '{}', '{}', '{}', '{}', '{}', NULL, NULL, false)`,
           [
-            sendBodies.map(() => bigConversation),
-            sendBodies.map(() => user),
-            sendBodies.map((_, i) => `query-plan-${i}`),
-            sendBodies,
-            sendBodies.map(() => null),
+            bodies.map(() => bigConversation),
+            bodies.map(() => user),
+            bodies.map((_, i) => `query-plan-${i}`),
+            bodies,
+            bodies.map(() => null),
           ],
         );
-        expect(sent.rows.map((r) => [r.r_status, Number(r.r_seq)])).to.deep.equal(
-          sendBodies.map((_, i) => [0, BIG_CONVERSATION_MESSAGES + 1 + i]),
-        );
-        const tables = await client.query<{ relname: string; seq_scan: string }>(
-          'SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE relname = ANY($1)',
-          [BIG_TABLES],
-        );
-        const indexes = await client.query<{ name: string; scans: string }>(
-          `SELECT i AS name, pg_stat_get_xact_numscans(i::regclass) AS scans
-           FROM unnest($1::text[]) i`,
-          [['conversations_pkey', 'messages_client_msg_unique', 'conversation_participants_pkey']],
-        );
-        return {
-          seqScans: Object.fromEntries(tables.rows.map((r) => [r.relname, Number(r.seq_scan)])),
-          indexScans: Object.fromEntries(indexes.rows.map((r) => [r.name, Number(r.scans)])),
-        };
-      } finally {
-        await client.query('ROLLBACK');
-      }
-    };
-    // The first calls get custom plans, later ones PL/pgSQL's cached generic plan: both must hold.
-    for (let call = 0; call < 7; call += 1) {
-      const { seqScans, indexScans } = await scans(['planned', 'and planned again']);
-      for (const table of BIG_TABLES) expect(seqScans[table] ?? 0, `Seq Scan on ${table}`).to.equal(0);
-      for (const [index, count] of Object.entries(indexScans)) expect(count, index).to.be.above(0);
-    }
+        return sent.rows.map((r): [number, number] => [r.r_status, Number(r.r_seq)]);
+      },
+      bodies.map((_, i): [number, number] => [0, BIG_CONVERSATION_MESSAGES + 1 + i]),
+    );
+  });
+
+  it('the write of a lone send (xfchat_send_one) goes through the same indexes, never a scan', async function () {
+    await expectIndexedCalls(async () => {
+      const sent = await client.query<{ r_status: number; r_seq: string }>(
+        `SELECT r_status, r_seq FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, false)`,
+        [bigConversation, user, 'query-plan-one', 'planned alone', null],
+      );
+      return sent.rows.map((r): [number, number] => [r.r_status, Number(r.r_seq)]);
+    }, [[0, BIG_CONVERSATION_MESSAGES + 1]]);
   });
 
   it('pending friend requests, both directions, read their partial indexes', async function () {

@@ -7,7 +7,9 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
 /**
  * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts)
  * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
- * trip is the whole transaction.
+ * trip is the whole transaction. A group commit of a single send that announces nothing in its transaction (every
+ * message at light load) calls `xfchat_send_one()` instead (migrations/20261201000000_send_one.ts): the same
+ * answer in the same row shape, for about half a millisecond less.
  */
 
 /** Where committed writes are announced to other nodes (LISTENed to by lib/messaging/fanout.ts). */
@@ -19,6 +21,12 @@ const WRITE = {
          FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
                            $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text,
                            $13::boolean)`,
+};
+
+const SEND_ONE = {
+  name: 'xfchat_send_one_v1',
+  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
+         FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean)`,
 };
 
 type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
@@ -92,7 +100,30 @@ class WriteCall {
     return this.changeKinds.length;
   }
 
-  values(announce: Announce | undefined, wait: boolean): unknown[] {
+  /** The call: `xfchat_send_one()` for a lone send that announces nothing in its transaction, else `xfchat_write()`. */
+  query(announce: Announce | undefined, wait: boolean): pg.QueryConfig {
+    const conversationId = this.conversationIds[0];
+    const senderId = this.senderIds[0];
+    const clientMsgId = this.clientMsgIds[0];
+    const body = this.bodies[0];
+    if (
+      this.conversationIds.length === 1 &&
+      this.changeKinds.length === 0 &&
+      announce?.inCommit !== true &&
+      conversationId !== undefined &&
+      senderId !== undefined &&
+      clientMsgId !== undefined &&
+      body !== undefined
+    ) {
+      return {
+        ...SEND_ONE,
+        values: [conversationId, senderId, clientMsgId, body, this.replyTo[0] ?? null, wait],
+      };
+    }
+    return { ...WRITE, values: this.values(announce, wait) };
+  }
+
+  private values(announce: Announce | undefined, wait: boolean): unknown[] {
     return [
       this.conversationIds,
       this.senderIds,
@@ -176,7 +207,7 @@ export async function writeBatches(
       return { row: 'send', index: call.addSend(batch.conversationId, command), send: command };
     });
   });
-  const result = await client.query<WriteRow>({ ...WRITE, values: call.values(announce, wait) });
+  const result = await client.query<WriteRow>(call.query(announce, wait));
   const sends = call.conversationIds.length;
   const expected = sends + call.changeKinds.length;
   if (result.rows.length !== expected) {
