@@ -9,7 +9,8 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
  * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
  * trip is the whole transaction. A group commit of a single send that announces nothing in its transaction (every
  * message at light load) calls `xfchat_send_one()` instead (migrations/20261201000000_send_one.ts): the same
- * answer in the same row shape, for about half a millisecond less.
+ * answer in the same row shape, without starting the set-based statement (0.6-1.4 ms less per message at light
+ * load in the bench; docs/performance.md).
  */
 
 /** Where committed writes are announced to other nodes (LISTENed to by lib/messaging/fanout.ts). */
@@ -102,23 +103,9 @@ class WriteCall {
 
   /** The call: `xfchat_send_one()` for a lone send that announces nothing in its transaction, else `xfchat_write()`. */
   query(announce: Announce | undefined, wait: boolean): pg.QueryConfig {
-    const conversationId = this.conversationIds[0];
-    const senderId = this.senderIds[0];
-    const clientMsgId = this.clientMsgIds[0];
-    const body = this.bodies[0];
-    if (
-      this.conversationIds.length === 1 &&
-      this.changeKinds.length === 0 &&
-      announce?.inCommit !== true &&
-      conversationId !== undefined &&
-      senderId !== undefined &&
-      clientMsgId !== undefined &&
-      body !== undefined
-    ) {
-      return {
-        ...SEND_ONE,
-        values: [conversationId, senderId, clientMsgId, body, this.replyTo[0] ?? null, wait],
-      };
+    if (this.conversationIds.length === 1 && this.changeKinds.length === 0 && announce?.inCommit !== true) {
+      const values = [this.conversationIds[0], this.senderIds[0], this.clientMsgIds[0], this.bodies[0]];
+      return { ...SEND_ONE, values: [...values, this.replyTo[0] ?? null, wait] };
     }
     return { ...WRITE, values: this.values(announce, wait) };
   }
