@@ -139,19 +139,18 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
   }
 
   /**
-   * Sets up two conversations with `prepare`, sends `send` in each (one through each function, `wait` as given),
-   * checks both answers are the same and returns it.
+   * Sets up two conversations with `prepare`, sends `send` in each (one through each function, skipping a held
+   * conversation as a node alone does), checks both answers are the same and returns it.
    */
   async function both(
     send: Send,
     prepare: (c: Conversation, fn: Fn) => Promise<void> = async () => {},
-    wait = false,
   ): Promise<Answer> {
     const answers: Answer[] = [];
     for (const fn of ['xfchat_write', 'xfchat_send_one'] as const) {
       const c = await conversation();
       await prepare(c, fn);
-      answers.push(await answer(fn, c, send, wait));
+      answers.push(await answer(fn, c, send, false));
     }
     expect(answers[1], 'xfchat_send_one against xfchat_write').to.deep.equal(answers[0]);
     return answers[0]!;
