@@ -5,6 +5,7 @@ import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
+import { rows } from '../helpers/chat.js';
 import { insertUser } from '../helpers/users.js';
 
 /**
@@ -71,12 +72,11 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
   async function conversation(): Promise<Conversation> {
     const config = testConfig(databaseUrl);
     const [a, b, outsider] = await Promise.all([1, 2, 3].map(() => insertUser(db.knex, config)));
-    const [row] = (
-      await db.knex.raw<{ rows: Array<{ id: string }> }>(
-        `INSERT INTO conversations (type, created_by, direct_key) VALUES ('direct', ?, ?) RETURNING id`,
-        [a!.id, `${a!.id}:${b!.id}`],
-      )
-    ).rows;
+    const [row] = await rows<{ id: string }>(
+      db.knex,
+      `INSERT INTO conversations (type, created_by, direct_key) VALUES ('direct', ?, ?) RETURNING id`,
+      [a!.id, `${a!.id}:${b!.id}`],
+    );
     await db.knex('conversation_participants').insert([
       { conversation_id: row!.id, user_id: a!.id },
       { conversation_id: row!.id, user_id: b!.id },
@@ -116,14 +116,14 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
       expect(row.r_id).to.be.a('string');
       expect(Number(row.r_created_ms)).to.be.closeTo(Date.now(), 60_000);
     }
-    const state = (
-      await db.knex.raw<{ rows: Array<{ last_seq: string; version: string; last_read_seq: string | null }> }>(
-        `SELECT c.last_seq, c.version, p.last_read_seq FROM conversations c
-         LEFT JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = ?
-         WHERE c.id = ?`,
-        [senderId, c.id],
-      )
-    ).rows[0]!;
+    const [state] = await rows<{ last_seq: string; version: string; last_read_seq: string | null }>(
+      db.knex,
+      `SELECT c.last_seq, c.version, p.last_read_seq FROM conversations c
+       LEFT JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = ?
+       WHERE c.id = ?`,
+      [senderId, c.id],
+    );
+    if (state === undefined) throw new Error(`conversation ${c.id} is gone`);
     const message = row.r_message === null ? null : { ...row.r_message };
     if (message)
       for (const key of ['id', 'conversationId', 'senderId', 'createdAt', 'editedAt']) delete message[key];
