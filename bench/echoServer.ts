@@ -66,8 +66,7 @@ export function createEchoServer(): EchoServer {
         reactions: [],
         version: seq,
       };
-      // The sender's ack, then the broadcast. XFChat delivers to its own subscribers first, then acks, so its ack
-      // also waits for that broadcast (about 0.2 ms at light load; docs/performance.md, goal 6).
+      // The same order as XFChat after its commit: the sender's ack, then the broadcast.
       ack({ ok: true, message, duplicate: false });
       io.to(conversationRoom(request.conversationId)).emit('message:new', message);
     });
