@@ -141,7 +141,7 @@ export function createNaiveServer(databaseUrl: string, poolSize: number): NaiveS
     socket.on('message:send', (request, ack) => {
       storeMessage(pool, request, socket.data.userId).then(
         (message) => {
-          // As XFChat does after its commit: the sender's ack, then the broadcast to the room.
+          // The sender's ack, then the broadcast to the room, as E0 does (bench/echoServer.ts says how XFChat differs).
           ack({ ok: true, message, duplicate: false });
           io.to(conversationRoom(request.conversationId)).emit('message:new', message);
         },

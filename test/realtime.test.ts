@@ -42,36 +42,6 @@ describe('realtime messaging over two nodes', function () {
     }
   });
 
-  it('answers the sender before it delivers: on the sender’s socket each ack comes before its own message:new', async () => {
-    const owner = await newUser(nodeA);
-    const [friend] = await friendsOf(nodeA, owner, 1);
-    const group = await createGroup(nodeA.url, owner, [friend!]);
-    const mine = await pool.open(nodeA.url, owner);
-    const theirs = await pool.open(nodeA.url, friend!);
-    await subscribe(mine, group.id);
-    await subscribe(theirs, group.id);
-    // Both are recorded as the client reads them (listener and ack callback alike run as each packet is decoded).
-    const seen: string[] = [];
-    mine.on('message:new', (message) => seen.push(`new ${message.seq}`));
-    const delivered = record(theirs, 'message:new');
-    for (let i = 1; i <= 5; i += 1) {
-      await new Promise<void>((resolve) => {
-        mine.emit(
-          'message:send',
-          { conversationId: group.id, clientMsgId: randomUUID(), body: `m${i}` },
-          (ack) => {
-            seen.push(ack.ok ? `ack ${ack.message.seq}` : `error ${ack.error.code}`);
-            resolve();
-          },
-        );
-      });
-      await waitFor(() => seen.includes(`new ${i}`), { what: `message:new ${i} on the sender's socket` });
-    }
-    expect(seen).to.deep.equal(range(5).flatMap((seq) => [`ack ${seq}`, `new ${seq}`]));
-    await waitFor(() => delivered.length >= 5, { what: 'the subscriber to receive all five' });
-    expect(seqsOf(delivered)).to.deep.equal(range(5));
-  });
-
   it('keeps seq gap-free and delivers every message to every subscriber with 20 senders on two nodes', async function () {
     this.timeout(60_000);
     const owner = await newUser(nodeA);

@@ -100,12 +100,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,
-   * changed ones by version), right after its senders are answered; the other nodes hear of it from the writer's
-   * announcement (`onCommitted` above), or from the commit itself with MESSAGE_ANNOUNCE=commit.
-   *
-   * The delivery waits for the acks (`process.nextTick`: after the promise continuations that answer the senders,
-   * still in this turn of the event loop): an ack does not wait for the broadcast's encoding, and each socket is
-   * still written once per commit (lib/realtime/coalesce.ts). Deliveries keep the order of their commits.
+   * changed ones by version), before anyone is acked; the other nodes hear of it from the writer's announcement
+   * (`onCommitted` above), or from the commit itself with MESSAGE_ANNOUNCE=commit.
    */
   async function write(conversationId: string, next: NextBatch<MessageCommand>): Promise<Outcome<Stored>[]> {
     let commands: readonly MessageCommand[] = [];
@@ -119,20 +115,27 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       if (outcome.ok && !outcome.value.duplicate) written.push(outcome.value.message);
     }
     if (written.length > 0) {
-      // A batch holds sends only or changes only (sameBatch).
-      const kind = commands[0]?.kind === 'send' ? 'new' : 'updated';
-      written.sort(kind === 'new' ? (a, b) => a.seq - b.seq : (a, b) => a.version - b.version);
-      process.nextTick(() => {
-        try {
-          const fresh = fanout.delivered(kind, conversationId, written);
-          if (fresh.length === 0) return;
-          if (kind === 'new') notify.messagesCommitted(fresh);
-          else notify.messagesUpdated(fresh);
-        } catch (err) {
-          // Committed and acked; a client missing the broadcast catches up with afterSeq / since.
-          logger.error({ err, conversationId }, 'broadcast failed');
+      try {
+        // A batch holds sends only or changes only (sameBatch).
+        if (commands[0]?.kind === 'send') {
+          const fresh = fanout.delivered(
+            'new',
+            conversationId,
+            written.sort((a, b) => a.seq - b.seq),
+          );
+          if (fresh.length > 0) notify.messagesCommitted(fresh);
+        } else {
+          const fresh = fanout.delivered(
+            'updated',
+            conversationId,
+            written.sort((a, b) => a.version - b.version),
+          );
+          if (fresh.length > 0) notify.messagesUpdated(fresh);
         }
-      });
+      } catch (err) {
+        // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
+        logger.error({ err, conversationId }, 'broadcast failed');
+      }
     }
     return outcomes;
   }
