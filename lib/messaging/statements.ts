@@ -104,8 +104,11 @@ class WriteCall {
   /** The call: `xfchat_send_one()` for a lone send that announces nothing in its transaction, else `xfchat_write()`. */
   query(announce: Announce | undefined, wait: boolean): pg.QueryConfig {
     if (this.conversationIds.length === 1 && this.changeKinds.length === 0 && announce?.inCommit !== true) {
-      const values = [this.conversationIds[0], this.senderIds[0], this.clientMsgIds[0], this.bodies[0]];
-      return { ...SEND_ONE, values: [...values, this.replyTo[0] ?? null, wait] };
+      const { conversationIds, senderIds, clientMsgIds, bodies, replyTo } = this;
+      return {
+        ...SEND_ONE,
+        values: [conversationIds[0], senderIds[0], clientMsgIds[0], bodies[0], replyTo[0] ?? null, wait],
+      };
     }
     return { ...WRITE, values: this.values(announce, wait) };
   }
