@@ -10,7 +10,7 @@ import type {
   StorageJob,
   StorageResult,
 } from './loadProtocol.js';
-import { createCpuMeter, type MeteredProcess } from './procStats.js';
+import { createCpuMeter, type MeteredProcess, type MeterReading } from './procStats.js';
 import type { Progress } from './progress.js';
 
 const GENERATOR_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'loadGenerator.ts');
@@ -21,6 +21,8 @@ export interface PhaseOutcome<R extends JobResult> {
   result: R;
   /** CPU % of one core over the measured window, per process name (server, postgres, generator, ...). */
   cpu: Record<string, number | null>;
+  /** % of the measured window each process's main thread waited for a core (not PostgreSQL's tree). */
+  wait: Record<string, number | null>;
 }
 
 /**
@@ -54,7 +56,7 @@ export function runPhase(
   progress.begin(label);
   return new Promise<PhaseOutcome<JobResult>>((resolve, reject) => {
     let meterStarted: Promise<void> | undefined;
-    let cpu: Promise<Record<string, number | null>> | undefined;
+    let measured: Promise<MeterReading> | undefined;
     let settled = false;
     const timer = setTimeout(
       () => fail(new Error(`${label}: the load generator did not finish in time`)),
@@ -85,7 +87,7 @@ export function runPhase(
           meterStarted = meter.start();
           break;
         case 'measure-end':
-          cpu = (meterStarted ?? Promise.resolve()).then(() => meter.stop());
+          measured = (meterStarted ?? Promise.resolve()).then(() => meter.stop());
           break;
         case 'progress':
           progress.update(message.done, message.elapsedMs, message.totalMs);
@@ -94,11 +96,11 @@ export function runPhase(
           fail(new Error(`${label}: ${message.message}`));
           break;
         case 'result':
-          (cpu ?? Promise.resolve({})).then(
-            (measured) => {
+          (measured ?? Promise.resolve({ cpu: {}, wait: {} })).then(
+            ({ cpu, wait }) => {
               if (settled) return;
               finish();
-              resolve({ result: message.result, cpu: measured });
+              resolve({ result: message.result, cpu, wait });
             },
             (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
           );

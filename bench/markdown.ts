@@ -83,7 +83,7 @@ export function renderMarkdown(results: BenchResults): string {
     ...windowComparison(results),
     '## Phases',
     '',
-    'Rates are acked messages (or committed rows) per second over the measured window; latencies in ms; CPU in % of one core.',
+    'Rates are acked messages (or committed rows) per second over the measured window; latencies in ms; CPU in % of one core; wait: % of the window the main thread was ready to run but waiting for a core (/proc/<pid>/schedstat).',
     '',
   ];
   const rows = results.phases.map((p) => {
@@ -104,6 +104,8 @@ export function renderMarkdown(results: BenchResults): string {
       fmt(p.cpu.server),
       fmt(p.cpu.postgres),
       fmt(p.cpu.generator),
+      fmt(p.wait?.server),
+      fmt(p.wait?.generator),
       s ? `${s.deliveriesMissing}/${s.deliveriesExpected}` : '-',
       s ? (s.seqGapFree ? 'yes' : 'NO') : '-',
       errors.join(' ') || '-',
@@ -123,6 +125,8 @@ export function renderMarkdown(results: BenchResults): string {
         'server CPU',
         'PG CPU',
         'gen CPU',
+        'server wait',
+        'gen wait',
         'missing deliv',
         'seq gap-free',
         'errors',
@@ -162,6 +166,24 @@ export function renderMarkdown(results: BenchResults): string {
       ),
     );
   }
+  const paused = results.phases.filter((p) => p.serverPauses);
+  if (paused.length > 0) {
+    out.push(
+      '',
+      "XFChat nodes' pauses per phase (their /metrics over the whole phase, warmup included; event-loop delay at a 10 ms resolution, the worst node's):",
+      '',
+      table(
+        ['phase', 'GC % of a core', 'major GCs', 'event-loop delay p99 ms', 'event-loop delay max ms'],
+        paused.map((p) => [
+          p.label,
+          fmt(p.serverPauses!.gcPercent, 1),
+          String(p.serverPauses!.majorGcs),
+          fmt(p.serverPauses!.loopLagP99Ms, 1),
+          fmt(p.serverPauses!.loopLagMaxMs, 1),
+        ]),
+      ),
+    );
+  }
   const twoNodePhases = results.options.windows
     .map((w) => findPhase(results, windowLabel(TWO_NODES, w)))
     .filter(
@@ -177,7 +199,10 @@ export function renderMarkdown(results: BenchResults): string {
       .filter(([, l]) => l.count > 0)
       .map(([kind, l]) => `${kind} p50/p99 ${fmt(l.p50, 2)}/${fmt(l.p99, 2)} ms`)
       .join(', ');
-    out.push('', `${phase.label}: delivery ${delivery || 'none'} (cpu server2 ${fmt(phase.cpu.server2)} %).`);
+    out.push(
+      '',
+      `${phase.label}: delivery ${delivery || 'none'} (cpu server2 ${fmt(phase.cpu.server2)} %, wait server2 ${fmt(phase.wait?.server2)} %).`,
+    );
   }
   if (results.sync) {
     const s = results.sync;

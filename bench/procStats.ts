@@ -122,11 +122,38 @@ function descendantsCpuMs(rootPid: number): number {
   return total;
 }
 
+/**
+ * Nanoseconds the process's main thread has spent runnable but waiting for a core (the second field of
+ * /proc/<pid>/schedstat): a busy machine's scheduling delay, which a Node.js process pays on its event loop.
+ * Undefined if the process is gone or the kernel keeps no schedstat.
+ */
+export function mainThreadWaitNs(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/schedstat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const waited = Number(text.split(' ')[1]);
+  return Number.isFinite(waited) ? waited : undefined;
+}
+
+/** What a meter measured over its interval, per process name. */
+export interface MeterReading {
+  /** Percent of one core; null for processes that vanished. */
+  cpu: Record<string, number | null>;
+  /**
+   * Percent of the interval the main thread waited for a core (single processes only, not trees); null where it
+   * could not be read.
+   */
+  wait: Record<string, number | null>;
+}
+
 /** A CPU meter over a set of named processes: start(), then stop() gives each one's CPU % of one core. */
 export interface CpuMeter {
   start(): Promise<void>;
-  /** Percent of one core per name over the interval since start(); null for processes that vanished. */
-  stop(): Promise<Record<string, number | null>>;
+  /** Over the interval since start(). */
+  stop(): Promise<MeterReading>;
 }
 
 export interface MeteredProcess {
@@ -139,27 +166,33 @@ export interface MeteredProcess {
 /** Builds a meter over `processes`; nothing is read until start(). */
 export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
   const read = (p: MeteredProcess) => (p.tree ? processTreeCpuMs(p.pid) : processCpuMs(p.pid));
+  const waited = (p: MeteredProcess) => (p.tree ? undefined : mainThreadWaitNs(p.pid));
   let startedAt = 0;
   let before: Array<number | undefined> = [];
+  let waitedBefore: Array<number | undefined> = [];
+  /** `(after - before) / elapsed` in percent with one decimal, or null. */
+  const percent = (after: number | undefined, start: number | undefined, elapsed: number): number | null =>
+    after === undefined || start === undefined || elapsed <= 0
+      ? null
+      : Math.round(((after - start) / elapsed) * 1000) / 10;
   return {
     start() {
       before = processes.map(read);
+      waitedBefore = processes.map(waited);
       startedAt = performance.now();
       return Promise.resolve();
     },
     stop() {
       const after = processes.map(read);
+      const waitedAfter = processes.map(waited);
       const elapsedMs = performance.now() - startedAt;
-      const result: Record<string, number | null> = {};
+      const cpu: Record<string, number | null> = {};
+      const wait: Record<string, number | null> = {};
       processes.forEach((p, i) => {
-        const b = before[i];
-        const a = after[i];
-        result[p.name] =
-          a === undefined || b === undefined || elapsedMs <= 0
-            ? null
-            : Math.round(((a - b) / elapsedMs) * 1000) / 10;
+        cpu[p.name] = percent(after[i], before[i], elapsedMs);
+        if (!p.tree) wait[p.name] = percent(waitedAfter[i], waitedBefore[i], elapsedMs * 1e6);
       });
-      return Promise.resolve(result);
+      return Promise.resolve({ cpu, wait });
     },
   };
 }

@@ -3,6 +3,7 @@ import type { SocketResult, StorageResult } from './loadProtocol.js';
 import type { GoalRecord } from './goals.js';
 import type { BenchOptions } from './options.js';
 import type { NodeProfile } from './profileSummary.js';
+import type { ServerPauses } from './serverMetrics.js';
 
 /** One measured load phase. */
 export interface PhaseRecord {
@@ -13,10 +14,14 @@ export interface PhaseRecord {
   storage?: StorageResult;
   /** CPU % of one core over the measured window, per process. */
   cpu: Record<string, number | null>;
+  /** % of the measured window each process's main thread was runnable but waiting for a core (/proc schedstat). */
+  wait?: Record<string, number | null>;
   /** What PostgreSQL did per acked message over the whole phase (pg_stat_statements), when available. */
   db?: PhaseDbCost;
   /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the whole phase. */
   serverAckMeanMs?: number;
+  /** The nodes' garbage collection and event-loop delay (/metrics), over the whole phase. */
+  serverPauses?: ServerPauses;
 }
 
 export interface PhaseDbCost {

@@ -12,7 +12,7 @@ export async function runE0(ctx: BenchContext): Promise<void> {
   const [echo, seeded] = await Promise.all([ctx.echoNode(), ctx.mainUsers()]);
   for (const window of ctx.options.windows) {
     const label = windowLabel(E0, window);
-    const { result, cpu } = await runPhase(
+    const { result, cpu, wait } = await runPhase(
       { ...ctx.socketJob('echo', [echo.url], seeded), window },
       label,
       ctx.metered([echo]),
@@ -25,6 +25,7 @@ export async function runE0(ctx: BenchContext): Promise<void> {
       description: `echo server (Socket.IO, no database), ${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, window ${window}`,
       socket: result,
       cpu,
+      wait,
     });
   }
 }
@@ -78,7 +79,7 @@ export async function runStorage(
     bodyBytes: ctx.options.bodyBytes,
     ...(openLoopRate ? { openLoopRate } : {}),
   };
-  const { result, cpu } = await runPhase(job, label, ctx.metered([]), ctx.progress);
+  const { result, cpu, wait } = await runPhase(job, label, ctx.metered([]), ctx.progress);
   ctx.progress.end(`${result.rowRate} rows/s, p99 commit ${result.commitLatency.p99} ms`);
   const phase: PhaseRecord = {
     label,
@@ -89,6 +90,7 @@ export async function runStorage(
         : `INSERT of ${ctx.options.batchSize} rows per statement and commit, ${concurrency} connections`,
     storage: result,
     cpu,
+    wait,
   };
   if (record) ctx.results.phases.push(phase);
   return phase;

@@ -6,6 +6,7 @@ import { statementCounters } from '../database.js';
 import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations, seedHistory } from '../seed.js';
+import { betweenScrapes, scrapeNodes } from '../serverMetrics.js';
 import { runStorage } from './baselines.js';
 
 /** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
@@ -19,23 +20,22 @@ export async function socketPhase(
   record = true,
 ): Promise<PhaseRecord> {
   const before = await statementCounters(ctx.database);
-  const metricsBefore = job.target === 'xfchat' ? await serverMetrics(servers) : undefined;
-  const { result, cpu } = await runPhase(job, label, ctx.metered(servers), ctx.progress);
+  const urls = servers.map((server) => server.url);
+  const metricsBefore = job.target === 'xfchat' ? await scrapeNodes(urls) : undefined;
+  const { result, cpu, wait } = await runPhase(job, label, ctx.metered(servers), ctx.progress);
   const after = await statementCounters(ctx.database);
-  const metricsAfter = job.target === 'xfchat' ? await serverMetrics(servers) : undefined;
+  const metricsAfter = job.target === 'xfchat' ? await scrapeNodes(urls) : undefined;
   const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
-  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu };
+  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu, wait };
   if (metricsBefore && metricsAfter) {
-    const acks = metricsAfter.ackCount - metricsBefore.ackCount;
-    if (acks > 0) {
-      // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
-      // outside the actor (socket I/O, the event loop, the handler before the mailbox).
-      phase.serverAckMeanMs =
-        Math.round(((metricsAfter.ackSum - metricsBefore.ackSum) / acks) * 100_000) / 100;
-    }
+    // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
+    // outside the actor (socket I/O, the event loop, the handler before the mailbox).
+    const { ackMeanMs, pauses } = betweenScrapes(metricsBefore, metricsAfter);
+    phase.serverAckMeanMs = ackMeanMs;
+    phase.serverPauses = pauses;
   }
   if (before && after && job.target !== 'echo' && result.acked > 0) {
     const transactions = after.commit - before.commit;
@@ -50,27 +50,6 @@ export async function socketPhase(
   }
   if (record) ctx.results.phases.push(phase);
   return phase;
-}
-
-/** Sums of the ack-latency histogram over every node's /metrics (Prometheus text). */
-async function serverMetrics(
-  servers: readonly NodeProcess[],
-): Promise<{ ackSum: number; ackCount: number } | undefined> {
-  let ackSum = 0;
-  let ackCount = 0;
-  for (const server of servers) {
-    const response = await fetch(`${server.url}/metrics`);
-    if (response.status !== 200) return undefined;
-    const text = await response.text();
-    // Every outcome label together: ok and error acks alike leave the mailbox.
-    for (const match of text.matchAll(
-      /^xfchat_ack_latency_seconds_(sum|count)(?:\{[^}]*\})? ([0-9.e+-]+)$/gm,
-    )) {
-      if (match[1] === 'sum') ackSum += Number(match[2]);
-      else ackCount += Number(match[2]);
-    }
-  }
-  return { ackSum, ackCount };
 }
 
 /** Light load: an open loop of 20 sends/s on E0 and XFChat, and of 20 single-row commits/s on one connection. */

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createCpuMeter, processCpuMs, processTreeCpuMs } from '../../bench/procStats.js';
 
 /** A child that spends `busyMs` of CPU (its own clock, not the wall's), says so on stdout, then idles until killed. */
@@ -60,9 +61,42 @@ describe('bench CPU readings (/proc)', function () {
     while (spentMs() < 200); // this process busy for 200 ms of its own CPU, however loaded the machine is
     child.kill('SIGKILL');
     await once(child, 'exit');
-    const cpu = await meter.stop();
+    const { cpu, wait } = await meter.stop();
     const expected = (spentMs() / (performance.now() - startedAt)) * 100;
     expect(cpu.self).to.be.closeTo(expected, 10);
     expect(cpu.gone).to.equal(null);
+    expect(wait.self).to.be.within(0, 100);
+    expect(wait.gone).to.equal(null);
+  });
+
+  it('reads how long main threads waited for a core: one more busy process than cores makes them wait', async () => {
+    // Each child spins from the moment it says so until it is killed.
+    const spinners = await Promise.all(
+      Array.from({ length: availableParallelism() + 1 }, async () => {
+        const child = spawn(process.execPath, ['-e', "console.log('spinning'); for (;;);"], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        await once(child.stdout, 'data');
+        return child;
+      }),
+    );
+    try {
+      const meter = createCpuMeter([
+        ...spinners.map((child, i) => ({ name: `spinner${i}`, pid: child.pid! })),
+        { name: 'tree', pid: process.pid, tree: true },
+      ]);
+      await meter.start();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const { wait } = await meter.stop();
+      const waits = spinners.map((_, i) => wait[`spinner${i}`]!);
+      // N + 1 spinners on N cores: together they wait about one spinner's time; the scheduler shares it out.
+      const total = waits.reduce((a, b) => a + b, 0);
+      expect(total).to.be.above(50);
+      for (const each of waits) expect(each).to.be.within(0, 100);
+      // Not read for a process tree.
+      expect(wait).not.to.have.property('tree');
+    } finally {
+      for (const child of spinners) child.kill('SIGKILL');
+    }
   });
 });

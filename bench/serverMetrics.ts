@@ -1,0 +1,118 @@
+/**
+ * What the bench reads from an XFChat node's `GET /metrics` (Prometheus text, metric names prefixed `xfchat_`)
+ * around a phase: the ack-latency histogram's sum and count (the server's own ack mean), and what the node's
+ * garbage collector and event loop did. A node that pauses (a collection, a wait for a core) holds every send
+ * that arrives meanwhile, which is where an open loop's tail comes from (docs/performance.md, goal 7).
+ */
+
+/** One scrape of one node. */
+export interface MetricsScrape {
+  /** `performance.now()` of the scrape. */
+  at: number;
+  ackSum: number;
+  ackCount: number;
+  /** Seconds spent in garbage collection since the node started, every kind. */
+  gcSeconds: number;
+  /** Major (mark-compact) collections since the node started. */
+  majorGcs: number;
+  /**
+   * The event loop's delay since the previous scrape (prom-client resets its histogram at each scrape, with a
+   * resolution of 10 ms), in seconds.
+   */
+  loopLagP99: number;
+  loopLagMax: number;
+}
+
+/** What a phase's nodes did between the scrapes before and after it (warmup included). */
+export interface ServerPauses {
+  /** Garbage collection, in % of one core over the phase, every node together. */
+  gcPercent: number;
+  majorGcs: number;
+  /** The worst node's event-loop delay p99 and maximum, ms. */
+  loopLagP99Ms: number;
+  loopLagMaxMs: number;
+}
+
+/** Every sample of `name` (any labels), with its labels as written. */
+function samples(text: string, name: string): Array<{ labels: string; value: number }> {
+  const found: Array<{ labels: string; value: number }> = [];
+  const pattern = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+|NaN)$`, 'gm');
+  for (const match of text.matchAll(pattern)) {
+    const value = Number(match[2]);
+    if (Number.isFinite(value)) found.push({ labels: match[1] ?? '', value });
+  }
+  return found;
+}
+
+const sum = (values: Array<{ value: number }>): number => values.reduce((total, s) => total + s.value, 0);
+
+/** Reads one node's /metrics text, taken at `at`. */
+export function parseMetrics(text: string, at: number): MetricsScrape {
+  return {
+    at,
+    // Every outcome label together: ok and error acks alike leave the mailbox.
+    ackSum: sum(samples(text, 'xfchat_ack_latency_seconds_sum')),
+    ackCount: sum(samples(text, 'xfchat_ack_latency_seconds_count')),
+    gcSeconds: sum(samples(text, 'xfchat_nodejs_gc_duration_seconds_sum')),
+    majorGcs: sum(
+      samples(text, 'xfchat_nodejs_gc_duration_seconds_count').filter((s) =>
+        s.labels.includes('kind="major"'),
+      ),
+    ),
+    loopLagP99: sum(samples(text, 'xfchat_nodejs_eventloop_lag_p99_seconds')),
+    loopLagMax: sum(samples(text, 'xfchat_nodejs_eventloop_lag_max_seconds')),
+  };
+}
+
+const round2 = (value: number): number => Math.round(value * 100) / 100;
+
+/**
+ * The server's ack mean (ms) and pauses between two scrapes of the same nodes, in the same order; undefined
+ * where there is nothing to divide by.
+ */
+export function betweenScrapes(
+  before: readonly MetricsScrape[],
+  after: readonly MetricsScrape[],
+): { ackMeanMs?: number; pauses?: ServerPauses } {
+  let acks = 0;
+  let ackSeconds = 0;
+  let gcSeconds = 0;
+  let wallSeconds = 0;
+  let majorGcs = 0;
+  let loopLagP99 = 0;
+  let loopLagMax = 0;
+  after.forEach((end, i) => {
+    const start = before[i];
+    if (!start) return;
+    acks += end.ackCount - start.ackCount;
+    ackSeconds += end.ackSum - start.ackSum;
+    gcSeconds += end.gcSeconds - start.gcSeconds;
+    wallSeconds = Math.max(wallSeconds, (end.at - start.at) / 1000);
+    majorGcs += end.majorGcs - start.majorGcs;
+    loopLagP99 = Math.max(loopLagP99, end.loopLagP99);
+    loopLagMax = Math.max(loopLagMax, end.loopLagMax);
+  });
+  return {
+    ackMeanMs: acks > 0 ? round2((ackSeconds / acks) * 1000) : undefined,
+    pauses:
+      wallSeconds > 0
+        ? {
+            gcPercent: round2((gcSeconds / wallSeconds) * 100),
+            majorGcs,
+            loopLagP99Ms: round2(loopLagP99 * 1000),
+            loopLagMaxMs: round2(loopLagMax * 1000),
+          }
+        : undefined,
+  };
+}
+
+/** Scrapes every node, in order; undefined if one does not answer 200. */
+export async function scrapeNodes(urls: readonly string[]): Promise<MetricsScrape[] | undefined> {
+  const scrapes: MetricsScrape[] = [];
+  for (const url of urls) {
+    const response = await fetch(`${url}/metrics`);
+    if (response.status !== 200) return undefined;
+    scrapes.push(parseMetrics(await response.text(), performance.now()));
+  }
+  return scrapes;
+}
