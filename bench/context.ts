@@ -122,6 +122,7 @@ export function createContext(
             ...(cpuProfileDir ? { cpuProfileDir } : {}),
             nativeWsModules: options.nativeWsModules,
             env: options.serverEnv,
+            nodeFlags: options.nodeFlags,
             projectDir: options.xfchatDir,
           }),
         ),
@@ -150,6 +151,7 @@ export function createContext(
             ...(cpuProfileDir ? { cpuProfileDir } : {}),
             // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
             env: { ...options.serverEnv, ...nodeOptions.env },
+            nodeFlags: options.nodeFlags,
             databaseUrl: database.url,
             nativeWsModules: options.nativeWsModules,
           }),

@@ -145,6 +145,8 @@ export interface XfchatNodeOptions {
   env?: Record<string, string>;
   /** Write a .cpuprofile into this folder when the node exits. */
   cpuProfileDir?: string;
+  /** Node.js or V8 flags put before the entry point (`node FLAGS --import tsx lib/main.ts`). */
+  nodeFlags?: readonly string[];
   /**
    * What the node is for, as the report names it: with --cpu-prof its profile goes to a folder of this name
    * (`main` for the main phases' node). @default node-1, node-2, ... in the order the bench starts them
@@ -210,7 +212,10 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
     ...options.env,
   };
   if (options.nativeWsModules) env.NODE_PATH = path.resolve(options.nativeWsModules);
-  const nodeFlags = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  const nodeFlags = [
+    ...(options.nodeFlags ?? []),
+    ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : []),
+  ];
   return spawnNode(path.join(projectDir, 'lib', 'main.ts'), { cwd: projectDir, env, nodeFlags });
 }
 

@@ -60,6 +60,11 @@ export interface BenchOptions {
   /** Extra settings for every XFChat node, e.g. DB_WRITE_CONCURRENCY=8 (from --server-env, repeatable). */
   serverEnv: Record<string, string>;
   /**
+   * Flags for the `node` of every XFChat node (from --node-flag, repeatable), e.g. a V8 flag that NODE_OPTIONS
+   * does not accept, such as --single-threaded-gc.
+   */
+  nodeFlags: string[];
+  /**
    * A checkout of the project whose lib/main.ts every XFChat node of the run is started from (with that
    * checkout's node_modules); undefined for this tree. The database is still migrated with this tree's migrations.
    */
@@ -92,6 +97,7 @@ export const USAGE = `npm run bench -- [options]
   --sync-messages N        size of the conversation the sync scenario pages through (1200)
   --cpu-prof               profile every XFChat node (node --cpu-prof), a summary per node
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
+  --node-flag FLAG         a flag for the node of every XFChat node (repeatable), e.g. --node-flag=--single-threaded-gc
   --native-ws DIR          put DIR (a node_modules with bufferutil) on the server's NODE_PATH
   --xfchat-dir DIR         start every XFChat node (the 2-node phase's too) from DIR/lib/main.ts, another
                            checkout with its own node_modules; the database keeps this tree's migrations
@@ -151,6 +157,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
+      'node-flag': { type: 'string', multiple: true },
       'xfchat-dir': { type: 'string' },
       'compare-dir': { type: 'string' },
       results: { type: 'string' },
@@ -167,6 +174,11 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair);
     if (!match) throw new Error(`--server-env must look like NAME=value (got "${pair}")`);
     serverEnv[match[1]!] = match[2]!;
+  }
+  const nodeFlags = values['node-flag'] ?? [];
+  for (const flag of nodeFlags) {
+    if (!/^--[a-z0-9][a-z0-9-]*(=\S+)?$/.test(flag))
+      throw new Error(`--node-flag must be one flag such as --single-threaded-gc (got "${flag}")`);
   }
   const members = values.members ?? 'apart';
   if (members !== 'apart' && members !== 'together')
@@ -192,6 +204,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
     serverEnv,
+    nodeFlags,
     xfchatDir: values['xfchat-dir'],
     compareDir: values['compare-dir'],
     databaseUrl: env.BENCH_DATABASE_URL === '' ? undefined : env.BENCH_DATABASE_URL,

@@ -13,4 +13,18 @@ describe('bench options', () => {
       '--members must be apart or together (got "mixed")',
     );
   });
+
+  it('passes flags to the node of every XFChat node, none by default, one flag per --node-flag=FLAG (a value starting with a dash needs the =)', () => {
+    expect(parseOptions([], {}).nodeFlags).to.deep.equal([]);
+    expect(
+      parseOptions(['--node-flag=--single-threaded-gc', '--node-flag=--max-semi-space-size=32'], {})
+        .nodeFlags,
+    ).to.deep.equal(['--single-threaded-gc', '--max-semi-space-size=32']);
+  });
+
+  it('refuses a node flag that is not one flag', () => {
+    for (const bad of ['single-threaded-gc', '--a --b', '--inspect=0.0.0.0:9229 x']) {
+      expect(() => parseOptions([`--node-flag=${bad}`], {}), bad).to.throw('--node-flag must be one flag');
+    }
+  });
 });
