@@ -26,27 +26,36 @@ export interface PhaseOutcome<R extends JobResult> {
 }
 
 /**
+ * Called at the measured window's edges, right after the CPU counters are read: the phase's own readings there
+ * (the XFChat nodes' /metrics). The phase's result waits for the end's.
+ */
+export type WindowEdge = (edge: 'start' | 'end') => Promise<void>;
+
+/**
  * Runs one job in a fresh load-generator process, measuring the CPU of `processes` and of the generator over
  * exactly the measured window (the generator says when it starts and ends). Rejects if the generator fails or
- * overruns; the generator is always ended.
+ * overruns, or if `atEdge` rejects; the generator is always ended.
  */
 export function runPhase(
   job: SocketJob,
   label: string,
   processes: readonly MeteredProcess[],
   progress: Progress,
+  atEdge?: WindowEdge,
 ): Promise<PhaseOutcome<SocketResult>>;
 export function runPhase(
   job: StorageJob,
   label: string,
   processes: readonly MeteredProcess[],
   progress: Progress,
+  atEdge?: WindowEdge,
 ): Promise<PhaseOutcome<StorageResult>>;
 export function runPhase(
   job: Job,
   label: string,
   processes: readonly MeteredProcess[],
   progress: Progress,
+  atEdge?: WindowEdge,
 ): Promise<PhaseOutcome<JobResult>> {
   const child = fork(GENERATOR_ENTRY, [], {
     execArgv: ['--import', 'tsx'],
@@ -84,10 +93,16 @@ export function runPhase(
           child.send({ type: 'run', job });
           break;
         case 'measure-start':
-          meterStarted = meter.start();
+          meterStarted = meter.start().then(() => atEdge?.('start'));
+          // Its failure reaches `fail` through the end's reading (below); until then it is not unhandled.
+          meterStarted.catch(() => undefined);
           break;
         case 'measure-end':
-          measured = (meterStarted ?? Promise.resolve()).then(() => meter.stop());
+          measured = (meterStarted ?? Promise.resolve()).then(async () => {
+            const reading = await meter.stop();
+            await atEdge?.('end');
+            return reading;
+          });
           break;
         case 'progress':
           progress.update(message.done, message.elapsedMs, message.totalMs);

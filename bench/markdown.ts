@@ -170,7 +170,7 @@ export function renderMarkdown(results: BenchResults): string {
   if (paused.length > 0) {
     out.push(
       '',
-      "XFChat nodes' pauses per phase (their /metrics over the whole phase, warmup included; event-loop delay at a 10 ms resolution, the worst node's):",
+      "XFChat nodes' pauses per phase (their /metrics at the measured window's edges; the event loop's delay is how late prom-client's 10 ms timer ran, the worst node's):",
       '',
       table(
         ['phase', 'GC % of a core', 'major GCs', 'event-loop delay p99 ms', 'event-loop delay max ms'],

@@ -18,9 +18,9 @@ export interface PhaseRecord {
   wait?: Record<string, number | null>;
   /** What PostgreSQL did per acked message over the whole phase (pg_stat_statements), when available. */
   db?: PhaseDbCost;
-  /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the whole phase. */
+  /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the measured window. */
   serverAckMeanMs?: number;
-  /** The nodes' garbage collection and event-loop delay (/metrics), over the whole phase. */
+  /** The nodes' garbage collection and event-loop delay (/metrics), over the measured window. */
   serverPauses?: ServerPauses;
 }
 

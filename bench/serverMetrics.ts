@@ -16,19 +16,25 @@ export interface MetricsScrape {
   /** Major (mark-compact) collections since the node started. */
   majorGcs: number;
   /**
-   * The event loop's delay since the previous scrape (prom-client resets its histogram at each scrape, with a
-   * resolution of 10 ms), in seconds.
+   * The event loop's delay since the previous scrape (prom-client resets its histogram at each scrape), in
+   * seconds, as prom-client reports it: the whole interval between two runs of a 10 ms timer.
    */
   loopLagP99: number;
   loopLagMax: number;
 }
 
-/** What a phase's nodes did between the scrapes before and after it (warmup included). */
+/**
+ * prom-client's event-loop monitor (`monitorEventLoopDelay`, resolution 10 ms) records the whole interval between
+ * two runs of its timer, 10 ms or a little more on an idle loop: the delay is what exceeds it.
+ */
+const LAG_RESOLUTION_SECONDS = 0.01;
+
+/** What a phase's nodes did between two scrapes (the measured window's edges). */
 export interface ServerPauses {
   /** Garbage collection, in % of one core over the phase, every node together. */
   gcPercent: number;
   majorGcs: number;
-  /** The worst node's event-loop delay p99 and maximum, ms. */
+  /** The worst node's event-loop delay p99 and maximum, ms: how late its timer ran, beyond its 10 ms. */
   loopLagP99Ms: number;
   loopLagMaxMs: number;
 }
@@ -99,8 +105,8 @@ export function betweenScrapes(
         ? {
             gcPercent: round2((gcSeconds / wallSeconds) * 100),
             majorGcs,
-            loopLagP99Ms: round2(loopLagP99 * 1000),
-            loopLagMaxMs: round2(loopLagMax * 1000),
+            loopLagP99Ms: round2(Math.max(0, loopLagP99 - LAG_RESOLUTION_SECONDS) * 1000),
+            loopLagMaxMs: round2(Math.max(0, loopLagMax - LAG_RESOLUTION_SECONDS) * 1000),
           }
         : undefined,
   };

@@ -1,12 +1,12 @@
 import type { BenchContext } from '../context.js';
-import { runPhase } from '../generator.js';
+import { runPhase, type WindowEdge } from '../generator.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
 import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations, seedHistory } from '../seed.js';
-import { betweenScrapes, scrapeNodes } from '../serverMetrics.js';
+import { betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
 import { runStorage } from './baselines.js';
 
 /** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
@@ -21,19 +21,25 @@ export async function socketPhase(
 ): Promise<PhaseRecord> {
   const before = await statementCounters(ctx.database);
   const urls = servers.map((server) => server.url);
-  const metricsBefore = job.target === 'xfchat' ? await scrapeNodes(urls) : undefined;
-  const { result, cpu, wait } = await runPhase(job, label, ctx.metered(servers), ctx.progress);
+  // The XFChat nodes' /metrics at the measured window's edges, after the CPU counters: one request each.
+  const scrapes: { start?: MetricsScrape[]; end?: MetricsScrape[] } = {};
+  const atEdge: WindowEdge | undefined =
+    job.target === 'xfchat'
+      ? async (edge) => {
+          scrapes[edge] = await scrapeNodes(urls);
+        }
+      : undefined;
+  const { result, cpu, wait } = await runPhase(job, label, ctx.metered(servers), ctx.progress, atEdge);
   const after = await statementCounters(ctx.database);
-  const metricsAfter = job.target === 'xfchat' ? await scrapeNodes(urls) : undefined;
   const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
   const phase: PhaseRecord = { label, scenario, description, socket: result, cpu, wait };
-  if (metricsBefore && metricsAfter) {
+  if (scrapes.start && scrapes.end) {
     // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
     // outside the actor (socket I/O, the event loop, the handler before the mailbox).
-    const { ackMeanMs, pauses } = betweenScrapes(metricsBefore, metricsAfter);
+    const { ackMeanMs, pauses } = betweenScrapes(scrapes.start, scrapes.end);
     phase.serverAckMeanMs = ackMeanMs;
     phase.serverPauses = pauses;
   }

@@ -99,15 +99,24 @@ describe("bench: reading a node's /metrics", () => {
         loopLagMax: 0.025,
       }),
     ];
-    // Acks: 300 in 2 s of summed latency; GC: 0.4 s over a 2 s phase, two nodes together.
+    // Acks: 300 in 2 s of summed latency; GC: 0.4 s over a 2 s phase, two nodes together; the event loop's
+    // delay is how much the monitor's 10 ms intervals ran over.
     expect(betweenScrapes(before, after)).to.deep.equal({
       ackMeanMs: 6.67,
-      pauses: { gcPercent: 20, majorGcs: 2, loopLagP99Ms: 20, loopLagMaxMs: 30 },
+      pauses: { gcPercent: 20, majorGcs: 2, loopLagP99Ms: 10, loopLagMaxMs: 20 },
     });
   });
 
   it('leaves out what it cannot divide by: no acks, no time between the scrapes', () => {
     const same = [scrape({ at: 5, ackSum: 1, ackCount: 10 })];
     expect(betweenScrapes(same, same)).to.deep.equal({ ackMeanMs: undefined, pauses: undefined });
+  });
+
+  it("reads an idle loop's 10 ms intervals as no delay", () => {
+    const idle = betweenScrapes(
+      [scrape({ at: 0 })],
+      [scrape({ at: 1000, loopLagP99: 0.0102, loopLagMax: 0.0098 })],
+    );
+    expect(idle.pauses).to.include({ loopLagP99Ms: 0.2, loopLagMaxMs: 0 });
   });
 });
