@@ -177,7 +177,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
   }
   const nodeFlags = values['node-flag'] ?? [];
   for (const flag of nodeFlags) {
-    if (!/^--[a-z0-9][a-z0-9-]*(=\S+)?$/.test(flag))
+    if (!/^--[a-z0-9][a-z0-9_-]*(=\S+)?$/.test(flag))
       throw new Error(`--node-flag must be one flag such as --single-threaded-gc (got "${flag}")`);
   }
   const members = values.members ?? 'apart';

@@ -17,9 +17,9 @@ describe('bench options', () => {
   it('passes flags to the node of every XFChat node, none by default, one flag per --node-flag=FLAG (a value starting with a dash needs the =)', () => {
     expect(parseOptions([], {}).nodeFlags).to.deep.equal([]);
     expect(
-      parseOptions(['--node-flag=--single-threaded-gc', '--node-flag=--max-semi-space-size=32'], {})
+      parseOptions(['--node-flag=--single-threaded-gc', '--node-flag=--max_semi_space_size=32'], {})
         .nodeFlags,
-    ).to.deep.equal(['--single-threaded-gc', '--max-semi-space-size=32']);
+    ).to.deep.equal(['--single-threaded-gc', '--max_semi_space_size=32']);
   });
 
   it('refuses a node flag that is not one flag', () => {
