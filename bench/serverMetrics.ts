@@ -1,9 +1,11 @@
 /**
  * What the bench reads from an XFChat node's `GET /metrics` (Prometheus text, metric names prefixed `xfchat_`)
- * around a phase: the ack-latency histogram's sum and count (the server's own ack mean), and what the node's
- * garbage collector and event loop did. A node that pauses (a collection, a wait for a core) holds every send
- * that arrives meanwhile, which is where an open loop's tail comes from (docs/performance.md, goal 7).
+ * at a phase's measured window's edges: the ack-latency histogram's sum and count (the server's own ack mean),
+ * and what the node's garbage collector and event loop did. A node that pauses (a collection, a wait for a core)
+ * holds every send that arrives meanwhile, which is where an open loop's tail comes from (docs/performance.md,
+ * goal 7).
  */
+import { parseMetrics, sampleSum } from './prometheus.js';
 
 /** One scrape of one node. */
 export interface MetricsScrape {
@@ -39,34 +41,18 @@ export interface ServerPauses {
   loopLagMaxMs: number;
 }
 
-/** Every sample of `name` (any labels), with its labels as written. */
-function samples(text: string, name: string): Array<{ labels: string; value: number }> {
-  const found: Array<{ labels: string; value: number }> = [];
-  const pattern = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+|NaN)$`, 'gm');
-  for (const match of text.matchAll(pattern)) {
-    const value = Number(match[2]);
-    if (Number.isFinite(value)) found.push({ labels: match[1] ?? '', value });
-  }
-  return found;
-}
-
-const sum = (values: Array<{ value: number }>): number => values.reduce((total, s) => total + s.value, 0);
-
 /** Reads one node's /metrics text, taken at `at`. */
-export function parseMetrics(text: string, at: number): MetricsScrape {
+export function readScrape(text: string, at: number): MetricsScrape {
+  const samples = parseMetrics(text);
   return {
     at,
     // Every outcome label together: ok and error acks alike leave the mailbox.
-    ackSum: sum(samples(text, 'xfchat_ack_latency_seconds_sum')),
-    ackCount: sum(samples(text, 'xfchat_ack_latency_seconds_count')),
-    gcSeconds: sum(samples(text, 'xfchat_nodejs_gc_duration_seconds_sum')),
-    majorGcs: sum(
-      samples(text, 'xfchat_nodejs_gc_duration_seconds_count').filter((s) =>
-        s.labels.includes('kind="major"'),
-      ),
-    ),
-    loopLagP99: sum(samples(text, 'xfchat_nodejs_eventloop_lag_p99_seconds')),
-    loopLagMax: sum(samples(text, 'xfchat_nodejs_eventloop_lag_max_seconds')),
+    ackSum: sampleSum(samples, 'xfchat_ack_latency_seconds_sum'),
+    ackCount: sampleSum(samples, 'xfchat_ack_latency_seconds_count'),
+    gcSeconds: sampleSum(samples, 'xfchat_nodejs_gc_duration_seconds_sum'),
+    majorGcs: sampleSum(samples, 'xfchat_nodejs_gc_duration_seconds_count', { kind: 'major' }),
+    loopLagP99: sampleSum(samples, 'xfchat_nodejs_eventloop_lag_p99_seconds'),
+    loopLagMax: sampleSum(samples, 'xfchat_nodejs_eventloop_lag_max_seconds'),
   };
 }
 
@@ -118,7 +104,7 @@ export async function scrapeNodes(urls: readonly string[]): Promise<MetricsScrap
   for (const url of urls) {
     const response = await fetch(`${url}/metrics`);
     if (response.status !== 200) return undefined;
-    scrapes.push(parseMetrics(await response.text(), performance.now()));
+    scrapes.push(readScrape(await response.text(), performance.now()));
   }
   return scrapes;
 }

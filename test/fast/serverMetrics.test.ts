@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { betweenScrapes, parseMetrics, type MetricsScrape } from '../../bench/serverMetrics.js';
+import { betweenScrapes, readScrape, type MetricsScrape } from '../../bench/serverMetrics.js';
 import { createMetrics } from '../../lib/metrics.js';
 
 /** A node's /metrics as prom-client writes it, trimmed to what the bench reads and its neighbours. */
@@ -36,7 +36,7 @@ const scrape = (overrides: Partial<MetricsScrape>): MetricsScrape => ({
 
 describe("bench: reading a node's /metrics", () => {
   it('sums the ack histogram over its outcomes, the GC time over its kinds, and counts major collections', () => {
-    expect(parseMetrics(TEXT, 42)).to.deep.equal({
+    expect(readScrape(TEXT, 42)).to.deep.equal({
       at: 42,
       ackSum: 0.6,
       ackCount: 120,
@@ -53,7 +53,7 @@ describe("bench: reading a node's /metrics", () => {
       metrics.observeAck(performance.now() - 5);
       // Short-lived garbage, well over the young generation, until the registry has recorded a collection (its
       // observer is told after the collection, from the event loop).
-      let read = parseMetrics((await metrics.render()).body, 0);
+      let read = readScrape((await metrics.render()).body, 0);
       for (let round = 0; round < 50 && read.gcSeconds === 0; round++) {
         let held: Array<{ i: number; s: string }> = [];
         for (let i = 0; i < 100_000; i++) {
@@ -61,7 +61,7 @@ describe("bench: reading a node's /metrics", () => {
           if (held.length === 1000) held = [];
         }
         await new Promise((resolve) => setTimeout(resolve, 10));
-        read = parseMetrics((await metrics.render()).body, 0);
+        read = readScrape((await metrics.render()).body, 0);
       }
       const { body } = await metrics.render();
       expect(read.ackCount).to.equal(1);
