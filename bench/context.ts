@@ -5,7 +5,7 @@ import type { AuthConfig } from '../lib/auth/tokens.js';
 import { loadConfig } from '../lib/config.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
-import type { BenchDatabase } from './database.js';
+import { vacuumWrittenTables, WRITTEN_TABLES, type BenchDatabase } from './database.js';
 import type { SocketJob } from './loadProtocol.js';
 import {
   BENCH_JWT_SECRET,
@@ -32,6 +32,11 @@ export interface BenchContext {
   readonly results: BenchResults;
   /** Where --cpu-prof writes, when profiling: a folder per XFChat node, named by its label. */
   readonly profileDir: string | undefined;
+  /**
+   * Called right before each phase: vacuums and analyzes the tables the phases write (bench/database.ts,
+   * vacuumWrittenTables), counted in the results.
+   */
+  beforePhase(): Promise<void>;
   /** The 100-user set of the main phases, seeded once and shared by E0 and XFChat phases. */
   mainUsers(): Promise<Seeded>;
   /** The XFChat node of the main phases (label `main`), started on first use. */
@@ -103,6 +108,12 @@ export function createContext(
     progress,
     results,
     profileDir,
+    async beforePhase() {
+      const ms = await vacuumWrittenTables(database);
+      results.vacuums.tables = WRITTEN_TABLES;
+      results.vacuums.count += 1;
+      results.vacuums.ms += ms;
+    },
     mainUsers() {
       users ??= seedConversations(seedDb.knex, config.auth, options.users, options.conversationSize).then(
         async (seeded) => {

@@ -29,6 +29,7 @@ const REPORTED_SETTINGS = [
   'shared_buffers',
   'synchronous_commit',
   'fsync',
+  'autovacuum',
   'wal_sync_method',
   'commit_delay',
   'full_page_writes',
@@ -58,8 +59,17 @@ export async function openBenchDatabase(
       embedded = await startEmbeddedPostgres({
         dataDir,
         persistent: false,
-        // Two nodes at pool 50 plus the baselines' connections need more than the default 100.
-        postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'max_connections=300'],
+        // Two nodes at pool 50 plus the baselines' connections need more than the default 100. No autovacuum:
+        // the bench vacuums before each phase instead (vacuumWrittenTables), so that no maintenance of an earlier
+        // phase's rows lands inside a later phase's measured window.
+        postgresFlags: [
+          '-c',
+          'shared_preload_libraries=pg_stat_statements',
+          '-c',
+          'max_connections=300',
+          '-c',
+          'autovacuum=off',
+        ],
       });
     } catch (err) {
       await rm(dataRoot, { recursive: true, force: true });
@@ -119,6 +129,22 @@ export async function openBenchDatabase(
       return closing;
     },
   };
+}
+
+/** The tables every phase writes (messages and their conversations' seqs and read markers). */
+export const WRITTEN_TABLES = ['messages', 'conversations', 'conversation_participants'] as const;
+
+/**
+ * `VACUUM (ANALYZE)` of the tables the phases write, run before each phase: the dead row versions and the new rows
+ * of the earlier phases are dealt with outside every measured window, and each phase starts from a database in the
+ * same state (as pgbench vacuums its tables before a run). With autovacuum on, a worker visits the database every
+ * `autovacuum_naptime` and vacuumed `messages` for about a second in some phases' windows and not in others'.
+ * Answers how long it took, in ms.
+ */
+export async function vacuumWrittenTables(db: BenchDatabase): Promise<number> {
+  const started = performance.now();
+  await db.query(`VACUUM (ANALYZE) ${WRITTEN_TABLES.join(', ')}`);
+  return performance.now() - started;
 }
 
 /** Total statements PostgreSQL executed in `url`'s database so far (pg_stat_statements), or undefined. */

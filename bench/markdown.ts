@@ -60,7 +60,12 @@ export function renderMarkdown(results: BenchResults): string {
     `# XFChat benchmark, ${results.startedAt}`,
     '',
     `Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, Linux ${m.kernel}, load average at start ${m.loadAvg.join(' ')}.`,
-    `PostgreSQL ${results.postgres.server_version ?? '?'} (synchronous_commit ${results.postgres.synchronous_commit ?? '?'}, fsync ${results.postgres.fsync ?? '?'}, shared_buffers ${results.postgres.shared_buffers ?? '?'}).`,
+    `PostgreSQL ${results.postgres.server_version ?? '?'} (synchronous_commit ${results.postgres.synchronous_commit ?? '?'}, fsync ${results.postgres.fsync ?? '?'}, shared_buffers ${results.postgres.shared_buffers ?? '?'}, autovacuum ${results.postgres.autovacuum ?? '?'}).`,
+    ...(results.vacuums.count > 0
+      ? [
+          `Before each phase: \`VACUUM (ANALYZE) ${results.vacuums.tables.join(', ')}\` (${results.vacuums.count} times, ${fmt(results.vacuums.ms / 1000, 1)} s in all).`,
+        ]
+      : []),
     `Command: \`${results.command}\``,
     ...(results.options.xfchatDir ? [`Every XFChat node ran from ${results.options.xfchatDir}.`] : []),
     '',
@@ -140,7 +145,7 @@ export function renderMarkdown(results: BenchResults): string {
   if (costed.length > 0) {
     out.push(
       '',
-      'Database work per phase (pg_stat_statements over the whole phase, per acked message):',
+      'Database work per phase (pg_stat_statements over the whole phase, per acked message; the two ack means over the measured window):',
       '',
       table(
         [

@@ -97,6 +97,8 @@ export interface BenchResults {
   profiles?: NodeProfile[];
   /** Statements with the most database time over the whole run (pg_stat_statements). */
   topStatements?: Array<{ query: string; calls: number; totalMs: number; meanMs: number }>;
+  /** The vacuums run before the phases (bench/database.ts, vacuumWrittenTables). */
+  vacuums: { tables: readonly string[]; count: number; ms: number };
   failures: Array<{ scenario: string; error: string }>;
   notes: string[];
 }
@@ -118,6 +120,7 @@ export function newResults(options: BenchOptions, argv: readonly string[]): Benc
     options,
     phases: [],
     goals: [],
+    vacuums: { tables: [], count: 0, ms: 0 },
     failures: [],
     notes: [],
   };

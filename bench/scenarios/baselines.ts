@@ -12,6 +12,7 @@ export async function runE0(ctx: BenchContext): Promise<void> {
   const [echo, seeded] = await Promise.all([ctx.echoNode(), ctx.mainUsers()]);
   for (const window of ctx.options.windows) {
     const label = windowLabel(E0, window);
+    await ctx.beforePhase();
     const { result, cpu, wait } = await runPhase(
       { ...ctx.socketJob('echo', [echo.url], seeded), window },
       label,
@@ -79,6 +80,7 @@ export async function runStorage(
     bodyBytes: ctx.options.bodyBytes,
     ...(openLoopRate ? { openLoopRate } : {}),
   };
+  await ctx.beforePhase();
   const { result, cpu, wait } = await runPhase(job, label, ctx.metered([]), ctx.progress);
   ctx.progress.end(`${result.rowRate} rows/s, p99 commit ${result.commitLatency.p99} ms`);
   const phase: PhaseRecord = {

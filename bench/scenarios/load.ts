@@ -19,6 +19,7 @@ export async function socketPhase(
   servers: readonly NodeProcess[],
   record = true,
 ): Promise<PhaseRecord> {
+  await ctx.beforePhase();
   const before = await statementCounters(ctx.database);
   const urls = servers.map((server) => server.url);
   // The XFChat nodes' /metrics at the measured window's edges, after the CPU counters: one request each.
