@@ -66,6 +66,11 @@ export interface SocketResult {
   /** Acked seqs per conversation were unique and consecutive. */
   seqGapFree: boolean;
   duplicateAcks: number;
+  /**
+   * Open loop only: how late the generator itself sent (from each send's intended time to its emit), and each ack
+   * from the emit instead of the intended time. Their difference from `ackLatency` is the generator's part.
+   */
+  openLoop?: { sendLag: LatencySummary; ackFromSend: LatencySummary };
 }
 
 export interface StorageResult {

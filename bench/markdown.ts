@@ -189,6 +189,35 @@ export function renderMarkdown(results: BenchResults): string {
       ),
     );
   }
+  const openLoops = results.phases.filter((p) => p.socket?.openLoop);
+  if (openLoops.length > 0) {
+    out.push(
+      '',
+      "Open-loop phases: the generator's own part (how late it sent, from each send's intended time to its emit; and each ack from the emit, which leaves that lateness out):",
+      '',
+      table(
+        [
+          'phase',
+          'send late p50 ms',
+          'send late p99 ms',
+          'send late max ms',
+          'ack p99 ms (from the intended time)',
+          'ack p99 ms (from the emit)',
+        ],
+        openLoops.map((p) => {
+          const { sendLag, ackFromSend } = p.socket!.openLoop!;
+          return [
+            p.label,
+            fmt(sendLag.p50, 2),
+            fmt(sendLag.p99, 2),
+            fmt(sendLag.max, 2),
+            fmt(p.socket!.ackLatency.p99, 2),
+            fmt(ackFromSend.p99, 2),
+          ];
+        }),
+      ),
+    );
+  }
   const twoNodePhases = results.options.windows
     .map((w) => findPhase(results, windowLabel(TWO_NODES, w)))
     .filter(

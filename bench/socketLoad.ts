@@ -131,6 +131,9 @@ export async function runSocketJob(
 
     const inFlight = new Map<string, InFlight>();
     const ackLatencies: number[] = [];
+    const openLoop = job.openLoopRate !== undefined;
+    const sendLags: number[] = [];
+    const acksFromSend: number[] = [];
     const deliveries: number[] = [];
     const sameNode: number[] = [];
     const crossNode: number[] = [];
@@ -187,6 +190,8 @@ export async function runSocketJob(
       };
       inFlight.set(clientMsgId, entry);
       sent++;
+      const emittedAt = performance.now();
+      if (measured && openLoop) sendLags.push(emittedAt - intendedAt);
       sockets[user]!.timeout(job.ackTimeoutMs).emit(
         'message:send',
         { conversationId, clientMsgId, body },
@@ -206,12 +211,14 @@ export async function runSocketJob(
             seqs.set(conversationId, list);
             if (measured) {
               measuredAcked++;
-              ackLatencies.push(performance.now() - intendedAt);
+              const now = performance.now();
+              ackLatencies.push(now - intendedAt);
+              if (openLoop) acksFromSend.push(now - emittedAt);
               deliveriesExpected += entry.expectedDeliveries;
             }
             settle(clientMsgId, entry);
           }
-          if (job.openLoopRate === undefined && sending) send(user, performance.now());
+          if (!openLoop && sending) send(user, performance.now());
         },
       );
     };
@@ -275,6 +282,9 @@ export async function runSocketJob(
       deliveriesMissing,
       seqGapFree: gapFree(seqs),
       duplicateAcks,
+      ...(openLoop
+        ? { openLoop: { sendLag: summarize(sendLags), ackFromSend: summarize(acksFromSend) } }
+        : {}),
     };
   } finally {
     for (const socket of sockets) socket?.close();

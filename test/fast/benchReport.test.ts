@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { renderMarkdown } from '../../bench/markdown.js';
 import { parseOptions } from '../../bench/options.js';
+import type { SocketResult } from '../../bench/loadProtocol.js';
 import { newResults } from '../../bench/report.js';
+import { summarize } from '../../bench/stats.js';
 
 describe('bench report: the database maintenance', () => {
   it('says whether autovacuum ran and how often and how long the bench vacuumed before the phases', () => {
@@ -22,5 +24,55 @@ describe('bench report: the database maintenance', () => {
   it('claims no vacuum when no phase ran', () => {
     const report = renderMarkdown(newResults(parseOptions([], {}), []));
     expect(report).to.not.include('Before each phase');
+  });
+
+  it("gives an open-loop phase's send lateness and its ack p99 from the intended time and from the emit", () => {
+    const results = newResults(parseOptions([], {}), []);
+    const ackLatency = summarize([10, 20, 30, 400]);
+    const socket = (openLoop?: SocketResult['openLoop']): SocketResult => ({
+      kind: 'sockets',
+      connectMs: 100,
+      measuredMs: 1000,
+      sent: 4,
+      acked: 4,
+      measuredAcked: 4,
+      ackRate: 4,
+      errors: {},
+      timeouts: 0,
+      ackLatency,
+      delivery: ackLatency,
+      deliverySameNode: ackLatency,
+      deliveryCrossNode: summarize([]),
+      deliveriesExpected: 4,
+      deliveriesMissing: 0,
+      seqGapFree: true,
+      duplicateAcks: 0,
+      ...(openLoop ? { openLoop } : {}),
+    });
+    const cpu = {};
+    const wait = {};
+    results.phases.push({
+      label: 'XFChat half-peak',
+      scenario: 'halfpeak',
+      description: 'open loop',
+      socket: socket({ sendLag: summarize([0.5, 1, 1.5, 250]), ackFromSend: summarize([9, 19, 28, 150]) }),
+      cpu,
+      wait,
+    });
+    results.phases.push({
+      label: 'XFChat w1',
+      scenario: 'xfchat',
+      description: 'closed loop',
+      socket: socket(),
+      cpu,
+      wait,
+    });
+    const report = renderMarkdown(results);
+    expect(report).to.include('| XFChat half-peak | 1.00 | 250.00 | 250.00 | 400.00 | 150.00 |');
+    // A closed loop sends when an ack comes back: it has no intended time to be late for.
+    const openLoopTable = report.slice(report.indexOf('Open-loop phases'));
+    expect(openLoopTable.slice(0, openLoopTable.indexOf('\n\n', openLoopTable.indexOf('|')))).to.not.include(
+      'XFChat w1',
+    );
   });
 });
