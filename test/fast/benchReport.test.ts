@@ -5,7 +5,7 @@ import type { SocketResult } from '../../bench/loadProtocol.js';
 import { newResults } from '../../bench/report.js';
 import { summarize } from '../../bench/stats.js';
 
-describe('bench report: the database maintenance', () => {
+describe('bench report: the header and the open-loop table', () => {
   it('says whether autovacuum ran and how often and how long the bench vacuumed before the phases', () => {
     const results = newResults(parseOptions([], {}), []);
     results.postgres = { server_version: '18.4', autovacuum: 'off' };
