@@ -53,6 +53,14 @@ function windowComparison(results: BenchResults): string[] {
   ];
 }
 
+/** A histogram bucket in ms: `25-50`, or `> 10000` past the last bound. */
+const bucketRange = (bucket: { fromMs: number; toMs: number } | undefined): string =>
+  bucket === undefined
+    ? '-'
+    : Number.isFinite(bucket.toMs)
+      ? `${bucket.fromMs}-${bucket.toMs}`
+      : `> ${bucket.fromMs}`;
+
 /** The Markdown report: headline ratios first, then every phase, then the scenario details. */
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
@@ -157,6 +165,7 @@ export function renderMarkdown(results: BenchResults): string {
           'statements / msg',
           'ack mean ms (client)',
           'ack mean ms (server)',
+          'ack p99 ms (server, its histogram bucket)',
         ],
         costed.map((p) => [
           p.label,
@@ -167,6 +176,7 @@ export function renderMarkdown(results: BenchResults): string {
           fmt(p.db!.statementsPerMessage, 2),
           fmt(p.socket?.ackLatency.mean, 2),
           fmt(p.serverAckMeanMs, 2),
+          bucketRange(p.serverAckP99),
         ]),
       ),
     );

@@ -20,6 +20,8 @@ export interface PhaseRecord {
   db?: PhaseDbCost;
   /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the measured window. */
   serverAckMeanMs?: number;
+  /** The histogram bucket (ms) the server's ack p99 falls in, over the measured window. */
+  serverAckP99?: { fromMs: number; toMs: number };
   /** The nodes' garbage collection and event-loop delay (/metrics), over the measured window. */
   serverPauses?: ServerPauses;
 }

@@ -5,7 +5,7 @@
  * holds every send that arrives meanwhile, which is where an open loop's tail comes from (docs/performance.md,
  * goal 7).
  */
-import { parseMetrics, sampleSum } from './prometheus.js';
+import { parseMetrics, sampleSum, type Sample } from './prometheus.js';
 
 /** One scrape of one node. */
 export interface MetricsScrape {
@@ -13,6 +13,8 @@ export interface MetricsScrape {
   at: number;
   ackSum: number;
   ackCount: number;
+  /** The ack histogram's cumulative buckets, every outcome together, by upper bound in seconds (+Inf last). */
+  ackBuckets: AckBucket[];
   /** Seconds spent in garbage collection since the node started, every kind. */
   gcSeconds: number;
   /** Major (mark-compact) collections since the node started. */
@@ -23,6 +25,12 @@ export interface MetricsScrape {
    */
   loopLagP99: number;
   loopLagMax: number;
+}
+
+/** One cumulative bucket of a histogram: the observations at or below `le` (seconds; Infinity for +Inf). */
+export interface AckBucket {
+  le: number;
+  count: number;
 }
 
 /**
@@ -49,11 +57,54 @@ export function readScrape(text: string, at: number): MetricsScrape {
     // Every outcome label together: ok and error acks alike leave the mailbox.
     ackSum: sampleSum(samples, 'xfchat_ack_latency_seconds_sum'),
     ackCount: sampleSum(samples, 'xfchat_ack_latency_seconds_count'),
+    ackBuckets: bucketsOf(samples, 'xfchat_ack_latency_seconds_bucket'),
     gcSeconds: sampleSum(samples, 'xfchat_nodejs_gc_duration_seconds_sum'),
     majorGcs: sampleSum(samples, 'xfchat_nodejs_gc_duration_seconds_count', { kind: 'major' }),
     loopLagP99: sampleSum(samples, 'xfchat_nodejs_eventloop_lag_p99_seconds'),
     loopLagMax: sampleSum(samples, 'xfchat_nodejs_eventloop_lag_max_seconds'),
   };
+}
+
+/** A histogram's cumulative buckets, summed over its other labels, by upper bound. */
+function bucketsOf(samples: readonly Sample[], name: string): AckBucket[] {
+  const byBound = new Map<number, number>();
+  for (const sample of samples) {
+    if (sample.name !== name || sample.labels.le === undefined) continue;
+    const le = sample.labels.le === '+Inf' ? Infinity : Number(sample.labels.le);
+    byBound.set(le, (byBound.get(le) ?? 0) + sample.value);
+  }
+  return [...byBound].map(([le, count]) => ({ le, count })).sort((a, b) => a.le - b.le);
+}
+
+/** Seconds to ms, without float residue (0.1 s is 100 ms, not 100.00000000000001). */
+const toMs = (seconds: number): number => Math.round(seconds * 1e6) / 1e3;
+
+/**
+ * The bucket the p99 of the acks between two scrapes falls in, in ms (`to` is Infinity past the last bound): the
+ * histogram keeps counts per bucket, not values, so this is as close as it tells.
+ */
+export function ackP99Bucket(
+  before: readonly MetricsScrape[],
+  after: readonly MetricsScrape[],
+): { fromMs: number; toMs: number } | undefined {
+  const counts = new Map<number, number>();
+  after.forEach((end, i) => {
+    const start = before[i];
+    if (!start) return;
+    for (const bucket of end.ackBuckets) {
+      const earlier = start.ackBuckets.find((b) => b.le === bucket.le)?.count ?? 0;
+      counts.set(bucket.le, (counts.get(bucket.le) ?? 0) + bucket.count - earlier);
+    }
+  });
+  const buckets = [...counts].sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  let from = 0;
+  for (const [le, cumulative] of buckets) {
+    if (cumulative >= 0.99 * total) return { fromMs: toMs(from), toMs: toMs(le) };
+    from = le;
+  }
+  return undefined;
 }
 
 const round2 = (value: number): number => Math.round(value * 100) / 100;

@@ -6,7 +6,7 @@ import { statementCounters } from '../database.js';
 import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations, seedHistory } from '../seed.js';
-import { betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
+import { ackP99Bucket, betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
 import { runStorage } from './baselines.js';
 
 /** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
@@ -42,6 +42,7 @@ export async function socketPhase(
     // outside the actor (socket I/O, the event loop, the handler before the mailbox).
     const { ackMeanMs, pauses } = betweenScrapes(scrapes.start, scrapes.end);
     phase.serverAckMeanMs = ackMeanMs;
+    phase.serverAckP99 = ackP99Bucket(scrapes.start, scrapes.end);
     phase.serverPauses = pauses;
   }
   if (before && after && job.target !== 'echo' && result.acked > 0) {
