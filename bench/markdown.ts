@@ -2,6 +2,7 @@
 import { compareName, NAIVE, TWO_NODES, windowLabel, XFCHAT } from './goals.js';
 import { findPhase, type PhaseRecord, type BenchResults, type SyncPass } from './report.js';
 import type { LatencySummary } from './stats.js';
+import type { BucketMs } from './serverMetrics.js';
 
 const fmt = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
@@ -54,7 +55,7 @@ function windowComparison(results: BenchResults): string[] {
 }
 
 /** A histogram bucket in ms: `25-50`, or `> 10000` past the last bound. */
-const bucketRange = (bucket: { fromMs: number; toMs: number } | undefined): string =>
+const bucketRange = (bucket: BucketMs | undefined): string =>
   bucket === undefined
     ? '-'
     : Number.isFinite(bucket.toMs)

@@ -3,7 +3,7 @@ import type { SocketResult, StorageResult } from './loadProtocol.js';
 import type { GoalRecord } from './goals.js';
 import type { BenchOptions } from './options.js';
 import type { NodeProfile } from './profileSummary.js';
-import type { ServerPauses } from './serverMetrics.js';
+import type { BucketMs, ServerPauses } from './serverMetrics.js';
 
 /** One measured load phase. */
 export interface PhaseRecord {
@@ -21,7 +21,7 @@ export interface PhaseRecord {
   /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the measured window. */
   serverAckMeanMs?: number;
   /** The histogram bucket (ms) the server's ack p99 falls in, over the measured window. */
-  serverAckP99?: { fromMs: number; toMs: number };
+  serverAckP99?: BucketMs;
   /** The nodes' garbage collection and event-loop delay (/metrics), over the measured window. */
   serverPauses?: ServerPauses;
 }

@@ -77,7 +77,13 @@ function bucketsOf(samples: readonly Sample[], name: string): AckBucket[] {
 }
 
 /** Seconds to ms, without float residue (0.1 s is 100 ms, not 100.00000000000001). */
-const toMs = (seconds: number): number => Math.round(seconds * 1e6) / 1e3;
+const secondsToMs = (seconds: number): number => Math.round(seconds * 1e6) / 1e3;
+
+/** A histogram bucket, in ms: from `fromMs` (exclusive) to `toMs` (inclusive; Infinity past the last bound). */
+export interface BucketMs {
+  fromMs: number;
+  toMs: number;
+}
 
 /**
  * The bucket the p99 of the acks between two scrapes falls in, in ms (`to` is Infinity past the last bound): the
@@ -86,7 +92,7 @@ const toMs = (seconds: number): number => Math.round(seconds * 1e6) / 1e3;
 export function ackP99Bucket(
   before: readonly MetricsScrape[],
   after: readonly MetricsScrape[],
-): { fromMs: number; toMs: number } | undefined {
+): BucketMs | undefined {
   const counts = new Map<number, number>();
   after.forEach((end, i) => {
     const start = before[i];
@@ -101,7 +107,7 @@ export function ackP99Bucket(
   if (total <= 0) return undefined;
   let from = 0;
   for (const [le, cumulative] of buckets) {
-    if (cumulative >= 0.99 * total) return { fromMs: toMs(from), toMs: toMs(le) };
+    if (cumulative >= 0.99 * total) return { fromMs: secondsToMs(from), toMs: secondsToMs(le) };
     from = le;
   }
   return undefined;
