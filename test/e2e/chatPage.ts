@@ -104,6 +104,19 @@ export class ChatPage {
     ).map(Number);
   }
 
+  /** Whether `item` is (at least partly) inside the message list's visible area. */
+  async inView(item: Locator): Promise<boolean> {
+    const box = await item.boundingBox();
+    const pane = await this.scroller.boundingBox();
+    if (!box || !pane) return false;
+    return box.y + box.height > pane.y && box.y < pane.y + pane.height;
+  }
+
+  /** The scrolling area around the message list (and its "Load older messages" button). */
+  get scroller(): Locator {
+    return this.page.locator('#message-scroller');
+  }
+
   /** Who the app says is signed in (top of the sidebar). */
   get meName(): Locator {
     return this.page.locator('#me-name');

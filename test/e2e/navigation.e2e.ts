@@ -1,16 +1,6 @@
 import { expect } from 'chai';
-import type { Locator } from 'playwright-core';
 import { waitFor } from '../helpers/waitFor.js';
-import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
-
-/** Whether `item` is (at least partly) inside the message list's visible area. */
-async function inView(page: ChatPage, item: Locator): Promise<boolean> {
-  const box = await item.boundingBox();
-  const pane = await page.page.locator('#message-scroller').boundingBox();
-  if (!box || !pane) return false;
-  return box.y + box.height > pane.y && box.y < pane.y + pane.height;
-}
 
 describe('web app: finding your place', function () {
   const app = useWebApp();
@@ -87,29 +77,29 @@ describe('web app: finding your place', function () {
     expect(await page.log.locator('.new-divider + li').getAttribute('data-seq')).to.equal('31');
     const last = page.log.locator('li[data-seq="150"]');
     await last.waitFor({ state: 'attached' });
-    await waitFor(() => inView(page, divider), { what: 'the "New messages" line in view' });
-    expect(await inView(page, last)).to.equal(false);
+    await waitFor(() => page.inView(divider), { what: 'the "New messages" line in view' });
+    expect(await page.inView(last)).to.equal(false);
     const jump = page.page.getByRole('button', { name: /^Jump to latest/ });
     expect(await jump.textContent()).to.equal('Jump to latest (120 new)');
     expect(await page.page.title()).to.equal('(120) XFChat');
 
     await jump.click();
-    await waitFor(() => inView(page, last), { what: 'the newest message in view' });
+    await waitFor(() => page.inView(last), { what: 'the newest message in view' });
     await jump.waitFor({ state: 'hidden' });
     await waitFor(async () => (await page.page.title()) === 'XFChat', { what: 'everything read' });
     expect(await ann.client.conversations.list().then((list) => list[0]?.unreadCount)).to.equal(0);
 
     // Scrolled up, a new message does not move the view; the button says it is there.
-    await page.page.locator('#message-scroller').evaluate((scroller) => (scroller.scrollTop = 0));
+    await page.scroller.evaluate((scroller) => (scroller.scrollTop = 0));
     await jump.waitFor();
     expect(await jump.textContent()).to.equal('Jump to latest');
     await bob.client.messages.put(conversationId, 'late', 'a late one');
     await waitFor(async () => (await jump.textContent()) === 'Jump to latest (1 new)', { what: 'the count' });
     const late = page.log.locator('li[data-seq="151"]');
-    expect(await inView(page, late)).to.equal(false);
+    expect(await page.inView(late)).to.equal(false);
     expect(await page.page.title()).to.equal('(1) XFChat');
     await jump.click();
-    await waitFor(() => inView(page, late), { what: 'the late message in view' });
+    await waitFor(() => page.inView(late), { what: 'the late message in view' });
     await waitFor(async () => (await page.page.title()) === 'XFChat', { what: 'the late message read' });
     app.expectNoProblems();
   });
