@@ -49,6 +49,8 @@ export interface BenchContext {
   stopMainNode(): Promise<void>;
   /** The echo server E0, started on first use. */
   echoNode(): Promise<NodeProcess>;
+  /** Starts an echo server this scenario owns, apart from E0's; stopped like startNode's. */
+  startEchoNode(): Promise<NodeProcess>;
   /**
    * Starts an XFChat node this scenario owns (from --xfchat-dir unless `projectDir` says otherwise); it is also
    * stopped at the end of the run if the scenario forgets. With --cpu-prof every XFChat node is profiled.
@@ -150,6 +152,9 @@ export function createContext(
     echoNode() {
       echo ??= track(startEchoNode(options.nativeWsModules));
       return echo;
+    },
+    startEchoNode() {
+      return track(startEchoNode(options.nativeWsModules));
     },
     startNode(nodeOptions) {
       const label = nodeOptions.label ?? `node-${++unnamed}`;

@@ -30,6 +30,8 @@ export const windowLabel = (server: string, window: number): string => `${server
 export const XFCHAT = 'XFChat';
 export const NAIVE = 'N';
 export const E0 = 'E0';
+/** E0's load on two echo servers (the split control, scenario e0split); no goal reads it. */
+export const E0_SPLIT = 'E0 2 processes';
 export const TWO_NODES = 'XFChat 2 nodes';
 /** The name of the --compare-dir server's window phases, from the folder's name. */
 export const compareName = (dir: string): string =>

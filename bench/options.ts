@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 /** Every scenario the bench knows, in the order a full run executes them. */
 export const SCENARIOS = [
   'e0',
+  'e0split',
   'b1',
   'b2',
   'xfchat',
@@ -17,8 +18,13 @@ export const SCENARIOS = [
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-/** The default run: everything but the pool-size sweep, about two minutes on a 2-core machine. */
-const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter((s) => s !== 'poolsweep');
+/**
+ * The default run: everything but the pool-size sweep and the split echo control, about two minutes on a 2-core
+ * machine.
+ */
+const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter(
+  (s) => s !== 'poolsweep' && s !== 'e0split',
+);
 
 export interface BenchOptions {
   /** Users in the main load phases. @default 100 */
@@ -78,8 +84,9 @@ export interface BenchOptions {
 }
 
 export const USAGE = `npm run bench -- [options]
-  --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default);
-                           xfchat (XFChat) and n (the naive server N) run together, alternating, at each --windows
+  --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default,
+                           every scenario but poolsweep and e0split); xfchat (XFChat) and n (the naive server N) run
+                           together, alternating, at each --windows; e0split is E0's load on two echo servers
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)

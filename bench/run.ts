@@ -15,7 +15,7 @@ import { renderMarkdown } from './markdown.js';
 import { compareName, evaluateGoals } from './goals.js';
 import { resolveProjectDir } from './nodes.js';
 import { newResults, type BenchResults } from './report.js';
-import { runB1, runB2, runE0 } from './scenarios/baselines.js';
+import { runB1, runB2, runE0, runE0Split } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
 import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode } from './scenarios/load.js';
 import { runSync } from './scenarios/sync.js';
@@ -23,6 +23,7 @@ import { runWindows } from './scenarios/windows.js';
 
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   e0: runE0,
+  e0split: runE0Split,
   b1: runB1,
   b2: runB2,
   // X and N alternate within one step: whichever of the two comes first runs both.

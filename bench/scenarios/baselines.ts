@@ -1,8 +1,10 @@
 import { runPhase } from '../generator.js';
 import type { BenchContext } from '../context.js';
-import { E0, windowLabel } from '../goals.js';
+import { E0, E0_SPLIT, windowLabel } from '../goals.js';
 import type { StorageJob } from '../loadProtocol.js';
+import type { NodeProcess } from '../nodes.js';
 import type { PhaseRecord } from '../report.js';
+import type { Seeded } from '../seed.js';
 
 /**
  * E0: the same Socket.IO load against the echo server, which has no database: the transport ceiling. It runs at
@@ -10,20 +12,67 @@ import type { PhaseRecord } from '../report.js';
  */
 export async function runE0(ctx: BenchContext): Promise<void> {
   const [echo, seeded] = await Promise.all([ctx.echoNode(), ctx.mainUsers()]);
+  await echoPhases(ctx, E0, 'e0', [echo], seeded, () => 0, 'echo server (Socket.IO, no database),');
+}
+
+/**
+ * The split control (not in the default run): E0's load on two echo servers, each member of a conversation on the
+ * server of its conversation (the placement of `--members together`), at every --windows value ("E0 2 processes
+ * w1", ...). Nothing crosses between two echo servers, so this measures what splitting the same Socket.IO work
+ * into two processes costs on the same cores, with no database; run it beside `e0` (docs/performance.md, goal 3).
+ */
+export async function runE0Split(ctx: BenchContext): Promise<void> {
+  const seeded = await ctx.mainUsers();
+  const servers = [await ctx.startEchoNode(), await ctx.startEchoNode()];
+  // A conversation's members are consecutive users.
+  const nodeOf = (user: number) => Math.floor(user / ctx.options.conversationSize) % 2;
+  try {
+    await echoPhases(
+      ctx,
+      E0_SPLIT,
+      'e0split',
+      servers,
+      seeded,
+      nodeOf,
+      "two echo servers (Socket.IO, no database), each conversation's members on one, the conversations split between them,",
+    );
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+/** One closed-loop phase of echo servers at each --windows value, recorded as `name wN`. */
+async function echoPhases(
+  ctx: BenchContext,
+  name: string,
+  scenario: string,
+  servers: NodeProcess[],
+  seeded: Seeded,
+  nodeOf: (user: number) => number,
+  what: string,
+): Promise<void> {
   for (const window of ctx.options.windows) {
-    const label = windowLabel(E0, window);
+    const label = windowLabel(name, window);
     await ctx.beforePhase();
     const { result, cpu, wait } = await runPhase(
-      { ...ctx.socketJob('echo', [echo.url], seeded), window },
+      {
+        ...ctx.socketJob(
+          'echo',
+          servers.map((s) => s.url),
+          seeded,
+          nodeOf,
+        ),
+        window,
+      },
       label,
-      ctx.metered([echo]),
+      ctx.metered(servers),
       ctx.progress,
     );
     ctx.progress.end(`${result.ackRate} acked/s, p99 ${result.ackLatency.p99} ms`);
     ctx.results.phases.push({
       label,
-      scenario: 'e0',
-      description: `echo server (Socket.IO, no database), ${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, window ${window}`,
+      scenario,
+      description: `${what} ${seeded.users.length} users in conversations of ${ctx.options.conversationSize}, window ${window}`,
       socket: result,
       cpu,
       wait,

@@ -8,6 +8,15 @@ describe('bench options', () => {
     expect(parseOptions(['--members', 'apart'], {}).members).to.equal('apart');
   });
 
+  it('leaves the pool sweep and the split echo control out of the default run, and runs either when named', () => {
+    const defaults = parseOptions([], {}).scenarios;
+    expect(defaults).to.include.members(['e0', 'xfchat', 'twonode']);
+    expect(defaults).not.to.include('e0split');
+    expect(defaults).not.to.include('poolsweep');
+    expect(parseOptions(['--scenario', 'e0,e0split'], {}).scenarios).to.deep.equal(['e0', 'e0split']);
+    expect(parseOptions(['--scenario', 'all'], {}).scenarios).to.include.members(['e0split', 'poolsweep']);
+  });
+
   it('refuses a placement it does not know, saying which ones it knows', () => {
     expect(() => parseOptions(['--members', 'mixed'], {})).to.throw(
       '--members must be apart or together (got "mixed")',
