@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import pg from 'pg';
 import {
   openBenchDatabase,
   vacuumWrittenTables,
@@ -14,29 +13,21 @@ interface TableStats {
   analyze_count: string;
 }
 
-async function tableStats(url: string): Promise<Map<string, TableStats>> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<TableStats>(
-      `SELECT relname, vacuum_count, analyze_count FROM pg_stat_user_tables
-       WHERE relname = ANY($1::text[])`,
-      [WRITTEN_TABLES],
-    );
-    return new Map(rows.map((row) => [row.relname, row]));
-  } finally {
-    await client.end();
-  }
+async function tableStats(database: BenchDatabase): Promise<Map<string, TableStats>> {
+  const rows = await database.query<TableStats>(
+    `SELECT relname, vacuum_count, analyze_count FROM pg_stat_user_tables
+     WHERE relname = ANY($1::text[])`,
+    [WRITTEN_TABLES],
+  );
+  return new Map(rows.map((row) => [row.relname, row]));
 }
 
 describe('bench database: the vacuum before each phase', function () {
   this.timeout(60_000);
-  let url: string;
   let database: BenchDatabase;
 
   before(async () => {
-    url = await createTestDatabase();
-    database = await openBenchDatabase(url, () => {});
+    database = await openBenchDatabase(await createTestDatabase(), () => {});
   });
 
   after(async () => {
@@ -66,11 +57,11 @@ describe('bench database: the vacuum before each phase', function () {
       'UPDATE conversation_participants SET last_read_seq = 20 WHERE conversation_id = $1',
       [conversation!.id],
     );
-    const before = await tableStats(url);
+    const before = await tableStats(database);
 
     const ms = await vacuumWrittenTables(database);
 
-    const after = await tableStats(url);
+    const after = await tableStats(database);
     expect(ms).to.be.greaterThan(0);
     for (const table of WRITTEN_TABLES) {
       const was = before.get(table);
