@@ -75,8 +75,10 @@ interface Outgoing {
 }
 
 /**
- * Sends notifications through Knex's pool, one statement at a time, in the order given: those given while a
- * statement runs go together in the next. `SELECT pg_notify($1, $2)` with parameters, not `NOTIFY channel,
+ * Sends notifications through Knex's pool, one statement at a time, in the order given: those given in one turn
+ * (a commit's several announcements) go in one statement, and those given while a statement runs together in the
+ * next. Each statement is a transaction whose commit wakes every listening connection of the database, so fewer
+ * statements cost PostgreSQL less. `SELECT pg_notify($1, $2)` with parameters, not `NOTIFY channel,
  * 'payload'` as pg-listen sends it: pg_stat_statements (track_utility, on by default) keeps an entry per distinct
  * utility statement text, so every announcement (each with its own messages) would take an entry of its own, up to
  * 8000 bytes of text, and evict the operator's statements; a parameterized SELECT is one entry for all.
@@ -85,7 +87,6 @@ function createSender(knex: Knex): (channel: string, payload: unknown) => Promis
   let waiting: Outgoing[] = [];
   let sending = false;
   async function drain(): Promise<void> {
-    sending = true;
     while (waiting.length > 0) {
       const batch = waiting;
       waiting = [];
@@ -106,7 +107,10 @@ function createSender(knex: Knex): (channel: string, payload: unknown) => Promis
   return (channel, payload) =>
     new Promise<void>((sent, failed) => {
       waiting.push({ channel, payload: JSON.stringify(payload), sent, failed });
-      if (!sending) void drain();
+      if (sending) return;
+      sending = true;
+      // After the current task, so that what its caller gives next goes along.
+      queueMicrotask(() => void drain());
     });
 }
 

@@ -55,7 +55,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     expect(JSON.stringify(statements[0]!.bindings)).to.include('quoted');
   });
 
-  it('delivers in the order given, those given while a statement runs together in the next', async () => {
+  it('sends what is given in one turn in one statement, in the order given', async () => {
     const [from, to] = [await open(), await open()];
     const channel = `test_${randomUUID().replaceAll('-', '')}`;
     const heard: number[] = [];
@@ -64,8 +64,30 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     const onQuery = () => (statements += 1);
     db.knex.on('query', onQuery);
     try {
-      // Given all at once: the first goes alone, the rest wait for it and go together.
-      await Promise.all(Array.from({ length: 200 }, (_, i) => from.notify(channel, { i })));
+      // A commit's several announcements are given one after the other, in one turn.
+      await Promise.all(Array.from({ length: 50 }, (_, i) => from.notify(channel, { i })));
+      await waitFor(() => heard.length === 50, { what: '50 notifications' });
+    } finally {
+      db.knex.off('query', onQuery);
+    }
+    expect(heard).to.deep.equal(Array.from({ length: 50 }, (_, i) => i));
+    expect(statements).to.equal(1);
+  });
+
+  it('sends what is given while a statement runs together in the next, in the order given', async () => {
+    const [from, to] = [await open(), await open()];
+    const channel = `test_${randomUUID().replaceAll('-', '')}`;
+    const heard: number[] = [];
+    await to.listen(channel, (payload) => heard.push((payload as { i: number }).i));
+    let statements = 0;
+    const onQuery = () => (statements += 1);
+    db.knex.on('query', onQuery);
+    try {
+      const first = from.notify(channel, { i: 0 });
+      // A turn later the first one's statement is on its way; these wait for it.
+      await new Promise((resolve) => setImmediate(resolve));
+      const rest = Array.from({ length: 199 }, (_, i) => from.notify(channel, { i: i + 1 }));
+      await Promise.all([first, ...rest]);
       await waitFor(() => heard.length === 200, { what: '200 notifications' });
     } finally {
       db.knex.off('query', onQuery);
@@ -84,9 +106,10 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
         () => undefined,
         (err: unknown) => err,
       );
-    // The first goes alone; the next two wait for it and go together. NOTIFY takes payloads under 8000 bytes:
-    // PostgreSQL refuses the big one, and the statement with it.
+    // The first goes alone; the next two, given a turn later, wait for it and go together. NOTIFY takes payloads
+    // under 8000 bytes: PostgreSQL refuses the big one, and the statement with it.
     const first = from.notify(channel, { i: 0 });
+    await new Promise((resolve) => setImmediate(resolve));
     const tooBig = failure(from.notify(channel, { big: 'x'.repeat(9000) }));
     const alongside = failure(from.notify(channel, { i: 1 }));
     await first;
