@@ -167,3 +167,29 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     },
   };
 }
+
+/**
+ * Connections of Knex's own pool (its acquire timeout and its types apply), for statements that Knex cannot send:
+ * named (prepared) ones, such as the writer's calls and the notifications to other nodes.
+ */
+export interface PoolConnections {
+  acquire(): Promise<pg.ClientBase>;
+  release(client: pg.ClientBase): void;
+}
+
+/** The part of Knex's client (typed `any` by Knex) that hands out and takes back pool connections. */
+interface KnexPool {
+  acquireConnection(): Promise<pg.ClientBase>;
+  releaseConnection(connection: pg.ClientBase): Promise<void>;
+}
+
+export function knexConnections(knex: Knex): PoolConnections {
+  const pool = knex.client as KnexPool;
+  return {
+    acquire: () => pool.acquireConnection(),
+    release: (client) => {
+      // Knex's release never rejects (it only hands the connection back to its pool).
+      void pool.releaseConnection(client);
+    },
+  };
+}

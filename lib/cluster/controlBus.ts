@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { DatabaseConfig } from '../config.js';
-import { pgConnectionConfig } from '../db.js';
+import { knexConnections, pgConnectionConfig, type PoolConnections } from '../db.js';
 import type { Logger } from '../logger.js';
 
 /** Cross-node control events. Keep payloads tiny: NOTIFY carries at most 8000 bytes. */
@@ -75,28 +75,41 @@ interface Outgoing {
 }
 
 /**
+ * One statement sends a batch of notifications, in order: a function scan returns the arrays' elements in order,
+ * and PostgreSQL delivers a transaction's notifications in the order they were sent. Named, so that each pool
+ * connection parses and plans it once.
+ */
+const NOTIFY = {
+  name: 'xfchat_notify_v1',
+  text: 'SELECT count(pg_notify(n.channel, n.payload)) FROM unnest($1::text[], $2::text[]) AS n(channel, payload)',
+};
+
+/**
  * Sends notifications through Knex's pool, one statement at a time, in the order given: those given in one turn
  * (a commit's several announcements) go in one statement, and those given while a statement runs together in the
  * next. Each statement is a transaction whose commit wakes every listening connection of the database, so fewer
- * statements cost PostgreSQL less. `SELECT pg_notify($1, $2)` with parameters, not `NOTIFY channel,
- * 'payload'` as pg-listen sends it: pg_stat_statements (track_utility, on by default) keeps an entry per distinct
- * utility statement text, so every announcement (each with its own messages) would take an entry of its own, up to
- * 8000 bytes of text, and evict the operator's statements; a parameterized SELECT is one entry for all.
+ * statements cost PostgreSQL less. `pg_notify()` with parameters, not `NOTIFY channel, 'payload'` as pg-listen
+ * sends it: pg_stat_statements (track_utility, on by default) keeps an entry per distinct utility statement text,
+ * so every announcement (each with its own messages) would take an entry of its own, up to 8000 bytes of text, and
+ * evict the operator's statements; a parameterized SELECT is one entry for all.
  */
-function createSender(knex: Knex): (channel: string, payload: unknown) => Promise<void> {
+function createSender(connections: PoolConnections): (channel: string, payload: unknown) => Promise<void> {
   let waiting: Outgoing[] = [];
   let sending = false;
+  async function send(batch: readonly Outgoing[]): Promise<void> {
+    const client = await connections.acquire();
+    try {
+      await client.query({ ...NOTIFY, values: [batch.map((o) => o.channel), batch.map((o) => o.payload)] });
+    } finally {
+      connections.release(client);
+    }
+  }
   async function drain(): Promise<void> {
     while (waiting.length > 0) {
       const batch = waiting;
       waiting = [];
       try {
-        // A function scan returns the arrays' elements in order, and PostgreSQL delivers a transaction's
-        // notifications in the order they were sent.
-        await knex.raw(
-          'SELECT count(pg_notify(n.channel, n.payload)) FROM unnest(?::text[], ?::text[]) AS n(channel, payload)',
-          [batch.map((o) => o.channel), batch.map((o) => o.payload)],
-        );
+        await send(batch);
         for (const o of batch) o.sent();
       } catch (err) {
         for (const o of batch) o.failed(err);
@@ -161,7 +174,7 @@ export async function createControlBus(
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
-  const send = createSender(knex);
+  const send = createSender(knexConnections(knex));
 
   let closing: Promise<void> | undefined;
   return {

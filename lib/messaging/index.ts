@@ -2,7 +2,7 @@ import { ConversationActor } from '../../actors/ConversationActor.js';
 import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
 import type { NextBatch } from '../../actors/Mailbox.js';
 import type { Config } from '../config.js';
-import type { Database } from '../db.js';
+import { knexConnections, type Database } from '../db.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
@@ -11,7 +11,6 @@ import type { ControlBus } from '../cluster/controlBus.js';
 import { createFanout, type CommitNews } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
 import { createMessageService, type MessageService } from './service.js';
-import { knexConnections } from './statements.js';
 import { sameBatch, type MessageActor, type MessageCommand, type Outcome, type Stored } from './types.js';
 import { createGroupCommitWriter, type GroupCommitWriter, type Written } from './writer.js';
 

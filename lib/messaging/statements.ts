@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import type pg from 'pg';
 import { AppError, validationError } from '../errors.js';
 import type { PublicMessage } from '../protocol/index.js';
@@ -229,27 +228,4 @@ export async function writeBatches(
     }
     return outcomes;
   });
-}
-
-/** A connection of Knex's own pool (its acquire timeout and its types apply), for the writer's calls. */
-export interface PoolConnections {
-  acquire(): Promise<pg.ClientBase>;
-  release(client: pg.ClientBase): void;
-}
-
-/** The part of Knex's client (typed `any` by Knex) that hands out and takes back pool connections. */
-interface KnexPool {
-  acquireConnection(): Promise<pg.ClientBase>;
-  releaseConnection(connection: pg.ClientBase): Promise<void>;
-}
-
-export function knexConnections(knex: Knex): PoolConnections {
-  const pool = knex.client as KnexPool;
-  return {
-    acquire: () => pool.acquireConnection(),
-    release: (client) => {
-      // Knex's release never rejects (it only hands the connection back to its pool).
-      void pool.releaseConnection(client);
-    },
-  };
 }

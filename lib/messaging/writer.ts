@@ -3,7 +3,8 @@ import { shuttingDown, type NextBatch } from '../../actors/Mailbox.js';
 import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
-import { BUSY, writeBatches, type Announce, type PoolConnections } from './statements.js';
+import type { PoolConnections } from '../db.js';
+import { BUSY, writeBatches, type Announce } from './statements.js';
 import type { ConversationBatch, MessageCommand, Outcome, Stored } from './types.js';
 
 export type WriteOutcome = Outcome<Stored>;

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { createControlBus, type ControlBus } from '../../lib/cluster/controlBus.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
@@ -33,26 +34,54 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     return bus;
   };
 
+  /**
+   * The statements the buses send while `run` runs, as the pool connections receive them (the buses send through
+   * Knex's pool, as named statements Knex's query events do not see).
+   */
+  const sentDuring = async (run: () => Promise<void>): Promise<pg.QueryConfig[]> => {
+    const pool = db.knex.client as { acquireConnection(): Promise<pg.ClientBase> };
+    const acquire = pool.acquireConnection.bind(pool);
+    const statements: pg.QueryConfig[] = [];
+    const watched = new Set<pg.ClientBase>();
+    pool.acquireConnection = async () => {
+      const client = await acquire();
+      if (!watched.has(client)) {
+        // The same object goes back to the pool: its prototype's query is shadowed here, and uncovered afterwards.
+        const query = client.query.bind(client) as (config: pg.QueryConfig) => Promise<pg.QueryResult>;
+        watched.add(client);
+        Object.assign(client, {
+          query: (config: pg.QueryConfig) => {
+            statements.push(config);
+            return query(config);
+          },
+        });
+      }
+      return client;
+    };
+    try {
+      await run();
+    } finally {
+      pool.acquireConnection = acquire;
+      for (const client of watched) delete (client as { query?: unknown }).query;
+    }
+    return statements;
+  };
+
   it('sends with parameters, never with the payload in the statement text (pg_stat_statements keeps one entry)', async () => {
     const [from, to] = [await open(), await open()];
     const channel = `test_${randomUUID().replaceAll('-', '')}`;
     const heard: unknown[] = [];
     await to.listen(channel, (payload) => heard.push(payload));
-    const statements: Array<{ sql: string; bindings: unknown }> = [];
-    const onQuery = (query: { sql: string; bindings?: unknown }) =>
-      statements.push({ sql: query.sql, bindings: query.bindings });
-    db.knex.on('query', onQuery);
-    try {
-      const payload = { n: 'node', m: [["it's a 'quoted' body", 1]] };
+    const payload = { n: 'node', m: [["it's a 'quoted' body", 1]] };
+    const statements = await sentDuring(async () => {
       await from.notify(channel, payload);
       await waitFor(() => heard.length === 1, { what: 'the notification' });
-      expect(heard).to.deep.equal([payload]);
-    } finally {
-      db.knex.off('query', onQuery);
-    }
+    });
+    expect(heard).to.deep.equal([payload]);
     expect(statements).to.have.length(1);
-    expect(statements[0]!.sql).to.include('pg_notify').and.not.include('quoted');
-    expect(JSON.stringify(statements[0]!.bindings)).to.include('quoted');
+    expect(statements[0]!.text).to.include('pg_notify').and.not.include('quoted');
+    expect(statements[0]!.name, 'a named statement, parsed once per connection').to.be.a('string');
+    expect(JSON.stringify(statements[0]!.values)).to.include('quoted');
   });
 
   it('sends what is given in one turn in one statement, in the order given', async () => {
@@ -60,18 +89,13 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     const channel = `test_${randomUUID().replaceAll('-', '')}`;
     const heard: number[] = [];
     await to.listen(channel, (payload) => heard.push((payload as { i: number }).i));
-    let statements = 0;
-    const onQuery = () => (statements += 1);
-    db.knex.on('query', onQuery);
-    try {
+    const statements = await sentDuring(async () => {
       // A commit's several announcements are given one after the other, in one turn.
       await Promise.all(Array.from({ length: 50 }, (_, i) => from.notify(channel, { i })));
       await waitFor(() => heard.length === 50, { what: '50 notifications' });
-    } finally {
-      db.knex.off('query', onQuery);
-    }
+    });
     expect(heard).to.deep.equal(Array.from({ length: 50 }, (_, i) => i));
-    expect(statements).to.equal(1);
+    expect(statements).to.have.length(1);
   });
 
   it('sends what is given while a statement runs together in the next, in the order given', async () => {
@@ -79,21 +103,16 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     const channel = `test_${randomUUID().replaceAll('-', '')}`;
     const heard: number[] = [];
     await to.listen(channel, (payload) => heard.push((payload as { i: number }).i));
-    let statements = 0;
-    const onQuery = () => (statements += 1);
-    db.knex.on('query', onQuery);
-    try {
+    const statements = await sentDuring(async () => {
       const first = from.notify(channel, { i: 0 });
       // A turn later the first one's statement is on its way; these wait for it.
       await new Promise((resolve) => setImmediate(resolve));
       const rest = Array.from({ length: 199 }, (_, i) => from.notify(channel, { i: i + 1 }));
       await Promise.all([first, ...rest]);
       await waitFor(() => heard.length === 200, { what: '200 notifications' });
-    } finally {
-      db.knex.off('query', onQuery);
-    }
+    });
     expect(heard).to.deep.equal(Array.from({ length: 200 }, (_, i) => i));
-    expect(statements).to.equal(2);
+    expect(statements).to.have.length(2);
   });
 
   it('rejects the sends of a statement that failed, and sends the next ones', async () => {

@@ -8,7 +8,8 @@ import {
   type TransactionReport,
   type Written,
 } from '../../lib/messaging/writer.js';
-import { knexConnections, MESSAGES_CHANNEL, type Announce } from '../../lib/messaging/statements.js';
+import { knexConnections } from '../../lib/db.js';
+import { MESSAGES_CHANNEL, type Announce } from '../../lib/messaging/statements.js';
 import type { MessageCommand, Stored } from '../../lib/messaging/types.js';
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
