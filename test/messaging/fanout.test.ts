@@ -1,9 +1,8 @@
 import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
-import { createDatabase, type Database } from '../../lib/db.js';
+import { createDatabase, knexConnections, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createFanout, toWire, type Fanout } from '../../lib/messaging/fanout.js';
-import { knexConnections } from '../../lib/db.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';

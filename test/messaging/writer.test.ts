@@ -8,13 +8,12 @@ import {
   type TransactionReport,
   type Written,
 } from '../../lib/messaging/writer.js';
-import { knexConnections } from '../../lib/db.js';
 import { MESSAGES_CHANNEL, type Announce } from '../../lib/messaging/statements.js';
 import type { MessageCommand, Stored } from '../../lib/messaging/types.js';
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
-import { createDatabase, type Database } from '../../lib/db.js';
+import { createDatabase, knexConnections, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
