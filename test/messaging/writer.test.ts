@@ -180,6 +180,81 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     });
   });
 
+  it('numbers a group commit over many conversations: every answer is the stored row, seqs gap-free in input order', async () => {
+    const ids = await Promise.all(Array.from({ length: 40 }, () => conversation()));
+    const reports: TransactionReport[] = [];
+    // The first transaction is held, so the 40 batches below go together in the next one.
+    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports);
+    const held = w.write({
+      conversationId: ids[0]!,
+      commands: [{ kind: 'send', senderId: alice, clientMsgId: 'held', body: 'held', replyToSeq: null }],
+    });
+    await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
+    const send = (senderId: string, clientMsgId: string, replyToSeq: number | null = null) =>
+      ({ kind: 'send', senderId, clientMsgId, body: `body ${clientMsgId}`, replyToSeq }) as const;
+    const batches = ids.map((id, i) => ({
+      conversationId: id,
+      commands: [
+        send(alice, `a${i}`),
+        send(bob, `b${i}`),
+        // In every fourth conversation a reply to a seq that does not exist yet: refused, and no seq taken.
+        i % 4 === 0 ? send(bob, `r${i}`, 9) : send(alice, `c${i}`),
+        send(bob, `d${i}`),
+        // A reply to the message the held transaction committed.
+        ...(i === 0 ? [send(alice, 'reply', 1)] : []),
+      ],
+    }));
+    const answered = batches.map((batch) => w.write(batch));
+    gate();
+    await held;
+    const outcomes = await Promise.all(answered);
+    expect(reports.map((r) => r.batches)).to.deep.equal([1, 40]);
+    for (const [i, batch] of batches.entries()) {
+      const answers = outcomes[i]!;
+      // The held transaction wrote seq 1 of the first conversation.
+      const base = i === 0 ? 1 : 0;
+      if (i % 4 === 0) expect(errorCode(answers[2])).to.equal('VALIDATION_FAILED');
+      const accepted = answers.filter((o) => o.ok).map((o) => ok(o).message.seq);
+      expect(accepted).to.deep.equal(
+        Array.from({ length: batch.commands.length - (i % 4 === 0 ? 1 : 0) }, (_, k) => base + 1 + k),
+      );
+      const stored = await rows<{
+        id: string;
+        seq: number;
+        version: number;
+        sender_id: string;
+        client_msg_id: string;
+        body: string;
+        reply_to_seq: number | null;
+        created_ms: number;
+      }>(
+        db.knex,
+        `SELECT id, seq, version, sender_id, client_msg_id, body, reply_to_seq,
+           floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+         FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq`,
+        [batch.conversationId, base],
+      );
+      const answeredMessages = answers.filter((o) => o.ok).map((o) => ok(o).message);
+      expect(
+        answeredMessages.map((m) => ({
+          id: m.id,
+          seq: m.seq,
+          version: m.version,
+          sender_id: m.senderId,
+          client_msg_id: m.clientMsgId,
+          body: m.body,
+          reply_to_seq: m.replyToSeq,
+          created_ms: Date.parse(m.createdAt),
+        })),
+      ).to.deep.equal(stored);
+      const last = stored.at(-1)!.seq;
+      expect(await state(batch.conversationId)).to.deep.equal({
+        lastSeq: last,
+        seqs: Array.from({ length: last }, (_, k) => k + 1),
+      });
+    }
+  });
+
   it('refuses a sender who stopped being a participant after the send was accepted: NOT_FOUND, no seq', async () => {
     const id = await conversation();
     const w = writer(db.knex, 1);
