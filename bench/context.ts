@@ -101,6 +101,7 @@ export function createContext(
     started.push(running);
     return running;
   };
+  const startEcho = () => track(startEchoNode(options.nativeWsModules));
 
   const context: BenchContext = {
     options,
@@ -150,12 +151,10 @@ export function createContext(
       await node?.stop();
     },
     echoNode() {
-      echo ??= track(startEchoNode(options.nativeWsModules));
+      echo ??= startEcho();
       return echo;
     },
-    startEchoNode() {
-      return track(startEchoNode(options.nativeWsModules));
-    },
+    startEchoNode: startEcho,
     startNode(nodeOptions) {
       const label = nodeOptions.label ?? `node-${++unnamed}`;
       return track(

@@ -34,6 +34,17 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     return bus;
   };
 
+  /** Two buses on a channel of their own: `from` sends, and `heard` is what the other heard, each read by `read`. */
+  const pair = async <T>(read: (payload: unknown) => T) => {
+    const [from, to] = [await open(), await open()];
+    const channel = `test_${randomUUID().replaceAll('-', '')}`;
+    const heard: T[] = [];
+    await to.listen(channel, (payload) => heard.push(read(payload)));
+    return { from, channel, heard };
+  };
+  const asIs = (payload: unknown) => payload;
+  const index = (payload: unknown) => (payload as { i: number }).i;
+
   /**
    * The statements the buses send while `run` runs, as the pool connections receive them (the buses send through
    * Knex's pool, as named statements Knex's query events do not see).
@@ -68,10 +79,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
   };
 
   it('sends with parameters, never with the payload in the statement text (pg_stat_statements keeps one entry)', async () => {
-    const [from, to] = [await open(), await open()];
-    const channel = `test_${randomUUID().replaceAll('-', '')}`;
-    const heard: unknown[] = [];
-    await to.listen(channel, (payload) => heard.push(payload));
+    const { from, channel, heard } = await pair(asIs);
     const payload = { n: 'node', m: [["it's a 'quoted' body", 1]] };
     const statements = await sentDuring(async () => {
       await from.notify(channel, payload);
@@ -85,10 +93,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
   });
 
   it('sends what is given in one turn in one statement, in the order given', async () => {
-    const [from, to] = [await open(), await open()];
-    const channel = `test_${randomUUID().replaceAll('-', '')}`;
-    const heard: number[] = [];
-    await to.listen(channel, (payload) => heard.push((payload as { i: number }).i));
+    const { from, channel, heard } = await pair(index);
     const statements = await sentDuring(async () => {
       // A commit's several announcements are given one after the other, in one turn.
       await Promise.all(Array.from({ length: 50 }, (_, i) => from.notify(channel, { i })));
@@ -99,10 +104,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
   });
 
   it('sends what is given while a statement runs together in the next, in the order given', async () => {
-    const [from, to] = [await open(), await open()];
-    const channel = `test_${randomUUID().replaceAll('-', '')}`;
-    const heard: number[] = [];
-    await to.listen(channel, (payload) => heard.push((payload as { i: number }).i));
+    const { from, channel, heard } = await pair(index);
     const statements = await sentDuring(async () => {
       const first = from.notify(channel, { i: 0 });
       // A turn later the first one's statement is on its way; these wait for it.
@@ -116,10 +118,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
   });
 
   it('rejects the sends of a statement that failed, and sends the next ones', async () => {
-    const [from, to] = [await open(), await open()];
-    const channel = `test_${randomUUID().replaceAll('-', '')}`;
-    const heard: unknown[] = [];
-    await to.listen(channel, (payload) => heard.push(payload));
+    const { from, channel, heard } = await pair(asIs);
     const failure = (sending: Promise<void>) =>
       sending.then(
         () => undefined,
