@@ -61,10 +61,10 @@ export interface Config {
     /** Message-writing transactions running at once per node (capped below DB_POOL_SIZE). */
     writeConcurrency: number;
     /**
-     * When committed messages are announced to the other nodes: inside the commit (`commit`, the default:
-     * delivered at once even if the writer dies right after; PostgreSQL commits notifying transactions one at a
-     * time) or `after` it (a writer that dies between its commit and its announcement leaves them to the other
-     * nodes' catch-up, within seconds). docs/messaging.md.
+     * When committed messages are announced to the other nodes: `after` the commit (the default; a writer that
+     * dies between its commit and its announcement leaves them to the other nodes' catch-up, within seconds) or
+     * inside it (`commit`: delivered even then at once, but PostgreSQL commits notifying transactions one at a
+     * time). docs/messaging.md.
      */
     announce: MessageAnnounce;
     /** Largest Socket.IO message in bytes. */
@@ -292,8 +292,8 @@ export const SETTINGS = {
     kind: 'choice',
     group: 'database',
     choices: ANNOUNCE_MODES,
-    default: 'commit',
-    doc: "how other nodes hear of committed messages: `commit` (a NOTIFY inside the write transaction: delivered only if it commits, and even if the writer dies right after) or `after` (a NOTIFY right after each commit; a writer that dies in between leaves its last messages to the other nodes' catch-up, 3.5-4.5 s later); see docs/messaging.md",
+    default: 'after',
+    doc: "how other nodes hear of committed messages: `after` (a NOTIFY right after each commit; a writer that dies in between leaves its last messages to the other nodes' catch-up, 3.5-4.5 s later) or `commit` (a NOTIFY inside the write transaction: delivered even then, but PostgreSQL then commits the nodes' write transactions one at a time); see docs/messaging.md",
   },
   SOCKET_EVENTS_PER_SEC: {
     kind: 'int',

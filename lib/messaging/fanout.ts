@@ -12,11 +12,11 @@ import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
 /**
  * Committed writes between nodes. The writing node delivers to its own subscribers itself, after the commit;
- * the other nodes hear of each commit by a NOTIFY that the write transaction sends itself (MESSAGE_ANNOUNCE=commit,
- * the default; see statements.ts), or that the writing node sends right after it ({@link Fanout.publish}, `after`).
- * A payload carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq
- * ranges, which a node reads from `messages` only if it has subscribers of the conversation; changed messages
- * (edits, deletes, reactions) are announced by seq and read in their current state the same way.
+ * the other nodes hear of each commit by a NOTIFY the writing node sends right after it ({@link Fanout.publish},
+ * MESSAGE_ANNOUNCE=after), or that the write transaction sends itself (`commit`; see statements.ts). A payload
+ * carries the messages themselves when they fit in NOTIFY's 8000 bytes, and otherwise their seq ranges, which a
+ * node reads from `messages` only if it has subscribers of the conversation; changed messages (edits, deletes,
+ * reactions) are announced by seq and read in their current state the same way.
  *
  * Announced after the commit, a commit whose writer dies in between is never announced. Every node therefore
  * says it runs every second while it knows of others (the heartbeat); a node silent for a few seconds counts as
@@ -100,7 +100,7 @@ export interface FanoutDeps {
   peerCheckMs?: number;
   /** After the count grew, how long until the second catch-up (here and on the other nodes). @default 3000 */
   peerSettleMs?: number;
-  /** MESSAGE_ANNOUNCE: `commit` announces in the write transaction, `after` right after it. @default 'commit' */
+  /** MESSAGE_ANNOUNCE: `commit` announces in the write transaction, `after` right after it. @default 'after' */
   mode?: MessageAnnounce;
   /**
    * How long another node may stay silent (no heartbeat, no announcement) before it counts as gone and this
@@ -286,7 +286,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const holes = new Map<string, { since: number; seq: number; version: number }>();
   /** The other nodes heard from (any announcement, hello, answer or heartbeat), and when. */
   const peers = new Map<string, number>();
-  const mode = deps.mode ?? 'commit';
+  const mode = deps.mode ?? 'after';
   const peerGoneMs = deps.peerGoneMs ?? 3500;
   const holeSettleMs = deps.holeSettleMs ?? 1000;
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */

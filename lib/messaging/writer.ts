@@ -226,8 +226,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Taken[], freeSlot: () => void): Promise<void> {
     const batches = group.map((p) => p.batch);
-    // While announcing, the nodes want the same conversations (and PostgreSQL serializes the commits of
-    // transactions that NOTIFY): waiting for a held conversation costs less than skipping it and writing it again.
+    // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
+    // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
     const wait = announcing || group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;

@@ -10,7 +10,7 @@ import { waitFor } from '../helpers/waitFor.js';
 
 /**
  * Committed messages reach the other nodes even if the writer dies the instant it has committed: announced by a
- * NOTIFY inside the write transaction (MESSAGE_ANNOUNCE=commit, the default), or right after it (`after`), and
+ * NOTIFY inside the write transaction (MESSAGE_ANNOUNCE=commit), or right after it (`after`, the default), and
  * then, when the writer died in between, read by the other nodes once its heartbeat stops. A node alone
  * announces nothing.
  */

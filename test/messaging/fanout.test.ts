@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { loadDatabaseConfig, type MessageAnnounce } from '../../lib/config.js';
+import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, knexConnections, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createFanout, toWire, type Fanout } from '../../lib/messaging/fanout.js';
@@ -76,7 +76,6 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     holeSettleMs?: number;
     beatMs?: number;
     failNotify?: () => boolean;
-    mode?: MessageAnnounce;
   }) {
     const state = {
       nodes: options.nodes,
@@ -114,7 +113,6 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       peerGoneMs: options.peerGoneMs,
       holeSettleMs: options.holeSettleMs,
       beatMs: options.beatMs,
-      mode: options.mode,
     });
     const announce = (payload: unknown) => {
       if (!state.announcement) throw new Error('the fanout did not LISTEN');
@@ -229,27 +227,17 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     // A node that has just started says hello: this one answers, and announces to it before the adapter counts it.
     announce({ n: 'a-new-node', h: 1 });
     expect(state.notices.slice(1)).to.deep.equal([{ n: fanout.node, p: 1 }]);
-    expect(await fanout.announce(), 'in the commit, by default').to.deep.equal({
-      node: fanout.node,
-      inCommit: true,
-    });
+    expect(await fanout.announce()).to.deep.equal({ node: fanout.node, inCommit: false });
     fanout.close();
     // Its own hello coming back is not another node.
-    const {
-      fanout: second,
-      state: secondState,
-      announce: toSecond,
-    } = await startFanout({ nodes: 1, mode: 'after' });
+    const { fanout: second, state: secondState, announce: toSecond } = await startFanout({ nodes: 1 });
     toSecond({ n: second.node, h: 1 });
     expect(secondState.notices).to.have.length(1);
     expect(await second.announce(), 'its own hello').to.equal(undefined);
     // An answer to its hello is a node running.
     toSecond({ n: 'a-running-node', p: 1 });
     expect(secondState.notices, 'an answer is not answered').to.have.length(1);
-    expect(await second.announce(), 'MESSAGE_ANNOUNCE=after').to.deep.equal({
-      node: second.node,
-      inCommit: false,
-    });
+    expect(await second.announce()).to.deep.equal({ node: second.node, inCommit: false });
   });
 
   it('fills a hole that lasts from messages: an announcement that never came', async () => {
@@ -286,12 +274,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
 
   it('catches up when another node falls silent: its last commit, never announced, still arrives', async () => {
     const [before] = await sendUnannounced('before');
-    const { fanout, state, announce } = await startFanout({
-      nodes: 1,
-      peerGoneMs: 200,
-      beatMs: 25,
-      mode: 'after',
-    });
+    const { fanout, state, announce } = await startFanout({ nodes: 1, peerGoneMs: 200, beatMs: 25 });
     fanout.seen(conversationId, before!.seq, before!.version);
     expect(state.beats, 'alone: no heartbeat').to.equal(0);
     announce({ n: 'the-other-node', b: 1 });
@@ -309,7 +292,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
 
   it('announces a commit after it (MESSAGE_ANNOUNCE=after), and asks for a catch-up once a lost one can be', async () => {
     let failing = false;
-    const { fanout, state } = await startFanout({ nodes: 2, failNotify: () => failing, mode: 'after' });
+    const { fanout, state } = await startFanout({ nodes: 2, failNotify: () => failing });
     const [sent] = await sendUnannounced('announced after the commit');
     fanout.publish({ created: [sent!], repeated: [], changed: [] });
     expect(state.notices.at(-1)).to.deep.equal({ n: fanout.node, m: [wire(sent!)] });
