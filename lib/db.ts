@@ -26,6 +26,8 @@ export interface ServerInfo {
 
 export interface Database {
   readonly knex: Knex;
+  /** Connections of Knex's pool for the statements Knex cannot send (named ones), observed like Knex's queries. */
+  readonly connections: PoolConnections;
   /** Resolves true when PostgreSQL answers `SELECT 1` within `timeoutMs`. Never rejects. */
   ping(timeoutMs: number): Promise<boolean>;
   /** Connects and reports the server; rejects with the driver error when it cannot. */
@@ -71,27 +73,47 @@ export interface DatabaseHooks {
   onQueryError?: (err: unknown) => void;
 }
 
+/** Where the statements' log lines and metrics go: Knex's queries and the named statements alike. */
+export interface QueryObserver {
+  logger: Logger;
+  /** SLOW_QUERY_MS; 0 turns the slow-query report off. */
+  slowQueryMs: number;
+  hooks: DatabaseHooks;
+}
+
+/**
+ * A statement that finished: slow ones at warn, by their SQL text (Knex's, with placeholders) or their name (a
+ * named statement). Values are never logged.
+ */
+function finished(
+  observer: QueryObserver,
+  ms: number,
+  failed: boolean,
+  what: { sql: string } | { statement: string },
+) {
+  if (observer.slowQueryMs > 0 && ms >= observer.slowQueryMs) {
+    observer.logger.warn({ ...what, ms: Math.round(ms), failed }, 'slow query');
+    observer.hooks.onSlowQuery?.();
+  }
+}
+
 /** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
-function attachQueryLogging(knex: Knex, logger: Logger, slowQueryMs: number, hooks: DatabaseHooks): void {
+function attachQueryLogging(knex: Knex, observer: QueryObserver): void {
   const started = new Map<string, number>();
   knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
     if (q.__knexQueryUid) started.set(q.__knexQueryUid, performance.now());
-    logger.debug({ sql: q.sql }, 'query');
+    observer.logger.debug({ sql: q.sql }, 'query');
   });
   const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean) => {
     if (!q.__knexQueryUid) return;
     const t0 = started.get(q.__knexQueryUid);
     started.delete(q.__knexQueryUid);
     if (t0 === undefined) return;
-    const ms = performance.now() - t0;
-    if (slowQueryMs > 0 && ms >= slowQueryMs) {
-      logger.warn({ sql: q.sql, ms: Math.round(ms), failed }, 'slow query');
-      hooks.onSlowQuery?.();
-    }
+    finished(observer, performance.now() - t0, failed, { sql: q.sql });
   };
   knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, false));
   knex.on('query-error', (err: unknown, q: { __knexQueryUid?: string; sql: string }) => {
-    hooks.onQueryError?.(err);
+    observer.hooks.onQueryError?.(err);
     finish(q, true);
   });
 }
@@ -112,11 +134,13 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
       debug: (message: string) => logger.debug({ source: 'knex' }, message),
     },
   });
-  attachQueryLogging(knex, logger, config.slowQueryMs, hooks);
+  const observer: QueryObserver = { logger, slowQueryMs: config.slowQueryMs, hooks };
+  attachQueryLogging(knex, observer);
   let closing: Promise<void> | undefined;
 
   return {
     knex,
+    connections: knexConnections(knex, observer),
     async ping(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<boolean>((resolve) => {
@@ -175,6 +199,17 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
 export interface PoolConnections {
   acquire(): Promise<pg.ClientBase>;
   release(client: pg.ClientBase): void;
+  /**
+   * An acquired connection as named statements are sent on it: each one logged at debug by its name, and its
+   * failure or slow run reported like a Knex query's (the log, `xfchat_db_errors_total`,
+   * `xfchat_db_slow_queries_total`), since Knex's query events never see it.
+   */
+  observed(client: pg.ClientBase): StatementTarget;
+}
+
+/** What a named statement is sent on: a pool connection, or the same observed. */
+export interface StatementTarget {
+  query<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>>;
 }
 
 /** The part of Knex's client (typed `any` by Knex) that hands out and takes back pool connections. */
@@ -183,13 +218,34 @@ interface KnexPool {
   releaseConnection(connection: pg.ClientBase): Promise<void>;
 }
 
-export function knexConnections(knex: Knex): PoolConnections {
+/** Without an observer (tests, tools), `observed` hands back the connection itself. */
+export function knexConnections(knex: Knex, observer?: QueryObserver): PoolConnections {
   const pool = knex.client as KnexPool;
   return {
     acquire: () => pool.acquireConnection(),
     release: (client) => {
       // Knex's release never rejects (it only hands the connection back to its pool).
       void pool.releaseConnection(client);
+    },
+    observed(client) {
+      if (observer === undefined) return client;
+      return {
+        async query<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+          const name = statement.name ?? 'unnamed';
+          observer.logger.debug({ statement: name }, 'query');
+          const started = performance.now();
+          let failed = false;
+          try {
+            return await client.query<R>(statement);
+          } catch (err) {
+            failed = true;
+            observer.hooks.onQueryError?.(err);
+            throw err;
+          } finally {
+            finished(observer, performance.now() - started, failed, { statement: name });
+          }
+        },
+      };
     },
   };
 }

@@ -149,7 +149,7 @@ export async function startServer(
     // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
     let onControlBusReconnect = (): void => undefined;
     const controlBus = own(
-      await createControlBus(config.database, db.knex, logger, () => onControlBusReconnect()).catch(
+      await createControlBus(config.database, db.connections, logger, () => onControlBusReconnect()).catch(
         (err: unknown) => {
           throw explainConnectError(err, config.database);
         },

@@ -7,6 +7,7 @@ import { sampleValue, scrape } from './helpers/prometheus.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { startTestServer } from './helpers/server.js';
 import { expectOk, friendsOf, newUser, send } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { connectSocket } from './helpers/sockets.js';
 import { insertUser } from './helpers/users.js';
@@ -189,6 +190,66 @@ describe('metrics and logs', function () {
     ).to.equal(true);
     expect(logs.text()).not.to.include(secretA);
     expect(logs.text()).not.to.include(secretB);
+  });
+
+  it('counts the named statements too (the write calls, the notifications): failures by SQLSTATE, slow runs by name', async () => {
+    const { knex, connections } = a.services.db;
+    // A write call that fails inside PostgreSQL: a trigger refuses one marked body with a SQLSTATE of its own.
+    const marked = `refused-for-metrics-${randomUUID()}`;
+    await knex.raw(`CREATE FUNCTION refuse_for_metrics() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.body LIKE 'refused-for-metrics-%' THEN RAISE EXCEPTION 'refused by the metrics test' USING ERRCODE = 'XF001'; END IF;
+        RETURN NEW;
+      END $$`);
+    await knex.raw(
+      'CREATE TRIGGER refuse_for_metrics BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_for_metrics()',
+    );
+    try {
+      const owner = await newUser(a);
+      const [friend] = await friendsOf(a, owner, 1);
+      const created = await request<{ conversation: { id: string } }>(a.url, 'POST', '/conversations', {
+        token: owner.token,
+        body: { type: 'direct', userId: friend!.id },
+      });
+      const socket = await pool.open(a.url, owner);
+      const before = await scrape(a.url);
+      expectAckError(await send(socket, created.body.conversation.id, marked), 'INTERNAL');
+      const after = await scrape(a.url);
+      // One call, of this one send: it failed once, and the error was counted once.
+      expect(sampleValue(after, 'xfchat_db_errors_total', { code: 'XF001' })).to.equal(
+        (sampleValue(before, 'xfchat_db_errors_total', { code: 'XF001' }) ?? 0) + 1,
+      );
+    } finally {
+      await knex.raw('DROP TRIGGER refuse_for_metrics ON messages');
+      await knex.raw('DROP FUNCTION refuse_for_metrics()');
+    }
+
+    // A slow named statement, on a connection of the pool as the writer and the control bus send theirs.
+    const secret = `secret-${randomUUID()}`;
+    const slowBefore = sampleValue(await scrape(a.url), 'xfchat_db_slow_queries_total') ?? 0;
+    const client = await connections.acquire();
+    try {
+      const result = await connections.observed(client).query<{ v: string }>({
+        name: 'metrics_test_slow_v1',
+        text: 'SELECT pg_sleep(0.1), $1::text AS v',
+        values: [secret],
+      });
+      expect(result.rows[0]?.v).to.equal(secret);
+    } finally {
+      connections.release(client);
+    }
+    expect(sampleValue(await scrape(a.url), 'xfchat_db_slow_queries_total')).to.be.at.least(slowBefore + 1);
+    const slow = logs
+      .entries()
+      .filter((e) => e.msg === 'slow query' && e.statement === 'metrics_test_slow_v1');
+    expect(slow).to.have.length(1);
+    expect(slow[0]).to.include({ failed: false });
+    // Every one logged at debug by its name: here the refused send's call.
+    expect(logs.entries().some((e) => e.msg === 'query' && e.statement === 'xfchat_send_one_v1')).to.equal(
+      true,
+    );
+    expect(logs.text()).not.to.include(secret);
+    expect(logs.text()).not.to.include(marked);
   });
 
   it('[STARTUP] lines report the database: connected, server version, TLS and pool', () => {

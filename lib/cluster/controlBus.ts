@@ -1,7 +1,6 @@
-import type { Knex } from 'knex';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { DatabaseConfig } from '../config.js';
-import { knexConnections, pgConnectionConfig, type PoolConnections } from '../db.js';
+import { pgConnectionConfig, type PoolConnections } from '../db.js';
 import type { Logger } from '../logger.js';
 
 /** Cross-node control events. Keep payloads tiny: NOTIFY carries at most 8000 bytes. */
@@ -99,7 +98,9 @@ function createSender(connections: PoolConnections): (channel: string, payload: 
   async function send(batch: readonly Outgoing[]): Promise<void> {
     const client = await connections.acquire();
     try {
-      await client.query({ ...NOTIFY, values: [batch.map((o) => o.channel), batch.map((o) => o.payload)] });
+      await connections
+        .observed(client)
+        .query({ ...NOTIFY, values: [batch.map((o) => o.channel), batch.map((o) => o.payload)] });
     } finally {
       connections.release(client);
     }
@@ -130,11 +131,11 @@ function createSender(connections: PoolConnections): (channel: string, payload: 
 /**
  * A pg-listen LISTEN connection of its own, which reconnects forever: a PostgreSQL restart must not end cross-node
  * control, and events missed while disconnected are covered by `onReconnect` (callers drop caches). Notifications
- * go out through `knex`'s pool ({@link createSender}).
+ * go out on connections of Knex's pool (`connections`, {@link createSender}).
  */
 export async function createControlBus(
   config: DatabaseConfig,
-  knex: Knex,
+  connections: PoolConnections,
   logger: Logger,
   onReconnect: () => void = () => undefined,
 ): Promise<ControlBus> {
@@ -174,7 +175,7 @@ export async function createControlBus(
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
-  const send = createSender(knexConnections(knex));
+  const send = createSender(connections);
 
   let closing: Promise<void> | undefined;
   return {

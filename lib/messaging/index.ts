@@ -2,7 +2,7 @@ import { ConversationActor } from '../../actors/ConversationActor.js';
 import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
 import type { NextBatch } from '../../actors/Mailbox.js';
 import type { Config } from '../config.js';
-import { knexConnections, type Database } from '../db.js';
+import type { Database } from '../db.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
@@ -83,7 +83,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     mode: config.limits.announce,
   });
   const writer = createGroupCommitWriter({
-    connections: knexConnections(db.knex),
+    connections: db.connections,
     logger,
     // Leave pool connections for reads, membership checks and auth while writes are busy.
     maxConcurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),

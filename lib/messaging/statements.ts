@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { StatementTarget } from '../db.js';
 import { AppError, validationError } from '../errors.js';
 import type { PublicMessage } from '../protocol/index.js';
 import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
@@ -174,7 +175,7 @@ export const BUSY = 'busy';
  * Rejects when the call fails; nothing of it is then committed.
  */
 export async function writeBatches(
-  client: pg.ClientBase,
+  client: StatementTarget,
   batches: readonly ConversationBatch[],
   announce: Announce | undefined,
   wait: boolean,

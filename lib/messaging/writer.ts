@@ -1,9 +1,8 @@
-import type pg from 'pg';
 import { shuttingDown, type NextBatch } from '../../actors/Mailbox.js';
 import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
-import type { PoolConnections } from '../db.js';
+import type { PoolConnections, StatementTarget } from '../db.js';
 import { BUSY, writeBatches, type Announce } from './statements.js';
 import type { ConversationBatch, MessageCommand, Outcome, Stored } from './types.js';
 
@@ -205,7 +204,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   /** Each batch in a call of its own: a batch that fails is answered with its error, the others commit. */
   async function writeEachAlone(
-    client: pg.ClientBase,
+    client: StatementTarget,
     batches: ConversationBatch[],
     announce: Announce | undefined,
     wait: boolean,
@@ -237,15 +236,16 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       announcing = announce !== undefined;
       const client = await connections.acquire();
       try {
+        const target = connections.observed(client);
         try {
-          outcomes = await writeBatches(client, batches, announce, wait);
+          outcomes = await writeBatches(target, batches, announce, wait);
           // A wait for another transaction's locks says nothing about PostgreSQL's load.
           if (!wait) limit.record(performance.now() - started);
         } catch (err) {
           // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
           // each batch alone to find and refuse that one.
           if (batches.length === 1 || isDbUnavailable(err)) throw err;
-          outcomes = await writeEachAlone(client, batches, announce, wait);
+          outcomes = await writeEachAlone(target, batches, announce, wait);
         }
       } finally {
         connections.release(client);

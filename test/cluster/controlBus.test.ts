@@ -29,7 +29,7 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
   });
 
   const open = async () => {
-    const bus = await createControlBus(loadDatabaseConfig({ DATABASE_URL: url }), db.knex, logger);
+    const bus = await createControlBus(loadDatabaseConfig({ DATABASE_URL: url }), db.connections, logger);
     buses.push(bus);
     return bus;
   };

@@ -94,6 +94,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
           return pool.acquire();
         },
         release: (client) => pool.release(client),
+        observed: (client) => pool.observed(client),
       },
       logger,
       maxConcurrency: 1,
