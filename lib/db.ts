@@ -207,7 +207,7 @@ export interface PoolConnections {
   observed(client: pg.ClientBase): StatementTarget;
 }
 
-/** What a named statement is sent on: a pool connection, or the same observed. */
+/** What a named statement is sent on (a pool connection, observed). */
 export interface StatementTarget {
   query<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>>;
 }
@@ -218,8 +218,7 @@ interface KnexPool {
   releaseConnection(connection: pg.ClientBase): Promise<void>;
 }
 
-/** Without an observer (tests, tools), `observed` hands back the connection itself. */
-export function knexConnections(knex: Knex, observer?: QueryObserver): PoolConnections {
+function knexConnections(knex: Knex, observer: QueryObserver): PoolConnections {
   const pool = knex.client as KnexPool;
   return {
     acquire: () => pool.acquireConnection(),
@@ -228,7 +227,6 @@ export function knexConnections(knex: Knex, observer?: QueryObserver): PoolConne
       void pool.releaseConnection(client);
     },
     observed(client) {
-      if (observer === undefined) return client;
       return {
         async query<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
           const name = statement.name ?? 'unnamed';

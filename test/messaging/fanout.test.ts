@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
-import { createDatabase, knexConnections, type Database } from '../../lib/db.js';
+import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createFanout, toWire, type Fanout } from '../../lib/messaging/fanout.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
@@ -41,7 +41,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   /** Commits commands without announcing them (another node that does not count this one, or this node). */
   async function commitUnannounced(commands: MessageCommand[]): Promise<PublicMessage[]> {
     const writer = createGroupCommitWriter({
-      connections: knexConnections(db.knex),
+      connections: db.connections,
       logger,
       maxConcurrency: 1,
     });

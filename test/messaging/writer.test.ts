@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import pg from 'pg';
 import {
   createGroupCommitWriter,
@@ -13,7 +12,7 @@ import type { MessageCommand, Stored } from '../../lib/messaging/types.js';
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
-import { createDatabase, knexConnections, type Database } from '../../lib/db.js';
+import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
@@ -66,9 +65,13 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     await db.close();
   });
 
-  function writer(knex: Knex, concurrency: number, reports: TransactionReport[] = []): GroupCommitWriter {
+  function writer(
+    database: Database,
+    concurrency: number,
+    reports: TransactionReport[] = [],
+  ): GroupCommitWriter {
     const w = createGroupCommitWriter({
-      connections: knexConnections(knex),
+      connections: database.connections,
       logger,
       maxConcurrency: concurrency,
       onTransaction: (r) => reports.push(r),
@@ -82,7 +85,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
    * batches written meanwhile wait for a slot. `acquired()` counts the transactions started.
    */
   function writerWithHeldFirstTransaction(reports?: TransactionReport[]) {
-    const pool = knexConnections(db.knex);
+    const pool = db.connections;
     let gate!: () => void;
     const held = new Promise<void>((resolve) => (gate = resolve));
     let acquired = 0;
@@ -142,7 +145,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
     const id = await conversation();
-    const w = writer(db.knex, 2);
+    const w = writer(db, 2);
     const first = await w.write({
       conversationId: id,
       commands: [
@@ -258,7 +261,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   it('refuses a sender who stopped being a participant after the send was accepted: NOT_FOUND, no seq', async () => {
     const id = await conversation();
-    const w = writer(db.knex, 1);
+    const w = writer(db, 1);
     ok(
       (
         await w.write({
@@ -288,7 +291,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const held = await conversation();
     const free = await conversation();
     const reports: TransactionReport[] = [];
-    const w = writer(db.knex, 2, reports);
+    const w = writer(db, 2, reports);
     // Another node's group commit (or a membership change) holding the conversation.
     const lock = await db.knex.transaction();
     let heldDone = false;
@@ -329,7 +332,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const small = await Promise.all(Array.from({ length: 12 }, () => conversation()));
       const long = await conversation();
       const w = createGroupCommitWriter({
-        connections: knexConnections(db.knex),
+        connections: db.connections,
         logger,
         maxConcurrency: 1,
         announce: () => Promise.resolve({ node: 'test-node', inCommit: true }),
@@ -393,7 +396,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const id = await conversation();
       const committed: Array<{ written: Written[]; announce: Announce | undefined }> = [];
       const w = createGroupCommitWriter({
-        connections: knexConnections(db.knex),
+        connections: db.connections,
         logger,
         maxConcurrency: 1,
         announce: () => Promise.resolve({ node: 'test-node', inCommit: false }),
@@ -473,7 +476,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const healthy = await conversation();
     const reports: TransactionReport[] = [];
     // One transaction at a time, so the two batches queued behind the blocked one share the next transaction.
-    const w = writer(db.knex, 1, reports);
+    const w = writer(db, 1, reports);
     const lock = await db.knex.transaction();
     try {
       await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [blocker]);
@@ -536,7 +539,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       logger,
     );
     try {
-      const w = writer(cut.knex, 2);
+      const w = writer(cut, 2);
       expect(
         ok(
           (
