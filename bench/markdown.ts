@@ -21,14 +21,15 @@ function table(header: string[], rows: string[][]): string {
 
 /** The closed-loop window phases side by side: each server's rate per window and over the run. */
 function windowComparison(results: BenchResults): string[] {
+  const windows = results.options.windows;
+  const phase = (server: string, w: number) => findPhase(results, windowLabel(server, w))?.socket;
   const servers = [
     XFCHAT,
     ...(results.options.compareDir ? [compareName(results.options.compareDir)] : []),
+    TWO_NODES,
     NAIVE,
-  ];
-  const windows = results.options.windows;
-  const phase = (server: string, w: number) => findPhase(results, windowLabel(server, w))?.socket;
-  if (!servers.some((server) => windows.some((w) => phase(server, w)))) return [];
+  ].filter((server) => windows.some((w) => phase(server, w)));
+  if (servers.length === 0) return [];
   const rate = (server: string, ws: readonly number[]) => {
     const found = ws.map((w) => phase(server, w));
     if (found.some((s) => s === undefined)) return undefined;

@@ -86,7 +86,9 @@ export interface BenchOptions {
 export const USAGE = `npm run bench -- [options]
   --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default,
                            every scenario but poolsweep and e0split); xfchat (XFChat) and n (the naive server N) run
-                           together, alternating, at each --windows; e0split is E0's load on two echo servers
+                           together, alternating, at each --windows, and twonode (X2) with them when it runs
+                           (unless --nodes is above 1 or --compare-dir is given); e0split is E0's load on two
+                           echo servers
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
@@ -138,6 +140,18 @@ function parseScenarios(value: string | undefined): ScenarioName[] {
   // Keep the canonical order: baselines first, so ratios are available when the XFChat phases report.
   return SCENARIOS.filter((s) => names.includes(s));
 }
+
+/**
+ * Whether the window phases take the two-node scenario in, so that X2 alternates with X and N as they alternate
+ * with each other. Not beside other XFChat nodes that stay up through the window phases (--nodes above 1,
+ * --compare-dir): the two nodes would count them as peers and announce every commit to them. Then the two-node
+ * scenario runs on its own, after the window phases, as it does when neither X nor N runs.
+ */
+export const twoNodeInWindows = (options: BenchOptions): boolean =>
+  options.scenarios.includes('twonode') &&
+  (options.scenarios.includes('xfchat') || options.scenarios.includes('n')) &&
+  options.nodes === 1 &&
+  options.compareDir === undefined;
 
 /**
  * Parses the command line. The bench is a tool, not the server: it reads its one environment variable

@@ -17,9 +17,9 @@ import { resolveProjectDir } from './nodes.js';
 import { newResults, type BenchResults } from './report.js';
 import { runB1, runB2, runE0, runE0Split } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
-import { runGroups, runHalfPeak, runLight, runPoolSweep, runTwoNode } from './scenarios/load.js';
+import { runGroups, runHalfPeak, runLight, runPoolSweep } from './scenarios/load.js';
 import { runSync } from './scenarios/sync.js';
-import { runWindows } from './scenarios/windows.js';
+import { runTwoNodeAlone, runWindows } from './scenarios/windows.js';
 
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   e0: runE0,
@@ -33,7 +33,8 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   halfpeak: runHalfPeak,
   groups: runGroups,
   sync: runSync,
-  twonode: runTwoNode,
+  // Unless the window phases take it in, between X and N (twoNodeInWindows).
+  twonode: runTwoNodeAlone,
   exhaustion: runExhaustion,
   poolsweep: runPoolSweep,
 };

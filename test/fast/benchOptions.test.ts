@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseOptions } from '../../bench/options.js';
+import { parseOptions, twoNodeInWindows } from '../../bench/options.js';
 
 describe('bench options', () => {
   it('puts the members of a two-node conversation on different nodes unless told otherwise', () => {
@@ -15,6 +15,19 @@ describe('bench options', () => {
     expect(defaults).not.to.include('poolsweep');
     expect(parseOptions(['--scenario', 'e0,e0split'], {}).scenarios).to.deep.equal(['e0', 'e0split']);
     expect(parseOptions(['--scenario', 'all'], {}).scenarios).to.include.members(['e0split', 'poolsweep']);
+  });
+
+  it('alternates the two nodes with X and N in the window phases, unless other XFChat nodes stay up through them', () => {
+    const inWindows = (argv: string[]) => twoNodeInWindows(parseOptions(argv, {}));
+    expect(inWindows([])).to.equal(true);
+    expect(inWindows(['--scenario', 'xfchat,twonode'])).to.equal(true);
+    expect(inWindows(['--scenario', 'n,twonode'])).to.equal(true);
+    // Nothing to alternate with: the two-node scenario runs on its own.
+    expect(inWindows(['--scenario', 'twonode'])).to.equal(false);
+    expect(inWindows(['--scenario', 'xfchat'])).to.equal(false);
+    // X's extra nodes, or the compared XFChat, would count as the two nodes' peers.
+    expect(inWindows(['--nodes', '2'])).to.equal(false);
+    expect(inWindows(['--compare-dir', '../baseline'])).to.equal(false);
   });
 
   it('refuses a placement it does not know, saying which ones it knows', () => {

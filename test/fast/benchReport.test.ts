@@ -3,7 +3,33 @@ import { renderMarkdown } from '../../bench/markdown.js';
 import { parseOptions } from '../../bench/options.js';
 import type { SocketResult } from '../../bench/loadProtocol.js';
 import { newResults } from '../../bench/report.js';
-import { summarize } from '../../bench/stats.js';
+import { summarize, type LatencySummary } from '../../bench/stats.js';
+
+/** A load phase's result: `acked` messages in one measured second, nothing lost. */
+const socketResult = (
+  acked: number,
+  ackLatency: LatencySummary,
+  openLoop?: SocketResult['openLoop'],
+): SocketResult => ({
+  kind: 'sockets',
+  connectMs: 100,
+  measuredMs: 1000,
+  sent: acked,
+  acked,
+  measuredAcked: acked,
+  ackRate: acked,
+  errors: {},
+  timeouts: 0,
+  ackLatency,
+  delivery: ackLatency,
+  deliverySameNode: ackLatency,
+  deliveryCrossNode: summarize([]),
+  deliveriesExpected: acked,
+  deliveriesMissing: 0,
+  seqGapFree: true,
+  duplicateAcks: 0,
+  ...(openLoop ? { openLoop } : {}),
+});
 
 describe('bench report: the header and the open-loop table', () => {
   it('says whether autovacuum ran and how often and how long the bench vacuumed before the phases', () => {
@@ -29,26 +55,7 @@ describe('bench report: the header and the open-loop table', () => {
   it("gives an open-loop phase's send lateness and its ack p99 from the intended time and from the emit", () => {
     const results = newResults(parseOptions([], {}), []);
     const ackLatency = summarize([10, 20, 30, 400]);
-    const socket = (openLoop?: SocketResult['openLoop']): SocketResult => ({
-      kind: 'sockets',
-      connectMs: 100,
-      measuredMs: 1000,
-      sent: 4,
-      acked: 4,
-      measuredAcked: 4,
-      ackRate: 4,
-      errors: {},
-      timeouts: 0,
-      ackLatency,
-      delivery: ackLatency,
-      deliverySameNode: ackLatency,
-      deliveryCrossNode: summarize([]),
-      deliveriesExpected: 4,
-      deliveriesMissing: 0,
-      seqGapFree: true,
-      duplicateAcks: 0,
-      ...(openLoop ? { openLoop } : {}),
-    });
+    const socket = (openLoop?: SocketResult['openLoop']) => socketResult(4, ackLatency, openLoop);
     const cpu = {};
     const wait = {};
     results.phases.push({
@@ -74,5 +81,31 @@ describe('bench report: the header and the open-loop table', () => {
     expect(openLoopTable.slice(0, openLoopTable.indexOf('\n\n', openLoopTable.indexOf('|')))).to.not.include(
       'XFChat w1',
     );
+  });
+
+  it('puts the two nodes beside X and N in the window table, with their ratio to N', () => {
+    const results = newResults(parseOptions([], {}), []);
+    const closedLoop = (label: string, scenario: string, acked: number) => {
+      results.phases.push({
+        label,
+        scenario,
+        description: 'closed loop',
+        socket: socketResult(acked, summarize([10, 20])),
+        cpu: {},
+        wait: {},
+      });
+    };
+    for (const [w, x, x2, n] of [
+      [1, 4000, 3600, 1000],
+      [4, 8000, 6000, 1000],
+    ] as const) {
+      closedLoop(`XFChat w${w}`, 'xfchat', x);
+      closedLoop(`XFChat 2 nodes w${w}`, 'twonode', x2);
+      closedLoop(`N w${w}`, 'n', n);
+    }
+    const report = renderMarkdown(results);
+    expect(report).to.include('| XFChat | 4000 (4.00 x N) | 8000 (8.00 x N) | 6000 (6.00 x N) |');
+    expect(report).to.include('| XFChat 2 nodes | 3600 (3.60 x N) | 6000 (6.00 x N) | 4800 (4.80 x N) |');
+    expect(report).to.include('| N | 1000 | 1000 | 1000 |');
   });
 });
