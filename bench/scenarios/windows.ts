@@ -180,7 +180,8 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
       }
     }
   } finally {
-    // The main node stays up for the later phases; the rest would only take memory and connections.
+    // The main node stays up for the later phases (a later mainNode() starts it again if X2 ran last); the rest
+    // would only take memory and connections.
     await Promise.all([...owned.map((node) => node.stop()), x2?.stop()]);
   }
 }
