@@ -3,9 +3,9 @@ import { runPhase, type WindowEdge } from '../generator.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
-import { TWO_NODES, windowLabel, xfchatPeak } from '../goals.js';
+import { xfchatPeak } from '../goals.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
-import { seedConversations, seedHistory, type Seeded } from '../seed.js';
+import { seedConversations } from '../seed.js';
 import { ackP99Bucket, betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
 import { runStorage } from './baselines.js';
 
@@ -131,99 +131,6 @@ export async function runGroups(ctx: BenchContext): Promise<void> {
   await socketPhase(ctx, 'XFChat groups', 'groups', what, ctx.socketJob('xfchat', [node.url], seeded), [
     node,
   ]);
-}
-
-/** The two-node server X2: its users, where each connects, and its two nodes, started and stopped on demand. */
-export interface TwoNodeServer {
-  /** The phases' name: `XFChat 2 nodes` or `XFChat 2 nodes, members together`. */
-  name: string;
-  /** Recorded as the phases' description, before the window. */
-  what: string;
-  seeded: Seeded;
-  nodeOf: (user: number) => number;
-  /**
-   * Stops the main node (idle, it would LISTEN to the two nodes' announcements and parse each on the same cores)
-   * and starts the two nodes unless they run.
-   */
-  start: () => Promise<NodeProcess[]>;
-  /** Stops the two nodes if they run; a later start() starts new ones. */
-  stop: () => Promise<void>;
-}
-
-/**
- * Two nodes on one database (X2), closed loop at every --windows value ("XFChat 2 nodes w1", ...): the two members
- * of every conversation are on different nodes, so every delivery crosses from one node to the other. With
- * `--members together` both members of a conversation are on one node and the conversations are split between
- * the nodes ("XFChat 2 nodes, members together w1", ...): nothing crosses, which leaves what two nodes sharing
- * the same cores and database cost by themselves. Goal 3 reads only the first. Users of its own, direct
- * conversations with the main phases' seeded history.
- */
-export async function twoNodeServer(ctx: BenchContext): Promise<TwoNodeServer> {
-  const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
-  await seedHistory(ctx.knex, seeded);
-  const together = ctx.options.members === 'together';
-  const placement = together
-    ? 'the two members of each on the same node, the conversations split between the nodes'
-    : 'the two members of each on different nodes';
-  let running: Promise<NodeProcess[]> | undefined;
-  const startPair = async () => {
-    await ctx.stopMainNode();
-    const label = together ? 'two-nodes-together' : 'two-nodes';
-    const poolSize = ctx.options.poolSize;
-    return [
-      await ctx.startNode({ poolSize, label: `${label}-1` }),
-      await ctx.startNode({ poolSize, label: `${label}-2` }),
-    ];
-  };
-  return {
-    name: together ? `${TWO_NODES}, members together` : TWO_NODES,
-    what: `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, ${placement}, closed loop`,
-    seeded,
-    // A conversation's members are consecutive users, 2k and 2k + 1.
-    nodeOf: together ? (user) => Math.floor(user / 2) % 2 : (user) => user % 2,
-    start: () => {
-      running ??= startPair();
-      return running;
-    },
-    stop: async () => {
-      const pair = running;
-      running = undefined;
-      // A pair that failed to start has nothing to stop; its phase reported the failure.
-      const nodes = await pair?.catch(() => []);
-      await Promise.all((nodes ?? []).map((node) => node.stop()));
-    },
-  };
-}
-
-/**
- * The two-node scenario when the XFChat window phases do not take it in (bench/scenarios/windows.ts,
- * twoNodeInWindows): X2 at every window, one after the other.
- */
-export async function runTwoNode(ctx: BenchContext): Promise<void> {
-  const x2 = await twoNodeServer(ctx);
-  try {
-    for (const window of ctx.options.windows) {
-      const servers = await x2.start();
-      await socketPhase(
-        ctx,
-        windowLabel(x2.name, window),
-        'twonode',
-        `${x2.what}, window ${window}`,
-        {
-          ...ctx.socketJob(
-            'xfchat',
-            servers.map((s) => s.url),
-            x2.seeded,
-            x2.nodeOf,
-          ),
-          window,
-        },
-        servers,
-      );
-    }
-  } finally {
-    await x2.stop();
-  }
 }
 
 /** B1 and XFChat at pool sizes 5, 10, 25 and 50, half-length phases: the data behind the pool guidance. */

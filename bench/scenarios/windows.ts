@@ -2,9 +2,9 @@ import type { BenchContext } from '../context.js';
 import { compareName, NAIVE, TWO_NODES, windowLabel, XFCHAT } from '../goals.js';
 import type { SocketJob } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
-import { twoNodeInWindows } from '../options.js';
-import { seedConversations, type Seeded } from '../seed.js';
-import { runTwoNode, socketPhase, twoNodeServer, type TwoNodeServer } from './load.js';
+import { twoNodeInWindows, type BenchOptions } from '../options.js';
+import { seedConversations, seedHistory, type Seeded } from '../seed.js';
+import { socketPhase } from './load.js';
 
 /**
  * One server under closed-loop load at each window: X (XFChat), N (the naive server), the --compare-dir one, or
@@ -24,11 +24,114 @@ interface WindowServer {
   enter(): Promise<NodeProcess[]>;
 }
 
+/** A window server as it starts: named and counted as its scenario before that. */
+type OpenedServer = Omit<WindowServer, 'scenario' | 'name'>;
+
 const describeError = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
 
-/** The two-node scenario's runner: nothing when the window phases take it in. */
+/** The two-node phases' name: `XFChat 2 nodes`, or `XFChat 2 nodes, members together` with --members together. */
+const twoNodeName = (options: BenchOptions): string =>
+  options.members === 'together' ? `${TWO_NODES}, members together` : TWO_NODES;
+
+/** X2 as a server of the window phases, with a way to stop its two nodes. */
+type TwoNodeServer = OpenedServer & {
+  /** Stops the two nodes if they run; a later enter() starts new ones. */
+  stop: () => Promise<void>;
+};
+
+/**
+ * Two nodes on one database (X2), closed loop at every --windows value ("XFChat 2 nodes w1", ...): the two members
+ * of every conversation are on different nodes, so every delivery crosses from one node to the other. With
+ * `--members together` both members of a conversation are on one node and the conversations are split between
+ * the nodes ("XFChat 2 nodes, members together w1", ...): nothing crosses, which leaves what two nodes sharing
+ * the same cores and database cost by themselves. Goal 3 reads only the first. Users of its own, direct
+ * conversations with the main phases' seeded history.
+ */
+async function twoNodeServer(ctx: BenchContext): Promise<TwoNodeServer> {
+  const seeded = await seedConversations(ctx.knex, ctx.auth, ctx.options.users, 2);
+  await seedHistory(ctx.knex, seeded);
+  const together = ctx.options.members === 'together';
+  const placement = together
+    ? 'the two members of each on the same node, the conversations split between the nodes'
+    : 'the two members of each on different nodes';
+  let running: Promise<NodeProcess[]> | undefined;
+  const startPair = async () => {
+    await ctx.stopMainNode();
+    const label = together ? 'two-nodes-together' : 'two-nodes';
+    const poolSize = ctx.options.poolSize;
+    return [
+      await ctx.startNode({ poolSize, label: `${label}-1` }),
+      await ctx.startNode({ poolSize, label: `${label}-2` }),
+    ];
+  };
+  return {
+    target: 'xfchat',
+    what: `${seeded.users.length} users in direct conversations on 2 nodes sharing the database, ${placement}, closed loop`,
+    seeded,
+    // A conversation's members are consecutive users, 2k and 2k + 1.
+    nodeOf: together ? (user) => Math.floor(user / 2) % 2 : (user) => user % 2,
+    // Stops the main node first: idle, it would LISTEN to the two nodes' announcements and parse each on the same
+    // cores.
+    enter: () => {
+      running ??= startPair();
+      return running;
+    },
+    stop: async () => {
+      const pair = running;
+      running = undefined;
+      // A pair that failed to start has nothing to stop; its phase reported the failure.
+      const nodes = await pair?.catch(() => []);
+      await Promise.all((nodes ?? []).map((node) => node.stop()));
+    },
+  };
+}
+
+/**
+ * Each server at every --windows value, one phase each, their order reversed from one window to the next. A phase
+ * that fails is recorded and the others run.
+ */
+async function alternate(ctx: BenchContext, running: readonly WindowServer[]): Promise<void> {
+  for (const [i, window] of ctx.options.windows.entries()) {
+    for (const server of i % 2 === 0 ? running : [...running].reverse()) {
+      const label = windowLabel(server.name, window);
+      try {
+        const servers = await server.enter();
+        await socketPhase(
+          ctx,
+          label,
+          server.scenario,
+          `${server.what}, window ${window}`,
+          {
+            ...ctx.socketJob(
+              server.target,
+              servers.map((s) => s.url),
+              server.seeded,
+              server.nodeOf ?? ((user) => user % servers.length),
+            ),
+            window,
+          },
+          servers,
+        );
+      } catch (err) {
+        ctx.results.failures.push({ scenario: server.scenario, error: `${label}: ${describeError(err)}` });
+        ctx.progress.note(`${label} failed: ${describeError(err)}`);
+      }
+    }
+  }
+}
+
+/**
+ * The two-node scenario's runner: nothing when the window phases take it in (twoNodeInWindows), else X2 at every
+ * window, one after the other.
+ */
 export async function runTwoNodeAlone(ctx: BenchContext): Promise<void> {
-  if (!twoNodeInWindows(ctx.options)) await runTwoNode(ctx);
+  if (twoNodeInWindows(ctx.options)) return;
+  const pair = await twoNodeServer(ctx);
+  try {
+    await alternate(ctx, [{ scenario: 'twonode', name: twoNodeName(ctx.options), ...pair }]);
+  } finally {
+    await pair.stop();
+  }
 }
 
 /**
@@ -56,11 +159,7 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
   };
   let x2: TwoNodeServer | undefined;
 
-  const candidates: Array<{
-    scenario: WindowServer['scenario'];
-    name: string;
-    open(): Promise<WindowServer>;
-  }> = [];
+  const candidates: Array<Pick<WindowServer, 'scenario' | 'name'> & { open(): Promise<OpenedServer> }> = [];
   if (options.scenarios.includes('xfchat')) {
     candidates.push({
       scenario: 'xfchat',
@@ -68,8 +167,6 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
       open: async () => {
         const servers = [await ctx.mainNode(), ...(await extraNodes())];
         return {
-          scenario: 'xfchat',
-          name: XFCHAT,
           target: 'xfchat',
           what: `XFChat${options.xfchatDir ? ` from ${options.xfchatDir}` : ''}, ${nodes} node(s), pool ${poolSize}, ${shape}`,
           seeded: await ctx.mainUsers(),
@@ -90,8 +187,6 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
         const node = await ctx.startNaiveNode();
         owned.push(node);
         return {
-          scenario: 'n',
-          name: NAIVE,
           target: 'naive',
           what: `the naive server (one transaction per message, pg.Pool of ${poolSize}), ${shape}`,
           // The same users and conversations as X: both write the same rows of the same tables.
@@ -104,19 +199,10 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
   if (twoNodeInWindows(options)) {
     candidates.push({
       scenario: 'twonode',
-      name: TWO_NODES,
+      name: twoNodeName(options),
       open: async () => {
-        const pair = await twoNodeServer(ctx);
-        x2 = pair;
-        return {
-          scenario: 'twonode',
-          name: pair.name,
-          target: 'xfchat',
-          what: pair.what,
-          seeded: pair.seeded,
-          nodeOf: pair.nodeOf,
-          enter: () => pair.start(),
-        };
+        x2 = await twoNodeServer(ctx);
+        return x2;
       },
     });
   }
@@ -130,8 +216,6 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
         owned.push(first);
         const servers = [first, ...(await extraNodes(compareDir))];
         return {
-          scenario: 'compare',
-          name: compareName(compareDir),
           target: 'xfchat',
           what: `XFChat from ${compareDir}, ${nodes} node(s), pool ${poolSize}, ${shape}`,
           // Users of its own: another version's actors may keep state about the conversations they serve.
@@ -146,39 +230,13 @@ export async function runWindows(ctx: BenchContext): Promise<void> {
     const running: WindowServer[] = [];
     for (const candidate of candidates) {
       try {
-        running.push(await candidate.open());
+        running.push({ scenario: candidate.scenario, name: candidate.name, ...(await candidate.open()) });
       } catch (err) {
         ctx.results.failures.push({ scenario: candidate.scenario, error: describeError(err) });
         ctx.progress.note(`${candidate.name} did not start: ${describeError(err)}`);
       }
     }
-    for (const [i, window] of options.windows.entries()) {
-      for (const server of i % 2 === 0 ? running : [...running].reverse()) {
-        const label = windowLabel(server.name, window);
-        try {
-          const servers = await server.enter();
-          await socketPhase(
-            ctx,
-            label,
-            server.scenario,
-            `${server.what}, window ${window}`,
-            {
-              ...ctx.socketJob(
-                server.target,
-                servers.map((s) => s.url),
-                server.seeded,
-                server.nodeOf ?? ((user) => user % servers.length),
-              ),
-              window,
-            },
-            servers,
-          );
-        } catch (err) {
-          ctx.results.failures.push({ scenario: server.scenario, error: `${label}: ${describeError(err)}` });
-          ctx.progress.note(`${label} failed: ${describeError(err)}`);
-        }
-      }
-    }
+    await alternate(ctx, running);
   } finally {
     // The main node stays up for the later phases (a later mainNode() starts it again if X2 ran last); the rest
     // would only take memory and connections.
