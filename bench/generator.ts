@@ -23,6 +23,8 @@ export interface PhaseOutcome<R extends JobResult> {
   cpu: Record<string, number | null>;
   /** % of the measured window each process's main thread waited for a core (not PostgreSQL's tree). */
   wait: Record<string, number | null>;
+  /** Times each process was put on a core over the measured window (PostgreSQL: every process of its tree). */
+  runs: Record<string, number | null>;
 }
 
 /**
@@ -111,11 +113,11 @@ export function runPhase(
           fail(new Error(`${label}: ${message.message}`));
           break;
         case 'result':
-          (measured ?? Promise.resolve({ cpu: {}, wait: {} })).then(
-            ({ cpu, wait }) => {
+          (measured ?? Promise.resolve({ cpu: {}, wait: {}, runs: {} })).then(
+            ({ cpu, wait, runs }) => {
               if (settled) return;
               finish();
-              resolve({ result: message.result, cpu, wait });
+              resolve({ result: message.result, cpu, wait, runs });
             },
             (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
           );

@@ -7,6 +7,19 @@ import type { BucketMs } from './serverMetrics.js';
 const fmt = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
 
+/** What a phase measured its rates over: acked messages, or committed rows for the storage baselines. */
+const unitsOf = (p: PhaseRecord): number => p.socket?.measuredAcked ?? p.storage?.rows ?? 0;
+
+/** The sum, or null if any count is missing. */
+function sumOrNull(counts: ReadonlyArray<number | null | undefined>): number | null {
+  let total = 0;
+  for (const count of counts) {
+    if (count === null || count === undefined) return null;
+    total += count;
+  }
+  return total;
+}
+
 function latencyCells(l: LatencySummary | undefined): string[] {
   return l ? [fmt(l.p50, 2), fmt(l.p95, 2), fmt(l.p99, 2), fmt(l.p999, 2)] : ['-', '-', '-', '-'];
 }
@@ -180,6 +193,31 @@ export function renderMarkdown(results: BenchResults): string {
           fmt(p.serverAckMeanMs, 2),
           bucketRange(p.serverAckP99),
         ]),
+      ),
+    );
+  }
+  const scheduled = results.phases.filter((p) => p.runs && unitsOf(p) > 0);
+  if (scheduled.length > 0) {
+    out.push(
+      '',
+      'Times each process was put on a core, per acked message (or committed row), over the measured window (/proc/<pid>/schedstat: the main threads of the XFChat nodes and of the generator, and every PostgreSQL process); each is a wake-up, or a return after the process was preempted:',
+      '',
+      table(
+        ['phase', 'server(s)', 'PostgreSQL', 'generator', 'all'],
+        scheduled.map((p) => {
+          const runs = p.runs!;
+          const perUnit = (count: number | null | undefined) =>
+            count === null || count === undefined ? undefined : count / unitsOf(p);
+          const servers = Object.keys(runs).filter((name) => /^server\d*$/.test(name));
+          const serverRuns = servers.length > 0 ? sumOrNull(servers.map((name) => runs[name])) : undefined;
+          return [
+            p.label,
+            fmt(perUnit(serverRuns), 3),
+            fmt(perUnit(runs.postgres), 3),
+            fmt(perUnit(runs.generator), 3),
+            fmt(perUnit(sumOrNull(Object.values(runs))), 3),
+          ];
+        }),
       ),
     );
   }

@@ -111,31 +111,77 @@ function childLister(rootPid: number): (pid: number) => number[] {
   return (pid) => byParent.get(pid) ?? [];
 }
 
-function descendantsCpuMs(rootPid: number): number {
+/** Every live process under `rootPid` (not the root itself). */
+function descendantsOf(rootPid: number): number[] {
   const childrenOf = childLister(rootPid);
-  let total = 0;
+  const found: number[] = [];
   const queue = [...childrenOf(rootPid)];
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    total += readStat(next)?.ownMs ?? 0;
+    found.push(next);
     queue.push(...childrenOf(next));
   }
+  return found;
+}
+
+function descendantsCpuMs(rootPid: number): number {
+  let total = 0;
+  for (const pid of descendantsOf(rootPid)) total += readStat(pid)?.ownMs ?? 0;
   return total;
 }
 
 /**
- * Nanoseconds the process's main thread has spent runnable but waiting for a core (the second field of
- * /proc/<pid>/schedstat): a busy machine's scheduling delay, which a Node.js process pays on its event loop.
- * Undefined if the process is gone or the kernel keeps no schedstat.
+ * The main thread's /proc/<pid>/schedstat: nanoseconds runnable but waiting for a core (a busy machine's
+ * scheduling delay, which a Node.js process pays on its event loop), and how many times it was put on a core (each
+ * wake-up, and each return after being preempted). Undefined if the process is gone or the kernel keeps no
+ * schedstat.
  */
-export function mainThreadWaitNs(pid: number): number | undefined {
+function readSchedstat(pid: number): { waitNs: number; runs: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/schedstat`, 'utf8');
   } catch {
     return undefined;
   }
-  const waited = Number(text.split(' ')[1]);
-  return Number.isFinite(waited) ? waited : undefined;
+  const [, waited, runs] = text.trim().split(' ').map(Number);
+  return Number.isFinite(waited) && Number.isFinite(runs)
+    ? { waitNs: waited ?? 0, runs: runs ?? 0 }
+    : undefined;
+}
+
+/** Nanoseconds the process's main thread has spent runnable but waiting for a core (see readSchedstat). */
+export function mainThreadWaitNs(pid: number): number | undefined {
+  return readSchedstat(pid)?.waitNs;
+}
+
+/**
+ * Times each process was put on a core, by pid: the main thread's of `pid`, and for a tree (PostgreSQL:
+ * single-threaded processes) every live process's under it too. Undefined if `pid` is gone.
+ */
+function scheduledRuns(pid: number, tree: boolean): Map<number, number> | undefined {
+  const own = readSchedstat(pid)?.runs;
+  if (own === undefined) return undefined;
+  const runs = new Map([[pid, own]]);
+  if (tree) {
+    for (const child of descendantsOf(pid)) {
+      const count = readSchedstat(child)?.runs;
+      if (count !== undefined) runs.set(child, count);
+    }
+  }
+  return runs;
+}
+
+/**
+ * Runs between two readings of the same processes: each process's own difference (one started meanwhile counts
+ * from 0, one that ended meanwhile is left out), or null if either reading failed.
+ */
+export function runsBetween(
+  start: ReadonlyMap<number, number> | undefined,
+  end: ReadonlyMap<number, number> | undefined,
+): number | null {
+  if (start === undefined || end === undefined) return null;
+  let total = 0;
+  for (const [pid, runs] of end) total += runs - (start.get(pid) ?? 0);
+  return total;
 }
 
 /** What a meter measured over its interval, per process name. */
@@ -147,6 +193,11 @@ export interface MeterReading {
    * could not be read.
    */
   wait: Record<string, number | null>;
+  /**
+   * Times each process was put on a core over the interval: its main thread, or a tree's every process (each
+   * wake-up, and each return after being preempted; /proc/<pid>/schedstat); null where it could not be read.
+   */
+  runs: Record<string, number | null>;
 }
 
 /** A CPU meter over a set of named processes: start(), then stop() gives each one's CPU % of one core. */
@@ -170,6 +221,8 @@ export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
   let startedAt = 0;
   let before: Array<number | undefined> = [];
   let waitedBefore: Array<number | undefined> = [];
+  let runsBefore: Array<Map<number, number> | undefined> = [];
+  const runsOf = (p: MeteredProcess) => scheduledRuns(p.pid, p.tree ?? false);
   /** `(after - before) / elapsed` in percent with one decimal, or null. */
   const percent = (after: number | undefined, start: number | undefined, elapsed: number): number | null =>
     after === undefined || start === undefined || elapsed <= 0
@@ -179,20 +232,24 @@ export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
     start() {
       before = processes.map(read);
       waitedBefore = processes.map(waited);
+      runsBefore = processes.map(runsOf);
       startedAt = performance.now();
       return Promise.resolve();
     },
     stop() {
       const after = processes.map(read);
       const waitedAfter = processes.map(waited);
+      const runsAfter = processes.map(runsOf);
       const elapsedMs = performance.now() - startedAt;
       const cpu: Record<string, number | null> = {};
       const wait: Record<string, number | null> = {};
+      const runs: Record<string, number | null> = {};
       processes.forEach((p, i) => {
         cpu[p.name] = percent(after[i], before[i], elapsedMs);
         if (!p.tree) wait[p.name] = percent(waitedAfter[i], waitedBefore[i], elapsedMs * 1e6);
+        runs[p.name] = runsBetween(runsBefore[i], runsAfter[i]);
       });
-      return Promise.resolve({ cpu, wait });
+      return Promise.resolve({ cpu, wait, runs });
     },
   };
 }

@@ -54,7 +54,7 @@ async function echoPhases(
   for (const window of ctx.options.windows) {
     const label = windowLabel(name, window);
     await ctx.beforePhase();
-    const { result, cpu, wait } = await runPhase(
+    const { result, cpu, wait, runs } = await runPhase(
       {
         ...ctx.socketJob(
           'echo',
@@ -76,6 +76,7 @@ async function echoPhases(
       socket: result,
       cpu,
       wait,
+      runs,
     });
   }
 }
@@ -130,7 +131,7 @@ export async function runStorage(
     ...(openLoopRate ? { openLoopRate } : {}),
   };
   await ctx.beforePhase();
-  const { result, cpu, wait } = await runPhase(job, label, ctx.metered([]), ctx.progress);
+  const { result, cpu, wait, runs } = await runPhase(job, label, ctx.metered([]), ctx.progress);
   ctx.progress.end(`${result.rowRate} rows/s, p99 commit ${result.commitLatency.p99} ms`);
   const phase: PhaseRecord = {
     label,
@@ -142,6 +143,7 @@ export async function runStorage(
     storage: result,
     cpu,
     wait,
+    runs,
   };
   if (record) ctx.results.phases.push(phase);
   return phase;

@@ -30,13 +30,13 @@ export async function socketPhase(
           scrapes[edge] = await scrapeNodes(urls);
         }
       : undefined;
-  const { result, cpu, wait } = await runPhase(job, label, ctx.metered(servers), ctx.progress, atEdge);
+  const { result, cpu, wait, runs } = await runPhase(job, label, ctx.metered(servers), ctx.progress, atEdge);
   const after = await statementCounters(ctx.database);
   const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
-  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu, wait };
+  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu, wait, runs };
   if (scrapes.start && scrapes.end) {
     // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
     // outside the actor (socket I/O, the event loop, the handler before the mailbox).

@@ -108,4 +108,29 @@ describe('bench report: the header and the open-loop table', () => {
     expect(report).to.include('| XFChat 2 nodes | 3600 (3.60 x N) | 6000 (6.00 x N) | 4800 (4.80 x N) |');
     expect(report).to.include('| N | 1000 | 1000 | 1000 |');
   });
+
+  it('gives the times each process was put on a core per acked message, the nodes together, and leaves out what it could not read', () => {
+    const results = newResults(parseOptions([], {}), []);
+    const phase = (label: string, acked: number, runs: Record<string, number | null>) =>
+      results.phases.push({
+        label,
+        scenario: 'twonode',
+        description: 'closed loop',
+        socket: socketResult(acked, summarize([10, 20])),
+        cpu: {},
+        wait: {},
+        runs,
+      });
+    phase('XFChat 2 nodes w1', 1000, { server: 200, server2: 150, postgres: 600, generator: 140 });
+    phase('XFChat w1', 2000, { server: 300, postgres: null, generator: 200 });
+    // Nothing acked: nothing to divide by.
+    phase('XFChat w4', 0, { server: 10, postgres: 10, generator: 10 });
+    const report = renderMarkdown(results);
+    expect(report).to.include('| XFChat 2 nodes w1 | 0.350 | 0.600 | 0.140 | 1.090 |');
+    expect(report).to.include('| XFChat w1 | 0.150 | - | 0.100 | - |');
+    const start = report.indexOf('Times each process was put on a core, per acked message');
+    expect(start).to.be.above(-1);
+    const section = report.slice(start);
+    expect(section.slice(0, section.indexOf('\n\n', section.indexOf('|')))).to.not.include('| XFChat w4 |');
+  });
 });

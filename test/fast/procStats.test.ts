@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { createCpuMeter, processCpuMs, processTreeCpuMs } from '../../bench/procStats.js';
+import { createCpuMeter, processCpuMs, processTreeCpuMs, runsBetween } from '../../bench/procStats.js';
 
 /** A child that spends `busyMs` of CPU (its own clock, not the wall's), says so on stdout, then idles until killed. */
 async function busyChild(busyMs: number): Promise<ChildProcess> {
@@ -61,12 +61,13 @@ describe('bench CPU readings (/proc)', function () {
     while (spentMs() < 200); // this process busy for 200 ms of its own CPU, however loaded the machine is
     child.kill('SIGKILL');
     await once(child, 'exit');
-    const { cpu, wait } = await meter.stop();
+    const { cpu, wait, runs } = await meter.stop();
     const expected = (spentMs() / (performance.now() - startedAt)) * 100;
     expect(cpu.self).to.be.closeTo(expected, 10);
     expect(cpu.gone).to.equal(null);
     expect(wait.self).to.be.within(0, 100);
     expect(wait.gone).to.equal(null);
+    expect(runs.gone).to.equal(null);
   });
 
   it('reads how long main threads waited for a core: one more busy process than cores makes them wait', async () => {
@@ -98,5 +99,54 @@ describe('bench CPU readings (/proc)', function () {
     } finally {
       for (const child of spinners) child.kill('SIGKILL');
     }
+  });
+
+  it("counts the times a process was put on a core: each wake-up of a sleeping one, and in a tree its children's", async () => {
+    // Once told to (a line on stdin), sleeps between 40 timer ticks, so it is woken at least 40 times, then says
+    // so and idles.
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `console.log('ready');
+         process.stdin.once('data', () => {
+           let ticks = 0;
+           const timer = setInterval(() => { if (++ticks === 40) { clearInterval(timer); console.log('done'); } }, 3);
+         });
+         setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      await once(child.stdout, 'data');
+      const meter = createCpuMeter([
+        { name: 'child', pid: child.pid! },
+        { name: 'tree', pid: process.pid, tree: true },
+      ]);
+      await meter.start();
+      child.stdin.write('go\n');
+      const output: string[] = [];
+      child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+      while (!output.join('').includes('done')) await new Promise((resolve) => setTimeout(resolve, 10));
+      const { runs } = await meter.stop();
+      expect(runs.child).to.be.at.least(40);
+      expect(runs.tree).to.be.at.least(runs.child!);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('counts runs between two readings process by process: one started meanwhile from 0, one that ended not at all', () => {
+    const start = new Map([
+      [1, 100],
+      [2, 50],
+    ]);
+    const end = new Map([
+      [1, 130],
+      [3, 7],
+    ]);
+    expect(runsBetween(start, end)).to.equal(37);
+    expect(runsBetween(undefined, end)).to.equal(null);
+    expect(runsBetween(start, undefined)).to.equal(null);
   });
 });
