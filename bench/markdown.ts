@@ -7,9 +7,6 @@ import type { BucketMs } from './serverMetrics.js';
 const fmt = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
 
-/** What a phase measured its rates over: acked messages, or committed rows for the storage baselines. */
-const unitsOf = (p: PhaseRecord): number => p.socket?.measuredAcked ?? p.storage?.rows ?? 0;
-
 /** The sum, or null if any count is missing. */
 function sumOrNull(counts: ReadonlyArray<number | null | undefined>): number | null {
   let total = 0;
@@ -196,18 +193,20 @@ export function renderMarkdown(results: BenchResults): string {
       ),
     );
   }
-  const scheduled = results.phases.filter((p) => p.runs && unitsOf(p) > 0);
+  // Socket phases only: the storage baselines' connections (PostgreSQL backends) close as their window ends, and a
+  // process that is gone at the window's end leaves its count out.
+  const scheduled = results.phases.filter((p) => p.runs && (p.socket?.measuredAcked ?? 0) > 0);
   if (scheduled.length > 0) {
     out.push(
       '',
-      'Times each process was put on a core, per acked message (or committed row), over the measured window (/proc/<pid>/schedstat: the main threads of the XFChat nodes and of the generator, and every PostgreSQL process); each is a wake-up, or a return after the process was preempted:',
+      'Times each process was put on a core, per acked message, over the measured window (/proc/<pid>/schedstat: the main threads of the servers and of the generator, and every PostgreSQL process); each is a wake-up, or a return after the process was preempted:',
       '',
       table(
         ['phase', 'server(s)', 'PostgreSQL', 'generator', 'all'],
         scheduled.map((p) => {
           const runs = p.runs!;
           const perUnit = (count: number | null | undefined) =>
-            count === null || count === undefined ? undefined : count / unitsOf(p);
+            count === null || count === undefined ? undefined : count / p.socket!.measuredAcked;
           const servers = Object.keys(runs).filter((name) => /^server\d*$/.test(name));
           const serverRuns = servers.length > 0 ? sumOrNull(servers.map((name) => runs[name])) : undefined;
           return [
