@@ -17,8 +17,8 @@ export interface PhaseRecord {
   /** % of the measured window each process's main thread was runnable but waiting for a core (/proc schedstat). */
   wait?: Record<string, number | null>;
   /**
-   * Times each process was put on a core over the measured window (/proc schedstat): the main thread of a node or
-   * the generator, every process of PostgreSQL's tree.
+   * Times each process was put on a core over the measured window (/proc schedstat): the main thread of a server or
+   * of the generator, every process of PostgreSQL's tree.
    */
   runs?: Record<string, number | null>;
   /** What PostgreSQL did per acked message over the whole phase (pg_stat_statements), when available. */

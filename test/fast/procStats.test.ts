@@ -123,10 +123,10 @@ describe('bench CPU readings (/proc)', function () {
         { name: 'child', pid: child.pid! },
         { name: 'tree', pid: process.pid, tree: true },
       ]);
-      await meter.start();
-      child.stdin.write('go\n');
       const output: string[] = [];
       child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+      await meter.start();
+      child.stdin.write('go\n');
       while (!output.join('').includes('done')) await new Promise((resolve) => setTimeout(resolve, 10));
       const { runs } = await meter.stop();
       expect(runs.child).to.be.at.least(40);
