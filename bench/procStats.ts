@@ -54,16 +54,33 @@ export function processCpuMs(pid: number): number | undefined {
  * disconnects mid-run is still counted.
  */
 export function processTreeCpuMs(rootPid: number): number | undefined {
+  return readTree(rootPid)?.cpuMs;
+}
+
+/** One reading of a process, or of a tree: its CPU ms, and the times each process was put on a core, by pid. */
+interface Sample {
+  cpuMs: number;
+  runs: Map<number, number>;
+}
+
+/** A tree's CPU (processTreeCpuMs) and every live process's runs (readSchedstat), in one walk of the tree. */
+function readTree(rootPid: number): Sample | undefined {
   // A child reaped between reading the root and reading the children would be in neither: retry until the
   // root's reaped-children time is the same before and after the scan (a zombie still shows in /proc).
   for (let attempt = 0; ; attempt++) {
     const before = readStat(rootPid);
     if (!before) return undefined;
-    const descendants = descendantsCpuMs(rootPid);
+    let descendantsMs = 0;
+    const runs = new Map<number, number>();
+    for (const pid of [rootPid, ...descendantsOf(rootPid)]) {
+      if (pid !== rootPid) descendantsMs += readStat(pid)?.ownMs ?? 0;
+      const count = readSchedstat(pid)?.runs;
+      if (count !== undefined) runs.set(pid, count);
+    }
     const after = readStat(rootPid);
     if (!after) return undefined;
     if (after.reapedChildrenMs === before.reapedChildrenMs || attempt >= 10) {
-      return after.ownMs + after.reapedChildrenMs + descendants;
+      return { cpuMs: after.ownMs + after.reapedChildrenMs + descendantsMs, runs };
     }
   }
 }
@@ -123,12 +140,6 @@ function descendantsOf(rootPid: number): number[] {
   return found;
 }
 
-function descendantsCpuMs(rootPid: number): number {
-  let total = 0;
-  for (const pid of descendantsOf(rootPid)) total += readStat(pid)?.ownMs ?? 0;
-  return total;
-}
-
 /**
  * The main thread's /proc/<pid>/schedstat: nanoseconds runnable but waiting for a core (a busy machine's
  * scheduling delay, which a Node.js process pays on its event loop), and how many times it was put on a core (each
@@ -146,28 +157,6 @@ function readSchedstat(pid: number): { waitNs: number; runs: number } | undefine
   return Number.isFinite(waited) && Number.isFinite(runs)
     ? { waitNs: waited ?? 0, runs: runs ?? 0 }
     : undefined;
-}
-
-/** Nanoseconds the process's main thread has spent runnable but waiting for a core (see readSchedstat). */
-export function mainThreadWaitNs(pid: number): number | undefined {
-  return readSchedstat(pid)?.waitNs;
-}
-
-/**
- * Times each process was put on a core, by pid: the main thread's of `pid`, and for a tree (PostgreSQL:
- * single-threaded processes) every live process's under it too. Undefined if `pid` is gone.
- */
-function scheduledRuns(pid: number, tree: boolean): Map<number, number> | undefined {
-  const own = readSchedstat(pid)?.runs;
-  if (own === undefined) return undefined;
-  const runs = new Map([[pid, own]]);
-  if (tree) {
-    for (const child of descendantsOf(pid)) {
-      const count = readSchedstat(child)?.runs;
-      if (count !== undefined) runs.set(child, count);
-    }
-  }
-  return runs;
 }
 
 /**
@@ -216,13 +205,21 @@ export interface MeteredProcess {
 
 /** Builds a meter over `processes`; nothing is read until start(). */
 export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
-  const read = (p: MeteredProcess) => (p.tree ? processTreeCpuMs(p.pid) : processCpuMs(p.pid));
-  const waited = (p: MeteredProcess) => (p.tree ? undefined : mainThreadWaitNs(p.pid));
+  /**
+   * Everything the meter reads of a process, in one pass: its CPU, its main thread's wait (not for a tree), and
+   * its runs (a tree's every process's). Each part undefined where it could not be read.
+   */
+  const read = (p: MeteredProcess): Partial<Sample> & { waitNs?: number } => {
+    if (p.tree) return readTree(p.pid) ?? {};
+    const sched = readSchedstat(p.pid);
+    return {
+      cpuMs: processCpuMs(p.pid),
+      waitNs: sched?.waitNs,
+      runs: sched && new Map([[p.pid, sched.runs]]),
+    };
+  };
   let startedAt = 0;
-  let before: Array<number | undefined> = [];
-  let waitedBefore: Array<number | undefined> = [];
-  let runsBefore: Array<Map<number, number> | undefined> = [];
-  const runsOf = (p: MeteredProcess) => scheduledRuns(p.pid, p.tree ?? false);
+  let before: Array<ReturnType<typeof read>> = [];
   /** `(after - before) / elapsed` in percent with one decimal, or null. */
   const percent = (after: number | undefined, start: number | undefined, elapsed: number): number | null =>
     after === undefined || start === undefined || elapsed <= 0
@@ -231,23 +228,20 @@ export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
   return {
     start() {
       before = processes.map(read);
-      waitedBefore = processes.map(waited);
-      runsBefore = processes.map(runsOf);
       startedAt = performance.now();
       return Promise.resolve();
     },
     stop() {
       const after = processes.map(read);
-      const waitedAfter = processes.map(waited);
-      const runsAfter = processes.map(runsOf);
       const elapsedMs = performance.now() - startedAt;
       const cpu: Record<string, number | null> = {};
       const wait: Record<string, number | null> = {};
       const runs: Record<string, number | null> = {};
       processes.forEach((p, i) => {
-        cpu[p.name] = percent(after[i], before[i], elapsedMs);
-        if (!p.tree) wait[p.name] = percent(waitedAfter[i], waitedBefore[i], elapsedMs * 1e6);
-        runs[p.name] = runsBetween(runsBefore[i], runsAfter[i]);
+        const [start, end] = [before[i], after[i]];
+        cpu[p.name] = percent(end?.cpuMs, start?.cpuMs, elapsedMs);
+        if (!p.tree) wait[p.name] = percent(end?.waitNs, start?.waitNs, elapsedMs * 1e6);
+        runs[p.name] = runsBetween(start?.runs, end?.runs);
       });
       return Promise.resolve({ cpu, wait, runs });
     },
