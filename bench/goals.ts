@@ -3,7 +3,7 @@
  * did not run (or whose figures were not available, e.g. PostgreSQL CPU on an external database) is reported as
  * not measured, with what it lacked.
  */
-import type { PhaseRecord } from './report.js';
+import { serversTotal, type PhaseRecord } from './report.js';
 
 /** One goal as measured in one run. */
 export interface GoalRecord {
@@ -56,18 +56,6 @@ const round = (value: number, digits = 2): number => {
 const cpuMs = (percent: number | null | undefined, ms: number): number | null =>
   percent === null || percent === undefined ? null : (percent / 100) * ms;
 
-function serverCpuMs(phase: PhaseRecord, ms: number): number | null {
-  const names = Object.keys(phase.cpu).filter((name) => /^server\d*$/.test(name));
-  if (names.length === 0) return null;
-  let total = 0;
-  for (const name of names) {
-    const value = cpuMs(phase.cpu[name], ms);
-    if (value === null) return null;
-    total += value;
-  }
-  return total;
-}
-
 function figuresOf(phase: PhaseRecord | undefined): LoadFigures | undefined {
   if (!phase) return undefined;
   const ms = phase.socket?.measuredMs ?? phase.storage?.measuredMs ?? 0;
@@ -77,7 +65,7 @@ function figuresOf(phase: PhaseRecord | undefined): LoadFigures | undefined {
     labels: [phase.label],
     messages,
     ms,
-    serverCpuMs: serverCpuMs(phase, ms),
+    serverCpuMs: cpuMs(serversTotal(phase.cpu), ms),
     postgresCpuMs: cpuMs(phase.cpu.postgres, ms),
   };
 }

@@ -1,21 +1,18 @@
 /** The Markdown report of a run: headline ratios first, then every phase, then the scenario details. */
 import { compareName, NAIVE, TWO_NODES, windowLabel, XFCHAT } from './goals.js';
-import { findPhase, type PhaseRecord, type BenchResults, type SyncPass } from './report.js';
+import {
+  findPhase,
+  serversTotal,
+  sumOrNull,
+  type PhaseRecord,
+  type BenchResults,
+  type SyncPass,
+} from './report.js';
 import type { LatencySummary } from './stats.js';
 import type { BucketMs } from './serverMetrics.js';
 
 const fmt = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
-
-/** The sum, or null if any count is missing. */
-function sumOrNull(counts: ReadonlyArray<number | null | undefined>): number | null {
-  let total = 0;
-  for (const count of counts) {
-    if (count === null || count === undefined) return null;
-    total += count;
-  }
-  return total;
-}
 
 function latencyCells(l: LatencySummary | undefined): string[] {
   return l ? [fmt(l.p50, 2), fmt(l.p95, 2), fmt(l.p99, 2), fmt(l.p999, 2)] : ['-', '-', '-', '-'];
@@ -207,11 +204,9 @@ export function renderMarkdown(results: BenchResults): string {
           const runs = p.runs!;
           const perUnit = (count: number | null | undefined) =>
             count === null || count === undefined ? undefined : count / p.socket!.measuredAcked;
-          const servers = Object.keys(runs).filter((name) => /^server\d*$/.test(name));
-          const serverRuns = servers.length > 0 ? sumOrNull(servers.map((name) => runs[name])) : undefined;
           return [
             p.label,
-            fmt(perUnit(serverRuns), 3),
+            fmt(perUnit(serversTotal(runs)), 3),
             fmt(perUnit(runs.postgres), 3),
             fmt(perUnit(runs.generator), 3),
             fmt(perUnit(sumOrNull(Object.values(runs))), 3),

@@ -133,6 +133,25 @@ export function newResults(options: BenchOptions, argv: readonly string[]): Benc
   };
 }
 
+/** The sum, or null if any value is missing. */
+export function sumOrNull(values: ReadonlyArray<number | null | undefined>): number | null {
+  let total = 0;
+  for (const value of values) {
+    if (value === null || value === undefined) return null;
+    total += value;
+  }
+  return total;
+}
+
+/**
+ * The servers' figures of a per-process record (`cpu`, `runs`) summed: server, server2, ...; null if there is none
+ * or one is missing.
+ */
+export function serversTotal(record: Readonly<Record<string, number | null | undefined>>): number | null {
+  const names = Object.keys(record).filter((name) => /^server\d*$/.test(name));
+  return names.length === 0 ? null : sumOrNull(names.map((name) => record[name]));
+}
+
 /** The phase recorded under `label`, if it ran. */
 export function findPhase(results: BenchResults, label: string): PhaseRecord | undefined {
   return results.phases.find((p) => p.label === label);
