@@ -173,6 +173,13 @@ export interface StatementCounters {
   /** Statements that insert into messages: one per transaction on the writer's fast path, one per batch otherwise. */
   insert: number;
   total: number;
+  /** WAL written by the whole server so far (`pg_current_wal_insert_lsn()`, in bytes): commit records included. */
+  walBytes: number;
+  /**
+   * Full-page images in the WAL of the statements counted (pg_stat_statements' `wal_fpi`): the first change of
+   * a page after a checkpoint logs the whole 8 kB page.
+   */
+  fullPageImages: number;
 }
 
 /** The counters now, or undefined without pg_stat_statements. Deltas around a phase give per-message costs. */
@@ -184,7 +191,9 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
               AS commit,
             coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO messages%' OR query ~* 'FROM xfchat_(write|send_one)\\('),
               0)::text AS insert,
-            coalesce(sum(calls), 0)::text AS total
+            coalesce(sum(calls), 0)::text AS total,
+            (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text AS "walBytes",
+            coalesce(sum(wal_fpi), 0)::text AS "fullPageImages"
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
       WHERE d.datname = current_database()`,
   );
@@ -194,6 +203,8 @@ export async function statementCounters(db: BenchDatabase): Promise<StatementCou
     commit: Number(row?.commit ?? 0),
     insert: Number(row?.insert ?? 0),
     total: Number(row?.total ?? 0),
+    walBytes: Number(row?.walBytes ?? 0),
+    fullPageImages: Number(row?.fullPageImages ?? 0),
   };
 }
 

@@ -41,6 +41,10 @@ export interface PhaseDbCost {
   insertsPerTransaction: number;
   /** Every statement the database ran, per acked message. */
   statementsPerMessage: number;
+  /** WAL bytes the server wrote during the phase, per acked message (absent in results of older benches). */
+  walBytesPerMessage?: number;
+  /** Full-page images in that WAL, per acked message (absent in results of older benches). */
+  fullPageImagesPerMessage?: number;
 }
 
 export interface SyncRecord {

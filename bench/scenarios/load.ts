@@ -54,6 +54,8 @@ export async function socketPhase(
       messagesPerTransaction: transactions > 0 ? round(result.acked / transactions) : 0,
       insertsPerTransaction: transactions > 0 ? round((after.insert - before.insert) / transactions) : 0,
       statementsPerMessage: round((after.total - before.total) / result.acked),
+      walBytesPerMessage: Math.round((after.walBytes - before.walBytes) / result.acked),
+      fullPageImagesPerMessage: round((after.fullPageImages - before.fullPageImages) / result.acked),
     };
   }
   if (record) ctx.results.phases.push(phase);
