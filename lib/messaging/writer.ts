@@ -93,6 +93,19 @@ export interface GroupCommitWriter {
 
 /** Sends waiting that justify a transaction beside one already running. */
 const PARALLEL_BACKLOG = 256;
+/**
+ * A transaction running this many times longer than the usual commit, and at least {@link STALL_MIN_MS}, is held
+ * up (a slow WAL flush, a backend off its core): whatever waits then starts beside it rather than after it.
+ */
+const STALL_FACTOR = 3;
+const STALL_MIN_MS = 5;
+/**
+ * Sends waiting, this many times a usual transaction's and at least {@link SPLIT_MIN_SENDS}, are a pile (what
+ * arrived during a stall): they go in parallel transactions of about a usual one's size, at least a quarter of
+ * SPLIT_MIN_SENDS each, as free slots allow.
+ */
+const SPLIT_FACTOR = 4;
+const SPLIT_MIN_SENDS = 128;
 
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
@@ -119,19 +132,23 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let running = 0;
   /** Running transactions that wait for other transactions' locks. */
   let runningWaits = 0;
+  /** When each running transaction that does not wait for locks started (performance.now()), newest last. */
+  const ordinaryStarts: number[] = [];
+  /** Sends in a usual transaction: an exponential average over about the last 40. */
+  let usualSends = 0;
   let closed = false;
   /** Whether the last transaction announced its messages to other nodes. */
   let announcing = false;
   let idleWaiters: Array<() => void> = [];
 
   /**
-   * The next group, oldest first, up to `maxSends`. Batches skipped before wait for their locks in a group of
+   * The next group, oldest first, up to `cap` sends. Batches skipped before wait for their locks in a group of
    * their own, so the others are not held up, except while announcing: every transaction waits for its locks
    * then (see runTransaction), so any batch may join. One batch per conversation: a second one of the same
    * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
    * that do not fit; both stay first in line.
    */
-  function takeGroup(): Taken[] {
+  function takeGroup(cap: number): Taken[] {
     const group: Taken[] = [];
     const left: Pending[] = [];
     const seen = new Set<string>();
@@ -139,7 +156,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     let sends = 0;
     for (const pending of ready) {
       const size = sizeOf(pending.request);
-      const fits = group.length === 0 || sends + size <= maxSends;
+      const fits = group.length === 0 || sends + size <= cap;
       const together = announcing || pending.wait === wait;
       const { conversationId } = pending.request;
       if (fits && together && !seen.has(conversationId)) {
@@ -167,39 +184,84 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   /**
-   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog, or when
-   * the running ones write batches skipped before, which wait for another transaction's locks. Otherwise the
-   * next group grows while the running one commits: fewer, larger commits cost PostgreSQL less per message, and
-   * parallel ones pay off only when one backend's core cannot keep up with what is waiting.
+   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog, when
+   * the running ones write batches skipped before, which wait for another transaction's locks, or when every
+   * one running is held up. A WAL flush that stalls for 50 ms holds every send that arrives meanwhile; after
+   * it, one commit would carry the whole pile, and the sends that arrived during that commit would wait for
+   * the next, so one stall of the disk showed in the acks twice over. Started during the stall, each such
+   * transaction writes what arrived since the last one started and commits with the stalled one, as soon as
+   * the flush is done. Otherwise the next group grows while the running one commits: fewer, larger commits cost
+   * PostgreSQL less per message, and parallel ones pay off only when one backend's core cannot keep up with
+   * what is waiting.
    */
   function mayStart(): boolean {
     if (ready.length === 0 || running >= limit.limit) return false;
-    return running - runningWaits === 0 || sendsWaiting(PARALLEL_BACKLOG);
+    const ordinary = running - runningWaits;
+    return ordinary === 0 || sendsWaiting(PARALLEL_BACKLOG) || heldUp();
+  }
+
+  /** Whether every ordinary transaction running has taken far longer than commits usually do. */
+  function heldUp(): boolean {
+    const since = ordinaryStarts.at(-1);
+    if (since === undefined) return false;
+    return performance.now() - since > Math.max(STALL_MIN_MS, STALL_FACTOR * limit.usualMs);
+  }
+
+  /** Sends waiting for a transaction, all counted. */
+  function sendsReady(): number {
+    let sends = 0;
+    for (const pending of ready) sends += sizeOf(pending.request);
+    return sends;
+  }
+
+  /**
+   * Into how many transactions `waiting` sends go now: one, unless they are a pile (see SPLIT_FACTOR) and slots
+   * are free. In one transaction, a pile would keep every send that arrives while it runs waiting as long.
+   */
+  function parts(waiting: number): number {
+    const free = limit.limit - running;
+    const pile = Math.max(SPLIT_MIN_SENDS, SPLIT_FACTOR * usualSends);
+    if (free < 2 || waiting < pile) return 1;
+    return Math.min(free, Math.ceil((waiting * SPLIT_FACTOR) / pile));
   }
 
   function pump(): void {
     while (mayStart()) {
-      const group = takeGroup();
-      const waits = group.some((pending) => pending.wait);
-      running += 1;
-      if (waits) runningWaits += 1;
-      let slotFreed = false;
-      const freeSlot = (): void => {
-        if (slotFreed) return;
-        slotFreed = true;
-        running -= 1;
-        if (waits) runningWaits -= 1;
-        pump();
-      };
-      void runTransaction(group, freeSlot).finally(() => {
-        freeSlot();
-        if (running === 0 && ready.length === 0) {
-          const waiters = idleWaiters;
-          idleWaiters = [];
-          for (const resolve of waiters) resolve();
-        }
-      });
+      const waiting = sendsReady();
+      const count = parts(waiting);
+      const share = Math.min(maxSends, Math.ceil(waiting / count));
+      // The last takes the rest (batches are never split, so the shares come out uneven).
+      for (let i = 0; i < count && ready.length > 0; i++)
+        start(takeGroup(i === count - 1 ? maxSends : share));
     }
+  }
+
+  function start(group: Taken[]): void {
+    let sends = 0;
+    for (const pending of group) sends += pending.batch.commands.length;
+    usualSends += (sends - usualSends) * 0.05;
+    const waits = group.some((pending) => pending.wait);
+    running += 1;
+    const startedAt = performance.now();
+    if (waits) runningWaits += 1;
+    else ordinaryStarts.push(startedAt);
+    let slotFreed = false;
+    const freeSlot = (): void => {
+      if (slotFreed) return;
+      slotFreed = true;
+      running -= 1;
+      if (waits) runningWaits -= 1;
+      else ordinaryStarts.splice(ordinaryStarts.indexOf(startedAt), 1);
+      pump();
+    };
+    void runTransaction(group, freeSlot).finally(() => {
+      freeSlot();
+      if (running === 0 && ready.length === 0) {
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    });
   }
 
   /** Each batch in a call of its own: a batch that fails is answered with its error, the others commit. */

@@ -81,10 +81,11 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   }
 
   /**
-   * A one-transaction writer whose first transaction waits for `gate()` before it gets its connection, so the
-   * batches written meanwhile wait for a slot. `acquired()` counts the transactions started.
+   * A writer (of one transaction at a time unless told) whose first transaction waits for `gate()` before it
+   * gets its connection, so the batches written meanwhile wait for a slot. `acquired()` counts the transactions
+   * started.
    */
-  function writerWithHeldFirstTransaction(reports?: TransactionReport[]) {
+  function writerWithHeldFirstTransaction(reports?: TransactionReport[], maxConcurrency = 1) {
     const pool = db.connections;
     let gate!: () => void;
     const held = new Promise<void>((resolve) => (gate = resolve));
@@ -100,7 +101,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         observed: (client) => pool.observed(client),
       },
       logger,
-      maxConcurrency: 1,
+      maxConcurrency,
       ...(reports ? { onTransaction: (r: TransactionReport) => reports.push(r) } : {}),
     });
     writers.push(w);
@@ -468,6 +469,74 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(ok(outcomes[0]).message.seq).to.equal(1);
     expect(started, 'the second transaction had started').to.equal(2);
     expect(ok((await answeredSecond)[0]).message.seq).to.equal(1);
+  });
+
+  it('starts a transaction beside one that is held up (a stalled flush), instead of after it', async () => {
+    const held = await conversation();
+    const other = await conversation();
+    const reports: TransactionReport[] = [];
+    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports, 2);
+    const send = (clientMsgId: string) =>
+      ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
+    let heldAnswered = false;
+    const answeredHeld = w.write({ conversationId: held, commands: [send('h1')] }).then((outcomes) => {
+      heldAnswered = true;
+      return outcomes;
+    });
+    try {
+      await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
+      // Far longer than the 5 ms a transaction may take before it counts as held up (no commit timed yet).
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const answeredOther = w.write({ conversationId: other, commands: [send('o1')] });
+      const first = await Promise.race([
+        answeredOther.then(() => 'the other conversation'),
+        new Promise((resolve) => setTimeout(() => resolve('nothing within 5 s'), 5000)),
+      ]);
+      expect(first).to.equal('the other conversation');
+      expect(heldAnswered, 'the held transaction is still held').to.equal(false);
+      expect(ok((await answeredOther)[0]).message.seq).to.equal(1);
+    } finally {
+      gate();
+    }
+    expect(ok((await answeredHeld)[0]).message.seq).to.equal(1);
+    expect(reports.map((r) => r.sends)).to.deep.equal([1, 1]);
+  });
+
+  it('splits a pile of sends that waited for a slot into parallel transactions, every seq in order', async () => {
+    const held = await conversation();
+    const piled = await Promise.all(Array.from({ length: 10 }, () => conversation()));
+    const reports: TransactionReport[] = [];
+    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports, 3);
+    const send = (clientMsgId: string) =>
+      ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
+    const answeredHeld = w.write({ conversationId: held, commands: [send('h1')] });
+    try {
+      await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The first batch starts a transaction beside the held one; the other nine (135 sends) pile up behind it,
+      // and go in two transactions once it is done, while the held one still holds its slot.
+      const batches = piled.map((conversationId, c) =>
+        w.write({
+          conversationId,
+          commands: Array.from({ length: 15 }, (_, i) => send(`p${c}-${i}`)),
+        }),
+      );
+      const answered = await Promise.all(batches);
+      answered.forEach((outcomes) =>
+        expect(outcomes.map((o) => ok(o).message.seq)).to.deep.equal(
+          Array.from({ length: 15 }, (_, i) => i + 1),
+        ),
+      );
+      expect(reports[0]?.sends, 'the transaction beside the held one').to.equal(15);
+      const piles = reports
+        .slice(1)
+        .map((r) => r.sends)
+        .sort((a, b) => a - b);
+      expect(piles, 'the 135 sends that waited, in two transactions').to.deep.equal([60, 75]);
+    } finally {
+      gate();
+    }
+    expect(ok((await answeredHeld)[0]).message.seq).to.equal(1);
   });
 
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
