@@ -47,11 +47,6 @@ export class AdaptiveLimit {
     return Math.floor(this.current);
   }
 
-  /** The long-run average of commit times, in ms (0 before the first commit). */
-  get usualMs(): number {
-    return this.longRtt;
-  }
-
   /** Records one finished commit's duration. Failed commits say nothing about load and are not recorded. */
   record(durationMs: number): void {
     const rtt = Math.max(durationMs, 0.001);

@@ -136,6 +136,12 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   const ordinaryStarts: number[] = [];
   /** Sends in a usual transaction: an exponential average over about the last 40. */
   let usualSends = 0;
+  /**
+   * How long a usual transaction takes, from its start to its call's return, waits for other nodes' locks
+   * included (unlike the adaptive limit's times): an exponential average over about the last 40; 0 before the
+   * first.
+   */
+  let usualMs = 0;
   let closed = false;
   /** Whether the last transaction announced its messages to other nodes. */
   let announcing = false;
@@ -204,7 +210,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   function heldUp(): boolean {
     const since = ordinaryStarts.at(-1);
     if (since === undefined) return false;
-    return performance.now() - since > Math.max(STALL_MIN_MS, STALL_FACTOR * limit.usualMs);
+    return performance.now() - since > Math.max(STALL_MIN_MS, STALL_FACTOR * usualMs);
   }
 
   /** Sends waiting for a transaction, all counted. */
@@ -301,8 +307,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
         const target = connections.observed(client);
         try {
           outcomes = await writeBatches(target, batches, announce, wait);
+          const took = performance.now() - started;
+          usualMs = usualMs === 0 ? took : usualMs + (took - usualMs) * 0.05;
           // A wait for another transaction's locks says nothing about PostgreSQL's load.
-          if (!wait) limit.record(performance.now() - started);
+          if (!wait) limit.record(took);
         } catch (err) {
           // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
           // each batch alone to find and refuse that one.
