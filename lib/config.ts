@@ -286,7 +286,7 @@ export const SETTINGS = {
     default: 4,
     min: 1,
     max: 1000,
-    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog',
+    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog, or when the running ones are held up (a stalled WAL flush)',
   },
   MESSAGE_ANNOUNCE: {
     kind: 'choice',

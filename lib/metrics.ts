@@ -45,6 +45,8 @@ export interface Metrics {
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   /** Records one group commit: the sends it wrote, `persisted` new messages, `busy` batches it skipped. */
   observeBatch(size: number, persisted?: number, busy?: number): void;
+  /** Counts a group commit started beside running ones that were all held up (see xfchat_write_held_up_total). */
+  observeHeldUpStart(): void;
   /** Records one ack; `startedAt` is the `performance.now()` of when the send was accepted. */
   observeAck(startedAt: number, outcome?: 'ok' | 'error'): void;
   /** Counts a database error under its code. */
@@ -139,6 +141,11 @@ export function createMetrics(): Metrics {
     help: 'Conversation batches a group commit skipped because another transaction held the conversation (another node, a membership change); each is written again by a transaction that waits.',
     registers: [registry],
   });
+  const heldUpStarts = new Counter({
+    name: 'xfchat_write_held_up_total',
+    help: 'Group commits started beside running ones that had all taken three times a usual commit (a stalled WAL flush, a database host short of CPU), instead of after them.',
+    registers: [registry],
+  });
   const dbErrors = new Counter({
     name: 'xfchat_db_errors_total',
     help: 'Failed queries and connection attempts, by SQLSTATE or socket error code.',
@@ -190,6 +197,9 @@ export function createMetrics(): Metrics {
       if (size > 0) batchSize.observe(size);
       if (persisted > 0) messagesPersisted.inc(persisted);
       if (busy > 0) busyBatches.inc(busy);
+    },
+    observeHeldUpStart() {
+      heldUpStarts.inc();
     },
     observeAck(startedAt, outcome = 'ok') {
       ackLatency.observe({ outcome }, (performance.now() - startedAt) / 1000);

@@ -38,6 +38,7 @@ describe('metrics and logs', function () {
       'xfchat_connected_sockets',
       'xfchat_write_concurrency',
       'xfchat_write_busy_total',
+      'xfchat_write_held_up_total',
       'xfchat_db_pool_total',
       'xfchat_db_pool_idle',
       'xfchat_db_pool_used',

@@ -20,7 +20,7 @@ export interface MessagingDeps {
   notify: Notifier;
   logger: Logger;
   controlBus: ControlBus;
-  metrics: Pick<Metrics, 'observeBatch' | 'observeAck' | 'sample'>;
+  metrics: Pick<Metrics, 'observeBatch' | 'observeHeldUpStart' | 'observeAck' | 'sample'>;
   /** Nodes in the cluster, this one included: committed messages are announced only when there are others. */
   nodeCount: () => Promise<number>;
   /** An actor idle this long is dropped. @default 60000 */
@@ -93,6 +93,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     },
     onTransaction: (report) => {
       if (report.committed) metrics.observeBatch(report.sends, report.persisted, report.busy);
+      if (report.heldUp) metrics.observeHeldUpStart();
     },
   });
   const membership = createMembership(db.knex);

@@ -19,6 +19,11 @@ export interface TransactionReport {
   /** Batches whose conversation another transaction held: written again in a transaction that waits. */
   busy: number;
   committed: boolean;
+  /**
+   * Started beside running transactions that had all taken three times a usual transaction's time (a stalled WAL
+   * flush, a backend off its core), instead of after them.
+   */
+  heldUp: boolean;
 }
 
 export interface GroupCommitWriterOptions {
@@ -190,7 +195,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   /**
-   * Whether to start a transaction now. Beside one that is running, another starts only for a backlog, when
+   * Why to start a transaction now, if at all. Beside one that is running, another starts only for a backlog, when
    * the running ones write batches skipped before, which wait for another transaction's locks, or when every
    * one running is held up. A WAL flush that stalls for 50 ms holds every send that arrives meanwhile; after
    * it, one commit would carry the whole pile, and the sends that arrived during that commit would wait for
@@ -200,10 +205,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    * PostgreSQL less per message, and parallel ones pay off only when one backend's core cannot keep up with
    * what is waiting.
    */
-  function mayStart(): boolean {
-    if (ready.length === 0 || running >= limit.limit) return false;
-    const ordinary = running - runningWaits;
-    return ordinary === 0 || sendsWaiting(PARALLEL_BACKLOG) || heldUp();
+  function whyStart(): 'free' | 'backlog' | 'held up' | undefined {
+    if (ready.length === 0 || running >= limit.limit) return undefined;
+    if (running - runningWaits === 0) return 'free';
+    if (sendsWaiting(PARALLEL_BACKLOG)) return 'backlog';
+    return heldUp() ? 'held up' : undefined;
   }
 
   /** Whether every ordinary transaction running has taken far longer than commits usually do. */
@@ -232,17 +238,17 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   function pump(): void {
-    while (mayStart()) {
+    for (let why = whyStart(); why !== undefined; why = whyStart()) {
       const waiting = sendsReady();
       const count = parts(waiting);
       const share = Math.min(maxSends, Math.ceil(waiting / count));
       // The last takes the rest (batches are never split, so the shares come out uneven).
       for (let i = 0; i < count && ready.length > 0; i++)
-        start(takeGroup(i === count - 1 ? maxSends : share));
+        start(takeGroup(i === count - 1 ? maxSends : share), why === 'held up');
     }
   }
 
-  function start(group: Taken[]): void {
+  function start(group: Taken[], heldUp: boolean): void {
     let sends = 0;
     for (const pending of group) sends += pending.batch.commands.length;
     usualSends += (sends - usualSends) * 0.05;
@@ -260,7 +266,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       else ordinaryStarts.splice(ordinaryStarts.indexOf(startedAt), 1);
       pump();
     };
-    void runTransaction(group, freeSlot).finally(() => {
+    void runTransaction(group, freeSlot, heldUp).finally(() => {
       freeSlot();
       if (running === 0 && ready.length === 0) {
         const waiters = idleWaiters;
@@ -291,7 +297,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return outcomes;
   }
 
-  async function runTransaction(group: Taken[], freeSlot: () => void): Promise<void> {
+  async function runTransaction(group: Taken[], freeSlot: () => void, heldUp: boolean): Promise<void> {
     const batches = group.map((p) => p.batch);
     // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
     // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
@@ -328,7 +334,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
         'message transaction failed',
       );
       group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
-      report(batches, 0, 0, false);
+      report({ batches, persisted: 0, busy: 0, committed: false, heldUp });
       return;
     }
     const busy: Pending[] = [];
@@ -355,20 +361,17 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       // Committed and answered; the other nodes' subscribers catch up when the hole shows or lasts.
       logger.error({ err }, 'announcing a commit failed');
     }
-    report(
-      written.map((w) => w.batch),
-      persisted,
-      busy.length,
-      true,
-    );
+    report({ batches: written.map((w) => w.batch), persisted, busy: busy.length, committed: true, heldUp });
   }
 
-  function report(batches: ConversationBatch[], persisted: number, busy: number, committed: boolean): void {
+  function report(
+    what: Omit<TransactionReport, 'batches' | 'sends'> & { batches: readonly ConversationBatch[] },
+  ): void {
     if (!options.onTransaction) return;
     let sends = 0;
-    for (const batch of batches) sends += batch.commands.length;
+    for (const batch of what.batches) sends += batch.commands.length;
     try {
-      options.onTransaction({ batches: batches.length, sends, persisted, busy, committed });
+      options.onTransaction({ ...what, batches: what.batches.length, sends });
     } catch (err) {
       logger.warn({ err }, 'onTransaction observer threw');
     }

@@ -499,7 +499,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       gate();
     }
     expect(ok((await answeredHeld)[0]).message.seq).to.equal(1);
-    expect(reports.map((r) => r.sends)).to.deep.equal([1, 1]);
+    expect(reports.map((r) => [r.sends, r.heldUp])).to.deep.equal([
+      [1, true],
+      [1, false],
+    ]);
   });
 
   it('splits a pile of sends that waited for a slot into parallel transactions, every seq in order', async () => {
@@ -581,9 +584,9 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     }
     expect(reports).to.deep.equal([
       // The held conversation is skipped first, then written by a transaction that waits for its lock.
-      { batches: 0, sends: 0, persisted: 0, busy: 1, committed: true },
-      { batches: 1, sends: 1, persisted: 1, busy: 0, committed: true },
-      { batches: 2, sends: 5, persisted: 2, busy: 0, committed: true },
+      { batches: 0, sends: 0, persisted: 0, busy: 1, committed: true, heldUp: false },
+      { batches: 1, sends: 1, persisted: 1, busy: 0, committed: true, heldUp: false },
+      { batches: 2, sends: 5, persisted: 2, busy: 0, committed: true, heldUp: false },
     ]);
     expect(await state(poisoned)).to.deep.equal({ lastSeq: 0, seqs: [] });
     expect(await state(healthy)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
