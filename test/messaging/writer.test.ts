@@ -515,7 +515,9 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const answeredHeld = w.write({ conversationId: held, commands: [send('h1')] });
     try {
       await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Once the transaction beside it has taken d ms, the held one counts as held up while it has run over 3 d:
+      // 300 ms leaves d up to 150 ms on a slow machine.
+      await new Promise((resolve) => setTimeout(resolve, 300));
       // The first batch starts a transaction beside the held one; the other nine (135 sends) pile up behind it,
       // and go in two transactions once it is done, while the held one still holds its slot.
       const batches = piled.map((conversationId, c) =>
