@@ -219,29 +219,25 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     return performance.now() - since > Math.max(STALL_MIN_MS, STALL_FACTOR * usualMs);
   }
 
-  /** Sends waiting for a transaction, all counted. */
-  function sendsReady(): number {
-    let sends = 0;
-    for (const pending of ready) sends += sizeOf(pending.request);
-    return sends;
-  }
-
   /**
-   * Into how many transactions `waiting` sends go now: one, unless they are a pile (see SPLIT_FACTOR) and slots
-   * are free. In one transaction, a pile would keep every send that arrives while it runs waiting as long.
+   * Into how many transactions the sends waiting go now, and how many sends each takes: one with all of them,
+   * unless they are a pile (see SPLIT_FACTOR) and slots are free. In one transaction, a pile would keep every send
+   * that arrives while it runs waiting as long.
    */
-  function parts(waiting: number): number {
+  function split(): { count: number; share: number } {
     const free = limit.limit - running;
+    if (free < 2) return { count: 1, share: maxSends };
+    let waiting = 0;
+    for (const pending of ready) waiting += sizeOf(pending.request);
     const pile = Math.max(SPLIT_MIN_SENDS, SPLIT_FACTOR * usualSends);
-    if (free < 2 || waiting < pile) return 1;
-    return Math.min(free, Math.ceil((waiting * SPLIT_FACTOR) / pile));
+    if (waiting < pile) return { count: 1, share: maxSends };
+    const count = Math.min(free, Math.ceil((waiting * SPLIT_FACTOR) / pile));
+    return { count, share: Math.min(maxSends, Math.ceil(waiting / count)) };
   }
 
   function pump(): void {
     for (let why = whyStart(); why !== undefined; why = whyStart()) {
-      const waiting = sendsReady();
-      const count = parts(waiting);
-      const share = Math.min(maxSends, Math.ceil(waiting / count));
+      const { count, share } = split();
       // The last takes the rest (batches are never split, so the shares come out uneven).
       for (let i = 0; i < count && ready.length > 0; i++)
         start(takeGroup(i === count - 1 ? maxSends : share), why === 'held up');
