@@ -15,15 +15,16 @@ export const SCENARIOS = [
   'twonode',
   'exhaustion',
   'poolsweep',
+  'history',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /**
- * The default run: everything but the pool-size sweep and the split echo control, about two minutes on a 2-core
- * machine.
+ * The default run: everything but the pool-size sweep, the split echo control and the large-history phase, about
+ * two minutes on a 2-core machine.
  */
 const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter(
-  (s) => s !== 'poolsweep' && s !== 'e0split',
+  (s) => s !== 'poolsweep' && s !== 'e0split' && s !== 'history',
 );
 
 export interface BenchOptions {
@@ -59,6 +60,13 @@ export interface BenchOptions {
   bodyBytes: number;
   /** Messages the sync scenario grows its conversation to. @default 1200 */
   syncMessages: number;
+  /** Messages the history scenario prefills its conversations with. @default 3000000 */
+  historyMessages: number;
+  /**
+   * The message ids of the history scenario: `time`, the schema's (time-ordered), or `random`, the schema before
+   * time-ordered ids (the scenario takes that migration back for its prefill and phase). @default 'time'
+   */
+  historyIds: 'time' | 'random';
   /** Pass `--cpu-prof` to every XFChat node and summarize each node's profile. */
   cpuProf: boolean;
   /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
@@ -85,10 +93,11 @@ export interface BenchOptions {
 
 export const USAGE = `npm run bench -- [options]
   --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default,
-                           every scenario but poolsweep and e0split); xfchat (XFChat) and n (the naive server N) run
+                           every scenario but poolsweep, e0split and history); xfchat (XFChat) and n (the naive server N) run
                            together, alternating, at each --windows, and twonode (X2) with them when it runs
                            (unless --nodes is above 1 or --compare-dir is given); e0split is E0's load on two
-                           echo servers
+                           echo servers; history writes on a large messages table right after a
+                           checkpoint
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
@@ -104,6 +113,10 @@ export const USAGE = `npm run bench -- [options]
   --batch-size N           rows per statement in B2 (100)
   --body-bytes N           message body size (64)
   --sync-messages N        size of the conversation the sync scenario pages through (1200)
+  --history-messages N     messages the history scenario prefills (3000000)
+  --history-ids time|random
+                           the history scenario's message ids: the schema's time-ordered ones (time), or random
+                           ones, as before migration 20261202000000 (random)
   --cpu-prof               profile every XFChat node (node --cpu-prof), a summary per node
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --node-flag FLAG         a flag for the node of every XFChat node (repeatable), e.g. --node-flag=--single-threaded-gc
@@ -175,6 +188,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'batch-size': { type: 'string' },
       'body-bytes': { type: 'string' },
       'sync-messages': { type: 'string' },
+      'history-messages': { type: 'string' },
+      'history-ids': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
@@ -204,6 +219,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
   const members = values.members ?? 'apart';
   if (members !== 'apart' && members !== 'together')
     throw new Error(`--members must be apart or together (got "${members}")`);
+  const historyIds = values['history-ids'] ?? 'time';
+  if (historyIds !== 'time' && historyIds !== 'random')
+    throw new Error(`--history-ids must be time or random (got "${historyIds}")`);
   const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
     throw new Error('--warmup must be 0 to 600 seconds');
@@ -222,6 +240,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     batchSize: positiveInt('batch-size', values['batch-size'], 100, 10_000),
     bodyBytes: positiveInt('body-bytes', values['body-bytes'], 64, 4000),
     syncMessages: positiveInt('sync-messages', values['sync-messages'], 1200, 1_000_000),
+    historyMessages: positiveInt('history-messages', values['history-messages'], 3_000_000, 100_000_000),
+    historyIds,
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
     serverEnv,

@@ -17,6 +17,7 @@ import { resolveProjectDir } from './nodes.js';
 import { newResults, type BenchResults } from './report.js';
 import { runB1, runB2, runE0, runE0Split } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
+import { runHistory } from './scenarios/history.js';
 import { runGroups, runHalfPeak, runLight, runPoolSweep } from './scenarios/load.js';
 import { runSync } from './scenarios/sync.js';
 import { runTwoNodeAlone, runWindows } from './scenarios/windows.js';
@@ -37,6 +38,7 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   twonode: runTwoNodeAlone,
   exhaustion: runExhaustion,
   poolsweep: runPoolSweep,
+  history: runHistory,
 };
 
 async function runAll(options: BenchOptions, argv: readonly string[]): Promise<BenchResults> {

@@ -1,11 +1,13 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
+import type { Knex } from 'knex';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
 import { createLogger } from '../lib/logger.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
+import * as messageIdsMigration from '../migrations/20261202000000_message_ids_time_ordered.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -158,6 +160,111 @@ describe('migrations', function () {
         .where({ table_schema: 'public', table_name: 'messages' })
         .pluck('column_name')) as string[];
       expect(columns).to.include.members(['conversation_id', 'seq', 'sender_id', 'client_msg_id', 'body']);
+    });
+  });
+
+  describe('message ids', () => {
+    const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    /** The Unix milliseconds in a version-7 id's first 48 bits. */
+    const millisOf = (id: string): number => parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+
+    /** A user and a group conversation to write messages into, straight into the tables. */
+    async function conversationOf(knex: Knex): Promise<{ conversation: string; user: string }> {
+      const [user] = await knex('users')
+        .insert({ username: 'writer', password_hash: 'x', display_name: 'Writer' })
+        .returning<Array<{ id: string }>>('id');
+      const [conversation] = await knex('conversations')
+        .insert({ type: 'group', title: 'ids', created_by: user!.id })
+        .returning<Array<{ id: string }>>('id');
+      return { conversation: conversation!.id, user: user!.id };
+    }
+
+    /** Inserts `count` messages after seq `from` in one statement; their ids in seq order. */
+    async function insertMessages(
+      knex: Knex,
+      to: { conversation: string; user: string },
+      from: number,
+      count: number,
+    ) {
+      const rows = await knex('messages')
+        .insert(
+          Array.from({ length: count }, (_, i) => ({
+            conversation_id: to.conversation,
+            sender_id: to.user,
+            seq: from + i + 1,
+            client_msg_id: `c${from + i + 1}`,
+            body: 'hello',
+            version: from + i + 1,
+          })),
+        )
+        .returning<Array<{ id: string; seq: string }>>(['id', 'seq']);
+      return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((row) => row.id);
+    }
+
+    async function databaseMillis(knex: Knex): Promise<number> {
+      const { rows } = await knex.raw<{ rows: Array<{ ms: string }> }>(
+        'SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms',
+      );
+      return Number(rows[0]!.ms);
+    }
+
+    it('new messages get time-ordered ids (UUID version 7); down gives back random ones (version 4)', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const to = await conversationOf(knex);
+
+      const before = await databaseMillis(knex);
+      const first = await insertMessages(knex, to, 0, 50);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const second = await insertMessages(knex, to, 50, 50);
+      const after = await databaseMillis(knex);
+      for (const id of [...first, ...second]) {
+        expect(id).to.match(V7);
+        expect(millisOf(id)).to.be.within(before, after);
+      }
+      // A later statement's ids sort after an earlier one's: new rows go to the index's right-hand edge.
+      expect(second.every((id) => first.every((earlier) => id > earlier))).to.equal(true);
+
+      await messageIdsMigration.down(knex);
+      const random = await insertMessages(knex, to, 100, 20);
+      for (const id of random) expect(id).to.match(V4);
+      const { rows } = await knex.raw<{ rows: Array<{ n: number }> }>(
+        "SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'xfchat_uuid_v7'",
+      );
+      expect(rows[0]!.n).to.equal(0);
+
+      await messageIdsMigration.up(knex);
+      for (const id of await insertMessages(knex, to, 120, 20)) expect(id).to.match(V7);
+    });
+
+    it('the version for PostgreSQL before 18 builds version-7 ids in millisecond and sub-millisecond order', async () => {
+      const db = await emptyDatabase();
+      const { knex } = db;
+      // Whichever server the tests run on: this is the function every PostgreSQL before 18 gets.
+      await knex.raw(messageIdsMigration.PORTABLE_UUID_V7);
+      const generate = async (): Promise<string[]> => {
+        const { rows } = await knex.raw<{ rows: Array<{ id: string }> }>(
+          'SELECT xfchat_uuid_v7()::text AS id FROM generate_series(1, 200)',
+        );
+        return rows.map((row) => row.id);
+      };
+      const before = await databaseMillis(knex);
+      const first = await generate();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const second = await generate();
+      const after = await databaseMillis(knex);
+      expect(new Set([...first, ...second]).size).to.equal(400);
+      for (const id of [...first, ...second]) {
+        expect(id).to.match(V7);
+        expect(millisOf(id)).to.be.within(before, after);
+      }
+      expect(second.every((id) => first.every((earlier) => id > earlier))).to.equal(true);
+      // The 12 bits after the version are the fraction of the millisecond: ids a microsecond or more apart are in
+      // order, so within one statement the prefixes (time, version, fraction) never go backwards.
+      const prefixes = first.map((id) => id.replaceAll('-', '').slice(0, 16));
+      expect(prefixes).to.deep.equal([...prefixes].sort());
     });
   });
 

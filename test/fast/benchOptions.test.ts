@@ -8,13 +8,30 @@ describe('bench options', () => {
     expect(parseOptions(['--members', 'apart'], {}).members).to.equal('apart');
   });
 
-  it('leaves the pool sweep and the split echo control out of the default run, and runs either when named', () => {
+  it('leaves the pool sweep, the split echo control and the large history out of the default run, and runs each when named', () => {
     const defaults = parseOptions([], {}).scenarios;
     expect(defaults).to.include.members(['e0', 'xfchat', 'twonode']);
     expect(defaults).not.to.include('e0split');
     expect(defaults).not.to.include('poolsweep');
+    expect(defaults).not.to.include('history');
     expect(parseOptions(['--scenario', 'e0,e0split'], {}).scenarios).to.deep.equal(['e0', 'e0split']);
-    expect(parseOptions(['--scenario', 'all'], {}).scenarios).to.include.members(['e0split', 'poolsweep']);
+    expect(parseOptions(['--scenario', 'all'], {}).scenarios).to.include.members([
+      'e0split',
+      'poolsweep',
+      'history',
+    ]);
+  });
+
+  it('prefills the history scenario with 3 million messages and the ids of the schema unless told otherwise', () => {
+    const defaults = parseOptions([], {});
+    expect(defaults.historyMessages).to.equal(3_000_000);
+    expect(defaults.historyIds).to.equal('time');
+    const control = parseOptions(['--history-ids', 'random', '--history-messages', '500000'], {});
+    expect(control.historyIds).to.equal('random');
+    expect(control.historyMessages).to.equal(500_000);
+    expect(() => parseOptions(['--history-ids', 'v4'], {})).to.throw(
+      '--history-ids must be time or random (got "v4")',
+    );
   });
 
   it('alternates the two nodes with X and N in the window phases, unless other XFChat nodes stay up through them', () => {

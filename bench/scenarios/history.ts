@@ -1,0 +1,72 @@
+import type { BenchContext } from '../context.js';
+import * as messageIds from '../../migrations/20261202000000_message_ids_time_ordered.js';
+import { seedConversations } from '../seed.js';
+import { socketPhase } from './load.js';
+
+/** Messages a prefill statement inserts: one statement per conversation and part, so progress shows. */
+const PREFILL_CHUNK = 200_000;
+
+/**
+ * Writes after a checkpoint on a large `messages` table: the phase a production database is in for a while after
+ * every checkpoint, which a fresh bench database never is. Its own users get --history-messages messages between
+ * them (inserted by SQL, with the ids the schema's default gives), then `VACUUM (ANALYZE)` and `CHECKPOINT`, then
+ * XFChat runs a closed loop at the largest --windows. The phase's database figures say what a message costs in WAL
+ * and full-page images there. `--history-ids random` takes the migration of time-ordered ids back for the prefill
+ * and the phase (random ids, the schema before it), for comparison, and applies it again afterwards.
+ */
+export async function runHistory(ctx: BenchContext): Promise<void> {
+  const { historyMessages: total, historyIds, bodyBytes } = ctx.options;
+  const knex = ctx.knex;
+  const seeded = await seedConversations(knex, ctx.auth, ctx.options.users, ctx.options.conversationSize);
+  if (historyIds === 'random') await messageIds.down(knex);
+  try {
+    const perConversation = Math.ceil(total / seeded.conversations.length);
+    const body = 'x'.repeat(bodyBytes);
+    const started = performance.now();
+    ctx.progress.note(
+      `history: ${perConversation * seeded.conversations.length} messages in ${seeded.conversations.length} conversations (${historyIds} ids)`,
+    );
+    for (const conversation of seeded.conversations) {
+      const senders = conversation.members.map((member) => seeded.users[member]!.id);
+      for (let from = 0; from < perConversation; from += PREFILL_CHUNK) {
+        const to = Math.min(perConversation, from + PREFILL_CHUNK);
+        await knex.raw(
+          `INSERT INTO messages (conversation_id, sender_id, seq, version, client_msg_id, body)
+           SELECT ?, (?::uuid[])[1 + g % ?], g, g, 'history-' || g, ? FROM generate_series(?::bigint, ?::bigint) g`,
+          // An array literal: knex would spread a JavaScript array into one binding per element.
+          [conversation.id, `{${senders.join(',')}}`, senders.length, body, from + 1, to],
+        );
+      }
+      await knex('conversations')
+        .where({ id: conversation.id })
+        .update({ last_seq: perConversation, version: perConversation });
+    }
+    await knex.raw('VACUUM (ANALYZE) messages');
+    ctx.progress.note(
+      `history: inserted and vacuumed in ${Math.round((performance.now() - started) / 1000)} s`,
+    );
+    const checkpointed = await knex.raw('CHECKPOINT').then(
+      () => true,
+      (err: unknown) => {
+        // An external database's role may not be allowed to (PostgreSQL 15+: pg_checkpoint); the figures then
+        // come from wherever the last checkpoint left the pages.
+        ctx.results.notes.push(
+          `history: CHECKPOINT refused (${err instanceof Error ? err.message : String(err)}); the phase did not start right after one`,
+        );
+        return false;
+      },
+    );
+    const window = Math.max(...ctx.options.windows);
+    const node = await ctx.mainNode();
+    await socketPhase(
+      ctx,
+      `XFChat history w${window}`,
+      'history',
+      `closed loop at window ${window} on ${ctx.options.users} new users whose conversations hold ${perConversation * seeded.conversations.length} messages, ${historyIds} message ids${checkpointed ? ', started right after a CHECKPOINT' : ''}`,
+      { ...ctx.socketJob('xfchat', [node.url], seeded), window },
+      [node],
+    );
+  } finally {
+    if (historyIds === 'random') await messageIds.up(knex);
+  }
+}
