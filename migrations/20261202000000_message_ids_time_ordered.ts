@@ -37,7 +37,20 @@ export const PORTABLE_UUID_V7 = `
   END
   $$`;
 
+/**
+ * Changing a column's default takes a moment's exclusive lock on `messages`, which waits for every transaction
+ * that has touched the table (a long report, a `pg_dump`), and every write queues behind the wait. So the
+ * migration (one transaction, as Knex runs each) gives up after a few seconds instead, and the node that ran it
+ * exits with the cause; starting it again later retries.
+ */
+export const LOCK_TIMEOUT = '3s';
+
+async function limitLockWait(knex: Knex): Promise<void> {
+  await knex.raw("SELECT set_config('lock_timeout', ?, true)", [LOCK_TIMEOUT]);
+}
+
 export async function up(knex: Knex): Promise<void> {
+  await limitLockWait(knex);
   const { rows } = await knex.raw<{ rows: Array<{ version: number }> }>(
     "SELECT current_setting('server_version_num')::int AS version",
   );
@@ -46,6 +59,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await limitLockWait(knex);
   await knex.raw('ALTER TABLE messages ALTER COLUMN id SET DEFAULT gen_random_uuid()');
   await knex.raw('DROP FUNCTION xfchat_uuid_v7()');
 }

@@ -239,6 +239,31 @@ describe('migrations', function () {
       for (const id of await insertMessages(knex, to, 120, 20)) expect(id).to.match(V7);
     });
 
+    it('gives up after a few seconds when a transaction holds messages, instead of queueing every write behind it', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const reader = await knex.transaction();
+      try {
+        // A long reader: it holds the table's lightest lock until it ends.
+        await reader.raw('SELECT count(*) FROM messages');
+        const started = Date.now();
+        const failed = await knex
+          .transaction((trx) => messageIdsMigration.down(trx))
+          .then(
+            () => undefined,
+            (err: { code?: string }) => err.code,
+          );
+        expect(failed).to.equal('55P03'); // lock_not_available
+        expect(Date.now() - started).to.be.within(2500, 15_000);
+      } finally {
+        await reader.rollback();
+      }
+      // Nothing of it stayed: the default is still the time-ordered one.
+      const to = await conversationOf(knex);
+      for (const id of await insertMessages(knex, to, 0, 5)) expect(id).to.match(V7);
+    });
+
     it('the version for PostgreSQL before 18 builds version-7 ids in millisecond and sub-millisecond order', async () => {
       const db = await emptyDatabase();
       const { knex } = db;
