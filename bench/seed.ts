@@ -142,3 +142,35 @@ export async function seedHistory(
     .update({ last_seq: perConversation, version: perConversation });
   await knex.raw('ANALYZE messages');
 }
+
+/** Messages one statement of seedLargeHistory inserts, by default. */
+const LARGE_HISTORY_CHUNK = 200_000;
+
+/**
+ * Gives every conversation of `seeded` `perConversation` messages of `body` (its members taking turns), by SQL on
+ * the server, with the ids the schema's default gives, and sets each conversation's last_seq and version: a large
+ * history in seconds, where seedHistory's inserts from here would take hours. No ANALYZE: the caller decides.
+ */
+export async function seedLargeHistory(
+  knex: Knex,
+  seeded: Seeded,
+  perConversation: number,
+  body: string,
+  chunk = LARGE_HISTORY_CHUNK,
+): Promise<void> {
+  for (const conversation of seeded.conversations) {
+    const senders = conversation.members.map((member) => seeded.users[member]!.id);
+    for (let from = 0; from < perConversation; from += chunk) {
+      const to = Math.min(perConversation, from + chunk);
+      await knex.raw(
+        `INSERT INTO messages (conversation_id, sender_id, seq, version, client_msg_id, body)
+         SELECT ?, (?::uuid[])[1 + (g - 1) % ?], g, g, 'history-' || g, ? FROM generate_series(?::bigint, ?::bigint) g`,
+        // An array literal: knex would spread a JavaScript array into one binding per element.
+        [conversation.id, `{${senders.join(',')}}`, senders.length, body, from + 1, to],
+      );
+    }
+    await knex('conversations')
+      .where({ id: conversation.id })
+      .update({ last_seq: perConversation, version: perConversation });
+  }
+}

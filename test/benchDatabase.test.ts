@@ -5,6 +5,10 @@ import {
   WRITTEN_TABLES,
   type BenchDatabase,
 } from '../bench/database.js';
+import { seedLargeHistory, type Seeded } from '../bench/seed.js';
+import { loadDatabaseConfig } from '../lib/config.js';
+import { createDatabase } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
 import { createTestDatabase } from './helpers/postgres.js';
 
 interface TableStats {
@@ -69,6 +73,67 @@ describe('bench database: the vacuum before each phase', function () {
       expect(now, table).to.not.equal(undefined);
       expect(Number(now!.vacuum_count), `${table} vacuumed`).to.equal(Number(was?.vacuum_count ?? 0) + 1);
       expect(Number(now!.analyze_count), `${table} analyzed`).to.equal(Number(was?.analyze_count ?? 0) + 1);
+    }
+  });
+});
+
+describe('bench seed: a large history by SQL', function () {
+  this.timeout(60_000);
+
+  it('gives each conversation consecutive seqs from 1, its members taking turns, and sets last_seq and version', async () => {
+    const db = createDatabase(
+      loadDatabaseConfig({ DATABASE_URL: await createTestDatabase() }),
+      createLogger('silent'),
+    );
+    try {
+      const { knex } = db;
+      const users = await knex('users')
+        .insert(
+          ['ann', 'bob', 'cid'].map((name) => ({ username: name, password_hash: 'x', display_name: name })),
+        )
+        .returning<Array<{ id: string }>>('id');
+      const conversations = await knex('conversations')
+        .insert([{ type: 'group' }, { type: 'group' }])
+        .returning<Array<{ id: string }>>('id');
+      const seeded: Seeded = {
+        users: users.map((u) => ({ id: u.id, token: '' })),
+        conversations: [
+          { id: conversations[0]!.id, members: [0, 1] },
+          { id: conversations[1]!.id, members: [2, 0, 1] },
+        ],
+      };
+      // Three statements a conversation (100 + 100 + 50), so the parts must join up.
+      await seedLargeHistory(knex, seeded, 250, 'hello', 100);
+
+      for (const conversation of seeded.conversations) {
+        const rows = await knex('messages').where({ conversation_id: conversation.id }).orderBy('seq').select<
+          Array<{
+            seq: string;
+            version: string;
+            sender_id: string;
+            client_msg_id: string;
+            body: string;
+            id: string;
+          }>
+        >('seq', 'version', 'sender_id', 'client_msg_id', 'body', 'id');
+        expect(rows.map((r) => Number(r.seq))).to.deep.equal(Array.from({ length: 250 }, (_, i) => i + 1));
+        rows.forEach((row, i) => {
+          expect(Number(row.version)).to.equal(i + 1);
+          expect(row.sender_id).to.equal(
+            seeded.users[conversation.members[i % conversation.members.length]!]!.id,
+          );
+          expect(row.client_msg_id).to.equal(`history-${i + 1}`);
+          expect(row.body).to.equal('hello');
+          // The schema's default: time-ordered ids.
+          expect(row.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        });
+        const stored = await knex('conversations')
+          .where({ id: conversation.id })
+          .first<{ last_seq: string; version: string }>('last_seq', 'version');
+        expect([Number(stored.last_seq), Number(stored.version)]).to.deep.equal([250, 250]);
+      }
+    } finally {
+      await db.close();
     }
   });
 });

@@ -1,10 +1,7 @@
 import type { BenchContext } from '../context.js';
 import * as messageIds from '../../migrations/20261202000000_message_ids_time_ordered.js';
-import { seedConversations } from '../seed.js';
+import { seedConversations, seedLargeHistory } from '../seed.js';
 import { socketPhase } from './load.js';
-
-/** Messages a prefill statement inserts: one statement per conversation and part, so progress shows. */
-const PREFILL_CHUNK = 200_000;
 
 /**
  * Writes after a checkpoint on a large `messages` table: the phase a production database is in for a while after
@@ -26,21 +23,7 @@ export async function runHistory(ctx: BenchContext): Promise<void> {
     ctx.progress.note(
       `history: ${perConversation * seeded.conversations.length} messages in ${seeded.conversations.length} conversations (${historyIds} ids)`,
     );
-    for (const conversation of seeded.conversations) {
-      const senders = conversation.members.map((member) => seeded.users[member]!.id);
-      for (let from = 0; from < perConversation; from += PREFILL_CHUNK) {
-        const to = Math.min(perConversation, from + PREFILL_CHUNK);
-        await knex.raw(
-          `INSERT INTO messages (conversation_id, sender_id, seq, version, client_msg_id, body)
-           SELECT ?, (?::uuid[])[1 + g % ?], g, g, 'history-' || g, ? FROM generate_series(?::bigint, ?::bigint) g`,
-          // An array literal: knex would spread a JavaScript array into one binding per element.
-          [conversation.id, `{${senders.join(',')}}`, senders.length, body, from + 1, to],
-        );
-      }
-      await knex('conversations')
-        .where({ id: conversation.id })
-        .update({ last_seq: perConversation, version: perConversation });
-    }
+    await seedLargeHistory(knex, seeded, perConversation, body);
     await knex.raw('VACUUM (ANALYZE) messages');
     ctx.progress.note(
       `history: inserted and vacuumed in ${Math.round((performance.now() - started) / 1000)} s`,
