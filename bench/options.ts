@@ -93,11 +93,10 @@ export interface BenchOptions {
 
 export const USAGE = `npm run bench -- [options]
   --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default,
-                           every scenario but poolsweep, e0split and history); xfchat (XFChat) and n (the naive server N) run
-                           together, alternating, at each --windows, and twonode (X2) with them when it runs
-                           (unless --nodes is above 1 or --compare-dir is given); e0split is E0's load on two
-                           echo servers; history writes on a large messages table right after a
-                           checkpoint
+                           every scenario but poolsweep, e0split and history); xfchat (XFChat) and n (the naive
+                           server N) run together, alternating, at each --windows, and twonode (X2) with them when
+                           it runs (unless --nodes is above 1 or --compare-dir is given); e0split is E0's load on
+                           two echo servers; history writes on a large messages table right after a checkpoint
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)

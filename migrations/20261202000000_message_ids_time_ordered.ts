@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
  * once the index outgrows the cache, each insert may read a page from disk, and after every checkpoint the first
  * change to each page writes the whole 8 kB page to the WAL. On a 4-million-row table, in the first 240,000 rows
  * after a checkpoint, random ids wrote 3.4 times the WAL per row of time-ordered ones (685-716 bytes against 203:
- * a full-page image every twelve rows), and the 40-row inserts ran 30 % slower (docs/performance.md, "Message ids
+ * a full-page image every twelve rows), and the 40-row inserts ran about 30 % slower (docs/performance.md, "Message ids
  * in time order"). Time-ordered ids go to the right-hand edge of the index, like the other indexes' keys, which
  * lead with the conversation.
  *
@@ -43,7 +43,7 @@ export const PORTABLE_UUID_V7 = `
  * migration (one transaction, as Knex runs each) gives up after a few seconds instead, and the node that ran it
  * exits with the cause; starting it again later retries.
  */
-export const LOCK_TIMEOUT = '3s';
+const LOCK_TIMEOUT = '3s';
 
 async function limitLockWait(knex: Knex): Promise<void> {
   await knex.raw("SELECT set_config('lock_timeout', ?, true)", [LOCK_TIMEOUT]);
