@@ -198,6 +198,7 @@ export function createContext(
         durationMs: options.durationSec * 1000,
         bodyBytes: options.bodyBytes,
         ackTimeoutMs: 15_000,
+        clientMsgIds: options.clientMsgIds,
       };
     },
     async close() {

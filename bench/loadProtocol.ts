@@ -23,7 +23,16 @@ export interface SocketJob {
   bodyBytes: number;
   /** An ack slower than this counts as a timeout. */
   ackTimeoutMs: number;
+  /** How each send's clientMsgId is made (ClientMsgIdKind). */
+  clientMsgIds: ClientMsgIdKind;
 }
+
+/**
+ * `counter`: "<run>-<user>-<n>", each sender's ids in order within a run; `uuid4`: random UUIDs
+ * (`crypto.randomUUID()`); `uuid7`: time-ordered UUIDs from the SDK's own generator (`clientMsgIdSource`), one
+ * source per user as each client has its own.
+ */
+export type ClientMsgIdKind = 'counter' | 'uuid4' | 'uuid7';
 
 /** B1 (one row per statement, autocommit) or B2 (batches of rows per statement) into the messages table. */
 export interface StorageJob {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { ClientMsgIdKind } from './loadProtocol.js';
 
 /** Every scenario the bench knows, in the order a full run executes them. */
 export const SCENARIOS = [
@@ -67,6 +68,11 @@ export interface BenchOptions {
    * time-ordered ids (the scenario takes that migration back for its prefill and phase). @default 'time'
    */
   historyIds: 'time' | 'random';
+  /**
+   * How the load generator makes clientMsgIds (and the history scenario its prefill's): `counter` (each sender's in
+   * order), `uuid4` (random) or `uuid7` (time-ordered, the SDK's). @default 'counter'
+   */
+  clientMsgIds: ClientMsgIdKind;
   /** Pass `--cpu-prof` to every XFChat node and summarize each node's profile. */
   cpuProf: boolean;
   /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
@@ -116,6 +122,9 @@ export const USAGE = `npm run bench -- [options]
   --history-ids time|random
                            the history scenario's message ids: the schema's time-ordered ones (time), or random
                            ones, as before migration 20261202000000 (random)
+  --client-msg-ids counter|uuid4|uuid7
+                           the generator's clientMsgIds, and the history prefill's: "<run>-<user>-<n>" (counter),
+                           random UUIDs (uuid4), or time-ordered ones from the SDK's generator (uuid7)
   --cpu-prof               profile every XFChat node (node --cpu-prof), a summary per node
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --node-flag FLAG         a flag for the node of every XFChat node (repeatable), e.g. --node-flag=--single-threaded-gc
@@ -189,6 +198,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'sync-messages': { type: 'string' },
       'history-messages': { type: 'string' },
       'history-ids': { type: 'string' },
+      'client-msg-ids': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
@@ -221,6 +231,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
   const historyIds = values['history-ids'] ?? 'time';
   if (historyIds !== 'time' && historyIds !== 'random')
     throw new Error(`--history-ids must be time or random (got "${historyIds}")`);
+  const clientMsgIds = values['client-msg-ids'] ?? 'counter';
+  if (clientMsgIds !== 'counter' && clientMsgIds !== 'uuid4' && clientMsgIds !== 'uuid7')
+    throw new Error(`--client-msg-ids must be counter, uuid4 or uuid7 (got "${clientMsgIds}")`);
   const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
     throw new Error('--warmup must be 0 to 600 seconds');
@@ -241,6 +254,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     syncMessages: positiveInt('sync-messages', values['sync-messages'], 1200, 1_000_000),
     historyMessages: positiveInt('history-messages', values['history-messages'], 3_000_000, 100_000_000),
     historyIds,
+    clientMsgIds,
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
     serverEnv,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { ClientMsgIdKind } from './loadProtocol.js';
 import { signAccessToken, type AuthConfig } from '../lib/auth/tokens.js';
 import { Conversation } from '../lib/models/Conversation.js';
 import { Friendship } from '../lib/models/Friendship.js';
@@ -147,15 +148,28 @@ export async function seedHistory(
 const LARGE_HISTORY_CHUNK = 200_000;
 
 /**
+ * The clientMsgIds of seedLargeHistory's messages, as SQL of the message's seq `g`, in the generator's manner
+ * (ClientMsgIdKind): in seq order for `counter` and `uuid7` (version-7 UUIDs of the epoch's first millisecond, before
+ * every real one), random UUIDs for `uuid4`.
+ */
+const HISTORY_CLIENT_MSG_IDS: Record<ClientMsgIdKind, string> = {
+  counter: "'history-' || g",
+  uuid4: 'gen_random_uuid()::text',
+  uuid7: "'00000000-0000-7000-8000-' || lpad(to_hex(g), 12, '0')",
+};
+
+/**
  * Gives every conversation of `seeded` `perConversation` messages of `body` (its members taking turns), by SQL on
- * the server, with the ids the schema's default gives, and sets each conversation's last_seq and version: a large
- * history in seconds, where seedHistory's inserts from here would take hours. No ANALYZE: the caller decides.
+ * the server, with the ids the schema's default gives and clientMsgIds of the `clientMsgIds` kind, and sets each
+ * conversation's last_seq and version: a large history in seconds, where seedHistory's inserts from here would take
+ * hours. No ANALYZE: the caller decides.
  */
 export async function seedLargeHistory(
   knex: Knex,
   seeded: Seeded,
   perConversation: number,
   body: string,
+  clientMsgIds: ClientMsgIdKind,
   chunk = LARGE_HISTORY_CHUNK,
 ): Promise<void> {
   for (const conversation of seeded.conversations) {
@@ -164,7 +178,8 @@ export async function seedLargeHistory(
       const to = Math.min(perConversation, from + chunk);
       await knex.raw(
         `INSERT INTO messages (conversation_id, sender_id, seq, version, client_msg_id, body)
-         SELECT ?, (?::uuid[])[1 + (g - 1) % ?], g, g, 'history-' || g, ? FROM generate_series(?::bigint, ?::bigint) g`,
+         SELECT ?, (?::uuid[])[1 + (g - 1) % ?], g, g, ${HISTORY_CLIENT_MSG_IDS[clientMsgIds]}, ?
+         FROM generate_series(?::bigint, ?::bigint) g`,
         // An array literal: knex would spread a JavaScript array into one binding per element.
         [conversation.id, `{${senders.join(',')}}`, senders.length, body, from + 1, to],
       );

@@ -9,13 +9,26 @@ import type {
   SubscribeRequest,
   SubscribeResult,
 } from '../lib/protocol/index.js';
-import type { ChildMessage, SocketJob, SocketResult } from './loadProtocol.js';
+import { clientMsgIdSource } from '../lib/client/retry.js';
+import type { ChildMessage, ClientMsgIdKind, SocketJob, SocketResult } from './loadProtocol.js';
 import { startPhaseClock } from './phaseClock.js';
 import { summarize } from './stats.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-/** In-flight send, keyed by its clientMsgId (unique within a run: "<user>-<counter>"). */
+/** Makes each send's clientMsgId, new in every phase: a reused one is (rightly) answered as a duplicate. */
+function clientMsgIdsOf(kind: ClientMsgIdKind, users: number): (user: number) => string {
+  if (kind === 'uuid4') return () => crypto.randomUUID();
+  if (kind === 'uuid7') {
+    const sources = Array.from({ length: users }, () => clientMsgIdSource());
+    return (user) => sources[user]!();
+  }
+  const runTag = Math.random().toString(36).slice(2, 10);
+  let counter = 0;
+  return (user) => `${runTag}-${user}-${++counter}`;
+}
+
+/** In-flight send, keyed by its clientMsgId (unique within a run: see ClientMsgIdKind). */
 interface InFlight {
   sentAt: number;
   sender: number;
@@ -139,9 +152,7 @@ export async function runSocketJob(
     const crossNode: number[] = [];
     const errors: Record<string, number> = {};
     const seqs = new Map<string, number[]>();
-    // clientMsgIds must be new in every phase: a reused one is (rightly) answered as a duplicate, not stored.
-    const runTag = Math.random().toString(36).slice(2, 10);
-    let counter = 0;
+    const newClientMsgId = clientMsgIdsOf(job.clientMsgIds, job.users.length);
     let sent = 0;
     let acked = 0;
     let measuredAcked = 0;
@@ -177,7 +188,7 @@ export async function runSocketJob(
       const conversations = conversationsOf[user]!;
       const conversationId = conversations[nextConversation[user]! % conversations.length]!;
       nextConversation[user]!++;
-      const clientMsgId = `${runTag}-${user}-${++counter}`;
+      const clientMsgId = newClientMsgId(user);
       const measured = intendedAt >= measureStart && intendedAt < measureEnd;
       const others = (membersOf.get(conversationId)?.length ?? 1) - 1;
       const entry: InFlight = {

@@ -103,7 +103,7 @@ describe('bench seed: a large history by SQL', function () {
         ],
       };
       // Three statements a conversation (100 + 100 + 50), so the parts must join up.
-      await seedLargeHistory(knex, seeded, 250, 'hello', 100);
+      await seedLargeHistory(knex, seeded, 250, 'hello', 'counter', 100);
 
       for (const conversation of seeded.conversations) {
         const rows = await knex('messages').where({ conversation_id: conversation.id }).orderBy('seq').select<
@@ -132,6 +132,38 @@ describe('bench seed: a large history by SQL', function () {
           .first<{ last_seq: string; version: string }>('last_seq', 'version');
         expect([Number(stored.last_seq), Number(stored.version)]).to.deep.equal([250, 250]);
       }
+
+      // The other kinds of clientMsgId: time-ordered ones in seq order, random ones.
+      const more = await knex('conversations')
+        .insert([{ type: 'group' }, { type: 'group' }])
+        .returning<Array<{ id: string }>>('id');
+      const kinds = [
+        ['uuid7', more[0]!.id],
+        ['uuid4', more[1]!.id],
+      ] as const;
+      for (const [kind, id] of kinds) {
+        await seedLargeHistory(
+          knex,
+          { ...seeded, conversations: [{ id, members: [0] }] },
+          30,
+          'hi',
+          kind,
+          20,
+        );
+      }
+      const idsOf = async (conversationId: string) =>
+        (await knex('messages')
+          .where({ conversation_id: conversationId })
+          .orderBy('seq')
+          .pluck('client_msg_id')) as string[];
+      const ordered = await idsOf(more[0]!.id);
+      expect(ordered).to.have.length(30);
+      for (const id of ordered) expect(id).to.match(/^00000000-0000-7000-8000-[0-9a-f]{12}$/);
+      expect(ordered).to.deep.equal([...ordered].sort());
+      const random = await idsOf(more[1]!.id);
+      expect(new Set(random).size).to.equal(30);
+      for (const id of random)
+        expect(id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     } finally {
       await db.close();
     }

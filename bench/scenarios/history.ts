@@ -21,9 +21,9 @@ export async function runHistory(ctx: BenchContext): Promise<void> {
     const body = 'x'.repeat(bodyBytes);
     const started = performance.now();
     ctx.progress.note(
-      `history: ${perConversation * seeded.conversations.length} messages in ${seeded.conversations.length} conversations (${historyIds} ids)`,
+      `history: ${perConversation * seeded.conversations.length} messages in ${seeded.conversations.length} conversations (${historyIds} ids, ${ctx.options.clientMsgIds} clientMsgIds)`,
     );
-    await seedLargeHistory(knex, seeded, perConversation, body);
+    await seedLargeHistory(knex, seeded, perConversation, body, ctx.options.clientMsgIds);
     await knex.raw('VACUUM (ANALYZE) messages');
     ctx.progress.note(
       `history: inserted and vacuumed in ${Math.round((performance.now() - started) / 1000)} s`,
@@ -45,7 +45,7 @@ export async function runHistory(ctx: BenchContext): Promise<void> {
       ctx,
       `XFChat history w${window}`,
       'history',
-      `closed loop at window ${window} on ${ctx.options.users} new users whose conversations hold ${perConversation * seeded.conversations.length} messages, ${historyIds} message ids${checkpointed ? ', started right after a CHECKPOINT' : ''}`,
+      `closed loop at window ${window} on ${ctx.options.users} new users whose conversations hold ${perConversation * seeded.conversations.length} messages, ${historyIds} message ids, ${ctx.options.clientMsgIds} clientMsgIds${checkpointed ? ', started right after a CHECKPOINT' : ''}`,
       { ...ctx.socketJob('xfchat', [node.url], seeded), window },
       [node],
     );

@@ -43,15 +43,52 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** A fresh clientMsgId: a v4 UUID, also where `crypto.randomUUID` is missing (plain-http pages off localhost). */
-export function newClientMsgId(): string {
-  if (typeof globalThis.crypto.randomUUID === 'function') return globalThis.crypto.randomUUID();
-  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
-  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+/**
+ * A source of time-ordered clientMsgIds: UUIDs of version 7 (RFC 9562), whose first 48 bits are the Unix time in
+ * milliseconds and the next 12 a counter within the millisecond (starting at a random value below 2048), so that
+ * one source's ids sort in the order it made them, also when the clock steps back (the source keeps to the last
+ * millisecond it used) or more than 2048 come in one millisecond (it moves on to the next). The other 62 bits are
+ * random.
+ *
+ * Why time order: the server keeps each clientMsgId in a unique index led by the conversation and the sender, so a
+ * random id goes to a random page of that sender's part of it; on a long conversation that is a page read and,
+ * after each checkpoint, a whole page in PostgreSQL's WAL for each message (docs/performance.md, "Time-ordered
+ * clientMsgIds").
+ */
+export function clientMsgIdSource(now: () => number = Date.now): () => string {
+  let lastMs = -1;
+  let counter = 0;
+  return () => {
+    const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+    let ms = now();
+    if (ms > lastMs) {
+      counter = ((bytes[6]! & 0x07) << 8) | bytes[7]!;
+    } else {
+      ms = lastMs;
+      counter += 1;
+      if (counter > 0xfff) {
+        ms += 1;
+        counter = 0;
+      }
+    }
+    lastMs = ms;
+    for (let i = 5; i >= 0; i--) {
+      bytes[i] = ms % 256;
+      ms = Math.floor(ms / 256);
+    }
+    bytes[6] = 0x70 | (counter >> 8);
+    bytes[7] = counter & 0xff;
+    bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  };
 }
+
+/**
+ * A fresh clientMsgId: a time-ordered UUID (clientMsgIdSource), from `crypto.getRandomValues`, which plain-http
+ * pages off localhost have too (unlike `crypto.randomUUID`).
+ */
+export const newClientMsgId: () => string = clientMsgIdSource();
 
 /** Resolves after `ms`, or early (never rejecting) when `signal` aborts: for loops that check their own state. */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {

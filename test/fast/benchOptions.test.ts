@@ -34,6 +34,15 @@ describe('bench options', () => {
     );
   });
 
+  it('makes clientMsgIds from a counter unless told to make random or time-ordered UUIDs', () => {
+    expect(parseOptions([], {}).clientMsgIds).to.equal('counter');
+    expect(parseOptions(['--client-msg-ids', 'uuid4'], {}).clientMsgIds).to.equal('uuid4');
+    expect(parseOptions(['--client-msg-ids', 'uuid7'], {}).clientMsgIds).to.equal('uuid7');
+    expect(() => parseOptions(['--client-msg-ids', 'ulid'], {})).to.throw(
+      '--client-msg-ids must be counter, uuid4 or uuid7 (got "ulid")',
+    );
+  });
+
   it('alternates the two nodes with X and N in the window phases, unless other XFChat nodes stay up through them', () => {
     const inWindows = (argv: string[]) => twoNodeInWindows(parseOptions(argv, {}));
     expect(inWindows([])).to.equal(true);
