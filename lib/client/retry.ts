@@ -47,8 +47,8 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
  * A source of time-ordered clientMsgIds: UUIDs of version 7 (RFC 9562), whose first 48 bits are the Unix time in
  * milliseconds and the next 12 a counter within the millisecond (starting at a random value below 2048), so that
  * one source's ids sort in the order it made them, also when the clock steps back (the source keeps to the last
- * millisecond it used) or more than 2048 come in one millisecond (it moves on to the next). The other 62 bits are
- * random.
+ * millisecond it used and counts on) or the counter passes 4095 (at least 2048 ids fit in a millisecond; it then
+ * moves on to the next). The other 62 bits are random.
  *
  * Why time order: the server keeps each clientMsgId in a unique index led by the conversation and the sender, so a
  * random id goes to a random page of that sender's part of it; on a long conversation that is a page read and,
