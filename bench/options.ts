@@ -143,6 +143,15 @@ function positiveInt(name: string, value: string | undefined, fallback: number, 
   return Number(value);
 }
 
+/** One of `allowed` (the first when the flag is absent), or an error naming them all. */
+function choice<T extends string>(name: string, value: string | undefined, allowed: readonly [T, ...T[]]): T {
+  if (value === undefined) return allowed[0];
+  const found = allowed.find((option) => option === value);
+  if (found !== undefined) return found;
+  const names = `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)!}`;
+  throw new Error(`--${name} must be ${names} (got "${value}")`);
+}
+
 function parseWindows(value: string | undefined): number[] {
   if (value === undefined) return [1, 4];
   const windows = value.split(',').map((w) => positiveInt('windows', w.trim(), 1, 10_000));
@@ -225,15 +234,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     if (!/^--[a-z0-9][a-z0-9_-]*(=\S+)?$/.test(flag))
       throw new Error(`--node-flag must be one flag such as --single-threaded-gc (got "${flag}")`);
   }
-  const members = values.members ?? 'apart';
-  if (members !== 'apart' && members !== 'together')
-    throw new Error(`--members must be apart or together (got "${members}")`);
-  const historyIds = values['history-ids'] ?? 'time';
-  if (historyIds !== 'time' && historyIds !== 'random')
-    throw new Error(`--history-ids must be time or random (got "${historyIds}")`);
-  const clientMsgIds = values['client-msg-ids'] ?? 'counter';
-  if (clientMsgIds !== 'counter' && clientMsgIds !== 'uuid4' && clientMsgIds !== 'uuid7')
-    throw new Error(`--client-msg-ids must be counter, uuid4 or uuid7 (got "${clientMsgIds}")`);
+  const members = choice('members', values.members, ['apart', 'together']);
+  const historyIds = choice('history-ids', values['history-ids'], ['time', 'random']);
+  const clientMsgIds = choice('client-msg-ids', values['client-msg-ids'], ['counter', 'uuid4', 'uuid7']);
   const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600)
     throw new Error('--warmup must be 0 to 600 seconds');

@@ -10,6 +10,7 @@ import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createTestDatabase } from './helpers/postgres.js';
+import { UUID_V4, UUID_V7 } from './helpers/uuid.js';
 
 interface TableStats {
   relname: string;
@@ -125,7 +126,7 @@ describe('bench seed: a large history by SQL', function () {
           expect(row.client_msg_id).to.equal(`history-${i + 1}`);
           expect(row.body).to.equal('hello');
           // The schema's default: time-ordered ids.
-          expect(row.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+          expect(row.id).to.match(UUID_V7);
         });
         const stored = await knex('conversations')
           .where({ id: conversation.id })
@@ -162,8 +163,7 @@ describe('bench seed: a large history by SQL', function () {
       expect(ordered).to.deep.equal([...ordered].sort());
       const random = await idsOf(more[1]!.id);
       expect(new Set(random).size).to.equal(30);
-      for (const id of random)
-        expect(id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      for (const id of random) expect(id).to.match(UUID_V4);
     } finally {
       await db.close();
     }

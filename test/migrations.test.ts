@@ -9,6 +9,7 @@ import { createLogger } from '../lib/logger.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import * as messageIdsMigration from '../migrations/20261202000000_message_ids_time_ordered.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
+import { millisOfV7, UUID_V4, UUID_V7 } from './helpers/uuid.js';
 import { waitFor } from './helpers/waitFor.js';
 
 const CONTRACT_TABLES = [
@@ -164,11 +165,6 @@ describe('migrations', function () {
   });
 
   describe('message ids', () => {
-    const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-    const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-    /** The Unix milliseconds in a version-7 id's first 48 bits. */
-    const millisOf = (id: string): number => parseInt(id.replaceAll('-', '').slice(0, 12), 16);
-
     /** A user and a group conversation to write messages into, straight into the tables. */
     async function conversationOf(knex: Knex): Promise<{ conversation: string; user: string }> {
       const [user] = await knex('users')
@@ -221,22 +217,22 @@ describe('migrations', function () {
       const second = await insertMessages(knex, to, 50, 50);
       const after = await databaseMillis(knex);
       for (const id of [...first, ...second]) {
-        expect(id).to.match(V7);
-        expect(millisOf(id)).to.be.within(before, after);
+        expect(id).to.match(UUID_V7);
+        expect(millisOfV7(id)).to.be.within(before, after);
       }
       // A later statement's ids sort after an earlier one's: new rows go to the index's right-hand edge.
       expect(second.every((id) => first.every((earlier) => id > earlier))).to.equal(true);
 
       await messageIdsMigration.down(knex);
       const random = await insertMessages(knex, to, 100, 20);
-      for (const id of random) expect(id).to.match(V4);
+      for (const id of random) expect(id).to.match(UUID_V4);
       const { rows } = await knex.raw<{ rows: Array<{ n: number }> }>(
         "SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'xfchat_uuid_v7'",
       );
       expect(rows[0]!.n).to.equal(0);
 
       await messageIdsMigration.up(knex);
-      for (const id of await insertMessages(knex, to, 120, 20)) expect(id).to.match(V7);
+      for (const id of await insertMessages(knex, to, 120, 20)) expect(id).to.match(UUID_V7);
     });
 
     it('gives up after a few seconds when a transaction holds messages, instead of queueing every write behind it', async () => {
@@ -261,7 +257,7 @@ describe('migrations', function () {
       }
       // Nothing of it stayed: the default is still the time-ordered one.
       const to = await conversationOf(knex);
-      for (const id of await insertMessages(knex, to, 0, 5)) expect(id).to.match(V7);
+      for (const id of await insertMessages(knex, to, 0, 5)) expect(id).to.match(UUID_V7);
     });
 
     it('the version for PostgreSQL before 18 builds version-7 ids in millisecond and sub-millisecond order', async () => {
@@ -282,8 +278,8 @@ describe('migrations', function () {
       const after = await databaseMillis(knex);
       expect(new Set([...first, ...second]).size).to.equal(400);
       for (const id of [...first, ...second]) {
-        expect(id).to.match(V7);
-        expect(millisOf(id)).to.be.within(before, after);
+        expect(id).to.match(UUID_V7);
+        expect(millisOfV7(id)).to.be.within(before, after);
       }
       expect(second.every((id) => first.every((earlier) => id > earlier))).to.equal(true);
       // The 12 bits after the version are the fraction of the millisecond: ids a microsecond or more apart are in

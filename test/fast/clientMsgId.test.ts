@@ -1,9 +1,7 @@
 import { expect } from 'chai';
 import { clientMsgIdSource, newClientMsgId } from '../../lib/client/retry.js';
+import { millisOfV7, UUID_V7 } from '../helpers/uuid.js';
 
-const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-/** The Unix milliseconds in a version-7 id's first 48 bits. */
-const millisOf = (id: string): number => parseInt(id.replaceAll('-', '').slice(0, 12), 16);
 /** The 12-bit counter after the version. */
 const counterOf = (id: string): number => parseInt(id.replaceAll('-', '').slice(13, 16), 16);
 
@@ -19,9 +17,9 @@ describe('clientMsgIds (the SDK and the web app)', () => {
     const ids = Array.from({ length: 1000 }, () => newClientMsgId());
     const after = Date.now();
     for (const id of ids) {
-      expect(id).to.match(V7);
+      expect(id).to.match(UUID_V7);
       expect(id).to.match(/^[A-Za-z0-9_-]{1,64}$/);
-      expect(millisOf(id)).to.be.within(before, after + 1);
+      expect(millisOfV7(id)).to.be.within(before, after + 1);
     }
     expectAscending(ids);
   });
@@ -29,7 +27,7 @@ describe('clientMsgIds (the SDK and the web app)', () => {
   it('count up within a millisecond, from a random start below 2048', () => {
     const next = clientMsgIdSource(() => 1_764_000_000_000);
     const ids = Array.from({ length: 100 }, () => next());
-    expect(ids.every((id) => millisOf(id) === 1_764_000_000_000)).to.equal(true);
+    expect(ids.every((id) => millisOfV7(id) === 1_764_000_000_000)).to.equal(true);
     const first = counterOf(ids[0]!);
     expect(first).to.be.below(2048);
     expect(ids.map(counterOf)).to.deep.equal(Array.from({ length: 100 }, (_, i) => first + i));
@@ -47,13 +45,13 @@ describe('clientMsgIds (the SDK and the web app)', () => {
     const ids = [next(), next()];
     clock -= 400;
     ids.push(next(), next());
-    expect(ids.map(millisOf)).to.deep.equal(Array(4).fill(1_764_000_000_500));
+    expect(ids.map(millisOfV7)).to.deep.equal(Array(4).fill(1_764_000_000_500));
     expectAscending(ids);
 
     clock = 1_764_000_001_000;
     const many = Array.from({ length: 4200 }, () => next());
-    expect(millisOf(many[0]!)).to.equal(1_764_000_001_000);
-    expect(millisOf(many.at(-1)!)).to.equal(1_764_000_001_001);
+    expect(millisOfV7(many[0]!)).to.equal(1_764_000_001_000);
+    expect(millisOfV7(many.at(-1)!)).to.equal(1_764_000_001_001);
     expectAscending([...ids, ...many]);
     expect(new Set(many).size).to.equal(many.length);
   });
