@@ -295,8 +295,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   async function runTransaction(group: Taken[], freeSlot: () => void, heldUp: boolean): Promise<void> {
     const batches = group.map((p) => p.batch);
-    // While announcing, commits are one at a time anyway (PostgreSQL serializes the commits of transactions that
-    // NOTIFY): waiting for a held conversation costs no more than skipping it and writing it again would.
+    // While announcing, every transaction waits for its locks: the other nodes write the same conversations, so
+    // skipping held ones splits most groups. With MESSAGE_ANNOUNCE=commit the commits are one at a time anyway
+    // (PostgreSQL serializes the commits of transactions that NOTIFY); after the commit, skipping made two nodes'
+    // commits a third to a half smaller and them no faster (docs/performance.md, "Skipping held conversations").
     const wait = announcing || group.some((pending) => pending.wait);
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
