@@ -166,7 +166,8 @@ export function createContext(
             ...(cpuProfileDir ? { cpuProfileDir } : {}),
             // --server-env is for every XFChat node; the scenario's own settings (exhaustion's) win.
             env: { ...options.serverEnv, ...nodeOptions.env },
-            nodeFlags: options.nodeFlags,
+            // --node-flag's, then the scenario's own (the soak's --expose-gc).
+            nodeFlags: [...options.nodeFlags, ...(nodeOptions.nodeFlags ?? [])],
             databaseUrl: database.url,
             nativeWsModules: options.nativeWsModules,
           }),

@@ -6,6 +6,8 @@ import {
   sumOrNull,
   type PhaseRecord,
   type BenchResults,
+  type SoakRecord,
+  type SoakRound,
   type SyncPass,
 } from './report.js';
 import type { LatencySummary } from './stats.js';
@@ -24,6 +26,50 @@ function table(header: string[], rows: string[][]): string {
     `|${header.map(() => '---').join('|')}|`,
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
+}
+
+/** The soak: the node's memory after each round, and how the live heap grew once every part had connected. */
+function soakSection(soak: SoakRecord): string[] {
+  const row = (label: string, r: SoakRound): string[] => [
+    label,
+    String(r.users),
+    String(r.acked),
+    String(r.failed),
+    String(r.missingDeliveries),
+    fmt(r.heapUsedMB),
+    fmt(r.rssMB),
+    fmt(r.externalMB),
+    r.liveActors === null ? '-' : String(r.liveActors),
+  ];
+  const s = soak.summary;
+  return [
+    '',
+    '## Memory under churn',
+    '',
+    `${soak.population} users; each round one of ${soak.parts} parts, in turn, connects, subscribes, sends for ${soak.roundSeconds} s and disconnects. Memory read right after a full collection in the node (bench/memoryProbe.ts).`,
+    '',
+    table(
+      [
+        'round',
+        'users',
+        'acked',
+        'failed',
+        'missing deliv',
+        'heap used MB',
+        'RSS MB',
+        'external MB',
+        'live actors',
+      ],
+      [
+        ...soak.rounds.map((r) => row(r.round === 0 ? 'start' : String(r.round), r)),
+        ...(soak.idle ? [row(`idle ${soak.idleSeconds} s`, soak.idle)] : []),
+      ],
+    ),
+    '',
+    s
+      ? `Live heap from round ${s.fromRound} (every part connected once) to the last: ${fmt(s.heapFromMB)} -> ${fmt(s.heapLastMB)} MB, a least-squares slope of ${fmt(s.heapSlopeKBPerRound)} KB a round; RSS ${fmt(s.rssFromMB)} -> ${fmt(s.rssLastMB)} MB.`
+      : `Too few rounds for a trend (it starts at round ${soak.parts}, once every part has connected).`,
+  ];
 }
 
 /** The closed-loop window phases side by side: each server's rate per window and over the run. */
@@ -317,6 +363,7 @@ export function renderMarkdown(results: BenchResults): string {
       `Held requests after release: ${e.heldOutcomes.join(', ')}; recovered in ${fmt(e.recoveryMs, 0)} ms; then: ${e.afterRecovery}; first seq after recovery ${e.firstSeqAfterRecovery ?? '-'}.`,
     );
   }
+  if (results.soak) out.push(...soakSection(results.soak));
   if (results.poolSweep) {
     out.push(
       '',

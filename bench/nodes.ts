@@ -75,6 +75,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** Extra node flags, e.g. --cpu-prof. */
   nodeFlags?: string[];
+  /** Modules imported after tsx, before the entry point (absolute paths; TypeScript allowed). */
+  preload?: readonly string[];
   env: Record<string, string>;
   /** Startup (migrations included) may take this long. @default 60000 */
   timeoutMs?: number;
@@ -83,7 +85,13 @@ export interface SpawnOptions {
 async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProcess> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [...(options.nodeFlags ?? []), '--import', 'tsx', entry],
+    [
+      ...(options.nodeFlags ?? []),
+      '--import',
+      'tsx',
+      ...(options.preload ?? []).flatMap((module) => ['--import', module]),
+      entry,
+    ],
     {
       cwd: options.cwd ?? PROJECT_ROOT,
       env: childEnv(options.env),
@@ -147,6 +155,8 @@ export interface XfchatNodeOptions {
   cpuProfileDir?: string;
   /** Node.js or V8 flags put before the entry point (`node FLAGS --import tsx lib/main.ts`). */
   nodeFlags?: readonly string[];
+  /** Modules of the bench the node imports before lib/main.ts (bench/memoryProbe.ts), by absolute path. */
+  preload?: readonly string[];
   /**
    * What the node is for, as the report names it: with --cpu-prof its profile goes to a folder of this name
    * (`main` for the main phases' node). @default node-1, node-2, ... in the order the bench starts them
@@ -216,7 +226,12 @@ export function startXfchatNode(options: XfchatNodeOptions): Promise<NodeProcess
     ...(options.nodeFlags ?? []),
     ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : []),
   ];
-  return spawnNode(path.join(projectDir, 'lib', 'main.ts'), { cwd: projectDir, env, nodeFlags });
+  return spawnNode(path.join(projectDir, 'lib', 'main.ts'), {
+    cwd: projectDir,
+    env,
+    nodeFlags,
+    ...(options.preload ? { preload: options.preload } : {}),
+  });
 }
 
 /** Starts the echo server E0 (bench/echoServer.ts): Socket.IO only, no database. */

@@ -17,15 +17,16 @@ export const SCENARIOS = [
   'exhaustion',
   'poolsweep',
   'history',
+  'soak',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /**
- * The default run: everything but the pool-size sweep, the split echo control and the large-history phase, about
- * two minutes on a 2-core machine.
+ * The default run: everything but the pool-size sweep, the split echo control, the large-history phase and the
+ * memory soak, about two minutes on a 2-core machine.
  */
 const DEFAULT_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter(
-  (s) => s !== 'poolsweep' && s !== 'e0split' && s !== 'history',
+  (s) => s !== 'poolsweep' && s !== 'e0split' && s !== 'history' && s !== 'soak',
 );
 
 export interface BenchOptions {
@@ -73,6 +74,8 @@ export interface BenchOptions {
    * order), `uuid4` (random) or `uuid7` (time-ordered, the SDK's). @default 'counter'
    */
   clientMsgIds: ClientMsgIdKind;
+  /** Rounds of the memory soak, each one twentieth of its 20 x --users users. @default 40 */
+  soakRounds: number;
   /** Pass `--cpu-prof` to every XFChat node and summarize each node's profile. */
   cpuProf: boolean;
   /** A node_modules folder with bufferutil/utf-8-validate, put on the server's NODE_PATH (ws loads them). */
@@ -99,10 +102,12 @@ export interface BenchOptions {
 
 export const USAGE = `npm run bench -- [options]
   --scenario LIST          comma-separated: ${SCENARIOS.join(', ')}, default, all (default: default,
-                           every scenario but poolsweep, e0split and history); xfchat (XFChat) and n (the naive
-                           server N) run together, alternating, at each --windows, and twonode (X2) with them when
-                           it runs (unless --nodes is above 1 or --compare-dir is given); e0split is E0's load on
-                           two echo servers; history writes on a large messages table right after a checkpoint
+                           every scenario but poolsweep, e0split, history and soak); xfchat (XFChat) and n
+                           (the naive server N) run together, alternating, at each --windows, and twonode (X2)
+                           with them when it runs (unless --nodes is above 1 or --compare-dir is given); e0split
+                           is E0's load on two echo servers; history writes on a large messages table right
+                           after a checkpoint; soak reads one node's memory while 20 x --users users come and
+                           go in rounds
   --users N                users in the main phases (100)
   --conversation-size N    participants per conversation in the main phases (2)
   --group-size N           participants per group in the fan-out scenario (10)
@@ -125,6 +130,7 @@ export const USAGE = `npm run bench -- [options]
   --client-msg-ids counter|uuid4|uuid7
                            the generator's clientMsgIds, and the history prefill's: "<run>-<user>-<n>" (counter),
                            random UUIDs (uuid4), or time-ordered ones from the SDK's generator (uuid7)
+  --soak-rounds N          rounds of the soak scenario, each a twentieth of its users for 5 s (40)
   --cpu-prof               profile every XFChat node (node --cpu-prof), a summary per node
   --server-env K=V         an extra setting for every XFChat node (repeatable), e.g. DB_WRITE_CONCURRENCY=8
   --node-flag FLAG         a flag for the node of every XFChat node (repeatable), e.g. --node-flag=--single-threaded-gc
@@ -208,6 +214,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'history-messages': { type: 'string' },
       'history-ids': { type: 'string' },
       'client-msg-ids': { type: 'string' },
+      'soak-rounds': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'native-ws': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
@@ -258,6 +265,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     historyMessages: positiveInt('history-messages', values['history-messages'], 3_000_000, 100_000_000),
     historyIds,
     clientMsgIds,
+    soakRounds: positiveInt('soak-rounds', values['soak-rounds'], 40, 10_000),
     cpuProf: values['cpu-prof'] ?? false,
     nativeWsModules: values['native-ws'],
     serverEnv,

@@ -63,6 +63,48 @@ export interface SyncPass {
   gapFree: boolean;
 }
 
+/** The node's memory after one round of the soak, each figure read right after a full collection. */
+export interface SoakRound {
+  /** 0: before the first round, on the started node. */
+  round: number;
+  /** Users connected in the round (0 for the reading before the first). */
+  users: number;
+  acked: number;
+  /** Sends that failed or timed out, and deliveries that never came. */
+  failed: number;
+  missingDeliveries: number;
+  heapUsedMB: number;
+  rssMB: number;
+  /** Buffers outside the V8 heap (sockets' and pg's). */
+  externalMB: number;
+  /** Conversation actors alive on the node (its xfchat_live_actors), when /metrics answered. */
+  liveActors: number | null;
+}
+
+export interface SoakRecord {
+  /** Users in all; each round connects one of `parts` equal parts, in turn. */
+  population: number;
+  parts: number;
+  roundSeconds: number;
+  rounds: SoakRound[];
+  /** The last reading, after the node stood idle this long (its idle actors evicted). */
+  idleSeconds: number;
+  idle: SoakRound | null;
+  summary: SoakSummary | null;
+}
+
+/** Growth of the live heap once every part has connected once (the caches warm). */
+export interface SoakSummary {
+  /** The reading growth is measured from: after the round in which the last part first connected. */
+  fromRound: number;
+  heapFromMB: number;
+  heapLastMB: number;
+  /** The least-squares slope of the live heap over the rounds from `fromRound` on, in KB a round. */
+  heapSlopeKBPerRound: number;
+  rssFromMB: number;
+  rssLastMB: number;
+}
+
 export interface ExhaustionRecord {
   poolSize: number;
   acquireTimeoutMs: number;
@@ -102,6 +144,7 @@ export interface BenchResults {
   sync?: SyncRecord;
   exhaustion?: ExhaustionRecord;
   poolSweep?: PoolSweepRow[];
+  soak?: SoakRecord;
   /** The performance goals (bench/goals.ts), each met, not met or not measured. */
   goals: GoalRecord[];
   /** With --cpu-prof: a profile per XFChat node, by its label (`main` first), over the node's whole life. */

@@ -19,6 +19,7 @@ import { runB1, runB2, runE0, runE0Split } from './scenarios/baselines.js';
 import { runExhaustion } from './scenarios/exhaustion.js';
 import { runHistory } from './scenarios/history.js';
 import { runGroups, runHalfPeak, runLight, runPoolSweep } from './scenarios/load.js';
+import { runSoak } from './scenarios/soak.js';
 import { runSync } from './scenarios/sync.js';
 import { runTwoNodeAlone, runWindows } from './scenarios/windows.js';
 
@@ -39,6 +40,7 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   exhaustion: runExhaustion,
   poolsweep: runPoolSweep,
   history: runHistory,
+  soak: runSoak,
 };
 
 async function runAll(options: BenchOptions, argv: readonly string[]): Promise<BenchResults> {

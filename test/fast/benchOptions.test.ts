@@ -8,18 +8,29 @@ describe('bench options', () => {
     expect(parseOptions(['--members', 'apart'], {}).members).to.equal('apart');
   });
 
-  it('leaves the pool sweep, the split echo control and the large history out of the default run, and runs each when named', () => {
+  it('leaves the pool sweep, the split echo control, the large history and the soak out of the default run, and runs each when named', () => {
     const defaults = parseOptions([], {}).scenarios;
     expect(defaults).to.include.members(['e0', 'xfchat', 'twonode']);
     expect(defaults).not.to.include('e0split');
     expect(defaults).not.to.include('poolsweep');
     expect(defaults).not.to.include('history');
+    expect(defaults).not.to.include('soak');
     expect(parseOptions(['--scenario', 'e0,e0split'], {}).scenarios).to.deep.equal(['e0', 'e0split']);
+    expect(parseOptions(['--scenario', 'soak'], {}).scenarios).to.deep.equal(['soak']);
     expect(parseOptions(['--scenario', 'all'], {}).scenarios).to.include.members([
       'e0split',
       'poolsweep',
       'history',
+      'soak',
     ]);
+  });
+
+  it('runs 40 soak rounds unless told otherwise, and refuses a count that is not a whole number', () => {
+    expect(parseOptions([], {}).soakRounds).to.equal(40);
+    expect(parseOptions(['--soak-rounds', '12'], {}).soakRounds).to.equal(12);
+    expect(() => parseOptions(['--soak-rounds', '0'], {})).to.throw(
+      '--soak-rounds must be a whole number from 1 to 10000 (got "0")',
+    );
   });
 
   it('prefills the history scenario with 3 million messages and the ids of the schema unless told otherwise', () => {
