@@ -152,4 +152,46 @@ describe('bench report: the header and the open-loop table', () => {
     expect(table).to.not.include('| XFChat w4 |');
     expect(table).to.not.include('| B1 |');
   });
+
+  it("gives the soak's readings round by round, the idle one last, and the heap's trend once every part has connected", () => {
+    const reading = (round: number, heapUsedMB: number, liveActors: number | null) => ({
+      round,
+      users: round === 0 ? 0 : 100,
+      acked: round === 0 ? 0 : 5000,
+      failed: 0,
+      missingDeliveries: 0,
+      heapUsedMB,
+      rssMB: 150,
+      externalMB: 4.5,
+      liveActors,
+    });
+    const results = newResults(parseOptions(['--scenario', 'soak'], {}), []);
+    results.soak = {
+      population: 2000,
+      parts: 20,
+      roundSeconds: 5,
+      rounds: [reading(0, 21.8, 0), reading(1, 26.9, 50)],
+      idleSeconds: 95,
+      idle: { ...reading(1, 26.2, null), users: 0, acked: 0 },
+      summary: null,
+    };
+    let report = renderMarkdown(results);
+    expect(report).to.include('## Memory under churn');
+    expect(report).to.include('| start | 0 | 0 | 0 | 0 | 21.8 | 150.0 | 4.5 | 0 |');
+    expect(report).to.include('| 1 | 100 | 5000 | 0 | 0 | 26.9 | 150.0 | 4.5 | 50 |');
+    expect(report).to.include('| idle 95 s | 0 | 0 | 0 | 0 | 26.2 | 150.0 | 4.5 | - |');
+    expect(report).to.include('Too few rounds for a trend (it starts at round 20');
+    results.soak.summary = {
+      fromRound: 20,
+      heapFromMB: 27,
+      heapLastMB: 28.4,
+      heapSlopeKBPerRound: 15.3,
+      rssFromMB: 155,
+      rssLastMB: 156.3,
+    };
+    report = renderMarkdown(results);
+    expect(report).to.include(
+      'Live heap from round 20 (every part connected once) to the last: 27.0 -> 28.4 MB, a least-squares slope of 15.3 KB a round; RSS 155.0 -> 156.3 MB.',
+    );
+  });
 });
