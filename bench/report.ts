@@ -70,8 +70,9 @@ export interface SoakRound {
   /** Users connected in the round (0 for the reading before the first). */
   users: number;
   acked: number;
-  /** Sends that failed or timed out, and deliveries that never came. */
+  /** Sends that failed or timed out. */
   failed: number;
+  /** Deliveries to the other members that never came. */
   missingDeliveries: number;
   heapUsedMB: number;
   rssMB: number;
