@@ -1,6 +1,6 @@
 import type { BenchContext } from '../context.js';
 import { runPhase, type WindowEdge } from '../generator.js';
-import type { SocketJob } from '../loadProtocol.js';
+import type { SocketJob, SocketResult } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
 import { xfchatPeak } from '../goals.js';
@@ -8,6 +8,11 @@ import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { ackP99Bucket, betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
 import { runStorage } from './baselines.js';
+
+/** Sends of a load phase that failed (an error ack) or timed out. */
+export function failedSends(result: SocketResult): number {
+  return Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
+}
 
 /** Runs one Socket.IO load phase against `servers` and records it (unless `record` is false). */
 export async function socketPhase(
@@ -32,7 +37,7 @@ export async function socketPhase(
       : undefined;
   const { result, cpu, wait, runs } = await runPhase(job, label, ctx.metered(servers), ctx.progress, atEdge);
   const after = await statementCounters(ctx.database);
-  const failures = Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts;
+  const failures = failedSends(result);
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
@@ -163,7 +168,7 @@ export async function runPoolSweep(ctx: BenchContext): Promise<void> {
         b1P99: b1.storage!.commitLatency.p99,
         xfchatAckRate: s.ackRate,
         xfchatP99: s.ackLatency.p99,
-        xfchatErrors: Object.values(s.errors).reduce((a, b) => a + b, 0) + s.timeouts,
+        xfchatErrors: failedSends(s),
       });
     } finally {
       await node.stop();

@@ -8,14 +8,14 @@ import { PROJECT_ROOT } from '../nodes.js';
 import { parseMetrics, sampleValue } from '../prometheus.js';
 import type { SoakRecord, SoakRound, SoakSummary } from '../report.js';
 import { seedConversations, type Seeded } from '../seed.js';
-import { socketPhase } from './load.js';
+import { failedSends, socketPhase } from './load.js';
 
 /**
  * Each round connects one of this many equal parts of the soak's users. With rounds of about 7 s, a part comes back
  * after 140 s, when the actors of its conversations have been evicted (idle 60 s, looked for every 30 s): every
  * round spawns actors and the sweeper evicts others.
  */
-export const SOAK_PARTS = 20;
+const SOAK_PARTS = 20;
 const ROUND_WARMUP_MS = 1000;
 const ROUND_MEASURED_MS = 4000;
 /** Long enough for the node's idle actors to be evicted (idle 60 s, looked for every 30 s) before the last reading. */
@@ -166,12 +166,11 @@ export async function runSoak(ctx: BenchContext): Promise<void> {
         false,
       );
       const result = phase.socket;
-      const failed = result ? Object.values(result.errors).reduce((a, b) => a + b, 0) + result.timeouts : 0;
       record.rounds.push(
         await reading(round, {
           users: part.users.length,
           acked: result?.acked ?? 0,
-          failed,
+          failed: result ? failedSends(result) : 0,
           missingDeliveries: result?.deliveriesMissing ?? 0,
         }),
       );
