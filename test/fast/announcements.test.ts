@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { announcementsOf } from '../../lib/messaging/fanout.js';
+import { announcementsOf } from '../../lib/messaging/announcements.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 
 const message = (conversationId: string, seq: number, body: string): PublicMessage => ({
