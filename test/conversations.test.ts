@@ -85,6 +85,43 @@ describe('conversations over REST', function () {
       expect(await directCount(alice.id, bob!.id)).to.equal(1);
     });
 
+    it('returns the existing one after an unfriending (200), and refuses it while either side blocks (BLOCKED)', async () => {
+      const alice = await newUser(server);
+      const [bob] = await friendsOf(server, alice, 1);
+      const created = await api<{ conversation: PublicConversation }>('POST', '/conversations', alice, {
+        type: 'direct',
+        userId: bob!.id,
+      });
+      expect(created.status).to.equal(201);
+      expect((await api('DELETE', `/friends/${bob!.id}`, alice)).status).to.equal(204);
+      for (const [me, them] of [
+        [alice, bob!],
+        [bob!, alice],
+      ] as const) {
+        const again = await api<{ conversation: PublicConversation }>('POST', '/conversations', me, {
+          type: 'direct',
+          userId: them.id,
+        });
+        expect(again.status).to.equal(200);
+        expect(again.body.conversation.id).to.equal(created.body.conversation.id);
+      }
+      expect((await api('POST', '/blocks', bob, { userId: alice.id })).status).to.equal(204);
+      for (const [me, them] of [
+        [alice, bob!],
+        [bob!, alice],
+      ] as const) {
+        expectError(
+          await api('POST', '/conversations', me, { type: 'direct', userId: them.id }),
+          403,
+          'BLOCKED',
+        );
+      }
+      // History stays readable.
+      const read = await api('GET', `/conversations/${created.body.conversation.id}`, alice);
+      expect(read.status).to.equal(200);
+      expect(await directCount(alice.id, bob!.id)).to.equal(1);
+    });
+
     it('refuses a non-friend (NOT_FRIENDS), a blocked pair (BLOCKED), myself and bad input', async () => {
       const alice = await newUser(server);
       const stranger = await newUser(server);

@@ -116,10 +116,18 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
   const service: ConversationService = {
     async createDirect(me, otherId) {
       if (otherId === me) throw validationError({ userId: 'must be another user' });
+      const directKey = Conversation.directKeyFor(me, otherId);
+      // The pair's conversation, if it exists, is answered as it is: opening a chat again creates nothing, so it
+      // spends no creation budget, and it needs no friendship (an unfriending does not close the conversation,
+      // whose messages can still be sent). A block still refuses it, as it refuses a new one.
+      const found = await Conversation.query(knex).select('id').where('direct_key', directKey).first();
+      if (found) {
+        if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
+        return { conversation: await reload(found.id), created: false };
+      }
       await takeCreation(me);
       if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
       if (!(await areFriends(knex, me, otherId))) throw new AppError('NOT_FRIENDS');
-      const directKey = Conversation.directKeyFor(me, otherId);
       const outcome = await knex.transaction(async (trx) => {
         // ON CONFLICT: a concurrent creation of the same pair waits for the other's commit, then finds its row.
         const inserted = await trx.raw<{ rows: Array<{ id: string }> }>(
@@ -255,9 +263,15 @@ function encodeCursor(cursor: ListCursor): string {
   return Buffer.from(`${cursor.activityUs}.${cursor.id}`).toString('base64url');
 }
 
+/**
+ * The latest activity a cursor may name, in microseconds since 1970: the year 10000. Every real one is far below;
+ * a forged one above would overflow PostgreSQL's timestamp arithmetic (a 500 instead of a 400).
+ */
+const MAX_ACTIVITY_US = BigInt(Date.UTC(10000, 0, 1)) * 1000n;
+
 function decodeCursor(text: string): ListCursor {
   const match = /^(\d{1,20})\.([0-9a-f-]{36})$/.exec(Buffer.from(text, 'base64url').toString());
-  if (!match?.[1] || !match[2] || !isUuid(match[2])) {
+  if (!match?.[1] || !match[2] || !isUuid(match[2]) || BigInt(match[1]) > MAX_ACTIVITY_US) {
     throw validationError({ cursor: 'must be a nextCursor from an earlier page' });
   }
   return { activityUs: match[1], id: match[2] };

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
 import type { ConversationListItem, PublicConversation } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { createGroup, friendsOf, newUser, record, rows } from '../helpers/chat.js';
@@ -45,6 +46,26 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
     expect(theirs.status).to.equal(201);
   });
 
+  it('spends nothing on opening an existing direct conversation again, and counts refused attempts', async () => {
+    const me = await newUser(a);
+    const [friend] = await friendsOf(a, me, 1);
+    const stranger = await newUser(a);
+    const openDirect = (node: RunningServer, userId: string) =>
+      request<{ conversation: PublicConversation }>(node.url, 'POST', '/conversations', {
+        token: me.token,
+        body: { type: 'direct', userId },
+      });
+    expect((await openDirect(a, friend!.id)).status).to.equal(201);
+    // A client opens a chat by this call each time: twice the budget, from both nodes, all answered.
+    for (let i = 0; i < 10; i += 1)
+      expect((await openDirect(i % 2 ? a : b, friend!.id)).status).to.equal(200);
+    // Refused attempts count: the budget is four after the creation above.
+    for (let i = 0; i < 4; i += 1) expectError(await openDirect(b, stranger.id), 403, 'NOT_FRIENDS');
+    expectError(await openDirect(a, stranger.id), 429, 'RATE_LIMITED');
+    // The existing conversation still opens with the budget spent.
+    expect((await openDirect(b, friend!.id)).status).to.equal(200);
+  });
+
   it('announces a new group of 150 with one broadcast, not one per member', async () => {
     const owner = await newUser(a);
     const members = await friendsOf(a, owner, 149);
@@ -87,7 +108,15 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
     } while (cursor !== null);
     expect(pages).to.equal(3);
     expect(seen).to.deep.equal(['page 4', 'page 3', 'page 2', 'page 1', 'page 0']);
-    for (const bad of ['nonsense', Buffer.from('1.2.3').toString('base64url')]) {
+    const forged = (activity: string) => Buffer.from(`${activity}.${randomUUID()}`).toString('base64url');
+    // Past the year 10000 a cursor's time overflows PostgreSQL's arithmetic: refused before it gets there.
+    for (const bad of [
+      'nonsense',
+      Buffer.from('1.2.3').toString('base64url'),
+      forged('99999999999999999999'),
+      forged('9223372036854775807'),
+      forged('253402300800000001'),
+    ]) {
       expectError(
         await request(a.url, 'GET', `/conversations?cursor=${bad}`, { token: owner.token }),
         400,
