@@ -83,7 +83,7 @@ const BLOCKED = `
   END
   $$;`;
 
-const WRITE = `
+export const WRITE = `
   CREATE FUNCTION xfchat_write(
     p_conversation_ids uuid[], p_sender_ids uuid[], p_client_msg_ids text[], p_bodies text[], p_reply_to bigint[],
     p_change_kinds smallint[], p_change_conversation_ids uuid[], p_change_user_ids uuid[], p_change_seqs bigint[],
