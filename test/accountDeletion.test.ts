@@ -90,6 +90,12 @@ describe('account deletion', function () {
         .status,
     ).to.equal(204);
 
+    // A group of dave's with alice and a friend of his who is not hers: he hears of it as a co-participant.
+    const [hank] = await friendsOf(nodes.a, dave, 1);
+    await createGroup(nodes.a.url, dave, [alice, hank!], "dave's group");
+    const hankSocket = nodes.pool.track(await connectSocket(nodes.a.url, hank!.token));
+    const hankHeard = record(hankSocket, 'user:updated');
+
     const aliceSocket = nodes.pool.track(await connectSocket(nodes.b.url, secondDevice.body.token));
     const aliceEnded = record(aliceSocket, 'session:ended');
     const aliceGone = disconnected(aliceSocket);
@@ -129,6 +135,10 @@ describe('account deletion', function () {
     const shown = { id: alice.id, createdAt: alice.user.createdAt, ...DELETED };
     await waitFor(() => bobHeard.length === 1, { what: 'user:updated to bob on node B' });
     expect(bobHeard[0]).to.deep.equal(shown);
+    await waitFor(() => hankHeard.length === 1, {
+      what: 'user:updated to a groupmate who is not her friend',
+    });
+    expect(hankHeard[0]).to.deep.equal(shown);
     const bobFriends = await get<{ friends: PublicFriend[] }>(bob, '/friends');
     expect(bobFriends.body.friends.map((f) => f.user.id)).not.to.include(alice.id);
     expect(bobFriends.body.friends).to.deep.equal([]);

@@ -68,6 +68,8 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
 
     async deleteAccount(user, password, client) {
       await deps.verifyOwnPassword(user, password, client.ip);
+      // Who shares a group with the user must hear of it too, and after the groups are left nobody does.
+      const groupmates = await audienceOf(knex, user.id);
       // Groups first, each through the conversation service (locks, owner hand-over, notices): if this fails
       // half-way, the account still exists and the user can simply try again.
       await conversations.leaveAllGroups(user.id);
@@ -92,7 +94,7 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
       });
       if (!outcome) return;
       notify.disconnectUser(user.id, 'deleted');
-      notify.userUpdated(outcome.audience, outcome.deleted.toPublic());
+      notify.userUpdated([...new Set([...groupmates, ...outcome.audience])], outcome.deleted.toPublic());
       // A group add that committed while the above ran (it needed a friendship, which is gone now) is undone.
       try {
         await conversations.leaveAllGroups(user.id);
