@@ -161,6 +161,63 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       ).to.equal(200);
     });
 
+    it('one IP spreading its failures below the lockout (N a minute) stops at 5N an hour, under the username ceiling', async () => {
+      const victim = await account(a);
+      const attacker = freshIp();
+      const minuteCounter = `login_pair:${victim.toLowerCase()}|${attacker}`;
+      for (let minute = 0; minute < 5; minute++) {
+        for (let i = 0; i < N; i++) {
+          const res = await post(i % 2 ? a : b, '/auth/login', attacker, {
+            username: victim,
+            password: WRONG,
+          });
+          expect(res.status, `minute ${minute}, attempt ${i + 1}`).to.equal(401);
+        }
+        // The minute passes without a lockout: its counter ends, the hour's go on.
+        expect(await a.services.db.knex('auth_rate_limits').where('key', minuteCounter).delete()).to.equal(1);
+      }
+      expectLimited(await post(a, '/auth/login', attacker, { username: victim, password: WRONG }), 3600);
+      // 5N failures reached the username's counter, half its ceiling: the owner and others still get through.
+      expect(
+        (await post(b, '/auth/login', freshIp(), { username: victim, password: PASSWORD })).status,
+      ).to.equal(200);
+      expect(
+        (await post(a, '/auth/login', freshIp(), { username: victim, password: WRONG })).status,
+      ).to.equal(401);
+    });
+
+    it('lets people who signed in from a shared address before log in there after another client spent its failures', async () => {
+      const office = freshIp();
+      const regular = await account(a, 'nat');
+      expect(
+        (await post(a, '/auth/login', office, { username: regular, password: PASSWORD })).status,
+      ).to.equal(200);
+      // One client at the office sprays failures over many usernames: the address's cap.
+      for (let i = 0; i < 10 * N; i++) {
+        const res = await post(b, '/auth/login', office, { username: uniqueUsername(), password: WRONG });
+        expect(res.status, `attempt ${i + 1}`).to.equal(401);
+      }
+      expectLimited(
+        await post(a, '/auth/login', office, { username: uniqueUsername(), password: WRONG }),
+        3600,
+      );
+      // Who signed in from there before still does, on either node, and still has the pair's limits.
+      for (const node of [a, b]) {
+        expect(
+          (await post(node, '/auth/login', office, { username: regular, password: PASSWORD })).status,
+        ).to.equal(200);
+      }
+      for (let i = 0; i < N; i++) {
+        expect(
+          (await post(a, '/auth/login', office, { username: regular, password: WRONG })).status,
+        ).to.equal(401);
+      }
+      expectLimited(await post(a, '/auth/login', office, { username: regular, password: PASSWORD }), 60);
+      // Someone who never signed in from there waits for the hour.
+      const newcomer = await account(a, 'nat');
+      expectLimited(await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD }), 3600);
+    });
+
     it('caps failed logins per IP across usernames (10N per hour), but not successful ones (a shared NAT)', async () => {
       const stuffer = freshIp();
       for (let i = 0; i < 10 * N; i++) {

@@ -6,8 +6,10 @@ import type { Logger } from '../logger.js';
 
 /**
  * How the login limits scale with RATE_LIMIT_AUTH_PER_MIN (N). Chosen so that one IP can never trip the
- * per-username ceiling: a pair's lockouts double (1, 2, 4, ... minutes), so within any hour one IP gets at most
- * seven windows of N failures, 7N < 10N.
+ * per-username ceiling: a pair (username and IP) has 5N failures an hour, half the ceiling of 10N, however they are
+ * spread (N a minute for ten minutes never trips a lockout, and would otherwise reach the ceiling). And so that
+ * one client behind a shared address cannot lock out the others there: a pair that has logged in before is not
+ * held to the IP's cap.
  */
 export const LOGIN_LIMITS = Object.freeze({
   /** Failed logins of one username from one IP, per minute: N; then the pair is locked out. */
@@ -16,10 +18,15 @@ export const LOGIN_LIMITS = Object.freeze({
   firstLockoutSeconds: 60,
   longestLockoutSeconds: 3600,
   lockoutMemorySeconds: 24 * 3600,
+  /** Failed logins of one username from one IP, per hour: 5N, so one IP stays below the username ceiling. */
+  pairHourFactor: 5,
+  pairHourWindowSeconds: 3600,
+  /** How long a pair that logged in stays known, and so outside the IP's cap. */
+  knownPairSeconds: 30 * 24 * 3600,
   /** Failed logins of one username from all IPs together, per hour: 10N (a distributed guesser). */
   usernameFactor: 10,
   usernameWindowSeconds: 3600,
-  /** Failed logins from one IP, any usernames, per hour: 10N (credential stuffing). */
+  /** Failed logins from one IP, any usernames, per hour: 10N (credential stuffing); known pairs do not count. */
   ipFactor: 10,
   ipWindowSeconds: 3600,
   /** Signups from one IP, per minute: N. */
@@ -34,10 +41,11 @@ const SWEEP_INTERVAL_MS = 5 * 60_000;
  * PostgreSQL so that every node shares them: a per-node count would multiply an attacker's budget by the number
  * of nodes. See docs/api-auth-friends.md ("Abuse limits").
  *
- * A password check first takes one attempt from each of its counters, in the order pair (username and IP), IP,
- * username, stopping at the first refusal: a locked-out pair never reaches the username's counter, which is
- * how one IP is kept from locking an account out for everyone. A success gives the IP and username attempts
- * back and clears the pair, so only failures count.
+ * A password check first takes one attempt from each of its counters, in the order pair (username and IP, by the
+ * minute and by the hour), IP, username, stopping at the first refusal: a refused pair never reaches the
+ * username's counter, which is how one IP is kept from locking an account out for everyone. A pair that has
+ * logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the IP and
+ * username attempts back, clears the pair and makes it known, so only failures count.
  */
 export interface AuthLimits {
   /** Counts a signup attempt from `ip`; throws RATE_LIMITED (with Retry-After) past the limit. */
@@ -76,6 +84,12 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     clusterLimiter(knex, { keyPrefix, points, durationSeconds });
   const pair = limiter('login_pair', n, LOGIN_LIMITS.pairWindowSeconds);
   const lockouts = limiter('login_pair_lockouts', 1_000_000, LOGIN_LIMITS.lockoutMemorySeconds);
+  const pairHour = limiter(
+    'login_pair_hour',
+    LOGIN_LIMITS.pairHourFactor * n,
+    LOGIN_LIMITS.pairHourWindowSeconds,
+  );
+  const knownPairs = limiter('login_known_pair', 1, LOGIN_LIMITS.knownPairSeconds);
   const byUsername = limiter(
     'login_user',
     LOGIN_LIMITS.usernameFactor * n,
@@ -109,6 +123,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
 
   // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
   const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
+  const isKnown = async (key: string) => (await knownPairs.get(key)) !== null;
 
   async function sweep(): Promise<void> {
     await knex(CLUSTER_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
@@ -121,17 +136,26 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   return {
     takeSignup: (ip) => take(signups, ip),
     async takePasswordAttempt(username, ip) {
-      await takePair(pairKey(username, ip));
-      await take(byIp, ip);
+      const key = pairKey(username, ip);
+      await takePair(key);
+      await take(pairHour, key);
+      // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
+      // another client there spent the address's failures.
+      if (!(await isKnown(key))) await take(byIp, ip);
       await take(byUsername, username.toLowerCase());
     },
     async passwordAccepted(username, ip) {
       const key = pairKey(username, ip);
+      // A known pair took nothing from the IP's counter (a pair that became known meanwhile, by a parallel
+      // login, leaves one point taken: the IP's cap errs on the strict side).
+      const known = await isKnown(key);
       await Promise.all([
         pair.delete(key),
         lockouts.delete(key),
-        byIp.reward(ip),
+        pairHour.delete(key),
+        ...(known ? [] : [byIp.reward(ip)]),
         byUsername.reward(username.toLowerCase()),
+        knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
       ]);
     },
     close() {
