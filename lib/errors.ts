@@ -117,7 +117,13 @@ export function toHttp(err: AppError): { status: number; body: { error: ErrorBod
   return { status: err.status, body: { error: err.toBody() } };
 }
 
-/** A failed Socket.IO acknowledgement. */
+/**
+ * A failed Socket.IO acknowledgement. An ack has no headers: what REST sends as Retry-After goes in
+ * `details.retryAfter` (seconds).
+ */
 export function toAck(err: AppError): { ok: false; error: ErrorBody } {
-  return { ok: false, error: err.toBody() };
+  const body = err.toBody();
+  if (err.retryAfter !== undefined && body.details === undefined)
+    body.details = { retryAfter: err.retryAfter };
+  return { ok: false, error: body };
 }

@@ -120,7 +120,9 @@ describe('message failures, limits and shutdown', function () {
       const three = await put(owner, group.id, randomUUID(), { body: 'three' }, limited.url);
       expectError(three, 429, 'RATE_LIMITED');
       expect(Number(three.headers.get('retry-after'))).to.be.at.least(1);
-      expectAckError(await send(socket, group.id, 'four'), 'RATE_LIMITED');
+      // An ack has no headers: the wait is in its details.
+      const four = expectAckError(await send(socket, group.id, 'four'), 'RATE_LIMITED');
+      expect(four.details).to.have.property('retryAfter').that.is.within(1, 2);
       const stored = await seqState(limited.services.db.knex, group.id);
       expect(stored).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
     });

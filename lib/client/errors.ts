@@ -25,7 +25,7 @@ export interface XFChatErrorInit {
   /** HTTP status; for SDK-side failures 0, for ack errors the status REST would give. */
   status?: number;
   details?: unknown;
-  /** Seconds from a `Retry-After` header. */
+  /** Seconds to wait: a `Retry-After` header, or an ack's `details.retryAfter`. */
   retryAfter?: number;
   cause?: unknown;
 }
@@ -49,7 +49,18 @@ export class XFChatError extends Error {
 
 /** An error body from the server (REST envelope or ack) as an XFChatError. */
 export function fromErrorBody(body: ErrorBody, init: XFChatErrorInit = {}): XFChatError {
-  return new XFChatError(body.code, body.message, { ...init, details: body.details });
+  return new XFChatError(body.code, body.message, {
+    retryAfter: retryAfterOf(body.details),
+    ...init,
+    details: body.details,
+  });
+}
+
+/** A Socket.IO ack's `details.retryAfter` (REST sends it as the Retry-After header instead). */
+function retryAfterOf(details: unknown): number | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const { retryAfter } = details as { retryAfter?: unknown };
+  return typeof retryAfter === 'number' && retryAfter > 0 ? retryAfter : undefined;
 }
 
 /** True if `value` looks like the contract's `{code, message}` error body. */

@@ -183,7 +183,8 @@ describe('abuse limits', function () {
       Array.from({ length: 6 }, () => raw.emitWithAck('no:such-event', { conversationId })),
     )) as Ack[];
     expect(unknown.map(errorCodeOf)).to.include('RATE_LIMITED' satisfies ErrorCode);
-    expectAckError(await socket.emitWithAck('typing', { conversationId }), 'RATE_LIMITED');
+    const refused = expectAckError(await socket.emitWithAck('typing', { conversationId }), 'RATE_LIMITED');
+    expect(refused.details).to.have.property('retryAfter').that.is.at.least(1);
   });
 
   it('rate-limits sends per user across sockets (RATE_LIMIT_MESSAGES_PER_SEC), storing nothing refused', async () => {

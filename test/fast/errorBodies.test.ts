@@ -1,0 +1,28 @@
+import { expect } from 'chai';
+import { fromErrorBody } from '../../lib/client/errors.js';
+import { AppError, toAck, toHttp } from '../../lib/errors.js';
+
+describe('error bodies: what REST sends as Retry-After, an ack carries in details', () => {
+  it('puts retryAfter in an ack’s details, and leaves the REST body without it (the header carries it)', () => {
+    const limited = new AppError('RATE_LIMITED', { retryAfter: 3 });
+    expect(toAck(limited)).to.deep.equal({
+      ok: false,
+      error: { code: 'RATE_LIMITED', message: limited.message, details: { retryAfter: 3 } },
+    });
+    expect(toHttp(limited).body).to.deep.equal({ error: { code: 'RATE_LIMITED', message: limited.message } });
+    // Details of its own are kept as they are; an error without retryAfter gets none.
+    const detailed = new AppError('VALIDATION_FAILED', { details: { body: 'required' } });
+    expect(toAck(detailed).error.details).to.deep.equal({ body: 'required' });
+    expect(toAck(new AppError('OVERLOADED')).error).not.to.have.property('details');
+  });
+
+  it('the SDK reads it back as retryAfter; a Retry-After header passed in wins', () => {
+    const body = toAck(new AppError('RATE_LIMITED', { retryAfter: 2 })).error;
+    expect(fromErrorBody(body).retryAfter).to.equal(2);
+    expect(fromErrorBody(body, { retryAfter: 5 }).retryAfter).to.equal(5);
+    expect(
+      fromErrorBody({ code: 'RATE_LIMITED', message: 'm', details: { retryAfter: 'soon' } }).retryAfter,
+    ).to.equal(undefined);
+    expect(fromErrorBody({ code: 'NOT_FOUND', message: 'm' }).retryAfter).to.equal(undefined);
+  });
+});
