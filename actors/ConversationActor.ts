@@ -21,6 +21,13 @@ export interface ConversationActorOptions<C, R> {
   maxBatch?: number;
   /** Whether `next` may join a batch that starts with `first` (see Mailbox). */
   batchable?: (first: C, next: C) => boolean;
+  /**
+   * Whether a batch that failed whole with this error also fails the commands that queued behind it, with the same
+   * error, instead of writing them next: for an outage (the database unreachable), where the next batch would wait
+   * as long again for the same answer, and every caller was promised one within that wait.
+   * @default never
+   */
+  failsWaiting?: (error: Error) => boolean;
   /** Called as each command is answered, with the `performance.now()` of its acceptance (ack latency metrics). */
   onAnswered?: (acceptedAt: number, ok: boolean) => void;
   now?: () => number;
@@ -110,6 +117,20 @@ export class ConversationActor<C, R> {
       else if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });
+    const outage = failedWhole(outcomes);
+    if (outage !== undefined && this.options.failsWaiting?.(outage) === true) {
+      for (const item of this.mailbox.takeWaiting()) {
+        this.options.onAnswered?.(item.acceptedAt, false);
+        item.reject(outage);
+      }
+    }
     this.lastActivityAt = this.now();
   }
+}
+
+/** The error of a batch whose every command failed with the same one, if it did. */
+function failedWhole<R>(outcomes: readonly Outcome<R>[]): Error | undefined {
+  const first = outcomes[0];
+  if (first === undefined || first.ok) return undefined;
+  return outcomes.every((outcome) => !outcome.ok && outcome.error === first.error) ? first.error : undefined;
 }

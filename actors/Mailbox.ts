@@ -84,6 +84,11 @@ export class Mailbox<T> {
     if (!this.running) void this.run();
   }
 
+  /** Takes every waiting command out (not the batch being processed), oldest first, to be answered elsewhere. */
+  takeWaiting(): T[] {
+    return this.queue.splice(0);
+  }
+
   /** Stops accepting; resolves once every command accepted before is processed. Idempotent. */
   close(): Promise<void> {
     this.closed = true;

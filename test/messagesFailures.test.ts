@@ -202,6 +202,54 @@ describe('message failures, limits and shutdown', function () {
       );
       expect(stored.map((r) => r.body)).to.deep.equal(['before the cut', 'during the cut']);
     });
+
+    it('answers DB_UNAVAILABLE, never INTERNAL, within the acquire timeout while PostgreSQL takes connections and never answers', async function () {
+      this.timeout(60_000);
+      const owner = await newUser(cut);
+      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
+      const socket = await pool.open(cut.url, owner);
+      expectOk(await send(socket, group.id, 'before the silence'));
+      const timed = async <T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> => {
+        const started = Date.now();
+        const result = await work();
+        return { result, ms: Date.now() - started };
+      };
+      // Every connection is cut; new ones are taken, and nothing they send reaches PostgreSQL (pg's own connect
+      // timeout, 500 ms here, fires before the pool's acquire timeout of 1000 ms).
+      proxy.cut();
+      proxy.hold('upstream');
+      try {
+        const sends: Array<Promise<{ result: Ack<SendResult>; ms: number }>> = [];
+        for (let i = 0; i < 4; i++) {
+          sends.push(timed(() => send(socket, group.id, `into the silence ${i}`)));
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+        const read = timed(() =>
+          request(cut.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+        );
+        const acks = await Promise.all(sends);
+        expect(acks.map((a) => errorCodeOf(a.result))).to.deep.equal(
+          range(4).map((): ErrorCode => 'DB_UNAVAILABLE'),
+        );
+        // Those queued behind a failed write were answered with it, not after a wait of their own.
+        for (const { ms } of acks) expect(ms).to.be.below(2500);
+        const { result: res, ms } = await read;
+        expectError(res, 503, 'DB_UNAVAILABLE');
+        expect(ms).to.be.below(2500);
+      } finally {
+        proxy.release();
+      }
+      await waitFor(async () => (await send(socket, group.id, 'after the silence')).ok, {
+        timeoutMs: 20_000,
+        what: 'a send to succeed once the database answers again',
+      });
+      const stored = await rows<{ body: string }>(
+        cut.services.db.knex,
+        'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
+        [group.id],
+      );
+      expect(stored.map((r) => r.body)).to.deep.equal(['before the silence', 'after the silence']);
+    });
   });
 
   describe('shutting down', () => {

@@ -3,6 +3,7 @@ import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
 import type { NextBatch } from '../../actors/Mailbox.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db.js';
+import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
@@ -152,6 +153,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
           batchable: sameBatch,
           logger: logger.child({ conversationId }),
           mailboxCapacity: config.limits.mailboxCapacity,
+          // The commands queued behind a batch the database was unreachable for have waited for it already:
+          // answered at once, within the acquire timeout they were promised, not after another wait.
+          failsWaiting: (error) => error instanceof AppError && error.code === 'DB_UNAVAILABLE',
           onAnswered: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
         }),
       ),

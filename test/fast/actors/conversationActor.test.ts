@@ -56,7 +56,7 @@ function fakeWriter() {
 }
 
 describe('actors/ConversationActor', () => {
-  function setup(capacity = 100) {
+  function setup(capacity = 100, failsWaiting?: (error: Error) => boolean) {
     const writer = fakeWriter();
     const answered: boolean[] = [];
     const actor = new ConversationActor<Command, number>({
@@ -65,6 +65,7 @@ describe('actors/ConversationActor', () => {
       logger,
       mailboxCapacity: capacity,
       onAnswered: (_at, ok) => answered.push(ok),
+      ...(failsWaiting ? { failsWaiting } : {}),
     });
     return { writer, actor, answered };
   }
@@ -132,6 +133,61 @@ describe('actors/ConversationActor', () => {
     await waitFor(() => writer.gates.length === 3);
     writer.gates[2]!();
     expect(await next).to.equal(1);
+  });
+
+  it('answers the commands queued behind a batch that failed whole with an outage at once, with that error', async () => {
+    const outage = (error: Error) => error instanceof AppError && error.code === 'DB_UNAVAILABLE';
+    const { writer, actor, answered } = setup(100, outage);
+    const first = actor.submit({ key: 'a' }).catch((e: unknown) => e);
+    await waitFor(() => writer.batches.length === 1, { what: 'the first batch' });
+    const queued = ['b', 'c'].map((key) => actor.submit({ key }).catch((e: unknown) => e));
+    await waitFor(() => actor.queued === 2, { what: 'two queued commands' });
+    const down = new AppError('DB_UNAVAILABLE');
+    writer.failNextWith(down);
+    writer.gates[0]!();
+    expect(await first).to.equal(down);
+    // Not written next: answered with the batch's error, as soon as it came.
+    expect(await Promise.all(queued)).to.deep.equal([down, down]);
+    expect(writer.batches).to.have.length(1);
+    expect(answered).to.deep.equal([false, false, false]);
+    expect(actor.idleSince()).to.be.a('number');
+    // A command after it is written as usual.
+    const later = actor.submit({ key: 'd' });
+    await waitFor(() => writer.gates.length === 2, { what: 'the next batch' });
+    writer.gates[1]!();
+    expect(await later).to.equal(1);
+  });
+
+  it('writes what queued behind a failed batch when its error is not an outage, or when it failed in part', async () => {
+    const outage = (error: Error) => error instanceof AppError && error.code === 'DB_UNAVAILABLE';
+    const { writer, actor } = setup(100, outage);
+    const first = actor.submit({ key: 'a' }).catch((e: unknown) => e);
+    await waitFor(() => writer.batches.length === 1, { what: 'the first batch' });
+    const queued = actor.submit({ key: 'b' });
+    await waitFor(() => actor.queued === 1, { what: 'a queued command' });
+    writer.failNextWith(new AppError('VALIDATION_FAILED'));
+    writer.gates[0]!();
+    expect(((await first) as AppError).code).to.equal('VALIDATION_FAILED');
+    await waitFor(() => writer.gates.length === 2, { what: 'the queued command written' });
+    writer.gates[1]!();
+    expect(await queued).to.equal(1);
+    // A batch in which one command failed and another committed is no outage either.
+    const inFlight = actor.submit({ key: 'x' });
+    await waitFor(() => writer.gates.length === 3, { what: 'a batch in flight' });
+    const mixed = [actor.submit({ key: 'bad' }).catch((e: unknown) => e), actor.submit({ key: 'c' })];
+    await waitFor(() => actor.queued === 2, { what: 'two commands queued' });
+    writer.gates[2]!();
+    await inFlight;
+    await waitFor(() => writer.gates.length === 4, { what: 'the mixed batch' });
+    expect(writer.batches[3]).to.deep.equal([{ key: 'bad' }, { key: 'c' }]);
+    const behind = actor.submit({ key: 'e' });
+    await waitFor(() => actor.queued === 1, { what: 'a command behind the mixed batch' });
+    writer.gates[3]!();
+    expect(((await mixed[0]) as AppError).code).to.equal('IDEMPOTENCY_CONFLICT');
+    expect(await mixed[1]).to.be.a('number');
+    await waitFor(() => writer.gates.length === 5, { what: 'the command behind it written' });
+    writer.gates[4]!();
+    expect(await behind).to.be.a('number');
   });
 
   it('is idle only with nothing queued or in flight, and drain() finishes what it accepted', async () => {
