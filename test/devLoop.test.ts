@@ -28,6 +28,8 @@ interface DevChild {
   /** Ctrl-C as a terminal sends it: SIGINT to the whole process group. */
   interrupt(): void;
   kill(): void;
+  /** SIGTERM to the started process alone (npm, for `via: 'npm'`), as a process manager stops a service. */
+  terminate(): void;
 }
 
 /**
@@ -66,6 +68,7 @@ function startDev(dataDir: string, env: Record<string, string>, via: 'npm' | 'no
     stderr: () => stderr,
     exited,
     interrupt: () => process.kill(-child.pid!, 'SIGINT'),
+    terminate: () => process.kill(child.pid!, 'SIGTERM'),
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
     },
@@ -150,6 +153,31 @@ describe('the HTTP port taken, and the development loop', function () {
       }
     });
 
+    it('stops server and PostgreSQL on a SIGTERM to npm alone (a process manager), leaving nothing running', async () => {
+      const data = path.join(dataDir, 'terminated');
+      const dev = startDev(data, { PORT: '0' }, 'npm');
+      child = dev;
+      const match = await waitFor(() => RUNNING.exec(dev.stdout()), {
+        timeoutMs: 60_000,
+        what: `the dev server to run\n${dev.stdout()}\n${dev.stderr()}`,
+      });
+      dev.terminate();
+      await dev.exited;
+      // npm hands the signal to its script, which is the server itself (exec): it drains and stops PostgreSQL.
+      await waitFor(async () => !(await exists(path.join(data, 'postgres', 'postmaster.pid'))), {
+        timeoutMs: 30_000,
+        what: `PostgreSQL to stop\n${dev.stdout()}`,
+      });
+      await waitFor(() => /\[dev\] stopped\n/.test(dev.stdout()), {
+        what: 'the dev server to say it stopped',
+      });
+      const gone = await fetch(`${match[1]}/healthz`).then(
+        () => false,
+        () => true,
+      );
+      expect(gone, 'nothing answers on the dev server port').to.equal(true);
+    });
+
     it('stops cleanly on Ctrl-C: server first, then PostgreSQL, exit 0, nothing on stderr; a restart reuses the database port', async () => {
       const data = path.join(dataDir, 'loop');
       const ports: string[] = [];
@@ -173,9 +201,8 @@ describe('the HTTP port taken, and the development loop', function () {
         dev.interrupt();
         const result = await dev.exited;
         expect(result.stderr).to.equal('');
-        // npm re-raises the Ctrl-C on itself once its script has ended (as shells do); the server exits 0.
-        if (run === 0) expect(result.signal).to.equal('SIGINT');
-        else expect(result.code).to.equal(0);
+        // The server exits 0; npm's script is the server itself (exec), so npm exits as it did.
+        expect({ code: result.code, signal: result.signal }).to.deep.equal({ code: 0, signal: null });
         const afterListening = result.stdout.slice(result.stdout.indexOf('[dev] XFChat is running'));
         expect(afterListening).not.to.match(/WARN|ERROR|FATAL/);
         expect(afterListening).to.match(
