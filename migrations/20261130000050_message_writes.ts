@@ -354,9 +354,11 @@ export async function down(knex: Knex): Promise<void> {
     ALTER TABLE conversations RESET (fillfactor);
     DROP TABLE message_reactions;
     DROP INDEX messages_conversation_version_idx;
+    -- A deleted message's body is '' (this migration's CHECK), which version 1's CHECK refuses: the old CHECK goes
+    -- first, then the body is filled in, then version 1's CHECK comes back.
+    ALTER TABLE messages DROP CONSTRAINT messages_body_check;
     UPDATE messages SET body = '(deleted)' WHERE deleted_at IS NOT NULL;
     ALTER TABLE messages
-      DROP CONSTRAINT messages_body_check,
       ADD CONSTRAINT messages_body_check CHECK (char_length(body) BETWEEN 1 AND 4000 AND body ~ '[^[:space:]]'),
       DROP CONSTRAINT messages_reply_to_check,
       DROP COLUMN version,

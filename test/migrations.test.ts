@@ -100,6 +100,77 @@ describe('migrations', function () {
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
     });
 
+    it('rolls every migration back and up again with edited, deleted, answered and reacted messages in place', async () => {
+      const db = await emptyDatabase();
+      const names = await bundledMigrationNames();
+      await db.migrations.latest();
+      const { knex } = db;
+      const [user] = await knex('users')
+        .insert({ username: 'writer', password_hash: 'x', display_name: 'Writer' })
+        .returning<Array<{ id: string }>>('id');
+      const [conversation] = await knex('conversations')
+        .insert({ type: 'group', title: 't', created_by: user!.id, last_seq: 3, version: 5 })
+        .returning<Array<{ id: string }>>('id');
+      await knex('conversation_participants').insert({
+        conversation_id: conversation!.id,
+        user_id: user!.id,
+        role: 'owner',
+      });
+      const message = (seq: number, body: string, extra: Record<string, unknown> = {}) => ({
+        conversation_id: conversation!.id,
+        sender_id: user!.id,
+        seq,
+        version: seq,
+        client_msg_id: `m${seq}`,
+        body,
+        ...extra,
+      });
+      const [, answered] = await knex('messages')
+        .insert([
+          message(1, '', { deleted_at: new Date(), version: 4 }),
+          message(2, 'edited', { reply_to_seq: 1, edited_at: new Date(), version: 5 }),
+          message(3, 'plain'),
+        ])
+        .returning<Array<{ id: string }>>('id');
+      await knex('message_reactions').insert({ message_id: answered!.id, emoji: '👍', user_id: user!.id });
+
+      expect(await db.migrations.rollback()).to.deep.equal([...names].reverse());
+      expect(await existingTables(db)).to.deep.equal([]);
+      expect((await db.migrations.latest()).newlyApplied).to.deep.equal(names);
+      expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
+    });
+
+    it('the message lifecycle migration goes down with a deleted message in place, as version 1 shows one', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const [user] = await knex('users')
+        .insert({ username: 'writer2', password_hash: 'x', display_name: 'Writer' })
+        .returning<Array<{ id: string }>>('id');
+      const [conversation] = await knex('conversations')
+        .insert({ type: 'group', title: 't', created_by: user!.id, last_seq: 1, version: 2 })
+        .returning<Array<{ id: string }>>('id');
+      await knex('messages').insert({
+        conversation_id: conversation!.id,
+        sender_id: user!.id,
+        seq: 1,
+        version: 2,
+        client_msg_id: 'gone',
+        body: '',
+        deleted_at: new Date(),
+      });
+      // Down to just before it, one migration at a time, newest first.
+      const names = await bundledMigrationNames();
+      const lifecycle = names.indexOf('20261130000050_message_writes');
+      for (const name of names.slice(lifecycle).reverse()) {
+        const migration = (await import(path.join(BUNDLED_MIGRATIONS_DIR, `${name}.ts`))) as {
+          down(knex: Knex): Promise<void>;
+        };
+        await migration.down(knex);
+      }
+      expect(await knex('messages').pluck('body')).to.deep.equal(['(deleted)']);
+    });
+
     it('latest on an up-to-date database is a no-op', async () => {
       const db = await emptyDatabase();
       await db.migrations.latest();
