@@ -404,6 +404,16 @@ class EnvReader {
   }
 }
 
+/** Whether a part of a URL decodes (a `%` not followed by two hex digits does not). */
+function decodes(part: string): boolean {
+  try {
+    decodeURIComponent(part);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function readDatabaseUrl(reader: EnvReader): string {
   const url = reader.raw('DATABASE_URL');
   if (url === undefined) {
@@ -426,6 +436,10 @@ function readDatabaseUrl(reader: EnvReader): string {
   } else if (parsed.hostname === '' || parsed.pathname.length <= 1) {
     reader.problems.push(
       'DATABASE_URL must name a host and a database: postgres://USER:PASSWORD@HOST:5432/DATABASE',
+    );
+  } else if (![parsed.username, parsed.password, parsed.pathname].every(decodes)) {
+    reader.problems.push(
+      'DATABASE_URL has a bad percent-escape in its user, password or database name: write a literal % as %25',
     );
   }
   return url;
@@ -561,11 +575,14 @@ export function loadDatabaseConfig(env: Env = process.env): Readonly<DatabaseCon
   return deepFreeze(database);
 }
 
-/** The URL with its password replaced, for logs. */
+/** The URL with its password replaced (in the user part, and in the query, where pg takes one too), for logs. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (/password/i.test(name)) parsed.searchParams.set(name, '***');
+    }
     return parsed.toString();
   } catch {
     return '(unparseable)';

@@ -17,6 +17,8 @@ const PLACEHOLDERS: ReadonlySet<unknown> = new Set(['(set)', '[redacted]']);
 const DRIVER_KEYS = ['secretKey', 'processID', 'connectionParameters'];
 /** A password in a URL (`postgres://user:password@host`). */
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#\s@]*:)[^@/?#\s]+@/gi;
+/** A password in a URL's query (`?password=...`, `&sslpassword=...`), which pg and libpq take as well. */
+const QUERY_PASSWORD = /([?&][a-z_]*password=)[^&#\s]*/gi;
 
 /** Characters of strings (and keys) one line may carry in all; what is over is cut. */
 export const LINE_BUDGET = 5120;
@@ -42,7 +44,9 @@ interface Budget {
 }
 
 function cut(text: string, max: number, budget: Budget): string {
-  const clean = text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text;
+  const clean = text.includes('://')
+    ? text.replace(URL_PASSWORD, '$1***@').replace(QUERY_PASSWORD, '$1***')
+    : text;
   const allowed = Math.max(0, Math.min(max, budget.left));
   budget.left -= Math.min(clean.length, allowed);
   return clean.length <= allowed ? clean : `${clean.slice(0, allowed)}…[${clean.length - allowed} more]`;

@@ -44,6 +44,7 @@ describe('logger: what a line may hold', () => {
       {
         payload: { nested: { socket: new net.Socket(), password: SECRET, deeper: { token: 'abc' } } },
         url: `postgres://xfchat:${SECRET}@db.internal/xfchat`,
+        inQuery: `postgres://xfchat@db.internal/xfchat?password=${SECRET}&application_name=x`,
         huge: 'x'.repeat(100_000),
         many: Array.from({ length: 1000 }, (_, i) => ({ i, text: 'y'.repeat(500) })),
       },
@@ -56,6 +57,7 @@ describe('logger: what a line may hold', () => {
     const entry = logs.entries()[0]!;
     expect((entry.payload as { nested: { socket: unknown } }).nested.socket).to.equal('[Socket]');
     expect(entry.url).to.equal('postgres://xfchat:***@db.internal/xfchat');
+    expect(entry.inQuery).to.equal('postgres://xfchat@db.internal/xfchat?password=***&application_name=x');
   });
 
   it('logs requests with the Authorization header redacted and long headers cut', async () => {

@@ -164,6 +164,23 @@ describe('config', () => {
       expect(problems[0]).to.include('"mysql://"');
     });
 
+    it('rejects a bad percent-escape in the user, password or database name, without echoing it', () => {
+      for (const url of [
+        'postgres://a%ZZ@localhost:5432/db',
+        'postgres://u:secret%zzpw@localhost:5432/db',
+        'postgres://u@localhost:5432/x%ZZ',
+      ]) {
+        const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: url })));
+        expect(problems, url).to.have.length(1);
+        expect(problems[0]).to.include('bad percent-escape');
+        expect(problems[0]).to.include('%25');
+        expect(problems[0]).not.to.include('secret');
+      }
+      expect(loadConfig(env({ DATABASE_URL: 'postgres://u:100%25sure@h/db' })).database.url).to.include(
+        '%25',
+      );
+    });
+
     it('rejects a URL without a database name', () => {
       const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'postgres://u:pw@localhost:5432/' })));
       expect(problems).to.have.length(1);
@@ -363,6 +380,16 @@ describe('config', () => {
       expect(redacted).not.to.include(encodeURIComponent(raw));
       expect(redacted).not.to.include(raw);
       expect(redacted).to.include('***');
+    });
+
+    it('redactUrl hides a password given in the query, as pg takes it', () => {
+      const redacted = redactUrl(
+        `postgres://chat@h:5432/db?sslmode=require&password=${PASSWORD}&sslpassword=k3y`,
+      );
+      expect(redacted).not.to.include(PASSWORD);
+      expect(redacted).not.to.include('k3y');
+      expect(redacted).to.include('sslmode=require');
+      expect(redacted).to.include('password=***');
     });
 
     it('redactUrl leaves a URL without a password alone and never echoes garbage', () => {
