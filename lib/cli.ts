@@ -11,7 +11,7 @@ import { createDatabase } from './db.js';
 import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
 import { failStartup, main } from './main.js';
-import { StartupError } from './startupErrors.js';
+import { explainConnectError, StartupError } from './startupErrors.js';
 import type { runDev } from './dev/devServer.js';
 
 const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback] | xfchat dev [--data-dir DIR]`;
@@ -64,6 +64,11 @@ async function migrate(action: string | undefined): Promise<void> {
   const db = createDatabase(database, logger);
   const migrations = createMigrator(db.knex, database, logger);
   try {
+    try {
+      await db.verify();
+    } catch (err) {
+      throw explainConnectError(err, database);
+    }
     switch (action ?? 'status') {
       case 'latest': {
         const { newlyApplied } = await migrations.latest();
@@ -85,6 +90,14 @@ async function migrate(action: string | undefined): Promise<void> {
         process.stderr.write(`xfchat: unknown migrate action "${action}": use latest, rollback or status\n`);
         process.exitCode = 2;
     }
+  } catch (err) {
+    // One line, as at startup: the cause, then what to do.
+    const line =
+      err instanceof StartupError
+        ? err.message
+        : `${action ?? 'status'} failed (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300)}): fix the database or the migration, then run it again (status shows what is applied)`;
+    process.stderr.write(`xfchat migrate: ${line}\n`);
+    process.exitCode = 1;
   } finally {
     await db.close();
   }

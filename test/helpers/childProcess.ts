@@ -56,9 +56,9 @@ interface Spawned {
   onStdout(listener: () => void): void;
 }
 
-function spawnMain(env: Record<string, string>): Spawned {
+function spawnMain(env: Record<string, string>, script: readonly string[] = ['lib/main.ts']): Spawned {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...script], {
     cwd: PROJECT_ROOT,
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -119,6 +119,16 @@ async function withTimeout<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Runs `node --import tsx lib/cli.ts ...args` (`xfchat migrate status`, say) with exactly `env` until it exits. */
+export async function runCli(
+  args: readonly string[],
+  env: Record<string, string>,
+  options: { timeoutMs?: number } = {},
+): Promise<ChildResult> {
+  const spawned = spawnMain(env, ['lib/cli.ts', ...args]);
+  return withTimeout(spawned, spawned.exited, options.timeoutMs ?? 20_000, 'exit');
 }
 
 /** Runs `node --import tsx lib/main.ts` with exactly `env` (plus PATH/HOME) until it exits. */

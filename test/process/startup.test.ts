@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { freePort } from '../../lib/dev/embeddedPostgres.js';
 import { BUNDLED_MIGRATIONS_DIR } from '../../lib/migrations.js';
-import { runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
+import { runCli, runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
 import { createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
 
@@ -35,6 +35,26 @@ function expectOneLineFailure(result: ChildResult): string {
   expect(lines, `stderr: ${result.stderr}`).to.have.length(1);
   expect(result.stdout).not.to.include('[STARTUP] listening');
   return lines[0]!;
+}
+
+/** The bundled migrations and one more that fails, in a new folder (for MIGRATIONS_DIR). */
+async function brokenMigrationsDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-broken-migrations-'));
+  for (const file of await readdir(BUNDLED_MIGRATIONS_DIR)) {
+    await copyFile(path.join(BUNDLED_MIGRATIONS_DIR, file), path.join(dir, file));
+  }
+  await writeFile(
+    path.join(dir, '29990101000000_broken.ts'),
+    [
+      "import type { Knex } from 'knex';",
+      'export async function up(knex: Knex): Promise<void> {',
+      "  await knex.raw('SELECT no_such_column FROM no_such_table_for_xfchat');",
+      '}',
+      'export async function down(): Promise<void> {}',
+      '',
+    ].join('\n'),
+  );
+  return dir;
 }
 
 async function getJson(url: string): Promise<{ status: number; body: unknown }> {
@@ -162,21 +182,7 @@ describe('startup (the real entry point as a child process)', function () {
     });
 
     it('exits non-zero naming the failed migration and never listens', async () => {
-      tempDir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-broken-migrations-'));
-      for (const file of await readdir(BUNDLED_MIGRATIONS_DIR)) {
-        await copyFile(path.join(BUNDLED_MIGRATIONS_DIR, file), path.join(tempDir, file));
-      }
-      await writeFile(
-        path.join(tempDir, '29990101000000_broken.ts'),
-        [
-          "import type { Knex } from 'knex';",
-          'export async function up(knex: Knex): Promise<void> {',
-          "  await knex.raw('SELECT no_such_column FROM no_such_table_for_xfchat');",
-          '}',
-          'export async function down(): Promise<void> {}',
-          '',
-        ].join('\n'),
-      );
+      tempDir = await brokenMigrationsDir();
       const emptyUrl = await createEmptyDatabase();
 
       const result = await runMain(goodEnv(emptyUrl, { MIGRATIONS_DIR: tempDir }));
@@ -195,6 +201,28 @@ describe('startup (the real entry point as a child process)', function () {
       } finally {
         await client.end();
       }
+    });
+
+    it('npm run migrate: one line naming the cause and the fix, no stack trace, when it cannot connect or a migration fails', async () => {
+      const port = await freePort();
+      const refused = await runCli(['migrate', 'status'], {
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/x`,
+      });
+      const line = expectOneLineFailure(refused);
+      expect(line).to.match(
+        new RegExp(`^xfchat migrate: PostgreSQL at 127\\.0\\.0\\.1:${port} refused the connection`),
+      );
+
+      tempDir = await brokenMigrationsDir();
+      const emptyUrl = await createEmptyDatabase();
+      const failed = await runCli(['migrate', 'latest'], { DATABASE_URL: emptyUrl, MIGRATIONS_DIR: tempDir });
+      const failure = expectOneLineFailure(failed);
+      expect(failure).to.match(/^xfchat migrate: latest failed \(/);
+      expect(failure).to.include('no_such_table_for_xfchat');
+
+      const status = await runCli(['migrate', 'status'], { DATABASE_URL: emptyUrl });
+      expect(status.code, status.stderr).to.equal(0);
+      expect(status.stdout).to.match(/^applied \(0\): -\npending \(\d+\): /);
     });
   });
 
