@@ -134,6 +134,12 @@ describe('messages over REST', function () {
     const big = await put(owner, group.id, randomUUID(), { body: emoji });
     expect(big.status).to.equal(201);
     expect(big.body.message.body).to.equal(emoji);
+    // A reply names seq 1, which exists now, but as a JSON number: a string of digits is refused.
+    expectError(
+      await put(owner, group.id, randomUUID(), { body: 'a reply', replyToSeq: '1' }),
+      400,
+      'VALIDATION_FAILED',
+    );
     expect(await conversationState(group.id)).to.deep.equal({ lastSeq: 1, seqs: [1] });
   });
 
@@ -178,6 +184,9 @@ describe('messages over REST', function () {
     expect(defaults.body.messages.map((m) => m.seq)).to.deep.equal(range(50).map((i) => total - 50 + i));
     const clamped = await history(owner, group.id, '?after=0&limit=5000');
     expect(clamped.body.messages).to.have.length(200);
+    // However large: a limit of more digits than a safe integer is clamped too.
+    const huge = await history(owner, group.id, '?after=0&limit=99999999999999999999');
+    expect(huge.body.messages).to.have.length(200);
     const end = await history(owner, group.id, `?after=${total}`);
     expect(end.body).to.deep.equal({ messages: [], hasMore: false });
     const start = await history(owner, group.id, '?before=1');
@@ -189,6 +198,8 @@ describe('messages over REST', function () {
       '?before=0',
       '?after=1&before=5',
       '?after=1.5',
+      '?after=99999999999999999999',
+      '?before=1e3',
     ]) {
       expectError(await history(owner, group.id, query), 400, 'VALIDATION_FAILED');
     }
@@ -210,7 +221,8 @@ describe('messages over REST', function () {
     expect((await read(2)).status).to.equal(204);
     expect((await read(1)).status).to.equal(204);
     expect((await read(1000)).status).to.equal(204);
-    for (const bad of [-1, 'x', null, 1.5]) expectError(await read(bad), 400, 'VALIDATION_FAILED');
+    // A JSON body's seq is a JSON number, not a string of digits.
+    for (const bad of [-1, 'x', null, 1.5, '3']) expectError(await read(bad), 400, 'VALIDATION_FAILED');
     await waitFor(() => reads.length === 2, { what: 'two read events' });
     expect(reads).to.deep.equal([
       { conversationId: group.id, userId: member!.id, seq: 2 },

@@ -179,10 +179,11 @@ describe('realtime messaging over two nodes', function () {
     const all = await subscribe(socket, group.id, { limit: 500 });
     expect(all.messages.map((m) => m.seq)).to.deep.equal([1, 2, 3, 4]);
     expect(all.hasMore).to.equal(false);
-    for (const limit of [0, -1, 1.5, 'ten']) {
+    // A number in a payload is a JSON number: not even a string of digits.
+    for (const limit of [0, -1, 1.5, 'ten', '5']) {
       const ack = await socket.emitWithAck('conversation:subscribe', {
         conversationId: group.id,
-        limit,
+        limit: limit as number,
       });
       expectAckError(ack, 'VALIDATION_FAILED', `limit ${String(limit)}`);
     }

@@ -83,29 +83,58 @@ export interface IntRule {
   clampMax?: boolean;
 }
 
-/** A whole number, given as a JSON number or as a decimal string (query parameters). */
+/** A whole number in a JSON body or an event's payload: a JSON number, never a string of digits. */
 export function int(rule: IntRule) {
+  return v.pipe(
+    v.number('must be a whole number'),
+    v.rawTransform<number, number>(({ dataset, addIssue, NEVER }) =>
+      inRange(dataset.value, rule, addIssue, NEVER),
+    ),
+  );
+}
+
+/** A whole number in a path or a query string, where everything is text: a decimal string (or a number). */
+export function paramInt(rule: IntRule) {
   return v.pipe(
     v.union([v.number(), v.string()], 'must be a whole number'),
     v.rawTransform<number | string, number>(({ dataset, addIssue, NEVER }) => {
       const raw = dataset.value;
-      const value = typeof raw === 'string' && /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
-      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+      if (typeof raw === 'number') return inRange(raw, rule, addIssue, NEVER);
+      if (!/^-?\d+$/.test(raw)) {
         addIssue({ message: 'must be a whole number' });
         return NEVER;
       }
-      if (value < rule.min) {
-        addIssue({ message: `must be at least ${rule.min}` });
-        return NEVER;
-      }
-      if (value > rule.max) {
-        if (rule.clampMax) return rule.max;
-        addIssue({ message: `must be at most ${rule.max}` });
-        return NEVER;
-      }
-      return value;
+      // More digits than a safe integer holds: only a page size (clamped) can take it.
+      return inRange(raw.length > 16 ? Number(BigInt(raw)) : Number(raw), rule, addIssue, NEVER);
     }),
   );
+}
+
+/** `value` checked against `rule`; a page size above its maximum becomes the maximum, however large. */
+function inRange<N>(
+  value: number,
+  rule: IntRule,
+  addIssue: (issue: { message: string }) => void,
+  never: N,
+): number | N {
+  if (!Number.isInteger(value)) {
+    addIssue({ message: 'must be a whole number' });
+    return never;
+  }
+  if (value < rule.min) {
+    addIssue({ message: `must be at least ${rule.min}` });
+    return never;
+  }
+  if (value > rule.max) {
+    if (rule.clampMax) return rule.max;
+    addIssue({ message: `must be at most ${rule.max}` });
+    return never;
+  }
+  if (!Number.isSafeInteger(value)) {
+    addIssue({ message: 'must be a whole number' });
+    return never;
+  }
+  return value;
 }
 
 /** One of `values`, exactly. */
@@ -156,10 +185,14 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 export const SEQ = int({ min: 1, max: MAX_SEQ });
 /** A seq cursor or read marker: 0 means "before the first message". */
 export const SEQ_CURSOR = int({ min: 0, max: MAX_SEQ });
+/** The same in a path or a query string. */
+const SEQ_PARAM = paramInt({ min: 1, max: MAX_SEQ });
+const SEQ_CURSOR_PARAM = paramInt({ min: 0, max: MAX_SEQ });
 
 /** History and list pages: 1..200, larger values clamped; absent means 50. */
 export const PAGE_LIMIT = { default: 50, max: 200 } as const;
 const LIMIT = int({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
+const LIMIT_PARAM = paramInt({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
 /** Largest group at creation, creator included. */
 export const MAX_GROUP_PARTICIPANTS = 1000;
 
@@ -218,7 +251,7 @@ export const restSchemas = {
   userLookup: v.object({ username: USERNAME }),
   userSearch: v.object({
     q: USERNAME_PREFIX,
-    limit: v.optional(int({ min: 1, max: USER_SEARCH_MAX, clampMax: true })),
+    limit: v.optional(paramInt({ min: 1, max: USER_SEARCH_MAX, clampMax: true })),
   }),
   friendRequest: v.object({ username: USERNAME }),
   friendRequestList: v.object({ direction: v.optional(oneOf(['incoming', 'outgoing']), 'incoming') }),
@@ -238,20 +271,23 @@ export const restSchemas = {
     ],
     'must be one of: direct, group',
   ),
-  conversationList: v.object({ limit: v.optional(LIMIT), cursor: v.optional(text({ min: 1, max: 200 })) }),
+  conversationList: v.object({
+    limit: v.optional(LIMIT_PARAM),
+    cursor: v.optional(text({ min: 1, max: 200 })),
+  }),
   renameConversation: v.object({ title: GROUP_TITLE }),
   addParticipant: v.object({ userId: uuid() }),
   sendPath: v.object({ clientMsgId: CLIENT_MSG_ID }),
   sendBody: v.object({ body: MESSAGE_BODY, replyToSeq: v.optional(v.nullable(SEQ)) }),
-  messagePath: v.object({ seq: SEQ }),
-  reactionPath: v.object({ seq: SEQ, emoji: EMOJI }),
+  messagePath: v.object({ seq: SEQ_PARAM }),
+  reactionPath: v.object({ seq: SEQ_PARAM, emoji: EMOJI }),
   editBody: v.object({ body: MESSAGE_BODY }),
-  changes: v.object({ since: SEQ_CURSOR, limit: v.optional(LIMIT) }),
+  changes: v.object({ since: SEQ_CURSOR_PARAM, limit: v.optional(LIMIT_PARAM) }),
   history: v.pipe(
     v.object({
-      after: v.optional(SEQ_CURSOR),
-      before: v.optional(int({ min: 1, max: MAX_SEQ })),
-      limit: v.optional(LIMIT),
+      after: v.optional(SEQ_CURSOR_PARAM),
+      before: v.optional(SEQ_PARAM),
+      limit: v.optional(LIMIT_PARAM),
     }),
     v.forward(
       v.check((q) => q.after === undefined || q.before === undefined, 'cannot be combined with after'),
