@@ -58,6 +58,22 @@ describe('HTTP basics', function () {
     expect(body.error.details).to.deep.equal({ body: 'invalid JSON' });
   });
 
+  it('answers a body that is not valid UTF-8 with 400 VALIDATION_FAILED instead of storing U+FFFD', async () => {
+    const bytes = Buffer.concat([Buffer.from('{"body": "caf'), Buffer.from([0xe9]), Buffer.from('"}')]);
+    for (const contentType of ['application/json', 'application/json; charset=utf-8']) {
+      const res = await fetch(`${server.url}/no/such/route`, {
+        method: 'POST',
+        headers: { 'Content-Type': contentType },
+        body: bytes,
+      });
+      expect(res.status, contentType).to.equal(400);
+      const body = expectErrorEnvelope(await res.text(), 'VALIDATION_FAILED');
+      expect(body.error.details).to.deep.equal({ body: 'invalid UTF-8' });
+    }
+    // Valid UTF-8 of every width gets past the parser.
+    expect((await post('/no/such/route', JSON.stringify({ body: 'café 😀 漢' }))).status).to.equal(404);
+  });
+
   it('puts an X-Request-Id header on every response, success or failure', async () => {
     const responses = await Promise.all([
       fetch(`${server.url}/healthz`),

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
@@ -17,6 +18,19 @@ import { webRoutes } from './webStatic.js';
 
 /** Body limit of the contract: larger bodies get 413 PAYLOAD_TOO_LARGE. */
 const BODY_LIMIT = '64kb';
+
+/**
+ * A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte and the
+ * message would be stored changed. Refused instead (400, errorMiddleware); UTF-16/32 bodies are decoded as declared.
+ */
+function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
+  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
+    throw Object.assign(new Error('the request body is not valid UTF-8'), {
+      status: 400,
+      type: 'encoding.utf8.invalid',
+    });
+  }
+}
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
@@ -56,7 +70,7 @@ export function createApp(services: Services): Express {
   app.use(helmet({ contentSecurityPolicy: false }));
   app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
-  app.use(express.json({ limit: BODY_LIMIT, type: () => true }));
+  app.use(express.json({ limit: BODY_LIMIT, type: () => true, verify: refuseInvalidUtf8 }));
 
   app.use(healthRoutes(services.db));
   app.use(authRoutes(services));

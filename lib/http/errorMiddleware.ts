@@ -34,6 +34,13 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
       cause: err,
     });
   }
+  if (e.type === 'encoding.utf8.invalid') {
+    return new AppError('VALIDATION_FAILED', {
+      message: 'The request body is not valid UTF-8.',
+      details: { body: 'invalid UTF-8' },
+      cause: err,
+    });
+  }
   if (status === undefined) return undefined;
   // The router fails to decode a path parameter with a URIError (a bad percent-encoding such as "%E0%A4%A").
   if (err instanceof URIError) {

@@ -49,24 +49,32 @@ const WRONG_VALUES: unknown[] = [
 
 /** Wrong for a whole-number field (seq, afterSeq, limit): 42 would be valid there, these never are. */
 const NUMBER_WRONG: unknown[] = [-1, 1.5, 1e308, null, true, [], {}, 'abc', HUGE, ...SQLISH];
+/** In an event's payload a number is a JSON number: a string of digits is wrong there too. */
+const PAYLOAD_NUMBER_WRONG: unknown[] = [...NUMBER_WRONG, '3'];
+/** A page size above its maximum is clamped, however large (1e308 too): the rest stays wrong. */
+const LIMIT_WRONG = PAYLOAD_NUMBER_WRONG.filter((v) => v !== 1e308);
 /** Wrong for a free-text field (body, title): SQL-looking text is valid text there, so it is not in this list. */
 const TEXT_WRONG: unknown[] = [null, 42, true, [], ['a'], {}, { $gt: '' }, HUGE, ...UNICODE];
 
 /** The fields each event reads, each with values that must be refused. */
 const EVENT_FIELDS: Record<keyof ClientToServerEvents, Record<string, unknown[]>> = {
-  'conversation:subscribe': { conversationId: WRONG_VALUES, afterSeq: NUMBER_WRONG, limit: NUMBER_WRONG },
+  'conversation:subscribe': {
+    conversationId: WRONG_VALUES,
+    afterSeq: PAYLOAD_NUMBER_WRONG,
+    limit: LIMIT_WRONG,
+  },
   'conversation:unsubscribe': { conversationId: WRONG_VALUES },
   'message:send': {
     conversationId: WRONG_VALUES,
     clientMsgId: WRONG_VALUES,
     body: TEXT_WRONG,
-    replyToSeq: NUMBER_WRONG.filter((v) => v !== null),
+    replyToSeq: PAYLOAD_NUMBER_WRONG.filter((v) => v !== null),
   },
-  'message:edit': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, body: TEXT_WRONG },
-  'message:delete': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
-  'reaction:add': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
-  'reaction:remove': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG, emoji: TEXT_WRONG },
-  'conversation:read': { conversationId: WRONG_VALUES, seq: NUMBER_WRONG },
+  'message:edit': { conversationId: WRONG_VALUES, seq: PAYLOAD_NUMBER_WRONG, body: TEXT_WRONG },
+  'message:delete': { conversationId: WRONG_VALUES, seq: PAYLOAD_NUMBER_WRONG },
+  'reaction:add': { conversationId: WRONG_VALUES, seq: PAYLOAD_NUMBER_WRONG, emoji: TEXT_WRONG },
+  'reaction:remove': { conversationId: WRONG_VALUES, seq: PAYLOAD_NUMBER_WRONG, emoji: TEXT_WRONG },
+  'conversation:read': { conversationId: WRONG_VALUES, seq: PAYLOAD_NUMBER_WRONG },
   typing: { conversationId: WRONG_VALUES },
   // A string token is a well-formed request (a bad one is UNAUTHORIZED): only the wrong kinds and sizes here.
   'auth:refresh': { token: [null, 42, true, [], ['a'], {}, { $gt: '' }, '', HUGE] },
