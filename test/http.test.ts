@@ -58,6 +58,15 @@ describe('HTTP basics', function () {
     expect(body.error.details).to.deep.equal({ body: 'invalid JSON' });
   });
 
+  it('answers JSON that is not an object (null, a string, a number) with 400: the body must be a JSON object', async () => {
+    for (const text of ['null', '"x"', '3']) {
+      const res = await post('/no/such/route', text);
+      expect(res.status, text).to.equal(400);
+      const body = expectErrorEnvelope(await res.text(), 'VALIDATION_FAILED');
+      expect(body.error.details, text).to.deep.equal({ body: 'must be a JSON object' });
+    }
+  });
+
   it('answers a body that is not valid UTF-8 with 400 VALIDATION_FAILED instead of storing U+FFFD', async () => {
     const bytes = Buffer.concat([Buffer.from('{"body": "caf'), Buffer.from([0xe9]), Buffer.from('"}')]);
     for (const contentType of ['application/json', 'application/json; charset=utf-8']) {

@@ -9,8 +9,20 @@ export const notFoundHandler: RequestHandler = (_req, _res, next) => {
 /** What Express, its router and body-parser attach to the errors they raise (http-errors). */
 interface HttpErrorShape {
   type?: unknown;
+  /** body-parser's: the body as read, when it failed to parse it. */
+  body?: unknown;
   status?: unknown;
   statusCode?: unknown;
+}
+
+function isJson(text: unknown): boolean {
+  if (typeof text !== 'string') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function clientStatus(e: HttpErrorShape): number | undefined {
@@ -28,6 +40,14 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
   const e = err as HttpErrorShape;
   const status = clientStatus(e);
   if (e.type === 'entity.parse.failed') {
+    // JSON, but not an object or array (`null`, `"x"`, `3`): body-parser's strict mode refuses it.
+    if (isJson(e.body)) {
+      return new AppError('VALIDATION_FAILED', {
+        message: 'The request body must be a JSON object.',
+        details: { body: 'must be a JSON object' },
+        cause: err,
+      });
+    }
     return new AppError('VALIDATION_FAILED', {
       message: 'The request body is not valid JSON.',
       details: { body: 'invalid JSON' },
