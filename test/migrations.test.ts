@@ -47,6 +47,31 @@ async function existingTables(db: Database): Promise<string[]> {
   return rows.map((r) => r.table_name);
 }
 
+/** A user and a group of theirs, with the counters its messages will need, written straight to the tables. */
+async function groupOfOne(
+  knex: Knex,
+  counters: { lastSeq: number; version: number },
+): Promise<{ userId: string; conversationId: string }> {
+  const [user] = await knex('users')
+    .insert({ username: 'writer', password_hash: 'x', display_name: 'Writer' })
+    .returning<Array<{ id: string }>>('id');
+  const [conversation] = await knex('conversations')
+    .insert({
+      type: 'group',
+      title: 't',
+      created_by: user!.id,
+      last_seq: counters.lastSeq,
+      version: counters.version,
+    })
+    .returning<Array<{ id: string }>>('id');
+  await knex('conversation_participants').insert({
+    conversation_id: conversation!.id,
+    user_id: user!.id,
+    role: 'owner',
+  });
+  return { userId: user!.id, conversationId: conversation!.id };
+}
+
 async function bundledMigrationNames(): Promise<string[]> {
   return (await readdir(BUNDLED_MIGRATIONS_DIR))
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
@@ -105,20 +130,10 @@ describe('migrations', function () {
       const names = await bundledMigrationNames();
       await db.migrations.latest();
       const { knex } = db;
-      const [user] = await knex('users')
-        .insert({ username: 'writer', password_hash: 'x', display_name: 'Writer' })
-        .returning<Array<{ id: string }>>('id');
-      const [conversation] = await knex('conversations')
-        .insert({ type: 'group', title: 't', created_by: user!.id, last_seq: 3, version: 5 })
-        .returning<Array<{ id: string }>>('id');
-      await knex('conversation_participants').insert({
-        conversation_id: conversation!.id,
-        user_id: user!.id,
-        role: 'owner',
-      });
+      const { userId, conversationId } = await groupOfOne(knex, { lastSeq: 3, version: 5 });
       const message = (seq: number, body: string, extra: Record<string, unknown> = {}) => ({
-        conversation_id: conversation!.id,
-        sender_id: user!.id,
+        conversation_id: conversationId,
+        sender_id: userId,
         seq,
         version: seq,
         client_msg_id: `m${seq}`,
@@ -132,7 +147,7 @@ describe('migrations', function () {
           message(3, 'plain'),
         ])
         .returning<Array<{ id: string }>>('id');
-      await knex('message_reactions').insert({ message_id: answered!.id, emoji: '👍', user_id: user!.id });
+      await knex('message_reactions').insert({ message_id: answered!.id, emoji: '👍', user_id: userId });
 
       expect(await db.migrations.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
@@ -144,15 +159,10 @@ describe('migrations', function () {
       const db = await emptyDatabase();
       await db.migrations.latest();
       const { knex } = db;
-      const [user] = await knex('users')
-        .insert({ username: 'writer2', password_hash: 'x', display_name: 'Writer' })
-        .returning<Array<{ id: string }>>('id');
-      const [conversation] = await knex('conversations')
-        .insert({ type: 'group', title: 't', created_by: user!.id, last_seq: 1, version: 2 })
-        .returning<Array<{ id: string }>>('id');
+      const { userId, conversationId } = await groupOfOne(knex, { lastSeq: 1, version: 2 });
       await knex('messages').insert({
-        conversation_id: conversation!.id,
-        sender_id: user!.id,
+        conversation_id: conversationId,
+        sender_id: userId,
         seq: 1,
         version: 2,
         client_msg_id: 'gone',
