@@ -141,6 +141,15 @@ describe('message failures, limits and shutdown', function () {
       });
     });
 
+    /** A user's group on the node behind the proxy, a socket of theirs, and a first message, sent while it works. */
+    async function groupWithFirstMessage(body: string) {
+      const owner = await newUser(cut);
+      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
+      const socket = await pool.open(cut.url, owner);
+      expectOk(await send(socket, group.id, body));
+      return { owner, group, socket };
+    }
+
     after(async () => {
       await proxy?.start();
       await cut?.close();
@@ -171,10 +180,7 @@ describe('message failures, limits and shutdown', function () {
 
     it('answers sends DB_UNAVAILABLE within the acquire timeout, stores nothing, and works again after', async function () {
       this.timeout(60_000);
-      const owner = await newUser(cut);
-      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
-      const socket = await pool.open(cut.url, owner);
-      expectOk(await send(socket, group.id, 'before the cut'));
+      const { group, socket } = await groupWithFirstMessage('before the cut');
       await proxy.stop();
       const started = Date.now();
       const clientMsgId = randomUUID();
@@ -205,10 +211,7 @@ describe('message failures, limits and shutdown', function () {
 
     it('answers DB_UNAVAILABLE, never INTERNAL, within the acquire timeout while PostgreSQL takes connections and never answers', async function () {
       this.timeout(60_000);
-      const owner = await newUser(cut);
-      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
-      const socket = await pool.open(cut.url, owner);
-      expectOk(await send(socket, group.id, 'before the silence'));
+      const { owner, group, socket } = await groupWithFirstMessage('before the silence');
       const timed = async <T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> => {
         const started = Date.now();
         const result = await work();

@@ -90,11 +90,11 @@ export function createAuthService(deps: AuthDeps): AuthService {
    */
   async function verifyOwnPassword(user: User, password: string, ip: string): Promise<void> {
     if (user.username === null) throw new AppError('UNAUTHORIZED');
-    await limits.takePasswordAttempt(user.username, ip);
+    const attempt = await limits.takePasswordAttempt(user.username, ip);
     if (!(await passwords.verify(user.passwordHash ?? undefined, password))) {
       throw new AppError('INVALID_CREDENTIALS');
     }
-    await limits.passwordAccepted(user.username, ip);
+    await limits.passwordAccepted(attempt);
   }
 
   const profile = createProfileService({ ...deps, sessions, verifyOwnPassword });

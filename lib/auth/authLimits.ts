@@ -52,13 +52,22 @@ export interface AuthLimits {
   takeSignup(ip: string): Promise<void>;
   /**
    * Counts a password attempt for `username` from `ip` before the password is checked (so parallel guesses
-   * cannot overrun the limit); throws RATE_LIMITED. Call {@link passwordAccepted} when it turns out right.
+   * cannot overrun the limit); throws RATE_LIMITED. Hand what it answers to {@link passwordAccepted} when the
+   * password turns out right.
    */
-  takePasswordAttempt(username: string, ip: string): Promise<void>;
-  /** The password was right: the attempt does not count as a failure. */
-  passwordAccepted(username: string, ip: string): Promise<void>;
+  takePasswordAttempt(username: string, ip: string): Promise<PasswordAttempt>;
+  /** The password was right: the attempt does not count as a failure, and its pair becomes known. */
+  passwordAccepted(attempt: PasswordAttempt): Promise<void>;
   /** Stops the sweep timer; idempotent. */
   close(): void;
+}
+
+/** One counted password attempt, and what it took (so that a success gives back exactly that). */
+export interface PasswordAttempt {
+  readonly username: string;
+  readonly ip: string;
+  /** Whether it took a point from the IP's counter (a known pair does not). */
+  readonly tookIp: boolean;
 }
 
 export interface AuthLimitsDeps {
@@ -70,7 +79,7 @@ export interface AuthLimitsDeps {
 
 const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
-  takePasswordAttempt: () => Promise.resolve(),
+  takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false }),
   passwordAccepted: () => Promise.resolve(),
   close: () => undefined,
 };
@@ -123,7 +132,6 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
 
   // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
   const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
-  const isKnown = async (key: string) => (await knownPairs.get(key)) !== null;
 
   async function sweep(): Promise<void> {
     await knex(CLUSTER_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
@@ -141,19 +149,18 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
       await take(pairHour, key);
       // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
       // another client there spent the address's failures.
-      if (!(await isKnown(key))) await take(byIp, ip);
+      const tookIp = (await knownPairs.get(key)) === null;
+      if (tookIp) await take(byIp, ip);
       await take(byUsername, username.toLowerCase());
+      return { username, ip, tookIp };
     },
-    async passwordAccepted(username, ip) {
+    async passwordAccepted({ username, ip, tookIp }) {
       const key = pairKey(username, ip);
-      // A known pair took nothing from the IP's counter (a pair that became known meanwhile, by a parallel
-      // login, leaves one point taken: the IP's cap errs on the strict side).
-      const known = await isKnown(key);
       await Promise.all([
         pair.delete(key),
         lockouts.delete(key),
         pairHour.delete(key),
-        ...(known ? [] : [byIp.reward(ip)]),
+        ...(tookIp ? [byIp.reward(ip)] : []),
         byUsername.reward(username.toLowerCase()),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
       ]);

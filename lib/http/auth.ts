@@ -1,6 +1,7 @@
 import type { Request, RequestHandler } from 'express';
 import passport from 'passport';
 import { createJwtStrategy } from '../auth/passport.js';
+import type { PasswordAttempt } from '../auth/authLimits.js';
 import type { TokenClaims } from '../auth/tokens.js';
 import { AppError } from '../errors.js';
 import type { User as UserModel } from '../models/User.js';
@@ -15,6 +16,8 @@ declare global {
     interface Request {
       /** The verified claims of the bearer token (its session among them), set by requireAuth. */
       auth?: TokenClaims;
+      /** A login's counted password attempt, set before the password is checked (routes/auth.ts). */
+      passwordAttempt?: PasswordAttempt;
     }
   }
 }

@@ -104,8 +104,8 @@ export function paramInt(rule: IntRule) {
         addIssue({ message: 'must be a whole number' });
         return NEVER;
       }
-      // More digits than a safe integer holds: only a page size (clamped) can take it.
-      return inRange(raw.length > 16 ? Number(BigInt(raw)) : Number(raw), rule, addIssue, NEVER);
+      // More digits than a safe integer holds read as a larger number: only a page size (clamped) takes it.
+      return inRange(Number(raw), rule, addIssue, NEVER);
     }),
   );
 }
@@ -125,13 +125,10 @@ function inRange<N>(
     addIssue({ message: `must be at least ${rule.min}` });
     return never;
   }
+  // Every rule's bounds are safe integers, so what passes both is one.
   if (value > rule.max) {
     if (rule.clampMax) return rule.max;
     addIssue({ message: `must be at most ${rule.max}` });
-    return never;
-  }
-  if (!Number.isSafeInteger(value)) {
-    addIssue({ message: 'must be a whole number' });
     return never;
   }
   return value;

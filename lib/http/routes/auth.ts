@@ -79,14 +79,14 @@ export function authRoutes(services: Services): Router {
 
   const countLogin: RequestHandler = async (req, _res, next) => {
     const { username } = parse(restSchemas.login, req.body);
-    await accounts.limits.takePasswordAttempt(username, clientIp(req));
+    req.passwordAttempt = await accounts.limits.takePasswordAttempt(username, clientIp(req));
     next();
   };
 
   router.post('/auth/login', countLogin, loginAuthenticator(accounts), async (req, res) => {
     const user = currentUser(req);
-    const { username } = parse(restSchemas.login, req.body);
-    await accounts.limits.passwordAccepted(username, clientIp(req));
+    if (!req.passwordAttempt) throw new Error('login reached without its counted attempt');
+    await accounts.limits.passwordAccepted(req.passwordAttempt);
     const session = await accounts.sessions.start(user.id, clientInfo(req).userAgent);
     res.json(authResponse(user, session));
   });
