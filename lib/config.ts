@@ -246,7 +246,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'sends per user per second, bursts of twice that (`0` = off, for benchmarks)',
+    doc: 'sends per user per second on each node, bursts of twice that (`0` = off, for benchmarks)',
   },
   RATE_LIMIT_READS_PER_SEC: {
     kind: 'int',
@@ -254,7 +254,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'history reads per user per second, REST and Socket.IO together, bursts of twice that (`0` = off)',
+    doc: 'history reads per user per second on each node, REST and Socket.IO together, bursts of twice that (`0` = off)',
   },
   RATE_LIMIT_LOOKUPS_PER_MIN: {
     kind: 'int',
@@ -262,7 +262,7 @@ export const SETTINGS = {
     default: 60,
     min: 0,
     max: 1_000_000,
-    doc: 'user searches and lookups by name (`GET /users`) per user per minute (`0` = off)',
+    doc: 'user searches and lookups by name (`GET /users`) per user per minute on each node (`0` = off)',
   },
   RATE_LIMIT_CONVERSATIONS_PER_MIN: {
     kind: 'int',

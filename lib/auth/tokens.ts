@@ -122,6 +122,25 @@ export async function isSessionLive(knex: Knex, sessionId: string): Promise<bool
   return row !== undefined;
 }
 
+/**
+ * Of the given sessions (id to user id), those that have ended, each with whether its user deleted the account
+ * (the reason its sockets are told): one statement for any number of sessions.
+ */
+export async function endedSessions(
+  knex: Knex,
+  sessions: ReadonlyMap<string, string>,
+): Promise<Array<{ sessionId: string; userDeleted: boolean }>> {
+  if (sessions.size === 0) return [];
+  const result = await knex.raw<{ rows: Array<{ session_id: string; user_deleted: boolean }> }>(
+    `SELECT q.session_id, u.deleted_at IS NOT NULL AS user_deleted
+       FROM unnest(?::uuid[], ?::uuid[]) AS q(session_id, user_id)
+       LEFT JOIN users u ON u.id = q.user_id
+      WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = q.session_id)`,
+    [[...sessions.keys()], [...sessions.values()]],
+  );
+  return result.rows.map((r) => ({ sessionId: r.session_id, userDeleted: r.user_deleted }));
+}
+
 /** verifyToken + loadTokenUser: used by the Socket.IO handshake and `auth:refresh`. */
 export async function authenticateToken(
   token: unknown,

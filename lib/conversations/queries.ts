@@ -114,3 +114,22 @@ export async function nonFriendsOf(
   const friends = new Set(rows.map((r) => (r.userLow === userId ? r.userHigh : r.userLow)));
   return userIds.filter((id) => !friends.has(id));
 }
+
+/**
+ * Of the given (user, conversation) pairs, those whose user no longer takes part in the conversation: one
+ * statement for any number of pairs.
+ */
+export async function departedParticipants(
+  knex: Knex,
+  pairs: ReadonlyArray<{ userId: string; conversationId: string }>,
+): Promise<Array<{ userId: string; conversationId: string }>> {
+  if (pairs.length === 0) return [];
+  const result = await knex.raw<{ rows: Array<{ user_id: string; conversation_id: string }> }>(
+    `SELECT q.user_id, q.conversation_id
+       FROM unnest(?::uuid[], ?::uuid[]) AS q(user_id, conversation_id)
+      WHERE NOT EXISTS (SELECT 1 FROM conversation_participants p
+                         WHERE p.conversation_id = q.conversation_id AND p.user_id = q.user_id)`,
+    [pairs.map((p) => p.userId), pairs.map((p) => p.conversationId)],
+  );
+  return result.rows.map((r) => ({ userId: r.user_id, conversationId: r.conversation_id }));
+}

@@ -19,7 +19,30 @@ import type { Logger } from '../logger.js';
  * `end()` never settles instead of rejecting, because the adapter answers a rejection by retrying on a timer,
  * forever.
  */
-export function createAdapterPool(config: DatabaseConfig, logger: Logger): pg.Pool {
+/**
+ * Calls `listening` each time a `LISTEN` that the adapter sends on `client` has taken effect. Its LISTEN client
+ * is the only one that sends one, at startup and each time it reconnects; from then on the cluster's events reach
+ * this node again (see lib/realtime/revalidation.ts for what it missed meanwhile). The wrapper is the client's
+ * own property for as long as the client is checked out; the release removes it.
+ */
+function watchListen(client: pg.PoolClient, listening: () => void): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  const watched = (...args: unknown[]): unknown => {
+    const result = query(...args);
+    if (typeof args[0] === 'string' && args[0].startsWith('LISTEN ') && result instanceof Promise) {
+      // A LISTEN that fails is the adapter's to handle (it reconnects): only its success matters here.
+      result.then(listening, () => undefined);
+    }
+    return result;
+  };
+  client.query = watched as typeof client.query;
+}
+
+export function createAdapterPool(
+  config: DatabaseConfig,
+  logger: Logger,
+  onListening: () => void = () => undefined,
+): pg.Pool {
   const pool = new pg.Pool({ ...pgConnectionConfig(config, 'xfchat-adapter'), max: 4 });
   const checkedOut = new Set<pg.PoolClient>();
   let ended = false;
@@ -40,6 +63,9 @@ export function createAdapterPool(config: DatabaseConfig, logger: Logger): pg.Po
   };
   pool.on('acquire', (client) => {
     checkedOut.add(client);
+    watchListen(client, () => {
+      if (!ended) onListening();
+    });
     // Handed out while end() was already running: once the adapter has attached its listener (after its await,
     // hence setImmediate and not nextTick), discard it.
     if (ended) setImmediate(() => discard(client, 'shutting down'));
@@ -48,6 +74,7 @@ export function createAdapterPool(config: DatabaseConfig, logger: Logger): pg.Po
     checkedOut.delete(client);
     // The adapter leaves its handler on a LISTEN client it gives back; without it, the client is a plain one.
     client.removeAllListeners('notification');
+    Reflect.deleteProperty(client, 'query');
   });
   pool.on('error', (err) => logger.warn({ err }, 'socket.io adapter: idle PostgreSQL connection failed'));
   pool.on('connect', (client) => {

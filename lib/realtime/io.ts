@@ -12,6 +12,7 @@ import { coalesceWrites } from './coalesce.js';
 import { createConnectionLimits, originAllowRequest, socketPacketGuard } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
+import { createSocketRevalidation, type SocketRevalidation } from './revalidation.js';
 
 export interface SocketData {
   userId: string;
@@ -28,6 +29,8 @@ export interface Realtime {
   readonly io: AppServer;
   /** What this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES). */
   readonly backpressure: Backpressure;
+  /** This node's sockets checked against the database, for the cluster events it may have missed. */
+  readonly revalidation: SocketRevalidation;
   attach(httpServer: HttpServer): void;
   /** Disconnects every socket of this node and stops the adapter; idempotent. */
   close(): Promise<void>;
@@ -47,7 +50,8 @@ const BACKPRESSURE_SWEEP_MS = 5000;
  */
 export function createRealtime(deps: { config: Readonly<Config>; db: Database; logger: Logger }): Realtime {
   const { config, db, logger } = deps;
-  const adapterPool = createAdapterPool(config.database, logger);
+  // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
+  const adapterPool = createAdapterPool(config.database, logger, () => revalidation.request());
   const io: AppServer = new Server({
     serveClient: false,
     pingInterval: PING_INTERVAL_MS,
@@ -60,6 +64,8 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
     }),
   });
+
+  const revalidation = createSocketRevalidation({ io, knex: db.knex, logger });
 
   // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
   // client can answer pings blindly, so the heartbeat alone would keep it.
@@ -126,6 +132,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   let closing: Promise<void> | undefined;
   async function doClose(): Promise<void> {
     backpressure.close();
+    revalidation.close();
     void io.local.disconnectSockets(true);
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
@@ -135,6 +142,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   return {
     io,
     backpressure,
+    revalidation,
     attach(httpServer) {
       io.attach(httpServer);
     },

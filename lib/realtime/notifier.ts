@@ -34,6 +34,51 @@ export function unsubscribeSocket(socket: AppSocket, conversationId: string): Pr
   return socket.leave(conversationRoom(conversationId));
 }
 
+/** Tells the sockets of `room` on this node why, then disconnects them. */
+function endLocally(io: AppServer, room: string, reason: SessionEndReason): void {
+  io.local.to(room).emit('session:ended', { reason });
+  io.local.in(room).disconnectSockets(true);
+}
+
+/** This node's sockets as the database must still allow them: each one's session, and its subscriptions. */
+export interface LocalSockets {
+  /** Each session with a socket here, and its user. */
+  sessions: Map<string, string>;
+  /** Each (user, conversation) that a socket here is subscribed to, once. */
+  subscriptions: Array<{ userId: string; conversationId: string }>;
+}
+
+const CONVERSATION_ROOM_PREFIX = conversationRoom('');
+
+export function localSockets(io: AppServer): LocalSockets {
+  const sessions = new Map<string, string>();
+  const seen = new Set<string>();
+  const subscriptions: LocalSockets['subscriptions'] = [];
+  for (const socket of io.of('/').sockets.values()) {
+    const { userId, sessionId } = socket.data;
+    sessions.set(sessionId, userId);
+    for (const room of socket.rooms) {
+      if (!room.startsWith(CONVERSATION_ROOM_PREFIX)) continue;
+      const key = `${userId} ${room}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      subscriptions.push({ userId, conversationId: room.slice(CONVERSATION_ROOM_PREFIX.length) });
+    }
+  }
+  return { sessions, subscriptions };
+}
+
+/** Ends a session's sockets on this node only: the other nodes check their own (lib/realtime/revalidation.ts). */
+export function endSessionLocally(io: AppServer, sessionId: string, reason: SessionEndReason): void {
+  endLocally(io, sessionRoom(sessionId), reason);
+}
+
+/** Takes the user's sockets on this node out of the conversation's room, and tells them. */
+export function removeLocally(io: AppServer, userId: string, conversationId: string): void {
+  io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+  io.local.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+}
+
 /** Between nodes only (through the postgres adapter), never to clients. Committed messages are not here: they
  * travel with their commit (lib/messaging/fanout.ts). */
 export interface InterServerEvents {
@@ -51,20 +96,17 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
 
   // The reason and the disconnect travel as ONE cross-node event and run in order on each node: as two
   // adapter broadcasts they could arrive the other way round, and the client would never hear why.
-  const endLocally = (room: string, reason: SessionEndReason) => {
-    io.local.to(room).emit('session:ended', { reason });
-    io.local.in(room).disconnectSockets(true);
-  };
   const endEverywhere = (room: string, reason: SessionEndReason) => {
-    endLocally(room, reason);
+    endLocally(io, room, reason);
     try {
       io.serverSideEmit('sockets:end', { room, reason });
     } catch (err) {
-      // The tokens are revoked already: other nodes refuse this session's next request or handshake.
+      // The tokens are revoked already: other nodes refuse this session's next request or handshake, and end
+      // its sockets at their next check against the database (lib/realtime/revalidation.ts).
       logger.error({ err, room }, 'cross-node session end failed');
     }
   };
-  io.on('sockets:end', ({ room, reason }) => endLocally(room, reason));
+  io.on('sockets:end', ({ room, reason }) => endLocally(io, room, reason));
 
   return {
     friendRequest(request) {

@@ -1,0 +1,161 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { createSocketRevalidation } from '../lib/realtime/revalidation.js';
+import { createGroup, expectOk, record, send, subscribe } from './helpers/chat.js';
+import { disconnected } from './helpers/events.js';
+import { request } from './helpers/http.js';
+import { useTwoNodes } from './helpers/nodes.js';
+import { adminQuery } from './helpers/postgres.js';
+import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/**
+ * A session ended, or a participant removed, while another node's adapter was not listening (its LISTEN
+ * connection lost: a PostgreSQL restart, a dropped connection) still reaches that node's sockets: the node checks
+ * its sockets against the database when the adapter listens again, and on a timer.
+ */
+describe('sockets checked against the database, for cluster events a node missed', function () {
+  this.timeout(30_000);
+  const nodes = useTwoNodes();
+  const { a, b, pool } = nodes;
+
+  const databaseName = () => new URL(nodes.databaseUrl).pathname.slice(1);
+  const listeners = async (): Promise<number> => {
+    const result = await adminQuery(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`,
+      [databaseName()],
+    );
+    return (result.rows[0] as { n: number }).n;
+  };
+
+  /** Ends every node's adapter LISTEN connection and waits until none is left: the nodes hear nothing now. */
+  async function cutAdapterListeners(): Promise<void> {
+    expect(await listeners()).to.equal(2);
+    await adminQuery(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`,
+      [databaseName()],
+    );
+    await waitFor(async () => (await listeners()) === 0, { what: 'the LISTEN connections to end' });
+  }
+
+  const newUser = () => insertUser(a.services.db.knex, a.services.config);
+
+  afterEach(async () => {
+    // The next test starts with both nodes listening.
+    await waitFor(async () => (await listeners()) === 2, { what: 'both adapters to listen again' });
+  });
+
+  it('a logout on one node while the other was not listening still ends the session’s socket there', async () => {
+    const alice = await newUser();
+    const onB = await pool.open(b.url, alice);
+    const reasons = record(onB, 'session:ended');
+    const gone = disconnected(onB);
+
+    await cutAdapterListeners();
+    const res = await request(a.url, 'POST', '/auth/logout', { token: alice.token });
+    expect(res.status).to.equal(204);
+
+    expect(await gone).to.equal('io server disconnect');
+    // The original reason went with the session's row.
+    expect(reasons).to.deep.equal([{ reason: 'revoked' }]);
+  });
+
+  it('a participant removed while their node was not listening leaves the room and hears conversation:removed', async () => {
+    const owner = await newUser();
+    const bob = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, bob.id);
+    const group = await createGroup(a.url, owner, [bob]);
+    const bobOnB = await pool.open(b.url, bob);
+    await subscribe(bobOnB, group.id);
+    const removed = record(bobOnB, 'conversation:removed');
+    const messages = record(bobOnB, 'message:new');
+
+    await cutAdapterListeners();
+    const res = await request(a.url, 'DELETE', `/conversations/${group.id}/participants/${bob.id}`, {
+      token: owner.token,
+    });
+    expect(res.status).to.equal(204);
+
+    await waitFor(() => removed.length > 0, { what: 'conversation:removed on the other node' });
+    expect(removed).to.deep.equal([{ conversationId: group.id }]);
+    // A message sent once both listen again does not reach the removed participant's socket.
+    await waitFor(async () => (await listeners()) === 2, { what: 'both adapters to listen again' });
+    const ownerOnB = await pool.open(b.url, owner);
+    const ownerMessages = record(ownerOnB, 'message:new');
+    await subscribe(ownerOnB, group.id);
+    expectOk(await send(ownerOnB, group.id, 'after the removal'));
+    await waitFor(() => ownerMessages.length > 0, { what: 'the owner’s own delivery' });
+    expect(messages).to.deep.equal([]);
+  });
+
+  it('the timer finds an ended session or a lost membership with no event at all, and tells why', async () => {
+    const { knex } = b.services.db;
+    const owner = await newUser();
+    const carol = await newUser();
+    const dave = await newUser();
+    await insertFriendship(knex, owner.id, carol.id);
+    const group = await createGroup(a.url, owner, [carol]);
+    const carolOnB = await pool.open(b.url, carol);
+    await subscribe(carolOnB, group.id);
+    const daveOnB = await pool.open(b.url, dave);
+    const carolRemoved = record(carolOnB, 'conversation:removed');
+    const daveEnded = record(daveOnB, 'session:ended');
+    const daveGone = disconnected(daveOnB);
+
+    // Straight in the database: no node announces anything.
+    await knex('conversation_participants').where({ conversation_id: group.id, user_id: carol.id }).delete();
+    await knex('sessions').where({ id: dave.sessionId }).delete();
+    await knex('users')
+      .where({ id: dave.id })
+      .update({ deleted_at: knex.fn.now(), username: null, password_hash: null });
+
+    const revalidation = createSocketRevalidation({
+      io: b.services.io,
+      knex,
+      logger: b.services.logger,
+      everyMs: 100,
+    });
+    try {
+      expect(await daveGone).to.equal('io server disconnect');
+      expect(daveEnded).to.deep.equal([{ reason: 'deleted' }]);
+      await waitFor(() => carolRemoved.length > 0, { what: 'conversation:removed' });
+      expect(carolRemoved).to.deep.equal([{ conversationId: group.id }]);
+      expect(carolOnB.connected).to.equal(true);
+    } finally {
+      revalidation.close();
+    }
+  });
+
+  it('leaves sockets alone whose sessions and memberships hold', async () => {
+    const owner = await newUser();
+    const erin: TestUser = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, erin.id);
+    const group = await createGroup(a.url, owner, [erin]);
+    const erinOnB = await pool.open(b.url, erin);
+    await subscribe(erinOnB, group.id);
+    const removed = record(erinOnB, 'conversation:removed');
+    const ended = record(erinOnB, 'session:ended');
+    const messages = record(erinOnB, 'message:new');
+
+    const revalidation = createSocketRevalidation({
+      io: b.services.io,
+      knex: b.services.db.knex,
+      logger: b.services.logger,
+    });
+    try {
+      revalidation.request();
+      await revalidation.settled();
+    } finally {
+      revalidation.close();
+    }
+
+    const ownerOnA = await pool.open(a.url, owner);
+    expectOk(await send(ownerOnA, group.id, 'still here', randomUUID()));
+    await waitFor(() => messages.length > 0, { what: 'the message on the other node' });
+    expect(removed).to.deep.equal([]);
+    expect(ended).to.deep.equal([]);
+    expect(erinOnB.connected).to.equal(true);
+  });
+});
