@@ -71,6 +71,8 @@ export interface Config {
     socketMaxBytes: number;
     /** Bytes waiting for one socket before it is disconnected; 0 = off. */
     socketMaxBufferedBytes: number;
+    /** An HTTP connection silent both ways this long is closed (WebSockets excepted). */
+    httpIdleTimeoutMs: number;
     /** Open sockets per client IP on this node; 0 = off. */
     connectionsPerIp: number;
     /** Open sockets per user on this node; 0 = off. */
@@ -319,6 +321,14 @@ export const SETTINGS = {
     max: 1024 * 1024 * 1024,
     doc: 'bytes waiting for one socket (it stopped reading) before it is disconnected (`0` = off)',
   },
+  HTTP_IDLE_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'limits',
+    default: 45_000,
+    min: 1000,
+    max: 600_000,
+    doc: 'an HTTP connection that sends and receives nothing this long is closed, also one that never sent a byte (WebSockets keep their own heartbeat)',
+  },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',
     group: 'limits',
@@ -519,6 +529,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       announce: reader.oneOf('MESSAGE_ANNOUNCE', ANNOUNCE_MODES, SETTINGS.MESSAGE_ANNOUNCE.default),
       socketMaxBytes: reader.int('SOCKET_MAX_BYTES'),
       socketMaxBufferedBytes: reader.int('SOCKET_MAX_BUFFERED_BYTES'),
+      httpIdleTimeoutMs: reader.int('HTTP_IDLE_TIMEOUT_MS'),
       connectionsPerIp: reader.int('MAX_CONNECTIONS_PER_IP'),
       socketsPerUser: reader.int('MAX_SOCKETS_PER_USER'),
       socketEventsPerSecond: reader.int('SOCKET_EVENTS_PER_SEC'),

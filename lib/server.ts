@@ -1,5 +1,5 @@
 import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createAuthService } from './auth/accounts.js';
 import { createPasswordHasher } from './auth/passwords.js';
 import { createControlBus } from './cluster/controlBus.js';
@@ -117,6 +117,24 @@ async function checkMaintenance(db: Database, logger: Logger): Promise<void> {
 }
 
 /**
+ * Node times out a request's head only from its first byte: a connection that never sends one would stay open for
+ * ever, and enough of them take every file descriptor of the process. So an HTTP connection silent both ways for
+ * `ms` is closed, unless a request has arrived whole and is being answered (the database's own timeouts bound
+ * that). A long-poll hears a ping every 25 s; a WebSocket leaves this timeout at its upgrade and keeps Socket.IO's
+ * heartbeat.
+ */
+function timeOutSilentConnections(server: HttpServer, ms: number): void {
+  server.timeout = ms;
+  // With a listener on the response, Node leaves the socket to it; without one (no request yet, or none in
+  // progress) it destroys the socket.
+  server.on('request', (req, res) => {
+    res.on('timeout', (socket: Socket) => {
+      if (!req.complete) socket.destroy();
+    });
+  });
+}
+
+/**
  * The whole startup sequence, in order: connect and verify, migrate (mandatory), report, then bind.
  * Any failure before binding rejects with a StartupError whose message is one actionable line, after closing
  * whatever had been opened, newest first.
@@ -196,6 +214,7 @@ export async function startServer(
     registerConversationHandlers(services, realtime.backpressure);
     registerAuthHandlers(services);
     const httpServer = createServer(createApp(services));
+    timeOutSilentConnections(httpServer, config.limits.httpIdleTimeoutMs);
     answerMalformedRequests(httpServer, logger);
     realtime.attach(httpServer);
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {

@@ -76,14 +76,26 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     logger,
   });
 
+  // Socket.IO makes a socket of every CONNECT packet, also of one that arrives while the connection's first is
+  // still being authenticated: without this, one connection could start any number of token checks (a query
+  // each), one frame apiece. Once a socket is connected, Socket.IO itself closes a connection that sends another.
+  const authenticating = new WeakSet<object>();
   io.use((socket, next) => {
+    const { conn } = socket;
+    if (authenticating.has(conn)) {
+      next(new Error('VALIDATION_FAILED'));
+      return;
+    }
+    authenticating.add(conn);
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     authenticateToken(auth?.token, config.auth, db.knex)
       .then(({ user, claims }) => {
+        authenticating.delete(conn);
         socket.data = { userId: user.id, sessionId: claims.sessionId, expiresAt: claims.exp * 1000 };
         next();
       })
       .catch((err: unknown) => {
+        authenticating.delete(conn);
         const appError = toAppError(err);
         if (appError.code !== 'UNAUTHORIZED')
           logger.warn({ err: appError.cause ?? appError }, 'socket auth failed');

@@ -73,6 +73,12 @@ export function createConnectionLimits(options: {
   const byUser = new LiveCounts();
   return {
     middleware: (socket, next) => {
+      // The connection may have closed while the handshake's token was checked: its 'close' has fired already,
+      // and Socket.IO drops such a socket without a 'disconnect', so a slot taken now would never come back.
+      if (socket.conn.readyState !== 'open') {
+        next(new Error('connection closed'));
+        return;
+      }
       const address = clientAddress(socket.handshake.headers, socket.handshake.address, options.trustProxy);
       const { userId } = socket.data;
       if (options.perIp > 0 && byIp.get(address) >= options.perIp) {
@@ -92,8 +98,8 @@ export function createConnectionLimits(options: {
         byIp.remove(address);
         byUser.remove(userId);
       };
-      // 'disconnect' for a socket that connected; the transport's 'close' also covers one that went away
-      // between this middleware and the connection.
+      // 'disconnect' for a socket that connected; the transport's 'close' (still to come: it is open above) also
+      // covers one that went away between this middleware and the connection.
       socket.once('disconnect', release);
       socket.conn.once('close', release);
       next();

@@ -1,0 +1,120 @@
+import net from 'node:net';
+import { expect } from 'chai';
+import pg from 'pg';
+import { Manager } from 'socket.io-client';
+import { newUser } from '../helpers/chat.js';
+import { useNode } from '../helpers/nodes.js';
+import { adminQuery } from '../helpers/postgres.js';
+import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+/** A raw engine.io connection over WebSocket, to write Socket.IO packets as a hostile client would. */
+async function openTransport(url: string) {
+  const manager = new Manager(url, { transports: ['websocket'], reconnection: false, autoConnect: false });
+  await new Promise<void>((resolve, reject) => manager.open((err) => (err ? reject(err) : resolve())));
+  const engine = manager.engine;
+  const received: string[] = [];
+  engine.on('message', (data) => received.push(String(data)));
+  const closed = new Promise<void>((resolve) => engine.once('close', () => resolve()));
+  return {
+    received,
+    closed,
+    /** A Socket.IO CONNECT of the main namespace with this token (wire: `40{"token":...}`). */
+    connect: (token: string) => engine.send(`0${JSON.stringify({ token })}`),
+    close: () => engine.close(),
+  };
+}
+
+/** Resolves when the server closes `socket` (a raw TCP connection). */
+const serverCloses = (socket: net.Socket) =>
+  new Promise<void>((resolve) => {
+    socket.on('close', () => resolve());
+    socket.on('error', () => resolve());
+  });
+
+describe('connections: slots and silent clients', function () {
+  this.timeout(30_000);
+  const node = useNode({ env: { MAX_SOCKETS_PER_USER: '2', HTTP_IDLE_TIMEOUT_MS: '1000' } });
+  const { server, pool } = node;
+
+  it('a connection that closes while its handshake is checked gives its slot back', async () => {
+    const user = await newUser(server);
+    // Several CONNECTs, then the connection goes at once: every handshake is still being checked when it closes.
+    for (let round = 0; round < 5; round++) {
+      const transport = await openTransport(server.url);
+      for (let i = 0; i < 5; i++) transport.connect(user.token);
+      transport.close();
+      await transport.closed;
+    }
+    // Each handshake's check ends after the close; then both of the user's slots must be free.
+    const sockets: ClientSocket[] = [];
+    await waitFor(
+      async () => {
+        sockets.push(pool.track(await connectSocket(server.url, user.token)));
+        return sockets.length === 2;
+      },
+      { what: 'the user’s two slots to be free' },
+    );
+    expect(sockets.every((s) => s.connected)).to.equal(true);
+  });
+
+  it('a second CONNECT while the first is checked is refused without a check of its own', async () => {
+    const user = await newUser(server);
+    const transport = await openTransport(server.url);
+    try {
+      transport.connect(user.token);
+      transport.connect(user.token);
+      await waitFor(() => transport.received.length >= 2, { what: 'two answers' });
+      // 0: the first socket connected; 4: the second refused.
+      expect(transport.received.map((m) => m[0]).sort()).to.deep.equal(['0', '4']);
+      const refusal = transport.received.find((m) => m.startsWith('4'));
+      expect(JSON.parse(refusal!.slice(1))).to.deep.include({ message: 'VALIDATION_FAILED' });
+    } finally {
+      transport.close();
+    }
+  });
+
+  it('closes a connection that never sends a byte', async () => {
+    const { port } = new URL(server.url);
+    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const started = Date.now();
+    await serverCloses(socket);
+    expect(Date.now() - started).to.be.below(10_000);
+  });
+
+  it('closes a connection whose request body stops coming', async () => {
+    const { port } = new URL(server.url);
+    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    socket.write(
+      'POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{',
+    );
+    await serverCloses(socket);
+  });
+
+  it('answers a request that takes longer than the idle timeout', async () => {
+    const user = await newUser(server);
+    const name = new URL(node.databaseUrl).pathname.slice(1);
+    const blocker = new pg.Client({ connectionString: node.databaseUrl });
+    await blocker.connect();
+    try {
+      // Holds every read of the user's session for 2.5 s, more than twice the idle timeout.
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE');
+      const answer = fetch(`${server.url}/auth/me`, { headers: { Authorization: `Bearer ${user.token}` } });
+      const waiting = async () => {
+        const result = await adminQuery(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
+          [name],
+        );
+        return (result.rows[0] as { n: number }).n > 0;
+      };
+      await waitFor(waiting, { what: 'the request to wait for the lock' });
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await blocker.query('COMMIT');
+      expect((await answer).status).to.equal(200);
+    } finally {
+      await blocker.end();
+    }
+  });
+});
