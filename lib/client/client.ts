@@ -13,7 +13,7 @@ import type {
 import { BlocksApi, ConversationsApi, FriendsApi, MessagesApi, SessionsApi, UsersApi } from './api.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
-import { XFChatError } from './errors.js';
+import { XFChatError, toXFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
 import { DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
@@ -102,7 +102,10 @@ export class XFChatClient {
   readonly sessions: SessionsApi;
   private readonly http: HttpRequest;
   private readonly keeper: TokenKeeper;
-  /** Set during this client's own logout, so the server's `session:ended` is not reported as news. */
+  /**
+   * Set during this client's own logout or account deletion, so the server's `session:ended` (and the socket
+   * refused after it) is not reported as news.
+   */
   private leaving = false;
   private readonly session: Session;
   private readonly connection: Connection;
@@ -200,12 +203,16 @@ export class XFChatClient {
     return (await this.http<{ user: PublicUser }>('GET', '/auth/me')).user;
   }
 
-  /** Ends this session (this device only) on every node, then forgets the tokens and disconnects. */
+  /**
+   * Ends this session (this device only) on every node, and forgets it here in any case: tokens, subscriptions
+   * and connection, and every send not yet acknowledged rejects with UNAUTHORIZED. Rejects if the server could
+   * not be told (the session then stays valid there until it expires).
+   */
   async logout(): Promise<void> {
     await this.leave(() => this.http<void>('POST', '/auth/logout'));
   }
 
-  /** Ends every session of this user (every device), then forgets the tokens and disconnects. */
+  /** Ends every session of this user (every device); forgets this one here in any case, like logout(). */
   async logoutAll(): Promise<void> {
     await this.leave(() => this.http<void>('POST', '/auth/logout-all'));
   }
@@ -223,7 +230,10 @@ export class XFChatClient {
     return (await this.http<{ user: PublicUser }>('PATCH', '/users/me', { body: changes })).user;
   }
 
-  /** Deletes my account for good (INVALID_CREDENTIALS if `password` is wrong), then forgets the tokens. */
+  /**
+   * Deletes my account for good (INVALID_CREDENTIALS if `password` is wrong), then forgets the session like
+   * logout(). A refused or failed deletion leaves the session as it was.
+   */
   async deleteAccount(password: string): Promise<void> {
     await this.leave(() => this.http<void>('DELETE', '/users/me', { body: { password } }), false);
   }
@@ -382,21 +392,38 @@ export class XFChatClient {
   }
 
   /**
-   * Runs a request that ends this session (logout, deletion), then forgets everything of it locally. For a
-   * logout, UNAUTHORIZED means the session had already ended elsewhere: what was asked is done.
+   * Runs a request that ends this session (logout, deletion), then forgets everything of it locally. A logout
+   * forgets locally whatever the server answered (UNAUTHORIZED: the session had already ended elsewhere, which is
+   * what was asked; any other failure is passed on, so the application knows the server may still hold the
+   * session until it expires). A deletion the server refused (a wrong password, an unreachable server) leaves the
+   * session as it was.
    */
-  private async leave(request: () => Promise<void>, endedIsDone = true): Promise<void> {
+  private async leave(request: () => Promise<void>, forgetAnyway = true): Promise<void> {
     this.leaving = true;
+    let failure: XFChatError | undefined;
     try {
       await request();
     } catch (err) {
-      if (!(endedIsDone && err instanceof XFChatError && err.code === 'UNAUTHORIZED')) throw err;
+      if (!forgetAnyway) throw err;
+      const error = toXFChatError(err);
+      if (error.code !== 'UNAUTHORIZED') failure = error;
     } finally {
       this.leaving = false;
     }
+    this.endLocally(new XFChatError('UNAUTHORIZED', 'Logged out: the session this belonged to has ended.'));
+    if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Forgets the session: its tokens, subscriptions and connection, and settles with `error` every send not settled
+   * yet (queued, or in flight: that one may or may not have been stored) and everything waiting for the
+   * connection, a pending connect() included. Nothing of this session is ever sent under a later one.
+   */
+  private endLocally(error: XFChatError): void {
     this.keeper.clear();
     for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
-    this.connection.disconnect();
+    this.sends.failAll(error);
+    this.connection.disconnect(error);
   }
 
   /**
@@ -433,17 +460,19 @@ export class XFChatClient {
 
   /** The server ended the session (or refused its refresh): stop, forget, and tell the application once. */
   private sessionEnded(reason: SessionEndReason): void {
-    if (this.connection.state !== 'disconnected') {
-      this.connection.stop(new XFChatError('UNAUTHORIZED', `The session ended (${reason}).`));
-    }
-    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    const error = new XFChatError('UNAUTHORIZED', `The session ended (${reason}).`);
+    if (this.connection.state !== 'disconnected') this.connection.stop(error);
+    this.endLocally(error);
     if (!this.leaving) this.events.emit('sessionEnded', { reason });
   }
 
   private wireEvents(): void {
     const { socket, events } = this.connection;
     events.on('state', (state) => this.events.emit('state', state));
-    events.on('unauthorized', (error) => this.events.emit('unauthorized', error));
+    // This client's own logout or deletion makes the server end the session and drop the socket: no news.
+    events.on('unauthorized', (error) => {
+      if (!this.leaving) this.events.emit('unauthorized', error);
+    });
     events.on('sessionEnded', (reason) => this.keeper.end(reason));
     socket.on('user:updated', (user) => this.events.emit('user:updated', user));
     socket.on('message:new', (message) => this.subscriptions.get(message.conversationId)?.handleNew(message));

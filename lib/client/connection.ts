@@ -8,7 +8,7 @@ import type {
 } from '../protocol/index.js';
 import { Emitter } from './emitter.js';
 import { XFChatError, fromErrorBody } from './errors.js';
-import { backoffDelay, closedError, type BackoffOptions } from './retry.js';
+import { abortedError, backoffDelay, closedError, type BackoffOptions } from './retry.js';
 import type { Session } from './http.js';
 
 /**
@@ -70,10 +70,11 @@ export class Connection {
   private endedReason: SessionEndReason | undefined;
   private readonly closed = new AbortController();
   /**
-   * What close() rejects: a Set, not one abort listener per waiter, because an AbortSignal with more than ten
-   * listeners makes Node.js print MaxListenersExceededWarning (many subscriptions waiting for a reconnection).
+   * What close() and disconnect() reject: a Set, not one abort listener per waiter, because an AbortSignal with more
+   * than ten listeners makes Node.js print MaxListenersExceededWarning (many subscriptions waiting for a
+   * reconnection).
    */
-  private readonly closeWaiters = new Set<() => void>();
+  private readonly waiters = new Set<(error: XFChatError) => void>();
 
   constructor(private readonly options: ConnectionOptions) {
     const socketOptions = {
@@ -133,7 +134,10 @@ export class Connection {
     return this.socket.connected;
   }
 
-  /** Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused. */
+  /**
+   * Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused, or with the
+   * error of a disconnect() that comes first.
+   */
   connect(): Promise<void> {
     if (this.closed.signal.aborted) return Promise.reject(closedError());
     if (this.current === 'disconnected') {
@@ -145,7 +149,8 @@ export class Connection {
   }
 
   /**
-   * Resolves once connected (at once if already). Rejects with CLIENT_CLOSED when `signal` aborts, and with
+   * Resolves once connected (at once if already). Rejects when `signal` aborts (with its reason if that is an
+   * XFChatError, else CLIENT_CLOSED), with CLIENT_CLOSED at close(), with the error given to disconnect(), and with
    * UNAUTHORIZED when the token is refused if `failOnUnauthorized`.
    */
   waitConnected(signal: AbortSignal, failOnUnauthorized = false): Promise<void> {
@@ -156,12 +161,13 @@ export class Connection {
         offConnect();
         offUnauthorized();
         signal.removeEventListener('abort', onAbort);
-        this.closeWaiters.delete(onAbort);
+        this.waiters.delete(onStopped);
       };
-      const onAbort = () => {
+      const onStopped = (error: XFChatError) => {
         cleanup();
-        reject(closedError());
+        reject(error);
       };
+      const onAbort = () => onStopped(abortedError(signal));
       const offConnect = this.events.on('connect', () => {
         cleanup();
         resolve();
@@ -171,12 +177,16 @@ export class Connection {
         cleanup();
         reject(err);
       });
-      if (signal.aborted || this.closed.signal.aborted) {
+      if (this.closed.signal.aborted) {
+        onStopped(closedError());
+        return;
+      }
+      if (signal.aborted) {
         onAbort();
         return;
       }
       if (signal !== this.closed.signal) signal.addEventListener('abort', onAbort, { once: true });
-      this.closeWaiters.add(onAbort);
+      this.waiters.add(onStopped);
     });
   }
 
@@ -232,18 +242,22 @@ export class Connection {
     this.socket.connect();
   }
 
-  /** Disconnects until the next connect() (e.g. after logout); subscriptions resume on that connect. */
-  disconnect(): void {
+  /**
+   * Disconnects until the next connect() (the session is over: logout, or the server ended it). Everything waiting
+   * for the connection, a pending connect() included, rejects with `error`.
+   */
+  disconnect(error: XFChatError): void {
     clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.setState('disconnected');
+    for (const reject of [...this.waiters]) reject(error);
   }
 
   /** Disconnects for good and rejects everything waiting with CLIENT_CLOSED. Idempotent. */
   close(): void {
     if (this.closed.signal.aborted) return;
-    this.closed.abort();
-    for (const reject of [...this.closeWaiters]) reject();
+    this.closed.abort(closedError());
+    for (const reject of [...this.waiters]) reject(closedError());
     clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.setState('disconnected');

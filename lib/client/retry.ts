@@ -24,16 +24,26 @@ export function closedError(): XFChatError {
   return new XFChatError('CLIENT_CLOSED', 'The client was closed.');
 }
 
-/** Resolves after `ms`, or rejects with CLIENT_CLOSED as soon as `signal` aborts. */
+/**
+ * The error an operation rejects with when the caller's `signal` aborts: CLIENT_CLOSED (the SDK's code for "stopped
+ * by its caller"), or the signal's reason when that is already an XFChatError (the SDK aborts its own signals so).
+ */
+export function abortedError(signal: AbortSignal): XFChatError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof XFChatError) return reason;
+  return new XFChatError('CLIENT_CLOSED', 'The operation was aborted.', { cause: reason });
+}
+
+/** Resolves after `ms`, or rejects as soon as `signal` aborts (with {@link abortedError}). */
 export function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
-      reject(closedError());
+      reject(abortedError(signal));
       return;
     }
     const onAbort = () => {
       clearTimeout(timer);
-      reject(closedError());
+      reject(abortedError(signal));
     };
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);

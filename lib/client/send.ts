@@ -2,7 +2,7 @@ import type { PublicMessage, SendRequest } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
-import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.js';
+import { abortedError, backoffDelay, delay, type BackoffOptions } from './retry.js';
 
 export interface SendOptions {
   /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
@@ -18,7 +18,10 @@ export interface SendOptions {
 export interface SendDeps {
   connection: Connection;
   backoff: BackoffOptions;
-  /** Aborted by the client's close(). */
+  /**
+   * Aborted by the client's close() (reason CLIENT_CLOSED) or by the end of the session the send was made in: the
+   * send stops at once and never tries again, and rejects with the signal's reason.
+   */
   closeSignal: AbortSignal;
 }
 
@@ -41,8 +44,10 @@ export async function sendWithRetry(
 ): Promise<PublicMessage> {
   const signal = options.signal ? AbortSignal.any([options.signal, deps.closeSignal]) : deps.closeSignal;
   for (let attempt = 0; ; attempt++) {
-    if (signal.aborted) throw closedError();
+    if (signal.aborted) throw abortedError(signal);
     await deps.connection.waitConnected(signal, true);
+    // Connected, but the session may have ended in the meantime: never send under another one.
+    if (signal.aborted) throw abortedError(signal);
     try {
       const request: SendRequest = { conversationId, clientMsgId, body };
       if (options.replyToSeq !== undefined) request.replyToSeq = options.replyToSeq;
@@ -50,6 +55,7 @@ export async function sendWithRetry(
       return result.message;
     } catch (err) {
       const error = toXFChatError(err);
+      if (signal.aborted) throw abortedError(signal);
       if (!isRetryable(error)) throw error;
       callSafely(options.onRetry, { attempt: attempt + 1, reason: error.code });
       // After a drop, waitConnected() is the wait; otherwise back off so an overloaded server can recover.

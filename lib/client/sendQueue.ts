@@ -1,5 +1,10 @@
-import { toXFChatError } from './errors.js';
-import { closedError } from './retry.js';
+import { toXFChatError, type XFChatError } from './errors.js';
+import { abortedError, closedError } from './retry.js';
+
+/** One send in the queue: how to settle its caller's promise early, and the signal of its run once started. */
+interface Entry {
+  fail: (error: XFChatError) => void;
+}
 
 /**
  * One queue per conversation: each send starts only once the previous send of the same conversation has
@@ -9,39 +14,54 @@ import { closedError } from './retry.js';
  * it may refuse one of them for a moment (RATE_LIMITED, OVERLOADED, DB_UNAVAILABLE, a lost ack) while it accepts
  * the next; the retried one would then land after it. Only one unacknowledged send per conversation keeps call
  * order across retries, timeouts and reconnections. Different conversations still send in parallel.
+ *
+ * Every send belongs to the session it was made in: {@link failAll} (the session ended) settles each one, queued or
+ * running, at once, and none of them ever runs or retries afterwards, so nothing typed under one account is sent
+ * under the next one logged in on the same client.
  */
 export class SendQueue {
   /** The last task of each conversation; it never rejects (its outcome goes to the caller's promise). */
   private readonly tails = new Map<string, Promise<void>>();
-  /** The abort controllers of the tasks running now, one per conversation at most. */
-  private readonly running = new Set<AbortController>();
+  /** Every send not settled yet, queued or running. */
+  private readonly entries = new Set<Entry>();
   private closed = false;
 
   /**
-   * Runs `task` after every earlier task of `key`, with a signal that aborts when the queue is closed. A task
-   * whose `signal` aborts while it waits for its turn rejects with CLIENT_CLOSED at once and never runs.
+   * Runs `task` after every earlier task of `key`, with a signal that aborts (its reason the error) when the queue is
+   * closed or failed. A task whose `signal` aborts while it waits for its turn rejects with CLIENT_CLOSED at once
+   * and never runs.
    */
   enqueue<T>(key: string, task: (stop: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (this.closed || signal?.aborted) return Promise.reject(closedError());
+    if (this.closed) return Promise.reject(closedError());
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
     return new Promise<T>((resolve, reject) => {
-      let skipped = false;
-      const onAbort = () => {
-        skipped = true;
-        reject(closedError());
+      const stop = new AbortController();
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.entries.delete(entry);
+        signal?.removeEventListener('abort', onAbort);
+        outcome();
       };
+      const entry: Entry = {
+        fail: (error) => {
+          settle(() => reject(error));
+          if (!stop.signal.aborted) stop.abort(error);
+        },
+      };
+      // Waiting for its turn: an abort settles it at once. Running: the task follows its own signal.
+      const onAbort = () => entry.fail(abortedError(signal!));
       signal?.addEventListener('abort', onAbort, { once: true });
+      this.entries.add(entry);
       const run = async (): Promise<void> => {
         signal?.removeEventListener('abort', onAbort);
-        if (skipped) return;
-        const stop = new AbortController();
-        if (this.closed) stop.abort();
-        this.running.add(stop);
+        if (settled) return;
         try {
-          resolve(await task(stop.signal));
+          const value = await task(stop.signal);
+          settle(() => resolve(value));
         } catch (err) {
-          reject(toXFChatError(err));
-        } finally {
-          this.running.delete(stop);
+          settle(() => reject(toXFChatError(err)));
         }
       };
       const tail = (this.tails.get(key) ?? Promise.resolve()).then(run);
@@ -52,9 +72,18 @@ export class SendQueue {
     });
   }
 
-  /** Aborts the running tasks; the queued ones start with an aborted signal, so each rejects at once. */
+  /**
+   * Settles every send not settled yet with `error`, the running ones too (their tasks are aborted and never try
+   * again). Later sends start afresh: they wait for none of these.
+   */
+  failAll(error: XFChatError): void {
+    for (const entry of [...this.entries]) entry.fail(error);
+    this.tails.clear();
+  }
+
+  /** Rejects every send with CLIENT_CLOSED, and any later one at once. */
   close(): void {
     this.closed = true;
-    for (const stop of this.running) stop.abort();
+    this.failAll(closedError());
   }
 }
