@@ -216,6 +216,14 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       // Someone who never signed in from there waits for the hour.
       const newcomer = await account(a, 'nat');
       expectLimited(await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD }), 3600);
+      // Who signed up from there counts as having signed in there.
+      const signedUpThere = uniqueUsername('nat');
+      expect(
+        (await post(a, '/auth/signup', office, { username: signedUpThere, password: PASSWORD })).status,
+      ).to.equal(201);
+      expect(
+        (await post(b, '/auth/login', office, { username: signedUpThere, password: PASSWORD })).status,
+      ).to.equal(200);
     });
 
     it('caps failed logins per IP across usernames (10N per hour), but not successful ones (a shared NAT)', async () => {

@@ -44,7 +44,7 @@ const SWEEP_INTERVAL_MS = 5 * 60_000;
  * A password check first takes one attempt from each of its counters, in the order pair (username and IP, by the
  * minute and by the hour), IP, username, stopping at the first refusal: a refused pair never reaches the
  * username's counter, which is how one IP is kept from locking an account out for everyone. A pair that has
- * logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the IP and
+ * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the IP and
  * username attempts back, clears the pair and makes it known, so only failures count.
  */
 export interface AuthLimits {
@@ -58,6 +58,8 @@ export interface AuthLimits {
   takePasswordAttempt(username: string, ip: string): Promise<PasswordAttempt>;
   /** The password was right: the attempt does not count as a failure, and its pair becomes known. */
   passwordAccepted(attempt: PasswordAttempt): Promise<void>;
+  /** `username` signed up from `ip`: the pair is known, as after a login. */
+  signedUp(username: string, ip: string): Promise<void>;
   /** Stops the sweep timer; idempotent. */
   close(): void;
 }
@@ -81,6 +83,7 @@ const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
   takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false }),
   passwordAccepted: () => Promise.resolve(),
+  signedUp: () => Promise.resolve(),
   close: () => undefined,
 };
 
@@ -164,6 +167,9 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         byUsername.reward(username.toLowerCase()),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
       ]);
+    },
+    async signedUp(username, ip) {
+      await knownPairs.set(pairKey(username, ip), 1, LOGIN_LIMITS.knownPairSeconds);
     },
     close() {
       clearInterval(timer);

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, toAppError, toHttp } from '../errors.js';
+import { createServerErrorLog } from '../serverErrorLog.js';
 
 /** Unknown routes: the same JSON envelope as every other error. */
 export const notFoundHandler: RequestHandler = (_req, _res, next) => {
@@ -81,16 +82,16 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
   });
 }
 
+const logServerError = createServerErrorLog();
+
 /**
- * The one place an error becomes an HTTP response. Internal errors are logged with the request id (via
- * pino-http's req.log) and answered with the catalog's generic message only; client errors are not logged
- * beyond pino-http's debug line.
+ * The one place an error becomes an HTTP response. Server errors are logged with the request id (via pino-http's
+ * req.log; those of load and outages once per code every 10 s: lib/serverErrorLog.ts) and answered with the
+ * catalog's generic message only; client errors are not logged beyond pino-http's debug line.
  */
 export const errorMiddleware: ErrorRequestHandler = (err: unknown, req, res, _next) => {
   const appError = fromRequestDecoding(err) ?? toAppError(err);
-  if (appError.status >= 500) {
-    req.log.error({ err: appError.cause ?? appError, code: appError.code }, 'request failed');
-  }
+  if (appError.status >= 500) logServerError(req.log, appError, {}, 'request failed');
   if (res.headersSent) {
     res.end();
     return;

@@ -1,5 +1,6 @@
 import { AppError, toAck, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createServerErrorLog } from '../serverErrorLog.js';
 import type { ClientEventResult } from '../protocol/events.js';
 import {
   clientEventSchemas,
@@ -14,6 +15,8 @@ import type { AppSocket } from './io.js';
 import { isSubscribed, subscribeSocket, unsubscribeSocket } from './notifier.js';
 import { createSocketReads } from './socketReads.js';
 
+const logServerError = createServerErrorLog();
+
 type Handler<E extends ClientEventName> = (request: ClientEventInput<E>) => Promise<ClientEventResult<E>>;
 type Listener = (...args: unknown[]) => void;
 
@@ -21,7 +24,7 @@ type Listener = (...args: unknown[]) => void;
  * Wires one client event. The payload is parsed with the event's schema before the handler sees it, and the
  * handler must return the event's result type. Whatever arrives (no payload, not an object, no ack callback) the
  * handler never throws: its result is acked `{ok: true, ...result}`, its error `{ok: false, error}` through the
- * catalog. Server errors are logged once here, with the socket's child logger.
+ * catalog. Server errors are logged here, with the socket's child logger (lib/serverErrorLog.ts).
  */
 export function handle<E extends ClientEventName>(
   socket: AppSocket,
@@ -47,10 +50,7 @@ export function handle<E extends ClientEventName>(
       (result) => reply({ ok: true, ...result }),
       (err: unknown) => {
         const error = toAppError(err);
-        if (error.status >= 500) {
-          const level = error.code === 'INTERNAL' ? 'error' : 'warn';
-          log[level]({ err: error.cause ?? error, code: error.code, event }, 'socket event failed');
-        }
+        if (error.status >= 500) logServerError(log, error, { event }, 'socket event failed');
         reply(toAck(error));
       },
     );

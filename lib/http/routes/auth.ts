@@ -74,6 +74,8 @@ export function authRoutes(services: Services): Router {
       { username, password, displayName: displayName ?? username },
       clientInfo(req),
     );
+    // Its first login from this address must not wait behind another client's failures there.
+    await accounts.limits.signedUp(username, clientIp(req));
     res.status(201).json(authResponse(user, session));
   });
 
