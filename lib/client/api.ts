@@ -32,6 +32,11 @@ export interface ChangesPage {
   hasMore: boolean;
 }
 
+/** For the REST calls that take one: a signal that aborts the request (it rejects with CLIENT_CLOSED). */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
 export interface PutOptions {
   /** The seq of an earlier message of the conversation this one answers. */
   replyToSeq?: number | null;
@@ -253,30 +258,49 @@ export class MessagesApi {
   }
 
   /** `PATCH .../messages/:seq`: a new body for my message; resolves with its state (unchanged for the same body). */
-  async edit(conversationId: string, seq: number, body: string): Promise<PublicMessage> {
+  async edit(
+    conversationId: string,
+    seq: number,
+    body: string,
+    options: CallOptions = {},
+  ): Promise<PublicMessage> {
     const path = `/conversations/${id(conversationId)}/messages/${seq}`;
-    return (await this.http<{ message: PublicMessage }>('PATCH', path, { body: { body } })).message;
+    return (await this.http<{ message: PublicMessage }>('PATCH', path, { body: { body }, ...options }))
+      .message;
   }
 
   /** `DELETE .../messages/:seq`: mine, or any in a group I own; deleting twice is fine. */
-  async remove(conversationId: string, seq: number): Promise<void> {
-    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/messages/${seq}`);
+  async remove(conversationId: string, seq: number, options: CallOptions = {}): Promise<void> {
+    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/messages/${seq}`, options);
   }
 
   /** `PUT .../reactions/:emoji` (idempotent). */
-  async react(conversationId: string, seq: number, emoji: string): Promise<void> {
-    await this.http<void>('PUT', reactionPath(conversationId, seq, emoji));
+  async react(conversationId: string, seq: number, emoji: string, options: CallOptions = {}): Promise<void> {
+    await this.http<void>('PUT', reactionPath(conversationId, seq, emoji), options);
   }
 
   /** `DELETE .../reactions/:emoji` (idempotent). */
-  async unreact(conversationId: string, seq: number, emoji: string): Promise<void> {
-    await this.http<void>('DELETE', reactionPath(conversationId, seq, emoji));
+  async unreact(
+    conversationId: string,
+    seq: number,
+    emoji: string,
+    options: CallOptions = {},
+  ): Promise<void> {
+    await this.http<void>('DELETE', reactionPath(conversationId, seq, emoji), options);
   }
 
   /** One page of `GET .../changes?since=`: messages changed (or created) after version `since`, by version. */
-  changes(conversationId: string, since: number, limit?: number): Promise<ChangesPage> {
+  changes(
+    conversationId: string,
+    since: number,
+    limit?: number,
+    options: CallOptions = {},
+  ): Promise<ChangesPage> {
     const query = { since, limit };
-    return this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, { query });
+    return this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, {
+      query,
+      ...options,
+    });
   }
 }
 

@@ -2,10 +2,17 @@ import type { PublicMessage } from '../protocol/index.js';
 import type { ChangesPage } from './api.js';
 import { callSafely } from './emitter.js';
 import { isRetryable, toXFChatError } from './errors.js';
-import { backoffDelay, closedError, delay, type BackoffOptions } from './retry.js';
+import {
+  abortedError,
+  backoffDelay,
+  delay,
+  linkedAbort,
+  type BackoffOptions,
+  type Closing,
+} from './retry.js';
 
 export interface ChangeOptions {
-  /** Stops retrying: the promise rejects with CLIENT_CLOSED. */
+  /** Stops retrying and aborts the request on its way: the promise rejects with CLIENT_CLOSED. */
   signal?: AbortSignal;
   /** Called before each retry, for UIs that show a pending state. */
   onRetry?: (retry: { attempt: number; reason: string }) => void;
@@ -13,8 +20,8 @@ export interface ChangeOptions {
 
 export interface RetryDeps {
   backoff: BackoffOptions;
-  /** Aborted by the client's close(). */
-  closeSignal: AbortSignal;
+  /** The client's close(): it aborts the request on its way and the wait between attempts. */
+  closing: Closing;
 }
 
 /**
@@ -25,20 +32,26 @@ export interface RetryDeps {
  */
 export async function retryChange<T>(
   deps: RetryDeps,
-  attempt: () => Promise<T>,
+  attempt: (signal: AbortSignal) => Promise<T>,
   options: ChangeOptions = {},
 ): Promise<T> {
-  const signal = options.signal ? AbortSignal.any([options.signal, deps.closeSignal]) : deps.closeSignal;
-  for (let n = 0; ; n++) {
-    if (signal.aborted) throw closedError();
-    try {
-      return await attempt();
-    } catch (err) {
-      const error = toXFChatError(err);
-      if (!isRetryable(error)) throw error;
-      callSafely(options.onRetry, { attempt: n + 1, reason: error.code });
-      await delay(Math.max(backoffDelay(n, deps.backoff), (error.retryAfter ?? 0) * 1000), signal);
+  // One controller per call, not listeners on a signal every call shares (Node.js warns past ten of those).
+  const link = linkedAbort(deps.closing, options.signal);
+  try {
+    for (let n = 0; ; n++) {
+      if (link.signal.aborted) throw abortedError(link.signal);
+      try {
+        return await attempt(link.signal);
+      } catch (err) {
+        const error = toXFChatError(err);
+        if (link.signal.aborted) throw abortedError(link.signal);
+        if (!isRetryable(error)) throw error;
+        callSafely(options.onRetry, { attempt: n + 1, reason: error.code });
+        await delay(Math.max(backoffDelay(n, deps.backoff), (error.retryAfter ?? 0) * 1000), link.signal);
+      }
     }
+  } finally {
+    link.release();
   }
 }
 

@@ -15,7 +15,7 @@ import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
 import { XFChatError, toXFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
-import { DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
+import { Closing, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
@@ -45,6 +45,11 @@ export interface XFChatClientOptions {
   retryMaxMs?: number;
   /** A fetch implementation. @default globalThis.fetch */
   fetch?: typeof fetch;
+  /**
+   * How long a REST request may take, its answer included, before it fails with TIMEOUT (which the calls that retry
+   * treat like a network error). @default 30000
+   */
+  requestTimeoutMs?: number;
 }
 
 /** What signup and login resolve with: the user and the session's tokens. */
@@ -107,6 +112,7 @@ export class XFChatClient {
    * refused after it) is not reported as news.
    */
   private leaving = false;
+  private readonly closing = new Closing();
   private readonly session: Session;
   private readonly connection: Connection;
   private readonly events = new Emitter<XFChatClientEvents>();
@@ -124,6 +130,7 @@ export class XFChatClient {
       options.baseUrl ?? '',
       this.session,
       options.fetch ?? globalThis.fetch.bind(globalThis),
+      { timeoutMs: options.requestTimeoutMs ?? 30_000, closing: this.closing },
     );
     this.keeper = new TokenKeeper({
       session: this.session,
@@ -319,7 +326,10 @@ export class XFChatClient {
     body: string,
     options: ChangeOptions = {},
   ): Promise<PublicMessage> {
-    const message = await this.change(() => this.messages.edit(conversationId, seq, body), options);
+    const message = await this.change(
+      (signal) => this.messages.edit(conversationId, seq, body, { signal }),
+      options,
+    );
     this.subscriptions.get(conversationId)?.handleUpdated(message);
     return message;
   }
@@ -329,7 +339,7 @@ export class XFChatClient {
    * Subscribers (this one included) see the tombstone through `onUpdate`.
    */
   async deleteMessage(conversationId: string, seq: number, options: ChangeOptions = {}): Promise<void> {
-    await this.change(() => this.messages.remove(conversationId, seq), options);
+    await this.change((signal) => this.messages.remove(conversationId, seq, { signal }), options);
   }
 
   /** Adds my reaction (`PUT .../reactions/:emoji`); adding it again changes nothing. */
@@ -339,7 +349,7 @@ export class XFChatClient {
     emoji: string,
     options: ChangeOptions = {},
   ): Promise<void> {
-    await this.change(() => this.messages.react(conversationId, seq, emoji), options);
+    await this.change((signal) => this.messages.react(conversationId, seq, emoji, { signal }), options);
   }
 
   /** Removes my reaction (`DELETE .../reactions/:emoji`); removing one that is not there changes nothing. */
@@ -349,7 +359,7 @@ export class XFChatClient {
     emoji: string,
     options: ChangeOptions = {},
   ): Promise<void> {
-    await this.change(() => this.messages.unreact(conversationId, seq, emoji), options);
+    await this.change((signal) => this.messages.unreact(conversationId, seq, emoji, { signal }), options);
   }
 
   /**
@@ -361,7 +371,8 @@ export class XFChatClient {
   changes(conversationId: string, since: number, options: ChangeOptions = {}): Promise<Changes> {
     // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After.
     return readAllChanges(
-      (cursor) => this.change(() => this.messages.changes(conversationId, cursor, 200), options),
+      (cursor) =>
+        this.change((signal) => this.messages.changes(conversationId, cursor, 200, { signal }), options),
       since,
     );
   }
@@ -383,12 +394,13 @@ export class XFChatClient {
     for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
     this.keeper.close();
     this.sends.close();
+    this.closing.close();
     this.connection.close();
     this.events.removeAll();
   }
 
-  private change<T>(attempt: () => Promise<T>, options: ChangeOptions): Promise<T> {
-    return retryChange({ backoff: this.backoff, closeSignal: this.connection.closeSignal }, attempt, options);
+  private change<T>(attempt: (signal: AbortSignal) => Promise<T>, options: ChangeOptions): Promise<T> {
+    return retryChange({ backoff: this.backoff, closing: this.closing }, attempt, options);
   }
 
   /**

@@ -34,7 +34,69 @@ export function abortedError(signal: AbortSignal): XFChatError {
   return new XFChatError('CLIENT_CLOSED', 'The operation was aborted.', { cause: reason });
 }
 
-/** Resolves after `ms`, or rejects as soon as `signal` aborts (with {@link abortedError}). */
+/**
+ * The client's close(), for everything that must stop then. Hooks live in a Set rather than as abort listeners on
+ * one shared AbortSignal: Node.js prints MaxListenersExceededWarning once a signal has more than ten listeners, as
+ * it would with a dozen requests or retries waiting at once.
+ */
+export class Closing {
+  private readonly hooks = new Set<() => void>();
+  private done = false;
+
+  get closed(): boolean {
+    return this.done;
+  }
+
+  /** Calls `hook` once at close() (at once if already closed); returns a function that removes it. */
+  onClose(hook: () => void): () => void {
+    if (this.done) {
+      hook();
+      return () => undefined;
+    }
+    this.hooks.add(hook);
+    return () => this.hooks.delete(hook);
+  }
+
+  /** Runs every hook once. Idempotent. */
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    const hooks = [...this.hooks];
+    this.hooks.clear();
+    for (const hook of hooks) hook();
+  }
+}
+
+/**
+ * An AbortController for one operation that aborts with CLIENT_CLOSED when the client closes and with
+ * {@link abortedError} when the caller's `signal` aborts; `release()` removes both links once the operation is over.
+ */
+export function linkedAbort(
+  closing: Closing,
+  signal: AbortSignal | undefined,
+): { signal: AbortSignal; abort: (reason: XFChatError) => void; release: () => void } {
+  const controller = new AbortController();
+  const abort = (reason: XFChatError) => {
+    if (!controller.signal.aborted) controller.abort(reason);
+  };
+  const onAbort = () => abort(abortedError(signal!));
+  const offClose = closing.onClose(() => abort(closedError()));
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    abort,
+    release: () => {
+      offClose();
+      signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+/**
+ * Resolves after `ms`, or rejects as soon as `signal` aborts (with {@link abortedError}). The abort listener is
+ * removed either way, so a long-lived signal does not collect listeners.
+ */
 export function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {

@@ -1,0 +1,177 @@
+import net from 'node:net';
+import { expect } from 'chai';
+import { XFChatError, type XFChatClient } from '../../lib/client/index.js';
+import { useNode } from '../helpers/nodes.js';
+import { insertFriendship, uniqueUsername } from '../helpers/users.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { failure, useClientPool } from './fixtures.js';
+
+const PASSWORD = 'correct horse battery';
+const NO_CONVERSATION = '00000000-0000-0000-0000-000000000000';
+
+/** A promise's outcome as it happens, to wait for it to settle without awaiting a hang. */
+function track(promise: Promise<unknown>): { settled: () => boolean; error: () => unknown } {
+  let settled = false;
+  let error: unknown;
+  promise.then(
+    () => (settled = true),
+    (err: unknown) => {
+      settled = true;
+      error = err;
+    },
+  );
+  return { settled: () => settled, error: () => error };
+}
+
+function urlOf(input: string | URL | Request): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+}
+
+/** What nginx answers while the node behind it restarts. */
+function html502(): Response {
+  return new Response('<html><body><h1>502 Bad Gateway</h1></body></html>', {
+    status: 502,
+    headers: { 'content-type': 'text/html' },
+  });
+}
+
+describe('client SDK: REST requests that hang, fail on the way, or meet a proxy', function () {
+  const { server } = useNode();
+  const pool = useClientPool();
+
+  /** A server that accepts connections and never answers (a frozen node, a half-open connection). */
+  async function blackhole(): Promise<{ url: string; close: () => Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    const hole = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+    const { port } = hole.address() as net.AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve, reject) => hole.close((err) => (err ? reject(err) : resolve())));
+      },
+    };
+  }
+
+  it('aborts requests that get no answer: close() with CLIENT_CLOSED, the caller’s signal, and the request timeout with TIMEOUT', async () => {
+    const hole = await blackhole();
+    try {
+      const client = pool.open(hole.url, { token: 'any' });
+      const me = track(client.me());
+      const controller = new AbortController();
+      const reacting = track(client.react(NO_CONVERSATION, 1, '👍', { signal: controller.signal }));
+      controller.abort();
+      await waitFor(() => reacting.settled(), { what: 'the aborted reaction to settle' });
+      expect(reacting.error()).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+      client.close();
+      await waitFor(() => me.settled(), { what: 'me() to settle after close()' });
+      expect(me.error()).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+
+      const impatient = pool.open(hole.url, { token: 'any', requestTimeoutMs: 200 });
+      const timedOut = track(impatient.me());
+      await waitFor(() => timedOut.settled(), { what: 'me() to time out' });
+      expect(timedOut.error()).to.be.instanceOf(XFChatError).and.include({ code: 'TIMEOUT', status: 0 });
+    } finally {
+      await hole.close();
+    }
+  });
+
+  it('lets a dozen changes wait between retries without a MaxListenersExceededWarning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      // Every reaction's first two attempts fail as if the network were down.
+      const attempts = new Map<string, number>();
+      const flaky: typeof fetch = (input, init) => {
+        const url = urlOf(input);
+        if (url.includes('/reactions/')) {
+          const n = (attempts.get(url) ?? 0) + 1;
+          attempts.set(url, n);
+          if (n <= 2) return Promise.reject(new TypeError('fetch failed'));
+        }
+        return fetch(input, init);
+      };
+      const client = pool.open(server.url, { fetch: flaky });
+      const alice = await client.signup({ username: uniqueUsername('sdkq'), password: PASSWORD });
+      const bob = pool.open(server.url);
+      const bobUser = await bob.signup({ username: uniqueUsername('sdkq'), password: PASSWORD });
+      await insertFriendship(server.services.db.knex, alice.user.id, bobUser.user.id);
+      const conversation = await client.conversations.createDirect(bobUser.user.id);
+      const message = await client.messages.put(conversation.id, 'm1', 'react to me');
+      const emoji = ['😀', '😁', '😂', '🤣', '😃', '😄', '😅', '😆', '😉', '😊', '😋', '😎'];
+      await Promise.all(emoji.map((e) => client.react(conversation.id, message.seq, e)));
+      const [stored] = (await client.messages.after(conversation.id, 0)).messages;
+      expect(stored!.reactions.map((r) => r.emoji).sort()).to.deep.equal([...emoji].sort());
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => `${w.name}: ${w.message}`)).to.deep.equal([]);
+  });
+
+  /** A signed-up client whose requests to paths containing `failing` get one HTML 502 each. */
+  async function behindProxy(failing: string[]): Promise<{ client: XFChatClient; id: string }> {
+    const seen = new Set<string>();
+    const proxyFetch: typeof fetch = (input, init) => {
+      const url = urlOf(input);
+      const match = failing.find((part) => url.includes(part));
+      if (match !== undefined && !seen.has(match)) {
+        seen.add(match);
+        return Promise.resolve(html502());
+      }
+      return fetch(input, init);
+    };
+    const client = pool.open(server.url, { fetch: proxyFetch });
+    const { user } = await client.signup({ username: uniqueUsername('sdkp'), password: PASSWORD });
+    return { client, id: user.id };
+  }
+
+  it('treats a proxy’s 502 without the error envelope as a network error: retried where those are', async () => {
+    const alice = await behindProxy(['/auth/me', '/reactions/', '/changes']);
+    const bob = pool.open(server.url);
+    const { user } = await bob.signup({ username: uniqueUsername('sdkp'), password: PASSWORD });
+    await insertFriendship(server.services.db.knex, alice.id, user.id);
+    const { id: conversationId } = await alice.client.conversations.createDirect(user.id);
+
+    // A call that is not retried reports it as NETWORK_ERROR with the status the proxy gave.
+    expect(await failure(alice.client.me())).to.include({ code: 'NETWORK_ERROR', status: 502 });
+    const message = await alice.client.messages.put(conversationId, 'p1', 'hello');
+    const retries: string[] = [];
+    await alice.client.react(conversationId, message.seq, '👍', { onRetry: (r) => retries.push(r.reason) });
+    expect(retries).to.deep.equal(['NETWORK_ERROR']);
+
+    // A subscription whose catch-up read meets the 502 carries on.
+    await alice.client.connect();
+    const errors: string[] = [];
+    const delivered: number[] = [];
+    const subscription = alice.client.subscribe(conversationId, (m) => delivered.push(m.seq), {
+      afterSeq: 0,
+      sinceVersion: 0,
+      onError: (err) => errors.push(err.code),
+    });
+    await subscription.whenReady();
+    await bob.messages.put(conversationId, 'p2', 'still there?');
+    await waitFor(() => delivered.length === 2, { what: 'both messages' });
+    expect(delivered).to.deep.equal([1, 2]);
+    expect(errors).to.deep.equal([]);
+    expect(subscription.isActive).to.equal(true);
+  });
+
+  it('keeps a 500 without the envelope and a 502 with it as what they are', async () => {
+    const odd: typeof fetch = (input) =>
+      Promise.resolve(
+        urlOf(input).includes('/auth/me')
+          ? new Response('oops', { status: 500 })
+          : new Response(JSON.stringify({ error: { code: 'OVERLOADED', message: 'Busy.' } }), {
+              status: 502,
+            }),
+      );
+    const client = pool.open(server.url, { token: 'any', fetch: odd });
+    expect(await failure(client.me())).to.include({ code: 'BAD_RESPONSE', status: 500 });
+    expect(await failure(client.friends.list())).to.include({ code: 'OVERLOADED', status: 502 });
+  });
+});
