@@ -31,6 +31,12 @@ export const LOGIN_LIMITS = Object.freeze({
   ipWindowSeconds: 3600,
   /** Signups from one IP, per minute: N. */
   signupWindowSeconds: 60,
+  /**
+   * Right passwords of one username from one IP, per minute: N. Each check costs an argon2 run whatever it
+   * answers, and right ones give their failure points back: without this, a client with a password of its own
+   * could keep a node's password checks busy for ever.
+   */
+  pairSuccessWindowSeconds: 60,
 });
 
 /** Expired counters are deleted this often (the table never grows with one-off keys). */
@@ -44,8 +50,9 @@ const SWEEP_INTERVAL_MS = 5 * 60_000;
  * A password check first takes one attempt from each of its counters, in the order pair (username and IP, by the
  * minute and by the hour), IP, username, stopping at the first refusal: a refused pair never reaches the
  * username's counter, which is how one IP is kept from locking an account out for everyone. A pair that has
- * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the IP and
- * username attempts back, clears the pair and makes it known, so only failures count.
+ * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the
+ * IP and username attempts back, clears the pair and makes it known, so only failures count there; right passwords
+ * have a counter of their own per pair (N a minute), looked at first.
  */
 export interface AuthLimits {
   /** Counts a signup attempt from `ip`; throws RATE_LIMITED (with Retry-After) past the limit. */
@@ -109,6 +116,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   );
   const byIp = limiter('login_ip', LOGIN_LIMITS.ipFactor * n, LOGIN_LIMITS.ipWindowSeconds);
   const signups = limiter('signup_ip', n, LOGIN_LIMITS.signupWindowSeconds);
+  const pairSuccesses = limiter('login_pair_ok', n, LOGIN_LIMITS.pairSuccessWindowSeconds);
 
   const take = (target: RateLimiterPostgres, key: string) => takePoint(target, key);
 
@@ -148,6 +156,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     takeSignup: (ip) => take(signups, ip),
     async takePasswordAttempt(username, ip) {
       const key = pairKey(username, ip);
+      const succeeded = await pairSuccesses.get(key);
+      if (succeeded !== null && succeeded.consumedPoints >= n) {
+        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(succeeded) });
+      }
       await takePair(key);
       await take(pairHour, key);
       // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
@@ -166,6 +178,8 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         ...(tookIp ? [byIp.reward(ip)] : []),
         byUsername.reward(username.toLowerCase()),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
+        // Counted without a refusal: the check that just succeeded was allowed.
+        pairSuccesses.penalty(key, 1),
       ]);
     },
     async signedUp(username, ip) {

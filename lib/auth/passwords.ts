@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import argon2 from 'argon2';
+import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -26,6 +28,54 @@ export interface PasswordHasher {
   needsRehash(stored: string): boolean;
 }
 
+/** Runs at most `running` tasks at once, queues `waiting` more, and refuses the rest with OVERLOADED. */
+export interface Gate {
+  run<T>(task: () => Promise<T>): Promise<T>;
+}
+
+export function createGate(limits: { running: number; waiting: number }): Gate {
+  let running = 0;
+  const queue: Array<() => void> = [];
+  const release = () => {
+    running--;
+    const next = queue.shift();
+    if (next) {
+      running++;
+      next();
+    }
+  };
+  return {
+    async run(task) {
+      if (running >= limits.running) {
+        if (queue.length >= limits.waiting) {
+          throw new AppError('OVERLOADED', {
+            message: 'Too many password checks at once; retry later.',
+            retryAfter: 1,
+          });
+        }
+        await new Promise<void>((resolve) => queue.push(resolve));
+      } else {
+        running++;
+      }
+      try {
+        return await task();
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/**
+ * argon2 runs on libuv's thread pool, 19 MiB and tens of milliseconds of a core per password. Without a bound, a
+ * flood of logins (right passwords are not rate-limited, and an attacker may own many accounts) would take every
+ * core and every thread of the pool (which also decompresses request bodies): password checks run at most one
+ * fewer than the cores at once, at least one, and at most {@link PASSWORD_CHECKS_WAITING} wait; more are
+ * refused with `503 OVERLOADED` and `Retry-After: 1`.
+ */
+export const PASSWORD_CHECKS_AT_ONCE = Math.max(1, availableParallelism() - 1);
+export const PASSWORD_CHECKS_WAITING = 64;
+
 /**
  * Builds the hasher and, once, the dummy hash used for unknown users (one argon2 run at startup, ~50 ms).
  * Passwords never leave this module's callers in lib/auth and are never logged.
@@ -34,24 +84,30 @@ export async function createPasswordHasher(logger: Logger): Promise<PasswordHash
   // The dummy's password is random and thrown away: nothing can ever match it.
   const dummyHash = await argon2.hash(randomBytes(32).toString('hex'), HASH_OPTIONS);
 
+  const gate = createGate({ running: PASSWORD_CHECKS_AT_ONCE, waiting: PASSWORD_CHECKS_WAITING });
+
   async function burnDummy(password: string): Promise<false> {
     await argon2.verify(dummyHash, password);
     return false;
   }
 
+  async function check(stored: string | undefined, password: string): Promise<boolean> {
+    if (stored === undefined) return burnDummy(password);
+    try {
+      return await argon2.verify(stored, password);
+    } catch (err) {
+      // A malformed stored hash (a row written by hand): refuse the login, but in the usual time.
+      logger.warn({ err }, 'stored password hash is unreadable; login refused');
+      return burnDummy(password);
+    }
+  }
+
   return {
     hash(password) {
-      return argon2.hash(password, HASH_OPTIONS);
+      return gate.run(() => argon2.hash(password, HASH_OPTIONS));
     },
-    async verify(stored, password) {
-      if (stored === undefined) return burnDummy(password);
-      try {
-        return await argon2.verify(stored, password);
-      } catch (err) {
-        // A malformed stored hash (a row written by hand): refuse the login, but in the usual time.
-        logger.warn({ err }, 'stored password hash is unreadable; login refused');
-        return burnDummy(password);
-      }
+    verify(stored, password) {
+      return gate.run(() => check(stored, password));
     },
     needsRehash(stored) {
       try {
