@@ -1,11 +1,15 @@
 import { expect } from 'chai';
+import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
-import { rows } from './helpers/chat.js';
 import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
-import { uniqueUsername } from './helpers/users.js';
+import { insertSession, uniqueUsername } from './helpers/users.js';
+import { MAX_SESSIONS_PER_USER } from '../lib/auth/sessions.js';
+import { record, rows } from './helpers/chat.js';
+import { disconnected } from './helpers/events.js';
+import { connectSocket } from './helpers/sockets.js';
 
 const PASSWORD = 'correct horse battery';
 
@@ -328,6 +332,44 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     }
     expectError(await patch({}), 400, 'VALIDATION_FAILED');
     expect((await me(alice.token)).body.user.displayName).to.equal('Alice 🌷 Liddell');
+  });
+
+  it(`a user has at most ${MAX_SESSIONS_PER_USER} sessions: a login past that ends the least recently used`, async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    // The signup's session is the oldest; then MAX - 2 more, each used a minute later than the one before.
+    await knex('sessions')
+      .where({ id: (jwt.decode(alice.token) as { sid: string }).sid })
+      .update({ last_used_at: knex.raw("now() - interval '1 day'") });
+    const others = await Promise.all(
+      Array.from({ length: MAX_SESSIONS_PER_USER - 2 }, (_, i) =>
+        insertSession(knex, alice.user.id, new Date(Date.now() - (MAX_SESSIONS_PER_USER - i) * 60_000)),
+      ),
+    );
+    const oldestSocket = await connectSocket(server.url, alice.token);
+    const ended = record(oldestSocket, 'session:ended');
+    const gone = disconnected(oldestSocket);
+    try {
+      // The MAX-th session fits.
+      await login(alice.username);
+      expect(await sessionCount(alice.user.id)).to.equal(MAX_SESSIONS_PER_USER);
+      expect(oldestSocket.connected).to.equal(true);
+      // One more ends the least recently used: the signup's, whose socket hears why.
+      const latest = await login(alice.username);
+      expect(await sessionCount(alice.user.id)).to.equal(MAX_SESSIONS_PER_USER);
+      expect(await gone).to.equal('io server disconnect');
+      expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+      expectError(await me(alice.token), 401, 'UNAUTHORIZED');
+      expect((await me(latest.token)).status).to.equal(200);
+      // And then the next least recently used.
+      await login(alice.username);
+      const live = await rows<{ id: string }>(knex, 'SELECT id FROM sessions WHERE id = ANY(?::uuid[])', [
+        others.slice(0, 2),
+      ]);
+      expect(live.map((r) => r.id)).to.deep.equal([others[1]]);
+    } finally {
+      oldestSocket.close();
+    }
   });
 
   it('checks the user and its session in ONE statement per authenticated request', async () => {

@@ -108,6 +108,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
       try {
         return await knex.transaction(async (trx) => {
           const user = await User.query(trx).insertAndFetch({ username, displayName, passwordHash });
+          // A new user has no other session: nothing is evicted, nothing to announce.
           return { user, session: await sessions.start(user.id, client.userAgent, trx) };
         });
       } catch (err) {

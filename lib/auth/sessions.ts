@@ -30,7 +30,18 @@ const ABANDONED = new Error('refresh abandoned by its caller');
 
 export interface StartedSession extends AuthTokens {
   sessionId: string;
+  /**
+   * The user's least recently used sessions that this one pushed over {@link MAX_SESSIONS_PER_USER}: ended
+   * (deleted) with it. Announce them ({@link SessionService.announceEnded}, `revoked`) after the commit.
+   */
+  evicted: readonly string[];
 }
+
+/**
+ * Live sessions a user may have; a new one ends the least recently used past it. Without a cap, a loop of logins
+ * (right passwords are not failures) grew the user's rows and `GET /auth/sessions` without end.
+ */
+export const MAX_SESSIONS_PER_USER = 100;
 
 /**
  * Sessions: one per signup or login (one device). The access token names its session (`sid`); the refresh token
@@ -88,7 +99,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
   const hash: RefreshTokenHasher = createRefreshTokenHasher(config.auth.jwtSecret);
   const ttlDays = config.auth.refreshTtlDays;
 
-  function tokensFor(userId: string, sessionId: string, refreshToken: string): StartedSession {
+  function tokensFor(
+    userId: string,
+    sessionId: string,
+    refreshToken: string,
+  ): Omit<StartedSession, 'evicted'> {
     return { sessionId, refreshToken, ...signAccessToken({ userId, sessionId }, config.auth) };
   }
 
@@ -102,19 +117,37 @@ export function createSessionService(deps: SessionDeps): SessionService {
   const service: SessionService = {
     async start(userId, userAgent, db = knex) {
       const refreshToken = newRefreshToken();
-      // One statement: the session and its first refresh token exist together or not at all.
-      const result = await db.raw<{ rows: Array<{ session_id: string }> }>(
+      // One statement: the session and its first refresh token exist together or not at all. The user's expired
+      // sessions go, and the live ones past the cap (the statement's snapshot does not see the new session, so
+      // the newest MAX - 1 others stay).
+      const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
         `WITH started AS (
            INSERT INTO sessions (user_id, user_agent) VALUES (?, ?) RETURNING id
          ), expired AS (
            DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
+         ), evicted AS (
+           DELETE FROM sessions WHERE id IN (
+             SELECT id FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
+             ORDER BY last_used_at DESC, id DESC OFFSET ?)
+           RETURNING id
+         ), issued AS (
+           INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id
          )
-         INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id`,
-        [userId, cleanUserAgent(userAgent), userId, ttlDays, hash(refreshToken)],
+         SELECT i.session_id, ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted FROM issued AS i`,
+        [
+          userId,
+          cleanUserAgent(userAgent),
+          userId,
+          ttlDays,
+          userId,
+          ttlDays,
+          MAX_SESSIONS_PER_USER - 1,
+          hash(refreshToken),
+        ],
       );
-      const sessionId = result.rows[0]?.session_id;
-      if (sessionId === undefined) throw new Error('starting a session inserted no row');
-      return tokensFor(userId, sessionId, refreshToken);
+      const row = result.rows[0];
+      if (row === undefined) throw new Error('starting a session inserted no row');
+      return { ...tokensFor(userId, row.session_id, refreshToken), evicted: row.evicted };
     },
 
     async refresh(refreshToken, abandoned = () => false) {

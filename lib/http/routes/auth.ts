@@ -90,6 +90,7 @@ export function authRoutes(services: Services): Router {
     if (!req.passwordAttempt) throw new Error('login reached without its counted attempt');
     await accounts.limits.passwordAccepted(req.passwordAttempt);
     const session = await accounts.sessions.start(user.id, clientInfo(req).userAgent);
+    accounts.sessions.announceEnded(session.evicted, 'revoked');
     res.json(authResponse(user, session));
   });
 
