@@ -52,6 +52,12 @@ export interface XFChatClientOptions {
   requestTimeoutMs?: number;
 }
 
+/**
+ * How long a refused refresh waits for the live socket to say why (`session:ended`): the server refuses a reused
+ * refresh token with the same 401 as an expired one, and tells the session's sockets the reason a moment later.
+ */
+const END_REASON_WAIT_MS = 1500;
+
 /** What signup and login resolve with: the user and the session's tokens. */
 export type AuthResult = AuthResponse;
 
@@ -139,6 +145,7 @@ export class XFChatClient {
       onTokens: (tokens) => this.tokensChanged(tokens, options.onTokens),
       onEnded: (reason) => this.sessionEnded(reason),
       onRefreshError: (error) => this.events.emit('refreshError', error),
+      awaitEndReason: () => this.awaitEndReason(),
     });
     this.http = this.withRefresh(plainHttp);
     this.users = new UsersApi(this.http);
@@ -439,6 +446,28 @@ export class XFChatClient {
   }
 
   /**
+   * After a refused refresh: the reason the server gives on the live socket (`session:ended`, which follows the
+   * refusal by a few milliseconds), or undefined at once without a connection, or once the socket dropped or
+   * 1.5 s passed without one.
+   */
+  private awaitEndReason(): Promise<SessionEndReason | undefined> {
+    if (!this.connection.connected) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const done = (reason: SessionEndReason | undefined) => {
+        clearTimeout(timer);
+        offAnnounced();
+        offState();
+        resolve(reason);
+      };
+      const timer = setTimeout(() => done(undefined), END_REASON_WAIT_MS);
+      const offAnnounced = this.connection.events.on('endAnnounced', (reason) => done(reason));
+      const offState = this.connection.events.on('state', (state) => {
+        if (state !== 'connected') done(undefined);
+      });
+    });
+  }
+
+  /**
    * The REST transport with the session kept alive: an expired token is refreshed before the request, and a
    * request answered UNAUTHORIZED is sent once more after a successful refresh.
    */
@@ -485,6 +514,7 @@ export class XFChatClient {
     events.on('unauthorized', (error) => {
       if (!this.leaving) this.events.emit('unauthorized', error);
     });
+    events.on('endAnnounced', (reason) => this.keeper.noteEndReason(reason));
     events.on('sessionEnded', (reason) => this.keeper.end(reason));
     socket.on('user:updated', (user) => this.events.emit('user:updated', user));
     socket.on('message:new', (message) => this.subscriptions.get(message.conversationId)?.handleNew(message));

@@ -34,6 +34,8 @@ export interface ConnectionEvents {
   unauthorized: XFChatError;
   /** The server ended this session and said why (`session:ended`); reconnecting stopped. */
   sessionEnded: SessionEndReason;
+  /** The server's `session:ended` as it arrives, before the disconnect that follows it. */
+  endAnnounced: SessionEndReason;
 }
 
 export interface ConnectionOptions {
@@ -89,6 +91,7 @@ export class Connection {
     this.socket = options.url === undefined ? io(socketOptions) : io(options.url, socketOptions);
     this.socket.on('session:ended', ({ reason }) => {
       this.endedReason = reason;
+      this.events.emit('endAnnounced', reason);
     });
     this.socket.on('connect', () => {
       this.attempts = 0;

@@ -29,6 +29,11 @@ export interface TokenKeeperDeps {
   onEnded: (reason: SessionEndReason) => void;
   /** A timed refresh failed for another reason (network, server); it is retried with backoff. */
   onRefreshError: (error: XFChatError) => void;
+  /**
+   * After a refused refresh: the reason the live socket announces, if there is one (the server's 401 is the same for
+   * an unknown, expired or reused refresh token).
+   */
+  awaitEndReason?: () => Promise<SessionEndReason | undefined>;
 }
 
 /**
@@ -89,14 +94,15 @@ export class TokenKeeper {
     return this.inFlight;
   }
 
-  /** Before a request: refreshes first if the access token has expired (e.g. after the machine slept). */
+  /**
+   * Before a request: refreshes first if the access token has expired (e.g. after the machine slept), joining a
+   * refresh already in flight. While the access token is still valid the request goes ahead with it, neither
+   * waiting for a timed refresh in flight nor failing with it.
+   */
   async ensureFresh(): Promise<void> {
     const { expiresAt } = this.deps.session;
-    if (this.inFlight) {
-      await this.inFlight;
-      return;
-    }
-    if (this.canRefresh && expiresAt !== undefined && Date.now() >= expiresAt) await this.refresh();
+    if (!this.canRefresh || expiresAt === undefined || Date.now() < expiresAt) return;
+    await this.refresh();
   }
 
   /** Ends the session locally: tokens gone, the application told why. */
@@ -121,8 +127,12 @@ export class TokenKeeper {
     } catch (err) {
       const error = toXFChatError(err);
       if (error.code === 'UNAUTHORIZED') {
-        // Expired, revoked while offline, or already used: this session is over either way.
-        this.end(this.knownReason ?? 'expired');
+        // Expired, revoked while offline, or already used: this session is over either way. A connected socket
+        // hears why in a moment (a reuse ends the session on every node): report that reason if it comes.
+        const announced = this.knownReason ?? (await this.deps.awaitEndReason?.());
+        // Logged out or in again meanwhile: that is not the session that was refused.
+        if (this.deps.session.refreshToken !== refreshToken) return false;
+        this.end(announced ?? this.knownReason ?? 'expired');
         return false;
       }
       // The server could not be reached or could not answer: keep the tokens and try again soon.

@@ -136,6 +136,60 @@ describe('client SDK: sessions, refresh and their end', function () {
     expect(alice.client.refreshToken).to.equal(undefined);
   });
 
+  it('reports a reused refresh token as reused when the socket says so, and as expired over REST alone', async () => {
+    for (const connected of [true, false]) {
+      const alice = await signedUp();
+      if (connected) await alice.client.connect();
+      // Someone else (a thief) refreshes with alice's current refresh token first.
+      const stolen = await fetch(`${server.url}/auth/refresh`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ refreshToken: alice.client.refreshToken }),
+      });
+      expect(stolen.status).to.equal(200);
+      // Alice's next refresh presents the spent token: a reuse, which ends the session.
+      alice.client.token = 'stale';
+      expect(await failure(alice.client.me())).to.include({ code: 'UNAUTHORIZED' });
+      // The 401 is the same for an unknown, expired or reused token; only the socket hears the reason.
+      expect(alice.ended, connected ? 'connected' : 'REST only').to.deep.equal([
+        { reason: connected ? 'reused' : 'expired' },
+      ]);
+      expect(alice.client.refreshToken).to.equal(undefined);
+    }
+  });
+
+  it('keeps using a still valid access token while a timed refresh fails', async () => {
+    let releaseRefresh: (() => void) | undefined;
+    let refreshes = 0;
+    const gated: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.endsWith('/auth/refresh')) {
+        // Held until the test lets it go, then the server is "unavailable".
+        refreshes++;
+        await new Promise<void>((resolve) => (releaseRefresh = resolve));
+        const body = { error: { code: 'DB_UNAVAILABLE', message: 'The database is unavailable.' } };
+        return new Response(JSON.stringify(body), { status: 503 });
+      }
+      const response = await fetch(input, init);
+      if (!url.endsWith('/auth/signup')) return response;
+      // The token lasts 15 minutes; the client is told 4 s, so its timed refresh comes after 1.5 s.
+      const auth = (await response.json()) as Record<string, unknown>;
+      return new Response(JSON.stringify({ ...auth, expiresIn: 4 }), { status: response.status });
+    };
+    const client = pool.open(server.url, { fetch: gated });
+    const refreshErrors: string[] = [];
+    client.on('refreshError', (error) => refreshErrors.push(error.code));
+    const { user } = await client.signup({ username: uniqueUsername('sdkf'), password: PASSWORD });
+    await waitFor(() => refreshes === 1, { what: 'the timed refresh' });
+    const me = client.me();
+    const friends = client.friends.list();
+    releaseRefresh!();
+    expect((await me).id).to.equal(user.id);
+    expect(await friends).to.deep.equal([]);
+    await waitFor(() => refreshErrors.length === 1, { what: 'the refresh error' });
+    expect(refreshErrors).to.deep.equal(['DB_UNAVAILABLE']);
+  });
+
   it('reconnects the socket with a fresh token after its old one was refused', async () => {
     const proxy = await startProxy(server.url);
     try {
