@@ -42,6 +42,15 @@ export class RateLimiter {
   }
 
   take(key: string, cost = 1): TakeResult {
+    return this.check(key, cost, true);
+  }
+
+  /** Whether `take(key, cost)` would be allowed now, taking nothing. */
+  peek(key: string, cost = 1): TakeResult {
+    return this.check(key, cost, false);
+  }
+
+  private check(key: string, cost: number, consume: boolean): TakeResult {
     if (this.disabled) return { allowed: true, retryAfterSeconds: 0 };
     const now = this.now();
     this.sweep(now);
@@ -51,7 +60,7 @@ export class RateLimiter {
     bucket.updatedAt = now;
     this.buckets.set(key, bucket);
     if (bucket.tokens >= cost) {
-      bucket.tokens -= cost;
+      if (consume) bucket.tokens -= cost;
       return { allowed: true, retryAfterSeconds: 0 };
     }
     return {

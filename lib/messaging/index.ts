@@ -98,7 +98,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       if (report.heldUp) metrics.observeHeldUpStart();
     },
   });
-  const membership = createMembership(db.knex);
+  const membership = createMembership(db.knex, { missesPerSecond: config.limits.readsPerSecond });
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,

@@ -1,10 +1,14 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
+import { RateLimiter } from '../rateLimiter.js';
 
 /**
  * Who takes part in which conversation, as this node has seen it: a cache of confirmed (conversation, user)
  * pairs in front of a one-row lookup. Only confirmations are cached, so a non-participant costs one primary-key
  * probe whether the conversation exists or not (timing reveals nothing), and a big group is never loaded whole.
+ * Lookups that find nothing are what a client probing random ids causes (every event of every socket of a user
+ * could be one): each takes a token of the user's own bucket (`missesPerSecond`, bursts of twice that; 0 = off),
+ * and while it is empty the answer is RATE_LIMITED without a lookup, whatever the conversation.
  *
  * Entries are dropped by `invalidate()` (membership.changed on the control bus, from any node) and all of them
  * by `invalidateAll()` (after the bus reconnects, when events may have been missed). The writer checks
@@ -28,9 +32,17 @@ interface Entry {
 /** Past this many cached conversations the cache starts over: a bound, not a policy. */
 const MAX_CACHED_CONVERSATIONS = 100_000;
 
-export function createMembership(knex: Knex): Membership {
+export function createMembership(
+  knex: Knex,
+  options: { missesPerSecond?: number; now?: () => number } = {},
+): Membership {
   const cache = new Map<string, Entry>();
   let generation = 0;
+  const misses = new RateLimiter({
+    ratePerSecond: options.missesPerSecond ?? 0,
+    burst: (options.missesPerSecond ?? 0) * 2,
+    ...(options.now ? { now: options.now } : {}),
+  });
 
   async function lookUp(conversationId: string, userId: string): Promise<boolean> {
     const result = await knex.raw<{ rows: unknown[] }>(
@@ -45,7 +57,12 @@ export function createMembership(knex: Knex): Membership {
       const entry = cache.get(conversationId);
       if (entry?.members.has(userId)) return;
       const seenAt = entry?.generation ?? generation;
-      if (!(await lookUp(conversationId, userId))) throw new AppError('NOT_FOUND');
+      const budget = misses.peek(userId);
+      if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
+      if (!(await lookUp(conversationId, userId))) {
+        misses.take(userId);
+        throw new AppError('NOT_FOUND');
+      }
       const current = cache.get(conversationId);
       if (current) {
         if (current.generation === seenAt) current.members.add(userId);

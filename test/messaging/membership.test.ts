@@ -47,6 +47,38 @@ describe('messaging/membership: the participant cache (PostgreSQL)', () => {
     expect(queries).to.equal(1);
   });
 
+  it('answers RATE_LIMITED without a lookup once a user’s lookups found nothing too often, but still confirms from the cache', async () => {
+    let clock = 0;
+    const membership = createMembership(db.knex, { missesPerSecond: 2, now: () => clock });
+    await membership.assert(conversationId, alice);
+    queries = 0;
+    // A burst of twice the rate finds nothing, each with a lookup.
+    for (let i = 0; i < 4; i++) {
+      expect(code(await membership.assert(crypto.randomUUID(), alice).catch((e: unknown) => e))).to.equal(
+        'NOT_FOUND',
+      );
+    }
+    expect(queries).to.equal(4);
+    const refused = (await membership
+      .assert(crypto.randomUUID(), alice)
+      .catch((e: unknown) => e)) as AppError;
+    expect(refused.code).to.equal('RATE_LIMITED');
+    expect(refused.retryAfter).to.equal(1);
+    expect(queries).to.equal(4);
+    // The user's own conversation, confirmed before, still is; another user is not held.
+    await membership.assert(conversationId, alice);
+    expect(code(await membership.assert(crypto.randomUUID(), bob).catch((e: unknown) => e))).to.equal(
+      'NOT_FOUND',
+    );
+    expect(queries).to.equal(5);
+    // Half a second gives the user one lookup back.
+    clock += 500;
+    expect(code(await membership.assert(crypto.randomUUID(), alice).catch((e: unknown) => e))).to.equal(
+      'NOT_FOUND',
+    );
+    expect(queries).to.equal(6);
+  });
+
   it('costs a non-participant one lookup whether the conversation exists or not, and caches no refusal', async () => {
     const membership = createMembership(db.knex);
     queries = 0;
