@@ -256,7 +256,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'history reads per user per second on each node, REST and Socket.IO together, bursts of twice that; as many lookups of conversations the user is not in (`0` = off)',
+    doc: 'history reads and conversation pages per user per second on each node, REST and Socket.IO together, bursts of twice that; as many lookups of conversations the user is not in (`0` = off)',
   },
   RATE_LIMIT_LOOKUPS_PER_MIN: {
     kind: 'int',

@@ -41,6 +41,11 @@ export interface MessageService {
    */
   change(userId: string, conversationId: string, input: ChangeInput): Promise<{ message: PublicMessage }>;
   history(userId: string, conversationId: string, window: HistoryWindow): Promise<HistoryPage>;
+  /**
+   * Runs another big read of the user's (a page of conversations with their participants) within the same
+   * budget as history pages: RATE_LIMITED past it.
+   */
+  withinReadBudget<T>(userId: string, read: () => Promise<T>): Promise<T>;
   /** Every message changed (or created) after version `since`, by version. */
   changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
@@ -169,6 +174,10 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
         deps.onPageRead?.(conversationId, page);
         return page;
       });
+    },
+
+    withinReadBudget(userId, read) {
+      return reads.run(userId, read);
     },
 
     changes(userId, conversationId, since, limit) {

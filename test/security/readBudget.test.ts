@@ -63,6 +63,24 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     expect((await request(server.url, 'GET', '/auth/me', { token: other.token })).status).to.equal(200);
   });
 
+  it('counts pages of conversations and single conversations against the read budget', async () => {
+    const reader = await newUser(server);
+    const other = await newUser(server);
+    const conversationId = await groupOf(reader);
+    const reads = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        request(server.url, 'GET', i % 2 === 0 ? '/conversations' : `/conversations/${conversationId}`, {
+          token: reader.token,
+        }),
+      ),
+    );
+    const answered = reads.filter((r) => r.status === 200).length;
+    // The burst of 10, plus what refilled while they ran.
+    expect(answered, 'reads answered').to.be.within(1, 14);
+    for (const res of reads.filter((r) => r.status !== 200)) expectError(res, 429, 'RATE_LIMITED');
+    expect((await request(server.url, 'GET', '/conversations', { token: other.token })).status).to.equal(200);
+  });
+
   it('limits username lookups per user (RATE_LIMIT_LOOKUPS_PER_MIN)', async () => {
     const [looker, other, target] = [await newUser(server), await newUser(server), await newUser(server)];
     const lookup = (user: TestUser) =>

@@ -11,7 +11,7 @@ import { addMessageRoutes } from './messages.js';
  * routes (lib/http/routes/messages.ts) share this router and its auth.
  */
 export function conversationRoutes(services: Services): Router {
-  const { conversations } = services;
+  const { conversations, messages } = services;
   const router = Router();
   router.use('/conversations', requireAuth(services));
 
@@ -27,13 +27,19 @@ export function conversationRoutes(services: Services): Router {
     res.status(201).json({ conversation });
   });
 
+  // A page of conversations carries every participant of each (up to 200 groups of 1000 people): within the
+  // user's read budget, like a page of history.
   router.get('/conversations', async (req, res) => {
     const { limit = PAGE_LIMIT.default, cursor } = parse(restSchemas.conversationList, req.query);
-    res.json(await conversations.list(currentUser(req).id, { limit, cursor }));
+    const me = currentUser(req).id;
+    res.json(await messages.withinReadBudget(me, () => conversations.list(me, { limit, cursor })));
   });
 
   router.get('/conversations/:id', async (req, res) => {
-    res.json({ conversation: await conversations.get(currentUser(req).id, pathId(req.params.id)) });
+    const me = currentUser(req).id;
+    const conversationId = pathId(req.params.id);
+    const conversation = await messages.withinReadBudget(me, () => conversations.get(me, conversationId));
+    res.json({ conversation });
   });
 
   router.patch('/conversations/:id', async (req, res) => {
