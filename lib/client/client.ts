@@ -15,7 +15,7 @@ import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
 import { XFChatError, toXFChatError } from './errors.js';
 import { createHttp, type HttpRequest, type Session } from './http.js';
-import { Closing, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
+import { Closing, closedError, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
@@ -309,6 +309,7 @@ export class XFChatClient {
    * or with CLIENT_CLOSED.
    */
   send(conversationId: string, body: string, options: SendOptions = {}): Promise<PublicMessage> {
+    if (this.closing.closed) return Promise.reject(closedError());
     if (this.connection.state === 'disconnected')
       return Promise.reject(new XFChatError('NOT_CONNECTED', 'Call connect() before send().'));
     const clientMsgId = options.clientMsgId ?? newClientMsgId();

@@ -138,11 +138,19 @@ export class Connection {
   }
 
   /**
-   * Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused, or with the
-   * error of a disconnect() that comes first.
+   * Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused (at once
+   * without a token: nobody is logged in), or with the error of a disconnect() that comes first.
    */
   connect(): Promise<void> {
     if (this.closed.signal.aborted) return Promise.reject(closedError());
+    if (this.current === 'disconnected' && this.options.session.token === undefined) {
+      const error = new XFChatError(
+        'UNAUTHORIZED',
+        'Nobody is logged in: call login(), signup() or resume() before connect().',
+      );
+      this.stop(error);
+      return Promise.reject(error);
+    }
     if (this.current === 'disconnected') {
       this.refused = undefined;
       this.setState(this.everConnected ? 'reconnecting' : 'connecting');
@@ -285,7 +293,13 @@ export class Connection {
       (fresh) => {
         if (this.closed.signal.aborted || this.current === 'disconnected') return;
         if (fresh) this.socket.connect();
-        else this.stop(new XFChatError('UNAUTHORIZED', 'The session has ended.'));
+        else
+          this.stop(
+            new XFChatError(
+              'UNAUTHORIZED',
+              'The server refused the token and there is none to renew it with.',
+            ),
+          );
       },
       () => {
         // The refresh itself could not get through (network, server): try the whole thing again later.

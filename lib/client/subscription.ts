@@ -88,6 +88,7 @@ export class Subscription {
   private readonly stop = new AbortController();
   private readonly waiters: Array<{ resolve: () => void; reject: (err: XFChatError) => void }> = [];
   private readonly offConnect: () => void;
+  private readonly offUnauthorized: () => void;
 
   constructor(
     readonly conversationId: string,
@@ -98,6 +99,11 @@ export class Subscription {
     this.offConnect = deps.connection.events.on('connect', () => {
       this.needSubscribe = true;
       this.kick();
+    });
+    // The connection stopped for want of a usable token: whoever waits for whenReady() hears it now. The
+    // subscription itself carries on with the next connect() (after a new login, say).
+    this.offUnauthorized = deps.connection.events.on('unauthorized', (error) => {
+      if (!this.isCaughtUp()) for (const waiter of this.waiters.splice(0)) waiter.reject(error);
     });
     this.kick();
   }
@@ -124,7 +130,9 @@ export class Subscription {
   /**
    * Resolves once the subscription is established and caught up (every message up to the server's last seq
    * at that moment has been delivered, and after a reconnection or from `sinceVersion` every change read from
-   * the feed); rejects if it ended with an error first.
+   * the feed); rejects if it ended with an error first, and with UNAUTHORIZED if the connection stops first because
+   * its token is refused or nobody is logged in (the subscription stays active and carries on at the next
+   * connect(): call whenReady() again then).
    */
   whenReady(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
@@ -173,6 +181,7 @@ export class Subscription {
     if (this.holeTimer) clearTimeout(this.holeTimer.timer);
     this.holeTimer = undefined;
     this.offConnect();
+    this.offUnauthorized();
     this.pending.clear();
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
     this.deps.onEnded();
@@ -323,9 +332,16 @@ export class Subscription {
     if (this.options.limit !== undefined) request.limit = this.options.limit;
     const result = await this.deps.connection.request('conversation:subscribe', request);
     if (this.last === undefined) {
-      // Without afterSeq the server sent the newest page: delivery starts at its first message.
+      // Without afterSeq the server sent the newest page: delivery starts at its first message. An afterSeq beyond
+      // the conversation's last seq (an app's store from elsewhere) counts as that last seq, so the next message
+      // is delivered as new rather than taken for an update of one never delivered.
       const first = result.messages[0];
-      this.last = afterSeq ?? (first ? first.seq - 1 : result.lastSeq);
+      this.last =
+        afterSeq === undefined
+          ? first
+            ? first.seq - 1
+            : result.lastSeq
+          : Math.min(afterSeq, result.lastSeq);
     }
     if (this.synced === undefined) {
       // The page is the state at the ack's version, and every later change arrives as an event.

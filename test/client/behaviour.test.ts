@@ -115,6 +115,18 @@ describe('client SDK: lifecycle, send order and misuse', function () {
     expect([[], ['before close']]).to.deep.include(stored.map((m) => m.body));
   });
 
+  it('rejects send() and connect() after close() with CLIENT_CLOSED', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const client = pool.open(server.url, { token: alice.token });
+    await client.connect();
+    client.close();
+    for (const call of [client.send(conversationId, 'too late'), client.connect()]) {
+      const error = await call.catch((err: unknown) => err);
+      expect(error).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+    }
+    expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+  });
+
   it('refuses a second subscription to one conversation with ALREADY_SUBSCRIBED', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const client = pool.open(server.url, { token: alice.token });

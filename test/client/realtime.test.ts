@@ -125,6 +125,51 @@ describe('client SDK: realtime', function () {
     expect(paged.seqs()).to.deep.equal([1, 2, 3, 4, 5, 6]);
   });
 
+  it('counts an afterSeq beyond the conversation’s last seq as that last seq: later messages are new, not updates', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    for (let i = 1; i <= 3; i++) await a.messages.put(conversationId, `pre-${i}`, `pre ${i}`);
+    await a.connect();
+    const got = collector();
+    const updates: number[] = [];
+    const sub = a.subscribe(conversationId, got.onMessage, {
+      afterSeq: 100,
+      onUpdate: (m) => updates.push(m.seq),
+    });
+    await sub.whenReady();
+    expect(sub.lastSeq).to.equal(3);
+    await a.send(conversationId, 'after');
+    await waitFor(() => got.messages.length === 1, { what: 'the new message' });
+    expect(got.seqs()).to.deep.equal([4]);
+    expect(updates).to.deep.equal([]);
+    expect(sub.lastSeq).to.equal(4);
+  });
+
+  it('rejects whenReady() of a subscription made before a connect() refused for want of a login, and carries on after one', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const client = pool.open(server.url);
+    const errors: string[] = [];
+    const got = collector();
+    const sub = client.subscribe(conversationId, got.onMessage, { onError: (err) => errors.push(err.code) });
+    const ready = sub.whenReady().catch((err: unknown) => err);
+    const refused = await client.connect().catch((err: unknown) => err);
+    expect(refused).to.be.instanceOf(XFChatError).and.include({ code: 'UNAUTHORIZED' });
+    expect((refused as XFChatError).message)
+      .to.match(/log/i)
+      .and.not.match(/session has ended/);
+    expect(await ready)
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'UNAUTHORIZED' });
+    expect(errors).to.deep.equal([]);
+    expect(sub.isActive).to.equal(true);
+    // Signed in and connected, the same subscription starts.
+    client.token = alice.token;
+    await client.connect();
+    await sub.whenReady();
+    await client.send(conversationId, 'now signed in');
+    await waitFor(() => got.messages.length === 1, { what: 'the message' });
+  });
+
   it('ends a subscription with NOT_FOUND for a conversation the user is not in', async () => {
     const { alice } = await directPair(server, pool);
     const a = pool.open(server.url, { token: alice.token });
