@@ -9,7 +9,12 @@ import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
 import { coalesceWrites } from './coalesce.js';
-import { createConnectionLimits, originAllowRequest, socketPacketGuard } from './limits.js';
+import {
+  createConnectionLimits,
+  createWaitingTransports,
+  originAllowRequest,
+  socketPacketGuard,
+} from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
 import { createSocketRevalidation, type SocketRevalidation } from './revalidation.js';
@@ -41,6 +46,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** Socket.IO's heartbeat (its defaults, stated): a client that answers no ping for their sum is gone. */
 const PING_INTERVAL_MS = 25_000;
 const PING_TIMEOUT_MS = 20_000;
+/** How long a new transport may take to send its handshake (a CONNECT with its token). */
+const CONNECT_TIMEOUT_MS = 10_000;
 /** How often every socket's queue is looked at for the stall timeout. */
 const BACKPRESSURE_SWEEP_MS = 5000;
 
@@ -51,15 +58,28 @@ const BACKPRESSURE_SWEEP_MS = 5000;
 export function createRealtime(deps: { config: Readonly<Config>; db: Database; logger: Logger }): Realtime {
   const { config, db, logger } = deps;
   // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
+  const originAllowed = originAllowRequest(config.corsOrigins, config.trustProxy);
+  const waitingTransports = createWaitingTransports({
+    perIp: config.limits.connectionsPerIp,
+    trustProxy: config.trustProxy,
+  });
   const adapterPool = createAdapterPool(config.database, logger, () => revalidation.request());
   const io: AppServer = new Server({
     serveClient: false,
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
     maxHttpBufferSize: config.limits.socketMaxBytes,
-    // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright.
+    // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright, and
+    // a new transport from an address with too many waiting for their handshake.
     cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins] } : undefined,
-    allowRequest: originAllowRequest(config.corsOrigins, config.trustProxy),
+    allowRequest: (req, callback) =>
+      originAllowed(req, (err, allowed) => {
+        if (!allowed) callback(err, false);
+        else if (!waitingTransports.allows(req)) callback('too many connections waiting', false);
+        else callback(null, true);
+      }),
+    // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s).
+    connectTimeout: CONNECT_TIMEOUT_MS,
     adapter: createAdapter(adapterPool, {
       errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
     }),
@@ -157,6 +177,8 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     revalidation,
     attach(httpServer) {
       io.attach(httpServer);
+      // The engine exists from here on.
+      waitingTransports.watch(io);
     },
     close() {
       closing ??= doClose();

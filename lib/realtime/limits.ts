@@ -4,7 +4,7 @@ import { AppError, toAck } from '../errors.js';
 import { clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
-import type { AppSocket } from './io.js';
+import type { AppServer, AppSocket } from './io.js';
 import { clientEventSchemas } from '../protocol/schemas.js';
 
 /** The events a client may emit: those with a schema. Anything else is answered with an error ack. */
@@ -21,6 +21,49 @@ export function originAllowRequest(
   return (req, callback) => {
     if (isOriginAllowed(req, origins, trustProxy)) callback(null, true);
     else callback('origin not allowed', false);
+  };
+}
+
+/**
+ * Transports (engine.io connections) that have not connected a socket yet, per client IP: each costs memory
+ * (about 7 KB) until its socket connects or Socket.IO's connect timeout ends it, and anyone may open them, with
+ * one anonymous request apiece. Past `perIp` waiting at once from one address, a new one is refused (engine.io's
+ * `403 Forbidden`); 0 is off. A client's transport waits only for its own handshake, a few milliseconds.
+ */
+export interface WaitingTransports {
+  /** For `allowRequest`: whether the address may open one more. */
+  allows(req: IncomingMessage): boolean;
+  /** Counts the server's transports from their creation until their socket connects or they close. */
+  watch(io: AppServer): void;
+  /** Transports of an address waiting now (for tests). */
+  count(address: string): number;
+}
+
+export function createWaitingTransports(options: { perIp: number; trustProxy: number }): WaitingTransports {
+  const waiting = new LiveCounts();
+  const addressOf = (req: IncomingMessage) =>
+    clientAddress(req.headers, req.socket.remoteAddress, options.trustProxy);
+  return {
+    allows: (req) => options.perIp <= 0 || waiting.get(addressOf(req)) < options.perIp,
+    watch(io) {
+      if (options.perIp <= 0) return;
+      // Each waiting transport's way out of the count, called once: at its socket's connection or its close.
+      const leave = new WeakMap<object, () => void>();
+      io.engine.on('connection', (transport: AppSocket['conn']) => {
+        const address = addressOf(transport.request);
+        waiting.add(address);
+        let counted = true;
+        const done = () => {
+          if (!counted) return;
+          counted = false;
+          waiting.remove(address);
+        };
+        leave.set(transport, done);
+        transport.once('close', done);
+      });
+      io.on('connection', (socket) => leave.get(socket.conn)?.());
+    },
+    count: (address) => waiting.get(address),
   };
 }
 

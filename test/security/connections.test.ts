@@ -118,3 +118,40 @@ describe('connections: slots and silent clients', function () {
     }
   });
 });
+
+describe('connections: transports waiting for their handshake, per address', function () {
+  this.timeout(30_000);
+  const { server, pool } = useNode({ env: { MAX_CONNECTIONS_PER_IP: '3' } });
+
+  /** An engine.io polling handshake, as anyone may send it: its session id, or the refusal's status. */
+  async function openPolling(): Promise<{ status: number; sid?: string }> {
+    const res = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    const text = await res.text();
+    if (res.status !== 200) return { status: res.status };
+    // `0{"sid":...}`: the open packet.
+    return { status: 200, sid: (JSON.parse(text.slice(1)) as { sid: string }).sid };
+  }
+  /** Ends a polling transport with a close packet. */
+  const closePolling = (sid: string) =>
+    fetch(`${server.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '1' });
+
+  it('refuses a new transport from an address with MAX_CONNECTIONS_PER_IP waiting, not from one whose sockets connected', async () => {
+    // Connected sockets do not wait: three of them leave the address's waiting count at zero.
+    for (let i = 0; i < 3; i++) await pool.open(server.url, await newUser(server));
+    const waiting = await Promise.all([openPolling(), openPolling(), openPolling()]);
+    expect(waiting.map((w) => w.status)).to.deep.equal([200, 200, 200]);
+    expect((await openPolling()).status).to.equal(403);
+    // One of them ends: room for one more.
+    const [first, ...rest] = waiting.map((w) => w.sid ?? '');
+    await closePolling(first ?? '');
+    const another = await waitFor(
+      async () => {
+        const opened = await openPolling();
+        return opened.status === 200 ? opened.sid : undefined;
+      },
+      { what: 'a freed place' },
+    );
+    expect((await openPolling()).status).to.equal(403);
+    for (const sid of [...rest, another]) await closePolling(sid);
+  });
+});
