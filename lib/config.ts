@@ -264,7 +264,7 @@ export const SETTINGS = {
     default: 60,
     min: 0,
     max: 1_000_000,
-    doc: 'user searches and lookups by name (`GET /users`) per user per minute on each node (`0` = off)',
+    doc: 'user searches and lookups by name (`GET /users`) and friend requests (they name a username) per user per minute on each node (`0` = off)',
   },
   RATE_LIMIT_CONVERSATIONS_PER_MIN: {
     kind: 'int',

@@ -13,7 +13,7 @@ import { blockRoutes } from './routes/blocks.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { friendRoutes } from './routes/friends.js';
 import { healthRoutes } from './routes/health.js';
-import { userRoutes } from './routes/users.js';
+import { createLookupBudget, userRoutes } from './routes/users.js';
 import { webRoutes } from './webStatic.js';
 
 /** Body limit of the contract: larger bodies get 413 PAYLOAD_TOO_LARGE. */
@@ -74,8 +74,9 @@ export function createApp(services: Services): Express {
 
   app.use(healthRoutes(services.db));
   app.use(authRoutes(services));
-  app.use(userRoutes(services));
-  app.use(friendRoutes(services));
+  const takeLookup = createLookupBudget(services.config.limits.lookupsPerMinute);
+  app.use(userRoutes(services, takeLookup));
+  app.use(friendRoutes(services, takeLookup));
   app.use(blockRoutes(services));
   app.use(conversationRoutes(services));
   app.use(metricsRoutes(services.metrics));

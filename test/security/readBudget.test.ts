@@ -92,6 +92,20 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     expect((await lookup(other)).status).to.equal(200);
   });
 
+  it('counts friend requests (by username, so they tell whether it exists) against the lookup budget', async () => {
+    const [asker, other] = [await newUser(server), await newUser(server)];
+    const askFor = (user: TestUser, username: string) =>
+      request(server.url, 'POST', '/friends/requests', { token: user.token, body: { username } });
+    // Names that exist or not, each costs a lookup.
+    expect((await askFor(asker, (await newUser(server)).username)).status).to.equal(201);
+    expect((await askFor(asker, 'nobody_by_that_name')).status).to.equal(404);
+    expect(
+      (await request(server.url, 'GET', `/users?username=${other.username}`, { token: asker.token })).status,
+    ).to.equal(200);
+    expectError(await askFor(asker, (await newUser(server)).username), 429, 'RATE_LIMITED');
+    expect((await askFor(other, (await newUser(server)).username)).status).to.equal(201);
+  });
+
   it('a subscribe refused by the budget leaves the socket unsubscribed and working', async () => {
     const reader = await newUser(server);
     const conversationId = await groupOf(reader);

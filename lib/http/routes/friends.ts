@@ -3,18 +3,21 @@ import { restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
 import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
+import type { LookupBudget } from './users.js';
 
 /**
  * Friend requests and friendships (`/friends/...`), all behind bearer auth. Path ids that are not UUIDs are
  * 404 NOT_FOUND, like ids that do not exist.
  */
-export function friendRoutes(services: Services): Router {
+export function friendRoutes(services: Services, takeLookup: LookupBudget): Router {
   const { social } = services;
   const router = Router();
   router.use('/friends', requireAuth(services));
 
   router.post('/friends/requests', async (req, res) => {
     const { username } = parse(restSchemas.friendRequest, req.body);
+    // By username: it tells whether the name exists, as a lookup does.
+    takeLookup(currentUser(req).id);
     const { request, created } = await social.sendRequest(currentUser(req).id, username);
     res.status(created ? 201 : 200).json({ request });
   });

@@ -17,18 +17,30 @@ import { clientIp } from './auth.js';
  * - `GET /users/:id`: any user by id, deleted ones included (as "Deleted user"), so a client can name the sender
  *   of an old message;
  * - `GET /users/me` (as `GET /auth/me`), `PATCH /users/me {displayName}` and `DELETE /users/me {password}`.
- * Searches and lookups by name share one budget per user (RATE_LIMIT_LOOKUPS_PER_MIN, bursts of the same
- * number), so an account cannot walk the directory either.
+ * Searches and lookups by name share one budget per user with friend requests ({@link createLookupBudget}), so
+ * an account cannot walk the directory either.
  */
-export function userRoutes(services: Services): Router {
-  const perMinute = services.config.limits.lookupsPerMinute;
+/**
+ * The per-user budget of lookups by name (RATE_LIMIT_LOOKUPS_PER_MIN, bursts of the same number): user searches,
+ * lookups by username, and friend requests, which name their addressee by username and so tell whether it
+ * exists. Takes one; RATE_LIMITED past the budget.
+ */
+export type LookupBudget = (userId: string) => void;
+
+export function createLookupBudget(perMinute: number): LookupBudget {
   const lookups = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
+  return (userId) => {
+    const taken = lookups.take(userId);
+    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+  };
+}
+
+export function userRoutes(services: Services, takeLookup: LookupBudget): Router {
   const router = Router();
   const bearer = requireAuth(services);
 
   router.get('/users', bearer, async (req, res) => {
-    const taken = lookups.take(currentUser(req).id);
-    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+    takeLookup(currentUser(req).id);
     if (req.query.q !== undefined) {
       const { q, limit = USER_SEARCH_MAX } = parse(restSchemas.userSearch, req.query);
       res.json({ users: await services.social.searchUsers(currentUser(req).id, q, limit) });
