@@ -17,7 +17,7 @@ import {
 } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
-import { createSocketRevalidation, type SocketRevalidation } from './revalidation.js';
+import { createSocketRevalidation } from './revalidation.js';
 
 export interface SocketData {
   userId: string;
@@ -34,8 +34,6 @@ export interface Realtime {
   readonly io: AppServer;
   /** What this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES). */
   readonly backpressure: Backpressure;
-  /** This node's sockets checked against the database, for the cluster events it may have missed. */
-  readonly revalidation: SocketRevalidation;
   attach(httpServer: HttpServer): void;
   /** Disconnects every socket of this node and stops the adapter; idempotent. */
   close(): Promise<void>;
@@ -57,12 +55,12 @@ const BACKPRESSURE_SWEEP_MS = 5000;
  */
 export function createRealtime(deps: { config: Readonly<Config>; db: Database; logger: Logger }): Realtime {
   const { config, db, logger } = deps;
-  // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
   const originAllowed = originAllowRequest(config.corsOrigins, config.trustProxy);
   const waitingTransports = createWaitingTransports({
     perIp: config.limits.connectionsPerIp,
     trustProxy: config.trustProxy,
   });
+  // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
   const adapterPool = createAdapterPool(config.database, logger, () => revalidation.request());
   const io: AppServer = new Server({
     serveClient: false,
@@ -174,7 +172,6 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   return {
     io,
     backpressure,
-    revalidation,
     attach(httpServer) {
       io.attach(httpServer);
       // The engine exists from here on.

@@ -35,8 +35,6 @@ export interface WaitingTransports {
   allows(req: IncomingMessage): boolean;
   /** Counts the server's transports from their creation until their socket connects or they close. */
   watch(io: AppServer): void;
-  /** Transports of an address waiting now (for tests). */
-  count(address: string): number;
 }
 
 export function createWaitingTransports(options: { perIp: number; trustProxy: number }): WaitingTransports {
@@ -63,7 +61,6 @@ export function createWaitingTransports(options: { perIp: number; trustProxy: nu
       });
       io.on('connection', (socket) => leave.get(socket.conn)?.());
     },
-    count: (address) => waiting.get(address),
   };
 }
 
