@@ -275,11 +275,6 @@ export class Connection {
     this.events.removeAll();
   }
 
-  /** The signal that aborts when close() is called. */
-  get closeSignal(): AbortSignal {
-    return this.closed.signal;
-  }
-
   /** The handshake refused the token: renew it once and retry, or stop. */
   private onRefused(): void {
     const renew = this.options.renewToken;
