@@ -6,7 +6,7 @@ import { disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { adminQuery } from './helpers/postgres.js';
-import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
+import { insertFriendship, insertUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
 /**
@@ -42,6 +42,17 @@ describe('sockets checked against the database, for cluster events a node missed
 
   const newUser = () => insertUser(a.services.db.knex, a.services.config);
 
+  /** A group of a new owner with a new member, whose socket on node b is subscribed to it. */
+  async function groupWithMemberOnB() {
+    const owner = await newUser();
+    const member = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, member.id);
+    const group = await createGroup(a.url, owner, [member]);
+    const socket = await pool.open(b.url, member);
+    await subscribe(socket, group.id);
+    return { owner, member, group, socket };
+  }
+
   afterEach(async () => {
     // The next test starts with both nodes listening.
     await waitFor(async () => (await listeners()) === 2, { what: 'both adapters to listen again' });
@@ -63,12 +74,7 @@ describe('sockets checked against the database, for cluster events a node missed
   });
 
   it('a participant removed while their node was not listening leaves the room and hears conversation:removed', async () => {
-    const owner = await newUser();
-    const bob = await newUser();
-    await insertFriendship(a.services.db.knex, owner.id, bob.id);
-    const group = await createGroup(a.url, owner, [bob]);
-    const bobOnB = await pool.open(b.url, bob);
-    await subscribe(bobOnB, group.id);
+    const { owner, member: bob, group, socket: bobOnB } = await groupWithMemberOnB();
     const removed = record(bobOnB, 'conversation:removed');
     const messages = record(bobOnB, 'message:new');
 
@@ -92,13 +98,8 @@ describe('sockets checked against the database, for cluster events a node missed
 
   it('the timer finds an ended session or a lost membership with no event at all, and tells why', async () => {
     const { knex } = b.services.db;
-    const owner = await newUser();
-    const carol = await newUser();
+    const { member: carol, group, socket: carolOnB } = await groupWithMemberOnB();
     const dave = await newUser();
-    await insertFriendship(knex, owner.id, carol.id);
-    const group = await createGroup(a.url, owner, [carol]);
-    const carolOnB = await pool.open(b.url, carol);
-    await subscribe(carolOnB, group.id);
     const daveOnB = await pool.open(b.url, dave);
     const carolRemoved = record(carolOnB, 'conversation:removed');
     const daveEnded = record(daveOnB, 'session:ended');
@@ -129,12 +130,7 @@ describe('sockets checked against the database, for cluster events a node missed
   });
 
   it('leaves sockets alone whose sessions and memberships hold', async () => {
-    const owner = await newUser();
-    const erin: TestUser = await newUser();
-    await insertFriendship(a.services.db.knex, owner.id, erin.id);
-    const group = await createGroup(a.url, owner, [erin]);
-    const erinOnB = await pool.open(b.url, erin);
-    await subscribe(erinOnB, group.id);
+    const { owner, group, socket: erinOnB } = await groupWithMemberOnB();
     const removed = record(erinOnB, 'conversation:removed');
     const ended = record(erinOnB, 'session:ended');
     const messages = record(erinOnB, 'message:new');
