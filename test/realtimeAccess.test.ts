@@ -136,6 +136,27 @@ describe('realtime access control, typing and read markers over two nodes', func
     ]);
   });
 
+  it('typing of one user goes out at most 5 at once over all conversations (2 a second after), the rest acked and dropped', async () => {
+    const owner = await newUser(nodeA);
+    const [member] = await friendsOf(nodeA, owner, 1);
+    const groups = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => createGroup(nodeA.url, owner, [member!], `typing ${i}`)),
+    );
+    const typist = await pool.open(nodeA.url, owner);
+    const observer = await pool.open(nodeA.url, member!);
+    const observerSaw = record(observer, 'typing');
+    const observerMessages = record(observer, 'message:new');
+    await Promise.all(groups.map((g) => subscribe(observer, g.id)));
+    // Eight conversations at once, each the first typing of its interval: the burst of five goes out.
+    const acks = await Promise.all(groups.map((g) => typist.emitWithAck('typing', { conversationId: g.id })));
+    for (const ack of acks) expectOk(ack);
+    // A message sent after them reaches the observer's socket after every typing written to it before.
+    expectOk(await send(typist, groups[0]!.id, 'marker'));
+    await waitFor(() => observerMessages.length === 1, { what: 'the marker message' });
+    // The budget refills two a second: on a slow machine one more may have come back between the first and last.
+    expect(observerSaw.length).to.be.within(5, 6);
+  });
+
   it('read markers only move forward, never past lastSeq, and are broadcast to subscribers', async () => {
     const owner = await newUser(nodeA);
     const [member] = await friendsOf(nodeA, owner, 1);

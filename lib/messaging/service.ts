@@ -75,6 +75,14 @@ export interface MessageServiceDeps {
 
 /** Above this many remembered typists, entries older than the interval are swept. */
 const TYPING_SWEEP_AT = 10_000;
+/**
+ * Typing events of one user that go out, a second, over all conversations (bursts of {@link TYPING_BURST}):
+ * someone types in one conversation at a time, and each costs a query and a write to every subscriber of the
+ * conversation (a member of many big groups could otherwise make thousands of writes a second). Past it, typing
+ * is acked and dropped, like a repeat within a conversation's interval.
+ */
+const TYPING_PER_SECOND = 2;
+const TYPING_BURST = 5;
 
 export function createMessageService(deps: MessageServiceDeps): MessageService {
   const { knex, notify, membership, registry } = deps;
@@ -88,6 +96,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   });
   const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
   const lastTyping = new Map<string, number>();
+  const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
 
   /** Whether this typist's typing was sent less than the interval ago. */
   function typingThrottled(key: string): boolean {
@@ -208,6 +217,8 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // remembered: every typing of a blocked typist is checked (and refused), and the first after an unblock
       // goes through at once.
       if (typingThrottled(key)) return;
+      // A typing that would go out, past the user's budget over all conversations: dropped too, without a query.
+      if (!typingBudget.take(userId).allowed) return;
       const takenAt = takeTypingSlot(key);
       let blocked: boolean;
       try {
