@@ -270,6 +270,20 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       );
     });
 
+    it('refuses an address N refused refreshes a minute on a node, before any query; others refresh', async () => {
+      const madeUp = () => `${'x'.repeat(42)}${nextIp % 10}`;
+      const ip = freshIp();
+      for (let i = 0; i < N; i++) {
+        expectError(await post(a, '/auth/refresh', ip, { refreshToken: madeUp() }), 401, 'UNAUTHORIZED');
+      }
+      expectLimited(await post(a, '/auth/refresh', ip, { refreshToken: madeUp() }), 60);
+      // Another address, with a real token, is not held.
+      const username = await account(a);
+      const login = await post(a, '/auth/login', freshIp(), { username, password: PASSWORD });
+      const refreshed = await post(a, '/auth/refresh', freshIp(), { refreshToken: login.body.refreshToken });
+      expect(refreshed.status).to.equal(200);
+    });
+
     it('counts a wrong current password (password change) like a failed login', async () => {
       const username = await account(a);
       const ip = freshIp();

@@ -4,6 +4,7 @@ import type { AuthService, ClientInfo } from '../../auth/accounts.js';
 import { createLocalStrategy } from '../../auth/passport.js';
 import type { StartedSession } from '../../auth/sessions.js';
 import { AppError } from '../../errors.js';
+import { RateLimiter } from '../../rateLimiter.js';
 import type { User } from '../../models/User.js';
 import type { AuthResponse, AuthTokens } from '../../protocol/index.js';
 import { restSchemas } from '../../protocol/schemas.js';
@@ -94,15 +95,29 @@ export function authRoutes(services: Services): Router {
     res.json(authResponse(user, session));
   });
 
+  // Refused refreshes per address, RATE_LIMIT_AUTH_PER_MIN a minute on each node: anyone may post made-up tokens,
+  // two statements each, while a client's own refresh is refused once, when its session has ended.
+  const perMinute = services.config.limits.authPerMinute;
+  const refusedRefreshes = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
+
   router.post('/auth/refresh', async (req, res) => {
     const { refreshToken } = parse(restSchemas.refresh, req.body);
+    const ip = clientIp(req);
+    const budget = refusedRefreshes.peek(ip);
+    if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
     // A client that goes away mid-request (a page reloaded during its refresh) would never get the new pair and
     // keep only the spent token: its rotation is rolled back instead (SessionService.refresh).
     let gone = false;
     res.once('close', () => {
       gone = !res.writableFinished;
     });
-    const tokens = await accounts.sessions.refresh(refreshToken, () => gone);
+    let tokens;
+    try {
+      tokens = await accounts.sessions.refresh(refreshToken, () => gone);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'UNAUTHORIZED') refusedRefreshes.take(ip);
+      throw err;
+    }
     if (tokens !== undefined) res.json(tokensOf(tokens));
   });
 
