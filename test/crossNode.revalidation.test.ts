@@ -31,7 +31,8 @@ describe('sockets checked against the database, for cluster events a node missed
 
   /** Ends every node's adapter LISTEN connection and waits until none is left: the nodes hear nothing now. */
   async function cutAdapterListeners(): Promise<void> {
-    expect(await listeners()).to.equal(2);
+    // A node's adapter listens a moment after the node has started.
+    await waitFor(async () => (await listeners()) === 2, { what: 'both adapters to listen' });
     await adminQuery(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`,
