@@ -66,6 +66,33 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
     });
   });
 
+  describe('a signup whose address cannot be remembered', () => {
+    const { server } = useNode({ env: { RATE_LIMIT_AUTH_PER_MIN: '20', TRUST_PROXY_HOPS: '1' } });
+
+    it('still succeeds: the account exists, and a retry would find its name taken', async () => {
+      const { knex } = server.services.db;
+      // Every write of a known pair fails from here on; the signup's own counter still works.
+      await knex.raw(`CREATE FUNCTION refuse_known_pairs() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.key LIKE 'login_known_pair%' THEN RAISE EXCEPTION 'known pairs refused'; END IF;
+          RETURN NEW;
+        END $$`);
+      await knex.raw(`CREATE TRIGGER refuse_known_pairs BEFORE INSERT OR UPDATE ON auth_rate_limits
+        FOR EACH ROW EXECUTE FUNCTION refuse_known_pairs()`);
+      try {
+        const username = uniqueUsername('lim');
+        const res = await post(server, '/auth/signup', freshIp(), { username, password: PASSWORD });
+        expect(res.status, res.text).to.equal(201);
+        // It was tried, and refused.
+        const known = await knex('auth_rate_limits').where('key', 'like', `%${username}%`).count({ n: '*' });
+        expect(Number(known[0]!.n)).to.equal(0);
+      } finally {
+        await knex.raw('DROP TRIGGER refuse_known_pairs ON auth_rate_limits');
+        await knex.raw('DROP FUNCTION refuse_known_pairs()');
+      }
+    });
+  });
+
   describe('with N = 3', () => {
     const N = 3;
     const { a, b } = useTwoNodes({ env: { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1' } });

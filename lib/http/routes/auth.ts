@@ -75,8 +75,11 @@ export function authRoutes(services: Services): Router {
       { username, password, displayName: displayName ?? username },
       clientInfo(req),
     );
-    // Its first login from this address must not wait behind another client's failures there.
-    await accounts.limits.signedUp(username, clientIp(req));
+    // Its first login from this address must not wait behind another client's failures there. The account exists
+    // by now: a failure here must not turn its signup into an error (a retry would find the name taken).
+    await accounts.limits.signedUp(username, clientIp(req)).catch((err: unknown) => {
+      req.log.warn({ err }, 'remembering the address of a signup failed');
+    });
     res.status(201).json(authResponse(user, session));
   });
 
