@@ -107,13 +107,12 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     authenticating.add(conn);
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     authenticateToken(auth?.token, config.auth, db.knex)
+      .finally(() => authenticating.delete(conn))
       .then(({ user, claims }) => {
-        authenticating.delete(conn);
         socket.data = { userId: user.id, sessionId: claims.sessionId, expiresAt: claims.exp * 1000 };
         next();
       })
       .catch((err: unknown) => {
-        authenticating.delete(conn);
         const appError = toAppError(err);
         if (appError.code !== 'UNAUTHORIZED')
           logger.warn({ err: appError.cause ?? appError }, 'socket auth failed');

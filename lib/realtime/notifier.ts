@@ -73,10 +73,15 @@ export function endSessionLocally(io: AppServer, sessionId: string, reason: Sess
   endLocally(io, sessionRoom(sessionId), reason);
 }
 
+/** Takes the user's sockets out of the conversation's room and tells them: on every node (`io`) or this one. */
+function remove(target: Pick<AppServer['local'], 'in' | 'to'>, userId: string, conversationId: string): void {
+  target.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+  target.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+}
+
 /** Takes the user's sockets on this node out of the conversation's room, and tells them. */
 export function removeLocally(io: AppServer, userId: string, conversationId: string): void {
-  io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
-  io.local.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+  remove(io.local, userId, conversationId);
 }
 
 /** Between nodes only (through the postgres adapter), never to clients. Committed messages are not here: they
@@ -126,8 +131,7 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
       );
     },
     conversationRemoved(userId, conversationId) {
-      io.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
-      io.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+      remove(io, userId, conversationId);
     },
     messagesCommitted(messages) {
       for (const message of messages) {
