@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAuthService } from './auth/accounts.js';
-import { createPasswordHasher } from './auth/passwords.js';
+import { createPasswordHasher, type GateLimits } from './auth/passwords.js';
 import { createControlBus } from './cluster/controlBus.js';
 import { describeConfig, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
@@ -33,6 +33,8 @@ export interface RunningServer {
 export interface StartOptions {
   /** A logger to use instead of a new one at the configured level (tests pass a silent one). */
   logger?: Logger;
+  /** How many password checks run and wait at once, instead of PASSWORD_CHECKS (tests make it small). */
+  passwordChecks?: GateLimits;
 }
 
 function listen(server: HttpServer, port: number, host: string): Promise<AddressInfo> {
@@ -146,7 +148,7 @@ export async function startServer(
   const logger = options.logger ?? createLogger(config.logLevel);
   logger.info({ config: describeConfig(config) }, '[STARTUP] configuration');
   // First, with nothing open yet: the dummy hash that makes a login of an unknown user cost one argon2 run.
-  const passwords = await createPasswordHasher(logger);
+  const passwords = await createPasswordHasher(logger, options.passwordChecks);
   const metrics = createMetrics();
 
   const opened: Array<{ close(): Promise<void> | void }> = [];

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import type { AuthResponse } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
@@ -63,6 +64,78 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expect(
         (await post(server, '/auth/login', attacker, { username: other, password: PASSWORD })).status,
       ).to.equal(200);
+    });
+  });
+
+  describe('with N = 3 and one password check at a time, none waiting', () => {
+    const N = 3;
+    const { server } = useNode({
+      env: { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1' },
+      passwordChecks: { running: 1, waiting: 0 },
+    });
+
+    /**
+     * A stored hash that takes seconds to check (argon2id with 120 passes; its salt and digest are made up, so
+     * nothing matches it): a login of its user holds the node's one place of password checks that long.
+     */
+    const SLOW_HASH = `$argon2id$v=19$m=19456,t=120,p=1$${randomBytes(16).toString('base64').replace(/=+$/, '')}$${randomBytes(32).toString('base64').replace(/=+$/, '')}`;
+
+    /**
+     * Runs `attempt` (a password check that would succeed) N + 1 times while a slow check holds the node's one
+     * place, expecting each to be refused `503 OVERLOADED` unchecked.
+     */
+    async function refusedNPlusOneTimes(attempt: () => Promise<JsonResponse>): Promise<void> {
+      const slow = await account(server, 'slow');
+      await server.services.db.knex('users').where({ username: slow }).update({ password_hash: SLOW_HASH });
+      const holdThePlace = () => post(server, '/auth/login', freshIp(), { username: slow, password: WRONG });
+      let holder = holdThePlace();
+      // A probe (an unknown user, from an address of its own) refused means the holder has the place; a probe
+      // that got it first may have turned the holder away, which then tries again.
+      for (;;) {
+        const probe = await post(server, '/auth/login', freshIp(), {
+          username: uniqueUsername('nobody'),
+          password: WRONG,
+        });
+        if (probe.status === 503) break;
+        expect(probe.status).to.equal(401);
+        const settled = await Promise.race([holder, Promise.resolve(undefined)]);
+        if (settled !== undefined) {
+          expectError(settled, 503, 'OVERLOADED');
+          holder = holdThePlace();
+        }
+      }
+      for (let i = 0; i < N + 1; i++) {
+        const res = await attempt();
+        expectError(res, 503, 'OVERLOADED');
+        expect(res.headers.get('retry-after')).to.equal('1');
+      }
+      expect((await holder).status).to.equal(401);
+    }
+
+    it('gives back the attempts of logins refused OVERLOADED (never checked): a client retrying while the password checks are full is not locked out', async () => {
+      const victim = await account(server);
+      const ip = freshIp();
+      const login = () => post(server, '/auth/login', ip, { username: victim, password: PASSWORD });
+      await refusedNPlusOneTimes(login);
+      // With the flood over, the victim logs in from the same address: the refused attempts did not count.
+      const res = await login();
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    });
+
+    it('likewise for a password change refused OVERLOADED', async () => {
+      const username = await account(server);
+      const ip = freshIp();
+      const { token } = (await post(server, '/auth/login', ip, { username, password: PASSWORD })).body;
+      // The same password as the new one: a change that gets through leaves the account as it was.
+      const change = () =>
+        request(server.url, 'POST', '/auth/password', {
+          token,
+          body: { currentPassword: PASSWORD, newPassword: PASSWORD },
+          headers: { 'x-forwarded-for': ip },
+        });
+      await refusedNPlusOneTimes(change);
+      const res = await change();
+      expect(res.status, JSON.stringify(res.body)).to.equal(204);
     });
   });
 

@@ -4,7 +4,7 @@ import { AppError, constraintName, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
-import { createAuthLimits, type AuthLimits } from './authLimits.js';
+import { createAuthLimits, giveBackIfUnchecked, type AuthLimits } from './authLimits.js';
 import type { PasswordHasher } from './passwords.js';
 import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
 import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
@@ -91,9 +91,14 @@ export function createAuthService(deps: AuthDeps): AuthService {
   async function verifyOwnPassword(user: User, password: string, ip: string): Promise<void> {
     if (user.username === null) throw new AppError('UNAUTHORIZED');
     const attempt = await limits.takePasswordAttempt(user.username, ip);
-    if (!(await passwords.verify(user.passwordHash ?? undefined, password))) {
-      throw new AppError('INVALID_CREDENTIALS');
+    let ok;
+    try {
+      ok = await passwords.verify(user.passwordHash ?? undefined, password);
+    } catch (err) {
+      await giveBackIfUnchecked(limits, attempt, err, logger);
+      throw err;
     }
+    if (!ok) throw new AppError('INVALID_CREDENTIALS');
     await limits.passwordAccepted(attempt);
   }
 

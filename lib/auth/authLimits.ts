@@ -65,6 +65,11 @@ export interface AuthLimits {
   takePasswordAttempt(username: string, ip: string): Promise<PasswordAttempt>;
   /** The password was right: the attempt does not count as a failure, and its pair becomes known. */
   passwordAccepted(attempt: PasswordAttempt): Promise<void>;
+  /**
+   * The password was never checked (the node's password checks were full: `OVERLOADED`): the attempt gives back
+   * what it took, so a client retrying through an overload is not locked out for guesses it never made.
+   */
+  passwordNotChecked(attempt: PasswordAttempt): Promise<void>;
   /** `username` signed up from `ip`: the pair is known, as after a login. */
   signedUp(username: string, ip: string): Promise<void>;
   /** Stops the sweep timer; idempotent. */
@@ -79,6 +84,24 @@ export interface PasswordAttempt {
   readonly tookIp: boolean;
 }
 
+/**
+ * When `err` says a password was never checked (the node's password checks were full: `OVERLOADED`), gives the
+ * attempt's points back. Never throws: the caller answers with `err`, and a failure here is only logged.
+ */
+export async function giveBackIfUnchecked(
+  limits: AuthLimits,
+  attempt: PasswordAttempt,
+  err: unknown,
+  logger: Logger,
+): Promise<void> {
+  if (!(err instanceof AppError && err.code === 'OVERLOADED')) return;
+  try {
+    await limits.passwordNotChecked(attempt);
+  } catch (rewardErr) {
+    logger.warn({ err: rewardErr }, 'giving back an unchecked login attempt failed');
+  }
+}
+
 export interface AuthLimitsDeps {
   /** RATE_LIMIT_AUTH_PER_MIN; 0 turns every limit off. */
   perMinute: number;
@@ -90,6 +113,7 @@ const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
   takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false }),
   passwordAccepted: () => Promise.resolve(),
+  passwordNotChecked: () => Promise.resolve(),
   signedUp: () => Promise.resolve(),
   close: () => undefined,
 };
@@ -180,6 +204,15 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
         // Counted without a refusal: the check that just succeeded was allowed.
         pairSuccesses.penalty(key, 1),
+      ]);
+    },
+    async passwordNotChecked({ username, ip, tookIp }) {
+      const key = pairKey(username, ip);
+      await Promise.all([
+        pair.reward(key),
+        pairHour.reward(key),
+        ...(tookIp ? [byIp.reward(ip)] : []),
+        byUsername.reward(username.toLowerCase()),
       ]);
     },
     async signedUp(username, ip) {

@@ -33,7 +33,13 @@ export interface Gate {
   run<T>(task: () => Promise<T>): Promise<T>;
 }
 
-export function createGate(limits: { running: number; waiting: number }): Gate {
+/** How many tasks a {@link Gate} runs at once and how many more wait. */
+export interface GateLimits {
+  readonly running: number;
+  readonly waiting: number;
+}
+
+export function createGate(limits: GateLimits): Gate {
   let running = 0;
   const queue: Array<() => void> = [];
   const release = () => {
@@ -70,21 +76,26 @@ export function createGate(limits: { running: number; waiting: number }): Gate {
  * argon2 runs on libuv's thread pool, 19 MiB and tens of milliseconds of a core per password. Without a bound, a
  * flood of logins (right passwords are not rate-limited, and an attacker may own many accounts) would take every
  * core and every thread of the pool (which also decompresses request bodies): password checks run at most one
- * fewer than the cores at once, at least one, and at most {@link PASSWORD_CHECKS_WAITING} wait; more are
+ * fewer than the cores at once, at least one, and at most 64 wait ({@link PASSWORD_CHECKS}); more are
  * refused with `503 OVERLOADED` and `Retry-After: 1`.
  */
-export const PASSWORD_CHECKS_AT_ONCE = Math.max(1, availableParallelism() - 1);
-export const PASSWORD_CHECKS_WAITING = 64;
+export const PASSWORD_CHECKS: GateLimits = Object.freeze({
+  running: Math.max(1, availableParallelism() - 1),
+  waiting: 64,
+});
 
 /**
  * Builds the hasher and, once, the dummy hash used for unknown users (one argon2 run at startup, ~50 ms).
  * Passwords never leave this module's callers in lib/auth and are never logged.
  */
-export async function createPasswordHasher(logger: Logger): Promise<PasswordHasher> {
+export async function createPasswordHasher(
+  logger: Logger,
+  checks: GateLimits = PASSWORD_CHECKS,
+): Promise<PasswordHasher> {
   // The dummy's password is random and thrown away: nothing can ever match it.
   const dummyHash = await argon2.hash(randomBytes(32).toString('hex'), HASH_OPTIONS);
 
-  const gate = createGate({ running: PASSWORD_CHECKS_AT_ONCE, waiting: PASSWORD_CHECKS_WAITING });
+  const gate = createGate(checks);
 
   async function burnDummy(password: string): Promise<false> {
     await argon2.verify(dummyHash, password);

@@ -1,3 +1,4 @@
+import type { GateLimits } from '../../lib/auth/passwords.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RunningServer } from '../../lib/server.js';
 import { createTestDatabase } from './postgres.js';
@@ -37,6 +38,8 @@ export interface NodeOptions {
   env?: Record<string, string>;
   /** Where the node logs, e.g. a captureLogs() logger; by default a new one at TEST_LOG_LEVEL (silent). */
   logger?: Logger;
+  /** How many password checks run and wait at once on the node (lib/auth/passwords.ts's default otherwise). */
+  passwordChecks?: GateLimits;
 }
 
 export interface UseNodeOptions extends NodeOptions {
@@ -110,7 +113,11 @@ function useNodes(fixture: string, options: ReadonlyArray<NodeOptions | undefine
   before(async () => {
     databaseUrl = await createTestDatabase();
     for (const [i, node] of options.entries()) {
-      if (node) running[i] = await startTestServer(databaseUrl, node.env, node.logger);
+      if (node) {
+        running[i] = await startTestServer(databaseUrl, node.env, node.logger, {
+          passwordChecks: node.passwordChecks,
+        });
+      }
     }
   });
   afterEach(() => pool.closeAll());

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
-import { startServer, type RunningServer } from '../../lib/server.js';
+import { startServer, type RunningServer, type StartOptions } from '../../lib/server.js';
 
 /** One JWT secret per test run, shared by every node so tokens work across nodes as in production. */
 export const TEST_JWT_SECRET = randomBytes(32).toString('hex');
@@ -38,7 +38,8 @@ export async function startTestServer(
   databaseUrl: string,
   overrides: Record<string, string> = {},
   logger?: Logger,
+  options: Omit<StartOptions, 'logger'> = {},
 ): Promise<RunningServer> {
   const config = testConfig(databaseUrl, overrides);
-  return startServer(config, { logger: logger ?? createLogger(config.logLevel) });
+  return startServer(config, { ...options, logger: logger ?? createLogger(config.logLevel) });
 }

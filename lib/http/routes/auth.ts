@@ -1,6 +1,7 @@
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import passport from 'passport';
 import type { AuthService, ClientInfo } from '../../auth/accounts.js';
+import { giveBackIfUnchecked } from '../../auth/authLimits.js';
 import { createLocalStrategy } from '../../auth/passport.js';
 import type { StartedSession } from '../../auth/sessions.js';
 import { AppError } from '../../errors.js';
@@ -89,14 +90,22 @@ export function authRoutes(services: Services): Router {
     next();
   };
 
-  router.post('/auth/login', countLogin, loginAuthenticator(accounts), async (req, res) => {
+  // A login the password gate refused (OVERLOADED) was never checked: its counted attempt is given back.
+  const giveBackUnchecked: ErrorRequestHandler = async (err: unknown, req, _res, next) => {
+    if (req.passwordAttempt) await giveBackIfUnchecked(accounts.limits, req.passwordAttempt, err, req.log);
+    next(err);
+  };
+
+  const login: RequestHandler = async (req, res) => {
     const user = currentUser(req);
     if (!req.passwordAttempt) throw new Error('login reached without its counted attempt');
     await accounts.limits.passwordAccepted(req.passwordAttempt);
     const session = await accounts.sessions.start(user.id, clientInfo(req).userAgent);
     accounts.sessions.announceEnded(session.evicted, 'revoked');
     res.json(authResponse(user, session));
-  });
+  };
+
+  router.post('/auth/login', countLogin, loginAuthenticator(accounts), login, giveBackUnchecked);
 
   // Refused refreshes per address, RATE_LIMIT_AUTH_PER_MIN a minute on each node: anyone may post made-up tokens,
   // two statements each, while a client's own refresh is refused once, when its session has ended.
