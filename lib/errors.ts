@@ -78,8 +78,9 @@ export function isDbUnavailable(err: unknown): boolean {
   if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_ERRNOS.has(e.code)))
     return true;
   if (typeof e.message === 'string') {
-    // "timeout expired": pg's own connect timeout (DB_CONNECT_TIMEOUT_MS), as a host that accepts and never answers.
-    return /Connection terminated|connection timeout|^timeout expired$|Client has encountered a connection error|not queryable|Timeout acquiring a connection|pool is probably full|Unable to acquire a connection/i.test(
+    // "timeout expired": pg's own connect timeout (DB_CONNECT_TIMEOUT_MS), as a host that accepts and never answers;
+    // "Query read timeout": pg's query_timeout, when no answer came a second past statement_timeout.
+    return /Connection terminated|connection timeout|^timeout expired$|^Query read timeout$|Client has encountered a connection error|not queryable|Timeout acquiring a connection|pool is probably full|Unable to acquire a connection/i.test(
       e.message,
     );
   }

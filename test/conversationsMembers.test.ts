@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { PublicConversation, PublicMessage } from '../lib/protocol/index.js';
+import type { PublicConversation, PublicMessage, PublicParticipant } from '../lib/protocol/index.js';
+import { MAX_GROUP_PARTICIPANTS } from '../lib/protocol/schemas.js';
 import {
   seqState,
   createGroup,
@@ -92,6 +93,46 @@ describe('conversation members and reading over REST', function () {
         400,
         'VALIDATION_FAILED',
       );
+    });
+
+    it(`refuses an add past ${MAX_GROUP_PARTICIPANTS} participants (FORBIDDEN), also when two adds race for the last place`, async () => {
+      const owner = await newUser(server);
+      const [member, last1, last2] = await friendsOf(server, owner, 3);
+      const group = await createGroup(server.url, owner, [member!]);
+      // Fill the group to one below the cap with members written straight into the database.
+      const { knex } = server.services.db;
+      const fillers = MAX_GROUP_PARTICIPANTS - 3;
+      const ids = (
+        await knex.raw<{ rows: Array<{ id: string }> }>(
+          `INSERT INTO users (username, display_name, password_hash)
+         SELECT 'fill_' || substr(md5(random()::text), 1, 12) || '_' || n, 'filler', 'not-a-real-hash'
+         FROM generate_series(1, ?::int) AS n RETURNING id`,
+          [fillers],
+        )
+      ).rows;
+      await knex('conversation_participants').insert(
+        ids.map(({ id }) => ({ conversation_id: group.id, user_id: id, role: 'member' })),
+      );
+      const add = (node: typeof server, user: TestUser) =>
+        request<{ participant: PublicParticipant }>(
+          node.url,
+          'POST',
+          `/conversations/${group.id}/participants`,
+          {
+            token: owner.token,
+            body: { userId: user.id },
+          },
+        );
+      // One place is left: two adds on two nodes race for it, and exactly one gets it.
+      const answers = await Promise.all([add(server, last1!), add(other, last2!)]);
+      expect(answers.map((r) => r.status).sort()).to.deep.equal([201, 403]);
+      const refused = answers.find((r) => r.status === 403)!;
+      expectError(refused, 403, 'FORBIDDEN');
+      expect(JSON.stringify(refused.body)).to.include(`at most ${MAX_GROUP_PARTICIPANTS} participants`);
+      const count = await knex('conversation_participants')
+        .where({ conversation_id: group.id })
+        .count({ n: '*' });
+      expect(Number(count[0]!.n)).to.equal(MAX_GROUP_PARTICIPANTS);
     });
 
     it('lets the owner remove a member and anyone leave; the oldest member inherits ownership', async () => {

@@ -62,6 +62,19 @@ export interface AuthDeps {
   conversations: ConversationLeaver;
 }
 
+/** The user as the rest of the server may hold it: the same row without its password hash. */
+function withoutHash(user: User): User {
+  return User.fromJson(
+    {
+      id: user.id,
+      username: user.username,
+      displayName: user.displayName,
+      createdAt: user.createdAt,
+    },
+    { skipValidation: true },
+  );
+}
+
 /** Builds the accounts service over the app's knex and notifier. */
 export function createAuthService(deps: AuthDeps): AuthService {
   const { knex, logger, passwords } = deps;
@@ -91,9 +104,11 @@ export function createAuthService(deps: AuthDeps): AuthService {
   async function verifyOwnPassword(user: User, password: string, ip: string): Promise<void> {
     if (user.username === null) throw new AppError('UNAUTHORIZED');
     const attempt = await limits.takePasswordAttempt(user.username, ip);
+    // Users outside lib/auth carry no hash (User's `public` columns): it is read here, where it is checked.
+    const stored = await User.query(knex).findById(user.id).select('password_hash');
     let ok;
     try {
-      ok = await passwords.verify(user.passwordHash ?? undefined, password);
+      ok = await passwords.verify(stored?.passwordHash ?? undefined, password);
     } catch (err) {
       await giveBackIfUnchecked(limits, attempt, err, logger);
       throw err;
@@ -112,7 +127,10 @@ export function createAuthService(deps: AuthDeps): AuthService {
       const passwordHash = await passwords.hash(password);
       try {
         return await knex.transaction(async (trx) => {
-          const user = await User.query(trx).insertAndFetch({ username, displayName, passwordHash });
+          const { id } = await User.query(trx)
+            .insert({ username, displayName, passwordHash })
+            .returning('id');
+          const user = await User.query(trx).modify('public').findById(id).throwIfNotFound();
           // A new user has no other session: nothing is evicted, nothing to announce.
           return { user, session: await sessions.start(user.id, client.userAgent, trx) };
         });
@@ -129,7 +147,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
       const ok = await passwords.verify(user?.passwordHash ?? undefined, password);
       if (!user || !ok) return undefined;
       await rehashIfNeeded(user, password);
-      return user;
+      return withoutHash(user);
     },
     async changePassword(user, sessionId, { currentPassword, newPassword }, client) {
       await verifyOwnPassword(user, currentPassword, client.ip);

@@ -106,7 +106,7 @@ export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
  */
 export async function loadTokenUser(claims: TokenClaims, knex: Knex): Promise<User> {
   const user = await User.query(knex)
-    .select('users.*')
+    .modify('public')
     .join('sessions', 'sessions.user_id', 'users.id')
     .where('users.id', claims.userId)
     .where('sessions.id', claims.sessionId)

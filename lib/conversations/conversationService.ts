@@ -208,6 +208,15 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           throw new AppError('ALREADY_PARTICIPANT');
         }
         if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
+        // Under the conversation's lock, which every add takes: two adds cannot both take the last place.
+        if (
+          (await Participant.query(trx).where('conversation_id', conversationId).resultSize()) >=
+          MAX_GROUP_PARTICIPANTS
+        ) {
+          throw new AppError('FORBIDDEN', {
+            message: `A group has at most ${MAX_GROUP_PARTICIPANTS} participants.`,
+          });
+        }
         await Participant.query(trx).insert({ conversationId, userId, role: 'member' });
       });
       await announceMembership(conversationId, userId);

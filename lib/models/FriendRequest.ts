@@ -20,11 +20,13 @@ export class FriendRequest extends BaseModel {
       fromUser: {
         relation: BaseModel.BelongsToOneRelation,
         modelClass: User,
+        modify: 'public',
         join: { from: 'friend_requests.from_user_id', to: 'users.id' },
       },
       toUser: {
         relation: BaseModel.BelongsToOneRelation,
         modelClass: User,
+        modify: 'public',
         join: { from: 'friend_requests.to_user_id', to: 'users.id' },
       },
     };

@@ -19,6 +19,7 @@ export class Participant extends BaseModel {
       user: {
         relation: BaseModel.BelongsToOneRelation,
         modelClass: User,
+        modify: 'public',
         join: { from: 'conversation_participants.user_id', to: 'users.id' },
       },
     };

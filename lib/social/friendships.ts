@@ -17,7 +17,8 @@ export interface FriendEntry {
 /** `me`'s friends, by username (case-insensitively), each with when the friendship began. */
 export async function listFriends(knex: Knex, me: string): Promise<FriendEntry[]> {
   const rows = (await User.query(knex)
-    .select('users.*', 'friendships.created_at as friends_since')
+    .modify('public')
+    .select('friendships.created_at as friends_since')
     .join('friendships', (join) => {
       join
         .on((low) =>
@@ -71,7 +72,7 @@ export async function unblock(knex: Knex, me: string, other: string): Promise<vo
 /** The users `me` has blocked (never the ones who blocked `me`), by username. */
 export async function listBlocked(knex: Knex, me: string): Promise<User[]> {
   return await User.query(knex)
-    .select('users.*')
+    .modify('public')
     .join('blocks', 'blocks.blocked_id', 'users.id')
     .where('blocks.blocker_id', me)
     .orderByRaw('lower(users.username), users.id');

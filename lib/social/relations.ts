@@ -42,7 +42,7 @@ export async function isBlockedEitherWay(knex: Knex, a: string, b: string): Prom
 export async function lockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<Map<string, User>> {
   const locked = new Map<string, User>();
   for (const id of [...new Set(ids)].sort()) {
-    const user = await User.query(trx).findById(id).forNoKeyUpdate();
+    const user = await User.query(trx).modify('public').findById(id).forNoKeyUpdate();
     if (user) locked.set(id, user);
   }
   return locked;
@@ -65,7 +65,7 @@ export async function lockPair(
 
 /** A user by username, matched case-insensitively (the unique index's expression). */
 export async function findUserByUsername(knex: Knex, username: string): Promise<User | undefined> {
-  return await User.query(knex).whereRaw('lower(username) = lower(?)', [username]).first();
+  return await User.query(knex).modify('public').whereRaw('lower(username) = lower(?)', [username]).first();
 }
 
 /** `prefix` as a LIKE pattern matching the lower-cased usernames that start with it: wildcards are escaped. */
@@ -85,6 +85,7 @@ export async function searchUsersByPrefix(
   limit: number,
 ): Promise<User[]> {
   return await User.query(knex)
+    .modify('public')
     .whereRaw(`lower(username) COLLATE "C" LIKE ? ESCAPE '\\'`, [likePrefix(prefix)])
     .whereNot('users.id', me)
     .whereNotExists(

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { fromErrorBody } from '../../lib/client/errors.js';
-import { AppError, toAck, toHttp } from '../../lib/errors.js';
+import { AppError, toAck, toAppError, toHttp } from '../../lib/errors.js';
 
 describe('error bodies: what REST sends as Retry-After, an ack carries in details', () => {
   it('puts retryAfter in an ack’s details, and leaves the REST body without it (the header carries it)', () => {
@@ -24,5 +24,14 @@ describe('error bodies: what REST sends as Retry-After, an ack carries in detail
       fromErrorBody({ code: 'RATE_LIMITED', message: 'm', details: { retryAfter: 'soon' } }).retryAfter,
     ).to.equal(undefined);
     expect(fromErrorBody({ code: 'NOT_FOUND', message: 'm' }).retryAfter).to.equal(undefined);
+  });
+
+  it("answers the driver's timeouts as DB_UNAVAILABLE (503, retryable), not INTERNAL", () => {
+    // pg's query_timeout (a second past statement_timeout) and its connect timeout, as knex and objection pass them.
+    for (const message of ['Query read timeout', 'timeout expired']) {
+      expect(toAppError(new Error(message)).code, message).to.equal('DB_UNAVAILABLE');
+      expect(toAppError({ nativeError: new Error(message) }).code, message).to.equal('DB_UNAVAILABLE');
+    }
+    expect(toAppError(new Error('Query read timeout in a body')).code).to.equal('INTERNAL');
   });
 });

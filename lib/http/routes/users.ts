@@ -67,7 +67,7 @@ export function userRoutes(services: Services, takeLookup: LookupBudget): Router
 
   // After /users/me: "me" is not a UUID, and the routes above answer it first.
   router.get('/users/:id', bearer, async (req, res) => {
-    const user = await User.query(services.db.knex).findById(pathId(req.params.id));
+    const user = await User.query(services.db.knex).modify('public').findById(pathId(req.params.id));
     if (!user) throw new AppError('USER_NOT_FOUND');
     res.json({ user: user.toPublic() });
   });
