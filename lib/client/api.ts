@@ -8,6 +8,7 @@ import type {
   PublicSession,
   PublicUser,
 } from '../protocol/index.js';
+import { ERROR_CATALOG } from '../protocol/errors.js';
 import { XFChatError } from './errors.js';
 import { tokenSubject, type HttpRequest, type Session } from './http.js';
 
@@ -304,6 +305,16 @@ export class MessagesApi {
   }
 }
 
-/** A reaction's path; the emoji is URL-encoded (a flag or a ZWJ sequence is several code points). */
-const reactionPath = (conversationId: string, seq: number, emoji: string) =>
-  `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji)}`;
+/**
+ * A reaction's path; the emoji is URL-encoded (a flag or a ZWJ sequence is several code points). An emoji of only
+ * dots is refused here, as the server refuses it: encoded or not, "." and ".." are path segments that URL parsing
+ * resolves, so `DELETE .../reactions/..` would go out as `DELETE .../messages/:seq`, deleting the message.
+ */
+function reactionPath(conversationId: string, seq: number, emoji: string): string {
+  if (/^\.+$/.test(emoji)) {
+    throw new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
+      details: { emoji: 'must not be only dots' },
+    });
+  }
+  return `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji)}`;
+}

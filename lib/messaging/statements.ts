@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { StatementTarget } from '../db.js';
 import { AppError, validationError } from '../errors.js';
 import type { PublicMessage } from '../protocol/index.js';
+import { MAX_REACTIONS_PER_MESSAGE } from '../protocol/schemas.js';
 import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
 
 /**
@@ -30,7 +31,8 @@ const SEND_ONE = {
          FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean)`,
 };
 
-type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
+/** `xfchat_write()`'s answers (migrations/20261130000050_message_writes.ts; 9 since 20261202200000_reaction_cap). */
+type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
 /** Every command of a conversation another transaction held: nothing of it was written. */
 const BUSY_STATUS = 8;
 
@@ -62,6 +64,10 @@ const REFUSALS: Record<Exclude<Status, 0 | 1 | 8>, () => AppError> = {
   5: () => new AppError('FORBIDDEN'),
   6: () => new AppError('MESSAGE_DELETED'),
   7: () => validationError({ replyToSeq: 'must be an earlier seq of this conversation' }),
+  9: () =>
+    new AppError('FORBIDDEN', {
+      message: `A message has at most ${MAX_REACTIONS_PER_MESSAGE} different reactions.`,
+    }),
 };
 
 const CHANGE_KINDS: Record<ChangeCommand['kind'], number> = { edit: 1, delete: 2, react: 3, unreact: 4 };

@@ -169,14 +169,51 @@ export const CLIENT_MSG_ID = text({
   pattern: /^[A-Za-z0-9_-]+$/,
   patternHint: 'may contain only A-Z a-z 0-9 _ -',
 });
-/** A reaction: 1-16 code points, no whitespace. */
-export const EMOJI = text({
+/** Most code points of a reaction's emoji, counted once it is in NFC. */
+export const MAX_EMOJI_CODE_POINTS = 16;
+/** Most different emoji on one message (any number of users may share each); enforced under the write lock. */
+export const MAX_REACTIONS_PER_MESSAGE = 20;
+const EMOJI_RULE: TextRule = {
   min: 1,
-  max: 16,
+  max: MAX_EMOJI_CODE_POINTS,
   pattern: /^\S+$/u,
   patternHint: 'must not contain whitespace',
   plain: true,
-});
+};
+/**
+ * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
+ * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
+ * U+1160, U+3164, U+FFA0) and the blank Braille pattern U+2800. Unassigned code points count as visible: an emoji
+ * newer than this runtime's Unicode tables is one.
+ */
+const VISIBLE = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/u;
+/** Only dots: "." and ".." are path segments that URL parsing resolves (`.../reactions/..` is the message). */
+const ONLY_DOTS = /^\.+$/;
+
+/** What is wrong with an emoji already in NFC, or undefined. */
+function emojiProblem(value: string): string | undefined {
+  const problem = textProblem(value, EMOJI_RULE);
+  if (problem !== undefined) return problem;
+  if (ONLY_DOTS.test(value)) return 'must not be only dots';
+  if (!VISIBLE.test(value)) return 'must contain a visible character';
+  return undefined;
+}
+
+/**
+ * A reaction: normalized to NFC (so a precomposed and a decomposed "é" are one reaction), then 1-16 code points,
+ * no whitespace, control or bidirectional-override characters, not only dots, and at least one visible character.
+ */
+export const EMOJI = v.pipe(
+  v.string('must be a string'),
+  v.rawTransform<string, string>(({ dataset, addIssue, NEVER }) => {
+    // An unpaired surrogate stays one through normalization, and textProblem() refuses it.
+    const value = dataset.value.normalize('NFC');
+    const problem = emojiProblem(value);
+    if (problem === undefined) return value;
+    addIssue({ message: problem });
+    return NEVER;
+  }),
+);
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 /** A seq that names a message. */
 export const SEQ = int({ min: 1, max: MAX_SEQ });
