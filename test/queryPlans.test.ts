@@ -22,6 +22,10 @@ const MEMBERS_PER_CONVERSATION = 3;
 const MESSAGES_PER_CONVERSATION = 20;
 const BIG_CONVERSATION_MESSAGES = 5000;
 const FRIEND_REQUESTS = 10_000;
+/** Conversations without participants, so that a user with a few hundred memberships has few of a big table. */
+const EXTRA_CONVERSATIONS = 20_000;
+/** The memberships of the busy user: 2 % of the conversations, where a hash join over a scan could look cheap. */
+const BUSY_MEMBERSHIPS = 500;
 
 /** Tables big enough that a Seq Scan on them would be a missing index, not a sensible plan. */
 const BIG_TABLES = ['messages', 'conversations', 'conversation_participants', 'friend_requests', 'users'];
@@ -86,6 +90,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   let knex: Knex;
   let client: pg.Client;
   let user: string;
+  let busyUser: string;
   let bigConversation: string;
 
   before(async function () {
@@ -148,6 +153,26 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
        JOIN u b ON b.n = (g % ?::int + 1 + g / ?::int) % ?::int`,
       [FRIEND_REQUESTS, USERS, USERS, USERS, USERS],
     );
+    // A user in BUSY_MEMBERSHIPS of EXTRA_CONVERSATIONS more groups, each with a second participant.
+    await knex.raw(
+      `INSERT INTO conversations (type, title, last_activity_at)
+       SELECT 'group', 'extra ' || g, now() - g * interval '1 second' FROM generate_series(1, ?::int) g`,
+      [EXTRA_CONVERSATIONS],
+    );
+    const [busy] = (
+      await knex.raw<{ rows: Array<{ id: string }> }>(
+        `INSERT INTO users (username, display_name, password_hash) VALUES ('qp_busy', 'qp_busy', ?) RETURNING id`,
+        ['not-a-real-hash'],
+      )
+    ).rows;
+    busyUser = busy!.id;
+    await knex.raw(
+      `WITH picked AS (SELECT id FROM conversations WHERE title LIKE 'extra %' ORDER BY random() LIMIT ?::int)
+       INSERT INTO conversation_participants (conversation_id, user_id, role)
+       SELECT id, ?::uuid, 'owner' FROM picked
+       UNION ALL SELECT id, (SELECT id FROM users WHERE username = 'qp_1'), 'member' FROM picked`,
+      [BUSY_MEMBERSHIPS, busyUser],
+    );
     await knex.raw('ANALYZE');
   });
 
@@ -202,11 +227,43 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     });
     expect(items.length).to.be.within(1, MEMBERS_PER_CONVERSATION + 1);
     expect(items.every((c) => c.lastMessage !== null)).to.equal(true);
+    // The page, its participants, their users, the last messages: four statements whatever the page.
+    expect(statements).to.have.length(4);
     await expectIndexed(client, statements, [
       'conversation_participants_user_idx',
+      'conversations_pkey',
       'conversation_participants_pkey',
       'users_pkey',
     ]);
+  });
+
+  it('my conversations list costs my memberships, not the table: no scan of conversations for a busy user', async function () {
+    let pages: Array<Awaited<ReturnType<typeof listConversations>>> = [];
+    const statements = await capture(knex, async () => {
+      const first = await listConversations(knex, busyUser, { limit: 50 });
+      const second = await listConversations(knex, busyUser, { limit: 50, after: first.next ?? undefined });
+      pages = [first, second];
+    });
+    for (const page of pages) {
+      expect(page.conversations).to.have.length(50);
+      expect(page.next).to.not.equal(null);
+    }
+    const [first, second] = pages.map((page) => page.conversations.map((c) => c.id));
+    expect(new Set([...first!, ...second!]).size).to.equal(100);
+    // No message yet: the page, its participants and their users, twice.
+    expect(statements).to.have.length(6);
+    const plans = await expectIndexed(client, statements, [
+      'conversation_participants_user_idx',
+      'conversations_pkey',
+      'conversation_participants_pkey',
+      'users_pkey',
+    ]);
+    // Each page statement starts from my memberships and probes conversations by primary key, one at a time.
+    const pagePlans = plans.filter((plan) => plan.includes('conversation_participants_user_idx'));
+    expect(pagePlans).to.have.length(2);
+    for (const plan of pagePlans) {
+      expect(plan, plan).to.match(/Index Scan using conversations_pkey on conversations\b/);
+    }
   });
 
   it('the membership check reads the participants primary key', async function () {

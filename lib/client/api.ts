@@ -167,7 +167,6 @@ export class ConversationsApi {
       .conversation;
   }
 
-  /** Mine, most recent activity first. */
   /** One page of my conversations, most recent activity first (`GET /conversations?limit=&cursor=`). */
   async listPage(
     options: { limit?: number; cursor?: string } = {},
@@ -182,7 +181,10 @@ export class ConversationsApi {
     );
   }
 
-  /** Every conversation of mine, most recent activity first: all the pages, 200 at a time. */
+  /**
+   * Every conversation of mine, most recent activity first: all the pages, up to 200 at a time, until nextCursor is
+   * null (a page ends early when its conversations' participants pass the server's budget).
+   */
   async list(): Promise<ConversationSummary[]> {
     const all: ConversationSummary[] = [];
     let cursor: string | undefined;

@@ -39,37 +39,88 @@ export interface ConversationList {
 }
 
 /**
- * One page of my conversations, most recent activity first (ties by id): three statements whatever the page
- * size (conversations, participants with their users, last messages). The cursor compares in microseconds,
- * PostgreSQL's own precision, so a page never skips or repeats a conversation.
+ * The participants a page of my conversations carries at most (each item carries every participant of its
+ * conversation): a page ends before the conversation that would bring it above this, so `limit` is a maximum.
+ * A page always carries its first conversation, whatever its size.
+ */
+export const LIST_PARTICIPANTS_BUDGET = 2000;
+
+/**
+ * The page statement. It starts from my memberships (the participants' user index) and probes conversations by
+ * primary key, one membership at a time (a LATERAL sub-select with LIMIT 1 is never flattened into a join the
+ * planner could turn into a hash join over a scan of every conversation), so it costs in proportion to my
+ * conversations, not to the table. There is deliberately no index on last_activity_at: every message commit
+ * changes it, and an index on it would end those updates' heap-only (HOT) path.
+ *
+ * The candidates are the `limit` + 1 next conversations, numbered in order. The walk counts their participants
+ * one after the other (each by the participants' primary key) and stops after the first that no longer fits
+ * the budget, so it counts at most the budget and one conversation more. The kept ones come back in order, each
+ * with the number of candidates: more candidates than kept rows, and another page follows.
+ */
+const PAGE_SQL = (after: boolean) => `
+  WITH RECURSIVE ahead AS MATERIALIZED (
+    SELECT c.* FROM conversation_participants me
+    CROSS JOIN LATERAL (SELECT * FROM conversations WHERE conversations.id = me.conversation_id LIMIT 1) c
+    WHERE me.user_id = ?
+    ${
+      after
+        ? "AND (c.last_activity_at, c.id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?::uuid)"
+        : ''
+    }
+    ORDER BY c.last_activity_at DESC, c.id DESC
+    LIMIT ?
+  ), candidates AS MATERIALIZED (
+    SELECT ahead.*, row_number() OVER (ORDER BY ahead.last_activity_at DESC, ahead.id DESC) AS n FROM ahead
+  ), walk (n, carried) AS (
+    SELECT 0::bigint, 0::bigint
+    UNION ALL
+    SELECT c.n, w.carried + (SELECT count(*) FROM conversation_participants p WHERE p.conversation_id = c.id)
+    FROM walk w JOIN candidates c ON c.n = w.n + 1
+    WHERE c.n <= ? AND (w.n = 0 OR w.carried <= ?)
+  )
+  SELECT c.id, c.type, c.title, c.created_by, c.direct_key, c.last_seq, c.version, c.last_activity_at,
+         c.created_at, c.updated_at,
+         (extract(epoch FROM c.last_activity_at) * 1000000)::bigint::text AS activity_us,
+         (SELECT count(*) FROM candidates) AS candidates
+  FROM walk w JOIN candidates c ON c.n = w.n
+  WHERE w.n = 1 OR w.carried <= ?
+  ORDER BY w.n`;
+
+interface PageRow {
+  id: string;
+  activity_us: string;
+  candidates: number;
+  [column: string]: unknown;
+}
+
+/**
+ * One page of my conversations, most recent activity first (ties by id): four statements whatever the page
+ * size (the page, the participants of its conversations, their users, the last messages). A page ends early
+ * when its conversations' participants would pass LIST_PARTICIPANTS_BUDGET. The cursor compares in
+ * microseconds, PostgreSQL's own precision, so a page never skips or repeats a conversation.
  */
 export async function listConversations(
   knex: Knex,
   userId: string,
   page: { limit: number; after?: ListCursor | undefined },
 ): Promise<ConversationList> {
-  const query = Conversation.query(knex)
-    .select(
-      'conversations.*',
-      knex.raw('(extract(epoch FROM conversations.last_activity_at) * 1000000)::bigint::text AS activity_us'),
-    )
-    .join('conversation_participants as me', 'me.conversation_id', 'conversations.id')
-    .where('me.user_id', userId)
-    .orderBy([
-      { column: 'conversations.last_activity_at', order: 'desc' },
-      { column: 'conversations.id', order: 'desc' },
-    ])
-    .limit(page.limit + 1)
-    .withGraphFetched('participants.user');
-  if (page.after) {
-    void query.whereRaw(
-      "(conversations.last_activity_at, conversations.id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?)",
-      [page.after.activityUs, page.after.id],
-    );
+  const after = page.after ? [page.after.activityUs, page.after.id] : [];
+  const { rows } = await knex.raw<{ rows: PageRow[] }>(PAGE_SQL(page.after !== undefined), [
+    userId,
+    ...after,
+    page.limit + 1,
+    page.limit,
+    LIST_PARTICIPANTS_BUDGET,
+    LIST_PARTICIPANTS_BUDGET,
+  ]);
+  const more = (rows[0]?.candidates ?? 0) > rows.length;
+  const conversations = rows.map(({ activity_us: _activity, candidates: _candidates, ...columns }) =>
+    Conversation.fromDatabaseJson(columns),
+  );
+  if (conversations.length > 0) {
+    // Objection's two statements for the kept conversations only: their participants, then those users.
+    await Conversation.fetchGraph(conversations, 'participants.user', { transaction: knex });
   }
-  const rows = (await query) as Array<Conversation & { activityUs: string }>;
-  const conversations = rows.slice(0, page.limit);
-  const last = conversations.at(-1);
   const withMessages = conversations.filter((c) => c.lastSeq > 0).map((c) => c.id);
   const lastMessages =
     withMessages.length === 0
@@ -84,6 +135,7 @@ export async function listConversations(
           )
         ).rows.map((r) => r.message);
   const lastById = new Map(lastMessages.map((m) => [m.conversationId, m]));
+  const last = rows.at(-1);
   return {
     conversations: conversations.map((c) => {
       const mine = c.participants?.find((p) => p.userId === userId);
@@ -93,7 +145,7 @@ export async function listConversations(
         unreadCount: Math.max(0, c.lastSeq - (mine?.lastReadSeq ?? 0)),
       };
     }),
-    next: rows.length > page.limit && last ? { activityUs: last.activityUs, id: last.id } : null,
+    next: more && last ? { activityUs: last.activity_us, id: last.id } : null,
   };
 }
 

@@ -27,8 +27,8 @@ export function conversationRoutes(services: Services): Router {
     res.status(201).json({ conversation });
   });
 
-  // A page of conversations carries every participant of each (up to 200 groups of 1000 people): within the
-  // user's read budget, like a page of history.
+  // A page of conversations carries every participant of each, 2000 at most unless its first conversation alone
+  // has more (LIST_PARTICIPANTS_BUDGET): within the user's read budget, like a page of history.
   router.get('/conversations', async (req, res) => {
     const { limit = PAGE_LIMIT.default, cursor } = parse(restSchemas.conversationList, req.query);
     const me = currentUser(req).id;
