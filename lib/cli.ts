@@ -14,7 +14,7 @@ import { failStartup, main } from './main.js';
 import { explainConnectError, StartupError } from './startupErrors.js';
 import type { runDev } from './dev/devServer.js';
 
-const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback] | xfchat dev [--data-dir DIR]`;
+const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback [--yes]] | xfchat dev [--data-dir DIR]`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -52,8 +52,11 @@ async function dev(args: readonly string[]): Promise<void> {
   await devServer.runDev({ dataRoot });
 }
 
-/** `npm run migrate -- latest|rollback|status` against DATABASE_URL. */
-async function migrate(action: string | undefined): Promise<void> {
+/**
+ * `xfchat migrate latest|rollback|status` against DATABASE_URL. A rollback runs the last batch's `down()`, which
+ * drops what those migrations made, data included: without `--yes` it only says what it would undo.
+ */
+async function migrate(action: string | undefined, options: readonly string[]): Promise<void> {
   let database;
   try {
     database = loadDatabaseConfig();
@@ -76,6 +79,18 @@ async function migrate(action: string | undefined): Promise<void> {
         break;
       }
       case 'rollback': {
+        if (!options.includes('--yes')) {
+          const batch = await migrations.lastBatch();
+          if (batch.length === 0) {
+            out('nothing to roll back');
+            break;
+          }
+          process.stderr.write(
+            `xfchat migrate: rollback would undo the last applied batch (${batch.join(', ')}): their down() drops the tables and columns they made, with their data. Take a pg_dump first, then run: xfchat migrate rollback --yes\n`,
+          );
+          process.exitCode = 2;
+          break;
+        }
         const rolledBack = await migrations.rollback();
         out(rolledBack.length ? `rolled back: ${rolledBack.join(', ')}` : 'nothing to roll back');
         break;
@@ -112,7 +127,7 @@ switch (command ?? 'serve') {
     await dev(rest);
     break;
   case 'migrate':
-    await migrate(rest[0]);
+    await migrate(rest[0], rest.slice(1));
     break;
   case 'help':
   case '--help':

@@ -27,6 +27,8 @@ export interface Migrator {
   status(): Promise<MigrationStatus>;
   /** Rolls back the last batch, newest migration first. */
   rollback(): Promise<string[]>;
+  /** The migrations of the last applied batch (what `rollback` would undo), newest first. */
+  lastBatch(): Promise<string[]>;
 }
 
 interface MigrationModule {
@@ -75,7 +77,16 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     lockClient.on('error', (err) => logger.warn({ err }, 'migration lock connection error'));
     await lockClient.connect();
     try {
-      await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      // Waiting for another node's migrations is not a slow statement: no DB_STATEMENT_TIMEOUT_MS here.
+      await lockClient.query('SET statement_timeout = 0');
+      const { rows } = await lockClient.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1) AS locked',
+        [MIGRATION_LOCK_KEY],
+      );
+      if (!rows[0]?.locked) {
+        logger.info('waiting for the migration lock (another node or `xfchat migrate` holds it)');
+        await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      }
       return await work();
     } finally {
       // Ending the session releases the lock.
@@ -96,6 +107,14 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
       });
     },
     status,
+    async lastBatch() {
+      if (!(await knex.schema.hasTable('knex_migrations'))) return [];
+      const rows = await knex<{ name: string }>('knex_migrations')
+        .select('name')
+        .where('batch', knex('knex_migrations').max('batch'))
+        .orderBy('id', 'desc');
+      return rows.map((row) => row.name);
+    },
     rollback() {
       return withMigrationLock(async () => {
         const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];

@@ -32,6 +32,11 @@ export function explainConnectError(err: unknown, config: DatabaseConfig): Start
     line = `PostgreSQL at ${where} refused the connection: start PostgreSQL there or fix the host/port in DATABASE_URL`;
   } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
     line = `the PostgreSQL host "${url.hostname}" cannot be resolved: fix the host in DATABASE_URL`;
+  } else if (/no pg_hba.conf entry/i.test(message)) {
+    // Before the login branch: PostgreSQL reports it as 28000 too.
+    line = `PostgreSQL at ${where} has no pg_hba.conf entry for this client: allow it there, or use DB_SSL_MODE=require if only TLS is allowed`;
+  } else if (/client password must be a string/i.test(message)) {
+    line = `PostgreSQL at ${where} asks user "${user}" for a password and DATABASE_URL has none: add it (postgres://USER:PASSWORD@HOST/DATABASE)`;
   } else if (code === '28P01' || code === '28000') {
     line = `PostgreSQL at ${where} refused the login of user "${user}": fix the user/password in DATABASE_URL or the server's pg_hba.conf`;
   } else if (code === '3D000') {
@@ -45,8 +50,6 @@ export function explainConnectError(err: unknown, config: DatabaseConfig): Start
     config.sslMode !== 'disable'
   ) {
     line = `the TLS certificate of PostgreSQL at ${where} was rejected (${code ?? message}): check DB_SSL_CA_FILE and that the host name in DATABASE_URL matches the certificate`;
-  } else if (/no pg_hba.conf entry/i.test(message)) {
-    line = `PostgreSQL at ${where} has no pg_hba.conf entry for this client: allow it there, or use DB_SSL_MODE=require if only TLS is allowed`;
   } else {
     line = `cannot connect to PostgreSQL at ${where} (${code ?? 'error'}: ${message}): check DATABASE_URL and the server`;
   }
@@ -56,7 +59,7 @@ export function explainConnectError(err: unknown, config: DatabaseConfig): Start
 /** Explains a failed migration; the server never runs on a half-migrated schema. */
 export function explainMigrationError(err: unknown): StartupError {
   return new StartupError(
-    `a database migration failed (${errorMessage(err).replace(/\s+/g, ' ').slice(0, 300)}): nothing was started; fix the migration or the database and start again (npm run migrate -- status shows what is applied)`,
+    `a database migration failed (${errorMessage(err).replace(/\s+/g, ' ').slice(0, 300)}): nothing was started; fix the migration or the database and start again (xfchat migrate status shows what is applied; nothing of the failed batch was)`,
     { cause: err },
   );
 }

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Ack, SendResult, SubscribeResult } from '../lib/protocol/index.js';
 import { expectAckError, type ErrorResponse } from './helpers/errors.js';
 import { request } from './helpers/http.js';
+import { captureLogs } from './helpers/logCapture.js';
 import { useNode } from './helpers/nodes.js';
 import type { ClientSocket } from './helpers/sockets.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
@@ -48,8 +49,10 @@ async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number 
 
 describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', function () {
   this.timeout(60_000);
+  const logs = captureLogs('info');
   const node = useNode({
     env: { DB_POOL_SIZE: String(POOL_SIZE), DB_ACQUIRE_TIMEOUT_MS: String(ACQUIRE_TIMEOUT_MS) },
+    logger: logs.logger,
   });
   const { server, pool: sockets } = node;
   let observer: pg.Client;
@@ -161,6 +164,13 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
     // The held requests were waiting all along; they complete as soon as the lock goes.
     await release();
     for (const { value } of await Promise.all(held)) expect(value.ok).to.equal(true);
+    // Answers of an outage are not defects: no error lines (no stack per request), one warning per code.
+    const entries = logs.entries();
+    expect(entries.filter((e) => Number(e.level) >= 50).map((e) => e.msg)).to.deep.equal([]);
+    expect(entries.filter((e) => e.msg === 'request failed' && Number(e.level) === 40)).to.have.length.within(
+      1,
+      2,
+    );
   });
 
   it('recovers once the pool frees: held requests finish, sends work, and the failed send left no seq', async function () {

@@ -61,6 +61,9 @@ export function createApp(services: Services): Express {
       // same checks as every logged value: authorization and cookies redacted, long headers cut.
       serializers: { req: safeLogValue, res: safeLogValue, err: serializeError },
       customLogLevel(_req, res, err) {
+        // Answers of load or of an outage are logged by serverErrorLog, once per code every 10 s; readiness probes
+        // answer 503 for as long as PostgreSQL is away. Neither is a defect of this request.
+        if (res.statusCode === 503) return 'debug';
         if (err || res.statusCode >= 500) return 'error';
         return 'debug';
       },

@@ -226,6 +226,46 @@ describe('startup (the real entry point as a child process)', function () {
     });
   });
 
+  describe('xfchat migrate', () => {
+    it('rollback without --yes names the batch it would undo and changes nothing; with --yes it undoes it', async () => {
+      const url = await createEmptyDatabase();
+      expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
+      const before = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      const refused = await runCli(['migrate', 'rollback'], { DATABASE_URL: url });
+      expect(refused.code, refused.stderr).to.equal(2);
+      const line = expectOneLineFailure(refused);
+      expect(line).to.match(/^xfchat migrate: rollback would undo the last applied batch \(\d{14}_/);
+      expect(line).to.include('pg_dump').and.to.include('xfchat migrate rollback --yes');
+      expect((await runCli(['migrate', 'status'], { DATABASE_URL: url })).stdout).to.equal(before.stdout);
+
+      const done = await runCli(['migrate', 'rollback', '--yes'], { DATABASE_URL: url });
+      expect(done.code, done.stderr).to.equal(0);
+      expect(done.stdout).to.match(/^rolled back: /);
+      const after = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      expect(after.stdout).to.match(/^applied \(0\): -\npending \(\d+\): /);
+    });
+
+    it('waits for the migration lock longer than DB_STATEMENT_TIMEOUT_MS, saying so', async () => {
+      const url = await createEmptyDatabase();
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock(727246001)');
+        const migrating = runCli(['migrate', 'latest'], {
+          DATABASE_URL: url,
+          DB_STATEMENT_TIMEOUT_MS: '1000',
+        });
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        await holder.query('SELECT pg_advisory_unlock(727246001)');
+        const result = await migrating;
+        expect(result.code, result.stderr).to.equal(0);
+        expect(result.stdout).to.match(/^applied: /);
+      } finally {
+        await holder.end();
+      }
+    });
+  });
+
   describe('success', () => {
     let child: RunningChild | undefined;
     let freshUrl: string;
