@@ -186,9 +186,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (marks === undefined) return messages;
     const fresh = messages.filter((m) => {
       if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) return false;
-      if (kind === 'new') marks.giveMessage(m.seq, m.version);
-      else marks.giveVersion(m.version);
-      return true;
+      if (kind === 'new') {
+        marks.giveMessage(m.seq, m.version);
+        return true;
+      }
+      // "Current state": a change older than one already given of the same message is passed over (and counts
+      // as given, so no catch-up looks for it).
+      const stale = marks.hasNewerState(m.seq, m.version);
+      marks.giveVersion(m.version, m.seq);
+      return !stale;
     });
     noteHoles(conversationId, marks);
     return fresh;

@@ -14,6 +14,8 @@ export class Given {
   private versionMark: number;
   private readonly seqsAbove = new Set<number>();
   private readonly versionsAbove = new Set<number>();
+  /** Per message given in a state above the version mark, the newest such state's version. */
+  private readonly newestAbove = new Map<number, number>();
 
   /** Starts with everything up to `seq` and `version` given. */
   constructor(seq: number, version: number) {
@@ -44,16 +46,31 @@ export class Given {
     return version <= this.versionMark || this.versionsAbove.has(version);
   }
 
+  /**
+   * True when message `seq` was given in a newer state than `version`: that one must not follow it (states of one
+   * message arrive out of order when two nodes' announcements and a catch-up cross). Only states above the version
+   * mark are remembered; an older one at or below it is already answered by {@link hasVersion}.
+   */
+  hasNewerState(seq: number, version: number): boolean {
+    return (this.newestAbove.get(seq) ?? 0) > version;
+  }
+
   /** A new message was given (in a state of some version). */
   giveMessage(seq: number, version: number): void {
     if (!this.hasSeq(seq)) this.seqsAbove.add(seq);
-    this.giveVersion(version);
+    this.giveVersion(version, seq);
     this.settle();
   }
 
-  /** A changed message was given in the state of `version`. */
-  giveVersion(version: number): void {
+  /**
+   * A changed message was given in the state of `version` (or that state was passed over for a newer one already
+   * given): `seq` names the message, so that an older state of it that arrives later is passed over too.
+   */
+  giveVersion(version: number, seq?: number): void {
     if (!this.hasVersion(version)) this.versionsAbove.add(version);
+    if (seq !== undefined && version > this.versionMark && !this.hasNewerState(seq, version)) {
+      this.newestAbove.set(seq, version);
+    }
     this.settle();
   }
 
@@ -63,11 +80,17 @@ export class Given {
     this.versionMark = Math.max(this.versionMark, version);
     for (const s of this.seqsAbove) if (s <= this.seqMark) this.seqsAbove.delete(s);
     for (const v of this.versionsAbove) if (v <= this.versionMark) this.versionsAbove.delete(v);
+    for (const [s, v] of this.newestAbove) if (v <= this.versionMark) this.newestAbove.delete(s);
     this.settle();
   }
 
   private settle(): void {
     while (this.seqsAbove.delete(this.seqMark + 1)) this.seqMark++;
+    const versionMark = this.versionMark;
     while (this.versionsAbove.delete(this.versionMark + 1)) this.versionMark++;
+    if (this.versionMark !== versionMark) {
+      for (const [seq, version] of this.newestAbove)
+        if (version <= this.versionMark) this.newestAbove.delete(seq);
+    }
   }
 }

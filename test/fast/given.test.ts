@@ -48,4 +48,19 @@ describe('messaging/given: what a node’s subscribers of a conversation were gi
     given.giveMessage(8, 3);
     expect(given.seq, 'the marks move on through the seq given before').to.equal(9);
   });
+
+  it('remembers the newest state of each message given above the version mark, until the mark passes it', () => {
+    const given = new Given(5, 10);
+    // Versions 11 and 12 are missing; message 3 was given in the state of version 13.
+    given.giveVersion(13, 3);
+    expect(given.hasNewerState(3, 12)).to.equal(true);
+    expect(given.hasNewerState(3, 13)).to.equal(false);
+    expect(given.hasNewerState(4, 12), 'another message').to.equal(false);
+    // Passed over, the older state still counts as given; the mark then moves past both and forgets them.
+    given.giveVersion(12, 3);
+    given.giveVersion(11);
+    expect([given.version, given.unsettled]).to.deep.equal([13, 0]);
+    expect(given.hasNewerState(3, 12)).to.equal(false);
+    expect(given.hasVersion(12)).to.equal(true);
+  });
 });

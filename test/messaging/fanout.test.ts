@@ -220,6 +220,31 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(state.updated).to.deep.equal([[before!.seq, edited!.version]]);
   });
 
+  it('passes over a state of a message older than one its subscribers were given (states arrive out of order)', async () => {
+    const [message] = await sendUnannounced('to be edited twice');
+    const { fanout } = await startFanout({ nodes: 2 });
+    fanout.seen(conversationId, message!.seq, message!.version);
+    const [first] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: message!.seq, body: 'first' },
+    ]);
+    const [second] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: message!.seq, body: 'second' },
+    ]);
+    // The newer state comes first (this node's own write), the older one after it (another node's announcement).
+    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal([second]);
+    expect(fanout.delivered('updated', conversationId, [first!]), 'the older state').to.deep.equal([]);
+    // Both versions count as given: nothing is left for a catch-up, and neither comes again.
+    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal([]);
+    expect(fanout.delivered('updated', conversationId, [first!])).to.deep.equal([]);
+    // Another message's changes are not affected.
+    const [other] = await sendUnannounced('another');
+    expect(fanout.delivered('new', conversationId, [other!])).to.deep.equal([other]);
+    const [otherEdit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: other!.seq, body: 'x' },
+    ]);
+    expect(fanout.delivered('updated', conversationId, [otherEdit!])).to.deep.equal([otherEdit]);
+  });
+
   it('says hello once it listens, answers another node’s hello, and announces to a node heard from', async () => {
     const { fanout, state, announce } = await startFanout({ nodes: 1 });
     expect(state.notices).to.deep.equal([{ n: fanout.node, h: 1 }]);
