@@ -455,6 +455,24 @@ function readDatabaseUrl(reader: EnvReader): string {
   return url;
 }
 
+/**
+ * TLS is DB_SSL_MODE's (lib/db.ts drops `sslmode` from the URL, which would override it in node-postgres). A URL
+ * asking for another mode would be silently ignored, and a connection believed encrypted might not be: refused.
+ */
+function refuseOtherUrlSslMode(reader: EnvReader, url: string, mode: DbSslMode): void {
+  let asked: string | null;
+  try {
+    asked = new URL(url).searchParams.get('sslmode');
+  } catch {
+    return; // Reported by readDatabaseUrl.
+  }
+  if (asked !== null && asked !== mode) {
+    reader.problems.push(
+      `DATABASE_URL asks for sslmode=${asked.slice(0, 20)}, which is not read (DB_SSL_MODE=${mode} decides): remove it from the URL and set DB_SSL_MODE to disable, require or verify-full`,
+    );
+  }
+}
+
 function readSslCa(reader: EnvReader, mode: DbSslMode): string | undefined {
   const file = reader.raw('DB_SSL_CA_FILE');
   if (mode !== 'verify-full') {
@@ -545,6 +563,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   const url = readDatabaseUrl(reader);
   const sslMode = reader.oneOf('DB_SSL_MODE', SSL_MODES, SETTINGS.DB_SSL_MODE.default);
+  refuseOtherUrlSslMode(reader, url, sslMode);
   return {
     url,
     poolMax: reader.int('DB_POOL_SIZE'),

@@ -164,6 +164,21 @@ describe('config', () => {
       expect(problems[0]).to.include('"mysql://"');
     });
 
+    it('refuses an sslmode in DATABASE_URL other than DB_SSL_MODE (it would be ignored), and takes one that agrees', () => {
+      const problems = problemsOf(() =>
+        loadConfig(env({ DATABASE_URL: 'postgres://u@h:5432/db?sslmode=require' })),
+      );
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('sslmode=require').and.to.include('DB_SSL_MODE=disable');
+      const agreeing = loadConfig(
+        env({ DATABASE_URL: 'postgres://u@h:5432/db?sslmode=require', DB_SSL_MODE: 'require' }),
+      );
+      expect(agreeing.database.sslMode).to.equal('require');
+      expect(
+        loadConfig(env({ DATABASE_URL: 'postgres://u@h:5432/db?sslmode=disable' })).database.sslMode,
+      ).to.equal('disable');
+    });
+
     it('rejects a bad percent-escape in the user, password or database name, without echoing it', () => {
       for (const url of [
         'postgres://a%ZZ@localhost:5432/db',
