@@ -7,7 +7,8 @@ import { MAX_GROUP_PARTICIPANTS } from '../lib/protocol/schemas.js';
 import { newUser, rows } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
-import type { TestUser } from './helpers/users.js';
+import { uniqueUsername, type TestUser } from './helpers/users.js';
+import { useClientPool } from './client/fixtures.js';
 
 /**
  * GET /conversations bounds a page by the participants it carries: it takes conversations in order until the
@@ -134,5 +135,49 @@ describe('conversation list pages within the participants budget', function () {
     const me = await newUser(server);
     const ids = await groupsOf(me, [big, 2, big, 1500, 1000]);
     expectWalk(await walk(me, 50), ids, [1, 1, 1, 1, 1]);
+  });
+});
+
+describe('the SDK walks a list longer than the read budget', function () {
+  this.timeout(60_000);
+  // One read a second, bursts of two: a list of five pages runs over it.
+  const { server } = useNode({ env: { RATE_LIMIT_READS_PER_SEC: '1' } });
+  const pool = useClientPool();
+
+  it('waits out RATE_LIMITED between pages and returns every conversation once, in order', async () => {
+    const knex = server.services.db.knex;
+    const client = pool.open(server.url);
+    const username = uniqueUsername('walker');
+    const { user } = await client.signup({ username, password: 'correct horse battery' });
+    const crowd = (
+      await rows<{ id: string }>(
+        knex,
+        `INSERT INTO users (username, display_name, password_hash)
+         SELECT ? || '_' || g, 'crowd', 'not-a-real-hash' FROM generate_series(1, ?::int) g RETURNING id`,
+        [`walk_${randomBytes(4).toString('hex')}`, MAX_GROUP_PARTICIPANTS - 1],
+      )
+    ).map((r) => r.id);
+    // Five full groups, two to a page (the participants budget): three pages, each a read.
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const [row] = await rows<{ id: string }>(
+        knex,
+        `INSERT INTO conversations (type, title, created_by, last_activity_at)
+         VALUES ('group', ?, ?, now() - ?::int * interval '1 minute') RETURNING id`,
+        [`full #${i}`, user.id, i],
+      );
+      await knex.raw(
+        `INSERT INTO conversation_participants (conversation_id, user_id, role)
+         SELECT ?::uuid, ?::uuid, 'owner' UNION ALL SELECT ?::uuid, u, 'member' FROM unnest(?::uuid[]) u`,
+        [row!.id, user.id, row!.id, crowd],
+      );
+      ids.push(row!.id);
+    }
+    // Spend the burst first, so the walk meets the limit.
+    while (
+      (await request(server.url, 'GET', '/conversations?limit=1', { token: client.token })).status !== 429
+    );
+    const listed = await client.conversations.list();
+    expect(listed.map((c) => c.id)).to.deep.equal(ids);
   });
 });

@@ -146,6 +146,9 @@ export class BlocksApi {
   }
 }
 
+/** How many times `list()` waits out RATE_LIMITED before it gives up with it. */
+const MAX_LIST_WAITS = 30;
+
 /** Conversations and their participants. */
 export class ConversationsApi {
   constructor(
@@ -188,12 +191,25 @@ export class ConversationsApi {
   async list(): Promise<ConversationSummary[]> {
     const all: ConversationSummary[] = [];
     let cursor: string | undefined;
-    do {
-      const page = await this.listPage({ limit: 200, ...(cursor === undefined ? {} : { cursor }) });
+    let waits = 0;
+    for (;;) {
+      let page;
+      try {
+        page = await this.listPage({ limit: 200, ...(cursor === undefined ? {} : { cursor }) });
+      } catch (err) {
+        // Each page is a read of the user's budget (RATE_LIMIT_READS_PER_SEC, bursts of twice that): a user in
+        // many large groups has more pages than a burst. Wait as the server says, then go on from the same page.
+        if (err instanceof XFChatError && err.code === 'RATE_LIMITED' && waits < MAX_LIST_WAITS) {
+          waits += 1;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(err.retryAfter ?? 1, 10) * 1000));
+          continue;
+        }
+        throw err;
+      }
       all.push(...page.conversations);
-      cursor = page.nextCursor ?? undefined;
-    } while (cursor !== undefined);
-    return all;
+      if (page.nextCursor === null) return all;
+      cursor = page.nextCursor;
+    }
   }
 
   async get(conversationId: string): Promise<PublicConversation> {
