@@ -35,6 +35,7 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
 
     // Ten sockets of one user and REST at once: one budget of 5 per second, bursts of 10.
     const sockets = await Promise.all(Array.from({ length: 10 }, () => pool.open(server.url, reader)));
+    const started = performance.now();
     const [acks, responses] = await Promise.all([
       Promise.all(
         sockets.flatMap((socket) =>
@@ -49,8 +50,13 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
       (acks as Ack[]).filter((ack) => ack.ok).length + responses.filter((r) => r.status === 200).length;
     const limitedAcks = (acks as Ack[]).filter((ack) => !ack.ok).map(errorCodeOf);
     const limited = responses.filter((r) => r.status !== 200);
-    // The burst, plus what refilled while the 40 reads ran.
-    expect(answered, 'reads answered').to.be.within(1, 14);
+    // The burst (10), plus what refilled at 5 a second while the 40 reads ran (longer on a loaded machine).
+    const seconds = (performance.now() - started) / 1000;
+    expect(answered, `reads answered in ${seconds.toFixed(2)} s`).to.be.within(
+      1,
+      10 + Math.ceil(5 * seconds) + 1,
+    );
+    expect(answered, 'no more than a fraction of the 40').to.be.below(40);
     expect(new Set(limitedAcks)).to.deep.equal(new Set<ErrorCode>(['RATE_LIMITED']));
     expect(limited.length).to.be.greaterThan(0);
     for (const res of limited) {
