@@ -327,7 +327,7 @@ export const SETTINGS = {
     default: 45_000,
     min: 1000,
     max: 600_000,
-    doc: 'an HTTP connection that sends and receives nothing this long is closed, also one that never sent a byte (WebSockets keep their own heartbeat)',
+    doc: 'an HTTP connection that sends and receives nothing this long is closed, also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`)',
   },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',

@@ -62,6 +62,9 @@ const UNAVAILABLE_ERRNOS = new Set([
   'ENOTFOUND',
   'EHOSTUNREACH',
   'EAI_AGAIN',
+  // Out of file descriptors: no connection to PostgreSQL can be opened.
+  'EMFILE',
+  'ENFILE',
 ]);
 
 interface DriverErrorShape {

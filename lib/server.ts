@@ -127,6 +127,11 @@ async function checkMaintenance(db: Database, logger: Logger): Promise<void> {
  */
 function timeOutSilentConnections(server: HttpServer, ms: number): void {
   server.timeout = ms;
+  // A request trickled in (its head, an upgrade's head, or its body a byte at a time) is not silent: it must
+  // arrive whole within the same time, or it is answered 408 and closed (Node's defaults: 60 s for the head,
+  // 300 s for the whole request).
+  server.headersTimeout = ms;
+  server.requestTimeout = ms;
   // With a listener on the response, Node leaves the socket to it; without one (no request yet, or none in
   // progress) it destroys the socket.
   server.on('request', (req, res) => {
@@ -215,7 +220,11 @@ export async function startServer(
     };
     registerConversationHandlers(services, realtime.backpressure);
     registerAuthHandlers(services);
-    const httpServer = createServer(createApp(services));
+    // Node enforces headersTimeout and requestTimeout at this interval (30 s by default).
+    const httpServer = createServer(
+      { connectionsCheckingInterval: Math.min(5000, Math.ceil(config.limits.httpIdleTimeoutMs / 2)) },
+      createApp(services),
+    );
     timeOutSilentConnections(httpServer, config.limits.httpIdleTimeoutMs);
     answerMalformedRequests(httpServer, logger);
     realtime.attach(httpServer);

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
+import { AppError } from '../errors.js';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
@@ -17,7 +18,7 @@ import { createLookupBudget, userRoutes } from './routes/users.js';
 import { webRoutes } from './webStatic.js';
 
 /** Body limit of the contract: larger bodies get 413 PAYLOAD_TOO_LARGE. */
-const BODY_LIMIT = '64kb';
+const BODY_LIMIT_BYTES = 64 * 1024;
 
 /**
  * A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte and the
@@ -73,7 +74,12 @@ export function createApp(services: Services): Express {
   app.use(helmet({ contentSecurityPolicy: false }));
   app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
-  app.use(express.json({ limit: BODY_LIMIT, type: () => true, verify: refuseInvalidUtf8 }));
+  // A body announced larger than the limit is refused at once: express.json answers only after reading all of it.
+  app.use((req, _res, next) => {
+    const length = Number(req.headers['content-length']);
+    next(length > BODY_LIMIT_BYTES ? new AppError('PAYLOAD_TOO_LARGE') : undefined);
+  });
+  app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 
   app.use(healthRoutes(services.db));
   app.use(authRoutes(services));

@@ -84,6 +84,9 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
 
 const logServerError = createServerErrorLog();
 
+/** How long the rest of a refused body is read (and thrown away) after the answer before the connection closes. */
+const REFUSED_BODY_DRAIN_MS = 1000;
+
 /**
  * The one place an error becomes an HTTP response. Server errors are logged with the request id (via pino-http's
  * req.log; those of load and outages once per code every 10 s: lib/serverErrorLog.ts) and answered with the
@@ -97,6 +100,18 @@ export const errorMiddleware: ErrorRequestHandler = (err: unknown, req, res, _ne
     return;
   }
   const { status, body } = toHttp(appError);
+  // A body refused before it was read whole (too large, undecodable): Node reads the rest of it to keep the
+  // connection, however long it is. It gets a moment to, so the client can read this answer (closing at once would
+  // reset the connection under a client still sending), then the connection is closed.
+  if (!req.complete) {
+    res.once('finish', () => {
+      const timer = setTimeout(() => {
+        if (!req.complete) req.socket.destroy();
+      }, REFUSED_BODY_DRAIN_MS);
+      timer.unref();
+      req.once('end', () => clearTimeout(timer));
+    });
+  }
   if (appError.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.ceil(appError.retryAfter)));
   res.status(status).json(body);
 };

@@ -64,7 +64,7 @@ interface WsView {
 }
 
 /** engine.io's websocket transport keeps its `ws` socket in a field it does not type as public. */
-function websocketOf(transport: TransportView): WsView | undefined {
+export function websocketOf(transport: TransportView): WsView | undefined {
   if (transport.name !== 'websocket') return undefined;
   const ws = (transport as unknown as { socket?: Partial<WsView> }).socket;
   return typeof ws?.bufferedAmount === 'number' && typeof ws.terminate === 'function'

@@ -7,6 +7,7 @@ import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createAdapterPool } from './adapterPool.js';
+import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
 import { coalesceWrites } from './coalesce.js';
 import {
@@ -76,8 +77,11 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
         else if (!waitingTransports.allows(req)) callback('too many connections waiting', false);
         else callback(null, true);
       }),
-    // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s).
+    // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s); the
+    // transport guard then tears down one that would wait for its buffer to drain.
     connectTimeout: CONNECT_TIMEOUT_MS,
+    // ws without its automatic pongs: they queued without bound for a client sending pings and reading nothing.
+    wsEngine: WsServerWithoutAutoPong,
     adapter: createAdapter(adapterPool, {
       errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
     }),
@@ -175,6 +179,11 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       io.attach(httpServer);
       // The engine exists from here on.
       waitingTransports.watch(io);
+      guardTransports(io, {
+        eventsPerSecond: config.limits.socketEventsPerSecond,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        logger,
+      });
     },
     close() {
       closing ??= doClose();

@@ -33,5 +33,11 @@ describe('error bodies: what REST sends as Retry-After, an ack carries in detail
       expect(toAppError({ nativeError: new Error(message) }).code, message).to.equal('DB_UNAVAILABLE');
     }
     expect(toAppError(new Error('Query read timeout in a body')).code).to.equal('INTERNAL');
+    // Out of file descriptors, no connection to PostgreSQL can be opened: an outage of the node, not a bug.
+    for (const code of ['EMFILE', 'ENFILE']) {
+      expect(toAppError(Object.assign(new Error(`connect ${code}`), { code })).code, code).to.equal(
+        'DB_UNAVAILABLE',
+      );
+    }
   });
 });

@@ -92,6 +92,67 @@ describe('connections: slots and silent clients', function () {
     await serverCloses(socket);
   });
 
+  /** Writes `text` to `socket` a byte every `everyMs`, until the server closes it or `text` ends. */
+  async function trickle(socket: net.Socket, text: string, everyMs: number): Promise<void> {
+    for (const byte of text) {
+      if (socket.destroyed || !socket.writable) return;
+      socket.write(byte);
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  }
+
+  it('closes a connection whose request head or body trickles in past the idle timeout (408)', async () => {
+    const { port } = new URL(server.url);
+    const head = 'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n';
+    const body =
+      'POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n';
+    for (const [what, prefix, slow] of [
+      ['an upgrade head', '', head.repeat(4)],
+      ['a body', body, '{"username":"nobody","password":"a trickled password....."}'],
+    ] as const) {
+      const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.write(prefix);
+      const started = Date.now();
+      const closed = serverCloses(socket);
+      // A byte every 100 ms is never silent for the idle timeout (1 s), and would take over 4 s whole.
+      void trickle(socket, slow, 100);
+      await closed;
+      expect(Date.now() - started, what).to.be.below(3500);
+      expect(answer, what).to.match(/^HTTP\/1\.1 408/);
+      socket.destroy();
+    }
+  });
+
+  it('answers a body announced too large at once, and closes its connection a second later instead of reading all of it', async () => {
+    const { port } = new URL(server.url);
+    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    socket.on('error', () => undefined);
+    const closed = serverCloses(socket);
+    socket.write(
+      'POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n',
+    );
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    // Keeps sending the announced 100 MB, a chunk every 5 ms: the node answers 413 at once, reads and throws away
+    // what follows for a second (so a client still sending reads its answer), then closes the connection.
+    const started = Date.now();
+    let answeredAt: number | undefined;
+    while (!socket.destroyed && Date.now() - started < 6000) {
+      if (answeredAt === undefined && answer.includes('\r\n\r\n')) answeredAt = Date.now();
+      socket.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await closed;
+    expect(answer).to.match(/^HTTP\/1\.1 413/);
+    expect(answeredAt, 'answered while the body was still coming').to.not.equal(undefined);
+    expect(Date.now() - answeredAt!, 'closed a moment after the answer').to.be.below(3000);
+  });
+
   it('answers a request that takes longer than the idle timeout', async () => {
     const user = await newUser(server);
     const name = new URL(node.databaseUrl).pathname.slice(1);
