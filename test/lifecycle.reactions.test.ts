@@ -1,11 +1,10 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { PublicMessage } from '../lib/protocol/index.js';
 import { MAX_REACTIONS_PER_MESSAGE } from '../lib/protocol/schemas.js';
 import { createGroup, expectOk, friendsOf, newUser, putMessage, rows } from './helpers/chat.js';
 import { expectAckError, expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { counters, reaction, storedState } from './helpers/lifecycle.js';
+import { counters, currentMessage, ownerAndTwoMembers, reaction, storedState } from './helpers/lifecycle.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { rawRequest } from './helpers/rawHttp.js';
 import type { ClientSocket } from './helpers/sockets.js';
@@ -24,26 +23,15 @@ describe('reactions: which emoji, normalized how, and how many on one message', 
 
   /** An owner, two members (the owner's friends), their group and one message of alice's in it. */
   async function group() {
-    const owner = await newUser(a);
-    const [alice, bob] = (await friendsOf(a, owner, 2)) as [TestUser, TestUser];
-    const { id } = await createGroup(a.url, owner, [alice, bob]);
+    const { owner, alice, bob, id } = await ownerAndTwoMembers(a);
     const res = await putMessage(a.url, alice, id, randomUUID(), { body: 'react to me' });
     if (res.status !== 201) throw new Error(`send: ${res.status} ${res.text}`);
     return { owner, alice, bob, id };
   }
 
   /** One message as a fresh history read shows it. */
-  async function current(user: TestUser, conversationId: string, seq = 1): Promise<PublicMessage> {
-    const res = await request<{ messages: PublicMessage[] }>(
-      b.url,
-      'GET',
-      `/conversations/${conversationId}/messages?after=${seq - 1}&limit=1`,
-      { token: user.token },
-    );
-    const message = res.body.messages[0];
-    if (message?.seq !== seq) throw new Error(`no message ${seq}: ${res.text}`);
-    return message;
-  }
+  const current = (user: TestUser, conversationId: string, seq = 1) =>
+    currentMessage(b.url, user, conversationId, seq);
 
   /** The emoji stored for a conversation's messages, straight from the table. */
   const storedEmoji = async (conversationId: string): Promise<string[]> =>

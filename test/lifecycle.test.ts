@@ -12,6 +12,8 @@ import {
   deleteMessage,
   editMessage,
   fullHistory,
+  currentMessage,
+  ownerAndTwoMembers,
   reaction,
   storedState,
 } from './helpers/lifecycle.js';
@@ -48,13 +50,8 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
 
   const knex = () => a.services.db.knex;
 
-  /** An owner, two members (the owner's friends) and their group, with sockets on both nodes. */
-  async function group() {
-    const owner = await newUser(a);
-    const [alice, bob] = (await friendsOf(a, owner, 2)) as [TestUser, TestUser];
-    const conversation = await createGroup(a.url, owner, [alice, bob]);
-    return { owner, alice, bob, id: conversation.id, conversation };
-  }
+  /** An owner, two members (the owner's friends) and their group. */
+  const group = () => ownerAndTwoMembers(a);
 
   /** A message sent over REST; the message, or a thrown error. */
   async function put(user: TestUser, conversationId: string, body: string, extra: object = {}) {
@@ -71,17 +68,8 @@ describe('message lifecycle: edits, deletes, reactions, replies and versions', f
   };
 
   /** One message as a fresh history read shows it. */
-  async function current(user: TestUser, conversationId: string, seq: number): Promise<PublicMessage> {
-    const res = await request<{ messages: PublicMessage[] }>(
-      b.url,
-      'GET',
-      `/conversations/${conversationId}/messages?after=${seq - 1}&limit=1`,
-      { token: user.token },
-    );
-    const message = res.body.messages[0];
-    if (message?.seq !== seq) throw new Error(`no message ${seq}: ${res.text}`);
-    return message;
-  }
+  const current = (user: TestUser, conversationId: string, seq: number) =>
+    currentMessage(b.url, user, conversationId, seq);
 
   const socketOf = (user: TestUser, node = b): Promise<ClientSocket> => pool.open(node.url, user);
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
-import type { PublicMessage, Reaction } from '../../lib/protocol/index.js';
-import { rows } from './chat.js';
+import type { PublicConversation, PublicMessage, Reaction } from '../../lib/protocol/index.js';
+import type { RunningServer } from '../../lib/server.js';
+import { createGroup, friendsOf, newUser, rows } from './chat.js';
 import type { ErrorResponse } from './errors.js';
 import { request, type JsonResponse } from './http.js';
 import type { TestUser } from './users.js';
@@ -11,6 +12,38 @@ type Reply<T> = JsonResponse<T & Partial<ErrorResponse>>;
 
 const messagePath = (conversationId: string, seq: number | string) =>
   `/conversations/${conversationId}/messages/${seq}`;
+
+/** An owner, two members (the owner's friends) and their group, made on `server`. */
+export async function ownerAndTwoMembers(server: RunningServer): Promise<{
+  owner: TestUser;
+  alice: TestUser;
+  bob: TestUser;
+  id: string;
+  conversation: PublicConversation;
+}> {
+  const owner = await newUser(server);
+  const [alice, bob] = (await friendsOf(server, owner, 2)) as [TestUser, TestUser];
+  const conversation = await createGroup(server.url, owner, [alice, bob]);
+  return { owner, alice, bob, id: conversation.id, conversation };
+}
+
+/** One message as a fresh history read on `baseUrl` shows it to `user`. */
+export async function currentMessage(
+  baseUrl: string,
+  user: TestUser,
+  conversationId: string,
+  seq: number,
+): Promise<PublicMessage> {
+  const res = await request<{ messages: PublicMessage[] }>(
+    baseUrl,
+    'GET',
+    `/conversations/${conversationId}/messages?after=${seq - 1}&limit=1`,
+    { token: user.token },
+  );
+  const message = res.body.messages[0];
+  if (message?.seq !== seq) throw new Error(`no message ${seq}: ${res.text}`);
+  return message;
+}
 
 /** `PATCH /conversations/:id/messages/:seq {body}`. */
 export function editMessage(
