@@ -73,11 +73,16 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
 
   async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
     // A connection of its own holds the session-level lock while knex migrates through the pool.
-    const lockClient = new pg.Client(pgConnectionConfig(config, 'xfchat-migrate-lock'));
+    // Waiting for another node's migrations is not a slow statement: neither PostgreSQL's statement_timeout nor
+    // the driver's query timeout (DB_STATEMENT_TIMEOUT_MS) applies to this connection.
+    const lockClient = new pg.Client({
+      ...pgConnectionConfig(config, 'xfchat-migrate-lock'),
+      statement_timeout: undefined,
+      query_timeout: undefined,
+    });
     lockClient.on('error', (err) => logger.warn({ err }, 'migration lock connection error'));
     await lockClient.connect();
     try {
-      // Waiting for another node's migrations is not a slow statement: no DB_STATEMENT_TIMEOUT_MS here.
       await lockClient.query('SET statement_timeout = 0');
       const { rows } = await lockClient.query<{ locked: boolean }>(
         'SELECT pg_try_advisory_lock($1) AS locked',

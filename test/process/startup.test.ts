@@ -9,6 +9,7 @@ import { BUNDLED_MIGRATIONS_DIR } from '../../lib/migrations.js';
 import { runCli, runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
 import { createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 /** The environment of a node that would start, but for what a test changes. */
 function goodEnv(databaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
@@ -245,7 +246,7 @@ describe('startup (the real entry point as a child process)', function () {
       expect(after.stdout).to.match(/^applied \(0\): -\npending \(\d+\): /);
     });
 
-    it('waits for the migration lock longer than DB_STATEMENT_TIMEOUT_MS, saying so', async () => {
+    it('waits for the migration lock longer than DB_STATEMENT_TIMEOUT_MS and the driver query timeout', async () => {
       const url = await createEmptyDatabase();
       const holder = new pg.Client({ connectionString: url });
       await holder.connect();
@@ -255,7 +256,21 @@ describe('startup (the real entry point as a child process)', function () {
           DATABASE_URL: url,
           DB_STATEMENT_TIMEOUT_MS: '1000',
         });
-        await new Promise((resolve) => setTimeout(resolve, 2500));
+        // Once it waits for the lock, it waits longer than the statement timeout and the driver's query timeout
+        // (a second past it) together.
+        const database = new URL(url).pathname.slice(1);
+        await waitFor(
+          async () =>
+            (
+              await holder.query<{ n: number }>(
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                 WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+                [database],
+              )
+            ).rows[0]!.n > 0,
+          { what: 'the migration to wait for the lock' },
+        );
+        await new Promise((resolve) => setTimeout(resolve, 3000));
         await holder.query('SELECT pg_advisory_unlock(727246001)');
         const result = await migrating;
         expect(result.code, result.stderr).to.equal(0);
