@@ -45,7 +45,7 @@ export const PORTABLE_UUID_V7 = `
  */
 const LOCK_TIMEOUT = '3s';
 
-async function limitLockWait(knex: Knex): Promise<void> {
+export async function limitLockWait(knex: Knex): Promise<void> {
   await knex.raw("SELECT set_config('lock_timeout', ?, true)", [LOCK_TIMEOUT]);
 }
 

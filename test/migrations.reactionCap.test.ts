@@ -15,10 +15,13 @@ function bodyOf(sql: string): string {
   return body;
 }
 
-/** The body of `xfchat_write()` as the database holds it now. */
+/**
+ * The body of `xfchat_write()` as the database holds it now: the current function (thirteen arguments), not
+ * release 0.2.0's call of it (migrations/20261203000000_upgrade_from_0_2_0.ts).
+ */
 async function storedBody(knex: Knex): Promise<string> {
   const { rows } = await knex.raw<{ rows: Array<{ src: string }> }>(
-    "SELECT prosrc AS src FROM pg_proc WHERE proname = 'xfchat_write'",
+    "SELECT prosrc AS src FROM pg_proc WHERE proname = 'xfchat_write' AND pronargs = 13",
   );
   expect(rows).to.have.length(1);
   return rows[0]!.src;

@@ -2,12 +2,11 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { loadDatabaseConfig } from '../lib/config.js';
-import { createDatabase, type Database } from '../lib/db.js';
-import { BUNDLED_MIGRATIONS_DIR, createMigrator, type Migrator } from '../lib/migrations.js';
-import { createLogger } from '../lib/logger.js';
+import type { Database } from '../lib/db.js';
+import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import * as messageIdsMigration from '../migrations/20261202000000_message_ids_time_ordered.js';
+import { groupOfOne, openMigrated, type Opened } from './helpers/migrations.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { millisOfV7, UUID_V4, UUID_V7 } from './helpers/uuid.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -26,16 +25,6 @@ const CONTRACT_TABLES = [
   'auth_rate_limits',
 ];
 
-/** A database connection and the migrator over it. */
-type Opened = Database & { migrations: Migrator };
-
-function open(url: string): Opened {
-  const config = loadDatabaseConfig({ DATABASE_URL: url });
-  const logger = createLogger('silent');
-  const db = createDatabase(config, logger);
-  return Object.assign(db, { migrations: createMigrator(db.knex, config, logger) });
-}
-
 /** Which of the contract tables exist in the public schema. */
 async function existingTables(db: Database): Promise<string[]> {
   const rows = (await db
@@ -45,31 +34,6 @@ async function existingTables(db: Database): Promise<string[]> {
     .whereIn('table_name', CONTRACT_TABLES)
     .orderBy('table_name')) as Array<{ table_name: string }>;
   return rows.map((r) => r.table_name);
-}
-
-/** A user and a group of theirs, with the counters its messages will need, written straight to the tables. */
-async function groupOfOne(
-  knex: Knex,
-  counters: { lastSeq: number; version: number },
-): Promise<{ userId: string; conversationId: string }> {
-  const [user] = await knex('users')
-    .insert({ username: 'writer', password_hash: 'x', display_name: 'Writer' })
-    .returning<Array<{ id: string }>>('id');
-  const [conversation] = await knex('conversations')
-    .insert({
-      type: 'group',
-      title: 't',
-      created_by: user!.id,
-      last_seq: counters.lastSeq,
-      version: counters.version,
-    })
-    .returning<Array<{ id: string }>>('id');
-  await knex('conversation_participants').insert({
-    conversation_id: conversation!.id,
-    user_id: user!.id,
-    role: 'owner',
-  });
-  return { userId: user!.id, conversationId: conversation!.id };
 }
 
 async function bundledMigrationNames(): Promise<string[]> {
@@ -94,7 +58,7 @@ describe('migrations', function () {
 
   /** A fresh empty database of its own, so no test depends on another's steps. */
   async function emptyDatabase(): Promise<Opened> {
-    return track(open(await createEmptyDatabase()));
+    return track(openMigrated(await createEmptyDatabase()));
   }
 
   describe('latest and rollback', () => {
@@ -373,8 +337,8 @@ describe('migrations', function () {
   describe('concurrency', () => {
     it('two nodes migrating a fresh database at once both succeed, and each migration runs once', async () => {
       const url = await createEmptyDatabase();
-      const a = track(open(url));
-      const b = track(open(url));
+      const a = track(openMigrated(url));
+      const b = track(openMigrated(url));
       const [ra, rb] = await Promise.all([a.migrations.latest(), b.migrations.latest()]);
       const names = await bundledMigrationNames();
       // The advisory lock serializes them: one applies everything, the other finds nothing to do.
@@ -389,9 +353,9 @@ describe('migrations', function () {
 
     it('releases the lock: a later migrateLatest on another connection does not wait', async () => {
       const url = await createEmptyDatabase();
-      const a = track(open(url));
+      const a = track(openMigrated(url));
       await a.migrations.latest();
-      const b = track(open(url));
+      const b = track(openMigrated(url));
       const { newlyApplied } = await b.migrations.latest();
       expect(newlyApplied).to.deep.equal([]);
       // The lock session ends with the migration; the server drops its lock as that backend exits.

@@ -1,0 +1,212 @@
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
+import { groupOfOne, openMigrated, type Opened } from './helpers/migrations.js';
+import { createEmptyDatabase } from './helpers/postgres.js';
+
+/**
+ * A database created by an earlier release and migrated by this one must end up with the schema a fresh database
+ * gets: Knex never runs an applied migration again, so a migration edited after a release shipped it leaves that
+ * release's databases behind. `test/fixtures/releases/<version>/migrations` holds each release's migrations as it
+ * shipped them (copied from its tag; never edit them).
+ */
+const here = path.dirname(fileURLToPath(import.meta.url));
+const RELEASE_0_2_0 = path.join(here, 'fixtures', 'releases', '0.2.0', 'migrations');
+const RELEASE_0_2_0_NAMES = [
+  '20261126000000_initial_schema',
+  '20261130000050_message_writes',
+  '20261130000100_sessions',
+  '20261130000300_users_username_prefix',
+];
+
+/** Everything of the public schema a node or a release relies on, as comparable text. */
+async function schemaOf(knex: Knex): Promise<Record<string, string[]>> {
+  const lines = async (sql: string): Promise<string[]> =>
+    ((await knex.raw<{ rows: Array<{ line: string }> }>(sql)).rows ?? []).map((r) => r.line);
+  return {
+    columns: await lines(`
+      SELECT concat_ws(' ', table_name, ordinal_position, column_name, data_type, is_nullable, column_default) AS line
+      FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`),
+    relations: await lines(`
+      SELECT concat_ws(' ', c.relname, c.relkind, c.reloptions::text) AS line
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' ORDER BY c.relname`),
+    constraints: await lines(`
+      SELECT concat_ws(' ', c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)) AS line
+      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+      WHERE n.nspname = 'public' ORDER BY 1`),
+    indexes: await lines(
+      `SELECT indexdef AS line FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname`,
+    ),
+    triggers: await lines(`
+      SELECT pg_get_triggerdef(t.oid) AS line
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND NOT t.tgisinternal ORDER BY 1`),
+    // Whole definitions are long: each function by its signature and a digest of its definition.
+    functions: await lines(`
+      SELECT concat_ws(' ', p.proname, '(' || pg_get_function_identity_arguments(p.oid) || ')',
+        md5(pg_get_functiondef(p.oid))) AS line
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'public' ORDER BY 1`),
+  };
+}
+
+interface Answer {
+  r_ord: number;
+  r_status: number;
+  r_seq: number | null;
+}
+
+/**
+ * One call as a 0.2.0 node makes it (its named statement `xfchat_write_v1`, lib/messaging/statements.ts of that
+ * release): sends, then changes (kind 3 adds a reaction), no announcement.
+ */
+async function releaseWrite(
+  knex: Knex,
+  sends: Array<{ conversationId: string; senderId: string; clientMsgId: string; body: string }>,
+  changes: Array<{ kind: number; conversationId: string; userId: string; seq: number; text: string }> = [],
+): Promise<Answer[]> {
+  const { rows } = await knex.raw<{ rows: Answer[] }>(
+    `SELECT r_ord, r_status, r_seq
+     FROM xfchat_write(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::bigint[],
+                       ?::smallint[], ?::uuid[], ?::uuid[], ?::bigint[], ?::text[], ?::text, ?::text)`,
+    [
+      sends.map((s) => s.conversationId),
+      sends.map((s) => s.senderId),
+      sends.map((s) => s.clientMsgId),
+      sends.map((s) => s.body),
+      `{${sends.map(() => 'NULL').join(',')}}`, // no replies
+      changes.map((c) => c.kind),
+      changes.map((c) => c.conversationId),
+      changes.map((c) => c.userId),
+      changes.map((c) => c.seq),
+      changes.map((c) => c.text),
+      null,
+      null,
+    ],
+  );
+  return rows.map((r) => ({ r_ord: r.r_ord, r_status: r.r_status, r_seq: r.r_seq }));
+}
+
+/** Kind 3 (add a reaction) of `emoji` to `seq`. */
+function react(conversationId: string, userId: string, seq: number, emoji: string) {
+  return { kind: 3, conversationId, userId, seq, text: emoji };
+}
+
+describe('upgrading a release database', function () {
+  this.timeout(60_000);
+  const opened: Opened[] = [];
+  after(async () => {
+    await Promise.all(opened.map((db) => db.close()));
+  });
+  function track(db: Opened): Opened {
+    opened.push(db);
+    return db;
+  }
+
+  let freshSchema: Record<string, string[]>;
+  before(async () => {
+    const fresh = track(openMigrated(await createEmptyDatabase()));
+    await fresh.migrations.latest();
+    freshSchema = await schemaOf(fresh.knex);
+  });
+
+  /** A database migrated by 0.2.0 with a group and one message written by 0.2.0's own function. */
+  async function release020Database(): Promise<{ url: string; userId: string; conversationId: string }> {
+    const url = await createEmptyDatabase();
+    const old = track(openMigrated(url, RELEASE_0_2_0));
+    const first = await old.migrations.latest();
+    expect(first.newlyApplied).to.deep.equal(RELEASE_0_2_0_NAMES);
+    const { userId, conversationId } = await groupOfOne(old.knex, { lastSeq: 0, version: 0 });
+    const send = { conversationId, senderId: userId, clientMsgId: 'before', body: 'written by 0.2.0' };
+    expect(await releaseWrite(old.knex, [send], [react(conversationId, userId, 1, '👍')])).to.deep.equal([
+      { r_ord: 1, r_status: 0, r_seq: 1 },
+      { r_ord: 2, r_status: 0, r_seq: null },
+    ]);
+    return { url, userId, conversationId };
+  }
+
+  it('0.2.0 then latest gives the schema of a fresh database, with 0.2.0 data in place', async () => {
+    const { url, conversationId } = await release020Database();
+    const db = track(openMigrated(url));
+    await db.migrations.latest();
+    expect(await schemaOf(db.knex)).to.deep.equal(freshSchema);
+    const rows = await db
+      .knex<{ conversation_id: string; seq: number; body: string }>('messages')
+      .where({ conversation_id: conversationId })
+      .select('seq', 'body');
+    expect(rows).to.deep.equal([{ seq: 1, body: 'written by 0.2.0' }]);
+  });
+
+  it("0.2.0's write call keeps working on the latest schema (a rolling upgrade) and keeps this release's rules", async () => {
+    const { url, userId, conversationId } = await release020Database();
+    const db = track(openMigrated(url));
+    await db.migrations.latest();
+    const send = (clientMsgId: string, body: string) => ({
+      conversationId,
+      senderId: userId,
+      clientMsgId,
+      body,
+    });
+
+    expect(await releaseWrite(db.knex, [send('during', 'written during the upgrade')])).to.deep.equal([
+      { r_ord: 1, r_status: 0, r_seq: 2 },
+    ]);
+    // The same clientMsgId again: answered as stored, nothing new written.
+    expect(await releaseWrite(db.knex, [send('before', 'written by 0.2.0')])).to.deep.equal([
+      { r_ord: 1, r_status: 1, r_seq: null },
+    ]);
+    // The message has one emoji: nineteen more fill it, and the twenty-first different one is refused with the
+    // status 0.2.0 knows as forbidden (5), not the cap's own (9), which it does not.
+    const nineteen = Array.from({ length: 19 }, (_, i) => react(conversationId, userId, 1, `e${i}`));
+    const answers = await releaseWrite(
+      db.knex,
+      [],
+      [...nineteen, react(conversationId, userId, 1, 'one-too-many')],
+    );
+    expect(answers.map((a) => a.r_status)).to.deep.equal([...nineteen.map(() => 0), 5]);
+    const { rows } = await db.knex.raw<{ rows: Array<{ n: number }> }>(
+      'SELECT count(DISTINCT emoji)::int AS n FROM message_reactions',
+    );
+    expect(rows).to.deep.equal([{ n: 20 }]);
+  });
+
+  it('rolled back to 0.2.0 migrations, 0.2.0 still writes; latest again gives the fresh schema', async () => {
+    const { url, userId, conversationId } = await release020Database();
+    const db = track(openMigrated(url));
+    await db.migrations.latest();
+    await db.migrations.rollback();
+    expect((await db.migrations.status()).applied).to.deep.equal(RELEASE_0_2_0_NAMES);
+
+    const send = { conversationId, senderId: userId, clientMsgId: 'after-rollback', body: 'written after' };
+    expect(await releaseWrite(db.knex, [send])).to.deep.equal([{ r_ord: 1, r_status: 0, r_seq: 2 }]);
+
+    await db.migrations.latest();
+    expect(await schemaOf(db.knex)).to.deep.equal(freshSchema);
+  });
+
+  it('a database migrated by this release, rolled back to 0.2.0 migrations, has the call 0.2.0 makes', async () => {
+    // This release's files of the names 0.2.0 has, applied in a batch of their own, so that one rollback
+    // undoes exactly what came after them.
+    const firstFour = await mkdtemp(path.join(tmpdir(), 'xfchat-migrations-'));
+    for (const name of RELEASE_0_2_0_NAMES) {
+      await copyFile(path.join(BUNDLED_MIGRATIONS_DIR, `${name}.ts`), path.join(firstFour, `${name}.ts`));
+    }
+    const url = await createEmptyDatabase();
+    await track(openMigrated(url, firstFour)).migrations.latest();
+    const db = track(openMigrated(url));
+    await db.migrations.latest();
+    expect(await schemaOf(db.knex)).to.deep.equal(freshSchema);
+    await db.migrations.rollback();
+    expect((await db.migrations.status()).applied).to.deep.equal(RELEASE_0_2_0_NAMES);
+
+    const { userId, conversationId } = await groupOfOne(db.knex, { lastSeq: 0, version: 0 });
+    const send = { conversationId, senderId: userId, clientMsgId: 'rolled-back', body: 'hello' };
+    expect(await releaseWrite(db.knex, [send])).to.deep.equal([{ r_ord: 1, r_status: 0, r_seq: 1 }]);
+    await rm(firstFour, { recursive: true, force: true });
+  });
+});
