@@ -97,6 +97,56 @@ describe('sockets checked against the database, for cluster events a node missed
     expect(messages).to.deep.equal([]);
   });
 
+  it('a conversation created while a node was not listening reaches the new participant’s socket there, once it listens', async () => {
+    const owner = await newUser();
+    const bob = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, bob.id);
+    const bobOnB = await pool.open(b.url, bob);
+    const added = record(bobOnB, 'conversation:added');
+
+    await cutAdapterListeners();
+    const group = await createGroup(a.url, owner, [bob]);
+
+    await waitFor(() => added.length > 0, { what: 'conversation:added on the other node' });
+    expect(added.map((c) => c.id)).to.deep.equal([group.id]);
+    expect(added[0]!.participants.map((p) => p.userId).sort()).to.deep.equal([owner.id, bob.id].sort());
+  });
+
+  it('a friend request made, and one accepted, while a node was not listening reach the sockets there', async () => {
+    const bob = await newUser();
+    const carol = await newUser();
+    const dave = await newUser();
+    const asked = await request<{ request: { id: string } }>(a.url, 'POST', '/friends/requests', {
+      token: bob.token,
+      body: { username: dave.username },
+    });
+    expect(asked.status).to.equal(201);
+    const bobOnB = await pool.open(b.url, bob);
+    const requests = record(bobOnB, 'friend:request');
+    const accepted = record(bobOnB, 'friend:accepted');
+
+    await cutAdapterListeners();
+    const fromCarol = await request<{ request: { id: string } }>(a.url, 'POST', '/friends/requests', {
+      token: carol.token,
+      body: { username: bob.username },
+    });
+    expect(fromCarol.status).to.equal(201);
+    const byDave = await request(a.url, 'POST', `/friends/requests/${asked.body.request.id}/accept`, {
+      token: dave.token,
+    });
+    expect(byDave.status).to.equal(200);
+
+    await waitFor(() => requests.length > 0 && accepted.length > 0, {
+      what: 'both notices on the other node',
+    });
+    expect(requests.map((r) => [r.id, r.from.id, r.status])).to.deep.equal([
+      [fromCarol.body.request.id, carol.id, 'pending'],
+    ]);
+    expect(accepted.map((r) => [r.id, r.to.id, r.status])).to.deep.equal([
+      [asked.body.request.id, dave.id, 'accepted'],
+    ]);
+  });
+
   it('the timer finds an ended session or a lost membership with no event at all, and tells why', async () => {
     const { knex } = b.services.db;
     const { member: carol, group, socket: carolOnB } = await groupWithMemberOnB();

@@ -185,3 +185,31 @@ export async function departedParticipants(
   );
   return result.rows.map((r) => ({ userId: r.user_id, conversationId: r.conversation_id }));
 }
+
+/**
+ * The conversations that any of `userIds` joined at or after `since` (also by creating one), newest first, at most
+ * `limit` memberships: each with its participants and their users, and which of `userIds` joined it then. Three
+ * statements; the memberships come from the participants' user index.
+ */
+export async function joinedSince(
+  knex: Knex,
+  userIds: readonly string[],
+  since: Date,
+  limit: number,
+): Promise<Array<{ conversation: Conversation; userIds: string[] }>> {
+  if (userIds.length === 0) return [];
+  const { rows } = await knex.raw<{ rows: Array<{ user_id: string; conversation_id: string }> }>(
+    `SELECT p.user_id, p.conversation_id FROM conversation_participants p
+      WHERE p.user_id = ANY (?::uuid[]) AND p.joined_at >= ?
+      ORDER BY p.joined_at DESC LIMIT ?`,
+    [[...userIds], since, limit],
+  );
+  const joined = new Map<string, string[]>();
+  for (const row of rows)
+    joined.set(row.conversation_id, [...(joined.get(row.conversation_id) ?? []), row.user_id]);
+  if (joined.size === 0) return [];
+  const conversations = await Conversation.query(knex)
+    .findByIds([...joined.keys()])
+    .withGraphFetched('participants.user');
+  return conversations.map((conversation) => ({ conversation, userIds: joined.get(conversation.id) ?? [] }));
+}

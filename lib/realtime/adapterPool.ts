@@ -42,6 +42,8 @@ export function createAdapterPool(
   config: DatabaseConfig,
   logger: Logger,
   onListening: () => void = () => undefined,
+  /** The adapter's LISTEN connection ended: the cluster's events no longer reach this node until it listens again. */
+  onListenLost: () => void = () => undefined,
 ): pg.Pool {
   const pool = new pg.Pool({ ...pgConnectionConfig(config, 'xfchat-adapter'), max: 4 });
   const checkedOut = new Set<pg.PoolClient>();
@@ -79,7 +81,10 @@ export function createAdapterPool(
   pool.on('error', (err) => logger.warn({ err }, 'socket.io adapter: idle PostgreSQL connection failed'));
   pool.on('connect', (client) => {
     client.on('error', (err) => logger.warn({ err }, 'socket.io adapter: PostgreSQL connection failed'));
-    client.on('end', () => discard(client, 'connection ended'));
+    client.on('end', () => {
+      if (!ended && checkedOut.has(client) && isListener(client)) onListenLost();
+      discard(client, 'connection ended');
+    });
   });
   return pool;
 }

@@ -62,7 +62,12 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     trustProxy: config.trustProxy,
   });
   // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
-  const adapterPool = createAdapterPool(config.database, logger, () => revalidation.request());
+  const adapterPool = createAdapterPool(
+    config.database,
+    logger,
+    () => revalidation.listening(),
+    () => revalidation.listenLost(),
+  );
   const io: AppServer = new Server({
     serveClient: false,
     pingInterval: PING_INTERVAL_MS,

@@ -1,6 +1,6 @@
 import type { Notifier } from '../notifier.js';
 import type { Logger } from '../logger.js';
-import type { SessionEndReason } from '../protocol/index.js';
+import type { PublicConversation, PublicFriendRequest, SessionEndReason } from '../protocol/index.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -83,6 +83,22 @@ function remove(target: Pick<AppServer['local'], 'in' | 'to'>, userId: string, c
 export function removeLocally(io: AppServer, userId: string, conversationId: string): void {
   remove(io.local, userId, conversationId);
 }
+
+/**
+ * Notices told again to one user's sockets on this node only, found in the database after the node's adapter did
+ * not listen for a while (lib/realtime/revalidation.ts): the other nodes heard the originals.
+ */
+export const localNotices = {
+  conversationAdded(io: AppServer, userId: string, conversation: PublicConversation): void {
+    io.local.to(userRoom(userId)).emit('conversation:added', conversation);
+  },
+  friendRequest(io: AppServer, request: PublicFriendRequest): void {
+    io.local.to(userRoom(request.to.id)).emit('friend:request', request);
+  },
+  friendAccepted(io: AppServer, request: PublicFriendRequest): void {
+    io.local.to(userRoom(request.from.id)).emit('friend:accepted', request);
+  },
+};
 
 /** Between nodes only (through the postgres adapter), never to clients. Committed messages are not here: they
  * travel with their commit (lib/messaging/fanout.ts). */

@@ -1,12 +1,23 @@
 import type { Knex } from 'knex';
 import { endedSessions } from '../auth/tokens.js';
-import { departedParticipants } from '../conversations/queries.js';
+import { departedParticipants, joinedSince } from '../conversations/queries.js';
 import type { Logger } from '../logger.js';
+import { requestNoticesSince } from '../social/friendRequests.js';
 import type { AppServer } from './io.js';
-import { endSessionLocally, localSockets, removeLocally } from './notifier.js';
+import { endSessionLocally, localNotices, localSockets, removeLocally } from './notifier.js';
 
 /** How often this node checks its sockets in any case: the longest a missed end or removal can last. */
 export const REVALIDATE_EVERY_MS = 60_000;
+
+/**
+ * How far before the adapter's LISTEN connection ended the notices are looked for again: broadcasts sent just
+ * before the end may not have been read yet, and the times compared are the database's (or another node's) clock
+ * against this node's.
+ */
+export const MISSED_NOTICES_MARGIN_MS = 5000;
+
+/** At most this many conversations, and requests of each kind, are told again after one gap (newest first). */
+export const MISSED_NOTICES_LIMIT = 1000;
 
 export interface SocketRevalidation {
   /**
@@ -14,6 +25,10 @@ export interface SocketRevalidation {
    * the sockets of ended sessions and takes removed participants out of their conversations' rooms.
    */
   request(): void;
+  /** The adapter's LISTEN connection ended: the notices sent from now on will be looked for when it listens again. */
+  listenLost(): void;
+  /** The adapter listens (again): checks the sockets now, and tells them the notices they missed since it stopped. */
+  listening(): void;
   /** The check requested last has finished (for tests). */
   settled(): Promise<void>;
   close(): void;
@@ -32,6 +47,14 @@ export interface SocketRevalidation {
  * A socket found ended hears `session:ended` (`deleted` if its user deleted the account, else `revoked`: the
  * original reason is gone with the session's row) and is disconnected; a removed participant's sockets on this
  * node leave the room and hear `conversation:removed`.
+ *
+ * The notices a user's sockets would have heard in the gap are told again, from the database, once the adapter
+ * listens: `conversation:added` for every conversation a user with a socket here joined since the connection ended
+ * (less {@link MISSED_NOTICES_MARGIN_MS}), `friend:request` for every request to them made since then that still
+ * waits, `friend:accepted` for every request of theirs accepted since then. A socket may hear one of them twice
+ * (one sent just before the end); each carries the current state, so hearing it again changes nothing. Notices
+ * whose state the database does not date (`conversation:updated`, `user:updated`, `typing`, `conversation:read`)
+ * are not told again: clients reload them when they reconnect.
  */
 export function createSocketRevalidation(deps: {
   io: AppServer;
@@ -44,6 +67,35 @@ export function createSocketRevalidation(deps: {
   let again = false;
   let busy = false;
   let closed = false;
+  /** When the adapter's LISTEN connection ended, while it has not listened again; then until the notices are told. */
+  let lostAt: number | undefined;
+  let listens = true;
+
+  /** The notices the node's sockets did not hear since `since`, told to them again. */
+  async function tellMissedNotices(since: Date): Promise<void> {
+    const users = [...new Set(localSockets(io).sessions.values())];
+    const [joined, requests] = await Promise.all([
+      joinedSince(knex, users, since, MISSED_NOTICES_LIMIT),
+      requestNoticesSince(knex, users, since, MISSED_NOTICES_LIMIT),
+    ]);
+    for (const { conversation, userIds } of joined) {
+      const shown = conversation.toPublic();
+      for (const userId of userIds) localNotices.conversationAdded(io, userId, shown);
+    }
+    for (const request of requests.incoming) localNotices.friendRequest(io, request.toPublic());
+    for (const request of requests.accepted) localNotices.friendAccepted(io, request.toPublic());
+    const told = joined.length + requests.incoming.length + requests.accepted.length;
+    if (told > 0) {
+      logger.info(
+        {
+          conversations: joined.length,
+          requests: requests.incoming.length,
+          accepted: requests.accepted.length,
+        },
+        'told sockets the notices sent while this node was not listening',
+      );
+    }
+  }
 
   async function check(): Promise<void> {
     const { sessions, subscriptions } = localSockets(io);
@@ -60,6 +112,18 @@ export function createSocketRevalidation(deps: {
         { endedSessions: ended.length, removedSubscriptions: departed.length },
         'sockets checked against the database: ended what the cluster events had not',
       );
+    }
+    if (listens && lostAt !== undefined) {
+      const gapStart = lostAt;
+      // Taken before the reads: a gap that starts while they run is told at a later check.
+      lostAt = undefined;
+      try {
+        await tellMissedNotices(new Date(gapStart - MISSED_NOTICES_MARGIN_MS));
+      } catch (err) {
+        // Told at the next check (the timer's at the latest), from the earliest gap not told.
+        lostAt = Math.min(lostAt ?? gapStart, gapStart);
+        throw err;
+      }
     }
   }
 
@@ -93,6 +157,14 @@ export function createSocketRevalidation(deps: {
   timer.unref();
   return {
     request,
+    listenLost() {
+      listens = false;
+      lostAt ??= Date.now();
+    },
+    listening() {
+      listens = true;
+      request();
+    },
     settled: () => running,
     close() {
       closed = true;

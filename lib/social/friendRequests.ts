@@ -151,3 +151,34 @@ export async function endPendingRequests(
     .where({ from_user_id: other, to_user_id: blocker, status: 'pending' })
     .patch({ status: 'declined', respondedAt: raw('now()') });
 }
+
+/**
+ * What `userIds` were told of friend requests at or after `since`: requests to them that still wait (from the
+ * incoming index), and requests of theirs accepted since then; with their users, newest first, at most `limit` of
+ * each.
+ */
+export async function requestNoticesSince(
+  knex: Knex,
+  userIds: readonly string[],
+  since: Date,
+  limit: number,
+): Promise<{ incoming: FriendRequest[]; accepted: FriendRequest[] }> {
+  if (userIds.length === 0) return { incoming: [], accepted: [] };
+  const [incoming, accepted] = await Promise.all([
+    FriendRequest.query(knex)
+      .whereRaw('to_user_id = ANY (?::uuid[])', [[...userIds]])
+      .where('status', 'pending')
+      .where('created_at', '>=', since)
+      .orderBy('created_at', 'desc')
+      .limit(limit)
+      .withGraphFetched('[fromUser, toUser]'),
+    FriendRequest.query(knex)
+      .whereRaw('from_user_id = ANY (?::uuid[])', [[...userIds]])
+      .where('status', 'accepted')
+      .where('responded_at', '>=', since)
+      .orderBy('responded_at', 'desc')
+      .limit(limit)
+      .withGraphFetched('[fromUser, toUser]'),
+  ]);
+  return { incoming, accepted };
+}
