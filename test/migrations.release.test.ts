@@ -197,7 +197,11 @@ describe('upgrading a release database', function () {
       await copyFile(path.join(BUNDLED_MIGRATIONS_DIR, `${name}.ts`), path.join(firstFour, `${name}.ts`));
     }
     const url = await createEmptyDatabase();
-    await track(openMigrated(url, firstFour)).migrations.latest();
+    try {
+      await track(openMigrated(url, firstFour)).migrations.latest();
+    } finally {
+      await rm(firstFour, { recursive: true, force: true });
+    }
     const db = track(openMigrated(url));
     await db.migrations.latest();
     expect(await schemaOf(db.knex)).to.deep.equal(freshSchema);
@@ -207,6 +211,5 @@ describe('upgrading a release database', function () {
     const { userId, conversationId } = await groupOfOne(db.knex, { lastSeq: 0, version: 0 });
     const send = { conversationId, senderId: userId, clientMsgId: 'rolled-back', body: 'hello' };
     expect(await releaseWrite(db.knex, [send])).to.deep.equal([{ r_ord: 1, r_status: 0, r_seq: 1 }]);
-    await rm(firstFour, { recursive: true, force: true });
   });
 });
