@@ -6,6 +6,7 @@ import { authenticateToken, isSessionLive } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
@@ -107,6 +108,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
   // still being authenticated: without this, one connection could start any number of token checks (a query
   // each), one frame apiece. Once a socket is connected, Socket.IO itself closes a connection that sends another.
   const authenticating = new WeakSet<object>();
+  const logAuthFailure = createServerErrorLog();
   io.use((socket, next) => {
     const { conn } = socket;
     if (authenticating.has(conn)) {
@@ -123,8 +125,8 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       })
       .catch((err: unknown) => {
         const appError = toAppError(err);
-        if (appError.code !== 'UNAUTHORIZED')
-          logger.warn({ err: appError.cause ?? appError }, 'socket auth failed');
+        // An outage fails every handshake (and clients retry): once per code every 10 s (lib/serverErrorLog.ts).
+        if (appError.code !== 'UNAUTHORIZED') logAuthFailure(logger, appError, {}, 'socket auth failed');
         // The client sees only the code: "UNAUTHORIZED", or DB_UNAVAILABLE while the database is down.
         next(new Error(appError.code === 'UNAUTHORIZED' ? 'UNAUTHORIZED' : appError.code));
       });
