@@ -1,4 +1,4 @@
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAuthService } from './auth/accounts.js';
 import { createPasswordHasher, type GateLimits } from './auth/passwords.js';
@@ -220,11 +220,28 @@ export async function startServer(
     };
     registerConversationHandlers(services, realtime.backpressure);
     registerAuthHandlers(services);
+    let closing: Promise<void> | undefined;
+    const stopping = () => closing !== undefined;
     // Node enforces headersTimeout and requestTimeout at this interval (30 s by default).
     const httpServer = createServer(
       { connectionsCheckingInterval: Math.min(5000, Math.ceil(config.limits.httpIdleTimeoutMs / 2)) },
-      createApp(services),
+      createApp(services, stopping),
     );
+    // Once the node stops, every answer closes its connection: a client that keeps one connection busy (a load
+    // balancer's health checks, a proxy's upstream keep-alive) would otherwise hold the node open for ever. The
+    // answers not yet begun when it stops are told too.
+    const answering = new Set<ServerResponse>();
+    const closeAfterAnswer = (res: ServerResponse) => {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+    };
+    httpServer.prependListener('request', (_req, res) => {
+      if (stopping()) {
+        closeAfterAnswer(res);
+        return;
+      }
+      answering.add(res);
+      res.once('close', () => answering.delete(res));
+    });
     timeOutSilentConnections(httpServer, config.limits.httpIdleTimeoutMs);
     answerMalformedRequests(httpServer, logger);
     realtime.attach(httpServer);
@@ -236,20 +253,45 @@ export async function startServer(
     const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
     logger.info({ address: address.address, port: address.port }, `[STARTUP] listening on ${url}`);
 
-    let closing: Promise<void> | undefined;
     async function doClose(): Promise<void> {
       logger.info('shutting down');
-      // Stop accepting first; requests in flight finish.
+      // The drain, then a statement already running in PostgreSQL: past both, nothing is waited for any more (a
+      // database that does not answer would hold each step below for a statement timeout of its own).
+      const deadline = Date.now() + config.shutdownTimeoutMs + config.database.statementTimeoutMs;
+      const bounded = (step: Promise<void>, what: string): Promise<void> => {
+        // Settled late, it is no one's to await: a failure then is only logged.
+        step.catch((err: unknown) => logger.warn({ err, what }, 'a shutdown step failed after the deadline'));
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<void>((resolve) => {
+          timer = setTimeout(
+            () => {
+              logger.warn({ what }, 'shutdown: not waiting any longer for a step past the deadline');
+              resolve();
+            },
+            Math.max(0, deadline - Date.now()),
+          );
+        });
+        return Promise.race([step, late]).finally(() => clearTimeout(timer));
+      };
+      // Stop accepting first; requests in flight finish, and their connections close after their answers.
+      for (const res of answering) closeAfterAnswer(res);
+      answering.clear();
       const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
-      // Every command already accepted into a mailbox is written and acked while its socket or request is open.
-      await messaging.drain(config.shutdownTimeoutMs);
-      await realtime.close();
-      await httpClosed;
-      await messaging.close();
+      const idleSweep = setInterval(() => httpServer.closeIdleConnections(), 250);
+      try {
+        // Every command already accepted into a mailbox is written and acked while its socket or request is open.
+        await messaging.drain(config.shutdownTimeoutMs);
+        await bounded(realtime.close(), 'closing Socket.IO and its adapter');
+        await bounded(httpClosed, 'closing HTTP connections');
+      } finally {
+        clearInterval(idleSweep);
+        httpServer.closeAllConnections();
+      }
+      await bounded(messaging.close(), 'closing the messaging core');
       auth.close();
-      await controlBus.close();
-      await db.close();
+      await bounded(controlBus.close(), 'closing the control bus');
+      await bounded(db.close(), 'closing the database pool');
       metrics.close();
       logger.info('shutdown complete');
     }

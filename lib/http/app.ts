@@ -43,8 +43,11 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 const cspOverHttps = helmet.contentSecurityPolicy();
 const cspOverHttp = helmet.contentSecurityPolicy({ directives: { upgradeInsecureRequests: null } });
 
-/** Builds the Express app; it holds no state of its own, everything comes from `services`. */
-export function createApp(services: Services): Express {
+/**
+ * Builds the Express app; it holds no state of its own, everything comes from `services` (and whether the node is
+ * stopping, for `/readyz`).
+ */
+export function createApp(services: Services, stopping: () => boolean = () => false): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', services.config.trustProxy);
@@ -81,7 +84,7 @@ export function createApp(services: Services): Express {
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 
-  app.use(healthRoutes(services.db));
+  app.use(healthRoutes(services.db, stopping));
   app.use(authRoutes(services));
   const takeLookup = createLookupBudget(services.config.limits.lookupsPerMinute);
   app.use(userRoutes(services, takeLookup));

@@ -1,0 +1,120 @@
+import net from 'node:net';
+import { expect } from 'chai';
+import { createLogger } from '../lib/logger.js';
+import type { RunningServer } from '../lib/server.js';
+import { createGroup, friendsOf, newUser, send } from './helpers/chat.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
+import { startTestServer } from './helpers/server.js';
+import { connectSocket, type ClientSocket } from './helpers/sockets.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/** A raw HTTP/1.1 connection: what it has received so far, and whether the server has closed it. */
+interface RawConnection {
+  socket: net.Socket;
+  received: () => string;
+  closed: () => boolean;
+}
+
+async function connect(url: string): Promise<RawConnection> {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let text = '';
+  let ended = false;
+  socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+  socket.on('close', () => (ended = true));
+  socket.on('error', () => undefined);
+  return { socket, received: () => text, closed: () => ended };
+}
+
+/** The answers received on a connection, each as its status line and headers (lower-cased). */
+function heads(text: string): Array<{ status: string; headers: string }> {
+  return text
+    .split('HTTP/1.1 ')
+    .slice(1)
+    .map((answer) => {
+      const [head = ''] = answer.split('\r\n\r\n');
+      const [status = '', ...headers] = head.split('\r\n');
+      return { status, headers: headers.join('\n').toLowerCase() };
+    });
+}
+
+describe('shutdown: kept connections and a database that does not answer', function () {
+  this.timeout(30_000);
+  let server: RunningServer | undefined;
+  const connections: RawConnection[] = [];
+
+  let proxy: FaultProxy | undefined;
+  const sockets: ClientSocket[] = [];
+
+  afterEach(async () => {
+    for (const c of connections.splice(0)) c.socket.destroy();
+    for (const socket of sockets.splice(0)) socket.close();
+    proxy?.release();
+    await server?.close();
+    server = undefined;
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  it('a connection busy when the node stops, then reused without pause, does not hold the node open; /readyz says 503 meanwhile', async () => {
+    server = await startTestServer(await createTestDatabase(), {}, createLogger('silent'));
+    const kept = await connect(server.url);
+    connections.push(kept);
+    // Busy at the moment of the signal: the request's head has come, its body has not.
+    kept.socket.write('GET /readyz HTTP/1.1\r\nHost: node\r\nContent-Length: 2\r\n\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    const closing = server.close();
+    let closed = false;
+    void closing.then(() => (closed = true));
+    kept.socket.write('{}');
+    // A load balancer's health checks on the same connection, every 50 ms, for as long as it stays open.
+    const checks = setInterval(() => {
+      if (!kept.closed()) kept.socket.write('GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n');
+    }, 50);
+    try {
+      await waitFor(() => closed, { what: 'the node to finish closing', timeoutMs: 10_000 });
+    } finally {
+      clearInterval(checks);
+    }
+    server = undefined;
+
+    const answers = heads(kept.received());
+    expect(answers[0]?.status).to.match(/^503 /);
+    expect(answers[0]?.headers).to.include('connection: close');
+    expect(kept.received()).to.include('{"status":"unavailable"}');
+    await waitFor(() => kept.closed(), { what: 'the connection to be closed by the node' });
+  });
+
+  it('with PostgreSQL not answering, stops within SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS', async () => {
+    const databaseUrl = await createTestDatabase();
+    proxy = await startProxy(databaseUrl);
+    server = await startTestServer(
+      proxy.urlThrough(databaseUrl),
+      { SHUTDOWN_TIMEOUT_MS: '200', DB_STATEMENT_TIMEOUT_MS: '3000' },
+      createLogger('silent'),
+    );
+    const owner = await newUser(server);
+    const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+    const socket = await connectSocket(server.url, owner.token);
+    sockets.push(socket);
+
+    // Nothing reaches PostgreSQL from here on, and nothing comes back: a send waits in its write.
+    proxy.hold('upstream');
+    void send(socket, group.id, 'never committed');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const started = Date.now();
+    await server.close();
+    server = undefined;
+    const took = Date.now() - started;
+    // 200 + 3000 ms, and what the last steps take once nothing is waited for. Each step waited for its statement
+    // (the adapter's goodbye, a heartbeat's NOTIFY) up to pg's query timeout, one after the other: 4 s and more.
+    expect(took).to.be.below(200 + 3000 + 700);
+  });
+});
