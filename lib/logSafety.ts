@@ -8,17 +8,35 @@ import { EventEmitter } from 'node:events';
  * sockets, streams) becomes its class name, secret-named keys are redacted, and the line has a size budget.
  */
 
-/** Keys whose values are never logged, at any depth (case-insensitive). */
-const SECRET_KEY =
-  /^(password|passwd|secret|secretkey|jwtsecret|token|refreshtoken|authorization|cookie|set-cookie|apikey|connectionstring)$/i;
+/**
+ * Names of secrets: a key (or a URL's query parameter) whose name, lowercased and without separators, ends with one
+ * of these holds one (`token`, `access_token`, `refreshToken`, `X-Auth-Token`, `newPassword`, `sslpassword`,
+ * `clientSecret`, `api-key`, `Set-Cookie`, `Proxy-Authorization`...), while `tokenTtlSeconds` or
+ * `passwordChangedAt` do not.
+ */
+const SECRET_NAME =
+  /(token|tokens|password|passwd|passphrase|secret|secrets|secretkey|privatekey|apikey|accesskey|authorization|cookie|cookies|credential|credentials|connectionstring)$/;
+/** Short names that are secrets only whole (`pwd`; `sig`, a signed URL's signature). */
+const SECRET_WHOLE_NAME = /^(pwd|sig|signature|jwt|bearer)$/;
+
+/** Whether a key or a query parameter names a secret (case, `_`, `-` and the like ignored). */
+export function isSecretName(name: string): boolean {
+  const bare = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return SECRET_NAME.test(bare) || SECRET_WHOLE_NAME.test(bare);
+}
+
 /** What the code itself puts in a secret's place (describeConfig's "(set)"): kept, it tells the operator something. */
 const PLACEHOLDERS: ReadonlySet<unknown> = new Set(['(set)', '[redacted]']);
 /** Keys only a database driver's objects have: such an object is dropped whole even if it is not an emitter. */
 const DRIVER_KEYS = ['secretKey', 'processID', 'connectionParameters'];
 /** A password in a URL (`postgres://user:password@host`). */
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#\s@]*:)[^@/?#\s]+@/gi;
-/** A password in a URL's query (`?password=...`, `&sslpassword=...`), which pg and libpq take as well. */
-const QUERY_PASSWORD = /([?&][a-z_]*password=)[^&#\s]*/gi;
+/**
+ * A parameter in a URL's query or fragment (`/auth/me?access_token=...`, `postgres://...?sslpassword=...`), a bare
+ * query string (`token=...&x=1`), a cookie header (`a=1; session_token=...`) or libpq's `key=value` settings:
+ * its value is hidden when its name names a secret.
+ */
+const PARAMETER = /(^|[?&#;\s])([^=&#?;\s]+)=([^&#;\s"'<>]+)/g;
 
 /** Characters of strings (and keys) one line may carry in all; what is over is cut. */
 export const LINE_BUDGET = 5120;
@@ -43,10 +61,27 @@ interface Budget {
   left: number;
 }
 
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
+}
+
+/** A string without the secrets it may carry: a URL's password, secret-named parameters' values. */
+function scrub(text: string): string {
+  let clean = text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text;
+  if (clean.includes('=')) {
+    clean = clean.replace(PARAMETER, (whole: string, lead: string, name: string) =>
+      isSecretName(decodedName(name)) ? `${lead}${name}=***` : whole,
+    );
+  }
+  return clean;
+}
+
 function cut(text: string, max: number, budget: Budget): string {
-  const clean = text.includes('://')
-    ? text.replace(URL_PASSWORD, '$1***@').replace(QUERY_PASSWORD, '$1***')
-    : text;
+  const clean = scrub(text);
   const allowed = Math.max(0, Math.min(max, budget.left));
   budget.left -= Math.min(clean.length, allowed);
   return clean.length <= allowed ? clean : `${clean.slice(0, allowed)}…[${clean.length - allowed} more]`;
@@ -135,7 +170,7 @@ function safeWithin(value: unknown, depth: number, budget: Budget, seen: WeakSet
     budget.left -= key.length + 4;
     const child = (value as Record<string, unknown>)[key];
     out[key] =
-      SECRET_KEY.test(key) && !PLACEHOLDERS.has(child)
+      isSecretName(key) && !PLACEHOLDERS.has(child)
         ? '[redacted]'
         : safeWithin(child, depth + 1, budget, seen);
   }
@@ -160,7 +195,7 @@ export function safeLogObject(object: Record<string, unknown>): Record<string, u
   for (const key of keys) {
     const value = object[key];
     if (key === 'req' || key === 'res') out[key] = value;
-    else if (SECRET_KEY.test(key) && !PLACEHOLDERS.has(value)) out[key] = '[redacted]';
+    else if (isSecretName(key) && !PLACEHOLDERS.has(value)) out[key] = '[redacted]';
     else out[key] = safeWithin(value, 0, budget, seen);
   }
   return out;

@@ -60,6 +60,88 @@ describe('logger: what a line may hold', () => {
     expect(entry.inQuery).to.equal('postgres://xfchat@db.internal/xfchat?password=***&application_name=x');
   });
 
+  it('redacts every secret-named key, whatever its case or separators, and keeps the names that only mention one', () => {
+    const logs = captureLogs('info');
+    const secrets = {
+      access_token: 'S1',
+      refresh_token: 'S2',
+      refreshToken: 'S3',
+      Password: 'S4',
+      'X-Auth-Token': 'S5',
+      clientSecret: 'S6',
+      'api-key': 'S7',
+      AUTHORIZATION: 'S8',
+      Cookie: 'S9',
+      currentPassword: 'S10',
+    };
+    logs.logger.warn(
+      {
+        query: secrets,
+        nested: { deeper: { ...secrets } },
+        auth: { tokenTtlSeconds: 900, passwordChangedAt: 'yesterday' },
+      },
+      'line',
+    );
+    const entry = logs.entries()[0]!;
+    const redacted = Object.fromEntries(Object.keys(secrets).map((key) => [key, '[redacted]']));
+    expect(entry.query).to.deep.equal(redacted);
+    expect((entry.nested as { deeper: unknown }).deeper).to.deep.equal(redacted);
+    // Not secrets, only about one.
+    expect(entry.auth).to.deep.equal({ tokenTtlSeconds: 900, passwordChangedAt: 'yesterday' });
+    expect(logs.text()).not.to.match(/"S\d+"/);
+  });
+
+  it('hides secret-named parameters in logged URLs, query strings and messages', () => {
+    const logs = captureLogs('info');
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
+    logs.logger.warn(
+      {
+        url: `/auth/me?access_token=${jwt}&page=2`,
+        refresh: `/auth/refresh?x=1&refreshToken=${jwt}#id_token=${jwt}`,
+        encoded: `/auth/me?access%5Ftoken=${jwt}`,
+        bare: `token=${jwt}&limit=10`,
+        header: `theme=dark; session_token=${jwt}`,
+        keywords: `host=db.internal password=${jwt} dbname=xfchat`,
+        inQuery: `postgres://xfchat@db.internal/xfchat?sslpassword=${jwt}&application_name=x`,
+        plain: 'a=1&b=2 tokenTtlSeconds=900',
+      },
+      `GET /auth/me?access_token=${jwt} failed`,
+    );
+    expect(logs.text()).not.to.include(jwt);
+    const entry = logs.entries()[0]!;
+    expect(entry.url).to.equal('/auth/me?access_token=***&page=2');
+    expect(entry.refresh).to.equal('/auth/refresh?x=1&refreshToken=***#id_token=***');
+    expect(entry.encoded).to.equal('/auth/me?access%5Ftoken=***');
+    expect(entry.bare).to.equal('token=***&limit=10');
+    expect(entry.header).to.equal('theme=dark; session_token=***');
+    expect(entry.keywords).to.equal('host=db.internal password=*** dbname=xfchat');
+    expect(entry.inQuery).to.equal('postgres://xfchat@db.internal/xfchat?sslpassword=***&application_name=x');
+    expect(entry.plain).to.equal('a=1&b=2 tokenTtlSeconds=900');
+    expect(entry.msg).to.equal('GET /auth/me?access_token=*** failed');
+  });
+
+  it('logs a request with an access token in its query string (LOG_LEVEL=debug) without the token', async () => {
+    const logs = captureLogs('debug');
+    const server = await startServer(testConfig(await createTestDatabase(), { LOG_LEVEL: 'debug' }), {
+      logger: logs.logger,
+    });
+    const token = 'eyJhbGciOiJIUzI1NiJ9.eyJxdWVyeSI6InRva2VuIn0.query-token-value';
+    try {
+      await request(server.url, 'GET', `/auth/me?access_token=${token}&refresh_token=${token}`);
+    } finally {
+      await server.close();
+    }
+    const line = logs
+      .text()
+      .split('\n')
+      .find((l) => l.includes('"url":"/auth/me'));
+    expect(line, 'the request line').to.be.a('string');
+    expect(line).not.to.include('query-token-value');
+    const req = (JSON.parse(line!) as { req: { url: string; query: Record<string, unknown> } }).req;
+    expect(req.url).to.equal('/auth/me?access_token=***&refresh_token=***');
+    expect(req.query).to.deep.equal({ access_token: '[redacted]', refresh_token: '[redacted]' });
+  });
+
   it('logs requests with the Authorization header redacted and long headers cut', async () => {
     const logs = captureLogs('debug');
     const server = await startServer(testConfig(await createTestDatabase(), { LOG_LEVEL: 'debug' }), {
