@@ -59,7 +59,11 @@ export function handleSignals(
   let stoppingSince: number | undefined;
   signals.handle((signal) => {
     if (stoppingSince !== undefined) {
-      if (Date.now() - stoppingSince > SAME_SIGNAL_MS) process.exit(1);
+      if (Date.now() - stoppingSince > SAME_SIGNAL_MS) {
+        // pino writes stdout synchronously: the line is out before the exit.
+        server.services.logger.warn({ signal }, 'second signal: exiting at once, without finishing the drain');
+        process.exit(1);
+      }
       return;
     }
     stoppingSince = Date.now();
