@@ -274,7 +274,7 @@ export class ChatSession {
         {
           conversationId: state.id,
           title: this.store.title(state),
-          sender: this.store.senderName(state, m.senderId),
+          sender: this.store.senderLabel(state, m.senderId),
           body: m.body,
         },
         this.view.currentId === state.id,

@@ -301,11 +301,12 @@ export class ConversationView {
     const { store } = this.deps;
     this.title.textContent = store.title(state);
     if (state.type === 'group') {
-      const names = store
-        .members(state)
-        .map(
-          (p) => `${p.userId === store.meId ? 'You' : p.displayName}${p.role === 'owner' ? ' (owner)' : ''}`,
-        );
+      const names = store.members(state).map((p) => {
+        // Names are not unique: everyone else's @username is shown beside their name.
+        const handle = store.handle(state, p.userId);
+        const name = `${store.senderName(state, p.userId)}${handle === undefined ? '' : ` ${handle}`}`;
+        return `${name}${p.role === 'owner' ? ' (owner)' : ''}`;
+      });
       this.membersLine.textContent = `${names.length} ${names.length === 1 ? 'member' : 'members'}: ${names.join(', ')}`;
     } else {
       const other = state.participants.find((p) => p.userId !== store.meId);
@@ -707,7 +708,7 @@ export class ConversationView {
 
   private renderTyping(): void {
     const state = this.current;
-    const names = state ? [...this.typists.keys()].map((id) => this.deps.store.senderName(state, id)) : [];
+    const names = state ? [...this.typists.keys()].map((id) => this.deps.store.senderLabel(state, id)) : [];
     this.typingLine.textContent =
       names.length === 0 ? '' : `${names.join(' and ')} ${names.length === 1 ? 'is' : 'are'} typing…`;
   }

@@ -7,6 +7,7 @@ import {
 } from '../lib/client/index.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { ConversationState, ConversationStore } from './store.js';
+import { personName } from './text.js';
 
 export interface GroupDeps {
   client: XFChatClient;
@@ -122,7 +123,7 @@ export class DetailsPanel {
 
   private memberItem(state: ConversationState, member: PublicParticipant, iOwnIt: boolean): HTMLLIElement {
     const me = member.userId === this.deps.store.meId;
-    const name = me ? 'You' : member.displayName;
+    const name = me ? 'You' : member.username === null ? member.displayName : personName(member.displayName);
     return el(
       'li',
       { dataset: { key: member.userId } },

@@ -1,9 +1,20 @@
 /**
  * Message text with its web addresses as links, built with DOM nodes (user text is never parsed as HTML). Only
  * http and https become links; they open in a new tab with `rel="noopener noreferrer"`.
+ *
+ * A link never says one place and goes to another: its text shows the host it opens (a host typed in another
+ * script, like the Cyrillic "а" of "exаmple.com", shows as its punycode "xn--exmple-4nf.com"), its target is
+ * its title, and an address with a user part ("https://bank.example@evil.example/") is not a link at all.
+ * Invisible direction characters (U+202A-202E, U+2066-2069) end an address and show as markers ("⟨RLO⟩"),
+ * so they cannot turn ".../\u202Etxt.exe" into ".../exe.txt".
  */
+import { textRuns } from './text.js';
 
-const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+/**
+ * An address runs up to whitespace, quotes, angle brackets, or an invisible format character (direction
+ * controls and marks, zero-width characters, the byte order mark), which never belongs in one.
+ */
+const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]+/gi;
 /** Characters that end a sentence rather than the address ("see https://example.com."). */
 const TRAILING = /[.,;:!?]+$/;
 
@@ -38,23 +49,80 @@ export function safeHref(candidate: string): string | undefined {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : undefined;
 }
 
-/** Text and link nodes for `text`. */
-export function linkify(text: string): Node[] {
-  const nodes: Node[] = [];
+/** Where a link goes and what it says. */
+export interface LinkTarget {
+  href: string;
+  /** The address as typed, but with the host the browser will open (punycode for a non-ASCII one). */
+  text: string;
+}
+
+/**
+ * The link for an address found in text, or undefined if it must stay text: not http(s), not parseable, or
+ * with a user part before "@" (which makes "https://bank.example@evil.example" open evil.example). Its text
+ * names the host the browser opens, not the one typed, whenever they differ.
+ */
+export function linkTarget(address: string): LinkTarget | undefined {
+  const parts = /^(https?:\/\/)([^/?#]*)(.*)$/is.exec(address);
+  if (!parts) return undefined;
+  const [, scheme = '', authority = '', rest = ''] = parts;
+  // "@" (or a backslash, which browsers read as "/") in what looks like the host: the text would lie.
+  if (authority.includes('@') || authority.includes('\\')) return undefined;
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  if (url.username !== '' || url.password !== '') return undefined;
+  const typedHost = authority.toLowerCase();
+  const text = typedHost === url.host ? address : `${scheme}${url.host}${rest}`;
+  return { href: url.href, text };
+}
+
+/** A piece of message text: plain text, a link, or an invisible direction character shown as a marker. */
+export type TextPart =
+  | { kind: 'text'; text: string }
+  | { kind: 'link'; href: string; text: string }
+  | { kind: 'control'; char: string; marker: string };
+
+/** `text` cut into plain text, links and direction-control markers, in order. */
+export function textParts(text: string): TextPart[] {
+  const parts: TextPart[] = [];
+  const plain = (from: number, to: number) => {
+    if (to > from) parts.push(...textRuns(text.slice(from, to)));
+  };
   let done = 0;
   for (const match of text.matchAll(URL_IN_TEXT)) {
     const address = trimAddress(match[0]);
-    const href = safeHref(address);
-    if (href === undefined || address === '') continue;
-    if (match.index > done) nodes.push(document.createTextNode(text.slice(done, match.index)));
-    const link = document.createElement('a');
-    link.href = href;
-    link.textContent = address;
-    link.target = '_blank';
-    link.rel = 'noopener noreferrer';
-    nodes.push(link);
+    if (address === '') continue;
+    const target = linkTarget(address);
+    if (target === undefined) continue;
+    plain(done, match.index);
+    parts.push({ kind: 'link', ...target });
     done = match.index + address.length;
   }
-  if (done < text.length) nodes.push(document.createTextNode(text.slice(done)));
-  return nodes;
+  plain(done, text.length);
+  return parts;
+}
+
+/** Text, link and marker nodes for `text`. */
+export function linkify(text: string): Node[] {
+  return textParts(text).map((part) => {
+    if (part.kind === 'text') return document.createTextNode(part.text);
+    if (part.kind === 'control') {
+      const mark = document.createElement('span');
+      mark.className = 'control-mark';
+      mark.textContent = part.marker;
+      mark.title = `An invisible text-direction character (U+${(part.char.codePointAt(0) ?? 0).toString(16).toUpperCase()}) is here`;
+      return mark;
+    }
+    const link = document.createElement('a');
+    link.href = part.href;
+    link.textContent = part.text;
+    link.title = part.href;
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+    return link;
+  });
 }

@@ -461,7 +461,7 @@ export class MessageActions {
     const mine = message.senderId === this.deps.store.meId;
     this.dialogTitle.textContent = mine
       ? 'Delete your message?'
-      : `Delete ${this.deps.store.senderName(state, message.senderId)}’s message?`;
+      : `Delete ${this.deps.store.senderLabel(state, message.senderId)}’s message?`;
     this.dialogPreview.textContent = snippet(message.body, 200);
     this.dialogError.textContent = '';
     this.dialogConfirm.disabled = false;

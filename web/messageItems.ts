@@ -2,6 +2,7 @@ import type { ConnectionState, PublicMessage } from '../lib/client/index.js';
 import { dayKey, dayLabel, fullTimestamp, shortTime } from './dates.js';
 import { button, el } from './dom.js';
 import { linkify } from './linkify.js';
+import { showControls } from './text.js';
 import type { ConversationState, ConversationStore } from './store.js';
 
 /** A message typed here that the server has not acknowledged yet. */
@@ -52,7 +53,8 @@ export interface MessageContext {
 
 /** The start of a text on one line, cut at a word with "…" when long. */
 export function snippet(text: string, length = SNIPPET_LENGTH): string {
-  const line = text.replace(/\s+/g, ' ').trim();
+  // Invisible direction characters show as markers: a quote never reads differently from what was sent.
+  const line = showControls(text).replace(/\s+/g, ' ').trim();
   const chars = [...line];
   if (chars.length <= length) return line;
   const cut = chars.slice(0, length).join('');
@@ -71,7 +73,7 @@ export interface QuoteText {
 export function quoteText(ctx: MessageContext, seq: number): QuoteText {
   const original = ctx.original(seq);
   if (!original) return { sender: 'Earlier message', senderId: null, text: '…', kind: 'unknown' };
-  const sender = ctx.store.senderName(ctx.state, original.senderId);
+  const sender = ctx.store.senderLabel(ctx.state, original.senderId);
   if (original.deletedAt !== null)
     return { sender, senderId: original.senderId, text: 'message deleted', kind: 'deleted' };
   return { sender, senderId: original.senderId, text: snippet(original.body), kind: 'text' };
@@ -113,7 +115,7 @@ const listFormat = new Intl.ListFormat('en', { type: 'conjunction' });
 /** Who reacted with one emoji, others first and me last: "Ann, Bob and you". */
 function reactorNames(ctx: MessageContext, userIds: readonly string[]): string {
   const { store, state } = ctx;
-  const others = userIds.filter((id) => id !== store.meId).map((id) => store.senderName(state, id));
+  const others = userIds.filter((id) => id !== store.meId).map((id) => store.senderLabel(state, id));
   const mine = userIds.includes(store.meId);
   if (others.length === 0) return mine ? 'You' : '';
   return listFormat.format(mine ? [...others, 'you'] : others);
@@ -172,7 +174,7 @@ function toolsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | n
   const whose =
     message.senderId === ctx.store.meId
       ? 'your message'
-      : `${ctx.store.senderName(ctx.state, message.senderId)}’s message`;
+      : `${ctx.store.senderLabel(ctx.state, message.senderId)}’s message`;
   const label = `Actions for ${whose} of ${shortTime(new Date(message.createdAt))}`;
   return el(
     'div',
@@ -192,6 +194,8 @@ function toolsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | n
 function metaPart(ctx: MessageContext, message: PublicMessage): HTMLElement {
   const { store, state } = ctx;
   const mine = message.senderId === store.meId;
+  // Display names are not unique: the @username (no one else's) always stands beside someone else's name.
+  const handle = store.handle(state, message.senderId);
   const edited =
     message.editedAt !== null && message.deletedAt === null
       ? el('time', {
@@ -203,7 +207,12 @@ function metaPart(ctx: MessageContext, message: PublicMessage): HTMLElement {
   return el(
     'div',
     { className: 'meta' },
-    el('span', { className: 'sender', text: store.senderName(state, message.senderId) }),
+    el('span', {
+      className: 'sender',
+      text: store.senderName(state, message.senderId),
+      attrs: { dir: 'auto' },
+    }),
+    handle === undefined ? null : el('span', { className: 'handle', text: handle }),
     timeElement(message.createdAt),
     edited,
     mine ? el('span', { className: 'receipt', text: receipt(store, state, message.seq) }) : null,
@@ -212,7 +221,8 @@ function metaPart(ctx: MessageContext, message: PublicMessage): HTMLElement {
 
 function bodyPart(message: PublicMessage): HTMLElement {
   if (message.deletedAt !== null) return el('div', { className: 'body gone', text: 'message deleted' });
-  return el('div', { className: 'body' }, ...linkify(message.body));
+  // dir="auto": each body takes its direction from its own text, isolated from the rest of the page.
+  return el('div', { className: 'body', attrs: { dir: 'auto' } }, ...linkify(message.body));
 }
 
 /** The parts of a message item, in order; the editor and the error line are added by the message actions. */
@@ -341,7 +351,7 @@ export function pendingItem(
       el('span', { className: 'status', text: status }),
     ),
     quote,
-    el('div', { className: 'body', text: pending.body }),
+    el('div', { className: 'body', attrs: { dir: 'auto' } }, ...linkify(pending.body)),
     pending.failed === undefined
       ? null
       : el(

@@ -1,4 +1,5 @@
 import { byId } from './dom.js';
+import { showControls } from './text.js';
 
 /**
  * Telling the user about new messages they are not looking at: the unread count in the tab title, and, if they
@@ -60,7 +61,7 @@ export class Notifier {
     if (this.soundBox.checked) this.beep();
     if (this.notifyBox.checked && notificationsSupported() && Notification.permission === 'granted') {
       const notification = new Notification(incoming.title, {
-        body: `${incoming.sender}: ${incoming.body}`.slice(0, 200),
+        body: `${incoming.sender}: ${showControls(incoming.body)}`.slice(0, 200),
         // One notification per conversation: a newer message replaces the older one.
         tag: incoming.conversationId,
       });

@@ -9,6 +9,7 @@ import { fullTimestamp, listDate } from './dates.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { ConversationStore } from './store.js';
+import { showControls } from './text.js';
 
 export interface SidebarDeps {
   client: XFChatClient;
@@ -174,12 +175,14 @@ export class Sidebar {
       const unread = open ? 0 : store.unread(state);
       const title = store.title(state);
       const group = state.type === 'group';
+      const other = group ? undefined : state.participants.find((p) => p.userId !== store.meId);
+      const handle = other === undefined ? undefined : store.handle(state, other.userId);
       const draft = !open && drafts.has(state.id) ? drafts.get(state.id) : undefined;
       const preview =
         draft !== undefined
-          ? `Draft: ${draft}`
+          ? `Draft: ${showControls(draft)}`
           : state.lastMessage
-            ? `${store.senderName(state, state.lastMessage.senderId)}: ${state.lastMessage.deletedAt === null ? state.lastMessage.body : 'message deleted'}`
+            ? `${store.senderLabel(state, state.lastMessage.senderId)}: ${state.lastMessage.deletedAt === null ? showControls(state.lastMessage.body) : 'message deleted'}`
             : 'No messages yet';
       const when = new Date(state.lastMessage?.createdAt ?? state.lastActivity);
       const label = [
@@ -187,6 +190,7 @@ export class Sidebar {
         group ? `group with ${store.otherNames(state)}` : undefined,
         unread > 0 ? `${unread} unread` : undefined,
         draft !== undefined ? 'draft' : undefined,
+        handle,
       ]
         .filter((part) => part !== undefined)
         .join(', ');
@@ -211,7 +215,12 @@ export class Sidebar {
               attrs: { datetime: when.toISOString(), title: fullTimestamp(when) },
             }),
           ),
-          group ? el('span', { className: 'members', text: store.otherNames(state) }) : null,
+          // Under a direct conversation's name, whose it is: display names are not unique, usernames are.
+          group
+            ? el('span', { className: 'members', text: store.otherNames(state) })
+            : handle === undefined
+              ? null
+              : el('span', { className: 'members handle', text: handle }),
           el('span', { className: draft !== undefined ? 'preview draft' : 'preview', text: preview }),
         ),
         unread > 0

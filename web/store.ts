@@ -5,6 +5,7 @@ import type {
   PublicParticipant,
   PublicUser,
 } from '../lib/client/index.js';
+import { nameNeedsHandle, personName } from './text.js';
 
 /** What the app knows about one conversation. */
 export interface ConversationState {
@@ -192,7 +193,7 @@ export class ConversationStore {
   /** The others' names ("Bob, Carol"): what tells two groups of the same title apart. */
   otherNames(state: ConversationState): string {
     const others = this.members(state).filter((p) => p.userId !== this.meId);
-    return others.length === 0 ? 'Only you' : others.map((p) => p.displayName).join(', ');
+    return others.length === 0 ? 'Only you' : others.map((p) => this.senderLabel(state, p.userId)).join(', ');
   }
 
   isOwner(state: ConversationState): boolean {
@@ -203,21 +204,54 @@ export class ConversationStore {
   title(state: ConversationState): string {
     if (state.type === 'group') return state.title ?? 'Group';
     const other = state.participants.find((p) => p.userId !== this.meId);
-    return other?.displayName ?? 'Conversation';
+    if (!other) return 'Conversation';
+    return other.username === null ? other.displayName : personName(other.displayName);
   }
 
+  /** A participant, or a sender who is no longer one (looked up by id); undefined until known. */
+  private person(state: ConversationState, userId: string): PublicUser | PublicParticipant | undefined {
+    const participant = state.participants.find((p) => p.userId === userId);
+    if (participant) return participant;
+    const known = this.people.get(userId);
+    if (known) return known;
+    if (!this.asked.has(userId)) {
+      this.asked.add(userId);
+      this.onUnknownSender?.(userId);
+    }
+    return undefined;
+  }
+
+  /**
+   * Who wrote a message, in words: "You" for me (never anyone else: a display name that reads like "You",
+   * "Deleted user" or "Someone" is shown in quotes), "Deleted user" for an account that is gone.
+   */
   senderName(state: ConversationState, senderId: string | null): string {
     if (senderId === null) return 'Deleted user';
     if (senderId === this.meId) return 'You';
-    const name =
-      state.participants.find((p) => p.userId === senderId)?.displayName ??
-      this.people.get(senderId)?.displayName;
-    if (name !== undefined) return name;
-    if (!this.asked.has(senderId)) {
-      this.asked.add(senderId);
-      this.onUnknownSender?.(senderId);
-    }
-    return 'Someone';
+    const person = this.person(state, senderId);
+    if (!person) return 'Someone';
+    return person.username === null ? 'Deleted user' : personName(person.displayName);
+  }
+
+  /** A sender's "@username" (what no one else can have), or undefined for me, a deleted account, or unknown. */
+  handle(state: ConversationState, senderId: string | null): string | undefined {
+    if (senderId === null || senderId === this.meId) return undefined;
+    const username = this.person(state, senderId)?.username;
+    return username === null || username === undefined ? undefined : `@${username}`;
+  }
+
+  /**
+   * A sender's name where only words fit (previews, quotes, the typing line, who reacted): their name, with
+   * their @username beside it whenever the name alone could be someone else's: the same name as another
+   * participant's or mine (as a reader compares names), or one that reads like an app label.
+   */
+  senderLabel(state: ConversationState, senderId: string | null): string {
+    const name = this.senderName(state, senderId);
+    const handle = this.handle(state, senderId);
+    if (handle === undefined || senderId === null) return name;
+    const displayName = this.person(state, senderId)?.displayName ?? name;
+    const others = state.participants.filter((p) => p.userId !== senderId).map((p) => p.displayName);
+    return nameNeedsHandle(displayName, others) ? `${name} (${handle})` : name;
   }
 
   /** A direct conversation whose other person deleted their account (nobody will read new messages). */

@@ -45,7 +45,9 @@ describe('web app: groups', function () {
     await dialog.getByRole('button', { name: 'Create group' }).click();
     await annPage.waitForTitle('Trip');
     expect(annPage.path()).to.match(/^\/c\/[0-9a-f-]{36}$/);
-    expect(await membersLine(annPage).textContent()).to.equal('3 members: You (owner), Bob, Cat');
+    expect(await membersLine(annPage).textContent()).to.equal(
+      `3 members: You (owner), Bob @${bob.username}, Cat @${cat.username}`,
+    );
     // Bob gets it live, with the other members under the title.
     await bobPage.page.getByRole('button', { name: 'Trip, group with Ann, Cat' }).waitFor();
     await bobPage.conversationButton('Trip').getByText('Ann, Cat').waitFor();
@@ -68,10 +70,14 @@ describe('web app: groups', function () {
     await panel(annPage).getByLabel('Add a friend').selectOption(dan.id);
     await panel(annPage).getByRole('button', { name: 'Add', exact: true }).click();
     await annPage.page.getByRole('button', { name: 'Members (4)' }).waitFor();
-    expect(await membersLine(annPage).textContent()).to.equal('4 members: You (owner), Bob, Cat, Dan');
+    expect(await membersLine(annPage).textContent()).to.equal(
+      `4 members: You (owner), Bob @${bob.username}, Cat @${cat.username}, Dan @${dan.username}`,
+    );
     await panel(annPage).getByRole('button', { name: 'Remove Cat from the group' }).click();
     await annPage.page.getByRole('button', { name: 'Members (3)' }).waitFor();
-    expect(await membersLine(annPage).textContent()).to.equal('3 members: You (owner), Bob, Dan');
+    expect(await membersLine(annPage).textContent()).to.equal(
+      `3 members: You (owner), Bob @${bob.username}, Dan @${dan.username}`,
+    );
     await expectMembers(annPage, [
       `You @${ann.username}Owner`,
       `Bob @${bob.username}\nRemove`,
@@ -83,7 +89,9 @@ describe('web app: groups', function () {
     // Bob opens it: the new name and members are read when a conversation opens.
     await bobPage.conversationButton('Trip').click();
     await bobPage.waitForTitle('Trip 2026');
-    expect(await membersLine(bobPage).textContent()).to.equal('3 members: You, Ann (owner), Dan');
+    expect(await membersLine(bobPage).textContent()).to.equal(
+      `3 members: You, Ann @${ann.username} (owner), Dan @${dan.username}`,
+    );
     await bobPage.page.getByRole('button', { name: 'Members (3)' }).click();
     await expectMembers(bobPage, [
       `You @${bob.username}`,
@@ -108,7 +116,7 @@ describe('web app: groups', function () {
     // Ann sees the change when she opens the group again.
     await annPage.conversationButton('Trip 2026').click();
     await annPage.page.getByRole('button', { name: 'Members (2)' }).waitFor();
-    expect(await membersLine(annPage).textContent()).to.equal('2 members: You (owner), Dan');
+    expect(await membersLine(annPage).textContent()).to.equal(`2 members: You (owner), Dan @${dan.username}`);
 
     // A second group with the same title is told apart by its members.
     await ann.client.conversations.createGroup('Trip 2026', [cat.id]);

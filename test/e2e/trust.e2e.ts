@@ -1,0 +1,134 @@
+import { expect } from 'chai';
+import { PASSWORD, useWebApp, type Person } from './fixture.js';
+
+/** What the app shows cannot be used to pass as someone else, or to make a text read other than it was sent. */
+describe('web app: who wrote it, what it says, where a link goes', function () {
+  const app = useWebApp();
+
+  /** A person whose display name, once set, is `name` (which may be anything the server takes). */
+  async function named(base: string, name: string): Promise<Person> {
+    const person = await app.person(base);
+    await person.client.updateProfile({ displayName: name });
+    return { ...person, displayName: name };
+  }
+
+  it('shows everyone else’s @username beside their name, and "You" only for my own messages', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const fakeYou = await named('Mallory', 'You');
+    const fakeBob = await named('Dave', 'Bob');
+    const fakeDeleted = await named('Eve', 'Deleted user');
+    await app.befriend(ann, bob, fakeYou, fakeBob, fakeDeleted);
+    const group = await ann.client.conversations.createGroup('Trust', [
+      bob.id,
+      fakeYou.id,
+      fakeBob.id,
+      fakeDeleted.id,
+    ]);
+    await fakeBob.client.conversations.createDirect(ann.id);
+    await ann.client.connect();
+    await ann.client.send(group.id, 'from the real Ann');
+    for (const [person, text] of [
+      [bob, 'from the real Bob'],
+      [fakeBob, 'from the other Bob'],
+      [fakeDeleted, 'from a living account'],
+      [fakeYou, 'from someone called You'],
+    ] as const) {
+      await person.client.connect();
+      await person.client.send(group.id, text);
+    }
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Trust');
+    await page.waitForMessage('from someone called You');
+    const headers = await page.log.locator('li[data-seq]').evaluateAll((items) =>
+      items.map((item) => ({
+        body: item.querySelector('.body')?.textContent,
+        sender: item.querySelector('.meta .sender')?.textContent,
+        handle: item.querySelector('.meta .handle')?.textContent ?? null,
+      })),
+    );
+    expect(headers).to.deep.equal([
+      { body: 'from the real Ann', sender: 'You', handle: null },
+      { body: 'from the real Bob', sender: 'Bob', handle: `@${bob.username}` },
+      { body: 'from the other Bob', sender: 'Bob', handle: `@${fakeBob.username}` },
+      { body: 'from a living account', sender: '“Deleted user”', handle: `@${fakeDeleted.username}` },
+      { body: 'from someone called You', sender: '“You”', handle: `@${fakeYou.username}` },
+    ]);
+
+    // The header's member line and the members panel say who is who.
+    const line = await page.page.locator('#conversation-members').textContent();
+    for (const person of [bob, fakeYou, fakeBob, fakeDeleted]) expect(line).to.include(`@${person.username}`);
+    expect(line).to.match(/^5 members: You \(owner\), /);
+    await page.page.getByRole('button', { name: /^Members/ }).click();
+    const members = await page.page.locator('#member-list li').allInnerTexts();
+    expect(members.filter((m) => m.startsWith('You'))).to.have.length(1);
+    expect(members.find((m) => m.includes(fakeYou.username))).to.match(/^“You”/);
+
+    // The list: the group's preview names the sender unmistakably; a direct conversation shows whose it is.
+    await page
+      .conversationButton('Trust')
+      .getByText(`“You” (@${fakeYou.username}): from someone called You`)
+      .waitFor();
+    await page.conversationButton('Bob').getByText(`@${fakeBob.username}`).waitFor();
+    app.expectNoProblems();
+  });
+
+  it('shows invisible direction characters as markers, ends links at them, and links only to what the text says', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    const texts = [
+      'Pay to account \u202E0987654321\u202C today',
+      'invoice https://evil.example/\u202Etxt.exe',
+      'login https://exаmple.com/login',
+      'see https://accounts.google.com@evil.example/login',
+    ];
+    for (const text of texts) await bob.client.send(direct.id, text);
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('see https://accounts.google.com@evil.example/login');
+    const bodies = page.log.locator('li[data-seq] .body');
+    expect(await bodies.allTextContents()).to.deep.equal([
+      'Pay to account ⟨RLO⟩0987654321⟨PDF⟩ today',
+      'invoice https://evil.example/⟨RLO⟩txt.exe',
+      'login https://xn--exmple-4nf.com/login',
+      'see https://accounts.google.com@evil.example/login',
+    ]);
+    // Each body takes its own direction and is isolated from what is around it.
+    for (const dir of await bodies.evaluateAll((items) => items.map((i) => i.getAttribute('dir'))))
+      expect(dir).to.equal('auto');
+    expect(await bodies.first().evaluate((b) => getComputedStyle(b).unicodeBidi)).to.equal('isolate');
+
+    const links = await page.log.locator('li[data-seq] .body a').evaluateAll((items) =>
+      items.map((a) => ({
+        text: a.textContent,
+        href: a.getAttribute('href'),
+        title: a.getAttribute('title'),
+      })),
+    );
+    expect(links).to.deep.equal([
+      { text: 'https://evil.example/', href: 'https://evil.example/', title: 'https://evil.example/' },
+      {
+        text: 'https://xn--exmple-4nf.com/login',
+        href: 'https://xn--exmple-4nf.com/login',
+        title: 'https://xn--exmple-4nf.com/login',
+      },
+    ]);
+    // The preview in the list shows the markers too; what is stored stays as sent.
+    await page
+      .conversationButton('Bob')
+      .getByText('see https://accounts.google.com@evil.example/login')
+      .waitFor();
+    await bob.client.send(direct.id, 'again \u202Eabc');
+    await page.conversationButton('Bob').getByText('Bob: again ⟨RLO⟩abc').waitFor();
+    const stored = await ann.client.messages.before(direct.id, undefined, 10);
+    expect(stored.messages.map((m) => m.body)).to.deep.equal([...texts, 'again \u202Eabc']);
+    app.expectNoProblems();
+  });
+});

@@ -1,0 +1,129 @@
+import { expect } from 'chai';
+import { linkTarget, textParts } from '../../web/linkify.js';
+import {
+  codePointLength,
+  fieldProblems,
+  looksLikeAppLabel,
+  nameNeedsHandle,
+  personName,
+  showControls,
+  waitWords,
+} from '../../web/text.js';
+
+/** What a reader sees of `text` in a message body: plain text, links as `[text -> href]`, markers as they show. */
+function shown(text: string): string {
+  return textParts(text)
+    .map((part) =>
+      part.kind === 'link'
+        ? `[${part.text} -> ${part.href}]`
+        : part.kind === 'control'
+          ? part.marker
+          : part.text,
+    )
+    .join('');
+}
+
+describe('web app text rules', function () {
+  describe('invisible direction characters', function () {
+    it('show as markers, so an override cannot reverse digits or a file name', function () {
+      expect(shown('Pay to account \u202E0987654321\u202C today')).to.equal(
+        'Pay to account ⟨RLO⟩0987654321⟨PDF⟩ today',
+      );
+      expect(showControls('a\u202Ab\u202Bc\u202Dd\u2066e\u2067f\u2068g\u2069')).to.equal(
+        'a⟨LRE⟩b⟨RLE⟩c⟨LRO⟩d⟨LRI⟩e⟨RLI⟩f⟨FSI⟩g⟨PDI⟩',
+      );
+      // Nothing else changes: right-to-left text as such is not a trick.
+      expect(showControls('שלום world')).to.equal('שלום world');
+    });
+
+    it('end a web address', function () {
+      expect(shown('get https://evil.example/\u202Etxt.exe now')).to.equal(
+        'get [https://evil.example/ -> https://evil.example/]⟨RLO⟩txt.exe now',
+      );
+      expect(shown('https://a.example/x\u2066y')).to.equal(
+        '[https://a.example/x -> https://a.example/x]⟨LRI⟩y',
+      );
+      expect(shown('https://a.example/x\u200By')).to.equal(
+        '[https://a.example/x -> https://a.example/x]\u200By',
+      );
+    });
+  });
+
+  describe('links say where they go', function () {
+    it('show a host typed in another script as the punycode host it opens, with the target as the href', function () {
+      expect(linkTarget('https://exаmple.com/login')).to.deep.equal({
+        href: 'https://xn--exmple-4nf.com/login',
+        text: 'https://xn--exmple-4nf.com/login',
+      });
+      expect(linkTarget('https://EXAMPLE.com/Path?q=1#f')).to.deep.equal({
+        href: 'https://example.com/Path?q=1#f',
+        text: 'https://EXAMPLE.com/Path?q=1#f',
+      });
+      expect(linkTarget('https://example.com/path')).to.deep.equal({
+        href: 'https://example.com/path',
+        text: 'https://example.com/path',
+      });
+    });
+
+    it('do not make a link of an address with a user part (the host is after the "@")', function () {
+      expect(linkTarget('https://accounts.google.com@evil.example/login')).to.equal(undefined);
+      expect(linkTarget('https://user:pass@evil.example/')).to.equal(undefined);
+      expect(linkTarget('https://accounts.google.com\\@evil.example/')).to.equal(undefined);
+      expect(shown('log in at https://accounts.google.com@evil.example/login now')).to.equal(
+        'log in at https://accounts.google.com@evil.example/login now',
+      );
+      // An "@" later in the address is only part of its path or query.
+      expect(linkTarget('https://example.com/@someone')?.href).to.equal('https://example.com/@someone');
+    });
+  });
+
+  it('counts a message in code points, as the server does', function () {
+    expect(codePointLength('😀'.repeat(2500))).to.equal(2500);
+    expect('😀'.repeat(2500).length).to.equal(5000);
+    expect(codePointLength('abc')).to.equal(3);
+  });
+
+  it('says how long to wait', function () {
+    expect(waitWords(3252)).to.equal('55 minutes');
+    expect(waitWords(1)).to.equal('1 second');
+    expect(waitWords(58.2)).to.equal('59 seconds');
+    expect(waitWords(60)).to.equal('1 minute');
+    expect(waitWords(3600)).to.equal('1 hour');
+    expect(waitWords(3601 + 600)).to.equal('1 hour 11 minutes');
+  });
+
+  it('names the fields a refusal names, as the form calls them', function () {
+    const labels = { username: 'Username', displayName: 'Display name', password: 'Password' };
+    expect(
+      fieldProblems({ displayName: 'must not contain control or bidirectional-override characters' }, labels),
+    ).to.deep.equal(['Display name must not contain control or bidirectional-override characters.']);
+    expect(fieldProblems({ other: 'x' }, labels)).to.deep.equal([]);
+    expect(fieldProblems(undefined, labels)).to.deep.equal([]);
+  });
+
+  describe('display names that could pass as someone else', function () {
+    it('recognises the app’s own labels, however written', function () {
+      for (const name of [
+        'You',
+        'you',
+        ' YOU ',
+        'Y\u200Bou',
+        'Ｙｏｕ',
+        'Deleted user',
+        'deleted  USER',
+        'Someone',
+      ])
+        expect(looksLikeAppLabel(name), JSON.stringify(name)).to.equal(true);
+      expect(looksLikeAppLabel('Youssef')).to.equal(false);
+      expect(personName('You')).to.equal('“You”');
+      expect(personName('Bob')).to.equal('Bob');
+    });
+
+    it('needs the @username when another participant has the same name as a reader compares names', function () {
+      expect(nameNeedsHandle('Carol', ['Bob', 'Carol\u200B'])).to.equal(true);
+      expect(nameNeedsHandle('carol', ['CAROL'])).to.equal(true);
+      expect(nameNeedsHandle('Carol', ['Bob', 'Ann'])).to.equal(false);
+      expect(nameNeedsHandle('Deleted user', [])).to.equal(true);
+    });
+  });
+});

@@ -1,0 +1,133 @@
+/**
+ * Pure text rules of the app (no DOM): what a message may hold, how invisible direction characters are shown,
+ * how long a wait is said, which field a refusal names, and when a display name could pass as someone else's.
+ */
+
+/** The server's limit for a message body, in Unicode code points (the contract's count). */
+export const MAX_MESSAGE_CODE_POINTS = 4000;
+
+/** Length in Unicode code points (an emoji outside the BMP is one, not two UTF-16 units). */
+export function codePointLength(text: string): number {
+  let n = 0;
+  for (const _ of text) n += 1;
+  return n;
+}
+
+/**
+ * The explicit directional embeddings, overrides and isolates (U+202A-202E, U+2066-2069): invisible, they
+ * reorder the text around them, so "account \u202E0987654321" reads as another number and
+ * "https://evil.example/\u202Etxt.exe" as ".../exe.txt". The app shows each as a visible marker instead.
+ */
+export const DIRECTION_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+const CONTROL_NAMES: Record<string, string> = {
+  '\u202A': 'LRE',
+  '\u202B': 'RLE',
+  '\u202C': 'PDF',
+  '\u202D': 'LRO',
+  '\u202E': 'RLO',
+  '\u2066': 'LRI',
+  '\u2067': 'RLI',
+  '\u2068': 'FSI',
+  '\u2069': 'PDI',
+};
+
+/** The visible stand-in for a direction control: "⟨RLO⟩". */
+export function controlMarker(char: string): string {
+  return `⟨${CONTROL_NAMES[char] ?? 'U+' + (char.codePointAt(0) ?? 0).toString(16).toUpperCase()}⟩`;
+}
+
+/** `text` with every direction control replaced by its visible marker (for plain-text places: previews, quotes). */
+export function showControls(text: string): string {
+  return text.replace(DIRECTION_CONTROLS, controlMarker);
+}
+
+/** One run of a message's text: plain text, or a direction control shown as a marker. */
+export type TextRun = { kind: 'text'; text: string } | { kind: 'control'; char: string; marker: string };
+
+/** `text` cut into plain runs and direction controls, in order. */
+export function textRuns(text: string): TextRun[] {
+  const runs: TextRun[] = [];
+  let done = 0;
+  for (const match of text.matchAll(DIRECTION_CONTROLS)) {
+    if (match.index > done) runs.push({ kind: 'text', text: text.slice(done, match.index) });
+    runs.push({ kind: 'control', char: match[0], marker: controlMarker(match[0]) });
+    done = match.index + match[0].length;
+  }
+  if (done < text.length) runs.push({ kind: 'text', text: text.slice(done) });
+  return runs;
+}
+
+/** "45 seconds", "55 minutes", "2 hours", "1 hour 5 minutes": how long `seconds` is, rounded up to what matters. */
+export function waitWords(seconds: number): string {
+  const s = Math.max(1, Math.ceil(seconds));
+  const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (s < 60) return plural(s, 'second');
+  const minutes = Math.ceil(s / 60);
+  if (minutes < 60) return plural(minutes, 'minute');
+  const hours = Math.floor(minutes / 60);
+  const rest = minutes % 60;
+  return rest === 0 ? plural(hours, 'hour') : `${plural(hours, 'hour')} ${plural(rest, 'minute')}`;
+}
+
+/**
+ * The sentences for a VALIDATION_FAILED whose `details` name the fields (`{field: problem}`), with the fields
+ * called as the form calls them; fields the form does not know are left out. Empty if `details` names none.
+ */
+export function fieldProblems(details: unknown, labels: Readonly<Record<string, string>>): string[] {
+  if (typeof details !== 'object' || details === null) return [];
+  const sentences: string[] = [];
+  for (const [field, problem] of Object.entries(details as Record<string, unknown>)) {
+    const label = Object.hasOwn(labels, field) ? labels[field] : undefined;
+    if (label === undefined || typeof problem !== 'string') continue;
+    sentences.push(`${label} ${problem.replace(/\.$/, '')}.`);
+  }
+  return sentences;
+}
+
+/** The fields of `details` (a VALIDATION_FAILED's) that `labels` knows, in order. */
+export function problemFields(details: unknown, labels: Readonly<Record<string, string>>): string[] {
+  if (typeof details !== 'object' || details === null) return [];
+  return Object.keys(details).filter((field) => Object.hasOwn(labels, field));
+}
+
+/**
+ * A name as a reader compares names: compatibility-folded, without invisible characters (zero-width spaces,
+ * joiners, soft hyphens, direction marks), spaces collapsed, case ignored. "Carol\u200B" and "CAROL" are both
+ * "carol".
+ */
+export function nameKey(name: string): string {
+  return name
+    .normalize('NFKC')
+    .replace(/[\p{Cf}\p{Cc}\u115F\u1160\u3164\uFFA0]|\u034F|\u17B4|\u17B5/gu, '')
+    .replace(/\s+/gu, ' ')
+    .trim()
+    .toLowerCase();
+}
+
+/** Words the app itself puts where a name goes: a display name equal to one of them must not pass for it. */
+const APP_LABELS = new Set(
+  ['You', 'Yourself', 'Deleted user', 'Someone', 'Earlier message', 'Group', 'Conversation', 'Only you'].map(
+    nameKey,
+  ),
+);
+
+/** Whether a display name reads like one of the app's own labels ("You", "Deleted user", "Someone"). */
+export function looksLikeAppLabel(displayName: string): boolean {
+  return nameKey(displayName) === '' || APP_LABELS.has(nameKey(displayName));
+}
+
+/** How a person is named where only words fit: their display name, quoted if it reads like an app label. */
+export function personName(displayName: string): string {
+  return looksLikeAppLabel(displayName) ? `“${displayName}”` : displayName;
+}
+
+/**
+ * Whether a display name needs its @username beside it to tell who it is: it reads like an app label, or the
+ * same name (as a reader compares them) belongs to someone else of `others`.
+ */
+export function nameNeedsHandle(displayName: string, others: readonly string[]): boolean {
+  if (looksLikeAppLabel(displayName)) return true;
+  const key = nameKey(displayName);
+  return others.some((other) => nameKey(other) === key);
+}
