@@ -18,6 +18,14 @@ const STORABLE_HINT = 'must not contain NUL or unpaired surrogate characters';
  */
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused.
 const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+/**
+ * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
+ * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
+ * U+1160, U+3164, U+FFA0) and the blank Braille pattern U+2800. Unassigned code points count as visible: an emoji
+ * newer than this runtime's Unicode tables is one. A name, a title, a message body or an emoji needs one: made only of
+ * the others it shows as nothing (a blank sender, an empty bubble).
+ */
+const VISIBLE = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/u;
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** True for a UUID string of any case. */
@@ -31,7 +39,7 @@ export interface TextRule {
   max: number;
   pattern?: RegExp;
   patternHint?: string;
-  /** Refuse a value that is only whitespace. */
+  /** Refuse a value that is only whitespace, or that has nothing visible (only ZWSP, marks, fillers, ...). */
   notBlank?: boolean;
   /** Refuse control and bidirectional-override characters (names and titles). */
   plain?: boolean;
@@ -50,6 +58,7 @@ function textProblem(value: string, rule: TextRule): string | undefined {
   if (length < rule.min || length > rule.max) return `must be ${rule.min}-${rule.max} characters`;
   if (rule.pattern && !rule.pattern.test(value)) return rule.patternHint ?? 'has invalid characters';
   if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
+  if (rule.notBlank && !VISIBLE.test(value)) return 'must contain a visible character';
   if (rule.plain && CONTROL_OR_BIDI.test(value))
     return 'must not contain control or bidirectional-override characters';
   return undefined;
@@ -180,13 +189,6 @@ const EMOJI_RULE: TextRule = {
   patternHint: 'must not contain whitespace',
   plain: true,
 };
-/**
- * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
- * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
- * U+1160, U+3164, U+FFA0) and the blank Braille pattern U+2800. Unassigned code points count as visible: an emoji
- * newer than this runtime's Unicode tables is one.
- */
-const VISIBLE = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/u;
 /** Only dots: "." and ".." are path segments that URL parsing resolves (`.../reactions/..` is the message). */
 const ONLY_DOTS = /^\.+$/;
 
