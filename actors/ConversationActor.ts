@@ -28,8 +28,13 @@ export interface ConversationActorOptions<C, R> {
    * @default never
    */
   failsWaiting?: (error: Error) => boolean;
-  /** Called as each command is answered, with the `performance.now()` of its acceptance (ack latency metrics). */
-  onAnswered?: (acceptedAt: number, ok: boolean) => void;
+  /**
+   * Called as each accepted command is answered, with the `performance.now()` of its acceptance and, when it
+   * failed, the error its caller gets (ack latency metrics).
+   */
+  onAnswered?: (acceptedAt: number, ok: boolean, error?: Error) => void;
+  /** Called for a command the mailbox refused (OVERLOADED: full, or draining), which never entered it. */
+  onRefused?: (error: Error) => void;
   now?: () => number;
 }
 
@@ -84,9 +89,14 @@ export class ConversationActor<C, R> {
    */
   submit(command: C): Promise<R> {
     this.lastActivityAt = this.now();
-    // post() throws OVERLOADED synchronously, which rejects this promise.
     return new Promise<R>((resolve, reject) => {
-      this.mailbox.post({ command, acceptedAt: performance.now(), resolve, reject });
+      try {
+        this.mailbox.post({ command, acceptedAt: performance.now(), resolve, reject });
+      } catch (err) {
+        // OVERLOADED, thrown synchronously: the command was never accepted.
+        this.options.onRefused?.(err as Error);
+        throw err;
+      }
     });
   }
 
@@ -111,16 +121,22 @@ export class ConversationActor<C, R> {
     // A write that settled without taking its batch answers each command "no outcome".
     const answered = (items ??= next.take());
     answered.forEach((item, i) => {
-      const outcome = outcomes[i];
-      this.options.onAnswered?.(item.acceptedAt, outcome?.ok === true);
-      if (outcome === undefined) item.reject(new Error(`no outcome for command ${i} of ${answered.length}`));
-      else if (outcome.ok) item.resolve(outcome.value);
-      else item.reject(outcome.error);
+      const outcome: Outcome<R> = outcomes[i] ?? {
+        ok: false,
+        error: new Error(`no outcome for command ${i} of ${answered.length}`),
+      };
+      if (outcome.ok) {
+        this.options.onAnswered?.(item.acceptedAt, true);
+        item.resolve(outcome.value);
+      } else {
+        this.options.onAnswered?.(item.acceptedAt, false, outcome.error);
+        item.reject(outcome.error);
+      }
     });
     const outage = failedWhole(outcomes);
     if (outage !== undefined && this.options.failsWaiting?.(outage) === true) {
       for (const item of this.mailbox.takeWaiting()) {
-        this.options.onAnswered?.(item.acceptedAt, false);
+        this.options.onAnswered?.(item.acceptedAt, false, outage);
         item.reject(outage);
       }
     }

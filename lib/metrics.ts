@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { sqlState } from './errors.js';
+import { AppError, sqlState, type ErrorCode } from './errors.js';
 
 /** The app pool's connections, read from knex's tarn pool at scrape time. */
 export interface PoolStats {
@@ -18,17 +18,49 @@ export type GaugeSource = () => number;
 export type SampledGauge = 'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency';
 
 /**
+ * How a send or change was answered: `ok`; `refused`, the client's own mistake or a rule (a 4xx code of the
+ * catalog: VALIDATION_FAILED, FORBIDDEN, BLOCKED, NOT_FOUND, IDEMPOTENCY_CONFLICT, MESSAGE_DELETED,
+ * RATE_LIMITED...); `error`, the server could not do it (a 5xx code: INTERNAL, DB_UNAVAILABLE, OVERLOADED).
+ */
+export type AckOutcome = 'ok' | 'refused' | 'error';
+
+/** The catalog code a client gets for this failure: its own for an AppError, INTERNAL for anything else. */
+export function failureCode(err: unknown): ErrorCode {
+  return err instanceof AppError ? err.code : 'INTERNAL';
+}
+
+/** Whose failure it is: `refused` for the catalog's 4xx codes, `error` for its 5xx codes and the rest. */
+export function failureOutcome(err: unknown): Exclude<AckOutcome, 'ok'> {
+  return err instanceof AppError && err.status < 500 ? 'refused' : 'error';
+}
+
+/**
  * Every instrument of one server node, in a registry of its own: two nodes in one process (tests) never share
  * or clash. Recording points are plain prom-client calls, e.g. `metrics.messagesPersisted.inc(n)`.
  */
 export interface Metrics {
   readonly registry: Registry;
-  /** Messages committed to PostgreSQL (duplicates of an earlier clientMsgId excluded). */
+  /**
+   * New messages committed to PostgreSQL: sends that created a message. Neither a repeated clientMsgId nor a
+   * change (an edit, a delete, a reaction added or removed) counts.
+   */
   readonly messagesPersisted: Counter;
-  /** Seconds from a send being accepted into a mailbox to its ack (success or failure). */
+  /**
+   * Seconds from a send or change being accepted into a mailbox to its answer, by {@link AckOutcome}. Those
+   * refused before a mailbox are in `sendsRejected` instead.
+   */
   readonly ackLatency: Histogram<'outcome'>;
-  /** Sends written per transaction. */
+  /**
+   * Commands (sends and changes) per group commit that committed, each one it answered: duplicates and
+   * refusals (FORBIDDEN, MESSAGE_DELETED...) included.
+   */
   readonly batchSize: Histogram;
+  /**
+   * Sends and changes refused before they entered a mailbox (the user's rate limit, not a participant, a full
+   * or draining mailbox, the database away for the membership check), by the code the client got and its
+   * outcome.
+   */
+  readonly sendsRejected: Counter<'code' | 'outcome'>;
   /** Commands queued across this node's mailboxes. */
   readonly mailboxDepth: Gauge;
   /** Conversation actors alive on this node. */
@@ -43,12 +75,17 @@ export interface Metrics {
   readonly slowQueries: Counter;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
-  /** Records one group commit: the sends it wrote, `persisted` new messages, `busy` batches it skipped. */
+  /**
+   * Records one group commit that committed: the commands it answered, `persisted` new messages (sends that
+   * created one), `busy` batches it skipped.
+   */
   observeBatch(size: number, persisted?: number, busy?: number): void;
   /** Counts a group commit started beside running ones that were all held up (see xfchat_write_held_up_total). */
   observeHeldUpStart(): void;
-  /** Records one ack; `startedAt` is the `performance.now()` of when the send was accepted. */
-  observeAck(startedAt: number, outcome?: 'ok' | 'error'): void;
+  /** Records one answer; `startedAt`: the `performance.now()` when the send or change entered a mailbox. */
+  observeAck(startedAt: number, outcome?: AckOutcome): void;
+  /** Counts a send or change refused before it entered a mailbox, under the code its client got. */
+  observeRejected(err: unknown): void;
   /** Counts a database error under its code. */
   recordDbError(err: unknown): void;
   /** Makes a gauge read `source` at every scrape (e.g. the registry's live actor count). */
@@ -120,20 +157,26 @@ export function createMetrics(): Metrics {
 
   const messagesPersisted = new Counter({
     name: 'xfchat_messages_persisted_total',
-    help: 'Messages committed to PostgreSQL.',
+    help: 'New messages committed to PostgreSQL: sends that created a message (not repeats of a clientMsgId, not edits, deletes or reactions).',
     registers: [registry],
   });
   const ackLatency = new Histogram({
     name: 'xfchat_ack_latency_seconds',
-    help: 'From a send accepted into a mailbox to its acknowledgement.',
+    help: "From a send or change accepted into a mailbox to its answer; outcome: ok, refused (a 4xx code: the client's mistake or a rule), error (a 5xx code: the server could not do it).",
     labelNames: ['outcome'] as const,
     buckets: ACK_BUCKETS,
     registers: [registry],
   });
   const batchSize = new Histogram({
     name: 'xfchat_batch_size',
-    help: 'Sends written in one transaction.',
+    help: 'Commands (sends and changes) answered by one group commit that committed, duplicates and refused ones included.',
     buckets: BATCH_BUCKETS,
+    registers: [registry],
+  });
+  const sendsRejected = new Counter({
+    name: 'xfchat_sends_rejected_total',
+    help: 'Sends and changes refused before they entered a mailbox (rate limit, not a participant, mailbox full or draining, database away), by error code; outcome: refused (4xx) or error (5xx).',
+    labelNames: ['code', 'outcome'] as const,
     registers: [registry],
   });
   const busyBatches = new Counter({
@@ -158,6 +201,7 @@ export function createMetrics(): Metrics {
     messagesPersisted,
     ackLatency,
     batchSize,
+    sendsRejected,
     mailboxDepth: sampled(
       'mailboxDepth',
       'xfchat_mailbox_depth',
@@ -203,6 +247,9 @@ export function createMetrics(): Metrics {
     },
     observeAck(startedAt, outcome = 'ok') {
       ackLatency.observe({ outcome }, (performance.now() - startedAt) / 1000);
+    },
+    observeRejected(err) {
+      sendsRejected.inc({ code: failureCode(err), outcome: failureOutcome(err) });
     },
     recordDbError(err) {
       dbErrors.inc({ code: errorCodeLabel(err) });

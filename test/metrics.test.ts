@@ -50,6 +50,7 @@ describe('metrics and logs', function () {
     // Labelled series appear once observed; their type is declared from the start.
     expect(text).to.include('# TYPE xfchat_ack_latency_seconds histogram');
     expect(text).to.include('# TYPE xfchat_db_errors_total counter');
+    expect(text).to.include('# TYPE xfchat_sends_rejected_total counter');
     expect(text).to.include('# TYPE xfchat_http_requests_total counter');
     expect(text).to.include('# TYPE xfchat_http_request_duration_seconds histogram');
   });

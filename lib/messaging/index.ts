@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import type { Database } from '../db.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import { failureOutcome, type Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
 import type { ControlBus } from '../cluster/controlBus.js';
@@ -22,7 +22,7 @@ export interface MessagingDeps {
   notify: Notifier;
   logger: Logger;
   controlBus: ControlBus;
-  metrics: Pick<Metrics, 'observeBatch' | 'observeHeldUpStart' | 'observeAck' | 'sample'>;
+  metrics: Pick<Metrics, 'observeBatch' | 'observeHeldUpStart' | 'observeAck' | 'observeRejected' | 'sample'>;
   /** Nodes in the cluster, this one included: committed messages are announced only when there are others. */
   nodeCount: () => Promise<number>;
   /** An actor idle this long is dropped. @default 60000 */
@@ -156,7 +156,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
           // The commands queued behind a batch the database was unreachable for have waited for it already:
           // answered at once, within the acquire timeout they were promised, not after another wait.
           failsWaiting: (error) => error instanceof AppError && error.code === 'DB_UNAVAILABLE',
-          onAnswered: (acceptedAt, ok) => metrics.observeAck(acceptedAt, ok ? 'ok' : 'error'),
+          onAnswered: (acceptedAt, ok, error) =>
+            metrics.observeAck(acceptedAt, ok ? 'ok' : failureOutcome(error)),
+          onRefused: (error) => metrics.observeRejected(error),
         }),
       ),
   });
@@ -181,6 +183,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
     readsPerSecond: config.limits.readsPerSecond,
+    onRejected: (err) => metrics.observeRejected(err),
     onPageRead: (conversationId, page) => fanout.seen(conversationId, page.lastSeq, page.version),
   });
 

@@ -68,6 +68,12 @@ export interface MessageServiceDeps {
   readsPerSecond: number;
   /** Told of every history page read: what the reader was given (for catching up after a lost LISTEN). */
   onPageRead?: (conversationId: string, page: HistoryPage) => void;
+  /**
+   * Told of every send or change refused before it reached the conversation's actor (RATE_LIMITED,
+   * NOT_FOUND, OVERLOADED while draining, DB_UNAVAILABLE from the membership check...), with the error its
+   * caller gets. A mailbox's own refusal (OVERLOADED when full) is the actor's to report.
+   */
+  onRejected?: (err: unknown) => void;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -134,7 +140,11 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
    */
   async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
     const taken = sendLimiter.take(userId);
-    if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+    if (!taken.allowed) {
+      const limited = new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+      deps.onRejected?.(limited);
+      throw limited;
+    }
     const key = `${userId}:${conversationId}`;
     const before = entries.get(key);
     const queued = (async () => {
@@ -153,8 +163,14 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     void entered.then(() => {
       if (entries.get(key) === entered) entries.delete(key);
     });
-    const { stored } = await queued;
-    return await stored;
+    let posted: { stored: Promise<Stored> };
+    try {
+      posted = await queued;
+    } catch (err) {
+      deps.onRejected?.(err);
+      throw err;
+    }
+    return await posted.stored;
   }
 
   return {

@@ -12,9 +12,12 @@ export type WriteOutcome = Outcome<Stored>;
 export interface TransactionReport {
   /** Conversation batches the transaction answered (busy ones are not). */
   batches: number;
-  /** Sends in them, duplicates included. */
+  /**
+   * Commands in them, sends and changes alike, whatever their answer (a duplicate, a refusal such as
+   * FORBIDDEN, a batch that failed alone).
+   */
   sends: number;
-  /** New messages committed (0 when the transaction failed). */
+  /** New messages committed: sends that created a message, never changes (0 when the transaction failed). */
   persisted: number;
   /** Batches whose conversation another transaction held: written again in a transaction that waits. */
   busy: number;
@@ -349,7 +352,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     let persisted = 0;
     const written: Written[] = [];
     for (const { pending, answers } of done) {
-      for (const outcome of answers) if (outcome.ok && !outcome.value.duplicate) persisted += 1;
+      // New messages only: a change that changed something is no duplicate either, but it creates nothing.
+      answers.forEach((outcome, i) => {
+        if (outcome.ok && !outcome.value.duplicate && pending.batch.commands[i]?.kind === 'send')
+          persisted += 1;
+      });
       written.push({ batch: pending.batch, outcomes: answers });
       pending.resolve(answers);
     }
