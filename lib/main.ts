@@ -61,7 +61,10 @@ export function handleSignals(
     if (stoppingSince !== undefined) {
       if (Date.now() - stoppingSince > SAME_SIGNAL_MS) {
         // pino writes stdout synchronously: the line is out before the exit.
-        server.services.logger.warn({ signal }, 'second signal: exiting at once, without finishing the drain');
+        server.services.logger.warn(
+          { signal },
+          'second signal: exiting at once, without finishing the drain',
+        );
         process.exit(1);
       }
       return;
