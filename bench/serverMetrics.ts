@@ -54,7 +54,7 @@ export function readScrape(text: string, at: number): MetricsScrape {
   const samples = parseMetrics(text);
   return {
     at,
-    // Every outcome label together: ok and error acks alike leave the mailbox.
+    // Every outcome label together: ok, refused and error answers alike leave the mailbox.
     ackSum: sampleSum(samples, 'xfchat_ack_latency_seconds_sum'),
     ackCount: sampleSum(samples, 'xfchat_ack_latency_seconds_count'),
     ackBuckets: bucketsOf(samples, 'xfchat_ack_latency_seconds_bucket'),
