@@ -1,6 +1,7 @@
 import { WebSocketServer, type ServerOptions } from 'ws';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
+import { createLogThrottle } from '../serverErrorLog.js';
 import { websocketOf } from './backpressure.js';
 import type { AppServer, AppSocket } from './io.js';
 
@@ -37,7 +38,9 @@ export class WsServerWithoutAutoPong extends WebSocketServer {
  *   that sent 1.9 million dropped packets in 10 s kept a core busy), while a client's burst is only answered;
  * - a transport still without a socket `connectTimeoutMs` after it opened is ended (Socket.IO's own close at that
  *   time waits for its write buffer to drain, which a client that does not read never lets happen).
- * A transport is ended at once: its write buffer discarded, its websocket terminated; the end is logged (warn).
+ * A transport is ended at once: its write buffer discarded, its websocket terminated. The end is logged (warn),
+ * once per reason every 10 s with `suppressed`, how many of that reason went unlogged since: a hostile client opens
+ * transports as fast as they are ended, and one line each was hundreds a second.
  */
 export function guardTransports(
   io: AppServer,
@@ -50,11 +53,14 @@ export function guardTransports(
     idleMs: 60_000,
   });
   const connected = new WeakSet<object>();
+  const logThrottle = createLogThrottle();
   let transports = 0;
 
   function end(conn: AppSocket['conn'], reason: string): void {
     if (conn.readyState === 'closed') return;
-    logger.warn({ address: conn.remoteAddress, reason }, 'closing a transport');
+    const suppressed = logThrottle.take(reason);
+    if (suppressed !== undefined)
+      logger.warn({ address: conn.remoteAddress, reason, suppressed }, 'closing a transport');
     websocketOf(conn.transport)?.terminate();
     conn.close(true);
   }

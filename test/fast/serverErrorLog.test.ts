@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { AppError } from '../../lib/errors.js';
-import { createServerErrorLog } from '../../lib/serverErrorLog.js';
+import { createLogThrottle, createServerErrorLog } from '../../lib/serverErrorLog.js';
 import { captureLogs } from '../helpers/logCapture.js';
 
 describe('server error log', () => {
@@ -43,5 +43,29 @@ describe('server error log', () => {
     ]);
     const unavailableLine = capture.entries()[1]!;
     expect((unavailableLine.err as { message: string }).message).to.equal('connect ECONNREFUSED');
+  });
+});
+
+describe('log throttle', () => {
+  it('lets the first line of each key through, then one per interval, counting what it left out', () => {
+    let clock = 0;
+    const throttle = createLogThrottle({ intervalMs: 10_000, now: () => clock });
+    const taken: Array<[string, number | undefined]> = [];
+    const take = (key: string) => taken.push([key, throttle.take(key)]);
+    take('a');
+    take('b');
+    for (let i = 0; i < 99; i++) take('a');
+    clock = 9_999;
+    take('a');
+    clock = 10_000;
+    take('a');
+    take('b');
+    take('a');
+    expect(taken.filter(([, n]) => n !== undefined)).to.deep.equal([
+      ['a', 0],
+      ['b', 0],
+      ['a', 100],
+      ['b', 0],
+    ]);
   });
 });

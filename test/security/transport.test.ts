@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import WebSocket from 'ws';
 import { FAR_PAST, PACKETS_BEFORE_CONNECT } from '../../lib/realtime/transportGuard.js';
 import { newUser } from '../helpers/chat.js';
+import { captureLogs } from '../helpers/logCapture.js';
 import { useNode } from '../helpers/nodes.js';
 import { connectSocket } from '../helpers/sockets.js';
 
@@ -96,5 +97,31 @@ describe('transports: what a client may send before and after its socket connect
     } finally {
       steady.close();
     }
+  });
+});
+
+describe('transports: the ends of hostile transports in the log', function () {
+  this.timeout(20_000);
+  const logs = captureLogs('info');
+  const { server } = useNode({ env: { SOCKET_EVENTS_PER_SEC: '5', LOG_LEVEL: 'info' }, logger: logs.logger });
+
+  it('are logged once per reason every 10 s (with the address and reason), not once per transport', async () => {
+    const TRANSPORTS = 12;
+    for (let t = 0; t < TRANSPORTS; t++) {
+      const transport = await rawTransport(server.url);
+      for (let i = 0; i <= PACKETS_BEFORE_CONNECT; i++) transport.send(`0/nope-${i},`);
+      expect(await settlesWithin(transport.closed, 2000), `transport ${t} closed by the server`).to.equal(
+        true,
+      );
+    }
+    const lines = logs.entries().filter((l) => l.msg === 'closing a transport');
+    // Before: one warn per transport, hundreds a second from one client.
+    expect(lines).to.have.length(1);
+    expect(lines[0]).to.include({
+      level: 40,
+      reason: 'too many packets before a socket connected',
+      suppressed: 0,
+    });
+    expect(lines[0]!.address).to.be.a('string');
   });
 });
