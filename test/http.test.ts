@@ -138,6 +138,21 @@ describe('HTTP basics', function () {
     }
   });
 
+  it('answers the API with Cache-Control: no-store (tokens and account data), failures and signups included', async () => {
+    const signup = await post(
+      '/auth/signup',
+      JSON.stringify({ username: `nostore_${Date.now().toString(36)}`, password: 'correct horse battery' }),
+    );
+    expect(signup.status).to.equal(201);
+    await signup.arrayBuffer();
+    expect(signup.headers.get('cache-control')).to.equal('no-store');
+    for (const path of ['/auth/me', '/conversations', '/friends', '/blocks', '/users/search?q=abc']) {
+      const res = await fetch(`${server.url}${path}`);
+      await res.arrayBuffer();
+      expect(res.headers.get('cache-control'), path).to.equal('no-store');
+    }
+  });
+
   it('answers /healthz 200 {status: "ok"} and /readyz 200 {status: "ready"}', async () => {
     const health = await fetch(`${server.url}/healthz`);
     expect(health.status).to.equal(200);

@@ -84,6 +84,11 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 
+  // The API's answers carry tokens and account data: no cache (a browser's, a shared proxy's) may keep them.
+  app.use(['/auth', '/users', '/friends', '/blocks', '/conversations'], (_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
   app.use(healthRoutes(services.db, stopping));
   app.use(authRoutes(services));
   const takeLookup = createLookupBudget(services.config.limits.lookupsPerMinute);
