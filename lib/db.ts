@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { ConnectionOptions } from 'node:tls';
 import type { DatabaseConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { createLogThrottle } from './serverErrorLog.js';
 
 export type { Knex };
 
@@ -118,6 +119,43 @@ function attachQueryLogging(knex: Knex, observer: QueryObserver): void {
   });
 }
 
+/** An acquire of Knex's tarn pool, still waiting or done. */
+interface PendingAcquire {
+  readonly promise: Promise<pg.ClientBase>;
+  /** Takes it out of the pool's queue (rejecting it with `aborted`); nothing once it has a connection. */
+  abort(): void;
+}
+
+/** The part of Knex's tarn pool (`knex.client.pool`, typed `any` by Knex; undefined after destroy) used here. */
+interface TarnPool {
+  acquire(): PendingAcquire;
+  release(connection: pg.ClientBase): boolean;
+  on(event: 'acquireFail', listener: (eventId: number, err: unknown) => void): void;
+}
+
+function tarnPool(knex: Knex): TarnPool | undefined {
+  return (knex.client as { pool?: TarnPool }).pool;
+}
+
+/** Knex's own line for every failed acquire: the error's stack inside the message, once per caller. */
+const KNEX_ACQUIRE_ERROR = 'Acquire connection error:';
+
+/** An acquire taken back (a ping that gave up, the pool closing): no failure of the database, nothing to log. */
+function isAborted(err: unknown): boolean {
+  return err instanceof Error && err.message === 'aborted';
+}
+
+/**
+ * The key a failed acquire is logged under: `POOL_TIMEOUT` (as in `xfchat_db_errors_total`) when it waited
+ * DB_ACQUIRE_TIMEOUT_MS, the driver's code (`ECONNREFUSED`, a SQLSTATE) when connecting failed, else its class.
+ */
+function acquireFailureCode(err: unknown): string {
+  if (err instanceof Error && err.constructor.name === 'TimeoutError') return 'POOL_TIMEOUT';
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (typeof code === 'string' && /^[A-Z0-9_]{1,32}$/i.test(code)) return code;
+  return err instanceof Error ? err.constructor.name.slice(0, 64) : 'other';
+}
+
 /** Builds the Knex instance and its pool. Nothing connects until the first query. */
 export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: DatabaseHooks = {}): Database {
   const knex = knexFactory({
@@ -127,7 +165,11 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     acquireConnectionTimeout: config.acquireTimeoutMs,
     // Knex otherwise writes its own warnings ("Connection Error: ...") to the console, outside the JSON log.
     log: {
-      warn: (message: string) => logger.warn({ source: 'knex' }, message),
+      warn: (message: string) => {
+        // Logged from the pool instead (below): once per code every 10 s, the error under `err`.
+        if (message.startsWith(KNEX_ACQUIRE_ERROR)) return;
+        logger.warn({ source: 'knex' }, message);
+      },
       error: (message: string) => logger.error({ source: 'knex' }, message),
       deprecate: (method: string, alternative: string) =>
         logger.warn({ source: 'knex' }, `${method} is deprecated, use ${alternative}`),
@@ -136,23 +178,54 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
   });
   const observer: QueryObserver = { logger, slowQueryMs: config.slowQueryMs, hooks };
   attachQueryLogging(knex, observer);
+  // A failed acquire: every caller that wanted a connection while PostgreSQL is away or the pool is exhausted gets
+  // one, all with the same cause. One line per code every 10 s (the first at once, with its cause), with
+  // `suppressed`, like the answers of an outage (lib/serverErrorLog.ts).
+  const acquireLog = createLogThrottle();
+  tarnPool(knex)?.on('acquireFail', (_eventId, err) => {
+    if (isAborted(err)) return;
+    const code = acquireFailureCode(err);
+    const suppressed = acquireLog.take(code);
+    if (suppressed !== undefined)
+      logger.warn({ source: 'knex', err, code, suppressed }, 'acquiring a database connection failed');
+  });
   let closing: Promise<void> | undefined;
 
   return {
     knex,
     connections: knexConnections(knex, observer),
     async ping(timeoutMs) {
+      // On a connection of the pool, taken from tarn itself rather than through Knex, so that a ping that gives
+      // up takes its acquire out of the queue: with the pool exhausted, each probe otherwise left one waiting
+      // (xfchat_db_pool_waiting) until DB_ACQUIRE_TIMEOUT_MS, then a POOL_TIMEOUT.
+      const pool = tarnPool(knex);
+      if (!pool) return false;
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeoutMs);
-      });
-      const query = knex
-        .raw('SELECT 1')
-        .then(() => true)
+      const acquire = pool.acquire();
+      const query = acquire.promise
+        .then(async (connection) => {
+          try {
+            await connection.query('SELECT 1');
+            return true;
+          } catch (err) {
+            hooks.onQueryError?.(err);
+            throw err;
+          } finally {
+            pool.release(connection);
+          }
+        })
         .catch((err: unknown) => {
-          logger.debug({ err }, 'database ping failed');
+          if (!isAborted(err)) logger.debug({ err }, 'database ping failed');
           return false;
         });
+      const timeout = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => {
+          // Still waiting for a connection: leave the queue. A query already running ends within its timeout
+          // (query_timeout) and hands its connection back.
+          acquire.abort();
+          resolve(false);
+        }, timeoutMs);
+      });
       try {
         return await Promise.race([query, timeout]);
       } finally {

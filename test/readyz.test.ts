@@ -1,5 +1,7 @@
 import { expect } from 'chai';
+import type pg from 'pg';
 import type { RunningServer } from '../lib/server.js';
+import { sampleValue, scrape } from './helpers/prometheus.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
@@ -80,5 +82,46 @@ describe('/readyz follows PostgreSQL', function () {
       await proxy!.start();
     }
     await probeUntil(200, '/readyz to answer 200 again');
+  });
+});
+
+describe('/readyz while the app pool is exhausted', function () {
+  this.timeout(30_000);
+  let server: RunningServer | undefined;
+  const held: pg.ClientBase[] = [];
+
+  before(async () => {
+    // An acquire timeout far longer than /readyz's 2 s: an acquire a probe left behind would still be waiting.
+    server = await startTestServer(await createTestDatabase(), {
+      DB_POOL_SIZE: '2',
+      DB_ACQUIRE_TIMEOUT_MS: '20000',
+    });
+  });
+
+  after(async () => {
+    for (const client of held.splice(0)) server?.services.db.connections.release(client);
+    await server?.close();
+  });
+
+  const metric = async (name: string, labels: Record<string, string> = {}) =>
+    sampleValue(await scrape(server!.url), name, labels) ?? 0;
+
+  it('answers 503 and leaves no acquire waiting behind it; 200 once a connection is free', async () => {
+    const { connections } = server!.services.db;
+    held.push(await connections.acquire(), await connections.acquire());
+    expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
+
+    const probes = await Promise.all(
+      [1, 2, 3].map(() => fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) })),
+    );
+    expect(probes.map((res) => res.status)).to.deep.equal([503, 503, 503]);
+    // Each probe gave up on its acquire: nothing queues for the pool, nothing will end as a POOL_TIMEOUT.
+    expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
+    expect(await metric('xfchat_db_errors_total', { code: 'POOL_TIMEOUT' })).to.equal(0);
+
+    for (const client of held.splice(0)) connections.release(client);
+    const res = await fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).to.equal(200);
+    expect(await metric('xfchat_db_pool_used')).to.equal(0);
   });
 });
