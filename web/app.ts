@@ -10,6 +10,7 @@ import type { SignOut, SignedOut } from './account.js';
 import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
+import { Outbox } from './outbox.js';
 import { SharedSession, endReasonOf, isSessionChange, readStoredSession } from './sharedSession.js';
 
 /**
@@ -70,6 +71,12 @@ const AUTH_ERRORS: Partial<Record<string, string>> = {
     'Check the fields: usernames are 3-32 letters, digits, _ . or -; passwords 8-128 characters.',
   RATE_LIMITED: 'Too many attempts; wait a minute and try again.',
 };
+
+/** A user's drafts and unsent messages go when they sign out (the next person at this computer must not see them). */
+function forgetUnsent(userId: string): void {
+  Drafts.forget(userId);
+  Outbox.forget(userId);
+}
 
 let toastTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -195,7 +202,7 @@ async function sessionEnded(
 ): Promise<void> {
   if (ending || leaving) return;
   ending = true;
-  if (signedIn !== undefined) Drafts.forget(signedIn);
+  if (signedIn !== undefined) forgetUnsent(signedIn);
   try {
     await shared.forget(reason);
   } catch (err) {
@@ -230,7 +237,7 @@ async function signOut(
     throw err;
   }
   ending = true;
-  if (signedIn !== undefined) Drafts.forget(signedIn);
+  if (signedIn !== undefined) forgetUnsent(signedIn);
   try {
     await shared.forget(after.reason);
   } catch (err) {

@@ -11,6 +11,7 @@ import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
 import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
 import { Notifier } from './notifier.js';
+import { Outbox } from './outbox.js';
 import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
@@ -56,6 +57,7 @@ export class ChatSession {
       client,
       store: this.store,
       drafts: this.drafts,
+      outbox: new Outbox(me.id),
       report,
       changed: () => this.changed(),
       back: () => this.navigate(undefined),
@@ -117,6 +119,8 @@ export class ChatSession {
 
     const [conversations] = await Promise.all([client.conversations.list(), this.sidebar.refreshSocial()]);
     for (const summary of conversations) this.follow(this.store.upsert(summary));
+    // What an earlier page typed but did not see stored goes out again now (exactly once: same clientMsgIds).
+    this.view.resumePending();
     this.changed();
     await this.show(this.router.current());
   }

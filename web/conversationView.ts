@@ -9,6 +9,7 @@ import {
 import { dayLabel } from './dates.js';
 import { byId } from './dom.js';
 import type { Drafts } from './drafts.js';
+import type { Outbox } from './outbox.js';
 import { MessageActions } from './messageActions.js';
 import {
   daySeparator,
@@ -29,6 +30,8 @@ export interface ConversationViewDeps {
   client: XFChatClient;
   store: ConversationStore;
   drafts: Drafts;
+  /** Messages not acknowledged yet, kept across reloads. */
+  outbox: Outbox;
   report: (error: unknown) => void;
   /** Unread counts, previews or drafts changed: redraw the conversation list and the tab title. */
   changed: () => void;
@@ -166,6 +169,34 @@ export class ConversationView {
       this.updateJump();
     });
     document.addEventListener('visibilitychange', () => this.markReadSoon());
+    // Unsent messages are kept and sent after a reload, but a closed tab sends nothing until it is opened again.
+    window.addEventListener('beforeunload', (event) => {
+      if (![...this.pending.values()].some((p) => p.failed === undefined)) return;
+      event.preventDefault();
+      // Older browsers ask only when returnValue is set.
+      event.returnValue = '';
+    });
+  }
+
+  /**
+   * Sends again the messages a previous page of this browser did not see acknowledged (closed or reloaded
+   * before the server answered, or while offline), with their own clientMsgIds: the server stores each once.
+   * Those of conversations I am no longer in are dropped. Call once the conversations are known.
+   */
+  resumePending(): void {
+    for (const entry of this.deps.outbox.entries()) {
+      if (this.pending.has(entry.clientMsgId)) continue;
+      const state = this.deps.store.get(entry.conversationId);
+      if (!state) {
+        console.error('dropping an unsent message of a conversation I am no longer in', entry.conversationId);
+        this.deps.outbox.remove(entry.clientMsgId);
+        continue;
+      }
+      const pending: PendingMessage = { ...entry, failed: undefined, retrying: undefined };
+      this.pending.set(pending.clientMsgId, pending);
+      if (state === this.current) this.list.append(this.pendingElement(pending));
+      this.send(state, pending);
+    }
   }
 
   get currentId(): string | undefined {
@@ -347,9 +378,19 @@ export class ConversationView {
       body,
       replyToSeq: this.replies.get(state.id) ?? null,
       failed: undefined,
+      retrying: undefined,
+      typedAt: Date.now(),
     };
     this.cancelReply();
     this.pending.set(pending.clientMsgId, pending);
+    // Kept until the server has it: a reload or a closed tab sends it again (same clientMsgId) on the next load.
+    this.deps.outbox.keep({
+      conversationId: pending.conversationId,
+      clientMsgId: pending.clientMsgId,
+      body: pending.body,
+      replyToSeq: pending.replyToSeq,
+      typedAt: pending.typedAt,
+    });
     this.list.append(this.pendingElement(pending));
     this.decorate();
     this.scrollToBottom();
@@ -363,12 +404,25 @@ export class ConversationView {
     const next = previous
       .then(() =>
         this.deps.client
-          .send(state.id, pending.body, { clientMsgId: pending.clientMsgId, replyToSeq: pending.replyToSeq })
+          .send(state.id, pending.body, {
+            clientMsgId: pending.clientMsgId,
+            replyToSeq: pending.replyToSeq,
+            // The message says why it waits (the server cannot store it now, is busy, or this is too fast).
+            onRetry: ({ reason }) => {
+              if (pending.retrying === reason) return;
+              pending.retrying = reason;
+              this.renderPending(pending);
+            },
+          })
           .then(
-            (message) => this.showMessages(state, this.deps.store.addMessages(state, [message])),
+            (message) => {
+              this.settle(message.clientMsgId);
+              this.showMessages(state, this.deps.store.addMessages(state, [message]));
+            },
             (err: unknown) => {
               console.error(err);
               pending.failed = describeSendError(err);
+              pending.retrying = undefined;
               this.renderPending(pending);
             },
           ),
@@ -384,6 +438,7 @@ export class ConversationView {
       return;
     }
     pending.failed = undefined;
+    pending.retrying = undefined;
     this.renderPending(pending);
     this.send(state, pending);
   }
@@ -401,6 +456,7 @@ export class ConversationView {
 
   private discard(pending: PendingMessage): void {
     this.pending.delete(pending.clientMsgId);
+    this.deps.outbox.remove(pending.clientMsgId);
     this.pendingItemOf(pending.clientMsgId)?.remove();
     if (this.current?.id === pending.conversationId) this.input.focus();
   }
@@ -431,6 +487,8 @@ export class ConversationView {
 
   /** My message is stored: its pending copy goes away (the stored one is shown by seq). */
   private settle(clientMsgId: string): void {
+    // Stored: nothing to send again after a reload (also when another tab of this browser sent it).
+    this.deps.outbox.remove(clientMsgId);
     if (!this.pending.delete(clientMsgId)) return;
     this.pendingItemOf(clientMsgId)?.remove();
   }

@@ -14,6 +14,26 @@ export interface PendingMessage {
   replyToSeq: number | null;
   /** Why it was given up on (a final error), if it was. */
   failed: string | undefined;
+  /** Why the last attempt did not get through and it is being tried again (an error code), if so. */
+  retrying: string | undefined;
+  /** When it was typed (ms since the epoch). */
+  typedAt: number;
+}
+
+/** What a pending message says while the SDK tries it again after the server could not take it. */
+const RETRY_REASONS: Partial<Record<string, string>> = {
+  DB_UNAVAILABLE: 'Waiting: the server cannot store messages right now; retrying…',
+  OVERLOADED: 'Waiting: the server is busy; retrying…',
+  RATE_LIMITED: 'Waiting: you are sending too fast; retrying in a moment…',
+  TIMEOUT: 'Waiting: the server did not answer in time; retrying…',
+};
+
+/** The status line of a message on its way: refused, waiting for the connection, retrying (and why), or sending. */
+export function pendingStatus(pending: PendingMessage, connection: ConnectionState): string {
+  if (pending.failed !== undefined) return `Not sent: ${pending.failed}`;
+  if (connection !== 'connected') return 'Waiting for connection…';
+  const reason = pending.retrying === undefined ? undefined : RETRY_REASONS[pending.retrying];
+  return reason ?? 'Sending…';
 }
 
 /** What the user can do with a message the server refused. */
@@ -332,12 +352,7 @@ export function pendingItem(
   actions: PendingActions,
   quote: HTMLElement | null,
 ): HTMLLIElement {
-  const status =
-    pending.failed !== undefined
-      ? `Not sent: ${pending.failed}`
-      : connection === 'connected'
-        ? 'Sending…'
-        : 'Waiting for connection…';
+  const status = pendingStatus(pending, connection);
   return el(
     'li',
     {

@@ -1,0 +1,150 @@
+import { expect } from 'chai';
+import type { Page, WebSocketRoute } from 'playwright-core';
+import { storedMessages } from '../client/fixtures.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { PASSWORD, useWebApp } from './fixture.js';
+
+/**
+ * How the page's websocket to the node behaves: `online` passes everything; `offline` drops the connection and
+ * refuses new ones; `deaf` delivers what the page sends but nothing comes back (acks and events are lost, only
+ * pings pass); `dbDown` answers every `message:send` itself with DB_UNAVAILABLE, as a node whose PostgreSQL is
+ * gone does, and passes everything else.
+ */
+type Line = 'online' | 'offline' | 'deaf' | 'dbDown';
+
+/**
+ * Puts every websocket of `page`'s context through a switchable line (Socket.IO over engine.io text frames). The
+ * page is loaded again: the routing is set up by a script that runs as a document starts.
+ */
+async function switchableLine(page: Page): Promise<{ set: (line: Line) => Promise<void> }> {
+  const context = page.context();
+  let line: Line = 'online';
+  const open = new Set<WebSocketRoute>();
+  await context.routeWebSocket(/\/socket\.io\//, (ws) => {
+    if (line === 'offline') {
+      void ws.close();
+      return;
+    }
+    const server = ws.connectToServer();
+    open.add(ws);
+    ws.onClose(() => open.delete(ws));
+    ws.onMessage((message) => {
+      const text = typeof message === 'string' ? message : message.toString();
+      // An event with an ack id: 42<id>["message:send",{...}]
+      const send = /^42(\d+)\["message:send"/.exec(text);
+      if (line === 'dbDown' && send) {
+        const error = { code: 'DB_UNAVAILABLE', message: 'The database is unavailable; try again shortly.' };
+        ws.send(`43${send[1]}${JSON.stringify([{ ok: false, error }])}`);
+        return;
+      }
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      // engine.io ping ("2") still passes while deaf, so the socket stays up and nothing is answered.
+      if (line === 'deaf' && message !== '2') return;
+      ws.send(message);
+    });
+  });
+  await page.reload();
+  return {
+    async set(next) {
+      line = next;
+      if (next === 'offline') for (const ws of [...open]) await ws.close();
+    },
+  };
+}
+
+describe('web app: sending', function () {
+  const app = useWebApp();
+
+  it('keeps unsent messages across a reload and sends each exactly once (same clientMsgId); logout forgets them', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const page = await app.open();
+    const network = await switchableLine(page.page);
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+
+    // One message reaches the server but its ack never comes back; one is typed with no connection at all.
+    await network.set('deaf');
+    await page.send('stored, but the ack was lost');
+    await waitFor(async () => (await storedMessages(app.server, conversationId)).length === 1, {
+      what: 'the first message stored',
+    });
+    await network.set('offline');
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('typed offline');
+    await page.log.locator('li.pending').nth(1).waitFor();
+
+    // Leaving now asks first; reloading anyway keeps both, and they go out once the connection is back.
+    const dialogs: string[] = [];
+    page.page.on('dialog', (dialog) => {
+      dialogs.push(dialog.type());
+      void dialog.accept();
+    });
+    await page.page.reload();
+    expect(dialogs).to.deep.equal(['beforeunload']);
+    await page.waitForTitle('Bob');
+    const pending = page.log.locator('li.pending');
+    await pending.nth(1).waitFor();
+    expect(await pending.locator('.body').allTextContents()).to.deep.equal([
+      'stored, but the ack was lost',
+      'typed offline',
+    ]);
+    await network.set('online');
+    await page.waitForMessage('typed offline');
+    await pending.first().waitFor({ state: 'detached' });
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'stored, but the ack was lost',
+      'typed offline',
+    ]);
+    expect(await page.shownMessages()).to.deep.equal(['stored, but the ack was lost', 'typed offline']);
+    expect(await outboxKeys(page.page)).to.deep.equal([]);
+
+    // Logging out forgets what was not sent, like drafts.
+    await network.set('offline');
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('never sent');
+    await page.log.locator('li.pending').waitFor();
+    expect(await outboxKeys(page.page)).to.have.length(1);
+    await page.page.getByRole('button', { name: 'Log out' }).click();
+    await page.page.locator('#login-form').waitFor();
+    expect(await outboxKeys(page.page)).to.deep.equal([]);
+    expect(await storedMessages(app.server, conversationId)).to.have.length(2);
+    app.expectNoProblems();
+  });
+
+  it('says why a message waits while the server cannot store it, and sends it once it can', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const page = await app.open();
+    const network = await switchableLine(page.page);
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+
+    await network.set('dbDown');
+    await page.send('written while the database is down');
+    const pending = page.log.locator('li.pending');
+    await pending
+      .locator('.status')
+      .getByText('Waiting: the server cannot store messages right now; retrying…')
+      .waitFor();
+    expect(await storedMessages(app.server, conversationId)).to.deep.equal([]);
+    await network.set('online');
+    await page.waitForMessage('written while the database is down');
+    await pending.waitFor({ state: 'detached' });
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'written while the database is down',
+    ]);
+    app.expectNoProblems();
+  });
+});
+
+/** The app's kept unsent messages in this page's storage. */
+function outboxKeys(page: Page): Promise<string[]> {
+  return page.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith('xfchat.outbox.')));
+}

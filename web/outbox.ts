@@ -1,0 +1,82 @@
+/**
+ * Messages typed here that the server has not acknowledged yet, kept in localStorage (one key each, named by the
+ * user and the message's clientMsgId) so that closing or reloading the tab does not lose them: the next load
+ * sends them again under the SAME clientMsgId, and the server stores each clientMsgId once, so a message whose
+ * first send did get through is not stored twice. Logging out removes them, like drafts.
+ */
+const PREFIX = 'xfchat.outbox.';
+
+/** What is kept of an unsent message. */
+export interface OutboxEntry {
+  conversationId: string;
+  clientMsgId: string;
+  body: string;
+  replyToSeq: number | null;
+  /** When it was typed (ms since the epoch): messages are sent again in the order typed. */
+  typedAt: number;
+}
+
+function isEntry(value: unknown): value is OutboxEntry {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (
+    typeof v.conversationId === 'string' &&
+    typeof v.clientMsgId === 'string' &&
+    typeof v.body === 'string' &&
+    (v.replyToSeq === null || typeof v.replyToSeq === 'number') &&
+    typeof v.typedAt === 'number'
+  );
+}
+
+export class Outbox {
+  constructor(private readonly userId: string) {}
+
+  private key(clientMsgId: string): string {
+    return `${PREFIX}${this.userId}.${clientMsgId}`;
+  }
+
+  /** Keeps a message until {@link remove}; false if storage refused it (it then lives only in this page). */
+  keep(entry: OutboxEntry): boolean {
+    try {
+      localStorage.setItem(this.key(entry.clientMsgId), JSON.stringify(entry));
+      return true;
+    } catch (err) {
+      console.error('could not keep the unsent message', err);
+      return false;
+    }
+  }
+
+  /** The server stored it, or the user discarded it. */
+  remove(clientMsgId: string): void {
+    localStorage.removeItem(this.key(clientMsgId));
+  }
+
+  /** Every kept message of this user, oldest first. */
+  entries(): OutboxEntry[] {
+    const mine = `${PREFIX}${this.userId}.`;
+    const found: OutboxEntry[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (!key?.startsWith(mine)) continue;
+      try {
+        const value: unknown = JSON.parse(localStorage.getItem(key) ?? 'null');
+        if (isEntry(value)) found.push(value);
+      } catch {
+        // Not ours to read (written by another version): left alone.
+        continue;
+      }
+    }
+    return found.sort((a, b) => a.typedAt - b.typedAt);
+  }
+
+  /** Removes every kept message of `userId` (at logout: the next person at this computer must not send them). */
+  static forget(userId: string): void {
+    const mine = `${PREFIX}${userId}.`;
+    const keys: string[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key?.startsWith(mine)) keys.push(key);
+    }
+    for (const key of keys) localStorage.removeItem(key);
+  }
+}
