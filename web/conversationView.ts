@@ -1,5 +1,6 @@
 import {
   XFChatError,
+  isRetryable,
   newClientMsgId,
   type PublicMessage,
   type ReadEvent,
@@ -25,6 +26,7 @@ import {
   type PendingMessage,
 } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
+import { waitWords } from './text.js';
 
 export interface ConversationViewDeps {
   client: XFChatClient;
@@ -70,6 +72,17 @@ const SEND_ERRORS: Partial<Record<string, string>> = {
   RATE_LIMITED: 'you are sending too fast; retry in a moment.',
 };
 
+/** Why history could not be read, as the pane says it. */
+const HISTORY_ERRORS: Partial<Record<string, string>> = {
+  DB_UNAVAILABLE: 'the server cannot read messages right now',
+  OVERLOADED: 'the server is busy',
+  RATE_LIMITED: 'too many requests in a short time',
+  NETWORK_ERROR: 'the server could not be reached',
+  TIMEOUT: 'the server did not answer in time',
+};
+/** Longest wait between two automatic tries to read history. */
+const HISTORY_RETRY_MAX_MS = 30_000;
+
 function describeSendError(err: unknown): string {
   if (!(err instanceof XFChatError)) return 'the message could not be sent.';
   return SEND_ERRORS[err.code] ?? err.message;
@@ -99,6 +112,14 @@ export class ConversationView {
   private readonly replyPreview = byId('reply-preview', HTMLDivElement);
   private readonly replyLabel = byId('reply-label', HTMLSpanElement);
   private readonly replyText = byId('reply-text', HTMLSpanElement);
+  private readonly historyError = byId('history-error', HTMLDivElement);
+  private readonly historyErrorText = byId('history-error-text', HTMLParagraphElement);
+  /** The last failure to read a history page (what the pane says, and whether and when to try again). */
+  private historyFailure: unknown;
+  /** Failed tries in a row to read the open conversation's history (for the backoff). */
+  private historyAttempts = 0;
+  private historyRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  private historyRetry: (() => Promise<void>) | undefined;
   /** Per conversation, the message the composer answers ("Reply"), until sent or cancelled. */
   private readonly replies = new Map<string, number>();
   private readonly actions: MessageActions;
@@ -156,6 +177,11 @@ export class ConversationView {
       this.typing();
     });
     this.older.addEventListener('click', () => void this.loadOlder());
+    byId('history-retry', HTMLButtonElement).addEventListener('click', () => {
+      const again = this.historyRetry;
+      this.clearHistoryError();
+      if (again) void again().catch(deps.report);
+    });
     this.jump.addEventListener('click', () => {
       this.scrollToBottom();
       this.markReadSoon();
@@ -210,6 +236,8 @@ export class ConversationView {
   async open(state: ConversationState): Promise<void> {
     if (state !== this.current) {
       this.current = state;
+      this.clearHistoryError();
+      this.historyAttempts = 0;
       this.clearTypists();
       this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
       this.input.value = this.deps.drafts.get(state.id);
@@ -229,16 +257,73 @@ export class ConversationView {
     this.older.hidden = !state.hasOlder;
     this.scrollToStart();
     this.input.focus();
-    await this.loadToFirstUnread(state);
+    await this.showHistory(state);
+  }
+
+  /**
+   * Loads the history an opened conversation starts with, then puts the reader at its start; if that fails,
+   * the pane says why and tries again by itself (after the server's Retry-After, or with backoff).
+   */
+  private async showHistory(state: ConversationState): Promise<void> {
+    const loaded = await this.loadToFirstUnread(state);
     if (state !== this.current) return;
+    if (!loaded) {
+      this.historyFailed(state, () => this.showHistory(state));
+      return;
+    }
     this.scrollToStart();
     this.markReadSoon();
     this.updateJump();
   }
 
+  /**
+   * A history page could not be read: the pane says why, with "Try again now", and `again` runs by itself after
+   * the server's Retry-After or a growing wait, if the failure is one that passes (the database or the network
+   * is down, too many requests). A conversation I am no longer in is not tried again.
+   */
+  private historyFailed(state: ConversationState, again: () => Promise<void>): void {
+    if (state !== this.current) return;
+    const err = this.historyFailure;
+    if (err instanceof XFChatError && (err.code === 'NOT_FOUND' || err.code === 'CLIENT_CLOSED')) {
+      this.deps.report(err);
+      return;
+    }
+    console.error(err);
+    this.clearHistoryError();
+    this.historyRetry = again;
+    const reason =
+      err instanceof XFChatError
+        ? (HISTORY_ERRORS[err.code] ?? err.message.replace(/\.$/, ''))
+        : 'something went wrong';
+    this.historyError.hidden = false;
+    if (err instanceof XFChatError && !isRetryable(err)) {
+      this.historyErrorText.textContent = `Could not load the messages: ${reason}.`;
+      return;
+    }
+    const backoff = Math.min(HISTORY_RETRY_MAX_MS, 1000 * 2 ** this.historyAttempts);
+    this.historyAttempts += 1;
+    const wait = err instanceof XFChatError && err.retryAfter !== undefined ? err.retryAfter * 1000 : backoff;
+    this.historyErrorText.textContent = `Could not load the messages: ${reason}. Trying again in ${waitWords(wait / 1000)}…`;
+    this.historyRetryTimer = setTimeout(() => {
+      this.historyRetryTimer = undefined;
+      if (state !== this.current) return;
+      this.clearHistoryError();
+      void again().catch(this.deps.report);
+    }, wait);
+  }
+
+  private clearHistoryError(): void {
+    clearTimeout(this.historyRetryTimer);
+    this.historyRetryTimer = undefined;
+    this.historyRetry = undefined;
+    this.historyError.hidden = true;
+    this.historyErrorText.textContent = '';
+  }
+
   /** Closes the view (the list is shown, or the conversation was removed). */
   close(): void {
     this.actions.reset();
+    this.clearHistoryError();
     this.current = undefined;
     this.renderReply();
     this.unreadFrom = undefined;
@@ -586,7 +671,10 @@ export class ConversationView {
       const oldest = this.oldestLoaded(state);
       if (oldest <= seq) break;
       const size = Math.min(MAX_PAGE, Math.max(PAGE, oldest - seq + CONTEXT));
-      if (!(await this.loadPage(state, oldest, size))) return;
+      if (!(await this.loadPage(state, oldest, size))) {
+        this.historyFailed(state, () => this.jumpTo(state, seq));
+        return;
+      }
     }
     const item = this.itemOf(seq);
     if (!item || state !== this.current) return;
@@ -613,26 +701,29 @@ export class ConversationView {
    * The newest history page if not loaded yet, then older pages until the first unread message (and a little
    * context above it) is loaded, up to MAX_BACKLOG messages back.
    */
-  private async loadToFirstUnread(state: ConversationState): Promise<void> {
+  private async loadToFirstUnread(state: ConversationState): Promise<boolean> {
     const target = this.unreadFrom === undefined ? undefined : Math.max(1, this.unreadFrom - CONTEXT);
     const size = (from: number) => Math.min(MAX_PAGE, Math.max(PAGE, from - (target ?? from)));
     if (!state.historyLoaded) {
       // Everything up to what the live subscription has delivered; newer ones arrive through it.
       const delivered = this.deps.client.subscription(state.id)?.lastSeq ?? state.lastSeq;
-      if (!(await this.loadPage(state, delivered + 1, size(delivered + 1)))) return;
+      if (!(await this.loadPage(state, delivered + 1, size(delivered + 1)))) return false;
       state.historyLoaded = true;
     }
     while (target !== undefined && state === this.current && state.hasOlder) {
       const oldest = this.oldestLoaded(state);
-      if (oldest <= target || state.lastSeq - oldest >= MAX_BACKLOG) return;
-      if (!(await this.loadPage(state, oldest, size(oldest)))) return;
+      if (oldest <= target || state.lastSeq - oldest >= MAX_BACKLOG) return true;
+      if (!(await this.loadPage(state, oldest, size(oldest)))) return false;
     }
+    return true;
   }
 
   private async loadOlder(): Promise<void> {
     const state = this.current;
-    if (!state?.hasOlder || this.loading.has(state.id)) return;
-    await this.loadPage(state, this.oldestLoaded(state), PAGE);
+    // Not while a failed read waits to be tried again: scrolling must not hammer a server that is down.
+    if (!state?.hasOlder || this.loading.has(state.id) || !this.historyError.hidden) return;
+    if (!(await this.loadPage(state, this.oldestLoaded(state), PAGE)))
+      this.historyFailed(state, () => this.loadOlder());
   }
 
   private oldestLoaded(state: ConversationState): number {
@@ -641,7 +732,7 @@ export class ConversationView {
     return oldest === Infinity ? state.lastSeq + 1 : oldest;
   }
 
-  /** Loads the `limit` messages before `beforeSeq`; false if that failed (and was reported). */
+  /** Loads the `limit` messages before `beforeSeq`; false if that failed (the failure is `historyFailure`). */
   private async loadPage(state: ConversationState, beforeSeq: number, limit: number): Promise<boolean> {
     this.loading.add(state.id);
     this.list.setAttribute('aria-busy', 'true');
@@ -660,9 +751,10 @@ export class ConversationView {
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
       this.older.hidden = !state.hasOlder;
       this.updateReceipts();
+      this.historyAttempts = 0;
       return true;
     } catch (err) {
-      this.deps.report(err);
+      this.historyFailure = err;
       return false;
     } finally {
       this.loading.delete(state.id);

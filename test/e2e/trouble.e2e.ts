@@ -1,0 +1,65 @@
+import { expect } from 'chai';
+import type { Route } from 'playwright-core';
+import { PASSWORD, useWebApp } from './fixture.js';
+
+/** An error answer of the contract's shape. */
+function fail(
+  route: Route,
+  status: number,
+  code: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  return route.fulfill({
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
+  });
+}
+
+/** When things go wrong, the app says what, names what it concerns, and keeps what the user wrote. */
+describe('web app: when something goes wrong', function () {
+  const app = useWebApp();
+
+  it('says why history could not be loaded, tries again by itself (Retry-After, backoff), and on request', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    await bob.client.send(direct.id, 'history that takes a while');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+
+    // The first read finds the database down, the second is rate limited for a minute; then all is well.
+    const answers = [
+      (route: Route) => fail(route, 503, 'DB_UNAVAILABLE'),
+      (route: Route) => fail(route, 429, 'RATE_LIMITED', { 'retry-after': '60' }),
+    ];
+    let reads = 0;
+    await page.page.route(
+      (url) => url.pathname.endsWith('/messages') && url.searchParams.has('before'),
+      (route) => {
+        reads += 1;
+        const answer = answers.shift();
+        return answer ? answer(route) : route.continue();
+      },
+    );
+    await page.openConversation('Bob');
+    const box = page.page.locator('#history-error');
+    await box
+      .getByText(
+        'Could not load the messages: the server cannot read messages right now. Trying again in 1 second…',
+      )
+      .waitFor();
+    // Tried again by itself; the server asks for a minute this time, and the pane says so.
+    await box
+      .getByText('Could not load the messages: too many requests in a short time. Trying again in 1 minute…')
+      .waitFor();
+    expect(reads).to.equal(2);
+    await box.getByRole('button', { name: 'Try again now' }).click();
+    await page.waitForMessage('history that takes a while');
+    expect(await box.isVisible()).to.equal(false);
+    expect(reads).to.equal(3);
+    app.expectNoProblems();
+  });
+});
