@@ -137,6 +137,12 @@ function tarnPool(knex: Knex): TarnPool | undefined {
   return (knex.client as { pool?: TarnPool }).pool;
 }
 
+/**
+ * How much sooner than DB_ACQUIRE_TIMEOUT_MS a ping takes its acquire back: a probe is no caller that was refused a
+ * connection, so it must not end as one of the pool's timeouts (a POOL_TIMEOUT in xfchat_db_errors_total).
+ */
+const PING_ACQUIRE_MARGIN_MS = 50;
+
 /** Knex's own line for every failed acquire: the error's stack inside the message, once per caller. */
 const KNEX_ACQUIRE_ERROR = 'Acquire connection error:';
 
@@ -197,9 +203,11 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     async ping(timeoutMs) {
       // On a connection of the pool, taken from tarn itself rather than through Knex, so that a ping that gives
       // up takes its acquire out of the queue: with the pool exhausted, each probe otherwise left one waiting
-      // (xfchat_db_pool_waiting) until DB_ACQUIRE_TIMEOUT_MS, then a POOL_TIMEOUT.
+      // (xfchat_db_pool_waiting) until DB_ACQUIRE_TIMEOUT_MS, then a POOL_TIMEOUT. It gives up at `timeoutMs`, or
+      // just before the pool's own acquire timeout if that is sooner.
       const pool = tarnPool(knex);
       if (!pool) return false;
+      const waitMs = Math.min(timeoutMs, Math.max(1, config.acquireTimeoutMs - PING_ACQUIRE_MARGIN_MS));
       let timer: NodeJS.Timeout | undefined;
       const acquire = pool.acquire();
       const query = acquire.promise
@@ -224,7 +232,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
           // (query_timeout) and hands its connection back.
           acquire.abort();
           resolve(false);
-        }, timeoutMs);
+        }, waitMs);
       });
       try {
         return await Promise.race([query, timeout]);

@@ -85,43 +85,50 @@ describe('/readyz follows PostgreSQL', function () {
   });
 });
 
-describe('/readyz while the app pool is exhausted', function () {
-  this.timeout(30_000);
-  let server: RunningServer | undefined;
-  const held: pg.ClientBase[] = [];
+/**
+ * DB_ACQUIRE_TIMEOUT_MS far longer than /readyz's 2 s (an acquire a probe left behind would still be waiting), and
+ * shorter (the pool's own timeout would end the probe's acquire as a POOL_TIMEOUT, as if a caller had been refused).
+ */
+for (const acquireTimeoutMs of [20_000, 1000]) {
+  describe(`/readyz while the app pool is exhausted (DB_ACQUIRE_TIMEOUT_MS=${acquireTimeoutMs})`, function () {
+    this.timeout(30_000);
+    let server: RunningServer | undefined;
+    const held: pg.ClientBase[] = [];
 
-  before(async () => {
-    // An acquire timeout far longer than /readyz's 2 s: an acquire a probe left behind would still be waiting.
-    server = await startTestServer(await createTestDatabase(), {
-      DB_POOL_SIZE: '2',
-      DB_ACQUIRE_TIMEOUT_MS: '20000',
+    before(async () => {
+      server = await startTestServer(await createTestDatabase(), {
+        DB_POOL_SIZE: '2',
+        DB_ACQUIRE_TIMEOUT_MS: String(acquireTimeoutMs),
+      });
+    });
+
+    after(async () => {
+      for (const client of held.splice(0)) server?.services.db.connections.release(client);
+      await server?.close();
+    });
+
+    const metric = async (name: string, labels: Record<string, string> = {}) =>
+      sampleValue(await scrape(server!.url), name, labels) ?? 0;
+
+    it('answers 503 and leaves nothing behind: no acquire waiting, no POOL_TIMEOUT; 200 once a connection is free', async () => {
+      const { connections } = server!.services.db;
+      held.push(await connections.acquire(), await connections.acquire());
+      expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
+
+      const probes = await Promise.all(
+        [1, 2, 3].map(() => fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) })),
+      );
+      expect(probes.map((res) => res.status)).to.deep.equal([503, 503, 503]);
+      // Each probe took its acquire back when it gave up: nothing queues for the pool.
+      expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
+      // Past the pool's acquire timeout when it is the shorter: a probe's acquire left to it would be a POOL_TIMEOUT.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(acquireTimeoutMs, 1500)));
+      expect(await metric('xfchat_db_errors_total', { code: 'POOL_TIMEOUT' })).to.equal(0);
+
+      for (const client of held.splice(0)) connections.release(client);
+      const res = await fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+      expect(res.status).to.equal(200);
+      expect(await metric('xfchat_db_pool_used')).to.equal(0);
     });
   });
-
-  after(async () => {
-    for (const client of held.splice(0)) server?.services.db.connections.release(client);
-    await server?.close();
-  });
-
-  const metric = async (name: string, labels: Record<string, string> = {}) =>
-    sampleValue(await scrape(server!.url), name, labels) ?? 0;
-
-  it('answers 503 and leaves no acquire waiting behind it; 200 once a connection is free', async () => {
-    const { connections } = server!.services.db;
-    held.push(await connections.acquire(), await connections.acquire());
-    expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
-
-    const probes = await Promise.all(
-      [1, 2, 3].map(() => fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) })),
-    );
-    expect(probes.map((res) => res.status)).to.deep.equal([503, 503, 503]);
-    // Each probe gave up on its acquire: nothing queues for the pool, nothing will end as a POOL_TIMEOUT.
-    expect(await metric('xfchat_db_pool_waiting')).to.equal(0);
-    expect(await metric('xfchat_db_errors_total', { code: 'POOL_TIMEOUT' })).to.equal(0);
-
-    for (const client of held.splice(0)) connections.release(client);
-    const res = await fetch(`${server!.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
-    expect(res.status).to.equal(200);
-    expect(await metric('xfchat_db_pool_used')).to.equal(0);
-  });
-});
+}
