@@ -26,7 +26,7 @@ import {
   type PendingMessage,
 } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
-import { waitWords } from './text.js';
+import { MAX_MESSAGE_CODE_POINTS, codePointLength, waitWords } from './text.js';
 
 export interface ConversationViewDeps {
   client: XFChatClient;
@@ -109,6 +109,7 @@ export class ConversationView {
   private readonly typingLine = byId('typing-indicator', HTMLParagraphElement);
   private readonly input = byId('composer-input', HTMLTextAreaElement);
   private readonly sendButton = byId('composer-send', HTMLButtonElement);
+  private readonly count = byId('composer-count', HTMLParagraphElement);
   private readonly replyPreview = byId('reply-preview', HTMLDivElement);
   private readonly replyLabel = byId('reply-label', HTMLSpanElement);
   private readonly replyText = byId('reply-text', HTMLSpanElement);
@@ -173,6 +174,7 @@ export class ConversationView {
       }
     });
     this.input.addEventListener('input', () => {
+      this.updateCount();
       this.keepDraft();
       this.typing();
     });
@@ -241,6 +243,7 @@ export class ConversationView {
       this.clearTypists();
       this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
       this.input.value = this.deps.drafts.get(state.id);
+      this.updateCount();
     }
     this.empty.hidden = true;
     this.pane.hidden = false;
@@ -328,6 +331,7 @@ export class ConversationView {
     this.renderReply();
     this.unreadFrom = undefined;
     this.input.value = '';
+    this.updateCount();
     this.pane.hidden = true;
     this.empty.hidden = false;
   }
@@ -436,7 +440,7 @@ export class ConversationView {
     // Writing to a deleted account would only pile up messages nobody reads.
     const gone = store.otherIsDeleted(state);
     this.input.disabled = gone;
-    this.sendButton.disabled = gone;
+    this.sendButton.disabled = gone || this.tooLong();
     this.input.placeholder = gone ? 'This account was deleted' : 'Write a message';
   }
 
@@ -449,11 +453,41 @@ export class ConversationView {
     if (had !== this.deps.drafts.has(state.id)) this.deps.changed();
   }
 
+  /** Whether the box holds more than the server takes (counted in code points, as the server counts). */
+  private tooLong(): boolean {
+    return codePointLength(this.input.value) > MAX_MESSAGE_CODE_POINTS;
+  }
+
+  /**
+   * The length of what is in the box, shown near the limit; past it, Send is off and the line says by how much
+   * (nothing is ever cut: pasted text stays whole, to be shortened by the writer).
+   */
+  private updateCount(): void {
+    const length = codePointLength(this.input.value);
+    const over = length > MAX_MESSAGE_CODE_POINTS;
+    const limit = MAX_MESSAGE_CODE_POINTS.toLocaleString('en');
+    this.count.hidden = length <= MAX_MESSAGE_CODE_POINTS * 0.9;
+    this.count.classList.toggle('over', over);
+    this.count.textContent = over
+      ? `Too long to send: ${length.toLocaleString('en')} characters, the limit is ${limit}. Shorten it by ${(length - MAX_MESSAGE_CODE_POINTS).toLocaleString('en')}.`
+      : `${length.toLocaleString('en')} of ${limit} characters`;
+    if (over) this.input.setAttribute('aria-invalid', 'true');
+    else this.input.removeAttribute('aria-invalid');
+    const gone = this.current !== undefined && this.deps.store.otherIsDeleted(this.current);
+    this.sendButton.disabled = over || gone;
+  }
+
   private submit(): void {
     const state = this.current;
     const body = this.input.value;
     if (!state || body.trim() === '') return;
+    if (this.tooLong()) {
+      // Enter does not send it either; the count line (live) already says why.
+      this.count.hidden = false;
+      return;
+    }
     this.input.value = '';
+    this.updateCount();
     this.deps.drafts.delete(state.id);
     // Writing means the reader has caught up: the "New messages" line has done its job.
     this.unreadFrom = undefined;
@@ -535,6 +569,7 @@ export class ConversationView {
     if (state?.id !== pending.conversationId) return;
     if (pending.replyToSeq !== null) this.startReply(state, pending.replyToSeq);
     this.input.value = this.input.value === '' ? pending.body : `${pending.body}\n${this.input.value}`;
+    this.updateCount();
     this.keepDraft();
     this.input.focus();
   }

@@ -2,6 +2,7 @@ import { XFChatError, type PublicMessage, type XFChatClient } from '../lib/clien
 import { byId, el } from './dom.js';
 import { REACTION_CHOICES, partOf, setPart, snippet } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
+import { MAX_MESSAGE_CODE_POINTS, codePointLength } from './text.js';
 
 export interface MessageActionsDeps {
   client: XFChatClient;
@@ -361,7 +362,6 @@ export class MessageActions {
       attrs: {
         'aria-label': 'Edit your message',
         'aria-describedby': `${hintId} ${errorId}`,
-        maxlength: '4000',
         rows: String(Math.min(8, Math.max(2, message.body.split('\n').length))),
       },
     });
@@ -430,6 +430,13 @@ export class MessageActions {
     }
     if (body.trim() === '') {
       error.textContent = 'Write something, or delete the message instead.';
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      return;
+    }
+    const length = codePointLength(body);
+    if (length > MAX_MESSAGE_CODE_POINTS) {
+      error.textContent = `Too long: ${length.toLocaleString('en')} characters, the limit is ${MAX_MESSAGE_CODE_POINTS.toLocaleString('en')}.`;
       input.setAttribute('aria-invalid', 'true');
       input.focus();
       return;

@@ -142,6 +142,53 @@ describe('web app: sending', function () {
     ]);
     app.expectNoProblems();
   });
+
+  it('counts a message in code points, never cuts it, and says when it is too long to send', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    const count = page.page.locator('#composer-count');
+    const sendButton = page.page.getByRole('button', { name: 'Send', exact: true });
+
+    // 2,500 emoji are 5,000 UTF-16 units but 2,500 characters, as the server counts: all of them go.
+    const emoji = '😀'.repeat(2500);
+    await page.composer.focus();
+    await page.page.keyboard.insertText(emoji);
+    // (Lengths compared: a failure message with 5,000 emoji in it helps no one.)
+    expect((await page.composer.inputValue()).length).to.equal(emoji.length);
+    expect(await sendButton.isDisabled()).to.equal(false);
+    await page.composer.press('Enter');
+    await page.log.locator('li[data-seq]').first().waitFor();
+    const first = (await storedMessages(app.server, conversationId)).map((m) => m.body);
+    expect(first.map((body) => [...body].length)).to.deep.equal([2500]);
+    expect(first[0] === emoji).to.equal(true);
+
+    // Pasted text over the limit stays whole; the box says by how much it is too long, and nothing is sent.
+    const long = `${'a'.repeat(3999)}😀😀`;
+    await page.composer.focus();
+    await page.page.keyboard.insertText(long);
+    expect((await page.composer.inputValue()).length).to.equal(long.length);
+    await count
+      .getByText('Too long to send: 4,001 characters, the limit is 4,000. Shorten it by 1.')
+      .waitFor();
+    expect(await sendButton.isDisabled()).to.equal(true);
+    expect(await page.composer.getAttribute('aria-invalid')).to.equal('true');
+    await page.composer.press('Enter');
+    expect((await page.composer.inputValue()).length).to.equal(long.length);
+    await page.composer.press('Backspace');
+    await count.getByText('4,000 of 4,000 characters').waitFor();
+    expect(await sendButton.isDisabled()).to.equal(false);
+    await sendButton.click();
+    await page.log.locator('li[data-seq]').nth(1).waitFor();
+    const both = (await storedMessages(app.server, conversationId)).map((m) => m.body);
+    expect(both.map((body) => [...body].length)).to.deep.equal([2500, 4000]);
+    expect(both[1] === `${'a'.repeat(3999)}😀`).to.equal(true);
+    app.expectNoProblems();
+  });
 });
 
 /** The app's kept unsent messages in this page's storage. */
