@@ -10,6 +10,7 @@ import type { SignOut, SignedOut } from './account.js';
 import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
+import { showNotice } from './notice.js';
 import { Outbox } from './outbox.js';
 import { SharedSession, endReasonOf, isSessionChange, readStoredSession } from './sharedSession.js';
 
@@ -89,14 +90,6 @@ function report(error: unknown): void {
   toast.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => (toast.hidden = true), 6000);
-}
-
-/** A sentence for the user that stays until dismissed (not an error). */
-function showNotice(text: string): void {
-  const notice = byId('app-notice', HTMLDivElement);
-  byId('app-notice-text', HTMLParagraphElement).textContent = text;
-  notice.hidden = false;
-  byId('app-notice-close', HTMLButtonElement).onclick = () => (notice.hidden = true);
 }
 
 /** Reads and removes a sentence this tab left itself before reloading. */

@@ -10,6 +10,7 @@ import { ConversationView } from './conversationView.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
 import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
+import { showNotice } from './notice.js';
 import { Notifier } from './notifier.js';
 import { Outbox } from './outbox.js';
 import { Router } from './router.js';
@@ -30,6 +31,8 @@ export class ChatSession {
   private readonly router: Router;
   private readonly notifier: Notifier;
   private readonly layout = byId('chat-view', HTMLDivElement);
+  /** Groups I am leaving from this tab: their removal is no news to me. */
+  private readonly leaving = new Set<string>();
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
   /**
@@ -78,7 +81,8 @@ export class ChatSession {
       friends: () => this.sidebar.friendsList,
       update: (conversation) => this.add(conversation),
       refresh: (id) => this.refresh(id),
-      left: (id) => this.remove(id),
+      leaving: (id) => this.leaving.add(id),
+      left: (id) => this.remove(id, 'left'),
       created: (conversation) => {
         this.add(conversation);
         this.navigate(conversation.id);
@@ -228,16 +232,36 @@ export class ChatSession {
     this.changed();
   }
 
-  private remove(conversationId: string): void {
-    if (!this.store.get(conversationId)) return;
+  /**
+   * I am no longer in a conversation: I left it here (`left`), or was removed, or left in another window. The
+   * notice names it, and keeps whatever I had written for it and not sent (the draft, messages on their way)
+   * whole, to copy; if it was open, focus moves to that notice (or, when there is nothing to say, to the list).
+   */
+  private remove(conversationId: string, how: 'left' | 'gone' = 'gone'): void {
+    const state = this.store.get(conversationId);
+    if (!state) return;
+    if (this.leaving.delete(conversationId)) how = 'left';
+    const title = this.store.title(state);
+    const viewing = this.view.currentId === conversationId;
+    const unsent = this.view.takeUnsent(conversationId);
     this.client.subscription(conversationId)?.unsubscribe().catch(this.report);
     this.store.delete(conversationId);
     this.drafts.delete(conversationId);
-    if (this.view.currentId === conversationId) {
+    if (viewing) {
       this.router.go(undefined, { replace: true });
       this.show(undefined).catch(this.report);
     }
     this.changed();
+    const what = state.type === 'group' ? `“${title}”` : `the conversation with ${title}`;
+    const sentence =
+      how === 'left'
+        ? `You left ${what}.`
+        : `You are no longer in ${what}: you were removed, or left it in another window.`;
+    const kept =
+      unsent.length === 0 ? '' : ` What you had written there and not sent is below; copy it to keep it.`;
+    if (how === 'gone' || unsent.length > 0)
+      showNotice(`${sentence}${kept}`, { unsent: unsent.join('\n\n'), focus: viewing });
+    else if (viewing) this.sidebar.focusFirst();
   }
 
   /** Unread counts, previews or drafts changed: the list and the tab title follow. */

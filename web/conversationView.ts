@@ -323,6 +323,25 @@ export class ConversationView {
     this.historyErrorText.textContent = '';
   }
 
+  /**
+   * I am no longer in a conversation: its messages still on their way are dropped (the server would refuse
+   * them) and their texts returned, with the draft's, so that nothing written is lost without a word.
+   */
+  takeUnsent(conversationId: string): string[] {
+    const texts: string[] = [];
+    for (const pending of [...this.pending.values()]) {
+      if (pending.conversationId !== conversationId) continue;
+      texts.push(pending.body);
+      this.pending.delete(pending.clientMsgId);
+      this.deps.outbox.remove(pending.clientMsgId);
+      this.pendingItemOf(pending.clientMsgId)?.remove();
+    }
+    const draft =
+      this.current?.id === conversationId ? this.input.value : this.deps.drafts.get(conversationId);
+    if (draft.trim() !== '') texts.push(draft);
+    return texts;
+  }
+
   /** Closes the view (the list is shown, or the conversation was removed). */
   close(): void {
     this.actions.reset();

@@ -19,6 +19,8 @@ export interface GroupDeps {
   update: (conversation: PublicConversation) => void;
   /** Reads a conversation's details from the server again. */
   refresh: (conversationId: string) => Promise<void>;
+  /** I am about to leave a group here (its removal, if announced first, is my own doing). */
+  leaving: (conversationId: string) => void;
   /** I left a group: forget it. */
   left: (conversationId: string) => void;
   /** A group was created: show it. */
@@ -184,6 +186,7 @@ export class DetailsPanel {
     const title = this.deps.store.title(state);
     if (!confirm(`Leave “${title}”? You will no longer get its messages.`)) return;
     await this.act(async () => {
+      this.deps.leaving(state.id);
       await this.deps.client.conversations.leave(state.id);
       this.deps.left(state.id);
     });

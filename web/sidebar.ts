@@ -167,6 +167,14 @@ export class Sidebar {
       ?.focus();
   }
 
+  /** Moves keyboard focus into the conversation list (its first entry), or to "New group" if it is empty. */
+  focusFirst(): void {
+    (
+      this.conversations.querySelector<HTMLButtonElement>('li[data-key] button') ??
+      byId('new-group-button', HTMLButtonElement)
+    ).focus();
+  }
+
   renderConversations(): void {
     const { store, drafts } = this.deps;
     const now = new Date();

@@ -62,4 +62,27 @@ describe('web app: when something goes wrong', function () {
     expect(reads).to.equal(3);
     app.expectNoProblems();
   });
+
+  it('removed from a group while writing in it: names the group, keeps the unsent text to copy, moves focus there', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await page.composer.fill('half a thought\nfor Plans');
+
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    const notice = page.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    expect(await notice.getByLabel('Your unsent text', { exact: true }).textContent()).to.equal(
+      'half a thought\nfor Plans',
+    );
+    await notice.getByRole('button', { name: 'Copy your unsent text' }).waitFor();
+    expect(await page.page.evaluate(() => document.activeElement?.id)).to.equal('app-notice');
+    expect(page.path()).to.equal('/');
+    await page.conversationButton('Plans').waitFor({ state: 'detached' });
+    app.expectNoProblems();
+  });
 });
