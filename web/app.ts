@@ -11,6 +11,7 @@ import { ChatSession } from './chat.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
 import { showNotice } from './notice.js';
+import { fieldProblems, problemFields, waitWords } from './text.js';
 import { Outbox } from './outbox.js';
 import { SharedSession, endReasonOf, isSessionChange, readStoredSession } from './sharedSession.js';
 
@@ -70,8 +71,43 @@ const AUTH_ERRORS: Partial<Record<string, string>> = {
   USERNAME_TAKEN: 'That username is taken; pick another one.',
   VALIDATION_FAILED:
     'Check the fields: usernames are 3-32 letters, digits, _ . or -; passwords 8-128 characters.',
-  RATE_LIMITED: 'Too many attempts; wait a minute and try again.',
 };
+
+/** The fields of each form, as the server names them in a VALIDATION_FAILED's details and as the form calls them. */
+const FORM_FIELDS: Record<'login' | 'signup', Record<string, { label: string; id: string }>> = {
+  login: {
+    username: { label: 'Username', id: 'login-username' },
+    password: { label: 'Password', id: 'login-password' },
+  },
+  signup: {
+    username: { label: 'Username', id: 'signup-username' },
+    displayName: { label: 'Display name', id: 'signup-display-name' },
+    password: { label: 'Password', id: 'signup-password' },
+  },
+};
+
+/**
+ * What the login screen says about a refusal: how long to wait when rate limited (the server's Retry-After),
+ * which field is wrong and how when the server names it; the fields it names are returned to be marked.
+ */
+function authProblem(err: unknown, form: 'login' | 'signup'): { text: string | undefined; fields: string[] } {
+  if (!(err instanceof XFChatError)) return { text: undefined, fields: [] };
+  if (err.code === 'RATE_LIMITED') {
+    const wait = err.retryAfter === undefined ? 'a minute' : waitWords(err.retryAfter);
+    return { text: `Too many attempts. Try again in ${wait}.`, fields: [] };
+  }
+  if (err.code === 'VALIDATION_FAILED') {
+    const fields = FORM_FIELDS[form];
+    const labels = Object.fromEntries(Object.entries(fields).map(([name, field]) => [name, field.label]));
+    const problems = fieldProblems(err.details, labels);
+    if (problems.length > 0)
+      return {
+        text: problems.join(' '),
+        fields: problemFields(err.details, labels).map((name) => fields[name]?.id ?? ''),
+      };
+  }
+  return { text: AUTH_ERRORS[err.code], fields: [] };
+}
 
 /** A user's drafts and unsent messages go when they sign out (the next person at this computer must not see them). */
 function forgetUnsent(userId: string): void {
@@ -162,23 +198,40 @@ function showAuth(client: XFChatClient, shared: SharedSession, reason = ''): voi
       },
     );
   };
-  const fail = (err: unknown) => {
-    const known = err instanceof XFChatError ? AUTH_ERRORS[err.code] : undefined;
-    byId('auth-error', HTMLParagraphElement).textContent = known ?? 'Could not reach the server; try again.';
-    if (known === undefined) report(err);
+  const invalid = new Set<HTMLInputElement>();
+  const fail = (form: 'login' | 'signup') => (err: unknown) => {
+    const { text, fields } = authProblem(err, form);
+    byId('auth-error', HTMLParagraphElement).textContent = text ?? 'Could not reach the server; try again.';
+    if (text === undefined) report(err);
+    // The field the server names is marked, described by the reason, and focused.
+    for (const [i, id] of fields.filter((f) => f !== '').entries()) {
+      const input = byId(id, HTMLInputElement);
+      input.setAttribute('aria-invalid', 'true');
+      const described = input.getAttribute('aria-describedby') ?? '';
+      if (!described.split(' ').includes('auth-error'))
+        input.setAttribute('aria-describedby', `${described} auth-error`.trim());
+      invalid.add(input);
+      if (i === 0) input.focus();
+    }
+  };
+  const clearInvalid = () => {
+    for (const input of invalid) input.removeAttribute('aria-invalid');
+    invalid.clear();
   };
   byId('login-form', HTMLFormElement).onsubmit = (event) => {
     event.preventDefault();
     const username = byId('login-username', HTMLInputElement).value.trim();
     const password = byId('login-password', HTMLInputElement).value;
-    client.login(username, password).then(done, fail);
+    clearInvalid();
+    client.login(username, password).then(done, fail('login'));
   };
   byId('signup-form', HTMLFormElement).onsubmit = (event) => {
     event.preventDefault();
     const username = byId('signup-username', HTMLInputElement).value.trim();
     const displayName = byId('signup-display-name', HTMLInputElement).value.trim();
     const password = byId('signup-password', HTMLInputElement).value;
-    client.signup({ username, password, ...(displayName ? { displayName } : {}) }).then(done, fail);
+    clearInvalid();
+    client.signup({ username, password, ...(displayName ? { displayName } : {}) }).then(done, fail('signup'));
   };
   byId('login-username', HTMLInputElement).focus();
 }

@@ -7,7 +7,7 @@ import {
 } from '../lib/client/index.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { ConversationState, ConversationStore } from './store.js';
-import { personName } from './text.js';
+import { fieldProblems, personName } from './text.js';
 
 export interface GroupDeps {
   client: XFChatClient;
@@ -36,8 +36,17 @@ const GROUP_ERRORS: Partial<Record<string, string>> = {
   VALIDATION_FAILED: 'Group names are 1-100 characters, and not only spaces.',
 };
 
+/** The fields of a group's forms, as the server names them in a VALIDATION_FAILED's details. */
+const GROUP_FIELDS = { title: 'The group name', participantIds: 'The chosen members', userId: 'That person' };
+
 function explain(err: unknown): string | undefined {
-  return err instanceof XFChatError ? GROUP_ERRORS[err.code] : undefined;
+  if (!(err instanceof XFChatError)) return undefined;
+  if (err.code === 'VALIDATION_FAILED') {
+    // The server says which field is wrong and how: "The group name must not contain control or ... characters."
+    const problems = fieldProblems(err.details, GROUP_FIELDS);
+    if (problems.length > 0) return problems.join(' ');
+  }
+  return GROUP_ERRORS[err.code];
 }
 
 function friendLabel(friend: Friend): string {

@@ -85,4 +85,47 @@ describe('web app: when something goes wrong', function () {
     await page.conversationButton('Plans').waitFor({ state: 'detached' });
     app.expectNoProblems();
   });
+
+  it('says how long a login lockout lasts (Retry-After)', async () => {
+    const page = await app.open();
+    await page.page.route('**/auth/login', (route) =>
+      fail(route, 429, 'RATE_LIMITED', { 'retry-after': '3252' }),
+    );
+    const form = page.page.locator('#login-form');
+    await form.getByLabel('Username').fill('someone');
+    await form.getByLabel('Password').fill('wrong password');
+    await form.getByRole('button', { name: 'Log in' }).click();
+    await page.page.locator('#auth-error').getByText('Too many attempts. Try again in 55 minutes.').waitFor();
+    app.expectNoProblems();
+  });
+
+  it('names the field the server refused and why: a display name or a group name with a direction override', async () => {
+    const page = await app.open();
+    const form = page.page.locator('#signup-form');
+    await form.getByLabel('Choose a username').fill(`ann_${Date.now().toString(36)}`);
+    await form.getByLabel('Display name (optional)').fill('Ann\u202Egnp.exe');
+    await form.getByLabel('Choose a password').fill(PASSWORD);
+    await form.getByRole('button', { name: 'Sign up' }).click();
+    await page.page
+      .locator('#auth-error')
+      .getByText('Display name must not contain control or bidirectional-override characters.')
+      .waitFor();
+    const name = form.getByLabel('Display name (optional)');
+    expect(await name.getAttribute('aria-invalid')).to.equal('true');
+    expect(await name.evaluate((input) => input === document.activeElement)).to.equal(true);
+    expect(await form.getByLabel('Choose a username').getAttribute('aria-invalid')).to.equal(null);
+
+    // Corrected, the same form signs up; then a group name with an override is refused for what it is.
+    await name.fill('Ann');
+    await form.getByRole('button', { name: 'Sign up' }).click();
+    await page.meName.getByText('Ann').waitFor();
+    await page.page.getByRole('button', { name: 'New group' }).click();
+    const dialog = page.page.getByRole('dialog', { name: 'New group' });
+    await dialog.getByLabel('Group name').fill('Trip\u202Eexe.pdf');
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await dialog
+      .getByText('The group name must not contain control or bidirectional-override characters.')
+      .waitFor();
+    app.expectNoProblems();
+  });
 });
