@@ -99,6 +99,9 @@ async function migrate(action: string | undefined, options: readonly string[]): 
         const status = await migrations.status();
         out(`applied (${status.applied.length}): ${status.applied.join(', ') || '-'}`);
         out(`pending (${status.pending.length}): ${status.pending.join(', ') || '-'}`);
+        if (status.newer.length > 0) {
+          out(`of a newer release (${status.newer.length}): ${status.newer.join(', ')}`);
+        }
         break;
       }
       default:

@@ -18,6 +18,12 @@ const MIGRATION_LOCK_KEY = 727_246_001;
 export interface MigrationStatus {
   applied: string[];
   pending: string[];
+  /**
+   * Applied migrations this release does not have: a newer release migrated the database (a rolling upgrade,
+   * or this release's code rolled back before the schema). Releases keep their migrations compatible with the
+   * previous release, so this one runs on it; rolling them back needs the release that has them.
+   */
+  newer: string[];
 }
 
 /** The schema's migrations (migrations/), applied through the app's knex. */
@@ -61,15 +67,20 @@ class FolderMigrationSource implements Knex.MigrationSource<string> {
   }
 }
 
-function migrationConfig(config: DatabaseConfig): Knex.MigratorConfig {
+function migrationConfig(source: FolderMigrationSource): Knex.MigratorConfig {
   return {
-    migrationSource: new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR),
+    migrationSource: source,
     tableName: 'knex_migrations',
+    // Knex refuses to migrate (or to start at all) when the database has applied migrations that are not in the
+    // folder: a node of the previous release could then not start, nor restart, once the first node of a newer
+    // one had migrated. Those are reported as `newer` instead (see MigrationStatus).
+    disableMigrationsListValidation: true,
   };
 }
 
 export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logger): Migrator {
-  const migrations = migrationConfig(config);
+  const source = new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR);
+  const migrations = migrationConfig(source);
 
   async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
     // A connection of its own holds the session-level lock while knex migrates through the pool.
@@ -99,29 +110,48 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     }
   }
 
+  async function lastBatch(): Promise<string[]> {
+    if (!(await knex.schema.hasTable('knex_migrations'))) return [];
+    const rows = await knex<{ name: string }>('knex_migrations')
+      .select('name')
+      .where('batch', knex('knex_migrations').max('batch'))
+      .orderBy('id', 'desc');
+    return rows.map((row) => row.name);
+  }
+
   async function status(): Promise<MigrationStatus> {
     const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
-    return { applied: completed.map((m) => m.name), pending };
+    const applied = completed.map((m) => m.name);
+    const known = new Set(await source.getMigrations());
+    return { applied, pending, newer: applied.filter((name) => !known.has(name)) };
   }
 
   return {
     latest() {
       return withMigrationLock(async () => {
         const [, newlyApplied] = (await knex.migrate.latest(migrations)) as [number, string[]];
-        return { newlyApplied, status: await status() };
+        const now = await status();
+        if (now.newer.length > 0) {
+          logger.warn(
+            { newer: now.newer },
+            'the database has migrations of a newer release: running on it (releases keep their migrations compatible with the previous one)',
+          );
+        }
+        return { newlyApplied, status: now };
       });
     },
     status,
-    async lastBatch() {
-      if (!(await knex.schema.hasTable('knex_migrations'))) return [];
-      const rows = await knex<{ name: string }>('knex_migrations')
-        .select('name')
-        .where('batch', knex('knex_migrations').max('batch'))
-        .orderBy('id', 'desc');
-      return rows.map((row) => row.name);
-    },
+    lastBatch,
     rollback() {
       return withMigrationLock(async () => {
+        const newer = (await status()).newer;
+        const last = await lastBatch();
+        const unknown = last.filter((name) => newer.includes(name));
+        if (unknown.length > 0) {
+          throw new Error(
+            `the last batch has migrations this release does not have (${unknown.join(', ')}): roll them back with the release that applied them`,
+          );
+        }
         const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];
         return rolledBack;
       });

@@ -48,8 +48,17 @@ const RELEASE_0_2_0_WRITE = `
   $fn$;`;
 
 export async function up(knex: Knex): Promise<void> {
-  await limitLockWait(knex);
-  await knex.raw('ALTER TABLE message_reactions ALTER COLUMN created_at SET DEFAULT clock_timestamp()');
+  // Changing a default locks the table for a moment, and waits for whoever reads it (a pg_dump) while this batch
+  // may already hold `messages` (20261202000000): only a 0.2.0 database needs it.
+  const { rows } = await knex.raw<{ rows: Array<{ current: string | null }> }>(
+    `SELECT pg_get_expr(d.adbin, d.adrelid) AS current
+       FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+      WHERE d.adrelid = 'message_reactions'::regclass AND a.attname = 'created_at'`,
+  );
+  if (rows[0]?.current !== 'clock_timestamp()') {
+    await limitLockWait(knex);
+    await knex.raw('ALTER TABLE message_reactions ALTER COLUMN created_at SET DEFAULT clock_timestamp()');
+  }
   await knex.raw(RELEASE_0_2_0_WRITE);
 }
 

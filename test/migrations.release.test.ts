@@ -212,4 +212,25 @@ describe('upgrading a release database', function () {
     const send = { conversationId, senderId: userId, clientMsgId: 'rolled-back', body: 'hello' };
     expect(await releaseWrite(db.knex, [send])).to.deep.equal([{ r_ord: 1, r_status: 0, r_seq: 1 }]);
   });
+
+  it('a database migrated by a newer release: this release still starts on it, and leaves that batch to its own rollback', async () => {
+    const db = track(openMigrated(await createEmptyDatabase()));
+    await db.migrations.latest();
+    // What a newer release's node leaves behind: a batch of a migration this release does not have.
+    const future = '29991231000000_of_a_newer_release';
+    await db.knex('knex_migrations').insert({ name: future, batch: 99, migration_time: new Date() });
+
+    const again = await db.migrations.latest();
+    expect(again.newlyApplied).to.deep.equal([]);
+    expect(again.status.newer).to.deep.equal([future]);
+    expect(again.status.pending).to.deep.equal([]);
+    let refused: unknown;
+    try {
+      await db.migrations.rollback();
+    } catch (err) {
+      refused = err;
+    }
+    expect(String(refused)).to.include('roll them back with the release that applied them');
+    expect((await db.migrations.status()).applied).to.include(future);
+  });
 });

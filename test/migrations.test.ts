@@ -76,13 +76,13 @@ describe('migrations', function () {
 
       const first = await db.migrations.latest();
       expect(first.newlyApplied).to.deep.equal(names);
-      expect(first.status).to.deep.equal({ applied: names, pending: [] });
+      expect(first.status).to.deep.equal({ applied: names, pending: [], newer: [] });
       expect(await existingTables(db)).to.deep.equal([...CONTRACT_TABLES].sort());
 
       // One batch: every migration rolled back, newest first.
       expect(await db.migrations.rollback()).to.deep.equal([...names].reverse());
       expect(await existingTables(db)).to.deep.equal([]);
-      expect(await db.migrations.status()).to.deep.equal({ applied: [], pending: names });
+      expect(await db.migrations.status()).to.deep.equal({ applied: [], pending: names, newer: [] });
 
       const again = await db.migrations.latest();
       expect(again.newlyApplied).to.deep.equal(names);
@@ -344,8 +344,8 @@ describe('migrations', function () {
       // The advisory lock serializes them: one applies everything, the other finds nothing to do.
       expect([...ra.newlyApplied, ...rb.newlyApplied].sort()).to.deep.equal(names);
       expect([ra.newlyApplied.length, rb.newlyApplied.length]).to.include(0);
-      expect(ra.status).to.deep.equal({ applied: names, pending: [] });
-      expect(rb.status).to.deep.equal({ applied: names, pending: [] });
+      expect(ra.status).to.deep.equal({ applied: names, pending: [], newer: [] });
+      expect(rb.status).to.deep.equal({ applied: names, pending: [], newer: [] });
       const recorded = (await a.knex('knex_migrations').pluck('name')) as string[];
       expect(recorded.sort()).to.deep.equal(names);
       expect(await existingTables(a)).to.deep.equal([...CONTRACT_TABLES].sort());
