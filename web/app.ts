@@ -191,7 +191,7 @@ function showAuth(client: XFChatClient, shared: SharedSession, reason = ''): voi
   byId('auth-error', HTMLParagraphElement).textContent = '';
   const done = (result: AuthResult) => {
     shared.signedIn(result).then(
-      () => startChat(client, shared, result.user),
+      () => startChat(client, shared, result.user, true),
       (err: unknown) => {
         report(err);
         byId('auth-error', HTMLParagraphElement).textContent = 'Could not keep the login; try again.';
@@ -292,7 +292,8 @@ async function signOut(
   restart(client, after.note === undefined ? {} : { endedNote: after.note });
 }
 
-function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser): void {
+/** `fromLogin`: the login form had focus, and it is gone: focus moves into the app. */
+function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser, fromLogin = false): void {
   signedIn = me.id;
   byId('auth-view', HTMLElement).hidden = true;
   byId('chat-view', HTMLDivElement).hidden = false;
@@ -304,7 +305,7 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser):
   client.connect().catch((err: unknown) => {
     if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
   });
-  new ChatSession(client, me, report, leave).start().catch(report);
+  new ChatSession(client, me, report, leave).start(fromLogin).catch(report);
 }
 
 /**

@@ -100,7 +100,7 @@ export class ChatSession {
   }
 
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
-  async start(): Promise<void> {
+  async start(focusList = false): Promise<void> {
     const { client } = this;
     const refresh = () => void this.sidebar.refreshSocial().catch(this.report);
     client.on('friend:request', refresh);
@@ -127,6 +127,11 @@ export class ChatSession {
     this.view.resumePending();
     this.changed();
     await this.show(this.router.current());
+    // After a login by keyboard the form that had focus is gone: focus goes to the list (an opened conversation
+    // has already put it in its message box).
+    const active = document.activeElement;
+    if (focusList && (active === null || active === document.body || active.closest('[hidden]') !== null))
+      this.sidebar.focusFirst();
   }
 
   /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */

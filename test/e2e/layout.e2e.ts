@@ -38,4 +38,43 @@ describe('web app: layout and page basics', function () {
     expect(await documentWidth(page.page), 'the direct conversation').to.be.at.most(390);
     app.expectNoProblems();
   });
+
+  it('after a keyboard login focus is in the list; no favicon request fails; styles only from its own stylesheet', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await bob.client.conversations.createDirect(ann.id);
+
+    const page = await app.open({ url: 'about:blank' });
+    // A fresh profile asks for an icon; one that is not there is a 404 in the console (the browser's own log
+    // line, which the fixture counts as noise, so it is looked for here).
+    const missing: string[] = [];
+    page.page.on('response', (response) => {
+      if (response.status() >= 400) missing.push(`${response.status()} ${new URL(response.url()).pathname}`);
+    });
+    page.page.on('console', (message) => {
+      if (message.type() === 'error' && /404|favicon/i.test(message.text())) missing.push(message.text());
+    });
+    const response = await page.page.goto(app.server.url);
+    const csp = (await response?.headerValue('content-security-policy')) ?? '';
+    const styleSrc = csp.split(';').find((directive) => directive.trim().startsWith('style-src'));
+    expect(styleSrc?.trim()).to.equal("style-src 'self'");
+
+    const form = page.page.locator('#login-form');
+    await form.getByLabel('Username').fill(ann.username);
+    await form.getByLabel('Password').fill(PASSWORD);
+    await form.getByLabel('Password').press('Enter');
+    await page.conversationButton('Bob').waitFor();
+    await page.page.waitForFunction(() => document.activeElement !== document.body);
+    expect(
+      await page.page.evaluate(() => document.activeElement?.closest('#conversations') !== null),
+      'focus in the conversation list',
+    ).to.equal(true);
+    // The icon is asked for after the page loads: a reload gives it time to have been asked.
+    await page.page.reload();
+    await page.conversationButton('Bob').waitFor();
+    await page.page.waitForTimeout(500);
+    expect(missing).to.deep.equal([]);
+    app.expectNoProblems();
+  });
 });
