@@ -661,19 +661,35 @@ export class ConversationView {
     return undefined;
   }
 
-  /** The replies to `seq` (stored and pending) and the composer's reply preview quote its current state. */
-  private refreshReplies(state: ConversationState, seq: number): void {
+  /**
+   * The replies to `seq` (or to any of a set of seqs), stored and pending, and the composer's reply preview quote
+   * the originals' current state.
+   */
+  private refreshReplies(state: ConversationState, seq: number | ReadonlySet<number>): void {
     if (state !== this.current) return;
+    const answers = (to: number | null) =>
+      to !== null && (typeof seq === 'number' ? to === seq : seq.has(to));
     const context = this.context(state);
-    for (const item of this.list.querySelectorAll<HTMLLIElement>(
-      `:scope > li[data-seq][data-reply-to="${seq}"]`,
-    )) {
+    const selector =
+      typeof seq === 'number'
+        ? `:scope > li[data-seq][data-reply-to="${seq}"]`
+        : ':scope > li[data-seq][data-reply-to]';
+    for (const item of this.list.querySelectorAll<HTMLLIElement>(selector)) {
+      if (!answers(Number(item.dataset.replyTo))) continue;
       const message = state.messages.get(Number(item.dataset.seq));
       if (message) updateMessageItem(item, context, message);
     }
     for (const pending of this.pending.values())
-      if (pending.conversationId === state.id && pending.replyToSeq === seq) this.renderPending(pending);
-    if (this.replies.get(state.id) === seq) this.renderReply();
+      if (pending.conversationId === state.id && answers(pending.replyToSeq)) this.renderPending(pending);
+    if (answers(this.replies.get(state.id) ?? null)) this.renderReply();
+  }
+
+  /** The oldest (`first`) or newest (`last`) stored message shown, looking only at the ends of the list. */
+  private edgeMessage(which: 'first' | 'last'): HTMLLIElement | null {
+    let element = which === 'first' ? this.list.firstElementChild : this.list.lastElementChild;
+    while (element && !(element instanceof HTMLLIElement && element.dataset.seq !== undefined))
+      element = which === 'first' ? element.nextElementSibling : element.previousElementSibling;
+    return element;
   }
 
   private itemOf(seq: number): HTMLLIElement | null {
@@ -798,9 +814,17 @@ export class ConversationView {
       // Keep what the reader is looking at in place while older messages go in above it.
       const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
       const context = this.context(state);
-      for (const message of fresh) this.insert(messageItem(context, message), message.seq);
-      // Replies shown before their originals were loaded quote them now; a newer state of a shown one is drawn.
-      for (const message of page.messages) this.redraw(state, message.seq);
+      // Newest first: each older message then goes in at the top, without looking through the list.
+      for (const message of [...fresh].reverse()) this.insert(messageItem(context, message), message.seq);
+      // A newer state of one already shown is drawn (rare: a page normally brings only new ones), and replies
+      // shown before their originals were loaded quote them now (one look through the list for the whole page).
+      const drawn = new Set(fresh.map((m) => m.seq));
+      for (const message of page.messages) {
+        const item = drawn.has(message.seq) ? null : this.itemOf(message.seq);
+        const now = state.messages.get(message.seq);
+        if (item && now) updateMessageItem(item, context, now);
+      }
+      this.refreshReplies(state, new Set(page.messages.map((m) => m.seq)));
       this.decorate();
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
       this.older.hidden = !state.hasOlder;
@@ -816,8 +840,28 @@ export class ConversationView {
     }
   }
 
-  /** Inserts a message item at its seq position (pending ones stay last). */
+  /**
+   * Inserts a message item at its seq position (pending ones stay last). A message newer than the newest shown
+   * (a live one) or older than the oldest (a history page) goes in at its end without a look through the list.
+   */
   private insert(item: HTMLLIElement, seq: number): void {
+    const first = this.edgeMessage('first');
+    const last = this.edgeMessage('last');
+    if (!first || !last || seq > Number(last.dataset.seq)) {
+      // After the newest message: before the first pending one (they come after its decorations), or at the end.
+      let pending: Element | null = last ? last.nextElementSibling : this.list.firstElementChild;
+      while (pending && !pending.classList.contains('pending')) pending = pending.nextElementSibling;
+      this.list.insertBefore(item, pending);
+      return;
+    }
+    if (seq < Number(first.dataset.seq)) {
+      // Before the oldest one, and before the separator or divider that heads it.
+      let anchor: Element = first;
+      while (anchor.previousElementSibling && !isMessage(anchor.previousElementSibling))
+        anchor = anchor.previousElementSibling;
+      this.list.insertBefore(item, anchor);
+      return;
+    }
     if (this.list.querySelector(`li[data-seq="${seq}"]`)) return;
     const after = [
       ...this.list.querySelectorAll<HTMLLIElement>(':scope > li[data-seq], :scope > li.pending'),

@@ -255,16 +255,14 @@ export function partOf(item: HTMLElement, part: MessagePart): HTMLElement | null
 }
 
 /**
- * Puts `fresh` in the place of the item's `part` (or removes it), unless what it shows is the same. Keyboard
- * focus inside the old part moves to the same control of the new one (`data-focus`), or to the item.
+ * Puts `fresh` in the place of the item's `part` (or removes it), unless what it shows is the same (compared
+ * node by node: no copy of the markup is kept). Keyboard focus inside the old part moves to the same control of
+ * the new one (`data-focus`), or to the item.
  */
 export function setPart(item: HTMLElement, part: MessagePart, fresh: HTMLElement | null): void {
   const old = partOf(item, part);
-  if (fresh) {
-    fresh.dataset.part = part;
-    fresh.dataset.key = fresh.outerHTML;
-  }
-  if (old && fresh && old.dataset.key === fresh.dataset.key) return;
+  if (fresh) fresh.dataset.part = part;
+  if (old && fresh && old.isEqualNode(fresh)) return;
   const active = document.activeElement;
   const focused = old !== null && active instanceof HTMLElement && old.contains(active) ? active : undefined;
   if (fresh) {
@@ -318,7 +316,8 @@ export function updateMessageItem(item: HTMLElement, ctx: MessageContext, messag
   );
   setPart(item, 'body', bodyPart(message));
   setPart(item, 'reactions', reactionsPart(ctx, message));
-  setPart(item, 'tools', toolsPart(ctx, message));
+  // The actions menu, while open, lives in the tools part: it stays unless the message is gone.
+  if (deleted || !item.classList.contains('menu-open')) setPart(item, 'tools', toolsPart(ctx, message));
   if (deleted) {
     // Nothing is left to edit, and no error about it matters any more.
     item.classList.remove('editing');

@@ -162,7 +162,7 @@ describe('web app in headless Chromium', function () {
     expect(await ben.shownSeqs()).to.deep.equal(range(1, 120));
     await older.waitFor({ state: 'hidden' });
     // Reading it all cleared the unread count.
-    await ben.page.getByRole('button', { name: 'Ann', exact: true }).waitFor();
+    await ben.page.getByRole('button', { name: `Ann, @${a.username}`, exact: true }).waitFor();
     expectNoProblems();
   });
 

@@ -8,7 +8,8 @@ function documentWidth(page: Page): Promise<number> {
 }
 
 describe('web app: layout and page basics', function () {
-  const app = useWebApp();
+  // Long histories are written fast: no per-second message limit here.
+  const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
 
   it('fits a phone screen with a long unbroken display name and group title', async () => {
     const ann = await app.person('Ann');
@@ -75,6 +76,46 @@ describe('web app: layout and page basics', function () {
     await page.conversationButton('Bob').waitFor();
     await page.page.waitForTimeout(500);
     expect(missing).to.deep.equal([]);
+    app.expectNoProblems();
+  });
+
+  it('a long history loads in order, keeps no copy of each message’s markup, and redraws a message without closing its menu', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    const count = 320;
+    for (let i = 0; i < count; i += 40)
+      await Promise.all(
+        Array.from({ length: 40 }, (_, j) => bob.client.send(direct.id, `number ${i + j + 1}`)),
+      );
+    await ann.client.connect();
+    await ann.client.markRead(direct.id, count);
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage(`number ${count}`);
+    // Scroll back to the very first message, a page at a time.
+    for (let i = 0; i < 20 && (await page.shownSeqs())[0] !== 1; i++) {
+      await page.scroller.evaluate((s) => (s.scrollTop = 0));
+      await page.page.waitForFunction(() => !document.getElementById('messages')?.hasAttribute('aria-busy'));
+    }
+    const seqs = await page.shownSeqs();
+    expect(seqs).to.deep.equal(Array.from({ length: count }, (_, i) => i + 1));
+    // Parts are compared node by node when redrawn: no serialized copy of them stays in the page.
+    expect(await page.log.locator('[data-key]').count()).to.equal(0);
+
+    // The actions menu of the newest message stays open while a reaction to that message arrives and is drawn.
+    await page.scroller.evaluate((s) => (s.scrollTop = s.scrollHeight));
+    const newest = page.log.locator(`li[data-seq="${count}"]`);
+    await newest.hover();
+    await newest.getByRole('button', { name: /^Actions for/ }).click();
+    await page.page.getByRole('button', { name: 'React with 🎉' }).waitFor();
+    await bob.client.react(direct.id, count, '👍');
+    await newest.getByRole('button', { name: /^👍 1 reaction/ }).waitFor();
+    expect(await page.page.getByRole('button', { name: 'React with 🎉' }).isVisible()).to.equal(true);
     app.expectNoProblems();
   });
 });
