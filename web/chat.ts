@@ -81,7 +81,7 @@ export class ChatSession {
       friends: () => this.sidebar.friendsList,
       update: (conversation) => this.add(conversation),
       refresh: (id) => this.refresh(id),
-      leaving: (id) => this.leaving.add(id),
+      leaving: (id, yes) => (yes ? this.leaving.add(id) : this.leaving.delete(id)),
       left: (id) => this.remove(id, 'left'),
       created: (conversation) => {
         this.add(conversation);

@@ -19,8 +19,11 @@ export interface GroupDeps {
   update: (conversation: PublicConversation) => void;
   /** Reads a conversation's details from the server again. */
   refresh: (conversationId: string) => Promise<void>;
-  /** I am about to leave a group here (its removal, if announced first, is my own doing). */
-  leaving: (conversationId: string) => void;
+  /**
+   * I am about to leave a group here (`true`: its removal, if announced before the answer, is my own doing), or
+   * that failed (`false`).
+   */
+  leaving: (conversationId: string, yes: boolean) => void;
   /** I left a group: forget it. */
   left: (conversationId: string) => void;
   /** A group was created: show it. */
@@ -195,8 +198,13 @@ export class DetailsPanel {
     const title = this.deps.store.title(state);
     if (!confirm(`Leave “${title}”? You will no longer get its messages.`)) return;
     await this.act(async () => {
-      this.deps.leaving(state.id);
-      await this.deps.client.conversations.leave(state.id);
+      this.deps.leaving(state.id, true);
+      try {
+        await this.deps.client.conversations.leave(state.id);
+      } catch (err) {
+        this.deps.leaving(state.id, false);
+        throw err;
+      }
       this.deps.left(state.id);
     });
   }
