@@ -259,12 +259,16 @@ export async function startServer(
       // database that does not answer would hold each step below for a statement timeout of its own).
       const deadline = Date.now() + config.shutdownTimeoutMs + config.database.statementTimeoutMs;
       const bounded = (step: Promise<void>, what: string): Promise<void> => {
-        // Settled late, it is no one's to await: a failure then is only logged.
-        step.catch((err: unknown) => logger.warn({ err, what }, 'a shutdown step failed after the deadline'));
+        let passed = false;
+        // Settled late, it is no one's to await: a failure then is only logged (before, the race rejects with it).
+        step.catch((err: unknown) => {
+          if (passed) logger.warn({ err, what }, 'a shutdown step failed after the deadline');
+        });
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<void>((resolve) => {
           timer = setTimeout(
             () => {
+              passed = true;
               logger.warn({ what }, 'shutdown: not waiting any longer for a step past the deadline');
               resolve();
             },

@@ -5,6 +5,16 @@
  */
 const PREFIX = 'xfchat.draft.';
 
+/** Removes every localStorage key that starts with `prefix` (a user's drafts, or unsent messages, at logout). */
+export function removeKeysStartingWith(prefix: string): void {
+  const keys: string[] = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (key?.startsWith(prefix)) keys.push(key);
+  }
+  for (const key of keys) localStorage.removeItem(key);
+}
+
 export class Drafts {
   constructor(private readonly userId: string) {}
 
@@ -40,12 +50,6 @@ export class Drafts {
 
   /** Removes every draft of `userId` (at logout: the next person at this computer must not read them). */
   static forget(userId: string): void {
-    const mine = `${PREFIX}${userId}.`;
-    const keys: string[] = [];
-    for (let i = 0; i < localStorage.length; i++) {
-      const key = localStorage.key(i);
-      if (key?.startsWith(mine)) keys.push(key);
-    }
-    for (const key of keys) localStorage.removeItem(key);
+    removeKeysStartingWith(`${PREFIX}${userId}.`);
   }
 }

@@ -4,6 +4,8 @@
  * sends them again under the SAME clientMsgId, and the server stores each clientMsgId once, so a message whose
  * first send did get through is not stored twice. Logging out removes them, like drafts.
  */
+import { removeKeysStartingWith } from './drafts.js';
+
 const PREFIX = 'xfchat.outbox.';
 
 /** What is kept of an unsent message. */
@@ -71,12 +73,6 @@ export class Outbox {
 
   /** Removes every kept message of `userId` (at logout: the next person at this computer must not send them). */
   static forget(userId: string): void {
-    const mine = `${PREFIX}${userId}.`;
-    const keys: string[] = [];
-    for (let i = 0; i < localStorage.length; i++) {
-      const key = localStorage.key(i);
-      if (key?.startsWith(mine)) keys.push(key);
-    }
-    for (const key of keys) localStorage.removeItem(key);
+    removeKeysStartingWith(`${PREFIX}${userId}.`);
   }
 }
