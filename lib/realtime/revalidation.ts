@@ -71,9 +71,8 @@ export function createSocketRevalidation(deps: {
   let lostAt: number | undefined;
   let listens = true;
 
-  /** The notices the node's sockets did not hear since `since`, told to them again. */
-  async function tellMissedNotices(since: Date): Promise<void> {
-    const users = [...new Set(localSockets(io).sessions.values())];
+  /** The notices the sockets of `users` (this node's) did not hear since `since`, told to them again. */
+  async function tellMissedNotices(users: string[], since: Date): Promise<void> {
     const [joined, requests] = await Promise.all([
       joinedSince(knex, users, since, MISSED_NOTICES_LIMIT),
       requestNoticesSince(knex, users, since, MISSED_NOTICES_LIMIT),
@@ -118,7 +117,8 @@ export function createSocketRevalidation(deps: {
       // Taken before the reads: a gap that starts while they run is told at a later check.
       lostAt = undefined;
       try {
-        await tellMissedNotices(new Date(gapStart - MISSED_NOTICES_MARGIN_MS));
+        const users = [...new Set(sessions.values())];
+        await tellMissedNotices(users, new Date(gapStart - MISSED_NOTICES_MARGIN_MS));
       } catch (err) {
         // Told at the next check (the timer's at the latest), from the earliest gap not told.
         lostAt = Math.min(lostAt ?? gapStart, gapStart);

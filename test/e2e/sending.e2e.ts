@@ -57,7 +57,8 @@ async function switchableLine(page: Page): Promise<{ set: (line: Line) => Promis
 describe('web app: sending', function () {
   const app = useWebApp();
 
-  it('keeps unsent messages across a reload and sends each exactly once (same clientMsgId); logout forgets them', async () => {
+  /** Ann and Bob, friends with a direct conversation; Ann's page open on it, through a line the test can switch. */
+  async function annWritingToBob() {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
@@ -66,6 +67,11 @@ describe('web app: sending', function () {
     const network = await switchableLine(page.page);
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');
+    return { ann, bob, conversationId, page, network };
+  }
+
+  it('keeps unsent messages across a reload and sends each exactly once (same clientMsgId); logout forgets them', async () => {
+    const { conversationId, page, network } = await annWritingToBob();
 
     // One message reaches the server but its ack never comes back; one is typed with no connection at all.
     await network.set('deaf');
@@ -117,14 +123,7 @@ describe('web app: sending', function () {
   });
 
   it('says why a message waits while the server cannot store it, and sends it once it can', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const page = await app.open();
-    const network = await switchableLine(page.page);
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
+    const { conversationId, page, network } = await annWritingToBob();
 
     await network.set('dbDown');
     await page.send('written while the database is down');
@@ -144,13 +143,7 @@ describe('web app: sending', function () {
   });
 
   it('counts a message in code points, never cuts it, and says when it is too long to send', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const page = await app.open();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
+    const { conversationId, page } = await annWritingToBob();
     const count = page.page.locator('#composer-count');
     const sendButton = page.page.getByRole('button', { name: 'Send', exact: true });
 
