@@ -7,7 +7,7 @@ import { describeConfig, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createDatabase, type Database } from './db.js';
 import { createApp } from './http/app.js';
-import { answerMalformedRequests } from './http/malformedRequests.js';
+import { answerMalformedRequests, requestTimeoutResponse } from './http/malformedRequests.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
@@ -133,10 +133,13 @@ function timeOutSilentConnections(server: HttpServer, ms: number): void {
   server.headersTimeout = ms;
   server.requestTimeout = ms;
   // With a listener on the response, Node leaves the socket to it; without one (no request yet, or none in
-  // progress) it destroys the socket.
+  // progress) it destroys the socket. A request whose body stopped coming is answered 408 before its connection
+  // closes, unless an answer has begun.
   server.on('request', (req, res) => {
     res.on('timeout', (socket: Socket) => {
-      if (!req.complete) socket.destroy();
+      if (req.complete) return;
+      if (res.headersSent || !socket.writable) socket.destroy();
+      else socket.end(requestTimeoutResponse(), () => socket.destroy());
     });
   });
 }

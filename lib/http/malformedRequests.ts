@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Server as HttpServer } from 'node:http';
+import { STATUS_CODES, type Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AppError, toHttp } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -9,7 +9,7 @@ function envelopeResponse(error: AppError): string {
   const { status, body } = toHttp(error);
   const json = JSON.stringify(body);
   return [
-    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(json)}`,
     `X-Request-Id: ${randomUUID()}`,
@@ -20,11 +20,19 @@ function envelopeResponse(error: AppError): string {
 }
 
 /**
+ * The answer to a request that did not arrive whole within `HTTP_IDLE_TIMEOUT_MS` (its head or body trickled in,
+ * or stopped coming): `408 REQUEST_TIMEOUT` with the error envelope. The connection is closed after it.
+ */
+export function requestTimeoutResponse(): string {
+  return envelopeResponse(new AppError('REQUEST_TIMEOUT'));
+}
+
+/**
  * Answers what Node's HTTP parser refuses before Express sees it, with the contract's error envelope instead of
  * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
  * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. The rules mirror Node's own
  * `clientError` default: answer only on a connection that has not written anything yet (never inside another
- * response), then close it. A request timeout keeps Node's plain 408. `CONNECT` (which no route serves and Node
+ * response), then close it. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and Node
  * would drop without a word) gets 404 like any unknown route.
  */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
@@ -36,7 +44,7 @@ export function answerMalformedRequests(server: HttpServer, logger: Logger): voi
     }
     const response =
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n'
+        ? requestTimeoutResponse()
         : envelopeResponse(
             new AppError('VALIDATION_FAILED', {
               message: 'The request is not valid HTTP.',

@@ -22,6 +22,7 @@ export const ERROR_CATALOG = {
     message: 'A different message was already sent with this clientMsgId.',
   },
   MESSAGE_DELETED: { status: 409, message: 'The message was deleted.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request did not arrive whole in time.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: {
     status: 415,

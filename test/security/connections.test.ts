@@ -83,13 +83,23 @@ describe('connections: slots and silent clients', function () {
     expect(Date.now() - started).to.be.below(10_000);
   });
 
-  it('closes a connection whose request body stops coming', async () => {
+  /** The body of a raw HTTP answer, parsed: the error envelope. */
+  const envelopeOf = (answer: string): unknown => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+
+  it('answers 408 REQUEST_TIMEOUT, then closes, a request whose body stops coming', async () => {
     const { port } = new URL(server.url);
     const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
     socket.write(
       'POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{',
     );
     await serverCloses(socket);
+    expect(answer).to.match(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(answer).to.match(/\r\nX-Request-Id: [0-9a-f-]{36}\r\n/);
+    expect(envelopeOf(answer)).to.deep.equal({
+      error: { code: 'REQUEST_TIMEOUT', message: 'The request did not arrive whole in time.' },
+    });
   });
 
   /** Writes `text` to `socket` a byte every `everyMs`, until the server closes it or `text` ends. */
@@ -122,6 +132,7 @@ describe('connections: slots and silent clients', function () {
       await closed;
       expect(Date.now() - started, what).to.be.below(3500);
       expect(answer, what).to.match(/^HTTP\/1\.1 408/);
+      expect(envelopeOf(answer), what).to.have.nested.property('error.code', 'REQUEST_TIMEOUT');
       socket.destroy();
     }
   });
