@@ -256,7 +256,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'history reads and conversation pages per user per second on each node, REST and Socket.IO together, bursts of twice that; as many lookups of conversations the user is not in (`0` = off)',
+    doc: 'history reads, conversation pages and the friend, request and block lists (one more per 200 items listed) per user per second on each node, REST and Socket.IO together, bursts of twice that; as many lookups of conversations the user is not in (`0` = off)',
   },
   RATE_LIMIT_LOOKUPS_PER_MIN: {
     kind: 'int',
@@ -264,7 +264,7 @@ export const SETTINGS = {
     default: 60,
     min: 0,
     max: 1_000_000,
-    doc: 'user searches and lookups by name (`GET /users`) and friend requests (they name a username) per user per minute on each node (`0` = off)',
+    doc: 'user searches and lookups by name (`GET /users`), friend requests (they name a username), blocks and display-name changes per user per minute on each node (`0` = off)',
   },
   RATE_LIMIT_CONVERSATIONS_PER_MIN: {
     kind: 'int',

@@ -45,6 +45,17 @@ export class RateLimiter {
     return this.check(key, cost, true);
   }
 
+  /**
+   * Takes `cost` tokens whatever is left, so the bucket may go below zero: a cost known only after the work (the
+   * size of an answer) is paid by the key's next requests, which wait until the bucket has refilled.
+   */
+  charge(key: string, cost: number): void {
+    if (this.disabled || cost <= 0) return;
+    this.check(key, 0, true);
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.tokens -= cost;
+  }
+
   /** Whether `take(key, cost)` would be allowed now, taking nothing. */
   peek(key: string, cost = 1): TakeResult {
     return this.check(key, cost, false);

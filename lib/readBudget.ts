@@ -11,10 +11,18 @@ import { RateLimiter } from './rateLimiter.js';
 export interface ReadBudget {
   /**
    * Runs one read of `userId` within the budget; RATE_LIMITED (with a retry-after) past the rate or while the
-   * user already has the maximum of reads running. An allowed read costs one token, whatever it answers.
+   * user already has the maximum of reads running. An allowed read costs one token, plus `weigh(result)` taken
+   * after it (the bucket may go below zero: the user's next reads wait until it has refilled).
    */
-  run<T>(userId: string, read: () => Promise<T>): Promise<T>;
+  run<T>(userId: string, read: () => Promise<T>, weigh?: (result: T) => number): Promise<T>;
 }
+
+/**
+ * The extra tokens an answer of `items` costs: one per {@link ITEMS_PER_TOKEN} items beyond the first page's
+ * worth. A list a route answers whole (friends, requests, blocks) costs what as many pages of it would.
+ */
+export const ITEMS_PER_TOKEN = 200;
+export const extraTokensFor = (items: number): number => Math.floor(items / ITEMS_PER_TOKEN);
 
 /** Reads of one user running at once on a node. */
 export const READS_IN_FLIGHT_PER_USER = 4;
@@ -34,7 +42,7 @@ export function createReadBudget(options: {
   const inFlight = new Map<string, number>();
 
   return {
-    async run(userId, read) {
+    async run(userId, read, weigh) {
       if (limiter.disabled) return await read();
       const running = inFlight.get(userId) ?? 0;
       if (running >= maxInFlight) {
@@ -47,7 +55,10 @@ export function createReadBudget(options: {
       if (!taken.allowed) throw new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
       inFlight.set(userId, running + 1);
       try {
-        return await read();
+        const result = await read();
+        // Paid after the read, by the user's next reads: a large answer waits them out in proportion.
+        if (weigh) limiter.charge(userId, weigh(result));
+        return result;
       } finally {
         const left = (inFlight.get(userId) ?? 1) - 1;
         if (left <= 0) inFlight.delete(userId);

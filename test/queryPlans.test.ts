@@ -7,6 +7,7 @@ import { readChanges, readHistory } from '../lib/messaging/reads.js';
 import { createMembership } from '../lib/messaging/membership.js';
 import { createDatabase, type Database } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
+import { removeTies } from '../lib/auth/profile.js';
 import { listPending } from '../lib/social/friendRequests.js';
 import { createTestDatabase } from './helpers/postgres.js';
 
@@ -360,6 +361,25 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
       );
       return sent.rows.map((r): [number, number] => [r.r_status, Number(r.r_seq)]);
     }, [[0, BIG_CONVERSATION_MESSAGES + 1]]);
+  });
+
+  it('an account deletion finds the user’s friend requests of every status by index, both ways', async function () {
+    const statements = await capture(knex, async () => {
+      // Captured, then undone: EXPLAIN below runs nothing.
+      await knex
+        .transaction(async (trx) => {
+          await removeTies(trx, user);
+          throw new Error('undo');
+        })
+        .catch((err: unknown) => {
+          if (!(err instanceof Error) || err.message !== 'undo') throw err;
+        });
+    });
+    await expectIndexed(
+      client,
+      statements.filter((s) => s.sql.includes('friend_requests')),
+      ['friend_requests_from_user_idx', 'friend_requests_to_user_idx'],
+    );
   });
 
   it('pending friend requests, both directions, read their partial indexes', async function () {

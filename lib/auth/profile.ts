@@ -79,9 +79,7 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
         if (!locked) return undefined;
         // Before the friendships go: they are part of who must hear about it.
         const audience = await audienceOf(trx, user.id);
-        await trx('friendships').where('user_low', user.id).orWhere('user_high', user.id).delete();
-        await trx('friend_requests').where('from_user_id', user.id).orWhere('to_user_id', user.id).delete();
-        await trx('blocks').where('blocker_id', user.id).orWhere('blocked_id', user.id).delete();
+        await removeTies(trx, user.id);
         const deleted = await User.query(trx).patchAndFetchById(user.id, {
           username: null,
           passwordHash: null,
@@ -103,4 +101,11 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
       }
     },
   };
+}
+
+/** Deletes a user's friendships, friend requests of every status and blocks, both ways (an account deletion). */
+export async function removeTies(trx: Knex.Transaction, userId: string): Promise<void> {
+  await trx('friendships').where('user_low', userId).orWhere('user_high', userId).delete();
+  await trx('friend_requests').where('from_user_id', userId).orWhere('to_user_id', userId).delete();
+  await trx('blocks').where('blocker_id', userId).orWhere('blocked_id', userId).delete();
 }

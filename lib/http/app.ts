@@ -98,7 +98,7 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   const takeLookup = createLookupBudget(services.config.limits.lookupsPerMinute);
   app.use(userRoutes(services, takeLookup));
   app.use(friendRoutes(services, takeLookup));
-  app.use(blockRoutes(services));
+  app.use(blockRoutes(services, takeLookup));
   app.use(conversationRoutes(services));
   app.use(metricsRoutes(services.metrics));
 

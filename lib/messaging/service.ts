@@ -45,7 +45,7 @@ export interface MessageService {
    * Runs another big read of the user's (a page of conversations with their participants) within the same
    * budget as history pages: RATE_LIMITED past it.
    */
-  withinReadBudget<T>(userId: string, read: () => Promise<T>): Promise<T>;
+  withinReadBudget<T>(userId: string, read: () => Promise<T>, weigh?: (result: T) => number): Promise<T>;
   /** Every message changed (or created) after version `since`, by version. */
   changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
@@ -201,8 +201,8 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       });
     },
 
-    withinReadBudget(userId, read) {
-      return reads.run(userId, read);
+    withinReadBudget(userId, read, weigh) {
+      return reads.run(userId, read, weigh);
     },
 
     changes(userId, conversationId, since, limit) {

@@ -2,20 +2,24 @@ import { Router } from 'express';
 import type { Services } from '../../services.js';
 import { currentUser, requireAuth } from '../auth.js';
 import { restSchemas } from '../../protocol/schemas.js';
+import { extraTokensFor } from '../../readBudget.js';
 import { parse, pathId } from '../../validation.js';
+import type { LookupBudget } from './users.js';
 
 /**
  * `POST /blocks {userId}`, `DELETE /blocks/:userId`, `GET /blocks`, behind bearer auth. Blocking and unblocking
  * are idempotent (204 either way). A body `userId` that is not a UUID is 400 VALIDATION_FAILED; a path one is
- * 404 NOT_FOUND.
+ * 404 NOT_FOUND. Blocking takes from the lookup budget, the list from the read budget.
  */
-export function blockRoutes(services: Services): Router {
+export function blockRoutes(services: Services, takeLookup: LookupBudget): Router {
   const { social } = services;
   const router = Router();
   router.use('/blocks', requireAuth(services));
 
   router.post('/blocks', async (req, res) => {
     const { userId } = parse(restSchemas.block, req.body);
+    // Each block lengthens a list the node answers whole, and tells whether a user id exists.
+    takeLookup(currentUser(req).id);
     await social.block(currentUser(req).id, userId);
     res.status(204).end();
   });
@@ -26,7 +30,13 @@ export function blockRoutes(services: Services): Router {
   });
 
   router.get('/blocks', async (req, res) => {
-    res.json({ blocked: await social.listBlocked(currentUser(req).id) });
+    const me = currentUser(req).id;
+    const blocked = await services.messages.withinReadBudget(
+      me,
+      () => social.listBlocked(me),
+      (list) => extraTokensFor(list.length),
+    );
+    res.json({ blocked });
   });
 
   return router;

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
+import { extraTokensFor } from '../../readBudget.js';
 import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
 import type { LookupBudget } from './users.js';
@@ -24,7 +25,14 @@ export function friendRoutes(services: Services, takeLookup: LookupBudget): Rout
 
   router.get('/friends/requests', async (req, res) => {
     const { direction } = parse(restSchemas.friendRequestList, req.query);
-    res.json({ requests: await social.listRequests(currentUser(req).id, direction) });
+    const me = currentUser(req).id;
+    // Answered whole, like the friends below: within the read budget, a long list costing what its pages would.
+    const requests = await services.messages.withinReadBudget(
+      me,
+      () => social.listRequests(me, direction),
+      (list) => extraTokensFor(list.length),
+    );
+    res.json({ requests });
   });
 
   router.post('/friends/requests/:id/accept', async (req, res) => {
@@ -43,7 +51,13 @@ export function friendRoutes(services: Services, takeLookup: LookupBudget): Rout
   });
 
   router.get('/friends', async (req, res) => {
-    res.json({ friends: await social.listFriends(currentUser(req).id) });
+    const me = currentUser(req).id;
+    const friends = await services.messages.withinReadBudget(
+      me,
+      () => social.listFriends(me),
+      (list) => extraTokensFor(list.length),
+    );
+    res.json({ friends });
   });
 
   router.delete('/friends/:userId', async (req, res) => {

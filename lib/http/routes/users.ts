@@ -56,6 +56,8 @@ export function userRoutes(services: Services, takeLookup: LookupBudget): Router
 
   router.patch('/users/me', bearer, async (req, res) => {
     const { displayName } = parse(restSchemas.updateProfile, req.body);
+    // A new name is told to every friend and co-participant (thousands of rooms, a large cross-node notice).
+    takeLookup(currentUser(req).id);
     res.json({ user: await services.auth.updateDisplayName(currentUser(req).id, displayName) });
   });
 
