@@ -260,8 +260,8 @@ export class MessagesApi {
   }
 
   /** Moves my read marker forward to `seq` (never back). */
-  async read(conversationId: string, seq: number): Promise<void> {
-    await this.http<void>('POST', `/conversations/${id(conversationId)}/read`, { body: { seq } });
+  async read(conversationId: string, seq: number, options: CallOptions = {}): Promise<void> {
+    await this.http<void>('POST', `/conversations/${id(conversationId)}/read`, { body: { seq }, ...options });
   }
 
   /** Stores a message once per clientMsgId; the same id again returns the stored one (in its current state). */

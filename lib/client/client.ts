@@ -390,11 +390,24 @@ export class XFChatClient {
     await this.connection.request('typing', { conversationId });
   }
 
-  /** Moves my read marker to `seq`: over the socket when connected (subscribers see it live), else REST. */
-  async markRead(conversationId: string, seq: number): Promise<void> {
-    if (this.connection.connected)
-      await this.connection.request('conversation:read', { conversationId, seq });
-    else await this.messages.read(conversationId, seq);
+  /**
+   * Moves my read marker to `seq`: over the socket when connected (subscribers see it live), else REST. Retried
+   * like a change until it gets an answer (a marker only moves forward, so sending it again is harmless): a
+   * connection that drops on its way sends it again over REST.
+   */
+  async markRead(conversationId: string, seq: number, options: ChangeOptions = {}): Promise<void> {
+    await this.change(async (signal) => {
+      if (this.connection.connected) {
+        try {
+          await this.connection.request('conversation:read', { conversationId, seq });
+          return;
+        } catch (err) {
+          const code = toXFChatError(err).code;
+          if (code !== 'DISCONNECTED' && code !== 'NOT_CONNECTED' && code !== 'TIMEOUT') throw err;
+        }
+      }
+      await this.messages.read(conversationId, seq, { signal });
+    }, options);
   }
 
   /** Ends every subscription, rejects pending sends with CLIENT_CLOSED and closes the connection. Idempotent. */

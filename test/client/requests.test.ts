@@ -161,6 +161,21 @@ describe('client SDK: REST requests that hang, fail on the way, or meet a proxy'
     expect(subscription.isActive).to.equal(true);
   });
 
+  it('retries a read marker that meets a failure on its way, like a change', async () => {
+    const alice = await behindProxy(['/read']);
+    const bob = pool.open(server.url);
+    const { user } = await bob.signup({ username: uniqueUsername('sdkp'), password: PASSWORD });
+    await insertFriendship(server.services.db.knex, alice.id, user.id);
+    const { id: conversationId } = await alice.client.conversations.createDirect(user.id);
+    await bob.messages.put(conversationId, 'r1', 'one');
+    await bob.messages.put(conversationId, 'r2', 'two');
+    const retries: string[] = [];
+    await alice.client.markRead(conversationId, 2, { onRetry: (r) => retries.push(r.reason) });
+    expect(retries).to.deep.equal(['NETWORK_ERROR']);
+    const conversation = await alice.client.conversations.get(conversationId);
+    expect(conversation.participants.find((p) => p.userId === alice.id)?.lastReadSeq).to.equal(2);
+  });
+
   it('keeps a 500 without the envelope and a 502 with it as what they are', async () => {
     const odd: typeof fetch = (input) =>
       Promise.resolve(
