@@ -4,9 +4,11 @@
  *   xfchat                         serve (DATABASE_URL and JWT_SECRET from the environment)
  *   xfchat migrate [status|latest|rollback]
  *   xfchat dev [--data-dir DIR]    a development server on an embedded PostgreSQL (needs the dev dependencies)
+ *   xfchat jwt-secret adopt [--yes] make JWT_SECRET the cluster's after changing it on purpose (ends every session)
  */
 import path from 'node:path';
-import { loadDatabaseConfig } from './config.js';
+import { adoptJwtSecret, jwtSecretState } from './auth/secretFingerprint.js';
+import { loadConfig, loadDatabaseConfig } from './config.js';
 import { createDatabase } from './db.js';
 import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
@@ -14,7 +16,7 @@ import { failStartup, main } from './main.js';
 import { explainConnectError, StartupError } from './startupErrors.js';
 import type { runDev } from './dev/devServer.js';
 
-const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback [--yes]] | xfchat dev [--data-dir DIR]`;
+const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback [--yes]] | xfchat dev [--data-dir DIR] | xfchat jwt-secret adopt [--yes]`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -121,6 +123,82 @@ async function migrate(action: string | undefined, options: readonly string[]): 
   }
 }
 
+/**
+ * `xfchat jwt-secret adopt [--yes]`: makes the current JWT_SECRET (with DATABASE_URL, read as the server reads them)
+ * the one the database's cluster uses, after changing it on purpose with every node stopped
+ * (lib/auth/secretFingerprint.ts). Nodes with any other secret then refuse to start. Replacing another secret ends
+ * every session: without `--yes` it only says what it would do.
+ */
+async function jwtSecret(action: string | undefined, options: readonly string[]): Promise<void> {
+  if (action !== 'adopt') {
+    process.stderr.write(`xfchat: unknown jwt-secret action "${action ?? ''}": use adopt\n${USAGE}\n`);
+    process.exit(2);
+  }
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    failStartup(err);
+  }
+  const logger = createLogger('warn');
+  const db = createDatabase(config.database, logger);
+  try {
+    try {
+      await db.verify();
+    } catch (err) {
+      throw explainConnectError(err, config.database);
+    }
+    if (!(await db.knex.schema.hasTable('cluster_settings'))) {
+      throw new StartupError(
+        'the database is not migrated to this release (no cluster_settings table): run xfchat migrate latest, then adopt again',
+      );
+    }
+    const { jwtSecret: secret } = config.auth;
+    if (!options.includes('--yes')) {
+      const state = await jwtSecretState(db.knex, secret);
+      if (state === 'matches') {
+        out("JWT_SECRET is already this database's cluster secret: nothing to adopt");
+        return;
+      }
+      const [{ count }] = (await db.knex('sessions').count({ count: '*' })) as [{ count: string | number }];
+      const consequence =
+        state === 'differs'
+          ? `it replaces the cluster's other secret and ends every session (${Number(count)} now): every access and refresh token signed with the old JWT_SECRET no longer works, users log in again, and nodes with the old JWT_SECRET refuse to start`
+          : `no secret is recorded yet: it records this one and leaves the ${Number(count)} sessions as they are (those signed with another JWT_SECRET no longer work), and nodes with another JWT_SECRET refuse to start`;
+      process.stderr.write(
+        `xfchat jwt-secret: adopt would make the current JWT_SECRET the cluster's: ${consequence}. Stop every node first, then run: xfchat jwt-secret adopt --yes\n`,
+      );
+      process.exitCode = 2;
+      return;
+    }
+    const { outcome, endedSessions } = await adoptJwtSecret(db.knex, secret);
+    switch (outcome) {
+      case 'unchanged':
+        out("JWT_SECRET is already this database's cluster secret: nothing changed");
+        break;
+      case 'stored':
+        out(
+          "adopted: JWT_SECRET is now this database's cluster secret (none was recorded; sessions were left as they are, and those signed with another JWT_SECRET no longer work); start every node with it",
+        );
+        break;
+      case 'replaced':
+        out(
+          `adopted: JWT_SECRET is now this database's cluster secret, and the ${endedSessions} sessions signed with the old one were ended: every access and refresh token of the old JWT_SECRET no longer works, users log in again; start every node with the new JWT_SECRET (nodes with the old one refuse to start)`,
+        );
+        break;
+    }
+  } catch (err) {
+    const line =
+      err instanceof StartupError
+        ? err.message
+        : `adopt failed (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300)}): nothing was changed; fix the database, then run it again`;
+    process.stderr.write(`xfchat jwt-secret: ${line}\n`);
+    process.exitCode = 1;
+  } finally {
+    await db.close();
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command ?? 'serve') {
   case 'serve':
@@ -131,6 +209,9 @@ switch (command ?? 'serve') {
     break;
   case 'migrate':
     await migrate(rest[0], rest.slice(1));
+    break;
+  case 'jwt-secret':
+    await jwtSecret(rest[0], rest.slice(1));
     break;
   case 'help':
   case '--help':

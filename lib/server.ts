@@ -1,6 +1,7 @@
 import { createServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAuthService } from './auth/accounts.js';
+import { adoptJwtSecret, checkJwtSecret, JWT_SECRET_MISMATCH } from './auth/secretFingerprint.js';
 import { createPasswordHasher, type GateLimits } from './auth/passwords.js';
 import { createControlBus } from './cluster/controlBus.js';
 import { describeConfig, type Config } from './config.js';
@@ -18,7 +19,12 @@ import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
-import { explainConnectError, explainListenError, explainMigrationError } from './startupErrors.js';
+import {
+  explainConnectError,
+  explainListenError,
+  explainMigrationError,
+  StartupError,
+} from './startupErrors.js';
 import { analyzeTablesWithoutStatistics, autovacuumGaps } from './statistics.js';
 
 export interface RunningServer {
@@ -35,6 +41,11 @@ export interface StartOptions {
   logger?: Logger;
   /** How many password checks run and wait at once, instead of PASSWORD_CHECKS (tests make it small). */
   passwordChecks?: GateLimits;
+  /**
+   * `npm run dev` only: when the database's cluster uses another JWT_SECRET, adopt this one (ending every session)
+   * instead of refusing to start.
+   */
+  adoptJwtSecret?: boolean;
 }
 
 function listen(server: HttpServer, port: number, host: string): Promise<AddressInfo> {
@@ -119,6 +130,36 @@ async function checkMaintenance(db: Database, logger: Logger): Promise<void> {
 }
 
 /**
+ * Refuses to start with a JWT_SECRET other than the one the database's cluster uses (lib/auth/secretFingerprint.ts):
+ * such a node would refuse every other node's tokens and refresh tokens while answering `/readyz`. Never logs the
+ * secret or its fingerprint.
+ */
+async function checkClusterSecret(
+  db: Database,
+  config: Readonly<Config>,
+  logger: Logger,
+  adopt: boolean,
+): Promise<void> {
+  const { jwtSecret } = config.auth;
+  const outcome = await checkJwtSecret(db.knex, jwtSecret);
+  if (outcome === 'differs') {
+    if (!adopt) throw new StartupError(JWT_SECRET_MISMATCH);
+    const { endedSessions } = await adoptJwtSecret(db.knex, jwtSecret);
+    logger.warn(
+      { jwtSecretCheck: 'adopted', endedSessions },
+      `[STARTUP] JWT_SECRET: this database's cluster used another one; adopted this one (development), ${endedSessions} sessions ended`,
+    );
+    return;
+  }
+  logger.info(
+    { jwtSecretCheck: outcome },
+    outcome === 'stored'
+      ? "[STARTUP] JWT_SECRET: recorded as this database's cluster secret (the first node to start with it)"
+      : "[STARTUP] JWT_SECRET: the same as the cluster's",
+  );
+}
+
+/**
  * Node times out a request's head only from its first byte: a connection that never sends one would stay open for
  * ever, and enough of them take every file descriptor of the process. So an HTTP connection silent both ways for
  * `ms` is closed, unless a request has arrived whole and is being answered (the database's own timeouts bound
@@ -145,7 +186,8 @@ function timeOutSilentConnections(server: HttpServer, ms: number): void {
 }
 
 /**
- * The whole startup sequence, in order: connect and verify, migrate (mandatory), report, then bind.
+ * The whole startup sequence, in order: connect and verify, migrate (mandatory), report, check JWT_SECRET against
+ * the cluster's, then bind.
  * Any failure before binding rejects with a StartupError whose message is one actionable line, after closing
  * whatever had been opened, newest first.
  */
@@ -173,6 +215,7 @@ export async function startServer(
     );
     metrics.observePool(db.knex);
     await prepareDatabase(db, config, logger);
+    await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
 
     // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
     let onControlBusReconnect = (): void => undefined;

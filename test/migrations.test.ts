@@ -23,6 +23,7 @@ const CONTRACT_TABLES = [
   'sessions',
   'refresh_tokens',
   'auth_rate_limits',
+  'cluster_settings',
 ];
 
 /** Which of the contract tables exist in the public schema. */

@@ -90,7 +90,12 @@ export async function runDev(options: DevOptions): Promise<void> {
       ownProcessGroup: true,
     });
     const config = await loadDevConfig(pg.adminUrl, () => devSecret(dataRoot));
-    server = await startServer(config, { logger: createLogger(config.logLevel, readableLogs()) });
+    // The dev secret is kept beside the database. When the database has another one (JWT_SECRET set, or the file
+    // deleted), its sessions are only the developer's: this secret is adopted, ending them, with a warning.
+    server = await startServer(config, {
+      logger: createLogger(config.logLevel, readableLogs()),
+      adoptJwtSecret: true,
+    });
   } catch (err) {
     await pg?.stop();
     failStartup(err);

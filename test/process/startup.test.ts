@@ -294,7 +294,7 @@ describe('startup (the real entry point as a child process)', function () {
       await child?.kill('SIGKILL');
     });
 
-    it('prints the [STARTUP] lines in order: configuration, database, migrations, users, listening', () => {
+    it('prints the [STARTUP] lines in order: configuration, database, migrations, users, JWT_SECRET, listening', () => {
       const messages = child!
         .stdout()
         .split('\n')
@@ -303,7 +303,7 @@ describe('startup (the real entry point as a child process)', function () {
         // Warnings (autovacuum off on the test server, as on CI's second PostgreSQL) are not steps of startup.
         .filter((line) => line.level === 30)
         .map((line) => line.msg);
-      const tags = ['configuration', 'database', 'migrations', 'users', 'listening'];
+      const tags = ['configuration', 'database', 'migrations', 'users', 'JWT_SECRET', 'listening'];
       expect(messages.map((m) => tags.find((t) => m.startsWith(`[STARTUP] ${t}`)))).to.deep.equal(tags);
       const dbName = new URL(freshUrl).pathname.slice(1);
       expect(messages[1])
@@ -311,7 +311,10 @@ describe('startup (the real entry point as a child process)', function () {
         .and.to.match(/PostgreSQL \d+/);
       expect(messages[2]).to.match(/migrations: [1-9]\d* applied \([1-9]\d* new\)/);
       expect(messages[3]).to.equal('[STARTUP] users: 0');
-      expect(messages[4]).to.equal(`[STARTUP] listening on ${child!.url}`);
+      expect(messages[4]).to.equal(
+        "[STARTUP] JWT_SECRET: recorded as this database's cluster secret (the first node to start with it)",
+      );
+      expect(messages[5]).to.equal(`[STARTUP] listening on ${child!.url}`);
       expect(child!.url).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
     });
 
