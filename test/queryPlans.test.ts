@@ -185,7 +185,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   it('history after a seq reads the (conversation_id, seq) index', async function () {
     let page: Awaited<ReturnType<typeof readHistory>> | undefined;
     const statements = await capture(knex, async () => {
-      page = await readHistory(knex, bigConversation, { kind: 'after', seq: 2500, limit: 50 });
+      page = await readHistory(knex, bigConversation, user, { kind: 'after', seq: 2500, limit: 50 });
     });
     expect(page!.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 50 }, (_, i) => 2501 + i));
     const [plan] = await expectIndexed(client, statements, [
@@ -198,9 +198,9 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
 
   it('history before a seq (and the newest page) read the index backwards', async function () {
     const statements = await capture(knex, async () => {
-      const before = await readHistory(knex, bigConversation, { kind: 'before', seq: 100, limit: 20 });
+      const before = await readHistory(knex, bigConversation, user, { kind: 'before', seq: 100, limit: 20 });
       expect(before.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 20 }, (_, i) => 80 + i));
-      const newest = await readHistory(knex, bigConversation, { kind: 'newest', limit: 20 });
+      const newest = await readHistory(knex, bigConversation, user, { kind: 'newest', limit: 20 });
       expect(newest.messages.at(-1)?.seq).to.equal(BIG_CONVERSATION_MESSAGES);
     });
     const plans = await expectIndexed(client, statements, ['messages_conversation_seq_unique']);
@@ -212,7 +212,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
 
   it('changes since a version read the (conversation_id, version) index', async function () {
     const statements = await capture(knex, async () => {
-      const page = await readChanges(knex, bigConversation, 4000, 50);
+      const page = await readChanges(knex, bigConversation, user, 4000, 50);
       expect(page.messages.map((m) => m.version)).to.deep.equal(
         Array.from({ length: 50 }, (_, i) => 4001 + i),
       );

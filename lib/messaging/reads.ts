@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { PublicMessage } from '../protocol/index.js';
+import { AppError } from '../errors.js';
 import { PAGE_LIMIT } from '../protocol/schemas.js';
 
 /**
@@ -42,6 +43,7 @@ interface PageRow {
 async function readPage(
   knex: Knex,
   conversationId: string,
+  readerId: string,
   where: string,
   order: string,
   bindings: ReadonlyArray<string | number>,
@@ -50,16 +52,20 @@ async function readPage(
   // `where` and `order` are fixed fragments chosen by the callers below, never input; values are bound. The
   // conversation id is bound inside the subquery too: against a constant the planner walks the index in order
   // and stops at the limit, where `= c.id` let it sort every matching row.
+  // The reader's membership is part of the statement: a node's cache of who takes part (lib/messaging/membership.ts)
+  // learns of a removal on another node a moment after it, and a read in that moment must not get through.
   const result = await knex.raw<{ rows: PageRow[] }>(
     `SELECT c.last_seq, c.version, CASE WHEN m.id IS NULL THEN NULL ELSE xfchat_message_json(m) END AS message
      FROM conversations c
+     JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = ?
      LEFT JOIN LATERAL (
        SELECT * FROM messages WHERE conversation_id = ? AND ${where} ORDER BY ${order} LIMIT ?
      ) m ON true
      WHERE c.id = ?`,
-    [conversationId, ...bindings, limit + 1, conversationId],
+    [readerId, conversationId, ...bindings, limit + 1, conversationId],
   );
   const first = result.rows[0];
+  if (first === undefined) throw new AppError('NOT_FOUND');
   const rows = result.rows.flatMap((r) => (r.message === null ? [] : [r.message]));
   return {
     rows: rows.slice(0, limit),
@@ -76,14 +82,17 @@ async function readPage(
 export async function readHistory(
   knex: Knex,
   conversationId: string,
+  readerId: string,
   window: HistoryWindow,
 ): Promise<HistoryPage> {
+  const read = (where: string, order: string, bindings: number[]) =>
+    readPage(knex, conversationId, readerId, where, order, bindings, window.limit);
   const page =
     window.kind === 'after'
-      ? await readPage(knex, conversationId, 'seq > ?', 'seq ASC', [window.seq], window.limit)
+      ? await read('seq > ?', 'seq ASC', [window.seq])
       : window.kind === 'before'
-        ? await readPage(knex, conversationId, 'seq < ?', 'seq DESC', [window.seq], window.limit)
-        : await readPage(knex, conversationId, 'true', 'seq DESC', [], window.limit);
+        ? await read('seq < ?', 'seq DESC', [window.seq])
+        : await read('true', 'seq DESC', []);
   const messages = window.kind === 'after' ? page.rows : page.rows.reverse();
   return { messages, hasMore: page.hasMore, lastSeq: page.lastSeq, version: page.version };
 }
@@ -92,10 +101,11 @@ export async function readHistory(
 export async function readChanges(
   knex: Knex,
   conversationId: string,
+  readerId: string,
   since: number,
   limit: number,
 ): Promise<ChangesPage> {
-  const page = await readPage(knex, conversationId, 'version > ?', 'version ASC', [since], limit);
+  const page = await readPage(knex, conversationId, readerId, 'version > ?', 'version ASC', [since], limit);
   return { messages: page.rows, hasMore: page.hasMore, version: page.version };
 }
 

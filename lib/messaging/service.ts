@@ -101,6 +101,18 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     now,
   });
   const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
+  /**
+   * A read checks membership in its own statement; one refused there though the cache said yes came in the moment
+   * between a removal on another node and the notice of it here: the cache forgets the conversation at once.
+   */
+  const forgetIfRemoved = async <T>(conversationId: string, read: () => Promise<T>): Promise<T> => {
+    try {
+      return await read();
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'NOT_FOUND') membership.invalidate(conversationId);
+      throw err;
+    }
+  };
   const lastTyping = new Map<string, number>();
   const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
 
@@ -195,7 +207,9 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // Within the user's read budget, checked first: probing ids costs budget too.
       return reads.run(userId, async () => {
         await membership.assert(conversationId, userId);
-        const page = await readHistory(knex, conversationId, window);
+        const page = await forgetIfRemoved(conversationId, () =>
+          readHistory(knex, conversationId, userId, window),
+        );
         deps.onPageRead?.(conversationId, page);
         return page;
       });
@@ -208,7 +222,9 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     changes(userId, conversationId, since, limit) {
       return reads.run(userId, async () => {
         await membership.assert(conversationId, userId);
-        return await readChanges(knex, conversationId, since, limit);
+        return await forgetIfRemoved(conversationId, () =>
+          readChanges(knex, conversationId, userId, since, limit),
+        );
       });
     },
 
