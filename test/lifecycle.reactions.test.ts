@@ -97,7 +97,7 @@ describe('reactions: which emoji, normalized how, and how many on one message', 
     const invisible = {
       ZWSP: '\u200b',
       'lone ZWJ': '\u200d',
-      LRM: '\u200e',
+      'word joiner': '\u2060',
       'lone VS16': '\ufe0f',
       'lone combining acute': '\u0301',
       'Hangul filler U+3164': '\u3164',

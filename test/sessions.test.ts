@@ -316,6 +316,11 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     for (const displayName of [
       'evil\u202eecil',
       'left\u2066isolate',
+      'mark\u200fhere',
+      'ltr\u200emark',
+      'arabic\u061cmark',
+      'line\u2028separator',
+      'paragraph\u2029separator',
       'tab\there',
       'new\nline',
       'bell\u0007',

@@ -14,9 +14,11 @@ import { signAccessToken } from './tokens.js';
 
 /** Longest user agent kept, in code points (the column's CHECK). */
 const MAX_USER_AGENT = 512;
-/** Characters a user agent loses before it is stored: NUL cannot be stored, and the rest could mislead a UI. */
-// eslint-disable-next-line no-control-regex -- control characters are exactly what is removed.
-const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\p{Cs}]/gu;
+/**
+ * Characters a user agent loses before it is stored: NUL cannot be stored, lone surrogates neither, and the rest
+ * (controls, bidirectional controls, line separators: the names' rule, lib/protocol/schemas.ts) could mislead a UI.
+ */
+const UNSHOWABLE = /[\p{Cc}\p{Bidi_Control}\u2028\u2029\p{Cs}]/gu;
 
 /** The user agent as stored: printable, at most 512 code points, or null. */
 export function cleanUserAgent(raw: string | undefined): string | null {

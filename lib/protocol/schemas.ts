@@ -13,11 +13,12 @@ import * as v from 'valibot';
 const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
 const STORABLE_HINT = 'must not contain NUL or unpaired surrogate characters';
 /**
- * Control characters (C0, DEL, C1) and the bidirectional overrides and isolates (U+202A-202E, U+2066-2069): a
- * name that can hide or reorder what others read is refused. Message bodies may hold newlines and tabs.
+ * Control characters (C0, DEL, C1), Unicode's bidirectional controls (the embeddings, overrides and isolates
+ * U+202A-202E and U+2066-2069, and the marks LRM U+200E, RLM U+200F and ALM U+061C, which turn the text around them)
+ * and the line and paragraph separators U+2028-2029: a name that can hide, reorder or break what others read is
+ * refused. Message bodies may hold all of these but NUL: text in right-to-left scripts needs the marks.
  */
-// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused.
-const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+export const CONTROL_OR_BIDI = /[\p{Cc}\p{Bidi_Control}\u2028\u2029]/u;
 /**
  * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
  * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
@@ -41,7 +42,7 @@ export interface TextRule {
   patternHint?: string;
   /** Refuse a value that is only whitespace, or that has nothing visible (only ZWSP, marks, fillers, ...). */
   notBlank?: boolean;
-  /** Refuse control and bidirectional-override characters (names and titles). */
+  /** Refuse control, bidirectional-control and line-separator characters (names, titles, emoji). */
   plain?: boolean;
 }
 
@@ -60,7 +61,7 @@ function textProblem(value: string, rule: TextRule): string | undefined {
   if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
   if (rule.notBlank && !VISIBLE.test(value)) return 'must contain a visible character';
   if (rule.plain && CONTROL_OR_BIDI.test(value))
-    return 'must not contain control or bidirectional-override characters';
+    return 'must not contain control, bidirectional-control or line-separator characters';
   return undefined;
 }
 
@@ -203,7 +204,7 @@ function emojiProblem(value: string): string | undefined {
 
 /**
  * A reaction: normalized to NFC (so a precomposed and a decomposed "é" are one reaction), then 1-16 code points,
- * no whitespace, control or bidirectional-override characters, not only dots, and at least one visible character.
+ * no whitespace, control or bidirectional-control characters, not only dots, and at least one visible character.
  */
 export const EMOJI = v.pipe(
   v.string('must be a string'),

@@ -108,7 +108,7 @@ describe('web app: when something goes wrong', function () {
     await form.getByRole('button', { name: 'Sign up' }).click();
     await page.page
       .locator('#auth-error')
-      .getByText('Display name must not contain control or bidirectional-override characters.')
+      .getByText('Display name must not contain control, bidirectional-control or line-separator characters.')
       .waitFor();
     const name = form.getByLabel('Display name (optional)');
     expect(await name.getAttribute('aria-invalid')).to.equal('true');
@@ -124,7 +124,9 @@ describe('web app: when something goes wrong', function () {
     await dialog.getByLabel('Group name').fill('Trip\u202Eexe.pdf');
     await dialog.getByRole('button', { name: 'Create group' }).click();
     await dialog
-      .getByText('The group name must not contain control or bidirectional-override characters.')
+      .getByText(
+        'The group name must not contain control, bidirectional-control or line-separator characters.',
+      )
       .waitFor();
     app.expectNoProblems();
   });

@@ -104,7 +104,7 @@ describe('reaction emoji (lib/protocol/schemas.ts EMOJI)', () => {
     expect(parsedBy('\u2800\u3164').rest).to.equal('refused: must contain a visible character');
   });
 
-  it('still refuses whitespace, controls, bidi overrides, NUL, unpaired surrogates and empty strings', () => {
+  it('still refuses whitespace, controls, bidi overrides and marks, NUL, unpaired surrogates and empty strings', () => {
     for (const emoji of [
       '',
       ' ',
@@ -118,6 +118,8 @@ describe('reaction emoji (lib/protocol/schemas.ts EMOJI)', () => {
       '\u0085',
       '\u202e',
       '\u2066',
+      '👍\u200f',
+      '\u061c👍',
       '\u0000',
       '\ud83d',
       '\udc4d',

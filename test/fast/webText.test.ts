@@ -95,8 +95,13 @@ describe('web app text rules', function () {
   it('names the fields a refusal names, as the form calls them', function () {
     const labels = { username: 'Username', displayName: 'Display name', password: 'Password' };
     expect(
-      fieldProblems({ displayName: 'must not contain control or bidirectional-override characters' }, labels),
-    ).to.deep.equal(['Display name must not contain control or bidirectional-override characters.']);
+      fieldProblems(
+        { displayName: 'must not contain control, bidirectional-control or line-separator characters' },
+        labels,
+      ),
+    ).to.deep.equal([
+      'Display name must not contain control, bidirectional-control or line-separator characters.',
+    ]);
     expect(fieldProblems({ other: 'x' }, labels)).to.deep.equal([]);
     expect(fieldProblems(undefined, labels)).to.deep.equal([]);
   });

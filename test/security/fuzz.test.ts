@@ -185,7 +185,7 @@ describe('fuzzing every socket event and REST endpoint', function () {
     expect(stored.map((r) => r.body)).to.deep.equal(UNICODE_BODIES.flatMap((b) => [b, b]));
   });
 
-  it('refuses control and bidirectional-override characters in display names and group titles over REST', async () => {
+  it('refuses control, bidirectional-control and line-separator characters in display names and group titles over REST', async () => {
     const before = await counts();
     const hostile = [
       'bell\u0007',
@@ -198,6 +198,9 @@ describe('fuzzing every socket event and REST endpoint', function () {
       'left\u202aembedding',
       '\u2066isolated\u2069',
       'pop\u202c',
+      '\u200fmark',
+      'alm\u061c',
+      'two\u2028lines',
     ];
     const group = await request<{ conversation: { id: string } }>(server.url, 'POST', '/conversations', {
       token: user.token,
