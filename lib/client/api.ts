@@ -83,6 +83,27 @@ export class SessionsApi {
   }
 }
 
+/** How many times a list waits out RATE_LIMITED before it gives up with it. */
+const MAX_LIST_WAITS = 30;
+
+/**
+ * Runs `read` again after `RATE_LIMITED`, as long as the server's `Retry-After` says (at most 10 s a wait, at most
+ * {@link MAX_LIST_WAITS} waits). The lists the server answers whole cost the user's read budget in proportion to
+ * their length (a friend list of 5000 is 26 reads, more than a burst), and a list of conversations is read page by
+ * page: an app asking for one after another must not fail for it.
+ */
+async function waitingOutRateLimit<T>(read: () => Promise<T>, waits = { left: MAX_LIST_WAITS }): Promise<T> {
+  for (;;) {
+    try {
+      return await read();
+    } catch (err) {
+      if (!(err instanceof XFChatError) || err.code !== 'RATE_LIMITED' || waits.left <= 0) throw err;
+      waits.left -= 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(err.retryAfter ?? 1, 10) * 1000));
+    }
+  }
+}
+
 /** Friend requests and friendships. */
 export class FriendsApi {
   constructor(private readonly http: HttpRequest) {}
@@ -96,11 +117,9 @@ export class FriendsApi {
 
   /** Pending requests: incoming (to me) or outgoing (from me). */
   async listRequests(direction: 'incoming' | 'outgoing' = 'incoming'): Promise<PublicFriendRequest[]> {
-    return (
-      await this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', {
-        query: { direction },
-      })
-    ).requests;
+    const read = () =>
+      this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', { query: { direction } });
+    return (await waitingOutRateLimit(read)).requests;
   }
 
   async accept(requestId: string): Promise<PublicFriendRequest> {
@@ -120,8 +139,9 @@ export class FriendsApi {
     await this.http<void>('DELETE', `/friends/requests/${id(requestId)}`);
   }
 
+  /** Every friend, in one answer (waits out RATE_LIMITED: a long list costs the read budget in proportion). */
   async list(): Promise<Friend[]> {
-    return (await this.http<{ friends: Friend[] }>('GET', '/friends')).friends;
+    return (await waitingOutRateLimit(() => this.http<{ friends: Friend[] }>('GET', '/friends'))).friends;
   }
 
   async unfriend(userId: string): Promise<void> {
@@ -141,13 +161,11 @@ export class BlocksApi {
     await this.http<void>('DELETE', `/blocks/${id(userId)}`);
   }
 
+  /** Everyone I block, in one answer (waits out RATE_LIMITED like the friend list). */
   async list(): Promise<PublicUser[]> {
-    return (await this.http<{ blocked: PublicUser[] }>('GET', '/blocks')).blocked;
+    return (await waitingOutRateLimit(() => this.http<{ blocked: PublicUser[] }>('GET', '/blocks'))).blocked;
   }
 }
-
-/** How many times `list()` waits out RATE_LIMITED before it gives up with it. */
-const MAX_LIST_WAITS = 30;
 
 /** Conversations and their participants. */
 export class ConversationsApi {
@@ -191,21 +209,15 @@ export class ConversationsApi {
   async list(): Promise<ConversationSummary[]> {
     const all: ConversationSummary[] = [];
     let cursor: string | undefined;
-    let waits = 0;
+    // Each page is a read of the user's budget (RATE_LIMIT_READS_PER_SEC, bursts of twice that): a user in many
+    // large groups has more pages than a burst. Wait as the server says, then go on from the same page.
+    const waits = { left: MAX_LIST_WAITS };
     for (;;) {
-      let page;
-      try {
-        page = await this.listPage({ limit: 200, ...(cursor === undefined ? {} : { cursor }) });
-      } catch (err) {
-        // Each page is a read of the user's budget (RATE_LIMIT_READS_PER_SEC, bursts of twice that): a user in
-        // many large groups has more pages than a burst. Wait as the server says, then go on from the same page.
-        if (err instanceof XFChatError && err.code === 'RATE_LIMITED' && waits < MAX_LIST_WAITS) {
-          waits += 1;
-          await new Promise((resolve) => setTimeout(resolve, Math.min(err.retryAfter ?? 1, 10) * 1000));
-          continue;
-        }
-        throw err;
-      }
+      const after = cursor;
+      const page = await waitingOutRateLimit(
+        () => this.listPage({ limit: 200, ...(after === undefined ? {} : { cursor: after }) }),
+        waits,
+      );
       all.push(...page.conversations);
       if (page.nextCursor === null) return all;
       cursor = page.nextCursor;

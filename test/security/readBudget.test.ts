@@ -263,4 +263,27 @@ describe('read budget and the SDK: a re-subscribe refused after a reconnect', fu
     await waitFor(() => atA.messages.length === 2, { what: 'live again', timeoutMs: 15_000 });
     expect(atA.messages.map((m) => m.body)).to.deep.equal(['while away', 'live']);
   });
+
+  it('lists friends and blocks one after the other, waiting out what a long list cost', async () => {
+    const { alice } = await directPair(server, clients);
+    const { knex } = server.services.db;
+    // 400 more friends: a list costs 1 + 2 reads against a burst of 2, so each list waits for the one before.
+    const others = await knex.raw<{ rows: Array<{ id: string }> }>(
+      `INSERT INTO users (username, password_hash, display_name)
+       SELECT 'many_' || substr(md5(random()::text), 1, 12) || '_' || i, 'x', 'Many ' || i
+       FROM generate_series(1, 400) AS i RETURNING id`,
+    );
+    await knex.raw(
+      `INSERT INTO friendships (user_low, user_high)
+       SELECT LEAST(?::uuid, other), GREATEST(?::uuid, other) FROM unnest(?::uuid[]) AS other`,
+      [alice.id, alice.id, others.rows.map((row) => row.id)],
+    );
+    const client = clients.open(server.url, { token: alice.token });
+    const started = performance.now();
+    expect(await client.friends.list()).to.have.length(401);
+    expect(await client.friends.list()).to.have.length(401);
+    expect(await client.blocks.list()).to.deep.equal([]);
+    // The second list waited for the first's cost to refill (a second or more at one read a second).
+    expect(performance.now() - started).to.be.above(900);
+  });
 });
