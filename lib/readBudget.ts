@@ -23,6 +23,8 @@ export interface ReadBudget {
  */
 export const ITEMS_PER_TOKEN = 200;
 export const extraTokensFor = (items: number): number => Math.floor(items / ITEMS_PER_TOKEN);
+/** {@link extraTokensFor} of a list answered whole: the `weigh` of its read. */
+export const weighByLength = (list: readonly unknown[]): number => extraTokensFor(list.length);
 
 /** Reads of one user running at once on a node. */
 export const READS_IN_FLIGHT_PER_USER = 4;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
 
 /** The repository root: the child runs `lib/main.ts` from there, as `npm start` would. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -191,4 +192,13 @@ export async function startMain(
       return killing;
     },
   };
+}
+
+/** A failed start or command: non-zero, exactly one stderr line, nothing bound. Returns that line. */
+export function expectOneLineFailure(result: ChildResult): string {
+  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+  expect(result.code, `exit code; stderr: ${result.stderr}`).to.be.a('number').and.not.equal(0);
+  expect(lines, `stderr: ${result.stderr}`).to.have.length(1);
+  expect(result.stdout).not.to.include('[STARTUP] listening');
+  return lines[0]!;
 }

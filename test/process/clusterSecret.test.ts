@@ -3,7 +3,13 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { JWT_SECRET_MISMATCH, jwtSecretFingerprint } from '../../lib/auth/secretFingerprint.js';
 import { freePort } from '../../lib/dev/embeddedPostgres.js';
-import { runCli, runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
+import {
+  expectOneLineFailure,
+  runCli,
+  runMain,
+  startMain,
+  type RunningChild,
+} from '../helpers/childProcess.js';
 import { request } from '../helpers/http.js';
 import { createEmptyDatabase, createTestDatabase } from '../helpers/postgres.js';
 import { uniqueUsername } from '../helpers/users.js';
@@ -25,15 +31,6 @@ function nodeEnv(databaseUrl: string, jwtSecret: string, port = '0'): Record<str
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
   };
-}
-
-/** A failed start or command: non-zero, exactly one stderr line, nothing bound. Returns that line. */
-function expectOneLineFailure(result: ChildResult): string {
-  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
-  expect(result.code, `exit code; stderr: ${result.stderr}`).to.be.a('number').and.not.equal(0);
-  expect(lines, `stderr: ${result.stderr}`).to.have.length(1);
-  expect(result.stdout).not.to.include('[STARTUP] listening');
-  return lines[0]!;
 }
 
 /** Neither secret nor either fingerprint appears in what a process printed. */

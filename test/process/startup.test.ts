@@ -6,7 +6,13 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { freePort } from '../../lib/dev/embeddedPostgres.js';
 import { BUNDLED_MIGRATIONS_DIR } from '../../lib/migrations.js';
-import { runCli, runMain, startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
+import {
+  expectOneLineFailure,
+  runCli,
+  runMain,
+  startMain,
+  type RunningChild,
+} from '../helpers/childProcess.js';
 import { createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -27,15 +33,6 @@ function without(env: Record<string, string>, name: string): Record<string, stri
   const copy = { ...env };
   delete copy[name];
   return copy;
-}
-
-/** A failed start: non-zero, exactly one stderr line, nothing bound. Returns that line. */
-function expectOneLineFailure(result: ChildResult): string {
-  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
-  expect(result.code, `exit code; stderr: ${result.stderr}`).to.be.a('number').and.not.equal(0);
-  expect(lines, `stderr: ${result.stderr}`).to.have.length(1);
-  expect(result.stdout).not.to.include('[STARTUP] listening');
-  return lines[0]!;
 }
 
 /** The bundled migrations and one more that fails, in a new folder (for MIGRATIONS_DIR). */

@@ -2,7 +2,7 @@ import { Router } from 'express';
 import type { Services } from '../../services.js';
 import { currentUser, requireAuth } from '../auth.js';
 import { restSchemas } from '../../protocol/schemas.js';
-import { extraTokensFor } from '../../readBudget.js';
+import { weighByLength } from '../../readBudget.js';
 import { parse, pathId } from '../../validation.js';
 import type { LookupBudget } from './users.js';
 
@@ -31,11 +31,7 @@ export function blockRoutes(services: Services, takeLookup: LookupBudget): Route
 
   router.get('/blocks', async (req, res) => {
     const me = currentUser(req).id;
-    const blocked = await services.messages.withinReadBudget(
-      me,
-      () => social.listBlocked(me),
-      (list) => extraTokensFor(list.length),
-    );
+    const blocked = await services.messages.withinReadBudget(me, () => social.listBlocked(me), weighByLength);
     res.json({ blocked });
   });
 

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { restSchemas } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
-import { extraTokensFor } from '../../readBudget.js';
+import { weighByLength } from '../../readBudget.js';
 import { parse, pathId } from '../../validation.js';
 import { currentUser, requireAuth } from '../auth.js';
 import type { LookupBudget } from './users.js';
@@ -30,7 +30,7 @@ export function friendRoutes(services: Services, takeLookup: LookupBudget): Rout
     const requests = await services.messages.withinReadBudget(
       me,
       () => social.listRequests(me, direction),
-      (list) => extraTokensFor(list.length),
+      weighByLength,
     );
     res.json({ requests });
   });
@@ -52,11 +52,7 @@ export function friendRoutes(services: Services, takeLookup: LookupBudget): Rout
 
   router.get('/friends', async (req, res) => {
     const me = currentUser(req).id;
-    const friends = await services.messages.withinReadBudget(
-      me,
-      () => social.listFriends(me),
-      (list) => extraTokensFor(list.length),
-    );
+    const friends = await services.messages.withinReadBudget(me, () => social.listFriends(me), weighByLength);
     res.json({ friends });
   });
 
