@@ -11,6 +11,7 @@ import type {
 import { ERROR_CATALOG } from '../protocol/errors.js';
 import { XFChatError } from './errors.js';
 import { tokenSubject, type HttpRequest, type Session } from './http.js';
+import { delay, linkedAbort, type Closing } from './retry.js';
 
 /** A conversation as listed by `GET /conversations`: with its last message and my unread count. */
 export type ConversationSummary = ConversationListItem;
@@ -92,21 +93,34 @@ const MAX_LIST_WAITS = 30;
  * their length (a friend list of 5000 is 26 reads, more than a burst), and a list of conversations is read page by
  * page: an app asking for one after another must not fail for it.
  */
-async function waitingOutRateLimit<T>(read: () => Promise<T>, waits = { left: MAX_LIST_WAITS }): Promise<T> {
+async function waitingOutRateLimit<T>(
+  read: () => Promise<T>,
+  closing: Closing,
+  waits = { left: MAX_LIST_WAITS },
+): Promise<T> {
   for (;;) {
     try {
       return await read();
     } catch (err) {
       if (!(err instanceof XFChatError) || err.code !== 'RATE_LIMITED' || waits.left <= 0) throw err;
       waits.left -= 1;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(err.retryAfter ?? 1, 10) * 1000));
+      // close() ends the wait (CLIENT_CLOSED): nothing keeps a closed client's process alive.
+      const link = linkedAbort(closing, undefined);
+      try {
+        await delay(Math.min(err.retryAfter ?? 1, 10) * 1000, link.signal);
+      } finally {
+        link.release();
+      }
     }
   }
 }
 
 /** Friend requests and friendships. */
 export class FriendsApi {
-  constructor(private readonly http: HttpRequest) {}
+  constructor(
+    private readonly http: HttpRequest,
+    private readonly closing: Closing,
+  ) {}
 
   /** Sends a request; if that user already asked me, theirs is accepted instead (status "accepted"). */
   async sendRequest(username: string): Promise<PublicFriendRequest> {
@@ -119,7 +133,7 @@ export class FriendsApi {
   async listRequests(direction: 'incoming' | 'outgoing' = 'incoming'): Promise<PublicFriendRequest[]> {
     const read = () =>
       this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', { query: { direction } });
-    return (await waitingOutRateLimit(read)).requests;
+    return (await waitingOutRateLimit(read, this.closing)).requests;
   }
 
   async accept(requestId: string): Promise<PublicFriendRequest> {
@@ -141,7 +155,8 @@ export class FriendsApi {
 
   /** Every friend, in one answer (waits out RATE_LIMITED: a long list costs the read budget in proportion). */
   async list(): Promise<Friend[]> {
-    return (await waitingOutRateLimit(() => this.http<{ friends: Friend[] }>('GET', '/friends'))).friends;
+    const read = () => this.http<{ friends: Friend[] }>('GET', '/friends');
+    return (await waitingOutRateLimit(read, this.closing)).friends;
   }
 
   async unfriend(userId: string): Promise<void> {
@@ -151,7 +166,10 @@ export class FriendsApi {
 
 /** Blocking; a block ends the friendship and pending requests both ways. */
 export class BlocksApi {
-  constructor(private readonly http: HttpRequest) {}
+  constructor(
+    private readonly http: HttpRequest,
+    private readonly closing: Closing,
+  ) {}
 
   async block(userId: string): Promise<void> {
     await this.http<void>('POST', '/blocks', { body: { userId } });
@@ -163,7 +181,8 @@ export class BlocksApi {
 
   /** Everyone I block, in one answer (waits out RATE_LIMITED like the friend list). */
   async list(): Promise<PublicUser[]> {
-    return (await waitingOutRateLimit(() => this.http<{ blocked: PublicUser[] }>('GET', '/blocks'))).blocked;
+    const read = () => this.http<{ blocked: PublicUser[] }>('GET', '/blocks');
+    return (await waitingOutRateLimit(read, this.closing)).blocked;
   }
 }
 
@@ -172,6 +191,7 @@ export class ConversationsApi {
   constructor(
     private readonly http: HttpRequest,
     private readonly session: Session,
+    private readonly closing: Closing,
   ) {}
 
   /** The direct conversation with a friend: created, or the existing one for the pair. */
@@ -216,6 +236,7 @@ export class ConversationsApi {
       const after = cursor;
       const page = await waitingOutRateLimit(
         () => this.listPage({ limit: 200, ...(after === undefined ? {} : { cursor: after }) }),
+        this.closing,
         waits,
       );
       all.push(...page.conversations);

@@ -149,9 +149,9 @@ export class XFChatClient {
     });
     this.http = this.withRefresh(plainHttp);
     this.users = new UsersApi(this.http);
-    this.friends = new FriendsApi(this.http);
-    this.blocks = new BlocksApi(this.http);
-    this.conversations = new ConversationsApi(this.http, this.session);
+    this.friends = new FriendsApi(this.http, this.closing);
+    this.blocks = new BlocksApi(this.http, this.closing);
+    this.conversations = new ConversationsApi(this.http, this.session, this.closing);
     this.messages = new MessagesApi(this.http);
     this.sessions = new SessionsApi(this.http);
     this.connection = new Connection({
@@ -273,13 +273,18 @@ export class XFChatClient {
    * gaps and reconnections, and their later changes (edits, deletes, reactions) to `options.onUpdate`, each
    * state once and never an older one, catching up after reconnections with the changes feed. One
    * subscription per conversation: subscribing again throws an XFChatError with code ALREADY_SUBSCRIBED until
-   * the first is unsubscribed. Starts as soon as the connection is up.
+   * the first is unsubscribed; after close(), CLIENT_CLOSED. Starts as soon as the connection is up.
    */
   subscribe(
     conversationId: string,
     onMessage: (message: PublicMessage) => void,
     options: SubscribeOptions = {},
   ): Subscription {
+    if (this.closing.closed) throw closedError();
+    if (typeof onMessage !== 'function')
+      throw new XFChatError('VALIDATION_FAILED', 'subscribe() needs an onMessage function.', {
+        details: { onMessage: 'must be a function' },
+      });
     if (this.subscriptions.has(conversationId))
       throw new XFChatError('ALREADY_SUBSCRIBED', `Already subscribed to conversation ${conversationId}.`);
     const subscription: Subscription = new Subscription(conversationId, onMessage, options, {

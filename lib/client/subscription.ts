@@ -304,7 +304,9 @@ export class Subscription {
         }
       } catch (err) {
         const error = toXFChatError(err);
-        if (!this.active || error.code === 'CLIENT_CLOSED') return;
+        if (!this.active) return;
+        // Final errors end the subscription, CLIENT_CLOSED too (the client closed under a subscription still
+        // active): returning instead would let kick() start it again at once, for ever.
         if (!isRetryable(error)) {
           this.end(error);
           return;

@@ -127,6 +127,30 @@ describe('client SDK: lifecycle, send order and misuse', function () {
     expect(await storedMessages(server, conversationId)).to.deep.equal([]);
   });
 
+  it('refuses subscribe() after close() with CLIENT_CLOSED, and a subscribe() without a callback', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const client = pool.open(server.url, { token: alice.token });
+    const refusal = (run: () => unknown): unknown => {
+      try {
+        run();
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    };
+    expect(refusal(() => client.subscribe(conversationId, 'not a function' as never)))
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'VALIDATION_FAILED' });
+    client.close();
+    // It spun the event loop before (a subscription whose start failed with CLIENT_CLOSED started again at once):
+    // a timer still fires after it.
+    expect(refusal(() => client.subscribe(conversationId, () => undefined)))
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'CLIENT_CLOSED' });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(client.subscription(conversationId)).to.equal(undefined);
+  });
+
   it('refuses a second subscription to one conversation with ALREADY_SUBSCRIBED', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const client = pool.open(server.url, { token: alice.token });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Ack, ErrorCode } from '../../lib/protocol/index.js';
+import { XFChatError } from '../../lib/client/index.js';
 import { createReadBudget } from '../../lib/readBudget.js';
 import { createGroup, expectOk, newUser, putMessage, record, seedMessages } from '../helpers/chat.js';
 import { errorCodeOf, expectAckError, expectError } from '../helpers/errors.js';
@@ -285,5 +286,20 @@ describe('read budget and the SDK: a re-subscribe refused after a reconnect', fu
     expect(await client.blocks.list()).to.deep.equal([]);
     // The second list waited for the first's cost to refill (a second or more at one read a second).
     expect(performance.now() - started).to.be.above(900);
+  });
+
+  it('stops waiting out RATE_LIMITED at close(): the list rejects CLIENT_CLOSED at once', async () => {
+    const { alice, conversationId } = await directPair(server, clients);
+    const client = clients.open(server.url, { token: alice.token });
+    // Spend the burst (two reads), then a list must wait about a second for its read.
+    for (let i = 0; i < 5 && (await historyOf(server.url, alice, conversationId)).status !== 429; i++);
+    const listing = client.friends.list().catch((err: unknown) => err);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closedAt = performance.now();
+    client.close();
+    expect(await listing)
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'CLIENT_CLOSED' });
+    expect(performance.now() - closedAt).to.be.below(200);
   });
 });
