@@ -5,6 +5,7 @@ import type { MessageAnnounce } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
+import { createLogThrottle } from '../serverErrorLog.js';
 import { PAGE_LIMIT } from '../protocol/schemas.js';
 import {
   announcementsOf,
@@ -315,12 +316,22 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
+  /**
+   * A notice that could not be sent: while PostgreSQL is away every heartbeat fails (one a second), so each kind is
+   * logged once every 10 s with `suppressed`, like the other lines of an outage (lib/serverErrorLog.ts).
+   */
+  const failures = createLogThrottle();
+  function logFailure(err: unknown, what: string): void {
+    const suppressed = failures.take(what);
+    if (suppressed !== undefined) logger.warn({ err, suppressed }, `${what} failed`);
+  }
+
   function send(notice: Announcement, what: string): void {
     deps.bus
       .notify(MESSAGES_CHANNEL, notice)
       // A hello, an answer or a heartbeat lost: the next heartbeat says the same. A catch-up notice lost: the
       // others' subscribers wait for a hole to last, or the next catch-up.
-      .catch((err: unknown) => logger.warn({ err }, `${what} failed`));
+      .catch((err: unknown) => logFailure(err, what));
   }
 
   /** Committed messages, for the other nodes (MESSAGE_ANNOUNCE=after). */
@@ -329,7 +340,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       deps.bus.notify(MESSAGES_CHANNEL, announcement).catch((err: unknown) => {
         // Committed all the same. The other nodes see a hole at the conversation's next message, and are told
         // to catch up at the next heartbeat, or once the connection is back.
-        logger.warn({ err }, 'announcing committed messages failed');
+        logFailure(err, 'announcing committed messages');
         announcementsLost = true;
       });
     }

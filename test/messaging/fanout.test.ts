@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
 import { toWire } from '../../lib/messaging/announcements.js';
 import { createFanout, type Fanout } from '../../lib/messaging/fanout.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
@@ -10,6 +10,7 @@ import type { MessageCommand } from '../../lib/messaging/types.js';
 import { rows } from '../helpers/chat.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
+import { captureLogs } from '../helpers/logCapture.js';
 import { insertUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -77,6 +78,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     holeSettleMs?: number;
     beatMs?: number;
     failNotify?: () => boolean;
+    logger?: Logger;
   }) {
     const state = {
       nodes: options.nodes,
@@ -108,7 +110,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
           state.updated.push(...messages.map((m): [number, number] => [m.seq, m.version])),
       },
       nodeCount: () => Promise.resolve(state.nodes),
-      logger,
+      logger: options.logger ?? logger,
       peerCheckMs: 20,
       peerSettleMs: 150,
       peerGoneMs: options.peerGoneMs,
@@ -350,6 +352,25 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     await waitFor(() => catchUps() === 1, { what: 'a catch-up request' });
     await new Promise((resolve) => setTimeout(resolve, 120));
     expect(catchUps(), 'asked once').to.equal(1);
+  });
+
+  it('logs heartbeats that cannot be sent (PostgreSQL away) once every 10 s, not once each', async () => {
+    const logs = captureLogs('info');
+    let failed = 0;
+    await startFanout({
+      nodes: 2,
+      beatMs: 10,
+      logger: logs.logger,
+      failNotify: () => {
+        failed += 1;
+        return true;
+      },
+    });
+    await waitFor(() => failed >= 20, { what: 'twenty notices that failed' });
+    const lines = logs.entries().filter((l) => String(l.msg).endsWith(' failed'));
+    const beats = lines.filter((l) => l.msg === 'the heartbeat failed');
+    expect(beats).to.have.length(1);
+    expect(beats[0]).to.include({ level: 40, suppressed: 0 });
   });
 
   it('forgets a node that says goodbye without catching up, and says goodbye itself only to others', async () => {
