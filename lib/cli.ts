@@ -7,7 +7,8 @@
  *   xfchat jwt-secret adopt [--yes] make JWT_SECRET the cluster's after changing it on purpose (ends every session)
  */
 import path from 'node:path';
-import { adoptJwtSecret, jwtSecretState } from './auth/secretFingerprint.js';
+import { adoptJwtSecret, jwtSecretState, runningNodes } from './auth/secretFingerprint.js';
+import { CONTROL_APPLICATION_NAME } from './cluster/controlBus.js';
 import { loadConfig, loadDatabaseConfig } from './config.js';
 import { createDatabase } from './db.js';
 import { createMigrator } from './migrations.js';
@@ -16,7 +17,7 @@ import { failStartup, main } from './main.js';
 import { explainConnectError, StartupError } from './startupErrors.js';
 import type { runDev } from './dev/devServer.js';
 
-const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback [--yes]] | xfchat dev [--data-dir DIR] | xfchat jwt-secret adopt [--yes]`;
+const USAGE = `usage: xfchat [serve] | xfchat migrate [status|latest|rollback [--yes]] | xfchat dev [--data-dir DIR] | xfchat jwt-secret adopt [--yes [--force]]`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -167,6 +168,14 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
           : `no secret is recorded yet: it records this one and leaves the ${Number(count)} sessions as they are (those signed with another JWT_SECRET no longer work), and nodes with another JWT_SECRET refuse to start`;
       process.stderr.write(
         `xfchat jwt-secret: adopt would make the current JWT_SECRET the cluster's: ${consequence}. Stop every node first, then run: xfchat jwt-secret adopt --yes\n`,
+      );
+      process.exitCode = 2;
+      return;
+    }
+    const nodes = options.includes('--force') ? 0 : await runningNodes(db.knex);
+    if (nodes > 0) {
+      process.stderr.write(
+        `xfchat jwt-secret: ${nodes} ${nodes === 1 ? 'node still runs' : 'nodes still run'} on this database (a connection named ${CONTROL_APPLICATION_NAME} each): stop every node first, or it keeps answering with the old JWT_SECRET and refuses every new token; nothing was changed (if no node runs, run it again with --force)\n`,
       );
       process.exitCode = 2;
       return;

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
+import { CONTROL_APPLICATION_NAME } from '../cluster/controlBus.js';
 import { StartupError } from '../startupErrors.js';
 
 /**
@@ -110,4 +111,16 @@ export async function adoptJwtSecret(knex: Knex, jwtSecret: string): Promise<Ado
     const endedSessions = await trx('sessions').delete();
     return { outcome: 'replaced', endedSessions };
   });
+}
+
+/**
+ * The nodes running on this database now: each holds its control-bus connection for as long as it runs. A node
+ * still running when the secret changes keeps answering with the old one, refusing every token of the new one.
+ */
+export async function runningNodes(knex: Knex): Promise<number> {
+  const { rows } = await knex.raw<{ rows: Array<{ nodes: number }> }>(
+    'SELECT count(*)::int AS nodes FROM pg_stat_activity WHERE datname = current_database() AND application_name = ?',
+    [CONTROL_APPLICATION_NAME],
+  );
+  return rows[0]?.nodes ?? 0;
 }

@@ -129,6 +129,12 @@ function createSender(connections: PoolConnections): (channel: string, payload: 
 }
 
 /**
+ * The `application_name` of a node's control-bus connection, which it holds (LISTENing) for as long as it runs:
+ * `pg_stat_activity` counts the nodes of a database by it (`xfchat jwt-secret adopt`).
+ */
+export const CONTROL_APPLICATION_NAME = 'xfchat-control';
+
+/**
  * A pg-listen LISTEN connection of its own, which reconnects forever: a PostgreSQL restart must not end cross-node
  * control, and events missed while disconnected are covered by `onReconnect` (callers drop caches). Notifications
  * go out on connections of Knex's pool (`connections`, {@link createSender}).
@@ -143,14 +149,17 @@ export async function createControlBus(
   // process alive. Throwing from retryInterval is the one way to end it; a reconnect that lands after close()
   // is closed again on 'connected'.
   let closed = false;
-  const subscriber: Subscriber = createPostgresSubscriber(pgConnectionConfig(config, 'xfchat-control'), {
-    retryInterval: (attempt: number) => {
-      if (closed) throw new Error('control bus closed');
-      return Math.min(250 * 2 ** attempt, 5000);
+  const subscriber: Subscriber = createPostgresSubscriber(
+    pgConnectionConfig(config, CONTROL_APPLICATION_NAME),
+    {
+      retryInterval: (attempt: number) => {
+        if (closed) throw new Error('control bus closed');
+        return Math.min(250 * 2 ** attempt, 5000);
+      },
+      retryTimeout: Number.POSITIVE_INFINITY,
+      paranoidChecking: 10_000,
     },
-    retryTimeout: Number.POSITIVE_INFINITY,
-    paranoidChecking: 10_000,
-  });
+  );
   const handlers = new Set<(event: ControlEvent) => void>();
   subscriber.events.on('error', (err) => {
     if (closed) logger.debug({ err }, 'control bus stopped reconnecting after close');

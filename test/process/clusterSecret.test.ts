@@ -152,6 +152,24 @@ describe("JWT_SECRET: every node of a cluster uses the database's (child process
     expect(expectOneLineFailure(old)).to.equal(`xfchat: cannot start: ${JWT_SECRET_MISMATCH}`);
   });
 
+  it('jwt-secret adopt --yes refuses while a node still runs on the database, unless --force', async () => {
+    const database = await createTestDatabase();
+    const node = await startMain(nodeEnv(database, OLD_SECRET));
+    running.push(node);
+    const refused = await runCli(['jwt-secret', 'adopt', '--yes'], nodeEnv(database, NEW_SECRET));
+    expect(refused.code, refused.stderr).to.equal(2);
+    expect(expectOneLineFailure(refused)).to.match(
+      /^xfchat jwt-secret: 1 node still runs on this database \(a connection named xfchat-control each\): stop every node first/,
+    );
+    expect((await fetch(`${node.url}/readyz`)).status).to.equal(200);
+    expect(expectOneLineFailure(await runMain(nodeEnv(database, NEW_SECRET)))).to.equal(
+      `xfchat: cannot start: ${JWT_SECRET_MISMATCH}`,
+    );
+    const forced = await runCli(['jwt-secret', 'adopt', '--yes', '--force'], nodeEnv(database, NEW_SECRET));
+    expect(forced.code, forced.stderr).to.equal(0);
+    expect(forced.stdout).to.match(/^adopted: /);
+  });
+
   it('jwt-secret adopt: one line naming the fix on a database not migrated, or an unknown action', async () => {
     const empty = await createEmptyDatabase();
     const line = expectOneLineFailure(
