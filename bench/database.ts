@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { loadDatabaseConfig } from '../lib/config.js';
+import { JWT_SECRET_SETTING } from '../lib/auth/secretFingerprint.js';
 import { createDatabase } from '../lib/db.js';
 import { createMigrator } from '../lib/migrations.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/dev/embeddedPostgres.js';
@@ -84,6 +85,9 @@ export async function openBenchDatabase(
   const db = createDatabase(databaseConfig, createLogger('warn'));
   try {
     await createMigrator(db.knex, databaseConfig, createLogger('warn')).latest();
+    // The bench's nodes take a JWT_SECRET of their own each run (bench/nodes.ts); a node with another secret than
+    // the one a database records refuses to start, so a BENCH_DATABASE_URL forgets the last run's.
+    await db.knex('cluster_settings').where('name', JWT_SECRET_SETTING).delete();
   } finally {
     await db.close();
   }

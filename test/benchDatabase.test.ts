@@ -6,6 +6,7 @@ import {
   type BenchDatabase,
 } from '../bench/database.js';
 import { seedLargeHistory, type Seeded } from '../bench/seed.js';
+import { checkJwtSecret } from '../lib/auth/secretFingerprint.js';
 import { loadDatabaseConfig } from '../lib/config.js';
 import { createDatabase } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
@@ -164,6 +165,29 @@ describe('bench seed: a large history by SQL', function () {
       const random = await idsOf(more[1]!.id);
       expect(new Set(random).size).to.equal(30);
       for (const id of random) expect(id).to.match(UUID_V4);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('bench database: a BENCH_DATABASE_URL used by an earlier run', function () {
+  this.timeout(60_000);
+
+  it('forgets the JWT_SECRET an earlier run recorded: each run’s nodes take a secret of their own', async () => {
+    const url = await createTestDatabase();
+    const first = await openBenchDatabase(url, () => {});
+    await first.close();
+    const db = createDatabase(loadDatabaseConfig({ DATABASE_URL: url }), createLogger('silent'));
+    try {
+      expect(await checkJwtSecret(db.knex, 'an earlier run’s secret, 32 characters or more')).to.equal(
+        'stored',
+      );
+      const second = await openBenchDatabase(url, () => {});
+      await second.close();
+      expect(await checkJwtSecret(db.knex, 'this run’s secret, also 32 characters or more')).to.equal(
+        'stored',
+      );
     } finally {
       await db.close();
     }
