@@ -32,8 +32,8 @@ export function requestTimeoutResponse(): string {
  * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
  * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. The rules mirror Node's own
  * `clientError` default: answer only on a connection that has not written anything yet (never inside another
- * response), then close it. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and Node
- * would drop without a word) gets 404 like any unknown route.
+ * response), then close it. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which
+ * no route serves and Node would drop without a word) gets 404 like any unknown route.
  */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
