@@ -9,8 +9,8 @@
 import path from 'node:path';
 import { adoptJwtSecret, jwtSecretState, runningNodes } from './auth/secretFingerprint.js';
 import { CONTROL_APPLICATION_NAME } from './cluster/controlBus.js';
-import { loadConfig, loadDatabaseConfig } from './config.js';
-import { createDatabase } from './db.js';
+import { loadConfig, loadDatabaseConfig, type DatabaseConfig } from './config.js';
+import { createDatabase, type Database } from './db.js';
 import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
 import { failStartup, main } from './main.js';
@@ -55,6 +55,15 @@ async function dev(args: readonly string[]): Promise<void> {
   await devServer.runDev({ dataRoot });
 }
 
+/** Checks the database answers, as a node does at startup: a failure is the same one line (StartupError). */
+async function verify(db: Database, database: DatabaseConfig): Promise<void> {
+  try {
+    await db.verify();
+  } catch (err) {
+    throw explainConnectError(err, database);
+  }
+}
+
 /**
  * `xfchat migrate latest|rollback|status` against DATABASE_URL. A rollback runs the last batch's `down()`, which
  * drops what those migrations made, data included: without `--yes` it only says what it would undo.
@@ -70,11 +79,7 @@ async function migrate(action: string | undefined, options: readonly string[]): 
   const db = createDatabase(database, logger);
   const migrations = createMigrator(db.knex, database, logger);
   try {
-    try {
-      await db.verify();
-    } catch (err) {
-      throw explainConnectError(err, database);
-    }
+    await verify(db, database);
     switch (action ?? 'status') {
       case 'latest': {
         const { newlyApplied } = await migrations.latest();
@@ -144,11 +149,7 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
   const logger = createLogger('warn');
   const db = createDatabase(config.database, logger);
   try {
-    try {
-      await db.verify();
-    } catch (err) {
-      throw explainConnectError(err, config.database);
-    }
+    await verify(db, config.database);
     if (!(await db.knex.schema.hasTable('cluster_settings'))) {
       throw new StartupError(
         'the database is not migrated to this release (no cluster_settings table): run xfchat migrate latest, then adopt again',
