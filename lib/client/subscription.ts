@@ -38,6 +38,11 @@ const FILL_PAGE = 200;
  */
 const MAX_SEEN_BEYOND_HOLE = 256;
 /**
+ * `known` is pruned once it holds this many more states than it kept after the last pruning (amortized: a
+ * pruning walks the map once).
+ */
+const PRUNE_SLACK = 1024;
+/**
  * How long a hole may stay before it is settled with a read of the changes feed. An event on its way arrives in
  * milliseconds; a hole that stays is a change announced only as part of a later state (two changes of one message
  * read once, or a message a node caught up in its current state), and would otherwise hold `version` back.
@@ -65,6 +70,13 @@ export interface SubscriptionDeps {
  * is the version up to which every change has been seen: it starts at the subscribe ack's version and moves
  * with the versions of the messages seen, as long as none is missing. After a reconnection, `GET .../changes
  * ?since=synced` (paged to the end) brings whatever changed while offline.
+ *
+ * `known` stays small: once every change up to `synced` has been seen, a state with a version in
+ * (`start`, `synced`] is one already handed over or superseded by one handed over, and so is any state up to
+ * `synced` of a message delivered by onMessage (its first delivery was read after subscribing). Such entries are
+ * dropped and `forgotten` remembers up to where: a state at or below it, of a message without an entry, is old.
+ * What stays are the states above `synced` and the changes made before subscribing that were handed over for
+ * messages older than where delivery started (for those, a missing entry means "never handed over").
  */
 export class Subscription {
   private last: number | undefined;
@@ -73,6 +85,14 @@ export class Subscription {
   private readonly pending = new Map<number, PublicMessage>();
   /** Per seq, the version of the state handed to the app (by onMessage or onUpdate). */
   private readonly known = new Map<number, number>();
+  /** The version the subscription started from (sinceVersion, or the first subscribe ack's). */
+  private start: number | undefined;
+  /** Where delivery started: messages above this seq are delivered by onMessage. */
+  private startSeq: number | undefined;
+  /** Entries of `known` up to this version were dropped (see `forgettable()`). */
+  private forgotten: number | undefined;
+  /** `known`'s size after the last pruning. */
+  private keptAfterPrune = 0;
   /** Every change up to this version has been seen; undefined until the first subscribe ack. */
   private synced: number | undefined;
   /** Versions seen above `synced`, waiting for the ones in between. */
@@ -230,14 +250,41 @@ export class Subscription {
       this.known.set(next.seq, next.version);
       callSafely(this.onMessage, next);
     }
+    this.prune();
   }
 
   /** Hands a delivered message's newer state to the app; an older or already known state is dropped. */
   private update(message: PublicMessage): void {
-    const known = this.known.get(message.seq);
+    let known = this.known.get(message.seq);
+    // Without an entry, a state up to `forgotten` that could have had one dropped is old (see the class comment).
+    if (known === undefined && this.forgotten !== undefined && message.version <= this.forgotten)
+      if (this.forgettable(message.seq, message.version)) known = this.forgotten;
     if (known !== undefined && known >= message.version) return;
     this.known.set(message.seq, message.version);
     callSafely(this.options.onUpdate, message);
+  }
+
+  /**
+   * Whether an entry (seq, version) may be dropped once `synced` covers its version: a version above the start, or
+   * a message delivered by onMessage. A change made before subscribing, handed over for a message older than
+   * where delivery started, is kept.
+   */
+  private forgettable(seq: number, version: number): boolean {
+    if (this.start === undefined || this.startSeq === undefined) return false;
+    return version > this.start || seq > this.startSeq;
+  }
+
+  /**
+   * Drops the forgettable entries of `known` at or below `synced` once it has grown by PRUNE_SLACK since the last
+   * pruning. Runs only at the end of accept(): within a batch, `synced` may cover a state not taken in yet.
+   */
+  private prune(): void {
+    const { synced } = this;
+    if (synced === undefined || this.known.size < this.keptAfterPrune + PRUNE_SLACK) return;
+    for (const [seq, version] of this.known)
+      if (version <= synced && this.forgettable(seq, version)) this.known.delete(seq);
+    this.forgotten = synced;
+    this.keptAfterPrune = this.known.size;
   }
 
   /** Records a version seen and moves `synced` over every version now seen without a hole. */
@@ -344,11 +391,13 @@ export class Subscription {
             ? first.seq - 1
             : result.lastSeq
           : Math.min(afterSeq, result.lastSeq);
+      this.startSeq = this.last;
     }
     if (this.synced === undefined) {
       // The page is the state at the ack's version, and every later change arrives as an event.
       const since = this.options.sinceVersion;
       this.synced = since ?? result.version;
+      this.start = this.synced;
       if (since !== undefined && since < result.version) this.needChanges = true;
       this.advance();
     } else {
