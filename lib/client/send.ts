@@ -42,7 +42,48 @@ export async function sendWithRetry(
   clientMsgId: string,
   options: SendOptions = {},
 ): Promise<PublicMessage> {
-  const signal = options.signal ? AbortSignal.any([options.signal, deps.closeSignal]) : deps.closeSignal;
+  const { signal, dispose } = options.signal
+    ? eitherSignal(options.signal, deps.closeSignal)
+    : { signal: deps.closeSignal, dispose: () => undefined };
+  try {
+    return await sendUntilAcknowledged(deps, conversationId, body, clientMsgId, options, signal);
+  } finally {
+    dispose();
+  }
+}
+
+/**
+ * A signal that aborts when either does (with its reason). `AbortSignal.any` where the runtime has it; otherwise
+ * (browsers before 2024: Safari 17.3, Firefox 123) listeners that `dispose()` removes, so that the client's
+ * long-lived close signal does not keep one per send.
+ */
+export function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  if (typeof AbortSignal.any === 'function')
+    return { signal: AbortSignal.any([a, b]), dispose: () => undefined };
+  const controller = new AbortController();
+  const fromA = () => controller.abort(a.reason);
+  const fromB = () => controller.abort(b.reason);
+  const dispose = () => {
+    a.removeEventListener('abort', fromA);
+    b.removeEventListener('abort', fromB);
+  };
+  if (a.aborted) fromA();
+  else if (b.aborted) fromB();
+  else {
+    a.addEventListener('abort', fromA, { once: true });
+    b.addEventListener('abort', fromB, { once: true });
+  }
+  return { signal: controller.signal, dispose };
+}
+
+async function sendUntilAcknowledged(
+  deps: SendDeps,
+  conversationId: string,
+  body: string,
+  clientMsgId: string,
+  options: SendOptions,
+  signal: AbortSignal,
+): Promise<PublicMessage> {
   for (let attempt = 0; ; attempt++) {
     if (signal.aborted) throw abortedError(signal);
     await deps.connection.waitConnected(signal, true);
