@@ -27,6 +27,15 @@ export interface SubscribeOptions {
   onUpdate?: (message: PublicMessage) => void;
   /** A final failure (e.g. NOT_FOUND: not a participant, or removed): the subscription has ended. */
   onError?: (error: XFChatError) => void;
+  /**
+   * The server holds less of the conversation than this subscription delivered (or than the `afterSeq` or
+   * `sinceVersion` given): its database was restored to an earlier point, so messages and changes after that
+   * point are gone and their seqs and versions will be given to new ones. Drop what you hold of the conversation:
+   * the subscription starts over as one without `afterSeq`, delivering the newest messages to `onMessage`. The
+   * argument is the server's state (its last seq and version). A restore is seen this way only while the server
+   * is still behind what the subscription had; once new messages pass it, nothing tells them apart.
+   */
+  onReset?: (server: { lastSeq: number; version: number }) => void;
 }
 
 /** Largest page the contract serves; gap fills use it to need as few round trips as possible. */
@@ -93,6 +102,8 @@ export class Subscription {
   private forgotten: number | undefined;
   /** `known`'s size after the last pruning. */
   private keptAfterPrune = 0;
+  /** Started over after the server was found behind: the caller's afterSeq and sinceVersion no longer apply. */
+  private startedOver = false;
   /** Every change up to this version has been seen; undefined until the first subscribe ack. */
   private synced: number | undefined;
   /** Versions seen above `synced`, waiting for the ones in between. */
@@ -376,26 +387,30 @@ export class Subscription {
 
   private async subscribeOnce(): Promise<void> {
     const request: SubscribeRequest = { conversationId: this.conversationId };
-    const afterSeq = this.last ?? this.options.afterSeq;
+    const given: Pick<SubscribeOptions, 'afterSeq' | 'sinceVersion'> = this.startedOver ? {} : this.options;
+    const afterSeq = this.last ?? given.afterSeq;
     if (afterSeq !== undefined) request.afterSeq = afterSeq;
     if (this.options.limit !== undefined) request.limit = this.options.limit;
     const result = await this.deps.connection.request('conversation:subscribe', request);
+    const heldVersion = this.synced ?? given.sinceVersion;
+    if (
+      (afterSeq !== undefined && result.lastSeq < afterSeq) ||
+      (heldVersion !== undefined && result.version < heldVersion)
+    ) {
+      this.startOver(result);
+      await this.subscribeOnce();
+      return;
+    }
     if (this.last === undefined) {
-      // Without afterSeq the server sent the newest page: delivery starts at its first message. An afterSeq beyond
-      // the conversation's last seq (an app's store from elsewhere) counts as that last seq, so the next message
-      // is delivered as new rather than taken for an update of one never delivered.
+      // Without afterSeq the server sent the newest page: delivery starts at its first message. (An afterSeq beyond
+      // the conversation's last seq started over above.)
       const first = result.messages[0];
-      this.last =
-        afterSeq === undefined
-          ? first
-            ? first.seq - 1
-            : result.lastSeq
-          : Math.min(afterSeq, result.lastSeq);
+      this.last = afterSeq === undefined ? (first ? first.seq - 1 : result.lastSeq) : afterSeq;
       this.startSeq = this.last;
     }
     if (this.synced === undefined) {
       // The page is the state at the ack's version, and every later change arrives as an event.
-      const since = this.options.sinceVersion;
+      const since = given.sinceVersion;
       this.synced = since ?? result.version;
       this.start = this.synced;
       if (since !== undefined && since < result.version) this.needChanges = true;
@@ -406,6 +421,28 @@ export class Subscription {
     }
     if (result.lastSeq > this.target) this.target = result.lastSeq;
     this.accept(result.messages);
+  }
+
+  /**
+   * The server is behind what this subscription holds (a database restored to an earlier point): forgets every
+   * seq and version it knew, tells the app (onReset), and goes on as a new subscription without afterSeq.
+   */
+  private startOver(server: { lastSeq: number; version: number }): void {
+    this.startedOver = true;
+    this.last = undefined;
+    this.target = 0;
+    this.pending.clear();
+    this.known.clear();
+    this.synced = undefined;
+    this.seenAbove.clear();
+    this.needChanges = false;
+    if (this.holeTimer) clearTimeout(this.holeTimer.timer);
+    this.holeTimer = undefined;
+    this.start = undefined;
+    this.startSeq = undefined;
+    this.forgotten = undefined;
+    this.keptAfterPrune = 0;
+    callSafely(this.options.onReset, { lastSeq: server.lastSeq, version: server.version });
   }
 
   /**

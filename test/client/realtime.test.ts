@@ -125,24 +125,82 @@ describe('client SDK: realtime', function () {
     expect(paged.seqs()).to.deep.equal([1, 2, 3, 4, 5, 6]);
   });
 
-  it('counts an afterSeq beyond the conversation’s last seq as that last seq: later messages are new, not updates', async () => {
+  it('starts over when afterSeq is beyond the conversation’s last seq: onReset with the server’s state, then the newest messages', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const a = pool.open(server.url, { token: alice.token });
     for (let i = 1; i <= 3; i++) await a.messages.put(conversationId, `pre-${i}`, `pre ${i}`);
     await a.connect();
     const got = collector();
     const updates: number[] = [];
+    const resets: Array<{ lastSeq: number; version: number }> = [];
     const sub = a.subscribe(conversationId, got.onMessage, {
       afterSeq: 100,
       onUpdate: (m) => updates.push(m.seq),
+      onReset: (state) => resets.push(state),
     });
     await sub.whenReady();
+    expect(resets).to.deep.equal([{ lastSeq: 3, version: 3 }]);
+    expect(got.seqs()).to.deep.equal([1, 2, 3]);
     expect(sub.lastSeq).to.equal(3);
     await a.send(conversationId, 'after');
-    await waitFor(() => got.messages.length === 1, { what: 'the new message' });
-    expect(got.seqs()).to.deep.equal([4]);
+    await waitFor(() => got.messages.length === 4, { what: 'the new message' });
+    expect(got.seqs()).to.deep.equal([1, 2, 3, 4]);
     expect(updates).to.deep.equal([]);
-    expect(sub.lastSeq).to.equal(4);
+    expect(sub.version).to.equal(4);
+    // A sinceVersion beyond the conversation's version is a store ahead of the server too.
+    await sub.unsubscribe();
+    const again = collector();
+    const resetsAgain: Array<{ lastSeq: number; version: number }> = [];
+    await a
+      .subscribe(conversationId, again.onMessage, {
+        afterSeq: 4,
+        sinceVersion: 40,
+        onReset: (state) => resetsAgain.push(state),
+      })
+      .whenReady();
+    expect(resetsAgain).to.deep.equal([{ lastSeq: 4, version: 4 }]);
+    expect(again.seqs()).to.deep.equal([1, 2, 3, 4]);
+  });
+
+  it('starts over when its server lost what it delivered (a restore to an earlier point): new seqs go to onMessage, not onUpdate', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    // Alice's node is restarted on the restored database, as operators do; Bob writes through the suite's node.
+    let alicesNode = await startTestServer(node.databaseUrl);
+    try {
+      const a = pool.open(alicesNode.url, { token: alice.token });
+      const b = pool.open(server.url, { token: bob.token });
+      await Promise.all([a.connect(), b.connect()]);
+      const got = collector();
+      const updates: number[] = [];
+      const resets: Array<{ lastSeq: number; version: number }> = [];
+      const sub = a.subscribe(conversationId, got.onMessage, {
+        afterSeq: 0,
+        onUpdate: (m) => updates.push(m.seq),
+        onReset: (state) => resets.push(state),
+      });
+      await sub.whenReady();
+      for (let i = 1; i <= 5; i++) await b.send(conversationId, `before ${i}`);
+      await waitFor(() => got.messages.length === 5, { what: 'five messages' });
+      const { port } = alicesNode;
+      await alicesNode.close();
+      // The database as a restore to an earlier point leaves it: messages 3-5 and their versions never happened.
+      const { knex } = server.services.db;
+      await knex('messages').where({ conversation_id: conversationId }).where('seq', '>', 2).delete();
+      await knex('conversations').where({ id: conversationId }).update({ last_seq: 2, version: 2 });
+      alicesNode = await startTestServer(node.databaseUrl, { PORT: String(port) });
+      await waitFor(() => resets.length === 1, { what: 'the subscription to start over' });
+      expect(resets).to.deep.equal([{ lastSeq: 2, version: 2 }]);
+      await sub.whenReady();
+      expect(got.messages.slice(5).map((m) => m.body)).to.deep.equal(['before 1', 'before 2']);
+      const next = await b.send(conversationId, 'after the restore');
+      expect(next.seq).to.equal(3);
+      await waitFor(() => got.messages.at(-1)?.body === 'after the restore', { what: 'the new seq 3' });
+      expect(updates).to.deep.equal([]);
+      expect(sub.lastSeq).to.equal(3);
+      expect(sub.version).to.equal(3);
+    } finally {
+      await alicesNode.close();
+    }
   });
 
   it('rejects whenReady() of a subscription made before a connect() refused for want of a login, and carries on after one', async () => {
