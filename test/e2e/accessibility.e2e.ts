@@ -1,0 +1,88 @@
+import { expect } from 'chai';
+import type { Locator, Page } from 'playwright-core';
+import { PASSWORD, useWebApp } from './fixture.js';
+
+/** The red, green and blue of a computed CSS colour ("rgb(1, 2, 3)" or "rgba(1, 2, 3, 0.5)"). */
+function rgb(color: string): [number, number, number] {
+  const [r = 0, g = 0, b = 0] = (color.match(/[\d.]+/g) ?? []).map(Number);
+  return [r, g, b];
+}
+
+/** WCAG relative luminance of a colour. */
+function luminance(color: string): number {
+  const [r, g, b] = rgb(color).map((value) => {
+    const s = value / 255;
+    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  }) as [number, number, number];
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+/** WCAG contrast ratio of two colours. */
+function contrast(a: string, b: string): number {
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (light + 0.05) / (dark + 0.05);
+}
+
+/**
+ * The colour of an element's focus ring or border, and the opaque background it is drawn on (that of its
+ * parent: the ring and the border are outside the element's own fill).
+ */
+async function edge(
+  element: Locator,
+  property: 'outlineColor' | 'borderTopColor',
+): Promise<{ color: string; background: string }> {
+  return element.evaluate((target, which) => {
+    let from: Element | null = target.parentElement;
+    let background = 'rgb(255, 255, 255)';
+    while (from) {
+      const color = getComputedStyle(from).backgroundColor;
+      if (color !== 'transparent' && !/rgba\(.*, 0\)$/.test(color)) {
+        background = color;
+        break;
+      }
+      from = from.parentElement;
+    }
+    return { color: getComputedStyle(target)[which], background };
+  }, property);
+}
+
+/** Tabs (at most 40 times) until `target` has keyboard focus. */
+async function tabTo(page: Page, target: Locator): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    if (await target.evaluate((element) => element === document.activeElement)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error('Tab never reached the element');
+}
+
+describe('web app: accessibility', function () {
+  const app = useWebApp();
+
+  for (const scheme of ['light', 'dark'] as const) {
+    it(`${scheme} theme: the focus ring and the edges of text fields keep 3:1 contrast with what is around them`, async () => {
+      const ann = await app.person('Ann');
+      const page = await app.open({ context: { colorScheme: scheme } });
+      const problems: string[] = [];
+      const check = async (name: string, field: Locator) => {
+        const border = await edge(field, 'borderTopColor');
+        const ratio = contrast(border.color, border.background);
+        if (ratio < 3)
+          problems.push(`${name} border ${border.color} on ${border.background}: ${ratio.toFixed(2)}`);
+        await tabTo(page.page, field);
+        const ring = await edge(field, 'outlineColor');
+        const ringRatio = contrast(ring.color, ring.background);
+        if (ringRatio < 3)
+          problems.push(`${name} focus ring ${ring.color} on ${ring.background}: ${ringRatio.toFixed(2)}`);
+      };
+      const login = page.page.locator('#login-form');
+      await check('login username', login.getByLabel('Username'));
+      await check('login password', login.getByLabel('Password'));
+      await check('signup username', page.page.locator('#signup-form').getByLabel('Choose a username'));
+      await page.logIn(ann.username, PASSWORD);
+      await check('find username', page.page.locator('#find-form').getByLabel('Username'));
+      await check('new group', page.page.getByRole('button', { name: 'New group' }));
+      expect(problems).to.deep.equal([]);
+      app.expectNoProblems();
+    });
+  }
+});
