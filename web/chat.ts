@@ -272,7 +272,8 @@ export class ChatSession {
   /** Unread counts, previews or drafts changed: the list and the tab title follow. */
   private changed(): void {
     this.sidebar.renderConversations();
-    this.notifier.setUnread(this.store.totalUnread());
+    const current = this.view.currentId === undefined ? undefined : this.store.get(this.view.currentId);
+    this.notifier.setTitle(this.store.totalUnread(), current && this.store.title(current));
   }
 
   /** Live messages from the last one known (nothing is delivered twice, gaps are filled by the SDK). */

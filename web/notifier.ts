@@ -49,9 +49,13 @@ export class Notifier {
     });
   }
 
-  /** The tab title: "(3) XFChat" while 3 messages are unread. */
-  setUnread(total: number): void {
-    const title = total > 0 ? `(${total}) ${APP_TITLE}` : APP_TITLE;
+  /**
+   * The tab title: the open conversation's name first (what a screen reader says on switching tabs, and a tab
+   * strip shows), then the app; "(3) " before it while 3 messages are unread: "(3) Bob – XFChat".
+   */
+  setTitle(total: number, conversation: string | undefined): void {
+    const name = conversation === undefined ? APP_TITLE : `${conversation} – ${APP_TITLE}`;
+    const title = total > 0 ? `(${total}) ${name}` : name;
     if (document.title !== title) document.title = title;
   }
 

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Locator, Page } from 'playwright-core';
 import { PASSWORD, useWebApp } from './fixture.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 /** The red, green and blue of a computed CSS colour ("rgb(1, 2, 3)" or "rgba(1, 2, 3, 0.5)"). */
 function rgb(color: string): [number, number, number] {
@@ -85,4 +86,33 @@ describe('web app: accessibility', function () {
       app.expectNoProblems();
     });
   }
+
+  it('the tab title names the open conversation, and counts the unread messages', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const withBob = await bob.client.conversations.createDirect(ann.id);
+    const withCat = await cat.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    await bob.client.send(withBob.id, 'hello from Bob');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const title = (expected: string) =>
+      waitFor(async () => (await page.page.title()) === expected, { timeoutMs: 5000, what: expected });
+    await title('(1) XFChat');
+    await page.openConversation('Cat');
+    await title('(1) Cat – XFChat');
+    await page.openConversation('Bob');
+    await page.waitForMessage('hello from Bob');
+    await title('Bob – XFChat');
+    await cat.client.connect();
+    await cat.client.send(withCat.id, 'hello from Cat');
+    await title('(1) Bob – XFChat');
+    await page.page.goBack();
+    await title('Cat – XFChat');
+    await page.page.goBack();
+    await title('XFChat');
+    app.expectNoProblems();
+  });
 });

@@ -81,12 +81,12 @@ describe('web app: finding your place', function () {
     expect(await page.inView(last)).to.equal(false);
     const jump = page.page.getByRole('button', { name: /^Jump to latest/ });
     expect(await jump.textContent()).to.equal('Jump to latest (120 new)');
-    expect(await page.page.title()).to.equal('(120) XFChat');
+    expect(await page.page.title()).to.equal('(120) Bob – XFChat');
 
     await jump.click();
     await waitFor(() => page.inView(last), { what: 'the newest message in view' });
     await jump.waitFor({ state: 'hidden' });
-    await waitFor(async () => (await page.page.title()) === 'XFChat', { what: 'everything read' });
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', { what: 'everything read' });
     expect(await ann.client.conversations.list().then((list) => list[0]?.unreadCount)).to.equal(0);
 
     // Scrolled up, a new message does not move the view; the button says it is there.
@@ -97,10 +97,12 @@ describe('web app: finding your place', function () {
     await waitFor(async () => (await jump.textContent()) === 'Jump to latest (1 new)', { what: 'the count' });
     const late = page.log.locator('li[data-seq="151"]');
     expect(await page.inView(late)).to.equal(false);
-    expect(await page.page.title()).to.equal('(1) XFChat');
+    expect(await page.page.title()).to.equal('(1) Bob – XFChat');
     await jump.click();
     await waitFor(() => page.inView(late), { what: 'the late message in view' });
-    await waitFor(async () => (await page.page.title()) === 'XFChat', { what: 'the late message read' });
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', {
+      what: 'the late message read',
+    });
     app.expectNoProblems();
   });
 

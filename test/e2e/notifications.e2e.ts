@@ -75,11 +75,11 @@ describe('web app: notifications', function () {
 
     // Reading a conversation takes its messages off the count; one in view notifies nobody.
     await page.openConversation('Bob');
-    await waitFor(async () => (await page.page.title()) === '(1) XFChat', { what: "Bob's read" });
+    await waitFor(async () => (await page.page.title()) === '(1) Bob – XFChat', { what: "Bob's read" });
     await bob.client.messages.put(withBob, 'b4', 'while you look');
     await page.waitForMessage('while you look');
     await cat.client.messages.put(withCat, 'c2', 'and me again');
-    await waitFor(async () => (await page.page.title()) === '(2) XFChat', { what: "Cat's second" });
+    await waitFor(async () => (await page.page.title()) === '(2) Bob – XFChat', { what: "Cat's second" });
     await waitFor(async () => (await notificationLog(page)).shown.length === 2, { what: 'a notification' });
     expect((await notificationLog(page)).shown.map((n) => n.body)).to.deep.equal([
       'Cat: hello from Cat',
@@ -90,7 +90,7 @@ describe('web app: notifications', function () {
     await page.page.reload();
     await page.page.locator('#chat-view').waitFor();
     expect(await page.page.getByLabel('Play a sound for new messages').isChecked()).to.equal(true);
-    await waitFor(async () => (await page.page.title()) === '(2) XFChat', {
+    await waitFor(async () => (await page.page.title()) === '(2) Bob – XFChat', {
       what: 'the count after a reload',
     });
     app.expectNoProblems();
