@@ -88,6 +88,20 @@ export class Sidebar {
       clearTimeout(this.searchTimer);
       this.searchTimer = setTimeout(() => void this.search(), SEARCH_DELAY_MS);
     });
+    // A friend's "More" menu floats over the list: Escape closes it (focus back on "More"), and so does focus
+    // moving out of it, so that it never covers what the keyboard goes to next.
+    this.friends.addEventListener('keydown', (event) => {
+      const open = event.target instanceof Element ? event.target.closest('details.more[open]') : null;
+      if (event.key !== 'Escape' || !(open instanceof HTMLDetailsElement)) return;
+      event.preventDefault();
+      open.open = false;
+      open.querySelector('summary')?.focus();
+    });
+    this.friends.addEventListener('focusout', (event) => {
+      const open = event.target instanceof Element ? event.target.closest('details.more[open]') : null;
+      const to = event.relatedTarget;
+      if (open instanceof HTMLDetailsElement && to instanceof Node && !open.contains(to)) open.open = false;
+    });
   }
 
   /** My friends, as last loaded. */

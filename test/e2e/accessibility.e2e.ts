@@ -115,4 +115,36 @@ describe('web app: accessibility', function () {
     await title('XFChat');
     app.expectNoProblems();
   });
+
+  it('a friend’s “More” menu closes with Escape (focus back on “More”) and when focus leaves it', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    // The conversation open: there is something to Tab to after the sidebar.
+    await page.openChatWith('Bob');
+    const summary = page.page.locator('summary', { hasText: 'More' });
+    const unfriend = page.page.getByRole('button', { name: 'Unfriend Bob' });
+    const block = page.page.getByRole('button', { name: 'Block Bob' });
+
+    await tabTo(page.page, summary);
+    await page.page.keyboard.press('Enter');
+    await unfriend.waitFor();
+    await page.page.keyboard.press('Tab');
+    expect(await unfriend.evaluate((element) => element === document.activeElement)).to.equal(true);
+    await page.page.keyboard.press('Escape');
+    await unfriend.waitFor({ state: 'hidden' });
+    expect(await summary.evaluate((element) => element === document.activeElement)).to.equal(true);
+
+    // Open again, and Tab past its last button: it closes rather than float over what comes next.
+    await page.page.keyboard.press('Enter');
+    await block.waitFor();
+    await page.page.keyboard.press('Tab');
+    await page.page.keyboard.press('Tab');
+    expect(await block.evaluate((element) => element === document.activeElement)).to.equal(true);
+    await page.page.keyboard.press('Tab');
+    await block.waitFor({ state: 'hidden' });
+    app.expectNoProblems();
+  });
 });
