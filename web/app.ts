@@ -174,10 +174,18 @@ function followOtherTabs(client: XFChatClient, shared: SharedSession): void {
   });
 }
 
+/** The connection's last state shown, and whether it was ever connected (for "Connected again."). */
+let shownState: ConnectionState | undefined;
+let everConnected = false;
+
+/** The connection banner (a status region): what is wrong, and "Connected again." (unseen) once it is over. */
 function showBanner(state: ConnectionState): void {
   const banner = byId('connection-banner', HTMLDivElement);
+  const recovered = state === 'connected' && everConnected && shownState !== 'connected';
+  if (state === 'connected') everConnected = true;
+  shownState = state;
   banner.dataset.state = state;
-  banner.textContent = BANNER[state];
+  banner.textContent = recovered ? 'Connected again.' : BANNER[state];
 }
 
 /**

@@ -719,7 +719,7 @@ export class ConversationView {
     const stick = this.atBottom();
     if (state === undefined || seq === undefined) {
       this.replyPreview.hidden = true;
-      this.input.removeAttribute('aria-describedby');
+      this.input.setAttribute('aria-describedby', 'composer-hint');
       if (stick) this.scrollToBottom();
       return;
     }
@@ -728,7 +728,7 @@ export class ConversationView {
     this.replyText.textContent = quote.text;
     this.replyText.classList.toggle('gone', quote.kind !== 'text');
     this.replyPreview.hidden = false;
-    this.input.setAttribute('aria-describedby', 'reply-quote');
+    this.input.setAttribute('aria-describedby', 'reply-quote composer-hint');
     if (stick) this.scrollToBottom();
   }
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Locator, Page } from 'playwright-core';
+import type { Locator, Page, WebSocketRoute } from 'playwright-core';
 import { PASSWORD, useWebApp } from './fixture.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -145,6 +145,93 @@ describe('web app: accessibility', function () {
     expect(await block.evaluate((element) => element === document.activeElement)).to.equal(true);
     await page.page.keyboard.press('Tab');
     await block.waitFor({ state: 'hidden' });
+    app.expectNoProblems();
+  });
+
+  it('screen readers find the page heading, the messages as a list inside the log, and how Enter and Shift+Enter work', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    // The signed-in view has a level-1 heading of its own (the login view's is hidden with it).
+    expect(await page.page.getByRole('heading', { level: 1, name: 'XFChat' }).count()).to.equal(1);
+
+    await page.openChatWith('Bob');
+    const description = () =>
+      page.composer.evaluate((input) =>
+        (input.getAttribute('aria-describedby') ?? '')
+          .split(' ')
+          .map((id) => document.getElementById(id)?.textContent?.trim() ?? '')
+          .join(' ')
+          .replace(/\s+/g, ' '),
+      );
+    expect(await description()).to.equal('Enter sends, Shift+Enter starts a new line.');
+    await page.composer.focus();
+    await page.page.keyboard.type('line one');
+    await page.page.keyboard.press('Shift+Enter');
+    await page.page.keyboard.type('line two');
+    await page.page.keyboard.press('Enter');
+    await page.waitForMessage('line two');
+    expect(await page.shownMessages()).to.deep.equal(['line one\nline two']);
+    await page.send('second');
+    await page.waitForMessage('second');
+
+    // The log (read out as messages arrive) holds a list: "list, 2 items", each with its sender and time.
+    const items = page.log.getByRole('list', { name: 'Messages' }).getByRole('listitem');
+    const stored = items.filter({ has: page.page.locator('.body') });
+    expect(await stored.count()).to.equal(2);
+    expect(await stored.first().locator('.sender').textContent()).to.equal('You');
+    expect(await stored.first().locator('time').getAttribute('datetime')).to.match(/^\d{4}-/);
+
+    // Replying keeps the hint in the description, after the quote.
+    await page.page
+      .getByRole('button', { name: /^Actions for your message/ })
+      .first()
+      .click();
+    await page.page.getByRole('button', { name: 'Reply' }).click();
+    expect(await description()).to.equal(
+      'Replying to yourself line one line two Enter sends, Shift+Enter starts a new line.',
+    );
+    app.expectNoProblems();
+  });
+
+  it('says when the connection is lost and when it is back, through a status region that is always there', async () => {
+    const ann = await app.person('Ann');
+    const page = await app.open();
+    let offline = false;
+    const open = new Set<WebSocketRoute>();
+    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
+      if (offline) {
+        void ws.close();
+        return;
+      }
+      ws.connectToServer();
+      open.add(ws);
+      ws.onClose(() => open.delete(ws));
+    });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
+      what: 'connected',
+    });
+    // Connected, the region is out of sight but in the accessibility tree, ready to speak.
+    const statuses = () => page.page.getByRole('status').evaluateAll((found) => found.map((e) => e.id));
+    expect(await statuses()).to.include('connection-banner');
+    expect((await page.banner.boundingBox())?.height).to.be.at.most(1);
+
+    offline = true;
+    for (const ws of [...open]) await ws.close();
+    await page.page
+      .getByRole('status')
+      .filter({ hasText: /^Reconnecting…/ })
+      .waitFor();
+    offline = false;
+    await page.page
+      .getByRole('status')
+      .filter({ hasText: 'Connected again.' })
+      .waitFor({ state: 'attached' });
+    expect((await page.banner.boundingBox())?.height).to.be.at.most(1);
     app.expectNoProblems();
   });
 });

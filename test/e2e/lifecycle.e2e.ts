@@ -131,7 +131,7 @@ describe('web app: replies, edits, deletes and reactions', function () {
     expect(await preview.locator('#reply-label').textContent()).to.equal('Replying to Bob');
     expect(await preview.locator('#reply-text').textContent()).to.equal('Lunch at noon?');
     expect(await annPage.composer.evaluate((e) => e === document.activeElement)).to.equal(true);
-    expect(await annPage.composer.getAttribute('aria-describedby')).to.equal('reply-quote');
+    expect(await annPage.composer.getAttribute('aria-describedby')).to.equal('reply-quote composer-hint');
     await annPage.composer.press('Escape');
     await preview.waitFor({ state: 'hidden' });
     await (await openActions(lunch)).getByRole('button', { name: 'Reply', exact: true }).click();
