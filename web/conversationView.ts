@@ -8,7 +8,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { dayLabel } from './dates.js';
-import { byId } from './dom.js';
+import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { Outbox } from './outbox.js';
 import { MessageActions } from './messageActions.js';
@@ -20,6 +20,7 @@ import {
   quoteElement,
   quoteText,
   receipt,
+  snippet,
   updateMessageItem,
   type MessageContext,
   type PendingActions,
@@ -49,6 +50,8 @@ const MAX_PAGE = 200;
 const MAX_BACKLOG = 1000;
 /** Read messages shown above the first unread one, for context. */
 const CONTEXT = 3;
+/** New messages read out one by one up to this many at once; more are read out as a count. */
+const ANNOUNCED_AT_ONCE = 3;
 /** How close to an edge (px) counts as "at the bottom" / "at the top". */
 const EDGE = 48;
 /** Room (px) left above the "New messages" line when a conversation opens there. */
@@ -107,6 +110,8 @@ export class ConversationView {
   private readonly older = byId('load-older', HTMLButtonElement);
   private readonly jump = byId('jump-latest', HTMLButtonElement);
   private readonly typingLine = byId('typing-indicator', HTMLParagraphElement);
+  /** A polite live region that reads out new messages from others in the open conversation, and only those. */
+  private readonly announcer = byId('message-announcer', HTMLDivElement);
   private readonly input = byId('composer-input', HTMLTextAreaElement);
   private readonly sendButton = byId('composer-send', HTMLButtonElement);
   private readonly count = byId('composer-count', HTMLParagraphElement);
@@ -241,6 +246,7 @@ export class ConversationView {
       this.clearHistoryError();
       this.historyAttempts = 0;
       this.clearTypists();
+      this.announcer.replaceChildren();
       this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
       this.input.value = this.deps.drafts.get(state.id);
       this.updateCount();
@@ -413,6 +419,22 @@ export class ConversationView {
     if (stick) this.scrollToBottom();
     this.markReadSoon();
     this.updateJump();
+    this.announce(state, messages);
+  }
+
+  /**
+   * Has a screen reader say new messages from others: "Bob: see you at noon", one line each; a burst (catching
+   * up after a reconnection) as a count, not a long reading.
+   */
+  private announce(state: ConversationState, messages: readonly PublicMessage[]): void {
+    const { store } = this.deps;
+    const others = messages.filter((m) => m.senderId !== store.meId && m.deletedAt === null);
+    if (others.length === 0) return;
+    const lines =
+      others.length > ANNOUNCED_AT_ONCE
+        ? [`${others.length} new messages`]
+        : others.map((m) => `${store.senderLabel(state, m.senderId)}: ${snippet(m.body, 200)}`);
+    this.announcer.replaceChildren(...lines.map((text) => el('p', { text })));
   }
 
   onRead(event: ReadEvent): void {

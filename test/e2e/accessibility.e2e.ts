@@ -234,4 +234,37 @@ describe('web app: accessibility', function () {
     expect((await page.banner.boundingBox())?.height).to.be.at.most(1);
     app.expectNoProblems();
   });
+
+  it('reads out new messages from others through a polite live region, not the history nor my own', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const group = await bob.client.conversations.createGroup('Team', [ann.id, cat.id]);
+    await bob.client.connect();
+    await cat.client.connect();
+    for (const text of ['one', 'two', 'three']) await bob.client.send(group.id, text);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Team');
+    await page.waitForMessage('three');
+
+    // The log itself is not live: opening the conversation (or loading older messages) reads nothing out.
+    const announcer = page.page.locator('#message-announcer');
+    expect(await page.log.getAttribute('aria-live')).to.equal('off');
+    expect(await announcer.getAttribute('aria-live')).to.equal('polite');
+    expect(await announcer.textContent()).to.equal('');
+
+    await bob.client.send(group.id, 'see you at noon');
+    await page.waitForMessage('see you at noon');
+    await announcer.getByText('Bob: see you at noon', { exact: true }).waitFor({ state: 'attached' });
+    await cat.client.send(group.id, 'me too');
+    await announcer.getByText('Cat: me too', { exact: true }).waitFor({ state: 'attached' });
+
+    // My own message is not read back to me.
+    await page.send('great');
+    await page.waitForMessage('great');
+    expect(await announcer.innerText()).to.equal('Cat: me too');
+    app.expectNoProblems();
+  });
 });
