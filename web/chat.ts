@@ -31,6 +31,7 @@ export class ChatSession {
   private readonly router: Router;
   private readonly notifier: Notifier;
   private readonly layout = byId('chat-view', HTMLDivElement);
+  private readonly skipLink = byId('skip-link', HTMLAnchorElement);
   /** Groups I am leaving from this tab: their removal is no news to me. */
   private readonly leaving = new Set<string>();
   /** Conversations whose details are being read again. */
@@ -97,6 +98,14 @@ export class ChatSession {
       profileChanged: (user) => this.userUpdated(user),
       signOut,
     });
+    // The skip link's target follows what is shown: the message box, or the list when no conversation is open
+    // (a link to a hidden message box did nothing).
+    this.skipLink.hidden = false;
+    this.skipLink.onclick = (event) => {
+      event.preventDefault();
+      if (this.view.currentId === undefined) this.sidebar.focusFirst();
+      else byId('composer-input', HTMLTextAreaElement).focus();
+    };
   }
 
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
@@ -188,6 +197,8 @@ export class ChatSession {
     }
     this.sidebar.setCurrent(state?.id);
     this.details.show(state);
+    this.skipLink.textContent = state ? 'Skip to the message box' : 'Skip to the conversations';
+    this.skipLink.href = state ? '#composer-input' : '#conversations';
     // Narrow screens show either the list or the conversation.
     this.layout.dataset.view = state ? 'conversation' : 'list';
     if (!state) {

@@ -267,4 +267,41 @@ describe('web app: accessibility', function () {
     expect(await announcer.innerText()).to.equal('Cat: me too');
     app.expectNoProblems();
   });
+
+  it('the skip link goes to the conversation list when no conversation is open, and to the message box when one is', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await bob.client.conversations.createDirect(ann.id);
+    const page = await app.open();
+    const p = page.page;
+    const fromTheTop = async () => {
+      // Focus on the document itself, as after loading the page: the next Tab goes to the first control.
+      await p.evaluate(() => {
+        document.body.tabIndex = -1;
+        document.body.focus();
+        document.body.removeAttribute('tabindex');
+      });
+      await p.keyboard.press('Tab');
+      return p.evaluate(() => document.activeElement?.textContent?.trim());
+    };
+    const focused = () =>
+      p.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.id);
+    // Nothing to skip to on the login page.
+    await page.page.locator('#login-form').waitFor();
+    expect(await fromTheTop()).to.not.match(/^Skip/);
+
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').waitFor();
+    expect(await fromTheTop()).to.equal('Skip to the conversations');
+    await p.keyboard.press('Enter');
+    expect(await focused()).to.match(/^Bob,/);
+
+    await p.keyboard.press('Enter');
+    await page.waitForTitle('Bob');
+    expect(await fromTheTop()).to.equal('Skip to the message box');
+    await p.keyboard.press('Enter');
+    expect(await focused()).to.equal('composer-input');
+    app.expectNoProblems();
+  });
 });
