@@ -304,4 +304,128 @@ describe('web app: accessibility', function () {
     expect(await focused()).to.equal('composer-input');
     app.expectNoProblems();
   });
+
+  it('every action works from the keyboard alone, with focus where the next step is', async () => {
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    const page = await app.open();
+    page.acceptDialogs();
+    const p = page.page;
+    const key = (name: string) => p.keyboard.press(name);
+    const focused = () =>
+      p.evaluate(() => {
+        const active = document.activeElement;
+        return active?.getAttribute('aria-label') ?? active?.id ?? '';
+      });
+    const press = async (target: Locator, name = 'Enter') => {
+      await target.focus();
+      await key(name);
+    };
+
+    // Sign up: type, Tab, Enter.
+    const username = `kb${Date.now().toString(36)}`;
+    await p.locator('#signup-form').getByLabel('Choose a username').focus();
+    await p.keyboard.type(username);
+    await key('Tab');
+    await p.keyboard.type('Kay');
+    await key('Tab');
+    await p.keyboard.type(PASSWORD);
+    await key('Enter');
+    await page.meName.getByText('Kay').waitFor();
+
+    // Friend requests: accept one, decline the other.
+    await bob.client.friends.sendRequest(username);
+    await cat.client.friends.sendRequest(username);
+    await press(p.getByRole('button', { name: 'Accept friend request from Bob' }));
+    await press(p.getByRole('button', { name: 'Decline friend request from Cat' }));
+    await p.getByRole('button', { name: 'Decline friend request from Cat' }).waitFor({ state: 'detached' });
+
+    // Open the conversation: focus lands in the message box; Enter sends.
+    await press(p.getByRole('button', { name: 'Message Bob' }));
+    await page.waitForTitle('Bob');
+    expect(await focused()).to.equal('composer-input');
+    await p.keyboard.type('hi');
+    await key('Enter');
+    await page.waitForMessage('hi');
+
+    // React and reply to Bob's message through its actions menu.
+    const direct = (await bob.client.conversations.list())[0];
+    if (!direct) throw new Error('no conversation');
+    await bob.client.connect();
+    await bob.client.send(direct.id, 'lunch?');
+    await page.waitForMessage('lunch?');
+    const bobsActions = p.getByRole('button', { name: /^Actions for Bob’s message/ });
+    await press(bobsActions);
+    expect(await focused()).to.equal('React with 👍');
+    await key('Enter');
+    await p.getByRole('button', { name: '👍 1 reaction, yours' }).waitFor();
+    expect(await focused()).to.match(/^Actions for Bob’s message/);
+    await key('Enter');
+    await key('End');
+    expect(await p.evaluate(() => document.activeElement?.textContent)).to.equal('Reply');
+    await key('Enter');
+    expect(await focused()).to.equal('composer-input');
+    await p.keyboard.type('yes');
+    await key('Enter');
+    await page.waitForMessage('yes');
+
+    // Edit my first message, then delete it (Cancel is focused first; Shift+Tab goes to the confirmation).
+    const mine = p.getByRole('button', { name: /^Actions for your message/ }).first();
+    await press(mine);
+    await key('End');
+    await key('ArrowUp');
+    expect(await p.evaluate(() => document.activeElement?.textContent)).to.equal('Edit');
+    await key('Enter');
+    expect(await focused()).to.equal('Edit your message');
+    await key('Control+A');
+    await p.keyboard.type('hi there');
+    await key('Enter');
+    await page.waitForMessage('hi there');
+    expect(await focused()).to.match(/^Actions for your message/);
+    await key('Enter');
+    await key('End');
+    await key('Enter');
+    const dialog = p.getByRole('dialog', { name: 'Delete your message?' });
+    await dialog.waitFor();
+    expect(await p.evaluate(() => document.activeElement?.textContent)).to.equal('Cancel');
+    await key('Shift+Tab');
+    await key('Enter');
+    await page.log.getByText('message deleted').waitFor();
+    await dialog.waitFor({ state: 'hidden' });
+
+    // A group: the dialog from the keyboard (name, Tab, Space on a friend, Tab, Enter).
+    await press(p.getByRole('button', { name: 'New group' }));
+    expect(await focused()).to.equal('new-group-name');
+    await p.keyboard.type('Crew');
+    await key('Tab');
+    await key('Space');
+    await key('Tab');
+    await key('Enter');
+    await page.waitForTitle('Crew');
+
+    // Members: remove Bob, then add him back with the select and "Add".
+    await press(p.getByRole('button', { name: /^Members/ }));
+    await press(p.getByRole('button', { name: 'Remove Bob from the group' }));
+    await p.getByRole('button', { name: 'Remove Bob from the group' }).waitFor({ state: 'detached' });
+    const select = p.getByRole('combobox', { name: 'Add a friend' });
+    await waitFor(async () => !(await select.isDisabled()), { what: 'the select enabled' });
+    await select.focus();
+    await key('Tab');
+    expect(await p.evaluate(() => document.activeElement?.textContent)).to.equal('Add');
+    await key('Enter');
+    await p.getByRole('button', { name: 'Remove Bob from the group' }).waitFor();
+
+    // Block from a friend's "More" menu.
+    await press(p.locator('summary[aria-label="More for Bob"]'));
+    await key('Tab');
+    await key('Tab');
+    expect(await focused()).to.equal('Block Bob');
+    await key('Enter');
+    await p.getByRole('button', { name: 'Unblock Bob' }).waitFor();
+
+    // Sign out.
+    await press(p.getByRole('button', { name: 'Log out' }));
+    await p.locator('#login-form').waitFor();
+    app.expectNoProblems();
+  });
 });
