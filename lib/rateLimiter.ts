@@ -8,7 +8,10 @@ export interface RateLimiterOptions {
   ratePerSecond: number;
   /** Bucket size: the burst allowed after a quiet period. */
   burst: number;
-  /** Buckets untouched for this long are dropped. @default 10 minutes */
+  /**
+   * Buckets untouched for this long are dropped, and so, sooner, are buckets that have refilled (a full bucket is
+   * what a key without one gets). @default 10 minutes
+   */
   idleMs?: number;
   now?: () => number;
 }
@@ -19,6 +22,9 @@ export interface TakeResult {
   retryAfterSeconds: number;
 }
 
+/** The shortest interval between two walks of the buckets (each walk is O(keys), inside a caller's request). */
+const MIN_SWEEP_EVERY_MS = 5_000;
+
 interface Bucket {
   tokens: number;
   updatedAt: number;
@@ -28,12 +34,26 @@ export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly now: () => number;
   private readonly idleMs: number;
+  /** How often the buckets are walked for ones to drop: the time an empty bucket takes to refill, within bounds. */
+  private readonly sweepEveryMs: number;
   private lastSweep: number;
 
   constructor(private readonly options: RateLimiterOptions) {
     this.now = options.now ?? Date.now;
     this.idleMs = options.idleMs ?? 10 * 60_000;
+    const refillMs = options.ratePerSecond > 0 ? (options.burst / options.ratePerSecond) * 1000 : this.idleMs;
+    this.sweepEveryMs = Math.min(this.idleMs, Math.max(MIN_SWEEP_EVERY_MS, refillMs));
     this.lastSweep = this.now();
+  }
+
+  /** Keys with a bucket of their own (the others are full). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Drops a key's bucket (its owner is gone: a closed connection). */
+  forget(key: string): void {
+    this.buckets.delete(key);
   }
 
   /** A limiter that always allows: the configured rate 0 means "off". */
@@ -67,9 +87,10 @@ export class RateLimiter {
     this.sweep(now);
     const { ratePerSecond, burst } = this.options;
     const bucket = this.buckets.get(key) ?? { tokens: burst, updatedAt: now };
-    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * ratePerSecond);
+    bucket.tokens = this.refilled(bucket, now);
     bucket.updatedAt = now;
-    this.buckets.set(key, bucket);
+    // Only a change is kept: a look (peek) at a key without a bucket leaves none behind, as anyone may make keys.
+    if (consume) this.buckets.set(key, bucket);
     if (bucket.tokens >= cost) {
       if (consume) bucket.tokens -= cost;
       return { allowed: true, retryAfterSeconds: 0 };
@@ -80,11 +101,18 @@ export class RateLimiter {
     };
   }
 
+  private refilled(bucket: Bucket, now: number): number {
+    const { ratePerSecond, burst } = this.options;
+    return Math.min(burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * ratePerSecond);
+  }
+
   private sweep(now: number): void {
-    if (now - this.lastSweep < this.idleMs) return;
+    if (now - this.lastSweep < this.sweepEveryMs) return;
     this.lastSweep = now;
+    const { burst } = this.options;
     for (const [key, bucket] of this.buckets) {
-      if (now - bucket.updatedAt > this.idleMs) this.buckets.delete(key);
+      if (now - bucket.updatedAt > this.idleMs || this.refilled(bucket, now) >= burst)
+        this.buckets.delete(key);
     }
   }
 }

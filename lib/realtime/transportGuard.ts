@@ -73,7 +73,10 @@ export function guardTransports(
       if (!connected.has(conn)) end(conn, 'no socket connected in time');
     }, options.connectTimeoutMs);
     timer.unref();
-    conn.once('close', () => clearTimeout(timer));
+    conn.once('close', () => {
+      clearTimeout(timer);
+      rate.forget(key);
+    });
     conn.on('packet', () => {
       if (!connected.has(conn)) {
         beforeConnect += 1;
