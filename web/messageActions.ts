@@ -179,6 +179,16 @@ export class MessageActions {
   }
 
   private onKeydown(event: KeyboardEvent): void {
+    // Escape on a reaction chip hides who reacted (shown on focus) until the chip is left.
+    const chip = event.target instanceof Element ? event.target.closest('.chip-wrap') : null;
+    if (event.key === 'Escape' && chip && !chip.classList.contains('tip-dismissed')) {
+      event.preventDefault();
+      chip.classList.add('tip-dismissed');
+      const undo = () => chip.classList.remove('tip-dismissed');
+      chip.addEventListener('focusout', undo, { once: true });
+      chip.addEventListener('mouseleave', undo, { once: true });
+      return;
+    }
     const open = this.open;
     if (!open || !(event.target instanceof HTMLElement) || !open.menu.contains(event.target)) return;
     if (event.key === 'Escape') {

@@ -428,4 +428,45 @@ describe('web app: accessibility', function () {
     await p.locator('#login-form').waitFor();
     app.expectNoProblems();
   });
+
+  it('who reacted (shown on hover and focus) can be hidden with Escape, and pointed at without vanishing', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    const sent = await bob.client.send(direct.id, 'react to me');
+    await bob.client.react(direct.id, sent.seq, '👍');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    const chip = page.page.getByRole('button', { name: '👍 1 reaction' });
+    await chip.waitFor();
+    const tip = page.page.getByRole('tooltip');
+
+    // Keyboard: from the actions button, Shift+Tab to the chip shows the names; Escape hides them, focus stays.
+    await page.page.getByRole('button', { name: /^Actions for Bob’s message/ }).focus();
+    await page.page.keyboard.press('Shift+Tab');
+    expect(await chip.evaluate((element) => element === document.activeElement)).to.equal(true);
+    await tip.waitFor();
+    expect(await tip.textContent()).to.equal('Bob');
+    await page.page.keyboard.press('Escape');
+    await tip.waitFor({ state: 'hidden' });
+    expect(await chip.evaluate((element) => element === document.activeElement)).to.equal(true);
+    // Leaving the chip and coming back shows them again.
+    await page.page.keyboard.press('Tab');
+    await page.page.keyboard.press('Shift+Tab');
+    await tip.waitFor();
+
+    // Pointer: from the chip onto the names, which stay.
+    await page.composer.focus();
+    await chip.hover();
+    await tip.waitFor();
+    const box = await tip.boundingBox();
+    if (!box) throw new Error('no tooltip box');
+    await page.page.mouse.move(box.x + box.width / 2, box.y + box.height + 2, { steps: 4 });
+    await page.page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
+    expect(await tip.isVisible()).to.equal(true);
+    app.expectNoProblems();
+  });
 });
