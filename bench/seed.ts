@@ -58,7 +58,7 @@ export async function seedConversations(
   const sessionOf = new Map(sessionRows.map((row) => [row.user_id, row.id]));
   const users = userRows.map((row) => ({
     id: row.id,
-    token: signAccessToken({ userId: row.id, sessionId: sessionOf.get(row.id)! }, auth).token,
+    token: signAccessToken({ userId: row.id, sessionId: sessionOf.get(row.id)! }, auth, Date.now()).token,
   }));
 
   const friendships: Array<{ user_low: string; user_high: string }> = [];

@@ -1,44 +1,170 @@
 import type { Knex } from 'knex';
-import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError } from './errors.js';
 
-/** The table of the counters every node shares (rate-limiter-flexible's layout; made by a migration). */
+/**
+ * The table of the counters every node shares: `key`, `points`, `expire` (milliseconds since the epoch), the layout
+ * of rate-limiter-flexible's RateLimiterPostgres, which the first releases used (made by a migration).
+ */
 export const CLUSTER_LIMITS_TABLE = 'auth_rate_limits';
 
+/** A counter's state after a change or a read. */
+export class CounterState {
+  constructor(
+    /** Points counted in the current window. */
+    readonly consumedPoints: number,
+    /** Points left before the limit. */
+    readonly remainingPoints: number,
+    /** Milliseconds until the window ends (-1: it never does). */
+    readonly msBeforeNext: number,
+  ) {}
+}
+
+/** A counter's window holds more than its limit: what {@link ClusterCounter.consume} throws. */
+export class LimitReached extends Error {
+  constructor(readonly state: CounterState) {
+    super('rate limit reached');
+    this.name = 'LimitReached';
+  }
+}
+
+/** PostgreSQL's time in milliseconds, read in the statement itself: nodes' own clocks never count. */
+const NOW_MS = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
+
+interface CounterRow {
+  points: number;
+  expire: string | null;
+  now_ms: string;
+}
+
 /**
- * A counter shared by every node, in PostgreSQL (rate-limiter-flexible): for limits where a per-node count
- * would multiply a client's budget by the number of nodes. Each `keyPrefix` is a counter of its own.
+ * A counter shared by every node, in PostgreSQL: for limits where a per-node count would multiply a client's budget
+ * by the number of nodes. Each `keyPrefix` is a counter of its own; a key holds `points` per window of
+ * `durationSeconds`, which starts with the window's first point.
+ *
+ * Time is PostgreSQL's, taken in each statement: a window's end is written by one node and compared by another, and
+ * a node whose clock is off would otherwise end other nodes' windows early (a lockout lifted) or late. Keys and
+ * rows are those rate-limiter-flexible's RateLimiterPostgres wrote (`prefix:key`), so nodes of a release that used
+ * it share their counters with these.
  */
+export class ClusterCounter {
+  readonly points: number;
+  private readonly durationMs: number;
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly options: { keyPrefix: string; points: number; durationSeconds: number },
+  ) {
+    this.points = options.points;
+    this.durationMs = options.durationSeconds * 1000;
+  }
+
+  /** Counts `points` (1 by default); throws LimitReached once the window holds more than the limit. */
+  async consume(key: string, points = 1): Promise<CounterState> {
+    const state = await this.change(key, points, this.durationMs, false);
+    if (state.consumedPoints > this.points) throw new LimitReached(state);
+    return state;
+  }
+
+  /** Counts `points` without a refusal. */
+  penalty(key: string, points = 1): Promise<CounterState> {
+    return this.change(key, points, this.durationMs, false);
+  }
+
+  /** Gives `points` back. */
+  reward(key: string, points = 1): Promise<CounterState> {
+    return this.change(key, -points, this.durationMs, false);
+  }
+
+  /** Past the limit for `seconds`, whatever the window held. */
+  async block(key: string, seconds: number): Promise<CounterState> {
+    return await this.change(key, this.points + 1, seconds * 1000, true);
+  }
+
+  /** Sets the key to `points` for a window of `seconds`. */
+  set(key: string, points: number, seconds: number): Promise<CounterState> {
+    return this.change(key, points, seconds * 1000, true);
+  }
+
+  /** The key's current window, or null when it has none. */
+  async get(key: string): Promise<CounterState | null> {
+    const result = await this.knex.raw<{ rows: CounterRow[] }>(
+      `SELECT points, expire, ${NOW_MS} AS now_ms FROM ${CLUSTER_LIMITS_TABLE}
+        WHERE key = ? AND (expire IS NULL OR expire > ${NOW_MS})`,
+      [this.rowKey(key)],
+    );
+    const row = result.rows[0];
+    return row === undefined ? null : this.stateOf(row, 0);
+  }
+
+  /** Forgets the key; true if it had a row. */
+  async delete(key: string): Promise<boolean> {
+    return (await this.knex(CLUSTER_LIMITS_TABLE).where('key', this.rowKey(key)).delete()) > 0;
+  }
+
+  private rowKey(key: string): string {
+    return `${this.options.keyPrefix}:${key}`;
+  }
+
+  /**
+   * Adds `points` to the key's window, or starts a new one of `durationMs` when it has none or it ended (`force`:
+   * always). One statement, so nodes counting the same key at once never lose a point.
+   */
+  private async change(
+    key: string,
+    points: number,
+    durationMs: number,
+    force: boolean,
+  ): Promise<CounterState> {
+    const result = await this.knex.raw<{ rows: CounterRow[] }>(
+      `WITH t AS (SELECT ${NOW_MS} AS now_ms)
+       INSERT INTO ${CLUSTER_LIMITS_TABLE} AS r (key, points, expire)
+       SELECT ?, ?, CASE WHEN ?::bigint > 0 THEN t.now_ms + ?::bigint END FROM t
+       ON CONFLICT (key) DO UPDATE SET
+         points = CASE WHEN ?::boolean OR r.expire <= (SELECT now_ms FROM t) THEN excluded.points
+                       ELSE r.points + excluded.points END,
+         expire = CASE WHEN ?::boolean OR r.expire <= (SELECT now_ms FROM t) THEN excluded.expire
+                       ELSE r.expire END
+       RETURNING r.points, r.expire, (SELECT now_ms FROM t) AS now_ms`,
+      [this.rowKey(key), points, durationMs, durationMs, force, force],
+    );
+    const row = result.rows[0];
+    if (row === undefined) throw new Error('the counter upsert returned no row');
+    return this.stateOf(row, points);
+  }
+
+  private stateOf(row: CounterRow, changedPoints: number): CounterState {
+    // A window that started with this change counts only this change (as rate-limiter-flexible did).
+    const consumed = changedPoints === row.points ? changedPoints : row.points;
+    const msBeforeNext = row.expire === null ? -1 : Math.max(Number(row.expire) - Number(row.now_ms), 0);
+    return new CounterState(consumed, Math.max(this.points - consumed, 0), msBeforeNext);
+  }
+}
+
+/** A counter shared by every node (see {@link ClusterCounter}). */
 export function clusterLimiter(
   knex: Knex,
   options: { keyPrefix: string; points: number; durationSeconds: number },
-): RateLimiterPostgres {
-  return new RateLimiterPostgres({
-    storeClient: knex,
-    storeType: 'knex',
-    tableName: CLUSTER_LIMITS_TABLE,
-    // The migration made the table: no DDL at run time. Expired rows are swept by the auth limits' timer
-    // (lib/auth/authLimits.ts), which close() stops; the library's own would outlive the pool.
-    tableCreated: true,
-    clearExpiredByTimeout: false,
-    keyPrefix: options.keyPrefix,
-    points: options.points,
-    duration: options.durationSeconds,
-  });
+): ClusterCounter {
+  return new ClusterCounter(knex, options);
+}
+
+/** Deletes the rows whose window ended, by PostgreSQL's clock. */
+export async function sweepClusterLimits(knex: Knex): Promise<void> {
+  await knex.raw(`DELETE FROM ${CLUSTER_LIMITS_TABLE} WHERE expire < ${NOW_MS}`);
 }
 
 /** Retry-After in whole seconds, at least 1. */
-export function retryAfterSeconds(res: RateLimiterRes): number {
+export function retryAfterSeconds(res: CounterState): number {
   return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
 }
 
 /** Takes one point; RATE_LIMITED past the limit, the store's own error (DB_UNAVAILABLE, ...) otherwise. */
-export async function takePoint(limiter: RateLimiterPostgres, key: string): Promise<void> {
+export async function takePoint(limiter: ClusterCounter, key: string): Promise<void> {
   try {
     await limiter.consume(key);
   } catch (err) {
-    if (err instanceof RateLimiterRes) {
-      throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err) });
+    if (err instanceof LimitReached) {
+      throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err.state) });
     }
     throw err;
   }

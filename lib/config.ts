@@ -324,10 +324,10 @@ export const SETTINGS = {
   HTTP_IDLE_TIMEOUT_MS: {
     kind: 'int',
     group: 'limits',
-    default: 45_000,
+    default: 65_000,
     min: 1000,
     max: 600_000,
-    doc: 'an HTTP connection that sends and receives nothing this long is closed, also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`)',
+    doc: "an HTTP connection that sends and receives nothing this long is closed, between requests too (keep it above the load balancer's upstream idle timeout, 60 s for nginx and AWS), also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`)",
   },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',

@@ -15,7 +15,8 @@ export interface PoolStats {
 /** Values a gauge reads when Prometheus scrapes, instead of being set on every change. */
 export type GaugeSource = () => number;
 
-export type SampledGauge = 'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency';
+export type SampledGauge =
+  'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency' | 'clockOffset';
 
 /**
  * How a send or change was answered: `ok`; `refused`, the client's own mistake or a rule (a 4xx code of the
@@ -69,6 +70,8 @@ export interface Metrics {
   readonly connectedSockets: Gauge;
   /** Group commits the writer allows at once right now (it adapts to PostgreSQL's load). */
   readonly writeConcurrency: Gauge;
+  /** PostgreSQL's clock minus this node's, in seconds, as last measured. */
+  readonly clockOffset: Gauge;
   /** Failed queries and connection attempts, by SQLSTATE or socket error code. */
   readonly dbErrors: Counter<'code'>;
   /** Queries slower than SLOW_QUERY_MS. */
@@ -217,6 +220,11 @@ export function createMetrics(): Metrics {
       'writeConcurrency',
       'xfchat_write_concurrency',
       'Group commits the writer allows at once (adapted to the load, at most DB_WRITE_CONCURRENCY).',
+    ),
+    clockOffset: sampled(
+      'clockOffset',
+      'xfchat_clock_offset_seconds',
+      "PostgreSQL's clock minus this node's, as last measured (the node uses PostgreSQL's for tokens and limits).",
     ),
     dbErrors,
     slowQueries: new Counter({

@@ -7,6 +7,7 @@ import { createControlBus } from './cluster/controlBus.js';
 import { describeConfig, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createDatabase, type Database } from './db.js';
+import { createDatabaseClock, databaseTimeMs, startClockSync } from './cluster/clock.js';
 import { createApp } from './http/app.js';
 import { answerMalformedRequests, requestTimeoutResponse } from './http/malformedRequests.js';
 import { createLogger, type Logger } from './logger.js';
@@ -168,6 +169,10 @@ async function checkClusterSecret(
  */
 function timeOutSilentConnections(server: HttpServer, ms: number): void {
   server.timeout = ms;
+  // Between requests too (Node's default: 5 s), and announced in `Keep-Alive: timeout=`: a load balancer that reuses
+  // an upstream connection for up to its own idle timeout (60 s for nginx's and AWS's) would otherwise send a request
+  // down one this node closed a moment before, and answer that client 502.
+  server.keepAliveTimeout = ms;
   // A request trickled in (its head, an upgrade's head, or its body a byte at a time) is not silent: it must
   // arrive whole within the same time, or it is answered 408 and closed (Node's defaults: 60 s for the head,
   // 300 s for the whole request).
@@ -216,6 +221,9 @@ export async function startServer(
     metrics.observePool(db.knex);
     await prepareDatabase(db, config, logger);
     await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
+    const clock = createDatabaseClock(() => databaseTimeMs(db.knex));
+    own(await startClockSync(clock, logger));
+    metrics.sample('clockOffset', () => clock.offsetMs / 1000);
 
     // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
     let onControlBusReconnect = (): void => undefined;
@@ -226,7 +234,7 @@ export async function startServer(
         },
       ),
     );
-    const realtime = own(createRealtime({ config, db, logger }));
+    const realtime = own(createRealtime({ config, db, logger, clock }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
     const notify = createNotifier(realtime.io, logger);
     const messaging = own(
@@ -249,11 +257,14 @@ export async function startServer(
       invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
       creationsPerMinute: config.limits.conversationsPerMinute,
     });
-    const auth = own(createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations }));
+    const auth = own(
+      createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations, clock }),
+    );
     const services: Services = {
       config,
       logger,
       db,
+      clock,
       io: realtime.io,
       notify,
       controlBus,

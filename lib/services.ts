@@ -2,6 +2,7 @@ import type { AuthService } from './auth/accounts.js';
 import type { Config } from './config.js';
 import type { ConversationService } from './conversations/conversationService.js';
 import type { Database } from './db.js';
+import type { DatabaseClock } from './cluster/clock.js';
 import type { Logger } from './logger.js';
 import type { Messaging } from './messaging/index.js';
 import type { MessageService } from './messaging/service.js';
@@ -19,6 +20,8 @@ export interface Services {
   readonly config: Readonly<Config>;
   readonly logger: Logger;
   readonly db: Database;
+  /** PostgreSQL's clock as this node estimates it: for times another node compares (lib/cluster/clock.ts). */
+  readonly clock: DatabaseClock;
   /** The Socket.IO server, for the realtime layer only: services tell clients things through the notifier. */
   readonly io: AppServer;
   /** What the services tell connected clients (lib/realtime/notifier.ts). */

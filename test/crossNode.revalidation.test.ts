@@ -167,6 +167,7 @@ describe('sockets checked against the database, for cluster events a node missed
       io: b.services.io,
       knex,
       logger: b.services.logger,
+      clock: b.services.clock,
       everyMs: 100,
     });
     try {
@@ -190,6 +191,7 @@ describe('sockets checked against the database, for cluster events a node missed
       io: b.services.io,
       knex: b.services.db.knex,
       logger: b.services.logger,
+      clock: b.services.clock,
     });
     try {
       revalidation.request();

@@ -1,3 +1,4 @@
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { AppError, constraintName, sqlState } from '../errors.js';
@@ -60,6 +61,8 @@ export interface AuthDeps {
   passwords: PasswordHasher;
   /** Account deletion makes the user leave every group through the conversation service. */
   conversations: ConversationLeaver;
+  /** PostgreSQL's clock: access tokens are issued by it (lib/cluster/clock.ts). */
+  clock: DatabaseClock;
 }
 
 /** The user as the rest of the server may hold it: the same row without its password hash. */
@@ -78,7 +81,11 @@ function withoutHash(user: User): User {
 /** Builds the accounts service over the app's knex and notifier. */
 export function createAuthService(deps: AuthDeps): AuthService {
   const { knex, logger, passwords } = deps;
-  const limits = createAuthLimits({ perMinute: deps.config.limits.authPerMinute, knex, logger });
+  const limits = createAuthLimits({
+    perMinute: deps.config.limits.authPerMinute,
+    knex,
+    logger,
+  });
   const sessions = createSessionService(deps);
 
   async function findByUsername(username: string): Promise<User | undefined> {

@@ -1,6 +1,12 @@
 import type { Knex } from 'knex';
-import { type RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
-import { CLUSTER_LIMITS_TABLE, clusterLimiter, retryAfterSeconds, takePoint } from '../clusterLimits.js';
+import {
+  type ClusterCounter,
+  LimitReached,
+  clusterLimiter,
+  retryAfterSeconds,
+  sweepClusterLimits,
+  takePoint,
+} from '../clusterLimits.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -142,7 +148,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   const signups = limiter('signup_ip', n, LOGIN_LIMITS.signupWindowSeconds);
   const pairSuccesses = limiter('login_pair_ok', n, LOGIN_LIMITS.pairSuccessWindowSeconds);
 
-  const take = (target: RateLimiterPostgres, key: string) => takePoint(target, key);
+  const take = (target: ClusterCounter, key: string) => takePoint(target, key);
 
   /** The pair's counter, locking the pair out for longer each time it runs over. */
   async function takePair(key: string): Promise<void> {
@@ -150,10 +156,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
       await pair.consume(key);
       return;
     } catch (err) {
-      if (!(err instanceof RateLimiterRes)) throw err;
+      if (!(err instanceof LimitReached)) throw err;
       // Only the attempt that ran over starts a lockout; later ones wait for it to end.
-      if (err.consumedPoints !== n + 1) {
-        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err) });
+      if (err.state.consumedPoints !== n + 1) {
+        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err.state) });
       }
     }
     const count = (await lockouts.penalty(key)).consumedPoints;
@@ -168,11 +174,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
   const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
 
-  async function sweep(): Promise<void> {
-    await knex(CLUSTER_LIMITS_TABLE).where('expire', '<', Date.now()).delete();
-  }
   const timer = setInterval(() => {
-    sweep().catch((err: unknown) => logger.warn({ err }, 'sweeping expired auth limit counters failed'));
+    sweepClusterLimits(knex).catch((err: unknown) =>
+      logger.warn({ err }, 'sweeping expired auth limit counters failed'),
+    );
   }, SWEEP_INTERVAL_MS);
   timer.unref();
 

@@ -1,3 +1,4 @@
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import { ExtractJwt, Strategy as JwtStrategy } from 'passport-jwt';
@@ -26,7 +27,7 @@ const fromBearerHeader = ExtractJwt.fromAuthHeaderAsBearerToken();
  * PostgreSQL on every request (one statement), so an ended session or a deleted user is refused at once on
  * every node. The verified claims are passed on as passport's `info`.
  */
-export function createJwtStrategy(auth: AuthConfig, knex: Knex): JwtStrategy {
+export function createJwtStrategy(auth: AuthConfig, knex: Knex, clock: DatabaseClock): JwtStrategy {
   const { algorithms } = verifyOptions(auth);
   return new JwtStrategy(
     {
@@ -38,13 +39,15 @@ export function createJwtStrategy(auth: AuthConfig, knex: Knex): JwtStrategy {
       secretOrKey: auth.jwtSecret,
       // Top-level, not jsonWebTokenOptions: passport-jwt overwrites those with its top-level options.
       algorithms,
+      // Expiry is checked by claimsFromPayload, by PostgreSQL's clock rather than this process's.
+      ignoreExpiration: true,
       issuer: auth.issuer,
       audience: auth.audience,
     },
     (payload: unknown, done: Done) => {
       let claims;
       try {
-        claims = claimsFromPayload(payload, auth);
+        claims = claimsFromPayload(payload, auth, clock.now());
       } catch {
         // A payload without sub/sid/iat/exp is simply not a valid token: a failed authentication, not an error.
         done(null, false);

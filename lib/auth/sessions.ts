@@ -1,3 +1,4 @@
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
@@ -85,6 +86,8 @@ export interface SessionDeps {
   knex: Knex;
   notify: Notifier;
   logger: Logger;
+  /** PostgreSQL's clock: access tokens are issued by it, so every node counts their life alike. */
+  clock: DatabaseClock;
 }
 
 interface SessionRow {
@@ -96,7 +99,7 @@ interface SessionRow {
 
 /** Builds the session service. */
 export function createSessionService(deps: SessionDeps): SessionService {
-  const { config, knex, notify } = deps;
+  const { config, knex, notify, clock } = deps;
   const logger = deps.logger.child({ component: 'sessions' });
   const hash: RefreshTokenHasher = createRefreshTokenHasher(config.auth.jwtSecret);
   const ttlDays = config.auth.refreshTtlDays;
@@ -106,7 +109,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
     sessionId: string,
     refreshToken: string,
   ): Omit<StartedSession, 'evicted'> {
-    return { sessionId, refreshToken, ...signAccessToken({ userId, sessionId }, config.auth) };
+    return { sessionId, refreshToken, ...signAccessToken({ userId, sessionId }, config.auth, clock.now()) };
   }
 
   /** Deletes the session if it is the user's (or anyone's when userId is undefined); true if it was there. */

@@ -9,7 +9,8 @@ const ALGORITHM = 'HS256';
 
 /**
  * How far a token's lifetime (`exp - iat`) may exceed JWT_TTL_SECONDS, and how far in the future its `iat` may
- * lie: the clock differences of a cluster, nothing more. A correctly signed token that claims a longer life (a
+ * lie. Nodes issue and check tokens by PostgreSQL's clock (lib/cluster/clock.ts), so their own clocks' differences
+ * do not count; this is a margin, nothing more. A correctly signed token that claims a longer life (a
  * ten-year token minted with a leaked secret or by an old configuration) is refused.
  */
 export const TOKEN_LIFETIME_SLACK_SECONDS = 30;
@@ -37,12 +38,15 @@ export interface SignedToken {
   expiresIn: number;
 }
 
-/** Issues an access token for one session of a user. */
+/** Issues an access token for one session of a user, issued at `nowMs` (PostgreSQL's clock). */
 export function signAccessToken(
   subject: { userId: string; sessionId: string },
   auth: AuthConfig,
+  nowMs: number,
 ): SignedToken {
-  const token = jwt.sign({ sid: subject.sessionId }, auth.jwtSecret, {
+  // jsonwebtoken counts `exp` from the payload's `iat` when it has one, instead of this process's clock.
+  const payload = { sid: subject.sessionId, iat: Math.floor(nowMs / 1000) };
+  const token = jwt.sign(payload, auth.jwtSecret, {
     algorithm: ALGORITHM,
     subject: subject.userId,
     expiresIn: auth.tokenTtlSeconds,
@@ -57,9 +61,14 @@ export const MAX_TOKEN_LENGTH = 4096;
 
 const unauthorized = (cause?: unknown) => new AppError('UNAUTHORIZED', { cause });
 
-/** Options of jsonwebtoken's verify: the pinned algorithm, issuer and audience. */
-export function verifyOptions(auth: AuthConfig): jwt.VerifyOptions & { algorithms: jwt.Algorithm[] } {
-  return { algorithms: [ALGORITHM], issuer: auth.issuer, audience: auth.audience };
+/**
+ * Options of jsonwebtoken's verify: the pinned algorithm, issuer and audience. Expiry is left to
+ * {@link claimsFromPayload}, which checks it by PostgreSQL's clock rather than this process's.
+ */
+export function verifyOptions(
+  auth: AuthConfig,
+): jwt.VerifyOptions & { algorithms: jwt.Algorithm[]; ignoreExpiration: true } {
+  return { algorithms: [ALGORITHM], issuer: auth.issuer, audience: auth.audience, ignoreExpiration: true };
 }
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -67,27 +76,26 @@ const isWholeNumber = (value: unknown): value is number =>
   typeof value === 'number' && Number.isSafeInteger(value);
 
 /**
- * The claims of a payload whose signature, issuer, audience and expiry were verified. `sub` and `sid` must be
- * UUIDs, `iat` and `exp` whole numbers, the lifetime `exp - iat` at most JWT_TTL_SECONDS and `iat` not in the
- * future (both within {@link TOKEN_LIFETIME_SLACK_SECONDS}). Throws UNAUTHORIZED.
+ * The claims of a payload whose signature, issuer and audience were verified. `sub` and `sid` must be UUIDs,
+ * `iat` and `exp` whole numbers, `exp` after `nowMs` (PostgreSQL's clock), the lifetime `exp - iat` at most
+ * JWT_TTL_SECONDS and `iat` not in the future (both within {@link TOKEN_LIFETIME_SLACK_SECONDS}). Throws
+ * UNAUTHORIZED.
  */
-export function claimsFromPayload(
-  payload: unknown,
-  auth: AuthConfig,
-  nowSeconds: number = Math.floor(Date.now() / 1000),
-): TokenClaims {
+export function claimsFromPayload(payload: unknown, auth: AuthConfig, nowMs: number): TokenClaims {
+  const nowSeconds = Math.floor(nowMs / 1000);
   if (typeof payload !== 'object' || payload === null) throw unauthorized();
   const { sub, sid, iat, exp } = payload as Record<string, unknown>;
   if (typeof sub !== 'string' || !UUID_PATTERN.test(sub)) throw unauthorized();
   if (typeof sid !== 'string' || !UUID_PATTERN.test(sid)) throw unauthorized();
   if (!isWholeNumber(iat) || !isWholeNumber(exp)) throw unauthorized();
+  if (exp <= nowSeconds) throw unauthorized();
   if (exp - iat > auth.tokenTtlSeconds + TOKEN_LIFETIME_SLACK_SECONDS) throw unauthorized();
   if (iat > nowSeconds + TOKEN_LIFETIME_SLACK_SECONDS) throw unauthorized();
   return { userId: sub.toLowerCase(), sessionId: sid.toLowerCase(), iat, exp };
 }
 
-/** Checks signature, algorithm, issuer, audience, expiry and lifetime. Throws UNAUTHORIZED. */
-export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
+/** Checks signature, algorithm, issuer, audience, expiry (at `nowMs`) and lifetime. Throws UNAUTHORIZED. */
+export function verifyToken(token: unknown, auth: AuthConfig, nowMs: number): TokenClaims {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
     throw unauthorized();
   let payload: string | jwt.JwtPayload;
@@ -96,7 +104,7 @@ export function verifyToken(token: unknown, auth: AuthConfig): TokenClaims {
   } catch (err) {
     throw unauthorized(err);
   }
-  return claimsFromPayload(payload, auth);
+  return claimsFromPayload(payload, auth, nowMs);
 }
 
 /**
@@ -146,7 +154,8 @@ export async function authenticateToken(
   token: unknown,
   auth: AuthConfig,
   knex: Knex,
+  nowMs: number,
 ): Promise<Authenticated> {
-  const claims = verifyToken(token, auth);
+  const claims = verifyToken(token, auth, nowMs);
   return { user: await loadTokenUser(claims, knex), claims };
 }

@@ -29,7 +29,7 @@ declare global {
  */
 export function requireAuth(services: Services): RequestHandler {
   const authenticator = new passport.Passport();
-  authenticator.use('jwt', createJwtStrategy(services.config.auth, services.db.knex));
+  authenticator.use('jwt', createJwtStrategy(services.config.auth, services.db.knex, services.clock));
   return (req, res, next) => {
     // The custom callback (instead of failWithError) lets the catalog, not passport, shape every failure.
     const authenticate = authenticator.authenticate(

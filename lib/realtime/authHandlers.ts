@@ -10,11 +10,11 @@ import { handle } from './handlers.js';
  * UNAUTHORIZED and changes nothing.
  */
 export function registerAuthHandlers(services: Services): void {
-  const { config, db } = services;
+  const { config, db, clock } = services;
   services.io.on('connection', (socket) => {
     const log = services.logger.child({ socketId: socket.id, userId: socket.data.userId });
     handle(socket, log, 'auth:refresh', async ({ token }) => {
-      const { claims } = await authenticateToken(token, config.auth, db.knex);
+      const { claims } = await authenticateToken(token, config.auth, db.knex, clock.now());
       if (claims.userId !== socket.data.userId || claims.sessionId !== socket.data.sessionId) {
         throw new AppError('UNAUTHORIZED');
       }

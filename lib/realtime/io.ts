@@ -1,3 +1,4 @@
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
@@ -55,8 +56,13 @@ const BACKPRESSURE_SWEEP_MS = 5000;
  * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
  * query string), one room per user.
  */
-export function createRealtime(deps: { config: Readonly<Config>; db: Database; logger: Logger }): Realtime {
-  const { config, db, logger } = deps;
+export function createRealtime(deps: {
+  config: Readonly<Config>;
+  db: Database;
+  logger: Logger;
+  clock: DatabaseClock;
+}): Realtime {
+  const { config, db, logger, clock } = deps;
   const originAllowed = originAllowRequest(config.corsOrigins, config.trustProxy);
   const waitingTransports = createWaitingTransports({
     perIp: config.limits.connectionsPerIp,
@@ -76,7 +82,9 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     maxHttpBufferSize: config.limits.socketMaxBytes,
     // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright, and
     // a new transport from an address with too many waiting for their handshake.
-    cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins] } : undefined,
+    // With credentials, so that a long-polling page of another origin keeps a load balancer's sticky-session cookie
+    // (the node sets no cookie of its own, and authenticates by the token in the handshake, never by a cookie).
+    cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins], credentials: true } : undefined,
     allowRequest: (req, callback) =>
       originAllowed(req, (err, allowed) => {
         if (!allowed) callback(err, false);
@@ -93,7 +101,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     }),
   });
 
-  const revalidation = createSocketRevalidation({ io, knex: db.knex, logger });
+  const revalidation = createSocketRevalidation({ io, knex: db.knex, logger, clock });
 
   // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
   // client can answer pings blindly, so the heartbeat alone would keep it.
@@ -117,7 +125,7 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
     }
     authenticating.add(conn);
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
-    authenticateToken(auth?.token, config.auth, db.knex)
+    authenticateToken(auth?.token, config.auth, db.knex, clock.now())
       .finally(() => authenticating.delete(conn))
       .then(({ user, claims }) => {
         socket.data = { userId: user.id, sessionId: claims.sessionId, expiresAt: claims.exp * 1000 };
@@ -156,9 +164,10 @@ export function createRealtime(deps: { config: Readonly<Config>; db: Database; l
       (err: unknown) => logger.warn({ err, userId: socket.data.userId }, 'socket token re-check failed'),
     );
     let timer: NodeJS.Timeout | undefined;
-    // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms.
+    // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms. By
+    // PostgreSQL's clock, as the node that signed the token counted `exp`.
     const arm = () => {
-      const remaining = socket.data.expiresAt - Date.now();
+      const remaining = socket.data.expiresAt - clock.now();
       if (remaining <= 0) {
         socket.disconnect(true);
         return;

@@ -1,3 +1,4 @@
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Knex } from 'knex';
 import { endedSessions } from '../auth/tokens.js';
 import { departedParticipants, joinedSince } from '../conversations/queries.js';
@@ -60,9 +61,11 @@ export function createSocketRevalidation(deps: {
   io: AppServer;
   knex: Knex;
   logger: Logger;
+  /** PostgreSQL's clock: the gap's start is compared with rows stamped by the database's `now()`. */
+  clock: DatabaseClock;
   everyMs?: number;
 }): SocketRevalidation {
-  const { io, knex, logger, everyMs = REVALIDATE_EVERY_MS } = deps;
+  const { io, knex, logger, clock, everyMs = REVALIDATE_EVERY_MS } = deps;
   let running: Promise<void> = Promise.resolve();
   let again = false;
   let busy = false;
@@ -159,7 +162,7 @@ export function createSocketRevalidation(deps: {
     request,
     listenLost() {
       listens = false;
-      lostAt ??= Date.now();
+      lostAt ??= clock.now();
     },
     listening() {
       listens = true;

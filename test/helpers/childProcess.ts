@@ -21,6 +21,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** runMain only: send SIGTERM as soon as stdout matches this, e.g. to stop a node in the middle of starting. */
   sigtermWhen?: RegExp;
+  /** startMain only: node options before the script, e.g. `['--import', hook]`. */
+  nodeArgs?: readonly string[];
 }
 
 export interface RunningChild {
@@ -158,7 +160,7 @@ export async function startMain(
   env: Record<string, string>,
   options: RunOptions = {},
 ): Promise<RunningChild> {
-  const spawned = spawnMain(env);
+  const spawned = spawnMain(env, [...(options.nodeArgs ?? []), 'lib/main.ts']);
   const listening = new Promise<string>((resolve, reject) => {
     const check = () => {
       const match = LISTENING.exec(spawned.stdout());

@@ -36,7 +36,7 @@ export async function insertUser(
   return {
     id: user.id,
     username,
-    token: signAccessToken({ userId: user.id, sessionId }, config.auth).token,
+    token: signAccessToken({ userId: user.id, sessionId }, config.auth, Date.now()).token,
     sessionId,
   };
 }

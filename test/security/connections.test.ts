@@ -227,3 +227,47 @@ describe('connections: transports waiting for their handshake, per address', fun
     for (const sid of [...rest, another]) await closePolling(sid);
   });
 });
+
+describe('connections: idle keep-alive connections between requests', function () {
+  this.timeout(30_000);
+  const node = useNode({ env: { HTTP_IDLE_TIMEOUT_MS: '8000' } });
+
+  /** Writes one request on `socket` and resolves with the raw answer (head and body) once it is complete. */
+  function exchange(socket: net.Socket, path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let answer = '';
+      const onData = (chunk: Buffer) => {
+        answer += chunk.toString('utf8');
+        const end = answer.indexOf('\r\n\r\n');
+        const length = /content-length: (\d+)/i.exec(answer);
+        if (end >= 0 && length && answer.length >= end + 4 + Number(length[1])) {
+          socket.off('data', onData);
+          resolve(answer);
+        }
+      };
+      socket.on('data', onData);
+      socket.once('error', reject);
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: xfchat.test\r\n\r\n`);
+    });
+  }
+
+  it('keeps one open for HTTP_IDLE_TIMEOUT_MS, not Node’s 5 s, says so in Keep-Alive, and closes it after', async () => {
+    const { port } = new URL(node.server.url);
+    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const closed = serverCloses(socket);
+    let closedAt: number | undefined;
+    void closed.then(() => (closedAt = Date.now()));
+    const first = await exchange(socket, '/healthz');
+    expect(first).to.match(/^HTTP\/1\.1 200/);
+    expect(first).to.match(/\r\nKeep-Alive: timeout=8\r\n/i);
+    // A balancer reusing its upstream connection after 6 s of quiet (nginx and AWS keep them 60 s).
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    expect(closedAt, 'closed while idle').to.equal(undefined);
+    expect(await exchange(socket, '/healthz')).to.match(/^HTTP\/1\.1 200/);
+    const idleFrom = Date.now();
+    await closed;
+    // Node checks its timeouts every few seconds (connectionsCheckingInterval): closed after 8 s, give or take.
+    expect(closedAt! - idleFrom).to.be.within(7000, 14_000);
+  });
+});

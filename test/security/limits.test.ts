@@ -125,6 +125,16 @@ describe('abuse limits', function () {
       await open();
       expect(sockets.every((s) => s.connected)).to.equal(true);
     });
+
+    it('lets a long-polling page of an allowed origin send cookies (a balancer’s sticky-session cookie)', async () => {
+      const res = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+        headers: { Origin: ALLOWED },
+      });
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('access-control-allow-origin')).to.equal(ALLOWED);
+      // Without it a browser drops the cookie of a cross-origin answer, and never sends one.
+      expect(res.headers.get('access-control-allow-credentials')).to.equal('true');
+    });
   });
 
   it('limits live sockets per IP (MAX_CONNECTIONS_PER_IP) and frees a slot on disconnect', async () => {

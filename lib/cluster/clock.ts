@@ -1,0 +1,99 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../logger.js';
+
+/**
+ * PostgreSQL's clock, as this node estimates it.
+ *
+ * Nodes compare times that another node produced: a token's `iat` and `exp` (signed by whichever node logged the
+ * user in), the expiry of the rate-limit counters every node shares, the start of a gap in cross-node notices
+ * against rows stamped with the database's `now()`. Each node takes those times from this clock rather than its
+ * own, so a node whose clock is off by seconds or minutes (no NTP, a VM resumed from a pause) still agrees with the
+ * others and with the database. The offset is the database's time minus this node's, measured over a round trip
+ * (the best of a few samples: its error is at most half the shortest round trip), at startup and then every
+ * {@link CLOCK_SYNC_INTERVAL_MS}.
+ */
+export interface DatabaseClock {
+  /** Milliseconds since the epoch by PostgreSQL's clock: this node's clock plus the measured offset. */
+  now(): number;
+  /** PostgreSQL's clock minus this node's, in milliseconds, as last measured (0 before the first sync). */
+  readonly offsetMs: number;
+  /** Measures the offset again; rejects (keeping the last offset) when PostgreSQL does not answer. */
+  sync(): Promise<number>;
+}
+
+/** How often a node measures its clock against PostgreSQL's. */
+export const CLOCK_SYNC_INTERVAL_MS = 60_000;
+/** An offset larger than this is logged as a warning (clocks should agree within milliseconds with NTP). */
+export const CLOCK_WARN_OFFSET_MS = 2_000;
+/** Round trips per measurement; the shortest one's reading is kept. */
+const SAMPLES = 3;
+
+/** PostgreSQL's `clock_timestamp()` (the real time of the statement, not of its transaction) in ms. */
+export async function databaseTimeMs(knex: Knex): Promise<number> {
+  const result = await knex.raw<{ rows: Array<{ now_ms: number }> }>(
+    'SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS now_ms',
+  );
+  const row = result.rows[0];
+  if (row === undefined) throw new Error('clock_timestamp() returned no row');
+  return Number(row.now_ms);
+}
+
+/**
+ * A clock that reads `databaseTime` to learn its offset. `localNow` is this node's clock (Date.now; tests give a
+ * shifted one to play a node whose clock is off).
+ */
+export function createDatabaseClock(
+  databaseTime: () => Promise<number>,
+  localNow: () => number = Date.now,
+): DatabaseClock {
+  let offsetMs = 0;
+  return {
+    now: () => localNow() + offsetMs,
+    get offsetMs() {
+      return offsetMs;
+    },
+    async sync() {
+      let best: { roundTrip: number; offset: number } | undefined;
+      for (let i = 0; i < SAMPLES; i += 1) {
+        const sent = localNow();
+        const remote = await databaseTime();
+        const received = localNow();
+        const roundTrip = received - sent;
+        const offset = remote - (sent + received) / 2;
+        if (best === undefined || roundTrip < best.roundTrip) best = { roundTrip, offset };
+      }
+      if (best !== undefined) offsetMs = Math.round(best.offset);
+      return offsetMs;
+    },
+  };
+}
+
+/**
+ * Measures `clock` now (rejecting when PostgreSQL does not answer: the node cannot start without it), then every
+ * `everyMs` in the background. An offset past {@link CLOCK_WARN_OFFSET_MS} is logged as a warning each time it is
+ * measured (the node keeps working by PostgreSQL's clock, but its logs, its own timers and anything that reads the
+ * machine's clock are off); a failed measurement keeps the last offset and is logged at debug.
+ */
+export async function startClockSync(
+  clock: DatabaseClock,
+  logger: Logger,
+  everyMs: number = CLOCK_SYNC_INTERVAL_MS,
+): Promise<{ close(): void }> {
+  const report = (offsetMs: number) => {
+    if (Math.abs(offsetMs) <= CLOCK_WARN_OFFSET_MS) return;
+    logger.warn(
+      { offsetMs },
+      `this machine's clock is ${(Math.abs(offsetMs) / 1000).toFixed(1)} s ${offsetMs < 0 ? 'ahead of' : 'behind'} ` +
+        "PostgreSQL's: run NTP on every node and on PostgreSQL's host (the node counts tokens and limits by " +
+        "PostgreSQL's clock meanwhile)",
+    );
+  };
+  report(await clock.sync());
+  const timer = setInterval(() => {
+    clock
+      .sync()
+      .then(report, (err: unknown) => logger.debug({ err }, 'measuring the clock against PostgreSQL failed'));
+  }, everyMs);
+  timer.unref();
+  return { close: () => clearInterval(timer) };
+}
