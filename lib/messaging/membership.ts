@@ -29,13 +29,17 @@ interface Entry {
   generation: number;
 }
 
-/** Past this many cached conversations the cache starts over: a bound, not a policy. */
+/**
+ * Past this many cached conversations the one cached first is dropped for each new one: a bound, not a policy.
+ * (Starting over at the bound sent a lookup for every conversation in use at once.)
+ */
 const MAX_CACHED_CONVERSATIONS = 100_000;
 
 export function createMembership(
   knex: Knex,
-  options: { missesPerSecond?: number; now?: () => number } = {},
+  options: { missesPerSecond?: number; now?: () => number; maxConversations?: number } = {},
 ): Membership {
+  const maxConversations = options.maxConversations ?? MAX_CACHED_CONVERSATIONS;
   const cache = new Map<string, Entry>();
   let generation = 0;
   const misses = new RateLimiter({
@@ -69,7 +73,11 @@ export function createMembership(
         return;
       }
       if (seenAt !== generation) return;
-      if (cache.size >= MAX_CACHED_CONVERSATIONS) cache.clear();
+      if (cache.size >= maxConversations) {
+        // A Map iterates in insertion order: its first key is the conversation cached longest ago.
+        const oldest = cache.keys().next();
+        if (oldest.done !== true) cache.delete(oldest.value);
+      }
       cache.set(conversationId, { members: new Set([userId]), generation });
     },
     invalidate(conversationId) {

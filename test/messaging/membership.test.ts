@@ -97,6 +97,26 @@ describe('messaging/membership: the participant cache (PostgreSQL)', () => {
       .delete();
   });
 
+  it('past its bound, drops the conversation cached longest ago for each new one, not every one', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      const [row] = await rows<{ id: string }>(
+        db.knex,
+        "INSERT INTO conversations (type, title) VALUES ('group', 't') RETURNING id",
+      );
+      ids.push(row!.id);
+      await db.knex('conversation_participants').insert({ conversation_id: row!.id, user_id: alice });
+    }
+    const membership = createMembership(db.knex, { maxConversations: 3 });
+    for (const id of ids) await membership.assert(id, alice);
+    expect(membership.size).to.equal(3);
+    queries = 0;
+    for (const id of ids.slice(1)) await membership.assert(id, alice);
+    expect(queries, 'the three cached last answer from the cache').to.equal(0);
+    await membership.assert(ids[0]!, alice);
+    expect(queries, 'the first was dropped').to.equal(1);
+  });
+
   it('drops a conversation on invalidate(), so a removal is seen at the next check', async () => {
     const membership = createMembership(db.knex);
     await db.knex('conversation_participants').insert({ conversation_id: conversationId, user_id: bob });
