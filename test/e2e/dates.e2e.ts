@@ -49,6 +49,7 @@ describe('web app: dates', function () {
     const weekday = inZone(backdated[1]!.at, { weekday: 'long' });
     const fullDate = inZone(backdated[0]!.at, { dateStyle: 'full' });
     const rows = await page.log
+      .getByRole('list', { name: 'Messages' })
       .locator(':scope > li')
       .evaluateAll((items) =>
         items.map((item) =>
