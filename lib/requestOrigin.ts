@@ -15,18 +15,27 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
  * The Origin policy shared by HTTP and the Socket.IO handshake. No Origin header: a non-browser client, allowed
  * (it could forge any Origin anyway; the bearer token is what protects it). A browser Origin is allowed when it is
  * in CORS_ORIGINS or names the host the request was sent to (same-origin pages served behind the same name).
- * With `trustProxy`, the proxy's X-Forwarded-Host counts as that host.
+ * With `trustProxy`, the proxy's X-Forwarded-Host counts as that host, and when the proxy says which scheme the
+ * request came by (X-Forwarded-Proto) the Origin's must be the same: a plain-HTTP page of the host (served by
+ * anyone who can answer for it unencrypted) is not the HTTPS site's origin.
  */
 export function isOriginAllowed(req: OriginRequest, allowlist: readonly string[], trustProxy = 0): boolean {
   const origin = firstHeader(req.headers.origin);
   if (origin === undefined) return true;
   if (allowlist.includes(origin)) return true;
   let originHost: string;
+  let originScheme: string;
   try {
-    originHost = new URL(origin).host.toLowerCase();
+    const url = new URL(origin);
+    originHost = url.host.toLowerCase();
+    originScheme = url.protocol.slice(0, -1).toLowerCase();
   } catch {
     // "null" (sandboxed frames, file://) and garbage name no host: refused.
     return false;
+  }
+  if (trustProxy > 0) {
+    const scheme = firstHeader(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim().toLowerCase();
+    if (scheme !== undefined && scheme !== '' && scheme !== originScheme) return false;
   }
   const forwarded = trustProxy > 0 ? firstHeader(req.headers['x-forwarded-host']) : undefined;
   const host = (forwarded?.split(',')[0]?.trim() ?? firstHeader(req.headers.host))?.toLowerCase();
