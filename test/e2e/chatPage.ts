@@ -143,8 +143,15 @@ export class ChatPage {
     return this.account.getByRole('list', { name: 'Signed-in devices' }).getByRole('listitem');
   }
 
-  /** The connection banner (role=status); hidden while connected, so found by id rather than role. */
+  /** The connection banner (role=status); out of sight (but in the accessibility tree) while connected. */
   get banner(): Locator {
     return this.page.locator('#connection-banner');
+  }
+
+  /** Waits until the banner says the connection is up (its words are then out of sight). */
+  async waitForConnected(timeout = 5000): Promise<void> {
+    await this.page
+      .locator('#connection-banner[data-state="connected"]')
+      .waitFor({ state: 'attached', timeout });
   }
 }

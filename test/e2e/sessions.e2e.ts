@@ -96,8 +96,8 @@ describe('web app: sessions that last (2-second access tokens)', function () {
     }
     // Connected at the end. On a starved machine a refresh can arrive after a 2-second token lapsed; the server then
     // drops the socket and the app reconnects at once (the banner shows for a moment; nothing is lost, as checked
-    // below), so this waits for the banner to go rather than reading one instant.
-    await page.banner.waitFor({ state: 'hidden', timeout: 5000 });
+    // below), so this waits for the connection to be up rather than reading one instant.
+    await page.waitForConnected();
     expect(await refreshesOf(app, session.id), 'refreshes while chatting').to.be.greaterThan(3);
 
     // A reload long after the first access token expired: still Ann, in the same session, not a new login.
@@ -144,7 +144,7 @@ describe('web app: sessions that last (2-second access tokens)', function () {
     for (const tab of [first, second]) {
       expect(await tab.page.locator('#auth-view').isHidden()).to.equal(true);
       // Connected at the end (a lapsed token's reconnect may still be finishing on a starved machine; see above).
-      await tab.banner.waitFor({ state: 'hidden', timeout: 5000 });
+      await tab.waitForConnected();
     }
     expect(await refreshesOf(app, session.id), 'refreshes').to.be.greaterThan(6);
     expect((await browserSession(app, ann.id)).id).to.equal(session.id);
