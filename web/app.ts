@@ -313,7 +313,9 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser, 
   client.connect().catch((err: unknown) => {
     if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
   });
-  new ChatSession(client, me, report, leave).start(fromLogin).catch(report);
+  new ChatSession(client, me, report, leave, (notice) => restart(client, { notice }))
+    .start(fromLogin)
+    .catch(report);
 }
 
 /**

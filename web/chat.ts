@@ -17,6 +17,10 @@ import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
 
+/** Shown after the page started over because the server's data went back to an earlier point. */
+const RESTORED_NOTICE =
+  'The server’s messages were restored from a backup, so this page was reloaded: messages sent after that backup are gone.';
+
 /**
  * A signed-in session: keeps one live subscription per conversation (so unread counts and previews update
  * everywhere), routes the server's pushes to the sidebar and the open conversation, and keeps the address bar,
@@ -44,13 +48,14 @@ export class ChatSession {
 
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
-   * server first, and if it fails the user stays signed in.
+   * server first, and if it fails the user stays signed in. `reload` starts the page over, `notice` on it.
    */
   constructor(
     private readonly client: XFChatClient,
     private me: PublicUser,
     private readonly report: (error: unknown) => void,
     signOut: SignOut,
+    private readonly reload: (notice: string) => void,
   ) {
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
@@ -295,6 +300,9 @@ export class ChatSession {
       // An edit, a delete or a reaction change, live (and caught up after reconnections): the new state.
       onUpdate: (message: PublicMessage) => this.updated(state, message),
       onError: this.report,
+      // The server holds less than this page shows: its database was restored to an earlier point. Everything the
+      // page holds may be gone or about to be reused, so it starts over from what the server has.
+      onReset: () => this.reload(RESTORED_NOTICE),
     });
   }
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Route } from 'playwright-core';
+import type { Route, WebSocketRoute } from 'playwright-core';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 /** An error answer of the contract's shape. */
@@ -60,6 +60,45 @@ describe('web app: when something goes wrong', function () {
     await page.waitForMessage('history that takes a while');
     expect(await box.isVisible()).to.equal(false);
     expect(reads).to.equal(3);
+    app.expectNoProblems();
+  });
+
+  it('starts over, and says why, when the server holds less than the page (a database restored to an earlier point)', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    const page = await app.open();
+    let offline = false;
+    const open = new Set<WebSocketRoute>();
+    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
+      if (offline) {
+        void ws.close();
+        return;
+      }
+      ws.connectToServer();
+      open.add(ws);
+      ws.onClose(() => open.delete(ws));
+    });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    for (const text of ['one', 'two', 'three', 'four']) await bob.client.send(direct.id, text);
+    await page.waitForMessage('four');
+
+    // The database as a restore to an earlier point leaves it: messages 3 and 4 never happened.
+    const { knex } = app.server.services.db;
+    await knex('messages').where({ conversation_id: direct.id }).where('seq', '>', 2).delete();
+    await knex('conversations').where({ id: direct.id }).update({ last_seq: 2, version: 2 });
+    // The page's connection drops; when it subscribes again, the server is behind what it showed.
+    offline = true;
+    for (const ws of [...open]) await ws.close();
+    offline = false;
+    await page.page.locator('#app-notice').getByText('restored from a backup', { exact: false }).waitFor();
+    await page.openConversation('Bob');
+    await page.waitForMessage('two');
+    expect(await page.shownMessages()).to.deep.equal(['one', 'two']);
     app.expectNoProblems();
   });
 
