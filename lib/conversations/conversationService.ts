@@ -8,7 +8,7 @@ import type { ConversationListItem, PublicConversation, PublicParticipant } from
 import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
 import { clusterLimiter, takePoint } from '../clusterLimits.js';
 import { publishPersistently, type ControlBus } from '../cluster/controlBus.js';
-import { areFriends, isBlockedEitherWay } from '../social/relations.js';
+import { areFriends, isBlockedEitherWay, shareLockUsers } from '../social/relations.js';
 import {
   listConversations,
   loadConversation,
@@ -126,9 +126,11 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         return { conversation: await reload(found.id), created: false };
       }
       await takeCreation(me);
-      if (await isBlockedEitherWay(knex, me, otherId)) throw new AppError('BLOCKED');
-      if (!(await areFriends(knex, me, otherId))) throw new AppError('NOT_FRIENDS');
       const outcome = await knex.transaction(async (trx) => {
+        // Checked with both users' rows share-locked: a block or an unfriending racing this is seen or waits.
+        await shareLockUsers(trx, [me, otherId]);
+        if (await isBlockedEitherWay(trx, me, otherId)) throw new AppError('BLOCKED');
+        if (!(await areFriends(trx, me, otherId))) throw new AppError('NOT_FRIENDS');
         // ON CONFLICT: a concurrent creation of the same pair waits for the other's commit, then finds its row.
         const inserted = await trx.raw<{ rows: Array<{ id: string }> }>(
           `INSERT INTO conversations (type, created_by, direct_key) VALUES ('direct', ?, ?)
@@ -159,9 +161,12 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       if (others.length + 1 > MAX_GROUP_PARTICIPANTS) {
         throw validationError({ participantIds: `at most ${MAX_GROUP_PARTICIPANTS - 1} other participants` });
       }
-      const strangers = await nonFriendsOf(knex, me, others);
-      if (strangers.length > 0) throw new AppError('NOT_FRIENDS', { details: { userIds: strangers } });
       const id = await knex.transaction(async (trx) => {
+        // Checked with the members' rows share-locked: an unfriending, a block or an account deletion racing this
+        // committed before (and is seen) or waits until the group exists (and removes the member then).
+        await shareLockUsers(trx, others);
+        const strangers = await nonFriendsOf(trx, me, others);
+        if (strangers.length > 0) throw new AppError('NOT_FRIENDS', { details: { userIds: strangers } });
         const conversation = await Conversation.query(trx).insert({ type: 'group', title, createdBy: me });
         await Participant.query(trx).insert([
           { conversationId: conversation.id, userId: me, role: 'owner' },
@@ -207,6 +212,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         if (await Participant.query(trx).findById([conversationId, userId])) {
           throw new AppError('ALREADY_PARTICIPANT');
         }
+        // With the new member's row share-locked, as for a new group.
+        await shareLockUsers(trx, [userId]);
         if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
         // Under the conversation's lock, which every add takes: two adds cannot both take the last place.
         if (

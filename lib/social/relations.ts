@@ -48,6 +48,18 @@ export async function lockUsers(trx: Knex.Transaction, ids: readonly string[]): 
   return locked;
 }
 
+/**
+ * Share-locks the users' rows (in id order, one statement) for the rest of the transaction, before a check that
+ * relies on their friendships or blocks (a group created with them, a member added, a direct conversation). Those
+ * change under {@link lockUsers} (unfriend, block) or the account deletion's row lock, which conflict with this
+ * one: such a change either committed before, and the check sees it, or waits until this transaction ends. Share
+ * locks do not conflict with each other, so two groups made with the same people do not wait for each other.
+ */
+export async function shareLockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await trx.raw('SELECT id FROM users WHERE id = ANY(?::uuid[]) ORDER BY id FOR SHARE', [[...new Set(ids)]]);
+}
+
 /** lockUsers for the caller and another user: UNAUTHORIZED if the caller is gone, `missing` if the other is. */
 export async function lockPair(
   trx: Knex.Transaction,
