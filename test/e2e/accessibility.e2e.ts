@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Locator, Page, WebSocketRoute } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
+import { routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -199,17 +200,7 @@ describe('web app: accessibility', function () {
   it('says when the connection is lost and when it is back, through a status region that is always there', async () => {
     const ann = await app.person('Ann');
     const page = await app.open();
-    let offline = false;
-    const open = new Set<WebSocketRoute>();
-    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
-      if (offline) {
-        void ws.close();
-        return;
-      }
-      ws.connectToServer();
-      open.add(ws);
-      ws.onClose(() => open.delete(ws));
-    });
+    const network = await routeSockets(page.page);
     await page.page.reload();
     await page.logIn(ann.username, PASSWORD);
     await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
@@ -220,13 +211,12 @@ describe('web app: accessibility', function () {
     expect(await statuses()).to.include('connection-banner');
     expect((await page.banner.boundingBox())?.height).to.be.at.most(1);
 
-    offline = true;
-    for (const ws of [...open]) await ws.close();
+    await network.offline();
     await page.page
       .getByRole('status')
       .filter({ hasText: /^Reconnecting…/ })
       .waitFor();
-    offline = false;
+    network.online();
     await page.page
       .getByRole('status')
       .filter({ hasText: 'Connected again.' })

@@ -4,6 +4,7 @@ import {
   type BrowserContext,
   type BrowserContextOptions,
   type Page,
+  type WebSocketRoute,
 } from 'playwright-core';
 
 /** Debian's chromium (CI installs it with apt); no browser is ever downloaded. */
@@ -65,4 +66,32 @@ function isExpectedNoise(text: string): boolean {
   return /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_INTERNET_DISCONNECTED|WebSocket connection to .* failed|XFChatError|Failed to load resource/.test(
     text,
   );
+}
+
+/**
+ * Routes the Socket.IO websockets of `page`'s context through Playwright, so that a test can take the page offline
+ * (every open one closed, new ones refused) and online again. Reload the page afterwards so that it connects
+ * through the route.
+ */
+export async function routeSockets(page: Page): Promise<{ offline(): Promise<void>; online(): void }> {
+  let refusing = false;
+  const open = new Set<WebSocketRoute>();
+  await page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
+    if (refusing) {
+      void ws.close();
+      return;
+    }
+    ws.connectToServer();
+    open.add(ws);
+    ws.onClose(() => open.delete(ws));
+  });
+  return {
+    async offline() {
+      refusing = true;
+      for (const ws of [...open]) await ws.close();
+    },
+    online() {
+      refusing = false;
+    },
+  };
 }

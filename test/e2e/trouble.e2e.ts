@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Route, WebSocketRoute } from 'playwright-core';
+import type { Route } from 'playwright-core';
+import { routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 /** An error answer of the contract's shape. */
@@ -70,17 +71,7 @@ describe('web app: when something goes wrong', function () {
     const direct = await bob.client.conversations.createDirect(ann.id);
     await bob.client.connect();
     const page = await app.open();
-    let offline = false;
-    const open = new Set<WebSocketRoute>();
-    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
-      if (offline) {
-        void ws.close();
-        return;
-      }
-      ws.connectToServer();
-      open.add(ws);
-      ws.onClose(() => open.delete(ws));
-    });
+    const network = await routeSockets(page.page);
     await page.page.reload();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');
@@ -92,9 +83,8 @@ describe('web app: when something goes wrong', function () {
     await knex('messages').where({ conversation_id: direct.id }).where('seq', '>', 2).delete();
     await knex('conversations').where({ id: direct.id }).update({ last_seq: 2, version: 2 });
     // The page's connection drops; when it subscribes again, the server is behind what it showed.
-    offline = true;
-    for (const ws of [...open]) await ws.close();
-    offline = false;
+    await network.offline();
+    network.online();
     await page.page.locator('#app-notice').getByText('restored from a backup', { exact: false }).waitFor();
     await page.openConversation('Bob');
     await page.waitForMessage('two');
