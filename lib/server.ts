@@ -222,7 +222,7 @@ export async function startServer(
     await prepareDatabase(db, config, logger);
     await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
     const clock = createDatabaseClock(() => databaseTimeMs(db.knex));
-    own(await startClockSync(clock, logger));
+    const clockSync = own(await startClockSync(clock, logger));
     metrics.sample('clockOffset', () => clock.offsetMs / 1000);
 
     // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
@@ -351,6 +351,7 @@ export async function startServer(
       }
       await bounded(messaging.close(), 'closing the messaging core');
       auth.close();
+      clockSync.close();
       await bounded(controlBus.close(), 'closing the control bus');
       await bounded(db.close(), 'closing the database pool');
       metrics.close();

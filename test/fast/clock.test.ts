@@ -1,0 +1,41 @@
+import { expect } from 'chai';
+import { createDatabaseClock, startClockSync } from '../../lib/cluster/clock.js';
+import { createLogger } from '../../lib/logger.js';
+
+describe('cluster/clock: PostgreSQL’s clock as a node estimates it', () => {
+  it('takes the offset of the shortest round trip, and counts by it', async () => {
+    let local = 1_000_000;
+    // The database runs 90 s behind this machine; the second of three round trips is the shortest.
+    const roundTrips = [40, 2, 30];
+    const clock = createDatabaseClock(
+      () => {
+        const trip = roundTrips.shift() ?? 10;
+        local += trip / 2;
+        const remote = local - 90_000;
+        local += trip / 2;
+        return Promise.resolve(remote);
+      },
+      () => local,
+    );
+    expect(await clock.sync()).to.equal(-90_000);
+    expect(clock.now()).to.equal(local - 90_000);
+  });
+
+  it('measures again until closed, and not after', async () => {
+    let syncs = 0;
+    const clock = createDatabaseClock(() => {
+      syncs += 1;
+      return Promise.resolve(Date.now());
+    });
+    const sync = await startClockSync(clock, createLogger('silent'), 5);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(syncs).to.be.above(3);
+    sync.close();
+    const after = syncs;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(syncs).to.be.at.most(after + 3);
+    const settled = syncs;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(syncs).to.equal(settled);
+  });
+});
