@@ -76,8 +76,8 @@ export class ClusterCounter {
   }
 
   /** Past the limit for `seconds`, whatever the window held. */
-  async block(key: string, seconds: number): Promise<CounterState> {
-    return await this.change(key, this.points + 1, seconds * 1000, true);
+  block(key: string, seconds: number): Promise<CounterState> {
+    return this.change(key, this.points + 1, seconds * 1000, true);
   }
 
   /** Sets the key to `points` for a window of `seconds`. */

@@ -1,8 +1,8 @@
-import type { DatabaseClock } from '../cluster/clock.js';
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import { ExtractJwt, Strategy as JwtStrategy } from 'passport-jwt';
 import { Strategy as LocalStrategy } from 'passport-local';
+import type { DatabaseClock } from '../cluster/clock.js';
 import { AppError } from '../errors.js';
 import type { User } from '../models/User.js';
 import type { AuthService } from './accounts.js';

@@ -1,5 +1,5 @@
-import type { DatabaseClock } from '../cluster/clock.js';
 import type { Knex } from 'knex';
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';

@@ -1,7 +1,7 @@
-import type { DatabaseClock } from '../cluster/clock.js';
 import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
+import type { DatabaseClock } from '../cluster/clock.js';
 import type { Config } from '../config.js';
 import { authenticateToken, isSessionLive } from '../auth/tokens.js';
 import type { Database } from '../db.js';

@@ -1,5 +1,5 @@
-import type { DatabaseClock } from '../cluster/clock.js';
 import type { Knex } from 'knex';
+import type { DatabaseClock } from '../cluster/clock.js';
 import { endedSessions } from '../auth/tokens.js';
 import { departedParticipants, joinedSince } from '../conversations/queries.js';
 import type { Logger } from '../logger.js';

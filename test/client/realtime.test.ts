@@ -7,6 +7,18 @@ import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { collector, directPair, useClientPool } from './fixtures.js';
 
+/** What a subscription hands over: messages (to onMessage), the seqs of updates, and its start-overs (onReset). */
+function startOverWatch() {
+  const got = collector();
+  const updates: number[] = [];
+  const resets: Array<{ lastSeq: number; version: number }> = [];
+  const options = {
+    onUpdate: (m: PublicMessage) => updates.push(m.seq),
+    onReset: (state: { lastSeq: number; version: number }) => resets.push(state),
+  };
+  return { got, updates, resets, options };
+}
+
 describe('client SDK: realtime', function () {
   const node = useNode();
   const { server } = node;
@@ -130,14 +142,8 @@ describe('client SDK: realtime', function () {
     const a = pool.open(server.url, { token: alice.token });
     for (let i = 1; i <= 3; i++) await a.messages.put(conversationId, `pre-${i}`, `pre ${i}`);
     await a.connect();
-    const got = collector();
-    const updates: number[] = [];
-    const resets: Array<{ lastSeq: number; version: number }> = [];
-    const sub = a.subscribe(conversationId, got.onMessage, {
-      afterSeq: 100,
-      onUpdate: (m) => updates.push(m.seq),
-      onReset: (state) => resets.push(state),
-    });
+    const { got, updates, resets, options } = startOverWatch();
+    const sub = a.subscribe(conversationId, got.onMessage, { afterSeq: 100, ...options });
     await sub.whenReady();
     expect(resets).to.deep.equal([{ lastSeq: 3, version: 3 }]);
     expect(got.seqs()).to.deep.equal([1, 2, 3]);
@@ -149,17 +155,12 @@ describe('client SDK: realtime', function () {
     expect(sub.version).to.equal(4);
     // A sinceVersion beyond the conversation's version is a store ahead of the server too.
     await sub.unsubscribe();
-    const again = collector();
-    const resetsAgain: Array<{ lastSeq: number; version: number }> = [];
+    const again = startOverWatch();
     await a
-      .subscribe(conversationId, again.onMessage, {
-        afterSeq: 4,
-        sinceVersion: 40,
-        onReset: (state) => resetsAgain.push(state),
-      })
+      .subscribe(conversationId, again.got.onMessage, { afterSeq: 4, sinceVersion: 40, ...again.options })
       .whenReady();
-    expect(resetsAgain).to.deep.equal([{ lastSeq: 4, version: 4 }]);
-    expect(again.seqs()).to.deep.equal([1, 2, 3, 4]);
+    expect(again.resets).to.deep.equal([{ lastSeq: 4, version: 4 }]);
+    expect(again.got.seqs()).to.deep.equal([1, 2, 3, 4]);
   });
 
   it('starts over when its server lost what it delivered (a restore to an earlier point): new seqs go to onMessage, not onUpdate', async () => {
@@ -170,14 +171,8 @@ describe('client SDK: realtime', function () {
       const a = pool.open(alicesNode.url, { token: alice.token });
       const b = pool.open(server.url, { token: bob.token });
       await Promise.all([a.connect(), b.connect()]);
-      const got = collector();
-      const updates: number[] = [];
-      const resets: Array<{ lastSeq: number; version: number }> = [];
-      const sub = a.subscribe(conversationId, got.onMessage, {
-        afterSeq: 0,
-        onUpdate: (m) => updates.push(m.seq),
-        onReset: (state) => resets.push(state),
-      });
+      const { got, updates, resets, options } = startOverWatch();
+      const sub = a.subscribe(conversationId, got.onMessage, { afterSeq: 0, ...options });
       await sub.whenReady();
       for (let i = 1; i <= 5; i++) await b.send(conversationId, `before ${i}`);
       await waitFor(() => got.messages.length === 5, { what: 'five messages' });
