@@ -16,7 +16,7 @@ import type { Knex } from 'knex';
  * Measured on one connection, a call every 50 ms (docs/performance.md, goal 6): about 0.5 ms less per call, and
  * about 30 % less backend CPU; in the bench, 0.6-1.4 ms less per message at 20 messages a second.
  */
-const SEND_ONE = `
+export const SEND_ONE = `
   CREATE FUNCTION xfchat_send_one(
     p_conversation uuid, p_sender uuid, p_client_msg_id text, p_body text, p_reply_to bigint, p_wait boolean
   ) RETURNS TABLE (

@@ -29,7 +29,16 @@ const EXTRA_CONVERSATIONS = 20_000;
 const BUSY_MEMBERSHIPS = 500;
 
 /** Tables big enough that a Seq Scan on them would be a missing index, not a sensible plan. */
-const BIG_TABLES = ['messages', 'conversations', 'conversation_participants', 'friend_requests', 'users'];
+const BIG_TABLES = [
+  'messages',
+  'conversations',
+  'conversation_participants',
+  'friend_requests',
+  'users',
+  'sessions',
+];
+/** Sessions of each user: every write checks its sender's (migrations/20261203130000_session_checked_under_lock.ts). */
+const SESSIONS_PER_USER = 2;
 
 interface Captured {
   sql: string;
@@ -93,6 +102,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   let user: string;
   let busyUser: string;
   let bigConversation: string;
+  let session: string;
 
   before(async function () {
     const url = await createTestDatabase();
@@ -133,6 +143,11 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
     ).rows;
     bigConversation = first!.conversation_id;
     user = first!.user_id;
+    await knex.raw(
+      'INSERT INTO sessions (user_id) SELECT u.id FROM users u CROSS JOIN generate_series(1, ?::int)',
+      [SESSIONS_PER_USER],
+    );
+    session = (await knex('sessions').where({ user_id: user }).first<{ id: string }>('id')).id;
     // One long conversation, so history pages come from deep inside a big index range.
     await knex.raw(
       `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body, version)
@@ -301,6 +316,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
             'messages_client_msg_unique',
             'conversation_participants_pkey',
             'conversation_participants_user_idx',
+            'sessions_pkey',
           ],
         ],
       );
@@ -313,6 +329,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
           // The membership check finds (conversation, user) through either index, as the statistics decide.
           'conversation_participants_pkey or _user_idx':
             (scans.conversation_participants_pkey ?? 0) + (scans.conversation_participants_user_idx ?? 0),
+          sessions_pkey: scans.sessions_pkey ?? 0,
         },
       };
     } finally {
@@ -338,13 +355,14 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
       async () => {
         const sent = await client.query<{ r_status: number; r_seq: string }>(
           `SELECT r_status, r_seq FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
-             '{}', '{}', '{}', '{}', '{}', NULL, NULL, false)`,
+             '{}', '{}', '{}', '{}', '{}', NULL, NULL, false, $6::uuid[], '{}')`,
           [
             bodies.map(() => bigConversation),
             bodies.map(() => user),
             bodies.map((_, i) => `query-plan-${i}`),
             bodies,
             bodies.map(() => null),
+            bodies.map(() => session),
           ],
         );
         return sent.rows.map((r): [number, number] => [r.r_status, Number(r.r_seq)]);
@@ -356,8 +374,9 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   it('the write of a lone send (xfchat_send_one) goes through the same indexes, never a scan', async function () {
     await expectIndexedCalls(async () => {
       const sent = await client.query<{ r_status: number; r_seq: string }>(
-        `SELECT r_status, r_seq FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, false)`,
-        [bigConversation, user, 'query-plan-one', 'planned alone', null],
+        `SELECT r_status, r_seq
+         FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, false, $6::uuid)`,
+        [bigConversation, user, 'query-plan-one', 'planned alone', null, session],
       );
       return sent.rows.map((r): [number, number] => [r.r_status, Number(r.r_seq)]);
     }, [[0, BIG_CONVERSATION_MESSAGES + 1]]);

@@ -32,14 +32,23 @@ export type ChangeInput =
 export interface MessageService {
   /** NOT_FOUND unless `userId` takes part in the conversation. */
   assertParticipant(userId: string, conversationId: string): Promise<void>;
-  /** Resolves once the message is committed. RATE_LIMITED, NOT_FOUND, OVERLOADED, IDEMPOTENCY_CONFLICT, ... */
-  send(userId: string, input: SendInput): Promise<Stored>;
+  /**
+   * Resolves once the message is committed. RATE_LIMITED, NOT_FOUND, OVERLOADED, IDEMPOTENCY_CONFLICT, ...
+   * `sessionId`: the session the send came in on (UNAUTHORIZED once it has ended, checked in the write's
+   * transaction: lib/messaging/types.ts); null for a write of no session.
+   */
+  send(userId: string, input: SendInput, sessionId: string | null): Promise<Stored>;
   /**
    * Edits, deletes or reacts to a stored message through the conversation's actor, like a send: resolves with
    * the message's state once committed (`duplicate` when nothing changed). FORBIDDEN, MESSAGE_DELETED, BLOCKED,
-   * NOT_FOUND, ...
+   * NOT_FOUND, UNAUTHORIZED (`sessionId` has ended), ...
    */
-  change(userId: string, conversationId: string, input: ChangeInput): Promise<{ message: PublicMessage }>;
+  change(
+    userId: string,
+    conversationId: string,
+    input: ChangeInput,
+    sessionId: string | null,
+  ): Promise<{ message: PublicMessage }>;
   history(userId: string, conversationId: string, window: HistoryWindow): Promise<HistoryPage>;
   /**
    * Runs another big read of the user's (a page of conversations with their participants) within the same
@@ -188,9 +197,10 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   return {
     assertParticipant: (userId, conversationId) => membership.assert(conversationId, userId),
 
-    send(userId, input) {
+    send(userId, input, sessionId) {
       return submit(userId, input.conversationId, {
         kind: 'send',
+        sessionId,
         senderId: userId,
         clientMsgId: input.clientMsgId,
         body: input.body,
@@ -198,8 +208,8 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       });
     },
 
-    async change(userId, conversationId, input) {
-      const { message } = await submit(userId, conversationId, { ...input, userId });
+    async change(userId, conversationId, input, sessionId) {
+      const { message } = await submit(userId, conversationId, { ...input, userId, sessionId });
       return { message };
     },
 

@@ -6,7 +6,8 @@ import { MAX_REACTIONS_PER_MESSAGE } from '../protocol/schemas.js';
 import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
 
 /**
- * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts)
+ * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts,
+ * with each command's session checked since migrations/20261203130000_session_checked_under_lock.ts)
  * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
  * trip is the whole transaction. A group commit of a single send that announces nothing in its transaction (every
  * message at light load) calls `xfchat_send_one()` instead (migrations/20261201000000_send_one.ts): the same
@@ -18,21 +19,24 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
 export const MESSAGES_CHANNEL = 'xfchat_messages';
 
 const WRITE = {
-  name: 'xfchat_write_v2',
+  name: 'xfchat_write_v3',
   text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
          FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
                            $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text,
-                           $13::boolean)`,
+                           $13::boolean, $14::uuid[], $15::uuid[])`,
 };
 
 const SEND_ONE = {
-  name: 'xfchat_send_one_v1',
+  name: 'xfchat_send_one_v2',
   text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
-         FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean)`,
+         FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean, $7::uuid)`,
 };
 
-/** `xfchat_write()`'s answers (migrations/20261130000050_message_writes.ts; 9 since 20261202200000_reaction_cap). */
-type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
+/**
+ * `xfchat_write()`'s answers (migrations/20261130000050_message_writes.ts; 9 since 20261202200000_reaction_cap, 10
+ * since 20261203130000_session_checked_under_lock).
+ */
+type Status = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
 /** Every command of a conversation another transaction held: nothing of it was written. */
 const BUSY_STATUS = 8;
 
@@ -68,6 +72,7 @@ const REFUSALS: Record<Exclude<Status, 0 | 1 | 8>, () => AppError> = {
     new AppError('FORBIDDEN', {
       message: `A message has at most ${MAX_REACTIONS_PER_MESSAGE} different reactions.`,
     }),
+  10: () => new AppError('UNAUTHORIZED'),
 };
 
 const CHANGE_KINDS: Record<ChangeCommand['kind'], number> = { edit: 1, delete: 2, react: 3, unreact: 4 };
@@ -79,11 +84,13 @@ class WriteCall {
   readonly clientMsgIds: string[] = [];
   readonly bodies: string[] = [];
   readonly replyTo: Array<number | null> = [];
+  readonly sessionIds: Array<string | null> = [];
   readonly changeKinds: number[] = [];
   readonly changeConversationIds: string[] = [];
   readonly changeUserIds: string[] = [];
   readonly changeSeqs: number[] = [];
   readonly changeTexts: Array<string | null> = [];
+  readonly changeSessionIds: Array<string | null> = [];
 
   /** Adds a send and returns the 1-based row it answers in (sends come first). */
   addSend(conversationId: string, send: SendCommand): number {
@@ -92,6 +99,7 @@ class WriteCall {
     this.clientMsgIds.push(send.clientMsgId);
     this.bodies.push(send.body);
     this.replyTo.push(send.replyToSeq);
+    this.sessionIds.push(send.sessionId ?? null);
     return this.conversationIds.length;
   }
 
@@ -104,16 +112,25 @@ class WriteCall {
     this.changeTexts.push(
       change.kind === 'edit' ? change.body : change.kind === 'delete' ? null : change.emoji,
     );
+    this.changeSessionIds.push(change.sessionId ?? null);
     return this.changeKinds.length;
   }
 
   /** The call: `xfchat_send_one()` for a lone send that announces nothing in its transaction, else `xfchat_write()`. */
   query(announce: Announce | undefined, wait: boolean): pg.QueryConfig {
     if (this.conversationIds.length === 1 && this.changeKinds.length === 0 && announce?.inCommit !== true) {
-      const { conversationIds, senderIds, clientMsgIds, bodies, replyTo } = this;
+      const { conversationIds, senderIds, clientMsgIds, bodies, replyTo, sessionIds } = this;
       return {
         ...SEND_ONE,
-        values: [conversationIds[0], senderIds[0], clientMsgIds[0], bodies[0], replyTo[0] ?? null, wait],
+        values: [
+          conversationIds[0],
+          senderIds[0],
+          clientMsgIds[0],
+          bodies[0],
+          replyTo[0] ?? null,
+          wait,
+          sessionIds[0] ?? null,
+        ],
       };
     }
     return { ...WRITE, values: this.values(announce, wait) };
@@ -134,6 +151,8 @@ class WriteCall {
       announce?.inCommit === true ? MESSAGES_CHANNEL : null,
       announce?.inCommit === true ? announce.node : null,
       wait,
+      this.sessionIds,
+      this.changeSessionIds,
     ];
   }
 }

@@ -3,8 +3,17 @@ import type { PublicMessage } from '../protocol/index.js';
 
 export type { Outcome };
 
+/**
+ * The session a command came in on: the write refuses it (UNAUTHORIZED) when that session has ended, checked under
+ * the conversation's lock (migrations/20261203130000_session_checked_under_lock.ts). Absent or null for a write of
+ * no session (not checked): every send and change of a client names its session (lib/messaging/service.ts).
+ */
+interface FromSession {
+  sessionId?: string | null;
+}
+
 /** One message a participant asked to send; validated, and the sender's membership checked once. */
-export interface SendCommand {
+export interface SendCommand extends FromSession {
   kind: 'send';
   senderId: string;
   clientMsgId: string;
@@ -13,10 +22,12 @@ export interface SendCommand {
 }
 
 /** A change to a stored message, by `userId`; authorized again under the conversation lock. */
-export type ChangeCommand =
-  | { kind: 'edit'; userId: string; seq: number; body: string }
-  | { kind: 'delete'; userId: string; seq: number }
-  | { kind: 'react' | 'unreact'; userId: string; seq: number; emoji: string };
+export type ChangeCommand = FromSession &
+  (
+    | { kind: 'edit'; userId: string; seq: number; body: string }
+    | { kind: 'delete'; userId: string; seq: number }
+    | { kind: 'react' | 'unreact'; userId: string; seq: number; emoji: string }
+  );
 
 /** What a conversation's actor queues and the writer commits, in the order they were accepted. */
 export type MessageCommand = SendCommand | ChangeCommand;

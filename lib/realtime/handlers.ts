@@ -71,7 +71,7 @@ export function registerConversationHandlers(
 ): void {
   const { messages } = services;
   services.io.on('connection', (socket) => {
-    const userId = socket.data.userId;
+    const { userId, sessionId } = socket.data;
     const log = services.logger.child({ socketId: socket.id, userId });
     const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
     socket.once('disconnect', () => reads.close());
@@ -116,26 +116,26 @@ export function registerConversationHandlers(
     });
 
     handle(socket, log, 'message:send', async (request) => {
-      const { message, duplicate } = await messages.send(userId, request);
+      const { message, duplicate } = await messages.send(userId, request, sessionId);
       return { message, duplicate };
     });
 
     handle(socket, log, 'message:edit', async ({ conversationId, seq, body }) =>
-      messages.change(userId, conversationId, { kind: 'edit', seq, body }),
+      messages.change(userId, conversationId, { kind: 'edit', seq, body }, sessionId),
     );
 
     handle(socket, log, 'message:delete', async ({ conversationId, seq }) => {
-      await messages.change(userId, conversationId, { kind: 'delete', seq });
+      await messages.change(userId, conversationId, { kind: 'delete', seq }, sessionId);
       return {};
     });
 
     handle(socket, log, 'reaction:add', async ({ conversationId, seq, emoji }) => {
-      await messages.change(userId, conversationId, { kind: 'react', seq, emoji });
+      await messages.change(userId, conversationId, { kind: 'react', seq, emoji }, sessionId);
       return {};
     });
 
     handle(socket, log, 'reaction:remove', async ({ conversationId, seq, emoji }) => {
-      await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji });
+      await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji }, sessionId);
       return {};
     });
 

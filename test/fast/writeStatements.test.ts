@@ -31,8 +31,10 @@ function recordingClient(): { client: pg.ClientBase; calls: pg.QueryConfig[] } {
 const C1 = '00000000-0000-4000-8000-000000000001';
 const C2 = '00000000-0000-4000-8000-000000000002';
 const SENDER = '00000000-0000-4000-8000-0000000000aa';
+const SESSION = '00000000-0000-4000-8000-0000000000bb';
 const send = (clientMsgId: string, replyToSeq: number | null = null): MessageCommand => ({
   kind: 'send',
+  sessionId: SESSION,
   senderId: SENDER,
   clientMsgId,
   body: `body of ${clientMsgId}`,
@@ -53,8 +55,8 @@ async function statementOf(batches: ConversationBatch[], announce?: Announce, wa
 describe('messaging/statements: which write function a group commit calls', () => {
   it('a lone send calls xfchat_send_one with its fields and whether to wait', async () => {
     const call = await statementOf([{ conversationId: C1, commands: [send('a', 3)] }], undefined, true);
-    expect(call.name).to.equal('xfchat_send_one_v1');
-    expect(call.values).to.deep.equal([C1, SENDER, 'a', 'body of a', 3, true]);
+    expect(call.name).to.equal('xfchat_send_one_v2');
+    expect(call.values).to.deep.equal([C1, SENDER, 'a', 'body of a', 3, true, SESSION]);
   });
 
   it('a lone send announced after the commit (MESSAGE_ANNOUNCE=after) still calls xfchat_send_one', async () => {
@@ -62,7 +64,7 @@ describe('messaging/statements: which write function a group commit calls', () =
       node: 'n1',
       inCommit: false,
     });
-    expect(call.name).to.equal('xfchat_send_one_v1');
+    expect(call.name).to.equal('xfchat_send_one_v2');
   });
 
   it('anything else calls xfchat_write: two sends, two conversations, a change, or a NOTIFY in the transaction', async () => {
@@ -79,7 +81,25 @@ describe('messaging/statements: which write function a group commit calls', () =
       [[{ conversationId: C1, commands: [send('a')] }], { node: 'n1', inCommit: true }],
     ];
     for (const [batches, announce] of cases) {
-      expect((await statementOf(batches, announce)).name).to.equal('xfchat_write_v2');
+      expect((await statementOf(batches, announce)).name).to.equal('xfchat_write_v3');
     }
+  });
+
+  it('names each send’s and each change’s session (null for a command of no session), for the write to check', async () => {
+    const call = await statementOf([
+      { conversationId: C1, commands: [send('a'), { ...send('b'), sessionId: null }] },
+      {
+        conversationId: C2,
+        commands: [
+          { kind: 'delete', userId: SENDER, seq: 1, sessionId: SESSION },
+          { kind: 'react', userId: SENDER, seq: 1, emoji: '👍' },
+        ],
+      },
+    ]);
+    expect(call.name).to.equal('xfchat_write_v3');
+    expect(call.values?.slice(13)).to.deep.equal([
+      [SESSION, null],
+      [SESSION, null],
+    ]);
   });
 });

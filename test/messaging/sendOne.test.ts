@@ -6,12 +6,13 @@ import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
 import { rows } from '../helpers/chat.js';
-import { insertUser } from '../helpers/users.js';
+import { insertSession, insertUser } from '../helpers/users.js';
 
 /**
  * `xfchat_send_one()` (migrations/20261201000000_send_one.ts) answers a lone send exactly as `xfchat_write()`
  * answers a call holding only that send: every status, and the same seq, version and read marker afterwards. Each
  * case is set up twice, the same way, in two direct conversations of fresh users; one function writes in each.
+ * Both as the node calls them, with the send's session (migrations/20261203130000_session_checked_under_lock.ts).
  */
 
 interface Send {
@@ -19,6 +20,8 @@ interface Send {
   clientMsgId: string;
   body: string;
   replyTo?: number | null;
+  /** The sender's own session (the default), or none (a write of no session: not checked). */
+  session?: 'own' | 'none';
 }
 
 interface Answer {
@@ -67,6 +70,7 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
   interface Conversation {
     id: string;
     users: Record<Send['sender'], string>;
+    sessions: Record<Send['sender'], string>;
   }
 
   async function conversation(): Promise<Conversation> {
@@ -81,7 +85,11 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
       { conversation_id: row!.id, user_id: a!.id },
       { conversation_id: row!.id, user_id: b!.id },
     ]);
-    return { id: row!.id, users: { a: a!.id, b: b!.id, outsider: outsider!.id } };
+    return {
+      id: row!.id,
+      users: { a: a!.id, b: b!.id, outsider: outsider!.id },
+      sessions: { a: a!.sessionId, b: b!.sessionId, outsider: outsider!.sessionId },
+    };
   }
 
   async function call(
@@ -90,18 +98,19 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
     senderId: string,
     send: Send,
     wait: boolean,
+    sessionId: string | null,
   ): Promise<Row> {
     const replyTo = send.replyTo ?? null;
     const result =
       fn === 'xfchat_write'
         ? await client.query<Row>(
             `SELECT * FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
-               '{}', '{}', '{}', '{}', '{}', NULL, NULL, $6)`,
-            [[conversationId], [senderId], [send.clientMsgId], [send.body], [replyTo], wait],
+               '{}', '{}', '{}', '{}', '{}', NULL, NULL, $6, $7::uuid[], '{}')`,
+            [[conversationId], [senderId], [send.clientMsgId], [send.body], [replyTo], wait, [sessionId]],
           )
         : await client.query<Row>(
-            'SELECT * FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6)',
-            [conversationId, senderId, send.clientMsgId, send.body, replyTo, wait],
+            'SELECT * FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6, $7::uuid)',
+            [conversationId, senderId, send.clientMsgId, send.body, replyTo, wait, sessionId],
           );
     expect(result.rows).to.have.length(1);
     const [row] = result.rows;
@@ -111,7 +120,7 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
 
   async function answer(fn: Fn, c: Conversation, send: Send, wait: boolean): Promise<Answer> {
     const senderId = c.users[send.sender];
-    const row = await call(fn, c.id, senderId, send, wait);
+    const row = await call(fn, c.id, senderId, send, wait, sessionOf(c, send));
     if (row.r_status === 0) {
       expect(row.r_id).to.be.a('string');
       expect(Number(row.r_created_ms)).to.be.closeTo(Date.now(), 60_000);
@@ -156,12 +165,17 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
     return answers[0]!;
   }
 
+  const sessionOf = (c: Conversation, send: Send): string | null =>
+    send.session === 'none' ? null : c.sessions[send.sender];
+
   /** Earlier sends, each through the function under test. */
   const sent =
     (...sends: Send[]) =>
     async (c: Conversation, fn: Fn) => {
       for (const send of sends)
-        expect((await call(fn, c.id, c.users[send.sender], send, false)).r_status).to.equal(0);
+        expect(
+          (await call(fn, c.id, c.users[send.sender], send, false, sessionOf(c, send))).r_status,
+        ).to.equal(0);
     };
 
   it('a new message: the next seq and version, and the sender’s read marker moves to it', async () => {
@@ -236,6 +250,94 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
     expect(conflict).to.include({ status: 4, lastSeq: 1 });
   });
 
+  it('a session that has ended: status 10 before anything else, and nothing moves; no session is not checked', async () => {
+    const ended =
+      (...senders: Array<Send['sender']>) =>
+      async (c: Conversation) => {
+        await db
+          .knex('sessions')
+          .whereIn(
+            'id',
+            senders.map((s) => c.sessions[s]),
+          )
+          .delete();
+      };
+    expect(await both({ sender: 'a', clientMsgId: 'x', body: 'hello' }, ended('a'))).to.deep.include({
+      status: 10,
+      seq: null,
+      message: null,
+      lastSeq: 0,
+      conversationVersion: 0,
+      lastRead: 0,
+    });
+    // Not a participant, a replay, a conflict, a block: the ended session is still what is answered.
+    expect(await both({ sender: 'outsider', clientMsgId: 'x', body: 'hello' }, ended('outsider'))).to.include(
+      {
+        status: 10,
+      },
+    );
+    for (const body of ['first', 'other']) {
+      const again = await both({ sender: 'a', clientMsgId: 'm1', body }, async (c, fn) => {
+        await sent({ sender: 'a', clientMsgId: 'm1', body: 'first' })(c, fn);
+        await db.knex('blocks').insert({ blocker_id: c.users.b, blocked_id: c.users.a });
+        await ended('a')(c);
+      });
+      expect(again).to.deep.include({ status: 10, message: null, lastSeq: 1, conversationVersion: 1 });
+    }
+    // The other user's session ending changes nothing for this one.
+    expect(await both({ sender: 'a', clientMsgId: 'x', body: 'hello' }, ended('b'))).to.include({
+      status: 0,
+      seq: 1,
+    });
+    // Another user's session is not the sender's: refused like an ended one.
+    for (const fn of ['xfchat_write', 'xfchat_send_one'] as const) {
+      const c = await conversation();
+      const row = await call(
+        fn,
+        c.id,
+        c.users.a,
+        { sender: 'a', clientMsgId: 'x', body: 'hi' },
+        false,
+        c.sessions.b,
+      );
+      expect(row.r_status, fn).to.equal(10);
+    }
+    // A write of no session (null) is not checked.
+    expect(
+      await both({ sender: 'a', clientMsgId: 'x', body: 'hello', session: 'none' }, ended('a')),
+    ).to.include({ status: 0, seq: 1 });
+  });
+
+  it('xfchat_write: in one call, an ended session’s sends take no seq, and a reply cannot name the seq they would have had', async () => {
+    const c = await conversation();
+    const other = await insertSession(db.knex, c.users.a);
+    await db.knex('sessions').where({ id: c.sessions.a }).delete();
+    const result = await client.query<Row>(
+      `SELECT * FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+         '{}', '{}', '{}', '{}', '{}', NULL, NULL, true, $6::uuid[], '{}')`,
+      [
+        [c.id, c.id, c.id, c.id],
+        [c.users.a, c.users.a, c.users.b, c.users.a],
+        ['ended', 'live', 'reply', 'reply2'],
+        ['from the ended session', 'from the live one', 'answers seq 2', 'answers seq 1'],
+        [null, null, 2, 1],
+        [c.sessions.a, other, c.sessions.b, c.sessions.a],
+      ],
+    );
+    expect(result.rows.map((r) => [r.r_status, r.r_seq === null ? null : Number(r.r_seq)])).to.deep.equal([
+      [10, null],
+      [0, 1],
+      [7, null],
+      [10, null],
+    ]);
+    const stored = await rows<{ seq: string; client_msg_id: string }>(
+      db.knex,
+      'SELECT seq, client_msg_id FROM messages WHERE conversation_id = ? ORDER BY seq',
+      [c.id],
+    );
+    expect(stored.map((m) => [Number(m.seq), m.client_msg_id])).to.deep.equal([[1, 'live']]);
+  });
+
   it('replyToSeq: an earlier seq is stored, anything else is status 7 and moves nothing', async () => {
     const first = sent({ sender: 'b', clientMsgId: 'm1', body: 'first' });
     const reply = await both({ sender: 'a', clientMsgId: 'r', body: 'answer', replyTo: 1 }, first);
@@ -267,7 +369,14 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
       const c = await conversation();
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE', [c.id]);
-      const waiting = call(fn, c.id, c.users.a, { sender: 'a', clientMsgId: 'x', body: 'hello' }, true);
+      const waiting = call(
+        fn,
+        c.id,
+        c.users.a,
+        { sender: 'a', clientMsgId: 'x', body: 'hello' },
+        true,
+        c.sessions.a,
+      );
       let settled = false;
       void waiting.finally(() => (settled = true));
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -287,8 +396,16 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
       const answers = [];
       for (const fn of ['xfchat_write', 'xfchat_send_one'] as const)
         answers.push(
-          (await call(fn, gone.id, c.users.a, { sender: 'a', clientMsgId: 'x', body: 'hello' }, wait))
-            .r_status,
+          (
+            await call(
+              fn,
+              gone.id,
+              c.users.a,
+              { sender: 'a', clientMsgId: 'x', body: 'hello' },
+              wait,
+              c.sessions.a,
+            )
+          ).r_status,
         );
       expect(answers).to.deep.equal([status, status]);
     }

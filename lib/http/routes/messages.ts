@@ -3,7 +3,7 @@ import type { HistoryWindow } from '../../messaging/service.js';
 import { PAGE_LIMIT, restSchemas, type RestInput } from '../../protocol/schemas.js';
 import type { Services } from '../../services.js';
 import { parse, pathId } from '../../validation.js';
-import { currentUser } from '../auth.js';
+import { currentSessionId, currentUser } from '../auth.js';
 
 /** `?after=N` / `?before=N` (not both) and `limit` (1..200, default 50, larger clamped). */
 function historyWindow({ after, before, limit = PAGE_LIMIT.default }: RestInput<'history'>): HistoryWindow {
@@ -24,7 +24,11 @@ export function addMessageRoutes(router: Router, services: Services): void {
     const conversationId = pathId(req.params.id);
     const { clientMsgId } = parse(restSchemas.sendPath, req.params);
     const { body, replyToSeq } = parse(restSchemas.sendBody, req.body);
-    const sent = await messages.send(currentUser(req).id, { conversationId, clientMsgId, body, replyToSeq });
+    const sent = await messages.send(
+      currentUser(req).id,
+      { conversationId, clientMsgId, body, replyToSeq },
+      currentSessionId(req),
+    );
     // A replay answers the stored message with 200: nothing new was written.
     res.status(sent.duplicate ? 200 : 201).json({ message: sent.message });
   });
@@ -40,13 +44,25 @@ export function addMessageRoutes(router: Router, services: Services): void {
     const conversationId = pathId(req.params.id);
     const { seq } = parse(restSchemas.messagePath, req.params);
     const { body } = parse(restSchemas.editBody, req.body);
-    res.json(await messages.change(currentUser(req).id, conversationId, { kind: 'edit', seq, body }));
+    res.json(
+      await messages.change(
+        currentUser(req).id,
+        conversationId,
+        { kind: 'edit', seq, body },
+        currentSessionId(req),
+      ),
+    );
   });
 
   router.delete('/conversations/:id/messages/:seq', async (req, res) => {
     const conversationId = pathId(req.params.id);
     const { seq } = parse(restSchemas.messagePath, req.params);
-    await messages.change(currentUser(req).id, conversationId, { kind: 'delete', seq });
+    await messages.change(
+      currentUser(req).id,
+      conversationId,
+      { kind: 'delete', seq },
+      currentSessionId(req),
+    );
     res.status(204).end();
   });
 
@@ -57,7 +73,7 @@ export function addMessageRoutes(router: Router, services: Services): void {
     router[method]('/conversations/:id/messages/:seq/reactions/:emoji', async (req, res) => {
       const conversationId = pathId(req.params.id);
       const { seq, emoji } = parse(restSchemas.reactionPath, req.params);
-      await messages.change(currentUser(req).id, conversationId, { kind, seq, emoji });
+      await messages.change(currentUser(req).id, conversationId, { kind, seq, emoji }, currentSessionId(req));
       res.status(204).end();
     });
   }

@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { expectOk, putMessage, rows, send } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
+import { ownerAndTwoMembers } from './helpers/lifecycle.js';
+import { useNode } from './helpers/nodes.js';
+import { connectSocket } from './helpers/sockets.js';
+
+/**
+ * A session that ends on another node is refused by this node's writes before this node hears of it: each send
+ * and change names its session, and the write checks it under the conversation's lock
+ * (migrations/20261203130000_session_checked_under_lock.ts). Here the session's row is deleted straight from the
+ * database, as another node's logout deletes it, and nothing tells this node: its socket stays open, as it does in
+ * the moments before the notice arrives.
+ */
+describe('writes of a session that has ended, before the node hears of it', function () {
+  this.timeout(30_000);
+  const { server, pool } = useNode();
+  const knex = () => server.services.db.knex;
+
+  async function state(conversationId: string) {
+    const [conversation] = await rows<{ last_seq: string; version: string }>(
+      knex(),
+      'SELECT last_seq, version FROM conversations WHERE id = ?',
+      [conversationId],
+    );
+    const messages = await rows<{ seq: string; body: string; deleted_at: Date | null }>(
+      knex(),
+      'SELECT seq, body, deleted_at FROM messages WHERE conversation_id = ? ORDER BY seq',
+      [conversationId],
+    );
+    const [reactions] = await rows<{ n: string }>(
+      knex(),
+      'SELECT count(*) AS n FROM message_reactions r JOIN messages m ON m.id = r.message_id WHERE m.conversation_id = ?',
+      [conversationId],
+    );
+    return {
+      lastSeq: Number(conversation?.last_seq),
+      version: Number(conversation?.version),
+      messages: messages.map((m) => ({ seq: Number(m.seq), body: m.body, deleted: m.deleted_at !== null })),
+      reactions: Number(reactions?.n),
+    };
+  }
+
+  it('refuses its socket’s sends, edits, deletes and reactions with UNAUTHORIZED and stores nothing; others write on, gap-free', async () => {
+    const { alice, bob, id } = await ownerAndTwoMembers(server);
+    const socket = pool.track(await connectSocket(server.url, alice.token));
+    const first = expectOk(await send(socket, id, 'before the logout')).message;
+    expect(first.seq).to.equal(1);
+    const before = await state(id);
+
+    await knex()('sessions').where({ id: alice.sessionId }).delete();
+    expect(socket.connected, 'the node has not heard').to.equal(true);
+
+    const clientMsgId = randomUUID();
+    expectAckError(await send(socket, id, 'after the logout', clientMsgId), 'UNAUTHORIZED', 'send');
+    expectAckError(
+      await socket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'edited after' }),
+      'UNAUTHORIZED',
+      'edit',
+    );
+    expectAckError(
+      await socket.emitWithAck('reaction:add', { conversationId: id, seq: 1, emoji: '👍' }),
+      'UNAUTHORIZED',
+      'reaction',
+    );
+    expectAckError(
+      await socket.emitWithAck('message:delete', { conversationId: id, seq: 1 }),
+      'UNAUTHORIZED',
+      'delete',
+    );
+    // A replay of a message stored before the session ended is refused too: the session learns nothing more.
+    expectAckError(
+      await socket.emitWithAck('message:send', {
+        conversationId: id,
+        clientMsgId: first.clientMsgId,
+        body: first.body,
+      }),
+      'UNAUTHORIZED',
+      'replay',
+    );
+    expect(await state(id)).to.deep.equal(before);
+
+    // Bob's session is live: his send takes the next seq, and alice's refused send took none.
+    const bobs = await putMessage(server.url, bob, id, randomUUID(), { body: 'bob after' });
+    expect(bobs.status).to.equal(201);
+    expect(bobs.body.message.seq).to.equal(2);
+    const after = await state(id);
+    expect(after.lastSeq).to.equal(2);
+    expect(after.messages.map((m) => m.seq)).to.deep.equal([1, 2]);
+  });
+});
