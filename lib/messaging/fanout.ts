@@ -56,14 +56,9 @@ export interface Fanout {
   seen(conversationId: string, seq: number, version: number): void;
   /**
    * This node's own commit in one conversation, about to be delivered here: answers what this node's subscribers
-   * were not given yet
-   * (a catch-up may have read it first) and notes it as given.
+   * were not given yet (a catch-up may have read it first), and how to deliver it, and notes it as given.
    */
-  delivered(
-    kind: 'new' | 'updated',
-    conversationId: string,
-    messages: readonly PublicMessage[],
-  ): readonly PublicMessage[];
+  delivered(kind: 'new' | 'updated', conversationId: string, messages: readonly PublicMessage[]): Fresh;
   /**
    * After the LISTEN connection was lost (its announcements with it), or when another node says it committed
    * unannounced, gives this node's subscribers what they lack: the messages after the seq up to which every one
@@ -107,6 +102,20 @@ export interface FanoutDeps {
   /** How often the heartbeat runs. @default 1000 */
   beatMs?: number;
 }
+
+/**
+ * What a node's subscribers lack of a delivery, by the event that gives it to them: `message:new` for `created`,
+ * `message:updated` for `changed`, in that order. A change of a message they were not given yet (its
+ * `message:new` is still on its way from the node that wrote it) goes out as the message's `message:new`, in its
+ * current state, and its first state is passed over when it arrives: no subscriber gets a message's
+ * `message:updated` before its `message:new`, or a first state after a newer one.
+ */
+export interface Fresh {
+  created: readonly PublicMessage[];
+  changed: readonly PublicMessage[];
+}
+
+const NOTHING: Fresh = { created: [], changed: [] };
 
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
 const MAX_TRACKED = 10_000;
@@ -170,35 +179,49 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * Leaves out what this node's subscribers were given already, and notes the rest as given. A conversation
    * without subscribers here is forgotten: whoever subscribes next starts from the page they read.
    */
-  function accept(
-    kind: Delivery['kind'],
-    conversationId: string,
-    messages: readonly PublicMessage[],
-  ): readonly PublicMessage[] {
+  function accept(kind: Delivery['kind'], conversationId: string, messages: readonly PublicMessage[]): Fresh {
     const first = messages[0];
-    if (first === undefined) return messages;
+    if (first === undefined) return NOTHING;
+    const unfiltered = (): Fresh =>
+      kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: messages };
     if (!notify.hasSubscribersHere(conversationId)) {
       given.delete(conversationId);
-      return messages;
+      return unfiltered();
     }
     // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
     const marks =
       kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
-    if (marks === undefined) return messages;
-    const fresh = messages.filter((m) => {
-      if (kind === 'new' ? marks.hasSeq(m.seq) : marks.hasVersion(m.version)) return false;
+    if (marks === undefined) return unfiltered();
+    const created: PublicMessage[] = [];
+    const changed: PublicMessage[] = [];
+    for (const m of messages) {
       if (kind === 'new') {
+        // Given already: by a catch-up, or in a newer state by a change that came first (below). Its first
+        // state's version counts as given then, so no catch-up looks for it.
+        if (marks.hasSeq(m.seq)) {
+          marks.giveVersion(m.version);
+          continue;
+        }
         marks.giveMessage(m.seq, m.version);
-        return true;
+        created.push(m);
+        continue;
+      }
+      if (marks.hasVersion(m.version)) continue;
+      if (!marks.hasSeq(m.seq)) {
+        // The message itself was not given yet: its current state goes out as its message:new.
+        marks.giveMessage(m.seq, m.version);
+        marks.giveVersion(m.version, m.seq);
+        created.push(m);
+        continue;
       }
       // "Current state": a change older than one already given of the same message is passed over (and counts
       // as given, so no catch-up looks for it).
       const stale = marks.hasNewerState(m.seq, m.version);
       marks.giveVersion(m.version, m.seq);
-      return !stale;
-    });
+      if (!stale) changed.push(m);
+    }
     noteHoles(conversationId, marks);
-    return fresh;
+    return { created, changed };
   }
 
   /**
@@ -225,10 +248,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       else marks.raise(0, through);
       noteHoles(conversationId, marks);
     }
-    if (fresh.length > 0) {
-      if (kind === 'new') notify.messagesCommitted(fresh);
-      else notify.messagesUpdated(fresh);
-    }
+    if (fresh.created.length > 0) notify.messagesCommitted(fresh.created);
+    if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed);
     if (delivery.full === true) catchingUp.set(conversationId, true);
     if (delivery.endsCatchUp === true) {
       const again = catchingUp.get(conversationId) === true;

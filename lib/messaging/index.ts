@@ -119,21 +119,20 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     if (written.length > 0) {
       try {
         // A batch holds sends only or changes only (sameBatch).
-        if (commands[0]?.kind === 'send') {
-          const fresh = fanout.delivered(
-            'new',
-            conversationId,
-            written.sort((a, b) => a.seq - b.seq),
-          );
-          if (fresh.length > 0) notify.messagesCommitted(fresh);
-        } else {
-          const fresh = fanout.delivered(
-            'updated',
-            conversationId,
-            written.sort((a, b) => a.version - b.version),
-          );
-          if (fresh.length > 0) notify.messagesUpdated(fresh);
-        }
+        const fresh =
+          commands[0]?.kind === 'send'
+            ? fanout.delivered(
+                'new',
+                conversationId,
+                written.sort((a, b) => a.seq - b.seq),
+              )
+            : fanout.delivered(
+                'updated',
+                conversationId,
+                written.sort((a, b) => a.version - b.version),
+              );
+        if (fresh.created.length > 0) notify.messagesCommitted(fresh.created);
+        if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed);
       } catch (err) {
         // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
         logger.error({ err, conversationId }, 'broadcast failed');

@@ -3,7 +3,7 @@ import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { toWire } from '../../lib/messaging/announcements.js';
-import { createFanout, type Fanout } from '../../lib/messaging/fanout.js';
+import { createFanout, type Fanout, type Fresh } from '../../lib/messaging/fanout.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';
@@ -15,6 +15,11 @@ import { insertUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const logger = createLogger('silent');
+
+/** What `delivered()` answers: messages to deliver as `message:new`, or as `message:updated`, or nothing. */
+const asNew = (...created: PublicMessage[]): Fresh => ({ created, changed: [] });
+const asChange = (...changed: PublicMessage[]): Fresh => ({ created: [], changed });
+const NONE: Fresh = { created: [], changed: [] };
 
 describe('messaging/fanout: a node that another node did not know yet catches up (PostgreSQL)', () => {
   let db: Database;
@@ -200,8 +205,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     const [ownEdit] = await commitUnannounced([
       { kind: 'edit', userId: alice, seq: own!.seq, body: 'own, edited' },
     ]);
-    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal([own]);
-    expect(fanout.delivered('updated', conversationId, [ownEdit!])).to.deep.equal([ownEdit]);
+    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal(asNew(own!));
+    expect(fanout.delivered('updated', conversationId, [ownEdit!])).to.deep.equal(asChange(ownEdit!));
 
     announce({ n: 'the-other-node', c: 1 });
     await waitFor(
@@ -215,7 +220,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       { what: 'the catch-up to fill both holes, and nothing of this node’s own' },
     );
     // The marks now stand past everything: another catch-up, or its own writes coming back, deliver nothing.
-    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal([]);
+    expect(fanout.delivered('new', conversationId, [own!])).to.deep.equal(NONE);
     announce({ n: 'the-other-node', c: 1 });
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(state.delivered).to.deep.equal([missed!.seq]);
@@ -233,18 +238,48 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       { kind: 'edit', userId: alice, seq: message!.seq, body: 'second' },
     ]);
     // The newer state comes first (this node's own write), the older one after it (another node's announcement).
-    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal([second]);
-    expect(fanout.delivered('updated', conversationId, [first!]), 'the older state').to.deep.equal([]);
+    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal(asChange(second!));
+    expect(fanout.delivered('updated', conversationId, [first!]), 'the older state').to.deep.equal(NONE);
     // Both versions count as given: nothing is left for a catch-up, and neither comes again.
-    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal([]);
-    expect(fanout.delivered('updated', conversationId, [first!])).to.deep.equal([]);
+    expect(fanout.delivered('updated', conversationId, [second!])).to.deep.equal(NONE);
+    expect(fanout.delivered('updated', conversationId, [first!])).to.deep.equal(NONE);
     // Another message's changes are not affected.
     const [other] = await sendUnannounced('another');
-    expect(fanout.delivered('new', conversationId, [other!])).to.deep.equal([other]);
+    expect(fanout.delivered('new', conversationId, [other!])).to.deep.equal(asNew(other!));
     const [otherEdit] = await commitUnannounced([
       { kind: 'edit', userId: alice, seq: other!.seq, body: 'x' },
     ]);
-    expect(fanout.delivered('updated', conversationId, [otherEdit!])).to.deep.equal([otherEdit]);
+    expect(fanout.delivered('updated', conversationId, [otherEdit!])).to.deep.equal(asChange(otherEdit!));
+  });
+
+  it('gives a change of a message not given yet as that message’s message:new, and passes over its first state after it', async () => {
+    const [given] = await sendUnannounced('given');
+    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 100 });
+    fanout.seen(conversationId, given!.seq, given!.version);
+    // Another node sends; this node edits that message before the other node's announcement arrives here.
+    const [sent] = await sendUnannounced('sent on the other node');
+    const [edit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: sent!.seq, body: 'edited here' },
+    ]);
+    expect(fanout.delivered('updated', conversationId, [edit!]), 'the edit, first').to.deep.equal(
+      asNew(edit!),
+    );
+    // The other node's announcement of the first state comes after it: passed over, and nothing is left to catch
+    // up on (no hole: the first state's version counts as given).
+    announce({ n: 'the-other-node', m: [toWire(sent!)] });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(state.delivered, 'the first state, late').to.deep.equal([]);
+    expect(state.updated).to.deep.equal([]);
+    // Later changes of it are changes again.
+    const [again] = await commitUnannounced([{ kind: 'edit', userId: alice, seq: sent!.seq, body: 'again' }]);
+    expect(fanout.delivered('updated', conversationId, [again!])).to.deep.equal(asChange(again!));
+    // A change of a message given before, and a new message, are as they were.
+    const [givenEdit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: given!.seq, body: 'x' },
+    ]);
+    expect(fanout.delivered('updated', conversationId, [givenEdit!])).to.deep.equal(asChange(givenEdit!));
+    const [next] = await sendUnannounced('next');
+    expect(fanout.delivered('new', conversationId, [next!])).to.deep.equal(asNew(next!));
   });
 
   it('says hello once it listens, answers another node’s hello, and announces to a node heard from', async () => {
