@@ -93,7 +93,7 @@ export class ClusterCounter {
       [this.rowKey(key)],
     );
     const row = result.rows[0];
-    return row === undefined ? null : this.stateOf(row, 0);
+    return row === undefined ? null : this.stateOf(row);
   }
 
   /** Forgets the key; true if it had a row. */
@@ -129,12 +129,12 @@ export class ClusterCounter {
     );
     const row = result.rows[0];
     if (row === undefined) throw new Error('the counter upsert returned no row');
-    return this.stateOf(row, points);
+    return this.stateOf(row);
   }
 
-  private stateOf(row: CounterRow, changedPoints: number): CounterState {
-    // A window that started with this change counts only this change (as rate-limiter-flexible did).
-    const consumed = changedPoints === row.points ? changedPoints : row.points;
+  private stateOf(row: CounterRow): CounterState {
+    // The window's points: only this change's when the window started with it (as rate-limiter-flexible counted).
+    const consumed = row.points;
     const msBeforeNext = row.expire === null ? -1 : Math.max(Number(row.expire) - Number(row.now_ms), 0);
     return new CounterState(consumed, Math.max(this.points - consumed, 0), msBeforeNext);
   }

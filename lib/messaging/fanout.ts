@@ -117,6 +117,10 @@ export interface Fresh {
 
 const NOTHING: Fresh = { created: [], changed: [] };
 
+/** Every message delivered as the event of its kind, nothing left out. */
+const asKind = (kind: 'new' | 'updated', messages: readonly PublicMessage[]): Fresh =>
+  kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: messages };
+
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
 const MAX_TRACKED = 10_000;
 
@@ -182,16 +186,14 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   function accept(kind: Delivery['kind'], conversationId: string, messages: readonly PublicMessage[]): Fresh {
     const first = messages[0];
     if (first === undefined) return NOTHING;
-    const unfiltered = (): Fresh =>
-      kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: messages };
     if (!notify.hasSubscribersHere(conversationId)) {
       given.delete(conversationId);
-      return unfiltered();
+      return asKind(kind, messages);
     }
     // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
     const marks =
       kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
-    if (marks === undefined) return unfiltered();
+    if (marks === undefined) return asKind(kind, messages);
     const created: PublicMessage[] = [];
     const changed: PublicMessage[] = [];
     for (const m of messages) {
