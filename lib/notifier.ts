@@ -9,6 +9,12 @@ import type {
 } from './protocol/index.js';
 
 /**
+ * Per message, the subscribers (socket ids) its event leaves out: their own page gave it in this state or a newer
+ * one (lib/messaging/fanout.ts).
+ */
+export type PassedOver = ReadonlyMap<PublicMessage, readonly string[]>;
+
+/**
  * What the services tell connected clients, in domain terms. The services call it after their commit and know
  * nothing of Socket.IO, rooms or event names: lib/realtime/notifier.ts is the one implementation, and the one
  * file that maps each call to its event and its audience on every node.
@@ -28,9 +34,9 @@ export interface Notifier {
    * Committed messages, in seq order per conversation, to the conversations' subscribers on THIS node (the
    * messaging core carries them to the other nodes itself, coupled to the commit: lib/messaging/fanout.ts).
    */
-  messagesCommitted(messages: readonly PublicMessage[]): void;
+  messagesCommitted(messages: readonly PublicMessage[], except?: PassedOver): void;
   /** The current state of changed messages (edits, deletes, reactions), to this node's subscribers. */
-  messagesUpdated(messages: readonly PublicMessage[]): void;
+  messagesUpdated(messages: readonly PublicMessage[], except?: PassedOver): void;
   /** Whether a socket of this node is subscribed to the conversation. */
   hasSubscribersHere(conversationId: string): boolean;
   /** A read marker moved, to the conversation's subscribers. */

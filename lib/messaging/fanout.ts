@@ -52,8 +52,12 @@ export interface Fanout {
   announce(): Promise<Announce | undefined>;
   /** Announces what a transaction committed (MESSAGE_ANNOUNCE=after), right after the commit. */
   publish(news: CommitNews): void;
-  /** A page read gave everything of a conversation up to `seq` and `version`: where a catch-up starts. */
-  seen(conversationId: string, seq: number, version: number): void;
+  /**
+   * A page read gave everything of a conversation up to `seq` and `version`: where a catch-up starts. With
+   * `reader`, the page is that subscriber's (a socket joined the conversation's room just before reading it): the
+   * states its page gave are left out of what this node delivers to it later (see {@link Fresh.except}).
+   */
+  seen(conversationId: string, seq: number, version: number, reader?: PageReader): void;
   /**
    * This node's own commit in one conversation, about to be delivered here: answers what this node's subscribers
    * were not given yet (a catch-up may have read it first), and how to deliver it, and notes it as given.
@@ -113,6 +117,30 @@ export interface FanoutDeps {
 export interface Fresh {
   created: readonly PublicMessage[];
   changed: readonly PublicMessage[];
+  /**
+   * Per message of `created` or `changed`, the subscribers whose own page gave it in this state or a newer one
+   * (absent when there are none): its event leaves them out. A subscriber joins the conversation's room before
+   * reading its page, so its page can show a message changed (or deleted) while the node's subscribers have not
+   * been given the message's first state yet; without this, that first state would reach it after its page.
+   */
+  except?: ReadonlyMap<PublicMessage, readonly string[]>;
+}
+
+/** A subscriber's page: who reads it (a socket id), and the messages it gave. */
+export interface PageReader {
+  id: string;
+  messages: readonly PublicMessage[];
+}
+
+/**
+ * What one subscriber's page gave above what the node had given the conversation's subscribers when it was read:
+ * per message, the version of the state it gave, and the highest seq and version among them. Kept until the
+ * node's marks pass both; from then on the marks alone leave those states out.
+ */
+interface PageGiven {
+  states: Map<number, number>;
+  seq: number;
+  version: number;
 }
 
 const NOTHING: Fresh = { created: [], changed: [] };
@@ -123,6 +151,13 @@ const asKind = (kind: 'new' | 'updated', messages: readonly PublicMessage[]): Fr
 
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
 const MAX_TRACKED = 10_000;
+
+/**
+ * Past this many subscribers' pages kept for one conversation, the oldest is forgotten (its reader may then get a
+ * state older than its page's, which a client drops by version). Pages are kept only while an announcement is on
+ * its way, so this is reached only by a storm of subscribes to one conversation.
+ */
+const MAX_PAGES = 256;
 
 /** What a node delivers for one conversation: new messages, or the current state of changed ones. */
 interface Delivery {
@@ -146,6 +181,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const reading = new Map<string, Promise<void>>();
   /** Per conversation with subscribers here, what they were given. */
   const given = new Map<string, Given>();
+  /** Per conversation, per subscriber (socket id), what its page gave beyond the conversation's marks. */
+  const pages = new Map<string, Map<string, PageGiven>>();
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
   /**
@@ -162,10 +199,73 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
 
+  /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
+  function forget(conversationId: string): void {
+    given.delete(conversationId);
+    pages.delete(conversationId);
+  }
+
   function prune(): void {
     for (const conversationId of given.keys()) {
-      if (!notify.hasSubscribersHere(conversationId)) given.delete(conversationId);
+      if (!notify.hasSubscribersHere(conversationId)) forget(conversationId);
     }
+  }
+
+  /** Notes what a subscriber's page gave that the conversation's subscribers may still be given in older states. */
+  function keepPage(conversationId: string, marks: Given, reader: PageReader): void {
+    let readers = pages.get(conversationId);
+    const page = readers?.get(reader.id) ?? { states: new Map<number, number>(), seq: 0, version: 0 };
+    for (const m of reader.messages) {
+      // A first state reaches the room while its seq is not given; an older change while its version is not.
+      if (marks.hasSeq(m.seq) && m.version <= marks.version) continue;
+      page.states.set(m.seq, Math.max(page.states.get(m.seq) ?? 0, m.version));
+      page.seq = Math.max(page.seq, m.seq);
+      page.version = Math.max(page.version, m.version);
+    }
+    if (page.states.size === 0) return;
+    if (readers === undefined) {
+      readers = new Map();
+      pages.set(conversationId, readers);
+    }
+    // Re-inserted: the oldest page is the first one.
+    readers.delete(reader.id);
+    if (readers.size >= MAX_PAGES) {
+      const oldest = readers.keys().next().value;
+      if (oldest !== undefined) readers.delete(oldest);
+    }
+    readers.set(reader.id, page);
+  }
+
+  /** Who each delivered message passes over: the readers whose page gave it in this state or a newer one. */
+  function readersGiven(
+    conversationId: string,
+    delivered: readonly PublicMessage[][],
+  ): Map<PublicMessage, string[]> | undefined {
+    const readers = pages.get(conversationId);
+    if (readers === undefined) return undefined;
+    let except: Map<PublicMessage, string[]> | undefined;
+    for (const messages of delivered) {
+      for (const m of messages) {
+        for (const [reader, page] of readers) {
+          if ((page.states.get(m.seq) ?? 0) < m.version) continue;
+          except ??= new Map();
+          const list = except.get(m);
+          if (list) list.push(reader);
+          else except.set(m, [reader]);
+        }
+      }
+    }
+    return except;
+  }
+
+  /** Forgets the pages the conversation's marks have passed: the marks leave out what they gave. */
+  function settlePages(conversationId: string, marks: Given): void {
+    const readers = pages.get(conversationId);
+    if (readers === undefined) return;
+    for (const [reader, page] of readers) {
+      if (marks.seq >= page.seq && marks.version >= page.version) readers.delete(reader);
+    }
+    if (readers.size === 0) pages.delete(conversationId);
   }
 
   /** The conversation's marks; one not tracked yet starts at this message: nothing before it is known. */
@@ -187,7 +287,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const first = messages[0];
     if (first === undefined) return NOTHING;
     if (!notify.hasSubscribersHere(conversationId)) {
-      given.delete(conversationId);
+      forget(conversationId);
       return asKind(kind, messages);
     }
     // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
@@ -223,7 +323,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (!stale) changed.push(m);
     }
     noteHoles(conversationId, marks);
-    return { created, changed };
+    const except = readersGiven(conversationId, [created, changed]);
+    settlePages(conversationId, marks);
+    return except === undefined ? { created, changed } : { created, changed, except };
   }
 
   /**
@@ -249,9 +351,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (kind === 'new') marks.raise(through, 0);
       else marks.raise(0, through);
       noteHoles(conversationId, marks);
+      settlePages(conversationId, marks);
     }
-    if (fresh.created.length > 0) notify.messagesCommitted(fresh.created);
-    if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed);
+    if (fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
+    if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
     if (delivery.full === true) catchingUp.set(conversationId, true);
     if (delivery.endsCatchUp === true) {
       const again = catchingUp.get(conversationId) === true;
@@ -312,12 +415,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       for (const [conversationId, messages] of byConversation) {
         if (notify.hasSubscribersHere(conversationId))
           deliver(conversationId, () => ({ kind: 'new', messages }));
-        else given.delete(conversationId);
+        else forget(conversationId);
       }
     }
     for (const [conversationId, first, last] of payload.r ?? []) {
       if (!notify.hasSubscribersHere(conversationId)) {
-        given.delete(conversationId);
+        forget(conversationId);
         continue;
       }
       deliver(conversationId, async () => ({
@@ -329,7 +432,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     for (const [conversationId, seq] of payload.u ?? []) {
       if (notify.hasSubscribersHere(conversationId))
         updated.set(conversationId, [...(updated.get(conversationId) ?? []), seq]);
-      else given.delete(conversationId);
+      else forget(conversationId);
     }
     for (const [conversationId, seqs] of updated) {
       deliver(conversationId, async () => ({
@@ -490,10 +593,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   return {
     node,
-    seen(conversationId, seq, version) {
+    seen(conversationId, seq, version, reader) {
       // Only a conversation not followed yet starts from a page: raising the marks of one followed already
-      // would pass over what its earlier subscribers still lack, and leave out what they are about to get.
-      if (given.has(conversationId)) return;
+      // would pass over what its earlier subscribers still lack, and leave out what they are about to get. Its
+      // reader's page is kept instead, until the marks pass it.
+      const marks = given.get(conversationId);
+      if (marks !== undefined) {
+        if (reader !== undefined) keepPage(conversationId, marks, reader);
+        return;
+      }
       if (given.size >= MAX_TRACKED) prune();
       given.set(conversationId, new Given(seq, version));
     },

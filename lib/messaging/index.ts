@@ -131,8 +131,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
                 conversationId,
                 written.sort((a, b) => a.version - b.version),
               );
-        if (fresh.created.length > 0) notify.messagesCommitted(fresh.created);
-        if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed);
+        if (fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
+        if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
       } catch (err) {
         // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
         logger.error({ err, conversationId }, 'broadcast failed');
@@ -183,7 +183,13 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     messagesPerSecond: config.limits.messagesPerSecond,
     readsPerSecond: config.limits.readsPerSecond,
     onRejected: (err) => metrics.observeRejected(err),
-    onPageRead: (conversationId, page) => fanout.seen(conversationId, page.lastSeq, page.version),
+    onPageRead: (conversationId, page, reader) =>
+      fanout.seen(
+        conversationId,
+        page.lastSeq,
+        page.version,
+        reader === undefined ? undefined : { id: reader, messages: page.messages },
+      ),
   });
 
   /**

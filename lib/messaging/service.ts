@@ -49,7 +49,16 @@ export interface MessageService {
     input: ChangeInput,
     sessionId: string | null,
   ): Promise<{ message: PublicMessage }>;
-  history(userId: string, conversationId: string, window: HistoryWindow): Promise<HistoryPage>;
+  /**
+   * A page of history. `reader` names the subscriber the page is for (a socket that has just joined the
+   * conversation's room): what this node delivers to it afterwards leaves out the states its page gave.
+   */
+  history(
+    userId: string,
+    conversationId: string,
+    window: HistoryWindow,
+    reader?: string,
+  ): Promise<HistoryPage>;
   /**
    * Runs another big read of the user's (a page of conversations with their participants) within the same
    * budget as history pages: RATE_LIMITED past it.
@@ -75,8 +84,11 @@ export interface MessageServiceDeps {
   messagesPerSecond: number;
   /** History and catch-up reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
   readsPerSecond: number;
-  /** Told of every history page read: what the reader was given (for catching up after a lost LISTEN). */
-  onPageRead?: (conversationId: string, page: HistoryPage) => void;
+  /**
+   * Told of every history page read, in the same turn as it is read (before any delivery can run): what the reader
+   * was given, for catching up after a lost LISTEN and for leaving out of a subscriber's events what its page gave.
+   */
+  onPageRead?: (conversationId: string, page: HistoryPage, reader: string | undefined) => void;
   /**
    * Told of every send or change refused before it reached the conversation's actor (RATE_LIMITED,
    * NOT_FOUND, OVERLOADED while draining, DB_UNAVAILABLE from the membership check...), with the error its
@@ -213,14 +225,14 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       return { message };
     },
 
-    history(userId, conversationId, window) {
+    history(userId, conversationId, window, reader) {
       // Within the user's read budget, checked first: probing ids costs budget too.
       return reads.run(userId, async () => {
         await membership.assert(conversationId, userId);
         const page = await forgetIfRemoved(conversationId, () =>
           readHistory(knex, conversationId, userId, window),
         );
-        deps.onPageRead?.(conversationId, page);
+        deps.onPageRead?.(conversationId, page, reader);
         return page;
       });
     },

@@ -95,6 +95,8 @@ export function registerConversationHandlers(
             afterSeq === undefined
               ? { kind: 'newest', limit: pageSize }
               : { kind: 'after', seq: afterSeq, limit: pageSize },
+            // The node's later deliveries leave out, for this socket, the states its page gave.
+            socket.id,
           );
           return {
             messages: page.messages,

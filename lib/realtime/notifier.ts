@@ -1,6 +1,11 @@
-import type { Notifier } from '../notifier.js';
+import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
-import type { PublicConversation, PublicFriendRequest, SessionEndReason } from '../protocol/index.js';
+import type {
+  PublicConversation,
+  PublicFriendRequest,
+  PublicMessage,
+  SessionEndReason,
+} from '../protocol/index.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -115,6 +120,13 @@ export interface InterServerEvents {
 export function createNotifier(io: AppServer, logger: Logger): Notifier {
   const rooms = io.of('/').adapter.rooms;
 
+  /** A message's subscribers on this node, but those its event passes over (each socket is a room of its id). */
+  const subscribersHere = (message: PublicMessage, except: PassedOver | undefined) => {
+    const room = io.local.to(conversationRoom(message.conversationId));
+    const readers = except?.get(message);
+    return readers === undefined ? room : room.except([...readers]);
+  };
+
   // The reason and the disconnect travel as ONE cross-node event and run in order on each node: as two
   // adapter broadcasts they could arrive the other way round, and the client would never hear why.
   const endEverywhere = (room: string, reason: SessionEndReason) => {
@@ -149,15 +161,11 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
     conversationRemoved(userId, conversationId) {
       remove(io, userId, conversationId);
     },
-    messagesCommitted(messages) {
-      for (const message of messages) {
-        io.local.to(conversationRoom(message.conversationId)).emit('message:new', message);
-      }
+    messagesCommitted(messages, except) {
+      for (const message of messages) subscribersHere(message, except).emit('message:new', message);
     },
-    messagesUpdated(messages) {
-      for (const message of messages) {
-        io.local.to(conversationRoom(message.conversationId)).emit('message:updated', message);
-      }
+    messagesUpdated(messages, except) {
+      for (const message of messages) subscribersHere(message, except).emit('message:updated', message);
     },
     hasSubscribersHere(conversationId) {
       return rooms.has(conversationRoom(conversationId));

@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../../lib/logger.js';
 import { toWire } from '../../lib/messaging/announcements.js';
 import { createFanout, type Fanout, type Fresh } from '../../lib/messaging/fanout.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
+import type { PassedOver } from '../../lib/notifier.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';
 import { rows } from '../helpers/chat.js';
@@ -89,10 +90,18 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       nodes: options.nodes,
       delivered: [] as number[],
       updated: [] as Array<[number, number]>,
+      /** Per message delivered with subscribers left out: its seq, its version and who. */
+      passedOver: [] as Array<[number, number, readonly string[]]>,
       /** What it sent on the channel: its hello first, then answers and catch-up notices (not its heartbeats). */
       notices: [] as unknown[],
       beats: 0,
       announcement: undefined as ((payload: unknown) => void) | undefined,
+    };
+    const notePassedOver = (messages: readonly PublicMessage[], except: PassedOver | undefined) => {
+      for (const m of messages) {
+        const readers = except?.get(m);
+        if (readers) state.passedOver.push([m.seq, m.version, readers]);
+      }
     };
     fanout = await createFanout({
       bus: {
@@ -110,9 +119,14 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       knex: db.knex,
       notify: {
         hasSubscribersHere: () => true,
-        messagesCommitted: (messages) => state.delivered.push(...messages.map((m) => m.seq)),
-        messagesUpdated: (messages) =>
-          state.updated.push(...messages.map((m): [number, number] => [m.seq, m.version])),
+        messagesCommitted: (messages, except) => {
+          state.delivered.push(...messages.map((m) => m.seq));
+          notePassedOver(messages, except);
+        },
+        messagesUpdated: (messages, except) => {
+          state.updated.push(...messages.map((m): [number, number] => [m.seq, m.version]));
+          notePassedOver(messages, except);
+        },
       },
       nodeCount: () => Promise.resolve(state.nodes),
       logger: options.logger ?? logger,
@@ -280,6 +294,58 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fanout.delivered('updated', conversationId, [givenEdit!])).to.deep.equal(asChange(givenEdit!));
     const [next] = await sendUnannounced('next');
     expect(fanout.delivered('new', conversationId, [next!])).to.deep.equal(asNew(next!));
+  });
+
+  it('leaves the states a subscriber’s own page gave out of its deliveries, while the others get them', async () => {
+    const [given] = await sendUnannounced('given');
+    const { fanout, state, announce } = await startFanout({ nodes: 2 });
+    // The first subscriber's page: the conversation's marks start there.
+    fanout.seen(conversationId, given!.seq, given!.version);
+    // Another node sends and deletes; its announcements are on their way.
+    const [sent] = await sendUnannounced('sent on the other node');
+    const [deleted] = await commitUnannounced([{ kind: 'delete', userId: alice, seq: sent!.seq }]);
+    // A second subscriber joins and reads its page now: it shows the deletion.
+    fanout.seen(conversationId, deleted!.seq, deleted!.version, {
+      id: 'late',
+      messages: [given!, deleted!],
+    });
+    announce({ n: 'the-other-node', m: [toWire(sent!)] });
+    expect(state.delivered, 'the first state, to the first subscriber').to.deep.equal([sent!.seq]);
+    expect(state.passedOver, 'not to the second').to.deep.equal([[sent!.seq, sent!.version, ['late']]]);
+    // The deletion (this node's own delivery here; an announcement is handled alike) passes it over too.
+    expect(fanout.delivered('updated', conversationId, [deleted!])).to.deep.equal({
+      created: [],
+      changed: [deleted!],
+      except: new Map([[deleted!, ['late']]]),
+    });
+    // The marks have passed its page: what comes next goes to every subscriber.
+    const [next] = await sendUnannounced('next');
+    expect(fanout.delivered('new', conversationId, [next!])).to.deep.equal(asNew(next!));
+    // A page that starts the marks keeps nothing: the marks leave out what it gave, for everyone.
+    fanout.close();
+    const { fanout: fresh } = await startFanout({ nodes: 2 });
+    fresh.seen(conversationId, next!.seq, next!.version, { id: 'first', messages: [next!] });
+    expect(fresh.delivered('new', conversationId, [next!])).to.deep.equal(NONE);
+    const [after] = await sendUnannounced('after');
+    expect(fresh.delivered('new', conversationId, [after!])).to.deep.equal(asNew(after!));
+  });
+
+  it('keeps the pages of at most 256 subscribers of a conversation, forgetting the oldest', async () => {
+    const [given] = await sendUnannounced('given');
+    const { fanout } = await startFanout({ nodes: 2 });
+    fanout.seen(conversationId, given!.seq, given!.version);
+    const [sent] = await sendUnannounced('sent on the other node');
+    for (let i = 0; i <= 256; i++) {
+      fanout.seen(conversationId, sent!.seq, sent!.version, { id: `reader-${i}`, messages: [sent!] });
+    }
+    // reader-0 is forgotten. The oldest page then, read again, counts as the newest: the next one forgets reader-2.
+    fanout.seen(conversationId, sent!.seq, sent!.version, { id: 'reader-1', messages: [sent!] });
+    fanout.seen(conversationId, sent!.seq, sent!.version, { id: 'reader-257', messages: [sent!] });
+    const readers = fanout.delivered('new', conversationId, [sent!]).except?.get(sent!);
+    expect(readers).to.have.length(256);
+    expect(readers).to.include.members(['reader-1', 'reader-3', 'reader-256', 'reader-257']);
+    expect(readers).to.not.include.members(['reader-0']);
+    expect(readers).to.not.include.members(['reader-2']);
   });
 
   it('says hello once it listens, answers another node’s hello, and announces to a node heard from', async () => {
