@@ -1,11 +1,9 @@
 import { expect } from 'chai';
-import { createLogger } from '../lib/logger.js';
 import { toWire, type Announcement } from '../lib/messaging/announcements.js';
 import { MESSAGES_CHANNEL } from '../lib/messaging/statements.js';
 import type { MessageCommand } from '../lib/messaging/types.js';
-import { createGroupCommitWriter } from '../lib/messaging/writer.js';
 import type { PublicMessage } from '../lib/protocol/index.js';
-import { expectOk, record, send, subscribe } from './helpers/chat.js';
+import { commitUnannounced, expectOk, record, send, subscribe } from './helpers/chat.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import { connectSocket } from './helpers/sockets.js';
@@ -23,26 +21,9 @@ describe('a subscriber’s page and the announcements still on their way', funct
   const { server, pool } = useNode();
   const knex = () => server.services.db.knex;
 
-  /** Commits as another node would, announcing nothing. */
-  async function commitElsewhere(
-    conversationId: string,
-    commands: MessageCommand[],
-  ): Promise<PublicMessage[]> {
-    const writer = createGroupCommitWriter({
-      connections: server.services.db.connections,
-      logger: createLogger('silent'),
-      maxConcurrency: 1,
-    });
-    try {
-      const outcomes = await writer.write({ conversationId, commands });
-      return outcomes.map((o) => {
-        if (!o.ok) throw new Error('command refused');
-        return o.value.message;
-      });
-    } finally {
-      await writer.close();
-    }
-  }
+  /** Commits as another node would, its announcements still on their way. */
+  const commitElsewhere = (conversationId: string, commands: MessageCommand[]) =>
+    commitUnannounced(server.services.db, conversationId, commands);
 
   /** The other node's announcement, arriving now. */
   async function announce(announcement: Announcement): Promise<void> {

@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { Database } from '../../lib/db.js';
+import { createLogger } from '../../lib/logger.js';
+import type { MessageCommand } from '../../lib/messaging/types.js';
+import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { Ack, ServerToClientEvents } from '../../lib/protocol/index.js';
 import type { PublicConversation, PublicMessage } from '../../lib/protocol/index.js';
 import type { RunningServer } from '../../lib/server.js';
@@ -81,6 +85,32 @@ export async function seqState(
     [conversationId],
   );
   return { lastSeq: conversation?.last_seq ?? -1, seqs: stored.map((r) => r.seq) };
+}
+
+/**
+ * Commits commands in one conversation as a node that announces nothing would (another node that does not count
+ * this one yet, or one whose announcements are still on their way): the messages, or a thrown error if one is
+ * refused.
+ */
+export async function commitUnannounced(
+  db: Pick<Database, 'connections'>,
+  conversationId: string,
+  commands: MessageCommand[],
+): Promise<PublicMessage[]> {
+  const writer = createGroupCommitWriter({
+    connections: db.connections,
+    logger: createLogger('silent'),
+    maxConcurrency: 1,
+  });
+  try {
+    const outcomes = await writer.write({ conversationId, commands });
+    return outcomes.map((o) => {
+      if (!o.ok) throw new Error('command refused');
+      return o.value.message;
+    });
+  } finally {
+    await writer.close();
+  }
 }
 
 /** Every event of one kind a socket receives, in arrival order. */

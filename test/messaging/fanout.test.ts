@@ -4,11 +4,10 @@ import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { toWire } from '../../lib/messaging/announcements.js';
 import { createFanout, type Fanout, type Fresh } from '../../lib/messaging/fanout.js';
-import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { PassedOver } from '../../lib/notifier.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';
-import { rows } from '../helpers/chat.js';
+import { commitUnannounced as commitElsewhere, rows } from '../helpers/chat.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
 import { captureLogs } from '../helpers/logCapture.js';
@@ -47,22 +46,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
   });
 
   /** Commits commands without announcing them (another node that does not count this one, or this node). */
-  async function commitUnannounced(commands: MessageCommand[]): Promise<PublicMessage[]> {
-    const writer = createGroupCommitWriter({
-      connections: db.connections,
-      logger,
-      maxConcurrency: 1,
-    });
-    try {
-      const outcomes = await writer.write({ conversationId, commands });
-      return outcomes.map((o) => {
-        if (!o.ok) throw new Error('command refused');
-        return o.value.message;
-      });
-    } finally {
-      await writer.close();
-    }
-  }
+  const commitUnannounced = (commands: MessageCommand[]) => commitElsewhere(db, conversationId, commands);
 
   let sent = 0;
   /** Sends, unannounced. */
