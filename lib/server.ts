@@ -8,7 +8,7 @@ import { describeConfig, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createDatabase, type Database } from './db.js';
 import { createDatabaseClock, databaseTimeMs, startClockSync } from './cluster/clock.js';
-import { createApp } from './http/app.js';
+import { continueWithinBodyLimit, createApp } from './http/app.js';
 import { answerMalformedRequests, requestTimeoutResponse } from './http/malformedRequests.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
@@ -301,6 +301,7 @@ export async function startServer(
     });
     timeOutSilentConnections(httpServer, config.limits.httpIdleTimeoutMs);
     answerMalformedRequests(httpServer, logger);
+    continueWithinBodyLimit(httpServer);
     realtime.attach(httpServer);
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
       throw await explainListenError(err, config.port, config.host);

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { AppError } from '../errors.js';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
@@ -19,6 +20,22 @@ import { webRoutes } from './webStatic.js';
 
 /** Body limit of the contract: larger bodies get 413 PAYLOAD_TOO_LARGE. */
 const BODY_LIMIT_BYTES = 64 * 1024;
+
+/** Whether a request announces a body over the limit (`Content-Length`; a chunked one is counted as it is read). */
+const announcedTooLarge = (req: IncomingMessage): boolean =>
+  Number(req.headers['content-length']) > BODY_LIMIT_BYTES;
+
+/**
+ * `Expect: 100-continue`: the client sends its body only once told `100 Continue`, which Node says to every such
+ * request unless told otherwise. A body announced over the limit is answered `413` instead (by the app, which
+ * refuses it before reading), so the client never sends it; any other gets its `100 Continue`.
+ */
+export function continueWithinBodyLimit(server: HttpServer): void {
+  server.on('checkContinue', (req, res) => {
+    if (!announcedTooLarge(req)) res.writeContinue();
+    server.emit('request', req, res);
+  });
+}
 
 /**
  * A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte and the
@@ -83,8 +100,7 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
   // A body announced larger than the limit is refused at once: express.json answers only after reading all of it.
   app.use((req, _res, next) => {
-    const length = Number(req.headers['content-length']);
-    next(length > BODY_LIMIT_BYTES ? new AppError('PAYLOAD_TOO_LARGE') : undefined);
+    next(announcedTooLarge(req) ? new AppError('PAYLOAD_TOO_LARGE') : undefined);
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 

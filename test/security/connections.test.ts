@@ -164,6 +164,36 @@ describe('connections: slots and silent clients', function () {
     expect(Date.now() - answeredAt!, 'closed a moment after the answer').to.be.below(3000);
   });
 
+  it('answers Expect: 100-continue with 413 for a body announced too large, and with 100 Continue otherwise', async () => {
+    /** What the node answers to the head alone, before any body: the first response line and headers. */
+    const answerToHead = async (length: number) => {
+      const { port } = new URL(server.url);
+      const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.write(
+        `POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${length}\r\n\r\n`,
+      );
+      await waitFor(() => answer.includes('\r\n\r\n'), { what: 'an answer to the head' });
+      return { socket, answer: () => answer };
+    };
+
+    const tooLarge = await answerToHead(70 * 1024);
+    expect(tooLarge.answer()).to.match(/^HTTP\/1\.1 413 /);
+    expect(tooLarge.answer()).to.include('"code":"PAYLOAD_TOO_LARGE"');
+    expect(tooLarge.answer()).to.not.include('100 Continue');
+    tooLarge.socket.destroy();
+
+    const body = JSON.stringify({ username: 'nobody-here', password: 'not the password' });
+    const within = await answerToHead(Buffer.byteLength(body));
+    expect(within.answer()).to.equal('HTTP/1.1 100 Continue\r\n\r\n');
+    within.socket.write(body);
+    await waitFor(() => /HTTP\/1\.1 401 /.test(within.answer()), { what: 'the answer to the body' });
+    within.socket.destroy();
+  });
+
   it('answers a request that takes longer than the idle timeout', async () => {
     const user = await newUser(server);
     const name = new URL(node.databaseUrl).pathname.slice(1);
