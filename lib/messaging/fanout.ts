@@ -15,7 +15,7 @@ import {
   type CommitNews,
 } from './announcements.js';
 import { Given } from './given.js';
-import { readChangedUpTo, readMessages, readMessagesAfter } from './reads.js';
+import { readChangedAfter, readMessages, readMessagesAfter } from './reads.js';
 import { MESSAGES_CHANNEL, type Announce } from './statements.js';
 
 /**
@@ -163,6 +163,8 @@ const MAX_PAGES = 256;
 interface Delivery {
   kind: 'new' | 'updated';
   messages: PublicMessage[];
+  /** Read from `messages` now: each message's current state, which may be newer than its first. */
+  read?: boolean;
   /** Read by a catch-up: every seq (new) or version (updated) up to this one is now given. */
   through?: number;
   /** The catch-up read a whole page: there may be more. */
@@ -283,7 +285,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * Leaves out what this node's subscribers were given already, and notes the rest as given. A conversation
    * without subscribers here is forgotten: whoever subscribes next starts from the page they read.
    */
-  function accept(kind: Delivery['kind'], conversationId: string, messages: readonly PublicMessage[]): Fresh {
+  function accept(
+    kind: Delivery['kind'],
+    conversationId: string,
+    messages: readonly PublicMessage[],
+    read = false,
+  ): Fresh {
     const first = messages[0];
     if (first === undefined) return NOTHING;
     if (!notify.hasSubscribersHere(conversationId)) {
@@ -297,17 +304,16 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const created: PublicMessage[] = [];
     const changed: PublicMessage[] = [];
     for (const m of messages) {
-      if (kind === 'new') {
-        // Given already: by a catch-up, or in a newer state by a change that came first (below). Its first
-        // state's version counts as given then, so no catch-up looks for it.
-        if (marks.hasSeq(m.seq)) {
-          marks.giveVersion(m.version);
-          continue;
-        }
+      if (kind === 'new' && !marks.hasSeq(m.seq)) {
         marks.giveMessage(m.seq, m.version);
+        // Read from messages, this state may be newer than the first: an older one that comes later is passed over.
+        if (read) marks.giveVersion(m.version, m.seq);
         created.push(m);
         continue;
       }
+      // A new message given already is not given again: its first state arriving late (after a newer one, which
+      // a change that came first gave, below) is passed over and counts as given, so no catch-up looks for it;
+      // a newer state (read from messages, after a change whose announcement is still on its way) is a change.
       if (marks.hasVersion(m.version)) continue;
       if (!marks.hasSeq(m.seq)) {
         // The message itself was not given yet: its current state goes out as its message:new.
@@ -345,7 +351,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** Delivers to this node's subscribers what they lack, and moves the marks over what a catch-up read. */
   function hand(conversationId: string, delivery: Delivery): void {
     const { kind, messages, through } = delivery;
-    const fresh = accept(kind, conversationId, messages);
+    const fresh = accept(kind, conversationId, messages, delivery.read);
     const marks = given.get(conversationId);
     if (marks && through !== undefined) {
       if (kind === 'new') marks.raise(through, 0);
@@ -426,6 +432,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       deliver(conversationId, async () => ({
         kind: 'new',
         messages: await readMessages(knex, conversationId, { first, last }),
+        read: true,
       }));
     }
     const updated = new Map<string, number[]>();
@@ -478,9 +485,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   send({ n: node, h: 1 }, 'saying hello to the other nodes');
 
   /**
-   * Reads what this node's subscribers of a conversation lack: the messages after the seq mark, then those up to
-   * it changed after the version mark, each in its current state. Queued like announcements; what those queued
-   * behind it repeat, the marks leave out. Asked for while one is queued or reading, another runs after it.
+   * Reads what this node's subscribers of a conversation lack: the messages after the seq mark, then every message
+   * changed (or sent) after the version mark, each in its current state: a message given in an older state goes
+   * out as a change, one not given yet as new. Queued like announcements; what those queued behind it repeat, the
+   * marks leave out. Asked for while one is queued or reading, another runs after it.
    */
   function catchUpConversation(conversationId: string): void {
     if (catchingUp.has(conversationId)) {
@@ -495,6 +503,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       return {
         kind: 'new',
         messages,
+        read: true,
         through: messages.at(-1)?.seq ?? after,
         full: messages.length >= PAGE_LIMIT.max,
       };
@@ -503,7 +512,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       const marks = given.get(conversationId);
       if (marks === undefined) return { kind: 'updated', messages: [], endsCatchUp: true };
       try {
-        const messages = await readChangedUpTo(knex, conversationId, marks.version, marks.seq);
+        // Every message changed (or sent) after the version mark, whatever its seq: the mark then moves over
+        // every version read, so none may be left out (a message above the seq mark, sent and changed while the
+        // first read ran, would have its change counted as given, and its announcement passed over).
+        const messages = await readChangedAfter(knex, conversationId, marks.version);
         return {
           kind: 'updated',
           messages,

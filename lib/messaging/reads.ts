@@ -141,17 +141,19 @@ export async function readMessagesAfter(
   return result.rows.map((r) => r.message);
 }
 
-/** Messages up to `seq` changed after `version`, by version: the changes a node's subscribers missed. */
-export async function readChangedUpTo(
+/**
+ * Messages changed (or sent) after `version`, by version, in their current state: what a node's subscribers
+ * missed.
+ */
+export async function readChangedAfter(
   knex: Knex,
   conversationId: string,
   version: number,
-  seq: number,
 ): Promise<PublicMessage[]> {
   const result = await knex.raw<{ rows: Array<{ message: PublicMessage }> }>(
     `SELECT xfchat_message_json(m) AS message FROM messages m
-     WHERE m.conversation_id = ? AND m.version > ? AND m.seq <= ? ORDER BY m.version LIMIT ?`,
-    [conversationId, version, seq, PAGE_LIMIT.max],
+     WHERE m.conversation_id = ? AND m.version > ? ORDER BY m.version LIMIT ?`,
+    [conversationId, version, PAGE_LIMIT.max],
   );
   return result.rows.map((r) => r.message);
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Knex } from 'knex';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
@@ -69,11 +70,15 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     beatMs?: number;
     failNotify?: () => boolean;
     logger?: Logger;
+    /** Its reads (by default the test's database). */
+    knex?: Knex;
   }) {
     const state = {
       nodes: options.nodes,
       delivered: [] as number[],
       updated: [] as Array<[number, number]>,
+      /** The seq and version of every message:new. */
+      created: [] as Array<[number, number]>,
       /** Per message delivered with subscribers left out: its seq, its version and who. */
       passedOver: [] as Array<[number, number, readonly string[]]>,
       /** What it sent on the channel: its hello first, then answers and catch-up notices (not its heartbeats). */
@@ -100,11 +105,12 @@ describe('messaging/fanout: a node that another node did not know yet catches up
           return Promise.resolve();
         },
       },
-      knex: db.knex,
+      knex: options.knex ?? db.knex,
       notify: {
         hasSubscribersHere: () => true,
         messagesCommitted: (messages, except) => {
           state.delivered.push(...messages.map((m) => m.seq));
+          state.created.push(...messages.map((m): [number, number] => [m.seq, m.version]));
           notePassedOver(messages, except);
         },
         messagesUpdated: (messages, except) => {
@@ -330,6 +336,71 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(readers).to.include.members(['reader-1', 'reader-3', 'reader-256', 'reader-257']);
     expect(readers).to.not.include.members(['reader-0']);
     expect(readers).to.not.include.members(['reader-2']);
+  });
+
+  it('gives a message given above a hole in its newer state when the catch-up reads it changed', async () => {
+    const [given] = await sendUnannounced('given');
+    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 100, beatMs: 25 });
+    fanout.seen(conversationId, given!.seq, given!.version);
+    // The other node sends two, and edits the second. The first one's announcement never comes; the second's
+    // does, and the edit's is late: it comes only after the catch-up has read the edit.
+    const [lost] = await sendUnannounced('lost');
+    const [above] = await sendUnannounced('above the hole');
+    const [edit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: above!.seq, body: 'edited' },
+    ]);
+    announce({ n: 'the-other-node', m: [toWire(above!)] });
+    expect(state.delivered).to.deep.equal([above!.seq]);
+    await waitFor(() => state.delivered.length === 2, { what: 'the hole to be filled' });
+    expect(state.delivered).to.deep.equal([above!.seq, lost!.seq]);
+    expect(state.updated, 'the edit, read by the catch-up').to.deep.equal([[above!.seq, edit!.version]]);
+    // The late announcements (its first state, the edit) give nothing more.
+    announce({ n: 'the-other-node', m: [toWire(above!)] });
+    announce({ n: 'the-other-node', u: [[conversationId, above!.seq]] });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(state.delivered).to.deep.equal([above!.seq, lost!.seq]);
+    expect(state.updated).to.deep.equal([[above!.seq, edit!.version]]);
+  });
+
+  it('counts as given only the versions its catch-up delivered: a message sent and changed during it keeps its change', async () => {
+    const [given] = await sendUnannounced('given');
+    // The catch-up's read of changed messages waits until the test opens the gate.
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const gated = new Proxy(db.knex, {
+      get(target, property, receiver) {
+        if (property !== 'raw') return Reflect.get(target, property, receiver) as unknown;
+        return (sql: string, bindings: readonly Knex.RawBinding[]) =>
+          sql.includes('m.version > ?')
+            ? gate.then(() => target.raw(sql, bindings))
+            : target.raw(sql, bindings);
+      },
+    });
+    const { fanout, state, announce } = await startFanout({ nodes: 2, knex: gated });
+    fanout.seen(conversationId, given!.seq, given!.version);
+    announce({ n: 'the-other-node', c: 1 });
+    // Between the catch-up's two reads, the other node sends a message and edits it, then edits the one given.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const [sent] = await sendUnannounced('sent during the catch-up');
+    const [sentEdit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: sent!.seq, body: 'sent, edited' },
+    ]);
+    const [givenEdit] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: given!.seq, body: 'given, edited' },
+    ]);
+    open();
+    await waitFor(() => state.updated.length > 0, { what: 'the catch-up of changes' });
+    // Then the announcements of all three arrive.
+    announce({ n: 'the-other-node', m: [toWire(sent!)] });
+    announce({ n: 'the-other-node', u: [[conversationId, sent!.seq]] });
+    announce({ n: 'the-other-node', u: [[conversationId, given!.seq]] });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Whichever event brought it, the subscribers were given the newest state of both messages.
+    const newest = (seq: number) =>
+      Math.max(...[...state.created, ...state.updated].filter(([s]) => s === seq).map(([, v]) => v));
+    expect(state.delivered, 'the sent message, once').to.deep.equal([sent!.seq]);
+    expect(newest(sent!.seq), 'the sent message, edited').to.equal(sentEdit!.version);
+    expect(newest(given!.seq), 'the given one, edited').to.equal(givenEdit!.version);
   });
 
   it('says hello once it listens, answers another node’s hello, and announces to a node heard from', async () => {
