@@ -153,11 +153,20 @@ const asKind = (kind: 'new' | 'updated', messages: readonly PublicMessage[]): Fr
 const MAX_TRACKED = 10_000;
 
 /**
- * Past this many subscribers' pages kept for one conversation, the oldest is forgotten (its reader may then get a
- * state older than its page's, which a client drops by version). Pages are kept only while an announcement is on
- * its way, so this is reached only by a storm of subscribes to one conversation.
+ * Subscribers' pages are kept only while the node's marks are behind them (announcements on their way, a node
+ * that lags), one state per message a page gave above the marks (at most a page, 200). Past this many states kept
+ * for one conversation, its oldest pages are forgotten; past {@link MAX_KEPT_STATES} across all, a new page is
+ * not kept. Either way, that page's reader may then get a state older than its page's, which a client drops by
+ * version; what it holds in the end is the same.
  */
-const MAX_PAGES = 256;
+const MAX_CONVERSATION_STATES = 50_000;
+const MAX_KEPT_STATES = 500_000;
+
+/** One conversation's subscribers' pages, oldest first, and how many states they hold. */
+interface Pages {
+  readers: Map<string, PageGiven>;
+  states: number;
+}
 
 /** What a node delivers for one conversation: new messages, or the current state of changed ones. */
 interface Delivery {
@@ -184,7 +193,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** Per conversation with subscribers here, what they were given. */
   const given = new Map<string, Given>();
   /** Per conversation, per subscriber (socket id), what its page gave beyond the conversation's marks. */
-  const pages = new Map<string, Map<string, PageGiven>>();
+  const pages = new Map<string, Pages>();
+  /** The states all of them hold. */
+  let keptStates = 0;
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
   /**
@@ -204,7 +215,16 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
   function forget(conversationId: string): void {
     given.delete(conversationId);
+    const kept = pages.get(conversationId);
+    if (kept === undefined) return;
+    keptStates -= kept.states;
     pages.delete(conversationId);
+  }
+
+  function dropPage(kept: Pages, reader: string, page: PageGiven): void {
+    kept.readers.delete(reader);
+    kept.states -= page.states.size;
+    keptStates -= page.states.size;
   }
 
   function prune(): void {
@@ -215,27 +235,30 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   /** Notes what a subscriber's page gave that the conversation's subscribers may still be given in older states. */
   function keepPage(conversationId: string, marks: Given, reader: PageReader): void {
-    let readers = pages.get(conversationId);
-    const page = readers?.get(reader.id) ?? { states: new Map<number, number>(), seq: 0, version: 0 };
-    for (const m of reader.messages) {
-      // A first state reaches the room while its seq is not given; an older change while its version is not.
-      if (marks.hasSeq(m.seq) && m.version <= marks.version) continue;
+    // A first state reaches the room while its seq is not given; an older change while its version is not.
+    const ahead = reader.messages.filter((m) => !marks.hasSeq(m.seq) || m.version > marks.version);
+    if (ahead.length === 0 || keptStates + ahead.length > MAX_KEPT_STATES) return;
+    let kept = pages.get(conversationId);
+    if (kept === undefined) {
+      kept = { readers: new Map(), states: 0 };
+      pages.set(conversationId, kept);
+    }
+    const earlier = kept.readers.get(reader.id);
+    const page = earlier ?? { states: new Map<number, number>(), seq: 0, version: 0 };
+    // Taken out and put back: the oldest page is the first one.
+    if (earlier !== undefined) dropPage(kept, reader.id, earlier);
+    for (const m of ahead) {
       page.states.set(m.seq, Math.max(page.states.get(m.seq) ?? 0, m.version));
       page.seq = Math.max(page.seq, m.seq);
       page.version = Math.max(page.version, m.version);
     }
-    if (page.states.size === 0) return;
-    if (readers === undefined) {
-      readers = new Map();
-      pages.set(conversationId, readers);
+    kept.readers.set(reader.id, page);
+    kept.states += page.states.size;
+    keptStates += page.states.size;
+    for (const [oldest, oldestPage] of kept.readers) {
+      if (kept.states <= MAX_CONVERSATION_STATES || oldest === reader.id) break;
+      dropPage(kept, oldest, oldestPage);
     }
-    // Re-inserted: the oldest page is the first one.
-    readers.delete(reader.id);
-    if (readers.size >= MAX_PAGES) {
-      const oldest = readers.keys().next().value;
-      if (oldest !== undefined) readers.delete(oldest);
-    }
-    readers.set(reader.id, page);
   }
 
   /** Who each delivered message passes over: the readers whose page gave it in this state or a newer one. */
@@ -243,7 +266,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     conversationId: string,
     delivered: readonly PublicMessage[][],
   ): Map<PublicMessage, string[]> | undefined {
-    const readers = pages.get(conversationId);
+    const readers = pages.get(conversationId)?.readers;
     if (readers === undefined) return undefined;
     let except: Map<PublicMessage, string[]> | undefined;
     for (const messages of delivered) {
@@ -262,12 +285,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   /** Forgets the pages the conversation's marks have passed: the marks leave out what they gave. */
   function settlePages(conversationId: string, marks: Given): void {
-    const readers = pages.get(conversationId);
-    if (readers === undefined) return;
-    for (const [reader, page] of readers) {
-      if (marks.seq >= page.seq && marks.version >= page.version) readers.delete(reader);
+    const kept = pages.get(conversationId);
+    if (kept === undefined) return;
+    for (const [reader, page] of kept.readers) {
+      if (marks.seq >= page.seq && marks.version >= page.version) dropPage(kept, reader, page);
     }
-    if (readers.size === 0) pages.delete(conversationId);
+    if (kept.readers.size === 0) pages.delete(conversationId);
   }
 
   /** The conversation's marks; one not tracked yet starts at this message: nothing before it is known. */

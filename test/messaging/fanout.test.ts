@@ -320,22 +320,38 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fresh.delivered('new', conversationId, [after!])).to.deep.equal(asNew(after!));
   });
 
-  it('keeps the pages of at most 256 subscribers of a conversation, forgetting the oldest', async () => {
-    const [given] = await sendUnannounced('given');
+  it('keeps at most 50,000 states of one conversation’s pages, forgetting the oldest pages, and 500,000 in all', async () => {
+    const [sent] = await sendUnannounced('a message');
     const { fanout } = await startFanout({ nodes: 2 });
-    fanout.seen(conversationId, given!.seq, given!.version);
-    const [sent] = await sendUnannounced('sent on the other node');
-    for (let i = 0; i <= 256; i++) {
-      fanout.seen(conversationId, sent!.seq, sent!.version, { id: `reader-${i}`, messages: [sent!] });
-    }
-    // reader-0 is forgotten. The oldest page then, read again, counts as the newest: the next one forgets reader-2.
-    fanout.seen(conversationId, sent!.seq, sent!.version, { id: 'reader-1', messages: [sent!] });
-    fanout.seen(conversationId, sent!.seq, sent!.version, { id: 'reader-257', messages: [sent!] });
-    const readers = fanout.delivered('new', conversationId, [sent!]).except?.get(sent!);
-    expect(readers).to.have.length(256);
-    expect(readers).to.include.members(['reader-1', 'reader-3', 'reader-256', 'reader-257']);
-    expect(readers).to.not.include.members(['reader-0']);
-    expect(readers).to.not.include.members(['reader-2']);
+    // Pages of 200 messages (seqs and versions 1-200) of conversations whose marks are at 0: 200 states each.
+    const messages = Array.from({ length: 200 }, (_, i) => ({ ...sent!, seq: i + 1, version: i + 1 }));
+    const first = messages[0]!;
+    const read = (conversation: string, reader: string) =>
+      fanout.seen(conversation, 200, 200, { id: reader, messages });
+    /** Who the first message's delivery leaves out. */
+    const passedOver = (conversation: string) =>
+      fanout.delivered('new', conversation, [first]).except?.get(first) ?? [];
+
+    for (let c = 0; c <= 11; c++) fanout.seen(`c-${c}`, 0, 0);
+    // 251 pages of c-0: the first one read is forgotten. The oldest then, read again, counts as the newest: the
+    // next page forgets reader-2.
+    for (let r = 0; r <= 250; r++) read('c-0', `reader-${r}`);
+    read('c-0', 'reader-1');
+    read('c-0', 'reader-251');
+    const kept = passedOver('c-0');
+    expect(kept).to.have.length(250);
+    expect(kept).to.include.members(['reader-1', 'reader-3', 'reader-250', 'reader-251']);
+    expect(kept).to.not.include.members(['reader-0']);
+    expect(kept).to.not.include.members(['reader-2']);
+
+    // Nine more conversations of 50,000 states: 500,000 in all, and the next page is not kept.
+    for (let c = 1; c <= 9; c++) for (let r = 0; r < 250; r++) read(`c-${c}`, `reader-${r}`);
+    read('c-10', 'late');
+    expect(passedOver('c-10'), 'not kept').to.deep.equal([]);
+    // Once c-1's subscribers have been given everything its pages gave, its pages are forgotten: room again.
+    expect(fanout.delivered('new', 'c-1', messages).created).to.have.length(200);
+    read('c-11', 'later');
+    expect(passedOver('c-11')).to.deep.equal(['later']);
   });
 
   it('gives a message given above a hole in its newer state when the catch-up reads it changed', async () => {
