@@ -133,14 +133,61 @@ export interface PageReader {
 }
 
 /**
- * What one subscriber's page gave above what the node had given the conversation's subscribers when it was read:
- * per message, the version of the state it gave, and the highest seq and version among them. Kept until the
- * node's marks pass both; from then on the marks alone leave those states out.
+ * A run of seqs one page gave, each in its state as of the page's snapshot (`version`): any state of them up to
+ * that version is the one the page gave or an older one, and a later change takes a version above it.
+ */
+interface PageRun {
+  first: number;
+  last: number;
+  version: number;
+}
+
+/**
+ * What one subscriber's pages gave above what the node had given the conversation's subscribers when they were
+ * read: disjoint runs of seqs by `first`, each with the newest page's version that covered it; and the highest seq
+ * and version among them. Kept until the node's marks pass both; from then on the marks alone leave those states
+ * out.
  */
 interface PageGiven {
-  states: Map<number, number>;
+  runs: PageRun[];
   seq: number;
   version: number;
+}
+
+/** The last run of `runs` (by `first`) that starts at or before `seq`, by bisection; -1 if none does. */
+function runAt(runs: readonly PageRun[], seq: number): number {
+  let low = 0;
+  let high = runs.length - 1;
+  let found = -1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    if ((runs[middle]?.first ?? Infinity) <= seq) {
+      found = middle;
+      low = middle + 1;
+    } else high = middle - 1;
+  }
+  return found;
+}
+
+/** Whether the runs cover this state of message `seq`: its page gave it in this state or a newer one. */
+function covers(runs: readonly PageRun[], seq: number, version: number): boolean {
+  const run = runs[runAt(runs, seq)];
+  return run !== undefined && seq <= run.last && version <= run.version;
+}
+
+/** Adds a newer page's run: where it overlaps earlier runs, its version (the newer snapshot) replaces theirs. */
+function addRun(runs: PageRun[], run: PageRun): void {
+  const kept: PageRun[] = [];
+  for (const r of runs) {
+    if (r.last < run.first || r.first > run.last) kept.push(r);
+    else {
+      if (r.first < run.first) kept.push({ first: r.first, last: run.first - 1, version: r.version });
+      if (r.last > run.last) kept.push({ first: run.last + 1, last: r.last, version: r.version });
+    }
+  }
+  kept.push(run);
+  kept.sort((a, b) => a.first - b.first);
+  runs.splice(0, runs.length, ...kept);
 }
 
 const NOTHING: Fresh = { created: [], changed: [] };
@@ -154,18 +201,20 @@ const MAX_TRACKED = 10_000;
 
 /**
  * Subscribers' pages are kept only while the node's marks are behind them (announcements on their way, a node
- * that lags), one state per message a page gave above the marks (at most a page, 200). Past this many states kept
- * for one conversation, its oldest pages are forgotten; past {@link MAX_KEPT_STATES} across all, a new page is
- * not kept. Either way, that page's reader may then get a state older than its page's, which a client drops by
- * version; what it holds in the end is the same.
+ * that lags), a run of seqs a page (fewer when a newer page of the same subscriber covers them again). Past
+ * {@link MAX_READER_RUNS} runs of one subscriber, its lowest are forgotten; past this many runs kept for one
+ * conversation, its oldest subscribers' pages are; past {@link MAX_KEPT_RUNS} across all, a new page is not kept.
+ * Either way, a reader may then get a state older than its page's, which a client drops by version; what it holds
+ * in the end is the same.
  */
-const MAX_CONVERSATION_STATES = 50_000;
-const MAX_KEPT_STATES = 500_000;
+const MAX_CONVERSATION_RUNS = 50_000;
+const MAX_KEPT_RUNS = 500_000;
+const MAX_READER_RUNS = 256;
 
-/** One conversation's subscribers' pages, oldest first, and how many states they hold. */
+/** One conversation's subscribers' pages, oldest first, and how many runs they hold. */
 interface Pages {
   readers: Map<string, PageGiven>;
-  states: number;
+  runs: number;
 }
 
 /** What a node delivers for one conversation: new messages, or the current state of changed ones. */
@@ -194,8 +243,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const given = new Map<string, Given>();
   /** Per conversation, per subscriber (socket id), what its page gave beyond the conversation's marks. */
   const pages = new Map<string, Pages>();
-  /** The states all of them hold. */
-  let keptStates = 0;
+  /** The runs all of them hold. */
+  let keptRuns = 0;
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
   /**
@@ -217,14 +266,14 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     given.delete(conversationId);
     const kept = pages.get(conversationId);
     if (kept === undefined) return;
-    keptStates -= kept.states;
+    keptRuns -= kept.runs;
     pages.delete(conversationId);
   }
 
   function dropPage(kept: Pages, reader: string, page: PageGiven): void {
     kept.readers.delete(reader);
-    kept.states -= page.states.size;
-    keptStates -= page.states.size;
+    kept.runs -= page.runs.length;
+    keptRuns -= page.runs.length;
   }
 
   function prune(): void {
@@ -233,30 +282,38 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
-  /** Notes what a subscriber's page gave that the conversation's subscribers may still be given in older states. */
-  function keepPage(conversationId: string, marks: Given, reader: PageReader): void {
+  /**
+   * Notes what a subscriber's page gave that the conversation's subscribers may still be given in older states:
+   * the page's runs of seqs, as of its snapshot `version`, unless the marks cover them already.
+   */
+  function keepPage(conversationId: string, marks: Given, reader: PageReader, version: number): void {
+    const runs: PageRun[] = [];
+    for (const m of reader.messages) {
+      const run = runs.at(-1);
+      if (run !== undefined && run.last + 1 === m.seq) run.last = m.seq;
+      else runs.push({ first: m.seq, last: m.seq, version });
+    }
     // A first state reaches the room while its seq is not given; an older change while its version is not.
-    const ahead = reader.messages.filter((m) => !marks.hasSeq(m.seq) || m.version > marks.version);
-    if (ahead.length === 0 || keptStates + ahead.length > MAX_KEPT_STATES) return;
+    const ahead = version > marks.version ? runs : runs.filter((r) => r.last > marks.seq);
+    if (ahead.length === 0 || keptRuns + ahead.length > MAX_KEPT_RUNS) return;
     let kept = pages.get(conversationId);
     if (kept === undefined) {
-      kept = { readers: new Map(), states: 0 };
+      kept = { readers: new Map(), runs: 0 };
       pages.set(conversationId, kept);
     }
     const earlier = kept.readers.get(reader.id);
-    const page = earlier ?? { states: new Map<number, number>(), seq: 0, version: 0 };
+    const page = earlier ?? { runs: [], seq: 0, version: 0 };
     // Taken out and put back: the oldest page is the first one.
     if (earlier !== undefined) dropPage(kept, reader.id, earlier);
-    for (const m of ahead) {
-      page.states.set(m.seq, Math.max(page.states.get(m.seq) ?? 0, m.version));
-      page.seq = Math.max(page.seq, m.seq);
-      page.version = Math.max(page.version, m.version);
-    }
+    for (const run of ahead) addRun(page.runs, run);
+    if (page.runs.length > MAX_READER_RUNS) page.runs.splice(0, page.runs.length - MAX_READER_RUNS);
+    page.seq = Math.max(page.seq, ...ahead.map((r) => r.last));
+    page.version = Math.max(page.version, version);
     kept.readers.set(reader.id, page);
-    kept.states += page.states.size;
-    keptStates += page.states.size;
+    kept.runs += page.runs.length;
+    keptRuns += page.runs.length;
     for (const [oldest, oldestPage] of kept.readers) {
-      if (kept.states <= MAX_CONVERSATION_STATES || oldest === reader.id) break;
+      if (kept.runs <= MAX_CONVERSATION_RUNS || oldest === reader.id) break;
       dropPage(kept, oldest, oldestPage);
     }
   }
@@ -272,7 +329,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     for (const messages of delivered) {
       for (const m of messages) {
         for (const [reader, page] of readers) {
-          if ((page.states.get(m.seq) ?? 0) < m.version) continue;
+          if (!covers(page.runs, m.seq, m.version)) continue;
           except ??= new Map();
           const list = except.get(m);
           if (list) list.push(reader);
@@ -634,7 +691,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       // reader's page is kept instead, until the marks pass it.
       const marks = given.get(conversationId);
       if (marks !== undefined) {
-        if (reader !== undefined) keepPage(conversationId, marks, reader);
+        if (reader !== undefined) keepPage(conversationId, marks, reader, version);
         return;
       }
       if (given.size >= MAX_TRACKED) prune();

@@ -320,19 +320,27 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fresh.delivered('new', conversationId, [after!])).to.deep.equal(asNew(after!));
   });
 
-  it('keeps at most 50,000 states of one conversation’s pages, forgetting the oldest pages, and 500,000 in all', async () => {
+  it('keeps at most 256 runs of seqs a subscriber, 50,000 a conversation (the oldest pages go) and 500,000 in all', async () => {
     const [sent] = await sendUnannounced('a message');
     const { fanout } = await startFanout({ nodes: 2 });
-    // Pages of 200 messages (seqs and versions 1-200) of conversations whose marks are at 0: 200 states each.
-    const messages = Array.from({ length: 200 }, (_, i) => ({ ...sent!, seq: i + 1, version: i + 1 }));
+    const at = (seq: number): PublicMessage => ({ ...sent!, seq, version: seq });
+    // Pages of the even seqs 2-400 of conversations whose marks are at 0: 200 runs of one seq each.
+    const messages = Array.from({ length: 200 }, (_, i) => at(2 * (i + 1)));
     const first = messages[0]!;
-    const read = (conversation: string, reader: string) =>
-      fanout.seen(conversation, 200, 200, { id: reader, messages });
-    /** Who the first message's delivery leaves out. */
-    const passedOver = (conversation: string) =>
-      fanout.delivered('new', conversation, [first]).except?.get(first) ?? [];
+    const read = (conversation: string, reader: string, page = messages) =>
+      fanout.seen(conversation, page.at(-1)!.seq, page.at(-1)!.version, { id: reader, messages: page });
+    /** Who a message's delivery leaves out. */
+    const passedOver = (conversation: string, message = first) =>
+      fanout.delivered('new', conversation, [message]).except?.get(message) ?? [];
+    for (let c = 0; c <= 12; c++) fanout.seen(`c-${c}`, 0, 0);
 
-    for (let c = 0; c <= 11; c++) fanout.seen(`c-${c}`, 0, 0);
+    // One page of 300 runs: its 256 highest are kept.
+    const wide = Array.from({ length: 300 }, (_, i) => at(2 * (i + 1)));
+    read('c-12', 'wide', wide);
+    expect(passedOver('c-12', wide[43]), 'the 44th run').to.deep.equal([]);
+    expect(passedOver('c-12', wide[44]), 'the 45th').to.deep.equal(['wide']);
+    expect(passedOver('c-12', wide[299]), 'the last').to.deep.equal(['wide']);
+
     // 251 pages of c-0: the first one read is forgotten. The oldest then, read again, counts as the newest: the
     // next page forgets reader-2.
     for (let r = 0; r <= 250; r++) read('c-0', `reader-${r}`);
@@ -344,14 +352,38 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(kept).to.not.include.members(['reader-0']);
     expect(kept).to.not.include.members(['reader-2']);
 
-    // Nine more conversations of 50,000 states: 500,000 in all, and the next page is not kept.
+    // Nine more conversations of 50,000 runs (c-12 holds 256): past 500,000 in all, the next page is not kept.
     for (let c = 1; c <= 9; c++) for (let r = 0; r < 250; r++) read(`c-${c}`, `reader-${r}`);
     read('c-10', 'late');
     expect(passedOver('c-10'), 'not kept').to.deep.equal([]);
     // Once c-1's subscribers have been given everything its pages gave, its pages are forgotten: room again.
-    expect(fanout.delivered('new', 'c-1', messages).created).to.have.length(200);
+    const all = Array.from({ length: 400 }, (_, i) => at(i + 1));
+    expect(fanout.delivered('new', 'c-1', all).created).to.have.length(400);
     read('c-11', 'later');
     expect(passedOver('c-11')).to.deep.equal(['later']);
+  });
+
+  it('covers each seq a subscriber’s pages gave up to the newest of those pages’ versions', async () => {
+    const [sent] = await sendUnannounced('a message');
+    const { fanout } = await startFanout({ nodes: 2 });
+    const state = (seq: number, version: number): PublicMessage => ({ ...sent!, seq, version });
+    fanout.seen('runs', 0, 0);
+    // Two pages of one socket, the second newer and overlapping the first: seqs 1-10 as of version 20, then 6-15
+    // as of version 30.
+    const page = (from: number, to: number, version: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => state(from + i, Math.min(version, from + i)));
+    fanout.seen('runs', 10, 20, { id: 'socket', messages: page(1, 10, 20) });
+    fanout.seen('runs', 15, 30, { id: 'socket', messages: page(6, 15, 30) });
+    const passed = (seq: number, version: number) => {
+      const m = state(seq, version);
+      return (fanout.delivered('updated', 'runs', [m]).except?.get(m) ?? []).length > 0;
+    };
+    fanout.delivered('new', 'runs', [state(16, 31)]);
+    expect(passed(3, 20), 'seq 3 at the first page’s version').to.equal(true);
+    expect(passed(4, 21), 'seq 4 changed after the first page').to.equal(false);
+    expect(passed(8, 25), 'seq 8 at a version the second page covers').to.equal(true);
+    expect(passed(15, 30)).to.equal(true);
+    expect(passed(16, 32), 'a seq no page gave').to.equal(false);
   });
 
   it('gives a message given above a hole in its newer state when the catch-up reads it changed', async () => {
