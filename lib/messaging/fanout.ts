@@ -175,19 +175,25 @@ function covers(runs: readonly PageRun[], seq: number, version: number): boolean
   return run !== undefined && seq <= run.last && version <= run.version;
 }
 
-/** Adds a newer page's run: where it overlaps earlier runs, its version (the newer snapshot) replaces theirs. */
-function addRun(runs: PageRun[], run: PageRun): void {
-  const kept: PageRun[] = [];
+/**
+ * A subscriber's runs with a newer page's runs (sorted, disjoint) added: where they overlap earlier runs, the newer
+ * page's version (its newer snapshot) replaces theirs.
+ */
+function withRuns(runs: readonly PageRun[], added: readonly PageRun[]): PageRun[] {
+  const result: PageRun[] = [];
   for (const r of runs) {
-    if (r.last < run.first || r.first > run.last) kept.push(r);
-    else {
-      if (r.first < run.first) kept.push({ first: r.first, last: run.first - 1, version: r.version });
-      if (r.last > run.last) kept.push({ first: run.last + 1, last: r.last, version: r.version });
+    let from = r.first;
+    for (let i = Math.max(0, runAt(added, r.first)); from <= r.last; i++) {
+      const a = added[i];
+      if (a === undefined || a.first > r.last) break;
+      if (a.last < from) continue;
+      if (a.first > from) result.push({ first: from, last: a.first - 1, version: r.version });
+      from = a.last + 1;
     }
+    if (from <= r.last) result.push({ first: from, last: r.last, version: r.version });
   }
-  kept.push(run);
-  kept.sort((a, b) => a.first - b.first);
-  runs.splice(0, runs.length, ...kept);
+  result.push(...added);
+  return result.sort((a, b) => a.first - b.first);
 }
 
 const NOTHING: Fresh = { created: [], changed: [] };
@@ -203,11 +209,11 @@ const MAX_TRACKED = 10_000;
  * Subscribers' pages are kept only while the node's marks are behind them (announcements on their way, a node
  * that lags), a run of seqs a page (fewer when a newer page of the same subscriber covers them again). Past
  * {@link MAX_READER_RUNS} runs of one subscriber, its lowest are forgotten; past this many runs kept for one
- * conversation, its oldest subscribers' pages are; past {@link MAX_KEPT_RUNS} across all, a new page is not kept.
- * Either way, a reader may then get a state older than its page's, which a client drops by version; what it holds
- * in the end is the same.
+ * conversation, the runs the marks passed are, then its oldest subscribers' pages; past {@link MAX_KEPT_RUNS}
+ * across all, a new page is not kept. Either way, a reader may then get a state older than its page's, which a
+ * client drops by version; what it holds in the end is the same.
  */
-const MAX_CONVERSATION_RUNS = 50_000;
+const MAX_CONVERSATION_RUNS = 100_000;
 const MAX_KEPT_RUNS = 500_000;
 const MAX_READER_RUNS = 256;
 
@@ -305,16 +311,34 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const page = earlier ?? { runs: [], seq: 0, version: 0 };
     // Taken out and put back: the oldest page is the first one.
     if (earlier !== undefined) dropPage(kept, reader.id, earlier);
-    for (const run of ahead) addRun(page.runs, run);
+    page.runs = withRuns(page.runs, ahead);
     if (page.runs.length > MAX_READER_RUNS) page.runs.splice(0, page.runs.length - MAX_READER_RUNS);
     page.seq = Math.max(page.seq, ...ahead.map((r) => r.last));
     page.version = Math.max(page.version, version);
     kept.readers.set(reader.id, page);
     kept.runs += page.runs.length;
     keptRuns += page.runs.length;
+    if (kept.runs <= MAX_CONVERSATION_RUNS) return;
+    // Past the bound, the runs the marks passed go, then the oldest pages, to 90 % of it: the next such pass is
+    // thousands of runs away.
+    dropPassedRuns(kept, marks);
     for (const [oldest, oldestPage] of kept.readers) {
-      if (kept.runs <= MAX_CONVERSATION_RUNS || oldest === reader.id) break;
+      if (kept.runs <= MAX_CONVERSATION_RUNS * 0.9 || oldest === reader.id) break;
       dropPage(kept, oldest, oldestPage);
+    }
+  }
+
+  /**
+   * Forgets the runs of one conversation's pages that the marks have passed (a node that lags passes its
+   * subscribers' older pages while they read newer ones): only when it holds too many, as this reads them all.
+   */
+  function dropPassedRuns(kept: Pages, marks: Given): void {
+    for (const [reader, page] of kept.readers) {
+      const runs = page.runs.filter((r) => r.last > marks.seq || r.version > marks.version);
+      kept.runs -= page.runs.length - runs.length;
+      keptRuns -= page.runs.length - runs.length;
+      page.runs = runs;
+      if (runs.length === 0) kept.readers.delete(reader);
     }
   }
 

@@ -320,7 +320,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fresh.delivered('new', conversationId, [after!])).to.deep.equal(asNew(after!));
   });
 
-  it('keeps at most 256 runs of seqs a subscriber, 50,000 a conversation (the oldest pages go) and 500,000 in all', async () => {
+  it('keeps at most 256 runs of seqs a subscriber, 100,000 a conversation (the oldest pages go) and 500,000 in all', async () => {
     const [sent] = await sendUnannounced('a message');
     const { fanout } = await startFanout({ nodes: 2 });
     const at = (seq: number): PublicMessage => ({ ...sent!, seq, version: seq });
@@ -341,19 +341,19 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(passedOver('c-12', wide[44]), 'the 45th').to.deep.equal(['wide']);
     expect(passedOver('c-12', wide[299]), 'the last').to.deep.equal(['wide']);
 
-    // 251 pages of c-0: the first one read is forgotten. The oldest then, read again, counts as the newest: the
-    // next page forgets reader-2.
-    for (let r = 0; r <= 250; r++) read('c-0', `reader-${r}`);
-    read('c-0', 'reader-1');
-    read('c-0', 'reader-251');
+    // 500 pages of c-0 hold 100,000 runs. reader-0 reads again (its page is the newest now); the next page is one
+    // too many, and the oldest pages go until 90,000 runs are left: reader-1 to reader-51.
+    for (let r = 0; r < 500; r++) read('c-0', `reader-${r}`);
+    read('c-0', 'reader-0');
+    read('c-0', 'reader-500');
     const kept = passedOver('c-0');
-    expect(kept).to.have.length(250);
-    expect(kept).to.include.members(['reader-1', 'reader-3', 'reader-250', 'reader-251']);
-    expect(kept).to.not.include.members(['reader-0']);
-    expect(kept).to.not.include.members(['reader-2']);
+    expect(kept).to.have.length(450);
+    expect(kept).to.include.members(['reader-0', 'reader-52', 'reader-499', 'reader-500']);
+    expect(kept).to.not.include.members(['reader-1']);
+    expect(kept).to.not.include.members(['reader-51']);
 
-    // Nine more conversations of 50,000 runs (c-12 holds 256): past 500,000 in all, the next page is not kept.
-    for (let c = 1; c <= 9; c++) for (let r = 0; r < 250; r++) read(`c-${c}`, `reader-${r}`);
+    // Four more conversations full, and one more page each until none is kept: past 500,000 runs in all.
+    for (let c = 1; c <= 5; c++) for (let r = 0; r < 500; r++) read(`c-${c}`, `reader-${r}`);
     read('c-10', 'late');
     expect(passedOver('c-10'), 'not kept').to.deep.equal([]);
     // Once c-1's subscribers have been given everything its pages gave, its pages are forgotten: room again.
@@ -361,6 +361,34 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fanout.delivered('new', 'c-1', all).created).to.have.length(400);
     read('c-11', 'later');
     expect(passedOver('c-11')).to.deep.equal(['later']);
+  });
+
+  it('past 100,000 runs in a conversation, forgets the runs its marks passed before any page', async () => {
+    const [sent] = await sendUnannounced('a message');
+    const { fanout } = await startFanout({ nodes: 2 });
+    const at = (seq: number): PublicMessage => ({ ...sent!, seq, version: seq });
+    fanout.seen('lagging', 0, 0);
+    // 300 sockets read the even seqs 2-400 (200 runs each), then seq 1000 as of version 2000.
+    const early = Array.from({ length: 200 }, (_, i) => at(2 * (i + 1)));
+    for (let r = 0; r < 300; r++) {
+      fanout.seen('lagging', 400, 400, { id: `early-${r}`, messages: early });
+      fanout.seen('lagging', 1000, 2000, { id: `early-${r}`, messages: [at(1000)] });
+    }
+    // The node gives its subscribers seqs 1-400: the marks pass the first pages, not the second.
+    fanout.delivered(
+      'new',
+      'lagging',
+      Array.from({ length: 400 }, (_, i) => at(i + 1)),
+    );
+    // 200 more sockets read 200 runs each: past 100,000, the passed runs go and every socket's page stays.
+    const later = Array.from({ length: 200 }, (_, i) => at(402 + 2 * i));
+    for (let r = 0; r < 200; r++) fanout.seen('lagging', 800, 800, { id: `later-${r}`, messages: later });
+    const late = at(1000);
+    const readers = fanout.delivered('new', 'lagging', [late]).except?.get(late) ?? [];
+    expect(readers).to.have.length(300);
+    expect(readers).to.include.members(['early-0', 'early-299']);
+    const another = at(402);
+    expect(fanout.delivered('new', 'lagging', [another]).except?.get(another)).to.have.length(200);
   });
 
   it('covers each seq a subscriber’s pages gave up to the newest of those pages’ versions', async () => {
