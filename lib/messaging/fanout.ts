@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { ControlBus } from '../cluster/controlBus.js';
 import type { MessageAnnounce } from '../config.js';
 import type { Logger } from '../logger.js';
-import type { Notifier } from '../notifier.js';
+import type { Notifier, PassedOver } from '../notifier.js';
 import type { PublicMessage } from '../protocol/index.js';
 import { createLogThrottle } from '../serverErrorLog.js';
 import { PAGE_LIMIT } from '../protocol/schemas.js';
@@ -123,7 +123,7 @@ export interface Fresh {
    * reading its page, so its page can show a message changed (or deleted) while the node's subscribers have not
    * been given the message's first state yet; without this, that first state would reach it after its page.
    */
-  except?: ReadonlyMap<PublicMessage, readonly string[]>;
+  except?: PassedOver;
 }
 
 /** A subscriber's page: who reads it (a socket id), and the messages it gave. */
@@ -144,13 +144,12 @@ interface PageRun {
 
 /**
  * What one subscriber's pages gave above what the node had given the conversation's subscribers when they were
- * read: disjoint runs of seqs by `first`, each with the newest page's version that covered it; and the highest seq
- * and version among them. Kept until the node's marks pass both; from then on the marks alone leave those states
- * out.
+ * read: disjoint runs of seqs by `first` (the last one holds the highest seq), each with the newest page's version
+ * that covered it; and the highest version among them. Kept until the node's marks pass both; from then on the
+ * marks alone leave those states out.
  */
 interface PageGiven {
   runs: PageRun[];
-  seq: number;
   version: number;
 }
 
@@ -308,12 +307,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       pages.set(conversationId, kept);
     }
     const earlier = kept.readers.get(reader.id);
-    const page = earlier ?? { runs: [], seq: 0, version: 0 };
+    const page = earlier ?? { runs: [], version: 0 };
     // Taken out and put back: the oldest page is the first one.
     if (earlier !== undefined) dropPage(kept, reader.id, earlier);
     page.runs = withRuns(page.runs, ahead);
     if (page.runs.length > MAX_READER_RUNS) page.runs.splice(0, page.runs.length - MAX_READER_RUNS);
-    page.seq = Math.max(page.seq, ...ahead.map((r) => r.last));
     page.version = Math.max(page.version, version);
     kept.readers.set(reader.id, page);
     kept.runs += page.runs.length;
@@ -344,11 +342,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   /** Who each delivered message passes over: the readers whose page gave it in this state or a newer one. */
   function readersGiven(
-    conversationId: string,
+    readers: ReadonlyMap<string, PageGiven>,
     delivered: readonly PublicMessage[][],
   ): Map<PublicMessage, string[]> | undefined {
-    const readers = pages.get(conversationId)?.readers;
-    if (readers === undefined) return undefined;
     let except: Map<PublicMessage, string[]> | undefined;
     for (const messages of delivered) {
       for (const m of messages) {
@@ -365,11 +361,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   }
 
   /** Forgets the pages the conversation's marks have passed: the marks leave out what they gave. */
-  function settlePages(conversationId: string, marks: Given): void {
-    const kept = pages.get(conversationId);
+  function settlePages(conversationId: string, marks: Given, kept = pages.get(conversationId)): void {
     if (kept === undefined) return;
     for (const [reader, page] of kept.readers) {
-      if (marks.seq >= page.seq && marks.version >= page.version) dropPage(kept, reader, page);
+      const seq = page.runs.at(-1)?.last ?? 0;
+      if (marks.seq >= seq && marks.version >= page.version) dropPage(kept, reader, page);
     }
     if (kept.readers.size === 0) pages.delete(conversationId);
   }
@@ -433,8 +429,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (!stale) changed.push(m);
     }
     noteHoles(conversationId, marks);
-    const except = readersGiven(conversationId, [created, changed]);
-    settlePages(conversationId, marks);
+    // One lookup on the delivery path; a conversation without pages kept stops here.
+    const kept = pages.get(conversationId);
+    if (kept === undefined) return { created, changed };
+    const except = readersGiven(kept.readers, [created, changed]);
+    settlePages(conversationId, marks, kept);
     return except === undefined ? { created, changed } : { created, changed, except };
   }
 
