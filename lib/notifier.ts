@@ -28,7 +28,11 @@ export interface Notifier {
   conversationAdded(userIds: readonly string[], conversation: PublicConversation): void;
   /** The conversation was renamed or its participants changed: to its participants. */
   conversationUpdated(conversation: PublicConversation): void;
-  /** `userId` left or was removed: their sockets leave the conversation on every node, then hear why. */
+  /**
+   * `userId` left or was removed: their sockets on THIS node leave the conversation, then hear why. The other
+   * nodes do the same when they hear the removal's `membership.changed`, which the service sends inside the
+   * removal's transaction (`ControlBus.publishWithin`), so that it comes before any message committed after it.
+   */
   conversationRemoved(userId: string, conversationId: string): void;
   /**
    * Committed messages, in seq order per conversation, to the conversations' subscribers on THIS node (the

@@ -17,7 +17,7 @@ import { createMigrator } from './migrations.js';
 import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
-import { createNotifier } from './realtime/notifier.js';
+import { createNotifier, followRemovals } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import {
@@ -225,7 +225,8 @@ export async function startServer(
     const clockSync = own(await startClockSync(clock, logger));
     metrics.sample('clockOffset', () => clock.offsetMs / 1000);
 
-    // Bound once messaging exists: a reconnect may have missed membership events and message announcements.
+    // Bound once messaging exists: a reconnect may have missed membership events (removals of participants among
+    // them) and message announcements.
     let onControlBusReconnect = (): void => undefined;
     const controlBus = own(
       await createControlBus(config.database, db.connections, logger, () => onControlBusReconnect()).catch(
@@ -237,6 +238,7 @@ export async function startServer(
     const realtime = own(createRealtime({ config, db, logger, clock }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
     const notify = createNotifier(realtime.io, logger);
+    followRemovals(realtime.io, controlBus);
     const messaging = own(
       await createMessaging({
         config,
@@ -248,7 +250,10 @@ export async function startServer(
         nodeCount: () => realtime.io.of('/').adapter.serverCount(),
       }),
     );
-    onControlBusReconnect = () => messaging.resync();
+    onControlBusReconnect = () => {
+      messaging.resync();
+      realtime.checkSockets();
+    };
     const conversations = createConversationService({
       knex: db.knex,
       notify,

@@ -74,7 +74,7 @@ describe('sockets checked against the database, for cluster events a node missed
     expect(reasons).to.deep.equal([{ reason: 'revoked' }]);
   });
 
-  it('a participant removed while their node was not listening leaves the room and hears conversation:removed', async () => {
+  it('a participant removed while the adapters were not listening leaves the room there and hears conversation:removed (the control bus carries it)', async () => {
     const { owner, member: bob, group, socket: bobOnB } = await groupWithMemberOnB();
     const removed = record(bobOnB, 'conversation:removed');
     const messages = record(bobOnB, 'message:new');
@@ -95,6 +95,25 @@ describe('sockets checked against the database, for cluster events a node missed
     expectOk(await send(ownerOnB, group.id, 'after the removal'));
     await waitFor(() => ownerMessages.length > 0, { what: 'the owner’s own delivery' });
     expect(messages).to.deep.equal([]);
+  });
+
+  it('a participant removed with no event heard leaves the room and hears conversation:removed once the control bus listens again', async () => {
+    const { knex } = b.services.db;
+    const { member: carol, group, socket: carolOnB } = await groupWithMemberOnB();
+    const removed = record(carolOnB, 'conversation:removed');
+    // As if node b's control bus had missed the removal's event: straight in the database, no event at all.
+    await knex('conversation_participants').where({ conversation_id: group.id, user_id: carol.id }).delete();
+    const controlListeners = `SELECT pid FROM pg_stat_activity
+       WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`;
+    const before = await adminQuery(controlListeners, [databaseName()]);
+    expect(before.rows).to.have.length(2);
+    // Both nodes' control connections end (PostgreSQL does not say which one is b's), and reconnect.
+    for (const { pid } of before.rows as Array<{ pid: number }>) {
+      await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+    }
+    await waitFor(() => removed.length > 0, { what: 'conversation:removed after the reconnect' });
+    expect(removed).to.deep.equal([{ conversationId: group.id }]);
+    expect(carolOnB.connected).to.equal(true);
   });
 
   it('a conversation created while a node was not listening reaches the new participant’s socket there, once it listens', async () => {

@@ -1,10 +1,18 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { DatabaseConfig } from '../config.js';
 import { pgConnectionConfig, type PoolConnections } from '../db.js';
 import type { Logger } from '../logger.js';
 
 /** Cross-node control events. Keep payloads tiny: NOTIFY carries at most 8000 bytes. */
-export type ControlEvent = { type: 'membership.changed'; conversationId: string; userId: string };
+export interface ControlEvent {
+  type: 'membership.changed';
+  conversationId: string;
+  userId: string;
+  /** The user was removed or left: every node takes their sockets out of the conversation's room. */
+  removed?: boolean;
+}
 
 const CHANNEL = 'xfchat_control';
 // pg-listen is CommonJS with an `exports.default`.
@@ -13,7 +21,15 @@ const createPostgresSubscriber = pgListen.default;
 export interface ControlBus {
   /** Delivers the event to every node, this one included. */
   publish(event: ControlEvent): Promise<void>;
-  subscribe(handler: (event: ControlEvent) => void): () => void;
+  /**
+   * Sends `event` inside the caller's transaction: every node, this one included, hears it if, and only if, the
+   * transaction commits, and before any notification of a transaction that committed after it, such as the
+   * announcement of a message that waited for this transaction's lock on the conversation (PostgreSQL delivers
+   * notifications in commit order, and a node hears this channel and the announcements on one connection).
+   */
+  publishWithin(trx: Knex.Transaction, event: ControlEvent): Promise<void>;
+  /** `fromHere`: this node published the event. */
+  subscribe(handler: (event: ControlEvent, fromHere: boolean) => void): () => void;
   /**
    * LISTENs to another channel on the same connection; `handler` gets each payload as pg-listen parsed it
    * (JSON), unchecked. For NOTIFYs sent by SQL (the write path announces committed messages this way).
@@ -27,11 +43,18 @@ export interface ControlBus {
   close(): Promise<void>;
 }
 
-function isControlEvent(value: unknown): value is ControlEvent {
+/** An event as it travels: stamped with the publishing bus's id. */
+type Published = ControlEvent & { origin?: string };
+
+function isControlEvent(value: unknown): value is Published {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
   return (
-    v.type === 'membership.changed' && typeof v.conversationId === 'string' && typeof v.userId === 'string'
+    v.type === 'membership.changed' &&
+    typeof v.conversationId === 'string' &&
+    typeof v.userId === 'string' &&
+    (v.removed === undefined || typeof v.removed === 'boolean') &&
+    (v.origin === undefined || typeof v.origin === 'string')
   );
 }
 
@@ -160,7 +183,8 @@ export async function createControlBus(
       paranoidChecking: 10_000,
     },
   );
-  const handlers = new Set<(event: ControlEvent) => void>();
+  const handlers = new Set<(event: ControlEvent, fromHere: boolean) => void>();
+  const origin = randomUUID();
   subscriber.events.on('error', (err) => {
     if (closed) logger.debug({ err }, 'control bus stopped reconnecting after close');
     else logger.error({ err }, 'control bus connection failed');
@@ -180,7 +204,8 @@ export async function createControlBus(
       logger.warn({ payload }, 'control bus: ignoring an unknown event');
       return;
     }
-    for (const handler of handlers) handler(payload);
+    const { origin: from, ...event } = payload;
+    for (const handler of handlers) handler(event, from === origin);
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
@@ -189,7 +214,13 @@ export async function createControlBus(
   let closing: Promise<void> | undefined;
   return {
     publish(event) {
-      return send(CHANNEL, event);
+      return send(CHANNEL, { ...event, origin } satisfies Published);
+    },
+    async publishWithin(trx, event) {
+      await trx.raw('SELECT pg_notify(?, ?)', [
+        CHANNEL,
+        JSON.stringify({ ...event, origin } satisfies Published),
+      ]);
     },
     subscribe(handler) {
       handlers.add(handler);

@@ -50,7 +50,7 @@ export interface ConversationServiceDeps {
   knex: Knex;
   notify: Notifier;
   logger: Logger;
-  controlBus: Pick<ControlBus, 'publish'>;
+  controlBus: Pick<ControlBus, 'publish' | 'publishWithin'>;
   /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
   invalidateLocal: (conversationId: string) => void;
   /** Conversations created and participants added per user per minute, on every node together; 0 = off. */
@@ -248,8 +248,16 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         const removed = await Participant.query(trx).deleteById([conversationId, userId]);
         if (removed === 0) throw new AppError('NOT_FOUND');
         if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
+        // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
+        // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
+        await deps.controlBus.publishWithin(trx, {
+          type: 'membership.changed',
+          conversationId,
+          userId,
+          removed: true,
+        });
       });
-      await announceMembership(conversationId, userId);
+      deps.invalidateLocal(conversationId);
       notify.conversationRemoved(userId, conversationId);
       const remaining = await loadConversation(knex, conversationId);
       if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());

@@ -9,6 +9,7 @@ import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
+import { deliveringHereFirst } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
 import { coalesceWrites } from './coalesce.js';
@@ -38,6 +39,11 @@ export interface Realtime {
   /** What this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES). */
   readonly backpressure: Backpressure;
   attach(httpServer: HttpServer): void;
+  /**
+   * Checks this node's sockets against the database soon: the control bus, which carries other nodes' removals of
+   * participants, listens again after a lost connection.
+   */
+  checkSockets(): void;
   /** Disconnects every socket of this node and stops the adapter; idempotent. */
   close(): Promise<void>;
 }
@@ -96,9 +102,12 @@ export function createRealtime(deps: {
     connectTimeout: CONNECT_TIMEOUT_MS,
     // ws without its automatic pongs: they queued without bound for a client sending pings and reading nothing.
     wsEngine: WsServerWithoutAutoPong,
-    adapter: createAdapter(adapterPool, {
-      errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
-    }),
+    adapter: deliveringHereFirst(
+      createAdapter(adapterPool, {
+        errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
+      }),
+      logger,
+    ),
   });
 
   const revalidation = createSocketRevalidation({ io, knex: db.knex, logger, clock });
@@ -191,6 +200,7 @@ export function createRealtime(deps: {
   return {
     io,
     backpressure,
+    checkSockets: () => revalidation.request(),
     attach(httpServer) {
       io.attach(httpServer);
       // The engine exists from here on.

@@ -1,3 +1,4 @@
+import type { ControlBus } from '../cluster/controlBus.js';
 import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
 import type {
@@ -18,11 +19,22 @@ const conversationRoom = (conversationId: string): string => `conversation:${con
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 
 /**
+ * Every socket of a node that takes other nodes' removals of participants from the control bus
+ * ({@link followRemovals}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
+ * the removed user's sockets outside this room, which are theirs (a rolling upgrade from 0.2.0).
+ */
+export const FOLLOWS_REMOVALS_ROOM = 'xfchat:follows-removals';
+
+/**
  * Puts a new socket in its user's room and its session's room, so events for the user reach it on any node and
  * ending the session reaches it too.
  */
 export function joinUserRoom(socket: AppSocket): Promise<void> | void {
-  return socket.join([userRoom(socket.data.userId), sessionRoom(socket.data.sessionId)]);
+  return socket.join([
+    userRoom(socket.data.userId),
+    sessionRoom(socket.data.sessionId),
+    FOLLOWS_REMOVALS_ROOM,
+  ]);
 }
 
 /** From now on the socket gets the conversation's `message:new`, `typing` and `conversation:read`. */
@@ -78,15 +90,24 @@ export function endSessionLocally(io: AppServer, sessionId: string, reason: Sess
   endLocally(io, sessionRoom(sessionId), reason);
 }
 
-/** Takes the user's sockets out of the conversation's room and tells them: on every node (`io`) or this one. */
-function remove(target: Pick<AppServer['local'], 'in' | 'to'>, userId: string, conversationId: string): void {
-  target.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
-  target.to(userRoom(userId)).emit('conversation:removed', { conversationId });
-}
-
 /** Takes the user's sockets on this node out of the conversation's room, and tells them. */
 export function removeLocally(io: AppServer, userId: string, conversationId: string): void {
-  remove(io.local, userId, conversationId);
+  io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+  io.local.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+}
+
+/**
+ * Another node's removal of a participant, as the control bus tells it with the removal's commit: the user's
+ * sockets here leave the conversation's room, and hear `conversation:removed`, before this node hears of any
+ * message committed after the removal. The node that removed them did it itself (the notifier's
+ * `conversationRemoved`).
+ */
+export function followRemovals(io: AppServer, controlBus: Pick<ControlBus, 'subscribe'>): () => void {
+  return controlBus.subscribe((event, fromHere) => {
+    if (event.type === 'membership.changed' && event.removed === true && !fromHere) {
+      removeLocally(io, event.userId, event.conversationId);
+    }
+  });
 }
 
 /**
@@ -159,7 +180,11 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
       );
     },
     conversationRemoved(userId, conversationId) {
-      remove(io, userId, conversationId);
+      removeLocally(io, userId, conversationId);
+      // To nodes of 0.2.0, as that release did it; the other nodes of this release follow the control bus.
+      const onOlderNodes = io.in(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM);
+      onOlderNodes.socketsLeave(conversationRoom(conversationId));
+      onOlderNodes.emit('conversation:removed', { conversationId });
     },
     messagesCommitted(messages, except) {
       for (const message of messages) subscribersHere(message, except).emit('message:new', message);

@@ -36,15 +36,15 @@ export interface SocketRevalidation {
 }
 
 /**
- * Ending a session and removing a participant reach the other nodes as one broadcast each, through the postgres
- * adapter, which sends it once: a node whose LISTEN connection was down at that moment (a PostgreSQL restart, a
- * connection dropped by the network or killed by an operator, 1-3 s until the adapter listens again) never hears
- * it. Without a second look, that node would keep a logged-out session's sockets sending until their access
- * tokens expired, and a removed participant's socket would keep getting the conversation's messages.
+ * Ending a session reaches the other nodes as one broadcast, through the postgres adapter, and removing a
+ * participant as one control bus event; each is sent once: a node whose LISTEN connection was down at that moment
+ * (a PostgreSQL restart, a connection dropped by the network or killed by an operator, 1-3 s until it listens
+ * again) never hears it. Without a second look, that node would keep a logged-out session's sockets sending until
+ * their access tokens expired, and a removed participant's socket would keep getting the conversation's messages.
  *
- * So each node checks its own sockets against the database: whenever the adapter listens again (the cluster's
- * events are live from then on, and the database already holds every end and removal made before), and every
- * {@link REVALIDATE_EVERY_MS} whatever happened. Two statements for all the node's sockets; none without sockets.
+ * So each node checks its own sockets against the database: whenever the adapter listens again or the control bus
+ * has connected again (the cluster's events are live from then on, and the database already holds every end and
+ * removal made before), and every {@link REVALIDATE_EVERY_MS} whatever happened. Two statements for all the node's sockets; none without sockets.
  * A socket found ended hears `session:ended` (`deleted` if its user deleted the account, else `revoked`: the
  * original reason is gone with the session's row) and is disconnected; a removed participant's sockets on this
  * node leave the room and hear `conversation:removed`.

@@ -137,4 +137,48 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     await waitFor(() => heard.length === 2, { what: 'the notification after the failure' });
     expect(heard).to.deep.equal([{ i: 0 }, { i: 2 }]);
   });
+
+  it('publishWithin: heard only once its transaction commits, before what committed after it, and fromHere only by its own bus', async () => {
+    const [from, to] = [await open(), await open()];
+    const heardFrom: Array<[string, boolean]> = [];
+    const heardTo: Array<[string, boolean]> = [];
+    from.subscribe((event, fromHere) => heardFrom.push([event.userId, fromHere]));
+    to.subscribe((event, fromHere) => heardTo.push([event.userId, fromHere]));
+    // A channel that `to` also hears on its connection, as message announcements are.
+    const channel = `test_${randomUUID().replaceAll('-', '')}`;
+    const order: string[] = [];
+    to.subscribe((event) => order.push(`control ${event.userId}`));
+    await to.listen(channel, (payload) => order.push(`other ${(payload as { i: number }).i}`));
+    const event = (userId: string) => ({
+      type: 'membership.changed' as const,
+      conversationId: randomUUID(),
+      userId,
+      removed: true,
+    });
+
+    await db.knex
+      .transaction(async (trx) => {
+        await from.publishWithin(trx, event('rolled back'));
+        throw new Error('roll back');
+      })
+      .catch((err: unknown) => expect((err as Error).message).to.equal('roll back'));
+    let committed!: () => void;
+    const held = new Promise<void>((resolve) => (committed = resolve));
+    const transaction = db.knex.transaction(async (trx) => {
+      await from.publishWithin(trx, event('committed'));
+      await held;
+    });
+    // Sent while the transaction is open: heard at once, before the transaction's.
+    await from.notify(channel, { i: 1 });
+    await waitFor(() => order.length === 1, { what: 'the notification sent outside' });
+    expect(heardTo).to.deep.equal([]);
+    committed();
+    await transaction;
+    await from.notify(channel, { i: 2 });
+    await waitFor(() => order.length === 3, { what: 'the committed event and the notification after it' });
+    expect(order).to.deep.equal(['other 1', 'control committed', 'other 2']);
+    await waitFor(() => heardFrom.length === 1, { what: 'the event on its own bus' });
+    expect(heardFrom).to.deep.equal([['committed', true]]);
+    expect(heardTo).to.deep.equal([['committed', false]]);
+  });
 });

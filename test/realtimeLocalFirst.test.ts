@@ -1,0 +1,166 @@
+import { expect } from 'chai';
+import { FOLLOWS_REMOVALS_ROOM } from '../lib/realtime/notifier.js';
+import type { RunningServer } from '../lib/server.js';
+import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
+import { request } from './helpers/http.js';
+import { useTwoNodes } from './helpers/nodes.js';
+import type { TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/**
+ * The adapter's publishing of one node, held: what it hands the other nodes (its NOTIFYs) waits until `release()`.
+ * `doPublish` is the method each cluster adapter implements for its transport.
+ */
+function holdPublishes(node: RunningServer): { held: () => number; release: () => void } {
+  const adapter = node.services.io.of('/').adapter as unknown as {
+    doPublish: (message: unknown) => Promise<string>;
+  };
+  const original = adapter.doPublish;
+  const waiting: Array<() => void> = [];
+  adapter.doPublish = function (this: unknown, message: unknown) {
+    return new Promise<void>((resolve) => waiting.push(resolve)).then(() => original.call(this, message));
+  };
+  return {
+    held: () => waiting.length,
+    release() {
+      delete (adapter as { doPublish?: unknown }).doPublish;
+      for (const resume of waiting.splice(0)) resume();
+    },
+  };
+}
+
+describe("events reach the sending node's sockets at once, whatever the adapter's NOTIFY takes", function () {
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
+
+  /** The owner removes a participant through node A. */
+  async function removeParticipant(owner: TestUser, conversationId: string, userId: string): Promise<void> {
+    const removed = await request(
+      nodeA.url,
+      'DELETE',
+      `/conversations/${conversationId}/participants/${userId}`,
+      {
+        token: owner.token,
+      },
+    );
+    expect(removed.status).to.equal(204);
+  }
+
+  it('typing and read markers reach the subscribers here before a message sent after them, and the other node later', async () => {
+    const owner = await newUser(nodeA);
+    const [member, other] = await friendsOf(nodeA, owner, 2);
+    const group = await createGroup(nodeA.url, owner, [member!, other!]);
+    const typist = await pool.open(nodeA.url, owner);
+    const reader = await pool.open(nodeA.url, member!);
+    const here = await pool.open(nodeA.url, other!);
+    const there = await pool.open(nodeB.url, other!);
+    const hereEvents: string[] = [];
+    for (const event of ['typing', 'conversation:read', 'message:new'] as const) {
+      here.on(event, () => hereEvents.push(event));
+    }
+    const thereTyping = record(there, 'typing');
+    const thereReads = record(there, 'conversation:read');
+    await subscribe(here, group.id);
+    await subscribe(there, group.id);
+    expectOk(await send(typist, group.id, 'first'));
+    await waitFor(() => hereEvents.length === 1, { what: 'the first message' });
+
+    const hold = holdPublishes(nodeA);
+    try {
+      expectOk(await typist.emitWithAck('typing', { conversationId: group.id }));
+      expectOk(await reader.emitWithAck('conversation:read', { conversationId: group.id, seq: 1 }));
+      expectOk(await send(typist, group.id, 'marker'));
+      await waitFor(() => hereEvents.length === 4, {
+        what: 'typing, the read marker and the marker message',
+      });
+      expect(hereEvents).to.deep.equal(['message:new', 'typing', 'conversation:read', 'message:new']);
+      // Held: the other node has heard nothing of them yet.
+      expect(hold.held()).to.be.at.least(2);
+      expect(thereTyping).to.have.length(0);
+      expect(thereReads).to.have.length(0);
+    } finally {
+      hold.release();
+    }
+    await waitFor(() => thereTyping.length === 1 && thereReads.length === 1, {
+      what: 'the events on node B',
+    });
+    expect(thereTyping[0]).to.deep.equal({ conversationId: group.id, userId: owner.id });
+    expect(thereReads[0]).to.deep.equal({ conversationId: group.id, userId: member!.id, seq: 1 });
+    // Node A's sockets got each once: the adapter does not hand a node its own events back.
+    expect(hereEvents).to.deep.equal(['message:new', 'typing', 'conversation:read', 'message:new']);
+  });
+
+  it("a removed participant's sockets leave the room before the next message, on this node and the other", async () => {
+    const owner = await newUser(nodeA);
+    const [member] = await friendsOf(nodeA, owner, 1);
+    const group = await createGroup(nodeA.url, owner, [member!]);
+    const ownerSocket = await pool.open(nodeA.url, owner);
+    const ownerThere = await pool.open(nodeB.url, owner);
+    const here = await pool.open(nodeA.url, member!);
+    const there = await pool.open(nodeB.url, member!);
+    const hereMessages = record(here, 'message:new');
+    const thereMessages = record(there, 'message:new');
+    const ownerSawThere = record(ownerThere, 'message:new');
+    const hereRemoved = record(here, 'conversation:removed');
+    const thereRemoved = record(there, 'conversation:removed');
+    for (const socket of [ownerThere, here, there]) await subscribe(socket, group.id);
+
+    const hold = holdPublishes(nodeA);
+    try {
+      await removeParticipant(owner, group.id, member!.id);
+      await waitFor(() => hereRemoved.length === 1, { what: 'the removal on node A' });
+      expectOk(await send(ownerSocket, group.id, 'after the removal'));
+      // A round trip of the removed socket, answered after the message was delivered on this node.
+      expectAckError(
+        await here.emitWithAck('conversation:subscribe', { conversationId: group.id }),
+        'NOT_FOUND',
+      );
+      expect(hereMessages).to.have.length(0);
+      // Node B heard the removal with its commit, on the control bus, before the message: its socket left the
+      // room and was told, with the adapter's NOTIFYs held.
+      await waitFor(() => ownerSawThere.length === 1, { what: "the owner's copy on node B" });
+      expect(thereMessages).to.have.length(0);
+      expect(thereRemoved).to.deep.equal([{ conversationId: group.id }]);
+    } finally {
+      hold.release();
+    }
+    expect(hereRemoved).to.deep.equal([{ conversationId: group.id }]);
+    expect(thereRemoved).to.deep.equal([{ conversationId: group.id }]);
+    expectOk(await send(ownerSocket, group.id, 'later'));
+    await waitFor(() => ownerSawThere.length === 2, { what: "the owner's second copy on node B" });
+    expect(thereMessages).to.have.length(0);
+    expect(hereMessages).to.have.length(0);
+    // Told once on each node: the node that removed them does not act on its own control event again.
+    expect(hereRemoved).to.have.length(1);
+  });
+
+  it("a removal reaches a socket outside the control bus's followers (a 0.2.0 node's) through the adapter", async () => {
+    const owner = await newUser(nodeA);
+    const [member] = await friendsOf(nodeA, owner, 1);
+    const group = await createGroup(nodeA.url, owner, [member!]);
+    const ownerSocket = await pool.open(nodeA.url, owner);
+    const follower = await pool.open(nodeB.url, member!);
+    const older = await pool.open(nodeB.url, member!);
+    // As a socket of a 0.2.0 node would be: outside the room of the sockets whose node follows the control bus.
+    const serverSide = [...nodeB.services.io.of('/').sockets.values()].find((s) => s.id === older.id)!;
+    await serverSide.leave(FOLLOWS_REMOVALS_ROOM);
+    const followerRemoved = record(follower, 'conversation:removed');
+    const olderRemoved = record(older, 'conversation:removed');
+    const olderMessages = record(older, 'message:new');
+    await subscribe(follower, group.id);
+    await subscribe(older, group.id);
+
+    await removeParticipant(owner, group.id, member!.id);
+    // Its node is of this release and follows the control bus too: it hears it twice, the adapter's copy included.
+    await waitFor(() => olderRemoved.length === 2, { what: "the adapter's copy" });
+    expect(serverSide.rooms.has(`conversation:${group.id}`)).to.equal(false);
+    const ownerThere = await pool.open(nodeB.url, owner);
+    const ownerSaw = record(ownerThere, 'message:new');
+    await subscribe(ownerThere, group.id);
+    expectOk(await send(ownerSocket, group.id, 'after the removal'));
+    await waitFor(() => ownerSaw.length === 1, { what: "the owner's copy on node B" });
+    expect(olderMessages).to.have.length(0);
+    // A follower is told once: the adapter's copy leaves it out.
+    expect(followerRemoved).to.deep.equal([{ conversationId: group.id }]);
+  });
+});
