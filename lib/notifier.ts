@@ -35,6 +35,13 @@ export interface Notifier {
    */
   conversationRemoved(userId: string, conversationId: string): void;
   /**
+   * Called under the removal's lock on the conversation, before its commit: from now on this node gives the
+   * user's sockets no state of the conversation's messages newer than `version` (the conversation's version at
+   * the removal), even when it reads a later message's commit before the removal's; `conversationRemoved()`
+   * ends it. Returns what undoes it if the removal does not commit.
+   */
+  participantLeaving(userId: string, conversationId: string, version: number): () => void;
+  /**
    * Committed messages, in seq order per conversation, to the conversations' subscribers on THIS node (the
    * messaging core carries them to the other nodes itself, coupled to the commit: lib/messaging/fanout.ts).
    */

@@ -163,4 +163,42 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
     // A follower is told once: the adapter's copy leaves it out.
     expect(followerRemoved).to.deep.equal([{ conversationId: group.id }]);
   });
+
+  it('the removing node gives the removed user no message committed after the removal, whichever commit it reads first', async () => {
+    const owner = await newUser(nodeA);
+    const [member] = await friendsOf(nodeA, owner, 1);
+    const group = await createGroup(nodeA.url, owner, [member!]);
+    const ownerSocket = await pool.open(nodeA.url, owner);
+    const ownerSaw = record(ownerSocket, 'message:new');
+    const here = await pool.open(nodeA.url, member!);
+    const hereMessages = record(here, 'message:new');
+    const hereRemoved = record(here, 'conversation:removed');
+    await subscribe(ownerSocket, group.id);
+    await subscribe(here, group.id);
+    expectOk(await send(ownerSocket, group.id, 'before the removal'));
+    await waitFor(() => hereMessages.length === 1, { what: 'the message before the removal' });
+
+    // As if node A read the next message's commit before the removal's: what follows the commit waits.
+    const { notify } = nodeA.services;
+    // Bound: the node's own method, put back afterwards.
+    const removedHere = notify.conversationRemoved.bind(notify);
+    const waiting: Array<() => void> = [];
+    notify.conversationRemoved = (userId, conversationId) =>
+      waiting.push(() => removedHere(userId, conversationId));
+    try {
+      await removeParticipant(owner, group.id, member!.id);
+      expect(waiting).to.have.length(1);
+      expectOk(await send(ownerSocket, group.id, 'after the removal'));
+      await waitFor(() => ownerSaw.length === 2, { what: "the owner's copy" });
+    } finally {
+      notify.conversationRemoved = removedHere;
+      for (const run of waiting.splice(0)) run();
+    }
+    await waitFor(() => hereRemoved.length === 1, { what: 'the removal' });
+    expect(hereMessages.map((m) => m.body)).to.deep.equal(['before the removal']);
+    // Once removed, the node keeps nothing for it: the owner's own sockets still get everything.
+    expectOk(await send(ownerSocket, group.id, 'later'));
+    await waitFor(() => ownerSaw.length === 3, { what: "the owner's third copy" });
+    expect(hereMessages).to.have.length(1);
+  });
 });

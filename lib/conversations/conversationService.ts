@@ -236,27 +236,35 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     },
 
     async removeParticipant(me, conversationId, userId) {
-      await knex.transaction(async (trx) => {
-        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
-        if (userId === me) {
-          if (conversation.type !== 'group') {
-            throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be left.' });
+      const leaving = { undo: (): void => undefined };
+      await knex
+        .transaction(async (trx) => {
+          const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+          if (userId === me) {
+            if (conversation.type !== 'group') {
+              throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be left.' });
+            }
+          } else {
+            requireGroupOwner(conversation, mine);
           }
-        } else {
-          requireGroupOwner(conversation, mine);
-        }
-        const removed = await Participant.query(trx).deleteById([conversationId, userId]);
-        if (removed === 0) throw new AppError('NOT_FOUND');
-        if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
-        // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
-        // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
-        await deps.controlBus.publishWithin(trx, {
-          type: 'membership.changed',
-          conversationId,
-          userId,
-          removed: true,
+          const removed = await Participant.query(trx).deleteById([conversationId, userId]);
+          if (removed === 0) throw new AppError('NOT_FOUND');
+          if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
+          // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
+          // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
+          await deps.controlBus.publishWithin(trx, {
+            type: 'membership.changed',
+            conversationId,
+            userId,
+            removed: true,
+          });
+          // Last, still under the lock: a message committed after the removal may be read here before the commit.
+          leaving.undo = notify.participantLeaving(userId, conversationId, conversation.version);
+        })
+        .catch((err: unknown) => {
+          leaving.undo();
+          throw err;
         });
-      });
       deps.invalidateLocal(conversationId);
       notify.conversationRemoved(userId, conversationId);
       const remaining = await loadConversation(knex, conversationId);

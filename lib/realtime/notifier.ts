@@ -140,12 +140,28 @@ export interface InterServerEvents {
  */
 export function createNotifier(io: AppServer, logger: Logger): Notifier {
   const rooms = io.of('/').adapter.rooms;
+  /** Per conversation, the users being removed through this node, and the conversation's version at the removal. */
+  const leaving = new Map<string, Map<string, number>>();
+  const stopLeaving = (userId: string, conversationId: string) => {
+    const users = leaving.get(conversationId);
+    users?.delete(userId);
+    if (users?.size === 0) leaving.delete(conversationId);
+  };
 
-  /** A message's subscribers on this node, but those its event passes over (each socket is a room of its id). */
+  /**
+   * A message's subscribers on this node, but those its event passes over (each socket is a room of its id) and
+   * the users being removed as of an older version.
+   */
   const subscribersHere = (message: PublicMessage, except: PassedOver | undefined) => {
     const room = io.local.to(conversationRoom(message.conversationId));
     const readers = except?.get(message);
-    return readers === undefined ? room : room.except([...readers]);
+    const removing = leaving.get(message.conversationId);
+    if (readers === undefined && removing === undefined) return room;
+    const left = readers === undefined ? [] : [...readers];
+    for (const [userId, version] of removing ?? []) {
+      if (message.version > version) left.push(userRoom(userId));
+    }
+    return left.length === 0 ? room : room.except(left);
   };
 
   // The reason and the disconnect travel as ONE cross-node event and run in order on each node: as two
@@ -179,8 +195,14 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
         conversation,
       );
     },
+    participantLeaving(userId, conversationId, version) {
+      const users = leaving.get(conversationId) ?? new Map<string, number>();
+      leaving.set(conversationId, users.set(userId, version));
+      return () => stopLeaving(userId, conversationId);
+    },
     conversationRemoved(userId, conversationId) {
       removeLocally(io, userId, conversationId);
+      stopLeaving(userId, conversationId);
       // To nodes of 0.2.0, as that release did it; the other nodes of this release follow the control bus.
       const onOlderNodes = io.in(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM);
       onOlderNodes.socketsLeave(conversationRoom(conversationId));
