@@ -265,8 +265,9 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           leaving.undo();
           throw err;
         });
-      deps.invalidateLocal(conversationId);
+      // First: it also ends what participantLeaving() started.
       notify.conversationRemoved(userId, conversationId);
+      deps.invalidateLocal(conversationId);
       const remaining = await loadConversation(knex, conversationId);
       if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());
     },
