@@ -44,10 +44,10 @@ export interface SocketRevalidation {
  *
  * So each node checks its own sockets against the database: whenever the adapter listens again or the control bus
  * has connected again (the cluster's events are live from then on, and the database already holds every end and
- * removal made before), and every {@link REVALIDATE_EVERY_MS} whatever happened. Two statements for all the node's sockets; none without sockets.
- * A socket found ended hears `session:ended` (`deleted` if its user deleted the account, else `revoked`: the
- * original reason is gone with the session's row) and is disconnected; a removed participant's sockets on this
- * node leave the room and hear `conversation:removed`.
+ * removal made before), and every {@link REVALIDATE_EVERY_MS} whatever happened. Two statements for all the
+ * node's sockets; none without sockets. A socket found ended hears `session:ended` (`deleted` if its user
+ * deleted the account, else `revoked`: the original reason is gone with the session's row) and is disconnected; a
+ * removed participant's sockets on this node leave the room and hear `conversation:removed`.
  *
  * The notices a user's sockets would have heard in the gap are told again, from the database, once the adapter
  * listens: `conversation:added` for every conversation a user with a socket here joined since the connection ended
