@@ -42,6 +42,13 @@ export interface Notifier {
    */
   participantLeaving(userId: string, conversationId: string, version: number): () => void;
   /**
+   * A write found a removal of the conversation's participants that this node has not heard of yet
+   * (lib/messaging/removals.ts): every socket on THIS node of a user not in `participants` (read after the
+   * conversation's `removals`th removal) leaves the conversation's room and hears `conversation:removed`, once
+   * (not again when that removal is heard).
+   */
+  keepParticipantsOnly(conversationId: string, participants: ReadonlySet<string>, removals: number): void;
+  /**
    * Committed messages, in seq order per conversation, to the conversations' subscribers on THIS node (the
    * messaging core carries them to the other nodes itself, coupled to the commit: lib/messaging/fanout.ts).
    */

@@ -33,8 +33,8 @@ function replaceOnce(text: string, from: string, to: string, what: string): stri
   return text.slice(0, at) + to + text.slice(at + from.length);
 }
 
-/** Applies each [from, to, what] in order. */
-function rewrite(text: string, edits: ReadonlyArray<readonly [string, string, string]>): string {
+/** Applies each [from, to, what] in order (later migrations rewrite these functions the same way). */
+export function rewrite(text: string, edits: ReadonlyArray<readonly [string, string, string]>): string {
   return edits.reduce((current, [from, to, what]) => replaceOnce(current, from, to, what), text);
 }
 
@@ -101,7 +101,7 @@ export const WRITE_CHECKING_SESSIONS = rewrite(WRITE_WITH_REACTION_CAP, [
   ],
 ]);
 
-/** `xfchat_send_one()` with the session's check. */
+/** `xfchat_send_one()` with the session's check (exported for the next version). */
 export const SEND_ONE_CHECKING_SESSION = rewrite(SEND_ONE, [
   [
     'p_reply_to bigint, p_wait boolean\n',

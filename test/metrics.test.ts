@@ -247,7 +247,7 @@ describe('metrics and logs', function () {
     expect(slow).to.have.length(1);
     expect(slow[0]).to.include({ failed: false });
     // Every one logged at debug by its name: here the refused send's call.
-    expect(logs.entries().some((e) => e.msg === 'query' && e.statement === 'xfchat_send_one_v2')).to.equal(
+    expect(logs.entries().some((e) => e.msg === 'query' && e.statement === 'xfchat_send_one_v3')).to.equal(
       true,
     );
     expect(logs.text()).not.to.include(secret);

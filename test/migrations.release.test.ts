@@ -28,8 +28,12 @@ async function schemaOf(knex: Knex): Promise<Record<string, string[]>> {
   const lines = async (sql: string): Promise<string[]> =>
     ((await knex.raw<{ rows: Array<{ line: string }> }>(sql)).rows ?? []).map((r) => r.line);
   return {
+    // Each column's place among its table's columns, not its ordinal_position: a column dropped by a rollback keeps
+    // its number, so the same column added again comes one further than on a fresh database.
     columns: await lines(`
-      SELECT concat_ws(' ', table_name, ordinal_position, column_name, data_type, is_nullable, column_default) AS line
+      SELECT concat_ws(' ', table_name,
+        row_number() OVER (PARTITION BY table_name ORDER BY ordinal_position),
+        column_name, data_type, is_nullable, column_default) AS line
       FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`),
     relations: await lines(`
       SELECT concat_ws(' ', c.relname, c.relkind, c.reloptions::text) AS line

@@ -12,6 +12,11 @@ export interface ControlEvent {
   userId: string;
   /** The user was removed or left: every node takes their sockets out of the conversation's room. */
   removed?: boolean;
+  /**
+   * With `removed`: the conversation's removals counted with this one (`conversations.removals`;
+   * lib/messaging/removals.ts). Absent from nodes of earlier releases.
+   */
+  removals?: number;
 }
 
 const CHANNEL = 'xfchat_control';
@@ -54,6 +59,7 @@ function isControlEvent(value: unknown): value is Published {
     typeof v.conversationId === 'string' &&
     typeof v.userId === 'string' &&
     (v.removed === undefined || typeof v.removed === 'boolean') &&
+    (v.removals === undefined || (typeof v.removals === 'number' && Number.isSafeInteger(v.removals))) &&
     (v.origin === undefined || typeof v.origin === 'string')
   );
 }

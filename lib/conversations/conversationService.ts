@@ -250,6 +250,12 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           const removed = await Participant.query(trx).deleteById([conversationId, userId]);
           if (removed === 0) throw new AppError('NOT_FOUND');
           if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
+          // Counted, so that a node whose own write reads this count before it hears of the removal knows of it
+          // (lib/messaging/removals.ts).
+          const [counted] = await trx('conversations')
+            .where('id', conversationId)
+            .increment('removals', 1)
+            .returning<Array<{ removals: number }>>('removals');
           // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
           // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
           await deps.controlBus.publishWithin(trx, {
@@ -257,6 +263,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
             conversationId,
             userId,
             removed: true,
+            ...(counted === undefined ? {} : { removals: counted.removals }),
           });
           // Last, still under the lock: a message committed after the removal may be read here before the commit.
           leaving.undo = notify.participantLeaving(userId, conversationId, conversation.version);

@@ -12,6 +12,7 @@ import type { ControlBus } from '../cluster/controlBus.js';
 import type { CommitNews } from './announcements.js';
 import { createFanout } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
+import { createRemovals } from './removals.js';
 import { createMessageService, type MessageService } from './service.js';
 import { sameBatch, type MessageActor, type MessageCommand, type Outcome, type Stored } from './types.js';
 import { createGroupCommitWriter, type GroupCommitWriter, type Written } from './writer.js';
@@ -99,6 +100,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     },
   });
   const membership = createMembership(db.knex, { missesPerSecond: config.limits.readsPerSecond });
+  const removals = createRemovals(db.knex, notify);
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,
@@ -113,10 +115,25 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       next: { size: () => next.size(), take: () => (commands = next.take()) },
     });
     const written: PublicMessage[] = [];
+    let removalsRead = 0;
     for (const outcome of outcomes) {
-      if (outcome.ok && !outcome.value.duplicate) written.push(outcome.value.message);
+      if (!outcome.ok || outcome.value.duplicate) continue;
+      written.push(outcome.value.message);
+      removalsRead = Math.max(removalsRead, outcome.value.removals ?? 0);
     }
     if (written.length > 0) {
+      let deliverHere = true;
+      const catchingUp = removals.beforeDelivering(conversationId, removalsRead);
+      if (catchingUp !== undefined) {
+        try {
+          await catchingUp;
+        } catch (err) {
+          // Committed and about to be acked, but a participant removed before it may still be subscribed here:
+          // noted as given, and not delivered on this node; its subscribers catch up with afterSeq / since.
+          deliverHere = false;
+          logger.error({ err, conversationId }, 'removals not checked: a commit not delivered on this node');
+        }
+      }
       try {
         // A batch holds sends only or changes only (sameBatch).
         const fresh =
@@ -131,8 +148,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
                 conversationId,
                 written.sort((a, b) => a.version - b.version),
               );
-        if (fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
-        if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
+        if (deliverHere && fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
+        if (deliverHere && fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
       } catch (err) {
         // Committed and about to be acked; a client missing the broadcast catches up with afterSeq / since.
         logger.error({ err, conversationId }, 'broadcast failed');
@@ -172,7 +189,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   });
 
   const unsubscribe = deps.controlBus.subscribe((event) => {
-    if (event.type === 'membership.changed') membership.invalidate(event.conversationId);
+    if (event.type !== 'membership.changed') return;
+    membership.invalidate(event.conversationId);
+    if (event.removals !== undefined) removals.heard(event.conversationId, event.removals);
   });
 
   const service = createMessageService({

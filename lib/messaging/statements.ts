@@ -7,7 +7,8 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
 
 /**
  * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts,
- * with each command's session checked since migrations/20261203130000_session_checked_under_lock.ts)
+ * with each command's session checked since migrations/20261203130000_session_checked_under_lock.ts, and the
+ * conversation's removals answered since migrations/20261204000000_removals_known_to_writes.ts)
  * per group commit, as a named (prepared) statement on a connection of Knex's own pool, in autocommit: one round
  * trip is the whole transaction. A group commit of a single send that announces nothing in its transaction (every
  * message at light load) calls `xfchat_send_one()` instead (migrations/20261201000000_send_one.ts): the same
@@ -19,16 +20,16 @@ import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } f
 export const MESSAGES_CHANNEL = 'xfchat_messages';
 
 const WRITE = {
-  name: 'xfchat_write_v3',
-  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
+  name: 'xfchat_write_v4',
+  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message, r_removals
          FROM xfchat_write($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
                            $6::smallint[], $7::uuid[], $8::uuid[], $9::bigint[], $10::text[], $11::text, $12::text,
                            $13::boolean, $14::uuid[], $15::uuid[])`,
 };
 
 const SEND_ONE = {
-  name: 'xfchat_send_one_v2',
-  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
+  name: 'xfchat_send_one_v3',
+  text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message, r_removals
          FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean, $7::uuid)`,
 };
 
@@ -49,6 +50,8 @@ interface WriteRow {
   r_created_ms: number | null;
   /** A stored or changed message, in the contract's shape (pg parses the JSON). */
   r_message: PublicMessage | null;
+  /** On a new or changed message's row: how many participants the conversation has lost so far. */
+  r_removals: number | null;
 }
 
 /** The node's announcement settings for one call: announce to the other nodes, as this node. */
@@ -188,7 +191,9 @@ function outcomeOf(conversationId: string, row: WriteRow | undefined, send?: Sen
     return { ok: false, error: REFUSALS[row.r_status as Exclude<Status, 0 | 1 | 8>]() };
   const message = row.r_message ?? (send ? newMessage(conversationId, send, row) : undefined);
   if (message === undefined) return { ok: false, error: new AppError('INTERNAL') };
-  return { ok: true, value: { message, duplicate: row.r_status === 1 } };
+  const stored: Stored = { message, duplicate: row.r_status === 1 };
+  if (row.r_removals !== null) stored.removals = row.r_removals;
+  return { ok: true, value: stored };
 }
 
 /** A batch whose conversation another transaction held (only when not waiting): nothing of it was written. */

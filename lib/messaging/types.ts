@@ -39,6 +39,11 @@ export type MessageCommand = SendCommand | ChangeCommand;
 export interface Stored {
   message: PublicMessage;
   duplicate: boolean;
+  /**
+   * On a new or changed message: how many participants the conversation had lost when it was written, as read
+   * under its lock (lib/messaging/removals.ts). Never sent to clients.
+   */
+  removals?: number;
 }
 
 /** The ready commands of one conversation: all sends, or all changes (see {@link sameBatch}). */

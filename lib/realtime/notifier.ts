@@ -1,4 +1,4 @@
-import type { ControlBus } from '../cluster/controlBus.js';
+import type { ControlBus, ControlEvent } from '../cluster/controlBus.js';
 import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
 import type {
@@ -97,16 +97,42 @@ export function removeLocally(io: AppServer, userId: string, conversationId: str
 }
 
 /**
+ * Per node, the (user, conversation) pairs that the notifier's `keepParticipantsOnly` removed here before the
+ * removal itself was heard, with the conversation's removals counted then: {@link followRemovals} does not tell
+ * them again of a removal counted in it. At most {@link MAX_REMOVED_AHEAD} (a removal never heard, as when the
+ * control bus was down, leaves one behind).
+ */
+const removedAhead = new WeakMap<AppServer, Map<string, number>>();
+const MAX_REMOVED_AHEAD = 10_000;
+const removalKey = (userId: string, conversationId: string) => `${userId} ${conversationId}`;
+
+function removedAheadOn(io: AppServer): Map<string, number> {
+  let pairs = removedAhead.get(io);
+  if (pairs === undefined) removedAhead.set(io, (pairs = new Map<string, number>()));
+  return pairs;
+}
+
+/** Whether the removal was told here already, by the notifier's `keepParticipantsOnly`. */
+function toldAhead(io: AppServer, event: ControlEvent): boolean {
+  const ahead = removedAheadOn(io);
+  const key = removalKey(event.userId, event.conversationId);
+  const removals = ahead.get(key);
+  if (removals === undefined || event.removals === undefined || event.removals > removals) return false;
+  ahead.delete(key);
+  return true;
+}
+
+/**
  * Another node's removal of a participant, as the control bus tells it with the removal's commit: the user's
  * sockets here leave the conversation's room, and hear `conversation:removed`, before this node hears of any
  * message committed after the removal. The node that removed them did it itself (the notifier's
- * `conversationRemoved`).
+ * `conversationRemoved`), and so did this one if one of its writes found the removal first.
  */
 export function followRemovals(io: AppServer, controlBus: Pick<ControlBus, 'subscribe'>): () => void {
   return controlBus.subscribe((event, fromHere) => {
-    if (event.type === 'membership.changed' && event.removed === true && !fromHere) {
-      removeLocally(io, event.userId, event.conversationId);
-    }
+    if (event.type !== 'membership.changed' || event.removed !== true || fromHere) return;
+    if (toldAhead(io, event)) return;
+    removeLocally(io, event.userId, event.conversationId);
   });
 }
 
@@ -199,6 +225,25 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
       const users = leaving.get(conversationId) ?? new Map<string, number>();
       leaving.set(conversationId, users.set(userId, version));
       return () => stopLeaving(userId, conversationId);
+    },
+    keepParticipantsOnly(conversationId, participants, removals) {
+      const sockets = rooms.get(conversationRoom(conversationId));
+      if (sockets === undefined) return;
+      const removed = new Set<string>();
+      for (const socketId of sockets) {
+        const userId = io.of('/').sockets.get(socketId)?.data.userId;
+        if (userId !== undefined && !participants.has(userId)) removed.add(userId);
+      }
+      const ahead = removedAheadOn(io);
+      for (const userId of removed) {
+        removeLocally(io, userId, conversationId);
+        if (ahead.size >= MAX_REMOVED_AHEAD) {
+          // A Map iterates in insertion order: its first key was removed here longest ago.
+          const oldest = ahead.keys().next();
+          if (oldest.done !== true) ahead.delete(oldest.value);
+        }
+        ahead.set(removalKey(userId, conversationId), removals);
+      }
     },
     conversationRemoved(userId, conversationId) {
       removeLocally(io, userId, conversationId);

@@ -55,7 +55,7 @@ async function statementOf(batches: ConversationBatch[], announce?: Announce, wa
 describe('messaging/statements: which write function a group commit calls', () => {
   it('a lone send calls xfchat_send_one with its fields and whether to wait', async () => {
     const call = await statementOf([{ conversationId: C1, commands: [send('a', 3)] }], undefined, true);
-    expect(call.name).to.equal('xfchat_send_one_v2');
+    expect(call.name).to.equal('xfchat_send_one_v3');
     expect(call.values).to.deep.equal([C1, SENDER, 'a', 'body of a', 3, true, SESSION]);
   });
 
@@ -64,7 +64,7 @@ describe('messaging/statements: which write function a group commit calls', () =
       node: 'n1',
       inCommit: false,
     });
-    expect(call.name).to.equal('xfchat_send_one_v2');
+    expect(call.name).to.equal('xfchat_send_one_v3');
   });
 
   it('anything else calls xfchat_write: two sends, two conversations, a change, or a NOTIFY in the transaction', async () => {
@@ -81,7 +81,7 @@ describe('messaging/statements: which write function a group commit calls', () =
       [[{ conversationId: C1, commands: [send('a')] }], { node: 'n1', inCommit: true }],
     ];
     for (const [batches, announce] of cases) {
-      expect((await statementOf(batches, announce)).name).to.equal('xfchat_write_v3');
+      expect((await statementOf(batches, announce)).name).to.equal('xfchat_write_v4');
     }
   });
 
@@ -96,7 +96,7 @@ describe('messaging/statements: which write function a group commit calls', () =
         ],
       },
     ]);
-    expect(call.name).to.equal('xfchat_write_v3');
+    expect(call.name).to.equal('xfchat_write_v4');
     expect(call.values?.slice(13)).to.deep.equal([
       [SESSION, null],
       [SESSION, null],

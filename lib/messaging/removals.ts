@@ -1,0 +1,73 @@
+import type { Knex } from 'knex';
+import type { Notifier } from '../notifier.js';
+
+/**
+ * The removals of participants this node has heard of, so that it never delivers a message it wrote itself to a
+ * participant removed before that message, on whichever node the removal was made.
+ *
+ * Each removal counts itself in `conversations.removals`, in its transaction, and sends the count with its
+ * `membership.changed` on the control bus (lib/conversations/conversationService.ts). Every write answers the
+ * count it read under the conversation's lock (migrations/20261204000000_removals_known_to_writes.ts). A node
+ * hears the removals on the control bus in commit order with the other nodes' messages, so those never overtake
+ * a removal; but it delivers its own writes at their commit. When a write read more removals than the node has
+ * heard of, a removal committed before it has not reached this node yet: the node reads the conversation's
+ * participants and takes every other user's sockets out of the room here (telling them `conversation:removed`)
+ * before delivering. At light load and with one node, a write reads what the node has heard already, and this
+ * costs one map lookup per delivery.
+ */
+export interface Removals {
+  /** A removal's count, heard on the control bus (another node's or this one's). */
+  heard(conversationId: string, removals: number): void;
+  /**
+   * Before delivering what a write committed with `removals` read under the lock: nothing to wait for (undefined)
+   * when this node has heard of as many, else the check above, which rejects if the participants cannot be read.
+   */
+  beforeDelivering(conversationId: string, removals: number): Promise<void> | undefined;
+  /** Conversations with a count here (for tests). */
+  readonly size: number;
+}
+
+/**
+ * Past this many conversations the one counted first is forgotten for each new one: its next write with a removal
+ * reads the participants once more. A bound, not a policy.
+ */
+const MAX_CONVERSATIONS = 100_000;
+
+export function createRemovals(
+  knex: Knex,
+  notify: Pick<Notifier, 'keepParticipantsOnly'>,
+  { maxConversations = MAX_CONVERSATIONS }: { maxConversations?: number } = {},
+): Removals {
+  const counts = new Map<string, number>();
+
+  function heard(conversationId: string, removals: number): void {
+    const known = counts.get(conversationId);
+    if (known !== undefined && known >= removals) return;
+    if (known === undefined && counts.size >= maxConversations) {
+      // A Map iterates in insertion order: its first key is the conversation counted longest ago.
+      const oldest = counts.keys().next();
+      if (oldest.done !== true) counts.delete(oldest.value);
+    }
+    counts.set(conversationId, removals);
+  }
+
+  async function catchUp(conversationId: string, removals: number): Promise<void> {
+    const result = await knex.raw<{ rows: Array<{ user_id: string }> }>(
+      'SELECT user_id FROM conversation_participants WHERE conversation_id = ?',
+      [conversationId],
+    );
+    notify.keepParticipantsOnly(conversationId, new Set(result.rows.map((row) => row.user_id)), removals);
+    heard(conversationId, removals);
+  }
+
+  return {
+    heard,
+    beforeDelivering(conversationId, removals) {
+      if (removals <= (counts.get(conversationId) ?? 0)) return undefined;
+      return catchUp(conversationId, removals);
+    },
+    get size() {
+      return counts.size;
+    },
+  };
+}

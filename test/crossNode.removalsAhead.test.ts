@@ -1,0 +1,150 @@
+import { expect } from 'chai';
+import type { ControlEvent } from '../lib/cluster/controlBus.js';
+import type { RunningServer } from '../lib/server.js';
+import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import { useTwoNodes } from './helpers/nodes.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/**
+ * A node delivers its own writes at their commit, not when it hears of them: a participant removed on another node
+ * a moment before must not get them on this node, though this node has not heard of the removal yet
+ * (lib/messaging/removals.ts). A removal not heard of yet is made here in the database, as a removal does it (the
+ * row deleted and counted in `conversations.removals`), with no event at all; the event comes later, by hand.
+ */
+describe('a node does not deliver its own writes to a participant removed by a removal it has not heard of yet', function () {
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
+
+  /** Removes the participant as a removal does, in one transaction, without telling any node. */
+  async function removeUnheard(conversationId: string, userId: string): Promise<number> {
+    return nodeA.services.db.knex.transaction(async (trx) => {
+      await trx('conversation_participants')
+        .where({ conversation_id: conversationId, user_id: userId })
+        .delete();
+      const [row] = await trx('conversations')
+        .where('id', conversationId)
+        .increment('removals', 1)
+        .returning<Array<{ removals: number }>>('removals');
+      return row!.removals;
+    });
+  }
+
+  /** The removal's event, heard at last: resolves once node B has handled it. */
+  async function hearOnB(event: ControlEvent): Promise<void> {
+    const heard = new Promise<void>((resolve) => {
+      const stop = nodeB.services.controlBus.subscribe((e) => {
+        if (e.conversationId === event.conversationId && e.userId === event.userId) {
+          stop();
+          // The node's own handlers were subscribed first and have run.
+          resolve();
+        }
+      });
+    });
+    await nodeA.services.controlBus.publish(event);
+    await heard;
+  }
+
+  async function setUp(node: RunningServer) {
+    const owner = await newUser(node);
+    const [member, writer] = await friendsOf(node, owner, 2);
+    const group = await createGroup(node.url, owner, [member!, writer!]);
+    const ownerSocket = await pool.open(nodeB.url, owner);
+    const writerSocket = await pool.open(nodeB.url, writer!);
+    const removed = await pool.open(nodeB.url, member!);
+    // A socket of the removed user not subscribed to the conversation: it hears the removal all the same.
+    const removedElsewhere = await pool.open(nodeB.url, member!);
+    for (const socket of [ownerSocket, removed]) await subscribe(socket, group.id);
+    return {
+      owner,
+      member: member!,
+      writer: writer!,
+      group,
+      ownerSocket,
+      writerSocket,
+      removed,
+      removedElsewhere,
+    };
+  }
+
+  it('a message written on this node after the removal reaches the others here, not the removed user', async () => {
+    const { member, group, ownerSocket, writerSocket, removed, removedElsewhere } = await setUp(nodeA);
+    const ownerMessages = record(ownerSocket, 'message:new');
+    const removedMessages = record(removed, 'message:new');
+    const removedNotices = record(removed, 'conversation:removed');
+    const elsewhereNotices = record(removedElsewhere, 'conversation:removed');
+    expectOk(await send(writerSocket, group.id, 'before'));
+    await waitFor(() => ownerMessages.length === 1 && removedMessages.length === 1, {
+      what: 'the first message',
+    });
+
+    const removals = await removeUnheard(group.id, member.id);
+    expectOk(await send(writerSocket, group.id, 'after the removal'));
+    await waitFor(() => ownerMessages.length === 2, { what: "the owner's copy" });
+    // Delivered by one emit to the room: the removed socket would have had it by now.
+    expect(removedMessages.map((m) => m.body)).to.deep.equal(['before']);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+    expect(elsewhereNotices).to.deep.equal([{ conversationId: group.id }]);
+
+    // The removal's event, heard now, tells nobody again.
+    await hearOnB({
+      type: 'membership.changed',
+      conversationId: group.id,
+      userId: member.id,
+      removed: true,
+      removals,
+    });
+    expectOk(await send(writerSocket, group.id, 'later'));
+    await waitFor(() => ownerMessages.length === 3, { what: "the owner's third copy" });
+    expect(removedMessages).to.have.length(1);
+    expect(removedNotices).to.have.length(1);
+    expect(elsewhereNotices).to.have.length(1);
+  });
+
+  it('a change made on this node after the removal does not reach the removed user either', async () => {
+    const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    const ownerUpdates = record(ownerSocket, 'message:updated');
+    const removedUpdates = record(removed, 'message:updated');
+    const removedNotices = record(removed, 'conversation:removed');
+    const sent = expectOk(await send(writerSocket, group.id, 'to be edited'));
+
+    await removeUnheard(group.id, member.id);
+    expectOk(
+      await writerSocket.emitWithAck('message:edit', {
+        conversationId: group.id,
+        seq: sent.message.seq,
+        body: 'edited after the removal',
+      }),
+    );
+    await waitFor(() => ownerUpdates.length === 1, { what: "the owner's update" });
+    expect(removedUpdates).to.have.length(0);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+  });
+
+  it('a removal heard again after a later one is told again (a user removed, added back and removed once more)', async () => {
+    const { owner, member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    const ownerMessages = record(ownerSocket, 'message:new');
+    const removedMessages = record(removed, 'message:new');
+    const removedNotices = record(removed, 'conversation:removed');
+    // Removed here ahead of its event, which never comes (as when the control bus was down).
+    await removeUnheard(group.id, member.id);
+    expectOk(await send(writerSocket, group.id, 'first'));
+    await waitFor(() => removedNotices.length === 1, { what: 'the first removal' });
+
+    // Added back and subscribed again, then removed through node A: node B hears that removal and tells it.
+    await nodeA.services.db.knex('conversation_participants').insert({
+      conversation_id: group.id,
+      user_id: member.id,
+      role: 'member',
+    });
+    await subscribe(removed, group.id);
+    const response = await fetch(`${nodeA.url}/conversations/${group.id}/participants/${member.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${owner.token}` },
+    });
+    expect(response.status).to.equal(204);
+    await waitFor(() => removedNotices.length === 2, { what: 'the second removal' });
+    expectOk(await send(writerSocket, group.id, 'second'));
+    await waitFor(() => ownerMessages.length === 2, { what: "the owner's second copy" });
+    expect(removedMessages).to.have.length(0);
+    expect(removedNotices).to.have.length(2);
+  });
+});
