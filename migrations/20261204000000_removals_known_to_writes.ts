@@ -20,9 +20,10 @@ import {
  * above what the node has heard makes it take every socket of a non-participant out of the conversation's room
  * before delivering (lib/messaging/removals.ts).
  *
- * The functions keep their arguments and are created again with the new column: the statements of the previous
- * release's nodes name their columns, and read the same ones during a rolling upgrade. `down()` gives back the
- * previous functions and drops the column.
+ * The functions keep their arguments and are created again with the new column: a node's named statements name
+ * the columns they read, so one started before this migration keeps reading the same ones (PostgreSQL plans its
+ * prepared statement again). Nodes of 0.2.0 call the older overloads, which stay. `down()` gives back the previous
+ * functions and drops the column.
  */
 
 /** Every new or changed message's row carries the conversation's removals as read under its lock. */
