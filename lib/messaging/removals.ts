@@ -52,12 +52,18 @@ export function createRemovals(
   }
 
   async function catchUp(conversationId: string, removals: number): Promise<void> {
-    const result = await knex.raw<{ rows: Array<{ user_id: string }> }>(
-      'SELECT user_id FROM conversation_participants WHERE conversation_id = ?',
+    // The participants and the count in one snapshot: the participants as they are after exactly that many
+    // removals (a later one may have committed since the write).
+    const result = await knex.raw<{ rows: Array<{ removals: number; participants: string[] }> }>(
+      `SELECT c.removals,
+         array(SELECT p.user_id FROM conversation_participants p WHERE p.conversation_id = c.id) AS participants
+       FROM conversations c WHERE c.id = ?`,
       [conversationId],
     );
-    notify.keepParticipantsOnly(conversationId, new Set(result.rows.map((row) => row.user_id)), removals);
-    heard(conversationId, removals);
+    const [now] = result.rows;
+    const counted = Math.max(now?.removals ?? 0, removals);
+    notify.keepParticipantsOnly(conversationId, new Set(now?.participants ?? []), counted);
+    heard(conversationId, counted);
   }
 
   return {
