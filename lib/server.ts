@@ -160,6 +160,9 @@ async function checkClusterSecret(
   );
 }
 
+/** How long a connection that has sent nothing yet may stay open once the node stops (see doClose). */
+const UNUSED_GRACE_MS = 1000;
+
 /**
  * Node times out a request's head only from its first byte: a connection that never sends one would stay open for
  * ever, and enough of them take every file descriptor of the process. So an HTTP connection silent both ways for
@@ -296,7 +299,18 @@ export async function startServer(
     const closeAfterAnswer = (res: ServerResponse) => {
       if (!res.headersSent) res.setHeader('connection', 'close');
     };
-    httpServer.prependListener('request', (_req, res) => {
+    // Node's closeIdleConnections() leaves a connection that has not sent a request yet (it counts as one whose
+    // request is on its way), so close() would wait for it until HTTP_IDLE_TIMEOUT_MS, past the shutdown's
+    // deadline. Such connections are common: a browser's preconnect, or the one fetch() opens in place of a
+    // connection it dropped (its unread answer was garbage-collected), which it never uses. Kept here, with when
+    // each was accepted, until its first request.
+    const unused = new Map<Socket, number>();
+    httpServer.on('connection', (socket: Socket) => {
+      unused.set(socket, Date.now());
+      socket.once('close', () => unused.delete(socket));
+    });
+    httpServer.prependListener('request', (req, res) => {
+      unused.delete(req.socket);
       if (stopping()) {
         closeAfterAnswer(res);
         return;
@@ -344,8 +358,17 @@ export async function startServer(
       for (const res of answering) closeAfterAnswer(res);
       answering.clear();
       const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      httpServer.closeIdleConnections();
-      const idleSweep = setInterval(() => httpServer.closeIdleConnections(), 250);
+      // A connection silent since it was accepted is closed too, once it has been open for UNUSED_GRACE_MS: one
+      // accepted a moment before the stop may have its first request on the way, and that request is answered.
+      const closeIdle = () => {
+        httpServer.closeIdleConnections();
+        const acceptedBefore = Date.now() - UNUSED_GRACE_MS;
+        for (const [socket, acceptedAt] of unused) {
+          if (acceptedAt <= acceptedBefore && socket.bytesRead === 0) socket.destroy();
+        }
+      };
+      closeIdle();
+      const idleSweep = setInterval(closeIdle, 250);
       try {
         // Every command already accepted into a mailbox is written and acked while its socket or request is open.
         await messaging.drain(config.shutdownTimeoutMs);

@@ -91,6 +91,31 @@ describe('shutdown: kept connections and a database that does not answer', funct
     await waitFor(() => kept.closed(), { what: 'the connection to be closed by the node' });
   });
 
+  it('a connection that never sent a request does not hold the node open; one accepted just before the stop is answered', async () => {
+    server = await startTestServer(await createTestDatabase(), {}, createLogger('silent'));
+    // Sends nothing, as a browser's preconnect, or the connection fetch() opens in place of one it dropped when an
+    // unread answer was garbage-collected. Node's closeIdleConnections() leaves it: close() waited for it until
+    // the shutdown's deadline (40 s), past HTTP_IDLE_TIMEOUT_MS.
+    const silent = await connect(server.url);
+    connections.push(silent);
+    // Past the grace a connection that has sent nothing yet gets once the node stops (1 s from its accept).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const late = await connect(server.url);
+    connections.push(late);
+
+    const started = Date.now();
+    const closing = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    late.socket.write('GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n');
+    await closing;
+    server = undefined;
+    expect(Date.now() - started).to.be.below(5000);
+    await waitFor(() => silent.closed(), { what: 'the silent connection to be closed by the node' });
+    const answers = heads(late.received());
+    expect(answers[0]?.status).to.match(/^200 /);
+    expect(answers[0]?.headers).to.include('connection: close');
+  });
+
   it('with PostgreSQL not answering, stops within SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS', async () => {
     const databaseUrl = await createTestDatabase();
     proxy = await startProxy(databaseUrl);

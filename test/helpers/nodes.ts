@@ -123,8 +123,9 @@ function useNodes(fixture: string, options: ReadonlyArray<NodeOptions | undefine
   afterEach(() => pool.closeAll());
   after(async function () {
     // A node's close is bounded by its own deadline (SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS, 40 s here),
-    // above mocha's 30 s: a close that waits for a step until that deadline (seen twice in CI, in the browser app
-    // suite's node, not reproduced alone) is slow, not a failure of the suite that used the node.
+    // above mocha's 30 s: a close that waits for a step until that deadline is slow, not a failure of the suite
+    // that used the node. (Seen twice in CI: fetch() had opened connections it never used, which the node's close
+    // left open until the deadline; test/shutdownConnections.test.ts has the case.)
     this.timeout(60_000);
     await Promise.all(running.flatMap((node) => (node ? [node.close()] : [])));
   });
