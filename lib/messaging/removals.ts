@@ -23,8 +23,6 @@ export interface Removals {
    * when this node has heard of as many, else the check above, which rejects if the participants cannot be read.
    */
   beforeDelivering(conversationId: string, removals: number): Promise<void> | undefined;
-  /** Conversations with a count here (for tests). */
-  readonly size: number;
 }
 
 /**
@@ -71,9 +69,6 @@ export function createRemovals(
     beforeDelivering(conversationId, removals) {
       if (removals <= (counts.get(conversationId) ?? 0)) return undefined;
       return catchUp(conversationId, removals);
-    },
-    get size() {
-      return counts.size;
     },
   };
 }

@@ -192,7 +192,7 @@ function outcomeOf(conversationId: string, row: WriteRow | undefined, send?: Sen
   const message = row.r_message ?? (send ? newMessage(conversationId, send, row) : undefined);
   if (message === undefined) return { ok: false, error: new AppError('INTERNAL') };
   const stored: Stored = { message, duplicate: row.r_status === 1 };
-  if (row.r_removals !== null) stored.removals = row.r_removals;
+  if (typeof row.r_removals === 'number') stored.removals = row.r_removals;
   return { ok: true, value: stored };
 }
 
