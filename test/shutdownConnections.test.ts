@@ -95,7 +95,7 @@ describe('shutdown: kept connections and a database that does not answer', funct
     server = await startTestServer(await createTestDatabase(), {}, createLogger('silent'));
     // Sends nothing, as a browser's preconnect, or the connection fetch() opens in place of one it dropped when an
     // unread answer was garbage-collected. Node's closeIdleConnections() leaves it: close() waited for it until
-    // the shutdown's deadline (40 s), past HTTP_IDLE_TIMEOUT_MS.
+    // the shutdown's deadline (40 s here), as it would be closed only at HTTP_IDLE_TIMEOUT_MS (65 s).
     const silent = await connect(server.url);
     connections.push(silent);
     // Past the grace a connection that has sent nothing yet gets once the node stops (1 s from its accept).
