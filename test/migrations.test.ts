@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -6,6 +7,7 @@ import type { Database } from '../lib/db.js';
 import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import * as messageIdsMigration from '../migrations/20261202000000_message_ids_time_ordered.js';
+import * as removalsMigration from '../migrations/20261204000000_removals_known_to_writes.js';
 import { groupOfOne, openMigrated, type Opened } from './helpers/migrations.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 import { millisOfV7, UUID_V4, UUID_V7 } from './helpers/uuid.js';
@@ -197,6 +199,43 @@ describe('migrations', function () {
       await sessionsMigration.up(knex);
       expect(Number((await knex('sessions').count({ n: '*' }))[0]!.n)).to.equal(0);
       expect((await existingTables(db)).length).to.equal(CONTRACT_TABLES.length);
+    });
+
+    it("the removals migration: a node's named statements of the functions before it keep answering across it, and after down", async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      const { userId, conversationId } = await groupOfOne(knex, { lastSeq: 0, version: 0 });
+      await removalsMigration.down(knex);
+      // A node started before the migration: its statements, prepared on its connection, name seven columns.
+      const client = await db.connections.acquire();
+      try {
+        const send = () =>
+          client.query({
+            name: 'previous_send_one',
+            text: `SELECT r_ord, r_status, r_id, r_seq, r_version, r_created_ms, r_message
+                   FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean, $7::uuid)`,
+            values: [conversationId, userId, randomUUID(), 'hello', null, true, null],
+          });
+        const answered = (result: { rows: Array<Record<string, unknown>> }) =>
+          result.rows.map((row) => [row.r_status, row.r_seq, Object.keys(row).length]);
+        expect(answered(await send())).to.deep.equal([[0, 1, 7]]);
+
+        await removalsMigration.up(knex);
+        expect(answered(await send())).to.deep.equal([[0, 2, 7]]);
+        const { rows } = await client.query<{ r_seq: number; r_removals: number }>({
+          text: `SELECT r_seq, r_removals
+                 FROM xfchat_send_one($1::uuid, $2::uuid, $3::text, $4::text, $5::bigint, $6::boolean, $7::uuid)`,
+          values: [conversationId, userId, randomUUID(), 'hello', null, true, null],
+        });
+        expect(rows).to.deep.equal([{ r_seq: 3, r_removals: 0 }]);
+
+        await removalsMigration.down(knex);
+        expect(answered(await send())).to.deep.equal([[0, 4, 7]]);
+      } finally {
+        db.connections.release(client);
+      }
+      await removalsMigration.up(knex);
     });
 
     it('messages has the columns of the contract', async () => {
