@@ -17,7 +17,7 @@ import { createMigrator } from './migrations.js';
 import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createRealtime } from './realtime/io.js';
-import { createNotifier, followRemovals } from './realtime/notifier.js';
+import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import {
@@ -240,8 +240,7 @@ export async function startServer(
     );
     const realtime = own(createRealtime({ config, db, logger, clock }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-    const notify = createNotifier(realtime.io, logger);
-    followRemovals(realtime.io, controlBus);
+    const notify = createNotifier(realtime.io, logger, controlBus);
     const messaging = own(
       await createMessaging({
         config,

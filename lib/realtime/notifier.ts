@@ -19,8 +19,8 @@ const conversationRoom = (conversationId: string): string => `conversation:${con
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 
 /**
- * Every socket of a node that takes other nodes' removals of participants from the control bus
- * ({@link followRemovals}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
+ * Every socket of a node that takes other nodes' removals of participants from the control bus (the notifier of
+ * {@link createNotifier}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
  * the removed user's sockets outside this room, which are theirs (a rolling upgrade from 0.2.0).
  */
 export const FOLLOWS_REMOVALS_ROOM = 'xfchat:follows-removals';
@@ -97,46 +97,6 @@ export function removeLocally(io: AppServer, userId: string, conversationId: str
 }
 
 /**
- * Per node, the (user, conversation) pairs that the notifier's `keepParticipantsOnly` removed here before the
- * removal itself was heard, with the conversation's removals counted then: {@link followRemovals} does not tell
- * them again of a removal counted in it. At most {@link MAX_REMOVED_AHEAD} (a removal never heard, as when the
- * control bus was down, leaves one behind).
- */
-const removedAhead = new WeakMap<AppServer, Map<string, number>>();
-const MAX_REMOVED_AHEAD = 10_000;
-const removalKey = (userId: string, conversationId: string) => `${userId} ${conversationId}`;
-
-function removedAheadOn(io: AppServer): Map<string, number> {
-  let pairs = removedAhead.get(io);
-  if (pairs === undefined) removedAhead.set(io, (pairs = new Map<string, number>()));
-  return pairs;
-}
-
-/** Whether the removal was told here already, by the notifier's `keepParticipantsOnly`. */
-function toldAhead(io: AppServer, event: ControlEvent): boolean {
-  const ahead = removedAheadOn(io);
-  const key = removalKey(event.userId, event.conversationId);
-  const removals = ahead.get(key);
-  if (removals === undefined || event.removals === undefined || event.removals > removals) return false;
-  ahead.delete(key);
-  return true;
-}
-
-/**
- * Another node's removal of a participant, as the control bus tells it with the removal's commit: the user's
- * sockets here leave the conversation's room, and hear `conversation:removed`, before this node hears of any
- * message committed after the removal. The node that removed them did it itself (the notifier's
- * `conversationRemoved`), and so did this one if one of its writes found the removal first.
- */
-export function followRemovals(io: AppServer, controlBus: Pick<ControlBus, 'subscribe'>): () => void {
-  return controlBus.subscribe((event, fromHere) => {
-    if (event.type !== 'membership.changed' || event.removed !== true || fromHere) return;
-    if (toldAhead(io, event)) return;
-    removeLocally(io, event.userId, event.conversationId);
-  });
-}
-
-/**
  * Notices told again to one user's sockets on this node only, found in the database after the node's adapter did
  * not listen for a while (lib/realtime/revalidation.ts): the other nodes heard the originals.
  */
@@ -159,13 +119,54 @@ export interface InterServerEvents {
   'sockets:end': (event: { room: string; reason: SessionEndReason }) => void;
 }
 
+const MAX_REMOVED_AHEAD = 10_000;
+const removalKey = (userId: string, conversationId: string) => `${userId} ${conversationId}`;
+
 /**
  * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
  * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
  * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
+ *
+ * It also follows other nodes' removals of participants, as the control bus tells them with the removal's
+ * commit: the user's sockets here leave the conversation's room, and hear `conversation:removed`, before this node
+ * hears of any message committed after the removal. The node that removed them did it itself
+ * (`conversationRemoved`), and so did this one if one of its writes found the removal first
+ * (`keepParticipantsOnly`).
  */
-export function createNotifier(io: AppServer, logger: Logger): Notifier {
+export function createNotifier(
+  io: AppServer,
+  logger: Logger,
+  controlBus: Pick<ControlBus, 'subscribe'>,
+): Notifier {
   const rooms = io.of('/').adapter.rooms;
+  /**
+   * The (user, conversation) pairs that `keepParticipantsOnly` removed here before the removal itself was heard,
+   * with the conversation's removals counted then: a removal counted in it is not told again when its event
+   * comes. At most {@link MAX_REMOVED_AHEAD} (a removal never heard, as when the control bus was down, leaves one
+   * behind); a Map iterates in insertion order, so its first key was removed here longest ago.
+   */
+  const removedAhead = new Map<string, number>();
+  const rememberRemovedAhead = (userId: string, conversationId: string, removals: number) => {
+    if (removedAhead.size >= MAX_REMOVED_AHEAD) {
+      const oldest = removedAhead.keys().next();
+      if (oldest.done !== true) removedAhead.delete(oldest.value);
+    }
+    removedAhead.set(removalKey(userId, conversationId), removals);
+  };
+  /** Whether the removal was told here already, by `keepParticipantsOnly`. */
+  const toldAhead = (event: ControlEvent) => {
+    const key = removalKey(event.userId, event.conversationId);
+    const removals = removedAhead.get(key);
+    if (removals === undefined || event.removals === undefined || event.removals > removals) return false;
+    removedAhead.delete(key);
+    return true;
+  };
+  controlBus.subscribe((event, fromHere) => {
+    if (event.type !== 'membership.changed' || event.removed !== true || fromHere) return;
+    if (toldAhead(event)) return;
+    removeLocally(io, event.userId, event.conversationId);
+  });
+
   /** Per conversation, the users being removed through this node, and the conversation's version at the removal. */
   const leaving = new Map<string, Map<string, number>>();
   const stopLeaving = (userId: string, conversationId: string) => {
@@ -234,15 +235,9 @@ export function createNotifier(io: AppServer, logger: Logger): Notifier {
         const userId = io.of('/').sockets.get(socketId)?.data.userId;
         if (userId !== undefined && !participants.has(userId)) removed.add(userId);
       }
-      const ahead = removedAheadOn(io);
       for (const userId of removed) {
         removeLocally(io, userId, conversationId);
-        if (ahead.size >= MAX_REMOVED_AHEAD) {
-          // A Map iterates in insertion order: its first key was removed here longest ago.
-          const oldest = ahead.keys().next();
-          if (oldest.done !== true) ahead.delete(oldest.value);
-        }
-        ahead.set(removalKey(userId, conversationId), removals);
+        rememberRemovedAhead(userId, conversationId, removals);
       }
     },
     conversationRemoved(userId, conversationId) {
