@@ -2,8 +2,14 @@ import { expect } from 'chai';
 import type { ControlEvent } from '../lib/cluster/controlBus.js';
 import type { RunningServer } from '../lib/server.js';
 import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import { captureLogs } from './helpers/logCapture.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
+
+/** The part of Knex's client (typed `any` by Knex) that runs each query of a builder or `raw()`. */
+interface KnexClient {
+  query: (this: KnexClient, connection: unknown, statement: { sql: string }) => Promise<unknown>;
+}
 
 /**
  * A node delivers its own writes at their commit, not when it hears of them: a participant removed on another node
@@ -12,7 +18,8 @@ import { waitFor } from './helpers/waitFor.js';
  * row deleted and counted in `conversations.removals`), with no event at all; the event comes later, by hand.
  */
 describe('a node does not deliver its own writes to a participant removed by a removal it has not heard of yet', function () {
-  const { a: nodeA, b: nodeB, pool } = useTwoNodes();
+  const logs = captureLogs('warn');
+  const { a: nodeA, b: nodeB, pool } = useTwoNodes({ logger: logs.logger });
 
   /** Removes the participant as a removal does, in one transaction, without telling any node. */
   async function removeUnheard(conversationId: string, userId: string): Promise<number> {
@@ -116,6 +123,52 @@ describe('a node does not deliver its own writes to a participant removed by a r
     );
     await waitFor(() => ownerUpdates.length === 1, { what: "the owner's update" });
     expect(removedUpdates).to.have.length(0);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+  });
+
+  it('a commit whose removals cannot be checked is acked and stored, delivered to nobody here, and logged; the next write checks again', async () => {
+    const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    const ownerMessages = record(ownerSocket, 'message:new');
+    const removedMessages = record(removed, 'message:new');
+    const removedNotices = record(removed, 'conversation:removed');
+    await removeUnheard(group.id, member.id);
+
+    // Node B's read of the participants fails in its driver, as on a connection lost between the commit and it.
+    const client = nodeB.services.db.knex.client as KnexClient;
+    const query = client.query;
+    let refused = 0;
+    client.query = function (this: KnexClient, connection, statement) {
+      if (statement.sql.includes('c.removals')) {
+        refused += 1;
+        return Promise.reject(new Error('Connection terminated unexpectedly'));
+      }
+      return query.call(this, connection, statement);
+    };
+    let unchecked;
+    try {
+      unchecked = expectOk(await send(writerSocket, group.id, 'not checked'));
+    } finally {
+      client.query = query;
+    }
+    expect(refused).to.equal(1);
+    const stored = await nodeB.services.db
+      .knex('messages')
+      .where({ conversation_id: group.id, seq: unchecked.message.seq })
+      .select<Array<{ body: string }>>('body');
+    expect(stored).to.deep.equal([{ body: 'not checked' }]);
+    const line = logs
+      .entries()
+      .find((entry) => entry.msg === 'removals not checked: a commit not delivered on this node');
+    expect(line, 'the log line').to.include({ conversationId: group.id });
+
+    // The next write reads the participants again: the removed user is told, the owner gets that message.
+    expectOk(await send(writerSocket, group.id, 'checked'));
+    await waitFor(() => ownerMessages.some((m) => m.body === 'checked') && removedNotices.length === 1, {
+      what: "the owner's copy and the removal's notice",
+    });
+    // Emitted in order to the owner's socket: the unchecked message, had it been delivered, would have come first.
+    expect(ownerMessages.map((m) => m.body)).to.deep.equal(['checked']);
+    expect(removedMessages).to.have.length(0);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
 
