@@ -19,8 +19,8 @@ const conversationRoom = (conversationId: string): string => `conversation:${con
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 
 /**
- * Every socket of a node that takes other nodes' removals of participants from the control bus (the notifier of
- * {@link createNotifier}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
+ * Every socket of a node whose notifier follows other nodes' removals of participants on the control bus
+ * ({@link createNotifier}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
  * the removed user's sockets outside this room, which are theirs (a rolling upgrade from 0.2.0).
  */
 export const FOLLOWS_REMOVALS_ROOM = 'xfchat:follows-removals';
