@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { setBounded } from '../boundedMap.js';
 import { AppError } from '../errors.js';
 import { RateLimiter } from '../rateLimiter.js';
 
@@ -73,12 +74,7 @@ export function createMembership(
         return;
       }
       if (seenAt !== generation) return;
-      if (cache.size >= maxConversations) {
-        // A Map iterates in insertion order: its first key is the conversation cached longest ago.
-        const oldest = cache.keys().next();
-        if (oldest.done !== true) cache.delete(oldest.value);
-      }
-      cache.set(conversationId, { members: new Set([userId]), generation });
+      setBounded(cache, conversationId, { members: new Set([userId]), generation }, maxConversations);
     },
     invalidate(conversationId) {
       generation += 1;

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { setBounded } from '../boundedMap.js';
 import type { Notifier } from '../notifier.js';
 
 /**
@@ -41,12 +42,7 @@ export function createRemovals(
   function heard(conversationId: string, removals: number): void {
     const known = counts.get(conversationId);
     if (known !== undefined && known >= removals) return;
-    if (known === undefined && counts.size >= maxConversations) {
-      // A Map iterates in insertion order: its first key is the conversation counted longest ago.
-      const oldest = counts.keys().next();
-      if (oldest.done !== true) counts.delete(oldest.value);
-    }
-    counts.set(conversationId, removals);
+    setBounded(counts, conversationId, removals, maxConversations);
   }
 
   async function catchUp(conversationId: string, removals: number): Promise<void> {

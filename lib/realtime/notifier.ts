@@ -1,3 +1,4 @@
+import { setBounded } from '../boundedMap.js';
 import type { ControlBus, ControlEvent } from '../cluster/controlBus.js';
 import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
@@ -143,16 +144,9 @@ export function createNotifier(
    * The (user, conversation) pairs that `keepParticipantsOnly` removed here before the removal itself was heard,
    * with the conversation's removals counted then: a removal counted in it is not told again when its event
    * comes. At most {@link MAX_REMOVED_AHEAD} (a removal never heard, as when the control bus was down, leaves one
-   * behind); a Map iterates in insertion order, so its first key was removed here longest ago.
+   * behind).
    */
   const removedAhead = new Map<string, number>();
-  const rememberRemovedAhead = (userId: string, conversationId: string, removals: number) => {
-    if (removedAhead.size >= MAX_REMOVED_AHEAD) {
-      const oldest = removedAhead.keys().next();
-      if (oldest.done !== true) removedAhead.delete(oldest.value);
-    }
-    removedAhead.set(removalKey(userId, conversationId), removals);
-  };
   /** Whether the removal was told here already, by `keepParticipantsOnly`. */
   const toldAhead = (event: ControlEvent) => {
     const key = removalKey(event.userId, event.conversationId);
@@ -237,7 +231,7 @@ export function createNotifier(
       }
       for (const userId of removed) {
         removeLocally(io, userId, conversationId);
-        rememberRemovedAhead(userId, conversationId, removals);
+        setBounded(removedAhead, removalKey(userId, conversationId), removals, MAX_REMOVED_AHEAD);
       }
     },
     conversationRemoved(userId, conversationId) {
