@@ -23,7 +23,10 @@ import { Subscription, type SubscribeOptions } from './subscription.js';
 import { TokenKeeper } from './tokens.js';
 
 export interface XFChatClientOptions {
-  /** The server, e.g. `http://127.0.0.1:3000`. Omit in a page served by XFChat itself (same origin). */
+  /**
+   * The server, an absolute http(s) URL such as `http://127.0.0.1:3000` (anything else throws VALIDATION_FAILED).
+   * Omit in a page served by XFChat itself (same origin).
+   */
   baseUrl?: string;
   /**
    * An access token from an earlier signup/login. Without a refresh token it works until it expires; prefer
@@ -57,6 +60,26 @@ export interface XFChatClientOptions {
  * refresh token with the same 401 as an expired one, and tells the session's sockets the reason a moment later.
  */
 const END_REASON_WAIT_MS = 1500;
+
+/**
+ * The `baseUrl` option, checked once: an absolute http(s) URL, or empty for the page's own origin. Anything else
+ * would only fail at the first call, as a retryable NETWORK_ERROR, and be retried for ever.
+ */
+function checkedBaseUrl(baseUrl: string | undefined): string {
+  if (baseUrl === undefined || baseUrl === '') return '';
+  let protocol = '';
+  try {
+    protocol = new URL(baseUrl).protocol;
+  } catch {
+    // not an absolute URL: refused below
+  }
+  if (protocol === 'http:' || protocol === 'https:') return baseUrl;
+  throw new XFChatError(
+    'VALIDATION_FAILED',
+    `baseUrl must be an http:// or https:// URL, such as http://127.0.0.1:3000; got ${JSON.stringify(baseUrl)}.`,
+    { details: { baseUrl: 'must be an absolute http:// or https:// URL' } },
+  );
+}
 
 /** What signup and login resolve with: the user and the session's tokens. */
 export type AuthResult = AuthResponse;
@@ -132,12 +155,11 @@ export class XFChatClient {
       baseMs: options.retryBaseMs ?? DEFAULT_BACKOFF.baseMs,
       maxMs: options.retryMaxMs ?? DEFAULT_BACKOFF.maxMs,
     };
-    const plainHttp = createHttp(
-      options.baseUrl ?? '',
-      this.session,
-      options.fetch ?? globalThis.fetch.bind(globalThis),
-      { timeoutMs: options.requestTimeoutMs ?? 30_000, closing: this.closing },
-    );
+    const baseUrl = checkedBaseUrl(options.baseUrl);
+    const plainHttp = createHttp(baseUrl, this.session, options.fetch ?? globalThis.fetch.bind(globalThis), {
+      timeoutMs: options.requestTimeoutMs ?? 30_000,
+      closing: this.closing,
+    });
     this.keeper = new TokenKeeper({
       session: this.session,
       http: plainHttp,
@@ -155,7 +177,7 @@ export class XFChatClient {
     this.messages = new MessagesApi(this.http);
     this.sessions = new SessionsApi(this.http);
     this.connection = new Connection({
-      url: options.baseUrl,
+      url: baseUrl === '' ? undefined : baseUrl,
       session: this.session,
       transports: options.transports ?? ['websocket'],
       ackTimeoutMs: options.ackTimeoutMs ?? 10_000,

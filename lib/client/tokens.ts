@@ -148,9 +148,13 @@ export class TokenKeeper {
   private schedule(ms: number): void {
     clearTimeout(this.timer);
     if (this.closed) return;
-    this.timer = setTimeout(() => {
+    const timer = setTimeout(() => {
       // A failed timed refresh has rescheduled itself (doRefresh); the application hears of the failure.
       this.refresh().catch((err: unknown) => callSafely(this.deps.onRefreshError, toXFChatError(err)));
     }, ms);
+    // In Node.js the timer alone does not keep the process running: a script that logged in, made its REST calls
+    // and forgot close() still exits (a connected socket, or a request on its way, keeps it running as before).
+    (timer as { unref?: () => void }).unref?.();
+    this.timer = timer;
   }
 }

@@ -57,6 +57,17 @@ describe('client SDK: lifecycle, send order and misuse', function () {
     expect(result.ms).to.be.below(10_000);
   });
 
+  it('lets a script that logged in but never connected exit without close(): the timed refresh holds nothing open', async () => {
+    const username = `script_${randomUUID().slice(0, 8)}`;
+    const result = await runScript('test/client/loggedInExit.ts', [server.url, username], 15_000);
+    expect(result.stderr).to.equal('');
+    expect(result.stdout).to.equal(`signed up as ${username}, refresh token kept: true\n`);
+    expect(result.code).to.equal(0);
+    // The next refresh is minutes away (JWT_TTL_SECONDS, 900 by default): a timer holding the process would keep
+    // it alive past the 15 s timeout.
+    expect(result.ms).to.be.below(10_000);
+  });
+
   it('rejects send() before connect() at once with NOT_CONNECTED, and stores nothing', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const client = pool.open(server.url, { token: alice.token });
