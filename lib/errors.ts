@@ -82,8 +82,9 @@ export function isDbUnavailable(err: unknown): boolean {
     return true;
   if (typeof e.message === 'string') {
     // "timeout expired": pg's own connect timeout (DB_CONNECT_TIMEOUT_MS), as a host that accepts and never answers;
-    // "Query read timeout": pg's query_timeout, when no answer came a second past statement_timeout.
-    return /Connection terminated|connection timeout|^timeout expired$|^Query read timeout$|Client has encountered a connection error|not queryable|Timeout acquiring a connection|pool is probably full|Unable to acquire a connection/i.test(
+    // "Query read timeout": pg's query_timeout, when no answer came a second past statement_timeout. Each is the
+    // whole message as pg throws it, or its end after the statement when Knex ran it ("<sql> - Query read timeout").
+    return /Connection terminated|connection timeout|(?:^| - )timeout expired$|(?:^| - )Query read timeout$|Client has encountered a connection error|not queryable|Timeout acquiring a connection|pool is probably full|Unable to acquire a connection/i.test(
       e.message,
     );
   }

@@ -261,6 +261,55 @@ describe('message failures, limits and shutdown', function () {
     });
   });
 
+  describe('while PostgreSQL stops answering on connections already open', () => {
+    let proxy: FaultProxy;
+    let node: RunningServer;
+
+    before(async () => {
+      const databaseUrl = await createTestDatabase();
+      proxy = await startProxy(databaseUrl);
+      node = await startTestServer(proxy.urlThrough(databaseUrl), {
+        DB_ACQUIRE_TIMEOUT_MS: '1000',
+        DB_CONNECT_TIMEOUT_MS: '500',
+        DB_STATEMENT_TIMEOUT_MS: '1000',
+      });
+    });
+
+    after(async () => {
+      proxy?.release();
+      await node?.close();
+      await proxy?.close();
+    });
+
+    it('answers REST, subscribes and sends DB_UNAVAILABLE, never INTERNAL, once the query timeout passes', async function () {
+      this.timeout(60_000);
+      const owner = await newUser(node);
+      const group = await createGroup(node.url, owner, await friendsOf(node, owner, 1));
+      const socket = await pool.open(node.url, owner);
+      expectOk(await send(socket, group.id, 'before the freeze'));
+      // The pool's connections stay open, and nothing sent on them reaches PostgreSQL, as with a server stopped
+      // (SIGSTOP) or a network that drops packets without a reset: each statement ends at pg's query timeout
+      // (DB_STATEMENT_TIMEOUT_MS + 1 s), which Knex reports as "<statement> - Query read timeout".
+      proxy.hold('upstream');
+      try {
+        const [res, subscribed, sent] = await Promise.all([
+          request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+          socket.emitWithAck('conversation:subscribe', { conversationId: group.id }),
+          send(socket, group.id, 'into the freeze'),
+        ]);
+        expectError(res, 503, 'DB_UNAVAILABLE');
+        expect(errorCodeOf(subscribed)).to.equal('DB_UNAVAILABLE');
+        expect(errorCodeOf(sent)).to.equal('DB_UNAVAILABLE');
+      } finally {
+        proxy.release();
+      }
+      await waitFor(async () => (await send(socket, group.id, 'after the freeze')).ok, {
+        timeoutMs: 20_000,
+        what: 'a send to succeed once the database answers again',
+      });
+    });
+  });
+
   describe('shutting down', () => {
     it('finishes every send already accepted into a mailbox before closing sockets and the pool', async () => {
       const databaseUrl = await createTestDatabase();

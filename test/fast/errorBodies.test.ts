@@ -32,6 +32,14 @@ describe('error bodies: what REST sends as Retry-After, an ack carries in detail
       expect(toAppError(new Error(message)).code, message).to.equal('DB_UNAVAILABLE');
       expect(toAppError({ nativeError: new Error(message) }).code, message).to.equal('DB_UNAVAILABLE');
     }
+    // As Knex rethrows them: the statement, " - ", then pg's message.
+    for (const message of [
+      'SELECT 1 - Query read timeout',
+      'SELECT $1 FROM t\n  WHERE x = $2 - timeout expired',
+    ]) {
+      expect(toAppError(new Error(message)).code, message).to.equal('DB_UNAVAILABLE');
+      expect(toAppError({ nativeError: new Error(message) }).code, message).to.equal('DB_UNAVAILABLE');
+    }
     expect(toAppError(new Error('Query read timeout in a body')).code).to.equal('INTERNAL');
     // Out of file descriptors, no connection to PostgreSQL can be opened: an outage of the node, not a bug.
     for (const code of ['EMFILE', 'ENFILE']) {
