@@ -265,6 +265,17 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const holeSettleMs = deps.holeSettleMs ?? 1000;
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
+  /**
+   * A step that failed, as every one does while PostgreSQL is away: a notice (every heartbeat, one a second), the
+   * node count (one a second), a read of announced or changed messages (one per conversation with subscribers). Each
+   * kind is logged once every 10 s with `suppressed` (the fields are the first failure's), like the other lines of
+   * an outage (lib/serverErrorLog.ts).
+   */
+  const failures = createLogThrottle();
+  function logFailure(err: unknown, what: string, fields: Record<string, unknown> = {}): void {
+    const suppressed = failures.take(what);
+    if (suppressed !== undefined) logger.warn({ err, ...fields, suppressed }, `${what} failed`);
+  }
 
   /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
   function forget(conversationId: string): void {
@@ -492,7 +503,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const done = loading.then(
       (delivery) => hand(conversationId, delivery),
       // The messages are committed; a subscriber here fills the gap with afterSeq at its next message.
-      (err: unknown) => logger.warn({ err, conversationId }, 'reading announced messages failed'),
+      (err: unknown) => logFailure(err, 'reading announced messages', { conversationId }),
     );
     reading.set(conversationId, done);
     void done.then(() => {
@@ -550,16 +561,6 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         messages: await readMessages(knex, conversationId, [...new Set(seqs)]),
       }));
     }
-  }
-
-  /**
-   * A notice that could not be sent: while PostgreSQL is away every heartbeat fails (one a second), so each kind is
-   * logged once every 10 s with `suppressed`, like the other lines of an outage (lib/serverErrorLog.ts).
-   */
-  const failures = createLogThrottle();
-  function logFailure(err: unknown, what: string): void {
-    const suppressed = failures.take(what);
-    if (suppressed !== undefined) logger.warn({ err, suppressed }, `${what} failed`);
   }
 
   function send(notice: Announcement, what: string): void {
@@ -628,7 +629,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         };
       } catch (err) {
         // Ends this catch-up all the same; the next one (a reconnect, a node count that grows) reads it again.
-        logger.warn({ err, conversationId }, 'catching up on changed messages failed');
+        logFailure(err, 'catching up on changed messages', { conversationId });
         return { kind: 'updated', messages: [], endsCatchUp: true };
       }
     });
@@ -650,7 +651,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (!announcementsLost) return;
     announcementsLost = false;
     deps.bus.notify(MESSAGES_CHANNEL, { n: node, c: 1 }).catch((err: unknown) => {
-      logger.warn({ err }, 'asking the other nodes to catch up failed');
+      logFailure(err, 'asking the other nodes to catch up');
       announcementsLost = true;
     });
   }
@@ -671,7 +672,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         }
         nodes = count;
       },
-      (err: unknown) => logger.warn({ err }, 'counting the nodes failed'),
+      (err: unknown) => logFailure(err, 'counting the nodes'),
     );
   }, deps.peerCheckMs ?? 1000);
   watch.unref();

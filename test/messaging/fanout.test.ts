@@ -69,6 +69,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     holeSettleMs?: number;
     beatMs?: number;
     failNotify?: () => boolean;
+    /** The node count fails (a test of the log). */
+    failNodeCount?: () => boolean;
     logger?: Logger;
     /** Its reads (by default the test's database). */
     knex?: Knex;
@@ -118,7 +120,10 @@ describe('messaging/fanout: a node that another node did not know yet catches up
           notePassedOver(messages, except);
         },
       },
-      nodeCount: () => Promise.resolve(state.nodes),
+      nodeCount: () =>
+        options.failNodeCount?.() === true
+          ? Promise.reject(new Error('connection lost'))
+          : Promise.resolve(state.nodes),
       logger: options.logger ?? logger,
       peerCheckMs: 20,
       peerSettleMs: 150,
@@ -603,6 +608,36 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     const beats = lines.filter((l) => l.msg === 'the heartbeat failed');
     expect(beats).to.have.length(1);
     expect(beats[0]).to.include({ level: 40, suppressed: 0 });
+  });
+
+  it('logs the other steps that fail at every beat or count (a catch-up asked for, the node count) once every 10 s', async () => {
+    const logs = captureLogs('info');
+    let failed = 0;
+    let counts = 0;
+    const { fanout } = await startFanout({
+      nodes: 2,
+      beatMs: 10,
+      logger: logs.logger,
+      failNotify: () => {
+        failed += 1;
+        return true;
+      },
+      // The count at the start answers; every later one fails.
+      failNodeCount: () => {
+        counts += 1;
+        return counts > 1;
+      },
+    });
+    // An announcement lost: every heartbeat after it asks the other nodes to catch up, and that fails too.
+    const [sent] = await sendUnannounced('its announcement is lost');
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    await waitFor(() => failed >= 20 && counts >= 11, { what: 'twenty notices and ten counts that failed' });
+    const lines = logs.entries();
+    for (const msg of ['asking the other nodes to catch up failed', 'counting the nodes failed']) {
+      const these = lines.filter((l) => l.msg === msg);
+      expect(these, msg).to.have.length(1);
+      expect(these[0], msg).to.include({ level: 40, suppressed: 0 });
+    }
   });
 
   it('forgets a node that says goodbye without catching up, and says goodbye itself only to others', async () => {
