@@ -288,7 +288,7 @@ export const SETTINGS = {
     default: 4,
     min: 1,
     max: 1000,
-    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1`; beside a running one another starts only for a backlog, or when the running ones are held up (a stalled WAL flush)',
+    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1` (a larger value is lowered to it, with a warning at startup); beside a running one another starts only for a backlog, or when the running ones are held up (a stalled WAL flush)',
   },
   MESSAGE_ANNOUNCE: {
     kind: 'choice',
@@ -620,6 +620,14 @@ export function redactUrl(url: string): string {
 }
 
 /** The configuration as it may be logged: no secrets. */
+/**
+ * How many message-writing transactions a node runs at once: DB_WRITE_CONCURRENCY, but at most DB_POOL_SIZE - 1
+ * (and at least 1), so that reads, membership checks and auth always have a pool connection while writes are busy.
+ */
+export function writeConcurrency(config: Pick<Config, 'database' | 'limits'>): number {
+  return Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1));
+}
+
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
     port: config.port,

@@ -4,7 +4,7 @@ import { createAuthService } from './auth/accounts.js';
 import { adoptJwtSecret, checkJwtSecret, JWT_SECRET_MISMATCH } from './auth/secretFingerprint.js';
 import { createPasswordHasher, type GateLimits } from './auth/passwords.js';
 import { createControlBus } from './cluster/controlBus.js';
-import { describeConfig, type Config } from './config.js';
+import { describeConfig, writeConcurrency, type Config } from './config.js';
 import { createConversationService } from './conversations/conversationService.js';
 import { createDatabase, type Database } from './db.js';
 import { createDatabaseClock, databaseTimeMs, startClockSync } from './cluster/clock.js';
@@ -205,6 +205,13 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   logger.info({ config: describeConfig(config) }, '[STARTUP] configuration');
+  const writes = writeConcurrency(config);
+  if (writes !== config.limits.writeConcurrency) {
+    logger.warn(
+      { DB_WRITE_CONCURRENCY: config.limits.writeConcurrency, DB_POOL_SIZE: config.database.poolMax, writes },
+      `[STARTUP] DB_WRITE_CONCURRENCY is above DB_POOL_SIZE - 1: ${writes} message-writing transactions at once`,
+    );
+  }
   // First, with nothing open yet: the dummy hash that makes a login of an unknown user cost one argon2 run.
   const passwords = await createPasswordHasher(logger, options.passwordChecks);
   const metrics = createMetrics();

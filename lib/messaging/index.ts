@@ -1,7 +1,7 @@
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { ConversationRegistry } from '../../actors/ConversationRegistry.js';
 import type { NextBatch } from '../../actors/Mailbox.js';
-import type { Config } from '../config.js';
+import { writeConcurrency, type Config } from '../config.js';
 import type { Database } from '../db.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -88,8 +88,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const writer = createGroupCommitWriter({
     connections: db.connections,
     logger,
-    // Leave pool connections for reads, membership checks and auth while writes are busy.
-    maxConcurrency: Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1)),
+    maxConcurrency: writeConcurrency(config),
     announce: () => fanout.announce(),
     onCommitted: (written, announce) => {
       if (announce !== undefined && !announce.inCommit) fanout.publish(newsOf(written));

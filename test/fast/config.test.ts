@@ -9,6 +9,7 @@ import {
   loadDatabaseConfig,
   loadDevConfig,
   redactUrl,
+  writeConcurrency,
   type Config,
 } from '../../lib/config.js';
 
@@ -34,6 +35,17 @@ function problemsOf(fn: () => unknown): readonly string[] {
 }
 
 describe('config', () => {
+  it('writeConcurrency(): DB_WRITE_CONCURRENCY, at most DB_POOL_SIZE - 1 and at least 1', () => {
+    const of = (pool: string, writes?: string) =>
+      writeConcurrency(loadConfig(env({ DB_POOL_SIZE: pool, DB_WRITE_CONCURRENCY: writes })));
+    expect(of('25')).to.equal(4);
+    expect(of('25', '16')).to.equal(16);
+    expect(of('5', '10')).to.equal(4);
+    expect(of('5', '4')).to.equal(4);
+    expect(of('2')).to.equal(1);
+    expect(of('1')).to.equal(1);
+  });
+
   describe('loadConfig defaults', () => {
     it('fills every optional setting with its documented default', () => {
       const config = loadConfig(env());
