@@ -93,6 +93,9 @@ async function migrate(action: string | undefined, options: readonly string[]): 
             out('nothing to roll back');
             break;
           }
+          // What `--yes` would refuse, the dry run refuses the same way (exit 1), instead of advising `--yes`.
+          const refusal = await migrations.rollbackRefusal();
+          if (refusal !== undefined) throw new Error(refusal);
           process.stderr.write(
             `xfchat migrate: rollback would undo the last applied batch (${batch.join(', ')}): their down() drops the tables and columns they made, with their data. Take a pg_dump first, then run: xfchat migrate rollback --yes\n`,
           );
@@ -210,7 +213,9 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
 }
 
 const [command, ...rest] = process.argv.slice(2);
-switch (command ?? 'serve') {
+// `xfchat serve --help`, `xfchat migrate --help`...: the usage, not the command.
+const helpAsked = rest.includes('--help') || rest.includes('-h');
+switch (helpAsked ? 'help' : (command ?? 'serve')) {
   case 'serve':
     await main();
     break;

@@ -35,6 +35,11 @@ export interface Migrator {
   rollback(): Promise<string[]>;
   /** The migrations of the last applied batch (what `rollback` would undo), newest first. */
   lastBatch(): Promise<string[]>;
+  /**
+   * Why `rollback` would refuse the last batch (it holds migrations of a newer release, which only that release can
+   * undo), or undefined if it would roll it back.
+   */
+  rollbackRefusal(): Promise<string | undefined>;
 }
 
 interface MigrationModule {
@@ -119,6 +124,13 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     return rows.map((row) => row.name);
   }
 
+  async function rollbackRefusal(): Promise<string | undefined> {
+    const newer = (await status()).newer;
+    const unknown = (await lastBatch()).filter((name) => newer.includes(name));
+    if (unknown.length === 0) return undefined;
+    return `the last batch has migrations this release does not have (${unknown.join(', ')}): roll them back with the release that applied them`;
+  }
+
   async function status(): Promise<MigrationStatus> {
     const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
     const applied = completed.map((m) => m.name);
@@ -142,16 +154,11 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     },
     status,
     lastBatch,
+    rollbackRefusal,
     rollback() {
       return withMigrationLock(async () => {
-        const newer = (await status()).newer;
-        const last = await lastBatch();
-        const unknown = last.filter((name) => newer.includes(name));
-        if (unknown.length > 0) {
-          throw new Error(
-            `the last batch has migrations this release does not have (${unknown.join(', ')}): roll them back with the release that applied them`,
-          );
-        }
+        const refusal = await rollbackRefusal();
+        if (refusal !== undefined) throw new Error(refusal);
         const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];
         return rolledBack;
       });

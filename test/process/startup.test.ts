@@ -224,6 +224,18 @@ describe('startup (the real entry point as a child process)', function () {
     });
   });
 
+  describe('xfchat --help', () => {
+    it('prints the usage and exits 0, also after a command (serve --help, migrate rollback -h), doing nothing else', async () => {
+      for (const args of [['--help'], ['help'], ['-h'], ['serve', '--help'], ['migrate', 'rollback', '-h']]) {
+        // No DATABASE_URL or JWT_SECRET: a command that ran would refuse to start (exit 1).
+        const result = await runCli(args, {});
+        expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.equal(0);
+        expect(result.stdout, args.join(' ')).to.match(/^usage: xfchat \[serve\] \| xfchat migrate /);
+        expect(result.stderr, args.join(' ')).to.equal('');
+      }
+    });
+  });
+
   describe('xfchat migrate', () => {
     it('rollback without --yes names the batch it would undo and changes nothing; with --yes it undoes it', async () => {
       const url = await createEmptyDatabase();
@@ -241,6 +253,35 @@ describe('startup (the real entry point as a child process)', function () {
       expect(done.stdout).to.match(/^rolled back: /);
       const after = await runCli(['migrate', 'status'], { DATABASE_URL: url });
       expect(after.stdout).to.match(/^applied \(0\): -\npending \(\d+\): /);
+    });
+
+    it('rollback of a batch a newer release applied refuses, dry run and --yes alike (exit 1), and changes nothing', async () => {
+      const url = await createEmptyDatabase();
+      expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
+      const future = '29991231000000_of_a_newer_release';
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query(
+          'INSERT INTO knex_migrations (name, batch, migration_time) VALUES ($1, 99, now())',
+          [future],
+        );
+      } finally {
+        await client.end();
+      }
+      const before = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      for (const args of [
+        ['migrate', 'rollback'],
+        ['migrate', 'rollback', '--yes'],
+      ]) {
+        const refused = await runCli(args, { DATABASE_URL: url });
+        expect(refused.code, `${args.join(' ')}: ${refused.stderr}`).to.equal(1);
+        const line = expectOneLineFailure(refused);
+        expect(line).to.include(`migrations this release does not have (${future})`);
+        expect(line).to.include('roll them back with the release that applied them');
+        expect(line).not.to.include('--yes');
+      }
+      expect((await runCli(['migrate', 'status'], { DATABASE_URL: url })).stdout).to.equal(before.stdout);
     });
 
     it('waits for the migration lock longer than DB_STATEMENT_TIMEOUT_MS and the driver query timeout', async () => {
