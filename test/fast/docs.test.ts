@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { SETTINGS } from '../../lib/config.js';
 import { ERROR_CATALOG } from '../../lib/protocol/errors.js';
@@ -30,6 +30,25 @@ describe('docs agree with the code', function () {
     for (const name of Object.keys(SETTINGS) as Array<keyof typeof SETTINGS>) {
       expect(rows.get(name)?.shown, name).to.equal(shownDefault(name));
       expect(rows.get(name)?.doc, name).to.equal(SETTINGS[name].doc);
+    }
+  });
+
+  it('the named statements the docs mention (xfchat_write_v4, ...) are the ones the code prepares', async () => {
+    const root = new URL('../../', import.meta.url);
+    const sources = ['lib/messaging/statements.ts', 'lib/cluster/controlBus.ts'];
+    const prepared = new Set<string>();
+    for (const file of sources) {
+      const text = await readFile(new URL(file, root), 'utf8');
+      for (const [, name] of text.matchAll(/name: '(xfchat_[a-z_]+_v\d+)'/g)) prepared.add(name!);
+    }
+    expect(prepared.size).to.be.at.least(3);
+    const pages = ['README.md', ...(await readdir(new URL('docs/', root))).map((f) => `docs/${f}`)];
+    for (const page of pages.filter((f) => f.endsWith('.md'))) {
+      const text = await readFile(new URL(page, root), 'utf8');
+      // A statement's name, not a SQL function called by name (`xfchat_uuid_v7()`).
+      for (const [name] of text.matchAll(/xfchat_[a-z_]+_v\d+(?![\d(])/g)) {
+        expect(prepared.has(name), `${page}: ${name}`).to.equal(true);
+      }
     }
   });
 
