@@ -619,7 +619,6 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** The configuration as it may be logged: no secrets. */
 /**
  * How many message-writing transactions a node runs at once: DB_WRITE_CONCURRENCY, but at most DB_POOL_SIZE - 1
  * (and at least 1), so that reads, membership checks and auth always have a pool connection while writes are busy.
@@ -628,6 +627,7 @@ export function writeConcurrency(config: Pick<Config, 'database' | 'limits'>): n
   return Math.max(1, Math.min(config.limits.writeConcurrency, config.database.poolMax - 1));
 }
 
+/** The configuration as it may be logged: no secrets. */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
     port: config.port,
