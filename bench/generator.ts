@@ -25,6 +25,8 @@ export interface PhaseOutcome<R extends JobResult> {
   wait: Record<string, number | null>;
   /** Times each process was put on a core over the measured window (PostgreSQL: every process of its tree). */
   runs: Record<string, number | null>;
+  /** Each process of PostgreSQL's tree (when it is local): its own CPU and runs over the measured window. */
+  trees: MeterReading['trees'];
 }
 
 /**
@@ -113,11 +115,11 @@ export function runPhase(
           fail(new Error(`${label}: ${message.message}`));
           break;
         case 'result':
-          (measured ?? Promise.resolve({ cpu: {}, wait: {}, runs: {} })).then(
-            ({ cpu, wait, runs }) => {
+          (measured ?? Promise.resolve({ cpu: {}, wait: {}, runs: {}, trees: {} })).then(
+            ({ cpu, wait, runs, trees }) => {
               if (settled) return;
               finish();
-              resolve({ result: message.result, cpu, wait, runs });
+              resolve({ result: message.result, cpu, wait, runs, trees });
             },
             (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
           );

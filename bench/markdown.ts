@@ -1,5 +1,6 @@
 /** The Markdown report of a run: headline ratios first, then every phase, then the scenario details. */
 import { compareName, NAIVE, TWO_NODES, windowLabel, XFCHAT } from './goals.js';
+import { PG_PROCESS_KIND_TITLES, PG_PROCESS_KINDS } from './pgProcesses.js';
 import {
   findPhase,
   serversTotal,
@@ -260,6 +261,27 @@ export function renderMarkdown(results: BenchResults): string {
             fmt(perUnit(runs.postgres), 3),
             fmt(perUnit(runs.generator), 3),
             fmt(perUnit(sumOrNull(Object.values(runs))), 3),
+          ];
+        }),
+      ),
+    );
+  }
+  const split = results.phases.filter((p) => p.postgresByKind && (p.socket?.measuredAcked ?? 0) > 0);
+  if (split.length > 0) {
+    out.push(
+      '',
+      "PostgreSQL's processes by what they served, per acked message over the measured window: times put on a core / CPU µs (an XFChat node's connections by their application_name: its Knex pool, with the write calls, announcements and reads; its control bus's LISTEN connection; its Socket.IO adapter's pool. Background: the postmaster, WAL writer, checkpointer and the like. Other: the bench's connections, and processes gone before pg_stat_activity was read):",
+      '',
+      table(
+        ['phase', ...PG_PROCESS_KINDS.map((kind) => PG_PROCESS_KIND_TITLES[kind])],
+        split.map((p) => {
+          const acked = p.socket!.measuredAcked;
+          return [
+            p.label,
+            ...PG_PROCESS_KINDS.map((kind) => {
+              const cost = p.postgresByKind![kind];
+              return `${fmt(cost.runs / acked, 3)} / ${fmt((cost.cpuMs * 1000) / acked, 0)}`;
+            }),
           ];
         }),
       ),

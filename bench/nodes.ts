@@ -36,12 +36,16 @@ async function socketInodes(pid: number): Promise<Set<string>> {
   return inodes;
 }
 
-/**
- * The TCP port `pid` listens on, read from /proc: the server runs with PORT=0 and LOG_LEVEL=warn, so it never
- * prints its address. Undefined until it listens.
- */
-export async function listeningPort(pid: number): Promise<number | undefined> {
+/** A TCP socket of a process: its local port and its state in /proc/net/tcp (0A is LISTEN, 01 ESTABLISHED). */
+export interface TcpSocket {
+  localPort: number;
+  state: string;
+}
+
+/** The TCP sockets among `pid`'s open file descriptors, read from /proc. */
+export async function tcpSockets(pid: number): Promise<TcpSocket[]> {
   const inodes = await socketInodes(pid);
+  const sockets: TcpSocket[] = [];
   for (const table of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -51,13 +55,21 @@ export async function listeningPort(pid: number): Promise<number | undefined> {
     }
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      // cols: sl local_address rem_address st ... inode (index 9); st 0A is LISTEN.
-      if (cols[3] === '0A' && cols[9] !== undefined && inodes.has(cols[9])) {
-        return parseInt(cols[1]!.split(':')[1]!, 16);
+      // cols: sl local_address rem_address st ... inode (index 9).
+      if (cols[3] !== undefined && cols[9] !== undefined && inodes.has(cols[9])) {
+        sockets.push({ localPort: parseInt(cols[1]!.split(':')[1]!, 16), state: cols[3] });
       }
     }
   }
-  return undefined;
+  return sockets;
+}
+
+/**
+ * The TCP port `pid` listens on, read from /proc: the server runs with PORT=0 and LOG_LEVEL=warn, so it never
+ * prints its address. Undefined until it listens.
+ */
+export async function listeningPort(pid: number): Promise<number | undefined> {
+  return (await tcpSockets(pid)).find((socket) => socket.state === '0A')?.localPort;
 }
 
 /** Only what a fresh shell needs plus `env`: the bench's own environment never leaks into a server. */

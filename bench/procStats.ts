@@ -61,6 +61,8 @@ export function processTreeCpuMs(rootPid: number): number | undefined {
 interface Sample {
   cpuMs: number;
   runs: Map<number, number>;
+  /** A tree's every live process's own CPU ms, by pid (the root's included). */
+  ownMs?: Map<number, number>;
 }
 
 /** A tree's CPU (processTreeCpuMs) and every live process's runs (readSchedstat), in one walk of the tree. */
@@ -72,15 +74,20 @@ function readTree(rootPid: number): Sample | undefined {
     if (!before) return undefined;
     let descendantsMs = 0;
     const runs = new Map<number, number>();
+    const ownMs = new Map<number, number>([[rootPid, before.ownMs]]);
     for (const pid of [rootPid, ...descendantsOf(rootPid)]) {
-      if (pid !== rootPid) descendantsMs += readStat(pid)?.ownMs ?? 0;
+      if (pid !== rootPid) {
+        const own = readStat(pid)?.ownMs;
+        if (own !== undefined) ownMs.set(pid, own);
+        descendantsMs += own ?? 0;
+      }
       const count = readSchedstat(pid)?.runs;
       if (count !== undefined) runs.set(pid, count);
     }
     const after = readStat(rootPid);
     if (!after) return undefined;
     if (after.reapedChildrenMs === before.reapedChildrenMs || attempt >= 10) {
-      return { cpuMs: after.ownMs + after.reapedChildrenMs + descendantsMs, runs };
+      return { cpuMs: after.ownMs + after.reapedChildrenMs + descendantsMs, runs, ownMs };
     }
   }
 }
@@ -173,6 +180,27 @@ export function runsBetween(
   return total;
 }
 
+/** One process of a tree over a meter's interval: its own CPU ms and the times it was put on a core. */
+export interface TreeProcessReading {
+  pid: number;
+  cpuMs: number;
+  runs: number;
+}
+
+/**
+ * A tree's processes over an interval, each from its own two readings: one started meanwhile counts from 0, one
+ * that ended meanwhile is left out (its CPU is still in the tree's total, through the root's reaped children).
+ */
+export function treeProcessesBetween(start: Partial<Sample>, end: Partial<Sample>): TreeProcessReading[] {
+  if (!end.runs || !end.ownMs) return [];
+  const pids = new Set([...end.runs.keys(), ...end.ownMs.keys()]);
+  return [...pids].map((pid) => ({
+    pid,
+    cpuMs: (end.ownMs?.get(pid) ?? 0) - (start.ownMs?.get(pid) ?? 0),
+    runs: (end.runs?.get(pid) ?? 0) - (start.runs?.get(pid) ?? 0),
+  }));
+}
+
 /** What a meter measured over its interval, per process name. */
 export interface MeterReading {
   /** Percent of one core; null for processes that vanished. */
@@ -187,6 +215,8 @@ export interface MeterReading {
    * wake-up, and each return after being preempted; /proc/<pid>/schedstat); null where it could not be read.
    */
   runs: Record<string, number | null>;
+  /** Each process of a tree (PostgreSQL's), by the tree's name: its own CPU and runs over the interval. */
+  trees: Record<string, TreeProcessReading[]>;
 }
 
 /** A CPU meter over a set of named processes: start(), then stop() gives each one's CPU % of one core. */
@@ -237,13 +267,15 @@ export function createCpuMeter(processes: readonly MeteredProcess[]): CpuMeter {
       const cpu: Record<string, number | null> = {};
       const wait: Record<string, number | null> = {};
       const runs: Record<string, number | null> = {};
+      const trees: Record<string, TreeProcessReading[]> = {};
       processes.forEach((p, i) => {
         const [start, end] = [before[i], after[i]];
         cpu[p.name] = percent(end?.cpuMs, start?.cpuMs, elapsedMs);
         if (!p.tree) wait[p.name] = percent(end?.waitNs, start?.waitNs, elapsedMs * 1e6);
+        else trees[p.name] = treeProcessesBetween(start ?? {}, end ?? {});
         runs[p.name] = runsBetween(start?.runs, end?.runs);
       });
-      return Promise.resolve({ cpu, wait, runs });
+      return Promise.resolve({ cpu, wait, runs, trees });
     },
   };
 }

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { SocketResult, StorageResult } from './loadProtocol.js';
 import type { GoalRecord } from './goals.js';
+import type { PgKindCost, PgProcessKind } from './pgProcesses.js';
 import type { BenchOptions } from './options.js';
 import type { NodeProfile } from './profileSummary.js';
 import type { BucketMs, ServerPauses } from './serverMetrics.js';
@@ -21,6 +22,11 @@ export interface PhaseRecord {
    * of the generator, every process of PostgreSQL's tree.
    */
   runs?: Record<string, number | null>;
+  /**
+   * PostgreSQL's wake-ups and CPU over the measured window, split by what each process served (an XFChat phase on
+   * a local PostgreSQL; bench/pgProcesses.ts).
+   */
+  postgresByKind?: Record<PgProcessKind, PgKindCost>;
   /** What PostgreSQL did per acked message over the whole phase (pg_stat_statements), when available. */
   db?: PhaseDbCost;
   /** Mean ack latency as the server measures it (mailbox to ack, /metrics), over the measured window. */

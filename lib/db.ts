@@ -162,11 +162,17 @@ function acquireFailureCode(err: unknown): string {
   return err instanceof Error ? err.constructor.name.slice(0, 64) : 'other';
 }
 
+/** The `application_name` of the connections of a node's Knex pool (`pg_stat_activity`). */
+export const POOL_APPLICATION_NAME = 'xfchat';
+
 /** Builds the Knex instance and its pool. Nothing connects until the first query. */
 export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: DatabaseHooks = {}): Database {
   const knex = knexFactory({
     client: 'pg',
-    connection: { ...(pgConnectionConfig(config, 'xfchat') as Knex.PgConnectionConfig), types: pgTypes },
+    connection: {
+      ...(pgConnectionConfig(config, POOL_APPLICATION_NAME) as Knex.PgConnectionConfig),
+      types: pgTypes,
+    },
     pool: { min: 0, max: config.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: config.acquireTimeoutMs,
     // Knex otherwise writes its own warnings ("Connection Error: ...") to the console, outside the JSON log.

@@ -4,6 +4,7 @@ import type { SocketJob, SocketResult } from '../loadProtocol.js';
 import type { NodeProcess } from '../nodes.js';
 import { statementCounters } from '../database.js';
 import { xfchatPeak } from '../goals.js';
+import { connectionPorts, costByKind, readPgActivity } from '../pgProcesses.js';
 import { findPhase, type PhaseRecord, type PoolSweepRow } from '../report.js';
 import { seedConversations } from '../seed.js';
 import { ackP99Bucket, betweenScrapes, scrapeNodes, type MetricsScrape } from '../serverMetrics.js';
@@ -35,13 +36,40 @@ export async function socketPhase(
           scrapes[edge] = await scrapeNodes(urls);
         }
       : undefined;
-  const { result, cpu, wait, runs } = await runPhase(job, label, ctx.metered(servers), ctx.progress, atEdge);
+  const { result, cpu, wait, runs, trees } = await runPhase(
+    job,
+    label,
+    ctx.metered(servers),
+    ctx.progress,
+    atEdge,
+  );
   const after = await statementCounters(ctx.database);
+  const postmasterPid = ctx.database.postmasterPid;
+  const postgresProcesses = trees.postgres;
+  // Read right after the window: the nodes' connections outlive it (a process gone by now counts as other).
+  const postgresByKind =
+    job.target === 'xfchat' && postmasterPid !== undefined && postgresProcesses
+      ? costByKind(
+          postgresProcesses,
+          await readPgActivity(ctx.database),
+          postmasterPid,
+          await connectionPorts(servers.map((server) => server.pid)),
+        )
+      : undefined;
   const failures = failedSends(result);
   ctx.progress.end(
     `${result.ackRate} acked/s, p50 ${result.ackLatency.p50} ms, p99 ${result.ackLatency.p99} ms${failures ? `, ${failures} failed sends` : ''}`,
   );
-  const phase: PhaseRecord = { label, scenario, description, socket: result, cpu, wait, runs };
+  const phase: PhaseRecord = {
+    label,
+    scenario,
+    description,
+    socket: result,
+    cpu,
+    wait,
+    runs,
+    postgresByKind,
+  };
   if (scrapes.start && scrapes.end) {
     // The server's own view: from a send entering a mailbox to its ack. The rest of the client's latency is
     // outside the actor (socket I/O, the event loop, the handler before the mailbox).

@@ -38,6 +38,9 @@ function watchListen(client: pg.PoolClient, listening: () => void): void {
   client.query = watched as typeof client.query;
 }
 
+/** The `application_name` of the connections of a node's Socket.IO adapter pool (`pg_stat_activity`). */
+export const ADAPTER_APPLICATION_NAME = 'xfchat-adapter';
+
 export function createAdapterPool(
   config: DatabaseConfig,
   logger: Logger,
@@ -45,7 +48,7 @@ export function createAdapterPool(
   /** The adapter's LISTEN connection ended: the cluster's events no longer reach this node until it listens again. */
   onListenLost: () => void = () => undefined,
 ): pg.Pool {
-  const pool = new pg.Pool({ ...pgConnectionConfig(config, 'xfchat-adapter'), max: 4 });
+  const pool = new pg.Pool({ ...pgConnectionConfig(config, ADAPTER_APPLICATION_NAME), max: 4 });
   const checkedOut = new Set<pg.PoolClient>();
   let ended = false;
   const isListener = (client: pg.PoolClient) => client.listenerCount('notification') > 0;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { renderMarkdown } from '../../bench/markdown.js';
 import { parseOptions } from '../../bench/options.js';
 import type { SocketResult } from '../../bench/loadProtocol.js';
-import { newResults } from '../../bench/report.js';
+import { newResults, type BenchResults, type PhaseRecord } from '../../bench/report.js';
 import { summarize, type LatencySummary } from '../../bench/stats.js';
 
 /** A load phase's result: `acked` messages in one measured second, nothing lost. */
@@ -30,6 +30,18 @@ const socketResult = (
   duplicateAcks: 0,
   ...(openLoop ? { openLoop } : {}),
 });
+
+/** Adds a closed-loop phase of `acked` messages in one measured second, with the readings `extra` gives. */
+const pushLoadPhase = (results: BenchResults, label: string, acked: number, extra: Partial<PhaseRecord>) =>
+  results.phases.push({
+    label,
+    scenario: 'twonode',
+    description: 'closed loop',
+    socket: socketResult(acked, summarize([10, 20])),
+    cpu: {},
+    wait: {},
+    ...extra,
+  });
 
 describe('bench report: the header and the open-loop table', () => {
   it('says whether autovacuum ran and how often and how long the bench vacuumed before the phases', () => {
@@ -112,15 +124,7 @@ describe('bench report: the header and the open-loop table', () => {
   it('gives the times each process was put on a core per acked message, the nodes together, and leaves out what it could not read', () => {
     const results = newResults(parseOptions([], {}), []);
     const phase = (label: string, acked: number, runs: Record<string, number | null>) =>
-      results.phases.push({
-        label,
-        scenario: 'twonode',
-        description: 'closed loop',
-        socket: socketResult(acked, summarize([10, 20])),
-        cpu: {},
-        wait: {},
-        runs,
-      });
+      pushLoadPhase(results, label, acked, { runs });
     phase('XFChat 2 nodes w1', 1000, { server: 200, server2: 150, postgres: 600, generator: 140 });
     phase('XFChat w1', 2000, { server: 300, postgres: null, generator: 200 });
     // Nothing acked: nothing to divide by.
@@ -151,6 +155,36 @@ describe('bench report: the header and the open-loop table', () => {
     const table = section.slice(0, section.indexOf('\n\n', section.indexOf('|')));
     expect(table).to.not.include('| XFChat w4 |');
     expect(table).to.not.include('| B1 |');
+  });
+
+  it("splits PostgreSQL's wake-ups and CPU by what its processes served, per acked message, where the phase has it", () => {
+    const results = newResults(parseOptions([], {}), []);
+    const kinds = (pool: number, control: number) => ({
+      pool: { runs: pool, cpuMs: pool / 2 },
+      control: { runs: control, cpuMs: control / 10 },
+      adapter: { runs: 100, cpuMs: 5 },
+      background: { runs: 5, cpuMs: 0 },
+      other: { runs: 0, cpuMs: 0 },
+    });
+    const phase = (label: string, acked: number, postgresByKind?: ReturnType<typeof kinds>) =>
+      pushLoadPhase(results, label, acked, postgresByKind ? { postgresByKind } : {});
+    phase('XFChat 2 nodes w1', 1000, kinds(450, 100));
+    phase('XFChat w1', 2000, kinds(200, 0));
+    // Nothing acked: nothing to divide by. No split: not in the table.
+    phase('XFChat w4', 0, kinds(1, 1));
+    phase('N w1', 500);
+    const report = renderMarkdown(results);
+    const start = report.indexOf("PostgreSQL's processes by what they served");
+    expect(start).to.be.above(-1);
+    const section = report.slice(start);
+    const table = section.slice(0, section.indexOf('\n\n', section.indexOf('|')));
+    expect(table).to.include("| phase | nodes' pools | control bus | adapter | background | other |");
+    expect(table).to.include(
+      '| XFChat 2 nodes w1 | 0.450 / 225 | 0.100 / 10 | 0.100 / 5 | 0.005 / 0 | 0.000 / 0 |',
+    );
+    expect(table).to.include('| XFChat w1 | 0.100 / 50 | 0.000 / 0 | 0.050 / 3 | 0.003 / 0 | 0.000 / 0 |');
+    expect(table).to.not.include('| XFChat w4 |');
+    expect(table).to.not.include('| N w1 |');
   });
 
   it("gives the soak's readings round by round, the idle one last, and the heap's trend once every part has connected", () => {

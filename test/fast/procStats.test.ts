@@ -3,7 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { createCpuMeter, processCpuMs, processTreeCpuMs, runsBetween } from '../../bench/procStats.js';
+import {
+  createCpuMeter,
+  processCpuMs,
+  processTreeCpuMs,
+  runsBetween,
+  treeProcessesBetween,
+} from '../../bench/procStats.js';
 
 /** A child that spends `busyMs` of CPU (its own clock, not the wall's), says so on stdout, then idles until killed. */
 async function busyChild(busyMs: number): Promise<ChildProcess> {
@@ -128,12 +134,46 @@ describe('bench CPU readings (/proc)', function () {
       await meter.start();
       child.stdin.write('go\n');
       while (!output.join('').includes('done')) await new Promise((resolve) => setTimeout(resolve, 10));
-      const { runs } = await meter.stop();
+      const { runs, trees } = await meter.stop();
       expect(runs.child).to.be.at.least(40);
       expect(runs.tree).to.be.at.least(runs.child!);
+      // The tree's processes one by one: the child among them, with its own runs.
+      const inTree = trees.tree?.find((p) => p.pid === child.pid);
+      expect(inTree?.runs).to.be.at.least(40);
+      expect(inTree?.cpuMs).to.be.at.least(0);
+      expect(trees).not.to.have.property('child');
     } finally {
       child.kill('SIGKILL');
     }
+  });
+
+  it("gives a tree's processes one by one between two readings: one started meanwhile from 0, one that ended not at all", () => {
+    const start = {
+      runs: new Map([
+        [1, 100],
+        [2, 50],
+      ]),
+      ownMs: new Map([
+        [1, 1000],
+        [2, 40],
+      ]),
+    };
+    const end = {
+      runs: new Map([
+        [1, 130],
+        [3, 7],
+      ]),
+      ownMs: new Map([
+        [1, 1250],
+        [3, 20],
+      ]),
+    };
+    expect(treeProcessesBetween(start, end)).to.deep.equal([
+      { pid: 1, runs: 30, cpuMs: 250 },
+      { pid: 3, runs: 7, cpuMs: 20 },
+    ]);
+    // Without a reading at the end there is nothing to give.
+    expect(treeProcessesBetween(start, {})).to.deep.equal([]);
   });
 
   it('counts runs between two readings process by process: one started meanwhile from 0, one that ended not at all', () => {
