@@ -106,9 +106,16 @@ export async function readPgActivity(database: BenchDatabase): Promise<Map<numbe
 
 /**
  * The local ports of the TCP connections that `pids` hold (Linux /proc): for a connection to PostgreSQL, its
- * `client_port` in pg_stat_activity.
+ * `client_port` in pg_stat_activity. A process that has exited holds none.
  */
 export async function connectionPorts(pids: readonly number[]): Promise<Set<number>> {
-  const sockets = await Promise.all(pids.map((pid) => tcpSockets(pid)));
+  const sockets = await Promise.all(
+    pids.map((pid) =>
+      tcpSockets(pid).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw err;
+      }),
+    ),
+  );
   return new Set(sockets.flat().flatMap((socket) => (socket.state === '01' ? [socket.localPort] : [])));
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -87,6 +88,11 @@ describe("bench: PostgreSQL's processes by what they served", () => {
       expect(ports.has(socket.localPort!)).to.equal(true);
       // Only listening, with no connection: not a connection's port.
       expect(ports.has(idle.port)).to.equal(false);
+      // A process that has exited holds none, and does not hide the others'.
+      const exited = spawn(process.execPath, ['-e', '']);
+      await once(exited, 'exit');
+      const withGone = await connectionPorts([exited.pid!, process.pid]);
+      expect(withGone.has(socket.localPort!)).to.equal(true);
     } finally {
       socket.destroy();
       connected.server.close();
