@@ -16,6 +16,11 @@ export interface DatabaseConfig {
   statementTimeoutMs: number;
   /** How long opening a connection may take. @default 10000 */
   connectTimeoutMs: number;
+  /**
+   * How long the pool's statements may wait with no answer at all from PostgreSQL before a probe decides whether it
+   * has stopped answering (lib/dbStall.ts); 0 = off. @default 5000
+   */
+  stallTimeoutMs: number;
   sslMode: DbSslMode;
   /** PEM text of the CA that signed the server's certificate (verify-full only). */
   sslCa: string | undefined;
@@ -189,6 +194,14 @@ export const SETTINGS = {
     min: 100,
     max: 600_000,
     doc: 'how long opening a connection may take (also at startup)',
+  },
+  DB_STALL_TIMEOUT_MS: {
+    kind: 'int',
+    group: 'database',
+    default: 5000,
+    min: 0,
+    max: 600_000,
+    doc: "how long statements may wait with no answer at all from PostgreSQL before the node checks it on a connection of its own; if that gets none within 2 s either, the node drops the pool's connections (their statements answer `DB_UNAVAILABLE`) and answers `DB_UNAVAILABLE` at once until PostgreSQL answers again, instead of at each statement's query timeout, `DB_STATEMENT_TIMEOUT_MS` + 1 s (`0` = off; see docs/operations.md)",
   },
   DB_SSL_MODE: {
     kind: 'choice',
@@ -570,6 +583,7 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
     acquireTimeoutMs: reader.int('DB_ACQUIRE_TIMEOUT_MS'),
     statementTimeoutMs: reader.int('DB_STATEMENT_TIMEOUT_MS'),
     connectTimeoutMs: reader.int('DB_CONNECT_TIMEOUT_MS'),
+    stallTimeoutMs: reader.int('DB_STALL_TIMEOUT_MS'),
     sslMode,
     sslCa: readSslCa(reader, sslMode),
     slowQueryMs: reader.int('SLOW_QUERY_MS'),

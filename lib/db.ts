@@ -4,6 +4,8 @@ import type { ConnectionOptions } from 'node:tls';
 import type { DatabaseConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { createLogThrottle } from './serverErrorLog.js';
+import { DatabaseStalledError, StallWatch, type StatementEnd } from './dbStall.js';
+import { sqlState } from './errors.js';
 
 export type { Knex };
 
@@ -29,8 +31,13 @@ export interface Database {
   readonly knex: Knex;
   /** Connections of Knex's pool for the statements Knex cannot send (named ones), observed like Knex's queries. */
   readonly connections: PoolConnections;
-  /** Resolves true when PostgreSQL answers `SELECT 1` within `timeoutMs`. Never rejects. */
+  /**
+   * Resolves true when PostgreSQL answers `SELECT 1` within `timeoutMs`, false at once while it is stalled. Never
+   * rejects.
+   */
   ping(timeoutMs: number): Promise<boolean>;
+  /** True while PostgreSQL is taken as not answering (lib/dbStall.ts): every new statement fails at once. */
+  readonly stalled: boolean;
   /** Connects and reports the server; rejects with the driver error when it cannot. */
   verify(): Promise<ServerInfo>;
   close(): Promise<void>;
@@ -74,12 +81,19 @@ export interface DatabaseHooks {
   onQueryError?: (err: unknown) => void;
 }
 
+/** True when PostgreSQL itself sent this error (it carries a SQLSTATE): the server answered. */
+function answeredByServer(err: unknown): boolean {
+  return sqlState(err) !== undefined;
+}
+
 /** Where the statements' log lines and metrics go: Knex's queries and the named statements alike. */
 export interface QueryObserver {
   logger: Logger;
   /** SLOW_QUERY_MS; 0 turns the slow-query report off. */
   slowQueryMs: number;
   hooks: DatabaseHooks;
+  /** Counts every statement in flight and every answer, to tell a stalled server from a slow one. */
+  watch: StallWatch;
 }
 
 /**
@@ -100,22 +114,26 @@ function finished(
 
 /** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
 function attachQueryLogging(knex: Knex, observer: QueryObserver): void {
-  const started = new Map<string, number>();
+  const started = new Map<string, { t0: number; end: StatementEnd }>();
   knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
-    if (q.__knexQueryUid) started.set(q.__knexQueryUid, performance.now());
+    if (q.__knexQueryUid)
+      started.set(q.__knexQueryUid, { t0: performance.now(), end: observer.watch.begin() });
     observer.logger.debug({ sql: q.sql }, 'query');
   });
-  const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean) => {
+  const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean, answered: boolean) => {
     if (!q.__knexQueryUid) return;
-    const t0 = started.get(q.__knexQueryUid);
+    const run = started.get(q.__knexQueryUid);
     started.delete(q.__knexQueryUid);
-    if (t0 === undefined) return;
-    finished(observer, performance.now() - t0, failed, { sql: q.sql });
+    if (run === undefined) return;
+    run.end(answered);
+    finished(observer, performance.now() - run.t0, failed, { sql: q.sql });
   };
-  knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) => finish(q, false));
+  knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) =>
+    finish(q, false, true),
+  );
   knex.on('query-error', (err: unknown, q: { __knexQueryUid?: string; sql: string }) => {
     observer.hooks.onQueryError?.(err);
-    finish(q, true);
+    finish(q, true, answeredByServer(err));
   });
 }
 
@@ -131,6 +149,11 @@ interface TarnPool {
   acquire(): PendingAcquire;
   release(connection: pg.ClientBase): boolean;
   on(event: 'acquireFail', listener: (eventId: number, err: unknown) => void): void;
+  on(
+    event: 'createSuccess' | 'destroySuccess',
+    listener: (eventId: number, connection: pg.Client) => void,
+  ): void;
+  on(event: 'destroyFail', listener: (eventId: number, connection: pg.Client, err: unknown) => void): void;
 }
 
 function tarnPool(knex: Knex): TarnPool | undefined {
@@ -165,6 +188,43 @@ function acquireFailureCode(err: unknown): string {
 /** The `application_name` of the connections of a node's Knex pool (`pg_stat_activity`). */
 export const POOL_APPLICATION_NAME = 'xfchat';
 
+/** The `application_name` of the connection that checks whether a silent PostgreSQL answers at all. */
+export const PROBE_APPLICATION_NAME = 'xfchat-probe';
+
+/** How long that check may take, connecting and `SELECT 1` each. */
+const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * Whether PostgreSQL answers a connection of its own (not the pool's, whose connections may all be waiting on the
+ * silent server): connect and `SELECT 1` within PROBE_TIMEOUT_MS each. An error PostgreSQL sends (too many
+ * clients, a refused login) is an answer: the server is there. Never rejects.
+ */
+async function probeDatabase(config: DatabaseConfig, logger: Logger): Promise<boolean> {
+  const client = new pg.Client({
+    ...pgConnectionConfig(config, PROBE_APPLICATION_NAME),
+    connectionTimeoutMillis: PROBE_TIMEOUT_MS,
+    query_timeout: PROBE_TIMEOUT_MS,
+  });
+  client.on('error', (err) => logger.debug({ err }, 'database probe connection error'));
+  let answers: boolean;
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    answers = true;
+  } catch (err) {
+    answers = answeredByServer(err);
+    logger.debug({ err, answers }, 'database probe failed');
+  }
+  if (answers) {
+    // Not awaited: a server that stops again right now must not hold up the next check.
+    client.end().catch((err: unknown) => logger.debug({ err }, 'closing the database probe failed'));
+  } else {
+    // A graceful end waits for a server that does not answer: drop the socket instead.
+    client.connection.stream.destroy();
+  }
+  return answers;
+}
+
 /** Builds the Knex instance and its pool. Nothing connects until the first query. */
 export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: DatabaseHooks = {}): Database {
   const knex = knexFactory({
@@ -188,13 +248,41 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
       debug: (message: string) => logger.debug({ source: 'knex' }, message),
     },
   });
-  const observer: QueryObserver = { logger, slowQueryMs: config.slowQueryMs, hooks };
+  // Every connection the pool holds, so that a stalled database's can be dropped (their statements fail at once).
+  const pooled = new Set<pg.Client>();
+  const pool = tarnPool(knex);
+  pool?.on('createSuccess', (_eventId, connection) => pooled.add(connection));
+  pool?.on('destroySuccess', (_eventId, connection) => pooled.delete(connection));
+  pool?.on('destroyFail', (_eventId, connection) => pooled.delete(connection));
+  const watch = new StallWatch({
+    stallMs: config.stallTimeoutMs,
+    probe: () => probeDatabase(config, logger),
+    onStall: ({ silentMs, waiting }) => {
+      const dropped = pooled.size;
+      for (const connection of pooled) connection.connection.stream.destroy();
+      logger.error(
+        { silentMs, waiting, dropped },
+        'PostgreSQL has stopped answering: dropped the pool connections, answering DB_UNAVAILABLE at once until it answers again',
+      );
+    },
+    onRecover: ({ stalledMs }) => {
+      logger.info({ stalledMs }, 'PostgreSQL answers again');
+    },
+  });
+  watch.start();
+  const observer: QueryObserver = { logger, slowQueryMs: config.slowQueryMs, hooks, watch };
   attachQueryLogging(knex, observer);
+  // While stalled, a statement fails before it takes a connection (Knex's queries and transactions, and the named
+  // statements, all acquire through this method).
+  const knexPool = knex.client as KnexPool;
+  const acquireConnection = knexPool.acquireConnection.bind(knexPool);
+  knexPool.acquireConnection = () =>
+    watch.stalled ? Promise.reject(new DatabaseStalledError()) : acquireConnection();
   // A failed acquire: every caller that wanted a connection while PostgreSQL is away or the pool is exhausted gets
   // one, all with the same cause. One line per code every 10 s (the first at once, with its cause), with
   // `suppressed`, like the answers of an outage (lib/serverErrorLog.ts).
   const acquireLog = createLogThrottle();
-  tarnPool(knex)?.on('acquireFail', (_eventId, err) => {
+  pool?.on('acquireFail', (_eventId, err) => {
     if (isAborted(err)) return;
     const code = acquireFailureCode(err);
     const suppressed = acquireLog.take(code);
@@ -206,7 +294,11 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
   return {
     knex,
     connections: knexConnections(knex, observer),
+    get stalled() {
+      return watch.stalled;
+    },
     async ping(timeoutMs) {
+      if (watch.stalled) return false;
       // On a connection of the pool, taken from tarn itself rather than through Knex, so that a ping that gives
       // up takes its acquire out of the queue: with the pool exhausted, each probe otherwise left one waiting
       // (xfchat_db_pool_waiting) until DB_ACQUIRE_TIMEOUT_MS, then a POOL_TIMEOUT. It gives up at `timeoutMs`, or
@@ -220,9 +312,11 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
         .then(async (connection) => {
           try {
             await connection.query('SELECT 1');
+            watch.answered();
             return true;
           } catch (err) {
             hooks.onQueryError?.(err);
+            if (answeredByServer(err)) watch.answered();
             throw err;
           } finally {
             pool.release(connection);
@@ -273,6 +367,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
       }
     },
     close() {
+      watch.stop();
       closing ??= knex.destroy();
       return closing;
     },
@@ -319,11 +414,15 @@ function knexConnections(knex: Knex, observer: QueryObserver): PoolConnections {
           const name = statement.name ?? 'unnamed';
           observer.logger.debug({ statement: name }, 'query');
           const started = performance.now();
+          const end = observer.watch.begin();
           let failed = false;
           try {
-            return await client.query<R>(statement);
+            const result = await client.query<R>(statement);
+            end(true);
+            return result;
           } catch (err) {
             failed = true;
+            end(answeredByServer(err));
             observer.hooks.onQueryError?.(err);
             throw err;
           } finally {

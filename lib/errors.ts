@@ -77,7 +77,8 @@ interface DriverErrorShape {
 export function isDbUnavailable(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const e = err as DriverErrorShape;
-  if (e.name === 'KnexTimeoutError') return true;
+  // KnexTimeoutError: no pool connection in time; DatabaseStalledError: PostgreSQL has stopped answering (lib/dbStall.ts).
+  if (e.name === 'KnexTimeoutError' || e.name === 'DatabaseStalledError') return true;
   if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_ERRNOS.has(e.code)))
     return true;
   if (typeof e.message === 'string') {

@@ -16,7 +16,7 @@ export interface PoolStats {
 export type GaugeSource = () => number;
 
 export type SampledGauge =
-  'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency' | 'clockOffset';
+  'mailboxDepth' | 'liveActors' | 'connectedSockets' | 'writeConcurrency' | 'clockOffset' | 'dbStalled';
 
 /**
  * How a send or change was answered: `ok`; `refused`, the client's own mistake or a rule (a 4xx code of the
@@ -72,6 +72,8 @@ export interface Metrics {
   readonly writeConcurrency: Gauge;
   /** PostgreSQL's clock minus this node's, in seconds, as last measured. */
   readonly clockOffset: Gauge;
+  /** 1 while PostgreSQL is taken as not answering (lib/dbStall.ts), else 0. */
+  readonly dbStalled: Gauge;
   /** Failed queries and connection attempts, by SQLSTATE or socket error code. */
   readonly dbErrors: Counter<'code'>;
   /** Queries slower than SLOW_QUERY_MS. */
@@ -225,6 +227,11 @@ export function createMetrics(): Metrics {
       'clockOffset',
       'xfchat_clock_offset_seconds',
       "PostgreSQL's clock minus this node's, as last measured (the node uses PostgreSQL's for tokens and limits).",
+    ),
+    dbStalled: sampled(
+      'dbStalled',
+      'xfchat_db_stalled',
+      'Whether PostgreSQL is taken as not answering: 1 while the node answers DB_UNAVAILABLE at once, else 0.',
     ),
     dbErrors,
     slowQueries: new Counter({

@@ -229,6 +229,7 @@ export async function startServer(
       }),
     );
     metrics.observePool(db.knex);
+    metrics.sample('dbStalled', () => (db.stalled ? 1 : 0));
     await prepareDatabase(db, config, logger);
     await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
     const clock = createDatabaseClock(() => databaseTimeMs(db.knex));

@@ -18,6 +18,7 @@ import {
 import { errorCodeOf, expectAckError, expectError } from './helpers/errors.js';
 import { useNode, useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
+import { sampleValue, scrape } from './helpers/prometheus.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
@@ -51,6 +52,27 @@ describe('message failures, limits and shutdown', function () {
   ) => putMessage(url, user, conversationId, clientMsgId, body);
 
   const conversationState = (id: string) => seqState(server.services.db.knex, id);
+
+  /** A node on a database of its own, reached through a fault proxy, with short pool timeouts and `env` on top. */
+  async function proxiedNode(env: Record<string, string> = {}) {
+    const databaseUrl = await createTestDatabase();
+    const proxy = await startProxy(databaseUrl);
+    const node = await startTestServer(proxy.urlThrough(databaseUrl), {
+      DB_ACQUIRE_TIMEOUT_MS: '1000',
+      DB_CONNECT_TIMEOUT_MS: '500',
+      ...env,
+    });
+    return { proxy, node };
+  }
+
+  /** A user's group on `node`, a socket of theirs there, and a first message, sent while all works. */
+  async function groupWithFirstMessage(node: RunningServer, body: string) {
+    const owner = await newUser(node);
+    const group = await createGroup(node.url, owner, await friendsOf(node, owner, 1));
+    const socket = await pool.open(node.url, owner);
+    expectOk(await send(socket, group.id, body));
+    return { owner, group, socket };
+  }
 
   it('rolls back a failing batch: nothing stored, every sender told, seq untouched, next sends fine', async () => {
     const owner = await newUser(server);
@@ -133,22 +155,8 @@ describe('message failures, limits and shutdown', function () {
     let cut: RunningServer;
 
     before(async () => {
-      const databaseUrl = await createTestDatabase();
-      proxy = await startProxy(databaseUrl);
-      cut = await startTestServer(proxy.urlThrough(databaseUrl), {
-        DB_ACQUIRE_TIMEOUT_MS: '1000',
-        DB_CONNECT_TIMEOUT_MS: '500',
-      });
+      ({ proxy, node: cut } = await proxiedNode());
     });
-
-    /** A user's group on the node behind the proxy, a socket of theirs, and a first message, sent while it works. */
-    async function groupWithFirstMessage(body: string) {
-      const owner = await newUser(cut);
-      const group = await createGroup(cut.url, owner, await friendsOf(cut, owner, 1));
-      const socket = await pool.open(cut.url, owner);
-      expectOk(await send(socket, group.id, body));
-      return { owner, group, socket };
-    }
 
     after(async () => {
       await proxy?.start();
@@ -186,7 +194,7 @@ describe('message failures, limits and shutdown', function () {
 
     it('answers sends DB_UNAVAILABLE within the acquire timeout, stores nothing, and works again after', async function () {
       this.timeout(60_000);
-      const { group, socket } = await groupWithFirstMessage('before the cut');
+      const { group, socket } = await groupWithFirstMessage(cut, 'before the cut');
       await proxy.stop();
       const started = Date.now();
       const clientMsgId = randomUUID();
@@ -217,7 +225,7 @@ describe('message failures, limits and shutdown', function () {
 
     it('answers DB_UNAVAILABLE, never INTERNAL, within the acquire timeout while PostgreSQL takes connections and never answers', async function () {
       this.timeout(60_000);
-      const { owner, group, socket } = await groupWithFirstMessage('before the silence');
+      const { owner, group, socket } = await groupWithFirstMessage(cut, 'before the silence');
       const timed = async <T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> => {
         const started = Date.now();
         const result = await work();
@@ -266,13 +274,7 @@ describe('message failures, limits and shutdown', function () {
     let node: RunningServer;
 
     before(async () => {
-      const databaseUrl = await createTestDatabase();
-      proxy = await startProxy(databaseUrl);
-      node = await startTestServer(proxy.urlThrough(databaseUrl), {
-        DB_ACQUIRE_TIMEOUT_MS: '1000',
-        DB_CONNECT_TIMEOUT_MS: '500',
-        DB_STATEMENT_TIMEOUT_MS: '1000',
-      });
+      ({ proxy, node } = await proxiedNode({ DB_STATEMENT_TIMEOUT_MS: '1000' }));
     });
 
     after(async () => {
@@ -283,10 +285,7 @@ describe('message failures, limits and shutdown', function () {
 
     it('answers REST, subscribes and sends DB_UNAVAILABLE, never INTERNAL, once the query timeout passes', async function () {
       this.timeout(60_000);
-      const owner = await newUser(node);
-      const group = await createGroup(node.url, owner, await friendsOf(node, owner, 1));
-      const socket = await pool.open(node.url, owner);
-      expectOk(await send(socket, group.id, 'before the freeze'));
+      const { owner, group, socket } = await groupWithFirstMessage(node, 'before the freeze');
       // The pool's connections stay open, and nothing sent on them reaches PostgreSQL, as with a server stopped
       // (SIGSTOP) or a network that drops packets without a reset: each statement ends at pg's query timeout
       // (DB_STATEMENT_TIMEOUT_MS + 1 s), which Knex reports as "<statement> - Query read timeout".
@@ -310,16 +309,101 @@ describe('message failures, limits and shutdown', function () {
     });
   });
 
+  describe('while PostgreSQL stops answering, once the node finds it stalled (DB_STALL_TIMEOUT_MS)', () => {
+    let proxy: FaultProxy;
+    let node: RunningServer;
+    // pg's query timeout is 21 s here: every answer below comes long before it, from the stall watch.
+    const QUERY_TIMEOUT_MS = 21_000;
+
+    before(async () => {
+      ({ proxy, node } = await proxiedNode({
+        DB_STATEMENT_TIMEOUT_MS: String(QUERY_TIMEOUT_MS - 1000),
+        DB_STALL_TIMEOUT_MS: '1000',
+      }));
+    });
+
+    after(async () => {
+      proxy?.release();
+      await node?.close();
+      await proxy?.close();
+    });
+
+    const stalledGauge = async () => sampleValue(await scrape(node.url), 'xfchat_db_stalled');
+
+    it('does not take a long statement for a stall while PostgreSQL answers a fresh connection', async function () {
+      this.timeout(20_000);
+      let seenStalled = false;
+      // The pool has an idle connection for the long statement, so a new connection is the probe's.
+      await node.services.db.knex.raw('SELECT 1');
+      const connectionsBefore = proxy.connections.length;
+      const watching = setInterval(() => (seenStalled ||= node.services.db.stalled), 50);
+      try {
+        // Nothing else runs on the pool: the silence lasts past the timeout, and the probe's answer settles it.
+        await node.services.db.knex.raw('SELECT pg_sleep(3)');
+      } finally {
+        clearInterval(watching);
+      }
+      expect(proxy.connections.length - connectionsBefore, 'connections opened: the probe').to.be.at.least(1);
+      expect(seenStalled).to.equal(false);
+      expect(await stalledGauge()).to.equal(0);
+    });
+
+    it('answers the statements waiting and every new request DB_UNAVAILABLE long before the query timeout, then recovers', async function () {
+      this.timeout(60_000);
+      const { owner, group, socket } = await groupWithFirstMessage(node, 'before the freeze');
+      proxy.hold('upstream');
+      try {
+        const started = performance.now();
+        const [res, sent] = await Promise.all([
+          request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+          send(socket, group.id, 'into the freeze'),
+        ]);
+        const waitedMs = performance.now() - started;
+        expectError(res, 503, 'DB_UNAVAILABLE');
+        expect(errorCodeOf(sent)).to.equal('DB_UNAVAILABLE');
+        // The watch needs its timeout (1 s), up to a check (1 s) and the probe's connect timeout (2 s).
+        expect(waitedMs, 'answered by the stall watch, not at the query timeout').to.be.below(
+          QUERY_TIMEOUT_MS / 2,
+        );
+        expect(node.services.db.stalled).to.equal(true);
+        expect(await stalledGauge()).to.equal(1);
+
+        // From now on, at once: no statement is sent to the silent server.
+        const now = performance.now();
+        const [later, ready, laterSend] = await Promise.all([
+          request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+          fetch(`${node.url}/readyz`),
+          send(socket, group.id, 'still frozen'),
+        ]);
+        expectError(later, 503, 'DB_UNAVAILABLE');
+        expect(ready.status).to.equal(503);
+        expect(errorCodeOf(laterSend)).to.equal('DB_UNAVAILABLE');
+        expect(performance.now() - now, 'answered without waiting for PostgreSQL').to.be.below(1000);
+      } finally {
+        proxy.release();
+      }
+      await waitFor(async () => (await send(socket, group.id, 'after the freeze')).ok, {
+        timeoutMs: 20_000,
+        what: 'a send to succeed once the database answers again',
+      });
+      expect(node.services.db.stalled).to.equal(false);
+      expect(await stalledGauge()).to.equal(0);
+      const stored = await rows<{ body: string }>(
+        node.services.db.knex,
+        'SELECT body FROM messages WHERE conversation_id = ? ORDER BY seq',
+        [group.id],
+      );
+      expect(stored.map((r) => r.body)).to.deep.equal(['before the freeze', 'after the freeze']);
+    });
+  });
+
   describe('shutting down', () => {
     it('finishes every send already accepted into a mailbox before closing sockets and the pool', async () => {
       const databaseUrl = await createTestDatabase();
       const closing = await startTestServer(databaseUrl);
       const survivor = await startTestServer(databaseUrl);
       try {
-        const owner = await newUser(closing);
-        const group = await createGroup(closing.url, owner, await friendsOf(closing, owner, 1));
-        const socket = await pool.open(closing.url, owner);
-        expectOk(await send(socket, group.id, 'warm-up'));
+        const { owner, group, socket } = await groupWithFirstMessage(closing, 'warm-up');
         const lock = await survivor.services.db.knex.transaction();
         let acks: Array<Ack<SendResult>>;
         let putStatus: number;
