@@ -5,7 +5,6 @@ import type { DatabaseConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { createLogThrottle } from './serverErrorLog.js';
 import { DatabaseStalledError, StallWatch, type StatementEnd } from './dbStall.js';
-import { sqlState } from './errors.js';
 
 export type { Knex };
 
@@ -81,9 +80,12 @@ export interface DatabaseHooks {
   onQueryError?: (err: unknown) => void;
 }
 
-/** True when PostgreSQL itself sent this error (it carries a SQLSTATE): the server answered. */
+/**
+ * True when PostgreSQL itself sent this error (an ErrorResponse: a constraint, a cancelled statement, too many
+ * clients), so the server answered; not for a socket error or a timeout of the client's.
+ */
 function answeredByServer(err: unknown): boolean {
-  return sqlState(err) !== undefined;
+  return err instanceof pg.DatabaseError;
 }
 
 /** Where the statements' log lines and metrics go: Knex's queries and the named statements alike. */
