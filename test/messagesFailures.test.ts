@@ -338,8 +338,9 @@ describe('message failures, limits and shutdown', function () {
       const connectionsBefore = proxy.connections.length;
       const watching = setInterval(() => (seenStalled ||= node.services.db.stalled), 50);
       try {
-        // Nothing else runs on the pool: the silence lasts past the timeout, and the probe's answer settles it.
-        await node.services.db.knex.raw('SELECT pg_sleep(3)');
+        // Nothing else runs on the pool (the node's minute timers may answer once each): the silence lasts past the
+        // timeout, and the probe's answer settles it.
+        await node.services.db.knex.raw('SELECT pg_sleep(8)');
       } finally {
         clearInterval(watching);
       }
