@@ -4,7 +4,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { DatabaseConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { createLogThrottle } from './serverErrorLog.js';
-import { DatabaseStalledError, StallWatch, type StatementEnd } from './dbStall.js';
+import { DatabaseStalledError, StallWatch } from './dbStall.js';
 
 export type { Knex };
 
@@ -116,19 +116,21 @@ function finished(
 
 /** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
 function attachQueryLogging(knex: Knex, observer: QueryObserver): void {
-  const started = new Map<string, { t0: number; end: StatementEnd }>();
+  const started = new Map<string, number>();
   knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
-    if (q.__knexQueryUid)
-      started.set(q.__knexQueryUid, { t0: performance.now(), end: observer.watch.begin() });
+    if (q.__knexQueryUid) {
+      started.set(q.__knexQueryUid, performance.now());
+      observer.watch.begin(q.__knexQueryUid);
+    }
     observer.logger.debug({ sql: q.sql }, 'query');
   });
   const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean, answered: boolean) => {
     if (!q.__knexQueryUid) return;
-    const run = started.get(q.__knexQueryUid);
+    observer.watch.end(q.__knexQueryUid, answered);
+    const t0 = started.get(q.__knexQueryUid);
     started.delete(q.__knexQueryUid);
-    if (run === undefined) return;
-    run.end(answered);
-    finished(observer, performance.now() - run.t0, failed, { sql: q.sql });
+    if (t0 === undefined) return;
+    finished(observer, performance.now() - t0, failed, { sql: q.sql });
   };
   knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) =>
     finish(q, false, true),
@@ -416,15 +418,16 @@ function knexConnections(knex: Knex, observer: QueryObserver): PoolConnections {
           const name = statement.name ?? 'unnamed';
           observer.logger.debug({ statement: name }, 'query');
           const started = performance.now();
-          const end = observer.watch.begin();
+          // The statement's config names it for the stall watch: callers build one per call (writer, control bus).
+          observer.watch.begin(statement);
           let failed = false;
           try {
             const result = await client.query<R>(statement);
-            end(true);
+            observer.watch.end(statement, true);
             return result;
           } catch (err) {
             failed = true;
-            end(answeredByServer(err));
+            observer.watch.end(statement, answeredByServer(err));
             observer.hooks.onQueryError?.(err);
             throw err;
           } finally {

@@ -25,12 +25,15 @@ export interface StallWatchOptions {
   now?: () => number;
 }
 
-/** One statement in flight: `end(answered)` when it settles, answered when PostgreSQL sent its result or error. */
-export type StatementEnd = (answered: boolean) => void;
+/**
+ * What names a statement in flight from `begin` to `end`: something the caller already holds for it (Knex's query
+ * uid, the named statement's config), so that watching allocates nothing per statement.
+ */
+export type StatementKey = string | object;
 
 export class StallWatch {
-  private readonly inFlight = new Map<number, number>();
-  private nextId = 0;
+  /** When each statement in flight began. */
+  private readonly inFlight = new Map<StatementKey, number>();
   private lastAnswerAt: number;
   private stalledAt: number | undefined;
   private probing = false;
@@ -59,17 +62,15 @@ export class StallWatch {
     this.timer = undefined;
   }
 
-  /** A statement was sent; call what it returns once it settles. */
-  begin(): StatementEnd {
-    const id = this.nextId++;
-    this.inFlight.set(id, this.now());
-    let ended = false;
-    return (answered) => {
-      if (ended) return;
-      ended = true;
-      this.inFlight.delete(id);
-      if (answered) this.answered();
-    };
+  /** A statement was sent; `end(key, ...)` once it settles. */
+  begin(key: StatementKey): void {
+    this.inFlight.set(key, this.now());
+  }
+
+  /** The statement settled: `answered` when PostgreSQL sent its result or an error of its own. Once per begin. */
+  end(key: StatementKey, answered: boolean): void {
+    if (!this.inFlight.delete(key)) return;
+    if (answered) this.answered();
   }
 
   /** PostgreSQL answered something on the pool (a result, an error of its own, a ping). */

@@ -27,10 +27,16 @@ function watchWith(stallMs: number) {
   };
 }
 
+/** A statement that was sent and answered at once. */
+function answered(watch: StallWatch, key: string): void {
+  watch.begin(key);
+  watch.end(key, true);
+}
+
 describe('database stall watch (lib/dbStall.ts)', () => {
   it('stalls only once statements have waited the timeout, nothing answered for as long, and the probe failed', async () => {
     const t = watchWith(5000);
-    const end = t.watch.begin();
+    t.watch.begin('stuck');
     t.advance(4999);
     await t.watch.check();
     expect(t.probes(), 'no probe before the timeout').to.equal(0);
@@ -39,16 +45,16 @@ describe('database stall watch (lib/dbStall.ts)', () => {
     expect(t.probes()).to.equal(1);
     expect(t.watch.stalled).to.equal(true);
     expect(t.events).to.deep.equal(['stall silent=5000 waiting=1']);
-    end(false);
+    t.watch.end('stuck', false);
     expect(t.watch.stalled, 'a statement that failed without an answer ends nothing').to.equal(true);
   });
 
   it('does not stall while other statements are answered (a slow query beside a busy pool)', async () => {
     const t = watchWith(5000);
-    t.watch.begin(); // a long query
+    t.watch.begin('long'); // a long query
     for (let i = 0; i < 10; i++) {
       t.advance(1000);
-      t.watch.begin()(true); // a short one, answered
+      answered(t.watch, `short ${i}`); // a short one
       await t.watch.check();
     }
     expect(t.probes()).to.equal(0);
@@ -58,7 +64,7 @@ describe('database stall watch (lib/dbStall.ts)', () => {
   it('does not stall when the probe is answered (a long query beside an idle pool)', async () => {
     const t = watchWith(1000);
     t.probeAnswers(true);
-    t.watch.begin();
+    t.watch.begin('long');
     t.advance(3000);
     await t.watch.check();
     expect(t.probes()).to.equal(1);
@@ -72,7 +78,7 @@ describe('database stall watch (lib/dbStall.ts)', () => {
 
   it('never probes with nothing in flight, however long the silence', async () => {
     const t = watchWith(1000);
-    t.watch.begin()(true);
+    answered(t.watch, 'short');
     t.advance(60_000);
     await t.watch.check();
     expect(t.probes()).to.equal(0);
@@ -80,11 +86,11 @@ describe('database stall watch (lib/dbStall.ts)', () => {
 
   it('while stalled, probes at every check and recovers at the first answer, from the probe or a statement', async () => {
     const t = watchWith(1000);
-    const stuck = t.watch.begin();
+    t.watch.begin('stuck');
     t.advance(1000);
     await t.watch.check();
     expect(t.watch.stalled).to.equal(true);
-    stuck(false);
+    t.watch.end('stuck', false);
     t.advance(1000);
     await t.watch.check();
     expect(t.probes(), 'probed again while stalled, with nothing in flight').to.equal(2);
@@ -97,12 +103,12 @@ describe('database stall watch (lib/dbStall.ts)', () => {
 
     // Stalled again, then a statement's answer ends it before any probe does.
     t.probeAnswers(false);
-    t.watch.begin();
+    t.watch.begin('long');
     t.advance(1000);
     await t.watch.check();
     expect(t.watch.stalled).to.equal(true);
     t.advance(500);
-    t.watch.begin()(true);
+    answered(t.watch, 'short');
     expect(t.watch.stalled).to.equal(false);
     expect(t.events.at(-1)).to.equal('recover after=500');
   });
@@ -118,13 +124,13 @@ describe('database stall watch (lib/dbStall.ts)', () => {
       onStall: ({ silentMs }) => stalls.push(silentMs),
       onRecover: () => undefined,
     });
-    watch.begin();
+    watch.begin('long');
     now = 1000;
     const checking = watch.check();
     // A second check while the first probes starts no second probe.
     await watch.check();
     now = 1500;
-    watch.begin()(true);
+    answered(watch, 'short');
     release(false);
     await checking;
     expect(watch.stalled).to.equal(false);
@@ -141,7 +147,7 @@ describe('database stall watch (lib/dbStall.ts)', () => {
       onStall: () => events.push('stall'),
       onRecover: () => events.push('recover'),
     });
-    watch.begin();
+    watch.begin('long');
     now = 1000;
     await watch.check();
     expect(events).to.deep.equal(['stall']);
@@ -149,7 +155,7 @@ describe('database stall watch (lib/dbStall.ts)', () => {
 
   it('is off at 0: never probes, never stalls', async () => {
     const t = watchWith(0);
-    t.watch.begin();
+    t.watch.begin('long');
     t.advance(3_600_000);
     await t.watch.check();
     expect(t.probes()).to.equal(0);
