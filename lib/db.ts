@@ -146,11 +146,15 @@ interface PendingAcquire {
   readonly promise: Promise<pg.ClientBase>;
   /** Takes it out of the pool's queue (rejecting it with `aborted`); nothing once it has a connection. */
   abort(): void;
+  /** Takes it out of the pool's queue, rejecting it with `err`; nothing once it has a connection. */
+  reject(err: Error): void;
 }
 
 /** The part of Knex's tarn pool (`knex.client.pool`, typed `any` by Knex; undefined after destroy) used here. */
 interface TarnPool {
   acquire(): PendingAcquire;
+  /** The callers waiting for a connection, oldest first. */
+  readonly pendingAcquires: readonly PendingAcquire[];
   release(connection: pg.ClientBase): boolean;
   on(event: 'acquireFail', listener: (eventId: number, err: unknown) => void): void;
   on(
@@ -262,10 +266,14 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     stallMs: config.stallTimeoutMs,
     probe: () => probeDatabase(config, logger),
     onStall: ({ silentMs, waiting }) => {
+      // The callers still waiting for a connection get none from this server: answered now, not at the acquire
+      // timeout. First, so that the connections dropped below are not handed to them.
+      const queued = pool ? [...pool.pendingAcquires] : [];
+      for (const pending of queued) pending.reject(new DatabaseStalledError());
       const dropped = pooled.size;
       for (const connection of pooled) connection.connection.stream.destroy();
       logger.error(
-        { silentMs, waiting, dropped },
+        { silentMs, waiting, queued: queued.length, dropped },
         'PostgreSQL has stopped answering: dropped the pool connections, answering DB_UNAVAILABLE at once until it answers again',
       );
     },
@@ -287,7 +295,8 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
   // `suppressed`, like the answers of an outage (lib/serverErrorLog.ts).
   const acquireLog = createLogThrottle();
   pool?.on('acquireFail', (_eventId, err) => {
-    if (isAborted(err)) return;
+    // Taken back, or refused by a stall (which has its own line): no failure to log per caller.
+    if (isAborted(err) || err instanceof DatabaseStalledError) return;
     const code = acquireFailureCode(err);
     const suppressed = acquireLog.take(code);
     if (suppressed !== undefined)

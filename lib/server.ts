@@ -16,6 +16,7 @@ import { createMetrics } from './metrics.js';
 import { createMigrator } from './migrations.js';
 import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
+import { createServerErrorLog } from './serverErrorLog.js';
 import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
@@ -290,8 +291,10 @@ export async function startServer(
       messages: messaging.service,
       messaging,
     };
-    registerConversationHandlers(services, realtime.backpressure);
-    registerAuthHandlers(services);
+    // The node's own lines for the server errors its sockets are answered with (not another node's in this process).
+    const socketServerErrors = createServerErrorLog();
+    registerConversationHandlers(services, realtime.backpressure, socketServerErrors);
+    registerAuthHandlers(services, socketServerErrors);
     let closing: Promise<void> | undefined;
     const stopping = () => closing !== undefined;
     // Node enforces headersTimeout and requestTimeout at this interval (30 s by default).

@@ -312,13 +312,20 @@ describe('message failures, limits and shutdown', function () {
   describe('while PostgreSQL stops answering, once the node finds it stalled (DB_STALL_TIMEOUT_MS)', () => {
     let proxy: FaultProxy;
     let node: RunningServer;
-    // pg's query timeout is 21 s here: every answer below comes long before it, from the stall watch.
+    // pg's query timeout is 21 s here, the acquire timeout 15 s and the connect timeout 12 s (a new connection for a
+    // caller that waits for one fails no sooner): every answer below comes long before either, from the stall watch.
+    // Three connections, so that some requests wait for one.
     const QUERY_TIMEOUT_MS = 21_000;
+    const ACQUIRE_TIMEOUT_MS = 15_000;
 
     before(async () => {
       ({ proxy, node } = await proxiedNode({
         DB_STATEMENT_TIMEOUT_MS: String(QUERY_TIMEOUT_MS - 1000),
+        DB_ACQUIRE_TIMEOUT_MS: String(ACQUIRE_TIMEOUT_MS),
+        DB_CONNECT_TIMEOUT_MS: '12000',
         DB_STALL_TIMEOUT_MS: '1000',
+        DB_POOL_SIZE: '3',
+        DB_WRITE_CONCURRENCY: '2',
       }));
     });
 
@@ -349,30 +356,39 @@ describe('message failures, limits and shutdown', function () {
       expect(await stalledGauge()).to.equal(0);
     });
 
-    it('answers the statements waiting and every new request DB_UNAVAILABLE long before the query timeout, then recovers', async function () {
+    it('answers the statements waiting, the callers waiting for a connection and every new request DB_UNAVAILABLE long before the timeouts, then recovers', async function () {
       this.timeout(60_000);
       const { owner, group, socket } = await groupWithFirstMessage(node, 'before the freeze');
+      const history = () =>
+        request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token });
       proxy.hold('upstream');
       try {
         const started = performance.now();
-        const [res, sent] = await Promise.all([
-          request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+        // More requests than the pool has connections: the rest wait for one.
+        const answers = Promise.all([
           send(socket, group.id, 'into the freeze'),
+          ...[1, 2, 3, 4, 5].map(history),
         ]);
+        await waitFor(async () => (sampleValue(await scrape(node.url), 'xfchat_db_pool_waiting') ?? 0) >= 1, {
+          timeoutMs: 2000,
+          what: 'requests waiting for a pool connection',
+        });
+        const [sent, ...responses] = await answers;
         const waitedMs = performance.now() - started;
-        expectError(res, 503, 'DB_UNAVAILABLE');
+        for (const res of responses) expectError(res, 503, 'DB_UNAVAILABLE');
         expect(errorCodeOf(sent)).to.equal('DB_UNAVAILABLE');
         // The watch needs its timeout (1 s), up to a check (1 s) and the probe's connect timeout (2 s).
-        expect(waitedMs, 'answered by the stall watch, not at the query timeout').to.be.below(
+        expect(waitedMs, 'answered by the stall watch, not at the query or acquire timeout').to.be.below(
           QUERY_TIMEOUT_MS / 2,
         );
+        expect(waitedMs).to.be.below(ACQUIRE_TIMEOUT_MS / 2);
         expect(node.services.db.stalled).to.equal(true);
         expect(await stalledGauge()).to.equal(1);
 
         // From now on, at once: no statement is sent to the silent server.
         const now = performance.now();
         const [later, ready, laterSend] = await Promise.all([
-          request(node.url, 'GET', `/conversations/${group.id}/messages`, { token: owner.token }),
+          history(),
           fetch(`${node.url}/readyz`),
           send(socket, group.id, 'still frozen'),
         ]);

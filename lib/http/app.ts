@@ -8,7 +8,7 @@ import { pinoHttp } from 'pino-http';
 import { safeLogValue, serializeError } from '../logSafety.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
-import { errorMiddleware, notFoundHandler } from './errorMiddleware.js';
+import { createErrorMiddleware, notFoundHandler } from './errorMiddleware.js';
 import { httpMetrics, metricsRoutes } from './metrics.js';
 import { authRoutes } from './routes/auth.js';
 import { blockRoutes } from './routes/blocks.js';
@@ -122,6 +122,6 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   app.use(webRoutes());
 
   app.use(notFoundHandler);
-  app.use(errorMiddleware);
+  app.use(createErrorMiddleware());
   return app;
 }

@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { AppError, toAppError, toHttp } from '../errors.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 
@@ -82,19 +82,25 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
   });
 }
 
-const logServerError = createServerErrorLog();
-
 /** How long the rest of a refused body is read (and thrown away) after the answer before the connection closes. */
 const REFUSED_BODY_DRAIN_MS = 1000;
 
 /**
- * The one place an error becomes an HTTP response. Server errors are logged with the request id (via pino-http's
- * req.log; those of load and outages once per code every 10 s: lib/serverErrorLog.ts) and answered with the
- * catalog's generic message only; client errors are not logged beyond pino-http's debug line.
+ * The one place an error becomes an HTTP response, one per app (node). Server errors are logged with the request id
+ * (via pino-http's req.log; those of load and outages once per code every 10 s, counted per node:
+ * lib/serverErrorLog.ts) and answered with the catalog's generic message only; client errors are not logged beyond
+ * pino-http's debug line.
  */
-export const errorMiddleware: ErrorRequestHandler = (err: unknown, req, res, _next) => {
-  const appError = fromRequestDecoding(err) ?? toAppError(err);
-  if (appError.status >= 500) logServerError(req.log, appError, {}, 'request failed');
+export function createErrorMiddleware(): ErrorRequestHandler {
+  const logServerError = createServerErrorLog();
+  return (err: unknown, req, res, _next) => {
+    const appError = fromRequestDecoding(err) ?? toAppError(err);
+    if (appError.status >= 500) logServerError(req.log, appError, {}, 'request failed');
+    answerError(appError, req, res);
+  };
+}
+
+function answerError(appError: AppError, req: Request, res: Response): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -114,4 +120,4 @@ export const errorMiddleware: ErrorRequestHandler = (err: unknown, req, res, _ne
   }
   if (appError.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.ceil(appError.retryAfter)));
   res.status(status).json(body);
-};
+}

@@ -1,6 +1,7 @@
 import { authenticateToken } from '../auth/tokens.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
+import type { ServerErrorLog } from '../serverErrorLog.js';
 import { handle } from './handlers.js';
 
 /**
@@ -9,11 +10,11 @@ import { handle } from './handlers.js';
  * valid now (signature, lifetime, live session) and name the socket's own user and session; anything else is
  * UNAUTHORIZED and changes nothing.
  */
-export function registerAuthHandlers(services: Services): void {
+export function registerAuthHandlers(services: Services, serverError: ServerErrorLog): void {
   const { config, db, clock } = services;
   services.io.on('connection', (socket) => {
     const log = services.logger.child({ socketId: socket.id, userId: socket.data.userId });
-    handle(socket, log, 'auth:refresh', async ({ token }) => {
+    handle(socket, { log, serverError }, 'auth:refresh', async ({ token }) => {
       const { claims } = await authenticateToken(token, config.auth, db.knex, clock.now());
       if (claims.userId !== socket.data.userId || claims.sessionId !== socket.data.sessionId) {
         throw new AppError('UNAUTHORIZED');

@@ -1,6 +1,6 @@
 import { AppError, toAck, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { createServerErrorLog } from '../serverErrorLog.js';
+import type { ServerErrorLog } from '../serverErrorLog.js';
 import type { ClientEventResult } from '../protocol/events.js';
 import {
   clientEventSchemas,
@@ -15,20 +15,28 @@ import type { AppSocket } from './io.js';
 import { isSubscribed, subscribeSocket, unsubscribeSocket } from './notifier.js';
 import { createSocketReads } from './socketReads.js';
 
-const logServerError = createServerErrorLog();
-
 type Handler<E extends ClientEventName> = (request: ClientEventInput<E>) => Promise<ClientEventResult<E>>;
 type Listener = (...args: unknown[]) => void;
+
+/**
+ * Where a socket's events log: the socket's child logger, and the node's line for the server errors its clients are
+ * answered with (one per code every 10 s for those of load and outages: lib/serverErrorLog.ts), which all the
+ * node's sockets share, and only its own.
+ */
+export interface EventLog {
+  log: Logger;
+  serverError: ServerErrorLog;
+}
 
 /**
  * Wires one client event. The payload is parsed with the event's schema before the handler sees it, and the
  * handler must return the event's result type. Whatever arrives (no payload, not an object, no ack callback) the
  * handler never throws: its result is acked `{ok: true, ...result}`, its error `{ok: false, error}` through the
- * catalog. Server errors are logged here, with the socket's child logger (lib/serverErrorLog.ts).
+ * catalog. Server errors are logged here.
  */
 export function handle<E extends ClientEventName>(
   socket: AppSocket,
-  log: Logger,
+  { log, serverError }: EventLog,
   event: E,
   handler: Handler<E>,
 ): void {
@@ -50,7 +58,7 @@ export function handle<E extends ClientEventName>(
       (result) => reply({ ok: true, ...result }),
       (err: unknown) => {
         const error = toAppError(err);
-        if (error.status >= 500) logServerError(log, error, { event }, 'socket event failed');
+        if (error.status >= 500) serverError(log, error, { event }, 'socket event failed');
         reply(toAck(error));
       },
     );
@@ -68,15 +76,16 @@ export function handle<E extends ClientEventName>(
 export function registerConversationHandlers(
   services: Services,
   backpressure: Pick<Backpressure, 'writable'>,
+  serverError: ServerErrorLog,
 ): void {
   const { messages } = services;
   services.io.on('connection', (socket) => {
     const { userId, sessionId } = socket.data;
-    const log = services.logger.child({ socketId: socket.id, userId });
+    const events: EventLog = { log: services.logger.child({ socketId: socket.id, userId }), serverError };
     const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
     socket.once('disconnect', () => reads.close());
 
-    handle(socket, log, 'conversation:subscribe', ({ conversationId, afterSeq, limit }) =>
+    handle(socket, events, 'conversation:subscribe', ({ conversationId, afterSeq, limit }) =>
       reads.run(async () => {
         await messages.assertParticipant(userId, conversationId);
         // A socket that went away meanwhile must not join a room: nothing would ever take it out.
@@ -111,42 +120,42 @@ export function registerConversationHandlers(
       }),
     );
 
-    handle(socket, log, 'conversation:unsubscribe', async ({ conversationId }) => {
+    handle(socket, events, 'conversation:unsubscribe', async ({ conversationId }) => {
       await messages.assertParticipant(userId, conversationId);
       await unsubscribeSocket(socket, conversationId);
       return {};
     });
 
-    handle(socket, log, 'message:send', async (request) => {
+    handle(socket, events, 'message:send', async (request) => {
       const { message, duplicate } = await messages.send(userId, request, sessionId);
       return { message, duplicate };
     });
 
-    handle(socket, log, 'message:edit', async ({ conversationId, seq, body }) =>
+    handle(socket, events, 'message:edit', async ({ conversationId, seq, body }) =>
       messages.change(userId, conversationId, { kind: 'edit', seq, body }, sessionId),
     );
 
-    handle(socket, log, 'message:delete', async ({ conversationId, seq }) => {
+    handle(socket, events, 'message:delete', async ({ conversationId, seq }) => {
       await messages.change(userId, conversationId, { kind: 'delete', seq }, sessionId);
       return {};
     });
 
-    handle(socket, log, 'reaction:add', async ({ conversationId, seq, emoji }) => {
+    handle(socket, events, 'reaction:add', async ({ conversationId, seq, emoji }) => {
       await messages.change(userId, conversationId, { kind: 'react', seq, emoji }, sessionId);
       return {};
     });
 
-    handle(socket, log, 'reaction:remove', async ({ conversationId, seq, emoji }) => {
+    handle(socket, events, 'reaction:remove', async ({ conversationId, seq, emoji }) => {
       await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji }, sessionId);
       return {};
     });
 
-    handle(socket, log, 'conversation:read', async ({ conversationId, seq }) => {
+    handle(socket, events, 'conversation:read', async ({ conversationId, seq }) => {
       await messages.markRead(userId, conversationId, seq);
       return {};
     });
 
-    handle(socket, log, 'typing', async ({ conversationId }) => {
+    handle(socket, events, 'typing', async ({ conversationId }) => {
       await messages.typing(userId, conversationId);
       return {};
     });

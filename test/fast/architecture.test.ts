@@ -67,6 +67,24 @@ describe('architecture: dependencies point one way (docs/architecture.md)', () =
     }
   });
 
+  it("a node's state lives in the node: no module-level throttle, map, set or variable under lib/ or actors/", async () => {
+    // Tests (and embedders) run several nodes in one process: a module's state would be shared by all of them, as
+    // the server-error log throttles once were (one node's outage line silenced another's).
+    const state =
+      /^(?:let\s|(?:export\s+)?const\s+\w+\s*(?::[^=]+)?=\s*(?:create\w*(?:ServerErrorLog|LogThrottle)\(|new\s+(?:Map|WeakMap|WeakSet)\b|new\s+Set\(\s*\)))/m;
+    const found: string[] = [];
+    for (const folder of ['lib', 'actors']) {
+      for (const file of (await importsUnder(folder)).keys()) {
+        // The SDK runs in the client; the dev tools and the CLI are one per process.
+        if (/^lib\/(?:client|dev)\/|^lib\/cli\.ts$/.test(file)) continue;
+        const text = await readFile(path.join(PROJECT_ROOT, file), 'utf8');
+        const match = state.exec(text);
+        if (match) found.push(`${file}: ${match[0]}`);
+      }
+    }
+    expect(found).to.deep.equal([]);
+  });
+
   it('the SDK imports nothing of the server but lib/protocol', async () => {
     expect(
       offenders(
