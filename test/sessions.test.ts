@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import argon2 from 'argon2';
 import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
 import { expectError } from './helpers/errors.js';
@@ -299,6 +300,128 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     expect(
       (await post('/auth/login', { username: alice.username, password: 'new password 1' })).status,
     ).to.equal(200);
+  });
+
+  describe('a login that races a password change or an account deletion', () => {
+    const auth = () => server.services.auth;
+    const knex = () => server.services.db.knex;
+    /** A login's password checked (as POST /auth/login does first), its session not yet started. */
+    async function checked(username: string) {
+      const user = await auth().checkCredentials(username, PASSWORD);
+      if (!user) throw new Error('the password was refused');
+      return user;
+    }
+    /** The error code its session start is refused with (undefined when it started). */
+    const startRefusal = (started: Promise<unknown>) =>
+      started.then(
+        () => undefined,
+        (err: unknown) => (err as { code?: string }).code,
+      );
+    /** Waits until a statement matching `like` waits for a row lock. */
+    const waitingForLock = (like: string, what: string) =>
+      waitFor(
+        async () =>
+          (
+            await rows<{ n: number }>(
+              knex(),
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE ?`,
+              [like],
+            )
+          )[0]?.n === 1,
+        { what, timeoutMs: 10_000 },
+      );
+    /** The user's password stored as an argon2id hash of weaker parameters than today's (to be upgraded at login). */
+    async function weakHash(userId: string): Promise<string> {
+      const weak = await argon2.hash(PASSWORD, { type: argon2.argon2id, memoryCost: 8192, timeCost: 1 });
+      await knex()('users').where({ id: userId }).update({ password_hash: weak });
+      return weak;
+    }
+
+    it('gets no session when the password changed after it was checked: INVALID_CREDENTIALS', async () => {
+      const alice = await account();
+      const user = await checked(alice.username);
+      const changed = await post(
+        '/auth/password',
+        { currentPassword: PASSWORD, newPassword: 'new password 2' },
+        alice.token,
+      );
+      expect(changed.status).to.equal(204);
+      expect(await startRefusal(auth().startLogin(user, 'late-device'))).to.equal('INVALID_CREDENTIALS');
+      expect(await sessionCount(alice.user.id), 'only the session that changed it').to.equal(1);
+    });
+
+    it('gets no session when the account was deleted after the check', async () => {
+      const bob = await account();
+      const user = await checked(bob.username);
+      const deleted = await request(server.url, 'DELETE', '/users/me', {
+        token: bob.token,
+        body: { password: PASSWORD },
+      });
+      expect(deleted.status).to.equal(204);
+      expect(await startRefusal(auth().startLogin(user, 'late-device'))).to.equal('INVALID_CREDENTIALS');
+      expect(await sessionCount(bob.user.id)).to.equal(0);
+    });
+
+    it('waits for a password change in progress, then gets no session', async () => {
+      const carol = await account();
+      const user = await checked(carol.username);
+      const changer = await knex().transaction();
+      try {
+        await changer.raw(`UPDATE users SET password_hash = 'changed' WHERE id = ?`, [carol.user.id]);
+        let settled = false;
+        const refusal = startRefusal(auth().startLogin(user, 'late-device')).finally(() => (settled = true));
+        await waitingForLock('%FOR SHARE%', 'the session start waiting for the change');
+        expect(settled).to.equal(false);
+        await changer.commit();
+        expect(await refusal).to.equal('INVALID_CREDENTIALS');
+      } finally {
+        if (!changer.isCompleted()) await changer.rollback();
+      }
+      expect(await sessionCount(carol.user.id)).to.equal(1);
+    });
+
+    it('upgrades a hash made with old parameters, and the session starts under the new one', async () => {
+      const dave = await account();
+      const weak = await weakHash(dave.user.id);
+      const user = await checked(dave.username);
+      const stored = await rows<{ password_hash: string }>(
+        knex(),
+        'SELECT password_hash FROM users WHERE id = ?',
+        [dave.user.id],
+      );
+      expect(stored[0]?.password_hash).to.not.equal(weak);
+      const session = await auth().startLogin(user, 'upgraded-device');
+      expect((await me(session.token)).status).to.equal(200);
+    });
+
+    it('does not put an old password back when it changed while the hash was upgraded', async () => {
+      const erin = await account();
+      await weakHash(erin.user.id);
+      // The change lands between the login's read of the weak hash and its upgrade: hold the row while the login
+      // checks, then change the password before letting the upgrade through.
+      const changer = await knex().transaction();
+      let login: Promise<unknown> | undefined;
+      try {
+        await changer.raw('SELECT 1 FROM users WHERE id = ? FOR UPDATE', [erin.user.id]);
+        login = auth().checkCredentials(erin.username, PASSWORD);
+        await waitingForLock('update%', 'the upgrade waiting for the row');
+        const newHash = await argon2.hash('new password 3', { type: argon2.argon2id });
+        await changer.raw('UPDATE users SET password_hash = ? WHERE id = ?', [newHash, erin.user.id]);
+        await changer.commit();
+      } finally {
+        if (!changer.isCompleted()) await changer.rollback();
+      }
+      await login;
+      expectError(
+        await post('/auth/login', { username: erin.username, password: PASSWORD }),
+        401,
+        'INVALID_CREDENTIALS',
+      );
+      expect(
+        (await post('/auth/login', { username: erin.username, password: 'new password 3' })).status,
+      ).to.equal(200);
+    });
   });
 
   it('PATCH /users/me changes the display name; control and bidi characters are refused', async () => {

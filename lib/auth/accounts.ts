@@ -39,6 +39,12 @@ export interface AuthService extends ProfileService {
    */
   checkCredentials(username: string, password: string): Promise<User | undefined>;
   /**
+   * The session of a login: `user` as {@link checkCredentials} returned it. INVALID_CREDENTIALS when the password
+   * it checked is no longer the user's (changed, or the account deleted, while the login ran): a login with an old
+   * password must not outlast the change that ended every other session.
+   */
+  startLogin(user: User, userAgent: string | undefined): Promise<StartedSession>;
+  /**
    * Changes the password after checking the current one (counted like a login: INVALID_CREDENTIALS, then
    * RATE_LIMITED); every other session of the user ends, `sessionId` stays.
    */
@@ -93,16 +99,29 @@ export function createAuthService(deps: AuthDeps): AuthService {
     return await User.query(knex).whereRaw('lower(username) = lower(?)', [username]).first();
   }
 
-  async function rehashIfNeeded(user: User, password: string): Promise<void> {
-    if (user.passwordHash === null || !passwords.needsRehash(user.passwordHash)) return;
+  /**
+   * The hash the user's password is stored under after a login checked it against `checked`: a new one when the
+   * hasher's parameters moved on (upgraded only while `checked` is still stored, so a password changed meanwhile is
+   * never overwritten with the old one), else `checked`.
+   */
+  async function rehashIfNeeded(userId: string, checked: string, password: string): Promise<string> {
+    if (!passwords.needsRehash(checked)) return checked;
     try {
       const passwordHash = await passwords.hash(password);
-      await User.query(knex).findById(user.id).patch({ passwordHash });
+      const upgraded = await User.query(knex)
+        .findById(userId)
+        .where('password_hash', checked)
+        .patch({ passwordHash });
+      return upgraded > 0 ? passwordHash : checked;
     } catch (err) {
       // The login itself succeeded; the old hash still works and is retried at the next login.
-      logger.warn({ err, userId: user.id }, 'upgrading a password hash failed');
+      logger.warn({ err, userId }, 'upgrading a password hash failed');
+      return checked;
     }
   }
+
+  /** The hash each user checkCredentials returned was checked against, for its session (startLogin). */
+  const checkedHashes = new WeakMap<User, string>();
 
   /**
    * Checks the password of a signed-in user under the login limits of their username. Throws RATE_LIMITED or
@@ -139,7 +158,9 @@ export function createAuthService(deps: AuthDeps): AuthService {
             .returning('id');
           const user = await User.query(trx).modify('public').findById(id).throwIfNotFound();
           // A new user has no other session: nothing is evicted, nothing to announce.
-          return { user, session: await sessions.start(user.id, client.userAgent, trx) };
+          const session = await sessions.start(user.id, client.userAgent, passwordHash, trx);
+          if (session === undefined) throw new Error('the session of a new account did not start');
+          return { user, session };
         });
       } catch (err) {
         // Two signups of one name (in any case) race to this insert; the index decides, the loser gets 409.
@@ -152,9 +173,19 @@ export function createAuthService(deps: AuthDeps): AuthService {
     async checkCredentials(username, password) {
       const user = await findByUsername(username);
       const ok = await passwords.verify(user?.passwordHash ?? undefined, password);
-      if (!user || !ok) return undefined;
-      await rehashIfNeeded(user, password);
-      return withoutHash(user);
+      if (!user?.passwordHash || !ok) return undefined;
+      const checked = await rehashIfNeeded(user.id, user.passwordHash, password);
+      const found = withoutHash(user);
+      checkedHashes.set(found, checked);
+      return found;
+    },
+    async startLogin(user, userAgent) {
+      const checked = checkedHashes.get(user);
+      if (checked === undefined) throw new Error('startLogin takes a user that checkCredentials returned');
+      checkedHashes.delete(user);
+      const session = await sessions.start(user.id, userAgent, checked);
+      if (session === undefined) throw new AppError('INVALID_CREDENTIALS');
+      return session;
     },
     async changePassword(user, sessionId, { currentPassword, newPassword }, client) {
       await verifyOwnPassword(user, currentPassword, client.ip);

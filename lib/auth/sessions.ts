@@ -53,8 +53,18 @@ export const MAX_SESSIONS_PER_USER = 100;
  * and disconnects its sockets on every node, telling them why (`session:ended`).
  */
 export interface SessionService {
-  /** A new session with its first tokens; also drops the user's expired sessions. `db` may be a transaction. */
-  start(userId: string, userAgent: string | undefined, db?: Knex): Promise<StartedSession>;
+  /**
+   * A new session with its first tokens; also drops the user's expired sessions. `db` may be a transaction.
+   * `passwordHash` is the hash the caller checked the password against: the session starts only while it is still
+   * the user's (undefined otherwise). The user's row is locked (shared) to check it, so a password change or an
+   * account deletion that commits meanwhile either comes first (no session) or waits for this one and ends it too.
+   */
+  start(
+    userId: string,
+    userAgent: string | undefined,
+    passwordHash: string,
+    db?: Knex,
+  ): Promise<StartedSession | undefined>;
   /**
    * Trades a refresh token for a new pair (rotation). A token used before ends its whole session (`reused`);
    * an unknown one, or one of a session unused for REFRESH_TTL_DAYS, is refused. Throws UNAUTHORIZED.
@@ -120,20 +130,25 @@ export function createSessionService(deps: SessionDeps): SessionService {
   }
 
   const service: SessionService = {
-    async start(userId, userAgent, db = knex) {
+    async start(userId, userAgent, passwordHash, db = knex) {
       const refreshToken = newRefreshToken();
-      // One statement: the session and its first refresh token exist together or not at all. The user's expired
-      // sessions go, and the live ones past the cap (the statement's snapshot does not see the new session, so
-      // the newest MAX - 1 others stay).
+      // One statement: the session and its first refresh token exist together or not at all, and only while the
+      // password checked is still the user's (a deleted account has none). FOR SHARE waits for a password change
+      // or a deletion in progress, then reads the row again. The user's expired sessions go, and the live ones
+      // past the cap (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay).
       const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
-        `WITH started AS (
-           INSERT INTO sessions (user_id, user_agent) VALUES (?, ?) RETURNING id
+        `WITH owner AS (
+           SELECT id FROM users WHERE id = ? AND password_hash = ? FOR SHARE
+         ), started AS (
+           INSERT INTO sessions (user_id, user_agent) SELECT id, ? FROM owner RETURNING id
          ), expired AS (
            DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
+             AND EXISTS (SELECT FROM owner)
          ), evicted AS (
            DELETE FROM sessions WHERE id IN (
              SELECT id FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
              ORDER BY last_used_at DESC, id DESC OFFSET ?)
+             AND EXISTS (SELECT FROM owner)
            RETURNING id
          ), issued AS (
            INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id
@@ -141,6 +156,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
          SELECT i.session_id, ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted FROM issued AS i`,
         [
           userId,
+          passwordHash,
           cleanUserAgent(userAgent),
           userId,
           ttlDays,
@@ -151,7 +167,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         ],
       );
       const row = result.rows[0];
-      if (row === undefined) throw new Error('starting a session inserted no row');
+      if (row === undefined) return undefined;
       return { ...tokensFor(userId, row.session_id, refreshToken), evicted: row.evicted };
     },
 

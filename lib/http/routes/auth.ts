@@ -99,8 +99,10 @@ export function authRoutes(services: Services): Router {
   const login: RequestHandler = async (req, res) => {
     const user = currentUser(req);
     if (!req.passwordAttempt) throw new Error('login reached without its counted attempt');
+    // First the session: a password changed while this login ran refuses it (INVALID_CREDENTIALS), and its attempt
+    // stays counted as the failure it is.
+    const session = await accounts.startLogin(user, clientInfo(req).userAgent);
     await accounts.limits.passwordAccepted(req.passwordAttempt);
-    const session = await accounts.sessions.start(user.id, clientInfo(req).userAgent);
     accounts.sessions.announceEnded(session.evicted, 'revoked');
     res.json(authResponse(user, session));
   };
