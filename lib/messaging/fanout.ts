@@ -265,6 +265,13 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const holeSettleMs = deps.holeSettleMs ?? 1000;
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
+  /** Announcements sent and not yet settled, and who waits for them all to settle (the goodbye). */
+  let publishing = 0;
+  let published: (() => void) | undefined;
+  function settledOne(): void {
+    publishing -= 1;
+    if (publishing === 0) published?.();
+  }
   /**
    * A step that failed, as every one does while PostgreSQL is away: a notice (every heartbeat, one a second), the
    * node count (one a second), a read of announced or changed messages (one per conversation with subscribers). Each
@@ -574,11 +581,13 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** Committed messages, for the other nodes (MESSAGE_ANNOUNCE=after). */
   function publish(news: CommitNews): void {
     for (const announcement of announcementsOf(node, news)) {
-      deps.bus.notify(MESSAGES_CHANNEL, announcement).catch((err: unknown) => {
+      publishing += 1;
+      deps.bus.notify(MESSAGES_CHANNEL, announcement).then(settledOne, (err: unknown) => {
         // Committed all the same. The other nodes see a hole at the conversation's next message, and are told
-        // to catch up at the next heartbeat, or once the connection is back.
+        // to catch up at the next heartbeat, or once the connection is back, or before this node's goodbye.
         logFailure(err, 'announcing committed messages');
         announcementsLost = true;
+        settledOne();
       });
     }
   }
@@ -731,6 +740,20 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       // No heartbeat after the goodbye: the others would count this node again, then find it silent.
       clearInterval(beat);
       if (!othersRun()) return;
+      // The others forget this node at its goodbye, without catching up: an announcement that failed must be made
+      // up for first. So the announcements on their way settle, and if one was lost the others are asked to catch
+      // up; if even that fails, no goodbye: they catch up after the silence.
+      if (publishing > 0) await new Promise<void>((resolve) => (published = resolve));
+      published = undefined;
+      if (announcementsLost) {
+        announcementsLost = false;
+        try {
+          await deps.bus.notify(MESSAGES_CHANNEL, { n: node, c: 1 });
+        } catch (err) {
+          logger.warn({ err }, 'asking the other nodes to catch up before the goodbye failed');
+          return;
+        }
+      }
       await deps.bus
         .notify(MESSAGES_CHANNEL, { n: node, g: 1 })
         // The others then catch up after the silence: slower, and just as complete.

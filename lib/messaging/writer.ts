@@ -275,7 +275,12 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     });
   }
 
-  /** Each batch in a call of its own: a batch that fails is answered with its error, the others commit. */
+  /**
+   * Each batch in a call of its own: a batch that fails is answered with its error, the others commit. Each call
+   * commits by itself, so an outage met on the way (the connection lost, a timeout) ends only the batch it met and
+   * those not tried yet: the batches written before it are committed, and keep their outcomes to be acked and
+   * delivered.
+   */
   async function writeEachAlone(
     client: StatementTarget,
     batches: ConversationBatch[],
@@ -283,14 +288,19 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     wait: boolean,
   ): Promise<Array<WriteOutcome[] | typeof BUSY>> {
     const outcomes: Array<WriteOutcome[] | typeof BUSY> = [];
+    let outage: AppError | undefined;
     for (const batch of batches) {
+      if (outage) {
+        outcomes.push(failAll(batch, outage));
+        continue;
+      }
       try {
         outcomes.push(...(await writeBatches(client, [batch], announce, wait)));
       } catch (err) {
-        if (isDbUnavailable(err)) throw err;
         // Each sender's error carries `err` as its cause and is logged where it is answered.
-        logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
-        outcomes.push(failAll(batch, toAppError(err)));
+        if (isDbUnavailable(err)) outage = toAppError(err);
+        else logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
+        outcomes.push(failAll(batch, outage ?? toAppError(err)));
       }
     }
     return outcomes;

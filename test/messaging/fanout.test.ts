@@ -68,7 +68,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     peerGoneMs?: number;
     holeSettleMs?: number;
     beatMs?: number;
-    failNotify?: () => boolean;
+    /** Whether the notice `payload` fails (as when the connection is lost). */
+    failNotify?: (payload: unknown) => boolean;
     /** The node count fails (a test of the log). */
     failNodeCount?: () => boolean;
     logger?: Logger;
@@ -101,7 +102,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
           return Promise.resolve();
         },
         notify: (_channel, payload) => {
-          if (options.failNotify?.() === true) return Promise.reject(new Error('connection lost'));
+          if (options.failNotify?.(payload) === true) return Promise.reject(new Error('connection lost'));
           if ((payload as { b?: number }).b === 1) state.beats += 1;
           else state.notices.push(payload);
           return Promise.resolve();
@@ -638,6 +639,43 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       expect(these, msg).to.have.length(1);
       expect(these[0], msg).to.include({ level: 40, suppressed: 0 });
     }
+  });
+
+  it('asks the others to catch up before its goodbye when one of its announcements was lost', async () => {
+    let failing = false;
+    const { fanout, state, announce } = await startFanout({
+      nodes: 1,
+      beatMs: 60_000,
+      failNotify: () => failing,
+    });
+    announce({ n: 'the-other-node', p: 1 });
+    const [sent] = await sendUnannounced('its announcement is lost');
+    failing = true;
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    failing = false;
+    await fanout.goodbye();
+    // Forgetting this node at its goodbye, the others would never read that message: they catch up first.
+    expect(state.notices.slice(-2)).to.deep.equal([
+      { n: fanout.node, c: 1 },
+      { n: fanout.node, g: 1 },
+    ]);
+    fanout.close();
+  });
+
+  it('says no goodbye when the catch-up it asks for fails: the others catch up after its silence', async () => {
+    // Its announcements and its catch-up request fail; a goodbye would go through.
+    const { fanout, state, announce } = await startFanout({
+      nodes: 1,
+      beatMs: 60_000,
+      failNotify: (payload) => (payload as { g?: number }).g !== 1,
+    });
+    announce({ n: 'the-other-node', p: 1 });
+    const [sent] = await sendUnannounced('its announcement is lost');
+    fanout.publish({ created: [sent!], repeated: [], changed: [] });
+    const before = state.notices.length;
+    await fanout.goodbye();
+    expect(state.notices).to.have.length(before);
+    fanout.close();
   });
 
   it('forgets a node that says goodbye without catching up, and says goodbye itself only to others', async () => {

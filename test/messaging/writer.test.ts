@@ -12,7 +12,7 @@ import type { MessageCommand, Stored } from '../../lib/messaging/types.js';
 import { ConversationActor } from '../../actors/ConversationActor.js';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import type { AppError } from '../../lib/errors.js';
-import { createDatabase, type Database } from '../../lib/db.js';
+import { createDatabase, type Database, type PoolConnections } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
@@ -655,6 +655,57 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     });
     expect(ok(next[0]).message.seq).to.equal(1);
     expect(ok(next[0]).duplicate).to.equal(false);
+  });
+
+  it('keeps the batches committed alone when an outage ends the calls one by one: only the rest fail', async () => {
+    const [first, second, third, fourth] = [
+      await conversation(),
+      await conversation(),
+      await conversation(),
+      await conversation(),
+    ];
+    // The call with the three last batches fails for one batch's sake, so each is written alone; the second's call
+    // meets an outage (its connection reset) after the first's has committed.
+    const faulty: PoolConnections = {
+      acquire: () => db.connections.acquire(),
+      release: (client) => db.connections.release(client),
+      observed: (client) => {
+        const target = db.connections.observed(client);
+        return {
+          query: (statement) => {
+            const values = JSON.stringify(statement.values);
+            if (values.includes(second) && values.includes(third))
+              return Promise.reject(new Error('new row violates check constraint (one batch at fault)'));
+            if (values.includes(third))
+              return Promise.reject(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+            return target.query(statement);
+          },
+        };
+      },
+    };
+    const w = createGroupCommitWriter({ connections: faulty, logger, maxConcurrency: 1 });
+    writers.push(w);
+    const send = (conversationId: string, clientMsgId: string) =>
+      w.write({
+        conversationId,
+        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
+      });
+    // The first write runs alone; the three sent meanwhile share the next call.
+    const answers = await Promise.all([
+      send(first, 'f'),
+      send(second, 's'),
+      send(third, 't'),
+      send(fourth, 'u'),
+    ]);
+    expect(ok(answers[0][0]).message.seq).to.equal(1);
+    const committedAlone = ok(answers[1][0]);
+    expect(committedAlone.message.seq).to.equal(1);
+    expect(committedAlone.duplicate).to.equal(false);
+    expect(errorCode(answers[2][0])).to.equal('DB_UNAVAILABLE');
+    expect(errorCode(answers[3][0]), 'not tried after the outage').to.equal('DB_UNAVAILABLE');
+    expect(await state(second)).to.deep.equal({ lastSeq: 1, seqs: [1] });
+    expect(await state(third)).to.deep.equal({ lastSeq: 0, seqs: [] });
+    expect(await state(fourth)).to.deep.equal({ lastSeq: 0, seqs: [] });
   });
 
   it('answers DB_UNAVAILABLE while the database is unreachable, and writes again once it is back', async () => {
