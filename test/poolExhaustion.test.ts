@@ -173,6 +173,35 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
     );
   });
 
+  it('answers a send that waited for the writer behind a failed one within the acquire timeout too', async function () {
+    const { alice, conversationId, socket } = await conversationWithSocket();
+    // A second conversation of alice's: its send waits for the writer's only transaction slot (DB_POOL_SIZE=2
+    // leaves the writer one), which the first send's transaction holds while it waits for a connection.
+    const carol = await insertUser(server.services.db.knex, server.services.config);
+    await insertFriendship(server.services.db.knex, alice.id, carol.id);
+    const second = await request<{ conversation: { id: string } }>(server.url, 'POST', '/conversations', {
+      token: alice.token,
+      body: { type: 'direct', userId: carol.id },
+    });
+    expect(second.status).to.equal(201);
+    // Subscribed, the node knows alice takes part: the send needs no connection before the writer.
+    expect((await subscribe(socket, second.body.conversation.id, 10_000)).ok).to.equal(true);
+    const { held, release } = await holdPool(alice, conversationId);
+    try {
+      const first = timed(() => send(socket, conversationId, 'first-waits', 'first'));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const behind = await timed(() => send(socket, second.body.conversation.id, 'second-waits', 'second'));
+      expectAckError((await first).value, 'DB_UNAVAILABLE');
+      expectAckError(behind.value, 'DB_UNAVAILABLE');
+      expect(behind.ms, 'answered with the write it waited behind, not after one of its own').to.be.below(
+        ACQUIRE_TIMEOUT_MS + 500,
+      );
+    } finally {
+      await release();
+    }
+    await Promise.all(held);
+  });
+
   it('recovers once the pool frees: held requests finish, sends work, and the failed send left no seq', async function () {
     const { alice, bob, conversationId, socket } = await conversationWithSocket();
     const { held, release } = await holdPool(alice, conversationId);

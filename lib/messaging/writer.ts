@@ -125,7 +125,7 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
  * one call of `xfchat_write()` (one round trip). If that call fails for one batch's sake (a CHECK, a trigger),
  * each batch of the group is written again alone, so the failing batch fails alone while the others commit; if
  * it fails because PostgreSQL is away (connection lost, pool timeout), every batch in it gets that error and
- * nothing was written.
+ * nothing was written; when no connection came at all, so do the batches waiting for a transaction.
  *
  * A transaction skips the conversations another one holds (a membership change, another node): those batches
  * go back to the head of the line and are written next in a transaction that waits for their locks, with the
@@ -275,6 +275,13 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     });
   }
 
+  /** Answers every batch waiting for a transaction with `error`. */
+  function failReady(error: AppError): void {
+    const waiting = ready;
+    ready = [];
+    for (const pending of waiting) pending.resolve(failAll(batchOf(pending.request), error));
+  }
+
   /**
    * Each batch in a call of its own: a batch that fails is answered with its error, the others commit. Each call
    * commits by itself, so an outage met on the way (the connection lost, a timeout) ends only the batch it met and
@@ -316,10 +323,13 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const started = performance.now();
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
     let announce: Announce | undefined;
+    let acquiring = false;
     try {
       announce = await options.announce?.();
       announcing = announce !== undefined;
+      acquiring = true;
       const client = await connections.acquire();
+      acquiring = false;
       try {
         const target = connections.observed(client);
         try {
@@ -346,6 +356,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       );
       group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
       report({ batches, persisted: 0, busy: 0, committed: false, heldUp });
+      // No connection came for the whole acquire timeout (the pool exhausted, PostgreSQL away): the batches waiting
+      // for a slot would each wait as long again for their own. They are answered with this error now, so every
+      // send is answered within the acquire timeout (guarantee 6), as the actors answer what waits behind a batch.
+      if (acquiring && isDbUnavailable(err)) failReady(error);
       return;
     }
     const busy: Pending[] = [];
