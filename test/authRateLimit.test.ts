@@ -370,18 +370,42 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       );
     });
 
-    it('refuses an address N refused refreshes a minute on a node, before any query; others refresh', async () => {
+    it('refuses an address N refused made-up refreshes a minute on a node, before any query; real tokens refresh there', async () => {
       const madeUp = () => `${'x'.repeat(42)}${nextIp % 10}`;
       const ip = freshIp();
+      // Not even shaped like a token: refused without a query, and counted for nothing.
+      for (let i = 0; i < N + 2; i++) {
+        expectError(await post(a, '/auth/refresh', ip, { refreshToken: 'junk' }), 401, 'UNAUTHORIZED');
+      }
       for (let i = 0; i < N; i++) {
         expectError(await post(a, '/auth/refresh', ip, { refreshToken: madeUp() }), 401, 'UNAUTHORIZED');
       }
       expectLimited(await post(a, '/auth/refresh', ip, { refreshToken: madeUp() }), 60);
-      // Another address, with a real token, is not held.
+      // A token this cluster issued is never refused for its address: users behind that NAT address refresh.
       const username = await account(a);
       const login = await post(a, '/auth/login', freshIp(), { username, password: PASSWORD });
-      const refreshed = await post(a, '/auth/refresh', freshIp(), { refreshToken: login.body.refreshToken });
+      const refreshed = await post(a, '/auth/refresh', ip, { refreshToken: login.body.refreshToken });
       expect(refreshed.status).to.equal(200);
+      expect((await post(a, '/auth/refresh', freshIp(), { refreshToken: madeUp() })).status).to.equal(401);
+    });
+
+    it('refuses a real token sent again and again after N refusals, and only that token', async () => {
+      const username = await account(a);
+      const ip = freshIp();
+      const login = await post(a, '/auth/login', ip, { username, password: PASSWORD });
+      const spent = login.body.refreshToken;
+      const next = await post(a, '/auth/refresh', ip, { refreshToken: spent });
+      expect(next.status).to.equal(200);
+      // Its reuse ends the session; each later try is refused too, and counted against that token.
+      for (let i = 0; i < N; i++) {
+        expectError(await post(a, '/auth/refresh', ip, { refreshToken: spent }), 401, 'UNAUTHORIZED');
+      }
+      expectLimited(await post(a, '/auth/refresh', ip, { refreshToken: spent }), 60);
+      // The same address refreshes another session's token.
+      const other = await post(a, '/auth/login', ip, { username, password: PASSWORD });
+      expect((await post(a, '/auth/refresh', ip, { refreshToken: other.body.refreshToken })).status).to.equal(
+        200,
+      );
     });
 
     it('counts a wrong current password (password change) like a failed login', async () => {

@@ -1,30 +1,66 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/** 32 random bytes: 256 bits, beyond any guessing, so a fast keyed hash is the right way to store them. */
+/**
+ * A refresh token: 32 bytes, base64url (43 characters). The first 24 are random (192 bits, beyond any guessing);
+ * the last 8 are this cluster's mark on them, an HMAC under a key only JWT_SECRET gives. A token with the mark was
+ * issued here; one without it is made up, or was issued by a release before the mark (its 32 bytes all random: such
+ * tokens end with their sessions, REFRESH_TTL_DAYS after their last use). The mark lets `POST /auth/refresh` refuse
+ * made-up tokens without a query, and so never refuse a client's real token for what others sent from its address.
+ */
 const REFRESH_TOKEN_BYTES = 32;
+const RANDOM_BYTES = 24;
 /** base64url of 32 bytes, no padding. */
 const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
-
-/** A new opaque refresh token (never a JWT): 32 random bytes, base64url. */
-export function newRefreshToken(): string {
-  return randomBytes(REFRESH_TOKEN_BYTES).toString('base64url');
-}
 
 /** True for a string shaped like a refresh token; anything else is refused without a database look-up. */
 export function isRefreshTokenShaped(value: unknown): value is string {
   return typeof value === 'string' && REFRESH_TOKEN_PATTERN.test(value);
 }
 
-/** What the database stores of a refresh token: its HMAC-SHA256 (32 bytes). */
-export type RefreshTokenHasher = (token: string) => Buffer;
+/**
+ * What a presented refresh token is: `marked` (issued by this cluster: it carries the mark), `unmarked` (shaped
+ * like one: made up, or issued before the mark) or `malformed` (refused as it is).
+ */
+export type RefreshTokenKind = 'marked' | 'unmarked' | 'malformed';
+
+export interface RefreshTokens {
+  /** A new token, with the mark. */
+  issue(): string;
+  /** What the database stores of a token: its HMAC-SHA256 (32 bytes). */
+  hash(token: string): Buffer;
+  kind(token: string): RefreshTokenKind;
+}
 
 /**
- * HMAC-SHA256 under a key derived from JWT_SECRET with HKDF (its own `info`, so the key is used for nothing
- * else). A stolen copy of the table gives neither usable tokens nor a way to test guesses without the secret.
- * argon2 would add nothing here: it slows down guessing of low-entropy passwords, and these tokens are random.
- * Changing JWT_SECRET therefore ends every session, as it already invalidates every access token.
+ * The tokens of a cluster, keyed by JWT_SECRET through HKDF (an `info` of their own for the stored hash and for the
+ * mark, so neither key serves anything else). A stolen copy of the table gives neither usable tokens nor a way to
+ * test guesses without the secret; argon2 would add nothing here: it slows down guessing of low-entropy passwords,
+ * and these tokens are random. Changing JWT_SECRET therefore ends every session, as it already invalidates every
+ * access token.
  */
-export function createRefreshTokenHasher(jwtSecret: string): RefreshTokenHasher {
-  const key = Buffer.from(hkdfSync('sha256', jwtSecret, 'xfchat', 'xfchat refresh token hash v1', 32));
-  return (token) => createHmac('sha256', key).update(token, 'utf8').digest();
+export function createRefreshTokens(jwtSecret: string): RefreshTokens {
+  const key = (info: string) => Buffer.from(hkdfSync('sha256', jwtSecret, 'xfchat', info, 32));
+  const hashKey = key('xfchat refresh token hash v1');
+  const markKey = key('xfchat refresh token mark v1');
+  const mark = (random: Buffer): Buffer =>
+    createHmac('sha256', markKey)
+      .update(random)
+      .digest()
+      .subarray(0, REFRESH_TOKEN_BYTES - RANDOM_BYTES);
+  return {
+    issue() {
+      const random = randomBytes(RANDOM_BYTES);
+      return Buffer.concat([random, mark(random)]).toString('base64url');
+    },
+    hash(token) {
+      return createHmac('sha256', hashKey).update(token, 'utf8').digest();
+    },
+    kind(token) {
+      if (!isRefreshTokenShaped(token)) return 'malformed';
+      const bytes = Buffer.from(token, 'base64url');
+      return timingSafeEqual(bytes.subarray(RANDOM_BYTES), mark(bytes.subarray(0, RANDOM_BYTES)))
+        ? 'marked'
+        : 'unmarked';
+    },
+  };
 }

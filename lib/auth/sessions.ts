@@ -5,12 +5,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { AuthTokens, PublicSession, SessionEndReason } from '../protocol/index.js';
-import {
-  createRefreshTokenHasher,
-  isRefreshTokenShaped,
-  newRefreshToken,
-  type RefreshTokenHasher,
-} from './refreshTokens.js';
+import { createRefreshTokens, type RefreshTokenKind } from './refreshTokens.js';
 import { signAccessToken } from './tokens.js';
 
 /** Longest user agent kept, in code points (the column's CHECK). */
@@ -76,6 +71,11 @@ export interface SessionService {
    * session as a reuse.
    */
   refresh(refreshToken: string, abandoned?: () => boolean): Promise<AuthTokens | undefined>;
+  /**
+   * What a presented refresh token is (lib/auth/refreshTokens.ts): one this cluster issued carries its mark, and a
+   * made-up one does not. No query.
+   */
+  refreshTokenKind(refreshToken: string): RefreshTokenKind;
   /** The user's live sessions, most recently used first; `current` marks `currentSessionId`. */
   list(userId: string, currentSessionId: string): Promise<PublicSession[]>;
   /** Ends one session of the user; false when the user has no such session. */
@@ -111,7 +111,8 @@ interface SessionRow {
 export function createSessionService(deps: SessionDeps): SessionService {
   const { config, knex, notify, clock } = deps;
   const logger = deps.logger.child({ component: 'sessions' });
-  const hash: RefreshTokenHasher = createRefreshTokenHasher(config.auth.jwtSecret);
+  const refreshTokens = createRefreshTokens(config.auth.jwtSecret);
+  const hash = (token: string): Buffer => refreshTokens.hash(token);
   const ttlDays = config.auth.refreshTtlDays;
 
   function tokensFor(
@@ -131,7 +132,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   const service: SessionService = {
     async start(userId, userAgent, passwordHash, db = knex) {
-      const refreshToken = newRefreshToken();
+      const refreshToken = refreshTokens.issue();
       // One statement: the session and its first refresh token exist together or not at all, and only while the
       // password checked is still the user's (a deleted account has none). FOR SHARE waits for a password change
       // or a deletion in progress, then reads the row again. The user's expired sessions go, and the live ones
@@ -172,9 +173,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
     },
 
     async refresh(refreshToken, abandoned = () => false) {
-      if (!isRefreshTokenShaped(refreshToken)) throw new AppError('UNAUTHORIZED');
+      if (refreshTokens.kind(refreshToken) === 'malformed') throw new AppError('UNAUTHORIZED');
       const presented = hash(refreshToken);
-      const next = newRefreshToken();
+      const next = refreshTokens.issue();
       const rotate = (db: Knex) =>
         // One statement, so one atomic step: the presented token is marked used only if it was unused (the
         // conditional UPDATE is the race guard: of two concurrent refreshes with it, the second waits for the
@@ -215,6 +216,10 @@ export function createSessionService(deps: SessionDeps): SessionService {
       if (row) return tokensFor(row.user_id, row.session_id, next);
       await refuseRefresh(presented);
       throw new AppError('UNAUTHORIZED');
+    },
+
+    refreshTokenKind(refreshToken) {
+      return refreshTokens.kind(refreshToken);
     },
 
     async list(userId, currentSessionId) {

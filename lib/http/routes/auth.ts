@@ -109,15 +109,23 @@ export function authRoutes(services: Services): Router {
 
   router.post('/auth/login', countLogin, loginAuthenticator(accounts), login, giveBackUnchecked);
 
-  // Refused refreshes per address, RATE_LIMIT_AUTH_PER_MIN a minute on each node: anyone may post made-up tokens,
-  // two statements each, while a client's own refresh is refused once, when its session has ended.
+  // Refused refreshes, RATE_LIMIT_AUTH_PER_MIN a minute on each node. A token this cluster issued carries its mark
+  // (lib/auth/refreshTokens.ts), which no one can make up: such a token is never refused for its address (users
+  // behind one NAT address are not held by what another sends), only for refusals of that very token (a spent or
+  // expired one sent again and again). Tokens without the mark (made up, or issued before the mark) cost two
+  // statements each: their refusals are counted per address. A token of the wrong shape costs nothing and counts
+  // for nothing.
   const perMinute = services.config.limits.authPerMinute;
   const refusedRefreshes = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
+  const refusedTokens = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
 
   router.post('/auth/refresh', async (req, res) => {
     const { refreshToken } = parse(restSchemas.refresh, req.body);
-    const ip = clientIp(req);
-    const budget = refusedRefreshes.peek(ip);
+    const kind = accounts.sessions.refreshTokenKind(refreshToken);
+    if (kind === 'malformed') throw new AppError('UNAUTHORIZED');
+    const [limiter, key] =
+      kind === 'marked' ? [refusedTokens, refreshToken] : [refusedRefreshes, clientIp(req)];
+    const budget = limiter.peek(key);
     if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
     // A client that goes away mid-request (a page reloaded during its refresh) would never get the new pair and
     // keep only the spent token: its rotation is rolled back instead (SessionService.refresh).
@@ -129,7 +137,7 @@ export function authRoutes(services: Services): Router {
     try {
       tokens = await accounts.sessions.refresh(refreshToken, () => gone);
     } catch (err) {
-      if (err instanceof AppError && err.code === 'UNAUTHORIZED') refusedRefreshes.take(ip);
+      if (err instanceof AppError && err.code === 'UNAUTHORIZED') limiter.take(key);
       throw err;
     }
     if (tokens !== undefined) res.json(tokensOf(tokens));
