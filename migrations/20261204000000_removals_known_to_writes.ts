@@ -84,7 +84,7 @@ export const SEND_ONE_ANSWERING_REMOVALS = rewrite(SEND_ONE_CHECKING_SESSION, [
   ],
 ]);
 
-const WRITE_SIGNATURE = `xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[], bigint[],
+export const WRITE_SIGNATURE = `xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[], bigint[],
   text[], text, text, boolean, uuid[], uuid[])`;
 const SEND_ONE_SIGNATURE = 'xfchat_send_one(uuid, uuid, text, text, bigint, boolean, uuid)';
 

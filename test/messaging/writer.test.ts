@@ -122,6 +122,18 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
 
   const state = (id: string) => seqState(db.knex, id);
 
+  /** A writer of one transaction at a time that announces in the commit (MESSAGE_ANNOUNCE=commit). */
+  function announcingInCommit(): GroupCommitWriter {
+    const w = createGroupCommitWriter({
+      connections: db.connections,
+      logger,
+      maxConcurrency: 1,
+      announce: () => Promise.resolve({ node: 'test-node', inCommit: true }),
+    });
+    writers.push(w);
+    return w;
+  }
+
   /** A connection LISTENing to the announcements channel, and the payloads it heard. */
   async function listenToAnnouncements(): Promise<{ listener: pg.Client; heard: string[] }> {
     const listener = new pg.Client({ connectionString: databaseUrl });
@@ -388,13 +400,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     try {
       const small = await Promise.all(Array.from({ length: 12 }, () => conversation()));
       const long = await conversation();
-      const w = createGroupCommitWriter({
-        connections: db.connections,
-        logger,
-        maxConcurrency: 1,
-        announce: () => Promise.resolve({ node: 'test-node', inCommit: true }),
-      });
-      writers.push(w);
+      const w = announcingInCommit();
       // Held, so every batch below queues and all go into the one transaction after it.
       const lock = await db.knex.transaction();
       await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [long]);
@@ -442,6 +448,31 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       }
       expect(announcements.flatMap((a) => a.r ?? [])).to.deep.equal([[long, 2, 3]]);
       expect(announcements.every((a) => a.n === 'test-node')).to.equal(true);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('announces in the commit by range exactly the conversations whose messages do not go whole (their JSON)', async () => {
+    const { listener, heard } = await listenToAnnouncements();
+    try {
+      const escaped = await conversation();
+      const fits = await conversation();
+      const w = announcingInCommit();
+      const send = (conversationId: string, body: string) =>
+        w.write({
+          conversationId,
+          commands: [{ kind: 'send', senderId: alice, clientMsgId: 'c1', body, replyToSeq: null }],
+        });
+      // 1701 bytes of body, over 3400 as JSON (each quote escaped): too big to go whole, so by its range.
+      expect(ok((await send(escaped, `x${'"'.repeat(1700)}`))[0]).message.seq).to.equal(1);
+      // 3100 bytes that JSON leaves as they are: whole, and only whole.
+      expect(ok((await send(fits, 'y'.repeat(3100)))[0]).message.seq).to.equal(1);
+      await waitFor(() => heard.length >= 2, { what: 'an announcement of each commit' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const announcements = heard.map((p) => JSON.parse(p) as { m?: unknown[][]; r?: unknown[][] });
+      expect(announcements.flatMap((a) => a.r ?? [])).to.deep.equal([[escaped, 1, 1]]);
+      expect(announcements.flatMap((a) => a.m ?? []).map((m) => m[0])).to.deep.equal([fits]);
     } finally {
       await listener.end();
     }
