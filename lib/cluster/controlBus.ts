@@ -205,13 +205,24 @@ export async function createControlBus(
       .close()
       .catch((err: unknown) => logger.debug({ err }, 'closing a late control bus connection failed'));
   });
+  /**
+   * Runs a handler of what the bus heard. One that throws (a defect) is logged: thrown here, it would escape into
+   * the LISTEN connection's event handling and end the process, every socket of the node with it.
+   */
+  function heard(channel: string, run: () => void): void {
+    try {
+      run();
+    } catch (err) {
+      logger.error({ err, channel }, 'control bus: a handler of a notification failed');
+    }
+  }
   subscriber.notifications.on(CHANNEL, (payload: unknown) => {
     if (!isControlEvent(payload)) {
       logger.warn({ payload }, 'control bus: ignoring an unknown event');
       return;
     }
     const { origin: from, ...event } = payload;
-    for (const handler of handlers) handler(event, from === origin);
+    for (const handler of handlers) heard(CHANNEL, () => handler(event, from === origin));
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
@@ -233,7 +244,7 @@ export async function createControlBus(
       return () => handlers.delete(handler);
     },
     async listen(channel, handler) {
-      subscriber.notifications.on(channel, handler);
+      subscriber.notifications.on(channel, (payload: unknown) => heard(channel, () => handler(payload)));
       await subscriber.listenTo(channel);
     },
     notify(channel, payload) {

@@ -508,7 +508,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
 
   function track(conversationId: string, loading: Promise<Delivery>): void {
     const done = loading.then(
-      (delivery) => hand(conversationId, delivery),
+      (delivery) => {
+        try {
+          hand(conversationId, delivery);
+        } catch (err) {
+          // A defect, not an outage: logged every time. Thrown, it would reject `done`, which nothing awaits, and
+          // end the process.
+          logger.error({ err, conversationId }, 'delivering announced messages failed');
+        }
+      },
       // The messages are committed; a subscriber here fills the gap with afterSeq at its next message.
       (err: unknown) => logFailure(err, 'reading announced messages', { conversationId }),
     );

@@ -5,6 +5,7 @@ import { createControlBus, type ControlBus } from '../../lib/cluster/controlBus.
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
+import { captureLogs } from '../helpers/logCapture.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -77,6 +78,41 @@ describe('cluster/controlBus: notifications between nodes (PostgreSQL)', () => {
     }
     return statements;
   };
+
+  it('logs a handler that throws, and goes on: neither the LISTEN connection nor the process ends with it', async () => {
+    const logs = captureLogs('info');
+    const bus = await createControlBus(
+      loadDatabaseConfig({ DATABASE_URL: url }),
+      db.connections,
+      logs.logger,
+    );
+    buses.push(bus);
+    const from = await open();
+    const channel = `test_${randomUUID().replaceAll('-', '')}`;
+    const heard: number[] = [];
+    await bus.listen(channel, (payload) => {
+      const i = index(payload);
+      heard.push(i);
+      if (i === 1) throw new Error('a defect in a handler');
+    });
+    const events: boolean[] = [];
+    bus.subscribe(() => {
+      events.push(true);
+      throw new Error('a defect in a subscriber');
+    });
+    await from.notify(channel, { i: 1 });
+    await from.publish({ type: 'membership.changed', conversationId: randomUUID(), userId: randomUUID() });
+    await from.notify(channel, { i: 2 });
+    await waitFor(() => heard.length === 2 && events.length === 1, { what: 'both notices and the event' });
+    expect(heard).to.deep.equal([1, 2]);
+    const failures = logs
+      .entries()
+      .filter((l) => l.msg === 'control bus: a handler of a notification failed');
+    expect(failures.map((l) => [l.level, (l.err as { message: string }).message])).to.deep.equal([
+      [50, 'a defect in a handler'],
+      [50, 'a defect in a subscriber'],
+    ]);
+  });
 
   it('sends with parameters, never with the payload in the statement text (pg_stat_statements keeps one entry)', async () => {
     const { from, channel, heard } = await pair(asIs);

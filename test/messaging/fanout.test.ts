@@ -70,6 +70,8 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     beatMs?: number;
     /** Whether the notice `payload` fails (as when the connection is lost). */
     failNotify?: (payload: unknown) => boolean;
+    /** Delivering new messages to this node's subscribers throws (a defect). */
+    deliveryThrows?: boolean;
     /** The node count fails (a test of the log). */
     failNodeCount?: () => boolean;
     logger?: Logger;
@@ -112,6 +114,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       notify: {
         hasSubscribersHere: () => true,
         messagesCommitted: (messages, except) => {
+          if (options.deliveryThrows === true) throw new Error('a defect in delivering');
           state.delivered.push(...messages.map((m) => m.seq));
           state.created.push(...messages.map((m): [number, number] => [m.seq, m.version]));
           notePassedOver(messages, except);
@@ -159,6 +162,22 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     // The second catch-up, a moment later, finds nothing new either.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(state.delivered).to.deep.equal(missed.map((m) => m.seq));
+  });
+
+  it('logs a delivery that throws after a read, and goes on: nothing rejects unhandled', async () => {
+    const logs = captureLogs('info');
+    const given = await sendUnannounced('seen-before');
+    const { fanout, announce } = await startFanout({ nodes: 2, deliveryThrows: true, logger: logs.logger });
+    fanout.seen(conversationId, given.at(-1)!.seq, given.at(-1)!.version);
+    await sendUnannounced('read, then delivered');
+    announce({ n: 'the-other-node', c: 1 });
+    await waitFor(() => logs.entries().some((l) => l.msg === 'delivering announced messages failed'), {
+      what: 'the failed delivery logged',
+    });
+    const line = logs.entries().find((l) => l.msg === 'delivering announced messages failed');
+    expect(line).to.include({ level: 50, conversationId });
+    // A turn for a rejection nothing handles to surface (mocha fails the test on one).
+    await new Promise((resolve) => setTimeout(resolve, 50));
   });
 
   it('catches up when another node says it committed unannounced, though this node’s count never changed', async () => {
