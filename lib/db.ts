@@ -116,21 +116,15 @@ function finished(
 
 /** Wires query logging: every statement at debug, slow ones at warn. Values are never logged. */
 function attachQueryLogging(knex: Knex, observer: QueryObserver): void {
-  const started = new Map<string, number>();
+  // The stall watch's record of each query in flight (by Knex's query uid) also times it for the slow-query log.
   knex.on('query', (q: { __knexQueryUid?: string; sql: string }) => {
-    if (q.__knexQueryUid) {
-      started.set(q.__knexQueryUid, performance.now());
-      observer.watch.begin(q.__knexQueryUid);
-    }
+    if (q.__knexQueryUid) observer.watch.begin(q.__knexQueryUid);
     observer.logger.debug({ sql: q.sql }, 'query');
   });
   const finish = (q: { __knexQueryUid?: string; sql: string }, failed: boolean, answered: boolean) => {
     if (!q.__knexQueryUid) return;
-    observer.watch.end(q.__knexQueryUid, answered);
-    const t0 = started.get(q.__knexQueryUid);
-    started.delete(q.__knexQueryUid);
-    if (t0 === undefined) return;
-    finished(observer, performance.now() - t0, failed, { sql: q.sql });
+    const ms = observer.watch.end(q.__knexQueryUid, answered);
+    if (ms !== undefined) finished(observer, ms, failed, { sql: q.sql });
   };
   knex.on('query-response', (_r: unknown, q: { __knexQueryUid?: string; sql: string }) =>
     finish(q, false, true),
@@ -426,21 +420,18 @@ function knexConnections(knex: Knex, observer: QueryObserver): PoolConnections {
         async query<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
           const name = statement.name ?? 'unnamed';
           observer.logger.debug({ statement: name }, 'query');
-          const started = performance.now();
-          // The statement's config names it for the stall watch: callers build one per call (writer, control bus).
+          // The statement's config names it for the stall watch, which also times it: callers build one per call
+          // (writer, control bus).
           observer.watch.begin(statement);
-          let failed = false;
           try {
             const result = await client.query<R>(statement);
-            observer.watch.end(statement, true);
+            finished(observer, observer.watch.end(statement, true) ?? 0, false, { statement: name });
             return result;
           } catch (err) {
-            failed = true;
-            observer.watch.end(statement, answeredByServer(err));
+            const ms = observer.watch.end(statement, answeredByServer(err)) ?? 0;
             observer.hooks.onQueryError?.(err);
+            finished(observer, ms, true, { statement: name });
             throw err;
-          } finally {
-            finished(observer, performance.now() - started, failed, { statement: name });
           }
         },
       };

@@ -41,7 +41,7 @@ export class StallWatch {
   private readonly now: () => number;
 
   constructor(private readonly options: StallWatchOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => performance.now());
     this.lastAnswerAt = this.now();
   }
 
@@ -67,10 +67,16 @@ export class StallWatch {
     this.inFlight.set(key, this.now());
   }
 
-  /** The statement settled: `answered` when PostgreSQL sent its result or an error of its own. Once per begin. */
-  end(key: StatementKey, answered: boolean): void {
-    if (!this.inFlight.delete(key)) return;
+  /**
+   * The statement settled: `answered` when PostgreSQL sent its result or an error of its own. Once per begin.
+   * Returns how long it was in flight, in ms (the slow-query log's duration), or undefined for a key not in flight.
+   */
+  end(key: StatementKey, answered: boolean): number | undefined {
+    const startedAt = this.inFlight.get(key);
+    if (startedAt === undefined) return undefined;
+    this.inFlight.delete(key);
     if (answered) this.answered();
+    return this.now() - startedAt;
   }
 
   /** PostgreSQL answered something on the pool (a result, an error of its own, a ping). */

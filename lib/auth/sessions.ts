@@ -112,7 +112,6 @@ export function createSessionService(deps: SessionDeps): SessionService {
   const { config, knex, notify, clock } = deps;
   const logger = deps.logger.child({ component: 'sessions' });
   const refreshTokens = createRefreshTokens(config.auth.jwtSecret);
-  const hash = (token: string): Buffer => refreshTokens.hash(token);
   const ttlDays = config.auth.refreshTtlDays;
 
   function tokensFor(
@@ -164,7 +163,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
           userId,
           ttlDays,
           MAX_SESSIONS_PER_USER - 1,
-          hash(refreshToken),
+          refreshTokens.hash(refreshToken),
         ],
       );
       const row = result.rows[0];
@@ -174,7 +173,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
     async refresh(refreshToken, abandoned = () => false) {
       if (refreshTokens.kind(refreshToken) === 'malformed') throw new AppError('UNAUTHORIZED');
-      const presented = hash(refreshToken);
+      const presented = refreshTokens.hash(refreshToken);
       const next = refreshTokens.issue();
       const rotate = (db: Knex) =>
         // One statement, so one atomic step: the presented token is marked used only if it was unused (the
@@ -199,7 +198,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
              WHERE p.session_id = c.session_id AND p.used_at < now() - make_interval(days => ?)
            )
            SELECT t.id AS session_id, t.user_id FROM touched AS t JOIN issued AS i ON i.session_id = t.id`,
-          [presented, ttlDays, hash(next), ttlDays],
+          [presented, ttlDays, refreshTokens.hash(next), ttlDays],
         );
       let rotated;
       try {

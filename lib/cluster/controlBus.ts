@@ -206,15 +206,11 @@ export async function createControlBus(
       .catch((err: unknown) => logger.debug({ err }, 'closing a late control bus connection failed'));
   });
   /**
-   * Runs a handler of what the bus heard. One that throws (a defect) is logged: thrown here, it would escape into
-   * the LISTEN connection's event handling and end the process, every socket of the node with it.
+   * A handler of what the bus heard threw (a defect): logged. Thrown on, it would escape into the LISTEN
+   * connection's event handling and end the process, every socket of the node with it.
    */
-  function heard(channel: string, run: () => void): void {
-    try {
-      run();
-    } catch (err) {
-      logger.error({ err, channel }, 'control bus: a handler of a notification failed');
-    }
+  function handlerFailed(err: unknown, channel: string): void {
+    logger.error({ err, channel }, 'control bus: a handler of a notification failed');
   }
   subscriber.notifications.on(CHANNEL, (payload: unknown) => {
     if (!isControlEvent(payload)) {
@@ -222,7 +218,13 @@ export async function createControlBus(
       return;
     }
     const { origin: from, ...event } = payload;
-    for (const handler of handlers) heard(CHANNEL, () => handler(event, from === origin));
+    for (const handler of handlers) {
+      try {
+        handler(event, from === origin);
+      } catch (err) {
+        handlerFailed(err, CHANNEL);
+      }
+    }
   });
   await subscriber.connect();
   await subscriber.listenTo(CHANNEL);
@@ -244,7 +246,13 @@ export async function createControlBus(
       return () => handlers.delete(handler);
     },
     async listen(channel, handler) {
-      subscriber.notifications.on(channel, (payload: unknown) => heard(channel, () => handler(payload)));
+      subscriber.notifications.on(channel, (payload: unknown) => {
+        try {
+          handler(payload);
+        } catch (err) {
+          handlerFailed(err, channel);
+        }
+      });
       await subscriber.listenTo(channel);
     },
     notify(channel, payload) {
