@@ -163,8 +163,11 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       }
       const id = await knex.transaction(async (trx) => {
         // Checked with the members' rows share-locked: an unfriending, a block or an account deletion racing this
-        // committed before (and is seen) or waits until the group exists (and removes the member then).
-        await shareLockUsers(trx, others);
+        // committed before (and is seen) or waits until the group exists (and removes the member then). The
+        // creator's row too: a deletion of the creator's own account either came first (refused here) or waits
+        // for the group and then leaves it with the rest.
+        const live = await shareLockUsers(trx, [me, ...others]);
+        if (!live.has(me)) throw new AppError('UNAUTHORIZED');
         const strangers = await nonFriendsOf(trx, me, others);
         if (strangers.length > 0) throw new AppError('NOT_FRIENDS', { details: { userIds: strangers } });
         const conversation = await Conversation.query(trx).insert({ type: 'group', title, createdBy: me });

@@ -37,12 +37,18 @@ export async function isBlockedEitherWay(knex: Knex, a: string, b: string): Prom
  * the fixed order rules out deadlocks. NO KEY UPDATE does not block foreign-key checks of other writers (a new
  * message referencing the user), only other lockers of the same users.
  *
- * Returns the locked users by id; a missing one (deleted meanwhile) is absent.
+ * Returns the locked users by id; a missing one is absent, and so is a deleted account (its row stays for the
+ * history's senders): PostgreSQL checks `deleted_at` again on the row version it locks, so an account deletion that
+ * commits while this waits for its row is seen, and no request or block is written against the deleted account.
  */
 export async function lockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<Map<string, User>> {
   const locked = new Map<string, User>();
   for (const id of [...new Set(ids)].sort()) {
-    const user = await User.query(trx).modify('public').findById(id).forNoKeyUpdate();
+    const user = await User.query(trx)
+      .modify('public')
+      .findById(id)
+      .whereNull('users.deleted_at')
+      .forNoKeyUpdate();
     if (user) locked.set(id, user);
   }
   return locked;
@@ -54,10 +60,17 @@ export async function lockUsers(trx: Knex.Transaction, ids: readonly string[]): 
  * change under {@link lockUsers} (unfriend, block) or the account deletion's row lock, which conflict with this
  * one: such a change either committed before, and the check sees it, or waits until this transaction ends. Share
  * locks do not conflict with each other, so two groups made with the same people do not wait for each other.
+ *
+ * Returns the ids of the accounts that exist and are not deleted, checked on the row versions locked (so after
+ * any deletion this waited for).
  */
-export async function shareLockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await trx.raw('SELECT id FROM users WHERE id = ANY(?::uuid[]) ORDER BY id FOR SHARE', [[...new Set(ids)]]);
+export async function shareLockUsers(trx: Knex.Transaction, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { rows } = await trx.raw<{ rows: Array<{ id: string }> }>(
+    'SELECT id FROM users WHERE id = ANY(?::uuid[]) AND deleted_at IS NULL ORDER BY id FOR SHARE',
+    [[...new Set(ids)]],
+  );
+  return new Set(rows.map((row) => row.id));
 }
 
 /** lockUsers for the caller and another user: UNAUTHORIZED if the caller is gone, `missing` if the other is. */

@@ -1,0 +1,169 @@
+import { expect } from 'chai';
+import type {
+  AuthResponse,
+  PublicConversation,
+  PublicFriendRequest,
+  PublicUser,
+} from '../lib/protocol/index.js';
+import { newUser } from './helpers/chat.js';
+import { expectError } from './helpers/errors.js';
+import { useNode } from './helpers/nodes.js';
+import { request } from './helpers/http.js';
+import { CLUSTER_LIMITS_TABLE } from '../lib/clusterLimits.js';
+import { adminQuery } from './helpers/postgres.js';
+import { insertFriendship, uniqueUsername } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+const PASSWORD = 'correct horse battery';
+
+/**
+ * DELETE /users/me against what the account's row lock orders: "friendships, requests and blocks go" and "the user
+ * leaves every group" must hold for a request, a block or a group that reaches the database around the deletion,
+ * not only for those made before it. A deleted account's row stays (history keeps its sender), so every such
+ * writer must look at `deleted_at` on the row version it locks.
+ */
+describe('account deletion racing requests, blocks and groups', function () {
+  // The creation budget's counter row is where test 4 holds a request after its session check.
+  const node = useNode({ env: { RATE_LIMIT_CONVERSATIONS_PER_MIN: '100' } });
+  const { server } = node;
+
+  async function signup(): Promise<{ id: string; token: string; username: string }> {
+    const username = uniqueUsername('Del');
+    const res = await request<AuthResponse>(server.url, 'POST', '/auth/signup', {
+      body: { username, password: PASSWORD },
+    });
+    expect(res.status).to.equal(201);
+    return { id: res.body.user.id, token: res.body.token, username };
+  }
+
+  /** How many of this test database's backends wait for a lock. */
+  async function lockWaiters(): Promise<number> {
+    const database = new URL(node.databaseUrl).pathname.slice(1);
+    const { rows } = await adminQuery(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
+      [database],
+    );
+    return (rows[0] as { n: number }).n;
+  }
+
+  const deleteAccount = (token: string) =>
+    request(server.url, 'DELETE', '/users/me', { token, body: { password: PASSWORD } });
+
+  it('a friend request that waited for the addressee’s deletion is USER_NOT_FOUND and leaves no request', async () => {
+    const { knex } = server.services.db;
+    const alice = await newUser(server);
+    const target = await signup();
+
+    // Holds the target's row, so the deletion queues on it first and the request (which has already found the
+    // target by username) second; then lets both go.
+    const holder = await knex.transaction();
+    try {
+      await holder.raw('SELECT id FROM users WHERE id = ? FOR SHARE', [target.id]);
+      const deletion = deleteAccount(target.token);
+      await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the deletion to wait for the row' });
+      const sent = request<{ request: PublicFriendRequest }>(server.url, 'POST', '/friends/requests', {
+        token: alice.token,
+        body: { username: target.username },
+      });
+      await waitFor(async () => (await lockWaiters()) >= 2, { what: 'the request to wait for the row' });
+      await holder.commit();
+      expect((await deletion).status).to.equal(204);
+      expectError(await sent, 404, 'USER_NOT_FOUND');
+    } finally {
+      if (!holder.isCompleted()) await holder.rollback();
+    }
+    expect(await knex('friend_requests').where('to_user_id', target.id)).to.deep.equal([]);
+    const outgoing = await request<{ requests: PublicFriendRequest[] }>(
+      server.url,
+      'GET',
+      '/friends/requests?direction=outgoing',
+      { token: alice.token },
+    );
+    expect(outgoing.body.requests).to.deep.equal([]);
+  });
+
+  it('blocking a deleted account is USER_NOT_FOUND, and GET /blocks does not list it', async () => {
+    const alice = await newUser(server);
+    const target = await signup();
+    expect((await deleteAccount(target.token)).status).to.equal(204);
+    expectError(
+      await request(server.url, 'POST', '/blocks', { token: alice.token, body: { userId: target.id } }),
+      404,
+      'USER_NOT_FOUND',
+    );
+    const list = await request<{ blocked: PublicUser[] }>(server.url, 'GET', '/blocks', {
+      token: alice.token,
+    });
+    expect(list.body.blocked).to.deep.equal([]);
+  });
+
+  it('a group its creator is making while deleting the account does not outlive the account', async () => {
+    const { knex } = server.services.db;
+    const doomed = await signup();
+    const friend = await newUser(server);
+    await insertFriendship(knex, doomed.id, friend.id);
+
+    // Holds the group's insert back (as a busy database would), after its checks of the participants.
+    const slow = await knex.transaction();
+    let created;
+    try {
+      await slow.raw('LOCK TABLE conversations IN SHARE MODE');
+      const creating = request<{ conversation: PublicConversation }>(server.url, 'POST', '/conversations', {
+        token: doomed.token,
+        body: { type: 'group', title: 'made while deleting', participantIds: [friend.id] },
+      });
+      await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the group to wait for its insert' });
+      const deletion = deleteAccount(doomed.token);
+      // The deletion waits for the group (the creator's row is share-locked by it).
+      await waitFor(async () => (await lockWaiters()) >= 2, { what: 'the deletion to wait for the group' });
+      await slow.commit();
+      expect((await deletion).status).to.equal(204);
+      created = await creating;
+    } finally {
+      if (!slow.isCompleted()) await slow.rollback();
+    }
+    expect(created.status, created.text).to.equal(201);
+    const memberships = await knex('conversation_participants').where('user_id', doomed.id);
+    expect(memberships).to.deep.equal([]);
+    const friendsView = await request<{ conversations: PublicConversation[] }>(
+      server.url,
+      'GET',
+      '/conversations',
+      {
+        token: friend.token,
+      },
+    );
+    const group = friendsView.body.conversations.find((c) => c.id === created.body.conversation.id);
+    expect(group?.participants.map((p) => [p.userId, p.role])).to.deep.equal([[friend.id, 'owner']]);
+  });
+
+  it('a group whose creator’s deletion committed after the request’s session check is refused UNAUTHORIZED', async () => {
+    const { knex } = server.services.db;
+    const friend = await newUser(server);
+    for (const participantIds of [[], [friend.id]]) {
+      const doomed = await signup();
+      await insertFriendship(knex, doomed.id, friend.id);
+      // Holds the request at its creation budget, after its session check and before its transaction, while the
+      // whole deletion (both of its looks at the groups included) runs.
+      const counter = `conversation_writes:${doomed.id}`;
+      await knex(CLUSTER_LIMITS_TABLE).insert({ key: counter, points: 0, expire: Date.now() + 60_000 });
+      const holder = await knex.transaction();
+      let created;
+      try {
+        await holder(CLUSTER_LIMITS_TABLE).where('key', counter).forUpdate();
+        const creating = request(server.url, 'POST', '/conversations', {
+          token: doomed.token,
+          body: { type: 'group', title: 'after the end', participantIds },
+        });
+        await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the request to wait at its budget' });
+        expect((await deleteAccount(doomed.token)).status).to.equal(204);
+        await holder.commit();
+        created = await creating;
+      } finally {
+        if (!holder.isCompleted()) await holder.rollback();
+      }
+      expectError(created, 401, 'UNAUTHORIZED');
+      expect(await knex('conversation_participants').where('user_id', doomed.id)).to.deep.equal([]);
+    }
+  });
+});
