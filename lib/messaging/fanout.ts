@@ -59,6 +59,14 @@ export interface Fanout {
    */
   seen(conversationId: string, seq: number, version: number, reader?: PageReader): void;
   /**
+   * A subscriber's page of the conversation is about to be read (its socket is in the room already): until it
+   * is {@link seen} or {@link pageNotRead}, a conversation not followed yet does not start its marks from anything
+   * newer than that page.
+   */
+  readingPage(conversationId: string): void;
+  /** The page announced by {@link readingPage} was not read (the read failed). */
+  pageNotRead(conversationId: string): void;
+  /**
    * This node's own commit in one conversation, about to be delivered here: answers what this node's subscribers
    * were not given yet (a catch-up may have read it first), and how to deliver it, and notes it as given.
    */
@@ -201,6 +209,17 @@ const NOTHING: Fresh = { created: [], changed: [] };
 const asKind = (kind: 'new' | 'updated', messages: readonly PublicMessage[]): Fresh =>
   kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: messages };
 
+/** The runs of seqs a subscriber's page gave, as of its snapshot `version`. */
+function runsOf(reader: PageReader, version: number): PageRun[] {
+  const runs: PageRun[] = [];
+  for (const m of reader.messages) {
+    const run = runs.at(-1);
+    if (run !== undefined && run.last + 1 === m.seq) run.last = m.seq;
+    else runs.push({ first: m.seq, last: m.seq, version });
+  }
+  return runs;
+}
+
 /** Past this many conversations tracked, those without subscribers here are forgotten. */
 const MAX_TRACKED = 10_000;
 
@@ -236,6 +255,19 @@ interface Delivery {
   endsCatchUp?: boolean;
 }
 
+/**
+ * A conversation not followed yet whose subscribers' pages are being read: the marks start when the last of them
+ * is in, from the oldest (a page read from an older snapshot but answered later must not find the marks past it,
+ * or the states between the two snapshots would count as given to it). What reaches the room meanwhile is noted,
+ * to be counted as given then.
+ */
+interface Starting {
+  /** Pages still being read. */
+  reading: number;
+  pages: Array<{ seq: number; version: number; reader: PageReader }>;
+  delivered: Array<{ kind: 'new' | 'updated'; seq: number; version: number; read: boolean }>;
+}
+
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
 const MAX_UNSETTLED = 256;
 
@@ -248,6 +280,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const given = new Map<string, Given>();
   /** Per conversation, per subscriber (socket id), what its page gave beyond the conversation's marks. */
   const pages = new Map<string, Pages>();
+  /** Per conversation with subscribers' pages being read while it is not followed yet (see {@link Starting}). */
+  const starting = new Map<string, Starting>();
   /** The runs all of them hold. */
   let keptRuns = 0;
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
@@ -310,12 +344,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * the page's runs of seqs, as of its snapshot `version`, unless the marks cover them already.
    */
   function keepPage(conversationId: string, marks: Given, reader: PageReader, version: number): void {
-    const runs: PageRun[] = [];
-    for (const m of reader.messages) {
-      const run = runs.at(-1);
-      if (run !== undefined && run.last + 1 === m.seq) run.last = m.seq;
-      else runs.push({ first: m.seq, last: m.seq, version });
-    }
+    const runs = runsOf(reader, version);
     // A first state reaches the room while its seq is not given; an older change while its version is not.
     const ahead = version > marks.version ? runs : runs.filter((r) => r.last > marks.seq);
     if (ahead.length === 0 || keptRuns + ahead.length > MAX_KEPT_RUNS) return;
@@ -415,6 +444,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       forget(conversationId);
       return asKind(kind, messages);
     }
+    const start = given.has(conversationId) ? undefined : starting.get(conversationId);
+    if (start !== undefined) return deliverWhileStarting(start, kind, messages, read);
     // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
     const marks =
       kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
@@ -453,6 +484,55 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     const except = readersGiven(kept.readers, [created, changed]);
     settlePages(conversationId, marks, kept);
     return except === undefined ? { created, changed } : { created, changed, except };
+  }
+
+  /**
+   * Delivers to the whole room while its marks wait for pages being read, but not to the subscribers whose page
+   * (in already) gave the state; notes what went out, to count it as given when the marks start.
+   */
+  function deliverWhileStarting(
+    start: Starting,
+    kind: Delivery['kind'],
+    messages: readonly PublicMessage[],
+    read: boolean,
+  ): Fresh {
+    let except: Map<PublicMessage, string[]> | undefined;
+    const pageRuns = start.pages.map((page) => ({
+      id: page.reader.id,
+      runs: runsOf(page.reader, page.version),
+    }));
+    for (const m of messages) {
+      start.delivered.push({ kind, seq: m.seq, version: m.version, read });
+      const readers = pageRuns.filter((page) => covers(page.runs, m.seq, m.version)).map((page) => page.id);
+      if (readers.length === 0) continue;
+      except ??= new Map();
+      except.set(m, readers);
+    }
+    const fresh = asKind(kind, messages);
+    return except === undefined ? fresh : { ...fresh, except };
+  }
+
+  /** The last page being read is in (or failed): the marks start from the oldest page, with what went out since. */
+  function startMarks(conversationId: string, start: Starting): void {
+    starting.delete(conversationId);
+    if (start.pages.length === 0 || given.has(conversationId)) return;
+    if (given.size >= MAX_TRACKED) prune();
+    const marks = new Given(
+      Math.min(...start.pages.map((page) => page.seq)),
+      Math.min(...start.pages.map((page) => page.version)),
+    );
+    given.set(conversationId, marks);
+    for (const d of start.delivered) {
+      if (d.kind === 'new' && !marks.hasSeq(d.seq)) {
+        marks.giveMessage(d.seq, d.version);
+        if (d.read) marks.giveVersion(d.version, d.seq);
+      } else {
+        marks.giveVersion(d.version, d.seq);
+      }
+    }
+    for (const page of start.pages) keepPage(conversationId, marks, page.reader, page.version);
+    settlePages(conversationId, marks);
+    noteHoles(conversationId, marks);
   }
 
   /**
@@ -727,16 +807,37 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   return {
     node,
     seen(conversationId, seq, version, reader) {
+      const start = starting.get(conversationId);
+      if (start !== undefined && reader !== undefined) start.reading -= 1;
       // Only a conversation not followed yet starts from a page: raising the marks of one followed already
       // would pass over what its earlier subscribers still lack, and leave out what they are about to get. Its
       // reader's page is kept instead, until the marks pass it.
       const marks = given.get(conversationId);
       if (marks !== undefined) {
         if (reader !== undefined) keepPage(conversationId, marks, reader, version);
+        if (start !== undefined && start.reading === 0) starting.delete(conversationId);
+        return;
+      }
+      if (start !== undefined) {
+        // Another read (a REST page, newer or not) says nothing of what the pages being read gave.
+        if (reader === undefined) return;
+        start.pages.push({ seq, version, reader });
+        if (start.reading === 0) startMarks(conversationId, start);
         return;
       }
       if (given.size >= MAX_TRACKED) prune();
       given.set(conversationId, new Given(seq, version));
+    },
+    readingPage(conversationId) {
+      const start = starting.get(conversationId);
+      if (start !== undefined) start.reading += 1;
+      else starting.set(conversationId, { reading: 1, pages: [], delivered: [] });
+    },
+    pageNotRead(conversationId) {
+      const start = starting.get(conversationId);
+      if (start === undefined) return;
+      start.reading -= 1;
+      if (start.reading === 0) startMarks(conversationId, start);
     },
     delivered: accept,
     catchUp,

@@ -208,6 +208,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         page.version,
         reader === undefined ? undefined : { id: reader, messages: page.messages },
       ),
+    onPageReading: (conversationId) => fanout.readingPage(conversationId),
+    onPageNotRead: (conversationId) => fanout.pageNotRead(conversationId),
   });
 
   /**

@@ -90,6 +90,12 @@ export interface MessageServiceDeps {
    */
   onPageRead?: (conversationId: string, page: HistoryPage, reader: string | undefined) => void;
   /**
+   * A subscriber's page (`reader` given to history()) is about to be read. Every `onPageReading` is followed by
+   * one `onPageRead` or, when the read failed, one `onPageNotRead`.
+   */
+  onPageReading?: (conversationId: string) => void;
+  onPageNotRead?: (conversationId: string) => void;
+  /**
    * Told of every send or change refused before it reached the conversation's actor (RATE_LIMITED,
    * NOT_FOUND, OVERLOADED while draining, DB_UNAVAILABLE from the membership check...), with the error its
    * caller gets. A mailbox's own refusal (OVERLOADED when full) is the actor's to report.
@@ -229,9 +235,16 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // Within the user's read budget, checked first: probing ids costs budget too.
       return reads.run(userId, async () => {
         await membership.assert(conversationId, userId);
-        const page = await forgetIfRemoved(conversationId, () =>
-          readHistory(knex, conversationId, userId, window),
-        );
+        if (reader !== undefined) deps.onPageReading?.(conversationId);
+        let page: HistoryPage;
+        try {
+          page = await forgetIfRemoved(conversationId, () =>
+            readHistory(knex, conversationId, userId, window),
+          );
+        } catch (err) {
+          if (reader !== undefined) deps.onPageNotRead?.(conversationId);
+          throw err;
+        }
         deps.onPageRead?.(conversationId, page, reader);
         return page;
       });

@@ -345,6 +345,57 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fresh.delivered('new', conversationId, [after!])).to.deep.equal(asNew(after!));
   });
 
+  describe('a conversation whose subscribers’ pages are being read', function () {
+    /** The first message, then an edit of it committed after a subscriber's page read it (on another node). */
+    async function editedAfterThePage() {
+      const [first] = await sendUnannounced('first');
+      const { fanout } = await startFanout({ nodes: 2 });
+      fanout.readingPage(conversationId);
+      const [edited] = await commitUnannounced([
+        { kind: 'edit', userId: alice, seq: first!.seq, body: 'edited' },
+      ]);
+      return { fanout, first: first!, edited: edited! };
+    }
+
+    it('does not start its marks from a REST read newer than the page', async () => {
+      const { fanout, first, edited } = await editedAfterThePage();
+      fanout.seen(conversationId, edited.seq, edited.version);
+      fanout.seen(conversationId, first.seq, first.version, { id: 'bob', messages: [first] });
+      expect(fanout.delivered('updated', conversationId, [edited]), 'the edit, to bob').to.deep.equal(
+        asChange(edited),
+      );
+    });
+
+    it('starts its marks from the oldest of two pages, and leaves the newer page’s reader out', async () => {
+      const { fanout, first, edited } = await editedAfterThePage();
+      fanout.readingPage(conversationId);
+      fanout.seen(conversationId, edited.seq, edited.version, { id: 'carol', messages: [edited] });
+      fanout.seen(conversationId, first.seq, first.version, { id: 'bob', messages: [first] });
+      expect(fanout.delivered('updated', conversationId, [edited])).to.deep.equal({
+        ...asChange(edited),
+        except: new Map([[edited, ['carol']]]),
+      });
+    });
+
+    it('delivers its own commits meanwhile to everyone, and counts them as given once the marks start', async () => {
+      const { fanout, first, edited } = await editedAfterThePage();
+      const [sent] = await sendUnannounced('sent here meanwhile');
+      expect(fanout.delivered('new', conversationId, [sent!]), 'to the room').to.deep.equal(asNew(sent!));
+      fanout.seen(conversationId, first.seq, first.version, { id: 'bob', messages: [first] });
+      expect(fanout.delivered('updated', conversationId, [edited]), 'the edit, to bob').to.deep.equal(
+        asChange(edited),
+      );
+      expect(fanout.delivered('new', conversationId, [sent!]), 'not twice').to.deep.equal(NONE);
+    });
+
+    it('forgets a page that was not read: the next read starts the marks', async () => {
+      const { fanout, edited } = await editedAfterThePage();
+      fanout.pageNotRead(conversationId);
+      fanout.seen(conversationId, edited.seq, edited.version);
+      expect(fanout.delivered('updated', conversationId, [edited])).to.deep.equal(NONE);
+    });
+  });
+
   it('keeps at most 256 runs of seqs a subscriber, 100,000 a conversation (the oldest pages go) and 500,000 in all', async () => {
     const [sent] = await sendUnannounced('a message');
     const { fanout } = await startFanout({ nodes: 2 });
