@@ -19,8 +19,8 @@ export interface ConversationActorOptions<C, R> {
   mailboxCapacity: number;
   /** Commands handed to `write` at once. @default 500 */
   maxBatch?: number;
-  /** Whether `next` may join a batch that starts with `first` (see Mailbox). */
-  batchable?: (first: C, next: C) => boolean;
+  /** Makes the check of one batch being formed (see Mailbox's `batchRule`). */
+  batchRule?: () => (command: C) => boolean;
   /**
    * Whether a batch that failed whole with this error also fails the commands that queued behind it, with the same
    * error, instead of writing them next: for an outage (the database unreachable), where the next batch would wait
@@ -62,11 +62,16 @@ export class ConversationActor<C, R> {
     this.id = options.conversationId;
     this.now = options.now ?? Date.now;
     this.lastActivityAt = this.now();
-    const { batchable } = options;
+    const { batchRule } = options;
     this.mailbox = new Mailbox<Queued<C, R>>({
       capacity: options.mailboxCapacity,
       maxBatch: options.maxBatch ?? 500,
-      batchable: batchable && ((first, next) => batchable(first.command, next.command)),
+      batchRule:
+        batchRule &&
+        (() => {
+          const rule = batchRule();
+          return (queued) => rule(queued.command);
+        }),
       process: (next) => this.writeBatch(next),
       // The actor's logger carries the conversation id.
       onError: (err) => options.logger.error({ err }, 'conversation actor batch failed'),

@@ -7,7 +7,7 @@ export function shuttingDown(): AppError {
 
 /**
  * The next batch of a mailbox, formed when whoever processes it is ready for it: commands posted until then join
- * it (up to `maxBatch`, and only those `batchable` allows).
+ * it (up to `maxBatch`, and only those its `batchRule` admits).
  */
 export interface NextBatch<T> {
   /** How many commands the batch holds if taken now (or holds, once taken). */
@@ -26,10 +26,12 @@ export interface MailboxOptions<T> {
    */
   maxBatch?: number;
   /**
-   * Whether `next` may join a batch that starts with `first`; a batch ends at the first command that may not.
-   * @default every command may
+   * Makes the check of one batch being formed: it is asked about each command in queue order, the first one
+   * included (which always joins), and the batch ends before the first command it refuses. It may keep state: it
+   * sees each command once, and a new one is made for the next batch.
+   * @default every command joins
    */
-  batchable?: (first: T, next: T) => boolean;
+  batchRule?: () => (command: T) => boolean;
   /**
    * Handles the next commands, oldest first: takes them (`next.take()`) when it is ready to, and settles after
    * handling them. Never called again before the previous call settles. A call that settles without taking its
@@ -51,6 +53,9 @@ export class Mailbox<T> {
   private readonly maxBatch: number;
   private running = false;
   private closed = false;
+  /** The next batch as formed so far: its rule, how many commands joined, and whether one was refused. */
+  private forming:
+    { rule: ((command: T) => boolean) | undefined; length: number; ended: boolean } | undefined;
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: MailboxOptions<T>) {
@@ -86,6 +91,7 @@ export class Mailbox<T> {
 
   /** Takes every waiting command out (not the batch being processed), oldest first, to be answered elsewhere. */
   takeWaiting(): T[] {
+    this.forming = undefined;
     return this.queue.splice(0);
   }
 
@@ -101,15 +107,27 @@ export class Mailbox<T> {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** How many of the queued commands go in the next batch. */
+  /**
+   * How many of the queued commands go in the next batch. Formed as commands arrive and asked for, each command
+   * checked once, until the batch is taken.
+   */
   private batchLength(): number {
-    const { batchable } = this.options;
+    this.forming ??= { rule: this.options.batchRule?.(), length: 0, ended: false };
+    const forming = this.forming;
     const limit = Math.min(this.maxBatch, this.queue.length);
-    const first = this.queue[0];
-    if (!batchable || first === undefined) return limit;
-    let n = 1;
-    while (n < limit && batchable(first, this.queue[n] as T)) n += 1;
-    return n;
+    while (!forming.ended && forming.length < limit) {
+      const joins = forming.rule === undefined || forming.rule(this.queue[forming.length] as T);
+      if (joins || forming.length === 0) forming.length += 1;
+      else forming.ended = true;
+    }
+    return Math.min(forming.length, limit);
+  }
+
+  /** Takes the next batch out of the queue. */
+  private takeBatch(): T[] {
+    const batch = this.queue.splice(0, this.batchLength());
+    this.forming = undefined;
+    return batch;
   }
 
   private async run(): Promise<void> {
@@ -118,7 +136,7 @@ export class Mailbox<T> {
       let batch: T[] | undefined;
       const next: NextBatch<T> = {
         size: () => batch?.length ?? this.batchLength(),
-        take: () => (batch ??= this.queue.splice(0, this.batchLength())),
+        take: () => (batch ??= this.takeBatch()),
       };
       try {
         await this.options.process(next);

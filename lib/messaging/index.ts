@@ -14,7 +14,13 @@ import { createFanout } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
 import { createRemovals } from './removals.js';
 import { createMessageService, type MessageService } from './service.js';
-import { sameBatch, type MessageActor, type MessageCommand, type Outcome, type Stored } from './types.js';
+import {
+  messageBatchRule,
+  type MessageActor,
+  type MessageCommand,
+  type Outcome,
+  type Stored,
+} from './types.js';
 import { createGroupCommitWriter, type GroupCommitWriter, type Written } from './writer.js';
 
 export interface MessagingDeps {
@@ -59,7 +65,7 @@ function newsOf(written: readonly Written[]): CommitNews {
   const repeated: PublicMessage[] = [];
   const changed: PublicMessage[] = [];
   for (const { batch, outcomes } of written) {
-    // A batch holds sends only or changes only (sameBatch).
+    // A batch holds sends only or changes only (messageBatchRule).
     const sends = batch.commands[0]?.kind === 'send';
     for (const outcome of outcomes) {
       if (!outcome.ok) continue;
@@ -134,7 +140,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         }
       }
       try {
-        // A batch holds sends only or changes only (sameBatch).
+        // A batch holds sends only or changes only (messageBatchRule).
         const fresh =
           commands[0]?.kind === 'send'
             ? fanout.delivered(
@@ -165,7 +171,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         new ConversationActor<MessageCommand, Stored>({
           conversationId,
           write,
-          batchable: sameBatch,
+          batchRule: messageBatchRule,
           logger: logger.child({ conversationId }),
           mailboxCapacity: config.limits.mailboxCapacity,
           // The commands queued behind a batch the database was unreachable for have waited for it already:

@@ -165,7 +165,7 @@ type Plan =
   | { row: 'send'; index: number; send: SendCommand }
   | { row: 'change'; index: number }
   /** The same clientMsgId again in this batch: answered like the first (`of`), or a conflict. */
-  | { row: 'repeat'; of: number; sameBody: boolean };
+  | { row: 'repeat'; of: number };
 
 /** A new message from its send and the ids the database gave it; nothing else can be set on a new message. */
 function newMessage(conversationId: string, send: SendCommand, row: WriteRow): PublicMessage {
@@ -216,12 +216,15 @@ export async function writeBatches(
     return batch.commands.map((command, position): Plan => {
       if (command.kind !== 'send')
         return { row: 'change', index: call.addChange(batch.conversationId, command) };
-      // A clientMsgId repeated within one batch is one message: the repeat is answered like the first.
+      // A clientMsgId repeated within one batch is one message: the repeat is answered like the first. Batches
+      // repeat one only with the same body (messageBatchRule), which is what makes that answer right.
       const key = `${command.senderId}|${command.clientMsgId}`;
       const first = firstOf.get(key);
       if (first !== undefined) {
-        const original = batch.commands[first] as SendCommand;
-        return { row: 'repeat', of: first, sameBody: original.body === command.body };
+        if ((batch.commands[first] as SendCommand).body !== command.body) {
+          throw new Error('a batch repeats a clientMsgId with another body (see messageBatchRule)');
+        }
+        return { row: 'repeat', of: first };
       }
       firstOf.set(key, position);
       return { row: 'send', index: call.addSend(batch.conversationId, command), send: command };
@@ -249,11 +252,9 @@ export async function writeBatches(
       else {
         const original = outcomes[plan.of];
         outcomes.push(
-          !plan.sameBody
-            ? { ok: false, error: new AppError('IDEMPOTENCY_CONFLICT') }
-            : original?.ok
-              ? { ok: true, value: { message: original.value.message, duplicate: true } }
-              : (original ?? { ok: false, error: new AppError('INTERNAL') }),
+          original?.ok
+            ? { ok: true, value: { message: original.value.message, duplicate: true } }
+            : (original ?? { ok: false, error: new AppError('INTERNAL') }),
         );
       }
     }

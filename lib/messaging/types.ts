@@ -46,14 +46,32 @@ export interface Stored {
   removals?: number;
 }
 
-/** The ready commands of one conversation: all sends, or all changes (see {@link sameBatch}). */
+/** The ready commands of one conversation: all sends, or all changes (see {@link messageBatchRule}). */
 export interface ConversationBatch {
   conversationId: string;
   commands: readonly MessageCommand[];
 }
 
-/** Sends batch with sends and changes with changes, so each batch takes one path of the write function. */
-export const sameBatch = (first: MessageCommand, next: MessageCommand): boolean =>
-  (first.kind === 'send') === (next.kind === 'send');
+/**
+ * The rule of one batch: sends batch with sends and changes with changes, so each batch takes one path of the
+ * write function; and a send whose clientMsgId an earlier send of the batch carries joins only with the same body.
+ * Such a repeat is answered like the first (lib/messaging/statements.ts); one with another body goes in the next
+ * batch, after the first is written, where the stored message answers it (a replay, or IDEMPOTENCY_CONFLICT).
+ */
+export function messageBatchRule(): (command: MessageCommand) => boolean {
+  let sends: boolean | undefined;
+  let bodies: Map<string, string> | undefined;
+  return (command) => {
+    const send = command.kind === 'send';
+    sends ??= send;
+    if (send !== sends) return false;
+    if (command.kind !== 'send') return true;
+    bodies ??= new Map();
+    const key = `${command.senderId}|${command.clientMsgId}`;
+    const body = bodies.get(key);
+    if (body === undefined) bodies.set(key, command.body);
+    return body === undefined || body === command.body;
+  };
+}
 
 export type MessageActor = ConversationActor<MessageCommand, Stored>;

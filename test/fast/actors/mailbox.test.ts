@@ -187,6 +187,47 @@ describe('actors/Mailbox', () => {
     expect(batches).to.deep.equal([[1, 2, 3, 4], [5]]);
   });
 
+  it('ends a batch before the first command its batch rule refuses, asking the rule once per command', async () => {
+    const batches: number[][] = [];
+    const asked: number[] = [];
+    const ready = deferred();
+    const mailbox = new Mailbox<number>({
+      capacity: 100,
+      maxBatch: 10,
+      // A batch of odd numbers or of even ones, and never the same number twice.
+      batchRule: () => {
+        const seen = new Set<number>();
+        let parity: number | undefined;
+        return (n) => {
+          asked.push(n);
+          parity ??= n % 2;
+          if (n % 2 !== parity || seen.has(n)) return false;
+          seen.add(n);
+          return true;
+        };
+      },
+      process: async (next) => {
+        if (batches.length === 0) {
+          expect(next.size()).to.equal(1);
+          await ready.promise;
+          expect(next.size()).to.equal(3);
+          expect(next.size()).to.equal(3);
+        }
+        batches.push(next.take());
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    mailbox.post(1);
+    for (const n of [3, 5, 3, 7, 2, 4, 4]) mailbox.post(n);
+    ready.resolve();
+    await mailbox.whenIdle();
+    expect(batches).to.deep.equal([[1, 3, 5], [3, 7], [2, 4], [4]]);
+    // Each command once per batch it was considered for: the refused one again as the next batch's first.
+    expect(asked).to.deep.equal([1, 3, 5, 3, 3, 7, 2, 2, 4, 4, 4]);
+  });
+
   it('takes a batch its processor never took and reports it, instead of processing it again for ever', async () => {
     const errors: unknown[] = [];
     let calls = 0;

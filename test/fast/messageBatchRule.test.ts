@@ -1,0 +1,35 @@
+import { expect } from 'chai';
+import { messageBatchRule, type MessageCommand } from '../../lib/messaging/types.js';
+
+const send = (senderId: string, clientMsgId: string, body: string): MessageCommand => ({
+  kind: 'send',
+  senderId,
+  clientMsgId,
+  body,
+  replyToSeq: null,
+});
+
+/** Which commands one batch admits, in order, until the first it refuses. */
+function admitted(commands: readonly MessageCommand[]): number {
+  const rule = messageBatchRule();
+  let n = 0;
+  while (n < commands.length && rule(commands[n] as MessageCommand)) n += 1;
+  return n;
+}
+
+describe('messageBatchRule', () => {
+  it('batches sends with sends and changes with changes', () => {
+    const edit: MessageCommand = { kind: 'edit', userId: 'alice', seq: 1, body: 'x' };
+    expect(admitted([send('alice', 'a', 'x'), send('bob', 'b', 'y'), edit])).to.equal(2);
+    expect(admitted([edit, { kind: 'delete', userId: 'alice', seq: 2 }, send('alice', 'a', 'x')])).to.equal(
+      2,
+    );
+  });
+
+  it('admits a repeated clientMsgId with the same body, and ends the batch before one with another body', () => {
+    expect(admitted([send('alice', 'a', 'x'), send('alice', 'a', 'x'), send('alice', 'b', 'y')])).to.equal(3);
+    expect(admitted([send('alice', 'a', 'x'), send('alice', 'b', 'y'), send('alice', 'a', 'z')])).to.equal(2);
+    // Idempotency is per sender: another sender's same clientMsgId is another message.
+    expect(admitted([send('alice', 'a', 'x'), send('bob', 'a', 'z')])).to.equal(2);
+  });
+});
