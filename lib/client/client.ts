@@ -209,7 +209,7 @@ export class XFChatClient {
   /** Creates an account, starts its first session and keeps its tokens. */
   async signup(input: SignupInput): Promise<AuthResult> {
     const result = await this.http<AuthResult>('POST', '/auth/signup', { body: input, anonymous: true });
-    this.keeper.set(result);
+    this.keeper.start(result);
     return result;
   }
 
@@ -217,18 +217,19 @@ export class XFChatClient {
   async login(username: string, password: string): Promise<AuthResult> {
     const body = { username, password };
     const result = await this.http<AuthResult>('POST', '/auth/login', { body, anonymous: true });
-    this.keeper.set(result);
+    this.keeper.start(result);
     return result;
   }
 
   /**
    * Resumes a session from a stored refresh token (e.g. after a page reload): trades it for fresh tokens and
-   * answers the user. Rejects with UNAUTHORIZED when the session is over (then log in again).
+   * answers the user. Rejects with UNAUTHORIZED when the session is over (then log in again). Any other failure
+   * may be retried with the same token: one whose refresh failed left nothing behind (no token, no retry), and one
+   * whose refresh went through (then `GET /auth/me` failed) keeps the new session, which the retry picks up
+   * instead of presenting the spent token again.
    */
   async resume(refreshToken: string): Promise<PublicUser> {
-    this.keeper.clear();
-    this.session.refreshToken = refreshToken;
-    if (!(await this.keeper.refresh())) {
+    if (!(await this.keeper.resume(refreshToken))) {
       throw new XFChatError('UNAUTHORIZED', 'The session has ended; log in again.');
     }
     return this.me();

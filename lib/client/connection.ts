@@ -66,7 +66,10 @@ export class Connection {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set when the token was refused; cleared by the next connect(). */
   private refused: XFChatError | undefined;
-  /** One token renewal per refused handshake: a renewed token that is refused too is final. */
+  /**
+   * One token renewal per refused handshake: a renewed token refused at the very next handshake is final. Cleared
+   * by a connection, and by a handshake that failed for another reason.
+   */
   private renewed = false;
   /** What the server said in `session:ended`, until the disconnect that follows it. */
   private endedReason: SessionEndReason | undefined;
@@ -123,6 +126,9 @@ export class Connection {
         this.onRefused();
         return;
       }
+      // Only a refusal straight after a renewal is final. Once an attempt failed for another reason (the network
+      // went again), the renewed token may expire before the next handshake, and deserves a renewal of its own.
+      this.renewed = false;
       this.setState(this.everConnected ? 'reconnecting' : 'connecting');
       // `active` is false when the server's middleware refused us: socket.io-client will not retry alone.
       if (!this.socket.active) this.scheduleRetry();

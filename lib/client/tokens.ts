@@ -11,6 +11,11 @@ const REFRESH_AHEAD_MS = 60_000;
  * up to a second of `expiresIn` may already be gone when it arrives.
  */
 const WHOLE_SECOND_LOSS_MS = 1000;
+/**
+ * The longest wait setTimeout takes (2^31-1 ms, about 24.9 days). A longer one fires after 1 ms instead (Node.js
+ * and browsers alike), and the server allows access tokens of up to 30 days: a longer wait is made of several.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** When to refresh a token that arrived now with `expiresIn` seconds to live. */
 export function refreshDelayMs(expiresIn: number): number {
@@ -42,12 +47,18 @@ export interface TokenKeeperDeps {
  * session. A refused refresh ends the session locally and reports why.
  */
 export class TokenKeeper {
-  private inFlight: Promise<boolean> | undefined;
+  /** The refresh on its way, and the refresh token it presents: only callers that hold that token share it. */
+  private inFlight: { refreshToken: string; promise: Promise<boolean> } | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
   /** A reason the server gave (`session:ended`) before a refresh was refused. */
   private knownReason: SessionEndReason | undefined;
   private closed = false;
+  /**
+   * The refresh token the held session was resumed from (resume()), until that session ends or another starts:
+   * resuming from it again must not present it a second time.
+   */
+  private resumedFrom: string | undefined;
 
   constructor(private readonly deps: TokenKeeperDeps) {}
 
@@ -63,12 +74,47 @@ export class TokenKeeper {
     callSafely(this.deps.onTokens, tokens);
   }
 
+  /** Takes the tokens of a new session (signup, login), in place of any session held before. */
+  start(tokens: AuthTokens): void {
+    this.resumedFrom = undefined;
+    this.set(tokens);
+  }
+
+  /**
+   * Continues a session from a stored refresh token (resume()): resolves true once its fresh tokens are held, false
+   * when the server refused the token (the session is over, and reported as such).
+   *
+   * A refresh token works once, and the server takes a second use for a theft and ends the session. So:
+   * - the same token again, while this keeper holds the session it was traded for (a resume() whose `GET
+   *   /auth/me` failed after the refresh went through, then retried), is not presented again: that session is it;
+   * - the same token again while its trade is on its way joins that trade;
+   * - a trade that fails for a network or server reason forgets the token and leaves no retry on a timer: the
+   *   caller was told it failed, and may try again (with this client or another) without racing a refresh of the
+   *   same token behind its back.
+   */
+  async resume(refreshToken: string): Promise<boolean> {
+    const { session } = this.deps;
+    if (refreshToken === this.resumedFrom && this.canRefresh && session.refreshToken !== refreshToken)
+      return true;
+    this.clear();
+    this.resumedFrom = refreshToken;
+    session.refreshToken = refreshToken;
+    try {
+      return await this.refresh();
+    } catch (err) {
+      // Unless something else took over the client meanwhile (a login), forget the token and its retry timer.
+      if (session.refreshToken === refreshToken) this.clear();
+      throw err;
+    }
+  }
+
   /** Forgets every token (logout, session ended) and stops refreshing. */
   clear(): void {
     const { session } = this.deps;
     session.token = undefined;
     session.refreshToken = undefined;
     session.expiresAt = undefined;
+    this.resumedFrom = undefined;
     clearTimeout(this.timer);
   }
 
@@ -86,12 +132,20 @@ export class TokenKeeper {
    * Trades the refresh token for new tokens (one refresh at a time: concurrent callers share it). Resolves
    * true with new tokens, false when the server refused (the session is over: tokens are cleared and the end
    * reported); rejects on a network or server failure, keeping the tokens for a later try.
+   *
+   * A refresh on its way is shared only if it presents the refresh token held now. One started for an earlier
+   * session (before a resume() or login) answers for that session, whose tokens are no longer wanted: the current
+   * token gets a refresh of its own, at once, which cannot be a reuse since the two tokens differ.
    */
   refresh(): Promise<boolean> {
-    this.inFlight ??= this.doRefresh().finally(() => {
-      this.inFlight = undefined;
+    const { refreshToken } = this.deps.session;
+    if (refreshToken === undefined) return Promise.resolve(false);
+    if (this.inFlight?.refreshToken === refreshToken) return this.inFlight.promise;
+    const promise = this.doRefresh(refreshToken).finally(() => {
+      if (this.inFlight?.promise === promise) this.inFlight = undefined;
     });
-    return this.inFlight;
+    this.inFlight = { refreshToken, promise };
+    return promise;
   }
 
   /**
@@ -117,9 +171,7 @@ export class TokenKeeper {
     clearTimeout(this.timer);
   }
 
-  private async doRefresh(): Promise<boolean> {
-    const refreshToken = this.deps.session.refreshToken;
-    if (refreshToken === undefined) return false;
+  private async doRefresh(refreshToken: string): Promise<boolean> {
     const options: RequestOptions = { body: { refreshToken }, anonymous: true };
     let tokens: AuthTokens;
     try {
@@ -135,8 +187,10 @@ export class TokenKeeper {
         this.end(announced ?? this.knownReason ?? 'expired');
         return false;
       }
-      // The server could not be reached or could not answer: keep the tokens and try again soon.
-      this.schedule(backoffDelay(this.failures++, this.deps.backoff));
+      // The server could not be reached or could not answer: keep the tokens and try again soon (unless the
+      // client has moved on to another session meanwhile, whose own timer must stay as it is).
+      if (this.deps.session.refreshToken === refreshToken)
+        this.schedule(backoffDelay(this.failures++, this.deps.backoff));
       throw error;
     }
     // A logout or close while the refresh was on its way: the new tokens are not wanted.
@@ -145,13 +199,22 @@ export class TokenKeeper {
     return true;
   }
 
+  /** Refreshes in `ms` (a refresh token's timed refresh, or the retry of a failed one). */
   private schedule(ms: number): void {
     clearTimeout(this.timer);
     if (this.closed) return;
+    const dueAt = Date.now() + ms;
+    const wait = Math.min(ms, MAX_TIMER_MS);
     const timer = setTimeout(() => {
+      // Too long for one timer: wait for the rest. It is measured by the clock, so a machine that slept through
+      // part of the wait does not add the time it slept.
+      if (wait < ms) {
+        this.schedule(Math.max(0, dueAt - Date.now()));
+        return;
+      }
       // A failed timed refresh has rescheduled itself (doRefresh); the application hears of the failure.
       this.refresh().catch((err: unknown) => callSafely(this.deps.onRefreshError, toXFChatError(err)));
-    }, ms);
+    }, wait);
     // In Node.js the timer alone does not keep the process running: a script that logged in, made its REST calls
     // and forgot close() still exits (a connected socket, or a request on its way, keeps it running as before).
     (timer as { unref?: () => void }).unref?.();

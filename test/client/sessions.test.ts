@@ -2,17 +2,23 @@ import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
 import type { AuthTokens, PublicMessage, SessionEnded } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
-import { startProxy } from '../helpers/proxy.js';
+import { startProxy, useProxies } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { failure, storedMessages, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 
+/** The URL a `fetch` option is called with. */
+function urlOf(input: string | URL | Request): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+}
+
 describe('client SDK: sessions, refresh and their end', function () {
   /** `shortLived`: a node whose access tokens live 2 s, so a few seconds see many refreshes. */
   const { server, second: shortLived } = useNode({ second: { env: { JWT_TTL_SECONDS: '2' } } });
   const pool = useClientPool();
+  const proxies = useProxies();
 
   /** A signed-up client, with every `tokens` and `sessionEnded` event it fires. */
   async function signedUp(node: RunningServer = server) {
@@ -90,6 +96,130 @@ describe('client SDK: sessions, refresh and their end', function () {
     await waitFor(() => ended.length === 1, { what: 'the reuse to end the resumed session' });
     expect(ended).to.deep.equal([{ reason: 'reused' }]);
     expect(later.token).to.equal(undefined);
+  });
+
+  it('waits out an access token of 30 days instead of refreshing in a loop (setTimeout waits 24.9 days at most)', async () => {
+    // The server allows tokens of up to 30 days (JWT_TTL_SECONDS); here every pair the client gets says so.
+    const thirtyDays: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if (!/\/auth\/(signup|refresh)$/.test(urlOf(input)) || !response.ok) return response;
+      const auth = (await response.json()) as Record<string, unknown>;
+      return new Response(JSON.stringify({ ...auth, expiresIn: 30 * 24 * 3600 }), {
+        status: response.status,
+      });
+    };
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    const tokens: AuthTokens[] = [];
+    try {
+      const client = pool.open(server.url, { fetch: thirtyDays, onTokens: (t) => tokens.push(t) });
+      await client.signup({ username: uniqueUsername('sdkl'), password: PASSWORD });
+      // Nothing is due for 30 days: nothing may happen meanwhile (a wait of more than 2^31-1 ms fires after 1 ms).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(tokens, 'the signup only').to.have.length(1);
+    expect(warnings).to.not.include('TimeoutOverflowWarning');
+  });
+
+  it('leaves nothing behind when resume() cannot reach the server, so resuming with the same token works later', async () => {
+    const first = await signedUp();
+    const stored = first.client.refreshToken!;
+    first.client.close();
+    // The first POST /auth/refresh fails (offline for a moment); the ones after it get through.
+    let refreshes = 0;
+    const flaky: typeof fetch = async (input, init) => {
+      if (urlOf(input).endsWith('/auth/refresh') && refreshes++ === 0) throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    const tokens: AuthTokens[] = [];
+    const ended: SessionEnded[] = [];
+    const client = pool.open(server.url, { fetch: flaky, onTokens: (t) => tokens.push(t) });
+    client.on('sessionEnded', (e) => ended.push(e));
+
+    expect(await failure(client.resume(stored))).to.include({ code: 'NETWORK_ERROR' });
+    // Longer than the client's retry delays: no retry spends the token behind the app's back.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(refreshes).to.equal(1);
+    expect(client.refreshToken).to.equal(undefined);
+    expect((await client.resume(stored)).id).to.equal(first.user.id);
+    expect(tokens).to.have.length(1);
+    expect(ended).to.deep.equal([]);
+  });
+
+  it('keeps the session of a resume() whose refresh went through but whose GET /auth/me failed, for a retry with the same token', async () => {
+    const first = await signedUp();
+    const stored = first.client.refreshToken!;
+    first.client.close();
+    let reads = 0;
+    const flaky: typeof fetch = async (input, init) => {
+      if (urlOf(input).endsWith('/auth/me') && reads++ === 0) throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    const tokens: AuthTokens[] = [];
+    const ended: SessionEnded[] = [];
+    const client = pool.open(server.url, { fetch: flaky, onTokens: (t) => tokens.push(t) });
+    client.on('sessionEnded', (e) => ended.push(e));
+
+    expect(await failure(client.resume(stored))).to.include({ code: 'NETWORK_ERROR' });
+    // The stored token is spent by now: the client holds (and has told the app) the pair it was traded for.
+    expect(tokens).to.have.length(1);
+    expect(client.refreshToken).to.equal(tokens[0]!.refreshToken);
+    // The retry picks that session up instead of presenting the spent token, which would end it as a reuse.
+    expect((await client.resume(stored)).id).to.equal(first.user.id);
+    expect(tokens).to.have.length(1);
+    expect(ended).to.deep.equal([]);
+  });
+
+  it('presents a refresh token once when resume() is called twice with it at once', async () => {
+    const first = await signedUp();
+    const stored = first.client.refreshToken!;
+    first.client.close();
+    const tokens: AuthTokens[] = [];
+    const ended: SessionEnded[] = [];
+    const client = pool.open(server.url, { onTokens: (t) => tokens.push(t) });
+    client.on('sessionEnded', (e) => ended.push(e));
+    const users = await Promise.all([client.resume(stored), client.resume(stored)]);
+    expect(users.map((u) => u.id)).to.deep.equal([first.user.id, first.user.id]);
+    expect(tokens).to.have.length(1);
+    expect(ended).to.deep.equal([]);
+  });
+
+  it('presents the token given to resume() even while a refresh of the previous session is on its way', async () => {
+    const other = await signedUp();
+    const otherStored = other.client.refreshToken!;
+    other.client.close();
+    // The test holds the next POST /auth/refresh until it lets it go.
+    let hold = false;
+    let release: (() => void) | undefined;
+    const gated: typeof fetch = async (input, init) => {
+      if (urlOf(input).endsWith('/auth/refresh') && hold) {
+        hold = false;
+        await new Promise<void>((resolve) => (release = resolve));
+      }
+      return fetch(input, init);
+    };
+    const ended: SessionEnded[] = [];
+    const client = pool.open(server.url, { fetch: gated });
+    client.on('sessionEnded', (e) => ended.push(e));
+    await client.signup({ username: uniqueUsername('sdkw'), password: PASSWORD });
+    // A REST call finds its access token refused: the refresh it starts is held on its way.
+    hold = true;
+    client.token = 'refused';
+    // Its call answers for its own session, which will be gone by then.
+    const meFailure = failure(client.me());
+    await waitFor(() => release, { what: 'the refresh to be on its way' });
+
+    // Meanwhile the app switches to another stored session.
+    const resumed = client.resume(otherStored);
+    release!();
+    expect((await resumed).id).to.equal(other.user.id);
+    expect(await meFailure).to.include({ code: 'UNAUTHORIZED' });
+    expect(client.refreshToken).to.be.a('string').and.not.equal(otherStored);
+    expect((await client.me()).id).to.equal(other.user.id);
+    expect(ended).to.deep.equal([]);
   });
 
   it('reports sessionEnded with the reason when another device revokes this one or changes the password', async () => {
@@ -210,6 +340,47 @@ describe('client SDK: sessions, refresh and their end', function () {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('renews a refused token again when the reconnection after the last renewal failed for a network reason', async () => {
+    const proxy = await proxies.start(server.url);
+    // The socket goes through the proxy, REST straight to the node; a hook may run before a refresh goes out.
+    let beforeRefresh: (() => Promise<void>) | undefined;
+    const direct: typeof fetch = async (input, init) => {
+      const url = urlOf(input);
+      const hook = url.endsWith('/auth/refresh') ? beforeRefresh : undefined;
+      beforeRefresh = undefined;
+      await hook?.();
+      return fetch(url.replace(proxy.url, server.url), init);
+    };
+    const tokens: AuthTokens[] = [];
+    const ended: SessionEnded[] = [];
+    const unauthorized: string[] = [];
+    const client = pool.open(proxy.url, { fetch: direct, onTokens: (t) => tokens.push(t) });
+    client.on('sessionEnded', (e) => ended.push(e));
+    client.on('unauthorized', (e) => unauthorized.push(e.message));
+    await client.signup({ username: uniqueUsername('sdkn'), password: PASSWORD });
+    await client.connect();
+
+    // A laptop wakes up: its access token expired meanwhile, so the handshake refuses it and the client renews it.
+    // Just then the network goes again: the reconnection with the renewed token fails on the way.
+    client.token = 'expired-meanwhile';
+    beforeRefresh = () => proxy.stop();
+    proxy.cut();
+    await waitFor(() => tokens.length === 2, { what: 'the renewal' });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // reconnection attempts into the void
+    expect(client.state).to.equal('reconnecting');
+
+    // The outage outlasts the renewed token too. When the network is back, its refusal is renewed as well.
+    client.token = 'expired-meanwhile';
+    await proxy.start();
+    await waitFor(() => client.state === 'connected' || client.state === 'disconnected', {
+      what: 'the reconnection to connect or give up',
+    });
+    expect(unauthorized).to.deep.equal([]);
+    expect(client.state).to.equal('connected');
+    expect(tokens).to.have.length(3);
+    expect(ended).to.deep.equal([]);
   });
 
   it('profile and deletion helpers', async () => {
