@@ -286,7 +286,7 @@ export async function startServer(
       controlBus,
       metrics,
       auth,
-      social: createSocialService({ knex: db.knex, notify }),
+      social: createSocialService({ knex: db.knex, notify, controlBus }),
       conversations,
       messages: messaging.service,
       messaging,

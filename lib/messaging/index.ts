@@ -193,12 +193,6 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     return depth;
   });
 
-  const unsubscribe = deps.controlBus.subscribe((event) => {
-    if (event.type !== 'membership.changed') return;
-    membership.invalidate(event.conversationId);
-    if (event.removals !== undefined) removals.heard(event.conversationId, event.removals);
-  });
-
   const service = createMessageService({
     knex: db.knex,
     notify,
@@ -223,6 +217,13 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
    * chain of microtasks. One macrotask turn later every one of them has run, so closing sockets cannot cut an ack.
    */
   const afterContinuations = () => new Promise<true>((resolve) => setImmediate(() => resolve(true)));
+
+  const unsubscribe = deps.controlBus.subscribe((event) => {
+    if (event.type !== 'membership.changed') return;
+    membership.invalidate(event.conversationId);
+    service.forgetTypings(event.conversationId);
+    if (event.removals !== undefined) removals.heard(event.conversationId, event.removals);
+  });
 
   let gaveUp = false;
   async function drainWithin(timeoutMs: number): Promise<boolean> {

@@ -73,6 +73,11 @@ export interface MessageService {
   markRead(userId: string, conversationId: string, seq: number): Promise<void>;
   /** Tells the subscribers (not the typist's own sockets), at most once per interval. */
   typing(userId: string, conversationId: string): Promise<void>;
+  /**
+   * Who may act in the conversation changed (a block, heard on the control bus): its typings that went out are
+   * forgotten, so the next of each is checked again instead of answered `{ok}` within the 2 s interval.
+   */
+  forgetTypings(conversationId: string): void;
 }
 
 export interface MessageServiceDeps {
@@ -275,6 +280,11 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       );
       const moved = result.rows[0]?.last_read_seq;
       if (moved !== undefined) notify.readMoved({ conversationId, userId, seq: moved });
+    },
+
+    forgetTypings(conversationId) {
+      const suffix = `:${conversationId}`;
+      for (const key of lastTyping.keys()) if (key.endsWith(suffix)) lastTyping.delete(key);
     },
 
     async typing(userId, conversationId) {

@@ -42,16 +42,17 @@ export async function removeFriend(trx: Knex.Transaction, me: string, other: str
 
 /**
  * `me` blocks `other`: idempotent; ends their friendship and every pending request between them, both ways.
- * Throws USER_NOT_FOUND for an unknown user.
+ * Throws USER_NOT_FOUND for an unknown user. Answers the pair's direct conversation, if they have one.
  */
-export async function block(trx: Knex.Transaction, me: string, other: string): Promise<void> {
+export async function block(trx: Knex.Transaction, me: string, other: string): Promise<string | undefined> {
   await lockPair(trx, me, other, 'USER_NOT_FOUND');
   // The pair's direct conversation too, the lock its writers take: a send or change that commits after this
   // block sees it, one that committed before it came first (lock order: users, then conversations, as writers
   // take no user locks).
-  await trx.raw('SELECT id FROM conversations WHERE direct_key = ? FOR NO KEY UPDATE', [
-    Conversation.directKeyFor(me, other),
-  ]);
+  const direct = await trx.raw<{ rows: Array<{ id: string }> }>(
+    'SELECT id FROM conversations WHERE direct_key = ? FOR NO KEY UPDATE',
+    [Conversation.directKeyFor(me, other)],
+  );
   await Block.query(trx)
     .insert({ blockerId: me, blockedId: other })
     .onConflict(['blocker_id', 'blocked_id'])
@@ -59,6 +60,7 @@ export async function block(trx: Knex.Transaction, me: string, other: string): P
   const { userLow, userHigh } = Friendship.pair(me, other);
   await Friendship.query(trx).where({ user_low: userLow, user_high: userHigh }).delete();
   await endPendingRequests(trx, me, other);
+  return direct.rows[0]?.id;
 }
 
 /**

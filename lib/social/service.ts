@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
+import type { ControlBus } from '../cluster/controlBus.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicFriend, PublicFriendRequest, PublicUser } from '../protocol/index.js';
 import * as requests from './friendRequests.js';
@@ -35,6 +36,8 @@ export interface SocialService {
 export interface SocialDeps {
   knex: Knex;
   notify: Notifier;
+  /** A block tells every node, in its transaction, through `membership.changed` of the pair's conversation. */
+  controlBus: Pick<ControlBus, 'publishWithin'>;
 }
 
 /** Builds the friends-and-blocks service over the app's knex and Socket.IO server. */
@@ -86,7 +89,19 @@ export function createSocialService(deps: SocialDeps): SocialService {
       if (userId === me) {
         throw new AppError('VALIDATION_FAILED', { details: { userId: 'cannot block yourself' } });
       }
-      await knex.transaction((trx) => friendships.block(trx, me, userId));
+      await knex.transaction(async (trx) => {
+        const conversationId = await friendships.block(trx, me, userId);
+        // Who may act in the pair's conversation changed: every node hears it if the block commits, and drops
+        // what it remembers of the conversation (its cached members, and the typings it answers without a
+        // look at the blocks for 2 s after one went out).
+        if (conversationId !== undefined) {
+          await deps.controlBus.publishWithin(trx, {
+            type: 'membership.changed',
+            conversationId,
+            userId: me,
+          });
+        }
+      });
     },
     async unblock(me, userId) {
       await friendships.unblock(knex, me, userId);
