@@ -70,6 +70,9 @@ export class ChatSession {
       report,
       changed: () => this.changed(),
       back: () => this.navigate(undefined),
+      blocks: (userId) => this.sidebar.blocks(userId),
+      inTouch: (userId) => this.sidebar.inTouch(userId),
+      refreshSocial: () => void this.sidebar.refreshSocial().catch(report),
     });
     this.sidebar = new Sidebar({
       client,
@@ -79,6 +82,7 @@ export class ChatSession {
       report,
       open: (id) => this.navigate(id),
       startDirect: (userId) => this.startDirect(userId),
+      socialChanged: () => this.view.socialChanged(),
     });
     const groupDeps: GroupDeps = {
       client,
@@ -247,10 +251,34 @@ export class ChatSession {
   private add(conversation: PublicConversation): void {
     const known = this.store.get(conversation.id) !== undefined;
     const state = this.store.upsert(conversation);
-    if (!known) this.follow(state);
+    if (!known) {
+      this.follow(state);
+      // Added to a group that has talked already: its details say how many messages it has, not the last one.
+      if (state.lastMessage === null && state.lastSeq > 0) this.readPreview(state);
+    }
     this.view.refresh(state);
     if (this.view.currentId === state.id) this.details.show(state);
     this.changed();
+  }
+
+  /**
+   * Reads the newest message of a conversation that came without it, for the list's preview and order (the
+   * live subscription starts after it, so it would otherwise show "No messages yet" until a reload).
+   */
+  private readPreview(state: ConversationState): void {
+    this.client.messages.before(state.id, undefined, 1).then(
+      (page) => {
+        const newest = page.messages.at(-1);
+        if (newest === undefined || this.store.get(state.id) !== state) return;
+        this.store.setPreview(state, newest);
+        this.changed();
+      },
+      (err: unknown) => {
+        // Removed again meanwhile: conversation:removed says so.
+        if (!(err instanceof XFChatError && (err.code === 'NOT_FOUND' || err.code === 'FORBIDDEN')))
+          this.report(err);
+      },
+    );
   }
 
   /**

@@ -40,6 +40,12 @@ export interface ConversationViewDeps {
   changed: () => void;
   /** The back button of narrow screens: show the conversation list. */
   back: () => void;
+  /** Whether I block this user (the "Blocked" list). */
+  blocks: (userId: string) => boolean;
+  /** Whether this user and I are friends or one of us asked the other (impossible under a block). */
+  inTouch: (userId: string) => boolean;
+  /** Reads friends, requests and blocks again; `ConversationView.socialChanged` follows. */
+  refreshSocial: () => void;
 }
 
 /** History page size when nothing is unread. */
@@ -74,6 +80,12 @@ const SEND_ERRORS: Partial<Record<string, string>> = {
   IDEMPOTENCY_CONFLICT: 'a different message was already sent under the same id.',
   RATE_LIMITED: 'you are sending too fast; retry in a moment.',
 };
+
+/**
+ * Refusals of a typing event that say nothing the writer can act on (the typing is nothing they asked for):
+ * not worth a popup. A block shows in the view instead; a conversation I am no longer in is removed by its event.
+ */
+const QUIET_TYPING_ERRORS = new Set(['BLOCKED', 'NOT_FOUND', 'FORBIDDEN']);
 
 /** Why history could not be read, as the pane says it. */
 const HISTORY_ERRORS: Partial<Record<string, string>> = {
@@ -114,6 +126,8 @@ export class ConversationView {
   private readonly announcer = byId('message-announcer', HTMLDivElement);
   private readonly input = byId('composer-input', HTMLTextAreaElement);
   private readonly sendButton = byId('composer-send', HTMLButtonElement);
+  /** Why nobody can write here (a block, a deleted account), above the message box. */
+  private readonly lockedLine = byId('composer-locked', HTMLParagraphElement);
   private readonly count = byId('composer-count', HTMLParagraphElement);
   private readonly replyPreview = byId('reply-preview', HTMLDivElement);
   private readonly replyLabel = byId('reply-label', HTMLSpanElement);
@@ -146,6 +160,12 @@ export class ConversationView {
     discard: (pending) => this.discard(pending),
   };
   private lastTypingSent = 0;
+  /**
+   * Direct conversations where a send or a typing event was refused as BLOCKED though I block nobody there (the
+   * server does not say whose block it is), with the last seq known then. Forgotten once something shows that
+   * the block is gone: a newer message, the other's typing, a friendship or request between us, or a reload.
+   */
+  private readonly refusedAsBlocked = new Map<string, number>();
 
   constructor(private readonly deps: ConversationViewDeps) {
     this.actions = new MessageActions({
@@ -402,6 +422,9 @@ export class ConversationView {
 
   /** New messages of any conversation; shown if it is the open one. */
   showMessages(state: ConversationState, messages: readonly PublicMessage[]): void {
+    // A message stored after a send or a typing was refused as BLOCKED: the block is gone.
+    const refusedAt = this.refusedAsBlocked.get(state.id);
+    if (refusedAt !== undefined && messages.some((m) => m.seq > refusedAt)) this.unblocked(state.id);
     for (const message of messages) {
       this.typistDone(message.senderId);
       if (message.senderId === this.deps.store.meId) this.settle(message.clientMsgId);
@@ -442,6 +465,8 @@ export class ConversationView {
   }
 
   onTyping(event: TypingEvent): void {
+    // The server passes on no typing under a block.
+    if (event.userId !== this.deps.store.meId) this.unblocked(event.conversationId);
     if (event.conversationId !== this.current?.id || event.userId === this.deps.store.meId) return;
     clearTimeout(this.typists.get(event.userId));
     this.typists.set(
@@ -478,11 +503,76 @@ export class ConversationView {
             ? 'This account was deleted. The history stays; nobody reads new messages here.'
             : `@${other.username}`;
     }
-    // Writing to a deleted account would only pile up messages nobody reads.
-    const gone = store.otherIsDeleted(state);
-    this.input.disabled = gone;
-    this.sendButton.disabled = gone || this.tooLong();
-    this.input.placeholder = gone ? 'This account was deleted' : 'Write a message';
+    this.renderLock();
+  }
+
+  /**
+   * Why nobody can write in `state`: the other person's account was deleted (messages would pile up unread), or
+   * a block stands between us (the server refuses them); undefined if one can.
+   */
+  private lock(state: ConversationState): { placeholder: string; line: string } | undefined {
+    const { store } = this.deps;
+    if (store.otherIsDeleted(state)) return { placeholder: 'This account was deleted', line: '' };
+    const other =
+      state.type === 'direct' ? state.participants.find((p) => p.userId !== store.meId) : undefined;
+    if (other === undefined) return undefined;
+    if (this.deps.blocks(other.userId))
+      return {
+        placeholder: 'You blocked this person',
+        line: `You blocked ${store.title(state)}. Unblock them (under “Blocked”) to write here again.`,
+      };
+    if (this.refusedAsBlocked.has(state.id))
+      return {
+        placeholder: 'You cannot message this person',
+        line: 'You cannot message this person: one of you has blocked the other.',
+      };
+    return undefined;
+  }
+
+  /** The message box is off, and the line above it says why, while nobody can write in the open conversation. */
+  private renderLock(): void {
+    const state = this.current;
+    const lock = state === undefined ? undefined : this.lock(state);
+    const focused = document.activeElement === this.input;
+    this.input.disabled = lock !== undefined;
+    this.sendButton.disabled = lock !== undefined || this.tooLong();
+    this.input.placeholder = lock?.placeholder ?? 'Write a message';
+    const line = lock?.line ?? '';
+    if (this.lockedLine.textContent !== line) this.lockedLine.textContent = line;
+    this.lockedLine.hidden = line === '';
+    // A box turned off under the writer's hands: focus goes to why, rather than to nowhere.
+    if (focused && lock !== undefined && line !== '') this.lockedLine.focus();
+  }
+
+  /** A send or a typing event of mine was refused as BLOCKED: the view says so, and the box is off. */
+  private refusedByBlock(state: ConversationState): void {
+    if (state.type !== 'direct') return;
+    this.refusedAsBlocked.set(state.id, state.lastSeq);
+    if (state === this.current) this.renderLock();
+    // The Blocked list may be out of date (a block made on another device): read again, it says whose block it is.
+    this.deps.refreshSocial();
+  }
+
+  /** Something shows that no block stands in `conversationId` now: the box is on again. */
+  private unblocked(conversationId: string): void {
+    if (!this.refusedAsBlocked.delete(conversationId)) return;
+    if (conversationId === this.current?.id) this.renderLock();
+  }
+
+  /**
+   * Friends, requests or blocks were read again: a refusal that my own block explains, or a friendship or a
+   * request between us (impossible under a block), is no longer a reason to keep the box off; the open
+   * conversation shows what stands now.
+   */
+  socialChanged(): void {
+    const { store } = this.deps;
+    for (const id of [...this.refusedAsBlocked.keys()]) {
+      const state = store.get(id);
+      const other = state?.participants.find((p) => p.userId !== store.meId);
+      if (other === undefined || this.deps.blocks(other.userId) || this.deps.inTouch(other.userId))
+        this.refusedAsBlocked.delete(id);
+    }
+    this.renderLock();
   }
 
   /** Keeps what is in the box as the open conversation's draft (the list shows which have one). */
@@ -514,8 +604,7 @@ export class ConversationView {
       : `${length.toLocaleString('en')} of ${limit} characters`;
     if (over) this.input.setAttribute('aria-invalid', 'true');
     else this.input.removeAttribute('aria-invalid');
-    const gone = this.current !== undefined && this.deps.store.otherIsDeleted(this.current);
-    this.sendButton.disabled = over || gone;
+    this.sendButton.disabled = over || (this.current !== undefined && this.lock(this.current) !== undefined);
   }
 
   private submit(): void {
@@ -577,6 +666,7 @@ export class ConversationView {
           .then(
             (message) => {
               this.settle(message.clientMsgId);
+              this.unblocked(state.id);
               this.showMessages(state, this.deps.store.addMessages(state, [message]));
             },
             (err: unknown) => {
@@ -584,6 +674,7 @@ export class ConversationView {
               pending.failed = describeSendError(err);
               pending.retrying = undefined;
               this.renderPending(pending);
+              if (err instanceof XFChatError && err.code === 'BLOCKED') this.refusedByBlock(state);
             },
           ),
       )
@@ -785,8 +876,16 @@ export class ConversationView {
     const now = Date.now();
     if (!state || this.deps.client.state !== 'connected' || now - this.lastTypingSent < TYPING_THROTTLE_MS)
       return;
+    if (this.lock(state) !== undefined) return;
     this.lastTypingSent = now;
-    this.deps.client.typing(state.id).catch(this.deps.report);
+    this.deps.client.typing(state.id).then(
+      () => this.unblocked(state.id),
+      (err: unknown) => {
+        if (err instanceof XFChatError && err.code === 'BLOCKED') this.refusedByBlock(state);
+        if (err instanceof XFChatError && QUIET_TYPING_ERRORS.has(err.code)) console.error(err);
+        else this.deps.report(err);
+      },
+    );
   }
 
   /**

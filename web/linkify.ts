@@ -5,8 +5,8 @@
  * A link never says one place and goes to another: its text shows the host it opens (a host typed in another
  * script, like the Cyrillic "а" of "exаmple.com", shows as its punycode "xn--exmple-4nf.com"), its target is
  * its title, and an address with a user part ("https://bank.example@evil.example/") is not a link at all.
- * Invisible direction characters (U+202A-202E, U+2066-2069) end an address and show as markers ("⟨RLO⟩"),
- * so they cannot turn ".../\u202Etxt.exe" into ".../exe.txt".
+ * Invisible direction characters (U+202A-202E, U+2066-2069, and the marks U+200E, U+200F, U+061C) end an
+ * address and show as markers ("⟨RLO⟩", "⟨RLM⟩"), so they cannot turn ".../\u202Etxt.exe" into ".../exe.txt".
  */
 import { textRuns } from './text.js';
 
@@ -14,7 +14,7 @@ import { textRuns } from './text.js';
  * An address runs up to whitespace, quotes, angle brackets, or an invisible format character (direction
  * controls and marks, zero-width characters, the byte order mark), which never belongs in one.
  */
-const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]+/gi;
+const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]+/gi;
 /** Characters that end a sentence rather than the address ("see https://example.com."). */
 const TRAILING = /[.,;:!?]+$/;
 

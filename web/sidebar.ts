@@ -21,6 +21,8 @@ export interface SidebarDeps {
   /** Opens (creating if needed) the direct conversation with a friend. */
   startDirect: (userId: string) => Promise<void>;
   report: (error: unknown) => void;
+  /** Friends, requests or blocks were read again (or someone in them renamed). */
+  socialChanged: () => void;
 }
 
 /** Friendly sentences for the errors a user can cause from the sidebar. */
@@ -109,6 +111,23 @@ export class Sidebar {
     return this.friendList;
   }
 
+  /** Whether I block this user (the "Blocked" list, as last loaded). */
+  blocks(userId: string): boolean {
+    return this.blockedList.some((user) => user.id === userId);
+  }
+
+  /**
+   * Whether this user and I are friends or one of us asked the other, as last loaded: neither is possible
+   * while one of us blocks the other.
+   */
+  inTouch(userId: string): boolean {
+    return (
+      this.friendList.some((friend) => friend.user.id === userId) ||
+      this.incomingList.some((request) => request.from.id === userId) ||
+      this.outgoingList.some((request) => request.to.id === userId)
+    );
+  }
+
   /** Reloads friends, pending requests and blocks (after any friend event: cheap, and always consistent). */
   async refreshSocial(): Promise<void> {
     const { friends, blocks } = this.deps.client;
@@ -166,6 +185,7 @@ export class Sidebar {
       blocked.map((u) => this.blockedItem(u)),
     );
     this.renderResults();
+    this.deps.socialChanged();
   }
 
   /** Marks the open conversation in the list. */

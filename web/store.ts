@@ -90,6 +90,23 @@ export class ConversationStore {
     return state;
   }
 
+  /**
+   * The newest message of a conversation that arrived without it (I was added to a group that has messages),
+   * read for the list: it becomes the preview and the latest activity unless a newer one is known meanwhile. It
+   * is not a loaded message: opening the conversation loads its history as usual.
+   */
+  setPreview(state: ConversationState, message: PublicMessage): void {
+    const known = this.message(state, message.seq);
+    const newest = known && known.version > message.version ? known : message;
+    // Unread counts stay with lastSeq (the conversation's, and the live messages'): this message is not shown yet.
+    if (!state.lastMessage || newest.seq > state.lastMessage.seq) {
+      state.lastMessage = newest;
+      state.lastActivity = newest.createdAt;
+    } else if (newest.seq === state.lastMessage.seq && newest.version > state.lastMessage.version) {
+      state.lastMessage = newest;
+    }
+  }
+
   get(id: string): ConversationState | undefined {
     return this.items.get(id);
   }

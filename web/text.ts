@@ -14,13 +14,18 @@ export function codePointLength(text: string): number {
 }
 
 /**
- * The explicit directional embeddings, overrides and isolates (U+202A-202E, U+2066-2069): invisible, they
- * reorder the text around them, so "account \u202E0987654321" reads as another number and
- * "https://evil.example/\u202Etxt.exe" as ".../exe.txt". The app shows each as a visible marker instead.
+ * The invisible direction characters: the explicit embeddings, overrides and isolates (U+202A-202E,
+ * U+2066-2069), which reorder the text around them, so "account \u202E0987654321" reads as another number
+ * and "https://evil.example/\u202Etxt.exe" as ".../exe.txt"; and the marks LRM, RLM and ALM (U+200E, U+200F,
+ * U+061C), invisible letters of a direction that turn the groups of a number around them ("account
+ * \u200F1111 2222" reads as "account 2222 1111"). The app shows each as a visible marker instead.
  */
-export const DIRECTION_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+export const DIRECTION_CONTROLS = /[\u200E\u200F\u061C\u202A-\u202E\u2066-\u2069]/g;
 
 const CONTROL_NAMES: Record<string, string> = {
+  '\u200E': 'LRM',
+  '\u200F': 'RLM',
+  '\u061C': 'ALM',
   '\u202A': 'LRE',
   '\u202B': 'RLE',
   '\u202C': 'PDF',

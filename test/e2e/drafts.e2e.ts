@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { storedMessages } from '../client/fixtures.js';
+import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 describe('web app: the message box', function () {
@@ -91,6 +92,84 @@ describe('web app: the message box', function () {
       'accepted text',
     ]);
     expect(await page.shownMessages()).to.deep.equal(['accepted text']);
+    app.expectNoProblems();
+  });
+
+  /** The line above the message box that says why nobody can write here. */
+  const lockedLine = (page: ChatPage) => page.page.locator('#composer-locked');
+  /** The error popup. */
+  const toast = (page: ChatPage) => page.page.locator('#app-error');
+
+  it('under a block the box says so and is off, typing pops no error; it is on again once the block is lifted', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await ann.client.conversations.createDirect(bob.id);
+    await ann.client.messages.put(direct.id, 'ann-1', 'hello');
+    const page = await app.open();
+    await page.logIn(bob.username, PASSWORD);
+    await page.openConversation('Ann');
+    await page.waitForMessage('hello');
+    expect(await lockedLine(page).isHidden()).to.equal(true);
+
+    // Ann blocks Bob: the server refuses his typing, which is nothing he asked for, so no popup; the box goes off.
+    await ann.client.blocks.block(bob.id);
+    await page.composer.pressSequentially('are you there', { delay: 30 });
+    await page.page.waitForTimeout(500);
+    expect(await toast(page).isHidden(), `popup: ${await toast(page).textContent()}`).to.equal(true);
+    await lockedLine(page)
+      .getByText('You cannot message this person: one of you has blocked the other.')
+      .waitFor();
+    expect(await page.composer.isDisabled()).to.equal(true);
+    expect(await page.page.getByRole('button', { name: 'Send' }).isDisabled()).to.equal(true);
+    expect(await page.composer.getAttribute('placeholder')).to.equal('You cannot message this person');
+    // Focus was in the box: it moves to why the box is off.
+    expect(await page.page.evaluate(() => document.activeElement?.id)).to.equal('composer-locked');
+    expect(await lockedLine(page).getAttribute('role')).to.equal('status');
+
+    // Ann lifts the block and asks Bob to be friends again (impossible under a block): the box is on again.
+    await ann.client.blocks.unblock(bob.id);
+    await ann.client.friends.sendRequest(bob.username);
+    await lockedLine(page).waitFor({ state: 'hidden' });
+    expect(await page.composer.isDisabled()).to.equal(false);
+    expect(await page.composer.getAttribute('placeholder')).to.equal('Write a message');
+    expect(await toast(page).isHidden()).to.equal(true);
+    app.expectNoProblems();
+  });
+
+  it('a person I block: the box says so and is off (also after a reload), and is on again once I unblock them', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await ann.client.conversations.createDirect(bob.id);
+    await ann.client.messages.put(direct.id, 'ann-1', 'hello');
+    const page = await app.open();
+    page.acceptDialogs();
+    await page.logIn(bob.username, PASSWORD);
+    await page.openConversation('Ann');
+    await page.waitForMessage('hello');
+
+    // Bob blocks Ann on another device: this page learns it when his typing is refused, and asks whose block.
+    await bob.client.blocks.block(ann.id);
+    await page.composer.fill('still there?');
+    const line = 'You blocked Ann. Unblock them (under “Blocked”) to write here again.';
+    await lockedLine(page).getByText(line).waitFor();
+    expect(await page.composer.isDisabled()).to.equal(true);
+    // What was typed stays, to send later.
+    expect(await page.composer.inputValue()).to.equal('still there?');
+    expect(await page.composer.getAttribute('placeholder')).to.equal('You blocked this person');
+
+    await page.page.reload();
+    await page.waitForMessage('hello');
+    await lockedLine(page).getByText(line).waitFor();
+    expect(await page.composer.isDisabled()).to.equal(true);
+
+    await page.page.getByRole('button', { name: 'Unblock Ann' }).click();
+    await lockedLine(page).waitFor({ state: 'hidden' });
+    expect(await page.composer.isDisabled()).to.equal(false);
+    await page.composer.press('Enter');
+    await page.waitForMessage('still there?');
+    expect(await toast(page).isHidden()).to.equal(true);
     app.expectNoProblems();
   });
 });

@@ -124,4 +124,45 @@ describe('web app: groups', function () {
     await annPage.page.getByRole('button', { name: 'Trip 2026, group with Dan' }).waitFor();
     app.expectNoProblems();
   });
+
+  it('added to a group that has messages: the list shows its last message and orders it by it, live as after a reload', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    const dan = await app.person('Dan');
+    await app.befriend(ann, bob);
+    await app.befriend(bob, cat);
+    await app.befriend(ann, dan);
+    // The group is older than Ann's conversation with Dan, its messages newer.
+    const group = await bob.client.conversations.createGroup('Hike', [cat.id]);
+    const direct = await ann.client.conversations.createDirect(dan.id);
+    await dan.client.messages.put(direct.id, 'dan-1', 'hi Ann');
+    await bob.client.messages.put(group.id, 'bob-1', 'first');
+    await bob.client.messages.put(group.id, 'bob-2', 'meet at 8');
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Dan').waitFor();
+    await bob.client.conversations.addParticipant(group.id, ann.id);
+
+    const list = async () => ({
+      titles: await page.page.locator('#conversations li[data-key] .title').allTextContents(),
+      preview: await page.conversationButton('Hike').locator('.preview').textContent(),
+    });
+    // What the server lists (and a reload shows): the group first, with its last message and both unread.
+    const expected = { titles: ['Hike', 'Dan'], preview: 'Bob: meet at 8' };
+    await page.conversationButton('Hike').getByText('Bob: meet at 8').waitFor();
+    expect(await list(), 'live').to.deep.equal(expected);
+    expect(await page.conversationButton('Hike').locator('.unread').textContent()).to.equal('2');
+
+    // Opened, it shows the messages it had before Ann came.
+    await page.openConversation('Hike');
+    await page.waitForMessage('meet at 8');
+    expect(await page.shownMessages()).to.deep.equal(['first', 'meet at 8']);
+
+    await page.page.reload();
+    await page.waitForMessage('meet at 8');
+    expect(await list(), 'after a reload').to.deep.equal(expected);
+    app.expectNoProblems();
+  });
 });

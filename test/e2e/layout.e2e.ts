@@ -40,6 +40,82 @@ describe('web app: layout and page basics', function () {
     app.expectNoProblems();
   });
 
+  it('a long unbroken name in the typing line and the reply preview stays on a phone screen', async () => {
+    const ann = await app.person('Ann');
+    const long = await app.person('Long');
+    // The longest display name the server takes, with nowhere to break.
+    const longName = 'W'.repeat(64);
+    await long.client.updateProfile({ displayName: longName });
+    await app.befriend(ann, long);
+    const direct = await long.client.conversations.createDirect(ann.id);
+    await long.client.connect();
+    const hello = await long.client.send(direct.id, 'hello from a long name');
+
+    const page = await app.open({ context: { viewport: { width: 390, height: 844 }, hasTouch: true } });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton(longName).click();
+    await page.waitForMessage('hello from a long name');
+    expect(await documentWidth(page.page), 'the direct conversation').to.be.at.most(390);
+
+    // "WWW… is typing…" wraps inside its line.
+    const typing = page.page.locator('#typing-indicator');
+    await long.client.typing(direct.id);
+    await typing.getByText('is typing').waitFor();
+    expect(await documentWidth(page.page), 'the typing line').to.be.at.most(390);
+    expect(await typing.evaluate((e) => e.scrollWidth - e.clientWidth), 'past the typing line').to.be.at.most(
+      0,
+    );
+
+    // "Replying to WWW…" above the message box too.
+    const item = page.log.locator(`li[data-seq="${hello.seq}"]`);
+    await item.getByRole('button', { name: /^Actions for/ }).click();
+    await page.page.getByRole('button', { name: 'Reply' }).click();
+    const label = page.page.locator('#reply-label');
+    await label.getByText(`Replying to ${longName}`).waitFor();
+    expect(await documentWidth(page.page), 'the reply preview').to.be.at.most(390);
+    expect(
+      await label.evaluate((e) => e.getBoundingClientRect().right - window.innerWidth),
+      'past the right edge',
+    ).to.be.at.most(0);
+    app.expectNoProblems();
+  });
+
+  it('who reacted, with a long unbroken name, wraps inside its tip, which stays in the window under my own message', async () => {
+    const ann = await app.person('Ann');
+    const long = await app.person('Long');
+    await long.client.updateProfile({ displayName: 'W'.repeat(64) });
+    await app.befriend(ann, long);
+    const direct = await long.client.conversations.createDirect(ann.id);
+    const mine = await ann.client.messages.put(direct.id, 'a-1', 'hi');
+    await long.client.messages.react(direct.id, mine.seq, '👍');
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('W'.repeat(64));
+    await page.waitForMessage('hi');
+    await page.log.getByRole('button', { name: /^👍 1 reaction/ }).hover();
+    const tip = page.log.getByRole('tooltip');
+    await tip.waitFor();
+    const measured = await tip.evaluate((e) => {
+      const box = e.getBoundingClientRect();
+      const scroller = document.getElementById('message-scroller')!;
+      return {
+        pastTip: e.scrollWidth - e.clientWidth,
+        pastWindow: box.right - window.innerWidth,
+        leftOfWindow: -box.left,
+        sideways: scroller.scrollWidth - scroller.clientWidth,
+      };
+    });
+    expect(measured.pastTip, 'text past the tip').to.be.at.most(0);
+    expect(measured.pastWindow, 'tip past the window').to.be.at.most(0);
+    expect(measured.leftOfWindow, 'tip left of the window').to.be.at.most(0);
+    expect(measured.sideways, 'the messages scroll sideways').to.be.at.most(0);
+    expect(await documentWidth(page.page), 'the page').to.be.at.most(
+      await page.page.evaluate(() => innerWidth),
+    );
+    app.expectNoProblems();
+  });
+
   it('after a keyboard login focus is in the list; no favicon request fails; styles only from its own stylesheet', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');

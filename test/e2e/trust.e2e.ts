@@ -131,4 +131,52 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
     expect(stored.messages.map((m) => m.body)).to.deep.equal([...texts, 'again \u202Eabc']);
     app.expectNoProblems();
   });
+
+  it('shows the invisible direction marks (RLM, ALM, LRM) as markers, so they cannot turn the groups of a number around', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    for (const text of [
+      'pay to account \u200F1111 2222 now',
+      'pay to account \u061C3333 4444 now',
+      'pay to account \u200E5555 6666 now',
+    ])
+      await bob.client.send(direct.id, text);
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('6666 now');
+    // Where each group of digits is drawn, from the left.
+    const shown = await page.log.locator('li[data-seq] .body').evaluateAll((bodies) =>
+      bodies.map((body) => {
+        const groups: number[] = [];
+        const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+          const text = node.textContent ?? '';
+          for (const match of text.matchAll(/\d{4}/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + 4);
+            groups.push(range.getBoundingClientRect().left);
+          }
+        }
+        return { text: body.textContent, markers: body.querySelectorAll('.control-mark').length, groups };
+      }),
+    );
+    expect(shown.map((s) => s.text)).to.deep.equal([
+      'pay to account ⟨RLM⟩1111 2222 now',
+      'pay to account ⟨ALM⟩3333 4444 now',
+      'pay to account ⟨LRM⟩5555 6666 now',
+    ]);
+    for (const { text, markers, groups } of shown) {
+      expect(markers, text ?? '').to.equal(1);
+      expect(groups[0], `${text}: the first group is drawn left of the second`).to.be.lessThan(groups[1]!);
+    }
+    // The list's preview shows the marker too.
+    await page.conversationButton('Bob').getByText('Bob: pay to account ⟨LRM⟩5555 6666 now').waitFor();
+    app.expectNoProblems();
+  });
 });

@@ -36,6 +36,14 @@ describe('web app text rules', function () {
       expect(showControls('שלום world')).to.equal('שלום world');
     });
 
+    it('show the invisible marks (LRM, RLM, ALM) as markers too, so a mark cannot turn the groups of a number around', function () {
+      expect(shown('pay to account \u200F1111 2222 now')).to.equal('pay to account ⟨RLM⟩1111 2222 now');
+      expect(shown('pay to account \u061C3333 4444 now')).to.equal('pay to account ⟨ALM⟩3333 4444 now');
+      expect(shown('pay to account \u200E5555 6666 now')).to.equal('pay to account ⟨LRM⟩5555 6666 now');
+      // Previews, quotes and notifications (plain text) show them the same way.
+      expect(showControls('a\u200Eb\u200Fc\u061Cd')).to.equal('a⟨LRM⟩b⟨RLM⟩c⟨ALM⟩d');
+    });
+
     it('end a web address', function () {
       expect(shown('get https://evil.example/\u202Etxt.exe now')).to.equal(
         'get [https://evil.example/ -> https://evil.example/]⟨RLO⟩txt.exe now',
@@ -43,6 +51,14 @@ describe('web app text rules', function () {
       expect(shown('https://a.example/x\u2066y')).to.equal(
         '[https://a.example/x -> https://a.example/x]⟨LRI⟩y',
       );
+      for (const [mark, marker] of [
+        ['\u200E', '⟨LRM⟩'],
+        ['\u200F', '⟨RLM⟩'],
+        ['\u061C', '⟨ALM⟩'],
+      ])
+        expect(shown(`https://a.example/x${mark}y`)).to.equal(
+          `[https://a.example/x -> https://a.example/x]${marker}y`,
+        );
       expect(shown('https://a.example/x\u200By')).to.equal(
         '[https://a.example/x -> https://a.example/x]\u200By',
       );
