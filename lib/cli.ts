@@ -24,6 +24,23 @@ function out(line: string): void {
 }
 
 /**
+ * Refuses, before any configuration is read or connection made, arguments the command does not take: a typo such as
+ * `rollback --yse` must not fall back to something else (the dry run), nor `serve --port 1` run on another port.
+ */
+function refuseUnknownOptions(command: string, options: readonly string[], known: readonly string[]): void {
+  const unknown = options.find((option) => !known.includes(option));
+  if (unknown === undefined) return;
+  process.stderr.write(`xfchat: unknown ${command} option "${unknown}"\n${USAGE}\n`);
+  process.exit(2);
+}
+
+const MIGRATE_ACTIONS: Readonly<Record<string, readonly string[]>> = {
+  status: [],
+  latest: [],
+  rollback: ['--yes'],
+};
+
+/**
  * `npm run dev`: see lib/dev/devServer.ts. Its data lives in `.data/` of the current directory (npm runs scripts
  * in the checkout's root) unless --data-dir says otherwise.
  */
@@ -69,6 +86,14 @@ async function verify(db: Database, database: DatabaseConfig): Promise<void> {
  * drops what those migrations made, data included: without `--yes` it only says what it would undo.
  */
 async function migrate(action: string | undefined, options: readonly string[]): Promise<void> {
+  const known = MIGRATE_ACTIONS[action ?? 'status'];
+  if (known === undefined) {
+    process.stderr.write(
+      `xfchat: unknown migrate action "${action ?? ''}": use latest, rollback or status\n${USAGE}\n`,
+    );
+    process.exit(2);
+  }
+  refuseUnknownOptions(`migrate ${action ?? 'status'}`, options, known);
   let database;
   try {
     database = loadDatabaseConfig();
@@ -115,9 +140,6 @@ async function migrate(action: string | undefined, options: readonly string[]): 
         }
         break;
       }
-      default:
-        process.stderr.write(`xfchat: unknown migrate action "${action}": use latest, rollback or status\n`);
-        process.exitCode = 2;
     }
   } catch (err) {
     // One line, as at startup: the cause, then what to do.
@@ -143,6 +165,7 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
     process.stderr.write(`xfchat: unknown jwt-secret action "${action ?? ''}": use adopt\n${USAGE}\n`);
     process.exit(2);
   }
+  refuseUnknownOptions('jwt-secret adopt', options, ['--yes', '--force']);
   let config;
   try {
     config = loadConfig();
@@ -217,6 +240,7 @@ const [command, ...rest] = process.argv.slice(2);
 const helpAsked = rest.includes('--help') || rest.includes('-h');
 switch (helpAsked ? 'help' : (command ?? 'serve')) {
   case 'serve':
+    refuseUnknownOptions('serve', rest, []);
     await main();
     break;
   case 'dev':

@@ -58,9 +58,10 @@ export function sslOptions(config: DatabaseConfig): false | ConnectionOptions {
 /** The pg connection settings shared by the app pool and the Socket.IO adapter's pool. */
 export function pgConnectionConfig(config: DatabaseConfig, applicationName: string): pg.ClientConfig {
   const url = new URL(config.url);
-  // sslmode in the URL would override our TLS settings in node-postgres; the config's mode wins.
-  url.searchParams.delete('sslmode');
-  url.searchParams.delete('sslrootcert');
+  // Any query parameter of the URL (sslmode, ssl, sslcert, statement_timeout, application_name, options...) would
+  // override the settings below in node-postgres, TLS included: the node's settings win, every one of them. The
+  // configuration refuses such parameters at startup; dropped here too, whoever built the config.
+  url.search = '';
   return {
     connectionString: url.toString(),
     ssl: sslOptions(config),

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
@@ -23,6 +25,8 @@ const SAME_SIGNAL_MS = 1000;
 export interface SignalSource {
   /** From now on, signals go to `handler`; one received before this call is handed over at once. */
   handle(handler: (signal: NodeJS.Signals) => void): void;
+  /** Aborted by the first signal received before a handler is set (a stop asked for while starting). */
+  readonly whileStarting: AbortSignal;
 }
 
 /**
@@ -35,10 +39,14 @@ export interface SignalSource {
 export function listenForSignals(): SignalSource {
   let handler: ((signal: NodeJS.Signals) => void) | undefined;
   let held: { signal: NodeJS.Signals; at: number } | undefined;
+  const starting = new AbortController();
   const dispatch = (signal: NodeJS.Signals) => {
     if (handler) handler(signal);
-    else if (!held) held = { signal, at: Date.now() };
-    else if (Date.now() - held.at > SAME_SIGNAL_MS) process.exit(1);
+    else if (!held) {
+      held = { signal, at: Date.now() };
+      // A startup waiting on something that may take long (another node's migrations) gives up.
+      starting.abort(signal);
+    } else if (Date.now() - held.at > SAME_SIGNAL_MS) process.exit(1);
   };
   process.on('SIGTERM', dispatch);
   process.on('SIGINT', dispatch);
@@ -47,6 +55,7 @@ export function listenForSignals(): SignalSource {
       handler = next;
       if (held) next(held.signal);
     },
+    whileStarting: starting.signal,
   };
 }
 
@@ -88,13 +97,29 @@ export async function main(): Promise<void> {
   let server: RunningServer;
   try {
     const config = loadConfig();
-    server = await startServer(config, { logger: createLogger(config.logLevel) });
+    server = await startServer(config, {
+      logger: createLogger(config.logLevel),
+      stop: signals.whileStarting,
+    });
   } catch (err) {
     failStartup(err);
   }
   handleSignals(server, undefined, signals);
 }
 
-const invokedDirectly =
-  process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
-if (invokedDirectly) await main();
+/**
+ * Whether this file is the one node was asked to run (not imported by lib/cli.ts or a test): compared as real paths,
+ * since a release is often run through a symlink (`/srv/xfchat/current/...`) or from a path with spaces, which
+ * neither a typed path nor a file URL spells the same way.
+ */
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    // A script path that cannot be resolved is not this file.
+    return false;
+  }
+}
+if (invokedDirectly()) await main();

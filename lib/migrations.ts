@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { DatabaseConfig } from './config.js';
 import { pgConnectionConfig } from './db.js';
 import type { Logger } from './logger.js';
+import { StartupError } from './startupErrors.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Running from TypeScript (tsx) or from the built JavaScript in dist/: migrations share our extension. */
@@ -29,7 +30,11 @@ export interface MigrationStatus {
 /** The schema's migrations (migrations/), applied through the app's knex. */
 export interface Migrator {
   /** Applies pending migrations under an advisory lock, so nodes starting together do not race. */
-  latest(): Promise<{ newlyApplied: string[]; status: MigrationStatus }>;
+  /**
+   * `stop`: a stop asked for while starting (SIGTERM): the wait for another holder's migration lock gives up, with a
+   * {@link StartupError}, instead of holding the node until that holder is done.
+   */
+  latest(stop?: AbortSignal): Promise<{ newlyApplied: string[]; status: MigrationStatus }>;
   status(): Promise<MigrationStatus>;
   /** Rolls back the last batch, newest migration first. */
   rollback(): Promise<string[]>;
@@ -87,7 +92,7 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
   const source = new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR);
   const migrations = migrationConfig(source);
 
-  async function withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
+  async function withMigrationLock<T>(work: () => Promise<T>, stop?: AbortSignal): Promise<T> {
     // A connection of its own holds the session-level lock while knex migrates through the pool.
     // Waiting for another node's migrations is not a slow statement: neither PostgreSQL's statement_timeout nor
     // the driver's query timeout (DB_STATEMENT_TIMEOUT_MS) applies to this connection.
@@ -98,6 +103,16 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     });
     lockClient.on('error', (err) => logger.warn({ err }, 'migration lock connection error'));
     await lockClient.connect();
+    let ended: Promise<void> | undefined;
+    // Ending the session releases the lock, or ends the wait for it.
+    const end = () => (ended ??= lockClient.end());
+    const stopped = () =>
+      new StartupError(
+        'stopped by a signal while waiting for the migration lock (another node or xfchat migrate holds it): nothing was started',
+      );
+    const onStop = () => {
+      end().catch((err: unknown) => logger.warn({ err }, 'ending the migration lock connection failed'));
+    };
     try {
       await lockClient.query('SET statement_timeout = 0');
       const { rows } = await lockClient.query<{ locked: boolean }>(
@@ -106,12 +121,20 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
       );
       if (!rows[0]?.locked) {
         logger.info('waiting for the migration lock (another node or `xfchat migrate` holds it)');
-        await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+        if (stop?.aborted) throw stopped();
+        stop?.addEventListener('abort', onStop, { once: true });
+        try {
+          await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+        } catch (err) {
+          if (stop?.aborted) throw stopped();
+          throw err;
+        } finally {
+          stop?.removeEventListener('abort', onStop);
+        }
       }
       return await work();
     } finally {
-      // Ending the session releases the lock.
-      await lockClient.end();
+      await end();
     }
   }
 
@@ -132,6 +155,11 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
   }
 
   async function status(): Promise<MigrationStatus> {
+    // Knex's list() creates its two tables when they are missing: a database nothing migrated yet is answered
+    // without it, so that `xfchat migrate status` writes nothing (and works with a read-only role).
+    if (!(await knex.schema.hasTable('knex_migrations'))) {
+      return { applied: [], pending: await source.getMigrations(), newer: [] };
+    }
     const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
     const applied = completed.map((m) => m.name);
     const known = new Set(await source.getMigrations());
@@ -139,7 +167,7 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
   }
 
   return {
-    latest() {
+    latest(stop) {
       return withMigrationLock(async () => {
         const [, newlyApplied] = (await knex.migrate.latest(migrations)) as [number, string[]];
         const now = await status();
@@ -150,7 +178,7 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
           );
         }
         return { newlyApplied, status: now };
-      });
+      }, stop);
     },
     status,
     lastBatch,

@@ -48,6 +48,8 @@ export interface StartOptions {
    * instead of refusing to start.
    */
   adoptJwtSecret?: boolean;
+  /** Aborted when a stop is asked for while starting (SIGTERM): a wait for the migration lock gives up. */
+  stop?: AbortSignal;
 }
 
 function listen(server: HttpServer, port: number, host: string): Promise<AddressInfo> {
@@ -61,7 +63,12 @@ function listen(server: HttpServer, port: number, host: string): Promise<Address
 }
 
 /** Connects and verifies with the driver's real reason on failure, migrates, and reports each step. */
-async function prepareDatabase(db: Database, config: Readonly<Config>, logger: Logger): Promise<void> {
+async function prepareDatabase(
+  db: Database,
+  config: Readonly<Config>,
+  logger: Logger,
+  stop: AbortSignal | undefined,
+): Promise<void> {
   let info;
   try {
     info = await db.verify();
@@ -76,9 +83,9 @@ async function prepareDatabase(db: Database, config: Readonly<Config>, logger: L
 
   let migrated;
   try {
-    migrated = await createMigrator(db.knex, config.database, logger).latest();
+    migrated = await createMigrator(db.knex, config.database, logger).latest(stop);
   } catch (err) {
-    throw explainMigrationError(err);
+    throw err instanceof StartupError ? err : explainMigrationError(err);
   }
   const { applied } = migrated.status;
   const latest = applied.at(-1) ?? '(none)';
@@ -231,7 +238,7 @@ export async function startServer(
     );
     metrics.observePool(db.knex);
     metrics.sample('dbStalled', () => (db.stalled ? 1 : 0));
-    await prepareDatabase(db, config, logger);
+    await prepareDatabase(db, config, logger, options.stop);
     await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
     const clock = createDatabaseClock(() => databaseTimeMs(db.knex));
     const clockSync = own(await startClockSync(clock, logger));

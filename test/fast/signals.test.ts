@@ -12,7 +12,10 @@ describe('signals', () => {
       services: { logger: logs.logger },
     } as unknown as RunningServer;
     let deliver: (signal: NodeJS.Signals) => void = () => undefined;
-    const signals: SignalSource = { handle: (handler) => (deliver = handler) };
+    const signals: SignalSource = {
+      handle: (handler) => (deliver = handler),
+      whileStarting: new AbortController().signal,
+    };
     const exits: Array<number | undefined> = [];
     const exit = Object.getOwnPropertyDescriptor(process, 'exit');
     process.exit = ((code?: number) => void exits.push(code)) as typeof process.exit;

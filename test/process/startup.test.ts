@@ -1,4 +1,5 @@
-import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { copyFile, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { freePort } from '../../lib/dev/embeddedPostgres.js';
 import { BUNDLED_MIGRATIONS_DIR } from '../../lib/migrations.js';
 import {
   expectOneLineFailure,
+  PROJECT_ROOT,
   runCli,
   runMain,
   startMain,
@@ -98,6 +100,26 @@ describe('startup (the real entry point as a child process)', function () {
       expect(line).to.include('JWT_SECRET');
       expect(line).to.include('32');
       expect(line).not.to.include(short);
+    });
+
+    it('runs lib/main through a symlinked directory or a path with a space as it runs it directly', async () => {
+      // Releases are often run through a symlink (/srv/xfchat/current); the entry point compared the path as typed
+      // with its own (resolved, percent-encoded) URL and did nothing, exit 0.
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat entry '));
+      try {
+        const link = path.join(dir, 'current');
+        await symlink(PROJECT_ROOT, link);
+        const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(link, 'lib', 'main.ts')], {
+          cwd: PROJECT_ROOT,
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
+        expect(result.status, result.stderr).to.equal(1);
+        expect(result.stderr).to.match(/^xfchat: cannot start: invalid configuration: .*DATABASE_URL/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('reports every configuration problem in the one line', async () => {
@@ -236,7 +258,44 @@ describe('startup (the real entry point as a child process)', function () {
     });
   });
 
+  describe('usage errors', () => {
+    it('refuses an unknown action or option with exit 2 before reading the configuration or connecting', async () => {
+      const cases: Array<[string[], string]> = [
+        [['migrate', 'statsu'], 'unknown migrate action "statsu"'],
+        [['migrate', 'rollback', '--yse'], 'unknown migrate rollback option "--yse"'],
+        [['migrate', 'latest', '--yes'], 'unknown migrate latest option "--yes"'],
+        [['serve', '--port', '1'], 'unknown serve option "--port"'],
+        [['jwt-secret', 'adopt', '--yes', '--forse'], 'unknown jwt-secret adopt option "--forse"'],
+      ];
+      for (const [i, [args, message]] of cases.entries()) {
+        // Without DATABASE_URL (and, for the first, with one nothing answers): the usage error either way.
+        const envs: Array<Record<string, string>> = [{}];
+        if (i === 0) envs.push({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing' });
+        for (const env of envs) {
+          const result = await runCli(args, env);
+          expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.equal(2);
+          expect(result.stderr, args.join(' ')).to.include(message).and.to.include('usage: xfchat');
+        }
+      }
+    });
+  });
+
   describe('xfchat migrate', () => {
+    it('status on a database nothing migrated lists every migration as pending and writes nothing', async () => {
+      const url = await createEmptyDatabase();
+      const result = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stdout).to.match(/^applied \(0\): -\npending \(\d+\): \d{14}_/);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const { rows } = await client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+        expect(rows).to.deep.equal([]);
+      } finally {
+        await client.end();
+      }
+    });
+
     it('rollback without --yes names the batch it would undo and changes nothing; with --yes it undoes it', async () => {
       const url = await createEmptyDatabase();
       expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
@@ -425,6 +484,23 @@ describe('startup (the real entry point as a child process)', function () {
       expect(listening).to.be.greaterThan(-1);
       expect(messages.indexOf('signal received, draining')).to.be.greaterThan(listening);
       expect(messages.at(-1)).to.equal('shutdown complete');
+    });
+
+    it('a SIGTERM while waiting for another holder’s migration lock stops the node at once, without binding', async () => {
+      const url = await createEmptyDatabase();
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock(727246001)');
+        const result = await runMain(goodEnv(url), { sigtermWhen: /waiting for the migration lock/ });
+        expect(result.code, result.stderr).to.equal(1);
+        expect(result.stdout).not.to.include('[STARTUP] listening');
+        expect(expectOneLineFailure(result)).to.equal(
+          'xfchat: cannot start: stopped by a signal while waiting for the migration lock (another node or xfchat migrate holds it): nothing was started',
+        );
+      } finally {
+        await holder.end();
+      }
     });
 
     it('a second start on an already migrated database applies nothing new', async () => {

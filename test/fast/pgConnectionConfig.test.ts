@@ -1,0 +1,30 @@
+import { expect } from 'chai';
+import type { DatabaseConfig } from '../../lib/config.js';
+import { pgConnectionConfig } from '../../lib/db.js';
+
+const database: DatabaseConfig = {
+  url: 'postgres://app:secret@db.internal:5433/chat',
+  poolMax: 25,
+  acquireTimeoutMs: 5000,
+  statementTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+  stallTimeoutMs: 5000,
+  sslMode: 'require',
+  sslCa: undefined,
+  slowQueryMs: 500,
+  migrationsDir: undefined,
+};
+
+describe('pgConnectionConfig', () => {
+  it('connects with the URL’s server, user, password and database only: no query parameter overrides the node’s settings', () => {
+    // node-postgres lets every parameter of the connection string win over the settings beside it: ssl=0 would turn
+    // DB_SSL_MODE=require off, statement_timeout=0 would lift DB_STATEMENT_TIMEOUT_MS, application_name would hide
+    // the node's control connection from `xfchat jwt-secret adopt`.
+    const url = `${database.url}?ssl=0&sslmode=disable&sslrootcert=/tmp/ca.pem&statement_timeout=0&application_name=x&options=-c%20search_path%3Devil`;
+    const config = pgConnectionConfig({ ...database, url }, 'xfchat-app');
+    expect(config.connectionString).to.equal('postgres://app:secret@db.internal:5433/chat');
+    expect(config.ssl).to.deep.equal({ rejectUnauthorized: false });
+    expect(config.statement_timeout).to.equal(30_000);
+    expect(config.application_name).to.equal('xfchat-app');
+  });
+});
