@@ -47,16 +47,22 @@ const MIGRATE_ACTIONS: Readonly<Record<string, readonly string[]>> = {
 async function dev(args: readonly string[]): Promise<void> {
   let dataRoot = path.resolve('.data');
   for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const next = args[i + 1];
-    if (arg === '--data-dir' && next !== undefined) {
-      dataRoot = path.resolve(next);
+    const arg = args[i] ?? '';
+    let dir: string;
+    if (arg === '--data-dir') {
+      dir = args[i + 1] ?? '';
       i += 1;
-    } else if (arg?.startsWith('--data-dir=')) dataRoot = path.resolve(arg.slice('--data-dir='.length));
+    } else if (arg.startsWith('--data-dir=')) dir = arg.slice('--data-dir='.length);
     else {
       process.stderr.write(`xfchat: unknown dev option "${arg}"\n${USAGE}\n`);
       process.exit(2);
     }
+    // An empty one would resolve to the current directory, and put PostgreSQL's files among the project's.
+    if (dir.trim() === '') {
+      process.stderr.write(`xfchat: --data-dir needs a directory\n${USAGE}\n`);
+      process.exit(2);
+    }
+    dataRoot = path.resolve(dir);
   }
   let devServer: { runDev: typeof runDev };
   try {

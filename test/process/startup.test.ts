@@ -266,6 +266,8 @@ describe('startup (the real entry point as a child process)', function () {
         [['migrate', 'latest', '--yes'], 'unknown migrate latest option "--yes"'],
         [['serve', '--port', '1'], 'unknown serve option "--port"'],
         [['jwt-secret', 'adopt', '--yes', '--forse'], 'unknown jwt-secret adopt option "--forse"'],
+        [['dev', '--data-dir='], '--data-dir needs a directory'],
+        [['dev', '--data-dir'], '--data-dir needs a directory'],
       ];
       for (const [i, [args, message]] of cases.entries()) {
         // Without DATABASE_URL (and, for the first, with one nothing answers): the usage error either way.
