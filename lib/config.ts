@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 
 /** How the server talks TLS to PostgreSQL. */
 export type DbSslMode = 'disable' | 'require' | 'verify-full';
@@ -133,7 +133,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: '(required)',
-    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`',
+    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`, without query parameters (the settings below replace them; an `sslmode` that agrees with `DB_SSL_MODE` is tolerated)',
   },
   JWT_SECRET: {
     kind: 'text',
@@ -214,7 +214,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: '(none)',
-    doc: "PEM file of the CA that signed PostgreSQL's certificate (`verify-full` only)",
+    doc: "PEM file of the CA that signed PostgreSQL's certificate (`verify-full` only; it must hold a certificate)",
   },
   SLOW_QUERY_MS: {
     kind: 'int',
@@ -228,7 +228,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: 'bundled',
-    doc: 'folder of migrations, for testing or extending the schema',
+    doc: 'folder of migrations (`.ts` or `.js` files), for testing or extending the schema',
   },
   JWT_TTL_SECONDS: {
     kind: 'int',
@@ -362,7 +362,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'server',
     shownDefault: '(none)',
-    doc: 'comma-separated browser origins allowed for CORS and the Socket.IO handshake',
+    doc: 'comma-separated browser origins (`https://host[:port]`, no path) allowed for CORS and the Socket.IO handshake',
   },
   TRUST_PROXY_HOPS: {
     kind: 'int',
@@ -394,6 +394,11 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Whether an environment value counts as set: an empty or blank one does not (the README's rule for every variable). */
+function isSet(value: string | undefined): value is string {
+  return value !== undefined && value.trim() !== '';
+}
+
 /** Collects every problem instead of stopping at the first, so one start reports all of them. */
 class EnvReader {
   readonly problems: string[] = [];
@@ -401,7 +406,7 @@ class EnvReader {
 
   raw(name: SettingName): string | undefined {
     const value = this.env[name];
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
+    return isSet(value) ? value.trim() : undefined;
   }
 
   /** An integer setting of the table, within its bounds. */
@@ -473,15 +478,73 @@ function readDatabaseUrl(reader: EnvReader): string {
  * asking for another mode would be silently ignored, and a connection believed encrypted might not be: refused.
  */
 function refuseOtherUrlSslMode(reader: EnvReader, url: string, mode: DbSslMode): void {
-  let asked: string | null;
+  let asked: string | undefined;
   try {
-    asked = new URL(url).searchParams.get('sslmode');
+    // node-postgres takes the last of several; any that disagrees is refused.
+    asked = new URL(url).searchParams.getAll('sslmode').find((value) => value !== mode);
   } catch {
     return; // Reported by readDatabaseUrl.
   }
-  if (asked !== null && asked !== mode) {
+  if (asked !== undefined) {
     reader.problems.push(
       `DATABASE_URL asks for sslmode=${asked.slice(0, 20)}, which is not read (DB_SSL_MODE=${mode} decides): remove it from the URL and set DB_SSL_MODE to disable, require or verify-full`,
+    );
+  }
+}
+
+/**
+ * What to do instead of a DATABASE_URL query parameter that node-postgres reads (and lets override the node's own
+ * connection settings), after "remove it from the URL"; any parameter not listed is not supported.
+ */
+const IN_THE_URL = ' and write it in its place: postgres://USER:PASSWORD@HOST:5432/DATABASE';
+const NO_CLIENT_CERTIFICATES = " (client certificates are not supported: TLS is DB_SSL_MODE's)";
+const OWN_NAMES = ' (not supported: the node names its connections itself)';
+const URL_PARAMETER_INSTEAD: Readonly<Record<string, string>> = {
+  ssl: ' and set DB_SSL_MODE instead',
+  sslrootcert: ' and set DB_SSL_CA_FILE (with DB_SSL_MODE=verify-full) instead',
+  sslcert: NO_CLIENT_CERTIFICATES,
+  sslkey: NO_CLIENT_CERTIFICATES,
+  sslpassword: NO_CLIENT_CERTIFICATES,
+  statement_timeout: ' and set DB_STATEMENT_TIMEOUT_MS instead',
+  query_timeout: ' and set DB_STATEMENT_TIMEOUT_MS instead',
+  connect_timeout: ' and set DB_CONNECT_TIMEOUT_MS instead',
+  host: IN_THE_URL,
+  port: IN_THE_URL,
+  user: IN_THE_URL,
+  password: IN_THE_URL,
+  database: IN_THE_URL,
+  dbname: IN_THE_URL,
+  application_name: OWN_NAMES,
+  fallback_application_name: OWN_NAMES,
+};
+
+/** A query parameter's name as it may be shown: printable, and short. */
+function shownParameter(name: string): string {
+  const printable = name.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 40 ? `${printable.slice(0, 40)}...` : printable;
+}
+
+/**
+ * node-postgres lets every query parameter of the connection string override the node's explicit connection
+ * settings (`ssl=0` turns TLS off under DB_SSL_MODE=require; `statement_timeout`, `application_name`, `options`
+ * likewise), so lib/db.ts connects without them and DATABASE_URL may carry none: one problem per parameter, naming
+ * it (never its value) and what to set instead. An `sslmode` is refuseOtherUrlSslMode's: one that agrees with
+ * DB_SSL_MODE is allowed.
+ */
+function refuseUrlParameters(reader: EnvReader, url: string): void {
+  let names: string[];
+  try {
+    names = [...new URL(url).searchParams.keys()];
+  } catch {
+    return; // Reported by readDatabaseUrl.
+  }
+  for (const name of new Set(names)) {
+    if (name === 'sslmode') continue;
+    const instead = Object.hasOwn(URL_PARAMETER_INSTEAD, name)
+      ? URL_PARAMETER_INSTEAD[name]
+      : ' (not supported)';
+    reader.problems.push(
+      `DATABASE_URL parameter "${shownParameter(name)}" is not read: remove it from the URL${instead}`,
     );
   }
 }
@@ -498,14 +561,80 @@ function readSslCa(reader: EnvReader, mode: DbSslMode): string | undefined {
     );
     return undefined;
   }
+  let pem: string;
   try {
-    return readFileSync(file, 'utf8');
+    pem = readFileSync(file, 'utf8');
   } catch (err) {
     reader.problems.push(
       `DB_SSL_CA_FILE "${file}" cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
     return undefined;
   }
+  // With no certificate at all (an empty file, a key, a truncated copy), Node's TLS would trust its default public
+  // CAs instead: verify-full would accept any publicly signed certificate for the host.
+  if (!/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.test(pem)) {
+    reader.problems.push(
+      `DB_SSL_CA_FILE "${file}" holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate in PEM`,
+    );
+    return undefined;
+  }
+  return pem;
+}
+
+/** Migration files, as lib/migrations.ts runs them (TypeScript under tsx, JavaScript when built). */
+function isMigrationFile(name: string): boolean {
+  return (name.endsWith('.ts') && !name.endsWith('.d.ts')) || name.endsWith('.js');
+}
+
+/** MIGRATIONS_DIR: a folder with migrations, checked now rather than found wrong after connecting. */
+function readMigrationsDir(reader: EnvReader): string | undefined {
+  const dir = reader.raw('MIGRATIONS_DIR');
+  if (dir === undefined) return undefined;
+  let files: string[];
+  try {
+    if (!statSync(dir).isDirectory()) {
+      reader.problems.push(`MIGRATIONS_DIR "${dir}" is not a directory`);
+      return dir;
+    }
+    files = readdirSync(dir);
+  } catch (err) {
+    reader.problems.push(
+      `MIGRATIONS_DIR "${dir}" cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+    return dir;
+  }
+  if (!files.some(isMigrationFile)) {
+    reader.problems.push(`MIGRATIONS_DIR "${dir}" holds no migration files (.ts or .js)`);
+  }
+  return dir;
+}
+
+/**
+ * A CORS_ORIGINS entry as browsers send it in `Origin` (scheme and host in lower case, no default port), which is
+ * what requests are compared with exactly (lib/requestOrigin.ts, Socket.IO's `cors`); undefined, with a problem
+ * naming the entry (credentials hidden), when it is no origin or could never match one.
+ */
+function readCorsOrigin(reader: EnvReader, entry: string): string | undefined {
+  const authority = /^https?:\/\/([^/?#\\]*)/i.exec(entry)?.[1];
+  const shown = authority?.includes('@') === true ? entry.replace(/\/\/[^/?#\\]*@/, '//***@') : entry;
+  const refuse = (why: string): undefined => {
+    reader.problems.push(`CORS_ORIGINS entry "${shown}" ${why}: it must look like https://chat.example.com`);
+    return undefined;
+  };
+  if (authority === undefined || authority === '') return refuse('is not an http(s) origin');
+  if (authority.includes('@')) return refuse('has credentials');
+  const port = /:(\d+)$/.exec(authority)?.[1];
+  if (port !== undefined && Number(port) > 65535) return refuse('has a port above 65535');
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    return refuse('is malformed');
+  }
+  if (url.pathname !== '/' || /^https?:\/\/[^/?#\\]*[/\\][^?#]/i.test(entry)) return refuse('has a path');
+  if (entry.includes('?')) return refuse('has a query');
+  if (entry.includes('#')) return refuse('has a fragment');
+  return url.origin;
 }
 
 /**
@@ -524,17 +653,16 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     );
   }
 
-  const corsOrigins = (reader.raw('CORS_ORIGINS') ?? '')
-    .split(',')
-    .map((o) => o.trim())
-    .filter((o) => o !== '');
-  for (const origin of corsOrigins) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
-      reader.problems.push(
-        `CORS_ORIGINS entry "${origin}" must look like https://chat.example.com (no path)`,
-      );
-    }
-  }
+  const corsOrigins = [
+    ...new Set(
+      (reader.raw('CORS_ORIGINS') ?? '')
+        .split(',')
+        .map((o) => o.trim())
+        .filter((o) => o !== '')
+        .map((o) => readCorsOrigin(reader, o))
+        .filter((o) => o !== undefined),
+    ),
+  ];
 
   const config: Config = {
     port: reader.int('PORT'),
@@ -577,6 +705,7 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   const url = readDatabaseUrl(reader);
   const sslMode = reader.oneOf('DB_SSL_MODE', SSL_MODES, SETTINGS.DB_SSL_MODE.default);
   refuseOtherUrlSslMode(reader, url, sslMode);
+  refuseUrlParameters(reader, url);
   return {
     url,
     poolMax: reader.int('DB_POOL_SIZE'),
@@ -587,7 +716,7 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
     sslMode,
     sslCa: readSslCa(reader, sslMode),
     slowQueryMs: reader.int('SLOW_QUERY_MS'),
-    migrationsDir: reader.raw('MIGRATIONS_DIR'),
+    migrationsDir: readMigrationsDir(reader),
   };
 }
 
@@ -603,11 +732,13 @@ export async function loadDevConfig(
   devSecret: () => Promise<string>,
   env: Env = process.env,
 ): Promise<Readonly<Config>> {
+  // Empty or blank counts as not set, as everywhere else (`??` would keep '', which loadConfig then reads as unset
+  // and gives the production defaults: every interface, and no secret).
   return loadConfig({
     ...env,
-    HOST: env.HOST ?? DEV_HOST,
+    HOST: isSet(env.HOST) ? env.HOST : DEV_HOST,
     DATABASE_URL: databaseUrl,
-    JWT_SECRET: env.JWT_SECRET ?? (await devSecret()),
+    JWT_SECRET: isSet(env.JWT_SECRET) ? env.JWT_SECRET : await devSecret(),
   });
 }
 

@@ -14,7 +14,9 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
 /**
  * The Origin policy shared by HTTP and the Socket.IO handshake. No Origin header: a non-browser client, allowed
  * (it could forge any Origin anyway; the bearer token is what protects it). A browser Origin is allowed when it is
- * in CORS_ORIGINS or names the host the request was sent to (same-origin pages served behind the same name).
+ * in CORS_ORIGINS (compared exactly: lib/config.ts keeps each entry as browsers serialize an Origin, host in lower
+ * case and no default port) or names the host the request was sent to (same-origin pages served behind the same
+ * name).
  * With `trustProxy`, the proxy's X-Forwarded-Host counts as that host, and when the proxy says which scheme the
  * request came by (X-Forwarded-Proto) the Origin's must be the same: a plain-HTTP page of the host (served by
  * anyone who can answer for it unencrypted) is not the HTTPS site's origin.

@@ -191,6 +191,78 @@ describe('config', () => {
       ).to.equal('disable');
     });
 
+    it('refuses every query parameter, naming it and what to set instead, never its value', () => {
+      // node-postgres lets a URL parameter override the node's own connection settings: `ssl=0` turned
+      // DB_SSL_MODE=require into plaintext, `statement_timeout=0` undid DB_STATEMENT_TIMEOUT_MS.
+      const cases: Array<[query: string, name: string, instead: string]> = [
+        ['ssl=0', 'ssl', 'DB_SSL_MODE'],
+        ['ssl=false', 'ssl', 'DB_SSL_MODE'],
+        ['ssl=true', 'ssl', 'DB_SSL_MODE'],
+        ['sslcert=/tmp/x.pem', 'sslcert', 'not supported'],
+        ['sslkey=/tmp/x.key', 'sslkey', 'not supported'],
+        ['sslrootcert=/tmp/ca.pem', 'sslrootcert', 'DB_SSL_CA_FILE'],
+        ['statement_timeout=0', 'statement_timeout', 'DB_STATEMENT_TIMEOUT_MS'],
+        ['connect_timeout=999', 'connect_timeout', 'DB_CONNECT_TIMEOUT_MS'],
+        ['application_name=myapp', 'application_name', 'not supported'],
+        ['options=-c%20statement_timeout%3D0', 'options', 'not supported'],
+        ['host=elsewhere.example', 'host', 'postgres://USER:PASSWORD@HOST:5432/DATABASE'],
+        [`password=${PASSWORD}`, 'password', 'postgres://USER:PASSWORD@HOST:5432/DATABASE'],
+      ];
+      for (const mode of ['disable', 'require']) {
+        for (const [query, name, instead] of cases) {
+          const problems = problemsOf(() =>
+            loadConfig(env({ DATABASE_URL: `${URL_WITH_PASSWORD}?${query}`, DB_SSL_MODE: mode })),
+          );
+          expect(problems, query).to.have.length(1);
+          expect(problems[0], query).to.match(new RegExp(`^DATABASE_URL parameter "${name}" is not read`));
+          expect(problems[0], query).to.include(instead);
+          expect(problems[0], query).not.to.include(PASSWORD);
+          expect(problems[0], query).not.to.include(query.split('=')[1]);
+        }
+      }
+    });
+
+    it('refuses a parameter under verify-full and in loadDatabaseConfig (xfchat migrate) too', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-config-test-'));
+      try {
+        const ca = path.join(dir, 'ca.pem');
+        await writeFile(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+        const problems = problemsOf(() =>
+          loadConfig(
+            env({
+              DATABASE_URL: `${URL_WITH_PASSWORD}?ssl=0`,
+              DB_SSL_MODE: 'verify-full',
+              DB_SSL_CA_FILE: ca,
+            }),
+          ),
+        );
+        expect(problems).to.deep.equal([
+          'DATABASE_URL parameter "ssl" is not read: remove it from the URL and set DB_SSL_MODE instead',
+        ]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      const migrate = problemsOf(() =>
+        loadDatabaseConfig({ DATABASE_URL: `${URL_WITH_PASSWORD}?application_name=x&statement_timeout=0` }),
+      );
+      expect(migrate).to.have.length(2);
+      expect(migrate[0]).to.include('"application_name"');
+      expect(migrate[1]).to.include('"statement_timeout"').and.to.include('DB_STATEMENT_TIMEOUT_MS');
+    });
+
+    it('names each parameter once, beside a disagreeing sslmode, and takes an agreeing sslmode alone', () => {
+      const problems = problemsOf(() =>
+        loadConfig(env({ DATABASE_URL: `${URL_WITH_PASSWORD}?sslmode=disable&sslmode=require&ssl=1&ssl=0` })),
+      );
+      expect(problems).to.have.length(2);
+      expect(problems[0]).to.include('sslmode=require').and.to.include('DB_SSL_MODE=disable');
+      expect(problems[1]).to.include('"ssl"');
+      const agreeing = loadConfig(
+        env({ DATABASE_URL: `${URL_WITH_PASSWORD}?sslmode=require`, DB_SSL_MODE: 'require' }),
+      );
+      expect(agreeing.database.sslMode).to.equal('require');
+    });
+
     it('rejects a bad percent-escape in the user, password or database name, without echoing it', () => {
       for (const url of [
         'postgres://a%ZZ@localhost:5432/db',
@@ -292,6 +364,31 @@ describe('config', () => {
       expect(describeConfig(config)).to.have.nested.property('database.sslCa', '(set)');
     });
 
+    it('verify-full refuses a CA file without a PEM certificate (Node would trust its public CAs instead)', async () => {
+      const key = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
+      for (const [name, text] of [
+        ['empty.pem', ''],
+        ['blank.pem', '\n  \n'],
+        ['key.pem', key],
+        ['truncated.pem', '-----BEGIN CERTIFICATE-----\nMIIB\n'],
+      ] as const) {
+        const file = path.join(dir, name);
+        await writeFile(file, text);
+        const problems = problemsOf(() =>
+          loadConfig(env({ DB_SSL_MODE: 'verify-full', DB_SSL_CA_FILE: file })),
+        );
+        expect(problems, name).to.deep.equal([
+          `DB_SSL_CA_FILE "${file}" holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate in PEM`,
+        ]);
+      }
+      const bundle = path.join(dir, 'bundle.pem');
+      const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      await writeFile(bundle, `${cert}${cert}`);
+      expect(loadConfig(env({ DB_SSL_MODE: 'verify-full', DB_SSL_CA_FILE: bundle })).database.sslCa).to.equal(
+        `${cert}${cert}`,
+      );
+    });
+
     it('a CA file without verify-full is a mistake', () => {
       const problems = problemsOf(() => loadConfig(env({ DB_SSL_CA_FILE: path.join(dir, 'ca.pem') })));
       expect(problems).to.have.length(1);
@@ -307,20 +404,97 @@ describe('config', () => {
       expect(config.corsOrigins).to.deep.equal(['https://chat.example.com', 'http://localhost:5173']);
     });
 
-    for (const bad of [
-      'chat.example.com',
-      'https://chat.example.com/',
-      'https://x.com/app',
-      'ws://x.com',
-      '*',
+    it('keeps each entry as browsers send it in Origin: host in lower case, no default port, no trailing slash', () => {
+      const config = loadConfig(
+        env({
+          CORS_ORIGINS:
+            'https://Chat.Example.COM,https://chat.example.com:443,HTTP://LocalHost:80,https://a.example.com/,https://b.example.com:8443,http://[::1]:3000',
+        }),
+      );
+      expect(config.corsOrigins).to.deep.equal([
+        'https://chat.example.com',
+        'http://localhost',
+        'https://a.example.com',
+        'https://b.example.com:8443',
+        'http://[::1]:3000',
+      ]);
+    });
+
+    for (const [bad, why] of [
+      ['chat.example.com', 'is not an http(s) origin'],
+      ['https://x.com/app', 'has a path'],
+      ['https://x.com/.', 'has a path'],
+      ['https://x.com?x=1', 'has a query'],
+      ['https://x.com/?', 'has a query'],
+      ['https://x.com#top', 'has a fragment'],
+      ['https://x.com:99999', 'has a port above 65535'],
+      ['https://x.com:65536', 'has a port above 65535'],
+      ['https://x .com', 'is malformed'],
+      ['ws://x.com', 'is not an http(s) origin'],
+      ['*', 'is not an http(s) origin'],
     ]) {
-      it(`rejects "${bad}"`, () => {
+      it(`rejects "${bad}" (${why})`, () => {
         const problems = problemsOf(() => loadConfig(env({ CORS_ORIGINS: `https://ok.example.com,${bad}` })));
-        expect(problems).to.have.length(1);
-        expect(problems[0]).to.include('CORS_ORIGINS');
-        expect(problems[0]).to.include(`"${bad}"`);
+        expect(problems).to.deep.equal([
+          `CORS_ORIGINS entry "${bad}" ${why}: it must look like https://chat.example.com`,
+        ]);
       });
     }
+
+    it('rejects an entry with credentials without echoing them', () => {
+      const problems = problemsOf(() => loadConfig(env({ CORS_ORIGINS: `https://admin:${PASSWORD}@x.com` })));
+      expect(problems).to.deep.equal([
+        'CORS_ORIGINS entry "https://***@x.com" has credentials: it must look like https://chat.example.com',
+      ]);
+    });
+  });
+
+  describe('MIGRATIONS_DIR', () => {
+    let dir: string;
+    before(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-migrations-test-'));
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('refuses a folder that does not exist, naming MIGRATIONS_DIR', () => {
+      const missing = path.join(dir, 'missing');
+      for (const load of [
+        () => loadConfig(env({ MIGRATIONS_DIR: missing })),
+        () => loadDatabaseConfig(env({ MIGRATIONS_DIR: missing })),
+      ]) {
+        expect(problemsOf(load)).to.deep.equal([`MIGRATIONS_DIR "${missing}" cannot be read (ENOENT)`]);
+      }
+    });
+
+    it('refuses a file', async () => {
+      const file = path.join(dir, '20260101000000_one.ts');
+      await writeFile(file, 'export {};\n');
+      expect(problemsOf(() => loadConfig(env({ MIGRATIONS_DIR: file })))).to.deep.equal([
+        `MIGRATIONS_DIR "${file}" is not a directory`,
+      ]);
+    });
+
+    it('refuses a folder without migration files (.ts or .js)', async () => {
+      const empty = await mkdtemp(path.join(dir, 'empty-'));
+      const other = await mkdtemp(path.join(dir, 'other-'));
+      await writeFile(path.join(other, 'README.md'), 'notes\n');
+      await writeFile(path.join(other, 'types.d.ts'), 'export {};\n');
+      for (const folder of [empty, other]) {
+        expect(problemsOf(() => loadConfig(env({ MIGRATIONS_DIR: folder })))).to.deep.equal([
+          `MIGRATIONS_DIR "${folder}" holds no migration files (.ts or .js)`,
+        ]);
+      }
+    });
+
+    it('takes a folder with TypeScript or JavaScript migrations', async () => {
+      for (const ext of ['ts', 'js']) {
+        const folder = await mkdtemp(path.join(dir, `${ext}-`));
+        await writeFile(path.join(folder, `20260101000000_one.${ext}`), 'export {};\n');
+        expect(loadConfig(env({ MIGRATIONS_DIR: folder })).database.migrationsDir).to.equal(folder);
+      }
+    });
   });
 
   describe('frozen', () => {
@@ -358,6 +532,22 @@ describe('config', () => {
       expect(loadConfig(env()).host, 'production keeps its default').to.equal('0.0.0.0');
       const open = await loadDevConfig(URL_WITH_PASSWORD, devSecret, { HOST: '0.0.0.0' });
       expect(open.host).to.equal('0.0.0.0');
+    });
+
+    it('binds the loopback address when HOST is empty or blank (not set), not every interface', async () => {
+      for (const HOST of ['', '   ']) {
+        expect(
+          (await loadDevConfig(URL_WITH_PASSWORD, devSecret, { HOST })).host,
+          JSON.stringify(HOST),
+        ).to.equal('127.0.0.1');
+      }
+    });
+
+    it('uses the generated secret when JWT_SECRET is empty or blank (not set), instead of refusing', async () => {
+      for (const JWT_SECRET of ['', ' ']) {
+        const dev = await loadDevConfig(URL_WITH_PASSWORD, devSecret, { JWT_SECRET });
+        expect(dev.auth.jwtSecret, JSON.stringify(JWT_SECRET)).to.match(/^dev-secret/);
+      }
     });
 
     it('uses the generated secret unless JWT_SECRET is set', async () => {

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { loadConfig } from '../../lib/config.js';
 import { isOriginAllowed } from '../../lib/requestOrigin.js';
 
 const allowlist = ['https://app.example.com'];
@@ -27,5 +28,29 @@ describe('requestOrigin: which browser origins may call', () => {
     // Not trusted: the forwarded headers are anyone's, and count for nothing.
     expect(isOriginAllowed(behindTls('https://chat.example.com'), allowlist, 0)).to.equal(false);
     expect(isOriginAllowed(behindTls('http://node-1:3000'), allowlist, 0)).to.equal(true);
+  });
+
+  it('matches the Origin a browser sends with a CORS_ORIGINS entry written in capitals or with its default port', () => {
+    const origins = (entries: string) =>
+      loadConfig({
+        DATABASE_URL: 'postgres://chat@db.internal:5432/xfchat',
+        JWT_SECRET: 'jwt-secret-0123456789-abcdefghijklmnop',
+        CORS_ORIGINS: entries,
+      }).corsOrigins;
+    const from = (origin: string) => ({ headers: { origin, host: 'xfchat.internal:3000' } });
+    for (const entry of [
+      'https://Chat.Example.com',
+      'https://chat.example.com:443',
+      'HTTPS://CHAT.EXAMPLE.COM/',
+    ]) {
+      const allowed = origins(entry);
+      expect(isOriginAllowed(from('https://chat.example.com'), allowed), entry).to.equal(true);
+      expect(isOriginAllowed(from('http://chat.example.com'), allowed), entry).to.equal(false);
+      expect(isOriginAllowed(from('https://chat.example.com:8443'), allowed), entry).to.equal(false);
+    }
+    const plain = origins('http://LocalHost:80,http://localhost:5173');
+    expect(isOriginAllowed(from('http://localhost'), plain)).to.equal(true);
+    expect(isOriginAllowed(from('http://localhost:5173'), plain)).to.equal(true);
+    expect(isOriginAllowed(from('http://localhost:8080'), plain)).to.equal(false);
   });
 });
