@@ -156,6 +156,42 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       { what: 'the writer to wait for the held conversation' },
     );
 
+  it('moves a conversation’s activity time forward only, through either write function', async () => {
+    const id = await conversation();
+    const w = writer(db, 1);
+    const activity = async () =>
+      (
+        await rows<{ last_activity_at: Date }>(
+          db.knex,
+          'SELECT last_activity_at FROM conversations WHERE id = ?',
+          [id],
+        )
+      )[0]!.last_activity_at.getTime();
+    const send = (clientMsgId: string): MessageCommand => ({
+      kind: 'send',
+      senderId: alice,
+      clientMsgId,
+      body: clientMsgId,
+      replyToSeq: null,
+    });
+    // A later activity than any write's (as when a writer that started earlier commits after another): kept, by
+    // a lone send (xfchat_send_one) and by a batch (xfchat_write) alike.
+    const ahead = new Date(Date.now() + 3_600_000);
+    await db.knex('conversations').where({ id }).update({ last_activity_at: ahead });
+    ok((await w.write({ conversationId: id, commands: [send('lone')] }))[0]);
+    expect(await activity(), 'after a lone send').to.equal(ahead.getTime());
+    ok((await w.write({ conversationId: id, commands: [send('b1'), send('b2')] }))[0]);
+    expect(await activity(), 'after a batch').to.equal(ahead.getTime());
+    // From an earlier one, it moves to the time of the write.
+    await db
+      .knex('conversations')
+      .where({ id })
+      .update({ last_activity_at: new Date(0) });
+    const [clock] = await rows<{ before: Date }>(db.knex, 'SELECT clock_timestamp() AS before');
+    ok((await w.write({ conversationId: id, commands: [send('later')] }))[0]);
+    expect(await activity()).to.be.at.least(clock!.before.getTime());
+  });
+
   it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
     const id = await conversation();
     const w = writer(db, 2);
