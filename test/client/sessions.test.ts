@@ -124,25 +124,33 @@ describe('client SDK: sessions, refresh and their end', function () {
     expect(warnings).to.not.include('TimeoutOverflowWarning');
   });
 
-  it('leaves nothing behind when resume() cannot reach the server, so resuming with the same token works later', async () => {
+  /**
+   * A signed-up user's stored refresh token, and a new client to resume it on whose first request to `path` fails
+   * as if offline for a moment (the ones after it get through): `calls()` counts the requests to `path`.
+   */
+  async function resumingWithFirstFailure(path: string) {
     const first = await signedUp();
     const stored = first.client.refreshToken!;
     first.client.close();
-    // The first POST /auth/refresh fails (offline for a moment); the ones after it get through.
-    let refreshes = 0;
+    let calls = 0;
     const flaky: typeof fetch = async (input, init) => {
-      if (urlOf(input).endsWith('/auth/refresh') && refreshes++ === 0) throw new TypeError('fetch failed');
+      if (urlOf(input).endsWith(path) && calls++ === 0) throw new TypeError('fetch failed');
       return fetch(input, init);
     };
     const tokens: AuthTokens[] = [];
     const ended: SessionEnded[] = [];
     const client = pool.open(server.url, { fetch: flaky, onTokens: (t) => tokens.push(t) });
     client.on('sessionEnded', (e) => ended.push(e));
+    return { first, stored, client, tokens, ended, calls: () => calls };
+  }
+
+  it('leaves nothing behind when resume() cannot reach the server, so resuming with the same token works later', async () => {
+    const { first, stored, client, tokens, ended, calls } = await resumingWithFirstFailure('/auth/refresh');
 
     expect(await failure(client.resume(stored))).to.include({ code: 'NETWORK_ERROR' });
     // Longer than the client's retry delays: no retry spends the token behind the app's back.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(refreshes).to.equal(1);
+    expect(calls()).to.equal(1);
     expect(client.refreshToken).to.equal(undefined);
     expect((await client.resume(stored)).id).to.equal(first.user.id);
     expect(tokens).to.have.length(1);
@@ -150,18 +158,7 @@ describe('client SDK: sessions, refresh and their end', function () {
   });
 
   it('keeps the session of a resume() whose refresh went through but whose GET /auth/me failed, for a retry with the same token', async () => {
-    const first = await signedUp();
-    const stored = first.client.refreshToken!;
-    first.client.close();
-    let reads = 0;
-    const flaky: typeof fetch = async (input, init) => {
-      if (urlOf(input).endsWith('/auth/me') && reads++ === 0) throw new TypeError('fetch failed');
-      return fetch(input, init);
-    };
-    const tokens: AuthTokens[] = [];
-    const ended: SessionEnded[] = [];
-    const client = pool.open(server.url, { fetch: flaky, onTokens: (t) => tokens.push(t) });
-    client.on('sessionEnded', (e) => ended.push(e));
+    const { first, stored, client, tokens, ended } = await resumingWithFirstFailure('/auth/me');
 
     expect(await failure(client.resume(stored))).to.include({ code: 'NETWORK_ERROR' });
     // The stored token is spent by now: the client holds (and has told the app) the pair it was traded for.
