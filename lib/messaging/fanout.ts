@@ -417,14 +417,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (kept.readers.size === 0) pages.delete(conversationId);
   }
 
-  /** The conversation's marks; one not tracked yet starts at this message: nothing before it is known. */
-  function marksOf(conversationId: string, seq: number, version: number): Given {
-    let marks = given.get(conversationId);
-    if (!marks) {
-      if (given.size >= MAX_TRACKED) prune();
-      marks = new Given(seq - 1, version - 1);
-      given.set(conversationId, marks);
-    }
+  /** Marks of a conversation not tracked yet, starting at this message: nothing before it is known. */
+  function startMarksAt(conversationId: string, seq: number, version: number): Given {
+    if (given.size >= MAX_TRACKED) prune();
+    const marks = new Given(seq - 1, version - 1);
+    given.set(conversationId, marks);
     return marks;
   }
 
@@ -444,12 +441,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       forget(conversationId);
       return asKind(kind, messages);
     }
-    const start = given.has(conversationId) ? undefined : starting.get(conversationId);
-    if (start !== undefined) return deliverWhileStarting(start, kind, messages, read);
-    // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
-    const marks =
-      kind === 'new' ? marksOf(conversationId, first.seq, first.version) : given.get(conversationId);
-    if (marks === undefined) return asKind(kind, messages);
+    let marks = given.get(conversationId);
+    if (marks === undefined) {
+      // Subscribers' pages being read start the marks (from the oldest), not this delivery.
+      const start = starting.get(conversationId);
+      if (start !== undefined) return deliverWhileStarting(start, kind, messages, read);
+      // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
+      if (kind !== 'new') return asKind(kind, messages);
+      marks = startMarksAt(conversationId, first.seq, first.version);
+    }
     const created: PublicMessage[] = [];
     const changed: PublicMessage[] = [];
     for (const m of messages) {

@@ -100,16 +100,23 @@ describe('web app: the message box', function () {
   /** The error popup. */
   const toast = (page: ChatPage) => page.page.locator('#app-error');
 
-  it('under a block the box says so and is off, typing pops no error; it is on again once the block is lifted', async () => {
+  /** Ann and Bob, friends with a direct conversation Ann wrote in; Bob's page, logged in, shows it. */
+  async function bobReadingAnn() {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
     const direct = await ann.client.conversations.createDirect(bob.id);
     await ann.client.messages.put(direct.id, 'ann-1', 'hello');
     const page = await app.open();
+    page.acceptDialogs();
     await page.logIn(bob.username, PASSWORD);
     await page.openConversation('Ann');
     await page.waitForMessage('hello');
+    return { ann, bob, page };
+  }
+
+  it('under a block the box says so and is off, typing pops no error; it is on again once the block is lifted', async () => {
+    const { ann, bob, page } = await bobReadingAnn();
     expect(await lockedLine(page).isHidden()).to.equal(true);
 
     // Ann blocks Bob: the server refuses his typing, which is nothing he asked for, so no popup; the box goes off.
@@ -138,16 +145,7 @@ describe('web app: the message box', function () {
   });
 
   it('a person I block: the box says so and is off (also after a reload), and is on again once I unblock them', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await ann.client.conversations.createDirect(bob.id);
-    await ann.client.messages.put(direct.id, 'ann-1', 'hello');
-    const page = await app.open();
-    page.acceptDialogs();
-    await page.logIn(bob.username, PASSWORD);
-    await page.openConversation('Ann');
-    await page.waitForMessage('hello');
+    const { ann, bob, page } = await bobReadingAnn();
 
     // Bob blocks Ann on another device: this page learns it when his typing is refused, and asks whose block.
     await bob.client.blocks.block(ann.id);
