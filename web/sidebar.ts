@@ -227,6 +227,10 @@ export class Sidebar {
             ? `${store.senderLabel(state, state.lastMessage.senderId)}: ${state.lastMessage.deletedAt === null ? showControls(state.lastMessage.body) : 'message deleted'}`
             : 'No messages yet';
       const when = new Date(state.lastMessage?.createdAt ?? state.lastActivity);
+      // The entry's name is its label; what it shows besides (the last message or draft, and when) is read
+      // after it as its description, as on screen.
+      const previewId = `preview-${state.id}`;
+      const whenId = `when-${state.id}`;
       const label = [
         title,
         group ? `group with ${store.otherNames(state)}` : undefined,
@@ -240,7 +244,12 @@ export class Sidebar {
         'button',
         {
           className: 'open',
-          attrs: { type: 'button', 'aria-label': label, 'aria-current': String(open) },
+          attrs: {
+            type: 'button',
+            'aria-label': label,
+            'aria-describedby': `${previewId} ${whenId}`,
+            'aria-current': String(open),
+          },
           dataset: { action: 'open' },
           onClick: () => this.deps.open(state.id),
         },
@@ -254,7 +263,7 @@ export class Sidebar {
             el('time', {
               className: 'when',
               text: listDate(when, now),
-              attrs: { datetime: when.toISOString(), title: fullTimestamp(when) },
+              attrs: { id: whenId, datetime: when.toISOString(), title: fullTimestamp(when) },
             }),
           ),
           // Under a direct conversation's name, whose it is: display names are not unique, usernames are.
@@ -263,7 +272,11 @@ export class Sidebar {
             : handle === undefined
               ? null
               : el('span', { className: 'members handle', text: handle }),
-          el('span', { className: draft !== undefined ? 'preview draft' : 'preview', text: preview }),
+          el('span', {
+            className: draft !== undefined ? 'preview draft' : 'preview',
+            text: preview,
+            attrs: { id: previewId },
+          }),
         ),
         unread > 0
           ? el('span', { className: 'unread', text: String(unread), attrs: { 'aria-hidden': 'true' } })

@@ -117,6 +117,45 @@ describe('web app: accessibility', function () {
     app.expectNoProblems();
   });
 
+  it('a conversation in the list is read with its last message (or draft) and when, not only its name', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    await ann.client.conversations.createDirect(cat.id);
+    const withBob = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    await bob.client.send(withBob.id, 'see you at noon');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.page.getByRole('button', { name: 'Bob, 1 unread' }).waitFor();
+    // What the browser gives a screen reader: the accessible tree, as Chromium computes it.
+    const cdp = await page.page.context().newCDPSession(page.page);
+    // The entry whose name starts with `name` (a direct conversation's name ends with the other's username).
+    const read = async (name: string) => {
+      const { nodes } = (await cdp.send('Accessibility.getFullAXTree')) as {
+        nodes: { role?: { value?: string }; name?: { value?: string }; description?: { value?: string } }[];
+      };
+      const entry = nodes.find(
+        (node) => node.role?.value === 'button' && node.name?.value?.startsWith(`${name}, `),
+      );
+      return entry?.description?.value;
+    };
+    const time = await page.conversationButton('Bob').locator('time').textContent();
+    expect(await read('Bob, 1 unread')).to.equal(`Bob: see you at noon ${time ?? ''}`);
+
+    await page.openConversation('Bob');
+    await page.waitForMessage('see you at noon');
+    await page.composer.fill('a draft');
+    await page.openConversation('Cat');
+    await waitFor(async () => (await read('Bob, draft')) === `Draft: a draft ${time ?? ''}`, {
+      timeoutMs: 5000,
+      what: 'the draft read as the description',
+    });
+    await cdp.detach();
+    app.expectNoProblems();
+  });
+
   it('a friend’s “More” menu closes with Escape (focus back on “More”) and when focus leaves it', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
