@@ -114,6 +114,12 @@ const STALL_MIN_MS = 5;
  */
 const SPLIT_FACTOR = 4;
 const SPLIT_MIN_SENDS = 128;
+/**
+ * Transactions at once that wait for conversations other transactions hold, beside the ordinary ones (whose number
+ * the adaptive limit sets): such a wait can last as long as the holder's transaction, so it must not take a slot
+ * the other conversations' writes need. One waits for all the conversations skipped so far.
+ */
+const MAX_LOCK_WAITS = 1;
 
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
@@ -129,14 +135,17 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
  *
  * A transaction skips the conversations another one holds (a membership change, another node): those batches
  * go back to the head of the line and are written next in a transaction that waits for their locks, with the
- * other skipped ones only, so one contended conversation never holds up a whole group. While this node
- * announces to others, every transaction waits for its locks instead.
+ * other skipped ones only, so one contended conversation never holds up a whole group. That transaction runs
+ * beside the ordinary ones, outside their limit (one at a time, {@link MAX_LOCK_WAITS}): held conversations never
+ * hold up the others' writes. While this node announces to others, every transaction waits for its locks instead.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { connections, logger } = options;
   const limit = new AdaptiveLimit({ max: options.maxConcurrency });
   const maxSends = options.maxSendsPerTransaction ?? 1000;
   let ready: Pending[] = [];
+  /** The batches in `ready` that wait for other transactions' locks. */
+  let readyWaits = 0;
   let running = 0;
   /** Running transactions that wait for other transactions' locks. */
   let runningWaits = 0;
@@ -156,17 +165,16 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   let idleWaiters: Array<() => void> = [];
 
   /**
-   * The next group, oldest first, up to `cap` sends. Batches skipped before wait for their locks in a group of
-   * their own, so the others are not held up, except while announcing: every transaction waits for its locks
-   * then (see runTransaction), so any batch may join. One batch per conversation: a second one of the same
-   * conversation (possible only while an evicted actor finishes) waits for the next transaction, as do batches
-   * that do not fit; both stay first in line.
+   * The next group of batches that wait for locks (`wait`) or of the others, oldest first, up to `cap` sends.
+   * Batches skipped before wait for their locks in a group of their own, so the others are not held up, except
+   * while announcing: every transaction waits for its locks then (see runTransaction), so any batch may join. One
+   * batch per conversation: a second one of the same conversation (possible only while an evicted actor finishes)
+   * waits for the next transaction, as do batches that do not fit; both stay first in line.
    */
-  function takeGroup(cap: number): Taken[] {
+  function takeGroup(cap: number, wait: boolean): Taken[] {
     const group: Taken[] = [];
     const left: Pending[] = [];
     const seen = new Set<string>();
-    const wait = ready[0]?.wait ?? false;
     let sends = 0;
     for (const pending of ready) {
       const size = sizeOf(pending.request);
@@ -175,6 +183,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       const { conversationId } = pending.request;
       if (fits && together && !seen.has(conversationId)) {
         seen.add(conversationId);
+        if (pending.wait) readyWaits -= 1;
         const batch = batchOf(pending.request);
         sends += batch.commands.length;
         // Taken once: a retry (busy) writes the same commands.
@@ -206,11 +215,16 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    * transaction writes what arrived since the last one started and commits with the stalled one, as soon as
    * the flush is done. Otherwise the next group grows while the running one commits: fewer, larger commits cost
    * PostgreSQL less per message, and parallel ones pay off only when one backend's core cannot keep up with
-   * what is waiting.
+   * what is waiting. Batches that wait for locks start in a transaction beside the ordinary ones, outside their
+   * limit ({@link MAX_LOCK_WAITS}).
    */
-  function whyStart(): 'free' | 'backlog' | 'held up' | undefined {
-    if (ready.length === 0 || running >= limit.limit) return undefined;
-    if (running - runningWaits === 0) return 'free';
+  function whyStart(): 'free' | 'backlog' | 'held up' | 'locks' | undefined {
+    if (readyWaits > 0 && !announcing && runningWaits < MAX_LOCK_WAITS) return 'locks';
+    // While announcing, any batch joins any group; otherwise only batches that wait for nothing go next.
+    if (ready.length === (announcing ? 0 : readyWaits)) return undefined;
+    const ordinary = running - runningWaits;
+    if (ordinary >= limit.limit) return undefined;
+    if (ordinary === 0) return 'free';
     if (sendsWaiting(PARALLEL_BACKLOG)) return 'backlog';
     return heldUp() ? 'held up' : undefined;
   }
@@ -228,7 +242,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    * that arrives while it runs waiting as long.
    */
   function split(): { count: number; share: number } {
-    const free = limit.limit - running;
+    const free = limit.limit - (running - runningWaits);
     if (free < 2) return { count: 1, share: maxSends };
     let waiting = 0;
     for (const pending of ready) waiting += sizeOf(pending.request);
@@ -240,10 +254,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
 
   function pump(): void {
     for (let why = whyStart(); why !== undefined; why = whyStart()) {
+      if (why === 'locks') {
+        start(takeGroup(maxSends, true), false);
+        continue;
+      }
       const { count, share } = split();
       // The last takes the rest (batches are never split, so the shares come out uneven).
-      for (let i = 0; i < count && ready.length > 0; i++)
-        start(takeGroup(i === count - 1 ? maxSends : share), why === 'held up');
+      for (let i = 0; i < count && ready.length > (announcing ? 0 : readyWaits); i++)
+        start(takeGroup(i === count - 1 ? maxSends : share, false), why === 'held up');
     }
   }
 
@@ -251,7 +269,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     let sends = 0;
     for (const pending of group) sends += pending.batch.commands.length;
     usualSends += (sends - usualSends) * 0.05;
-    const waits = group.some((pending) => pending.wait);
+    // While announcing every transaction waits for its locks, and counts as an ordinary one.
+    const waits = !announcing && group.some((pending) => pending.wait);
     running += 1;
     const startedAt = performance.now();
     if (waits) runningWaits += 1;
@@ -279,6 +298,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   function failReady(error: AppError): void {
     const waiting = ready;
     ready = [];
+    readyWaits = 0;
     for (const pending of waiting) pending.resolve(failAll(batchOf(pending.request), error));
   }
 
@@ -371,7 +391,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     });
     // First in line again, in their order; then the next transaction starts with what is ready, before this one's
     // senders are answered: PostgreSQL runs it while this node answers and delivers.
-    if (busy.length > 0) ready = [...busy, ...ready];
+    if (busy.length > 0) {
+      ready = [...busy, ...ready];
+      readyWaits += busy.length;
+    }
     freeSlot();
     let persisted = 0;
     const written: Written[] = [];

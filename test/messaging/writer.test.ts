@@ -431,6 +431,39 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(reports.map((r) => r.persisted)).to.deep.equal([0, 1, 2]);
   });
 
+  it('waits for held conversations beside the ordinary transactions: at one at a time, a free conversation still commits', async () => {
+    const [first, second, free] = [await conversation(), await conversation(), await conversation()];
+    const reports: TransactionReport[] = [];
+    const w = writer(db, 1, reports);
+    const sendTo = (conversationId: string, clientMsgId: string) =>
+      w.write({
+        conversationId,
+        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
+      });
+    const lock = await db.knex.transaction();
+    const done = new Set<string>();
+    try {
+      for (const id of [first, second])
+        await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [id]);
+      const heldFirst = sendTo(first, 'held-1').finally(() => done.add('held-1'));
+      await lockWaitSeen();
+      // Skipped by an ordinary transaction, then in line behind the transaction that waits for the first.
+      const heldSecond = sendTo(second, 'held-2').finally(() => done.add('held-2'));
+      await waitFor(() => reports.filter((r) => r.busy > 0).length === 2, {
+        what: 'the second held conversation skipped',
+      });
+      const other = await sendTo(free, 'free-1');
+      expect(ok(other[0]).message.seq).to.equal(1);
+      expect([...done]).to.deep.equal([]);
+      await lock.commit();
+      expect(ok((await heldFirst)[0]).message.seq).to.equal(1);
+      expect(ok((await heldSecond)[0]).message.seq).to.equal(1);
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
+    expect(w.concurrency).to.equal(1);
+  });
+
   it('announces a large commit in several NOTIFYs under 8000 bytes, a conversation with a very long message by its range', async () => {
     const { listener, heard } = await listenToAnnouncements();
     try {
@@ -668,48 +701,40 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   });
 
   it('rolls back a failing batch alone: the other conversation in the same transaction commits', async () => {
-    const blocker = await conversation();
+    const first = await conversation();
     const poisoned = await conversation();
     const healthy = await conversation();
     const reports: TransactionReport[] = [];
-    // One transaction at a time, so the two batches queued behind the blocked one share the next transaction.
-    const w = writer(db, 1, reports);
-    const lock = await db.knex.transaction();
-    try {
-      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [blocker]);
-      const blocked = w.write({
-        conversationId: blocker,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x', replyToSeq: null }],
-      });
-      await lockWaitSeen();
-      const failing = w.write({
-        conversationId: poisoned,
-        commands: [
-          { kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine', replyToSeq: null },
-          { kind: 'send', senderId: bob, clientMsgId: 'p2', body: POISON, replyToSeq: null },
-          { kind: 'send', senderId: alice, clientMsgId: 'p3', body: 'fine too', replyToSeq: null },
-        ],
-      });
-      const passing = w.write({
-        conversationId: healthy,
-        commands: [
-          { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'hello', replyToSeq: null },
-          { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'world', replyToSeq: null },
-        ],
-      });
-      expect(w.waiting).to.equal(2);
-      await lock.commit();
-      expect(ok((await blocked)[0]).message.seq).to.equal(1);
-      const failed = await failing;
-      const passed = await passing;
-      expect(failed.map(errorCode)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
-      expect(passed.map((o) => ok(o).message.seq)).to.deep.equal([1, 2]);
-    } finally {
-      if (!lock.isCompleted()) await lock.rollback();
-    }
+    // One transaction at a time, whose first waits for its connection: the two batches queued behind it share
+    // the next transaction.
+    const { w, gate } = writerWithHeldFirstTransaction(reports);
+    const earlier = w.write({
+      conversationId: first,
+      commands: [{ kind: 'send', senderId: alice, clientMsgId: 'x', body: 'x', replyToSeq: null }],
+    });
+    const failing = w.write({
+      conversationId: poisoned,
+      commands: [
+        { kind: 'send', senderId: alice, clientMsgId: 'p1', body: 'fine', replyToSeq: null },
+        { kind: 'send', senderId: bob, clientMsgId: 'p2', body: POISON, replyToSeq: null },
+        { kind: 'send', senderId: alice, clientMsgId: 'p3', body: 'fine too', replyToSeq: null },
+      ],
+    });
+    const passing = w.write({
+      conversationId: healthy,
+      commands: [
+        { kind: 'send', senderId: alice, clientMsgId: 'h1', body: 'hello', replyToSeq: null },
+        { kind: 'send', senderId: bob, clientMsgId: 'h2', body: 'world', replyToSeq: null },
+      ],
+    });
+    expect(w.waiting).to.equal(2);
+    gate();
+    expect(ok((await earlier)[0]).message.seq).to.equal(1);
+    const failed = await failing;
+    const passed = await passing;
+    expect(failed.map(errorCode)).to.deep.equal(['INTERNAL', 'INTERNAL', 'INTERNAL']);
+    expect(passed.map((o) => ok(o).message.seq)).to.deep.equal([1, 2]);
     expect(reports).to.deep.equal([
-      // The held conversation is skipped first, then written by a transaction that waits for its lock.
-      { batches: 0, sends: 0, persisted: 0, busy: 1, committed: true, heldUp: false },
       { batches: 1, sends: 1, persisted: 1, busy: 0, committed: true, heldUp: false },
       { batches: 2, sends: 5, persisted: 2, busy: 0, committed: true, heldUp: false },
     ]);
