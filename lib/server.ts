@@ -388,7 +388,11 @@ export async function startServer(
       const idleSweep = setInterval(closeIdle, 250);
       try {
         // Every command already accepted into a mailbox is written and acked while its socket or request is open.
-        await messaging.drain(config.shutdownTimeoutMs);
+        // Past SHUTDOWN_TIMEOUT_MS, the writes running in PostgreSQL are waited for still (up to the deadline).
+        await bounded(
+          messaging.drain(config.shutdownTimeoutMs).then(() => undefined),
+          'draining the mailboxes',
+        );
         await bounded(realtime.close(), 'closing Socket.IO and its adapter');
         await bounded(httpClosed, 'closing HTTP connections');
       } finally {

@@ -2,7 +2,9 @@ import net from 'node:net';
 import { expect } from 'chai';
 import { createLogger } from '../lib/logger.js';
 import type { RunningServer } from '../lib/server.js';
-import { createGroup, friendsOf, newUser, send } from './helpers/chat.js';
+import pg from 'pg';
+import { createGroup, expectOk, friendsOf, newUser, send } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { startTestServer } from './helpers/server.js';
@@ -114,6 +116,50 @@ describe('shutdown: kept connections and a database that does not answer', funct
     const answers = heads(late.received());
     expect(answers[0]?.status).to.match(/^200 /);
     expect(answers[0]?.headers).to.include('connection: close');
+  });
+
+  it('past SHUTDOWN_TIMEOUT_MS, waits for the write running in PostgreSQL with the sockets open: its sender is acked, what queued behind it is OVERLOADED', async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl, { SHUTDOWN_TIMEOUT_MS: '300' }, createLogger('silent'));
+    const owner = await newUser(server);
+    const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+    const socket = await connectSocket(server.url, owner.token);
+    sockets.push(socket);
+    expectOk(await send(socket, group.id, 'first'));
+    // Another transaction (a membership change on another node) holds the conversation.
+    const holder = new pg.Client({ connectionString: databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM conversations WHERE id = $1 FOR UPDATE', [group.id]);
+      const running = send(socket, group.id, 'running when the drain times out');
+      await waitFor(
+        async () =>
+          (
+            await holder.query(
+              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+          ).rowCount === 1,
+        { what: 'the write call to wait for the lock' },
+      );
+      const queued = send(socket, group.id, 'queued behind it');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const closing = server.close();
+      server = undefined;
+      // Well past SHUTDOWN_TIMEOUT_MS, well within DB_STATEMENT_TIMEOUT_MS: the write then commits.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await holder.query('COMMIT');
+      expect(expectOk(await running).message.seq).to.equal(2);
+      expectAckError(await queued, 'OVERLOADED');
+      await closing;
+      const { rows: stored } = await holder.query<{ body: string }>(
+        'SELECT body FROM messages WHERE conversation_id = $1 ORDER BY seq',
+        [group.id],
+      );
+      expect(stored.map((r) => r.body)).to.deep.equal(['first', 'running when the drain times out']);
+    } finally {
+      await holder.end();
+    }
   });
 
   it('with PostgreSQL not answering, stops within SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS', async () => {

@@ -237,6 +237,13 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       if (!drained) {
         gaveUp = true;
         logger.warn({ timeoutMs }, 'mailboxes not drained in time; closing anyway');
+        // The commands still waiting are answered OVERLOADED (nothing of them is stored), and the transactions
+        // running in PostgreSQL are waited for (their calls end within the statement timeout), then the actors,
+        // so that a message they commit is acked while its sender's socket is still open (the server bounds this
+        // wait by its deadline).
+        await writer.abandon();
+        await registry.drain();
+        await afterContinuations();
       }
       return drained;
     } finally {
@@ -252,7 +259,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     // the same connection). Not drained: the others catch up after this node's silence instead.
     if (drained) await fanout.goodbye();
     fanout.close();
-    // After a drain timeout the writer's remaining work is abandoned: closing the pool fails it.
+    // After a drain timeout the writer was abandoned (drainWithin): what it ran is over.
     if (drained) await writer.close();
   }
 

@@ -97,6 +97,11 @@ export interface GroupCommitWriter {
   readonly concurrency: number;
   /** Refuses new batches and waits for the running and waiting ones. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Refuses new batches, answers those waiting for a transaction `OVERLOADED` (nothing of them is stored), and
+   * waits for the running ones only (a shutdown whose drain timed out). Idempotent.
+   */
+  abandon(): Promise<void>;
 }
 
 /** Sends waiting that justify a transaction beside one already running. */
@@ -160,6 +165,8 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    */
   let usualMs = 0;
   let closed = false;
+  /** Set by abandon(): nothing more starts; what waits for a transaction is answered at once. */
+  let abandoned = false;
   /** Whether the last transaction announced its messages to other nodes. */
   let announcing = false;
   let idleWaiters: Array<() => void> = [];
@@ -253,6 +260,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
   }
 
   function pump(): void {
+    if (abandoned) {
+      failReady(shuttingDown());
+      return;
+    }
     for (let why = whyStart(); why !== undefined; why = whyStart()) {
       if (why === 'locks') {
         start(takeGroup(maxSends, true), false);
@@ -451,6 +462,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       closed = true;
       if (running === 0 && ready.length === 0) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+    abandon() {
+      abandoned = true;
+      failReady(shuttingDown());
+      return this.close();
     },
   };
 }
