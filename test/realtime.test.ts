@@ -13,8 +13,13 @@ import {
   seqsOf,
   subscribe,
 } from './helpers/chat.js';
+import { isSubscribed } from '../lib/realtime/notifier.js';
+import type { RunningServer } from '../lib/server.js';
+import { directPair, useClientPool } from './client/fixtures.js';
 import { expectAckError } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
+import type { ClientSocket } from './helpers/sockets.js';
+import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
 describe('realtime messaging over two nodes', function () {
@@ -205,5 +210,148 @@ describe('realtime messaging over two nodes', function () {
     expect(received[0]).to.deep.equal(ack.message);
     const tooLong = await send(sender, group.id, body + '!');
     expectAckError(tooLong, 'VALIDATION_FAILED');
+  });
+
+  /**
+   * A socket's subscribes and unsubscribes of one conversation take effect in the order it sent them, whatever each
+   * waits for on the node (earlier subscribes, the socket's drain, the membership check): the last one decides
+   * whether the socket gets the conversation's events (docs/messaging.md, "Reading").
+   */
+  describe('subscribe and unsubscribe of one socket, in the order sent', function () {
+    const clients = useClientPool();
+    let restoreChecks: (() => void) | undefined;
+    afterEach(() => {
+      restoreChecks?.();
+      restoreChecks = undefined;
+    });
+
+    /**
+     * Holds the node's first `count` membership checks of one user (every subscribe and unsubscribe makes one)
+     * until the test releases them, in the order they were made; the later ones pass at once.
+     */
+    function holdChecks(node: RunningServer, userId: string, count: number): Array<() => void> {
+      const { messages } = node.services;
+      const check = messages.assertParticipant.bind(messages);
+      const held: Array<() => void> = [];
+      messages.assertParticipant = async (user, conversationId) => {
+        if (user === userId && held.length < count) await new Promise<void>((release) => held.push(release));
+        return check(user, conversationId);
+      };
+      restoreChecks = () => {
+        messages.assertParticipant = check;
+      };
+      return held;
+    }
+
+    async function setUp(): Promise<{
+      owner: TestUser;
+      member: TestUser;
+      id: string;
+      ownerSocket: ClientSocket;
+    }> {
+      const owner = await newUser(nodeA);
+      const [member] = await friendsOf(nodeA, owner, 1);
+      const group = await createGroup(nodeA.url, owner, [member!]);
+      const ownerSocket = await pool.open(nodeA.url, owner);
+      await subscribe(ownerSocket, group.id);
+      return { owner, member: member!, id: group.id, ownerSocket };
+    }
+
+    /** Sends one message from the owner and waits until the owner's own subscribed socket has it, then a bit more. */
+    async function ownerSends(ownerSocket: ClientSocket, id: string, body: string): Promise<void> {
+      const ownerSaw = record(ownerSocket, 'message:new');
+      expectOk(await send(ownerSocket, id, body));
+      await waitFor(() => ownerSaw.some((m) => m.body === body), { what: 'the owner to get its message' });
+      // The member's socket, on the same node, would get its copy in the same turn; leave a margin anyway.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+
+    it('an unsubscribe emitted right after a subscribe wins: the socket gets no message:new afterwards', async () => {
+      const { member, id, ownerSocket } = await setUp();
+      const socket = await pool.open(nodeA.url, member);
+      // A first event makes the node confirm the membership (as any earlier event of a real client would).
+      expectOk(await socket.emitWithAck('conversation:unsubscribe', { conversationId: id }));
+      const seen = record(socket, 'message:new');
+
+      const [subscribed, unsubscribed] = await Promise.all([
+        socket.emitWithAck('conversation:subscribe', { conversationId: id }),
+        socket.emitWithAck('conversation:unsubscribe', { conversationId: id }),
+      ]);
+      // The subscribe overtaken by the unsubscribe is answered its page all the same.
+      expectOk(subscribed);
+      expectOk(unsubscribed);
+
+      await ownerSends(ownerSocket, id, 'sent after the unsubscribe');
+      expect(
+        seen.map((m) => m.body),
+        'message:new after an acked unsubscribe',
+      ).to.deep.equal([]);
+    });
+
+    it('an unsubscribe emitted while that subscribe waits behind another one wins too', async () => {
+      const { owner, member, id, ownerSocket } = await setUp();
+      // A second conversation whose subscribe runs first, so the first one's waits in the socket's queue.
+      const other = await createGroup(nodeA.url, owner, [member]);
+      const socket = await pool.open(nodeA.url, member);
+      expectOk(await socket.emitWithAck('conversation:unsubscribe', { conversationId: id }));
+      const seen = record(socket, 'message:new');
+
+      const acks = await Promise.all([
+        socket.emitWithAck('conversation:subscribe', { conversationId: other.id }),
+        socket.emitWithAck('conversation:subscribe', { conversationId: id }),
+        socket.emitWithAck('conversation:unsubscribe', { conversationId: id }),
+      ]);
+      for (const ack of acks) expectOk(ack);
+
+      await ownerSends(ownerSocket, id, 'sent after the unsubscribe');
+      expect(seen.filter((m) => m.conversationId === id).map((m) => m.body)).to.deep.equal([]);
+    });
+
+    it('subscribe, unsubscribe, subscribe ends subscribed, even when the unsubscribe’s membership check is the slowest', async () => {
+      const { member, id, ownerSocket } = await setUp();
+      const socket = await pool.open(nodeA.url, member);
+      const seen = record(socket, 'message:new');
+      const held = holdChecks(nodeA, member.id, 2);
+
+      const first = socket.emitWithAck('conversation:subscribe', { conversationId: id });
+      await waitFor(() => held.length === 1, { what: 'the first subscribe’s membership check' });
+      const unsubscribed = socket.emitWithAck('conversation:unsubscribe', { conversationId: id });
+      await waitFor(() => held.length === 2, { what: 'the unsubscribe’s membership check' });
+      const second = socket.emitWithAck('conversation:subscribe', { conversationId: id });
+      // The subscribes are answered (the second once the first is) while the unsubscribe still waits.
+      held[0]!();
+      expectOk(await first);
+      expectOk(await second);
+      held[1]!();
+      expectOk(await unsubscribed);
+
+      await ownerSends(ownerSocket, id, 'sent after the second subscribe');
+      expect(
+        seen.map((m) => m.body),
+        'the last word was a subscribe',
+      ).to.deep.equal(['sent after the second subscribe']);
+    });
+
+    it('the SDK’s unsubscribe() while its subscribe is unanswered leaves the socket unsubscribed', async () => {
+      const { alice, bob, conversationId } = await directPair(nodeA, clients);
+      // A second conversation, whose subscribe is answered only once the first one's is (one at a time per socket).
+      const other = await createGroup(nodeA.url, alice, [bob]);
+      const client = clients.open(nodeA.url, { token: bob.token });
+      await client.connect();
+      const held = holdChecks(nodeA, bob.id, 1);
+
+      const subscription = client.subscribe(conversationId, () => {});
+      await waitFor(() => held.length === 1, { what: 'the subscribe on the node' });
+      await subscription.unsubscribe();
+      held[0]!();
+      await client.subscribe(other.id, () => {}).whenReady();
+
+      const bobsSockets = [...nodeA.services.io.of('/').sockets.values()].filter(
+        (s) => s.data.userId === bob.id,
+      );
+      expect(bobsSockets).to.have.length(1);
+      expect(isSubscribed(bobsSockets[0]!, other.id)).to.equal(true);
+      expect(isSubscribed(bobsSockets[0]!, conversationId), 'subscribed after unsubscribe()').to.equal(false);
+    });
   });
 });

@@ -14,6 +14,7 @@ import type { Backpressure } from './backpressure.js';
 import type { AppSocket } from './io.js';
 import { isSubscribed, subscribeSocket, unsubscribeSocket } from './notifier.js';
 import { createSocketReads } from './socketReads.js';
+import { createSubscribeOrder } from './subscribeOrder.js';
 
 type Handler<E extends ClientEventName> = (request: ClientEventInput<E>) => Promise<ClientEventResult<E>>;
 type Listener = (...args: unknown[]) => void;
@@ -72,6 +73,8 @@ export function handle<E extends ClientEventName>(
  * reactions, read markers and typing. Every one checks that the socket's user takes part in the conversation
  * (NOT_FOUND otherwise). Subscribes of one socket run one at a time, each once the socket has taken what waited
  * for it (lib/realtime/socketReads.ts), so history pages never pile up in the node for a client that does not read.
+ * Whether a socket stays subscribed is decided by the last subscribe or unsubscribe it sent for the conversation
+ * (lib/realtime/subscribeOrder.ts).
  */
 export function registerConversationHandlers(
   services: Services,
@@ -83,46 +86,65 @@ export function registerConversationHandlers(
     const { userId, sessionId } = socket.data;
     const events: EventLog = { log: services.logger.child({ socketId: socket.id, userId }), serverError };
     const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
-    socket.once('disconnect', () => reads.close());
+    const order = createSubscribeOrder();
+    socket.once('disconnect', () => {
+      reads.close();
+      order.close();
+    });
 
-    handle(socket, events, 'conversation:subscribe', ({ conversationId, afterSeq, limit }) =>
-      reads.run(async () => {
-        await messages.assertParticipant(userId, conversationId);
-        // A socket that went away meanwhile must not join a room: nothing would ever take it out.
-        if (socket.disconnected)
-          throw new AppError('RATE_LIMITED', { message: 'The connection is closing.' });
-        // A subscribe that fails (over the read budget, say) leaves an earlier subscription as it was.
-        const wasSubscribed = isSubscribed(socket, conversationId);
-        // Join before reading: a message committed meanwhile is either in the page or arrives as message:new.
-        await subscribeSocket(socket, conversationId);
-        const pageSize = limit ?? PAGE_LIMIT.default;
-        try {
-          // history() checks membership again: a removal that raced the join is caught here.
-          const page = await messages.history(
-            userId,
-            conversationId,
-            afterSeq === undefined
-              ? { kind: 'newest', limit: pageSize }
-              : { kind: 'after', seq: afterSeq, limit: pageSize },
-            // The node's later deliveries leave out, for this socket, the states its page gave.
-            socket.id,
-          );
-          return {
-            messages: page.messages,
-            hasMore: page.hasMore,
-            lastSeq: page.lastSeq,
-            version: page.version,
-          };
-        } catch (err) {
-          if (!wasSubscribed) await unsubscribeSocket(socket, conversationId);
-          throw err;
-        }
-      }),
-    );
+    handle(socket, events, 'conversation:subscribe', ({ conversationId, afterSeq, limit }) => {
+      // Noted as it arrives: an unsubscribe the socket sent after it overtakes it while it waits its turn.
+      const subscribe = order.subscribing(conversationId);
+      return reads
+        .run(async () => {
+          await messages.assertParticipant(userId, conversationId);
+          // A socket that went away meanwhile must not join a room: nothing would ever take it out.
+          if (socket.disconnected)
+            throw new AppError('RATE_LIMITED', { message: 'The connection is closing.' });
+          // A subscribe that fails (over the read budget, say) leaves an earlier subscription as it was.
+          const wasSubscribed = isSubscribed(socket, conversationId);
+          // Overtaken by an unsubscribe sent after it, it is answered its page all the same but stays out of the
+          // room: the socket's last word was the unsubscribe, and no event follows this page.
+          const joined = !subscribe.overtaken;
+          // Join before reading: a message committed meanwhile is either in the page or arrives as message:new.
+          if (joined) await subscribeSocket(socket, conversationId);
+          const pageSize = limit ?? PAGE_LIMIT.default;
+          try {
+            // history() checks membership again: a removal that raced the join is caught here.
+            const page = await messages.history(
+              userId,
+              conversationId,
+              afterSeq === undefined
+                ? { kind: 'newest', limit: pageSize }
+                : { kind: 'after', seq: afterSeq, limit: pageSize },
+              // The node's later deliveries leave out, for this socket, the states its page gave (none follow a
+              // page of a subscribe that did not join).
+              joined ? socket.id : undefined,
+            );
+            return {
+              messages: page.messages,
+              hasMore: page.hasMore,
+              lastSeq: page.lastSeq,
+              version: page.version,
+            };
+          } catch (err) {
+            // Undoes its own join only. No later subscribe of this socket has joined meanwhile (they run one at a
+            // time), and a later unsubscribe has left already.
+            if (joined && !wasSubscribed) await unsubscribeSocket(socket, conversationId);
+            throw err;
+          }
+        })
+        .finally(() => subscribe.done());
+    });
 
     handle(socket, events, 'conversation:unsubscribe', async ({ conversationId }) => {
-      await messages.assertParticipant(userId, conversationId);
+      // At once, before any await, in the order the socket sent it: the subscribes sent before it and still
+      // waiting do not join after it, and one sent after it cannot join before this leaves. Leaving before the
+      // membership check gives nothing away: a non-participant is in no room of the conversation, and hears
+      // NOT_FOUND all the same.
+      order.unsubscribing(conversationId);
       await unsubscribeSocket(socket, conversationId);
+      await messages.assertParticipant(userId, conversationId);
       return {};
     });
 
