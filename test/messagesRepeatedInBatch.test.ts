@@ -12,6 +12,12 @@ import type { ClientSocket } from './helpers/sockets.js';
  * Two retries that go in one group commit must get the answers each would get alone. (A repeat within a batch was
  * answered by comparing its body with the batch's first command, not by what was stored.)
  */
+/** A send's body, and the seq it replies to. */
+interface Retry {
+  body: string;
+  replyToSeq: number;
+}
+
 describe('a clientMsgId sent again twice within one batch', function () {
   const { server, pool } = useNode();
 
@@ -23,13 +29,17 @@ describe('a clientMsgId sent again twice within one batch', function () {
     socket: ClientSocket,
     conversationId: string,
     clientMsgId: string,
-    bodies: [string, string],
+    sends: [string | Retry, string | Retry],
   ): Promise<Ack[]> {
     const burst = Array.from({ length: 30 }, (_, i) =>
       socket.emitWithAck('message:send', { conversationId, clientMsgId: randomUUID(), body: `burst ${i}` }),
     );
-    const retries = bodies.map((body) =>
-      socket.emitWithAck('message:send', { conversationId, clientMsgId, body }),
+    const retries = sends.map((send) =>
+      socket.emitWithAck('message:send', {
+        conversationId,
+        clientMsgId,
+        ...(typeof send === 'string' ? { body: send } : send),
+      }),
     );
     await Promise.all(burst);
     return await Promise.all(retries);
@@ -65,5 +75,19 @@ describe('a clientMsgId sent again twice within one batch', function () {
         'duplicate: true',
       ]);
     }
+  });
+
+  it('stores a retry that replies to an existing seq, behind a first refused for replying to none', async () => {
+    const { alice, id } = await ownerAndTwoMembers(server);
+    const socket = await pool.open(server.url, alice);
+    const clientMsgId = randomUUID();
+    const acks = await retriesBehindABurst(socket, id, clientMsgId, [
+      { body: 'a reply', replyToSeq: 1000 },
+      { body: 'a reply', replyToSeq: 1 },
+    ]);
+    expect(acks.map(outcome)).to.deep.equal(['VALIDATION_FAILED', 'duplicate: false']);
+    const stored = acks[1] as Ack & { message?: { seq: number; replyToSeq: number | null } };
+    expect(stored.message?.replyToSeq).to.equal(1);
+    expect(stored.message?.seq).to.equal(31);
   });
 });

@@ -3,7 +3,14 @@ import type { StatementTarget } from '../db.js';
 import { AppError, validationError } from '../errors.js';
 import type { PublicMessage } from '../protocol/index.js';
 import { MAX_REACTIONS_PER_MESSAGE } from '../protocol/schemas.js';
-import type { ChangeCommand, ConversationBatch, Outcome, SendCommand, Stored } from './types.js';
+import {
+  isSameSend,
+  type ChangeCommand,
+  type ConversationBatch,
+  type Outcome,
+  type SendCommand,
+  type Stored,
+} from './types.js';
 
 /**
  * The node's half of the write path: one call of `xfchat_write()` (migrations/20261130000050_message_writes.ts,
@@ -217,12 +224,12 @@ export async function writeBatches(
       if (command.kind !== 'send')
         return { row: 'change', index: call.addChange(batch.conversationId, command) };
       // A clientMsgId repeated within one batch is one message: the repeat is answered like the first. Batches
-      // repeat one only with the same body (messageBatchRule), which is what makes that answer right.
+      // repeat one only with the same body and reply (messageBatchRule), which is what makes that answer right.
       const key = `${command.senderId}|${command.clientMsgId}`;
       const first = firstOf.get(key);
       if (first !== undefined) {
-        if ((batch.commands[first] as SendCommand).body !== command.body) {
-          throw new Error('a batch repeats a clientMsgId with another body (see messageBatchRule)');
+        if (!isSameSend(batch.commands[first] as SendCommand, command)) {
+          throw new Error('a batch repeats a clientMsgId with another body or reply (see messageBatchRule)');
         }
         return { row: 'repeat', of: first };
       }

@@ -54,24 +54,37 @@ export interface ConversationBatch {
 
 /**
  * The rule of one batch: sends batch with sends and changes with changes, so each batch takes one path of the
- * write function; and a send whose clientMsgId an earlier send of the batch carries joins only with the same body.
+ * write function; and a send whose clientMsgId an earlier send of the batch carries joins only with the same body
+ * and the same `replyToSeq`.
  * Such a repeat is answered like the first (lib/messaging/statements.ts); one with another body goes in the next
  * batch, after the first is written, where the stored message answers it (a replay, or IDEMPOTENCY_CONFLICT).
  */
 export function messageBatchRule(): (command: MessageCommand) => boolean {
   let sends: boolean | undefined;
-  let bodies: Map<string, string> | undefined;
+  let firsts: Map<string, SendCommand> | undefined;
   return (command) => {
     const send = command.kind === 'send';
     sends ??= send;
     if (send !== sends) return false;
     if (command.kind !== 'send') return true;
-    bodies ??= new Map();
+    firsts ??= new Map();
     const key = `${command.senderId}|${command.clientMsgId}`;
-    const body = bodies.get(key);
-    if (body === undefined) bodies.set(key, command.body);
-    return body === undefined || body === command.body;
+    const first = firsts.get(key);
+    if (first === undefined) {
+      firsts.set(key, command);
+      return true;
+    }
+    return isSameSend(first, command);
   };
+}
+
+/**
+ * Whether a send repeating another's clientMsgId asks for the same message: the same body and the same reply.
+ * Only such a repeat is answered like the first within one batch (a first refused for its `replyToSeq` would
+ * otherwise refuse a repeat that names a valid one).
+ */
+export function isSameSend(first: SendCommand, repeat: SendCommand): boolean {
+  return first.body === repeat.body && first.replyToSeq === repeat.replyToSeq;
 }
 
 export type MessageActor = ConversationActor<MessageCommand, Stored>;

@@ -1,12 +1,17 @@
 import { expect } from 'chai';
 import { messageBatchRule, type MessageCommand } from '../../lib/messaging/types.js';
 
-const send = (senderId: string, clientMsgId: string, body: string): MessageCommand => ({
+const send = (
+  senderId: string,
+  clientMsgId: string,
+  body: string,
+  replyToSeq: number | null = null,
+): MessageCommand => ({
   kind: 'send',
   senderId,
   clientMsgId,
   body,
-  replyToSeq: null,
+  replyToSeq,
 });
 
 /** Which commands one batch admits, in order, until the first it refuses. */
@@ -31,5 +36,11 @@ describe('messageBatchRule', () => {
     expect(admitted([send('alice', 'a', 'x'), send('alice', 'b', 'y'), send('alice', 'a', 'z')])).to.equal(2);
     // Idempotency is per sender: another sender's same clientMsgId is another message.
     expect(admitted([send('alice', 'a', 'x'), send('bob', 'a', 'z')])).to.equal(2);
+  });
+
+  it('ends the batch before a repeat that replies to another seq: a first refused for its reply must not refuse it', () => {
+    expect(admitted([send('alice', 'a', 'x', 3), send('alice', 'a', 'x', 3)])).to.equal(2);
+    expect(admitted([send('alice', 'a', 'x', 99), send('alice', 'a', 'x', 1)])).to.equal(1);
+    expect(admitted([send('alice', 'a', 'x'), send('alice', 'a', 'x', 1)])).to.equal(1);
   });
 });
