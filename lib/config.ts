@@ -237,7 +237,7 @@ export const SETTINGS = {
     // As low as 2 s so tests can watch clients refresh many times; in production keep minutes.
     min: 2,
     max: 30 * 24 * 3600,
-    doc: 'access token lifetime in seconds; clients refresh before it ends (2 s is for tests only)',
+    doc: 'access token lifetime in seconds, at most `REFRESH_TTL_DAYS`; clients refresh before it ends (2 s is for tests only)',
   },
   REFRESH_TTL_DAYS: {
     kind: 'int',
@@ -696,6 +696,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     corsOrigins,
     shutdownTimeoutMs: reader.int('SHUTDOWN_TIMEOUT_MS'),
   };
+  // An access token outliving its session's expiry would keep a session working that the session list no longer
+  // shows (it lists sessions used within REFRESH_TTL_DAYS).
+  if (config.auth.tokenTtlSeconds > config.auth.refreshTtlDays * 24 * 3600) {
+    reader.problems.push(
+      `JWT_TTL_SECONDS (${config.auth.tokenTtlSeconds}) must not be longer than REFRESH_TTL_DAYS (${config.auth.refreshTtlDays} days): an access token would outlive its session`,
+    );
+  }
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
   return deepFreeze(config);

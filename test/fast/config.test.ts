@@ -46,6 +46,18 @@ describe('config', () => {
     expect(of('1')).to.equal(1);
   });
 
+  it('refuses an access token lifetime longer than a session lasts unused (REFRESH_TTL_DAYS), and takes one as long', () => {
+    expect(
+      problemsOf(() =>
+        loadConfig(env({ JWT_TTL_SECONDS: String(2 * 24 * 3600 + 1), REFRESH_TTL_DAYS: '2' })),
+      ),
+    ).to.deep.equal([
+      'JWT_TTL_SECONDS (172801) must not be longer than REFRESH_TTL_DAYS (2 days): an access token would outlive its session',
+    ]);
+    const config = loadConfig(env({ JWT_TTL_SECONDS: String(2 * 24 * 3600), REFRESH_TTL_DAYS: '2' }));
+    expect(config.auth.tokenTtlSeconds).to.equal(172_800);
+  });
+
   describe('loadConfig defaults', () => {
     it('fills every optional setting with its documented default', () => {
       const config = loadConfig(env());
