@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { PublicConversation } from '../lib/protocol/index.js';
-import { createGroup, friendsOf, newUser, record, rows } from './helpers/chat.js';
+import type { ConversationListItem, PublicConversation } from '../lib/protocol/index.js';
+import { createGroup, friendsOf, newUser, putMessage, record, rows } from './helpers/chat.js';
 import { expectError, type ErrorResponse } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
@@ -294,6 +294,111 @@ describe('conversations over REST', function () {
         member,
       );
       expect(now.body.conversation.title).to.equal('New name');
+    });
+  });
+
+  describe('reads in one snapshot', () => {
+    /** A pooled connection of node-postgres, as Knex's pg client calls it. */
+    interface PgConnection {
+      query: (config: { text: string }, callback: (err: Error | null, response: unknown) => void) => void;
+    }
+
+    /**
+     * Holds the first statement of `server`'s matching `pattern` once PostgreSQL has answered it, before Knex hands
+     * the answer back: the read it belongs to stops between that statement and the next, whether those share a
+     * connection (a transaction) or not. `held` resolves then; `release()` lets the read go on; `restore()` undoes.
+     */
+    function holdAfter(pattern: RegExp) {
+      const client = server.services.db.knex.client as { acquireConnection: () => Promise<PgConnection> };
+      const acquire = client.acquireConnection;
+      const wrapped = new Set<PgConnection>();
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let heldNow!: () => void;
+      const held = new Promise<void>((resolve) => (heldNow = resolve));
+      let holding = false;
+      client.acquireConnection = async () => {
+        const connection = await acquire.call(client);
+        if (!wrapped.has(connection)) {
+          wrapped.add(connection);
+          const query = connection.query;
+          connection.query = (config, callback) => {
+            if (holding || !pattern.test(config.text)) return query.call(connection, config, callback);
+            holding = true;
+            query.call(connection, config, (err, response) => {
+              heldNow();
+              void gate.then(() => callback(err, response));
+            });
+          };
+        }
+        return connection;
+      };
+      return {
+        held,
+        release,
+        restore: () => {
+          release();
+          client.acquireConnection = acquire;
+          for (const connection of wrapped) Reflect.deleteProperty(connection, 'query');
+        },
+      };
+    }
+
+    it('GET /conversations gives an item’s lastMessage at its lastSeq when a message commits during the read', async () => {
+      const owner = await newUser(server);
+      const [member] = await friendsOf(server, owner, 1);
+      const group = await createGroup(server.url, owner, [member!]);
+      expect(
+        (await putMessage(server.url, member!, group.id, randomUUID(), { body: 'first' })).status,
+      ).to.equal(201);
+      // The member sends on the other node while the list stands between its page and its last messages.
+      const hold = holdAfter(/WITH RECURSIVE ahead/);
+      try {
+        const listing = api<{ conversations: ConversationListItem[] }>('GET', '/conversations', owner);
+        await hold.held;
+        const second = await putMessage(other.url, member!, group.id, randomUUID(), { body: 'second' });
+        expect(second.status).to.equal(201);
+        hold.release();
+        const res = await listing;
+        expect(res.status).to.equal(200);
+        const item = res.body.conversations.find((c) => c.id === group.id)!;
+        // One state: the message at lastSeq, and every marker at most lastSeq (the member's sends move theirs).
+        expect(item.lastMessage?.seq, `lastSeq ${item.lastSeq}`).to.equal(item.lastSeq);
+        expect(item.lastMessage?.body).to.equal(item.lastSeq === 1 ? 'first' : 'second');
+        for (const p of item.participants) expect(p.lastReadSeq).to.be.at.most(item.lastSeq);
+      } finally {
+        hold.restore();
+      }
+    });
+
+    it('GET /conversations/:id gives no lastReadSeq above lastSeq when a send commits during the read', async () => {
+      const owner = await newUser(server);
+      const [member] = await friendsOf(server, owner, 1);
+      const group = await createGroup(server.url, owner, [member!]);
+      expect(
+        (await putMessage(server.url, member!, group.id, randomUUID(), { body: 'first' })).status,
+      ).to.equal(201);
+      // The member sends on the other node (which moves their marker) while the read stands between the
+      // conversation's row and its participants.
+      const hold = holdAfter(
+        /^select "conversations"\.\* from "conversations" where "conversations"\."id" = /,
+      );
+      try {
+        const reading = api<{ conversation: PublicConversation }>('GET', `/conversations/${group.id}`, owner);
+        await hold.held;
+        const second = await putMessage(other.url, member!, group.id, randomUUID(), { body: 'second' });
+        expect(second.status).to.equal(201);
+        hold.release();
+        const res = await reading;
+        expect(res.status).to.equal(200);
+        const { lastSeq, participants } = res.body.conversation;
+        const markers = participants.map((p) => p.lastReadSeq);
+        expect(Math.max(...markers), `lastSeq ${lastSeq}, markers ${markers.join(', ')}`).to.be.at.most(
+          lastSeq,
+        );
+      } finally {
+        hold.restore();
+      }
     });
   });
 });

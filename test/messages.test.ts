@@ -9,6 +9,7 @@ import {
   newUser,
   range,
   record,
+  rows,
   seedMessages,
   send,
   subscribe,
@@ -23,6 +24,8 @@ import { waitFor } from './helpers/waitFor.js';
 interface Page {
   messages: PublicMessage[];
   hasMore: boolean;
+  lastSeq: number;
+  version: number;
 }
 
 describe('messages over REST', function () {
@@ -187,10 +190,15 @@ describe('messages over REST', function () {
     // However large: a limit of more digits than a safe integer is clamped too.
     const huge = await history(owner, group.id, '?after=0&limit=99999999999999999999');
     expect(huge.body.messages).to.have.length(200);
+    const [{ version } = { version: -1 }] = await rows<{ version: number }>(
+      server.services.db.knex,
+      'SELECT version FROM conversations WHERE id = ?',
+      [group.id],
+    );
     const end = await history(owner, group.id, `?after=${total}`);
-    expect(end.body).to.deep.equal({ messages: [], hasMore: false });
+    expect(end.body).to.deep.equal({ messages: [], hasMore: false, lastSeq: total, version });
     const start = await history(owner, group.id, '?before=1');
-    expect(start.body).to.deep.equal({ messages: [], hasMore: false });
+    expect(start.body).to.deep.equal({ messages: [], hasMore: false, lastSeq: total, version });
     for (const query of [
       '?after=-1',
       '?limit=0',
@@ -206,6 +214,34 @@ describe('messages over REST', function () {
     // Sending continues the seeded sequence.
     const next = await put(owner, group.id, randomUUID(), { body: 'after the seed' });
     expect(next.body.message.seq).to.equal(total + 1);
+  });
+
+  it('a history page answers the conversation’s lastSeq and version with its messages: a client holding more sees it is ahead', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    for (let n = 1; n <= 3; n += 1) await put(member!, group.id, randomUUID(), { body: `m${n}` });
+    // An edit moves the conversation's version past its last message's.
+    const edit = await request(server.url, 'PATCH', `/conversations/${group.id}/messages/2`, {
+      token: member!.token,
+      body: { body: 'm2, edited' },
+    });
+    expect(edit.status).to.equal(200);
+    const [{ version } = { version: -1 }] = await rows<{ version: number }>(
+      server.services.db.knex,
+      'SELECT version FROM conversations WHERE id = ?',
+      [group.id],
+    );
+    expect(version).to.equal(4);
+    for (const query of ['', '?limit=1', '?after=1', '?before=3']) {
+      const res = await history(owner, group.id, query);
+      expect(res.status, query).to.equal(200);
+      expect(res.body, query).to.include({ lastSeq: 3, version });
+    }
+    // A client that holds seq 10 (say, from before the database was restored) asks for what follows: the page
+    // tells "the server is behind me" from "nothing new".
+    const ahead = await history(owner, group.id, '?after=10');
+    expect(ahead.body).to.deep.equal({ messages: [], hasMore: false, lastSeq: 3, version });
   });
 
   it('POST /read moves my marker forward only, up to lastSeq, and tells the subscribers', async () => {

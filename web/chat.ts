@@ -346,6 +346,10 @@ export class ChatSession {
     const fresh = this.store.addMessages(state, [message]);
     if (fresh.length === 0) return;
     this.view.showMessages(state, fresh);
+    // Someone else's message moved their read marker to it (the store took it so, as the server sends no
+    // conversation:read for a send's move): the receipts of my messages follow, as on a conversation:read.
+    if (message.senderId !== null && message.senderId !== this.me.id)
+      this.view.onRead({ conversationId: state.id, userId: message.senderId, seq: message.seq });
     for (const m of fresh) {
       if (m.senderId === this.me.id) continue;
       // Someone I do not know yet: the group has new members.

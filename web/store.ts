@@ -123,7 +123,8 @@ export class ConversationStore {
   /**
    * Records messages (a history page, live ones); returns the ones not seen before. A message already held is
    * replaced by a newer state of it; a state held outside the loaded ones (see `outside`) wins when newer. A
-   * message of mine also moves my read marker.
+   * message also moves its sender's read marker to it (mine, or another participant's): the send moved it on the
+   * server, which tells that by the message alone, with no `conversation:read` (docs/messaging.md).
    */
   addMessages(state: ConversationState, messages: readonly PublicMessage[]): PublicMessage[] {
     const fresh: PublicMessage[] = [];
@@ -145,8 +146,7 @@ export class ConversationStore {
       } else if (message.seq === state.lastMessage.seq && message.version > state.lastMessage.version) {
         state.lastMessage = message;
       }
-      if (message.senderId === this.meId && message.seq > state.myLastReadSeq)
-        state.myLastReadSeq = message.seq;
+      if (message.senderId !== null) this.markRead(state, message.senderId, message.seq);
     }
     return fresh;
   }
@@ -278,7 +278,7 @@ export class ConversationStore {
     return other !== undefined && other.username === null;
   }
 
-  /** Records another participant's (or my own, from another tab) read marker. */
+  /** Records another participant's (or my own, from another tab) read marker: from `conversation:read`, or a send. */
   markRead(state: ConversationState, userId: string, seq: number): void {
     if (userId === this.meId) state.myLastReadSeq = Math.max(state.myLastReadSeq, seq);
     const participant = state.participants.find((p) => p.userId === userId);

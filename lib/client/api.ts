@@ -22,6 +22,12 @@ export interface MessagePage {
   messages: PublicMessage[];
   /** after: newer messages remain; before (or no cursor): older messages exist. */
   hasMore: boolean;
+  /**
+   * The conversation's last seq and version, read in the same snapshot as `messages`. A `lastSeq` below the last
+   * seq you hold (or a `version` below yours) means the server's database was restored to an earlier point.
+   */
+  lastSeq: number;
+  version: number;
 }
 
 /** One page of `GET /conversations/:id/changes`. */

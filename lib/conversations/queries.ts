@@ -8,12 +8,28 @@ import type { ConversationListItem, PublicMessage } from '../protocol/index.js';
  * of statements whatever the number of conversations: no N+1.
  */
 
-/** The conversation with its participants and their users, or undefined. */
+/**
+ * Runs a read of several statements in one snapshot, so that its answer shows one state: without it, a message
+ * committed between two statements could give a lastSeq of 1 with a last message of seq 2, or a participant's
+ * lastReadSeq above lastSeq. On a fresh knex that is a read-only REPEATABLE READ transaction (knex opens it with one
+ * `BEGIN TRANSACTION ISOLATION LEVEL repeatable read READ ONLY`; the snapshot is taken at the first statement). A
+ * transaction given by the caller is kept, with its own isolation.
+ */
+function inOneSnapshot<T>(knex: Knex, read: (trx: Knex) => Promise<T>): Promise<T> {
+  if (knex.isTransaction) return read(knex);
+  return knex.transaction(read, { isolationLevel: 'repeatable read', readOnly: true });
+}
+
+/** The conversation with its participants and their users, or undefined: three statements, one snapshot. */
 export async function loadConversation(
   knex: Knex,
   conversationId: string,
 ): Promise<Conversation | undefined> {
-  return await Conversation.query(knex).findById(conversationId).withGraphFetched('participants.user');
+  return await inOneSnapshot(
+    knex,
+    async (trx) =>
+      await Conversation.query(trx).findById(conversationId).withGraphFetched('participants.user'),
+  );
 }
 
 /** The conversation if `userId` takes part in it; undefined otherwise (missing and hidden look the same). */
@@ -95,11 +111,19 @@ interface PageRow {
 
 /**
  * One page of my conversations, most recent activity first (ties by id): four statements whatever the page
- * size (the page, the participants of its conversations, their users, the last messages). A page ends early
- * when its conversations' participants would pass LIST_PARTICIPANTS_BUDGET. The cursor compares in
- * microseconds, PostgreSQL's own precision, so a page never skips or repeats a conversation.
+ * size (the page, the participants of its conversations, their users, the last messages), in one snapshot. A
+ * page ends early when its conversations' participants would pass LIST_PARTICIPANTS_BUDGET. The cursor compares
+ * in microseconds, PostgreSQL's own precision, so a page never skips or repeats a conversation.
  */
 export async function listConversations(
+  knex: Knex,
+  userId: string,
+  page: { limit: number; after?: ListCursor | undefined },
+): Promise<ConversationList> {
+  return await inOneSnapshot(knex, (trx) => listPage(trx, userId, page));
+}
+
+async function listPage(
   knex: Knex,
   userId: string,
   page: { limit: number; after?: ListCursor | undefined },

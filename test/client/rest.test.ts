@@ -161,6 +161,8 @@ describe('client SDK: REST helpers', function () {
     const after = await bob.client.messages.after(direct.id, 2, 2);
     expect(after.messages.map((m) => m.seq)).to.deep.equal([3, 4]);
     expect(after.hasMore).to.equal(true);
+    // With the conversation's counters, read with the page: nothing was edited, so the version is the last seq's.
+    expect({ lastSeq: after.lastSeq, version: after.version }).to.deep.equal({ lastSeq: 5, version: 5 });
 
     let summary = (await bob.client.conversations.list()).find((c) => c.id === direct.id)!;
     expect(summary.unreadCount).to.equal(5);

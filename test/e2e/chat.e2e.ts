@@ -121,6 +121,28 @@ describe('web app in headless Chromium', function () {
     expectNoProblems();
   });
 
+  it('shows my message Read once the other person replies, though they never marked it read', async () => {
+    const { a, b, conversationId } = await friends('Ann', 'Bob');
+    const ann = await open(node1.url);
+    await ann.logIn(a.username, PASSWORD);
+    await ann.openConversation('Bob');
+    await ann.send('Lunch at noon?');
+    await ann.waitForMessage('Lunch at noon?');
+    const receipt = ann.log.locator('li.mine[data-seq="1"] .receipt');
+    await receipt.filter({ hasText: 'Sent' }).waitFor();
+
+    // Bob answers from another device (say, from a notification) with no read call of his own: the send moves
+    // his read marker to his reply, and the server tells that only by the message:new.
+    const bobsPhone = new XFChatClient({ baseUrl: node1.url });
+    clients.push(bobsPhone);
+    await bobsPhone.login(b.username, PASSWORD);
+    await bobsPhone.messages.put(conversationId, 'reply-1', 'Sure, see you there.');
+    await ann.waitForMessage('Sure, see you there.');
+    await receipt.filter({ hasText: 'Read' }).waitFor({ timeout: 5000 });
+    expect(await receipt.textContent()).to.equal('Read');
+    expectNoProblems();
+  });
+
   it('scrolls back through a long history one page at a time', async () => {
     const { a, b, conversationId } = await friends('Ann', 'Ben');
     const writer = new XFChatClient({ baseUrl: node1.url });

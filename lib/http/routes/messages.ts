@@ -37,7 +37,14 @@ export function addMessageRoutes(router: Router, services: Services): void {
     const conversationId = pathId(req.params.id);
     const window = historyWindow(parse(restSchemas.history, req.query));
     const page = await messages.history(currentUser(req).id, conversationId, window);
-    res.json({ messages: page.messages, hasMore: page.hasMore });
+    // lastSeq and version are read in the page's snapshot: a client holding a seq above lastSeq (or a version above
+    // version) is ahead of the server, whose database was restored to an earlier point (docs/api.md, "Guarantees").
+    res.json({
+      messages: page.messages,
+      hasMore: page.hasMore,
+      lastSeq: page.lastSeq,
+      version: page.version,
+    });
   });
 
   router.patch('/conversations/:id/messages/:seq', async (req, res) => {
