@@ -222,6 +222,16 @@ export async function joinedSince(
   limit: number,
 ): Promise<Array<{ conversation: Conversation; userIds: string[] }>> {
   if (userIds.length === 0) return [];
+  // The joins and the conversations in one snapshot: each conversation shows the users who joined it.
+  return await inOneSnapshot(knex, (trx) => joinedConversations(trx, userIds, since, limit));
+}
+
+async function joinedConversations(
+  knex: Knex,
+  userIds: readonly string[],
+  since: Date,
+  limit: number,
+): Promise<Array<{ conversation: Conversation; userIds: string[] }>> {
   const { rows } = await knex.raw<{ rows: Array<{ user_id: string; conversation_id: string }> }>(
     `SELECT p.user_id, p.conversation_id FROM conversation_participants p
       WHERE p.user_id = ANY (?::uuid[]) AND p.joined_at >= ?
