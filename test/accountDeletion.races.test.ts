@@ -82,6 +82,77 @@ describe('account deletion racing requests, blocks and groups', function () {
     expect(outgoing.body.requests).to.deep.equal([]);
   });
 
+  it('a deletion whose session was revoked while it ran is refused UNAUTHORIZED and deletes nothing', async () => {
+    const { knex } = server.services.db;
+    const owner = await signup();
+    const login = await request<AuthResponse>(server.url, 'POST', '/auth/login', {
+      body: { username: owner.username, password: PASSWORD },
+    });
+    expect(login.status).to.equal(200);
+    const thief = login.body.token;
+    const sessions = await request<{ sessions: Array<{ id: string; current: boolean }> }>(
+      server.url,
+      'GET',
+      '/auth/sessions',
+      { token: thief },
+    );
+    const thiefSession = sessions.body.sessions.find((s) => s.current)!.id;
+    // Holds the row, so the deletion (its password checked) waits at its lock while the owner revokes it.
+    const holder = await knex.transaction();
+    let deletion;
+    try {
+      await holder.raw('SELECT id FROM users WHERE id = ? FOR SHARE', [owner.id]);
+      const deleting = deleteAccount(thief);
+      await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the deletion to wait for the row' });
+      const revoked = await request(server.url, 'DELETE', `/auth/sessions/${thiefSession}`, {
+        token: owner.token,
+      });
+      expect(revoked.status).to.equal(204);
+      await holder.commit();
+      deletion = await deleting;
+    } finally {
+      if (!holder.isCompleted()) await holder.rollback();
+    }
+    expectError(deletion, 401, 'UNAUTHORIZED');
+    const me = await request<{ user: PublicUser }>(server.url, 'GET', '/auth/me', { token: owner.token });
+    expect(me.status, 'the owner still has an account and a session').to.equal(200);
+    expect(me.body.user.username).to.equal(owner.username);
+  });
+
+  it('a password change that waited for the account’s deletion is UNAUTHORIZED (not a 500) and changes nothing', async () => {
+    const { knex } = server.services.db;
+    const owner = await signup();
+    const phone = await request<AuthResponse>(server.url, 'POST', '/auth/login', {
+      body: { username: owner.username, password: PASSWORD },
+    });
+    expect(phone.status).to.equal(200);
+    const holder = await knex.transaction();
+    let deletion;
+    let change;
+    try {
+      await holder.raw('SELECT id FROM users WHERE id = ? FOR SHARE', [owner.id]);
+      // The deletion queues on the row first, the change (its password checked) second.
+      const deleting = deleteAccount(owner.token);
+      await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the deletion to wait for the row' });
+      const changing = request(server.url, 'POST', '/auth/password', {
+        token: phone.body.token,
+        body: { currentPassword: PASSWORD, newPassword: 'another password' },
+      });
+      await waitFor(async () => (await lockWaiters()) >= 2, { what: 'the change to wait for the row' });
+      await holder.commit();
+      [deletion, change] = await Promise.all([deleting, changing]);
+    } finally {
+      if (!holder.isCompleted()) await holder.rollback();
+    }
+    expect(deletion.status).to.equal(204);
+    expectError(change, 401, 'UNAUTHORIZED');
+    const row = await knex<{ id: string; password_hash: string | null; deleted_at: Date | null }>('users')
+      .where('id', owner.id)
+      .first('password_hash', 'deleted_at');
+    expect(row?.password_hash).to.equal(null);
+    expect(row?.deleted_at).to.be.an.instanceOf(Date);
+  });
+
   it('blocking a deleted account is USER_NOT_FOUND, and GET /blocks does not list it', async () => {
     const alice = await newUser(server);
     const target = await signup();

@@ -30,6 +30,11 @@ function expectLimited(res: JsonResponse, maxRetryAfter: number): number {
   return Number(retryAfter);
 }
 
+/** Lets the minute of `ip`'s failed logins (any usernames) run out without waiting for it: its counter goes. */
+async function minutePasses(server: RunningServer, ip: string): Promise<void> {
+  await server.services.db.knex('auth_rate_limits').where('key', `login_ip_minute:${ip}`).delete();
+}
+
 /** An account made over REST (so it has a real password), from an IP of its own. */
 async function account(server: RunningServer, prefix = 'lim'): Promise<string> {
   const username = uniqueUsername(prefix);
@@ -59,8 +64,11 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       // The owner, elsewhere, is not affected.
       const owner = await post(server, '/auth/login', freshIp(), { username: victim, password: PASSWORD });
       expect(owner.status).to.equal(200);
-      // And A is only locked out of that username.
+      // A also spent its address's N failures of the minute: a username new there waits for the minute too.
       const other = await account(server);
+      expectLimited(await post(server, '/auth/login', attacker, { username: other, password: PASSWORD }), 60);
+      // Once the minute is over, A is only locked out of that username.
+      await minutePasses(server, attacker);
       expect(
         (await post(server, '/auth/login', attacker, { username: other, password: PASSWORD })).status,
       ).to.equal(200);
@@ -214,9 +222,10 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
         lockouts.push(
           expectLimited(await post(b, '/auth/login', ip, { username: victim, password: WRONG }), 3600),
         );
-        // Let the lockout run out without waiting for it: its counter expires now.
+        // Let the lockout run out without waiting for it: its counter expires now, and so does the minute of
+        // the address's failures.
         await knex('auth_rate_limits')
-          .where('key', `login_pair:${victim.toLowerCase()}|${ip}`)
+          .whereIn('key', [`login_pair:${victim.toLowerCase()}|${ip}`, `login_ip_minute:${ip}`])
           .update({ expire: Date.now() - 1 });
       }
       expect(lockouts).to.deep.equal([60, 120, 240]);
@@ -273,8 +282,9 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
           });
           expect(res.status, `minute ${minute}, attempt ${i + 1}`).to.equal(401);
         }
-        // The minute passes without a lockout: its counter ends, the hour's go on.
+        // The minute passes without a lockout: its counters end (the pair's and the address's), the hour's go on.
         expect(await a.services.db.knex('auth_rate_limits').where('key', minuteCounter).delete()).to.equal(1);
+        await minutePasses(a, attacker);
       }
       expectLimited(await post(a, '/auth/login', attacker, { username: victim, password: WRONG }), 3600);
       // 5N failures reached the username's counter, half its ceiling: the owner and others still get through.
@@ -292,15 +302,19 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expect(
         (await post(a, '/auth/login', office, { username: regular, password: PASSWORD })).status,
       ).to.equal(200);
-      // One client at the office sprays failures over many usernames: the address's cap.
+      // One client at the office sprays failures over many usernames, minute after minute (N each): the
+      // address's 10N an hour.
       for (let i = 0; i < 10 * N; i++) {
         const res = await post(b, '/auth/login', office, { username: uniqueUsername(), password: WRONG });
         expect(res.status, `attempt ${i + 1}`).to.equal(401);
+        if ((i + 1) % N === 0) await minutePasses(a, office);
       }
-      expectLimited(
-        await post(a, '/auth/login', office, { username: uniqueUsername(), password: WRONG }),
-        3600,
-      );
+      expect(
+        expectLimited(
+          await post(a, '/auth/login', office, { username: uniqueUsername(), password: WRONG }),
+          3600,
+        ),
+      ).to.be.greaterThan(60);
       // Who signed in from there before (on node a) still does, on node b too, and still has the pair's limits.
       expect(
         (await post(b, '/auth/login', office, { username: regular, password: PASSWORD })).status,
@@ -313,7 +327,9 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expectLimited(await post(a, '/auth/login', office, { username: regular, password: PASSWORD }), 60);
       // Someone who never signed in from there waits for the hour.
       const newcomer = await account(a, 'nat');
-      expectLimited(await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD }), 3600);
+      expect(
+        expectLimited(await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD }), 3600),
+      ).to.be.greaterThan(60);
       // Who signed up from there counts as having signed in there.
       const signedUpThere = uniqueUsername('nat');
       expect(
@@ -324,20 +340,23 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       ).to.equal(200);
     });
 
-    it('caps failed logins per IP across usernames (10N per hour), but not successful ones (a shared NAT)', async () => {
+    it('caps failed logins per IP across usernames (N a minute, 10N an hour), but not successful ones (a shared NAT)', async () => {
       const stuffer = freshIp();
       for (let i = 0; i < 10 * N; i++) {
         const res = await post(a, '/auth/login', stuffer, { username: uniqueUsername(), password: WRONG });
         expect(res.status, `attempt ${i + 1}`).to.equal(401);
+        if ((i + 1) % N === 0) await minutePasses(a, stuffer);
       }
       const known = await account(a);
-      expectLimited(await post(b, '/auth/login', stuffer, { username: known, password: PASSWORD }), 3600);
+      expect(
+        expectLimited(await post(b, '/auth/login', stuffer, { username: known, password: PASSWORD }), 3600),
+      ).to.be.greaterThan(60);
       expect(
         (await post(b, '/auth/login', freshIp(), { username: known, password: PASSWORD })).status,
       ).to.equal(200);
 
       // Behind one NAT address, many people logging in successfully are never refused: 12 people N times each,
-      // more than the address's 10N failures.
+      // more than the address's N failures a minute and 10N an hour.
       const office = freshIp();
       const people = await Promise.all(Array.from({ length: 12 }, () => account(a, 'nat')));
       for (let round = 0; round < N; round++) {
@@ -349,6 +368,41 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
           expect(res.status, `${username} round ${round}`).to.equal(200);
         }
       }
+    });
+
+    it('gives one IP N failed logins a minute over any usernames, on any node, then waits for the minute; usernames known there do not', async () => {
+      const ip = freshIp();
+      const regular = await account(a, 'nat');
+      expect((await post(a, '/auth/login', ip, { username: regular, password: PASSWORD })).status).to.equal(
+        200,
+      );
+      for (let i = 0; i < N; i++) {
+        const res = await post(i % 2 ? a : b, '/auth/login', ip, {
+          username: uniqueUsername('stuff'),
+          password: WRONG,
+        });
+        expect(res.status, `attempt ${i + 1}`).to.equal(401);
+      }
+      expectLimited(
+        await post(a, '/auth/login', ip, { username: uniqueUsername('stuff'), password: WRONG }),
+        60,
+      );
+      // Refused before its password is checked, even a right one of a username new there.
+      const newcomer = await account(a);
+      expectLimited(await post(b, '/auth/login', ip, { username: newcomer, password: PASSWORD }), 60);
+      // A username that signed in there before is not held to the address's limits (a NAT), nor is another
+      // address.
+      expect((await post(b, '/auth/login', ip, { username: regular, password: PASSWORD })).status).to.equal(
+        200,
+      );
+      expect(
+        (await post(a, '/auth/login', freshIp(), { username: newcomer, password: PASSWORD })).status,
+      ).to.equal(200);
+      // The next minute, the address may fail again.
+      await minutePasses(a, ip);
+      expect(
+        (await post(b, '/auth/login', ip, { username: uniqueUsername('stuff'), password: WRONG })).status,
+      ).to.equal(401);
     });
 
     it('allows N right passwords a minute per username and IP, on any node, then refuses before checking', async () => {

@@ -227,7 +227,7 @@ describe('sessions across two nodes', function () {
       });
     });
 
-    it('refuses another user’s, another session’s, an expired or a garbage token with UNAUTHORIZED; the old expiry stands', async () => {
+    it('refuses another user’s, another session’s, an expired, a garbage, an empty or an over-long token with UNAUTHORIZED; the old expiry stands', async () => {
       const alice = await signup(nodes.a);
       const otherSession = await login(nodes.a, alice.username);
       const bob = await signup(nodes.a);
@@ -242,7 +242,8 @@ describe('sessions across two nodes', function () {
         TEST_JWT_SECRET,
         { algorithm: 'HS256', subject: alice.user.id, issuer: 'xfchat', audience: 'xfchat' },
       );
-      for (const token of [bob.token, otherSession.token, expired, 'garbage']) {
+      // An empty or over-long string too: it is a token that does not verify, as at the handshake.
+      for (const token of [bob.token, otherSession.token, expired, 'garbage', '', 'x'.repeat(5000)]) {
         expectAckError(await socket.emitWithAck('auth:refresh', { token }), 'UNAUTHORIZED');
       }
       expectAckError(await socket.emitWithAck('auth:refresh', { token: 42 } as never), 'VALIDATION_FAILED');

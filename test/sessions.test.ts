@@ -93,7 +93,14 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
   });
 
   it('refuses unknown, malformed and missing refresh tokens with 401 (400 only for a non-string)', async () => {
-    for (const value of ['A'.repeat(43), 'short', 'not base64url !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!', '']) {
+    // Any string is a token that is not live: too long for one too (no length limit makes it a 400).
+    for (const value of [
+      'A'.repeat(43),
+      'short',
+      'not base64url !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '',
+      'A'.repeat(5000),
+    ]) {
       expectError(await refresh(value), 401, 'UNAUTHORIZED');
     }
     expectError(await refresh(42), 400, 'VALIDATION_FAILED');
@@ -235,6 +242,24 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
       404,
       'NOT_FOUND',
     );
+  });
+
+  it('DELETE /auth/sessions/:id of a session already ended by inactivity is 404, as one not listed; its row goes', async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    const stale = await insertSession(knex, alice.user.id, new Date(Date.now() - 31 * 86_400_000));
+    expect((await sessionsOf(alice.token)).body.sessions.map((s) => s.id)).not.to.include(stale);
+    expectError(
+      await request(server.url, 'DELETE', `/auth/sessions/${stale}`, { token: alice.token }),
+      404,
+      'NOT_FOUND',
+    );
+    expect(await rows(knex, 'SELECT id FROM sessions WHERE id = ?', [stale])).to.deep.equal([]);
+    // A live one still ends with 204.
+    const phone = await login(alice.username);
+    const [live] = (await sessionsOf(phone.token)).body.sessions.filter((s) => s.current);
+    const revoked = await request(server.url, 'DELETE', `/auth/sessions/${live!.id}`, { token: alice.token });
+    expect(revoked.status).to.equal(204);
   });
 
   it('stores a printable, bounded user agent, and none when absent', async () => {
@@ -420,6 +445,124 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
       );
       expect(
         (await post('/auth/login', { username: erin.username, password: 'new password 3' })).status,
+      ).to.equal(200);
+    });
+  });
+
+  describe('a password change whose session or password changed while it ran', () => {
+    const knex = () => server.services.db.knex;
+    const changePassword = (token: string, newPassword: string) =>
+      post('/auth/password', { currentPassword: PASSWORD, newPassword }, token);
+    const currentSession = async (token: string) =>
+      (await sessionsOf(token)).body.sessions.find((s) => s.current)!.id;
+    /**
+     * Holds the user's row while `start` sends its changes, until `n` of them wait for it just before their write
+     * (their password checked and the new one hashed), then runs `meanwhile` and lets them go.
+     */
+    async function heldAtTheirWrite<T>(
+      userId: string,
+      n: number,
+      start: () => Promise<T>,
+      meanwhile: () => Promise<void> = () => Promise.resolve(),
+    ): Promise<T> {
+      const holder = await knex().transaction();
+      let started: Promise<T>;
+      try {
+        await holder.raw('SELECT 1 FROM users WHERE id = ? FOR UPDATE', [userId]);
+        started = start();
+        await waitFor(
+          async () =>
+            (
+              await rows<{ n: number }>(
+                knex(),
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND (query ILIKE 'update "users"%' OR query ILIKE 'select%from "users"%for update')`,
+              )
+            )[0]?.n === n,
+          { what: `${n} password change(s) waiting for the user's row`, timeoutMs: 20_000 },
+        );
+        await meanwhile();
+      } finally {
+        await holder.commit();
+      }
+      return await started;
+    }
+
+    it('is refused UNAUTHORIZED when its session was revoked meanwhile: nothing changes, the revoker stays', async () => {
+      const alice = await account();
+      const thief = await login(alice.username);
+      const thiefSession = await currentSession(thief.token);
+      const answered = await heldAtTheirWrite(
+        alice.user.id,
+        1,
+        () => changePassword(thief.token, 'thief password 1'),
+        async () => {
+          const revoked = await request(server.url, 'DELETE', `/auth/sessions/${thiefSession}`, {
+            token: alice.token,
+          });
+          expect(revoked.status).to.equal(204);
+        },
+      );
+      expectError(answered, 401, 'UNAUTHORIZED');
+      expect((await me(alice.token)).status, 'the owner, who revoked it, is still signed in').to.equal(200);
+      expect((await post('/auth/login', { username: alice.username, password: PASSWORD })).status).to.equal(
+        200,
+      );
+    });
+
+    it('two devices changing it at once: exactly one 204, whose caller stays signed in, and its password holds', async () => {
+      const alice = await account();
+      const other = await login(alice.username);
+      const answers = await heldAtTheirWrite(alice.user.id, 2, () =>
+        Promise.all([
+          changePassword(alice.token, 'new password A'),
+          changePassword(other.token, 'new password B'),
+        ]),
+      );
+      expect(answers.map((a) => a.status).sort()).to.deep.equal([204, 401]);
+      const winner = answers[0].status === 204 ? 0 : 1;
+      expectError(answers[1 - winner]!, 401, 'UNAUTHORIZED');
+      const tokens = [alice.token, other.token];
+      expect((await me(tokens[winner]!)).status, 'the caller answered 204').to.equal(200);
+      expectError(await me(tokens[1 - winner]!), 401, 'UNAUTHORIZED');
+      const passwords = ['new password A', 'new password B'];
+      expect(
+        (await post('/auth/login', { username: alice.username, password: passwords[winner] })).status,
+      ).to.equal(200);
+      expectError(
+        await post('/auth/login', { username: alice.username, password: passwords[1 - winner] }),
+        401,
+        'INVALID_CREDENTIALS',
+      );
+    });
+
+    it('the same sent together with no lock held: at most one 204, and every caller answered 204 stays signed in', async () => {
+      const alice = await account();
+      const other = await login(alice.username);
+      const tokens = [alice.token, other.token];
+      const answers = await Promise.all(tokens.map((token, i) => changePassword(token, `new password ${i}`)));
+      expect(answers.filter((a) => a.status === 204)).to.have.length(1);
+      for (const [i, answer] of answers.entries()) {
+        if (answer.status === 204) expect((await me(tokens[i]!)).status, `caller ${i}`).to.equal(200);
+      }
+    });
+
+    it('one session sending two at once: the one whose current password was no longer current is INVALID_CREDENTIALS', async () => {
+      const alice = await account();
+      const answers = await heldAtTheirWrite(alice.user.id, 2, () =>
+        Promise.all([
+          changePassword(alice.token, 'new password A'),
+          changePassword(alice.token, 'new password B'),
+        ]),
+      );
+      expect(answers.map((a) => a.status).sort()).to.deep.equal([204, 401]);
+      const winner = answers[0].status === 204 ? 0 : 1;
+      expectError(answers[1 - winner]!, 401, 'INVALID_CREDENTIALS');
+      expect((await me(alice.token)).status).to.equal(200);
+      const passwords = ['new password A', 'new password B'];
+      expect(
+        (await post('/auth/login', { username: alice.username, password: passwords[winner] })).status,
       ).to.equal(200);
     });
   });

@@ -46,7 +46,9 @@ export interface AuthService extends ProfileService {
   startLogin(user: User, userAgent: string | undefined): Promise<StartedSession>;
   /**
    * Changes the password after checking the current one (counted like a login: INVALID_CREDENTIALS, then
-   * RATE_LIMITED); every other session of the user ends, `sessionId` stays.
+   * RATE_LIMITED); every other session of the user ends, `sessionId` stays. Checked again in the change's
+   * transaction, under the user's row lock: UNAUTHORIZED when the account or `sessionId` ended meanwhile,
+   * INVALID_CREDENTIALS when the password changed meanwhile; then nothing changes.
    */
   changePassword(
     user: User,
@@ -124,10 +126,10 @@ export function createAuthService(deps: AuthDeps): AuthService {
   const checkedHashes = new WeakMap<User, string>();
 
   /**
-   * Checks the password of a signed-in user under the login limits of their username. Throws RATE_LIMITED or
-   * INVALID_CREDENTIALS.
+   * Checks the password of a signed-in user under the login limits of their username; answers the hash it was
+   * checked against. Throws RATE_LIMITED or INVALID_CREDENTIALS.
    */
-  async function verifyOwnPassword(user: User, password: string, ip: string): Promise<void> {
+  async function verifyOwnPassword(user: User, password: string, ip: string): Promise<string> {
     if (user.username === null) throw new AppError('UNAUTHORIZED');
     const attempt = await limits.takePasswordAttempt(user.username, ip);
     // Users outside lib/auth carry no hash (User's `public` columns): it is read here, where it is checked.
@@ -139,8 +141,9 @@ export function createAuthService(deps: AuthDeps): AuthService {
       await giveBackIfUnchecked(limits, attempt, err, logger);
       throw err;
     }
-    if (!ok) throw new AppError('INVALID_CREDENTIALS');
+    if (!ok || !stored?.passwordHash) throw new AppError('INVALID_CREDENTIALS');
     await limits.passwordAccepted(attempt);
+    return stored.passwordHash;
   }
 
   const profile = createProfileService({ ...deps, sessions, verifyOwnPassword });
@@ -188,9 +191,22 @@ export function createAuthService(deps: AuthDeps): AuthService {
       return session;
     },
     async changePassword(user, sessionId, { currentPassword, newPassword }, client) {
-      await verifyOwnPassword(user, currentPassword, client.ip);
+      const checked = await verifyOwnPassword(user, currentPassword, client.ip);
       const passwordHash = await passwords.hash(newPassword);
       const ended = await knex.transaction(async (trx) => {
+        // The checks above ran outside this transaction, two argon2 runs ago. Under the row lock, each in a
+        // statement of its own (so each reads what committed before the lock was granted): the account is still
+        // there, the caller's session still is (FOR SHARE: a revocation waits for this change, or this change
+        // for it), and the password checked is still the stored one (another change committed meanwhile). Else
+        // nothing changes: an ended session must not end the sessions of whoever ended it.
+        const locked = await User.query(trx)
+          .findById(user.id)
+          .whereNull('deleted_at')
+          .forUpdate()
+          .select('password_hash');
+        if (!locked) throw new AppError('UNAUTHORIZED');
+        await sessions.requireLive(user.id, sessionId, trx);
+        if (locked.passwordHash !== checked) throw new AppError('INVALID_CREDENTIALS');
         await User.query(trx).findById(user.id).patch({ passwordHash, updatedAt: new Date() });
         return sessions.endAll(user.id, { except: sessionId, db: trx });
       });

@@ -15,7 +15,7 @@ import type { Logger } from '../logger.js';
  * per-username ceiling: a pair (username and IP) has 5N failures an hour, half the ceiling of 10N, however they are
  * spread (N a minute for ten minutes never trips a lockout, and would otherwise reach the ceiling). And so that
  * one client behind a shared address cannot lock out the others there: a pair that has logged in before is not
- * held to the IP's cap.
+ * held to the IP's caps.
  */
 export const LOGIN_LIMITS = Object.freeze({
   /** Failed logins of one username from one IP, per minute: N; then the pair is locked out. */
@@ -32,7 +32,11 @@ export const LOGIN_LIMITS = Object.freeze({
   /** Failed logins of one username from all IPs together, per hour: 10N (a distributed guesser). */
   usernameFactor: 10,
   usernameWindowSeconds: 3600,
-  /** Failed logins from one IP, any usernames, per hour: 10N (credential stuffing); known pairs do not count. */
+  /**
+   * Failed logins from one IP, any usernames: N per minute (the contract's per-IP login limit) and 10N per hour
+   * (credential stuffing); known pairs count in neither.
+   */
+  ipMinuteWindowSeconds: 60,
   ipFactor: 10,
   ipWindowSeconds: 3600,
   /** Signups from one IP, per minute: N. */
@@ -54,9 +58,9 @@ const SWEEP_INTERVAL_MS = 5 * 60_000;
  * of nodes. See docs/api-auth-friends.md ("Abuse limits").
  *
  * A password check first takes one attempt from each of its counters, in the order pair (username and IP, by the
- * minute and by the hour), IP, username, stopping at the first refusal: a refused pair never reaches the
+ * minute and by the hour), IP (likewise), username, stopping at the first refusal: a refused pair never reaches the
  * username's counter, which is how one IP is kept from locking an account out for everyone. A pair that has
- * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counter. A success gives the
+ * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counters. A success gives the
  * IP and username attempts back, clears the pair and makes it known, so only failures count there; right passwords
  * have a counter of their own per pair (N a minute), looked at first.
  */
@@ -86,7 +90,7 @@ export interface AuthLimits {
 export interface PasswordAttempt {
   readonly username: string;
   readonly ip: string;
-  /** Whether it took a point from the IP's counter (a known pair does not). */
+  /** Whether it took a point from the IP's counters (a known pair does not). */
   readonly tookIp: boolean;
 }
 
@@ -144,6 +148,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     LOGIN_LIMITS.usernameFactor * n,
     LOGIN_LIMITS.usernameWindowSeconds,
   );
+  const byIpMinute = limiter('login_ip_minute', n, LOGIN_LIMITS.ipMinuteWindowSeconds);
   const byIp = limiter('login_ip', LOGIN_LIMITS.ipFactor * n, LOGIN_LIMITS.ipWindowSeconds);
   const signups = limiter('signup_ip', n, LOGIN_LIMITS.signupWindowSeconds);
   const pairSuccesses = limiter('login_pair_ok', n, LOGIN_LIMITS.pairSuccessWindowSeconds);
@@ -194,7 +199,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
       // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
       // another client there spent the address's failures.
       const tookIp = (await knownPairs.get(key)) === null;
-      if (tookIp) await take(byIp, ip);
+      if (tookIp) {
+        await take(byIpMinute, ip);
+        await take(byIp, ip);
+      }
       await take(byUsername, username.toLowerCase());
       return { username, ip, tookIp };
     },
@@ -204,7 +212,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         pair.delete(key),
         lockouts.delete(key),
         pairHour.delete(key),
-        ...(tookIp ? [byIp.reward(ip)] : []),
+        ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),
         byUsername.reward(username.toLowerCase()),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
         // Counted without a refusal: the check that just succeeded was allowed.
@@ -216,7 +224,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
       await Promise.all([
         pair.reward(key),
         pairHour.reward(key),
-        ...(tookIp ? [byIp.reward(ip)] : []),
+        ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),
         byUsername.reward(username.toLowerCase()),
       ]);
     },

@@ -18,9 +18,10 @@ export interface ProfileService {
   /**
    * Deletes the account after checking its password (counted like a login). Every session ends, the user
    * leaves every group, friendships, requests and blocks go, the username is free again; the row stays as
-   * "Deleted user" so messages and conversations keep their sender and creator.
+   * "Deleted user" so messages and conversations keep their sender and creator. `sessionId` is the caller's:
+   * UNAUTHORIZED, and nothing deleted, when it ended while the password was checked.
    */
-  deleteAccount(user: User, password: string, client: { ip: string }): Promise<void>;
+  deleteAccount(user: User, sessionId: string, password: string, client: { ip: string }): Promise<void>;
 }
 
 export interface ProfileDeps {
@@ -29,8 +30,8 @@ export interface ProfileDeps {
   logger: Logger;
   sessions: SessionService;
   conversations: ConversationLeaver;
-  /** Throws INVALID_CREDENTIALS or RATE_LIMITED. */
-  verifyOwnPassword(user: User, password: string, ip: string): Promise<void>;
+  /** Answers the hash the password was checked against; throws INVALID_CREDENTIALS or RATE_LIMITED. */
+  verifyOwnPassword(user: User, password: string, ip: string): Promise<string>;
 }
 
 /**
@@ -66,8 +67,11 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
       return shown;
     },
 
-    async deleteAccount(user, password, client) {
+    async deleteAccount(user, sessionId, password, client) {
       await deps.verifyOwnPassword(user, password, client.ip);
+      // Before the groups are left: a session revoked while the password was checked leaves nothing behind (the
+      // transaction below checks again, under the row lock).
+      await sessions.requireLive(user.id, sessionId, knex);
       // Who shares a group with the user must hear of it too, and after the groups are left nobody does.
       const groupmates = await audienceOf(knex, user.id);
       // Groups first, each through the conversation service (locks, owner hand-over, notices): if this fails
@@ -77,6 +81,9 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
         // The row lock orders this against a concurrent deletion and a friend request or block being made.
         const locked = await User.query(trx).findById(user.id).whereNull('deleted_at').forUpdate();
         if (!locked) return undefined;
+        // A session revoked while the password was checked (in its own statement, after the lock: it reads what
+        // committed before) does not delete the account of whoever revoked it.
+        await sessions.requireLive(user.id, sessionId, trx);
         // Before the friendships go: they are part of who must hear about it.
         const audience = await audienceOf(trx, user.id);
         await removeTies(trx, user.id);

@@ -78,8 +78,17 @@ export interface SessionService {
   refreshTokenKind(refreshToken: string): RefreshTokenKind;
   /** The user's live sessions, most recently used first; `current` marks `currentSessionId`. */
   list(userId: string, currentSessionId: string): Promise<PublicSession[]>;
-  /** Ends one session of the user; false when the user has no such session. */
+  /**
+   * Ends one session of the user; false when the user has no such session, or it had already ended by not being
+   * used for REFRESH_TTL_DAYS (its row is deleted all the same, announced as `expired`, as a refresh would).
+   */
   end(userId: string, sessionId: string, reason: SessionEndReason): Promise<boolean>;
+  /**
+   * Inside `db` (the caller's transaction, after its lock on the user's row): throws UNAUTHORIZED unless the
+   * user's session `sessionId` still exists. Share-locks its row, so a revocation or a logout of it that comes
+   * later waits for the transaction to end, and one that came first is seen.
+   */
+  requireLive(userId: string, sessionId: string, db: Knex): Promise<void>;
   /**
    * Ends every session of the user but `except`, inside `db` when given (the caller's transaction); returns
    * the ended ids. Call {@link announceEnded} after the commit.
@@ -122,11 +131,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
     return { sessionId, refreshToken, ...signAccessToken({ userId, sessionId }, config.auth, clock.now()) };
   }
 
-  /** Deletes the session if it is the user's (or anyone's when userId is undefined); true if it was there. */
-  async function deleteSession(sessionId: string, userId?: string): Promise<boolean> {
-    const query = knex('sessions').where({ id: sessionId });
-    if (userId !== undefined) void query.where({ user_id: userId });
-    return (await query.delete()) > 0;
+  /** Deletes the session; true if it was there. */
+  async function deleteSession(sessionId: string): Promise<boolean> {
+    return (await knex('sessions').where({ id: sessionId }).delete()) > 0;
   }
 
   const service: SessionService = {
@@ -240,9 +247,26 @@ export function createSessionService(deps: SessionDeps): SessionService {
     },
 
     async end(userId, sessionId, reason) {
-      if (!(await deleteSession(sessionId, userId))) return false;
-      service.announceEnded([sessionId], reason);
-      return true;
+      // One that ended by not being used is over already (not listed, its refresh token refused): its row goes
+      // now, as when a refresh notices it, but there was no session left to end.
+      const deleted = await knex('sessions')
+        .where({ id: sessionId, user_id: userId })
+        .delete()
+        .returning<Array<{ live: boolean }>>(
+          knex.raw('last_used_at > now() - make_interval(days => ?) AS live', [ttlDays]),
+        );
+      const row = deleted[0];
+      if (row === undefined) return false;
+      service.announceEnded([sessionId], row.live ? reason : 'expired');
+      return row.live;
+    },
+
+    async requireLive(userId, sessionId, db) {
+      const live = await db<{ id: string; user_id: string }>('sessions')
+        .where({ id: sessionId, user_id: userId })
+        .forShare()
+        .first('id');
+      if (live === undefined) throw new AppError('UNAUTHORIZED');
     },
 
     async endAll(userId, { except, db = knex }) {
@@ -253,7 +277,12 @@ export function createSessionService(deps: SessionDeps): SessionService {
     },
 
     async endEverySession(userId, reason) {
-      await service.endAll(userId, {});
+      // Under the user's row lock, as a password change and an account deletion end sessions: without it, this
+      // delete and a password change's (which share-locks the caller's session first) could wait for each other.
+      await knex.transaction(async (trx) => {
+        await trx('users').where('id', userId).forUpdate().first('id');
+        await service.endAll(userId, { db: trx });
+      });
       // The user's room: also a socket whose handshake raced the delete (it re-checks its session anyway).
       notify.disconnectUser(userId, reason);
     },

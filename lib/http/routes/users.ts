@@ -5,7 +5,7 @@ import { restSchemas, USER_SEARCH_MAX } from '../../protocol/schemas.js';
 import { RateLimiter } from '../../rateLimiter.js';
 import type { Services } from '../../services.js';
 import { parse, pathId } from '../../validation.js';
-import { currentUser, requireAuth } from '../auth.js';
+import { currentSessionId, currentUser, requireAuth } from '../auth.js';
 import { clientIp } from './auth.js';
 
 /**
@@ -63,7 +63,9 @@ export function userRoutes(services: Services, takeLookup: LookupBudget): Router
 
   router.delete('/users/me', bearer, async (req, res) => {
     const { password } = parse(restSchemas.deleteAccount, req.body);
-    await services.auth.deleteAccount(currentUser(req), password, { ip: clientIp(req) });
+    await services.auth.deleteAccount(currentUser(req), currentSessionId(req), password, {
+      ip: clientIp(req),
+    });
     res.status(204).end();
   });
 
