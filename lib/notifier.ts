@@ -17,23 +17,24 @@ export type PassedOver = ReadonlyMap<PublicMessage, readonly string[]>;
 /**
  * What the services tell connected clients, in domain terms. The services call it after their commit and know
  * nothing of Socket.IO, rooms or event names: lib/realtime/notifier.ts is the one implementation, and the one
- * file that maps each call to its event and its audience on every node.
+ * file that maps each call to its event and its audience on every node. A group's renames and changes of
+ * participants are not told through it: every node tells them from the control bus event the change sends inside
+ * its transaction, in the order of the conversation's commits (lib/realtime/conversationEvents.ts).
  */
 export interface Notifier {
   /** A new friend request, to its recipient. */
   friendRequest(request: PublicFriendRequest): void;
   /** A request was accepted, to its original sender. */
   friendAccepted(request: PublicFriendRequest): void;
-  /** `userIds` were added to the conversation (or it was created with them). One broadcast for all of them. */
+  /** The conversation was created with `userIds`: to them. One broadcast for all of them. */
   conversationAdded(userIds: readonly string[], conversation: PublicConversation): void;
-  /** The conversation was renamed or its participants changed: to its participants. */
-  conversationUpdated(conversation: PublicConversation): void;
   /**
-   * `userId` left or was removed: their sockets on THIS node leave the conversation, then hear why. The other
-   * nodes do the same when they hear the removal's `membership.changed`, which the service sends inside the
-   * removal's transaction (`ControlBus.publishWithin`), so that it comes before any message committed after it.
+   * `userId` left or was removed, the conversation's `removals`th removal: their sockets on THIS node leave the
+   * conversation, then hear why, and hear nothing more of it until they are added again. The other nodes do the
+   * same when they hear the removal's `membership.changed`, which the service sends inside the removal's
+   * transaction (`ControlBus.publishWithin`), so that it comes before any message committed after it.
    */
-  conversationRemoved(userId: string, conversationId: string): void;
+  conversationRemoved(userId: string, conversationId: string, removals: number | undefined): void;
   /**
    * Called under the removal's lock on the conversation, before its commit: from now on this node gives the
    * user's sockets no state of the conversation's messages newer than `version` (the conversation's version at

@@ -18,6 +18,7 @@ import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createServerErrorLog } from './serverErrorLog.js';
 import { createRealtime } from './realtime/io.js';
+import { createConversationEvents } from './realtime/conversationEvents.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
@@ -247,16 +248,27 @@ export async function startServer(
     // Bound once messaging exists: a reconnect may have missed membership events (removals of participants among
     // them) and message announcements.
     let onControlBusReconnect = (): void => undefined;
+    let onControlBusLost = (): void => undefined;
     const controlBus = own(
-      await createControlBus(config.database, db.connections, logger, () => onControlBusReconnect()).catch(
-        (err: unknown) => {
-          throw explainConnectError(err, config.database);
-        },
-      ),
+      await createControlBus(
+        config.database,
+        db.connections,
+        logger,
+        () => onControlBusReconnect(),
+        () => onControlBusLost(),
+      ).catch((err: unknown) => {
+        throw explainConnectError(err, config.database);
+      }),
     );
     const realtime = own(createRealtime({ config, db, logger, clock }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-    const notify = createNotifier(realtime.io, logger, controlBus);
+    const conversationEvents = createConversationEvents({
+      io: realtime.io,
+      knex: db.knex,
+      logger,
+      controlBus,
+    });
+    const notify = createNotifier(realtime.io, logger, conversationEvents);
     const messaging = own(
       await createMessaging({
         config,
@@ -270,8 +282,9 @@ export async function startServer(
     );
     onControlBusReconnect = () => {
       messaging.resync();
-      realtime.checkSockets();
+      realtime.controlBusListening();
     };
+    onControlBusLost = () => realtime.controlBusLost();
     const conversations = createConversationService({
       knex: db.knex,
       notify,
@@ -290,6 +303,7 @@ export async function startServer(
       clock,
       io: realtime.io,
       notify,
+      conversationEvents,
       controlBus,
       metrics,
       auth,
@@ -403,6 +417,7 @@ export async function startServer(
       auth.close();
       clockSync.close();
       await bounded(controlBus.close(), 'closing the control bus');
+      await bounded(conversationEvents.close(), "telling the conversations' last events");
       await bounded(db.close(), 'closing the database pool');
       metrics.close();
       logger.info('shutdown complete');

@@ -9,6 +9,7 @@ import type { MessageService } from './messaging/service.js';
 import type { Metrics } from './metrics.js';
 import type { Notifier } from './notifier.js';
 import type { ControlBus } from './cluster/controlBus.js';
+import type { ConversationEvents } from './realtime/conversationEvents.js';
 import type { AppServer } from './realtime/io.js';
 import type { SocialService } from './social/service.js';
 
@@ -26,6 +27,8 @@ export interface Services {
   readonly io: AppServer;
   /** What the services tell connected clients (lib/realtime/notifier.ts). */
   readonly notify: Notifier;
+  /** The groups' detail events, told from the control bus in commit order (shutdown and tests reach them here). */
+  readonly conversationEvents: ConversationEvents;
   /** Cross-node control events (pg-listen). */
   readonly controlBus: ControlBus;
   /** Accounts: signup, credential checks, tokens, logout (revocation), and the signup/login rate limits. */

@@ -41,6 +41,19 @@ describe('sockets checked against the database, for cluster events a node missed
     await waitFor(async () => (await listeners()) === 0, { what: 'the LISTEN connections to end' });
   }
 
+  /** Ends both nodes' control bus LISTEN connections (PostgreSQL does not say which one is b's); they reconnect. */
+  async function cutControlListeners(): Promise<void> {
+    const before = await adminQuery(
+      `SELECT pid FROM pg_stat_activity
+        WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`,
+      [databaseName()],
+    );
+    expect(before.rows).to.have.length(2);
+    for (const { pid } of before.rows as Array<{ pid: number }>) {
+      await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+    }
+  }
+
   const newUser = () => insertUser(a.services.db.knex, a.services.config);
 
   /** A group of a new owner with a new member, whose socket on node b is subscribed to it. */
@@ -103,17 +116,34 @@ describe('sockets checked against the database, for cluster events a node missed
     const removed = record(carolOnB, 'conversation:removed');
     // As if node b's control bus had missed the removal's event: straight in the database, no event at all.
     await knex('conversation_participants').where({ conversation_id: group.id, user_id: carol.id }).delete();
-    const controlListeners = `SELECT pid FROM pg_stat_activity
-       WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`;
-    const before = await adminQuery(controlListeners, [databaseName()]);
-    expect(before.rows).to.have.length(2);
-    // Both nodes' control connections end (PostgreSQL does not say which one is b's), and reconnect.
-    for (const { pid } of before.rows as Array<{ pid: number }>) {
-      await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
-    }
+    await cutControlListeners();
     await waitFor(() => removed.length > 0, { what: 'conversation:removed after the reconnect' });
     expect(removed).to.deep.equal([{ conversationId: group.id }]);
     expect(carolOnB.connected).to.equal(true);
+  });
+
+  it('a user added to a group with no event heard hears conversation:added once the control bus listens again', async () => {
+    const { knex } = b.services.db;
+    const owner = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    await insertFriendship(knex, owner.id, bob.id);
+    const group = await createGroup(a.url, owner, [bob]);
+    const carolOnB = await pool.open(b.url, carol);
+    const added = record(carolOnB, 'conversation:added');
+    // As if node b's control bus had missed the addition's event (additions are told on it): straight in the
+    // database, no event at all.
+    await knex('conversation_participants').insert({
+      conversation_id: group.id,
+      user_id: carol.id,
+      role: 'member',
+    });
+    await cutControlListeners();
+    await waitFor(() => added.length > 0, { what: 'conversation:added after the reconnect' });
+    expect(added.map((c) => c.id)).to.deep.equal([group.id]);
+    expect(added[0]!.participants.map((p) => p.userId).sort()).to.deep.equal(
+      [owner.id, bob.id, carol.id].sort(),
+    );
   });
 
   it('a conversation created while a node was not listening reaches the new participant’s socket there, once it listens', async () => {

@@ -183,8 +183,8 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
     // Bound: the node's own method, put back afterwards.
     const removedHere = notify.conversationRemoved.bind(notify);
     const waiting: Array<() => void> = [];
-    notify.conversationRemoved = (userId, conversationId) =>
-      waiting.push(() => removedHere(userId, conversationId));
+    notify.conversationRemoved = (userId, conversationId, removals) =>
+      waiting.push(() => removedHere(userId, conversationId, removals));
     try {
       await removeParticipant(owner, group.id, member!.id);
       expect(waiting).to.have.length(1);

@@ -13,8 +13,16 @@ export interface ControlEvent {
   /** The user was removed or left: every node takes their sockets out of the conversation's room. */
   removed?: boolean;
   /**
-   * With `removed`: the conversation's removals counted with this one (`conversations.removals`;
-   * lib/messaging/removals.ts). Absent from nodes of earlier releases.
+   * The user was added (`added`), or renamed the group (`renamed`): every node tells its sockets the
+   * conversation's new details, in the order of the conversation's changes (lib/realtime/conversationEvents.ts).
+   * A removal is `removed`. Absent from nodes of earlier releases, which tell every node's sockets themselves,
+   * through the adapter; nodes of 0.2.0 accept the event with it (they check the three fields above only).
+   */
+  change?: 'added' | 'renamed';
+  /**
+   * With `removed`: the conversation's removals counted with this one; with `change: 'added'`: those counted
+   * before the addition (`conversations.removals`; lib/messaging/removals.ts). Absent from nodes of earlier
+   * releases.
    */
   removals?: number;
 }
@@ -59,39 +67,10 @@ function isControlEvent(value: unknown): value is Published {
     typeof v.conversationId === 'string' &&
     typeof v.userId === 'string' &&
     (v.removed === undefined || typeof v.removed === 'boolean') &&
+    (v.change === undefined || v.change === 'added' || v.change === 'renamed') &&
     (v.removals === undefined || (typeof v.removals === 'number' && Number.isSafeInteger(v.removals))) &&
     (v.origin === undefined || typeof v.origin === 'string')
   );
-}
-
-/**
- * Publishes `event` and, if that fails, tries again in the background every `retryMs`, up to `attempts` tries in
- * all: a moment of trouble (the pool busy past its acquire timeout) must not leave the other nodes' caches stale
- * while their LISTEN connections stay up. Resolves once the first try is over, whatever became of it.
- */
-export async function publishPersistently(
-  bus: Pick<ControlBus, 'publish'>,
-  event: ControlEvent,
-  logger: Logger,
-  { retryMs = 1000, attempts = 30 }: { retryMs?: number; attempts?: number } = {},
-): Promise<void> {
-  const attempt = async (tried: number): Promise<void> => {
-    try {
-      await bus.publish(event);
-      if (tried > 1) logger.info({ event, tries: tried }, `${event.type} published after retrying`);
-    } catch (err) {
-      if (tried >= attempts) {
-        logger.error(
-          { err, event, tries: tried },
-          `publishing ${event.type} failed: the other nodes keep stale caches`,
-        );
-        return;
-      }
-      logger.warn({ err, event, tries: tried }, `publishing ${event.type} failed: trying again`);
-      setTimeout(() => void attempt(tried + 1), retryMs).unref();
-    }
-  };
-  await attempt(1);
 }
 
 /** One notification waiting to be sent, and its sender's promise. */
@@ -173,6 +152,8 @@ export async function createControlBus(
   connections: PoolConnections,
   logger: Logger,
   onReconnect: () => void = () => undefined,
+  /** The connection ended and the bus reconnects: the events from now on until `onReconnect` are not heard. */
+  onLost: () => void = () => undefined,
 ): Promise<ControlBus> {
   // pg-listen's reconnect loop does not look at close(): a loop running then would retry forever and keep the
   // process alive. Throwing from retryInterval is the one way to end it; a reconnect that lands after close()
@@ -195,7 +176,10 @@ export async function createControlBus(
     if (closed) logger.debug({ err }, 'control bus stopped reconnecting after close');
     else logger.error({ err }, 'control bus connection failed');
   });
-  subscriber.events.on('reconnect', (attempt) => logger.warn({ attempt }, 'control bus reconnecting'));
+  subscriber.events.on('reconnect', (attempt) => {
+    logger.warn({ attempt }, 'control bus reconnecting');
+    if (!closed) onLost();
+  });
   subscriber.events.on('connected', () => {
     if (!closed) {
       onReconnect();

@@ -7,7 +7,7 @@ import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
 import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
 import { clusterLimiter, takePoint } from '../clusterLimits.js';
-import { publishPersistently, type ControlBus } from '../cluster/controlBus.js';
+import type { ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay, shareLockUsers } from '../social/relations.js';
 import {
   listConversations,
@@ -21,8 +21,10 @@ import {
  * Conversations and their participants. Inputs are validated by the caller; every rule of the contract (friends
  * only, owner only, existence hidden from non-participants) is checked here.
  *
- * Membership changes run in a transaction that first locks the conversation row (the lock message writers take
- * too), then announce `membership.changed` on the control bus so every node drops its cached participants.
+ * Membership changes and renames run in a transaction that first locks the conversation row (the lock message
+ * writers take too), and send `membership.changed` on the control bus inside it: every node hears the
+ * conversation's changes in commit order, drops its cached participants, and tells its sockets the group's new
+ * details (lib/realtime/conversationEvents.ts).
  *
  * Rules the contract leaves open: a direct conversation has two members and no owner, and cannot be renamed,
  * extended or left (403 FORBIDDEN). When a group's owner leaves, the member who joined first (ties by user id)
@@ -50,7 +52,7 @@ export interface ConversationServiceDeps {
   knex: Knex;
   notify: Notifier;
   logger: Logger;
-  controlBus: Pick<ControlBus, 'publish' | 'publishWithin'>;
+  controlBus: Pick<ControlBus, 'publishWithin'>;
   /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
   invalidateLocal: (conversationId: string) => void;
   /** Conversations created and participants added per user per minute, on every node together; 0 = off. */
@@ -93,24 +95,11 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         })
       : undefined;
   const takeCreation = (me: string) => (creations ? takePoint(creations, me) : Promise.resolve());
-  const logger = deps.logger.child({ component: 'conversations' });
 
   async function reload(conversationId: string): Promise<PublicConversation> {
     const conversation = await loadConversation(knex, conversationId);
     if (!conversation) throw new AppError('NOT_FOUND');
     return conversation.toPublic();
-  }
-
-  /** After the commit: every node's cache of this conversation's participants is dropped. */
-  async function announceMembership(conversationId: string, userId: string): Promise<void> {
-    deps.invalidateLocal(conversationId);
-    // The change is committed; until the event goes out, other nodes may answer from a stale cache (their writers
-    // check again under the lock, so no write gets through).
-    await publishPersistently(
-      deps.controlBus,
-      { type: 'membership.changed', conversationId, userId },
-      logger,
-    );
   }
 
   const service: ConversationService = {
@@ -201,10 +190,15 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);
         await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
+        // Every node tells its sockets, in the order of the conversation's changes.
+        await deps.controlBus.publishWithin(trx, {
+          type: 'membership.changed',
+          conversationId,
+          userId: me,
+          change: 'renamed',
+        });
       });
-      const conversation = await reload(conversationId);
-      notify.conversationUpdated(conversation);
-      return conversation;
+      return await reload(conversationId);
     },
 
     async addParticipant(me, conversationId, userId) {
@@ -228,11 +222,23 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           });
         }
         await Participant.query(trx).insert({ conversationId, userId, role: 'member' });
+        // The removals before this addition: a node that told the user of a later removal tells them nothing of it.
+        const [counted] = await trx('conversations')
+          .where('id', conversationId)
+          .select<Array<{ removals: number }>>('removals');
+        // With the commit: every node drops its cached participants, and tells its sockets (the user's
+        // `conversation:added`, the others' `conversation:updated`) in the order of the conversation's changes.
+        await deps.controlBus.publishWithin(trx, {
+          type: 'membership.changed',
+          conversationId,
+          userId,
+          change: 'added',
+          ...(counted === undefined ? {} : { removals: counted.removals }),
+        });
       });
-      await announceMembership(conversationId, userId);
+      // At once here; the other nodes when they hear the event (until then their writers check under the lock).
+      deps.invalidateLocal(conversationId);
       const conversation = await reload(conversationId);
-      notify.conversationAdded([userId], conversation);
-      notify.conversationUpdated(conversation);
       const participant = conversation.participants.find((p) => p.userId === userId);
       if (!participant) throw new AppError('NOT_FOUND');
       return participant;
@@ -240,7 +246,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
 
     async removeParticipant(me, conversationId, userId) {
       const leaving = { undo: (): void => undefined };
-      await knex
+      const removals = await knex
         .transaction(async (trx) => {
           const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
           if (userId === me) {
@@ -270,16 +276,16 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           });
           // Last, still under the lock: a message committed after the removal may be read here before the commit.
           leaving.undo = notify.participantLeaving(userId, conversationId, conversation.version);
+          return counted?.removals;
         })
         .catch((err: unknown) => {
           leaving.undo();
           throw err;
         });
-      // First: it also ends what participantLeaving() started.
-      notify.conversationRemoved(userId, conversationId);
+      // First: it also ends what participantLeaving() started. The remaining participants hear of it from the
+      // control bus, in the order of the conversation's changes.
+      notify.conversationRemoved(userId, conversationId, removals);
       deps.invalidateLocal(conversationId);
-      const remaining = await loadConversation(knex, conversationId);
-      if (remaining?.participants?.length) notify.conversationUpdated(remaining.toPublic());
     },
 
     async leaveAllGroups(userId) {

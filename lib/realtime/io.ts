@@ -40,10 +40,12 @@ export interface Realtime {
   readonly backpressure: Backpressure;
   attach(httpServer: HttpServer): void;
   /**
-   * Checks this node's sockets against the database soon: the control bus, which carries other nodes' removals of
-   * participants, listens again after a lost connection.
+   * The control bus, which carries other nodes' removals of participants and additions to groups, lost its
+   * connection: what it misses until it listens again is looked for then.
    */
-  checkSockets(): void;
+  controlBusLost(): void;
+  /** The control bus listens again: this node's sockets are checked against the database, and told what they missed. */
+  controlBusListening(): void;
   /** Disconnects every socket of this node and stops the adapter; idempotent. */
   close(): Promise<void>;
 }
@@ -78,8 +80,8 @@ export function createRealtime(deps: {
   const adapterPool = createAdapterPool(
     config.database,
     logger,
-    () => revalidation.listening(),
-    () => revalidation.listenLost(),
+    () => revalidation.listening('adapter'),
+    () => revalidation.listenLost('adapter'),
   );
   const io: AppServer = new Server({
     serveClient: false,
@@ -200,7 +202,8 @@ export function createRealtime(deps: {
   return {
     io,
     backpressure,
-    checkSockets: () => revalidation.request(),
+    controlBusLost: () => revalidation.listenLost('control bus'),
+    controlBusListening: () => revalidation.listening('control bus'),
     attach(httpServer) {
       io.attach(httpServer);
       // The engine exists from here on.

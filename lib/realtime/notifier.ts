@@ -1,5 +1,3 @@
-import { setBounded } from '../boundedMap.js';
-import type { ControlBus, ControlEvent } from '../cluster/controlBus.js';
 import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
 import type {
@@ -8,6 +6,7 @@ import type {
   PublicMessage,
   SessionEndReason,
 } from '../protocol/index.js';
+import type { ConversationEvents } from './conversationEvents.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -20,9 +19,10 @@ const conversationRoom = (conversationId: string): string => `conversation:${con
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 
 /**
- * Every socket of a node whose notifier follows other nodes' removals of participants on the control bus
- * ({@link createNotifier}). Nodes of 0.2.0 do not, and hear of a removal only through the adapter: it is sent to
- * the removed user's sockets outside this room, which are theirs (a rolling upgrade from 0.2.0).
+ * Every socket of a node that follows the conversations' removals and changes on the control bus
+ * (lib/realtime/conversationEvents.ts). Nodes of 0.2.0 do not, and hear of them only through the adapter: the
+ * node that made the change sends its events to the sockets outside this room, which are theirs (a rolling upgrade
+ * from 0.2.0).
  */
 export const FOLLOWS_REMOVALS_ROOM = 'xfchat:follows-removals';
 
@@ -113,6 +113,29 @@ export const localNotices = {
   },
 };
 
+/**
+ * A group's detail events, told in the order of its changes (lib/realtime/conversationEvents.ts), to this node's
+ * sockets; with `olderNodes`, by the node that made the change, to 0.2.0 nodes' sockets too (through the adapter).
+ */
+export const detailNotices = {
+  added(io: AppServer, userId: string, conversation: PublicConversation, olderNodes: boolean): void {
+    io.local.to(userRoom(userId)).emit('conversation:added', conversation);
+    if (olderNodes) {
+      io.to(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM).emit('conversation:added', conversation);
+    }
+  },
+  updated(
+    io: AppServer,
+    userIds: readonly string[],
+    conversation: PublicConversation,
+    olderNodes: boolean,
+  ): void {
+    const rooms = userIds.map(userRoom);
+    io.local.to(rooms).emit('conversation:updated', conversation);
+    if (olderNodes) io.to(rooms).except(FOLLOWS_REMOVALS_ROOM).emit('conversation:updated', conversation);
+  },
+};
+
 /** Between nodes only (through the postgres adapter), never to clients. Committed messages are not here: they
  * travel with their commit (lib/messaging/fanout.ts). */
 export interface InterServerEvents {
@@ -120,46 +143,24 @@ export interface InterServerEvents {
   'sockets:end': (event: { room: string; reason: SessionEndReason }) => void;
 }
 
-const MAX_REMOVED_AHEAD = 10_000;
-const removalKey = (userId: string, conversationId: string) => `${userId} ${conversationId}`;
-
 /**
  * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
  * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
  * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
  *
- * It also follows other nodes' removals of participants, as the control bus tells them with the removal's
- * commit: the user's sockets here leave the conversation's room, and hear `conversation:removed`, before this node
- * hears of any message committed after the removal. The node that removed them did it itself
- * (`conversationRemoved`), and so did this one if one of its writes found the removal first
- * (`keepParticipantsOnly`).
+ * A group's changes are told by every node from the control bus (`conversationEvents`,
+ * lib/realtime/conversationEvents.ts): the other nodes' removals of participants too, with the removal's commit, so
+ * that the user's sockets there leave the conversation's room, and hear `conversation:removed`, before that node
+ * hears of any message committed after the removal. The node that removed them does it itself
+ * (`conversationRemoved`), and so does a node whose write found the removal first (`keepParticipantsOnly`); both
+ * tell `conversationEvents`, which then does not tell them again.
  */
 export function createNotifier(
   io: AppServer,
   logger: Logger,
-  controlBus: Pick<ControlBus, 'subscribe'>,
+  conversationEvents: Pick<ConversationEvents, 'removedHere'>,
 ): Notifier {
   const rooms = io.of('/').adapter.rooms;
-  /**
-   * The (user, conversation) pairs that `keepParticipantsOnly` removed here before the removal itself was heard,
-   * with the conversation's removals counted then: a removal counted in it is not told again when its event
-   * comes. At most {@link MAX_REMOVED_AHEAD} (a removal never heard, as when the control bus was down, leaves one
-   * behind).
-   */
-  const removedAhead = new Map<string, number>();
-  /** Whether the removal was told here already, by `keepParticipantsOnly`. */
-  const toldAhead = (event: ControlEvent) => {
-    const key = removalKey(event.userId, event.conversationId);
-    const removals = removedAhead.get(key);
-    if (removals === undefined || event.removals === undefined || event.removals > removals) return false;
-    removedAhead.delete(key);
-    return true;
-  };
-  controlBus.subscribe((event, fromHere) => {
-    if (event.type !== 'membership.changed' || event.removed !== true || fromHere) return;
-    if (toldAhead(event)) return;
-    removeLocally(io, event.userId, event.conversationId);
-  });
 
   /** Per conversation, the users being removed through this node, and the conversation's version at the removal. */
   const leaving = new Map<string, Map<string, number>>();
@@ -210,12 +211,6 @@ export function createNotifier(
       if (userIds.length === 0) return;
       io.to(userIds.map(userRoom)).emit('conversation:added', conversation);
     },
-    conversationUpdated(conversation) {
-      io.to(conversation.participants.map((p) => userRoom(p.userId))).emit(
-        'conversation:updated',
-        conversation,
-      );
-    },
     participantLeaving(userId, conversationId, version) {
       const users = leaving.get(conversationId) ?? new Map<string, number>();
       leaving.set(conversationId, users.set(userId, version));
@@ -231,11 +226,12 @@ export function createNotifier(
       }
       for (const userId of removed) {
         removeLocally(io, userId, conversationId);
-        setBounded(removedAhead, removalKey(userId, conversationId), removals, MAX_REMOVED_AHEAD);
+        conversationEvents.removedHere(userId, conversationId, removals);
       }
     },
-    conversationRemoved(userId, conversationId) {
+    conversationRemoved(userId, conversationId, removals) {
       removeLocally(io, userId, conversationId);
+      conversationEvents.removedHere(userId, conversationId, removals);
       stopLeaving(userId, conversationId);
       // To nodes of 0.2.0, as that release did it; the other nodes of this release follow the control bus.
       const onOlderNodes = io.in(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM);

@@ -20,16 +20,25 @@ export const MISSED_NOTICES_MARGIN_MS = 5000;
 /** At most this many conversations, and requests of each kind, are told again after one gap (newest first). */
 export const MISSED_NOTICES_LIMIT = 1000;
 
+/** The two LISTEN connections a node hears the cluster's notices on: the adapter's and the control bus's. */
+export type ListenSource = 'adapter' | 'control bus';
+
 export interface SocketRevalidation {
   /**
    * Checks this node's sockets against the database soon (now, or once the check running now is over): ends
    * the sockets of ended sessions and takes removed participants out of their conversations' rooms.
    */
   request(): void;
-  /** The adapter's LISTEN connection ended: the notices sent from now on will be looked for when it listens again. */
-  listenLost(): void;
-  /** The adapter listens (again): checks the sockets now, and tells them the notices they missed since it stopped. */
-  listening(): void;
+  /**
+   * The adapter's LISTEN connection, or the control bus's, ended: the notices sent from now on will be looked for
+   * when both listen again.
+   */
+  listenLost(source: ListenSource): void;
+  /**
+   * The adapter or the control bus listens (again): checks the sockets now, and, once neither is lost, tells them
+   * the notices they missed since the first stopped.
+   */
+  listening(source: ListenSource): void;
   /** The check requested last has finished (for tests). */
   settled(): Promise<void>;
   close(): void;
@@ -50,7 +59,8 @@ export interface SocketRevalidation {
  * removed participant's sockets on this node leave the room and hear `conversation:removed`.
  *
  * The notices a user's sockets would have heard in the gap are told again, from the database, once the adapter
- * listens: `conversation:added` for every conversation a user with a socket here joined since the connection ended
+ * and the control bus both listen again after either lost its connection (additions to groups come on the control
+ * bus, the other notices through the adapter): `conversation:added` for every conversation a user with a socket here joined since the connection ended
  * (less {@link MISSED_NOTICES_MARGIN_MS}), `friend:request` for every request to them made since then that still
  * waits, `friend:accepted` for every request of theirs accepted since then. A socket may hear one of them twice
  * (one sent just before the end); each carries the current state, so hearing it again changes nothing. Notices
@@ -70,9 +80,13 @@ export function createSocketRevalidation(deps: {
   let again = false;
   let busy = false;
   let closed = false;
-  /** When the adapter's LISTEN connection ended, while it has not listened again; then until the notices are told. */
+  /**
+   * When a LISTEN connection (the adapter's or the control bus's) ended, while one has not listened again; then
+   * until the notices are told.
+   */
   let lostAt: number | undefined;
-  let listens = true;
+  /** The LISTEN connections lost and not listening again yet. */
+  const lost = new Set<ListenSource>();
 
   /** The notices the sockets of `users` (this node's) did not hear since `since`, told to them again. */
   async function tellMissedNotices(users: string[], since: Date): Promise<void> {
@@ -115,7 +129,7 @@ export function createSocketRevalidation(deps: {
         'sockets checked against the database: ended what the cluster events had not',
       );
     }
-    if (listens && lostAt !== undefined) {
+    if (lost.size === 0 && lostAt !== undefined) {
       const gapStart = lostAt;
       // Taken before the reads: a gap that starts while they run is told at a later check.
       lostAt = undefined;
@@ -160,12 +174,12 @@ export function createSocketRevalidation(deps: {
   timer.unref();
   return {
     request,
-    listenLost() {
-      listens = false;
+    listenLost(source) {
+      lost.add(source);
       lostAt ??= clock.now();
     },
-    listening() {
-      listens = true;
+    listening(source) {
+      lost.delete(source);
       request();
     },
     settled: () => running,
