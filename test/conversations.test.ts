@@ -344,19 +344,25 @@ describe('conversations over REST', function () {
       };
     }
 
-    it('GET /conversations gives an item’s lastMessage at its lastSeq when a message commits during the read', async () => {
+    /** A group of a new owner and member, with one message of the member's ('first'). */
+    async function groupWithOneMessage() {
       const owner = await newUser(server);
       const [member] = await friendsOf(server, owner, 1);
       const group = await createGroup(server.url, owner, [member!]);
       expect(
         (await putMessage(server.url, member!, group.id, randomUUID(), { body: 'first' })).status,
       ).to.equal(201);
+      return { owner, member: member!, group };
+    }
+
+    it('GET /conversations gives an item’s lastMessage at its lastSeq when a message commits during the read', async () => {
+      const { owner, member, group } = await groupWithOneMessage();
       // The member sends on the other node while the list stands between its page and its last messages.
       const hold = holdAfter(/WITH RECURSIVE ahead/);
       try {
         const listing = api<{ conversations: ConversationListItem[] }>('GET', '/conversations', owner);
         await hold.held;
-        const second = await putMessage(other.url, member!, group.id, randomUUID(), { body: 'second' });
+        const second = await putMessage(other.url, member, group.id, randomUUID(), { body: 'second' });
         expect(second.status).to.equal(201);
         hold.release();
         const res = await listing;
@@ -372,12 +378,7 @@ describe('conversations over REST', function () {
     });
 
     it('GET /conversations/:id gives no lastReadSeq above lastSeq when a send commits during the read', async () => {
-      const owner = await newUser(server);
-      const [member] = await friendsOf(server, owner, 1);
-      const group = await createGroup(server.url, owner, [member!]);
-      expect(
-        (await putMessage(server.url, member!, group.id, randomUUID(), { body: 'first' })).status,
-      ).to.equal(201);
+      const { owner, member, group } = await groupWithOneMessage();
       // The member sends on the other node (which moves their marker) while the read stands between the
       // conversation's row and its participants.
       const hold = holdAfter(
@@ -386,7 +387,7 @@ describe('conversations over REST', function () {
       try {
         const reading = api<{ conversation: PublicConversation }>('GET', `/conversations/${group.id}`, owner);
         await hold.held;
-        const second = await putMessage(other.url, member!, group.id, randomUUID(), { body: 'second' });
+        const second = await putMessage(other.url, member, group.id, randomUUID(), { body: 'second' });
         expect(second.status).to.equal(201);
         hold.release();
         const res = await reading;
