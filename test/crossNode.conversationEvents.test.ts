@@ -284,4 +284,86 @@ describe("a group's detail events reach every node's sockets in the order of its
     const logged = logs.entries().find((e) => JSON.stringify(e.err ?? '').includes('the database is away'));
     expect(logged?.msg).to.match(/^reloading a conversation failed/);
   });
+
+  describe('a new group against its next change, with the creating node’s adapter slow', () => {
+    /** The adapter's NOTIFYs of one node held until release() (as in test/realtimeLocalFirst.test.ts). */
+    function holdPublishes(node: RunningServer): { release: () => void } {
+      const adapter = node.services.io.of('/').adapter as unknown as {
+        doPublish: (message: unknown) => Promise<string>;
+      };
+      const original = adapter.doPublish;
+      const waiting: Array<() => void> = [];
+      adapter.doPublish = function (this: unknown, message: unknown) {
+        return new Promise<void>((resolve) => waiting.push(resolve)).then(() => original.call(this, message));
+      };
+      return {
+        release() {
+          Reflect.deleteProperty(adapter, 'doPublish');
+          for (const resume of waiting.splice(0)) resume();
+        },
+      };
+    }
+
+    /** Creates a group through node A with its adapter held, makes `next` through node A, then lets the adapter go. */
+    async function createThen(
+      owner: TestUser,
+      members: readonly TestUser[],
+      title: string,
+      next: (group: PublicConversation) => Promise<void>,
+    ): Promise<PublicConversation> {
+      const hold = holdPublishes(nodeA);
+      try {
+        const group = await createGroup(nodeA.url, owner, members, title);
+        await next(group);
+        return group;
+      } finally {
+        hold.release();
+      }
+    }
+
+    it('renamed at once: a member on the other node hears conversation:added, then the rename, last', async () => {
+      const owner = await newUser(nodeA);
+      const [member] = await friendsOf(nodeA, owner, 1);
+      const socket = await pool.open(nodeB.url, member!);
+      const all: Array<{ kind: string; title: string | null }> = [];
+      socket.on('conversation:added', (c) => all.push({ kind: 'added', title: c.title }));
+      socket.on('conversation:updated', (c) => all.push({ kind: 'updated', title: c.title }));
+      await createThen(owner, [member!], 'first', async (group) => {
+        await rename(nodeA, owner, group.id, 'second');
+        await waitFor(() => all.some((e) => e.title === 'second'), { what: 'the rename on node B' });
+      });
+      // Whatever the adapter still carried has arrived: a later change through it is heard after it.
+      await waitFor(() => all.length >= 2, { what: 'both events' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The creation first (once), the stored title last.
+      expect(all[0]?.kind, JSON.stringify(all)).to.equal('added');
+      expect(
+        all.filter((e) => e.kind === 'added'),
+        JSON.stringify(all),
+      ).to.have.length(1);
+      expect(all.at(-1)?.title, JSON.stringify(all)).to.equal('second');
+    });
+
+    it('a member removed at once hears nothing of the group after conversation:removed', async () => {
+      const owner = await newUser(nodeA);
+      const [member, other] = await friendsOf(nodeA, owner, 2);
+      const socket = await pool.open(nodeB.url, member!);
+      const kinds: string[] = [];
+      socket.on('conversation:added', () => kinds.push('added'));
+      socket.on('conversation:updated', () => kinds.push('updated'));
+      socket.on('conversation:removed', () => kinds.push('removed'));
+      await createThen(owner, [member!, other!], 'g', async (created) => {
+        const res = await change(
+          nodeA,
+          'DELETE',
+          `/conversations/${created.id}/participants/${member!.id}`,
+          owner,
+        );
+        expect(res.status).to.equal(204);
+        await waitFor(() => kinds.includes('removed'), { what: 'the removal on node B' });
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(kinds.at(-1), kinds.join(', ')).to.equal('removed');
+    });
+  });
 });

@@ -13,12 +13,12 @@ export interface ControlEvent {
   /** The user was removed or left: every node takes their sockets out of the conversation's room. */
   removed?: boolean;
   /**
-   * The user was added (`added`), or renamed the group (`renamed`): every node tells its sockets the
+   * The user created the group (`created`), was added (`added`), or renamed the group (`renamed`): every node tells its sockets the
    * conversation's new details, in the order of the conversation's changes (lib/realtime/conversationEvents.ts).
    * A removal is `removed`. Absent from nodes of earlier releases, which tell every node's sockets themselves,
    * through the adapter; nodes of 0.2.0 accept the event with it (they check the three fields above only).
    */
-  change?: 'added' | 'renamed';
+  change?: 'created' | 'added' | 'renamed';
   /**
    * With `removed`: the conversation's removals counted with this one; with `change: 'added'`: those counted
    * before the addition (`conversations.removals`; lib/messaging/removals.ts). Absent from nodes of earlier
@@ -67,7 +67,7 @@ function isControlEvent(value: unknown): value is Published {
     typeof v.conversationId === 'string' &&
     typeof v.userId === 'string' &&
     (v.removed === undefined || typeof v.removed === 'boolean') &&
-    (v.change === undefined || v.change === 'added' || v.change === 'renamed') &&
+    (v.change === undefined || v.change === 'created' || v.change === 'added' || v.change === 'renamed') &&
     (v.removals === undefined || (typeof v.removals === 'number' && Number.isSafeInteger(v.removals))) &&
     (v.origin === undefined || typeof v.origin === 'string')
   );

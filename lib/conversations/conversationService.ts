@@ -164,11 +164,17 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           { conversationId: conversation.id, userId: me, role: 'owner' },
           ...others.map((userId) => ({ conversationId: conversation.id, userId, role: 'member' as const })),
         ]);
+        // With the commit, first of the group's changes: every node tells its participants' sockets
+        // `conversation:added` in the chain the group's later changes follow (lib/realtime/conversationEvents.ts).
+        await deps.controlBus.publishWithin(trx, {
+          type: 'membership.changed',
+          conversationId: conversation.id,
+          userId: me,
+          change: 'created',
+        });
         return conversation.id;
       });
-      const conversation = await reload(id);
-      notify.conversationAdded([me, ...others], conversation);
-      return conversation;
+      return await reload(id);
     },
 
     async list(me, page) {

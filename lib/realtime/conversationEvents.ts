@@ -10,6 +10,7 @@ import { detailNotices, removeLocally } from './notifier.js';
 /** One change of a group's details as the control bus told it, in the order of the conversation's commits. */
 type Change =
   | { kind: 'added' | 'removed'; userId: string; removals: number | undefined; fromHere: boolean }
+  | { kind: 'created'; fromHere: boolean }
   | { kind: 'renamed'; fromHere: boolean };
 
 /** The changes of one conversation heard here behind the batch being told, and when the chain has drained. */
@@ -99,6 +100,7 @@ export function createConversationEvents(deps: {
       return { kind: 'added', userId: event.userId, removals: event.removals, fromHere };
     }
     if (event.change === 'renamed') return { kind: 'renamed', fromHere };
+    if (event.change === 'created') return { kind: 'created', fromHere };
     // A block, or a change made through a node of an earlier release.
     return undefined;
   }
@@ -163,9 +165,10 @@ export function createConversationEvents(deps: {
   }
 
   /**
-   * The batch's events to this node's sockets, in order: `conversation:added` to each user added, if the reload
-   * still has them, then one `conversation:updated` to the other participants it has. Not to a user removed in the
-   * batch (until added again in it), nor to one told of a removal whose place in the chain is still ahead.
+   * The batch's events to this node's sockets, in order: `conversation:added` to each user added (to every
+   * participant, for a new group), if the reload still has them, then one `conversation:updated` to the other
+   * participants it has. Not to a user removed in the batch (until added again in it), nor to one told of a
+   * removal whose place in the chain is still ahead.
    */
   function tell(conversationId: string, batch: readonly Change[], reloaded: Reloaded): void {
     const conversation = reloaded.read ? reloaded.conversation : undefined;
@@ -175,6 +178,17 @@ export function createConversationEvents(deps: {
     const gone = new Set<string>();
     for (const change of batch) {
       if (change.kind === 'renamed') continue;
+      if (change.kind === 'created') {
+        // Every participant the reload lists hears of the new group (but one told of a removal still ahead).
+        const told = conversation?.participants
+          .map((p) => p.userId)
+          .filter((userId) => !removedHere(userId) && !gone.has(userId));
+        if (conversation && told && told.length > 0) {
+          detailNotices.addedAll(io, told, conversation, change.fromHere);
+          for (const userId of told) added.add(userId);
+        }
+        continue;
+      }
       const { userId, removals } = change;
       const key = removalKey(userId, conversationId);
       const told = toldRemoved.get(key);
@@ -188,7 +202,8 @@ export function createConversationEvents(deps: {
       // Added after the removal they were told of: they hear of the conversation again.
       if (told !== undefined && removals !== undefined && removals >= told) toldRemoved.delete(key);
       gone.delete(userId);
-      if (conversation && participants.has(userId) && !removedHere(userId)) {
+      // Told already in this batch, by the group's creation.
+      if (conversation && participants.has(userId) && !removedHere(userId) && !added.has(userId)) {
         detailNotices.added(io, userId, conversation, change.fromHere);
         added.add(userId);
       }
