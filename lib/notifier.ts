@@ -26,7 +26,10 @@ export interface Notifier {
   friendRequest(request: PublicFriendRequest): void;
   /** A request was accepted, to its original sender. */
   friendAccepted(request: PublicFriendRequest): void;
-  /** The conversation was created with `userIds`: to them. One broadcast for all of them. */
+  /**
+   * A direct conversation was created with `userIds`: to them, one broadcast for both. (A group's creation is told
+   * in its conversation's chain, like its later changes: lib/realtime/conversationEvents.ts.)
+   */
   conversationAdded(userIds: readonly string[], conversation: PublicConversation): void;
   /**
    * `userId` left or was removed, the conversation's `removals`th removal: their sockets on THIS node leave the
