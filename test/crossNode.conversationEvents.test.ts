@@ -5,6 +5,7 @@ import type { RunningServer } from '../lib/server.js';
 import { createGroup, friendsOf, newUser, record } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { captureLogs } from './helpers/logCapture.js';
+import { holdPublishes } from './helpers/adapterHold.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import type { ClientSocket } from './helpers/sockets.js';
 import type { TestUser } from './helpers/users.js';
@@ -286,24 +287,6 @@ describe("a group's detail events reach every node's sockets in the order of its
   });
 
   describe('a new group against its next change, with the creating node’s adapter slow', () => {
-    /** The adapter's NOTIFYs of one node held until release() (as in test/realtimeLocalFirst.test.ts). */
-    function holdPublishes(node: RunningServer): { release: () => void } {
-      const adapter = node.services.io.of('/').adapter as unknown as {
-        doPublish: (message: unknown) => Promise<string>;
-      };
-      const original = adapter.doPublish;
-      const waiting: Array<() => void> = [];
-      adapter.doPublish = function (this: unknown, message: unknown) {
-        return new Promise<void>((resolve) => waiting.push(resolve)).then(() => original.call(this, message));
-      };
-      return {
-        release() {
-          Reflect.deleteProperty(adapter, 'doPublish');
-          for (const resume of waiting.splice(0)) resume();
-        },
-      };
-    }
-
     /** Creates a group through node A with its adapter held, makes `next` through node A, then lets the adapter go. */
     async function createThen(
       owner: TestUser,

@@ -1,34 +1,12 @@
 import { expect } from 'chai';
 import { FOLLOWS_REMOVALS_ROOM } from '../lib/realtime/notifier.js';
-import type { RunningServer } from '../lib/server.js';
 import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
 import { expectAckError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
+import { holdPublishes } from './helpers/adapterHold.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
-
-/**
- * The adapter's publishing of one node, held: what it hands the other nodes (its NOTIFYs) waits until `release()`.
- * `doPublish` is the method each cluster adapter implements for its transport.
- */
-function holdPublishes(node: RunningServer): { held: () => number; release: () => void } {
-  const adapter = node.services.io.of('/').adapter as unknown as {
-    doPublish: (message: unknown) => Promise<string>;
-  };
-  const original = adapter.doPublish;
-  const waiting: Array<() => void> = [];
-  adapter.doPublish = function (this: unknown, message: unknown) {
-    return new Promise<void>((resolve) => waiting.push(resolve)).then(() => original.call(this, message));
-  };
-  return {
-    held: () => waiting.length,
-    release() {
-      delete (adapter as { doPublish?: unknown }).doPublish;
-      for (const resume of waiting.splice(0)) resume();
-    },
-  };
-}
 
 describe("events reach the sending node's sockets at once, whatever the adapter's NOTIFY takes", function () {
   const { a: nodeA, b: nodeB, pool } = useTwoNodes();

@@ -184,7 +184,7 @@ export function createConversationEvents(deps: {
           .map((p) => p.userId)
           .filter((userId) => !removedHere(userId) && !gone.has(userId));
         if (conversation && told && told.length > 0) {
-          detailNotices.addedAll(io, told, conversation, change.fromHere);
+          detailNotices.tell(io, 'conversation:added', told, conversation, change.fromHere);
           for (const userId of told) added.add(userId);
         }
         continue;
@@ -204,7 +204,7 @@ export function createConversationEvents(deps: {
       gone.delete(userId);
       // Told already in this batch, by the group's creation.
       if (conversation && participants.has(userId) && !removedHere(userId) && !added.has(userId)) {
-        detailNotices.added(io, userId, conversation, change.fromHere);
+        detailNotices.tell(io, 'conversation:added', [userId], conversation, change.fromHere);
         added.add(userId);
       }
     }
@@ -213,8 +213,9 @@ export function createConversationEvents(deps: {
       .map((p) => p.userId)
       .filter((userId) => !added.has(userId) && !gone.has(userId) && !removedHere(userId));
     if (others.length > 0) {
-      detailNotices.updated(
+      detailNotices.tell(
         io,
+        'conversation:updated',
         others,
         conversation,
         batch.some((c) => c.fromHere),

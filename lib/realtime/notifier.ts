@@ -118,32 +118,17 @@ export const localNotices = {
  * sockets; with `olderNodes`, by the node that made the change, to 0.2.0 nodes' sockets too (through the adapter).
  */
 export const detailNotices = {
-  /** A new group, to its participants: one broadcast for all of them, however big the group. */
-  addedAll(
+  /** `event` to the sockets of `userIds`: one broadcast for all of them, however big the group. */
+  tell(
     io: AppServer,
+    event: 'conversation:added' | 'conversation:updated',
     userIds: readonly string[],
     conversation: PublicConversation,
     olderNodes: boolean,
   ): void {
     const rooms = userIds.map(userRoom);
-    io.local.to(rooms).emit('conversation:added', conversation);
-    if (olderNodes) io.to(rooms).except(FOLLOWS_REMOVALS_ROOM).emit('conversation:added', conversation);
-  },
-  added(io: AppServer, userId: string, conversation: PublicConversation, olderNodes: boolean): void {
-    io.local.to(userRoom(userId)).emit('conversation:added', conversation);
-    if (olderNodes) {
-      io.to(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM).emit('conversation:added', conversation);
-    }
-  },
-  updated(
-    io: AppServer,
-    userIds: readonly string[],
-    conversation: PublicConversation,
-    olderNodes: boolean,
-  ): void {
-    const rooms = userIds.map(userRoom);
-    io.local.to(rooms).emit('conversation:updated', conversation);
-    if (olderNodes) io.to(rooms).except(FOLLOWS_REMOVALS_ROOM).emit('conversation:updated', conversation);
+    io.local.to(rooms).emit(event, conversation);
+    if (olderNodes) io.to(rooms).except(FOLLOWS_REMOVALS_ROOM).emit(event, conversation);
   },
 };
 
