@@ -11,6 +11,7 @@ import { MAX_SESSIONS_PER_USER } from '../lib/auth/sessions.js';
 import { record, rows } from './helpers/chat.js';
 import { disconnected } from './helpers/events.js';
 import { connectSocket } from './helpers/sockets.js';
+import { io as connect } from 'socket.io-client';
 
 const PASSWORD = 'correct horse battery';
 
@@ -396,7 +397,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
         await changer.raw(`UPDATE users SET password_hash = 'changed' WHERE id = ?`, [carol.user.id]);
         let settled = false;
         const refusal = startRefusal(auth().startLogin(user, 'late-device')).finally(() => (settled = true));
-        await waitingForLock('%FOR SHARE%', 'the session start waiting for the change');
+        await waitingForLock('%FOR NO KEY UPDATE%', 'the session start waiting for the change');
         expect(settled).to.equal(false);
         await changer.commit();
         expect(await refusal).to.equal('INVALID_CREDENTIALS');
@@ -659,5 +660,105 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     expect(touching[0])
       .to.match(/sessions/)
       .and.to.match(/users/);
+  });
+});
+
+describe('sessions: the races of a session start and of a handshake', function () {
+  // Twenty password checks at once, so that twenty logins can reach their session statements together.
+  const { server } = useNode({ passwordChecks: { running: 20, waiting: 64 } });
+
+  async function account(): Promise<{ username: string } & AuthResponse> {
+    const username = uniqueUsername('srace');
+    const res = await request<AuthResponse>(server.url, 'POST', '/auth/signup', {
+      body: { username, password: PASSWORD },
+    });
+    expect(res.status, res.text).to.equal(201);
+    return { username, ...res.body };
+  }
+
+  it('a session ended between the handshake check and the room join: the socket hears session:ended, then goes', async () => {
+    const alice = await account();
+    const sessionId = (jwt.decode(alice.token) as { sid: string }).sid;
+    let armed = true;
+    // The window held open: the session ends (a logout from another request) after the handshake's token check
+    // passed and before the socket joins its rooms, so the logout's disconnect reaches no socket.
+    server.services.io.use((socket, next) => {
+      if (!armed || socket.data.sessionId !== sessionId) return next();
+      armed = false;
+      request(server.url, 'POST', '/auth/logout', { token: alice.token }).then(
+        (res) => next(res.status === 204 ? undefined : new Error(`logout answered ${res.status}`)),
+        (err: Error) => next(err),
+      );
+    });
+    const socket = connect(server.url, {
+      auth: { token: alice.token },
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+    });
+    // Listening before the connection opens: nothing the server says can be missed.
+    const ended = record(socket, 'session:ended');
+    const gone = new Promise<string>((resolve) => socket.once('disconnect', resolve));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('connect_error', reject);
+      });
+      expect(armed, 'the logout ran inside the handshake').to.equal(false);
+      expect(await gone).to.equal('io server disconnect');
+      expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it(`concurrent logins never leave more than ${MAX_SESSIONS_PER_USER} live sessions`, async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    await Promise.all(
+      Array.from({ length: MAX_SESSIONS_PER_USER - 2 }, (_, i) =>
+        insertSession(knex, alice.user.id, new Date(Date.now() - (MAX_SESSIONS_PER_USER - i) * 60_000)),
+      ),
+    );
+    // The user's row is busy for a moment (as under a display-name change): the logins' session starts wait for
+    // it, then all run at once, each from a snapshot taken before the others' sessions committed.
+    const trx = await knex.transaction();
+    try {
+      await trx('users').where({ id: alice.user.id }).update({ display_name: 'busy for a moment' });
+      const pending = Promise.all(
+        Array.from({ length: 20 }, () =>
+          request<AuthResponse>(server.url, 'POST', '/auth/login', {
+            body: { username: alice.username, password: PASSWORD },
+          }),
+        ),
+      );
+      // Every login past its password check waits for a lock (the row, or another login's session start).
+      await waitFor(
+        async () => {
+          const [waiting] = await rows<{ n: number }>(
+            knex,
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0`,
+          );
+          return waiting!.n >= 20;
+        },
+        { what: 'twenty logins waiting for the user row', timeoutMs: 30_000 },
+      );
+      await trx.commit();
+      const logins = await pending;
+      for (const res of logins) expect(res.status, res.text).to.equal(200);
+      const [count] = await rows<{ n: number }>(
+        knex,
+        'SELECT count(*)::int AS n FROM sessions WHERE user_id = ?',
+        [alice.user.id],
+      );
+      expect(count!.n, 'sessions in the database').to.equal(MAX_SESSIONS_PER_USER);
+      const listed = await request<{ sessions: unknown[] }>(server.url, 'GET', '/auth/sessions', {
+        token: logins[0]!.body.token,
+      });
+      expect(listed.body.sessions).to.have.length(MAX_SESSIONS_PER_USER);
+    } finally {
+      if (!trx.isCompleted()) await trx.rollback();
+    }
   });
 });

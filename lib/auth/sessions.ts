@@ -51,8 +51,9 @@ export interface SessionService {
   /**
    * A new session with its first tokens; also drops the user's expired sessions. `db` may be a transaction.
    * `passwordHash` is the hash the caller checked the password against: the session starts only while it is still
-   * the user's (undefined otherwise). The user's row is locked (shared) to check it, so a password change or an
-   * account deletion that commits meanwhile either comes first (no session) or waits for this one and ends it too.
+   * the user's (undefined otherwise). The user's row is locked (FOR NO KEY UPDATE) to check it, so a password
+   * change or an account deletion that commits meanwhile either comes first (no session) or waits for this one and
+   * ends it too, and the user's logins start their sessions one after another (the cap holds under concurrency).
    */
   start(
     userId: string,
@@ -138,11 +139,17 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   const service: SessionService = {
     async start(userId, userAgent, passwordHash, db = knex) {
+      if (!db.isTransaction)
+        return db.transaction((trx) => service.start(userId, userAgent, passwordHash, trx));
       const refreshToken = refreshTokens.issue();
+      // The user's session starts one at a time, each in a statement that begins after the previous one's commit:
+      // a statement sees only what committed before it began, so concurrent logins would each count the others'
+      // new sessions out and together pass the cap. (Foreign keys take KEY SHARE, which this lock lets through.)
+      await db.raw('SELECT 1 FROM users WHERE id = ? FOR NO KEY UPDATE', [userId]);
       // One statement: the session and its first refresh token exist together or not at all, and only while the
-      // password checked is still the user's (a deleted account has none). FOR SHARE waits for a password change
-      // or a deletion in progress, then reads the row again. The user's expired sessions go, and the live ones
-      // past the cap (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay).
+      // password checked is still the user's (a deleted account has none), read after the lock above waited for any
+      // password change or deletion in progress. The user's expired sessions go, and the live ones past the cap
+      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay).
       const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
         `WITH owner AS (
            SELECT id FROM users WHERE id = ? AND password_hash = ? FOR SHARE

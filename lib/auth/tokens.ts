@@ -124,12 +124,6 @@ export async function loadTokenUser(claims: TokenClaims, knex: Knex): Promise<Us
   return user;
 }
 
-/** True while the session exists. For a second look after a check that may have raced its end. */
-export async function isSessionLive(knex: Knex, sessionId: string): Promise<boolean> {
-  const row = await knex<{ id: string }>('sessions').where('id', sessionId).first('id');
-  return row !== undefined;
-}
-
 /**
  * Of the given sessions (id to user id), those that have ended, each with whether its user deleted the account
  * (the reason its sockets are told): one statement for any number of sessions.

@@ -3,7 +3,7 @@ import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { DatabaseClock } from '../cluster/clock.js';
 import type { Config } from '../config.js';
-import { authenticateToken, isSessionLive } from '../auth/tokens.js';
+import { authenticateToken, endedSessions } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -20,7 +20,7 @@ import {
   socketPacketGuard,
 } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
-import { joinUserRoom, type InterServerEvents } from './notifier.js';
+import { endSessionLocally, joinUserRoom, type InterServerEvents } from './notifier.js';
 import { createSocketRevalidation } from './revalidation.js';
 
 export interface SocketData {
@@ -167,12 +167,15 @@ export function createRealtime(deps: {
     coalesceWrites(socket);
     void joinUserRoom(socket);
     // A session end that committed after the handshake's check but before this join sent its disconnect to the
-    // session's room while this socket was not in it yet: look once more, now that it is.
-    isSessionLive(db.knex, socket.data.sessionId).then(
-      (live) => {
-        if (!live) socket.disconnect(true);
+    // session's room while this socket was not in it yet: look once more, now that it is, and end it as the
+    // session end would have (`session:ended`, then the disconnect), so the client knows not to reconnect.
+    const { userId, sessionId } = socket.data;
+    endedSessions(db.knex, new Map([[sessionId, userId]])).then(
+      (ended) => {
+        for (const { userDeleted } of ended)
+          endSessionLocally(io, sessionId, userDeleted ? 'deleted' : 'revoked');
       },
-      (err: unknown) => logger.warn({ err, userId: socket.data.userId }, 'socket token re-check failed'),
+      (err: unknown) => logger.warn({ err, userId }, 'socket token re-check failed'),
     );
     let timer: NodeJS.Timeout | undefined;
     // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms. By
