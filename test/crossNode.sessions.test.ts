@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
-import { createGroup, expectOk, record } from './helpers/chat.js';
+import { createGroup, expectOk, record, rows } from './helpers/chat.js';
 import { expectAckError, expectError } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { disconnected } from './helpers/events.js';
@@ -268,6 +268,92 @@ describe('sessions across two nodes', function () {
         token: keep.token,
       });
       expect(sessions.body.sessions.map((s) => s.id)).to.deep.equal([keep.sessionId]);
+    });
+  });
+
+  describe('a session ended on one node while its refresh token is used on the other', () => {
+    type Answer = { status: number; text: string; body: unknown };
+    const lockWaiters = async () =>
+      (
+        await rows<{ n: number }>(
+          nodes.a.services.db.knex,
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        )
+      )[0]!.n;
+
+    /**
+     * Holds the session's row (shared) while `first` and then `second` queue for it, so they meet there in that
+     * order; then lets them through.
+     */
+    async function meetAtSession(
+      sessionId: string,
+      first: () => Promise<Answer>,
+      second: () => Promise<Answer>,
+    ): Promise<[Answer, Answer]> {
+      const hold = await nodes.a.services.db.knex.transaction();
+      let a: Promise<Answer> | undefined;
+      let b: Promise<Answer> | undefined;
+      try {
+        await hold.raw('SELECT id FROM sessions WHERE id = ? FOR SHARE', [sessionId]);
+        a = first();
+        await waitFor(async () => (await lockWaiters()) >= 1, { what: 'the first request waiting' });
+        b = second();
+        await waitFor(async () => (await lockWaiters()) >= 2, { what: 'the second request waiting' });
+      } finally {
+        await hold.commit();
+      }
+      return Promise.all([a, b]);
+    }
+
+    const ends = {
+      'POST /auth/logout': (d: Device) => request(nodes.a.url, 'POST', '/auth/logout', { token: d.token }),
+      'DELETE /auth/sessions/:id': (d: Device, other: Device) =>
+        request(nodes.a.url, 'DELETE', `/auth/sessions/${d.sessionId}`, { token: other.token }),
+      'POST /auth/password': (_: Device, other: Device) =>
+        request(nodes.a.url, 'POST', '/auth/password', {
+          token: other.token,
+          body: { currentPassword: PASSWORD, newPassword: 'another password' },
+        }),
+      'POST /auth/logout-all': (_: Device, other: Device) =>
+        request(nodes.a.url, 'POST', '/auth/logout-all', { token: other.token }),
+      'DELETE /users/me': (_: Device, other: Device) =>
+        request(nodes.a.url, 'DELETE', '/users/me', { token: other.token, body: { password: PASSWORD } }),
+    };
+    for (const [how, end] of Object.entries(ends)) {
+      it(`${how} on node A, then a refresh on node B: the session ends (204), the refresh is refused, no deadlock`, async () => {
+        const alice = await signup(nodes.a);
+        const other = await login(nodes.a, alice.username);
+        const [ended, refreshed] = await meetAtSession(
+          alice.sessionId,
+          () => end(alice, other),
+          () => refresh(nodes.b, alice.refreshToken),
+        );
+        expect(ended.status, ended.text).to.equal(204);
+        expectError(refreshed, 401, 'UNAUTHORIZED');
+        expectError(await me(nodes.b, alice.token), 401, 'UNAUTHORIZED');
+      });
+    }
+
+    it('a used refresh token on node A, then the current one on node B: the session ends, neither answers 500', async () => {
+      const alice = await signup(nodes.a);
+      const rotated = await refresh(nodes.a, alice.refreshToken);
+      expect(rotated.status).to.equal(200);
+      const [reused, current] = await meetAtSession(
+        alice.sessionId,
+        () => refresh(nodes.a, alice.refreshToken),
+        () => refresh(nodes.b, rotated.body.refreshToken),
+      );
+      expectError(reused, 401, 'UNAUTHORIZED');
+      // Refused, or rotated just before the reuse ended the session: then its tokens stopped working with it.
+      expect(current.status, current.text).to.be.oneOf([200, 401]);
+      if (current.status === 200) {
+        expectError(await me(nodes.b, (current.body as AuthTokens).token), 401, 'UNAUTHORIZED');
+      }
+      const left = await rows(nodes.a.services.db.knex, 'SELECT 1 FROM sessions WHERE id = ?', [
+        alice.sessionId,
+      ]);
+      expect(left, 'the session after its token was reused').to.have.length(0);
     });
   });
 });

@@ -217,6 +217,14 @@ export function createSessionService(deps: SessionDeps): SessionService {
       let rotated;
       try {
         rotated = await knex.transaction(async (trx) => {
+          // The session's row before its token's, in the order every end of a session takes them (its DELETE
+          // cascades to the tokens): taken the other way round, a refresh and a logout, a revocation or a reuse
+          // detection could deadlock, and one of them answered 500.
+          await trx.raw(
+            `SELECT 1 FROM sessions AS s JOIN refresh_tokens AS r ON r.session_id = s.id
+             WHERE r.token_hash = ? FOR NO KEY UPDATE OF s`,
+            [presented],
+          );
           const result = await rotate(trx);
           if (result.rows.length > 0 && abandoned()) throw ABANDONED;
           return result;
