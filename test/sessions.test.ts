@@ -159,7 +159,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
             await rows<{ n: number }>(
               knex,
               `SELECT count(*)::int AS n FROM pg_stat_activity
-               WHERE wait_event_type = 'Lock' AND query LIKE '%WITH consumed AS%'`,
+               WHERE wait_event_type = 'Lock' AND query LIKE '%FOR NO KEY UPDATE OF s%'`,
             )
           )[0]?.n === 1,
         { what: 'the rotation to wait for the held session row' },
