@@ -161,6 +161,11 @@ export function createRealtime(deps: {
   );
 
   io.on('connection', (socket) => {
+    // One socket per transport: its end ends the transport. Socket.IO would take another CONNECT on it, and what
+    // this node sets up per socket on the transport (the write coalescing, the backpressure watch, the connection
+    // limits) would pile up there, outside MAX_CONNECTIONS_PER_IP and the handshake timeout, until the node fell
+    // over; XFChat has only the main namespace, so a client never reuses a transport.
+    socket.once('disconnect', () => socket.conn.close());
     backpressure.watch(socket);
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));

@@ -5,6 +5,7 @@ import { newUser } from '../helpers/chat.js';
 import { captureLogs } from '../helpers/logCapture.js';
 import { useNode } from '../helpers/nodes.js';
 import { connectSocket } from '../helpers/sockets.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 /** A raw engine.io transport over WebSocket, as a hostile client writes it: frames, not the client library. */
 async function rawTransport(baseUrl: string) {
@@ -48,6 +49,33 @@ describe('transports: what a client may send before and after its socket connect
       transport.send(`0${JSON.stringify({ token: user.token })}`);
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(transport.received.some((m) => m.startsWith('40{"sid"'))).to.equal(true);
+    } finally {
+      transport.ws.terminate();
+    }
+  });
+
+  it('ends the transport with its socket: a second handshake on one transport is not possible', async () => {
+    const user = await newUser(server);
+    const engine = server.services.io.engine;
+    const transport = await rawTransport(server.url);
+    try {
+      transport.send(`0${JSON.stringify({ token: user.token })}`);
+      await waitFor(() => transport.received.some((m) => m.startsWith('40{"sid"')), { what: 'the socket' });
+      expect(engine.clientsCount).to.equal(1);
+      // The client's DISCONNECT of its socket, then a CONNECT again, as socket.io-client never sends: every such
+      // handshake added listeners and wrappers to the transport, and thousands of them crashed the node.
+      transport.send('1');
+      const closed = await settlesWithin(transport.closed, 2000);
+      if (!closed) {
+        transport.send(`0${JSON.stringify({ token: user.token })}`);
+        await settlesWithin(transport.closed, 1000);
+      }
+      expect(
+        transport.received.filter((m) => m.startsWith('40{"sid"')),
+        'sockets',
+      ).to.have.length(1);
+      expect(closed, 'closed by the server').to.equal(true);
+      await waitFor(() => engine.clientsCount === 0, { what: 'no transport left on the node' });
     } finally {
       transport.ws.terminate();
     }
