@@ -227,9 +227,31 @@ describe('sessions across two nodes', function () {
       });
     });
 
-    it('refuses another user’s, another session’s, an expired, a garbage, an empty or an over-long token with UNAUTHORIZED; the old expiry stands', async () => {
+    it('takes a token of another session of the user: the socket then ends with that session, not with its first', async () => {
       const alice = await signup(nodes.a);
-      const otherSession = await login(nodes.a, alice.username);
+      const second = await login(nodes.a, alice.username);
+      const moved = await watch(nodes.b, alice.token);
+      const stays = await watch(nodes.b, alice.token);
+      expectOk(await moved.socket.emitWithAck('auth:refresh', { token: second.token }));
+      // The first session ends: its other socket goes, the moved one stays (node b told both at once).
+      const revoked = await request(nodes.a.url, 'DELETE', `/auth/sessions/${alice.sessionId}`, {
+        token: second.token,
+      });
+      expect(revoked.status).to.equal(204);
+      await stays.gone;
+      expect(stays.reasons).to.deep.equal([{ reason: 'revoked' }]);
+      expect(moved.socket.connected).to.equal(true);
+      expectOk(await moved.socket.emitWithAck('auth:refresh', { token: second.token }));
+      // The second session's end ends it.
+      expect((await request(nodes.a.url, 'POST', '/auth/logout', { token: second.token })).status).to.equal(
+        204,
+      );
+      await moved.gone;
+      expect(moved.reasons).to.have.length(1);
+    });
+
+    it('refuses another user’s, an expired, a garbage, an empty or an over-long token with UNAUTHORIZED; the old expiry stands', async () => {
+      const alice = await signup(nodes.a);
       const bob = await signup(nodes.a);
       const short = shortToken(alice, 3);
       const { socket, gone } = await watch(nodes.b, short.token);
@@ -243,7 +265,7 @@ describe('sessions across two nodes', function () {
         { algorithm: 'HS256', subject: alice.user.id, issuer: 'xfchat', audience: 'xfchat' },
       );
       // An empty or over-long string too: it is a token that does not verify, as at the handshake.
-      for (const token of [bob.token, otherSession.token, expired, 'garbage', '', 'x'.repeat(5000)]) {
+      for (const token of [bob.token, expired, 'garbage', '', 'x'.repeat(5000)]) {
         expectAckError(await socket.emitWithAck('auth:refresh', { token }), 'UNAUTHORIZED');
       }
       expectAckError(await socket.emitWithAck('auth:refresh', { token: 42 } as never), 'VALIDATION_FAILED');

@@ -38,6 +38,17 @@ export function joinUserRoom(socket: AppSocket): Promise<void> | void {
   ]);
 }
 
+/**
+ * The socket belongs to another session of its user from now on (`auth:refresh` with that session's token): that
+ * session's end ends it, the previous session's no longer does.
+ */
+export async function moveToSession(socket: AppSocket, sessionId: string): Promise<void> {
+  const previous = socket.data.sessionId;
+  socket.data.sessionId = sessionId;
+  await socket.join(sessionRoom(sessionId));
+  await socket.leave(sessionRoom(previous));
+}
+
 /** From now on the socket gets the conversation's `message:new`, `typing` and `conversation:read`. */
 export function subscribeSocket(socket: AppSocket, conversationId: string): Promise<void> | void {
   return socket.join(conversationRoom(conversationId));
