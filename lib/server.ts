@@ -9,7 +9,11 @@ import { createConversationService } from './conversations/conversationService.j
 import { createDatabase, type Database } from './db.js';
 import { createDatabaseClock, databaseTimeMs, startClockSync } from './cluster/clock.js';
 import { continueWithinBodyLimit, createApp } from './http/app.js';
-import { answerMalformedRequests, requestTimeoutResponse } from './http/malformedRequests.js';
+import {
+  answerMalformedRequests,
+  requestTimeoutResponse,
+  serveDeclinedUpgrades,
+} from './http/malformedRequests.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMessaging } from './messaging/index.js';
 import { createMetrics } from './metrics.js';
@@ -353,6 +357,10 @@ export async function startServer(
     answerMalformedRequests(httpServer, logger);
     continueWithinBodyLimit(httpServer);
     realtime.attach(httpServer);
+    // The engine takes the upgrades under its path (with the trailing slash its own check adds: `/socket.io/`); any
+    // other is served as a plain HTTP/1.1 request.
+    const enginePath = `${realtime.io.path()}/`;
+    serveDeclinedUpgrades(httpServer, (req) => req.url?.startsWith(enginePath) === true);
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
       throw await explainListenError(err, config.port, config.host);
     });

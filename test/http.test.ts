@@ -1,7 +1,10 @@
+import net from 'node:net';
 import { expect } from 'chai';
 import type { ErrorCode } from '../lib/protocol/index.js';
 import type { ErrorResponse } from './helpers/errors.js';
 import { useNode } from './helpers/nodes.js';
+import { rawRequest } from './helpers/rawHttp.js';
+import { insertUser } from './helpers/users.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -160,5 +163,123 @@ describe('HTTP basics', function () {
     const ready = await fetch(`${server.url}/readyz`);
     expect(ready.status).to.equal(200);
     expect(await ready.json()).to.deep.equal({ status: 'ready' });
+  });
+
+  /**
+   * Headers Node acts on before the app: an `Upgrade` the node does not take (RFC 9110 7.8: ignored, the request
+   * answered over HTTP/1.1) and an `Expect` other than 100-continue (RFC 9110 10.1.1: ignored). Each is served like
+   * the same request without it, X-Request-Id included.
+   */
+  describe('odd request headers (Upgrade, Expect)', function () {
+    it('serves a GET that offers an HTTP/2 upgrade (Upgrade: h2c, as curl --http2 and Java HttpClient send)', async () => {
+      const alice = await insertUser(server.services.db.knex, server.services.config);
+      const res = await rawRequest(server.url, {
+        method: 'GET',
+        target: '/auth/me',
+        headers: [
+          ['authorization', `Bearer ${alice.token}`],
+          ['connection', 'Upgrade, HTTP2-Settings'],
+          ['upgrade', 'h2c'],
+          ['http2-settings', 'AAMAAABkAARAAAAAAAIAAAAA'],
+        ],
+      });
+      expect(res.status).to.equal(200);
+      expect(res.headers['x-request-id']).to.match(UUID);
+      expect((JSON.parse(res.body) as { user: { id: string } }).user.id).to.equal(alice.id);
+    });
+
+    it('serves GET /healthz with Upgrade: websocket outside /socket.io/', async () => {
+      const res = await rawRequest(server.url, {
+        method: 'GET',
+        target: '/healthz',
+        headers: [
+          ['connection', 'Upgrade'],
+          ['upgrade', 'websocket'],
+          ['sec-websocket-version', '13'],
+          ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+        ],
+      });
+      expect(res.status).to.equal(200);
+      expect(res.headers['x-request-id']).to.match(UUID);
+      expect(JSON.parse(res.body)).to.deep.equal({ status: 'ok' });
+    });
+
+    it('reads the body of a request with an upgrade, by Content-Length and chunked', async () => {
+      const username = `upg_${Date.now().toString(36)}`;
+      const body = JSON.stringify({ username, password: 'correct horse battery' });
+      const signup = await rawRequest(server.url, {
+        method: 'POST',
+        target: '/auth/signup',
+        headers: [
+          ['connection', 'Upgrade'],
+          ['upgrade', 'h2c'],
+          ['content-type', 'application/json'],
+          ['content-length', String(Buffer.byteLength(body))],
+        ],
+        body,
+      });
+      expect(signup.status, signup.body).to.equal(201);
+      expect(signup.headers['x-request-id']).to.match(UUID);
+      const { user, token } = JSON.parse(signup.body) as { user: { username: string }; token: string };
+      expect(user.username).to.equal(username);
+
+      const patch = JSON.stringify({ displayName: 'Chunked Upgrade' });
+      const half = Math.floor(patch.length / 2);
+      const chunks = [patch.slice(0, half), patch.slice(half)];
+      const renamed = await rawRequest(server.url, {
+        method: 'PATCH',
+        target: '/users/me',
+        headers: [
+          ['authorization', `Bearer ${token}`],
+          ['connection', 'Upgrade'],
+          ['upgrade', 'websocket'],
+          ['content-type', 'application/json'],
+          ['transfer-encoding', 'chunked'],
+        ],
+        body: `${chunks.map((c) => `${c.length.toString(16)}\r\n${c}\r\n`).join('')}0\r\n\r\n`,
+      });
+      expect(renamed.status, renamed.body).to.equal(200);
+      expect(renamed.headers['x-request-id']).to.match(UUID);
+      expect((JSON.parse(renamed.body) as { user: { displayName: string } }).user.displayName).to.equal(
+        'Chunked Upgrade',
+      );
+    });
+
+    it('closes the connection after answering a request with an upgrade, even one that asked to keep it', async () => {
+      const { hostname, port } = new URL(server.url);
+      const socket = net.connect({ host: hostname, port: Number(port) });
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const closed = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the connection stayed open')), 5000);
+        socket.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      socket.write(
+        `GET /healthz HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+      );
+      await closed;
+      const response = Buffer.concat(chunks).toString('latin1');
+      expect(response).to.match(/^HTTP\/1\.1 200 /);
+      expect(response).to.match(/\r\nconnection: close\r\n/i);
+      expect(response).to.match(/\r\nx-request-id: /i);
+    });
+
+    it('serves a request with an unknown Expect header like any other (not a bare 417)', async () => {
+      const alice = await insertUser(server.services.db.knex, server.services.config);
+      const res = await rawRequest(server.url, {
+        method: 'GET',
+        target: '/auth/me',
+        headers: [
+          ['authorization', `Bearer ${alice.token}`],
+          ['expect', 'something-else'],
+        ],
+      });
+      expect(res.status).to.equal(200);
+      expect(res.headers['x-request-id']).to.match(UUID);
+      expect((JSON.parse(res.body) as { user: { id: string } }).user.id).to.equal(alice.id);
+    });
   });
 });

@@ -28,13 +28,18 @@ const announcedTooLarge = (req: IncomingMessage): boolean =>
 /**
  * `Expect: 100-continue`: the client sends its body only once told `100 Continue`, which Node says to every such
  * request unless told otherwise. A body announced over the limit is answered `413` instead (by the app, which
- * refuses it before reading), so the client never sends it; any other gets its `100 Continue`.
+ * refuses it before reading), so the client never sends it; any other gets its `100 Continue`. Any other
+ * expectation is ignored.
  */
 export function continueWithinBodyLimit(server: HttpServer): void {
   server.on('checkContinue', (req, res) => {
     if (!announcedTooLarge(req)) res.writeContinue();
     server.emit('request', req, res);
   });
+  // Any other expectation (none but 100-continue is defined) is ignored and the request served like any other, as
+  // RFC 9110 10.1.1 allows: Node's default, a bare 417 before the app runs, had no error envelope and no
+  // X-Request-Id, and a 417 of the app's own would need an error code for an expectation no client relies on.
+  server.on('checkExpectation', (req, res) => server.emit('request', req, res));
 }
 
 /**

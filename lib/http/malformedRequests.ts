@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type Server as HttpServer } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AppError, toHttp } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -58,5 +58,48 @@ export function answerMalformedRequests(server: HttpServer, logger: Logger): voi
     socket.end(envelopeResponse(new AppError('NOT_FOUND', { message: 'No such route.' })), () =>
       socket.destroy(),
     );
+  });
+}
+
+/**
+ * The request's head again, as Node's parser would read a plain HTTP/1.1 request: without `Upgrade`, and with
+ * `Connection: close` in place of the client's `Connection` (which named the upgrade). Header bytes were decoded as
+ * latin1 by Node, so encoding them back as latin1 gives the bytes the client sent.
+ */
+function headWithoutUpgrade(req: IncomingMessage): Buffer {
+  const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}`];
+  const { rawHeaders } = req;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    const value = rawHeaders[i + 1] ?? '';
+    const lower = name.toLowerCase();
+    if (lower !== 'upgrade' && lower !== 'connection') lines.push(`${name}: ${value}`);
+  }
+  lines.push('Connection: close', '', '');
+  return Buffer.from(lines.join('\r\n'), 'latin1');
+}
+
+/**
+ * Serves a request that offers to switch protocols, when this node does not take the upgrade, as the plain
+ * HTTP/1.1 request it also is (RFC 9110 7.8 lets a server ignore an `Upgrade` it does not take): `Upgrade: h2c`, which
+ * `curl --http2` and Java's HttpClient send over plain http, or `Upgrade: websocket` to a REST path. As soon as the
+ * server has an `'upgrade'` listener (the engine's, for Socket.IO's WebSockets), Node hands every request with an
+ * upgrade to it instead of to `'request'`, and such a request got no answer at all. `taken` tells the upgrades the
+ * engine answers (its path), which are left to it.
+ *
+ * Node's parser has stopped after the head, so the body, chunked or not, is still on the socket unread (partly in
+ * `head`). Rather than answer through a `ServerResponse` bound to the socket and frame and bound that body by hand,
+ * the head is put back without the upgrade, in front of what has arrived, and the socket handed to the server as a
+ * new connection (Node documents emitting `'connection'` to inject one): its own parser reads the request again, with
+ * its limits, timeouts and `Expect` handling, and the app serves it like any other, `X-Request-Id` and all. With
+ * `Connection: close`, the connection ends after that answer: a client cannot take one socket through this again
+ * and again (each pass adds the server's per-connection listeners to it).
+ */
+export function serveDeclinedUpgrades(server: HttpServer, taken: (req: IncomingMessage) => boolean): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (taken(req)) return;
+    if (socket.destroyed) return;
+    socket.unshift(Buffer.concat([headWithoutUpgrade(req), head]));
+    server.emit('connection', socket);
   });
 }

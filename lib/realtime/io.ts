@@ -213,7 +213,9 @@ export function createRealtime(deps: {
     controlBusLost: () => revalidation.listenLost('control bus'),
     controlBusListening: () => revalidation.listening('control bus'),
     attach(httpServer) {
-      io.attach(httpServer);
+      // The engine leaves the upgrades outside its path alone (its default closes them unanswered a second later):
+      // lib/server.ts serves them as plain HTTP requests (serveDeclinedUpgrades).
+      io.attach(httpServer, { destroyUpgrade: false });
       // The engine exists from here on.
       waitingTransports.watch(io);
       guardTransports(io, {
