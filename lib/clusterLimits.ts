@@ -70,9 +70,21 @@ export class ClusterCounter {
     return this.change(key, points, this.durationMs, false);
   }
 
-  /** Gives `points` back. */
-  reward(key: string, points = 1): Promise<CounterState> {
-    return this.change(key, -points, this.durationMs, false);
+  /**
+   * Gives `points` back, never below zero. A key without a live window (it ended, or was deleted in between) is
+   * left alone: a window started by a reward would open below zero and allow more than the limit.
+   */
+  async reward(key: string, points = 1): Promise<CounterState> {
+    const result = await this.knex.raw<{ rows: CounterRow[] }>(
+      `WITH t AS (SELECT ${NOW_MS} AS now_ms)
+       UPDATE ${CLUSTER_LIMITS_TABLE} AS r SET points = GREATEST(r.points - ?::integer, 0)
+         FROM t
+        WHERE r.key = ? AND (r.expire IS NULL OR r.expire > t.now_ms)
+       RETURNING r.points, r.expire, t.now_ms`,
+      [points, this.rowKey(key)],
+    );
+    const row = result.rows[0];
+    return row === undefined ? new CounterState(0, this.points, 0) : this.stateOf(row);
   }
 
   /** Past the limit for `seconds`, whatever the window held. */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import type { AuthResponse } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
+import { LimitReached, clusterLimiter } from '../lib/clusterLimits.js';
 import { expectError } from './helpers/errors.js';
 import { request, type JsonResponse } from './helpers/http.js';
 import { useNode, useTwoNodes } from './helpers/nodes.js';
@@ -422,6 +423,82 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expect((await post(a, '/auth/login', ip, { username: other, password: PASSWORD })).status).to.equal(
         200,
       );
+    });
+
+    it('counts right passwords before checking them: N + 1 logins at once over both nodes after N - 1 let one more through', async () => {
+      const username = await account(a);
+      const ip = freshIp();
+      for (let i = 0; i < N - 1; i++) {
+        expect((await post(a, '/auth/login', ip, { username, password: PASSWORD })).status).to.equal(200);
+      }
+      // Checks in flight at once all saw the count before any of them ended, and each was let through.
+      const burst = await Promise.all(
+        Array.from({ length: N + 1 }, (_, i) =>
+          post(i % 2 === 0 ? a : b, '/auth/login', ip, { username, password: PASSWORD }),
+        ),
+      );
+      const statuses = burst.map((res) => res.status);
+      expect(
+        statuses.filter((status) => status === 200),
+        JSON.stringify(statuses),
+      ).to.have.length(1);
+      for (const res of burst.filter((r) => r.status !== 200)) expectLimited(res, 60);
+      expectLimited(await post(b, '/auth/login', ip, { username, password: PASSWORD }), 60);
+    });
+
+    it('does not count wrong passwords, nor refused logins, among the right ones', async () => {
+      const username = await account(a);
+      const ip = freshIp();
+      // N - 1 failures at once: each took a point of the right passwords before its check, and gives it back.
+      const wrong = await Promise.all(
+        Array.from({ length: N - 1 }, (_, i) =>
+          post(i % 2 === 0 ? a : b, '/auth/login', ip, { username, password: WRONG }),
+        ),
+      );
+      for (const res of wrong) expectError(res, 401, 'INVALID_CREDENTIALS');
+      for (let i = 0; i < N; i++) {
+        const res = await post(i % 2 === 0 ? b : a, '/auth/login', ip, { username, password: PASSWORD });
+        expect(res.status, `login ${i + 1}`).to.equal(200);
+      }
+      // Refused logins past the N leave the count where it was: N, not more.
+      for (let i = 0; i < 2; i++) {
+        expectLimited(await post(a, '/auth/login', ip, { username, password: PASSWORD }), 60);
+      }
+      const row = await a.services.db
+        .knex('auth_rate_limits')
+        .where('key', `login_pair_ok:${username.toLowerCase()}|${ip}`)
+        .first<{ points: number } | undefined>('points');
+      expect(row?.points).to.equal(N);
+    });
+
+    it('never gives a counter a point below zero: a reward on a missing or ended window leaves the limit as it was', async () => {
+      const { knex } = a.services.db;
+      const counter = clusterLimiter(knex, { keyPrefix: 'test_reward', points: 2, durationSeconds: 60 });
+      const expectLimit = async (key: string) => {
+        await counter.consume(key);
+        await counter.consume(key);
+        let refused: unknown;
+        await counter.consume(key).catch((err: unknown) => (refused = err));
+        expect(refused, `the third point of ${key}`).to.be.instanceOf(LimitReached);
+      };
+      // A key with no row (a pair a concurrent success deleted, say).
+      const missing = `missing-${freshIp()}`;
+      expect((await counter.reward(missing)).consumedPoints).to.equal(0);
+      await expectLimit(missing);
+      // A key whose window ended.
+      const ended = `ended-${freshIp()}`;
+      await knex('auth_rate_limits').insert({
+        key: `test_reward:${ended}`,
+        points: 2,
+        expire: Date.now() - 1000,
+      });
+      await counter.reward(ended);
+      await expectLimit(ended);
+      // In a live window it gives the point back, but no further than zero.
+      const live = `live-${freshIp()}`;
+      await counter.consume(live);
+      expect((await counter.reward(live, 3)).consumedPoints).to.equal(0);
+      await expectLimit(live);
     });
 
     it('refuses an address N refused made-up refreshes a minute on a node, before any query; real tokens refresh there', async () => {

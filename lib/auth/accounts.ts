@@ -5,7 +5,7 @@ import { AppError, constraintName, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
-import { createAuthLimits, giveBackIfUnchecked, type AuthLimits } from './authLimits.js';
+import { createAuthLimits, giveBackAfterRefusal, type AuthLimits } from './authLimits.js';
 import type { PasswordHasher } from './passwords.js';
 import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
 import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
@@ -138,10 +138,15 @@ export function createAuthService(deps: AuthDeps): AuthService {
     try {
       ok = await passwords.verify(stored?.passwordHash ?? undefined, password);
     } catch (err) {
-      await giveBackIfUnchecked(limits, attempt, err, logger);
+      await giveBackAfterRefusal(limits, attempt, err, logger);
       throw err;
     }
-    if (!ok || !stored?.passwordHash) throw new AppError('INVALID_CREDENTIALS');
+    if (!ok || !stored?.passwordHash) {
+      const refused = new AppError('INVALID_CREDENTIALS');
+      // A wrong password gives back its point of the pair's right passwords (the failure stays counted).
+      await giveBackAfterRefusal(limits, attempt, refused, logger);
+      throw refused;
+    }
     await limits.passwordAccepted(attempt);
     return stored.passwordHash;
   }

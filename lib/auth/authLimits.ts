@@ -44,7 +44,8 @@ export const LOGIN_LIMITS = Object.freeze({
   /**
    * Right passwords of one username from one IP, per minute: N. Each check costs an argon2 run whatever it
    * answers, and right ones give their failure points back: without this, a client with a password of its own
-   * could keep a node's password checks busy for ever.
+   * could keep a node's password checks busy for ever. Each check takes a point here before it runs (a wrong or
+   * unchecked password gives it back), so checks in flight at once cannot overrun it.
    */
   pairSuccessWindowSeconds: 60,
 });
@@ -61,8 +62,10 @@ const SWEEP_INTERVAL_MS = 5 * 60_000;
  * minute and by the hour), IP (likewise), username, stopping at the first refusal: a refused pair never reaches the
  * username's counter, which is how one IP is kept from locking an account out for everyone. A pair that has
  * signed up or logged in within {@link LOGIN_LIMITS.knownPairSeconds} skips the IP's counters. A success gives the
- * IP and username attempts back, clears the pair and makes it known, so only failures count there; right passwords
- * have a counter of their own per pair (N a minute), looked at first.
+ * IP and username attempts back, clears the pair and makes it known, so only failures count there. Right passwords
+ * have a counter of their own per pair (N a minute), taken first: every check takes a point there before it runs,
+ * which a wrong password ({@link AuthLimits.passwordRejected}) or one never checked gives back, so only successes
+ * stay counted and overlapping checks cannot all see the same count.
  */
 export interface AuthLimits {
   /** Counts a signup attempt from `ip`; throws RATE_LIMITED (with Retry-After) past the limit. */
@@ -75,6 +78,11 @@ export interface AuthLimits {
   takePasswordAttempt(username: string, ip: string): Promise<PasswordAttempt>;
   /** The password was right: the attempt does not count as a failure, and its pair becomes known. */
   passwordAccepted(attempt: PasswordAttempt): Promise<void>;
+  /**
+   * The password was wrong: the attempt stays counted as the failure it is, and gives back the point it took from
+   * the pair's right passwords.
+   */
+  passwordRejected(attempt: PasswordAttempt): Promise<void>;
   /**
    * The password was never checked (the node's password checks were full: `OVERLOADED`): the attempt gives back
    * what it took, so a client retrying through an overload is not locked out for guesses it never made.
@@ -96,19 +104,21 @@ export interface PasswordAttempt {
 
 /**
  * When `err` says a password was never checked (the node's password checks were full: `OVERLOADED`), gives the
- * attempt's points back. Never throws: the caller answers with `err`, and a failure here is only logged.
+ * attempt's points back; when it says the password was wrong (`INVALID_CREDENTIALS`), gives back only its point of
+ * the pair's right passwords. Never throws: the caller answers with `err`, and a failure here is only logged.
  */
-export async function giveBackIfUnchecked(
+export async function giveBackAfterRefusal(
   limits: AuthLimits,
   attempt: PasswordAttempt,
   err: unknown,
   logger: Logger,
 ): Promise<void> {
-  if (!(err instanceof AppError && err.code === 'OVERLOADED')) return;
+  if (!(err instanceof AppError)) return;
   try {
-    await limits.passwordNotChecked(attempt);
+    if (err.code === 'OVERLOADED') await limits.passwordNotChecked(attempt);
+    else if (err.code === 'INVALID_CREDENTIALS') await limits.passwordRejected(attempt);
   } catch (rewardErr) {
-    logger.warn({ err: rewardErr }, 'giving back an unchecked login attempt failed');
+    logger.warn({ err: rewardErr }, 'giving back a login attempt failed');
   }
 }
 
@@ -123,6 +133,7 @@ const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
   takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false }),
   passwordAccepted: () => Promise.resolve(),
+  passwordRejected: () => Promise.resolve(),
   passwordNotChecked: () => Promise.resolve(),
   signedUp: () => Promise.resolve(),
   close: () => undefined,
@@ -176,6 +187,20 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     throw new AppError('RATE_LIMITED', { retryAfter: seconds });
   }
 
+  /**
+   * A point of the pair's right passwords, taken before the check: a refused one is given straight back (it was no
+   * check), so that the counter holds the pair's successes and its checks in flight, and never more.
+   */
+  async function takeSuccess(key: string): Promise<void> {
+    try {
+      await pairSuccesses.consume(key);
+    } catch (err) {
+      if (!(err instanceof LimitReached)) throw err;
+      await pairSuccesses.reward(key);
+      throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err.state) });
+    }
+  }
+
   // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
   const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
 
@@ -190,24 +215,32 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     takeSignup: (ip) => take(signups, ip),
     async takePasswordAttempt(username, ip) {
       const key = pairKey(username, ip);
-      const succeeded = await pairSuccesses.get(key);
-      if (succeeded !== null && succeeded.consumedPoints >= n) {
-        throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(succeeded) });
+      // First, so that a pair past its right passwords takes no failure points (the owner is not locked out).
+      await takeSuccess(key);
+      try {
+        await takePair(key);
+        await take(pairHour, key);
+        // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
+        // another client there spent the address's failures.
+        const tookIp = (await knownPairs.get(key)) === null;
+        if (tookIp) {
+          await take(byIpMinute, ip);
+          await take(byIp, ip);
+        }
+        await take(byUsername, username.toLowerCase());
+        return { username, ip, tookIp };
+      } catch (err) {
+        // Refused (or failed) before the check: no password was checked, so its point of the right passwords goes
+        // back. The failure points already taken stay, as every refusal leaves them.
+        await pairSuccesses.reward(key).catch((rewardErr: unknown) => {
+          logger.warn({ err: rewardErr }, 'giving back a refused login attempt failed');
+        });
+        throw err;
       }
-      await takePair(key);
-      await take(pairHour, key);
-      // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
-      // another client there spent the address's failures.
-      const tookIp = (await knownPairs.get(key)) === null;
-      if (tookIp) {
-        await take(byIpMinute, ip);
-        await take(byIp, ip);
-      }
-      await take(byUsername, username.toLowerCase());
-      return { username, ip, tookIp };
     },
     async passwordAccepted({ username, ip, tookIp }) {
       const key = pairKey(username, ip);
+      // The point of the pair's right passwords that the attempt took before the check stays: it was one.
       await Promise.all([
         pair.delete(key),
         lockouts.delete(key),
@@ -215,13 +248,15 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),
         byUsername.reward(username.toLowerCase()),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
-        // Counted without a refusal: the check that just succeeded was allowed.
-        pairSuccesses.penalty(key, 1),
       ]);
+    },
+    async passwordRejected({ username, ip }) {
+      await pairSuccesses.reward(pairKey(username, ip));
     },
     async passwordNotChecked({ username, ip, tookIp }) {
       const key = pairKey(username, ip);
       await Promise.all([
+        pairSuccesses.reward(key),
         pair.reward(key),
         pairHour.reward(key),
         ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),

@@ -1,7 +1,7 @@
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import passport from 'passport';
 import type { AuthService, ClientInfo } from '../../auth/accounts.js';
-import { giveBackIfUnchecked } from '../../auth/authLimits.js';
+import { giveBackAfterRefusal } from '../../auth/authLimits.js';
 import { createLocalStrategy } from '../../auth/passport.js';
 import type { StartedSession } from '../../auth/sessions.js';
 import { AppError } from '../../errors.js';
@@ -90,9 +90,10 @@ export function authRoutes(services: Services): Router {
     next();
   };
 
-  // A login the password gate refused (OVERLOADED) was never checked: its counted attempt is given back.
-  const giveBackUnchecked: ErrorRequestHandler = async (err: unknown, req, _res, next) => {
-    if (req.passwordAttempt) await giveBackIfUnchecked(accounts.limits, req.passwordAttempt, err, req.log);
+  // A login the password gate refused (OVERLOADED) was never checked: its counted attempt is given back. A wrong
+  // password gives back its point of the pair's right passwords.
+  const giveBack: ErrorRequestHandler = async (err: unknown, req, _res, next) => {
+    if (req.passwordAttempt) await giveBackAfterRefusal(accounts.limits, req.passwordAttempt, err, req.log);
     next(err);
   };
 
@@ -107,7 +108,7 @@ export function authRoutes(services: Services): Router {
     res.json(authResponse(user, session));
   };
 
-  router.post('/auth/login', countLogin, loginAuthenticator(accounts), login, giveBackUnchecked);
+  router.post('/auth/login', countLogin, loginAuthenticator(accounts), login, giveBack);
 
   // Refused refreshes, RATE_LIMIT_AUTH_PER_MIN a minute on each node. A token this cluster issued carries its mark
   // (lib/auth/refreshTokens.ts), which no one can make up: such a token is never refused for its address (users
