@@ -10,8 +10,8 @@ import type {
 } from '../protocol/index.js';
 import { ERROR_CATALOG } from '../protocol/errors.js';
 import { XFChatError } from './errors.js';
-import { tokenSubject, type HttpRequest, type Session } from './http.js';
-import { delay, linkedAbort, type Closing } from './retry.js';
+import { tokenSubject, type AnswerShape, type HttpRequest, type Session } from './http.js';
+import { abortedError, delay, linkedAbort, type Closing } from './retry.js';
 
 /** A conversation as listed by `GET /conversations`: with its last message and my unread count. */
 export type ConversationSummary = ConversationListItem;
@@ -52,13 +52,28 @@ export interface PutOptions {
 
 const id = encodeURIComponent;
 
+/** The answers several calls read (checked by the transport: see {@link AnswerShape}). */
+const MESSAGE_PAGE: AnswerShape<MessagePage> = {
+  messages: 'objects',
+  hasMore: 'boolean',
+  lastSeq: 'number',
+  version: 'number',
+};
+const CHANGES_PAGE: AnswerShape<ChangesPage> = { messages: 'objects', version: 'number', hasMore: 'boolean' };
+export const USER_ANSWER: AnswerShape<{ user: PublicUser }> = { user: 'object' };
+const REQUEST_ANSWER: AnswerShape<{ request: PublicFriendRequest }> = { request: 'object' };
+const CONVERSATION_ANSWER: AnswerShape<{ conversation: PublicConversation }> = { conversation: 'object' };
+const MESSAGE_ANSWER: AnswerShape<{ message: PublicMessage }> = { message: 'object' };
+
 /** Users lookup. */
 export class UsersApi {
   constructor(private readonly http: HttpRequest) {}
 
   /** `GET /users?username=` (exact, case-insensitive); USER_NOT_FOUND if there is none. */
   async findByUsername(username: string): Promise<PublicUser> {
-    return (await this.http<{ user: PublicUser }>('GET', '/users', { query: { username } })).user;
+    return (
+      await this.http<{ user: PublicUser }>('GET', '/users', { query: { username }, answer: USER_ANSWER })
+    ).user;
   }
 
   /**
@@ -66,12 +81,16 @@ export class UsersApi {
    * case-insensitively, by username; never me, nor anyone I blocked or who blocked me.
    */
   async search(prefix: string, limit?: number): Promise<PublicUser[]> {
-    return (await this.http<{ users: PublicUser[] }>('GET', '/users', { query: { q: prefix, limit } })).users;
+    const query = { q: prefix, limit };
+    return (
+      await this.http<{ users: PublicUser[] }>('GET', '/users', { query, answer: { users: 'objects' } })
+    ).users;
   }
 
   /** `GET /users/:id`: anyone by id, a deleted account included (`username: null`, "Deleted user"). */
   async get(userId: string): Promise<PublicUser> {
-    return (await this.http<{ user: PublicUser }>('GET', `/users/${id(userId)}`)).user;
+    return (await this.http<{ user: PublicUser }>('GET', `/users/${id(userId)}`, { answer: USER_ANSWER }))
+      .user;
   }
 }
 
@@ -81,12 +100,13 @@ export class SessionsApi {
 
   /** `GET /auth/sessions`: most recently used first; `current` marks this client's. */
   async list(): Promise<PublicSession[]> {
-    return (await this.http<{ sessions: PublicSession[] }>('GET', '/auth/sessions')).sessions;
+    const answer = { sessions: 'objects' } as const;
+    return (await this.http<{ sessions: PublicSession[] }>('GET', '/auth/sessions', { answer })).sessions;
   }
 
   /** `DELETE /auth/sessions/:id`: signs that device out (NOT_FOUND if it is not one of mine). */
   async revoke(sessionId: string): Promise<void> {
-    await this.http<void>('DELETE', `/auth/sessions/${id(sessionId)}`);
+    await this.http('DELETE', `/auth/sessions/${id(sessionId)}`);
   }
 }
 
@@ -94,30 +114,43 @@ export class SessionsApi {
 const MAX_LIST_WAITS = 30;
 
 /**
+ * What ends a list that waits out RATE_LIMITED or is read page by page: the client's close() (CLIENT_CLOSED), and
+ * the end of the session it was started in (UNAUTHORIZED), whichever is current when the list starts.
+ */
+export interface ListLimits {
+  closing: Closing;
+  sessionEnd: () => Closing;
+}
+
+/**
  * Runs `read` again after `RATE_LIMITED`, as long as the server's `Retry-After` says (at most 10 s a wait, at most
  * {@link MAX_LIST_WAITS} waits). The lists the server answers whole cost the user's read budget in proportion to
  * their length (a friend list of 5000 is 26 reads, more than a burst), and a list of conversations is read page by
  * page: an app asking for one after another must not fail for it.
+ *
+ * close() and the end of `sessionEnd` abort the read on its way and the wait: nothing keeps a closed client's
+ * process alive, and nothing of the list is read under the next session on the client.
  */
 async function waitingOutRateLimit<T>(
-  read: () => Promise<T>,
+  read: (signal: AbortSignal) => Promise<T>,
   closing: Closing,
+  sessionEnd: Closing,
   waits = { left: MAX_LIST_WAITS },
 ): Promise<T> {
-  for (;;) {
-    try {
-      return await read();
-    } catch (err) {
-      if (!(err instanceof XFChatError) || err.code !== 'RATE_LIMITED' || waits.left <= 0) throw err;
-      waits.left -= 1;
-      // close() ends the wait (CLIENT_CLOSED): nothing keeps a closed client's process alive.
-      const link = linkedAbort(closing, undefined);
+  const link = linkedAbort(closing, undefined, sessionEnd);
+  try {
+    for (;;) {
+      if (link.signal.aborted) throw abortedError(link.signal);
       try {
+        return await read(link.signal);
+      } catch (err) {
+        if (!(err instanceof XFChatError) || err.code !== 'RATE_LIMITED' || waits.left <= 0) throw err;
+        waits.left -= 1;
         await delay(Math.min(err.retryAfter ?? 1, 10) * 1000, link.signal);
-      } finally {
-        link.release();
       }
     }
+  } finally {
+    link.release();
   }
 }
 
@@ -125,48 +158,58 @@ async function waitingOutRateLimit<T>(
 export class FriendsApi {
   constructor(
     private readonly http: HttpRequest,
-    private readonly closing: Closing,
+    private readonly limits: ListLimits,
   ) {}
 
   /** Sends a request; if that user already asked me, theirs is accepted instead (status "accepted"). */
   async sendRequest(username: string): Promise<PublicFriendRequest> {
     return (
-      await this.http<{ request: PublicFriendRequest }>('POST', '/friends/requests', { body: { username } })
+      await this.http<{ request: PublicFriendRequest }>('POST', '/friends/requests', {
+        body: { username },
+        answer: REQUEST_ANSWER,
+      })
     ).request;
   }
 
   /** Pending requests: incoming (to me) or outgoing (from me). */
   async listRequests(direction: 'incoming' | 'outgoing' = 'incoming'): Promise<PublicFriendRequest[]> {
-    const read = () =>
-      this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', { query: { direction } });
-    return (await waitingOutRateLimit(read, this.closing)).requests;
+    const read = (signal: AbortSignal) =>
+      this.http<{ requests: PublicFriendRequest[] }>('GET', '/friends/requests', {
+        query: { direction },
+        signal,
+        answer: { requests: 'objects' },
+      });
+    const { closing, sessionEnd } = this.limits;
+    return (await waitingOutRateLimit(read, closing, sessionEnd())).requests;
   }
 
   async accept(requestId: string): Promise<PublicFriendRequest> {
-    return (
-      await this.http<{ request: PublicFriendRequest }>('POST', `/friends/requests/${id(requestId)}/accept`)
-    ).request;
+    const path = `/friends/requests/${id(requestId)}/accept`;
+    return (await this.http<{ request: PublicFriendRequest }>('POST', path, { answer: REQUEST_ANSWER }))
+      .request;
   }
 
   async decline(requestId: string): Promise<PublicFriendRequest> {
-    return (
-      await this.http<{ request: PublicFriendRequest }>('POST', `/friends/requests/${id(requestId)}/decline`)
-    ).request;
+    const path = `/friends/requests/${id(requestId)}/decline`;
+    return (await this.http<{ request: PublicFriendRequest }>('POST', path, { answer: REQUEST_ANSWER }))
+      .request;
   }
 
   /** Withdraws a request I sent. */
   async cancel(requestId: string): Promise<void> {
-    await this.http<void>('DELETE', `/friends/requests/${id(requestId)}`);
+    await this.http('DELETE', `/friends/requests/${id(requestId)}`);
   }
 
   /** Every friend, in one answer (waits out RATE_LIMITED: a long list costs the read budget in proportion). */
   async list(): Promise<Friend[]> {
-    const read = () => this.http<{ friends: Friend[] }>('GET', '/friends');
-    return (await waitingOutRateLimit(read, this.closing)).friends;
+    const read = (signal: AbortSignal) =>
+      this.http<{ friends: Friend[] }>('GET', '/friends', { signal, answer: { friends: 'objects' } });
+    const { closing, sessionEnd } = this.limits;
+    return (await waitingOutRateLimit(read, closing, sessionEnd())).friends;
   }
 
   async unfriend(userId: string): Promise<void> {
-    await this.http<void>('DELETE', `/friends/${id(userId)}`);
+    await this.http('DELETE', `/friends/${id(userId)}`);
   }
 }
 
@@ -174,21 +217,23 @@ export class FriendsApi {
 export class BlocksApi {
   constructor(
     private readonly http: HttpRequest,
-    private readonly closing: Closing,
+    private readonly limits: ListLimits,
   ) {}
 
   async block(userId: string): Promise<void> {
-    await this.http<void>('POST', '/blocks', { body: { userId } });
+    await this.http('POST', '/blocks', { body: { userId } });
   }
 
   async unblock(userId: string): Promise<void> {
-    await this.http<void>('DELETE', `/blocks/${id(userId)}`);
+    await this.http('DELETE', `/blocks/${id(userId)}`);
   }
 
   /** Everyone I block, in one answer (waits out RATE_LIMITED like the friend list). */
   async list(): Promise<PublicUser[]> {
-    const read = () => this.http<{ blocked: PublicUser[] }>('GET', '/blocks');
-    return (await waitingOutRateLimit(read, this.closing)).blocked;
+    const read = (signal: AbortSignal) =>
+      this.http<{ blocked: PublicUser[] }>('GET', '/blocks', { signal, answer: { blocked: 'objects' } });
+    const { closing, sessionEnd } = this.limits;
+    return (await waitingOutRateLimit(read, closing, sessionEnd())).blocked;
   }
 }
 
@@ -197,20 +242,22 @@ export class ConversationsApi {
   constructor(
     private readonly http: HttpRequest,
     private readonly session: Session,
-    private readonly closing: Closing,
+    private readonly limits: ListLimits,
   ) {}
 
   /** The direct conversation with a friend: created, or the existing one for the pair. */
   async createDirect(userId: string): Promise<PublicConversation> {
     const body = { type: 'direct', userId };
-    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body }))
+    const answer = CONVERSATION_ANSWER;
+    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body, answer }))
       .conversation;
   }
 
   /** A group with me as owner; every participant must be my friend. */
   async createGroup(title: string, participantIds: string[]): Promise<PublicConversation> {
     const body = { type: 'group', title, participantIds };
-    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body }))
+    const answer = CONVERSATION_ANSWER;
+    return (await this.http<{ conversation: PublicConversation }>('POST', '/conversations', { body, answer }))
       .conversation;
   }
 
@@ -218,14 +265,7 @@ export class ConversationsApi {
   async listPage(
     options: { limit?: number; cursor?: string } = {},
   ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
-    const query: Record<string, string> = {};
-    if (options.limit !== undefined) query.limit = String(options.limit);
-    if (options.cursor !== undefined) query.cursor = options.cursor;
-    return await this.http<{ conversations: ConversationSummary[]; nextCursor: string | null }>(
-      'GET',
-      '/conversations',
-      { query },
-    );
+    return await this.readPage(options, undefined);
   }
 
   /**
@@ -238,11 +278,14 @@ export class ConversationsApi {
     // Each page is a read of the user's budget (RATE_LIMIT_READS_PER_SEC, bursts of twice that): a user in many
     // large groups has more pages than a burst. Wait as the server says, then go on from the same page.
     const waits = { left: MAX_LIST_WAITS };
+    // Every page is read in the session the list started in: one page of another account's would be joined in.
+    const sessionEnd = this.limits.sessionEnd();
     for (;;) {
       const after = cursor;
       const page = await waitingOutRateLimit(
-        () => this.listPage({ limit: 200, ...(after === undefined ? {} : { cursor: after }) }),
-        this.closing,
+        (signal) => this.readPage({ limit: 200, ...(after === undefined ? {} : { cursor: after }) }, signal),
+        this.limits.closing,
+        sessionEnd,
         waits,
       );
       all.push(...page.conversations);
@@ -251,27 +294,42 @@ export class ConversationsApi {
     }
   }
 
+  /** One page of `GET /conversations`; `signal` aborts it (list() ends with its session). */
+  private readPage(
+    options: { limit?: number; cursor?: string },
+    signal: AbortSignal | undefined,
+  ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
+    const query: Record<string, string> = {};
+    if (options.limit !== undefined) query.limit = String(options.limit);
+    if (options.cursor !== undefined) query.cursor = options.cursor;
+    const answer = { conversations: 'objects', nextCursor: 'string|null' } as const;
+    type Page = { conversations: ConversationSummary[]; nextCursor: string | null };
+    return this.http<Page>('GET', '/conversations', { query, signal, answer });
+  }
+
   async get(conversationId: string): Promise<PublicConversation> {
     return (
-      await this.http<{ conversation: PublicConversation }>('GET', `/conversations/${id(conversationId)}`)
+      await this.http<{ conversation: PublicConversation }>('GET', `/conversations/${id(conversationId)}`, {
+        answer: CONVERSATION_ANSWER,
+      })
     ).conversation;
   }
 
   async rename(conversationId: string, title: string): Promise<PublicConversation> {
     const path = `/conversations/${id(conversationId)}`;
-    return (await this.http<{ conversation: PublicConversation }>('PATCH', path, { body: { title } }))
-      .conversation;
+    const options = { body: { title }, answer: CONVERSATION_ANSWER };
+    return (await this.http<{ conversation: PublicConversation }>('PATCH', path, options)).conversation;
   }
 
   async addParticipant(conversationId: string, userId: string): Promise<PublicParticipant> {
     const path = `/conversations/${id(conversationId)}/participants`;
-    return (await this.http<{ participant: PublicParticipant }>('POST', path, { body: { userId } }))
-      .participant;
+    const options = { body: { userId }, answer: { participant: 'object' } } as const;
+    return (await this.http<{ participant: PublicParticipant }>('POST', path, options)).participant;
   }
 
   /** Removes a participant (group owner), or leaves when `userId` is me. */
   async removeParticipant(conversationId: string, userId: string): Promise<void> {
-    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/participants/${id(userId)}`);
+    await this.http('DELETE', `/conversations/${id(conversationId)}/participants/${id(userId)}`);
   }
 
   /** Leaves a group (removes myself). */
@@ -289,18 +347,20 @@ export class MessagesApi {
   /** Messages with seq > `afterSeq`, ascending; `hasMore` when newer ones remain. */
   after(conversationId: string, afterSeq: number, limit?: number): Promise<MessagePage> {
     const query = { after: afterSeq, limit };
-    return this.http<MessagePage>('GET', `/conversations/${id(conversationId)}/messages`, { query });
+    const path = `/conversations/${id(conversationId)}/messages`;
+    return this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
   }
 
   /** The `limit` newest with seq < `beforeSeq` (or the newest, without it), ascending; `hasMore`: older exist. */
   before(conversationId: string, beforeSeq?: number, limit?: number): Promise<MessagePage> {
     const query = { before: beforeSeq, limit };
-    return this.http<MessagePage>('GET', `/conversations/${id(conversationId)}/messages`, { query });
+    const path = `/conversations/${id(conversationId)}/messages`;
+    return this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
   }
 
   /** Moves my read marker forward to `seq` (never back). */
   async read(conversationId: string, seq: number, options: CallOptions = {}): Promise<void> {
-    await this.http<void>('POST', `/conversations/${id(conversationId)}/read`, { body: { seq }, ...options });
+    await this.http('POST', `/conversations/${id(conversationId)}/read`, { body: { seq }, ...options });
   }
 
   /** Stores a message once per clientMsgId; the same id again returns the stored one (in its current state). */
@@ -312,7 +372,9 @@ export class MessagesApi {
   ): Promise<PublicMessage> {
     const path = `/conversations/${id(conversationId)}/messages/${id(clientMsgId)}`;
     const payload = options.replyToSeq === undefined ? { body } : { body, replyToSeq: options.replyToSeq };
-    return (await this.http<{ message: PublicMessage }>('PUT', path, { body: payload })).message;
+    return (
+      await this.http<{ message: PublicMessage }>('PUT', path, { body: payload, answer: MESSAGE_ANSWER })
+    ).message;
   }
 
   /** `PATCH .../messages/:seq`: a new body for my message; resolves with its state (unchanged for the same body). */
@@ -323,18 +385,18 @@ export class MessagesApi {
     options: CallOptions = {},
   ): Promise<PublicMessage> {
     const path = `/conversations/${id(conversationId)}/messages/${seq}`;
-    return (await this.http<{ message: PublicMessage }>('PATCH', path, { body: { body }, ...options }))
-      .message;
+    const request = { body: { body }, ...options, answer: MESSAGE_ANSWER };
+    return (await this.http<{ message: PublicMessage }>('PATCH', path, request)).message;
   }
 
   /** `DELETE .../messages/:seq`: mine, or any in a group I own; deleting twice is fine. */
   async remove(conversationId: string, seq: number, options: CallOptions = {}): Promise<void> {
-    await this.http<void>('DELETE', `/conversations/${id(conversationId)}/messages/${seq}`, options);
+    await this.http('DELETE', `/conversations/${id(conversationId)}/messages/${seq}`, options);
   }
 
   /** `PUT .../reactions/:emoji` (idempotent). */
   async react(conversationId: string, seq: number, emoji: string, options: CallOptions = {}): Promise<void> {
-    await this.http<void>('PUT', reactionPath(conversationId, seq, emoji), options);
+    await this.http('PUT', reactionPath(conversationId, seq, emoji), options);
   }
 
   /** `DELETE .../reactions/:emoji` (idempotent). */
@@ -344,7 +406,7 @@ export class MessagesApi {
     emoji: string,
     options: CallOptions = {},
   ): Promise<void> {
-    await this.http<void>('DELETE', reactionPath(conversationId, seq, emoji), options);
+    await this.http('DELETE', reactionPath(conversationId, seq, emoji), options);
   }
 
   /** One page of `GET .../changes?since=`: messages changed (or created) after version `since`, by version. */
@@ -358,6 +420,7 @@ export class MessagesApi {
     return this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, {
       query,
       ...options,
+      answer: CHANGES_PAGE,
     });
   }
 }

@@ -22,6 +22,11 @@ export interface RetryDeps {
   backoff: BackoffOptions;
   /** The client's close(): it aborts the request on its way and the wait between attempts. */
   closing: Closing;
+  /**
+   * The end of the session the change was made in: it stops the change like close() does, with its reason
+   * (UNAUTHORIZED), so that no retry goes out under the next session on the client.
+   */
+  sessionEnd?: Closing;
 }
 
 /**
@@ -36,7 +41,7 @@ export async function retryChange<T>(
   options: ChangeOptions = {},
 ): Promise<T> {
   // One controller per call, not listeners on a signal every call shares (Node.js warns past ten of those).
-  const link = linkedAbort(deps.closing, options.signal);
+  const link = linkedAbort(deps.closing, options.signal, deps.sessionEnd);
   try {
     for (let n = 0; ; n++) {
       if (link.signal.aborted) throw abortedError(link.signal);

@@ -10,17 +10,33 @@ import type {
   ConversationRef,
   PublicUser,
 } from '../protocol/index.js';
-import { BlocksApi, ConversationsApi, FriendsApi, MessagesApi, SessionsApi, UsersApi } from './api.js';
+import {
+  BlocksApi,
+  ConversationsApi,
+  FriendsApi,
+  MessagesApi,
+  SessionsApi,
+  USER_ANSWER,
+  UsersApi,
+  type ListLimits,
+} from './api.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
 import { XFChatError, toXFChatError } from './errors.js';
-import { createHttp, type HttpRequest, type Session } from './http.js';
+import {
+  createHttp,
+  typedRequest,
+  type AnswerShape,
+  type HttpRequest,
+  type Session,
+  type UntypedRequest,
+} from './http.js';
 import { Closing, closedError, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
-import { TokenKeeper } from './tokens.js';
+import { TOKENS_ANSWER, TokenKeeper } from './tokens.js';
 
 export interface XFChatClientOptions {
   /**
@@ -84,6 +100,8 @@ function checkedBaseUrl(baseUrl: string | undefined): string {
 /** What signup and login resolve with: the user and the session's tokens. */
 export type AuthResult = AuthResponse;
 
+const AUTH_ANSWER: AnswerShape<AuthResult> = { ...TOKENS_ANSWER, ...USER_ANSWER };
+
 /** Payload of the `sessionEnded` event. */
 export interface SessionEnded {
   reason: SessionEndReason;
@@ -142,6 +160,12 @@ export class XFChatClient {
    */
   private leaving = false;
   private readonly closing = new Closing();
+  /**
+   * The end of the session held now: closed (with UNAUTHORIZED) when it ends here, and replaced by a fresh one for the
+   * next. What retries or reads page by page (changes, lists, a REST call's retry after a refresh) stops at the end
+   * of the session it started in, so that none of it goes out under the next session on this client.
+   */
+  private sessionEnd = new Closing();
   private readonly session: Session;
   private readonly connection: Connection;
   private readonly events = new Emitter<XFChatClientEvents>();
@@ -170,10 +194,11 @@ export class XFChatClient {
       awaitEndReason: () => this.awaitEndReason(),
     });
     this.http = this.withRefresh(plainHttp);
+    const lists: ListLimits = { closing: this.closing, sessionEnd: () => this.sessionEnd };
     this.users = new UsersApi(this.http);
-    this.friends = new FriendsApi(this.http, this.closing);
-    this.blocks = new BlocksApi(this.http, this.closing);
-    this.conversations = new ConversationsApi(this.http, this.session, this.closing);
+    this.friends = new FriendsApi(this.http, lists);
+    this.blocks = new BlocksApi(this.http, lists);
+    this.conversations = new ConversationsApi(this.http, this.session, lists);
     this.messages = new MessagesApi(this.http);
     this.sessions = new SessionsApi(this.http);
     this.connection = new Connection({
@@ -206,17 +231,28 @@ export class XFChatClient {
     return this.connection.state;
   }
 
-  /** Creates an account, starts its first session and keeps its tokens. */
+  /**
+   * Creates an account, starts its first session and keeps its tokens. A session this client held is over here
+   * once it succeeds: see {@link login}.
+   */
   async signup(input: SignupInput): Promise<AuthResult> {
-    const result = await this.http<AuthResult>('POST', '/auth/signup', { body: input, anonymous: true });
+    const options = { body: input, anonymous: true, answer: AUTH_ANSWER };
+    const result = await this.http<AuthResult>('POST', '/auth/signup', options);
+    this.endHeldSession();
     this.keeper.start(result);
     return result;
   }
 
-  /** Logs in (a new session: one device) and keeps its tokens. */
+  /**
+   * Logs in (a new session: one device) and keeps its tokens. A session this client held is over here once the
+   * login succeeds (a failed one leaves it as it was), as at a logout that does not tell the server: its sends not
+   * yet acknowledged and its retrying changes reject with UNAUTHORIZED, its subscriptions end and the connection
+   * closes (call connect() again), so nothing made under it goes out under the new one.
+   */
   async login(username: string, password: string): Promise<AuthResult> {
-    const body = { username, password };
-    const result = await this.http<AuthResult>('POST', '/auth/login', { body, anonymous: true });
+    const options = { body: { username, password }, anonymous: true, answer: AUTH_ANSWER };
+    const result = await this.http<AuthResult>('POST', '/auth/login', options);
+    this.endHeldSession();
     this.keeper.start(result);
     return result;
   }
@@ -226,9 +262,11 @@ export class XFChatClient {
    * answers the user. Rejects with UNAUTHORIZED when the session is over (then log in again). Any other failure
    * may be retried with the same token: one whose refresh failed left nothing behind (no token, no retry), and one
    * whose refresh went through (then `GET /auth/me` failed) keeps the new session, which the retry picks up
-   * instead of presenting the spent token again.
+   * instead of presenting the spent token again. Another session this client held is over here at once, as at a
+   * login.
    */
   async resume(refreshToken: string): Promise<PublicUser> {
+    if (!this.keeper.continues(refreshToken)) this.endHeldSession();
     if (!(await this.keeper.resume(refreshToken))) {
       throw new XFChatError('UNAUTHORIZED', 'The session has ended; log in again.');
     }
@@ -237,7 +275,7 @@ export class XFChatClient {
 
   /** The user the token belongs to. */
   async me(): Promise<PublicUser> {
-    return (await this.http<{ user: PublicUser }>('GET', '/auth/me')).user;
+    return (await this.http<{ user: PublicUser }>('GET', '/auth/me', { answer: USER_ANSWER })).user;
   }
 
   /**
@@ -246,12 +284,12 @@ export class XFChatClient {
    * not be told (the session then stays valid there until it expires).
    */
   async logout(): Promise<void> {
-    await this.leave(() => this.http<void>('POST', '/auth/logout'));
+    await this.leave(() => this.http('POST', '/auth/logout'));
   }
 
   /** Ends every session of this user (every device); forgets this one here in any case, like logout(). */
   async logoutAll(): Promise<void> {
-    await this.leave(() => this.http<void>('POST', '/auth/logout-all'));
+    await this.leave(() => this.http('POST', '/auth/logout-all'));
   }
 
   /**
@@ -259,12 +297,13 @@ export class XFChatClient {
    * ends, this one stays signed in.
    */
   async changePassword(currentPassword: string, newPassword: string): Promise<void> {
-    await this.http<void>('POST', '/auth/password', { body: { currentPassword, newPassword } });
+    await this.http('POST', '/auth/password', { body: { currentPassword, newPassword } });
   }
 
   /** Changes my display name; friends and co-participants get `user:updated`. */
   async updateProfile(changes: { displayName: string }): Promise<PublicUser> {
-    return (await this.http<{ user: PublicUser }>('PATCH', '/users/me', { body: changes })).user;
+    const options = { body: changes, answer: USER_ANSWER };
+    return (await this.http<{ user: PublicUser }>('PATCH', '/users/me', options)).user;
   }
 
   /**
@@ -272,7 +311,7 @@ export class XFChatClient {
    * logout(). A refused or failed deletion leaves the session as it was.
    */
   async deleteAccount(password: string): Promise<void> {
-    await this.leave(() => this.http<void>('DELETE', '/users/me', { body: { password } }), false);
+    await this.leave(() => this.http('DELETE', '/users/me', { body: { password } }), false);
   }
 
   /**
@@ -405,10 +444,16 @@ export class XFChatClient {
    * on transient failures like a change.
    */
   changes(conversationId: string, since: number, options: ChangeOptions = {}): Promise<Changes> {
-    // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After.
+    // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After. Every page is
+    // read in the session the call was made in.
+    const sessionEnd = this.sessionEnd;
     return readAllChanges(
       (cursor) =>
-        this.change((signal) => this.messages.changes(conversationId, cursor, 200, { signal }), options),
+        this.change(
+          (signal) => this.messages.changes(conversationId, cursor, 200, { signal }),
+          options,
+          sessionEnd,
+        ),
       since,
     );
   }
@@ -440,7 +485,7 @@ export class XFChatClient {
 
   /** Ends every subscription, rejects pending sends with CLIENT_CLOSED and closes the connection. Idempotent. */
   close(): void {
-    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    this.endSubscriptions();
     this.keeper.close();
     this.sends.close();
     this.closing.close();
@@ -448,8 +493,13 @@ export class XFChatClient {
     this.events.removeAll();
   }
 
-  private change<T>(attempt: (signal: AbortSignal) => Promise<T>, options: ChangeOptions): Promise<T> {
-    return retryChange({ backoff: this.backoff, closing: this.closing }, attempt, options);
+  /** Runs a change with its retries, all of them in the session it was made in (`sessionEnd`'s). */
+  private change<T>(
+    attempt: (signal: AbortSignal) => Promise<T>,
+    options: ChangeOptions,
+    sessionEnd = this.sessionEnd,
+  ): Promise<T> {
+    return retryChange({ backoff: this.backoff, closing: this.closing, sessionEnd }, attempt, options);
   }
 
   /**
@@ -482,9 +532,31 @@ export class XFChatClient {
    */
   private endLocally(error: XFChatError): void {
     this.keeper.clear();
-    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
+    this.endSubscriptions();
     this.sends.failAll(error);
+    const ended = this.sessionEnd;
+    this.sessionEnd = new Closing();
+    ended.close(error);
     this.connection.disconnect(error);
+  }
+
+  /**
+   * Before a new session (signup, login, resume()) takes the place of one this client holds: the held one ends here
+   * as at a logout, without telling the server (it stays valid there until it expires or is revoked).
+   */
+  private endHeldSession(): void {
+    if (this.session.token === undefined && this.session.refreshToken === undefined) return;
+    this.endLocally(
+      new XFChatError(
+        'UNAUTHORIZED',
+        'Signed in again: the session this belonged to has ended on this client.',
+      ),
+    );
+  }
+
+  /** Ends every subscription as a session's end and close() do: whenReady() rejects with CLIENT_CLOSED. */
+  private endSubscriptions(): void {
+    for (const subscription of [...this.subscriptions.values()]) subscription.end(undefined);
   }
 
   /**
@@ -511,22 +583,26 @@ export class XFChatClient {
 
   /**
    * The REST transport with the session kept alive: an expired token is refreshed before the request, and a
-   * request answered UNAUTHORIZED is sent once more after a successful refresh.
+   * request answered UNAUTHORIZED is sent once more after a successful refresh. Both only within the session the
+   * call was made in: one that ends meanwhile (a login as someone else, say) fails the call with UNAUTHORIZED
+   * rather than send it with the next session's token.
    */
   private withRefresh(plain: HttpRequest): HttpRequest {
-    return async <T>(...args: Parameters<HttpRequest>): Promise<T> => {
-      const [, , options] = args;
-      if (options?.anonymous === true) return plain<T>(...args);
+    const request: UntypedRequest = plain;
+    return typedRequest(async (method, path, options) => {
+      if (options?.anonymous === true) return request(method, path, options);
+      const sessionEnd = this.sessionEnd;
       await this.keeper.ensureFresh();
+      if (sessionEnd.error !== undefined) throw sessionEnd.error;
       try {
-        return await plain<T>(...args);
+        return await request(method, path, options);
       } catch (err) {
         if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh)
           throw err;
-        if (!(await this.keeper.refresh())) throw err;
-        return plain<T>(...args);
+        if (sessionEnd.closed || !(await this.keeper.refresh()) || sessionEnd.closed) throw err;
+        return request(method, path, options);
       }
-    };
+    });
   }
 
   /** New tokens: the application persists them; a live socket takes the new access token at once. */
@@ -535,7 +611,8 @@ export class XFChatClient {
     callSafely(onTokens, tokens);
     if (!this.connection.connected) return;
     this.connection.request('auth:refresh', { token: tokens.token }).catch((err: unknown) => {
-      // Another user's or session's token (a new login on this client): reconnect with it. Any other failure
+      // The socket refused the new token (its session ended meanwhile, say; a new login on this client has closed
+      // the connection before its tokens come): reconnect with it, and the handshake settles it. Any other failure
       // (a drop, a timeout) needs nothing: the next handshake sends the new token anyway.
       if (err instanceof XFChatError && err.code === 'UNAUTHORIZED') this.connection.restart();
     });
@@ -544,6 +621,9 @@ export class XFChatClient {
   /** The server ended the session (or refused its refresh): stop, forget, and tell the application once. */
   private sessionEnded(reason: SessionEndReason): void {
     const error = new XFChatError('UNAUTHORIZED', `The session ended (${reason}).`);
+    // The subscriptions end first: stop() tells whoever waits for the connection that the token is no good, and a
+    // subscription's whenReady() must hear that the subscription ended (CLIENT_CLOSED), not that.
+    this.endSubscriptions();
     if (this.connection.state !== 'disconnected') this.connection.stop(error);
     this.endLocally(error);
     if (!this.leaving) this.events.emit('sessionEnded', { reason });

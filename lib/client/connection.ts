@@ -32,7 +32,10 @@ export interface ConnectionEvents {
   connect: undefined;
   /** The token was refused (expired, revoked by logout, or missing): reconnecting stopped. */
   unauthorized: XFChatError;
-  /** The server ended this session and said why (`session:ended`); reconnecting stopped. */
+  /**
+   * The server ended this session and said why (`session:ended`); reconnecting stops (right after the listeners, if
+   * none of them stopped it).
+   */
   sessionEnded: SessionEndReason;
   /** The server's `session:ended` as it arrives, before the disconnect that follows it. */
   endAnnounced: SessionEndReason;
@@ -111,9 +114,12 @@ export class Connection {
         return;
       }
       if (ended !== undefined) {
-        // The session is over: its tokens are revoked, so reconnecting could only be refused.
-        this.stop(new XFChatError('UNAUTHORIZED', `The session ended (${ended}).`));
+        // The session is over: its tokens are revoked, so reconnecting could only be refused. Told before the stop,
+        // so that the client ends what belongs to the session first (its subscriptions' whenReady() hear that they
+        // ended, not UNAUTHORIZED) and stops the connection itself; stopped here only if nothing did.
         this.events.emit('sessionEnded', ended);
+        if (this.current !== 'disconnected')
+          this.stop(new XFChatError('UNAUTHORIZED', `The session ended (${ended}).`));
         return;
       }
       this.setState('reconnecting');

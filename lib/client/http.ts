@@ -47,8 +47,79 @@ export interface HttpLimits {
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-/** Sends one JSON request; resolves with the parsed body (undefined for 204), throws XFChatError otherwise. */
-export type HttpRequest = <T>(method: HttpMethod, path: string, options?: RequestOptions) => Promise<T>;
+/**
+ * The kind of one top-level field of an answer: `object` (a JSON object), `objects` (an array of JSON objects),
+ * `string`, `string|null`, `number` or `boolean`.
+ */
+export type FieldKind = 'object' | 'objects' | 'string' | 'string|null' | 'number' | 'boolean';
+
+/**
+ * What a call reads of a 2xx answer: every field of `T`, with its kind. Checked before the answer is handed on, so
+ * that an answer that is not the contract's (an empty 200 or another JSON from something in between) fails as
+ * BAD_RESPONSE there rather than as a TypeError wherever the SDK or the application reads it. Light on purpose: the
+ * envelope's fields and their kinds, not every nested field (XFChat's own answers are its shapes; this catches
+ * answers that are not XFChat's), in a few lines rather than a schema library in the bundle.
+ */
+export type AnswerShape<T> = { readonly [K in keyof T]-?: FieldKind };
+
+/**
+ * Sends one JSON request and throws XFChatError for any failure. With `answer`, resolves with the 2xx answer once
+ * it is a JSON object with those fields (BAD_RESPONSE otherwise); without, the call reads nothing of it (a 204).
+ */
+export interface HttpRequest {
+  <T extends object>(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions & { answer: AnswerShape<T> },
+  ): Promise<T>;
+  (method: HttpMethod, path: string, options?: RequestOptions): Promise<void>;
+}
+
+/** Options of any request, with or without an answer to read: what a wrapper of {@link HttpRequest} passes on. */
+export type AnyRequestOptions = RequestOptions & { answer?: Readonly<Record<string, FieldKind>> };
+
+/** The one signature behind {@link HttpRequest}'s two, for the functions that implement or wrap it. */
+export type UntypedRequest = (
+  method: HttpMethod,
+  path: string,
+  options?: AnyRequestOptions,
+) => Promise<unknown>;
+
+/**
+ * An {@link UntypedRequest} as an {@link HttpRequest}: it resolves with an answer only after checking it against the
+ * caller's `answer`, which is what makes the answer a `T`.
+ */
+export function typedRequest(request: UntypedRequest): HttpRequest {
+  return request as HttpRequest;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function hasKind(value: unknown, kind: FieldKind): boolean {
+  switch (kind) {
+    case 'object':
+      return isObject(value);
+    case 'objects':
+      return Array.isArray(value) && value.every(isObject);
+    case 'string|null':
+      return value === null || typeof value === 'string';
+    default:
+      return typeof value === kind;
+  }
+}
+
+/** What keeps `body` from being the answer `shape` describes, or undefined if nothing does. */
+function shapeProblem(body: unknown, shape: Readonly<Record<string, FieldKind>>): string | undefined {
+  if (body === undefined) return 'an empty body';
+  if (!isObject(body)) return 'JSON that is not an object';
+  for (const [field, kind] of Object.entries(shape)) {
+    if (!hasKind(body[field], kind))
+      return `"${field}" that is not ${kind === 'objects' ? 'an array of objects' : kind}`;
+  }
+  return undefined;
+}
 
 function withQuery(path: string, query: Query | undefined): string {
   if (!query) return path;
@@ -95,7 +166,8 @@ function isGatewayStatus(status: number): boolean {
  * A JSON-over-fetch transport. `baseUrl` may be empty in a browser page served by XFChat (same origin).
  * Errors come back as XFChatError with the contract's code; a network failure, or a proxy's 5xx without the
  * contract's envelope, is NETWORK_ERROR (retryable); no complete answer within `limits.timeoutMs` is TIMEOUT
- * (retryable); close() and the request's `signal` abort it with CLIENT_CLOSED.
+ * (retryable); close() and the request's `signal` abort it with CLIENT_CLOSED (or the signal's own XFChatError); any
+ * other answer that is not the contract's, a 2xx that is not the answer the call reads included, is BAD_RESPONSE.
  */
 export function createHttp(
   baseUrl: string,
@@ -104,7 +176,7 @@ export function createHttp(
   limits: HttpLimits,
 ): HttpRequest {
   const root = baseUrl.replace(/\/+$/, '');
-  return async <T>(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<T> => {
+  return typedRequest(async (method, path, options = {}) => {
     if (limits.closing.closed) throw closedError();
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
@@ -154,7 +226,17 @@ export function createHttp(
     } catch (err) {
       parseError = err;
     }
-    if (response.ok && parseError === undefined) return parsed as T;
+    if (response.ok && parseError === undefined) {
+      // A call that reads nothing of its answer (a 204) takes any 2xx with JSON or nothing.
+      if (options.answer === undefined) return undefined;
+      const problem = shapeProblem(parsed, options.answer);
+      if (problem === undefined) return parsed;
+      throw new XFChatError(
+        'BAD_RESPONSE',
+        `${method} ${path} answered ${response.status} with ${problem}, not the contract's answer.`,
+        { status: response.status },
+      );
+    }
     const envelope = (parsed as { error?: unknown } | undefined)?.error;
     if (!response.ok && isErrorBody(envelope)) {
       throw fromErrorBody(envelope, { status: response.status, retryAfter: retryAfter(response.headers) });
@@ -173,5 +255,5 @@ export function createHttp(
         : `${method} ${path} answered ${response.status} without JSON.`,
       parseError === undefined ? { status: response.status } : { status: response.status, cause: parseError },
     );
-  };
+  });
 }

@@ -35,52 +35,60 @@ export function abortedError(signal: AbortSignal): XFChatError {
 }
 
 /**
- * The client's close(), for everything that must stop then. Hooks live in a Set rather than as abort listeners on
- * one shared AbortSignal: Node.js prints MaxListenersExceededWarning once a signal has more than ten listeners, as
- * it would with a dozen requests or retries waiting at once.
+ * The client's close(), or the end of one session, for everything that must stop then. Hooks live in a Set rather
+ * than as abort listeners on one shared AbortSignal: Node.js prints MaxListenersExceededWarning once a signal has
+ * more than ten listeners, as it would with a dozen requests or retries waiting at once.
  */
 export class Closing {
-  private readonly hooks = new Set<() => void>();
-  private done = false;
+  private readonly hooks = new Set<(reason: XFChatError) => void>();
+  private reason: XFChatError | undefined;
 
   get closed(): boolean {
-    return this.done;
+    return this.reason !== undefined;
+  }
+
+  /** What close() was given, once closed. */
+  get error(): XFChatError | undefined {
+    return this.reason;
   }
 
   /** Calls `hook` once at close() (at once if already closed); returns a function that removes it. */
-  onClose(hook: () => void): () => void {
-    if (this.done) {
-      hook();
+  onClose(hook: (reason: XFChatError) => void): () => void {
+    if (this.reason !== undefined) {
+      hook(this.reason);
       return () => undefined;
     }
     this.hooks.add(hook);
     return () => this.hooks.delete(hook);
   }
 
-  /** Runs every hook once. Idempotent. */
-  close(): void {
-    if (this.done) return;
-    this.done = true;
+  /** Runs every hook once with `reason` (CLIENT_CLOSED unless given). Idempotent. */
+  close(reason: XFChatError = closedError()): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
     const hooks = [...this.hooks];
     this.hooks.clear();
-    for (const hook of hooks) hook();
+    for (const hook of hooks) hook(reason);
   }
 }
 
 /**
- * An AbortController for one operation that aborts with CLIENT_CLOSED when the client closes and with
- * {@link abortedError} when the caller's `signal` aborts; `release()` removes both links once the operation is over.
+ * An AbortController for one operation that aborts with CLIENT_CLOSED when the client closes, with
+ * {@link abortedError} when the caller's `signal` aborts, and with the reason of `sessionEnd` (UNAUTHORIZED) when the
+ * session the operation was made in ends; `release()` removes the links once the operation is over.
  */
 export function linkedAbort(
   closing: Closing,
   signal: AbortSignal | undefined,
+  sessionEnd?: Closing,
 ): { signal: AbortSignal; abort: (reason: XFChatError) => void; release: () => void } {
   const controller = new AbortController();
   const abort = (reason: XFChatError) => {
     if (!controller.signal.aborted) controller.abort(reason);
   };
   const onAbort = () => abort(abortedError(signal!));
-  const offClose = closing.onClose(() => abort(closedError()));
+  const offClose = closing.onClose(abort);
+  const offSessionEnd = sessionEnd?.onClose(abort);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
   return {
@@ -88,6 +96,7 @@ export function linkedAbort(
     abort,
     release: () => {
       offClose();
+      offSessionEnd?.();
       signal?.removeEventListener('abort', onAbort);
     },
   };

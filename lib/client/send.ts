@@ -53,13 +53,11 @@ export async function sendWithRetry(
 }
 
 /**
- * A signal that aborts when either does (with its reason). `AbortSignal.any` where the runtime has it; otherwise
- * (browsers before 2024: Safari 17.3, Firefox 123) listeners that `dispose()` removes, so that the client's
- * long-lived close signal does not keep one per send.
+ * A signal that aborts when either does (with its reason), through listeners that `dispose()` removes once the send
+ * is over, so that a long-lived signal (a screen's, passed to every send made there) keeps nothing per send. Not
+ * `AbortSignal.any`: Node.js 20 keeps an entry per call on each source signal for as long as that signal lives.
  */
 export function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
-  if (typeof AbortSignal.any === 'function')
-    return { signal: AbortSignal.any([a, b]), dispose: () => undefined };
   const controller = new AbortController();
   const fromA = () => controller.abort(a.reason);
   const fromB = () => controller.abort(b.reason);

@@ -1,7 +1,7 @@
 import type { AuthTokens, SessionEndReason } from '../protocol/index.js';
 import { callSafely } from './emitter.js';
 import { toXFChatError, type XFChatError } from './errors.js';
-import type { HttpRequest, RequestOptions, Session } from './http.js';
+import type { AnswerShape, HttpRequest, Session } from './http.js';
 import { backoffDelay, type BackoffOptions } from './retry.js';
 
 /** Refresh this long before expiry (or at half the lifetime, for short tokens). */
@@ -16,6 +16,13 @@ const WHOLE_SECOND_LOSS_MS = 1000;
  * and browsers alike), and the server allows access tokens of up to 30 days: a longer wait is made of several.
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The answer of `POST /auth/refresh`, and the tokens part of signup's and login's. */
+export const TOKENS_ANSWER: AnswerShape<AuthTokens> = {
+  token: 'string',
+  refreshToken: 'string',
+  expiresIn: 'number',
+};
 
 /** When to refresh a token that arrived now with `expiresIn` seconds to live. */
 export function refreshDelayMs(expiresIn: number): number {
@@ -108,6 +115,17 @@ export class TokenKeeper {
     }
   }
 
+  /**
+   * Whether resume() from `refreshToken` goes on with the session held: the one it was traded for (a resume() retried
+   * after its `GET /auth/me` failed), or the one whose current token it is.
+   */
+  continues(refreshToken: string): boolean {
+    return (
+      this.canRefresh &&
+      (refreshToken === this.resumedFrom || refreshToken === this.deps.session.refreshToken)
+    );
+  }
+
   /** Forgets every token (logout, session ended) and stops refreshing. */
   clear(): void {
     const { session } = this.deps;
@@ -172,7 +190,7 @@ export class TokenKeeper {
   }
 
   private async doRefresh(refreshToken: string): Promise<boolean> {
-    const options: RequestOptions = { body: { refreshToken }, anonymous: true };
+    const options = { body: { refreshToken }, anonymous: true, answer: TOKENS_ANSWER };
     let tokens: AuthTokens;
     try {
       tokens = await this.deps.http<AuthTokens>('POST', '/auth/refresh', options);

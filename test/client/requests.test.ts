@@ -189,4 +189,57 @@ describe('client SDK: REST requests that hang, fail on the way, or meet a proxy'
     expect(await failure(client.me())).to.include({ code: 'BAD_RESPONSE', status: 500 });
     expect(await failure(client.friends.list())).to.include({ code: 'OVERLOADED', status: 502 });
   });
+
+  /** A JSON answer with `status`, as something in between might give it. */
+  function json(body: unknown, status = 200): Response {
+    return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+  }
+
+  it('fails a 2xx that is not the contract’s answer (empty, or JSON of another shape) with BAD_RESPONSE', async () => {
+    let broken = false;
+    const odd: typeof fetch = (input, init) => {
+      const url = urlOf(input);
+      if (!broken) return fetch(input, init);
+      if (url.endsWith('/auth/me')) return Promise.resolve(new Response('', { status: 200 }));
+      if (url.includes('/conversations')) return Promise.resolve(json({}));
+      if (url.includes('/users?')) return Promise.resolve(json({ users: [null] }));
+      if (url.endsWith('/friends')) return Promise.resolve(json([]));
+      if (url.endsWith('/blocks')) return Promise.resolve(new Response(null, { status: 204 }));
+      return fetch(input, init);
+    };
+    const client = pool.open(server.url, { fetch: odd });
+    await client.signup({ username: uniqueUsername('sdkb'), password: PASSWORD });
+    broken = true;
+    expect(await failure(client.me())).to.include({ code: 'BAD_RESPONSE', status: 200 });
+    expect(await failure(client.conversations.list())).to.include({ code: 'BAD_RESPONSE', status: 200 });
+    expect(await failure(client.users.search('a'))).to.include({ code: 'BAD_RESPONSE', status: 200 });
+    expect(await failure(client.friends.list())).to.include({ code: 'BAD_RESPONSE', status: 200 });
+    // A call that reads no answer (the contract's 204) takes an empty one.
+    expect(await client.blocks.block(NO_CONVERSATION)).to.equal(undefined);
+  });
+
+  it('retries a timed refresh answered with an empty 200 (BAD_RESPONSE), and keeps refreshing on schedule', async () => {
+    let emptyRefreshes = 1;
+    const odd: typeof fetch = async (input, init) => {
+      const url = urlOf(input);
+      if (url.endsWith('/auth/refresh') && emptyRefreshes > 0) {
+        emptyRefreshes--;
+        return new Response('', { status: 200 });
+      }
+      const response = await fetch(input, init);
+      if (!url.endsWith('/auth/signup')) return response;
+      // The token lasts 15 minutes; the client is told 4 s, so its timed refresh comes after 1.5 s.
+      const auth = (await response.json()) as Record<string, unknown>;
+      return json({ ...auth, expiresIn: 4 }, response.status);
+    };
+    const tokens: string[] = [];
+    const client = pool.open(server.url, { fetch: odd, onTokens: (t) => tokens.push(t.refreshToken) });
+    const refreshErrors: XFChatError[] = [];
+    client.on('refreshError', (error) => refreshErrors.push(error));
+    const { user } = await client.signup({ username: uniqueUsername('sdkb'), password: PASSWORD });
+    await waitFor(() => tokens.length === 2, { what: 'the refresh after the empty answer' });
+    expect(refreshErrors.map((e) => [e.code, e.status])).to.deep.equal([['BAD_RESPONSE', 200]]);
+    expect(client.refreshToken).to.equal(tokens[1]);
+    expect((await client.me()).id).to.equal(user.id);
+  });
 });

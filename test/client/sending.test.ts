@@ -1,10 +1,22 @@
 import { randomUUID } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { expect } from 'chai';
 import { XFChatError, type ConnectionState } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
 import { useProxies } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { collector, directPair, storedMessages, useClientPool } from './fixtures.js';
+
+/**
+ * How many signals `signal` keeps for `AbortSignal.any` (Node.js's internal set of dependants, which Node.js 20
+ * never prunes while the signal lives); 0 if it has none.
+ */
+function dependantSignals(signal: AbortSignal): number {
+  const symbol = Object.getOwnPropertySymbols(signal).find((s) => s.description === 'kDependantSignals');
+  if (symbol === undefined) return 0;
+  const dependants = (signal as unknown as Record<symbol, Set<unknown> | undefined>)[symbol];
+  return dependants?.size ?? 0;
+}
 
 describe('client SDK: exactly-once sends', function () {
   const { server } = useNode();
@@ -23,6 +35,23 @@ describe('client SDK: exactly-once sends', function () {
     expect(elsewhere).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND', status: 404 });
     expect(retries).to.equal(0);
     expect(await storedMessages(server, conversationId)).to.deep.equal([]);
+  });
+
+  it('keeps nothing per send on a long-lived signal passed to every send (a screen’s), once the sends are over', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    const screen = new AbortController();
+    for (let i = 0; i < 100; i++) await a.send(conversationId, `m ${i}`, { signal: screen.signal });
+    expect(dependantSignals(screen.signal), 'entries kept for AbortSignal.any').to.equal(0);
+    expect(getEventListeners(screen.signal, 'abort'), 'abort listeners').to.have.length(0);
+    // The signal still works: a send made after it aborted rejects with CLIENT_CLOSED and is never sent.
+    screen.abort();
+    const stopped = await a
+      .send(conversationId, 'never', { signal: screen.signal })
+      .catch((err: unknown) => err);
+    expect(stopped).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+    expect(await storedMessages(server, conversationId)).to.have.length(100);
   });
 
   it('stores a message exactly once when its ack is lost and the connection drops', async () => {

@@ -116,6 +116,69 @@ describe('client SDK: what a session leaves behind when it ends', function () {
     expect(client.state).to.equal('disconnected');
   });
 
+  /** Signs `username` out everywhere but on a client of its own, as from another device. */
+  async function revokeFromAnotherDevice(username: string): Promise<void> {
+    const other = pool.open(server.url);
+    await other.login(username, PASSWORD);
+    for (const session of await other.sessions.list())
+      if (!session.current) await other.sessions.revoke(session.id);
+  }
+
+  it('rejects a pending whenReady() with CLIENT_CLOSED when the session is found over at connect(), as its subscription ended', async () => {
+    const alice = await person();
+    const bob = await person();
+    const conversationId = await friends(server, alice, bob);
+    const ended: string[] = [];
+    alice.client.on('sessionEnded', ({ reason }) => ended.push(reason));
+    const errors: string[] = [];
+    // Made before connect() (allowed): its whenReady() waits for the connection.
+    const subscription = alice.client.subscribe(conversationId, () => undefined, {
+      onError: (err) => errors.push(err.code),
+    });
+    const ready = track(subscription.whenReady());
+    await revokeFromAnotherDevice(alice.username);
+
+    // The handshake refuses the revoked token, and so does the refresh: the session is over.
+    expect(await alice.client.connect().catch((err: unknown) => err))
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'UNAUTHORIZED' });
+    expect(ended).to.deep.equal(['expired']);
+    await waitFor(() => ready.settled(), { what: 'whenReady() to settle' });
+    expect(subscription.isActive).to.equal(false);
+    expect(ready.error()).to.include({ code: 'CLIENT_CLOSED' });
+    expect(errors).to.deep.equal([]);
+  });
+
+  it('rejects a pending whenReady() with CLIENT_CLOSED when the server ends the session on the live socket', async () => {
+    let releaseChanges: (() => void) | undefined;
+    const holdingChanges: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      // The subscription's catch-up read of the changes feed waits: it is not ready while connected.
+      if (url.includes('/changes?')) await new Promise<void>((resolve) => (releaseChanges = resolve));
+      return fetch(input, init);
+    };
+    const client = pool.open(server.url, { fetch: holdingChanges });
+    const username = uniqueUsername('sdke');
+    const { user } = await client.signup({ username, password: PASSWORD });
+    const alice = { client, id: user.id, username };
+    const bob = await person();
+    const conversationId = await friends(server, alice, bob);
+    await client.messages.put(conversationId, 'e1', 'one');
+    const ended: string[] = [];
+    client.on('sessionEnded', ({ reason }) => ended.push(reason));
+    await client.connect();
+    const subscription = client.subscribe(conversationId, () => undefined, { afterSeq: 0, sinceVersion: 0 });
+    const ready = track(subscription.whenReady());
+    await waitFor(() => releaseChanges, { what: 'the catch-up to be on its way' });
+
+    await revokeFromAnotherDevice(username);
+    await waitFor(() => ready.settled(), { what: 'whenReady() to settle' });
+    expect(ended).to.deep.equal(['revoked']);
+    expect(subscription.isActive).to.equal(false);
+    expect(ready.error()).to.include({ code: 'CLIENT_CLOSED' });
+    releaseChanges!();
+  });
+
   it('fires neither unauthorized nor sessionEnded for its own logout(), logoutAll() or deleteAccount()', async () => {
     for (const how of ['logout', 'logoutAll', 'deleteAccount'] as const) {
       for (let round = 0; round < 3; round++) {
