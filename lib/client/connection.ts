@@ -56,6 +56,18 @@ export interface ConnectionOptions {
 }
 
 /**
+ * Where the socket connects for a `baseUrl`: its origin, with Socket.IO's path under the URL's own path. A server
+ * behind a proxy at a sub-path (`https://example.com/chat`) has its REST API at `/chat/...` and its Socket.IO at
+ * `/chat/socket.io/`, whereas socket.io-client reads a URL's path as a namespace (XFChat has only `/`) and would
+ * retry "Invalid namespace" for ever.
+ */
+function socketTarget<O extends object>(url: string, options: O): [string, O & { path?: string }] {
+  const { origin, pathname } = new URL(url);
+  const base = pathname.replace(/\/+$/, '');
+  return base === '' ? [origin, options] : [origin, { ...options, path: `${base}/socket.io` }];
+}
+
+/**
  * One Socket.IO connection with the token, typed events, state tracking and reconnection, including the two
  * cases socket.io-client does not retry by itself: a disconnect by the server and a handshake refused by
  * its middleware for a reason other than the token (e.g. DB_UNAVAILABLE).
@@ -94,7 +106,8 @@ export class Connection {
       // A function, so every reconnection sends the token current at that moment.
       auth: (cb: (data: object) => void) => cb({ token: options.session.token }),
     };
-    this.socket = options.url === undefined ? io(socketOptions) : io(options.url, socketOptions);
+    this.socket =
+      options.url === undefined ? io(socketOptions) : io(...socketTarget(options.url, socketOptions));
     this.socket.on('session:ended', ({ reason }) => {
       this.endedReason = reason;
       this.events.emit('endAnnounced', reason);
