@@ -145,3 +145,69 @@ describe('conversations racing a change of friendship', function () {
     expect(answer.body.error.code).to.equal('BLOCKED');
   });
 });
+
+describe('an addition answered after a removal of the same user', function () {
+  this.timeout(30_000);
+  // A small pool on the adding node, so that its connections can be kept busy for a moment.
+  const { server, second } = useNode({ second: {}, env: { DB_POOL_SIZE: '4' } });
+
+  it('is answered 201 with the participant it wrote, even when the removal commits right after it', async () => {
+    const { knex } = server.services.db;
+    const owner = await insertUser(knex, server.services.config);
+    const member = await insertUser(knex, server.services.config);
+    await insertFriendship(knex, owner.id, member.id);
+    const created = await request<{ conversation: PublicConversation }>(
+      server.url,
+      'POST',
+      '/conversations',
+      {
+        token: owner.token,
+        body: { type: 'group', title: 'Plans', participantIds: [] },
+      },
+    );
+    const groupId = created.body.conversation.id;
+    const admin = second.services.db.knex;
+    const lockWaiters = async () =>
+      (
+        await admin.raw<{ rows: Array<{ n: number }> }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND datname = current_database()`,
+        )
+      ).rows[0]!.n;
+    // The group's row held, so that the addition (this node) and then the removal (the second) queue behind it.
+    const holder = await admin.transaction();
+    let busy: Promise<unknown> | undefined;
+    let add: Promise<JsonResponse<{ participant: { userId: string } }>> | undefined;
+    let remove: Promise<JsonResponse<unknown>> | undefined;
+    try {
+      await holder.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [groupId]);
+      add = request(server.url, 'POST', `/conversations/${groupId}/participants`, {
+        token: owner.token,
+        body: { userId: member.id },
+      });
+      await waitFor(async () => (await lockWaiters()) === 1, { what: 'the addition waiting' });
+      remove = request(second.url, 'DELETE', `/conversations/${groupId}/participants/${member.id}`, {
+        token: owner.token,
+      });
+      await waitFor(async () => (await lockWaiters()) === 2, { what: 'the removal waiting' });
+      // The adding node's other connections busy: a read it made after its commit would come after the removal.
+      busy = Promise.all(Array.from({ length: 3 }, () => knex.raw('SELECT pg_sleep(0.5)')));
+      await waitFor(
+        async () =>
+          (
+            await admin.raw<{ rows: Array<{ n: number }> }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'`,
+            )
+          ).rows[0]!.n === 3,
+        { what: 'the pool busy' },
+      );
+    } finally {
+      await holder.commit();
+    }
+    const [added, removed] = await Promise.all([add, remove]);
+    await busy;
+    expect(removed.status, removed.text).to.equal(204);
+    expect(added.status, added.text).to.equal(201);
+    expect(added.body.participant.userId).to.equal(member.id);
+  });
+});

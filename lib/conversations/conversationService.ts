@@ -209,7 +209,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
 
     async addParticipant(me, conversationId, userId) {
       await takeCreation(me);
-      await knex.transaction(async (trx) => {
+      const added = await knex.transaction(async (trx) => {
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);
         if (await Participant.query(trx).findById([conversationId, userId])) {
@@ -241,13 +241,16 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           change: 'added',
           ...(counted === undefined ? {} : { removals: counted.removals }),
         });
+        // The answer is the row this addition wrote, read under its lock: read after the commit, a removal that
+        // committed in between turned an addition that went through into a 404.
+        return await Participant.query(trx)
+          .findById([conversationId, userId])
+          .withGraphFetched('user')
+          .throwIfNotFound();
       });
       // At once here; the other nodes when they hear the event (until then their writers check under the lock).
       deps.invalidateLocal(conversationId);
-      const conversation = await reload(conversationId);
-      const participant = conversation.participants.find((p) => p.userId === userId);
-      if (!participant) throw new AppError('NOT_FOUND');
-      return participant;
+      return added.toPublic();
     },
 
     async removeParticipant(me, conversationId, userId) {
