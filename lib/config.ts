@@ -161,7 +161,7 @@ export const SETTINGS = {
     group: 'server',
     choices: LOG_LEVELS,
     default: 'info',
-    doc: '`fatal`, `error`, `warn`, `info`, `debug` (logs every SQL statement, never values), `trace`, `silent`',
+    doc: '`fatal`, `error`, `warn`, `info`, `debug` (logs every SQL statement, never values), `trace`, `silent`; the `[STARTUP]` lines are printed at every level but `silent`',
   },
   DB_POOL_SIZE: {
     kind: 'int',
@@ -362,7 +362,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'server',
     shownDefault: '(none)',
-    doc: 'comma-separated browser origins (`https://host[:port]`, no path) allowed for CORS and the Socket.IO handshake',
+    doc: 'comma-separated browser origins (`https://host[:port]`, no path, no wildcard) allowed for CORS and the Socket.IO handshake',
   },
   TRUST_PROXY_HOPS: {
     kind: 'int',
@@ -455,6 +455,14 @@ function readDatabaseUrl(reader: EnvReader): string {
     parsed = new URL(url);
   } catch {
     reader.problems.push('DATABASE_URL is malformed: expected postgres://USER:PASSWORD@HOST:5432/DATABASE');
+    return '';
+  }
+  // An `@` after the host part is a password (or user) with a `/`, `?` or `#` in it that ended the host part early:
+  // the rest would be read as a host, a database name or parameters, and shown as such (the password with it).
+  if (`${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) {
+    reader.problems.push(
+      'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
+    );
     return '';
   }
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
@@ -632,6 +640,9 @@ function readCorsOrigin(reader: EnvReader, entry: string): string | undefined {
     return refuse('is malformed');
   }
   if (url.pathname !== '/' || /^https?:\/\/[^/?#\\]*[/\\][^?#]/i.test(entry)) return refuse('has a path');
+  // The URL parser takes both, and no browser's Origin ever matches them: the entry would refuse every request.
+  if (url.hostname.includes('*')) return refuse('has a wildcard (not supported: list each origin)');
+  if (url.port === '0') return refuse('has port 0');
   if (entry.includes('?')) return refuse('has a query');
   if (entry.includes('#')) return refuse('has a fragment');
   return url.origin;

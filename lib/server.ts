@@ -67,6 +67,16 @@ function listen(server: HttpServer, port: number, host: string): Promise<Address
   });
 }
 
+/**
+ * The logger of the `[STARTUP]` lines, which the process contract prints on every successful start: at `info` even
+ * when LOG_LEVEL is `warn` or above (an operator who keeps only warnings still sees the configuration, the database,
+ * the migrations and the listening address once); nothing at `silent`.
+ */
+function startupLogger(logger: Logger): Logger {
+  if (logger.isLevelEnabled('info') || logger.level === 'silent') return logger;
+  return logger.child({}, { level: 'info' });
+}
+
 /** Connects and verifies with the driver's real reason on failure, migrates, and reports each step. */
 async function prepareDatabase(
   db: Database,
@@ -101,7 +111,10 @@ async function prepareDatabase(
 
   await checkMaintenance(db, logger);
 
-  const [{ count }] = (await db.knex('users').count({ count: '*' })) as [{ count: string | number }];
+  // Accounts, not the rows of deleted ones (kept for their messages' sender).
+  const [{ count }] = (await db.knex('users').whereNull('deleted_at').count({ count: '*' })) as [
+    { count: string | number },
+  ];
   logger.info({ users: Number(count) }, `[STARTUP] users: ${Number(count)}`);
 }
 
@@ -217,7 +230,8 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  logger.info({ config: describeConfig(config) }, '[STARTUP] configuration');
+  const startupLog = startupLogger(logger);
+  startupLog.info({ config: describeConfig(config) }, '[STARTUP] configuration');
   const writes = writeConcurrency(config);
   if (writes !== config.limits.writeConcurrency) {
     logger.warn(
@@ -243,8 +257,8 @@ export async function startServer(
     );
     metrics.observePool(db.knex);
     metrics.sample('dbStalled', () => (db.stalled ? 1 : 0));
-    await prepareDatabase(db, config, logger, options.stop);
-    await checkClusterSecret(db, config, logger, options.adoptJwtSecret === true);
+    await prepareDatabase(db, config, startupLog, options.stop);
+    await checkClusterSecret(db, config, startupLog, options.adoptJwtSecret === true);
     const clock = createDatabaseClock(() => databaseTimeMs(db.knex));
     const clockSync = own(await startClockSync(clock, logger));
     metrics.sample('clockOffset', () => clock.offsetMs / 1000);
@@ -367,7 +381,7 @@ export async function startServer(
 
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
-    logger.info({ address: address.address, port: address.port }, `[STARTUP] listening on ${url}`);
+    startupLog.info({ address: address.address, port: address.port }, `[STARTUP] listening on ${url}`);
 
     async function doClose(): Promise<void> {
       logger.info('shutting down');

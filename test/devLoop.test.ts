@@ -153,6 +153,16 @@ describe('the HTTP port taken, and the development loop', function () {
       }
     });
 
+    it('says at once, as npm start does, that HOST is not an address of this machine', async () => {
+      child = startDev(path.join(dataDir, 'elsewhere'), { HOST: '10.9.9.9', PORT: '3999' });
+      const result = await child.exited;
+      expect(result.code).to.equal(1);
+      expect(result.stderr.trim()).to.match(
+        /^xfchat: cannot start: HOST=10\.9\.9\.9 is not an address of this machine/,
+      );
+      expect(result.stdout).not.to.include('starting embedded PostgreSQL');
+    });
+
     it('stops server and PostgreSQL on a SIGTERM to npm alone (a process manager), leaving nothing running', async () => {
       const data = path.join(dataDir, 'terminated');
       const dev = startDev(data, { PORT: '0' }, 'npm');

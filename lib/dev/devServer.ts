@@ -11,7 +11,7 @@ import { loadDevConfig, redactUrl } from '../config.js';
 import { createLogger } from '../logger.js';
 import { failStartup, handleSignals, listenForSignals } from '../main.js';
 import { startServer, type RunningServer } from '../server.js';
-import { isPortFree, portInUse } from '../startupErrors.js';
+import { explainListenError, isPortFree, portInUse } from '../startupErrors.js';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embeddedPostgres.js';
 
 export interface DevOptions {
@@ -78,8 +78,14 @@ export async function runDev(options: DevOptions): Promise<void> {
     // Every setting is checked, and the HTTP port tried, before PostgreSQL starts: a second `npm run dev` says at
     // once that the port is taken. The database URL is not known yet; the config is read again with it below.
     const settings = await loadDevConfig('postgres://127.0.0.1/pending', () => devSecret(dataRoot));
-    if (settings.port !== 0 && !(await isPortFree(settings.port, settings.host)))
-      throw await portInUse(settings.port, settings.host);
+    if (settings.port !== 0) {
+      // Any other failure of the probe (HOST not an address of this machine, a port needing privileges) is told as
+      // `npm start` tells it.
+      const free = await isPortFree(settings.port, settings.host).catch(async (err: unknown) => {
+        throw await explainListenError(err, settings.port, settings.host);
+      });
+      if (!free) throw await portInUse(settings.port, settings.host);
+    }
     const inside = dataRoot.startsWith(process.cwd() + path.sep);
     const shown = inside ? path.relative(process.cwd(), dataRoot) : dataRoot;
     out(`[dev] starting embedded PostgreSQL in ${shown}/postgres ...`);

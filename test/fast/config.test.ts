@@ -181,6 +181,19 @@ describe('config', () => {
       expect(problems[0]).not.to.include('secretpw');
     });
 
+    // A password with a reserved character not percent-encoded ends the host part early: the rest of it would be
+    // read as a host, a database or parameters, and shown as such.
+    for (const password of [`/${PASSWORD}`, `2024/${PASSWORD}`, `?${PASSWORD}`, `#${PASSWORD}`]) {
+      it(`rejects a password with an unescaped reserved character (${password.slice(0, 5)}...) without showing any of it`, () => {
+        const problems = problemsOf(() =>
+          loadConfig(env({ DATABASE_URL: `postgres://chat:${password}@db.internal:5432/xfchat` })),
+        );
+        expect(problems).to.deep.equal([
+          'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
+        ]);
+      });
+    }
+
     it('rejects a wrong protocol', () => {
       const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'mysql://u:pw@localhost:3306/db' })));
       expect(problems).to.have.length(1);
@@ -444,6 +457,8 @@ describe('config', () => {
       ['https://x .com', 'is malformed'],
       ['ws://x.com', 'is not an http(s) origin'],
       ['*', 'is not an http(s) origin'],
+      ['https://*.example.com', 'has a wildcard (not supported: list each origin)'],
+      ['https://chat.example.com:0', 'has port 0'],
     ]) {
       it(`rejects "${bad}" (${why})`, () => {
         const problems = problemsOf(() => loadConfig(env({ CORS_ORIGINS: `https://ok.example.com,${bad}` })));

@@ -440,6 +440,46 @@ describe('startup (the real entry point as a child process)', function () {
     it('answers /readyz 200 {status: "ready"}', async () => {
       expect(await getJson(`${child!.url}/readyz`)).to.deep.equal({ status: 200, body: { status: 'ready' } });
     });
+
+    it('restarted at LOG_LEVEL=warn, prints the [STARTUP] lines all the same, counting accounts, not deleted ones', async () => {
+      const send = async (method: string, path: string, body: unknown, token?: string) => {
+        const res = await fetch(`${child!.url}${path}`, {
+          method,
+          headers: {
+            'content-type': 'application/json',
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+          },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, body: (await res.json().catch(() => ({}))) as { token?: string } };
+      };
+      const password = 'correct horse battery staple';
+      expect((await send('POST', '/auth/signup', { username: 'stays', password })).status).to.equal(201);
+      const leaving = await send('POST', '/auth/signup', { username: 'leaves', password });
+      expect(leaving.status).to.equal(201);
+      expect((await send('DELETE', '/users/me', { password }, leaving.body.token)).status).to.equal(204);
+      await child!.kill();
+      child = await startMain(goodEnv(freshUrl, { LOG_LEVEL: 'warn' }));
+      const messages = child
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('[STARTUP]'))
+        .map((l) => (JSON.parse(l) as { msg: string }).msg);
+      for (const tag of ['configuration', 'database', 'migrations', 'JWT_SECRET', 'listening']) {
+        expect(
+          messages.some((m) => m.startsWith(`[STARTUP] ${tag}`)),
+          tag,
+        ).to.equal(true);
+      }
+      expect(messages).to.include('[STARTUP] users: 1');
+      // The level keeps everything else quiet: no request or info line of another kind.
+      expect(
+        child
+          .stdout()
+          .split('\n')
+          .filter((l) => l !== '' && !l.includes('[STARTUP]')),
+      ).to.deep.equal([]);
+    });
   });
 
   describe('SIGTERM', () => {
