@@ -1,5 +1,8 @@
+import { getEventListeners } from 'node:events';
 import { expect } from 'chai';
+import { XFChatError } from '../../lib/client/errors.js';
 import { eitherSignal } from '../../lib/client/send.js';
+import { SendQueue } from '../../lib/client/sendQueue.js';
 
 /** Runs `body` as on a runtime without `AbortSignal.any` (browsers before 2024). */
 function withoutAny(body: () => void): void {
@@ -69,5 +72,36 @@ describe('client/send: the signal of a send (the caller’s or the client’s cl
       expect(closing.listeners()).to.equal(0);
       expect(closing.signal.aborted).to.equal(false);
     });
+  });
+});
+
+describe('client/sendQueue: sends waiting for their turn under one signal', () => {
+  it('keep one abort listener on it however many wait, and none once they are over; its abort rejects every one', async () => {
+    const queue = new SendQueue();
+    const screen = new AbortController();
+    let release = (): void => undefined;
+    const first = queue.enqueue(
+      'c',
+      () => new Promise<string>((resolve) => (release = () => resolve('first'))),
+    );
+    const waiting = Array.from({ length: 40 }, (_, i) =>
+      queue.enqueue('c', () => Promise.resolve(`m ${i}`), screen.signal).catch((err: unknown) => err),
+    );
+    // Forty with a listener each made Node.js print MaxListenersExceededWarning.
+    expect(getEventListeners(screen.signal, 'abort')).to.have.length(1);
+    screen.abort();
+    for (const outcome of await Promise.all(waiting)) {
+      expect(outcome).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+    }
+    expect(getEventListeners(screen.signal, 'abort')).to.have.length(0);
+    release();
+    expect(await first).to.equal('first');
+    // Under a live signal, every send that ran leaves nothing on it.
+    const view = new AbortController();
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => queue.enqueue('c', () => Promise.resolve(i), view.signal)),
+    );
+    expect(sent).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+    expect(getEventListeners(view.signal, 'abort')).to.have.length(0);
   });
 });
