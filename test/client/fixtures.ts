@@ -92,3 +92,17 @@ export async function failure(promise: Promise<unknown>): Promise<XFChatError> {
   }
   throw new Error('expected the call to fail');
 }
+
+/** A promise's outcome as it happens, to check how it settled (or wait for it to) without awaiting a hang. */
+export function track(promise: Promise<unknown>): { settled: () => boolean; error: () => unknown } {
+  let settled = false;
+  let error: unknown;
+  promise.then(
+    () => (settled = true),
+    (err: unknown) => {
+      settled = true;
+      error = err;
+    },
+  );
+  return { settled: () => settled, error: () => error };
+}

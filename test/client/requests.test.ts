@@ -4,24 +4,10 @@ import { XFChatError, type XFChatClient } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { failure, useClientPool } from './fixtures.js';
+import { failure, track, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 const NO_CONVERSATION = '00000000-0000-0000-0000-000000000000';
-
-/** A promise's outcome as it happens, to wait for it to settle without awaiting a hang. */
-function track(promise: Promise<unknown>): { settled: () => boolean; error: () => unknown } {
-  let settled = false;
-  let error: unknown;
-  promise.then(
-    () => (settled = true),
-    (err: unknown) => {
-      settled = true;
-      error = err;
-    },
-  );
-  return { settled: () => settled, error: () => error };
-}
 
 function urlOf(input: string | URL | Request): string {
   return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;

@@ -4,26 +4,12 @@ import { useNode } from '../helpers/nodes.js';
 import { useProxies, type FaultProxy } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { failure, storedMessages, useClientPool } from './fixtures.js';
+import { failure, storedMessages, track, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 
 function urlOf(input: string | URL | Request): string {
   return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-}
-
-/** A promise's outcome as it happens, to check how it settled without awaiting a hang. */
-function track(promise: Promise<unknown>): { settled: () => boolean; error: () => unknown } {
-  let settled = false;
-  let error: unknown;
-  promise.then(
-    () => (settled = true),
-    (err: unknown) => {
-      settled = true;
-      error = err;
-    },
-  );
-  return { settled: () => settled, error: () => error };
 }
 
 describe('client SDK: another session on the same client (login, signup, resume)', function () {
