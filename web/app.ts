@@ -32,7 +32,9 @@ const SESSION_ENDED: Record<SessionEndReason, string> = {
   logged_out: 'You were logged out on this device.',
   revoked: 'You were logged out on this device from another of your devices.',
   password_changed: 'Your password was changed, so this device was logged out. Log in with the new password.',
-  expired: 'Your session expired. Log in again.',
+  // Also what a refused refresh without a known reason is reported as (a login ended while the browser was closed:
+  // the server keeps no trace of why, once the session is gone), so it claims no cause.
+  expired: 'Your session has ended. Log in again.',
   reused:
     'You were signed out for security reasons: this login was used from two places. Log in again, and change ' +
     'your password if you did not expect this.',
@@ -51,6 +53,8 @@ const SHARED_LOGIN =
 
 /** Who this tab is signed in as, once it is. */
 let signedIn: string | undefined;
+/** Whose stored login this tab is continuing at startup, before it is signed in (see `resume`). */
+let resuming: string | undefined;
 /** Set once this tab's session is ending (by the user or the server): nothing else may act on it then. */
 let ending = false;
 /** Set while the user's own logout or deletion runs: the server's word that the session ended is expected. */
@@ -256,7 +260,10 @@ async function sessionEnded(
 ): Promise<void> {
   if (ending || leaving) return;
   ending = true;
-  if (signedIn !== undefined) forgetUnsent(signedIn);
+  // A stored login refused at startup is over as well: what it left unsent must not go out at the next login.
+  const userId = signedIn ?? resuming;
+  if (userId !== undefined) forgetUnsent(userId);
+  resuming = undefined;
   try {
     await shared.forget(reason);
   } catch (err) {
@@ -362,6 +369,7 @@ async function resume(client: XFChatClient, shared: SharedSession, attempt = 0):
     return;
   }
   shared.adopt(stored);
+  resuming = stored.userId;
   try {
     const me = await client.resume(stored.refreshToken);
     byId('connection-banner', HTMLDivElement).textContent = '';

@@ -41,6 +41,12 @@ export class ChatSession {
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
   /**
+   * How many times each conversation's details were replaced or it was removed (an event, or the answer of a
+   * change made here). Conversations carry no version: a read sent before one of these may answer the state as
+   * it was, and must not put it back (a removed group, an old name).
+   */
+  private readonly changes = new Map<string, number>();
+  /**
    * When each user's latest `user:updated` arrived (performance.now()): a lookup sent before it may answer the
    * profile as it was, and must not undo the newer one (a rename, or an account deleted meanwhile).
    */
@@ -223,17 +229,25 @@ export class ChatSession {
     this.changed();
   }
 
-  /** Reads a conversation's details again; one request at a time per conversation. */
+  /**
+   * Reads a conversation's details again; one request at a time per conversation. An answer overtaken by newer
+   * details or a removal (see `changes`) is dropped: what came meanwhile is at least as new.
+   */
   private refresh(conversationId: string): Promise<void> {
     const running = this.refreshing.get(conversationId);
     if (running) return running;
+    const asked = this.changes.get(conversationId) ?? 0;
+    const overtaken = () => (this.changes.get(conversationId) ?? 0) !== asked;
     const done = this.client.conversations
       .get(conversationId)
       .then(
-        (conversation) => this.add(conversation),
+        (conversation) => {
+          if (!overtaken()) this.add(conversation);
+        },
         (err: unknown) => {
-          if (err instanceof XFChatError && err.code === 'NOT_FOUND') this.remove(conversationId);
-          else this.report(err);
+          if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
+            if (!overtaken()) this.remove(conversationId);
+          } else this.report(err);
         },
       )
       .finally(() => this.refreshing.delete(conversationId));
@@ -249,6 +263,7 @@ export class ChatSession {
 
   /** A new conversation, or new details of a known one (they replace the old ones). */
   private add(conversation: PublicConversation): void {
+    this.noteChange(conversation.id);
     const known = this.store.get(conversation.id) !== undefined;
     const state = this.store.upsert(conversation);
     if (!known) {
@@ -287,6 +302,7 @@ export class ChatSession {
    * whole, to copy; if it was open, focus moves to that notice (or, when there is nothing to say, to the list).
    */
   private remove(conversationId: string, how: 'left' | 'gone' = 'gone'): void {
+    this.noteChange(conversationId);
     const state = this.store.get(conversationId);
     if (!state) return;
     if (this.leaving.delete(conversationId)) how = 'left';
@@ -313,6 +329,11 @@ export class ChatSession {
     else if (viewing) this.sidebar.focusFirst();
   }
 
+  /** A conversation's details were replaced, or it was removed: a read of them on its way is out of date. */
+  private noteChange(conversationId: string): void {
+    this.changes.set(conversationId, (this.changes.get(conversationId) ?? 0) + 1);
+  }
+
   /** Unread counts, previews or drafts changed: the list and the tab title follow. */
   private changed(): void {
     this.sidebar.renderConversations();
@@ -327,7 +348,13 @@ export class ChatSession {
       afterSeq: state.lastSeq,
       // An edit, a delete or a reaction change, live (and caught up after reconnections): the new state.
       onUpdate: (message: PublicMessage) => this.updated(state, message),
-      onError: this.report,
+      // NOT_FOUND: I am no longer in it (the SDK ends the subscription so when conversation:removed comes, and a
+      // subscribe after a reconnection is refused so if I was removed meanwhile). That is news, not an error:
+      // the conversation goes, with its notice (once: `remove` does nothing for a conversation already gone).
+      onError: (err: XFChatError) => {
+        if (err.code !== 'NOT_FOUND') this.report(err);
+        else if (this.store.get(state.id) === state) this.remove(state.id);
+      },
       // The server holds less than this page shows: its database was restored to an earlier point. Everything the
       // page holds may be gone or about to be reused, so it starts over from what the server has.
       onReset: () => this.reload(RESTORED_NOTICE),

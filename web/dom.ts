@@ -54,17 +54,31 @@ export function button(
 }
 
 /**
- * Replaces a list's items, keeping keyboard focus on the same button of the item with the same `data-key` if
- * focus was inside, so live updates do not throw a keyboard user out of the list.
+ * Replaces a list's items, keeping keyboard focus on the same control (a button, or a menu's `<summary>`, told
+ * by its `data-action`) of the item with the same `data-key` if focus was inside, so live updates do not throw
+ * a keyboard user out of the list. A menu (`<details>`) open around the focus stays open in the new item, or the
+ * control in it could not take focus.
  */
 export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
   const active = document.activeElement;
   const inside = active instanceof HTMLElement && list.contains(active);
-  const key = inside ? active.closest<HTMLElement>('[data-key]')?.dataset.key : undefined;
+  const oldItem = inside ? active.closest<HTMLElement>('[data-key]') : null;
+  const key = oldItem?.dataset.key;
   const action = inside ? active.dataset.action : undefined;
+  const menu = inside ? active.closest('details') : null;
+  const openMenu =
+    menu?.open === true && oldItem?.contains(menu)
+      ? [...oldItem.querySelectorAll('details')].indexOf(menu)
+      : -1;
   list.replaceChildren(...items);
   if (key === undefined) return;
   const item = items.find((i) => i.dataset.key === key);
-  const buttons = [...(item?.querySelectorAll<HTMLElement>('button') ?? [])];
-  (buttons.find((b) => b.dataset.action === action) ?? buttons[0])?.focus();
+  if (item === undefined) return;
+  if (openMenu >= 0) {
+    const reopened = item.querySelectorAll('details')[openMenu];
+    if (reopened !== undefined) reopened.open = true;
+  }
+  const controls = [...item.querySelectorAll<HTMLElement>('button, summary')];
+  const buttons = controls.filter((c) => c instanceof HTMLButtonElement);
+  (controls.find((c) => c.dataset.action === action) ?? buttons[0])?.focus();
 }

@@ -7,7 +7,7 @@ import {
 } from '../lib/client/index.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { ConversationState, ConversationStore } from './store.js';
-import { fieldProblems, personName } from './text.js';
+import { fieldProblems, personName, problemFields } from './text.js';
 
 export interface GroupDeps {
   client: XFChatClient;
@@ -52,6 +52,34 @@ function explain(err: unknown): string | undefined {
   return GROUP_ERRORS[err.code];
 }
 
+/**
+ * Whether a refusal is about the group name (its field is then marked, as the account forms mark theirs): the
+ * details name it, or name no field at all (then GROUP_ERRORS' sentence is about the name).
+ */
+function refusesTitle(err: unknown): boolean {
+  if (!(err instanceof XFChatError && err.code === 'VALIDATION_FAILED')) return false;
+  const fields = problemFields(err.details, GROUP_FIELDS);
+  return fields.length === 0 || fields.includes('title');
+}
+
+/**
+ * Marks a refused field: `aria-invalid`, the reason in `alert` (a `role=alert` element, which also describes the
+ * field), and focus on it.
+ */
+function markInvalid(input: HTMLInputElement, alert: HTMLElement, reason: string): void {
+  alert.textContent = reason;
+  input.setAttribute('aria-invalid', 'true');
+  input.setAttribute('aria-describedby', alert.id);
+  input.focus();
+}
+
+/** Undoes `markInvalid`, before the next try. */
+function clearInvalid(input: HTMLInputElement, alert: HTMLElement): void {
+  alert.textContent = '';
+  input.removeAttribute('aria-invalid');
+  input.removeAttribute('aria-describedby');
+}
+
 function friendLabel(friend: Friend): string {
   const { displayName, username } = friend.user;
   return username === null || displayName === username ? displayName : `${displayName} (@${username})`;
@@ -73,10 +101,16 @@ export class DetailsPanel {
   private readonly addButton = byId('add-member-button', HTMLButtonElement);
   private readonly leaveButton = byId('leave-button', HTMLButtonElement);
   private readonly status = byId('details-status', HTMLParagraphElement);
+  /** Why a new name was refused: an alert right after the rename form, describing its field while it applies. */
+  private readonly renameError = el('p', {
+    className: 'error',
+    attrs: { id: 'rename-error', role: 'alert' },
+  });
   private state: ConversationState | undefined;
   private expanded = false;
 
   constructor(private readonly deps: GroupDeps) {
+    this.renameForm.after(this.renameError);
     this.toggle.addEventListener('click', () => {
       this.expanded = !this.expanded;
       this.render();
@@ -98,6 +132,7 @@ export class DetailsPanel {
     if (state !== this.state) {
       this.status.textContent = '';
       this.renameInput.value = '';
+      clearInvalid(this.renameInput, this.renameError);
     }
     this.state = state;
     this.render();
@@ -162,8 +197,16 @@ export class DetailsPanel {
     const state = this.state;
     const title = this.renameInput.value.trim();
     if (!state || title === '') return;
+    clearInvalid(this.renameInput, this.renameError);
     await this.act(async () => {
-      this.deps.update(await this.deps.client.conversations.rename(state.id, title));
+      try {
+        this.deps.update(await this.deps.client.conversations.rename(state.id, title));
+      } catch (err) {
+        const reason = explain(err);
+        if (reason === undefined || !refusesTitle(err)) throw err;
+        markInvalid(this.renameInput, this.renameError, reason);
+        return;
+      }
       this.renameInput.value = '';
       this.say(`Renamed to “${title}”.`);
     });
@@ -246,6 +289,7 @@ export class NewGroupDialog {
   open(): void {
     const friends = this.deps.friends();
     this.name.value = '';
+    clearInvalid(this.name, this.status);
     this.status.textContent =
       friends.length === 0 ? 'Add some friends first: a group is made of friends.' : '';
     this.choices.replaceChildren(
@@ -266,8 +310,9 @@ export class NewGroupDialog {
   private async create(): Promise<void> {
     const title = this.name.value.trim();
     const ids = [...this.choices.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
+    clearInvalid(this.name, this.status);
     if (title === '') {
-      this.status.textContent = 'Give the group a name.';
+      markInvalid(this.name, this.status, 'Give the group a name.');
       return;
     }
     try {
@@ -277,6 +322,7 @@ export class NewGroupDialog {
     } catch (err) {
       const known = explain(err);
       if (known === undefined) this.deps.report(err);
+      else if (refusesTitle(err)) markInvalid(this.name, this.status, known);
       else this.status.textContent = known;
     }
   }

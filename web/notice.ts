@@ -1,19 +1,7 @@
-import { byId } from './dom.js';
+import { byId, el } from './dom.js';
 
-/**
- * The notice under the connection banner: a sentence that stays until dismissed (not an error), optionally with
- * text the user wrote and would otherwise lose (shown whole, with "Copy"). `focus` moves keyboard focus to it
- * (when what the user was looking at just went away).
- */
-export function showNotice(text: string, options: { unsent?: string; focus?: boolean } = {}): void {
-  const notice = byId('app-notice', HTMLDivElement);
-  const unsent = byId('app-notice-unsent', HTMLPreElement);
-  const copy = byId('app-notice-copy', HTMLButtonElement);
-  byId('app-notice-text', HTMLParagraphElement).textContent = text;
-  const kept = options.unsent ?? '';
-  unsent.textContent = kept;
-  unsent.hidden = kept === '';
-  copy.hidden = kept === '';
+/** Copies the unsent text shown in `unsent` (or, without a clipboard, selects it for Ctrl+C), saying so on `copy`. */
+function offerCopy(copy: HTMLButtonElement, unsent: HTMLPreElement, kept: string): void {
   copy.textContent = 'Copy';
   copy.onclick = () => {
     navigator.clipboard.writeText(kept).then(
@@ -28,7 +16,53 @@ export function showNotice(text: string, options: { unsent?: string; focus?: boo
       },
     );
   };
+}
+
+/** Counts the notices added under the first one, for their ids. */
+let added = 0;
+
+/**
+ * The notice under the connection banner: a sentence that stays until dismissed (not an error), optionally with
+ * text the user wrote and would otherwise lose (shown whole, with "Copy"). `focus` moves keyboard focus to it
+ * (when what the user was looking at just went away). A notice that comes while another is shown goes under it
+ * (removed from two groups: each group's unsent text stays, with its own "Copy"); "Dismiss" closes them all.
+ */
+export function showNotice(text: string, options: { unsent?: string; focus?: boolean } = {}): void {
+  const notice = byId('app-notice', HTMLDivElement);
+  const close = byId('app-notice-close', HTMLButtonElement);
+  const kept = options.unsent ?? '';
+  if (notice.hidden) {
+    for (const extra of notice.querySelectorAll('.notice-more')) extra.remove();
+    const unsent = byId('app-notice-unsent', HTMLPreElement);
+    const copy = byId('app-notice-copy', HTMLButtonElement);
+    byId('app-notice-text', HTMLParagraphElement).textContent = text;
+    unsent.textContent = kept;
+    unsent.hidden = kept === '';
+    copy.hidden = kept === '';
+    offerCopy(copy, unsent, kept);
+  } else {
+    const id = `app-notice-more-${++added}`;
+    const unsent = el('pre', {
+      className: 'unsent',
+      text: kept,
+      attrs: { 'aria-label': 'Your unsent text' },
+    });
+    // Its "Copy" is told apart from the others by the sentence naming the conversation.
+    const copy = el('button', {
+      className: 'secondary',
+      attrs: { type: 'button', 'aria-label': 'Copy your unsent text', 'aria-describedby': id },
+    });
+    offerCopy(copy, unsent, kept);
+    const more = el(
+      'div',
+      { className: 'notice-more' },
+      el('p', { text, attrs: { id } }),
+      kept === '' ? null : unsent,
+      kept === '' ? null : copy,
+    );
+    notice.insertBefore(more, close);
+  }
   notice.hidden = false;
-  byId('app-notice-close', HTMLButtonElement).onclick = () => (notice.hidden = true);
+  close.onclick = () => (notice.hidden = true);
   if (options.focus) notice.focus();
 }

@@ -78,6 +78,8 @@ export class Sidebar {
   private shownQuery = '';
   private askedQuery = '';
   private searchTicket = 0;
+  /** Counts the reads of friends, requests and blocks: only the newest one's answer is shown. */
+  private socialTicket = 0;
   private searchTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly deps: SidebarDeps) {
@@ -128,15 +130,21 @@ export class Sidebar {
     );
   }
 
-  /** Reloads friends, pending requests and blocks (after any friend event: cheap, and always consistent). */
+  /**
+   * Reloads friends, pending requests and blocks (after any friend event: cheap, and always consistent). Reads
+   * overlap (events and actions come close together) and may be answered out of order: an older answer arriving
+   * after a newer read started would bring back how things stood before, so only the newest read's is shown.
+   */
   async refreshSocial(): Promise<void> {
     const { friends, blocks } = this.deps.client;
+    const ticket = ++this.socialTicket;
     const [list, incoming, outgoing, blocked] = await Promise.all([
       friends.list(),
       friends.listRequests('incoming'),
       friends.listRequests('outgoing'),
       blocks.list(),
     ]);
+    if (ticket !== this.socialTicket) return;
     this.friendList = list;
     this.incomingList = incoming;
     this.outgoingList = outgoing;
@@ -413,7 +421,11 @@ export class Sidebar {
         el(
           'details',
           { className: 'more' },
-          el('summary', { text: 'More', attrs: { 'aria-label': `More for ${name}` } }),
+          el('summary', {
+            text: 'More',
+            attrs: { 'aria-label': `More for ${name}` },
+            dataset: { action: 'More' },
+          }),
           el(
             'span',
             { className: 'menu' },

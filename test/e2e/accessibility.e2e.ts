@@ -188,6 +188,37 @@ describe('web app: accessibility', function () {
     app.expectNoProblems();
   });
 
+  it('live updates of the friends list keep focus on a friend’s “More”, and in its open menu (which stays open)', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    const dan = await app.person('Dan');
+    await app.befriend(ann, bob);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+    const summary = page.page.locator('summary[aria-label="More for Bob"]');
+    const unfriend = page.page.getByRole('button', { name: 'Unfriend Bob' });
+    const hasFocus = (target: typeof summary) =>
+      target.evaluate((element) => element === document.activeElement);
+
+    // Focus on "More": a friend request comes in, and the friends list is drawn again.
+    await tabTo(page.page, summary);
+    await cat.client.friends.sendRequest(ann.username);
+    await page.page.getByRole('button', { name: 'Accept friend request from Cat' }).waitFor();
+    expect(await hasFocus(summary), 'focus on “More for Bob”').to.equal(true);
+
+    // Focus in the open menu: another request, and the menu is still open with focus where it was.
+    await page.page.keyboard.press('Enter');
+    await page.page.keyboard.press('Tab');
+    expect(await hasFocus(unfriend)).to.equal(true);
+    await dan.client.friends.sendRequest(ann.username);
+    await page.page.getByRole('button', { name: 'Accept friend request from Dan' }).waitFor();
+    expect(await hasFocus(unfriend), 'focus on “Unfriend Bob”').to.equal(true);
+    expect(await unfriend.isVisible(), 'the menu open').to.equal(true);
+    app.expectNoProblems();
+  });
+
   it('screen readers find the page heading, the messages as a list inside the log, and how Enter and Shift+Enter work', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');

@@ -125,6 +125,77 @@ describe('web app: groups', function () {
     app.expectNoProblems();
   });
 
+  it('a details read answered after a rename or my removal does not put the old name back, nor the group', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    await bob.client.conversations.createGroup('Other', [ann.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Plans').waitFor();
+
+    /**
+     * Holds the next read of the group's details (opening a conversation reads them again): `read` resolves once
+     * the server answered it, `release` lets the answer through then, and resolves once the page has it.
+     */
+    const holdRead = async () => {
+      let read!: () => void;
+      const answered = new Promise<void>((resolve) => (read = resolve));
+      let letGo!: () => void;
+      const held = new Promise<void>((resolve) => (letGo = resolve));
+      let done!: () => void;
+      const delivered = new Promise<void>((resolve) => (done = resolve));
+      await page.page.route(
+        `**/conversations/${group.id}`,
+        async (route) => {
+          if (route.request().method() !== 'GET') return route.fallback();
+          const response = await route.fetch();
+          read();
+          await held;
+          await route.fulfill({ response });
+          done();
+        },
+        { times: 1 },
+      );
+      return {
+        read: answered,
+        async release() {
+          letGo();
+          await delivered;
+          // The page takes it in (or drops it) at once: a little time for what it would redraw.
+          await page.page.waitForTimeout(300);
+        },
+      };
+    };
+
+    // Read before the rename, answered after it: the new name stays.
+    let hold = await holdRead();
+    await page.conversationButton('Plans').click();
+    await hold.read;
+    await bob.client.conversations.rename(group.id, 'Plans 2');
+    await page.waitForTitle('Plans 2');
+    await hold.release();
+    expect(await page.title.textContent()).to.equal('Plans 2');
+    await page.conversationButton('Plans 2').waitFor();
+
+    // Read before I was removed, answered after: the group stays gone, and no error shows.
+    await page.page.goBack();
+    hold = await holdRead();
+    await page.conversationButton('Plans 2').click();
+    await hold.read;
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    await page.page
+      .locator('#app-notice')
+      .getByText(/^You are no longer in “Plans 2”/)
+      .waitFor();
+    await page.conversationButton('Plans 2').waitFor({ state: 'detached' });
+    await hold.release();
+    expect(await page.conversationButton('Plans 2').count(), 'Plans 2 in the list').to.equal(0);
+    expect(await page.page.locator('#app-error').isVisible(), 'an error shown').to.equal(false);
+    app.expectNoProblems();
+  });
+
   it('added to a group that has messages: the list shows its last message and orders it by it, live as after a reload', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');

@@ -122,6 +122,39 @@ describe('web app: sending', function () {
     app.expectNoProblems();
   });
 
+  it('logged out while the browser was closed (password changed elsewhere): drafts and unsent messages go, the next login sends none', async () => {
+    const { ann, conversationId, page, network } = await annWritingToBob();
+    await page.waitForConnected();
+    await network.set('offline');
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('typed before the password change');
+    await page.log.locator('li.pending').waitFor();
+    await page.composer.fill('a draft');
+    expect(await unsentKeys(page.page)).to.have.length(2);
+    const context = page.page.context();
+    await page.page.close();
+
+    // The browser is closed while the password changes on another device: the stored login is refused on return.
+    await ann.client.changePassword(PASSWORD, 'another good password');
+    await network.set('online');
+    const back = await app.openTabIn(context);
+    // The server no longer knows why that session ended, so the page claims no cause.
+    await back.waitForLoggedOut('Your session has ended. Log in again.');
+    expect(await unsentKeys(back.page)).to.deep.equal([]);
+    await back.logIn(ann.username, 'another good password');
+    await back.openConversation('Bob');
+    await back.waitForConnected();
+    expect(await back.composer.inputValue()).to.equal('');
+    expect(await back.log.locator('li.pending').count()).to.equal(0);
+    // What an earlier page left would go out first, as the page starts: a message sent now comes after it.
+    await back.send('after logging in again');
+    await back.waitForMessage('after logging in again');
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'after logging in again',
+    ]);
+    app.expectNoProblems();
+  });
+
   it('says why a message waits while the server cannot store it, and sends it once it can', async () => {
     const { conversationId, page, network } = await annWritingToBob();
 
@@ -183,6 +216,15 @@ describe('web app: sending', function () {
     app.expectNoProblems();
   });
 });
+
+/** The app's drafts and kept unsent messages in this page's storage. */
+function unsentKeys(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    Object.keys(localStorage).filter(
+      (key) => key.startsWith('xfchat.draft.') || key.startsWith('xfchat.outbox.'),
+    ),
+  );
+}
 
 /** The app's kept unsent messages in this page's storage. */
 function outboxKeys(page: Page): Promise<string[]> {

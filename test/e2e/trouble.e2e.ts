@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Route } from 'playwright-core';
+import type { Locator, Route } from 'playwright-core';
+import { waitFor } from '../helpers/waitFor.js';
 import { routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
@@ -15,6 +16,25 @@ function fail(
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
   });
+}
+
+/**
+ * How a form field reads to assistive technology: `aria-invalid`, whether it has focus, and the text of the
+ * alerts (`role=alert`) that describe it (`aria-describedby`).
+ */
+function refusedField(
+  input: Locator,
+): Promise<{ invalid: string | null; focused: boolean; describedBy: string }> {
+  return input.evaluate((field) => ({
+    invalid: field.getAttribute('aria-invalid'),
+    focused: field === document.activeElement,
+    describedBy: (field.getAttribute('aria-describedby') ?? '')
+      .split(' ')
+      .map((id) => document.getElementById(id))
+      .filter((e) => e !== null && e.getAttribute('role') === 'alert')
+      .map((e) => e?.textContent ?? '')
+      .join(' '),
+  }));
 }
 
 /** When things go wrong, the app says what, names what it concerns, and keeps what the user wrote. */
@@ -115,6 +135,81 @@ describe('web app: when something goes wrong', function () {
     app.expectNoProblems();
   });
 
+  it('removed from two groups with unsent text in each: the second notice goes under the first, each with its text and Copy', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const plans = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const trip = await bob.client.conversations.createGroup('Trip', [ann.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await page.composer.fill('draft for Plans');
+    await page.openConversation('Trip');
+    await page.composer.fill('draft for Trip');
+    await page.page.goBack();
+    await page.conversationButton('Plans').waitFor();
+
+    await bob.client.conversations.removeParticipant(plans.id, ann.id);
+    const notice = page.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    await bob.client.conversations.removeParticipant(trip.id, ann.id);
+    await notice.getByText(/^You are no longer in “Trip”/).waitFor();
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    expect(await notice.getByLabel('Your unsent text', { exact: true }).allTextContents()).to.deep.equal([
+      'draft for Plans',
+      'draft for Trip',
+    ]);
+    expect(await notice.getByRole('button', { name: 'Copy your unsent text' }).count()).to.equal(2);
+    // Dismiss closes both.
+    await notice.getByRole('button', { name: 'Dismiss this notice' }).click();
+    await notice.waitFor({ state: 'hidden' });
+    app.expectNoProblems();
+  });
+
+  it('the friends lists show where things stand now, also when an older read of them is answered after a newer one', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+
+    // The reads of the lists after Ann's request are answered late: after those that follow Bob's acceptance.
+    let holding = true;
+    let fetched = 0;
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    let delivered = 0;
+    await page.page.route(
+      (url) => /\/(friends|blocks)(\/requests)?$/.test(url.pathname),
+      async (route) => {
+        if (route.request().method() !== 'GET' || !holding) return route.fallback();
+        const response = await route.fetch();
+        fetched += 1;
+        await held;
+        await route.fulfill({ response });
+        delivered += 1;
+      },
+    );
+    await page.page.locator('#find-form').getByLabel('Username').fill(bob.username);
+    await page.page.getByRole('button', { name: 'Find' }).click();
+    await page.page.getByRole('button', { name: 'Add Bob as a friend' }).click();
+    await waitFor(() => fetched === 4, { what: 'the older read answered by the server' });
+    holding = false;
+    const [request] = await bob.client.friends.listRequests('incoming');
+    await bob.client.friends.accept(request!.id);
+    const message = page.page.getByRole('button', { name: 'Message Bob' });
+    await message.waitFor();
+    letGo();
+    await waitFor(() => delivered === 4, { what: 'the older read delivered' });
+    await page.page.waitForTimeout(300);
+    expect(await message.count(), 'Bob shown as a friend').to.equal(1);
+    expect(await page.page.locator('#outgoing-requests li').count(), 'a request shown as waiting').to.equal(
+      0,
+    );
+    app.expectNoProblems();
+  });
+
   it('says how long a login lockout lasts (Retry-After)', async () => {
     const page = await app.open();
     await page.page.route('**/auth/login', (route) =>
@@ -157,6 +252,37 @@ describe('web app: when something goes wrong', function () {
         'The group name must not contain control, bidirectional-control or line-separator characters.',
       )
       .waitFor();
+    expect(await refusedField(dialog.getByLabel('Group name'))).to.deep.equal({
+      invalid: 'true',
+      focused: true,
+      describedBy:
+        'The group name must not contain control, bidirectional-control or line-separator characters.',
+    });
+    // Corrected, the field is no longer marked while the next try runs.
+    await dialog.getByLabel('Group name').fill('Trip');
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await page.waitForTitle('Trip');
+
+    // Renaming a group to such a name: the same, in the group's details.
+    await page.page.getByRole('button', { name: 'Members (1)' }).click();
+    const details = page.page.getByRole('region', { name: 'Group details' });
+    await details.getByLabel('New name').fill('Trip\u202Eexe.pdf');
+    await details.getByRole('button', { name: 'Rename' }).click();
+    await details
+      .getByText(
+        'The group name must not contain control, bidirectional-control or line-separator characters.',
+      )
+      .waitFor();
+    expect(await refusedField(details.getByLabel('New name'))).to.deep.equal({
+      invalid: 'true',
+      focused: true,
+      describedBy:
+        'The group name must not contain control, bidirectional-control or line-separator characters.',
+    });
+    await details.getByLabel('New name').fill('Trip 2');
+    await details.getByRole('button', { name: 'Rename' }).click();
+    await page.waitForTitle('Trip 2');
+    expect(await refusedField(details.getByLabel('New name'))).to.include({ invalid: null, describedBy: '' });
     app.expectNoProblems();
   });
 });
