@@ -457,9 +457,11 @@ function readDatabaseUrl(reader: EnvReader): string {
     reader.problems.push('DATABASE_URL is malformed: expected postgres://USER:PASSWORD@HOST:5432/DATABASE');
     return '';
   }
-  // An `@` after the host part is a password (or user) with a `/`, `?` or `#` in it that ended the host part early:
-  // the rest would be read as a host, a database name or parameters, and shown as such (the password with it).
-  if (`${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) {
+  // A `/`, `?` or `#` before the first `@` is in the user or password, where it ends the host part early: the rest
+  // would be read as a host, a database name or parameters, and shown as such (the password with it).
+  const authority = url.slice(url.indexOf('//') + 2);
+  const userinfoEnd = authority.indexOf('@');
+  if (userinfoEnd >= 0 && /[/?#]/.test(authority.slice(0, userinfoEnd))) {
     reader.problems.push(
       'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
     );

@@ -148,6 +148,42 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
     });
   });
 
+  describe('with N = 3 and a 500 ms statement timeout', () => {
+    const N = 3;
+    const { server } = useNode({
+      env: { RATE_LIMIT_AUTH_PER_MIN: String(N), TRUST_PROXY_HOPS: '1', DB_STATEMENT_TIMEOUT_MS: '500' },
+    });
+
+    it('does not count a login that failed in the database before its password check among the right passwords', async () => {
+      const username = uniqueUsername('dberr');
+      expect(
+        (await post(server, '/auth/signup', freshIp(), { username, password: PASSWORD })).status,
+      ).to.equal(201);
+      const ip = freshIp();
+      for (let i = 0; i < N - 1; i++) {
+        expect((await post(server, '/auth/login', ip, { username, password: PASSWORD })).status).to.equal(
+          200,
+        );
+      }
+      // The user's lookup times out while the table is locked (the limits' counters are another table).
+      const { knex } = server.services.db;
+      const trx = await knex.transaction();
+      let failed;
+      try {
+        await trx.raw('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+        failed = await post(server, '/auth/login', ip, { username, password: PASSWORD });
+      } finally {
+        await trx.rollback();
+      }
+      expect(failed.status, JSON.stringify(failed.body)).to.equal(503);
+      const row = await knex('auth_rate_limits')
+        .where('key', `login_pair_ok:${username.toLowerCase()}|${ip}`)
+        .first<{ points: number } | undefined>('points');
+      expect(row?.points, 'right passwords counted').to.equal(N - 1);
+      expect((await post(server, '/auth/login', ip, { username, password: PASSWORD })).status).to.equal(200);
+    });
+  });
+
   describe('a signup whose address cannot be remembered', () => {
     const { server } = useNode({ env: { RATE_LIMIT_AUTH_PER_MIN: '20', TRUST_PROXY_HOPS: '1' } });
 

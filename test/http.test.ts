@@ -281,5 +281,28 @@ describe('HTTP basics', function () {
       expect(res.headers['x-request-id']).to.match(UUID);
       expect((JSON.parse(res.body) as { user: { id: string } }).user.id).to.equal(alice.id);
     });
+
+    it('answers an upgrade it declines pipelined behind a request still being answered, after it, in order', async () => {
+      const alice = await insertUser(server.services.db.knex, server.services.config);
+      const { hostname, port } = new URL(server.url);
+      const socket = net.connect({ host: hostname, port: Number(port) });
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      const host = `Host: ${hostname}:${port}\r\n`;
+      // One write: the first request reads the database, so its answer is still on its way when the second arrives.
+      socket.write(
+        `GET /auth/me HTTP/1.1\r\n${host}Authorization: Bearer ${alice.token}\r\n\r\n` +
+          `GET /healthz HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+      );
+      const timer = setTimeout(() => socket.destroy(), 5000);
+      await closed;
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('latin1');
+      const answers = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(answers, text).to.deep.equal(['200', '200']);
+      expect(text.indexOf('"user"'), 'the first answer first').to.be.below(text.indexOf('"status":"ok"'));
+    });
   });
 });

@@ -132,23 +132,21 @@ export function createAuthService(deps: AuthDeps): AuthService {
   async function verifyOwnPassword(user: User, password: string, ip: string): Promise<string> {
     if (user.username === null) throw new AppError('UNAUTHORIZED');
     const attempt = await limits.takePasswordAttempt(user.username, ip);
-    // Users outside lib/auth carry no hash (User's `public` columns): it is read here, where it is checked.
-    const stored = await User.query(knex).findById(user.id).select('password_hash');
-    let ok;
+    let checked: string;
     try {
-      ok = await passwords.verify(stored?.passwordHash ?? undefined, password);
+      // Users outside lib/auth carry no hash (User's `public` columns): it is read here, where it is checked.
+      const stored = await User.query(knex).findById(user.id).select('password_hash');
+      const ok = await passwords.verify(stored?.passwordHash ?? undefined, password);
+      if (!ok || !stored?.passwordHash) throw new AppError('INVALID_CREDENTIALS');
+      checked = stored.passwordHash;
     } catch (err) {
+      // A wrong password, or a check that failed on its way, gives back its point of the pair's right passwords
+      // (a wrong one stays counted as a failure); one never made gives back every point.
       await giveBackAfterRefusal(limits, attempt, err, logger);
       throw err;
     }
-    if (!ok || !stored?.passwordHash) {
-      const refused = new AppError('INVALID_CREDENTIALS');
-      // A wrong password gives back its point of the pair's right passwords (the failure stays counted).
-      await giveBackAfterRefusal(limits, attempt, refused, logger);
-      throw refused;
-    }
     await limits.passwordAccepted(attempt);
-    return stored.passwordHash;
+    return checked;
   }
 
   const profile = createProfileService({ ...deps, sessions, verifyOwnPassword });

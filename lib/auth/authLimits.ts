@@ -103,9 +103,10 @@ export interface PasswordAttempt {
 }
 
 /**
- * When `err` says a password was never checked (the node's password checks were full: `OVERLOADED`), gives the
- * attempt's points back; when it says the password was wrong (`INVALID_CREDENTIALS`), gives back only its point of
- * the pair's right passwords. Never throws: the caller answers with `err`, and a failure here is only logged.
+ * For an attempt that failed (`err`) before a right password was accepted: when the password was never checked
+ * (the node's password checks were full: `OVERLOADED`), gives all its points back; otherwise (a wrong password, or
+ * any other failure on the way: the database, say) gives back its point of the pair's right passwords, so that
+ * counter holds right passwords only. Never throws: the caller answers with `err`, and a failure here is only logged.
  */
 export async function giveBackAfterRefusal(
   limits: AuthLimits,
@@ -113,10 +114,9 @@ export async function giveBackAfterRefusal(
   err: unknown,
   logger: Logger,
 ): Promise<void> {
-  if (!(err instanceof AppError)) return;
   try {
-    if (err.code === 'OVERLOADED') await limits.passwordNotChecked(attempt);
-    else if (err.code === 'INVALID_CREDENTIALS') await limits.passwordRejected(attempt);
+    if (err instanceof AppError && err.code === 'OVERLOADED') await limits.passwordNotChecked(attempt);
+    else await limits.passwordRejected(attempt);
   } catch (rewardErr) {
     logger.warn({ err: rewardErr }, 'giving back a login attempt failed');
   }

@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import {
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AppError, toHttp } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -98,8 +103,15 @@ function headWithoutUpgrade(req: IncomingMessage): Buffer {
 export function serveDeclinedUpgrades(server: HttpServer, taken: (req: IncomingMessage) => boolean): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (taken(req)) return;
-    if (socket.destroyed) return;
-    socket.unshift(Buffer.concat([headWithoutUpgrade(req), head]));
-    server.emit('connection', socket);
+    const reinject = () => {
+      if (socket.destroyed) return;
+      socket.unshift(Buffer.concat([headWithoutUpgrade(req), head]));
+      server.emit('connection', socket);
+    };
+    // Pipelined behind a request still being answered on this connection: that answer keeps the socket until it
+    // ends, and the connection injected now would queue its own behind it for ever. It goes in once that one is done.
+    const answering = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (answering && !answering.writableFinished) answering.once('close', reinject);
+    else reinject();
   });
 }

@@ -194,6 +194,13 @@ describe('config', () => {
       });
     }
 
+    it('takes an @ in the database name (it is not a password that ended the host part)', () => {
+      const config = loadConfig(
+        env({ DATABASE_URL: 'postgres://chat:plainpass@db.internal:5432/team@prod' }),
+      );
+      expect(config.database.url).to.equal('postgres://chat:plainpass@db.internal:5432/team@prod');
+    });
+
     it('rejects a wrong protocol', () => {
       const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: 'mysql://u:pw@localhost:3306/db' })));
       expect(problems).to.have.length(1);

@@ -90,8 +90,8 @@ export function authRoutes(services: Services): Router {
     next();
   };
 
-  // A login the password gate refused (OVERLOADED) was never checked: its counted attempt is given back. A wrong
-  // password gives back its point of the pair's right passwords.
+  // A login the password gate refused (OVERLOADED) was never checked: its counted attempt is given back. Any other
+  // failure (a wrong password, the database) gives back its point of the pair's right passwords.
   const giveBack: ErrorRequestHandler = async (err: unknown, req, _res, next) => {
     if (req.passwordAttempt) await giveBackAfterRefusal(accounts.limits, req.passwordAttempt, err, req.log);
     next(err);
