@@ -1,9 +1,10 @@
-import { authenticateToken, endedSessions } from '../auth/tokens.js';
+import { authenticateToken } from '../auth/tokens.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { ServerErrorLog } from '../serverErrorLog.js';
 import { handle } from './handlers.js';
-import { endSessionLocally, moveToSession } from './notifier.js';
+import { moveToSession } from './notifier.js';
+import { endEndedSessions } from './revalidation.js';
 
 /**
  * `auth:refresh {token}`: a client that refreshed its access token hands the new one to its live socket, which
@@ -23,11 +24,8 @@ export function registerAuthHandlers(services: Services, serverError: ServerErro
         await moveToSession(socket, claims.sessionId);
         // As at the handshake: an end of that session that committed after the check above but before the join
         // was sent to a room this socket was not in yet. Look once more, now that it is.
-        const ended = await endedSessions(db.knex, new Map([[claims.sessionId, claims.userId]]));
-        for (const { userDeleted } of ended) {
-          endSessionLocally(services.io, claims.sessionId, userDeleted ? 'deleted' : 'revoked');
-        }
-        if (ended.length > 0) throw new AppError('UNAUTHORIZED');
+        const sessions = new Map([[claims.sessionId, claims.userId]]);
+        if ((await endEndedSessions(services.io, db.knex, sessions)) > 0) throw new AppError('UNAUTHORIZED');
       }
       // The expiry timer (lib/realtime/io.ts) reads this each time it fires, so it re-arms by itself. Never
       // earlier than now: an older token handed in late must not cut the socket's life short.

@@ -3,7 +3,7 @@ import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { DatabaseClock } from '../cluster/clock.js';
 import type { Config } from '../config.js';
-import { authenticateToken, endedSessions } from '../auth/tokens.js';
+import { authenticateToken } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -20,8 +20,8 @@ import {
   socketPacketGuard,
 } from './limits.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
-import { endSessionLocally, joinUserRoom, type InterServerEvents } from './notifier.js';
-import { createSocketRevalidation } from './revalidation.js';
+import { joinUserRoom, type InterServerEvents } from './notifier.js';
+import { createSocketRevalidation, endEndedSessions } from './revalidation.js';
 
 export interface SocketData {
   userId: string;
@@ -175,12 +175,8 @@ export function createRealtime(deps: {
     // session's room while this socket was not in it yet: look once more, now that it is, and end it as the
     // session end would have (`session:ended`, then the disconnect), so the client knows not to reconnect.
     const { userId, sessionId } = socket.data;
-    endedSessions(db.knex, new Map([[sessionId, userId]])).then(
-      (ended) => {
-        for (const { userDeleted } of ended)
-          endSessionLocally(io, sessionId, userDeleted ? 'deleted' : 'revoked');
-      },
-      (err: unknown) => logger.warn({ err, userId }, 'socket token re-check failed'),
+    endEndedSessions(io, db.knex, new Map([[sessionId, userId]])).catch((err: unknown) =>
+      logger.warn({ err, userId }, 'socket token re-check failed'),
     );
     let timer: NodeJS.Timeout | undefined;
     // Reads expiresAt each time it fires: `auth:refresh` moves it later and the timer simply re-arms. By

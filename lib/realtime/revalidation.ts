@@ -8,6 +8,23 @@ import type { AppServer } from './io.js';
 import { endSessionLocally, localNotices, localSockets, removeLocally } from './notifier.js';
 
 /** How often this node checks its sockets in any case: the longest a missed end or removal can last. */
+/**
+ * Ends on this node those of `sessions` (id to user id) that have ended in the database, as their end would have:
+ * `session:ended` (`deleted` for an account deletion, else `revoked`: the end's own reason went with the session),
+ * then the disconnect. Answers how many had ended.
+ */
+export async function endEndedSessions(
+  io: AppServer,
+  knex: Knex,
+  sessions: ReadonlyMap<string, string>,
+): Promise<number> {
+  const ended = await endedSessions(knex, sessions);
+  for (const { sessionId, userDeleted } of ended) {
+    endSessionLocally(io, sessionId, userDeleted ? 'deleted' : 'revoked');
+  }
+  return ended.length;
+}
+
 export const REVALIDATE_EVERY_MS = 60_000;
 
 /**
@@ -116,16 +133,13 @@ export function createSocketRevalidation(deps: {
   async function check(): Promise<void> {
     const { sessions, subscriptions } = localSockets(io);
     const [ended, departed] = await Promise.all([
-      endedSessions(knex, sessions),
+      endEndedSessions(io, knex, sessions),
       departedParticipants(knex, subscriptions),
     ]);
-    for (const { sessionId, userDeleted } of ended) {
-      endSessionLocally(io, sessionId, userDeleted ? 'deleted' : 'revoked');
-    }
     for (const { userId, conversationId } of departed) removeLocally(io, userId, conversationId);
-    if (ended.length > 0 || departed.length > 0) {
+    if (ended > 0 || departed.length > 0) {
       logger.warn(
-        { endedSessions: ended.length, removedSubscriptions: departed.length },
+        { endedSessions: ended, removedSubscriptions: departed.length },
         'sockets checked against the database: ended what the cluster events had not',
       );
     }
