@@ -16,6 +16,7 @@ import {
   putMessage,
 } from './helpers/chat.js';
 import { errorCodeOf, expectAckError, expectError } from './helpers/errors.js';
+import { controlBusSettled } from './helpers/faults.js';
 import { useNode, useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { sampleValue, scrape } from './helpers/prometheus.js';
@@ -169,6 +170,8 @@ describe('message failures, limits and shutdown', function () {
       const owner = await newUser(cut);
       const [friend] = await friendsOf(cut, owner, 1);
       const group = await createGroup(cut.url, owner, [friend!]);
+      // The group's own membership.changed, heard late, would drop the entry the read below caches.
+      await controlBusSettled(cut.services.controlBus);
       const readAs = (user: TestUser) =>
         request(cut.url, 'GET', `/conversations/${group.id}/messages`, { token: user.token });
       expect((await readAs(friend!)).status).to.equal(200);

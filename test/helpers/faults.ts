@@ -83,6 +83,16 @@ export async function terminateAll(databaseUrl: string): Promise<number> {
   return (result.rows[0] as { n: number }).n;
 }
 
+/**
+ * Every control event committed before this call has been heard by the node of `bus`: a marker published now is
+ * heard after them (PostgreSQL delivers notifications in commit order, and the bus hands each to its handlers at
+ * once). A test that warms a node's membership cache waits for this first, or the node's own late
+ * `membership.changed` of a conversation it just created can drop the entry the test relies on.
+ */
+export async function controlBusSettled(bus: ControlBus): Promise<void> {
+  await expectControlBusDelivers(bus, bus);
+}
+
 /** The control bus carries an event from one node to another (retrying while a LISTEN connection comes back). */
 export async function expectControlBusDelivers(from: ControlBus, to: ControlBus): Promise<void> {
   const conversationId = randomUUID();
