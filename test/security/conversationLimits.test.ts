@@ -76,14 +76,34 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
     // The first and the last member listen: once both have heard, every broadcast of the creation went out.
     const ears = await Promise.all([members[0]!, members.at(-1)!].map((m) => pool.open(b.url, m)));
     const heard = ears.map((socket) => record(socket, 'conversation:added'));
-    await createGroup(a.url, owner, members, 'a big one');
-    await waitFor(() => heard.every((events) => events.length === 1), { what: 'both members to hear' });
-    const [{ n: after }] = (await rows<{ n: number }>(
-      a.services.db.knex,
-      'SELECT count(*)::int AS n FROM socket_io_attachments',
-    )) as [{ n: number }];
-    // The conversation (with its 150 participants) is over NOTIFY's 8000 bytes: one attachment, for everyone.
-    expect(after - before).to.equal(1);
+    // Node A's broadcasts to the other nodes, counted as it makes them: it makes them all at once, in the tell of
+    // the creation it hears on the control bus, which may come after node B told its own sockets.
+    const adapter = a.services.io.of('/').adapter;
+    const broadcast = adapter.broadcast.bind(adapter);
+    const added: unknown[] = [];
+    adapter.broadcast = (packet, opts) => {
+      const { data } = packet as { data?: unknown };
+      if (!opts.flags?.local && Array.isArray(data) && data[0] === 'conversation:added') added.push(data[1]);
+      broadcast(packet, opts);
+    };
+    try {
+      await createGroup(a.url, owner, members, 'a big one');
+      await waitFor(() => heard.every((events) => events.length === 1), { what: 'both members to hear' });
+      const attachments = async () => {
+        const [{ n }] = (await rows<{ n: number }>(
+          a.services.db.knex,
+          'SELECT count(*)::int AS n FROM socket_io_attachments',
+        )) as [{ n: number }];
+        return n - before;
+      };
+      // The conversation (with its 150 participants) is over NOTIFY's 8000 bytes: one attachment, for everyone.
+      // Stored after its broadcast was made, so every broadcast of the creation has been made once it is there.
+      await waitFor(async () => (await attachments()) > 0, { what: "node A's broadcast of the creation" });
+      expect(added).to.have.length(1);
+      expect(await attachments()).to.equal(1);
+    } finally {
+      adapter.broadcast = broadcast;
+    }
   });
 
   it('pages GET /conversations with nextCursor, newest activity first, each conversation once', async () => {

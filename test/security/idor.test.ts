@@ -122,13 +122,17 @@ describe('IDOR: a non-participant against every conversation path', function () 
       what: 'the member to get the message',
     });
     // The edit may reach the member's node after the member's own reaction there: it is then read in its newer
-    // state, which the member already has (a change is delivered as the message's state, never twice).
+    // state, which the member already has (a change is delivered as the message's state, never twice). And the
+    // reaction may be committed on the member's node before it hears of the message: the message then reaches the
+    // member as its message:new in its current state, and its first state and the edit are passed over.
     await waitFor(
       () =>
-        memberUpdates.some((m) => m.body === 'edited for members' && m.reactions.length === 1) &&
-        memberUpdates.every((m) => m.id === sent.message.id),
+        [...memberGot, ...memberUpdates].some(
+          (m) => m.body === 'edited for members' && m.reactions.length === 1,
+        ) && [...memberGot, ...memberUpdates].every((m) => m.id === sent.message.id),
       { what: 'the member to get the edit and the reaction' },
     );
+    expect(memberGot).to.have.length(1);
     // One more round trip on each stranger socket, so anything in flight to them has arrived.
     for (const socket of [strangerA, strangerB]) await socket.emitWithAck('typing', { conversationId });
     expect(seen).to.deep.equal([]);
