@@ -5,6 +5,7 @@ import { createTestDatabase } from './postgres.js';
 import { startTestServer } from './server.js';
 import { connectSocket, type ClientSocket } from './sockets.js';
 import type { TestUser } from './users.js';
+import { waitFor } from './waitFor.js';
 
 /**
  * The mocha fixtures of a suite's nodes: real servers on one fresh database, started before the suite and closed
@@ -116,6 +117,16 @@ function useNodes(fixture: string, options: ReadonlyArray<NodeOptions | undefine
       if (node) {
         running[i] = await startTestServer(databaseUrl, node.env, node.logger, {
           passwordChecks: node.passwordChecks,
+        });
+      }
+    }
+    // Every node counts the others before the suite starts: a node that does not yet commits unannounced, and its
+    // first writes reach the others only by the catch-up a moment later, which a test would wait for by chance.
+    const started = running.filter((node): node is RunningServer => node !== undefined);
+    if (started.length > 1) {
+      for (const node of started) {
+        await waitFor(async () => (await node.services.io.of('/').adapter.serverCount()) === started.length, {
+          what: `${fixture}: every node to count the ${started.length} nodes`,
         });
       }
     }
