@@ -128,7 +128,11 @@ describe('sockets checked against the database, for cluster events a node missed
     const bob = await newUser();
     const carol = await newUser();
     await insertFriendship(knex, owner.id, bob.id);
+    const bobOnB = await pool.open(b.url, bob);
+    const bobAdded = record(bobOnB, 'conversation:added');
     const group = await createGroup(a.url, owner, [bob]);
+    // Node b has told the group's creation: its reload, heard late, would read carol's row below and tell her too.
+    await waitFor(() => bobAdded.length > 0, { what: 'the creation on node b' });
     const carolOnB = await pool.open(b.url, carol);
     const added = record(carolOnB, 'conversation:added');
     // As if node b's control bus had missed the addition's event (additions are told on it): straight in the
