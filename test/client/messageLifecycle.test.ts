@@ -202,11 +202,11 @@ describe('client SDK: the message lifecycle', function () {
     const second = await bobClient.edit(id, 1, 'v2');
     const third = await bobClient.edit(id, 1, 'v3');
     await waitFor(() => app.bySeq.get(1)?.version === third.version, { what: 'the third state' });
-    // Alice's node reads a change announced by another node in its current state: when it hears of the first edit
-    // after the second committed, it gives version 3 alone.
+    // Alice's node reads a message or a change announced by another node in its current state: when it hears of
+    // the first edit after the second committed, it gives version 3 alone, and when it reads the message itself
+    // after both, the message comes in its third state, with no update.
     const heardBefore = app.updates.map((m) => m.version);
-    expect(heardBefore.at(-1)).to.equal(3);
-    expect([[2, 3], [3]]).to.deep.include(heardBefore);
+    expect([[2, 3], [3], []]).to.deep.include(heardBefore);
 
     // An old state and a repeat of the current one arrive (as a late or doubled event would).
     a.services.notify.messagesUpdated([second, third]);
