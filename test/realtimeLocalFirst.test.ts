@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { FOLLOWS_REMOVALS_ROOM } from '../lib/realtime/notifier.js';
-import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import { createGroup, expectOk, friendsOf, newUser, record, rows, send, subscribe } from './helpers/chat.js';
 import { expectAckError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { holdPublishes } from './helpers/adapterHold.js';
@@ -178,5 +178,38 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
     expectOk(await send(ownerSocket, group.id, 'later'));
     await waitFor(() => ownerSaw.length === 3, { what: "the owner's third copy" });
     expect(hereMessages).to.have.length(1);
+  });
+
+  it('tells a removed user conversation:removed once when a write of the removing node found the removal first', async () => {
+    const owner = await newUser(nodeA);
+    const [member] = await friendsOf(nodeA, owner, 1);
+    const group = await createGroup(nodeA.url, owner, [member!]);
+    const here = await pool.open(nodeA.url, member!);
+    const hereRemoved = record(here, 'conversation:removed');
+    await subscribe(here, group.id);
+
+    // The removing node goes on after its commit only once a write of it has found the removal (before the node
+    // heard the removal's event): that write tells the user's sockets here, and the removing node must not again.
+    const { notify } = nodeA.services;
+    const removedHere = notify.conversationRemoved.bind(notify);
+    const waiting: Array<() => void> = [];
+    notify.conversationRemoved = (userId, conversationId, removals) =>
+      waiting.push(() => removedHere(userId, conversationId, removals));
+    try {
+      await removeParticipant(owner, group.id, member!.id);
+      expect(waiting).to.have.length(1);
+      const [{ removals }] = (await rows<{ removals: number }>(
+        nodeA.services.db.knex,
+        'SELECT removals FROM conversations WHERE id = ?',
+        [group.id],
+      )) as [{ removals: number }];
+      notify.keepParticipantsOnly(group.id, new Set([owner.id]), removals);
+    } finally {
+      notify.conversationRemoved = removedHere;
+      for (const run of waiting.splice(0)) run();
+    }
+    // A round trip of the removed socket, answered after anything the node told it.
+    expectAckError(await here.emitWithAck('typing', { conversationId: group.id }), 'NOT_FOUND');
+    expect(hereRemoved).to.deep.equal([{ conversationId: group.id }]);
   });
 });

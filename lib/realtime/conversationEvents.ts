@@ -30,9 +30,10 @@ export interface ConversationEvents {
    * `userId`'s sockets on this node have just been told `conversation:removed`, out of the chain (the node that
    * removed them, or a write that found the removal before this node heard of it: lib/messaging/removals.ts),
    * with the conversation's removals counted then: the conversation's events heard before that removal tell them
-   * nothing more, and the removal's own event does not tell them again.
+   * nothing more, and the removal's own event does not tell them again. False, marking nothing, when they were
+   * told of this removal here already (a write of this node found it before the node that made it went on).
    */
-  removedHere(userId: string, conversationId: string, removals: number | undefined): void;
+  removedHere(userId: string, conversationId: string, removals: number | undefined): boolean;
   /**
    * The conversation as its next events show it (lib/conversations/queries.ts), undefined if it does not exist.
    * Called through this object, so that a test can hold it.
@@ -78,6 +79,12 @@ export function createConversationEvents(deps: {
    * user is added again).
    */
   const toldRemoved = new Map<string, number>();
+  /**
+   * The same pairs' latest removal told out of the chain (`removedHere()`), kept after its place in the chain is
+   * reached: the node that made a removal, going on after a write of its own told it first, does not tell it again.
+   * At most {@link MAX_TOLD_REMOVED}.
+   */
+  const lastToldRemoval = new Map<string, number>();
   const chains = new Map<string, Chain>();
   let closed = false;
 
@@ -225,7 +232,13 @@ export function createConversationEvents(deps: {
 
   const events: ConversationEvents = {
     removedHere(userId, conversationId, removals) {
-      if (removals !== undefined) markRemoved(userId, conversationId, removals);
+      if (removals === undefined) return true;
+      const key = removalKey(userId, conversationId);
+      const told = lastToldRemoval.get(key);
+      if (told !== undefined && removals <= told) return false;
+      setBounded(lastToldRemoval, key, removals, MAX_TOLD_REMOVED);
+      markRemoved(userId, conversationId, removals);
+      return true;
     },
     async reload(conversationId) {
       return (await loadConversation(knex, conversationId))?.toPublic();

@@ -237,8 +237,11 @@ export function createNotifier(
       }
     },
     conversationRemoved(userId, conversationId, removals) {
-      removeLocally(io, userId, conversationId);
-      conversationEvents.removedHere(userId, conversationId, removals);
+      // A write of this node that committed after the removal may have told them first (keepParticipantsOnly):
+      // then their sockets left the room already, and hear it once.
+      if (conversationEvents.removedHere(userId, conversationId, removals))
+        removeLocally(io, userId, conversationId);
+      else io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
       stopLeaving(userId, conversationId);
       // To nodes of 0.2.0, as that release did it; the other nodes of this release follow the control bus.
       const onOlderNodes = io.in(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM);
