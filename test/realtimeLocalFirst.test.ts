@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { FOLLOWS_REMOVALS_ROOM } from '../lib/realtime/notifier.js';
+import type { RunningServer } from '../lib/server.js';
 import { createGroup, expectOk, friendsOf, newUser, record, rows, send, subscribe } from './helpers/chat.js';
 import { expectAckError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
@@ -157,20 +158,14 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
     await waitFor(() => hereMessages.length === 1, { what: 'the message before the removal' });
 
     // As if node A read the next message's commit before the removal's: what follows the commit waits.
-    const { notify } = nodeA.services;
-    // Bound: the node's own method, put back afterwards.
-    const removedHere = notify.conversationRemoved.bind(notify);
-    const waiting: Array<() => void> = [];
-    notify.conversationRemoved = (userId, conversationId, removals) =>
-      waiting.push(() => removedHere(userId, conversationId, removals));
+    const held = holdRemovalNotices(nodeA);
     try {
       await removeParticipant(owner, group.id, member!.id);
-      expect(waiting).to.have.length(1);
+      expect(held.count()).to.equal(1);
       expectOk(await send(ownerSocket, group.id, 'after the removal'));
       await waitFor(() => ownerSaw.length === 2, { what: "the owner's copy" });
     } finally {
-      notify.conversationRemoved = removedHere;
-      for (const run of waiting.splice(0)) run();
+      held.release();
     }
     await waitFor(() => hereRemoved.length === 1, { what: 'the removal' });
     expect(hereMessages.map((m) => m.body)).to.deep.equal(['before the removal']);
@@ -190,26 +185,41 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
 
     // The removing node goes on after its commit only once a write of it has found the removal (before the node
     // heard the removal's event): that write tells the user's sockets here, and the removing node must not again.
-    const { notify } = nodeA.services;
-    const removedHere = notify.conversationRemoved.bind(notify);
-    const waiting: Array<() => void> = [];
-    notify.conversationRemoved = (userId, conversationId, removals) =>
-      waiting.push(() => removedHere(userId, conversationId, removals));
+    const held = holdRemovalNotices(nodeA);
     try {
       await removeParticipant(owner, group.id, member!.id);
-      expect(waiting).to.have.length(1);
+      expect(held.count()).to.equal(1);
       const [{ removals }] = (await rows<{ removals: number }>(
         nodeA.services.db.knex,
         'SELECT removals FROM conversations WHERE id = ?',
         [group.id],
       )) as [{ removals: number }];
-      notify.keepParticipantsOnly(group.id, new Set([owner.id]), removals);
+      nodeA.services.notify.keepParticipantsOnly(group.id, new Set([owner.id]), removals);
     } finally {
-      notify.conversationRemoved = removedHere;
-      for (const run of waiting.splice(0)) run();
+      held.release();
     }
     // A round trip of the removed socket, answered after anything the node told it.
     expectAckError(await here.emitWithAck('typing', { conversationId: group.id }), 'NOT_FOUND');
     expect(hereRemoved).to.deep.equal([{ conversationId: group.id }]);
   });
 });
+
+/**
+ * Holds what the node that removes a participant does after its commit (`conversationRemoved`: the user's sockets
+ * here leave the room and are told) until `release()`, which puts the node's own method back and runs what waited.
+ */
+function holdRemovalNotices(node: RunningServer) {
+  const { notify } = node.services;
+  const original = notify.conversationRemoved.bind(notify);
+  const waiting: Array<() => void> = [];
+  notify.conversationRemoved = (userId, conversationId, removals) => {
+    waiting.push(() => original(userId, conversationId, removals));
+  };
+  return {
+    count: () => waiting.length,
+    release() {
+      notify.conversationRemoved = original;
+      for (const run of waiting.splice(0)) run();
+    },
+  };
+}
