@@ -16,6 +16,11 @@ export class CounterState {
     readonly remainingPoints: number,
     /** Milliseconds until the window ends (-1: it never does). */
     readonly msBeforeNext: number,
+    /**
+     * Which window of the key this is: its end by PostgreSQL's clock (null: none, or one that never ends). A new
+     * window of the same key ends later, so a point taken in one window can be given back to that window only.
+     */
+    readonly window: string | null = null,
   ) {}
 }
 
@@ -72,16 +77,19 @@ export class ClusterCounter {
 
   /**
    * Gives `points` back, never below zero. A key without a live window (it ended, or was deleted in between) is
-   * left alone: a window started by a reward would open below zero and allow more than the limit.
+   * left alone: a window started by a reward would open below zero and allow more than the limit. With `window`
+   * (the {@link CounterState.window} of the change that took the points), only to that window: points taken in a
+   * window that has ended since are not given to the next one, which would then allow more than the limit.
    */
-  async reward(key: string, points = 1): Promise<CounterState> {
+  async reward(key: string, points = 1, window?: string | null): Promise<CounterState> {
+    const sameWindow = window === undefined ? '' : ' AND r.expire IS NOT DISTINCT FROM ?::bigint';
     const result = await this.knex.raw<{ rows: CounterRow[] }>(
       `WITH t AS (SELECT ${NOW_MS} AS now_ms)
        UPDATE ${CLUSTER_LIMITS_TABLE} AS r SET points = GREATEST(r.points - ?::integer, 0)
          FROM t
-        WHERE r.key = ? AND (r.expire IS NULL OR r.expire > t.now_ms)
+        WHERE r.key = ? AND (r.expire IS NULL OR r.expire > t.now_ms)${sameWindow}
        RETURNING r.points, r.expire, t.now_ms`,
-      [points, this.rowKey(key)],
+      window === undefined ? [points, this.rowKey(key)] : [points, this.rowKey(key), window],
     );
     const row = result.rows[0];
     return row === undefined ? new CounterState(0, this.points, 0) : this.stateOf(row);
@@ -148,7 +156,7 @@ export class ClusterCounter {
     // The window's points: only this change's when the window started with it (as rate-limiter-flexible counted).
     const consumed = row.points;
     const msBeforeNext = row.expire === null ? -1 : Math.max(Number(row.expire) - Number(row.now_ms), 0);
-    return new CounterState(consumed, Math.max(this.points - consumed, 0), msBeforeNext);
+    return new CounterState(consumed, Math.max(this.points - consumed, 0), msBeforeNext, row.expire);
   }
 }
 
@@ -170,10 +178,13 @@ export function retryAfterSeconds(res: CounterState): number {
   return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
 }
 
-/** Takes one point; RATE_LIMITED past the limit, the store's own error (DB_UNAVAILABLE, ...) otherwise. */
-export async function takePoint(limiter: ClusterCounter, key: string): Promise<void> {
+/**
+ * Takes one point; RATE_LIMITED past the limit, the store's own error (DB_UNAVAILABLE, ...) otherwise. Answers the
+ * window the point went to (for {@link ClusterCounter.reward}).
+ */
+export async function takePoint(limiter: ClusterCounter, key: string): Promise<string | null> {
   try {
-    await limiter.consume(key);
+    return (await limiter.consume(key)).window;
   } catch (err) {
     if (err instanceof LimitReached) {
       throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err.state) });

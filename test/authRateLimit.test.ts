@@ -537,6 +537,50 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       await expectLimit(live);
     });
 
+    it("gives a point back to its own window only: a check that ends after its minute leaves the next minute's limits whole", async () => {
+      const { knex } = a.services.db;
+      const { limits } = a.services.auth;
+      const ip = freshIp();
+      /** Ends the current windows of `keys`, by PostgreSQL's clock (as a minute passing would). */
+      const windowsEnd = (keys: string[]) =>
+        knex.raw(
+          `UPDATE auth_rate_limits SET expire = (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 1000
+            WHERE key = ANY(?)`,
+          [keys],
+        );
+
+      // A wrong password whose check outlives its minute.
+      const username = await account(a);
+      const pair = `${username.toLowerCase()}|${ip}`;
+      const slowWrong = await limits.takePasswordAttempt(username, ip);
+      await windowsEnd([`login_pair_ok:${pair}`]);
+      for (let i = 0; i < N; i++) {
+        const res = await post(i % 2 === 0 ? a : b, '/auth/login', ip, { username, password: PASSWORD });
+        expect(res.status, `login ${i + 1}`).to.equal(200);
+      }
+      await limits.passwordRejected(slowWrong);
+      // The new minute counted N right passwords: the old minute's point does not come off it.
+      expectLimited(await post(b, '/auth/login', ip, { username, password: PASSWORD }), 60);
+
+      // A right password whose check outlives the address's minute of failures.
+      const other = await account(a);
+      const slowRight = await limits.takePasswordAttempt(other, ip);
+      await windowsEnd([`login_ip_minute:${ip}`]);
+      for (let i = 0; i < N; i++) {
+        const res = await post(i % 2 === 0 ? a : b, '/auth/login', ip, {
+          username: uniqueUsername('stuff'),
+          password: WRONG,
+        });
+        expectError(res, 401, 'INVALID_CREDENTIALS');
+      }
+      await limits.passwordAccepted(slowRight);
+      // The new minute holds N failures: the success gives back no point of it.
+      expectLimited(
+        await post(a, '/auth/login', ip, { username: uniqueUsername('stuff'), password: WRONG }),
+        60,
+      );
+    });
+
     it('refuses an address N refused made-up refreshes a minute on a node, before any query; real tokens refresh there', async () => {
       const madeUp = () => `${'x'.repeat(42)}${nextIp % 10}`;
       const ip = freshIp();

@@ -100,6 +100,22 @@ export interface PasswordAttempt {
   readonly ip: string;
   /** Whether it took a point from the IP's counters (a known pair does not). */
   readonly tookIp: boolean;
+  /**
+   * The window each point went to (`CounterState.window` in lib/clusterLimits.ts): a point is given back to its own
+   * window only, never to the next one of the same key (which would then allow one more than the limit). A counter
+   * absent here took no point (the IP's, for a known pair).
+   */
+  readonly windows: AttemptWindows;
+}
+
+/** The windows of a password attempt's points, by counter. */
+export interface AttemptWindows {
+  readonly success?: string | null;
+  readonly pair?: string | null;
+  readonly pairHour?: string | null;
+  readonly ipMinute?: string | null;
+  readonly ip?: string | null;
+  readonly username?: string | null;
 }
 
 /**
@@ -131,7 +147,7 @@ export interface AuthLimitsDeps {
 
 const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
-  takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false }),
+  takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false, windows: {} }),
   passwordAccepted: () => Promise.resolve(),
   passwordRejected: () => Promise.resolve(),
   passwordNotChecked: () => Promise.resolve(),
@@ -166,11 +182,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
 
   const take = (target: ClusterCounter, key: string) => takePoint(target, key);
 
-  /** The pair's counter, locking the pair out for longer each time it runs over. */
-  async function takePair(key: string): Promise<void> {
+  /** The pair's counter, locking the pair out for longer each time it runs over; answers the point's window. */
+  async function takePair(key: string): Promise<string | null> {
     try {
-      await pair.consume(key);
-      return;
+      return (await pair.consume(key)).window;
     } catch (err) {
       if (!(err instanceof LimitReached)) throw err;
       // Only the attempt that ran over starts a lockout; later ones wait for it to end.
@@ -191,12 +206,12 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
    * A point of the pair's right passwords, taken before the check: a refused one is given straight back (it was no
    * check), so that the counter holds the pair's successes and its checks in flight, and never more.
    */
-  async function takeSuccess(key: string): Promise<void> {
+  async function takeSuccess(key: string): Promise<string | null> {
     try {
-      await pairSuccesses.consume(key);
+      return (await pairSuccesses.consume(key)).window;
     } catch (err) {
       if (!(err instanceof LimitReached)) throw err;
-      await pairSuccesses.reward(key);
+      await pairSuccesses.reward(key, 1, err.state.window);
       throw new AppError('RATE_LIMITED', { retryAfter: retryAfterSeconds(err.state) });
     }
   }
@@ -212,55 +227,61 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   timer.unref();
 
   return {
-    takeSignup: (ip) => take(signups, ip),
+    async takeSignup(ip) {
+      await take(signups, ip);
+    },
     async takePasswordAttempt(username, ip) {
       const key = pairKey(username, ip);
       // First, so that a pair past its right passwords takes no failure points (the owner is not locked out).
-      await takeSuccess(key);
+      const success = await takeSuccess(key);
       try {
-        await takePair(key);
-        await take(pairHour, key);
+        const pairWindow = await takePair(key);
+        const pairHourWindow = await take(pairHour, key);
         // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
         // another client there spent the address's failures.
         const tookIp = (await knownPairs.get(key)) === null;
-        if (tookIp) {
-          await take(byIpMinute, ip);
-          await take(byIp, ip);
-        }
-        await take(byUsername, username.toLowerCase());
-        return { username, ip, tookIp };
+        const ipWindows = tookIp ? { ipMinute: await take(byIpMinute, ip), ip: await take(byIp, ip) } : {};
+        const usernameWindow = await take(byUsername, username.toLowerCase());
+        const windows: AttemptWindows = {
+          success,
+          pair: pairWindow,
+          pairHour: pairHourWindow,
+          ...ipWindows,
+          username: usernameWindow,
+        };
+        return { username, ip, tookIp, windows };
       } catch (err) {
         // Refused (or failed) before the check: no password was checked, so its point of the right passwords goes
         // back. The failure points already taken stay, as every refusal leaves them.
-        await pairSuccesses.reward(key).catch((rewardErr: unknown) => {
+        await pairSuccesses.reward(key, 1, success).catch((rewardErr: unknown) => {
           logger.warn({ err: rewardErr }, 'giving back a refused login attempt failed');
         });
         throw err;
       }
     },
-    async passwordAccepted({ username, ip, tookIp }) {
+    async passwordAccepted({ username, ip, tookIp, windows }) {
       const key = pairKey(username, ip);
       // The point of the pair's right passwords that the attempt took before the check stays: it was one.
       await Promise.all([
         pair.delete(key),
         lockouts.delete(key),
         pairHour.delete(key),
-        ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),
-        byUsername.reward(username.toLowerCase()),
+        ...(tookIp ? [byIpMinute.reward(ip, 1, windows.ipMinute), byIp.reward(ip, 1, windows.ip)] : []),
+        byUsername.reward(username.toLowerCase(), 1, windows.username),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
       ]);
     },
-    async passwordRejected({ username, ip }) {
-      await pairSuccesses.reward(pairKey(username, ip));
+    async passwordRejected({ username, ip, windows }) {
+      await pairSuccesses.reward(pairKey(username, ip), 1, windows.success);
     },
-    async passwordNotChecked({ username, ip, tookIp }) {
+    async passwordNotChecked({ username, ip, tookIp, windows }) {
       const key = pairKey(username, ip);
       await Promise.all([
-        pairSuccesses.reward(key),
-        pair.reward(key),
-        pairHour.reward(key),
-        ...(tookIp ? [byIpMinute.reward(ip), byIp.reward(ip)] : []),
-        byUsername.reward(username.toLowerCase()),
+        pairSuccesses.reward(key, 1, windows.success),
+        pair.reward(key, 1, windows.pair),
+        pairHour.reward(key, 1, windows.pairHour),
+        ...(tookIp ? [byIpMinute.reward(ip, 1, windows.ipMinute), byIp.reward(ip, 1, windows.ip)] : []),
+        byUsername.reward(username.toLowerCase(), 1, windows.username),
       ]);
     },
     async signedUp(username, ip) {
