@@ -1,7 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { ControlEvent } from '../lib/cluster/controlBus.js';
 import type { RunningServer } from '../lib/server.js';
-import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import {
+  commitUnannounced,
+  createGroup,
+  expectOk,
+  friendsOf,
+  newUser,
+  record,
+  send,
+  subscribe,
+} from './helpers/chat.js';
 import { captureLogs } from './helpers/logCapture.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -124,6 +134,46 @@ describe('a node does not deliver its own writes to a participant removed by a r
     await waitFor(() => ownerUpdates.length === 1, { what: "the owner's update" });
     expect(removedUpdates).to.have.length(0);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+  });
+
+  it('a catch-up read after the removal gives what it read to the others here, not the removed user', async () => {
+    const { member, writer, group, ownerSocket, writerSocket, removed, removedElsewhere } =
+      await setUp(nodeA);
+    const ownerMessages = record(ownerSocket, 'message:new');
+    const ownerUpdates = record(ownerSocket, 'message:updated');
+    const removedMessages = record(removed, 'message:new');
+    const removedUpdates = record(removed, 'message:updated');
+    const removedNotices = record(removed, 'conversation:removed');
+    const elsewhereNotices = record(removedElsewhere, 'conversation:removed');
+    const first = expectOk(await send(writerSocket, group.id, 'before'));
+    await waitFor(() => ownerMessages.length === 1 && removedMessages.length === 1, {
+      what: 'the first message',
+    });
+
+    // The removal, then a message and an edit committed by a node whose announcements node B never hears (one
+    // that died right after its commits): node B reads them at its next catch-up (a node fallen silent, a count of
+    // nodes that grew, its control bus back), and has not heard of the removal either.
+    await removeUnheard(group.id, member.id);
+    await commitUnannounced(nodeA.services.db, group.id, [
+      {
+        kind: 'send',
+        senderId: writer.id,
+        clientMsgId: randomUUID(),
+        body: 'after the removal',
+        replyToSeq: null,
+      },
+    ]);
+    await commitUnannounced(nodeA.services.db, group.id, [
+      { kind: 'edit', userId: writer.id, seq: first.message.seq, body: 'edited after the removal' },
+    ]);
+    nodeB.services.messaging.resync();
+    await waitFor(() => ownerMessages.length === 2 && ownerUpdates.length === 1, {
+      what: "the owner's catch-up",
+    });
+    expect(removedMessages.map((m) => m.body)).to.deep.equal(['before']);
+    expect(removedUpdates).to.have.length(0);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+    expect(elsewhereNotices).to.deep.equal([{ conversationId: group.id }]);
   });
 
   it('a commit whose removals cannot be checked is acked and stored, delivered to nobody here, and logged; the next write checks again', async () => {

@@ -113,6 +113,14 @@ export interface FanoutDeps {
   holeSettleMs?: number;
   /** How often the heartbeat runs. @default 1000 */
   beatMs?: number;
+  /**
+   * Before a catch-up hands what it read from `messages` to this node's subscribers: takes out of the room here
+   * every participant removed by a removal committed before that read which this node has not heard of yet
+   * (`beforeCatchUp` in lib/messaging/removals.ts). Announcements need no such step: a removal's event comes before them on the
+   * same LISTEN connection, in commit order; a catch-up reads whatever has committed, heard of or not.
+   * @default none (a fanout without removals, in tests)
+   */
+  removalsChecked?: (conversationId: string) => Promise<void>;
 }
 
 /**
@@ -272,7 +280,7 @@ interface Starting {
 const MAX_UNSETTLED = 256;
 
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
-  const { knex, notify, logger } = deps;
+  const { knex, notify, logger, removalsChecked } = deps;
   const node = randomUUID();
   /** Per conversation, the delivery still reading its range: later ones wait for it, so order is kept. */
   const reading = new Map<string, Promise<void>>();
@@ -701,6 +709,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       const after = given.get(conversationId)?.seq;
       if (after === undefined) return { kind: 'new', messages: [] };
       const messages = await readMessagesAfter(knex, conversationId, after);
+      if (messages.length > 0) await removalsChecked?.(conversationId);
       return {
         kind: 'new',
         messages,
@@ -717,6 +726,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         // every version read, so none may be left out (a message above the seq mark, sent and changed while the
         // first read ran, would have its change counted as given, and its announcement passed over).
         const messages = await readChangedAfter(knex, conversationId, marks.version);
+        if (messages.length > 0) await removalsChecked?.(conversationId);
         return {
           kind: 'updated',
           messages,

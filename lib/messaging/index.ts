@@ -83,6 +83,7 @@ function newsOf(written: readonly Written[]): CommitNews {
 export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const { config, db, metrics, notify } = deps;
   const logger = deps.logger.child({ component: 'messaging' });
+  const removals = createRemovals(db.knex, notify);
   const fanout = await createFanout({
     bus: deps.controlBus,
     knex: db.knex,
@@ -90,6 +91,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     nodeCount: deps.nodeCount,
     logger,
     mode: config.limits.announce,
+    removalsChecked: (conversationId) => removals.beforeCatchUp(conversationId),
   });
   const writer = createGroupCommitWriter({
     connections: db.connections,
@@ -105,7 +107,6 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     },
   });
   const membership = createMembership(db.knex, { missesPerSecond: config.limits.readsPerSecond });
-  const removals = createRemovals(db.knex, notify);
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,

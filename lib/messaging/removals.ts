@@ -24,6 +24,12 @@ export interface Removals {
    * when this node has heard of as many, else the check above, which rejects if the participants cannot be read.
    */
   beforeDelivering(conversationId: string, removals: number): Promise<void> | undefined;
+  /**
+   * Before a catch-up delivers what it read from `messages` (a write of another node whose announcement never
+   * came, heard of by no event): reads the conversation's count of removals, which includes every removal
+   * committed before that read, then does the check above. Rejects if the count or the participants cannot be read.
+   */
+  beforeCatchUp(conversationId: string): Promise<void>;
 }
 
 /**
@@ -60,11 +66,20 @@ export function createRemovals(
     heard(conversationId, counted);
   }
 
+  function beforeDelivering(conversationId: string, removals: number): Promise<void> | undefined {
+    if (removals <= (counts.get(conversationId) ?? 0)) return undefined;
+    return catchUp(conversationId, removals);
+  }
+
   return {
     heard,
-    beforeDelivering(conversationId, removals) {
-      if (removals <= (counts.get(conversationId) ?? 0)) return undefined;
-      return catchUp(conversationId, removals);
+    beforeDelivering,
+    async beforeCatchUp(conversationId) {
+      const result = await knex.raw<{ rows: Array<{ removals: number }> }>(
+        'SELECT removals FROM conversations WHERE id = ?',
+        [conversationId],
+      );
+      await beforeDelivering(conversationId, result.rows[0]?.removals ?? 0);
     },
   };
 }
