@@ -200,6 +200,37 @@ describe('sockets checked against the database, for cluster events a node missed
     ]);
   });
 
+  it('a request accepted while a node was not listening, and unfriended since, is not announced there', async () => {
+    const bob = await newUser();
+    const carol = await newUser();
+    const dave = await newUser();
+    const asked = await request<{ request: { id: string } }>(a.url, 'POST', '/friends/requests', {
+      token: bob.token,
+      body: { username: dave.username },
+    });
+    expect(asked.status).to.equal(201);
+    const bobOnB = await pool.open(b.url, bob);
+    const requests = record(bobOnB, 'friend:request');
+    const accepted = record(bobOnB, 'friend:accepted');
+
+    await cutAdapterListeners();
+    const byDave = await request(a.url, 'POST', `/friends/requests/${asked.body.request.id}/accept`, {
+      token: dave.token,
+    });
+    expect(byDave.status).to.equal(200);
+    const unfriended = await request(a.url, 'DELETE', `/friends/${bob.id}`, { token: dave.token });
+    expect(unfriended.status).to.equal(204);
+    // Told in the same pass as the accepted requests: once bob hears it, the node has told all it will.
+    const fromCarol = await request(a.url, 'POST', '/friends/requests', {
+      token: carol.token,
+      body: { username: bob.username },
+    });
+    expect(fromCarol.status).to.equal(201);
+
+    await waitFor(() => requests.length > 0, { what: 'the missed request on the other node' });
+    expect(accepted).to.deep.equal([]);
+  });
+
   it('the timer finds an ended session or a lost membership with no event at all, and tells why', async () => {
     const { knex } = b.services.db;
     const { member: carol, group, socket: carolOnB } = await groupWithMemberOnB();

@@ -121,7 +121,8 @@ export interface XFChatClientEvents {
   /**
    * This session is over and the client has forgotten its tokens: show the login screen. `reason` says why:
    * `logged_out` (from another device), `revoked`, `password_changed`, `expired`, `reused` (the refresh token
-   * was used twice: possibly stolen) or `deleted`. Not fired for this client's own logout().
+   * was used twice: possibly stolen) or `deleted`. Not fired for this client's own logout(), logoutAll() or
+   * deleteAccount(), except for a deleteAccount() that rejects after the session ended all the same.
    */
   sessionEnded: SessionEnded;
   /** New tokens (the same as the `onTokens` option): persist `refreshToken`. */
@@ -159,6 +160,11 @@ export class XFChatClient {
    * refused after it) is not reported as news.
    */
   private leaving = false;
+  /**
+   * The reason of a session end heard (and kept quiet) during this client's own logout or account deletion: told
+   * after all when the deletion fails, as the application then still takes the session for a live one.
+   */
+  private endedWhileLeaving: SessionEndReason | undefined;
   private readonly closing = new Closing();
   /**
    * The end of the session held now: closed (with UNAUTHORIZED) when it ends here, and replaced by a fresh one for the
@@ -308,7 +314,8 @@ export class XFChatClient {
 
   /**
    * Deletes my account for good (INVALID_CREDENTIALS if `password` is wrong), then forgets the session like
-   * logout(). A refused or failed deletion leaves the session as it was.
+   * logout(). A refused or failed deletion leaves the session as it was, unless the server ended it meanwhile (a
+   * deletion done whose answer was lost, heard on the live socket): then `sessionEnded` fires before the rejection.
    */
   async deleteAccount(password: string): Promise<void> {
     await this.leave(() => this.http('DELETE', '/users/me', { body: { password } }), false);
@@ -507,22 +514,30 @@ export class XFChatClient {
    * forgets locally whatever the server answered (UNAUTHORIZED: the session had already ended elsewhere, which is
    * what was asked; any other failure is passed on, so the application knows the server may still hold the
    * session until it expires). A deletion the server refused (a wrong password, an unreachable server) leaves the
-   * session as it was.
+   * session as it was, unless the session ended meanwhile: then `sessionEnded` tells it, with the server's reason.
    */
   private async leave(request: () => Promise<void>, forgetAnyway = true): Promise<void> {
     this.leaving = true;
+    this.endedWhileLeaving = undefined;
     let failure: XFChatError | undefined;
     try {
       await request();
     } catch (err) {
-      if (!forgetAnyway) throw err;
-      const error = toXFChatError(err);
-      if (error.code !== 'UNAUTHORIZED') failure = error;
+      failure = toXFChatError(err);
     } finally {
       this.leaving = false;
     }
+    if (failure !== undefined && !forgetAnyway) {
+      // A failed deletion keeps the session, unless the server ended it meanwhile: a deletion done whose answer
+      // was lost (the live socket hears `session:ended` "deleted" before the answer would have come), or an end
+      // from elsewhere. The session is forgotten already (sessionEnded() ran, quietly): without the event, the
+      // application, told only that the deletion failed, would go on with a client that has no session.
+      if (this.endedWhileLeaving !== undefined)
+        this.events.emit('sessionEnded', { reason: this.endedWhileLeaving });
+      throw failure;
+    }
     this.endLocally(new XFChatError('UNAUTHORIZED', 'Logged out: the session this belonged to has ended.'));
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined && failure.code !== 'UNAUTHORIZED') throw failure;
   }
 
   /**
@@ -627,6 +642,7 @@ export class XFChatClient {
     if (this.connection.state !== 'disconnected') this.connection.stop(error);
     this.endLocally(error);
     if (!this.leaving) this.events.emit('sessionEnded', { reason });
+    else this.endedWhileLeaving = reason;
   }
 
   private wireEvents(): void {

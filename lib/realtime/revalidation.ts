@@ -77,9 +77,10 @@ export interface SocketRevalidation {
  *
  * The notices a user's sockets would have heard in the gap are told again, from the database, once the adapter
  * and the control bus both listen again after either lost its connection (additions to groups come on the control
- * bus, the other notices through the adapter): `conversation:added` for every conversation a user with a socket here joined since the connection ended
- * (less {@link MISSED_NOTICES_MARGIN_MS}), `friend:request` for every request to them made since then that still
- * waits, `friend:accepted` for every request of theirs accepted since then. A socket may hear one of them twice
+ * bus, the other notices through the adapter): `conversation:added` for every conversation a user with a socket
+ * here joined since the connection ended (less {@link MISSED_NOTICES_MARGIN_MS}), `friend:request` for every
+ * request to them made since then that still waits, `friend:accepted` for every request of theirs accepted since
+ * then whose friendship still exists. A socket may hear one of them twice
  * (one sent just before the end); each carries the current state, so hearing it again changes nothing. Notices
  * whose state the database does not date (`conversation:updated`, `user:updated`, `typing`, `conversation:read`)
  * are not told again: clients reload them when they reconnect.

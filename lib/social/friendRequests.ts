@@ -154,8 +154,14 @@ export async function endPendingRequests(
 
 /**
  * What `userIds` were told of friend requests at or after `since`: requests to them that still wait (from the
- * incoming index), and requests of theirs accepted since then; with their users, newest first, at most `limit` of
- * each.
+ * incoming index), and requests of theirs accepted since then whose friendship still exists; with their users,
+ * newest first, at most `limit` of each.
+ *
+ * An accepted request keeps its status when its friendship ends (an unfriending, or a block), so by the status
+ * alone a node that missed the acceptance would announce, after the end, a friendship that no longer exists: a
+ * client that takes `friend:accepted` as a new friend would show one the sender does not have, and no event
+ * takes it back (an unfriending is told to no one). Told live, the event comes before the end, never after it. A
+ * pair that has become friends again since is told (its friendship exists).
  */
 export async function requestNoticesSince(
   knex: Knex,
@@ -176,6 +182,13 @@ export async function requestNoticesSince(
       .whereRaw('from_user_id = ANY (?::uuid[])', [[...userIds]])
       .where('status', 'accepted')
       .where('responded_at', '>=', since)
+      .whereExists(
+        Friendship.query(knex)
+          .whereRaw('friendships.user_low = LEAST(friend_requests.from_user_id, friend_requests.to_user_id)')
+          .whereRaw(
+            'friendships.user_high = GREATEST(friend_requests.from_user_id, friend_requests.to_user_id)',
+          ),
+      )
       .orderBy('responded_at', 'desc')
       .limit(limit)
       .withGraphFetched('[fromUser, toUser]'),

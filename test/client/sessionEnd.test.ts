@@ -194,4 +194,28 @@ describe('client SDK: what a session leaves behind when it ends', function () {
       }
     }
   });
+
+  it('fires sessionEnded when deleteAccount() fails after the server deleted the account (its answer lost)', async () => {
+    // The deletion reaches the server, which does it; its answer is lost once the live socket has heard the end.
+    const losingDeletion: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      const response = await fetch(input, init);
+      if (init?.method !== 'DELETE' || !url.endsWith('/users/me')) return response;
+      await waitFor(() => client.state === 'disconnected', { what: 'the socket to hear the end' });
+      throw new TypeError('fetch failed');
+    };
+    const client = pool.open(server.url, { fetch: losingDeletion });
+    await client.signup({ username: uniqueUsername('sdke'), password: PASSWORD });
+    const events: string[] = [];
+    client.on('unauthorized', () => events.push('unauthorized'));
+    client.on('sessionEnded', ({ reason }) => events.push(`sessionEnded ${reason}`));
+    await client.connect();
+
+    const error = await client.deleteAccount(PASSWORD).catch((err: unknown) => err);
+    expect(error).to.be.instanceOf(XFChatError).and.include({ code: 'NETWORK_ERROR' });
+    // The session is gone here, and the application hears why.
+    expect(client.token).to.equal(undefined);
+    expect(client.refreshToken).to.equal(undefined);
+    expect(events).to.deep.equal(['sessionEnded deleted']);
+  });
 });
