@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
-import { createGroup, expectOk, record, rows } from './helpers/chat.js';
+import { createGroup, expectOk, record, rows, send } from './helpers/chat.js';
 import { expectAckError, expectError } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { disconnected } from './helpers/events.js';
@@ -227,8 +227,11 @@ describe('sessions across two nodes', function () {
       });
     });
 
-    it('takes a token of another session of the user: the socket then ends with that session, not with its first', async () => {
+    it('takes a token of another session of the user: the socket then ends with that session, not with its first, and writes as it', async () => {
       const alice = await signup(nodes.a);
+      const friend = await signup(nodes.a);
+      await insertFriendship(nodes.a.services.db.knex, alice.user.id, friend.user.id);
+      const group = await createGroup(nodes.a.url, asTestUser(alice), [asTestUser(friend)]);
       const second = await login(nodes.a, alice.username);
       const moved = await watch(nodes.b, alice.token);
       const stays = await watch(nodes.b, alice.token);
@@ -242,12 +245,77 @@ describe('sessions across two nodes', function () {
       expect(stays.reasons).to.deep.equal([{ reason: 'revoked' }]);
       expect(moved.socket.connected).to.equal(true);
       expectOk(await moved.socket.emitWithAck('auth:refresh', { token: second.token }));
+      // Its writes are the second session's now: the first one's end does not refuse them.
+      const sent = expectOk(await send(moved.socket, group.id, 'after the move'));
+      expect(sent.message.body).to.equal('after the move');
+      expectOk(
+        await moved.socket.emitWithAck('message:edit', {
+          conversationId: group.id,
+          seq: sent.message.seq,
+          body: 'edited after the move',
+        }),
+      );
       // The second session's end ends it.
       expect((await request(nodes.a.url, 'POST', '/auth/logout', { token: second.token })).status).to.equal(
         204,
       );
       await moved.gone;
       expect(moved.reasons).to.have.length(1);
+    });
+
+    it('a move to another session whose re-check the database fails changes nothing: the first session’s end still ends the socket', async () => {
+      const { knex } = nodes.a.services.db;
+      /** This database's backends waiting for a lock, running a statement like `like`. */
+      const waiting = async (like: string) =>
+        (
+          await rows<{ n: number }>(
+            knex,
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE ?`,
+            [like],
+          )
+        )[0]!.n;
+      const alice = await signup(nodes.a);
+      const second = await login(nodes.a, alice.username);
+      const moved = await watch(nodes.b, alice.token);
+      // The refresh's token check waits at the sessions table, and a second holder queues behind it: once the
+      // check has read, the second holder has the table, and the re-check after the join waits for it.
+      const first = await knex.transaction();
+      const behind = await knex.transaction();
+      let answer;
+      try {
+        await first.raw('LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE');
+        const refreshing = moved.socket.emitWithAck('auth:refresh', { token: second.token });
+        await waitFor(async () => (await waiting('%sessions%')) >= 1, { what: 'the token check to wait' });
+        const queued = behind.raw('LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE').then(() => undefined);
+        await waitFor(async () => (await waiting('LOCK TABLE%')) >= 1, {
+          what: 'the second holder to queue',
+        });
+        await first.commit();
+        await queued;
+        await waitFor(async () => (await waiting('%unnest%')) >= 1, { what: 'the re-check to wait' });
+        // The re-check fails, as a statement timeout fails it.
+        await knex.raw(
+          `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%unnest%'`,
+        );
+        answer = await refreshing;
+      } finally {
+        if (!first.isCompleted()) await first.rollback();
+        if (!behind.isCompleted()) await behind.rollback();
+      }
+      expectAckError(answer, 'DB_UNAVAILABLE');
+      // The socket is still the first session's: that session's end ends it (it stayed on the second one, which
+      // lives on, and kept going).
+      const revoked = await request(nodes.a.url, 'DELETE', `/auth/sessions/${alice.sessionId}`, {
+        token: second.token,
+      });
+      expect(revoked.status).to.equal(204);
+      await waitFor(() => moved.socket.disconnected, {
+        what: 'the socket to end with its first session',
+        timeoutMs: 5000,
+      });
+      expect(moved.reasons).to.deep.equal([{ reason: 'revoked' }]);
     });
 
     it('refuses another user’s, an expired, a garbage, an empty or an over-long token with UNAUTHORIZED; the old expiry stands', async () => {

@@ -83,7 +83,9 @@ export function registerConversationHandlers(
 ): void {
   const { messages } = services;
   services.io.on('connection', (socket) => {
-    const { userId, sessionId } = socket.data;
+    // The session is read at each write, not here: `auth:refresh` may move the socket to another session of its
+    // user, whose writes they are from then on (the first session's end no longer refuses them).
+    const { userId } = socket.data;
     const events: EventLog = { log: services.logger.child({ socketId: socket.id, userId }), serverError };
     const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
     const order = createSubscribeOrder();
@@ -149,26 +151,26 @@ export function registerConversationHandlers(
     });
 
     handle(socket, events, 'message:send', async (request) => {
-      const { message, duplicate } = await messages.send(userId, request, sessionId);
+      const { message, duplicate } = await messages.send(userId, request, socket.data.sessionId);
       return { message, duplicate };
     });
 
     handle(socket, events, 'message:edit', async ({ conversationId, seq, body }) =>
-      messages.change(userId, conversationId, { kind: 'edit', seq, body }, sessionId),
+      messages.change(userId, conversationId, { kind: 'edit', seq, body }, socket.data.sessionId),
     );
 
     handle(socket, events, 'message:delete', async ({ conversationId, seq }) => {
-      await messages.change(userId, conversationId, { kind: 'delete', seq }, sessionId);
+      await messages.change(userId, conversationId, { kind: 'delete', seq }, socket.data.sessionId);
       return {};
     });
 
     handle(socket, events, 'reaction:add', async ({ conversationId, seq, emoji }) => {
-      await messages.change(userId, conversationId, { kind: 'react', seq, emoji }, sessionId);
+      await messages.change(userId, conversationId, { kind: 'react', seq, emoji }, socket.data.sessionId);
       return {};
     });
 
     handle(socket, events, 'reaction:remove', async ({ conversationId, seq, emoji }) => {
-      await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji }, sessionId);
+      await messages.change(userId, conversationId, { kind: 'unreact', seq, emoji }, socket.data.sessionId);
       return {};
     });
 

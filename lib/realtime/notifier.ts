@@ -40,13 +40,30 @@ export function joinUserRoom(socket: AppSocket): Promise<void> | void {
 
 /**
  * The socket belongs to another session of its user from now on (`auth:refresh` with that session's token): that
- * session's end ends it, the previous session's no longer does.
+ * session's end ends it, the previous session's no longer does. `confirm` looks once more that the new session is
+ * live, while the socket is in both sessions' rooms: an end of either meanwhile reaches it. Only once `confirm`
+ * has answered does the socket change sessions; if it throws (the database failed it, or the new session has
+ * ended), the socket leaves the new session's room again and stays the previous session's, as if it had never
+ * asked: an error answer changes nothing.
  */
-export async function moveToSession(socket: AppSocket, sessionId: string): Promise<void> {
+export async function moveToSession(
+  socket: AppSocket,
+  sessionId: string,
+  confirm: () => Promise<void>,
+): Promise<void> {
+  await socket.join(sessionRoom(sessionId));
+  try {
+    await confirm();
+  } catch (err) {
+    // Unless a move of its own to the same session has completed meanwhile.
+    if (socket.data.sessionId !== sessionId) await socket.leave(sessionRoom(sessionId));
+    throw err;
+  }
   const previous = socket.data.sessionId;
   socket.data.sessionId = sessionId;
+  // Again: a move to the same session that failed while this one looked has taken the socket out of the room.
   await socket.join(sessionRoom(sessionId));
-  await socket.leave(sessionRoom(previous));
+  if (previous !== sessionId) await socket.leave(sessionRoom(previous));
 }
 
 /** From now on the socket gets the conversation's `message:new`, `typing` and `conversation:read`. */
