@@ -82,6 +82,23 @@ const SEND_ERRORS: Partial<Record<string, string>> = {
 };
 
 /**
+ * Refusals of a message that no retry can change: the conversation is not mine to write in (any more), a block, the
+ * text itself, or its clientMsgId taken by another text. Such a message leaves the outbox, so that no reload sends
+ * it again behind the writer's back (after the block is lifted, say), and stays on the page as "Not sent", with why,
+ * "Retry" (which keeps it again), "Edit" and "Discard". Any other end of a send (the page or the session closing,
+ * an answer the SDK did not expect, an internal error of the server) leaves it kept, to go out on the next load.
+ */
+const REFUSED_FOR_GOOD = new Set([
+  'NOT_FOUND',
+  'FORBIDDEN',
+  'BLOCKED',
+  'NOT_FRIENDS',
+  'VALIDATION_FAILED',
+  'PAYLOAD_TOO_LARGE',
+  'IDEMPOTENCY_CONFLICT',
+]);
+
+/**
  * Refusals of a typing event that say nothing the writer can act on (the typing is nothing they asked for):
  * not worth a popup. A block shows in the view instead; a conversation I am no longer in is removed by its event.
  */
@@ -259,18 +276,24 @@ export class ConversationView {
   /**
    * Shows a conversation with its draft in the message box, opened at the first unread message (below a "New
    * messages" line) or at the bottom; loads history back to that message if it is not loaded yet.
+   *
+   * The conversation already open (its entry in the list clicked again, a notification of it) is left as it is,
+   * and focus goes back to where the reader writes: the inline editor if one is open, else the message box.
+   * Drawing it again would close that editor and lose what was typed in it, and move the reader from their place.
    */
   async open(state: ConversationState): Promise<void> {
-    if (state !== this.current) {
-      this.current = state;
-      this.clearHistoryError();
-      this.historyAttempts = 0;
-      this.clearTypists();
-      this.announcer.replaceChildren();
-      this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
-      this.input.value = this.deps.drafts.get(state.id);
-      this.updateCount();
+    if (state === this.current) {
+      if (!this.actions.focusEditor()) this.input.focus();
+      return;
     }
+    this.current = state;
+    this.clearHistoryError();
+    this.historyAttempts = 0;
+    this.clearTypists();
+    this.announcer.replaceChildren();
+    this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
+    this.input.value = this.deps.drafts.get(state.id);
+    this.updateCount();
     this.empty.hidden = true;
     this.pane.hidden = false;
     this.actions.reset();
@@ -632,7 +655,20 @@ export class ConversationView {
     };
     this.cancelReply();
     this.pending.set(pending.clientMsgId, pending);
-    // Kept until the server has it: a reload or a closed tab sends it again (same clientMsgId) on the next load.
+    this.keep(pending);
+    this.list.append(this.pendingElement(pending));
+    this.decorate();
+    this.scrollToBottom();
+    this.updateJump();
+    this.deps.changed();
+    this.send(state, pending);
+  }
+
+  /**
+   * Kept until the server has it (or refuses it for good): a reload or a closed tab sends it again (same
+   * clientMsgId) on the next load.
+   */
+  private keep(pending: PendingMessage): void {
     this.deps.outbox.keep({
       conversationId: pending.conversationId,
       clientMsgId: pending.clientMsgId,
@@ -640,12 +676,6 @@ export class ConversationView {
       replyToSeq: pending.replyToSeq,
       typedAt: pending.typedAt,
     });
-    this.list.append(this.pendingElement(pending));
-    this.decorate();
-    this.scrollToBottom();
-    this.updateJump();
-    this.deps.changed();
-    this.send(state, pending);
   }
 
   private send(state: ConversationState, pending: PendingMessage): void {
@@ -671,6 +701,8 @@ export class ConversationView {
             },
             (err: unknown) => {
               console.error(err);
+              if (err instanceof XFChatError && REFUSED_FOR_GOOD.has(err.code))
+                this.deps.outbox.remove(pending.clientMsgId);
               pending.failed = describeSendError(err);
               pending.retrying = undefined;
               this.renderPending(pending);
@@ -690,6 +722,8 @@ export class ConversationView {
     }
     pending.failed = undefined;
     pending.retrying = undefined;
+    // On its way again: kept again (a refusal for good took it out of the outbox).
+    this.keep(pending);
     this.renderPending(pending);
     this.send(state, pending);
   }

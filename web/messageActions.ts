@@ -131,6 +131,14 @@ export class MessageActions {
     this.editing = undefined;
   }
 
+  /** Puts focus back in the open editor, if there is one; false if there is none. */
+  focusEditor(): boolean {
+    const editing = this.editing;
+    if (!editing?.form.isConnected) return false;
+    editing.input.focus();
+    return true;
+  }
+
   /** Whether a message's editor is open (its item keeps the editor while the message updates). */
   isEditing(state: ConversationState, seq: number): boolean {
     return this.editing?.state === state && this.editing.seq === seq && this.editing.form.isConnected;

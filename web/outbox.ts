@@ -2,7 +2,9 @@
  * Messages typed here that the server has not acknowledged yet, kept in localStorage (one key each, named by the
  * user and the message's clientMsgId) so that closing or reloading the tab does not lose them: the next load
  * sends them again under the SAME clientMsgId, and the server stores each clientMsgId once, so a message whose
- * first send did get through is not stored twice. Logging out removes them, like drafts.
+ * first send did get through is not stored twice. A message the server refuses for good (a block, a conversation
+ * I am no longer in, its text) is removed: the page says it was not sent, and no later load may send it all the
+ * same. Logging out removes them, like drafts.
  */
 import { removeKeysStartingWith } from './drafts.js';
 
@@ -48,7 +50,7 @@ export class Outbox {
     }
   }
 
-  /** The server stored it, or the user discarded it. */
+  /** The server stored it or refused it for good, or the user discarded it. */
   remove(clientMsgId: string): void {
     localStorage.removeItem(this.key(clientMsgId));
   }

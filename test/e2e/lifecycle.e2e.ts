@@ -237,6 +237,36 @@ describe('web app: replies, edits, deletes and reactions', function () {
     app.expectNoProblems();
   });
 
+  it('edits: clicking the open conversation in the list keeps the inline editor and the text typed in it', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    await bob.client.messages.put(conversationId, 'b-1', 'See you at 7');
+    const page = await app.open();
+    await page.logIn(bob.username, PASSWORD);
+    await page.openConversation('Ann');
+    await page.waitForMessage('See you at 7');
+
+    const mine = item(page, 'See you at 7');
+    await (await openActions(mine)).getByRole('button', { name: 'Edit', exact: true }).click();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    await editor.fill('See you at 8');
+    // The conversation already open, clicked again in the list: the editor, its text and focus stay.
+    await page.conversationButton('Ann').click();
+    await page.waitForTitle('Ann');
+    expect(await editor.count()).to.equal(1);
+    expect(await editor.inputValue()).to.equal('See you at 8');
+    expect(await editor.evaluate((e) => e === document.activeElement)).to.equal(true);
+    await page.page.keyboard.press('Enter');
+    await editor.waitFor({ state: 'detached' });
+    await page.waitForMessage('See you at 8');
+    expect((await storedState(app.server.services.db.knex, conversationId))[0]!.body).to.equal(
+      'See you at 8',
+    );
+    app.expectNoProblems();
+  });
+
   it('reactions: a reaction shows live as a chip with its count and who reacted, toggles by click, and stays after a reload', async () => {
     const { ann, bob, conversationId, annPage, bobPage } = await pair();
     await bob.client.messages.put(conversationId, 'pizza', 'Pizza tonight?');

@@ -175,6 +175,39 @@ describe('web app: sending', function () {
     app.expectNoProblems();
   });
 
+  it('a message the server refuses for good leaves the outbox: it says why and is not sent again after a reload', async () => {
+    const { ann, bob, conversationId, page, network } = await annWritingToBob();
+    await page.waitForConnected();
+
+    // Typed offline, so it is kept as on its way; Bob blocks Ann meanwhile, and once the connection is back the
+    // server refuses it (BLOCKED), which no retry can change.
+    await network.set('offline');
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('typed before the block');
+    const refused = page.log.locator('li.pending');
+    await refused.waitFor();
+    expect(await outboxKeys(page.page)).to.have.length(1);
+    await bob.client.blocks.block(ann.id);
+    await network.set('online');
+    await refused.getByText('Not sent: you cannot message this person.').waitFor();
+    // Shown as refused, with what can be done with it, but no longer kept to be sent again.
+    await refused.getByRole('button', { name: 'Retry sending this message' }).waitFor();
+    expect(await outboxKeys(page.page)).to.deep.equal([]);
+
+    // The block is lifted and the page reloaded: what it said was not sent stays unsent.
+    await bob.client.blocks.unblock(ann.id);
+    await page.page.reload();
+    await page.waitForTitle('Bob');
+    await page.send('after the reload');
+    await page.waitForMessage('after the reload');
+    expect(await page.log.locator('li.pending').count()).to.equal(0);
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'after the reload',
+    ]);
+    expect(await outboxKeys(page.page)).to.deep.equal([]);
+    app.expectNoProblems();
+  });
+
   it('counts a message in code points, never cuts it, and says when it is too long to send', async () => {
     const { conversationId, page } = await annWritingToBob();
     const count = page.page.locator('#composer-count');
