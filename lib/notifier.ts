@@ -61,6 +61,8 @@ export interface Notifier {
   messagesUpdated(messages: readonly PublicMessage[], except?: PassedOver): void;
   /** Whether a socket of this node is subscribed to the conversation. */
   hasSubscribersHere(conversationId: string): boolean;
+  /** The conversations a socket of this node is subscribed to. */
+  conversationsWithSubscribersHere(): string[];
   /** A read marker moved, to the conversation's subscribers. */
   readMoved(event: ReadEvent): void;
   /** Someone is typing, to the conversation's subscribers except the typist's own sockets. */

@@ -302,7 +302,10 @@ export async function startServer(
       messaging.resync();
       realtime.controlBusListening();
     };
-    onControlBusLost = () => realtime.controlBusLost();
+    onControlBusLost = () => {
+      messaging.listenLost();
+      realtime.controlBusLost();
+    };
     const conversations = createConversationService({
       knex: db.knex,
       notify,

@@ -78,8 +78,14 @@ export interface Fanout {
    */
   catchUp(): void;
   /**
-   * The control bus connection is back: catches this node's subscribers up, and, if announcements of this node
-   * failed meanwhile, every other node's.
+   * The control bus connection ended (it reconnects): the removals committed from now on until it listens again
+   * are not heard here, and what is delivered to a conversation's room checks its removals first (see
+   * {@link FanoutDeps.removalsChecked}), from now on until each conversation's check after the reconnect passed.
+   */
+  lost(): void;
+  /**
+   * The control bus connection is back: checks the removals of every conversation with subscribers here, catches
+   * this node's subscribers up, and, if announcements of this node failed meanwhile, every other node's.
    */
   reconnected(): void;
   /**
@@ -94,7 +100,10 @@ export interface Fanout {
 export interface FanoutDeps {
   bus: Pick<ControlBus, 'listen' | 'notify'>;
   knex: Knex;
-  notify: Pick<Notifier, 'messagesCommitted' | 'messagesUpdated' | 'hasSubscribersHere'>;
+  notify: Pick<
+    Notifier,
+    'messagesCommitted' | 'messagesUpdated' | 'hasSubscribersHere' | 'conversationsWithSubscribersHere'
+  >;
   /** Nodes in the cluster, this one included (the adapter's heartbeat view). */
   nodeCount: () => Promise<number>;
   logger: Logger;
@@ -116,8 +125,11 @@ export interface FanoutDeps {
   /**
    * Before a catch-up hands what it read from `messages` to this node's subscribers: takes out of the room here
    * every participant removed by a removal committed before that read which this node has not heard of yet
-   * (`beforeCatchUp` in lib/messaging/removals.ts). Announcements need no such step: a removal's event comes before them on the
-   * same LISTEN connection, in commit order; a catch-up reads whatever has committed, heard of or not.
+   * (`beforeCatchUp` in lib/messaging/removals.ts); a catch-up reads whatever has committed, heard of or not.
+   * Announcements need no such step while the control bus listens: a removal's event comes before them on the
+   * same LISTEN connection, in commit order. After that connection was lost, the removals committed meanwhile
+   * were never heard: from the loss until a conversation's check after the reconnect has passed, each delivery
+   * to its room checks first ({@link Fanout.lost}).
    * @default none (a fanout without removals, in tests)
    */
   removalsChecked?: (conversationId: string) => Promise<void>;
@@ -292,6 +304,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const starting = new Map<string, Starting>();
   /** The runs all of them hold. */
   let keptRuns = 0;
+  /**
+   * After the control bus lost its connection: `all` until it listens again, then the conversations with
+   * subscribers here at the reconnect whose removals have not been checked since (each leaves once checked, and
+   * the set goes once empty). Undefined otherwise: deliveries check nothing.
+   */
+  let removalsMissed: Set<string> | 'all' | undefined;
   /** Per conversation with a catch-up queued or reading: whether to run another after it. */
   const catchingUp = new Map<string, boolean>();
   /**
@@ -327,7 +345,25 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   }
 
   /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
+  /** Whether what is delivered to the conversation's room here must check its removals first. */
+  function mayHaveMissedRemovals(conversationId: string): boolean {
+    return removalsMissed === 'all' || (removalsMissed?.has(conversationId) ?? false);
+  }
+
+  /** Checks the conversation's removals; once passed after the reconnect, its deliveries check nothing more. */
+  async function checkMissedRemovals(conversationId: string): Promise<void> {
+    const missed = removalsMissed;
+    await removalsChecked?.(conversationId);
+    if (missed instanceof Set && missed === removalsMissed) {
+      missed.delete(conversationId);
+      if (missed.size === 0) removalsMissed = undefined;
+    }
+  }
+
   function forget(conversationId: string): void {
+    // No socket here to keep a removed participant's messages from.
+    if (removalsMissed instanceof Set && removalsMissed.delete(conversationId) && removalsMissed.size === 0)
+      removalsMissed = undefined;
     given.delete(conversationId);
     const kept = pages.get(conversationId);
     if (kept === undefined) return;
@@ -636,9 +672,14 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         else byConversation.set(message.conversationId, [message]);
       }
       for (const [conversationId, messages] of byConversation) {
-        if (notify.hasSubscribersHere(conversationId))
+        if (!notify.hasSubscribersHere(conversationId)) forget(conversationId);
+        else if (!mayHaveMissedRemovals(conversationId))
           deliver(conversationId, () => ({ kind: 'new', messages }));
-        else forget(conversationId);
+        else
+          deliver(conversationId, async () => {
+            await checkMissedRemovals(conversationId);
+            return { kind: 'new', messages };
+          });
       }
     }
     for (const [conversationId, first, last] of payload.r ?? []) {
@@ -646,11 +687,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         forget(conversationId);
         continue;
       }
-      deliver(conversationId, async () => ({
-        kind: 'new',
-        messages: await readMessages(knex, conversationId, { first, last }),
-        read: true,
-      }));
+      deliver(conversationId, async () => {
+        const messages = await readMessages(knex, conversationId, { first, last });
+        if (mayHaveMissedRemovals(conversationId)) await checkMissedRemovals(conversationId);
+        return { kind: 'new', messages, read: true };
+      });
     }
     const updated = new Map<string, number[]>();
     for (const [conversationId, seq] of payload.u ?? []) {
@@ -659,10 +700,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       else forget(conversationId);
     }
     for (const [conversationId, seqs] of updated) {
-      deliver(conversationId, async () => ({
-        kind: 'updated',
-        messages: await readMessages(knex, conversationId, [...new Set(seqs)]),
-      }));
+      deliver(conversationId, async () => {
+        const messages = await readMessages(knex, conversationId, [...new Set(seqs)]);
+        if (mayHaveMissedRemovals(conversationId)) await checkMissedRemovals(conversationId);
+        return { kind: 'updated', messages };
+      });
     }
   }
 
@@ -851,7 +893,19 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     },
     delivered: accept,
     catchUp,
+    lost() {
+      removalsMissed = 'all';
+    },
     reconnected() {
+      // Before anything heard from now on is delivered to their rooms (it queues behind), and before the catch-up.
+      const subscribed = notify.conversationsWithSubscribersHere();
+      removalsMissed = subscribed.length > 0 ? new Set(subscribed) : undefined;
+      for (const conversationId of subscribed) {
+        deliver(conversationId, async (): Promise<Delivery> => {
+          if (mayHaveMissedRemovals(conversationId)) await checkMissedRemovals(conversationId);
+          return { kind: 'new', messages: [] };
+        });
+      }
       catchUp();
       askForCatchUpIfLost();
     },

@@ -51,6 +51,11 @@ export interface Messaging {
    */
   resync(): void;
   /**
+   * The control bus lost its connection (it reconnects): the removals committed until it listens again are not
+   * heard, so deliveries to a conversation's room check its removals first until its check after the reconnect.
+   */
+  listenLost(): void;
+  /**
    * Shutdown, first step: refuse new commands, finish every accepted one. Resolves true when drained, false when
    * `timeoutMs` passed first (the rest is abandoned: those clients get no ack and retry). Idempotent.
    */
@@ -272,6 +277,9 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     resync() {
       membership.invalidateAll();
       fanout.reconnected();
+    },
+    listenLost() {
+      fanout.lost();
     },
     drain: drainWithin,
     close() {

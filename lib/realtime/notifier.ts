@@ -274,6 +274,12 @@ export function createNotifier(
     hasSubscribersHere(conversationId) {
       return rooms.has(conversationRoom(conversationId));
     },
+    conversationsWithSubscribersHere() {
+      const prefix = conversationRoom('');
+      const ids: string[] = [];
+      for (const room of rooms.keys()) if (room.startsWith(prefix)) ids.push(room.slice(prefix.length));
+      return ids;
+    },
     readMoved(event) {
       io.to(conversationRoom(event.conversationId)).emit('conversation:read', event);
     },

@@ -113,6 +113,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       knex: options.knex ?? db.knex,
       notify: {
         hasSubscribersHere: () => true,
+        conversationsWithSubscribersHere: () => [conversationId],
         messagesCommitted: (messages, except) => {
           if (options.deliveryThrows === true) throw new Error('a defect in delivering');
           state.delivered.push(...messages.map((m) => m.seq));
