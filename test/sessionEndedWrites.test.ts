@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { expectOk, putMessage, rows, send } from './helpers/chat.js';
+import { expectOk, putMessage, record, rows, send, subscribe } from './helpers/chat.js';
 import { expectAckError } from './helpers/errors.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import { connectSocket } from './helpers/sockets.js';
+import { waitFor } from './helpers/waitFor.js';
 
 /**
  * A session that ends on another node is refused by this node's writes before this node hears of it: each send
@@ -88,5 +89,33 @@ describe('writes of a session that has ended, before the node hears of it', func
     const after = await state(id);
     expect(after.lastSeq).to.equal(2);
     expect(after.messages.map((m) => m.seq)).to.deep.equal([1, 2]);
+  });
+
+  it('refuses its socket’s read marker with UNAUTHORIZED: the marker stays, nobody is told', async () => {
+    const { owner, alice, id } = await ownerAndTwoMembers(server);
+    const ownerSocket = pool.track(await connectSocket(server.url, owner.token));
+    const socket = pool.track(await connectSocket(server.url, alice.token));
+    await subscribe(ownerSocket, id);
+    for (const body of ['one', 'two', 'three']) expectOk(await send(ownerSocket, id, body));
+    const reads = record(ownerSocket, 'conversation:read');
+    // Live, it moves the marker and tells the others.
+    expectOk(await socket.emitWithAck('conversation:read', { conversationId: id, seq: 1 }));
+    await waitFor(() => reads.length === 1, { what: 'the first read marker' });
+
+    await knex()('sessions').where({ id: alice.sessionId }).delete();
+    expect(socket.connected, 'the node has not heard').to.equal(true);
+    expectAckError(
+      await socket.emitWithAck('conversation:read', { conversationId: id, seq: 3 }),
+      'UNAUTHORIZED',
+      'read marker',
+    );
+    const [row] = await rows<{ last_read_seq: string }>(
+      knex(),
+      'SELECT last_read_seq FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
+      [id, alice.id],
+    );
+    expect(Number(row?.last_read_seq)).to.equal(1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(reads.map((r) => r.seq)).to.deep.equal([1]);
   });
 });

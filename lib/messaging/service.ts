@@ -68,9 +68,10 @@ export interface MessageService {
   changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
    * Moves my read marker forward to `seq` (clamped to the conversation's last seq; never backwards) and tells
-   * the subscribers when it moved.
+   * the subscribers when it moved. With `sessionId`, UNAUTHORIZED once that session has ended (checked in the
+   * same statement), whether or not this node has heard of the end.
    */
-  markRead(userId: string, conversationId: string, seq: number): Promise<void>;
+  markRead(userId: string, conversationId: string, seq: number, sessionId?: string | null): Promise<void>;
   /** Tells the subscribers (not the typist's own sockets), at most once per interval. */
   typing(userId: string, conversationId: string): Promise<void>;
   /**
@@ -268,18 +269,26 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       });
     },
 
-    async markRead(userId, conversationId, seq) {
+    async markRead(userId, conversationId, seq, sessionId) {
       await membership.assert(conversationId, userId);
-      const result = await knex.raw<{ rows: Array<{ last_read_seq: number }> }>(
-        `UPDATE conversation_participants p SET last_read_seq = LEAST(?::bigint, c.last_seq)
-         FROM conversations c
-         WHERE c.id = p.conversation_id AND p.conversation_id = ? AND p.user_id = ?
-           AND p.last_read_seq < LEAST(?::bigint, c.last_seq)
-         RETURNING p.last_read_seq`,
-        [seq, conversationId, userId, seq],
+      // With the session's check in the same statement, as a write's is in its transaction: a session ended on
+      // another node, before this one heard of it, moves no marker.
+      const result = await knex.raw<{ rows: Array<{ live: boolean; moved: number | null }> }>(
+        `WITH live AS (
+           SELECT ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS ok
+         ), moved AS (
+           UPDATE conversation_participants p SET last_read_seq = LEAST(?::bigint, c.last_seq)
+           FROM conversations c, live
+           WHERE live.ok AND c.id = p.conversation_id AND p.conversation_id = ? AND p.user_id = ?
+             AND p.last_read_seq < LEAST(?::bigint, c.last_seq)
+           RETURNING p.last_read_seq
+         )
+         SELECT (SELECT ok FROM live) AS live, (SELECT last_read_seq FROM moved) AS moved`,
+        [sessionId ?? null, sessionId ?? null, userId, seq, conversationId, userId, seq],
       );
-      const moved = result.rows[0]?.last_read_seq;
-      if (moved !== undefined) notify.readMoved({ conversationId, userId, seq: moved });
+      const row = result.rows[0];
+      if (row?.live !== true) throw new AppError('UNAUTHORIZED');
+      if (row.moved !== null) notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
     },
 
     forgetTypings(conversationId) {

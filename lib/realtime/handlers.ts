@@ -175,7 +175,7 @@ export function registerConversationHandlers(
     });
 
     handle(socket, events, 'conversation:read', async ({ conversationId, seq }) => {
-      await messages.markRead(userId, conversationId, seq);
+      await messages.markRead(userId, conversationId, seq, socket.data.sessionId);
       return {};
     });
 

@@ -94,7 +94,7 @@ export function addMessageRoutes(router: Router, services: Services): void {
   router.post('/conversations/:id/read', async (req, res) => {
     const conversationId = pathId(req.params.id);
     const { seq } = parse(restSchemas.read, req.body);
-    await messages.markRead(currentUser(req).id, conversationId, seq);
+    await messages.markRead(currentUser(req).id, conversationId, seq, currentSessionId(req));
     res.status(204).end();
   });
 }
