@@ -5,6 +5,8 @@ import { expectAckError } from './helpers/errors.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import { connectSocket } from './helpers/sockets.js';
+import { disconnected } from './helpers/events.js';
+import { request } from './helpers/http.js';
 import { waitFor } from './helpers/waitFor.js';
 
 /**
@@ -14,7 +16,7 @@ import { waitFor } from './helpers/waitFor.js';
  * database, as another node's logout deletes it, and nothing tells this node: its socket stays open, as it does in
  * the moments before the notice arrives.
  */
-describe('writes of a session that has ended, before the node hears of it', function () {
+describe('writes and reads of a session that has ended, before the node hears of it', function () {
   this.timeout(30_000);
   const { server, pool } = useNode();
   const knex = () => server.services.db.knex;
@@ -117,5 +119,40 @@ describe('writes of a session that has ended, before the node hears of it', func
     expect(Number(row?.last_read_seq)).to.equal(1);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(reads.map((r) => r.seq)).to.deep.equal([1]);
+  });
+
+  it('refuses its socket’s typing with UNAUTHORIZED: nobody is told', async () => {
+    const { owner, alice, id } = await ownerAndTwoMembers(server);
+    const ownerSocket = pool.track(await connectSocket(server.url, owner.token));
+    const socket = pool.track(await connectSocket(server.url, alice.token));
+    await subscribe(ownerSocket, id);
+    const typings = record(ownerSocket, 'typing');
+
+    await knex()('sessions').where({ id: alice.sessionId }).delete();
+    expect(socket.connected, 'the node has not heard').to.equal(true);
+    expectAckError(await socket.emitWithAck('typing', { conversationId: id }), 'UNAUTHORIZED', 'typing');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(typings).to.deep.equal([]);
+  });
+
+  it('gives its socket’s subscribe no page: the socket ends as the session’s notice would have ended it (REST answers 401)', async () => {
+    const { owner, alice, id } = await ownerAndTwoMembers(server);
+    const socket = pool.track(await connectSocket(server.url, alice.token));
+    expectOk(await send(pool.track(await connectSocket(server.url, owner.token)), id, 'before the end'));
+
+    await knex()('sessions').where({ id: alice.sessionId }).delete();
+    expect(socket.connected, 'the node has not heard').to.equal(true);
+    const ended = record(socket, 'session:ended');
+    const pages = record(socket, 'message:new');
+    const gone = disconnected(socket);
+    const acks: unknown[] = [];
+    socket.emit('conversation:subscribe', { conversationId: id }, (ack: unknown) => acks.push(ack));
+    expect(await gone).to.equal('io server disconnect');
+    expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(acks, 'no page answered').to.deep.equal([]);
+    expect(pages).to.deep.equal([]);
+    const rest = await request(server.url, 'GET', `/conversations/${id}/messages`, { token: alice.token });
+    expect(rest.status).to.equal(401);
   });
 });

@@ -72,8 +72,11 @@ export interface MessageService {
    * same statement), whether or not this node has heard of the end.
    */
   markRead(userId: string, conversationId: string, seq: number, sessionId?: string | null): Promise<void>;
-  /** Tells the subscribers (not the typist's own sockets), at most once per interval. */
-  typing(userId: string, conversationId: string): Promise<void>;
+  /**
+   * Tells the subscribers (not the typist's own sockets), at most once per interval. With `sessionId`,
+   * UNAUTHORIZED once that session has ended (checked with the blocks, for a typing that would go out).
+   */
+  typing(userId: string, conversationId: string, sessionId?: string | null): Promise<void>;
   /**
    * Who may act in the conversation changed (a block, heard on the control bus): its typings that went out are
    * forgotten, so the next of each is checked again instead of answered `{ok}` within the 2 s interval.
@@ -296,7 +299,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       for (const key of lastTyping.keys()) if (key.endsWith(suffix)) lastTyping.delete(key);
     },
 
-    async typing(userId, conversationId) {
+    async typing(userId, conversationId, sessionId) {
       await membership.assert(conversationId, userId);
       const key = `${userId}:${conversationId}`;
       // A repeat within the interval of a typing that was sent is answered without a query. A refused one is not
@@ -307,19 +310,23 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (!typingBudget.take(userId).allowed) return;
       const takenAt = takeTypingSlot(key);
       let blocked: boolean;
+      let live: boolean;
       try {
-        const result = await knex.raw<{ rows: Array<{ blocked: boolean }> }>(
-          'SELECT xfchat_blocked(?, ?) AS blocked',
-          [conversationId, userId],
+        // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
+        const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
+          `SELECT xfchat_blocked(?, ?) AS blocked,
+             ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS live`,
+          [conversationId, userId, sessionId ?? null, sessionId ?? null, userId],
         );
         blocked = result.rows[0]?.blocked ?? false;
+        live = result.rows[0]?.live ?? false;
       } catch (err) {
         releaseTypingSlot(key, takenAt);
         throw err;
       }
-      if (blocked) {
+      if (!live || blocked) {
         releaseTypingSlot(key, takenAt);
-        throw new AppError('BLOCKED');
+        throw new AppError(live ? 'BLOCKED' : 'UNAUTHORIZED');
       }
       notify.typing({ conversationId, userId });
     },

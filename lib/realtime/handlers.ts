@@ -13,6 +13,7 @@ import { parse } from '../validation.js';
 import type { Backpressure } from './backpressure.js';
 import type { AppSocket } from './io.js';
 import { isSubscribed, subscribeSocket, unsubscribeSocket } from './notifier.js';
+import { endEndedSessions } from './revalidation.js';
 import { createSocketReads } from './socketReads.js';
 import { createSubscribeOrder } from './subscribeOrder.js';
 
@@ -100,6 +101,11 @@ export function registerConversationHandlers(
       return reads
         .run(async () => {
           await messages.assertParticipant(userId, conversationId);
+          // A session ended on another node, whose notice this node has not heard yet, reads nothing (a REST read
+          // checks its session as it starts): its socket ends here, as the notice would have ended it.
+          const session = new Map([[socket.data.sessionId, userId]]);
+          if ((await endEndedSessions(services.io, services.db.knex, session)) > 0)
+            throw new AppError('UNAUTHORIZED');
           // A socket that went away meanwhile must not join a room: nothing would ever take it out.
           if (socket.disconnected)
             throw new AppError('RATE_LIMITED', { message: 'The connection is closing.' });
@@ -180,7 +186,7 @@ export function registerConversationHandlers(
     });
 
     handle(socket, events, 'typing', async ({ conversationId }) => {
-      await messages.typing(userId, conversationId);
+      await messages.typing(userId, conversationId, socket.data.sessionId);
       return {};
     });
   });
