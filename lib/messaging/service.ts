@@ -151,6 +151,13 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   };
   const lastTyping = new Map<string, number>();
   const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
+  /**
+   * Counts the changes of who may act heard on the control bus (forgetTypings): a typing whose check ran while one
+   * came (a block committed after the check read) checks again before it goes out.
+   */
+  let typingChecksStale = 0;
+  /** At most this many looks at the blocks for one typing while changes keep coming; the last one answers. */
+  const TYPING_CHECKS = 3;
 
   /** Whether this typist's typing was sent less than the interval ago. */
   function typingThrottled(key: string): boolean {
@@ -295,6 +302,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     },
 
     forgetTypings(conversationId) {
+      typingChecksStale += 1;
       const suffix = `:${conversationId}`;
       for (const key of lastTyping.keys()) if (key.endsWith(suffix)) lastTyping.delete(key);
     },
@@ -307,19 +315,26 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // goes through at once.
       if (typingThrottled(key)) return;
       // A typing that would go out, past the user's budget over all conversations: dropped too, without a query.
-      if (!typingBudget.take(userId).allowed) return;
+      // Only one that goes out spends the budget: a refused one (a block) must not silence the user's typings in
+      // other conversations, nor the first after an unblock.
+      if (!typingBudget.peek(userId).allowed) return;
       const takenAt = takeTypingSlot(key);
       let blocked: boolean;
       let live: boolean;
       try {
-        // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
-        const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
-          `SELECT xfchat_blocked(?, ?) AS blocked,
-             ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS live`,
-          [conversationId, userId, sessionId ?? null, sessionId ?? null, userId],
-        );
-        blocked = result.rows[0]?.blocked ?? false;
-        live = result.rows[0]?.live ?? false;
+        for (let look = 1; ; look += 1) {
+          const stale = typingChecksStale;
+          // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
+          const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
+            `SELECT xfchat_blocked(?, ?) AS blocked,
+               ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS live`,
+            [conversationId, userId, sessionId ?? null, sessionId ?? null, userId],
+          );
+          blocked = result.rows[0]?.blocked ?? false;
+          live = result.rows[0]?.live ?? false;
+          // A block heard while the look ran may have committed after it read: look again.
+          if (stale === typingChecksStale || look === TYPING_CHECKS || !live || blocked) break;
+        }
       } catch (err) {
         releaseTypingSlot(key, takenAt);
         throw err;
@@ -327,6 +342,11 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (!live || blocked) {
         releaseTypingSlot(key, takenAt);
         throw new AppError(live ? 'BLOCKED' : 'UNAUTHORIZED');
+      }
+      // Typings checked at once may together pass the budget that each saw: the ones past it go nowhere.
+      if (!typingBudget.take(userId).allowed) {
+        releaseTypingSlot(key, takenAt);
+        return;
       }
       notify.typing({ conversationId, userId });
     },

@@ -1,0 +1,112 @@
+import { expect } from 'chai';
+import { createGroup, friendsOf, newUser, record, subscribe } from './helpers/chat.js';
+import { expectAckError } from './helpers/errors.js';
+import { controlBusSettled, directConversation } from './helpers/faults.js';
+import { request } from './helpers/http.js';
+import { useNode } from './helpers/nodes.js';
+import type { TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+
+/**
+ * A `typing` checks the blocks in a statement of its own, outside any lock a block takes (it stores nothing), and
+ * spends the user's typing budget (2 a second, bursts of 5, over all conversations) only when it goes out
+ * (lib/messaging/service.ts).
+ */
+describe('typing and blocks', function () {
+  this.timeout(30_000);
+  const { server, pool } = useNode();
+
+  async function setUp() {
+    const alice = await newUser(server);
+    const [bob, carol] = (await friendsOf(server, alice, 2)) as [TestUser, TestUser];
+    const direct = await directConversation(server.url, alice, bob);
+    const group = await createGroup(server.url, alice, [carol]);
+    const aliceSocket = await pool.open(server.url, alice);
+    const bobSocket = await pool.open(server.url, bob);
+    const carolSocket = await pool.open(server.url, carol);
+    await subscribe(bobSocket, direct);
+    await subscribe(carolSocket, group.id);
+    return { alice, bob, direct, group: group.id, aliceSocket, bobSocket, carolSocket };
+  }
+
+  const block = (by: TestUser, target: TestUser) =>
+    request(server.url, 'POST', '/blocks', { token: by.token, body: { userId: target.id } });
+
+  /** Five typings in the blocked direct conversation, each refused: a client that goes on typing there. */
+  async function typeWhileBlocked(socket: Awaited<ReturnType<typeof setUp>>['aliceSocket'], direct: string) {
+    for (let i = 0; i < 5; i++) {
+      expectAckError(
+        await socket.emitWithAck('typing', { conversationId: direct }),
+        'BLOCKED',
+        `typing ${i}`,
+      );
+    }
+  }
+
+  it('refused typings spend no budget: in a group, where a block changes nothing, the next typing goes out', async () => {
+    const { alice, bob, direct, group, aliceSocket, carolSocket } = await setUp();
+    const typingAtCarol = record(carolSocket, 'typing');
+    expect((await block(bob, alice)).status).to.equal(204);
+    await typeWhileBlocked(aliceSocket, direct);
+    expect(await aliceSocket.emitWithAck('typing', { conversationId: group })).to.deep.equal({ ok: true });
+    await waitFor(() => typingAtCarol.length === 1, {
+      what: "alice's group typing at carol",
+      timeoutMs: 1500,
+    });
+    expect(typingAtCarol).to.deep.equal([{ conversationId: group, userId: alice.id }]);
+  });
+
+  it('refused typings spend no budget: the first typing after the unblock goes out', async () => {
+    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
+    const typingAtBob = record(bobSocket, 'typing');
+    expect((await block(bob, alice)).status).to.equal(204);
+    await typeWhileBlocked(aliceSocket, direct);
+    const unblocked = await request(server.url, 'DELETE', `/blocks/${alice.id}`, { token: bob.token });
+    expect(unblocked.status).to.equal(204);
+    expect(await aliceSocket.emitWithAck('typing', { conversationId: direct })).to.deep.equal({ ok: true });
+    await waitFor(() => typingAtBob.length === 1, {
+      what: "alice's typing after the unblock",
+      timeoutMs: 1500,
+    });
+    expect(typingAtBob).to.deep.equal([{ conversationId: direct, userId: alice.id }]);
+  });
+
+  it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
+    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
+    await controlBusSettled(server.services.controlBus);
+    const typingAtBob = record(bobSocket, 'typing');
+
+    // The typing's look at the blocks is held after it has read, until released.
+    const knex = server.services.db.knex as unknown as { raw: (...args: unknown[]) => unknown };
+    const original = knex.raw;
+    let checked = false;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const hold = function (this: unknown, ...args: unknown[]) {
+      const result = original.apply(this, args);
+      if (typeof args[0] === 'string' && args[0].includes('xfchat_blocked(')) {
+        return (async () => {
+          const rows = await (result as Promise<unknown>);
+          checked = true;
+          await gate;
+          return rows;
+        })();
+      }
+      return result;
+    };
+    Object.defineProperty(knex, 'raw', { value: hold, configurable: true, writable: true });
+    try {
+      const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
+      await waitFor(() => checked, { what: "alice's typing checked" });
+      // Bob blocks Alice: committed, answered, and heard by the node.
+      expect((await block(bob, alice)).status).to.equal(204);
+      await controlBusSettled(server.services.controlBus);
+      release();
+      expectAckError(await typing, 'BLOCKED', 'the typing');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(typingAtBob, 'a typing told to the blocker after the block').to.deep.equal([]);
+    } finally {
+      Object.defineProperty(knex, 'raw', { value: original, configurable: true, writable: true });
+    }
+  });
+});
