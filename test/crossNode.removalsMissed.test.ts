@@ -31,27 +31,54 @@ describe('a removal missed while the control bus was down: what the node hears a
       )
     ).rows as Array<{ pid: number }>;
 
+  /**
+   * A group with its owner and a member subscribed on node B and a writer on node A; its first message has reached
+   * both subscribers.
+   */
+  async function setUp() {
+    const owner = await newUser(a);
+    const [member, writer] = await friendsOf(a, owner, 2);
+    const group = await createGroup(a.url, owner, [member!, writer!]);
+    const ownerOnB = await pool.open(b.url, owner);
+    const removedOnB = await pool.open(b.url, member!);
+    const writerOnA = await pool.open(a.url, writer!);
+    await subscribe(ownerOnB, group.id);
+    await subscribe(removedOnB, group.id);
+    const ownerMessages = record(ownerOnB, 'message:new');
+    const removedMessages = record(removedOnB, 'message:new');
+    const removedNotices = record(removedOnB, 'conversation:removed');
+    expectOk(await send(writerOnA, group.id, 'before'));
+    await waitFor(() => ownerMessages.length === 1 && removedMessages.length === 1, {
+      what: 'the first message on B',
+    });
+    await waitFor(async () => (await controlListeners()).length === 2, {
+      what: 'both control buses listening',
+    });
+    return { member: member!, group, writerOnA, ownerMessages, removedMessages, removedNotices };
+  }
+
+  /**
+   * The member's removal, as a removal writes it, whose event no node hears: straight in the database, then both
+   * nodes' control connections end (and come back).
+   */
+  async function removeWhileNotListening(conversationId: string, userId: string): Promise<void> {
+    await a.services.db.knex.transaction(async (trx) => {
+      await trx('conversation_participants')
+        .where({ conversation_id: conversationId, user_id: userId })
+        .delete();
+      await trx('conversations').where('id', conversationId).increment('removals', 1);
+    });
+    const listening = await controlListeners();
+    expect(listening).to.have.length(2);
+    for (const { pid } of listening) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+  }
+
   for (const failFirst of [false, true]) {
     const title = failFirst
       ? 'does not reach the removed participant when the node’s first check of the removals fails: the next delivery checks again'
       : 'does not reach the removed participant while the node’s check of its sockets is still running';
     it(title, async () => {
-      const owner = await newUser(a);
-      const [member, writer] = await friendsOf(a, owner, 2);
-      const group = await createGroup(a.url, owner, [member!, writer!]);
-      const ownerOnB = await pool.open(b.url, owner);
-      const removedOnB = await pool.open(b.url, member!);
-      const writerOnA = await pool.open(a.url, writer!);
-      await subscribe(ownerOnB, group.id);
-      await subscribe(removedOnB, group.id);
-      const ownerMessages = record(ownerOnB, 'message:new');
-      const removedMessages = record(removedOnB, 'message:new');
-      const removedNotices = record(removedOnB, 'conversation:removed');
-
-      expectOk(await send(writerOnA, group.id, 'before'));
-      await waitFor(() => ownerMessages.length === 1 && removedMessages.length === 1, {
-        what: 'the first message on B',
-      });
+      const { member, group, writerOnA, ownerMessages, removedMessages, removedNotices } = await setUp();
 
       // Node B's check of its sockets against the database is slow (as right after an outage): held.
       const client = b.services.db.knex.client as KnexClient;
@@ -73,17 +100,7 @@ describe('a removal missed while the control bus was down: what the node hears a
         return query.call(this, connection, statement);
       };
       try {
-        // The removal, as a removal writes it, whose event node B never hears (its control bus is down):
-        // straight in the database, then B's control connection ends and comes back.
-        await a.services.db.knex.transaction(async (trx) => {
-          await trx('conversation_participants')
-            .where({ conversation_id: group.id, user_id: member!.id })
-            .delete();
-          await trx('conversations').where('id', group.id).increment('removals', 1);
-        });
-        const before = await controlListeners();
-        expect(before).to.have.length(2);
-        for (const { pid } of before) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+        await removeWhileNotListening(group.id, member.id);
         // B listens again: its resync (catch-up) has run and its socket check has started (held).
         await waitFor(() => held > 0, {
           what: "node B's socket check after the reconnect",
@@ -111,21 +128,7 @@ describe('a removal missed while the control bus was down: what the node hears a
   }
 
   it('does not reach the removed participant after the node’s check of its sockets failed (until the next one, a minute later)', async () => {
-    const owner = await newUser(a);
-    const [member, writer] = await friendsOf(a, owner, 2);
-    const group = await createGroup(a.url, owner, [member!, writer!]);
-    const ownerOnB = await pool.open(b.url, owner);
-    const removedOnB = await pool.open(b.url, member!);
-    const writerOnA = await pool.open(a.url, writer!);
-    await subscribe(ownerOnB, group.id);
-    await subscribe(removedOnB, group.id);
-    const ownerMessages = record(ownerOnB, 'message:new');
-    const removedMessages = record(removedOnB, 'message:new');
-    expectOk(await send(writerOnA, group.id, 'before'));
-    await waitFor(() => removedMessages.length === 1, { what: 'the first message on B' });
-    await waitFor(async () => (await controlListeners()).length === 2, {
-      what: 'both control buses listening',
-    });
+    const { member, group, writerOnA, ownerMessages, removedMessages } = await setUp();
 
     // Node B's first check of its sockets after the reconnect fails in its driver (as right after a restart).
     const client = b.services.db.knex.client as KnexClient;
@@ -139,14 +142,7 @@ describe('a removal missed while the control bus was down: what the node hears a
       return query.call(this, connection, statement);
     };
     try {
-      await a.services.db.knex.transaction(async (trx) => {
-        await trx('conversation_participants')
-          .where({ conversation_id: group.id, user_id: member!.id })
-          .delete();
-        await trx('conversations').where('id', group.id).increment('removals', 1);
-      });
-      for (const { pid } of await controlListeners())
-        await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+      await removeWhileNotListening(group.id, member.id);
       await waitFor(() => refused > 0, {
         what: "node B's socket check after the reconnect",
         timeoutMs: 20_000,

@@ -43,15 +43,17 @@ describe('sockets checked against the database, for cluster events a node missed
 
   /** Ends both nodes' control bus LISTEN connections (PostgreSQL does not say which one is b's); they reconnect. */
   async function cutControlListeners(): Promise<void> {
-    const before = await adminQuery(
-      `SELECT pid FROM pg_stat_activity
-        WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`,
-      [databaseName()],
-    );
-    expect(before.rows).to.have.length(2);
-    for (const { pid } of before.rows as Array<{ pid: number }>) {
-      await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
-    }
+    const listening = async () =>
+      (
+        await adminQuery(
+          `SELECT pid FROM pg_stat_activity
+            WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`,
+          [databaseName()],
+        )
+      ).rows as Array<{ pid: number }>;
+    // Both listen (again, after an earlier test's cut: pg-listen reconnects after 250 ms, later under load).
+    await waitFor(async () => (await listening()).length === 2, { what: 'both control buses listening' });
+    for (const { pid } of await listening()) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
   }
 
   const newUser = () => insertUser(a.services.db.knex, a.services.config);
@@ -165,7 +167,8 @@ describe('sockets checked against the database, for cluster events a node missed
     expect(added[0]!.participants.map((p) => p.userId).sort()).to.deep.equal([owner.id, bob.id].sort());
   });
 
-  it('a friend request made, and one accepted, while a node was not listening reach the sockets there', async () => {
+  /** Bob asks Dave to be friends (Carol is there to ask Bob); Bob's socket on node b records the notices. */
+  async function bobAsksDave() {
     const bob = await newUser();
     const carol = await newUser();
     const dave = await newUser();
@@ -177,6 +180,11 @@ describe('sockets checked against the database, for cluster events a node missed
     const bobOnB = await pool.open(b.url, bob);
     const requests = record(bobOnB, 'friend:request');
     const accepted = record(bobOnB, 'friend:accepted');
+    return { bob, carol, dave, asked, requests, accepted };
+  }
+
+  it('a friend request made, and one accepted, while a node was not listening reach the sockets there', async () => {
+    const { bob, carol, dave, asked, requests, accepted } = await bobAsksDave();
 
     await cutAdapterListeners();
     const fromCarol = await request<{ request: { id: string } }>(a.url, 'POST', '/friends/requests', {
@@ -201,17 +209,7 @@ describe('sockets checked against the database, for cluster events a node missed
   });
 
   it('a request accepted while a node was not listening, and unfriended since, is not announced there', async () => {
-    const bob = await newUser();
-    const carol = await newUser();
-    const dave = await newUser();
-    const asked = await request<{ request: { id: string } }>(a.url, 'POST', '/friends/requests', {
-      token: bob.token,
-      body: { username: dave.username },
-    });
-    expect(asked.status).to.equal(201);
-    const bobOnB = await pool.open(b.url, bob);
-    const requests = record(bobOnB, 'friend:request');
-    const accepted = record(bobOnB, 'friend:accepted');
+    const { bob, carol, dave, asked, requests, accepted } = await bobAsksDave();
 
     await cutAdapterListeners();
     const byDave = await request(a.url, 'POST', `/friends/requests/${asked.body.request.id}/accept`, {
