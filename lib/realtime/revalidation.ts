@@ -133,10 +133,14 @@ export function createSocketRevalidation(deps: {
 
   async function check(): Promise<void> {
     const { sessions, subscriptions } = localSockets(io);
-    const [ended, departed] = await Promise.all([
+    const [ended, found] = await Promise.all([
       endEndedSessions(io, knex, sessions),
       departedParticipants(knex, subscriptions),
     ]);
+    // Looked at once more before acting (only when something was found, which is rare): a user removed while the
+    // first read ran and added back (and subscribed again) before its answer came is a participant, whom the
+    // first answer would take out of the room for good.
+    const departed = found.length > 0 ? await departedParticipants(knex, found) : found;
     for (const { userId, conversationId } of departed) removeLocally(io, userId, conversationId);
     if (ended > 0 || departed.length > 0) {
       logger.warn(
