@@ -344,7 +344,6 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (suppressed !== undefined) logger.warn({ err, ...fields, suppressed }, `${what} failed`);
   }
 
-  /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
   /** Whether what is delivered to the conversation's room here must check its removals first. */
   function mayHaveMissedRemovals(conversationId: string): boolean {
     return removalsMissed === 'all' || (removalsMissed?.has(conversationId) ?? false);
@@ -360,6 +359,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     }
   }
 
+  /** A conversation without subscribers here: whoever subscribes next starts from the page they read. */
   function forget(conversationId: string): void {
     // No socket here to keep a removed participant's messages from.
     if (removalsMissed instanceof Set && removalsMissed.delete(conversationId) && removalsMissed.size === 0)
