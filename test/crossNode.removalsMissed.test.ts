@@ -1,5 +1,7 @@
 import { expect } from 'chai';
+import { CONTROL_APPLICATION_NAME } from '../lib/cluster/controlBus.js';
 import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import { listeningPids } from './helpers/faults.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { adminQuery } from './helpers/postgres.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -22,14 +24,7 @@ describe('a removal missed while the control bus was down: what the node hears a
   const { a, b, pool } = nodes;
   const databaseName = () => new URL(nodes.databaseUrl).pathname.slice(1);
 
-  const controlListeners = async () =>
-    (
-      await adminQuery(
-        `SELECT pid FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`,
-        [databaseName()],
-      )
-    ).rows as Array<{ pid: number }>;
+  const controlListeners = () => listeningPids(databaseName(), CONTROL_APPLICATION_NAME);
 
   /**
    * A group with its owner and a member subscribed on node B and a writer on node A; its first message has reached
@@ -70,7 +65,7 @@ describe('a removal missed while the control bus was down: what the node hears a
     });
     const listening = await controlListeners();
     expect(listening).to.have.length(2);
-    for (const { pid } of listening) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+    for (const pid of listening) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
   }
 
   for (const failFirst of [false, true]) {

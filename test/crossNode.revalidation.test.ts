@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
+import { CONTROL_APPLICATION_NAME } from '../lib/cluster/controlBus.js';
+import { ADAPTER_APPLICATION_NAME } from '../lib/realtime/adapterPool.js';
 import { createSocketRevalidation } from '../lib/realtime/revalidation.js';
 import { createGroup, expectOk, record, send, subscribe } from './helpers/chat.js';
 import { disconnected } from './helpers/events.js';
+import { listeningPids } from './helpers/faults.js';
 import { request } from './helpers/http.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { adminQuery } from './helpers/postgres.js';
@@ -20,40 +23,25 @@ describe('sockets checked against the database, for cluster events a node missed
   const { a, b, pool } = nodes;
 
   const databaseName = () => new URL(nodes.databaseUrl).pathname.slice(1);
-  const listeners = async (): Promise<number> => {
-    const result = await adminQuery(
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`,
-      [databaseName()],
-    );
-    return (result.rows[0] as { n: number }).n;
-  };
+  const listeners = async (): Promise<number> =>
+    (await listeningPids(databaseName(), ADAPTER_APPLICATION_NAME)).length;
 
   /** Ends every node's adapter LISTEN connection and waits until none is left: the nodes hear nothing now. */
   async function cutAdapterListeners(): Promise<void> {
     // A node's adapter listens a moment after the node has started.
     await waitFor(async () => (await listeners()) === 2, { what: 'both adapters to listen' });
-    await adminQuery(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`,
-      [databaseName()],
-    );
+    for (const pid of await listeningPids(databaseName(), ADAPTER_APPLICATION_NAME)) {
+      await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+    }
     await waitFor(async () => (await listeners()) === 0, { what: 'the LISTEN connections to end' });
   }
 
   /** Ends both nodes' control bus LISTEN connections (PostgreSQL does not say which one is b's); they reconnect. */
   async function cutControlListeners(): Promise<void> {
-    const listening = async () =>
-      (
-        await adminQuery(
-          `SELECT pid FROM pg_stat_activity
-            WHERE datname = $1 AND application_name = 'xfchat-control' AND query LIKE 'LISTEN%'`,
-          [databaseName()],
-        )
-      ).rows as Array<{ pid: number }>;
+    const listening = () => listeningPids(databaseName(), CONTROL_APPLICATION_NAME);
     // Both listen (again, after an earlier test's cut: pg-listen reconnects after 250 ms, later under load).
     await waitFor(async () => (await listening()).length === 2, { what: 'both control buses listening' });
-    for (const { pid } of await listening()) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
+    for (const pid of await listening()) await adminQuery('SELECT pg_terminate_backend($1)', [pid]);
   }
 
   const newUser = () => insertUser(a.services.db.knex, a.services.config);

@@ -123,6 +123,16 @@ const TYPING_SWEEP_AT = 10_000;
  * conversation (a member of many big groups could otherwise make thousands of writes a second). Past it, typing
  * is acked and dropped, like a repeat within a conversation's interval.
  */
+/**
+ * Whether the session a socket event came in on is live, for the events that store or tell something outside the
+ * write functions (which check it under the conversation's lock): true without a session. Its bindings are
+ * {@link sessionLiveBindings}.
+ */
+const SESSION_LIVE_SQL =
+  '(?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?))';
+const sessionLiveBindings = (sessionId: string | null | undefined, userId: string) =>
+  [sessionId ?? null, sessionId ?? null, userId] as const;
+
 const TYPING_PER_SECOND = 2;
 const TYPING_BURST = 5;
 
@@ -285,7 +295,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // another node, before this one heard of it, moves no marker.
       const result = await knex.raw<{ rows: Array<{ live: boolean; moved: number | null }> }>(
         `WITH live AS (
-           SELECT ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS ok
+           SELECT ${SESSION_LIVE_SQL} AS ok
          ), moved AS (
            UPDATE conversation_participants p SET last_read_seq = LEAST(?::bigint, c.last_seq)
            FROM conversations c, live
@@ -294,7 +304,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
            RETURNING p.last_read_seq
          )
          SELECT (SELECT ok FROM live) AS live, (SELECT last_read_seq FROM moved) AS moved`,
-        [sessionId ?? null, sessionId ?? null, userId, seq, conversationId, userId, seq],
+        [...sessionLiveBindings(sessionId, userId), seq, conversationId, userId, seq],
       );
       const row = result.rows[0];
       if (row?.live !== true) throw new AppError('UNAUTHORIZED');
@@ -326,9 +336,8 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
           const stale = typingChecksStale;
           // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
           const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
-            `SELECT xfchat_blocked(?, ?) AS blocked,
-               ?::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?::uuid AND user_id = ?) AS live`,
-            [conversationId, userId, sessionId ?? null, sessionId ?? null, userId],
+            `SELECT xfchat_blocked(?, ?) AS blocked, ${SESSION_LIVE_SQL} AS live`,
+            [conversationId, userId, ...sessionLiveBindings(sessionId, userId)],
           );
           blocked = result.rows[0]?.blocked ?? false;
           live = result.rows[0]?.live ?? false;

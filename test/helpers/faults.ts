@@ -114,3 +114,15 @@ export async function expectControlBusDelivers(from: ControlBus, to: ControlBus)
     unsubscribe();
   }
 }
+
+/**
+ * The pids of a database's LISTEN connections of one kind, by their `application_name`: the control bus's
+ * (`CONTROL_APPLICATION_NAME`) or the Socket.IO adapter's (`ADAPTER_APPLICATION_NAME`), one per node.
+ */
+export async function listeningPids(databaseName: string, applicationName: string): Promise<number[]> {
+  const result = await adminQuery(
+    `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND query LIKE 'LISTEN%'`,
+    [databaseName, applicationName],
+  );
+  return (result.rows as Array<{ pid: number }>).map((row) => row.pid);
+}
