@@ -22,7 +22,6 @@ import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createServerErrorLog } from './serverErrorLog.js';
 import { createRealtime } from './realtime/io.js';
-import { createConversationEvents } from './realtime/conversationEvents.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
@@ -278,14 +277,9 @@ export async function startServer(
         throw explainConnectError(err, config.database);
       }),
     );
-    const realtime = own(createRealtime({ config, db, logger, clock }));
+    const realtime = own(createRealtime({ config, db, logger, clock, controlBus }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
-    const conversationEvents = createConversationEvents({
-      io: realtime.io,
-      knex: db.knex,
-      logger,
-      controlBus,
-    });
+    const { conversationEvents } = realtime;
     const notify = createNotifier(realtime.io, logger, conversationEvents);
     const messaging = own(
       await createMessaging({

@@ -238,6 +238,7 @@ describe('sockets checked against the database, for cluster events a node missed
       knex,
       logger: b.services.logger,
       clock: b.services.clock,
+      removalsTold: b.services.conversationEvents,
       everyMs: 100,
     });
     try {
@@ -262,6 +263,7 @@ describe('sockets checked against the database, for cluster events a node missed
       knex: b.services.db.knex,
       logger: b.services.logger,
       clock: b.services.clock,
+      removalsTold: b.services.conversationEvents,
     });
     try {
       revalidation.request();

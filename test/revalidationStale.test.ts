@@ -16,8 +16,11 @@ describe('the socket check and a membership that changed while it read', functio
   this.timeout(30_000);
   const { server, pool } = useNode();
 
-  /** A knex whose departedParticipants() statement waits for `beforeRead`, reads, then waits for `afterRead`. */
-  function gatedKnex(knex: Knex) {
+  /**
+   * A knex whose statement that `matches` (a raw statement, or the transaction of `inTransaction`) waits for
+   * `beforeRead`, reads, then waits for `afterRead` before it answers.
+   */
+  function gatedKnex(knex: Knex, matches: { raw: string } | { inTransaction: true } = { raw: 'unnest(' }) {
     let openBefore!: () => void;
     let openAfter!: () => void;
     let markRead!: () => void;
@@ -26,23 +29,42 @@ describe('the socket check and a membership that changed while it read', functio
     const read = new Promise<void>((r) => (markRead = r));
     let queued!: () => void;
     const waiting = new Promise<void>((r) => (queued = r));
+    async function held<T>(run: () => Promise<T>): Promise<T> {
+      queued();
+      await beforeRead;
+      const result = await run();
+      markRead();
+      await afterRead;
+      return result;
+    }
     const proxy = new Proxy(knex, {
       get(target, prop, receiver) {
-        if (prop !== 'raw') return Reflect.get(target, prop, receiver) as unknown;
-        return (sql: string, bindings: unknown) => {
-          if (!sql.includes('unnest(')) return target.raw<unknown>(sql, bindings as never);
-          return (async () => {
-            queued();
-            await beforeRead;
-            const result: unknown = await target.raw<unknown>(sql, bindings as never);
-            markRead();
-            await afterRead;
-            return result;
-          })();
-        };
+        if ('raw' in matches && prop === 'raw') {
+          return (sql: string, bindings: unknown) =>
+            sql.includes(matches.raw)
+              ? held(() => target.raw<unknown>(sql, bindings as never))
+              : target.raw<unknown>(sql, bindings as never);
+        }
+        if ('inTransaction' in matches && prop === 'transaction') {
+          return (run: (trx: Knex.Transaction) => Promise<unknown>, options: Knex.TransactionConfig) =>
+            target.transaction((trx) => held(() => run(trx)), options);
+        }
+        return Reflect.get(target, prop, receiver) as unknown;
       },
     });
     return { knex: proxy, waiting, openBefore, read, openAfter };
+  }
+
+  /** A check of this node's sockets of its own (not the node's), reading through `knex`, never run by a timer. */
+  function revalidationThrough(knex: Knex) {
+    return createSocketRevalidation({
+      io: server.services.io,
+      knex,
+      logger: server.services.logger,
+      clock: server.services.clock,
+      removalsTold: server.services.conversationEvents,
+      everyMs: 3_600_000,
+    });
   }
 
   it('a member removed and added back is not told conversation:removed again, nor taken out of the room', async () => {
@@ -59,13 +81,7 @@ describe('the socket check and a membership that changed while it read', functio
     memberSocket.on('conversation:added', () => order.push('added'));
 
     const gate = gatedKnex(server.services.db.knex);
-    const revalidation = createSocketRevalidation({
-      io: server.services.io,
-      knex: gate.knex,
-      logger: server.services.logger,
-      clock: server.services.clock,
-      everyMs: 3_600_000,
-    });
+    const revalidation = revalidationThrough(gate.knex);
     try {
       // The check takes its list of this node's subscriptions (the member's among them) and starts its read.
       revalidation.request();
@@ -111,6 +127,88 @@ describe('the socket check and a membership that changed while it read', functio
         events: ['removed', 'added'],
         messageNewSeqs: [sent.message.seq],
       });
+    } finally {
+      gate.openBefore();
+      gate.openAfter();
+      revalidation.close();
+    }
+  });
+  it('a member removed while the check reads is told conversation:removed once', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    const memberSocket = await pool.open(server.url, member!);
+    await subscribe(memberSocket, group.id);
+    const removed = record(memberSocket, 'conversation:removed');
+
+    const gate = gatedKnex(server.services.db.knex);
+    const revalidation = revalidationThrough(gate.knex);
+    try {
+      // The check takes its list of this node's subscriptions (the member's among them) and starts its read.
+      revalidation.request();
+      await gate.waiting;
+      // The owner removes the member: the node tells them at once.
+      const del = await request(
+        server.url,
+        'DELETE',
+        `/conversations/${group.id}/participants/${member!.id}`,
+        { token: owner.token },
+      );
+      expect(del.status).to.equal(204);
+      await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
+      // The check reads the membership now (the member is out) and acts on its answer.
+      gate.openBefore();
+      gate.openAfter();
+      await revalidation.settled();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(removed).to.deep.equal([{ conversationId: group.id }]);
+    } finally {
+      gate.openBefore();
+      gate.openAfter();
+      revalidation.close();
+    }
+  });
+
+  it('a member added while a LISTEN connection was down and removed while the check reads is not told conversation:added after conversation:removed', async () => {
+    const owner = await newUser(server);
+    const [first, member] = await friendsOf(server, owner, 2);
+    const group = await createGroup(server.url, owner, [first!]);
+    const memberSocket = await pool.open(server.url, member!);
+    const order: string[] = [];
+    memberSocket.on('conversation:removed', () => order.push('removed'));
+    memberSocket.on('conversation:added', () => order.push('added'));
+
+    // The reads of the notices missed run in one transaction: held open around the removal.
+    const gate = gatedKnex(server.services.db.knex, { inTransaction: true });
+    const revalidation = revalidationThrough(gate.knex);
+    try {
+      // This check's node stops listening (for the check: the node's own connections stay), then the owner adds
+      // the member, who hears it from the node's events.
+      revalidation.listenLost('adapter');
+      const add = await request(server.url, 'POST', `/conversations/${group.id}/participants`, {
+        token: owner.token,
+        body: { userId: member!.id },
+      });
+      expect(add.status).to.equal(201);
+      await waitFor(() => order.length === 1, { what: 'conversation:added' });
+      // It listens again: the check tells the notices of the gap again, and reads them (the member is in)...
+      revalidation.listening('adapter');
+      await gate.waiting;
+      gate.openBefore();
+      await gate.read;
+      // ... then the owner removes the member before the check's answer comes.
+      const del = await request(
+        server.url,
+        'DELETE',
+        `/conversations/${group.id}/participants/${member!.id}`,
+        { token: owner.token },
+      );
+      expect(del.status).to.equal(204);
+      await waitFor(() => order.length === 2, { what: 'conversation:removed' });
+      gate.openAfter();
+      await revalidation.settled();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(order).to.deep.equal(['added', 'removed']);
     } finally {
       gate.openBefore();
       gate.openAfter();

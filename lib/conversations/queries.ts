@@ -193,34 +193,42 @@ export async function nonFriendsOf(
 
 /**
  * Of the given (user, conversation) pairs, those whose user no longer takes part in the conversation: one
- * statement for any number of pairs.
+ * statement for any number of pairs. Each with the conversation's count of removals as the statement read it
+ * (undefined if the conversation is gone), which counts the removal that took the user out.
  */
 export async function departedParticipants(
   knex: Knex,
   pairs: ReadonlyArray<{ userId: string; conversationId: string }>,
-): Promise<Array<{ userId: string; conversationId: string }>> {
+): Promise<Array<{ userId: string; conversationId: string; removals: number | undefined }>> {
   if (pairs.length === 0) return [];
-  const result = await knex.raw<{ rows: Array<{ user_id: string; conversation_id: string }> }>(
-    `SELECT q.user_id, q.conversation_id
+  const result = await knex.raw<{
+    rows: Array<{ user_id: string; conversation_id: string; removals: number | null }>;
+  }>(
+    `SELECT q.user_id, q.conversation_id, c.removals
        FROM unnest(?::uuid[], ?::uuid[]) AS q(user_id, conversation_id)
+       LEFT JOIN conversations c ON c.id = q.conversation_id
       WHERE NOT EXISTS (SELECT 1 FROM conversation_participants p
                          WHERE p.conversation_id = q.conversation_id AND p.user_id = q.user_id)`,
     [pairs.map((p) => p.userId), pairs.map((p) => p.conversationId)],
   );
-  return result.rows.map((r) => ({ userId: r.user_id, conversationId: r.conversation_id }));
+  return result.rows.map((r) => ({
+    userId: r.user_id,
+    conversationId: r.conversation_id,
+    removals: r.removals ?? undefined,
+  }));
 }
 
 /**
  * The conversations that any of `userIds` joined at or after `since` (also by creating one), newest first, at most
- * `limit` memberships: each with its participants and their users, and which of `userIds` joined it then. Three
- * statements; the memberships come from the participants' user index.
+ * `limit` memberships: each with its participants and their users, which of `userIds` joined it then, and its
+ * count of removals as read with them. Three statements; the memberships come from the participants' user index.
  */
 export async function joinedSince(
   knex: Knex,
   userIds: readonly string[],
   since: Date,
   limit: number,
-): Promise<Array<{ conversation: Conversation; userIds: string[] }>> {
+): Promise<Array<{ conversation: Conversation; userIds: string[]; removals: number }>> {
   if (userIds.length === 0) return [];
   // The joins and the conversations in one snapshot: each conversation shows the users who joined it.
   return await inOneSnapshot(knex, (trx) => joinedConversations(trx, userIds, since, limit));
@@ -231,19 +239,29 @@ async function joinedConversations(
   userIds: readonly string[],
   since: Date,
   limit: number,
-): Promise<Array<{ conversation: Conversation; userIds: string[] }>> {
-  const { rows } = await knex.raw<{ rows: Array<{ user_id: string; conversation_id: string }> }>(
-    `SELECT p.user_id, p.conversation_id FROM conversation_participants p
+): Promise<Array<{ conversation: Conversation; userIds: string[]; removals: number }>> {
+  const { rows } = await knex.raw<{
+    rows: Array<{ user_id: string; conversation_id: string; removals: number }>;
+  }>(
+    `SELECT p.user_id, p.conversation_id, c.removals FROM conversation_participants p
+       JOIN conversations c ON c.id = p.conversation_id
       WHERE p.user_id = ANY (?::uuid[]) AND p.joined_at >= ?
       ORDER BY p.joined_at DESC LIMIT ?`,
     [[...userIds], since, limit],
   );
-  const joined = new Map<string, string[]>();
-  for (const row of rows)
-    joined.set(row.conversation_id, [...(joined.get(row.conversation_id) ?? []), row.user_id]);
+  const joined = new Map<string, { userIds: string[]; removals: number }>();
+  for (const row of rows) {
+    const seen = joined.get(row.conversation_id);
+    if (seen) seen.userIds.push(row.user_id);
+    else joined.set(row.conversation_id, { userIds: [row.user_id], removals: row.removals });
+  }
   if (joined.size === 0) return [];
   const conversations = await Conversation.query(knex)
     .findByIds([...joined.keys()])
     .withGraphFetched('participants.user');
-  return conversations.map((conversation) => ({ conversation, userIds: joined.get(conversation.id) ?? [] }));
+  return conversations.map((conversation) => ({
+    conversation,
+    userIds: joined.get(conversation.id)?.userIds ?? [],
+    removals: joined.get(conversation.id)?.removals ?? 0,
+  }));
 }

@@ -35,6 +35,12 @@ export interface ConversationEvents {
    */
   removedHere(userId: string, conversationId: string, removals: number | undefined): boolean;
   /**
+   * Whether `userId`'s sockets here were told of a removal from the conversation made after the conversation had
+   * counted `removals` (a read that counted `removals` saw them take part, and they have been told since that they
+   * do not): what that read found is not told to them.
+   */
+  toldRemovalAfter(userId: string, conversationId: string, removals: number): boolean;
+  /**
    * The conversation as its next events show it (lib/conversations/queries.ts), undefined if it does not exist.
    * Called through this object, so that a test can hold it.
    */
@@ -80,9 +86,10 @@ export function createConversationEvents(deps: {
    */
   const toldRemoved = new Map<string, number>();
   /**
-   * The same pairs' latest removal told out of the chain (`removedHere()`), kept after its place in the chain is
-   * reached: the node that made a removal, going on after a write of its own told it first, does not tell it again.
-   * At most {@link MAX_TOLD_REMOVED}.
+   * The same pairs' latest removal told here (out of the chain, by `removedHere()` or as this node heard it), kept
+   * after its place in the chain is reached: the node that made a removal, going on after a write of its own told it
+   * first, does not tell it again, and the socket check does not tell what it read before it
+   * (`toldRemovalAfter()`). At most {@link MAX_TOLD_REMOVED}.
    */
   const lastToldRemoval = new Map<string, number>();
   const chains = new Map<string, Chain>();
@@ -91,6 +98,16 @@ export function createConversationEvents(deps: {
   function markRemoved(userId: string, conversationId: string, removals: number): void {
     const key = removalKey(userId, conversationId);
     setBounded(toldRemoved, key, Math.max(removals, toldRemoved.get(key) ?? removals), MAX_TOLD_REMOVED);
+  }
+
+  function toldLast(userId: string, conversationId: string, removals: number): void {
+    const key = removalKey(userId, conversationId);
+    setBounded(
+      lastToldRemoval,
+      key,
+      Math.max(removals, lastToldRemoval.get(key) ?? removals),
+      MAX_TOLD_REMOVED,
+    );
   }
 
   /** Whether the removal counted `removals`th was told here already (`removedHere()`). */
@@ -123,7 +140,10 @@ export function createConversationEvents(deps: {
       !toldAlready(change.userId, event.conversationId, change.removals)
     ) {
       removeLocally(io, change.userId, event.conversationId);
-      if (change.removals !== undefined) markRemoved(change.userId, event.conversationId, change.removals);
+      if (change.removals !== undefined) {
+        markRemoved(change.userId, event.conversationId, change.removals);
+        toldLast(change.userId, event.conversationId, change.removals);
+      }
     }
     push(event.conversationId, change);
   });
@@ -236,9 +256,12 @@ export function createConversationEvents(deps: {
       const key = removalKey(userId, conversationId);
       const told = lastToldRemoval.get(key);
       if (told !== undefined && removals <= told) return false;
-      setBounded(lastToldRemoval, key, removals, MAX_TOLD_REMOVED);
+      toldLast(userId, conversationId, removals);
       markRemoved(userId, conversationId, removals);
       return true;
+    },
+    toldRemovalAfter(userId, conversationId, removals) {
+      return (lastToldRemoval.get(removalKey(userId, conversationId)) ?? -1) > removals;
     },
     async reload(conversationId) {
       return (await loadConversation(knex, conversationId))?.toPublic();

@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { DatabaseClock } from '../cluster/clock.js';
+import type { ControlBus } from '../cluster/controlBus.js';
 import type { Config } from '../config.js';
 import { authenticateToken } from '../auth/tokens.js';
 import type { Database } from '../db.js';
@@ -22,6 +23,7 @@ import {
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/index.js';
 import { joinUserRoom, type InterServerEvents } from './notifier.js';
 import { createSocketRevalidation, endEndedSessions } from './revalidation.js';
+import { createConversationEvents, type ConversationEvents } from './conversationEvents.js';
 
 export interface SocketData {
   userId: string;
@@ -36,6 +38,8 @@ export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inter
 
 export interface Realtime {
   readonly io: AppServer;
+  /** The groups' detail events and the removals told here; closed by its owner after the control bus. */
+  readonly conversationEvents: ConversationEvents;
   /** What this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES). */
   readonly backpressure: Backpressure;
   attach(httpServer: HttpServer): void;
@@ -69,8 +73,10 @@ export function createRealtime(deps: {
   db: Database;
   logger: Logger;
   clock: DatabaseClock;
+  /** Carries the groups' changes, which this node tells its sockets in order (./conversationEvents.ts). */
+  controlBus: Pick<ControlBus, 'subscribe'>;
 }): Realtime {
-  const { config, db, logger, clock } = deps;
+  const { config, db, logger, clock, controlBus } = deps;
   const originAllowed = originAllowRequest(config.corsOrigins, config.trustProxy);
   const waitingTransports = createWaitingTransports({
     perIp: config.limits.connectionsPerIp,
@@ -112,7 +118,14 @@ export function createRealtime(deps: {
     ),
   });
 
-  const revalidation = createSocketRevalidation({ io, knex: db.knex, logger, clock });
+  const conversationEvents = createConversationEvents({ io, knex: db.knex, logger, controlBus });
+  const revalidation = createSocketRevalidation({
+    io,
+    knex: db.knex,
+    logger,
+    clock,
+    removalsTold: conversationEvents,
+  });
 
   // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
   // client can answer pings blindly, so the heartbeat alone would keep it.
@@ -205,6 +218,7 @@ export function createRealtime(deps: {
 
   return {
     io,
+    conversationEvents,
     backpressure,
     controlBusLost: () => revalidation.listenLost('control bus'),
     controlBusListening: () => revalidation.listening('control bus'),

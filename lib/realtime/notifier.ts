@@ -121,8 +121,22 @@ export function endSessionLocally(io: AppServer, sessionId: string, reason: Sess
 
 /** Takes the user's sockets on this node out of the conversation's room, and tells them. */
 export function removeLocally(io: AppServer, userId: string, conversationId: string): void {
-  io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+  unsubscribeLocally(io, userId, conversationId);
   io.local.to(userRoom(userId)).emit('conversation:removed', { conversationId });
+}
+
+/** Takes the user's sockets on this node out of the conversation's room, telling them nothing. */
+export function unsubscribeLocally(io: AppServer, userId: string, conversationId: string): void {
+  io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+}
+
+/** Whether one of the user's sockets on this node is in the conversation's room. */
+export function subscribedHere(io: AppServer, userId: string, conversationId: string): boolean {
+  const { rooms } = io.of('/').adapter;
+  const subscribers = rooms.get(conversationRoom(conversationId));
+  if (subscribers === undefined) return false;
+  for (const socketId of rooms.get(userRoom(userId)) ?? []) if (subscribers.has(socketId)) return true;
+  return false;
 }
 
 /**
@@ -258,7 +272,7 @@ export function createNotifier(
       // then their sockets left the room already, and hear it once.
       if (conversationEvents.removedHere(userId, conversationId, removals))
         removeLocally(io, userId, conversationId);
-      else io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
+      else unsubscribeLocally(io, userId, conversationId);
       stopLeaving(userId, conversationId);
       // To nodes of 0.2.0, as that release did it; the other nodes of this release follow the control bus.
       const onOlderNodes = io.in(userRoom(userId)).except(FOLLOWS_REMOVALS_ROOM);

@@ -4,8 +4,16 @@ import { endedSessions } from '../auth/tokens.js';
 import { departedParticipants, joinedSince } from '../conversations/queries.js';
 import type { Logger } from '../logger.js';
 import { requestNoticesSince } from '../social/friendRequests.js';
+import type { ConversationEvents } from './conversationEvents.js';
 import type { AppServer } from './io.js';
-import { endSessionLocally, localNotices, localSockets, removeLocally } from './notifier.js';
+import {
+  endSessionLocally,
+  localNotices,
+  localSockets,
+  removeLocally,
+  subscribedHere,
+  unsubscribeLocally,
+} from './notifier.js';
 
 /** How often this node checks its sockets in any case: the longest a missed end or removal can last. */
 /**
@@ -91,9 +99,11 @@ export function createSocketRevalidation(deps: {
   logger: Logger;
   /** PostgreSQL's clock: the gap's start is compared with rows stamped by the database's `now()`. */
   clock: DatabaseClock;
+  /** The removals told here, by whichever path: a removal told while the check read is not told again. */
+  removalsTold: Pick<ConversationEvents, 'removedHere' | 'toldRemovalAfter'>;
   everyMs?: number;
 }): SocketRevalidation {
-  const { io, knex, logger, clock, everyMs = REVALIDATE_EVERY_MS } = deps;
+  const { io, knex, logger, clock, removalsTold, everyMs = REVALIDATE_EVERY_MS } = deps;
   let running: Promise<void> = Promise.resolve();
   let again = false;
   let busy = false;
@@ -112,9 +122,13 @@ export function createSocketRevalidation(deps: {
       joinedSince(knex, users, since, MISSED_NOTICES_LIMIT),
       requestNoticesSince(knex, users, since, MISSED_NOTICES_LIMIT),
     ]);
-    for (const { conversation, userIds } of joined) {
+    for (const { conversation, userIds, removals } of joined) {
       const shown = conversation.toPublic();
-      for (const userId of userIds) localNotices.conversationAdded(io, userId, shown);
+      for (const userId of userIds) {
+        // Removed since the read, and told so here: the addition is over.
+        if (removalsTold.toldRemovalAfter(userId, conversation.id, removals)) continue;
+        localNotices.conversationAdded(io, userId, shown);
+      }
     }
     for (const request of requests.incoming) localNotices.friendRequest(io, request.toPublic());
     for (const request of requests.accepted) localNotices.friendAccepted(io, request.toPublic());
@@ -141,10 +155,18 @@ export function createSocketRevalidation(deps: {
     // first read ran and added back (and subscribed again) before its answer came is a participant, whom the
     // first answer would take out of the room for good.
     const departed = found.length > 0 ? await departedParticipants(knex, found) : found;
-    for (const { userId, conversationId } of departed) removeLocally(io, userId, conversationId);
-    if (ended > 0 || departed.length > 0) {
+    let removed = 0;
+    for (const { userId, conversationId, removals } of departed) {
+      // Taken out of the room meanwhile (the removal was told as this node heard it, or they left): told already.
+      if (!subscribedHere(io, userId, conversationId)) continue;
+      if (removalsTold.removedHere(userId, conversationId, removals))
+        removeLocally(io, userId, conversationId);
+      else unsubscribeLocally(io, userId, conversationId);
+      removed += 1;
+    }
+    if (ended > 0 || removed > 0) {
       logger.warn(
-        { endedSessions: ended, removedSubscriptions: departed.length },
+        { endedSessions: ended, removedSubscriptions: removed },
         'sockets checked against the database: ended what the cluster events had not',
       );
     }
