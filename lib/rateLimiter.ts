@@ -76,6 +76,16 @@ export class RateLimiter {
     if (bucket) bucket.tokens -= cost;
   }
 
+  /**
+   * Gives back `cost` tokens taken for work that turned out not to count (never above the burst): a budget of
+   * refusals takes its token before the work, so that requests made at once cannot all pass one look at it.
+   */
+  giveBack(key: string, cost = 1): void {
+    if (this.disabled) return;
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.options.burst, bucket.tokens + cost);
+  }
+
   /** Whether `take(key, cost)` would be allowed now, taking nothing. */
   peek(key: string, cost = 1): TakeResult {
     return this.check(key, cost, false);

@@ -600,6 +600,18 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expect((await post(a, '/auth/refresh', freshIp(), { refreshToken: madeUp() })).status).to.equal(401);
     });
 
+    it('counts made-up refreshes sent at once as they are sent: N reach the database, the rest are refused before it', async () => {
+      const ip = freshIp();
+      const answers = await Promise.all(
+        Array.from({ length: 8 * N }, (_, i) =>
+          post(a, '/auth/refresh', ip, { refreshToken: `${'y'.repeat(40)}${String(i).padStart(3, '0')}` }),
+        ),
+      );
+      const codes = answers.map((r) => (r.body as { error?: { code: string } }).error?.code);
+      expect(codes.filter((c) => c === 'UNAUTHORIZED')).to.have.length(N);
+      expect(codes.filter((c) => c === 'RATE_LIMITED')).to.have.length(7 * N);
+    });
+
     it('refuses a real token sent again and again after N refusals, and only that token', async () => {
       const username = await account(a);
       const ip = freshIp();

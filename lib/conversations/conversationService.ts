@@ -192,6 +192,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     },
 
     async rename(me, conversationId, title) {
+      // A rename tells every member the whole group, as an addition does: the same budget.
+      await takeCreation(me);
       await knex.transaction(async (trx) => {
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);

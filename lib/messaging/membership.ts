@@ -9,7 +9,10 @@ import { RateLimiter } from '../rateLimiter.js';
  * probe whether the conversation exists or not (timing reveals nothing), and a big group is never loaded whole.
  * Lookups that find nothing are what a client probing random ids causes (every event of every socket of a user
  * could be one): each takes a token of the user's own bucket (`missesPerSecond`, bursts of twice that; 0 = off),
- * and while it is empty the answer is RATE_LIMITED without a lookup, whatever the conversation.
+ * and while it is empty the answer is RATE_LIMITED without a lookup, whatever the conversation. The token is taken
+ * before the lookup and given back when it finds the user, so lookups sent at once never outnumber the tokens; one
+ * that finds the bucket empty while lookups of the same user run waits for them (a member's give theirs back)
+ * before it is refused.
  *
  * Entries are dropped by `invalidate()` (membership.changed on the control bus, from any node) and all of them
  * by `invalidateAll()` (after the bus reconnects, when events may have been missed). The writer checks
@@ -49,6 +52,40 @@ export function createMembership(
     ...(options.now ? { now: options.now } : {}),
   });
 
+  /** Per user, the lookups running with a token of theirs: each settles after its token's fate is decided. */
+  const running = new Map<string, Set<Promise<void>>>();
+
+  /**
+   * Whether `userId` takes part: a lookup paid with a token of theirs, given back when it finds them. While their
+   * bucket is empty, waits for their running lookups (their tokens may come back); with none running, RATE_LIMITED.
+   */
+  async function lookUpCounted(conversationId: string, userId: string): Promise<boolean> {
+    for (;;) {
+      const budget = misses.take(userId);
+      if (budget.allowed) break;
+      const theirs = running.get(userId);
+      if (theirs === undefined) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
+      await Promise.all(theirs);
+    }
+    // Counted as running at once (no await since the token was taken): a lookup waiting above sees it.
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const theirs = running.get(userId) ?? new Set<Promise<void>>();
+    running.set(userId, theirs.add(settled));
+    let missed = false;
+    try {
+      const found = await lookUp(conversationId, userId);
+      missed = !found;
+      return found;
+    } finally {
+      // Only a lookup that found nothing is paid for (one that failed found nothing either way).
+      if (!missed) misses.giveBack(userId);
+      theirs.delete(settled);
+      if (theirs.size === 0) running.delete(userId);
+      settle();
+    }
+  }
+
   async function lookUp(conversationId: string, userId: string): Promise<boolean> {
     const result = await knex.raw<{ rows: unknown[] }>(
       'SELECT 1 FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
@@ -62,12 +99,7 @@ export function createMembership(
       const entry = cache.get(conversationId);
       if (entry?.members.has(userId)) return;
       const seenAt = entry?.generation ?? generation;
-      const budget = misses.peek(userId);
-      if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
-      if (!(await lookUp(conversationId, userId))) {
-        misses.take(userId);
-        throw new AppError('NOT_FOUND');
-      }
+      if (!(await lookUpCounted(conversationId, userId))) throw new AppError('NOT_FOUND');
       const current = cache.get(conversationId);
       if (current) {
         if (current.generation === seenAt) current.members.add(userId);

@@ -232,6 +232,8 @@ const LIMIT = int({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
 const LIMIT_PARAM = paramInt({ min: 1, max: PAGE_LIMIT.max, clampMax: true });
 /** Largest group at creation, creator included. */
 export const MAX_GROUP_PARTICIPANTS = 1000;
+/** The longest `participantIds` a new group's request may list: duplicates and the creator's own id included. */
+const MAX_PARTICIPANT_IDS = 2 * MAX_GROUP_PARTICIPANTS;
 
 /**
  * An access token as a client sends it: any string. What it proves is checked by the server, not by the schema: an
@@ -303,9 +305,11 @@ export const restSchemas = {
       v.object({
         type: v.literal('group'),
         title: GROUP_TITLE,
+        // The group's size is checked once duplicates and the creator's own id are dropped (at most
+        // MAX_GROUP_PARTICIPANTS - 1 others); the list itself is only bounded.
         participantIds: v.pipe(
           v.array(uuid(), 'must be an array of UUIDs'),
-          v.maxLength(MAX_GROUP_PARTICIPANTS - 1, `must have at most ${MAX_GROUP_PARTICIPANTS - 1} items`),
+          v.maxLength(MAX_PARTICIPANT_IDS, `must have at most ${MAX_PARTICIPANT_IDS} items`),
         ),
       }),
     ],

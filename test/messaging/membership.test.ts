@@ -79,6 +79,36 @@ describe('messaging/membership: the participant cache (PostgreSQL)', () => {
     expect(queries).to.equal(6);
   });
 
+  it('counts lookups sent at once as they are sent, and never refuses a member for lookups that found them', async () => {
+    const clock = 0;
+    const membership = createMembership(db.knex, { missesPerSecond: 2, now: () => clock });
+    const outcome = (p: Promise<void>) =>
+      p.then(
+        () => 'ok',
+        (e: unknown) => code(e),
+      );
+    // Twenty random ids at once: the bucket (four) pays for four lookups, the rest are refused without one.
+    queries = 0;
+    const probes = await Promise.all(
+      Array.from({ length: 20 }, () => outcome(membership.assert(crypto.randomUUID(), bob))),
+    );
+    expect(probes.filter((c) => c === 'NOT_FOUND')).to.have.length(4);
+    expect(probes.filter((c) => c === 'RATE_LIMITED')).to.have.length(16);
+    expect(queries).to.equal(4);
+    // Ten conversations of a member's, none cached, at once: more lookups than the bucket holds wait for the
+    // ones running, which find the member and give their tokens back.
+    const mine = await rows<{ id: string }>(
+      db.knex,
+      "INSERT INTO conversations (type, title) SELECT 'group', 't' FROM generate_series(1, 10) RETURNING id",
+    );
+    await db
+      .knex('conversation_participants')
+      .insert(mine.map((c) => ({ conversation_id: c.id, user_id: alice })));
+    const fresh = createMembership(db.knex, { missesPerSecond: 2, now: () => clock });
+    const answers = await Promise.all(mine.map((c) => outcome(fresh.assert(c.id, alice))));
+    expect(answers).to.deep.equal(mine.map(() => 'ok'));
+  });
+
   it('costs a non-participant one lookup whether the conversation exists or not, and caches no refusal', async () => {
     const membership = createMembership(db.knex);
     queries = 0;

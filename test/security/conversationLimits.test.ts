@@ -66,6 +66,42 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
     expect((await openDirect(b, friend!.id)).status).to.equal(200);
   });
 
+  it('counts group renames against the same budget: each tells every member the whole group', async () => {
+    const owner = await newUser(a);
+    const [member] = await friendsOf(a, owner, 1);
+    const group = await createGroup(a.url, owner, [member!]);
+    const rename = (node: RunningServer, title: string) =>
+      request(node.url, 'PATCH', `/conversations/${group.id}`, { token: owner.token, body: { title } });
+    // The creation took one point of five.
+    for (const [i, node] of [a, b, a, b].entries())
+      expect((await rename(node, `t${i}`)).status).to.equal(200);
+    const refused = await rename(a, 'one too many');
+    expectError(refused, 429, 'RATE_LIMITED');
+    expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 60);
+  });
+
+  it('makes a group of 1000 from 999 friends listed with the creator’s own id and a duplicate', async () => {
+    const owner = await newUser(a);
+    const friends = await friendsOf(a, owner, 999);
+    const ids = friends.map((f) => f.id);
+    const res = await request<{ conversation: PublicConversation }>(a.url, 'POST', '/conversations', {
+      token: owner.token,
+      body: { type: 'group', title: 'all of us', participantIds: [owner.id, ...ids, ids[0]] },
+    });
+    expect(res.status).to.equal(201);
+    expect(res.body.conversation.participants).to.have.length(1000);
+    // One more is past the size: refused once the duplicates and the creator's id are dropped.
+    const [extra] = await friendsOf(a, owner, 1);
+    expectError(
+      await request(a.url, 'POST', '/conversations', {
+        token: owner.token,
+        body: { type: 'group', title: 'too many', participantIds: [...ids, extra!.id] },
+      }),
+      400,
+      'VALIDATION_FAILED',
+    );
+  });
+
   it('announces a new group of 150 with one broadcast, not one per member', async () => {
     const owner = await newUser(a);
     const members = await friendsOf(a, owner, 149);

@@ -126,7 +126,8 @@ export function authRoutes(services: Services): Router {
     if (kind === 'malformed') throw new AppError('UNAUTHORIZED');
     const [limiter, key] =
       kind === 'marked' ? [refusedTokens, refreshToken] : [refusedRefreshes, clientIp(req)];
-    const budget = limiter.peek(key);
+    // Taken before the statements and given back unless refused: refreshes sent at once cannot all pass one look.
+    const budget = limiter.take(key);
     if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
     // A client that goes away mid-request (a page reloaded during its refresh) would never get the new pair and
     // keep only the spent token: its rotation is rolled back instead (SessionService.refresh).
@@ -138,9 +139,10 @@ export function authRoutes(services: Services): Router {
     try {
       tokens = await accounts.sessions.refresh(refreshToken, () => gone);
     } catch (err) {
-      if (err instanceof AppError && err.code === 'UNAUTHORIZED') limiter.take(key);
+      if (!(err instanceof AppError && err.code === 'UNAUTHORIZED')) limiter.giveBack(key);
       throw err;
     }
+    limiter.giveBack(key);
     if (tokens !== undefined) res.json(tokensOf(tokens));
   });
 
