@@ -4,10 +4,12 @@ import { expectOk, putMessage, record, rows, send, subscribe } from './helpers/c
 import { expectAckError } from './helpers/errors.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
-import { connectSocket } from './helpers/sockets.js';
+import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { disconnected } from './helpers/events.js';
 import { request } from './helpers/http.js';
 import { waitFor } from './helpers/waitFor.js';
+import { insertSession, type TestUser } from './helpers/users.js';
+import { signAccessToken } from '../lib/auth/tokens.js';
 
 /**
  * A session that ends on another node is refused by this node's writes before this node hears of it: each send
@@ -45,44 +47,68 @@ describe('writes and reads of a session that has ended, before the node hears of
     };
   }
 
-  it('refuses its socket’s sends, edits, deletes and reactions with UNAUTHORIZED and stores nothing; others write on, gap-free', async () => {
+  /**
+   * A socket of a new session of `user`'s, whose session row is then deleted as another node's logout deletes it:
+   * nothing tells this node. With what it hears recorded.
+   */
+  async function socketOfEndedSession(user: TestUser) {
+    const sessionId = await insertSession(knex(), user.id);
+    const token = signAccessToken(
+      { userId: user.id, sessionId },
+      server.services.config.auth,
+      Date.now(),
+    ).token;
+    const socket = pool.track(await connectSocket(server.url, token));
+    await knex()('sessions').where({ id: sessionId }).delete();
+    expect(socket.connected, 'the node has not heard').to.equal(true);
+    return { socket, ended: record(socket, 'session:ended'), gone: disconnected(socket) };
+  }
+
+  /** The refused socket then ends, as the session's notice would have ended it. */
+  async function expectEnded({ ended, gone }: Awaited<ReturnType<typeof socketOfEndedSession>>) {
+    expect(await gone).to.equal('io server disconnect');
+    expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+  }
+
+  it('refuses its socket’s sends, edits, deletes and reactions with UNAUTHORIZED and stores nothing, then ends the socket; others write on, gap-free', async () => {
     const { alice, bob, id } = await ownerAndTwoMembers(server);
-    const socket = pool.track(await connectSocket(server.url, alice.token));
-    const first = expectOk(await send(socket, id, 'before the logout')).message;
+    const live = pool.track(await connectSocket(server.url, alice.token));
+    const first = expectOk(await send(live, id, 'before the logout')).message;
     expect(first.seq).to.equal(1);
     const before = await state(id);
 
-    await knex()('sessions').where({ id: alice.sessionId }).delete();
-    expect(socket.connected, 'the node has not heard').to.equal(true);
-
-    const clientMsgId = randomUUID();
-    expectAckError(await send(socket, id, 'after the logout', clientMsgId), 'UNAUTHORIZED', 'send');
-    expectAckError(
-      await socket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'edited after' }),
-      'UNAUTHORIZED',
-      'edit',
-    );
-    expectAckError(
-      await socket.emitWithAck('reaction:add', { conversationId: id, seq: 1, emoji: '👍' }),
-      'UNAUTHORIZED',
-      'reaction',
-    );
-    expectAckError(
-      await socket.emitWithAck('message:delete', { conversationId: id, seq: 1 }),
-      'UNAUTHORIZED',
-      'delete',
-    );
-    // A replay of a message stored before the session ended is refused too: the session learns nothing more.
-    expectAckError(
-      await socket.emitWithAck('message:send', {
-        conversationId: id,
-        clientMsgId: first.clientMsgId,
-        body: first.body,
-      }),
-      'UNAUTHORIZED',
-      'replay',
-    );
+    const attempts: Array<[string, (socket: ClientSocket) => Promise<Parameters<typeof expectAckError>[0]>]> =
+      [
+        ['send', (socket) => send(socket, id, 'after the logout', randomUUID())],
+        [
+          'edit',
+          (socket) =>
+            socket.emitWithAck('message:edit', { conversationId: id, seq: 1, body: 'edited after' }),
+        ],
+        [
+          'reaction',
+          (socket) => socket.emitWithAck('reaction:add', { conversationId: id, seq: 1, emoji: '👍' }),
+        ],
+        ['delete', (socket) => socket.emitWithAck('message:delete', { conversationId: id, seq: 1 })],
+        // A replay of a message stored before the session ended is refused too: the session learns nothing more.
+        [
+          'replay',
+          (socket) =>
+            socket.emitWithAck('message:send', {
+              conversationId: id,
+              clientMsgId: first.clientMsgId,
+              body: first.body,
+            }),
+        ],
+      ];
+    for (const [what, attempt] of attempts) {
+      const ending = await socketOfEndedSession(alice);
+      expectAckError(await attempt(ending.socket), 'UNAUTHORIZED', what);
+      await expectEnded(ending);
+    }
     expect(await state(id)).to.deep.equal(before);
+    // The session that is live keeps its socket.
+    expect(live.connected).to.equal(true);
 
     // Bob's session is live: his send takes the next seq, and alice's refused send took none.
     const bobs = await putMessage(server.url, bob, id, randomUUID(), { body: 'bob after' });
@@ -93,7 +119,7 @@ describe('writes and reads of a session that has ended, before the node hears of
     expect(after.messages.map((m) => m.seq)).to.deep.equal([1, 2]);
   });
 
-  it('refuses its socket’s read marker with UNAUTHORIZED: the marker stays, nobody is told', async () => {
+  it('refuses its socket’s read marker with UNAUTHORIZED: the marker stays, nobody is told, the socket ends', async () => {
     const { owner, alice, id } = await ownerAndTwoMembers(server);
     const ownerSocket = pool.track(await connectSocket(server.url, owner.token));
     const socket = pool.track(await connectSocket(server.url, alice.token));
@@ -104,13 +130,13 @@ describe('writes and reads of a session that has ended, before the node hears of
     expectOk(await socket.emitWithAck('conversation:read', { conversationId: id, seq: 1 }));
     await waitFor(() => reads.length === 1, { what: 'the first read marker' });
 
-    await knex()('sessions').where({ id: alice.sessionId }).delete();
-    expect(socket.connected, 'the node has not heard').to.equal(true);
+    const ending = await socketOfEndedSession(alice);
     expectAckError(
-      await socket.emitWithAck('conversation:read', { conversationId: id, seq: 3 }),
+      await ending.socket.emitWithAck('conversation:read', { conversationId: id, seq: 3 }),
       'UNAUTHORIZED',
       'read marker',
     );
+    await expectEnded(ending);
     const [row] = await rows<{ last_read_seq: string }>(
       knex(),
       'SELECT last_read_seq FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
@@ -121,16 +147,19 @@ describe('writes and reads of a session that has ended, before the node hears of
     expect(reads.map((r) => r.seq)).to.deep.equal([1]);
   });
 
-  it('refuses its socket’s typing with UNAUTHORIZED: nobody is told', async () => {
+  it('refuses its socket’s typing with UNAUTHORIZED: nobody is told, the socket ends', async () => {
     const { owner, alice, id } = await ownerAndTwoMembers(server);
     const ownerSocket = pool.track(await connectSocket(server.url, owner.token));
-    const socket = pool.track(await connectSocket(server.url, alice.token));
     await subscribe(ownerSocket, id);
     const typings = record(ownerSocket, 'typing');
 
-    await knex()('sessions').where({ id: alice.sessionId }).delete();
-    expect(socket.connected, 'the node has not heard').to.equal(true);
-    expectAckError(await socket.emitWithAck('typing', { conversationId: id }), 'UNAUTHORIZED', 'typing');
+    const ending = await socketOfEndedSession(alice);
+    expectAckError(
+      await ending.socket.emitWithAck('typing', { conversationId: id }),
+      'UNAUTHORIZED',
+      'typing',
+    );
+    await expectEnded(ending);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(typings).to.deep.equal([]);
   });

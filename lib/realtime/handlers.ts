@@ -28,6 +28,11 @@ type Listener = (...args: unknown[]) => void;
 export interface EventLog {
   log: Logger;
   serverError: ServerErrorLog;
+  /**
+   * After an event was answered UNAUTHORIZED: the socket's session ended and this node had not heard of it (the
+   * conversation events; `auth:refresh` answers UNAUTHORIZED for a bad new token and changes nothing).
+   */
+  sessionRefused?: () => void;
 }
 
 /**
@@ -38,7 +43,7 @@ export interface EventLog {
  */
 export function handle<E extends ClientEventName>(
   socket: AppSocket,
-  { log, serverError }: EventLog,
+  { log, serverError, sessionRefused }: EventLog,
   event: E,
   handler: Handler<E>,
 ): void {
@@ -62,6 +67,7 @@ export function handle<E extends ClientEventName>(
         const error = toAppError(err);
         if (error.status >= 500) serverError(log, error, { event }, 'socket event failed');
         reply(toAck(error));
+        if (error.code === 'UNAUTHORIZED' && !socket.disconnected) sessionRefused?.();
       },
     );
   };
@@ -87,7 +93,22 @@ export function registerConversationHandlers(
     // The session is read at each write, not here: `auth:refresh` may move the socket to another session of its
     // user, whose writes they are from then on (the first session's end no longer refuses them).
     const { userId } = socket.data;
-    const events: EventLog = { log: services.logger.child({ socketId: socket.id, userId }), serverError };
+    const log = services.logger.child({ socketId: socket.id, userId });
+    const events: EventLog = {
+      log,
+      serverError,
+      // A write, read marker or typing refused for the socket's session: it ends here, as the notice of the end
+      // would have ended it (`session:ended` with its reason, then the disconnect), not at the node's next check.
+      sessionRefused: () => {
+        const session = new Map([[socket.data.sessionId, userId]]);
+        endEndedSessions(services.io, services.db.knex, session).catch((err: unknown) =>
+          log.warn(
+            { err },
+            'ending the socket of an ended session failed: the next check of the sockets ends it',
+          ),
+        );
+      },
+    };
     const reads = createSocketReads({ ready: () => backpressure.writable(socket) });
     const order = createSubscribeOrder();
     socket.once('disconnect', () => {
