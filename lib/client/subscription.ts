@@ -203,7 +203,11 @@ export class Subscription {
     }
   }
 
-  /** Ends the subscription locally, e.g. after `conversation:removed` or close() (called by the client). @internal */
+  /**
+   * Ends the subscription locally, e.g. after `conversation:removed`, the session's end or close() (called by the
+   * client). From here on nothing reaches the app's callbacks, `onError` with `error` aside: an answer still on its
+   * way (a subscribe ack, a page of history or changes) is dropped when it arrives. @internal
+   */
   end(error: XFChatError | undefined): void {
     if (!this.active) return;
     this.active = false;
@@ -234,6 +238,7 @@ export class Subscription {
    * (its newest state), a delivered one is an update; then the contiguous run after `last` is delivered.
    */
   private accept(messages: readonly PublicMessage[]): void {
+    if (!this.active) return;
     for (const message of messages) {
       if (message.conversationId !== this.conversationId) continue;
       this.see(message.version);
@@ -266,6 +271,8 @@ export class Subscription {
 
   /** Hands a delivered message's newer state to the app; an older or already known state is dropped. */
   private update(message: PublicMessage): void {
+    // Ended (by the app's own callback, say, while a batch is handed over): nothing more reaches the app.
+    if (!this.active) return;
     let known = this.known.get(message.seq);
     // Without an entry, a state up to `forgotten` that could have had one dropped is old (see the class comment).
     if (known === undefined && this.forgotten !== undefined && message.version <= this.forgotten)
@@ -349,6 +356,8 @@ export class Subscription {
       try {
         if (subscribing) {
           await this.deps.connection.waitConnected(this.stop.signal);
+          // Ended meanwhile (already connected, the wait did not see the stop): subscribe no more.
+          if (!this.active) return;
           this.needSubscribe = false;
           await this.subscribeOnce();
           progressed = true;
@@ -392,12 +401,16 @@ export class Subscription {
     if (afterSeq !== undefined) request.afterSeq = afterSeq;
     if (this.options.limit !== undefined) request.limit = this.options.limit;
     const result = await this.deps.connection.request('conversation:subscribe', request);
+    // The subscription ended while the ack was on its way: nothing of it reaches the app (no onReset either).
+    if (!this.active) return;
     const heldVersion = this.synced ?? given.sinceVersion;
     if (
       (afterSeq !== undefined && result.lastSeq < afterSeq) ||
       (heldVersion !== undefined && result.version < heldVersion)
     ) {
       this.startOver(result);
+      // The app may have unsubscribed in onReset.
+      if (!this.active) return;
       await this.subscribeOnce();
       return;
     }
@@ -428,6 +441,7 @@ export class Subscription {
    * seq and version it knew, tells the app (onReset), and goes on as a new subscription without afterSeq.
    */
   private startOver(server: { lastSeq: number; version: number }): void {
+    if (!this.active) return;
     this.startedOver = true;
     this.last = undefined;
     this.target = 0;
@@ -457,6 +471,8 @@ export class Subscription {
       since,
       this.options.limit ?? FILL_PAGE,
     );
+    // Ended while the page was on its way: it is dropped, nothing reaches the app.
+    if (!this.active) return;
     this.accept(page.messages);
     const last = page.messages.at(-1);
     const reached = page.hasMore && last !== undefined ? last.version : page.version;
@@ -469,6 +485,8 @@ export class Subscription {
   private async fillGap(): Promise<boolean> {
     const before = this.last ?? 0;
     const page = await this.deps.messages.after(this.conversationId, before, FILL_PAGE);
+    // Ended while the page was on its way: it is dropped, nothing reaches the app.
+    if (!this.active) return false;
     this.accept(page.messages);
     return (this.last ?? 0) > before;
   }

@@ -58,7 +58,10 @@ export class TokenKeeper {
   private inFlight: { refreshToken: string; promise: Promise<boolean> } | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
-  /** A reason the server gave (`session:ended`) before a refresh was refused. */
+  /**
+   * A reason the server gave (`session:ended`) for the session held now, before a refresh was refused. Forgotten with
+   * that session's tokens (clear()), so that a later session's refused refresh never reports it.
+   */
   private knownReason: SessionEndReason | undefined;
   private closed = false;
   /**
@@ -103,7 +106,11 @@ export class TokenKeeper {
     const { session } = this.deps;
     if (refreshToken === this.resumedFrom && this.canRefresh && session.refreshToken !== refreshToken)
       return true;
+    // The held session's own refresh token: a reason the server already gave for that session still stands. Any
+    // other token is another session, which no reason heard so far is about.
+    const heard = refreshToken === session.refreshToken ? this.knownReason : undefined;
     this.clear();
+    this.knownReason = heard;
     this.resumedFrom = refreshToken;
     session.refreshToken = refreshToken;
     try {
@@ -133,6 +140,7 @@ export class TokenKeeper {
     session.refreshToken = undefined;
     session.expiresAt = undefined;
     this.resumedFrom = undefined;
+    this.knownReason = undefined;
     clearTimeout(this.timer);
   }
 
@@ -141,8 +149,10 @@ export class TokenKeeper {
     return this.deps.session.refreshToken !== undefined;
   }
 
-  /** The reason the server announced on the socket, if any, for the next end. */
+  /** The reason the server announced on the socket, if any, for the end of the session held now. */
   noteEndReason(reason: SessionEndReason): void {
+    // No session held (its tokens already dropped): the reason is about one that is over, not a later one.
+    if (!this.canRefresh && this.deps.session.token === undefined) return;
     this.knownReason = reason;
   }
 

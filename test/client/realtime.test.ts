@@ -19,6 +19,30 @@ function startOverWatch() {
   return { got, updates, resets, options };
 }
 
+/**
+ * A fetch that holds its answers to `GET .../changes` until release(): the server has read the page, and the client
+ * gets it whenever the test says.
+ */
+function heldChanges() {
+  const held: Array<() => void> = [];
+  let holding = true;
+  let answered = 0;
+  const holdingFetch: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    if (holding && url.includes('/changes')) {
+      answered += 1;
+      await new Promise<void>((resolve) => held.push(resolve));
+    }
+    return response;
+  };
+  const release = () => {
+    holding = false;
+    for (const resolve of held.splice(0)) resolve();
+  };
+  return { fetch: holdingFetch, answered: () => answered, release };
+}
+
 describe('client SDK: realtime', function () {
   const node = useNode();
   const { server } = node;
@@ -255,6 +279,48 @@ describe('client SDK: realtime', function () {
     expect(subscription.isActive).to.equal(false);
     expect(errors).to.deep.equal(['NOT_FOUND']);
     expect(b.subscription(group.id)).to.equal(undefined);
+  });
+
+  /**
+   * Alice's subscription (its changes pages held) to a conversation whose message 1 was edited after the version it
+   * resumes from, once the page bringing that edit has been read by the server.
+   */
+  async function subscribedWithEditOnItsWay() {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const b = pool.open(server.url, { token: bob.token });
+    const first = await b.messages.put(conversationId, 'c1', 'hello');
+    const { version: sinceVersion } = await b.messages.changes(conversationId, 0);
+    await b.messages.edit(conversationId, first.seq, 'hello, edited');
+    const gate = heldChanges();
+    const a = pool.open(server.url, { token: alice.token, fetch: gate.fetch });
+    await a.connect();
+    const updates: string[] = [];
+    const subscription = a.subscribe(conversationId, () => undefined, {
+      afterSeq: first.seq,
+      sinceVersion,
+      onUpdate: (m) => updates.push(m.body),
+    });
+    await waitFor(() => gate.answered() > 0, { what: 'the changes page to be read' });
+    return { a, subscription, gate, updates };
+  }
+
+  it('calls onUpdate no more after unsubscribe(), even with a changes page read before it', async () => {
+    const { subscription, gate, updates } = await subscribedWithEditOnItsWay();
+    await subscription.unsubscribe();
+    expect(subscription.isActive).to.equal(false);
+    gate.release();
+    // The page arrives in a few milliseconds; a subscription that took it in would hand the edit over.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(updates).to.deep.equal([]);
+  });
+
+  it('hands nothing of the ended session to onUpdate after logout(), even a changes page read before it', async () => {
+    const { a, subscription, gate, updates } = await subscribedWithEditOnItsWay();
+    await a.logout();
+    expect(subscription.isActive).to.equal(false);
+    gate.release();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(updates).to.deep.equal([]);
   });
 
   it('chats live between two nodes: alice on one, bob on the other', async () => {

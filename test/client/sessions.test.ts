@@ -285,6 +285,22 @@ describe('client SDK: sessions, refresh and their end', function () {
     }
   });
 
+  it('reports a refused resume() as expired, not with the reason an earlier session of the client ended with', async () => {
+    const alice = await signedUp();
+    await alice.client.connect();
+    // Another device revokes this one: the live socket hears "revoked".
+    const other = pool.open(server.url);
+    await other.login(alice.username, PASSWORD);
+    const mine = (await other.sessions.list()).find((s) => !s.current)!;
+    await other.sessions.revoke(mine.id);
+    await waitFor(() => alice.ended.length === 1, { what: 'the revoked session to end' });
+    expect(alice.ended).to.deep.equal([{ reason: 'revoked' }]);
+    // Later the app resumes from a stored token the server refuses: without a connection, that is "expired".
+    const error = await failure(alice.client.resume('not-a-refresh-token-of-any-session'));
+    expect(error).to.include({ code: 'UNAUTHORIZED' });
+    expect(alice.ended).to.deep.equal([{ reason: 'revoked' }, { reason: 'expired' }]);
+  });
+
   it('keeps using a still valid access token while a timed refresh fails', async () => {
     let releaseRefresh: (() => void) | undefined;
     let refreshes = 0;
