@@ -305,4 +305,41 @@ describe('HTTP basics', function () {
       expect(text.indexOf('"user"'), 'the first answer first').to.be.below(text.indexOf('"status":"ok"'));
     });
   });
+  describe('a request the parser refuses on a kept-alive connection', function () {
+    /** Two requests on one connection, the second once the first is answered: everything read until it closes. */
+    function twoOnOneConnection(first: string, second: string): Promise<string> {
+      const { hostname, port } = new URL(server.url);
+      return new Promise((resolve, reject) => {
+        const socket = net.connect({ host: hostname, port: Number(port) });
+        const chunks: Buffer[] = [];
+        let sentSecond = false;
+        socket.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          if (!sentSecond && Buffer.concat(chunks).toString('latin1').includes('"status":"ok"}')) {
+            sentSecond = true;
+            socket.write(Buffer.from(second, 'latin1'));
+          }
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+        socket.write(Buffer.from(first, 'latin1'));
+      });
+    }
+    const healthz = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+
+    for (const [what, second] of [
+      [
+        'a 36 KB path (headers over 16 KiB)',
+        `PUT /conversations/00000000-0000-4000-8000-000000000000/messages/1/reactions/${'a'.repeat(36 * 1024)} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`,
+      ],
+      ['an unknown method', 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ] as const) {
+      it(`answers ${what} after an earlier answer with 400 and the error envelope, then closes`, async () => {
+        const text = await twoOnOneConnection(healthz, second);
+        const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+        expect(statuses, text.slice(0, 300)).to.deep.equal(['200', '400']);
+        expectErrorEnvelope(text.slice(text.lastIndexOf('\r\n\r\n') + 4), 'VALIDATION_FAILED');
+      });
+    }
+  });
 });

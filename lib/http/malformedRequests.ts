@@ -26,24 +26,32 @@ function envelopeResponse(error: AppError): string {
 
 /**
  * The answer to a request that did not arrive whole within `HTTP_IDLE_TIMEOUT_MS` (its head or body trickled in,
- * or stopped coming): `408 REQUEST_TIMEOUT` with the error envelope. The connection is closed after it.
+ * or its body stopped coming; a head that stops coming leaves the connection silent, and it is closed without an
+ * answer): `408 REQUEST_TIMEOUT` with the error envelope. The connection is closed after it.
  */
 export function requestTimeoutResponse(): string {
   return envelopeResponse(new AppError('REQUEST_TIMEOUT'));
 }
 
+/** A connection as Node's HTTP server keeps it: with the response being written on it, if any. */
+type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
+
 /**
  * Answers what Node's HTTP parser refuses before Express sees it, with the contract's error envelope instead of
  * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
- * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. The rules mirror Node's own
- * `clientError` default: answer only on a connection that has not written anything yet (never inside another
- * response), then close it. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which
- * no route serves and Node would drop without a word) gets 404 like any unknown route.
+ * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
+ * and on a kept-alive one after its earlier answers alike (Node's own rule), never inside another response (once
+ * the current request's answer has begun, the connection is closed without a word); then it is closed. A request timeout
+ * is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and Node would drop without a
+ * word) gets 404 like any unknown route.
  */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
     logger.debug({ code: err.code }, 'malformed HTTP request refused');
-    if (err.code === 'ECONNRESET' || !socket.writable || (socket.bytesWritten ?? 0) > 0) {
+    // The response of this connection's current request, if any (Node detaches one from its socket once it has
+    // finished): once its head has gone out, no other answer can follow on the connection.
+    const answering = socket._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent === true) {
       socket.destroy();
       return;
     }

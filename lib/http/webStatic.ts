@@ -21,6 +21,15 @@ const NOT_BUILT = `<!doctype html>
 (or <code>npm run build</code>), then reload this page.</p></body></html>
 `;
 
+/** Whether a request path names a source map, percent-encoded or not (one that cannot be decoded is not served). */
+function isSourceMap(path: string): boolean {
+  try {
+    return decodeURIComponent(path).toLowerCase().endsWith('.map');
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Serves the browser app from `webDir` (static files only, never a `.map`; the API routes are mounted before
  * this), and the same page at `/c/<conversationId>`, the address of each conversation in the app (so such a URL
@@ -37,7 +46,8 @@ export function webRoutes(webDir: string = defaultWebDir()): Router {
     },
   });
   // Source maps are never served, even one left in dist/web by an older build: a map carries the whole source.
-  router.use((req, res, next) => (req.path.endsWith('.map') ? next() : serve(req, res, next)));
+  // Looked at as the file server reads the path: decoded (`/app.js%2Emap` is `/app.js.map`), in any case.
+  router.use((req, res, next) => (isSourceMap(req.path) ? next() : serve(req, res, next)));
   router.get(CONVERSATION_PAGE, (_req, res, next) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.sendFile('index.html', { root: webDir }, (err?: NodeJS.ErrnoException) => {

@@ -94,7 +94,14 @@ describe('the browser app served by the server', function () {
     expect(script).not.to.include('sourceMappingURL');
     await writeFile(path.join(defaultWebDir(), 'stale.js.map'), '{"sources":["secret.ts"]}');
     try {
-      for (const file of ['/app.js.map', '/stale.js.map']) {
+      // Percent-encoded too: the file server decodes the path before it reads the file.
+      for (const file of [
+        '/app.js.map',
+        '/stale.js.map',
+        '/stale.js%2Emap',
+        '/stale.js.%6Dap',
+        '/stale.js.MAP',
+      ]) {
         const res = await fetch(`${server.url}${file}`);
         expectError({ status: res.status, body: await res.json() }, 404, 'NOT_FOUND', file);
       }
