@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 
 /** How the server talks TLS to PostgreSQL. */
 export type DbSslMode = 'disable' | 'require' | 'verify-full';
@@ -154,7 +155,7 @@ export const SETTINGS = {
     group: 'server',
     default: '0.0.0.0',
     shownDefault: '`0.0.0.0`',
-    doc: 'address to bind (`npm run dev`: `127.0.0.1` unless set)',
+    doc: 'address to bind: an IP address or a host name of this machine, checked before anything is connected (`npm run dev`: `127.0.0.1` unless set)',
   },
   LOG_LEVEL: {
     kind: 'choice',
@@ -620,6 +621,27 @@ function readMigrationsDir(reader: EnvReader): string | undefined {
 }
 
 /**
+ * A host name as RFC 1123 spells one (dot-separated labels of letters, digits and inner hyphens), with the
+ * underscores that container networks' names may have.
+ */
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/i;
+
+/**
+ * HOST, as an IP address or a host name (not one made of digits and dots only, which no resolver would take for a
+ * name). Whether it is an address of this machine is checked at startup, before anything is connected.
+ */
+function readHost(reader: EnvReader): string {
+  const host = reader.raw('HOST') ?? SETTINGS.HOST.default;
+  if (isIP(host) === 0 && (!HOST_NAME.test(host) || /^[\d.]+$/.test(host))) {
+    reader.problems.push(
+      `HOST must be an IP address (IPv6 without brackets) or a host name, such as 0.0.0.0 or :: for all addresses (got "${host}")`,
+    );
+  }
+  return host;
+}
+
+/**
  * A CORS_ORIGINS entry as browsers send it in `Origin` (scheme and host in lower case, no default port), which is
  * what requests are compared with exactly (lib/requestOrigin.ts, Socket.IO's `cors`); undefined, with a problem
  * naming the entry (credentials hidden), when it is no origin or could never match one.
@@ -679,7 +701,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 
   const config: Config = {
     port: reader.int('PORT'),
-    host: reader.raw('HOST') ?? SETTINGS.HOST.default,
+    host: readHost(reader),
     trustProxy: reader.int('TRUST_PROXY_HOPS'),
     logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, SETTINGS.LOG_LEVEL.default),
     database: readDatabaseConfig(reader),

@@ -28,6 +28,7 @@ import { createSocialService } from './social/service.js';
 import {
   explainConnectError,
   explainListenError,
+  isPortFree,
   explainMigrationError,
   StartupError,
 } from './startupErrors.js';
@@ -238,6 +239,11 @@ export async function startServer(
       `[STARTUP] DB_WRITE_CONCURRENCY is above DB_POOL_SIZE - 1: ${writes} message-writing transactions at once`,
     );
   }
+  // HOST before anything is connected or migrated: one that is not an address of this machine stops the node here.
+  // (A probe on a port of the system's choosing: PORT itself is bound last.)
+  await isPortFree(0, config.host).catch(async (err: unknown) => {
+    throw await explainListenError(err, config.port, config.host);
+  });
   // First, with nothing open yet: the dummy hash that makes a login of an unknown user cost one argon2 run.
   const passwords = await createPasswordHasher(logger, options.passwordChecks);
   const metrics = createMetrics();

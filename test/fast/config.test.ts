@@ -349,6 +349,40 @@ describe('config', () => {
     });
   });
 
+  describe('HOST', () => {
+    for (const host of [
+      'a b',
+      '999.1.1.1',
+      'http://x',
+      '[::1]',
+      'a..b',
+      '-x.example',
+      `${'a'.repeat(64)}.example`,
+    ]) {
+      it(`rejects HOST=${host.length > 20 ? `${host.slice(0, 12)}…` : host}`, () => {
+        const problems = problemsOf(() => loadConfig(env({ HOST: host })));
+        expect(problems).to.have.length(1);
+        expect(problems[0]).to.include('HOST');
+        expect(problems[0]).to.include(`"${host}"`);
+      });
+    }
+
+    it('accepts addresses and host names', () => {
+      for (const host of [
+        '0.0.0.0',
+        '127.0.0.1',
+        '::',
+        '::1',
+        'fe80::1',
+        'localhost',
+        'chat-1.internal.example',
+        'chat_db',
+      ]) {
+        expect(loadConfig(env({ HOST: host })).host).to.equal(host);
+      }
+    });
+  });
+
   describe('DB_SSL_MODE', () => {
     let dir: string;
     before(async () => {

@@ -130,6 +130,27 @@ describe('startup (the real entry point as a child process)', function () {
       expect(line).to.include('JWT_SECRET');
       expect(line).to.include('PORT');
     });
+
+    it('reports a HOST that is not an address with the other problems, and one not of this machine before connecting', async () => {
+      const malformed = expectOneLineFailure(
+        await runMain(goodEnv(databaseUrl, { HOST: 'a b', PORT: 'abc' })),
+      );
+      expect(malformed).to.include('HOST');
+      expect(malformed).to.include('PORT');
+      // An address of another machine (TEST-NET-1): refused before the database is connected or migrated.
+      const emptyUrl = await createEmptyDatabase();
+      const result = await runMain(goodEnv(emptyUrl, { HOST: '192.0.2.1' }));
+      expect(expectOneLineFailure(result)).to.include('HOST=192.0.2.1 is not an address of this machine');
+      expect(result.stdout).not.to.include('[STARTUP] database');
+      const client = new pg.Client({ connectionString: emptyUrl });
+      await client.connect();
+      try {
+        const tables = await client.query("SELECT 1 FROM pg_tables WHERE tablename = 'knex_migrations'");
+        expect(tables.rows, 'nothing migrated').to.deep.equal([]);
+      } finally {
+        await client.end();
+      }
+    });
   });
 
   describe('database', () => {
