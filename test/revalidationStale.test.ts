@@ -5,6 +5,7 @@ import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } fr
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
+import type { TestUser } from './helpers/users.js';
 
 /**
  * The node's check of its sockets against the database (lib/realtime/revalidation.ts, every minute on every node,
@@ -55,6 +56,23 @@ describe('the socket check and a membership that changed while it read', functio
     return { knex: proxy, waiting, openBefore, read, openAfter };
   }
 
+  /** The owner takes `member` out of the group through the API. */
+  async function removeMember(owner: TestUser, groupId: string, member: TestUser): Promise<void> {
+    const res = await request(server.url, 'DELETE', `/conversations/${groupId}/participants/${member.id}`, {
+      token: owner.token,
+    });
+    expect(res.status).to.equal(204);
+  }
+
+  /** The owner adds `member` to the group through the API. */
+  async function addMember(owner: TestUser, groupId: string, member: TestUser): Promise<void> {
+    const res = await request(server.url, 'POST', `/conversations/${groupId}/participants`, {
+      token: owner.token,
+      body: { userId: member.id },
+    });
+    expect(res.status).to.equal(201);
+  }
+
   /** A check of this node's sockets of its own (not the node's), reading through `knex`, never run by a timer. */
   function revalidationThrough(knex: Knex) {
     return createSocketRevalidation({
@@ -87,25 +105,13 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.request();
       await gate.waiting;
       // The owner removes the member...
-      const del = await request(
-        server.url,
-        'DELETE',
-        `/conversations/${group.id}/participants/${member!.id}`,
-        {
-          token: owner.token,
-        },
-      );
-      expect(del.status).to.equal(204);
+      await removeMember(owner, group.id, member!);
       await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
       // ... the check's statement reads the membership now (the member is out) ...
       gate.openBefore();
       await gate.read;
       // ... and the owner adds them back; they subscribe again.
-      const add = await request(server.url, 'POST', `/conversations/${group.id}/participants`, {
-        token: owner.token,
-        body: { userId: member!.id },
-      });
-      expect(add.status).to.equal(201);
+      await addMember(owner, group.id, member!);
       await waitFor(() => added.length === 1, { what: 'conversation:added' });
       await subscribe(memberSocket, group.id);
       // The check's answer arrives now.
@@ -133,6 +139,7 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.close();
     }
   });
+
   it('a member removed while the check reads is told conversation:removed once', async () => {
     const owner = await newUser(server);
     const [member] = await friendsOf(server, owner, 1);
@@ -148,13 +155,7 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.request();
       await gate.waiting;
       // The owner removes the member: the node tells them at once.
-      const del = await request(
-        server.url,
-        'DELETE',
-        `/conversations/${group.id}/participants/${member!.id}`,
-        { token: owner.token },
-      );
-      expect(del.status).to.equal(204);
+      await removeMember(owner, group.id, member!);
       await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
       // The check reads the membership now (the member is out) and acts on its answer.
       gate.openBefore();
@@ -185,11 +186,7 @@ describe('the socket check and a membership that changed while it read', functio
       // This check's node stops listening (for the check: the node's own connections stay), then the owner adds
       // the member, who hears it from the node's events.
       revalidation.listenLost('adapter');
-      const add = await request(server.url, 'POST', `/conversations/${group.id}/participants`, {
-        token: owner.token,
-        body: { userId: member!.id },
-      });
-      expect(add.status).to.equal(201);
+      await addMember(owner, group.id, member!);
       await waitFor(() => order.length === 1, { what: 'conversation:added' });
       // It listens again: the check tells the notices of the gap again, and reads them (the member is in)...
       revalidation.listening('adapter');
@@ -197,13 +194,7 @@ describe('the socket check and a membership that changed while it read', functio
       gate.openBefore();
       await gate.read;
       // ... then the owner removes the member before the check's answer comes.
-      const del = await request(
-        server.url,
-        'DELETE',
-        `/conversations/${group.id}/participants/${member!.id}`,
-        { token: owner.token },
-      );
-      expect(del.status).to.equal(204);
+      await removeMember(owner, group.id, member!);
       await waitFor(() => order.length === 2, { what: 'conversation:removed' });
       gate.openAfter();
       await revalidation.settled();
