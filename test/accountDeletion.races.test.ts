@@ -5,7 +5,7 @@ import type {
   PublicFriendRequest,
   PublicUser,
 } from '../lib/protocol/index.js';
-import { newUser } from './helpers/chat.js';
+import { newUser, record } from './helpers/chat.js';
 import { expectError } from './helpers/errors.js';
 import { useNode } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
@@ -236,5 +236,53 @@ describe('account deletion racing requests, blocks and groups', function () {
       expectError(created, 401, 'UNAUTHORIZED');
       expect(await knex('conversation_participants').where('user_id', doomed.id)).to.deep.equal([]);
     }
+  });
+  it('a rename whose notice is late does not show a deleted account alive again: the friends hear the deletion last', async () => {
+    const alice = await signup();
+    const device2 = await request<AuthResponse>(server.url, 'POST', '/auth/login', {
+      body: { username: alice.username, password: PASSWORD },
+    });
+    const bob = await newUser(server);
+    const { knex } = server.services.db;
+    await insertFriendship(knex, alice.id, bob.id);
+    const bobSocket = await node.pool.open(server.url, bob);
+    const heard = record(bobSocket, 'user:updated');
+
+    // The rename's query of who must hear it (after its commit) answers late: a busy pool, a slow statement.
+    const context = (knex as unknown as { context: { raw: (...args: unknown[]) => PromiseLike<unknown> } })
+      .context;
+    const raw = context.raw.bind(context);
+    let held = false;
+    let releaseAudience!: () => void;
+    const audienceHeld = new Promise<void>((resolve) => (releaseAudience = resolve));
+    context.raw = (sql: unknown, ...rest: unknown[]) => {
+      const query = raw(sql, ...rest);
+      if (held || typeof sql !== 'string' || !sql.includes('FROM friendships WHERE user_low')) return query;
+      held = true;
+      return Promise.resolve(query).then(async (rows) => {
+        await audienceHeld;
+        return rows;
+      });
+    };
+    try {
+      const rename = request(server.url, 'PATCH', '/users/me', {
+        token: alice.token,
+        body: { displayName: 'Still Here' },
+      });
+      await waitFor(() => held, { what: 'the rename committed and asked who hears it' });
+      // The other device deletes the account meanwhile; its notice goes out first.
+      expect((await deleteAccount(device2.body.token)).status).to.equal(204);
+      await waitFor(() => heard.some((u) => u.username === null), { what: 'the deletion’s user:updated' });
+      releaseAudience();
+      expect((await rename).status).to.equal(200);
+    } finally {
+      releaseAudience();
+      context.raw = raw;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(heard.filter((u) => u.id === alice.id).at(-1)).to.include({
+      username: null,
+      displayName: 'Deleted user',
+    });
   });
 });

@@ -62,9 +62,13 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
         .patchAndFetchById(userId, { displayName, updatedAt: new Date() })
         .whereNull('deleted_at');
       if (!user) throw new AppError('UNAUTHORIZED');
-      const shown = user.toPublic();
-      notify.userUpdated(await audienceOf(knex, userId), shown);
-      return shown;
+      const audience = await audienceOf(knex, userId);
+      // Told as the row is now, read last: a deletion, or another rename, that committed since this one is not
+      // undone in the others' eyes by a notice of this one arriving after its own. A deleted account's notice is
+      // the deletion's.
+      const current: User | undefined = await User.query(knex).findById(userId);
+      if (current && current.deletedAt === null) notify.userUpdated(audience, current.toPublic());
+      return user.toPublic();
     },
 
     async deleteAccount(user, sessionId, password, client) {
