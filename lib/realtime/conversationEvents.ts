@@ -41,6 +41,11 @@ export interface ConversationEvents {
    */
   toldRemovalAfter(userId: string, conversationId: string, removals: number): boolean;
   /**
+   * The count of the latest removal of `userId` from the conversation told here (undefined if none is known): a
+   * reader that looked before and after an await sees whether one was told meanwhile.
+   */
+  lastRemovalTold(userId: string, conversationId: string): number | undefined;
+  /**
    * The conversation as its next events show it (lib/conversations/queries.ts), undefined if it does not exist.
    * Called through this object, so that a test can hold it.
    */
@@ -261,7 +266,10 @@ export function createConversationEvents(deps: {
       return true;
     },
     toldRemovalAfter(userId, conversationId, removals) {
-      return (lastToldRemoval.get(removalKey(userId, conversationId)) ?? -1) > removals;
+      return (events.lastRemovalTold(userId, conversationId) ?? -1) > removals;
+    },
+    lastRemovalTold(userId, conversationId) {
+      return lastToldRemoval.get(removalKey(userId, conversationId));
     },
     async reload(conversationId) {
       return (await loadConversation(knex, conversationId))?.toPublic();

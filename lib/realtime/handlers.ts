@@ -121,6 +121,7 @@ export function registerConversationHandlers(
       const subscribe = order.subscribing(conversationId);
       return reads
         .run(async () => {
+          const removalTold = services.conversationEvents.lastRemovalTold(userId, conversationId);
           await messages.assertParticipant(userId, conversationId);
           // A session ended on another node, whose notice this node has not heard yet, reads nothing (a REST read
           // checks its session as it starts): its socket ends here, as the notice would have ended it.
@@ -130,6 +131,10 @@ export function registerConversationHandlers(
           // A socket that went away meanwhile must not join a room: nothing would ever take it out.
           if (socket.disconnected)
             throw new AppError('RATE_LIMITED', { message: 'The connection is closing.' });
+          // Nor one whose user this node has told of a removal since the check: the removal took the socket out
+          // of the room already, and joining now would put it back in until the page's own check refused it.
+          if (services.conversationEvents.lastRemovalTold(userId, conversationId) !== removalTold)
+            throw new AppError('NOT_FOUND');
           // A subscribe that fails (over the read budget, say) leaves an earlier subscription as it was.
           const wasSubscribed = isSubscribed(socket, conversationId);
           // Overtaken by an unsubscribe sent after it, it is answered its page all the same but stays out of the
