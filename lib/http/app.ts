@@ -42,11 +42,23 @@ export function continueWithinBodyLimit(server: HttpServer): void {
   server.on('checkExpectation', (req, res) => server.emit('request', req, res));
 }
 
+/** The charsets JSON is written in (RFC 8259 names UTF-8; UTF-16 and UTF-32 are decoded as declared). */
+const JSON_CHARSET = /^utf-(?:8|16|16le|16be|32|32le|32be)$/i;
+
 /**
- * A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte and the
- * message would be stored changed. Refused instead (400, errorMiddleware); UTF-16/32 bodies are decoded as declared.
+ * A body in a charset JSON is not written in is refused (415, errorMiddleware), though the parser would decode
+ * any `utf-*` one: UTF-7 turns `+AEA-` into `@` and `+ACI-` into a quote, characters a check of the raw bytes
+ * never saw. A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte
+ * and the message would be stored changed. Refused instead (400); UTF-16/32 bodies are decoded as declared.
  */
 function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
+  if (!JSON_CHARSET.test(encoding)) {
+    throw Object.assign(new Error(`unsupported charset "${encoding.toUpperCase()}"`), {
+      status: 415,
+      type: 'charset.unsupported',
+      charset: encoding,
+    });
+  }
   if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
     throw Object.assign(new Error('the request body is not valid UTF-8'), {
       status: 400,

@@ -494,6 +494,7 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
       'multipart/form-data; boundary=x',
       'application/json; charset=latin1',
       'application/json; charset=utf-16',
+      'application/json; charset=utf-7',
       'application/json; charset=nonsense',
       ';;;',
       'application/json; charset="',
@@ -628,6 +629,15 @@ describe('fuzzing HTTP framing: encodings, content types, methods and raw paths'
     expect([unknown.status, codeOf(unknown)]).to.deep.equal([415, 'UNSUPPORTED_MEDIA_TYPE']);
     const latin1 = await send(login([], 'application/json; charset=latin1'));
     expect([latin1.status, codeOf(latin1)]).to.deep.equal([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    // The parser decodes any utf-* charset; UTF-7 (where "+AEA-" is "@") is not one JSON is written in.
+    for (const charset of ['utf-7', 'UTF-7-IMAP']) {
+      const utf7 = await send(login([], `application/json; charset=${charset}`));
+      expect([utf7.status, codeOf(utf7)], charset).to.deep.equal([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    }
+    for (const charset of ['utf-8', 'UTF-16', 'utf-32le']) {
+      const json = await send(login([], `application/json; charset=${charset}`));
+      expect(json.status, charset).not.to.equal(415);
+    }
     const badPath = await send({
       method: 'GET',
       target: '/conversations/%E0%A4%A',
