@@ -37,6 +37,13 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#\s@]*:)[^@/?#\s]+@/gi;
  * its value is hidden when its name names a secret.
  */
 const PARAMETER = /(^|[?&#;\s])([^=&#?;\s]+)=([^&#;\s"'<>]+)/g;
+/**
+ * Tokens by their shape, whatever they are sent as (a query parameter, a header or a path of a name no list
+ * knows): a JWT (an access token: `eyJ`, then two more base64url parts), and a run of exactly 43 base64url
+ * characters standing alone (a refresh token's shape: 32 bytes).
+ */
+const JWT = /\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+const OPAQUE_TOKEN = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g;
 
 /** Characters of strings (and keys) one line may carry in all; what is over is cut. */
 export const LINE_BUDGET = 5120;
@@ -69,9 +76,10 @@ function decodedName(name: string): string {
   }
 }
 
-/** A string without the secrets it may carry: a URL's password, secret-named parameters' values. */
+/** A string without the secrets it may carry: a URL's password, secret-named parameters' values, tokens. */
 function scrub(text: string): string {
   let clean = text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text;
+  if (clean.length >= 43) clean = clean.replace(JWT, 'eyJ***').replace(OPAQUE_TOKEN, '***');
   if (clean.includes('=')) {
     clean = clean.replace(PARAMETER, (whole: string, lead: string, name: string) =>
       isSecretName(decodedName(name)) ? `${lead}${name}=***` : whole,

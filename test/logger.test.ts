@@ -120,6 +120,45 @@ describe('logger: what a line may hold', () => {
     expect(entry.msg).to.equal('GET /auth/me?access_token=*** failed');
   });
 
+  it('hides tokens by their shape under names no list knows: a JWT, and a refresh token’s 43 characters', () => {
+    const logs = captureLogs('info');
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
+    const refresh = 'Ab3_-x'.repeat(7) + 'Z';
+    logs.logger.warn({
+      query: `/auth/me?auth=${jwt}&t=${refresh}`,
+      header: `access_token, ${jwt}`,
+      path: `/x/${refresh}/y`,
+      near: `${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`,
+    });
+    expect(logs.text()).not.to.include(jwt.split('.')[2]);
+    expect(logs.text()).not.to.include(refresh);
+    const entry = logs.entries()[0]!;
+    expect(entry.query).to.equal('/auth/me?auth=eyJ***&t=***');
+    expect(entry.header).to.equal('access_token, eyJ***');
+    expect(entry.path).to.equal('/x/***/y');
+    // Runs of other lengths, and a request id, are kept.
+    expect(entry.near).to.equal(`${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`);
+  });
+
+  it('logs a request carrying tokens under names no list knows (a query parameter, a header) without them', async () => {
+    const logs = captureLogs('debug');
+    const server = await startServer(testConfig(await createTestDatabase(), { LOG_LEVEL: 'debug' }), {
+      logger: logs.logger,
+    });
+    const token = 'eyJhbGciOiJIUzI1NiJ9.eyJxdWVyeSI6InRva2VuIn0.unnamed-token-value';
+    const refresh = 'r'.repeat(40) + 'efr';
+    try {
+      await request(server.url, 'GET', `/auth/me?auth=${token}&refresh=${refresh}`, {
+        headers: { 'x-auth': token, 'sec-websocket-protocol': `access_token, ${token}` },
+      });
+    } finally {
+      await server.close();
+    }
+    expect(logs.text()).to.include('"url":"/auth/me');
+    expect(logs.text()).not.to.include('unnamed-token-value');
+    expect(logs.text()).not.to.include(refresh);
+  });
+
   it('logs a request with an access token in its query string (LOG_LEVEL=debug) without the token', async () => {
     const logs = captureLogs('debug');
     const server = await startServer(testConfig(await createTestDatabase(), { LOG_LEVEL: 'debug' }), {
