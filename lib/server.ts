@@ -220,8 +220,8 @@ function timeOutSilentConnections(server: HttpServer, ms: number): void {
 }
 
 /**
- * The whole startup sequence, in order: connect and verify, migrate (mandatory), report, check JWT_SECRET against
- * the cluster's, then bind.
+ * The whole startup sequence, in order: check that HOST is an address of this machine, connect and verify, migrate
+ * (mandatory), report, check JWT_SECRET against the cluster's, then bind.
  * Any failure before binding rejects with a StartupError whose message is one actionable line, after closing
  * whatever had been opened, newest first.
  */

@@ -15,7 +15,6 @@ import {
   unsubscribeLocally,
 } from './notifier.js';
 
-/** How often this node checks its sockets in any case: the longest a missed end or removal can last. */
 /**
  * Ends on this node those of `sessions` (id to user id) that have ended in the database, as their end would have:
  * `session:ended` (`deleted` for an account deletion, else `revoked`: the end's own reason went with the session),
@@ -33,6 +32,7 @@ export async function endEndedSessions(
   return ended.length;
 }
 
+/** How often this node checks its sockets in any case: the longest a missed end or removal can last. */
 export const REVALIDATE_EVERY_MS = 60_000;
 
 /**
