@@ -320,7 +320,14 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser, 
   client.connect().catch((err: unknown) => {
     if (!(err instanceof XFChatError && err.code === 'UNAUTHORIZED')) report(err);
   });
-  new ChatSession(client, me, report, leave, (notice) => restart(client, { notice }))
+  new ChatSession(
+    client,
+    me,
+    report,
+    leave,
+    (notice) => restart(client, { notice }),
+    () => ending || leaving,
+  )
     .start(fromLogin)
     .catch(report);
 }

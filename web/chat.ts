@@ -12,7 +12,7 @@ import { Drafts } from './drafts.js';
 import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
 import { showNotice } from './notice.js';
 import { Notifier } from './notifier.js';
-import { Outbox } from './outbox.js';
+import { Outbox, type OutboxEntry } from './outbox.js';
 import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
@@ -29,6 +29,7 @@ const RESTORED_NOTICE =
 export class ChatSession {
   private readonly store: ConversationStore;
   private readonly drafts: Drafts;
+  private readonly outbox: Outbox;
   private readonly sidebar: Sidebar;
   private readonly view: ConversationView;
   private readonly details: DetailsPanel;
@@ -55,6 +56,7 @@ export class ChatSession {
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
    * server first, and if it fails the user stays signed in. `reload` starts the page over, `notice` on it.
+   * `signingOut` says whether the page is signing out (by the user's doing or not), its drafts being forgotten.
    */
   constructor(
     private readonly client: XFChatClient,
@@ -62,23 +64,26 @@ export class ChatSession {
     private readonly report: (error: unknown) => void,
     signOut: SignOut,
     private readonly reload: (notice: string) => void,
+    signingOut: () => boolean,
   ) {
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
     this.drafts = new Drafts(me.id);
+    this.outbox = new Outbox(me.id);
     this.router = new Router((id) => void this.show(id).catch(report));
     this.notifier = new Notifier((id) => this.navigate(id), report);
     this.view = new ConversationView({
       client,
       store: this.store,
       drafts: this.drafts,
-      outbox: new Outbox(me.id),
+      outbox: this.outbox,
       report,
       changed: () => this.changed(),
       back: () => this.navigate(undefined),
       blocks: (userId) => this.sidebar.blocks(userId),
       inTouch: (userId) => this.sidebar.inTouch(userId),
       refreshSocial: () => void this.sidebar.refreshSocial().catch(report),
+      signingOut,
     });
     this.sidebar = new Sidebar({
       client,
@@ -147,8 +152,10 @@ export class ChatSession {
 
     const [conversations] = await Promise.all([client.conversations.list(), this.sidebar.refreshSocial()]);
     for (const summary of conversations) this.follow(this.store.upsert(summary));
-    // What an earlier page typed but did not see stored goes out again now (exactly once: same clientMsgIds).
-    this.view.resumePending();
+    // What an earlier page typed but did not see stored goes out again now (exactly once: same clientMsgIds);
+    // what it wrote for conversations no longer in the list is looked into.
+    const elsewhere = this.view.resumePending();
+    void this.unsentOutsideList(elsewhere).catch(this.report);
     this.changed();
     await this.show(this.router.current());
     // After a login by keyboard the form that had focus is gone: focus goes to the list (an opened conversation
@@ -327,6 +334,54 @@ export class ChatSession {
     if (how === 'gone' || unsent.length > 0)
       showNotice(`${sentence}${kept}`, { unsent: unsent.join('\n\n'), focus: viewing });
     else if (viewing) this.sidebar.focusFirst();
+  }
+
+  /**
+   * What earlier pages of this browser wrote and did not send (kept messages `kept`, drafts) for conversations
+   * not in the list: I was removed from them, or left them elsewhere, while no page of mine was open to hear it
+   * (or they are new since the list was read). Each is read: one I am no longer in gets the notice of a removal
+   * seen live, naming it if a kept message says its title, with that text whole to copy, and the text then
+   * leaves storage; one I am in joins the list, and its messages go out. Nothing is dropped without a word.
+   */
+  private async unsentOutsideList(kept: readonly OutboxEntry[]): Promise<void> {
+    const ids = new Set([...kept.map((entry) => entry.conversationId), ...this.drafts.conversationIds()]);
+    for (const id of ids) {
+      if (this.store.get(id)) continue;
+      try {
+        const conversation = await this.client.conversations.get(id);
+        if (!this.store.get(id)) this.add(conversation);
+        this.view.resumePending();
+      } catch (err) {
+        if (err instanceof XFChatError && (err.code === 'NOT_FOUND' || err.code === 'FORBIDDEN')) {
+          // Added again meanwhile (conversation:added): its messages go out as for any conversation in the list.
+          if (this.store.get(id)) this.view.resumePending();
+          else this.unsentOfGone(id);
+        } else console.error('could not tell whether I am still in a conversation with unsent text', id, err);
+      }
+    }
+  }
+
+  /** The notice for a conversation I was found to be no longer in at load, with what was kept unsent for it. */
+  private unsentOfGone(conversationId: string): void {
+    const entries = this.outbox.entries().filter((entry) => entry.conversationId === conversationId);
+    const texts = entries.map((entry) => entry.body);
+    const draft = this.drafts.get(conversationId);
+    if (draft.trim() !== '') texts.push(draft);
+    for (const entry of entries) this.outbox.remove(entry.clientMsgId);
+    this.drafts.delete(conversationId);
+    this.changed();
+    if (texts.length === 0) return;
+    const named = entries.findLast((entry) => entry.title !== undefined);
+    const what =
+      named?.title === undefined
+        ? 'one of your conversations'
+        : named.group === true
+          ? `“${named.title}”`
+          : `the conversation with ${named.title}`;
+    showNotice(
+      `You are no longer in ${what}: you were removed, or left it elsewhere, while this page was closed. What you had written there and not sent is below; copy it to keep it.`,
+      { unsent: texts.join('\n\n') },
+    );
   }
 
   /** A conversation's details were replaced, or it was removed: a read of them on its way is out of date. */

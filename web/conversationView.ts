@@ -10,7 +10,7 @@ import {
 import { dayLabel } from './dates.js';
 import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
-import type { Outbox } from './outbox.js';
+import type { Outbox, OutboxEntry } from './outbox.js';
 import { MessageActions } from './messageActions.js';
 import {
   daySeparator,
@@ -46,6 +46,8 @@ export interface ConversationViewDeps {
   inTouch: (userId: string) => boolean;
   /** Reads friends, requests and blocks again; `ConversationView.socialChanged` follows. */
   refreshSocial: () => void;
+  /** Whether this page is signing out (its drafts are being forgotten): no draft may be saved again then. */
+  signingOut: () => boolean;
 }
 
 /** History page size when nothing is unread. */
@@ -183,6 +185,14 @@ export class ConversationView {
    * the block is gone: a newer message, the other's typing, a friendship or request between us, or a reload.
    */
   private readonly refusedAsBlocked = new Map<string, number>();
+  /**
+   * Another tab of this browser wrote its own text over the open conversation's stored draft, or sent its text and
+   * removed it, while this tab's box holds other text: that text is saved again when this tab leaves the
+   * conversation or the page (see `keepDraftTakenOver`).
+   */
+  private draftTakenOver = false;
+  /** What this tab last loaded or saved as the open conversation's draft. */
+  private draftSavedHere = '';
 
   constructor(private readonly deps: ConversationViewDeps) {
     this.actions = new MessageActions({
@@ -239,6 +249,8 @@ export class ConversationView {
       this.updateJump();
     });
     document.addEventListener('visibilitychange', () => this.markReadSoon());
+    window.addEventListener('storage', (event) => this.draftChangedElsewhere(event));
+    window.addEventListener('pagehide', () => this.keepDraftTakenOver());
     // Unsent messages are kept and sent after a reload, but a closed tab sends nothing until it is opened again.
     window.addEventListener('beforeunload', (event) => {
       if (![...this.pending.values()].some((p) => p.failed === undefined)) return;
@@ -251,15 +263,17 @@ export class ConversationView {
   /**
    * Sends again the messages a previous page of this browser did not see acknowledged (closed or reloaded
    * before the server answered, or while offline), with their own clientMsgIds: the server stores each once.
-   * Those of conversations I am no longer in are dropped. Call once the conversations are known.
+   * Those of conversations not in the list are neither sent nor dropped: they are returned, for the caller to
+   * find out whether I am still in them (and to show their text if not). Call once the conversations are known,
+   * and again when one joins the list.
    */
-  resumePending(): void {
+  resumePending(): OutboxEntry[] {
+    const elsewhere: OutboxEntry[] = [];
     for (const entry of this.deps.outbox.entries()) {
       if (this.pending.has(entry.clientMsgId)) continue;
       const state = this.deps.store.get(entry.conversationId);
       if (!state) {
-        console.error('dropping an unsent message of a conversation I am no longer in', entry.conversationId);
-        this.deps.outbox.remove(entry.clientMsgId);
+        elsewhere.push(entry);
         continue;
       }
       const pending: PendingMessage = { ...entry, failed: undefined, retrying: undefined };
@@ -267,6 +281,7 @@ export class ConversationView {
       if (state === this.current) this.list.append(this.pendingElement(pending));
       this.send(state, pending);
     }
+    return elsewhere;
   }
 
   get currentId(): string | undefined {
@@ -286,6 +301,7 @@ export class ConversationView {
       if (!this.actions.focusEditor()) this.input.focus();
       return;
     }
+    this.keepDraftTakenOver();
     this.current = state;
     this.clearHistoryError();
     this.historyAttempts = 0;
@@ -293,6 +309,7 @@ export class ConversationView {
     this.announcer.replaceChildren();
     this.unreadFrom = state.myLastReadSeq < state.lastSeq ? state.myLastReadSeq + 1 : undefined;
     this.input.value = this.deps.drafts.get(state.id);
+    this.draftSavedHere = this.input.value;
     this.updateCount();
     this.empty.hidden = true;
     this.pane.hidden = false;
@@ -388,11 +405,14 @@ export class ConversationView {
     const draft =
       this.current?.id === conversationId ? this.input.value : this.deps.drafts.get(conversationId);
     if (draft.trim() !== '') texts.push(draft);
+    // Taken: it is not to be saved again as the draft of a conversation I am no longer in.
+    if (this.current?.id === conversationId) this.draftTakenOver = false;
     return texts;
   }
 
   /** Closes the view (the list is shown, or the conversation was removed). */
   close(): void {
+    this.keepDraftTakenOver();
     this.actions.reset();
     this.clearHistoryError();
     this.current = undefined;
@@ -440,6 +460,7 @@ export class ConversationView {
     const message = state.messages.get(seq);
     const item = this.itemOf(seq);
     if (message && item) updateMessageItem(item, context, message);
+    this.actions.redrawn();
     this.refreshReplies(state, seq);
   }
 
@@ -602,9 +623,38 @@ export class ConversationView {
   private keepDraft(): void {
     const state = this.current;
     if (!state) return;
+    this.draftTakenOver = false;
+    this.draftSavedHere = this.input.value;
     const had = this.deps.drafts.has(state.id);
     this.deps.drafts.set(state.id, this.input.value);
     if (had !== this.deps.drafts.has(state.id)) this.deps.changed();
+  }
+
+  /**
+   * Another tab changed a stored draft (drafts are shared by the tabs of this browser, one per conversation). If it
+   * is the open conversation's and it no longer holds what this tab's box holds (the other tab wrote its own text
+   * over it, or sent its text and removed it), this tab's text is no longer saved: it will be, when this tab
+   * leaves the conversation or the page. Its own text sent from the other tab (the draft it had loaded) is not.
+   */
+  private draftChangedElsewhere(event: StorageEvent): void {
+    const state = this.current;
+    if (!state || event.storageArea !== localStorage || event.key !== this.deps.drafts.key(state.id)) return;
+    const mine = this.input.value;
+    const sentMine = event.newValue === null && event.oldValue === mine;
+    this.draftTakenOver = mine.trim() !== '' && event.newValue !== mine && !sentMine;
+  }
+
+  /**
+   * Saves the box as the open conversation's draft again if another tab took the stored one over (see
+   * `draftChangedElsewhere`): on leaving the conversation or the page, so that this tab's text survives a reload,
+   * a restart of the browser or a switch; never while signing out.
+   */
+  private keepDraftTakenOver(): void {
+    const state = this.current;
+    if (!this.draftTakenOver || !state) return;
+    this.draftTakenOver = false;
+    if (this.deps.signingOut() || this.input.value.trim() === '') return;
+    this.deps.drafts.set(state.id, this.input.value);
   }
 
   /** Whether the box holds more than the server takes (counted in code points, as the server counts). */
@@ -641,7 +691,12 @@ export class ConversationView {
     }
     this.input.value = '';
     this.updateCount();
-    this.deps.drafts.delete(state.id);
+    // The stored draft goes only if it is what was sent (or what this tab last saved): another tab of this
+    // conversation may have written its own text there meanwhile, which stays.
+    const stored = this.deps.drafts.get(state.id);
+    if (stored === body || stored === this.draftSavedHere) this.deps.drafts.delete(state.id);
+    this.draftTakenOver = false;
+    this.draftSavedHere = '';
     // Writing means the reader has caught up: the "New messages" line has done its job.
     this.unreadFrom = undefined;
     const pending: PendingMessage = {
@@ -669,12 +724,16 @@ export class ConversationView {
    * clientMsgId) on the next load.
    */
   private keep(pending: PendingMessage): void {
+    const state = this.deps.store.get(pending.conversationId);
     this.deps.outbox.keep({
       conversationId: pending.conversationId,
       clientMsgId: pending.clientMsgId,
       body: pending.body,
       replyToSeq: pending.replyToSeq,
       typedAt: pending.typedAt,
+      // To name the conversation if I am no longer in it when a later page finds this message unsent.
+      title: state && this.deps.store.title(state),
+      group: state?.type === 'group',
     });
   }
 
@@ -979,6 +1038,7 @@ export class ConversationView {
         const now = state.messages.get(message.seq);
         if (item && now) updateMessageItem(item, context, now);
       }
+      this.actions.redrawn();
       this.refreshReplies(state, new Set(page.messages.map((m) => m.seq)));
       this.decorate();
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;

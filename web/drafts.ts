@@ -18,8 +18,20 @@ export function removeKeysStartingWith(prefix: string): void {
 export class Drafts {
   constructor(private readonly userId: string) {}
 
-  private key(conversationId: string): string {
+  /** The localStorage key of a conversation's draft (a `storage` event names it when another tab changes it). */
+  key(conversationId: string): string {
     return `${PREFIX}${this.userId}.${conversationId}`;
+  }
+
+  /** The conversations this user has a draft for. */
+  conversationIds(): string[] {
+    const mine = `${PREFIX}${this.userId}.`;
+    const ids: string[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key?.startsWith(mine)) ids.push(key.slice(mine.length));
+    }
+    return ids;
   }
 
   get(conversationId: string): string {

@@ -131,6 +131,14 @@ export class MessageActions {
     this.editing = undefined;
   }
 
+  /**
+   * Messages were drawn again: an editor that went with them (its message was deleted meanwhile, and its item now
+   * shows the text typed in it, unsaved, with Copy) is no longer open.
+   */
+  redrawn(): void {
+    if (this.editing && !this.editing.form.isConnected) this.editing = undefined;
+  }
+
   /** Puts focus back in the open editor, if there is one; false if there is none. */
   focusEditor(): boolean {
     const editing = this.editing;
@@ -379,6 +387,8 @@ export class MessageActions {
       className: 'edit-input',
       attrs: {
         'aria-label': 'Edit your message',
+        // Right-to-left text is typed and shown right to left, as in the message box.
+        dir: 'auto',
         'aria-describedby': `${hintId} ${errorId}`,
         rows: String(Math.min(8, Math.max(2, message.body.split('\n').length))),
       },
@@ -443,7 +453,10 @@ export class MessageActions {
     const message = this.deps.store.message(state, seq);
     const body = input.value;
     if (!message || message.deletedAt !== null) {
-      this.stopEdit(true);
+      // What was typed stays in the editor, with why it cannot be saved.
+      error.textContent = `Not saved: ${CHANGE_ERRORS.MESSAGE_DELETED}`;
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
       return;
     }
     if (body.trim() === '') {

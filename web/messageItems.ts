@@ -2,6 +2,7 @@ import type { ConnectionState, PublicMessage } from '../lib/client/index.js';
 import { dayKey, dayLabel, fullTimestamp, shortTime } from './dates.js';
 import { button, el } from './dom.js';
 import { linkify } from './linkify.js';
+import { offerCopy } from './notice.js';
 import { showControls } from './text.js';
 import type { ConversationState, ConversationStore } from './store.js';
 
@@ -319,11 +320,54 @@ export function updateMessageItem(item: HTMLElement, ctx: MessageContext, messag
   // The actions menu, while open, lives in the tools part: it stays unless the message is gone.
   if (deleted || !item.classList.contains('menu-open')) setPart(item, 'tools', toolsPart(ctx, message));
   if (deleted) {
-    // Nothing is left to edit, and no error about it matters any more.
+    // Nothing is left to edit, and no error about it matters any more; but what was typed in an open editor is not
+    // thrown away: it stays, unsaved, with why and "Copy" (focus, if it was there, goes to "Copy").
     item.classList.remove('editing');
-    setPart(item, 'editor', null);
+    const editor = partOf(item, 'editor');
+    const typed = editor?.querySelector('textarea');
+    if (editor && typed) {
+      const focused = editor.contains(document.activeElement);
+      const unsaved = unsavedEdit(item, typed.value);
+      setPart(item, 'editor', unsaved);
+      if (focused) unsaved.querySelector('button')?.focus();
+    }
     setPart(item, 'error', null);
   }
+}
+
+/** In place of an editor whose message was deleted meanwhile: the text typed in it, whole, to copy, until dismissed. */
+function unsavedEdit(item: HTMLElement, text: string): HTMLElement {
+  const unsent = el('pre', {
+    className: 'unsent',
+    text,
+    attrs: { 'aria-label': 'Your unsaved edit', dir: 'auto' },
+  });
+  const copy = el('button', {
+    className: 'secondary',
+    attrs: { type: 'button', 'aria-label': 'Copy your unsaved edit' },
+  });
+  offerCopy(copy, unsent, text);
+  return el(
+    'div',
+    { className: 'editor unsaved-edit' },
+    el('p', {
+      className: 'error',
+      text: 'Not saved: the message was deleted. What you typed is below; copy it to keep it.',
+      attrs: { role: 'alert' },
+    }),
+    unsent,
+    el(
+      'div',
+      { className: 'editor-row' },
+      copy,
+      el('button', {
+        text: 'Dismiss',
+        className: 'secondary',
+        attrs: { type: 'button', 'aria-label': 'Dismiss your unsaved edit' },
+        onClick: () => setPart(item, 'editor', null),
+      }),
+    ),
+  );
 }
 
 /** The line above a day's first message: "Today", "Yesterday", "Monday", "Tuesday, 22 October 2024". */

@@ -1,7 +1,7 @@
 import { byId, el } from './dom.js';
 
 /** Copies the unsent text shown in `unsent` (or, without a clipboard, selects it for Ctrl+C), saying so on `copy`. */
-function offerCopy(copy: HTMLButtonElement, unsent: HTMLPreElement, kept: string): void {
+export function offerCopy(copy: HTMLButtonElement, unsent: HTMLPreElement, kept: string): void {
   copy.textContent = 'Copy';
   copy.onclick = () => {
     navigator.clipboard.writeText(kept).then(
@@ -45,7 +45,7 @@ export function showNotice(text: string, options: { unsent?: string; focus?: boo
     const unsent = el('pre', {
       className: 'unsent',
       text: kept,
-      attrs: { 'aria-label': 'Your unsent text' },
+      attrs: { 'aria-label': 'Your unsent text', dir: 'auto' },
     });
     // Its "Copy" is told apart from the others by the sentence naming the conversation.
     const copy = el('button', {

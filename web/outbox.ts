@@ -18,6 +18,12 @@ export interface OutboxEntry {
   replyToSeq: number | null;
   /** When it was typed (ms since the epoch): messages are sent again in the order typed. */
   typedAt: number;
+  /**
+   * The conversation's title then, and whether it is a group: if I am no longer in it at the next load, the notice
+   * that shows the text names it. Absent from messages kept by earlier versions.
+   */
+  title?: string;
+  group?: boolean;
 }
 
 function isEntry(value: unknown): value is OutboxEntry {
@@ -28,7 +34,9 @@ function isEntry(value: unknown): value is OutboxEntry {
     typeof v.clientMsgId === 'string' &&
     typeof v.body === 'string' &&
     (v.replyToSeq === null || typeof v.replyToSeq === 'number') &&
-    typeof v.typedAt === 'number'
+    typeof v.typedAt === 'number' &&
+    (v.title === undefined || typeof v.title === 'string') &&
+    (v.group === undefined || typeof v.group === 'boolean')
   );
 }
 

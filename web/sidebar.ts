@@ -228,12 +228,16 @@ export class Sidebar {
       const other = group ? undefined : state.participants.find((p) => p.userId !== store.meId);
       const handle = other === undefined ? undefined : store.handle(state, other.userId);
       const draft = !open && drafts.has(state.id) ? drafts.get(state.id) : undefined;
-      const preview =
+      // What someone wrote takes its own direction (dir="auto", isolated), after a label in the page's.
+      const written = (text: string) => el('span', { text: showControls(text), attrs: { dir: 'auto' } });
+      const preview: [string, HTMLElement?] =
         draft !== undefined
-          ? `Draft: ${showControls(draft)}`
+          ? ['Draft: ', written(draft)]
           : state.lastMessage
-            ? `${store.senderLabel(state, state.lastMessage.senderId)}: ${state.lastMessage.deletedAt === null ? showControls(state.lastMessage.body) : 'message deleted'}`
-            : 'No messages yet';
+            ? state.lastMessage.deletedAt === null
+              ? [`${store.senderLabel(state, state.lastMessage.senderId)}: `, written(state.lastMessage.body)]
+              : [`${store.senderLabel(state, state.lastMessage.senderId)}: message deleted`]
+            : ['No messages yet'];
       const when = new Date(state.lastMessage?.createdAt ?? state.lastActivity);
       // The entry's name is its label; what it shows besides (the last message or draft, and when) is read
       // after it as its description, as on screen.
@@ -280,11 +284,11 @@ export class Sidebar {
             : handle === undefined
               ? null
               : el('span', { className: 'members handle', text: handle }),
-          el('span', {
-            className: draft !== undefined ? 'preview draft' : 'preview',
-            text: preview,
-            attrs: { id: previewId },
-          }),
+          el(
+            'span',
+            { className: draft !== undefined ? 'preview draft' : 'preview', attrs: { id: previewId } },
+            ...preview,
+          ),
         ),
         unread > 0
           ? el('span', { className: 'unread', text: String(unread), attrs: { 'aria-hidden': 'true' } })

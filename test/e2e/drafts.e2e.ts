@@ -63,6 +63,44 @@ describe('web app: the message box', function () {
     app.expectNoProblems();
   });
 
+  it('two tabs of one conversation: sending in one keeps the draft the other is writing; a draft sent from the other tab does not come back', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const first = await app.open();
+    await first.logIn(ann.username, PASSWORD);
+    await first.openConversation('Bob');
+    const second = await app.openTab(first);
+    await second.waitForTitle('Bob');
+    await first.composer.fill('a long answer I am still writing in the first tab');
+    await second.send('ok');
+    await second.waitForMessage('ok');
+    await first.waitForMessage('ok');
+    // The first tab's text is still in its box, and a reload (or the browser restarting) keeps it.
+    expect(await first.composer.inputValue()).to.equal('a long answer I am still writing in the first tab');
+    await first.page.reload();
+    await first.waitForTitle('Bob');
+    expect(await first.composer.inputValue()).to.equal('a long answer I am still writing in the first tab');
+
+    // The second tab, reloaded, has that draft in its box and sends it: the first tab's reload does not bring
+    // it back as a draft.
+    await second.page.reload();
+    await second.waitForTitle('Bob');
+    expect(await second.composer.inputValue()).to.equal('a long answer I am still writing in the first tab');
+    await second.composer.press('Enter');
+    await first.waitForMessage('a long answer');
+    await first.page.reload();
+    await first.waitForTitle('Bob');
+    await first.waitForMessage('a long answer');
+    expect(await first.composer.inputValue()).to.equal('');
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'ok',
+      'a long answer I am still writing in the first tab',
+    ]);
+    app.expectNoProblems();
+  });
+
   it('offers to retry, edit or discard a message the server refused', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');

@@ -267,6 +267,51 @@ describe('web app: replies, edits, deletes and reactions', function () {
     app.expectNoProblems();
   });
 
+  it('edits: a message deleted elsewhere while its edit is being typed keeps the typed text, unsaved, with why and Copy', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    await ann.client.messages.put(conversationId, 'a-1', 'the original');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('the original');
+    const mine = itemAt(page, 1);
+    await (await openActions(mine)).getByRole('button', { name: 'Edit', exact: true }).click();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    await editor.fill('a careful rewrite,\nthree paragraphs long');
+
+    // Ann, on her phone, deletes the message meanwhile.
+    await ann.client.deleteMessage(conversationId, 1);
+    await mine.locator(':scope > .body.gone').getByText('message deleted').waitFor();
+    await editor.waitFor({ state: 'detached' });
+    await mine
+      .getByRole('alert')
+      .getByText(/^Not saved: the message was deleted\. What you typed is below; copy it to keep it\.$/)
+      .waitFor();
+    expect(await mine.getByLabel('Your unsaved edit', { exact: true }).textContent()).to.equal(
+      'a careful rewrite,\nthree paragraphs long',
+    );
+    // Focus was in the editor: it goes to Copy, the next step.
+    const copy = mine.getByRole('button', { name: 'Copy your unsaved edit' });
+    expect(await copy.evaluate((button) => button === document.activeElement)).to.equal(true);
+
+    // Dismissed, it goes; the editor works for the next message as before.
+    await mine.getByRole('button', { name: 'Dismiss your unsaved edit' }).click();
+    await mine.getByLabel('Your unsaved edit', { exact: true }).waitFor({ state: 'detached' });
+    await page.send('the next one');
+    await page.waitForMessage('the next one');
+    const next = item(page, 'the next one');
+    await (await openActions(next)).getByRole('button', { name: 'Edit', exact: true }).click();
+    const again = next.getByRole('textbox', { name: 'Edit your message' });
+    await again.fill('the next one, edited');
+    await again.press('Enter');
+    await again.waitFor({ state: 'detached' });
+    await page.waitForMessage('the next one, edited');
+    app.expectNoProblems();
+  });
+
   it('reactions: a reaction shows live as a chip with its count and who reacted, toggles by click, and stays after a reload', async () => {
     const { ann, bob, conversationId, annPage, bobPage } = await pair();
     await bob.client.messages.put(conversationId, 'pizza', 'Pizza tonight?');

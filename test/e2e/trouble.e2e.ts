@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Locator, Route } from 'playwright-core';
+import type { Locator, Page, Route } from 'playwright-core';
+import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
@@ -16,6 +17,13 @@ function fail(
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
   });
+}
+
+/** The keys of the drafts and unsent messages that `page`'s storage keeps. */
+function keptUnsent(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    Object.keys(localStorage).filter((key) => /^xfchat\.(outbox|draft)\./.test(key)),
+  );
 }
 
 /**
@@ -164,6 +172,47 @@ describe('web app: when something goes wrong', function () {
     // Dismiss closes both.
     await notice.getByRole('button', { name: 'Dismiss this notice' }).click();
     await notice.waitFor({ state: 'hidden' });
+    app.expectNoProblems();
+  });
+
+  it('removed from a group while the browser was closed: the message typed offline and the draft are shown to copy, not dropped', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const page = await app.open();
+    const network = await routeSockets(page.page);
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await page.waitForConnected();
+    await network.offline();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('typed offline for Plans');
+    await page.log.locator('li.pending').waitFor();
+    await page.composer.fill('and a draft\nfor Plans');
+    expect(await keptUnsent(page.page)).to.have.length(2);
+    const context = page.page.context();
+    await page.page.close();
+
+    // While the browser is closed, Bob removes Ann from the group.
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    network.online();
+    const back = await app.openTabIn(context);
+    await back.meName.getByText('Ann').waitFor();
+    const notice = back.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”: you were removed, or left it elsewhere/).waitFor();
+    expect(await notice.getByLabel('Your unsent text', { exact: true }).textContent()).to.equal(
+      'typed offline for Plans\n\nand a draft\nfor Plans',
+    );
+    await notice.getByRole('button', { name: 'Copy your unsent text' }).waitFor();
+    // Shown, the text leaves storage: it is not sent, and not shown again at the next load.
+    expect(await keptUnsent(back.page)).to.deep.equal([]);
+    expect(await storedMessages(app.server, group.id)).to.deep.equal([]);
+    await back.page.reload();
+    await back.meName.getByText('Ann').waitFor();
+    await back.page.locator('#conversations').getByText('No conversations yet.').waitFor();
+    expect(await back.page.locator('#app-notice').isHidden()).to.equal(true);
     app.expectNoProblems();
   });
 

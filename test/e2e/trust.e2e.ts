@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Locator } from 'playwright-core';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 /** What the app shows cannot be used to pass as someone else, or to make a text read other than it was sent. */
@@ -129,6 +130,47 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
     await page.conversationButton('Bob').getByText('Bob: again ⟨RLO⟩abc').waitFor();
     const stored = await ann.client.messages.before(direct.id, undefined, 10);
     expect(stored.messages.map((m) => m.body)).to.deep.equal([...texts, 'again \u202Eabc']);
+    app.expectNoProblems();
+  });
+
+  it('the message box, the inline editor and the list’s previews take the direction of the text in them', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    await ann.client.conversations.createDirect(bob.id);
+    const withCat = await cat.client.conversations.createDirect(ann.id);
+    await cat.client.connect();
+    await cat.client.send(withCat.id, 'שלום מקט');
+    const rtl = (element: Locator) => element.evaluate((e) => e.matches(':dir(rtl)'));
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.composer.fill('שלום, מה שלומך?');
+    expect(await rtl(page.composer)).to.equal(true);
+    await page.composer.press('Enter');
+    await page.waitForMessage('שלום, מה שלומך?');
+    const mine = page.log.locator('li[data-seq]').last();
+    await mine.hover();
+    await mine.getByRole('button', { name: /^Actions for/ }).click();
+    await mine.getByRole('button', { name: 'Edit', exact: true }).click();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    expect(await rtl(editor)).to.equal(true);
+    await editor.press('Escape');
+    await page.composer.fill('hello again');
+    expect(await rtl(page.composer)).to.equal(false);
+
+    // In the list, what was written takes its own direction; the label before it stays in the page's.
+    await page.composer.fill('טיוטה');
+    await page.openConversation('Cat');
+    const draft = page.conversationButton('Bob').locator('.preview');
+    await draft.getByText('Draft: טיוטה').waitFor();
+    expect(await rtl(draft)).to.equal(false);
+    expect(await rtl(draft.locator('[dir="auto"]'))).to.equal(true);
+    const last = page.conversationButton('Cat').locator('.preview');
+    await last.getByText('Cat: שלום מקט').waitFor();
+    expect(await rtl(last.locator('[dir="auto"]'))).to.equal(true);
     app.expectNoProblems();
   });
 
