@@ -49,8 +49,22 @@ export async function limitLockWait(knex: Knex): Promise<void> {
   await knex.raw("SELECT set_config('lock_timeout', ?, true)", [LOCK_TIMEOUT]);
 }
 
-export async function up(knex: Knex): Promise<void> {
+/**
+ * The tables every write touches, locked in the order writes lock them: a write locks its conversation's row,
+ * then inserts into `messages` and `message_reactions`. Knex runs a batch of migrations in one transaction: a
+ * batch that took `messages` (here) and then `conversations` (20261204000000) deadlocked with the writes of 0.2.0
+ * nodes during a rolling upgrade, the migration and some of their writes cancelled. So each migration that changes
+ * one of these tables takes all three first (a later one in the same batch holds them already), with the same
+ * limit on the wait. (Outside a transaction, as a test may call a migration, there is no batch to order.)
+ */
+export async function lockWriteTables(knex: Knex): Promise<void> {
   await limitLockWait(knex);
+  if (!knex.isTransaction) return;
+  await knex.raw('LOCK TABLE conversations, messages, message_reactions IN ACCESS EXCLUSIVE MODE');
+}
+
+export async function up(knex: Knex): Promise<void> {
+  await lockWriteTables(knex);
   const { rows } = await knex.raw<{ rows: Array<{ version: number }> }>(
     "SELECT current_setting('server_version_num')::int AS version",
   );
@@ -59,7 +73,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  await limitLockWait(knex);
+  await lockWriteTables(knex);
   await knex.raw('ALTER TABLE messages ALTER COLUMN id SET DEFAULT gen_random_uuid()');
   await knex.raw('DROP FUNCTION xfchat_uuid_v7()');
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { limitLockWait } from './20261202000000_message_ids_time_ordered.js';
+import { lockWriteTables } from './20261202000000_message_ids_time_ordered.js';
 
 /**
  * Brings a database migrated by release 0.2.0 to the schema a fresh database gets, and keeps 0.2.0's nodes
@@ -56,7 +56,7 @@ export async function up(knex: Knex): Promise<void> {
       WHERE d.adrelid = 'message_reactions'::regclass AND a.attname = 'created_at'`,
   );
   if (rows[0]?.current !== 'clock_timestamp()') {
-    await limitLockWait(knex);
+    await lockWriteTables(knex);
     await knex.raw('ALTER TABLE message_reactions ALTER COLUMN created_at SET DEFAULT clock_timestamp()');
   }
   await knex.raw(RELEASE_0_2_0_WRITE);

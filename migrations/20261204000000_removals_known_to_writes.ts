@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { lockWriteTables } from './20261202000000_message_ids_time_ordered.js';
 import {
   rewrite,
   SEND_ONE_CHECKING_SESSION,
@@ -89,6 +90,8 @@ export const WRITE_SIGNATURE = `xfchat_write(uuid[], uuid[], text[], text[], big
 const SEND_ONE_SIGNATURE = 'xfchat_send_one(uuid, uuid, text, text, bigint, boolean, uuid)';
 
 export async function up(knex: Knex): Promise<void> {
+  // In the writers' order, with a limit on the wait (20261202000000).
+  await lockWriteTables(knex);
   await knex.raw('ALTER TABLE conversations ADD COLUMN removals bigint NOT NULL DEFAULT 0');
   await knex.raw(`DROP FUNCTION ${WRITE_SIGNATURE}`);
   await knex.raw(WRITE_ANSWERING_REMOVALS);
@@ -97,6 +100,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await lockWriteTables(knex);
   await knex.raw(`DROP FUNCTION ${WRITE_SIGNATURE}`);
   await knex.raw(WRITE_CHECKING_SESSIONS);
   await knex.raw(`DROP FUNCTION ${SEND_ONE_SIGNATURE}`);

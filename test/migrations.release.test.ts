@@ -179,6 +179,47 @@ describe('upgrading a release database', function () {
     expect(rows).to.deep.equal([{ n: 20 }]);
   });
 
+  it('the first node of this release migrates while 0.2.0 nodes write: no deadlock, no write lost', async () => {
+    const { url, userId, conversationId } = await release020Database();
+    // Eight 0.2.0 writers, each on a connection of its own: sends, and reactions to the first message.
+    const writers = Array.from({ length: 8 }, () => track(openMigrated(url, RELEASE_0_2_0)));
+    let writing = true;
+    let written = 0;
+    const failures: string[] = [];
+    const write = async (db: Opened, n: number) => {
+      for (let i = 0; writing; i += 1) {
+        try {
+          const sends = [{ conversationId, senderId: userId, clientMsgId: `w${n}-${i}`, body: 'during' }];
+          await releaseWrite(db.knex, sends, [react(conversationId, userId, 1, `e${i % 5}`)]);
+          written += 1;
+        } catch (err) {
+          failures.push(String((err as { code?: string }).code ?? err));
+        }
+      }
+    };
+    const running = writers.map(write);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const db = track(openMigrated(url));
+    let migrated: unknown;
+    try {
+      await db.migrations.latest();
+    } catch (err) {
+      migrated = err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    writing = false;
+    await Promise.all(running);
+    expect({
+      migration: migrated === undefined ? 'ok' : (migrated as Error).message,
+      failures,
+    }).to.deep.equal({
+      migration: 'ok',
+      failures: [],
+    });
+    expect(written).to.be.above(0);
+    expect(await schemaOf(db.knex)).to.deep.equal(freshSchema);
+  });
+
   it('rolled back to 0.2.0 migrations, 0.2.0 still writes; latest again gives the fresh schema', async () => {
     const { url, userId, conversationId } = await release020Database();
     const db = track(openMigrated(url));
