@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import { loadDatabaseConfig } from './lib/config.js';
 import { pgConnectionConfig } from './lib/db.js';
-import { BUNDLED_MIGRATIONS_DIR } from './lib/migrations.js';
+import { BUNDLED_MIGRATIONS_DIR, knexCliMigrations } from './lib/migrations.js';
 
 const database = loadDatabaseConfig();
 
@@ -14,7 +14,7 @@ const config: Knex.Config = {
   client: 'pg',
   connection: pgConnectionConfig(database, 'xfchat-knex-cli') as Knex.PgConnectionConfig,
   pool: { min: 0, max: 2 },
-  migrations: { directory: database.migrationsDir ?? BUNDLED_MIGRATIONS_DIR, tableName: 'knex_migrations' },
+  migrations: knexCliMigrations(database.migrationsDir ?? BUNDLED_MIGRATIONS_DIR),
 };
 
 export default config;

@@ -77,15 +77,25 @@ class FolderMigrationSource implements Knex.MigrationSource<string> {
   }
 }
 
+const MIGRATIONS_TABLE = 'knex_migrations';
+
 function migrationConfig(source: FolderMigrationSource): Knex.MigratorConfig {
   return {
     migrationSource: source,
-    tableName: 'knex_migrations',
+    tableName: MIGRATIONS_TABLE,
     // Knex refuses to migrate (or to start at all) when the database has applied migrations that are not in the
     // folder: a node of the previous release could then not start, nor restart, once the first node of a newer
     // one had migrated. Those are reported as `newer` instead (see MigrationStatus).
     disableMigrationsListValidation: true,
   };
+}
+
+/**
+ * The migrations of `directory` as `xfchat migrate` and the server see them (names without extension, the same
+ * table, newer releases' migrations allowed), for the knex CLI (knexfile.ts).
+ */
+export function knexCliMigrations(directory: string): Knex.MigratorConfig {
+  return migrationConfig(new FolderMigrationSource(directory));
 }
 
 export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logger): Migrator {
@@ -132,10 +142,26 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
           stop?.removeEventListener('abort', onStop);
         }
       }
+      await freeStaleKnexLock();
       return await work();
     } finally {
       await end();
     }
+  }
+
+  /**
+   * Knex's own lock row, left set by a migration process that stopped half-way (a rollback interrupted by Ctrl-C:
+   * Knex commits the row before the first `down()` and clears it after the last), after which every `latest` and
+   * every node's start refused with "Migration table is already locked". Holding the advisory lock, this process
+   * is the only xfchat one migrating, so the row is stale: cleared. (The knex CLI, knexfile.ts, takes no advisory
+   * lock: run it with no node starting and no `xfchat migrate`.)
+   */
+  async function freeStaleKnexLock(): Promise<void> {
+    const lockTable = `${MIGRATIONS_TABLE}_lock`;
+    if (!(await knex.schema.hasTable(lockTable))) return;
+    const freed = await knex(lockTable).where('is_locked', 1).update({ is_locked: 0 });
+    if (freed > 0)
+      logger.warn('cleared the migration lock a stopped migration left set (Knex table ' + lockTable + ')');
   }
 
   async function lastBatch(): Promise<string[]> {

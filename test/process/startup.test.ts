@@ -319,6 +319,48 @@ describe('startup (the real entry point as a child process)', function () {
       }
     });
 
+    it('clears the Knex lock a stopped migration left set (a rollback interrupted by Ctrl-C), then migrates and starts', async () => {
+      const url = await createEmptyDatabase();
+      expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
+      expect((await runCli(['migrate', 'rollback', '--yes'], { DATABASE_URL: url })).code).to.equal(0);
+      // What Knex leaves when the process dies between its first down() and its last: the row it committed first.
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query('UPDATE knex_migrations_lock SET is_locked = 1');
+        const latest = await runCli(['migrate', 'latest'], { DATABASE_URL: url });
+        expect(latest.code, latest.stderr).to.equal(0);
+        const { rows } = await client.query('SELECT is_locked FROM knex_migrations_lock');
+        expect(rows).to.deep.equal([{ is_locked: 0 }]);
+        // And a node starts on it, after the same row was left set again.
+        await client.query('UPDATE knex_migrations_lock SET is_locked = 1');
+        const node = await startMain(goodEnv(url, { LOG_LEVEL: 'warn' }));
+        await node.kill();
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('the knex CLI with knexfile.ts sees the migrations as xfchat migrate does', async () => {
+      const url = await createEmptyDatabase();
+      expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
+      const status = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      const applied = Number(/^applied \((\d+)\)/.exec(status.stdout)?.[1]);
+      const list = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', 'node_modules/knex/bin/cli.js', '--knexfile', 'knexfile.ts', 'migrate:list'],
+        {
+          cwd: PROJECT_ROOT,
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DATABASE_URL: url },
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
+      expect(list.status, `${list.stdout}\n${list.stderr}`.slice(0, 600)).to.equal(0);
+      expect(list.stdout).to.include(`Found ${applied} Completed Migration`);
+      expect(list.stdout).to.include('No Pending Migration');
+    });
+
     it('rollback without --yes names the batch it would undo and changes nothing; with --yes it undoes it', async () => {
       const url = await createEmptyDatabase();
       expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
