@@ -161,7 +161,7 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     if (!(await knex.schema.hasTable(lockTable))) return;
     const freed = await knex(lockTable).where('is_locked', 1).update({ is_locked: 0 });
     if (freed > 0)
-      logger.warn('cleared the migration lock a stopped migration left set (Knex table ' + lockTable + ')');
+      logger.warn({ table: lockTable }, 'cleared the migration lock a stopped migration left set');
   }
 
   async function lastBatch(): Promise<string[]> {
