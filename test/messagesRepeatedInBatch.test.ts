@@ -5,6 +5,9 @@ import { putMessage } from './helpers/chat.js';
 import { deleteMessage, ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import type { ClientSocket } from './helpers/sockets.js';
+import { insertSession, type TestUser } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
+import { signAccessToken } from '../lib/auth/tokens.js';
 
 /**
  * Guarantee 3 and docs/api.md: a clientMsgId sent again answers the stored message (`duplicate: true`), and
@@ -89,5 +92,71 @@ describe('a clientMsgId sent again twice within one batch', function () {
     const stored = acks[1] as Ack & { message?: { seq: number; replyToSeq: number | null } };
     expect(stored.message?.replyToSeq).to.equal(1);
     expect(stored.message?.seq).to.equal(31);
+  });
+  describe('from two sessions of one user, the first of them ended while both waited', function () {
+    /** Another session of `user`'s (a second device), with its access token. */
+    async function secondDevice(user: TestUser): Promise<TestUser> {
+      const sessionId = await insertSession(server.services.db.knex, user.id);
+      const { auth } = server.services.config;
+      return {
+        ...user,
+        sessionId,
+        token: signAccessToken({ userId: user.id, sessionId }, auth, Date.now()).token,
+      };
+    }
+
+    /**
+     * `first` then `second` send the same clientMsgId and body while the conversation's row is locked and
+     * `ahead`'s send waits for it, so they go in one batch; `ended`'s session ends before the lock goes. Answers
+     * both statuses.
+     */
+    async function inOneBatch(
+      id: string,
+      ahead: TestUser,
+      first: TestUser,
+      second: TestUser,
+      ended: TestUser,
+    ) {
+      const { knex } = server.services.db;
+      const lock = await knex.transaction();
+      try {
+        await lock.raw('SELECT id FROM conversations WHERE id = ? FOR UPDATE', [id]);
+        // A send ahead of them holds the actor on the lock: the two queue behind it, into one batch.
+        const sentAhead = putMessage(server.url, ahead, id, randomUUID(), { body: 'ahead' });
+        const actor = await waitFor(() => server.services.messaging.registry.find(id), { what: 'the actor' });
+        await waitFor(
+          async () =>
+            (
+              await knex.raw<{ rows: unknown[] }>(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+              )
+            ).rows.length > 0,
+          { what: 'the send ahead to wait for the lock' },
+        );
+        const clientMsgId = randomUUID();
+        const one = putMessage(server.url, first, id, clientMsgId, { body: 'same' });
+        await waitFor(() => actor.queued === 1, { what: 'the first queued' });
+        const two = putMessage(server.url, second, id, clientMsgId, { body: 'same' });
+        await waitFor(() => actor.queued === 2, { what: 'the second queued' });
+        await knex('sessions').where({ id: ended.sessionId }).delete();
+        await lock.commit();
+        expect((await sentAhead).status).to.equal(201);
+        return (await Promise.all([one, two])).map((r) => r.status);
+      } finally {
+        if (!lock.isCompleted()) await lock.rollback();
+      }
+    }
+
+    it('stores the repeat of the live session, and refuses only the ended one', async () => {
+      const { owner, alice, id } = await ownerAndTwoMembers(server);
+      const alice2 = await secondDevice(alice);
+      expect(await inOneBatch(id, owner, alice2, alice, alice2)).to.deep.equal([401, 201]);
+    });
+
+    it('refuses the repeat of the ended session, though the first came in on a live one', async () => {
+      const { owner, alice, id } = await ownerAndTwoMembers(server);
+      const alice2 = await secondDevice(alice);
+      expect(await inOneBatch(id, owner, alice, alice2, alice2)).to.deep.equal([201, 401]);
+    });
   });
 });

@@ -224,12 +224,14 @@ export async function writeBatches(
       if (command.kind !== 'send')
         return { row: 'change', index: call.addChange(batch.conversationId, command) };
       // A clientMsgId repeated within one batch is one message: the repeat is answered like the first. Batches
-      // repeat one only with the same body and reply (messageBatchRule), which is what makes that answer right.
+      // repeat one only with the same body, reply and session (messageBatchRule), which makes that answer right.
       const key = `${command.senderId}|${command.clientMsgId}`;
       const first = firstOf.get(key);
       if (first !== undefined) {
         if (!isSameSend(batch.commands[first] as SendCommand, command)) {
-          throw new Error('a batch repeats a clientMsgId with another body or reply (see messageBatchRule)');
+          throw new Error(
+            'a batch repeats a clientMsgId with another body, reply or session (see messageBatchRule)',
+          );
         }
         return { row: 'repeat', of: first };
       }

@@ -79,12 +79,17 @@ export function messageBatchRule(): (command: MessageCommand) => boolean {
 }
 
 /**
- * Whether a send repeating another's clientMsgId asks for the same message: the same body and the same reply.
- * Only such a repeat is answered like the first within one batch (a first refused for its `replyToSeq` would
- * otherwise refuse a repeat that names a valid one).
+ * Whether a send repeating another's clientMsgId asks for the same message, from the same session: the same body,
+ * the same reply and the same session. Only such a repeat is answered like the first within one batch (a first
+ * refused for its `replyToSeq` would otherwise refuse a repeat that names a valid one, and the first's session
+ * check would answer for another device's session: a live one refused, an ended one answered the message).
  */
 export function isSameSend(first: SendCommand, repeat: SendCommand): boolean {
-  return first.body === repeat.body && first.replyToSeq === repeat.replyToSeq;
+  return (
+    first.body === repeat.body &&
+    first.replyToSeq === repeat.replyToSeq &&
+    (first.sessionId ?? null) === (repeat.sessionId ?? null)
+  );
 }
 
 export type MessageActor = ConversationActor<MessageCommand, Stored>;
