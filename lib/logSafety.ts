@@ -40,10 +40,11 @@ const PARAMETER = /(^|[?&#;\s])([^=&#?;\s]+)=([^&#;\s"'<>]+)/g;
 /**
  * Tokens by their shape, whatever they are sent as (a query parameter, a header or a path of a name no list
  * knows): a JWT (an access token: `eyJ`, then two more base64url parts), and a run of exactly 43 base64url
- * characters standing alone (a refresh token's shape: 32 bytes).
+ * characters standing alone (a refresh token's shape: 32 bytes). A percent-escape before either (`Bearer%20eyJ...`)
+ * separates it as a space would.
  */
-const JWT = /\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
-const OPAQUE_TOKEN = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g;
+const JWT = /(?:(?<=%[0-9A-Fa-f]{2})|\b)eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+const OPAQUE_TOKEN = /(?:(?<=%[0-9A-Fa-f]{2})|(?<![A-Za-z0-9_-]))[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g;
 
 /** Characters of strings (and keys) one line may carry in all; what is over is cut. */
 export const LINE_BUDGET = 5120;

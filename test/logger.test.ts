@@ -129,6 +129,8 @@ describe('logger: what a line may hold', () => {
       header: `access_token, ${jwt}`,
       path: `/x/${refresh}/y`,
       near: `${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`,
+      // After a percent-escape (encodeURIComponent of "Bearer <token>"), as after a space.
+      escaped: `/auth/me?auth=Bearer%20${jwt}&rt=%20${refresh}`,
     });
     expect(logs.text()).not.to.include(jwt.split('.')[2]);
     expect(logs.text()).not.to.include(refresh);
@@ -136,6 +138,7 @@ describe('logger: what a line may hold', () => {
     expect(entry.query).to.equal('/auth/me?auth=eyJ***&t=***');
     expect(entry.header).to.equal('access_token, eyJ***');
     expect(entry.path).to.equal('/x/***/y');
+    expect(entry.escaped).to.equal('/auth/me?auth=Bearer%20eyJ***&rt=%20***');
     // Runs of other lengths, and a request id, are kept.
     expect(entry.near).to.equal(`${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`);
   });

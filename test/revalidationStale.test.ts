@@ -206,4 +206,39 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.close();
     }
   });
+  it('a member removed with no event heard who unsubscribes while the check reads is still told conversation:removed', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    const memberSocket = await pool.open(server.url, member!);
+    await subscribe(memberSocket, group.id);
+    const removed = record(memberSocket, 'conversation:removed');
+    // A removal this node never heard of (its LISTEN connection was down): made in the database only.
+    const { knex } = server.services.db;
+    await knex.transaction(async (trx) => {
+      await trx('conversation_participants')
+        .where({ conversation_id: group.id, user_id: member!.id })
+        .delete();
+      await trx('conversations').where({ id: group.id }).increment('removals', 1);
+    });
+
+    const gate = gatedKnex(knex);
+    const revalidation = revalidationThrough(gate.knex);
+    try {
+      // The check lists the node's subscriptions (the member's among them) and starts its read...
+      revalidation.request();
+      await gate.waiting;
+      // ... while the member's page leaves the conversation: no later check would find the member again.
+      await memberSocket.emitWithAck('conversation:unsubscribe', { conversationId: group.id });
+      gate.openBefore();
+      gate.openAfter();
+      await revalidation.settled();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(removed).to.deep.equal([{ conversationId: group.id }]);
+    } finally {
+      gate.openBefore();
+      gate.openAfter();
+      revalidation.close();
+    }
+  });
 });

@@ -40,18 +40,23 @@ type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
  * Answers what Node's HTTP parser refuses before Express sees it, with the contract's error envelope instead of
  * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
  * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
- * and on a kept-alive one after its earlier answers alike (Node's own rule), never inside another response (once
- * the current request's answer has begun, the connection is closed without a word); then it is closed. A request timeout
+ * and on a kept-alive one after its earlier answers alike, never inside another response (a request pipelined
+ * behind one still being answered, or one whose answer has begun, closes the connection without a word); then it is
+ * closed. A request timeout
  * is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and Node would drop without a
  * word) gets 404 like any unknown route.
  */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
     logger.debug({ code: err.code }, 'malformed HTTP request refused');
-    // The response of this connection's current request, if any (Node detaches one from its socket once it has
-    // finished): once its head has gone out, no other answer can follow on the connection.
+    // The response attached to the connection, if any (Node detaches one from its socket once it has finished).
+    // Once its head has gone out, no other answer can follow; and while it answers an earlier request that arrived
+    // whole (this one was pipelined behind it), a 400 now would be read as that request's answer. An answer is
+    // written only for the request the error is in: the first since the last finished answer, or the one whose
+    // body the parser refused.
     const answering = socket._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent === true) {
+    const another = answering !== null && answering !== undefined && answering.req.complete;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent === true || another) {
       socket.destroy();
       return;
     }

@@ -54,10 +54,10 @@ export interface ConversationBatch {
 
 /**
  * The rule of one batch: sends batch with sends and changes with changes, so each batch takes one path of the
- * write function; and a send whose clientMsgId an earlier send of the batch carries joins only with the same body
- * and the same `replyToSeq`.
- * Such a repeat is answered like the first (lib/messaging/statements.ts); one with another body goes in the next
- * batch, after the first is written, where the stored message answers it (a replay, or IDEMPOTENCY_CONFLICT).
+ * write function; and a send whose clientMsgId an earlier send of the batch carries joins only with the same body,
+ * the same `replyToSeq` and the same session (`isSameSend`).
+ * Such a repeat is answered like the first (lib/messaging/statements.ts); any other goes in the next batch, after
+ * the first is written, where it is answered alone (a replay, IDEMPOTENCY_CONFLICT, or its session's refusal).
  */
 export function messageBatchRule(): (command: MessageCommand) => boolean {
   let sends: boolean | undefined;

@@ -130,15 +130,6 @@ export function unsubscribeLocally(io: AppServer, userId: string, conversationId
   io.local.in(userRoom(userId)).socketsLeave(conversationRoom(conversationId));
 }
 
-/** Whether one of the user's sockets on this node is in the conversation's room. */
-export function subscribedHere(io: AppServer, userId: string, conversationId: string): boolean {
-  const { rooms } = io.of('/').adapter;
-  const subscribers = rooms.get(conversationRoom(conversationId));
-  if (subscribers === undefined) return false;
-  for (const socketId of rooms.get(userRoom(userId)) ?? []) if (subscribers.has(socketId)) return true;
-  return false;
-}
-
 /**
  * Notices told again to one user's sockets on this node only, found in the database after the node's adapter did
  * not listen for a while (lib/realtime/revalidation.ts): the other nodes heard the originals.

@@ -11,7 +11,6 @@ import {
   localNotices,
   localSockets,
   removeLocally,
-  subscribedHere,
   unsubscribeLocally,
 } from './notifier.js';
 
@@ -100,7 +99,7 @@ export function createSocketRevalidation(deps: {
   /** PostgreSQL's clock: the gap's start is compared with rows stamped by the database's `now()`. */
   clock: DatabaseClock;
   /** The removals told here, by whichever path: a removal told while the check read is not told again. */
-  removalsTold: Pick<ConversationEvents, 'removedHere' | 'toldRemovalAfter'>;
+  removalsTold: Pick<ConversationEvents, 'removedHere' | 'toldRemovalAfter' | 'lastRemovalTold'>;
   everyMs?: number;
 }): SocketRevalidation {
   const { io, knex, logger, clock, removalsTold, everyMs = REVALIDATE_EVERY_MS } = deps;
@@ -147,6 +146,14 @@ export function createSocketRevalidation(deps: {
 
   async function check(): Promise<void> {
     const { sessions, subscriptions } = localSockets(io);
+    // The latest removal told here of each subscription's user, as the check starts: one told while it reads (as
+    // this node heard it) has taken their sockets out of the room and told them already.
+    const toldAtStart = new Map(
+      subscriptions.map(({ userId, conversationId }) => [
+        `${userId} ${conversationId}`,
+        removalsTold.lastRemovalTold(userId, conversationId),
+      ]),
+    );
     const [ended, found] = await Promise.all([
       endEndedSessions(io, knex, sessions),
       departedParticipants(knex, subscriptions),
@@ -157,8 +164,9 @@ export function createSocketRevalidation(deps: {
     const departed = found.length > 0 ? await departedParticipants(knex, found) : found;
     let removed = 0;
     for (const { userId, conversationId, removals } of departed) {
-      // Taken out of the room meanwhile (the removal was told as this node heard it, or they left): told already.
-      if (!subscribedHere(io, userId, conversationId)) continue;
+      const told = removalsTold.lastRemovalTold(userId, conversationId);
+      if (told !== toldAtStart.get(`${userId} ${conversationId}`)) continue;
+      // Not told here (a socket that unsubscribed meanwhile is told too: nothing else would tell it).
       if (removalsTold.removedHere(userId, conversationId, removals))
         removeLocally(io, userId, conversationId);
       else unsubscribeLocally(io, userId, conversationId);
