@@ -622,10 +622,10 @@ function readMigrationsDir(reader: EnvReader): string | undefined {
 
 /**
  * A host name as RFC 1123 spells one (dot-separated labels of letters, digits and inner hyphens), with the
- * underscores that container networks' names may have.
+ * underscores that container networks' names may have, and the trailing dot of a fully qualified one.
  */
 const HOST_NAME =
-  /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/i;
+  /^(?=.{1,254}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i;
 
 /**
  * HOST, as an IP address or a host name (not one made of digits and dots only, which no resolver would take for a

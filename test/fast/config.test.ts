@@ -377,6 +377,7 @@ describe('config', () => {
         'localhost',
         'chat-1.internal.example',
         'chat_db',
+        'localhost.',
       ]) {
         expect(loadConfig(env({ HOST: host })).host).to.equal(host);
       }
