@@ -56,6 +56,16 @@ describe('the socket check and a membership that changed while it read', functio
     return { knex: proxy, waiting, openBefore, read, openAfter };
   }
 
+  /** A group of a new owner's with one member, whose socket on the node is subscribed to it. */
+  async function subscribedMember() {
+    const owner = await newUser(server);
+    const [member] = (await friendsOf(server, owner, 1)) as [TestUser];
+    const group = await createGroup(server.url, owner, [member]);
+    const memberSocket = await pool.open(server.url, member);
+    await subscribe(memberSocket, group.id);
+    return { owner, member, group, memberSocket };
+  }
+
   /** The owner takes `member` out of the group through the API. */
   async function removeMember(owner: TestUser, groupId: string, member: TestUser): Promise<void> {
     const res = await request(server.url, 'DELETE', `/conversations/${groupId}/participants/${member.id}`, {
@@ -86,11 +96,7 @@ describe('the socket check and a membership that changed while it read', functio
   }
 
   it('a member removed and added back is not told conversation:removed again, nor taken out of the room', async () => {
-    const owner = await newUser(server);
-    const [member] = await friendsOf(server, owner, 1);
-    const group = await createGroup(server.url, owner, [member!]);
-    const memberSocket = await pool.open(server.url, member!);
-    await subscribe(memberSocket, group.id);
+    const { owner, member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
     const added = record(memberSocket, 'conversation:added');
     const messages = record(memberSocket, 'message:new');
@@ -105,13 +111,13 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.request();
       await gate.waiting;
       // The owner removes the member...
-      await removeMember(owner, group.id, member!);
+      await removeMember(owner, group.id, member);
       await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
       // ... the check's statement reads the membership now (the member is out) ...
       gate.openBefore();
       await gate.read;
       // ... and the owner adds them back; they subscribe again.
-      await addMember(owner, group.id, member!);
+      await addMember(owner, group.id, member);
       await waitFor(() => added.length === 1, { what: 'conversation:added' });
       await subscribe(memberSocket, group.id);
       // The check's answer arrives now.
@@ -126,7 +132,7 @@ describe('the socket check and a membership that changed while it read', functio
         server.url,
         'GET',
         `/conversations/${group.id}`,
-        { token: member!.token },
+        { token: member.token },
       );
       expect(got.status).to.equal(200);
       expect({ events: order, messageNewSeqs: messages.map((m) => m.seq) }).to.deep.equal({
@@ -141,11 +147,7 @@ describe('the socket check and a membership that changed while it read', functio
   });
 
   it('a member removed while the check reads is told conversation:removed once', async () => {
-    const owner = await newUser(server);
-    const [member] = await friendsOf(server, owner, 1);
-    const group = await createGroup(server.url, owner, [member!]);
-    const memberSocket = await pool.open(server.url, member!);
-    await subscribe(memberSocket, group.id);
+    const { owner, member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
 
     const gate = gatedKnex(server.services.db.knex);
@@ -155,7 +157,7 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.request();
       await gate.waiting;
       // The owner removes the member: the node tells them at once.
-      await removeMember(owner, group.id, member!);
+      await removeMember(owner, group.id, member);
       await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
       // The check reads the membership now (the member is out) and acts on its answer.
       gate.openBefore();
@@ -172,9 +174,9 @@ describe('the socket check and a membership that changed while it read', functio
 
   it('a member added while a LISTEN connection was down and removed while the check reads is not told conversation:added after conversation:removed', async () => {
     const owner = await newUser(server);
-    const [first, member] = await friendsOf(server, owner, 2);
-    const group = await createGroup(server.url, owner, [first!]);
-    const memberSocket = await pool.open(server.url, member!);
+    const [first, member] = (await friendsOf(server, owner, 2)) as [TestUser, TestUser];
+    const group = await createGroup(server.url, owner, [first]);
+    const memberSocket = await pool.open(server.url, member);
     const order: string[] = [];
     memberSocket.on('conversation:removed', () => order.push('removed'));
     memberSocket.on('conversation:added', () => order.push('added'));
@@ -186,7 +188,7 @@ describe('the socket check and a membership that changed while it read', functio
       // This check's node stops listening (for the check: the node's own connections stay), then the owner adds
       // the member, who hears it from the node's events.
       revalidation.listenLost('adapter');
-      await addMember(owner, group.id, member!);
+      await addMember(owner, group.id, member);
       await waitFor(() => order.length === 1, { what: 'conversation:added' });
       // It listens again: the check tells the notices of the gap again, and reads them (the member is in)...
       revalidation.listening('adapter');
@@ -194,7 +196,7 @@ describe('the socket check and a membership that changed while it read', functio
       gate.openBefore();
       await gate.read;
       // ... then the owner removes the member before the check's answer comes.
-      await removeMember(owner, group.id, member!);
+      await removeMember(owner, group.id, member);
       await waitFor(() => order.length === 2, { what: 'conversation:removed' });
       gate.openAfter();
       await revalidation.settled();
@@ -207,17 +209,13 @@ describe('the socket check and a membership that changed while it read', functio
     }
   });
   it('a member removed with no event heard who unsubscribes while the check reads is still told conversation:removed', async () => {
-    const owner = await newUser(server);
-    const [member] = await friendsOf(server, owner, 1);
-    const group = await createGroup(server.url, owner, [member!]);
-    const memberSocket = await pool.open(server.url, member!);
-    await subscribe(memberSocket, group.id);
+    const { member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
     // A removal this node never heard of (its LISTEN connection was down): made in the database only.
     const { knex } = server.services.db;
     await knex.transaction(async (trx) => {
       await trx('conversation_participants')
-        .where({ conversation_id: group.id, user_id: member!.id })
+        .where({ conversation_id: group.id, user_id: member.id })
         .delete();
       await trx('conversations').where({ id: group.id }).increment('removals', 1);
     });
