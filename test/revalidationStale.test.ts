@@ -208,6 +208,7 @@ describe('the socket check and a membership that changed while it read', functio
       revalidation.close();
     }
   });
+
   it('a member removed with no event heard who unsubscribes while the check reads is still told conversation:removed', async () => {
     const { member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
