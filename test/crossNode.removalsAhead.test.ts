@@ -250,4 +250,37 @@ describe('a node does not deliver its own writes to a participant removed by a r
     expect(removedMessages).to.have.length(0);
     expect(removedNotices).to.have.length(2);
   });
+  it('a subscribe of the removed user after a write found the removal is refused before it joins the room', async () => {
+    const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    const ownerMessages = record(ownerSocket, 'message:new');
+    const removedMessages = record(removed, 'message:new');
+    const removedNotices = record(removed, 'conversation:removed');
+    await removeUnheard(group.id, member.id);
+    // A write of node B finds the removal (its membership cache still holds the member: no event was heard).
+    expectOk(await send(writerSocket, group.id, 'after the removal'));
+    await waitFor(() => removedNotices.length === 1, { what: 'conversation:removed' });
+
+    // The removed user's page subscribes again; had it joined, its page read is held while a message goes out.
+    const service = nodeB.services.messages;
+    const history = service.history.bind(service);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    service.history = async (userId, conversationId, window, reader) => {
+      if (userId === member.id) await released;
+      return await history(userId, conversationId, window, reader);
+    };
+    try {
+      const answer = removed.emitWithAck('conversation:subscribe', { conversationId: group.id });
+      await Promise.race([answer, new Promise((resolve) => setTimeout(resolve, 500))]);
+      expectOk(await send(writerSocket, group.id, 'while it subscribes'));
+      await waitFor(() => ownerMessages.length === 2, { what: "the owner's copy" });
+      release();
+      const ack = (await answer) as { ok: boolean; error?: { code: string } };
+      expect(ack.ok ? 'ok' : ack.error?.code).to.equal('NOT_FOUND');
+      expect(removedMessages).to.deep.equal([]);
+    } finally {
+      release();
+      service.history = history;
+    }
+  });
 });

@@ -88,7 +88,10 @@ function newsOf(written: readonly Written[]): CommitNews {
 export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
   const { config, db, metrics, notify } = deps;
   const logger = deps.logger.child({ component: 'messaging' });
-  const removals = createRemovals(db.knex, notify);
+  const membership = createMembership(db.knex, { missesPerSecond: config.limits.readsPerSecond });
+  const removals = createRemovals(db.knex, notify, {
+    membersChanged: (conversationId) => membership.invalidate(conversationId),
+  });
   const fanout = await createFanout({
     bus: deps.controlBus,
     knex: db.knex,
@@ -111,7 +114,6 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
       if (report.heldUp) metrics.observeHeldUpStart();
     },
   });
-  const membership = createMembership(db.knex, { missesPerSecond: config.limits.readsPerSecond });
 
   /**
    * Commits a batch, then delivers what it wrote to this node's subscribers in order (new messages by seq,

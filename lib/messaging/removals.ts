@@ -41,7 +41,17 @@ const MAX_CONVERSATIONS = 100_000;
 export function createRemovals(
   knex: Knex,
   notify: Pick<Notifier, 'keepParticipantsOnly'>,
-  { maxConversations = MAX_CONVERSATIONS }: { maxConversations?: number } = {},
+  {
+    maxConversations = MAX_CONVERSATIONS,
+    membersChanged,
+  }: {
+    maxConversations?: number;
+    /**
+     * A removal not heard of yet was found: the node's cache of who takes part in the conversation is out of date
+     * (lib/messaging/membership.ts), and must not let the removed user subscribe again before the event comes.
+     */
+    membersChanged?: (conversationId: string) => void;
+  } = {},
 ): Removals {
   const counts = new Map<string, number>();
 
@@ -61,6 +71,7 @@ export function createRemovals(
       [conversationId],
     );
     const [now] = result.rows;
+    membersChanged?.(conversationId);
     const counted = Math.max(now?.removals ?? 0, removals);
     notify.keepParticipantsOnly(conversationId, new Set(now?.participants ?? []), counted);
     heard(conversationId, counted);
