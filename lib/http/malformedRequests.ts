@@ -42,9 +42,8 @@ type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
  * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
  * and on a kept-alive one after its earlier answers alike, never inside another response (a request pipelined
  * behind one still being answered, or one whose answer has begun, closes the connection without a word); then it is
- * closed. A request timeout
- * is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and Node would drop without a
- * word) gets 404 like any unknown route.
+ * closed. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and
+ * Node would drop without a word) gets 404 like any unknown route.
  */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
