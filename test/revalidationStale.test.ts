@@ -95,6 +95,41 @@ describe('the socket check and a membership that changed while it read', functio
     });
   }
 
+  type Gate = ReturnType<typeof gatedKnex>;
+  type Revalidation = ReturnType<typeof revalidationThrough>;
+
+  /** Runs `body` with a check of its own reading through a gated knex; the gate is opened and the check closed after. */
+  async function withGatedCheck(
+    matches: Parameters<typeof gatedKnex>[1],
+    body: (gate: Gate, revalidation: Revalidation) => Promise<void>,
+  ): Promise<void> {
+    const gate = gatedKnex(server.services.db.knex, matches);
+    const revalidation = revalidationThrough(gate.knex);
+    try {
+      await body(gate, revalidation);
+    } finally {
+      gate.openBefore();
+      gate.openAfter();
+      revalidation.close();
+    }
+  }
+
+  /**
+   * The check lists this node's subscriptions (`memberSocket`'s among them) and starts its read; the owner removes
+   * the member, who is told at once.
+   */
+  async function removeWhileCheckStarts(
+    gate: Gate,
+    revalidation: Revalidation,
+    { owner, member, group }: { owner: TestUser; member: TestUser; group: { id: string } },
+    removed: readonly unknown[],
+  ): Promise<void> {
+    revalidation.request();
+    await gate.waiting;
+    await removeMember(owner, group.id, member);
+    await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
+  }
+
   it('a member removed and added back is not told conversation:removed again, nor taken out of the room', async () => {
     const { owner, member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
@@ -104,15 +139,9 @@ describe('the socket check and a membership that changed while it read', functio
     memberSocket.on('conversation:removed', () => order.push('removed'));
     memberSocket.on('conversation:added', () => order.push('added'));
 
-    const gate = gatedKnex(server.services.db.knex);
-    const revalidation = revalidationThrough(gate.knex);
-    try {
-      // The check takes its list of this node's subscriptions (the member's among them) and starts its read.
-      revalidation.request();
-      await gate.waiting;
-      // The owner removes the member...
-      await removeMember(owner, group.id, member);
-      await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
+    await withGatedCheck(undefined, async (gate, revalidation) => {
+      // The check starts its read; the owner removes the member...
+      await removeWhileCheckStarts(gate, revalidation, { owner, member, group }, removed);
       // ... the check's statement reads the membership now (the member is out) ...
       gate.openBefore();
       await gate.read;
@@ -139,37 +168,22 @@ describe('the socket check and a membership that changed while it read', functio
         events: ['removed', 'added'],
         messageNewSeqs: [sent.message.seq],
       });
-    } finally {
-      gate.openBefore();
-      gate.openAfter();
-      revalidation.close();
-    }
+    });
   });
 
   it('a member removed while the check reads is told conversation:removed once', async () => {
     const { owner, member, group, memberSocket } = await subscribedMember();
     const removed = record(memberSocket, 'conversation:removed');
 
-    const gate = gatedKnex(server.services.db.knex);
-    const revalidation = revalidationThrough(gate.knex);
-    try {
-      // The check takes its list of this node's subscriptions (the member's among them) and starts its read.
-      revalidation.request();
-      await gate.waiting;
-      // The owner removes the member: the node tells them at once.
-      await removeMember(owner, group.id, member);
-      await waitFor(() => removed.length === 1, { what: 'conversation:removed' });
+    await withGatedCheck(undefined, async (gate, revalidation) => {
+      await removeWhileCheckStarts(gate, revalidation, { owner, member, group }, removed);
       // The check reads the membership now (the member is out) and acts on its answer.
       gate.openBefore();
       gate.openAfter();
       await revalidation.settled();
       await new Promise((r) => setTimeout(r, 300));
       expect(removed).to.deep.equal([{ conversationId: group.id }]);
-    } finally {
-      gate.openBefore();
-      gate.openAfter();
-      revalidation.close();
-    }
+    });
   });
 
   it('a member added while a LISTEN connection was down and removed while the check reads is not told conversation:added after conversation:removed', async () => {
@@ -182,9 +196,7 @@ describe('the socket check and a membership that changed while it read', functio
     memberSocket.on('conversation:added', () => order.push('added'));
 
     // The reads of the notices missed run in one transaction: held open around the removal.
-    const gate = gatedKnex(server.services.db.knex, { inTransaction: true });
-    const revalidation = revalidationThrough(gate.knex);
-    try {
+    await withGatedCheck({ inTransaction: true }, async (gate, revalidation) => {
       // This check's node stops listening (for the check: the node's own connections stay), then the owner adds
       // the member, who hears it from the node's events.
       revalidation.listenLost('adapter');
@@ -202,11 +214,7 @@ describe('the socket check and a membership that changed while it read', functio
       await revalidation.settled();
       await new Promise((r) => setTimeout(r, 300));
       expect(order).to.deep.equal(['added', 'removed']);
-    } finally {
-      gate.openBefore();
-      gate.openAfter();
-      revalidation.close();
-    }
+    });
   });
 
   it('a member removed with no event heard who unsubscribes while the check reads is still told conversation:removed', async () => {
@@ -221,9 +229,7 @@ describe('the socket check and a membership that changed while it read', functio
       await trx('conversations').where({ id: group.id }).increment('removals', 1);
     });
 
-    const gate = gatedKnex(knex);
-    const revalidation = revalidationThrough(gate.knex);
-    try {
+    await withGatedCheck(undefined, async (gate, revalidation) => {
       // The check lists the node's subscriptions (the member's among them) and starts its read...
       revalidation.request();
       await gate.waiting;
@@ -234,10 +240,6 @@ describe('the socket check and a membership that changed while it read', functio
       await revalidation.settled();
       await new Promise((r) => setTimeout(r, 300));
       expect(removed).to.deep.equal([{ conversationId: group.id }]);
-    } finally {
-      gate.openBefore();
-      gate.openAfter();
-      revalidation.close();
-    }
+    });
   });
 });
