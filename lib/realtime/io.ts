@@ -10,6 +10,7 @@ import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
+import { boundedParser } from './boundedParser.js';
 import { deliveringHereFirst } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
@@ -94,6 +95,8 @@ export function createRealtime(deps: {
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
     maxHttpBufferSize: config.limits.socketMaxBytes,
+    // The same cap on a whole Socket.IO message, binary attachments included.
+    parser: boundedParser(config.limits.socketMaxBytes),
     // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright, and
     // a new transport from an address with too many waiting for their handshake.
     // With credentials, so that a long-polling page of another origin keeps a load balancer's sticky-session cookie

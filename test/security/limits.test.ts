@@ -227,6 +227,34 @@ describe('abuse limits', function () {
     expectOk(await send(await open(), conversationId, 'still fine'));
   });
 
+  it('counts binary attachments in SOCKET_MAX_BYTES: five under it that together pass it close the socket', async () => {
+    const socket = await open();
+    const disconnected = new Promise<string>((resolve) => socket.once('disconnect', resolve));
+    const clientMsgId = randomUUID();
+    const attachments = Array.from({ length: 5 }, () => Buffer.alloc(6_000, 1));
+    const acks: unknown[] = [];
+    (socket as unknown as RawSocket).emit(
+      'message:send',
+      { conversationId, clientMsgId, body: 'hi', attachments },
+      (ack: unknown) => acks.push(ack),
+    );
+    expect(await disconnected).to.equal('transport close');
+    expect(acks).to.deep.equal([]);
+    expect(
+      await rows(server.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
+    ).to.have.length(0);
+
+    // A message with a small attachment is within the cap: refused by its event's validation, socket kept.
+    const small = await open();
+    const ack = (await (small as unknown as RawSocket).emitWithAck('message:send', {
+      conversationId,
+      clientMsgId,
+      body: Buffer.alloc(10, 1),
+    })) as Ack;
+    expectAckError(ack, 'VALIDATION_FAILED');
+    expect(small.connected).to.equal(true);
+  });
+
   it('answers an unknown event with VALIDATION_FAILED and ignores events without an ack', async () => {
     const socket = await open();
     // What a hostile client can emit, outside the typed contract.
