@@ -164,6 +164,27 @@ describe('writes and reads of a session that has ended, before the node hears of
     expect(typings).to.deep.equal([]);
   });
 
+  it('refuses its socket’s typing with UNAUTHORIZED within the 2 s after a typing of the user’s live session', async () => {
+    const { owner, alice, id } = await ownerAndTwoMembers(server);
+    const ownerSocket = pool.track(await connectSocket(server.url, owner.token));
+    await subscribe(ownerSocket, id);
+    const typings = record(ownerSocket, 'typing');
+    const phone = pool.track(await connectSocket(server.url, alice.token));
+
+    const ending = await socketOfEndedSession(alice);
+    // The live session's typing goes out and starts the user's 2 s in this conversation...
+    expect(await phone.emitWithAck('typing', { conversationId: id })).to.deep.equal({ ok: true });
+    await waitFor(() => typings.length === 1, { what: "the live session's typing" });
+    // ... and the ended session's, inside them, is refused all the same.
+    expectAckError(
+      await ending.socket.emitWithAck('typing', { conversationId: id }),
+      'UNAUTHORIZED',
+      'typing',
+    );
+    await expectEnded(ending);
+    expect(typings).to.have.length(1);
+  });
+
   it('gives its socket’s subscribe no page: the socket ends as the session’s notice would have ended it (REST answers 401)', async () => {
     const { owner, alice, id } = await ownerAndTwoMembers(server);
     const socket = pool.track(await connectSocket(server.url, alice.token));

@@ -56,6 +56,22 @@ describe('typing and blocks', function () {
     expect(typingAtCarol).to.deep.equal([{ conversationId: group, userId: alice.id }]);
   });
 
+  it('a typing in a blocked direct conversation is refused BLOCKED once the user’s typing budget is spent', async () => {
+    const alice = await newUser(server);
+    const [bob, ...others] = (await friendsOf(server, alice, 6)) as [TestUser, ...TestUser[]];
+    const direct = await directConversation(server.url, alice, bob);
+    const groups = await Promise.all(
+      others.map(async (other) => (await createGroup(server.url, alice, [other])).id),
+    );
+    expect((await block(bob, alice)).status).to.equal(204);
+    const aliceSocket = await pool.open(server.url, alice);
+    // Five typings that go out, one a conversation: the user's burst of the budget.
+    for (const group of groups) {
+      expect(await aliceSocket.emitWithAck('typing', { conversationId: group })).to.deep.equal({ ok: true });
+    }
+    expectAckError(await aliceSocket.emitWithAck('typing', { conversationId: direct }), 'BLOCKED');
+  });
+
   it('refused typings spend no budget: the first typing after the unblock goes out', async () => {
     const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
     const typingAtBob = record(bobSocket, 'typing');

@@ -320,15 +320,15 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     async typing(userId, conversationId, sessionId) {
       await membership.assert(conversationId, userId);
       const key = `${userId}:${conversationId}`;
-      // A repeat within the interval of a typing that was sent is answered without a query. A refused one is not
-      // remembered: every typing of a blocked typist is checked (and refused), and the first after an unblock
-      // goes through at once.
-      if (typingThrottled(key)) return;
-      // A typing that would go out, past the user's budget over all conversations: dropped too, without a query.
-      // Only one that goes out spends the budget: a refused one (a block) must not silence the user's typings in
-      // other conversations, nor the first after an unblock.
-      if (!typingBudget.peek(userId).allowed) return;
-      const takenAt = takeTypingSlot(key);
+      // A repeat within the interval of a typing that was sent, or one past the user's budget over all
+      // conversations, goes nowhere; it is checked all the same, so that a block or an ended session refuses it as
+      // it refuses any typing. Only one that goes out takes the interval's slot and spends the budget: a refused one
+      // (a block) must not silence the user's typings in other conversations, nor the first after an unblock.
+      const goesOut = !typingThrottled(key) && typingBudget.peek(userId).allowed;
+      const takenAt = goesOut ? takeTypingSlot(key) : undefined;
+      const release = () => {
+        if (takenAt !== undefined) releaseTypingSlot(key, takenAt);
+      };
       let blocked: boolean;
       let live: boolean;
       try {
@@ -345,16 +345,17 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
           if (stale === typingChecksStale || look === TYPING_CHECKS || !live || blocked) break;
         }
       } catch (err) {
-        releaseTypingSlot(key, takenAt);
+        release();
         throw err;
       }
       if (!live || blocked) {
-        releaseTypingSlot(key, takenAt);
+        release();
         throw new AppError(live ? 'BLOCKED' : 'UNAUTHORIZED');
       }
+      if (!goesOut) return;
       // Typings checked at once may together pass the budget that each saw: the ones past it go nowhere.
       if (!typingBudget.take(userId).allowed) {
-        releaseTypingSlot(key, takenAt);
+        release();
         return;
       }
       notify.typing({ conversationId, userId });
