@@ -190,6 +190,9 @@ describe('messages over REST', function () {
     // However large: a limit of more digits than a safe integer is clamped too.
     const huge = await history(owner, group.id, '?after=0&limit=99999999999999999999');
     expect(huge.body.messages).to.have.length(200);
+    // Even one too large for a double.
+    const endless = await history(owner, group.id, `?after=0&limit=${'9'.repeat(400)}`);
+    expect(endless.body.messages).to.have.length(200);
     const [{ version } = { version: -1 }] = await rows<{ version: number }>(
       server.services.db.knex,
       'SELECT version FROM conversations WHERE id = ?',

@@ -127,6 +127,8 @@ function inRange<N>(
   addIssue: (issue: { message: string }) => void,
   never: N,
 ): number | N {
+  // A page size too large for a double (`1e400` in JSON, 400 digits in a query) reads as Infinity.
+  if (value === Number.POSITIVE_INFINITY && rule.clampMax) return rule.max;
   if (!Number.isInteger(value)) {
     addIssue({ message: 'must be a whole number' });
     return never;
