@@ -9,6 +9,7 @@ import { createTestDatabase } from './helpers/postgres.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { startTestServer } from './helpers/server.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
+import { disconnected } from './helpers/events.js';
 import { waitFor } from './helpers/waitFor.js';
 
 /** A raw HTTP/1.1 connection: what it has received so far, and whether the server has closed it. */
@@ -43,6 +44,19 @@ function heads(text: string): Array<{ status: string; headers: string }> {
       const [status = '', ...headers] = head.split('\r\n');
       return { status, headers: headers.join('\n').toLowerCase() };
     });
+}
+
+/** Until a write call of the node's waits for the lock that `holder`'s transaction holds. */
+async function writeWaitsForLock(holder: pg.Client): Promise<void> {
+  await waitFor(
+    async () =>
+      (
+        await holder.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+      ).rowCount === 1,
+    { what: 'the write call to wait for the lock' },
+  );
 }
 
 describe('shutdown: kept connections and a database that does not answer', function () {
@@ -133,15 +147,7 @@ describe('shutdown: kept connections and a database that does not answer', funct
       await holder.query('BEGIN');
       await holder.query('SELECT id FROM conversations WHERE id = $1 FOR UPDATE', [group.id]);
       const running = send(socket, group.id, 'running when the drain times out');
-      await waitFor(
-        async () =>
-          (
-            await holder.query(
-              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-          ).rowCount === 1,
-        { what: 'the write call to wait for the lock' },
-      );
+      await writeWaitsForLock(holder);
       const queued = send(socket, group.id, 'queued behind it');
       await new Promise((resolve) => setTimeout(resolve, 50));
       const closing = server.close();
@@ -157,6 +163,40 @@ describe('shutdown: kept connections and a database that does not answer', funct
         [group.id],
       );
       expect(stored.map((r) => r.body)).to.deep.equal(['first', 'running when the drain times out']);
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('acks every send and change drained at the stop before its socket closes: the last acks are written out, not cut', async () => {
+    const databaseUrl = await createTestDatabase();
+    server = await startTestServer(databaseUrl, {}, createLogger('silent'));
+    const owner = await newUser(server);
+    const group = await createGroup(server.url, owner, await friendsOf(server, owner, 1));
+    const socket = await connectSocket(server.url, owner.token);
+    sockets.push(socket);
+    const { seq } = expectOk(await send(socket, group.id, 'first')).message;
+    // Another transaction holds the conversation: the sends and changes wait in its mailbox until the node stops.
+    const holder = new pg.Client({ connectionString: databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM conversations WHERE id = $1 FOR UPDATE', [group.id]);
+      const changes = Array.from({ length: 10 }, (_, i) => [
+        socket.emitWithAck('reaction:add', { conversationId: group.id, seq, emoji: `r${i}` }),
+        socket.emitWithAck('message:edit', { conversationId: group.id, seq, body: `edit ${i}` }),
+        send(socket, group.id, `sent ${i}`),
+      ]).flat();
+      await writeWaitsForLock(holder);
+      const closing = server.close();
+      server = undefined;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await holder.query('COMMIT');
+      const acks = await Promise.all(changes.map((ack) => Promise.race([ack, disconnected(socket)])));
+      await closing;
+      expect(acks.map((ack) => (typeof ack === 'string' ? `no ack: ${ack}` : ack.ok))).to.deep.equal(
+        changes.map(() => true),
+      );
     } finally {
       await holder.end();
     }

@@ -222,7 +222,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
 
   /**
    * Actors answer by resolving promises; the ack or HTTP response is written by each caller's continuation, a
-   * chain of microtasks. One macrotask turn later every one of them has run, so closing sockets cannot cut an ack.
+   * chain of microtasks. One macrotask turn later every one of them has run; the realtime layer's close writes out
+   * what its sockets still hold for their turn (`coalesce.ts`) before it closes them, so no ack is cut.
    */
   const afterContinuations = () => new Promise<true>((resolve) => setImmediate(() => resolve(true)));
 

@@ -14,7 +14,7 @@ import { boundedParser } from './boundedParser.js';
 import { deliveringHereFirst } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { createBackpressure, type Backpressure } from './backpressure.js';
-import { coalesceWrites } from './coalesce.js';
+import { createWriteCoalescing } from './coalesce.js';
 import {
   createConnectionLimits,
   createWaitingTransports,
@@ -132,6 +132,7 @@ export function createRealtime(deps: {
 
   // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
   // client can answer pings blindly, so the heartbeat alone would keep it.
+  const writes = createWriteCoalescing();
   const backpressure = createBackpressure({
     maxBufferedBytes: config.limits.socketMaxBufferedBytes,
     stallMs: PING_INTERVAL_MS + PING_TIMEOUT_MS,
@@ -185,7 +186,7 @@ export function createRealtime(deps: {
     backpressure.watch(socket);
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
-    coalesceWrites(socket);
+    writes.coalesce(socket);
     void joinUserRoom(socket);
     // A session end that committed after the handshake's check but before this join sent its disconnect to the
     // session's room while this socket was not in it yet: look once more, now that it is, and end it as the
@@ -213,6 +214,8 @@ export function createRealtime(deps: {
   async function doClose(): Promise<void> {
     backpressure.close();
     revalidation.close();
+    // What the sockets hold for their turn (the drain's last acks among it) leaves before they close.
+    writes.flushAll();
     void io.local.disconnectSockets(true);
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
