@@ -202,6 +202,38 @@ describe('conversation members and reading over REST', function () {
   });
 
   describe('reading', () => {
+    it('records each removal and leave with its count, for nodes that miss its event; a later removal deletes records over a day old', async () => {
+      const owner = await newUser(server);
+      const [removed, leaver, last] = (await friendsOf(server, owner, 3)) as [TestUser, TestUser, TestUser];
+      const group = await createGroup(server.url, owner, [removed, leaver, last]);
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${removed.id}`, owner)).status,
+      ).to.equal(204);
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${leaver.id}`, leaver)).status,
+      ).to.equal(204);
+      const { knex } = server.services.db;
+      const records = () =>
+        knex('participant_removals')
+          .where('conversation_id', group.id)
+          .orderBy('removals')
+          .select('removals', 'user_id');
+      expect(await records()).to.deep.equal([
+        { removals: 1, user_id: removed.id },
+        { removals: 2, user_id: leaver.id },
+      ]);
+      await knex('participant_removals')
+        .where({ conversation_id: group.id, removals: 1 })
+        .update({ removed_at: knex.raw("now() - interval '25 hours'") });
+      expect(
+        (await api('DELETE', `/conversations/${group.id}/participants/${last.id}`, owner)).status,
+      ).to.equal(204);
+      expect(await records()).to.deep.equal([
+        { removals: 2, user_id: leaver.id },
+        { removals: 3, user_id: last.id },
+      ]);
+    });
+
     it('lists my conversations by most recent activity, with lastMessage and unreadCount', async () => {
       const me = await newUser(server);
       const [friend] = await friendsOf(server, me, 1);

@@ -9,6 +9,7 @@ import {
   friendsOf,
   newUser,
   record,
+  removeWithNoEvent,
   send,
   subscribe,
 } from './helpers/chat.js';
@@ -32,18 +33,8 @@ describe('a node does not deliver its own writes to a participant removed by a r
   const { a: nodeA, b: nodeB, pool } = useTwoNodes({ logger: logs.logger });
 
   /** Removes the participant as a removal does, in one transaction, without telling any node. */
-  async function removeUnheard(conversationId: string, userId: string): Promise<number> {
-    return nodeA.services.db.knex.transaction(async (trx) => {
-      await trx('conversation_participants')
-        .where({ conversation_id: conversationId, user_id: userId })
-        .delete();
-      const [row] = await trx('conversations')
-        .where('id', conversationId)
-        .increment('removals', 1)
-        .returning<Array<{ removals: number }>>('removals');
-      return row!.removals;
-    });
-  }
+  const removeUnheard = (conversationId: string, userId: string): Promise<number> =>
+    removeWithNoEvent(nodeA.services.db.knex, conversationId, userId);
 
   /** The removal's event, heard at last: resolves once node B has handled it. */
   async function hearOnB(event: ControlEvent): Promise<void> {

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { CONTROL_APPLICATION_NAME } from '../lib/cluster/controlBus.js';
 import { ADAPTER_APPLICATION_NAME } from '../lib/realtime/adapterPool.js';
 import { createSocketRevalidation } from '../lib/realtime/revalidation.js';
-import { createGroup, expectOk, record, send, subscribe } from './helpers/chat.js';
+import { createGroup, expectOk, record, removeWithNoEvent, send, subscribe } from './helpers/chat.js';
 import { disconnected } from './helpers/events.js';
 import { listeningPids } from './helpers/faults.js';
 import { request } from './helpers/http.js';
@@ -110,6 +110,46 @@ describe('sockets checked against the database, for cluster events a node missed
     await waitFor(() => removed.length > 0, { what: 'conversation:removed after the reconnect' });
     expect(removed).to.deep.equal([{ conversationId: group.id }]);
     expect(carolOnB.connected).to.equal(true);
+  });
+
+  it('a participant removed with no event heard, whose sockets there do not follow the group, hears conversation:removed once the control bus listens again', async () => {
+    const owner = await newUser();
+    const carol = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, carol.id);
+    const group = await createGroup(a.url, owner, [carol]);
+    // Carol's device on node b shows her list of conversations: it has not opened this group.
+    const carolOnB = await pool.open(b.url, carol);
+    const removed = record(carolOnB, 'conversation:removed');
+    await removeWithNoEvent(b.services.db.knex, group.id, carol.id);
+    await cutControlListeners();
+    await waitFor(() => removed.length > 0, { what: 'conversation:removed after the reconnect' });
+    // Once: node a, where she has no socket, tells nothing; node b tells it one time.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(removed).to.deep.equal([{ conversationId: group.id }]);
+  });
+
+  it('a participant removed with no event heard and added back since is told of the addition, not of the removal', async () => {
+    const owner = await newUser();
+    const carol = await newUser();
+    await insertFriendship(a.services.db.knex, owner.id, carol.id);
+    const group = await createGroup(a.url, owner, [carol]);
+    const carolOnB = await pool.open(b.url, carol);
+    const order: string[] = [];
+    carolOnB.on('conversation:removed', () => order.push('removed'));
+    carolOnB.on('conversation:added', () => order.push('added'));
+    await removeWithNoEvent(b.services.db.knex, group.id, carol.id);
+    // Added back through the API: node b hears it (and tells it) before it listens again.
+    const res = await request(a.url, 'POST', `/conversations/${group.id}/participants`, {
+      token: owner.token,
+      body: { userId: carol.id },
+    });
+    expect(res.status).to.equal(201);
+    await waitFor(() => order.length > 0, { what: 'conversation:added on node b' });
+    await cutControlListeners();
+    // The addition is told again from the database (it was made since the gap began); the removal is over.
+    await waitFor(() => order.length === 2, { what: 'conversation:added told again after the reconnect' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(order).to.deep.equal(['added', 'added']);
   });
 
   it('a user added to a group with no event heard hears conversation:added once the control bus listens again', async () => {

@@ -1,7 +1,16 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { createSocketRevalidation } from '../lib/realtime/revalidation.js';
-import { createGroup, expectOk, friendsOf, newUser, record, send, subscribe } from './helpers/chat.js';
+import {
+  createGroup,
+  expectOk,
+  friendsOf,
+  newUser,
+  record,
+  removeWithNoEvent,
+  send,
+  subscribe,
+} from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -240,6 +249,34 @@ describe('the socket check and a membership that changed while it read', functio
       await revalidation.settled();
       await new Promise((r) => setTimeout(r, 300));
       expect(removed).to.deep.equal([{ conversationId: group.id }]);
+    });
+  });
+  it('a removal told from the database after a gap is not told to a user whose addition since was heard while it read', async () => {
+    const owner = await newUser(server);
+    const [member] = (await friendsOf(server, owner, 1)) as [TestUser];
+    const group = await createGroup(server.url, owner, [member]);
+    // The member's device shows the list of conversations: it does not follow the group's room.
+    const memberSocket = await pool.open(server.url, member);
+    const order: string[] = [];
+    memberSocket.on('conversation:removed', () => order.push('removed'));
+    memberSocket.on('conversation:added', () => order.push('added'));
+    // Removed as a removal writes it, with no event heard (this check's node was not listening).
+    await removeWithNoEvent(server.services.db.knex, group.id, member.id);
+
+    await withGatedCheck({ raw: 'participant_removals' }, async (gate, revalidation) => {
+      revalidation.listenLost('adapter');
+      revalidation.listening('adapter');
+      // The check reads the removals made since the gap began (the member's among them)...
+      await gate.waiting;
+      gate.openBefore();
+      await gate.read;
+      // ... and the owner adds the member back before its answer comes: the node hears it and tells it.
+      await addMember(owner, group.id, member);
+      await waitFor(() => order.length === 1, { what: 'conversation:added' });
+      gate.openAfter();
+      await revalidation.settled();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(order).to.deep.equal(['added']);
     });
   });
 });

@@ -14,6 +14,7 @@ import {
   loadConversation,
   loadVisibleConversation,
   nonFriendsOf,
+  recordRemoval,
   type ListCursor,
 } from './queries.js';
 
@@ -276,6 +277,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
             .where('id', conversationId)
             .increment('removals', 1)
             .returning<Array<{ removals: number }>>('removals');
+          // For the nodes that miss the event below: they tell it from the database when they listen again.
+          if (counted !== undefined) await recordRemoval(trx, conversationId, userId, counted.removals);
           // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
           // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
           await deps.controlBus.publishWithin(trx, {

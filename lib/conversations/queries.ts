@@ -219,6 +219,57 @@ export async function departedParticipants(
 }
 
 /**
+ * Records, in the removal's transaction, that `userId` left the conversation as its `removals`th removal: a node
+ * that missed the removal's event tells it from here ({@link removedSince}). Deletes a few records older than a day
+ * on the way, skipping any another removal holds (no waiting, whatever the conversations).
+ */
+export async function recordRemoval(
+  trx: Knex.Transaction,
+  conversationId: string,
+  userId: string,
+  removals: number,
+): Promise<void> {
+  await trx.raw(
+    `WITH pruned AS (
+       DELETE FROM participant_removals
+        WHERE (conversation_id, removals) IN (
+          SELECT conversation_id, removals FROM participant_removals
+           WHERE removed_at < now() - interval '1 day'
+           ORDER BY removed_at LIMIT 20 FOR UPDATE SKIP LOCKED)
+     )
+     INSERT INTO participant_removals (conversation_id, removals, user_id) VALUES (?, ?, ?)`,
+    [conversationId, removals, userId],
+  );
+}
+
+/**
+ * The conversations that any of `userIds` was removed from at or after `since` and is not a participant of now,
+ * newest first, at most `limit`: each with the count of its latest removal of that user. One statement, on the
+ * records' user index.
+ */
+export async function removedSince(
+  knex: Knex,
+  userIds: readonly string[],
+  since: Date,
+  limit: number,
+): Promise<Array<{ userId: string; conversationId: string; removals: number }>> {
+  if (userIds.length === 0) return [];
+  const { rows } = await knex.raw<{
+    rows: Array<{ user_id: string; conversation_id: string; removals: number }>;
+  }>(
+    `SELECT user_id, conversation_id, max(removals) AS removals
+       FROM participant_removals r
+      WHERE r.user_id = ANY (?::uuid[]) AND r.removed_at >= ?
+        AND NOT EXISTS (SELECT 1 FROM conversation_participants p
+                         WHERE p.conversation_id = r.conversation_id AND p.user_id = r.user_id)
+      GROUP BY user_id, conversation_id
+      ORDER BY max(removed_at) DESC LIMIT ?`,
+    [[...userIds], since, limit],
+  );
+  return rows.map((r) => ({ userId: r.user_id, conversationId: r.conversation_id, removals: r.removals }));
+}
+
+/**
  * The conversations that any of `userIds` joined at or after `since` (also by creating one), newest first, at most
  * `limit` memberships: each with its participants and their users, which of `userIds` joined it then, and its
  * count of removals as read with them. Three statements; the memberships come from the participants' user index.

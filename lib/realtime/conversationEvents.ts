@@ -46,6 +46,11 @@ export interface ConversationEvents {
    */
   lastRemovalTold(userId: string, conversationId: string): number | undefined;
   /**
+   * Whether this node heard an addition of `userId` to the conversation made after its `removals`th removal (an
+   * addition reads the count of removals before it): a removal told from the database is over then.
+   */
+  heardAdditionSince(userId: string, conversationId: string, removals: number): boolean;
+  /**
    * The conversation as its next events show it (lib/conversations/queries.ts), undefined if it does not exist.
    * Called through this object, so that a test can hold it.
    */
@@ -97,6 +102,8 @@ export function createConversationEvents(deps: {
    * (`toldRemovalAfter()`). At most {@link MAX_TOLD_REMOVED}.
    */
   const lastToldRemoval = new Map<string, number>();
+  /** The same pairs' latest addition heard here, by the count of removals it read. At most {@link MAX_TOLD_REMOVED}. */
+  const lastHeardAddition = new Map<string, number>();
   const chains = new Map<string, Chain>();
   let closed = false;
 
@@ -149,6 +156,11 @@ export function createConversationEvents(deps: {
         markRemoved(change.userId, event.conversationId, change.removals);
         toldLast(change.userId, event.conversationId, change.removals);
       }
+    }
+    if (change.kind === 'added' && change.removals !== undefined) {
+      const key = removalKey(change.userId, event.conversationId);
+      const heard = Math.max(change.removals, lastHeardAddition.get(key) ?? change.removals);
+      setBounded(lastHeardAddition, key, heard, MAX_TOLD_REMOVED);
     }
     push(event.conversationId, change);
   });
@@ -270,6 +282,9 @@ export function createConversationEvents(deps: {
     },
     lastRemovalTold(userId, conversationId) {
       return lastToldRemoval.get(removalKey(userId, conversationId));
+    },
+    heardAdditionSince(userId, conversationId, removals) {
+      return (lastHeardAddition.get(removalKey(userId, conversationId)) ?? -1) >= removals;
     },
     async reload(conversationId) {
       return (await loadConversation(knex, conversationId))?.toPublic();

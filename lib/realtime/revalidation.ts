@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { DatabaseClock } from '../cluster/clock.js';
 import { endedSessions } from '../auth/tokens.js';
-import { departedParticipants, joinedSince } from '../conversations/queries.js';
+import { departedParticipants, joinedSince, removedSince } from '../conversations/queries.js';
 import type { Logger } from '../logger.js';
 import { requestNoticesSince } from '../social/friendRequests.js';
 import type { ConversationEvents } from './conversationEvents.js';
@@ -84,8 +84,10 @@ export interface SocketRevalidation {
  *
  * The notices a user's sockets would have heard in the gap are told again, from the database, once the adapter
  * and the control bus both listen again after either lost its connection (additions to groups come on the control
- * bus, the other notices through the adapter): `conversation:added` for every conversation a user with a socket
- * here joined since the connection ended (less {@link MISSED_NOTICES_MARGIN_MS}), `friend:request` for every
+ * bus, the other notices through the adapter): `conversation:removed` for every conversation a user with a socket
+ * here was removed from since the connection ended (less {@link MISSED_NOTICES_MARGIN_MS}) and is not back in (a
+ * socket that followed its room was found by the check above; one that did not, showing the user's list, would
+ * never hear it), `conversation:added` for every conversation such a user joined since then, `friend:request` for every
  * request to them made since then that still waits, `friend:accepted` for every request of theirs accepted since
  * then whose friendship still exists. A socket may hear one of them twice
  * (one sent just before the end); each carries the current state, so hearing it again changes nothing. Notices
@@ -99,7 +101,10 @@ export function createSocketRevalidation(deps: {
   /** PostgreSQL's clock: the gap's start is compared with rows stamped by the database's `now()`. */
   clock: DatabaseClock;
   /** The removals told here, by whichever path: a removal told while the check read is not told again. */
-  removalsTold: Pick<ConversationEvents, 'removedHere' | 'toldRemovalAfter' | 'lastRemovalTold'>;
+  removalsTold: Pick<
+    ConversationEvents,
+    'removedHere' | 'toldRemovalAfter' | 'lastRemovalTold' | 'heardAdditionSince'
+  >;
   everyMs?: number;
 }): SocketRevalidation {
   const { io, knex, logger, clock, removalsTold, everyMs = REVALIDATE_EVERY_MS } = deps;
@@ -117,10 +122,19 @@ export function createSocketRevalidation(deps: {
 
   /** The notices the sockets of `users` (this node's) did not hear since `since`, told to them again. */
   async function tellMissedNotices(users: string[], since: Date): Promise<void> {
-    const [joined, requests] = await Promise.all([
+    const [removed, joined, requests] = await Promise.all([
+      removedSince(knex, users, since, MISSED_NOTICES_LIMIT),
       joinedSince(knex, users, since, MISSED_NOTICES_LIMIT),
       requestNoticesSince(knex, users, since, MISSED_NOTICES_LIMIT),
     ]);
+    let removedTold = 0;
+    for (const { userId, conversationId, removals } of removed) {
+      // Added again since, as this node heard (its notice told), or told here already: nothing to tell.
+      if (removalsTold.heardAdditionSince(userId, conversationId, removals)) continue;
+      if (!removalsTold.removedHere(userId, conversationId, removals)) continue;
+      removeLocally(io, userId, conversationId);
+      removedTold += 1;
+    }
     for (const { conversation, userIds, removals } of joined) {
       const shown = conversation.toPublic();
       for (const userId of userIds) {
@@ -131,10 +145,11 @@ export function createSocketRevalidation(deps: {
     }
     for (const request of requests.incoming) localNotices.friendRequest(io, request.toPublic());
     for (const request of requests.accepted) localNotices.friendAccepted(io, request.toPublic());
-    const told = joined.length + requests.incoming.length + requests.accepted.length;
+    const told = removedTold + joined.length + requests.incoming.length + requests.accepted.length;
     if (told > 0) {
       logger.info(
         {
+          removedFrom: removedTold,
           conversations: joined.length,
           requests: requests.incoming.length,
           accepted: requests.accepted.length,

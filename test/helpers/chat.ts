@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import { recordRemoval } from '../../lib/conversations/queries.js';
 import type { Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';
@@ -111,6 +112,26 @@ export async function commitUnannounced(
   } finally {
     await writer.close();
   }
+}
+
+/**
+ * Removes `userId` from the conversation as a removal writes it (the count of removals, the record the socket check
+ * reads after a gap), with no event at all: as a node whose LISTEN connection was down misses it. Answers the
+ * removal's count.
+ */
+export async function removeWithNoEvent(knex: Knex, conversationId: string, userId: string): Promise<number> {
+  return await knex.transaction(async (trx) => {
+    await trx('conversation_participants')
+      .where({ conversation_id: conversationId, user_id: userId })
+      .delete();
+    const [counted] = await trx('conversations')
+      .where('id', conversationId)
+      .increment('removals', 1)
+      .returning<Array<{ removals: number }>>('removals');
+    if (counted === undefined) throw new Error(`no conversation ${conversationId}`);
+    await recordRemoval(trx, conversationId, userId, counted.removals);
+    return counted.removals;
+  });
 }
 
 /** Every event of one kind a socket receives, in arrival order. */
