@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { AppError, sqlState, type ErrorCode } from './errors.js';
+import { sqlState, toAppError, type ErrorCode } from './errors.js';
 
 /** The app pool's connections, read from knex's tarn pool at scrape time. */
 export interface PoolStats {
@@ -25,14 +25,17 @@ export type SampledGauge =
  */
 export type AckOutcome = 'ok' | 'refused' | 'error';
 
-/** The catalog code a client gets for this failure: its own for an AppError, INTERNAL for anything else. */
+/**
+ * The catalog code a client gets for this failure, as the handlers make it (`toAppError()`): its own for an
+ * AppError, `DB_UNAVAILABLE` for a database that does not answer, `INTERNAL` for anything else.
+ */
 export function failureCode(err: unknown): ErrorCode {
-  return err instanceof AppError ? err.code : 'INTERNAL';
+  return toAppError(err).code;
 }
 
-/** Whose failure it is: `refused` for the catalog's 4xx codes, `error` for its 5xx codes and the rest. */
+/** Whose failure it is: `refused` for the catalog's 4xx codes, `error` for its 5xx codes. */
 export function failureOutcome(err: unknown): Exclude<AckOutcome, 'ok'> {
-  return err instanceof AppError && err.status < 500 ? 'refused' : 'error';
+  return toAppError(err).status < 500 ? 'refused' : 'error';
 }
 
 /**

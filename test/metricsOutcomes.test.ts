@@ -8,6 +8,10 @@ import { expectOk, friendsOf, newUser, putMessage, send } from './helpers/chat.j
 import { expectAckError, expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
+import { startTestServer } from './helpers/server.js';
+import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { scrape, type Sample } from './helpers/prometheus.js';
 import type { TestUser } from './helpers/users.js';
 
@@ -205,5 +209,48 @@ describe('metrics: what counts as a persisted message, and whose failure an answ
     expectAckError(await send(socket, id, 'too late'), 'OVERLOADED');
     const delta = deltas(before, await scrape(b.url));
     expect(delta('xfchat_sends_rejected_total', { code: 'OVERLOADED', outcome: 'error' })).to.equal(1);
+  });
+});
+
+describe('metrics: a send refused because PostgreSQL does not answer', function () {
+  this.timeout(30_000);
+  let proxy: FaultProxy | undefined;
+  let server: RunningServer | undefined;
+  let socket: ClientSocket | undefined;
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    proxy = await startProxy(databaseUrl);
+    server = await startTestServer(proxy.urlThrough(databaseUrl), {
+      DB_ACQUIRE_TIMEOUT_MS: '500',
+      DB_CONNECT_TIMEOUT_MS: '500',
+    });
+  });
+
+  after(async () => {
+    socket?.close();
+    await server?.close();
+    await proxy?.close();
+  });
+
+  it('is counted in xfchat_sends_rejected_total with the code its client got, DB_UNAVAILABLE (not INTERNAL)', async () => {
+    const owner = await newUser(server!);
+    const { id } = await direct(server!, owner);
+    socket = await connectSocket(server!.url, owner.token);
+    await proxy!.stop();
+    try {
+      // The node has not confirmed the owner in the conversation yet: its membership lookup fails.
+      expectAckError(await send(socket, id, 'hello'), 'DB_UNAVAILABLE');
+      const samples = await scrape(server!.url);
+      expect({
+        unavailable: sampleSum(samples, 'xfchat_sends_rejected_total', {
+          code: 'DB_UNAVAILABLE',
+          outcome: 'error',
+        }),
+        internal: sampleSum(samples, 'xfchat_sends_rejected_total', { code: 'INTERNAL' }),
+      }).to.deep.equal({ unavailable: 1, internal: 0 });
+    } finally {
+      await proxy!.start();
+    }
   });
 });
