@@ -1,7 +1,8 @@
 /**
  * Knex configuration for those who prefer the knex CLI. The server itself migrates at startup and
  * `npm run migrate -- latest|rollback|status` does the same through lib/migrations.ts; both use this schema and the
- * same extension-free migration names, so the three agree.
+ * same extension-free migration names, so the three agree. Run the CLI through tsx (docs/operations.md):
+ * `node --import tsx node_modules/knex/bin/cli.js --knexfile knexfile.ts migrate:status`.
  */
 import type { Knex } from 'knex';
 import { loadDatabaseConfig } from './lib/config.js';

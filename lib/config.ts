@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { migrationFilesProblem } from './migrationFiles.js';
 
 /** How the server talks TLS to PostgreSQL. */
 export type DbSslMode = 'disable' | 'require' | 'verify-full';
@@ -229,7 +230,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: 'bundled',
-    doc: 'folder of migrations (`.ts` or `.js` files), for testing or extending the schema',
+    doc: 'folder of migrations, for testing or extending the schema: `.js` files, and `.ts` ones where XFChat runs from its TypeScript (`npm run dev`, `npm run migrate`); the built server refuses a `.ts` one without its compiled `.js`',
   },
   JWT_TTL_SECONDS: {
     kind: 'int',
@@ -592,11 +593,6 @@ function readSslCa(reader: EnvReader, mode: DbSslMode): string | undefined {
   return pem;
 }
 
-/** Migration files, as lib/migrations.ts runs them (TypeScript under tsx, JavaScript when built). */
-function isMigrationFile(name: string): boolean {
-  return (name.endsWith('.ts') && !name.endsWith('.d.ts')) || name.endsWith('.js');
-}
-
 /** MIGRATIONS_DIR: a folder with migrations, checked now rather than found wrong after connecting. */
 function readMigrationsDir(reader: EnvReader): string | undefined {
   const dir = reader.raw('MIGRATIONS_DIR');
@@ -614,9 +610,8 @@ function readMigrationsDir(reader: EnvReader): string | undefined {
     );
     return dir;
   }
-  if (!files.some(isMigrationFile)) {
-    reader.problems.push(`MIGRATIONS_DIR "${dir}" holds no migration files (.ts or .js)`);
-  }
+  const problem = migrationFilesProblem(files);
+  if (problem !== undefined) reader.problems.push(`MIGRATIONS_DIR "${dir}" ${problem}`);
   return dir;
 }
 

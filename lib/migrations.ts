@@ -7,10 +7,9 @@ import type { DatabaseConfig } from './config.js';
 import { pgConnectionConfig } from './db.js';
 import type { Logger } from './logger.js';
 import { StartupError } from './startupErrors.js';
+import { LOADABLE_MIGRATION_EXTENSIONS, migrationName } from './migrationFiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** Running from TypeScript (tsx) or from the built JavaScript in dist/: migrations share our extension. */
-const ownExtension = path.extname(fileURLToPath(import.meta.url));
 export const BUNDLED_MIGRATIONS_DIR = path.resolve(here, '..', 'migrations');
 
 /** Any key works as long as every node uses the same one: it serializes concurrent startups' migrations. */
@@ -47,6 +46,11 @@ export interface Migrator {
   rollbackRefusal(): Promise<string | undefined>;
 }
 
+/** A migration as Knex lists it: its name (without extension) under `file`, where the knex CLI prints it from. */
+interface MigrationEntry {
+  file: string;
+}
+
 interface MigrationModule {
   up(knex: Knex): Promise<void>;
   down(knex: Knex): Promise<void>;
@@ -54,26 +58,43 @@ interface MigrationModule {
 
 /**
  * Lists migrations by name without extension, so a database migrated from TypeScript (dev, tests) and one
- * migrated by the built JavaScript (production) record the same names.
+ * migrated by the built JavaScript (production) record the same names. A folder may hold `.js` migrations, and
+ * `.ts` ones where this process can load them ({@link LOADABLE_MIGRATION_EXTENSIONS}); of two files of one name, the
+ * one of this process's own kind is run (a migration beside its compiled copy).
  */
-class FolderMigrationSource implements Knex.MigrationSource<string> {
+class FolderMigrationSource implements Knex.MigrationSource<MigrationEntry> {
+  /** Each migration's file, by name, as last listed. */
+  private files = new Map<string, string>();
+
   constructor(private readonly directory: string) {}
 
-  async getMigrations(): Promise<string[]> {
-    const files = await readdir(this.directory);
-    return files
-      .filter((f) => f.endsWith(ownExtension) && !f.endsWith('.d.ts'))
-      .map((f) => f.slice(0, -ownExtension.length))
-      .sort();
+  /** The migrations' names, sorted. */
+  async names(): Promise<string[]> {
+    const files = new Map<string, string>();
+    for (const file of await readdir(this.directory)) {
+      const migration = migrationName(file);
+      if (migration === undefined) continue;
+      const listed = files.get(migration.name);
+      const rank = (f: string) => LOADABLE_MIGRATION_EXTENSIONS.indexOf(path.extname(f));
+      if (listed === undefined || rank(file) < rank(listed)) files.set(migration.name, file);
+    }
+    this.files = files;
+    return [...files.keys()].sort();
   }
 
-  getMigrationName(migration: string): string {
-    return migration;
+  async getMigrations(): Promise<MigrationEntry[]> {
+    return (await this.names()).map((name) => ({ file: name }));
   }
 
-  async getMigration(migration: string): Promise<MigrationModule> {
-    const url = pathToFileURL(path.join(this.directory, `${migration}${ownExtension}`)).href;
-    return (await import(url)) as MigrationModule;
+  getMigrationName(migration: MigrationEntry): string {
+    return migration.file;
+  }
+
+  async getMigration(migration: MigrationEntry): Promise<MigrationModule> {
+    if (!this.files.has(migration.file)) await this.names();
+    const file = this.files.get(migration.file);
+    if (file === undefined) throw new Error(`migration ${migration.file} is not in ${this.directory}`);
+    return (await import(pathToFileURL(path.join(this.directory, file)).href)) as MigrationModule;
   }
 }
 
@@ -184,12 +205,19 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     // Knex's list() creates its two tables when they are missing: a database nothing migrated yet is answered
     // without it, so that `xfchat migrate status` writes nothing (and works with a read-only role).
     if (!(await knex.schema.hasTable('knex_migrations'))) {
-      return { applied: [], pending: await source.getMigrations(), newer: [] };
+      return { applied: [], pending: await source.names(), newer: [] };
     }
-    const [completed, pending] = (await knex.migrate.list(migrations)) as [Array<{ name: string }>, string[]];
+    const [completed, pending] = (await knex.migrate.list(migrations)) as [
+      Array<{ name: string }>,
+      MigrationEntry[],
+    ];
     const applied = completed.map((m) => m.name);
-    const known = new Set(await source.getMigrations());
-    return { applied, pending, newer: applied.filter((name) => !known.has(name)) };
+    const known = new Set(await source.names());
+    return {
+      applied,
+      pending: pending.map((m) => m.file),
+      newer: applied.filter((name) => !known.has(name)),
+    };
   }
 
   return {

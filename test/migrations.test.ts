@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
@@ -168,6 +169,33 @@ describe('migrations', function () {
       }
       const recorded = (await db.knex('knex_migrations').orderBy('id').pluck('name')) as string[];
       expect(recorded).to.deep.equal(status.applied);
+    });
+
+    it('MIGRATIONS_DIR may hold .js migrations beside .ts ones: both run, in name order, each once', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'xfchat-migrations-'));
+      try {
+        const migration = (table: string) =>
+          `export async function up(knex) { await knex.raw('CREATE TABLE ${table} (id int)'); }\n` +
+          `export async function down(knex) { await knex.raw('DROP TABLE ${table}'); }\n`;
+        await writeFile(path.join(dir, '20200101000000_first.js'), migration('first_js'));
+        await writeFile(path.join(dir, '20200102000000_second.ts'), migration('second_ts'));
+        // A migration beside its compiled copy runs once, from this process's own kind (TypeScript here).
+        await writeFile(path.join(dir, '20200103000000_third.ts'), migration('third_ts'));
+        await writeFile(path.join(dir, '20200103000000_third.js'), migration('third_js'));
+        const db = track(openMigrated(await createEmptyDatabase(), dir));
+        expect((await db.migrations.status()).pending).to.deep.equal([
+          '20200101000000_first',
+          '20200102000000_second',
+          '20200103000000_third',
+        ]);
+        await db.migrations.latest();
+        const tables = await Promise.all(
+          ['first_js', 'second_ts', 'third_ts', 'third_js'].map((t) => db.knex.schema.hasTable(t)),
+        );
+        expect(tables).to.deep.equal([true, true, true, false]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('the sessions migration goes down and up again with sessions and a deleted account in place', async () => {

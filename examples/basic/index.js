@@ -4,7 +4,7 @@
  * close and the script exits by itself.
  *
  * Start a server first (`npm run dev` in the repository, or a released `xfchat` with DATABASE_URL and
- * JWT_SECRET), then: npm install && XFCHAT_URL=http://127.0.0.1:3000 npm start
+ * JWT_SECRET), then install the SDK from its tarball and run it, as README.md here shows.
  */
 import { randomBytes } from 'node:crypto';
 import { XFChatClient, XFChatError } from '@xfchat/client';

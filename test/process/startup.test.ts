@@ -343,19 +343,26 @@ describe('startup (the real entry point as a child process)', function () {
 
     it('the knex CLI with knexfile.ts sees the migrations as xfchat migrate does', async () => {
       const url = await createEmptyDatabase();
+      const knexList = () =>
+        spawnSync(
+          process.execPath,
+          ['--import', 'tsx', 'node_modules/knex/bin/cli.js', '--knexfile', 'knexfile.ts', 'migrate:list'],
+          {
+            cwd: PROJECT_ROOT,
+            env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DATABASE_URL: url },
+            encoding: 'utf8',
+            timeout: 60_000,
+          },
+        );
+      // Pending, each by its name (the CLI prints a listed migration's `file`).
+      const pending = knexList();
+      expect(pending.status, `${pending.stdout}\n${pending.stderr}`.slice(0, 600)).to.equal(0);
+      expect(pending.stdout).to.include('20261126000000_initial_schema\n').and.not.include('undefined');
+
       expect((await runCli(['migrate', 'latest'], { DATABASE_URL: url })).code).to.equal(0);
       const status = await runCli(['migrate', 'status'], { DATABASE_URL: url });
       const applied = Number(/^applied \((\d+)\)/.exec(status.stdout)?.[1]);
-      const list = spawnSync(
-        process.execPath,
-        ['--import', 'tsx', 'node_modules/knex/bin/cli.js', '--knexfile', 'knexfile.ts', 'migrate:list'],
-        {
-          cwd: PROJECT_ROOT,
-          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DATABASE_URL: url },
-          encoding: 'utf8',
-          timeout: 60_000,
-        },
-      );
+      const list = knexList();
       expect(list.status, `${list.stdout}\n${list.stderr}`.slice(0, 600)).to.equal(0);
       expect(list.stdout).to.include(`Found ${applied} Completed Migration`);
       expect(list.stdout).to.include('No Pending Migration');
