@@ -79,7 +79,7 @@ async function binaries(): Promise<Binaries> {
   }
 }
 
-interface OsUser {
+export interface OsUser {
   uid: number;
   gid: number;
 }
@@ -101,6 +101,51 @@ async function postgresOsUser(): Promise<OsUser | undefined> {
     await run('groupadd', ['postgres']);
     await run('useradd', ['-g', 'postgres', 'postgres']);
     return ids();
+  }
+}
+
+/**
+ * The first folder on the way to `target` (itself included, where it exists) that `user` may not enter: no search
+ * permission for its owner, group or others, as `user` is one of them. Folders yet to be made are made open.
+ */
+export async function closedFolderOnTheWay(target: string, user: OsUser): Promise<string | undefined> {
+  const folders: string[] = [];
+  for (let folder = path.resolve(target); ; folder = path.dirname(folder)) {
+    folders.unshift(folder);
+    if (path.dirname(folder) === folder) break;
+  }
+  for (const folder of folders) {
+    let info;
+    try {
+      info = await stat(folder);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    if (!info.isDirectory()) return undefined;
+    const shift = info.uid === user.uid ? 6 : info.gid === user.gid ? 3 : 0;
+    if (((info.mode >> shift) & 1) === 0) return folder;
+  }
+  return undefined;
+}
+
+/** As root, the `postgres` OS user must reach PostgreSQL's programs and its data folder: said now, in one line. */
+async function requireReachable(bin: Binaries, dataDir: string, user: OsUser): Promise<void> {
+  const places = [
+    { what: "PostgreSQL's programs", target: path.dirname(bin.initdb), fix: '' },
+    {
+      what: 'the data folder',
+      target: dataDir,
+      fix: ', or give the data a folder it can reach (--data-dir)',
+    },
+  ];
+  for (const { what, target, fix } of places) {
+    const closed = await closedFolderOnTheWay(target, user);
+    if (closed !== undefined) {
+      throw new StartupError(
+        `the embedded PostgreSQL runs as the postgres OS user when started as root, and that user cannot enter ${closed} (on the way to ${what}, ${target}): run as another user, or let it in (chmod o+x ${closed})${fix}`,
+      );
+    }
   }
 }
 
@@ -223,6 +268,7 @@ export async function startEmbeddedPostgres(
     password = crypto.randomUUID().replaceAll('-', '');
   }
   const user = await postgresOsUser();
+  if (user) await requireReachable(bin, options.dataDir, user);
   if (!initialised) {
     await initialise(bin, options.dataDir, password, user);
     await writeFile(passwordFile, password, { mode: 0o600 });
