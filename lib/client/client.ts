@@ -624,8 +624,14 @@ export class XFChatClient {
   private tokensChanged(tokens: AuthTokens, onTokens: ((tokens: AuthTokens) => void) | undefined): void {
     this.events.emit('tokens', tokens);
     callSafely(onTokens, tokens);
-    if (!this.connection.connected) return;
-    this.connection.request('auth:refresh', { token: tokens.token }).catch((err: unknown) => {
+    // Not connected: the next handshake sends the new token, or, if one is running with the old token, the
+    // socket is given the new one once it connects (wireEvents()).
+    if (this.connection.connected) this.giveSocket(tokens.token);
+  }
+
+  /** Moves the live socket's expiry to `token`'s (`auth:refresh`). */
+  private giveSocket(token: string): void {
+    this.connection.request('auth:refresh', { token }).catch((err: unknown) => {
       // The socket refused the new token (its session ended meanwhile, say; a new login on this client has closed
       // the connection before its tokens come): reconnect with it, and the handshake settles it. Any other failure
       // (a drop, a timeout) needs nothing: the next handshake sends the new token anyway.
@@ -648,6 +654,11 @@ export class XFChatClient {
   private wireEvents(): void {
     const { socket, events } = this.connection;
     events.on('state', (state) => this.events.emit('state', state));
+    // A refresh that landed while the handshake ran: the server holds the socket to the old token's expiry.
+    events.on('connect', () => {
+      const { token } = this.session;
+      if (token !== undefined && token !== this.connection.handshakeToken) this.giveSocket(token);
+    });
     // This client's own logout or deletion makes the server end the session and drop the socket: no news.
     events.on('unauthorized', (error) => {
       if (!this.leaving) this.events.emit('unauthorized', error);

@@ -88,6 +88,11 @@ export class Connection {
   private renewed = false;
   /** What the server said in `session:ended`, until the disconnect that follows it. */
   private endedReason: SessionEndReason | undefined;
+  /**
+   * The access token the latest handshake sent: the server holds the socket to its expiry. A refresh that lands
+   * while the handshake runs leaves the session a newer one, which the socket must then be given.
+   */
+  handshakeToken: string | undefined;
   private readonly closed = new AbortController();
   /**
    * What close() and disconnect() reject: a Set, not one abort listener per waiter, because an AbortSignal with more
@@ -104,7 +109,10 @@ export class Connection {
       reconnectionDelay: options.backoff.baseMs,
       reconnectionDelayMax: options.backoff.maxMs,
       // A function, so every reconnection sends the token current at that moment.
-      auth: (cb: (data: object) => void) => cb({ token: options.session.token }),
+      auth: (cb: (data: object) => void) => {
+        this.handshakeToken = options.session.token;
+        cb({ token: this.handshakeToken });
+      },
     };
     this.socket =
       options.url === undefined ? io(socketOptions) : io(...socketTarget(options.url, socketOptions));

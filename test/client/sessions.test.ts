@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
 import type { AuthTokens, PublicMessage, SessionEnded } from '../../lib/client/index.js';
+import { signAccessToken } from '../../lib/auth/tokens.js';
 import { useNode } from '../helpers/nodes.js';
 import { startProxy, useProxies } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
@@ -394,6 +395,52 @@ describe('client SDK: sessions, refresh and their end', function () {
     expect(client.state).to.equal('connected');
     expect(tokens).to.have.length(3);
     expect(ended).to.deep.equal([]);
+  });
+
+  it('gives the socket a token refreshed while its handshake ran, so it is not cut at the old token’s expiry', async function () {
+    this.timeout(30_000);
+    const { client, user, tokens } = await signedUp();
+    const { knex } = server.services.db;
+    const { sid } = JSON.parse(Buffer.from(client.token!.split('.')[1]!, 'base64url').toString()) as {
+      sid: string;
+    };
+    // The token the handshake presents: of this session, expiring in 4 s.
+    const oldExpiry = Date.now() + 4000;
+    client.token = signAccessToken(
+      { userId: user.id, sessionId: sid },
+      { ...server.services.config.auth, tokenTtlSeconds: 4 },
+      Date.now(),
+    ).token;
+    const states: string[] = [];
+    client.on('state', (state) => states.push(state));
+
+    // The handshake's token check (which reads users) is held while a refresh (which does not) goes through.
+    const hold = await knex.transaction();
+    let connecting: Promise<void> | undefined;
+    let answered: Promise<unknown> | undefined;
+    try {
+      await hold.raw('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      connecting = client.connect();
+      await waitFor(
+        async () =>
+          (
+            await knex.raw<{ rows: unknown[] }>(
+              `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).rows.length > 0,
+        { what: 'the handshake to wait' },
+      );
+      // A refresh now, as a timed one: a refused access token makes the next call refresh (the call itself, which
+      // reads users, answers once the hold is over).
+      client.token = 'refused';
+      answered = client.me();
+      await waitFor(() => tokens.length === 2, { what: 'the refresh' });
+    } finally {
+      await hold.commit();
+    }
+    await Promise.all([connecting, answered]);
+    await waitFor(() => Date.now() > oldExpiry + 2500, { what: 'the old expiry to pass', timeoutMs: 10_000 });
+    expect(states).to.deep.equal(['connecting', 'connected']);
   });
 
   it('profile and deletion helpers', async () => {
