@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicConversation, PublicMessage, PublicParticipant } from '../lib/protocol/index.js';
+import { recordRemoval } from '../lib/conversations/queries.js';
 import { MAX_GROUP_PARTICIPANTS } from '../lib/protocol/schemas.js';
 import {
   seqState,
@@ -232,6 +233,26 @@ describe('conversation members and reading over REST', function () {
         { removals: 2, user_id: leaver.id },
         { removals: 3, user_id: last.id },
       ]);
+    });
+
+    it('dates a removal’s record when it is written, not when its transaction began (it may wait for the lock)', async () => {
+      const owner = await newUser(server);
+      const [member] = (await friendsOf(server, owner, 1)) as [TestUser];
+      const group = await createGroup(server.url, owner, [member]);
+      const { knex } = server.services.db;
+      const { began, recorded } = await knex.transaction(async (trx) => {
+        const [{ now }] = (await trx.raw<{ rows: Array<{ now: Date }> }>('SELECT now()')).rows as [
+          { now: Date },
+        ];
+        // The removal's wait for the conversation's lock.
+        await trx.raw('SELECT pg_sleep(0.2)');
+        await recordRemoval(trx, group.id, member.id, 1);
+        const [row] = (await trx('participant_removals').where('conversation_id', group.id)) as Array<{
+          removed_at: Date;
+        }>;
+        return { began: now, recorded: row!.removed_at };
+      });
+      expect(recorded.getTime() - began.getTime()).to.be.at.least(200);
     });
 
     it('lists my conversations by most recent activity, with lastMessage and unreadCount', async () => {

@@ -221,7 +221,9 @@ export async function departedParticipants(
 /**
  * Records, in the removal's transaction, that `userId` left the conversation as its `removals`th removal: a node
  * that missed the removal's event tells it from here ({@link removedSince}). Deletes a few records older than a day
- * on the way, skipping any another removal holds (no waiting, whatever the conversations).
+ * on the way, skipping any another removal holds (no waiting, whatever the conversations). Dated by the clock
+ * when it is written, under the conversation's lock, not when the transaction began (`now()`): a removal that
+ * waited for the lock longer than the check's margin would be dated before a gap it committed in.
  */
 export async function recordRemoval(
   trx: Knex.Transaction,
@@ -237,7 +239,8 @@ export async function recordRemoval(
            WHERE removed_at < now() - interval '1 day'
            ORDER BY removed_at LIMIT 20 FOR UPDATE SKIP LOCKED)
      )
-     INSERT INTO participant_removals (conversation_id, removals, user_id) VALUES (?, ?, ?)`,
+     INSERT INTO participant_removals (conversation_id, removals, user_id, removed_at)
+     VALUES (?, ?, ?, clock_timestamp())`,
     [conversationId, removals, userId],
   );
 }
