@@ -82,6 +82,8 @@ async function binaries(): Promise<Binaries> {
 export interface OsUser {
   uid: number;
   gid: number;
+  /** Every group the user is in: its own and the supplementary ones (`id -G`). */
+  groups: readonly number[];
 }
 
 /**
@@ -91,8 +93,16 @@ export interface OsUser {
 async function postgresOsUser(): Promise<OsUser | undefined> {
   if (process.getuid?.() !== 0) return undefined;
   const ids = async (): Promise<OsUser> => {
-    const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
-    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+    const [uid, gid, groups] = await Promise.all([
+      run('id', ['-u', 'postgres']),
+      run('id', ['-g', 'postgres']),
+      run('id', ['-G', 'postgres']),
+    ]);
+    return {
+      uid: Number(uid.stdout.trim()),
+      gid: Number(gid.stdout.trim()),
+      groups: groups.stdout.trim().split(/\s+/).map(Number),
+    };
   };
   try {
     return await ids();
@@ -106,7 +116,8 @@ async function postgresOsUser(): Promise<OsUser | undefined> {
 
 /**
  * The first folder on the way to `target` (itself included, where it exists) that `user` may not enter: no search
- * permission for its owner, group or others, as `user` is one of them. Folders yet to be made are made open.
+ * permission for its owner, its group (any of the user's groups) or others, as `user` is one of them. Folders yet
+ * to be made are made open. (Access control lists are not read: a folder opened by one alone is reported closed.)
  */
 export async function closedFolderOnTheWay(target: string, user: OsUser): Promise<string | undefined> {
   const folders: string[] = [];
@@ -123,7 +134,7 @@ export async function closedFolderOnTheWay(target: string, user: OsUser): Promis
       throw err;
     }
     if (!info.isDirectory()) return undefined;
-    const shift = info.uid === user.uid ? 6 : info.gid === user.gid ? 3 : 0;
+    const shift = info.uid === user.uid ? 6 : user.groups.includes(info.gid) ? 3 : 0;
     if (((info.mode >> shift) & 1) === 0) return folder;
   }
   return undefined;

@@ -29,15 +29,26 @@ describe('the embedded PostgreSQL and folders its OS user cannot enter', functio
   });
 
   it('finds the first folder on the way that another user may not enter', async () => {
-    const stranger = { uid: 4_000_000, gid: 4_000_000 };
+    const stranger = { uid: 4_000_000, gid: 4_000_000, groups: [4_000_000] };
     const data = path.join(closed, 'project', '.data', 'postgres');
     expect(await closedFolderOnTheWay(data, stranger)).to.equal(closed);
     expect(await closedFolderOnTheWay(path.join(root, 'elsewhere', 'postgres'), stranger)).to.equal(
       undefined,
     );
     // Its owner may.
-    const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
     expect(await closedFolderOnTheWay(data, owner)).to.equal(undefined);
+  });
+
+  it('lets a user in through any of its groups, the supplementary ones too', async () => {
+    const shared = path.join(root, 'shared');
+    await mkdir(path.join(shared, 'project'), { recursive: true });
+    await chmod(shared, 0o750);
+    const group = process.getgid?.() ?? 0;
+    const member = { uid: 4_000_001, gid: 4_000_001, groups: [4_000_001, group] };
+    expect(await closedFolderOnTheWay(path.join(shared, 'project'), member)).to.equal(undefined);
+    const outsider = { uid: 4_000_002, gid: 4_000_002, groups: [4_000_002] };
+    expect(await closedFolderOnTheWay(path.join(shared, 'project'), outsider)).to.equal(shared);
   });
 
   it('as root, refuses a data folder the postgres user cannot reach, in one line naming the folder and the fixes; as another user, starts', async () => {
