@@ -130,9 +130,9 @@ export function createRealtime(deps: {
     removalsTold: conversationEvents,
   });
 
+  const writes = createWriteCoalescing();
   // A socket with bytes waiting that takes none of them for a heartbeat's span has stopped reading: a hostile
   // client can answer pings blindly, so the heartbeat alone would keep it.
-  const writes = createWriteCoalescing();
   const backpressure = createBackpressure({
     maxBufferedBytes: config.limits.socketMaxBufferedBytes,
     stallMs: PING_INTERVAL_MS + PING_TIMEOUT_MS,
