@@ -30,8 +30,7 @@ export function migrationFilesProblem(
   files: readonly string[],
   extensions: readonly string[] = LOADABLE_MIGRATION_EXTENSIONS,
 ): string | undefined {
-  const loadable = new Set(files.map((file) => migrationName(file, extensions)?.name));
-  loadable.delete(undefined);
+  const loadable = new Set(files.flatMap((file) => migrationName(file, extensions)?.name ?? []));
   const unloadable = files.filter(
     (file) => file.endsWith('.ts') && !file.endsWith('.d.ts') && !loadable.has(file.slice(0, -'.ts'.length)),
   );

@@ -70,12 +70,12 @@ class FolderMigrationSource implements Knex.MigrationSource<MigrationEntry> {
 
   /** The migrations' names, sorted. */
   async names(): Promise<string[]> {
+    const rank = (file: string) => LOADABLE_MIGRATION_EXTENSIONS.indexOf(path.extname(file));
     const files = new Map<string, string>();
     for (const file of await readdir(this.directory)) {
       const migration = migrationName(file);
       if (migration === undefined) continue;
       const listed = files.get(migration.name);
-      const rank = (f: string) => LOADABLE_MIGRATION_EXTENSIONS.indexOf(path.extname(f));
       if (listed === undefined || rank(file) < rank(listed)) files.set(migration.name, file);
     }
     this.files = files;

@@ -7,10 +7,7 @@ import type { RunningServer } from '../lib/server.js';
 import { expectOk, friendsOf, newUser, putMessage, send } from './helpers/chat.js';
 import { expectAckError, expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
-import { useNode } from './helpers/nodes.js';
-import { createTestDatabase } from './helpers/postgres.js';
-import { startProxy, type FaultProxy } from './helpers/proxy.js';
-import { startTestServer } from './helpers/server.js';
+import { useNode, useNodeBehindProxy } from './helpers/nodes.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
 import { scrape, type Sample } from './helpers/prometheus.js';
 import type { TestUser } from './helpers/users.js';
@@ -214,34 +211,22 @@ describe('metrics: what counts as a persisted message, and whose failure an answ
 
 describe('metrics: a send refused because PostgreSQL does not answer', function () {
   this.timeout(30_000);
-  let proxy: FaultProxy | undefined;
-  let server: RunningServer | undefined;
+  const { node, proxy } = useNodeBehindProxy();
   let socket: ClientSocket | undefined;
 
-  before(async () => {
-    const databaseUrl = await createTestDatabase();
-    proxy = await startProxy(databaseUrl);
-    server = await startTestServer(proxy.urlThrough(databaseUrl), {
-      DB_ACQUIRE_TIMEOUT_MS: '500',
-      DB_CONNECT_TIMEOUT_MS: '500',
-    });
-  });
-
-  after(async () => {
+  after(() => {
     socket?.close();
-    await server?.close();
-    await proxy?.close();
   });
 
   it('is counted in xfchat_sends_rejected_total with the code its client got, DB_UNAVAILABLE (not INTERNAL)', async () => {
-    const owner = await newUser(server!);
-    const { id } = await direct(server!, owner);
-    socket = await connectSocket(server!.url, owner.token);
-    await proxy!.stop();
+    const owner = await newUser(node());
+    const { id } = await direct(node(), owner);
+    socket = await connectSocket(node().url, owner.token);
+    await proxy().stop();
     try {
       // The node has not confirmed the owner in the conversation yet: its membership lookup fails.
       expectAckError(await send(socket, id, 'hello'), 'DB_UNAVAILABLE');
-      const samples = await scrape(server!.url);
+      const samples = await scrape(node().url);
       expect({
         unavailable: sampleSum(samples, 'xfchat_sends_rejected_total', {
           code: 'DB_UNAVAILABLE',
@@ -250,7 +235,7 @@ describe('metrics: a send refused because PostgreSQL does not answer', function 
         internal: sampleSum(samples, 'xfchat_sends_rejected_total', { code: 'INTERNAL' }),
       }).to.deep.equal({ unavailable: 1, internal: 0 });
     } finally {
-      await proxy!.start();
+      await proxy().start();
     }
   });
 });

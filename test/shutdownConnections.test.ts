@@ -5,7 +5,7 @@ import type { RunningServer } from '../lib/server.js';
 import pg from 'pg';
 import { createGroup, expectOk, friendsOf, newUser, send } from './helpers/chat.js';
 import { expectAckError } from './helpers/errors.js';
-import { createTestDatabase } from './helpers/postgres.js';
+import { createTestDatabase, untilAStatementWaitsForALock } from './helpers/postgres.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { startTestServer } from './helpers/server.js';
 import { connectSocket, type ClientSocket } from './helpers/sockets.js';
@@ -44,19 +44,6 @@ function heads(text: string): Array<{ status: string; headers: string }> {
       const [status = '', ...headers] = head.split('\r\n');
       return { status, headers: headers.join('\n').toLowerCase() };
     });
-}
-
-/** Until a write call of the node's waits for the lock that `holder`'s transaction holds. */
-async function writeWaitsForLock(holder: pg.Client): Promise<void> {
-  await waitFor(
-    async () =>
-      (
-        await holder.query(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-      ).rowCount === 1,
-    { what: 'the write call to wait for the lock' },
-  );
 }
 
 describe('shutdown: kept connections and a database that does not answer', function () {
@@ -147,7 +134,7 @@ describe('shutdown: kept connections and a database that does not answer', funct
       await holder.query('BEGIN');
       await holder.query('SELECT id FROM conversations WHERE id = $1 FOR UPDATE', [group.id]);
       const running = send(socket, group.id, 'running when the drain times out');
-      await writeWaitsForLock(holder);
+      await untilAStatementWaitsForALock(server.services.db.knex, 'the write call to wait for the lock');
       const queued = send(socket, group.id, 'queued behind it');
       await new Promise((resolve) => setTimeout(resolve, 50));
       const closing = server.close();
@@ -187,7 +174,7 @@ describe('shutdown: kept connections and a database that does not answer', funct
         socket.emitWithAck('message:edit', { conversationId: group.id, seq, body: `edit ${i}` }),
         send(socket, group.id, `sent ${i}`),
       ]).flat();
-      await writeWaitsForLock(holder);
+      await untilAStatementWaitsForALock(server.services.db.knex, 'the write call to wait for the lock');
       const closing = server.close();
       server = undefined;
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
 import type { AuthTokens, PublicMessage, SessionEnded } from '../../lib/client/index.js';
+import jwt from 'jsonwebtoken';
 import { signAccessToken } from '../../lib/auth/tokens.js';
+import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
 import { useNode } from '../helpers/nodes.js';
 import { startProxy, useProxies } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
@@ -401,9 +403,7 @@ describe('client SDK: sessions, refresh and their end', function () {
     this.timeout(30_000);
     const { client, user, tokens } = await signedUp();
     const { knex } = server.services.db;
-    const { sid } = JSON.parse(Buffer.from(client.token!.split('.')[1]!, 'base64url').toString()) as {
-      sid: string;
-    };
+    const { sid } = jwt.decode(client.token!) as { sid: string };
     // The token the handshake presents: of this session, expiring in 4 s.
     const oldExpiry = Date.now() + 4000;
     client.token = signAccessToken(
@@ -421,15 +421,7 @@ describe('client SDK: sessions, refresh and their end', function () {
     try {
       await hold.raw('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       connecting = client.connect();
-      await waitFor(
-        async () =>
-          (
-            await knex.raw<{ rows: unknown[] }>(
-              `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-            )
-          ).rows.length > 0,
-        { what: 'the handshake to wait' },
-      );
+      await untilAStatementWaitsForALock(knex, 'the handshake to wait');
       // A refresh now, as a timed one: a refused access token makes the next call refresh (the call itself, which
       // reads users, answers once the hold is over).
       client.token = 'refused';

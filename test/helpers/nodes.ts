@@ -2,6 +2,7 @@ import type { GateLimits } from '../../lib/auth/passwords.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RunningServer } from '../../lib/server.js';
 import { createTestDatabase } from './postgres.js';
+import { startProxy, type FaultProxy } from './proxy.js';
 import { startTestServer } from './server.js';
 import { connectSocket, type ClientSocket } from './sockets.js';
 import type { TestUser } from './users.js';
@@ -172,4 +173,30 @@ function lateNode(current: () => RunningServer): RunningServer {
     },
     close: () => current().close(),
   };
+}
+
+/**
+ * A node of the enclosing `describe`'s own, whose database connections go through a fault proxy (`proxy().stop()`
+ * takes PostgreSQL away), with acquire and connect timeouts of 500 ms, so a missing database shows quickly.
+ */
+export function useNodeBehindProxy(): { node: () => RunningServer; proxy: () => FaultProxy } {
+  let proxy: FaultProxy | undefined;
+  let node: RunningServer | undefined;
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    proxy = await startProxy(databaseUrl);
+    node = await startTestServer(proxy.urlThrough(databaseUrl), {
+      DB_ACQUIRE_TIMEOUT_MS: '500',
+      DB_CONNECT_TIMEOUT_MS: '500',
+    });
+  });
+  after(async () => {
+    await node?.close();
+    await proxy?.close();
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the node behind its proxy has not started');
+    return value;
+  };
+  return { node: () => started(node), proxy: () => started(proxy) };
 }

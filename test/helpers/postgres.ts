@@ -1,7 +1,9 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Knex } from 'knex';
 import pg from 'pg';
+import { waitFor } from './waitFor.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../lib/dev/embeddedPostgres.js';
 
 /**
@@ -84,4 +86,17 @@ export async function createTestDatabase(): Promise<string> {
   await adminQuery(`CREATE DATABASE "${name}" TEMPLATE "${TEMPLATE_DB}"`);
   created.push(name);
   return urlFor(name);
+}
+
+/** Until a statement on `knex`'s database waits for a lock (one that a transaction of the test holds). */
+export async function untilAStatementWaitsForALock(knex: Knex, what: string): Promise<void> {
+  await waitFor(
+    async () =>
+      (
+        await knex.raw<{ rows: unknown[] }>(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+      ).rows.length > 0,
+    { what },
+  );
 }
