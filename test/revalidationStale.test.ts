@@ -69,8 +69,12 @@ describe('the socket check and a membership that changed while it read', functio
   async function subscribedMember() {
     const owner = await newUser(server);
     const [member] = (await friendsOf(server, owner, 1)) as [TestUser];
-    const group = await createGroup(server.url, owner, [member]);
+    // Connected before the group is made, and told of it before anything else: the creation's notice, told a moment
+    // after the creation's answer, must not land among what a test records.
     const memberSocket = await pool.open(server.url, member);
+    const created = record(memberSocket, 'conversation:added');
+    const group = await createGroup(server.url, owner, [member]);
+    await waitFor(() => created.length === 1, { what: "the group's creation at the member" });
     await subscribe(memberSocket, group.id);
     return { owner, member, group, memberSocket };
   }
