@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { PublicConversation, PublicMessage, PublicParticipant } from '../lib/protocol/index.js';
-import { recordRemoval } from '../lib/conversations/queries.js';
+import { joinedSince, recordRemoval } from '../lib/conversations/queries.js';
 import { MAX_GROUP_PARTICIPANTS } from '../lib/protocol/schemas.js';
 import {
   seqState,
@@ -16,6 +16,7 @@ import {
 import { expectError, type ErrorResponse } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
+import { untilAStatementWaitsForALock } from './helpers/postgres.js';
 import type { TestUser } from './helpers/users.js';
 import { insertFriendship } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -253,6 +254,35 @@ describe('conversation members and reading over REST', function () {
         return { began: now, recorded: row!.removed_at };
       });
       expect(recorded.getTime() - began.getTime()).to.be.at.least(200);
+    });
+
+    it('dates an addition when its row is written, not when its transaction began: one that waited for the group’s lock is among the additions since it was let through', async () => {
+      const owner = await newUser(server);
+      const [member, newcomer] = (await friendsOf(server, owner, 2)) as [TestUser, TestUser];
+      const group = await createGroup(server.url, owner, [member]);
+      const { knex } = server.services.db;
+      const holder = await knex.transaction();
+      let adding: ReturnType<typeof api> | undefined;
+      let released: Date;
+      try {
+        await holder('conversations').where('id', group.id).forUpdate();
+        adding = api('POST', `/conversations/${group.id}/participants`, owner, { userId: newcomer.id });
+        await untilAStatementWaitsForALock(knex, 'the addition to wait for the group’s lock');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const [clock] = (await holder.raw<{ rows: Array<{ now: Date }> }>('SELECT clock_timestamp() AS now'))
+          .rows;
+        released = clock!.now;
+      } finally {
+        await holder.commit();
+      }
+      expect((await adding)?.status).to.equal(201);
+      const [row] = await knex('conversation_participants')
+        .where({ conversation_id: group.id, user_id: newcomer.id })
+        .select<Array<{ joined_at: Date }>>('joined_at');
+      expect(row!.joined_at.getTime()).to.be.at.least(released.getTime());
+      // What a node that was not listening since then looks for (lib/realtime/revalidation.ts).
+      const joined = await joinedSince(knex, [newcomer.id], released, 10);
+      expect(joined.map(({ conversation }) => conversation.id)).to.deep.equal([group.id]);
     });
 
     it('lists my conversations by most recent activity, with lastMessage and unreadCount', async () => {
