@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { limitLockWait } from './20261202000000_message_ids_time_ordered.js';
 
 /**
  * `conversation_participants.joined_at` is dated by the statement that writes the row (`statement_timestamp()`),
@@ -12,9 +13,13 @@ import type { Knex } from 'knex';
  * one date, so ties are broken by user id as before.
  *
  * A column default is changed in the catalogue alone (no row is rewritten), and the nodes of the previous release,
- * which write the column through its default, date their rows the same way at once.
+ * which write the column through its default, date their rows the same way at once. In a batch that holds
+ * `conversations` already (an upgrade from 0.2.0), the table is taken after it, as writes take them (a write locks
+ * its conversation, then reads its members).
  */
 export async function up(knex: Knex): Promise<void> {
+  // A moment's exclusive lock, which waits for whoever reads the table: given up after a few seconds, as elsewhere.
+  await limitLockWait(knex);
   await knex.raw(
     'ALTER TABLE conversation_participants ALTER COLUMN joined_at SET DEFAULT statement_timestamp()',
   );

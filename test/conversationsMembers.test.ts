@@ -16,7 +16,7 @@ import {
 import { expectError, type ErrorResponse } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
-import { untilAStatementWaitsForALock } from './helpers/postgres.js';
+import { letThroughAfterAWait } from './helpers/postgres.js';
 import type { TestUser } from './helpers/users.js';
 import { insertFriendship } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -261,21 +261,12 @@ describe('conversation members and reading over REST', function () {
       const [member, newcomer] = (await friendsOf(server, owner, 2)) as [TestUser, TestUser];
       const group = await createGroup(server.url, owner, [member]);
       const { knex } = server.services.db;
-      const holder = await knex.transaction();
-      let adding: ReturnType<typeof api> | undefined;
-      let released: Date;
-      try {
-        await holder('conversations').where('id', group.id).forUpdate();
-        adding = api('POST', `/conversations/${group.id}/participants`, owner, { userId: newcomer.id });
-        await untilAStatementWaitsForALock(knex, 'the addition to wait for the group’s lock');
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        const [clock] = (await holder.raw<{ rows: Array<{ now: Date }> }>('SELECT clock_timestamp() AS now'))
-          .rows;
-        released = clock!.now;
-      } finally {
-        await holder.commit();
-      }
-      expect((await adding)?.status).to.equal(201);
+      const { released, result: added } = await letThroughAfterAWait(
+        knex,
+        (holder) => holder('conversations').where('id', group.id).forUpdate(),
+        () => api('POST', `/conversations/${group.id}/participants`, owner, { userId: newcomer.id }),
+      );
+      expect(added.status).to.equal(201);
       const [row] = await knex('conversation_participants')
         .where({ conversation_id: group.id, user_id: newcomer.id })
         .select<Array<{ joined_at: Date }>>('joined_at');

@@ -1,10 +1,13 @@
 import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { requestNoticesSince } from '../lib/social/friendRequests.js';
 import type { PublicFriendRequest } from '../lib/protocol/index.js';
 import type { PublicUser } from '../lib/protocol/index.js';
 import { expectError } from './helpers/errors.js';
 import { collectEvents } from './helpers/events.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { letThroughAfterAWait } from './helpers/postgres.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -224,6 +227,25 @@ describe('friends: requests and friendships', function () {
     const { id } = (await ask(bob, alice.username)).body.request;
     expect((await call(alice, 'POST', `/friends/requests/${id}/accept`)).status).to.equal(200);
     expect(await friendRows(alice.id, bob.id)).to.equal(1);
+  });
+
+  it('dates a request and its acceptance when they are written, not when their transactions began: ones that waited for the pair’s lock are among the notices since they were let through', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const lockBob = (holder: Knex.Transaction) => holder('users').where('id', bob.id).forUpdate();
+    const asked = await letThroughAfterAWait(knex(), lockBob, () => ask(alice, bob.username));
+    expect(asked.result.status).to.equal(201);
+    const id = asked.result.body.request.id;
+    // What a node that was not listening since then looks for (lib/realtime/revalidation.ts).
+    const incoming = (await requestNoticesSince(knex(), [bob.id], asked.released, 10)).incoming;
+    expect(incoming.map((r) => r.id)).to.deep.equal([id]);
+
+    const accepted = await letThroughAfterAWait(knex(), lockBob, () =>
+      call(bob, 'POST', `/friends/requests/${id}/accept`),
+    );
+    expect(accepted.result.status).to.equal(200);
+    const told = (await requestNoticesSince(knex(), [alice.id], accepted.released, 10)).accepted;
+    expect(told.map((r) => r.id)).to.deep.equal([id]);
   });
 
   it('lists friends ordered by username, each with since', async () => {

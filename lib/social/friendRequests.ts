@@ -41,7 +41,7 @@ function pendingBetween(knex: Knex, a: string, b: string) {
 async function acceptPending(trx: Knex.Transaction, request: FriendRequest): Promise<void> {
   await FriendRequest.query(trx)
     .findById(request.id)
-    .patch({ status: 'accepted', respondedAt: raw('now()') });
+    .patch({ status: 'accepted', respondedAt: raw('statement_timestamp()') });
   await Friendship.query(trx)
     .insert(Friendship.pair(request.fromUserId, request.toUserId))
     .onConflict(['user_low', 'user_high'])
@@ -107,7 +107,7 @@ export async function declineRequest(trx: Knex.Transaction, me: string, id: stri
   await ownPendingRequest(trx, me, id, 'recipient');
   await FriendRequest.query(trx)
     .findById(id)
-    .patch({ status: 'declined', respondedAt: raw('now()') });
+    .patch({ status: 'declined', respondedAt: raw('statement_timestamp()') });
   return loadRequest(trx, id);
 }
 
@@ -116,7 +116,7 @@ export async function cancelRequest(trx: Knex.Transaction, me: string, id: strin
   await ownPendingRequest(trx, me, id, 'sender');
   await FriendRequest.query(trx)
     .findById(id)
-    .patch({ status: 'cancelled', respondedAt: raw('now()') });
+    .patch({ status: 'cancelled', respondedAt: raw('statement_timestamp()') });
 }
 
 /** Pending requests to `me` (incoming) or from `me` (outgoing), newest first. */
@@ -146,10 +146,10 @@ export async function endPendingRequests(
 ): Promise<void> {
   await FriendRequest.query(trx)
     .where({ from_user_id: blocker, to_user_id: other, status: 'pending' })
-    .patch({ status: 'cancelled', respondedAt: raw('now()') });
+    .patch({ status: 'cancelled', respondedAt: raw('statement_timestamp()') });
   await FriendRequest.query(trx)
     .where({ from_user_id: other, to_user_id: blocker, status: 'pending' })
-    .patch({ status: 'declined', respondedAt: raw('now()') });
+    .patch({ status: 'declined', respondedAt: raw('statement_timestamp()') });
 }
 
 /**

@@ -100,3 +100,33 @@ export async function untilAStatementWaitsForALock(knex: Knex, what: string): Pr
     { what },
   );
 }
+
+/**
+ * Runs `start` while a transaction of the test holds the row lock `lock` takes, lets it wait for that lock
+ * `waitMs`, and lets it through: answers `start`'s result and PostgreSQL's clock as the lock was released.
+ */
+export async function letThroughAfterAWait<T>(
+  knex: Knex,
+  lock: (trx: Knex.Transaction) => Promise<unknown>,
+  start: () => Promise<T>,
+  waitMs = 200,
+): Promise<{ released: Date; result: T }> {
+  const holder = await knex.transaction();
+  let started: Promise<T> | undefined;
+  let released: Date | undefined;
+  try {
+    await lock(holder);
+    started = start();
+    // Settled below; a failure before then is not an unhandled rejection.
+    started.catch(() => undefined);
+    await untilAStatementWaitsForALock(knex, 'the statement to wait for the lock');
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const [clock] = (await holder.raw<{ rows: Array<{ now: Date }> }>('SELECT clock_timestamp() AS now'))
+      .rows;
+    released = clock?.now;
+  } finally {
+    await holder.commit();
+  }
+  if (started === undefined || released === undefined) throw new Error('the lock was not held');
+  return { released, result: await started };
+}
