@@ -91,6 +91,30 @@ describe('reactions: which emoji, normalized how, and how many on one message', 
     });
   });
 
+  it('refuses an empty emoji over REST as over the socket (VALIDATION_FAILED, not an unknown route)', async () => {
+    const { owner, id } = await group();
+    const socket = await socketOf(owner);
+    for (const event of ['reaction:add', 'reaction:remove'] as const) {
+      const ack = await socket.emitWithAck(event, { conversationId: id, seq: 1, emoji: '' });
+      expect(expectAckError(ack, 'VALIDATION_FAILED', event).details).to.have.property('emoji');
+    }
+    const authorization = ['Authorization', `Bearer ${owner.token}`] as const;
+    for (const target of ['reactions/', 'reactions'])
+      for (const method of ['PUT', 'DELETE']) {
+        const res = await rawRequest(a.url, {
+          method,
+          target: `/conversations/${id}/messages/1/${target}`,
+          headers: [authorization],
+        });
+        const what = `${method} ${target}: ${res.body}`;
+        expect(res.status, what).to.equal(400);
+        const { error } = JSON.parse(res.body) as { error: { code: string; details: object } };
+        expect(error.code, what).to.equal('VALIDATION_FAILED');
+        expect(error.details, what).to.have.property('emoji');
+      }
+    expect(await counters(knex(), id)).to.deep.equal({ lastSeq: 1, version: 1 });
+  });
+
   it('refuses emoji with nothing visible, over REST and the socket, writing nothing', async () => {
     const { owner, id } = await group();
     const socket = await socketOf(owner, a);

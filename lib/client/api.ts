@@ -50,7 +50,20 @@ export interface PutOptions {
   replyToSeq?: number | null;
 }
 
-const id = encodeURIComponent;
+/**
+ * A path segment from the application's input, URL-encoded. A string that cannot be (an unpaired surrogate: text cut
+ * in the middle of an emoji) is refused as the server refuses it, at once: as a `URIError` it would be taken for a
+ * network failure and retried for ever.
+ */
+function id(value: string, field = 'id'): string {
+  try {
+    return encodeURIComponent(value);
+  } catch {
+    throw new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
+      details: { [field]: 'must be well-formed text' },
+    });
+  }
+}
 
 /** The answers several calls read (checked by the transport: see {@link AnswerShape}). */
 const MESSAGE_PAGE: AnswerShape<MessagePage> = {
@@ -436,5 +449,5 @@ function reactionPath(conversationId: string, seq: number, emoji: string): strin
       details: { emoji: 'must not be only dots' },
     });
   }
-  return `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji)}`;
+  return `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji, 'emoji')}`;
 }

@@ -123,7 +123,7 @@ describe('client SDK: the message lifecycle', function () {
     expect(atBob.bySeq.get(1)!.reactions).to.deep.equal([{ emoji: '👍', userIds: [bob.id] }]);
   });
 
-  it('rejects final errors at once: not mine, deleted, a bad reply, a bad emoji', async () => {
+  it('rejects final errors at once: not mine, deleted, a bad reply, a bad, empty or broken emoji', async () => {
     const { aliceClient, bobClient, id } = await group();
     await bobClient.send(id, 'bob’s');
     let retries = 0;
@@ -151,6 +151,18 @@ describe('client SDK: the message lifecycle', function () {
     expect(await failure(aliceClient.react(id, 1, 'two words', { onRetry }))).to.include({
       code: 'VALIDATION_FAILED',
     });
+    // An empty emoji (the server's answer), and half of one (text cut inside a surrogate pair: it cannot be
+    // URL-encoded, and was taken for a network failure and retried for ever).
+    for (const emoji of ['', '👍'.slice(0, 1)]) {
+      for (const call of [
+        () => aliceClient.react(id, 1, emoji, { onRetry }),
+        () => aliceClient.unreact(id, 1, emoji, { onRetry }),
+      ]) {
+        const error = await failure(call());
+        expect(error, JSON.stringify(emoji)).to.include({ code: 'VALIDATION_FAILED' });
+        expect((error as XFChatError).details).to.have.property('emoji');
+      }
+    }
     await bobClient.deleteMessage(id, 1);
     expect(await failure(bobClient.edit(id, 1, 'back', { onRetry }))).to.include({ code: 'MESSAGE_DELETED' });
     expect(await failure(aliceClient.react(id, 1, '👍', { onRetry }))).to.include({

@@ -77,9 +77,13 @@ export function addMessageRoutes(router: Router, services: Services): void {
     ['put', 'react'],
     ['delete', 'unreact'],
   ] as const) {
-    router[method]('/conversations/:id/messages/:seq/reactions/:emoji', async (req, res) => {
+    // An empty emoji (`.../reactions/`) is refused as the socket refuses it, not answered as an unknown route.
+    router[method]('/conversations/:id/messages/:seq/reactions{/:emoji}', async (req, res) => {
       const conversationId = pathId(req.params.id);
-      const { seq, emoji } = parse(restSchemas.reactionPath, req.params);
+      const { seq, emoji } = parse(restSchemas.reactionPath, {
+        ...req.params,
+        emoji: req.params.emoji ?? '',
+      });
       await messages.change(currentUser(req).id, conversationId, { kind, seq, emoji }, currentSessionId(req));
       res.status(204).end();
     });
