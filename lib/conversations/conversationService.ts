@@ -213,13 +213,15 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     async addParticipant(me, conversationId, userId) {
       await takeCreation(me);
       const added = await knex.transaction(async (trx) => {
+        // With the new member's row share-locked, as for a new group; before the group's lock, in the order every
+        // transaction takes them (users, then conversations): a block takes the pair's rows, then their direct
+        // conversation, and a write that holds that conversation may wait for this group.
+        await shareLockUsers(trx, [userId]);
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);
         if (await Participant.query(trx).findById([conversationId, userId])) {
           throw new AppError('ALREADY_PARTICIPANT');
         }
-        // With the new member's row share-locked, as for a new group.
-        await shareLockUsers(trx, [userId]);
         if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
         // Under the conversation's lock, which every add takes: two adds cannot both take the last place.
         if (
