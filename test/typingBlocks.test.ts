@@ -87,42 +87,118 @@ describe('typing and blocks', function () {
     expect(typingAtBob).to.deep.equal([{ conversationId: direct, userId: alice.id }]);
   });
 
-  it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
-    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
-    await controlBusSettled(server.services.controlBus);
-    const typingAtBob = record(bobSocket, 'typing');
-
-    // The typing's look at the blocks is held after it has read, until released.
+  /**
+   * Holds each typing's look at the blocks after it has read, until let go: `held[n]()` lets the (n+1)th look go
+   * on. `restore()` lets every look go and ends the holding.
+   */
+  function holdLooksAtBlocks() {
     const knex = server.services.db.knex as unknown as { raw: (...args: unknown[]) => unknown };
     const original = knex.raw;
-    let checked = false;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const held: Array<() => void> = [];
     const hold = function (this: unknown, ...args: unknown[]) {
       const result = original.apply(this, args);
       if (typeof args[0] === 'string' && args[0].includes('xfchat_blocked(')) {
         return (async () => {
           const rows = await (result as Promise<unknown>);
-          checked = true;
-          await gate;
+          await new Promise<void>((resolve) => held.push(resolve));
           return rows;
         })();
       }
       return result;
     };
     Object.defineProperty(knex, 'raw', { value: hold, configurable: true, writable: true });
+    return {
+      held,
+      restore() {
+        for (const go of held) go();
+        Object.defineProperty(knex, 'raw', { value: original, configurable: true, writable: true });
+      },
+    };
+  }
+
+  /** A block heard by the node (its 204, then the control bus's notice). */
+  async function blockHeard(by: TestUser, target: TestUser): Promise<void> {
+    expect((await block(by, target)).status).to.equal(204);
+    await controlBusSettled(server.services.controlBus);
+  }
+
+  it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
+    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
+    await controlBusSettled(server.services.controlBus);
+    const typingAtBob = record(bobSocket, 'typing');
+    const looks = holdLooksAtBlocks();
     try {
       const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
-      await waitFor(() => checked, { what: "alice's typing checked" });
+      await waitFor(() => looks.held.length === 1, { what: "alice's typing checked" });
       // Bob blocks Alice: committed, answered, and heard by the node.
-      expect((await block(bob, alice)).status).to.equal(204);
-      await controlBusSettled(server.services.controlBus);
-      release();
+      await blockHeard(bob, alice);
+      looks.held[0]!();
+      // Overtaken by the block: it looks again, and reads the block.
+      await waitFor(() => looks.held.length === 2, { what: 'the second look' });
+      looks.held[1]!();
       expectAckError(await typing, 'BLOCKED', 'the typing');
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(typingAtBob, 'a typing told to the blocker after the block').to.deep.equal([]);
     } finally {
-      Object.defineProperty(knex, 'raw', { value: original, configurable: true, writable: true });
+      looks.restore();
+    }
+  });
+
+  it('a typing looks again for the changes of its own conversation only: other pairs’ blocks heard meanwhile do not', async () => {
+    const { direct, aliceSocket, bobSocket } = await setUp();
+    const others: Array<[TestUser, TestUser]> = [];
+    for (let i = 0; i < 3; i++) {
+      const x = await newUser(server);
+      const [y] = (await friendsOf(server, x, 1)) as [TestUser];
+      await directConversation(server.url, x, y);
+      others.push([x, y]);
+    }
+    await controlBusSettled(server.services.controlBus);
+    const typingAtBob = record(bobSocket, 'typing');
+    const looks = holdLooksAtBlocks();
+    try {
+      let answer: unknown;
+      const typing = aliceSocket
+        .emitWithAck('typing', { conversationId: direct })
+        .then((ack) => (answer = ack));
+      await waitFor(() => looks.held.length === 1, { what: "alice's typing checked" });
+      for (const [x, y] of others) await blockHeard(x, y);
+      looks.held[0]!();
+      await waitFor(() => answer !== undefined || looks.held.length > 1, {
+        what: 'the answer, or a second look',
+      });
+      expect(looks.held, 'looks').to.have.length(1);
+      expect(await typing).to.deep.equal({ ok: true });
+      await waitFor(() => typingAtBob.length === 1, { what: 'the typing at bob' });
+    } finally {
+      looks.restore();
+    }
+  });
+
+  it('a typing overtaken by a change of its conversation at every look goes nowhere, the last a block', async () => {
+    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
+    await controlBusSettled(server.services.controlBus);
+    const typingAtBob = record(bobSocket, 'typing');
+    const looks = holdLooksAtBlocks();
+    try {
+      const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
+      for (let look = 1; look <= 3; look++) {
+        await waitFor(() => looks.held.length === look, { what: `look ${look}` });
+        // Each look read before a block that the node heard; before the last one, the block is undone again.
+        await blockHeard(bob, alice);
+        if (look < 3) {
+          const unblocked = await request(server.url, 'DELETE', `/blocks/${alice.id}`, { token: bob.token });
+          expect(unblocked.status).to.equal(204);
+        }
+        looks.held[look - 1]!();
+      }
+      // The last look read no block (it came after), but it was overtaken: nothing goes out, nothing is stored.
+      expect(await typing).to.deep.equal({ ok: true });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(typingAtBob, 'a typing told to the blocker after the block').to.deep.equal([]);
+      expect(looks.held).to.have.length(3);
+    } finally {
+      looks.restore();
     }
   });
 });

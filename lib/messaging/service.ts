@@ -163,10 +163,22 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
   /**
    * Counts the changes of who may act heard on the control bus (forgetTypings): a typing whose check ran while one
-   * came (a block committed after the check read) checks again before it goes out.
+   * of its conversation came (a block committed after the check read) checks again before it goes out. Changes of
+   * other conversations do not count against its looks.
    */
-  let typingChecksStale = 0;
-  /** At most this many looks at the blocks for one typing while changes keep coming; the last one answers. */
+  let typingChanges = 0;
+  /** Per conversation, the count at its latest change heard; at most {@link TYPING_CHANGES_KEPT} of them. */
+  const typingChangedAt = new Map<string, number>();
+  /** The count when `typingChangedAt` was last emptied: a conversation not in it may have changed up to then. */
+  let typingChangesForgotten = 0;
+  const TYPING_CHANGES_KEPT = 10_000;
+  /** Whether a change of the conversation was heard since the count was `since`. */
+  const typingChangedSince = (conversationId: string, since: number): boolean =>
+    (typingChangedAt.get(conversationId) ?? typingChangesForgotten) > since;
+  /**
+   * At most this many looks at the blocks for one typing while its conversation keeps changing; a typing whose last
+   * look is still overtaken by a change goes nowhere (nothing is stored: it is as if throttled).
+   */
   const TYPING_CHECKS = 3;
 
   /** Whether this typist's typing was sent less than the interval ago. */
@@ -312,7 +324,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     },
 
     forgetTypings(conversationId) {
-      typingChecksStale += 1;
+      typingChanges += 1;
+      if (typingChangedAt.size >= TYPING_CHANGES_KEPT && !typingChangedAt.has(conversationId)) {
+        typingChangedAt.clear();
+        typingChangesForgotten = typingChanges;
+      }
+      typingChangedAt.set(conversationId, typingChanges);
       const suffix = `:${conversationId}`;
       for (const key of lastTyping.keys()) if (key.endsWith(suffix)) lastTyping.delete(key);
     },
@@ -331,9 +348,10 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       };
       let blocked: boolean;
       let live: boolean;
+      let overtaken: boolean;
       try {
         for (let look = 1; ; look += 1) {
-          const stale = typingChecksStale;
+          const since = typingChanges;
           // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
           const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
             `SELECT xfchat_blocked(?, ?) AS blocked, ${SESSION_LIVE_SQL} AS live`,
@@ -342,7 +360,8 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
           blocked = result.rows[0]?.blocked ?? false;
           live = result.rows[0]?.live ?? false;
           // A block heard while the look ran may have committed after it read: look again.
-          if (stale === typingChecksStale || look === TYPING_CHECKS || !live || blocked) break;
+          overtaken = typingChangedSince(conversationId, since);
+          if (!overtaken || look === TYPING_CHECKS || !live || blocked) break;
         }
       } catch (err) {
         release();
@@ -353,6 +372,10 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
         throw new AppError(live ? 'BLOCKED' : 'UNAUTHORIZED');
       }
       if (!goesOut) return;
+      if (overtaken) {
+        release();
+        return;
+      }
       // Typings checked at once may together pass the budget that each saw: the ones past it go nowhere.
       if (!typingBudget.take(userId).allowed) {
         release();
