@@ -13,7 +13,7 @@ import { loadConfig, loadDatabaseConfig, type DatabaseConfig } from './config.js
 import { createDatabase, type Database } from './db.js';
 import { createMigrator } from './migrations.js';
 import { createLogger } from './logger.js';
-import { failStartup, main } from './main.js';
+import { failStartup, main, oneLine } from './main.js';
 import { explainConnectError, StartupError } from './startupErrors.js';
 import type { runDev } from './dev/devServer.js';
 
@@ -153,7 +153,7 @@ async function migrate(action: string | undefined, options: readonly string[]): 
       err instanceof StartupError
         ? err.message
         : `${action ?? 'status'} failed (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300)}): fix the database or the migration, then run it again (status shows what is applied)`;
-    process.stderr.write(`xfchat migrate: ${line}\n`);
+    process.stderr.write(`xfchat migrate: ${oneLine(line)}\n`);
     process.exitCode = 1;
   } finally {
     await db.close();
@@ -234,7 +234,7 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
       err instanceof StartupError
         ? err.message
         : `adopt failed (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300)}): nothing was changed; fix the database, then run it again`;
-    process.stderr.write(`xfchat jwt-secret: ${line}\n`);
+    process.stderr.write(`xfchat jwt-secret: ${oneLine(line)}\n`);
     process.exitCode = 1;
   } finally {
     await db.close();

@@ -135,7 +135,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: '(required)',
-    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`, without query parameters (the settings below replace them; an `sslmode` that agrees with `DB_SSL_MODE` is tolerated)',
+    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`, without query parameters (the settings below replace them; an `sslmode` that agrees with `DB_SSL_MODE` is tolerated). Each part percent-decoded whole; no port means 5432 (`PGPORT` is not read); a host of `%2Fvar%2Frun%2Fpostgresql` is a Unix socket folder',
   },
   JWT_SECRET: {
     kind: 'text',
@@ -677,9 +677,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const jwtSecret = reader.raw('JWT_SECRET');
   if (jwtSecret === undefined) {
     reader.problems.push('JWT_SECRET is not set: set it to a random string of at least 32 characters');
-  } else if (jwtSecret.length < 32) {
+  } else if ([...jwtSecret].length < 32) {
+    // Characters as people count them (code points), not UTF-16 units: 16 emoji are 16 characters, not 32.
     reader.problems.push(
-      `JWT_SECRET is too short (${jwtSecret.length} characters): use at least 32, e.g. openssl rand -hex 32`,
+      `JWT_SECRET is too short (${[...jwtSecret].length} characters): use at least 32, e.g. openssl rand -hex 32`,
     );
   }
 

@@ -55,15 +55,28 @@ export function sslOptions(config: DatabaseConfig): false | ConnectionOptions {
   }
 }
 
-/** The pg connection settings shared by the app pool and the Socket.IO adapter's pool. */
+/** PostgreSQL's port when DATABASE_URL names none. */
+export const DEFAULT_PG_PORT = 5432;
+
+/**
+ * The pg connection settings shared by the app pool and the Socket.IO adapter's pool.
+ *
+ * Each part of DATABASE_URL is handed over on its own, decoded, rather than the URL as a connection string:
+ * node-postgres decodes a connection string's database name with `decodeURI`, which leaves `%2F`, `%40`, `%23` and
+ * the like encoded (another database than the one named), and takes a missing port from `PGPORT` (another server
+ * than the 5432 the URL means and the startup line names). Its query parameters (sslmode, ssl, options...), which
+ * node-postgres would let override the node's settings, are not read (the configuration refuses them at startup).
+ */
 export function pgConnectionConfig(config: DatabaseConfig, applicationName: string): pg.ClientConfig {
   const url = new URL(config.url);
-  // Any query parameter of the URL (sslmode, ssl, sslcert, statement_timeout, application_name, options...) would
-  // override the settings below in node-postgres, TLS included: the node's settings win, every one of them. The
-  // configuration refuses such parameters at startup; dropped here too, whoever built the config.
-  url.search = '';
+  const decoded = (part: string) => (part === '' ? undefined : decodeURIComponent(part));
   return {
-    connectionString: url.toString(),
+    // A host of `%2Fvar%2Frun%2Fpostgresql` is a Unix socket's folder, as in node-postgres's own parsing.
+    host: decodeURIComponent(url.hostname),
+    port: url.port === '' ? DEFAULT_PG_PORT : Number(url.port),
+    user: decoded(url.username),
+    password: decoded(url.password),
+    database: decodeURIComponent(url.pathname.slice(1)),
     ssl: sslOptions(config),
     connectionTimeoutMillis: config.connectTimeoutMs,
     statement_timeout: config.statementTimeoutMs,
@@ -351,8 +364,14 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
     async verify() {
       // A client of its own, not the pool: startup must report the driver's real reason (refused, timed out,
       // bad password, TLS) within the connect timeout, not the pool's acquire timeout.
-      const client = new pg.Client(pgConnectionConfig(config, 'xfchat-startup'));
+      // Its statements too: a server that takes the login and then answers nothing (a pooler in front of a
+      // PostgreSQL that is down) is reported within the connect timeout, not the statement timeout.
+      const client = new pg.Client({
+        ...pgConnectionConfig(config, 'xfchat-startup'),
+        query_timeout: config.connectTimeoutMs,
+      });
       client.on('error', (err) => logger.debug({ err }, 'startup check connection error'));
+      const url = new URL(config.url);
       try {
         await client.connect();
         await client.query('SELECT 1');
@@ -363,7 +382,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
         );
         const row = result.rows[0];
         return {
-          host: new URL(config.url).host,
+          host: `${decodeURIComponent(url.hostname)}:${url.port || DEFAULT_PG_PORT}`,
           database: row?.db ?? '?',
           version: row?.version ?? '?',
           ssl: row?.ssl === true,

@@ -11,8 +11,21 @@ export function failStartup(err: unknown): never {
   if (err instanceof ConfigError) line = `invalid configuration: ${err.problems.join('; ')}`;
   else if (err instanceof StartupError) line = err.message;
   else line = `unexpected error during startup: ${err instanceof Error ? err.message : String(err)}`;
-  process.stderr.write(`xfchat: cannot start: ${line}\n`);
+  process.stderr.write(`xfchat: cannot start: ${oneLine(line)}\n`);
   process.exit(1);
+}
+
+/**
+ * The line with its control characters and line separators shown as escapes: a setting's value echoed in it (a
+ * YAML block that ends in a line break) or a driver's message over several lines stays one line, and cannot make
+ * up a second `xfchat:` line.
+ */
+export function oneLine(text: string): string {
+  const escapes: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+  return text.replace(
+    /[\p{Cc}\u2028\u2029]/gu,
+    (c) => escapes[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**

@@ -234,7 +234,7 @@ export async function startServer(
   startupLog.info({ config: describeConfig(config) }, '[STARTUP] configuration');
   const writes = writeConcurrency(config);
   if (writes !== config.limits.writeConcurrency) {
-    logger.warn(
+    startupLog.warn(
       { DB_WRITE_CONCURRENCY: config.limits.writeConcurrency, DB_POOL_SIZE: config.database.poolMax, writes },
       `[STARTUP] DB_WRITE_CONCURRENCY is above DB_POOL_SIZE - 1: ${writes} message-writing transactions at once`,
     );

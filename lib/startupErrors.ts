@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
 import type { DatabaseConfig } from './config.js';
+import { DEFAULT_PG_PORT } from './db.js';
 
 /** A startup failure with one line that names the cause and the fix. */
 export class StartupError extends Error {
@@ -22,7 +23,7 @@ function errorMessage(err: unknown): string {
 /** Explains why the first connection to PostgreSQL failed, in terms of what to change. */
 export function explainConnectError(err: unknown, config: DatabaseConfig): StartupError {
   const url = new URL(config.url);
-  const where = `${url.hostname}:${url.port || '5432'}`;
+  const where = `${decodeURIComponent(url.hostname)}:${url.port || DEFAULT_PG_PORT}`;
   const user = decodeURIComponent(url.username) || '(default user)';
   const database = decodeURIComponent(url.pathname.slice(1));
   const code = errorCode(err);

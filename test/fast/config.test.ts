@@ -161,6 +161,14 @@ describe('config', () => {
       expect(loadConfig(env({ JWT_SECRET: 'x'.repeat(32) })).auth.jwtSecret).to.equal('x'.repeat(32));
     });
 
+    it('counts a JWT secret’s characters, not UTF-16 units: 16 emoji are 16 characters', () => {
+      const problems = problemsOf(() => loadConfig(env({ JWT_SECRET: '\u{1F510}'.repeat(16) })));
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.include('JWT_SECRET is too short (16 characters)');
+      const mixed = 'x'.repeat(15) + '\u{1F510}'.repeat(8); // 23 characters, 31 units
+      expect(problemsOf(() => loadConfig(env({ JWT_SECRET: mixed })))[0]).to.include('(23 characters)');
+    });
+
     it('does not echo the short JWT secret in the problem', () => {
       const problems = problemsOf(() => loadConfig(env({ JWT_SECRET: 'tiny-secret-value' })));
       expect(problems.join(' ')).not.to.include('tiny-secret-value');

@@ -22,9 +22,39 @@ describe('pgConnectionConfig', () => {
     // the node's control connection from `xfchat jwt-secret adopt`.
     const url = `${database.url}?ssl=0&sslmode=disable&sslrootcert=/tmp/ca.pem&statement_timeout=0&application_name=x&options=-c%20search_path%3Devil`;
     const config = pgConnectionConfig({ ...database, url }, 'xfchat-app');
-    expect(config.connectionString).to.equal('postgres://app:secret@db.internal:5433/chat');
+    expect(config).to.deep.include({
+      host: 'db.internal',
+      port: 5433,
+      user: 'app',
+      password: 'secret',
+      database: 'chat',
+    });
+    expect(config).not.to.have.property('connectionString');
     expect(config.ssl).to.deep.equal({ rejectUnauthorized: false });
     expect(config.statement_timeout).to.equal(30_000);
     expect(config.application_name).to.equal('xfchat-app');
+  });
+
+  it('decodes every part of the URL whole, and takes a missing port for 5432 (not PGPORT)', () => {
+    // node-postgres decodes a connection string's database name with decodeURI: `%2F` and `%40` stayed encoded.
+    const config = pgConnectionConfig(
+      { ...database, url: 'postgres://a%40b:p%2Fw%23@db.internal/chat%2Fone%40two' },
+      'xfchat-app',
+    );
+    expect(config).to.deep.include({
+      host: 'db.internal',
+      port: 5432,
+      user: 'a@b',
+      password: 'p/w#',
+      database: 'chat/one@two',
+    });
+  });
+
+  it('takes a percent-encoded host for a Unix socket’s folder, and leaves a missing user and password to the driver', () => {
+    const config = pgConnectionConfig(
+      { ...database, url: 'postgres://%2Fvar%2Frun%2Fpostgresql/chat' },
+      'xfchat-app',
+    );
+    expect(config).to.deep.include({ host: '/var/run/postgresql', user: undefined, password: undefined });
   });
 });

@@ -15,7 +15,7 @@ import {
   startMain,
   type RunningChild,
 } from '../helpers/childProcess.js';
-import { createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
+import { adminQuery, createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -57,6 +57,39 @@ async function brokenMigrationsDir(): Promise<string> {
   return dir;
 }
 
+/**
+ * A PostgreSQL that takes the login and then answers no query (a pooler whose server is down, a backend wedged after
+ * the login): the client's bytes reach the server until it is ready for queries, then go nowhere.
+ */
+async function loginOnlyProxy(target: URL): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    let ready = false;
+    let seen = Buffer.alloc(0);
+    client.on('data', (chunk) => {
+      if (!ready) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      // ReadyForQuery: 'Z', length 5, then the status.
+      if (!ready && seen.includes(Buffer.from([0x5a, 0, 0, 0, 5]))) ready = true;
+      client.write(chunk);
+    });
+    for (const socket of [client, upstream]) socket.on('error', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 async function getJson(url: string): Promise<{ status: number; body: unknown }> {
   const res = await fetch(url);
   return { status: res.status, body: await res.json() };
@@ -87,6 +120,30 @@ describe('startup (the real entry point as a child process)', function () {
     it('exits non-zero naming DATABASE_URL when the protocol is wrong', async () => {
       const line = expectOneLineFailure(await runMain(goodEnv('mysql://u:p@127.0.0.1:3306/db')));
       expect(line).to.include('DATABASE_URL');
+    });
+
+    it('refuses a value holding a line break in one line: an echoed value cannot make up a second line', async () => {
+      const result = await runMain(goodEnv(databaseUrl, { HOST: 'local\nxfchat: cannot start: forged' }));
+      const line = expectOneLineFailure(result);
+      expect(line).to.include('HOST must be an IP address');
+      expect(line).to.include('local\\nxfchat');
+      expect(result.stderr.trim().split('\n')).to.have.length(1);
+    });
+
+    it('prints the [STARTUP] warning of a lowered DB_WRITE_CONCURRENCY at LOG_LEVEL=error too, as every [STARTUP] line', async () => {
+      const child = await startMain(
+        goodEnv(databaseUrl, { LOG_LEVEL: 'error', DB_POOL_SIZE: '2', DB_WRITE_CONCURRENCY: '4' }),
+      );
+      try {
+        const startup = child
+          .stdout()
+          .split('\n')
+          .filter((l) => l.includes('[STARTUP]'));
+        expect(startup.some((l) => l.includes('[STARTUP] listening'))).to.equal(true);
+        expect(startup.join('\n')).to.include('[STARTUP] DB_WRITE_CONCURRENCY is above DB_POOL_SIZE - 1');
+      } finally {
+        await child.kill();
+      }
     });
 
     it('exits non-zero naming JWT_SECRET when it is missing', async () => {
@@ -201,6 +258,49 @@ describe('startup (the real entry point as a child process)', function () {
       expect(line).to.include('DB_CONNECT_TIMEOUT_MS');
       // Node and tsx start in a second or two; the 1.5 s timeout must be what ends it, not a hang.
       expect(result.elapsedMs).to.be.below(8000);
+    });
+
+    it('exits within the connect timeout when the server takes the login but answers no query (a pooler before a PostgreSQL that is down)', async () => {
+      const proxy = await loginOnlyProxy(new URL(databaseUrl));
+      try {
+        const url = new URL(databaseUrl);
+        url.host = `127.0.0.1:${proxy.port}`;
+        const result = await runMain(
+          goodEnv(url.toString(), { DB_CONNECT_TIMEOUT_MS: '1500', DB_STATEMENT_TIMEOUT_MS: '12000' }),
+          { timeoutMs: 30_000 },
+        );
+        const line = expectOneLineFailure(result);
+        expect(line).to.include('did not answer within 1500 ms');
+        // The statement timeout (12 s here) is not what ends it.
+        expect(result.elapsedMs, line).to.be.below(8000);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it('connects to the database the URL names when its name holds a percent-encoded reserved character', async () => {
+      const name = `xfchat_a/b@c_${Date.now().toString(36)}`;
+      await adminQuery(`CREATE DATABASE "${name}"`);
+      try {
+        const url = new URL(urlFor('x'));
+        url.pathname = `/${encodeURIComponent(name)}`;
+        const result = await runMain(goodEnv(url.toString()), { sigtermWhen: /\[STARTUP\] listening/ });
+        expect(result.stderr).to.equal('');
+        expect(result.stdout).to.include(`/${name}: connected`);
+      } finally {
+        await adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      }
+    });
+
+    it('takes a DATABASE_URL without a port for 5432, whatever PGPORT says', async () => {
+      const url = new URL(databaseUrl);
+      expect(url.port === '' || url.port === '5432', 'the test server is on 5432').to.equal(true);
+      url.port = '';
+      const result = await runMain(goodEnv(url.toString(), { PGPORT: String(await freePort()) }), {
+        sigtermWhen: /\[STARTUP\] listening/,
+      });
+      expect(result.stderr).to.equal('');
+      expect(result.stdout).to.include(`[STARTUP] database ${url.hostname}:5432/`);
     });
 
     it('exits non-zero with a clear message when the database does not exist (3D000)', async () => {
