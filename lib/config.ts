@@ -342,7 +342,7 @@ export const SETTINGS = {
     default: 65_000,
     min: 1000,
     max: 600_000,
-    doc: "an HTTP connection that sends and receives nothing this long is closed, between requests too (keep it above the load balancer's upstream idle timeout, 60 s for nginx and AWS), also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`; a connection silent that long in the middle of a head is closed without an answer)",
+    doc: "an HTTP connection that sends and receives nothing this long is closed, between requests too (keep it above the load balancer's upstream idle timeout, 60 s for nginx and AWS), also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`; a connection silent that long in the middle of a head is closed without an answer); an answer written whole of which the client takes nothing this long has its connection closed",
   },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',

@@ -193,10 +193,10 @@ const UNUSED_GRACE_MS = 1000;
  * Node times out a request's head only from its first byte: a connection that never sends one would stay open for
  * ever, and enough of them take every file descriptor of the process. So an HTTP connection silent both ways for
  * `ms` is closed, unless a request has arrived whole and is being answered (the database's own timeouts bound
- * that). A long-poll hears a ping every 25 s; a WebSocket leaves this timeout at its upgrade and keeps Socket.IO's
- * heartbeat.
+ * that), and so is one whose answer, written whole, the client has taken nothing of for `ms`. A long-poll hears a
+ * ping every 25 s; a WebSocket leaves this timeout at its upgrade and keeps Socket.IO's heartbeat.
  */
-function timeOutSilentConnections(server: HttpServer, ms: number): void {
+export function timeOutSilentConnections(server: HttpServer, ms: number): void {
   server.timeout = ms;
   // Between requests too (Node's default: 5 s), and announced in `Keep-Alive: timeout=`: a load balancer that reuses
   // an upstream connection for up to its own idle timeout (60 s for nginx's and AWS's) would otherwise send a request
@@ -212,6 +212,12 @@ function timeOutSilentConnections(server: HttpServer, ms: number): void {
   // closes, unless an answer has begun.
   server.on('request', (req, res) => {
     res.on('timeout', (socket: Socket) => {
+      // An answer written whole of which the client has taken nothing for `ms` (a REST answer, a long-poll's): it
+      // stopped reading, and the answer's bytes would stay in the node until it closes.
+      if (res.writableEnded && !res.writableFinished) {
+        socket.destroy();
+        return;
+      }
       if (req.complete) return;
       if (res.headersSent || !socket.writable) socket.destroy();
       else socket.end(requestTimeoutResponse(), () => socket.destroy());

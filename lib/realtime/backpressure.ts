@@ -10,8 +10,11 @@ import type { AppSocket } from './io.js';
  * the `writeBuffer`, without end: every answer and broadcast for it stays in the node's heap.
  *
  * What is measured: `pending` (bytes of packets created and not yet flushed to the transport, counted on
- * engine.io's `packetCreate`, reset on its `flush`) plus the websocket's `bufferedAmount`. Both are O(1) per
- * packet: the size of a broadcast's encoded string is computed once for all its recipients.
+ * engine.io's `packetCreate`, reset on its `flush`) plus the websocket's `bufferedAmount`, or, for long-polling,
+ * what the poll responses it was flushed into still hold (each one until it has been handed to the kernel whole:
+ * a client that opens polls and never reads their answers must not pile them up in the node). All are O(1) per
+ * packet (a long-polling socket has one poll in flight, a few at most): the size of a broadcast's encoded string
+ * is computed once for all its recipients.
  *
  * What happens:
  * - on every packet: when bytes were already waiting and this one takes the total over the cap, the socket is
@@ -62,6 +65,23 @@ interface WsView {
   readonly bufferedAmount: number;
   terminate(): void;
 }
+/** A poll's HTTP response, as engine.io's polling transport holds it while a poll waits. */
+interface PollResponseView {
+  /** What the response holds that the kernel has not taken yet (its own buffer and its socket's). */
+  readonly writableLength: number;
+  readonly writableFinished: boolean;
+  readonly socket: { destroy(): void } | null;
+  once(event: 'finish' | 'close', listener: () => void): unknown;
+}
+
+/** engine.io's polling transport keeps the waiting poll's response in a field it does not type as public. */
+function pollResponseOf(transport: TransportView): PollResponseView | undefined {
+  if (transport.name !== 'polling') return undefined;
+  const res = (transport as unknown as { res?: Partial<PollResponseView> | null }).res;
+  return typeof res?.writableLength === 'number' && typeof res.once === 'function'
+    ? (res as PollResponseView)
+    : undefined;
+}
 
 /** engine.io's websocket transport keeps its `ws` socket in a field it does not type as public. */
 export function websocketOf(transport: TransportView): WsView | undefined {
@@ -81,6 +101,8 @@ interface SocketState {
   /** Since when bytes have waited without the client taking any (undefined: nothing waits, or it moved). */
   stalledSince: number | undefined;
   transport: TransportView;
+  /** Poll responses flushed into and not yet handed to the kernel whole. */
+  polls: Set<PollResponseView>;
   waiters: Array<() => void>;
   cut: boolean;
 }
@@ -105,7 +127,11 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     return size;
   }
 
-  const buffered = (state: SocketState): number => websocketOf(state.transport)?.bufferedAmount ?? 0;
+  const buffered = (state: SocketState): number => {
+    let bytes = websocketOf(state.transport)?.bufferedAmount ?? 0;
+    for (const res of state.polls) bytes += res.writableLength;
+    return bytes;
+  };
   const queuedOf = (state: SocketState): number => state.pending + buffered(state);
 
   function wake(state: SocketState): void {
@@ -122,8 +148,10 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     );
     // Not inside engine.io's send path, which is still running.
     process.nextTick(() => {
-      // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes.
+      // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
+      // the connections of the polls whose answers were not read.
       websocketOf(state.transport)?.terminate();
+      for (const res of state.polls) res.socket?.destroy();
       // `discard`: close without waiting for the write buffer to drain, which it never would.
       socket.conn.close(true);
     });
@@ -139,6 +167,7 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       seenBuffered: 0,
       stalledSince: undefined,
       transport: conn.transport,
+      polls: new Set(),
       waiters: [],
       cut: false,
     };
@@ -153,6 +182,17 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
         cut(socket, state, before + size, 'over SOCKET_MAX_BUFFERED_BYTES');
     });
     conn.on('flush', () => {
+      // Emitted just before engine.io writes the packets into the waiting poll's response.
+      const res = pollResponseOf(state.transport);
+      if (res && !res.writableFinished && !state.polls.has(res)) {
+        state.polls.add(res);
+        const taken = () => {
+          state.polls.delete(res);
+          wake(state);
+        };
+        res.once('finish', taken);
+        res.once('close', taken);
+      }
       state.pending = 0;
       state.flushes += 1;
     });

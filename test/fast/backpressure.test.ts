@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { expect } from 'chai';
 import { Server } from 'socket.io';
 import { createBackpressure, type Backpressure } from '../../lib/realtime/backpressure.js';
@@ -46,9 +46,12 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
   const clients: ClientSocket[] = [];
   const serverSockets = new Map<string, AppSocket>();
 
-  async function start(options: { maxBufferedBytes: number; stallMs: number }): Promise<void> {
+  async function start(
+    options: { maxBufferedBytes: number; stallMs: number },
+    transports: Array<'websocket' | 'polling'> = ['websocket'],
+  ): Promise<void> {
     http = createServer();
-    io = new Server(http, { transports: ['websocket'] });
+    io = new Server(http, { transports });
     backpressure = createBackpressure({ ...options, sweepMs: 50, logger: logs.logger });
     io.use((socket, next) => {
       socket.data = { userId: 'u', sessionId: 's', expiresAt: Date.now() + 60_000 };
@@ -133,5 +136,38 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
     await writable;
     await waitFor(() => received.length === 1, { what: 'the message' });
     expect(proxied.socket.connected).to.equal(true);
+  });
+
+  it('cuts a long-polling socket whose poll answers are not read: each poll on a connection of its own', async () => {
+    await start({ maxBufferedBytes: 4 * MiB, stallMs: 60_000 }, ['polling']);
+    const base = `${url}/socket.io/?EIO=4&transport=polling`;
+    const sid = (JSON.parse((await (await fetch(base)).text()).slice(1)) as { sid: string }).sid;
+    const poll = `${base}&sid=${sid}`;
+    const connect = await fetch(poll, { method: 'POST', body: '40{"token":"poller"}' });
+    expect(connect.status).to.equal(200);
+    await connect.text();
+    expect(await (await fetch(poll)).text()).to.match(/^40/);
+    const socket = await waitFor(() => serverSockets.get('poller'), { what: 'the poller on the server' });
+    const { pathname, search } = new URL(poll);
+    const opened: Socket[] = [];
+    try {
+      // Each round: a poll (GET) through the proxy on a new connection, which stops reading its answer at once;
+      // then an 8 MiB message, written into that poll's answer (the kernel takes a few MB of it).
+      for (let round = 1; round <= 4 && socket.connected; round++) {
+        const connection = connectTcp(proxy.port);
+        opened.push(connection);
+        await new Promise((resolve) => connection.once('connect', resolve));
+        proxy.connections.at(-1)!.stall('downstream');
+        connection.write(`GET ${pathname}${search} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        // The poll waits in the transport: the next packet is written into its answer.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        socket.emit('message:new', bigMessage(8 * MiB));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await waitFor(() => socket.disconnected, { what: 'the poller to be cut' });
+      expect(logs.text()).to.include('over SOCKET_MAX_BUFFERED_BYTES');
+    } finally {
+      for (const connection of opened) connection.destroy();
+    }
   });
 });
