@@ -350,7 +350,7 @@ export const SETTINGS = {
     default: 1000,
     min: 0,
     max: 1_000_000,
-    doc: 'open sockets per client IP and node, high for users behind one NAT address, and as many new connections waiting for their Socket.IO handshake (`0` = off)',
+    doc: 'open sockets per client IP and node, high for users behind one NAT address, and as many new connections waiting for their Socket.IO handshake (one more ends the oldest of them) (`0` = off)',
   },
   MAX_SOCKETS_PER_USER: {
     kind: 'int',

@@ -82,6 +82,7 @@ export function createRealtime(deps: {
   const waitingTransports = createWaitingTransports({
     perIp: config.limits.connectionsPerIp,
     trustProxy: config.trustProxy,
+    logger,
   });
   // The adapter listening again after a lost connection: what it missed meanwhile is checked for.
   const adapterPool = createAdapterPool(
@@ -98,15 +99,17 @@ export function createRealtime(deps: {
     // The same cap on a whole Socket.IO message, binary attachments included.
     parser: boundedParser(config.limits.socketMaxBytes),
     // Browsers get CORS headers for the listed origins; allowRequest refuses other browser origins outright, and
-    // a new transport from an address with too many waiting for their handshake.
+    // a new transport from an address with too many waiting for their handshake ends the oldest of them.
     // With credentials, so that a long-polling page of another origin keeps a load balancer's sticky-session cookie
     // (the node sets no cookie of its own, and authenticates by the token in the handshake, never by a cookie).
     cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins], credentials: true } : undefined,
     allowRequest: (req, callback) =>
       originAllowed(req, (err, allowed) => {
         if (!allowed) callback(err, false);
-        else if (!waitingTransports.allows(req)) callback('too many connections waiting', false);
-        else callback(null, true);
+        else {
+          waitingTransports.makeRoom(req);
+          callback(null, true);
+        }
       }),
     // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s); the
     // transport guard then tears down one that would wait for its buffer to drain.

@@ -27,34 +27,63 @@ export function originAllowRequest(
 /**
  * Transports (engine.io connections) that have not connected a socket yet, per client IP: each costs memory
  * (about 7 KB) until its socket connects or Socket.IO's connect timeout ends it, and anyone may open them, with
- * one anonymous request apiece. Past `perIp` waiting at once from one address, a new one is refused (engine.io's
- * `403 Forbidden`); 0 is off. A client's transport waits only for its own handshake, a few milliseconds.
+ * one anonymous request apiece. Past `perIp` waiting at once from one address, a new one ends the address's oldest
+ * waiting one (0 is off). A client's transport waits only for its own handshake, a few milliseconds: refusing the
+ * new one instead would let one anonymous client, opening a hundred transports a second, keep every other user
+ * behind its address (a NAT, an office) from connecting at all.
  */
 export interface WaitingTransports {
-  /** For `allowRequest`: whether the address may open one more. */
-  allows(req: IncomingMessage): boolean;
+  /** For `allowRequest`: makes room for one more transport of the request's address. */
+  makeRoom(req: IncomingMessage): void;
   /** Counts the server's transports from their creation until their socket connects or they close. */
   watch(io: AppServer): void;
 }
 
-export function createWaitingTransports(options: { perIp: number; trustProxy: number }): WaitingTransports {
-  const waiting = new LiveCounts();
+type Transport = AppSocket['conn'];
+
+export function createWaitingTransports(options: {
+  perIp: number;
+  trustProxy: number;
+  logger: Logger;
+}): WaitingTransports {
+  /** Per address, its waiting transports in the order they opened; an address with none is not in the map. */
+  const waiting = new Map<string, Set<Transport>>();
+  /** Each waiting transport's way out of the count, called once: at its socket's connection, its close or its end. */
+  const leave = new WeakMap<Transport, () => void>();
+  let lastWarnedAt = 0;
   const addressOf = (req: IncomingMessage) =>
     clientAddress(req.headers, req.socket.remoteAddress, options.trustProxy);
   return {
-    allows: (req) => options.perIp <= 0 || waiting.get(addressOf(req)) < options.perIp,
+    makeRoom(req) {
+      if (options.perIp <= 0) return;
+      const address = addressOf(req);
+      const those = waiting.get(address);
+      if (!those || those.size < options.perIp) return;
+      const [oldest] = those;
+      if (oldest === undefined) return;
+      leave.get(oldest)?.();
+      // `discard`: nothing it holds is waited for.
+      oldest.close(true);
+      if (Date.now() - lastWarnedAt >= 60_000) {
+        lastWarnedAt = Date.now();
+        options.logger.warn(
+          { address, waiting: options.perIp },
+          'too many connections waiting for their handshake from one address: ending the oldest',
+        );
+      }
+    },
     watch(io) {
       if (options.perIp <= 0) return;
-      // Each waiting transport's way out of the count, called once: at its socket's connection or its close.
-      const leave = new WeakMap<object, () => void>();
-      io.engine.on('connection', (transport: AppSocket['conn']) => {
+      io.engine.on('connection', (transport: Transport) => {
         const address = addressOf(transport.request);
-        waiting.add(address);
-        let counted = true;
+        let those = waiting.get(address);
+        if (!those) waiting.set(address, (those = new Set()));
+        those.add(transport);
         const done = () => {
-          if (!counted) return;
-          counted = false;
-          waiting.remove(address);
+          leave.delete(transport);
+          const now = waiting.get(address);
+          if (!now?.delete(transport)) return;
+          if (now.size === 0) waiting.delete(address);
         };
         leave.set(transport, done);
         transport.once('close', done);
