@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /** Where a request comes from, for REST and the Socket.IO handshake alike. */
@@ -63,4 +64,24 @@ export function clientAddress(
   // Right to left: the peer, then each proxy's view; stop after the trusted hops.
   const chain = [peer, ...forwarded.reverse()];
   return chain[Math.min(trustProxy, chain.length - 1)] ?? peer;
+}
+
+/**
+ * The key of a client address for the per-address limits: an IPv4 address as it is (also one written as IPv6,
+ * `::ffff:1.2.3.4`), an IPv6 address by its /64 network (`2001:db8:1:2::/64`). One IPv6 host commonly has a whole
+ * /64 to itself: counted by the full address, one client would be as many addresses as it likes.
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail = ''] = (address.split('%')[0] ?? address).toLowerCase().split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const left = groups(head);
+  const right = address.includes('::') ? groups(tail) : [];
+  // An embedded IPv4 tail (`::1.2.3.4`) counts as two groups; only the first four groups matter here.
+  const width = (parts: string[]) => parts.reduce((n, p) => n + (p.includes('.') ? 2 : 1), 0);
+  const full = [...left, ...Array<string>(Math.max(0, 8 - width(left) - width(right))).fill('0'), ...right];
+  const network = full.slice(0, 4).map((g) => (g.includes('.') ? g : Number.parseInt(g, 16).toString(16)));
+  return `${network.join(':')}::/64`;
 }

@@ -280,8 +280,9 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       ).to.equal(60);
     });
 
-    it('the per-username ceiling (10N per hour from all IPs) stops a distributed guesser', async () => {
+    it('the per-username ceiling (10N per hour from all IPs) stops a distributed guesser, not the owner where it signed in before', async () => {
       const victim = await account(a);
+      const ownersPlace = freshIp();
       // Each IP stays under its own pair limit; together they reach the ceiling.
       for (let ip = 0; ip < 10; ip++) {
         const address = freshIp();
@@ -294,17 +295,51 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
         if (ip === 8) {
           // Just below the ceiling the owner still gets in from a new place, and that costs the ceiling nothing.
           expect(
-            (await post(b, '/auth/login', freshIp(), { username: victim, password: PASSWORD })).status,
+            (await post(b, '/auth/login', ownersPlace, { username: victim, password: PASSWORD })).status,
           ).to.equal(200);
         }
       }
       expectLimited(await post(a, '/auth/login', freshIp(), { username: victim, password: PASSWORD }), 3600);
       expectLimited(await post(b, '/auth/login', freshIp(), { username: victim, password: WRONG }), 3600);
+      // Where the owner signed in before, the guessers' failures elsewhere do not hold it: its own pair's limits do.
+      expect(
+        (await post(a, '/auth/login', ownersPlace, { username: victim, password: PASSWORD })).status,
+      ).to.equal(200);
       // Other accounts are not affected.
       const other = await account(a);
       expect(
         (await post(b, '/auth/login', freshIp(), { username: other, password: PASSWORD })).status,
       ).to.equal(200);
+    });
+
+    it('counts an IPv6 client by its /64, and an IPv4 address written as IPv6 as itself', async () => {
+      const victim = await account(a);
+      for (let i = 1; i <= N; i++) {
+        const address = `2001:db8:77:${nextIp}::${i.toString(16)}`;
+        expect(
+          (await post(a, '/auth/login', address, { username: victim, password: WRONG })).status,
+        ).to.equal(401);
+      }
+      // Another address of the same /64 is the same client: its pair is locked out.
+      expectLimited(
+        await post(b, '/auth/login', `2001:db8:77:${nextIp}:ffff::1`, { username: victim, password: WRONG }),
+        60,
+      );
+      // Another /64 is another client.
+      expect(
+        (await post(b, '/auth/login', `2001:db8:77:${nextIp + 1}::1`, { username: victim, password: WRONG }))
+          .status,
+      ).to.equal(401);
+      nextIp += 2;
+      const ipv4 = freshIp();
+      for (let i = 0; i < N; i++)
+        expect((await post(a, '/auth/login', ipv4, { username: victim, password: WRONG })).status).to.equal(
+          401,
+        );
+      expectLimited(
+        await post(b, '/auth/login', `::ffff:${ipv4}`, { username: victim, password: WRONG }),
+        60,
+      );
     });
 
     it('one IP spreading its failures below the lockout (N a minute) stops at 5N an hour, under the username ceiling', async () => {

@@ -8,6 +8,7 @@ import {
   takePoint,
 } from '../clusterLimits.js';
 import { AppError } from '../errors.js';
+import { addressKey } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -98,8 +99,8 @@ export interface AuthLimits {
 export interface PasswordAttempt {
   readonly username: string;
   readonly ip: string;
-  /** Whether it took a point from the IP's counters (a known pair does not). */
-  readonly tookIp: boolean;
+  /** Whether it took a point from the address's and the username's counters (a known pair does not). */
+  readonly tookShared: boolean;
   /**
    * The window each point went to (`CounterState.window` in lib/clusterLimits.ts): a point is given back to its own
    * window only, never to the next one of the same key (which would then allow one more than the limit). A counter
@@ -147,7 +148,7 @@ export interface AuthLimitsDeps {
 
 const NO_LIMITS: AuthLimits = {
   takeSignup: () => Promise.resolve(),
-  takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookIp: false, windows: {} }),
+  takePasswordAttempt: (username, ip) => Promise.resolve({ username, ip, tookShared: false, windows: {} }),
   passwordAccepted: () => Promise.resolve(),
   passwordRejected: () => Promise.resolve(),
   passwordNotChecked: () => Promise.resolve(),
@@ -216,8 +217,16 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     }
   }
 
-  // Usernames match case-insensitively, so "Alice" and "alice" share their counters.
-  const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${ip}`;
+  // Usernames match case-insensitively, so "Alice" and "alice" share their counters. Addresses are counted by
+  // their network where one host has many (an IPv6 /64: addressKey()).
+  const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${addressKey(ip)}`;
+
+  /** The points an attempt of an unknown pair took from the address's and the username's counters, given back. */
+  const giveSharedBack = (username: string, ip: string, windows: AttemptWindows): Array<Promise<unknown>> => [
+    byIpMinute.reward(addressKey(ip), 1, windows.ipMinute),
+    byIp.reward(addressKey(ip), 1, windows.ip),
+    byUsername.reward(username.toLowerCase(), 1, windows.username),
+  ];
 
   const timer = setInterval(() => {
     sweepClusterLimits(knex).catch((err: unknown) =>
@@ -228,7 +237,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
 
   return {
     async takeSignup(ip) {
-      await take(signups, ip);
+      await take(signups, addressKey(ip));
     },
     async takePasswordAttempt(username, ip) {
       const key = pairKey(username, ip);
@@ -238,18 +247,18 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         const pairWindow = await takePair(key);
         const pairHourWindow = await take(pairHour, key);
         // Someone who signed in from this address before (an office, a carrier's NAT) is not refused because
-        // another client there spent the address's failures.
-        const tookIp = (await knownPairs.get(key)) === null;
-        const ipWindows = tookIp ? { ipMinute: await take(byIpMinute, ip), ip: await take(byIp, ip) } : {};
-        const usernameWindow = await take(byUsername, username.toLowerCase());
-        const windows: AttemptWindows = {
-          success,
-          pair: pairWindow,
-          pairHour: pairHourWindow,
-          ...ipWindows,
-          username: usernameWindow,
-        };
-        return { username, ip, tookIp, windows };
+        // another client there spent the address's failures, nor because guessers elsewhere spent the username's:
+        // their own pair's limits hold them.
+        const tookShared = (await knownPairs.get(key)) === null;
+        const shared = tookShared
+          ? {
+              ipMinute: await take(byIpMinute, addressKey(ip)),
+              ip: await take(byIp, addressKey(ip)),
+              username: await take(byUsername, username.toLowerCase()),
+            }
+          : {};
+        const windows: AttemptWindows = { success, pair: pairWindow, pairHour: pairHourWindow, ...shared };
+        return { username, ip, tookShared, windows };
       } catch (err) {
         // Refused (or failed) before the check: no password was checked, so its point of the right passwords goes
         // back. The failure points already taken stay, as every refusal leaves them.
@@ -259,29 +268,27 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         throw err;
       }
     },
-    async passwordAccepted({ username, ip, tookIp, windows }) {
+    async passwordAccepted({ username, ip, tookShared, windows }) {
       const key = pairKey(username, ip);
       // The point of the pair's right passwords that the attempt took before the check stays: it was one.
       await Promise.all([
         pair.delete(key),
         lockouts.delete(key),
         pairHour.delete(key),
-        ...(tookIp ? [byIpMinute.reward(ip, 1, windows.ipMinute), byIp.reward(ip, 1, windows.ip)] : []),
-        byUsername.reward(username.toLowerCase(), 1, windows.username),
+        ...(tookShared ? giveSharedBack(username, ip, windows) : []),
         knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
       ]);
     },
     async passwordRejected({ username, ip, windows }) {
       await pairSuccesses.reward(pairKey(username, ip), 1, windows.success);
     },
-    async passwordNotChecked({ username, ip, tookIp, windows }) {
+    async passwordNotChecked({ username, ip, tookShared, windows }) {
       const key = pairKey(username, ip);
       await Promise.all([
         pairSuccesses.reward(key, 1, windows.success),
         pair.reward(key, 1, windows.pair),
         pairHour.reward(key, 1, windows.pairHour),
-        ...(tookIp ? [byIpMinute.reward(ip, 1, windows.ipMinute), byIp.reward(ip, 1, windows.ip)] : []),
-        byUsername.reward(username.toLowerCase(), 1, windows.username),
+        ...(tookShared ? giveSharedBack(username, ip, windows) : []),
       ]);
     },
     async signedUp(username, ip) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ExtendedError } from 'socket.io';
 import { AppError, toAck } from '../errors.js';
-import { clientAddress, isOriginAllowed } from '../requestOrigin.js';
+import { addressKey, clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
 import type { AppServer, AppSocket } from './io.js';
@@ -52,7 +52,7 @@ export function createWaitingTransports(options: {
   const leave = new WeakMap<Transport, () => void>();
   let lastWarnedAt = 0;
   const addressOf = (req: IncomingMessage) =>
-    clientAddress(req.headers, req.socket.remoteAddress, options.trustProxy);
+    addressKey(clientAddress(req.headers, req.socket.remoteAddress, options.trustProxy));
   return {
     makeRoom(req) {
       if (options.perIp <= 0) return;
@@ -148,7 +148,9 @@ export function createConnectionLimits(options: {
         next(new Error('connection closed'));
         return;
       }
-      const address = clientAddress(socket.handshake.headers, socket.handshake.address, options.trustProxy);
+      const address = addressKey(
+        clientAddress(socket.handshake.headers, socket.handshake.address, options.trustProxy),
+      );
       const { userId } = socket.data;
       if (options.perIp > 0 && byIp.get(address) >= options.perIp) {
         next(refusal('Too many connections from this address.'));

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { loadConfig } from '../../lib/config.js';
-import { isOriginAllowed } from '../../lib/requestOrigin.js';
+import { addressKey, isOriginAllowed } from '../../lib/requestOrigin.js';
 
 const allowlist = ['https://app.example.com'];
 
@@ -52,5 +52,20 @@ describe('requestOrigin: which browser origins may call', () => {
     expect(isOriginAllowed(from('http://localhost'), plain)).to.equal(true);
     expect(isOriginAllowed(from('http://localhost:5173'), plain)).to.equal(true);
     expect(isOriginAllowed(from('http://localhost:8080'), plain)).to.equal(false);
+  });
+});
+
+describe('requestOrigin: the key of a client address for the per-address limits', () => {
+  it('keeps an IPv4 address, also one written as IPv6, and takes an IPv6 address by its /64', () => {
+    expect(addressKey('203.0.113.9')).to.equal('203.0.113.9');
+    expect(addressKey('::ffff:203.0.113.9')).to.equal('203.0.113.9');
+    expect(addressKey('::FFFF:203.0.113.9')).to.equal('203.0.113.9');
+    for (const address of ['2001:db8:1:2::1', '2001:db8:1:2:aaaa:bbbb:cccc:dddd', '2001:0DB8:0001:0002::'])
+      expect(addressKey(address), address).to.equal('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:3::1')).to.equal('2001:db8:1:3::/64');
+    expect(addressKey('2001:db8::1.2.3.4')).to.equal('2001:db8:0:0::/64');
+    expect(addressKey('::1')).to.equal('0:0:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).to.equal('fe80:0:0:0::/64');
+    expect(addressKey('unknown')).to.equal('unknown');
   });
 });

@@ -6,6 +6,7 @@ import { createLocalStrategy } from '../../auth/passport.js';
 import type { StartedSession } from '../../auth/sessions.js';
 import { AppError } from '../../errors.js';
 import { RateLimiter } from '../../rateLimiter.js';
+import { addressKey } from '../../requestOrigin.js';
 import type { User } from '../../models/User.js';
 import type { AuthResponse, AuthTokens } from '../../protocol/index.js';
 import { restSchemas } from '../../protocol/schemas.js';
@@ -125,7 +126,7 @@ export function authRoutes(services: Services): Router {
     const kind = accounts.sessions.refreshTokenKind(refreshToken);
     if (kind === 'malformed') throw new AppError('UNAUTHORIZED');
     const [limiter, key] =
-      kind === 'marked' ? [refusedTokens, refreshToken] : [refusedRefreshes, clientIp(req)];
+      kind === 'marked' ? [refusedTokens, refreshToken] : [refusedRefreshes, addressKey(clientIp(req))];
     // Taken before the statements and given back unless refused: refreshes sent at once cannot all pass one look.
     const budget = limiter.take(key);
     if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
