@@ -122,11 +122,15 @@ describe('typing and blocks', function () {
     await controlBusSettled(server.services.controlBus);
   }
 
-  it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
-    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
+  /** The pair's setup, with the typings Bob's socket hears recorded, and the looks at the blocks held from now. */
+  async function withLooksHeld() {
+    const pair = await setUp();
     await controlBusSettled(server.services.controlBus);
-    const typingAtBob = record(bobSocket, 'typing');
-    const looks = holdLooksAtBlocks();
+    return { ...pair, typingAtBob: record(pair.bobSocket, 'typing'), looks: holdLooksAtBlocks() };
+  }
+
+  it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
+    const { alice, bob, direct, aliceSocket, typingAtBob, looks } = await withLooksHeld();
     try {
       const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
       await waitFor(() => looks.held.length === 1, { what: "alice's typing checked" });
@@ -176,10 +180,7 @@ describe('typing and blocks', function () {
   });
 
   it('a typing overtaken by a change of its conversation at every look goes nowhere, the last a block', async () => {
-    const { alice, bob, direct, aliceSocket, bobSocket } = await setUp();
-    await controlBusSettled(server.services.controlBus);
-    const typingAtBob = record(bobSocket, 'typing');
-    const looks = holdLooksAtBlocks();
+    const { alice, bob, direct, aliceSocket, typingAtBob, looks } = await withLooksHeld();
     try {
       const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
       for (let look = 1; look <= 3; look++) {
