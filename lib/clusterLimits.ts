@@ -168,6 +168,53 @@ export function clusterLimiter(
   return new ClusterCounter(knex, options);
 }
 
+/**
+ * A token bucket shared by every node, in PostgreSQL: `points` at once, then one more every `durationSeconds /
+ * points` (30 a minute: 30 at once, then one every 2 s). Unlike a {@link ClusterCounter}'s windows, which start
+ * afresh, a client cannot take a window's points at its end and the next window's at once (twice the limit within
+ * seconds).
+ *
+ * The row keeps the bucket's "theoretical arrival time" (GCRA) in `expire`: when it would be full again, by
+ * PostgreSQL's clock; a row past it is a full bucket, and the sweep deletes it. One statement per point, so nodes
+ * taking points of the same key at once never lose one.
+ */
+export class ClusterBucket {
+  private readonly intervalMs: number;
+  private readonly burstMs: number;
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly options: { keyPrefix: string; points: number; durationSeconds: number },
+  ) {
+    // Whole milliseconds (the column's unit), rounded up: never more than `points` per duration.
+    this.intervalMs = Math.ceil((options.durationSeconds * 1000) / options.points);
+    // Room for exactly `points` at once.
+    this.burstMs = this.intervalMs * options.points;
+  }
+
+  /** Takes one point; RATE_LIMITED (with the seconds until the next one) when the bucket is empty. */
+  async take(key: string): Promise<void> {
+    const rowKey = `${this.options.keyPrefix}:${key}`;
+    const taken = await this.knex.raw<{ rows: Array<{ expire: string }> }>(
+      `WITH t AS (SELECT ${NOW_MS} AS now_ms)
+       INSERT INTO ${CLUSTER_LIMITS_TABLE} AS r (key, points, expire)
+       SELECT ?, 0, t.now_ms + ?::bigint FROM t
+       ON CONFLICT (key) DO UPDATE SET expire = GREATEST(r.expire, (SELECT now_ms FROM t)) + ?::bigint
+        WHERE GREATEST(r.expire, (SELECT now_ms FROM t)) + ?::bigint - (SELECT now_ms FROM t) <= ?::bigint
+       RETURNING r.expire`,
+      [rowKey, this.intervalMs, this.intervalMs, this.intervalMs, this.burstMs],
+    );
+    if (taken.rows.length > 0) return;
+    // Empty: the next point comes once the arrival time, plus one more, is within the burst again.
+    const { rows } = await this.knex.raw<{ rows: Array<{ wait_ms: string | null }> }>(
+      `SELECT expire + ?::bigint - ?::bigint - ${NOW_MS} AS wait_ms FROM ${CLUSTER_LIMITS_TABLE} WHERE key = ?`,
+      [this.intervalMs, this.burstMs, rowKey],
+    );
+    const waitMs = Number(rows[0]?.wait_ms ?? 0);
+    throw new AppError('RATE_LIMITED', { retryAfter: Math.max(1, Math.ceil(waitMs / 1000)) });
+  }
+}
+
 /** Deletes the rows whose window ended, by PostgreSQL's clock. */
 export async function sweepClusterLimits(knex: Knex): Promise<void> {
   await knex.raw(`DELETE FROM ${CLUSTER_LIMITS_TABLE} WHERE expire < ${NOW_MS}`);

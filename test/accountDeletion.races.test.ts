@@ -216,8 +216,9 @@ describe('account deletion racing requests, blocks and groups', function () {
       await insertFriendship(knex, doomed.id, friend.id);
       // Holds the request at its creation budget, after its session check and before its transaction, while the
       // whole deletion (both of its looks at the groups included) runs.
-      const counter = `conversation_writes:${doomed.id}`;
-      await knex(CLUSTER_LIMITS_TABLE).insert({ key: counter, points: 0, expire: Date.now() + 60_000 });
+      const counter = `conversation_writes_bucket:${doomed.id}`;
+      // A full bucket (its time long past), whose row the request updates.
+      await knex(CLUSTER_LIMITS_TABLE).insert({ key: counter, points: 0, expire: 0 });
       const holder = await knex.transaction();
       let created;
       try {

@@ -6,7 +6,7 @@ import { Participant } from '../models/Participant.js';
 import type { Notifier } from '../notifier.js';
 import type { ConversationListItem, PublicConversation, PublicParticipant } from '../protocol/index.js';
 import { isUuid, MAX_GROUP_PARTICIPANTS } from '../protocol/schemas.js';
-import { clusterLimiter, takePoint } from '../clusterLimits.js';
+import { ClusterBucket } from '../clusterLimits.js';
 import type { ControlBus } from '../cluster/controlBus.js';
 import { areFriends, isBlockedEitherWay, shareLockUsers } from '../social/relations.js';
 import {
@@ -86,16 +86,17 @@ function requireGroupOwner(conversation: Conversation, mine: Participant): void 
 /** Builds the conversation service. */
 export function createConversationService(deps: ConversationServiceDeps): ConversationService {
   const { knex, notify } = deps;
-  // Each of these writes one row per participant and tells each of them: counted on every node together.
+  // Each of these writes one row per participant and tells each of them: counted on every node together, as a
+  // bucket (the limit at once, then its rate), so that no minute's boundary lets twice the limit through.
   const creations =
     deps.creationsPerMinute > 0
-      ? clusterLimiter(knex, {
-          keyPrefix: 'conversation_writes',
+      ? new ClusterBucket(knex, {
+          keyPrefix: 'conversation_writes_bucket',
           points: deps.creationsPerMinute,
           durationSeconds: 60,
         })
       : undefined;
-  const takeCreation = (me: string) => (creations ? takePoint(creations, me) : Promise.resolve());
+  const takeCreation = (me: string) => (creations ? creations.take(me) : Promise.resolve());
 
   async function reload(conversationId: string): Promise<PublicConversation> {
     const conversation = await loadConversation(knex, conversationId);

@@ -46,6 +46,36 @@ describe('conversations under abuse: creation budget, compact fan-out, paged lis
     expect(theirs.status).to.equal(201);
   });
 
+  it('takes the budget at once, then gives one back every 12 s (60 s / 5): no minute’s end lets twice it through', async () => {
+    const owner = await newUser(a);
+    const make = (node: RunningServer) =>
+      request(node.url, 'POST', '/conversations', {
+        token: owner.token,
+        body: { type: 'group', title: 'g', participantIds: [] },
+      });
+    /** As if `ms` had passed for the user's budget (its row's times moved back). */
+    const timePasses = (ms: number) =>
+      a.services.db.knex.raw(
+        "UPDATE auth_rate_limits SET expire = expire - ?::bigint WHERE key LIKE 'conversation\\_writes%' AND key LIKE ?",
+        [ms, `%:${owner.id}`],
+      );
+    const statuses = async (count: number) => {
+      const seen: number[] = [];
+      for (let i = 0; i < count; i++) seen.push((await make(i % 2 === 0 ? a : b)).status);
+      return seen;
+    };
+    expect(await statuses(5)).to.deep.equal([201, 201, 201, 201, 201]);
+    const refused = await make(a);
+    expectError(refused, 429, 'RATE_LIMITED');
+    expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 12);
+    // One interval later: one more, not a whole new budget.
+    await timePasses(12_000);
+    expect(await statuses(2)).to.deep.equal([201, 429]);
+    // A minute with nothing taken: the whole budget again, and no more.
+    await timePasses(60_000);
+    expect(await statuses(6)).to.deep.equal([201, 201, 201, 201, 201, 429]);
+  });
+
   it('spends nothing on opening an existing direct conversation again, and counts refused attempts', async () => {
     const me = await newUser(a);
     const [friend] = await friendsOf(a, me, 1);
