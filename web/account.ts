@@ -7,6 +7,7 @@ import {
 } from '../lib/client/index.js';
 import { fullTimestamp, listDate, sinceNow } from './dates.js';
 import { button, byId, el, replaceItems } from './dom.js';
+import { waitWords } from './text.js';
 import { describeUserAgent } from './userAgent.js';
 
 /** What a sign-out leaves behind: a sentence for this tab's login screen, a reason for the profile's other tabs. */
@@ -42,7 +43,7 @@ function length(text: string): number {
 }
 
 function retryIn(err: XFChatError): string {
-  return err.retryAfter === undefined ? 'in a while' : `in ${err.retryAfter} seconds`;
+  return err.retryAfter === undefined ? 'in a while' : `in ${waitWords(err.retryAfter)}`;
 }
 
 /**

@@ -48,10 +48,11 @@ export class ChatSession {
    */
   private readonly changes = new Map<string, number>();
   /**
-   * When each user's latest `user:updated` arrived (performance.now()): a lookup sent before it may answer the
-   * profile as it was, and must not undo the newer one (a rename, or an account deleted meanwhile).
+   * Each user's latest `user:updated` and when it arrived (performance.now()): a read sent before it (a lookup, a
+   * conversation's details, the list, the friends) may answer the profile as it was, and must not undo the newer
+   * one (a rename, or an account deleted meanwhile). One entry per person heard of: friends and co-participants.
    */
-  private readonly profileHeardAt = new Map<string, number>();
+  private readonly profilesHeard = new Map<string, { user: PublicUser; at: number }>();
 
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
@@ -94,6 +95,7 @@ export class ChatSession {
       open: (id) => this.navigate(id),
       startDirect: (userId) => this.startDirect(userId),
       socialChanged: () => this.view.socialChanged(),
+      profilesHeardSince: (since) => this.profilesHeardSince(since),
     });
     const groupDeps: GroupDeps = {
       client,
@@ -150,8 +152,10 @@ export class ChatSession {
       this.changed();
     });
 
+    const listed = performance.now();
     const [conversations] = await Promise.all([client.conversations.list(), this.sidebar.refreshSocial()]);
     for (const summary of conversations) this.follow(this.store.upsert(summary));
+    this.learnProfilesHeardSince(listed);
     // What an earlier page typed but did not see stored goes out again now (exactly once: same clientMsgIds);
     // what it wrote for conversations no longer in the list is looked into.
     const elsewhere = this.view.resumePending();
@@ -165,9 +169,19 @@ export class ChatSession {
       this.sidebar.focusFirst();
   }
 
+  /** The profiles heard since `since` (performance.now()). */
+  private profilesHeardSince(since: number): PublicUser[] {
+    return [...this.profilesHeard.values()].filter(({ at }) => at > since).map(({ user }) => user);
+  }
+
+  /** Applies again the profiles heard since a read was sent, over what its answer put in the store. */
+  private learnProfilesHeardSince(since: number): void {
+    for (const user of this.profilesHeardSince(since)) this.store.learn(user);
+  }
+
   /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */
   private userUpdated(user: PublicUser): void {
-    this.profileHeardAt.set(user.id, performance.now());
+    this.profilesHeard.set(user.id, { user, at: performance.now() });
     if (user.id === this.me.id) {
       this.me = user;
       this.sidebar.setMe(user);
@@ -191,14 +205,17 @@ export class ChatSession {
     this.client.users.get(userId).then(
       (user) => {
         // A user:updated that arrived meanwhile is newer than this answer (read before it, perhaps).
-        if ((this.profileHeardAt.get(userId) ?? Number.NEGATIVE_INFINITY) >= asked) return;
+        if ((this.profilesHeard.get(userId)?.at ?? Number.NEGATIVE_INFINITY) >= asked) return;
         this.store.learn(user);
         this.view.renamed();
         this.changed();
       },
       (err: unknown) => {
-        // Not found: the name stays "Someone"; anything else is worth knowing about.
-        if (!(err instanceof XFChatError && err.code === 'USER_NOT_FOUND')) this.report(err);
+        // Not found: the name stays "Someone"; anything else is worth knowing about, and asked again the next time
+        // the sender is drawn (a lookup lost to a network failure must not leave them "Someone" until a reload).
+        if (err instanceof XFChatError && err.code === 'USER_NOT_FOUND') return;
+        this.store.forgetAsked(userId);
+        this.report(err);
       },
     );
   }
@@ -244,12 +261,13 @@ export class ChatSession {
     const running = this.refreshing.get(conversationId);
     if (running) return running;
     const asked = this.changes.get(conversationId) ?? 0;
+    const sent = performance.now();
     const overtaken = () => (this.changes.get(conversationId) ?? 0) !== asked;
     const done = this.client.conversations
       .get(conversationId)
       .then(
         (conversation) => {
-          if (!overtaken()) this.add(conversation);
+          if (!overtaken()) this.add(conversation, sent);
         },
         (err: unknown) => {
           if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
@@ -268,11 +286,15 @@ export class ChatSession {
     this.navigate(conversation.id);
   }
 
-  /** A new conversation, or new details of a known one (they replace the old ones). */
-  private add(conversation: PublicConversation): void {
+  /**
+   * A new conversation, or new details of a known one (they replace the old ones). `readSentAt`: when the read that
+   * answered them was sent; the profiles heard since stand over its names.
+   */
+  private add(conversation: PublicConversation, readSentAt?: number): void {
     this.noteChange(conversation.id);
     const known = this.store.get(conversation.id) !== undefined;
     const state = this.store.upsert(conversation);
+    if (readSentAt !== undefined) this.learnProfilesHeardSince(readSentAt);
     if (!known) {
       this.follow(state);
       // Added to a group that has talked already: its details say how many messages it has, not the last one.

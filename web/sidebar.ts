@@ -23,6 +23,11 @@ export interface SidebarDeps {
   report: (error: unknown) => void;
   /** Friends, requests or blocks were read again (or someone in them renamed). */
   socialChanged: () => void;
+  /**
+   * The profiles heard (`user:updated`) since `since` (performance.now()): an answer to a read sent then may show
+   * them as they were before, and they are applied again over it.
+   */
+  profilesHeardSince: (since: number) => PublicUser[];
 }
 
 /** Friendly sentences for the errors a user can cause from the sidebar. */
@@ -138,6 +143,7 @@ export class Sidebar {
   async refreshSocial(): Promise<void> {
     const { friends, blocks } = this.deps.client;
     const ticket = ++this.socialTicket;
+    const sent = performance.now();
     const [list, incoming, outgoing, blocked] = await Promise.all([
       friends.list(),
       friends.listRequests('incoming'),
@@ -149,6 +155,8 @@ export class Sidebar {
     this.incomingList = incoming;
     this.outgoingList = outgoing;
     this.blockedList = blocked;
+    // A rename heard while the lists were read may be older in their answer: it stands.
+    for (const user of this.deps.profilesHeardSince(sent)) this.replaceUser(user);
     this.renderSocial();
   }
 
@@ -159,13 +167,17 @@ export class Sidebar {
 
   /** Someone's new name (`user:updated`): every list that shows them follows, without asking the server. */
   updateUser(user: PublicUser): void {
+    this.replaceUser(user);
+    this.renderSocial();
+  }
+
+  private replaceUser(user: PublicUser): void {
     const same = (other: PublicUser) => (other.id === user.id ? user : other);
     this.friendList = this.friendList.map((f) => ({ ...f, user: same(f.user) }));
     this.incomingList = this.incomingList.map((r) => ({ ...r, from: same(r.from) }));
     this.outgoingList = this.outgoingList.map((r) => ({ ...r, to: same(r.to) }));
     this.blockedList = this.blockedList.map(same);
     this.results = this.results.map(same);
-    this.renderSocial();
   }
 
   private renderSocial(): void {

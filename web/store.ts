@@ -225,6 +225,11 @@ export class ConversationStore {
     return other.username === null ? other.displayName : personName(other.displayName);
   }
 
+  /** A lookup of a sender that failed (not for a missing account): the next drawing that needs them asks again. */
+  forgetAsked(userId: string): void {
+    this.asked.delete(userId);
+  }
+
   /** A participant, or a sender who is no longer one (looked up by id); undefined until known. */
   private person(state: ConversationState, userId: string): PublicUser | PublicParticipant | undefined {
     const participant = state.participants.find((p) => p.userId === userId);
