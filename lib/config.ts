@@ -477,9 +477,9 @@ function readDatabaseUrl(reader: EnvReader): string {
     reader.problems.push(
       'DATABASE_URL must name a host and a database: postgres://USER:PASSWORD@HOST:5432/DATABASE',
     );
-  } else if (![parsed.username, parsed.password, parsed.pathname].every(decodes)) {
+  } else if (![parsed.hostname, parsed.username, parsed.password, parsed.pathname].every(decodes)) {
     reader.problems.push(
-      'DATABASE_URL has a bad percent-escape in its user, password or database name: write a literal % as %25',
+      'DATABASE_URL has a bad percent-escape in its host, user, password or database name: write a literal % as %25',
     );
   }
   return url;

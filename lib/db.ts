@@ -59,6 +59,20 @@ export function sslOptions(config: DatabaseConfig): false | ConnectionOptions {
 export const DEFAULT_PG_PORT = 5432;
 
 /**
+ * The host DATABASE_URL names, as the driver takes it: an IPv6 address without the URL's brackets, a host of
+ * `%2Fvar%2Frun%2Fpostgresql` decoded to a Unix socket's folder (as in node-postgres's own parsing).
+ */
+export function databaseHost(url: URL): string {
+  return decodeURIComponent(url.hostname).replace(/^\[(.*)\]$/, '$1');
+}
+
+/** `host:port` of DATABASE_URL, for what the node tells (an IPv6 address in brackets, as URLs write it). */
+export function databaseWhere(url: URL): string {
+  const host = databaseHost(url);
+  return `${host.includes(':') ? `[${host}]` : host}:${url.port || DEFAULT_PG_PORT}`;
+}
+
+/**
  * The pg connection settings shared by the app pool and the Socket.IO adapter's pool.
  *
  * Each part of DATABASE_URL is handed over on its own, decoded, rather than the URL as a connection string:
@@ -71,8 +85,7 @@ export function pgConnectionConfig(config: DatabaseConfig, applicationName: stri
   const url = new URL(config.url);
   const decoded = (part: string) => (part === '' ? undefined : decodeURIComponent(part));
   return {
-    // A host of `%2Fvar%2Frun%2Fpostgresql` is a Unix socket's folder, as in node-postgres's own parsing.
-    host: decodeURIComponent(url.hostname),
+    host: databaseHost(url),
     port: url.port === '' ? DEFAULT_PG_PORT : Number(url.port),
     user: decoded(url.username),
     password: decoded(url.password),
@@ -382,7 +395,7 @@ export function createDatabase(config: DatabaseConfig, logger: Logger, hooks: Da
         );
         const row = result.rows[0];
         return {
-          host: `${decodeURIComponent(url.hostname)}:${url.port || DEFAULT_PG_PORT}`,
+          host: databaseWhere(url),
           database: row?.db ?? '?',
           version: row?.version ?? '?',
           ssl: row?.ssl === true,

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { DatabaseConfig } from './config.js';
-import { DEFAULT_PG_PORT } from './db.js';
+import { databaseHost, databaseWhere } from './db.js';
 
 /** A startup failure with one line that names the cause and the fix. */
 export class StartupError extends Error {
@@ -23,7 +23,7 @@ function errorMessage(err: unknown): string {
 /** Explains why the first connection to PostgreSQL failed, in terms of what to change. */
 export function explainConnectError(err: unknown, config: DatabaseConfig): StartupError {
   const url = new URL(config.url);
-  const where = `${decodeURIComponent(url.hostname)}:${url.port || DEFAULT_PG_PORT}`;
+  const where = databaseWhere(url);
   const user = decodeURIComponent(url.username) || '(default user)';
   const database = decodeURIComponent(url.pathname.slice(1));
   const code = errorCode(err);
@@ -32,7 +32,7 @@ export function explainConnectError(err: unknown, config: DatabaseConfig): Start
   if (code === 'ECONNREFUSED') {
     line = `PostgreSQL at ${where} refused the connection: start PostgreSQL there or fix the host/port in DATABASE_URL`;
   } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    line = `the PostgreSQL host "${url.hostname}" cannot be resolved: fix the host in DATABASE_URL`;
+    line = `the PostgreSQL host "${databaseHost(url)}" cannot be resolved: fix the host in DATABASE_URL`;
   } else if (/no pg_hba.conf entry/i.test(message)) {
     // Before the login branch: PostgreSQL reports it as 28000 too.
     line = `PostgreSQL at ${where} has no pg_hba.conf entry for this client: allow it there, or use DB_SSL_MODE=require if only TLS is allowed`;

@@ -303,8 +303,9 @@ describe('config', () => {
       expect(agreeing.database.sslMode).to.equal('require');
     });
 
-    it('rejects a bad percent-escape in the user, password or database name, without echoing it', () => {
+    it('rejects a bad percent-escape in the host, user, password or database name, without echoing it', () => {
       for (const url of [
+        'postgres://u@local%ZZhost:5432/db',
         'postgres://a%ZZ@localhost:5432/db',
         'postgres://u:secret%zzpw@localhost:5432/db',
         'postgres://u@localhost:5432/x%ZZ',

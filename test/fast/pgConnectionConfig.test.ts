@@ -57,4 +57,9 @@ describe('pgConnectionConfig', () => {
     );
     expect(config).to.deep.include({ host: '/var/run/postgresql', user: undefined, password: undefined });
   });
+
+  it('takes an IPv6 host without the brackets a URL writes it in', () => {
+    const config = pgConnectionConfig({ ...database, url: 'postgres://app@[2001:db8::5]:5433/chat' }, 'x');
+    expect(config).to.deep.include({ host: '2001:db8::5', port: 5433 });
+  });
 });

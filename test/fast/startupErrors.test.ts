@@ -34,4 +34,16 @@ describe('startup errors: what a refused connection is explained as', () => {
     ).message;
     expect(line).to.match(/refused the login of user "xfchat"/);
   });
+
+  it('names an IPv6 host in brackets and a Unix socket folder decoded, with the port the URL means', () => {
+    const refused = driverError('connect ECONNREFUSED', 'ECONNREFUSED');
+    const at = (url: string) =>
+      explainConnectError(refused, loadDatabaseConfig({ DATABASE_URL: url })).message;
+    expect(at('postgres://xfchat@[2001:db8::5]/xfchat')).to.match(
+      /^PostgreSQL at \[2001:db8::5\]:5432 refused/,
+    );
+    expect(at('postgres://xfchat@%2Fvar%2Frun%2Fpostgresql:5433/xfchat')).to.match(
+      /^PostgreSQL at \/var\/run\/postgresql:5433 refused/,
+    );
+  });
 });
