@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { raw } from 'objection';
 import { AppError, validationError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Conversation } from '../models/Conversation.js';
@@ -75,6 +76,15 @@ async function lockAsParticipant(
   return { conversation, mine };
 }
 
+/**
+ * A membership's date: when its row is written (`statement_timestamp()`, one for every row of the statement: a new
+ * group's members joined together, and are told apart by user id), not when its transaction began (`now()`, the
+ * column's default). An addition waits for the group's lock first: dated at its start, one that waited longer than
+ * the margin that a node's check after a lost LISTEN connection looks back by (lib/realtime/revalidation.ts) and
+ * committed in the gap was never told there, and the heir of a group's ownership is chosen by this date.
+ */
+const joinedNow = () => raw('statement_timestamp()');
+
 function requireGroupOwner(conversation: Conversation, mine: Participant): void {
   if (conversation.type !== 'group') {
     throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be changed.' });
@@ -131,8 +141,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         const id = inserted.rows[0]?.id;
         if (id !== undefined) {
           await Participant.query(trx).insert([
-            { conversationId: id, userId: me, role: 'member' },
-            { conversationId: id, userId: otherId, role: 'member' },
+            { conversationId: id, userId: me, role: 'member', joinedAt: joinedNow() },
+            { conversationId: id, userId: otherId, role: 'member', joinedAt: joinedNow() },
           ]);
           return { id, created: true };
         }
@@ -163,8 +173,13 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         if (strangers.length > 0) throw new AppError('NOT_FRIENDS', { details: { userIds: strangers } });
         const conversation = await Conversation.query(trx).insert({ type: 'group', title, createdBy: me });
         await Participant.query(trx).insert([
-          { conversationId: conversation.id, userId: me, role: 'owner' },
-          ...others.map((userId) => ({ conversationId: conversation.id, userId, role: 'member' as const })),
+          { conversationId: conversation.id, userId: me, role: 'owner', joinedAt: joinedNow() },
+          ...others.map((userId) => ({
+            conversationId: conversation.id,
+            userId,
+            role: 'member' as const,
+            joinedAt: joinedNow(),
+          })),
         ]);
         // With the commit, first of the group's changes: every node tells its participants' sockets
         // `conversation:added` in the chain the group's later changes follow (lib/realtime/conversationEvents.ts).
@@ -233,7 +248,12 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
             message: `A group has at most ${MAX_GROUP_PARTICIPANTS} participants.`,
           });
         }
-        await Participant.query(trx).insert({ conversationId, userId, role: 'member' });
+        await Participant.query(trx).insert({
+          conversationId,
+          userId,
+          role: 'member',
+          joinedAt: joinedNow(),
+        });
         // The removals before this addition: a node that told the user of a later removal tells them nothing of it.
         const [counted] = await trx('conversations')
           .where('id', conversationId)

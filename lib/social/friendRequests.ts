@@ -70,7 +70,13 @@ export async function sendRequest(
     await acceptPending(trx, pending);
     return { request: await loadRequest(trx, pending.id), created: false };
   }
-  const inserted = await FriendRequest.query(trx).insert({ fromUserId: me, toUserId: target.id });
+  // Dated when written, after the pair's locks it may have waited for, as its answer is (`respondedAt`): a node's
+  // check after a lost LISTEN connection looks for the requests made since the gap began (revalidation.ts).
+  const inserted = await FriendRequest.query(trx).insert({
+    fromUserId: me,
+    toUserId: target.id,
+    createdAt: raw('statement_timestamp()'),
+  });
   return { request: await loadRequest(trx, inserted.id), created: true };
 }
 
