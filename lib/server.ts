@@ -212,8 +212,9 @@ export function timeOutSilentConnections(server: HttpServer, ms: number): void {
   // closes, unless an answer has begun.
   server.on('request', (req, res) => {
     res.on('timeout', (socket: Socket) => {
-      // An answer written whole of which the client has taken nothing for `ms` (a REST answer, a long-poll's): it
-      // stopped reading, and the answer's bytes would stay in the node until it closes.
+      // An answer written whole of which the client has taken nothing for `ms`: it stopped reading, and the
+      // answer's bytes would stay in the node until it closes. (engine.io answers its long-polls outside this
+      // listener; with no listener on their responses, Node destroys such a connection itself.)
       if (res.writableEnded && !res.writableFinished) {
         socket.destroy();
         return;

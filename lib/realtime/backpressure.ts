@@ -26,6 +26,14 @@ import type { AppSocket } from './io.js';
  * - {@link Backpressure.writable} lets producers that answer a request (history pages) wait until the socket
  *   has taken most of what waits for it, instead of piling answers up.
  */
+/**
+ * engine.io options this accounting needs: long-poll answers uncompressed. A compressed answer goes through a zlib
+ * stream piped into the response, which holds (uncounted) all but the response's own few KB: a client that stops
+ * reading a compressed poll would hold megabytes in the node that the cap never sees. WebSocket frames are not
+ * compressed either (engine.io's default); a proxy in front may compress.
+ */
+export const COUNTED_TRANSPORT_OPTIONS = { httpCompression: false, perMessageDeflate: false } as const;
+
 export interface Backpressure {
   /** Tracks a new socket until it disconnects. */
   watch(socket: AppSocket): void;

@@ -13,7 +13,7 @@ import { createAdapterPool } from './adapterPool.js';
 import { boundedParser } from './boundedParser.js';
 import { deliveringHereFirst } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
-import { createBackpressure, type Backpressure } from './backpressure.js';
+import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { createWriteCoalescing } from './coalesce.js';
 import {
   createConnectionLimits,
@@ -93,6 +93,8 @@ export function createRealtime(deps: {
   );
   const io: AppServer = new Server({
     serveClient: false,
+    // What this node holds for a socket is counted (backpressure.ts): no compression streams in between.
+    ...COUNTED_TRANSPORT_OPTIONS,
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
     maxHttpBufferSize: config.limits.socketMaxBytes,
