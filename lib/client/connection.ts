@@ -254,6 +254,8 @@ export class Connection {
     try {
       response = await timed.emitWithAck(event, payload);
     } catch (err) {
+      // Dropped by close(): the caller's doing, not the network's (DISCONNECTED would be retried).
+      if (this.closed.signal.aborted) throw closedError();
       const timedOut = err instanceof Error && /timed out/.test(err.message);
       throw timedOut
         ? new XFChatError('TIMEOUT', `No acknowledgement for ${event} in time.`, { cause: err })
@@ -330,6 +332,8 @@ export class Connection {
           );
       },
       () => {
+        // Closed, or stopped for a session's end, meanwhile (close() aborts the refresh): nothing to try again.
+        if (this.closed.signal.aborted || this.current === 'disconnected') return;
         // The refresh itself could not get through (network, server): try the whole thing again later.
         this.renewed = false;
         this.scheduleRetry();
@@ -339,6 +343,7 @@ export class Connection {
 
   private scheduleRetry(): void {
     clearTimeout(this.retryTimer);
+    if (this.closed.signal.aborted || this.current === 'disconnected') return;
     const wait = backoffDelay(this.attempts++, this.options.backoff);
     this.retryTimer = setTimeout(() => {
       if (!this.closed.signal.aborted && !this.socket.connected) this.socket.connect();

@@ -57,6 +57,16 @@ describe('client SDK: lifecycle, send order and misuse', function () {
     expect(result.ms).to.be.below(10_000);
   });
 
+  it('lets a script exit by itself after close() during the renewal of a refused token: no retry is left behind', async () => {
+    const username = `script_${randomUUID().slice(0, 8)}`;
+    const result = await runScript('test/client/closeDuringRenewal.ts', [server.url, username], 20_000);
+    expect(result.stderr).to.equal('');
+    expect(result.stdout).to.equal('connect: CLIENT_CLOSED\n');
+    expect(result.code).to.equal(0);
+    // The script's backoff is a minute: a retry timer left behind would keep it alive past the 20 s timeout.
+    expect(result.ms).to.be.below(10_000);
+  });
+
   it('lets a script that logged in but never connected exit without close(): the timed refresh holds nothing open', async () => {
     const username = `script_${randomUUID().slice(0, 8)}`;
     const result = await runScript('test/client/loggedInExit.ts', [server.url, username], 15_000);

@@ -1,11 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { XFChatError, type ConnectionState, type PublicMessage } from '../../lib/client/index.js';
+import {
+  isRetryable,
+  XFChatError,
+  type ConnectionState,
+  type PublicMessage,
+} from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
 import { useProxies } from '../helpers/proxy.js';
 import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { collector, directPair, useClientPool } from './fixtures.js';
+import { collector, directPair, failure, useClientPool } from './fixtures.js';
 
 /** What a subscription hands over: messages (to onMessage), the seqs of updates, and its start-overs (onReset). */
 function startOverWatch() {
@@ -69,6 +74,23 @@ describe('client SDK: realtime', function () {
     });
     expect(atA.messages).to.deep.equal(sent);
     expect(atB.messages).to.deep.equal(sent);
+  });
+
+  it('rejects a typing() on its way at close() with CLIENT_CLOSED, not a retryable DISCONNECTED', async () => {
+    const { alice, conversationId } = await directPair(server, pool);
+    const proxy = await proxies.start(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    await a.connect();
+    // The ack does not come back yet.
+    proxy.hold('downstream');
+    const typing = a.typing(conversationId);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    a.close();
+    const error = await failure(typing);
+    expect({ code: error.code, retryable: isRetryable(error) }).to.deep.equal({
+      code: 'CLIENT_CLOSED',
+      retryable: false,
+    });
   });
 
   it('refuses a bad token: connect() rejects UNAUTHORIZED and the state is disconnected', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { XFChatError, type XFChatClient } from '../../lib/client/index.js';
+import { XFChatError, type ConnectionState, type XFChatClient } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
 import { useProxies, type FaultProxy } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
@@ -163,5 +163,39 @@ describe('client SDK: another session on the same client (login, signup, resume)
       ['still alice', 'bob now'],
       ['still alice', 'alice again 0', 'bob now'],
     ]).to.deep.include(bodies);
+  });
+
+  it('does not connect by itself under the next login when the renewal of a refused token fails after it', async () => {
+    const bobName = uniqueUsername('bob');
+    await pool.open(server.url).signup({ username: bobName, password: PASSWORD });
+
+    let failRefresh: () => void = () => undefined;
+    let refreshSeen = false;
+    const flakyFetch: typeof fetch = (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.endsWith('/auth/refresh')) {
+        refreshSeen = true;
+        // The network fails this refresh, once the test says.
+        return new Promise((_resolve, reject) => (failRefresh = () => reject(new TypeError('fetch failed'))));
+      }
+      return fetch(input, init);
+    };
+    const a = pool.open(server.url, { fetch: flakyFetch });
+    await a.signup({ username: uniqueUsername('alice'), password: PASSWORD });
+    const states: ConnectionState[] = [];
+    a.on('state', (s) => states.push(s));
+    // The access token is refused at the handshake (as after the machine slept): the SDK renews it.
+    a.token = 'not-a-valid-token';
+    const connecting = a.connect().catch((err: unknown) => (err as { code?: string }).code);
+    while (!refreshSeen) await new Promise((r) => setTimeout(r, 10));
+
+    // The user logs in as someone else meanwhile: alice's session ends here and "the connection closes, so call
+    // connect() again for the new session".
+    await a.login(bobName, PASSWORD);
+    expect(await connecting).to.equal('UNAUTHORIZED');
+    expect(a.state).to.equal('disconnected');
+    failRefresh();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(a.state, `states: ${states.join(' → ')}`).to.equal('disconnected');
   });
 });
