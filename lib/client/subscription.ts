@@ -119,6 +119,7 @@ export class Subscription {
   private readonly stop = new AbortController();
   private readonly waiters: Array<{ resolve: () => void; reject: (err: XFChatError) => void }> = [];
   private readonly offConnect: () => void;
+  private readonly offState: () => void;
   private readonly offUnauthorized: () => void;
 
   constructor(
@@ -130,6 +131,11 @@ export class Subscription {
     this.offConnect = deps.connection.events.on('connect', () => {
       this.needSubscribe = true;
       this.kick();
+    });
+    // Down: what is sent meanwhile reaches no socket of this client, so the subscription is not caught up (nor is
+    // whenReady() answered) until it has subscribed again on the next connection.
+    this.offState = deps.connection.events.on('state', (state) => {
+      if (state !== 'connected') this.needSubscribe = true;
     });
     // The connection stopped for want of a usable token: whoever waits for whenReady() hears it now. The
     // subscription itself carries on with the next connect() (after a new login, say).
@@ -216,6 +222,7 @@ export class Subscription {
     if (this.holeTimer) clearTimeout(this.holeTimer.timer);
     this.holeTimer = undefined;
     this.offConnect();
+    this.offState();
     this.offUnauthorized();
     this.pending.clear();
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);

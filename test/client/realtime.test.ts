@@ -162,6 +162,28 @@ describe('client SDK: realtime', function () {
     expect(atA.seqs()).to.deep.equal([1, 2, 3, 4, 5]);
   });
 
+  it('answers whenReady() while the connection is down only once it is back and caught up', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const proxy = await proxies.start(server.url);
+    const a = pool.open(proxy.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const atA = collector();
+    const sub = a.subscribe(conversationId, atA.onMessage);
+    await sub.whenReady();
+
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    for (const body of ['away 1', 'away 2', 'away 3']) await b.send(conversationId, body);
+    let readyAt: number | undefined;
+    const ready = sub.whenReady().then(() => (readyAt = sub.lastSeq ?? -1));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(readyAt, 'answered while offline').to.equal(undefined);
+    await proxy.start();
+    await ready;
+    expect(readyAt).to.equal(3);
+  });
+
   it('starts a subscription from afterSeq, or from the newest page without it', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const a = pool.open(server.url, { token: alice.token });
