@@ -22,7 +22,7 @@ import {
 } from './api.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
-import { XFChatError, toXFChatError } from './errors.js';
+import { XFChatError, isRetryable, toXFChatError } from './errors.js';
 import {
   createHttp,
   typedRequest,
@@ -31,7 +31,7 @@ import {
   type Session,
   type UntypedRequest,
 } from './http.js';
-import { Closing, closedError, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
+import { backoffDelay, Closing, closedError, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
@@ -630,12 +630,28 @@ export class XFChatClient {
   }
 
   /** Moves the live socket's expiry to `token`'s (`auth:refresh`). */
-  private giveSocket(token: string): void {
+  private giveSocket(token: string, attempt = 0): void {
     this.connection.request('auth:refresh', { token }).catch((err: unknown) => {
+      if (!(err instanceof XFChatError)) return;
       // The socket refused the new token (its session ended meanwhile, say; a new login on this client has closed
-      // the connection before its tokens come): reconnect with it, and the handshake settles it. Any other failure
-      // (a drop, a timeout) needs nothing: the next handshake sends the new token anyway.
-      if (err instanceof XFChatError && err.code === 'UNAUTHORIZED') this.connection.restart();
+      // the connection before its tokens come): reconnect with it, and the handshake settles it.
+      if (err.code === 'UNAUTHORIZED') {
+        this.connection.restart();
+        return;
+      }
+      // A drop needs nothing: the next handshake sends the new token anyway. Refused for now (a busy socket's event
+      // budget, the database, a timeout): the server would cut the socket at the older token's expiry, so the
+      // session's token (this one, or a newer one by then) is given again, after Retry-After or a backoff, while
+      // the socket is up.
+      if (err.code === 'DISCONNECTED' || err.code === 'NOT_CONNECTED' || !isRetryable(err)) return;
+      const wait = err.retryAfter !== undefined ? err.retryAfter * 1000 : backoffDelay(attempt, this.backoff);
+      const timer = setTimeout(() => {
+        const current = this.session.token;
+        if (this.closing.closed || current === undefined || !this.connection.connected) return;
+        this.giveSocket(current, current === token ? attempt + 1 : 0);
+      }, wait);
+      // In Node.js the retry alone does not keep the process running (a closed client's does nothing anyway).
+      (timer as { unref?: () => void }).unref?.();
     });
   }
 

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { RunningServer } from '../../lib/server.js';
-import type { AuthTokens, PublicMessage, SessionEnded } from '../../lib/client/index.js';
+import { randomUUID } from 'node:crypto';
+import type { AuthTokens, ConnectionState, PublicMessage, SessionEnded } from '../../lib/client/index.js';
 import jwt from 'jsonwebtoken';
 import { signAccessToken } from '../../lib/auth/tokens.js';
 import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
@@ -449,5 +450,37 @@ describe('client SDK: sessions, refresh and their end', function () {
       username: null,
       displayName: 'Deleted user',
     });
+  });
+});
+
+describe('client SDK: a new access token the live socket refuses for now', function () {
+  // 6-second access tokens (a refresh every 2.5 s or so), 5 socket events a second (bursts of 10).
+  const { server } = useNode({ env: { JWT_TTL_SECONDS: '6', SOCKET_EVENTS_PER_SEC: '5' } });
+  const pool = useClientPool();
+
+  it('is given to the socket again after Retry-After: a socket busy as each refresh lands is not cut at the older token’s expiry', async function () {
+    this.timeout(30_000);
+    let refused = 0;
+    // The app is busy on its socket as each refresh lands (a dozen events at once), so the socket's event budget
+    // refuses the new token's `auth:refresh` (RATE_LIMITED).
+    const busyFetch: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      // (Called once `client` below exists: by its signup and refreshes.)
+      if (urlOf(input).endsWith('/auth/refresh') && client.state === 'connected')
+        for (let i = 0; i < 12; i++)
+          client.typing(randomUUID()).catch((err: unknown) => {
+            if ((err as { code?: string }).code === 'RATE_LIMITED') refused += 1;
+          });
+      return response;
+    };
+    const client = pool.open(server.url, { fetch: busyFetch });
+    await client.signup({ username: uniqueUsername('busy'), password: PASSWORD });
+    const states: ConnectionState[] = [];
+    client.on('state', (state) => states.push(state));
+    await client.connect();
+    // Past the expiry of the token the handshake sent (6 s), with a margin.
+    await new Promise((resolve) => setTimeout(resolve, 7500));
+    expect(refused, 'the bursts met the budget').to.be.above(0);
+    expect(states).to.deep.equal(['connecting', 'connected']);
   });
 });
