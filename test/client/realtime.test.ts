@@ -5,9 +5,10 @@ import {
   XFChatError,
   type ConnectionState,
   type PublicMessage,
+  type XFChatClient,
 } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
-import { useProxies } from '../helpers/proxy.js';
+import { useProxies, type FaultProxy } from '../helpers/proxy.js';
 import { startTestServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { collector, directPair, failure, useClientPool } from './fixtures.js';
@@ -138,20 +139,30 @@ describe('client SDK: realtime', function () {
     expect(subscription.lastSeq).to.equal(4);
   });
 
-  it('re-subscribes after a reconnect and catches up on what was sent while it was away', async () => {
+  /** Alice connected through a proxy (to cut her off), Bob straight; `atA` collects what Alice's subscription gets. */
+  async function aliceBehindProxy() {
     const { alice, bob, conversationId } = await directPair(server, pool);
     const proxy = await proxies.start(server.url);
     const a = pool.open(proxy.url, { token: alice.token });
     const b = pool.open(server.url, { token: bob.token });
     await Promise.all([a.connect(), b.connect()]);
-    const atA = collector();
+    return { a, b, proxy, conversationId, atA: collector() };
+  }
+
+  /** Alice's connection goes; Bob sends three messages while she is reconnecting. */
+  async function sentWhileAway(a: XFChatClient, b: XFChatClient, proxy: FaultProxy, conversationId: string) {
+    await proxy.stop();
+    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
+    for (const body of ['away 1', 'away 2', 'away 3']) await b.send(conversationId, body);
+  }
+
+  it('re-subscribes after a reconnect and catches up on what was sent while it was away', async () => {
+    const { a, b, proxy, conversationId, atA } = await aliceBehindProxy();
     await a.subscribe(conversationId, atA.onMessage).whenReady();
     await b.send(conversationId, 'before');
     await waitFor(() => atA.messages.length === 1, { what: 'the first message' });
 
-    await proxy.stop();
-    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
-    for (const body of ['away 1', 'away 2', 'away 3']) await b.send(conversationId, body);
+    await sentWhileAway(a, b, proxy, conversationId);
     expect(atA.messages).to.have.length(1);
     await proxy.start();
 
@@ -163,18 +174,11 @@ describe('client SDK: realtime', function () {
   });
 
   it('answers whenReady() while the connection is down only once it is back and caught up', async () => {
-    const { alice, bob, conversationId } = await directPair(server, pool);
-    const proxy = await proxies.start(server.url);
-    const a = pool.open(proxy.url, { token: alice.token });
-    const b = pool.open(server.url, { token: bob.token });
-    await Promise.all([a.connect(), b.connect()]);
-    const atA = collector();
+    const { a, b, proxy, conversationId, atA } = await aliceBehindProxy();
     const sub = a.subscribe(conversationId, atA.onMessage);
     await sub.whenReady();
 
-    await proxy.stop();
-    await waitFor(() => a.state === 'reconnecting', { what: 'the reconnecting state' });
-    for (const body of ['away 1', 'away 2', 'away 3']) await b.send(conversationId, body);
+    await sentWhileAway(a, b, proxy, conversationId);
     let readyAt: number | undefined;
     const ready = sub.whenReady().then(() => (readyAt = sub.lastSeq ?? -1));
     await new Promise((resolve) => setTimeout(resolve, 300));
