@@ -29,7 +29,8 @@ const ENDED_NOTE_KEY = 'xfchat.ended-note';
 
 /** What the login screen says when the server ended the session (the reasons of lib/protocol). */
 const SESSION_ENDED: Record<SessionEndReason, string> = {
-  logged_out: 'You were logged out on this device.',
+  // A logout here, or "log out everywhere" from another device (`POST /auth/logout-all`).
+  logged_out: 'You were logged out.',
   revoked: 'You were logged out on this device from another of your devices.',
   password_changed: 'Your password was changed, so this device was logged out. Log in with the new password.',
   // Also what a refused refresh without a known reason is reported as (a login ended while the browser was closed:

@@ -143,7 +143,13 @@ export class ChatSession {
     // A new display name, or a deleted account ("Deleted user"), wherever the person is shown.
     client.on('user:updated', (user) => this.userUpdated(user));
     client.on('typing', (event) => this.view.onTyping(event));
-    client.on('state', () => this.view.onConnectionState());
+    let wasDown = false;
+    client.on('state', (state) => {
+      this.view.onConnectionState();
+      // Back after a drop: what was told meanwhile (new conversations, read markers, titles) is not told again.
+      if (state === 'connected' && wasDown) this.reloadList();
+      wasDown = state === 'reconnecting';
+    });
     client.on('conversation:read', (event) => {
       const state = this.store.get(event.conversationId);
       if (!state) return;
@@ -167,6 +173,31 @@ export class ChatSession {
     const active = document.activeElement;
     if (focusList && (active === null || active === document.body || active.closest('[hidden]') !== null))
       this.sidebar.focusFirst();
+  }
+
+  /**
+   * Reads the list again after the connection came back: conversations added meanwhile are followed, and read
+   * markers, titles and previews catch up (never backwards: `upsert`). One changed or removed since the read was sent
+   * keeps what came meanwhile; one I was removed from meanwhile goes when its subscription is refused.
+   */
+  private reloadList(): void {
+    const sent = performance.now();
+    const asked = new Map(this.changes);
+    this.client.conversations.list().then((conversations) => {
+      for (const summary of conversations) {
+        if ((this.changes.get(summary.id) ?? 0) !== (asked.get(summary.id) ?? 0)) continue;
+        const known = this.store.get(summary.id) !== undefined;
+        const state = this.store.upsert(summary);
+        if (!known) this.follow(state);
+      }
+      this.learnProfilesHeardSince(sent);
+      const current = this.view.currentId === undefined ? undefined : this.store.get(this.view.currentId);
+      if (current) {
+        this.view.refresh(current);
+        this.details.show(current);
+      }
+      this.changed();
+    }, this.report);
   }
 
   /** The profiles heard since `since` (performance.now()). */

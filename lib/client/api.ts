@@ -293,18 +293,36 @@ export class ConversationsApi {
     const waits = { left: MAX_LIST_WAITS };
     // Every page is read in the session the list started in: one page of another account's would be joined in.
     const sessionEnd = this.limits.sessionEnd();
-    for (;;) {
-      const after = cursor;
-      const page = await waitingOutRateLimit(
+    const read = (after: string | undefined) =>
+      waitingOutRateLimit(
         (signal) => this.readPage({ limit: 200, ...(after === undefined ? {} : { cursor: after }) }, signal),
         this.limits.closing,
         sessionEnd,
         waits,
       );
+    let pages = 0;
+    for (;;) {
+      const page = await read(cursor);
+      pages += 1;
       all.push(...page.conversations);
-      if (page.nextCursor === null) return all;
+      if (page.nextCursor === null) break;
       cursor = page.nextCursor;
     }
+    if (pages === 1) return all;
+    // A conversation whose activity moved up while later pages were read moved above their cursor, into the pages
+    // read already: the top is read again, page by page, until one brings none not seen (their newer states first).
+    const seen = new Set(all.map((c) => c.id));
+    const top: ConversationSummary[] = [];
+    cursor = undefined;
+    for (;;) {
+      const page = await read(cursor);
+      top.push(...page.conversations);
+      if (page.nextCursor === null || page.conversations.every((c) => seen.has(c.id))) break;
+      for (const c of page.conversations) seen.add(c.id);
+      cursor = page.nextCursor;
+    }
+    const onTop = new Set(top.map((c) => c.id));
+    return [...top, ...all.filter((c) => !onTop.has(c.id))];
   }
 
   /** One page of `GET /conversations`; `signal` aborts it (list() ends with its session). */

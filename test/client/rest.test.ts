@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { XFChatClient } from '../../lib/client/index.js';
+import { newUser, putMessage } from '../helpers/chat.js';
 import { uniqueUsername } from '../helpers/users.js';
 import { useNode } from '../helpers/nodes.js';
 import { failure, useClientPool } from './fixtures.js';
@@ -170,5 +172,48 @@ describe('client SDK: REST helpers', function () {
     await bob.client.messages.read(direct.id, 3);
     summary = (await bob.client.conversations.list()).find((c) => c.id === direct.id)!;
     expect(summary.unreadCount).to.equal(2);
+  });
+
+  it('lists every conversation of mine, also one that got a message between two pages (it moved above the cursor)', async () => {
+    const me = await newUser(server);
+    const { knex } = server.services.db;
+    // 201 groups of one (me), the oldest activity last: pages of 200 put the oldest alone on page 2.
+    const ids: string[] = [];
+    for (let i = 0; i < 201; i += 1) {
+      const [row] = await knex('conversations')
+        .insert({
+          type: 'group',
+          title: `g${i}`,
+          created_by: me.id,
+          last_activity_at: knex.raw(`now() - make_interval(secs => ?)`, [1000 - i]),
+        })
+        .returning<Array<{ id: string }>>('id');
+      ids.push(row!.id);
+      await knex('conversation_participants').insert({
+        conversation_id: row!.id,
+        user_id: me.id,
+        role: 'owner',
+      });
+    }
+    const oldest = ids[0]!;
+    let pages = 0;
+    const fetchWithAMessageBetweenPages: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const url = String(input instanceof Request ? input.url : input);
+      if (new URL(url).pathname === '/conversations' && (init?.method ?? 'GET') === 'GET') {
+        pages += 1;
+        if (pages === 1) {
+          // A message arrives in the oldest conversation while the first page is on its way to the client.
+          const put = await putMessage(server.url, me, oldest, randomUUID(), { body: 'hello' });
+          expect(put.status).to.equal(201);
+        }
+      }
+      return response;
+    };
+    const client = pool.open(server.url, { token: me.token, fetch: fetchWithAMessageBetweenPages });
+    const listed = await client.conversations.list();
+    expect(pages).to.be.at.least(2);
+    expect(listed.map((c) => c.id)).to.include(oldest);
+    expect(new Set(listed.map((c) => c.id)).size).to.equal(201);
   });
 });
