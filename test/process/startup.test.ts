@@ -294,13 +294,19 @@ describe('startup (the real entry point as a child process)', function () {
 
     it('takes a DATABASE_URL without a port for 5432, whatever PGPORT says', async () => {
       const url = new URL(databaseUrl);
-      expect(url.port === '' || url.port === '5432', 'the test server is on 5432').to.equal(true);
+      const testPort = url.port || '5432';
       url.port = '';
-      const result = await runMain(goodEnv(url.toString(), { PGPORT: String(await freePort()) }), {
+      // On 5432 (the PostgreSQL service), PGPORT names a port where nothing listens: the node starts on 5432. On
+      // another port (an embedded PostgreSQL), PGPORT names the test server's: the node must not go there, and
+      // says what it found on 5432 (a refusal, or no such database on another server).
+      const pgport = testPort === '5432' ? String(await freePort()) : testPort;
+      const result = await runMain(goodEnv(url.toString(), { PGPORT: pgport }), {
         sigtermWhen: /\[STARTUP\] listening/,
       });
-      expect(result.stderr).to.equal('');
-      expect(result.stdout).to.include(`[STARTUP] database ${url.hostname}:5432/`);
+      const told = `${result.stdout}\n${result.stderr}`;
+      expect(told).to.include(`${url.hostname}:5432`);
+      expect(told).not.to.include(`${url.hostname}:${pgport}`);
+      if (testPort === '5432') expect(result.stdout).to.include(`[STARTUP] database ${url.hostname}:5432/`);
     });
 
     it('exits non-zero with a clear message when the database does not exist (3D000)', async () => {
