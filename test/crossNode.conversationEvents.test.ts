@@ -279,10 +279,12 @@ describe("a group's detail events reach every node's sockets in the order of its
     );
     await rename(nodeA, owner, group.id, 'marker');
     // Their node is of this release and follows the control bus too: they hear each twice, the adapter's copy
-    // included. A follower hears each once: the adapter's copy leaves it out.
-    await waitFor(() => olderHeard.kinds.length === 4 && newcomerHeard.kinds.length === 4, {
-      what: "the adapter's copies",
-    });
+    // included. A follower hears each once: the adapter's copy leaves it out. The adapter's copy and the control
+    // bus's come by separate channels, in no order between them: each is waited for.
+    await waitFor(
+      () => olderHeard.kinds.length === 4 && newcomerHeard.kinds.length === 4 && followerHeard.kinds.length === 2,
+      { what: "the adapter's copies and the follower's" },
+    );
     expect(olderHeard.kinds).to.deep.equal(['updated+me', 'updated+me', 'updated+me', 'updated+me']);
     expect(newcomerHeard.kinds).to.deep.equal(['added+me', 'added+me', 'updated+me', 'updated+me']);
     expect(followerHeard.kinds).to.deep.equal(['updated+me', 'updated+me']);
