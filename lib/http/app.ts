@@ -69,6 +69,17 @@ function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding:
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
+ * The body encodings read, the ones the docs name. The parser also reads `zstd` where Node has it (22.15 and later),
+ * so what a node accepted would depend on the Node it runs on: anything else is refused here, on every Node alike.
+ */
+const BODY_ENCODINGS = new Set(['identity', 'gzip', 'deflate', 'br']);
+
+/** Whether a request carries a body, as the parser decides it (a length or a transfer coding). */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined;
+}
+
+/**
  * helmet's default Content-Security-Policy, narrowed to what the web app uses: styles and fonts only from its own
  * origin (its one stylesheet; no inline styles, no web fonts: the defaults allowed any https: host and
  * 'unsafe-inline'). `upgrade-insecure-requests` goes only with pages served over HTTPS (`req.secure`, which
@@ -118,6 +129,10 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   // A body announced larger than the limit is refused at once: express.json answers only after reading all of it.
   app.use((req, _res, next) => {
     next(announcedTooLarge(req) ? new AppError('PAYLOAD_TOO_LARGE') : undefined);
+  });
+  app.use((req, _res, next) => {
+    const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    next(hasBody(req) && !BODY_ENCODINGS.has(encoding) ? new AppError('UNSUPPORTED_MEDIA_TYPE') : undefined);
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 
