@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import {
+  CLUSTER_LIMITS_TABLE,
   type ClusterCounter,
   LimitReached,
   clusterLimiter,
@@ -156,6 +157,24 @@ const NO_LIMITS: AuthLimits = {
   close: () => undefined,
 };
 
+/** The counter of the pairs a username signed in from (within {@link LOGIN_LIMITS.knownPairSeconds}). */
+const KNOWN_PAIRS = 'login_known_pair';
+
+// Usernames match case-insensitively, so "Alice" and "alice" share their counters. Addresses are counted by their
+// network where one host has many (an IPv6 /64: addressKey()).
+const pairKeyStart = (username: string) => `${username.toLowerCase()}|`;
+
+/**
+ * Forgets the addresses `username` signed in from, as part of its account's deletion: the name is free, and whoever
+ * takes it next never signed in there, so those addresses must not skip the new account's username ceiling.
+ * The name's failure counters and lockouts stay (they only hold guessers back, and end within hours).
+ */
+export async function forgetKnownAddresses(db: Knex | Knex.Transaction, username: string): Promise<void> {
+  await db(CLUSTER_LIMITS_TABLE)
+    .whereRaw('starts_with(key, ?)', [`${KNOWN_PAIRS}:${pairKeyStart(username)}`])
+    .delete();
+}
+
 /** Builds the limits over the app's knex pool. */
 export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
   const { perMinute: n, knex, logger } = deps;
@@ -170,7 +189,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     LOGIN_LIMITS.pairHourFactor * n,
     LOGIN_LIMITS.pairHourWindowSeconds,
   );
-  const knownPairs = limiter('login_known_pair', 1, LOGIN_LIMITS.knownPairSeconds);
+  const knownPairs = limiter(KNOWN_PAIRS, 1, LOGIN_LIMITS.knownPairSeconds);
   const byUsername = limiter(
     'login_user',
     LOGIN_LIMITS.usernameFactor * n,
@@ -217,9 +236,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     }
   }
 
-  // Usernames match case-insensitively, so "Alice" and "alice" share their counters. Addresses are counted by
-  // their network where one host has many (an IPv6 /64: addressKey()).
-  const pairKey = (username: string, ip: string) => `${username.toLowerCase()}|${addressKey(ip)}`;
+  const pairKey = (username: string, ip: string) => `${pairKeyStart(username)}${addressKey(ip)}`;
 
   /** The points an attempt of an unknown pair took from the address's and the username's counters, given back. */
   const giveSharedBack = (username: string, ip: string, windows: AttemptWindows): Array<Promise<unknown>> => [

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { DELETED_USER_DISPLAY_NAME, User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
 import type { PublicUser } from '../protocol/index.js';
+import { forgetKnownAddresses } from './authLimits.js';
 import type { SessionService } from './sessions.js';
 
 /** What account deletion needs of the conversation service (lib/conversations). */
@@ -91,6 +92,7 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
         // Before the friendships go: they are part of who must hear about it.
         const audience = await audienceOf(trx, user.id);
         await removeTies(trx, user.id);
+        if (locked.username !== null) await forgetKnownAddresses(trx, locked.username);
         const deleted = await User.query(trx).patchAndFetchById(user.id, {
           username: null,
           passwordHash: null,
