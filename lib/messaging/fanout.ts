@@ -78,6 +78,14 @@ export interface Fanout {
    */
   catchUp(): void;
   /**
+   * A write of this node to these conversations failed as an outage does, after it was sent: it may have
+   * committed, even after the node gave up on it, and then nobody was told (its retry is a duplicate, which
+   * delivers nothing). At the heartbeat a second later, each conversation's row lock is waited for (the write, if
+   * it still runs, holds it), then this node's subscribers are caught up on it and the other nodes asked to catch
+   * up; while PostgreSQL does not answer, again at each heartbeat.
+   */
+  outcomeUnknown(conversationIds: readonly string[]): void;
+  /**
    * The control bus connection ended (it reconnects): the removals committed from now on until it listens again
    * are not heard here, and what is delivered to a conversation's room checks its removals first (see
    * {@link FanoutDeps.removalsChecked}), from now on until each conversation's check after the reconnect passed.
@@ -122,6 +130,11 @@ export interface FanoutDeps {
   holeSettleMs?: number;
   /** How often the heartbeat runs. @default 1000 */
   beatMs?: number;
+  /**
+   * How long after a write of unknown outcome failed its conversation is settled ({@link Fanout.outcomeUnknown}):
+   * time for a statement already on its way to reach PostgreSQL and take the lock. @default 1000
+   */
+  outcomeSettleMs?: number;
   /**
    * Before a catch-up hands what it read from `messages` to this node's subscribers: takes out of the room here
    * every participant removed by a removal committed before that read which this node has not heard of yet
@@ -325,6 +338,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const holeSettleMs = deps.holeSettleMs ?? 1000;
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
+  const outcomeSettleMs = deps.outcomeSettleMs ?? 1000;
+  /** Conversations a write of unknown outcome went to, with when each (the latest) failed; see outcomeUnknown. */
+  const unknownOutcomes = new Map<string, number>();
+  let settlingOutcomes = false;
   /** Announcements sent and not yet settled, and who waits for them all to settle (the goodbye). */
   let publishing = 0;
   let published: (() => void) | undefined;
@@ -805,6 +822,33 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     });
   }
 
+  /**
+   * Settles the writes of unknown outcome that failed at least {@link outcomeSettleMs} ago, one conversation at a
+   * time: once its row lock is free, whatever the write committed is in `messages`, and the catch-ups (here, and
+   * on the other nodes asked by the next heartbeat) read it. What PostgreSQL does not answer for is tried again
+   * at the next heartbeat.
+   */
+  async function settleOutcomes(now: number): Promise<void> {
+    let settled = 0;
+    for (const [conversationId, failedAt] of [...unknownOutcomes]) {
+      if (now - failedAt < outcomeSettleMs) continue;
+      try {
+        await knex.raw('SELECT 1 FROM conversations WHERE id = ? FOR SHARE', [conversationId]);
+      } catch (err) {
+        logFailure(err, 'waiting for a write of unknown outcome', { conversationId });
+        break;
+      }
+      // A write that failed again meanwhile is settled at a later heartbeat.
+      if (unknownOutcomes.get(conversationId) === failedAt) unknownOutcomes.delete(conversationId);
+      settled += 1;
+      catchUpConversation(conversationId);
+    }
+    if (settled > 0 && othersRun()) {
+      announcementsLost = true;
+      askForCatchUpIfLost();
+    }
+  }
+
   /** Whether other nodes run, as far as this one knows: its announcements have listeners. */
   const othersRun = (): boolean => nodes > 1 || peers.size > 0;
 
@@ -834,6 +878,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (othersRun()) send({ n: node, b: 1 }, 'the heartbeat');
     askForCatchUpIfLost();
     const now = performance.now();
+    if (unknownOutcomes.size > 0 && !settlingOutcomes) {
+      settlingOutcomes = true;
+      settleOutcomes(now)
+        .catch((err: unknown) => logger.error({ err }, 'settling writes of unknown outcome failed'))
+        .finally(() => (settlingOutcomes = false));
+    }
     let gone = false;
     for (const [peer, heardAt] of peers) {
       if (now - heardAt <= peerGoneMs) continue;
@@ -893,6 +943,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     },
     delivered: accept,
     catchUp,
+    outcomeUnknown(conversationIds) {
+      const now = performance.now();
+      for (const conversationId of conversationIds) unknownOutcomes.set(conversationId, now);
+    },
     lost() {
       removalsMissed = 'all';
     },
@@ -918,7 +972,8 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       // up; if even that fails, no goodbye: they catch up after the silence.
       if (publishing > 0) await new Promise<void>((resolve) => (published = resolve));
       published = undefined;
-      if (announcementsLost) {
+      // A write of unknown outcome not settled yet may have committed unannounced too.
+      if (announcementsLost || unknownOutcomes.size > 0) {
         announcementsLost = false;
         try {
           await deps.bus.notify(MESSAGES_CHANNEL, { n: node, c: 1 });

@@ -109,6 +109,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     onCommitted: (written, announce) => {
       if (announce !== undefined && !announce.inCommit) fanout.publish(newsOf(written));
     },
+    onOutcomeUnknown: (conversationIds) => fanout.outcomeUnknown(conversationIds),
     onTransaction: (report) => {
       if (report.committed) metrics.observeBatch(report.sends, report.persisted, report.busy);
       if (report.heldUp) metrics.observeHeldUpStart();

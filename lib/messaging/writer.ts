@@ -43,6 +43,13 @@ export interface GroupCommitWriterOptions {
    * node announces it now unless the transaction did.
    */
   onCommitted?: (written: readonly Written[], announce: Announce | undefined) => void;
+  /**
+   * A call sent to PostgreSQL failed as an outage does (the connection lost, no answer in time): whether it
+   * committed is unknown, and if it did, later than the node gave up on it. Its senders were answered
+   * `DB_UNAVAILABLE`; the node must still deliver and announce what it may have committed (fanout's
+   * `outcomeUnknown`).
+   */
+  onOutcomeUnknown?: (conversationIds: readonly string[]) => void;
   onTransaction?: (report: TransactionReport) => void;
 }
 
@@ -336,8 +343,10 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
         outcomes.push(...(await writeBatches(client, [batch], announce, wait)));
       } catch (err) {
         // Each sender's error carries `err` as its cause and is logged where it is answered.
-        if (isDbUnavailable(err)) outage = toAppError(err);
-        else logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
+        if (isDbUnavailable(err)) {
+          outage = toAppError(err);
+          outcomeUnknown([batch]);
+        } else logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
         outcomes.push(failAll(batch, outage ?? toAppError(err)));
       }
     }
@@ -355,12 +364,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     let outcomes: Array<WriteOutcome[] | typeof BUSY>;
     let announce: Announce | undefined;
     let acquiring = false;
+    let sent = false;
     try {
       announce = await options.announce?.();
       announcing = announce !== undefined;
       acquiring = true;
       const client = await connections.acquire();
       acquiring = false;
+      sent = true;
       try {
         const target = connections.observed(client);
         try {
@@ -387,6 +398,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       );
       group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
       report({ batches, persisted: 0, busy: 0, committed: false, heldUp });
+      if (sent && isDbUnavailable(err)) outcomeUnknown(batches);
       // No connection came for the whole acquire timeout (the pool exhausted, PostgreSQL away): the batches waiting
       // for a slot would each wait as long again for their own. They are answered with this error now, so every
       // send is answered within the acquire timeout (guarantee 6), as the actors answer what waits behind a batch.
@@ -425,6 +437,14 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       logger.error({ err }, 'announcing a commit failed');
     }
     report({ batches: written.map((w) => w.batch), persisted, busy: busy.length, committed: true, heldUp });
+  }
+
+  function outcomeUnknown(batches: readonly ConversationBatch[]): void {
+    try {
+      options.onOutcomeUnknown?.(batches.map((b) => b.conversationId));
+    } catch (err) {
+      logger.error({ err }, 'onOutcomeUnknown observer threw');
+    }
   }
 
   function report(

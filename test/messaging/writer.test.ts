@@ -775,7 +775,13 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         };
       },
     };
-    const w = createGroupCommitWriter({ connections: faulty, logger, maxConcurrency: 1 });
+    const unknown: string[] = [];
+    const w = createGroupCommitWriter({
+      connections: faulty,
+      logger,
+      maxConcurrency: 1,
+      onOutcomeUnknown: (ids) => unknown.push(...ids),
+    });
     writers.push(w);
     const send = (conversationId: string, clientMsgId: string) =>
       w.write({
@@ -798,6 +804,9 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(await state(second)).to.deep.equal({ lastSeq: 1, seqs: [1] });
     expect(await state(third)).to.deep.equal({ lastSeq: 0, seqs: [] });
     expect(await state(fourth)).to.deep.equal({ lastSeq: 0, seqs: [] });
+    // Only the call that met the outage may have committed unseen: the one refused for a batch's sake did not,
+    // and the last batch was never sent.
+    expect(unknown).to.deep.equal([third]);
   });
 
   it('answers DB_UNAVAILABLE while the database is unreachable, and writes again once it is back', async () => {
