@@ -95,7 +95,7 @@ export interface SessionService {
    * the ended ids. Call {@link announceEnded} after the commit.
    */
   endAll(userId: string, options: { except?: string; db?: Knex }): Promise<string[]>;
-  /** Ends every session of the user and disconnects every socket of the user on every node. */
+  /** Ends every session the user has now, and disconnects their sockets on every node. */
   endEverySession(userId: string, reason: SessionEndReason): Promise<void>;
   /** Tells the ended sessions' sockets why, and disconnects them on every node (after the commit). */
   announceEnded(sessionIds: readonly string[], reason: SessionEndReason): void;
@@ -294,12 +294,14 @@ export function createSessionService(deps: SessionDeps): SessionService {
     async endEverySession(userId, reason) {
       // Under the user's row lock, as a password change and an account deletion end sessions: without it, this
       // delete and a password change's (which share-locks the caller's session first) could wait for each other.
-      await knex.transaction(async (trx) => {
+      const ended = await knex.transaction(async (trx) => {
         await trx('users').where('id', userId).forUpdate().first('id');
-        await service.endAll(userId, { db: trx });
+        return service.endAll(userId, { db: trx });
       });
-      // The user's room: also a socket whose handshake raced the delete (it re-checks its session anyway).
-      notify.disconnectUser(userId, reason);
+      // The ended sessions' rooms, not the user's: a session that began after this commit (another device signing
+      // in at once) is live, and its sockets may join the user's room on another node before the notice gets
+      // there. A socket whose handshake raced the delete looks at its session again once in its room (io.ts).
+      service.announceEnded(ended, reason);
     },
 
     announceEnded(sessionIds, reason) {
