@@ -252,7 +252,12 @@ export class Connection {
     };
     let response: Ack<object>;
     try {
-      response = await timed.emitWithAck(event, payload);
+      const acked = timed.emitWithAck(event, payload);
+      // socket.io keeps what it could not write for the next connection, whoever's session that is: a packet
+      // emitted just as a machine wakes from a sleep past the heartbeat (still `connected`, its ping expired; the
+      // connection closes on the next tick). Never sent later, its ack fails with the close: DISCONNECTED.
+      this.dropBuffered();
+      response = await acked;
     } catch (err) {
       // Dropped by close(): the caller's doing, not the network's (DISCONNECTED would be retried).
       if (this.closed.signal.aborted) throw closedError();
@@ -274,6 +279,7 @@ export class Connection {
   stop(error: XFChatError): void {
     clearTimeout(this.retryTimer);
     this.refused = error;
+    this.dropBuffered();
     this.socket.disconnect();
     this.setState('disconnected');
     this.events.emit('unauthorized', error);
@@ -283,6 +289,7 @@ export class Connection {
   restart(): void {
     if (this.closed.signal.aborted || this.current === 'disconnected') return;
     clearTimeout(this.retryTimer);
+    this.dropBuffered();
     this.socket.disconnect();
     this.setState('reconnecting');
     this.socket.connect();
@@ -294,6 +301,7 @@ export class Connection {
    */
   disconnect(error: XFChatError): void {
     clearTimeout(this.retryTimer);
+    this.dropBuffered();
     this.socket.disconnect();
     this.setState('disconnected');
     for (const reject of [...this.waiters]) reject(error);
@@ -305,9 +313,18 @@ export class Connection {
     this.closed.abort(closedError());
     for (const reject of [...this.waiters]) reject(closedError());
     clearTimeout(this.retryTimer);
+    this.dropBuffered();
     this.socket.disconnect();
     this.setState('disconnected');
     this.events.removeAll();
+  }
+
+  /**
+   * Takes out whatever socket.io buffered to send on the next connection (see request()): with it out of the buffer,
+   * the disconnect fails its ack, and nothing of this connection's goes out under a later login.
+   */
+  private dropBuffered(): void {
+    if (this.socket.sendBuffer.length > 0) this.socket.sendBuffer = [];
   }
 
   /** The handshake refused the token: renew it once and retry, or stop. */
