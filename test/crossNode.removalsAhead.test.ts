@@ -256,13 +256,20 @@ describe('a node does not deliver its own writes to a participant removed by a r
     const history = service.history.bind(service);
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
+    let reading!: () => void;
+    const pageReading = new Promise<void>((resolve) => (reading = resolve));
     service.history = async (userId, conversationId, window, reader) => {
-      if (userId === member.id) await released;
+      if (userId === member.id) {
+        reading();
+        await released;
+      }
       return await history(userId, conversationId, window, reader);
     };
     try {
       const answer = removed.emitWithAck('conversation:subscribe', { conversationId: group.id });
-      await Promise.race([answer, new Promise((resolve) => setTimeout(resolve, 500))]);
+      // Refused, or it joined and reads its page (held): a fixed wait passed trivially when the subscribe had not
+      // got that far yet.
+      await Promise.race([answer, pageReading]);
       expectOk(await send(writerSocket, group.id, 'while it subscribes'));
       await waitFor(() => ownerMessages.length === 2, { what: "the owner's copy" });
       release();

@@ -27,6 +27,12 @@ describe('a subscribe racing the subscriber’s removal (two nodes)', function (
     const xMessages = record(xSocket, 'message:new');
     const xReads = record(xSocket, 'conversation:read');
     const xRemoved = record(xSocket, 'conversation:removed');
+    // A participant's socket on node b: whatever would reach x's socket there, had it joined, reaches this one in
+    // the same emit (the message by the announcements' channel, the read marker through the adapter).
+    const witness = await pool.open(b.url, owner);
+    await subscribe(witness, group.id);
+    const witnessMessages = record(witness, 'message:new');
+    const witnessReads = record(witness, 'conversation:read');
 
     const service = b.services.messages;
     const realAssert = service.assertParticipant.bind(service);
@@ -73,7 +79,9 @@ describe('a subscribe racing the subscriber’s removal (two nodes)', function (
       expectOk(await send(ownerSocket, group.id, 'after x was removed'));
       const ySocket = await pool.open(a.url, y);
       expectOk(await ySocket.emitWithAck('conversation:read', { conversationId: group.id, seq: 1 }));
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await waitFor(() => witnessMessages.length === 1 && witnessReads.length === 1, {
+        what: 'the message and the read marker on node b',
+      });
       releasePage();
       const ack = await answer;
       expect(ack.ok ? 'ok' : ack.error.code).to.equal('NOT_FOUND');

@@ -60,7 +60,14 @@ function startDev(dataDir: string, env: Record<string, string>, via: 'npm' | 'no
   const exited = new Promise<ChildResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) =>
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started }),
+      resolve({
+        code,
+        signal,
+        stdout,
+        stderr,
+        elapsedMs: performance.now() - started,
+        sinceFirstOutputMs: undefined,
+      }),
     );
   });
   return {

@@ -180,24 +180,37 @@ describe('message lifecycle and blocks', function () {
   });
 
   it('answers a typing BLOCKED on every node as soon as the block is heard, within 2 s of one that went out', async () => {
-    const { alice, bob, id, sides } = await directPair();
-    const [aliceSide, bobSide] = sides;
-    const typed = performance.now();
-    // Both typed a moment ago: their next typings within 2 s would be answered from each node's memory.
-    expect(await aliceSide.socket.emitWithAck('typing', { conversationId: id })).to.deep.equal({ ok: true });
-    expect(await bobSide.socket.emitWithAck('typing', { conversationId: id })).to.deep.equal({ ok: true });
-    // Bob blocks Alice (on node a, Alice's node; Bob's node b hears it by the control bus).
-    expect((await block(bob, alice)).status).to.equal(204);
-    for (const side of sides) {
-      await waitFor(
-        async () => {
-          const ack = await side.socket.emitWithAck('typing', { conversationId: id });
-          return !ack.ok && ack.error.code === 'BLOCKED';
-        },
-        { what: `${side.user.username}'s typing to be BLOCKED`, timeoutMs: 1500, intervalMs: 20 },
-      );
-    }
-    expect(performance.now() - typed, 'within the 2 s the typings were remembered').to.be.below(2000);
+    /** One try on a new pair: how long from the typings to the last BLOCKED. */
+    const attempt = async (): Promise<number> => {
+      const { alice, bob, id, sides } = await directPair();
+      const [aliceSide, bobSide] = sides;
+      const typed = performance.now();
+      // Both typed a moment ago: their next typings within 2 s would be answered from each node's memory.
+      expect(await aliceSide.socket.emitWithAck('typing', { conversationId: id })).to.deep.equal({
+        ok: true,
+      });
+      expect(await bobSide.socket.emitWithAck('typing', { conversationId: id })).to.deep.equal({ ok: true });
+      // Bob blocks Alice (on node a, Alice's node; Bob's node b hears it by the control bus).
+      expect((await block(bob, alice)).status).to.equal(204);
+      for (const side of sides) {
+        await waitFor(
+          async () => {
+            const ack = await side.socket.emitWithAck('typing', { conversationId: id });
+            return !ack.ok && ack.error.code === 'BLOCKED';
+          },
+          { what: `${side.user.username}'s typing to be BLOCKED`, timeoutMs: 1500, intervalMs: 20 },
+        );
+      }
+      return performance.now() - typed;
+    };
+    // A try that took 2 s or more (a block slow to commit on a loaded machine) shows nothing either way: the
+    // typings had been forgotten by then. A node answering from its memory takes that long every time.
+    const tries: number[] = [];
+    while (tries.length < 3 && !tries.some((ms) => ms < 2000)) tries.push(await attempt());
+    expect(
+      Math.min(...tries),
+      `within the 2 s the typings were remembered (tries: ${tries.join(', ')} ms)`,
+    ).to.be.below(2000);
   });
 
   it('in a group, a block between two members changes nothing', async () => {

@@ -258,9 +258,14 @@ describe('the socket check and a membership that changed while it read', functio
   it('a removal told from the database after a gap is not told to a user whose addition since was heard while it read', async () => {
     const owner = await newUser(server);
     const [member] = (await friendsOf(server, owner, 1)) as [TestUser];
-    const group = await createGroup(server.url, owner, [member]);
-    // The member's device shows the list of conversations: it does not follow the group's room.
+    // The member's device shows the list of conversations: it does not follow the group's room. Connected before
+    // the group is made, and told of it before anything else: the creation's notice, told from the control bus a
+    // moment after the creation's answer, would otherwise reach a socket opened after it now and then, and be
+    // recorded as a second conversation:added.
     const memberSocket = await pool.open(server.url, member);
+    const created = record(memberSocket, 'conversation:added');
+    const group = await createGroup(server.url, owner, [member]);
+    await waitFor(() => created.length === 1, { what: "the group's creation at the member" });
     const order: string[] = [];
     memberSocket.on('conversation:removed', () => order.push('removed'));
     memberSocket.on('conversation:added', () => order.push('added'));

@@ -33,12 +33,17 @@ function heldChanges() {
   const held: Array<() => void> = [];
   let holding = true;
   let answered = 0;
+  let handedOver = 0;
   const holdingFetch: typeof fetch = async (input, init) => {
     const response = await fetch(input, init);
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     if (holding && url.includes('/changes')) {
       answered += 1;
+      // Read whole now: once handed over, the client has it in memory and nothing of the network is left to wait for.
+      const body = await response.arrayBuffer();
       await new Promise<void>((resolve) => held.push(resolve));
+      handedOver += 1;
+      return new Response(body, { status: response.status, headers: response.headers });
     }
     return response;
   };
@@ -46,7 +51,12 @@ function heldChanges() {
     holding = false;
     for (const resolve of held.splice(0)) resolve();
   };
-  return { fetch: holdingFetch, answered: () => answered, release };
+  /** Resolves once every held page has been handed to the client, and the client has had time to take it in. */
+  const handedOverAll = async () => {
+    await waitFor(() => handedOver === answered, { what: 'the held pages to be handed over' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  };
+  return { fetch: holdingFetch, answered: () => answered, release, handedOverAll };
 }
 
 describe('client SDK: realtime', function () {
@@ -357,8 +367,9 @@ describe('client SDK: realtime', function () {
     await subscription.unsubscribe();
     expect(subscription.isActive).to.equal(false);
     gate.release();
-    // The page arrives in a few milliseconds; a subscription that took it in would hand the edit over.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A subscription that took the page in would hand the edit over: wait until it has the page, however slow the
+    // machine (a fixed 300 ms from the release passed without looking when the page came later).
+    await gate.handedOverAll();
     expect(updates).to.deep.equal([]);
   });
 
@@ -367,7 +378,7 @@ describe('client SDK: realtime', function () {
     await a.logout();
     expect(subscription.isActive).to.equal(false);
     gate.release();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await gate.handedOverAll();
     expect(updates).to.deep.equal([]);
   });
 

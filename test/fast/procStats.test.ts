@@ -99,7 +99,10 @@ describe('bench CPU readings (/proc)', function () {
       // N + 1 spinners on N cores: together they wait about one spinner's time; the scheduler shares it out.
       const total = waits.reduce((a, b) => a + b, 0);
       expect(total).to.be.above(50);
-      for (const each of waits) expect(each).to.be.within(0, 100);
+      // Percents of the interval, not nanoseconds or ms: about a third each here. Not capped at 100: the kernel adds
+      // a wait to schedstat when it ends, so a wait begun before start() counts whole, and on a loaded machine (more
+      // runnable processes than these) a spinner's waits came to 104-116% of the 600 ms.
+      for (const each of waits) expect(each).to.be.within(0, 200);
       // Not read for a process tree.
       expect(wait).not.to.have.property('tree');
     } finally {

@@ -14,6 +14,11 @@ export interface ChildResult {
   stderr: string;
   /** From spawn to exit. */
   elapsedMs: number;
+  /**
+   * From its first output on stdout to exit (undefined if it printed nothing): without Node's and tsx's start,
+   * which takes seconds on a loaded machine.
+   */
+  sinceFirstOutputMs: number | undefined;
 }
 
 export interface RunOptions {
@@ -68,10 +73,12 @@ function spawnMain(env: Record<string, string>, script: readonly string[] = ['li
   });
   let stdout = '';
   let stderr = '';
+  let firstOutputAt: number | undefined;
   const stdoutListeners: Array<() => void> = [];
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');
   child.stdout.on('data', (chunk: string) => {
+    firstOutputAt ??= performance.now();
     stdout += chunk;
     for (const listener of stdoutListeners) listener();
   });
@@ -82,7 +89,9 @@ function spawnMain(env: Record<string, string>, script: readonly string[] = ['li
     child.once('error', reject);
     // 'close' (not 'exit') so that stdout and stderr are complete.
     child.once('close', (code, signal) => {
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started });
+      const now = performance.now();
+      const sinceFirstOutputMs = firstOutputAt === undefined ? undefined : now - firstOutputAt;
+      resolve({ code, signal, stdout, stderr, elapsedMs: now - started, sinceFirstOutputMs });
     });
   });
   return {

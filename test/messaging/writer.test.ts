@@ -672,8 +672,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     try {
       await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
       // Once the transaction beside it has taken d ms, the held one counts as held up while it has run over 3 d:
-      // 300 ms leaves d up to 150 ms on a slow machine.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // 1500 ms leaves d up to 750 ms on a loaded machine. (At 300 ms, a d over 150 ms, as under CI's load, left the
+      // pile waiting for the held transaction, whose gate opens only after the pile is answered: the test and its
+      // afterEach timed out.)
+      await new Promise((resolve) => setTimeout(resolve, 1500));
       // The first batch starts a transaction beside the held one; the other nine (135 sends) pile up behind it,
       // and go in two transactions once it is done, while the held one still holds its slot.
       const batches = piled.map((conversationId, c) =>
