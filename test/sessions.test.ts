@@ -644,6 +644,37 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     }
   });
 
+  it('a login that ended the least recently used session tells it, even when the login fails after its session began', async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    await knex('sessions')
+      .where({ id: (jwt.decode(alice.token) as { sid: string }).sid })
+      .update({ last_used_at: knex.raw("now() - interval '1 day'") });
+    await Promise.all(
+      Array.from({ length: MAX_SESSIONS_PER_USER - 1 }, (_, i) =>
+        insertSession(knex, alice.user.id, new Date(Date.now() - (MAX_SESSIONS_PER_USER - i) * 60_000)),
+      ),
+    );
+    const oldestSocket = await connectSocket(server.url, alice.token);
+    const ended = record(oldestSocket, 'session:ended');
+    const gone = disconnected(oldestSocket);
+    const { limits } = server.services.auth;
+    const accepted = limits.passwordAccepted.bind(limits);
+    // The login's session began (and ended the oldest); what follows it fails.
+    limits.passwordAccepted = () => Promise.reject(new Error('the limits table is away'));
+    try {
+      const res = await post('/auth/login', { username: alice.username, password: PASSWORD });
+      expect(res.status).to.equal(500);
+      // Told at once, not at the sockets' periodic re-check of their sessions (a minute).
+      await waitFor(() => ended.length > 0, { what: 'the ended session told', timeoutMs: 10_000 });
+      expect(await gone).to.equal('io server disconnect');
+      expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+    } finally {
+      limits.passwordAccepted = accepted;
+      oldestSocket.close();
+    }
+  });
+
   it('checks the user and its session in ONE statement per authenticated request', async () => {
     const alice = await account();
     const knex = server.services.db.knex;

@@ -104,8 +104,9 @@ export function authRoutes(services: Services): Router {
     // First the session: a password changed while this login ran refuses it (INVALID_CREDENTIALS), and its attempt
     // stays counted as the failure it is.
     const session = await accounts.startLogin(user, clientInfo(req).userAgent);
-    await accounts.limits.passwordAccepted(req.passwordAttempt);
+    // Committed: the sessions it ended are told now, whatever becomes of the rest of this login.
     accounts.sessions.announceEnded(session.evicted, 'revoked');
+    await accounts.limits.passwordAccepted(req.passwordAttempt);
     res.json(authResponse(user, session));
   };
 
