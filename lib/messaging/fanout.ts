@@ -304,6 +304,9 @@ interface Starting {
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
 const MAX_UNSETTLED = 256;
 
+/** How long a goodbye waits for this node's writes of unknown outcome to let go of their locks. */
+const GOODBYE_SETTLE_MS = 5000;
+
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const { knex, notify, logger, removalsChecked } = deps;
   const node = randomUUID();
@@ -756,19 +759,26 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * Reads what this node's subscribers of a conversation lack: the messages after the seq mark, then every message
    * changed (or sent) after the version mark, each in its current state: a message given in an older state goes
    * out as a change, one not given yet as new. Queued like announcements; what those queued behind it repeat, the
-   * marks leave out. Asked for while one is queued or reading, another runs after it.
+   * marks leave out. Asked for while one is queued or reading, another runs after it. Answers whether this call
+   * started one (false: it joined the one under way); `failed` is called if one of its reads fails.
    */
-  function catchUpConversation(conversationId: string): void {
+  function catchUpConversation(conversationId: string, failed?: () => void): boolean {
     if (catchingUp.has(conversationId)) {
       catchingUp.set(conversationId, true);
-      return;
+      return false;
     }
     catchingUp.set(conversationId, false);
     deliver(conversationId, async (): Promise<Delivery> => {
       const after = given.get(conversationId)?.seq;
       if (after === undefined) return { kind: 'new', messages: [] };
-      const messages = await readMessagesAfter(knex, conversationId, after);
-      if (messages.length > 0) await removalsChecked?.(conversationId);
+      let messages: PublicMessage[];
+      try {
+        messages = await readMessagesAfter(knex, conversationId, after);
+        if (messages.length > 0) await removalsChecked?.(conversationId);
+      } catch (err) {
+        failed?.();
+        throw err;
+      }
       return {
         kind: 'new',
         messages,
@@ -795,10 +805,12 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
         };
       } catch (err) {
         // Ends this catch-up all the same; the next one (a reconnect, a node count that grows) reads it again.
+        failed?.();
         logFailure(err, 'catching up on changed messages', { conversationId });
         return { kind: 'updated', messages: [], endsCatchUp: true };
       }
     });
+    return true;
   }
 
   function catchUp(): void {
@@ -823,6 +835,17 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   }
 
   /**
+   * Waits until no write holds these conversations' row locks: a write of unknown outcome that still runs on
+   * PostgreSQL holds its conversation's (`FOR NO KEY UPDATE`, which `FOR SHARE` waits for) until it commits or
+   * rolls back.
+   */
+  async function waitForWrites(conversationIds: readonly string[]): Promise<void> {
+    await knex.raw('SELECT 1 FROM conversations WHERE id = ANY(?::uuid[]) ORDER BY id FOR SHARE', [
+      [...conversationIds],
+    ]);
+  }
+
+  /**
    * Settles the writes of unknown outcome that failed at least {@link outcomeSettleMs} ago, one conversation at a
    * time: once its row lock is free, whatever the write committed is in `messages`, and the catch-ups (here, and
    * on the other nodes asked by the next heartbeat) read it. What PostgreSQL does not answer for is tried again
@@ -833,15 +856,20 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     for (const [conversationId, failedAt] of [...unknownOutcomes]) {
       if (now - failedAt < outcomeSettleMs) continue;
       try {
-        await knex.raw('SELECT 1 FROM conversations WHERE id = ? FOR SHARE', [conversationId]);
+        await waitForWrites([conversationId]);
       } catch (err) {
         logFailure(err, 'waiting for a write of unknown outcome', { conversationId });
         break;
       }
-      // A write that failed again meanwhile is settled at a later heartbeat.
-      if (unknownOutcomes.get(conversationId) === failedAt) unknownOutcomes.delete(conversationId);
       settled += 1;
-      catchUpConversation(conversationId);
+      // Settled once its catch-up here has read (one already under way is joined, and this one is tried again at
+      // the next heartbeat); a read that fails puts it back. A write that failed again meanwhile is settled later.
+      const again = () => {
+        if (!unknownOutcomes.has(conversationId)) unknownOutcomes.set(conversationId, failedAt);
+      };
+      if (catchUpConversation(conversationId, again) && unknownOutcomes.get(conversationId) === failedAt) {
+        unknownOutcomes.delete(conversationId);
+      }
     }
     if (settled > 0 && othersRun()) {
       announcementsLost = true;
@@ -972,8 +1000,33 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       // up; if even that fails, no goodbye: they catch up after the silence.
       if (publishing > 0) await new Promise<void>((resolve) => (published = resolve));
       published = undefined;
-      // A write of unknown outcome not settled yet may have committed unannounced too.
-      if (announcementsLost || unknownOutcomes.size > 0) {
+      // A write of unknown outcome not settled yet may have committed unannounced too, or may commit later: the
+      // others are asked to catch up once its lock is free, so that they read what it committed. If it does not
+      // come free in time, no goodbye either: they catch up after the silence.
+      if (unknownOutcomes.size > 0) {
+        const waiting = waitForWrites([...unknownOutcomes.keys()]);
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), GOODBYE_SETTLE_MS);
+        });
+        try {
+          if ((await Promise.race([waiting, timedOut])) === 'timeout') {
+            logger.warn(
+              'writes of unknown outcome still held their locks at the goodbye: leaving without one',
+            );
+            waiting.catch((err: unknown) => logFailure(err, 'waiting for a write of unknown outcome'));
+            return;
+          }
+        } catch (err) {
+          logger.warn({ err }, 'settling writes of unknown outcome before the goodbye failed');
+          return;
+        } finally {
+          clearTimeout(timer);
+        }
+        unknownOutcomes.clear();
+        announcementsLost = true;
+      }
+      if (announcementsLost) {
         announcementsLost = false;
         try {
           await deps.bus.notify(MESSAGES_CHANNEL, { n: node, c: 1 });
