@@ -131,7 +131,8 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
     next(announcedTooLarge(req) ? new AppError('PAYLOAD_TOO_LARGE') : undefined);
   });
   app.use((req, _res, next) => {
-    const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    // An empty header names no encoding (the parser reads it as identity, as RFC 9110 ignores empty list items).
+    const encoding = (req.headers['content-encoding'] || 'identity').trim().toLowerCase();
     next(hasBody(req) && !BODY_ENCODINGS.has(encoding) ? new AppError('UNSUPPORTED_MEDIA_TYPE') : undefined);
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
