@@ -92,7 +92,9 @@ export async function runDev(options: DevOptions): Promise<void> {
     pg = await startEmbeddedPostgres({
       dataDir: path.join(dataRoot, 'postgres'),
       persistent: true,
-      port: await devDatabasePort(dataRoot),
+      // Chosen (and remembered) only once no other PostgreSQL runs there: a second `npm run dev` on the same data
+      // is refused, and must not move the first one's port.
+      port: () => devDatabasePort(dataRoot),
       ownProcessGroup: true,
     });
     const config = await loadDevConfig(pg.adminUrl, () => devSecret(dataRoot));
@@ -101,6 +103,8 @@ export async function runDev(options: DevOptions): Promise<void> {
     server = await startServer(config, {
       logger: createLogger(config.logLevel, readableLogs()),
       adoptJwtSecret: true,
+      // A Ctrl-C while it waits for the migration lock stops it at once, as it stops `npm start`.
+      stop: signals.whileStarting,
     });
   } catch (err) {
     await pg?.stop();

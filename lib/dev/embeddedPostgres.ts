@@ -21,8 +21,11 @@ export interface EmbeddedPostgresOptions {
   /** Data directory; kept across runs when `persistent`. */
   dataDir: string;
   persistent: boolean;
-  /** Port to listen on; a free one is picked when omitted. */
-  port?: number;
+  /**
+   * Port to listen on, or how to choose it (asked only once no other PostgreSQL runs in `dataDir`); a free one is
+   * picked when omitted.
+   */
+  port?: number | (() => Promise<number>);
   /** Extra postgresql.conf settings, e.g. ['-c', 'ssl=on']. */
   postgresFlags?: string[];
   onLog?: (line: string) => void;
@@ -284,7 +287,8 @@ export async function startEmbeddedPostgres(
     await initialise(bin, options.dataDir, password, user);
     await writeFile(passwordFile, password, { mode: 0o600 });
   }
-  const port = options.port ?? (await freePort());
+  const port =
+    typeof options.port === 'function' ? await options.port() : (options.port ?? (await freePort()));
   const child = await spawnPostgres(bin, options, port, user);
 
   // If this process exits without stop() (an uncaught error, process.exit()), PostgreSQL must not outlive it.
