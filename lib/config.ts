@@ -411,6 +411,11 @@ class EnvReader {
     return isSet(value) ? value.trim() : undefined;
   }
 
+  /** Whether a variable outside the table is set (one a library would read by itself). */
+  has(name: string): boolean {
+    return isSet(this.env[name]);
+  }
+
   /** An integer setting of the table, within its bounds. */
   int(name: IntName): number {
     const { default: fallback, min, max } = SETTINGS[name];
@@ -558,6 +563,24 @@ function refuseUrlParameters(reader: EnvReader, url: string): void {
     reader.problems.push(
       `DATABASE_URL parameter "${shownParameter(name)}" is not read: remove it from the URL${instead}`,
     );
+  }
+}
+
+/**
+ * libpq's variables that node-postgres reads by itself for a setting the node leaves to it: each would reach every
+ * connection of the node's, over its own settings (`PGOPTIONS='-c search_path=...'` sends migrations elsewhere, `-c
+ * default_transaction_read_only=on` fails every write; another client encoding garbles text; binary results and a
+ * replication connection break the queries). Refused at startup, naming the variable (never its value).
+ */
+const DRIVER_VARIABLES = ['PGOPTIONS', 'PGCLIENT_ENCODING', 'PGBINARY', 'PGREPLICATION', 'PGSSLNEGOTIATION'];
+
+function refuseDriverVariables(reader: EnvReader): void {
+  for (const name of DRIVER_VARIABLES) {
+    if (reader.has(name)) {
+      reader.problems.push(
+        `${name} is set: the PostgreSQL driver would apply it to every connection, over the node's own settings; unset it (the node's database settings are DATABASE_URL and the DB_* variables)`,
+      );
+    }
   }
 }
 
@@ -744,6 +767,7 @@ function readDatabaseConfig(reader: EnvReader): DatabaseConfig {
   const sslMode = reader.oneOf('DB_SSL_MODE', SSL_MODES, SETTINGS.DB_SSL_MODE.default);
   refuseOtherUrlSslMode(reader, url, sslMode);
   refuseUrlParameters(reader, url);
+  refuseDriverVariables(reader);
   return {
     url,
     poolMax: reader.int('DB_POOL_SIZE'),

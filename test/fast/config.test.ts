@@ -290,6 +290,30 @@ describe('config', () => {
       expect(migrate[1]).to.include('"statement_timeout"').and.to.include('DB_STATEMENT_TIMEOUT_MS');
     });
 
+    it("refuses the driver's own variables that would override the node's settings, naming each, not its value", () => {
+      const problems = problemsOf(() =>
+        loadDatabaseConfig({
+          DATABASE_URL: URL_WITH_PASSWORD,
+          PGOPTIONS: '-c search_path=elsewhere',
+          PGCLIENT_ENCODING: 'LATIN1',
+          PGBINARY: 'true',
+          PGREPLICATION: 'database',
+          PGSSLNEGOTIATION: 'direct',
+          PGAPPNAME: 'not read: the node names its connections',
+        }),
+      );
+      expect(problems.map((p) => p.split(' ')[0])).to.deep.equal([
+        'PGOPTIONS',
+        'PGCLIENT_ENCODING',
+        'PGBINARY',
+        'PGREPLICATION',
+        'PGSSLNEGOTIATION',
+      ]);
+      for (const problem of problems) expect(problem).not.to.match(/elsewhere|LATIN1|database'|direct/);
+      // An empty one counts as unset, as every setting's does.
+      expect(() => loadDatabaseConfig({ DATABASE_URL: URL_WITH_PASSWORD, PGOPTIONS: '' })).not.to.throw();
+    });
+
     it('names each parameter once, beside a disagreeing sslmode, and takes an agreeing sslmode alone', () => {
       const problems = problemsOf(() =>
         loadConfig(env({ DATABASE_URL: `${URL_WITH_PASSWORD}?sslmode=disable&sslmode=require&ssl=1&ssl=0` })),

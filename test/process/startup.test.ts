@@ -372,6 +372,20 @@ describe('startup (the real entry point as a child process)', function () {
       expect(status.code, status.stderr).to.equal(0);
       expect(status.stdout).to.match(/^applied \(0\): -\npending \(\d+\): /);
     });
+
+    it('xfchat migrate and a node refuse PGOPTIONS, which the driver would send with every connection (one line, naming it, not its value)', async () => {
+      const url = await createEmptyDatabase();
+      const migrate = await runCli(['migrate', 'latest'], {
+        DATABASE_URL: url,
+        PGOPTIONS: '-c search_path=no_such_schema_here',
+      });
+      const line = expectOneLineFailure(migrate);
+      expect(line).to.include('PGOPTIONS is set').and.not.to.include('no_such_schema_here');
+      const status = await runCli(['migrate', 'status'], { DATABASE_URL: url });
+      expect(status.stdout, 'nothing was migrated').to.match(/^applied \(0\): -/);
+      const node = await runMain(goodEnv(url, { PGOPTIONS: '-c default_transaction_read_only=on' }));
+      expect(expectOneLineFailure(node)).to.include('PGOPTIONS is set');
+    });
   });
 
   describe('xfchat --help', () => {
