@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Request } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { PASSWORD, useWebApp, type Person, type WebApp } from './fixture.js';
@@ -162,18 +163,29 @@ describe('web app: sessions that last (2-second access tokens)', function () {
   it('a tab that may be leaving (beforeunload) starts no refresh, and goes on refreshing if it stays', async () => {
     const ann = await app.person('Ann');
     const page = await app.open();
+    // The page's refresh requests still on their way (a Set, so that the answer to a request the listeners
+    // did not see cannot count below zero).
+    const refreshing = new Set<Request>();
+    const isRefresh = (r: Request) => r.method() === 'POST' && new URL(r.url()).pathname === '/auth/refresh';
+    page.page.on('request', (r) => void (isRefresh(r) && refreshing.add(r)));
+    page.page.on('requestfinished', (r) => void refreshing.delete(r));
+    page.page.on('requestfailed', (r) => void refreshing.delete(r));
     await page.logIn(ann.username, PASSWORD);
     const session = await browserSession(app, ann.id);
     await waitFor(async () => (await refreshesOf(app, session.id)) > 0, { what: 'a first refresh' });
 
     // A reload, a close or a navigation away begins with beforeunload; this one keeps beginning for 4 s (two
     // token lifetimes) and never happens. A refresh started meanwhile could be cut off with its answer.
-    const before = await refreshesOf(app, session.id);
     const leaving = setInterval(() => {
       void page.page.evaluate(() => dispatchEvent(new Event('beforeunload'))).catch(() => undefined);
     }, 300);
+    let before = 0;
     try {
       await page.page.evaluate(() => dispatchEvent(new Event('beforeunload')));
+      // Counted once the page is leaving and a refresh it sent just before (one every 0.5 s with 2 s tokens)
+      // has been answered: counted before the dispatch, such a refresh was taken for one started while leaving.
+      await waitFor(() => refreshing.size === 0, { what: 'the refresh sent before leaving to be answered' });
+      before = await refreshesOf(app, session.id);
       await sleep(4000);
       expect(await refreshesOf(app, session.id), 'refreshes while leaving').to.equal(before);
     } finally {
