@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { PROJECT_ROOT, runMain, type ChildResult } from './helpers/childProcess.js';
+import { runMain } from './helpers/childProcess.js';
+import { type DevChild, RUNNING, startDev } from './helpers/devServer.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { TEST_JWT_SECRET } from './helpers/server.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -20,70 +20,6 @@ async function occupyPort(): Promise<{ port: number; close(): Promise<void> }> {
       new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve()))),
   };
 }
-
-interface DevChild {
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<ChildResult>;
-  /** Ctrl-C as a terminal sends it: SIGINT to the whole process group. */
-  interrupt(): void;
-  kill(): void;
-  /** SIGTERM to the started process alone (npm, for `via: 'npm'`), as a process manager stops a service. */
-  terminate(): void;
-}
-
-/**
- * `npm run dev -- --data-dir DIR` (`via: 'npm'`), or straight `xfchat dev --data-dir DIR`, in a process group
- * of its own, as a shell runs a foreground job, with only PATH/HOME/LANG and `env` from this process.
- */
-function startDev(dataDir: string, env: Record<string, string>, via: 'npm' | 'node' = 'node'): DevChild {
-  const started = performance.now();
-  const base: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
-    const value = process.env[name];
-    if (value !== undefined) base[name] = value;
-  }
-  const [command, args] =
-    via === 'npm'
-      ? ['npm', ['run', 'dev', '--', '--data-dir', dataDir]]
-      : [process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'dev', '--data-dir', dataDir]];
-  const child = spawn(command, args, {
-    cwd: PROJECT_ROOT,
-    env: { ...base, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<ChildResult>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout,
-        stderr,
-        elapsedMs: performance.now() - started,
-        sinceFirstOutputMs: undefined,
-      }),
-    );
-  });
-  return {
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    interrupt: () => process.kill(-child.pid!, 'SIGINT'),
-    terminate: () => process.kill(child.pid!, 'SIGTERM'),
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
-    },
-  };
-}
-
-const RUNNING =
-  /\[dev\] XFChat is running at (http:\/\/\S+) {2}\(database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:(\d+)\//;
 
 async function exists(file: string): Promise<boolean> {
   return stat(file).then(

@@ -1,63 +1,9 @@
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { PROJECT_ROOT, type ChildResult } from '../helpers/childProcess.js';
+import { type DevChild, RUNNING, startDev } from '../helpers/devServer.js';
 import { waitFor } from '../helpers/waitFor.js';
-
-interface DevChild {
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<ChildResult>;
-  interrupt(): void;
-  kill(): void;
-}
-
-/** `xfchat dev --data-dir DIR` in a process group of its own (as test/devLoop.test.ts starts it). */
-function startDev(dataDir: string, env: Record<string, string>): DevChild {
-  const base: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
-    const value = process.env[name];
-    if (value !== undefined) base[name] = value;
-  }
-  const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'dev', '--data-dir', dataDir], {
-    cwd: PROJECT_ROOT,
-    env: { ...base, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<ChildResult>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout,
-        stderr,
-        elapsedMs: performance.now() - started,
-        sinceFirstOutputMs: undefined,
-      }),
-    );
-  });
-  return {
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    interrupt: () => process.kill(-child.pid!, 'SIGINT'),
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
-    },
-  };
-}
-
-const RUNNING =
-  /\[dev\] XFChat is running at (http:\/\/\S+) {2}\(database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:(\d+)\//;
 
 describe('a second `xfchat dev` on a data dir a running one uses', function () {
   this.timeout(120_000);
