@@ -411,9 +411,13 @@ class EnvReader {
     return isSet(value) ? value.trim() : undefined;
   }
 
-  /** Whether a variable outside the table is set (one a library would read by itself). */
-  has(name: string): boolean {
-    return isSet(this.env[name]);
+  /**
+   * Whether a variable outside the table is set as node-postgres reads its own: any value but an empty one (spaces
+   * included, which it would send).
+   */
+  driverHas(name: string): boolean {
+    const value = this.env[name];
+    return value !== undefined && value !== '';
   }
 
   /** An integer setting of the table, within its bounds. */
@@ -567,16 +571,17 @@ function refuseUrlParameters(reader: EnvReader, url: string): void {
 }
 
 /**
- * libpq's variables that node-postgres reads by itself for a setting the node leaves to it: each would reach every
- * connection of the node's, over its own settings (`PGOPTIONS='-c search_path=...'` sends migrations elsewhere, `-c
- * default_transaction_read_only=on` fails every write; another client encoding garbles text; binary results and a
- * replication connection break the queries). Refused at startup, naming the variable (never its value).
+ * libpq's variables that node-postgres reads by itself for a setting the node leaves to it, and sends with every
+ * connection, over the node's own settings: `PGOPTIONS='-c search_path=...'` sends the migrations elsewhere and
+ * `-c default_transaction_read_only=on` fails every write; `PGREPLICATION` opens replication connections, on which
+ * the queries fail; `PGSSLNEGOTIATION` changes how TLS starts. Refused at startup, naming the variable (never its
+ * value). (It also reads PGCLIENT_ENCODING and PGBINARY, and sends neither.)
  */
-const DRIVER_VARIABLES = ['PGOPTIONS', 'PGCLIENT_ENCODING', 'PGBINARY', 'PGREPLICATION', 'PGSSLNEGOTIATION'];
+const DRIVER_VARIABLES = ['PGOPTIONS', 'PGREPLICATION', 'PGSSLNEGOTIATION'];
 
 function refuseDriverVariables(reader: EnvReader): void {
   for (const name of DRIVER_VARIABLES) {
-    if (reader.has(name)) {
+    if (reader.driverHas(name)) {
       reader.problems.push(
         `${name} is set: the PostgreSQL driver would apply it to every connection, over the node's own settings; unset it (the node's database settings are DATABASE_URL and the DB_* variables)`,
       );

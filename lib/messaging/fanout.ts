@@ -307,6 +307,19 @@ const MAX_UNSETTLED = 256;
 /** How long a goodbye waits for this node's writes of unknown outcome to let go of their locks. */
 const GOODBYE_SETTLE_MS = 5000;
 
+/** How many heartbeats a write of unknown outcome is settled at, at most, before it is given up with a warning. */
+const MAX_SETTLE_TRIES = 30;
+
+/** A conversation a write of unknown outcome went to (see {@link Fanout.outcomeUnknown}). */
+interface UnknownOutcome {
+  /** When the (latest) write failed. */
+  failedAt: number;
+  /** The other nodes were asked to catch up after its lock was free once: never again for this write. */
+  othersAsked: boolean;
+  /** Heartbeats it was settled at; past {@link MAX_SETTLE_TRIES} it is given up. */
+  tries: number;
+}
+
 export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   const { knex, notify, logger, removalsChecked } = deps;
   const node = randomUUID();
@@ -342,9 +355,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   /** An announcement of this node failed: the others are asked to catch up at the next heartbeat or reconnection. */
   let announcementsLost = false;
   const outcomeSettleMs = deps.outcomeSettleMs ?? 1000;
-  /** Conversations a write of unknown outcome went to, with when each (the latest) failed; see outcomeUnknown. */
-  const unknownOutcomes = new Map<string, number>();
-  let settlingOutcomes = false;
+  /** Conversations a write of unknown outcome went to, and how far each is settled; see outcomeUnknown. */
+  const unknownOutcomes = new Map<string, UnknownOutcome>();
+  /** The settle under way (the heartbeat's), which the goodbye waits for. */
+  let settlingOutcomes: Promise<void> | undefined;
   /** Announcements sent and not yet settled, and who waits for them all to settle (the goodbye). */
   let publishing = 0;
   let published: (() => void) | undefined;
@@ -839,10 +853,19 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * PostgreSQL holds its conversation's (`FOR NO KEY UPDATE`, which `FOR SHARE` waits for) until it commits or
    * rolls back.
    */
-  async function waitForWrites(conversationIds: readonly string[]): Promise<void> {
-    await knex.raw('SELECT 1 FROM conversations WHERE id = ANY(?::uuid[]) ORDER BY id FOR SHARE', [
-      [...conversationIds],
-    ]);
+  async function waitForWrite(conversationId: string, lockTimeoutMs?: number): Promise<void> {
+    const wait = 'SELECT 1 FROM conversations WHERE id = ? FOR SHARE';
+    if (lockTimeoutMs === undefined) {
+      await knex.raw(wait, [conversationId]);
+      return;
+    }
+    // The bound held by PostgreSQL itself: a wait given up in Node alone would go on holding a connection.
+    await knex.transaction(async (trx) => {
+      await trx.raw("SELECT set_config('lock_timeout', ?, true)", [
+        `${Math.max(1, Math.ceil(lockTimeoutMs))}ms`,
+      ]);
+      await trx.raw(wait, [conversationId]);
+    });
   }
 
   /**
@@ -852,26 +875,37 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
    * at the next heartbeat.
    */
   async function settleOutcomes(now: number): Promise<void> {
-    let settled = 0;
-    for (const [conversationId, failedAt] of [...unknownOutcomes]) {
-      if (now - failedAt < outcomeSettleMs) continue;
+    let askOthers = false;
+    for (const [conversationId, outcome] of [...unknownOutcomes]) {
+      if (now - outcome.failedAt < outcomeSettleMs) continue;
+      outcome.tries += 1;
+      if (outcome.tries > MAX_SETTLE_TRIES) {
+        unknownOutcomes.delete(conversationId);
+        logger.warn(
+          { conversationId },
+          'gave up settling a write of unknown outcome: its subscribers get it with the next message or subscribe',
+        );
+        continue;
+      }
       try {
-        await waitForWrites([conversationId]);
+        await waitForWrite(conversationId);
       } catch (err) {
         logFailure(err, 'waiting for a write of unknown outcome', { conversationId });
         break;
       }
-      settled += 1;
+      // Once per write: a retry here is for this node's own reads.
+      if (!outcome.othersAsked) askOthers = true;
+      outcome.othersAsked = true;
       // Settled once its catch-up here has read (one already under way is joined, and this one is tried again at
       // the next heartbeat); a read that fails puts it back. A write that failed again meanwhile is settled later.
       const again = () => {
-        if (!unknownOutcomes.has(conversationId)) unknownOutcomes.set(conversationId, failedAt);
+        if (!unknownOutcomes.has(conversationId)) unknownOutcomes.set(conversationId, outcome);
       };
-      if (catchUpConversation(conversationId, again) && unknownOutcomes.get(conversationId) === failedAt) {
+      if (catchUpConversation(conversationId, again) && unknownOutcomes.get(conversationId) === outcome) {
         unknownOutcomes.delete(conversationId);
       }
     }
-    if (settled > 0 && othersRun()) {
+    if (askOthers && othersRun()) {
       announcementsLost = true;
       askForCatchUpIfLost();
     }
@@ -906,11 +940,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (othersRun()) send({ n: node, b: 1 }, 'the heartbeat');
     askForCatchUpIfLost();
     const now = performance.now();
-    if (unknownOutcomes.size > 0 && !settlingOutcomes) {
-      settlingOutcomes = true;
-      settleOutcomes(now)
+    if (unknownOutcomes.size > 0 && settlingOutcomes === undefined) {
+      settlingOutcomes = settleOutcomes(now)
         .catch((err: unknown) => logger.error({ err }, 'settling writes of unknown outcome failed'))
-        .finally(() => (settlingOutcomes = false));
+        .finally(() => (settlingOutcomes = undefined));
     }
     let gone = false;
     for (const [peer, heardAt] of peers) {
@@ -973,7 +1006,9 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     catchUp,
     outcomeUnknown(conversationIds) {
       const now = performance.now();
-      for (const conversationId of conversationIds) unknownOutcomes.set(conversationId, now);
+      for (const conversationId of conversationIds) {
+        unknownOutcomes.set(conversationId, { failedAt: now, othersAsked: false, tries: 0 });
+      }
     },
     lost() {
       removalsMissed = 'all';
@@ -1003,25 +1038,21 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       // A write of unknown outcome not settled yet may have committed unannounced too, or may commit later: the
       // others are asked to catch up once its lock is free, so that they read what it committed. If it does not
       // come free in time, no goodbye either: they catch up after the silence.
+      // The heartbeat's settle under way ends first: nothing of it goes out after the goodbye.
+      await settlingOutcomes;
       if (unknownOutcomes.size > 0) {
-        const waiting = waitForWrites([...unknownOutcomes.keys()]);
-        let timer: NodeJS.Timeout | undefined;
-        const timedOut = new Promise<'timeout'>((resolve) => {
-          timer = setTimeout(() => resolve('timeout'), GOODBYE_SETTLE_MS);
-        });
+        const deadline = performance.now() + GOODBYE_SETTLE_MS;
         try {
-          if ((await Promise.race([waiting, timedOut])) === 'timeout') {
-            logger.warn(
-              'writes of unknown outcome still held their locks at the goodbye: leaving without one',
-            );
-            waiting.catch((err: unknown) => logFailure(err, 'waiting for a write of unknown outcome'));
-            return;
+          // One statement each: no lock of one conversation held while another's is waited for.
+          for (const conversationId of unknownOutcomes.keys()) {
+            await waitForWrite(conversationId, deadline - performance.now());
           }
         } catch (err) {
-          logger.warn({ err }, 'settling writes of unknown outcome before the goodbye failed');
+          logger.warn(
+            { err },
+            'writes of unknown outcome not settled before the goodbye: leaving without one',
+          );
           return;
-        } finally {
-          clearTimeout(timer);
         }
         unknownOutcomes.clear();
         announcementsLost = true;

@@ -142,11 +142,15 @@ describe('fanout: settling writes of unknown outcome (PostgreSQL)', function () 
 
     // The write of unknown outcome committed (nobody was told).
     const [lost] = await commitUnannounced(db, conversationId, [sendCommand('committed, unannounced')]);
+    state.notices.length = 0;
     fanout.outcomeUnknown([conversationId]);
 
     await waitFor(() => state.delivered.includes(lost!.seq), {
       what: 'the settled message delivered to this node’s subscribers',
       timeoutMs: 5000,
     });
+    // The other nodes were asked once, after the first settle's lock wait: its retry is for this node's own reads.
+    const asks = state.notices.filter((n) => (n.payload as { c?: number }).c === 1);
+    expect(asks).to.have.length(1);
   });
 });
