@@ -41,17 +41,23 @@ describe('SDK: a send socket.io-client buffered as the machine woke does not out
     };
   }
 
-  async function scenario(next: (client: XFChatClient, bob: { username: string }) => Promise<void>) {
+  /** Alice, connected, in a group with Bob; the client reconnects after `retryMs`; its states from now on. */
+  async function aliceInGroup(retryMs: number) {
     const alice = await person();
     const bob = await person();
     await insertFriendship(server.services.db.knex, alice.id, bob.id);
-    // Slow reconnection (as when the network is not back yet after the wake-up): 2-6 s.
-    const client = pool.open(server.url, { retryBaseMs: 4000, retryMaxMs: 4000 });
+    const client = pool.open(server.url, { retryBaseMs: retryMs, retryMaxMs: retryMs });
     await client.login(alice.username, PASSWORD);
     const group = await client.conversations.createGroup('shared', [bob.id]);
     await client.connect();
     const states: ConnectionState[] = [];
     client.on('state', (s) => states.push(s));
+    return { alice, bob, client, group, states };
+  }
+
+  async function scenario(next: (client: XFChatClient, bob: { username: string }) => Promise<void>) {
+    // Slow reconnection (as when the network is not back yet after the wake-up): 2-6 s.
+    const { alice, bob, client, group, states } = await aliceInGroup(4000);
 
     // The machine slept 46 s; alice's app sends at once on waking (an outbox, say).
     const wake = sleepMachine(46_000);
@@ -98,15 +104,7 @@ describe('SDK: a send socket.io-client buffered as the machine woke does not out
   });
 
   it('the same session: the send goes out once, after the reconnect', async () => {
-    const alice = await person();
-    const bob = await person();
-    await insertFriendship(server.services.db.knex, alice.id, bob.id);
-    const client = pool.open(server.url, { retryBaseMs: 500, retryMaxMs: 500 });
-    await client.login(alice.username, PASSWORD);
-    const group = await client.conversations.createGroup('shared', [bob.id]);
-    await client.connect();
-    const states: ConnectionState[] = [];
-    client.on('state', (s) => states.push(s));
+    const { client, group, states } = await aliceInGroup(500);
     const wake = sleepMachine(46_000);
     const sending = client.send(group.id, 'sent on waking');
     await waitFor(() => states.includes('reconnecting'), {
