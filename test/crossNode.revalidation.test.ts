@@ -280,10 +280,14 @@ describe('sockets checked against the database, for cluster events a node missed
 
     // Straight in the database: no node announces anything.
     await knex('conversation_participants').where({ conversation_id: group.id, user_id: carol.id }).delete();
-    await knex('sessions').where({ id: dave.sessionId }).delete();
-    await knex('users')
-      .where({ id: dave.id })
-      .update({ deleted_at: knex.fn.now(), username: null, password_hash: null });
+    // In one transaction, as an account deletion does: a check of the node's own (its timer, a handshake's) that ran
+    // between the two would see the session gone and the user not, and end the socket as `revoked`.
+    await knex.transaction(async (trx) => {
+      await trx('sessions').where({ id: dave.sessionId }).delete();
+      await trx('users')
+        .where({ id: dave.id })
+        .update({ deleted_at: trx.fn.now(), username: null, password_hash: null });
+    });
 
     const revalidation = createSocketRevalidation({
       io: b.services.io,
