@@ -15,6 +15,7 @@ import {
 } from './helpers/chat.js';
 import { captureLogs } from './helpers/logCapture.js';
 import { useTwoNodes } from './helpers/nodes.js';
+import type { ClientSocket } from './helpers/sockets.js';
 import { waitFor } from './helpers/waitFor.js';
 
 /** The part of Knex's client (typed `any` by Knex) that runs each query of a builder or `raw()`. */
@@ -280,5 +281,40 @@ describe('a node does not deliver its own writes to a participant removed by a r
       release();
       service.history = history;
     }
+  });
+  /**
+   * An answer to the socket, sent after the event the others had: had the event gone to the room with this socket
+   * in it, this socket would have had it first (one connection, in order).
+   */
+  async function answeredAfter(socket: ClientSocket): Promise<void> {
+    const answer = (await socket.emitWithAck('typing', { conversationId: randomUUID() })) as { ok: boolean };
+    expect(answer.ok).to.equal(false);
+  }
+
+  it('a read marker moved on this node after the removal reaches the others here, not the removed user', async () => {
+    const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    expectOk(await send(ownerSocket, group.id, 'one'));
+    const ownerReads = record(ownerSocket, 'conversation:read');
+    const removedReads = record(removed, 'conversation:read');
+    const removedNotices = record(removed, 'conversation:removed');
+    await removeUnheard(group.id, member.id);
+    expectOk(await writerSocket.emitWithAck('conversation:read', { conversationId: group.id, seq: 1 }));
+    await waitFor(() => ownerReads.length === 1, { what: "the owner's conversation:read" });
+    await answeredAfter(removed);
+    expect(removedReads).to.deep.equal([]);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
+  });
+
+  it('a typing made on this node after the removal reaches the others here, not the removed user', async () => {
+    const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);
+    const ownerTypings = record(ownerSocket, 'typing');
+    const removedTypings = record(removed, 'typing');
+    const removedNotices = record(removed, 'conversation:removed');
+    await removeUnheard(group.id, member.id);
+    expectOk(await writerSocket.emitWithAck('typing', { conversationId: group.id }));
+    await waitFor(() => ownerTypings.length === 1, { what: "the owner's typing" });
+    await answeredAfter(removed);
+    expect(removedTypings).to.deep.equal([]);
+    expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
 });

@@ -206,6 +206,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     knex: db.knex,
     notify,
     membership,
+    removals,
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
     readsPerSecond: config.limits.readsPerSecond,

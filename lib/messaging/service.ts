@@ -6,6 +6,7 @@ import type { PublicMessage } from '../protocol/index.js';
 import { RateLimiter } from '../rateLimiter.js';
 import { createReadBudget } from '../readBudget.js';
 import type { Membership } from './membership.js';
+import type { Removals } from './removals.js';
 import { readChanges, readHistory, type ChangesPage, type HistoryPage, type HistoryWindow } from './reads.js';
 import type { MessageActor, MessageCommand, Stored } from './types.js';
 
@@ -88,6 +89,11 @@ export interface MessageServiceDeps {
   knex: Knex;
   notify: Notifier;
   membership: Membership;
+  /**
+   * Before a read marker or a typing goes to the conversation's room: a removal it read the count of, committed
+   * before it but not heard of on this node yet, takes the removed user's sockets out of the room first.
+   */
+  removals: Pick<Removals, 'beforeDelivering'>;
   registry: ConversationRegistry<MessageActor>;
   /** Sends per user per second, bursts of twice that; 0 = off. */
   messagesPerSecond: number;
@@ -305,7 +311,9 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       await membership.assert(conversationId, userId);
       // With the session's check in the same statement, as a write's is in its transaction: a session ended on
       // another node, before this one heard of it, moves no marker.
-      const result = await knex.raw<{ rows: Array<{ live: boolean; moved: number | null }> }>(
+      const result = await knex.raw<{
+        rows: Array<{ live: boolean; moved: number | null; removals: number | null }>;
+      }>(
         `WITH live AS (
            SELECT ${SESSION_LIVE_SQL} AS ok
          ), moved AS (
@@ -313,14 +321,18 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
            FROM conversations c, live
            WHERE live.ok AND c.id = p.conversation_id AND p.conversation_id = ? AND p.user_id = ?
              AND p.last_read_seq < LEAST(?::bigint, c.last_seq)
-           RETURNING p.last_read_seq
+           RETURNING p.last_read_seq, c.removals
          )
-         SELECT (SELECT ok FROM live) AS live, (SELECT last_read_seq FROM moved) AS moved`,
+         SELECT (SELECT ok FROM live) AS live, m.last_read_seq AS moved, m.removals
+         FROM (SELECT 1) one LEFT JOIN moved m ON true`,
         [...sessionLiveBindings(sessionId, userId), seq, conversationId, userId, seq],
       );
       const row = result.rows[0];
       if (row?.live !== true) throw new AppError('UNAUTHORIZED');
-      if (row.moved !== null) notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
+      if (row.moved === null) return;
+      // A participant removed before this marker moved, on a node that has not told this one yet, hears it not.
+      await deps.removals.beforeDelivering(conversationId, row.removals ?? 0);
+      notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
     },
 
     forgetTypings(conversationId) {
@@ -349,16 +361,22 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       let blocked: boolean;
       let live: boolean;
       let overtaken: boolean;
+      let removals: number;
       try {
         for (let look = 1; ; look += 1) {
           const since = typingChanges;
           // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
-          const result = await knex.raw<{ rows: Array<{ blocked: boolean; live: boolean }> }>(
-            `SELECT xfchat_blocked(?, ?) AS blocked, ${SESSION_LIVE_SQL} AS live`,
-            [conversationId, userId, ...sessionLiveBindings(sessionId, userId)],
+          // With the conversation's count of removals, for the check before delivering (as a read marker's).
+          const result = await knex.raw<{
+            rows: Array<{ blocked: boolean; live: boolean; removals: number | null }>;
+          }>(
+            `SELECT xfchat_blocked(?, ?) AS blocked, ${SESSION_LIVE_SQL} AS live,
+               (SELECT removals FROM conversations WHERE id = ?) AS removals`,
+            [conversationId, userId, ...sessionLiveBindings(sessionId, userId), conversationId],
           );
           blocked = result.rows[0]?.blocked ?? false;
           live = result.rows[0]?.live ?? false;
+          removals = result.rows[0]?.removals ?? 0;
           // A block heard while the look ran may have committed after it read: look again.
           overtaken = typingChangedSince(conversationId, since);
           if (!overtaken || look === TYPING_CHECKS || !live || blocked) break;
@@ -380,6 +398,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (!typingBudget.take(userId).allowed) {
         release();
         return;
+      }
+      try {
+        await deps.removals.beforeDelivering(conversationId, removals);
+      } catch (err) {
+        release();
+        throw err;
       }
       notify.typing({ conversationId, userId });
     },

@@ -35,30 +35,43 @@ export function conversationRoutes(services: Services): Router {
     res.json(await messages.withinReadBudget(me, () => conversations.list(me, { limit, cursor })));
   });
 
+  // The routes of one conversation look at the caller's membership first, as the message routes do: a
+  // non-participant costs one primary-key probe, whether the conversation exists or not, and no lock or load of it
+  // (timing reveals nothing), within the budget of lookups that find nothing (RATE_LIMITED past it). The service
+  // checks again under the conversation's lock, so a stale confirmation lets nothing through.
   router.get('/conversations/:id', async (req, res) => {
     const me = currentUser(req).id;
     const conversationId = pathId(req.params.id);
-    const conversation = await messages.withinReadBudget(me, () => conversations.get(me, conversationId));
+    const conversation = await messages.withinReadBudget(me, async () => {
+      await messages.assertParticipant(me, conversationId);
+      return await conversations.get(me, conversationId);
+    });
     res.json({ conversation });
   });
 
   router.patch('/conversations/:id', async (req, res) => {
+    const me = currentUser(req).id;
     const conversationId = pathId(req.params.id);
     const { title } = parse(restSchemas.renameConversation, req.body);
-    res.json({ conversation: await conversations.rename(currentUser(req).id, conversationId, title) });
+    await messages.assertParticipant(me, conversationId);
+    res.json({ conversation: await conversations.rename(me, conversationId, title) });
   });
 
   router.post('/conversations/:id/participants', async (req, res) => {
+    const me = currentUser(req).id;
     const conversationId = pathId(req.params.id);
     const { userId } = parse(restSchemas.addParticipant, req.body);
-    const participant = await conversations.addParticipant(currentUser(req).id, conversationId, userId);
+    await messages.assertParticipant(me, conversationId);
+    const participant = await conversations.addParticipant(me, conversationId, userId);
     res.status(201).json({ participant });
   });
 
   router.delete('/conversations/:id/participants/:userId', async (req, res) => {
+    const me = currentUser(req).id;
     const conversationId = pathId(req.params.id);
     const userId = pathId(req.params.userId);
-    await conversations.removeParticipant(currentUser(req).id, conversationId, userId);
+    await messages.assertParticipant(me, conversationId);
+    await conversations.removeParticipant(me, conversationId, userId);
     res.status(204).end();
   });
 
