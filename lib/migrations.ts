@@ -13,7 +13,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const BUNDLED_MIGRATIONS_DIR = path.resolve(here, '..', 'migrations');
 
 /** Any key works as long as every node uses the same one: it serializes concurrent startups' migrations. */
-const MIGRATION_LOCK_KEY = 727_246_001;
+export const MIGRATION_LOCK_KEY = 727_246_001;
 
 export interface MigrationStatus {
   applied: string[];
@@ -86,15 +86,27 @@ class FolderMigrationSource implements Knex.MigrationSource<MigrationEntry> {
     return (await this.names()).map((name) => ({ file: name }));
   }
 
-  getMigrationName(migration: MigrationEntry): string {
+  /**
+   * With Knex's list check off, Knex looks up a migration the database has applied and the folder has not (a
+   * newer release's, in a rollback by the knex CLI) and hands over `undefined`: refused with the reason.
+   */
+  getMigrationName(migration: MigrationEntry | undefined): string {
+    if (migration === undefined) throw this.notHere();
     return migration.file;
   }
 
-  async getMigration(migration: MigrationEntry): Promise<MigrationModule> {
+  async getMigration(migration: MigrationEntry | undefined): Promise<MigrationModule> {
+    if (migration === undefined) throw this.notHere();
     if (!this.files.has(migration.file)) await this.names();
     const file = this.files.get(migration.file);
     if (file === undefined) throw new Error(`migration ${migration.file} is not in ${this.directory}`);
     return (await import(pathToFileURL(path.join(this.directory, file)).href)) as MigrationModule;
+  }
+
+  private notHere(): Error {
+    return new Error(
+      `the database has migrations that are not in ${this.directory} (a newer release's): roll them back with the release that applied them`,
+    );
   }
 }
 
@@ -145,7 +157,10 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
       end().catch((err: unknown) => logger.warn({ err }, 'ending the migration lock connection failed'));
     };
     try {
+      // The wait is as long as the migration takes: neither a statement_timeout nor a lock_timeout of the
+      // database's or the role's ends it (pg_advisory_lock() obeys both).
       await lockClient.query('SET statement_timeout = 0');
+      await lockClient.query('SET lock_timeout = 0');
       const { rows } = await lockClient.query<{ locked: boolean }>(
         'SELECT pg_try_advisory_lock($1) AS locked',
         [MIGRATION_LOCK_KEY],

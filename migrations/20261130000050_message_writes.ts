@@ -345,11 +345,12 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   // The twelve-argument xfchat_write() is release 0.2.0's (this migration's up() as shipped in it); a database
-  // migrated since then has it from 20261203000000_upgrade_from_0_2_0.
+  // migrated since then has it from 20261203000000_upgrade_from_0_2_0. The thirteen-argument one is this up()'s
+  // since: a database only 0.2.0 migrated has not got it.
   await knex.raw(`
     DROP FUNCTION IF EXISTS xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[],
       bigint[], text[], text, text);
-    DROP FUNCTION xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[], bigint[],
+    DROP FUNCTION IF EXISTS xfchat_write(uuid[], uuid[], text[], text[], bigint[], smallint[], uuid[], uuid[], bigint[],
       text[], text, text, boolean);
     DROP FUNCTION xfchat_blocked(uuid, uuid);
     DROP FUNCTION xfchat_message_json(messages);

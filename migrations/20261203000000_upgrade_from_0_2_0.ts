@@ -28,7 +28,11 @@ import { lockWriteTables } from './20261202000000_message_ids_time_ordered.js';
  * Never edit a migration a release has shipped: change the schema in a new one, as this one does
  * (test/migrations.release.test.ts compares a database migrated from each release with a fresh one).
  */
-const RELEASE_0_2_0_WRITE = `
+/**
+ * The twelve-argument function, calling the overload that takes 0.2.0's twelve arguments and `tail` (20261205100000
+ * makes it call the current one).
+ */
+export const release020Write = (tail: string): string => `
   CREATE OR REPLACE FUNCTION xfchat_write(
     p_conversation_ids uuid[], p_sender_ids uuid[], p_client_msg_ids text[], p_bodies text[], p_reply_to bigint[],
     p_change_kinds smallint[], p_change_conversation_ids uuid[], p_change_user_ids uuid[], p_change_seqs bigint[],
@@ -43,9 +47,12 @@ const RELEASE_0_2_0_WRITE = `
       w.r_created_ms, w.r_message
     FROM xfchat_write(p_conversation_ids, p_sender_ids, p_client_msg_ids, p_bodies, p_reply_to, p_change_kinds,
       p_change_conversation_ids, p_change_user_ids, p_change_seqs, p_change_texts, p_notify_channel, p_node,
-      true) w
+      ${tail}) w
     ORDER BY w.r_ord
   $fn$;`;
+
+/** As this migration makes it: a call of the thirteen-argument overload that waits for its locks. */
+export const RELEASE_0_2_0_WRITE = release020Write('true');
 
 export async function up(knex: Knex): Promise<void> {
   // Changing a default locks the table for a moment, and waits for whoever reads it (a pg_dump) while this batch

@@ -16,6 +16,8 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  // Behind a long transaction on the table, the rollback fails after the limit instead of holding everyone.
+  await limitLockWait(knex);
   await knex.raw('DROP INDEX friend_requests_to_user_idx');
   await knex.raw('DROP INDEX friend_requests_from_user_idx');
 }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { limitLockWait } from './20261202000000_message_ids_time_ordered.js';
 
 /**
  * `participant_removals`: each removal of a participant from a group (a removal by the owner, a leave, an account's
@@ -31,7 +32,12 @@ export async function up(knex: Knex): Promise<void> {
   });
 }
 
-/** Drops the table: the nodes of the previous release neither write nor read it. */
+/**
+ * Drops the table: the nodes of the previous release neither write nor read it. Its foreign key locks `conversations`
+ * too, which every write takes: behind a long transaction, the rollback fails after the limit instead of holding
+ * the writes that queue behind its lock.
+ */
 export async function down(knex: Knex): Promise<void> {
+  await limitLockWait(knex);
   await knex.schema.dropTable('participant_removals');
 }

@@ -4,13 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
+import pg from 'pg';
 import type { Database } from '../lib/db.js';
-import { BUNDLED_MIGRATIONS_DIR } from '../lib/migrations.js';
+import { BUNDLED_MIGRATIONS_DIR, MIGRATION_LOCK_KEY } from '../lib/migrations.js';
 import * as sessionsMigration from '../migrations/20261130000100_sessions.js';
 import * as messageIdsMigration from '../migrations/20261202000000_message_ids_time_ordered.js';
 import * as removalsMigration from '../migrations/20261204000000_removals_known_to_writes.js';
+import * as friendRequestsMigration from '../migrations/20261203110000_friend_requests_by_user.js';
+import * as participantRemovalsMigration from '../migrations/20261205000000_participant_removals.js';
 import { groupOfOne, openMigrated, type Opened } from './helpers/migrations.js';
-import { createEmptyDatabase } from './helpers/postgres.js';
+import { adminQuery, createEmptyDatabase, untilAStatementWaitsForALock } from './helpers/postgres.js';
 import { millisOfV7, UUID_V4, UUID_V7 } from './helpers/uuid.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -147,6 +150,33 @@ describe('migrations', function () {
         await migration.down(knex);
       }
       expect(await knex('messages').pluck('body')).to.deep.equal(['(deleted)']);
+    });
+
+    it('waits for the migration lock as long as another holds it, whatever lock_timeout the database sets', async () => {
+      const url = await createEmptyDatabase();
+      await adminQuery(`ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET lock_timeout = '100ms'`);
+      const db = track(openMigrated(url));
+      // Another node (or xfchat migrate) holds the lock; pg_advisory_lock() obeys lock_timeout.
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      try {
+        await other.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+        let settled: string | undefined;
+        const latest = db.migrations.latest().then(
+          () => (settled = 'ok'),
+          (err: unknown) => (settled = String(err)),
+        );
+        await untilAStatementWaitsForALock(db.knex, 'the wait for the migration lock');
+        // Five times the database's lock_timeout, counted from the wait's start.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(settled, 'settled while the lock was held').to.equal(undefined);
+        await other.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        await latest;
+        expect(settled).to.equal('ok');
+        expect((await db.migrations.status()).pending).to.deep.equal([]);
+      } finally {
+        await other.end();
+      }
     });
 
     it('latest on an up-to-date database is a no-op', async () => {
@@ -371,6 +401,30 @@ describe('migrations', function () {
       // Nothing of it stayed: the default is still the time-ordered one.
       const to = await conversationOf(knex);
       for (const id of await insertMessages(knex, to, 0, 5)) expect(id).to.match(UUID_V7);
+    });
+
+    it('the rollbacks of participant_removals and friend_requests_by_user give up behind a long transaction too', async () => {
+      const db = await emptyDatabase();
+      await db.migrations.latest();
+      const { knex } = db;
+      for (const [table, migration] of [
+        ['conversations', participantRemovalsMigration],
+        ['friend_requests', friendRequestsMigration],
+      ] as const) {
+        const reader = await knex.transaction();
+        try {
+          await reader.raw(`SELECT count(*) FROM ${table}`);
+          const failed = await knex
+            .transaction((trx) => migration.down(trx))
+            .then(
+              () => undefined,
+              (err: { code?: string }) => err.code,
+            );
+          expect(failed, table).to.equal('55P03'); // lock_not_available
+        } finally {
+          await reader.rollback();
+        }
+      }
     });
 
     it('the version for PostgreSQL before 18 builds version-7 ids in millisecond and sub-millisecond order', async () => {

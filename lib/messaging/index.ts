@@ -12,6 +12,7 @@ import type { ControlBus } from '../cluster/controlBus.js';
 import type { CommitNews } from './announcements.js';
 import { createFanout } from './fanout.js';
 import { createMembership, type Membership } from './membership.js';
+import { PAGE_MAX_BYTES } from './reads.js';
 import { createRemovals } from './removals.js';
 import { createMessageService, type MessageService } from './service.js';
 import {
@@ -210,6 +211,11 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     registry,
     messagesPerSecond: config.limits.messagesPerSecond,
     readsPerSecond: config.limits.readsPerSecond,
+    // Half a socket's cap at most: a page and the packets queued beside it stay under it.
+    pageMaxBytes:
+      config.limits.socketMaxBufferedBytes > 0
+        ? Math.min(PAGE_MAX_BYTES, Math.floor(config.limits.socketMaxBufferedBytes / 2))
+        : PAGE_MAX_BYTES,
     onRejected: (err) => metrics.observeRejected(err),
     onPageRead: (conversationId, page, reader) =>
       fanout.seen(

@@ -33,6 +33,15 @@ export interface ChangesPage {
   version: number;
 }
 
+/**
+ * The most a page of messages carries, as JSON, unless its first message alone is more: past it the page ends early,
+ * with `hasMore` (a short page is allowed). Bodies of control characters (six bytes each as JSON) and reactions of
+ * many users made a page of 200 messages 4.8 MB, or 7.8 MB for 10 messages with 20 reactions of 1000 users each:
+ * over a socket's `SOCKET_MAX_BUFFERED_BYTES`, which cut the reading socket with the next packet queued beside it,
+ * and a REST page of hundreds of megabytes in the node's memory.
+ */
+export const PAGE_MAX_BYTES = 1024 * 1024;
+
 interface PageRow {
   last_seq: number;
   version: number;
@@ -48,6 +57,7 @@ async function readPage(
   order: string,
   bindings: ReadonlyArray<string | number>,
   limit: number,
+  maxBytes: number,
 ): Promise<{ rows: PublicMessage[]; lastSeq: number; version: number; hasMore: boolean }> {
   // `where` and `order` are fixed fragments chosen by the callers below, never input; values are bound. The
   // conversation id is bound inside the subquery too: against a constant the planner walks the index in order
@@ -67,9 +77,16 @@ async function readPage(
   const first = result.rows[0];
   if (first === undefined) throw new AppError('NOT_FOUND');
   const rows = result.rows.flatMap((r) => (r.message === null ? [] : [r.message]));
+  // In the order read: a page of the newest (or before a seq) keeps its newest messages, the others their oldest.
+  let kept = Math.min(rows.length, limit);
+  let bytes = 0;
+  for (let i = 0; i < kept; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(rows[i])) + 1;
+    if (bytes > maxBytes && i > 0) kept = i;
+  }
   return {
-    rows: rows.slice(0, limit),
-    hasMore: rows.length > limit,
+    rows: rows.slice(0, kept),
+    hasMore: rows.length > kept,
     lastSeq: first?.last_seq ?? 0,
     version: first?.version ?? 0,
   };
@@ -84,9 +101,10 @@ export async function readHistory(
   conversationId: string,
   readerId: string,
   window: HistoryWindow,
+  maxBytes = PAGE_MAX_BYTES,
 ): Promise<HistoryPage> {
   const read = (where: string, order: string, bindings: number[]) =>
-    readPage(knex, conversationId, readerId, where, order, bindings, window.limit);
+    readPage(knex, conversationId, readerId, where, order, bindings, window.limit, maxBytes);
   const page =
     window.kind === 'after'
       ? await read('seq > ?', 'seq ASC', [window.seq])
@@ -104,8 +122,18 @@ export async function readChanges(
   readerId: string,
   since: number,
   limit: number,
+  maxBytes = PAGE_MAX_BYTES,
 ): Promise<ChangesPage> {
-  const page = await readPage(knex, conversationId, readerId, 'version > ?', 'version ASC', [since], limit);
+  const page = await readPage(
+    knex,
+    conversationId,
+    readerId,
+    'version > ?',
+    'version ASC',
+    [since],
+    limit,
+    maxBytes,
+  );
   return { messages: page.rows, hasMore: page.hasMore, version: page.version };
 }
 

@@ -7,7 +7,14 @@ import { RateLimiter } from '../rateLimiter.js';
 import { createReadBudget } from '../readBudget.js';
 import type { Membership } from './membership.js';
 import type { Removals } from './removals.js';
-import { readChanges, readHistory, type ChangesPage, type HistoryPage, type HistoryWindow } from './reads.js';
+import {
+  PAGE_MAX_BYTES,
+  readChanges,
+  readHistory,
+  type ChangesPage,
+  type HistoryPage,
+  type HistoryWindow,
+} from './reads.js';
 import type { MessageActor, MessageCommand, Stored } from './types.js';
 
 export type { ChangesPage, HistoryPage, HistoryWindow };
@@ -116,6 +123,8 @@ export interface MessageServiceDeps {
    * caller gets. A mailbox's own refusal (OVERLOADED when full) is the actor's to report.
    */
   onRejected?: (err: unknown) => void;
+  /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
+  pageMaxBytes?: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -146,6 +155,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   const { knex, notify, membership, registry } = deps;
   const now = deps.now ?? Date.now;
   const typingIntervalMs = deps.typingIntervalMs ?? 2000;
+  const pageMaxBytes = deps.pageMaxBytes ?? PAGE_MAX_BYTES;
   // One limiter for both interfaces, so REST and Socket.IO sends of a user share one budget.
   const sendLimiter = new RateLimiter({
     ratePerSecond: deps.messagesPerSecond,
@@ -283,7 +293,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
         let page: HistoryPage;
         try {
           page = await forgetIfRemoved(conversationId, () =>
-            readHistory(knex, conversationId, userId, window),
+            readHistory(knex, conversationId, userId, window, pageMaxBytes),
           );
         } catch (err) {
           if (reader !== undefined) deps.onPageNotRead?.(conversationId);
@@ -302,7 +312,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       return reads.run(userId, async () => {
         await membership.assert(conversationId, userId);
         return await forgetIfRemoved(conversationId, () =>
-          readChanges(knex, conversationId, userId, since, limit),
+          readChanges(knex, conversationId, userId, since, limit, pageMaxBytes),
         );
       });
     },
