@@ -317,4 +317,44 @@ describe('a node does not deliver its own writes to a participant removed by a r
     expect(removedTypings).to.deep.equal([]);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
+  it('a read marker whose removals cannot be checked is stored and answered ok, told to nobody here, and logged', async () => {
+    const { member, group, ownerSocket, writerSocket, removed, writer } = await setUp(nodeA);
+    expectOk(await send(ownerSocket, group.id, 'one'));
+    const ownerReads = record(ownerSocket, 'conversation:read');
+    const removedReads = record(removed, 'conversation:read');
+    await removeUnheard(group.id, member.id);
+
+    // Node B's read of the participants fails in its driver, after the marker's statement committed.
+    const client = nodeB.services.db.knex.client as KnexClient;
+    const query = client.query;
+    let refused = 0;
+    client.query = function (this: KnexClient, connection, statement) {
+      if (statement.sql.includes('array(SELECT p.user_id')) {
+        refused += 1;
+        return Promise.reject(new Error('Connection terminated unexpectedly'));
+      }
+      return query.call(this, connection, statement);
+    };
+    try {
+      expectOk(await writerSocket.emitWithAck('conversation:read', { conversationId: group.id, seq: 1 }));
+    } finally {
+      client.query = query;
+    }
+    expect(refused).to.equal(1);
+    const [row] = await nodeB.services.db
+      .knex('conversation_participants')
+      .where({ conversation_id: group.id, user_id: writer.id })
+      .select<Array<{ last_read_seq: number }>>('last_read_seq');
+    expect(Number(row?.last_read_seq)).to.equal(1);
+    const line = logs
+      .entries()
+      .find(
+        (entry) => entry.msg === 'removals not checked: a read marker moved, told to nobody on this node',
+      );
+    expect(line, 'the log line').to.include({ conversationId: group.id });
+    await answeredAfter(ownerSocket);
+    await answeredAfter(removed);
+    expect(ownerReads).to.deep.equal([]);
+    expect(removedReads).to.deep.equal([]);
+  });
 });

@@ -454,6 +454,9 @@ export class ChatSession {
     if (this.client.subscription(state.id)) return;
     this.client.subscribe(state.id, (message: PublicMessage) => this.deliver(state, message), {
       afterSeq: state.lastSeq,
+      // The changes made since the answer the state was made from (before this subscription joined the room)
+      // come as updates too: a message deleted meanwhile must not stay in the list's preview.
+      sinceVersion: state.version,
       // An edit, a delete or a reaction change, live (and caught up after reconnections): the new state.
       onUpdate: (message: PublicMessage) => this.updated(state, message),
       // NOT_FOUND: I am no longer in it (the SDK ends the subscription so when conversation:removed comes, and a

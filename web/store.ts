@@ -14,6 +14,11 @@ export interface ConversationState {
   title: string | null;
   participants: PublicParticipant[];
   lastSeq: number;
+  /**
+   * The conversation's version in the answer that made this state: the messages' changes after it (an edit or a
+   * delete of the preview's message before the page subscribed) are caught up from it.
+   */
+  version: number;
   lastMessage: PublicMessage | null;
   lastActivity: string;
   myLastReadSeq: number;
@@ -78,6 +83,7 @@ export class ConversationStore {
       title: conversation.title,
       participants: conversation.participants,
       lastSeq: conversation.lastSeq,
+      version: conversation.version,
       lastMessage,
       lastActivity: lastMessage?.createdAt ?? conversation.createdAt,
       myLastReadSeq: mine?.lastReadSeq ?? 0,

@@ -76,7 +76,7 @@ export interface MessageService {
   changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
    * Moves my read marker forward to `seq` (clamped to the conversation's last seq; never backwards) and tells
-   * the subscribers when it moved. With `sessionId`, UNAUTHORIZED once that session has ended (checked in the
+   * the subscribers when it moved. RATE_LIMITED past the user's budget of markers (`messagesPerSecond`). With `sessionId`, UNAUTHORIZED once that session has ended (checked in the
    * same statement), whether or not this node has heard of the end.
    */
   markRead(userId: string, conversationId: string, seq: number, sessionId?: string | null): Promise<void>;
@@ -102,7 +102,10 @@ export interface MessageServiceDeps {
    */
   removals: Pick<Removals, 'beforeDelivering'>;
   registry: ConversationRegistry<MessageActor>;
-  /** Sends per user per second, bursts of twice that; 0 = off. */
+  /**
+   * Writes (sends, edits, deletes, reactions) per user per second, bursts of twice that; read markers likewise, in a
+   * bucket of their own; 0 = off.
+   */
   messagesPerSecond: number;
   /** History and catch-up reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
   readsPerSecond: number;
@@ -123,6 +126,11 @@ export interface MessageServiceDeps {
    * caller gets. A mailbox's own refusal (OVERLOADED when full) is the actor's to report.
    */
   onRejected?: (err: unknown) => void;
+  /**
+   * A read marker moved, but the removals could not be checked before telling the room (the database failed): it
+   * was told to nobody on this node. For the log.
+   */
+  onNotTold?: (err: unknown, conversationId: string) => void;
   /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
   pageMaxBytes?: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
@@ -162,7 +170,22 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     burst: deps.messagesPerSecond * 2,
     now,
   });
+  // Read markers of a user, both interfaces, in a bucket of their own at the same rate: each move is a write and a
+  // `conversation:read` to every subscriber of the conversation on every node.
+  const markerLimiter = new RateLimiter({
+    ratePerSecond: deps.messagesPerSecond,
+    burst: deps.messagesPerSecond * 2,
+    now,
+  });
   const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
+  /** A token of the user's from `limiter`, or RATE_LIMITED (reported to onRejected) with when to come back. */
+  const spend = (limiter: RateLimiter, userId: string): void => {
+    const taken = limiter.take(userId);
+    if (taken.allowed) return;
+    const limited = new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+    deps.onRejected?.(limited);
+    throw limited;
+  };
   /**
    * A read checks membership in its own statement; one refused there though the cache said yes came in the moment
    * between a removal on another node and the notice of it here: the cache forgets the conversation at once.
@@ -232,12 +255,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
    * of those can answer in either order (an edit emitted right behind its send would otherwise find nothing).
    */
   async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
-    const taken = sendLimiter.take(userId);
-    if (!taken.allowed) {
-      const limited = new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
-      deps.onRejected?.(limited);
-      throw limited;
-    }
+    spend(sendLimiter, userId);
     const key = `${userId}:${conversationId}`;
     const before = entries.get(key);
     const queued = (async () => {
@@ -318,6 +336,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     },
 
     async markRead(userId, conversationId, seq, sessionId) {
+      spend(markerLimiter, userId);
       await membership.assert(conversationId, userId);
       // With the session's check in the same statement, as a write's is in its transaction: a session ended on
       // another node, before this one heard of it, moves no marker.
@@ -341,7 +360,13 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (row?.live !== true) throw new AppError('UNAUTHORIZED');
       if (row.moved === null) return;
       // A participant removed before this marker moved, on a node that has not told this one yet, hears it not.
-      await deps.removals.beforeDelivering(conversationId, row.removals ?? 0);
+      // The marker has moved: a check that fails tells nobody here (and is reported), and the answer is still ok.
+      try {
+        await deps.removals.beforeDelivering(conversationId, row.removals ?? 0);
+      } catch (err) {
+        deps.onNotTold?.(err, conversationId);
+        return;
+      }
       notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
     },
 

@@ -459,6 +459,43 @@ describe('web app: replies, edits, deletes and reactions', function () {
     app.expectNoProblems();
   });
 
+  it('a message deleted after the list was read, before the page followed the conversation, shows deleted in the list', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    await bob.client.messages.put(conversationId, 'late-1', 'a secret sent to the wrong person');
+
+    // Ann's page reads its list, then subscribes: held there, before it joins the conversation's room.
+    const service = app.server.services.messages;
+    const assertParticipant = service.assertParticipant.bind(service);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    service.assertParticipant = async (userId, id) => {
+      if (userId === ann.id && id === conversationId) {
+        holding();
+        await released;
+      }
+      await assertParticipant(userId, id);
+    };
+    try {
+      const annPage = await app.open();
+      await annPage.logIn(ann.username, PASSWORD);
+      await held;
+      const preview = annPage.conversationButton('Bob').locator('.preview');
+      await preview.getByText('a secret sent to the wrong person').waitFor();
+      await bob.client.messages.remove(conversationId, 1);
+      release();
+      await preview.getByText('message deleted').waitFor();
+    } finally {
+      release();
+      service.assertParticipant = assertParticipant;
+    }
+    app.expectNoProblems();
+  });
+
   it("deletes in a group: its owner deletes another member's message, which the others may not (phone layout)", async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
