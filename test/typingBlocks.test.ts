@@ -122,6 +122,13 @@ describe('typing and blocks', function () {
     await controlBusSettled(server.services.controlBus);
   }
 
+  /**
+   * A round trip on `socket`: a typing the node sent it before answering the typist (it is sent before the ack)
+   * comes before this answer. (A fixed 200 ms passed without looking when a loaded machine delivered it later.)
+   */
+  const roundTrip = (socket: Awaited<ReturnType<typeof setUp>>['bobSocket']) =>
+    socket.emitWithAck('conversation:subscribe', { conversationId: '00000000-0000-4000-8000-000000000000' });
+
   /** The pair's setup, with the typings Bob's socket hears recorded, and the looks at the blocks held from now. */
   async function withLooksHeld() {
     const pair = await setUp();
@@ -130,7 +137,7 @@ describe('typing and blocks', function () {
   }
 
   it('a typing whose check read before a block committed, and ended after the node heard it, does not go out', async () => {
-    const { alice, bob, direct, aliceSocket, typingAtBob, looks } = await withLooksHeld();
+    const { alice, bob, direct, aliceSocket, bobSocket, typingAtBob, looks } = await withLooksHeld();
     try {
       const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
       await waitFor(() => looks.held.length === 1, { what: "alice's typing checked" });
@@ -141,7 +148,7 @@ describe('typing and blocks', function () {
       await waitFor(() => looks.held.length === 2, { what: 'the second look' });
       looks.held[1]!();
       expectAckError(await typing, 'BLOCKED', 'the typing');
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await roundTrip(bobSocket);
       expect(typingAtBob, 'a typing told to the blocker after the block').to.deep.equal([]);
     } finally {
       looks.restore();
@@ -180,7 +187,7 @@ describe('typing and blocks', function () {
   });
 
   it('a typing overtaken by a change of its conversation at every look goes nowhere, the last a block', async () => {
-    const { alice, bob, direct, aliceSocket, typingAtBob, looks } = await withLooksHeld();
+    const { alice, bob, direct, aliceSocket, bobSocket, typingAtBob, looks } = await withLooksHeld();
     try {
       const typing = aliceSocket.emitWithAck('typing', { conversationId: direct });
       for (let look = 1; look <= 3; look++) {
@@ -195,7 +202,7 @@ describe('typing and blocks', function () {
       }
       // The last look read no block (it came after), but it was overtaken: nothing goes out, nothing is stored.
       expect(await typing).to.deep.equal({ ok: true });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await roundTrip(bobSocket);
       expect(typingAtBob, 'a typing told to the blocker after the block').to.deep.equal([]);
       expect(looks.held).to.have.length(3);
     } finally {

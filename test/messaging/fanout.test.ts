@@ -520,20 +520,25 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     // The catch-up's read of changed messages waits until the test opens the gate.
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (open = resolve));
+    /** Whether the read of changes was asked for: the catch-up's first read has ended. */
+    let atTheGate = false;
     const gated = new Proxy(db.knex, {
       get(target, property, receiver) {
         if (property !== 'raw') return Reflect.get(target, property, receiver) as unknown;
-        return (sql: string, bindings: readonly Knex.RawBinding[]) =>
-          sql.includes('m.version > ?')
-            ? gate.then(() => target.raw(sql, bindings))
-            : target.raw(sql, bindings);
+        return (sql: string, bindings: readonly Knex.RawBinding[]) => {
+          if (!sql.includes('m.version > ?')) return target.raw(sql, bindings);
+          atTheGate = true;
+          return gate.then(() => target.raw(sql, bindings));
+        };
       },
     });
     const { fanout, state, announce } = await startFanout({ nodes: 2, knex: gated });
     fanout.seen(conversationId, given!.seq, given!.version);
     announce({ n: 'the-other-node', c: 1 });
     // Between the catch-up's two reads, the other node sends a message and edits it, then edits the one given.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // (After a fixed 100 ms, a slow machine's first read could come after these writes and read them: the test
+    // then passed without the case it is about.)
+    await waitFor(() => atTheGate, { what: 'the catch-up’s first read to end' });
     const [sent] = await sendUnannounced('sent during the catch-up');
     const [sentEdit] = await commitUnannounced([
       { kind: 'edit', userId: alice, seq: sent!.seq, body: 'sent, edited' },
@@ -595,15 +600,18 @@ describe('messaging/fanout: a node that another node did not know yet catches up
 
   it('reads nothing while the holes of crossing announcements keep filling, though one is always open', async () => {
     const [before] = await sendUnannounced('before');
-    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 100, beatMs: 20 });
+    // A hole may last 1 s; each is filled 300 ms after it opened, and some hole stays open 1.2 s in all. (Each
+    // filled 60 ms after it opened against a settle of 100 ms, a loaded machine's stall of this process past
+    // 100 ms let a heartbeat find a hole settled: 3 failures in 160 runs.)
+    const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 1000, beatMs: 20 });
     fanout.seen(conversationId, before!.seq, before!.version);
     const sent = await sendUnannounced('m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8');
     const at = (i: number) => wire(sent[i - 1]!);
-    // Two nodes' announcements crossing: seq 2 before 1, 4 before 3, ... each hole filled 60 ms after it opened.
+    // Two nodes' announcements crossing: seq 2 before 1, 4 before 3, ... each hole filled 300 ms after it opened.
     const order = [[2], [1, 4], [3, 6], [5, 8], [7]];
     for (const seqs of order) {
       announce({ n: 'the-other-node', m: seqs.map(at) });
-      await new Promise((resolve) => setTimeout(resolve, 60));
+      await new Promise((resolve) => setTimeout(resolve, 300));
     }
     // A catch-up would have read a missing seq from messages before its announcement, out of this order.
     expect(state.delivered).to.deep.equal(order.flat().map((i) => sent[i - 1]!.seq));

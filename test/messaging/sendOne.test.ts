@@ -3,7 +3,7 @@ import pg from 'pg';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { createTestDatabase, untilAStatementWaitsForALock } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
 import { rows } from '../helpers/chat.js';
 import { insertSession, insertUser } from '../helpers/users.js';
@@ -379,7 +379,8 @@ describe('messaging: xfchat_send_one answers a lone send as xfchat_write does (P
       );
       let settled = false;
       void waiting.finally(() => (settled = true));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Seen waiting in PostgreSQL (after a fixed 100 ms, a call not yet started on a slow machine passed too).
+      await untilAStatementWaitsForALock(db.knex, `${fn} to wait for the lock`);
       expect(settled, `${fn} waited for the lock`).to.equal(false);
       await holder.query('COMMIT');
       expect((await waiting).r_status, fn).to.equal(0);
