@@ -53,16 +53,25 @@ export interface PutOptions {
 /**
  * A path segment from the application's input, URL-encoded. A string that cannot be (an unpaired surrogate: text cut
  * in the middle of an emoji) is refused as the server refuses it, at once: as a `URIError` it would be taken for a
- * network failure and retried for ever.
+ * network failure and retried for ever. So is one of only dots: encoded or not, "." and ".." are path segments that
+ * URL parsing resolves, so the request would go to another route (`users.get('..')` to `GET /`). Refused here with
+ * nothing sent, these are VALIDATION_FAILED with status 0 (there was no answer).
  */
 function id(value: string, field = 'id'): string {
+  if (/^\.+$/.test(value)) throw localInvalid(field, 'must not be only dots');
   try {
     return encodeURIComponent(value);
   } catch {
-    throw new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
-      details: { [field]: 'must be well-formed text' },
-    });
+    throw localInvalid(field, 'must be well-formed text');
   }
+}
+
+/** The VALIDATION_FAILED of input the SDK refuses itself, before sending anything: status 0. */
+function localInvalid(field: string, problem: string): XFChatError {
+  return new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
+    status: 0,
+    details: { [field]: problem },
+  });
 }
 
 /** The answers several calls read (checked by the transport: see {@link AnswerShape}). */
@@ -366,7 +375,7 @@ export class ConversationsApi {
   /** Leaves a group (removes myself). */
   async leave(conversationId: string): Promise<void> {
     const me = tokenSubject(this.session.token);
-    if (me === undefined) throw new XFChatError('UNAUTHORIZED', 'Log in first.');
+    if (me === undefined) throw new XFChatError('UNAUTHORIZED', 'Log in first.', { status: 0 });
     await this.removeParticipant(conversationId, me);
   }
 }
@@ -376,17 +385,17 @@ export class MessagesApi {
   constructor(private readonly http: HttpRequest) {}
 
   /** Messages with seq > `afterSeq`, ascending; `hasMore` when newer ones remain. */
-  after(conversationId: string, afterSeq: number, limit?: number): Promise<MessagePage> {
+  async after(conversationId: string, afterSeq: number, limit?: number): Promise<MessagePage> {
     const query = { after: afterSeq, limit };
     const path = `/conversations/${id(conversationId)}/messages`;
-    return this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
+    return await this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
   }
 
   /** The `limit` newest with seq < `beforeSeq` (or the newest, without it), ascending; `hasMore`: older exist. */
-  before(conversationId: string, beforeSeq?: number, limit?: number): Promise<MessagePage> {
+  async before(conversationId: string, beforeSeq?: number, limit?: number): Promise<MessagePage> {
     const query = { before: beforeSeq, limit };
     const path = `/conversations/${id(conversationId)}/messages`;
-    return this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
+    return await this.http<MessagePage>('GET', path, { query, answer: MESSAGE_PAGE });
   }
 
   /** Moves my read marker forward to `seq` (never back). */
@@ -441,14 +450,14 @@ export class MessagesApi {
   }
 
   /** One page of `GET .../changes?since=`: messages changed (or created) after version `since`, by version. */
-  changes(
+  async changes(
     conversationId: string,
     since: number,
     limit?: number,
     options: CallOptions = {},
   ): Promise<ChangesPage> {
     const query = { since, limit };
-    return this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, {
+    return await this.http<ChangesPage>('GET', `/conversations/${id(conversationId)}/changes`, {
       query,
       ...options,
       answer: CHANGES_PAGE,
@@ -458,14 +467,9 @@ export class MessagesApi {
 
 /**
  * A reaction's path; the emoji is URL-encoded (a flag or a ZWJ sequence is several code points). An emoji of only
- * dots is refused here, as the server refuses it: encoded or not, "." and ".." are path segments that URL parsing
- * resolves, so `DELETE .../reactions/..` would go out as `DELETE .../messages/:seq`, deleting the message.
+ * dots is refused by id(), as the server refuses it: `DELETE .../reactions/..` would go out as
+ * `DELETE .../messages/:seq`, deleting the message.
  */
 function reactionPath(conversationId: string, seq: number, emoji: string): string {
-  if (/^\.+$/.test(emoji)) {
-    throw new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
-      details: { emoji: 'must not be only dots' },
-    });
-  }
   return `/conversations/${id(conversationId)}/messages/${seq}/reactions/${id(emoji, 'emoji')}`;
 }

@@ -7,6 +7,7 @@ import {
   backoffDelay,
   delay,
   linkedAbort,
+  retryAfterMs,
   type BackoffOptions,
   type Closing,
 } from './retry.js';
@@ -52,7 +53,7 @@ export async function retryChange<T>(
         if (link.signal.aborted) throw abortedError(link.signal);
         if (!isRetryable(error)) throw error;
         callSafely(options.onRetry, { attempt: n + 1, reason: error.code });
-        await delay(Math.max(backoffDelay(n, deps.backoff), (error.retryAfter ?? 0) * 1000), link.signal);
+        await delay(Math.max(backoffDelay(n, deps.backoff), retryAfterMs(error)), link.signal);
       }
     }
   } finally {

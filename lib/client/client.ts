@@ -31,7 +31,18 @@ import {
   type Session,
   type UntypedRequest,
 } from './http.js';
-import { backoffDelay, Closing, closedError, DEFAULT_BACKOFF, newClientMsgId } from './retry.js';
+import {
+  backoffDelay,
+  Closing,
+  closedError,
+  DEFAULT_BACKOFF,
+  linkedAbort,
+  MAX_TIMER_MS,
+  newClientMsgId,
+  retryAfterMs,
+  timerMs,
+  untilAborted,
+} from './retry.js';
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
@@ -40,8 +51,8 @@ import { TOKENS_ANSWER, TokenKeeper } from './tokens.js';
 
 export interface XFChatClientOptions {
   /**
-   * The server, an absolute http(s) URL such as `http://127.0.0.1:3000` (anything else throws VALIDATION_FAILED).
-   * Omit in a page served by XFChat itself (same origin).
+   * The server, an absolute http(s) URL such as `http://127.0.0.1:3000`, without credentials, query or fragment
+   * (anything else throws VALIDATION_FAILED). Omit in a page served by XFChat itself (same origin).
    */
   baseUrl?: string;
   /**
@@ -66,7 +77,8 @@ export interface XFChatClientOptions {
   fetch?: typeof fetch;
   /**
    * How long a REST request may take, its answer included, before it fails with TIMEOUT (which the calls that retry
-   * treat like a network error). @default 30000
+   * treat like a network error). Like the other times here: a positive number of ms (VALIDATION_FAILED otherwise),
+   * and one longer than a timer waits (2^31-1 ms), `Infinity` included, is taken as that longest wait. @default 30000
    */
   requestTimeoutMs?: number;
 }
@@ -78,22 +90,48 @@ export interface XFChatClientOptions {
 const END_REASON_WAIT_MS = 1500;
 
 /**
- * The `baseUrl` option, checked once: an absolute http(s) URL, or empty for the page's own origin. Anything else
- * would only fail at the first call, as a retryable NETWORK_ERROR, and be retried for ever.
+ * The `baseUrl` option, checked once: an absolute http(s) URL without credentials, query or fragment, or empty for
+ * the page's own origin. Anything else would only fail at the first call (fetch refuses a URL with credentials; a
+ * query or a fragment would swallow every request's path), as a retryable NETWORK_ERROR or a wrong answer, and
+ * changes would retry it for ever.
  */
 function checkedBaseUrl(baseUrl: string | undefined): string {
   if (baseUrl === undefined || baseUrl === '') return '';
-  let protocol = '';
+  let url: URL | undefined;
   try {
-    protocol = new URL(baseUrl).protocol;
+    url = new URL(baseUrl);
   } catch {
     // not an absolute URL: refused below
   }
-  if (protocol === 'http:' || protocol === 'https:') return baseUrl;
+  let problem: string | undefined;
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+    problem = 'must be an absolute http:// or https:// URL';
+  else if (url.username !== '' || url.password !== '') problem = 'must not hold a user name or password';
+  else if (url.search !== '' || baseUrl.includes('?')) problem = 'must not have a query (?...)';
+  else if (url.hash !== '' || baseUrl.includes('#')) problem = 'must not have a fragment (#...)';
+  if (problem === undefined) return baseUrl;
   throw new XFChatError(
     'VALIDATION_FAILED',
-    `baseUrl must be an http:// or https:// URL, such as http://127.0.0.1:3000; got ${JSON.stringify(baseUrl)}.`,
-    { details: { baseUrl: 'must be an absolute http:// or https:// URL' } },
+    `baseUrl must be an http:// or https:// URL without credentials, query or fragment, such as http://127.0.0.1:3000; got ${JSON.stringify(baseUrl)}.`,
+    { status: 0, details: { baseUrl: problem } },
+  );
+}
+
+/**
+ * A time option in ms: its default when absent; a positive number, a longer one than a timer waits (Infinity, for
+ * "no limit", included) taken as that longest wait (about 24.9 days); anything else (0, a negative number, NaN, not
+ * a number) throws VALIDATION_FAILED.
+ */
+function checkedMs(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && value > 0) return Math.min(value, MAX_TIMER_MS);
+  throw new XFChatError(
+    'VALIDATION_FAILED',
+    `${name} must be a positive number of milliseconds; got ${String(value)}.`,
+    {
+      status: 0,
+      details: { [name]: 'must be a positive number' },
+    },
   );
 }
 
@@ -182,12 +220,14 @@ export class XFChatClient {
   constructor(options: XFChatClientOptions = {}) {
     this.session = { token: options.token };
     this.backoff = {
-      baseMs: options.retryBaseMs ?? DEFAULT_BACKOFF.baseMs,
-      maxMs: options.retryMaxMs ?? DEFAULT_BACKOFF.maxMs,
+      baseMs: checkedMs('retryBaseMs', options.retryBaseMs, DEFAULT_BACKOFF.baseMs),
+      maxMs: checkedMs('retryMaxMs', options.retryMaxMs, DEFAULT_BACKOFF.maxMs),
     };
+    const ackTimeoutMs = checkedMs('ackTimeoutMs', options.ackTimeoutMs, 10_000);
+    const requestTimeoutMs = checkedMs('requestTimeoutMs', options.requestTimeoutMs, 30_000);
     const baseUrl = checkedBaseUrl(options.baseUrl);
     const plainHttp = createHttp(baseUrl, this.session, options.fetch ?? globalThis.fetch.bind(globalThis), {
-      timeoutMs: options.requestTimeoutMs ?? 30_000,
+      timeoutMs: requestTimeoutMs,
       closing: this.closing,
     });
     this.keeper = new TokenKeeper({
@@ -211,7 +251,7 @@ export class XFChatClient {
       url: baseUrl === '' ? undefined : baseUrl,
       session: this.session,
       transports: options.transports ?? ['websocket'],
-      ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
+      ackTimeoutMs,
       backoff: this.backoff,
       renewToken: () => (this.keeper.canRefresh ? this.keeper.refresh() : Promise.resolve(false)),
     });
@@ -352,6 +392,7 @@ export class XFChatClient {
     if (this.closing.closed) throw closedError();
     if (typeof onMessage !== 'function')
       throw new XFChatError('VALIDATION_FAILED', 'subscribe() needs an onMessage function.', {
+        status: 0,
         details: { onMessage: 'must be a function' },
       });
     if (this.subscriptions.has(conversationId))
@@ -607,15 +648,25 @@ export class XFChatClient {
     return typedRequest(async (method, path, options) => {
       if (options?.anonymous === true) return request(method, path, options);
       const sessionEnd = this.sessionEnd;
-      await this.keeper.ensureFresh();
-      if (sessionEnd.error !== undefined) throw sessionEnd.error;
+      // A wait for a refresh (shared with the session's other calls, and as slow as the server) ends for this call
+      // when it is aborted, at close() (CLIENT_CLOSED) and at the end of its session (UNAUTHORIZED); the refresh
+      // itself goes on for the others.
+      const link = linkedAbort(this.closing, options?.signal, sessionEnd);
       try {
-        return await request(method, path, options);
-      } catch (err) {
-        if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh)
-          throw err;
-        if (sessionEnd.closed || !(await this.keeper.refresh()) || sessionEnd.closed) throw err;
-        return request(method, path, options);
+        await untilAborted(this.keeper.ensureFresh(), link.signal);
+        if (sessionEnd.error !== undefined) throw sessionEnd.error;
+        try {
+          return await request(method, path, options);
+        } catch (err) {
+          if (!(err instanceof XFChatError) || err.code !== 'UNAUTHORIZED' || !this.keeper.canRefresh)
+            throw err;
+          if (sessionEnd.closed) throw err;
+          const refreshed = await untilAborted(this.keeper.refresh(), link.signal);
+          if (!refreshed || sessionEnd.closed) throw err;
+          return await request(method, path, options);
+        }
+      } finally {
+        link.release();
       }
     });
   }
@@ -644,12 +695,12 @@ export class XFChatClient {
       // session's token (this one, or a newer one by then) is given again, after Retry-After or a backoff, while
       // the socket is up.
       if (err.code === 'DISCONNECTED' || err.code === 'NOT_CONNECTED' || !isRetryable(err)) return;
-      const wait = err.retryAfter !== undefined ? err.retryAfter * 1000 : backoffDelay(attempt, this.backoff);
+      const wait = err.retryAfter !== undefined ? retryAfterMs(err) : backoffDelay(attempt, this.backoff);
       const timer = setTimeout(() => {
         const current = this.session.token;
         if (this.closing.closed || current === undefined || !this.connection.connected) return;
         this.giveSocket(current, current === token ? attempt + 1 : 0);
-      }, wait);
+      }, timerMs(wait));
       // In Node.js the retry alone does not keep the process running (a closed client's does nothing anyway).
       (timer as { unref?: () => void }).unref?.();
     });

@@ -63,11 +63,20 @@ function retryAfterOf(details: unknown): number | undefined {
   return typeof retryAfter === 'number' && retryAfter > 0 ? retryAfter : undefined;
 }
 
-/** True if `value` looks like the contract's `{code, message}` error body. */
+/**
+ * True if `value` is the contract's `{code, message}` error body: a code of its catalog and a message. JSON of the
+ * same outline with a code of its own (a cloud gateway's `{"error":{"code":"ServiceUnavailable",...}}`) is not
+ * XFChat's answer: the transport handles it as any other answer that is not the contract's (a gateway's 5xx is
+ * NETWORK_ERROR, anything else BAD_RESPONSE).
+ */
 export function isErrorBody(value: unknown): value is ErrorBody {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.code === 'string' && typeof v.message === 'string';
+  return (
+    typeof v.code === 'string' &&
+    typeof v.message === 'string' &&
+    Object.prototype.hasOwnProperty.call(ERROR_CATALOG, v.code)
+  );
 }
 
 /** Anything thrown, as an XFChatError (unknown errors keep their original as `cause`). */

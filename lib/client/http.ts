@@ -1,5 +1,5 @@
 import { XFChatError, fromErrorBody, isErrorBody } from './errors.js';
-import { closedError, linkedAbort, type Closing } from './retry.js';
+import { closedError, linkedAbort, timerMs, untilAborted, type Closing } from './retry.js';
 
 /** The mutable auth state shared by the REST helpers, the token keeper and the realtime connection. */
 export interface Session {
@@ -138,22 +138,6 @@ function retryAfter(headers: Headers): number | undefined {
 }
 
 /**
- * Settles like `work`, or rejects with the signal's reason as soon as it aborts, even if `work` (an application's
- * own `fetch` option, say) does not honour the signal.
- */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as XFChatError);
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-/**
  * A 5xx from something between the client and XFChat (a reverse proxy or load balancer: nginx's HTML 502 while a
  * node restarts, a 503 with no healthy node, a 504 gateway timeout). XFChat itself always answers with the
  * contract's envelope; 500 and 501 without it are not a gateway's and stay BAD_RESPONSE.
@@ -188,7 +172,7 @@ export function createHttp(
         link.abort(
           new XFChatError('TIMEOUT', `${method} ${path} got no answer within ${limits.timeoutMs} ms.`),
         ),
-      limits.timeoutMs,
+      timerMs(limits.timeoutMs),
     );
     let response: Response;
     let text: string;

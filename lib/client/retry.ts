@@ -11,6 +11,29 @@ export interface BackoffOptions {
 export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, maxMs: 5000 };
 
 /**
+ * The longest wait setTimeout takes (2^31-1 ms, about 24.9 days). A longer one (Infinity included) fires after 1 ms
+ * instead, Node.js and browsers alike: every timer of the SDK waits at most this long.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `ms` as a wait setTimeout keeps: at most {@link MAX_TIMER_MS}, and 0 for a negative one or NaN. */
+export function timerMs(ms: number): number {
+  return ms > 0 ? Math.min(ms, MAX_TIMER_MS) : 0;
+}
+
+/**
+ * The longest `Retry-After` the SDK waits before it retries by itself (one hour). A longer one (a proxy's maintenance
+ * page, say) is waited for an hour, then the request is tried again; the error's `retryAfter` keeps what was said.
+ */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** The wait a failure's `retryAfter` (seconds) asks for, in ms, at most {@link MAX_RETRY_AFTER_MS}; 0 without one. */
+export function retryAfterMs(error: XFChatError): number {
+  const seconds = error.retryAfter ?? 0;
+  return seconds > 0 ? Math.min(seconds * 1000, MAX_RETRY_AFTER_MS) : 0;
+}
+
+/**
  * The wait before retry number `attempt` (0-based). Half of it is random so that many clients cut off by the
  * same outage do not all come back in the same millisecond.
  */
@@ -103,8 +126,24 @@ export function linkedAbort(
 }
 
 /**
- * Resolves after `ms`, or rejects as soon as `signal` aborts (with {@link abortedError}). The abort listener is
- * removed either way, so a long-lived signal does not collect listeners.
+ * Settles like `work`, or rejects with the signal's reason as soon as it aborts, even if `work` (an application's
+ * own `fetch` option, or a token refresh other calls share, say) does not honour the signal; `work` goes on.
+ */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as XFChatError);
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * Resolves after `ms` (at most {@link MAX_TIMER_MS}), or rejects as soon as `signal` aborts (with
+ * {@link abortedError}). The abort listener is removed either way, so a long-lived signal does not collect listeners.
  */
 export function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -119,7 +158,7 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);
       resolve();
-    }, ms);
+    }, timerMs(ms));
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -187,7 +226,10 @@ const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'
  */
 export const newClientMsgId: () => string = clientMsgIdSource();
 
-/** Resolves after `ms`, or early (never rejecting) when `signal` aborts: for loops that check their own state. */
+/**
+ * Resolves after `ms` (at most {@link MAX_TIMER_MS}), or early (never rejecting) when `signal` aborts: for loops that
+ * check their own state.
+ */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) {
@@ -199,7 +241,7 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener('abort', done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(done, timerMs(ms));
     signal.addEventListener('abort', done, { once: true });
   });
 }

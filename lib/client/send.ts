@@ -2,7 +2,7 @@ import type { PublicMessage, SendRequest } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
-import { abortedError, backoffDelay, delay, type BackoffOptions } from './retry.js';
+import { abortedError, backoffDelay, delay, retryAfterMs, type BackoffOptions } from './retry.js';
 
 export interface SendOptions {
   /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
@@ -99,7 +99,7 @@ async function sendUntilAcknowledged(
       callSafely(options.onRetry, { attempt: attempt + 1, reason: error.code });
       // After a drop, waitConnected() is the wait; otherwise back off so an overloaded server can recover.
       if (!CONNECTION_CODES.has(error.code)) {
-        const wait = Math.max(backoffDelay(attempt, deps.backoff), (error.retryAfter ?? 0) * 1000);
+        const wait = Math.max(backoffDelay(attempt, deps.backoff), retryAfterMs(error));
         await delay(wait, signal);
       }
     }

@@ -8,7 +8,8 @@ import { backoffDelay, pause, type BackoffOptions } from './retry.js';
 export interface SubscribeOptions {
   /**
    * Deliver only messages with seq > afterSeq (e.g. the last one the caller already has). Without it, the
-   * first delivery is the newest `limit` messages.
+   * first delivery is the newest page: the newest `limit` messages, or fewer past the server's 1 MiB a page
+   * (older ones may exist all the same).
    */
   afterSeq?: number;
   /**

@@ -2,7 +2,7 @@ import type { AuthTokens, SessionEndReason } from '../protocol/index.js';
 import { callSafely } from './emitter.js';
 import { toXFChatError, type XFChatError } from './errors.js';
 import type { AnswerShape, HttpRequest, Session } from './http.js';
-import { backoffDelay, type BackoffOptions } from './retry.js';
+import { backoffDelay, MAX_TIMER_MS, type BackoffOptions } from './retry.js';
 
 /** Refresh this long before expiry (or at half the lifetime, for short tokens). */
 const REFRESH_AHEAD_MS = 60_000;
@@ -11,11 +11,6 @@ const REFRESH_AHEAD_MS = 60_000;
  * up to a second of `expiresIn` may already be gone when it arrives.
  */
 const WHOLE_SECOND_LOSS_MS = 1000;
-/**
- * The longest wait setTimeout takes (2^31-1 ms, about 24.9 days). A longer one fires after 1 ms instead (Node.js
- * and browsers alike), and the server allows access tokens of up to 30 days: a longer wait is made of several.
- */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The answer of `POST /auth/refresh`, and the tokens part of signup's and login's. */
 export const TOKENS_ANSWER: AnswerShape<AuthTokens> = {
@@ -232,6 +227,7 @@ export class TokenKeeper {
     clearTimeout(this.timer);
     if (this.closed) return;
     const dueAt = Date.now() + ms;
+    // The server allows access tokens of up to 30 days, longer than one timer waits: a longer wait is made of several.
     const wait = Math.min(ms, MAX_TIMER_MS);
     const timer = setTimeout(() => {
       // Too long for one timer: wait for the rest. It is measured by the clock, so a machine that slept through

@@ -228,4 +228,114 @@ describe('client SDK: REST requests that hang, fail on the way, or meet a proxy'
     expect(client.refreshToken).to.equal(tokens[1]);
     expect((await client.me()).id).to.equal(user.id);
   });
+
+  /** A client whose refreshes, once `hold` is set, get no answer (until close() aborts them). */
+  async function slowRefreshes(): Promise<{ client: XFChatClient; state: { hold: boolean; held: number } }> {
+    const state = { hold: false, held: 0 };
+    const slow: typeof fetch = (input, init) => {
+      if (state.hold && urlOf(input).endsWith('/auth/refresh')) {
+        state.held += 1;
+        return new Promise<Response>((_resolve, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      }
+      return fetch(input, init);
+    };
+    const client = pool.open(server.url, { fetch: slow });
+    await client.signup({ username: uniqueUsername('sdkr'), password: PASSWORD });
+    return { client, state };
+  }
+
+  it('ends a call waiting for a slow refresh when its signal aborts (CLIENT_CLOSED), and the refresh goes on for the others', async () => {
+    const { client, state } = await slowRefreshes();
+    const { id: conversationId } = await client.conversations.createGroup('g', []);
+    const message = await client.messages.put(conversationId, crypto.randomUUID(), 'hello');
+    state.hold = true;
+    client.token = 'stale'; // the next call is answered UNAUTHORIZED and refreshes
+    const controller = new AbortController();
+    const editing = track(client.edit(conversationId, message.seq, 'hello!', { signal: controller.signal }));
+    const reading = track(client.me());
+    await waitFor(() => state.held === 1, { what: 'the refresh to start' });
+    controller.abort();
+    // The refresh never answers: only the signal can settle the edit.
+    await waitFor(() => editing.settled(), { what: 'the aborted edit to settle', timeoutMs: 5000 });
+    expect(editing.error()).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+    expect(reading.settled(), 'me(), which no signal aborted, still waits for the refresh').to.equal(false);
+    client.close();
+    await waitFor(() => reading.settled(), { what: 'me() to settle at close()' });
+    expect(reading.error()).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+  });
+
+  it('waits a Retry-After longer than a timer can wait (it would fire after 1 ms) instead of retrying in a loop', async () => {
+    let longAttempts = 0;
+    let shortAttempts = 0;
+    const limited = (retryAfter: string) =>
+      new Response(JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'Too many requests.' } }), {
+        status: 429,
+        headers: { 'content-type': 'application/json', 'retry-after': retryAfter },
+      });
+    const rateLimited: typeof fetch = (input) => {
+      if (urlOf(input).includes('/messages/1/')) {
+        longAttempts += 1;
+        return Promise.resolve(limited('3000000'));
+      }
+      shortAttempts += 1;
+      return Promise.resolve(shortAttempts === 1 ? limited('1') : new Response(null, { status: 204 }));
+    };
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const client = pool.open('http://127.0.0.1:9', { token: 'any', fetch: rateLimited });
+      const controller = new AbortController();
+      const waiting = track(client.react(NO_CONVERSATION, 1, '👍', { signal: controller.signal }));
+      // The witness: a change asked to wait 1 s has waited it and gone through; the other is still waiting.
+      await client.react(NO_CONVERSATION, 2, '👍');
+      expect(shortAttempts).to.equal(2);
+      expect(longAttempts, 'attempts of the change asked to wait 3000000 s').to.equal(1);
+      expect(waiting.settled()).to.equal(false);
+      controller.abort();
+      await waitFor(() => waiting.settled(), { what: 'the aborted change to settle' });
+      expect(waiting.error()).to.be.instanceOf(XFChatError).and.include({ code: 'CLIENT_CLOSED' });
+      expect(warnings).to.not.include('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('takes requestTimeoutMs: Infinity as no timeout (longer than a timer waits), not one of 1 ms', async () => {
+    const client = pool.open(server.url, { requestTimeoutMs: Number.POSITIVE_INFINITY });
+    const { user } = await client.signup({ username: uniqueUsername('sdkr'), password: PASSWORD });
+    expect((await client.me()).id).to.equal(user.id);
+  });
+
+  it('treats a gateway’s JSON error of its own code (not the contract’s) as a network error for a 5xx, else BAD_RESPONSE', async () => {
+    const failing = new Map<string, number>();
+    const foreign: typeof fetch = (input, init) => {
+      const url = urlOf(input);
+      for (const [part, status] of failing) {
+        if (!url.includes(part)) continue;
+        failing.delete(part);
+        const body = {
+          error: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' },
+        };
+        return Promise.resolve(json(body, status));
+      }
+      return fetch(input, init);
+    };
+    const client = pool.open(server.url, { fetch: foreign });
+    await client.signup({ username: uniqueUsername('sdkg'), password: PASSWORD });
+    const { id: conversationId } = await client.conversations.createGroup('g', []);
+    const message = await client.messages.put(conversationId, crypto.randomUUID(), 'hello');
+
+    failing.set('/auth/me', 503);
+    expect(await failure(client.me())).to.include({ code: 'NETWORK_ERROR', status: 503 });
+    failing.set('/auth/me', 429);
+    expect(await failure(client.me())).to.include({ code: 'BAD_RESPONSE', status: 429 });
+    // A change meets the 503 once: it retries it, as any network error, and goes through.
+    failing.set('/reactions/', 503);
+    const retries: string[] = [];
+    await client.react(conversationId, message.seq, '👍', { onRetry: (r) => retries.push(r.reason) });
+    expect(retries).to.deep.equal(['NETWORK_ERROR']);
+  });
 });

@@ -136,6 +136,33 @@ describe('client SDK: another session on the same client (login, signup, resume)
     expect(listing.error()).to.be.instanceOf(XFChatError).and.include({ code: 'UNAUTHORIZED' });
   });
 
+  it('ends alice’s calls waiting for a slow refresh at the switch, with UNAUTHORIZED', async () => {
+    const state = { hold: false, held: 0 };
+    const slow: typeof fetch = (input, init) => {
+      if (state.hold && urlOf(input).endsWith('/auth/refresh')) {
+        state.held += 1;
+        return new Promise<Response>((_resolve, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      }
+      return fetch(input, init);
+    };
+    const { client, bob, groupId } = await aliceAndBob({ fetch: slow });
+    state.hold = true;
+    client.token = 'stale'; // the next calls are answered UNAUTHORIZED and wait for a refresh that never answers
+    const reacting = track(client.react(groupId, 1, '👍'));
+    const listing = track(client.friends.list());
+    const reading = track(client.me());
+    await waitFor(() => state.held === 1, { what: 'the refresh to start' });
+    await client.login(bob.username, PASSWORD);
+    await waitFor(() => reacting.settled() && listing.settled() && reading.settled(), {
+      what: 'alice’s calls to settle',
+      timeoutMs: 5000,
+    });
+    for (const call of [reacting, listing, reading])
+      expect(call.error()).to.be.instanceOf(XFChatError).and.include({ code: 'UNAUTHORIZED' });
+  });
+
   it('ends the held session at resume() of another one, but not at a login that fails', async () => {
     const proxy = await proxies.start(server.url);
     const { client, alice, bob, groupId } = await aliceAndBob({ proxy });

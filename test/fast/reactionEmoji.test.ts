@@ -180,7 +180,8 @@ describe('reaction emoji in the SDK (lib/client/api.ts)', () => {
           (err: unknown) => err,
         );
         expect(error).to.be.instanceOf(XFChatError);
-        expect(error).to.include({ code: 'VALIDATION_FAILED', status: 400 });
+        // Nothing was sent: no answer, no status (docs/client.md).
+        expect(error).to.include({ code: 'VALIDATION_FAILED', status: 0 });
         expect((error as XFChatError).details).to.deep.equal({ emoji: 'must not be only dots' });
       }
     }
