@@ -106,3 +106,26 @@ export function track(promise: Promise<unknown>): { settled: () => boolean; erro
   );
   return { settled: () => settled, error: () => error };
 }
+
+/** The URL a `fetch` was called with, whatever form it was given in. */
+export function urlOf(input: string | URL | Request): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+}
+
+/**
+ * A `fetch` whose token refreshes, once `state.hold` is set, get no answer until their request is aborted
+ * (`state.held` counts them); every other request goes through.
+ */
+export function heldRefreshes(): { fetch: typeof fetch; state: { hold: boolean; held: number } } {
+  const state = { hold: false, held: 0 };
+  const held: typeof fetch = (input, init) => {
+    if (state.hold && urlOf(input).endsWith('/auth/refresh')) {
+      state.held += 1;
+      return new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+      });
+    }
+    return fetch(input, init);
+  };
+  return { fetch: held, state };
+}

@@ -4,14 +4,10 @@ import { XFChatError, type XFChatClient } from '../../lib/client/index.js';
 import { useNode } from '../helpers/nodes.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { failure, track, useClientPool } from './fixtures.js';
+import { failure, heldRefreshes, track, urlOf, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 const NO_CONVERSATION = '00000000-0000-0000-0000-000000000000';
-
-function urlOf(input: string | URL | Request): string {
-  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-}
 
 /** What nginx answers while the node behind it restarts. */
 function html502(): Response {
@@ -231,16 +227,7 @@ describe('client SDK: REST requests that hang, fail on the way, or meet a proxy'
 
   /** A client whose refreshes, once `hold` is set, get no answer (until close() aborts them). */
   async function slowRefreshes(): Promise<{ client: XFChatClient; state: { hold: boolean; held: number } }> {
-    const state = { hold: false, held: 0 };
-    const slow: typeof fetch = (input, init) => {
-      if (state.hold && urlOf(input).endsWith('/auth/refresh')) {
-        state.held += 1;
-        return new Promise<Response>((_resolve, reject) => {
-          init?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
-        });
-      }
-      return fetch(input, init);
-    };
+    const { fetch: slow, state } = heldRefreshes();
     const client = pool.open(server.url, { fetch: slow });
     await client.signup({ username: uniqueUsername('sdkr'), password: PASSWORD });
     return { client, state };

@@ -4,13 +4,9 @@ import { useNode } from '../helpers/nodes.js';
 import { useProxies, type FaultProxy } from '../helpers/proxy.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { failure, storedMessages, track, useClientPool } from './fixtures.js';
+import { failure, heldRefreshes, storedMessages, track, urlOf, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
-
-function urlOf(input: string | URL | Request): string {
-  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-}
 
 describe('client SDK: another session on the same client (login, signup, resume)', function () {
   const { server } = useNode();
@@ -137,16 +133,7 @@ describe('client SDK: another session on the same client (login, signup, resume)
   });
 
   it('ends alice’s calls waiting for a slow refresh at the switch, with UNAUTHORIZED', async () => {
-    const state = { hold: false, held: 0 };
-    const slow: typeof fetch = (input, init) => {
-      if (state.hold && urlOf(input).endsWith('/auth/refresh')) {
-        state.held += 1;
-        return new Promise<Response>((_resolve, reject) => {
-          init?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
-        });
-      }
-      return fetch(input, init);
-    };
+    const { fetch: slow, state } = heldRefreshes();
     const { client, bob, groupId } = await aliceAndBob({ fetch: slow });
     state.hold = true;
     client.token = 'stale'; // the next calls are answered UNAUTHORIZED and wait for a refresh that never answers
