@@ -263,7 +263,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'sends, edits, deletes and reaction changes per user per second on each node, REST and Socket.IO together, bursts of twice that; read markers as many, in a budget of their own (`0` = off, for benchmarks)',
+    doc: 'sends, edits, deletes and reaction changes per user per second on each node, REST and Socket.IO together, bursts of twice that (`0` = off, for benchmarks)',
   },
   RATE_LIMIT_READS_PER_SEC: {
     kind: 'int',

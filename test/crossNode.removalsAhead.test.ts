@@ -317,11 +317,10 @@ describe('a node does not deliver its own writes to a participant removed by a r
     expect(removedTypings).to.deep.equal([]);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
-  it('a read marker whose removals cannot be checked is stored and answered ok, told to nobody here, and logged', async () => {
-    const { member, group, ownerSocket, writerSocket, removed, writer } = await setUp(nodeA);
+  it('a read marker whose removals cannot be checked is stored, answered ok, logged, and told to the room as it stands', async () => {
+    const { member, group, ownerSocket, writerSocket, writer } = await setUp(nodeA);
     expectOk(await send(ownerSocket, group.id, 'one'));
     const ownerReads = record(ownerSocket, 'conversation:read');
-    const removedReads = record(removed, 'conversation:read');
     await removeUnheard(group.id, member.id);
 
     // Node B's read of the participants fails in its driver, after the marker's statement committed.
@@ -348,13 +347,11 @@ describe('a node does not deliver its own writes to a participant removed by a r
     expect(Number(row?.last_read_seq)).to.equal(1);
     const line = logs
       .entries()
-      .find(
-        (entry) => entry.msg === 'removals not checked: a read marker moved, told to nobody on this node',
-      );
+      .find((entry) => entry.msg === 'removals not checked: a read marker told to the room as it stands');
     expect(line, 'the log line').to.include({ conversationId: group.id });
-    await answeredAfter(ownerSocket);
-    await answeredAfter(removed);
-    expect(ownerReads).to.deep.equal([]);
-    expect(removedReads).to.deep.equal([]);
+    // A marker has no catch-up: the subscribers hear it all the same (the removed user's socket, not taken out of
+    // the room by the failed check, may too: the one leak the failure leaves, of a marker, never of a message).
+    await waitFor(() => ownerReads.length === 1, { what: "the owner's conversation:read" });
+    expect(ownerReads).to.deep.equal([{ conversationId: group.id, userId: writer.id, seq: 1 }]);
   });
 });

@@ -149,36 +149,6 @@ describe('message failures, limits and shutdown', function () {
       const stored = await seqState(limited.services.db.knex, group.id);
       expect(stored).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
     });
-
-    it('read markers have a budget of their own at the same rate: 429 past the burst, one budget for REST and sockets', async () => {
-      const owner = await newUser(limited);
-      const [friend] = (await friendsOf(limited, owner, 1)) as [TestUser];
-      const group = await createGroup(limited.url, owner, [friend]);
-      for (let i = 0; i < 2; i++) {
-        expect((await put(owner, group.id, randomUUID(), { body: `m${i}` }, limited.url)).status).to.equal(
-          201,
-        );
-      }
-      // The sends spent the owner's write budget: the friend's markers do not depend on it, nor on each other's.
-      const socket = await pool.open(limited.url, friend);
-      const read = (seq: number) =>
-        request(limited.url, 'POST', `/conversations/${group.id}/read`, {
-          token: friend.token,
-          body: { seq },
-        });
-      expect((await read(1)).status).to.equal(204);
-      expectOk(await socket.emitWithAck('conversation:read', { conversationId: group.id, seq: 2 }));
-      const third = await read(2);
-      expectError(third, 429, 'RATE_LIMITED');
-      expect(Number(third.headers.get('retry-after'))).to.be.at.least(1);
-      const fourth = expectAckError(
-        await socket.emitWithAck('conversation:read', { conversationId: group.id, seq: 2 }),
-        'RATE_LIMITED',
-      );
-      expect(fourth.details).to.have.property('retryAfter').that.is.within(1, 2);
-      // A send of the friend's is still within its own write budget.
-      expectOk(await send(socket, group.id, 'mine'));
-    });
   });
 
   describe('while PostgreSQL is unreachable', () => {

@@ -169,6 +169,12 @@ describe('migrations', function () {
         await untilAStatementWaitsForALock(db.knex, 'the wait for the migration lock');
         // Five times the database's lock_timeout, counted from the wait's start.
         await new Promise((resolve) => setTimeout(resolve, 500));
+        // Seen by PostgreSQL: the wait is still on. (A process slowed past the timer reads a lock_timeout's error
+        // only after it: `settled` alone could pass though the wait had ended at 100 ms.)
+        const { rows } = await other.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        expect(rows.length, 'statements waiting for a lock after 500 ms').to.be.at.least(1);
         expect(settled, 'settled while the lock was held').to.equal(undefined);
         await other.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
         await latest;

@@ -217,10 +217,10 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         ? Math.min(PAGE_MAX_BYTES, Math.floor(config.limits.socketMaxBufferedBytes / 2))
         : PAGE_MAX_BYTES,
     onRejected: (err) => metrics.observeRejected(err),
-    onNotTold: (err, conversationId) =>
+    onNotChecked: (err, conversationId) =>
       logger.error(
         { err, conversationId },
-        'removals not checked: a read marker moved, told to nobody on this node',
+        'removals not checked: a read marker told to the room as it stands',
       ),
     onPageRead: (conversationId, page, reader) =>
       fanout.seen(

@@ -76,7 +76,7 @@ export interface MessageService {
   changes(userId: string, conversationId: string, since: number, limit: number): Promise<ChangesPage>;
   /**
    * Moves my read marker forward to `seq` (clamped to the conversation's last seq; never backwards) and tells
-   * the subscribers when it moved. RATE_LIMITED past the user's budget of markers (`messagesPerSecond`). With `sessionId`, UNAUTHORIZED once that session has ended (checked in the
+   * the subscribers when it moved. With `sessionId`, UNAUTHORIZED once that session has ended (checked in the
    * same statement), whether or not this node has heard of the end.
    */
   markRead(userId: string, conversationId: string, seq: number, sessionId?: string | null): Promise<void>;
@@ -103,8 +103,7 @@ export interface MessageServiceDeps {
   removals: Pick<Removals, 'beforeDelivering'>;
   registry: ConversationRegistry<MessageActor>;
   /**
-   * Writes (sends, edits, deletes, reactions) per user per second, bursts of twice that; read markers likewise, in a
-   * bucket of their own; 0 = off.
+   * Writes (sends, edits, deletes, reactions) per user per second, bursts of twice that; 0 = off.
    */
   messagesPerSecond: number;
   /** History and catch-up reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
@@ -127,10 +126,10 @@ export interface MessageServiceDeps {
    */
   onRejected?: (err: unknown) => void;
   /**
-   * A read marker moved, but the removals could not be checked before telling the room (the database failed): it
-   * was told to nobody on this node. For the log.
+   * A read marker moved, but the removals could not be checked before telling the room (the database failed): the
+   * room was told as it stands. For the log.
    */
-  onNotTold?: (err: unknown, conversationId: string) => void;
+  onNotChecked?: (err: unknown, conversationId: string) => void;
   /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
   pageMaxBytes?: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
@@ -166,13 +165,6 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   const pageMaxBytes = deps.pageMaxBytes ?? PAGE_MAX_BYTES;
   // One limiter for both interfaces, so REST and Socket.IO sends of a user share one budget.
   const sendLimiter = new RateLimiter({
-    ratePerSecond: deps.messagesPerSecond,
-    burst: deps.messagesPerSecond * 2,
-    now,
-  });
-  // Read markers of a user, both interfaces, in a bucket of their own at the same rate: each move is a write and a
-  // `conversation:read` to every subscriber of the conversation on every node.
-  const markerLimiter = new RateLimiter({
     ratePerSecond: deps.messagesPerSecond,
     burst: deps.messagesPerSecond * 2,
     now,
@@ -336,7 +328,6 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     },
 
     async markRead(userId, conversationId, seq, sessionId) {
-      spend(markerLimiter, userId);
       await membership.assert(conversationId, userId);
       // With the session's check in the same statement, as a write's is in its transaction: a session ended on
       // another node, before this one heard of it, moves no marker.
@@ -360,12 +351,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (row?.live !== true) throw new AppError('UNAUTHORIZED');
       if (row.moved === null) return;
       // A participant removed before this marker moved, on a node that has not told this one yet, hears it not.
-      // The marker has moved: a check that fails tells nobody here (and is reported), and the answer is still ok.
+      // The marker has moved, and a marker has no catch-up: when the check fails (the database), it is reported and
+      // the room is told as it stands, which a removed user's socket may still be in.
       try {
         await deps.removals.beforeDelivering(conversationId, row.removals ?? 0);
       } catch (err) {
-        deps.onNotTold?.(err, conversationId);
-        return;
+        deps.onNotChecked?.(err, conversationId);
       }
       notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
     },

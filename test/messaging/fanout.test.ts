@@ -600,15 +600,16 @@ describe('messaging/fanout: a node that another node did not know yet catches up
 
   it('reads nothing while the holes of crossing announcements keep filling, though one is always open', async () => {
     const [before] = await sendUnannounced('before');
-    // A hole may last 1 s; each is filled 300 ms after it opened, and some hole stays open 1.2 s in all. (Each
-    // filled 60 ms after it opened against a settle of 100 ms, a loaded machine's stall of this process past
-    // 100 ms let a heartbeat find a hole settled: 3 failures in 160 runs.)
+    // A hole may last 1 s; each is filled 300 ms after it opened, and some hole stays open 2.7 s in all, well past
+    // the settle: a node that timed the holes from the first one seen would read the missing seqs at 1 s, out of
+    // this order. (Each filled 60 ms after it opened against a settle of 100 ms, a loaded machine's stall of this
+    // process past 100 ms let a heartbeat find a hole settled: 3 failures in 160 runs.)
     const { fanout, state, announce } = await startFanout({ nodes: 2, holeSettleMs: 1000, beatMs: 20 });
     fanout.seen(conversationId, before!.seq, before!.version);
-    const sent = await sendUnannounced('m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8');
+    const sent = await sendUnannounced(...Array.from({ length: 16 }, (_, i) => `m${i + 1}`));
     const at = (i: number) => wire(sent[i - 1]!);
     // Two nodes' announcements crossing: seq 2 before 1, 4 before 3, ... each hole filled 300 ms after it opened.
-    const order = [[2], [1, 4], [3, 6], [5, 8], [7]];
+    const order = [[2], ...Array.from({ length: 7 }, (_, i) => [2 * i + 1, 2 * i + 4]), [15]];
     for (const seqs of order) {
       announce({ n: 'the-other-node', m: seqs.map(at) });
       await new Promise((resolve) => setTimeout(resolve, 300));
