@@ -600,7 +600,7 @@ describe('messaging/fanout: a node that another node did not know yet catches up
 
   it('reads nothing while the holes of crossing announcements keep filling, though one is always open', async () => {
     const [before] = await sendUnannounced('before');
-    // A hole may last 1 s; each is filled 300 ms after it opened, and some hole stays open 2.7 s in all, well past
+    // A hole may last 1 s; each is filled 300 ms after it opened, and some hole stays open 2.4 s in all, well past
     // the settle: a node that timed the holes from the first one seen would read the missing seqs at 1 s, out of
     // this order. (Each filled 60 ms after it opened against a settle of 100 ms, a loaded machine's stall of this
     // process past 100 ms let a heartbeat find a hole settled: 3 failures in 160 runs.)
