@@ -82,4 +82,42 @@ describe('a username freed by an account deletion, and the login limits of its f
       'RATE_LIMITED',
     );
   });
+  it('a password accepted just before the deletion (a login, a password change, another device) does not make an address known again after it', async () => {
+    const name = uniqueUsername('Rac');
+    const ip = freshIp();
+    const first = await post(server, '/auth/signup', ip, { username: name, password: PASSWORD });
+    expect(first.status).to.equal(201);
+    // A password check of the account, taken and found right before the deletion, whose acceptance lands after it.
+    const limits = server.services.auth.limits;
+    const attempt = await limits.takePasswordAttempt(name, ip);
+    const del = await request(server.url, 'DELETE', '/users/me', {
+      token: first.body.token,
+      body: { password: PASSWORD },
+      headers: { 'x-forwarded-for': ip },
+    });
+    expect(del.status).to.equal(204);
+    await limits.passwordAccepted(attempt);
+    const known = await server.services.db
+      .knex('auth_rate_limits')
+      .whereRaw('starts_with(key, ?)', [`login_known_pair:${name.toLowerCase()}|`])
+      .select('key');
+    expect(known).to.deep.equal([]);
+
+    // While the account is live, a right password makes its address known, as before.
+    const other = uniqueUsername('Rac');
+    expect(
+      (await post(server, '/auth/signup', freshIp(), { username: other, password: PASSWORD })).status,
+    ).to.equal(201);
+    const place = freshIp();
+    expect(
+      (await post(server, '/auth/login', place, { username: other, password: PASSWORD })).status,
+    ).to.equal(200);
+    const knownOther = await server.services.db
+      .knex('auth_rate_limits')
+      .whereRaw('starts_with(key, ?)', [`login_known_pair:${other.toLowerCase()}|`])
+      .select('key');
+    expect(knownOther.map((r: { key: string }) => r.key)).to.include(
+      `login_known_pair:${other.toLowerCase()}|${place}`,
+    );
+  });
 });

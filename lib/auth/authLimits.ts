@@ -293,7 +293,10 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         lockouts.delete(key),
         pairHour.delete(key),
         ...(tookShared ? giveSharedBack(username, ip, windows) : []),
-        knownPairs.set(key, 1, LOGIN_LIMITS.knownPairSeconds),
+        // Only while the account is live: a password checked just before the account's deletion (a login, a
+        // password change, a second deletion from another device) would otherwise write back, after the deletion
+        // forgot them, an address the name's next owner never signed in from.
+        knownPairs.setWhileUserLive(key, 1, LOGIN_LIMITS.knownPairSeconds, username),
       ]);
     },
     async passwordRejected({ username, ip, windows }) {
