@@ -106,20 +106,21 @@ export class ClusterCounter {
   }
 
   /**
-   * Sets the key to `points` for a window of `seconds` only while `username` names a live account: in the same
-   * statement, its row share-locked, so a deletion of that account (which locks the row, forgets the name's keys
-   * and frees the name, in one transaction) is waited for, and after it nothing is set. True if it was set.
+   * Sets the key to `points` for a window of `seconds` only while the account `userId` is live: in the same
+   * statement, its row share-locked, so a deletion of that account (which locks the row, forgets its name's keys
+   * and frees the name, in one transaction) is waited for, and after it nothing is set. By id, not by name: a freed
+   * name taken again by someone else is another account. True if it was set.
    */
-  async setWhileUserLive(key: string, points: number, seconds: number, username: string): Promise<boolean> {
+  async setWhileUserLive(key: string, points: number, seconds: number, userId: string): Promise<boolean> {
     const result = await this.knex.raw<{ rows: unknown[] }>(
       `WITH live AS (
-         SELECT 1 FROM users WHERE lower(username) = lower(?) AND deleted_at IS NULL FOR SHARE
+         SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL FOR SHARE
        )
        INSERT INTO ${CLUSTER_LIMITS_TABLE} AS r (key, points, expire)
        SELECT ?, ?, ${NOW_MS} + ?::bigint WHERE EXISTS (SELECT 1 FROM live)
        ON CONFLICT (key) DO UPDATE SET points = excluded.points, expire = excluded.expire
        RETURNING 1`,
-      [username, this.rowKey(key), points, seconds * 1000],
+      [userId, this.rowKey(key), points, seconds * 1000],
     );
     return result.rows.length > 0;
   }

@@ -96,7 +96,7 @@ describe('a username freed by an account deletion, and the login limits of its f
       headers: { 'x-forwarded-for': ip },
     });
     expect(del.status).to.equal(204);
-    await limits.passwordAccepted(attempt);
+    await limits.passwordAccepted(attempt, first.body.user.id);
     const known = await server.services.db
       .knex('auth_rate_limits')
       .whereRaw('starts_with(key, ?)', [`login_known_pair:${name.toLowerCase()}|`])
@@ -119,5 +119,29 @@ describe('a username freed by an account deletion, and the login limits of its f
     expect(knownOther.map((r: { key: string }) => r.key)).to.include(
       `login_known_pair:${other.toLowerCase()}|${place}`,
     );
+  });
+  it("a password accepted after the freed name was taken again does not make the former owner's address known to the new account", async () => {
+    const name = uniqueUsername('Rtk');
+    const ip = freshIp();
+    const first = await post(server, '/auth/signup', ip, { username: name, password: PASSWORD });
+    expect(first.status).to.equal(201);
+    const limits = server.services.auth.limits;
+    const attempt = await limits.takePasswordAttempt(name, ip);
+    const del = await request(server.url, 'DELETE', '/users/me', {
+      token: first.body.token,
+      body: { password: PASSWORD },
+      headers: { 'x-forwarded-for': ip },
+    });
+    expect(del.status).to.equal(204);
+    // Someone else takes the name, elsewhere, before the former owner's acceptance lands.
+    expect(
+      (await post(server, '/auth/signup', freshIp(), { username: name, password: NEW_PASSWORD })).status,
+    ).to.equal(201);
+    await limits.passwordAccepted(attempt, first.body.user.id);
+    const known = await server.services.db
+      .knex('auth_rate_limits')
+      .where('key', `login_known_pair:${name.toLowerCase()}|${ip}`)
+      .select('key');
+    expect(known).to.deep.equal([]);
   });
 });

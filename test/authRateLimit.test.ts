@@ -608,7 +608,11 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
         });
         expectError(res, 401, 'INVALID_CREDENTIALS');
       }
-      await limits.passwordAccepted(slowRight);
+      const [owner] = await a.services.db
+        .knex('users')
+        .whereRaw('lower(username) = lower(?)', [other])
+        .select<Array<{ id: string }>>('id');
+      await limits.passwordAccepted(slowRight, owner!.id);
       // The new minute holds N failures: the success gives back no point of it.
       expectLimited(
         await post(a, '/auth/login', ip, { username: uniqueUsername('stuff'), password: WRONG }),

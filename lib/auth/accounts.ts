@@ -145,7 +145,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
       await giveBackAfterRefusal(limits, attempt, err, logger);
       throw err;
     }
-    await limits.passwordAccepted(attempt);
+    await limits.passwordAccepted(attempt, user.id);
     return checked;
   }
 

@@ -78,8 +78,11 @@ export interface AuthLimits {
    * password turns out right.
    */
   takePasswordAttempt(username: string, ip: string): Promise<PasswordAttempt>;
-  /** The password was right: the attempt does not count as a failure, and its pair becomes known. */
-  passwordAccepted(attempt: PasswordAttempt): Promise<void>;
+  /**
+   * The password of account `userId` was right: the attempt does not count as a failure, and its pair becomes known
+   * (while that account is live).
+   */
+  passwordAccepted(attempt: PasswordAttempt, userId: string): Promise<void>;
   /**
    * The password was wrong: the attempt stays counted as the failure it is, and gives back the point it took from
    * the pair's right passwords.
@@ -285,7 +288,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         throw err;
       }
     },
-    async passwordAccepted({ username, ip, tookShared, windows }) {
+    async passwordAccepted({ username, ip, tookShared, windows }, userId) {
       const key = pairKey(username, ip);
       // The point of the pair's right passwords that the attempt took before the check stays: it was one.
       await Promise.all([
@@ -295,8 +298,9 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         ...(tookShared ? giveSharedBack(username, ip, windows) : []),
         // Only while the account is live: a password checked just before the account's deletion (a login, a
         // password change, a second deletion from another device) would otherwise write back, after the deletion
-        // forgot them, an address the name's next owner never signed in from.
-        knownPairs.setWhileUserLive(key, 1, LOGIN_LIMITS.knownPairSeconds, username),
+        // forgot them, an address the name's next owner never signed in from (by the account's id: the next owner
+        // of the name is another account).
+        knownPairs.setWhileUserLive(key, 1, LOGIN_LIMITS.knownPairSeconds, userId),
       ]);
     },
     async passwordRejected({ username, ip, windows }) {

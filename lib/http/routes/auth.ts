@@ -106,7 +106,7 @@ export function authRoutes(services: Services): Router {
     const session = await accounts.startLogin(user, clientInfo(req).userAgent);
     // Committed: the sessions it ended are told now, whatever becomes of the rest of this login.
     accounts.sessions.announceEnded(session.evicted, 'revoked');
-    await accounts.limits.passwordAccepted(req.passwordAttempt);
+    await accounts.limits.passwordAccepted(req.passwordAttempt, user.id);
     res.json(authResponse(user, session));
   };
 
