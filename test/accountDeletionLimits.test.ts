@@ -97,6 +97,8 @@ describe('a username freed by an account deletion, and the login limits of its f
     });
     expect(del.status).to.equal(204);
     await limits.passwordAccepted(attempt, first.body.user.id);
+    // Nor does a signup's own remembering that lands after its account was deleted (from another client).
+    await limits.signedUp(name, ip, first.body.user.id);
     const known = await server.services.db
       .knex('auth_rate_limits')
       .whereRaw('starts_with(key, ?)', [`login_known_pair:${name.toLowerCase()}|`])

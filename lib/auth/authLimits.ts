@@ -93,8 +93,8 @@ export interface AuthLimits {
    * what it took, so a client retrying through an overload is not locked out for guesses it never made.
    */
   passwordNotChecked(attempt: PasswordAttempt): Promise<void>;
-  /** `username` signed up from `ip`: the pair is known, as after a login. */
-  signedUp(username: string, ip: string): Promise<void>;
+  /** `username` signed up from `ip` as account `userId`: the pair is known, as after a login (while it is live). */
+  signedUp(username: string, ip: string, userId: string): Promise<void>;
   /** Stops the sweep timer; idempotent. */
   close(): void;
 }
@@ -315,8 +315,8 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         ...(tookShared ? giveSharedBack(username, ip, windows) : []),
       ]);
     },
-    async signedUp(username, ip) {
-      await knownPairs.set(pairKey(username, ip), 1, LOGIN_LIMITS.knownPairSeconds);
+    async signedUp(username, ip, userId) {
+      await knownPairs.setWhileUserLive(pairKey(username, ip), 1, LOGIN_LIMITS.knownPairSeconds, userId);
     },
     close() {
       clearInterval(timer);

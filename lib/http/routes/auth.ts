@@ -79,7 +79,7 @@ export function authRoutes(services: Services): Router {
     );
     // Its first login from this address must not wait behind another client's failures there. The account exists
     // by now: a failure here must not turn its signup into an error (a retry would find the name taken).
-    await accounts.limits.signedUp(username, clientIp(req)).catch((err: unknown) => {
+    await accounts.limits.signedUp(username, clientIp(req), user.id).catch((err: unknown) => {
       req.log.warn({ err }, 'remembering the address of a signup failed');
     });
     res.status(201).json(authResponse(user, session));
