@@ -268,4 +268,41 @@ describe('messages over REST', function () {
       { conversationId: group.id, userId: member!.id, seq: 4 },
     ]);
   });
+
+  it('markers moved one seq at a time, as fast as a client can, reach the subscribers as at most one event each 500 ms, the last move always', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    await seedMessages(server.services.db.knex, group.id, owner.id, 31);
+    const watcher = await pool.open(server.url, owner);
+    const reads = record(watcher, 'conversation:read');
+    await subscribe(watcher, group.id);
+    const read = (seq: number) =>
+      request(server.url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
+    const started = Date.now();
+    for (let seq = 1; seq <= 30; seq++) expect((await read(seq)).status).to.equal(204);
+    const took = Date.now() - started;
+    // Every move is stored; the last one goes out at the end of its interval.
+    await waitFor(() => reads.at(-1)?.seq === 30, { what: 'the event of the last move' });
+    const [row] = await rows<{ last_read_seq: number }>(
+      server.services.db.knex,
+      'SELECT last_read_seq FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
+      [group.id, member!.id],
+    );
+    expect(Number(row?.last_read_seq)).to.equal(30);
+    // The first at once, then one per 500 ms at most, in order (however slow the 30 moves were).
+    expect(reads[0]).to.deep.equal({ conversationId: group.id, userId: member!.id, seq: 1 });
+    expect(reads.length, `${reads.length} events for 30 moves in ${took} ms`).to.be.at.most(
+      Math.floor(took / 500) + 2,
+    );
+    const seqs = reads.map((r) => r.seq);
+    expect(seqs).to.deep.equal([...seqs].sort((a, b) => a - b));
+    // A move after a quiet interval goes out at once.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const before = reads.length;
+    expect((await read(31)).status).to.equal(204);
+    // Sent before the 204: an answer to the watcher after it comes after the event (one connection, in order).
+    await watcher.emitWithAck('typing', { conversationId: randomUUID() });
+    expect(reads.slice(before)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 31 }]);
+  });
 });

@@ -275,6 +275,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
 
   let closing: Promise<void> | undefined;
   async function doClose(): Promise<void> {
+    service.stop();
     const drained = await drainWithin(config.shutdownTimeoutMs);
     unsubscribe();
     // Drained: everything accepted is committed and announced (the goodbye goes out behind the announcements, on

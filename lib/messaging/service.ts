@@ -90,6 +90,8 @@ export interface MessageService {
    * forgotten, so the next of each is checked again instead of answered `{ok}` within the 2 s interval.
    */
   forgetTypings(conversationId: string): void;
+  /** The node stops: the `conversation:read` events held back for their interval go out no more. */
+  stop(): void;
 }
 
 export interface MessageServiceDeps {
@@ -132,6 +134,11 @@ export interface MessageServiceDeps {
   onNotChecked?: (err: unknown, conversationId: string) => void;
   /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
   pageMaxBytes?: number;
+  /**
+   * At most one `conversation:read` per user and conversation goes out in this time; the moves in between go out as
+   * one, at its end, with the latest seq. @default 500
+   */
+  readIntervalMs?: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
   typingIntervalMs?: number;
   now?: () => number;
@@ -190,6 +197,43 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       throw err;
     }
   };
+  /**
+   * Per user and conversation, when its last `conversation:read` went out, and the latest seq held back since (with
+   * the timer that sends it). Each marker that moves is stored; what goes to every subscriber of the conversation is
+   * at most one event an interval: a client moving its marker one seq at a time, as fast as it can, costs the group
+   * two events a second, and the last move always goes out.
+   */
+  const readIntervalMs = deps.readIntervalMs ?? 500;
+  const readsTold = new Map<string, { at: number; seq?: number; timer?: ReturnType<typeof setTimeout> }>();
+  let stopped = false;
+  function tellRead(event: { conversationId: string; userId: string; seq: number }): void {
+    const key = `${event.userId}:${event.conversationId}`;
+    const t = now();
+    const told = readsTold.get(key);
+    if (told === undefined || (told.timer === undefined && t - told.at >= readIntervalMs)) {
+      if (readsTold.size >= TYPING_SWEEP_AT) {
+        for (const [k, v] of readsTold)
+          if (v.timer === undefined && t - v.at >= readIntervalMs) readsTold.delete(k);
+      }
+      readsTold.set(key, { at: t });
+      notify.readMoved(event);
+      return;
+    }
+    told.seq = Math.max(told.seq ?? 0, event.seq);
+    if (told.timer !== undefined) return;
+    told.timer = setTimeout(
+      () => {
+        told.timer = undefined;
+        told.at = now();
+        const seq = told.seq;
+        told.seq = undefined;
+        if (!stopped && seq !== undefined) notify.readMoved({ ...event, seq });
+      },
+      Math.max(0, told.at + readIntervalMs - t),
+    );
+    // In Node.js a held event alone does not keep the process running.
+    (told.timer as { unref?: () => void }).unref?.();
+  }
   const lastTyping = new Map<string, number>();
   const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
   /**
@@ -358,7 +402,13 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       } catch (err) {
         deps.onNotChecked?.(err, conversationId);
       }
-      notify.readMoved({ conversationId, userId, seq: Number(row.moved) });
+      tellRead({ conversationId, userId, seq: Number(row.moved) });
+    },
+
+    stop() {
+      stopped = true;
+      for (const told of readsTold.values()) if (told.timer !== undefined) clearTimeout(told.timer);
+      readsTold.clear();
     },
 
     forgetTypings(conversationId) {
