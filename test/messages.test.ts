@@ -305,4 +305,49 @@ describe('messages over REST', function () {
     await watcher.emitWithAck('typing', { conversationId: randomUUID() });
     expect(reads.slice(before)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 31 }]);
   });
+  it("a held read event carries the stored marker: a user's markers never go down, moved through two nodes or passed by her own send", async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    await seedMessages(server.services.db.knex, group.id, owner.id, 3);
+    const watcher = await pool.open(server.url, owner);
+    const heard: Array<[string, number]> = [];
+    watcher.on('conversation:read', (e) => {
+      if (e.userId === member!.id) heard.push(['read', e.seq]);
+    });
+    watcher.on('message:new', (m) => {
+      if (m.senderId === member!.id) heard.push(['message', m.seq]);
+    });
+    await subscribe(watcher, group.id);
+    const read = (url: string, seq: number) =>
+      request(url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
+
+    // Through two nodes: the other node tells 1 at once and holds 2; this one tells 3 at once (it has told nothing
+    // of her yet); the held event, when it goes out, tells the stored marker, 3, not 2.
+    expect((await read(other.url, 1)).status).to.equal(204);
+    await waitFor(() => heard.length === 1, { what: 'the first event' });
+    expect((await read(other.url, 2)).status).to.equal(204);
+    expect((await read(server.url, 3)).status).to.equal(204);
+    await waitFor(() => heard.length === 3, { what: 'the held event' });
+    // [1, 3, 3] (or [1, 2, 3] when the machine was slow enough for the held one to go before the move to 3).
+    const first = heard.map(([, seq]) => seq);
+    expect(first, JSON.stringify(heard)).to.deep.equal([...first].sort((x, y) => x - y));
+    expect(first.at(-1)).to.equal(3);
+
+    // Passed by her own send (which moves her marker, told by its message:new alone): the held event tells 4.
+    heard.length = 0;
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past this node's interval: the next goes at once
+    const memberSocket = await pool.open(server.url, member!);
+    await put(owner, group.id, randomUUID(), { body: 'four' });
+    expect((await read(server.url, 4)).status).to.equal(204); // at once
+    await waitFor(() => heard.length === 1, { what: 'the read of 4' });
+    await put(owner, group.id, randomUUID(), { body: 'five' });
+    expect((await read(server.url, 5)).status).to.equal(204); // held
+    expectOk(await send(memberSocket, group.id, 'mine'));
+    await waitFor(() => heard.length === 3, { what: 'her message and the held event' });
+    // [read 4, message 6, read 6] (or read 5 before message 6 on a slow machine): never read 5 after message 6.
+    const second = heard.map(([, seq]) => seq);
+    expect(second, JSON.stringify(heard)).to.deep.equal([...second].sort((x, y) => x - y));
+    expect(heard).to.deep.include(['message', 6]);
+  });
 });

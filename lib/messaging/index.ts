@@ -217,6 +217,11 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         ? Math.min(PAGE_MAX_BYTES, Math.floor(config.limits.socketMaxBufferedBytes / 2))
         : PAGE_MAX_BYTES,
     onRejected: (err) => metrics.observeRejected(err),
+    onReadNotTold: (err, conversationId) =>
+      logger.error(
+        { err, conversationId },
+        'a held read marker event not told: its marker could not be read',
+      ),
     onNotChecked: (err, conversationId) =>
       logger.error(
         { err, conversationId },

@@ -132,11 +132,13 @@ export interface MessageServiceDeps {
    * room was told as it stands. For the log.
    */
   onNotChecked?: (err: unknown, conversationId: string) => void;
+  /** A held `conversation:read` could not read the marker it carries (the database): it went out to nobody. */
+  onReadNotTold?: (err: unknown, conversationId: string) => void;
   /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
   pageMaxBytes?: number;
   /**
-   * At most one `conversation:read` per user and conversation goes out in this time; the moves in between go out as
-   * one, at its end, with the latest seq. @default 500
+   * At most one `conversation:read` per user and conversation goes out from this node in this time; the moves in
+   * between go out as one, at its end, with the marker as then stored. @default 500
    */
   readIntervalMs?: number;
   /** At most one `typing` per user and conversation in this time. @default 2000 */
@@ -198,17 +200,20 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     }
   };
   /**
-   * Per user and conversation, when its last `conversation:read` went out, and the latest seq held back since (with
-   * the timer that sends it). Each marker that moves is stored; what goes to every subscriber of the conversation is
-   * at most one event an interval: a client moving its marker one seq at a time, as fast as it can, costs the group
-   * two events a second, and the last move always goes out.
+   * Per user and conversation, when its last `conversation:read` went out from this node, and the timer of the one
+   * held back since. Each marker that moves is stored; what goes to every subscriber of the conversation is at most
+   * one event an interval: a client moving its marker one seq at a time, as fast as it can, costs the group two
+   * events a second. The held event carries the marker as stored when it goes out, not the seq held: never below
+   * what any node told already, or what the user's own send implied (its `message:new`), so the markers the
+   * subscribers hear never go down. Intervals are timed by the monotonic clock (a wall clock set back would hold the
+   * event as long).
    */
   const readIntervalMs = deps.readIntervalMs ?? 500;
-  const readsTold = new Map<string, { at: number; seq?: number; timer?: ReturnType<typeof setTimeout> }>();
+  const readsTold = new Map<string, { at: number; timer?: ReturnType<typeof setTimeout> }>();
   let stopped = false;
   function tellRead(event: { conversationId: string; userId: string; seq: number }): void {
     const key = `${event.userId}:${event.conversationId}`;
-    const t = now();
+    const t = performance.now();
     const told = readsTold.get(key);
     if (told === undefined || (told.timer === undefined && t - told.at >= readIntervalMs)) {
       if (readsTold.size >= TYPING_SWEEP_AT) {
@@ -219,15 +224,23 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       notify.readMoved(event);
       return;
     }
-    told.seq = Math.max(told.seq ?? 0, event.seq);
     if (told.timer !== undefined) return;
     told.timer = setTimeout(
       () => {
         told.timer = undefined;
-        told.at = now();
-        const seq = told.seq;
-        told.seq = undefined;
-        if (!stopped && seq !== undefined) notify.readMoved({ ...event, seq });
+        told.at = performance.now();
+        if (stopped) return;
+        knex
+          .raw<{ rows: Array<{ last_read_seq: number }> }>(
+            'SELECT last_read_seq FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
+            [event.conversationId, event.userId],
+          )
+          .then((result) => {
+            const stored = result.rows[0]?.last_read_seq;
+            // Gone: the user left the conversation meanwhile, and its room hears of them no more.
+            if (!stopped && stored !== undefined) notify.readMoved({ ...event, seq: Number(stored) });
+          })
+          .catch((err: unknown) => deps.onReadNotTold?.(err, event.conversationId));
       },
       Math.max(0, told.at + readIntervalMs - t),
     );
