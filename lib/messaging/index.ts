@@ -218,10 +218,7 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
         : PAGE_MAX_BYTES,
     onRejected: (err) => metrics.observeRejected(err),
     onReadNotTold: (err, conversationId) =>
-      logger.error(
-        { err, conversationId },
-        'a held read marker event not told: its marker could not be read',
-      ),
+      logger.error({ err, conversationId }, 'a held read marker event not told'),
     onNotChecked: (err, conversationId) =>
       logger.error(
         { err, conversationId },

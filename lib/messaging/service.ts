@@ -132,7 +132,7 @@ export interface MessageServiceDeps {
    * room was told as it stands. For the log.
    */
   onNotChecked?: (err: unknown, conversationId: string) => void;
-  /** A held `conversation:read` could not read the marker it carries (the database): it went out to nobody. */
+  /** A held `conversation:read` could not be told (the read of its marker failed): it went out to nobody. */
   onReadNotTold?: (err: unknown, conversationId: string) => void;
   /** The most a page of messages carries as JSON (lib/messaging/reads.ts). @default PAGE_MAX_BYTES */
   pageMaxBytes?: number;
@@ -200,35 +200,54 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     }
   };
   /**
-   * Per user and conversation, when its last `conversation:read` went out from this node, and the timer of the one
-   * held back since. Each marker that moves is stored; what goes to every subscriber of the conversation is at most
-   * one event an interval: a client moving its marker one seq at a time, as fast as it can, costs the group two
-   * events a second. The held event carries the marker as stored when it goes out, not the seq held: never below
-   * what any node told already, or what the user's own send implied (its `message:new`), so the markers the
-   * subscribers hear never go down. Intervals are timed by the monotonic clock (a wall clock set back would hold the
-   * event as long).
+   * Per user and conversation, when its last `conversation:read` went out from this node, the highest seq it told,
+   * and whether an event is held back (its timer pending, or the read of its marker under way). Each marker that
+   * moves is stored; what goes to every subscriber of the conversation is at most one event an interval: a client
+   * moving its marker one seq at a time, as fast as it can, costs the group two events a second. The held event
+   * carries the marker as stored when it goes out, not the seq held (so it is never below what another node told
+   * before, or what the user's own send implied, its `message:new`), and nothing below what this node told goes
+   * out. The interval starts again when the held event has gone, and is timed by the monotonic clock (a wall clock
+   * set back would hold the event as long).
    */
   const readIntervalMs = deps.readIntervalMs ?? 500;
-  const readsTold = new Map<string, { at: number; timer?: ReturnType<typeof setTimeout> }>();
+  interface ReadTold {
+    at: number;
+    told: number;
+    busy: boolean;
+    held: boolean;
+    timer?: ReturnType<typeof setTimeout>;
+  }
+  const readsTold = new Map<string, ReadTold>();
   let stopped = false;
   function tellRead(event: { conversationId: string; userId: string; seq: number }): void {
     const key = `${event.userId}:${event.conversationId}`;
     const t = performance.now();
-    const told = readsTold.get(key);
-    if (told === undefined || (told.timer === undefined && t - told.at >= readIntervalMs)) {
+    let entry = readsTold.get(key);
+    if (entry === undefined) {
       if (readsTold.size >= TYPING_SWEEP_AT) {
-        for (const [k, v] of readsTold)
-          if (v.timer === undefined && t - v.at >= readIntervalMs) readsTold.delete(k);
+        for (const [k, v] of readsTold) if (!v.busy && t - v.at >= readIntervalMs) readsTold.delete(k);
       }
-      readsTold.set(key, { at: t });
-      notify.readMoved(event);
+      entry = { at: t - readIntervalMs, told: 0, busy: false, held: false };
+      readsTold.set(key, entry);
+    }
+    if (!entry.busy && t - entry.at >= readIntervalMs) {
+      entry.at = t;
+      if (event.seq > entry.told) {
+        entry.told = event.seq;
+        notify.readMoved(event);
+      }
       return;
     }
-    if (told.timer !== undefined) return;
-    told.timer = setTimeout(
+    entry.held = true;
+    if (!entry.busy) holdRead(entry, event);
+  }
+  /** Sends the held event at the end of the interval: the marker as then stored, if above what was told. */
+  function holdRead(entry: ReadTold, event: { conversationId: string; userId: string }): void {
+    entry.busy = true;
+    entry.timer = setTimeout(
       () => {
-        told.timer = undefined;
-        told.at = performance.now();
+        entry.timer = undefined;
+        entry.held = false;
         if (stopped) return;
         knex
           .raw<{ rows: Array<{ last_read_seq: number }> }>(
@@ -238,14 +257,24 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
           .then((result) => {
             const stored = result.rows[0]?.last_read_seq;
             // Gone: the user left the conversation meanwhile, and its room hears of them no more.
-            if (!stopped && stored !== undefined) notify.readMoved({ ...event, seq: Number(stored) });
+            if (stopped || stored === undefined || Number(stored) <= entry.told) return;
+            entry.told = Number(stored);
+            notify.readMoved({ conversationId: event.conversationId, userId: event.userId, seq: entry.told });
           })
-          .catch((err: unknown) => deps.onReadNotTold?.(err, event.conversationId));
+          .catch((err: unknown) => {
+            if (!stopped) deps.onReadNotTold?.(err, event.conversationId);
+          })
+          .finally(() => {
+            entry.at = performance.now();
+            entry.busy = false;
+            // Moves made while the marker was read are held for the next interval.
+            if (entry.held && !stopped) holdRead(entry, event);
+          });
       },
-      Math.max(0, told.at + readIntervalMs - t),
+      Math.max(0, entry.at + readIntervalMs - performance.now()),
     );
     // In Node.js a held event alone does not keep the process running.
-    (told.timer as { unref?: () => void }).unref?.();
+    (entry.timer as { unref?: () => void }).unref?.();
   }
   const lastTyping = new Map<string, number>();
   const typingBudget = new RateLimiter({ ratePerSecond: TYPING_PER_SECOND, burst: TYPING_BURST, now });
@@ -420,7 +449,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
 
     stop() {
       stopped = true;
-      for (const told of readsTold.values()) if (told.timer !== undefined) clearTimeout(told.timer);
+      for (const entry of readsTold.values()) if (entry.timer !== undefined) clearTimeout(entry.timer);
       readsTold.clear();
     },
 
