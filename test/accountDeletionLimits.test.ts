@@ -82,12 +82,15 @@ describe('a username freed by an account deletion, and the login limits of its f
       'RATE_LIMITED',
     );
   });
-  it('a password accepted just before the deletion (a login, a password change, another device) does not make an address known again after it', async () => {
-    const name = uniqueUsername('Rac');
+  /**
+   * An account signed up from an address, a check of its password taken there (found right, its acceptance not yet
+   * landed), then the account deleted: the acceptance lands after the deletion.
+   */
+  async function deletedWithAttemptUnderWay(prefix: string) {
+    const name = uniqueUsername(prefix);
     const ip = freshIp();
     const first = await post(server, '/auth/signup', ip, { username: name, password: PASSWORD });
     expect(first.status).to.equal(201);
-    // A password check of the account, taken and found right before the deletion, whose acceptance lands after it.
     const limits = server.services.auth.limits;
     const attempt = await limits.takePasswordAttempt(name, ip);
     const del = await request(server.url, 'DELETE', '/users/me', {
@@ -96,6 +99,11 @@ describe('a username freed by an account deletion, and the login limits of its f
       headers: { 'x-forwarded-for': ip },
     });
     expect(del.status).to.equal(204);
+    return { name, ip, first, limits, attempt };
+  }
+
+  it('a password accepted just before the deletion (a login, a password change, another device) does not make an address known again after it', async () => {
+    const { name, ip, first, limits, attempt } = await deletedWithAttemptUnderWay('Rac');
     await limits.passwordAccepted(attempt, first.body.user.id);
     // Nor does a signup's own remembering that lands after its account was deleted (from another client).
     await limits.signedUp(name, ip, first.body.user.id);
@@ -123,18 +131,7 @@ describe('a username freed by an account deletion, and the login limits of its f
     );
   });
   it("a password accepted after the freed name was taken again does not make the former owner's address known to the new account", async () => {
-    const name = uniqueUsername('Rtk');
-    const ip = freshIp();
-    const first = await post(server, '/auth/signup', ip, { username: name, password: PASSWORD });
-    expect(first.status).to.equal(201);
-    const limits = server.services.auth.limits;
-    const attempt = await limits.takePasswordAttempt(name, ip);
-    const del = await request(server.url, 'DELETE', '/users/me', {
-      token: first.body.token,
-      body: { password: PASSWORD },
-      headers: { 'x-forwarded-for': ip },
-    });
-    expect(del.status).to.equal(204);
+    const { name, ip, first, limits, attempt } = await deletedWithAttemptUnderWay('Rtk');
     // Someone else takes the name, elsewhere, before the former owner's acceptance lands.
     expect(
       (await post(server, '/auth/signup', freshIp(), { username: name, password: NEW_PASSWORD })).status,

@@ -104,9 +104,7 @@ export interface MessageServiceDeps {
    */
   removals: Pick<Removals, 'beforeDelivering'>;
   registry: ConversationRegistry<MessageActor>;
-  /**
-   * Writes (sends, edits, deletes, reactions) per user per second, bursts of twice that; 0 = off.
-   */
+  /** Sends per user per second, bursts of twice that; 0 = off. */
   messagesPerSecond: number;
   /** History and catch-up reads per user per second (REST and Socket.IO together), bursts of twice that; 0 = off. */
   readsPerSecond: number;
@@ -179,14 +177,6 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
     now,
   });
   const reads = createReadBudget({ perSecond: deps.readsPerSecond, now });
-  /** A token of the user's from `limiter`, or RATE_LIMITED (reported to onRejected) with when to come back. */
-  const spend = (limiter: RateLimiter, userId: string): void => {
-    const taken = limiter.take(userId);
-    if (taken.allowed) return;
-    const limited = new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
-    deps.onRejected?.(limited);
-    throw limited;
-  };
   /**
    * A read checks membership in its own statement; one refused there though the cache said yes came in the moment
    * between a removal on another node and the notice of it here: the cache forgets the conversation at once.
@@ -333,7 +323,12 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
    * of those can answer in either order (an edit emitted right behind its send would otherwise find nothing).
    */
   async function submit(userId: string, conversationId: string, command: MessageCommand): Promise<Stored> {
-    spend(sendLimiter, userId);
+    const taken = sendLimiter.take(userId);
+    if (!taken.allowed) {
+      const limited = new AppError('RATE_LIMITED', { retryAfter: taken.retryAfterSeconds });
+      deps.onRejected?.(limited);
+      throw limited;
+    }
     const key = `${userId}:${conversationId}`;
     const before = entries.get(key);
     const queued = (async () => {
