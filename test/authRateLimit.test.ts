@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import type { AuthResponse } from '../lib/protocol/index.js';
+import type { AuthResponse, AuthTokens } from '../lib/protocol/index.js';
 import type { RunningServer } from '../lib/server.js';
 import { LimitReached, clusterLimiter } from '../lib/clusterLimits.js';
 import { expectError } from './helpers/errors.js';
@@ -668,6 +668,43 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       expect((await post(a, '/auth/refresh', ip, { refreshToken: other.body.refreshToken })).status).to.equal(
         200,
       );
+    });
+
+    it("holds a session's successful refreshes to N a minute on each node (each stores a row); a reuse still ends it at once", async () => {
+      const username = await account(a);
+      const ip = freshIp();
+      const login = await post(a, '/auth/login', ip, { username, password: PASSWORD });
+      const first = login.body.refreshToken;
+      let current = first;
+      for (let i = 0; i < N; i++) {
+        const res = await post(a, '/auth/refresh', ip, { refreshToken: current });
+        expect(res.status, res.text).to.equal(200);
+        current = (res.body as AuthTokens).refreshToken;
+      }
+      // Refused before the rotation: the token is still unused, and works where the session has budget left.
+      expectLimited(await post(a, '/auth/refresh', ip, { refreshToken: current }), 60 / N);
+      const stored = await a.services.db
+        .knex('refresh_tokens')
+        .join('sessions', 'sessions.id', 'refresh_tokens.session_id')
+        .where('sessions.user_id', login.body.user.id)
+        .count<Array<{ n: string }>>({ n: '*' });
+      expect(
+        Number(stored[0]!.n),
+        "the user's token rows: the signup's, the login's and N refreshes'",
+      ).to.equal(N + 2);
+      // Another session of the same user, and the same session on the other node, are not held by it.
+      const other = await post(a, '/auth/login', ip, { username, password: PASSWORD });
+      expect((await post(a, '/auth/refresh', ip, { refreshToken: other.body.refreshToken })).status).to.equal(
+        200,
+      );
+      const onB = await post(b, '/auth/refresh', ip, { refreshToken: current });
+      expect(onB.status, onB.text).to.equal(200);
+      // A spent token is not held by the budget: its reuse ends the session on the node that spent its budget.
+      expectError(await post(a, '/auth/refresh', ip, { refreshToken: first }), 401, 'UNAUTHORIZED');
+      const after = await post(b, '/auth/refresh', ip, {
+        refreshToken: (onB.body as AuthTokens).refreshToken,
+      });
+      expectError(after, 401, 'UNAUTHORIZED');
     });
 
     it('counts a wrong current password (password change) like a failed login', async () => {

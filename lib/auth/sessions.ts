@@ -5,6 +5,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notifier.js';
 import type { AuthTokens, PublicSession, SessionEndReason } from '../protocol/index.js';
+import { RateLimiter } from '../rateLimiter.js';
 import { createRefreshTokens, type RefreshTokenKind } from './refreshTokens.js';
 import { signAccessToken } from './tokens.js';
 
@@ -123,6 +124,12 @@ export function createSessionService(deps: SessionDeps): SessionService {
   const logger = deps.logger.child({ component: 'sessions' });
   const refreshTokens = createRefreshTokens(config.auth.jwtSecret);
   const ttlDays = config.auth.refreshTtlDays;
+  // Refreshes that succeed, RATE_LIMIT_AUTH_PER_MIN a minute per session on each node. Each one stores a token row
+  // kept for REFRESH_TTL_DAYS (a used token must be known to be used): without a limit, one client refreshing in a
+  // loop (some hundred a second) grew `refresh_tokens` without end. A client refreshes about once per access
+  // token's life (15 minutes by default).
+  const perMinute = config.limits.authPerMinute;
+  const refreshesPerSession = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
 
   function tokensFor(
     userId: string,
@@ -220,11 +227,19 @@ export function createSessionService(deps: SessionDeps): SessionService {
           // The session's row before its token's, in the order every end of a session takes them (its DELETE
           // cascades to the tokens): taken the other way round, a refresh and a logout, a revocation or a reuse
           // detection could deadlock, and one of them answered 500.
-          await trx.raw(
-            `SELECT 1 FROM sessions AS s JOIN refresh_tokens AS r ON r.session_id = s.id
+          const locked = await trx.raw<{ rows: Array<{ session_id: string; unused: boolean }> }>(
+            `SELECT s.id AS session_id, r.used_at IS NULL AS unused
+             FROM sessions AS s JOIN refresh_tokens AS r ON r.session_id = s.id
              WHERE r.token_hash = ? FOR NO KEY UPDATE OF s`,
             [presented],
           );
+          // A refresh that would succeed takes one of its session's budget first. A token already used is not held
+          // by it: its reuse ends the session at once, however fast the session was refreshed before.
+          const lockedRow = locked.rows[0];
+          if (lockedRow?.unused) {
+            const budget = refreshesPerSession.take(lockedRow.session_id);
+            if (!budget.allowed) throw new AppError('RATE_LIMITED', { retryAfter: budget.retryAfterSeconds });
+          }
           const result = await rotate(trx);
           if (result.rows.length > 0 && abandoned()) throw ABANDONED;
           return result;
