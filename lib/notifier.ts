@@ -27,11 +27,6 @@ export interface Notifier {
   /** A request was accepted, to its original sender. */
   friendAccepted(request: PublicFriendRequest): void;
   /**
-   * A direct conversation was created with `userIds`: to them, one broadcast for both. (A group's creation is told
-   * in its conversation's chain, like its later changes: lib/realtime/conversationEvents.ts.)
-   */
-  conversationAdded(userIds: readonly string[], conversation: PublicConversation): void;
-  /**
    * `userId` left or was removed, the conversation's `removals`th removal: their sockets on THIS node leave the
    * conversation, then hear why, and hear nothing more of it until they are added again. The other nodes do the
    * same when they hear the removal's `membership.changed`, which the service sends inside the removal's

@@ -144,16 +144,22 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
             { conversationId: id, userId: me, role: 'member', joinedAt: joinedNow() },
             { conversationId: id, userId: otherId, role: 'member', joinedAt: joinedNow() },
           ]);
+          // With the commit, as a new group's: every node tells both users' sockets `conversation:added`. Told after
+          // the commit instead, a failure in between (the read of the answer timing out) told no one, ever: the
+          // client's retry finds the conversation, which is not new any more.
+          await deps.controlBus.publishWithin(trx, {
+            type: 'membership.changed',
+            conversationId: id,
+            userId: me,
+            change: 'created',
+          });
           return { id, created: true };
         }
         const existing = await Conversation.query(trx).select('id').where('direct_key', directKey).first();
         if (!existing) throw new Error('direct conversation vanished after a conflicting insert');
         return { id: existing.id, created: false };
       });
-      const conversation = await reload(outcome.id);
-      // A new conversation has no cached participants anywhere (no actor spawns for one without any).
-      if (outcome.created) notify.conversationAdded([me, otherId], conversation);
-      return { conversation, created: outcome.created };
+      return { conversation: await reload(outcome.id), created: outcome.created };
     },
 
     async createGroup(me, title, participantIds) {

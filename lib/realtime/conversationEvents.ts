@@ -210,7 +210,7 @@ export function createConversationEvents(deps: {
 
   /**
    * The batch's events to this node's sockets, in order: `conversation:added` to each user added (to every
-   * participant, for a new group), if the reload still has them, then one `conversation:updated` to the other
+   * participant, for a new conversation, group or direct), if the reload still has them, then one `conversation:updated` to the other
    * participants it has. Not to a user removed in the batch (until added again in it), nor to one told of a
    * removal whose place in the chain is still ahead.
    */
@@ -223,7 +223,7 @@ export function createConversationEvents(deps: {
     for (const change of batch) {
       if (change.kind === 'renamed') continue;
       if (change.kind === 'created') {
-        // Every participant the reload lists hears of the new group (but one told of a removal still ahead).
+        // Every participant the reload lists hears of the new conversation (but one told of a removal still ahead).
         const told = conversation?.participants
           .map((p) => p.userId)
           .filter((userId) => !removedHere(userId) && !gone.has(userId));

@@ -236,10 +236,6 @@ export function createNotifier(
     friendAccepted(request) {
       io.to(userRoom(request.from.id)).emit('friend:accepted', request);
     },
-    conversationAdded(userIds, conversation) {
-      if (userIds.length === 0) return;
-      io.to(userIds.map(userRoom)).emit('conversation:added', conversation);
-    },
     participantLeaving(userId, conversationId, version) {
       const users = leaving.get(conversationId) ?? new Map<string, number>();
       leaving.set(conversationId, users.set(userId, version));

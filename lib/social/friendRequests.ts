@@ -42,8 +42,13 @@ async function acceptPending(trx: Knex.Transaction, request: FriendRequest): Pro
   await FriendRequest.query(trx)
     .findById(request.id)
     .patch({ status: 'accepted', respondedAt: raw('statement_timestamp()') });
+  // Dated by its own statement, as the request's answer is: the transaction's start (the column's default) may be
+  // long before, when the accept waited for the pair's lock, even before the request it accepts was made.
   await Friendship.query(trx)
-    .insert(Friendship.pair(request.fromUserId, request.toUserId))
+    .insert({
+      ...Friendship.pair(request.fromUserId, request.toUserId),
+      createdAt: raw('statement_timestamp()'),
+    })
     .onConflict(['user_low', 'user_high'])
     .ignore();
 }
