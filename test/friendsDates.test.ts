@@ -60,7 +60,7 @@ describe('friends: a friendship is dated when it is made', function () {
     } finally {
       await holder.commit();
     }
-    const [a, b] = await Promise.all([aliceAsks!, bobAsks!]);
+    const [a, b] = await Promise.all([aliceAsks, bobAsks]);
     expect([a.status, b.status]).to.deep.equal([201, 200]);
     const createdAt = new Date(b.body.request.createdAt).getTime();
     const [friend] = (await call(bob, 'GET', '/friends')).body.friends;
