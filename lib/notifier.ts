@@ -1,5 +1,4 @@
 import type {
-  PublicConversation,
   PublicFriendRequest,
   PublicMessage,
   PublicUser,

@@ -238,9 +238,25 @@ function withRuns(runs: readonly PageRun[], added: readonly PageRun[]): PageRun[
 
 const NOTHING: Fresh = { created: [], changed: [] };
 
-/** Every message delivered as the event of its kind, nothing left out. */
+/**
+ * Of several states of one message in one delivery, the newest only. Each `message:updated` carries the whole
+ * message, and a subscriber keeps the newest state it has: a member toggling a reaction 40 times in one commit
+ * would otherwise send every subscriber 40 copies of a message that may hold thousands of reactions (a big group's
+ * sockets were cut for what waited for them, though they read).
+ */
+export function newestStates(messages: readonly PublicMessage[]): PublicMessage[] {
+  if (messages.length < 2) return [...messages];
+  const newest = new Map<number, PublicMessage>();
+  for (const m of messages) {
+    const held = newest.get(m.seq);
+    if (held === undefined || held.version < m.version) newest.set(m.seq, m);
+  }
+  return messages.filter((m) => newest.get(m.seq) === m);
+}
+
+/** Every message delivered as the event of its kind, changes in their newest state only. */
 const asKind = (kind: 'new' | 'updated', messages: readonly PublicMessage[]): Fresh =>
-  kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: messages };
+  kind === 'new' ? { created: messages, changed: [] } : { created: [], changed: newestStates(messages) };
 
 /** The runs of seqs a subscriber's page gave, as of its snapshot `version`. */
 function runsOf(reader: PageReader, version: number): PageRun[] {
@@ -291,14 +307,21 @@ interface Delivery {
 /**
  * A conversation not followed yet whose subscribers' pages are being read: the marks start when the last of them
  * is in, from the oldest (a page read from an older snapshot but answered later must not find the marks past it,
- * or the states between the two snapshots would count as given to it). What reaches the room meanwhile is noted,
- * to be counted as given then.
+ * or the states between the two snapshots would count as given to it). New messages reaching the room meanwhile
+ * are noted, to be counted as given then; changes wait for the marks (below).
  */
 interface Starting {
   /** Pages still being read. */
   reading: number;
   pages: Array<{ seq: number; version: number; reader: PageReader }>;
-  delivered: Array<{ kind: 'new' | 'updated'; seq: number; version: number; read: boolean }>;
+  delivered: Array<{ kind: 'new'; seq: number; version: number; read: boolean }>;
+  /**
+   * Changes that came meanwhile, delivered once the marks start, as any change is then: before the pages are in,
+   * nothing says whether the room was given the message, and a change of one it was not given must go out as its
+   * message:new (a deletion told as message:updated, then the message's first state, from another node, as
+   * message:new after it: the deleted text shown again).
+   */
+  held: PublicMessage[];
 }
 
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
@@ -523,7 +546,11 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (marks === undefined) {
       // Subscribers' pages being read start the marks (from the oldest), not this delivery.
       const start = starting.get(conversationId);
-      if (start !== undefined) return deliverWhileStarting(start, kind, messages, read);
+      if (start !== undefined) {
+        if (kind === 'new') return deliverWhileStarting(start, messages, read);
+        start.held.push(...messages);
+        return NOTHING;
+      }
       // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
       if (kind !== 'new') return asKind(kind, messages);
       marks = startMarksAt(conversationId, first.seq, first.version);
@@ -556,43 +583,60 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       if (!stale) changed.push(m);
     }
     noteHoles(conversationId, marks);
+    // Every state above counts as given; of one message's, only the newest goes out.
+    const newest = newestStates(changed);
     // One lookup on the delivery path; a conversation without pages kept stops here.
     const kept = pages.get(conversationId);
-    if (kept === undefined) return { created, changed };
-    const except = readersGiven(kept.readers, [created, changed]);
+    if (kept === undefined) return { created, changed: newest };
+    const except = readersGiven(kept.readers, [created, newest]);
     settlePages(conversationId, marks, kept);
-    return except === undefined ? { created, changed } : { created, changed, except };
+    return except === undefined ? { created, changed: newest } : { created, changed: newest, except };
   }
 
   /**
-   * Delivers to the whole room while its marks wait for pages being read, but not to the subscribers whose page
-   * (in already) gave the state; notes what went out, to count it as given when the marks start.
+   * Delivers new messages to the whole room while its marks wait for pages being read, but not to the subscribers
+   * whose page (in already) gave the state; notes what went out, to count it as given when the marks start.
    */
-  function deliverWhileStarting(
-    start: Starting,
-    kind: Delivery['kind'],
-    messages: readonly PublicMessage[],
-    read: boolean,
-  ): Fresh {
+  function deliverWhileStarting(start: Starting, messages: readonly PublicMessage[], read: boolean): Fresh {
     let except: Map<PublicMessage, string[]> | undefined;
     const pageRuns = start.pages.map((page) => ({
       id: page.reader.id,
       runs: runsOf(page.reader, page.version),
     }));
     for (const m of messages) {
-      start.delivered.push({ kind, seq: m.seq, version: m.version, read });
+      start.delivered.push({ kind: 'new', seq: m.seq, version: m.version, read });
       const readers = pageRuns.filter((page) => covers(page.runs, m.seq, m.version)).map((page) => page.id);
       if (readers.length === 0) continue;
       except ??= new Map();
       except.set(m, readers);
     }
-    const fresh = asKind(kind, messages);
-    return except === undefined ? fresh : { ...fresh, except };
+    return except === undefined ? asKind('new', messages) : { ...asKind('new', messages), except };
   }
 
-  /** The last page being read is in (or failed): the marks start from the oldest page, with what went out since. */
+  /**
+   * The last page being read is in (or failed): the marks start from the oldest page, with what went out since, and
+   * the changes held meanwhile go out as they would now.
+   */
   function startMarks(conversationId: string, start: Starting): void {
     starting.delete(conversationId);
+    startMarksFrom(conversationId, start);
+    releaseHeld(conversationId, start);
+  }
+
+  function releaseHeld(conversationId: string, start: Starting): void {
+    const held = start.held.splice(0);
+    if (held.length === 0) return;
+    try {
+      const fresh = accept('updated', conversationId, held);
+      if (fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
+      if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
+    } catch (err) {
+      // A defect, not an outage: thrown, it would fail the subscribe whose page was the last one in.
+      logger.error({ err, conversationId }, 'delivering changes held for pages being read failed');
+    }
+  }
+
+  function startMarksFrom(conversationId: string, start: Starting): void {
     if (start.pages.length === 0 || given.has(conversationId)) return;
     if (given.size >= MAX_TRACKED) prune();
     const marks = new Given(
@@ -601,7 +645,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     );
     given.set(conversationId, marks);
     for (const d of start.delivered) {
-      if (d.kind === 'new' && !marks.hasSeq(d.seq)) {
+      if (!marks.hasSeq(d.seq)) {
         marks.giveMessage(d.seq, d.version);
         if (d.read) marks.giveVersion(d.version, d.seq);
       } else {
@@ -978,7 +1022,10 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       const marks = given.get(conversationId);
       if (marks !== undefined) {
         if (reader !== undefined) keepPage(conversationId, marks, reader, version);
-        if (start !== undefined && start.reading === 0) starting.delete(conversationId);
+        if (start !== undefined && start.reading === 0) {
+          starting.delete(conversationId);
+          releaseHeld(conversationId, start);
+        }
         return;
       }
       if (start !== undefined) {
@@ -994,7 +1041,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     readingPage(conversationId) {
       const start = starting.get(conversationId);
       if (start !== undefined) start.reading += 1;
-      else starting.set(conversationId, { reading: 1, pages: [], delivered: [] });
+      else starting.set(conversationId, { reading: 1, pages: [], delivered: [], held: [] });
     },
     pageNotRead(conversationId) {
       const start = starting.get(conversationId);

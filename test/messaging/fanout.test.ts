@@ -312,6 +312,30 @@ describe('messaging/fanout: a node that another node did not know yet catches up
     expect(fanout.delivered('new', conversationId, [next!])).to.deep.equal(asNew(next!));
   });
 
+  it('delivers only the newest of several states of one message in one delivery, and counts them all as given', async () => {
+    const [message, other] = await sendUnannounced('toggled', 'other');
+    const { fanout } = await startFanout({ nodes: 2 });
+    fanout.seen(conversationId, other!.seq, other!.version);
+    const [first, second, otherEdit, third] = await commitUnannounced([
+      { kind: 'edit', userId: alice, seq: message!.seq, body: 'one' },
+      { kind: 'edit', userId: alice, seq: message!.seq, body: 'two' },
+      { kind: 'edit', userId: alice, seq: other!.seq, body: 'x' },
+      { kind: 'edit', userId: alice, seq: message!.seq, body: 'three' },
+    ]);
+    expect(fanout.delivered('updated', conversationId, [first!, second!, otherEdit!, third!])).to.deep.equal(
+      asChange(otherEdit!, third!),
+    );
+    for (const state of [first!, second!, third!]) {
+      expect(fanout.delivered('updated', conversationId, [state])).to.deep.equal(NONE);
+    }
+    // A conversation not followed here (no marks): the same, every state of it being the whole message.
+    fanout.close();
+    const { fanout: fresh } = await startFanout({ nodes: 2 });
+    expect(fresh.delivered('updated', conversationId, [first!, second!, third!])).to.deep.equal(
+      asChange(third!),
+    );
+  });
+
   it('leaves the states a subscriber’s own page gave out of its deliveries, while the others get them', async () => {
     const [given] = await sendUnannounced('given');
     const { fanout, state, announce } = await startFanout({ nodes: 2 });
@@ -387,6 +411,22 @@ describe('messaging/fanout: a node that another node did not know yet catches up
         asChange(edited),
       );
       expect(fanout.delivered('new', conversationId, [sent!]), 'not twice').to.deep.equal(NONE);
+    });
+
+    it('holds changes until the pages are in: one of a message no page held goes out as its message:new, its first state after it is passed over', async () => {
+      const [given] = await sendUnannounced('given');
+      const { fanout, state } = await startFanout({ nodes: 2 });
+      fanout.readingPage(conversationId);
+      // Another node sends and deletes; the deletion is heard first, while the page (read before both) is read.
+      const [sent] = await sendUnannounced('the secret text');
+      const [deleted] = await commitUnannounced([{ kind: 'delete', userId: alice, seq: sent!.seq }]);
+      const [edited] = await commitUnannounced([{ kind: 'edit', userId: alice, seq: given!.seq, body: 'e' }]);
+      expect(fanout.delivered('updated', conversationId, [deleted!, edited!]), 'held').to.deep.equal(NONE);
+      // The page held `given`, not `sent`: the deletion is `sent`'s message:new, the edit a change of `given`.
+      fanout.seen(conversationId, given!.seq, given!.version, { id: 'bob', messages: [given!] });
+      expect(state.created).to.deep.equal([[sent!.seq, deleted!.version]]);
+      expect(state.updated).to.deep.equal([[given!.seq, edited!.version]]);
+      expect(fanout.delivered('new', conversationId, [sent!]), 'the first state, late').to.deep.equal(NONE);
     });
 
     it('forgets a page that was not read: the next read starts the marks', async () => {
