@@ -364,12 +364,25 @@ export async function startServer(
     // connection it dropped (its unread answer was garbage-collected), which it never uses. Kept here, with when
     // each was accepted, until its first request.
     const unused = new Map<Socket, number>();
+    // Every connection, with the answer it is on (if any): once the drain is done, one whose request has not come
+    // whole is closed (below).
+    const connections = new Map<Socket, ServerResponse | undefined>();
     httpServer.on('connection', (socket: Socket) => {
       unused.set(socket, Date.now());
-      socket.once('close', () => unused.delete(socket));
+      connections.set(socket, undefined);
+      socket.once('close', () => {
+        unused.delete(socket);
+        connections.delete(socket);
+      });
     });
     httpServer.prependListener('request', (req, res) => {
       unused.delete(req.socket);
+      if (connections.has(req.socket)) {
+        connections.set(req.socket, res);
+        res.once('close', () => {
+          if (connections.get(req.socket) === res) connections.set(req.socket, undefined);
+        });
+      }
       if (stopping()) {
         closeAfterAnswer(res);
         return;
@@ -430,8 +443,22 @@ export async function startServer(
           if (acceptedAt <= acceptedBefore && socket.bytesRead === 0) socket.destroy();
         }
       };
+      // Once the drain is done: a connection whose request has not come whole (a head cut short, a body that
+      // stopped coming) is closed as well. Node counts it as a request in progress, which would hold close() until
+      // the deadline: one TCP connection and one byte made every stop take SHUTDOWN_TIMEOUT_MS +
+      // DB_STATEMENT_TIMEOUT_MS. A request that came whole is still answered.
+      let drained = false;
+      const closeUnfinished = () => {
+        for (const [socket, res] of connections) {
+          if (res === undefined ? socket.bytesRead > 0 : !res.req.complete) socket.destroy();
+        }
+      };
+      const sweep = () => {
+        closeIdle();
+        if (drained) closeUnfinished();
+      };
       closeIdle();
-      const idleSweep = setInterval(closeIdle, 250);
+      const idleSweep = setInterval(sweep, 250);
       try {
         // Every command already accepted into a mailbox is written and acked while its socket or request is open.
         // Past SHUTDOWN_TIMEOUT_MS, the writes running in PostgreSQL are waited for still (up to the deadline).
@@ -439,6 +466,9 @@ export async function startServer(
           messaging.drain(config.shutdownTimeoutMs).then(() => undefined),
           'draining the mailboxes',
         );
+        // Socket.IO's close waits for the HTTP server's.
+        drained = true;
+        sweep();
         await bounded(realtime.close(), 'closing Socket.IO and its adapter');
         await bounded(httpClosed, 'closing HTTP connections');
       } finally {

@@ -4,7 +4,7 @@ import type { RunningServer } from '../lib/server.js';
 import { sampleValue, scrape } from './helpers/prometheus.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
-import { useNodeBehindProxy } from './helpers/nodes.js';
+import { useNode, useNodeBehindProxy } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
 
 interface Probe {
@@ -117,3 +117,33 @@ for (const acquireTimeoutMs of [20_000, 1000]) {
     });
   });
 }
+
+describe('/readyz probes share one ping', function () {
+  this.timeout(30_000);
+  const { server } = useNode();
+
+  it('300 probes at once cost a few pool acquires, not one each (anyone may probe; each ping takes a connection)', async () => {
+    const pool = (server.services.db.knex.client as { pool: { acquire: (...a: unknown[]) => unknown } }).pool;
+    const original = pool.acquire.bind(pool);
+    let acquires = 0;
+    pool.acquire = (...args: unknown[]) => {
+      acquires++;
+      return original(...args);
+    };
+    try {
+      const probes = await Promise.all(
+        Array.from({ length: 300 }, () =>
+          fetch(`${server.url}/readyz`).then(async (res) => {
+            await res.arrayBuffer();
+            return res.status;
+          }),
+        ),
+      );
+      expect(probes.every((status) => status === 200)).to.equal(true);
+      // One ping on its way, then its answer for a second: a few at most, however long the 300 take.
+      expect(acquires, 'pool acquires for 300 probes').to.be.below(10);
+    } finally {
+      pool.acquire = original;
+    }
+  });
+});

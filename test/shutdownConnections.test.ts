@@ -119,6 +119,30 @@ describe('shutdown: kept connections and a database that does not answer', funct
     expect(answers[0]?.headers).to.include('connection: close');
   });
 
+  it('a connection whose request has not come whole (a head cut short, a body that stopped coming) does not hold the node past the drain', async () => {
+    server = await startTestServer(
+      await createTestDatabase(),
+      { SHUTDOWN_TIMEOUT_MS: '1000', DB_STATEMENT_TIMEOUT_MS: '15000' },
+      createLogger('silent'),
+    );
+    const partial = [
+      'G',
+      'GET /healthz HTTP/1.1\r\nHost: node\r\n',
+      'POST /auth/login HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user',
+    ];
+    const held = await Promise.all(partial.map(() => connect(server!.url)));
+    connections.push(...held);
+    held.forEach((c, i) => c.socket.write(partial[i]!));
+    // Past the grace of a connection that sent nothing: these sent something.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const started = Date.now();
+    await server.close();
+    server = undefined;
+    // Nothing to drain; the deadline is 1 s + 15 s.
+    expect(Date.now() - started).to.be.below(5000);
+    await waitFor(() => held.every((c) => c.closed()), { what: 'the connections to be closed by the node' });
+  });
+
   it('past SHUTDOWN_TIMEOUT_MS, waits for the write running in PostgreSQL with the sockets open: its sender is acked, what queued behind it is OVERLOADED', async () => {
     const databaseUrl = await createTestDatabase();
     server = await startTestServer(databaseUrl, { SHUTDOWN_TIMEOUT_MS: '300' }, createLogger('silent'));
