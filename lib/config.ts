@@ -324,9 +324,10 @@ export const SETTINGS = {
     kind: 'int',
     group: 'limits',
     default: 65_536,
-    min: 1024,
+    // The largest valid client event: a message of 4000 code points, each control character six bytes in JSON.
+    min: 32 * 1024,
     max: 16 * 1024 * 1024,
-    doc: 'largest Socket.IO message',
+    doc: 'largest Socket.IO message (at least 32 KiB: a send of 4000 control characters is 24 KB in JSON)',
   },
   SOCKET_MAX_BUFFERED_BYTES: {
     kind: 'int',
@@ -342,7 +343,7 @@ export const SETTINGS = {
     default: 65_000,
     min: 1000,
     max: 600_000,
-    doc: "an HTTP connection that sends and receives nothing this long is closed, between requests too (keep it above the load balancer's upstream idle timeout, 60 s for nginx and AWS), also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`; a connection silent that long in the middle of a head is closed without an answer); an answer written whole of which the client takes nothing this long has its connection closed",
+    doc: "an HTTP connection that sends and receives nothing this long is closed, between requests too (keep it above the load balancer's upstream idle timeout, 60 s for nginx and AWS), also one that never sent a byte (WebSockets keep their own heartbeat); a request (head and body, also a WebSocket upgrade) must arrive whole within it (then `408`; a connection silent that long in the middle of a head is closed without an answer); an answer written whole of which the client takes nothing this long has its connection closed; Socket.IO pings every 25 s or every half of it if that is sooner, so a waiting long-poll is never idle",
   },
   MAX_CONNECTIONS_PER_IP: {
     kind: 'int',

@@ -30,6 +30,7 @@ import {
   explainListenError,
   isPortFree,
   explainMigrationError,
+  portInUse,
   StartupError,
 } from './startupErrors.js';
 import { analyzeTablesWithoutStatistics, autovacuumGaps } from './statistics.js';
@@ -246,11 +247,13 @@ export async function startServer(
       `[STARTUP] DB_WRITE_CONCURRENCY is above DB_POOL_SIZE - 1: ${writes} message-writing transactions at once`,
     );
   }
-  // HOST before anything is connected or migrated: one that is not an address of this machine stops the node here.
-  // (A probe on a port of the system's choosing: PORT itself is bound last.)
-  await isPortFree(0, config.host).catch(async (err: unknown) => {
+  // HOST and PORT before anything is connected or migrated: a HOST that is not an address of this machine, or a
+  // PORT that is taken (the old release still running on the host), stops the node here, not after it migrated the
+  // database. PORT itself is bound last: a conflict that comes in between is told then.
+  const portFree = await isPortFree(config.port, config.host).catch(async (err: unknown) => {
     throw await explainListenError(err, config.port, config.host);
   });
+  if (!portFree) throw await portInUse(config.port, config.host);
   // First, with nothing open yet: the dummy hash that makes a login of an unknown user cost one argon2 run.
   const passwords = await createPasswordHasher(logger, options.passwordChecks);
   const metrics = createMetrics();

@@ -16,19 +16,31 @@ function routeLabel(req: Request): string {
   return `${req.baseUrl}${pattern}` || '/';
 }
 
-/** Counts every request and times it, labelled by method, route pattern and status. */
+/** The status of a request whose client went away before its answer was begun (nginx's "client closed request"). */
+export const CLIENT_CLOSED_STATUS = '499';
+
+/**
+ * Counts every request and times it, labelled by method, route pattern and status: when its answer is written
+ * whole, or when its connection closes before (the client gave up: the slowest requests, which the latency alerts
+ * are for), with the status it was answering, or 499 if none was begun.
+ */
 export function httpMetrics(metrics: Metrics): RequestHandler {
   return (req, res, next) => {
     const started = performance.now();
-    res.once('finish', () => {
+    let counted = false;
+    const count = () => {
+      if (counted) return;
+      counted = true;
       const labels = {
         method: METHODS.has(req.method) ? req.method : 'OTHER',
         route: routeLabel(req),
-        status: String(res.statusCode),
+        status: res.writableFinished || res.headersSent ? String(res.statusCode) : CLIENT_CLOSED_STATUS,
       };
       metrics.httpRequests.inc(labels);
       metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
-    });
+    };
+    res.once('finish', count);
+    res.once('close', count);
     next();
   };
 }

@@ -95,7 +95,9 @@ export function createRealtime(deps: {
     serveClient: false,
     // What this node holds for a socket is counted (backpressure.ts): no compression streams in between.
     ...COUNTED_TRANSPORT_OPTIONS,
-    pingInterval: PING_INTERVAL_MS,
+    // A long-poll waits silently until the next ping: at most half HTTP_IDLE_TIMEOUT_MS, or the connection's idle
+    // timeout cuts every idle polling client, again and again.
+    pingInterval: Math.min(PING_INTERVAL_MS, Math.floor(config.limits.httpIdleTimeoutMs / 2)),
     pingTimeout: PING_TIMEOUT_MS,
     maxHttpBufferSize: config.limits.socketMaxBytes,
     // The same cap on a whole Socket.IO message, binary attachments included.

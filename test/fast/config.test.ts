@@ -46,6 +46,15 @@ describe('config', () => {
     expect(of('1')).to.equal(1);
   });
 
+  it('refuses a SOCKET_MAX_BYTES below the largest valid client event (a 4000-character body, 24 KB in JSON)', () => {
+    const problems = problemsOf(() => loadConfig(env({ SOCKET_MAX_BYTES: '24000' })));
+    expect(problems).to.have.length(1);
+    expect(problems[0]).to.include('SOCKET_MAX_BYTES');
+    expect(loadConfig(env({ SOCKET_MAX_BYTES: String(32 * 1024) })).limits.socketMaxBytes).to.equal(
+      32 * 1024,
+    );
+  });
+
   it('refuses an access token lifetime longer than a session lasts unused (REFRESH_TTL_DAYS), and takes one as long', () => {
     expect(
       problemsOf(() =>

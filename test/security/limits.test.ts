@@ -45,7 +45,7 @@ describe('abuse limits', function () {
       CORS_ORIGINS: ALLOWED,
       MAX_CONNECTIONS_PER_IP: '3',
       SOCKET_EVENTS_PER_SEC: '5',
-      SOCKET_MAX_BYTES: '8192',
+      SOCKET_MAX_BYTES: '32768',
       RATE_LIMIT_MESSAGES_PER_SEC: '2',
     },
   });
@@ -214,11 +214,18 @@ describe('abuse limits', function () {
     expect(stored).to.have.length(okCount);
   });
 
+  it('acks the largest valid send at the smallest SOCKET_MAX_BYTES (4000 control characters, six bytes each in JSON)', async () => {
+    const socket = await open();
+    const ack = expectOk(await send(socket, conversationId, 'a' + '\u0001'.repeat(3999)));
+    expect([...ack.message.body]).to.have.length(4000);
+    expect(socket.connected).to.equal(true);
+  });
+
   it('closes a socket that sends more than SOCKET_MAX_BYTES, stores nothing, and keeps serving', async () => {
     const socket = await open();
     const disconnected = new Promise<string>((resolve) => socket.once('disconnect', resolve));
     const clientMsgId = randomUUID();
-    socket.emit('message:send', { conversationId, clientMsgId, body: 'x'.repeat(20_000) }, () => undefined);
+    socket.emit('message:send', { conversationId, clientMsgId, body: 'x'.repeat(40_000) }, () => undefined);
     expect(await disconnected).to.be.a('string');
     expect(
       await rows(server.services.db.knex, 'SELECT 1 FROM messages WHERE client_msg_id = ?', [clientMsgId]),
@@ -231,7 +238,7 @@ describe('abuse limits', function () {
     const socket = await open();
     const disconnected = new Promise<string>((resolve) => socket.once('disconnect', resolve));
     const clientMsgId = randomUUID();
-    const attachments = Array.from({ length: 5 }, () => Buffer.alloc(6_000, 1));
+    const attachments = Array.from({ length: 5 }, () => Buffer.alloc(8_000, 1));
     const acks: unknown[] = [];
     (socket as unknown as RawSocket).emit(
       'message:send',
