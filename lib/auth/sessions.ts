@@ -129,7 +129,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
   // loop (some hundred a second) grew `refresh_tokens` without end. A client refreshes about once per access
   // token's life (15 minutes by default).
   const perMinute = config.limits.authPerMinute;
-  const refreshesPerSession = new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute });
+  // Bursts of three times that: every tab of a browser resumes the one session it shares with a refresh when it
+  // loads, and a browser restoring its tabs loads them all at once.
+  const refreshesPerSession = new RateLimiter({ ratePerSecond: perMinute / 60, burst: 3 * perMinute });
 
   function tokensFor(
     userId: string,
