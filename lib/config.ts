@@ -335,7 +335,7 @@ export const SETTINGS = {
     default: 4 * 1024 * 1024,
     min: 0,
     max: 1024 * 1024 * 1024,
-    doc: 'bytes sent to one socket and still waiting at a later turn of the event loop (it stopped reading, or lags by that much) before it is disconnected; one burst may hold up to four times it (`0` = off)',
+    doc: 'bytes waiting for one socket (it stopped reading) before it is disconnected (`0` = off)',
   },
   HTTP_IDLE_TIMEOUT_MS: {
     kind: 'int',

@@ -307,21 +307,14 @@ interface Delivery {
 /**
  * A conversation not followed yet whose subscribers' pages are being read: the marks start when the last of them
  * is in, from the oldest (a page read from an older snapshot but answered later must not find the marks past it,
- * or the states between the two snapshots would count as given to it). New messages reaching the room meanwhile
- * are noted, to be counted as given then; changes wait for the marks (below).
+ * or the states between the two snapshots would count as given to it). What reaches the room meanwhile is noted,
+ * to be counted as given then.
  */
 interface Starting {
   /** Pages still being read. */
   reading: number;
   pages: Array<{ seq: number; version: number; reader: PageReader }>;
-  delivered: Array<{ kind: 'new'; seq: number; version: number; read: boolean }>;
-  /**
-   * Changes that came meanwhile, delivered once the marks start, as any change is then: before the pages are in,
-   * nothing says whether the room was given the message, and a change of one it was not given must go out as its
-   * message:new (a deletion told as message:updated, then the message's first state, from another node, as
-   * message:new after it: the deleted text shown again).
-   */
-  held: PublicMessage[];
+  delivered: Array<{ kind: 'new' | 'updated'; seq: number; version: number; read: boolean }>;
 }
 
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
@@ -546,11 +539,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     if (marks === undefined) {
       // Subscribers' pages being read start the marks (from the oldest), not this delivery.
       const start = starting.get(conversationId);
-      if (start !== undefined) {
-        if (kind === 'new') return deliverWhileStarting(start, messages, read);
-        start.held.push(...messages);
-        return NOTHING;
-      }
+      if (start !== undefined) return deliverWhileStarting(start, kind, messages, read);
       // A change of a conversation not followed yet says nothing of its seqs: only a new message starts it.
       if (kind !== 'new') return asKind(kind, messages);
       marks = startMarksAt(conversationId, first.seq, first.version);
@@ -594,49 +583,34 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
   }
 
   /**
-   * Delivers new messages to the whole room while its marks wait for pages being read, but not to the subscribers
-   * whose page (in already) gave the state; notes what went out, to count it as given when the marks start.
+   * Delivers to the whole room while its marks wait for pages being read, but not to the subscribers whose page
+   * (in already) gave the state; notes what went out, to count it as given when the marks start.
    */
-  function deliverWhileStarting(start: Starting, messages: readonly PublicMessage[], read: boolean): Fresh {
+  function deliverWhileStarting(
+    start: Starting,
+    kind: Delivery['kind'],
+    messages: readonly PublicMessage[],
+    read: boolean,
+  ): Fresh {
     let except: Map<PublicMessage, string[]> | undefined;
     const pageRuns = start.pages.map((page) => ({
       id: page.reader.id,
       runs: runsOf(page.reader, page.version),
     }));
     for (const m of messages) {
-      start.delivered.push({ kind: 'new', seq: m.seq, version: m.version, read });
+      start.delivered.push({ kind, seq: m.seq, version: m.version, read });
       const readers = pageRuns.filter((page) => covers(page.runs, m.seq, m.version)).map((page) => page.id);
       if (readers.length === 0) continue;
       except ??= new Map();
       except.set(m, readers);
     }
-    return except === undefined ? asKind('new', messages) : { ...asKind('new', messages), except };
+    const fresh = asKind(kind, messages);
+    return except === undefined ? fresh : { ...fresh, except };
   }
 
-  /**
-   * The last page being read is in (or failed): the marks start from the oldest page, with what went out since, and
-   * the changes held meanwhile go out as they would now.
-   */
+  /** The last page being read is in (or failed): the marks start from the oldest page, with what went out since. */
   function startMarks(conversationId: string, start: Starting): void {
     starting.delete(conversationId);
-    startMarksFrom(conversationId, start);
-    releaseHeld(conversationId, start);
-  }
-
-  function releaseHeld(conversationId: string, start: Starting): void {
-    const held = start.held.splice(0);
-    if (held.length === 0) return;
-    try {
-      const fresh = accept('updated', conversationId, held);
-      if (fresh.created.length > 0) notify.messagesCommitted(fresh.created, fresh.except);
-      if (fresh.changed.length > 0) notify.messagesUpdated(fresh.changed, fresh.except);
-    } catch (err) {
-      // A defect, not an outage: thrown, it would fail the subscribe whose page was the last one in.
-      logger.error({ err, conversationId }, 'delivering changes held for pages being read failed');
-    }
-  }
-
-  function startMarksFrom(conversationId: string, start: Starting): void {
     if (start.pages.length === 0 || given.has(conversationId)) return;
     if (given.size >= MAX_TRACKED) prune();
     const marks = new Given(
@@ -645,9 +619,15 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     );
     given.set(conversationId, marks);
     for (const d of start.delivered) {
-      if (!marks.hasSeq(d.seq)) {
+      if (d.kind === 'new' && !marks.hasSeq(d.seq)) {
         marks.giveMessage(d.seq, d.version);
         if (d.read) marks.giveVersion(d.version, d.seq);
+      } else if (!marks.hasSeq(d.seq)) {
+        // A change of a message no page gave, told meanwhile (another node's change heard before the message's
+        // own announcement): the message counts as given in that state, so that its first state, announced later,
+        // is passed over (it went out after the change as message:new: a deleted message's text, shown again).
+        marks.giveMessage(d.seq, d.version);
+        marks.giveVersion(d.version, d.seq);
       } else {
         marks.giveVersion(d.version, d.seq);
       }
@@ -1022,10 +1002,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       const marks = given.get(conversationId);
       if (marks !== undefined) {
         if (reader !== undefined) keepPage(conversationId, marks, reader, version);
-        if (start !== undefined && start.reading === 0) {
-          starting.delete(conversationId);
-          releaseHeld(conversationId, start);
-        }
+        if (start !== undefined && start.reading === 0) starting.delete(conversationId);
         return;
       }
       if (start !== undefined) {
@@ -1041,7 +1018,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     readingPage(conversationId) {
       const start = starting.get(conversationId);
       if (start !== undefined) start.reading += 1;
-      else starting.set(conversationId, { reading: 1, pages: [], delivered: [], held: [] });
+      else starting.set(conversationId, { reading: 1, pages: [], delivered: [] });
     },
     pageNotRead(conversationId) {
       const start = starting.get(conversationId);

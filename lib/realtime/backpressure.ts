@@ -17,13 +17,10 @@ import type { AppSocket } from './io.js';
  * is computed once for all its recipients.
  *
  * What happens:
- * - on every packet, when bytes were already waiting: if more than the cap of them were sent in earlier turns of
- *   the event loop (the client had its chance to read them: it stopped, or lags by more than the cap), or if this
- *   packet takes all that waits over {@link BURST_CEILING} times the cap, the socket is disconnected at once (the
- *   transport destroyed, so its buffers are freed now, not after a close handshake). One turn's broadcasts (a
- *   commit of many big messages to a group) go out together, before any client can read them: counted against
- *   the cap alone, they cut every subscriber that reads. A single packet on an empty queue is let through
- *   whatever its size, so a big history page never costs a reading client its connection;
+ * - on every packet: when bytes were already waiting and this one takes the total over the cap, the socket is
+ *   disconnected at once (the transport destroyed, so its buffers are freed now, not after a close handshake);
+ *   a single packet on an empty queue is let through whatever its size, so a big history page never costs a
+ *   reading client its connection;
  * - on a sweep every few seconds: a socket with bytes waiting of which it has taken none for `stallMs` is
  *   disconnected (a client that stopped reading and is sent nothing more, or one huge packet never taken);
  * - {@link Backpressure.writable} lets producers that answer a request (history pages) wait until the socket
@@ -36,12 +33,6 @@ import type { AppSocket } from './io.js';
  * compressed either (engine.io's default); a proxy in front may compress.
  */
 export const COUNTED_TRANSPORT_OPTIONS = { httpCompression: false, perMessageDeflate: false } as const;
-
-/**
- * What a node holds for one socket at most, in caps: what a reading client still has to read of earlier turns (up
- * to the cap) and what one turn sends it on top.
- */
-export const BURST_CEILING = 4;
 
 export interface Backpressure {
   /** Tracks a new socket until it disconnects. */
@@ -111,9 +102,6 @@ export function websocketOf(transport: TransportView): WsView | undefined {
 
 interface SocketState {
   pending: number;
-  /** The turn of the last packet, and the bytes of the packets made in it. */
-  turn: number;
-  turnBytes: number;
   flushes: number;
   /** At the last sweep: */
   seenFlushes: number;
@@ -132,22 +120,6 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
   const now = options.now ?? Date.now;
   const states = new Map<AppSocket, SocketState>();
   const resumeAt = Math.floor(max / 2);
-  const ceiling = BURST_CEILING * max;
-
-  // The turn of the event loop, counted: it moves on at the check phase after a packet asked for it, where the
-  // sockets' coalesced writes are flushed too (lib/realtime/coalesce.ts).
-  let turn = 0;
-  let turnEnding = false;
-  function currentTurn(): number {
-    if (!turnEnding) {
-      turnEnding = true;
-      setImmediate(() => {
-        turn += 1;
-        turnEnding = false;
-      });
-    }
-    return turn;
-  }
 
   // A broadcast hands the same encoded string to every recipient: measure it once.
   let lastData: unknown;
@@ -198,8 +170,6 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     const conn = socket.conn;
     const state: SocketState = {
       pending: 0,
-      turn: -1,
-      turnBytes: 0,
       flushes: 0,
       seenFlushes: 0,
       seenBuffered: 0,
@@ -214,17 +184,9 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     state.transport.on('drain', onDrain);
     conn.on('packetCreate', (packet: EnginePacket) => {
       const size = sizeOf(packet.data);
-      const now = currentTurn();
-      if (state.turn !== now) {
-        state.turn = now;
-        state.turnBytes = 0;
-      }
       const before = queuedOf(state);
-      // What waits of earlier turns: all that waits but what this turn made (of which the kernel may have taken some).
-      const earlier = Math.max(0, before - state.turnBytes);
       state.pending += size;
-      state.turnBytes += size;
-      if (before > 0 && (earlier > max || before + size > ceiling))
+      if (before > 0 && before + size > max)
         cut(socket, state, before + size, 'over SOCKET_MAX_BUFFERED_BYTES');
     });
     conn.on('flush', () => {
