@@ -370,6 +370,9 @@ export async function startServer(
     // Every connection, with the answer it is on (if any): once the drain is done, one whose request has not come
     // whole is closed (below).
     const connections = new Map<Socket, ServerResponse | undefined>();
+    // WebSockets, taken over by Socket.IO, which closes them itself (after writing out their last acks).
+    const upgraded = new WeakSet<Socket>();
+    httpServer.prependListener('upgrade', (_req, socket: Socket) => upgraded.add(socket));
     httpServer.on('connection', (socket: Socket) => {
       unused.set(socket, Date.now());
       connections.set(socket, undefined);
@@ -450,10 +453,16 @@ export async function startServer(
       // stopped coming) is closed as well. Node counts it as a request in progress, which would hold close() until
       // the deadline: one TCP connection and one byte made every stop take SHUTDOWN_TIMEOUT_MS +
       // DB_STATEMENT_TIMEOUT_MS. A request that came whole is still answered.
+      // Closed once it has received nothing since the sweep before: a body still arriving is answered.
       let drained = false;
+      const progress = new Map<Socket, number>();
       const closeUnfinished = () => {
         for (const [socket, res] of connections) {
-          if (res === undefined ? socket.bytesRead > 0 : !res.req.complete) socket.destroy();
+          const unfinished =
+            res === undefined ? socket.bytesRead > 0 && !upgraded.has(socket) : !res.req.complete;
+          if (!unfinished) continue;
+          if (progress.get(socket) === socket.bytesRead) socket.destroy();
+          else progress.set(socket, socket.bytesRead);
         }
       };
       const sweep = () => {

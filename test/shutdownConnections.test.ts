@@ -143,6 +143,35 @@ describe('shutdown: kept connections and a database that does not answer', funct
     await waitFor(() => held.every((c) => c.closed()), { what: 'the connections to be closed by the node' });
   });
 
+  it('a request whose body arrives steadily over a second after the stop is answered, not cut', async () => {
+    server = await startTestServer(await createTestDatabase(), {}, createLogger('silent'));
+    const connection = await connect(server.url);
+    connections.push(connection);
+    const socket = connection.socket;
+
+    // A refresh token of the wrong shape: answered 401 without a statement.
+    const body = JSON.stringify({ refreshToken: 'x'.repeat(1000) });
+    socket.write(
+      `POST /auth/refresh HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    socket.write(body.slice(0, 100));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    const closing = server.close();
+    server = undefined;
+    // The rest comes, 100 bytes every 100 ms: whole about a second after the stop.
+    for (let at = 100; at < body.length; at += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (connection.closed()) break;
+      socket.write(body.slice(at, at + 100));
+    }
+    await waitFor(() => connection.closed() || connection.received().includes('\r\n\r\n'), {
+      what: 'an answer or the close',
+    });
+    await closing;
+    expect(connection.received().split('\r\n')[0]).to.match(/^HTTP\/1\.1 401 /);
+  });
+
   it('past SHUTDOWN_TIMEOUT_MS, waits for the write running in PostgreSQL with the sockets open: its sender is acked, what queued behind it is OVERLOADED', async () => {
     const databaseUrl = await createTestDatabase();
     server = await startTestServer(databaseUrl, { SHUTDOWN_TIMEOUT_MS: '300' }, createLogger('silent'));

@@ -77,8 +77,18 @@ export function guardTransports(
       clearTimeout(timer);
       rate.forget(key);
     });
-    conn.on('packet', () => {
+    // A pong answers a ping of this node: before CONNECT, one per ping sent is not counted (with pings every half
+    // HTTP_IDLE_TIMEOUT_MS, a client whose CONNECT waits for its token would answer more than the cap allows).
+    let pings = 0;
+    conn.on('packetCreate', (packet: { type?: string }) => {
+      if (packet.type === 'ping') pings += 1;
+    });
+    conn.on('packet', (packet: { type?: string }) => {
       if (!connected.has(conn)) {
+        if (packet.type === 'pong' && pings > 0) {
+          pings -= 1;
+          return;
+        }
         beforeConnect += 1;
         if (beforeConnect > PACKETS_BEFORE_CONNECT) end(conn, 'too many packets before a socket connected');
         return;
