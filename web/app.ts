@@ -60,6 +60,11 @@ let resuming: string | undefined;
 let ending = false;
 /** Set while the user's own logout or deletion runs: the server's word that the session ended is expected. */
 let leaving = false;
+/**
+ * Set once this tab reloads itself (`restart`): a message still on its way is then the next page's to send (kept), or
+ * was forgotten with the session, so the page must not ask "Leave site?" (staying would keep a closed client).
+ */
+let restarting = false;
 
 /** Errors the user can do nothing about right now and that fix themselves: not worth a popup. */
 const TRANSIENT = new Set(['NETWORK_ERROR', 'NOT_CONNECTED', 'DISCONNECTED', 'TIMEOUT', 'CLIENT_CLOSED']);
@@ -144,6 +149,7 @@ function takeNote(key: string): string | undefined {
 function restart(client: XFChatClient, keys: { notice?: string; endedNote?: string } = {}): void {
   if (keys.notice !== undefined) sessionStorage.setItem(NOTICE_KEY, keys.notice);
   if (keys.endedNote !== undefined) sessionStorage.setItem(ENDED_NOTE_KEY, keys.endedNote);
+  restarting = true;
   client.close();
   location.reload();
 }
@@ -179,18 +185,31 @@ function followOtherTabs(client: XFChatClient, shared: SharedSession): void {
   });
 }
 
+/**
+ * What the banner says while the server refuses this tab's connection (the SDK's `connectRefused`), by the refusal's
+ * code; the SDK keeps trying meanwhile. Others (DB_UNAVAILABLE) are an outage like any: the state's words.
+ */
+const REFUSED: Partial<Record<string, string>> = {
+  // MAX_SOCKETS_PER_USER (or MAX_CONNECTIONS_PER_IP): every tab and device of the account holds a connection, and
+  // only the user can free one. "Connecting…" for ever would not tell them.
+  RATE_LIMITED: 'Too many open windows or devices for this account: close one. Trying again…',
+};
+
 /** The connection's last state shown, and whether it was ever connected (for "Connected again."). */
 let shownState: ConnectionState | undefined;
 let everConnected = false;
+/** Why the server refuses the connection, as the banner says it, until the next connection. */
+let refusal: string | undefined;
 
 /** The connection banner (a status region): what is wrong, and "Connected again." (unseen) once it is over. */
 function showBanner(state: ConnectionState): void {
   const banner = byId('connection-banner', HTMLDivElement);
   const recovered = state === 'connected' && everConnected && shownState !== 'connected';
+  if (state === 'connected' || state === 'disconnected') refusal = undefined;
   if (state === 'connected') everConnected = true;
   shownState = state;
   banner.dataset.state = state;
-  banner.textContent = recovered ? 'Connected again.' : BANNER[state];
+  banner.textContent = recovered ? 'Connected again.' : (refusal ?? BANNER[state]);
 }
 
 /**
@@ -328,6 +347,7 @@ function startChat(client: XFChatClient, shared: SharedSession, me: PublicUser, 
     leave,
     (notice) => restart(client, { notice }),
     () => ending || leaving,
+    () => restarting,
   )
     .start(fromLogin)
     .catch(report);
@@ -368,7 +388,8 @@ const RESUME_RETRY_MAX_MS = 30_000;
 
 /**
  * Continues the stored login: trades the newest stored refresh token for fresh tokens. A refused one ends it
- * (the `sessionEnded` event says why); a server that cannot be reached is tried again, keeping the login.
+ * (the `sessionEnded` event says why); a server that cannot be reached is tried again, keeping the login, and so
+ * is one that asks to wait (RATE_LIMITED), after the wait it names.
  */
 async function resume(client: XFChatClient, shared: SharedSession, attempt = 0): Promise<void> {
   const stored = readStoredSession();
@@ -390,8 +411,13 @@ async function resume(client: XFChatClient, shared: SharedSession, attempt = 0):
     console.error(err);
     const banner = byId('connection-banner', HTMLDivElement);
     banner.dataset.state = 'reconnecting';
-    banner.textContent = 'Cannot reach the server. Trying again…';
-    const wait = Math.min(RESUME_RETRY_MAX_MS, 1000 * 2 ** attempt);
+    let wait = Math.min(RESUME_RETRY_MAX_MS, 1000 * 2 ** attempt);
+    if (err instanceof XFChatError && err.code === 'RATE_LIMITED') {
+      // The server was reached, and limits the refreshes of a session: every tab of this browser shares one, and
+      // each load takes one (a browser restoring many tabs at once). Trying sooner than it says is refused again.
+      if (err.retryAfter !== undefined) wait = err.retryAfter * 1000;
+      banner.textContent = `Too many sign-ins from this browser; trying again in ${waitWords(wait / 1000)}.`;
+    } else banner.textContent = 'Cannot reach the server. Trying again…';
     setTimeout(() => void resume(client, shared, attempt + 1).catch(report), wait);
   }
 }
@@ -404,6 +430,10 @@ async function main(): Promise<void> {
   if (notice !== undefined) showNotice(notice);
   followOtherTabs(client, shared);
   client.on('state', showBanner);
+  client.on('connectRefused', (error) => {
+    refusal = REFUSED[error.code];
+    showBanner(client.state);
+  });
   client.on('sessionEnded', ({ reason }) => void sessionEnded(client, shared, reason).catch(report));
   client.on('unauthorized', recheckAfterRefusal(client, shared));
   const ended = takeNote(ENDED_NOTE_KEY);

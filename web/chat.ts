@@ -58,6 +58,7 @@ export class ChatSession {
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
    * server first, and if it fails the user stays signed in. `reload` starts the page over, `notice` on it.
    * `signingOut` says whether the page is signing out (by the user's doing or not), its drafts being forgotten.
+   * `restarting` says whether the page is reloading itself (see ConversationViewDeps.restarting).
    */
   constructor(
     private readonly client: XFChatClient,
@@ -66,6 +67,7 @@ export class ChatSession {
     signOut: SignOut,
     private readonly reload: (notice: string) => void,
     signingOut: () => boolean,
+    restarting: () => boolean,
   ) {
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
@@ -85,6 +87,7 @@ export class ChatSession {
       inTouch: (userId) => this.sidebar.inTouch(userId),
       refreshSocial: () => void this.sidebar.refreshSocial().catch(report),
       signingOut,
+      restarting,
     });
     this.sidebar = new Sidebar({
       client,
@@ -146,8 +149,12 @@ export class ChatSession {
     let wasDown = false;
     client.on('state', (state) => {
       this.view.onConnectionState();
-      // Back after a drop: what was told meanwhile (new conversations, read markers, titles) is not told again.
-      if (state === 'connected' && wasDown) this.reloadList();
+      // Back after a drop: what was told meanwhile (new conversations, read markers, titles, friend requests and
+      // answers) is not told again.
+      if (state === 'connected' && wasDown) {
+        this.reloadList();
+        refresh();
+      }
       wasDown = state === 'reconnecting';
     });
     client.on('conversation:read', (event) => {

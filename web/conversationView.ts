@@ -48,6 +48,11 @@ export interface ConversationViewDeps {
   refreshSocial: () => void;
   /** Whether this page is signing out (its drafts are being forgotten): no draft may be saved again then. */
   signingOut: () => boolean;
+  /**
+   * Whether this page is reloading itself (the session ended or changed, the server's data was restored): what is on
+   * its way is then kept for the next page, or was forgotten with the session, and nothing asks to stay.
+   */
+  restarting: () => boolean;
 }
 
 /** History page size when nothing is unread. */
@@ -252,7 +257,9 @@ export class ConversationView {
     window.addEventListener('storage', (event) => this.draftChangedElsewhere(event));
     window.addEventListener('pagehide', () => this.keepDraftTakenOver());
     // Unsent messages are kept and sent after a reload, but a closed tab sends nothing until it is opened again.
+    // A reload the page does by itself is not the user's to cancel: "Stay" would leave a closed client on screen.
     window.addEventListener('beforeunload', (event) => {
+      if (this.deps.restarting()) return;
       if (![...this.pending.values()].some((p) => p.failed === undefined)) return;
       event.preventDefault();
       // Older browsers ask only when returnValue is set.

@@ -73,8 +73,11 @@ export class ConversationStore {
       }));
       existing.lastSeq = Math.max(existing.lastSeq, conversation.lastSeq);
       existing.myLastReadSeq = Math.max(existing.myLastReadSeq, mine?.lastReadSeq ?? 0);
-      if (lastMessage && (existing.lastMessage?.seq ?? 0) < lastMessage.seq)
+      // A newer last message (the list read again after a drop) brings its time: the list's order follows it.
+      if (lastMessage && (existing.lastMessage?.seq ?? 0) < lastMessage.seq) {
         existing.lastMessage = lastMessage;
+        existing.lastActivity = lastMessage.createdAt;
+      }
       return existing;
     }
     const state: ConversationState = {

@@ -167,6 +167,12 @@ export interface XFChatClientEvents {
   tokens: AuthTokens;
   /** A background refresh failed (network, server); it is retried with backoff. */
   refreshError: XFChatError;
+  /**
+   * The server refused a (re)connection for a reason other than the token, with its code and message: `RATE_LIMITED`
+   * (too many sockets of this user, `MAX_SOCKETS_PER_USER`, or from this address), `DB_UNAVAILABLE`... Fired at each
+   * refused try; the state stays `connecting` or `reconnecting`, and the SDK keeps trying with backoff.
+   */
+  connectRefused: XFChatError;
   /** A friend's or co-participant's profile changed (or the account was deleted). */
   'user:updated': PublicUser;
   typing: TypingEvent;
@@ -721,6 +727,7 @@ export class XFChatClient {
   private wireEvents(): void {
     const { socket, events } = this.connection;
     events.on('state', (state) => this.events.emit('state', state));
+    events.on('connectRefused', (error) => this.events.emit('connectRefused', error));
     // A refresh that landed while the handshake ran: the server holds the socket to the old token's expiry.
     events.on('connect', () => {
       const { token } = this.session;

@@ -6,8 +6,9 @@ import type {
   ServerToClientEvents,
   SessionEndReason,
 } from '../protocol/index.js';
+import { ERROR_CATALOG } from '../protocol/errors.js';
 import { Emitter } from './emitter.js';
-import { XFChatError, fromErrorBody } from './errors.js';
+import { XFChatError, fromErrorBody, isErrorBody, type ServerErrorCode } from './errors.js';
 import { abortedError, backoffDelay, closedError, type BackoffOptions } from './retry.js';
 import type { Session } from './http.js';
 
@@ -39,6 +40,8 @@ export interface ConnectionEvents {
   sessionEnded: SessionEndReason;
   /** The server's `session:ended` as it arrives, before the disconnect that follows it. */
   endAnnounced: SessionEndReason;
+  /** A handshake refused for a reason other than the token (see {@link refusalOf}); reconnecting goes on. */
+  connectRefused: XFChatError;
 }
 
 export interface ConnectionOptions {
@@ -65,6 +68,21 @@ function socketTarget<O extends object>(url: string, options: O): [string, O & {
   const { origin, pathname } = new URL(url);
   const base = pathname.replace(/\/+$/, '');
   return base === '' ? [origin, options] : [origin, { ...options, path: `${base}/socket.io` }];
+}
+
+/**
+ * Why the server's middleware refused a handshake: its error body when it sent one (`RATE_LIMITED`, "Too many
+ * connections for this user."), else the code it gave as the message (`DB_UNAVAILABLE`). Undefined for a failure of
+ * the transport (the server was not reached, or did not answer), which says nothing of the server's.
+ */
+function refusalOf(err: Error & { data?: unknown }): XFChatError | undefined {
+  const body = (err.data as { error?: unknown } | undefined)?.error;
+  if (isErrorBody(body)) return fromErrorBody(body);
+  if (!Object.hasOwn(ERROR_CATALOG, err.message)) return undefined;
+  return new XFChatError(
+    err.message as ServerErrorCode,
+    `The server refused the connection (${err.message}).`,
+  );
 }
 
 /**
@@ -158,7 +176,12 @@ export class Connection {
       this.renewed = false;
       this.setState(this.everConnected ? 'reconnecting' : 'connecting');
       // `active` is false when the server's middleware refused us: socket.io-client will not retry alone.
-      if (!this.socket.active) this.scheduleRetry();
+      if (this.socket.active) return;
+      // The state stays what it was through every refused try: the application hears why the server refuses (too
+      // many sockets of this user is no outage, and only the user can end it by closing one).
+      const refusal = refusalOf(err);
+      if (refusal !== undefined) this.events.emit('connectRefused', refusal);
+      this.scheduleRetry();
     });
   }
 

@@ -426,3 +426,32 @@ describe('client SDK: realtime', function () {
     expect(other.state).to.equal('disconnected');
   });
 });
+
+describe('client SDK: a connection the server refuses', function () {
+  const { server } = useNode({ env: { MAX_SOCKETS_PER_USER: '1' } });
+  const pool = useClientPool();
+
+  it('tells why at each refused try (connectRefused: the server’s code and message), keeps trying, and connects once it may', async () => {
+    const { alice } = await directPair(server, pool);
+    const first = pool.open(server.url, { token: alice.token });
+    await first.connect();
+    const second = pool.open(server.url, { token: alice.token });
+    const states: ConnectionState[] = [];
+    const refusals: XFChatError[] = [];
+    second.on('state', (state) => states.push(state));
+    second.on('connectRefused', (err) => refusals.push(err));
+    const connected = second.connect();
+    await waitFor(() => refusals.length >= 2, { what: 'two refused tries' });
+    expect(refusals[0]).to.be.instanceOf(XFChatError).and.include({
+      code: 'RATE_LIMITED',
+      status: 429,
+      message: 'Too many connections for this user.',
+    });
+    expect(second.state).to.equal('connecting');
+
+    // One of the user's sockets closes: the next try gets through.
+    first.close();
+    await connected;
+    expect(states).to.deep.equal(['connecting', 'connected']);
+  });
+});

@@ -1,12 +1,14 @@
 import { expect } from 'chai';
+import type { WebSocketRoute } from 'playwright-core';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 /**
  * docs/messaging.md: "`conversation:updated`, `user:updated`, `typing` and `conversation:read` are not told again:
- * clients reload titles, names and read markers when they reconnect." The web app reads its list again when its
- * socket is back: what was told while it was away (a read on another device, a group it was added to) shows.
+ * clients reload titles, names and read markers when they reconnect." Friend requests and their answers are not
+ * told again either. The web app reads its list, its friends and its requests again when its socket is back: what
+ * was told while it was away (a read on another device, a group it was added to, a request or an answer) shows.
  */
 describe('web app: what changed while the tab was disconnected', function () {
   const app = useWebApp();
@@ -67,5 +69,114 @@ describe('web app: what changed while the tab was disconnected', function () {
       what: 'reconnected',
     });
     await page.conversationButton('Hike').waitFor({ timeout: 8000 });
+  });
+
+  it('shows a request accepted, and one received, while this tab was disconnected, once it is connected again', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const carol = await app.person('Carol');
+    proxy = await startProxy(app.server.url);
+    const page = await app.open({ url: proxy.url });
+    await page.logIn(ann.username, PASSWORD);
+    await page.addFriend(bob.username, 'Bob');
+    const outgoing = page.page.getByRole('list', { name: 'Sent friend requests' });
+    await outgoing.getByText('Waiting for an answer.').waitFor();
+
+    await proxy.stop();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    // While Ann's laptop sleeps: Bob accepts on his phone, Carol asks to be her friend.
+    const [request] = await bob.client.friends.listRequests('incoming');
+    await bob.client.friends.accept(request!.id);
+    await carol.client.friends.sendRequest(ann.username);
+    await proxy.start();
+    await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
+      what: 'reconnected',
+    });
+
+    const shows = async () => ({
+      bobIsAFriend: (await page.page.getByRole('button', { name: 'Message Bob' }).count()) === 1,
+      stillWaitingForBob: (await outgoing.getByText('Waiting for an answer.').count()) > 0,
+      carolsRequest:
+        (await page.page.getByRole('button', { name: 'Accept friend request from Carol' }).count()) === 1,
+    });
+    const want = { bobIsAFriend: true, stillWaitingForBob: false, carolsRequest: true };
+    let shown = await shows();
+    await waitFor(async () => JSON.stringify((shown = await shows())) === JSON.stringify(want), {
+      what: 'the friends and requests as they stand',
+      timeoutMs: 8000,
+    }).catch(() => undefined);
+    expect(shown).to.deep.equal(want);
+    app.expectNoProblems();
+  });
+
+  it('moves a conversation that got a message while this tab was disconnected to the top, also when the list answers before its catch-up', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const carol = await app.person('Carol');
+    await app.befriend(ann, bob, carol);
+    const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
+    await bob.client.messages.put(withBob, 'b1', 'an old one');
+    const withCarol = (await carol.client.conversations.createDirect(ann.id)).id;
+    await carol.client.messages.put(withCarol, 'c1', 'a newer one');
+
+    const page = await app.open();
+    // Ann's websockets, through a line that can drop them, and that holds the subscriptions' answers (acks carrying
+    // a page of messages) a moment after the reconnection, as a slow or busy server would: the list read again
+    // answers first.
+    let refusing = false;
+    let slowAcks = false;
+    let held = 0;
+    let released = 0;
+    const open = new Set<WebSocketRoute>();
+    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
+      if (refusing) {
+        void ws.close();
+        return;
+      }
+      const server = ws.connectToServer();
+      open.add(ws);
+      ws.onClose(() => open.delete(ws));
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        const text = typeof m === 'string' ? m : m.toString();
+        if (slowAcks && /^43\d+\[\{"ok":true,"messages"/.test(text)) {
+          held += 1;
+          setTimeout(() => {
+            ws.send(m);
+            released += 1;
+          }, 1500);
+        } else ws.send(m);
+      });
+    });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    const order = () =>
+      page.page
+        .locator('#conversations li[data-key]')
+        .evaluateAll((items) => items.map((i) => i.querySelector('.title')?.textContent ?? ''));
+    await waitFor(async () => JSON.stringify(await order()) === JSON.stringify(['Carol', 'Bob']), {
+      what: 'Carol first',
+    });
+
+    refusing = true;
+    for (const ws of [...open]) await ws.close();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await bob.client.messages.put(withBob, 'b2', 'the newest one');
+    slowAcks = true;
+    refusing = false;
+    await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
+      what: 'reconnected',
+      timeoutMs: 30_000,
+    });
+    // The list's preview, then the caught-up message: both there.
+    await page.page.locator('#conversations').getByText('the newest one').waitFor();
+    await waitFor(() => held > 0 && released === held, { what: 'the subscriptions’ answers handed over' });
+    let shown: string[] = [];
+    await waitFor(async () => JSON.stringify((shown = await order())) === JSON.stringify(['Bob', 'Carol']), {
+      what: 'Bob first',
+      timeoutMs: 3000,
+    }).catch(() => undefined);
+    expect(shown).to.deep.equal(['Bob', 'Carol']);
+    app.expectNoProblems();
   });
 });
