@@ -453,14 +453,17 @@ export async function startServer(
       // stopped coming) is closed as well. Node counts it as a request in progress, which would hold close() until
       // the deadline: one TCP connection and one byte made every stop take SHUTDOWN_TIMEOUT_MS +
       // DB_STATEMENT_TIMEOUT_MS. A request that came whole is still answered.
-      // Closed once it has received nothing since the sweep before: a body still arriving is answered.
+      // A head cut short is closed at once; a body, once it has received nothing since the sweep before (one still
+      // arriving is answered).
       let drained = false;
       const progress = new Map<Socket, number>();
       const closeUnfinished = () => {
         for (const [socket, res] of connections) {
-          const unfinished =
-            res === undefined ? socket.bytesRead > 0 && !upgraded.has(socket) : !res.req.complete;
-          if (!unfinished) continue;
+          if (res === undefined) {
+            if (socket.bytesRead > 0 && !upgraded.has(socket)) socket.destroy();
+            continue;
+          }
+          if (res.req.complete) continue;
           if (progress.get(socket) === socket.bytesRead) socket.destroy();
           else progress.set(socket, socket.bytesRead);
         }

@@ -143,6 +143,30 @@ describe('shutdown: kept connections and a database that does not answer', funct
     await waitFor(() => held.every((c) => c.closed()), { what: 'the connections to be closed by the node' });
   });
 
+  it('a request head trickled a byte every 200 ms does not hold the node past the drain', async () => {
+    server = await startTestServer(
+      await createTestDatabase(),
+      { SHUTDOWN_TIMEOUT_MS: '1000', DB_STATEMENT_TIMEOUT_MS: '15000' },
+      createLogger('silent'),
+    );
+    const trickled = await connect(server.url);
+    connections.push(trickled);
+    trickled.socket.write('GET /healthz HTTP/1.1\r\nHost: node\r\n');
+    const trickle = setInterval(() => {
+      if (!trickled.closed()) trickled.socket.write('X');
+    }, 200);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const started = Date.now();
+      await server.close();
+      server = undefined;
+      // Nothing to drain; the deadline is 1 s + 15 s.
+      expect(Date.now() - started).to.be.below(5000);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
   it('a request whose body arrives steadily over a second after the stop is answered, not cut', async () => {
     server = await startTestServer(await createTestDatabase(), {}, createLogger('silent'));
     const connection = await connect(server.url);

@@ -385,6 +385,8 @@ function recheckAfterRefusal(client: XFChatClient, shared: SharedSession): () =>
 
 /** Longest wait between two tries to reach the server at startup. */
 const RESUME_RETRY_MAX_MS = 30_000;
+/** The longest `Retry-After` a page load waits out before it tries again (a proxy's may say more). */
+const RESUME_RATE_LIMITED_MAX_MS = 3_600_000;
 
 /**
  * Continues the stored login: trades the newest stored refresh token for fresh tokens. A refused one ends it
@@ -415,7 +417,8 @@ async function resume(client: XFChatClient, shared: SharedSession, attempt = 0):
     if (err instanceof XFChatError && err.code === 'RATE_LIMITED') {
       // The server was reached, and limits the refreshes of a session: every tab of this browser shares one, and
       // each load takes one (a browser restoring many tabs at once). Trying sooner than it says is refused again.
-      if (err.retryAfter !== undefined) wait = err.retryAfter * 1000;
+      if (err.retryAfter !== undefined)
+        wait = Math.min(Math.max(err.retryAfter * 1000, 1000), RESUME_RATE_LIMITED_MAX_MS);
       banner.textContent = `Too many sign-ins from this browser; trying again in ${waitWords(wait / 1000)}.`;
     } else banner.textContent = 'Cannot reach the server. Trying again…';
     setTimeout(() => void resume(client, shared, attempt + 1).catch(report), wait);

@@ -153,7 +153,8 @@ export interface FanoutDeps {
  * `message:updated` for `changed`, in that order. A change of a message they were not given yet (its
  * `message:new` is still on its way from the node that wrote it) goes out as the message's `message:new`, in its
  * current state, and its first state is passed over when it arrives: no subscriber gets a message's
- * `message:updated` before its `message:new`, or a first state after a newer one.
+ * `message:updated` before its `message:new` (but while a conversation's first pages are read: see Starting), or a
+ * first state after a newer one.
  */
 export interface Fresh {
   created: readonly PublicMessage[];
@@ -315,6 +316,8 @@ interface Starting {
   reading: number;
   pages: Array<{ seq: number; version: number; reader: PageReader }>;
   delivered: Array<{ kind: 'new' | 'updated'; seq: number; version: number; read: boolean }>;
+  /** Per message that went out meanwhile, the newest state's version: an older state after it is passed over. */
+  newest: Map<number, number>;
 }
 
 /** Past this many seqs and versions given out of order in one conversation, it is caught up from `messages`. */
@@ -597,14 +600,20 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
       id: page.reader.id,
       runs: runsOf(page.reader, page.version),
     }));
+    const out: PublicMessage[] = [];
     for (const m of messages) {
       start.delivered.push({ kind, seq: m.seq, version: m.version, read });
+      // A message's first state after a change of it that went out (another node's deletion heard before the
+      // message itself): passed over, as the marks will, not shown after it (a deleted message's text again).
+      if ((start.newest.get(m.seq) ?? 0) >= m.version) continue;
+      start.newest.set(m.seq, m.version);
+      out.push(m);
       const readers = pageRuns.filter((page) => covers(page.runs, m.seq, m.version)).map((page) => page.id);
       if (readers.length === 0) continue;
       except ??= new Map();
       except.set(m, readers);
     }
-    const fresh = asKind(kind, messages);
+    const fresh = asKind(kind, out);
     return except === undefined ? fresh : { ...fresh, except };
   }
 
@@ -1018,7 +1027,7 @@ export async function createFanout(deps: FanoutDeps): Promise<Fanout> {
     readingPage(conversationId) {
       const start = starting.get(conversationId);
       if (start !== undefined) start.reading += 1;
-      else starting.set(conversationId, { reading: 1, pages: [], delivered: [] });
+      else starting.set(conversationId, { reading: 1, pages: [], delivered: [], newest: new Map() });
     },
     pageNotRead(conversationId) {
       const start = starting.get(conversationId);

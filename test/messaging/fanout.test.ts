@@ -429,6 +429,19 @@ describe('messaging/fanout: a node that another node did not know yet catches up
       expect(fanout.delivered('new', conversationId, [next!])).to.deep.equal(asNew(next!));
     });
 
+    it('passes over a first state heard after a change of it while the page is read (never the deleted text after the deletion)', async () => {
+      const [given] = await sendUnannounced('given');
+      const { fanout } = await startFanout({ nodes: 2 });
+      fanout.readingPage(conversationId);
+      const [sent] = await sendUnannounced('the secret text');
+      const [deleted] = await commitUnannounced([{ kind: 'delete', userId: alice, seq: sent!.seq }]);
+      // Another node's deletion is heard first, then the send's own announcement, both while the page is read.
+      expect(fanout.delivered('updated', conversationId, [deleted!])).to.deep.equal(asChange(deleted!));
+      expect(fanout.delivered('new', conversationId, [sent!]), 'the first state, late').to.deep.equal(NONE);
+      fanout.seen(conversationId, given!.seq, given!.version, { id: 'bob', messages: [given!] });
+      expect(fanout.delivered('new', conversationId, [sent!]), 'and after the page').to.deep.equal(NONE);
+    });
+
     it('forgets a page that was not read: the next read starts the marks', async () => {
       const { fanout, edited } = await editedAfterThePage();
       fanout.pageNotRead(conversationId);
