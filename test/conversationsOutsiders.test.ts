@@ -35,26 +35,35 @@ describe('conversation routes for a caller outside the conversation', function (
   it('runs the same statements for a group the caller is not in as for a made-up id, and answers the same 404', async () => {
     const knex = server.services.db.knex;
     const { member, group, outsider: first } = await groupWithOutsider();
-    for (const [index] of routes(first, member).entries()) {
-      // A fresh outsider per route: two lookups of its own bucket (bursts of two at one a second).
-      const outsider = await newUser(server);
+    /** The statements the node ran while it answered `method path(id)`. */
+    const seen = async (outsider: TestUser, index: number, id: string) => {
       const [method, path, body] = routes(outsider, member)[index]!;
-      const seen = async (id: string) => {
-        const statements: string[] = [];
-        const listener = (query: { sql: string }) => statements.push(query.sql);
-        knex.on('query', listener);
-        try {
-          const answer = await request(server.url, method, path(id), { token: outsider.token, body });
-          return { status: answer.status, text: answer.text, statements };
-        } finally {
-          knex.off('query', listener);
-        }
-      };
-      const real = await seen(group.id);
-      const madeUp = await seen(randomUUID());
-      expect(real.status, `${method} ${path(':id')}`).to.equal(404);
-      expect(real.text, `${method} ${path(':id')}`).to.equal(madeUp.text);
-      expect(real.statements, `${method} ${path(':id')}`).to.deep.equal(madeUp.statements);
+      const statements: string[] = [];
+      const listener = (query: { sql: string }) => statements.push(query.sql);
+      knex.on('query', listener);
+      try {
+        const answer = await request(server.url, method, path(id), { token: outsider.token, body });
+        return { what: `${method} ${path(':id')}`, status: answer.status, text: answer.text, statements };
+      } finally {
+        knex.off('query', listener);
+      }
+    };
+    for (const [index] of routes(first, member).entries()) {
+      // The node's own work in the background (a heartbeat, a sampled gauge) may run a statement while a request
+      // is answered: a difference must hold on a second try to count. A fresh outsider per try: two lookups of
+      // its own bucket (bursts of two at one a second).
+      let tries = 0;
+      for (;;) {
+        const outsider = await newUser(server);
+        const real = await seen(outsider, index, group.id);
+        const madeUp = await seen(outsider, index, randomUUID());
+        expect(real.status, real.what).to.equal(404);
+        expect(real.text, real.what).to.equal(madeUp.text);
+        tries += 1;
+        if (tries < 3 && JSON.stringify(real.statements) !== JSON.stringify(madeUp.statements)) continue;
+        expect(real.statements, real.what).to.deep.equal(madeUp.statements);
+        break;
+      }
     }
   });
 
