@@ -449,12 +449,11 @@ export async function startServer(
           if (acceptedAt <= acceptedBefore && socket.bytesRead === 0) socket.destroy();
         }
       };
-      // Once the drain is done: a connection whose request has not come whole (a head cut short, a body that
-      // stopped coming) is closed as well. Node counts it as a request in progress, which would hold close() until
-      // the deadline: one TCP connection and one byte made every stop take SHUTDOWN_TIMEOUT_MS +
-      // DB_STATEMENT_TIMEOUT_MS. A request that came whole is still answered.
-      // A head cut short is closed at once; a body, once it has received nothing since the sweep before (one still
-      // arriving is answered).
+      // Once the drain is done, a connection whose request has not come whole is closed as well: Node counts it as
+      // a request in progress, which would hold close() until the deadline (one TCP connection and one byte made
+      // every stop take SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS). A head cut short is closed at once; a body,
+      // once it has received nothing since the sweep before (one still arriving is answered, as is a request that
+      // came whole). An upgraded connection is left to Socket.IO, which writes out its last acks.
       let drained = false;
       const progress = new Map<Socket, number>();
       const closeUnfinished = () => {

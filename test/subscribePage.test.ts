@@ -1,9 +1,15 @@
 import { expect } from 'chai';
 import { toWire, type Announcement } from '../lib/messaging/announcements.js';
-import { MESSAGES_CHANNEL } from '../lib/messaging/statements.js';
 import type { MessageCommand } from '../lib/messaging/types.js';
 import type { PublicMessage } from '../lib/protocol/index.js';
-import { commitUnannounced, expectOk, record, send, subscribe } from './helpers/chat.js';
+import {
+  announceAsAnotherNode,
+  commitUnannounced,
+  expectOk,
+  record,
+  send,
+  subscribe,
+} from './helpers/chat.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import { connectSocket } from './helpers/sockets.js';
@@ -26,9 +32,7 @@ describe('a subscriber’s page and the announcements still on their way', funct
     commitUnannounced(server.services.db, conversationId, commands);
 
   /** The other node's announcement, arriving now. */
-  async function announce(announcement: Announcement): Promise<void> {
-    await knex().raw('SELECT pg_notify(?, ?)', [MESSAGES_CHANNEL, JSON.stringify(announcement)]);
-  }
+  const announce = (announcement: Announcement) => announceAsAnotherNode(knex(), announcement);
 
   const shown = (messages: readonly PublicMessage[]) =>
     messages.map((m) => ({ seq: m.seq, version: m.version, body: m.body }));

@@ -1,9 +1,8 @@
 import { expect } from 'chai';
 import { toWire, type Announcement } from '../lib/messaging/announcements.js';
-import { MESSAGES_CHANNEL } from '../lib/messaging/statements.js';
 import type { MessageCommand } from '../lib/messaging/types.js';
 import type { PublicMessage } from '../lib/protocol/index.js';
-import { commitUnannounced, rows } from './helpers/chat.js';
+import { announceAsAnotherNode, commitUnannounced, rows } from './helpers/chat.js';
 import { ownerAndTwoMembers } from './helpers/lifecycle.js';
 import { useNode } from './helpers/nodes.js';
 import { connectSocket } from './helpers/sockets.js';
@@ -30,9 +29,8 @@ describe('subscribe: a deletion heard while the first subscriber’s page is rea
   const commitElsewhere = (conversationId: string, commands: MessageCommand[]) =>
     commitUnannounced(server.services.db, conversationId, commands);
 
-  async function announce(announcement: Announcement): Promise<void> {
-    await knex().raw('SELECT pg_notify(?, ?)', [MESSAGES_CHANNEL, JSON.stringify(announcement)]);
-  }
+  /** The other node's announcement, arriving now. */
+  const announce = (announcement: Announcement) => announceAsAnotherNode(knex(), announcement);
 
   /** xfchat_message_json() sleeps 1.5 s for a message whose body is SLOW: a page holding it reads slowly. */
   const SLOW = 'a slow message to read';

@@ -3,6 +3,8 @@ import type { Knex } from 'knex';
 import { recordRemoval } from '../../lib/conversations/queries.js';
 import type { Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
+import type { Announcement } from '../../lib/messaging/announcements.js';
+import { MESSAGES_CHANNEL } from '../../lib/messaging/statements.js';
 import type { MessageCommand } from '../../lib/messaging/types.js';
 import { createGroupCommitWriter } from '../../lib/messaging/writer.js';
 import type { Ack, ServerToClientEvents } from '../../lib/protocol/index.js';
@@ -112,6 +114,11 @@ export async function commitUnannounced(
   } finally {
     await writer.close();
   }
+}
+
+/** Another node's announcement of its writes (see commitUnannounced), arriving now on the channel the nodes use. */
+export async function announceAsAnotherNode(knex: Knex, announcement: Announcement): Promise<void> {
+  await knex.raw('SELECT pg_notify(?, ?)', [MESSAGES_CHANNEL, JSON.stringify(announcement)]);
 }
 
 /**
