@@ -55,6 +55,8 @@ export interface Realtime {
   close(): Promise<void>;
 }
 
+/** NOTIFY's payload is shorter than 8000 bytes (PostgreSQL's limit). */
+const NOTIFY_MAX_PAYLOAD_BYTES = 7999;
 /** setTimeout's limit; a longer token lifetime is re-armed when this fires. */
 const MAX_TIMER_MS = 2_147_483_647;
 /** Socket.IO's heartbeat (its defaults, stated): a client that answers no ping for their sum is gone. */
@@ -122,6 +124,9 @@ export function createRealtime(deps: {
     wsEngine: WsServerWithoutAutoPong,
     adapter: deliveringHereFirst(
       createAdapter(adapterPool, {
+        // The adapter sends by NOTIFY up to this many bytes, through its attachments table above. Its default, 8000,
+        // lost every broadcast of exactly 8000 bytes (PostgreSQL refused the NOTIFY).
+        payloadThreshold: NOTIFY_MAX_PAYLOAD_BYTES,
         errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
       }),
       logger,

@@ -17,6 +17,11 @@ import type { AppServer, AppSocket } from './io.js';
 const userRoom = (userId: string): string => `user:${userId}`;
 const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
+/**
+ * Rooms named by one `user:updated` broadcast: a room is 44 bytes of the adapter's JSON, so 100 of them and a User
+ * (a display name of 64 characters at most) stay far under NOTIFY's 8000 bytes.
+ */
+const USER_ROOMS_PER_BROADCAST = 100;
 
 /**
  * Every socket of a node that follows the conversations' removals and changes on the control bus
@@ -289,7 +294,13 @@ export function createNotifier(
       io.to(conversationRoom(event.conversationId)).except(userRoom(event.userId)).emit('typing', event);
     },
     userUpdated(audience, user) {
-      io.to([...new Set([...audience, user.id])].map(userRoom)).emit('user:updated', user);
+      // In broadcasts of USER_ROOMS_PER_BROADCAST rooms: each goes to the other nodes in a NOTIFY of its own. One
+      // naming every room of a big audience went through the adapter's attachments table, which a receiving node
+      // reads before it delivers: a rename after it, in a NOTIFY, could be delivered first and then undone.
+      const rooms = [...new Set([...audience, user.id])].map(userRoom);
+      for (let i = 0; i < rooms.length; i += USER_ROOMS_PER_BROADCAST) {
+        io.to(rooms.slice(i, i + USER_ROOMS_PER_BROADCAST)).emit('user:updated', user);
+      }
     },
     disconnectSession(sessionId, reason) {
       endEverywhere(sessionRoom(sessionId), reason);
