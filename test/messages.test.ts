@@ -305,6 +305,40 @@ describe('messages over REST', function () {
     await watcher.emitWithAck('typing', { conversationId: randomUUID() });
     expect(reads.slice(before)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 31 }]);
   });
+  it('tells the moves of a member removed and added again from 0, below her marker of before', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    await seedMessages(server.services.db.knex, group.id, owner.id, 10);
+    const watcher = await pool.open(server.url, owner);
+    const reads = record(watcher, 'conversation:read');
+    await subscribe(watcher, group.id);
+    const read = (seq: number) =>
+      request(server.url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
+    const asOwner = (method: string, path: string, body?: unknown) =>
+      request(server.url, method, path, { token: owner.token, body });
+    expect((await read(10)).status).to.equal(204);
+    await waitFor(() => reads.length === 1, { what: 'the event of the move to 10' });
+
+    // Removed and added again: her marker starts over at 0.
+    expect(
+      (await asOwner('DELETE', `/conversations/${group.id}/participants/${member!.id}`)).status,
+    ).to.equal(204);
+    const readded = await asOwner('POST', `/conversations/${group.id}/participants`, { userId: member!.id });
+    expect(readded.status).to.equal(201);
+    const again = await asOwner('GET', `/conversations/${group.id}`);
+    const participants = (
+      again.body as { conversation: { participants: Array<{ userId: string; lastReadSeq: number }> } }
+    ).conversation.participants;
+    expect(participants.find((p) => p.userId === member!.id)?.lastReadSeq).to.equal(0);
+
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past the interval: the next move goes at once
+    expect((await read(5)).status).to.equal(204);
+    // Sent before the 204: an answer to the watcher after it comes after the event (one connection, in order).
+    await watcher.emitWithAck('typing', { conversationId: randomUUID() });
+    expect(reads.slice(1)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 5 }]);
+  });
+
   it("a held read event carries the stored marker: a user's markers never go down, moved through two nodes or passed by her own send", async () => {
     const owner = await newUser(server);
     const [member] = await friendsOf(server, owner, 1);

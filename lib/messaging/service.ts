@@ -90,6 +90,11 @@ export interface MessageService {
    * forgotten, so the next of each is checked again instead of answered `{ok}` within the 2 s interval.
    */
   forgetTypings(conversationId: string): void;
+  /**
+   * The user left the conversation or was removed (heard on the control bus): what this node told of their read
+   * marker is forgotten. Added again, they start over at 0, and their moves below the marker of before are told.
+   */
+  forgetReadsTold(userId: string, conversationId: string): void;
   /** The node stops: the `conversation:read` events held back for their interval go out no more. */
   stop(): void;
 }
@@ -446,6 +451,11 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       stopped = true;
       for (const entry of readsTold.values()) if (entry.timer !== undefined) clearTimeout(entry.timer);
       readsTold.clear();
+    },
+
+    forgetReadsTold(userId, conversationId) {
+      const entry = readsTold.get(`${userId}:${conversationId}`);
+      if (entry !== undefined) entry.told = 0;
     },
 
     forgetTypings(conversationId) {
