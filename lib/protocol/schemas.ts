@@ -22,11 +22,12 @@ export const CONTROL_OR_BIDI = /[\p{Cc}\p{Bidi_Control}\u2028\u2029]/u;
 /**
  * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
  * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
- * U+1160, U+3164, U+FFA0) and the blank Braille pattern U+2800. Unassigned code points count as visible: an emoji
- * newer than this runtime's Unicode tables is one. A name, a title, a message body or an emoji needs one: made only of
- * the others it shows as nothing (a blank sender, an empty bubble).
+ * U+1160, U+3164, U+FFA0), the blank Braille pattern U+2800 and the noncharacters (U+FFFF, U+FDD0, ...: never to be
+ * assigned). Unassigned code points count as visible: an emoji newer than this runtime's Unicode tables is one. A
+ * name, a title, a message body or an emoji needs one: made only of the others it shows as nothing (a blank sender,
+ * an empty bubble).
  */
-const VISIBLE = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/u;
+const VISIBLE = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}\u2800]/u;
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** True for a UUID string of any case. */

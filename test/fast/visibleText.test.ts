@@ -17,6 +17,7 @@ describe('names, titles and bodies need something visible', () => {
     'a variation selector alone': '\ufe0f',
     'a blank Braille pattern': '\u2800',
     'a byte order mark and a space': '\ufeff ',
+    'noncharacters (never assigned, shown as a box or nothing)': '\uffff\ufdd0\u{10ffff}',
   };
 
   for (const [schemaName, schema] of Object.entries({ DISPLAY_NAME, GROUP_TITLE, MESSAGE_BODY })) {
