@@ -128,6 +128,18 @@ function errorChain(err: Error & ErrorLike): Array<Error & ErrorLike> {
   return chain;
 }
 
+/**
+ * The error's code, or the one of the driver's error it wraps: a failed query comes as a DBError (db-errors) whose
+ * SQLSTATE is on `nativeError`.
+ */
+function codeOf(err: ErrorLike & { nativeError?: unknown }): string | number | undefined {
+  if (typeof err.code === 'string' || typeof err.code === 'number') return err.code;
+  const inner = err.nativeError;
+  if (typeof inner !== 'object' || inner === null) return undefined;
+  const code = (inner as ErrorLike).code;
+  return typeof code === 'string' || typeof code === 'number' ? code : undefined;
+}
+
 function serializeErrorWithin(err: Error & ErrorLike, budget: Budget): LoggedError {
   const chain = errorChain(err);
   const type = typeof err.name === 'string' && err.name !== 'Error' ? err.name : err.constructor.name;
@@ -135,7 +147,8 @@ function serializeErrorWithin(err: Error & ErrorLike, budget: Budget): LoggedErr
     .map((e, i) => (i === 0 ? messageOf(e) : `caused by ${String(e.name)}: ${messageOf(e)}`))
     .join('; ');
   const logged: LoggedError = { type, message: cut(message, MAX_STRING, budget) };
-  if (typeof err.code === 'string' || typeof err.code === 'number') logged.code = err.code;
+  const code = codeOf(err);
+  if (code !== undefined) logged.code = code;
   const stack = chain
     .map((e) => (typeof e.stack === 'string' ? e.stack : ''))
     .filter((s) => s !== '')
@@ -178,7 +191,8 @@ function safeWithin(value: unknown, depth: number, budget: Budget, seen: WeakSet
   for (const key of keys.slice(0, MAX_KEYS)) {
     budget.left -= key.length + 4;
     const child = (value as Record<string, unknown>)[key];
-    out[key] =
+    // Keys are scrubbed as values are: a parsed query string is keyed by whatever the client sent (`/x?<token>`).
+    out[scrub(key)] =
       isSecretName(key) && !PLACEHOLDERS.has(child)
         ? '[redacted]'
         : safeWithin(child, depth + 1, budget, seen);
@@ -208,6 +222,11 @@ export function safeLogObject(object: Record<string, unknown>): Record<string, u
     else out[key] = safeWithin(value, 0, budget, seen);
   }
   return out;
+}
+
+/** Whether `text` comes out of the log's checks as it went in (no token's shape, no secret parameter, no password). */
+export function logsAsIs(text: string): boolean {
+  return scrub(text) === text;
 }
 
 /** A log message (or interpolation argument) cut to a length that keeps the line within its bound. */

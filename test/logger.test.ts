@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { expect } from 'chai';
 import pg from 'pg';
@@ -5,7 +6,7 @@ import { AppError } from '../lib/errors.js';
 import { request } from './helpers/http.js';
 import { captureLogs } from './helpers/logCapture.js';
 import { createTestDatabase } from './helpers/postgres.js';
-import { startServer } from '../lib/server.js';
+import { startServer, type RunningServer } from '../lib/server.js';
 import { testConfig } from './helpers/server.js';
 
 const SECRET = 'pg-password-that-must-not-show';
@@ -204,5 +205,85 @@ describe('logger: what a line may hold', () => {
     expect(line, 'the request line').to.be.a('string');
     expect(line).not.to.include('a-bearer-token-value');
     expect(Buffer.byteLength(line!)).to.be.below(8192);
+  });
+});
+
+describe('logger: the lines of requests', function () {
+  this.timeout(60_000);
+  let server: RunningServer;
+  let admin: pg.Client;
+  const logs = captureLogs('debug');
+
+  before(async () => {
+    const url = await createTestDatabase();
+    server = await startServer(testConfig(url, { LOG_LEVEL: 'debug', DB_STATEMENT_TIMEOUT_MS: '1000' }), {
+      logger: logs.logger,
+    });
+    admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+  });
+  after(async () => {
+    await admin.end();
+    await server.close();
+  });
+
+  it('hides a token sent as a bare query string (`?<token>`): pino-http logs it as a key of req.query', async () => {
+    const signup = await request<{ token: string; refreshToken: string }>(
+      server.url,
+      'POST',
+      '/auth/signup',
+      {
+        body: { username: 'query_key', password: 'a-password-of-the-user-1' },
+      },
+    );
+    const { token, refreshToken } = signup.body;
+    await request(server.url, 'GET', `/auth/me?${token}`);
+    await request(server.url, 'GET', `/auth/me?${refreshToken}`);
+    const lines = logs
+      .text()
+      .split('\n')
+      .filter((l) => l.includes('"url":"/auth/me'));
+    expect(lines, 'the two request lines').to.have.length(2);
+    for (const line of lines) {
+      expect(line, 'the access token (its signature)').not.to.include(token.split('.')[2]);
+      expect(line, 'the refresh token').not.to.include(refreshToken);
+    }
+  });
+
+  it('logs the request id it answered with: a client’s id shaped like a token is replaced, not logged as ***', async () => {
+    const ids = { tokenShaped: randomBytes(32).toString('base64url'), plain: 'client-request-1' };
+    for (const [what, sent] of Object.entries(ids)) {
+      const res = await request(server.url, 'GET', `/no-such-route/${what}`, {
+        headers: { 'x-request-id': sent },
+      });
+      const answered = res.headers.get('x-request-id');
+      const line = logs
+        .entries()
+        .find((e) => (e.req as { url?: string } | undefined)?.url === `/no-such-route/${what}`);
+      expect(line, `the request line (${what})`).to.be.an('object');
+      expect((line!.req as { id: unknown }).id, `the id in the log (${what})`).to.equal(answered);
+    }
+    // A client's id the log shows as it is stays the answer's.
+    const plain = await request(server.url, 'GET', '/healthz', { headers: { 'x-request-id': ids.plain } });
+    expect(plain.headers.get('x-request-id')).to.equal(ids.plain);
+  });
+
+  it('names a failed statement’s error by its class and SQLSTATE in the request failed line', async () => {
+    // Another transaction holds the users table: the signup's INSERT meets the statement timeout (503).
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE users IN SHARE MODE');
+    let status: number;
+    try {
+      const body = { username: 'statement_timeout', password: 'a-password-of-the-user-1' };
+      status = (await request(server.url, 'POST', '/auth/signup', { body })).status;
+    } finally {
+      await admin.query('ROLLBACK');
+    }
+    expect(status).to.equal(503);
+    const entry = logs.entries().find((e) => e.msg === 'request failed');
+    expect(entry, 'the request failed line').to.be.an('object');
+    const err = entry!.err as { type: string; code?: unknown; stack: string };
+    expect(err.stack.startsWith('DBError:'), err.stack.slice(0, 80)).to.equal(true);
+    expect(err).to.include({ type: 'DBError', code: '57014' });
   });
 });

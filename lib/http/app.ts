@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { AppError } from '../errors.js';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
-import { safeLogValue, serializeError } from '../logSafety.js';
+import { pinoHttp, stdSerializers } from 'pino-http';
+import { logsAsIs, safeLogValue, serializeError } from '../logSafety.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
 import { createErrorMiddleware, notFoundHandler } from './errorMiddleware.js';
@@ -105,14 +105,25 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
       logger: services.logger,
       genReqId(req, res) {
         const incoming = req.headers['x-request-id'];
+        // A client's id is kept only if the log shows it as it is: one shaped like a token would be logged as `***`,
+        // and the answer's id would lead to no line.
         const id =
-          typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : randomUUID();
+          typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) && logsAsIs(incoming)
+            ? incoming
+            : randomUUID();
         res.setHeader('X-Request-Id', id);
         return id;
       },
-      // pino-http's request and response objects (already reduced to method, url, headers, status) pass the
-      // same checks as every logged value: authorization and cookies redacted, long headers cut.
-      serializers: { req: safeLogValue, res: safeLogValue, err: serializeError },
+      // pino-http's request and response objects (reduced to method, url, headers, status) pass the same checks as
+      // every logged value: authorization and cookies redacted, long headers cut. Not wrapped by pino-http: its
+      // wrapper runs the standard error serializer on an error the line's formatter already made plain, and
+      // named every error's type "Object".
+      wrapSerializers: false,
+      serializers: {
+        req: (req: IncomingMessage) => safeLogValue(stdSerializers.req(req)),
+        res: (res: ServerResponse) => safeLogValue(stdSerializers.res(res)),
+        err: serializeError,
+      },
       customLogLevel(_req, res, err) {
         // Answers of load or of an outage are logged by serverErrorLog, once per code every 10 s; readiness probes
         // answer 503 for as long as PostgreSQL is away. Neither is a defect of this request.
