@@ -59,15 +59,24 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
   return {
     async updateDisplayName(userId, displayName) {
       // Objection types this as always found; a deleted account (no session, so unlikely here) finds nothing.
-      const user: User | undefined = await User.query(knex)
-        .patchAndFetchById(userId, { displayName, updatedAt: new Date() })
-        .whereNull('deleted_at');
-      if (!user) throw new AppError('UNAUTHORIZED');
-      const audience = await audienceOf(knex, userId);
+      // The audience is read with the rename, in its transaction: read after the commit, a failure of that read
+      // answered DB_UNAVAILABLE for a rename that was made, and that no one was told of.
+      const { user, audience } = await knex.transaction(async (trx) => {
+        const renamed: User | undefined = await User.query(trx)
+          .patchAndFetchById(userId, { displayName, updatedAt: new Date() })
+          .whereNull('deleted_at');
+        if (!renamed) throw new AppError('UNAUTHORIZED');
+        return { user: renamed, audience: await audienceOf(trx, userId) };
+      });
       // Told as the row is now, read last: a deletion, or another rename, that committed since this one is not
       // undone in the others' eyes by a notice of this one arriving after its own. A deleted account's notice is
-      // the deletion's.
-      const current: User | undefined = await User.query(knex).findById(userId);
+      // the deletion's. The rename is made by now: if this read fails, it is logged and the rename answered.
+      const current: User | undefined = await User.query(knex)
+        .findById(userId)
+        .catch((err: unknown) => {
+          logger.warn({ err, userId }, 'a rename was made but not told: reading the user again failed');
+          return undefined;
+        });
       if (current && current.deletedAt === null) notify.userUpdated(audience, current.toPublic());
       return user.toPublic();
     },

@@ -108,8 +108,13 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       : undefined;
   const takeCreation = (me: string) => (creations ? creations.take(me) : Promise.resolve());
 
-  async function reload(conversationId: string): Promise<PublicConversation> {
-    const conversation = await loadConversation(knex, conversationId);
+  /**
+   * The conversation as it now is. A change reads its answer within its own transaction (`db`): read after the
+   * commit, a failure of that read answered DB_UNAVAILABLE for a change that was made, and the client's retry made
+   * it again (a second group).
+   */
+  async function reload(conversationId: string, db: Knex = knex): Promise<PublicConversation> {
+    const conversation = await loadConversation(db, conversationId);
     if (!conversation) throw new AppError('NOT_FOUND');
     return conversation.toPublic();
   }
@@ -168,7 +173,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
       if (others.length + 1 > MAX_GROUP_PARTICIPANTS) {
         throw validationError({ participantIds: `at most ${MAX_GROUP_PARTICIPANTS - 1} other participants` });
       }
-      const id = await knex.transaction(async (trx) => {
+      return await knex.transaction(async (trx) => {
         // Checked with the members' rows share-locked: an unfriending, a block or an account deletion racing this
         // committed before (and is seen) or waits until the group exists (and removes the member then). The
         // creator's row too: a deletion of the creator's own account either came first (refused here) or waits
@@ -195,9 +200,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           userId: me,
           change: 'created',
         });
-        return conversation.id;
+        return await reload(conversation.id, trx);
       });
-      return await reload(id);
     },
 
     async list(me, page) {
@@ -217,7 +221,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     async rename(me, conversationId, title) {
       // A rename tells every member the whole group, as an addition does: the same budget.
       await takeCreation(me);
-      await knex.transaction(async (trx) => {
+      return await knex.transaction(async (trx) => {
         const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
         requireGroupOwner(conversation, mine);
         await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
@@ -228,8 +232,8 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
           userId: me,
           change: 'renamed',
         });
+        return await reload(conversationId, trx);
       });
-      return await reload(conversationId);
     },
 
     async addParticipant(me, conversationId, userId) {

@@ -1,0 +1,105 @@
+import { expect } from 'chai';
+import type { RunningServer } from '../lib/server.js';
+import { friendsOf, newUser, rows } from './helpers/chat.js';
+import { request } from './helpers/http.js';
+import { createTestDatabase } from './helpers/postgres.js';
+import { startTestServer } from './helpers/server.js';
+import { startTripwire, type Tripwire } from './helpers/tripwire.js';
+import { uniqueUsername } from './helpers/users.js';
+
+/**
+ * docs/errors.md: a DB_UNAVAILABLE means nothing was written (but by a write whose commit was under way when its
+ * connection broke). A request whose statement after its commit failed answered DB_UNAVAILABLE for a change that was
+ * made: the client's retry made it again. Each test loses the connection at one statement (test/helpers/tripwire.ts)
+ * and checks that the request either answers its success or leaves nothing.
+ */
+describe('a connection lost at one statement of a REST write: its success, or nothing', function () {
+  this.timeout(60_000);
+  let wire: Tripwire;
+  let node: RunningServer;
+
+  before(async () => {
+    const databaseUrl = await createTestDatabase();
+    wire = await startTripwire(databaseUrl);
+    node = await startTestServer(wire.urlThrough(databaseUrl), {
+      DB_ACQUIRE_TIMEOUT_MS: '2000',
+      // The login limits on, as by default (the tests' environment turns them off): a right password is recorded.
+      RATE_LIMIT_AUTH_PER_MIN: '20',
+    });
+  });
+
+  after(async () => {
+    await node?.close();
+    await wire?.close();
+  });
+
+  const sessionsOf = (userId: string) =>
+    rows<{ id: string }>(node.services.db.knex, 'SELECT id FROM sessions WHERE user_id = ?', [userId]);
+
+  it('a login whose record of the right password fails answers its session (it exists by then)', async () => {
+    const username = uniqueUsername();
+    const password = 'a long enough password 1';
+    const signup = await request<{ user: { id: string } }>(node.url, 'POST', '/auth/signup', {
+      body: { username, password },
+    });
+    expect(signup.status).to.equal(201);
+    expect(await sessionsOf(signup.body.user.id)).to.have.length(1);
+
+    // The statement that marks the (username, address) pair known, after the session committed.
+    wire.arm('WHERE EXISTS (SELECT 1 FROM live)');
+    const login = await request<{ token: string }>(node.url, 'POST', '/auth/login', {
+      body: { username, password },
+    });
+    expect(wire.fired, 'the connection was cut at the statement').to.equal(1);
+    expect(login.status, login.text).to.equal(200);
+    expect(await sessionsOf(signup.body.user.id)).to.have.length(2);
+    const me = await request(node.url, 'GET', '/auth/me', { token: login.body.token });
+    expect(me.status).to.equal(200);
+  });
+
+  it('a group creation whose read of the new group fails creates nothing, and its retry creates one group', async () => {
+    const owner = await newUser(node);
+    const members = await friendsOf(node, owner, 2);
+    const create = () =>
+      request(node.url, 'POST', '/conversations', {
+        token: owner.token,
+        body: { type: 'group', title: 'cut at its read', participantIds: members.map((m) => m.id) },
+      });
+    // The read of the group's participants, for the answer.
+    wire.arm('from "conversation_participants" where "conversation_participants"."conversation_id" in');
+    const first = await create();
+    expect(wire.fired, 'the connection was cut at the statement').to.equal(1);
+    const groups = () =>
+      rows<{ id: string }>(
+        node.services.db.knex,
+        "SELECT id FROM conversations WHERE created_by = ? AND type = 'group'",
+        [owner.id],
+      );
+    expect({ status: first.status, groups: (await groups()).length }).to.deep.equal({
+      status: 503,
+      groups: 0,
+    });
+    expect((await create()).status).to.equal(201);
+    expect(await groups()).to.have.length(1);
+  });
+
+  it('a rename whose read of its audience fails leaves the name as it was', async () => {
+    const user = await newUser(node);
+    await friendsOf(node, user, 1);
+    wire.arm('UNION SELECT user_low FROM friendships WHERE user_high');
+    const renamed = await request(node.url, 'PATCH', '/users/me', {
+      token: user.token,
+      body: { displayName: 'Renamed during an outage' },
+    });
+    expect(wire.fired, 'the connection was cut at the statement').to.equal(1);
+    const [row] = await rows<{ display_name: string }>(
+      node.services.db.knex,
+      'SELECT display_name FROM users WHERE id = ?',
+      [user.id],
+    );
+    expect({ status: renamed.status, displayName: row!.display_name }).to.deep.equal({
+      status: 503,
+      displayName: user.username,
+    });
+  });
+});
