@@ -8,7 +8,7 @@ import type {
   PublicSession,
   PublicUser,
 } from '../protocol/index.js';
-import { ERROR_CATALOG } from '../protocol/errors.js';
+import { localInvalid } from './checks.js';
 import { XFChatError } from './errors.js';
 import { tokenSubject, type AnswerShape, type HttpRequest, type Session } from './http.js';
 import { abortedError, delay, linkedAbort, type Closing } from './retry.js';
@@ -58,20 +58,12 @@ export interface PutOptions {
  * nothing sent, these are VALIDATION_FAILED with status 0 (there was no answer).
  */
 function id(value: string, field = 'id'): string {
-  if (/^\.+$/.test(value)) throw localInvalid(field, 'must not be only dots');
+  if (/^\.+$/.test(value)) throw localInvalid({ [field]: 'must not be only dots' });
   try {
     return encodeURIComponent(value);
   } catch {
-    throw localInvalid(field, 'must be well-formed text');
+    throw localInvalid({ [field]: 'must be well-formed text' });
   }
-}
-
-/** The VALIDATION_FAILED of input the SDK refuses itself, before sending anything: status 0. */
-function localInvalid(field: string, problem: string): XFChatError {
-  return new XFChatError('VALIDATION_FAILED', ERROR_CATALOG.VALIDATION_FAILED.message, {
-    status: 0,
-    details: { [field]: problem },
-  });
 }
 
 /** The answers several calls read (checked by the transport: see {@link AnswerShape}). */

@@ -20,6 +20,7 @@ import {
   UsersApi,
   type ListLimits,
 } from './api.js';
+import { checkPayload, conversationKey, payloadProblem } from './checks.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
 import { XFChatError, isRetryable, toXFChatError } from './errors.js';
@@ -388,7 +389,9 @@ export class XFChatClient {
    * gaps and reconnections, and their later changes (edits, deletes, reactions) to `options.onUpdate`, each
    * state once and never an older one, catching up after reconnections with the changes feed. One
    * subscription per conversation: subscribing again throws an XFChatError with code ALREADY_SUBSCRIBED until
-   * the first is unsubscribed; after close(), CLIENT_CLOSED. Starts as soon as the connection is up.
+   * the first is unsubscribed; after close(), CLIENT_CLOSED. A conversation id that is not a UUID, or an afterSeq or
+   * limit the server would refuse, throws VALIDATION_FAILED (status 0). The id is taken in any case (the server's
+   * ids are lower case, and so is the subscription's). Starts as soon as the connection is up.
    */
   subscribe(
     conversationId: string,
@@ -401,24 +404,31 @@ export class XFChatClient {
         status: 0,
         details: { onMessage: 'must be a function' },
       });
-    if (this.subscriptions.has(conversationId))
-      throw new XFChatError('ALREADY_SUBSCRIBED', `Already subscribed to conversation ${conversationId}.`);
-    const subscription: Subscription = new Subscription(conversationId, onMessage, options, {
+    const key = conversationKey(conversationId);
+    // What every (re)subscription sends, checked once here: a conversation id that is no UUID, a bad afterSeq or
+    // limit would be refused at each one (one past SOCKET_MAX_BYTES would close the connection each time).
+    const request: Record<string, unknown> = { conversationId: key };
+    if (options.afterSeq !== undefined) request.afterSeq = options.afterSeq;
+    if (options.limit !== undefined) request.limit = options.limit;
+    checkPayload('conversation:subscribe', request);
+    if (this.subscriptions.has(key))
+      throw new XFChatError('ALREADY_SUBSCRIBED', `Already subscribed to conversation ${key}.`);
+    const subscription: Subscription = new Subscription(key, onMessage, options, {
       connection: this.connection,
       messages: this.messages,
       backoff: this.backoff,
       onEnded: () => {
-        if (this.subscriptions.get(conversationId) === subscription)
-          this.subscriptions.delete(conversationId);
+        if (this.subscriptions.get(key) === subscription) this.subscriptions.delete(key);
       },
+      resubscribed: () => this.subscriptions.has(key),
     });
-    this.subscriptions.set(conversationId, subscription);
+    this.subscriptions.set(key, subscription);
     return subscription;
   }
 
-  /** The active subscription of a conversation, if any. */
+  /** The active subscription of a conversation (its id in any case), if any. */
   subscription(conversationId: string): Subscription | undefined {
-    return this.subscriptions.get(conversationId);
+    return this.subscriptions.get(conversationKey(conversationId));
   }
 
   /**
@@ -427,18 +437,26 @@ export class XFChatClient {
    * an answer to an earlier message. Sends to one conversation are stored in call order: each waits until the
    * previous one is acknowledged or has failed. Rejects at once with NOT_CONNECTED unless connect() was called
    * (it waits while connecting or reconnecting), on final errors (VALIDATION_FAILED, NOT_FOUND, FORBIDDEN, ...),
-   * or with CLIENT_CLOSED.
+   * or with CLIENT_CLOSED. A send the server would refuse as it stands (a body that is not 1-4000 characters, a
+   * conversation id that is not a UUID, ...) rejects with VALIDATION_FAILED (status 0) at once, nothing sent.
    */
   send(conversationId: string, body: string, options: SendOptions = {}): Promise<PublicMessage> {
     if (this.closing.closed) return Promise.reject(closedError());
+    const key = conversationKey(conversationId);
+    const clientMsgId = options.clientMsgId ?? newClientMsgId();
+    // Refused at once, final, before it waits behind the conversation's other sends: what the server would refuse (a
+    // body past 4000 characters, an id that is no UUID...), and what would close the connection unanswered.
+    const request: Record<string, unknown> = { conversationId: key, clientMsgId, body };
+    if (options.replyToSeq !== undefined) request.replyToSeq = options.replyToSeq;
+    const invalid = payloadProblem('message:send', request);
+    if (invalid !== undefined) return Promise.reject(invalid);
     if (this.connection.state === 'disconnected')
       return Promise.reject(new XFChatError('NOT_CONNECTED', 'Call connect() before send().'));
-    const clientMsgId = options.clientMsgId ?? newClientMsgId();
     return this.sends.enqueue(
-      conversationId,
+      key,
       (stop) => {
         const deps = { connection: this.connection, backoff: this.backoff, closeSignal: stop };
-        return sendWithRetry(deps, conversationId, body, clientMsgId, options);
+        return sendWithRetry(deps, key, body, clientMsgId, options);
       },
       options.signal,
     );
@@ -455,11 +473,9 @@ export class XFChatClient {
     body: string,
     options: ChangeOptions = {},
   ): Promise<PublicMessage> {
-    const message = await this.change(
-      (signal) => this.messages.edit(conversationId, seq, body, { signal }),
-      options,
-    );
-    this.subscriptions.get(conversationId)?.handleUpdated(message);
+    const key = conversationKey(conversationId);
+    const message = await this.change((signal) => this.messages.edit(key, seq, body, { signal }), options);
+    this.subscriptions.get(conversationKey(message.conversationId))?.handleUpdated(message);
     return message;
   }
 
@@ -468,7 +484,8 @@ export class XFChatClient {
    * Subscribers (this one included) see the tombstone through `onUpdate`.
    */
   async deleteMessage(conversationId: string, seq: number, options: ChangeOptions = {}): Promise<void> {
-    await this.change((signal) => this.messages.remove(conversationId, seq, { signal }), options);
+    const key = conversationKey(conversationId);
+    await this.change((signal) => this.messages.remove(key, seq, { signal }), options);
   }
 
   /** Adds my reaction (`PUT .../reactions/:emoji`); adding it again changes nothing. */
@@ -478,7 +495,8 @@ export class XFChatClient {
     emoji: string,
     options: ChangeOptions = {},
   ): Promise<void> {
-    await this.change((signal) => this.messages.react(conversationId, seq, emoji, { signal }), options);
+    const key = conversationKey(conversationId);
+    await this.change((signal) => this.messages.react(key, seq, emoji, { signal }), options);
   }
 
   /** Removes my reaction (`DELETE .../reactions/:emoji`); removing one that is not there changes nothing. */
@@ -488,7 +506,8 @@ export class XFChatClient {
     emoji: string,
     options: ChangeOptions = {},
   ): Promise<void> {
-    await this.change((signal) => this.messages.unreact(conversationId, seq, emoji, { signal }), options);
+    const key = conversationKey(conversationId);
+    await this.change((signal) => this.messages.unreact(key, seq, emoji, { signal }), options);
   }
 
   /**
@@ -501,20 +520,17 @@ export class XFChatClient {
     // Each page is retried like a change (reads are idempotent); RATE_LIMITED waits for Retry-After. Every page is
     // read in the session the call was made in.
     const sessionEnd = this.sessionEnd;
+    const key = conversationKey(conversationId);
     return readAllChanges(
       (cursor) =>
-        this.change(
-          (signal) => this.messages.changes(conversationId, cursor, 200, { signal }),
-          options,
-          sessionEnd,
-        ),
+        this.change((signal) => this.messages.changes(key, cursor, 200, { signal }), options, sessionEnd),
       since,
     );
   }
 
   /** Tells the conversation's other subscribers that I am typing (nothing is stored). */
   async typing(conversationId: string): Promise<void> {
-    await this.connection.request('typing', { conversationId });
+    await this.connection.request('typing', { conversationId: conversationKey(conversationId) });
   }
 
   /**
@@ -523,17 +539,20 @@ export class XFChatClient {
    * connection that drops on its way sends it again over REST.
    */
   async markRead(conversationId: string, seq: number, options: ChangeOptions = {}): Promise<void> {
+    const key = conversationKey(conversationId);
+    // Checked once, whichever way it goes: refused, it is final (VALIDATION_FAILED, status 0), nothing sent.
+    checkPayload('conversation:read', { conversationId: key, seq });
     await this.change(async (signal) => {
       if (this.connection.connected) {
         try {
-          await this.connection.request('conversation:read', { conversationId, seq });
+          await this.connection.request('conversation:read', { conversationId: key, seq });
           return;
         } catch (err) {
           const code = toXFChatError(err).code;
           if (code !== 'DISCONNECTED' && code !== 'NOT_CONNECTED' && code !== 'TIMEOUT') throw err;
         }
       }
-      await this.messages.read(conversationId, seq, { signal });
+      await this.messages.read(key, seq, { signal });
     }, options);
   }
 
@@ -740,9 +759,11 @@ export class XFChatClient {
     events.on('endAnnounced', (reason) => this.keeper.noteEndReason(reason));
     events.on('sessionEnded', (reason) => this.keeper.end(reason));
     socket.on('user:updated', (user) => this.events.emit('user:updated', user));
-    socket.on('message:new', (message) => this.subscriptions.get(message.conversationId)?.handleNew(message));
+    socket.on('message:new', (message) =>
+      this.subscriptions.get(conversationKey(message.conversationId))?.handleNew(message),
+    );
     socket.on('message:updated', (message) =>
-      this.subscriptions.get(message.conversationId)?.handleUpdated(message),
+      this.subscriptions.get(conversationKey(message.conversationId))?.handleUpdated(message),
     );
     socket.on('typing', (event) => this.events.emit('typing', event));
     socket.on('conversation:read', (event) => this.events.emit('conversation:read', event));
@@ -754,7 +775,7 @@ export class XFChatClient {
     );
     socket.on('conversation:removed', (event) => {
       this.subscriptions
-        .get(event.conversationId)
+        .get(conversationKey(event.conversationId))
         ?.end(new XFChatError('NOT_FOUND', 'You are no longer a participant of this conversation.'));
       this.events.emit('conversation:removed', event);
     });

@@ -7,6 +7,7 @@ import type {
   SessionEndReason,
 } from '../protocol/index.js';
 import { ERROR_CATALOG } from '../protocol/errors.js';
+import { checkPayload } from './checks.js';
 import { Emitter } from './emitter.js';
 import { XFChatError, fromErrorBody, isErrorBody, type ServerErrorCode } from './errors.js';
 import { abortedError, backoffDelay, closedError, type BackoffOptions } from './retry.js';
@@ -86,6 +87,14 @@ function refusalOf(err: Error & { data?: unknown }): XFChatError | undefined {
 }
 
 /**
+ * How long a connection must last, if nothing was acknowledged on it, for the reconnection after it to start afresh
+ * from the first backoff delay. One cut sooner, before any ack, makes the next reconnection wait longer: a connection
+ * the server closes again and again as soon as it gets something (a packet it refuses by closing) backs off like a
+ * server that cannot be reached, instead of reconnecting at the shortest delay for ever.
+ */
+const STABLE_CONNECTION_MS = 10_000;
+
+/**
  * One Socket.IO connection with the token, typed events, state tracking and reconnection, including the two
  * cases socket.io-client does not retry by itself: a disconnect by the server and a handshake refused by
  * its middleware for a reason other than the token (e.g. DB_UNAVAILABLE).
@@ -96,6 +105,12 @@ export class Connection {
   private current: ConnectionState = 'disconnected';
   private everConnected = false;
   private attempts = 0;
+  /** When the current connection was made, and whether anything has been acknowledged on it since. */
+  private connectedAt = 0;
+  private acknowledged = false;
+  /** Connections in a row cut before they lasted STABLE_CONNECTION_MS or had anything acknowledged. */
+  private quickCuts = 0;
+  private connections = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set when the token was refused; cleared by the next connect(). */
   private refused: XFChatError | undefined;
@@ -141,6 +156,9 @@ export class Connection {
     this.socket.on('connect', () => {
       this.attempts = 0;
       this.renewed = false;
+      this.connectedAt = Date.now();
+      this.acknowledged = false;
+      this.connections += 1;
       this.everConnected = true;
       this.setState('connected');
       this.events.emit('connect', undefined);
@@ -161,9 +179,13 @@ export class Connection {
           this.stop(new XFChatError('UNAUTHORIZED', `The session ended (${ended}).`));
         return;
       }
+      this.backOffAfterQuickCut();
       this.setState('reconnecting');
       // socket.io-client reconnects after transport failures, but not after the server disconnected us.
-      if (reason === 'io server disconnect') this.scheduleRetry();
+      if (reason === 'io server disconnect') {
+        this.attempts = this.quickCuts;
+        this.scheduleRetry();
+      }
     });
     this.socket.on('connect_error', (err) => {
       if (this.closed.signal.aborted) return;
@@ -193,6 +215,11 @@ export class Connection {
     return this.socket.connected;
   }
 
+  /** Counts the connections made: a request made on one connection is moot on the next. */
+  get connectionNumber(): number {
+    return this.connections;
+  }
+
   /**
    * Starts connecting (idempotent); resolves on the first connection, rejects if the token is refused (at once
    * without a token: nobody is logged in), or with the error of a disconnect() that comes first.
@@ -209,6 +236,9 @@ export class Connection {
     }
     if (this.current === 'disconnected') {
       this.refused = undefined;
+      // A new start: the quick cuts of an earlier run (before a logout, say) no longer slow it down.
+      this.quickCuts = 0;
+      this.socket.io.reconnectionDelay(this.options.backoff.baseMs);
       this.setState(this.everConnected ? 'reconnecting' : 'connecting');
       this.socket.connect();
     }
@@ -268,6 +298,8 @@ export class Connection {
     timeoutMs?: number,
   ): Promise<ResultOf<E>> {
     if (this.closed.signal.aborted) throw closedError();
+    // What the server would refuse is refused here, final, never sent: an oversized one would close the connection.
+    checkPayload(event, payload);
     if (!this.socket.connected) throw new XFChatError('NOT_CONNECTED', `Cannot send ${event} while offline.`);
     // socket.io's typed overloads do not resolve for a generic event name; the shapes are checked above.
     const timed = this.socket.timeout(timeoutMs ?? this.options.ackTimeoutMs) as unknown as {
@@ -281,6 +313,7 @@ export class Connection {
       // connection closes on the next tick). Never sent later, its ack fails with the close: DISCONNECTED.
       this.dropBuffered();
       response = await acked;
+      this.acknowledged = true;
     } catch (err) {
       // Dropped by close(): the caller's doing, not the network's (DISCONNECTED would be retried).
       if (this.closed.signal.aborted) throw closedError();
@@ -379,6 +412,20 @@ export class Connection {
         this.scheduleRetry();
       },
     );
+  }
+
+  /**
+   * After a drop: a connection cut before it lasted STABLE_CONNECTION_MS with nothing acknowledged on it counts as a
+   * quick cut, and each one in a row doubles the first delay of the reconnection (up to `maxMs`), ours and
+   * socket.io-client's alike; a connection that lasted, or had an ack, starts the next reconnection afresh.
+   * socket.io-client resets its backoff at every connection, and reconnects after a transport drop by itself: its
+   * first delay is set here, before it schedules the reconnection (it does so right after this `disconnect`).
+   */
+  private backOffAfterQuickCut(): void {
+    const lasted = this.acknowledged || Date.now() - this.connectedAt >= STABLE_CONNECTION_MS;
+    this.quickCuts = lasted ? 0 : this.quickCuts + 1;
+    const { baseMs, maxMs } = this.options.backoff;
+    this.socket.io.reconnectionDelay(Math.min(maxMs, baseMs * 2 ** Math.min(this.quickCuts, 20)));
   }
 
   private scheduleRetry(): void {

@@ -1,9 +1,10 @@
 import type { PublicMessage, SubscribeRequest } from '../protocol/index.js';
 import type { MessagesApi } from './api.js';
 import type { Connection } from './connection.js';
+import { conversationKey } from './checks.js';
 import { XFChatError, isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
-import { backoffDelay, pause, type BackoffOptions } from './retry.js';
+import { backoffDelay, pause, retryAfterMs, type BackoffOptions } from './retry.js';
 
 export interface SubscribeOptions {
   /**
@@ -65,6 +66,8 @@ export interface SubscriptionDeps {
   backoff: BackoffOptions;
   /** Called once the subscription ends, so the client can forget it. */
   onEnded: () => void;
+  /** Whether the client follows the conversation again (a newer subscription): an unsubscribe must not go out then. */
+  resubscribed?: () => boolean;
 }
 
 /**
@@ -117,6 +120,8 @@ export class Subscription {
   private running = false;
   private active = true;
   private failure: XFChatError | undefined;
+  /** The server being told by unsubscribe(), until it confirmed or that no longer matters. */
+  private unsubscribing: Promise<void> | undefined;
   private readonly stop = new AbortController();
   private readonly waiters: Array<{ resolve: () => void; reject: (err: XFChatError) => void }> = [];
   private readonly offConnect: () => void;
@@ -195,18 +200,52 @@ export class Subscription {
     this.kick();
   }
 
-  /** Stops delivering and tells the server (when connected) to stop sending this conversation's events. */
-  async unsubscribe(): Promise<void> {
-    if (!this.active) return;
+  /**
+   * Stops delivering at once (nothing reaches the callbacks any more) and tells the server, when connected, to stop
+   * sending this conversation's events to the socket. Resolves once the server has confirmed, or once that no longer
+   * matters: the connection dropped (the server forgets a dropped socket's subscriptions), the client closed, or the
+   * app subscribed to the conversation again. A refusal for now (`RATE_LIMITED`: the socket's event budget is spent,
+   * `OVERLOADED`, `DB_UNAVAILABLE`, `TIMEOUT`) is retried on the same connection after Retry-After or a backoff; a
+   * final one rejects. Calling it again returns the same promise.
+   */
+  unsubscribe(): Promise<void> {
+    if (this.unsubscribing !== undefined) return this.unsubscribing;
+    if (!this.active) return Promise.resolve();
     this.end(undefined);
-    if (!this.deps.connection.connected) return;
-    try {
-      await this.deps.connection.request('conversation:unsubscribe', { conversationId: this.conversationId });
-    } catch (err) {
-      const error = toXFChatError(err);
-      // The server forgets a dropped socket's rooms by itself: nothing left to undo.
-      if (error.code !== 'DISCONNECTED' && error.code !== 'NOT_CONNECTED' && error.code !== 'CLIENT_CLOSED')
-        throw error;
+    this.unsubscribing = this.tellUnsubscribed();
+    return this.unsubscribing;
+  }
+
+  /** Sends `conversation:unsubscribe` until the server confirms, while the connection it started on is up. */
+  private async tellUnsubscribed(): Promise<void> {
+    const { connection } = this.deps;
+    if (!connection.connected) return;
+    const started = connection.connectionNumber;
+    for (let attempt = 0; ; attempt++) {
+      let wait: number;
+      try {
+        await connection.request('conversation:unsubscribe', { conversationId: this.conversationId });
+        return;
+      } catch (err) {
+        const error = toXFChatError(err);
+        // The server forgets a dropped socket's rooms by itself: nothing left to undo.
+        if (error.code === 'DISCONNECTED' || error.code === 'NOT_CONNECTED' || error.code === 'CLIENT_CLOSED')
+          return;
+        if (!isRetryable(error)) throw error;
+        wait = Math.max(backoffDelay(attempt, this.deps.backoff), retryAfterMs(error));
+      }
+      // The wait ends early when the connection drops or the client closes (no timer outlives close()).
+      const dropped = new AbortController();
+      const offState = connection.events.on('state', () => dropped.abort());
+      await pause(wait, dropped.signal);
+      offState();
+      // Moot once this socket is gone; and a newer subscription's subscribe must stay the last word.
+      if (
+        !connection.connected ||
+        connection.connectionNumber !== started ||
+        this.deps.resubscribed?.() === true
+      )
+        return;
     }
   }
 
@@ -248,7 +287,7 @@ export class Subscription {
   private accept(messages: readonly PublicMessage[]): void {
     if (!this.active) return;
     for (const message of messages) {
-      if (message.conversationId !== this.conversationId) continue;
+      if (conversationKey(message.conversationId) !== this.conversationId) continue;
       this.see(message.version);
       if (this.last !== undefined && message.seq <= this.last) {
         this.update(message);

@@ -455,3 +455,70 @@ describe('client SDK: a connection the server refuses', function () {
     expect(states).to.deep.equal(['connecting', 'connected']);
   });
 });
+
+/** The SDK client's own Socket.IO socket, to see what the server still pushes to it. */
+function rawSocket(client: XFChatClient): { on(event: string, listener: (m: PublicMessage) => void): void } {
+  return (client as unknown as { connection: { socket: ReturnType<typeof rawSocket> } }).connection.socket;
+}
+
+/**
+ * docs/client.md: `unsubscribe()` stops the subscription, and the server stops sending its events. A refusal for now
+ * (RATE_LIMITED: the socket's event budget is spent) ended the subscription all the same and rejected: a second
+ * unsubscribe() sent nothing, and the server kept pushing the conversation to the socket for as long as it lived.
+ */
+describe('client SDK: an unsubscribe the server refuses for now', function () {
+  // One event a second per socket, bursts of two.
+  const { server } = useNode({ env: { SOCKET_EVENTS_PER_SEC: '1' } });
+  const pool = useClientPool();
+
+  /** Alice subscribed to her conversation with Bob, her socket's event budget spent (typing is the cheapest). */
+  async function subscribedOutOfBudget() {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const a = pool.open(server.url, { token: alice.token });
+    const b = pool.open(server.url, { token: bob.token });
+    await Promise.all([a.connect(), b.connect()]);
+    const subscription = a.subscribe(conversationId, () => undefined);
+    await subscription.whenReady();
+    let refusal: string | undefined;
+    for (let i = 0; i < 10 && refusal === undefined; i++)
+      refusal = await a.typing(conversationId).then(
+        () => undefined,
+        (err: unknown) => (err as XFChatError).code,
+      );
+    expect(refusal).to.equal('RATE_LIMITED');
+    const pushed: number[] = [];
+    rawSocket(a).on('message:new', (m) => pushed.push(m.seq));
+    return { a, b, conversationId, subscription, pushed };
+  }
+
+  it('retries it until the server confirms: unsubscribe() resolves, and nothing more is pushed to the socket', async () => {
+    const { b, conversationId, subscription, pushed } = await subscribedOutOfBudget();
+    // Before, it rejected with the server's RATE_LIMITED, the subscription ended all the same.
+    const outcome = await subscription.unsubscribe().then(
+      () => 'resolved',
+      (err: unknown) => `rejected ${(err as XFChatError).code}`,
+    );
+    expect(outcome).to.equal('resolved');
+    expect(subscription.isActive).to.equal(false);
+
+    // Bob's own subscription hears the message from the same room: by then, a push to Alice's socket was on its way.
+    const atB = collector();
+    await b.subscribe(conversationId, atB.onMessage).whenReady();
+    await b.send(conversationId, 'after the unsubscribe');
+    await waitFor(() => atB.messages.length === 1, { what: 'the message at bob' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(pushed).to.deep.equal([]);
+  });
+
+  it('never undoes a subscribe made again while it waits to retry: the new subscription gets the conversation live', async () => {
+    const { a, b, conversationId, subscription, pushed } = await subscribedOutOfBudget();
+    const unsubscribing = subscription.unsubscribe();
+    const got = collector();
+    const again = a.subscribe(conversationId, got.onMessage);
+    await again.whenReady();
+    await unsubscribing;
+    await b.send(conversationId, 'to the new subscription');
+    await waitFor(() => got.messages.length === 1, { what: 'the message at the new subscription' });
+    expect(pushed).to.deep.equal([1]);
+  });
+});

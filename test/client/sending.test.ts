@@ -29,8 +29,13 @@ describe('client SDK: exactly-once sends', function () {
     await a.connect();
     let retries = 0;
     const onRetry = () => retries++;
+    // Refused by the SDK itself (the server's rule, checked before sending: status 0), and by the server.
     const blank = await a.send(conversationId, '   ', { onRetry }).catch((err: unknown) => err);
-    expect(blank).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 400 });
+    expect(blank).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 0 });
+    const noSuchReply = await a
+      .send(conversationId, 'hello', { onRetry, replyToSeq: 99 })
+      .catch((err: unknown) => err);
+    expect(noSuchReply).to.be.instanceOf(XFChatError).and.include({ code: 'VALIDATION_FAILED', status: 400 });
     const elsewhere = await a.send(randomUUID(), 'hello', { onRetry }).catch((err: unknown) => err);
     expect(elsewhere).to.be.instanceOf(XFChatError).and.include({ code: 'NOT_FOUND', status: 404 });
     expect(retries).to.equal(0);
