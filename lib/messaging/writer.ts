@@ -1,5 +1,5 @@
 import { shuttingDown, type NextBatch } from '../../actors/Mailbox.js';
-import { type AppError, isDbUnavailable, toAppError } from '../errors.js';
+import { type AppError, isDbUnavailable, sqlState, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
 import type { PoolConnections, StatementTarget } from '../db.js';
@@ -132,6 +132,9 @@ const SPLIT_MIN_SENDS = 128;
  * the other conversations' writes need. One waits for all the conversations skipped so far.
  */
 const MAX_LOCK_WAITS = 1;
+
+/** SQLSTATE query_canceled: the statement timeout (DB_STATEMENT_TIMEOUT_MS) cancelled the call. */
+const STATEMENT_TIMEOUT = '57014';
 
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
@@ -381,10 +384,22 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
           // A wait for another transaction's locks says nothing about PostgreSQL's load.
           if (!wait) limit.record(took);
         } catch (err) {
-          // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
-          // each batch alone to find and refuse that one.
-          if (batches.length === 1 || isDbUnavailable(err)) throw err;
-          outcomes = await writeEachAlone(target, batches, announce, wait);
+          if (batches.length > 1 && wait && sqlState(err) === STATEMENT_TIMEOUT) {
+            // A wait for several held conversations outlasted the statement timeout: one of them is held that
+            // long (a stuck transaction), not necessarily all. Nothing was written; each is tried again alone,
+            // without waiting: those free by now commit, those still held get the timeout's DB_UNAVAILABLE.
+            const timedOut = toAppError(err);
+            const alone = await writeEachAlone(target, batches, announce, false);
+            outcomes = batches.map((batch, i) => {
+              const answers = alone[i];
+              return answers === undefined || answers === BUSY ? failAll(batch, timedOut) : answers;
+            });
+          } else {
+            // The shared call failed for one batch's sake (a CHECK, a trigger): nothing was written, so write
+            // each batch alone to find and refuse that one.
+            if (batches.length === 1 || isDbUnavailable(err)) throw err;
+            outcomes = await writeEachAlone(target, batches, announce, wait);
+          }
         }
       } finally {
         connections.release(client);

@@ -464,6 +464,46 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(w.concurrency).to.equal(1);
   });
 
+  it('answers the held conversations one wait took together each alone when the wait outlasts the statement timeout', async () => {
+    const timed = createDatabase(
+      loadDatabaseConfig({ DATABASE_URL: databaseUrl, DB_STATEMENT_TIMEOUT_MS: '1500' }),
+      logger,
+    );
+    const [free, stuck, brief] = [await conversation(), await conversation(), await conversation()];
+    const reports: TransactionReport[] = [];
+    const w = writer(timed, 1, reports);
+    const sendTo = (conversationId: string, clientMsgId: string) =>
+      w.write({
+        conversationId,
+        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
+      });
+    // `stuck` held past the statement timeout (a stuck transaction), `brief` for a moment (a membership change).
+    const holdStuck = await db.knex.transaction();
+    const holdBrief = await db.knex.transaction();
+    try {
+      await holdStuck.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [stuck]);
+      await holdBrief.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [brief]);
+      // The free conversation's transaction first: the two held ones wait for the next, which skips both, and
+      // then wait for both their locks in one transaction.
+      const [toFree, toStuck, toBrief] = [sendTo(free, 'f'), sendTo(stuck, 's'), sendTo(brief, 'b')];
+      expect(ok((await toFree)[0]).message.seq).to.equal(1);
+      await lockWaitSeen();
+      expect(reports.map((r) => r.busy)).to.deep.equal([0, 2]);
+      await holdBrief.commit();
+      expect(ok((await toBrief)[0]).message.seq, 'the send to the conversation held for a moment').to.equal(
+        1,
+      );
+      expect(errorCode((await toStuck)[0])).to.equal('DB_UNAVAILABLE');
+    } finally {
+      if (!holdStuck.isCompleted()) await holdStuck.rollback();
+      if (!holdBrief.isCompleted()) await holdBrief.rollback();
+      await w.close();
+      await timed.close();
+    }
+    expect(await state(brief)).to.deep.equal({ lastSeq: 1, seqs: [1] });
+    expect(await state(stuck)).to.deep.equal({ lastSeq: 0, seqs: [] });
+  });
+
   it('announces a large commit in several NOTIFYs under 8000 bytes, a conversation with a very long message by its range', async () => {
     const { listener, heard } = await listenToAnnouncements();
     try {
