@@ -128,7 +128,7 @@ type Setting = IntSetting | ChoiceSetting | TextSetting;
 /**
  * Every environment variable the server reads, with its default, bounds and meaning: the one source of these
  * facts. loadConfig() reads from it, the README's settings table is generated from it (`npm run docs`), and
- * test/docs.test.ts fails when the two disagree.
+ * test/fast/docs.test.ts fails when the two disagree.
  */
 export const SETTINGS = {
   DATABASE_URL: {

@@ -1,6 +1,6 @@
 /**
  * The one catalog of error codes, as data: the server throws these (lib/errors.ts), the SDK maps them, and the
- * documentation is checked against them (test/docs.test.ts). Importing this file pulls in no code.
+ * documentation is checked against them (test/fast/docs.test.ts). Importing this file pulls in no code.
  */
 export const ERROR_CATALOG = {
   VALIDATION_FAILED: { status: 400, message: 'The request is invalid.' },
