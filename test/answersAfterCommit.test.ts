@@ -1,11 +1,13 @@
 import { expect } from 'chai';
 import type { RunningServer } from '../lib/server.js';
-import { friendsOf, newUser, rows } from './helpers/chat.js';
+import { friendsOf, newUser, record, rows } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
+import { connectSocket } from './helpers/sockets.js';
 import { startTripwire, type Tripwire } from './helpers/tripwire.js';
 import { uniqueUsername } from './helpers/users.js';
+import { waitFor } from './helpers/waitFor.js';
 
 /**
  * docs/errors.md: a DB_UNAVAILABLE means nothing was written (but by a write whose commit was under way when its
@@ -81,6 +83,42 @@ describe('a connection lost at one statement of a REST write: its success, or no
     });
     expect((await create()).status).to.equal(201);
     expect(await groups()).to.have.length(1);
+  });
+
+  it('a direct conversation whose read for the answer fails is not created, and its retry creates it and tells it', async () => {
+    const me = await newUser(node);
+    const [friend] = await friendsOf(node, me, 1);
+    const friendSocket = await connectSocket(node.url, friend!.token);
+    const added = record(friendSocket, 'conversation:added');
+    const create = () =>
+      request<{ conversation: { id: string } }>(node.url, 'POST', '/conversations', {
+        token: me.token,
+        body: { type: 'direct', userId: friend!.id },
+      });
+    // The read of its participants: for the answer, and (after a commit) the node's own conversation:added.
+    wire.arm('from "conversation_participants" where "conversation_participants"."conversation_id" in', 2);
+    const first = await create();
+    expect(wire.fired, 'the connection was cut at the statement').to.be.at.least(1);
+    wire.arm('a statement no one sends', 1);
+    const directs = async () =>
+      (
+        await rows<{ id: string }>(
+          node.services.db.knex,
+          "SELECT id FROM conversations WHERE created_by = ? AND type = 'direct'",
+          [me.id],
+        )
+      ).length;
+    expect({ status: first.status, stored: await directs() }).to.deep.equal({ status: 503, stored: 0 });
+    // Created by the retry: 201 (an existing one is answered 200), and told to the other user from its commit.
+    const retried = await create();
+    expect(retried.status).to.equal(201);
+    expect(await directs()).to.equal(1);
+    try {
+      await waitFor(() => added.length > 0, { what: 'the friend to hear conversation:added' });
+      expect(added.map((c) => c.id)).to.deep.equal([retried.body.conversation.id]);
+    } finally {
+      friendSocket.close();
+    }
   });
 
   it('a rename whose read of its audience fails leaves the name as it was', async () => {

@@ -14,6 +14,7 @@ import {
   send,
   subscribe,
   putMessage,
+  removeWithNoEvent,
 } from './helpers/chat.js';
 import { expectError, type ErrorResponse } from './helpers/errors.js';
 import { useTwoNodes } from './helpers/nodes.js';
@@ -331,6 +332,35 @@ describe('messages over REST', function () {
       again.body as { conversation: { participants: Array<{ userId: string; lastReadSeq: number }> } }
     ).conversation.participants;
     expect(participants.find((p) => p.userId === member!.id)?.lastReadSeq).to.equal(0);
+
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past the interval: the next move goes at once
+    expect((await read(5)).status).to.equal(204);
+    // Sent before the 204: an answer to the watcher after it comes after the event (one connection, in order).
+    await watcher.emitWithAck('typing', { conversationId: randomUUID() });
+    expect(reads.slice(1)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 5 }]);
+  });
+
+  it('tells the moves of a member removed and added again from 0 on a node that never heard of the removal', async () => {
+    const owner = await newUser(server);
+    const [member] = await friendsOf(server, owner, 1);
+    const group = await createGroup(server.url, owner, [member!]);
+    const { knex } = server.services.db;
+    await seedMessages(knex, group.id, owner.id, 10);
+    const watcher = await pool.open(server.url, owner);
+    const reads = record(watcher, 'conversation:read');
+    await subscribe(watcher, group.id);
+    const read = (seq: number) =>
+      request(server.url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
+    expect((await read(10)).status).to.equal(204);
+    await waitFor(() => reads.length === 1, { what: 'the event of the move to 10' });
+
+    // Removed while the nodes' LISTEN connections were down (no event heard), then added again through the API.
+    await removeWithNoEvent(knex, group.id, member!.id);
+    const readded = await request(server.url, 'POST', `/conversations/${group.id}/participants`, {
+      token: owner.token,
+      body: { userId: member!.id },
+    });
+    expect(readded.status).to.equal(201);
 
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the interval: the next move goes at once
     expect((await read(5)).status).to.equal(204);

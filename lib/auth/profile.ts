@@ -70,12 +70,12 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
       });
       // Told as the row is now, read last: a deletion, or another rename, that committed since this one is not
       // undone in the others' eyes by a notice of this one arriving after its own. A deleted account's notice is
-      // the deletion's. The rename is made by now: if this read fails, it is logged and the rename answered.
+      // the deletion's. The rename is made by now: if this read fails, it is logged, and told as it was made.
       const current: User | undefined = await User.query(knex)
         .findById(userId)
         .catch((err: unknown) => {
-          logger.warn({ err, userId }, 'a rename was made but not told: reading the user again failed');
-          return undefined;
+          logger.warn({ err, userId }, 'reading a renamed user again failed: told as renamed');
+          return user;
         });
       if (current && current.deletedAt === null) notify.userUpdated(audience, current.toPublic());
       return user.toPublic();

@@ -132,7 +132,7 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
         return { conversation: await reload(found.id), created: false };
       }
       await takeCreation(me);
-      const outcome = await knex.transaction(async (trx) => {
+      return await knex.transaction(async (trx) => {
         // Checked with both users' rows share-locked: a block or an unfriending racing this is seen or waits.
         await shareLockUsers(trx, [me, otherId]);
         if (await isBlockedEitherWay(trx, me, otherId)) throw new AppError('BLOCKED');
@@ -158,13 +158,12 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
             userId: me,
             change: 'created',
           });
-          return { id, created: true };
+          return { conversation: await reload(id, trx), created: true };
         }
         const existing = await Conversation.query(trx).select('id').where('direct_key', directKey).first();
         if (!existing) throw new Error('direct conversation vanished after a conflicting insert');
-        return { id: existing.id, created: false };
+        return { conversation: await reload(existing.id, trx), created: false };
       });
-      return { conversation: await reload(outcome.id), created: outcome.created };
     },
 
     async createGroup(me, title, participantIds) {

@@ -246,7 +246,6 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     if (event.type !== 'membership.changed') return;
     membership.invalidate(event.conversationId);
     service.forgetTypings(event.conversationId);
-    if (event.removed === true) service.forgetReadsTold(event.userId, event.conversationId);
     if (event.removals !== undefined) removals.heard(event.conversationId, event.removals);
   });
 

@@ -90,11 +90,6 @@ export interface MessageService {
    * forgotten, so the next of each is checked again instead of answered `{ok}` within the 2 s interval.
    */
   forgetTypings(conversationId: string): void;
-  /**
-   * The user left the conversation or was removed (heard on the control bus): what this node told of their read
-   * marker is forgotten. Added again, they start over at 0, and their moves below the marker of before are told.
-   */
-  forgetReadsTold(userId: string, conversationId: string): void;
   /** The node stops: the `conversation:read` events held back for their interval go out no more. */
   stop(): void;
 }
@@ -208,13 +203,19 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
   interface ReadTold {
     at: number;
     told: number;
+    /**
+     * The membership `told` is of (its participant row's joined_at): a user removed and added again starts over at
+     * 0, and her moves below her marker of before are told. Compared at each move and each held read, so a removal
+     * this node never heard of (its LISTEN connection down) counts as well.
+     */
+    joined: string;
     busy: boolean;
     held: boolean;
     timer?: ReturnType<typeof setTimeout>;
   }
   const readsTold = new Map<string, ReadTold>();
   let stopped = false;
-  function tellRead(event: { conversationId: string; userId: string; seq: number }): void {
+  function tellRead(event: { conversationId: string; userId: string; seq: number; joined: string }): void {
     const key = `${event.userId}:${event.conversationId}`;
     const t = performance.now();
     let entry = readsTold.get(key);
@@ -222,14 +223,18 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       if (readsTold.size >= TYPING_SWEEP_AT) {
         for (const [k, v] of readsTold) if (!v.busy && t - v.at >= readIntervalMs) readsTold.delete(k);
       }
-      entry = { at: t - readIntervalMs, told: 0, busy: false, held: false };
+      entry = { at: t - readIntervalMs, told: 0, joined: event.joined, busy: false, held: false };
       readsTold.set(key, entry);
+    }
+    if (entry.joined !== event.joined) {
+      entry.joined = event.joined;
+      entry.told = 0;
     }
     if (!entry.busy && t - entry.at >= readIntervalMs) {
       entry.at = t;
       if (event.seq > entry.told) {
         entry.told = event.seq;
-        notify.readMoved(event);
+        notify.readMoved({ conversationId: event.conversationId, userId: event.userId, seq: event.seq });
       }
       return;
     }
@@ -245,15 +250,22 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
         entry.held = false;
         if (stopped) return;
         knex
-          .raw<{ rows: Array<{ last_read_seq: number }> }>(
-            'SELECT last_read_seq FROM conversation_participants WHERE conversation_id = ? AND user_id = ?',
+          .raw<{ rows: Array<{ last_read_seq: number; joined: string }> }>(
+            `SELECT last_read_seq, joined_at::text AS joined FROM conversation_participants
+             WHERE conversation_id = ? AND user_id = ?`,
             [event.conversationId, event.userId],
           )
           .then((result) => {
-            const stored = result.rows[0]?.last_read_seq;
+            const row = result.rows[0];
             // Gone: the user left the conversation meanwhile, and its room hears of them no more.
-            if (stopped || stored === undefined || Number(stored) <= entry.told) return;
-            entry.told = Number(stored);
+            if (stopped || row === undefined) return;
+            if (row.joined !== entry.joined) {
+              entry.joined = row.joined;
+              entry.told = 0;
+            }
+            const stored = Number(row.last_read_seq);
+            if (stored <= entry.told) return;
+            entry.told = stored;
             notify.readMoved({ conversationId: event.conversationId, userId: event.userId, seq: entry.told });
           })
           .catch((err: unknown) => {
@@ -418,7 +430,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // With the session's check in the same statement, as a write's is in its transaction: a session ended on
       // another node, before this one heard of it, moves no marker.
       const result = await knex.raw<{
-        rows: Array<{ live: boolean; moved: number | null; removals: number | null }>;
+        rows: Array<{ live: boolean; moved: number | null; joined: string | null; removals: number | null }>;
       }>(
         `WITH live AS (
            SELECT ${SESSION_LIVE_SQL} AS ok
@@ -427,9 +439,9 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
            FROM conversations c, live
            WHERE live.ok AND c.id = p.conversation_id AND p.conversation_id = ? AND p.user_id = ?
              AND p.last_read_seq < LEAST(?::bigint, c.last_seq)
-           RETURNING p.last_read_seq, c.removals
+           RETURNING p.last_read_seq, p.joined_at, c.removals
          )
-         SELECT (SELECT ok FROM live) AS live, m.last_read_seq AS moved, m.removals
+         SELECT (SELECT ok FROM live) AS live, m.last_read_seq AS moved, m.joined_at::text AS joined, m.removals
          FROM (SELECT 1) one LEFT JOIN moved m ON true`,
         [...sessionLiveBindings(sessionId, userId), seq, conversationId, userId, seq],
       );
@@ -444,18 +456,13 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       } catch (err) {
         deps.onNotChecked?.(err, conversationId);
       }
-      tellRead({ conversationId, userId, seq: Number(row.moved) });
+      tellRead({ conversationId, userId, seq: Number(row.moved), joined: row.joined ?? '' });
     },
 
     stop() {
       stopped = true;
       for (const entry of readsTold.values()) if (entry.timer !== undefined) clearTimeout(entry.timer);
       readsTold.clear();
-    },
-
-    forgetReadsTold(userId, conversationId) {
-      const entry = readsTold.get(`${userId}:${conversationId}`);
-      if (entry !== undefined) entry.told = 0;
     },
 
     forgetTypings(conversationId) {

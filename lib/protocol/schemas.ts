@@ -197,29 +197,38 @@ const EMOJI_RULE: TextRule = {
 const ONLY_DOTS = /^\.+$/;
 
 /** What is wrong with an emoji already in NFC, or undefined. */
-function emojiProblem(value: string): string | undefined {
+function emojiProblem(value: string, needsVisible: boolean): string | undefined {
   const problem = textProblem(value, EMOJI_RULE);
   if (problem !== undefined) return problem;
   if (ONLY_DOTS.test(value)) return 'must not be only dots';
-  if (!VISIBLE.test(value)) return 'must contain a visible character';
+  if (needsVisible && !VISIBLE.test(value)) return 'must contain a visible character';
   return undefined;
+}
+
+function emojiSchema(needsVisible: boolean) {
+  return v.pipe(
+    v.string('must be a string'),
+    v.rawTransform<string, string>(({ dataset, addIssue, NEVER }) => {
+      // An unpaired surrogate stays one through normalization, and textProblem() refuses it.
+      const value = dataset.value.normalize('NFC');
+      const problem = emojiProblem(value, needsVisible);
+      if (problem === undefined) return value;
+      addIssue({ message: problem });
+      return NEVER;
+    }),
+  );
 }
 
 /**
  * A reaction: normalized to NFC (so a precomposed and a decomposed "é" are one reaction), then 1-16 code points,
  * no whitespace, control or bidirectional-control characters, not only dots, and at least one visible character.
  */
-export const EMOJI = v.pipe(
-  v.string('must be a string'),
-  v.rawTransform<string, string>(({ dataset, addIssue, NEVER }) => {
-    // An unpaired surrogate stays one through normalization, and textProblem() refuses it.
-    const value = dataset.value.normalize('NFC');
-    const problem = emojiProblem(value);
-    if (problem === undefined) return value;
-    addIssue({ message: problem });
-    return NEVER;
-  }),
-);
+export const EMOJI = emojiSchema(true);
+/**
+ * A reaction to remove: the same, but for the visible character, which the rules of earlier releases (or an older
+ * node in a rolling upgrade) did not all ask for. A reaction stored under them can always be taken back.
+ */
+export const EMOJI_TO_REMOVE = emojiSchema(false);
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 /** A seq that names a message. */
 export const SEQ = int({ min: 1, max: MAX_SEQ });
@@ -271,7 +280,7 @@ export const clientEventSchemas = {
   'message:edit': v.object({ conversationId: uuid(), seq: SEQ, body: MESSAGE_BODY }),
   'message:delete': v.object({ conversationId: uuid(), seq: SEQ }),
   'reaction:add': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI }),
-  'reaction:remove': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI }),
+  'reaction:remove': v.object({ conversationId: uuid(), seq: SEQ, emoji: EMOJI_TO_REMOVE }),
   'conversation:read': v.object({ conversationId: uuid(), seq: SEQ_CURSOR }),
   typing: conversationRef,
   /** A fresh access token of the same user and session: the socket lives on until it expires. */
@@ -328,6 +337,7 @@ export const restSchemas = {
   sendBody: v.object({ body: MESSAGE_BODY, replyToSeq: v.optional(v.nullable(SEQ)) }),
   messagePath: v.object({ seq: SEQ_PARAM }),
   reactionPath: v.object({ seq: SEQ_PARAM, emoji: EMOJI }),
+  reactionRemovalPath: v.object({ seq: SEQ_PARAM, emoji: EMOJI_TO_REMOVE }),
   editBody: v.object({ body: MESSAGE_BODY }),
   changes: v.object({ since: SEQ_CURSOR_PARAM, limit: v.optional(LIMIT_PARAM) }),
   history: v.pipe(

@@ -18,10 +18,10 @@ const userRoom = (userId: string): string => `user:${userId}`;
 const conversationRoom = (conversationId: string): string => `conversation:${conversationId}`;
 const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
 /**
- * Rooms named by one `user:updated` broadcast: a room is 44 bytes of the adapter's JSON, so 100 of them and a User
- * (a display name of 64 characters at most) stay far under NOTIFY's 8000 bytes.
+ * Rooms named by one `user:updated` broadcast: a room is 44 bytes of the adapter's JSON, so 150 of them (6600 bytes)
+ * and a User (a display name of 64 code points, 256 bytes at most) stay under NOTIFY's 8000 bytes.
  */
-const USER_ROOMS_PER_BROADCAST = 100;
+const USER_ROOMS_PER_BROADCAST = 150;
 
 /**
  * Every socket of a node that follows the conversations' removals and changes on the control bus

@@ -20,13 +20,13 @@ describe('a held conversation:read whose marker is read slowly', function () {
           if (sql.startsWith('SELECT last_read_seq')) {
             const read = stored; // the row as it stands when the query runs
             return new Promise((resolve) =>
-              setTimeout(() => resolve({ rows: [{ last_read_seq: read }] }), 700),
+              setTimeout(() => resolve({ rows: [{ last_read_seq: read, joined: 'joined-1' }] }), 700),
             );
           }
           const seq = Number(bindings[bindings.length - 1]);
           const moved = seq > stored ? seq : null;
           if (moved !== null) stored = moved;
-          return Promise.resolve({ rows: [{ live: true, moved, removals: 0 }] });
+          return Promise.resolve({ rows: [{ live: true, moved, joined: 'joined-1', removals: 0 }] });
         },
       },
       notify: { readMoved: (event: { seq: number }) => told.push(event.seq) },

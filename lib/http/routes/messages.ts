@@ -80,7 +80,8 @@ export function addMessageRoutes(router: Router, services: Services): void {
     // An empty emoji (`.../reactions/`) is refused as the socket refuses it, not answered as an unknown route.
     router[method]('/conversations/:id/messages/:seq/reactions{/:emoji}', async (req, res) => {
       const conversationId = pathId(req.params.id);
-      const { seq, emoji } = parse(restSchemas.reactionPath, {
+      const schema = kind === 'react' ? restSchemas.reactionPath : restSchemas.reactionRemovalPath;
+      const { seq, emoji } = parse(schema, {
         ...req.params,
         emoji: req.params.emoji ?? '',
       });
