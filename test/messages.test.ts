@@ -306,7 +306,13 @@ describe('messages over REST', function () {
     await watcher.emitWithAck('typing', { conversationId: randomUUID() });
     expect(reads.slice(before)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 31 }]);
   });
-  it('tells the moves of a member removed and added again from 0, below her marker of before', async () => {
+  /**
+   * A member marks 10 read, is removed (`remove`) and added again: her marker starts over at 0, and her move to 5
+   * must reach the subscribers (each node remembers the highest marker it told of her, and tells nothing below it).
+   */
+  async function rejoinedMemberReads(
+    remove: (conversationId: string, memberId: string, owner: TestUser) => Promise<void>,
+  ) {
     const owner = await newUser(server);
     const [member] = await friendsOf(server, owner, 1);
     const group = await createGroup(server.url, owner, [member!]);
@@ -321,10 +327,7 @@ describe('messages over REST', function () {
     expect((await read(10)).status).to.equal(204);
     await waitFor(() => reads.length === 1, { what: 'the event of the move to 10' });
 
-    // Removed and added again: her marker starts over at 0.
-    expect(
-      (await asOwner('DELETE', `/conversations/${group.id}/participants/${member!.id}`)).status,
-    ).to.equal(204);
+    await remove(group.id, member!.id, owner);
     const readded = await asOwner('POST', `/conversations/${group.id}/participants`, { userId: member!.id });
     expect(readded.status).to.equal(201);
     const again = await asOwner('GET', `/conversations/${group.id}`);
@@ -338,35 +341,26 @@ describe('messages over REST', function () {
     // Sent before the 204: an answer to the watcher after it comes after the event (one connection, in order).
     await watcher.emitWithAck('typing', { conversationId: randomUUID() });
     expect(reads.slice(1)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 5 }]);
+  }
+
+  it('tells the moves of a member removed and added again from 0, below her marker of before', async () => {
+    await rejoinedMemberReads(async (conversationId, memberId, owner) => {
+      const removed = await request(
+        server.url,
+        'DELETE',
+        `/conversations/${conversationId}/participants/${memberId}`,
+        {
+          token: owner.token,
+        },
+      );
+      expect(removed.status).to.equal(204);
+    });
   });
 
-  it('tells the moves of a member removed and added again from 0 on a node that never heard of the removal', async () => {
-    const owner = await newUser(server);
-    const [member] = await friendsOf(server, owner, 1);
-    const group = await createGroup(server.url, owner, [member!]);
-    const { knex } = server.services.db;
-    await seedMessages(knex, group.id, owner.id, 10);
-    const watcher = await pool.open(server.url, owner);
-    const reads = record(watcher, 'conversation:read');
-    await subscribe(watcher, group.id);
-    const read = (seq: number) =>
-      request(server.url, 'POST', `/conversations/${group.id}/read`, { token: member!.token, body: { seq } });
-    expect((await read(10)).status).to.equal(204);
-    await waitFor(() => reads.length === 1, { what: 'the event of the move to 10' });
-
-    // Removed while the nodes' LISTEN connections were down (no event heard), then added again through the API.
-    await removeWithNoEvent(knex, group.id, member!.id);
-    const readded = await request(server.url, 'POST', `/conversations/${group.id}/participants`, {
-      token: owner.token,
-      body: { userId: member!.id },
+  it('tells them so on a node that never heard of the removal (its LISTEN connection down)', async () => {
+    await rejoinedMemberReads(async (conversationId, memberId) => {
+      await removeWithNoEvent(server.services.db.knex, conversationId, memberId);
     });
-    expect(readded.status).to.equal(201);
-
-    await new Promise((resolve) => setTimeout(resolve, 600)); // past the interval: the next move goes at once
-    expect((await read(5)).status).to.equal(204);
-    // Sent before the 204: an answer to the watcher after it comes after the event (one connection, in order).
-    await watcher.emitWithAck('typing', { conversationId: randomUUID() });
-    expect(reads.slice(1)).to.deep.equal([{ conversationId: group.id, userId: member!.id, seq: 5 }]);
   });
 
   it("a held read event carries the stored marker: a user's markers never go down, moved through two nodes or passed by her own send", async () => {
