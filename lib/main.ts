@@ -43,13 +43,13 @@ export interface SignalSource {
 }
 
 /**
- * Listens for SIGTERM/SIGINT from now on, for the life of the process. Call it before starting the server:
- * without it, a signal sent just after the "[STARTUP] listening" line but before {@link handleSignals} runs would
- * kill the process with the default action (no drain, no exit 0). A signal received while starting is held
+ * Listens for SIGTERM and SIGINT (and SIGHUP with `hangup`) from now on, for the life of the process. Call it before
+ * starting the server: without it, a signal sent just after the "[STARTUP] listening" line but before
+ * {@link handleSignals} runs would kill the process with the default action (no drain, no exit 0). A signal received while starting is held
  * until a handler is set; a second one while starting (more than a second later) exits at once. The listeners
  * are never swapped: Node drops a signal that is pending on a listener being removed.
  */
-export function listenForSignals(): SignalSource {
+export function listenForSignals(options: { hangup?: boolean } = {}): SignalSource {
   let handler: ((signal: NodeJS.Signals) => void) | undefined;
   let held: { signal: NodeJS.Signals; at: number } | undefined;
   const starting = new AbortController();
@@ -59,10 +59,16 @@ export function listenForSignals(): SignalSource {
       held = { signal, at: Date.now() };
       // A startup waiting on something that may take long (another node's migrations) gives up.
       starting.abort(signal);
-    } else if (Date.now() - held.at > SAME_SIGNAL_MS) process.exit(1);
+    } else if (Date.now() - held.at > SAME_SIGNAL_MS) {
+      process.stderr.write(`xfchat: a second ${signal} while starting: exiting at once\n`);
+      process.exit(1);
+    }
   };
   process.on('SIGTERM', dispatch);
   process.on('SIGINT', dispatch);
+  // The development server's terminal closed: a stop like any other (by default Node would die at once and leave its
+  // PostgreSQL, in a process group of its own, running). Not for `npm start`: a listener would undo `nohup`.
+  if (options.hangup === true) process.on('SIGHUP', dispatch);
   return {
     handle(next) {
       handler = next;
@@ -72,7 +78,7 @@ export function listenForSignals(): SignalSource {
   };
 }
 
-/** Stops gracefully on SIGTERM/SIGINT and exits 0; a second signal (more than a second later) exits at once. */
+/** Stops gracefully on the signals `signals` listens for and exits 0; a second signal (more than a second later) exits at once. */
 export function handleSignals(
   server: RunningServer,
   onStopped?: () => Promise<void>,

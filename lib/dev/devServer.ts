@@ -11,7 +11,7 @@ import { loadDevConfig, redactUrl } from '../config.js';
 import { createLogger } from '../logger.js';
 import { failStartup, handleSignals, listenForSignals } from '../main.js';
 import { startServer, type RunningServer } from '../server.js';
-import { explainListenError, isPortFree, portInUse } from '../startupErrors.js';
+import { explainListenError, isPortFree, portInUse, StartupError } from '../startupErrors.js';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embeddedPostgres.js';
 
 export interface DevOptions {
@@ -70,11 +70,18 @@ function readableLogs() {
 
 export async function runDev(options: DevOptions): Promise<void> {
   const { dataRoot } = options;
-  const signals = listenForSignals();
+  // The terminal closing (SIGHUP) stops it too, and its PostgreSQL with it.
+  const signals = listenForSignals({ hangup: true });
   let pg: EmbeddedPostgresHandle | undefined;
   let server: RunningServer;
   try {
-    await mkdir(dataRoot, { recursive: true });
+    await mkdir(dataRoot, { recursive: true }).catch((err: unknown) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new StartupError(`the data folder ${dataRoot} is not a folder: give another one (--data-dir)`);
+      }
+      throw err;
+    });
     // Every setting is checked, and the HTTP port tried, before PostgreSQL starts: a second `npm run dev` says at
     // once that the port is taken. The database URL is not known yet; the config is read again with it below.
     const settings = await loadDevConfig('postgres://127.0.0.1/pending', () => devSecret(dataRoot));

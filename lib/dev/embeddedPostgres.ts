@@ -200,13 +200,32 @@ async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: 
   const lines = text.split('\n');
   const pid = Number(lines[0]);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  // A pid taken again since (a restarted container or machine numbers its processes from the start): this process,
+  // its parent, or a live process that is not a postgres. PostgreSQL's own check passes over the same ones.
+  if (pid === process.pid || pid === process.ppid) return undefined;
   try {
     process.kill(pid, 0);
   } catch (err) {
     // ESRCH: no such process (a stale file); EPERM: it exists but belongs to another user.
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
   }
+  if ((await processName(pid)) !== 'postgres') return undefined;
   return { pid, port: lines[3]?.trim() ?? '?' };
+}
+
+/** A process's name on Linux (/proc/PID/comm); `postgres` where there is no /proc to ask (the pid is taken as is). */
+async function processName(pid: number): Promise<string> {
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    return 'postgres'; // no /proc (macOS), or the process just ended: the lock file's word is taken
+  }
+}
+
+/** The major version of the PostgreSQL the binaries are (`postgres --version`: "postgres (PostgreSQL) 18.1"). */
+async function binariesMajorVersion(bin: Binaries): Promise<string | undefined> {
+  const { stdout } = await run(bin.postgres, ['--version']);
+  return /\(PostgreSQL\)\s+(\d+)/.exec(stdout)?.[1];
 }
 
 /** Starts `postgres` and resolves once it accepts connections; rejects with its last words if it exits first. */
@@ -222,11 +241,17 @@ function spawnPostgres(
     ['-D', options.dataDir, '-p', String(port), ...(options.postgresFlags ?? [])],
     {
       ...user,
-      env: { ...process.env, LC_MESSAGES: 'C' },
+      // A postmaster.pid naming this process's parent is stale as well (PostgreSQL passes over its own parent).
+      env: { ...process.env, LC_MESSAGES: 'C', PG_GRANDPARENT_PID: String(process.ppid) },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: options.ownProcessGroup ?? false,
     },
   );
+  // Stopped with this process from its start: an exit while it is still starting (a second Ctrl-C, an error)
+  // must not leave it running on its own (in a process group of its own, no signal of the terminal reaches it).
+  const stopOnExit = () => child.kill('SIGINT');
+  process.once('exit', stopOnExit);
+  child.once('exit', () => process.off('exit', stopOnExit));
   let output = '';
   return new Promise((resolve, reject) => {
     const onOutput = (chunk: Buffer) => {
@@ -241,7 +266,7 @@ function spawnPostgres(
     const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
       const lastWords = output
         .split('\n')
-        .filter((l) => /FATAL|ERROR|HINT|could not/.test(l))
+        .filter((l) => /FATAL|ERROR|DETAIL|HINT|could not/.test(l))
         .join(' ')
         .replace(/\s+/g, ' ')
         .trim();
@@ -274,26 +299,37 @@ export async function startEmbeddedPostgres(
     );
   }
   const passwordFile = `${options.dataDir}.password`;
-  const initialised = await exists(path.join(options.dataDir, 'PG_VERSION'));
+  const versionFile = path.join(options.dataDir, 'PG_VERSION');
+  const initialised = await exists(versionFile);
   let password: string;
-  if (initialised && (await exists(passwordFile))) {
+  if (initialised) {
+    if (!(await exists(passwordFile))) {
+      throw new StartupError(
+        `the data folder ${options.dataDir} has no password file (${passwordFile}): its first start was cut short; delete the folder (rm -rf ${options.dataDir}) and start again`,
+      );
+    }
     password = (await readFile(passwordFile, 'utf8')).trim();
+    const folderVersion = (await readFile(versionFile, 'utf8')).trim();
+    const binariesVersion = await binariesMajorVersion(bin);
+    if (binariesVersion !== undefined && folderVersion !== binariesVersion) {
+      throw new StartupError(
+        `the data folder ${options.dataDir} is of PostgreSQL ${folderVersion}, and the embedded PostgreSQL is ${binariesVersion}: move the folder away (its data stays there) to start on a new one, or give another folder (--data-dir)`,
+      );
+    }
   } else {
     password = crypto.randomUUID().replaceAll('-', '');
   }
   const user = await postgresOsUser();
   if (user) await requireReachable(bin, options.dataDir, user);
   if (!initialised) {
-    await initialise(bin, options.dataDir, password, user);
+    // Written first: a start cut short after initdb (kill -9) leaves a folder whose password is known.
     await writeFile(passwordFile, password, { mode: 0o600 });
+    await initialise(bin, options.dataDir, password, user);
   }
   const port =
     typeof options.port === 'function' ? await options.port() : (options.port ?? (await freePort()));
+  // If this process exits without stop() (an uncaught error, process.exit()), PostgreSQL does not outlive it.
   const child = await spawnPostgres(bin, options, port, user);
-
-  // If this process exits without stop() (an uncaught error, process.exit()), PostgreSQL must not outlive it.
-  const stopOnExit = () => child.kill('SIGINT');
-  process.once('exit', stopOnExit);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -308,7 +344,6 @@ export async function startEmbeddedPostgres(
     urlFor,
     stop() {
       stopping ??= (async () => {
-        process.off('exit', stopOnExit);
         child.kill('SIGINT');
         await exited;
         if (options.persistent) return;

@@ -1,0 +1,213 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { type DevChild, RUNNING, startDev } from '../helpers/devServer.js';
+import { waitFor } from '../helpers/waitFor.js';
+
+const run = promisify(execFile);
+
+/** Pids of the processes whose command line contains `pattern` (pgrep -f). */
+async function pidsOf(pattern: string): Promise<number[]> {
+  try {
+    const { stdout } = await run('pgrep', ['-f', pattern]);
+    return stdout
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false; // ESRCH: gone
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // gone already
+  }
+}
+
+const exists = (file: string) =>
+  stat(file).then(
+    () => true,
+    () => false,
+  );
+
+/** The first process matching `pattern`, polled quickly (initdb and PostgreSQL's start take well under a second). */
+async function firstPid(pattern: string): Promise<number> {
+  let found: number | undefined;
+  await waitFor(
+    async () => {
+      found = (await pidsOf(pattern))[0];
+      return found !== undefined;
+    },
+    { what: `a process matching ${pattern}`, timeoutMs: 60_000, intervalMs: 10 },
+  );
+  return found!;
+}
+
+/**
+ * The development server as a developer kills, interrupts and restarts it, on data folders they already have: it
+ * says in one line what is wrong and what to do, and never leaves its PostgreSQL running on its own.
+ */
+describe('npm run dev: data folders and stops a developer meets', function () {
+  this.timeout(180_000);
+  let root: string;
+  let data: string;
+  const children: DevChild[] = [];
+
+  const untilRunning = (dev: DevChild) =>
+    waitFor(() => RUNNING.exec(dev.stdout()), {
+      timeoutMs: 90_000,
+      what: `the dev server to run\n${dev.stdout()}\n${dev.stderr()}`,
+    });
+  const postmasterPid = async () =>
+    Number((await readFile(path.join(data, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  /** One start that must refuse: its exit code and its one line. */
+  async function refusal(dataDir: string): Promise<{ code: number | null; line: string }> {
+    const dev = startDev(dataDir, { PORT: '0' });
+    children.push(dev);
+    const result = await dev.exited;
+    const line = result.stderr.trim();
+    expect(line.split('\n'), line).to.have.length(1);
+    return { code: result.code, line };
+  }
+
+  before(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'xfchat-dev-folders-'));
+    await chmod(root, 0o755); // as root, the embedded PostgreSQL runs as the postgres OS user
+    data = path.join(root, 'data');
+  });
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      try {
+        child.interrupt();
+        await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+        child.kill();
+      } catch {
+        // exited already: its process group is gone
+      }
+    }
+    // A PostgreSQL of these tests left running (the defect under test) is stopped, resumed first if held.
+    for (const pid of await pidsOf(`postgres -D ${root}`)) {
+      signal(pid, 'SIGCONT');
+      signal(pid, 'SIGINT');
+    }
+    for (const pid of await pidsOf(`initdb --pgdata=${root}`)) {
+      signal(pid, 'SIGCONT');
+      signal(pid, 'SIGKILL');
+    }
+    await waitFor(async () => (await pidsOf(`postgres -D ${root}`)).length === 0, {
+      timeoutMs: 20_000,
+      what: "the tests' PostgreSQL to stop",
+    });
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('stops when its terminal closes (SIGHUP to its process group), and its PostgreSQL with it', async () => {
+    const dev = startDev(data, { PORT: '0' });
+    children.push(dev);
+    await untilRunning(dev);
+    const pgPid = await postmasterPid();
+    expect(alive(pgPid)).to.equal(true);
+    const devPid = (await pidsOf(`lib/cli.ts dev --data-dir ${data}`))[0]!;
+    process.kill(-devPid, 'SIGHUP');
+    expect((await dev.exited).code, 'a stop like Ctrl-C').to.equal(0);
+    await waitFor(() => !alive(pgPid), { timeoutMs: 15_000, what: `PostgreSQL (pid ${pgPid}) to stop` });
+  });
+
+  it('exits on a second Ctrl-C while PostgreSQL is still starting, says so, and leaves no PostgreSQL running', async () => {
+    const dev = startDev(data, { PORT: '0' });
+    children.push(dev);
+    // PostgreSQL slow to become ready (crash recovery, a slow disk): held here.
+    const pgPid = await firstPid(`bin/postgres -D ${data}`);
+    process.kill(pgPid, 'SIGSTOP');
+    try {
+      dev.interrupt();
+      await new Promise((resolve) => setTimeout(resolve, 1_500)); // the impatient second one, a second later
+      dev.interrupt();
+      const result = await dev.exited;
+      expect(result.code).to.equal(1);
+      expect(result.stderr).to.match(/a second SIGINT while starting: exiting at once/);
+    } finally {
+      signal(pgPid, 'SIGCONT');
+    }
+    await waitFor(() => !alive(pgPid), { timeoutMs: 15_000, what: `PostgreSQL (pid ${pgPid}) to stop` });
+  });
+
+  it('starts on a folder whose postmaster.pid names the process that launched it (a pid taken again)', async () => {
+    // What a machine's or a container's restart leaves: a lock file whose pid is now someone else's, here the
+    // process that starts the dev server (this one).
+    const pidFile = path.join(data, 'postgres', 'postmaster.pid');
+    const lines = `${process.pid}\n${path.join(data, 'postgres')}\n1733450000\n5\n/tmp\nlocalhost\n  1234   5678\nready   \n`;
+    await writeFile(pidFile, lines);
+    if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', pidFile]);
+    const dev = startDev(data, { PORT: '0' });
+    children.push(dev);
+    await untilRunning(dev);
+  });
+
+  it('refuses a folder of another PostgreSQL major version in one line naming both and the way out', async () => {
+    const versionFile = path.join(data, 'postgres', 'PG_VERSION');
+    const version = (await readFile(versionFile, 'utf8')).trim();
+    await writeFile(versionFile, '15\n'); // as an older checkout's embedded PostgreSQL left it
+    try {
+      const { code, line } = await refusal(data);
+      expect(code).to.equal(1);
+      expect(line).to.include(`is of PostgreSQL 15, and the embedded PostgreSQL is ${version}`);
+      expect(line).to.include('--data-dir');
+    } finally {
+      await writeFile(versionFile, `${version}\n`);
+    }
+  });
+
+  it('refuses in one line a folder whose first start was cut short after initdb (no password file)', async () => {
+    const passwordFile = path.join(data, 'postgres.password');
+    await rename(passwordFile, `${passwordFile}.aside`);
+    try {
+      const { code, line } = await refusal(data);
+      expect(code).to.equal(1);
+      expect(line).to.include(`delete the folder (rm -rf ${path.join(data, 'postgres')})`);
+    } finally {
+      await rename(`${passwordFile}.aside`, passwordFile);
+    }
+  });
+
+  it('writes the password file before initdb runs: a start cut short then leaves a folder whose password is known', async () => {
+    const fresh = path.join(root, 'fresh');
+    const dev = startDev(fresh, { PORT: '0' });
+    children.push(dev);
+    const initdb = await firstPid(`initdb --pgdata=${fresh}`);
+    process.kill(initdb, 'SIGSTOP');
+    try {
+      expect(await exists(path.join(fresh, 'postgres.password'))).to.equal(true);
+    } finally {
+      process.kill(initdb, 'SIGCONT');
+    }
+    await untilRunning(dev);
+  });
+
+  it('refuses a --data-dir that is a file in one line', async () => {
+    const file = path.join(root, 'a-file');
+    await writeFile(file, 'not a folder');
+    const { code, line } = await refusal(file);
+    expect(code).to.equal(1);
+    expect(line).to.include(`the data folder ${file} is not a folder`);
+  });
+});
