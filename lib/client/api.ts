@@ -42,12 +42,12 @@ export interface ChangesPage {
 
 /** For the REST calls that take one: a signal that aborts the request (it rejects with CLIENT_CLOSED). */
 export interface CallOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface PutOptions {
   /** The seq of an earlier message of the conversation this one answers. */
-  replyToSeq?: number | null;
+  replyToSeq?: number | null | undefined;
 }
 
 /**
@@ -277,7 +277,7 @@ export class ConversationsApi {
 
   /** One page of my conversations, most recent activity first (`GET /conversations?limit=&cursor=`). */
   async listPage(
-    options: { limit?: number; cursor?: string } = {},
+    options: { limit?: number | undefined; cursor?: string | undefined } = {},
   ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
     return await this.readPage(options, undefined);
   }
@@ -328,7 +328,7 @@ export class ConversationsApi {
 
   /** One page of `GET /conversations`; `signal` aborts it (list() ends with its session). */
   private readPage(
-    options: { limit?: number; cursor?: string },
+    options: { limit?: number | undefined; cursor?: string | undefined },
     signal: AbortSignal | undefined,
   ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
     const query: Record<string, string> = {};

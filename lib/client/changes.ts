@@ -14,9 +14,9 @@ import {
 
 export interface ChangeOptions {
   /** Stops retrying and aborts the request on its way: the promise rejects with CLIENT_CLOSED. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Called before each retry, for UIs that show a pending state. */
-  onRetry?: (retry: { attempt: number; reason: string }) => void;
+  onRetry?: ((retry: { attempt: number; reason: string }) => void) | undefined;
 }
 
 export interface RetryDeps {

@@ -53,35 +53,37 @@ import { TOKENS_ANSWER, TokenKeeper } from './tokens.js';
 export interface XFChatClientOptions {
   /**
    * The server, an absolute http(s) URL such as `http://127.0.0.1:3000`, without credentials, query or fragment
-   * (anything else throws VALIDATION_FAILED). Omit in a page served by XFChat itself (same origin).
+   * (anything else throws VALIDATION_FAILED). Omit it only in a page served by XFChat itself (same origin): outside
+   * a page served over http(s) (Node.js, say) there is no origin to fall back on, and leaving it out throws
+   * VALIDATION_FAILED.
    */
-  baseUrl?: string;
+  baseUrl?: string | undefined;
   /**
    * An access token from an earlier signup/login. Without a refresh token it works until it expires; prefer
    * {@link XFChatClient.resume} with a stored refresh token.
    */
-  token?: string;
+  token?: string | undefined;
   /**
    * Called with every new pair of tokens (signup, login, resume, and each refresh): persist
    * `tokens.refreshToken` here to resume after a reload. The same as the `tokens` event.
    */
-  onTokens?: (tokens: AuthTokens) => void;
+  onTokens?: ((tokens: AuthTokens) => void) | undefined;
   /** Socket.IO transports. @default ['websocket'] */
-  transports?: Array<'websocket' | 'polling'>;
+  transports?: Array<'websocket' | 'polling'> | undefined;
   /** How long a realtime request waits for its ack before it counts as lost (and a send retries). @default 10000 */
-  ackTimeoutMs?: number;
+  ackTimeoutMs?: number | undefined;
   /** First reconnect/retry delay. @default 250 */
-  retryBaseMs?: number;
+  retryBaseMs?: number | undefined;
   /** Longest reconnect/retry delay. @default 5000 */
-  retryMaxMs?: number;
+  retryMaxMs?: number | undefined;
   /** A fetch implementation. @default globalThis.fetch */
-  fetch?: typeof fetch;
+  fetch?: typeof fetch | undefined;
   /**
    * How long a REST request may take, its answer included, before it fails with TIMEOUT (which the calls that retry
    * treat like a network error). Like the other times here: a positive number of ms (VALIDATION_FAILED otherwise),
    * and one longer than a timer waits (2^31-1 ms), `Infinity` included, is taken as that longest wait. @default 30000
    */
-  requestTimeoutMs?: number;
+  requestTimeoutMs?: number | undefined;
 }
 
 /**
@@ -90,14 +92,29 @@ export interface XFChatClientOptions {
  */
 const END_REASON_WAIT_MS = 1500;
 
+/** The origin of the page the SDK runs in, if it is an http(s) one; undefined outside a page (Node.js). */
+function pageOrigin(): string | undefined {
+  const origin = (globalThis as { location?: { origin?: unknown } }).location?.origin;
+  return typeof origin === 'string' && /^https?:\/\//i.test(origin) ? origin : undefined;
+}
+
 /**
- * The `baseUrl` option, checked once: an absolute http(s) URL without credentials, query or fragment, or empty for
- * the page's own origin. Anything else would only fail at the first call (fetch refuses a URL with credentials; a
- * query or a fragment would swallow every request's path), as a retryable NETWORK_ERROR or a wrong answer, and
- * changes would retry it for ever.
+ * The `baseUrl` option, checked once: an absolute http(s) URL without credentials, query or fragment, or absent
+ * (undefined or empty) for the page's own origin. Anything else would only fail at the first call (fetch refuses a
+ * URL with credentials; a query or a fragment would swallow every request's path), as a retryable NETWORK_ERROR or
+ * a wrong answer, and changes would retry it for ever. So would an absent one outside a page served over http(s)
+ * (Node.js, say, with `baseUrl: process.env.XFCHAT_URL` unset): no origin to fall back on, connect() would wait for
+ * ever and changes retry for ever.
  */
 function checkedBaseUrl(baseUrl: string | undefined): string {
-  if (baseUrl === undefined || baseUrl === '') return '';
+  if (baseUrl === undefined || baseUrl === '') {
+    if (pageOrigin() !== undefined) return '';
+    throw new XFChatError(
+      'VALIDATION_FAILED',
+      'baseUrl is required outside a page served by XFChat: the server, such as http://127.0.0.1:3000.',
+      { status: 0, details: { baseUrl: 'is required outside a page served by XFChat' } },
+    );
+  }
   let url: URL | undefined;
   try {
     url = new URL(baseUrl);
@@ -149,7 +166,7 @@ export interface SessionEnded {
 export interface SignupInput {
   username: string;
   password: string;
-  displayName?: string;
+  displayName?: string | undefined;
 }
 
 /** Events of {@link XFChatClient.on}: the server's pushes plus the connection's state. */

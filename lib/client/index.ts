@@ -1,6 +1,7 @@
 /**
- * The XFChat client SDK (`import { XFChatClient } from '@xfchat/client'`). Browser- and Node-safe: it imports
- * only types from the server and `socket.io-client`.
+ * The XFChat client SDK (`import { XFChatClient } from '@xfchat/client'`). Browser- and Node-safe: at run time it
+ * imports `socket.io-client`, `valibot` and, of the server's sources, only lib/protocol (the error catalog and the
+ * request schemas it checks realtime requests with; the rest is types).
  */
 export {
   XFChatClient,

@@ -6,13 +6,13 @@ import { abortedError, backoffDelay, delay, retryAfterMs, type BackoffOptions } 
 
 export interface SendOptions {
   /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
-  clientMsgId?: string;
+  clientMsgId?: string | undefined;
   /** The seq of an earlier message of the conversation this one answers (VALIDATION_FAILED otherwise). */
-  replyToSeq?: number | null;
+  replyToSeq?: number | null | undefined;
   /** Stops retrying: the promise rejects with CLIENT_CLOSED. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Called before each retry, for UIs that show "sending..." states. */
-  onRetry?: (retry: { attempt: number; reason: string }) => void;
+  onRetry?: ((retry: { attempt: number; reason: string }) => void) | undefined;
 }
 
 export interface SendDeps {

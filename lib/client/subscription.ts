@@ -12,23 +12,23 @@ export interface SubscribeOptions {
    * first delivery is the newest page: the newest `limit` messages, or fewer past the server's 1 MiB a page
    * (older ones may exist all the same).
    */
-  afterSeq?: number;
+  afterSeq?: number | undefined;
   /**
    * Resume from a version kept earlier (e.g. {@link Subscription.version} saved with the messages the app
    * stores): the first catch-up also reads every change after it, so edits, deletes and reactions made since
    * reach `onUpdate`. Without it, changes count from the moment of subscribing.
    */
-  sinceVersion?: number;
+  sinceVersion?: number | undefined;
   /** How many messages the server returns per catch-up page (history and changes). @default the server's (50) */
-  limit?: number;
+  limit?: number | undefined;
   /**
    * A message already delivered by `onMessage` (or older than where delivery started) changed: an edit, a
    * delete (`deletedAt` set, `body` empty, no reactions) or a reaction. It carries the message's whole current
    * state; each state is handed over once, and never one older than a state handed over before (by version).
    */
-  onUpdate?: (message: PublicMessage) => void;
+  onUpdate?: ((message: PublicMessage) => void) | undefined;
   /** A final failure (e.g. NOT_FOUND: not a participant, or removed): the subscription has ended. */
-  onError?: (error: XFChatError) => void;
+  onError?: ((error: XFChatError) => void) | undefined;
   /**
    * The server holds less of the conversation than this subscription delivered (or than the `afterSeq` or
    * `sinceVersion` given): its database was restored to an earlier point, so messages and changes after that
@@ -37,7 +37,7 @@ export interface SubscribeOptions {
    * argument is the server's state (its last seq and version). A restore is seen this way only while the server
    * is still behind what the subscription had; once new messages pass it, nothing tells them apart.
    */
-  onReset?: (server: { lastSeq: number; version: number }) => void;
+  onReset?: ((server: { lastSeq: number; version: number }) => void) | undefined;
 }
 
 /** Largest page the contract serves; gap fills use it to need as few round trips as possible. */
@@ -205,8 +205,9 @@ export class Subscription {
    * sending this conversation's events to the socket. Resolves once the server has confirmed, or once that no longer
    * matters: the connection dropped (the server forgets a dropped socket's subscriptions), the client closed, or the
    * app subscribed to the conversation again. A refusal for now (`RATE_LIMITED`: the socket's event budget is spent,
-   * `OVERLOADED`, `DB_UNAVAILABLE`, `TIMEOUT`) is retried on the same connection after Retry-After or a backoff; a
-   * final one rejects. Calling it again returns the same promise.
+   * `OVERLOADED`, `DB_UNAVAILABLE`, `TIMEOUT`) is retried on the same connection after Retry-After or a backoff.
+   * `NOT_FOUND` resolves too: the user left the conversation or was removed meanwhile, and the server took the socket
+   * out of its room all the same. Another final refusal rejects. Calling it again returns the same promise.
    */
   unsubscribe(): Promise<void> {
     if (this.unsubscribing !== undefined) return this.unsubscribing;
@@ -228,8 +229,15 @@ export class Subscription {
         return;
       } catch (err) {
         const error = toXFChatError(err);
-        // The server forgets a dropped socket's rooms by itself: nothing left to undo.
-        if (error.code === 'DISCONNECTED' || error.code === 'NOT_CONNECTED' || error.code === 'CLIENT_CLOSED')
+        // The server forgets a dropped socket's rooms by itself: nothing left to undo. NOT_FOUND is as moot: the
+        // server takes the socket out of the room before it checks the membership, so the user left or was removed
+        // meanwhile (the app's own leave, say, before its `conversation:removed` arrived) and the socket is out.
+        if (
+          error.code === 'DISCONNECTED' ||
+          error.code === 'NOT_CONNECTED' ||
+          error.code === 'CLIENT_CLOSED' ||
+          error.code === 'NOT_FOUND'
+        )
           return;
         if (!isRetryable(error)) throw error;
         wait = Math.max(backoffDelay(attempt, this.deps.backoff), retryAfterMs(error));

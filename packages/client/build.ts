@@ -1,13 +1,14 @@
 /**
  * Builds @xfchat/client from the SDK's sources where they live, lib/client (the server's tests and the web app
- * use them there): dist/index.js, one ESM bundle with socket.io-client left as an import, and dist/types, the
- * declarations of lib/client and of the lib/protocol types they use. Then it checks that every import in the
- * declarations resolves inside the package or to one of its dependencies, so the tarball stands on its own.
+ * use them there): dist/index.js, one ESM bundle with its dependencies (socket.io-client, valibot) left as imports,
+ * and dist/types, the declarations of lib/client and of the lib/protocol types they use. dist/index.js.map holds
+ * the sources' text and names them `xfchat-client:///lib/...`, no path on disk. Then it checks that every import in
+ * the declarations resolves inside the package or to one of its dependencies, so the tarball stands on its own.
  *
  * `npm run build -w @xfchat/client`; `npm pack -w @xfchat/client` runs it first (prepack).
  */
 import { execFileSync } from 'node:child_process';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,15 @@ import * as esbuild from 'esbuild';
 import ts from 'typescript';
 
 const packageDir = path.dirname(fileURLToPath(import.meta.url));
-const sdkEntry = path.resolve(packageDir, '..', '..', 'lib', 'client', 'index.ts');
+const repoRoot = path.resolve(packageDir, '..', '..');
+const sdkEntry = path.join(repoRoot, 'lib', 'client', 'index.ts');
+/**
+ * What the source map names the bundled sources by: `xfchat-client:///lib/client/client.ts`, a name of no file on
+ * disk. esbuild names them relative to dist/ (`../../../lib/client/client.ts`), a path outside the package: installed
+ * as node_modules/@xfchat/client, stack traces under `node --enable-source-maps` and debuggers would point at
+ * node_modules/lib/client/client.ts. Their text is in the map (sourcesContent) all the same.
+ */
+const SOURCE_SCHEME = 'xfchat-client://';
 const distDir = path.join(packageDir, 'dist');
 const typesDir = path.join(distDir, 'types');
 
@@ -71,6 +80,28 @@ async function unresolvedImports(dependencies: readonly string[]): Promise<strin
   return problems;
 }
 
+/**
+ * Renames the sources of dist/index.js.map from paths relative to dist/ to {@link SOURCE_SCHEME} URLs of their place
+ * in the repository (`xfchat-client:///lib/client/client.ts`); one from outside lib/ fails the build.
+ */
+async function renameMapSources(mapFile: string): Promise<void> {
+  const map = JSON.parse(await readFile(mapFile, 'utf8')) as {
+    sources: string[];
+    sourcesContent?: Array<string | null>;
+    sourceRoot?: string;
+  };
+  if (map.sourcesContent?.length !== map.sources.length || map.sourcesContent.some((text) => text === null))
+    throw new Error('the source map lacks the text of its sources (sourcesContent)');
+  map.sources = map.sources.map((source) => {
+    const file = path.relative(repoRoot, path.resolve(path.dirname(mapFile), map.sourceRoot ?? '', source));
+    const name = file.split(path.sep).join('/');
+    if (!name.startsWith('lib/')) throw new Error(`the bundle holds ${source}, from outside lib/`);
+    return `${SOURCE_SCHEME}/${name}`;
+  });
+  delete map.sourceRoot;
+  await writeFile(mapFile, JSON.stringify(map));
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const manifest = JSON.parse(await readFile(path.join(packageDir, 'package.json'), 'utf8')) as PackageJson;
@@ -90,6 +121,7 @@ async function main(): Promise<void> {
     banner: { js: `/* ${manifest.name} ${manifest.version} (MIT) */` },
     logLevel: 'warning',
   });
+  await renameMapSources(path.join(distDir, 'index.js.map'));
 
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   execFileSync(process.execPath, [tsc, '-p', path.join(packageDir, 'tsconfig.types.json')], {

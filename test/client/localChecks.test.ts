@@ -50,6 +50,46 @@ describe('client SDK: input refused before anything is sent', function () {
     }
   });
 
+  /**
+   * docs/client.md: omit `baseUrl` only in a page served by XFChat. In Node.js (`baseUrl: process.env.XFCHAT_URL`
+   * with the variable unset) there is no origin to fall back on: the client was made all the same, its connect() never
+   * settled (socket.io-client dialled `undefined//undefined`) and its changes retried NETWORK_ERROR for ever.
+   */
+  it('refuses a client without baseUrl outside a page served over http(s), at once, with VALIDATION_FAILED (status 0)', () => {
+    expect(typeof (globalThis as { location?: unknown }).location, 'no page here').to.equal('undefined');
+    for (const baseUrl of [undefined, '']) {
+      const error = thrownBy({ baseUrl, token: 'any' });
+      expect(error, JSON.stringify(baseUrl))
+        .to.be.instanceOf(XFChatError)
+        .and.include({ code: 'VALIDATION_FAILED', status: 0 });
+      expect((error as XFChatError).details).to.deep.equal({
+        baseUrl: 'is required outside a page served by XFChat',
+      });
+    }
+    const page = (origin: string) => ({
+      origin,
+      protocol: new URL(origin).protocol,
+      host: '127.0.0.1:9',
+      hostname: '127.0.0.1',
+      port: '9',
+      href: `${origin}/`,
+    });
+    const inPage = (location: object) => {
+      Object.defineProperty(globalThis, 'location', { value: location, configurable: true, writable: true });
+      try {
+        return thrownBy({ baseUrl: undefined });
+      } finally {
+        delete (globalThis as { location?: unknown }).location;
+      }
+    };
+    // A page served over http(s) is the server: its origin stands in for the baseUrl.
+    expect(inPage(page('http://127.0.0.1:9'))).to.equal(undefined);
+    // A page opened from a file (origin "null") has none.
+    expect(inPage({ ...page('http://127.0.0.1:9'), origin: 'null', protocol: 'file:' }))
+      .to.be.instanceOf(XFChatError)
+      .and.include({ code: 'VALIDATION_FAILED' });
+  });
+
   it('refuses an id of only dots with VALIDATION_FAILED, nothing sent (it would name another route)', async () => {
     const { client, requests } = counted();
     for (const dots of ['.', '..', '...']) {

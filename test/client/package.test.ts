@@ -97,6 +97,55 @@ export async function firstSeq(conversationId: string): Promise<number> {
 export const described = [code, state, new XFChatError('NOT_CONNECTED', 'offline').status];
 `;
 
+/**
+ * A consumer compiled with `exactOptionalPropertyTypes`, passing `undefined` (an unset variable, a missing stored
+ * value) to every option the SDK takes as absent when undefined. The declarations said `x?: T`, which that flag reads
+ * as "absent or T, never undefined": each of these failed with TS2379.
+ */
+const CONSUMER_EXACT_OPTIONALS = `
+import { XFChatClient } from '@xfchat/client';
+declare const env: Record<string, string | undefined>;
+declare const stored: { lastSeq: number; version: number; clientMsgId: string } | undefined;
+declare const signal: AbortSignal | undefined;
+const id = '0190a6b0-0000-7000-8000-000000000000';
+const client = new XFChatClient({
+  baseUrl: env.XFCHAT_URL,
+  token: env.XFCHAT_TOKEN,
+  onTokens: undefined,
+  transports: undefined,
+  ackTimeoutMs: undefined,
+  retryBaseMs: undefined,
+  retryMaxMs: undefined,
+  fetch: undefined,
+  requestTimeoutMs: undefined,
+});
+client.subscribe(id, () => {}, {
+  afterSeq: stored?.lastSeq,
+  sinceVersion: stored?.version,
+  limit: undefined,
+  onUpdate: undefined,
+  onError: undefined,
+  onReset: undefined,
+});
+void client.send(id, 'hi', { clientMsgId: stored?.clientMsgId, replyToSeq: stored?.lastSeq, signal, onRetry: undefined });
+void client.edit(id, 1, 'hi', { signal, onRetry: undefined });
+void client.changes(id, 0, { signal });
+void client.messages.put(id, 'c1', 'hi', { replyToSeq: stored?.lastSeq });
+void client.messages.edit(id, 1, 'hi', { signal });
+void client.conversations.listPage({ limit: undefined, cursor: env.CURSOR });
+void client.signup({ username: 'alice', password: 'correct horse battery', displayName: env.NAME });
+`;
+
+/** A script that makes the SDK throw from its own code (a baseUrl it refuses), run with `--enable-source-maps`. */
+const CONSUMER_STACK = `
+import { XFChatClient } from '@xfchat/client';
+try {
+  new XFChatClient({ baseUrl: 'ftp://example.com' });
+} catch (err) {
+  console.log(err.stack);
+}
+`;
+
 describe('client SDK: the @xfchat/client package', function () {
   // Packing builds the SDK (esbuild and tsc) and npm installs it: seconds, not milliseconds.
   this.timeout(120_000);
@@ -117,19 +166,60 @@ describe('client SDK: the @xfchat/client package', function () {
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 
-  it('packs version 0.2.0 with the bundle and the declarations only, nothing from outside the package', () => {
+  it('packs version 0.2.0 with the bundle, the declarations and the license only, nothing from outside the package', () => {
     expect(packed).to.include({ name: '@xfchat/client', version: '0.2.0' });
     const files = packed.files.map((f) => f.path).sort();
     expect(files).to.include.members([
       'package.json',
       'README.md',
+      'LICENSE',
       'dist/index.js',
       'dist/types/client/index.d.ts',
       'dist/types/protocol/index.d.ts',
     ]);
     for (const file of files) {
-      expect(file).to.match(/^(package\.json|README\.md|dist\/index\.js(\.map)?|dist\/types\/.+\.d\.ts)$/);
+      expect(file).to.match(
+        /^(package\.json|README\.md|LICENSE|dist\/index\.js(\.map)?|dist\/types\/.+\.d\.ts)$/,
+      );
     }
+  });
+
+  it('carries the MIT license its package.json names (LICENSE)', async () => {
+    const license = await readFile(
+      path.join(project, 'node_modules', '@xfchat', 'client', 'LICENSE'),
+      'utf8',
+    );
+    expect(license).to.match(/^MIT License\n\nCopyright \(c\) 2026 the XFChat authors\n/);
+  });
+
+  /**
+   * The map named its sources relative to dist/ (`../../../lib/client/client.ts`): installed as
+   * node_modules/@xfchat/client, that is node_modules/lib/client/client.ts, a file that is not there, which stack
+   * traces under `--enable-source-maps` and debuggers showed.
+   */
+  it('names the sources of its source map xfchat-client:///lib/..., with their text, and stack traces show those names', async () => {
+    const installed = path.join(project, 'node_modules', '@xfchat', 'client');
+    const map = JSON.parse(await readFile(path.join(installed, 'dist', 'index.js.map'), 'utf8')) as {
+      sources: string[];
+      sourcesContent: Array<string | null>;
+      sourceRoot?: string;
+    };
+    expect(map.sourceRoot).to.equal(undefined);
+    expect(map.sources).to.include('xfchat-client:///lib/client/client.ts');
+    expect(
+      map.sources.filter((source) => !/^xfchat-client:\/\/\/lib\/[\w/]+\.ts$/.test(source)),
+    ).to.deep.equal([]);
+    expect(map.sourcesContent).to.have.length(map.sources.length);
+    const clientText = map.sourcesContent[map.sources.indexOf('xfchat-client:///lib/client/client.ts')];
+    expect(clientText).to.include('export class XFChatClient');
+
+    await writeFile(path.join(project, 'stack.mjs'), CONSUMER_STACK);
+    const { stdout } = await run(process.execPath, ['--enable-source-maps', 'stack.mjs'], {
+      cwd: project,
+      timeout: 20_000,
+    });
+    expect(stdout).to.match(/at checkedBaseUrl \(xfchat-client:\/\/\/lib\/client\/client\.ts:\d+:\d+\)/);
+    expect(stdout).not.to.include('node_modules/lib/');
   });
 
   it('installs from the tarball and imports by name (ESM) in a fresh project, and talks to a real node', async () => {
@@ -173,5 +263,91 @@ describe('client SDK: the @xfchat/client package', function () {
       },
     );
     expect(result.stdout).to.equal('');
+  });
+
+  it('type-checks a consumer with exactOptionalPropertyTypes that passes undefined for absent options', async () => {
+    await writeFile(path.join(project, 'exact.ts'), CONSUMER_EXACT_OPTIONALS);
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const args = [tsc, '--noEmit', '--strict', '--exactOptionalPropertyTypes', '--target', 'es2022'];
+    args.push('--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'es2023,dom', 'exact.ts');
+    const output = await run(process.execPath, args, { cwd: project }).then(
+      (r) => r.stdout,
+      (err: { stdout?: string; message: string }) => err.stdout ?? err.message,
+    );
+    expect(output).to.equal('');
+  });
+
+  /** The README said valibot was a dependency "for the request types only"; the bundle checks requests with it. */
+  it('says in its README that valibot, which the bundle imports, is a run-time dependency', async () => {
+    const installed = path.join(project, 'node_modules', '@xfchat', 'client');
+    const bundle = await readFile(path.join(installed, 'dist', 'index.js'), 'utf8');
+    const readme = (await readFile(path.join(installed, 'README.md'), 'utf8')).replace(/\s+/g, ' ');
+    expect(bundle).to.match(/^import \* as \w+ from "valibot";$/m);
+    expect(readme).to.include('it depends on `socket.io-client` and `valibot`, both at run time');
+    expect(readme).not.to.include('types only');
+  });
+});
+
+interface DryRun {
+  files: Array<{ path: string }>;
+}
+
+/** The files `npm pack` would put in the tarball of the package in `dir`, without running its scripts. */
+async function packedFiles(dir: string): Promise<Set<string>> {
+  const { stdout } = await run(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: dir,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const [result] = JSON.parse(stdout.slice(stdout.search(/^\[$/m))) as DryRun[];
+  if (!result) throw new Error(`npm pack printed no result:\n${stdout}`);
+  return new Set(result.files.map((f) => f.path));
+}
+
+describe('client SDK: the server package (xfchat) and its xfchat/client export', function () {
+  // A production build of the server's TypeScript: seconds.
+  this.timeout(120_000);
+
+  it('packs the license (LICENSE) of the MIT package', async () => {
+    expect(await packedFiles(PROJECT_ROOT)).to.include('LICENSE');
+    expect(await readFile(path.join(PROJECT_ROOT, 'LICENSE'), 'utf8')).to.equal(
+      await readFile(path.join(SDK_DIR, 'LICENSE'), 'utf8'),
+    );
+  });
+
+  /**
+   * package.json "files" leaves the server's source maps out (and CI refuses them), but every built file of
+   * dist/lib/client ended with a `//# sourceMappingURL=` naming one: tools that follow it found nothing there.
+   */
+  it('builds (tsconfig.build.json) no .js that names a source map the tarball leaves out', async () => {
+    // Built into a scratch directory with the repository's package.json, so /work/main/dist stays as it is.
+    const scratch = await mkdtemp(path.join(os.tmpdir(), 'xfchat-server-package-'));
+    try {
+      const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+      await run(
+        process.execPath,
+        [tsc, '-p', 'tsconfig.build.json', '--outDir', path.join(scratch, 'dist')],
+        {
+          cwd: PROJECT_ROOT,
+          maxBuffer: 16 * 1024 * 1024,
+        },
+      );
+      await writeFile(
+        path.join(scratch, 'package.json'),
+        await readFile(path.join(PROJECT_ROOT, 'package.json')),
+      );
+      const files = await packedFiles(scratch);
+      expect(files).to.include('dist/lib/client/index.js');
+      const dangling: string[] = [];
+      for (const file of files) {
+        if (!file.endsWith('.js')) continue;
+        const text = await readFile(path.join(scratch, file), 'utf8');
+        const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(text)?.[1];
+        if (url !== undefined && !files.has(path.posix.join(path.posix.dirname(file), url)))
+          dangling.push(file);
+      }
+      expect(dangling, 'packed files whose sourceMappingURL names a file left out').to.deep.equal([]);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 });

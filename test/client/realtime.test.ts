@@ -456,9 +456,65 @@ describe('client SDK: a connection the server refuses', function () {
   });
 });
 
-/** The SDK client's own Socket.IO socket, to see what the server still pushes to it. */
-function rawSocket(client: XFChatClient): { on(event: string, listener: (m: PublicMessage) => void): void } {
+type Listener = (...args: never[]) => void;
+
+/** The SDK client's own Socket.IO socket: what the server still pushes to it, what the client emits on it. */
+function rawSocket(client: XFChatClient): {
+  on(event: string, listener: Listener): void;
+  off(event: string): void;
+  listeners(event: string): Listener[];
+  emit(event: string, ...args: unknown[]): unknown;
+} {
   return (client as unknown as { connection: { socket: ReturnType<typeof rawSocket> } }).connection.socket;
+}
+
+/** Every event the client emits from now on, with the code of the server's refusal when it answered one. */
+function emitsOf(client: XFChatClient): Array<{ event: string; refused?: string }> {
+  const socket = rawSocket(client);
+  const emit = socket.emit.bind(socket);
+  const emits: Array<{ event: string; refused?: string }> = [];
+  socket.emit = (event: string, ...args: unknown[]) => {
+    const entry: { event: string; refused?: string } = { event };
+    emits.push(entry);
+    const ack = args.at(-1);
+    if (typeof ack === 'function') {
+      // The ack socket.io calls with the answer (after an error slot when it has a timeout, as the SDK's do).
+      const seen = (...answer: unknown[]) => {
+        const body = answer.at(-1) as { ok?: boolean; error?: { code?: string } } | undefined;
+        if (body?.ok === false) entry.refused = body.error?.code;
+        return (ack as (...a: unknown[]) => unknown)(...answer);
+      };
+      args[args.length - 1] = Object.assign(seen, { withError: (ack as { withError?: boolean }).withError });
+    }
+    return emit(event, ...args);
+  };
+  return emits;
+}
+
+/**
+ * Holds the `conversation:removed` events the client's socket receives, as if still on their way, until release()
+ * hands them to the client.
+ */
+function holdRemovals(client: XFChatClient): { held: unknown[]; release: () => void } {
+  const socket = rawSocket(client);
+  const listeners = socket.listeners('conversation:removed');
+  const held: unknown[] = [];
+  socket.off('conversation:removed');
+  socket.on('conversation:removed', (event: never) => held.push(event));
+  const release = () => {
+    socket.off('conversation:removed');
+    for (const listener of listeners) socket.on('conversation:removed', listener);
+    for (const event of held.splice(0)) for (const listener of listeners) listener(event as never);
+  };
+  return { held, release };
+}
+
+/** What a promise came to: `resolved`, or `rejected CODE`. */
+function outcomeOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => 'resolved',
+    (err: unknown) => `rejected ${(err as XFChatError).code}`,
+  );
 }
 
 /**
@@ -471,7 +527,18 @@ describe('client SDK: an unsubscribe the server refuses for now', function () {
   const { server } = useNode({ env: { SOCKET_EVENTS_PER_SEC: '1' } });
   const pool = useClientPool();
 
-  /** Alice subscribed to her conversation with Bob, her socket's event budget spent (typing is the cheapest). */
+  /** Spends the event budget of the client's socket (typing is the cheapest event) until the server refuses one. */
+  async function spendBudget(client: XFChatClient, conversationId: string): Promise<void> {
+    let refusal: string | undefined;
+    for (let i = 0; i < 10 && refusal === undefined; i++)
+      refusal = await client.typing(conversationId).then(
+        () => undefined,
+        (err: unknown) => (err as XFChatError).code,
+      );
+    expect(refusal).to.equal('RATE_LIMITED');
+  }
+
+  /** Alice subscribed to her conversation with Bob, her socket's event budget spent. */
   async function subscribedOutOfBudget() {
     const { alice, bob, conversationId } = await directPair(server, pool);
     const a = pool.open(server.url, { token: alice.token });
@@ -479,15 +546,9 @@ describe('client SDK: an unsubscribe the server refuses for now', function () {
     await Promise.all([a.connect(), b.connect()]);
     const subscription = a.subscribe(conversationId, () => undefined);
     await subscription.whenReady();
-    let refusal: string | undefined;
-    for (let i = 0; i < 10 && refusal === undefined; i++)
-      refusal = await a.typing(conversationId).then(
-        () => undefined,
-        (err: unknown) => (err as XFChatError).code,
-      );
-    expect(refusal).to.equal('RATE_LIMITED');
+    await spendBudget(a, conversationId);
     const pushed: number[] = [];
-    rawSocket(a).on('message:new', (m) => pushed.push(m.seq));
+    rawSocket(a).on('message:new', (m: PublicMessage) => pushed.push(m.seq));
     return { a, b, conversationId, subscription, pushed };
   }
 
@@ -510,15 +571,86 @@ describe('client SDK: an unsubscribe the server refuses for now', function () {
     expect(pushed).to.deep.equal([]);
   });
 
+  /**
+   * The unsubscribe is emitted at once, and the new subscription made before its refusal comes back: once refused,
+   * the retry must not go out (it would take the socket out of the room the new subscribe joins). Checked on what
+   * the client emits, not on what the server does in the end: the new subscribe, refused for the spent budget too,
+   * is retried as well, and may join after a stray unsubscribe as well as before it.
+   */
   it('never undoes a subscribe made again while it waits to retry: the new subscription gets the conversation live', async () => {
     const { a, b, conversationId, subscription, pushed } = await subscribedOutOfBudget();
+    const emits = emitsOf(a);
     const unsubscribing = subscription.unsubscribe();
     const got = collector();
     const again = a.subscribe(conversationId, got.onMessage);
     await again.whenReady();
     await unsubscribing;
+    expect(emits.filter((e) => e.event === 'conversation:unsubscribe')).to.deep.equal([
+      { event: 'conversation:unsubscribe', refused: 'RATE_LIMITED' },
+    ]);
     await b.send(conversationId, 'to the new subscription');
     await waitFor(() => got.messages.length === 1, { what: 'the message at the new subscription' });
     expect(pushed).to.deep.equal([1]);
+  });
+
+  /**
+   * Alice was removed from the group while her unsubscribe waited to be retried (its `conversation:removed` still
+   * on its way): the retry is answered NOT_FOUND, as the server takes the socket out of the room before it checks
+   * the membership. The unsubscribe is done all the same; it rejected NOT_FOUND.
+   */
+  it('resolves when the user was removed from the conversation before the retry (NOT_FOUND: the socket is out)', async () => {
+    const { alice, bob, conversationId } = await directPair(server, pool);
+    const b = pool.open(server.url, { token: bob.token });
+    const group = await b.conversations.createGroup('Book club', [alice.id]);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    const subscription = a.subscribe(group.id, () => undefined);
+    await subscription.whenReady();
+    const removals = holdRemovals(a);
+    await b.conversations.removeParticipant(group.id, alice.id);
+    await waitFor(() => removals.held.length === 1, { what: 'conversation:removed at alice' });
+    await spendBudget(a, conversationId);
+    const emits = emitsOf(a);
+    expect(await outcomeOf(subscription.unsubscribe())).to.equal('resolved');
+    expect(emits.filter((e) => e.event === 'conversation:unsubscribe').map((e) => e.refused)).to.deep.equal([
+      'RATE_LIMITED',
+      'NOT_FOUND',
+    ]);
+    removals.release();
+    expect(a.subscription(group.id)).to.equal(undefined);
+  });
+});
+
+/**
+ * The web app's "Leave group": `conversations.leave()` over REST, then `unsubscribe()` of the subscription still there
+ * when the server's `conversation:removed` has not arrived yet. The server answers NOT_FOUND (it takes the socket out
+ * of the room, then finds no membership): the unsubscribe is done, yet it rejected, and the page showed "Not found.".
+ */
+describe('client SDK: unsubscribe() of a conversation left meanwhile', function () {
+  const { server } = useNode();
+  const pool = useClientPool();
+
+  it('resolves: the server took the socket out of the room all the same', async () => {
+    const { alice, bob } = await directPair(server, pool);
+    const b = pool.open(server.url, { token: bob.token });
+    const group = await b.conversations.createGroup('Book club', [alice.id]);
+    const a = pool.open(server.url, { token: alice.token });
+    await a.connect();
+    const errors: string[] = [];
+    const subscription = a.subscribe(group.id, () => undefined, { onError: (err) => errors.push(err.code) });
+    await subscription.whenReady();
+    const removals = holdRemovals(a);
+    const removed: string[] = [];
+    a.on('conversation:removed', (event) => removed.push(event.conversationId));
+    await a.conversations.leave(group.id);
+    await waitFor(() => removals.held.length === 1, { what: 'conversation:removed at alice' });
+    const emits = emitsOf(a);
+    expect(await outcomeOf(subscription.unsubscribe())).to.equal('resolved');
+    expect(emits).to.deep.equal([{ event: 'conversation:unsubscribe', refused: 'NOT_FOUND' }]);
+    // The event, once it arrives, finds the subscription ended already: the app hears it, with no onError.
+    removals.release();
+    expect(removed).to.deep.equal([group.id]);
+    expect(errors).to.deep.equal([]);
+    expect(subscription.isActive).to.equal(false);
   });
 });

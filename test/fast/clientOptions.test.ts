@@ -25,15 +25,16 @@ describe('client: the baseUrl option', () => {
     }
   });
 
-  it('takes http and https URLs, and no baseUrl at all (the page’s own origin)', () => {
-    for (const baseUrl of [
-      'http://127.0.0.1:3000',
-      'https://chat.example.com/',
-      'HTTP://LOCALHOST:3000',
-      '',
-    ]) {
+  it('takes http and https URLs, and none at all only in a page served over http(s) (its own origin)', () => {
+    for (const baseUrl of ['http://127.0.0.1:3000', 'https://chat.example.com/', 'HTTP://LOCALHOST:3000']) {
       new XFChatClient({ baseUrl }).close();
     }
-    new XFChatClient().close();
+    // No page here (Node.js): no origin to fall back on (test/client/localChecks.test.ts has the page case).
+    for (const options of [{}, { baseUrl: '' }, { baseUrl: undefined }]) {
+      expect(() => new XFChatClient(options).close(), JSON.stringify(options))
+        .to.throw(XFChatError)
+        .with.property('details')
+        .that.deep.equals({ baseUrl: 'is required outside a page served by XFChat' });
+    }
   });
 });
