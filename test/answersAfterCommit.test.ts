@@ -140,4 +140,30 @@ describe('a connection lost at one statement of a REST write: its success, or no
       displayName: user.username,
     });
   });
+
+  it('a rename whose re-read after its commit fails is answered and told as renamed', async () => {
+    const user = await newUser(node);
+    const [friend] = await friendsOf(node, user, 1);
+    const socket = await connectSocket(node.url, friend!.token);
+    const updated = record(socket, 'user:updated');
+    // The re-read after the commit is the second statement of this text (the first is the rename's own fetch,
+    // inside its transaction): the connection is cut at the second.
+    let seen = 0;
+    // The statement's text ends where its NUL terminator is in the protocol message: nothing after the id.
+    // eslint-disable-next-line no-control-regex -- the NUL that ends a statement in PostgreSQL's protocol
+    const reRead = /from "users" where "users"\."id" = \$1\x00/;
+    wire.arm({ test: (text: string) => reRead.test(text) && ++seen === 2 } as unknown as RegExp);
+    try {
+      const renamed = await request(node.url, 'PATCH', '/users/me', {
+        token: user.token,
+        body: { displayName: 'Renamed, re-read cut' },
+      });
+      expect(wire.fired, 'the connection was cut at the statement').to.equal(1);
+      expect(renamed.status, renamed.text).to.equal(200);
+      await waitFor(() => updated.length > 0, { what: 'user:updated' });
+      expect(updated.map((u) => u.displayName)).to.deep.equal(['Renamed, re-read cut']);
+    } finally {
+      socket.close();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -163,16 +163,22 @@ async function requireReachable(bin: Binaries, dataDir: string, user: OsUser): P
   }
 }
 
-/** initdb into `dataDir`: UTF-8, password authentication, superuser `postgres` with `password`. */
+/**
+ * initdb into `dataDir`: UTF-8, password authentication, superuser `postgres` with `password`. Into a folder beside
+ * it first, renamed into place once whole: a start cut short during initdb (kill -9) leaves no half-made `dataDir`,
+ * which initdb writes PG_VERSION into long before it is usable.
+ */
 async function initialise(bin: Binaries, dataDir: string, password: string, user: OsUser | undefined) {
-  await mkdir(dataDir, { recursive: true });
-  if (user) await chown(dataDir, user.uid, user.gid);
+  const building = `${dataDir}.initdb`;
+  await rm(building, { recursive: true, force: true }); // what a start cut short during initdb left
+  await mkdir(building, { recursive: true });
+  if (user) await chown(building, user.uid, user.gid);
   const passwordFile = path.join(os.tmpdir(), `xfchat-pg-password-${crypto.randomUUID()}`);
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   if (user) await chown(passwordFile, user.uid, user.gid);
   try {
     const args = [
-      `--pgdata=${dataDir}`,
+      `--pgdata=${building}`,
       '--auth=scram-sha-256',
       '--username=postgres',
       `--pwfile=${passwordFile}`,
@@ -182,10 +188,22 @@ async function initialise(bin: Binaries, dataDir: string, password: string, user
     await run(bin.initdb, args, { ...user, env: { ...process.env, LC_MESSAGES: 'C' } });
   } catch (err) {
     const output = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`initdb failed in ${dataDir}: ${output.trim() || String(err)}`, { cause: err });
+    throw new Error(`initdb failed in ${building}: ${output.trim() || String(err)}`, { cause: err });
   } finally {
     await rm(passwordFile, { force: true });
   }
+  try {
+    await rmdir(dataDir); // an empty folder in the way (a missing one is fine)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new StartupError(
+        `${dataDir} is in the way of the embedded PostgreSQL's data folder (it is not one): move it away and start again`,
+      );
+    }
+    if (code !== 'ENOENT') throw err;
+  }
+  await rename(building, dataDir);
 }
 
 /** The pid in `dataDir`/postmaster.pid if that process is alive (PostgreSQL removes a stale file by itself). */
@@ -201,15 +219,23 @@ async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: 
   const pid = Number(lines[0]);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   // A pid taken again since (a restarted container or machine numbers its processes from the start): this process,
-  // its parent, or a live process that is not a postgres. PostgreSQL's own check passes over the same ones.
-  if (pid === process.pid || pid === process.ppid) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // ESRCH: no such process (a stale file); EPERM: it exists but belongs to another user.
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
+  // its parent, or a live process that is not a postgres. The file is stale: removed.
+  let stale = pid === process.pid || pid === process.ppid;
+  if (!stale) {
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      // ESRCH: no such process (a stale file PostgreSQL removes by itself); EPERM: it exists but belongs to another
+      // user.
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
+    }
+    stale = (await processName(pid)) !== 'postgres';
   }
-  if ((await processName(pid)) !== 'postgres') return undefined;
+  if (stale) {
+    // PostgreSQL would take it for another postmaster's (it passes over only itself, its parent and grandparent).
+    await rm(path.join(dataDir, 'postmaster.pid'), { force: true });
+    return undefined;
+  }
   return { pid, port: lines[3]?.trim() ?? '?' };
 }
 
@@ -303,9 +329,10 @@ export async function startEmbeddedPostgres(
   const initialised = await exists(versionFile);
   let password: string;
   if (initialised) {
-    if (!(await exists(passwordFile))) {
+    const whole = await exists(path.join(options.dataDir, 'global', 'pg_control'));
+    if (!whole || !(await exists(passwordFile))) {
       throw new StartupError(
-        `the data folder ${options.dataDir} has no password file (${passwordFile}): its first start was cut short; delete the folder (rm -rf ${options.dataDir}) and start again`,
+        `the data folder ${options.dataDir} was left half made (${whole ? `no password file ${passwordFile}` : 'no global/pg_control'}): its first start was cut short; delete the folder (rm -rf ${options.dataDir}) and start again`,
       );
     }
     password = (await readFile(passwordFile, 'utf8')).trim();

@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -183,6 +183,7 @@ describe('npm run dev: data folders and stops a developer meets', function () {
     try {
       const { code, line } = await refusal(data);
       expect(code).to.equal(1);
+      expect(line).to.include('was left half made (no password file');
       expect(line).to.include(`delete the folder (rm -rf ${path.join(data, 'postgres')})`);
     } finally {
       await rename(`${passwordFile}.aside`, passwordFile);
@@ -201,6 +202,55 @@ describe('npm run dev: data folders and stops a developer meets', function () {
       process.kill(initdb, 'SIGCONT');
     }
     await untilRunning(dev);
+  });
+
+  it('starts on a folder whose postmaster.pid names a live process that is not PostgreSQL (a pid taken again)', async () => {
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const pidFile = path.join(data, 'postgres', 'postmaster.pid');
+      const lines = `${sleeper.pid}\n${path.join(data, 'postgres')}\n1733450000\n5\n/tmp\nlocalhost\n  1234   5678\nready   \n`;
+      await writeFile(pidFile, lines);
+      if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', pidFile]);
+      const dev = startDev(data, { PORT: '0' });
+      children.push(dev);
+      await untilRunning(dev);
+      expect(alive(sleeper.pid!), 'the other process is left alone').to.equal(true);
+    } finally {
+      sleeper.kill();
+    }
+  });
+
+  it('starts again after a kill -9 during its first initdb (initdb builds beside the folder, renamed in once whole)', async () => {
+    const cut = path.join(root, 'cut');
+    const first = startDev(cut, { PORT: '0' });
+    children.push(first);
+    let initdb: number | undefined;
+    await waitFor(
+      async () => {
+        initdb = (await pidsOf(`initdb --pgdata=${cut}`))[0];
+        return initdb !== undefined && (await exists(path.join(cut, 'postgres.initdb', 'PG_VERSION')));
+      },
+      { timeoutMs: 60_000, intervalMs: 5, what: 'initdb to have written PG_VERSION' },
+    );
+    process.kill(initdb!, 'SIGSTOP');
+    first.kill(); // kill -9 of the dev server's process group
+    process.kill(initdb!, 'SIGKILL');
+    await first.exited;
+    expect(await exists(path.join(cut, 'postgres')), 'no half-made data folder').to.equal(false);
+    const again = startDev(cut, { PORT: '0' });
+    children.push(again);
+    await untilRunning(again);
+  });
+
+  it('refuses in one line a folder an earlier version left half made (PG_VERSION, no global/pg_control)', async () => {
+    const half = path.join(root, 'half');
+    await mkdir(path.join(half, 'postgres'), { recursive: true });
+    await writeFile(path.join(half, 'postgres', 'PG_VERSION'), '18\n');
+    await writeFile(path.join(half, 'postgres.password'), 'x');
+    const { code, line } = await refusal(half);
+    expect(code).to.equal(1);
+    expect(line).to.include('was left half made (no global/pg_control)');
+    expect(line).to.include(`delete the folder (rm -rf ${path.join(half, 'postgres')})`);
   });
 
   it('refuses a --data-dir that is a file in one line', async () => {
