@@ -10,7 +10,7 @@ import { expectError } from './helpers/errors.js';
 import { useNode } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { CLUSTER_LIMITS_TABLE } from '../lib/clusterLimits.js';
-import { adminQuery } from './helpers/postgres.js';
+import { adminQuery, untilAStatementWaitsForALock } from './helpers/postgres.js';
 import { insertFriendship, uniqueUsername } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -249,37 +249,27 @@ describe('account deletion racing requests, blocks and groups', function () {
     const bobSocket = await node.pool.open(server.url, bob);
     const heard = record(bobSocket, 'user:updated');
 
-    // The rename's query of who must hear it (after its commit) answers late: a busy pool, a slow statement.
-    const context = (knex as unknown as { context: { raw: (...args: unknown[]) => PromiseLike<unknown> } })
-      .context;
-    const raw = context.raw.bind(context);
-    let held = false;
-    let releaseAudience!: () => void;
-    const audienceHeld = new Promise<void>((resolve) => (releaseAudience = resolve));
-    context.raw = (sql: unknown, ...rest: unknown[]) => {
-      const query = raw(sql, ...rest);
-      if (held || typeof sql !== 'string' || !sql.includes('FROM friendships WHERE user_low')) return query;
-      held = true;
-      return Promise.resolve(query).then(async (rows) => {
-        await audienceHeld;
-        return rows;
-      });
-    };
+    // The rename's query of who must hear it (in its transaction, after its UPDATE) answers late: a table lock
+    // another transaction holds on friendships stands for a busy pool or a slow statement.
+    const lock = await knex.transaction();
+    let rename: Promise<{ status: number }> | undefined;
+    let deletion: Promise<{ status: number }> | undefined;
     try {
-      const rename = request(server.url, 'PATCH', '/users/me', {
+      await lock.raw('LOCK TABLE friendships IN ACCESS EXCLUSIVE MODE');
+      rename = request(server.url, 'PATCH', '/users/me', {
         token: alice.token,
         body: { displayName: 'Still Here' },
       });
-      await waitFor(() => held, { what: 'the rename committed and asked who hears it' });
-      // The other device deletes the account meanwhile; its notice goes out first.
-      expect((await deleteAccount(device2.body.token)).status).to.equal(204);
-      await waitFor(() => heard.some((u) => u.username === null), { what: 'the deletion’s user:updated' });
-      releaseAudience();
-      expect((await rename).status).to.equal(200);
+      await untilAStatementWaitsForALock(knex, 'the rename to wait for its audience');
+      // The other device deletes the account meanwhile: it waits for the rename's row lock (and for friendships).
+      deletion = deleteAccount(device2.body.token);
+      await untilAStatementWaitsForALock(knex, 'the deletion to wait too', 2);
     } finally {
-      releaseAudience();
-      context.raw = raw;
+      await lock.rollback();
     }
+    expect((await rename).status).to.equal(200);
+    expect((await deletion).status).to.equal(204);
+    await waitFor(() => heard.some((u) => u.username === null), { what: 'the deletion’s user:updated' });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(heard.filter((u) => u.id === alice.id).at(-1)).to.include({
       username: null,

@@ -88,15 +88,15 @@ export async function createTestDatabase(): Promise<string> {
   return urlFor(name);
 }
 
-/** Until a statement on `knex`'s database waits for a lock (one that a transaction of the test holds). */
-export async function untilAStatementWaitsForALock(knex: Knex, what: string): Promise<void> {
+/** Until `count` statements on `knex`'s database wait for a lock (one that a transaction of the test holds). */
+export async function untilAStatementWaitsForALock(knex: Knex, what: string, count = 1): Promise<void> {
   await waitFor(
     async () =>
       (
         await knex.raw<{ rows: unknown[] }>(
           "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )
-      ).rows.length > 0,
+      ).rows.length >= count,
     { what },
   );
 }
