@@ -45,9 +45,9 @@ export interface SignalSource {
 /**
  * Listens for SIGTERM and SIGINT (and SIGHUP with `hangup`) from now on, for the life of the process. Call it before
  * starting the server: without it, a signal sent just after the "[STARTUP] listening" line but before
- * {@link handleSignals} runs would kill the process with the default action (no drain, no exit 0). A signal received while starting is held
- * until a handler is set; a second one while starting (more than a second later) exits at once. The listeners
- * are never swapped: Node drops a signal that is pending on a listener being removed.
+ * {@link handleSignals} runs would kill the process with the default action (no drain, no exit 0). A signal
+ * received while starting is held until a handler is set; a second one while starting (more than a second later)
+ * exits at once. The listeners are never swapped: Node drops a signal that is pending on a listener being removed.
  */
 export function listenForSignals(options: { hangup?: boolean } = {}): SignalSource {
   let handler: ((signal: NodeJS.Signals) => void) | undefined;
