@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { User } from '../lib/models/index.js';
 import type {
   AuthResponse,
   PublicConversation,
@@ -10,7 +12,7 @@ import { expectError } from './helpers/errors.js';
 import { useNode } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { CLUSTER_LIMITS_TABLE } from '../lib/clusterLimits.js';
-import { adminQuery, untilAStatementWaitsForALock } from './helpers/postgres.js';
+import { adminQuery } from './helpers/postgres.js';
 import { insertFriendship, uniqueUsername } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -249,27 +251,43 @@ describe('account deletion racing requests, blocks and groups', function () {
     const bobSocket = await node.pool.open(server.url, bob);
     const heard = record(bobSocket, 'user:updated');
 
-    // The rename's query of who must hear it (in its transaction, after its UPDATE) answers late: a table lock
-    // another transaction holds on friendships stands for a busy pool or a slow statement.
-    const lock = await knex.transaction();
-    let rename: Promise<{ status: number }> | undefined;
-    let deletion: Promise<{ status: number }> | undefined;
+    // The rename has committed; its notice waits for the re-read of the user (lib/auth/profile.ts), held here until
+    // the other device's deletion has committed and been heard: the notice must not show the account alive again.
+    let reReadReached = false;
+    let releaseReRead!: () => void;
+    const reReadHeld = new Promise<void>((resolve) => (releaseReRead = resolve));
+    const query = User.query.bind(User);
+    const patched = (...args: Parameters<typeof User.query>) => {
+      const builder = query(...args);
+      const outsideTransaction = args[0] !== undefined && !(args[0] as Knex).isTransaction;
+      if (outsideTransaction && (new Error().stack ?? '').includes('updateDisplayName')) {
+        const findById = builder.findById.bind(builder);
+        (builder as unknown as { findById: (id: string) => Promise<unknown> }).findById = async (
+          id: string,
+        ) => {
+          reReadReached = true;
+          await reReadHeld;
+          return await findById(id);
+        };
+      }
+      return builder;
+    };
+    const original = (User as unknown as { query: unknown }).query;
+    (User as unknown as { query: unknown }).query = patched;
     try {
-      await lock.raw('LOCK TABLE friendships IN ACCESS EXCLUSIVE MODE');
-      rename = request(server.url, 'PATCH', '/users/me', {
+      const rename = request(server.url, 'PATCH', '/users/me', {
         token: alice.token,
         body: { displayName: 'Still Here' },
       });
-      await untilAStatementWaitsForALock(knex, 'the rename to wait for its audience');
-      // The other device deletes the account meanwhile: it waits for the rename's row lock (and for friendships).
-      deletion = deleteAccount(device2.body.token);
-      await untilAStatementWaitsForALock(knex, 'the deletion to wait too', 2);
+      await waitFor(() => reReadReached, { what: 'the rename committed, its re-read on its way' });
+      expect((await deleteAccount(device2.body.token)).status).to.equal(204);
+      await waitFor(() => heard.some((u) => u.username === null), { what: 'the deletion’s user:updated' });
+      releaseReRead();
+      expect((await rename).status).to.equal(200);
     } finally {
-      await lock.rollback();
+      releaseReRead();
+      (User as unknown as { query: unknown }).query = original;
     }
-    expect((await rename).status).to.equal(200);
-    expect((await deletion).status).to.equal(204);
-    await waitFor(() => heard.some((u) => u.username === null), { what: 'the deletion’s user:updated' });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(heard.filter((u) => u.id === alice.id).at(-1)).to.include({
       username: null,

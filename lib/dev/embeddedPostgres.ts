@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chown, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -163,22 +163,28 @@ async function requireReachable(bin: Binaries, dataDir: string, user: OsUser): P
   }
 }
 
+/** How old a folder a start began to initialise beside the data folder must be to count as left by a start cut short. */
+const ABANDONED_BUILD_MS = 10 * 60_000;
+
 /**
- * initdb into `dataDir`: UTF-8, password authentication, superuser `postgres` with `password`. Into a folder beside
- * it first, renamed into place once whole: a start cut short during initdb (kill -9) leaves no half-made `dataDir`,
- * which initdb writes PG_VERSION into long before it is usable.
+ * initdb into `dataDir`: UTF-8, password authentication, superuser `postgres` with `password`. A missing `dataDir` is
+ * built in a folder of this start's own beside it and renamed into place once whole: a start cut short during initdb
+ * (kill -9) leaves no half-made `dataDir` (initdb writes PG_VERSION into it long before it is usable), and of two
+ * first starts at once, the one whose rename comes second is refused and leaves the first one's folder alone. An
+ * empty `dataDir` that exists already (a mount point, which cannot be renamed onto) is initialised in place.
  */
 async function initialise(bin: Binaries, dataDir: string, password: string, user: OsUser | undefined) {
-  const building = `${dataDir}.initdb`;
-  await rm(building, { recursive: true, force: true }); // what a start cut short during initdb left
-  await mkdir(building, { recursive: true });
-  if (user) await chown(building, user.uid, user.gid);
+  const inPlace = await isEmptyFolder(dataDir);
+  const target = inPlace ? dataDir : `${dataDir}.initdb-${crypto.randomUUID()}`;
+  if (!inPlace) await removeAbandonedBuilds(dataDir);
+  await mkdir(target, { recursive: true });
+  if (user) await chown(target, user.uid, user.gid);
   const passwordFile = path.join(os.tmpdir(), `xfchat-pg-password-${crypto.randomUUID()}`);
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   if (user) await chown(passwordFile, user.uid, user.gid);
   try {
     const args = [
-      `--pgdata=${building}`,
+      `--pgdata=${target}`,
       '--auth=scram-sha-256',
       '--username=postgres',
       `--pwfile=${passwordFile}`,
@@ -187,23 +193,47 @@ async function initialise(bin: Binaries, dataDir: string, password: string, user
     ];
     await run(bin.initdb, args, { ...user, env: { ...process.env, LC_MESSAGES: 'C' } });
   } catch (err) {
+    if (!inPlace) await rm(target, { recursive: true, force: true });
     const output = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`initdb failed in ${building}: ${output.trim() || String(err)}`, { cause: err });
+    throw new Error(`initdb failed in ${target}: ${output.trim() || String(err)}`, { cause: err });
   } finally {
     await rm(passwordFile, { force: true });
   }
+  if (inPlace) return;
   try {
-    await rmdir(dataDir); // an empty folder in the way (a missing one is fine)
+    await rename(target, dataDir);
   } catch (err) {
+    await rm(target, { recursive: true, force: true });
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
       throw new StartupError(
-        `${dataDir} is in the way of the embedded PostgreSQL's data folder (it is not one): move it away and start again`,
+        `another start initialised ${dataDir} at the same moment: stop one of the two, and start again`,
       );
     }
-    if (code !== 'ENOENT') throw err;
+    throw err;
   }
-  await rename(building, dataDir);
+}
+
+/** Whether `dir` is an existing empty folder (false when it does not exist). */
+async function isEmptyFolder(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** The folders beside `dataDir` that starts cut short during initdb left (older than {@link ABANDONED_BUILD_MS}). */
+async function removeAbandonedBuilds(dataDir: string): Promise<void> {
+  const prefix = `${path.basename(dataDir)}.initdb-`;
+  const parent = path.dirname(dataDir);
+  for (const name of await readdir(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const folder = path.join(parent, name);
+    const { mtimeMs } = await stat(folder);
+    if (Date.now() - mtimeMs > ABANDONED_BUILD_MS) await rm(folder, { recursive: true, force: true });
+  }
 }
 
 /** The pid in `dataDir`/postmaster.pid if that process is alive (PostgreSQL removes a stale file by itself). */
@@ -239,12 +269,20 @@ async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: 
   return { pid, port: lines[3]?.trim() ?? '?' };
 }
 
-/** A process's name on Linux (/proc/PID/comm); `postgres` where there is no /proc to ask (the pid is taken as is). */
+/**
+ * A process's name: /proc/PID/comm on Linux, `ps -o comm=` elsewhere (macOS); `postgres` when neither answers (the
+ * process just ended, or no `ps`): the lock file's word is taken.
+ */
 async function processName(pid: number): Promise<string> {
   try {
     return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
   } catch {
-    return 'postgres'; // no /proc (macOS), or the process just ended: the lock file's word is taken
+    try {
+      const { stdout } = await run('ps', ['-o', 'comm=', '-p', String(pid)]);
+      return path.basename(stdout.trim()) || 'postgres';
+    } catch {
+      return 'postgres';
+    }
   }
 }
 
@@ -349,9 +387,15 @@ export async function startEmbeddedPostgres(
   const user = await postgresOsUser();
   if (user) await requireReachable(bin, options.dataDir, user);
   if (!initialised) {
-    // Written first: a start cut short after initdb (kill -9) leaves a folder whose password is known.
-    await writeFile(passwordFile, password, { mode: 0o600 });
+    if ((await exists(options.dataDir)) && !(await isEmptyFolder(options.dataDir))) {
+      throw new StartupError(
+        `${options.dataDir} is in the way of the embedded PostgreSQL's data folder (it holds something else): move it away and start again`,
+      );
+    }
     await initialise(bin, options.dataDir, password, user);
+    // After the folder is in place, never before: a start that lost the race to initialise it must not replace the
+    // winner's password (a kill -9 in between leaves a folder refused below as half made).
+    await writeFile(passwordFile, password, { mode: 0o600 });
   }
   const port =
     typeof options.port === 'function' ? await options.port() : (options.port ?? (await freePort()));

@@ -1,9 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../../lib/dev/embeddedPostgres.js';
 import { type DevChild, RUNNING, startDev } from '../helpers/devServer.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -190,18 +192,31 @@ describe('npm run dev: data folders and stops a developer meets', function () {
     }
   });
 
-  it('writes the password file before initdb runs: a start cut short then leaves a folder whose password is known', async () => {
-    const fresh = path.join(root, 'fresh');
-    const dev = startDev(fresh, { PORT: '0' });
-    children.push(dev);
-    const initdb = await firstPid(`initdb --pgdata=${fresh}`);
-    process.kill(initdb, 'SIGSTOP');
+  it('of two first starts of one folder at once, refuses the second to initialise it and leaves a folder that works', async () => {
+    const dataDir = path.join(root, 'twice', 'postgres');
+    await mkdir(path.dirname(dataDir), { recursive: true });
+    const outcomes = await Promise.allSettled([
+      startEmbeddedPostgres({ dataDir, persistent: true }),
+      startEmbeddedPostgres({ dataDir, persistent: true }),
+    ]);
+    const started = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const refusals = outcomes.flatMap((o) => (o.status === 'rejected' ? [String(o.reason)] : []));
+    for (const handle of started) await handle.stop();
+    // The one whose rename came second is refused (or, started after the first was in place, finds it running).
+    expect(started.length, refusals.join('\n')).to.be.at.least(1);
+    for (const refusal of refusals)
+      expect(refusal).to.match(/another start initialised .* at the same moment|PostgreSQL already runs/);
+    expect((await readdir(path.dirname(dataDir))).filter((name) => name.includes('.initdb-'))).to.deep.equal(
+      [],
+    );
+    const next = await startEmbeddedPostgres({ dataDir, persistent: true });
     try {
-      expect(await exists(path.join(fresh, 'postgres.password'))).to.equal(true);
+      const client = new pg.Client({ connectionString: next.adminUrl });
+      await client.connect();
+      await client.end();
     } finally {
-      process.kill(initdb, 'SIGCONT');
+      await next.stop();
     }
-    await untilRunning(dev);
   });
 
   it('starts on a folder whose postmaster.pid names a live process that is not PostgreSQL (a pid taken again)', async () => {
@@ -228,7 +243,9 @@ describe('npm run dev: data folders and stops a developer meets', function () {
     await waitFor(
       async () => {
         initdb = (await pidsOf(`initdb --pgdata=${cut}`))[0];
-        return initdb !== undefined && (await exists(path.join(cut, 'postgres.initdb', 'PG_VERSION')));
+        if (initdb === undefined) return false;
+        const building = (await readdir(cut)).find((name) => name.startsWith('postgres.initdb-'));
+        return building !== undefined && (await exists(path.join(cut, building, 'PG_VERSION')));
       },
       { timeoutMs: 60_000, intervalMs: 5, what: 'initdb to have written PG_VERSION' },
     );
