@@ -171,10 +171,15 @@ const ABANDONED_BUILD_MS = 10 * 60_000;
  * built in a folder of this start's own beside it and renamed into place once whole: a start cut short during initdb
  * (kill -9) leaves no half-made `dataDir` (initdb writes PG_VERSION into it long before it is usable), and of two
  * first starts at once, the one whose rename comes second is refused and leaves the first one's folder alone. An
- * empty `dataDir` that exists already (a mount point, which cannot be renamed onto) is initialised in place.
+ * empty `dataDir` that exists already (`inPlace`: a mount point, which cannot be renamed onto) is initialised there.
  */
-async function initialise(bin: Binaries, dataDir: string, password: string, user: OsUser | undefined) {
-  const inPlace = await isEmptyFolder(dataDir);
+async function initialise(
+  bin: Binaries,
+  dataDir: string,
+  password: string,
+  user: OsUser | undefined,
+  inPlace: boolean,
+) {
   const target = inPlace ? dataDir : `${dataDir}.initdb-${crypto.randomUUID()}`;
   if (!inPlace) await removeAbandonedBuilds(dataDir);
   await mkdir(target, { recursive: true });
@@ -214,12 +219,12 @@ async function initialise(bin: Binaries, dataDir: string, password: string, user
   }
 }
 
-/** Whether `dir` is an existing empty folder (false when it does not exist). */
-async function isEmptyFolder(dir: string): Promise<boolean> {
+/** How many entries folder `dir` holds; undefined when it does not exist. */
+async function entriesIn(dir: string): Promise<number | undefined> {
   try {
-    return (await readdir(dir)).length === 0;
+    return (await readdir(dir)).length;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
 }
@@ -387,12 +392,13 @@ export async function startEmbeddedPostgres(
   const user = await postgresOsUser();
   if (user) await requireReachable(bin, options.dataDir, user);
   if (!initialised) {
-    if ((await exists(options.dataDir)) && !(await isEmptyFolder(options.dataDir))) {
+    const entries = await entriesIn(options.dataDir);
+    if (entries !== undefined && entries > 0) {
       throw new StartupError(
         `${options.dataDir} is in the way of the embedded PostgreSQL's data folder (it holds something else): move it away and start again`,
       );
     }
-    await initialise(bin, options.dataDir, password, user);
+    await initialise(bin, options.dataDir, password, user, entries === 0);
     // After the folder is in place, never before: a start that lost the race to initialise it must not replace the
     // winner's password (a kill -9 in between leaves a folder refused below as half made).
     await writeFile(passwordFile, password, { mode: 0o600 });

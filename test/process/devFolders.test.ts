@@ -77,6 +77,13 @@ describe('npm run dev: data folders and stops a developer meets', function () {
     });
   const postmasterPid = async () =>
     Number((await readFile(path.join(data, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  /** The postmaster.pid a machine's restart leaves in the data folder, naming `pid` (since taken by another process). */
+  async function staleLockFile(pid: number): Promise<void> {
+    const pidFile = path.join(data, 'postgres', 'postmaster.pid');
+    const lines = `${pid}\n${path.join(data, 'postgres')}\n1733450000\n5\n/tmp\nlocalhost\n  1234   5678\nready   \n`;
+    await writeFile(pidFile, lines);
+    if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', pidFile]);
+  }
   /** One start that must refuse: its exit code and its one line. */
   async function refusal(dataDir: string): Promise<{ code: number | null; line: string }> {
     const dev = startDev(dataDir, { PORT: '0' });
@@ -156,10 +163,7 @@ describe('npm run dev: data folders and stops a developer meets', function () {
   it('starts on a folder whose postmaster.pid names the process that launched it (a pid taken again)', async () => {
     // What a machine's or a container's restart leaves: a lock file whose pid is now someone else's, here the
     // process that starts the dev server (this one).
-    const pidFile = path.join(data, 'postgres', 'postmaster.pid');
-    const lines = `${process.pid}\n${path.join(data, 'postgres')}\n1733450000\n5\n/tmp\nlocalhost\n  1234   5678\nready   \n`;
-    await writeFile(pidFile, lines);
-    if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', pidFile]);
+    await staleLockFile(process.pid);
     const dev = startDev(data, { PORT: '0' });
     children.push(dev);
     await untilRunning(dev);
@@ -222,10 +226,7 @@ describe('npm run dev: data folders and stops a developer meets', function () {
   it('starts on a folder whose postmaster.pid names a live process that is not PostgreSQL (a pid taken again)', async () => {
     const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
-      const pidFile = path.join(data, 'postgres', 'postmaster.pid');
-      const lines = `${sleeper.pid}\n${path.join(data, 'postgres')}\n1733450000\n5\n/tmp\nlocalhost\n  1234   5678\nready   \n`;
-      await writeFile(pidFile, lines);
-      if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', pidFile]);
+      await staleLockFile(sleeper.pid!);
       const dev = startDev(data, { PORT: '0' });
       children.push(dev);
       await untilRunning(dev);
