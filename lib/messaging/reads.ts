@@ -49,17 +49,22 @@ interface PageRow {
   message: PublicMessage | null;
 }
 
+interface PageOrder {
+  key: 'seq' | 'version';
+  descending: boolean;
+}
+
 async function readPage(
   knex: Knex,
   conversationId: string,
   readerId: string,
   where: string,
-  order: string,
+  order: PageOrder,
   bindings: ReadonlyArray<string | number>,
   limit: number,
   maxBytes: number,
 ): Promise<{ rows: PublicMessage[]; lastSeq: number; version: number; hasMore: boolean }> {
-  // `where` and `order` are fixed fragments chosen by the callers below, never input; values are bound. The
+  // `where` is a fixed fragment chosen by the callers below, never input; values are bound. The
   // conversation id is bound inside the subquery too: against a constant the planner walks the index in order
   // and stops at the limit, where `= c.id` let it sort every matching row.
   // The reader's membership is part of the statement: a node's cache of who takes part (lib/messaging/membership.ts)
@@ -69,14 +74,19 @@ async function readPage(
      FROM conversations c
      JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = ?
      LEFT JOIN LATERAL (
-       SELECT * FROM messages WHERE conversation_id = ? AND ${where} ORDER BY ${order} LIMIT ?
+       SELECT * FROM messages WHERE conversation_id = ? AND ${where} ORDER BY ${order.key} ${order.descending ? 'DESC' : 'ASC'} LIMIT ?
      ) m ON true
      WHERE c.id = ?`,
     [readerId, conversationId, ...bindings, limit + 1, conversationId],
   );
   const first = result.rows[0];
   if (first === undefined) throw new AppError('NOT_FOUND');
-  const rows = result.rows.flatMap((r) => (r.message === null ? [] : [r.message]));
+  // Sorted here again: SQL keeps a subquery's order through a join only by how a plan happens to run, and an
+  // ORDER BY outside it would sort where the plan now reads the index in order.
+  const sign = order.descending ? -1 : 1;
+  const rows = result.rows
+    .flatMap((r) => (r.message === null ? [] : [r.message]))
+    .sort((a, b) => sign * (a[order.key] - b[order.key]));
   // In the order read: a page of the newest (or before a seq) keeps its newest messages, the others their oldest.
   let kept = Math.min(rows.length, limit);
   let bytes = 0;
@@ -103,14 +113,14 @@ export async function readHistory(
   window: HistoryWindow,
   maxBytes = PAGE_MAX_BYTES,
 ): Promise<HistoryPage> {
-  const read = (where: string, order: string, bindings: number[]) =>
+  const read = (where: string, order: PageOrder, bindings: number[]) =>
     readPage(knex, conversationId, readerId, where, order, bindings, window.limit, maxBytes);
   const page =
     window.kind === 'after'
-      ? await read('seq > ?', 'seq ASC', [window.seq])
+      ? await read('seq > ?', { key: 'seq', descending: false }, [window.seq])
       : window.kind === 'before'
-        ? await read('seq < ?', 'seq DESC', [window.seq])
-        : await read('true', 'seq DESC', []);
+        ? await read('seq < ?', { key: 'seq', descending: true }, [window.seq])
+        : await read('true', { key: 'seq', descending: true }, []);
   const messages = window.kind === 'after' ? page.rows : page.rows.reverse();
   return { messages, hasMore: page.hasMore, lastSeq: page.lastSeq, version: page.version };
 }
@@ -129,7 +139,7 @@ export async function readChanges(
     conversationId,
     readerId,
     'version > ?',
-    'version ASC',
+    { key: 'version', descending: false },
     [since],
     limit,
     maxBytes,
