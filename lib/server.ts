@@ -400,10 +400,9 @@ export async function startServer(
     answerMalformedRequests(httpServer, logger);
     continueWithinBodyLimit(httpServer);
     realtime.attach(httpServer);
-    // The engine takes the upgrades under its path (with the trailing slash its own check adds: `/socket.io/`); any
-    // other is served as a plain HTTP/1.1 request.
-    const enginePath = `${realtime.io.path()}/`;
-    serveDeclinedUpgrades(httpServer, (req) => req.url?.startsWith(enginePath) === true);
+    // The engine takes the WebSocket upgrades under its path (with the trailing slash its own check adds:
+    // `/socket.io/`); any other is served as a plain HTTP/1.1 request.
+    serveDeclinedUpgrades(httpServer, `${realtime.io.path()}/`);
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
       throw await explainListenError(err, config.port, config.host);
     });

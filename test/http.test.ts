@@ -86,6 +86,32 @@ describe('HTTP basics', function () {
     expect((await post('/no/such/route', JSON.stringify({ body: 'café 😀 漢' }))).status).to.equal(404);
   });
 
+  it('reads a UTF-8 body labelled charset=utf8 (a label of UTF-8) as UTF-8, and still refuses other charsets', async () => {
+    const body = JSON.stringify({ body: 'café 😀' });
+    for (const contentType of [
+      'application/json; charset=utf-8',
+      'application/json; charset=utf8',
+      'application/json; charset="UTF8"',
+      'application/json;charset=utf8; foo=bar',
+    ]) {
+      const res = await fetch(`${server.url}/no/such/route`, {
+        method: 'POST',
+        headers: { 'Content-Type': contentType },
+        body,
+      });
+      expect(res.status, contentType).to.equal(404);
+    }
+    for (const contentType of ['application/json; charset=latin1', 'application/json; charset=utf88']) {
+      const res = await fetch(`${server.url}/no/such/route`, {
+        method: 'POST',
+        headers: { 'Content-Type': contentType },
+        body,
+      });
+      expect(res.status, contentType).to.equal(415);
+      expectErrorEnvelope(await res.text(), 'UNSUPPORTED_MEDIA_TYPE');
+    }
+  });
+
   it('puts an X-Request-Id header on every response, success or failure', async () => {
     const responses = await Promise.all([
       fetch(`${server.url}/healthz`),
@@ -186,6 +212,27 @@ describe('HTTP basics', function () {
       expect(res.status).to.equal(200);
       expect(res.headers['x-request-id']).to.match(UUID);
       expect((JSON.parse(res.body) as { user: { id: string } }).user.id).to.equal(alice.id);
+    });
+
+    it('serves a Socket.IO long-polling request that offers Upgrade: h2c as the polling request it is', async () => {
+      // Under /socket.io/, the engine handed every upgrade to ws, which answered this one a bare 400 (no envelope).
+      const target = '/socket.io/?EIO=4&transport=polling';
+      for (const upgrade of [undefined, 'h2c', 'h2c, websocket']) {
+        const res = await rawRequest(server.url, {
+          method: 'GET',
+          target,
+          headers:
+            upgrade === undefined
+              ? []
+              : [
+                  ['connection', 'Upgrade, HTTP2-Settings'],
+                  ['upgrade', upgrade],
+                  ['http2-settings', 'AAMAAABkAARAAAAAAAIAAAAA'],
+                ],
+        });
+        expect(res.status, `${upgrade}: ${res.body}`).to.equal(200);
+        expect(res.body, String(upgrade)).to.match(/^0\{"sid":/);
+      }
     });
 
     it('serves GET /healthz with Upgrade: websocket outside /socket.io/', async () => {

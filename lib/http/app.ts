@@ -66,6 +66,12 @@ function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding:
     });
   }
 }
+/**
+ * `charset=utf8`, a label of UTF-8 (the WHATWG Encoding Standard's, Node's), spelt `utf-8` for the parser, which
+ * takes only charsets that begin `utf-` and refused this one 415.
+ */
+const UTF8_LABEL = /(;\s*charset\s*=\s*"?)utf8("?\s*(?:;|$))/i;
+
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
@@ -145,6 +151,11 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
     // An empty header names no encoding (the parser reads it as identity, as RFC 9110 ignores empty list items).
     const encoding = (req.headers['content-encoding'] || 'identity').trim().toLowerCase();
     next(hasBody(req) && !BODY_ENCODINGS.has(encoding) ? new AppError('UNSUPPORTED_MEDIA_TYPE') : undefined);
+  });
+  app.use((req, _res, next) => {
+    const type = req.headers['content-type'];
+    if (type !== undefined) req.headers['content-type'] = type.replace(UTF8_LABEL, '$1utf-8$2');
+    next();
   });
   app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
 

@@ -101,8 +101,11 @@ function headWithoutUpgrade(req: IncomingMessage): Buffer {
  * HTTP/1.1 request it also is (RFC 9110 7.8 lets a server ignore an `Upgrade` it does not take): `Upgrade: h2c`, which
  * `curl --http2` and Java's HttpClient send over plain http, or `Upgrade: websocket` to a REST path. As soon as the
  * server has an `'upgrade'` listener (the engine's, for Socket.IO's WebSockets), Node hands every request with an
- * upgrade to it instead of to `'request'`, and such a request got no answer at all. `taken` tells the upgrades the
- * engine answers (its path), which are left to it.
+ * upgrade to it instead of to `'request'`, and such a request got no answer at all. The listeners already attached
+ * (the engine's, and lib/server.ts's note of the sockets Socket.IO takes over) are called only for a WebSocket upgrade
+ * under `enginePath`, and such a request is never served here: the engine hands every upgrade under its path
+ * to `ws`, which answers any other (`h2c` on a long-polling request) with a bare 400, where the plain request is a
+ * polling one the engine serves.
  *
  * Node's parser has stopped after the head, so the body, chunked or not, is still on the socket unread (partly in
  * `head`). Rather than answer through a `ServerResponse` bound to the socket and frame and bound that body by hand,
@@ -112,9 +115,20 @@ function headWithoutUpgrade(req: IncomingMessage): Buffer {
  * `Connection: close`, the connection ends after that answer: a client cannot take one socket through this again
  * and again (each pass adds the server's per-connection listeners to it).
  */
-export function serveDeclinedUpgrades(server: HttpServer, taken: (req: IncomingMessage) => boolean): void {
+export function serveDeclinedUpgrades(server: HttpServer, enginePath: string): void {
+  const engine = server.listeners('upgrade') as Array<
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  >;
+  server.removeAllListeners('upgrade');
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (taken(req)) return;
+    // What `ws` takes: one protocol, `websocket`, in any case.
+    if (
+      req.url?.startsWith(enginePath) === true &&
+      req.headers.upgrade?.trim().toLowerCase() === 'websocket'
+    ) {
+      for (const listener of engine) listener.call(server, req, socket, head);
+      return;
+    }
     const reinject = () => {
       if (socket.destroyed) return;
       socket.unshift(Buffer.concat([headWithoutUpgrade(req), head]));
