@@ -97,6 +97,8 @@ const RETRYABLE = new Set<XFChatErrorCode>([
   'DB_UNAVAILABLE',
   'OVERLOADED',
   'RATE_LIMITED',
+  // A REST request that did not reach the server whole in time (a slow uplink): nothing was done.
+  'REQUEST_TIMEOUT',
 ]);
 
 /** Whether the same request may succeed if sent again later. */

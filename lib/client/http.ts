@@ -131,10 +131,16 @@ function withQuery(path: string, query: Query | undefined): string {
   return text === '' ? path : `${path}?${text}`;
 }
 
-/** Seconds of a Retry-After header (only the delta-seconds form is used by XFChat). */
-function retryAfter(headers: Headers): number | undefined {
-  const value = headers.get('retry-after');
-  return value !== null && /^\d+$/.test(value) ? Number(value) : undefined;
+/**
+ * Seconds of a Retry-After header. XFChat sends delta-seconds; a proxy or load balancer in front of it may send an
+ * HTTP-date (RFC 9110), counted from now (0 once it has passed).
+ */
+function retryAfter(headers: Headers, now = Date.now()): number | undefined {
+  const value = headers.get('retry-after')?.trim();
+  if (value === undefined || value === '') return undefined;
+  if (/^\d+$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 /**

@@ -2,7 +2,7 @@ import type { AuthTokens, SessionEndReason } from '../protocol/index.js';
 import { callSafely } from './emitter.js';
 import { toXFChatError, type XFChatError } from './errors.js';
 import type { AnswerShape, HttpRequest, Session } from './http.js';
-import { backoffDelay, MAX_TIMER_MS, type BackoffOptions } from './retry.js';
+import { backoffDelay, MAX_TIMER_MS, retryAfterMs, type BackoffOptions } from './retry.js';
 
 /** Refresh this long before expiry (or at half the lifetime, for short tokens). */
 const REFRESH_AHEAD_MS = 60_000;
@@ -210,10 +210,11 @@ export class TokenKeeper {
         this.end(announced ?? this.knownReason ?? 'expired');
         return false;
       }
-      // The server could not be reached or could not answer: keep the tokens and try again soon (unless the
-      // client has moved on to another session meanwhile, whose own timer must stay as it is).
+      // The server could not be reached, could not answer or asked to wait (RATE_LIMITED with Retry-After): keep the
+      // tokens and try again then (unless the client has moved on to another session meanwhile, whose own timer
+      // must stay as it is).
       if (this.deps.session.refreshToken === refreshToken)
-        this.schedule(backoffDelay(this.failures++, this.deps.backoff));
+        this.schedule(Math.max(backoffDelay(this.failures++, this.deps.backoff), retryAfterMs(error)));
       throw error;
     }
     // A logout or close while the refresh was on its way: the new tokens are not wanted.

@@ -1,0 +1,129 @@
+import { expect } from 'chai';
+import { XFChatClient, XFChatError, isRetryable } from '../../lib/client/index.js';
+import { useNode } from '../helpers/nodes.js';
+import { insertFriendship, uniqueUsername } from '../helpers/users.js';
+import { failure, urlOf, useClientPool } from './fixtures.js';
+
+const PASSWORD = 'correct horse battery';
+
+describe('client: what the SDK makes of Retry-After and of a 408', function () {
+  const { server } = useNode();
+  const pool = useClientPool();
+
+  /** Alice and Bob, friends, with their direct conversation and one message in it; Alice's client uses `fetchImpl`. */
+  async function setUp(fetchImpl: typeof fetch) {
+    const alice = pool.open(server.url, { fetch: fetchImpl });
+    const a = await alice.signup({ username: uniqueUsername('hints'), password: PASSWORD });
+    const bob = pool.open(server.url);
+    const b = await bob.signup({ username: uniqueUsername('hints'), password: PASSWORD });
+    await insertFriendship(server.services.db.knex, a.user.id, b.user.id);
+    const conversation = await alice.conversations.createDirect(b.user.id);
+    const message = await alice.messages.put(conversation.id, 'hints-1', 'react to me');
+    return { alice, conversationId: conversation.id, seq: message.seq };
+  }
+
+  it('keeps a proxy’s Retry-After given as an HTTP-date (RFC 9110), and waits it before retrying a change', async () => {
+    // A load balancer in maintenance: 503, an HTML page, "come back in two minutes" as a date.
+    const until = new Date(Date.now() + 120_000).toUTCString();
+    let attempts = 0;
+    const maintenance: typeof fetch = (input, init) => {
+      if (urlOf(input).includes('/reactions/')) {
+        attempts += 1;
+        return Promise.resolve(
+          new Response('<html><body><h1>503 Service Unavailable</h1>Back soon.</body></html>', {
+            status: 503,
+            headers: { 'content-type': 'text/html', 'retry-after': until },
+          }),
+        );
+      }
+      if (urlOf(input).endsWith('/auth/me')) {
+        return Promise.resolve(
+          new Response('<html>maintenance</html>', {
+            status: 503,
+            headers: { 'content-type': 'text/html', 'retry-after': until },
+          }),
+        );
+      }
+      return fetch(input, init);
+    };
+    const { alice, conversationId, seq } = await setUp(maintenance);
+
+    // The error carries what the proxy said: about 120 seconds.
+    const error = (await failure(alice.me()));
+    expect(error).to.be.instanceOf(XFChatError).and.include({ code: 'NETWORK_ERROR', status: 503 });
+    expect(error.retryAfter, 'retryAfter of a Retry-After HTTP-date two minutes ahead').to.be.a('number');
+    expect(error.retryAfter!).to.be.within(100, 121);
+
+    // A change waits it out rather than knocking every few hundred ms on a server in maintenance.
+    const controller = new AbortController();
+    const reacting = alice
+      .react(conversationId, seq, '👍', { signal: controller.signal })
+      .catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    controller.abort();
+    await reacting;
+    expect(attempts, 'attempts within 2 s of a "come back in 2 minutes"').to.equal(1);
+  });
+
+  it('retries a change answered 408 REQUEST_TIMEOUT (nothing was done; docs/errors.md: send the request again)', async () => {
+    let timedOut = 0;
+    const slowUplink: typeof fetch = (input, init) => {
+      // The first reaction request trickled in past HTTP_IDLE_TIMEOUT_MS: the server answered 408 and did nothing.
+      if (urlOf(input).includes('/reactions/') && timedOut === 0) {
+        timedOut += 1;
+        return Promise.resolve(
+          new Response(
+            JSON.stringify({
+              error: { code: 'REQUEST_TIMEOUT', message: 'The request did not arrive whole in time.' },
+            }),
+            { status: 408, headers: { 'content-type': 'application/json', connection: 'close' } },
+          ),
+        );
+      }
+      return fetch(input, init);
+    };
+    const { alice, conversationId, seq } = await setUp(slowUplink);
+    let retries = 0;
+    const reacted = await alice.react(conversationId, seq, '👍', { onRetry: () => (retries += 1) }).then(
+      () => 'stored',
+      (err: unknown) => `rejected ${(err as XFChatError).code}`,
+    );
+    expect(reacted, 'a reaction whose first request got 408').to.equal('stored');
+    expect(retries).to.equal(1);
+    const error = new XFChatError('REQUEST_TIMEOUT', 'The request did not arrive whole in time.');
+    expect(isRetryable(error), 'isRetryable(REQUEST_TIMEOUT)').to.equal(true);
+    const [stored] = (await alice.messages.after(conversationId, 0)).messages;
+    expect(stored!.reactions.map((r) => r.emoji)).to.deep.equal(['👍']);
+  });
+  it('waits the Retry-After of a refresh refused RATE_LIMITED before it refreshes again', async function () {
+    this.timeout(30_000);
+    let refreshes = 0;
+    const limited: typeof fetch = (input, init) => {
+      if (urlOf(input).endsWith('/auth/refresh')) {
+        refreshes += 1;
+        const body = { error: { code: 'RATE_LIMITED', message: 'Too many requests; retry later.' } };
+        return Promise.resolve(
+          new Response(JSON.stringify(body), {
+            status: 429,
+            headers: { 'content-type': 'application/json', 'retry-after': '30' },
+          }),
+        );
+      }
+      return fetch(input, init);
+    };
+    // Default retry settings, as an application has them.
+    const client = new XFChatClient({ baseUrl: server.url, fetch: limited });
+    const errors: XFChatError[] = [];
+    client.on('refreshError', (e) => errors.push(e));
+    try {
+      await client.signup({ username: uniqueUsername('hints'), password: PASSWORD });
+      client.token = 'refused'; // the access token is refused: the next call refreshes
+      expect(await failure(client.me())).to.include({ code: 'RATE_LIMITED', retryAfter: 30 });
+      expect(refreshes).to.equal(1);
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      expect(refreshes, 'refreshes within 5 s of "Retry-After: 30"').to.equal(1);
+    } finally {
+      client.close();
+    }
+  });
+});
