@@ -233,11 +233,13 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     });
   });
 
-  it('takes a reply to a seq given earlier in the same call, counting only the sends certain to be stored', async () => {
+  it('takes a reply to a seq given earlier in the same call, checking the sends in their order', async () => {
     const id = await conversation();
     const w = writer(db, 2);
     const send = (senderId: string, clientMsgId: string, replyToSeq: number | null = null) =>
       ({ kind: 'send', senderId, clientMsgId, body: `body ${clientMsgId}`, replyToSeq }) as const;
+    const outcomes = (answers: Awaited<ReturnType<typeof w.write>>) =>
+      answers.map((o) => (o.ok ? ok(o).message.seq : errorCode(o)));
     const first = await w.write({
       conversationId: id,
       commands: [
@@ -247,46 +249,58 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         send(bob, 'b', 2),
         // Its own seq: refused.
         send(bob, 'c', 4),
-        // B's seq: B is a reply within the call, so not counted as certain: refused.
+        // B's seq: B is a reply within the call, stored: taken.
         send(alice, 'd', 3),
       ],
     });
-    expect(first.map((o) => (o.ok ? ok(o).message.seq : errorCode(o)))).to.deep.equal([
-      1,
-      2,
-      3,
-      'VALIDATION_FAILED',
-      'VALIDATION_FAILED',
-    ]);
+    expect(outcomes(first)).to.deep.equal([1, 2, 3, 'VALIDATION_FAILED', 4]);
     expect(ok(first[2]).message.replyToSeq).to.equal(2);
     const second = await w.write({
       conversationId: id,
       commands: [
         send(alice, 'e', 99),
-        // The seq E would have had: E is refused, so nothing before F is certain: refused (not a failed CHECK).
-        send(bob, 'f', 4),
+        // The seq E would have had: E is refused, so it is G's: refused (not a failed CHECK).
+        send(bob, 'f', 5),
         // A repeat takes no seq and does not count.
         send(alice, 'x'),
         send(alice, 'g'),
-        send(bob, 'h', 4),
+        send(bob, 'h', 5),
       ],
     });
-    expect(second.map((o) => (o.ok ? ok(o).message.seq : errorCode(o)))).to.deep.equal([
-      'VALIDATION_FAILED',
-      'VALIDATION_FAILED',
-      1,
-      4,
-      5,
-    ]);
+    expect(outcomes(second)).to.deep.equal(['VALIDATION_FAILED', 'VALIDATION_FAILED', 1, 5, 6]);
     expect(ok(second[2]).duplicate).to.equal(true);
-    expect(ok(second[4]).message.replyToSeq).to.equal(4);
-    expect(await state(id)).to.deep.equal({ lastSeq: 5, seqs: [1, 2, 3, 4, 5] });
+    expect(ok(second[4]).message.replyToSeq).to.equal(5);
+    // A reply within the call before a plain send moves that send's seq up; a reply to it names the seq it took.
+    const third = await w.write({
+      conversationId: id,
+      commands: [
+        send(alice, 'i'),
+        send(bob, 'j', 7),
+        send(alice, 'k'),
+        send(bob, 'l', 9),
+        send(alice, 'm', 8),
+      ],
+    });
+    expect(outcomes(third)).to.deep.equal([7, 8, 9, 10, 11]);
+    expect(await state(id)).to.deep.equal({ lastSeq: 11, seqs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] });
     const replies = await rows<{ seq: number; reply_to_seq: number | null }>(
       db.knex,
       'SELECT seq, reply_to_seq FROM messages WHERE conversation_id = ? ORDER BY seq',
       [id],
     );
-    expect(replies.map((r) => r.reply_to_seq)).to.deep.equal([null, null, 2, null, 4]);
+    expect(replies.map((r) => r.reply_to_seq)).to.deep.equal([
+      null,
+      null,
+      2,
+      3,
+      null,
+      5,
+      null,
+      7,
+      null,
+      9,
+      8,
+    ]);
   });
 
   it('numbers a group commit over many conversations: every answer is the stored row, seqs gap-free in input order', async () => {
