@@ -92,7 +92,10 @@ async function verify(db: Database, database: DatabaseConfig): Promise<void> {
  * drops what those migrations made, data included: without `--yes` it only says what it would undo.
  */
 async function migrate(action: string | undefined, options: readonly string[]): Promise<void> {
-  const known = MIGRATE_ACTIONS[action ?? 'status'];
+  // Its own keys only: `constructor` or `toString` are not actions.
+  const known = Object.hasOwn(MIGRATE_ACTIONS, action ?? 'status')
+    ? MIGRATE_ACTIONS[action ?? 'status']
+    : undefined;
   if (known === undefined) {
     process.stderr.write(
       `xfchat: unknown migrate action "${action ?? ''}": use latest, rollback or status\n${USAGE}\n`,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
@@ -69,9 +70,21 @@ export function clientAddress(
 /**
  * The key of a client address for the per-address limits: an IPv4 address as it is (also one written as IPv6,
  * `::ffff:1.2.3.4`), an IPv6 address by its /64 network (`2001:db8:1:2::/64`). One IPv6 host commonly has a whole
- * /64 to itself: counted by the full address, one client would be as many addresses as it likes.
+ * /64 to itself: counted by the full address, one client would be as many addresses as it likes. An address with a
+ * port (`1.2.3.4:5678`, `[2001:db8::1]:443`, as some proxies forward it) is counted without it; anything else (an
+ * X-Forwarded-For entry a client wrote, with the trusted hops set one too many) as it is up to 64 characters, and
+ * a longer one by a digest of 22: the limits' keys are kept in a column of 255, and a longer key made logins and
+ * signups fail `500 INTERNAL`.
  */
 export function addressKey(address: string): string {
+  if (isIP(address) === 0) {
+    const unported =
+      /^\[([^\]]+)\](?::\d+)?$/.exec(address)?.[1] ?? /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(address)?.[1];
+    if (unported !== undefined && isIP(unported) !== 0) return addressKey(unported);
+    return address.length <= 64
+      ? address
+      : `~${createHash('sha256').update(address).digest('base64url').slice(0, 22)}`;
+  }
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
   if (mapped?.[1] !== undefined) return mapped[1];
   if (isIP(address) !== 6) return address;

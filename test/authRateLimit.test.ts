@@ -740,3 +740,28 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
     });
   });
 });
+
+describe('accounts: a forwarded address that is no address (TRUST_PROXY_HOPS one too many)', function () {
+  const { server } = useNode({ env: { TRUST_PROXY_HOPS: '1', RATE_LIMIT_AUTH_PER_MIN: '20' } });
+
+  it('counts a long X-Forwarded-For entry by a digest: signup and login answer, never 500', async () => {
+    // Its key did not fit the limits' column (varchar 255): PostgreSQL refused it and both answered 500 INTERNAL.
+    const username = uniqueUsername('xff');
+    const forwardedFor = { 'x-forwarded-for': 'a'.repeat(300) };
+    const signup = await request(server.url, 'POST', '/auth/signup', {
+      body: { username, password: 'correct horse battery' },
+      headers: forwardedFor,
+    });
+    expect(signup.status, JSON.stringify(signup.body)).to.equal(201);
+    const login = await request(server.url, 'POST', '/auth/login', {
+      body: { username, password: 'correct horse battery' },
+      headers: forwardedFor,
+    });
+    expect(login.status, JSON.stringify(login.body)).to.equal(200);
+    const wrong = await request(server.url, 'POST', '/auth/login', {
+      body: { username, password: 'not the password' },
+      headers: forwardedFor,
+    });
+    expectError(wrong, 401, 'INVALID_CREDENTIALS');
+  });
+});

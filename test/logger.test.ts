@@ -130,6 +130,8 @@ describe('logger: what a line may hold', () => {
       header: `access_token, ${jwt}`,
       path: `/x/${refresh}/y`,
       near: `${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`,
+      // 43 characters of one case: a migration's name, a database's or a host's.
+      names: '20261205100000_release_0_2_0_writes_current XFCHAT_PRODUCTION_EU_WEST_1_PRIMARY_DB_2026',
       // After a percent-escape (encodeURIComponent of "Bearer <token>"), as after a space.
       escaped: `/auth/me?auth=Bearer%20${jwt}&rt=%20${refresh}`,
     });
@@ -142,6 +144,9 @@ describe('logger: what a line may hold', () => {
     expect(entry.escaped).to.equal('/auth/me?auth=Bearer%20eyJ***&rt=%20***');
     // Runs of other lengths, and a request id, are kept.
     expect(entry.near).to.equal(`${'C'.repeat(44)} ${'B'.repeat(42)} 0123e4567-e89b-12d3-a456-426614174000`);
+    expect(entry.names).to.equal(
+      '20261205100000_release_0_2_0_writes_current XFCHAT_PRODUCTION_EU_WEST_1_PRIMARY_DB_2026',
+    );
   });
 
   it('logs a request carrying tokens under names no list knows (a query parameter, a header) without them', async () => {
@@ -150,7 +155,7 @@ describe('logger: what a line may hold', () => {
       logger: logs.logger,
     });
     const token = 'eyJhbGciOiJIUzI1NiJ9.eyJxdWVyeSI6InRva2VuIn0.unnamed-token-value';
-    const refresh = 'r'.repeat(40) + 'efr';
+    const refresh = 'r'.repeat(38) + 'EfR_9';
     try {
       await request(server.url, 'GET', `/auth/me?auth=${token}&refresh=${refresh}`, {
         headers: { 'x-auth': token, 'sec-websocket-protocol': `access_token, ${token}` },

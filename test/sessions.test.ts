@@ -4,6 +4,7 @@ import jwt from 'jsonwebtoken';
 import type { AuthResponse, AuthTokens, PublicSession, PublicUser } from '../lib/protocol/index.js';
 import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
+import { rawRequest } from './helpers/rawHttp.js';
 import { useNode } from './helpers/nodes.js';
 import { waitFor } from './helpers/waitFor.js';
 import { insertSession, uniqueUsername } from './helpers/users.js';
@@ -792,5 +793,42 @@ describe('sessions: the races of a session start and of a handshake', function (
     } finally {
       if (!trx.isCompleted()) await trx.rollback();
     }
+  });
+});
+
+describe('sessions: a User-Agent beyond ASCII', function () {
+  const { server } = useNode();
+
+  /** Signs up with `userAgent` written in the head as latin1 characters (bytes), and answers the sessions' agents. */
+  async function agentsAfterSignup(headBytes: string): Promise<Array<string | null>> {
+    const body = JSON.stringify({ username: uniqueUsername('ua'), password: 'correct horse battery' });
+    const res = await rawRequest(server.url, {
+      method: 'POST',
+      target: '/auth/signup',
+      headers: [
+        ['content-type', 'application/json'],
+        ['content-length', String(Buffer.byteLength(body))],
+        ['user-agent', headBytes],
+      ],
+      body,
+    });
+    expect(res.status, res.body).to.equal(201);
+    const { token } = JSON.parse(res.body) as AuthResponse;
+    const sessions = await request<{ sessions: PublicSession[] }>(server.url, 'GET', '/auth/sessions', {
+      token,
+    });
+    return sessions.body.sessions.map((s) => s.userAgent);
+  }
+
+  for (const userAgent of ['Zürich-Tram/2.1 (Android 14)', 'ChatApp/1.0 (Pixel; 红米) 😀']) {
+    it(`keeps ${JSON.stringify(userAgent)}, sent as UTF-8, as it was sent`, async () => {
+      // Node reads a head's bytes as latin1: it came back as "ZÃ¼rich", less the bytes taken for C1 controls.
+      const utf8Bytes = Buffer.from(userAgent, 'utf8').toString('latin1');
+      expect(await agentsAfterSignup(utf8Bytes)).to.deep.equal([userAgent]);
+    });
+  }
+
+  it('keeps a User-Agent in latin1 (not valid UTF-8) as latin1 reads it', async () => {
+    expect(await agentsAfterSignup('Caf\u00e9-Client/1.0')).to.deep.equal(['Café-Client/1.0']);
   });
 });

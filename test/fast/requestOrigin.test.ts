@@ -68,4 +68,14 @@ describe('requestOrigin: the key of a client address for the per-address limits'
     expect(addressKey('fe80::1%eth0')).to.equal('fe80:0:0:0::/64');
     expect(addressKey('unknown')).to.equal('unknown');
   });
+
+  it('counts an address with a port without it, and a long entry that is no address by a short digest', () => {
+    expect(addressKey('203.0.113.9:5678')).to.equal('203.0.113.9');
+    expect(addressKey('[2001:db8:1:2::1]:443')).to.equal('2001:db8:1:2::/64');
+    expect(addressKey('[::ffff:203.0.113.9]')).to.equal('203.0.113.9');
+    const forged = 'a'.repeat(300);
+    expect(addressKey(forged)).to.match(/^~[A-Za-z0-9_-]{22}$/);
+    expect(addressKey(forged)).to.equal(addressKey('a'.repeat(300)));
+    expect(addressKey(forged)).not.to.equal(addressKey('b'.repeat(300)));
+  });
 });

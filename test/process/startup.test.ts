@@ -405,6 +405,10 @@ describe('startup (the real entry point as a child process)', function () {
       const cases: Array<[string[], string]> = [
         [['migrate', 'statsu'], 'unknown migrate action "statsu"'],
         [['migrate', 'rollback', '--yse'], 'unknown migrate rollback option "--yse"'],
+        // Names of Object.prototype's members are not actions (they were found, and ran or crashed).
+        [['migrate', 'constructor'], 'unknown migrate action "constructor"'],
+        [['migrate', '__proto__'], 'unknown migrate action "__proto__"'],
+        [['migrate', 'toString', '--yes'], 'unknown migrate action "toString"'],
         [['migrate', 'latest', '--yes'], 'unknown migrate latest option "--yes"'],
         [['serve', '--port', '1'], 'unknown serve option "--port"'],
         [['jwt-secret', 'adopt', '--yes', '--forse'], 'unknown jwt-secret adopt option "--forse"'],

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import passport from 'passport';
 import type { AuthService, ClientInfo } from '../../auth/accounts.js';
@@ -21,7 +22,18 @@ export function clientIp(req: Request): string {
 
 /** The address and the user agent of a request. */
 export function clientInfo(req: Request): ClientInfo {
-  return { ip: clientIp(req), userAgent: req.get('user-agent') };
+  return { ip: clientIp(req), userAgent: headerText(req.get('user-agent')) };
+}
+
+/**
+ * A header's text. Node reads a header's bytes as latin1, one character each: beyond ASCII a client sends UTF-8
+ * ("Zürich" arrived as "ZÃ¼rich", its second byte then dropped as a C1 control), decoded here as such when its
+ * bytes are valid UTF-8; others stay as latin1 read them.
+ */
+function headerText(value: string | undefined): string | undefined {
+  if (value === undefined || /^[\p{ASCII}]*$/u.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : value;
 }
 
 /** The tokens of a new or refreshed session, as the contract answers them. */
