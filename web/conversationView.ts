@@ -121,6 +121,8 @@ const HISTORY_ERRORS: Partial<Record<string, string>> = {
 };
 /** Longest wait between two automatic tries to read history. */
 const HISTORY_RETRY_MAX_MS = 30_000;
+/** The longest Retry-After a history read waits before it tries again by itself. */
+const HISTORY_RETRY_AFTER_MAX_MS = 3_600_000;
 
 function describeSendError(err: unknown): string {
   if (!(err instanceof XFChatError)) return 'the message could not be sent.';
@@ -378,7 +380,9 @@ export class ConversationView {
     }
     const backoff = Math.min(HISTORY_RETRY_MAX_MS, 1000 * 2 ** this.historyAttempts);
     this.historyAttempts += 1;
-    const wait = err instanceof XFChatError && err.retryAfter !== undefined ? err.retryAfter * 1000 : backoff;
+    // The server's Retry-After when it gives one (a proxy's may be days ahead: at most an hour, as the SDK waits).
+    const hinted = err instanceof XFChatError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
+    const wait = hinted > 0 ? Math.min(hinted, HISTORY_RETRY_AFTER_MAX_MS) : backoff;
     this.historyErrorText.textContent = `Could not load the messages: ${reason}. Trying again in ${waitWords(wait / 1000)}…`;
     this.historyRetryTimer = setTimeout(() => {
       this.historyRetryTimer = undefined;

@@ -33,8 +33,8 @@ export interface RetryDeps {
 /**
  * Runs one REST change until it gets an answer. Edits, deletes and reactions are idempotent on the server (the
  * same edit again changes nothing, deleting twice is fine, a reaction is there or not), so a retry after a lost
- * answer cannot do anything twice. Retries NETWORK_ERROR, DB_UNAVAILABLE, OVERLOADED and RATE_LIMITED (after
- * `Retry-After`) with backoff; any other error is final.
+ * answer cannot do anything twice. Retries what `isRetryable()` takes (NETWORK_ERROR, TIMEOUT, REQUEST_TIMEOUT,
+ * DB_UNAVAILABLE, OVERLOADED, RATE_LIMITED) with backoff, and not before a `Retry-After`; any other error is final.
  */
 export async function retryChange<T>(
   deps: RetryDeps,

@@ -10,7 +10,7 @@ import { ERROR_CATALOG } from '../protocol/errors.js';
 import { checkPayload } from './checks.js';
 import { Emitter } from './emitter.js';
 import { XFChatError, fromErrorBody, isErrorBody, type ServerErrorCode } from './errors.js';
-import { abortedError, backoffDelay, closedError, type BackoffOptions } from './retry.js';
+import { abortedError, backoffDelay, closedError, retryAfterMs, type BackoffOptions } from './retry.js';
 import type { Session } from './http.js';
 
 /**
@@ -404,12 +404,13 @@ export class Connection {
             ),
           );
       },
-      () => {
+      (err: unknown) => {
         // Closed, or stopped for a session's end, meanwhile (close() aborts the refresh): nothing to try again.
         if (this.closed.signal.aborted || this.current === 'disconnected') return;
-        // The refresh itself could not get through (network, server): try the whole thing again later.
+        // The refresh itself could not get through (network, server) or was refused RATE_LIMITED: try the whole
+        // thing again later, not before its Retry-After.
         this.renewed = false;
-        this.scheduleRetry();
+        this.scheduleRetry(err instanceof XFChatError ? retryAfterMs(err) : 0);
       },
     );
   }
@@ -428,10 +429,10 @@ export class Connection {
     this.socket.io.reconnectionDelay(Math.min(maxMs, baseMs * 2 ** Math.min(this.quickCuts, 20)));
   }
 
-  private scheduleRetry(): void {
+  private scheduleRetry(atLeastMs = 0): void {
     clearTimeout(this.retryTimer);
     if (this.closed.signal.aborted || this.current === 'disconnected') return;
-    const wait = backoffDelay(this.attempts++, this.options.backoff);
+    const wait = Math.max(backoffDelay(this.attempts++, this.options.backoff), atLeastMs);
     this.retryTimer = setTimeout(() => {
       if (!this.closed.signal.aborted && !this.socket.connected) this.socket.connect();
     }, wait);

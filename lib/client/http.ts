@@ -133,14 +133,15 @@ function withQuery(path: string, query: Query | undefined): string {
 
 /**
  * Seconds of a Retry-After header. XFChat sends delta-seconds; a proxy or load balancer in front of it may send an
- * HTTP-date (RFC 9110), counted from now (0 once it has passed).
+ * HTTP-date (RFC 9110), counted from now: one that has passed (a stale maintenance page, a clock behind) is no
+ * hint, rather than a wait of 0 that a caller would retry at once, again and again.
  */
 function retryAfter(headers: Headers, now = Date.now()): number | undefined {
   const value = headers.get('retry-after')?.trim();
   if (value === undefined || value === '') return undefined;
   if (/^\d+$/.test(value)) return Number(value);
   const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+  return Number.isNaN(at) || at <= now ? undefined : Math.ceil((at - now) / 1000);
 }
 
 /**

@@ -6,6 +6,28 @@ import { failure, urlOf, useClientPool } from './fixtures.js';
 
 const PASSWORD = 'correct horse battery';
 
+/** A fetch that answers `/auth/refresh` `429 RATE_LIMITED` with `Retry-After: 30` while `on`, counting those. */
+function refreshRateLimited(): { fetch: typeof fetch; on: boolean; refreshes: number } {
+  const state = {
+    on: false,
+    refreshes: 0,
+    fetch: ((input, init) => {
+      if (state.on && urlOf(input).endsWith('/auth/refresh')) {
+        state.refreshes += 1;
+        const body = { error: { code: 'RATE_LIMITED', message: 'Too many requests; retry later.' } };
+        return Promise.resolve(
+          new Response(JSON.stringify(body), {
+            status: 429,
+            headers: { 'content-type': 'application/json', 'retry-after': '30' },
+          }),
+        );
+      }
+      return fetch(input, init);
+    }) as typeof fetch,
+  };
+  return state;
+}
+
 describe('client: what the SDK makes of Retry-After and of a 408', function () {
   const { server } = useNode();
   const pool = useClientPool();
@@ -49,7 +71,7 @@ describe('client: what the SDK makes of Retry-After and of a 408', function () {
     const { alice, conversationId, seq } = await setUp(maintenance);
 
     // The error carries what the proxy said: about 120 seconds.
-    const error = (await failure(alice.me()));
+    const error = await failure(alice.me());
     expect(error).to.be.instanceOf(XFChatError).and.include({ code: 'NETWORK_ERROR', status: 503 });
     expect(error.retryAfter, 'retryAfter of a Retry-After HTTP-date two minutes ahead').to.be.a('number');
     expect(error.retryAfter!).to.be.within(100, 121);
@@ -97,31 +119,37 @@ describe('client: what the SDK makes of Retry-After and of a 408', function () {
   });
   it('waits the Retry-After of a refresh refused RATE_LIMITED before it refreshes again', async function () {
     this.timeout(30_000);
-    let refreshes = 0;
-    const limited: typeof fetch = (input, init) => {
-      if (urlOf(input).endsWith('/auth/refresh')) {
-        refreshes += 1;
-        const body = { error: { code: 'RATE_LIMITED', message: 'Too many requests; retry later.' } };
-        return Promise.resolve(
-          new Response(JSON.stringify(body), {
-            status: 429,
-            headers: { 'content-type': 'application/json', 'retry-after': '30' },
-          }),
-        );
-      }
-      return fetch(input, init);
-    };
+    const limited = refreshRateLimited();
+    limited.on = true;
     // Default retry settings, as an application has them.
-    const client = new XFChatClient({ baseUrl: server.url, fetch: limited });
+    const client = new XFChatClient({ baseUrl: server.url, fetch: limited.fetch });
     const errors: XFChatError[] = [];
     client.on('refreshError', (e) => errors.push(e));
     try {
       await client.signup({ username: uniqueUsername('hints'), password: PASSWORD });
       client.token = 'refused'; // the access token is refused: the next call refreshes
       expect(await failure(client.me())).to.include({ code: 'RATE_LIMITED', retryAfter: 30 });
-      expect(refreshes).to.equal(1);
+      expect(limited.refreshes).to.equal(1);
       await new Promise((resolve) => setTimeout(resolve, 5000));
-      expect(refreshes, 'refreshes within 5 s of "Retry-After: 30"').to.equal(1);
+      expect(limited.refreshes, 'refreshes within 5 s of "Retry-After: 30"').to.equal(1);
+    } finally {
+      client.close();
+    }
+  });
+  it('renews a token the handshake refused no more often than the refresh answer’s Retry-After allows', async function () {
+    this.timeout(30_000);
+    const limited = refreshRateLimited();
+    // Default retry settings, as an application has them.
+    const client = new XFChatClient({ baseUrl: server.url, fetch: limited.fetch });
+    try {
+      await client.signup({ username: uniqueUsername('hints'), password: PASSWORD });
+      limited.on = true;
+      // The access token is no longer taken (a laptop slept past its expiry): the handshake is refused and the SDK
+      // renews it in the background while connect() waits.
+      client.token = 'refused';
+      void client.connect().catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      expect(limited.refreshes, 'refreshes within 6 s of "Retry-After: 30"').to.equal(1);
     } finally {
       client.close();
     }

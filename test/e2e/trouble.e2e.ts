@@ -334,4 +334,36 @@ describe('web app: when something goes wrong', function () {
     expect(await refusedField(details.getByLabel('New name'))).to.include({ invalid: null, describedBy: '' });
     app.expectNoProblems();
   });
+  it('waits its backoff after a proxy’s Retry-After date that has passed, not reading history again at once', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    await bob.client.send(direct.id, 'behind a proxy in maintenance');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+
+    const passed = new Date(Date.now() - 60_000).toUTCString();
+    let reads = 0;
+    await page.page.route(
+      (url) => url.pathname.endsWith('/messages') && url.searchParams.has('before'),
+      (route: Route) => {
+        reads += 1;
+        return route.fulfill({
+          status: 503,
+          headers: { 'content-type': 'text/html', 'retry-after': passed },
+          body: '<html><body>Down for maintenance.</body></html>',
+        });
+      },
+    );
+    await page.openConversation('Bob');
+    await page.page
+      .locator('#history-error')
+      .getByText(/Could not load the messages/)
+      .waitFor();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // Backoff alone: the first read, then after 1 s and 2 s more (it read in a loop, 150 times in 3 s).
+    expect(reads, 'history reads within about 3 s').to.be.within(1, 3);
+  });
 });
