@@ -15,8 +15,8 @@ import { WRITE_SIGNATURE } from './20261204000000_removals_known_to_writes.js';
  * the same commit included (a reply within it too) when that send is stored. The replies whose seq is not known
  * before the call, rare (a client learns a seq from an ack or `message:new`, after the commit, so only one that
  * counts seqs ahead sends them), are walked one after another per conversation, each counting the sends certain to
- * be stored before it and the replies taken before it; a commit without any walks nothing. `down()` gives back the
- * previous function.
+ * be stored before it and the replies taken before it. A call without any reply runs the statement as before.
+ * `down()` gives back the previous function.
  */
 const CHECKED_IN_ORDER: readonly [string, string, string] = [
   `      ), classified AS (
@@ -69,8 +69,31 @@ const RECURSIVE: readonly [string, string, string] = [
   'the statement of sends',
 ];
 
-/** `xfchat_write()` checking the replies of a commit in the order of its sends (exported for its tests). */
-export const WRITE_REPLIES_IN_ORDER = rewrite(WRITE_ACTIVITY_FORWARD, [RECURSIVE, CHECKED_IN_ORDER]);
+const SENDS_START = '    IF sends > 0 THEN\n';
+const SENDS_END = '      ORDER BY 1;\n';
+
+/**
+ * `xfchat_write()` checking the replies of a commit in the order of its sends (exported for its tests). A call
+ * whose sends name no reply (most) runs the statement of sends as it was, to the letter: the walk costs nothing
+ * where there is nothing to walk, not even its planning.
+ */
+export const WRITE_REPLIES_IN_ORDER = ((): string => {
+  const text = WRITE_ACTIVITY_FORWARD;
+  const start = text.indexOf(SENDS_START);
+  const end = text.indexOf(SENDS_END, start) + SENDS_END.length;
+  if (start < 0 || text.indexOf(SENDS_START, start + 1) >= 0 || end < SENDS_END.length) {
+    throw new Error('xfchat_write() does not read as expected: the statement of sends');
+  }
+  const statement = text.slice(start + SENDS_START.length, end);
+  return [
+    text.slice(0, start),
+    '    IF sends > 0 AND NOT EXISTS (SELECT 1 FROM unnest(p_reply_to) AS x(reply_to) WHERE x.reply_to IS NOT NULL) THEN\n',
+    statement,
+    '    ELSIF sends > 0 THEN\n',
+    rewrite(statement, [RECURSIVE, CHECKED_IN_ORDER]),
+    text.slice(end),
+  ].join('');
+})();
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION ${WRITE_SIGNATURE}`);
