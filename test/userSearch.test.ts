@@ -137,7 +137,7 @@ describe('GET /users?q= (prefix search)', function () {
         ...statements[0]!.bindings,
       ]);
       const plan = result.rows.map((r) => r['QUERY PLAN']).join('\n');
-      expect(plan, plan).to.contain('users_username_prefix_idx');
+      expect(plan, plan).to.contain('users_username_ascii_unique');
       expect(plan, plan).not.to.match(/Seq Scan on users|Sort/);
     } finally {
       await client.end();

@@ -11,7 +11,8 @@ import { createProfileService, type ConversationLeaver, type ProfileService } fr
 import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
 
 /** The unique index that makes usernames unique case-insensitively (migrations/…_initial_schema.ts). */
-const USERNAME_UNIQUE_INDEX = 'users_username_lower_unique';
+/** The unique indexes of usernames: a signup that breaks either is USERNAME_TAKEN. */
+const USERNAME_UNIQUE_INDEXES = new Set(['users_username_ascii_unique', 'users_username_lower_unique']);
 const UNIQUE_VIOLATION = '23505';
 
 export interface NewAccount {
@@ -97,8 +98,10 @@ export function createAuthService(deps: AuthDeps): AuthService {
   const sessions = createSessionService(deps);
 
   async function findByUsername(username: string): Promise<User | undefined> {
-    // lower(username) = lower(?) is what the unique index covers, so this is an index lookup.
-    return await User.query(knex).whereRaw('lower(username) = lower(?)', [username]).first();
+    // The unique index's key (migration 20261206100000_usernames_folded_as_ascii), so this is an index lookup.
+    return await User.query(knex)
+      .whereRaw('lower(username COLLATE "C") = lower(? COLLATE "C")', [username])
+      .first();
   }
 
   /**
@@ -170,7 +173,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
         });
       } catch (err) {
         // Two signups of one name (in any case) race to this insert; the index decides, the loser gets 409.
-        if (sqlState(err) === UNIQUE_VIOLATION && constraintName(err) === USERNAME_UNIQUE_INDEX) {
+        if (sqlState(err) === UNIQUE_VIOLATION && USERNAME_UNIQUE_INDEXES.has(constraintName(err) ?? '')) {
           throw new AppError('USERNAME_TAKEN', { cause: err });
         }
         throw err;

@@ -88,9 +88,15 @@ export async function lockPair(
   return { me: meUser, other: otherUser };
 }
 
-/** A user by username, matched case-insensitively (the unique index's expression). */
+/**
+ * A user by username, matched case-insensitively: A-Z folded alone, whatever the database's locale (the unique
+ * index's key, migration 20261206100000_usernames_folded_as_ascii).
+ */
 export async function findUserByUsername(knex: Knex, username: string): Promise<User | undefined> {
-  return await User.query(knex).modify('public').whereRaw('lower(username) = lower(?)', [username]).first();
+  return await User.query(knex)
+    .modify('public')
+    .whereRaw('lower(username COLLATE "C") = lower(? COLLATE "C")', [username])
+    .first();
 }
 
 /** `prefix` as a LIKE pattern matching the lower-cased usernames that start with it: wildcards are escaped. */
@@ -100,8 +106,8 @@ function likePrefix(prefix: string): string {
 
 /**
  * Up to `limit` users whose username starts with `prefix` (case-insensitively), by username: never `me`, nor
- * anyone `me` blocked or who blocked `me`. The `lower(username) COLLATE "C"` index serves both the prefix range
- * and the order, so a short prefix reads `limit` index entries, not every match.
+ * anyone `me` blocked or who blocked `me`. The unique index on `lower(username COLLATE "C")` (collation "C") serves
+ * both the prefix range and the order, so a short prefix reads `limit` index entries, not every match.
  */
 export async function searchUsersByPrefix(
   knex: Knex,
@@ -111,7 +117,7 @@ export async function searchUsersByPrefix(
 ): Promise<User[]> {
   return await User.query(knex)
     .modify('public')
-    .whereRaw(`lower(username) COLLATE "C" LIKE ? ESCAPE '\\'`, [likePrefix(prefix)])
+    .whereRaw(`lower(username COLLATE "C") LIKE ? ESCAPE '\\'`, [likePrefix(prefix)])
     .whereNot('users.id', me)
     .whereNotExists(
       Block.query(knex).whereColumn('blocks.blocked_id', 'users.id').where('blocks.blocker_id', me),
@@ -119,6 +125,6 @@ export async function searchUsersByPrefix(
     .whereNotExists(
       Block.query(knex).whereColumn('blocks.blocker_id', 'users.id').where('blocks.blocked_id', me),
     )
-    .orderByRaw('lower(username) COLLATE "C"')
+    .orderByRaw('lower(username COLLATE "C")')
     .limit(limit);
 }
