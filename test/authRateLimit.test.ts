@@ -738,6 +738,23 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       const counters = await a.services.db.knex('auth_rate_limits').count({ n: '*' });
       expect(Number(counters[0]!.n)).to.be.greaterThan(0);
     });
+
+    it('does not count logins the address refused (never checked) as the pair’s failures', async () => {
+      // A newcomer behind a NAT whose other client spent the address's minute: refused, and each refusal took a
+      // failure point of the newcomer's own pair, so that N + 1 of them locked the newcomer out past the minute.
+      const office = freshIp();
+      const newcomer = await account(a);
+      for (let i = 0; i < N; i++) {
+        const res = await post(a, '/auth/login', office, { username: uniqueUsername('x'), password: WRONG });
+        expectError(res, 401, 'INVALID_CREDENTIALS');
+      }
+      for (let i = 0; i < N + 2; i++) {
+        expectLimited(await post(a, '/auth/login', office, { username: newcomer, password: PASSWORD }), 60);
+      }
+      await minutePasses(a, office);
+      const res = await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD });
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    });
   });
 });
 

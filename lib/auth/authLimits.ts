@@ -271,11 +271,21 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         // their own pair's limits hold them.
         const tookShared = (await knownPairs.get(key)) === null;
         const shared = tookShared
-          ? {
-              ipMinute: await take(byIpMinute, addressKey(ip)),
-              ip: await take(byIp, addressKey(ip)),
-              username: await take(byUsername, username.toLowerCase()),
-            }
+          ? await (async () => {
+              try {
+                return {
+                  ipMinute: await take(byIpMinute, addressKey(ip)),
+                  ip: await take(byIp, addressKey(ip)),
+                  username: await take(byUsername, username.toLowerCase()),
+                };
+              } catch (err) {
+                // Refused by the address's or the username's counters, which others spend (a NAT's other users,
+                // guessers elsewhere): not a failure of this pair, whose points go back. Kept, they locked out a
+                // user who only met the address's cap, past the wait the refusal named.
+                await Promise.all([pair.reward(key, 1, pairWindow), pairHour.reward(key, 1, pairHourWindow)]);
+                throw err;
+              }
+            })()
           : {};
         const windows: AttemptWindows = { success, pair: pairWindow, pairHour: pairHourWindow, ...shared };
         return { username, ip, tookShared, windows };
