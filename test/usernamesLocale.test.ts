@@ -110,4 +110,51 @@ describe('usernames: case folded as ASCII whatever the database locale', functio
     });
     expect(again.status, again.text).to.equal(409);
   });
+  it('orders GET /friends and GET /blocks by the username folded as ASCII (ivan_ before Ivy_)', async () => {
+    // By lower(username) in the database's locale, "Ivy" folded to "ıvy" and came first.
+    const t = tag();
+    const signup = async (username: string) => {
+      const r = await request<{ token: string; user: { id: string } }>(server.url, 'POST', '/auth/signup', {
+        body: { username, password: PASSWORD },
+      });
+      expect(r.status, r.text).to.equal(201);
+      return { username, ...r.body };
+    };
+    const me = await signup(`me_${t}`);
+    const named = [await signup(`ivan_${t}`), await signup(`Ivy_${t}`)];
+    for (const friend of named) {
+      const sent = await request<{ request: { id: string } }>(server.url, 'POST', '/friends/requests', {
+        token: me.token,
+        body: { username: friend.username },
+      });
+      expect(sent.status, sent.text).to.equal(201);
+      const accepted = await request(server.url, 'POST', `/friends/requests/${sent.body.request.id}/accept`, {
+        token: friend.token,
+      });
+      expect(accepted.status, accepted.text).to.equal(200);
+    }
+    const friends = await request<{ friends: Array<{ user: { username: string } }> }>(
+      server.url,
+      'GET',
+      '/friends',
+      {
+        token: me.token,
+      },
+    );
+    const blocker = await signup(`blk_${t}`);
+    for (const target of named) {
+      const blocked = await request(server.url, 'POST', '/blocks', {
+        token: blocker.token,
+        body: { userId: target.user.id },
+      });
+      expect(blocked.status, blocked.text).to.equal(204);
+    }
+    const blocks = await request<{ blocked: Array<{ username: string }> }>(server.url, 'GET', '/blocks', {
+      token: blocker.token,
+    });
+    expect({
+      friends: friends.body.friends.map((f) => f.user.username),
+      blocks: blocks.body.blocked.map((u) => u.username),
+    }).to.deep.equal({ friends: [`ivan_${t}`, `Ivy_${t}`], blocks: [`ivan_${t}`, `Ivy_${t}`] });
+  });
 });

@@ -28,7 +28,7 @@ export async function listFriends(knex: Knex, me: string): Promise<FriendEntry[]
           high.on('friendships.user_high', '=', 'users.id').andOnVal('friendships.user_low', '=', me),
         );
     })
-    .orderByRaw('lower(users.username), users.id')) as Array<User & { friendsSince: Date }>;
+    .orderByRaw('lower(users.username COLLATE "C"), users.id')) as Array<User & { friendsSince: Date }>;
   return rows.map((row) => ({ user: row, since: row.friendsSince }));
 }
 
@@ -77,5 +77,5 @@ export async function listBlocked(knex: Knex, me: string): Promise<User[]> {
     .modify('public')
     .join('blocks', 'blocks.blocked_id', 'users.id')
     .where('blocks.blocker_id', me)
-    .orderByRaw('lower(users.username), users.id');
+    .orderByRaw('lower(users.username COLLATE "C"), users.id');
 }
