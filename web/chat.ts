@@ -1,5 +1,7 @@
 import {
   XFChatError,
+  isRetryable,
+  type ConversationSummary,
   type PublicConversation,
   type PublicMessage,
   type PublicUser,
@@ -16,10 +18,37 @@ import { Outbox, type OutboxEntry } from './outbox.js';
 import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
+import { waitWords } from './text.js';
 
 /** Shown after the page started over because the server's data went back to an earlier point. */
 const RESTORED_NOTICE =
   'The server’s messages were restored from a backup, so this page was reloaded: messages sent after that backup are gone.';
+
+/** Why the conversation list could not be read, as its pane says it. */
+const LIST_ERRORS: Partial<Record<string, string>> = {
+  DB_UNAVAILABLE: 'the server cannot read them right now',
+  OVERLOADED: 'the server is busy',
+  RATE_LIMITED: 'too many requests in a short time',
+  NETWORK_ERROR: 'the server could not be reached',
+  TIMEOUT: 'the server did not answer in time',
+};
+/** Longest wait between two automatic tries to read the list, the friends and the requests. */
+const READ_RETRY_MAX_MS = 30_000;
+/** The longest Retry-After such a read waits before it tries again by itself (a proxy's may be days ahead). */
+const READ_RETRY_AFTER_MAX_MS = 3_600_000;
+
+/**
+ * How long to wait before a read that failed with `err` (its `attempt`th failure in a row, from 0) goes out again:
+ * the server's Retry-After when it gives one, else 1 s, 2 s, 4 s... up to 30 s; undefined for a failure that does not
+ * pass by itself (a refusal, a bug).
+ */
+function retryWait(err: unknown, attempt: number): number | undefined {
+  if (!(err instanceof XFChatError) || !isRetryable(err)) return undefined;
+  const hinted = err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
+  return hinted > 0
+    ? Math.min(hinted, READ_RETRY_AFTER_MAX_MS)
+    : Math.min(READ_RETRY_MAX_MS, 1000 * 2 ** attempt);
+}
 
 /**
  * A signed-in session: keeps one live subscription per conversation (so unread counts and previews update
@@ -53,6 +82,13 @@ export class ChatSession {
    * one (a rename, or an account deleted meanwhile). One entry per person heard of: friends and co-participants.
    */
   private readonly profilesHeard = new Map<string, { user: PublicUser; at: number }>();
+  /** Counts the reads of the list (`reloadList`): only the newest one is tried again when it fails. */
+  private listTicket = 0;
+  /** Counts the reads of friends, requests and blocks (`refreshSocial`): only the newest one is tried again. */
+  private socialTicket = 0;
+  /** Resolved once a list read was applied (the first one at load may fail, and be tried again). */
+  private readonly listLoaded: Promise<void>;
+  private markListLoaded!: () => void;
 
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
@@ -66,9 +102,10 @@ export class ChatSession {
     private readonly report: (error: unknown) => void,
     signOut: SignOut,
     private readonly reload: (notice: string) => void,
-    signingOut: () => boolean,
-    restarting: () => boolean,
+    private readonly signingOut: () => boolean,
+    private readonly restarting: () => boolean,
   ) {
+    this.listLoaded = new Promise((resolve) => (this.markListLoaded = resolve));
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
     this.drafts = new Drafts(me.id);
@@ -85,7 +122,7 @@ export class ChatSession {
       back: () => this.navigate(undefined),
       blocks: (userId) => this.sidebar.blocks(userId),
       inTouch: (userId) => this.sidebar.inTouch(userId),
-      refreshSocial: () => void this.sidebar.refreshSocial().catch(report),
+      refreshSocial: () => void this.refreshSocial(),
       signingOut,
       restarting,
     });
@@ -99,6 +136,7 @@ export class ChatSession {
       startDirect: (userId) => this.startDirect(userId),
       socialChanged: () => this.view.socialChanged(),
       profilesHeardSince: (since) => this.profilesHeardSince(since),
+      reloadList: () => void this.reloadList(),
     });
     const groupDeps: GroupDeps = {
       client,
@@ -136,7 +174,7 @@ export class ChatSession {
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
   async start(focusList = false): Promise<void> {
     const { client } = this;
-    const refresh = () => void this.sidebar.refreshSocial().catch(this.report);
+    const refresh = () => void this.refreshSocial();
     client.on('friend:request', refresh);
     client.on('friend:accepted', refresh);
     client.on('conversation:added', (conversation) => this.add(conversation));
@@ -152,7 +190,7 @@ export class ChatSession {
       // Back after a drop: what was told meanwhile (new conversations, read markers, titles, friend requests and
       // answers) is not told again.
       if (state === 'connected' && wasDown) {
-        this.reloadList();
+        void this.reloadList();
         refresh();
       }
       wasDown = state === 'reconnecting';
@@ -165,10 +203,11 @@ export class ChatSession {
       this.changed();
     });
 
-    const listed = performance.now();
-    const [conversations] = await Promise.all([client.conversations.list(), this.sidebar.refreshSocial()]);
-    for (const summary of conversations) this.follow(this.store.upsert(summary));
-    this.learnProfilesHeardSince(listed);
+    // Each read is tried again by itself until it succeeds (one failing does not hold the other back); what
+    // follows waits for the list, and for friends, requests and blocks to have been tried once.
+    const social = this.refreshSocial();
+    void this.reloadList();
+    await Promise.all([this.listLoaded, social]);
     // What an earlier page typed but did not see stored goes out again now (exactly once: same clientMsgIds);
     // what it wrote for conversations no longer in the list is looked into.
     const elsewhere = this.view.resumePending();
@@ -183,14 +222,45 @@ export class ChatSession {
   }
 
   /**
-   * Reads the list again after the connection came back: conversations added meanwhile are followed, and read
-   * markers, titles and previews catch up (never backwards: `upsert`). One changed or removed since the read was sent
-   * keeps what came meanwhile; one I was removed from meanwhile goes when its subscription is refused.
+   * Reads the list: at load, and again after the connection came back. Conversations added meanwhile are followed,
+   * and read markers, titles and previews catch up (never backwards: `upsert`). One changed or removed since the
+   * read was sent keeps what came meanwhile; one I was removed from meanwhile goes when its subscription is refused.
+   * A read that fails for a while (the database or the network is down, too many requests) is tried again by itself
+   * (after the server's Retry-After, or with backoff), the list saying so, until it succeeds, a newer read takes over
+   * or the page signs out or reloads. Resolves when it was applied, or given up.
    */
-  private reloadList(): void {
-    const sent = performance.now();
-    const asked = new Map(this.changes);
-    this.client.conversations.list().then((conversations) => {
+  private async reloadList(): Promise<void> {
+    const ticket = ++this.listTicket;
+    const newest = () => ticket === this.listTicket && !this.ending();
+    for (let attempt = 0; ; attempt += 1) {
+      const sent = performance.now();
+      const asked = new Map(this.changes);
+      let conversations: ConversationSummary[];
+      try {
+        conversations = await this.client.conversations.list();
+      } catch (err) {
+        if (!newest()) return;
+        const wait = retryWait(err, attempt);
+        if (wait === undefined) {
+          this.sidebar.showListFailure(undefined);
+          this.report(err);
+          return;
+        }
+        console.error(err);
+        const reason =
+          err instanceof XFChatError
+            ? (LIST_ERRORS[err.code] ?? err.message.replace(/\.$/, ''))
+            : 'something went wrong';
+        this.sidebar.showListFailure(
+          `Could not load the conversations: ${reason}. Trying again in ${waitWords(wait / 1000)}…`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (!newest()) return;
+        continue;
+      }
+      // An older read's answer is applied too (what changed since it was sent is not put back): it may be the only
+      // one to come for a while.
+      if (ticket === this.listTicket) this.sidebar.showListFailure(undefined);
       for (const summary of conversations) {
         if ((this.changes.get(summary.id) ?? 0) !== (asked.get(summary.id) ?? 0)) continue;
         const known = this.store.get(summary.id) !== undefined;
@@ -204,7 +274,38 @@ export class ChatSession {
         this.details.show(current);
       }
       this.changed();
-    }, this.report);
+      this.markListLoaded();
+      return;
+    }
+  }
+
+  /**
+   * Reads friends, pending requests and blocks again. A read that fails for a while is tried again by itself (after
+   * the server's Retry-After, or with backoff) until it succeeds, a newer one takes over or the page signs out or
+   * reloads. Resolves once it was tried once (it never rejects: a failure that does not pass is reported).
+   */
+  private refreshSocial(): Promise<void> {
+    const ticket = ++this.socialTicket;
+    const newest = () => ticket === this.socialTicket && !this.ending();
+    const attempt = (n: number): Promise<void> =>
+      this.sidebar.refreshSocial().catch((err: unknown) => {
+        if (!newest()) return;
+        const wait = retryWait(err, n);
+        if (wait === undefined) {
+          this.report(err);
+          return;
+        }
+        console.error(err);
+        setTimeout(() => {
+          if (newest()) void attempt(n + 1);
+        }, wait);
+      });
+    return attempt(0);
+  }
+
+  /** Whether the page is signing out or reloading itself: nothing is to be read again. */
+  private ending(): boolean {
+    return this.signingOut() || this.restarting();
   }
 
   /** The profiles heard since `since` (performance.now()). */
@@ -226,7 +327,7 @@ export class ChatSession {
     }
     this.store.learn(user);
     // A deleted account's friendships and requests are gone: the lists are read again.
-    if (user.username === null) void this.sidebar.refreshSocial().catch(this.report);
+    if (user.username === null) void this.refreshSocial();
     else this.sidebar.updateUser(user);
     const current = this.view.currentId === undefined ? undefined : this.store.get(this.view.currentId);
     if (current) {

@@ -28,6 +28,8 @@ export interface SidebarDeps {
    * them as they were before, and they are applied again over it.
    */
   profilesHeardSince: (since: number) => PublicUser[];
+  /** Reads the conversation list again now ("Try again now" after it could not be read). */
+  reloadList: () => void;
 }
 
 /** Friendly sentences for the errors a user can cause from the sidebar. */
@@ -73,6 +75,14 @@ export class Sidebar {
   private readonly blockedSection = byId('blocked-section', HTMLElement);
   private readonly blocked = byId('blocked', HTMLUListElement);
   private readonly conversations = byId('conversations', HTMLUListElement);
+  /** Under the list: why it could not be read, when it is tried again, and "Try again now". */
+  private readonly listErrorText = el('p', { attrs: { role: 'alert' } });
+  private readonly listError = el(
+    'div',
+    { className: 'history-error', attrs: { id: 'conversations-error' } },
+    this.listErrorText,
+    el('button', { text: 'Try again now', attrs: { type: 'button' }, onClick: () => this.retryList() }),
+  );
   private current: string | undefined;
   private friendList: Friend[] = [];
   private incomingList: PublicFriendRequest[] = [];
@@ -89,6 +99,8 @@ export class Sidebar {
 
   constructor(private readonly deps: SidebarDeps) {
     this.setMe(deps.me);
+    this.listError.hidden = true;
+    this.conversations.after(this.listError);
     byId('find-form', HTMLFormElement).addEventListener('submit', (event) => {
       event.preventDefault();
       void this.search();
@@ -158,6 +170,17 @@ export class Sidebar {
     // A rename heard while the lists were read may be older in their answer: it stands.
     for (const user of this.deps.profilesHeardSince(sent)) this.replaceUser(user);
     this.renderSocial();
+  }
+
+  /** Says under the conversation list why it could not be read and when it is tried again; undefined: it was read. */
+  showListFailure(text: string | undefined): void {
+    this.listError.hidden = text === undefined;
+    this.listErrorText.textContent = text ?? '';
+  }
+
+  private retryList(): void {
+    this.showListFailure(undefined);
+    this.deps.reloadList();
   }
 
   /** My own name (at the top), e.g. after I renamed myself here or on another device. */

@@ -51,15 +51,22 @@ describe('web app: what changed while the tab was disconnected', function () {
     }
   });
 
-  it('lists a group I was added to while this tab was disconnected, once it is connected again', async () => {
+  /** Ann, signed in through the proxy with her direct conversation with Bob listed; Bob, her friend. */
+  async function annBehindTheProxy() {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
     await bob.client.conversations.createDirect(ann.id);
-    proxy = await startProxy(app.server.url);
-    const page = await app.open({ url: proxy.url });
+    const started = await startProxy(app.server.url);
+    proxy = started; // closed after the test
+    const page = await app.open({ url: started.url });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').waitFor();
+    return { ann, bob, page, proxy: started };
+  }
+
+  it('lists a group I was added to while this tab was disconnected, once it is connected again', async () => {
+    const { ann, bob, page, proxy } = await annBehindTheProxy();
     await proxy.stop();
     await page.banner.getByText(/Reconnecting/).waitFor();
     const hike = await bob.client.conversations.createGroup('Hike', [ann.id]);
@@ -69,6 +76,41 @@ describe('web app: what changed while the tab was disconnected', function () {
       what: 'reconnected',
     });
     await page.conversationButton('Hike').waitFor({ timeout: 8000 });
+  });
+
+  it('lists a group I was added to while disconnected, though the first read of the list after the reconnection failed', async () => {
+    const { ann, bob, page, proxy } = await annBehindTheProxy();
+
+    let failNext = false;
+    let failed = 0;
+    await page.page.route(
+      (url) => url.pathname === '/conversations',
+      async (route) => {
+        if (route.request().method() !== 'GET' || !failNext) return route.continue();
+        failNext = false;
+        failed += 1;
+        return route.fulfill({
+          status: 503,
+          headers: { 'content-type': 'application/json', 'retry-after': '1' },
+          body: JSON.stringify({
+            error: { code: 'DB_UNAVAILABLE', message: 'The database is unavailable.' },
+          }),
+        });
+      },
+    );
+
+    await proxy.stop();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await bob.client.conversations.createGroup('Hike', [ann.id]);
+    failNext = true;
+    await proxy.start();
+    await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
+      what: 'reconnected',
+      timeoutMs: 30_000,
+    });
+    await waitFor(() => failed === 1, { what: 'the list read again, and refused once' });
+    // Read again by itself after the server's Retry-After (1 s).
+    await page.conversationButton('Hike').waitFor({ timeout: 15_000 });
   });
 
   it('shows a request accepted, and one received, while this tab was disconnected, once it is connected again', async () => {

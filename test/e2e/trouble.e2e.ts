@@ -92,6 +92,111 @@ describe('web app: when something goes wrong', function () {
     app.expectNoProblems();
   });
 
+  /** Ann and Bob, friends, with their direct conversation and Bob's first message in it. */
+  async function annAndBobTalking() {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.messages.put(direct.id, 'b1', 'are you there?');
+    return { ann, bob, direct };
+  }
+
+  for (const failure of ['DB_UNAVAILABLE', 'NETWORK_ERROR'] as const) {
+    it(`says why the conversation list could not be read at load, and lists it once the server answers again (${failure})`, async () => {
+      const { ann, bob, direct } = await annAndBobTalking();
+
+      const page = await app.open();
+      let failed = 0;
+      await page.page.route(
+        (url) => url.pathname === '/conversations',
+        async (route) => {
+          if (route.request().method() !== 'GET' || failed > 0) return route.continue();
+          failed += 1;
+          if (failure === 'NETWORK_ERROR') return route.abort('connectionreset');
+          return fail(route, 503, 'DB_UNAVAILABLE', { 'retry-after': '1' });
+        },
+      );
+      await page.logIn(ann.username, PASSWORD);
+      const reason =
+        failure === 'NETWORK_ERROR'
+          ? 'the server could not be reached'
+          : 'the server cannot read them right now';
+      await page.page
+        .getByRole('alert')
+        .getByText(`Could not load the conversations: ${reason}. Trying again in 1 second…`)
+        .waitFor();
+      expect(failed).to.equal(1);
+      // The server is fine again at once: the list is read again by itself (after 1 s), with its message.
+      await page.page.locator('#conversations').getByText('are you there?').waitFor({ timeout: 15_000 });
+      expect(await page.page.locator('#conversations-error').isVisible()).to.equal(false);
+      // And it follows it: a new message arrives live.
+      await bob.client.messages.put(direct.id, 'b2', 'hello?');
+      await page.page.locator('#conversations').getByText('hello?').waitFor({ timeout: 5000 });
+    });
+  }
+
+  it('lists the conversations at load though the friends could not be read, and the friends once read again', async () => {
+    const { ann } = await annAndBobTalking();
+
+    const page = await app.open();
+    let failed = 0;
+    await page.page.route(
+      (url) => url.pathname === '/friends',
+      async (route) => {
+        if (route.request().method() !== 'GET' || failed > 0) return route.continue();
+        failed += 1;
+        return fail(route, 503, 'DB_UNAVAILABLE');
+      },
+    );
+    await page.logIn(ann.username, PASSWORD);
+    await page.page.locator('#conversations').getByText('are you there?').waitFor({ timeout: 5000 });
+    expect(failed).to.equal(1);
+    // Tried again by itself (backoff: 1 s).
+    await page.page.getByRole('button', { name: 'Message Bob' }).waitFor({ timeout: 10_000 });
+  });
+
+  it('keeps a group’s new name when the first list read at load answers after the rename was told', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Hike', [ann.id]);
+    await bob.client.messages.put(group.id, 'g1', 'hello hikers');
+
+    const page = await app.open();
+    // The first GET /conversations is answered by the server at once, but handed to the page only after the
+    // group was renamed and the page heard it (a slow line, or a slow page).
+    let answered!: () => void;
+    const listAnswered = new Promise<void>((resolve) => (answered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held = false;
+    await page.page.route(
+      (url) => url.pathname === '/conversations',
+      async (route) => {
+        if (route.request().method() !== 'GET' || held) return route.continue();
+        held = true;
+        const response = await route.fetch();
+        answered();
+        await released;
+        await route.fulfill({ response });
+      },
+    );
+    await page.logIn(ann.username, PASSWORD);
+    await listAnswered;
+    // The socket is up (the list read does not wait for it): the rename reaches the page as conversation:updated.
+    await page.waitForConnected();
+    await bob.client.conversations.rename(group.id, 'Trip');
+    await page.conversationButton('Trip').waitFor({ timeout: 5000 });
+    release();
+
+    await page.page.locator('#conversations').getByText('hello hikers').waitFor();
+    // Give the older answer its chance to be drawn.
+    await page.page.waitForTimeout(1000);
+    const titles = await page.page.locator('#conversations li[data-key] .title').allTextContents();
+    expect(titles).to.deep.equal(['Trip']);
+  });
+
   it('starts over, and says why, when the server holds less than the page (a database restored to an earlier point)', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
