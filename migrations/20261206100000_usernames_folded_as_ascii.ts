@@ -18,6 +18,8 @@ import type { Knex } from 'knex';
 export const USERNAME_ASCII_UNIQUE = 'users_username_ascii_unique';
 
 export async function up(knex: Knex): Promise<void> {
+  // The lock the index's build takes anyway, taken before the check: no signup comes between the two.
+  await knex.raw('LOCK TABLE users IN SHARE MODE');
   const { rows } = await knex.raw<{ rows: Array<{ names: string[] }> }>(
     `SELECT array_agg(username ORDER BY username) AS names FROM users WHERE username IS NOT NULL
      GROUP BY lower(username COLLATE "C") HAVING count(*) > 1 LIMIT 20`,

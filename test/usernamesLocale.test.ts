@@ -86,16 +86,18 @@ describe('usernames: case folded as ASCII whatever the database locale', functio
     // What a database made with a Turkish locale may hold from before: IVAN and ivan, two accounts.
     const { knex } = server.services.db;
     const upper = `IVAN_${tag()}`;
-    await asciiUnique.down(knex);
+    await knex.transaction((trx) => asciiUnique.down(trx));
     try {
       await knex('users').insert([
         { username: upper, display_name: 'a', password_hash: 'x' },
         { username: upper.toLowerCase(), display_name: 'b', password_hash: 'x' },
       ]);
-      const refused = await asciiUnique.up(knex).then(
-        () => undefined,
-        (err: unknown) => err as Error,
-      );
+      const refused = await knex
+        .transaction((trx) => asciiUnique.up(trx))
+        .then(
+          () => undefined,
+          (err: unknown) => err as Error,
+        );
       expect(refused?.message)
         .to.include(`${upper} / ${upper.toLowerCase()}`)
         .and.include('rename all but one');
@@ -103,7 +105,7 @@ describe('usernames: case folded as ASCII whatever the database locale', functio
         .where({ username: upper.toLowerCase() })
         .update({ username: `${upper.toLowerCase()}2` });
     } finally {
-      await asciiUnique.up(knex);
+      await knex.transaction((trx) => asciiUnique.up(trx));
     }
     const again = await request(server.url, 'POST', '/auth/signup', {
       body: { username: upper.toLowerCase(), password: PASSWORD },
