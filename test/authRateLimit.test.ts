@@ -755,6 +755,27 @@ describe('accounts: abuse limits (RATE_LIMIT_AUTH_PER_MIN = N, counted in Postgr
       const res = await post(b, '/auth/login', office, { username: newcomer, password: PASSWORD });
       expect(res.status, JSON.stringify(res.body)).to.equal(200);
     });
+
+    it('does not count logins the username refused (never checked) as the address’s failures', async () => {
+      // A guesser spread over ten addresses spends the victim's username ceiling; the victim, new at an office,
+      // retries its right password there, refused by the username's counter: those refusals took the office's
+      // points, and turned its other newcomers away.
+      const victim = await account(a);
+      for (let i = 0; i < 10; i++) {
+        const address = freshIp();
+        for (let j = 0; j < N; j++) {
+          const res = await post(a, '/auth/login', address, { username: victim, password: WRONG });
+          expectError(res, 401, 'INVALID_CREDENTIALS');
+        }
+      }
+      const office = freshIp();
+      for (let i = 0; i < N; i++) {
+        expectLimited(await post(a, '/auth/login', office, { username: victim, password: PASSWORD }), 3600);
+      }
+      const colleague = await account(a);
+      const res = await post(b, '/auth/login', office, { username: colleague, password: PASSWORD });
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    });
   });
 });
 

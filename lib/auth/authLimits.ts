@@ -272,17 +272,28 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
         const tookShared = (await knownPairs.get(key)) === null;
         const shared = tookShared
           ? await (async () => {
+              const taken: Array<() => Promise<unknown>> = [];
+              const takeShared = async (limiter: typeof byIp, counterKey: string) => {
+                const window = await take(limiter, counterKey);
+                taken.push(() => limiter.reward(counterKey, 1, window));
+                return window;
+              };
               try {
                 return {
-                  ipMinute: await take(byIpMinute, addressKey(ip)),
-                  ip: await take(byIp, addressKey(ip)),
-                  username: await take(byUsername, username.toLowerCase()),
+                  ipMinute: await takeShared(byIpMinute, addressKey(ip)),
+                  ip: await takeShared(byIp, addressKey(ip)),
+                  username: await takeShared(byUsername, username.toLowerCase()),
                 };
               } catch (err) {
                 // Refused by the address's or the username's counters, which others spend (a NAT's other users,
-                // guessers elsewhere): not a failure of this pair, whose points go back. Kept, they locked out a
-                // user who only met the address's cap, past the wait the refusal named.
-                await Promise.all([pair.reward(key, 1, pairWindow), pairHour.reward(key, 1, pairHourWindow)]);
+                // guessers elsewhere): no password was checked, so the points this attempt took go back, the pair's
+                // and the shared ones before the refusing one. Kept, the pair's locked out a user who only met the
+                // address's cap, and the address's turned away its other newcomers when the username's refused.
+                await Promise.all([
+                  pair.reward(key, 1, pairWindow),
+                  pairHour.reward(key, 1, pairHourWindow),
+                  ...taken.map((giveBack) => giveBack()),
+                ]);
                 throw err;
               }
             })()
