@@ -231,7 +231,7 @@ export class ChatSession {
    */
   private async reloadList(): Promise<void> {
     const ticket = ++this.listTicket;
-    const newest = () => ticket === this.listTicket && !this.ending();
+    const superseded = () => ticket !== this.listTicket;
     for (let attempt = 0; ; attempt += 1) {
       const sent = performance.now();
       const asked = new Map(this.changes);
@@ -239,7 +239,7 @@ export class ChatSession {
       try {
         conversations = await this.client.conversations.list();
       } catch (err) {
-        if (!newest()) return;
+        if (superseded()) return;
         const wait = retryWait(err, attempt);
         if (wait === undefined) {
           this.sidebar.showListFailure(undefined);
@@ -255,7 +255,9 @@ export class ChatSession {
           `Could not load the conversations: ${reason}. Trying again in ${waitWords(wait / 1000)}…`,
         );
         await new Promise((resolve) => setTimeout(resolve, wait));
-        if (!newest()) return;
+        // While a sign-out is on its way (it ends in a reload, or fails: a wrong password), the next try waits.
+        while (this.ending() && !superseded()) await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (superseded()) return;
         continue;
       }
       // An older read's answer is applied too (what changed since it was sent is not put back): it may be the only
@@ -286,24 +288,28 @@ export class ChatSession {
    */
   private refreshSocial(): Promise<void> {
     const ticket = ++this.socialTicket;
-    const newest = () => ticket === this.socialTicket && !this.ending();
+    const superseded = () => ticket !== this.socialTicket;
+    // While a sign-out is on its way (it ends in a reload, or fails: a wrong password), the next try waits.
+    const retry = (n: number) => {
+      if (superseded()) return;
+      if (this.ending()) setTimeout(() => retry(n), 1000);
+      else void attempt(n);
+    };
     const attempt = (n: number): Promise<void> =>
       this.sidebar.refreshSocial().catch((err: unknown) => {
-        if (!newest()) return;
+        if (superseded()) return;
         const wait = retryWait(err, n);
         if (wait === undefined) {
           this.report(err);
           return;
         }
         console.error(err);
-        setTimeout(() => {
-          if (newest()) void attempt(n + 1);
-        }, wait);
+        setTimeout(() => retry(n + 1), wait);
       });
     return attempt(0);
   }
 
-  /** Whether the page is signing out or reloading itself: nothing is to be read again. */
+  /** Whether the page is signing out or reloading itself: nothing is to be read again meanwhile. */
   private ending(): boolean {
     return this.signingOut() || this.restarting();
   }
