@@ -1,6 +1,5 @@
 import {
   XFChatError,
-  isRetryable,
   type ConversationSummary,
   type PublicConversation,
   type PublicMessage,
@@ -15,6 +14,7 @@ import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
 import { showNotice } from './notice.js';
 import { Notifier } from './notifier.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
+import { readRetryWait } from './retry.js';
 import { Router } from './router.js';
 import { Sidebar } from './sidebar.js';
 import { ConversationStore, type ConversationState } from './store.js';
@@ -32,24 +32,6 @@ const LIST_ERRORS: Partial<Record<string, string>> = {
   NETWORK_ERROR: 'the server could not be reached',
   TIMEOUT: 'the server did not answer in time',
 };
-/** Longest wait between two automatic tries to read the list, the friends and the requests. */
-const READ_RETRY_MAX_MS = 30_000;
-/** The longest Retry-After such a read waits before it tries again by itself (a proxy's may be days ahead). */
-const READ_RETRY_AFTER_MAX_MS = 3_600_000;
-
-/**
- * How long to wait before a read that failed with `err` (its `attempt`th failure in a row, from 0) goes out again:
- * the server's Retry-After when it gives one, else 1 s, 2 s, 4 s... up to 30 s; undefined for a failure that does not
- * pass by itself (a refusal, a bug).
- */
-function retryWait(err: unknown, attempt: number): number | undefined {
-  if (!(err instanceof XFChatError) || !isRetryable(err)) return undefined;
-  const hinted = err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
-  return hinted > 0
-    ? Math.min(hinted, READ_RETRY_AFTER_MAX_MS)
-    : Math.min(READ_RETRY_MAX_MS, 1000 * 2 ** attempt);
-}
-
 /**
  * A signed-in session: keeps one live subscription per conversation (so unread counts and previews update
  * everywhere), routes the server's pushes to the sidebar and the open conversation, and keeps the address bar,
@@ -240,7 +222,7 @@ export class ChatSession {
         conversations = await this.client.conversations.list();
       } catch (err) {
         if (superseded()) return;
-        const wait = retryWait(err, attempt);
+        const wait = readRetryWait(err, attempt);
         if (wait === undefined) {
           this.sidebar.showListFailure(undefined);
           this.report(err);
@@ -298,7 +280,7 @@ export class ChatSession {
     const attempt = (n: number): Promise<void> =>
       this.sidebar.refreshSocial().catch((err: unknown) => {
         if (superseded()) return;
-        const wait = retryWait(err, n);
+        const wait = readRetryWait(err, n);
         if (wait === undefined) {
           this.report(err);
           return;

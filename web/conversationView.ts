@@ -1,6 +1,5 @@
 import {
   XFChatError,
-  isRetryable,
   newClientMsgId,
   type PublicMessage,
   type ReadEvent,
@@ -12,6 +11,7 @@ import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
 import { MessageActions } from './messageActions.js';
+import { readRetryWait } from './retry.js';
 import {
   daySeparator,
   messageItem,
@@ -119,10 +119,6 @@ const HISTORY_ERRORS: Partial<Record<string, string>> = {
   NETWORK_ERROR: 'the server could not be reached',
   TIMEOUT: 'the server did not answer in time',
 };
-/** Longest wait between two automatic tries to read history. */
-const HISTORY_RETRY_MAX_MS = 30_000;
-/** The longest Retry-After a history read waits before it tries again by itself. */
-const HISTORY_RETRY_AFTER_MAX_MS = 3_600_000;
 
 function describeSendError(err: unknown): string {
   if (!(err instanceof XFChatError)) return 'the message could not be sent.';
@@ -374,15 +370,12 @@ export class ConversationView {
         ? (HISTORY_ERRORS[err.code] ?? err.message.replace(/\.$/, ''))
         : 'something went wrong';
     this.historyError.hidden = false;
-    if (err instanceof XFChatError && !isRetryable(err)) {
+    const wait = readRetryWait(err, this.historyAttempts);
+    if (wait === undefined) {
       this.historyErrorText.textContent = `Could not load the messages: ${reason}.`;
       return;
     }
-    const backoff = Math.min(HISTORY_RETRY_MAX_MS, 1000 * 2 ** this.historyAttempts);
     this.historyAttempts += 1;
-    // The server's Retry-After when it gives one (a proxy's may be days ahead: at most an hour, as the SDK waits).
-    const hinted = err instanceof XFChatError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
-    const wait = hinted > 0 ? Math.min(hinted, HISTORY_RETRY_AFTER_MAX_MS) : backoff;
     this.historyErrorText.textContent = `Could not load the messages: ${reason}. Trying again in ${waitWords(wait / 1000)}…`;
     this.historyRetryTimer = setTimeout(() => {
       this.historyRetryTimer = undefined;
