@@ -6,6 +6,7 @@ import { createLogger } from '../lib/logger.js';
 import { createMigrator } from '../lib/migrations.js';
 import * as repliesWithin from '../migrations/20261202100000_replies_within_a_commit.js';
 import * as reactionCap from '../migrations/20261202200000_reaction_cap.js';
+import * as unusedOverloads from '../migrations/20261206200000_unused_write_overloads.js';
 import { createEmptyDatabase } from './helpers/postgres.js';
 
 /** The body of `xfchat_write()` as a migration's SQL gives it (between the `$fn$` quotes). */
@@ -16,8 +17,8 @@ function bodyOf(sql: string): string {
 }
 
 /**
- * The body of `xfchat_write()` as the database holds it now: the current function (thirteen arguments), not
- * release 0.2.0's call of it (migrations/20261203000000_upgrade_from_0_2_0.ts).
+ * The body of `xfchat_write()` with thirteen arguments, the function this migration replaced (not release 0.2.0's
+ * call of it, migrations/20261203000000_upgrade_from_0_2_0.ts, nor the later overloads).
  */
 async function storedBody(knex: Knex): Promise<string> {
   const { rows } = await knex.raw<{ rows: Array<{ src: string }> }>(
@@ -36,6 +37,8 @@ describe('migration 20261202200000_reaction_cap', function () {
     const db = createDatabase(config, logger);
     try {
       await createMigrator(db.knex, config, logger).latest();
+      // The thirteen-argument overload is dropped by a later migration; its down() brings it back as it was.
+      await unusedOverloads.down(db.knex);
       const capped = bodyOf(reactionCap.WRITE_WITH_REACTION_CAP);
       expect(capped).to.include('r_status := 9');
       expect(await storedBody(db.knex)).to.equal(capped);
