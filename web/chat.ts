@@ -361,6 +361,8 @@ export class ChatSession {
       this.report(new XFChatError('NOT_FOUND', 'That conversation does not exist, or you are not in it.'));
       this.router.go(undefined, { replace: true });
     }
+    // The address as the app writes it (an id typed in capitals), in place.
+    if (state) this.router.go(state.id, { replace: true });
     this.sidebar.setCurrent(state?.id);
     this.details.show(state);
     this.skipLink.textContent = state ? 'Skip to the message box' : 'Skip to the conversations';

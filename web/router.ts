@@ -9,12 +9,15 @@ export class Router {
     window.addEventListener('popstate', () => onChange(this.current()));
   }
 
-  /** The conversation the address names, if any. */
+  /**
+   * The conversation the address names, if any. Ids are UUIDs, which the server writes in lower case; one in
+   * capitals (retyped, or from a tool that upper-cases them) names the same conversation.
+   */
   current(): string | undefined {
     const match = CONVERSATION_PATH.exec(location.pathname);
     if (!match?.[1]) return undefined;
     try {
-      return decodeURIComponent(match[1]);
+      return decodeURIComponent(match[1]).toLowerCase();
     } catch {
       return undefined; // a mangled address names no conversation: the list is shown
     }

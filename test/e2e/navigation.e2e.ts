@@ -46,6 +46,13 @@ describe('web app: finding your place', function () {
     await fresh.logIn(ann.username, PASSWORD);
     await fresh.waitForTitle('Bob');
     expect(fresh.path()).to.equal(`/c/${withBob}`);
+    // The same link with the id in capitals (retyped, or from a tool that upper-cases UUIDs) opens it too, and the
+    // address bar shows the id as the app writes it, without a history entry of its own.
+    await fresh.page.goto(`${app.server.url}/c/${withCat.toUpperCase()}`);
+    await fresh.waitForTitle('Cat');
+    expect(fresh.path()).to.equal(`/c/${withCat}`);
+    await fresh.page.goBack();
+    await fresh.waitForTitle('Bob');
     // One that is not mine says so and shows the list.
     await fresh.page.goto(`${app.server.url}/c/00000000-0000-4000-8000-000000000000`);
     await fresh.page
