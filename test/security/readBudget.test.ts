@@ -99,6 +99,15 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     expect((await lookup(other)).status).to.equal(200);
   });
 
+  it('a lookup or search refused as malformed costs nothing of the budget, as the other budgeted requests', async () => {
+    const looker = await newUser(server);
+    const get = (query: string) => request(server.url, 'GET', `/users?${query}`, { token: looker.token });
+    for (const query of ['q=%C3%A9', 'q=a%5C', 'q=', 'username=', 'q=ab&limit=0'])
+      expectError(await get(query), 400, 'VALIDATION_FAILED');
+    for (let i = 0; i < 3; i++) expect((await get(`q=${looker.username.slice(0, 3)}`)).status).to.equal(200);
+    expectError(await get(`username=${looker.username}`), 429, 'RATE_LIMITED');
+  });
+
   it('counts friend requests (by username, so they tell whether it exists) against the lookup budget', async () => {
     const [asker, other] = [await newUser(server), await newUser(server)];
     const askFor = (user: TestUser, username: string) =>

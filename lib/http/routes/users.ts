@@ -40,13 +40,15 @@ export function userRoutes(services: Services, takeLookup: LookupBudget): Router
   const bearer = requireAuth(services);
 
   router.get('/users', bearer, async (req, res) => {
-    takeLookup(currentUser(req).id);
+    // Checked before it is counted, as every budgeted request: a malformed one costs nothing.
     if (req.query.q !== undefined) {
       const { q, limit = USER_SEARCH_MAX } = parse(restSchemas.userSearch, req.query);
+      takeLookup(currentUser(req).id);
       res.json({ users: await services.social.searchUsers(currentUser(req).id, q, limit) });
       return;
     }
     const { username } = parse(restSchemas.userLookup, req.query);
+    takeLookup(currentUser(req).id);
     res.json({ user: await services.social.findUser(username) });
   });
 
