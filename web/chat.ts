@@ -195,6 +195,7 @@ export class ChatSession {
     const elsewhere = this.view.resumePending();
     void this.unsentOutsideList(elsewhere).catch(this.report);
     this.changed();
+    this.relabelAtMidnight();
     await this.show(this.router.current());
     // After a login by keyboard the form that had focus is gone: focus goes to the list (an opened conversation
     // has already put it in its message box).
@@ -344,6 +345,24 @@ export class ChatSession {
         this.store.forgetAsked(userId);
         this.report(err);
       },
+    );
+  }
+
+  /**
+   * At each local midnight "Today" becomes "Yesterday" and the list's times become days, also on a page left open
+   * with nothing happening (a render said them again, a quiet night did not). The page reloads at sign-out, so the
+   * timer lives as long as the session.
+   */
+  private relabelAtMidnight(): void {
+    const now = new Date();
+    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+    setTimeout(
+      () => {
+        this.view.relabelDays();
+        this.changed();
+        this.relabelAtMidnight();
+      },
+      midnight.getTime() - now.getTime() + 1000,
     );
   }
 

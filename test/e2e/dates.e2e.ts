@@ -113,4 +113,34 @@ describe('web app: dates', function () {
     await page.conversationButton('Bob').locator('time', { hasText: times[3]!.shown }).waitFor();
     app.expectNoProblems();
   });
+
+  it('turns "Today" into "Yesterday" at midnight, in the conversation and the list, though nothing else changes', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const sent = await bob.client.messages.put(conversationId, 'late-1', 'sent late in the day');
+    // The browser's clock a few seconds before the end of the message's day (in UTC, the page's zone).
+    const day = new Date(sent.createdAt);
+    const beforeMidnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + 1) - 5_000;
+    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
+    await page.page.clock.install({ time: beforeMidnight });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('sent late in the day');
+    const separator = page.log.locator('li.day-separator');
+    expect(await separator.textContent()).to.equal('Today');
+    const shownTime = new Intl.DateTimeFormat('en-US', {
+      timeZone: 'UTC',
+      hour: 'numeric',
+      minute: '2-digit',
+    }).format(day);
+    await page.conversationButton('Bob').locator('time', { hasText: shownTime }).waitFor();
+
+    await page.page.clock.runFor(10_000);
+    await separator.getByText('Yesterday', { exact: true }).waitFor();
+    await page.conversationButton('Bob').locator('time', { hasText: 'Yesterday' }).waitFor();
+    app.expectNoProblems();
+  });
 });
