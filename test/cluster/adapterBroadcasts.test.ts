@@ -58,6 +58,8 @@ describe('cluster: broadcasts through the postgres adapter', function () {
       await waitFor(() => heard.length === 1, { what: 'the first broadcast on node B' });
       // The padding is ASCII: one more character is one more byte.
       emit('p'.repeat(1 + 8000 - sizes[0]!));
+      // Published once the one before it was sent (in order), not within emit().
+      await waitFor(() => sizes.length === 2, { what: 'the second broadcast published' });
       expect(sizes[1], 'the second broadcast, in bytes').to.equal(8000);
       await waitFor(() => heard.length === 2, { what: 'the 8000-byte broadcast on node B', timeoutMs: 5000 });
       expect(heard[1]!.displayName).to.have.length(1 + 8000 - sizes[0]!);
