@@ -645,6 +645,43 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     }
   });
 
+  it('a login past the cap does not end a least recently used session refreshed while it waited for it', async () => {
+    const alice = await account();
+    const { knex } = server.services.db;
+    const lru = (jwt.decode(alice.token) as { sid: string }).sid;
+    await knex('sessions')
+      .where({ id: lru })
+      .update({ last_used_at: knex.raw("now() - interval '1 day'") });
+    await Promise.all(
+      Array.from({ length: MAX_SESSIONS_PER_USER - 1 }, (_, i) =>
+        insertSession(knex, alice.user.id, new Date(Date.now() - (MAX_SESSIONS_PER_USER - i) * 60_000)),
+      ),
+    );
+    // A refresh of the least recently used session holds its row (as /auth/refresh does until it commits) while the
+    // login picks the session to end: the login waits for it, and then finds that session the most recently used.
+    const refreshing = await knex.transaction();
+    try {
+      await refreshing.raw('UPDATE sessions SET last_used_at = now() WHERE id = ?', [lru]);
+      const loggingIn = login(alice.username);
+      await waitFor(
+        async () =>
+          (
+            await rows<{ n: number }>(
+              knex,
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%evicted AS%'",
+            )
+          )[0]!.n === 1,
+        { what: 'the login waiting for the refreshed session' },
+      );
+      await refreshing.commit();
+      await loggingIn;
+    } catch (err) {
+      await refreshing.rollback();
+      throw err;
+    }
+    expect((await me(alice.token)).status, 'the refreshed session').to.equal(200);
+  });
+
   it('a login that ended the least recently used session tells it, and answers its session when what follows fails', async () => {
     const alice = await account();
     const { knex } = server.services.db;

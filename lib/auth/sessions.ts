@@ -158,7 +158,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // One statement: the session and its first refresh token exist together or not at all, and only while the
       // password checked is still the user's (a deleted account has none), read after the lock above waited for any
       // password change or deletion in progress. The user's expired sessions go, and the live ones past the cap
-      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay).
+      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay), unless used
+      // since the snapshot: a refresh that committed while this waited for its row answered tokens of that session,
+      // which stays (the user may then hold one session over the cap until the next login).
       const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
         `WITH owner AS (
            SELECT id FROM users WHERE id = ? AND password_hash = ? FOR SHARE
@@ -168,11 +170,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
            DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
              AND EXISTS (SELECT FROM owner)
          ), evicted AS (
-           DELETE FROM sessions WHERE id IN (
-             SELECT id FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
-             ORDER BY last_used_at DESC, id DESC OFFSET ?)
-             AND EXISTS (SELECT FROM owner)
-           RETURNING id
+           DELETE FROM sessions AS s USING (
+             SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
+             ORDER BY last_used_at DESC, id DESC OFFSET ?) AS lru
+           WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at AND EXISTS (SELECT FROM owner)
+           RETURNING s.id
          ), issued AS (
            INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id
          )
