@@ -1,12 +1,19 @@
 import { expect } from 'chai';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
-import { record } from './helpers/chat.js';
+import { newUser, record } from './helpers/chat.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { insertFriendship, uniqueUsername, insertUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
 const PASSWORD = 'correct horse battery';
+
+const userShape = (id: string, displayName: string): PublicUser => ({
+  id,
+  username: null,
+  displayName,
+  createdAt: new Date(0).toISOString(),
+});
 
 /**
  * A node's broadcasts reach the other nodes in the order it made them (lib/realtime/localFirstAdapter.ts). The
@@ -16,6 +23,7 @@ const PASSWORD = 'correct horse battery';
  * be.
  */
 describe('broadcasts between nodes, in the order the node made them', function () {
+  this.timeout(60_000);
   const nodes = useTwoNodes();
 
   /** Delays node A's adapter NOTIFYs whose payload contains `marker`. */
@@ -97,5 +105,44 @@ describe('broadcasts between nodes, in the order the node made them', function (
       restore();
     }
     expect(heard.map((u) => u.displayName)).to.deep.equal(['Typo Nmae', 'Typo Name']);
+  });
+
+  // Order gives way to delivery when a NOTIFY is stuck on its connection (ORDER_WAIT_MS), and heartbeats never wait.
+  it("one NOTIFY that hangs does not hold back the node's other broadcasts to other users", async () => {
+    const ann = await newUser(nodes.a);
+    const bob = await newUser(nodes.a);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard = record(bobOnB, 'user:updated');
+    const restore = slowNotifies('Stuck Notice', 6000);
+    try {
+      // A broadcast to Ann whose NOTIFY hangs on its connection...
+      nodes.a.services.io.to(`user:${ann.id}`).emit('user:updated', userShape(ann.id, 'Stuck Notice'));
+      // ...and, after it, one to Bob (on node B), on a connection that answers.
+      const sent = performance.now();
+      nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, 'For Bob'));
+      await waitFor(() => heard.length > 0, { what: "Bob's notice on node B", timeoutMs: 10_000 });
+      const tookMs = performance.now() - sent;
+      expect(tookMs, "ms before Bob's notice reached node B").to.be.below(2000);
+    } finally {
+      restore();
+    }
+  });
+
+  it('a NOTIFY that hangs past the heartbeat timeout does not make the other node count this one as gone', async () => {
+    const ann = await newUser(nodes.a);
+    expect(await nodes.b.services.io.of('/').adapter.serverCount()).to.equal(2);
+    const restore = slowNotifies('Stuck Notice', 13_000);
+    let lowest = 2;
+    try {
+      nodes.a.services.io.to(`user:${ann.id}`).emit('user:updated', userShape(ann.id, 'Stuck Notice'));
+      const until = Date.now() + 12_500;
+      while (Date.now() < until) {
+        lowest = Math.min(lowest, await nodes.b.services.io.of('/').adapter.serverCount());
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      restore();
+    }
+    expect(lowest, "the lowest node count node B's adapter gave while node A's NOTIFY hung").to.equal(2);
   });
 });

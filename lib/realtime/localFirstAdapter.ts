@@ -8,6 +8,31 @@ interface Publishing {
 }
 
 /**
+ * The longest a message waits for the one this node made before it to be sent: past it, it goes anyway. One
+ * connection of the adapter's pool that stopped answering (a half-open link, a stuck backend) is given up only at
+ * the driver's query timeout (DB_STATEMENT_TIMEOUT_MS + 1 s); the node's other broadcasts must not wait that long.
+ */
+export const ORDER_WAIT_MS = 1000;
+
+/**
+ * socket.io-adapter's MessageTypes that tell the other nodes this one is alive, or leaving: INITIAL_HEARTBEAT,
+ * HEARTBEAT, ADAPTER_CLOSE. They never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY
+ * would be counted gone by the others, and their order with broadcasts means nothing.
+ */
+const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2, 13]);
+
+/** Resolves when `before` settles, or after `ms`, whichever comes first. */
+function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void before.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
  * Makes the postgres adapter act on this node's sockets at once, and send to the other nodes in the background,
  * in the order this node made its messages.
  *
@@ -21,9 +46,9 @@ interface Publishing {
  *
  * The adapter sends each message on whichever connection of its pool is free, so two made one after the other
  * could reach the other nodes in either order: a rename overtaken by the one before it, an account's deletion by
- * the rename before it, a `typing` stop by its start (their clients kept the older). Here each goes once the one
- * before it was sent. PostgreSQL takes a cluster-wide lock to queue each notification at commit anyway, so what
- * this costs is one round trip per message instead of three at once.
+ * the rename before it, a `typing` by an earlier one (their clients kept the older). Here each goes once the one
+ * before it was sent, or {@link ORDER_WAIT_MS} after it was made if that one is still on its way (a connection
+ * stuck: order then gives way to delivery). Heartbeats go at once.
  *
  * The offset it answered is for connection state recovery, which this adapter does not offer: always ''. A
  * failed NOTIFY is logged, as the adapter's `errorHandler` logs those it catches itself, and the next one goes.
@@ -37,18 +62,16 @@ export function deliveringHereFirst(
     const adapter = createAdapter(nsp);
     const publishing = adapter as unknown as Publishing;
     const publish = publishing.publishAndReturnOffset.bind(adapter);
-    let sent: Promise<void> = Promise.resolve();
-    publishing.publishAndReturnOffset = (message) => {
-      sent = sent.then(() =>
-        publish(message).then(
-          () => undefined,
-          (err: unknown) =>
-            logger.warn(
-              { err, type: message.type },
-              'socket.io adapter: publishing to the other nodes failed',
-            ),
-        ),
+    const send = (message: { type: number }): Promise<void> =>
+      publish(message).then(
+        () => undefined,
+        (err: unknown) =>
+          logger.warn({ err, type: message.type }, 'socket.io adapter: publishing to the other nodes failed'),
       );
+    let previous: Promise<void> = Promise.resolve();
+    publishing.publishAndReturnOffset = (message) => {
+      if (UNORDERED_TYPES.has(message.type)) void send(message);
+      else previous = settledOrAfter(previous, ORDER_WAIT_MS).then(() => send(message));
       return Promise.resolve('');
     };
     return adapter;
