@@ -8,6 +8,7 @@ import {
 } from '../lib/client/index.js';
 import { AccountDialog, type SignOut } from './account.js';
 import { ConversationView } from './conversationView.js';
+import { dayKey } from './dates.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
 import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
@@ -350,20 +351,19 @@ export class ChatSession {
 
   /**
    * At each local midnight "Today" becomes "Yesterday" and the list's times become days, also on a page left open
-   * with nothing happening (a render said them again, a quiet night did not). The page reloads at sign-out, so the
-   * timer lives as long as the session.
+   * with nothing happening (a render said them again, a quiet night did not). The date is looked at every minute,
+   * not by a timer set for midnight: a laptop asleep over midnight runs no timers, and wakes with one still hours
+   * away. The page reloads at sign-out, so the interval lives as long as the session.
    */
   private relabelAtMidnight(): void {
-    const now = new Date();
-    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
-    setTimeout(
-      () => {
-        this.view.relabelDays();
-        this.changed();
-        this.relabelAtMidnight();
-      },
-      midnight.getTime() - now.getTime() + 1000,
-    );
+    let today = dayKey(new Date());
+    setInterval(() => {
+      const now = dayKey(new Date());
+      if (now === today) return;
+      today = now;
+      this.view.relabelDays();
+      this.changed();
+    }, 60_000);
   }
 
   /** Opens a conversation (or, with undefined, the list) as a new entry of the browser's history. */

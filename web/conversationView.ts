@@ -1092,16 +1092,16 @@ export class ConversationView {
     this.list.insertBefore(item, anchor);
   }
 
-  /**
-   * Puts a day separator above the first message of each day and the "New messages" line above the first
-   * unread message (or above the oldest loaded one, when that is still unread), moving or removing the ones
-   * already there rather than redrawing, so the log does not announce them again.
-   */
   /** Says the days again ("Today" becomes "Yesterday"): at midnight, when nothing else changes. */
   relabelDays(): void {
     if (this.currentId !== undefined) this.decorate();
   }
 
+  /**
+   * Puts a day separator above the first message of each day and the "New messages" line above the first
+   * unread message (or above the oldest loaded one, when that is still unread), moving or removing the ones
+   * already there rather than redrawing, so the log does not announce them again.
+   */
   private decorate(): void {
     const separators = new Map<string, HTMLLIElement>();
     for (const item of this.list.querySelectorAll<HTMLLIElement>(':scope > li.day-separator'))

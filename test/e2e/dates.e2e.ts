@@ -114,7 +114,7 @@ describe('web app: dates', function () {
     app.expectNoProblems();
   });
 
-  it('turns "Today" into "Yesterday" at midnight, in the conversation and the list, though nothing else changes', async () => {
+  it('turns "Today" into "Yesterday" within a minute of midnight, in the conversation and the list, though nothing else changes', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
@@ -138,9 +138,35 @@ describe('web app: dates', function () {
     }).format(day);
     await page.conversationButton('Bob').locator('time', { hasText: shownTime }).waitFor();
 
-    await page.page.clock.runFor(10_000);
+    await page.page.clock.runFor(65_000); // the date is looked at every minute
     await separator.getByText('Yesterday', { exact: true }).waitFor();
     await page.conversationButton('Bob').locator('time', { hasText: 'Yesterday' }).waitFor();
     app.expectNoProblems();
+  });
+
+  it('says "Yesterday" within a minute of waking when the computer slept over midnight (no timer ran meanwhile)', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const sent = await bob.client.messages.put(conversationId, 'late-1', 'sent late in the day');
+    const day = new Date(sent.createdAt);
+    const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + 1);
+    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
+    // The page opens two hours before midnight...
+    await page.page.clock.install({ time: midnight - 2 * 3_600_000 });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('sent late in the day');
+    const separator = page.log.locator('li.day-separator');
+    expect(await separator.textContent()).to.equal('Today');
+    // ...the computer sleeps over midnight (its timers do not run) and wakes an hour after it.
+    await page.page.clock.setSystemTime(midnight + 3_600_000);
+    await page.page.clock.runFor(65_000);
+    expect(
+      await separator.textContent(),
+      'the separator a minute after waking, an hour past midnight',
+    ).to.equal('Yesterday');
   });
 });
