@@ -21,6 +21,7 @@ import { createMigrator } from './migrations.js';
 import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createServerErrorLog } from './serverErrorLog.js';
+import { STRICT_TRANSPORT_SECURITY } from './http/transportSecurity.js';
 import { createRealtime } from './realtime/io.js';
 import { createNotifier } from './realtime/notifier.js';
 import type { Services } from './services.js';
@@ -403,6 +404,12 @@ export async function startServer(
     // The engine takes the WebSocket upgrades under its path (with the trailing slash its own check adds:
     // `/socket.io/`); any other is served as a plain HTTP/1.1 request.
     serveDeclinedUpgrades(httpServer, `${realtime.io.path()}/`);
+    // Also on what the Socket.IO engine answers itself (its polling requests, its refusals), which Express's helmet
+    // never sees. Added after the engine attached: it wraps the 'request' listeners there before, and calls them only
+    // for requests outside its path.
+    httpServer.prependListener('request', (_req, res) =>
+      res.setHeader('Strict-Transport-Security', STRICT_TRANSPORT_SECURITY),
+    );
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
       throw await explainListenError(err, config.port, config.host);
     });

@@ -167,6 +167,20 @@ describe('HTTP basics', function () {
     }
   });
 
+  it('sends Strict-Transport-Security on what the Socket.IO engine answers itself too (docs/operations.md: every answer)', async () => {
+    for (const [query, status] of [
+      ['EIO=4&transport=polling', 200], // a long-polling handshake
+      ['EIO=4&transport=bogus', 400], // a request the engine refuses
+    ] as const) {
+      const res = await fetch(`${server.url}/socket.io/?${query}`);
+      await res.arrayBuffer();
+      expect(res.status, query).to.equal(status);
+      expect(res.headers.get('strict-transport-security'), query).to.equal(
+        'max-age=31536000; includeSubDomains',
+      );
+    }
+  });
+
   it('answers the API with Cache-Control: no-store (tokens and account data), failures and signups included', async () => {
     const signup = await post(
       '/auth/signup',
@@ -401,6 +415,10 @@ describe('HTTP basics', function () {
         const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
         expect(statuses, text.slice(0, 300)).to.deep.equal(['200', '400']);
         expectErrorEnvelope(text.slice(text.lastIndexOf('\r\n\r\n') + 4), 'VALIDATION_FAILED');
+        // Every answer carries Strict-Transport-Security (docs/operations.md), this one written whole too.
+        expect(text.slice(text.lastIndexOf('HTTP/1.1 400'))).to.include(
+          'Strict-Transport-Security: max-age=31536000; includeSubDomains',
+        );
       });
     }
   });

@@ -8,6 +8,7 @@ import {
 import type { Duplex } from 'node:stream';
 import { AppError, toHttp } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { STRICT_TRANSPORT_SECURITY } from './transportSecurity.js';
 
 /** A whole HTTP/1.1 response carrying the error envelope, for requests Express never sees. */
 function envelopeResponse(error: AppError): string {
@@ -18,6 +19,7 @@ function envelopeResponse(error: AppError): string {
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(json)}`,
     `X-Request-Id: ${randomUUID()}`,
+    `Strict-Transport-Security: ${STRICT_TRANSPORT_SECURITY}`,
     'Connection: close',
     '',
     json,
