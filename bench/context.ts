@@ -69,6 +69,11 @@ export interface BenchContext {
     seeded: Seeded,
     nodeOf?: (user: number) => number,
   ): SocketJob;
+  /**
+   * Stops every server the context started (those still starting once they are up) and notes what each warned;
+   * no server starts after it (a scenario still running when Ctrl-C closes the context fails instead of leaving
+   * a node behind). Idempotent: the end of the run and a signal's cleanup may both call it.
+   */
   close(): Promise<void>;
 }
 
@@ -83,6 +88,9 @@ export function createContext(
   const config = loadConfig({ DATABASE_URL: database.url, JWT_SECRET: BENCH_JWT_SECRET });
   const seedDb: Database = createDatabase(config.database, createLogger('warn'));
   const started: NodeProcess[] = [];
+  /** Starts under way, each settled once its node is in `started` or has failed. */
+  const starting = new Set<Promise<unknown>>();
+  let closing: Promise<void> | undefined;
   let main: Promise<NodeProcess> | undefined;
   let echo: Promise<NodeProcess> | undefined;
   let users: Promise<Seeded> | undefined;
@@ -96,12 +104,18 @@ export function createContext(
     return dir;
   };
 
-  const track = async (node: Promise<NodeProcess>) => {
-    const running = await node;
-    started.push(running);
-    return running;
+  const track = (start: () => Promise<NodeProcess>): Promise<NodeProcess> => {
+    if (closing) return Promise.reject(new Error('the bench is stopping: no server starts now'));
+    const node = start().then((running) => {
+      started.push(running);
+      return running;
+    });
+    const settled = node.catch(() => undefined);
+    starting.add(settled);
+    void settled.then(() => starting.delete(settled));
+    return node;
   };
-  const startEcho = () => track(startEchoNode(options.nativeWsModules));
+  const startEcho = () => track(() => startEchoNode(options.nativeWsModules));
 
   const context: BenchContext = {
     options,
@@ -127,7 +141,7 @@ export function createContext(
       return users;
     },
     mainNode() {
-      main ??= track(
+      main ??= track(() =>
         profileDirOf('main').then((cpuProfileDir) =>
           startXfchatNode({
             databaseUrl: database.url,
@@ -157,7 +171,7 @@ export function createContext(
     startEchoNode: startEcho,
     startNode(nodeOptions) {
       const label = nodeOptions.label ?? `node-${++unnamed}`;
-      return track(
+      return track(() =>
         profileDirOf(label).then((cpuProfileDir) =>
           startXfchatNode({
             projectDir: options.xfchatDir,
@@ -175,7 +189,7 @@ export function createContext(
       );
     },
     startNaiveNode() {
-      return track(startNaiveNode(database.url, options.poolSize, options.nativeWsModules));
+      return track(() => startNaiveNode(database.url, options.poolSize, options.nativeWsModules));
     },
     metered(servers) {
       const processes: MeteredProcess[] = servers.map((s, i) => ({
@@ -202,19 +216,25 @@ export function createContext(
         clientMsgIds: options.clientMsgIds,
       };
     },
-    async close() {
-      // Stop servers first (profiles are written on exit), then the seeding pool.
-      await Promise.all(started.map((node) => node.stop()));
-      for (const node of started) {
-        const { bytes, tail } = node.output();
-        if (bytes > 0) {
-          const last = tail.trim().split('\n').at(-1) ?? '';
+    close() {
+      closing ??= (async () => {
+        // Stop servers first (profiles are written on exit), then the seeding pool.
+        await Promise.all(starting);
+        await Promise.all(started.map((node) => node.stop()));
+        for (const node of started) {
+          // The warnings and errors, not the last line: that is a node's "[STARTUP] listening" line unless it
+          // warned later, and its startup warnings (autovacuum is off, ...) come before it.
+          const { bytes, warnings, moreWarnings } = node.output();
+          if (warnings.length === 0) continue;
+          const lines = warnings.map(({ line, count }) => (count > 1 ? `${line} (${count} times)` : line));
+          if (moreWarnings > 0) lines.push(`${moreWarnings} more`);
           results.notes.push(
-            `node ${node.pid} printed ${bytes} bytes of warnings/errors; last: ${last.slice(0, 300)}`,
+            `node ${node.pid} printed ${bytes} bytes; its warnings and errors: ${lines.join('; ')}`,
           );
         }
-      }
-      await seedDb.close();
+        await seedDb.close();
+      })();
+      return closing;
     },
   };
   return context;

@@ -38,7 +38,9 @@ const REPORTED_SETTINGS = [
 
 /**
  * Starts an embedded PostgreSQL in a temporary folder (removed at close), or uses BENCH_DATABASE_URL as is, then
- * migrates it with the project's own migrations. pg_stat_statements is preloaded in the embedded server.
+ * migrates it with the project's own migrations. pg_stat_statements is preloaded in the embedded server. If
+ * anything fails once the embedded server runs (a migration, a Ctrl-C that stopped PostgreSQL meanwhile), the
+ * server is stopped and the folder removed before the error is thrown: the caller has nothing to close.
  */
 export async function openBenchDatabase(
   externalUrl: string | undefined,
@@ -77,10 +79,33 @@ export async function openBenchDatabase(
       throw err;
     }
     url = embedded.adminUrl;
-    const pidFile = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
-    postmasterPid = Number(pidFile.split('\n')[0]);
   }
+  const stop = async () => {
+    if (embedded) await embedded.stop();
+    if (dataRoot) await rm(dataRoot, { recursive: true, force: true });
+  };
+  try {
+    if (dataRoot) {
+      const pidFile = await readFile(path.join(dataRoot, 'data', 'postmaster.pid'), 'utf8');
+      postmasterPid = Number(pidFile.split('\n')[0]);
+    }
+    return await prepare(url, postmasterPid, stop, log);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
 
+/**
+ * Migrates the database at `url` and reads what the bench reports of it; `stop` is what closing it does (stops the
+ * embedded server and removes its folder; nothing for BENCH_DATABASE_URL).
+ */
+async function prepare(
+  url: string,
+  postmasterPid: number | undefined,
+  stop: () => Promise<void>,
+  log: (line: string) => void,
+): Promise<BenchDatabase> {
   const databaseConfig = loadDatabaseConfig({ DATABASE_URL: url });
   const db = createDatabase(databaseConfig, createLogger('warn'));
   try {
@@ -126,10 +151,7 @@ export async function openBenchDatabase(
     settings,
     query,
     close() {
-      closing ??= (async () => {
-        if (embedded) await embedded.stop();
-        if (dataRoot) await rm(dataRoot, { recursive: true, force: true });
-      })();
+      closing ??= stop();
       return closing;
     },
   };

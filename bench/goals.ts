@@ -110,7 +110,10 @@ function notMeasured(
   };
 }
 
-/** A ratio goal: value = a / b, met when `value <op> limit`. */
+/**
+ * A ratio goal: met when `a / b <op> limit`, compared unrounded (2.996 does not meet ">= 3"); the value shown is
+ * a / b rounded to 2 decimals.
+ */
 function ratioGoal(
   id: string,
   measure: string,
@@ -121,8 +124,9 @@ function ratioGoal(
   from: string,
   figures: Record<string, number | string | null>,
 ): GoalRecord {
-  const value = b > 0 ? round(a / b) : null;
-  const met = value === null ? null : op === '>=' ? value >= limit : value <= limit;
+  const ratio = b > 0 ? a / b : null;
+  const met = ratio === null ? null : op === '>=' ? ratio >= limit : ratio <= limit;
+  const value = ratio === null ? null : round(ratio);
   return {
     id,
     measure,

@@ -13,10 +13,67 @@ export const BENCH_JWT_SECRET = randomBytes(32).toString('hex');
 export interface NodeProcess {
   readonly url: string;
   readonly pid: number;
-  /** What the process printed (warnings and errors at LOG_LEVEL=warn): total bytes and the last few KB. */
-  output(): { bytes: number; tail: string };
+  /** What the process printed: total bytes, the last few KB, and its warnings and errors (see NodeOutput). */
+  output(): NodeOutput;
   /** SIGTERM, then SIGKILL if it has not exited within 15 s. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** What a server printed. XFChat at LOG_LEVEL=warn still prints its `[STARTUP]` lines (level 30). */
+export interface NodeOutput {
+  bytes: number;
+  /** The last few KB, for a failure message. */
+  tail: string;
+  /**
+   * Its warning and error lines, as the report's notes show them: JSON log lines of level 40 (warn) or above, by
+   * their `msg`, and every line that is not JSON (a crash's stack, a Node.js warning). The first
+   * MAX_WARNING_LINES distinct ones, each with how often it came; the tail would keep only the last lines, and a
+   * node's startup warnings (autovacuum is off, ...) come first.
+   */
+  warnings: Array<{ line: string; count: number }>;
+  /** Warning lines beyond the distinct ones kept. */
+  moreWarnings: number;
+}
+
+const MAX_WARNING_LINES = 10;
+const MAX_WARNING_CHARS = 300;
+
+const LEVEL_NAMES: Record<number, string> = { 40: 'warn', 50: 'error', 60: 'fatal' };
+
+/** A printed line as the notes show it, or undefined for a JSON log line below warn. */
+function warningLine(line: string): string | undefined {
+  if (line.trim() === '') return undefined;
+  let entry: unknown;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    return line.trim().slice(0, MAX_WARNING_CHARS);
+  }
+  if (typeof entry !== 'object' || entry === null) return line.trim().slice(0, MAX_WARNING_CHARS);
+  const { level, msg, err } = entry as { level?: unknown; msg?: unknown; err?: { message?: unknown } };
+  if (typeof level !== 'number') return line.trim().slice(0, MAX_WARNING_CHARS);
+  if (level < 40) return undefined;
+  const cause = typeof err?.message === 'string' ? ` (${err.message})` : '';
+  return `${LEVEL_NAMES[level] ?? `level ${level}`}: ${String(msg)}${cause}`.slice(0, MAX_WARNING_CHARS);
+}
+
+/**
+ * Every server child still running. The bench stops each one itself (stop(), at the end of its scenario or of the
+ * run); this is for the exits that skip that (an uncaught error, process.exit), so that no node outlives the
+ * bench and holds PostgreSQL's connections. Killed outright: nothing reads its output or its profile anymore.
+ */
+const runningChildren = new Set<ChildProcess>();
+let killOnExit: (() => void) | undefined;
+
+function trackChild(child: ChildProcess): void {
+  if (!killOnExit) {
+    killOnExit = () => {
+      for (const running of runningChildren) running.kill('SIGKILL');
+    };
+    process.on('exit', killOnExit);
+  }
+  runningChildren.add(child);
+  child.once('exit', () => runningChildren.delete(child));
 }
 
 /** Socket inodes of a process's open file descriptors. */
@@ -110,18 +167,35 @@ async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProc
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  let output = '';
-  let outputBytes = 0;
-  const keep = (chunk: Buffer) => {
-    // Warnings and errors only (LOG_LEVEL=warn); keep the tail for a failure message and the report.
-    outputBytes += chunk.length;
-    output = (output + chunk.toString('utf8')).slice(-8000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${entry}`);
+  trackChild(child);
+  let output = '';
+  let outputBytes = 0;
+  const warnings = new Map<string, number>();
+  let moreWarnings = 0;
+  // Per stream: a line may arrive in two chunks. Bounded: a line without its end is cut at 64 kB.
+  const lineReader = () => {
+    let partial = '';
+    return (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      outputBytes += chunk.length;
+      output = (output + text).slice(-8000);
+      const lines = (partial + text).split('\n');
+      partial = lines.pop()!.slice(0, 65_536);
+      for (const line of lines) {
+        const shown = warningLine(line);
+        if (shown === undefined) continue;
+        const count = warnings.get(shown);
+        if (count !== undefined) warnings.set(shown, count + 1);
+        else if (warnings.size < MAX_WARNING_LINES) warnings.set(shown, 1);
+        else moreWarnings += 1;
+      }
+    };
+  };
+  child.stdout?.on('data', lineReader());
+  child.stderr?.on('data', lineReader());
 
   const deadline = performance.now() + (options.timeoutMs ?? 60_000);
   let port: number | undefined;
@@ -144,7 +218,12 @@ async function spawnNode(entry: string, options: SpawnOptions): Promise<NodeProc
   return {
     url,
     pid,
-    output: () => ({ bytes: outputBytes, tail: output }),
+    output: () => ({
+      bytes: outputBytes,
+      tail: output,
+      warnings: [...warnings].map(([line, count]) => ({ line, count })),
+      moreWarnings,
+    }),
     stop() {
       stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;

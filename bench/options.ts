@@ -164,17 +164,17 @@ function parseWindows(value: string | undefined): number[] {
   return [...new Set(windows)].sort((a, b) => a - b);
 }
 
+/** `default` and `all` anywhere in the list (`default,poolsweep`), each standing for its scenarios. */
 function parseScenarios(value: string | undefined): ScenarioName[] {
-  if (value === undefined || value === 'default') return [...DEFAULT_SCENARIOS];
-  if (value === 'all') return [...SCENARIOS];
-  const names = value.split(',').map((s) => s.trim());
-  for (const name of names) {
-    if (!(SCENARIOS as readonly string[]).includes(name)) {
-      throw new Error(`unknown scenario "${name}": use ${SCENARIOS.join(', ')}, default or all`);
-    }
+  const names = new Set<string>();
+  for (const name of (value ?? 'default').split(',').map((s) => s.trim())) {
+    if (name === 'default') DEFAULT_SCENARIOS.forEach((s) => names.add(s));
+    else if (name === 'all') SCENARIOS.forEach((s) => names.add(s));
+    else if ((SCENARIOS as readonly string[]).includes(name)) names.add(name);
+    else throw new Error(`unknown scenario "${name}": use ${SCENARIOS.join(', ')}, default or all`);
   }
   // Keep the canonical order: baselines first, so ratios are available when the XFChat phases report.
-  return SCENARIOS.filter((s) => names.includes(s));
+  return SCENARIOS.filter((s) => names.has(s));
 }
 
 /**

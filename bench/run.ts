@@ -7,10 +7,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createContext, type BenchContext } from './context.js';
-import { openBenchDatabase, topStatements } from './database.js';
+import { openBenchDatabase, topStatements, type BenchDatabase } from './database.js';
 import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './options.js';
 import { summarizeProfiles } from './profileSummary.js';
-import { createProgress } from './progress.js';
+import { createProgress, type Progress } from './progress.js';
 import { renderMarkdown } from './markdown.js';
 import { compareName, evaluateGoals } from './goals.js';
 import { resolveProjectDir } from './nodes.js';
@@ -43,6 +43,53 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<void>> = {
   soak: runSoak,
 };
 
+/** How the run stops on a signal (stopOnSignals). */
+interface StopSignals {
+  /** Whether a signal came: the run then starts nothing more and waits for the cleanup to end the process. */
+  readonly requested: boolean;
+  /** Called once the run has closed PostgreSQL itself: a signal then takes its default course. */
+  remove(): void;
+}
+
+/**
+ * Ctrl-C (SIGINT) and SIGTERM (kill, a CI job's timeout) from the start of the run to PostgreSQL's close: the
+ * cleanup stops the servers and PostgreSQL and removes its temporary folder, then the process exits (130, 143).
+ * Handled with process.on, not once: a second signal during the cleanup would otherwise take the default course,
+ * which under tsx (what `npm run bench` runs) exits at once and leaves the folder behind; and one comes often,
+ * from a second Ctrl-C or from tsx's CLI, which sends the bench the terminal's Ctrl-C again when the bench has not
+ * answered it within 30 ms. A second signal only says to wait.
+ */
+function stopOnSignals(progress: Progress, cleanUp: () => Promise<void>): StopSignals {
+  let requested = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (requested) {
+      progress.note(`${signal}: cleaning up, please wait`);
+      return;
+    }
+    requested = true;
+    progress.note(`interrupted (${signal}): stopping servers and PostgreSQL`);
+    void cleanUp()
+      .catch((err: unknown) =>
+        progress.note(`cleanup failed: ${err instanceof Error ? err.message : String(err)}`),
+      )
+      .finally(() => process.exit(128 + os.constants.signals[signal]));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    get requested() {
+      return requested;
+    },
+    remove() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/** Once a signal came: the cleanup ends the process, so the run waits for it instead of going on. */
+const untilExit = (): Promise<never> => new Promise<never>(() => undefined);
+
 async function runAll(options: BenchOptions, argv: readonly string[]): Promise<BenchResults> {
   const progress = createProgress();
   const results = newResults(options, argv);
@@ -51,21 +98,30 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
   const profileDir = options.cpuProf ? path.resolve(options.resultsDir, `profile-${stamp}`) : undefined;
   if (profileDir) await mkdir(profileDir, { recursive: true });
 
-  const database = await openBenchDatabase(options.databaseUrl, (line) => progress.note(line));
+  const opening = openBenchDatabase(options.databaseUrl, (line) => progress.note(line));
+  let ctx: BenchContext | undefined;
+  // From here on: PostgreSQL starts and is migrated before any scenario. A database that fails to open has
+  // stopped its server and removed its folder itself; one still opening is closed once it is open.
+  const stop = stopOnSignals(progress, async () => {
+    const database = await opening.catch(() => undefined);
+    await ctx?.close();
+    await database?.close();
+  });
+  let database: BenchDatabase;
+  try {
+    database = await opening;
+  } catch (err) {
+    if (stop.requested) return untilExit();
+    throw err;
+  }
+  if (stop.requested) return untilExit();
   try {
     results.postgres = database.settings;
-    const ctx = createContext(options, database, progress, results, profileDir);
-    const interrupted = () => {
-      progress.note('interrupted: stopping servers and PostgreSQL');
-      void ctx
-        .close()
-        .then(() => database.close())
-        .finally(() => process.exit(130));
-    };
-    process.once('SIGINT', interrupted);
+    ctx = createContext(options, database, progress, results, profileDir);
     try {
       const ran = new Set<(ctx: BenchContext) => Promise<void>>();
       for (const scenario of options.scenarios) {
+        if (stop.requested) return await untilExit();
         const runner = RUNNERS[scenario];
         if (ran.has(runner)) continue;
         ran.add(runner);
@@ -81,13 +137,19 @@ async function runAll(options: BenchOptions, argv: readonly string[]): Promise<B
     } finally {
       // Stopping the nodes writes their profiles.
       await ctx.close();
-      process.off('SIGINT', interrupted);
     }
+    if (stop.requested) return await untilExit();
     results.topStatements = await topStatements(database);
     if (profileDir) results.profiles = await summarizeProfiles(profileDir);
+  } catch (err) {
+    // Whatever failed because the cleanup stopped it (a query on a PostgreSQL shutting down).
+    if (stop.requested) return await untilExit();
+    throw err;
   } finally {
+    // A signal's cleanup may close it meanwhile: the same close, it is idempotent.
     await database.close();
   }
+  stop.remove();
   results.goals = evaluateGoals({
     phases: results.phases,
     windows: options.windows,

@@ -140,7 +140,9 @@ export async function runTwoNodeAlone(ctx: BenchContext): Promise<void> {
  * in 50 direct conversations by default; X2 and the compared XFChat have users of their own). The servers
  * alternate, and their order reverses from one window to the next (X N X2 | X2 N X at windows 1 and 4), so a drift
  * of the machine over the run weighs on each server alike. X and X2 never run at once: entering X2 stops X's node
- * (idle, it would parse every announcement of the two), entering X stops X2's two nodes and starts X's again.
+ * (idle, it would parse every announcement of the two), entering X stops X2's two nodes and starts X's again. So
+ * each X window runs on a freshly started node, and X2's second window on the two nodes of its first
+ * (docs/performance.md says so).
  */
 export async function runWindows(ctx: BenchContext): Promise<void> {
   const { options } = ctx;

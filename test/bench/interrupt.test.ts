@@ -1,0 +1,184 @@
+/**
+ * `npm run bench` stopped with Ctrl-C or SIGTERM leaves neither its embedded PostgreSQL's temporary folder nor a
+ * process behind (docs/performance.md, "How to reproduce"). A terminal's Ctrl-C is a SIGINT to the whole foreground process group; the tests start the bench
+ * in a process group of its own and signal that group, as a terminal does.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The bench's own node process (tsx's child: it runs bench/run.ts with tsx's preflight) in the group. */
+function benchPid(pgid: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== pgid) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes('preflight.cjs') && cmdline.includes('bench/run.ts')) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+interface Bench {
+  child: ChildProcess;
+  pgid: number;
+  stderr: () => string;
+  /** The embedded PostgreSQL's temporary folder, once the bench has said it. */
+  dataRoot: () => string | undefined;
+}
+
+function startBench(args: string[]): Bench {
+  const child = spawn('npm', ['run', 'bench', '--', ...args], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
+  return {
+    child,
+    pgid: child.pid!,
+    stderr: () => err,
+    dataRoot: () => /starting embedded PostgreSQL in (\S+)\/data/.exec(err)?.[1],
+  };
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
+  this.timeout(120_000);
+  let resultsDir: string;
+  const started: Bench[] = [];
+
+  before(async () => {
+    resultsDir = await mkdtemp(path.join(os.tmpdir(), 'bench-test-results-'));
+  });
+
+  afterEach(async () => {
+    for (const bench of started.splice(0)) {
+      if (groupAlive(bench.pgid)) {
+        try {
+          process.kill(-bench.pgid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await sleep(500);
+      const root = bench.dataRoot();
+      if (root && existsSync(root)) rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  after(() => rmSync(resultsDir, { recursive: true, force: true }));
+
+  it('removes the temporary PostgreSQL folder when Ctrl-C comes while PostgreSQL starts and is migrated', async () => {
+    const bench = startBench(['--scenario', 'b1', '--duration', '30', '--results', resultsDir]);
+    started.push(bench);
+    await waitFor('the embedded PostgreSQL folder', () => bench.dataRoot() !== undefined, 60_000);
+    const root = bench.dataRoot()!;
+    // PostgreSQL is up (its pid file written); the bench migrates it next, before any scenario runs.
+    await waitFor('postmaster.pid', () => existsSync(path.join(root, 'data', 'postmaster.pid')), 60_000);
+    expect(bench.stderr()).not.to.include('== b1');
+    process.kill(-bench.pgid, 'SIGINT');
+    await waitFor('the bench to end', () => !groupAlive(bench.pgid), 60_000);
+    expect(existsSync(root), `${root} left behind after Ctrl-C`).to.equal(false);
+  });
+
+  it('removes the temporary PostgreSQL folder when tsx relays the Ctrl-C to the bench a second time', async () => {
+    const bench = startBench(['--scenario', 'b1', '--duration', '30', '--results', resultsDir]);
+    started.push(bench);
+    await waitFor('the b1 phase', () => bench.stderr().includes('== b1'), 60_000);
+    await sleep(1500);
+    const root = bench.dataRoot()!;
+    const pid = benchPid(bench.pgid);
+    expect(pid, 'the bench process').to.be.a('number');
+    // The terminal's Ctrl-C reaches every process of the group. tsx's CLI (what `npm run bench` runs) waits 30 ms
+    // for its child to say it got the signal, and otherwise sends the child the same signal again
+    // (node_modules/tsx/dist/cli.mjs, relaySignalToChild): on a busy machine the bench gets SIGINT twice.
+    process.kill(-bench.pgid, 'SIGINT');
+    await sleep(40);
+    process.kill(pid!, 'SIGINT');
+    await waitFor('the bench to end', () => !groupAlive(bench.pgid), 60_000);
+    expect(existsSync(root), `${root} left behind after Ctrl-C`).to.equal(false);
+    expect(bench.stderr()).to.include('cleaning up, please wait');
+  });
+
+  it('leaves no process and no folder behind when the bench is stopped with SIGTERM (kill PID, timeout, CI)', async () => {
+    const bench = startBench([
+      '--scenario',
+      'xfchat',
+      '--windows',
+      '1',
+      '--users',
+      '10',
+      '--duration',
+      '30',
+      '--results',
+      resultsDir,
+    ]);
+    started.push(bench);
+    await waitFor('the XFChat phase', () => /XFChat w1 \[/.test(bench.stderr()), 90_000);
+    await sleep(1000);
+    const root = bench.dataRoot()!;
+    const pid = benchPid(bench.pgid);
+    expect(pid, 'the bench process').to.be.a('number');
+    process.kill(pid!, 'SIGTERM');
+    await waitFor(
+      'the bench process to end',
+      () => {
+        try {
+          process.kill(pid!, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      60_000,
+    );
+    // Whatever it started had 10 s to go (an XFChat node stops in well under that).
+    await waitFor('the bench to end', () => !groupAlive(bench.pgid), 10_000).catch(() => undefined);
+    const left = readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .flatMap((entry) => {
+        try {
+          const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+          const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+          if (Number(fields[2]) !== bench.pgid || fields[0] === 'Z') return [];
+          return [readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 100)];
+        } catch {
+          return [];
+        }
+      });
+    expect({ processesLeft: left, folderLeft: existsSync(root) }).to.deep.equal({
+      processesLeft: [],
+      folderLeft: false,
+    });
+  });
+});
