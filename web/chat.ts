@@ -167,6 +167,10 @@ export class ChatSession {
     // A new display name, or a deleted account ("Deleted user"), wherever the person is shown.
     client.on('user:updated', (user) => this.userUpdated(user));
     client.on('typing', (event) => this.view.onTyping(event));
+    // The list says which conversations have a draft: another tab of this browser writes them too.
+    window.addEventListener('storage', (event) => {
+      if (event.storageArea === localStorage && this.drafts.isKey(event.key)) this.changed();
+    });
     let wasDown = false;
     client.on('state', (state) => {
       this.view.onConnectionState();

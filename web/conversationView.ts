@@ -481,9 +481,10 @@ export class ConversationView {
     const stick = this.atBottom();
     const away = !stick || document.visibilityState !== 'visible';
     for (const message of messages) {
-      // Messages that come in while the reader looks elsewhere get the "New messages" line above them.
-      if (away && this.unreadFrom === undefined && message.senderId !== this.deps.store.meId)
-        this.unreadFrom = message.seq;
+      // Messages that come in while the reader looks elsewhere get the "New messages" line above them, unless it
+      // is above others still unread: a line the reader has read past (here or in another tab) has done its job.
+      const caughtUp = this.unreadFrom === undefined || state.myLastReadSeq >= this.unreadFrom;
+      if (away && caughtUp && message.senderId !== this.deps.store.meId) this.unreadFrom = message.seq;
       this.insert(messageItem(this.context(state), message), message.seq);
     }
     this.decorate();

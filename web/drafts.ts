@@ -23,6 +23,11 @@ export class Drafts {
     return `${PREFIX}${this.userId}.${conversationId}`;
   }
 
+  /** Whether a localStorage key (a `storage` event's) is one of this user's drafts. */
+  isKey(key: string | null): boolean {
+    return key !== null && key.startsWith(`${PREFIX}${this.userId}.`);
+  }
+
   /** The conversations this user has a draft for. */
   conversationIds(): string[] {
     const mine = `${PREFIX}${this.userId}.`;

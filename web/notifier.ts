@@ -65,7 +65,8 @@ export class Notifier {
     if (this.soundBox.checked) this.beep();
     if (this.notifyBox.checked && notificationsSupported() && Notification.permission === 'granted') {
       const notification = new Notification(incoming.title, {
-        body: `${incoming.sender}: ${showControls(incoming.body)}`.slice(0, 200),
+        // Cut by characters, not UTF-16 units: an emoji cut in half would end the text in "�".
+        body: [...`${incoming.sender}: ${showControls(incoming.body)}`].slice(0, 200).join(''),
         // One notification per conversation: a newer message replaces the older one.
         tag: incoming.conversationId,
       });

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { storedMessages } from '../client/fixtures.js';
+import { waitFor } from '../helpers/waitFor.js';
 import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
@@ -206,6 +207,37 @@ describe('web app: the message box', function () {
     await page.composer.press('Enter');
     await page.waitForMessage('still there?');
     expect(await toast(page).isHidden()).to.equal(true);
+    app.expectNoProblems();
+  });
+
+  it('shows in one tab’s list the draft written in another tab, and no draft once it is sent', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await ann.client.conversations.createDirect(bob.id);
+    const a = await app.open();
+    await a.logIn(ann.username, PASSWORD);
+    const b = await app.openTab(a);
+    await b.conversationButton('Bob').waitFor();
+    await a.openConversation('Bob');
+    await a.composer.fill('half an answer');
+    const preview = b.page.locator('#conversations .preview');
+    await waitFor(async () => (await preview.textContent()) === 'Draft: half an answer', {
+      what: 'the draft in the other tab’s list',
+      timeoutMs: 3000,
+    });
+    await a.composer.press('Enter');
+    await a.waitForMessage('half an answer');
+    await waitFor(
+      async () =>
+        (await preview.textContent()) === 'Ann: half an answer' ||
+        (await preview.textContent()) === 'You: half an answer',
+      {
+        what: 'the sent message in the other tab’s list',
+        timeoutMs: 3000,
+      },
+    );
+    expect(await b.page.locator('#conversations .preview.draft').count()).to.equal(0);
     app.expectNoProblems();
   });
 });

@@ -1,6 +1,16 @@
 import { expect } from 'chai';
 import { waitFor } from '../helpers/waitFor.js';
+import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
+
+/** Makes the page believe its tab is hidden (another tab in front) or visible again. */
+async function setVisibility(page: ChatPage, state: 'hidden' | 'visible'): Promise<void> {
+  await page.page.evaluate((s) => {
+    Object.defineProperty(document, 'visibilityState', { value: s, configurable: true });
+    Object.defineProperty(document, 'hidden', { value: s === 'hidden', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, state);
+}
 
 describe('web app: finding your place', function () {
   const app = useWebApp();
@@ -132,6 +142,65 @@ describe('web app: finding your place', function () {
     await page.page.goBack();
     await page.waitForTitle('Bob');
     await list.waitFor({ state: 'hidden' });
+    app.expectNoProblems();
+  });
+
+  it('puts the "New messages" line above what came while the tab was hidden, not above messages read long ago', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const id = (await bob.client.conversations.createDirect(ann.id)).id;
+    for (const i of [1, 2, 3]) await bob.client.messages.put(id, `m${i}`, `old ${i}`);
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('old 3');
+    // Opened at the line above the first unread message, then read (the whole conversation fits).
+    expect(await page.log.locator('.new-divider + li').getAttribute('data-seq')).to.equal('1');
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', { what: 'all read' });
+
+    // Ann switches to another tab; Bob writes twice meanwhile.
+    await setVisibility(page, 'hidden');
+    await bob.client.messages.put(id, 'n1', 'new 1');
+    await bob.client.messages.put(id, 'n2', 'new 2');
+    await page.waitForMessage('new 2');
+    await waitFor(async () => (await page.page.title()) === '(2) Bob – XFChat', { what: 'two unread' });
+
+    // Back to the tab: the line says where the new ones start.
+    await setVisibility(page, 'visible');
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', { what: 'read on return' });
+    expect(await page.log.locator('.new-divider + li').getAttribute('data-seq')).to.equal('4');
+    app.expectNoProblems();
+  });
+
+  it('moves the "New messages" line again each time the tab is hidden and new messages come', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const id = (await bob.client.conversations.createDirect(ann.id)).id;
+    await bob.client.messages.put(id, 'm1', 'first');
+    await ann.client.messages.read(id, 1);
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('first');
+    expect(await page.log.locator('.new-divider').count()).to.equal(0);
+
+    await setVisibility(page, 'hidden');
+    await bob.client.messages.put(id, 'a', 'while away 1');
+    await page.waitForMessage('while away 1');
+    await setVisibility(page, 'visible');
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', { what: 'read on return' });
+    expect(await page.log.locator('.new-divider + li').getAttribute('data-seq')).to.equal('2');
+
+    await setVisibility(page, 'hidden');
+    await bob.client.messages.put(id, 'b', 'while away 2');
+    await page.waitForMessage('while away 2');
+    await setVisibility(page, 'visible');
+    await waitFor(async () => (await page.page.title()) === 'Bob – XFChat', { what: 'read on return' });
+    expect(await page.log.locator('.new-divider + li').getAttribute('data-seq')).to.equal('3');
     app.expectNoProblems();
   });
 });

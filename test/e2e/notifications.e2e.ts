@@ -95,4 +95,26 @@ describe('web app: notifications', function () {
     });
     app.expectNoProblems();
   });
+
+  it('cuts a long notification by characters: an emoji is never cut in half', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const id = (await bob.client.conversations.createDirect(ann.id)).id;
+    const page = await app.open();
+    await page.page.context().addInitScript({ content: FAKE_NOTIFICATIONS });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.page.getByText('Notifications', { exact: true }).click();
+    await page.page.getByLabel('Browser notifications for new messages').check();
+
+    // 250 emoji: 250 characters (code points), 500 UTF-16 units.
+    await bob.client.messages.put(id, 'e', '😀'.repeat(250));
+    await waitFor(async () => (await notificationLog(page)).shown.length === 1, { what: 'a notification' });
+    const [notification] = (await notificationLog(page)).shown;
+    // Every character shown whole (no lone surrogate: it shows as "�"), 200 of them.
+    expect(/\p{Cs}/u.test(notification!.body), 'a lone surrogate in the notification body').to.equal(false);
+    expect([...notification!.body]).to.have.length(200);
+    app.expectNoProblems();
+  });
 });
