@@ -158,9 +158,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // One statement: the session and its first refresh token exist together or not at all, and only while the
       // password checked is still the user's (a deleted account has none), read after the lock above waited for any
       // password change or deletion in progress. The user's expired sessions go, and the live ones past the cap
-      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay), unless used
-      // since the snapshot: a refresh that committed while this waited for its row answered tokens of that session,
-      // which stays (the user may then hold one session over the cap until the next login).
+      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay). A refresh takes
+      // the user's row too before it touches a session, so none is in progress here; should a session be used since
+      // the snapshot all the same, it stays (its client was given tokens).
       const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
         `WITH owner AS (
            SELECT id FROM users WHERE id = ? AND password_hash = ? FOR SHARE
@@ -228,6 +228,16 @@ export function createSessionService(deps: SessionDeps): SessionService {
       let rotated;
       try {
         rotated = await knex.transaction(async (trx) => {
+          // The user's row first, shared, as a login takes it (FOR NO KEY UPDATE) before it picks the sessions past
+          // the cap to end: a login waits for the refreshes in progress, and picks by what they committed, so it
+          // never ends a session whose client was just given tokens (and never has to spare one, past the cap).
+          await trx.raw(
+            `SELECT 1 FROM users WHERE id = (
+               SELECT s.user_id FROM sessions AS s JOIN refresh_tokens AS r ON r.session_id = s.id
+               WHERE r.token_hash = ?)
+             FOR SHARE`,
+            [presented],
+          );
           // The session's row before its token's, in the order every end of a session takes them (its DELETE
           // cascades to the tokens): taken the other way round, a refresh and a logout, a revocation or a reuse
           // detection could deadlock, and one of them answered 500.
