@@ -26,8 +26,8 @@ describe('broadcasts between nodes, in the order the node made them', function (
   this.timeout(60_000);
   const nodes = useTwoNodes();
 
-  /** Delays node A's adapter NOTIFYs whose payload contains `marker`. */
-  function slowNotifies(marker: string, ms: number): () => void {
+  /** Delays node A's adapter NOTIFYs whose payload contains a key of `delays` by its value (ms). */
+  function slowNotifies(delays: Record<string, number>): () => void {
     const client = (
       nodes.a.services.io.of('/').adapter as unknown as {
         client: { pool: { query: (...a: unknown[]) => Promise<unknown> } };
@@ -37,13 +37,9 @@ describe('broadcasts between nodes, in the order the node made them', function (
     const query = pool.query.bind(pool);
     pool.query = async (...args: unknown[]) => {
       const payload = (args[1] as unknown[] | undefined)?.[1];
-      if (
-        typeof args[0] === 'string' &&
-        args[0].includes('pg_notify') &&
-        typeof payload === 'string' &&
-        payload.includes(marker)
-      ) {
-        await new Promise((r) => setTimeout(r, ms));
+      if (typeof args[0] === 'string' && args[0].includes('pg_notify') && typeof payload === 'string') {
+        for (const [marker, ms] of Object.entries(delays))
+          if (payload.includes(marker)) await new Promise((r) => setTimeout(r, ms));
       }
       return query(...args);
     };
@@ -62,7 +58,7 @@ describe('broadcasts between nodes, in the order the node made them', function (
     await insertFriendship(nodes.a.services.db.knex, alice.user.id, bob.id);
     const bobOnB = await nodes.pool.open(nodes.b.url, bob);
     const heard = record(bobOnB, 'user:updated');
-    const restore = slowNotifies('Still Here', 300);
+    const restore = slowNotifies({ 'Still Here': 300 });
     try {
       const renamed = await request(nodes.a.url, 'PATCH', '/users/me', {
         token: alice.token,
@@ -91,7 +87,7 @@ describe('broadcasts between nodes, in the order the node made them', function (
     await insertFriendship(nodes.a.services.db.knex, alice.id, bob.id);
     const bobOnB = await nodes.pool.open(nodes.b.url, bob);
     const heard = record(bobOnB, 'user:updated');
-    const restore = slowNotifies('Typo Nmae', 300);
+    const restore = slowNotifies({ 'Typo Nmae': 300 });
     try {
       for (const displayName of ['Typo Nmae', 'Typo Name']) {
         const res = await request(nodes.a.url, 'PATCH', '/users/me', {
@@ -113,7 +109,7 @@ describe('broadcasts between nodes, in the order the node made them', function (
     const bob = await newUser(nodes.a);
     const bobOnB = await nodes.pool.open(nodes.b.url, bob);
     const heard = record(bobOnB, 'user:updated');
-    const restore = slowNotifies('Stuck Notice', 6000);
+    const restore = slowNotifies({ 'Stuck Notice': 6000 });
     try {
       // A broadcast to Ann whose NOTIFY hangs on its connection...
       nodes.a.services.io.to(`user:${ann.id}`).emit('user:updated', userShape(ann.id, 'Stuck Notice'));
@@ -131,7 +127,7 @@ describe('broadcasts between nodes, in the order the node made them', function (
   it('a NOTIFY that hangs past the heartbeat timeout does not make the other node count this one as gone', async () => {
     const ann = await newUser(nodes.a);
     expect(await nodes.b.services.io.of('/').adapter.serverCount()).to.equal(2);
-    const restore = slowNotifies('Stuck Notice', 13_000);
+    const restore = slowNotifies({ 'Stuck Notice': 13_000 });
     let lowest = 2;
     try {
       nodes.a.services.io.to(`user:${ann.id}`).emit('user:updated', userShape(ann.id, 'Stuck Notice'));
@@ -144,5 +140,37 @@ describe('broadcasts between nodes, in the order the node made them', function (
       restore();
     }
     expect(lowest, "the lowest node count node B's adapter gave while node A's NOTIFY hung").to.equal(2);
+  });
+
+  it('two renames in a row behind a second of queued broadcasts: a friend on the other node ends with the second', async () => {
+    const alice = await insertUser(nodes.a.services.db.knex, nodes.a.services.config);
+    const bob = await insertUser(nodes.a.services.db.knex, nodes.a.services.config);
+    const carol = await newUser(nodes.a);
+    await insertFriendship(nodes.a.services.db.knex, alice.id, bob.id);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard = record(bobOnB, 'user:updated');
+    // A busy database: each of these NOTIFYs takes 200 ms (none is stuck), and the first rename's 300 ms (as a newly
+    // opened adapter connection can be, the case of test/crossNode.broadcastOrder.test.ts).
+    const restore = slowNotifies({ 'Busy Notice': 200, 'Typo Nmae': 300 });
+    try {
+      for (let i = 0; i < 6; i++)
+        nodes.a.services.io
+          .to(`user:${carol.id}`)
+          .emit('user:updated', userShape(carol.id, `Busy Notice ${i}`));
+      for (const displayName of ['Typo Nmae', 'Typo Name']) {
+        const res = await request(nodes.a.url, 'PATCH', '/users/me', {
+          token: alice.token,
+          body: { displayName },
+        });
+        expect(res.status).to.equal(200);
+      }
+      await waitFor(() => heard.length >= 2, { what: 'both notices on node B', timeoutMs: 10_000 });
+    } finally {
+      restore();
+    }
+    expect(
+      heard.map((u) => u.displayName),
+      'the renames as node B heard them',
+    ).to.deep.equal(['Typo Nmae', 'Typo Name']);
   });
 });

@@ -24,7 +24,8 @@ const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2, 13]);
 /** Resolves when `before` settles, or after `ms`, whichever comes first. */
 function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    // Unreferenced: a node shutting down does not wait for it.
+    const timer = setTimeout(resolve, ms).unref();
     void before.then(() => {
       clearTimeout(timer);
       resolve();
@@ -47,8 +48,8 @@ function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
  * The adapter sends each message on whichever connection of its pool is free, so two made one after the other
  * could reach the other nodes in either order: a rename overtaken by the one before it, an account's deletion by
  * the rename before it, a `typing` by an earlier one (their clients kept the older). Here each goes once the one
- * before it was sent, or {@link ORDER_WAIT_MS} after it was made if that one is still on its way (a connection
- * stuck: order then gives way to delivery). Heartbeats go at once.
+ * before it was sent, or {@link ORDER_WAIT_MS} after that one began if it is still on its way (a connection stuck:
+ * order then gives way to delivery). Heartbeats go at once.
  *
  * The offset it answered is for connection state recovery, which this adapter does not offer: always ''. A
  * failed NOTIFY is logged, as the adapter's `errorHandler` logs those it catches itself, and the next one goes.
@@ -68,10 +69,28 @@ export function deliveringHereFirst(
         (err: unknown) =>
           logger.warn({ err, type: message.type }, 'socket.io adapter: publishing to the other nodes failed'),
       );
-    let previous: Promise<void> = Promise.resolve();
+    // The send of the message made before: when it began, and when it was done.
+    let previous: { began: Promise<void>; done: Promise<void> } = {
+      began: Promise.resolve(),
+      done: Promise.resolve(),
+    };
     publishing.publishAndReturnOffset = (message) => {
-      if (UNORDERED_TYPES.has(message.type)) void send(message);
-      else previous = settledOrAfter(previous, ORDER_WAIT_MS).then(() => send(message));
+      if (UNORDERED_TYPES.has(message.type)) {
+        void send(message);
+        return Promise.resolve('');
+      }
+      const before = previous;
+      let begin: () => void = () => undefined;
+      const began = new Promise<void>((resolve) => (begin = resolve));
+      // The wait is counted from when the one before began, not from when this one was made: behind a queue of a
+      // second or more (a burst, a busy database), every message would otherwise go at once, in any order.
+      const done = before.began
+        .then(() => settledOrAfter(before.done, ORDER_WAIT_MS))
+        .then(() => {
+          begin();
+          return send(message);
+        });
+      previous = { began, done };
       return Promise.resolve('');
     };
     return adapter;
