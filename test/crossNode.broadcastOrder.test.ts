@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
+import { QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
 import { newUser, record } from './helpers/chat.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
@@ -172,5 +173,34 @@ describe('broadcasts between nodes, in the order the node made them', function (
       heard.map((u) => u.displayName),
       'the renames as node B heard them',
     ).to.deep.equal(['Typo Nmae', 'Typo Name']);
+  });
+
+  it('a broadcast goes at the latest QUEUE_MAX_MS after it was made, when the node makes them faster than its NOTIFYs return', async () => {
+    const bob = await newUser(nodes.a);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const made = new Map<string, number>();
+    const delays: number[] = [];
+    bobOnB.on('user:updated', (u: PublicUser) => {
+      const at = made.get(u.displayName);
+      if (at !== undefined) delays.push(Date.now() - at);
+    });
+    // Each of these NOTIFYs takes 60 ms (a busy database, none stuck), and the node makes 40 a second for 2.5 s:
+    // one after the other, the last would go about 3.5 s late.
+    const restore = slowNotifies({ 'Load Notice': 60 });
+    const count = 100;
+    try {
+      for (let i = 0; i < count; i++) {
+        const name = `Load Notice ${i}`;
+        made.set(name, Date.now());
+        nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, name));
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      await waitFor(() => delays.length >= count, { what: 'every notice on node B', timeoutMs: 30_000 });
+    } finally {
+      restore();
+    }
+    expect(Math.max(...delays), 'the longest a broadcast took from node A to node B (ms)').to.be.below(
+      QUEUE_MAX_MS + 800,
+    );
   });
 });

@@ -15,6 +15,14 @@ interface Publishing {
 export const ORDER_WAIT_MS = 1000;
 
 /**
+ * The longest a message waits in this node's queue, from when it was made: past it, it goes whatever the ones
+ * before it do. Each goes after the one before it, one round trip each; a database too slow for the rate of the
+ * node's broadcasts would otherwise make them later and later for as long as the load lasts. Order then gives way
+ * to delivery, as for a stuck NOTIFY.
+ */
+export const QUEUE_MAX_MS = 2000;
+
+/**
  * socket.io-adapter's MessageTypes that tell the other nodes this one is alive, or leaving: INITIAL_HEARTBEAT,
  * HEARTBEAT, ADAPTER_CLOSE. They never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY
  * would be counted gone by the others, and their order with broadcasts means nothing.
@@ -49,7 +57,8 @@ function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
  * could reach the other nodes in either order: a rename overtaken by the one before it, an account's deletion by
  * the rename before it, a `typing` by an earlier one (their clients kept the older). Here each goes once the one
  * before it was sent, or {@link ORDER_WAIT_MS} after that one began if it is still on its way (a connection stuck:
- * order then gives way to delivery). Heartbeats go at once.
+ * order then gives way to delivery), and at the latest {@link QUEUE_MAX_MS} after it was made (a backlog). Heartbeats
+ * go at once.
  *
  * The offset it answered is for connection state recovery, which this adapter does not offer: always ''. A
  * failed NOTIFY is logged, as the adapter's `errorHandler` logs those it catches itself, and the next one goes.
@@ -84,12 +93,11 @@ export function deliveringHereFirst(
       const began = new Promise<void>((resolve) => (begin = resolve));
       // The wait is counted from when the one before began, not from when this one was made: behind a queue of a
       // second or more (a burst, a busy database), every message would otherwise go at once, in any order.
-      const done = before.began
-        .then(() => settledOrAfter(before.done, ORDER_WAIT_MS))
-        .then(() => {
-          begin();
-          return send(message);
-        });
+      const inTurn = before.began.then(() => settledOrAfter(before.done, ORDER_WAIT_MS));
+      const done = settledOrAfter(inTurn, QUEUE_MAX_MS).then(() => {
+        begin();
+        return send(message);
+      });
       previous = { began, done };
       return Promise.resolve('');
     };
