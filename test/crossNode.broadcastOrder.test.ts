@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
-import { QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
+import { ORDER_WAIT_MS, QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
 import { newUser, record } from './helpers/chat.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
@@ -202,5 +202,58 @@ describe('broadcasts between nodes, in the order the node made them', function (
     expect(Math.max(...delays), 'the longest a broadcast took from node A to node B (ms)').to.be.below(
       QUEUE_MAX_MS + 800,
     );
+  });
+
+  it('a broadcast made 1.5 s after a NOTIFY got stuck reaches the other node without waiting ORDER_WAIT_MS more', async () => {
+    const ann = await newUser(nodes.a);
+    const bob = await newUser(nodes.a);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard: PublicUser[] = [];
+    bobOnB.on('user:updated', (u: PublicUser) => heard.push(u));
+    const restore = slowNotifies({ 'Stuck Notice': 6000 });
+    try {
+      nodes.a.services.io.to(`user:${ann.id}`).emit('user:updated', userShape(ann.id, 'Stuck Notice'));
+      // The stuck one began 1.5 s ago: past ORDER_WAIT_MS already.
+      await new Promise((r) => setTimeout(r, ORDER_WAIT_MS + 500));
+      const sent = performance.now();
+      nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, 'For Bob'));
+      await waitFor(() => heard.length > 0, { what: "Bob's notice on node B", timeoutMs: 10_000 });
+      const tookMs = performance.now() - sent;
+      expect(
+        tookMs,
+        "ms before Bob's notice reached node B (the stuck one began 1.5 s before it was made)",
+      ).to.be.below(500);
+    } finally {
+      restore();
+    }
+  });
+});
+
+describe('broadcasts between nodes: a node that stops sends what it had queued', function () {
+  this.timeout(60_000);
+  const nodes = useTwoNodes();
+
+  it('the broadcasts made just before the node closes reach the other node, all of them, in order', async () => {
+    const bob = await newUser(nodes.a);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard: string[] = [];
+    bobOnB.on('user:updated', (u: PublicUser) => heard.push(u.displayName));
+    const adapter = nodes.a.services.io.of('/').adapter as unknown as {
+      client: { pool: { query: (...a: unknown[]) => Promise<unknown> } };
+    };
+    const pool = adapter.client.pool;
+    const query = pool.query.bind(pool);
+    // Each NOTIFY takes 50 ms: ten of them are still queued when the node starts to close.
+    pool.query = async (...args: unknown[]) => {
+      if (typeof args[0] === 'string' && args[0].includes('pg_notify'))
+        await new Promise((r) => setTimeout(r, 50));
+      return query(...args);
+    };
+    const names = Array.from({ length: 10 }, (_, i) => `Last Notice ${i}`);
+    for (const name of names)
+      nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, name));
+    await nodes.a.close();
+    await waitFor(() => heard.length === names.length, { what: 'every notice on node B', timeoutMs: 5000 });
+    expect(heard).to.deep.equal(names);
   });
 });

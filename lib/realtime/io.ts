@@ -11,7 +11,7 @@ import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
 import { boundedParser } from './boundedParser.js';
-import { deliveringHereFirst } from './localFirstAdapter.js';
+import { QUEUE_MAX_MS, deliveringHereFirst, sentOrAfter } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { createWriteCoalescing } from './coalesce.js';
@@ -229,8 +229,11 @@ export function createRealtime(deps: {
     // What the sockets hold for their turn (the drain's last acks among it) leaves before they close.
     writes.flushAll();
     void io.local.disconnectSockets(true);
+    const adapter = io.of('/').adapter;
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
+    // The broadcasts still queued to go to the other nodes, in order (localFirstAdapter.ts), go first.
+    await sentOrAfter(adapter, QUEUE_MAX_MS);
     await adapterPool.end();
   }
 

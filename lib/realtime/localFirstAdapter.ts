@@ -29,6 +29,19 @@ export const QUEUE_MAX_MS = 2000;
  */
 const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2, 13]);
 
+/** Per adapter (one per namespace): the promise of its last message's send. */
+const lastSends = new WeakMap<object, () => Promise<void>>();
+
+/**
+ * Resolves once what `adapter` was given to send so far has gone (or failed), or after `ms`: at shutdown, before
+ * the adapter's pool ends (a query waiting for a connection of an ending pool is never served), so the broadcasts
+ * of the drain's last acks reach the other nodes.
+ */
+export function sentOrAfter(adapter: object, ms: number): Promise<void> {
+  const last = lastSends.get(adapter);
+  return last === undefined ? Promise.resolve() : settledOrAfter(last(), ms);
+}
+
 /** Resolves when `before` settles, or after `ms`, whichever comes first. */
 function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
   return new Promise((resolve) => {
@@ -78,24 +91,28 @@ export function deliveringHereFirst(
         (err: unknown) =>
           logger.warn({ err, type: message.type }, 'socket.io adapter: publishing to the other nodes failed'),
       );
-    // The send of the message made before: when it began, and when it was done.
-    let previous: { began: Promise<void>; done: Promise<void> } = {
-      began: Promise.resolve(),
+    // The send of the message made before: when it began (its performance.now()), and when it was done.
+    let previous: { began: Promise<number>; done: Promise<void> } = {
+      began: Promise.resolve(Number.NEGATIVE_INFINITY),
       done: Promise.resolve(),
     };
+    lastSends.set(adapter, () => previous.done);
     publishing.publishAndReturnOffset = (message) => {
       if (UNORDERED_TYPES.has(message.type)) {
         void send(message);
         return Promise.resolve('');
       }
       const before = previous;
-      let begin: () => void = () => undefined;
-      const began = new Promise<void>((resolve) => (begin = resolve));
+      let begin: (at: number) => void = () => undefined;
+      const began = new Promise<number>((resolve) => (begin = resolve));
       // The wait is counted from when the one before began, not from when this one was made: behind a queue of a
-      // second or more (a burst, a busy database), every message would otherwise go at once, in any order.
-      const inTurn = before.began.then(() => settledOrAfter(before.done, ORDER_WAIT_MS));
+      // second or more (a burst, a busy database), every message would otherwise go at once, in any order; and
+      // behind one stuck for a while already, only what is left of the second is waited.
+      const inTurn = before.began.then((beganAt) =>
+        settledOrAfter(before.done, Math.max(0, ORDER_WAIT_MS - (performance.now() - beganAt))),
+      );
       const done = settledOrAfter(inTurn, QUEUE_MAX_MS).then(() => {
-        begin();
+        begin(performance.now());
         return send(message);
       });
       previous = { began, done };
