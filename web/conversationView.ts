@@ -646,6 +646,14 @@ export class ConversationView {
     if (!state || event.storageArea !== localStorage || event.key !== this.deps.drafts.key(state.id)) return;
     const mine = this.input.value;
     const sentMine = event.newValue === null && event.oldValue === mine;
+    if (sentMine && mine.trim() !== '') {
+      // The other tab sent (or cleared) this very text: left in this box, Enter here would send it a second time.
+      this.input.value = '';
+      this.draftSavedHere = '';
+      this.draftTakenOver = false;
+      this.updateCount();
+      return;
+    }
     this.draftTakenOver = mine.trim() !== '' && event.newValue !== mine && !sentMine;
   }
 

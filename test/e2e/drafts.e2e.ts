@@ -91,6 +91,11 @@ describe('web app: the message box', function () {
     expect(await second.composer.inputValue()).to.equal('a long answer I am still writing in the first tab');
     await second.composer.press('Enter');
     await first.waitForMessage('a long answer');
+    // The first tab's box, which showed that same text, is emptied at once: Enter there would send it twice.
+    await waitFor(async () => (await first.composer.inputValue()) === '', {
+      what: 'the first tab’s box emptied',
+      timeoutMs: 3000,
+    });
     await first.page.reload();
     await first.waitForTitle('Bob');
     await first.waitForMessage('a long answer');
