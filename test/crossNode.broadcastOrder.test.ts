@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
 import { ORDER_WAIT_MS, QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
 import { newUser, record } from './helpers/chat.js';
@@ -255,5 +256,80 @@ describe('broadcasts between nodes: a node that stops sends what it had queued',
     await nodes.a.close();
     await waitFor(() => heard.length === names.length, { what: 'every notice on node B', timeoutMs: 5000 });
     expect(heard).to.deep.equal(names);
+  });
+});
+
+/**
+ * A node that stops sends the broadcasts it had queued (above), and its adapter's goodbye (ADAPTER_CLOSE) after
+ * them: Socket.IO's cluster adapter counts the sender of any message as a live node, so a broadcast heard after the
+ * goodbye brought the stopped node back into the others' counts, and set every node catching up
+ * (docs/messaging.md: a node that shuts down cleanly says goodbye and the others forget it without catching up).
+ */
+describe('broadcasts between nodes: a node that stops cleanly is forgotten by the others', function () {
+  this.timeout(60_000);
+  const nodes = useTwoNodes();
+
+  it('its last broadcasts go before its goodbye: they do not bring it back into the other node’s count, nor set off catch-ups', async () => {
+    const bob = await newUser(nodes.a);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard: string[] = [];
+    bobOnB.on('user:updated', (u: PublicUser) => heard.push(u.displayName));
+    const adapterB = nodes.b.services.io.of('/').adapter;
+    const adapterOfA = nodes.a.services.io.of('/').adapter;
+    await waitFor(
+      async () => (await adapterB.serverCount()) === 2 && (await adapterOfA.serverCount()) === 2,
+      {
+        what: 'each node counts the other',
+        timeoutMs: 15_000,
+      },
+    );
+    // Past the nodes' count watch (every second) and its second catch-up 3 s later (peerSettleMs): the count's
+    // growth above is acted on before the stop.
+    await new Promise((r) => setTimeout(r, 4000));
+
+    // Catch-up notices on the cluster's channel.
+    const listener = new pg.Client({ connectionString: nodes.b.services.config.database.url });
+    await listener.connect();
+    const notices: string[] = [];
+    listener.on('notification', (n) => notices.push(n.payload ?? ''));
+    await listener.query('LISTEN xfchat_messages');
+
+    // A's broadcast NOTIFYs take 120 ms each (a busy database): some are still queued when A stops.
+    const adapterA = nodes.a.services.io.of('/').adapter as unknown as {
+      client: { pool: { query: (...a: unknown[]) => Promise<unknown> } };
+    };
+    const pool = adapterA.client.pool;
+    const query = pool.query.bind(pool);
+    pool.query = async (...args: unknown[]) => {
+      const payload = (args[1] as unknown[] | undefined)?.[1];
+      if (typeof payload === 'string' && payload.includes('Last Notice'))
+        await new Promise((r) => setTimeout(r, 120));
+      return query(...args);
+    };
+    const counts: number[] = [];
+    const watch = setInterval(() => void adapterB.serverCount().then((c) => counts.push(c)), 20);
+    try {
+      const names = Array.from({ length: 10 }, (_, i) => `Last Notice ${i}`);
+      for (const name of names)
+        nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, name));
+      const closedAt = notices.length;
+      await nodes.a.close();
+      await waitFor(() => heard.length === names.length, { what: 'every notice on node B', timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 1500));
+      const afterGoodbye = counts.slice(counts.indexOf(1));
+      const after = notices
+        .slice(closedAt)
+        .map((p) => JSON.parse(p) as { n: string; c?: number; b?: number });
+      // A's goodbye names A.
+      const idOfA = after.find((m) => (m as { g?: number }).g === 1)?.n;
+      const catchUpsByB = after.filter((m) => m.c === 1 && m.n !== idOfA);
+      expect(catchUpsByB, 'catch-up notices B sent after A said goodbye').to.deep.equal([]);
+      expect(counts, 'B counted A gone at its goodbye').to.include(1);
+      expect(afterGoodbye, 'B’s count of nodes after A’s goodbye (A stopped)').to.not.include(2);
+      expect(await adapterB.serverCount(), 'B’s count of nodes 1.5 s after A stopped').to.equal(1);
+    } finally {
+      clearInterval(watch);
+      await listener.end();
+    }
   });
 });

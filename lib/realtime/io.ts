@@ -232,7 +232,8 @@ export function createRealtime(deps: {
     const adapter = io.of('/').adapter;
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
-    // The broadcasts still queued to go to the other nodes, in order (localFirstAdapter.ts), go first.
+    // The broadcasts still queued to go to the other nodes go first, and the adapter's goodbye (sent by io.close())
+    // after them, in order (localFirstAdapter.ts).
     await sentOrAfter(adapter, QUEUE_MAX_MS);
     await adapterPool.end();
   }

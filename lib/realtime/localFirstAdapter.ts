@@ -23,11 +23,13 @@ export const ORDER_WAIT_MS = 1000;
 export const QUEUE_MAX_MS = 2000;
 
 /**
- * socket.io-adapter's MessageTypes that tell the other nodes this one is alive, or leaving: INITIAL_HEARTBEAT,
- * HEARTBEAT, ADAPTER_CLOSE. They never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY
- * would be counted gone by the others, and their order with broadcasts means nothing.
+ * socket.io-adapter's MessageTypes that tell the other nodes this one is alive: INITIAL_HEARTBEAT, HEARTBEAT. They
+ * never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY would be counted gone by the
+ * others. Its goodbye (ADAPTER_CLOSE) does wait, in order: any message the others hear from a node counts it alive
+ * again, so a broadcast queued before the goodbye and heard after it would bring the stopped node back into their
+ * count (and set every node catching up).
  */
-const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2, 13]);
+const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2]);
 
 /** Per adapter (one per namespace): the promise of its last message's send. */
 const lastSends = new WeakMap<object, () => Promise<void>>();
