@@ -652,6 +652,8 @@ export class ConversationView {
       this.draftSavedHere = '';
       this.draftTakenOver = false;
       this.updateCount();
+      // A reply begun here went with that text: the next one typed is not meant as one.
+      this.cancelReply();
       return;
     }
     this.draftTakenOver = mine.trim() !== '' && event.newValue !== mine && !sentMine;

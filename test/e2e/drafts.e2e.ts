@@ -89,6 +89,15 @@ describe('web app: the message box', function () {
     await second.page.reload();
     await second.waitForTitle('Bob');
     expect(await second.composer.inputValue()).to.equal('a long answer I am still writing in the first tab');
+    // Meanwhile the first tab, showing that same text, has begun a reply with it.
+    const ok = first.log.locator('li[data-seq]', { hasText: 'ok' }).last();
+    await ok.getByRole('button', { name: /^Actions for/ }).click();
+    await ok
+      .getByRole('group', { name: /^Actions for/ })
+      .getByRole('button', { name: 'Reply', exact: true })
+      .click();
+    const replyPreview = first.page.locator('#reply-preview');
+    await replyPreview.waitFor();
     await second.composer.press('Enter');
     await first.waitForMessage('a long answer');
     // The first tab's box, which showed that same text, is emptied at once: Enter there would send it twice.
@@ -96,6 +105,8 @@ describe('web app: the message box', function () {
       what: 'the first tab’s box emptied',
       timeoutMs: 3000,
     });
+    // And the reply went with it: what is typed next there is not one.
+    await replyPreview.waitFor({ state: 'hidden' });
     await first.page.reload();
     await first.waitForTitle('Bob');
     await first.waitForMessage('a long answer');
