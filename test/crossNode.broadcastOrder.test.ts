@@ -333,3 +333,77 @@ describe('broadcasts between nodes: a node that stops cleanly is forgotten by th
     }
   });
 });
+
+/**
+ * io.close() makes the adapter's goodbye, then waits for the HTTP server to close: a request still being answered
+ * (a rename whose row was locked) broadcasts after it. The goodbye is held back until no request is left
+ * (sayGoodbye), so the other nodes never hear from the node after it.
+ */
+describe('broadcasts between nodes: one made while the node closes goes before its goodbye', function () {
+  this.timeout(60_000);
+  const nodes = useTwoNodes();
+
+  it('a rename answered while the node closes does not bring it back into the other node’s count', async () => {
+    const alice = await insertUser(nodes.a.services.db.knex, nodes.a.services.config);
+    const bob = await insertUser(nodes.a.services.db.knex, nodes.a.services.config);
+    await insertFriendship(nodes.a.services.db.knex, alice.id, bob.id);
+    const bobOnB = await nodes.pool.open(nodes.b.url, bob);
+    const heard: string[] = [];
+    bobOnB.on('user:updated', (u: PublicUser) => heard.push(u.displayName));
+    const adapterB = nodes.b.services.io.of('/').adapter;
+    const adapterA = nodes.a.services.io.of('/').adapter;
+    await waitFor(async () => (await adapterB.serverCount()) === 2 && (await adapterA.serverCount()) === 2, {
+      what: 'each node counts the other',
+      timeoutMs: 15_000,
+    });
+    await new Promise((r) => setTimeout(r, 4000));
+
+    const listener = new pg.Client({ connectionString: nodes.b.services.config.database.url });
+    await listener.connect();
+    const notices: string[] = [];
+    listener.on('notification', (n) => notices.push(n.payload ?? ''));
+    await listener.query('LISTEN xfchat_messages');
+
+    // Hold alice's row: her rename waits in flight.
+    const locker = new pg.Client({ connectionString: nodes.b.services.config.database.url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [alice.id]);
+    const counts: number[] = [];
+    const watch = setInterval(() => void adapterB.serverCount().then((c) => counts.push(c)), 20);
+    try {
+      const renamed = request(nodes.a.url, 'PATCH', '/users/me', {
+        token: alice.token,
+        body: { displayName: 'Late Rename' },
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const closedAt = notices.length;
+      const closing = nodes.a.close();
+      // The rename commits a moment later (past the fanout's count watch, every second), while io.close() waits
+      // for the HTTP server to close.
+      await new Promise((r) => setTimeout(r, 1200));
+      await locker.query('COMMIT');
+      const res = await renamed;
+      expect(res.status).to.equal(200);
+      await closing;
+      await waitFor(() => heard.length === 1, { what: 'the rename on node B', timeoutMs: 5000 });
+      await waitFor(async () => (await adapterB.serverCount()) === 1, {
+        what: 'B counts A gone',
+        timeoutMs: 5000,
+      });
+      await new Promise((r) => setTimeout(r, 1500));
+      const afterGoodbye = counts.slice(counts.indexOf(1));
+      const after = notices
+        .slice(closedAt)
+        .map((p) => JSON.parse(p) as { n: string; c?: number; g?: number });
+      const idOfA = after.find((m) => m.g === 1)?.n;
+      const catchUpsByB = after.filter((m) => m.c === 1 && m.n !== idOfA);
+      expect(catchUpsByB, 'catch-up notices B sent after A said goodbye').to.deep.equal([]);
+      expect(afterGoodbye, 'B’s count of nodes after A’s goodbye (A stopped)').to.not.include(2);
+    } finally {
+      clearInterval(watch);
+      await locker.end().catch(() => undefined);
+      await listener.end();
+    }
+  });
+});

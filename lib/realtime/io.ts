@@ -11,7 +11,7 @@ import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
 import { boundedParser } from './boundedParser.js';
-import { QUEUE_MAX_MS, deliveringHereFirst, sentOrAfter } from './localFirstAdapter.js';
+import { QUEUE_MAX_MS, deliveringHereFirst, sayGoodbye, sentOrAfter } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { createWriteCoalescing } from './coalesce.js';
@@ -232,8 +232,9 @@ export function createRealtime(deps: {
     const adapter = io.of('/').adapter;
     // Also closes the HTTP server it is attached to: no new connections from here on.
     await io.close();
-    // The broadcasts still queued to go to the other nodes go first, and the adapter's goodbye (sent by io.close())
-    // after them, in order (localFirstAdapter.ts).
+    // No request is left (io.close() waited for the HTTP server): the adapter's goodbye goes, after the broadcasts
+    // still queued (localFirstAdapter.ts), and they go before the pool ends.
+    sayGoodbye(adapter);
     await sentOrAfter(adapter, QUEUE_MAX_MS);
     await adapterPool.end();
   }

@@ -25,14 +25,30 @@ export const QUEUE_MAX_MS = 2000;
 /**
  * socket.io-adapter's MessageTypes that tell the other nodes this one is alive: INITIAL_HEARTBEAT, HEARTBEAT. They
  * never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY would be counted gone by the
- * others. Its goodbye (ADAPTER_CLOSE) does wait, in order: any message the others hear from a node counts it alive
- * again, so a broadcast queued before the goodbye and heard after it would bring the stopped node back into their
- * count (and set every node catching up).
+ * others. Its goodbye (ADAPTER_CLOSE) goes last of all ({@link sayGoodbye}): any message the others hear from a node
+ * counts it alive again, so a broadcast heard after the goodbye would bring the stopped node back into their count
+ * (and set every node catching up).
  */
 const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2]);
 
 /** Per adapter (one per namespace): the promise of its last message's send. */
 const lastSends = new WeakMap<object, () => Promise<void>>();
+
+/** Per adapter: queues its goodbye, held back since `io.close()` made it (see {@link sayGoodbye}). */
+const goodbyes = new WeakMap<object, () => void>();
+
+/** socket.io-adapter's MessageType.ADAPTER_CLOSE: the goodbye a node's adapter sends when it closes. */
+const ADAPTER_CLOSE = 13;
+
+/**
+ * Sends `adapter`'s goodbye, behind everything it queued before. `io.close()` makes it, and then waits for the HTTP
+ * server to close, whose requests still being answered may broadcast (a rename committing): sent when made, it
+ * would go before those, and any message heard from a node after its goodbye counts it alive again (the others
+ * then count it back and catch up). So it is held back until the shutdown calls this, once no request is left.
+ */
+export function sayGoodbye(adapter: object): void {
+  goodbyes.get(adapter)?.();
+}
 
 /**
  * Resolves once what `adapter` was given to send so far has gone (or failed), or after `ms`: at shutdown, before
@@ -99,11 +115,7 @@ export function deliveringHereFirst(
       done: Promise.resolve(),
     };
     lastSends.set(adapter, () => previous.done);
-    publishing.publishAndReturnOffset = (message) => {
-      if (UNORDERED_TYPES.has(message.type)) {
-        void send(message);
-        return Promise.resolve('');
-      }
+    const enqueue = (message: { type: number }): void => {
       const before = previous;
       let begin: (at: number) => void = () => undefined;
       const began = new Promise<number>((resolve) => (begin = resolve));
@@ -118,6 +130,11 @@ export function deliveringHereFirst(
         return send(message);
       });
       previous = { began, done };
+    };
+    publishing.publishAndReturnOffset = (message) => {
+      if (UNORDERED_TYPES.has(message.type)) void send(message);
+      else if (message.type === ADAPTER_CLOSE) goodbyes.set(adapter, () => enqueue(message));
+      else enqueue(message);
       return Promise.resolve('');
     };
     return adapter;
