@@ -42,6 +42,9 @@ export interface StartedSession extends AuthTokens {
  */
 export const MAX_SESSIONS_PER_USER = 100;
 
+/** How many more statements a login runs to end the sessions past the cap that refreshes made it spare. */
+const EVICTION_ROUNDS = 3;
+
 /**
  * Sessions: one per signup or login (one device). The access token names its session (`sid`); the refresh token
  * is opaque, stored as an HMAC, used once, and valid REFRESH_TTL_DAYS after the session was last used. Ending a
@@ -158,10 +161,10 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // One statement: the session and its first refresh token exist together or not at all, and only while the
       // password checked is still the user's (a deleted account has none), read after the lock above waited for any
       // password change or deletion in progress. The user's expired sessions go, and the live ones past the cap
-      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay). A refresh takes
-      // the user's row too before it touches a session, so none is in progress here; should a session be used since
-      // the snapshot all the same, it stays (its client was given tokens).
-      const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[] }> }>(
+      // (the statement's snapshot does not see the new session, so the newest MAX - 1 others stay), unless used
+      // since the snapshot: a refresh that committed while this waited for its row answered tokens of that session,
+      // which stays (and the next least recently used go, below).
+      const result = await db.raw<{ rows: Array<{ session_id: string; evicted: string[]; over: number }> }>(
         `WITH owner AS (
            SELECT id FROM users WHERE id = ? AND password_hash = ? FOR SHARE
          ), started AS (
@@ -169,16 +172,20 @@ export function createSessionService(deps: SessionDeps): SessionService {
          ), expired AS (
            DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
              AND EXISTS (SELECT FROM owner)
+         ), lru AS (
+           SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
+             AND EXISTS (SELECT FROM owner)
+           ORDER BY last_used_at DESC, id DESC OFFSET ?
          ), evicted AS (
-           DELETE FROM sessions AS s USING (
-             SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
-             ORDER BY last_used_at DESC, id DESC OFFSET ?) AS lru
-           WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at AND EXISTS (SELECT FROM owner)
+           DELETE FROM sessions AS s USING lru
+           WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at
            RETURNING s.id
          ), issued AS (
            INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id
          )
-         SELECT i.session_id, ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted FROM issued AS i`,
+         SELECT i.session_id, ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted,
+           (SELECT count(*)::int FROM lru) AS over
+         FROM issued AS i`,
         [
           userId,
           passwordHash,
@@ -193,7 +200,30 @@ export function createSessionService(deps: SessionDeps): SessionService {
       );
       const row = result.rows[0];
       if (row === undefined) return undefined;
-      return { ...tokensFor(userId, row.session_id, refreshToken), evicted: row.evicted };
+      const evicted = [...row.evicted];
+      // A session refreshed while this waited for its row was spared (its client was just given tokens): the next
+      // least recently used go instead, each statement seeing what committed before it (the new session included,
+      // so the newest MAX stay). A few rounds: a session refreshed at each of them is rarer still.
+      let over = row.over - row.evicted.length;
+      for (let round = 0; over > 0 && round < EVICTION_ROUNDS; round++) {
+        const next = await db.raw<{ rows: Array<{ evicted: string[]; over: number }> }>(
+          `WITH lru AS (
+             SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
+             ORDER BY last_used_at DESC, id DESC OFFSET ?
+           ), evicted AS (
+             DELETE FROM sessions AS s USING lru
+             WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at
+             RETURNING s.id
+           )
+           SELECT ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted, (SELECT count(*)::int FROM lru) AS over`,
+          [userId, ttlDays, MAX_SESSIONS_PER_USER],
+        );
+        const got = next.rows[0];
+        if (got === undefined) break;
+        evicted.push(...got.evicted);
+        over = got.over - got.evicted.length;
+      }
+      return { ...tokensFor(userId, row.session_id, refreshToken), evicted };
     },
 
     async refresh(refreshToken, abandoned = () => false) {
@@ -228,16 +258,6 @@ export function createSessionService(deps: SessionDeps): SessionService {
       let rotated;
       try {
         rotated = await knex.transaction(async (trx) => {
-          // The user's row first, shared, as a login takes it (FOR NO KEY UPDATE) before it picks the sessions past
-          // the cap to end: a login waits for the refreshes in progress, and picks by what they committed, so it
-          // never ends a session whose client was just given tokens (and never has to spare one, past the cap).
-          await trx.raw(
-            `SELECT 1 FROM users WHERE id = (
-               SELECT s.user_id FROM sessions AS s JOIN refresh_tokens AS r ON r.session_id = s.id
-               WHERE r.token_hash = ?)
-             FOR SHARE`,
-            [presented],
-          );
           // The session's row before its token's, in the order every end of a session takes them (its DELETE
           // cascades to the tokens): taken the other way round, a refresh and a logout, a revocation or a reuse
           // detection could deadlock, and one of them answered 500.
