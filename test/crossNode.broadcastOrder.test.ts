@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
+import WebSocket from 'ws';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
 import { ORDER_WAIT_MS, QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
 import { newUser, record } from './helpers/chat.js';
@@ -405,5 +406,50 @@ describe('broadcasts between nodes: one made while the node closes goes before i
       await locker.end().catch(() => undefined);
       await listener.end();
     }
+  });
+});
+
+/**
+ * The goodbye waits for the requests still being answered (above), but not for a WebSocket whose client never
+ * answers the closing handshake, which holds io.close() for ws's 30 s: it goes QUEUE_MAX_MS into the close at the
+ * latest, else the other nodes counted the stopped node until their heartbeat timeout.
+ */
+describe('broadcasts between nodes: a stopping node’s goodbye and a WebSocket client that never answers the close', function () {
+  this.timeout(90_000);
+  const nodes = useTwoNodes();
+
+  it('the other node counts the stopped node gone within QUEUE_MAX_MS of the close, not at its heartbeat timeout', async () => {
+    const alice = await insertUser(nodes.a.services.db.knex, nodes.a.services.config);
+    const adapterB = nodes.b.services.io.of('/').adapter;
+    await waitFor(async () => (await adapterB.serverCount()) === 2, {
+      what: 'B counts A',
+      timeoutMs: 15_000,
+    });
+
+    const url = nodes.a.url.replace(/^http/, 'ws') + '/socket.io/?EIO=4&transport=websocket';
+    const ws = new WebSocket(url);
+    const connected = new Promise<void>((resolve, reject) => {
+      ws.on('message', (data: Buffer) => {
+        const text = data.toString('utf8');
+        if (text.startsWith('0')) ws.send(`40${JSON.stringify({ token: alice.token })}`);
+        else if (text.startsWith('40')) resolve();
+        else if (text.startsWith('44')) reject(new Error(text));
+      });
+      ws.on('error', reject);
+    });
+    await connected;
+    // The client stops reading: it never answers the server's close frame.
+    (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+
+    const started = Date.now();
+    const closing = nodes.a.close();
+    await waitFor(async () => (await adapterB.serverCount()) === 1, {
+      what: 'B counts A gone',
+      timeoutMs: 45_000,
+    });
+    const goneAfter = Date.now() - started;
+    await closing;
+    ws.terminate();
+    expect(goneAfter, 'ms until B counted A gone').to.be.below(QUEUE_MAX_MS + 1000);
   });
 });

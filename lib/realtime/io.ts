@@ -230,11 +230,24 @@ export function createRealtime(deps: {
     writes.flushAll();
     void io.local.disconnectSockets(true);
     const adapter = io.of('/').adapter;
-    // Also closes the HTTP server it is attached to: no new connections from here on.
-    await io.close();
-    // No request is left (io.close() waited for the HTTP server): the adapter's goodbye goes, after the broadcasts
-    // still queued (localFirstAdapter.ts), and they go before the pool ends.
+    // Also closes the HTTP server it is attached to: no new connections from here on. It waits for every connection
+    // to close, the requests still being answered (which may broadcast: a rename committing) and the WebSockets'
+    // closing handshakes (up to 30 s for a client that never answers).
+    const closed = io.close();
+    // The adapter's goodbye goes after the broadcasts queued before it (localFirstAdapter.ts): once nothing is left
+    // open, or QUEUE_MAX_MS into the close, whichever comes first (the other nodes stop counting this one at its
+    // goodbye, not 10 s after its last heartbeat).
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, QUEUE_MAX_MS).unref();
+      void closed
+        .then(
+          () => resolve(),
+          () => resolve(),
+        )
+        .finally(() => clearTimeout(timer));
+    });
     sayGoodbye(adapter);
+    await closed;
     await sentOrAfter(adapter, QUEUE_MAX_MS);
     await adapterPool.end();
   }

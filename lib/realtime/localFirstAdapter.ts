@@ -31,11 +31,17 @@ export const QUEUE_MAX_MS = 2000;
  */
 const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2]);
 
-/** Per adapter (one per namespace): the promise of its last message's send. */
-const lastSends = new WeakMap<object, () => Promise<void>>();
-
-/** Per adapter: queues its goodbye, held back since `io.close()` made it (see {@link sayGoodbye}). */
-const goodbyes = new WeakMap<object, () => void>();
+/**
+ * What the wrapper keeps on each adapter it wraps (one per namespace and node: the node's state lives with its
+ * adapter, never in this module): the promise of its last message's send, and its goodbye, held back since
+ * `io.close()` made it (see {@link sayGoodbye}).
+ */
+const ORDERED = Symbol('xfchat.orderedPublishing');
+interface Ordered {
+  lastSend(): Promise<void>;
+  goodbye?: () => void;
+}
+const orderedOf = (adapter: object): Ordered | undefined => (adapter as { [ORDERED]?: Ordered })[ORDERED];
 
 /** socket.io-adapter's MessageType.ADAPTER_CLOSE: the goodbye a node's adapter sends when it closes. */
 const ADAPTER_CLOSE = 13;
@@ -44,10 +50,15 @@ const ADAPTER_CLOSE = 13;
  * Sends `adapter`'s goodbye, behind everything it queued before. `io.close()` makes it, and then waits for the HTTP
  * server to close, whose requests still being answered may broadcast (a rename committing): sent when made, it
  * would go before those, and any message heard from a node after its goodbye counts it alive again (the others
- * then count it back and catch up). So it is held back until the shutdown calls this, once no request is left.
+ * then count it back and catch up). So it is held back until the shutdown calls this (lib/realtime/io.ts: once
+ * nothing is left open, or two seconds into the close, as a WebSocket whose client never answers the closing
+ * handshake holds the close for 30 s).
  */
 export function sayGoodbye(adapter: object): void {
-  goodbyes.get(adapter)?.();
+  const ordered = orderedOf(adapter);
+  const goodbye = ordered?.goodbye;
+  if (ordered) ordered.goodbye = undefined;
+  goodbye?.();
 }
 
 /**
@@ -56,8 +67,8 @@ export function sayGoodbye(adapter: object): void {
  * of the drain's last acks reach the other nodes.
  */
 export function sentOrAfter(adapter: object, ms: number): Promise<void> {
-  const last = lastSends.get(adapter);
-  return last === undefined ? Promise.resolve() : settledOrAfter(last(), ms);
+  const ordered = orderedOf(adapter);
+  return ordered === undefined ? Promise.resolve() : settledOrAfter(ordered.lastSend(), ms);
 }
 
 /** Resolves when `before` settles, or after `ms`, whichever comes first. */
@@ -114,7 +125,8 @@ export function deliveringHereFirst(
       began: Promise.resolve(Number.NEGATIVE_INFINITY),
       done: Promise.resolve(),
     };
-    lastSends.set(adapter, () => previous.done);
+    const ordered: Ordered = { lastSend: () => previous.done };
+    (adapter as { [ORDERED]?: Ordered })[ORDERED] = ordered;
     const enqueue = (message: { type: number }): void => {
       const before = previous;
       let begin: (at: number) => void = () => undefined;
@@ -133,7 +145,7 @@ export function deliveringHereFirst(
     };
     publishing.publishAndReturnOffset = (message) => {
       if (UNORDERED_TYPES.has(message.type)) void send(message);
-      else if (message.type === ADAPTER_CLOSE) goodbyes.set(adapter, () => enqueue(message));
+      else if (message.type === ADAPTER_CLOSE) ordered.goodbye = () => enqueue(message);
       else enqueue(message);
       return Promise.resolve('');
     };
