@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { AuthResponse, PublicUser } from '../lib/protocol/index.js';
 import { ORDER_WAIT_MS, QUEUE_MAX_MS } from '../lib/realtime/localFirstAdapter.js';
 import { newUser, record } from './helpers/chat.js';
-import { useTwoNodes } from './helpers/nodes.js';
+import { useTwoNodes, type TwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { insertFriendship, uniqueUsername, insertUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -260,6 +260,59 @@ describe('broadcasts between nodes: a node that stops sends what it had queued',
   });
 });
 
+/** Waits until each node counts the other, then past their count watch (every second) and its second catch-up 3 s
+ * later (peerSettleMs): the count's growth is acted on before what the test does next. */
+async function bothCounted(nodes: TwoNodes): Promise<void> {
+  const adapterB = nodes.b.services.io.of('/').adapter;
+  const adapterA = nodes.a.services.io.of('/').adapter;
+  await waitFor(async () => (await adapterB.serverCount()) === 2 && (await adapterA.serverCount()) === 2, {
+    what: 'each node counts the other',
+    timeoutMs: 15_000,
+  });
+  await new Promise((r) => setTimeout(r, 4000));
+}
+
+/**
+ * From now on: the notices on the cluster's channel (node B's catch-ups among them), and node B's count of nodes
+ * every 20 ms. `expectAForgotten()` checks that after node A's goodbye (heard from `closedAt`, the notices' count
+ * when A began to close) B sent no catch-up and never counted A back.
+ */
+async function watchFromB(nodes: TwoNodes): Promise<{
+  notices: string[];
+  expectAForgotten(closedAt: number): void;
+  stop(): Promise<void>;
+}> {
+  const adapterB = nodes.b.services.io.of('/').adapter;
+  const listener = new pg.Client({ connectionString: nodes.b.services.config.database.url });
+  await listener.connect();
+  const notices: string[] = [];
+  listener.on('notification', (n) => notices.push(n.payload ?? ''));
+  await listener.query('LISTEN xfchat_messages');
+  const counts: number[] = [];
+  const watch = setInterval(() => void adapterB.serverCount().then((c) => counts.push(c)), 20);
+  return {
+    notices,
+    expectAForgotten(closedAt) {
+      const after = notices
+        .slice(closedAt)
+        .map((p) => JSON.parse(p) as { n: string; c?: number; g?: number });
+      // A's goodbye names A.
+      const idOfA = after.find((m) => m.g === 1)?.n;
+      const catchUpsByB = after.filter((m) => m.c === 1 && m.n !== idOfA);
+      expect(catchUpsByB, 'catch-up notices B sent after A said goodbye').to.deep.equal([]);
+      expect(counts, 'B counted A gone at its goodbye').to.include(1);
+      expect(
+        counts.slice(counts.indexOf(1)),
+        'B’s count of nodes after A’s goodbye (A stopped)',
+      ).to.not.include(2);
+    },
+    async stop() {
+      clearInterval(watch);
+      await listener.end();
+    },
+  };
+}
+
 /**
  * A node that stops sends the broadcasts it had queued (above), and its adapter's goodbye (ADAPTER_CLOSE) after
  * them: Socket.IO's cluster adapter counts the sender of any message as a live node, so a broadcast heard after the
@@ -276,24 +329,8 @@ describe('broadcasts between nodes: a node that stops cleanly is forgotten by th
     const heard: string[] = [];
     bobOnB.on('user:updated', (u: PublicUser) => heard.push(u.displayName));
     const adapterB = nodes.b.services.io.of('/').adapter;
-    const adapterOfA = nodes.a.services.io.of('/').adapter;
-    await waitFor(
-      async () => (await adapterB.serverCount()) === 2 && (await adapterOfA.serverCount()) === 2,
-      {
-        what: 'each node counts the other',
-        timeoutMs: 15_000,
-      },
-    );
-    // Past the nodes' count watch (every second) and its second catch-up 3 s later (peerSettleMs): the count's
-    // growth above is acted on before the stop.
-    await new Promise((r) => setTimeout(r, 4000));
-
-    // Catch-up notices on the cluster's channel.
-    const listener = new pg.Client({ connectionString: nodes.b.services.config.database.url });
-    await listener.connect();
-    const notices: string[] = [];
-    listener.on('notification', (n) => notices.push(n.payload ?? ''));
-    await listener.query('LISTEN xfchat_messages');
+    await bothCounted(nodes);
+    const watching = await watchFromB(nodes);
 
     // A's broadcast NOTIFYs take 120 ms each (a busy database): some are still queued when A stops.
     const adapterA = nodes.a.services.io.of('/').adapter as unknown as {
@@ -307,30 +344,18 @@ describe('broadcasts between nodes: a node that stops cleanly is forgotten by th
         await new Promise((r) => setTimeout(r, 120));
       return query(...args);
     };
-    const counts: number[] = [];
-    const watch = setInterval(() => void adapterB.serverCount().then((c) => counts.push(c)), 20);
     try {
       const names = Array.from({ length: 10 }, (_, i) => `Last Notice ${i}`);
       for (const name of names)
         nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, name));
-      const closedAt = notices.length;
+      const closedAt = watching.notices.length;
       await nodes.a.close();
       await waitFor(() => heard.length === names.length, { what: 'every notice on node B', timeoutMs: 5000 });
       await new Promise((r) => setTimeout(r, 1500));
-      const afterGoodbye = counts.slice(counts.indexOf(1));
-      const after = notices
-        .slice(closedAt)
-        .map((p) => JSON.parse(p) as { n: string; c?: number; b?: number });
-      // A's goodbye names A.
-      const idOfA = after.find((m) => (m as { g?: number }).g === 1)?.n;
-      const catchUpsByB = after.filter((m) => m.c === 1 && m.n !== idOfA);
-      expect(catchUpsByB, 'catch-up notices B sent after A said goodbye').to.deep.equal([]);
-      expect(counts, 'B counted A gone at its goodbye').to.include(1);
-      expect(afterGoodbye, 'B’s count of nodes after A’s goodbye (A stopped)').to.not.include(2);
+      watching.expectAForgotten(closedAt);
       expect(await adapterB.serverCount(), 'B’s count of nodes 1.5 s after A stopped').to.equal(1);
     } finally {
-      clearInterval(watch);
-      await listener.end();
+      await watching.stop();
     }
   });
 });
@@ -352,33 +377,21 @@ describe('broadcasts between nodes: one made while the node closes goes before i
     const heard: string[] = [];
     bobOnB.on('user:updated', (u: PublicUser) => heard.push(u.displayName));
     const adapterB = nodes.b.services.io.of('/').adapter;
-    const adapterA = nodes.a.services.io.of('/').adapter;
-    await waitFor(async () => (await adapterB.serverCount()) === 2 && (await adapterA.serverCount()) === 2, {
-      what: 'each node counts the other',
-      timeoutMs: 15_000,
-    });
-    await new Promise((r) => setTimeout(r, 4000));
-
-    const listener = new pg.Client({ connectionString: nodes.b.services.config.database.url });
-    await listener.connect();
-    const notices: string[] = [];
-    listener.on('notification', (n) => notices.push(n.payload ?? ''));
-    await listener.query('LISTEN xfchat_messages');
+    await bothCounted(nodes);
+    const watching = await watchFromB(nodes);
 
     // Hold alice's row: her rename waits in flight.
     const locker = new pg.Client({ connectionString: nodes.b.services.config.database.url });
     await locker.connect();
     await locker.query('BEGIN');
     await locker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [alice.id]);
-    const counts: number[] = [];
-    const watch = setInterval(() => void adapterB.serverCount().then((c) => counts.push(c)), 20);
     try {
       const renamed = request(nodes.a.url, 'PATCH', '/users/me', {
         token: alice.token,
         body: { displayName: 'Late Rename' },
       });
       await new Promise((r) => setTimeout(r, 300));
-      const closedAt = notices.length;
+      const closedAt = watching.notices.length;
       const closing = nodes.a.close();
       // The rename commits a moment later (past the fanout's count watch, every second), while io.close() waits
       // for the HTTP server to close.
@@ -393,18 +406,10 @@ describe('broadcasts between nodes: one made while the node closes goes before i
         timeoutMs: 5000,
       });
       await new Promise((r) => setTimeout(r, 1500));
-      const afterGoodbye = counts.slice(counts.indexOf(1));
-      const after = notices
-        .slice(closedAt)
-        .map((p) => JSON.parse(p) as { n: string; c?: number; g?: number });
-      const idOfA = after.find((m) => m.g === 1)?.n;
-      const catchUpsByB = after.filter((m) => m.c === 1 && m.n !== idOfA);
-      expect(catchUpsByB, 'catch-up notices B sent after A said goodbye').to.deep.equal([]);
-      expect(afterGoodbye, 'B’s count of nodes after A’s goodbye (A stopped)').to.not.include(2);
+      watching.expectAForgotten(closedAt);
     } finally {
-      clearInterval(watch);
       await locker.end().catch(() => undefined);
-      await listener.end();
+      await watching.stop();
     }
   });
 });

@@ -46,6 +46,22 @@ export const MAX_SESSIONS_PER_USER = 100;
 const EVICTION_ROUNDS = 3;
 
 /**
+ * The common expressions `lru` (a user's live sessions past the newest ones kept; bindings: the user's id, the
+ * lifetime in days, how many to keep) and `evicted` (those of them deleted: each unless used since the statement's
+ * snapshot), with `guard` (SQL text, never a value) a further condition on `lru`'s rows.
+ */
+const EVICT_LEAST_RECENTLY_USED = (guard: string): string => `lru AS (
+    SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?) ${guard}
+    ORDER BY last_used_at DESC, id DESC OFFSET ?
+  ), evicted AS (
+    DELETE FROM sessions AS s USING lru WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at RETURNING s.id
+  )`;
+
+/** The columns `evicted` (the ids deleted) and `over` (how many were past the kept ones) of those expressions. */
+const EVICTED_AND_OVER =
+  'ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted, (SELECT count(*)::int FROM lru) AS over';
+
+/**
  * Sessions: one per signup or login (one device). The access token names its session (`sid`); the refresh token
  * is opaque, stored as an HMAC, used once, and valid REFRESH_TTL_DAYS after the session was last used. Ending a
  * session deletes its row (so its access tokens are refused at the next request or handshake, on every node)
@@ -172,20 +188,10 @@ export function createSessionService(deps: SessionDeps): SessionService {
          ), expired AS (
            DELETE FROM sessions WHERE user_id = ? AND last_used_at <= now() - make_interval(days => ?)
              AND EXISTS (SELECT FROM owner)
-         ), lru AS (
-           SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
-             AND EXISTS (SELECT FROM owner)
-           ORDER BY last_used_at DESC, id DESC OFFSET ?
-         ), evicted AS (
-           DELETE FROM sessions AS s USING lru
-           WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at
-           RETURNING s.id
-         ), issued AS (
+         ), ${EVICT_LEAST_RECENTLY_USED('AND EXISTS (SELECT FROM owner)')}, issued AS (
            INSERT INTO refresh_tokens (token_hash, session_id) SELECT ?, id FROM started RETURNING session_id
          )
-         SELECT i.session_id, ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted,
-           (SELECT count(*)::int FROM lru) AS over
-         FROM issued AS i`,
+         SELECT i.session_id, ${EVICTED_AND_OVER} FROM issued AS i`,
         [
           userId,
           passwordHash,
@@ -207,15 +213,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
       let over = row.over - row.evicted.length;
       for (let round = 0; over > 0 && round < EVICTION_ROUNDS; round++) {
         const next = await db.raw<{ rows: Array<{ evicted: string[]; over: number }> }>(
-          `WITH lru AS (
-             SELECT id, last_used_at FROM sessions WHERE user_id = ? AND last_used_at > now() - make_interval(days => ?)
-             ORDER BY last_used_at DESC, id DESC OFFSET ?
-           ), evicted AS (
-             DELETE FROM sessions AS s USING lru
-             WHERE s.id = lru.id AND s.last_used_at = lru.last_used_at
-             RETURNING s.id
-           )
-           SELECT ARRAY(SELECT e.id::text FROM evicted AS e) AS evicted, (SELECT count(*)::int FROM lru) AS over`,
+          `WITH ${EVICT_LEAST_RECENTLY_USED('')} SELECT ${EVICTED_AND_OVER}`,
           [userId, ttlDays, MAX_SESSIONS_PER_USER],
         );
         const got = next.rows[0];

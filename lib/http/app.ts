@@ -140,7 +140,8 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
     }),
   );
   app.use(httpMetrics(services.metrics));
-  app.use(helmet({ contentSecurityPolicy: false }));
+  // Strict-Transport-Security is set on every request the node answers, Express's among them (lib/server.ts).
+  app.use(helmet({ contentSecurityPolicy: false, strictTransportSecurity: false }));
   app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
   // A body announced larger than the limit is refused at once: express.json answers only after reading all of it.

@@ -11,7 +11,13 @@ import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
 import { createAdapterPool } from './adapterPool.js';
 import { boundedParser } from './boundedParser.js';
-import { QUEUE_MAX_MS, deliveringHereFirst, sayGoodbye, sentOrAfter } from './localFirstAdapter.js';
+import {
+  QUEUE_MAX_MS,
+  deliveringHereFirst,
+  sayGoodbye,
+  sentOrAfter,
+  settledOrAfter,
+} from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { createWriteCoalescing } from './coalesce.js';
@@ -237,15 +243,7 @@ export function createRealtime(deps: {
     // The adapter's goodbye goes after the broadcasts queued before it (localFirstAdapter.ts): once nothing is left
     // open, or QUEUE_MAX_MS into the close, whichever comes first (the other nodes stop counting this one at its
     // goodbye, not 10 s after its last heartbeat).
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, QUEUE_MAX_MS).unref();
-      void closed
-        .then(
-          () => resolve(),
-          () => resolve(),
-        )
-        .finally(() => clearTimeout(timer));
-    });
+    await settledOrAfter(closed, QUEUE_MAX_MS);
     sayGoodbye(adapter);
     await closed;
     await sentOrAfter(adapter, QUEUE_MAX_MS);

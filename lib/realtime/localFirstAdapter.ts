@@ -1,10 +1,11 @@
 import type { PostgresAdapter } from '@socket.io/postgres-adapter';
+import { MessageType } from 'socket.io-adapter';
 import type { Logger } from '../logger.js';
 
 /** The adapter's protected step that hands a message to its transport (a NOTIFY, or an attachment row first). */
 interface Publishing {
-  /** `type` is the message's kind (socket.io-adapter's MessageType: a broadcast, a heartbeat...). */
-  publishAndReturnOffset(message: { type: number }): Promise<string>;
+  /** `type` is the message's kind: a broadcast, a heartbeat... */
+  publishAndReturnOffset(message: { type: MessageType }): Promise<string>;
 }
 
 /**
@@ -23,13 +24,15 @@ export const ORDER_WAIT_MS = 1000;
 export const QUEUE_MAX_MS = 2000;
 
 /**
- * socket.io-adapter's MessageTypes that tell the other nodes this one is alive: INITIAL_HEARTBEAT, HEARTBEAT. They
- * never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY would be counted gone by the
+ * The messages that tell the other nodes this one is alive. They never wait for a broadcast: a node whose heartbeat waited behind a stuck NOTIFY would be counted gone by the
  * others. Its goodbye (ADAPTER_CLOSE) goes last of all ({@link sayGoodbye}): any message the others hear from a node
  * counts it alive again, so a broadcast heard after the goodbye would bring the stopped node back into their count
  * (and set every node catching up).
  */
-const UNORDERED_TYPES: ReadonlySet<number> = new Set([1, 2]);
+const UNORDERED_TYPES: ReadonlySet<MessageType> = new Set([
+  MessageType.INITIAL_HEARTBEAT,
+  MessageType.HEARTBEAT,
+]);
 
 /**
  * What the wrapper keeps on each adapter it wraps (one per namespace and node: the node's state lives with its
@@ -42,9 +45,6 @@ interface Ordered {
   goodbye?: () => void;
 }
 const orderedOf = (adapter: object): Ordered | undefined => (adapter as { [ORDERED]?: Ordered })[ORDERED];
-
-/** socket.io-adapter's MessageType.ADAPTER_CLOSE: the goodbye a node's adapter sends when it closes. */
-const ADAPTER_CLOSE = 13;
 
 /**
  * Sends `adapter`'s goodbye, behind everything it queued before. `io.close()` makes it, and then waits for the HTTP
@@ -71,15 +71,16 @@ export function sentOrAfter(adapter: object, ms: number): Promise<void> {
   return ordered === undefined ? Promise.resolve() : settledOrAfter(ordered.lastSend(), ms);
 }
 
-/** Resolves when `before` settles, or after `ms`, whichever comes first. */
-function settledOrAfter(before: Promise<void>, ms: number): Promise<void> {
+/** Resolves when `before` settles (fulfilled or rejected), or after `ms`, whichever comes first. */
+export function settledOrAfter(before: Promise<unknown>, ms: number): Promise<void> {
   return new Promise((resolve) => {
     // Unreferenced: a node shutting down does not wait for it.
     const timer = setTimeout(resolve, ms).unref();
-    void before.then(() => {
+    const settled = (): void => {
       clearTimeout(timer);
       resolve();
-    });
+    };
+    void before.then(settled, settled);
   });
 }
 
@@ -114,21 +115,30 @@ export function deliveringHereFirst(
     const adapter = createAdapter(nsp);
     const publishing = adapter as unknown as Publishing;
     const publish = publishing.publishAndReturnOffset.bind(adapter);
-    const send = (message: { type: number }): Promise<void> =>
+    const send = (message: { type: MessageType }): Promise<void> =>
       publish(message).then(
         () => undefined,
         (err: unknown) =>
           logger.warn({ err, type: message.type }, 'socket.io adapter: publishing to the other nodes failed'),
       );
-    // The send of the message made before: when it began (its performance.now()), and when it was done.
-    let previous: { began: Promise<number>; done: Promise<void> } = {
+    // The send of the message made before: when it began (its performance.now()), when it was done, and whether it
+    // is (a message made with nothing on its way goes at once, without a timer).
+    let previous: { began: Promise<number>; done: Promise<void>; sent: boolean } = {
       began: Promise.resolve(Number.NEGATIVE_INFINITY),
       done: Promise.resolve(),
+      sent: true,
     };
     const ordered: Ordered = { lastSend: () => previous.done };
     (adapter as { [ORDERED]?: Ordered })[ORDERED] = ordered;
-    const enqueue = (message: { type: number }): void => {
+    const enqueue = (message: { type: MessageType }): void => {
       const before = previous;
+      if (before.sent) {
+        const now = performance.now();
+        const sending = { began: Promise.resolve(now), done: send(message), sent: false };
+        void sending.done.then(() => (sending.sent = true));
+        previous = sending;
+        return;
+      }
       let begin: (at: number) => void = () => undefined;
       const began = new Promise<number>((resolve) => (begin = resolve));
       // The wait is counted from when the one before began, not from when this one was made: behind a queue of a
@@ -137,15 +147,20 @@ export function deliveringHereFirst(
       const inTurn = before.began.then((beganAt) =>
         settledOrAfter(before.done, Math.max(0, ORDER_WAIT_MS - (performance.now() - beganAt))),
       );
-      const done = settledOrAfter(inTurn, QUEUE_MAX_MS).then(() => {
-        begin(performance.now());
-        return send(message);
-      });
-      previous = { began, done };
+      const queued = {
+        began,
+        done: settledOrAfter(inTurn, QUEUE_MAX_MS).then(() => {
+          begin(performance.now());
+          return send(message);
+        }),
+        sent: false,
+      };
+      void queued.done.then(() => (queued.sent = true));
+      previous = queued;
     };
     publishing.publishAndReturnOffset = (message) => {
       if (UNORDERED_TYPES.has(message.type)) void send(message);
-      else if (message.type === ADAPTER_CLOSE) ordered.goodbye = () => enqueue(message);
+      else if (message.type === MessageType.ADAPTER_CLOSE) ordered.goodbye = () => enqueue(message);
       else enqueue(message);
       return Promise.resolve('');
     };

@@ -6,6 +6,29 @@ const DAY_MS = 86_400_000;
 describe('web app: dates', function () {
   const app = useWebApp();
 
+  /**
+   * Bob's message to Ann, seen in Ann's page (en-US, UTC) whose clock was set `beforeMidnight` ms before the end of
+   * the message's day: its day separator says "Today".
+   */
+  async function seenBeforeMidnight(beforeMidnight: number) {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const sent = await bob.client.messages.put(conversationId, 'late-1', 'sent late in the day');
+    const day = new Date(sent.createdAt);
+    const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + 1);
+    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
+    await page.page.clock.install({ time: midnight - beforeMidnight });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('sent late in the day');
+    const separator = page.log.locator('li.day-separator');
+    expect(await separator.textContent()).to.equal('Today');
+    return { page, separator, day, midnight };
+  }
+
   it('separates days ("Today", "Yesterday", a weekday, the full date) and gives every message its full timestamp', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
@@ -115,22 +138,8 @@ describe('web app: dates', function () {
   });
 
   it('turns "Today" into "Yesterday" within a minute of midnight, in the conversation and the list, though nothing else changes', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const sent = await bob.client.messages.put(conversationId, 'late-1', 'sent late in the day');
     // The browser's clock a few seconds before the end of the message's day (in UTC, the page's zone).
-    const day = new Date(sent.createdAt);
-    const beforeMidnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + 1) - 5_000;
-    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
-    await page.page.clock.install({ time: beforeMidnight });
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
-    await page.waitForMessage('sent late in the day');
-    const separator = page.log.locator('li.day-separator');
-    expect(await separator.textContent()).to.equal('Today');
+    const { page, separator, day } = await seenBeforeMidnight(5_000);
     const shownTime = new Intl.DateTimeFormat('en-US', {
       timeZone: 'UTC',
       hour: 'numeric',
@@ -145,22 +154,8 @@ describe('web app: dates', function () {
   });
 
   it('says "Yesterday" within a minute of waking when the computer slept over midnight (no timer ran meanwhile)', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const sent = await bob.client.messages.put(conversationId, 'late-1', 'sent late in the day');
-    const day = new Date(sent.createdAt);
-    const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + 1);
-    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
     // The page opens two hours before midnight...
-    await page.page.clock.install({ time: midnight - 2 * 3_600_000 });
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
-    await page.waitForMessage('sent late in the day');
-    const separator = page.log.locator('li.day-separator');
-    expect(await separator.textContent()).to.equal('Today');
+    const { page, separator, midnight } = await seenBeforeMidnight(2 * 3_600_000);
     // ...the computer sleeps over midnight (its timers do not run) and wakes an hour after it.
     await page.page.clock.setSystemTime(midnight + 3_600_000);
     await page.page.clock.runFor(65_000);
