@@ -41,13 +41,25 @@ export function validationError(details: Record<string, string>): AppError {
   return new AppError('VALIDATION_FAILED', { details });
 }
 
-/** SQLSTATE classes and codes that mean "the database is not there", not "your request is wrong". */
+/**
+ * SQLSTATEs that mean "the database cannot do it now", not "your request is wrong": it is going or gone, out of
+ * resources, or refusing writes (a server still in recovery: a failover onto a standby not yet promoted, or a
+ * database put read-only), or a wait for a lock past a timeout. Clients retry them (DB_UNAVAILABLE); nothing was
+ * done.
+ */
 const UNAVAILABLE_SQLSTATES = new Set([
-  '57P01',
-  '57P02',
-  '57P03',
-  '53300',
-  '57014',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '57P05', // idle_session_timeout
+  '53000', // insufficient_resources
+  '53100', // disk_full
+  '53200', // out_of_memory
+  '53300', // too_many_connections
+  '53400', // configuration_limit_exceeded
+  '57014', // query_canceled (statement_timeout)
+  '55P03', // lock_not_available (lock_timeout)
+  '25006', // read_only_sql_transaction
   '08000',
   '08001',
   '08003',

@@ -48,4 +48,17 @@ describe('error bodies: what REST sends as Retry-After, an ack carries in detail
       );
     }
   });
+
+  it('answers "cannot now" SQLSTATEs as DB_UNAVAILABLE: refusing writes (a standby), out of resources, a lock timeout', () => {
+    // read_only_sql_transaction, disk_full, out_of_memory, insufficient_resources, configuration_limit_exceeded,
+    // lock_not_available, idle_session_timeout.
+    for (const code of ['25006', '53100', '53200', '53000', '53400', '55P03', '57P05']) {
+      const err = Object.assign(new Error('refused'), { code });
+      expect(toAppError(err).code, code).to.equal('DB_UNAVAILABLE');
+      expect(toAppError({ nativeError: err }).code, code).to.equal('DB_UNAVAILABLE');
+    }
+    // A request the database refuses for what it is stays what it was: a bug of the node.
+    for (const code of ['23505', '22001', '42601', '40P01'])
+      expect(toAppError(Object.assign(new Error('refused'), { code })).code, code).to.equal('INTERNAL');
+  });
 });
