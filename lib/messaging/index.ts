@@ -106,6 +106,8 @@ export async function createMessaging(deps: MessagingDeps): Promise<Messaging> {
     connections: db.connections,
     logger,
     maxConcurrency: writeConcurrency(config),
+    // The second lock wait only with a connection left for reads, membership checks and auth beside all of them.
+    maxLockWaits: config.database.poolMax - writeConcurrency(config) >= 3 ? 2 : 1,
     announce: () => fanout.announce(),
     onCommitted: (written, announce) => {
       if (announce !== undefined && !announce.inCommit) fanout.publish(newsOf(written));

@@ -34,6 +34,12 @@ export interface GroupCommitWriterOptions {
   logger: Logger;
   /** The most transactions at once; the writer adapts below it. Keep it below the pool size. */
   maxConcurrency: number;
+  /**
+   * The most transactions at once that wait for conversations other transactions hold, beside those: 1, or 2 (a
+   * second beside one waiting long, see {@link MAX_LOCK_WAITS}) when the pool has a connection to spare for it.
+   * @default 2
+   */
+  maxLockWaits?: 1 | 2;
   /** Sends per transaction; a batch is never split, so one larger than this runs alone. @default 1000 */
   maxSendsPerTransaction?: number;
   /** Asked before each transaction: announce its messages to other nodes (undefined when alone). */
@@ -129,9 +135,14 @@ const SPLIT_MIN_SENDS = 128;
 /**
  * Transactions at once that wait for conversations other transactions hold, beside the ordinary ones (whose number
  * the adaptive limit sets): such a wait can last as long as the holder's transaction, so it must not take a slot
- * the other conversations' writes need. One waits for all the conversations skipped so far.
+ * the other conversations' writes need. One waits for all the conversations skipped so far; a second starts only
+ * when the first has waited {@link LOCK_WAIT_PATIENCE_MS} (its holder stuck: a transaction left open), for the
+ * conversations skipped since, which would otherwise wait as long (up to the statement timeout) though theirs were
+ * held for a moment. (At most: see `maxLockWaits`.)
  */
-const MAX_LOCK_WAITS = 1;
+const MAX_LOCK_WAITS = 2;
+/** How long the lock waits running must all have waited before another starts beside them (MAX_LOCK_WAITS). */
+export const LOCK_WAIT_PATIENCE_MS = 1000;
 
 /** SQLSTATE query_canceled: the statement timeout (DB_STATEMENT_TIMEOUT_MS) cancelled the call. */
 const STATEMENT_TIMEOUT = '57014';
@@ -151,19 +162,26 @@ const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
  * A transaction skips the conversations another one holds (a membership change, another node): those batches
  * go back to the head of the line and are written next in a transaction that waits for their locks, with the
  * other skipped ones only, so one contended conversation never holds up a whole group. That transaction runs
- * beside the ordinary ones, outside their limit (one at a time, {@link MAX_LOCK_WAITS}): held conversations never
- * hold up the others' writes. While this node announces to others, every transaction waits for its locks instead.
+ * beside the ordinary ones, outside their limit (one at a time, a second beside one waiting long:
+ * {@link MAX_LOCK_WAITS}): held conversations never hold up the others' writes, and one stuck holds up for about a
+ * second at most the conversations held for a moment after it. While this node announces to others, every
+ * transaction waits for its locks instead.
  */
 export function createGroupCommitWriter(options: GroupCommitWriterOptions): GroupCommitWriter {
   const { connections, logger } = options;
   const limit = new AdaptiveLimit({ max: options.maxConcurrency });
   const maxSends = options.maxSendsPerTransaction ?? 1000;
+  const maxLockWaits = Math.min(MAX_LOCK_WAITS, options.maxLockWaits ?? MAX_LOCK_WAITS);
   let ready: Pending[] = [];
   /** The batches in `ready` that wait for other transactions' locks. */
   let readyWaits = 0;
   let running = 0;
   /** Running transactions that wait for other transactions' locks. */
   let runningWaits = 0;
+  /** When each of them started (performance.now()), newest last. */
+  const waitStarts: number[] = [];
+  /** Set while a pump is due when the newest lock wait running has waited LOCK_WAIT_PATIENCE_MS. */
+  let patienceTimer: NodeJS.Timeout | undefined;
   /** When each running transaction that does not wait for locks started (performance.now()), newest last. */
   const ordinaryStarts: number[] = [];
   /** Sends in a usual transaction: an exponential average over about the last 40. */
@@ -236,7 +254,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
    * limit ({@link MAX_LOCK_WAITS}).
    */
   function whyStart(): 'free' | 'backlog' | 'held up' | 'locks' | undefined {
-    if (readyWaits > 0 && !announcing && runningWaits < MAX_LOCK_WAITS) return 'locks';
+    if (readyWaits > 0 && !announcing && lockWaitStartsIn() === 0) return 'locks';
     // While announcing, any batch joins any group; otherwise only batches that wait for nothing go next.
     if (ready.length === (announcing ? 0 : readyWaits)) return undefined;
     const ordinary = running - runningWaits;
@@ -244,6 +262,16 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     if (ordinary === 0) return 'free';
     if (sendsWaiting(PARALLEL_BACKLOG)) return 'backlog';
     return heldUp() ? 'held up' : undefined;
+  }
+
+  /**
+   * In how many ms another lock wait may start (0: now): at once when none runs, else when every one running has
+   * waited LOCK_WAIT_PATIENCE_MS; never while `maxLockWaits` run.
+   */
+  function lockWaitStartsIn(): number {
+    if (runningWaits >= maxLockWaits) return Number.POSITIVE_INFINITY;
+    const newest = waitStarts.at(-1);
+    return newest === undefined ? 0 : Math.max(0, newest + LOCK_WAIT_PATIENCE_MS - performance.now());
   }
 
   /** Whether every ordinary transaction running has taken far longer than commits usually do. */
@@ -284,6 +312,15 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       for (let i = 0; i < count && ready.length > (announcing ? 0 : readyWaits); i++)
         start(takeGroup(i === count - 1 ? maxSends : share, false), why === 'held up');
     }
+    // Batches waiting for a lock wait behind one that runs: looked at again once it has waited long.
+    const startsIn = readyWaits > 0 && !announcing ? lockWaitStartsIn() : Number.POSITIVE_INFINITY;
+    if (patienceTimer === undefined && startsIn > 0 && startsIn !== Number.POSITIVE_INFINITY) {
+      // Unreferenced: the writes it serves keep the node up, not the timer.
+      patienceTimer = setTimeout(() => {
+        patienceTimer = undefined;
+        pump();
+      }, startsIn).unref();
+    }
   }
 
   function start(group: Taken[], heldUp: boolean): void {
@@ -294,15 +331,19 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
     const waits = !announcing && group.some((pending) => pending.wait);
     running += 1;
     const startedAt = performance.now();
-    if (waits) runningWaits += 1;
-    else ordinaryStarts.push(startedAt);
+    if (waits) {
+      runningWaits += 1;
+      waitStarts.push(startedAt);
+    } else ordinaryStarts.push(startedAt);
     let slotFreed = false;
     const freeSlot = (): void => {
       if (slotFreed) return;
       slotFreed = true;
       running -= 1;
-      if (waits) runningWaits -= 1;
-      else ordinaryStarts.splice(ordinaryStarts.indexOf(startedAt), 1);
+      if (waits) {
+        runningWaits -= 1;
+        waitStarts.splice(waitStarts.indexOf(startedAt), 1);
+      } else ordinaryStarts.splice(ordinaryStarts.indexOf(startedAt), 1);
       pump();
     };
     void runTransaction(group, freeSlot, heldUp).finally(() => {

@@ -445,7 +445,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     expect(reports.map((r) => r.persisted)).to.deep.equal([0, 1, 2]);
   });
 
-  it('waits for held conversations beside the ordinary transactions: at one at a time, a free conversation still commits', async () => {
+  it('waits for held conversations beside the ordinary transactions, one at a time at first: a free conversation still commits', async () => {
     const [first, second, free] = [await conversation(), await conversation(), await conversation()];
     const reports: TransactionReport[] = [];
     const w = writer(db, 1, reports);
@@ -508,6 +508,54 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         1,
       );
       expect(errorCode((await toStuck)[0])).to.equal('DB_UNAVAILABLE');
+    } finally {
+      if (!holdStuck.isCompleted()) await holdStuck.rollback();
+      if (!holdBrief.isCompleted()) await holdBrief.rollback();
+      await w.close();
+      await timed.close();
+    }
+    expect(await state(brief)).to.deep.equal({ lastSeq: 1, seqs: [1] });
+    expect(await state(stuck)).to.deep.equal({ lastSeq: 0, seqs: [] });
+  });
+
+  it('writes a conversation held for a moment about a second after a stuck one’s wait began, not at its statement timeout', async () => {
+    const STATEMENT_TIMEOUT_MS = 8000;
+    const timed = createDatabase(
+      loadDatabaseConfig({
+        DATABASE_URL: databaseUrl,
+        DB_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
+      }),
+      logger,
+    );
+    const [stuck, brief] = [await conversation(), await conversation()];
+    const reports: TransactionReport[] = [];
+    const w = writer(timed, 2, reports);
+    const sendTo = (conversationId: string, clientMsgId: string) =>
+      w.write({
+        conversationId,
+        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
+      });
+    const holdStuck = await db.knex.transaction();
+    const holdBrief = await db.knex.transaction();
+    try {
+      await holdStuck.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [stuck]);
+      // Skipped, then waiting for its lock in the lock-waiting transaction.
+      const toStuck = sendTo(stuck, 's');
+      await lockWaitSeen();
+      // Another conversation held for a moment (a membership change): its send is skipped after that wait began.
+      await holdBrief.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [brief]);
+      const waitBegan = performance.now();
+      const toBrief = sendTo(brief, 'b');
+      await waitFor(() => reports.filter((r) => r.busy > 0).length === 2, { what: 'the brief one skipped' });
+      await holdBrief.commit();
+      expect(ok((await toBrief)[0]).message.seq).to.equal(1);
+      expect(
+        performance.now() - waitBegan,
+        'ms to the answer of the conversation held for a moment',
+      ).to.be.below(STATEMENT_TIMEOUT_MS / 2);
+      expect(errorCode((await toStuck)[0]), 'the stuck one, at the statement timeout').to.equal(
+        'DB_UNAVAILABLE',
+      );
     } finally {
       if (!holdStuck.isCompleted()) await holdStuck.rollback();
       if (!holdBrief.isCompleted()) await holdBrief.rollback();
