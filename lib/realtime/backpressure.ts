@@ -24,7 +24,12 @@ import type { AppSocket } from './io.js';
  * - on a sweep every few seconds: a socket with bytes waiting of which it has taken none for `stallMs` is
  *   disconnected (a client that stopped reading and is sent nothing more, or one huge packet never taken);
  * - {@link Backpressure.writable} lets producers that answer a request (history pages) wait until the socket
- *   has taken most of what waits for it, instead of piling answers up.
+ *   has taken most of what waits for it, instead of piling answers up;
+ * - once the socket has disconnected, its transport ends at once if the client asked (its `disconnect()`: it
+ *   takes nothing more), else when what it holds has gone, or {@link LINGER_MS} after at the latest. The
+ *   connection limits count a socket until its transport has closed (limits.ts): a client that stopped reading and
+ *   disconnects its sockets one after the other would otherwise leave the node holding their queues, outside the
+ *   per-user bound, until engine.io's ping timeout.
  */
 /**
  * engine.io options this accounting needs: long-poll answers uncompressed. A compressed answer goes through a zlib
@@ -33,6 +38,12 @@ import type { AppSocket } from './io.js';
  * compressed either (engine.io's default); a proxy in front may compress.
  */
 export const COUNTED_TRANSPORT_OPTIONS = { httpCompression: false, perMessageDeflate: false } as const;
+
+/**
+ * How long a disconnected socket's transport may take to hand the client what it still holds (the last acks, the
+ * disconnect itself): past it, the transport is ended and that dropped.
+ */
+export const LINGER_MS = 10_000;
 
 export interface Backpressure {
   /** Tracks a new socket until it disconnects. */
@@ -147,6 +158,18 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     for (const resolve of state.waiters.splice(0)) resolve();
   }
 
+  /** Ends the socket's transport now, whatever it holds (not inside engine.io's send or receive path). */
+  function endTransport(socket: AppSocket, state: SocketState): void {
+    process.nextTick(() => {
+      // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
+      // the connections of the polls whose answers were not read.
+      websocketOf(socket.conn.transport)?.terminate();
+      for (const res of state.polls) res.socket?.destroy();
+      // `discard`: close without waiting for the write buffer to drain, which it never would.
+      socket.conn.close(true);
+    });
+  }
+
   function cut(socket: AppSocket, state: SocketState, queued: number, reason: string): void {
     if (state.cut) return;
     state.cut = true;
@@ -154,19 +177,10 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       { socketId: socket.id, userId: socket.data.userId, queuedBytes: queued, reason },
       'disconnecting a socket that does not read what it is sent',
     );
-    // Not inside engine.io's send path, which is still running.
-    process.nextTick(() => {
-      // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
-      // the connections of the polls whose answers were not read.
-      websocketOf(state.transport)?.terminate();
-      for (const res of state.polls) res.socket?.destroy();
-      // `discard`: close without waiting for the write buffer to drain, which it never would.
-      socket.conn.close(true);
-    });
+    endTransport(socket, state);
   }
 
   function watch(socket: AppSocket): void {
-    if (max <= 0) return;
     const conn = socket.conn;
     const state: SocketState = {
       pending: 0,
@@ -179,6 +193,17 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       waiters: [],
       cut: false,
     };
+    socket.once('disconnect', (reason) => {
+      if (conn.readyState === 'closed' || state.cut) return;
+      // The client's own disconnect(): it takes nothing more from this socket.
+      if (reason === 'client namespace disconnect') {
+        endTransport(socket, state);
+        return;
+      }
+      const linger = setTimeout(() => endTransport(socket, state), LINGER_MS).unref();
+      conn.once('close', () => clearTimeout(linger));
+    });
+    if (max <= 0) return;
     states.set(socket, state);
     const onDrain = () => wake(state);
     state.transport.on('drain', onDrain);

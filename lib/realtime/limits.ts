@@ -162,17 +162,14 @@ export function createConnectionLimits(options: {
       }
       byIp.add(address);
       byUser.add(userId);
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
+      // At the transport's 'close' (still to come: it is open above), not at the socket's 'disconnect': a socket
+      // disconnected keeps its transport, and what it queues, until that has gone to the client (backpressure.ts,
+      // at most LINGER_MS), and that counts against the caps as long. It also covers a socket that went away
+      // between this middleware and the connection.
+      socket.conn.once('close', () => {
         byIp.remove(address);
         byUser.remove(userId);
-      };
-      // 'disconnect' for a socket that connected; the transport's 'close' (still to come: it is open above) also
-      // covers one that went away between this middleware and the connection.
-      socket.once('disconnect', release);
-      socket.conn.once('close', release);
+      });
       next();
     },
     countIp: (address) => byIp.get(address),
