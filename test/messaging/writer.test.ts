@@ -178,10 +178,15 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     // a lone send (xfchat_send_one) and by a batch (xfchat_write) alike.
     const ahead = new Date(Date.now() + 3_600_000);
     await db.knex('conversations').where({ id }).update({ last_activity_at: ahead });
-    ok((await w.write({ conversationId: id, commands: [send('lone')] }))[0]);
+    const lone = ok((await w.write({ conversationId: id, commands: [send('lone')] }))[0]);
     expect(await activity(), 'after a lone send').to.equal(ahead.getTime());
-    ok((await w.write({ conversationId: id, commands: [send('b1'), send('b2')] }))[0]);
+    const batch = await w.write({ conversationId: id, commands: [send('b1'), send('b2')] });
     expect(await activity(), 'after a batch').to.equal(ahead.getTime());
+    // A message takes its conversation's activity time (20261206300000_message_times_under_lock): its createdAt
+    // never goes back as seq grows.
+    expect(Date.parse(lone.message.createdAt), 'a lone send’s createdAt').to.equal(ahead.getTime());
+    for (const outcome of batch)
+      expect(Date.parse(ok(outcome).message.createdAt), 'a batch’s createdAt').to.equal(ahead.getTime());
     // From an earlier one, it moves to the time of the write.
     await db
       .knex('conversations')
@@ -190,6 +195,46 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const [clock] = await rows<{ before: Date }>(db.knex, 'SELECT clock_timestamp() AS before');
     ok((await w.write({ conversationId: id, commands: [send('later')] }))[0]);
     expect(await activity()).to.be.at.least(clock!.before.getTime());
+  });
+
+  it('times an edit and a deletion when the write holds the conversation, not at its transaction’s start', async () => {
+    const id = await conversation();
+    const w = writer(db, 1);
+    const sent = ok(
+      (
+        await w.write({
+          conversationId: id,
+          commands: [
+            { kind: 'send', senderId: alice, clientMsgId: 'e1', body: 'one', replyToSeq: null },
+            { kind: 'send', senderId: alice, clientMsgId: 'e2', body: 'two', replyToSeq: null },
+          ],
+        })
+      )[0],
+    );
+    expect(sent.message.seq).to.equal(1);
+    // Held: the changes are skipped, then wait for the lock in a transaction that starts now.
+    const lock = await db.knex.transaction();
+    try {
+      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [id]);
+      const changed = w.write({
+        conversationId: id,
+        commands: [
+          { kind: 'edit', userId: alice, seq: 1, body: 'one, edited' },
+          { kind: 'delete', userId: alice, seq: 2 },
+        ],
+      });
+      await lockWaitSeen();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const [clock] = await rows<{ at: Date }>(db.knex, 'SELECT clock_timestamp() AS at');
+      await lock.commit();
+      const [edited, deleted] = await changed;
+      expect(Date.parse(ok(edited).message.editedAt ?? ''), 'editedAt').to.be.at.least(clock!.at.getTime());
+      expect(Date.parse(ok(deleted).message.deletedAt ?? ''), 'deletedAt').to.be.at.least(
+        clock!.at.getTime(),
+      );
+    } finally {
+      if (!lock.isCompleted()) await lock.rollback();
+    }
   });
 
   it('gives gap-free seqs, answers replays from the stored row without consuming a seq', async () => {
