@@ -60,7 +60,7 @@ export class ConversationActor<C, R> {
 
   constructor(private readonly options: ConversationActorOptions<C, R>) {
     this.id = options.conversationId;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => performance.now());
     this.lastActivityAt = this.now();
     const { batchRule } = options;
     this.mailbox = new Mailbox<Queued<C, R>>({

@@ -39,7 +39,7 @@ export class ConversationRegistry<A extends RegistryActor> {
 
   constructor(private readonly options: ConversationRegistryOptions<A>) {
     this.idleMs = options.idleMs ?? 60_000;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => performance.now());
     this.sweeper = setInterval(
       () => this.evictIdle(),
       options.sweepIntervalMs ?? Math.max(10, this.idleMs / 2),

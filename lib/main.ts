@@ -56,10 +56,10 @@ export function listenForSignals(options: { hangup?: boolean } = {}): SignalSour
   const dispatch = (signal: NodeJS.Signals) => {
     if (handler) handler(signal);
     else if (!held) {
-      held = { signal, at: Date.now() };
+      held = { signal, at: performance.now() };
       // A startup waiting on something that may take long (another node's migrations) gives up.
       starting.abort(signal);
-    } else if (Date.now() - held.at > SAME_SIGNAL_MS) {
+    } else if (performance.now() - held.at > SAME_SIGNAL_MS) {
       process.stderr.write(`xfchat: a second ${signal} while starting: exiting at once\n`);
       process.exit(1);
     }
@@ -87,7 +87,7 @@ export function handleSignals(
   let stoppingSince: number | undefined;
   signals.handle((signal) => {
     if (stoppingSince !== undefined) {
-      if (Date.now() - stoppingSince > SAME_SIGNAL_MS) {
+      if (performance.now() - stoppingSince > SAME_SIGNAL_MS) {
         // pino writes stdout synchronously: the line is out before the exit.
         server.services.logger.warn(
           { signal },
@@ -97,7 +97,7 @@ export function handleSignals(
       }
       return;
     }
-    stoppingSince = Date.now();
+    stoppingSince = performance.now();
     server.services.logger.info({ signal }, 'signal received, draining');
     server
       .close()

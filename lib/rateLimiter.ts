@@ -13,6 +13,10 @@ export interface RateLimiterOptions {
    * what a key without one gets). @default 10 minutes
    */
   idleMs?: number;
+  /**
+   * Milliseconds by a clock that never steps (performance.now() by default): a wall clock set back an hour took an
+   * hour's refill from every bucket, and refused everyone for as long.
+   */
   now?: () => number;
 }
 
@@ -39,7 +43,7 @@ export class RateLimiter {
   private lastSweep: number;
 
   constructor(private readonly options: RateLimiterOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => performance.now());
     this.idleMs = options.idleMs ?? 10 * 60_000;
     const refillMs = options.ratePerSecond > 0 ? (options.burst / options.ratePerSecond) * 1000 : this.idleMs;
     this.sweepEveryMs = Math.min(this.idleMs, Math.max(MIN_SWEEP_EVERY_MS, refillMs));
@@ -113,7 +117,8 @@ export class RateLimiter {
 
   private refilled(bucket: Bucket, now: number): number {
     const { ratePerSecond, burst } = this.options;
-    return Math.min(burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * ratePerSecond);
+    // A clock that went back (one given in `now`) refills nothing, and takes nothing either.
+    return Math.min(burst, bucket.tokens + (Math.max(0, now - bucket.updatedAt) / 1000) * ratePerSecond);
   }
 
   private sweep(now: number): void {

@@ -375,7 +375,7 @@ export async function startServer(
     const upgraded = new WeakSet<Socket>();
     httpServer.prependListener('upgrade', (_req, socket: Socket) => upgraded.add(socket));
     httpServer.on('connection', (socket: Socket) => {
-      unused.set(socket, Date.now());
+      unused.set(socket, performance.now());
       connections.set(socket, undefined);
       socket.once('close', () => {
         unused.delete(socket);
@@ -422,7 +422,7 @@ export async function startServer(
       logger.info('shutting down');
       // The drain, then a statement already running in PostgreSQL: past both, nothing is waited for any more (a
       // database that does not answer would hold each step below for a statement timeout of its own).
-      const deadline = Date.now() + config.shutdownTimeoutMs + config.database.statementTimeoutMs;
+      const deadline = performance.now() + config.shutdownTimeoutMs + config.database.statementTimeoutMs;
       const bounded = (step: Promise<void>, what: string): Promise<void> => {
         let passed = false;
         // Settled late, it is no one's to await: a failure then is only logged (before, the race rejects with it).
@@ -437,7 +437,7 @@ export async function startServer(
               logger.warn({ what }, 'shutdown: not waiting any longer for a step past the deadline');
               resolve();
             },
-            Math.max(0, deadline - Date.now()),
+            Math.max(0, deadline - performance.now()),
           );
         });
         return Promise.race([step, late]).finally(() => clearTimeout(timer));
@@ -450,7 +450,7 @@ export async function startServer(
       // accepted a moment before the stop may have its first request on the way, and that request is answered.
       const closeIdle = () => {
         httpServer.closeIdleConnections();
-        const acceptedBefore = Date.now() - UNUSED_GRACE_MS;
+        const acceptedBefore = performance.now() - UNUSED_GRACE_MS;
         for (const [socket, acceptedAt] of unused) {
           if (acceptedAt <= acceptedBefore && socket.bytesRead === 0) socket.destroy();
         }

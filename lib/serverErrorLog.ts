@@ -19,7 +19,7 @@ export interface LogThrottle {
 }
 
 export function createLogThrottle(options: { intervalMs?: number; now?: () => number } = {}): LogThrottle {
-  const { intervalMs = SERVER_ERROR_LOG_INTERVAL_MS, now = Date.now } = options;
+  const { intervalMs = SERVER_ERROR_LOG_INTERVAL_MS, now = () => performance.now() } = options;
   const lastLine = new Map<string, { at: number; suppressed: number }>();
   return {
     take(key) {

@@ -10,12 +10,15 @@ import type { Logger } from '../logger.js';
  * own, so a node whose clock is off by seconds or minutes (no NTP, a VM resumed from a pause) still agrees with the
  * others and with the database. The offset is the database's time minus this node's, measured over a round trip
  * (the best of a few samples: its error is at most half the shortest round trip), at startup and then every
- * {@link CLOCK_SYNC_INTERVAL_MS}.
+ * {@link CLOCK_SYNC_INTERVAL_MS}. The clock counts on from each measurement by the node's monotonic clock, not its
+ * wall clock: a wall clock stepped between two measurements (NTP correcting a drift, a VM's clock set after a
+ * resume) put the node's tokens and limits off by the step until the next one (a step back of an hour refused every
+ * token for up to a minute).
  */
 export interface DatabaseClock {
-  /** Milliseconds since the epoch by PostgreSQL's clock: this node's clock plus the measured offset. */
+  /** Milliseconds since the epoch by PostgreSQL's clock, as last measured and counted on since. */
   now(): number;
-  /** PostgreSQL's clock minus this node's, in milliseconds, as last measured (0 before the first sync). */
+  /** PostgreSQL's clock minus this node's wall clock, in milliseconds, as last measured (0 before the first sync). */
   readonly offsetMs: number;
   /** Measures the offset again; rejects (keeping the last offset) when PostgreSQL does not answer. */
   sync(): Promise<number>;
@@ -39,30 +42,42 @@ export async function databaseTimeMs(knex: Knex): Promise<number> {
 }
 
 /**
- * A clock that reads `databaseTime` to learn its offset. `localNow` is this node's clock (Date.now; tests give a
- * shifted one to play a node whose clock is off).
+ * A clock that reads `databaseTime` to learn its offset. `localNow` is this node's wall clock (Date.now; tests give a
+ * shifted one to play a node whose clock is off), `elapsed` its monotonic one (performance.now()), by which it
+ * counts between measurements.
  */
 export function createDatabaseClock(
   databaseTime: () => Promise<number>,
   localNow: () => number = Date.now,
+  elapsed: () => number = () => performance.now(),
 ): DatabaseClock {
   let offsetMs = 0;
+  // PostgreSQL's time at elapsed() = 0; before the first measurement, the wall clock's.
+  let base = localNow() - elapsed();
   return {
-    now: () => localNow() + offsetMs,
+    // Whole milliseconds, as Date.now() counts.
+    now: () => Math.floor(elapsed() + base),
     get offsetMs() {
       return offsetMs;
     },
     async sync() {
-      let best: { roundTrip: number; offset: number } | undefined;
+      let best: { roundTrip: number; base: number; offset: number } | undefined;
       for (let i = 0; i < SAMPLES; i += 1) {
-        const sent = localNow();
+        const [sent, sentWall] = [elapsed(), localNow()];
         const remote = await databaseTime();
-        const received = localNow();
+        const [received, receivedWall] = [elapsed(), localNow()];
         const roundTrip = received - sent;
-        const offset = remote - (sent + received) / 2;
-        if (best === undefined || roundTrip < best.roundTrip) best = { roundTrip, offset };
+        const sample = {
+          roundTrip,
+          base: remote - (sent + received) / 2,
+          offset: remote - (sentWall + receivedWall) / 2,
+        };
+        if (best === undefined || roundTrip < best.roundTrip) best = sample;
       }
-      if (best !== undefined) offsetMs = Math.round(best.offset);
+      if (best !== undefined) {
+        base = best.base;
+        offsetMs = Math.round(best.offset);
+      }
       return offsetMs;
     },
   };

@@ -167,7 +167,7 @@ const TYPING_BURST = 5;
 
 export function createMessageService(deps: MessageServiceDeps): MessageService {
   const { knex, notify, membership, registry } = deps;
-  const now = deps.now ?? Date.now;
+  const now = deps.now ?? (() => performance.now());
   const typingIntervalMs = deps.typingIntervalMs ?? 2000;
   const pageMaxBytes = deps.pageMaxBytes ?? PAGE_MAX_BYTES;
   // One limiter for both interfaces, so REST and Socket.IO sends of a user share one budget.

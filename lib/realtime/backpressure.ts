@@ -128,7 +128,7 @@ interface SocketState {
 
 export function createBackpressure(options: BackpressureOptions): Backpressure {
   const { maxBufferedBytes: max, logger } = options;
-  const now = options.now ?? Date.now;
+  const now = options.now ?? (() => performance.now());
   const states = new Map<AppSocket, SocketState>();
   const resumeAt = Math.floor(max / 2);
 

@@ -50,7 +50,7 @@ export function createWaitingTransports(options: {
   const waiting = new Map<string, Set<Transport>>();
   /** Each waiting transport's way out of the count, called once: at its socket's connection, its close or its end. */
   const leave = new WeakMap<Transport, () => void>();
-  let lastWarnedAt = 0;
+  let lastWarnedAt = Number.NEGATIVE_INFINITY;
   const addressOf = (req: IncomingMessage) =>
     addressKey(clientAddress(req.headers, req.socket.remoteAddress, options.trustProxy));
   return {
@@ -64,8 +64,8 @@ export function createWaitingTransports(options: {
       leave.get(oldest)?.();
       // `discard`: nothing it holds is waited for.
       oldest.close(true);
-      if (Date.now() - lastWarnedAt >= 60_000) {
-        lastWarnedAt = Date.now();
+      if (performance.now() - lastWarnedAt >= 60_000) {
+        lastWarnedAt = performance.now();
         options.logger.warn(
           { address, waiting: options.perIp },
           'too many connections waiting for their handshake from one address: ending the oldest',

@@ -17,9 +17,30 @@ describe('cluster/clock: PostgreSQL’s clock as a node estimates it', () => {
         return Promise.resolve(remote);
       },
       () => local,
+      () => local,
     );
     expect(await clock.sync()).to.equal(-90_000);
     expect(clock.now()).to.equal(local - 90_000);
+  });
+
+  it('counts on by the monotonic clock: a step of the wall clock between measurements leaves it as it was', async () => {
+    let elapsed = 5_000;
+    // PostgreSQL's time, and the machine's wall clock: the same until the step.
+    const database = () => 1_800_000_000_000 + elapsed;
+    let step = 0;
+    const clock = createDatabaseClock(
+      () => Promise.resolve(database()),
+      () => database() + step,
+      () => elapsed,
+    );
+    expect(await clock.sync()).to.equal(0);
+    // The machine's clock set back an hour (an NTP step), then a second goes by.
+    step = -3_600_000;
+    elapsed += 1000;
+    expect(clock.now(), 'PostgreSQL’s time, a second later').to.equal(database());
+    // Measured again, the offset tells how far the wall clock is off; the time stays PostgreSQL's.
+    expect(await clock.sync()).to.equal(3_600_000);
+    expect(clock.now()).to.equal(database());
   });
 
   it('measures again until closed, and not after', async () => {

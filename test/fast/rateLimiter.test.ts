@@ -51,4 +51,26 @@ describe('rateLimiter: token buckets, and the keys they keep', () => {
     expect(rate.size).to.equal(0);
     expect(rate.take('conn-1').allowed).to.equal(true);
   });
+
+  it('a clock that steps back takes no tokens: a bucket with tokens left still allows', () => {
+    const { rate, advance } = limiter();
+    expect(rate.take('alice').allowed).to.equal(true); // 4 of 5 left
+    advance(-3_600_000);
+    expect(rate.take('alice')).to.deep.equal({ allowed: true, retryAfterSeconds: 0 });
+  });
+
+  it('counts by a clock that never steps (not the wall clock) unless given one', () => {
+    const realNow = Date.now;
+    let step = 0;
+    Date.now = () => realNow() + step;
+    try {
+      const rate = new RateLimiter({ ratePerSecond: 20, burst: 40 });
+      for (let i = 0; i < 40; i++) expect(rate.take('alice').allowed).to.equal(true);
+      // The machine's clock set forward a day: no refill comes of it.
+      step = 86_400_000;
+      expect(rate.take('alice').allowed, 'past the burst, a day later by the wall clock').to.equal(false);
+    } finally {
+      Date.now = realNow;
+    }
+  });
 });
