@@ -144,8 +144,22 @@ const MAX_LOCK_WAITS = 2;
 /** How long the lock waits running must all have waited before another starts beside them (MAX_LOCK_WAITS). */
 export const LOCK_WAIT_PATIENCE_MS = 1000;
 
-/** SQLSTATE query_canceled: the statement timeout (DB_STATEMENT_TIMEOUT_MS) cancelled the call. */
-const STATEMENT_TIMEOUT = '57014';
+/**
+ * SQLSTATEs that end a wait for locks: query_canceled (the statement timeout, DB_STATEMENT_TIMEOUT_MS, cancelled the
+ * call) and lock_not_available (an operator's `lock_timeout`).
+ */
+const WAIT_ENDED = new Set(['57014', '55P03']);
+
+/**
+ * SQLSTATEs of a call PostgreSQL refused before it wrote anything, though they answer DB_UNAVAILABLE: a server that
+ * cannot write now (read-only, out of resources), a lock not had in time. The outcome is known (nothing was
+ * written): no conversation has to be settled.
+ */
+const REFUSED_UNWRITTEN = new Set(['25006', '53000', '53100', '53200', '53400', '55P03']);
+
+/** Whether `err` leaves unknown whether the call committed: PostgreSQL unreachable, not a refusal of it. */
+const outcomeLeftUnknown = (err: unknown): boolean =>
+  isDbUnavailable(err) && !REFUSED_UNWRITTEN.has(sqlState(err) ?? '');
 
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
@@ -386,10 +400,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       try {
         outcomes.push(...(await writeBatches(client, [batch], announce, wait)));
       } catch (err) {
-        // Each sender's error carries `err` as its cause and is logged where it is answered.
-        if (isDbUnavailable(err)) {
+        // Each sender's error carries `err` as its cause and is logged where it is answered. A lock not had in time
+        // (an operator's lock_timeout) is this batch's alone; the others are tried.
+        if (isDbUnavailable(err) && sqlState(err) !== '55P03') {
           outage = toAppError(err);
-          outcomeUnknown([batch]);
+          if (outcomeLeftUnknown(err)) outcomeUnknown([batch]);
         } else logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
         outcomes.push(failAll(batch, outage ?? toAppError(err)));
       }
@@ -425,10 +440,11 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
           // A wait for another transaction's locks says nothing about PostgreSQL's load.
           if (!wait) limit.record(took);
         } catch (err) {
-          if (batches.length > 1 && wait && sqlState(err) === STATEMENT_TIMEOUT) {
-            // A wait for several held conversations outlasted the statement timeout: one of them is held that
-            // long (a stuck transaction), not necessarily all. Nothing was written; each is tried again alone,
-            // without waiting: those free by now commit, those still held get the timeout's DB_UNAVAILABLE.
+          if (batches.length > 1 && wait && WAIT_ENDED.has(sqlState(err) ?? '')) {
+            // A wait for several held conversations outlasted the statement timeout (or an operator's lock_timeout):
+            // one of them is held that long (a stuck transaction), not necessarily all. Nothing was written; each is
+            // tried again alone, without waiting: those free by now commit, those still held get the timeout's
+            // DB_UNAVAILABLE.
             const timedOut = toAppError(err);
             const alone = await writeEachAlone(target, batches, announce, false);
             outcomes = batches.map((batch, i) => {
@@ -454,7 +470,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       );
       group.forEach((pending) => pending.resolve(failAll(pending.batch, error)));
       report({ batches, persisted: 0, busy: 0, committed: false, heldUp });
-      if (sent && isDbUnavailable(err)) outcomeUnknown(batches);
+      if (sent && outcomeLeftUnknown(err)) outcomeUnknown(batches);
       // No connection came for the whole acquire timeout (the pool exhausted, PostgreSQL away): the batches waiting
       // for a slot would each wait as long again for their own. They are answered with this error now, so every
       // send is answered within the acquire timeout (guarantee 6), as the actors answer what waits behind a batch.
