@@ -142,6 +142,17 @@ function createSender(connections: PoolConnections): (channel: string, payload: 
  */
 export const CONTROL_APPLICATION_NAME = 'xfchat-control';
 
+/** How often pg-listen asks the control bus's connection a query: one not answered (its query timeout) reconnects. */
+const PARANOID_CHECK_MS = 10_000;
+
+/**
+ * The longest the control bus's connection can have been silent when its loss is noticed: a half-open link is
+ * noticed by the first check that gets no answer within the query timeout (DB_STATEMENT_TIMEOUT_MS + 1 s).
+ */
+export function controlBusSilentAtMostMs(config: Pick<DatabaseConfig, 'statementTimeoutMs'>): number {
+  return PARANOID_CHECK_MS + config.statementTimeoutMs + 1000;
+}
+
 /**
  * A pg-listen LISTEN connection of its own, which reconnects forever: a PostgreSQL restart must not end cross-node
  * control, and events missed while disconnected are covered by `onReconnect` (callers drop caches). Notifications
@@ -167,7 +178,7 @@ export async function createControlBus(
         return Math.min(250 * 2 ** attempt, 5000);
       },
       retryTimeout: Number.POSITIVE_INFINITY,
-      paranoidChecking: 10_000,
+      paranoidChecking: PARANOID_CHECK_MS,
     },
   );
   const handlers = new Set<(event: ControlEvent, fromHere: boolean) => void>();

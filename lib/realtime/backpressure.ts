@@ -82,7 +82,33 @@ interface TransportView {
 }
 interface WsView {
   readonly bufferedAmount: number;
+  /** ws's states: 3 is CLOSED. */
+  readonly readyState: number;
   terminate(): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+const WS_CLOSED = 3;
+
+/** The parts of an engine.io connection read here. */
+interface ConnView {
+  readonly readyState: string;
+  readonly transport: TransportView;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * Calls `done` once the connection's transport has finished: engine.io's connection closed and, for a WebSocket, its
+ * `ws` closed too (engine.io counts a WebSocket closed when it asks for the closing handshake, while `ws` still holds
+ * what the client has not read, until its own 30 s close timeout).
+ */
+export function onTransportFinished(conn: ConnView, done: () => void): void {
+  const finish = () => {
+    const ws = websocketOf(conn.transport);
+    if (ws !== undefined && ws.readyState !== WS_CLOSED) ws.once('close', done);
+    else done();
+  };
+  if (conn.readyState === 'closed') finish();
+  else conn.once('close', finish);
 }
 /** A poll's HTTP response, as engine.io's polling transport holds it while a poll waits. */
 interface PollResponseView {
@@ -106,7 +132,9 @@ function pollResponseOf(transport: TransportView): PollResponseView | undefined 
 export function websocketOf(transport: TransportView): WsView | undefined {
   if (transport.name !== 'websocket') return undefined;
   const ws = (transport as unknown as { socket?: Partial<WsView> }).socket;
-  return typeof ws?.bufferedAmount === 'number' && typeof ws.terminate === 'function'
+  return typeof ws?.bufferedAmount === 'number' &&
+    typeof ws.terminate === 'function' &&
+    typeof ws.once === 'function'
     ? (ws as WsView)
     : undefined;
 }
@@ -161,12 +189,17 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
   /** Ends the socket's transport now, whatever it holds (not inside engine.io's send or receive path). */
   function endTransport(socket: AppSocket, state: SocketState): void {
     process.nextTick(() => {
+      const transport = socket.conn.transport;
       // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
       // the connections of the polls whose answers were not read.
-      websocketOf(socket.conn.transport)?.terminate();
+      websocketOf(transport)?.terminate();
       for (const res of state.polls) res.socket?.destroy();
       // `discard`: close without waiting for the write buffer to drain, which it never would.
       socket.conn.close(true);
+      // A long-polling transport closing already waits for the client's next poll to say so (engine.io's
+      // `shouldClose`, called by that poll or its 30 s closeTimeout): a client gone polls no more.
+      const pendingClose = (transport as unknown as { shouldClose?: unknown }).shouldClose;
+      if (typeof pendingClose === 'function') (pendingClose as () => void).call(transport);
     });
   }
 
@@ -193,15 +226,21 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       waiters: [],
       cut: false,
     };
+    // One socket per transport: its end ends the transport. Socket.IO would take another CONNECT on it, and what
+    // this node sets up per socket on the transport (the write coalescing, this watch, the connection limits) would
+    // pile up there, outside MAX_CONNECTIONS_PER_IP and the handshake timeout, until the node fell over; XFChat has
+    // only the main namespace, so a client never reuses a transport.
     socket.once('disconnect', (reason) => {
-      if (conn.readyState === 'closed' || state.cut) return;
+      if (state.cut) return;
       // The client's own disconnect(): it takes nothing more from this socket.
       if (reason === 'client namespace disconnect') {
         endTransport(socket, state);
         return;
       }
+      // Else what the transport holds (the last acks, the disconnect) goes first, for LINGER_MS at the most.
+      conn.close();
       const linger = setTimeout(() => endTransport(socket, state), LINGER_MS).unref();
-      conn.once('close', () => clearTimeout(linger));
+      onTransportFinished(conn, () => clearTimeout(linger));
     });
     if (max <= 0) return;
     states.set(socket, state);

@@ -2,14 +2,14 @@ import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { DatabaseClock } from '../cluster/clock.js';
-import type { ControlBus } from '../cluster/controlBus.js';
+import { controlBusSilentAtMostMs, type ControlBus } from '../cluster/controlBus.js';
 import type { Config } from '../config.js';
 import { authenticateToken } from '../auth/tokens.js';
 import type { Database } from '../db.js';
 import { toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
-import { createAdapterPool } from './adapterPool.js';
+import { LISTEN_SILENT_AT_MOST_MS, createAdapterPool, reconnectingOnce } from './adapterPool.js';
 import { boundedParser } from './boundedParser.js';
 import {
   QUEUE_MAX_MS,
@@ -97,8 +97,15 @@ export function createRealtime(deps: {
     config.database,
     logger,
     () => revalidation.listening('adapter'),
-    () => revalidation.listenLost('adapter'),
+    // Noticed at most LISTEN_SILENT_AT_MOST_MS after it went silent: what the node missed is told from then.
+    () => revalidation.listenLost('adapter', LISTEN_SILENT_AT_MOST_MS),
   );
+  const postgresAdapter = createAdapter(adapterPool, {
+    // The adapter sends by NOTIFY up to this many bytes, through its attachments table above. Its default, 8000,
+    // lost every broadcast of exactly 8000 bytes (PostgreSQL refused the NOTIFY).
+    payloadThreshold: NOTIFY_MAX_PAYLOAD_BYTES,
+    errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
+  });
   const io: AppServer = new Server({
     serveClient: false,
     // What this node holds for a socket is counted (backpressure.ts): no compression streams in between.
@@ -128,15 +135,11 @@ export function createRealtime(deps: {
     connectTimeout: CONNECT_TIMEOUT_MS,
     // ws without its automatic pongs: they queued without bound for a client sending pings and reading nothing.
     wsEngine: WsServerWithoutAutoPong,
-    adapter: deliveringHereFirst(
-      createAdapter(adapterPool, {
-        // The adapter sends by NOTIFY up to this many bytes, through its attachments table above. Its default, 8000,
-        // lost every broadcast of exactly 8000 bytes (PostgreSQL refused the NOTIFY).
-        payloadThreshold: NOTIFY_MAX_PAYLOAD_BYTES,
-        errorHandler: (err: Error) => logger.warn({ err }, 'socket.io adapter error'),
-      }),
-      logger,
-    ),
+    adapter: deliveringHereFirst((nsp) => {
+      const adapter = postgresAdapter(nsp);
+      reconnectingOnce(adapter);
+      return adapter;
+    }, logger),
   });
 
   const conversationEvents = createConversationEvents({ io, knex: db.knex, logger, controlBus });
@@ -196,11 +199,7 @@ export function createRealtime(deps: {
   );
 
   io.on('connection', (socket) => {
-    // One socket per transport: its end ends the transport. Socket.IO would take another CONNECT on it, and what
-    // this node sets up per socket on the transport (the write coalescing, the backpressure watch, the connection
-    // limits) would pile up there, outside MAX_CONNECTIONS_PER_IP and the handshake timeout, until the node fell
-    // over; XFChat has only the main namespace, so a client never reuses a transport.
-    socket.once('disconnect', () => socket.conn.close());
+    // Also ends the socket's transport when the socket ends (backpressure.ts).
     backpressure.watch(socket);
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
@@ -254,7 +253,7 @@ export function createRealtime(deps: {
     io,
     conversationEvents,
     backpressure,
-    controlBusLost: () => revalidation.listenLost('control bus'),
+    controlBusLost: () => revalidation.listenLost('control bus', controlBusSilentAtMostMs(config.database)),
     controlBusListening: () => revalidation.listening('control bus'),
     attach(httpServer) {
       // The engine leaves the upgrades outside its path alone (its default closes them unanswered a second later):

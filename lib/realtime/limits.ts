@@ -4,6 +4,7 @@ import { AppError, toAck } from '../errors.js';
 import { addressKey, clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
+import { onTransportFinished } from './backpressure.js';
 import type { AppServer, AppSocket } from './io.js';
 import { clientEventSchemas } from '../protocol/schemas.js';
 
@@ -162,11 +163,11 @@ export function createConnectionLimits(options: {
       }
       byIp.add(address);
       byUser.add(userId);
-      // At the transport's 'close' (still to come: it is open above), not at the socket's 'disconnect': a socket
-      // disconnected keeps its transport, and what it queues, until that has gone to the client (backpressure.ts,
-      // at most LINGER_MS), and that counts against the caps as long. It also covers a socket that went away
-      // between this middleware and the connection.
-      socket.conn.once('close', () => {
+      // When the transport has finished (still to come: it is open above), not at the socket's 'disconnect': a
+      // socket disconnected keeps its transport, and what it queues, until that has gone to the client
+      // (backpressure.ts, at most LINGER_MS), and that counts against the caps as long. It also covers a socket that
+      // went away between this middleware and the connection.
+      onTransportFinished(socket.conn, () => {
         byIp.remove(address);
         byUser.remove(userId);
       });

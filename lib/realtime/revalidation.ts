@@ -54,10 +54,11 @@ export interface SocketRevalidation {
    */
   request(): void;
   /**
-   * The adapter's LISTEN connection, or the control bus's, ended: the notices sent from now on will be looked for
-   * when both listen again.
+   * The adapter's LISTEN connection, or the control bus's, ended: the notices sent from `silentAtMostMs` ago on
+   * (the longest it can have been silent before its loss was noticed: a half-open link is noticed only by a check
+   * that gets no answer) will be looked for when both listen again.
    */
-  listenLost(source: ListenSource): void;
+  listenLost(source: ListenSource, silentAtMostMs?: number): void;
   /**
    * The adapter or the control bus listens (again): checks the sockets now, and, once neither is lost, tells them
    * the notices they missed since the first stopped.
@@ -238,9 +239,9 @@ export function createSocketRevalidation(deps: {
   timer.unref();
   return {
     request,
-    listenLost(source) {
+    listenLost(source, silentAtMostMs = 0) {
       lost.add(source);
-      lostAt ??= clock.now();
+      lostAt ??= clock.now() - silentAtMostMs;
     },
     listening(source) {
       lost.delete(source);
