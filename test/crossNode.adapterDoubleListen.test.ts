@@ -1,6 +1,5 @@
 import { expect } from 'chai';
-import { newUser, record } from './helpers/chat.js';
-import { request } from './helpers/http.js';
+import { friendRequestFromAToB } from './helpers/adapterHold.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import { adminQuery } from './helpers/postgres.js';
 import type { RunningServer } from '../lib/server.js';
@@ -68,15 +67,8 @@ describe('cross-node: the adapter LISTEN connection lost again while it reconnec
         pgPool.connect = connect;
       }
 
-      const sender = await newUser(a);
-      const recipient = await newUser(a);
-      const onB = await pool.open(b.url, recipient);
-      const heard = record(onB, 'friend:request');
-      const res = await request(a.url, 'POST', '/friends/requests', {
-        token: sender.token,
-        body: { username: recipient.username },
-      });
-      expect(res.status).to.equal(201);
+      const { heard, ask } = await friendRequestFromAToB({ a, b, pool });
+      await ask();
       await waitFor(() => heard.length >= 1, { what: 'friend:request on node B' });
       await new Promise((r) => setTimeout(r, 1000));
       expect(heard, 'friend:request events heard on node B').to.have.length(1);

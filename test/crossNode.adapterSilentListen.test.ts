@@ -1,6 +1,4 @@
-import { expect } from 'chai';
-import { newUser, record } from './helpers/chat.js';
-import { request } from './helpers/http.js';
+import { friendRequestFromAToB } from './helpers/adapterHold.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import type { RunningServer } from '../lib/server.js';
 import { waitFor } from './helpers/waitFor.js';
@@ -32,34 +30,19 @@ describe('cross-node: a node whose adapter LISTEN connection went silent (half-o
   const { a, b, pool } = useTwoNodes();
 
   it('(control) with the connection healthy, a friend request made on node A reaches the recipient on node B', async () => {
-    const sender = await newUser(a);
-    const recipient = await newUser(a);
-    const onB = await pool.open(b.url, recipient);
-    const heard = record(onB, 'friend:request');
-    const res = await request(a.url, 'POST', '/friends/requests', {
-      token: sender.token,
-      body: { username: recipient.username },
-    });
-    expect(res.status).to.equal(201);
+    const { heard, ask } = await friendRequestFromAToB({ a, b, pool });
+    await ask();
     await waitFor(() => heard.length === 1, { what: 'friend:request on node B' });
   });
 
   it('a friend request made on node A reaches the recipient on node B within 40 s', async () => {
-    const sender = await newUser(a);
-    const recipient = await newUser(a);
-    const onB = await pool.open(b.url, recipient);
-    const heard = record(onB, 'friend:request');
-
+    const { heard, ask } = await friendRequestFromAToB({ a, b, pool });
     const stream = listenStream(b);
     // Nothing reaches node B on that connection from now on; the connection itself is not closed.
     stream.pause();
     try {
-      const res = await request(a.url, 'POST', '/friends/requests', {
-        token: sender.token,
-        body: { username: recipient.username },
-      });
-      expect(res.status).to.equal(201);
-      // The control bus gives up a silent connection within ~10 s + the query timeout; allow the adapter 40 s.
+      await ask();
+      // The node gives up a silent LISTEN connection within LISTEN_SILENT_AT_MOST_MS (15 s) and listens again.
       await waitFor(() => heard.length === 1, {
         what: 'friend:request on node B',
         timeoutMs: 40_000,
