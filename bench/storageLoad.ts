@@ -3,7 +3,10 @@ import type { ChildMessage, StorageJob, StorageResult } from './loadProtocol.js'
 import { startPhaseClock } from './phaseClock.js';
 import { summarize } from './stats.js';
 
-/** The same columns the messaging core writes; ids and created_at come from the table's defaults. */
+/**
+ * The columns a message needs; ids and created_at come from the table's defaults (the messaging core sets created_at
+ * to the conversation's activity time, a column of a row it updates anyway).
+ */
 const SINGLE_INSERT =
   'INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body) VALUES ($1, $2, $3, $4, $5)';
 /** One statement per batch, arrays bound as parameters: rows cost no extra round-trips. */

@@ -13,7 +13,8 @@ import { WRITE_REPLIES_IN_ORDER } from './20261206000000_replies_in_send_order.j
  * A message now takes the conversation's activity time, which its write sets under the lock to the clock then, never
  * below the stored one (20261204200000_activity_never_moves_back): within a conversation `created_at` never goes
  * back as `seq` grows (the messages of one commit share it), whichever writer started first and even when the
- * database's clock is stepped back. An edit or a deletion takes the clock under the lock (`clock_timestamp()`).
+ * database's clock is stepped back. An edit or a deletion takes the clock under the lock (`clock_timestamp()`), never
+ * before the message's creation or its last edit.
  *
  * Both write functions keep their arguments and answers; `down()` gives back the previous ones.
  */
@@ -47,12 +48,14 @@ const INSERTED_AT: readonly [string, string, string] = [
 `,
   'the messages inserted',
 ];
+/** A change's time: the clock under the lock, never before the message's creation or its last edit. */
+const CHANGE_TIME = 'GREATEST(clock_timestamp(), m.created_at, m.edited_at)';
 const CHANGED_AT: readonly [string, string, string] = [
   `          edited_at = CASE WHEN v_kind = 1 THEN now() ELSE m.edited_at END,
           deleted_at = CASE WHEN v_kind = 2 THEN now() ELSE m.deleted_at END
 `,
-  `          edited_at = CASE WHEN v_kind = 1 THEN clock_timestamp() ELSE m.edited_at END,
-          deleted_at = CASE WHEN v_kind = 2 THEN clock_timestamp() ELSE m.deleted_at END
+  `          edited_at = CASE WHEN v_kind = 1 THEN ${CHANGE_TIME} ELSE m.edited_at END,
+          deleted_at = CASE WHEN v_kind = 2 THEN ${CHANGE_TIME} ELSE m.deleted_at END
 `,
   'the changes',
 ];

@@ -10,10 +10,12 @@ import type { Logger } from '../logger.js';
  * own, so a node whose clock is off by seconds or minutes (no NTP, a VM resumed from a pause) still agrees with the
  * others and with the database. The offset is the database's time minus this node's, measured over a round trip
  * (the best of a few samples: its error is at most half the shortest round trip), at startup and then every
- * {@link CLOCK_SYNC_INTERVAL_MS}. The clock counts on from each measurement by the node's monotonic clock, not its
- * wall clock: a wall clock stepped between two measurements (NTP correcting a drift, a VM's clock set after a
- * resume) put the node's tokens and limits off by the step until the next one (a step back of an hour refused every
- * token for up to a minute).
+ * {@link CLOCK_SYNC_INTERVAL_MS}, and at once when the wall clock jumps against the monotonic one. The clock counts on
+ * from each measurement by the node's monotonic clock, not its wall clock: a wall clock stepped between two
+ * measurements (NTP correcting a drift, a VM's clock set after a resume) put the node's tokens and limits off by the
+ * step until the next one (a step back of an hour refused every token for up to a minute). The monotonic clock
+ * stands still while the machine is suspended: the jump that the wall clock then makes has the clock measured again
+ * (within a second of the resume).
  */
 export interface DatabaseClock {
   /** Milliseconds since the epoch by PostgreSQL's clock, as last measured and counted on since. */
@@ -22,12 +24,22 @@ export interface DatabaseClock {
   readonly offsetMs: number;
   /** Measures the offset again; rejects (keeping the last offset) when PostgreSQL does not answer. */
   sync(): Promise<number>;
+  /**
+   * Whether the wall clock has moved apart from the monotonic one by more than {@link CLOCK_JUMP_MS} since the last
+   * measurement: stepped, or the machine suspended (the monotonic clock stands still while it sleeps, and so would
+   * this clock until measured again).
+   */
+  jumped(): boolean;
 }
 
 /** How often a node measures its clock against PostgreSQL's. */
 export const CLOCK_SYNC_INTERVAL_MS = 60_000;
 /** An offset larger than this is logged as a warning (clocks should agree within milliseconds with NTP). */
 export const CLOCK_WARN_OFFSET_MS = 2_000;
+/** A move of the wall clock against the monotonic one past this is a jump: the clock is measured again at once. */
+export const CLOCK_JUMP_MS = 1_000;
+/** How often the clocks are compared for a jump (no query). */
+const JUMP_CHECK_MS = 1_000;
 /** Round trips per measurement; the shortest one's reading is kept. */
 const SAMPLES = 3;
 
@@ -54,6 +66,8 @@ export function createDatabaseClock(
   let offsetMs = 0;
   // PostgreSQL's time at elapsed() = 0; before the first measurement, the wall clock's.
   let base = localNow() - elapsed();
+  // The wall clock less the monotonic one, at the last measurement: a change of it is a jump.
+  let wallLessElapsed = base;
   return {
     // Whole milliseconds, as Date.now() counts.
     now: () => Math.floor(elapsed() + base),
@@ -77,9 +91,11 @@ export function createDatabaseClock(
       if (best !== undefined) {
         base = best.base;
         offsetMs = Math.round(best.offset);
+        wallLessElapsed = localNow() - elapsed();
       }
       return offsetMs;
     },
+    jumped: () => Math.abs(localNow() - elapsed() - wallLessElapsed) > CLOCK_JUMP_MS,
   };
 }
 
@@ -104,11 +120,29 @@ export async function startClockSync(
     );
   };
   report(await clock.sync());
-  const timer = setInterval(() => {
+  let measuring = false;
+  const measure = () => {
+    if (measuring) return;
+    measuring = true;
     clock
       .sync()
-      .then(report, (err: unknown) => logger.debug({ err }, 'measuring the clock against PostgreSQL failed'));
-  }, everyMs);
+      .then(report, (err: unknown) => logger.debug({ err }, 'measuring the clock against PostgreSQL failed'))
+      .finally(() => (measuring = false));
+  };
+  const timer = setInterval(measure, everyMs);
+  // A jump (a step of the machine's clock, a resume from a suspend) is measured at once, not at the next minute.
+  const jumps = setInterval(
+    () => {
+      if (clock.jumped()) measure();
+    },
+    Math.min(JUMP_CHECK_MS, everyMs),
+  );
   timer.unref();
-  return { close: () => clearInterval(timer) };
+  jumps.unref();
+  return {
+    close: () => {
+      clearInterval(timer);
+      clearInterval(jumps);
+    },
+  };
 }

@@ -241,7 +241,8 @@ export function createSocketRevalidation(deps: {
     request,
     listenLost(source, silentAtMostMs = 0) {
       lost.add(source);
-      lostAt ??= clock.now() - silentAtMostMs;
+      // The earliest start: a second loss noticed later may have begun earlier (its connection silent longer).
+      lostAt = Math.min(lostAt ?? Number.POSITIVE_INFINITY, clock.now() - silentAtMostMs);
     },
     listening(source) {
       lost.delete(source);

@@ -43,6 +43,53 @@ describe('cluster/clock: PostgreSQL’s clock as a node estimates it', () => {
     expect(clock.now()).to.equal(database());
   });
 
+  it('takes a suspend (the monotonic clock stood still) as a jump, and is right again once measured', async () => {
+    let elapsed = 5_000;
+    let database = 1_800_000_000_000;
+    const clock = createDatabaseClock(
+      () => Promise.resolve(database),
+      () => database,
+      () => elapsed,
+    );
+    await clock.sync();
+    expect(clock.jumped()).to.equal(false);
+    // The machine sleeps 30 s: the wall clock and PostgreSQL's go on, the monotonic one does not.
+    database += 30_000;
+    elapsed += 1;
+    expect(clock.jumped(), 'the wall clock moved 30 s against the monotonic one').to.equal(true);
+    expect(clock.now(), 'until measured again').to.be.below(database);
+    await clock.sync();
+    expect(clock.jumped()).to.equal(false);
+    expect(clock.now()).to.equal(database);
+  });
+
+  it('measures again within a second when the wall clock jumps, not at the next minute', async () => {
+    let step = 0;
+    let readings = 0;
+    const clock = createDatabaseClock(
+      () => {
+        readings += 1;
+        return Promise.resolve(Date.now());
+      },
+      () => Date.now() + step,
+    );
+    const sync = await startClockSync(clock, createLogger('silent'), 60_000);
+    try {
+      const atStart = readings;
+      expect(clock.offsetMs).to.be.within(-50, 50);
+      // The machine's clock set back an hour.
+      step = -3_600_000;
+      expect(clock.jumped()).to.equal(true);
+      await waitFor(() => readings > atStart && !clock.jumped(), {
+        what: 'a measurement after the jump',
+        timeoutMs: 3000,
+      });
+      expect(clock.offsetMs).to.be.within(3_600_000 - 50, 3_600_000 + 50);
+    } finally {
+      sync.close();
+    }
+  });
+
   it('measures again until closed, and not after', async () => {
     let syncs = 0;
     const clock = createDatabaseClock(() => {

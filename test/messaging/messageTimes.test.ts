@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { commitUnannounced, createGroup, friendsOf, newUser, putMessage, rows } from '../helpers/chat.js';
+import { request } from '../helpers/http.js';
 import { useNode } from '../helpers/nodes.js';
 import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
 import { scrape, sampleValue } from '../helpers/prometheus.js';
@@ -73,5 +74,44 @@ describe('messages: createdAt follows seq within a conversation', function () {
       first!.created_at.getTime(),
     );
     expect(Date.parse(resHi.body.message.createdAt)).to.be.at.least(Date.parse(bobs!.createdAt));
+  });
+
+  it('never dates an edit or a deletion before the message’s creation (a clock stepped back since)', async () => {
+    const { knex } = server.services.db;
+    const alice = await newUser(server);
+    const [bob] = await friendsOf(server, alice, 1);
+    const group = await createGroup(server.url, alice, [bob!], 'steps');
+    // The database's clock was an hour ahead at the last write, and has been set right since.
+    await knex.raw(
+      "UPDATE conversations SET last_activity_at = clock_timestamp() + interval '1 hour' WHERE id = ?",
+      [group.id],
+    );
+    const sent = await putMessage(server.url, alice, group.id, randomUUID(), { body: 'first' });
+    const other = await putMessage(server.url, alice, group.id, randomUUID(), { body: 'second' });
+    expect([sent.status, other.status]).to.deep.equal([201, 201]);
+    const created = Date.parse(sent.body.message.createdAt);
+    const edited = await request<{ message: { editedAt: string } }>(
+      server.url,
+      'PATCH',
+      `/conversations/${group.id}/messages/${sent.body.message.seq}`,
+      { token: alice.token, body: { body: 'first, edited' } },
+    );
+    expect(edited.status).to.equal(200);
+    expect(Date.parse(edited.body.message.editedAt), 'editedAt vs createdAt (ms)').to.be.at.least(created);
+    const deleted = await request(
+      server.url,
+      'DELETE',
+      `/conversations/${group.id}/messages/${other.body.message.seq}`,
+      { token: alice.token },
+    );
+    expect(deleted.status).to.equal(204);
+    const [row] = await rows<{ created_at: Date; deleted_at: Date }>(
+      knex,
+      'SELECT created_at, deleted_at FROM messages WHERE conversation_id = ? AND seq = ?',
+      [group.id, other.body.message.seq],
+    );
+    expect(row!.deleted_at.getTime(), 'deleted_at vs created_at (ms)').to.be.at.least(
+      row!.created_at.getTime(),
+    );
   });
 });
