@@ -75,7 +75,7 @@ export function createDatabaseClock(
       return offsetMs;
     },
     async sync() {
-      let best: { roundTrip: number; base: number; offset: number } | undefined;
+      let best: { roundTrip: number; base: number; offset: number; wallLess: number } | undefined;
       for (let i = 0; i < SAMPLES; i += 1) {
         const [sent, sentWall] = [elapsed(), localNow()];
         const remote = await databaseTime();
@@ -85,13 +85,16 @@ export function createDatabaseClock(
           roundTrip,
           base: remote - (sent + received) / 2,
           offset: remote - (sentWall + receivedWall) / 2,
+          // The jump check's reference, as of this sample: a jump after it (a suspend while the measurement goes
+          // on) still shows, and is measured again.
+          wallLess: sentWall - sent,
         };
         if (best === undefined || roundTrip < best.roundTrip) best = sample;
       }
       if (best !== undefined) {
         base = best.base;
         offsetMs = Math.round(best.offset);
-        wallLessElapsed = localNow() - elapsed();
+        wallLessElapsed = best.wallLess;
       }
       return offsetMs;
     },
@@ -121,19 +124,32 @@ export async function startClockSync(
   };
   report(await clock.sync());
   let measuring = false;
+  // After a failed measurement, the next one a jump asks for waits twice as long as the last (PostgreSQL away).
+  let retryAt = 0;
+  let retryDelay = JUMP_CHECK_MS;
   const measure = () => {
     if (measuring) return;
     measuring = true;
     clock
       .sync()
-      .then(report, (err: unknown) => logger.debug({ err }, 'measuring the clock against PostgreSQL failed'))
+      .then(
+        (offsetMs) => {
+          retryDelay = JUMP_CHECK_MS;
+          report(offsetMs);
+        },
+        (err: unknown) => {
+          retryAt = performance.now() + retryDelay;
+          retryDelay = Math.min(retryDelay * 2, everyMs);
+          logger.debug({ err }, 'measuring the clock against PostgreSQL failed');
+        },
+      )
       .finally(() => (measuring = false));
   };
   const timer = setInterval(measure, everyMs);
   // A jump (a step of the machine's clock, a resume from a suspend) is measured at once, not at the next minute.
   const jumps = setInterval(
     () => {
-      if (clock.jumped()) measure();
+      if (clock.jumped() && performance.now() >= retryAt) measure();
     },
     Math.min(JUMP_CHECK_MS, everyMs),
   );

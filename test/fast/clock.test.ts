@@ -109,3 +109,78 @@ describe('cluster/clock: PostgreSQL’s clock as a node estimates it', () => {
     expect(syncs).to.equal(settled);
   });
 });
+
+describe('cluster/clock: a suspend during a measurement of the database clock', function () {
+  this.timeout(20_000);
+
+  it('is measured again within a second (the clock agrees with PostgreSQL 2.5 s after the resume)', async () => {
+    // How far the wall clock and PostgreSQL's are ahead of the monotonic one's start (the suspend adds to it).
+    let suspended = 0;
+    let calls = 0;
+    let suspendOnCall = 0;
+    const database = () => Date.now() + suspended;
+    const clock = createDatabaseClock(
+      async () => {
+        calls += 1;
+        if (calls === suspendOnCall) {
+          // The machine sleeps 30 s right after the first sample of this measurement: the wall clock and
+          // PostgreSQL's go on, the monotonic one does not.
+          suspended += 30_000;
+        }
+        // The later samples' round trips are longer (a loaded database): the first one is the shortest.
+        if (suspendOnCall !== 0 && calls >= suspendOnCall) await new Promise((r) => setTimeout(r, 20));
+        return database();
+      },
+      () => Date.now() + suspended,
+    );
+    const sync = await startClockSync(clock, createLogger('silent'), 60_000);
+    try {
+      expect(Math.abs(clock.now() - database())).to.be.below(100);
+      // The minute's measurement runs (as the interval runs it); the suspend comes after its first sample.
+      suspendOnCall = calls + 2;
+      await clock.sync().catch(() => undefined);
+      // Within a second of the resume the clock is measured again; 2.5 s given.
+      await new Promise((r) => setTimeout(r, 2500));
+      const state = {
+        offBy: database() - clock.now(),
+        jumped: clock.jumped(),
+        databaseReadings: calls,
+      };
+      expect(
+        Math.abs(state.offBy),
+        `clock vs PostgreSQL 2.5 s after the resume: ${JSON.stringify(state)}`,
+      ).to.be.below(1000);
+    } finally {
+      sync.close();
+    }
+  });
+});
+
+describe('cluster/clock: measurements a jump asks for while PostgreSQL does not answer', function () {
+  this.timeout(20_000);
+
+  it('come less and less often (each failure doubles the wait), not every second', async () => {
+    let step = 0;
+    let readings = 0;
+    let answering = true;
+    const clock = createDatabaseClock(
+      () => {
+        readings += 1;
+        return answering ? Promise.resolve(Date.now()) : Promise.reject(new Error('PostgreSQL away'));
+      },
+      () => Date.now() + step,
+    );
+    const sync = await startClockSync(clock, createLogger('silent'), 60_000);
+    try {
+      answering = false;
+      step = -3_600_000;
+      const atJump = readings;
+      // Tries after about 0, 1, 3 s (waits of 1 s, then 2 s, then 4 s): three in 4.5 s, not five.
+      await new Promise((r) => setTimeout(r, 4500));
+      expect(readings - atJump, 'measurements tried in 4.5 s').to.be.within(2, 3);
+      expect(clock.jumped()).to.equal(true);
+    } finally {
+      sync.close();
+    }
+  });
+});
