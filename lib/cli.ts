@@ -111,7 +111,12 @@ async function migrate(action: string | undefined, options: readonly string[]): 
   }
   const logger = createLogger('warn');
   const db = createDatabase(database, logger);
-  const migrations = createMigrator(db.knex, database, logger);
+  // Said on stderr (the logger shows warnings only): a wait for another node's migrations is not a hang.
+  const migrations = createMigrator(db.knex, database, logger, () => {
+    process.stderr.write(
+      'xfchat migrate: waiting for the migration lock (another node or xfchat migrate holds it)\n',
+    );
+  });
   try {
     await verify(db, database);
     switch (action ?? 'status') {
@@ -243,6 +248,12 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
     await db.close();
   }
 }
+
+// A reader of the output that went away (`xfchat migrate status | head -1`): what is left to print has no one to read
+// it, and the command goes on to its end and its exit code, instead of crashing on the write with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 
 const [command, ...rest] = process.argv.slice(2);
 // `xfchat serve --help`, `xfchat migrate --help`...: the usage, not the command.

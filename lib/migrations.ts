@@ -131,7 +131,17 @@ export function knexCliMigrations(directory: string): Knex.MigratorConfig {
   return migrationConfig(new FolderMigrationSource(directory));
 }
 
-export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logger): Migrator {
+/**
+ * `onLockWait`: called when the migration lock is held elsewhere and the migrator waits for it (the CLI says so on
+ * stderr; a node logs it).
+ */
+export function createMigrator(
+  knex: Knex,
+  config: DatabaseConfig,
+  logger: Logger,
+  onLockWait: () => void = () =>
+    logger.info('waiting for the migration lock (another node or `xfchat migrate` holds it)'),
+): Migrator {
   const source = new FolderMigrationSource(config.migrationsDir ?? BUNDLED_MIGRATIONS_DIR);
   const migrations = migrationConfig(source);
 
@@ -166,7 +176,7 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
         [MIGRATION_LOCK_KEY],
       );
       if (!rows[0]?.locked) {
-        logger.info('waiting for the migration lock (another node or `xfchat migrate` holds it)');
+        onLockWait();
         if (stop?.aborted) throw stopped();
         stop?.addEventListener('abort', onStop, { once: true });
         try {
@@ -254,6 +264,8 @@ export function createMigrator(knex: Knex, config: DatabaseConfig, logger: Logge
     rollbackRefusal,
     rollback() {
       return withMigrationLock(async () => {
+        // Nothing applied (a database nothing migrated yet): Knex's rollback would create its two tables first.
+        if ((await lastBatch()).length === 0) return [];
         const refusal = await rollbackRefusal();
         if (refusal !== undefined) throw new Error(refusal);
         const [, rolledBack] = (await knex.migrate.rollback(migrations)) as [number, string[]];
