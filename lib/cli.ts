@@ -249,11 +249,14 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
   }
 }
 
-// A reader of the output that went away (`xfchat migrate status | head -1`): what is left to print has no one to read
-// it, and the command goes on to its end and its exit code, instead of crashing on the write with a stack trace.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-});
+// A reader of the output that went away (`xfchat migrate status | true`, `2>&1 | true`): what is left to print has
+// no one to read it, and the command goes on to its end and its exit code, instead of dying on the write with a
+// stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
 
 const [command, ...rest] = process.argv.slice(2);
 // `xfchat serve --help`, `xfchat migrate --help`...: the usage, not the command.

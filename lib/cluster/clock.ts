@@ -134,6 +134,7 @@ export async function startClockSync(
       .sync()
       .then(
         (offsetMs) => {
+          retryAt = 0;
           retryDelay = JUMP_CHECK_MS;
           report(offsetMs);
         },

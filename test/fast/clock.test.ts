@@ -184,3 +184,68 @@ describe('cluster/clock: measurements a jump asks for while PostgreSQL does not 
     }
   });
 });
+
+describe('cluster/clock: the back-off of measurements once PostgreSQL is back', () => {
+  it('a jump after a successful measurement is measured within a second, not after the stale back-off', async () => {
+    let mono = 1_000;
+    let suspended = 0;
+    let answering = true;
+    const wallBase = 1_800_000_000_000;
+    const database = () => wallBase + mono + suspended;
+    const clock = createDatabaseClock(
+      () => (answering ? Promise.resolve(database()) : Promise.reject(new Error('PostgreSQL away'))),
+      () => wallBase + mono + suspended,
+      () => mono,
+    );
+    const intervals: Array<() => void> = [];
+    const realSetInterval = globalThis.setInterval;
+    const realClearInterval = globalThis.clearInterval;
+    const realNow = performance.now.bind(performance);
+    performance.now = () => mono;
+    const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      globalThis.setInterval = ((fn: () => void) => {
+        intervals.push(fn);
+        return { unref() {}, ref() {} };
+      }) as unknown as typeof setInterval;
+      globalThis.clearInterval = () => undefined;
+      const sync = await startClockSync(clock, createLogger('silent'), 60_000);
+      globalThis.setInterval = realSetInterval;
+      globalThis.clearInterval = realClearInterval;
+      const [minute, jumpCheck] = intervals;
+      expect(intervals).to.have.length(2);
+      const tick = async (fn: () => void, advance: number) => {
+        mono += advance;
+        fn();
+        await flush();
+        await flush();
+      };
+      // Timers and the monotonic clock driven by hand.
+      // A suspend while PostgreSQL is away: four jump-asked measurements fail (waits of 1, 2, 4, then 8 s).
+      answering = false;
+      suspended += 10_000;
+      await tick(jumpCheck!, 1000);
+      await tick(jumpCheck!, 1000);
+      await tick(jumpCheck!, 2000);
+      await tick(jumpCheck!, 4000);
+      // PostgreSQL answers again; the minute's measurement succeeds a second later.
+      answering = true;
+      await tick(minute!, 1000);
+      expect(Math.abs(clock.now() - database()), 'right after the minute measurement').to.be.below(5);
+      expect(clock.jumped()).to.equal(false);
+      // The machine is suspended 30 s again and resumes; PostgreSQL answers.
+      suspended += 30_000;
+      expect(clock.jumped()).to.equal(true);
+      await tick(jumpCheck!, 1000);
+      expect(
+        database() - clock.now(),
+        'a second after the resume (PostgreSQL answering): measured again',
+      ).to.be.below(1000);
+      sync.close();
+    } finally {
+      globalThis.setInterval = realSetInterval;
+      globalThis.clearInterval = realClearInterval;
+      performance.now = realNow;
+    }
+  });
+});

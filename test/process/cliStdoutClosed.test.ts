@@ -30,6 +30,22 @@ describe('xfchat with its stdout closed by the reader', function () {
       child.stderr.on('data', (chunk: string) => (stderr += chunk));
       const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
       expect(stderr, `exit ${code}`).not.to.match(/Unhandled 'error' event|EPIPE|\n\s+at /);
+      expect(code, stderr).to.equal(0);
     });
   }
+
+  it('migrate rollback (the dry run) with its stderr reader gone keeps its exit code, 2', async () => {
+    // Migrated by `migrate latest` above: the dry run writes what it would undo to stderr, and exits 2.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'migrate', 'rollback'], {
+      cwd: PROJECT_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATABASE_URL: databaseUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stderr.destroy();
+    let stdout = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => (stdout += chunk));
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    expect(code, stdout).to.equal(2);
+  });
 });
