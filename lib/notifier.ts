@@ -65,9 +65,10 @@ export interface Notifier {
   userUpdated(audience: readonly string[], user: PublicUser): void;
   /**
    * Every socket of the session, on every node, hears `session:ended {reason}` and is disconnected (its tokens
-   * were revoked).
+   * were revoked). Resolves (never rejects) once every node will hear it before any message committed from then on:
+   * answer the request that ended the session after it.
    */
-  disconnectSession(sessionId: string, reason: SessionEndReason): void;
+  disconnectSession(sessionId: string, reason: SessionEndReason): Promise<void>;
   /** The same for every socket of the user, whatever its session. */
-  disconnectUser(userId: string, reason: SessionEndReason): void;
+  disconnectUser(userId: string, reason: SessionEndReason): Promise<void>;
 }

@@ -21,9 +21,10 @@ import { createMigrator } from './migrations.js';
 import { registerAuthHandlers } from './realtime/authHandlers.js';
 import { registerConversationHandlers } from './realtime/handlers.js';
 import { createServerErrorLog } from './serverErrorLog.js';
+import { requestIdOf } from './http/requestId.js';
 import { STRICT_TRANSPORT_SECURITY } from './http/transportSecurity.js';
 import { createRealtime } from './realtime/io.js';
-import { createNotifier } from './realtime/notifier.js';
+import { createNotifier, listenForSessionEnds } from './realtime/notifier.js';
 import type { Services } from './services.js';
 import { createSocialService } from './social/service.js';
 import {
@@ -297,7 +298,8 @@ export async function startServer(
     const realtime = own(createRealtime({ config, db, logger, clock, controlBus }));
     metrics.sample('connectedSockets', () => realtime.io.of('/').sockets.size);
     const { conversationEvents } = realtime;
-    const notify = createNotifier(realtime.io, logger, conversationEvents);
+    const notify = createNotifier(realtime.io, logger, conversationEvents, controlBus);
+    await listenForSessionEnds(realtime.io, controlBus, logger);
     const messaging = own(
       await createMessaging({
         config,
@@ -407,9 +409,10 @@ export async function startServer(
     // Also on what the Socket.IO engine answers itself (its polling requests, its refusals), which Express's helmet
     // never sees. Added after the engine attached: it wraps the 'request' listeners there before, and calls them only
     // for requests outside its path.
-    httpServer.prependListener('request', (_req, res) =>
-      res.setHeader('Strict-Transport-Security', STRICT_TRANSPORT_SECURITY),
-    );
+    httpServer.prependListener('request', (req, res) => {
+      res.setHeader('Strict-Transport-Security', STRICT_TRANSPORT_SECURITY);
+      requestIdOf(req, res);
+    });
     const address = await listen(httpServer, config.port, config.host).catch(async (err: unknown) => {
       throw await explainListenError(err, config.port, config.host);
     });

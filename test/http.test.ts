@@ -181,6 +181,27 @@ describe('HTTP basics', function () {
     }
   });
 
+  it('sends X-Request-Id on what the Socket.IO engine answers itself too (every answer carries one), a client’s own kept', async () => {
+    for (const [query, status] of [
+      ['EIO=4&transport=polling', 200], // a long-polling handshake
+      ['EIO=4&transport=bogus', 400], // a request the engine refuses
+    ] as const) {
+      const made = await fetch(`${server.url}/socket.io/?${query}`);
+      await made.arrayBuffer();
+      expect(made.status, query).to.equal(status);
+      expect(made.headers.get('x-request-id'), query).to.match(/^[0-9a-f-]{36}$/);
+      const kept = await fetch(`${server.url}/socket.io/?${query}`, {
+        headers: { 'X-Request-Id': 'probe-42' },
+      });
+      await kept.arrayBuffer();
+      expect(kept.headers.get('x-request-id'), query).to.equal('probe-42');
+    }
+    // Express's answers: the one id the server gave the request, not a second.
+    const res = await fetch(`${server.url}/healthz`, { headers: { 'X-Request-Id': 'probe-43' } });
+    await res.arrayBuffer();
+    expect(res.headers.get('x-request-id')).to.equal('probe-43');
+  });
+
   it('answers the API with Cache-Control: no-store (tokens and account data), failures and signups included', async () => {
     const signup = await post(
       '/auth/signup',

@@ -147,3 +147,46 @@ describe('/readyz probes share one ping', function () {
     }
   });
 });
+
+/**
+ * docs/operations.md (Deploy, step 4): once a node begins stopping, "a probe already on its way is answered /readyz
+ * 503". A probe whose database ping was waiting for a pool connection when the stop began was answered 200 ready
+ * (the stop was looked at only before the ping).
+ */
+describe('health: /readyz while the node begins stopping', function () {
+  this.timeout(30_000);
+  let server: RunningServer | undefined;
+  const held: pg.ClientBase[] = [];
+
+  before(async () => {
+    server = await startTestServer(await createTestDatabase(), {
+      DB_POOL_SIZE: '2',
+      DB_ACQUIRE_TIMEOUT_MS: '10000',
+    });
+  });
+
+  after(async () => {
+    for (const client of held.splice(0)) server?.services.db.connections.release(client);
+    await server?.close();
+  });
+
+  it('answers a probe on its way when the node begins stopping 503 (not ready), not 200', async () => {
+    const node = server!;
+    const { connections } = node.services.db;
+    // PostgreSQL slow to give the probe a connection: the probe's ping waits (up to 2 s).
+    held.push(await connections.acquire(), await connections.acquire());
+    const probe = fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+    await waitFor(async () => (sampleValue(await scrape(node.url), 'xfchat_db_pool_waiting') ?? 0) >= 1, {
+      what: "the probe's ping to wait for a connection",
+    });
+    // SIGTERM: the node starts stopping while the probe is on its way.
+    const closing = node.close();
+    // The database answers again (well within the probe's 2 s).
+    for (const client of held.splice(0)) connections.release(client);
+    const res = await probe;
+    const body = await res.text();
+    await closing;
+    server = undefined;
+    expect(res.status, body).to.equal(503);
+  });
+});

@@ -216,7 +216,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
         await User.query(trx).findById(user.id).patch({ passwordHash, updatedAt: new Date() });
         return sessions.endAll(user.id, { except: sessionId, db: trx });
       });
-      sessions.announceEnded(ended, 'password_changed');
+      await sessions.announceEnded(ended, 'password_changed');
     },
     close() {
       limits.close();

@@ -113,7 +113,7 @@ export function createProfileService(deps: ProfileDeps): ProfileService {
         return { audience, deleted };
       });
       if (!outcome) return;
-      notify.disconnectUser(user.id, 'deleted');
+      await notify.disconnectUser(user.id, 'deleted');
       notify.userUpdated([...new Set([...groupmates, ...outcome.audience])], outcome.deleted.toPublic());
       // A group add that committed while the above ran (it needed a friendship, which is gone now) is undone.
       try {

@@ -117,8 +117,11 @@ export interface SessionService {
   endAll(userId: string, options: { except?: string; db?: Knex }): Promise<string[]>;
   /** Ends every session the user has now, and disconnects their sockets on every node. */
   endEverySession(userId: string, reason: SessionEndReason): Promise<void>;
-  /** Tells the ended sessions' sockets why, and disconnects them on every node (after the commit). */
-  announceEnded(sessionIds: readonly string[], reason: SessionEndReason): void;
+  /**
+   * Tells the ended sessions' sockets why, and disconnects them on every node (after the commit). Resolves (never
+   * rejects) once every node will hear it before any message committed from then on: answer after it.
+   */
+  announceEnded(sessionIds: readonly string[], reason: SessionEndReason): Promise<void>;
 }
 
 export interface SessionDeps {
@@ -319,7 +322,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         );
       const row = deleted[0];
       if (row === undefined) return false;
-      service.announceEnded([sessionId], row.live ? reason : 'expired');
+      await service.announceEnded([sessionId], row.live ? reason : 'expired');
       return row.live;
     },
 
@@ -348,11 +351,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // The ended sessions' rooms, not the user's: a session that began after this commit (another device signing
       // in at once) is live, and its sockets may join the user's room on another node before the notice gets
       // there. A socket whose handshake raced the delete looks at its session again once in its room (io.ts).
-      service.announceEnded(ended, reason);
+      await service.announceEnded(ended, reason);
     },
 
-    announceEnded(sessionIds, reason) {
-      for (const sessionId of sessionIds) notify.disconnectSession(sessionId, reason);
+    async announceEnded(sessionIds, reason) {
+      await Promise.all(sessionIds.map((sessionId) => notify.disconnectSession(sessionId, reason)));
     },
   };
 
@@ -370,7 +373,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
     const row = found.rows[0];
     if (!row) return;
     if (row.expired) {
-      if (await deleteSession(row.session_id)) service.announceEnded([row.session_id], 'expired');
+      if (await deleteSession(row.session_id)) await service.announceEnded([row.session_id], 'expired');
       return;
     }
     if (row.used) {
@@ -380,7 +383,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         { sessionId: row.session_id, userId: row.user_id },
         'a used refresh token was presented again; ending its session',
       );
-      if (await deleteSession(row.session_id)) service.announceEnded([row.session_id], 'reused');
+      if (await deleteSession(row.session_id)) await service.announceEnded([row.session_id], 'reused');
     }
   }
 

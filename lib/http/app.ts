@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { AppError } from '../errors.js';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp, stdSerializers } from 'pino-http';
-import { logsAsIs, safeLogValue, serializeError } from '../logSafety.js';
+import { safeLogValue, serializeError } from '../logSafety.js';
+import { requestIdOf } from './requestId.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
 import { createErrorMiddleware, notFoundHandler } from './errorMiddleware.js';
@@ -72,8 +72,6 @@ function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding:
  */
 const UTF8_LABEL = /(;\s*charset\s*=\s*"?)utf8("?\s*(?:;|$))/i;
 
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
-
 /**
  * The body encodings read, the ones the docs name. The parser also reads `zstd` where Node has it (22.15 and later),
  * so what a node accepted would depend on the Node it runs on: anything else is refused here, on every Node alike.
@@ -109,17 +107,7 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   app.use(
     pinoHttp({
       logger: services.logger,
-      genReqId(req, res) {
-        const incoming = req.headers['x-request-id'];
-        // A client's id is kept only if the log shows it as it is: one shaped like a token would be logged as `***`,
-        // and the answer's id would lead to no line.
-        const id =
-          typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) && logsAsIs(incoming)
-            ? incoming
-            : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
+      genReqId: requestIdOf,
       // pino-http's request and response objects (reduced to method, url, headers, status) pass the same checks as
       // every logged value: authorization and cookies redacted, long headers cut. Not wrapped by pino-http: its
       // wrapper runs the standard error serializer on an error the line's formatter already made plain, and

@@ -1,3 +1,4 @@
+import type { ControlBus } from '../cluster/controlBus.js';
 import type { Notifier, PassedOver } from '../notifier.js';
 import type { Logger } from '../logger.js';
 import type {
@@ -189,10 +190,54 @@ export interface InterServerEvents {
  * (`conversationRemoved`), and so does a node whose write found the removal first (`keepParticipantsOnly`); both
  * tell `conversationEvents`, which then does not tell them again.
  */
+/**
+ * The control bus's channel of session ends. The adapter's broadcast of a session's end and the announcements of
+ * messages travel on different connections: a socket of the ended session on another node could still receive, for
+ * as long as the broadcast took, messages committed after the request that ended it was answered. On the control
+ * bus, which a node hears on the connection that carries the announcements, PostgreSQL delivers the end before any
+ * of them (commit order). The adapter's broadcast goes too, for nodes of 0.2.0.
+ */
+export const SESSION_ENDS_CHANNEL = 'xfchat_session_ends';
+
+const SESSION_END_REASONS: ReadonlySet<string> = new Set<SessionEndReason>([
+  'logged_out',
+  'revoked',
+  'password_changed',
+  'expired',
+  'reused',
+  'deleted',
+]);
+
+/** A session end as the control bus carries it: the room of the session or of the user, and why. */
+function isSessionEnd(value: unknown): value is { room: string; reason: SessionEndReason } {
+  if (typeof value !== 'object' || value === null) return false;
+  const { room, reason } = value as Record<string, unknown>;
+  return (
+    typeof room === 'string' &&
+    /^(session|user):[0-9a-f-]{36}$/.test(room) &&
+    typeof reason === 'string' &&
+    SESSION_END_REASONS.has(reason)
+  );
+}
+
+/** Ends this node's sockets of each session end the control bus carries (from any node, this one included). */
+export function listenForSessionEnds(
+  io: AppServer,
+  controlBus: Pick<ControlBus, 'listen'>,
+  logger: Logger,
+): Promise<void> {
+  return controlBus.listen(SESSION_ENDS_CHANNEL, (payload) => {
+    if (isSessionEnd(payload)) endLocally(io, payload.room, payload.reason);
+    else
+      logger.warn({ channel: SESSION_ENDS_CHANNEL }, 'control bus: a session end that does not read as one');
+  });
+}
+
 export function createNotifier(
   io: AppServer,
   logger: Logger,
   conversationEvents: Pick<ConversationEvents, 'removedHere'>,
+  controlBus: Pick<ControlBus, 'notify'>,
 ): Notifier {
   const rooms = io.of('/').adapter.rooms;
 
@@ -222,7 +267,7 @@ export function createNotifier(
 
   // The reason and the disconnect travel as ONE cross-node event and run in order on each node: as two
   // adapter broadcasts they could arrive the other way round, and the client would never hear why.
-  const endEverywhere = (room: string, reason: SessionEndReason) => {
+  const endEverywhere = (room: string, reason: SessionEndReason): Promise<void> => {
     endLocally(io, room, reason);
     try {
       io.serverSideEmit('sockets:end', { room, reason });
@@ -231,6 +276,12 @@ export function createNotifier(
       // its sockets at their next check against the database (lib/realtime/revalidation.ts).
       logger.error({ err, room }, 'cross-node session end failed');
     }
+    // Ahead of every message committed once it is sent (SESSION_ENDS_CHANNEL). Failed, the same as above.
+    return controlBus
+      .notify(SESSION_ENDS_CHANNEL, { room, reason })
+      .catch((err: unknown) =>
+        logger.error({ err, room }, 'cross-node session end on the control bus failed'),
+      );
   };
   io.on('sockets:end', ({ room, reason }) => endLocally(io, room, reason));
 
@@ -303,10 +354,10 @@ export function createNotifier(
       }
     },
     disconnectSession(sessionId, reason) {
-      endEverywhere(sessionRoom(sessionId), reason);
+      return endEverywhere(sessionRoom(sessionId), reason);
     },
     disconnectUser(userId, reason) {
-      endEverywhere(userRoom(userId), reason);
+      return endEverywhere(userRoom(userId), reason);
     },
   };
 }

@@ -34,7 +34,8 @@ export function healthRoutes(db: Database, stopping: () => boolean = () => false
     return inFlight;
   };
   router.get('/readyz', async (_req, res) => {
-    const ok = !stopping() && (await ping());
+    // Looked at again once the ping is back: a probe on its way when the node began stopping is not ready.
+    const ok = !stopping() && (await ping()) && !stopping();
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable' });
   });
   return router;
