@@ -117,7 +117,7 @@ export function authRoutes(services: Services): Router {
     // stays counted as the failure it is.
     const session = await accounts.startLogin(user, clientInfo(req).userAgent);
     // Committed: the sessions it ended are told now, whatever becomes of the rest of this login.
-    accounts.sessions.announceEnded(session.evicted, 'revoked');
+    await accounts.sessions.announceEnded(session.evicted, 'revoked');
     // The session exists by now: a failure here must not turn its login into an error (the client would never get
     // the tokens of a session that stays, one more toward MAX_SESSIONS_PER_USER with each retry). The attempt then
     // stays counted.
