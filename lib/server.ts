@@ -224,7 +224,7 @@ export function timeOutSilentConnections(server: HttpServer, ms: number): void {
       }
       if (req.complete) return;
       if (res.headersSent || !socket.writable) socket.destroy();
-      else socket.end(requestTimeoutResponse(), () => socket.destroy());
+      else socket.end(requestTimeoutResponse(requestIdOf(req, res)), () => socket.destroy());
     });
   });
 }

@@ -43,3 +43,30 @@ describe('cross-node: a session ended on one node, and messages committed after 
     ).to.deep.equal(['before the logout']);
   });
 });
+
+/**
+ * A session's end travels twice to every node (the adapter's `sockets:end` and the control bus's
+ * `xfchat_session_ends`, which comes back to the ending node too): each socket of the session must hear
+ * `session:ended` exactly once.
+ */
+describe('cross-node: session:ended is heard once per socket, on the ending node and the other', function () {
+  this.timeout(60_000);
+  const { a, b, pool } = useTwoNodes();
+
+  for (const path of ['/auth/logout', '/auth/logout-all'] as const) {
+    it(`${path}: one session:ended on each node's socket`, async () => {
+      const user = await newUser(a);
+      const onA = await pool.open(a.url, user);
+      const onB = await pool.open(b.url, user);
+      const heardA = record(onA, 'session:ended');
+      const heardB = record(onB, 'session:ended');
+      const res = await request(a.url, 'POST', path, { token: user.token });
+      expect(res.status).to.equal(204);
+      await waitFor(() => heardA.length >= 1 && heardB.length >= 1, { what: 'both sockets told' });
+      // Both channels have delivered by now (the control bus before the answer; the adapter within moments).
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(heardA, 'node A').to.deep.equal([{ reason: 'logged_out' }]);
+      expect(heardB, 'node B').to.deep.equal([{ reason: 'logged_out' }]);
+    });
+  }
+});

@@ -10,15 +10,18 @@ import { AppError, toHttp } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { STRICT_TRANSPORT_SECURITY } from './transportSecurity.js';
 
-/** A whole HTTP/1.1 response carrying the error envelope, for requests Express never sees. */
-function envelopeResponse(error: AppError): string {
+/**
+ * A whole HTTP/1.1 response carrying the error envelope, for requests Express never sees: `requestId` when the
+ * request's own is known (lib/http/requestId.ts), else a new one.
+ */
+function envelopeResponse(error: AppError, requestId: string = randomUUID()): string {
   const { status, body } = toHttp(error);
   const json = JSON.stringify(body);
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(json)}`,
-    `X-Request-Id: ${randomUUID()}`,
+    `X-Request-Id: ${requestId}`,
     `Strict-Transport-Security: ${STRICT_TRANSPORT_SECURITY}`,
     'Connection: close',
     '',
@@ -29,10 +32,11 @@ function envelopeResponse(error: AppError): string {
 /**
  * The answer to a request that did not arrive whole within `HTTP_IDLE_TIMEOUT_MS` (its head or body trickled in,
  * or its body stopped coming; a head that stops coming leaves the connection silent, and it is closed without an
- * answer): `408 REQUEST_TIMEOUT` with the error envelope. The connection is closed after it.
+ * answer): `408 REQUEST_TIMEOUT` with the error envelope, and `requestId`, the request's (its head arrived whole).
+ * The connection is closed after it.
  */
-export function requestTimeoutResponse(): string {
-  return envelopeResponse(new AppError('REQUEST_TIMEOUT'));
+export function requestTimeoutResponse(requestId?: string): string {
+  return envelopeResponse(new AppError('REQUEST_TIMEOUT'), requestId);
 }
 
 /** A connection as Node's HTTP server keeps it: with the response being written on it, if any. */

@@ -102,6 +102,20 @@ describe('connections: slots and silent clients', function () {
     });
   });
 
+  it('answers that 408 with the request’s own X-Request-Id, which its head carried (docs/errors.md)', async () => {
+    const { port } = new URL(server.url);
+    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    socket.write(
+      'POST /auth/login HTTP/1.1\r\nHost: x\r\nX-Request-Id: timeout-probe-1\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 50\r\n\r\n{',
+    );
+    await serverCloses(socket);
+    expect(answer).to.match(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(answer).to.match(/\r\nX-Request-Id: timeout-probe-1\r\n/);
+  });
+
   /** Writes `text` to `socket` a byte every `everyMs`, until the server closes it or `text` ends. */
   async function trickle(socket: net.Socket, text: string, everyMs: number): Promise<void> {
     for (const byte of text) {
