@@ -21,11 +21,14 @@ describe('cross-node: notices missed while the control bus was silently dead are
   const nodes = useTwoNodes({ env: { DB_STATEMENT_TIMEOUT_MS: '4000' } });
   const { a, b, pool } = nodes;
 
+  /** The test database's port (an embedded PostgreSQL's is not 5432). */
+  const databasePort = () => Number(new URL(nodes.databaseUrl).port || 5432);
   /** The in-process TCP socket whose local port is `port` (both nodes run in this process). */
   function socketOnPort(port: number): net.Socket | undefined {
     const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
     return handles.find(
-      (h): h is net.Socket => h instanceof net.Socket && h.localPort === port && h.remotePort === 5432,
+      (h): h is net.Socket =>
+        h instanceof net.Socket && h.localPort === port && h.remotePort === databasePort(),
     );
   }
 

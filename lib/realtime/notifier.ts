@@ -179,18 +179,6 @@ export interface InterServerEvents {
 }
 
 /**
- * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
- * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
- * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
- *
- * A group's changes are told by every node from the control bus (`conversationEvents`,
- * lib/realtime/conversationEvents.ts): the other nodes' removals of participants too, with the removal's commit, so
- * that the user's sockets there leave the conversation's room, and hear `conversation:removed`, before that node
- * hears of any message committed after the removal. The node that removed them does it itself
- * (`conversationRemoved`), and so does a node whose write found the removal first (`keepParticipantsOnly`); both
- * tell `conversationEvents`, which then does not tell them again.
- */
-/**
  * The control bus's channel of session ends. The adapter's broadcast of a session's end and the announcements of
  * messages travel on different connections: a socket of the ended session on another node could still receive, for
  * as long as the broadcast took, messages committed after the request that ended it was answered. On the control
@@ -233,6 +221,18 @@ export function listenForSessionEnds(
   });
 }
 
+/**
+ * The Socket.IO notifier. Events for users and conversations go through the postgres adapter to every node.
+ * Committed messages are delivered to this node's subscribers only: the messaging core announces them to the
+ * other nodes inside the commit (lib/messaging/fanout.ts), which deliver them through their own notifier.
+ *
+ * A group's changes are told by every node from the control bus (`conversationEvents`,
+ * lib/realtime/conversationEvents.ts): the other nodes' removals of participants too, with the removal's commit, so
+ * that the user's sockets there leave the conversation's room, and hear `conversation:removed`, before that node
+ * hears of any message committed after the removal. The node that removed them does it itself
+ * (`conversationRemoved`), and so does a node whose write found the removal first (`keepParticipantsOnly`); both
+ * tell `conversationEvents`, which then does not tell them again.
+ */
 export function createNotifier(
   io: AppServer,
   logger: Logger,
