@@ -41,31 +41,66 @@ export function validationError(details: Record<string, string>): AppError {
   return new AppError('VALIDATION_FAILED', { details });
 }
 
+/** The SQLSTATEs XFChat tells apart by name (PostgreSQL's Appendix A), named in this one place. */
+export const SQLSTATE = {
+  uniqueViolation: '23505',
+  invalidAuthorizationSpecification: '28000',
+  invalidPassword: '28P01',
+  invalidCatalogName: '3D000',
+  readOnlySqlTransaction: '25006',
+  insufficientResources: '53000',
+  diskFull: '53100',
+  outOfMemory: '53200',
+  tooManyConnections: '53300',
+  configurationLimitExceeded: '53400',
+  lockNotAvailable: '55P03',
+  queryCanceled: '57014',
+  adminShutdown: '57P01',
+  crashShutdown: '57P02',
+  cannotConnectNow: '57P03',
+  idleSessionTimeout: '57P05',
+} as const;
+
 /**
  * SQLSTATEs that mean "the database cannot do it now", not "your request is wrong": it is going or gone, out of
  * resources, or refusing writes (a server still in recovery: a failover onto a standby not yet promoted, or a
  * database put read-only), or a wait for a lock past a timeout. Clients retry them (DB_UNAVAILABLE); nothing was
  * done.
  */
-const UNAVAILABLE_SQLSTATES = new Set([
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '57P05', // idle_session_timeout
-  '53000', // insufficient_resources
-  '53100', // disk_full
-  '53200', // out_of_memory
-  '53300', // too_many_connections
-  '53400', // configuration_limit_exceeded
-  '57014', // query_canceled (statement_timeout)
-  '55P03', // lock_not_available (lock_timeout)
-  '25006', // read_only_sql_transaction
+const UNAVAILABLE_SQLSTATES = new Set<string>([
+  SQLSTATE.adminShutdown,
+  SQLSTATE.crashShutdown,
+  SQLSTATE.cannotConnectNow,
+  SQLSTATE.idleSessionTimeout,
+  SQLSTATE.insufficientResources,
+  SQLSTATE.diskFull,
+  SQLSTATE.outOfMemory,
+  SQLSTATE.tooManyConnections,
+  SQLSTATE.configurationLimitExceeded,
+  SQLSTATE.queryCanceled, // statement_timeout
+  SQLSTATE.lockNotAvailable, // lock_timeout
+  SQLSTATE.readOnlySqlTransaction,
+  // connection_exception and its kinds
   '08000',
   '08001',
   '08003',
   '08004',
   '08006',
 ]);
+
+/**
+ * SQLSTATEs of a call PostgreSQL refused before it wrote anything, though they answer DB_UNAVAILABLE: a server that
+ * cannot write now (read-only, out of resources), a lock not had in time.
+ */
+const REFUSED_BEFORE_WRITING = new Set<string>([
+  SQLSTATE.readOnlySqlTransaction,
+  SQLSTATE.insufficientResources,
+  SQLSTATE.diskFull,
+  SQLSTATE.outOfMemory,
+  SQLSTATE.configurationLimitExceeded,
+  SQLSTATE.lockNotAvailable,
+]);
+
 const UNAVAILABLE_ERRNOS = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -110,6 +145,25 @@ export function sqlState(err: unknown): string | undefined {
   const e = err as { code?: unknown; nativeError?: unknown };
   if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
   return e.nativeError === undefined ? undefined : sqlState(e.nativeError);
+}
+
+/** Whether PostgreSQL refused the call before it wrote anything (the outcome is known: nothing was written). */
+export function refusedBeforeWriting(err: unknown): boolean {
+  return REFUSED_BEFORE_WRITING.has(sqlState(err) ?? '');
+}
+
+/** Whether `err` leaves unknown whether the call committed: PostgreSQL unavailable, not a refusal of the call. */
+export function outcomeLeftUnknown(err: unknown): boolean {
+  return isDbUnavailable(err) && !refusedBeforeWriting(err);
+}
+
+/**
+ * Whether `err` ended a wait for locks: query_canceled (the statement timeout, DB_STATEMENT_TIMEOUT_MS, cancelled the
+ * call) or lock_not_available (an operator's `lock_timeout`).
+ */
+export function lockWaitEnded(err: unknown): boolean {
+  const state = sqlState(err);
+  return state === SQLSTATE.queryCanceled || state === SQLSTATE.lockNotAvailable;
 }
 
 /** The constraint a PostgreSQL error names, if any. */

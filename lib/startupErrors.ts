@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import type { DatabaseConfig } from './config.js';
 import { databaseHost, databaseWhere } from './db.js';
+import { SQLSTATE } from './errors.js';
 
 /** A startup failure with one line that names the cause and the fix. */
 export class StartupError extends Error {
@@ -38,9 +39,9 @@ export function explainConnectError(err: unknown, config: DatabaseConfig): Start
     line = `PostgreSQL at ${where} has no pg_hba.conf entry for this client: allow it there, or use DB_SSL_MODE=require if only TLS is allowed`;
   } else if (/client password must be a string/i.test(message)) {
     line = `PostgreSQL at ${where} asks user "${user}" for a password and DATABASE_URL has none: add it (postgres://USER:PASSWORD@HOST/DATABASE)`;
-  } else if (code === '28P01' || code === '28000') {
+  } else if (code === SQLSTATE.invalidPassword || code === SQLSTATE.invalidAuthorizationSpecification) {
     line = `PostgreSQL at ${where} refused the login of user "${user}": fix the user/password in DATABASE_URL or the server's pg_hba.conf`;
-  } else if (code === '3D000') {
+  } else if (code === SQLSTATE.invalidCatalogName) {
     line = `the database "${database}" does not exist on ${where}: create it (createdb ${database}) or fix DATABASE_URL`;
   } else if (/timeout/i.test(message)) {
     line = `PostgreSQL at ${where} did not answer within ${config.connectTimeoutMs} ms: check that it runs and is reachable, or raise DB_CONNECT_TIMEOUT_MS`;

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { DatabaseClock } from '../cluster/clock.js';
 import type { Config } from '../config.js';
-import { AppError, constraintName, sqlState } from '../errors.js';
+import { AppError, constraintName, SQLSTATE, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
@@ -10,10 +10,8 @@ import type { PasswordHasher } from './passwords.js';
 import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
 import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
 
-/** The unique index that makes usernames unique case-insensitively (migrations/…_initial_schema.ts). */
 /** The unique indexes of usernames: a signup that breaks either is USERNAME_TAKEN. */
 const USERNAME_UNIQUE_INDEXES = new Set(['users_username_ascii_unique', 'users_username_lower_unique']);
-const UNIQUE_VIOLATION = '23505';
 
 export interface NewAccount {
   username: string;
@@ -173,7 +171,10 @@ export function createAuthService(deps: AuthDeps): AuthService {
         });
       } catch (err) {
         // Two signups of one name (in any case) race to this insert; the index decides, the loser gets 409.
-        if (sqlState(err) === UNIQUE_VIOLATION && USERNAME_UNIQUE_INDEXES.has(constraintName(err) ?? '')) {
+        if (
+          sqlState(err) === SQLSTATE.uniqueViolation &&
+          USERNAME_UNIQUE_INDEXES.has(constraintName(err) ?? '')
+        ) {
           throw new AppError('USERNAME_TAKEN', { cause: err });
         }
         throw err;

@@ -1,5 +1,13 @@
 import { shuttingDown, type NextBatch } from '../../actors/Mailbox.js';
-import { type AppError, isDbUnavailable, sqlState, toAppError } from '../errors.js';
+import {
+  type AppError,
+  isDbUnavailable,
+  lockWaitEnded,
+  outcomeLeftUnknown,
+  SQLSTATE,
+  sqlState,
+  toAppError,
+} from '../errors.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveLimit } from './concurrency.js';
 import type { PoolConnections, StatementTarget } from '../db.js';
@@ -143,23 +151,6 @@ const SPLIT_MIN_SENDS = 128;
 const MAX_LOCK_WAITS = 2;
 /** How long the lock waits running must all have waited before another starts beside them (MAX_LOCK_WAITS). */
 export const LOCK_WAIT_PATIENCE_MS = 1000;
-
-/**
- * SQLSTATEs that end a wait for locks: query_canceled (the statement timeout, DB_STATEMENT_TIMEOUT_MS, cancelled the
- * call) and lock_not_available (an operator's `lock_timeout`).
- */
-const WAIT_ENDED = new Set(['57014', '55P03']);
-
-/**
- * SQLSTATEs of a call PostgreSQL refused before it wrote anything, though they answer DB_UNAVAILABLE: a server that
- * cannot write now (read-only, out of resources), a lock not had in time. The outcome is known (nothing was
- * written): no conversation has to be settled.
- */
-const REFUSED_UNWRITTEN = new Set(['25006', '53000', '53100', '53200', '53400', '55P03']);
-
-/** Whether `err` leaves unknown whether the call committed: PostgreSQL unreachable, not a refusal of it. */
-const outcomeLeftUnknown = (err: unknown): boolean =>
-  isDbUnavailable(err) && !REFUSED_UNWRITTEN.has(sqlState(err) ?? '');
 
 const failAll = (batch: ConversationBatch, error: AppError): WriteOutcome[] =>
   batch.commands.map(() => ({ ok: false, error }));
@@ -402,7 +393,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
       } catch (err) {
         // Each sender's error carries `err` as its cause and is logged where it is answered. A lock not had in time
         // (an operator's lock_timeout) is this batch's alone; the others are tried.
-        if (isDbUnavailable(err) && sqlState(err) !== '55P03') {
+        if (isDbUnavailable(err) && sqlState(err) !== SQLSTATE.lockNotAvailable) {
           outage = toAppError(err);
           if (outcomeLeftUnknown(err)) outcomeUnknown([batch]);
         } else logger.debug({ err, conversationId: batch.conversationId }, 'message batch refused alone');
@@ -440,7 +431,7 @@ export function createGroupCommitWriter(options: GroupCommitWriterOptions): Grou
           // A wait for another transaction's locks says nothing about PostgreSQL's load.
           if (!wait) limit.record(took);
         } catch (err) {
-          if (batches.length > 1 && wait && WAIT_ENDED.has(sqlState(err) ?? '')) {
+          if (batches.length > 1 && wait && lockWaitEnded(err)) {
             // A wait for several held conversations outlasted the statement timeout (or an operator's lock_timeout):
             // one of them is held that long (a stuck transaction), not necessarily all. Nothing was written; each is
             // tried again alone, without waiting: those free by now commit, those still held get the timeout's

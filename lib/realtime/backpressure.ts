@@ -1,5 +1,13 @@
 import type { Logger } from '../logger.js';
 import type { AppSocket } from './io.js';
+import {
+  endTransport,
+  pollResponseOf,
+  type PollResponseView,
+  type TransportHold,
+  type TransportView,
+  websocketOf,
+} from './transportEnd.js';
 
 /**
  * Bounds what this node holds for each socket (SOCKET_MAX_BUFFERED_BYTES).
@@ -25,11 +33,8 @@ import type { AppSocket } from './io.js';
  *   disconnected (a client that stopped reading and is sent nothing more, or one huge packet never taken);
  * - {@link Backpressure.writable} lets producers that answer a request (history pages) wait until the socket
  *   has taken most of what waits for it, instead of piling answers up;
- * - once the socket has disconnected, its transport ends at once if the client asked (its `disconnect()`: it
- *   takes nothing more), else when what it holds has gone, or {@link LINGER_MS} after at the latest. The
- *   connection limits count a socket until its transport has closed (limits.ts): a client that stopped reading and
- *   disconnects its sockets one after the other would otherwise leave the node holding their queues, outside the
- *   per-user bound, until engine.io's ping timeout.
+ * - the socket's unread poll answers, and whether it was cut, are what ending its transport needs
+ *   (transportEnd.ts): {@link Backpressure.watch} returns them.
  */
 /**
  * engine.io options this accounting needs: long-poll answers uncompressed. A compressed answer goes through a zlib
@@ -39,15 +44,9 @@ import type { AppSocket } from './io.js';
  */
 export const COUNTED_TRANSPORT_OPTIONS = { httpCompression: false, perMessageDeflate: false } as const;
 
-/**
- * How long a disconnected socket's transport may take to hand the client what it still holds (the last acks, the
- * disconnect itself): past it, the transport is ended and that dropped.
- */
-export const LINGER_MS = 10_000;
-
 export interface Backpressure {
-  /** Tracks a new socket until it disconnects. */
-  watch(socket: AppSocket): void;
+  /** Tracks a new socket until it disconnects; what ending its transport needs to know of it (transportEnd.ts). */
+  watch(socket: AppSocket): TransportHold;
   /** Bytes this node holds for the socket right now (0 for an unknown one). */
   queued(socket: AppSocket): number;
   /**
@@ -72,71 +71,6 @@ export interface BackpressureOptions {
 
 interface EnginePacket {
   data?: unknown;
-}
-
-/** The parts of engine.io's transport read here: its name, `drain` events, and for websocket the `ws` socket. */
-interface TransportView {
-  readonly name: string;
-  on(event: 'drain', listener: () => void): unknown;
-  off(event: 'drain', listener: () => void): unknown;
-}
-interface WsView {
-  readonly bufferedAmount: number;
-  /** ws's states: 3 is CLOSED. */
-  readonly readyState: number;
-  terminate(): void;
-  once(event: 'close', listener: () => void): unknown;
-}
-const WS_CLOSED = 3;
-
-/** The parts of an engine.io connection read here. */
-interface ConnView {
-  readonly readyState: string;
-  readonly transport: TransportView;
-  once(event: 'close', listener: () => void): unknown;
-}
-
-/**
- * Calls `done` once the connection's transport has finished: engine.io's connection closed and, for a WebSocket, its
- * `ws` closed too (engine.io counts a WebSocket closed when it asks for the closing handshake, while `ws` still holds
- * what the client has not read, until its own 30 s close timeout).
- */
-export function onTransportFinished(conn: ConnView, done: () => void): void {
-  const finish = () => {
-    const ws = websocketOf(conn.transport);
-    if (ws !== undefined && ws.readyState !== WS_CLOSED) ws.once('close', done);
-    else done();
-  };
-  if (conn.readyState === 'closed') finish();
-  else conn.once('close', finish);
-}
-/** A poll's HTTP response, as engine.io's polling transport holds it while a poll waits. */
-interface PollResponseView {
-  /** What the response holds that the kernel has not taken yet (its own buffer and its socket's). */
-  readonly writableLength: number;
-  readonly writableFinished: boolean;
-  readonly socket: { destroy(): void } | null;
-  once(event: 'finish' | 'close', listener: () => void): unknown;
-}
-
-/** engine.io's polling transport keeps the waiting poll's response in a field it does not type as public. */
-function pollResponseOf(transport: TransportView): PollResponseView | undefined {
-  if (transport.name !== 'polling') return undefined;
-  const res = (transport as unknown as { res?: Partial<PollResponseView> | null }).res;
-  return typeof res?.writableLength === 'number' && typeof res.once === 'function'
-    ? (res as PollResponseView)
-    : undefined;
-}
-
-/** engine.io's websocket transport keeps its `ws` socket in a field it does not type as public. */
-export function websocketOf(transport: TransportView): WsView | undefined {
-  if (transport.name !== 'websocket') return undefined;
-  const ws = (transport as unknown as { socket?: Partial<WsView> }).socket;
-  return typeof ws?.bufferedAmount === 'number' &&
-    typeof ws.terminate === 'function' &&
-    typeof ws.once === 'function'
-    ? (ws as WsView)
-    : undefined;
 }
 
 interface SocketState {
@@ -186,23 +120,6 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
     for (const resolve of state.waiters.splice(0)) resolve();
   }
 
-  /** Ends the socket's transport now, whatever it holds (not inside engine.io's send or receive path). */
-  function endTransport(socket: AppSocket, state: SocketState): void {
-    process.nextTick(() => {
-      const transport = socket.conn.transport;
-      // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
-      // the connections of the polls whose answers were not read.
-      websocketOf(transport)?.terminate();
-      for (const res of state.polls) res.socket?.destroy();
-      // `discard`: close without waiting for the write buffer to drain, which it never would.
-      socket.conn.close(true);
-      // A long-polling transport closing already waits for the client's next poll to say so (engine.io's
-      // `shouldClose`, called by that poll or its 30 s closeTimeout): a client gone polls no more.
-      const pendingClose = (transport as unknown as { shouldClose?: unknown }).shouldClose;
-      if (typeof pendingClose === 'function') (pendingClose as () => void).call(transport);
-    });
-  }
-
   function cut(socket: AppSocket, state: SocketState, queued: number, reason: string): void {
     if (state.cut) return;
     state.cut = true;
@@ -210,10 +127,10 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       { socketId: socket.id, userId: socket.data.userId, queuedBytes: queued, reason },
       'disconnecting a socket that does not read what it is sent',
     );
-    endTransport(socket, state);
+    endTransport(socket, state.polls);
   }
 
-  function watch(socket: AppSocket): void {
+  function watch(socket: AppSocket): TransportHold {
     const conn = socket.conn;
     const state: SocketState = {
       pending: 0,
@@ -226,23 +143,7 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       waiters: [],
       cut: false,
     };
-    // One socket per transport: its end ends the transport. Socket.IO would take another CONNECT on it, and what
-    // this node sets up per socket on the transport (the write coalescing, this watch, the connection limits) would
-    // pile up there, outside MAX_CONNECTIONS_PER_IP and the handshake timeout, until the node fell over; XFChat has
-    // only the main namespace, so a client never reuses a transport.
-    socket.once('disconnect', (reason) => {
-      if (state.cut) return;
-      // The client's own disconnect(): it takes nothing more from this socket.
-      if (reason === 'client namespace disconnect') {
-        endTransport(socket, state);
-        return;
-      }
-      // Else what the transport holds (the last acks, the disconnect) goes first, for LINGER_MS at the most.
-      conn.close();
-      const linger = setTimeout(() => endTransport(socket, state), LINGER_MS).unref();
-      onTransportFinished(conn, () => clearTimeout(linger));
-    });
-    if (max <= 0) return;
+    if (max <= 0) return state;
     states.set(socket, state);
     const onDrain = () => wake(state);
     state.transport.on('drain', onDrain);
@@ -278,6 +179,7 @@ export function createBackpressure(options: BackpressureOptions): Backpressure {
       states.delete(socket);
       for (const resolve of state.waiters.splice(0)) resolve();
     });
+    return state;
   }
 
   function sweep(): void {

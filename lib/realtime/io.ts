@@ -20,6 +20,7 @@ import {
 } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
+import { endTransportAtDisconnect } from './transportEnd.js';
 import { createWriteCoalescing } from './coalesce.js';
 import {
   createConnectionLimits,
@@ -199,8 +200,7 @@ export function createRealtime(deps: {
   );
 
   io.on('connection', (socket) => {
-    // Also ends the socket's transport when the socket ends (backpressure.ts).
-    backpressure.watch(socket);
+    endTransportAtDisconnect(socket, backpressure.watch(socket));
     // First: every packet of this socket passes the guard (ack present, known event, per-socket rate).
     socket.use(socketPacketGuard(socket, { eventsPerSecond: config.limits.socketEventsPerSecond, logger }));
     writes.coalesce(socket);

@@ -4,7 +4,7 @@ import { AppError, toAck } from '../errors.js';
 import { addressKey, clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
-import { onTransportFinished } from './backpressure.js';
+import { onTransportFinished } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 import { clientEventSchemas } from '../protocol/schemas.js';
 
@@ -165,7 +165,7 @@ export function createConnectionLimits(options: {
       byUser.add(userId);
       // When the transport has finished (still to come: it is open above), not at the socket's 'disconnect': a
       // socket disconnected keeps its transport, and what it queues, until that has gone to the client
-      // (backpressure.ts, at most LINGER_MS), and that counts against the caps as long. It also covers a socket that
+      // (transportEnd.ts, at most LINGER_MS), and that counts against the caps as long. It also covers a socket that
       // went away between this middleware and the connection.
       onTransportFinished(socket.conn, () => {
         byIp.remove(address);

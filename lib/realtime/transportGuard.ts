@@ -2,7 +2,7 @@ import { WebSocketServer, type ServerOptions } from 'ws';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
 import { createLogThrottle } from '../serverErrorLog.js';
-import { websocketOf } from './backpressure.js';
+import { websocketOf } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**

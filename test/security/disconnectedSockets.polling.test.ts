@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { LINGER_MS } from '../../lib/realtime/backpressure.js';
+import { LINGER_MS } from '../../lib/realtime/transportEnd.js';
 import { useNode } from '../helpers/nodes.js';
 import { insertUser } from '../helpers/users.js';
 import { waitFor } from '../helpers/waitFor.js';

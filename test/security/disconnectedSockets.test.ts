@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { LINGER_MS } from '../../lib/realtime/backpressure.js';
+import { LINGER_MS } from '../../lib/realtime/transportEnd.js';
 import { createGroup } from '../helpers/chat.js';
 import { useNode } from '../helpers/nodes.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
