@@ -9,8 +9,12 @@ import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
  */
 const REFRESH_TOKEN_BYTES = 32;
 const RANDOM_BYTES = 24;
-/** base64url of 32 bytes, no padding. */
-const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * base64url of 32 bytes, no padding, as Node writes it: the last character carries 4 bits and 2 unused ones, which
+ * are 0. The 3 other spellings of the same bytes are refused as malformed, so that each token has one spelling: one
+ * key in the limit on refused refreshes of a token (lib/http/routes/auth.ts), not four.
+ */
+const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 /** True for a string shaped like a refresh token; anything else is refused without a database look-up. */
 export function isRefreshTokenShaped(value: unknown): value is string {
