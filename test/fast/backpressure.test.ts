@@ -9,6 +9,7 @@ import {
   type Backpressure,
 } from '../../lib/realtime/backpressure.js';
 import type { AppServer, AppSocket } from '../../lib/realtime/io.js';
+import { endTransportAtDisconnect } from '../../lib/realtime/transportEnd.js';
 import type { PublicMessage } from '../../lib/protocol/index.js';
 import { captureLogs } from '../helpers/logCapture.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
@@ -65,7 +66,8 @@ describe('socket backpressure (SOCKET_MAX_BUFFERED_BYTES)', function () {
       next();
     });
     io.on('connection', (socket) => {
-      backpressure.watch(socket);
+      // As io.ts does.
+      endTransportAtDisconnect(socket, backpressure.watch(socket));
       serverSockets.set(String((socket.handshake.auth as { token?: unknown }).token), socket);
     });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));

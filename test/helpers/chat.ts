@@ -47,17 +47,21 @@ export async function createGroup(
   return res.body.conversation;
 }
 
-/** Sets a conversation's history to `count` messages from `senderId` with one multi-row INSERT. */
+/**
+ * Sets a conversation's history to `count` messages from `senderId` with one multi-row INSERT: each `body` if given
+ * (a big one, for the tests of what a node holds for a socket), else `message <seq>`.
+ */
 export async function seedMessages(
   knex: Knex,
   conversationId: string,
   senderId: string,
   count: number,
+  body?: string,
 ): Promise<void> {
   await knex.raw(
     `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-     SELECT ?, ?, g, 'seed-' || g, 'message ' || g FROM generate_series(1, ?::int) AS g`,
-    [conversationId, senderId, count],
+     SELECT ?, ?, g, 'seed-' || g, coalesce(?::text, 'message ' || g) FROM generate_series(1, ?::int) AS g`,
+    [conversationId, senderId, body ?? null, count],
   );
   await knex('conversations').where({ id: conversationId }).update({ last_seq: count });
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Knex } from 'knex';
 import pg from 'pg';
 import {
   createGroupCommitWriter,
@@ -20,6 +21,13 @@ import { startProxy } from '../helpers/proxy.js';
 import { insertUser } from '../helpers/users.js';
 import { rows, seqState } from '../helpers/chat.js';
 import { waitFor } from '../helpers/waitFor.js';
+import {
+  holdConversations,
+  insertGroup,
+  letGo,
+  lockWaitSeen as lockWaitSeenIn,
+  sender,
+} from '../helpers/writer.js';
 
 const logger = createLogger('silent');
 const POISON = 'poison: the trigger refuses this body';
@@ -108,17 +116,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     return { w, gate: () => gate(), acquired: () => acquired };
   }
 
-  async function conversation(): Promise<string> {
-    const [row] = await rows<{ id: string }>(
-      db.knex,
-      "INSERT INTO conversations (type, title) VALUES ('group', 't') RETURNING id",
-    );
-    await db.knex('conversation_participants').insert([
-      { conversation_id: row!.id, user_id: alice, role: 'owner' },
-      { conversation_id: row!.id, user_id: bob, role: 'member' },
-    ]);
-    return row!.id;
-  }
+  const conversation = () => insertGroup(db.knex, alice, bob);
 
   const state = (id: string) => seqState(db.knex, id);
 
@@ -144,17 +142,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     return { listener, heard };
   }
 
-  /** Until a transaction of this database waits for a lock: the writer's, on a conversation the test holds. */
-  const lockWaitSeen = () =>
-    waitFor(
-      async () =>
-        (
-          await db.knex.raw<{ rows: unknown[] }>(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-          )
-        ).rows.length > 0,
-      { what: 'the writer to wait for the held conversation' },
-    );
+  const lockWaitSeen = () => lockWaitSeenIn(db.knex);
 
   it('moves a conversation’s activity time forward only, through either write function', async () => {
     const id = await conversation();
@@ -213,9 +201,8 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     );
     expect(sent.message.seq).to.equal(1);
     // Held: the changes are skipped, then wait for the lock in a transaction that starts now.
-    const lock = await db.knex.transaction();
+    const lock = await holdConversations(db.knex, id);
     try {
-      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [id]);
       const changed = w.write({
         conversationId: id,
         commands: [
@@ -233,7 +220,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         clock!.at.getTime(),
       );
     } finally {
-      if (!lock.isCompleted()) await lock.rollback();
+      await letGo(lock);
     }
   });
 
@@ -457,10 +444,9 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const reports: TransactionReport[] = [];
     const w = writer(db, 2, reports);
     // Another node's group commit (or a membership change) holding the conversation.
-    const lock = await db.knex.transaction();
+    const lock = await holdConversations(db.knex, held);
     let heldDone = false;
     try {
-      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [held]);
       const waiting = w
         .write({
           conversationId: held,
@@ -483,7 +469,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       await lock.commit();
       expect((await waiting).map((o) => ok(o).message.seq)).to.deep.equal([1, 2]);
     } finally {
-      if (!lock.isCompleted()) await lock.rollback();
+      await letGo(lock);
     }
     expect(await state(held)).to.deep.equal({ lastSeq: 2, seqs: [1, 2] });
     expect(reports.map((r) => r.busy)).to.deep.equal([1, 0, 0]);
@@ -494,16 +480,10 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const [first, second, free] = [await conversation(), await conversation(), await conversation()];
     const reports: TransactionReport[] = [];
     const w = writer(db, 1, reports);
-    const sendTo = (conversationId: string, clientMsgId: string) =>
-      w.write({
-        conversationId,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
-      });
-    const lock = await db.knex.transaction();
+    const sendTo = sender(w, alice);
+    const lock = await holdConversations(db.knex, first, second);
     const done = new Set<string>();
     try {
-      for (const id of [first, second])
-        await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [id]);
       const heldFirst = sendTo(first, 'held-1').finally(() => done.add('held-1'));
       await lockWaitSeen();
       // Skipped by an ordinary transaction, then in line behind the transaction that waits for the first.
@@ -518,7 +498,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       expect(ok((await heldFirst)[0]).message.seq).to.equal(1);
       expect(ok((await heldSecond)[0]).message.seq).to.equal(1);
     } finally {
-      if (!lock.isCompleted()) await lock.rollback();
+      await letGo(lock);
     }
     expect(w.concurrency).to.equal(1);
   });
@@ -531,17 +511,11 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const [free, stuck, brief] = [await conversation(), await conversation(), await conversation()];
     const reports: TransactionReport[] = [];
     const w = writer(timed, 1, reports);
-    const sendTo = (conversationId: string, clientMsgId: string) =>
-      w.write({
-        conversationId,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
-      });
+    const sendTo = sender(w, alice);
     // `stuck` held past the statement timeout (a stuck transaction), `brief` for a moment (a membership change).
-    const holdStuck = await db.knex.transaction();
-    const holdBrief = await db.knex.transaction();
+    const holdStuck = await holdConversations(db.knex, stuck);
+    const holdBrief = await holdConversations(db.knex, brief);
     try {
-      await holdStuck.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [stuck]);
-      await holdBrief.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [brief]);
       // The free conversation's transaction first: the two held ones wait for the next, which skips both, and
       // then wait for both their locks in one transaction.
       const [toFree, toStuck, toBrief] = [sendTo(free, 'f'), sendTo(stuck, 's'), sendTo(brief, 'b')];
@@ -554,8 +528,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       );
       expect(errorCode((await toStuck)[0])).to.equal('DB_UNAVAILABLE');
     } finally {
-      if (!holdStuck.isCompleted()) await holdStuck.rollback();
-      if (!holdBrief.isCompleted()) await holdBrief.rollback();
+      await letGo(holdStuck, holdBrief);
       await w.close();
       await timed.close();
     }
@@ -575,20 +548,15 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
     const [stuck, brief] = [await conversation(), await conversation()];
     const reports: TransactionReport[] = [];
     const w = writer(timed, 2, reports);
-    const sendTo = (conversationId: string, clientMsgId: string) =>
-      w.write({
-        conversationId,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
-      });
-    const holdStuck = await db.knex.transaction();
-    const holdBrief = await db.knex.transaction();
+    const sendTo = sender(w, alice);
+    const holdStuck = await holdConversations(db.knex, stuck);
+    let holdBrief: Knex.Transaction | undefined;
     try {
-      await holdStuck.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [stuck]);
       // Skipped, then waiting for its lock in the lock-waiting transaction.
       const toStuck = sendTo(stuck, 's');
       await lockWaitSeen();
       // Another conversation held for a moment (a membership change): its send is skipped after that wait began.
-      await holdBrief.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [brief]);
+      holdBrief = await holdConversations(db.knex, brief);
       const waitBegan = performance.now();
       const toBrief = sendTo(brief, 'b');
       await waitFor(() => reports.filter((r) => r.busy > 0).length === 2, { what: 'the brief one skipped' });
@@ -602,8 +570,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
         'DB_UNAVAILABLE',
       );
     } finally {
-      if (!holdStuck.isCompleted()) await holdStuck.rollback();
-      if (!holdBrief.isCompleted()) await holdBrief.rollback();
+      await letGo(holdStuck, holdBrief);
       await w.close();
       await timed.close();
     }
@@ -618,8 +585,7 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
       const long = await conversation();
       const w = announcingInCommit();
       // Held, so every batch below queues and all go into the one transaction after it.
-      const lock = await db.knex.transaction();
-      await lock.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [long]);
+      const lock = await holdConversations(db.knex, long);
       const first = w.write({
         conversationId: long,
         commands: [{ kind: 'send', senderId: alice, clientMsgId: 'l0', body: 'first', replyToSeq: null }],

@@ -11,8 +11,8 @@ import { createLogger } from '../../lib/logger.js';
 import { adminQuery, createTestDatabase } from '../helpers/postgres.js';
 import { testConfig } from '../helpers/server.js';
 import { insertUser } from '../helpers/users.js';
-import { rows, seqState } from '../helpers/chat.js';
-import { waitFor } from '../helpers/waitFor.js';
+import { seqState } from '../helpers/chat.js';
+import { holdConversations, insertGroup, letGo, lockWaitSeen, sender } from '../helpers/writer.js';
 
 const logger = createLogger('silent');
 
@@ -47,17 +47,7 @@ describe('messaging/writer: a lock wait over several held conversations ended by
     await db?.close();
   });
 
-  async function conversation(): Promise<string> {
-    const [row] = await rows<{ id: string }>(
-      db.knex,
-      "INSERT INTO conversations (type, title) VALUES ('group', 't') RETURNING id",
-    );
-    await db.knex('conversation_participants').insert([
-      { conversation_id: row!.id, user_id: alice, role: 'owner' },
-      { conversation_id: row!.id, user_id: bob, role: 'member' },
-    ]);
-    return row!.id;
-  }
+  const conversation = () => insertGroup(db.knex, alice, bob);
 
   it('writes the conversation held only for a moment; only the one still held fails (as for the statement timeout)', async () => {
     const [free, stuck, brief] = [await conversation(), await conversation(), await conversation()];
@@ -70,34 +60,19 @@ describe('messaging/writer: a lock wait over several held conversations ended by
       onTransaction: (r) => reports.push(r),
       onOutcomeUnknown: (ids) => unknown.push(...ids),
     });
-    const sendTo = (conversationId: string, clientMsgId: string) =>
-      w.write({
-        conversationId,
-        commands: [{ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }],
-      });
-    const holdStuck = await db.knex.transaction();
-    const holdBrief = await db.knex.transaction();
+    const sendTo = sender(w, alice);
+    const holdStuck = await holdConversations(db.knex, stuck);
+    const holdBrief = await holdConversations(db.knex, brief);
     try {
-      await holdStuck.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [stuck]);
-      await holdBrief.raw('SELECT id FROM conversations WHERE id = ? FOR NO KEY UPDATE', [brief]);
       const [toFree, toStuck, toBrief] = [sendTo(free, 'f'), sendTo(stuck, 's'), sendTo(brief, 'b')];
       expect(outcomeOf((await toFree)[0])).to.equal('seq 1');
-      await waitFor(
-        async () =>
-          (
-            await db.knex.raw<{ rows: unknown[] }>(
-              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-          ).rows.length > 0,
-        { what: 'the lock wait' },
-      );
+      await lockWaitSeen(db.knex);
       expect(reports.map((r) => r.busy)).to.deep.equal([0, 2]);
       await holdBrief.commit();
       const [b, s] = [outcomeOf((await toBrief)[0]), outcomeOf((await toStuck)[0])];
       expect({ brief: b, stuck: s }).to.deep.equal({ brief: 'seq 1', stuck: 'DB_UNAVAILABLE' });
     } finally {
-      if (!holdStuck.isCompleted()) await holdStuck.rollback();
-      if (!holdBrief.isCompleted()) await holdBrief.rollback();
+      await letGo(holdStuck, holdBrief);
       await w.close();
     }
     expect(await seqState(db.knex, brief)).to.deep.equal({ lastSeq: 1, seqs: [1] });

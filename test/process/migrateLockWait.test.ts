@@ -1,9 +1,7 @@
 import { expect } from 'chai';
-import pg from 'pg';
-import { MIGRATION_LOCK_KEY } from '../../lib/migrations.js';
 import { runCli } from '../helpers/childProcess.js';
+import { holdMigrationLock } from '../helpers/migrations.js';
 import { createEmptyDatabase } from '../helpers/postgres.js';
-import { waitFor } from '../helpers/waitFor.js';
 
 /**
  * `xfchat migrate latest` (and `rollback --yes`) wait for the migration lock as long as a node or another
@@ -23,30 +21,17 @@ describe('xfchat migrate waiting for the migration lock', function () {
         const first = await runCli(['migrate', 'latest'], { DATABASE_URL: url });
         expect(first.code, first.stderr).to.equal(0);
       }
-      const holder = new pg.Client({ connectionString: url });
-      await holder.connect();
+      const lock = await holdMigrationLock(url);
       try {
-        await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
         const running = runCli(args, { DATABASE_URL: url });
-        const database = new URL(url).pathname.slice(1);
-        await waitFor(
-          async () =>
-            (
-              await holder.query<{ n: number }>(
-                `SELECT count(*)::int AS n FROM pg_stat_activity
-                 WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
-                [database],
-              )
-            ).rows[0]!.n > 0,
-          { what: 'the command to wait for the lock' },
-        );
-        await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        await lock.waiterSeen('the command to wait for the lock');
+        await lock.release();
         const result = await running;
         expect(result.code, result.stderr).to.equal(0);
         // The line is written before the wait begins: whatever it printed by then is in its output now.
         expect(result.stderr).to.include('xfchat migrate: waiting for the migration lock');
       } finally {
-        await holder.end();
+        await lock.end();
       }
     });
   }

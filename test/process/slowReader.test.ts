@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { loadDatabaseConfig } from '../../lib/config.js';
 import { createDatabase, type Database } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
-import { createGroup, expectOk, putMessage, record, send, subscribe } from '../helpers/chat.js';
+import { createGroup, expectOk, putMessage, record, seedMessages, send, subscribe } from '../helpers/chat.js';
 import { startMain, type ChildResult, type RunningChild } from '../helpers/childProcess.js';
 import { directConversation } from '../helpers/faults.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -80,12 +80,7 @@ describe('a client that stops reading (a real node, small heap)', function () {
     const node = child!;
     const attacker = await insertUser(knex, config);
     const group = await createGroup(node.url, attacker, [], 'my own group');
-    await knex.raw(
-      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?, ?, g, 'big-' || g, ? FROM generate_series(1, ?::int) AS g`,
-      [group.id, attacker.id, BIG_BODY, PAGE_MESSAGES],
-    );
-    await knex('conversations').where({ id: group.id }).update({ last_seq: PAGE_MESSAGES });
+    await seedMessages(knex, group.id, attacker.id, PAGE_MESSAGES, BIG_BODY);
     const [alice, bob] = [await insertUser(knex, config), await insertUser(knex, config)];
     await insertFriendship(knex, alice.id, bob.id);
     const direct = await directConversation(node.url, alice, bob);

@@ -15,9 +15,9 @@ import {
   startMain,
   type RunningChild,
 } from '../helpers/childProcess.js';
+import { holdMigrationLock } from '../helpers/migrations.js';
 import { adminQuery, createEmptyDatabase, createTestDatabase, urlFor } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
-import { waitFor } from '../helpers/waitFor.js';
 
 /** The environment of a node that would start, but for what a test changes. */
 function goodEnv(databaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
@@ -542,35 +542,22 @@ describe('startup (the real entry point as a child process)', function () {
 
     it('waits for the migration lock longer than DB_STATEMENT_TIMEOUT_MS and the driver query timeout', async () => {
       const url = await createEmptyDatabase();
-      const holder = new pg.Client({ connectionString: url });
-      await holder.connect();
+      const lock = await holdMigrationLock(url);
       try {
-        await holder.query('SELECT pg_advisory_lock(727246001)');
         const migrating = runCli(['migrate', 'latest'], {
           DATABASE_URL: url,
           DB_STATEMENT_TIMEOUT_MS: '1000',
         });
         // Once it waits for the lock, it waits longer than the statement timeout and the driver's query timeout
         // (a second past it) together.
-        const database = new URL(url).pathname.slice(1);
-        await waitFor(
-          async () =>
-            (
-              await holder.query<{ n: number }>(
-                `SELECT count(*)::int AS n FROM pg_stat_activity
-                 WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
-                [database],
-              )
-            ).rows[0]!.n > 0,
-          { what: 'the migration to wait for the lock' },
-        );
+        await lock.waiterSeen('the migration to wait for the lock');
         await new Promise((resolve) => setTimeout(resolve, 3000));
-        await holder.query('SELECT pg_advisory_unlock(727246001)');
+        await lock.release();
         const result = await migrating;
         expect(result.code, result.stderr).to.equal(0);
         expect(result.stdout).to.match(/^applied: /);
       } finally {
-        await holder.end();
+        await lock.end();
       }
     });
   });
@@ -725,10 +712,8 @@ describe('startup (the real entry point as a child process)', function () {
 
     it('a SIGTERM while waiting for another holder’s migration lock stops the node at once, without binding', async () => {
       const url = await createEmptyDatabase();
-      const holder = new pg.Client({ connectionString: url });
-      await holder.connect();
+      const lock = await holdMigrationLock(url);
       try {
-        await holder.query('SELECT pg_advisory_lock(727246001)');
         const result = await runMain(goodEnv(url), { sigtermWhen: /waiting for the migration lock/ });
         expect(result.code, result.stderr).to.equal(1);
         expect(result.stdout).not.to.include('[STARTUP] listening');
@@ -736,7 +721,7 @@ describe('startup (the real entry point as a child process)', function () {
           'xfchat: cannot start: stopped by a signal while waiting for the migration lock (another node or xfchat migrate holds it): nothing was started',
         );
       } finally {
-        await holder.end();
+        await lock.end();
       }
     });
 

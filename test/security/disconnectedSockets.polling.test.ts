@@ -9,7 +9,7 @@ import { waitFor } from '../helpers/waitFor.js';
  * `shouldClose`, or its 30 s closeTimeout), and a second close does nothing. A client that disconnected its socket
  * and polls no more, or that the node disconnected and that is gone, kept its transport, and its slots, 30 s. The
  * node now ends it at once when the client disconnected, LINGER_MS after at the latest otherwise
- * (lib/realtime/backpressure.ts).
+ * (lib/realtime/transportEnd.ts).
  */
 describe('sockets disconnected over long-polling, no poll after', function () {
   this.timeout(60_000);

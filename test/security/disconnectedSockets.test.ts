@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { LINGER_MS } from '../../lib/realtime/transportEnd.js';
-import { createGroup } from '../helpers/chat.js';
+import { createGroup, seedMessages } from '../helpers/chat.js';
 import { useNode } from '../helpers/nodes.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
@@ -33,7 +33,7 @@ function held(clients: Record<string, EngineConn>): { bytes: number; transports:
  * A socket disconnected (by its client, or by the node: a session ended, a token expired) keeps its transport until
  * what it queues has gone to the client. A client that stopped reading never takes it: the node ends such a
  * transport at once when the client disconnected, within LINGER_MS otherwise, and the connection limits count the
- * socket until then (lib/realtime/backpressure.ts, limits.ts). Before, the limits let the socket go at its
+ * socket until then (lib/realtime/transportEnd.ts, limits.ts). Before, the limits let the socket go at its
  * disconnect while its transport, and megabytes of queue, stayed until engine.io's ping timeout (45 s): one user
  * disconnecting stalled sockets one after the other held the node's memory past MAX_SOCKETS_PER_USER x
  * SOCKET_MAX_BUFFERED_BYTES.
@@ -64,12 +64,7 @@ describe('sockets disconnected with a queue their client does not read', functio
     const { knex } = server.services.db;
     const user = await insertUser(knex, server.services.config);
     const group = await createGroup(server.url, user, [], 'big');
-    await knex.raw(
-      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?, ?, g, 'big-' || g, ? FROM generate_series(1, 200) AS g`,
-      [group.id, user.id, BIG_BODY],
-    );
-    await knex('conversations').where({ id: group.id }).update({ last_seq: 200 });
+    await seedMessages(knex, group.id, user.id, 200, BIG_BODY);
     return { user, groupId: group.id };
   }
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createGroup } from '../helpers/chat.js';
+import { createGroup, seedMessages } from '../helpers/chat.js';
 import { useNode } from '../helpers/nodes.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
@@ -24,7 +24,7 @@ interface EngineConn {
  * state once a big answer went out). engine.io counts the transport closed as soon as it asks for the closing
  * handshake, which `ws` queues behind the unsent bytes: a graceful close at the disconnect left `ws` holding them
  * until its own 30 s close timeout, while the connection limits gave the user's slot back. The node now terminates
- * the WebSocket at once (lib/realtime/backpressure.ts).
+ * the WebSocket at once (lib/realtime/transportEnd.ts).
  */
 describe('sockets disconnected by their client: a stalled WebSocket whose queue is all in ws', function () {
   this.timeout(120_000);
@@ -48,12 +48,7 @@ describe('sockets disconnected by their client: a stalled WebSocket whose queue 
     const { knex } = server.services.db;
     const user = await insertUser(knex, server.services.config);
     const group = await createGroup(server.url, user, [], 'big');
-    await knex.raw(
-      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body)
-       SELECT ?, ?, g, 'big-' || g, ? FROM generate_series(1, 200) AS g`,
-      [group.id, user.id, BIG_BODY],
-    );
-    await knex('conversations').where({ id: group.id }).update({ last_seq: 200 });
+    await seedMessages(knex, group.id, user.id, 200, BIG_BODY);
 
     proxy = await startProxy(server.url);
     const s = await connectSocket(proxy.url, user.token);
