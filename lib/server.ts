@@ -354,7 +354,11 @@ export async function startServer(
     const stopping = () => closing !== undefined;
     // Node enforces headersTimeout and requestTimeout at this interval (30 s by default).
     const httpServer = createServer(
-      { connectionsCheckingInterval: Math.min(5000, Math.ceil(config.limits.httpIdleTimeoutMs / 2)) },
+      {
+        connectionsCheckingInterval: Math.min(5000, Math.ceil(config.limits.httpIdleTimeoutMs / 2)),
+        // A request without Host is refused by the app (lib/http/app.ts), in the envelope, not by Node's bare 400.
+        requireHostHeader: false,
+      },
       createApp(services, stopping),
     );
     // Once the node stops, every answer closes its connection: a client that keeps one connection busy (a load

@@ -152,8 +152,14 @@ export function createSessionService(deps: SessionDeps): SessionService {
   // token's life (15 minutes by default).
   const perMinute = config.limits.authPerMinute;
   // Bursts of three times that: every tab of a browser resumes the one session it shares with a refresh when it
-  // loads, and a browser restoring its tabs loads them all at once.
-  const refreshesPerSession = new RateLimiter({ ratePerSecond: perMinute / 60, burst: 3 * perMinute });
+  // loads, and a browser restoring its tabs loads them all at once. A short JWT_TTL_SECONDS has clients refresh more
+  // often than N a minute (the SDK refreshes once half a token's life is gone): the rate is then four per token's
+  // life, twice what such a client needs, so that no setting refuses the refreshes that keep a session going.
+  const refreshesPerSession = new RateLimiter({
+    ratePerSecond:
+      perMinute > 0 ? Math.max(perMinute / 60, 4 / Math.max(1, config.auth.tokenTtlSeconds - 1)) : 0,
+    burst: 3 * perMinute,
+  });
 
   function tokensFor(
     userId: string,

@@ -132,6 +132,18 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   app.use(helmet({ contentSecurityPolicy: false, strictTransportSecurity: false }));
   app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
+  // HTTP/1.1 requires Host (RFC 9112, 3.2): Node's own refusal (requireHostHeader, off in lib/server.ts) is a bare
+  // 400 without the envelope or X-Request-Id.
+  app.use((req, _res, next) => {
+    next(
+      req.httpVersion !== '1.0' && req.headers.host === undefined
+        ? new AppError('VALIDATION_FAILED', {
+            message: 'The request is not valid HTTP.',
+            details: { request: 'missing Host' },
+          })
+        : undefined,
+    );
+  });
   // A body announced larger than the limit is refused at once: express.json answers only after reading all of it.
   app.use((req, _res, next) => {
     next(announcedTooLarge(req) ? new AppError('PAYLOAD_TOO_LARGE') : undefined);

@@ -47,10 +47,25 @@ type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
  * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
  * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
  * and on a kept-alive one after its earlier answers alike, never inside another response (a request pipelined
- * behind one still being answered, or one whose answer has begun, closes the connection without a word); then it is
- * closed. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and
+ * behind one still being answered, or one whose answer has begun, closes the connection without a word once that
+ * answer has gone out); then it is closed. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and
  * Node would drop without a word) gets 404 like any unknown route.
  */
+/** Closes the connection once `answer` has gone out (or was abandoned): nothing else is read or answered on it. */
+function closeAfter(answer: ServerResponse, socket: HttpSocket): void {
+  // Node then writes `Connection: close` if the head has not gone out yet, and ends the connection after it.
+  answer.shouldKeepAlive = false;
+  const close = () => socket.end(() => socket.destroy());
+  if (answer.writableFinished) close();
+  else {
+    answer.once('finish', close);
+    // Abandoned: its request's handler failed to end it, or the client went.
+    answer.once('close', () => {
+      if (!answer.writableFinished) socket.destroy();
+    });
+  }
+}
+
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
     logger.debug({ code: err.code }, 'malformed HTTP request refused');
@@ -60,9 +75,14 @@ export function answerMalformedRequests(server: HttpServer, logger: Logger): voi
     // written only for the request the error is in: the first since the last finished answer, or the one whose
     // body the parser refused.
     const answering = socket._httpMessage;
-    const another = answering !== null && answering !== undefined && answering.req.complete;
-    if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent === true || another) {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    if (answering !== null && answering !== undefined && (answering.headersSent || answering.req.complete)) {
+      // That earlier answer still goes out whole (a signup or a send pipelined ahead of bad bytes runs: its client
+      // must hear it), then the connection closes, with no answer for the request refused.
+      closeAfter(answering, socket);
       return;
     }
     const response =

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
@@ -78,6 +79,12 @@ const BACKPRESSURE_SWEEP_MS = 5000;
  * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
  * query string), one room per user.
  */
+/** A WebSocket handshake (no sid yet) of an Engine.IO revision other than 4, the one this server speaks. */
+function unsupportedWebSocketRevision(req: IncomingMessage): boolean {
+  const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+  return query.get('transport') === 'websocket' && query.get('EIO') !== '4';
+}
+
 export function createRealtime(deps: {
   config: Readonly<Config>;
   db: Database;
@@ -123,14 +130,21 @@ export function createRealtime(deps: {
     // With credentials, so that a long-polling page of another origin keeps a load balancer's sticky-session cookie
     // (the node sets no cookie of its own, and authenticates by the token in the handshake, never by a cookie).
     cors: config.corsOrigins.length > 0 ? { origin: [...config.corsOrigins], credentials: true } : undefined,
-    allowRequest: (req, callback) =>
+    allowRequest: (req, callback) => {
+      // engine.io answers a WebSocket of a protocol it does not speak (EIO=3: socket.io-client 2.x) after its 101,
+      // with HTTP text inside the WebSocket: refused here, before the switch. (Over polling it answers 400 itself.)
+      if (unsupportedWebSocketRevision(req)) {
+        callback('Unsupported protocol version', false);
+        return;
+      }
       originAllowed(req, (err, allowed) => {
         if (!allowed) callback(err, false);
         else {
           waitingTransports.makeRoom(req);
           callback(null, true);
         }
-      }),
+      });
+    },
     // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s); the
     // transport guard then tears down one that would wait for its buffer to drain.
     connectTimeout: CONNECT_TIMEOUT_MS,
