@@ -54,10 +54,12 @@ export interface PutOptions {
  * A path segment from the application's input, URL-encoded. A string that cannot be (an unpaired surrogate: text cut
  * in the middle of an emoji) is refused as the server refuses it, at once: as a `URIError` it would be taken for a
  * network failure and retried for ever. So is one of only dots: encoded or not, "." and ".." are path segments that
- * URL parsing resolves, so the request would go to another route (`users.get('..')` to `GET /`). Refused here with
+ * URL parsing resolves, so the request would go to another route (`users.get('..')` to `GET /`), and an empty one,
+ * which leaves its segment out (`conversations.get('')` would read the list at `GET /conversations/`). Refused here with
  * nothing sent, these are VALIDATION_FAILED with status 0 (there was no answer).
  */
 function id(value: string, field = 'id'): string {
+  if (value === '') throw localInvalid({ [field]: 'must not be empty' });
   if (/^\.+$/.test(value)) throw localInvalid({ [field]: 'must not be only dots' });
   try {
     return encodeURIComponent(value);

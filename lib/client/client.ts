@@ -20,7 +20,7 @@ import {
   UsersApi,
   type ListLimits,
 } from './api.js';
-import { checkPayload, conversationKey, payloadProblem } from './checks.js';
+import { checkPayload, conversationKey, localInvalid, payloadProblem } from './checks.js';
 import { Connection, type ConnectionState } from './connection.js';
 import { callSafely, Emitter } from './emitter.js';
 import { XFChatError, isRetryable, toXFChatError } from './errors.js';
@@ -428,6 +428,10 @@ export class XFChatClient {
     if (options.afterSeq !== undefined) request.afterSeq = options.afterSeq;
     if (options.limit !== undefined) request.limit = options.limit;
     checkPayload('conversation:subscribe', request);
+    // Sent only at a catch-up after a reconnection, as the changes feed's `since`: refused then, far from here.
+    const { sinceVersion } = options;
+    if (sinceVersion !== undefined && !(Number.isSafeInteger(sinceVersion) && sinceVersion >= 0))
+      throw localInvalid({ sinceVersion: 'must be a whole number from 0' });
     if (this.subscriptions.has(key))
       throw new XFChatError('ALREADY_SUBSCRIBED', `Already subscribed to conversation ${key}.`);
     const subscription: Subscription = new Subscription(key, onMessage, options, {
