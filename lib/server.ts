@@ -404,9 +404,11 @@ export async function startServer(
       res.once('close', () => answering.delete(res));
     });
     timeOutSilentConnections(httpServer, config.limits.httpIdleTimeoutMs);
-    answerMalformedRequests(httpServer, logger);
     continueWithinBodyLimit(httpServer);
     realtime.attach(httpServer);
+    // After the engine attached, so that it sees the engine's own requests too (their answers, pipelined ahead of
+    // bytes the parser refuses, go out before the connection closes).
+    answerMalformedRequests(httpServer, logger);
     // The engine takes the WebSocket upgrades under its path (with the trailing slash its own check adds:
     // `/socket.io/`); any other is served as a plain HTTP/1.1 request.
     serveDeclinedUpgrades(httpServer, `${realtime.io.path()}/`);

@@ -86,6 +86,60 @@ describe('HTTP: pipelining ahead of a malformed request, a request without Host'
     expect(text.slice(0, 40), JSON.stringify(text)).to.match(/^HTTP\/1\.1 200 /);
   });
 
+  const statusesOf = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+
+  for (const [first, second] of [
+    ['/readyz', '/healthz'],
+    ['/healthz', '/readyz'],
+    ['/healthz', '/healthz'],
+  ]) {
+    it(`answers both of GET ${first} and GET ${second} pipelined ahead of a malformed request, in order`, async () => {
+      const text = await exchange(server.url, [
+        `GET ${first} HTTP/1.1\r\n${host()}\r\nGET ${second} HTTP/1.1\r\n${host()}\r\nxx\r\n\r\n`,
+      ]);
+      expect(statusesOf(text), text.slice(0, 300)).to.deep.equal(['200', '200']);
+    });
+  }
+
+  it('answers both of two signups pipelined ahead of a malformed request', async () => {
+    const names = [1, 2].map((i) => `pipe${i}_${Date.now().toString(36)}`);
+    const signup = (username: string) => {
+      const body = JSON.stringify({ username, password: 'correct horse battery' });
+      return `POST /auth/signup HTTP/1.1\r\n${host()}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    const text = await exchange(server.url, [signup(names[0]!) + signup(names[1]!) + 'xx\r\n\r\n']);
+    expect(statusesOf(text), text.slice(0, 300)).to.deep.equal(['201', '201']);
+  });
+
+  it('adds no listener for each chunk of refused bytes sent while an earlier answer is pending (a long-poll)', async () => {
+    const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    const sid = /"sid":"([^"]+)"/.exec(await handshake.text())?.[1];
+    expect(sid).to.be.a('string');
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const writes: Array<string | number> = [
+        `GET /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\n${host()}\r\nxx\r\n\r\n`,
+      ];
+      for (let i = 0; i < 15; i++) writes.push(20, 'yy\r\n');
+      await exchange(server.url, writes, 1000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((warning) => warning.includes('MaxListenersExceeded'))).to.deep.equal([]);
+  });
+
+  it('refuses a Socket.IO handshake without Host too, in the engine’s format, with an X-Request-Id', async () => {
+    const text = await exchange(server.url, [
+      'GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nConnection: close\r\n\r\n',
+    ]);
+    expect(text, JSON.stringify(text.slice(0, 300))).to.match(/^HTTP\/1\.1 400 /);
+    expect(text).to.match(/\r\nx-request-id: /i);
+    expect(text).to.include('{"code":3,"message":"Bad request"}');
+  });
+
   it('answers an HTTP/1.1 request without Host with the error envelope and an X-Request-Id', async () => {
     const text = await exchange(server.url, ['GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n']);
     const head = text.slice(0, text.indexOf('\r\n\r\n'));
@@ -106,4 +160,14 @@ describe('HTTP: a WebSocket of an Engine.IO revision the node does not speak', f
     expect(text, JSON.stringify(text)).not.to.match(/^HTTP\/1\.1 101 [\s\S]*\r\n\r\nHTTP\/1\.1 400 /);
     expect(text, JSON.stringify(text)).to.match(/^HTTP\/1\.1 400 [^]*Unsupported protocol version$/);
   });
+
+  for (const target of [
+    '/socket.io/?EIO=4&transport=websocket&EIO=3',
+    '/socket.io/?transport=polling&EIO=3&transport=websocket',
+  ]) {
+    it(`reads a repeated name in the query as the engine does (the last wins): ${target}`, async () => {
+      const text = await upgradeExchange(server.url, target);
+      expect(text, JSON.stringify(text)).to.match(/^HTTP\/1\.1 400 [^]*Unsupported protocol version$/);
+    });
+  }
 });

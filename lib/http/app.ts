@@ -5,6 +5,7 @@ import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp, stdSerializers } from 'pino-http';
 import { safeLogValue, serializeError } from '../logSafety.js';
+import { lacksHost } from './malformedRequests.js';
 import { requestIdOf } from './requestId.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';
@@ -132,11 +133,10 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
   app.use(helmet({ contentSecurityPolicy: false, strictTransportSecurity: false }));
   app.use((req, res, next) => (req.secure ? cspOverHttps : cspOverHttp)(req, res, next));
   app.use(corsMiddleware({ origins: services.config.corsOrigins, trustProxy: services.config.trustProxy }));
-  // HTTP/1.1 requires Host (RFC 9112, 3.2): Node's own refusal (requireHostHeader, off in lib/server.ts) is a bare
-  // 400 without the envelope or X-Request-Id.
+  // HTTP/1.1 requires Host (lacksHost).
   app.use((req, _res, next) => {
     next(
-      req.httpVersion !== '1.0' && req.headers.host === undefined
+      lacksHost(req)
         ? new AppError('VALIDATION_FAILED', {
             message: 'The request is not valid HTTP.',
             details: { request: 'missing Host' },

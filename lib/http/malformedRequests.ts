@@ -39,18 +39,18 @@ export function requestTimeoutResponse(requestId?: string): string {
   return envelopeResponse(new AppError('REQUEST_TIMEOUT'), requestId);
 }
 
-/** A connection as Node's HTTP server keeps it: with the response being written on it, if any. */
-type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
+/** A connection as Node's HTTP server keeps it. */
+type HttpSocket = Duplex;
 
 /**
- * Answers what Node's HTTP parser refuses before Express sees it, with the contract's error envelope instead of
- * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
- * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
- * and on a kept-alive one after its earlier answers alike, never inside another response (a request pipelined
- * behind one still being answered, or one whose answer has begun, closes the connection without a word once that
- * answer has gone out); then it is closed. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope. `CONNECT` (which no route serves and
- * Node would drop without a word) gets 404 like any unknown route.
+ * Whether an HTTP/1.1 request lacks the Host header it must carry (RFC 9112, 3.2: such a request is answered 400).
+ * Node's own check (`requireHostHeader`) is off (lib/server.ts): its bare 400 had neither the envelope nor an
+ * X-Request-Id; Express answers it with the envelope (lib/http/app.ts), the Socket.IO engine in its own format.
  */
+export function lacksHost(req: IncomingMessage): boolean {
+  return req.httpVersion !== '1.0' && req.headers.host === undefined;
+}
+
 /** Closes the connection once `answer` has gone out (or was abandoned): nothing else is read or answered on it. */
 function closeAfter(answer: ServerResponse, socket: HttpSocket): void {
   // Node then writes `Connection: close` if the head has not gone out yet, and ends the connection after it.
@@ -66,23 +66,47 @@ function closeAfter(answer: ServerResponse, socket: HttpSocket): void {
   }
 }
 
+/**
+ * Answers what Node's HTTP parser refuses before Express sees it, with the contract's error envelope instead of
+ * Node's bare `400`: an unknown method, a raw space or non-ASCII byte in the path, conflicting
+ * `Content-Length` / `Transfer-Encoding`, a bad chunk, headers over Node's 16 KiB. Answered on a fresh connection
+ * and on a kept-alive one after its earlier answers alike, never inside another response: behind requests still
+ * being answered (pipelined), their answers go out, in order, and the connection closes after the last of them
+ * without a word for the refused bytes. A request timeout is `408 REQUEST_TIMEOUT`, also with the envelope.
+ * `CONNECT` (which no route serves and Node would drop without a word) gets 404 like any unknown route.
+ */
 export function answerMalformedRequests(server: HttpServer, logger: Logger): void {
+  // Each connection's answers not yet finished, in the order of their requests (Node writes them in that order).
+  const unfinished = new WeakMap<Duplex, ServerResponse[]>();
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    let answers = unfinished.get(req.socket);
+    if (answers === undefined) unfinished.set(req.socket, (answers = []));
+    answers.push(res);
+    const done = () => {
+      const at = answers.indexOf(res);
+      if (at >= 0) answers.splice(at, 1);
+    };
+    res.once('finish', done);
+    res.once('close', done);
+  });
+  // Connections already refused: the parser reports each later chunk again, and one answer (or close) is enough.
+  const refused = new WeakSet<Duplex>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
+    if (refused.has(socket)) return;
+    refused.add(socket);
     logger.debug({ code: err.code }, 'malformed HTTP request refused');
-    // The response attached to the connection, if any (Node detaches one from its socket once it has finished).
-    // Once its head has gone out, no other answer can follow; and while it answers an earlier request that arrived
-    // whole (this one was pipelined behind it), a 400 now would be read as that request's answer. An answer is
-    // written only for the request the error is in: the first since the last finished answer, or the one whose
-    // body the parser refused.
-    const answering = socket._httpMessage;
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
     }
-    if (answering !== null && answering !== undefined && (answering.headersSent || answering.req.complete)) {
-      // That earlier answer still goes out whole (a signup or a send pipelined ahead of bad bytes runs: its client
-      // must hear it), then the connection closes, with no answer for the request refused.
-      closeAfter(answering, socket);
+    // The last answer still to go out for a request that arrived whole, or whose answer has begun (one that answered
+    // before reading its body): it and those before it go out, in order, then the connection closes. A 400 now would
+    // be read as the answer of the first of them. An answer is written only for the request the error is in: the
+    // first since the last finished answer, or the one whose body the parser refused.
+    const answers = unfinished.get(socket) ?? [];
+    const last = answers.findLast((answer) => answer.req.complete || answer.headersSent);
+    if (last !== undefined) {
+      closeAfter(last, socket);
       return;
     }
     const response =

@@ -20,6 +20,7 @@ import {
   settledOrAfter,
 } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
+import { lacksHost } from '../http/malformedRequests.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { endTransportAtDisconnect } from './transportEnd.js';
 import { createWriteCoalescing } from './coalesce.js';
@@ -79,10 +80,15 @@ const BACKPRESSURE_SWEEP_MS = 5000;
  * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
  * query string), one room per user.
  */
-/** A WebSocket handshake (no sid yet) of an Engine.IO revision other than 4, the one this server speaks. */
+/**
+ * A WebSocket handshake (no sid yet) of an Engine.IO revision other than 4, the one this server speaks, read as the
+ * engine reads its query (its own parse, `req._query`, once made: the last of repeated names wins).
+ */
 function unsupportedWebSocketRevision(req: IncomingMessage): boolean {
-  const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
-  return query.get('transport') === 'websocket' && query.get('EIO') !== '4';
+  const query =
+    (req as IncomingMessage & { _query?: Record<string, unknown> })._query ??
+    Object.fromEntries(new URL(req.url ?? '/', 'http://engine.invalid').searchParams.entries());
+  return query.transport === 'websocket' && query.EIO !== '4';
 }
 
 export function createRealtime(deps: {
@@ -274,6 +280,11 @@ export function createRealtime(deps: {
       // lib/server.ts serves them as plain HTTP requests (serveDeclinedUpgrades).
       io.attach(httpServer, { destroyUpgrade: false });
       // The engine exists from here on.
+      // An HTTP/1.1 request without Host is refused (RFC 9112): the engine answers it in its own format, a 400
+      // (`{"code":3,"message":"Bad request"}`, or before the switch for a WebSocket).
+      io.engine.use((req: IncomingMessage, _res: unknown, next: (err?: Error) => void) => {
+        next(lacksHost(req) ? new Error('missing Host') : undefined);
+      });
       waitingTransports.watch(io);
       guardTransports(io, {
         eventsPerSecond: config.limits.socketEventsPerSecond,
