@@ -71,7 +71,7 @@ const MESSAGE_JSON = `
  * Whether a block stands between `user` and the other participant of a direct conversation. The send path of
  * `xfchat_write` has the same test inline (set-based, once per sender).
  */
-const BLOCKED = `
+export const BLOCKED = `
   CREATE FUNCTION xfchat_blocked(p_conversation uuid, p_user uuid) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
   BEGIN
     RETURN EXISTS (

@@ -116,6 +116,9 @@ function authProblem(err: unknown, form: 'login' | 'signup'): { text: string | u
         fields: problemFields(err.details, labels).map((name) => fields[name]?.id ?? ''),
       };
   }
+  // The one refusal that names a field without details: the username the user typed is the one to change.
+  if (err.code === 'USERNAME_TAKEN' && form === 'signup')
+    return { text: AUTH_ERRORS[err.code], fields: [FORM_FIELDS.signup.username!.id] };
   return { text: AUTH_ERRORS[err.code], fields: [] };
 }
 

@@ -1192,8 +1192,10 @@ export class ConversationView {
   private renderTyping(): void {
     const state = this.current;
     const names = state ? [...this.typists.keys()].map((id) => this.deps.store.senderLabel(state, id)) : [];
-    this.typingLine.textContent =
+    const text =
       names.length === 0 ? '' : `${names.join(' and ')} ${names.length === 1 ? 'is' : 'are'} typing…`;
+    // A polite live region: the same words set again (each typing event renews a typist) would be said again.
+    if (this.typingLine.textContent !== text) this.typingLine.textContent = text;
   }
 
   private atBottom(): boolean {

@@ -57,7 +57,7 @@ export function button(
  * Replaces a list's items, keeping keyboard focus on the same control (a button, or a menu's `<summary>`, told
  * by its `data-action`) of the item with the same `data-key` if focus was inside, so live updates do not throw
  * a keyboard user out of the list. A menu (`<details>`) open around the focus stays open in the new item, or the
- * control in it could not take focus.
+ * control in it could not take focus. Where that item or control is gone, focus goes to a neighbour (see below).
  */
 export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
   const active = document.activeElement;
@@ -70,15 +70,36 @@ export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
     menu?.open === true && oldItem?.contains(menu)
       ? [...oldItem.querySelectorAll('details')].indexOf(menu)
       : -1;
+  const oldIndex = oldItem === null ? -1 : [...list.children].indexOf(oldItem);
   list.replaceChildren(...items);
   if (key === undefined) return;
   const item = items.find((i) => i.dataset.key === key);
-  if (item === undefined) return;
-  if (openMenu >= 0) {
-    const reopened = item.querySelectorAll('details')[openMenu];
-    if (reopened !== undefined) reopened.open = true;
+  if (item !== undefined) {
+    if (openMenu >= 0) {
+      const reopened = item.querySelectorAll('details')[openMenu];
+      if (reopened !== undefined) reopened.open = true;
+    }
+    const controls = [...item.querySelectorAll<HTMLElement>('button, summary')];
+    const buttons = controls.filter((c) => c instanceof HTMLButtonElement);
+    const same = controls.find((c) => c.dataset.action === action) ?? buttons[0];
+    if (same !== undefined) {
+      same.focus();
+      return;
+    }
   }
-  const controls = [...item.querySelectorAll<HTMLElement>('button, summary')];
-  const buttons = controls.filter((c) => c instanceof HTMLButtonElement);
-  (controls.find((c) => c.dataset.action === action) ?? buttons[0])?.focus();
+  // The item is gone (a request accepted or declined, a friend removed), or has no control left (a user just
+  // asked to be a friend): the next item's first control, else the one before, else the list itself, rather than
+  // the page (a keyboard user would start again from its top, a screen reader lose its place).
+  const at = item === undefined ? oldIndex : items.indexOf(item) + 1;
+  const after = items.slice(Math.max(0, at));
+  const before = items.slice(0, Math.max(0, item === undefined ? oldIndex : at - 1)).reverse();
+  const next = [...after, ...before]
+    .filter((candidate) => candidate !== item)
+    .map((candidate) => candidate.querySelector<HTMLElement>('button, summary'))
+    .find((control) => control !== null);
+  if (next) next.focus();
+  else {
+    if (!list.hasAttribute('tabindex')) list.tabIndex = -1;
+    list.focus();
+  }
 }
