@@ -6,7 +6,7 @@ import {
   type TypingEvent,
   type XFChatClient,
 } from '../lib/client/index.js';
-import { dayLabel } from './dates.js';
+import { dayKey, dayLabel, fullTimestamp, shortTime } from './dates.js';
 import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
@@ -1108,6 +1108,20 @@ export class ConversationView {
     if (this.currentId !== undefined) this.decorate();
   }
 
+  /** The computer's time zone changed (a laptop after a flight): the messages' days and times in the new one. */
+  timeZoneChanged(): void {
+    for (const item of this.list.querySelectorAll<HTMLLIElement>(':scope > li[data-seq]')) {
+      const created = item.querySelector('time');
+      const iso = created?.getAttribute('datetime');
+      if (!created || !iso) continue;
+      const date = new Date(iso);
+      item.dataset.day = dayKey(date);
+      created.textContent = shortTime(date);
+      created.title = fullTimestamp(date);
+    }
+    this.relabelDays();
+  }
+
   /**
    * Puts a day separator above the first message of each day and the "New messages" line above the first
    * unread message (or above the oldest loaded one, when that is still unread), moving or removing the ones
@@ -1121,17 +1135,23 @@ export class ConversationView {
     const items = [...this.list.querySelectorAll<HTMLLIElement>(':scope > li[data-seq]')];
     const from = this.unreadFrom;
     const firstUnread = from === undefined ? undefined : items.find((i) => Number(i.dataset.seq) >= from);
+    const dateOf = (item: Element) => new Date(item.querySelector('time')?.getAttribute('datetime') ?? '');
+    // Today is the reader's, or the newest message's day if that is later (a clock behind the server's, around
+    // midnight): two days must never both read "Today".
+    const newest = items.length > 0 ? dateOf(items[items.length - 1]!).getTime() : Number.NaN;
+    const now = new Date(Number.isNaN(newest) ? Date.now() : Math.max(Date.now(), newest));
     let previousDay: string | undefined;
     for (const item of items) {
       const day = item.dataset.day ?? '';
       const heads: HTMLLIElement[] = [];
       if (day !== previousDay) {
-        const date = new Date(item.querySelector('time')?.getAttribute('datetime') ?? '');
+        const date = dateOf(item);
         const existing = separators.get(day);
         const label = existing?.querySelector('time');
         // The words change with the date: "Today" becomes "Yesterday".
-        if (label && label.textContent !== dayLabel(date)) label.textContent = dayLabel(date);
-        heads.push(existing ?? daySeparator(day, date));
+        const words = dayLabel(date, now);
+        if (label && label.textContent !== words) label.textContent = words;
+        heads.push(existing ?? daySeparator(day, date, now));
       }
       if (item === firstUnread) heads.push(this.divider);
       previousDay = day;

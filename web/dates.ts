@@ -5,14 +5,37 @@
 
 const DAY_MS = 86_400_000;
 
-const time = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
-const weekday = new Intl.DateTimeFormat(undefined, { weekday: 'long' });
-const shortWeekday = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
-const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
-const monthDay = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
-const shortDate = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
-const timestamp = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+/**
+ * The formats, made for the time zone the computer is in now. A format keeps the zone of when it was made, while
+ * `Date`'s getters (the days, below) follow the computer's: made once, a laptop that changed zones (a flight) would
+ * group messages by the new zone's days and show the old zone's times under them.
+ */
+function makeFormats(timeZone: string) {
+  return {
+    timeZone,
+    time: new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' }),
+    weekday: new Intl.DateTimeFormat(undefined, { weekday: 'long' }),
+    shortWeekday: new Intl.DateTimeFormat(undefined, { weekday: 'short' }),
+    fullDate: new Intl.DateTimeFormat(undefined, { dateStyle: 'full' }),
+    monthDay: new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' }),
+    shortDate: new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' }),
+    timestamp: new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' }),
+  };
+}
 const relativeDay = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+let made = makeFormats(currentTimeZone());
+
+/** The computer's time zone now. */
+export function currentTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
+/** The formats of the current time zone (made again when it changed). */
+function formats(): ReturnType<typeof makeFormats> {
+  const zone = currentTimeZone();
+  if (made.timeZone !== zone) made = makeFormats(zone);
+  return made;
+}
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 
@@ -41,28 +64,28 @@ export function dayLabel(date: Date, now: Date = new Date()): string {
   const days = daysBefore(date, now);
   // A clock a little ahead of ours (another device's) counts as today.
   if (days <= 1) return capitalized(relativeDay.format(-Math.max(days, 0), 'day'));
-  if (days < 7) return weekday.format(date);
-  return fullDate.format(date);
+  if (days < 7) return formats().weekday.format(date);
+  return formats().fullDate.format(date);
 }
 
 /** When something happened, as short as a list allows: a time today, "Yesterday", a weekday, a date. */
 export function listDate(date: Date, now: Date = new Date()): string {
   const days = daysBefore(date, now);
-  if (days <= 0) return time.format(date);
+  if (days <= 0) return formats().time.format(date);
   if (days === 1) return capitalized(relativeDay.format(-1, 'day'));
-  if (days < 7) return shortWeekday.format(date);
-  if (date.getFullYear() === now.getFullYear()) return monthDay.format(date);
-  return shortDate.format(date);
+  if (days < 7) return formats().shortWeekday.format(date);
+  if (date.getFullYear() === now.getFullYear()) return formats().monthDay.format(date);
+  return formats().shortDate.format(date);
 }
 
 /** Hour and minute (the day is in the separator above). */
 export function shortTime(date: Date): string {
-  return time.format(date);
+  return formats().time.format(date);
 }
 
 /** Everything about the moment, for a tooltip: weekday, date, time and time zone. */
 export function fullTimestamp(date: Date): string {
-  return timestamp.format(date);
+  return formats().timestamp.format(date);
 }
 
 /** How long ago, for "last active": "now", "5 minutes ago", "3 hours ago", then as {@link listDate}. */

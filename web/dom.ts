@@ -98,8 +98,35 @@ export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
     .map((candidate) => candidate.querySelector<HTMLElement>('button, summary'))
     .find((control) => control !== null);
   if (next) next.focus();
-  else {
-    if (!list.hasAttribute('tabindex')) list.tabIndex = -1;
-    list.focus();
+  else focusNear(list);
+}
+
+/** Whether an element is rendered (not hidden, nor inside something hidden). */
+function rendered(element: HTMLElement): boolean {
+  return element.getClientRects().length > 0;
+}
+
+/**
+ * Focus for a list left with no control to take it: the list if it still shows items, else its section's heading,
+ * else the first control of the nearest ancestor still shown (a section hidden once empty: the blocked users).
+ */
+function focusNear(list: HTMLElement): void {
+  const take = (target: HTMLElement) => {
+    if (
+      !target.matches('button, summary, input, textarea, select, a[href]') &&
+      !target.hasAttribute('tabindex')
+    )
+      target.tabIndex = -1;
+    target.focus();
+  };
+  if (list.children.length > 0 && rendered(list)) return take(list);
+  const heading = list.closest('section')?.querySelector<HTMLElement>('h2, h3');
+  if (heading && rendered(heading)) return take(heading);
+  for (let around = list.parentElement; around !== null; around = around.parentElement) {
+    if (!rendered(around)) continue;
+    const control = [
+      ...around.querySelectorAll<HTMLElement>('input, button, summary, textarea, select, a[href]'),
+    ].find((candidate) => rendered(candidate) && !list.contains(candidate));
+    if (control) return take(control);
   }
 }

@@ -371,11 +371,11 @@ function unsavedEdit(item: HTMLElement, text: string): HTMLElement {
 }
 
 /** The line above a day's first message: "Today", "Yesterday", "Monday", "Tuesday, 22 October 2024". */
-export function daySeparator(day: string, date: Date): HTMLLIElement {
+export function daySeparator(day: string, date: Date, now?: Date): HTMLLIElement {
   return el(
     'li',
     { className: 'day-separator', dataset: { day } },
-    el('time', { text: dayLabel(date), attrs: { datetime: day } }),
+    el('time', { text: dayLabel(date, now), attrs: { datetime: day } }),
   );
 }
 

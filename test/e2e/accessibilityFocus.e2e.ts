@@ -234,4 +234,53 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     expect(chat.scroll, JSON.stringify(chat)).to.be.at.most(chat.client);
     expect(chat.wide, 'elements past the right edge').to.deep.equal([]);
   });
+
+  it('unblocking the last blocked user by keyboard leaves focus somewhere useful (not on the page body)', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await ann.client.blocks.block(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const unblock = page.page.getByRole('button', { name: 'Unblock Bob' });
+    await unblock.focus();
+    await page.page.keyboard.press('Enter');
+    await unblock.waitFor({ state: 'detached' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await active(page.page)).to.not.match(/^body/);
+  });
+
+  it('unblocking one of two blocked users keeps focus in the blocked list', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await ann.client.blocks.block(bob.id);
+    await ann.client.blocks.block(cat.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const unblock = page.page.getByRole('button', { name: 'Unblock Bob' });
+    await unblock.focus();
+    await page.page.keyboard.press('Enter');
+    await unblock.waitFor({ state: 'detached' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await active(page.page)).to.contain('Unblock Cat');
+  });
+
+  it('cancelling the last sent request by keyboard leaves focus somewhere useful', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await ann.client.friends.sendRequest(bob.username);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const cancel = page.page.getByRole('button', { name: 'Cancel friend request to Bob' });
+    await cancel.focus();
+    await page.page.keyboard.press('Enter');
+    await cancel.waitFor({ state: 'detached' });
+    await new Promise((r) => setTimeout(r, 300));
+    const where = await active(page.page);
+    const visible = await page.page.evaluate(() => {
+      const a = document.activeElement as HTMLElement | null;
+      return a ? a.getClientRects().length > 0 && a.offsetHeight > 0 : false;
+    });
+    expect({ where, visible }, where).to.deep.include({ visible: true });
+  });
 });

@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { PASSWORD, useWebApp, type Person, type WebApp } from './fixture.js';
+
+const MINUTE_MS = 60_000;
+
+/** Messages from Bob to Ann written straight into the database at the given times (seq 1, 2, ...). */
+async function backdated(app: WebApp, ann: Person, bob: Person, messages: { at: Date; body: string }[]) {
+  const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+  const { knex } = app.server.services.db;
+  for (const [i, { at, body }] of messages.entries()) {
+    await knex.raw(
+      `INSERT INTO messages (conversation_id, sender_id, seq, client_msg_id, body, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+      [conversationId, bob.id, i + 1, `dates-${i + 1}`, body, at],
+    );
+  }
+  await knex.raw('UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE id = ?', [
+    messages.length,
+    messages.at(-1)!.at,
+    conversationId,
+  ]);
+  return conversationId;
+}
+
+async function separators(app: WebApp, page: Awaited<ReturnType<WebApp['open']>>) {
+  return page.log.locator('li.day-separator').allTextContents();
+}
+
+/**
+ * Days and times as the reader's computer tells them. A reader whose clock was a little behind the server's, just
+ * before midnight, saw two day separators both saying "Today" (the newest message's day counted as today too): today
+ * is now the later of the reader's day and the newest message's. A laptop that changed time zones with the page open
+ * grouped new messages by the new zone's days and showed the old zone's times under them (formats made once, at
+ * load): they are made for the zone in use, and the messages shown are said again in the new one.
+ */
+describe('web app: days and times as the reader’s computer tells them', function () {
+  const app = useWebApp();
+
+  it('a reader whose clock is 2 minutes behind, just before midnight, never sees two separators both saying "Today"', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const now = new Date();
+    const midnight = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+    // One message at 23:57 and one at 00:01 (the server's clock, UTC).
+    await backdated(app, ann, bob, [
+      { at: new Date(midnight - 3 * MINUTE_MS), body: 'before midnight' },
+      { at: new Date(midnight + 1 * MINUTE_MS), body: 'after midnight' },
+    ]);
+    // Ann's clock reads 23:59:30: two and a half minutes behind the newest message.
+    const page = await app.open({ context: { locale: 'en-US', timezoneId: 'UTC' } });
+    await page.page.clock.install({ time: midnight - 30_000 });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('after midnight');
+    const labels = await separators(app, page);
+    expect(labels, 'the day separators of two different days').to.have.length(2);
+    expect(labels[0], `two different days, labelled the same: ${JSON.stringify(labels)}`).to.not.equal(
+      labels[1],
+    );
+  });
+
+  it('times follow the computer when its time zone changes while the page is open (as the day separators do)', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const page = await app.open({ context: { locale: 'en-US' } });
+    const cdp = await page.page.context().newCDPSession(page.page);
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Europe/Berlin' });
+    await page.page.reload();
+    expect(await page.page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone)).to.equal(
+      'Europe/Berlin',
+    );
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForConnected();
+    // The laptop lands in New York: the OS time zone changes under the open page.
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
+    const zone = await page.page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    expect(zone, 'the page now lives in New York').to.equal('America/New_York');
+    const sent = await bob.client.messages.put(conversationId, 'tz-1', 'sent after landing');
+    await page.waitForMessage('sent after landing');
+    const item = page.log.locator('li[data-seq]', { hasText: 'sent after landing' });
+    const shown = await item.locator('.meta time').first().textContent();
+    const day = await item.getAttribute('data-day');
+    const inZone = (timeZone: string) =>
+      new Intl.DateTimeFormat('en-US', { timeZone, hour: 'numeric', minute: '2-digit' }).format(
+        new Date(sent.createdAt),
+      );
+    const nyDay = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York' }).format(
+      new Date(sent.createdAt),
+    );
+    expect(day, "the message's day (data-day) is New York's").to.equal(nyDay);
+    expect(shown, `the time shown (Berlin's would be ${inZone('Europe/Berlin')})`).to.equal(
+      inZone('America/New_York'),
+    );
+  });
+});
