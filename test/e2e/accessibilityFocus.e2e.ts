@@ -12,6 +12,16 @@ function active(page: Page): Promise<string> {
   });
 }
 
+/** Presses Enter on the button named `name`, waits until it has gone, and tells what has focus then. */
+async function pressUntilGone(page: Page, name: string): Promise<string> {
+  const control = page.getByRole('button', { name });
+  await control.focus();
+  await page.keyboard.press('Enter');
+  await control.waitFor({ state: 'detached' });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return active(page);
+}
+
 /**
  * Focus after an action stays where a keyboard user can go on from. Before, accepting, declining or removing a friend
  * and adding one from the search results left focus on the page itself (the item, or its last control, was gone:
@@ -64,12 +74,7 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await bob.client.friends.sendRequest(ann.username);
-    const decline = page.page.getByRole('button', { name: 'Decline friend request from Bob' });
-    await decline.focus();
-    await page.page.keyboard.press('Enter');
-    await decline.waitFor({ state: 'detached' });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await active(page.page)).to.not.match(/^body/);
+    expect(await pressUntilGone(page.page, 'Decline friend request from Bob')).to.not.match(/^body/);
   });
 
   it('accepting a friend request by keyboard leaves focus somewhere useful (not on the page body)', async () => {
@@ -241,12 +246,7 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     await ann.client.blocks.block(bob.id);
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
-    const unblock = page.page.getByRole('button', { name: 'Unblock Bob' });
-    await unblock.focus();
-    await page.page.keyboard.press('Enter');
-    await unblock.waitFor({ state: 'detached' });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await active(page.page)).to.not.match(/^body/);
+    expect(await pressUntilGone(page.page, 'Unblock Bob')).to.not.match(/^body/);
   });
 
   it('unblocking one of two blocked users keeps focus in the blocked list', async () => {
@@ -257,12 +257,7 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     await ann.client.blocks.block(cat.id);
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
-    const unblock = page.page.getByRole('button', { name: 'Unblock Bob' });
-    await unblock.focus();
-    await page.page.keyboard.press('Enter');
-    await unblock.waitFor({ state: 'detached' });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await active(page.page)).to.contain('Unblock Cat');
+    expect(await pressUntilGone(page.page, 'Unblock Bob')).to.contain('Unblock Cat');
   });
 
   it('cancelling the last sent request by keyboard leaves focus somewhere useful', async () => {
@@ -271,12 +266,7 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     await ann.client.friends.sendRequest(bob.username);
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
-    const cancel = page.page.getByRole('button', { name: 'Cancel friend request to Bob' });
-    await cancel.focus();
-    await page.page.keyboard.press('Enter');
-    await cancel.waitFor({ state: 'detached' });
-    await new Promise((r) => setTimeout(r, 300));
-    const where = await active(page.page);
+    const where = await pressUntilGone(page.page, 'Cancel friend request to Bob');
     const visible = await page.page.evaluate(() => {
       const a = document.activeElement as HTMLElement | null;
       return a ? a.getClientRects().length > 0 && a.offsetHeight > 0 : false;
