@@ -255,7 +255,7 @@ export const SETTINGS = {
     default: 20,
     min: 0,
     max: 1_000_000,
-    doc: 'N: failed logins per username and IP per minute (then growing lockouts) and 5N per hour, N per IP per minute, 10N per username and per IP per hour (an address where a username signed up or in before is not held to its caps for that username), N signups per IP per minute, N logins with the right password per username and IP per minute, N refused refreshes of made-up tokens per IP, N of each real token, and N successful refreshes per session (bursts of 3N), per minute and node (`0` = off)',
+    doc: "N: failed logins per username and IP per minute (then growing lockouts) and 5N per hour, N per IP per minute, 10N per username and per IP per hour (an address where a username signed up or in before is not held to its caps for that username), N signups per IP per minute, N logins with the right password per username and IP per minute, N refused refreshes of made-up tokens per IP, N of each real token, and N successful refreshes per session (bursts of 3N; four per access token's life if more, for a short `JWT_TTL_SECONDS`), per minute and node (`0` = off)",
   },
   RATE_LIMIT_MESSAGES_PER_SEC: {
     kind: 'int',

@@ -8,7 +8,7 @@ import {
 } from '../lib/client/index.js';
 import { AccountDialog, type SignOut } from './account.js';
 import { ConversationView } from './conversationView.js';
-import { currentTimeZone, dayKey } from './dates.js';
+import { dayKey, followTimeZone } from './dates.js';
 import { byId } from './dom.js';
 import { Drafts } from './drafts.js';
 import { DetailsPanel, NewGroupDialog, type GroupDeps } from './groups.js';
@@ -362,13 +362,13 @@ export class ChatSession {
   private relabelAtMidnight(): void {
     // The day, and the time zone: the times shown change with it too (a laptop that changed zones).
     let today = dayKey(new Date());
-    let zone = currentTimeZone();
     setInterval(() => {
-      const [now, zoneNow] = [dayKey(new Date()), currentTimeZone()];
-      if (now === today && zoneNow === zone) return;
-      if (zoneNow !== zone) this.view.timeZoneChanged();
+      const zoneChanged = followTimeZone();
+      const now = dayKey(new Date());
+      if (now === today && !zoneChanged) return;
+      if (zoneChanged) this.view.timeZoneChanged();
       else this.view.relabelDays();
-      [today, zone] = [now, zoneNow];
+      today = now;
       this.changed();
     }, 60_000);
   }

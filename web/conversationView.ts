@@ -6,7 +6,7 @@ import {
   type TypingEvent,
   type XFChatClient,
 } from '../lib/client/index.js';
-import { dayKey, dayLabel, fullTimestamp, shortTime } from './dates.js';
+import { dayKey, dayLabel } from './dates.js';
 import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
@@ -75,6 +75,8 @@ const TYPING_SHOWN_MS = 4000;
 const TYPING_THROTTLE_MS = 2000;
 /** How long a message shown by jumping to it from a reply stays highlighted. */
 const HIGHLIGHT_MS = 2000;
+/** A day, in ms. */
+const DAY_MS = 86_400_000;
 
 /** What the server's refusals mean to the person who wrote the message. */
 const SEND_ERRORS: Partial<Record<string, string>> = {
@@ -1108,18 +1110,22 @@ export class ConversationView {
     if (this.currentId !== undefined) this.decorate();
   }
 
-  /** The computer's time zone changed (a laptop after a flight): the messages' days and times in the new one. */
+  /**
+   * The computer's time zone changed (a laptop after a flight): each message shown is drawn again (its time, its
+   * "edited" time, its actions' name), and its day, in the new zone.
+   */
   timeZoneChanged(): void {
+    const state = this.current;
+    if (state === undefined) return;
+    const context = this.context(state);
     for (const item of this.list.querySelectorAll<HTMLLIElement>(':scope > li[data-seq]')) {
-      const created = item.querySelector('time');
-      const iso = created?.getAttribute('datetime');
-      if (!created || !iso) continue;
-      const date = new Date(iso);
-      item.dataset.day = dayKey(date);
-      created.textContent = shortTime(date);
-      created.title = fullTimestamp(date);
+      const message = state.messages.get(Number(item.dataset.seq));
+      if (message === undefined) continue;
+      item.dataset.day = dayKey(new Date(message.createdAt));
+      updateMessageItem(item, context, message);
     }
-    this.relabelDays();
+    this.actions.redrawn();
+    this.decorate();
   }
 
   /**
@@ -1138,8 +1144,11 @@ export class ConversationView {
     const dateOf = (item: Element) => new Date(item.querySelector('time')?.getAttribute('datetime') ?? '');
     // Today is the reader's, or the newest message's day if that is later (a clock behind the server's, around
     // midnight): two days must never both read "Today".
+    // A day at most: a server whose clock is days ahead must not turn the reader's today into a weekday.
     const newest = items.length > 0 ? dateOf(items[items.length - 1]!).getTime() : Number.NaN;
-    const now = new Date(Number.isNaN(newest) ? Date.now() : Math.max(Date.now(), newest));
+    const now = new Date(
+      Number.isNaN(newest) ? Date.now() : Math.min(Math.max(Date.now(), newest), Date.now() + DAY_MS),
+    );
     let previousDay: string | undefined;
     for (const item of items) {
       const day = item.dataset.day ?? '';

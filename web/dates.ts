@@ -26,15 +26,24 @@ const relativeDay = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 let made = makeFormats(currentTimeZone());
 
 /** The computer's time zone now. */
-export function currentTimeZone(): string {
+function currentTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone;
 }
 
-/** The formats of the current time zone (made again when it changed). */
+/** The formats in use: those of the time zone of the last {@link followTimeZone}. */
 function formats(): ReturnType<typeof makeFormats> {
-  const zone = currentTimeZone();
-  if (made.timeZone !== zone) made = makeFormats(zone);
   return made;
+}
+
+/**
+ * Makes the formats again if the computer's time zone changed since they were made: called once a minute (asking
+ * the zone costs a tenth of a millisecond or more, too much for each time shown). True if it changed.
+ */
+export function followTimeZone(): boolean {
+  const zone = currentTimeZone();
+  if (made.timeZone === zone) return false;
+  made = makeFormats(zone);
+  return true;
 }
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;

@@ -58,9 +58,13 @@ export function button(
  * by its `data-action`) of the item with the same `data-key` if focus was inside, so live updates do not throw
  * a keyboard user out of the list. A menu (`<details>`) open around the focus stays open in the new item, or the
  * control in it could not take focus. Where that item or control is gone, focus goes to a neighbour (see below).
+ * `active` is what had focus: the caller's, when it hid the list first (a hidden element loses focus at once).
  */
-export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
-  const active = document.activeElement;
+export function replaceItems(
+  list: HTMLElement,
+  items: HTMLElement[],
+  active: Element | null = document.activeElement,
+): void {
   const inside = active instanceof HTMLElement && list.contains(active);
   const oldItem = inside ? active.closest<HTMLElement>('[data-key]') : null;
   const key = oldItem?.dataset.key;
@@ -88,8 +92,8 @@ export function replaceItems(list: HTMLElement, items: HTMLElement[]): void {
     }
   }
   // The item is gone (a request accepted or declined, a friend removed), or has no control left (a user just
-  // asked to be a friend): the next item's first control, else the one before, else the list itself, rather than
-  // the page (a keyboard user would start again from its top, a screen reader lose its place).
+  // asked to be a friend): the next item's first control, else the one before, else near the list (focusNear),
+  // rather than the page (a keyboard user would start again from its top, a screen reader lose its place).
   const at = item === undefined ? oldIndex : items.indexOf(item) + 1;
   const after = items.slice(Math.max(0, at));
   const before = items.slice(0, Math.max(0, item === undefined ? oldIndex : at - 1)).reverse();
@@ -108,25 +112,33 @@ function rendered(element: HTMLElement): boolean {
 
 /**
  * Focus for a list left with no control to take it: the list if it still shows items, else its section's heading,
- * else the first control of the nearest ancestor still shown (a section hidden once empty: the blocked users).
+ * else, in the nearest ancestor still shown (a section hidden once empty: the blocked users), the last control shown
+ * before the list (the first after it, if none), so that the next Tab goes on from about where the user was.
  */
 function focusNear(list: HTMLElement): void {
-  const take = (target: HTMLElement) => {
+  /** Focuses `target` (a list or heading made focusable for it); false if it cannot take focus. */
+  const take = (target: HTMLElement): boolean => {
     if (
       !target.matches('button, summary, input, textarea, select, a[href]') &&
       !target.hasAttribute('tabindex')
     )
       target.tabIndex = -1;
     target.focus();
+    return document.activeElement === target;
   };
-  if (list.children.length > 0 && rendered(list)) return take(list);
+  if (list.children.length > 0 && rendered(list) && take(list)) return;
   const heading = list.closest('section')?.querySelector<HTMLElement>('h2, h3');
-  if (heading && rendered(heading)) return take(heading);
+  if (heading && rendered(heading) && take(heading)) return;
   for (let around = list.parentElement; around !== null; around = around.parentElement) {
     if (!rendered(around)) continue;
-    const control = [
+    const shown = [
       ...around.querySelectorAll<HTMLElement>('input, button, summary, textarea, select, a[href]'),
-    ].find((candidate) => rendered(candidate) && !list.contains(candidate));
-    if (control) return take(control);
+    ].filter((candidate) => rendered(candidate) && !list.contains(candidate));
+    const before = shown.filter(
+      (candidate) => (list.compareDocumentPosition(candidate) & Node.DOCUMENT_POSITION_PRECEDING) !== 0,
+    );
+    const after = shown.filter((candidate) => !before.includes(candidate));
+    // A control in a closed menu (<details>) counts as shown but cannot take focus: the next one is tried.
+    for (const candidate of [...before.reverse(), ...after]) if (take(candidate)) return;
   }
 }

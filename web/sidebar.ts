@@ -222,10 +222,13 @@ export class Sidebar {
       this.outgoing,
       outgoing.map((r) => this.outgoingItem(r)),
     );
+    // What had focus before the section is hidden (which takes focus away): focus goes on near it, not to the page.
+    const focused = document.activeElement;
     this.blockedSection.hidden = blocked.length === 0;
     replaceItems(
       this.blocked,
       blocked.map((u) => this.blockedItem(u)),
+      focused,
     );
     this.renderResults();
     this.deps.socialChanged();

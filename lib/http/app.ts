@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { AppError } from '../errors.js';
+import { lacksHost } from '../requestHost.js';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp, stdSerializers } from 'pino-http';
 import { safeLogValue, serializeError } from '../logSafety.js';
-import { lacksHost } from './malformedRequests.js';
 import { requestIdOf } from './requestId.js';
 import type { Services } from '../services.js';
 import { corsMiddleware } from './cors.js';

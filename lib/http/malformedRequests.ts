@@ -42,15 +42,6 @@ export function requestTimeoutResponse(requestId?: string): string {
 /** A connection as Node's HTTP server keeps it. */
 type HttpSocket = Duplex;
 
-/**
- * Whether an HTTP/1.1 request lacks the Host header it must carry (RFC 9112, 3.2: such a request is answered 400).
- * Node's own check (`requireHostHeader`) is off (lib/server.ts): its bare 400 had neither the envelope nor an
- * X-Request-Id; Express answers it with the envelope (lib/http/app.ts), the Socket.IO engine in its own format.
- */
-export function lacksHost(req: IncomingMessage): boolean {
-  return req.httpVersion !== '1.0' && req.headers.host === undefined;
-}
-
 /** Closes the connection once `answer` has gone out (or was abandoned): nothing else is read or answered on it. */
 function closeAfter(answer: ServerResponse, socket: HttpSocket): void {
   // Node then writes `Connection: close` if the head has not gone out yet, and ends the connection after it.

@@ -20,7 +20,7 @@ import {
   settledOrAfter,
 } from './localFirstAdapter.js';
 import { guardTransports, WsServerWithoutAutoPong } from './transportGuard.js';
-import { lacksHost } from '../http/malformedRequests.js';
+import { lacksHost } from '../requestHost.js';
 import { COUNTED_TRANSPORT_OPTIONS, createBackpressure, type Backpressure } from './backpressure.js';
 import { endTransportAtDisconnect } from './transportEnd.js';
 import { createWriteCoalescing } from './coalesce.js';

@@ -273,4 +273,24 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     });
     expect({ where, visible }, where).to.deep.include({ visible: true });
   });
+
+  it('unblocking the last blocked user, friends shown above, keeps focus by the Blocked section, not at the sidebar’s top', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, cat);
+    await ann.client.blocks.block(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const where = await pressUntilGone(page.page, 'Unblock Bob');
+    const afterFriends = await page.page.evaluate(() => {
+      const focused = document.activeElement!;
+      const friends = document.getElementById('friends-title')!;
+      return (
+        focused === friends ||
+        (friends.compareDocumentPosition(focused) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0
+      );
+    });
+    expect(afterFriends, `focus went to ${where}`).to.equal(true);
+  });
 });
