@@ -22,6 +22,7 @@ import {
   receipt,
   snippet,
   updateMessageItem,
+  actionsLabel,
   type MessageContext,
   type PendingActions,
   type PendingMessage,
@@ -1123,6 +1124,12 @@ export class ConversationView {
       if (message === undefined) continue;
       item.dataset.day = dayKey(new Date(message.createdAt));
       updateMessageItem(item, context, message);
+      // An open actions menu is left as it is (updateMessageItem): its button and the menu are renamed in place.
+      if (item.classList.contains('menu-open')) {
+        const label = actionsLabel(context, message);
+        item.querySelector('button.tools-toggle')?.setAttribute('aria-label', label);
+        item.querySelector('.tools .menu')?.setAttribute('aria-label', label);
+      }
     }
     this.actions.redrawn();
     this.decorate();
@@ -1143,8 +1150,8 @@ export class ConversationView {
     const firstUnread = from === undefined ? undefined : items.find((i) => Number(i.dataset.seq) >= from);
     const dateOf = (item: Element) => new Date(item.querySelector('time')?.getAttribute('datetime') ?? '');
     // Today is the reader's, or the newest message's day if that is later (a clock behind the server's, around
-    // midnight): two days must never both read "Today".
-    // A day at most: a server whose clock is days ahead must not turn the reader's today into a weekday.
+    // midnight), so that two days do not both read "Today"; a day later at most: a server whose clock is days ahead
+    // must not turn the reader's today into a weekday (days after that day still read "Today").
     const newest = items.length > 0 ? dateOf(items[items.length - 1]!).getTime() : Number.NaN;
     const now = new Date(
       Number.isNaN(newest) ? Date.now() : Math.min(Math.max(Date.now(), newest), Date.now() + DAY_MS),

@@ -189,14 +189,19 @@ function reactionsPart(ctx: MessageContext, message: PublicMessage): HTMLElement
   );
 }
 
-/** "Actions for Bob's message of 14:05": the button that opens a message's actions. */
-function toolsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | null {
-  if (message.deletedAt !== null) return null;
+/** "Actions for Bob's message of 14:05": the name of the button that opens a message's actions. */
+export function actionsLabel(ctx: MessageContext, message: PublicMessage): string {
   const whose =
     message.senderId === ctx.store.meId
       ? 'your message'
       : `${ctx.store.senderLabel(ctx.state, message.senderId)}’s message`;
-  const label = `Actions for ${whose} of ${shortTime(new Date(message.createdAt))}`;
+  return `Actions for ${whose} of ${shortTime(new Date(message.createdAt))}`;
+}
+
+/** The button that opens a message's actions. */
+function toolsPart(ctx: MessageContext, message: PublicMessage): HTMLElement | null {
+  if (message.deletedAt !== null) return null;
+  const label = actionsLabel(ctx, message);
   return el(
     'div',
     { className: 'tools', attrs: { 'aria-live': 'off' } },
