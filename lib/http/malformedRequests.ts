@@ -39,11 +39,8 @@ export function requestTimeoutResponse(requestId?: string): string {
   return envelopeResponse(new AppError('REQUEST_TIMEOUT'), requestId);
 }
 
-/** A connection as Node's HTTP server keeps it. */
-type HttpSocket = Duplex;
-
 /** Closes the connection once `answer` has gone out (or was abandoned): nothing else is read or answered on it. */
-function closeAfter(answer: ServerResponse, socket: HttpSocket): void {
+function closeAfter(answer: ServerResponse, socket: Duplex): void {
   // Node then writes `Connection: close` if the head has not gone out yet, and ends the connection after it.
   answer.shouldKeepAlive = false;
   const close = () => socket.end(() => socket.destroy());
@@ -82,7 +79,7 @@ export function answerMalformedRequests(server: HttpServer, logger: Logger): voi
   });
   // Connections already refused: the parser reports each later chunk again, and one answer (or close) is enough.
   const refused = new WeakSet<Duplex>();
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: HttpSocket) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (refused.has(socket)) return;
     refused.add(socket);
     logger.debug({ code: err.code }, 'malformed HTTP request refused');

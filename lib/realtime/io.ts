@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { createAdapter } from '@socket.io/postgres-adapter';
 import { Server, type Socket } from 'socket.io';
 import type { DatabaseClock } from '../cluster/clock.js';
@@ -77,10 +76,6 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const BACKPRESSURE_SWEEP_MS = 5000;
 
 /**
- * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
- * query string), one room per user.
- */
-/**
  * A WebSocket handshake (no sid yet) of an Engine.IO revision other than 4, the one this server speaks, read as the
  * engine reads its query (its own parse, `req._query`, once made: the last of repeated names wins).
  */
@@ -91,6 +86,10 @@ function unsupportedWebSocketRevision(req: IncomingMessage): boolean {
   return query.transport === 'websocket' && query.EIO !== '4';
 }
 
+/**
+ * The Socket.IO server: the postgres adapter for cross-node fan-out, token auth on the handshake (never the
+ * query string), one room per user.
+ */
 export function createRealtime(deps: {
   config: Readonly<Config>;
   db: Database;
