@@ -25,7 +25,7 @@ import { lockWriteTables } from './20261202000000_message_ids_time_ordered.js';
  * before this migration, and only orders a 0.2.0 database's reactions better. 20261130000050's down() drops the
  * function with the rest of the write path.
  *
- * Never edit a migration a release has shipped: change the schema in a new one, as this one does
+ * Never change what a migration a release has shipped does: change the schema in a new one, as this one does
  * (test/migrations.release.test.ts compares a database migrated from each release with a fresh one).
  */
 /**

@@ -190,6 +190,8 @@ export class ChatSession {
       this.changed();
     });
 
+    // Days and times follow the clock and the time zone from now on, whether or not the reads below succeed.
+    this.relabelAtMidnight();
     // Each read is tried again by itself until it succeeds (one failing does not hold the other back); what
     // follows waits for the list, and for friends, requests and blocks to have been tried once.
     const social = this.refreshSocial();
@@ -200,7 +202,6 @@ export class ChatSession {
     const elsewhere = this.view.resumePending();
     void this.unsentOutsideList(elsewhere).catch(this.report);
     this.changed();
-    this.relabelAtMidnight();
     await this.show(this.router.current());
     // After a login by keyboard the form that had focus is gone: focus goes to the list (an opened conversation
     // has already put it in its message box).

@@ -97,12 +97,24 @@ export function replaceItems(
   const at = item === undefined ? oldIndex : items.indexOf(item) + 1;
   const after = items.slice(Math.max(0, at));
   const before = items.slice(0, Math.max(0, item === undefined ? oldIndex : at - 1)).reverse();
-  const next = [...after, ...before]
-    .filter((candidate) => candidate !== item)
-    .map((candidate) => candidate.querySelector<HTMLElement>('button, summary'))
-    .find((control) => control !== null);
-  if (next) next.focus();
-  else focusNear(list);
+  // A control that cannot take focus (a disabled button, one in a closed menu) is passed over, as in focusNear.
+  for (const candidate of [...after, ...before]) {
+    if (candidate === item) continue;
+    for (const control of candidate.querySelectorAll<HTMLElement>('button, summary'))
+      if (takeFocus(control)) return;
+  }
+  focusNear(list);
+}
+
+/** Focuses `target` (a list or heading made focusable for it); false if it cannot take focus. */
+function takeFocus(target: HTMLElement): boolean {
+  if (
+    !target.matches('button, summary, input, textarea, select, a[href]') &&
+    !target.hasAttribute('tabindex')
+  )
+    target.tabIndex = -1;
+  target.focus();
+  return document.activeElement === target;
 }
 
 /** Whether an element is rendered (not hidden, nor inside something hidden). */
@@ -116,19 +128,9 @@ function rendered(element: HTMLElement): boolean {
  * before the list (the first after it, if none), so that the next Tab goes on from about where the user was.
  */
 function focusNear(list: HTMLElement): void {
-  /** Focuses `target` (a list or heading made focusable for it); false if it cannot take focus. */
-  const take = (target: HTMLElement): boolean => {
-    if (
-      !target.matches('button, summary, input, textarea, select, a[href]') &&
-      !target.hasAttribute('tabindex')
-    )
-      target.tabIndex = -1;
-    target.focus();
-    return document.activeElement === target;
-  };
-  if (list.children.length > 0 && rendered(list) && take(list)) return;
+  if (list.children.length > 0 && rendered(list) && takeFocus(list)) return;
   const heading = list.closest('section')?.querySelector<HTMLElement>('h2, h3');
-  if (heading && rendered(heading) && take(heading)) return;
+  if (heading && rendered(heading) && takeFocus(heading)) return;
   for (let around = list.parentElement; around !== null; around = around.parentElement) {
     if (!rendered(around)) continue;
     const shown = [
@@ -139,6 +141,6 @@ function focusNear(list: HTMLElement): void {
     );
     const after = shown.filter((candidate) => !before.includes(candidate));
     // A control in a closed menu (<details>) counts as shown but cannot take focus: the next one is tried.
-    for (const candidate of [...before.reverse(), ...after]) if (take(candidate)) return;
+    for (const candidate of [...before.reverse(), ...after]) if (takeFocus(candidate)) return;
   }
 }
