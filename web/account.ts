@@ -114,6 +114,14 @@ export class AccountDialog {
     void this.loadDevices();
   }
 
+  /**
+   * Called once a minute: the devices shown say their times again while the dialog is open ("active 5 minutes
+   * ago" ages, and a changed time zone gives other times).
+   */
+  minutePassed(): void {
+    if (this.dialog.open && this.sessions.length > 0) this.renderDevices();
+  }
+
   // Devices
 
   private async loadDevices(): Promise<void> {

@@ -45,6 +45,7 @@ export class ChatSession {
   private readonly sidebar: Sidebar;
   private readonly view: ConversationView;
   private readonly details: DetailsPanel;
+  private readonly account: AccountDialog;
   private readonly router: Router;
   private readonly notifier: Notifier;
   private readonly layout = byId('chat-view', HTMLDivElement);
@@ -137,7 +138,7 @@ export class ChatSession {
     };
     this.details = new DetailsPanel(groupDeps);
     new NewGroupDialog(groupDeps);
-    new AccountDialog({
+    this.account = new AccountDialog({
       client,
       report,
       me: () => this.me,
@@ -365,6 +366,7 @@ export class ChatSession {
     let today = dayKey(new Date());
     setInterval(() => {
       const zoneChanged = followTimeZone();
+      this.account.minutePassed();
       const now = dayKey(new Date());
       if (now === today && !zoneChanged) return;
       if (zoneChanged) this.view.timeZoneChanged();

@@ -154,6 +154,12 @@ export class ConversationView {
   /** Why nobody can write here (a block, a deleted account), above the message box. */
   private readonly lockedLine = byId('composer-locked', HTMLParagraphElement);
   private readonly count = byId('composer-count', HTMLParagraphElement);
+  /**
+   * The count's live region, told only when the length crosses into the last tenth, past the limit or back under
+   * it: the count itself changes at each keystroke, and a live region read out at each would drown the typing.
+   */
+  private readonly countStatus = byId('composer-count-status', HTMLParagraphElement);
+  private countBand: 'room' | 'near' | 'over' = 'room';
   private readonly replyPreview = byId('reply-preview', HTMLDivElement);
   private readonly replyLabel = byId('reply-label', HTMLSpanElement);
   private readonly replyText = byId('reply-text', HTMLSpanElement);
@@ -695,6 +701,16 @@ export class ConversationView {
       : `${length.toLocaleString('en')} of ${limit} characters`;
     if (over) this.input.setAttribute('aria-invalid', 'true');
     else this.input.removeAttribute('aria-invalid');
+    const band = over ? 'over' : this.count.hidden ? 'room' : 'near';
+    if (band !== this.countBand) {
+      this.countBand = band;
+      this.countStatus.textContent =
+        band === 'room'
+          ? ''
+          : band === 'over' || this.countStatus.textContent === ''
+            ? this.count.textContent
+            : `Short enough to send: ${this.count.textContent}`;
+    }
     this.sendButton.disabled = over || (this.current !== undefined && this.lock(this.current) !== undefined);
   }
 
@@ -703,8 +719,14 @@ export class ConversationView {
     const body = this.input.value;
     if (!state || body.trim() === '') return;
     if (this.tooLong()) {
-      // Enter does not send it either; the count line (live) already says why.
+      // Enter does not send it either: the count line says why, and its live region says it again.
       this.count.hidden = false;
+      // (Emptied first, and said again a moment later: the same words set again are no change to read out.)
+      const said = this.count.textContent;
+      this.countStatus.textContent = '';
+      setTimeout(() => {
+        if (this.countBand === 'over') this.countStatus.textContent = said;
+      }, 100);
       return;
     }
     this.input.value = '';

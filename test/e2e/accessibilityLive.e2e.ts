@@ -42,3 +42,45 @@ describe('accessibility: what the live regions say', function () {
     expect(changes).to.deep.equal(['childList:Bob is typing…']);
   });
 });
+
+/**
+ * The composer's count was a polite live region changed at each keystroke in the last tenth of the limit: a screen
+ * reader read "3,601 of 4,000 characters", "3,602 of…" over the typing. Its live words change only when the length
+ * crosses into the last tenth, past the limit, or back under it.
+ */
+describe('accessibility: the composer count', function () {
+  const app = useWebApp();
+
+  it('says the length near the limit once, then too long once, then short enough once, not at each keystroke', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await ann.client.conversations.createDirect(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.composer.focus();
+    await page.page.keyboard.insertText('a'.repeat(3595));
+    await page.page.evaluate(() => {
+      const w = window as unknown as { liveSaid: string[] };
+      w.liveSaid = [];
+      const form = document.getElementById('composer-input')!.closest('form')!;
+      for (const region of Array.from(form.querySelectorAll('[aria-live]'))) {
+        if (region.getAttribute('aria-live') === 'off') continue;
+        new MutationObserver(() => {
+          if (region.textContent) w.liveSaid.push(region.textContent);
+        }).observe(region, { childList: true, characterData: true, subtree: true });
+      }
+    });
+    for (let i = 0; i < 12; i++) await page.page.keyboard.type('b'); // 3,607: into the last tenth
+    for (let i = 0; i < 400; i++) await page.page.keyboard.insertText('c'); // 4,007: past the limit
+    for (let i = 0; i < 10; i++) await page.page.keyboard.press('Backspace'); // 3,997
+    await page.page.locator('#composer-count').getByText('3,997 of 4,000 characters').waitFor();
+    const said = await page.page.evaluate(() => (window as unknown as { liveSaid: string[] }).liveSaid);
+    expect(said).to.deep.equal([
+      '3,601 of 4,000 characters',
+      'Too long to send: 4,001 characters, the limit is 4,000. Shorten it by 1.',
+      'Short enough to send: 4,000 of 4,000 characters',
+    ]);
+  });
+});

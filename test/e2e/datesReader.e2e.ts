@@ -110,4 +110,29 @@ describe('web app: days and times as the reader’s computer tells them', functi
       inZone('America/New_York', sent.createdAt),
     );
   });
+
+  it('the devices of an open account dialog say their times again each minute, in the zone in use', async () => {
+    const ann = await app.person('Ann'); // this client's session is the other device
+    const page = await app.open({ context: { locale: 'en-US' } });
+    const cdp = await page.page.context().newCDPSession(page.page);
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Europe/Berlin' });
+    await page.page.clock.install();
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openAccount();
+    const other = page.devices.filter({ hasNotText: 'This device' });
+    await other.waitFor();
+    const signedIn = other.locator('time').first();
+    const berlin = await signedIn.getAttribute('title');
+    expect(berlin).to.match(/Central European|GMT\+1|GMT\+2/);
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
+    await page.page.clock.runFor(61_000);
+    expect(await signedIn.getAttribute('title'), 'the time a device signed in, in the new zone').to.match(
+      /Eastern|EST|EDT|GMT-5|GMT-4/,
+    );
+    expect(await other.locator('time').nth(1).textContent(), 'last active, a minute later').to.match(
+      /minute/,
+    );
+  });
 });
