@@ -86,6 +86,50 @@ describe('HTTP basics', function () {
     expect((await post('/no/such/route', JSON.stringify({ body: 'café 😀 漢' }))).status).to.equal(404);
   });
 
+  // UTF-32 units above U+10FFFF became U+FFFD and the text was stored changed; UTF-16's odd last byte was dropped
+  // (IDENT hunt).
+  it('answers a UTF-16 or UTF-32 body that is not well-formed in its charset with 400, and reads one that is', async () => {
+    const utf32 = (text: string, littleEndian: boolean, bad?: number): Buffer => {
+      const units = [...text].map((c) => (c === '*' && bad !== undefined ? bad : c.codePointAt(0)!));
+      const bytes = Buffer.alloc(units.length * 4);
+      units.forEach((u, i) => (littleEndian ? bytes.writeUInt32LE(u, i * 4) : bytes.writeUInt32BE(u, i * 4)));
+      return bytes;
+    };
+    const json = JSON.stringify({ body: 'pay * 😀' });
+    const send = (charset: string, bytes: Buffer) =>
+      fetch(`${server.url}/no/such/route`, {
+        method: 'POST',
+        headers: { 'Content-Type': `application/json; charset=${charset}` },
+        body: new Uint8Array(bytes),
+      });
+    const bom = (littleEndian: boolean) => utf32('\uFEFF', littleEndian);
+    const refused: Array<[string, Buffer, string]> = [
+      ['utf-32le', utf32(json, true, 0x110000), 'UTF-32LE'],
+      ['utf-32be', utf32(json, false, 0x7fffffff), 'UTF-32BE'],
+      ['utf-32le', utf32(json, true, 0xd800), 'UTF-32LE'],
+      ['utf-32', Buffer.concat([bom(true), utf32(json, true, 0x110000)]), 'UTF-32'],
+      ['utf-32', utf32(json, false, 0x110000), 'UTF-32'],
+      ['utf-32le', Buffer.concat([utf32(json, true), Buffer.from([0x20])]), 'UTF-32LE'],
+      ['utf-16le', Buffer.concat([Buffer.from(json, 'utf16le'), Buffer.from([0x20])]), 'UTF-16LE'],
+    ];
+    for (const [charset, bytes, named] of refused) {
+      const res = await send(charset, bytes);
+      expect(res.status, `${named} ${bytes.length}`).to.equal(400);
+      const body = expectErrorEnvelope(await res.text(), 'VALIDATION_FAILED');
+      expect(body.error.details).to.deep.equal({ body: `invalid ${named}` });
+    }
+    // Well-formed, in either order, with or without a byte order mark: past the parser (404: no such route).
+    for (const [charset, bytes] of [
+      ['utf-32le', utf32(json, true, 0x41)],
+      ['utf-32be', utf32(json, false, 0x41)],
+      ['utf-32', utf32(json, false, 0x41)],
+      ['utf-32', utf32(json, true, 0x41)],
+      ['utf-32', Buffer.concat([bom(false), utf32(json, false, 0x41)])],
+      ['utf-16le', Buffer.from(json, 'utf16le')],
+    ] as const)
+      expect((await send(charset, bytes)).status, charset).to.equal(404);
+  });
+
   it('reads a UTF-8 body labelled charset=utf8 (a label of UTF-8) as UTF-8, and still refuses other charsets', async () => {
     const body = JSON.stringify({ body: 'café 😀' });
     for (const contentType of [

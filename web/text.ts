@@ -97,17 +97,45 @@ export function problemFields(details: unknown, labels: Readonly<Record<string, 
 }
 
 /**
- * A name as a reader compares names: compatibility-folded, without invisible characters (zero-width spaces,
- * joiners, soft hyphens, direction marks), spaces collapsed, case ignored. "Carol\u200B" and "CAROL" are both
- * "carol".
+ * Letters of other scripts (and Latin signs) drawn like a Latin letter, as the reader sees them: "Воb" in Cyrillic
+ * is "Bob", "AIice" with a capital I is "Alice". A small part of Unicode's confusables (UTS #39), for the scripts a
+ * look-alike name is most often made from; a name it folds too eagerly only gets its @username shown beside it.
+ */
+const LOOKALIKES: ReadonlyMap<string, string> = lookalikes([
+  // Cyrillic
+  ['АВЕКМНОРСТУХЅІЈԚԜҮӀаеорсухѕіјһԁԛԝүӏ', 'ABEKMHOPCTYXSlJQWYlaeopcyxsijhdqwyl'],
+  // Greek
+  ['ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορυχ', 'ABEZHlKMNOPTYXaikvopux'],
+  // Latin and signs: a capital I, a one and a bar are an l; a zero is an O
+  ['I1|ǀ0', 'llllO'],
+]);
+
+/** The map of each character of a pair's first string to the same place of its second. */
+function lookalikes(pairs: ReadonlyArray<readonly [string, string]>): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const [from, to] of pairs) {
+    const targets = [...to];
+    [...from].forEach((char, i) => map.set(char, targets[i] ?? char));
+  }
+  return map;
+}
+
+/**
+ * A name as a reader compares names: compatibility-folded, without what shows nothing (zero-width spaces, joiners,
+ * soft hyphens, direction marks, variation selectors, the other default-ignorable code points and noncharacters:
+ * those the server counts as invisible), spaces (the blank Braille pattern too) collapsed, look-alike letters
+ * folded ({@link LOOKALIKES}, "rn" as "m", "vv" as "w"), case ignored. "Carol\u200B", "CAROL" and "Caro1" are all
+ * one name.
  */
 export function nameKey(name: string): string {
-  return name
+  const folded = name
     .normalize('NFKC')
-    .replace(/[\p{Cf}\p{Cc}\u115F\u1160\u3164\uFFA0]|\u034F|\u17B4|\u17B5/gu, '')
-    .replace(/\s+/gu, ' ')
-    .trim()
-    .toLowerCase();
+    .replace(/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}]/gu, '')
+    .replace(/[\s\u2800]+/gu, ' ')
+    .trim();
+  let key = '';
+  for (const char of folded) key += LOOKALIKES.get(char) ?? char;
+  return key.toLowerCase().replace(/rn/g, 'm').replace(/vv/g, 'w');
 }
 
 /** Words the app itself puts where a name goes: a display name equal to one of them must not pass for it. */
@@ -128,11 +156,13 @@ export function personName(displayName: string): string {
 }
 
 /**
- * Whether a display name needs its @username beside it to tell who it is: it reads like an app label, or the
- * same name (as a reader compares them) belongs to someone else of `others`.
+ * Whether a display name needs its @username beside it to tell who it is: it reads like an app label, it holds an
+ * "@" (it could spell the app's own "Name (@username)", naming someone else), or the same name (as a reader
+ * compares them) belongs to someone else of `others`.
  */
 export function nameNeedsHandle(displayName: string, others: readonly string[]): boolean {
   if (looksLikeAppLabel(displayName)) return true;
+  if (nameKey(displayName).includes('@')) return true;
   const key = nameKey(displayName);
   return others.some((other) => nameKey(other) === key);
 }

@@ -49,10 +49,11 @@ const JSON_CHARSET = /^utf-(?:8|16|16le|16be|32|32le|32be)$/i;
 /**
  * A body in a charset JSON is not written in is refused (415, errorMiddleware), though the parser would decode
  * any `utf-*` one: UTF-7 turns `+AEA-` into `@` and `+ACI-` into a quote, characters a check of the raw bytes
- * never saw. A UTF-8 body that is not valid UTF-8 cannot be decoded: the parser would put U+FFFD for each bad byte
- * and the message would be stored changed. Refused instead (400); UTF-16/32 bodies are decoded as declared.
+ * never saw. A body that is not well-formed in its charset cannot be decoded: the parser would put U+FFFD for a
+ * bad UTF-8 byte or a UTF-32 unit that is no code point, drop the odd last byte of UTF-16, and the message, name
+ * or password would be stored changed. Refused instead (400).
  */
-function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
+function refuseIllFormedBody(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
   if (!JSON_CHARSET.test(encoding)) {
     throw Object.assign(new Error(`unsupported charset "${encoding.toUpperCase()}"`), {
       status: 415,
@@ -60,13 +61,42 @@ function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer, encoding:
       charset: encoding,
     });
   }
-  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
-    throw Object.assign(new Error('the request body is not valid UTF-8'), {
+  const charset = encoding.toLowerCase();
+  const wellFormed = charset.startsWith('utf-8')
+    ? isUtf8(body)
+    : charset.startsWith('utf-16')
+      ? body.length % 2 === 0
+      : wellFormedUtf32(body, charset);
+  if (!wellFormed) {
+    throw Object.assign(new Error(`the request body is not valid ${charset.toUpperCase()}`), {
       status: 400,
-      type: 'encoding.utf8.invalid',
+      type: 'encoding.invalid',
+      charset: charset.toUpperCase(),
     });
   }
 }
+
+/**
+ * Whether `body` is UTF-32 of whole units that are all code points (no surrogates, none above U+10FFFF), in the
+ * byte order `charset` names, else its byte order mark's; with neither, the parser guesses the order from the
+ * bytes, and the body must be well-formed in one of the two (a JSON text is in only one).
+ */
+function wellFormedUtf32(body: Buffer, charset: string): boolean {
+  if (body.length % 4 !== 0) return false;
+  const inOrder = (littleEndian: boolean): boolean => {
+    for (let at = 0; at < body.length; at += 4) {
+      const unit = littleEndian ? body.readUInt32LE(at) : body.readUInt32BE(at);
+      if (unit > 0x10ffff || (unit >= 0xd800 && unit <= 0xdfff)) return false;
+    }
+    return true;
+  };
+  if (charset === 'utf-32le') return inOrder(true);
+  if (charset === 'utf-32be') return inOrder(false);
+  if (body.length >= 4 && body.readUInt32LE(0) === 0xfeff) return inOrder(true);
+  if (body.length >= 4 && body.readUInt32BE(0) === 0xfeff) return inOrder(false);
+  return inOrder(true) || inOrder(false);
+}
+
 /**
  * `charset=utf8`, a label of UTF-8 (the WHATWG Encoding Standard's, Node's), spelt `utf-8` for the parser, which
  * takes only charsets that begin `utf-` and refused this one 415.
@@ -158,7 +188,7 @@ export function createApp(services: Services, stopping: () => boolean = () => fa
     if (type !== undefined) req.headers['content-type'] = type.replace(UTF8_LABEL, '$1utf-8$2');
     next();
   });
-  app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseInvalidUtf8 }));
+  app.use(express.json({ limit: BODY_LIMIT_BYTES, type: () => true, verify: refuseIllFormedBody }));
 
   // The API's answers carry tokens and account data: no cache (a browser's, a shared proxy's) may keep them.
   app.use(['/auth', '/users', '/friends', '/blocks', '/conversations'], (_req, res, next) => {

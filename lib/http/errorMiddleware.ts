@@ -12,6 +12,8 @@ interface HttpErrorShape {
   type?: unknown;
   /** body-parser's: the body as read, when it failed to parse it. */
   body?: unknown;
+  /** Ours (app.ts): the charset a body was not well-formed in. */
+  charset?: unknown;
   status?: unknown;
   statusCode?: unknown;
 }
@@ -55,10 +57,11 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
       cause: err,
     });
   }
-  if (e.type === 'encoding.utf8.invalid') {
+  if (e.type === 'encoding.invalid') {
+    const charset = typeof e.charset === 'string' ? e.charset : 'UTF-8';
     return new AppError('VALIDATION_FAILED', {
-      message: 'The request body is not valid UTF-8.',
-      details: { body: 'invalid UTF-8' },
+      message: `The request body is not valid ${charset}.`,
+      details: { body: `invalid ${charset}` },
       cause: err,
     });
   }

@@ -146,5 +146,36 @@ describe('web app text rules', function () {
       expect(nameNeedsHandle('Carol', ['Bob', 'Ann'])).to.equal(false);
       expect(nameNeedsHandle('Deleted user', [])).to.equal(true);
     });
+
+    // What the server counts as invisible shows as nothing here either: a variation selector, a Mongolian one, a
+    // supplementary one, a noncharacter, the blank Braille pattern (IDENT hunt).
+    it('sees through every character the server counts as invisible', function () {
+      for (const [label, suffix] of [
+        ['U+FE0F', '\uFE0F'],
+        ['U+180B', '\u180B'],
+        ['U+E0100', '\u{E0100}'],
+        ['U+FFFF', '\uFFFF'],
+        ['U+2800', '\u2800'],
+      ] as const) {
+        expect(nameNeedsHandle(`Alice${suffix}`, ['Alice']), label).to.equal(true);
+        expect(nameNeedsHandle('Alice', [`Alice${suffix}`]), label).to.equal(true);
+        expect(personName(`You${suffix}`), label).to.equal(`“You${suffix}”`);
+      }
+      expect(looksLikeAppLabel('Deleted\u2800user')).to.equal(true);
+    });
+
+    // A name of look-alike letters read as the real one; one holding "@" spelled the app's "Name (@username)" and
+    // passed as whoever it named (WEBSEC hunt).
+    it('reads look-alike letters as the letters they look like, and a name holding "@" as one that could be anyone', function () {
+      expect(nameNeedsHandle('\u0412\u043eb', ['Bob']), 'Cyrillic В and о').to.equal(true);
+      expect(nameNeedsHandle('\u0391lice', ['Alice']), 'Greek Α').to.equal(true);
+      expect(nameNeedsHandle('AIice', ['Alice']), 'a capital I for an l').to.equal(true);
+      expect(nameNeedsHandle('B0b', ['Bob']), 'a zero for an o').to.equal(true);
+      expect(nameNeedsHandle('Mike', ['Rnike']), '"rn" for "m"').to.equal(true);
+      expect(nameNeedsHandle('Bob (@bob)', ['Bob'])).to.equal(true);
+      expect(nameNeedsHandle('Bob (＠bob)', [])).to.equal(true);
+      expect(nameNeedsHandle('Борис', ['Boris']), 'a Russian name beside its Latin spelling').to.equal(false);
+      expect(nameNeedsHandle('Bob', ['Rob', 'Bo'])).to.equal(false);
+    });
   });
 });
