@@ -95,7 +95,7 @@ export class ChatSession {
     this.drafts = new Drafts(me.id);
     this.outbox = new Outbox(me.id);
     this.router = new Router((id) => void this.show(id).catch(report));
-    this.notifier = new Notifier((id) => this.navigate(id), report);
+    this.notifier = new Notifier(me.id, (id) => this.navigate(id), report);
     this.view = new ConversationView({
       client,
       store: this.store,

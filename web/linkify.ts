@@ -106,23 +106,66 @@ export function textParts(text: string): TextPart[] {
   return parts;
 }
 
-/** Text, link and marker nodes for `text`. */
+/** The characters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko and their neighbours). */
+const RTL_RANGES = '\\u0590-\\u08FF\\uFB1D-\\uFDFF\\uFE70-\\uFEFF\\u{10800}-\\u{10FFF}\\u{1E800}-\\u{1EFFF}';
+const RIGHT_TO_LEFT = new RegExp(`[${RTL_RANGES}]`, 'u');
+/** A character that sets a paragraph's direction (about: a letter, or a character of those scripts, as U+05F3). */
+const STRONG = new RegExp(`[\\p{L}${RTL_RANGES}]`, 'u');
+/** A number of one or more groups ("1111 2222 3333", "12.50", "2026-12-06"), ASCII digits. */
+const NUMBER = /\d+(?:[ .,:/-]+\d+)*/g;
+
+/**
+ * Whether the numbers of `text` are laid out as left-to-right isolates: in a left-to-right message (the first
+ * character that sets a direction, as the body's `dir="auto"` reads it, is not right-to-left) that holds a
+ * right-to-left character. Next to one, the bidi algorithm draws a number's groups in reverse ("account
+ * \u05F31111 2222", a visible Hebrew mark drawn like an apostrophe, reads "account 2222 1111'"); a right-to-left
+ * message keeps its own reading order.
+ */
+function isolatesNumbers(text: string): boolean {
+  if (!RIGHT_TO_LEFT.test(text)) return false;
+  const first = STRONG.exec(text)?.[0];
+  return first === undefined || !RIGHT_TO_LEFT.test(first);
+}
+
+/** Text nodes for plain text, with each number in a left-to-right `<span dir="ltr">` (an isolate). */
+function numbersIsolated(text: string): Node[] {
+  const nodes: Node[] = [];
+  let done = 0;
+  for (const match of text.matchAll(NUMBER)) {
+    if (match.index > done) nodes.push(document.createTextNode(text.slice(done, match.index)));
+    const number = document.createElement('span');
+    number.dir = 'ltr';
+    number.textContent = match[0];
+    nodes.push(number);
+    done = match.index + match[0].length;
+  }
+  if (done < text.length) nodes.push(document.createTextNode(text.slice(done)));
+  return nodes;
+}
+
+/**
+ * Text, link and marker nodes for `text`. A link is a left-to-right isolate: in a right-to-left message the letters
+ * of its address would otherwise be laid out by the text around it, its path's end first and the host it opens last.
+ */
 export function linkify(text: string): Node[] {
-  return textParts(text).map((part) => {
-    if (part.kind === 'text') return document.createTextNode(part.text);
+  const isolate = isolatesNumbers(text);
+  return textParts(text).flatMap((part): Node[] => {
+    if (part.kind === 'text')
+      return isolate ? numbersIsolated(part.text) : [document.createTextNode(part.text)];
     if (part.kind === 'control') {
       const mark = document.createElement('span');
       mark.className = 'control-mark';
       mark.textContent = part.marker;
       mark.title = `An invisible text-direction character (U+${(part.char.codePointAt(0) ?? 0).toString(16).toUpperCase()}) is here`;
-      return mark;
+      return [mark];
     }
     const link = document.createElement('a');
+    link.dir = 'ltr';
     link.href = part.href;
     link.textContent = part.text;
     link.title = part.href;
     link.target = '_blank';
     link.rel = 'noopener noreferrer';
-    return link;
+    return [link];
   });
 }

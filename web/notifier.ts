@@ -5,9 +5,14 @@ import { showControls } from './text.js';
  * Telling the user about new messages they are not looking at: the unread count in the tab title, and, if they
  * opt in, a browser notification and a short sound for messages in conversations not in view or while the tab is
  * hidden. The browser's permission is asked only when the user ticks the box (a click), never on load.
+ *
+ * The two choices are each user's: kept under keys with the user's id, so that the next person to sign in on
+ * this browser is not shown the previous one's choice, nor notified of their own messages without opting in.
  */
-const NOTIFY_KEY = 'xfchat.notifications';
-const SOUND_KEY = 'xfchat.sound';
+const NOTIFY_PREFIX = 'xfchat.notifications.';
+const SOUND_PREFIX = 'xfchat.sound.';
+/** Where earlier versions kept the choices, for whoever signed in: not anyone's in particular, so dropped. */
+const UNOWNED_KEYS = ['xfchat.notifications', 'xfchat.sound'];
 const APP_TITLE = 'XFChat';
 /** At most one sound per this interval, however many messages arrive. */
 const SOUND_GAP_MS = 1500;
@@ -31,20 +36,26 @@ export class Notifier {
   private readonly hint = byId('notify-hint', HTMLParagraphElement);
   private audio: AudioContext | undefined;
   private lastSound = 0;
+  private readonly notifyKey: string;
+  private readonly soundKey: string;
 
   constructor(
+    userId: string,
     private readonly open: (conversationId: string) => void,
     private readonly report: (error: unknown) => void,
   ) {
+    this.notifyKey = `${NOTIFY_PREFIX}${userId}`;
+    this.soundKey = `${SOUND_PREFIX}${userId}`;
+    for (const key of UNOWNED_KEYS) localStorage.removeItem(key);
     const supported = notificationsSupported();
     this.notifyBox.disabled = !supported;
     this.notifyBox.checked =
-      supported && localStorage.getItem(NOTIFY_KEY) === 'on' && Notification.permission === 'granted';
+      supported && localStorage.getItem(this.notifyKey) === 'on' && Notification.permission === 'granted';
     if (!supported) this.hint.textContent = 'Browser notifications need the page to be served over HTTPS.';
     this.notifyBox.addEventListener('change', () => void this.toggleNotifications());
-    this.soundBox.checked = localStorage.getItem(SOUND_KEY) === 'on';
+    this.soundBox.checked = localStorage.getItem(this.soundKey) === 'on';
     this.soundBox.addEventListener('change', () => {
-      localStorage.setItem(SOUND_KEY, this.soundBox.checked ? 'on' : 'off');
+      localStorage.setItem(this.soundKey, this.soundBox.checked ? 'on' : 'off');
       if (this.soundBox.checked) this.beep(); // a sample, and the click lets the page play sound
     });
   }
@@ -80,7 +91,7 @@ export class Notifier {
 
   private async toggleNotifications(): Promise<void> {
     if (!this.notifyBox.checked) {
-      localStorage.setItem(NOTIFY_KEY, 'off');
+      localStorage.setItem(this.notifyKey, 'off');
       this.hint.textContent = '';
       return;
     }
@@ -93,7 +104,7 @@ export class Notifier {
     }
     const granted = permission === 'granted';
     this.notifyBox.checked = granted;
-    localStorage.setItem(NOTIFY_KEY, granted ? 'on' : 'off');
+    localStorage.setItem(this.notifyKey, granted ? 'on' : 'off');
     this.hint.textContent = granted
       ? ''
       : 'Notifications are blocked for this site in your browser settings.';

@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { Router } from 'express';
@@ -40,6 +41,10 @@ export function webRoutes(webDir: string = defaultWebDir()): Router {
   const router = Router();
   const serve = express.static(webDir, {
     index: 'index.html',
+    // No redirect from a directory's path to the same with a slash: the app has no directories, and the file
+    // server writes a backslash in the path as is ("/\\evil.example/%2e%2e" gave "Location: /\\evil.example/..",
+    // which a browser follows to evil.example).
+    redirect: false,
     // The page must always be revalidated so a rebuilt app.js is picked up; assets use ETags.
     setHeaders(res, file) {
       if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
@@ -57,8 +62,13 @@ export function webRoutes(webDir: string = defaultWebDir()): Router {
       else next(err);
     });
   });
-  router.get(['/', '/index.html', CONVERSATION_PAGE], (_req, res) => {
-    res.status(503).type('html').setHeader('Cache-Control', 'no-store').send(NOT_BUILT);
+  // Only when the app is not built: "/index.html/" reaches here on a built app too (the file server passes on a
+  // path past a file, and routes take a trailing slash), and is no page of it.
+  router.get(['/', '/index.html', CONVERSATION_PAGE], (_req, res, next) => {
+    access(path.join(webDir, 'index.html')).then(
+      () => next(),
+      () => res.status(503).type('html').setHeader('Cache-Control', 'no-store').send(NOT_BUILT),
+    );
   });
   return router;
 }

@@ -10,6 +10,7 @@ import { buildWeb } from '../../web/build.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { expectError } from '../helpers/errors.js';
 import { useNode } from '../helpers/nodes.js';
+import { rawRequest } from '../helpers/rawHttp.js';
 import { startTestServer } from '../helpers/server.js';
 
 describe('the browser app served by the server', function () {
@@ -107,6 +108,20 @@ describe('the browser app served by the server', function () {
       }
     } finally {
       await rm(path.join(defaultWebDir(), 'stale.js.map'), { force: true });
+    }
+  });
+
+  // A built app answered "/index.html/" with the page saying it was not built (503); a raw backslash path to the
+  // app's directory was redirected to "/\\evil.example/...", which a browser follows to another host (WEBSEC hunt).
+  it('answers a path past the page, or a raw backslash path to its directory, with 404 and no redirect', async () => {
+    for (const target of ['/index.html/', '/index.html/x']) {
+      const res = await fetch(`${server.url}${target}`);
+      expectError({ status: res.status, body: await res.json() }, 404, 'NOT_FOUND', target);
+    }
+    for (const target of ['/\\evil.example/%2e%2e', '/%2e%2e', '/x/..']) {
+      const res = await rawRequest(server.url, { method: 'GET', target, headers: [['Host', '127.0.0.1']] });
+      expect(res.headers.location, target).to.equal(undefined);
+      expect(res.status, target).to.be.oneOf([200, 400, 404]);
     }
   });
 

@@ -117,4 +117,50 @@ describe('web app: notifications', function () {
     expect([...notification!.body]).to.have.length(200);
     app.expectNoProblems();
   });
+
+  // Ann's choices were the browser's: after she logged out, Bob, signing in on the same browser, had the boxes ticked
+  // and his private messages shown as system notifications without opting in (WEBSEC hunt).
+  it('keeps each person’s choices: the next to sign in on the browser is not notified unless they opt in', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const bobWithCat = (await cat.client.conversations.createDirect(bob.id)).id;
+
+    const page = await app.open();
+    // The site's permission was granted once, as a browser keeps it across reloads.
+    await page.page.context().addInitScript({
+      content: FAKE_NOTIFICATIONS.replace("permission = 'default'", "permission = 'granted'"),
+    });
+    await page.page.reload();
+    const notifyBox = page.page.getByLabel('Browser notifications for new messages');
+    const soundBox = page.page.getByLabel('Play a sound for new messages');
+    await page.logIn(ann.username, PASSWORD);
+    await page.page.getByText('Notifications', { exact: true }).click();
+    await notifyBox.check();
+    await soundBox.check();
+    await page.page.getByRole('button', { name: 'Log out' }).click();
+    await page.page.locator('#login-form').waitFor();
+
+    await page.logIn(bob.username, PASSWORD);
+    await page.page.locator('#conversations').getByRole('button', { name: /^Cat/ }).waitFor();
+    expect([await notifyBox.isChecked(), await soundBox.isChecked()], 'Bob’s boxes').to.deep.equal([
+      false,
+      false,
+    ]);
+    await cat.client.messages.put(bobWithCat, 'private-1', 'Bob, the test results are positive');
+    await waitFor(async () => (await page.page.title()).startsWith('(1)'), { what: 'the unread count' });
+    expect((await notificationLog(page)).shown, 'notifications Bob never asked for').to.deep.equal([]);
+    await page.page.getByRole('button', { name: 'Log out' }).click();
+    await page.page.locator('#login-form').waitFor();
+
+    // Ann's own choices are still hers.
+    await page.logIn(ann.username, PASSWORD);
+    await page.meName.getByText('Ann').waitFor();
+    expect([await notifyBox.isChecked(), await soundBox.isChecked()], 'Ann’s boxes').to.deep.equal([
+      true,
+      true,
+    ]);
+    app.expectNoProblems();
+  });
 });

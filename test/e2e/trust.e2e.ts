@@ -221,4 +221,71 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
     await page.conversationButton('Bob').getByText('Bob: pay to account ⟨LRM⟩5555 6666 now').waitFor();
     app.expectNoProblems();
   });
+
+  // Visible right-to-left characters did what the invisible marks did: a Hebrew geresh (drawn like an apostrophe)
+  // turned a number's groups around, and in a right-to-left message an address with Hebrew in its path was drawn
+  // from its path's end, the host it opens last (WEBSEC hunt).
+  it('draws a number’s groups in the order sent beside visible right-to-left characters, and an address in its own order', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    for (const text of [
+      'Pay to account \u05F31111 2222 3333 today',
+      'Pay to account \u05D0 4444 5555 today',
+      'Pay to account \u06286666 7777 today',
+    ])
+      await bob.client.send(direct.id, text);
+    await bob.client.send(direct.id, 'שלום https://evil.example/אבג/bank.example/login');
+
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('evil.example');
+    // Where each needle is drawn, from the left, whichever text node holds it.
+    const where = (needles: string[]) =>
+      page.log.locator('li[data-seq] .body').evaluateAll(
+        (bodies, wanted) =>
+          bodies.map((body) => {
+            const left: Record<string, number> = {};
+            const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+              const text = node.textContent ?? '';
+              for (const needle of wanted) {
+                const at = text.indexOf(needle);
+                if (at < 0) continue;
+                const range = document.createRange();
+                range.setStart(node, at);
+                range.setEnd(node, at + needle.length);
+                left[needle] = range.getBoundingClientRect().left;
+              }
+            }
+            return { text: body.textContent ?? '', left };
+          }),
+        needles,
+      );
+    const shown = await where([
+      '1111',
+      '3333',
+      '4444',
+      '5555',
+      '6666',
+      '7777',
+      'https://evil',
+      'bank.example',
+    ]);
+    const before = (text: string, first: string, second: string) => {
+      const item = shown.find((s) => s.text.includes(first));
+      expect(item, first).to.not.equal(undefined);
+      expect(item!.left[first], `${text}: "${first}" is drawn left of "${second}"`).to.be.lessThan(
+        item!.left[second]!,
+      );
+    };
+    before('geresh', '1111', '3333');
+    before('a Hebrew letter', '4444', '5555');
+    before('an Arabic letter', '6666', '7777');
+    before('an address in a right-to-left message', 'https://evil', 'bank.example');
+    app.expectNoProblems();
+  });
 });
