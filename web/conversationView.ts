@@ -182,6 +182,8 @@ export class ConversationView {
   private readonly pending = new Map<string, PendingMessage>();
   /** One send chain per conversation, so a user's messages are stored in the order typed. */
   private readonly outbox = new Map<string, Promise<void>>();
+  /** What stops the SDK sending each pending message (by clientMsgId), while a send of it runs or waits. */
+  private readonly stops = new Map<string, AbortController>();
   private readonly typists = new Map<string, ReturnType<typeof setTimeout>>();
   /** Conversations with a history page on its way. */
   private readonly loading = new Set<string>();
@@ -411,6 +413,7 @@ export class ConversationView {
     for (const pending of [...this.pending.values()]) {
       if (pending.conversationId !== conversationId) continue;
       texts.push(pending.body);
+      this.stopSending(pending.clientMsgId);
       this.pending.delete(pending.clientMsgId);
       this.deps.outbox.remove(pending.clientMsgId);
       this.pendingItemOf(pending.clientMsgId)?.remove();
@@ -779,12 +782,16 @@ export class ConversationView {
 
   private send(state: ConversationState, pending: PendingMessage): void {
     const previous = this.outbox.get(state.id) ?? Promise.resolve();
+    const stop = new AbortController();
+    this.stops.set(pending.clientMsgId, stop);
     const next = previous
-      .then(() =>
-        this.deps.client
+      .then(() => {
+        if (stop.signal.aborted) return;
+        return this.deps.client
           .send(state.id, pending.body, {
             clientMsgId: pending.clientMsgId,
             replyToSeq: pending.replyToSeq,
+            signal: stop.signal,
             // The message says why it waits (the server cannot store it now, is busy, or this is too fast).
             onRetry: ({ reason }) => {
               if (pending.retrying === reason) return;
@@ -794,11 +801,15 @@ export class ConversationView {
           })
           .then(
             (message) => {
+              this.stopped(pending.clientMsgId, stop);
               this.settle(message.clientMsgId);
               this.unblocked(state.id);
               this.showMessages(state, this.deps.store.addMessages(state, [message]));
             },
             (err: unknown) => {
+              this.stopped(pending.clientMsgId, stop);
+              // Taken back from the page (its text shown elsewhere, or discarded): nothing more to say of it.
+              if (stop.signal.aborted) return;
               console.error(err);
               if (err instanceof XFChatError && REFUSED_FOR_GOOD.has(err.code))
                 this.deps.outbox.remove(pending.clientMsgId);
@@ -807,10 +818,25 @@ export class ConversationView {
               this.renderPending(pending);
               if (err instanceof XFChatError && err.code === 'BLOCKED') this.refusedByBlock(state);
             },
-          ),
-      )
+          );
+      })
       .catch(this.deps.report);
     this.outbox.set(state.id, next);
+  }
+
+  /** A send is over: its stop goes (unless a later send of the same message has its own by now). */
+  private stopped(clientMsgId: string, stop: AbortController): void {
+    if (this.stops.get(clientMsgId) === stop) this.stops.delete(clientMsgId);
+  }
+
+  /**
+   * Stops the SDK's sending of a message the page let go of: its text given back (a removal's notice says it was
+   * not sent) or discarded. Without this the SDK went on retrying it, and stored it once the conversation took it
+   * again (added back to the group, the database back), behind the user's back.
+   */
+  private stopSending(clientMsgId: string): void {
+    this.stops.get(clientMsgId)?.abort();
+    this.stops.delete(clientMsgId);
   }
 
   private retry(pending: PendingMessage): void {
@@ -840,6 +866,7 @@ export class ConversationView {
   }
 
   private discard(pending: PendingMessage): void {
+    this.stopSending(pending.clientMsgId);
     this.pending.delete(pending.clientMsgId);
     this.deps.outbox.remove(pending.clientMsgId);
     this.pendingItemOf(pending.clientMsgId)?.remove();

@@ -16,8 +16,15 @@ export interface OutboxEntry {
   clientMsgId: string;
   body: string;
   replyToSeq: number | null;
-  /** When it was typed (ms since the epoch): messages are sent again in the order typed. */
+  /** When it was typed (ms since the epoch). */
   typedAt: number;
+  /**
+   * Its place among this user's kept messages (one more than the highest kept when it was kept): messages are sent
+   * again in this order, the order typed, whatever the clock did meanwhile (stepped back between two messages, the
+   * later one has the earlier time). Set by {@link Outbox.keep}; absent from messages kept by earlier versions,
+   * which go first, by `typedAt`.
+   */
+  order?: number;
   /**
    * The conversation's title then, and whether it is a group: if I am no longer in it at the next load, the notice
    * that shows the text names it. Absent from messages kept by earlier versions.
@@ -35,6 +42,7 @@ function isEntry(value: unknown): value is OutboxEntry {
     typeof v.body === 'string' &&
     (v.replyToSeq === null || typeof v.replyToSeq === 'number') &&
     typeof v.typedAt === 'number' &&
+    (v.order === undefined || typeof v.order === 'number') &&
     (v.title === undefined || typeof v.title === 'string') &&
     (v.group === undefined || typeof v.group === 'boolean')
   );
@@ -47,10 +55,17 @@ export class Outbox {
     return `${PREFIX}${this.userId}.${clientMsgId}`;
   }
 
-  /** Keeps a message until {@link remove}; false if storage refused it (it then lives only in this page). */
+  /**
+   * Keeps a message until {@link remove}, after the others kept (one kept already keeps its place); false if storage
+   * refused it (it then lives only in this page).
+   */
   keep(entry: OutboxEntry): boolean {
+    const kept = this.entries();
+    const order =
+      kept.find((other) => other.clientMsgId === entry.clientMsgId)?.order ??
+      Math.max(0, ...kept.map((other) => other.order ?? 0)) + 1;
     try {
-      localStorage.setItem(this.key(entry.clientMsgId), JSON.stringify(entry));
+      localStorage.setItem(this.key(entry.clientMsgId), JSON.stringify({ ...entry, order }));
       return true;
     } catch (err) {
       console.error('could not keep the unsent message', err);
@@ -63,7 +78,7 @@ export class Outbox {
     localStorage.removeItem(this.key(clientMsgId));
   }
 
-  /** Every kept message of this user, oldest first. */
+  /** Every kept message of this user, in the order kept. */
   entries(): OutboxEntry[] {
     const mine = `${PREFIX}${this.userId}.`;
     const found: OutboxEntry[] = [];
@@ -78,7 +93,12 @@ export class Outbox {
         continue;
       }
     }
-    return found.sort((a, b) => a.typedAt - b.typedAt);
+    return found.sort(
+      (a, b) =>
+        (a.order ?? 0) - (b.order ?? 0) ||
+        a.typedAt - b.typedAt ||
+        (a.clientMsgId < b.clientMsgId ? -1 : a.clientMsgId > b.clientMsgId ? 1 : 0),
+    );
   }
 
   /** Removes every kept message of `userId` (at logout: the next person at this computer must not send them). */

@@ -122,6 +122,78 @@ describe('web app: sending', function () {
     app.expectNoProblems();
   });
 
+  // Kept messages went out again in the order of their typing times: with the clock stepped back between two (an
+  // NTP step, a user setting the time), the later one went first (OUTBOX hunt).
+  it('sends kept messages again in the order typed after a reload, though the clock stepped back between them', async () => {
+    const { conversationId, page, network } = await annWritingToBob();
+    await network.set('offline');
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await page.send('one');
+    await page.log.locator('li.pending').nth(0).waitFor();
+    // The page's wall clock steps back two seconds; its timers run on.
+    await page.page.evaluate(() => {
+      const now = Date.now.bind(Date);
+      Date.now = () => now() - 2000;
+    });
+    await page.send('two');
+    await page.log.locator('li.pending').nth(1).waitFor();
+    await page.send('three');
+    await page.log.locator('li.pending').nth(2).waitFor();
+    page.page.on('dialog', (dialog) => void dialog.accept());
+    await page.page.reload();
+    await page.waitForTitle('Bob');
+    await page.log.locator('li.pending').nth(2).waitFor();
+    await network.set('online');
+    await page.waitForMessage('three');
+    await page.log.locator('li.pending').first().waitFor({ state: 'detached' });
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'one',
+      'two',
+      'three',
+    ]);
+    app.expectNoProblems();
+  });
+
+  // The removal's notice gave the text back as not sent, but the SDK went on retrying it, and stored it once the
+  // group took Ann again: a message sent behind her back, twice if she sent the text again (OUTBOX hunt).
+  it('a message whose text a removal’s notice gives back is never sent after all, though the group takes me back', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const page = await app.open();
+    const network = await switchableLine(page.page);
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await page.waitForConnected();
+    await network.set('dbDown');
+    await page.send('written before the removal');
+    await page.log
+      .locator('li.pending')
+      .getByText(/Waiting/)
+      .waitFor();
+
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    const notice = page.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    expect(await notice.textContent()).to.contain('written before the removal');
+
+    // Added back, with the database fine again: what she writes now is sent; what she was told was not, is not.
+    await bob.client.conversations.addParticipant(group.id, ann.id);
+    await network.set('online');
+    await page.openConversation('Plans');
+    await page.send('written after coming back');
+    await waitFor(async () => (await storedMessages(app.server, group.id)).length > 0, {
+      what: 'the new message stored',
+    });
+    // The old one's retries had a few seconds to get through, as they did before.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    expect((await storedMessages(app.server, group.id)).map((m) => m.body)).to.deep.equal([
+      'written after coming back',
+    ]);
+    app.expectNoProblems();
+  });
+
   it('logged out while the browser was closed (password changed elsewhere): drafts and unsent messages go, the next login sends none', async () => {
     const { ann, conversationId, page, network } = await annWritingToBob();
     await page.waitForConnected();
