@@ -287,7 +287,7 @@ export const SETTINGS = {
     default: 30,
     min: 0,
     max: 1_000_000,
-    doc: 'conversations created, participants added and groups renamed per user per minute, counted cluster-wide: that many at once, then one every 60/N s (`0` = off)',
+    doc: 'conversations created, participants added or removed (not leaving) and groups renamed per user per minute, counted cluster-wide: that many at once, then one every 60/N s (`0` = off)',
   },
   MAILBOX_CAPACITY: {
     kind: 'int',

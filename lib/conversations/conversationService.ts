@@ -93,9 +93,35 @@ function requireGroupOwner(conversation: Conversation, mine: Participant): void 
     throw new AppError('FORBIDDEN', { message: 'Only the group owner can do this.' });
 }
 
+/**
+ * Runs the tasks of each key one at a time, in call order, and keeps nothing for a key with none running or waiting.
+ */
+export function oneAtATime(): <T>(key: string, task: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<void>>();
+  return <T>(key: string, task: () => Promise<T>): Promise<T> => {
+    const run = (tails.get(key) ?? Promise.resolve()).then(task);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    tails.set(key, settled);
+    void settled.then(() => {
+      if (tails.get(key) === settled) tails.delete(key);
+    });
+    return run;
+  };
+}
+
 /** Builds the conversation service. */
 export function createConversationService(deps: ConversationServiceDeps): ConversationService {
   const { knex, notify } = deps;
+  /**
+   * A group's changes (renames, adds, removals and leaves) made on this node, one at a time. Each locks the group's
+   * row first, in a transaction that holds a pool connection while it waits: a thousand removals of one group at
+   * once held every connection of the pool waiting for that one lock, and everyone else's requests on the node
+   * waited seconds for a connection. Queued here, they wait without one.
+   */
+  const inTurn = oneAtATime();
   // Each of these writes one row per participant and tells each of them: counted on every node together, as a
   // bucket (the limit at once, then its rate), so that no minute's boundary lets twice the limit through.
   const creations =
@@ -220,114 +246,123 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
     async rename(me, conversationId, title) {
       // A rename tells every member the whole group, as an addition does: the same budget.
       await takeCreation(me);
-      return await knex.transaction(async (trx) => {
-        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
-        requireGroupOwner(conversation, mine);
-        await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
-        // Every node tells its sockets, in the order of the conversation's changes.
-        await deps.controlBus.publishWithin(trx, {
-          type: 'membership.changed',
-          conversationId,
-          userId: me,
-          change: 'renamed',
-        });
-        return await reload(conversationId, trx);
-      });
+      return await inTurn(conversationId, () =>
+        knex.transaction(async (trx) => {
+          const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+          requireGroupOwner(conversation, mine);
+          await Conversation.query(trx).findById(conversationId).patch({ title, updatedAt: new Date() });
+          // Every node tells its sockets, in the order of the conversation's changes.
+          await deps.controlBus.publishWithin(trx, {
+            type: 'membership.changed',
+            conversationId,
+            userId: me,
+            change: 'renamed',
+          });
+          return await reload(conversationId, trx);
+        }),
+      );
     },
 
     async addParticipant(me, conversationId, userId) {
       await takeCreation(me);
-      const added = await knex.transaction(async (trx) => {
-        // With the new member's row share-locked, as for a new group; before the group's lock, in the order every
-        // transaction takes them (users, then conversations): a block takes the pair's rows, then their direct
-        // conversation, and a write that holds that conversation may wait for this group.
-        await shareLockUsers(trx, [userId]);
-        const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
-        requireGroupOwner(conversation, mine);
-        if (await Participant.query(trx).findById([conversationId, userId])) {
-          throw new AppError('ALREADY_PARTICIPANT');
-        }
-        if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
-        // Under the conversation's lock, which every add takes: two adds cannot both take the last place.
-        if (
-          (await Participant.query(trx).where('conversation_id', conversationId).resultSize()) >=
-          MAX_GROUP_PARTICIPANTS
-        ) {
-          throw new AppError('FORBIDDEN', {
-            message: `A group has at most ${MAX_GROUP_PARTICIPANTS} participants.`,
+      const added = await inTurn(conversationId, () =>
+        knex.transaction(async (trx) => {
+          // With the new member's row share-locked, as for a new group; before the group's lock, in the order every
+          // transaction takes them (users, then conversations): a block takes the pair's rows, then their direct
+          // conversation, and a write that holds that conversation may wait for this group.
+          await shareLockUsers(trx, [userId]);
+          const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+          requireGroupOwner(conversation, mine);
+          if (await Participant.query(trx).findById([conversationId, userId])) {
+            throw new AppError('ALREADY_PARTICIPANT');
+          }
+          if (!(await areFriends(trx, me, userId))) throw new AppError('NOT_FRIENDS');
+          // Under the conversation's lock, which every add takes: two adds cannot both take the last place.
+          if (
+            (await Participant.query(trx).where('conversation_id', conversationId).resultSize()) >=
+            MAX_GROUP_PARTICIPANTS
+          ) {
+            throw new AppError('FORBIDDEN', {
+              message: `A group has at most ${MAX_GROUP_PARTICIPANTS} participants.`,
+            });
+          }
+          await Participant.query(trx).insert({
+            conversationId,
+            userId,
+            role: 'member',
+            joinedAt: joinedNow(),
           });
-        }
-        await Participant.query(trx).insert({
-          conversationId,
-          userId,
-          role: 'member',
-          joinedAt: joinedNow(),
-        });
-        // The removals before this addition: a node that told the user of a later removal tells them nothing of it.
-        const [counted] = await trx('conversations')
-          .where('id', conversationId)
-          .select<Array<{ removals: number }>>('removals');
-        // With the commit: every node drops its cached participants, and tells its sockets (the user's
-        // `conversation:added`, the others' `conversation:updated`) in the order of the conversation's changes.
-        await deps.controlBus.publishWithin(trx, {
-          type: 'membership.changed',
-          conversationId,
-          userId,
-          change: 'added',
-          ...(counted === undefined ? {} : { removals: counted.removals }),
-        });
-        // The answer is the row this addition wrote, read under its lock: read after the commit, a removal that
-        // committed in between turned an addition that went through into a 404.
-        return await Participant.query(trx)
-          .findById([conversationId, userId])
-          .withGraphFetched('user')
-          .throwIfNotFound();
-      });
+          // The removals before this addition: a node that told the user of a later removal tells them nothing of it.
+          const [counted] = await trx('conversations')
+            .where('id', conversationId)
+            .select<Array<{ removals: number }>>('removals');
+          // With the commit: every node drops its cached participants, and tells its sockets (the user's
+          // `conversation:added`, the others' `conversation:updated`) in the order of the conversation's changes.
+          await deps.controlBus.publishWithin(trx, {
+            type: 'membership.changed',
+            conversationId,
+            userId,
+            change: 'added',
+            ...(counted === undefined ? {} : { removals: counted.removals }),
+          });
+          // The answer is the row this addition wrote, read under its lock: read after the commit, a removal that
+          // committed in between turned an addition that went through into a 404.
+          return await Participant.query(trx)
+            .findById([conversationId, userId])
+            .withGraphFetched('user')
+            .throwIfNotFound();
+        }),
+      );
       // At once here; the other nodes when they hear the event (until then their writers check under the lock).
       deps.invalidateLocal(conversationId);
       return added.toPublic();
     },
 
     async removeParticipant(me, conversationId, userId) {
+      // Removing someone else tells every remaining member the whole group, as an addition does: the same budget,
+      // refused attempts included. Leaving is never refused so.
+      if (userId !== me) await takeCreation(me);
       const leaving = { undo: (): void => undefined };
-      const removals = await knex
-        .transaction(async (trx) => {
-          const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
-          if (userId === me) {
-            if (conversation.type !== 'group') {
-              throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be left.' });
+      const removals = await inTurn(conversationId, () =>
+        knex
+          .transaction(async (trx) => {
+            const { conversation, mine } = await lockAsParticipant(trx, conversationId, me);
+            if (userId === me) {
+              if (conversation.type !== 'group') {
+                throw new AppError('FORBIDDEN', { message: 'A direct conversation cannot be left.' });
+              }
+            } else {
+              requireGroupOwner(conversation, mine);
             }
-          } else {
-            requireGroupOwner(conversation, mine);
-          }
-          const removed = await Participant.query(trx).deleteById([conversationId, userId]);
-          if (removed === 0) throw new AppError('NOT_FOUND');
-          if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
-          // Counted, so that a node whose own write reads this count before it hears of the removal knows of it
-          // (lib/messaging/removals.ts).
-          const [counted] = await trx('conversations')
-            .where('id', conversationId)
-            .increment('removals', 1)
-            .returning<Array<{ removals: number }>>('removals');
-          // For the nodes that miss the event below: they tell it from the database when they listen again.
-          if (counted !== undefined) await recordRemoval(trx, conversationId, userId, counted.removals);
-          // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
-          // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
-          await deps.controlBus.publishWithin(trx, {
-            type: 'membership.changed',
-            conversationId,
-            userId,
-            removed: true,
-            ...(counted === undefined ? {} : { removals: counted.removals }),
-          });
-          // Last, still under the lock: a message committed after the removal may be read here before the commit.
-          leaving.undo = notify.participantLeaving(userId, conversationId, conversation.version);
-          return counted?.removals;
-        })
-        .catch((err: unknown) => {
-          leaving.undo();
-          throw err;
-        });
+            const removed = await Participant.query(trx).deleteById([conversationId, userId]);
+            if (removed === 0) throw new AppError('NOT_FOUND');
+            if (userId === me && mine.role === 'owner') await handOverOwnership(trx, conversationId);
+            // Counted, so that a node whose own write reads this count before it hears of the removal knows of it
+            // (lib/messaging/removals.ts).
+            const [counted] = await trx('conversations')
+              .where('id', conversationId)
+              .increment('removals', 1)
+              .returning<Array<{ removals: number }>>('removals');
+            // For the nodes that miss the event below: they tell it from the database when they listen again.
+            if (counted !== undefined) await recordRemoval(trx, conversationId, userId, counted.removals);
+            // With the commit, not after it: every node takes the user's sockets out of the room before it hears of
+            // any message committed after the removal (docs/messaging.md, "A node's own sockets first").
+            await deps.controlBus.publishWithin(trx, {
+              type: 'membership.changed',
+              conversationId,
+              userId,
+              removed: true,
+              ...(counted === undefined ? {} : { removals: counted.removals }),
+            });
+            // Last, still under the lock: a message committed after the removal may be read here before the commit.
+            leaving.undo = notify.participantLeaving(userId, conversationId, conversation.version);
+            return counted?.removals;
+          })
+          .catch((err: unknown) => {
+            leaving.undo();
+            throw err;
+          }),
+      );
       // First: it also ends what participantLeaving() started. The remaining participants hear of it from the
       // control bus, in the order of the conversation's changes.
       notify.conversationRemoved(userId, conversationId, removals);

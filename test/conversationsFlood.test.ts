@@ -1,0 +1,79 @@
+import { expect } from 'chai';
+import { createGroup, friendsOf, newUser } from './helpers/chat.js';
+import { expectError } from './helpers/errors.js';
+import { request } from './helpers/http.js';
+import { useNode } from './helpers/nodes.js';
+
+/**
+ * An owner removing the members of a big group all at once (a script, a "remove everyone" button) ran every removal's
+ * transaction at once: each took a connection of the node's pool, then waited for the group's lock, and the pool was
+ * spent on that one lock. Everyone else's requests on the node waited seconds for a connection (7-11 s, past the
+ * 5 s within which the contract answers DB_UNAVAILABLE). A group's changes now queue on the node without a
+ * connection (FANOUT hunt).
+ */
+describe('conversations: a flood of changes to one group', function () {
+  this.timeout(120_000);
+  const { server } = useNode();
+
+  it('waits for the group’s lock with one of the node’s connections at most, however many removals come at once', async () => {
+    const owner = await newUser(server);
+    const members = await friendsOf(server, owner, 150);
+    const group = await createGroup(server.url, owner, members);
+    const { knex } = server.services.db;
+    let done = false;
+    let mostWaiting = 0;
+    // PostgreSQL's sessions of this node that wait for a lock, looked at all along the flood.
+    const watch = (async () => {
+      while (!done) {
+        const { rows } = await knex.raw<{ rows: Array<{ n: number }> }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        mostWaiting = Math.max(mostWaiting, rows[0]?.n ?? 0);
+      }
+    })();
+    const answers = await Promise.all(
+      members.map((member) =>
+        request(server.url, 'DELETE', `/conversations/${group.id}/participants/${member.id}`, {
+          token: owner.token,
+        }),
+      ),
+    );
+    done = true;
+    await watch;
+    expect(answers.map((a) => a.status).filter((status) => status !== 204)).to.deep.equal([]);
+    expect(mostWaiting, 'sessions waiting for a lock at once').to.be.at.most(1);
+    const left = await request<{ conversation: { participants: unknown[] } }>(
+      server.url,
+      'GET',
+      `/conversations/${group.id}`,
+      { token: owner.token },
+    );
+    expect(left.body.conversation.participants).to.have.length(1);
+  });
+});
+
+describe('conversations: removals on the change budget', function () {
+  const { server } = useNode({ env: { RATE_LIMIT_CONVERSATIONS_PER_MIN: '3' } });
+
+  it('counts an owner’s removals of others against RATE_LIMIT_CONVERSATIONS_PER_MIN, refused ones too; leaving is never refused', async () => {
+    const owner = await newUser(server);
+    const members = await friendsOf(server, owner, 4);
+    const group = await createGroup(server.url, owner, members);
+    const remove = (as: { token: string }, userId: string) =>
+      request(server.url, 'DELETE', `/conversations/${group.id}/participants/${userId}`, {
+        token: as.token,
+      });
+    // The creation took one of three.
+    expect((await remove(owner, members[0]!.id)).status).to.equal(204);
+    expectError(await remove(owner, members[0]!.id), 404, 'NOT_FOUND');
+    const refused = await remove(owner, members[1]!.id);
+    expectError(refused, 429, 'RATE_LIMITED');
+    expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 20);
+    // A member removing someone else pays for the attempt too; leaving costs nothing.
+    for (let i = 0; i < 3; i++) expectError(await remove(members[1]!, members[2]!.id), 403, 'FORBIDDEN');
+    expectError(await remove(members[1]!, members[2]!.id), 429, 'RATE_LIMITED');
+    expect((await remove(members[1]!, members[1]!.id)).status).to.equal(204);
+    expect((await remove(members[2]!, members[2]!.id)).status).to.equal(204);
+  });
+});
