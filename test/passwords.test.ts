@@ -62,6 +62,39 @@ describe('accounts: password storage', function () {
     expect((await login({ username, password: PASSWORD })).status).to.equal(200);
   });
 
+  // "Café crème" typed with one code point per accented letter (most keyboards) and with a letter and a combining
+  // accent (some, and text pasted from macOS) were two passwords: a user who signed up on one could not log in from
+  // the other (IDENT hunt). Passwords are hashed in Unicode's composed form (NFC).
+  it('takes a password with its accents composed or decomposed as the same password, and moves older hashes over', async () => {
+    const composed = 'Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e';
+    const decomposed = composed.normalize('NFD');
+    expect(decomposed).to.not.equal(composed);
+    for (const [signedUpWith, loggedInWith] of [
+      [composed, decomposed],
+      [decomposed, composed],
+    ]) {
+      const username = uniqueUsername();
+      expect((await signup({ username, password: signedUpWith })).status).to.equal(201);
+      expect((await login({ username, password: loggedInWith })).status, 'the other form').to.equal(200);
+      expect((await login({ username, password: signedUpWith })).status, 'the same form').to.equal(200);
+      expect((await login({ username, password: 'Cafe creme brulee' })).status).to.equal(401);
+    }
+    // A hash made before: of the password as it was sent, decomposed. Only that form matches it; its first login
+    // stores the hash of the composed form, and from then on both forms log in.
+    const username = uniqueUsername();
+    const before = await argon2.hash(decomposed, { type: argon2.argon2id, memoryCost: 19456, timeCost: 2 });
+    await server.services.db
+      .knex('users')
+      .insert({ username, display_name: username, password_hash: before });
+    expect((await login({ username, password: decomposed })).status).to.equal(200);
+    const [row] = (await server.services.db.knex('users').where({ username })) as Array<{
+      password_hash: string;
+    }>;
+    expect(row!.password_hash).to.not.equal(before);
+    expect(await argon2.verify(row!.password_hash, composed)).to.equal(true);
+    expect((await login({ username, password: composed })).status).to.equal(200);
+  });
+
   it('never truncates a password: a long one must match in full', async () => {
     const username = uniqueUsername();
     const password = `${'a'.repeat(100)}tail`;

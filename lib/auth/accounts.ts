@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
 import { createAuthLimits, giveBackAfterRefusal, type AuthLimits } from './authLimits.js';
-import type { PasswordHasher } from './passwords.js';
+import type { PasswordHasher, PasswordMatch } from './passwords.js';
 import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
 import { createSessionService, type SessionService, type StartedSession } from './sessions.js';
 
@@ -104,11 +104,17 @@ export function createAuthService(deps: AuthDeps): AuthService {
 
   /**
    * The hash the user's password is stored under after a login checked it against `checked`: a new one when the
-   * hasher's parameters moved on (upgraded only while `checked` is still stored, so a password changed meanwhile is
-   * never overwritten with the old one), else `checked`.
+   * hasher's parameters moved on or the password matched only as sent, not normalized (`'outdated'`), upgraded only
+   * while `checked` is still stored (a password changed meanwhile is never overwritten with the old one); else
+   * `checked`.
    */
-  async function rehashIfNeeded(userId: string, checked: string, password: string): Promise<string> {
-    if (!passwords.needsRehash(checked)) return checked;
+  async function rehashIfNeeded(
+    userId: string,
+    checked: string,
+    password: string,
+    match: PasswordMatch,
+  ): Promise<string> {
+    if (match === 'current' && !passwords.needsRehash(checked)) return checked;
     try {
       const passwordHash = await passwords.hash(password);
       const upgraded = await User.query(knex)
@@ -182,9 +188,9 @@ export function createAuthService(deps: AuthDeps): AuthService {
     },
     async checkCredentials(username, password) {
       const user = await findByUsername(username);
-      const ok = await passwords.verify(user?.passwordHash ?? undefined, password);
-      if (!user?.passwordHash || !ok) return undefined;
-      const checked = await rehashIfNeeded(user.id, user.passwordHash, password);
+      const match = await passwords.verify(user?.passwordHash ?? undefined, password);
+      if (!user?.passwordHash || !match) return undefined;
+      const checked = await rehashIfNeeded(user.id, user.passwordHash, password, match);
       const found = withoutHash(user);
       checkedHashes.set(found, checked);
       return found;

@@ -16,14 +16,33 @@ export const PASSWORD_HASH_PARAMS = Object.freeze({
 
 const HASH_OPTIONS = { type: argon2.argon2id, ...PASSWORD_HASH_PARAMS } as const;
 
+/**
+ * How a password matched its stored hash: `'current'` as today's hash of it would be made, `'outdated'` only as
+ * sent, not normalized (a hash made before passwords were normalized: to be made again); false: no match.
+ */
+export type PasswordMatch = 'current' | 'outdated' | false;
+
+/**
+ * The password as it is hashed: in Unicode's composed form (NFC), so that "é" typed as one code point (most
+ * keyboards) or as "e" and a combining accent (some, and text pasted from macOS file names) is one password, as
+ * RFC 8265 (OpaqueString) and NIST SP 800-63B ask. Nothing else is changed: no trimming, no case, no truncation.
+ */
+export function normalizedPassword(password: string): string {
+  return password.normalize('NFC');
+}
+
 export interface PasswordHasher {
-  /** A PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`) of the whole password, never truncated. */
+  /**
+   * A PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`) of the whole password ({@link normalizedPassword}),
+   * never truncated.
+   */
   hash(password: string): Promise<string>;
   /**
-   * True when `password` matches `stored`. With no stored hash (unknown user) or an unreadable one, it verifies
-   * against a dummy hash of the same parameters and answers false, so every failure costs the same time.
+   * How `password` matches `stored` ({@link PasswordMatch}). With no stored hash (unknown user) or an unreadable
+   * one, it verifies against a dummy hash of the same parameters and answers false, as many times as a stored hash
+   * would be tried, so every failure costs the same time.
    */
-  verify(stored: string | undefined, password: string): Promise<boolean>;
+  verify(stored: string | undefined, password: string): Promise<PasswordMatch>;
   /** True when `stored` was made with other parameters than today's. */
   needsRehash(stored: string): boolean;
 }
@@ -97,25 +116,30 @@ export async function createPasswordHasher(
 
   const gate = createGate(checks);
 
-  async function burnDummy(password: string): Promise<false> {
-    await argon2.verify(dummyHash, password);
+  async function burnDummy(forms: readonly string[]): Promise<false> {
+    for (const form of forms) await argon2.verify(dummyHash, form);
     return false;
   }
 
-  async function check(stored: string | undefined, password: string): Promise<boolean> {
-    if (stored === undefined) return burnDummy(password);
+  async function check(stored: string | undefined, password: string): Promise<PasswordMatch> {
+    // The normalized form first; the password as sent too where it differs (a hash from before normalizing),
+    // tried for an unknown user as well, so that the time of a failure tells nothing of the account.
+    const normalized = normalizedPassword(password);
+    const forms = normalized === password ? [password] : [normalized, password];
+    if (stored === undefined) return burnDummy(forms);
     try {
-      return await argon2.verify(stored, password);
+      if (await argon2.verify(stored, normalized)) return 'current';
+      return forms.length > 1 && (await argon2.verify(stored, password)) ? 'outdated' : false;
     } catch (err) {
       // A malformed stored hash (a row written by hand): refuse the login, but in the usual time.
       logger.warn({ err }, 'stored password hash is unreadable; login refused');
-      return burnDummy(password);
+      return burnDummy(forms);
     }
   }
 
   return {
     hash(password) {
-      return gate.run(() => argon2.hash(password, HASH_OPTIONS));
+      return gate.run(() => argon2.hash(normalizedPassword(password), HASH_OPTIONS));
     },
     verify(stored, password) {
       return gate.run(() => check(stored, password));

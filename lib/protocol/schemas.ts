@@ -169,7 +169,7 @@ export const USERNAME_PREFIX = text({
 });
 /** Most users one search answers. */
 export const USER_SEARCH_MAX = 20;
-/** Signup's rule: 8-128 characters (code points), hashed whole, never trimmed or truncated. */
+/** Signup's rule: 8-128 characters (code points), hashed whole (in NFC), never trimmed or truncated. */
 export const NEW_PASSWORD = text({ min: 8, max: 128 });
 /** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
 export const PASSWORD = text({ min: 1, max: 128 });
