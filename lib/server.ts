@@ -326,6 +326,7 @@ export async function startServer(
       controlBus,
       invalidateLocal: (conversationId) => messaging.membership.invalidate(conversationId),
       creationsPerMinute: config.limits.conversationsPerMinute,
+      turnTimeoutMs: config.database.acquireTimeoutMs,
     });
     const auth = own(
       createAuthService({ config, knex: db.knex, notify, logger, passwords, conversations, clock }),

@@ -57,8 +57,16 @@ export interface ConversationServiceDeps {
   controlBus: Pick<ControlBus, 'publishWithin'>;
   /** Drops this node's cached participants of a conversation at once (the bus does it on every node, later). */
   invalidateLocal: (conversationId: string) => void;
-  /** Conversations created and participants added per user per minute, on every node together; 0 = off. */
+  /**
+   * Conversations created, participants added or removed (not leaving) and groups renamed per user per minute, on
+   * every node together; 0 = off.
+   */
   creationsPerMinute: number;
+  /**
+   * How long a change of a group waits for the changes of it ahead on this node before it is answered
+   * `DB_UNAVAILABLE`, nothing written: the pool's acquire timeout, as long as a request waits for a connection.
+   */
+  turnTimeoutMs: number;
 }
 
 /**
@@ -95,11 +103,29 @@ function requireGroupOwner(conversation: Conversation, mine: Participant): void 
 
 /**
  * Runs the tasks of each key one at a time, in call order, and keeps nothing for a key with none running or waiting.
+ * A task whose turn has not come within `startWithinMs` is not run: its caller gets `late()` then (a task ahead
+ * that waits long, for a lock held elsewhere, must not make every one behind it wait its time again).
  */
-export function oneAtATime(): <T>(key: string, task: () => Promise<T>) => Promise<T> {
+export function oneAtATime(
+  startWithinMs: number,
+  late: () => Error,
+): <T>(key: string, task: () => Promise<T>) => Promise<T> {
   const tails = new Map<string, Promise<void>>();
   return <T>(key: string, task: () => Promise<T>): Promise<T> => {
-    const run = (tails.get(key) ?? Promise.resolve()).then(task);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let gaveUp = false;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        gaveUp = true;
+        reject(late());
+      }, startWithinMs);
+    });
+    const run = (tails.get(key) ?? Promise.resolve()).then(() => {
+      clearTimeout(timer);
+      // Its caller has had its answer: the task is skipped, and the next one's turn comes at once.
+      if (gaveUp) return undefined as never;
+      return task();
+    });
     const settled = run.then(
       () => undefined,
       () => undefined,
@@ -108,7 +134,7 @@ export function oneAtATime(): <T>(key: string, task: () => Promise<T>) => Promis
     void settled.then(() => {
       if (tails.get(key) === settled) tails.delete(key);
     });
-    return run;
+    return Promise.race([run, deadline]);
   };
 }
 
@@ -121,7 +147,13 @@ export function createConversationService(deps: ConversationServiceDeps): Conver
    * once held every connection of the pool waiting for that one lock, and everyone else's requests on the node
    * waited seconds for a connection. Queued here, they wait without one.
    */
-  const inTurn = oneAtATime();
+  const inTurn = oneAtATime(
+    deps.turnTimeoutMs,
+    () =>
+      new AppError('DB_UNAVAILABLE', {
+        message: 'Other changes of this group are waiting for the database; retry shortly.',
+      }),
+  );
   // Each of these writes one row per participant and tells each of them: counted on every node together, as a
   // bucket (the limit at once, then its rate), so that no minute's boundary lets twice the limit through.
   const creations =
