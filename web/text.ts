@@ -97,17 +97,17 @@ export function problemFields(details: unknown, labels: Readonly<Record<string, 
 }
 
 /**
- * Letters of other scripts (and Latin signs) drawn like a Latin letter, as the reader sees them: "Воb" in Cyrillic
- * is "Bob", "AIice" with a capital I is "Alice". A small part of Unicode's confusables (UTS #39), for the scripts a
- * look-alike name is most often made from; a name it folds too eagerly only gets its @username shown beside it.
+ * Letters of other scripts drawn like a Latin letter, as the reader sees them ("Воb" in Cyrillic is "Bob"), each to
+ * the Latin letter of the same case: a small part of Unicode's confusables (UTS #39), for the scripts a look-alike
+ * name is most often made from. A name it folds too eagerly only gets its @username shown beside it.
  */
 const LOOKALIKES: ReadonlyMap<string, string> = lookalikes([
   // Cyrillic
-  ['АВЕКМНОРСТУХЅІЈԚԜҮӀаеорсухѕіјһԁԛԝүӏ', 'ABEKMHOPCTYXSlJQWYlaeopcyxsijhdqwyl'],
+  ['АВЕКМНОРСТУХЅІЈԚԜҮӀаеорсухѕіјһԁԛԝүӏ', 'ABEKMHOPCTYXSIJQWYlaeopcyxsijhdqwyl'],
   // Greek
-  ['ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορυχ', 'ABEZHlKMNOPTYXaikvopux'],
-  // Latin and signs: a capital I, a one and a bar are an l; a zero is an O
-  ['I1|ǀ0', 'llllO'],
+  ['ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορυχ', 'ABEZHIKMNOPTYXaikvopux'],
+  // Latin: a dotless i is an i
+  ['ı', 'i'],
 ]);
 
 /** The map of each character of a pair's first string to the same place of its second. */
@@ -121,33 +121,60 @@ function lookalikes(pairs: ReadonlyArray<readonly [string, string]>): Map<string
 }
 
 /**
- * A name as a reader compares names: compatibility-folded, without what shows nothing (zero-width spaces, joiners,
- * soft hyphens, direction marks, variation selectors, the other default-ignorable code points and noncharacters:
- * those the server counts as invisible), spaces (the blank Braille pattern too) collapsed, look-alike letters
- * folded ({@link LOOKALIKES}, "rn" as "m", "vv" as "w"), case ignored. "Carol\u200B", "CAROL" and "Caro1" are all
- * one name.
+ * A name without what tells nothing apart: compatibility-folded, without what shows nothing (zero-width spaces,
+ * joiners, soft hyphens, direction marks, variation selectors, the other default-ignorable code points and
+ * noncharacters: those the server counts as invisible), spaces (the blank Braille pattern too) collapsed.
  */
-export function nameKey(name: string): string {
-  const folded = name
+function plainName(name: string): string {
+  return name
     .normalize('NFKC')
     .replace(/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}]/gu, '')
     .replace(/[\s\u2800]+/gu, ' ')
     .trim();
-  let key = '';
-  for (const char of folded) key += LOOKALIKES.get(char) ?? char;
-  return key.toLowerCase().replace(/rn/g, 'm').replace(/vv/g, 'w');
 }
 
-/** Words the app itself puts where a name goes: a display name equal to one of them must not pass for it. */
-const APP_LABELS = new Set(
-  ['You', 'Yourself', 'Deleted user', 'Someone', 'Earlier message', 'Group', 'Conversation', 'Only you'].map(
-    nameKey,
-  ),
-);
+/** A name as a reader compares names by their letters: {@link plainName}, case ignored. "Carol\u200B" is "carol". */
+export function nameKey(name: string): string {
+  return plainName(name).toLowerCase();
+}
+
+/**
+ * A name as a reader compares names by their look: {@link plainName} with look-alike letters as the Latin ones
+ * ({@link LOOKALIKES}), a capital I, a one and a bar as an l, a zero as an o, "rn" as "m" and "vv" as "w", and case
+ * kept but for the capitals shaped like their small letters (C O S U V W X Z): a Cyrillic "в" looks like no "b",
+ * its capital like a "B". "Воb", "AIice" and "B0b" look like "Bob" and "Alice".
+ */
+function lookKey(name: string): string {
+  let key = '';
+  for (const char of plainName(name)) key += LOOKALIKES.get(char) ?? char;
+  return key
+    .replace(/[Il1|ǀ]/g, 'l')
+    .replace(/0/g, 'o')
+    .replace(/[COSUVWXZ]/g, (capital) => capital.toLowerCase())
+    .replace(/rn/g, 'm')
+    .replace(/vv/g, 'w');
+}
+
+/** Whether a reader could take one name for the other: the same letters whatever their case, or the same look. */
+function sameName(a: string, b: string): boolean {
+  return nameKey(a) === nameKey(b) || lookKey(a) === lookKey(b);
+}
+
+/** Words the app itself puts where a name goes: a display name that reads as one of them must not pass for it. */
+const APP_LABELS = [
+  'You',
+  'Yourself',
+  'Deleted user',
+  'Someone',
+  'Earlier message',
+  'Group',
+  'Conversation',
+  'Only you',
+];
 
 /** Whether a display name reads like one of the app's own labels ("You", "Deleted user", "Someone"). */
 export function looksLikeAppLabel(displayName: string): boolean {
-  return nameKey(displayName) === '' || APP_LABELS.has(nameKey(displayName));
+  return nameKey(displayName) === '' || APP_LABELS.some((label) => sameName(displayName, label));
 }
 
 /** How a person is named where only words fit: their display name, quoted if it reads like an app label. */
@@ -163,6 +190,5 @@ export function personName(displayName: string): string {
 export function nameNeedsHandle(displayName: string, others: readonly string[]): boolean {
   if (looksLikeAppLabel(displayName)) return true;
   if (nameKey(displayName).includes('@')) return true;
-  const key = nameKey(displayName);
-  return others.some((other) => nameKey(other) === key);
+  return others.some((other) => sameName(displayName, other));
 }
