@@ -107,34 +107,31 @@ export function textParts(text: string): TextPart[] {
 }
 
 /** The characters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko and their neighbours). */
-const RTL_RANGES = '\\u0590-\\u08FF\\uFB1D-\\uFDFF\\uFE70-\\uFEFF\\u{10800}-\\u{10FFF}\\u{1E800}-\\u{1EFFF}';
-const RIGHT_TO_LEFT = new RegExp(`[${RTL_RANGES}]`, 'u');
-/** A character that sets a paragraph's direction (about: a letter, or a character of those scripts, as U+05F3). */
-const STRONG = new RegExp(`[\\p{L}${RTL_RANGES}]`, 'u');
-/** A number of one or more groups ("1111 2222 3333", "12.50", "2026-12-06"), ASCII digits. */
-const NUMBER = /\d+(?:[ .,:/-]+\d+)*/g;
+const RIGHT_TO_LEFT = /[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFE\u{10800}-\u{10FFF}\u{1E800}-\u{1EFFF}]/u;
+/**
+ * A number: digits, in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
+ * "1, 2, 3" or "10 - 20" are numbers of their own.
+ */
+const NUMBER = /\d+(?:[ .,:/-]\d+)*/g;
 
 /**
- * Whether the numbers of `text` are laid out as left-to-right isolates: in a left-to-right message (the first
- * character that sets a direction, as the body's `dir="auto"` reads it, is not right-to-left) that holds a
- * right-to-left character. Next to one, the bidi algorithm draws a number's groups in reverse ("account
- * \u05F31111 2222", a visible Hebrew mark drawn like an apostrophe, reads "account 2222 1111'"); a right-to-left
- * message keeps its own reading order.
+ * Whether the numbers of `text` are laid out as left-to-right isolates: when it holds a right-to-left character.
+ * Next to one, the bidi algorithm draws the groups of a number split by spaces in reverse ("account \u05F31111
+ * 2222", a visible Hebrew mark drawn like an apostrophe, reads "account 2222 1111'"); isolated, a number reads in the
+ * order typed whatever the direction of the text around it (the order a right-to-left reader reads numbers too).
  */
 function isolatesNumbers(text: string): boolean {
-  if (!RIGHT_TO_LEFT.test(text)) return false;
-  const first = STRONG.exec(text)?.[0];
-  return first === undefined || !RIGHT_TO_LEFT.test(first);
+  return RIGHT_TO_LEFT.test(text);
 }
 
-/** Text nodes for plain text, with each number in a left-to-right `<span dir="ltr">` (an isolate). */
+/** Text nodes for plain text, with each number in a left-to-right isolate (`<span class="ltr">`). */
 function numbersIsolated(text: string): Node[] {
   const nodes: Node[] = [];
   let done = 0;
   for (const match of text.matchAll(NUMBER)) {
     if (match.index > done) nodes.push(document.createTextNode(text.slice(done, match.index)));
     const number = document.createElement('span');
-    number.dir = 'ltr';
+    number.className = 'ltr';
     number.textContent = match[0];
     nodes.push(number);
     done = match.index + match[0].length;
@@ -160,7 +157,8 @@ export function linkify(text: string): Node[] {
       return [mark];
     }
     const link = document.createElement('a');
-    link.dir = 'ltr';
+    // An isolate by its class, not a `dir` attribute: the body's `dir="auto"` still reads the link's letters.
+    link.className = 'ltr';
     link.href = part.href;
     link.textContent = part.text;
     link.title = part.href;

@@ -235,14 +235,18 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
       'Pay to account \u05F31111 2222 3333 today',
       'Pay to account \u05D0 4444 5555 today',
       'Pay to account \u06286666 7777 today',
+      // An invisible byte order mark first, which no direction is read from (review).
+      '\uFEFFPay to account \u05F38888 9999 today',
     ])
       await bob.client.send(direct.id, text);
     await bob.client.send(direct.id, 'שלום https://evil.example/אבג/bank.example/login');
+    // A message that starts with an address takes its direction from it, as before links were isolates (review).
+    await bob.client.send(direct.id, 'https://shop.example/item שלום 120 50');
 
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');
-    await page.waitForMessage('evil.example');
+    await page.waitForMessage('shop.example');
     // Where each needle is drawn, from the left, whichever text node holds it.
     const where = (needles: string[]) =>
       page.log.locator('li[data-seq] .body').evaluateAll(
@@ -272,6 +276,8 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
       '5555',
       '6666',
       '7777',
+      '8888',
+      '9999',
       'https://evil',
       'bank.example',
     ]);
@@ -286,6 +292,9 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
     before('a Hebrew letter', '4444', '5555');
     before('an Arabic letter', '6666', '7777');
     before('an address in a right-to-left message', 'https://evil', 'bank.example');
+    before('an invisible mark first', '8888', '9999');
+    const linkFirst = page.log.locator('li[data-seq] .body', { hasText: 'shop.example' });
+    expect(await linkFirst.evaluate((body) => body.matches(':dir(ltr)'))).to.equal(true);
     app.expectNoProblems();
   });
 });
