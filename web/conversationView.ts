@@ -182,6 +182,8 @@ export class ConversationView {
   private readonly pending = new Map<string, PendingMessage>();
   /** One send chain per conversation, so a user's messages are stored in the order typed. */
   private readonly outbox = new Map<string, Promise<void>>();
+  /** The conversation whose opening history is being loaded: nothing in it is marked read meanwhile. */
+  private openingHistory: ConversationState | undefined;
   /** What stops the SDK sending each pending message (by clientMsgId), while a send of it runs or waits. */
   private readonly stops = new Map<string, AbortController>();
   private readonly typists = new Map<string, ReturnType<typeof setTimeout>>();
@@ -350,7 +352,15 @@ export class ConversationView {
    * the pane says why and tries again by itself (after the server's Retry-After, or with backoff).
    */
   private async showHistory(state: ConversationState): Promise<void> {
-    const loaded = await this.loadToFirstUnread(state);
+    // While the pages down to the first unread message come in, the view sits at the bottom between pages: a
+    // scroll there marked everything read, hundreds of messages the reader had not seen (SYNC hunt).
+    this.openingHistory = state;
+    let loaded: boolean;
+    try {
+      loaded = await this.loadToFirstUnread(state);
+    } finally {
+      if (this.openingHistory === state) this.openingHistory = undefined;
+    }
     if (state !== this.current) return;
     if (!loaded) {
       this.historyFailed(state, () => this.showHistory(state));
@@ -1244,7 +1254,7 @@ export class ConversationView {
   private markReadSoon(): void {
     const state = this.current;
     if (!state || document.visibilityState !== 'visible' || !this.atBottom()) return;
-    if (state.lastSeq <= state.myLastReadSeq) return;
+    if (state === this.openingHistory || state.lastSeq <= state.myLastReadSeq) return;
     state.myLastReadSeq = state.lastSeq;
     this.deps.changed();
     this.updateJump();
