@@ -407,6 +407,8 @@ export class Subscription {
     let attempt = 0;
     while (this.active && !this.isCaughtUp()) {
       let progressed = false;
+      /** What the server asked to wait before the next try (RATE_LIMITED, OVERLOADED), if it did. */
+      let askedWaitMs = 0;
       const subscribing = this.needSubscribe;
       try {
         if (subscribing) {
@@ -433,6 +435,9 @@ export class Subscription {
           this.end(error);
           return;
         }
+        // The server's Retry-After, not only the backoff: hundreds of subscriptions catching up at once were tried
+        // again within a quarter of a second and refused again, thousands of times (SYNC hunt).
+        askedWaitMs = retryAfterMs(error);
         // A subscribe the server refused (RATE_LIMITED, OVERLOADED, ...) did not subscribe: try it again, not a
         // REST catch-up that would leave the socket without live events.
         if (
@@ -444,7 +449,7 @@ export class Subscription {
           this.needSubscribe = true;
       }
       if (progressed) attempt = 0;
-      else await pause(backoffDelay(attempt++, this.deps.backoff), this.stop.signal);
+      else await pause(Math.max(backoffDelay(attempt++, this.deps.backoff), askedWaitMs), this.stop.signal);
     }
     if (this.active) for (const waiter of this.waiters.splice(0)) waiter.resolve();
   }

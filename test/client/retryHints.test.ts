@@ -155,3 +155,58 @@ describe('client: what the SDK makes of Retry-After and of a 408', function () {
     }
   });
 });
+
+/**
+ * A subscription whose subscribe was refused RATE_LIMITED tried again after its own backoff (a quarter of a second
+ * at first), not the Retry-After the server gave: hundreds of subscriptions catching up at once were refused
+ * thousands of times (SYNC hunt). It waits at least what the server asks.
+ */
+describe('client: a subscription refused RATE_LIMITED', function () {
+  this.timeout(60_000);
+  const { server } = useNode({ env: { RATE_LIMIT_READS_PER_SEC: '1' } });
+  const pool = useClientPool();
+
+  it('waits the Retry-After before it subscribes again', async () => {
+    const alice = pool.open(server.url);
+    const a = await alice.signup({ username: uniqueUsername('subwait'), password: PASSWORD });
+    const bob = pool.open(server.url);
+    const b = await bob.signup({ username: uniqueUsername('subwait'), password: PASSWORD });
+    await insertFriendship(server.services.db.knex, a.user.id, b.user.id);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await bob.conversations.createGroup(`g${i}`, [a.user.id])).id);
+    // Every subscribe of Alice's, when it went out and how it ended.
+    const connection = (
+      alice as unknown as { connection: { request: (...args: unknown[]) => Promise<unknown> } }
+    ).connection;
+    const original = connection.request.bind(connection);
+    const tries: Array<{ id: string; at: number; retryAfter: number | undefined }> = [];
+    connection.request = async (...args: unknown[]) => {
+      const entry = { id: '', at: Date.now(), retryAfter: undefined as number | undefined };
+      if (args[0] === 'conversation:subscribe') {
+        entry.id = (args[1] as { conversationId: string }).conversationId;
+        tries.push(entry);
+      }
+      try {
+        return await original(...args);
+      } catch (err) {
+        if (err instanceof XFChatError && err.code === 'RATE_LIMITED') entry.retryAfter = err.retryAfter ?? 0;
+        throw err;
+      }
+    };
+    await alice.connect();
+    const subscriptions = ids.map((id) => alice.subscribe(id, () => undefined));
+    await Promise.all(subscriptions.map((s) => s.whenReady()));
+    const early: string[] = [];
+    for (const [i, refused] of tries.entries()) {
+      if (refused.retryAfter === undefined) continue;
+      const next = tries.slice(i + 1).find((t) => t.id === refused.id);
+      if (next && next.at - refused.at < refused.retryAfter * 1000 - 50)
+        early.push(`${next.at - refused.at} ms after a refusal asking ${refused.retryAfter} s`);
+    }
+    expect(
+      tries.some((t) => t.retryAfter !== undefined),
+      'a refusal to look at',
+    ).to.equal(true);
+    expect(early).to.deep.equal([]);
+  });
+});
