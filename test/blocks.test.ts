@@ -148,3 +148,20 @@ describe('blocks', function () {
     }
   });
 });
+
+// Blocking oneself spent the lookups budget before it was refused, and then searches were refused too (SEARCH hunt):
+// a refused VALIDATION_FAILED costs nothing (docs/api.md).
+describe('blocks: blocking oneself', function () {
+  const { server } = useNode({ env: { RATE_LIMIT_LOOKUPS_PER_MIN: '3' } });
+
+  it('is refused VALIDATION_FAILED without spending the lookups budget', async () => {
+    const me = await insertUser(server.services.db.knex, server.services.config);
+    for (let i = 0; i < 5; i++) {
+      const res = await request(server.url, 'POST', '/blocks', { token: me.token, body: { userId: me.id } });
+      expectError(res, 400, 'VALIDATION_FAILED');
+      expect(res.body).to.have.nested.property('error.details.userId', 'cannot block yourself');
+    }
+    const search = await request(server.url, 'GET', '/users?q=zz', { token: me.token });
+    expect(search.status).to.equal(200);
+  });
+});

@@ -119,12 +119,11 @@ export async function searchUsersByPrefix(
     .modify('public')
     .whereRaw(`lower(username COLLATE "C") LIKE ? ESCAPE '\\'`, [likePrefix(prefix)])
     .whereNot('users.id', me)
-    .whereNotExists(
-      Block.query(knex).whereColumn('blocks.blocked_id', 'users.id').where('blocks.blocker_id', me),
-    )
-    .whereNotExists(
-      Block.query(knex).whereColumn('blocks.blocker_id', 'users.id').where('blocks.blocked_id', me),
-    )
+    // NOT IN over each side's blocks (both columns NOT NULL: the same as NOT EXISTS), which PostgreSQL reads once
+    // into a hash: as NOT EXISTS it could plan an anti join that read a user's whole block list again for each
+    // match (5000 blocks: 1.5 s a search, SEARCH hunt).
+    .whereNotIn('users.id', Block.query(knex).select('blocked_id').where('blocker_id', me))
+    .whereNotIn('users.id', Block.query(knex).select('blocker_id').where('blocked_id', me))
     .orderByRaw('lower(username COLLATE "C")')
     .limit(limit);
 }

@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import type { Services } from '../../services.js';
+import { validationError } from '../../errors.js';
 import { currentUser, requireAuth } from '../auth.js';
 import { restSchemas } from '../../protocol/schemas.js';
 import { weighByLength } from '../../readBudget.js';
@@ -18,9 +19,12 @@ export function blockRoutes(services: Services, takeLookup: LookupBudget): Route
 
   router.post('/blocks', async (req, res) => {
     const { userId } = parse(restSchemas.block, req.body);
+    const me = currentUser(req).id;
+    // Refused for what it is, before the budget: a VALIDATION_FAILED costs nothing (docs/api.md).
+    if (userId === me) throw validationError({ userId: 'cannot block yourself' });
     // Each block lengthens a list the node answers whole, and tells whether a user id exists.
-    takeLookup(currentUser(req).id);
-    await social.block(currentUser(req).id, userId);
+    takeLookup(me);
+    await social.block(me, userId);
     res.status(204).end();
   });
 
