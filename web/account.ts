@@ -119,7 +119,38 @@ export class AccountDialog {
    * ago" ages, and a changed time zone gives other times).
    */
   minutePassed(): void {
-    if (this.dialog.open && this.sessions.length > 0) this.renderDevices();
+    if (!this.dialog.open) return;
+    // In place: rebuilt, the rows would move a keyboard user's focus to a new button each minute (and a screen
+    // reader say it again), for a time that changed in them (review).
+    const now = new Date();
+    for (const session of this.sessions) {
+      const row = [...this.devices.children].find(
+        (item) => item instanceof HTMLElement && item.dataset.key === session.id,
+      );
+      const [created, used] = row?.querySelectorAll('time') ?? [];
+      if (created === undefined || used === undefined) continue;
+      this.setTime(created, new Date(session.createdAt), listDate(new Date(session.createdAt), now));
+      const lastUsed = new Date(session.lastUsedAt);
+      this.setTime(used, lastUsed, session.current ? 'now' : sinceNow(lastUsed, now));
+      const logOut = row?.querySelector('button');
+      const label = this.logOutLabel(session);
+      if (logOut && logOut.getAttribute('aria-label') !== label) logOut.setAttribute('aria-label', label);
+    }
+  }
+
+  /** A `<time>`'s words and full timestamp, changed only where they differ. */
+  private setTime(time: HTMLTimeElement, date: Date, text: string): void {
+    if (time.textContent !== text) time.textContent = text;
+    const title = fullTimestamp(date);
+    if (time.title !== title) time.title = title;
+  }
+
+  /** What a device's log-out button is called: which device, and when it signed in. */
+  private logOutLabel(session: PublicSession): string {
+    const device = describeUserAgent(session.userAgent);
+    return session.current
+      ? `Log out this device (${device})`
+      : `Log out ${device}, signed in ${fullTimestamp(new Date(session.createdAt))}`;
   }
 
   // Devices
@@ -159,10 +190,10 @@ export class AccountDialog {
       el('time', { text, attrs: { datetime: date.toISOString(), title: fullTimestamp(date) } });
     const action = session.current
       ? button('Log out this device', () => void this.deps.signOut(() => this.logoutHere()), {
-          label: `Log out this device (${device})`,
+          label: this.logOutLabel(session),
         })
       : button('Log out', () => void this.revoke(session, device), {
-          label: `Log out ${device}, signed in ${fullTimestamp(created)}`,
+          label: this.logOutLabel(session),
           secondary: true,
         });
     return el(

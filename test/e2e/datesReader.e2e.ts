@@ -125,9 +125,19 @@ describe('web app: days and times as the reader’s computer tells them', functi
     const signedIn = other.locator('time').first();
     const berlin = await signedIn.getAttribute('title');
     expect(berlin).to.match(/Central European|GMT\+1|GMT\+2/);
+    // A keyboard user resting on the other device's "Log out": said again in place, the row keeps that button
+    // focused (rebuilt each minute, it moved focus to a new one, and a screen reader said it again: review).
+    await other.getByRole('button').focus();
+    await other
+      .getByRole('button')
+      .evaluate((b) => ((b as HTMLElement & { marked?: boolean }).marked = true));
     await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
     await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
     await page.page.clock.runFor(61_000);
+    expect(
+      await page.page.evaluate(() => (document.activeElement as HTMLElement & { marked?: boolean }).marked),
+      'the same button keeps focus',
+    ).to.equal(true);
     expect(await signedIn.getAttribute('title'), 'the time a device signed in, in the new zone').to.match(
       /Eastern|EST|EDT|GMT-5|GMT-4/,
     );
