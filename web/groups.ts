@@ -7,7 +7,7 @@ import {
 } from '../lib/client/index.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { ConversationState, ConversationStore } from './store.js';
-import { fieldProblems, personName, problemFields } from './text.js';
+import { fieldProblems, personName, problemFields, waitWords } from './text.js';
 
 export interface GroupDeps {
   client: XFChatClient;
@@ -44,6 +44,11 @@ const GROUP_FIELDS = { title: 'The group name', participantIds: 'The chosen memb
 
 function explain(err: unknown): string | undefined {
   if (!(err instanceof XFChatError)) return undefined;
+  // Renames, adds and removals share a budget per minute (RATE_LIMIT_CONVERSATIONS_PER_MIN).
+  if (err.code === 'RATE_LIMITED') {
+    const wait = err.retryAfter === undefined ? 'a minute' : waitWords(err.retryAfter);
+    return `Too many group changes at once. Try again in ${wait}.`;
+  }
   if (err.code === 'VALIDATION_FAILED') {
     // The server says which field is wrong and how: "The group name must not contain control or ... characters."
     const problems = fieldProblems(err.details, GROUP_FIELDS);

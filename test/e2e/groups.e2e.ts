@@ -237,3 +237,32 @@ describe('web app: groups', function () {
     app.expectNoProblems();
   });
 });
+
+// Removing a member past RATE_LIMIT_CONVERSATIONS_PER_MIN (a removal of someone else takes from it, as adds and
+// renames do) showed a generic toast for six seconds and nothing in the group panel (review).
+describe('web app: group changes past the change budget', function () {
+  const app = useWebApp({ env: { RATE_LIMIT_CONVERSATIONS_PER_MIN: '2' } });
+
+  it('the group panel says the change was refused for now and when to try again', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    // The creation takes one of two.
+    await ann.client.conversations.createGroup('Trip', [bob.id, cat.id]);
+    const page = await app.open();
+    page.acceptDialogs();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Trip');
+    await page.page.getByRole('button', { name: 'Members (3)' }).click();
+    const panel = page.page.getByRole('region', { name: 'Group details' });
+    await panel.getByRole('button', { name: 'Remove Bob from the group' }).click();
+    await page.page.getByRole('button', { name: 'Members (2)' }).waitFor();
+    await panel.getByRole('button', { name: 'Remove Cat from the group' }).click();
+    await page.page
+      .locator('#details-status')
+      .getByText(/^Too many group changes at once\. Try again in \d+ seconds?\.$/)
+      .waitFor();
+    app.expectNoProblems();
+  });
+});
