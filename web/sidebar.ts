@@ -9,7 +9,7 @@ import { fullTimestamp, listDate } from './dates.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { Drafts } from './drafts.js';
 import type { ConversationStore } from './store.js';
-import { showControls } from './text.js';
+import { showControls, waitWords } from './text.js';
 
 export interface SidebarDeps {
   client: XFChatClient;
@@ -41,7 +41,7 @@ const FRIEND_ERRORS: Partial<Record<string, string>> = {
   BLOCKED: 'You cannot send this user a request.',
   NOT_FOUND: 'That is no longer possible; the list is up to date now.',
   REQUEST_NOT_PENDING: 'That request was already answered or withdrawn.',
-  VALIDATION_FAILED: 'Usernames are made of letters, digits, _ . or -.',
+  VALIDATION_FAILED: 'Usernames are 1-32 letters, digits, _ . or -.',
 };
 
 /** How long typing pauses before the search goes out. */
@@ -103,7 +103,8 @@ export class Sidebar {
     this.conversations.after(this.listError);
     byId('find-form', HTMLFormElement).addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.search();
+      // Asked again even if it was just asked: someone may have signed up since.
+      void this.search(true);
     });
     this.findInput.addEventListener('input', () => {
       clearTimeout(this.searchTimer);
@@ -337,11 +338,14 @@ export class Sidebar {
     replaceItems(this.conversations, items.length ? items : [this.none('No conversations yet.')]);
   }
 
-  /** Searches usernames by prefix (as you type, or at once with Enter); only the newest answer is shown. */
-  private async search(): Promise<void> {
+  /**
+   * Searches usernames by prefix (as you type, or at once with Enter or "Find", `again` then: the same words are
+   * asked again); only the newest answer is shown.
+   */
+  private async search(again = false): Promise<void> {
     clearTimeout(this.searchTimer);
     const query = this.findInput.value.trim();
-    if (query === this.askedQuery) return;
+    if (query === this.askedQuery && !again) return;
     this.askedQuery = query;
     const ticket = ++this.searchTicket;
     if (query === '') {
@@ -360,6 +364,8 @@ export class Sidebar {
       if (ticket !== this.searchTicket) return;
       this.askedQuery = '';
       this.results = [];
+      // Nothing is known of this search: the line must not say that nobody matched the one before.
+      this.shownQuery = '';
       this.renderResults();
       this.showFindError(err);
     }
@@ -369,7 +375,7 @@ export class Sidebar {
   private renderResults(): void {
     this.findStatus.textContent =
       this.shownQuery !== '' && this.results.length === 0
-        ? `No username starts with “${this.shownQuery}”.`
+        ? `No one else’s username starts with “${this.shownQuery}”.`
         : '';
     replaceItems(
       this.findResults,
@@ -382,6 +388,9 @@ export class Sidebar {
     const friend = this.friendList.some((f) => f.user.id === user.id);
     const sent = this.outgoingList.find((r) => r.to.id === user.id);
     const received = this.incomingList.find((r) => r.from.id === user.id);
+    // Blocked since the search (the server lists no one I blocked): said, with nothing to do here.
+    if (this.blocks(user.id))
+      return el('li', { className: 'found', dataset: { key: user.id } }, who(user, 'You blocked them.'));
     const status = friend
       ? 'Your friend.'
       : sent
@@ -414,6 +423,11 @@ export class Sidebar {
   }
 
   private showFindError(err: unknown): void {
+    if (err instanceof XFChatError && err.code === 'RATE_LIMITED') {
+      const wait = err.retryAfter === undefined ? 'a minute' : waitWords(err.retryAfter);
+      this.findStatus.textContent = `Too many searches and requests at once. Try again in ${wait}.`;
+      return;
+    }
     const known = err instanceof XFChatError ? FRIEND_ERRORS[err.code] : undefined;
     if (known === undefined) this.deps.report(err);
     else this.findStatus.textContent = known;
