@@ -79,7 +79,9 @@ function refuseIllFormedBody(_req: unknown, _res: unknown, body: Buffer, encodin
 /**
  * Whether `body` is UTF-32 of whole units that are all code points (no surrogates, none above U+10FFFF), in the
  * byte order `charset` names, else its byte order mark's; with neither, the parser guesses the order from the
- * bytes, and the body must be well-formed in one of the two (a JSON text is in only one).
+ * bytes, and the body must be well-formed in one of the two (a JSON text is in only one). The parser's guess can
+ * be wrong (its first units mostly characters whose low bytes are zero, as CJK ideographs beyond the BMP): then the
+ * body does not parse and is refused 400, never stored changed. A client names the order, or sends the mark.
  */
 function wellFormedUtf32(body: Buffer, charset: string): boolean {
   if (body.length % 4 !== 0) return false;
