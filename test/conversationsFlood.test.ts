@@ -122,13 +122,21 @@ describe('conversations: a group’s changes while its row is held elsewhere', f
       STATEMENT_MS + ACQUIRE_MS + 1000,
     );
     // Nothing was written: everyone is still in the group, and can leave now.
-    expect(
-      (
-        await request(server.url, 'DELETE', `/conversations/${group.id}/participants/${members[0]!.id}`, {
-          token: members[0]!.token,
-        })
-      ).status,
-    ).to.equal(204);
+    const stillIn = await request<{ conversation: { participants: unknown[] } }>(
+      server.url,
+      'GET',
+      `/conversations/${group.id}`,
+      { token: owner.token },
+    );
+    expect(stillIn.body.conversation.participants).to.have.length(1 + members.length);
+    for (const member of members)
+      expect(
+        (
+          await request(server.url, 'DELETE', `/conversations/${group.id}/participants/${member.id}`, {
+            token: member.token,
+          })
+        ).status,
+      ).to.equal(204);
   });
 });
 
