@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { createGroup, friendsOf, newUser } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { captureQueries } from './helpers/queries.js';
 import type { TestUser } from './helpers/users.js';
 
 /**
@@ -38,15 +39,14 @@ describe('conversation routes for a caller outside the conversation', function (
     /** The statements the node ran while it answered `method path(id)`. */
     const seen = async (outsider: TestUser, index: number, id: string) => {
       const [method, path, body] = routes(outsider, member)[index]!;
-      const statements: string[] = [];
-      const listener = (query: { sql: string }) => statements.push(query.sql);
-      knex.on('query', listener);
-      try {
-        const answer = await request(server.url, method, path(id), { token: outsider.token, body });
-        return { what: `${method} ${path(':id')}`, status: answer.status, text: answer.text, statements };
-      } finally {
-        knex.off('query', listener);
-      }
+      let answer: Awaited<ReturnType<typeof request>> | undefined;
+      const captured = await captureQueries(
+        knex,
+        async () => (answer = await request(server.url, method, path(id), { token: outsider.token, body })),
+        { transactionControl: true },
+      );
+      const statements = captured.map((query) => query.sql);
+      return { what: `${method} ${path(':id')}`, status: answer!.status, text: answer!.text, statements };
     };
     for (const [index] of routes(first, member).entries()) {
       // The node's own work in the background (a heartbeat, a sampled gauge) may run a statement while a request

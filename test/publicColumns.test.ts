@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { createGroup, friendsOf, newUser } from './helpers/chat.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { captureQueries } from './helpers/queries.js';
 import type { TestUser } from './helpers/users.js';
 
 /**
@@ -14,15 +15,7 @@ describe('users outside lib/auth: public columns only', function () {
   /** The SQL the node runs while `action` does, as the driver sees it. */
   async function statementsOf(action: () => Promise<unknown>): Promise<string[]> {
     const { knex } = server.services.db;
-    const seen: string[] = [];
-    const listener = (query: { sql: string }) => seen.push(query.sql);
-    knex.on('query', listener);
-    try {
-      await action();
-    } finally {
-      knex.off('query', listener);
-    }
-    return seen;
+    return (await captureQueries(knex, action, { transactionControl: true })).map((query) => query.sql);
   }
 
   const call = async (user: TestUser, method: string, path: string, body?: unknown) => {

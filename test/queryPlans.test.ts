@@ -10,6 +10,7 @@ import { createLogger } from '../lib/logger.js';
 import { removeTies } from '../lib/auth/profile.js';
 import { listPending } from '../lib/social/friendRequests.js';
 import { createTestDatabase } from './helpers/postgres.js';
+import { captureQueries, type CapturedQuery } from './helpers/queries.js';
 
 /**
  * The hot queries use their indexes. Each query is captured as the code really issues it (knex 'query' events
@@ -40,32 +41,11 @@ const BIG_TABLES = [
 /** Sessions of each user: every write checks its sender's (migrations/20261203130000_session_checked_under_lock.ts). */
 const SESSIONS_PER_USER = 2;
 
-interface Captured {
-  sql: string;
-  bindings: readonly unknown[];
-}
-
-/** Runs `work` and returns the statements it sent through `knex` (transaction control excluded). */
-async function capture(knex: Knex, work: () => Promise<unknown>): Promise<Captured[]> {
-  const captured: Captured[] = [];
-  const listener = (q: { sql: string; bindings?: readonly unknown[] }) => {
-    if (/^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)/i.test(q.sql)) return;
-    captured.push({ sql: q.sql, bindings: q.bindings ?? [] });
-  };
-  knex.on('query', listener);
-  try {
-    await work();
-  } finally {
-    knex.off('query', listener);
-  }
-  return captured;
-}
-
 /**
  * The text plan of one captured statement with its own bindings. The captured SQL is the driver's ($1, $2, ...),
  * so it goes to node-postgres as is. EXPLAIN without ANALYZE runs nothing.
  */
-async function explain(client: pg.Client, statement: Captured): Promise<string> {
+async function explain(client: pg.Client, statement: CapturedQuery): Promise<string> {
   const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statement.sql}`, [
     ...statement.bindings,
   ]);
@@ -75,7 +55,7 @@ async function explain(client: pg.Client, statement: Captured): Promise<string> 
 /** Asserts no statement seq-scans a big table and that, together, the plans name every expected index. */
 async function expectIndexed(
   client: pg.Client,
-  statements: Captured[],
+  statements: CapturedQuery[],
   indexes: string[],
 ): Promise<string[]> {
   expect(statements, 'the function issued no statement').to.not.be.empty;
@@ -199,7 +179,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
 
   it('history after a seq reads the (conversation_id, seq) index', async function () {
     let page: Awaited<ReturnType<typeof readHistory>> | undefined;
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       page = await readHistory(knex, bigConversation, user, { kind: 'after', seq: 2500, limit: 50 });
     });
     expect(page!.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 50 }, (_, i) => 2501 + i));
@@ -212,7 +192,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   });
 
   it('history before a seq (and the newest page) read the index backwards', async function () {
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       const before = await readHistory(knex, bigConversation, user, { kind: 'before', seq: 100, limit: 20 });
       expect(before.messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 20 }, (_, i) => 80 + i));
       const newest = await readHistory(knex, bigConversation, user, { kind: 'newest', limit: 20 });
@@ -226,7 +206,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   });
 
   it('changes since a version read the (conversation_id, version) index', async function () {
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       const page = await readChanges(knex, bigConversation, user, 4000, 50);
       expect(page.messages.map((m) => m.version)).to.deep.equal(
         Array.from({ length: 50 }, (_, i) => 4001 + i),
@@ -238,7 +218,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
 
   it('my conversations list starts from the participant user index', async function () {
     let items: Awaited<ReturnType<typeof listConversations>>['conversations'] = [];
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       items = (await listConversations(knex, user, { limit: 50 })).conversations;
     });
     expect(items.length).to.be.within(1, MEMBERS_PER_CONVERSATION + 1);
@@ -255,7 +235,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
 
   it('my conversations list costs my memberships, not the table: no scan of conversations for a busy user', async function () {
     let pages: Array<Awaited<ReturnType<typeof listConversations>>> = [];
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       const first = await listConversations(knex, busyUser, { limit: 50 });
       const second = await listConversations(knex, busyUser, { limit: 50, after: first.next ?? undefined });
       pages = [first, second];
@@ -283,7 +263,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   });
 
   it('the membership check reads the participants primary key', async function () {
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       await createMembership(knex).assert(bigConversation, user);
     });
     expect(statements).to.have.length(1);
@@ -383,7 +363,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
   });
 
   it('an account deletion finds the user’s friend requests of every status by index, both ways', async function () {
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       // Captured, then undone: EXPLAIN below runs nothing.
       await knex
         .transaction(async (trx) => {
@@ -407,7 +387,7 @@ describe('query plans of the hot queries (seeded and analyzed)', function () {
         `SELECT from_user_id, to_user_id FROM friend_requests WHERE status = 'pending' LIMIT 1`,
       )
     ).rows;
-    const statements = await capture(knex, async () => {
+    const statements = await captureQueries(knex, async () => {
       const incoming = await listPending(knex, pending!.to_user_id, 'incoming');
       expect(incoming.some((r) => r.fromUserId === pending!.from_user_id)).to.equal(true);
       const outgoing = await listPending(knex, pending!.from_user_id, 'outgoing');

@@ -12,6 +12,7 @@ import { MAX_SESSIONS_PER_USER } from '../lib/auth/sessions.js';
 import { record, rows } from './helpers/chat.js';
 import { disconnected } from './helpers/events.js';
 import { connectSocket } from './helpers/sockets.js';
+import { captureQueries } from './helpers/queries.js';
 import { io as connect } from 'socket.io-client';
 
 const PASSWORD = 'correct horse battery';
@@ -719,14 +720,9 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
   it('checks the user and its session in ONE statement per authenticated request', async () => {
     const alice = await account();
     const knex = server.services.db.knex;
-    const seen: string[] = [];
-    const onQuery = (query: { sql: string }) => seen.push(query.sql);
-    knex.on('query', onQuery);
-    try {
-      expect((await me(alice.token)).status).to.equal(200);
-    } finally {
-      knex.off('query', onQuery);
-    }
+    const seen = (
+      await captureQueries(knex, async () => expect((await me(alice.token)).status).to.equal(200))
+    ).map((query) => query.sql);
     const touching = seen.filter((sql) => /"?(users|sessions)"?/.test(sql));
     expect(touching, seen.join('\n')).to.have.length(1);
     expect(touching[0])

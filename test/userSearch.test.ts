@@ -6,6 +6,7 @@ import { searchUsersByPrefix } from '../lib/social/relations.js';
 import { expectError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
+import { captureQueries } from './helpers/queries.js';
 import { insertUser, type TestUser } from './helpers/users.js';
 
 interface Body {
@@ -120,15 +121,9 @@ describe('GET /users?q= (prefix search)', function () {
     );
     await knex().raw('ANALYZE users');
     const me = await newUser(`${freshPrefix()}me`);
-    const statements: Array<{ sql: string; bindings: readonly unknown[] }> = [];
-    const listener = (q: { sql: string; bindings?: readonly unknown[] }) =>
-      statements.push({ sql: q.sql, bindings: q.bindings ?? [] });
-    knex().on('query', listener);
-    try {
+    const statements = await captureQueries(knex(), async () => {
       expect(await searchUsersByPrefix(knex(), me.id, 'seed_1', 20)).to.have.length(20);
-    } finally {
-      knex().off('query', listener);
-    }
+    });
     expect(statements).to.have.length(1);
     const client = new pg.Client({ connectionString: node.databaseUrl });
     await client.connect();
@@ -163,15 +158,9 @@ describe('GET /users?q= (prefix search)', function () {
        SELECT ?, id FROM users WHERE username LIKE 'seed\\_1%' ORDER BY username LIMIT 5000`,
       [me.id],
     );
-    const statements: Array<{ sql: string; bindings: readonly unknown[] }> = [];
-    const listener = (q: { sql: string; bindings?: readonly unknown[] }) =>
-      statements.push({ sql: q.sql, bindings: q.bindings ?? [] });
-    knex().on('query', listener);
-    try {
+    const statements = await captureQueries(knex(), async () => {
       expect(await searchUsersByPrefix(knex(), me.id, 'seed_1', 20)).to.have.length(20);
-    } finally {
-      knex().off('query', listener);
-    }
+    });
     const client = new pg.Client({ connectionString: node.databaseUrl });
     await client.connect();
     try {

@@ -42,6 +42,22 @@ function length(text: string): number {
   return [...text].length;
 }
 
+/** One of a device's times: the moment, and its words as of `now`. */
+interface DeviceTime {
+  date: Date;
+  text: string;
+}
+
+/** When a device signed in and when it was last active, in the words the device list shows at `now`. */
+function deviceTimes(session: PublicSession, now: Date): { created: DeviceTime; used: DeviceTime } {
+  const created = new Date(session.createdAt);
+  const used = new Date(session.lastUsedAt);
+  return {
+    created: { date: created, text: listDate(created, now) },
+    used: { date: used, text: session.current ? 'now' : sinceNow(used, now) },
+  };
+}
+
 function retryIn(err: XFChatError): string {
   return err.retryAfter === undefined ? 'in a while' : `in ${waitWords(err.retryAfter)}`;
 }
@@ -129,9 +145,9 @@ export class AccountDialog {
       );
       const [created, used] = row?.querySelectorAll('time') ?? [];
       if (created === undefined || used === undefined) continue;
-      this.setTime(created, new Date(session.createdAt), listDate(new Date(session.createdAt), now));
-      const lastUsed = new Date(session.lastUsedAt);
-      this.setTime(used, lastUsed, session.current ? 'now' : sinceNow(lastUsed, now));
+      const times = deviceTimes(session, now);
+      this.setTime(created, times.created);
+      this.setTime(used, times.used);
       const logOut = row?.querySelector('button');
       const label = this.logOutLabel(session);
       if (logOut && logOut.getAttribute('aria-label') !== label) logOut.setAttribute('aria-label', label);
@@ -139,7 +155,7 @@ export class AccountDialog {
   }
 
   /** A `<time>`'s words and full timestamp, changed only where they differ. */
-  private setTime(time: HTMLTimeElement, date: Date, text: string): void {
+  private setTime(time: HTMLTimeElement, { date, text }: DeviceTime): void {
     if (time.textContent !== text) time.textContent = text;
     const title = fullTimestamp(date);
     if (time.title !== title) time.title = title;
@@ -184,9 +200,8 @@ export class AccountDialog {
 
   private deviceItem(session: PublicSession, now: Date): HTMLLIElement {
     const device = describeUserAgent(session.userAgent);
-    const created = new Date(session.createdAt);
-    const used = new Date(session.lastUsedAt);
-    const time = (date: Date, text: string) =>
+    const times = deviceTimes(session, now);
+    const time = ({ date, text }: DeviceTime) =>
       el('time', { text, attrs: { datetime: date.toISOString(), title: fullTimestamp(date) } });
     const action = session.current
       ? button('Log out this device', () => void this.deps.signOut(() => this.logoutHere()), {
@@ -212,9 +227,9 @@ export class AccountDialog {
           'span',
           { className: 'status' },
           'Signed in ',
-          time(created, listDate(created, now)),
+          time(times.created),
           ' · active ',
-          time(used, session.current ? 'now' : sinceNow(used, now)),
+          time(times.used),
         ),
       ),
       action,

@@ -106,23 +106,19 @@ export function textParts(text: string): TextPart[] {
   return parts;
 }
 
-/** The characters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko and their neighbours). */
+/**
+ * The characters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko and their neighbours). A text
+ * that holds one has its numbers laid out as left-to-right isolates: next to one, the bidi algorithm draws the groups
+ * of a number split by spaces in reverse ("account \u05F31111 2222", a visible Hebrew mark drawn like an apostrophe,
+ * reads "account 2222 1111'"); isolated, a number reads in the order typed whatever the direction of the text around
+ * it (the order a right-to-left reader reads numbers too).
+ */
 const RIGHT_TO_LEFT = /[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFE\u{10800}-\u{10FFF}\u{1E800}-\u{1EFFF}]/u;
 /**
  * A number: digits, in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
  * "1, 2, 3" or "10 - 20" are numbers of their own.
  */
 const NUMBER = /\d+(?:[ .,:/-]\d+)*/g;
-
-/**
- * Whether the numbers of `text` are laid out as left-to-right isolates: when it holds a right-to-left character.
- * Next to one, the bidi algorithm draws the groups of a number split by spaces in reverse ("account \u05F31111
- * 2222", a visible Hebrew mark drawn like an apostrophe, reads "account 2222 1111'"); isolated, a number reads in the
- * order typed whatever the direction of the text around it (the order a right-to-left reader reads numbers too).
- */
-function isolatesNumbers(text: string): boolean {
-  return RIGHT_TO_LEFT.test(text);
-}
 
 /** Text nodes for plain text, with each number in a left-to-right isolate (`<span class="ltr">`). */
 function numbersIsolated(text: string): Node[] {
@@ -145,7 +141,7 @@ function numbersIsolated(text: string): Node[] {
  * of its address would otherwise be laid out by the text around it, its path's end first and the host it opens last.
  */
 export function linkify(text: string): Node[] {
-  const isolate = isolatesNumbers(text);
+  const isolate = RIGHT_TO_LEFT.test(text);
   return textParts(text).flatMap((part): Node[] => {
     if (part.kind === 'text')
       return isolate ? numbersIsolated(part.text) : [document.createTextNode(part.text)];

@@ -60,6 +60,9 @@ export class Outbox {
    * refused it (it then lives only in this page).
    */
   keep(entry: OutboxEntry): boolean {
+    // Read from storage at each keep, not a highest number held in the page: another tab of the same user may have
+    // kept a message a moment ago, and its `storage` event would reach this page only later (usually none or a few
+    // are kept, each removed once stored).
     const kept = this.entries();
     const order =
       kept.find((other) => other.clientMsgId === entry.clientMsgId)?.order ??

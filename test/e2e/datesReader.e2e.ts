@@ -22,6 +22,23 @@ async function backdated(app: WebApp, ann: Person, bob: Person, messages: { at: 
   return conversationId;
 }
 
+/** A page in en-US whose computer is in Berlin, its clock under the test's control, with `person` logged in. */
+async function inBerlin(app: WebApp, person: Person) {
+  const page = await app.open({ context: { locale: 'en-US' } });
+  const cdp = await page.page.context().newCDPSession(page.page);
+  await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Europe/Berlin' });
+  await page.page.clock.install();
+  await page.page.reload();
+  await page.logIn(person.username, PASSWORD);
+  /** The computer's time zone becomes New York's under the open page, and a minute passes (the app looks once a minute). */
+  const flyToNewYork = async () => {
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
+    await page.page.clock.runFor(61_000);
+  };
+  return { page, flyToNewYork };
+}
+
 async function separators(app: WebApp, page: Awaited<ReturnType<WebApp['open']>>) {
   return page.log.locator('li.day-separator').allTextContents();
 }
@@ -68,18 +85,11 @@ describe('web app: days and times as the reader’s computer tells them', functi
     const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
     const before = await bob.client.messages.put(conversationId, 'tz-0', 'before the flight');
     await bob.client.messages.edit(conversationId, before.seq, 'before the flight (edited)');
-    const page = await app.open({ context: { locale: 'en-US' } });
-    const cdp = await page.page.context().newCDPSession(page.page);
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Europe/Berlin' });
-    await page.page.clock.install();
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
+    const { page, flyToNewYork } = await inBerlin(app, ann);
     await page.openConversation('Bob');
     await page.waitForMessage('before the flight (edited)');
-    // The laptop lands in New York: the OS time zone changes under the open page; the app looks once a minute.
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
-    await page.page.clock.runFor(61_000);
+    // The laptop lands in New York.
+    await flyToNewYork();
     const inZone = (timeZone: string, iso: string) =>
       new Intl.DateTimeFormat('en-US', { timeZone, hour: 'numeric', minute: '2-digit' }).format(
         new Date(iso),
@@ -113,12 +123,7 @@ describe('web app: days and times as the reader’s computer tells them', functi
 
   it('the devices of an open account dialog say their times again each minute, in the zone in use', async () => {
     const ann = await app.person('Ann'); // this client's session is the other device
-    const page = await app.open({ context: { locale: 'en-US' } });
-    const cdp = await page.page.context().newCDPSession(page.page);
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Europe/Berlin' });
-    await page.page.clock.install();
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
+    const { page, flyToNewYork } = await inBerlin(app, ann);
     await page.openAccount();
     const other = page.devices.filter({ hasNotText: 'This device' });
     await other.waitFor();
@@ -131,9 +136,7 @@ describe('web app: days and times as the reader’s computer tells them', functi
     await other
       .getByRole('button')
       .evaluate((b) => ((b as HTMLElement & { marked?: boolean }).marked = true));
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
-    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'America/New_York' });
-    await page.page.clock.runFor(61_000);
+    await flyToNewYork();
     expect(
       await page.page.evaluate(() => (document.activeElement as HTMLElement & { marked?: boolean }).marked),
       'the same button keeps focus',

@@ -13,6 +13,24 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
     return { ...person, displayName: name };
   }
 
+  /**
+   * Bob sends Ann `texts` in their direct conversation; Ann logs in and opens it, and sees the last of them
+   * (`waitFor`, a part of it).
+   */
+  async function annReadsBob(texts: string[], waitFor: string) {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.connect();
+    for (const text of texts) await bob.client.send(direct.id, text);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage(waitFor);
+    return { ann, bob, direct, page };
+  }
+
   it('shows everyone else’s @username beside their name, and "You" only for my own messages', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
@@ -77,23 +95,16 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
   });
 
   it('shows invisible direction characters as markers, ends links at them, and links only to what the text says', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
-    await bob.client.connect();
     const texts = [
       'Pay to account \u202E0987654321\u202C today',
       'invoice https://evil.example/\u202Etxt.exe',
       'login https://exаmple.com/login',
       'see https://accounts.google.com@evil.example/login',
     ];
-    for (const text of texts) await bob.client.send(direct.id, text);
-
-    const page = await app.open();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
-    await page.waitForMessage('see https://accounts.google.com@evil.example/login');
+    const { ann, bob, direct, page } = await annReadsBob(
+      texts,
+      'see https://accounts.google.com@evil.example/login',
+    );
     const bodies = page.log.locator('li[data-seq] .body');
     expect(await bodies.allTextContents()).to.deep.equal([
       'Pay to account ⟨RLO⟩0987654321⟨PDF⟩ today',
@@ -175,22 +186,14 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
   });
 
   it('shows the invisible direction marks (RLM, ALM, LRM) as markers, so they cannot turn the groups of a number around', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
-    await bob.client.connect();
-    for (const text of [
-      'pay to account \u200F1111 2222 now',
-      'pay to account \u061C3333 4444 now',
-      'pay to account \u200E5555 6666 now',
-    ])
-      await bob.client.send(direct.id, text);
-
-    const page = await app.open();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
-    await page.waitForMessage('6666 now');
+    const { page } = await annReadsBob(
+      [
+        'pay to account \u200F1111 2222 now',
+        'pay to account \u061C3333 4444 now',
+        'pay to account \u200E5555 6666 now',
+      ],
+      '6666 now',
+    );
     // Where each group of digits is drawn, from the left.
     const shown = await page.log.locator('li[data-seq] .body').evaluateAll((bodies) =>
       bodies.map((body) => {
@@ -226,27 +229,19 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
   // turned a number's groups around, and in a right-to-left message an address with Hebrew in its path was drawn
   // from its path's end, the host it opens last (WEBSEC hunt).
   it('draws a number’s groups in the order sent beside visible right-to-left characters, and an address in its own order', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
-    await bob.client.connect();
-    for (const text of [
-      'Pay to account \u05F31111 2222 3333 today',
-      'Pay to account \u05D0 4444 5555 today',
-      'Pay to account \u06286666 7777 today',
-      // An invisible byte order mark first, which no direction is read from (review).
-      '\uFEFFPay to account \u05F38888 9999 today',
-    ])
-      await bob.client.send(direct.id, text);
-    await bob.client.send(direct.id, 'שלום https://evil.example/אבג/bank.example/login');
-    // A message that starts with an address takes its direction from it, as before links were isolates (review).
-    await bob.client.send(direct.id, 'https://shop.example/item שלום 120 50');
-
-    const page = await app.open();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Bob');
-    await page.waitForMessage('shop.example');
+    const { page } = await annReadsBob(
+      [
+        'Pay to account \u05F31111 2222 3333 today',
+        'Pay to account \u05D0 4444 5555 today',
+        'Pay to account \u06286666 7777 today',
+        // An invisible byte order mark first, which no direction is read from (review).
+        '\uFEFFPay to account \u05F38888 9999 today',
+        'שלום https://evil.example/אבג/bank.example/login',
+        // A message that starts with an address takes its direction from it, as before links were isolates (review).
+        'https://shop.example/item שלום 120 50',
+      ],
+      'shop.example',
+    );
     // Where each needle is drawn, from the left, whichever text node holds it.
     const where = (needles: string[]) =>
       page.log.locator('li[data-seq] .body').evaluateAll(
