@@ -469,11 +469,18 @@ function readDatabaseUrl(reader: EnvReader): string {
     reader.problems.push('DATABASE_URL is malformed: expected postgres://USER:PASSWORD@HOST:5432/DATABASE');
     return '';
   }
-  // A `/`, `?` or `#` before the first `@` is in the user or password, where it ends the host part early: the rest
-  // would be read as a host, a database name or parameters, and shown as such (the password with it).
+  // A `/`, `?` or `#` in the user or password ends the host part early (the parser ends it at the first of them and
+  // takes the user and password up to the last `@` before it): the rest would be read as a host, a database name or
+  // parameters, and shown as such, the password with it. One before the first `@` is plain; after an `@` of the
+  // password, the tail shows as an `@` then a host's `:` or `/` after the host part
+  // (`postgres://chat:k9@Vq/staple@db:5432/xfchat`), which a database name has no use for (`%40` writes one there).
   const authority = url.slice(url.indexOf('//') + 2);
   const userinfoEnd = authority.indexOf('@');
-  if (userinfoEnd >= 0 && /[/?#]/.test(authority.slice(0, userinfoEnd))) {
+  const hostEnd = authority.search(/[/?#]/);
+  if (
+    (userinfoEnd >= 0 && /[/?#]/.test(authority.slice(0, userinfoEnd))) ||
+    (hostEnd >= 0 && /@.*[/:]/s.test(authority.slice(hostEnd)))
+  ) {
     reader.problems.push(
       'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
     );

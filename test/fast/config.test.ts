@@ -199,8 +199,17 @@ describe('config', () => {
     });
 
     // A password with a reserved character not percent-encoded ends the host part early: the rest of it would be
-    // read as a host, a database or parameters, and shown as such.
-    for (const password of [`/${PASSWORD}`, `2024/${PASSWORD}`, `?${PASSWORD}`, `#${PASSWORD}`]) {
+    // read as a host, a database or parameters, and shown as such; after an `@` of the password too (its tail was
+    // logged as the database name, and said in the startup error: OPS hunt).
+    for (const password of [
+      `/${PASSWORD}`,
+      `2024/${PASSWORD}`,
+      `?${PASSWORD}`,
+      `#${PASSWORD}`,
+      `k9@Vq/${PASSWORD}`,
+      `k9@Vq?${PASSWORD}`,
+      `k9@Vq#${PASSWORD}`,
+    ]) {
       it(`rejects a password with an unescaped reserved character (${password.slice(0, 5)}...) without showing any of it`, () => {
         const problems = problemsOf(() =>
           loadConfig(env({ DATABASE_URL: `postgres://chat:${password}@db.internal:5432/xfchat` })),
@@ -210,6 +219,15 @@ describe('config', () => {
         ]);
       });
     }
+
+    it('rejects a password with an @ then a / when the URL names no database (its tail would be the database)', () => {
+      const problems = problemsOf(() =>
+        loadConfig(env({ DATABASE_URL: `postgres://chat:k9@Vq/${PASSWORD}@db.internal:5432` })),
+      );
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.match(/^DATABASE_URL is malformed: percent-encode/);
+      expect(problems[0]).not.to.include(PASSWORD);
+    });
 
     it('takes an @ in the database name (it is not a password that ended the host part)', () => {
       const config = loadConfig(
