@@ -47,6 +47,7 @@ import {
 import { readAllChanges, retryChange, type ChangeOptions, type Changes } from './changes.js';
 import { sendWithRetry, type SendOptions } from './send.js';
 import { SendQueue } from './sendQueue.js';
+import { CatchUpPace } from './pace.js';
 import { Subscription, type SubscribeOptions } from './subscription.js';
 import { TOKENS_ANSWER, TokenKeeper } from './tokens.js';
 
@@ -240,6 +241,8 @@ export class XFChatClient {
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly sends = new SendQueue();
   private readonly backoff;
+  /** The pace of the subscriptions' catch-up reads, which take turns (lib/client/pace.ts). */
+  private readonly pace = new CatchUpPace();
 
   constructor(options: XFChatClientOptions = {}) {
     this.session = { token: options.token };
@@ -438,6 +441,7 @@ export class XFChatClient {
       connection: this.connection,
       messages: this.messages,
       backoff: this.backoff,
+      pace: this.pace,
       onEnded: () => {
         if (this.subscriptions.get(key) === subscription) this.subscriptions.delete(key);
       },

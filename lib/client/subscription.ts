@@ -4,7 +4,8 @@ import type { Connection } from './connection.js';
 import { conversationKey } from './checks.js';
 import { XFChatError, isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
-import { backoffDelay, pause, retryAfterMs, type BackoffOptions } from './retry.js';
+import { type CatchUpPace } from './pace.js';
+import { backoffDelay, closedError, pause, retryAfterMs, type BackoffOptions } from './retry.js';
 
 export interface SubscribeOptions {
   /**
@@ -64,6 +65,8 @@ export interface SubscriptionDeps {
   connection: Connection;
   messages: MessagesApi;
   backoff: BackoffOptions;
+  /** The pace of the client's catch-up reads, shared by its subscriptions. */
+  pace: CatchUpPace;
   /** Called once the subscription ends, so the client can forget it. */
   onEnded: () => void;
   /** Whether the client follows the conversation again (a newer subscription): an unsubscribe must not go out then. */
@@ -416,13 +419,13 @@ export class Subscription {
           // Ended meanwhile (already connected, the wait did not see the stop): subscribe no more.
           if (!this.active) return;
           this.needSubscribe = false;
-          await this.subscribeOnce();
+          await this.inTurn(() => this.subscribeOnce());
           progressed = true;
         } else if (this.needChanges) {
-          await this.readChanges();
+          await this.inTurn(() => this.readChanges());
           progressed = true;
         } else {
-          progressed = await this.fillGap();
+          progressed = await this.inTurn(() => this.fillGap());
           // The server has nothing after `last` although newer seqs were seen: start over with a subscribe.
           if (!progressed) this.needSubscribe = true;
         }
@@ -452,6 +455,11 @@ export class Subscription {
       else await pause(Math.max(backoffDelay(attempt++, this.deps.backoff), askedWaitMs), this.stop.signal);
     }
     if (this.active) for (const waiter of this.waiters.splice(0)) waiter.resolve();
+  }
+
+  /** Runs one catch-up read in the client's pace (it throws the subscription's end if that comes first). */
+  private inTurn<T>(read: () => Promise<T>): Promise<T> {
+    return this.deps.pace.run(this.stop.signal, () => this.failure ?? closedError(), read);
   }
 
   private async subscribeOnce(): Promise<void> {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { XFChatClient, XFChatError, isRetryable } from '../../lib/client/index.js';
+import { CATCH_UP_IN_FLIGHT } from '../../lib/client/pace.js';
 import { useNode } from '../helpers/nodes.js';
 import { insertFriendship, uniqueUsername } from '../helpers/users.js';
 import { failure, urlOf, useClientPool } from './fixtures.js';
@@ -208,5 +209,51 @@ describe('client: a subscription refused RATE_LIMITED', function () {
       'a refusal to look at',
     ).to.equal(true);
     expect(early).to.deep.equal([]);
+  });
+
+  // Each subscription waited its own Retry-After, but the others of the client went on meanwhile, and after each
+  // wait all of them went out together again: at 300 conversations, about six refusals each (SYNC hunt). They take
+  // turns now: a few at a time, and none while the last refusal's Retry-After runs.
+  it('holds back every subscription of the client while a refusal’s Retry-After runs, and sends a few at a time', async () => {
+    const alice = pool.open(server.url);
+    const a = await alice.signup({ username: uniqueUsername('subpace'), password: PASSWORD });
+    const bob = pool.open(server.url);
+    const b = await bob.signup({ username: uniqueUsername('subpace'), password: PASSWORD });
+    await insertFriendship(server.services.db.knex, a.user.id, b.user.id);
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await bob.conversations.createGroup(`p${i}`, [a.user.id])).id);
+    const connection = (
+      alice as unknown as { connection: { request: (...args: unknown[]) => Promise<unknown> } }
+    ).connection;
+    const original = connection.request.bind(connection);
+    const sent: number[] = [];
+    const refusals: Array<{ at: number; retryAfter: number }> = [];
+    let inFlight = 0;
+    let mostInFlight = 0;
+    connection.request = async (...args: unknown[]) => {
+      if (args[0] !== 'conversation:subscribe') return original(...args);
+      sent.push(Date.now());
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      try {
+        return await original(...args);
+      } catch (err) {
+        if (err instanceof XFChatError && err.code === 'RATE_LIMITED')
+          refusals.push({ at: Date.now(), retryAfter: err.retryAfter ?? 0 });
+        throw err;
+      } finally {
+        inFlight -= 1;
+      }
+    };
+    await alice.connect();
+    const subscriptions = ids.map((id) => alice.subscribe(id, () => undefined));
+    await Promise.all(subscriptions.map((s) => s.whenReady()));
+    expect(refusals.length, 'a refusal to look at').to.be.above(0);
+    const early = refusals.flatMap(({ at, retryAfter }) =>
+      sent
+        .filter((t) => t > at && t < at + retryAfter * 1000 - 50)
+        .map((t) => `${t - at} ms into ${retryAfter} s`),
+    );
+    expect(early, 'subscribes sent while a Retry-After ran').to.deep.equal([]);
+    expect(mostInFlight, 'subscribes on their way at once').to.be.at.most(CATCH_UP_IN_FLIGHT);
   });
 });

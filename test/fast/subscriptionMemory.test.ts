@@ -1,3 +1,4 @@
+import { CatchUpPace } from '../../lib/client/pace.js';
 import { expect } from 'chai';
 import type { ChangesPage, MessagesApi } from '../../lib/client/api.js';
 import type { Connection } from '../../lib/client/connection.js';
@@ -53,6 +54,7 @@ async function subscribed(lastSeq: number, version: number) {
       connection: connection as unknown as Connection,
       messages: messages as unknown as MessagesApi,
       backoff: { baseMs: 1, maxMs: 1 },
+      pace: new CatchUpPace(),
       onEnded: () => undefined,
     },
   );
@@ -171,6 +173,7 @@ function heldAnswers(
       connection: connection as unknown as Connection,
       messages: messages as unknown as MessagesApi,
       backoff: { baseMs: 1, maxMs: 1 },
+      pace: new CatchUpPace(),
       onEnded: () => undefined,
     },
   );

@@ -1,0 +1,80 @@
+import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { XFChatError } from '../../lib/client/errors.js';
+import { CatchUpPace } from '../../lib/client/pace.js';
+
+const aborted = () => new XFChatError('CLIENT_CLOSED', 'The subscription was closed.');
+
+/** A read that runs until `release()`, counting how many run at once. */
+function reads() {
+  let running = 0;
+  let most = 0;
+  const releases: Array<() => void> = [];
+  const read = () => {
+    most = Math.max(most, ++running);
+    return new Promise<string>((resolve) =>
+      releases.push(() => {
+        running -= 1;
+        resolve('read');
+      }),
+    );
+  };
+  return { read, releases, most: () => most, running: () => running };
+}
+
+/** The catch-up reads of a client's subscriptions (lib/client/pace.ts). */
+describe('client/pace: the catch-up reads of a client take turns', function () {
+  it('runs at most `inFlight` at once, the others in the order they came', async () => {
+    const pace = new CatchUpPace(2);
+    const { read, releases, most } = reads();
+    const signal = new AbortController().signal;
+    const order: number[] = [];
+    const all = [1, 2, 3, 4].map((n) => pace.run(signal, aborted, () => read().then(() => order.push(n))));
+    await sleep(5);
+    expect(releases).to.have.length(2);
+    for (let i = 0; i < 4; i++) {
+      releases[i]!();
+      await sleep(5);
+    }
+    await Promise.all(all);
+    expect(most()).to.equal(2);
+    expect(order).to.deep.equal([1, 2, 3, 4]);
+  });
+
+  it('gives up the place of a read whose subscription ended while it waited, which never runs', async () => {
+    const pace = new CatchUpPace(1);
+    const { read, releases, running } = reads();
+    const first = pace.run(new AbortController().signal, aborted, read);
+    const ended = new AbortController();
+    let ran = false;
+    const gone = pace.run(ended.signal, aborted, () => {
+      ran = true;
+      return read();
+    });
+    const next = pace.run(new AbortController().signal, aborted, read);
+    ended.abort();
+    let error: unknown;
+    await gone.catch((err: unknown) => (error = err));
+    expect((error as XFChatError).code).to.equal('CLIENT_CLOSED');
+    releases[0]!();
+    await first;
+    await sleep(5);
+    expect(running(), 'the read behind it runs').to.equal(1);
+    releases[1]!();
+    expect(await next).to.equal('read');
+    expect(ran).to.equal(false);
+  });
+
+  it('sends nothing while a RATE_LIMITED answer’s Retry-After runs', async () => {
+    const pace = new CatchUpPace(4);
+    const signal = new AbortController().signal;
+    const refused = pace.run(signal, aborted, () =>
+      Promise.reject(new XFChatError('RATE_LIMITED', 'Too many requests.', { retryAfter: 1 })),
+    );
+    await refused.catch(() => undefined);
+    const started = Date.now();
+    let ranAt = 0;
+    await pace.run(signal, aborted, () => Promise.resolve((ranAt = Date.now())));
+    expect(ranAt - started).to.be.at.least(950);
+  });
+});
