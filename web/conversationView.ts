@@ -143,6 +143,10 @@ export class ConversationView {
   private readonly title = byId('conversation-title', HTMLHeadingElement);
   private readonly membersLine = byId('conversation-members', HTMLParagraphElement);
   private readonly scroller = byId('message-scroller', HTMLDivElement);
+  /** Whether the reader was at the bottom when the log last scrolled, or was scrolled there. */
+  private pinned = true;
+  /** The log's height when last seen, to tell it getting shorter. */
+  private scrollerHeight: number | undefined;
   private readonly list = byId('messages', HTMLOListElement);
   private readonly older = byId('load-older', HTMLButtonElement);
   private readonly jump = byId('jump-latest', HTMLButtonElement);
@@ -260,10 +264,24 @@ export class ConversationView {
     });
     byId('back-button', HTMLButtonElement).addEventListener('click', () => deps.back());
     this.scroller.addEventListener('scroll', () => {
+      this.pinned = this.atBottom();
       if (this.scroller.scrollTop < EDGE) void this.loadOlder();
       if (this.atBottom()) this.markReadSoon();
       this.updateJump();
     });
+    // The log gets shorter when the window does (a phone's keyboard opening, the phone turned, a header that grew):
+    // its bottom would drop out of view, and with it the reader's place at the bottom, so that new messages were no
+    // longer followed (MOBILE hunt). A reader at the bottom stays there, as with the reply preview.
+    new ResizeObserver(() => {
+      const height = this.scroller.clientHeight;
+      // Shorter only (taller, the bottom stays in view), and not hidden (the list's view on a phone).
+      const shorter = this.scrollerHeight !== undefined && height > 0 && height < this.scrollerHeight;
+      this.scrollerHeight = height;
+      if (shorter && this.pinned && !this.atBottom()) {
+        this.scrollToBottom();
+        this.updateJump();
+      }
+    }).observe(this.scroller);
     document.addEventListener('visibilitychange', () => this.markReadSoon());
     window.addEventListener('storage', (event) => this.draftChangedElsewhere(event));
     window.addEventListener('pagehide', () => this.keepDraftTakenOver());

@@ -133,13 +133,26 @@ export function quoteElement(ctx: MessageContext, seq: number, interactive: bool
 
 const listFormat = new Intl.ListFormat('en', { type: 'conjunction' });
 
-/** Who reacted with one emoji, others first and me last: "Ann, Bob and you". */
-function reactorNames(ctx: MessageContext, userIds: readonly string[]): string {
+/**
+ * Who reacted with one emoji, others first and me last: "Ann, Bob and you"; past `most` names, the rest counted
+ * ("Ann, Bob, you and 997 others").
+ */
+export function reactorNames(
+  ctx: Pick<MessageContext, 'store' | 'state'>,
+  userIds: readonly string[],
+  most = Infinity,
+): string {
   const { store, state } = ctx;
-  const others = userIds.filter((id) => id !== store.meId).map((id) => store.senderLabel(state, id));
+  const others = userIds.filter((id) => id !== store.meId);
   const mine = userIds.includes(store.meId);
   if (others.length === 0) return mine ? 'You' : '';
-  return listFormat.format(mine ? [...others, 'you'] : others);
+  const named =
+    others.length + (mine ? 1 : 0) > most ? others.slice(0, Math.max(1, most - (mine ? 1 : 0))) : others;
+  const names = named.map((id) => store.senderLabel(state, id));
+  if (mine) names.push('you');
+  const rest = others.length - named.length;
+  if (rest > 0) names.push(`${rest} ${rest === 1 ? 'other' : 'others'}`);
+  return listFormat.format(names);
 }
 
 /** A chip's accessible name: "👍 3 reactions, including you". */

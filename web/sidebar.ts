@@ -500,7 +500,7 @@ export class Sidebar {
     const name = request.from.displayName;
     return el(
       'li',
-      { dataset: { key: request.id } },
+      { className: 'request', dataset: { key: request.id } },
       who(request.from, 'Wants to be friends.'),
       el(
         'span',
