@@ -4,6 +4,9 @@ import { pause, retryAfterMs } from './retry.js';
 /** How many catch-up reads of one client may be on their way at once. */
 export const CATCH_UP_IN_FLIGHT = 8;
 
+/** The longest a refusal holds back the reads of the other subscriptions (a proxy may ask for an hour). */
+const MAX_SHARED_HOLD_MS = 30_000;
+
 /**
  * The pace of one client's catch-up reads (the subscribes, history pages and changes pages of its subscriptions),
  * shared by all of them: at most `inFlight` on their way at once, and none sent while the server's last `Retry-After`
@@ -26,7 +29,8 @@ export class CatchUpPace {
    */
   async run<T>(signal: AbortSignal, aborted: () => XFChatError, read: () => Promise<T>): Promise<T> {
     if (signal.aborted) throw aborted();
-    await this.turn(signal);
+    // Left the queue (the subscription ended while it waited): it held no place, and frees none.
+    if (!(await this.turn(signal))) throw aborted();
     try {
       for (let wait = this.heldUntil - Date.now(); wait > 0; wait = this.heldUntil - Date.now()) {
         await pause(wait, signal);
@@ -44,29 +48,33 @@ export class CatchUpPace {
     }
   }
 
-  /** Holds every read back for `ms` from now (a longer hold already running stays). */
+  /**
+   * Holds every read back for `ms` from now, at most {@link MAX_SHARED_HOLD_MS} (a longer hold already running
+   * stays): the refused read itself waits all of a longer `Retry-After`, the others try again sooner.
+   */
   private hold(ms: number): void {
-    this.heldUntil = Math.max(this.heldUntil, Date.now() + ms);
+    this.heldUntil = Math.max(this.heldUntil, Date.now() + Math.min(ms, MAX_SHARED_HOLD_MS));
   }
 
-  /** Resolves once a read may go out (counted in `running`); rejects nothing, and leaves the queue when aborted. */
-  private turn(signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves true once a read may go out (counted in `running`), or false when `signal` aborts first: it leaves the
+   * queue then, holding no place.
+   */
+  private turn(signal: AbortSignal): Promise<boolean> {
     if (this.running < this.inFlight && this.waiting.length === 0) {
       this.running += 1;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
       const go = () => {
         signal.removeEventListener('abort', leave);
         this.running += 1;
-        resolve();
+        resolve(true);
       };
-      // Aborted while queued: its place goes to no one, and run() sees the signal and throws.
       const leave = () => {
         const at = this.waiting.indexOf(go);
         if (at >= 0) this.waiting.splice(at, 1);
-        this.running += 1;
-        resolve();
+        resolve(false);
       };
       this.waiting.push(go);
       signal.addEventListener('abort', leave, { once: true });

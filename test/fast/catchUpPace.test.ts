@@ -65,6 +65,28 @@ describe('client/pace: the catch-up reads of a client take turns', function () {
     expect(ran).to.equal(false);
   });
 
+  // A read that left the queue took a place as it left and freed it at once, waking one more: each ended
+  // subscription let one read past the limit (review).
+  it('lets no extra read out when reads waiting their turn leave the queue', async () => {
+    const pace = new CatchUpPace(2);
+    const { read, releases, most, running } = reads();
+    const live = new AbortController().signal;
+    const runs: Array<Promise<unknown>> = [pace.run(live, aborted, read), pace.run(live, aborted, read)];
+    const ended = [new AbortController(), new AbortController()];
+    for (const c of ended) runs.push(pace.run(c.signal, aborted, read).catch(() => undefined));
+    runs.push(pace.run(live, aborted, read), pace.run(live, aborted, read));
+    await sleep(5);
+    for (const c of ended) c.abort();
+    await sleep(5);
+    expect(running(), 'on their way after the two left').to.equal(2);
+    while (releases.length > 0 || running() > 0) {
+      releases.splice(0).forEach((release) => release());
+      await sleep(5);
+    }
+    await Promise.all(runs);
+    expect(most()).to.equal(2);
+  });
+
   it('sends nothing while a RATE_LIMITED answer’s Retry-After runs', async () => {
     const pace = new CatchUpPace(4);
     const signal = new AbortController().signal;
