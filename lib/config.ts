@@ -135,7 +135,7 @@ export const SETTINGS = {
     kind: 'text',
     group: 'database',
     shownDefault: '(required)',
-    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`, without query parameters (the settings below replace them; an `sslmode` that agrees with `DB_SSL_MODE` is tolerated). Each part percent-decoded whole; no port means 5432 (`PGPORT` is not read); a host of `%2Fvar%2Frun%2Fpostgresql` is a Unix socket folder',
+    doc: '`postgres://USER:PASSWORD@HOST:5432/DATABASE`, without query parameters (the settings below replace them; an `sslmode` that agrees with `DB_SSL_MODE` is tolerated). Each part percent-decoded whole (`/`, `?`, `#` and `@` in the user, password or database name written `%2F`, `%3F`, `%23`, `%40`); no port means 5432 (`PGPORT` is not read); a host of `%2Fvar%2Frun%2Fpostgresql` is a Unix socket folder',
   },
   JWT_SECRET: {
     kind: 'text',
@@ -472,17 +472,17 @@ function readDatabaseUrl(reader: EnvReader): string {
   // A `/`, `?` or `#` in the user or password ends the host part early (the parser ends it at the first of them and
   // takes the user and password up to the last `@` before it): the rest would be read as a host, a database name or
   // parameters, and shown as such, the password with it. One before the first `@` is plain; after an `@` of the
-  // password, the tail shows as an `@` then a host's `:` or `/` after the host part
-  // (`postgres://chat:k9@Vq/staple@db:5432/xfchat`), which a database name has no use for (`%40` writes one there).
+  // password, the tail shows as an `@` after the host part (`postgres://chat:k9@Vq/staple@db:5432/xfchat`), which
+  // cannot be told from an `@` of a database name: that one is written `%40`.
   const authority = url.slice(url.indexOf('//') + 2);
   const userinfoEnd = authority.indexOf('@');
   const hostEnd = authority.search(/[/?#]/);
   if (
     (userinfoEnd >= 0 && /[/?#]/.test(authority.slice(0, userinfoEnd))) ||
-    (hostEnd >= 0 && /@.*[/:]/s.test(authority.slice(hostEnd)))
+    (hostEnd >= 0 && authority.slice(hostEnd).includes('@'))
   ) {
     reader.problems.push(
-      'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
+      'DATABASE_URL is malformed: percent-encode the reserved characters of its user, password and database name (/ as %2F, ? as %3F, # as %23, @ as %40)',
     );
     return '';
   }

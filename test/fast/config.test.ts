@@ -215,25 +215,31 @@ describe('config', () => {
           loadConfig(env({ DATABASE_URL: `postgres://chat:${password}@db.internal:5432/xfchat` })),
         );
         expect(problems).to.deep.equal([
-          'DATABASE_URL is malformed: percent-encode the reserved characters of its user and password (/ as %2F, ? as %3F, # as %23, @ as %40)',
+          'DATABASE_URL is malformed: percent-encode the reserved characters of its user, password and database name (/ as %2F, ? as %3F, # as %23, @ as %40)',
         ]);
       });
     }
 
-    it('rejects a password with an @ then a / when the URL names no database (its tail would be the database)', () => {
-      const problems = problemsOf(() =>
-        loadConfig(env({ DATABASE_URL: `postgres://chat:k9@Vq/${PASSWORD}@db.internal:5432` })),
-      );
-      expect(problems).to.have.length(1);
-      expect(problems[0]).to.match(/^DATABASE_URL is malformed: percent-encode/);
-      expect(problems[0]).not.to.include(PASSWORD);
-    });
+    // After an `@` of the password, its tail is read as the host and the database: an `@` there cannot be told from
+    // one of a database name, which is written `%40` (review: a URL of no port was taken).
+    for (const tail of [`${PASSWORD}@db.internal:5432`, `${PASSWORD}@db.internal`]) {
+      it(`rejects a password with an @ then a / before "${tail.slice(PASSWORD.length)}", without showing any of it`, () => {
+        const problems = problemsOf(() => loadConfig(env({ DATABASE_URL: `postgres://chat:k9@Vq/${tail}` })));
+        expect(problems).to.have.length(1);
+        expect(problems[0]).to.match(/^DATABASE_URL is malformed: percent-encode/);
+        expect(problems[0]).not.to.include(PASSWORD);
+      });
+    }
 
-    it('takes an @ in the database name (it is not a password that ended the host part)', () => {
+    it('takes an @ in the database name written %40, and refuses it bare (it could be a password’s tail)', () => {
       const config = loadConfig(
-        env({ DATABASE_URL: 'postgres://chat:plainpass@db.internal:5432/team@prod' }),
+        env({ DATABASE_URL: 'postgres://chat:plainpass@db.internal:5432/team%40prod' }),
       );
-      expect(config.database.url).to.equal('postgres://chat:plainpass@db.internal:5432/team@prod');
+      expect(config.database.url).to.equal('postgres://chat:plainpass@db.internal:5432/team%40prod');
+      const problems = problemsOf(() =>
+        loadConfig(env({ DATABASE_URL: 'postgres://chat:plainpass@db.internal:5432/team@prod' })),
+      );
+      expect(problems[0]).to.match(/^DATABASE_URL is malformed: percent-encode/);
     });
 
     it('rejects a wrong protocol', () => {
