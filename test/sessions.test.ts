@@ -126,6 +126,58 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
     }
   });
 
+  // A session whose device went away, of a user who never came back, kept its row and every used refresh token for
+  // ever: expired sessions were deleted only at their user's next login or a refresh presenting their token (DATA
+  // hunt). Each node sweeps them (lib/auth/accounts.ts, every 10 minutes).
+  it('the sweep deletes sessions unused for REFRESH_TTL_DAYS, with their refresh tokens, and keeps live ones', async () => {
+    const gone = await account();
+    let token = gone.refreshToken;
+    for (let i = 0; i < 3; i++) token = (await refresh(token)).body.refreshToken;
+    const kept = await account();
+    const { knex } = server.services.db;
+    const tokensOf = async (userId: string) =>
+      (
+        await rows<{ n: number }>(
+          knex,
+          'SELECT count(*)::int AS n FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE s.user_id = ?',
+          [userId],
+        )
+      )[0]?.n;
+    expect(await tokensOf(gone.user.id)).to.equal(4);
+    const ttlDays = server.services.config.auth.refreshTtlDays;
+    // The last use a moment past the TTL ago, and one a day short of it (still live).
+    await knex.raw(
+      'UPDATE sessions SET last_used_at = now() - make_interval(days => ?, secs => 1) WHERE user_id = ?',
+      [ttlDays, gone.user.id],
+    );
+    await knex.raw('UPDATE sessions SET last_used_at = now() - make_interval(days => ?) WHERE user_id = ?', [
+      ttlDays - 1,
+      kept.user.id,
+    ]);
+    const { sessions } = server.services.auth;
+    let swept = 0;
+    for (let n = await sessions.sweepExpired(1); n > 0; n = await sessions.sweepExpired(1)) swept += n;
+    expect(swept).to.be.at.least(1);
+    expect(await sessionCount(gone.user.id)).to.equal(0);
+    expect(
+      await rows(
+        knex,
+        'SELECT 1 FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?)',
+        [gone.user.id],
+      ),
+    ).to.have.length(0);
+    expect(
+      await rows(
+        knex,
+        'SELECT 1 FROM refresh_tokens WHERE token_hash IS NOT NULL AND session_id NOT IN (SELECT id FROM sessions)',
+      ),
+      'no token outlives its session',
+    ).to.have.length(0);
+    expect(await sessionCount(kept.user.id)).to.equal(1);
+    expect((await refresh(kept.refreshToken)).status).to.equal(200);
+    expectError(await refresh(token), 401, 'UNAUTHORIZED');
+  });
+
   it('a refresh whose caller has gone before the commit is rolled back: the token it presented still works once', async () => {
     const alice = await account();
     const { sessions } = server.services.auth;

@@ -55,7 +55,7 @@ export interface AuthService extends ProfileService {
     passwords: { currentPassword: string; newPassword: string },
     client: ClientInfo,
   ): Promise<void>;
-  /** Stops the limits' timer; idempotent. */
+  /** Stops the limits' and the session sweep's timers; idempotent. */
   close(): void;
 }
 
@@ -85,6 +85,11 @@ function withoutHash(user: User): User {
   );
 }
 
+/** How often a node deletes expired sessions, how many a statement, and how many statements at most a time. */
+const SESSION_SWEEP_INTERVAL_MS = 10 * 60_000;
+const SESSION_SWEEP_BATCH = 1000;
+const SESSION_SWEEP_BATCHES = 20;
+
 /** Builds the accounts service over the app's knex and notifier. */
 export function createAuthService(deps: AuthDeps): AuthService {
   const { knex, logger, passwords } = deps;
@@ -94,6 +99,17 @@ export function createAuthService(deps: AuthDeps): AuthService {
     logger,
   });
   const sessions = createSessionService(deps);
+  // Expired sessions are deleted at their user's next login or a refresh that presents their token; a device that
+  // went away for good, of a user who never came back, kept its session and every used refresh token (up to 5,760
+  // rows, 1.3 MB, at the defaults) for ever (DATA hunt). Each node sweeps them now and then, a batch at a time.
+  const sweepSessions = setInterval(() => {
+    void (async () => {
+      // A batch at a time, a few while they come full (the backlog of an upgrade), so no statement runs long.
+      for (let batch = 0; batch < SESSION_SWEEP_BATCHES; batch++)
+        if ((await sessions.sweepExpired(SESSION_SWEEP_BATCH)) < SESSION_SWEEP_BATCH) break;
+    })().catch((err: unknown) => logger.warn({ err }, 'sweeping expired sessions failed'));
+  }, SESSION_SWEEP_INTERVAL_MS);
+  sweepSessions.unref();
 
   async function findByUsername(username: string): Promise<User | undefined> {
     // The unique index's key (migration 20261206100000_usernames_folded_as_ascii), so this is an index lookup.
@@ -227,6 +243,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
     },
     close() {
       limits.close();
+      clearInterval(sweepSessions);
     },
   };
 }

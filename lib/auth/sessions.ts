@@ -122,6 +122,11 @@ export interface SessionService {
    * rejects) once every node will hear it before any message committed from then on: answer after it.
    */
   announceEnded(sessionIds: readonly string[], reason: SessionEndReason): Promise<void>;
+  /**
+   * Deletes sessions unused for `REFRESH_TTL_DAYS` (and with them their refresh tokens), at most `batch` of them;
+   * answers how many. Nothing else reaches a session whose device went away and whose user never came back.
+   */
+  sweepExpired(batch: number): Promise<number>;
 }
 
 export interface SessionDeps {
@@ -362,6 +367,19 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
     async announceEnded(sessionIds, reason) {
       await Promise.all(sessionIds.map((sessionId) => notify.disconnectSession(sessionId, reason)));
+    },
+
+    async sweepExpired(batch) {
+      // Expired: the same test as a login's and a refused refresh's. No one is told: an expired session has no
+      // socket left (a socket needs an access token, which lives at most REFRESH_TTL_DAYS, renewed by refreshes).
+      // SKIP LOCKED: a session a refresh or a logout holds is theirs to settle.
+      const result = await knex.raw<{ rowCount: number | null }>(
+        `DELETE FROM sessions WHERE id IN (
+           SELECT id FROM sessions WHERE last_used_at <= now() - make_interval(days => ?)
+           LIMIT ? FOR UPDATE SKIP LOCKED)`,
+        [ttlDays, batch],
+      );
+      return result.rowCount ?? 0;
     },
   };
 

@@ -167,18 +167,24 @@ describe('client: a subscription refused RATE_LIMITED', function () {
   const { server } = useNode({ env: { RATE_LIMIT_READS_PER_SEC: '1' } });
   const pool = useClientPool();
 
-  it('waits the Retry-After before it subscribes again', async () => {
+  /** Alice, in `count` groups Bob made, and her client's connection (whose requests a test can watch). */
+  async function aliceInGroups(count: number) {
     const alice = pool.open(server.url);
     const a = await alice.signup({ username: uniqueUsername('subwait'), password: PASSWORD });
     const bob = pool.open(server.url);
     const b = await bob.signup({ username: uniqueUsername('subwait'), password: PASSWORD });
     await insertFriendship(server.services.db.knex, a.user.id, b.user.id);
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await bob.conversations.createGroup(`g${i}`, [a.user.id])).id);
-    // Every subscribe of Alice's, when it went out and how it ended.
+    for (let i = 0; i < count; i++) ids.push((await bob.conversations.createGroup(`g${i}`, [a.user.id])).id);
     const connection = (
       alice as unknown as { connection: { request: (...args: unknown[]) => Promise<unknown> } }
     ).connection;
+    return { alice, ids, connection };
+  }
+
+  it('waits the Retry-After before it subscribes again', async () => {
+    const { alice, ids, connection } = await aliceInGroups(4);
+    // Every subscribe of Alice's, when it went out and how it ended.
     const original = connection.request.bind(connection);
     const tries: Array<{ id: string; at: number; retryAfter: number | undefined }> = [];
     connection.request = async (...args: unknown[]) => {
@@ -215,16 +221,7 @@ describe('client: a subscription refused RATE_LIMITED', function () {
   // wait all of them went out together again: at 300 conversations, about six refusals each (SYNC hunt). They take
   // turns now: a few at a time, and none while the last refusal's Retry-After runs.
   it('holds back every subscription of the client while a refusal’s Retry-After runs, and sends a few at a time', async () => {
-    const alice = pool.open(server.url);
-    const a = await alice.signup({ username: uniqueUsername('subpace'), password: PASSWORD });
-    const bob = pool.open(server.url);
-    const b = await bob.signup({ username: uniqueUsername('subpace'), password: PASSWORD });
-    await insertFriendship(server.services.db.knex, a.user.id, b.user.id);
-    const ids: string[] = [];
-    for (let i = 0; i < 12; i++) ids.push((await bob.conversations.createGroup(`p${i}`, [a.user.id])).id);
-    const connection = (
-      alice as unknown as { connection: { request: (...args: unknown[]) => Promise<unknown> } }
-    ).connection;
+    const { alice, ids, connection } = await aliceInGroups(12);
     const original = connection.request.bind(connection);
     const sent: number[] = [];
     const refusals: Array<{ at: number; retryAfter: number }> = [];
