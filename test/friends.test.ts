@@ -183,6 +183,51 @@ describe('friends: requests and friendships', function () {
     expect(again.body.request.id).not.to.equal(id);
   });
 
+  // Answered requests were kept for ever: a pair asking and cancelling (or declining) in a loop left a row a round
+  // (DATA hunt). A new request deletes the pair's older answers: the newest stays (a late answer to it still gets
+  // 409), and a pair never holds more than it and its pending request.
+  it('keeps a pair’s newest answered request only, however often they ask again', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const rowsOfPair = async () =>
+      (
+        (await knex()('friend_requests').whereIn(
+          ['from_user_id', 'to_user_id'],
+          [
+            [alice.id, bob.id],
+            [bob.id, alice.id],
+          ],
+        )) as unknown[]
+      ).length;
+    let last = '';
+    let lastTo = bob;
+    for (let round = 0; round < 6; round++) {
+      const [from, to] = round % 3 === 2 ? [bob, alice] : [alice, bob];
+      const sent = await ask(from, to.username);
+      expect(sent.status, sent.text).to.equal(201);
+      expect(await rowsOfPair()).to.be.at.most(2);
+      last = sent.body.request.id;
+      lastTo = to;
+      if (round % 2 === 0)
+        expect((await call(from, 'DELETE', `/friends/requests/${last}`)).status).to.equal(204);
+      else expect((await call(to, 'POST', `/friends/requests/${last}/decline`)).status).to.equal(200);
+    }
+    expect(await rowsOfPair()).to.be.at.most(2);
+    // The newest answer is kept when they ask again: a late accept of it is still told it was answered.
+    const again = await ask(alice, bob.username);
+    expect(again.status).to.equal(201);
+    expectError(await call(lastTo, 'POST', `/friends/requests/${last}/accept`), 409, 'REQUEST_NOT_PENDING');
+    expect(await rowsOfPair()).to.equal(2);
+    // An acceptance whose friendship ended, then a new request: nothing of the pair is left but that request.
+    expect((await call(bob, 'POST', `/friends/requests/${again.body.request.id}/accept`)).status).to.equal(
+      200,
+    );
+    expect((await call(alice, 'DELETE', `/friends/${bob.id}`)).status).to.equal(204);
+    const after = await ask(bob, alice.username);
+    expect(after.status).to.equal(201);
+    expect(await rowsOfPair()).to.equal(2);
+  });
+
   it('cancels with 204 (status cancelled); the recipient can then neither accept nor see it', async () => {
     const alice = await newUser();
     const bob = await newUser();

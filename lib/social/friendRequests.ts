@@ -54,6 +54,34 @@ async function acceptPending(trx: Knex.Transaction, request: FriendRequest): Pro
 }
 
 /**
+ * Deletes the pair's answered requests but the newest, as a new request between them is made (under the pair's
+ * locks). Answered requests are read by nothing but the catch-up of acceptances, which tells only one whose
+ * friendship still exists (a pair that can ask again has none), and the answer to a late accept, decline or cancel
+ * of that request (`REQUEST_NOT_PENDING`; kept for the newest). Kept, a pair that asked and cancelled in a loop left
+ * a row a round for ever (DATA hunt): now a pair holds at most its newest answer and its pending request.
+ */
+async function forgetOlderAnswers(trx: Knex.Transaction, a: string, b: string): Promise<void> {
+  const pair = [
+    [a, b],
+    [b, a],
+  ];
+  const answered = () =>
+    trx('friend_requests').whereIn(['from_user_id', 'to_user_id'], pair).whereNot('status', 'pending');
+  await answered()
+    .whereNotIn(
+      'id',
+      answered()
+        .select('id')
+        .orderBy([
+          { column: 'responded_at', order: 'desc', nulls: 'last' },
+          { column: 'id', order: 'desc' },
+        ])
+        .limit(1),
+    )
+    .delete();
+}
+
+/**
  * `me` asks `username` to be friends. If that user already asked `me`, their request is accepted instead
  * (created: false). Throws USER_NOT_FOUND, CANNOT_FRIEND_SELF, BLOCKED, ALREADY_FRIENDS or REQUEST_EXISTS.
  */
@@ -75,6 +103,7 @@ export async function sendRequest(
     await acceptPending(trx, pending);
     return { request: await loadRequest(trx, pending.id), created: false };
   }
+  await forgetOlderAnswers(trx, me, target.id);
   // Dated when written, after the pair's locks it may have waited for, as its answer is (`respondedAt`): a node's
   // check after a lost LISTEN connection looks for the requests made since the gap began (revalidation.ts).
   const inserted = await FriendRequest.query(trx).insert({
