@@ -277,7 +277,10 @@ export class ConversationView {
       // Shorter only (taller, the bottom stays in view), and not hidden (the list's view on a phone).
       const shorter = this.scrollerHeight !== undefined && height > 0 && height < this.scrollerHeight;
       this.scrollerHeight = height;
-      if (shorter && this.pinned && !this.atBottom()) {
+      // Not while focus is in the log (an editor open on an earlier message, the keyboard opened for it): the
+      // browser keeps what has focus in view, and the bottom would take it away (review).
+      const focusInLog = this.scroller.contains(document.activeElement);
+      if (shorter && this.pinned && !focusInLog && !this.atBottom()) {
         this.scrollToBottom();
         this.updateJump();
       }

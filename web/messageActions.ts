@@ -1,6 +1,6 @@
 import { XFChatError, type PublicMessage, type XFChatClient } from '../lib/client/index.js';
 import { byId, el } from './dom.js';
-import { REACTION_CHOICES, partOf, reactorNames, setPart, snippet } from './messageItems.js';
+import { REACTION_CHOICES, partOf, setPart, snippet, whoReactedList } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
 import { MAX_MESSAGE_CODE_POINTS, codePointLength } from './text.js';
 
@@ -29,9 +29,6 @@ const CHANGE_ERRORS: Partial<Record<string, string>> = {
   VALIDATION_FAILED: 'the server refused the text (too long, or with characters it cannot store).',
   RATE_LIMITED: 'too many changes at once; try again in a moment.',
 };
-
-/** How many names the menu gives of those who reacted with one emoji; the others are counted. */
-const MENU_REACTORS = 6;
 
 function describeChangeError(err: unknown): string {
   if (!(err instanceof XFChatError)) return 'something went wrong.';
@@ -277,11 +274,12 @@ export class MessageActions {
           }),
         ),
       ),
-      this.whoReacted(state, message),
       // A deleted account's direct conversation has no message box to answer in.
       this.deps.store.otherIsDeleted(state) ? null : action('Reply', 'reply'),
       this.canEdit(message) ? action('Edit', 'edit') : null,
       this.canDelete(state, message) ? action('Delete…', 'delete', 'secondary danger') : null,
+      // Last: the actions stay at the top of a menu that many reactions make long.
+      whoReactedList({ store: this.deps.store, state }, message),
     );
     toggle.after(menu);
     toggle.setAttribute('aria-expanded', 'true');
@@ -290,23 +288,6 @@ export class MessageActions {
     this.open = { toggle, menu };
     this.placeMenu();
     menu.querySelector('button')?.focus();
-  }
-
-  /**
-   * Who reacted with each emoji ("👍 Bob, Cy and you"), or nothing. Under a chip it is a tooltip, shown on hover and
-   * keyboard focus, which a touch screen has neither of (a tap on a chip adds or takes back my own): the menu, a
-   * tap away on a phone, says it too (MOBILE hunt).
-   */
-  private whoReacted(state: ConversationState, message: PublicMessage): HTMLElement | null {
-    if (message.deletedAt !== null || message.reactions.length === 0) return null;
-    const ctx = { store: this.deps.store, state };
-    return el(
-      'ul',
-      { className: 'who-reacted', attrs: { 'aria-label': 'Who reacted' } },
-      ...message.reactions.map((reaction) =>
-        el('li', { text: `${reaction.emoji} ${reactorNames(ctx, reaction.userIds, MENU_REACTORS)}` }),
-      ),
-    );
   }
 
   /**

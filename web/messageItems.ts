@@ -155,6 +155,50 @@ export function reactorNames(
   return listFormat.format(names);
 }
 
+/** How many names the actions menu gives of those who reacted with one emoji; the others are counted. */
+const MENU_REACTORS = 6;
+
+/**
+ * Who reacted with each emoji ("👍 Bob, Cy and you"), for the message's actions menu; or nothing. Under a chip it
+ * is a tooltip, shown on hover and keyboard focus, which a touch screen has neither of (a tap on a chip adds or
+ * takes back my own): the menu, a tap away on a phone, says it too (MOBILE hunt).
+ */
+export function whoReactedList(
+  ctx: Pick<MessageContext, 'store' | 'state'>,
+  message: PublicMessage,
+): HTMLElement | null {
+  if (message.deletedAt !== null || message.reactions.length === 0) return null;
+  return el(
+    'ul',
+    { className: 'who-reacted', attrs: { 'aria-label': 'Who reacted' } },
+    ...message.reactions.map((reaction) =>
+      el('li', { text: `${reaction.emoji} ${reactorNames(ctx, reaction.userIds, MENU_REACTORS)}` }),
+    ),
+  );
+}
+
+/**
+ * An open actions menu stays while its message changes (focus may be in it): what it says of the reactions follows
+ * (which emoji are mine, who reacted).
+ */
+function followReactionsInMenu(item: HTMLElement, ctx: MessageContext, message: PublicMessage): void {
+  const menu = item.querySelector('.tools .menu');
+  if (menu === null) return;
+  for (const choice of menu.querySelectorAll<HTMLButtonElement>('button[data-action="react"]')) {
+    const mine = message.reactions.some(
+      (r) => r.emoji === choice.dataset.emoji && r.userIds.includes(ctx.store.meId),
+    );
+    if (choice.getAttribute('aria-pressed') !== String(mine))
+      choice.setAttribute('aria-pressed', String(mine));
+  }
+  const shown = menu.querySelector('.who-reacted');
+  const fresh = whoReactedList(ctx, message);
+  if (shown === null) {
+    if (fresh !== null) menu.append(fresh);
+  } else if (fresh === null) shown.remove();
+  else if (shown.textContent !== fresh.textContent) shown.replaceWith(fresh);
+}
+
 /** A chip's accessible name: "👍 3 reactions, including you". */
 export function reactionLabel(emoji: string, count: number, mine: boolean): string {
   const counted = `${emoji} ${count} ${count === 1 ? 'reaction' : 'reactions'}`;
@@ -337,6 +381,7 @@ export function updateMessageItem(item: HTMLElement, ctx: MessageContext, messag
   setPart(item, 'reactions', reactionsPart(ctx, message));
   // The actions menu, while open, lives in the tools part: it stays unless the message is gone.
   if (deleted || !item.classList.contains('menu-open')) setPart(item, 'tools', toolsPart(ctx, message));
+  else followReactionsInMenu(item, ctx, message);
   if (deleted) {
     // Nothing is left to edit, and no error about it matters any more; but what was typed in an open editor is not
     // thrown away: it stays, unsaved, with why and "Copy" (focus, if it was there, goes to "Copy").

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Page } from 'playwright-core';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 // Phones: narrow windows, touch, a keyboard that takes half the screen, a phone turned (MOBILE hunt). The document
@@ -315,5 +316,383 @@ describe('web app on a phone: who reacted', function () {
     const stored = (await bob.client.messages.before(group.id)).messages.find((m) => m.seq === hello.seq);
     expect(stored?.reactions.find((r) => r.emoji === '👍')?.userIds, 'nothing changed').to.have.length(2);
     app.expectNoProblems();
+  });
+});
+
+// REV2: review of a66c3d1 (web app on phones).
+
+const PHONE = { viewport: { width: 375, height: 667 }, hasTouch: true, isMobile: true };
+
+describe('web app on a phone (review): the actions menu with many reactions', function () {
+  const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
+
+  it('menu: Reply, Edit and Delete stay inside the window for a message with 20 reactions (375x667)', async () => {
+    const ann = await app.person('Ann');
+    const people: Person[] = [];
+    for (const name of ['Alexandra Johnson', 'Bartholomew Smith', 'Cyrielle Dupont']) {
+      const p = await app.person(name.split(' ')[0]!);
+      await p.client.updateProfile({ displayName: name });
+      people.push({ ...p, displayName: name });
+    }
+    await app.befriend(ann, ...people);
+    const group = await ann.client.conversations.createGroup(
+      'Team',
+      people.map((p) => p.id),
+    );
+    const mine = await ann.client.messages.put(group.id, 'a-1', 'my message');
+    const emoji = [...'😀😁😂🤣😃😄😅😆😉😊😋😎😍😘🥰😗😙😚🙂🤗'];
+    expect(emoji).to.have.length(20);
+    for (const e of emoji) for (const p of people) await p.client.messages.react(group.id, mine.seq, e);
+
+    const page = await app.open({ context: PHONE });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Team').tap();
+    await page.waitForMessage('my message');
+    const item = page.log.locator(`li[data-seq="${mine.seq}"]`);
+    await item.locator('.chip').nth(19).waitFor();
+    await item.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('list', { name: 'Who reacted' }).waitFor();
+    const measured = await page.page.evaluate(() => {
+      const menu = document.querySelector<HTMLElement>('.tools .menu')!;
+      const r = menu.getBoundingClientRect();
+      const buttons = Array.from(menu.querySelectorAll<HTMLButtonElement>(':scope > button')).map((b) => ({
+        text: b.textContent,
+        top: Math.round(b.getBoundingClientRect().top),
+        bottom: Math.round(b.getBoundingClientRect().bottom),
+      }));
+      return {
+        menu: {
+          top: Math.round(r.top),
+          height: Math.round(r.height),
+          overflowY: getComputedStyle(menu).overflowY,
+        },
+        buttons,
+        window: innerHeight,
+      };
+    });
+    const detail = JSON.stringify(measured);
+    for (const b of measured.buttons)
+      expect(b.bottom, `${b.text} out of the window: ${detail}`).to.be.at.most(measured.window);
+    app.expectNoProblems();
+  });
+
+  it('menu: who reacted follows a reaction that comes while the menu is open', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cy = await app.person('Cy');
+    await app.befriend(ann, bob, cy);
+    const group = await ann.client.conversations.createGroup('Team', [bob.id, cy.id]);
+    const hello = await bob.client.messages.put(group.id, 'b-1', 'who likes this?');
+    await bob.client.messages.react(group.id, hello.seq, '👍');
+
+    const page = await app.open({ context: PHONE });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Team').tap();
+    await page.waitForMessage('who likes this?');
+    const item = page.log.locator(`li[data-seq="${hello.seq}"]`);
+    await item.locator('.chip').first().waitFor();
+    await item.getByRole('button', { name: /^Actions for/ }).tap();
+    const list = page.page.getByRole('list', { name: 'Who reacted' });
+    await list.waitFor();
+    expect(await list.getByRole('listitem').allTextContents()).to.deep.equal(['👍 Bob']);
+    await cy.client.messages.react(group.id, hello.seq, '👍');
+    // The chip under the message shows the change...
+    await item.locator('.chip .count', { hasText: '2' }).waitFor();
+    await page.page.waitForTimeout(500);
+    expect(await list.isVisible(), 'the menu is still open').to.equal(true);
+    const chipLabel = await item.locator('.chip').first().getAttribute('aria-label');
+    const lines = await list.getByRole('listitem').allTextContents();
+    expect(
+      lines,
+      `the menu says ${JSON.stringify(lines)} while the chip says ${chipLabel}`,
+    ).to.not.deep.equal(['👍 Bob']);
+    app.expectNoProblems();
+  });
+});
+
+describe('web app on a phone (review): the log getting shorter', function () {
+  const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
+
+  async function setUp(viewport: { width: number; height: number }, unreadFrom?: number) {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    let last = 0;
+    const seqs: number[] = [];
+    for (let i = 1; i <= 40; i++) {
+      const m =
+        i % 2 === 0 && (unreadFrom === undefined || i < unreadFrom)
+          ? await ann.client.messages.put(direct.id, `a-${i}`, `message number ${i}`)
+          : await bob.client.messages.put(direct.id, `b-${i}`, `message number ${i}`);
+      last = m.seq;
+      seqs.push(m.seq);
+    }
+    await ann.client.markRead(direct.id, unreadFrom === undefined ? last : seqs[unreadFrom - 2]!);
+    const page = await app.open({ context: { viewport, hasTouch: true, isMobile: true } });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').tap();
+    await page.waitForMessage('message number 40');
+    await page.page.waitForTimeout(300);
+    return { page, seqs, bob, ann, direct };
+  }
+
+  it('log: a reader scrolled up stays where they are when the window gets shorter', async () => {
+    const { page } = await setUp({ width: 375, height: 667 });
+    await page.scroller.evaluate((s) => (s.scrollTop = s.scrollHeight - s.clientHeight - 300));
+    await page.page.waitForTimeout(200);
+    const before = await page.scroller.evaluate((s) => s.scrollTop);
+    await page.page.setViewportSize({ width: 375, height: 300 });
+    await page.page.waitForTimeout(300);
+    const after = await page.scroller.evaluate((s) => s.scrollTop);
+    expect(after, 'moved').to.equal(before);
+  });
+
+  it('log: opened at its "New messages" line, the line stays in view when the window gets shorter', async () => {
+    const { page } = await setUp({ width: 375, height: 667 }, 25);
+    const divider = page.page.locator('#new-messages');
+    await divider.waitFor();
+    expect(await page.inView(divider), 'in view before').to.equal(true);
+    await page.page.setViewportSize({ width: 375, height: 300 });
+    await page.page.waitForTimeout(300);
+    expect(await page.inView(divider), 'the New messages line in view after').to.equal(true);
+  });
+
+  it('log: the message being edited stays in view when the window gets shorter (keyboard opening)', async () => {
+    const { page } = await setUp({ width: 375, height: 667 });
+    // My message near the top of the view, the reader at the bottom.
+    const seq = await page.scroller.evaluate((s) => {
+      const top = s.getBoundingClientRect().top;
+      const mine = Array.from(s.querySelectorAll<HTMLElement>('li.mine[data-seq]')).find(
+        (li) => li.getBoundingClientRect().top > top + 10,
+      )!;
+      return Number(mine.dataset.seq);
+    });
+    const item = page.log.locator(`li[data-seq="${seq}"]`);
+    expect(await page.inView(item), 'in view').to.equal(true);
+    await item.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('button', { name: 'Edit' }).tap();
+    const editor = item.locator('textarea.edit-input');
+    await editor.waitFor();
+    await page.page.waitForTimeout(300);
+    expect(await page.inView(editor), 'the editor in view before').to.equal(true);
+    const focused = await editor.evaluate((e) => e === document.activeElement);
+    expect(focused, 'focused').to.equal(true);
+    const scrollBefore = await page.scroller.evaluate((s) => s.scrollTop);
+    await page.page.setViewportSize({ width: 375, height: 300 });
+    await page.page.waitForTimeout(400);
+    const detail =
+      `seq ${seq}, scrollTop before ${scrollBefore}, ` +
+      (await page.scroller.evaluate(
+        (s) =>
+          `scrollTop ${s.scrollTop}, below ${s.scrollHeight - s.scrollTop - s.clientHeight}, height ${s.clientHeight}`,
+      ));
+    const nowInView = await page.inView(editor);
+    // Control: where the reader was (the scroll position before the window got shorter, which nothing but the
+    // app's new ResizeObserver changes), the editor is in view.
+    await page.scroller.evaluate((s, top) => (s.scrollTop = top), scrollBefore);
+    await page.page.waitForTimeout(100);
+    expect(await page.inView(editor), `control: in view at the old scroll position (${detail})`).to.equal(
+      true,
+    );
+    expect(nowInView, `the editor typed in is out of view (${detail})`).to.equal(true);
+  });
+});
+
+describe('web app on a phone (review): words broken inside', function () {
+  const app = useWebApp();
+
+  it('words: no single word (a badge, a time, a status) breaks in the middle in the phone members panel and list (320x568)', async () => {
+    const ann = await app.person('Ann');
+    const long = await app.person('Long');
+    await long.client.updateProfile({ displayName: 'W'.repeat(45) });
+    const other = await app.person('Other');
+    await app.befriend(ann, long, other);
+    await ann.client.conversations.createGroup('T'.repeat(60), [long.id, other.id]);
+    const page = await app.open({
+      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
+    });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('T'.repeat(60)).tap();
+    await page.page.getByRole('button', { name: /^Members/ }).tap();
+    await page.page.locator('#details-panel').getByText('W'.repeat(45)).waitFor();
+    await page.page.waitForTimeout(300);
+    const broken = await page.page.evaluate(() => {
+      const out: string[] = [];
+      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const text = n.textContent!.trim();
+        if (text.length < 2 || /\s/.test(text) || /^(W+|T+)$/.test(text)) continue;
+        const el = n.parentElement!;
+        if (!el.checkVisibility?.()) continue;
+        const range = document.createRange();
+        range.selectNodeContents(n);
+        const lines = new Set(
+          Array.from(range.getClientRects())
+            .filter((r) => r.width > 0)
+            .map((r) => Math.round(r.top)),
+        );
+        if (lines.size > 1) out.push(`${el.tagName}.${el.className}: "${text}" on ${lines.size} lines`);
+      }
+      return out;
+    });
+    expect(broken).to.deep.equal([]);
+  });
+
+  it('words: nothing of one word breaks in the middle in the list view (320x568) and on a desktop (1280x720)', async () => {
+    const ann = await app.person('Ann');
+    const long = await app.person('Long');
+    await long.client.updateProfile({ displayName: 'W'.repeat(45) });
+    const asker = await app.person('Asker');
+    await asker.client.updateProfile({ displayName: 'W'.repeat(40) });
+    await app.befriend(ann, long);
+    await asker.client.friends.sendRequest(ann.username);
+    const g = await ann.client.conversations.createGroup('T'.repeat(60), [long.id]);
+    await long.client.messages.put(g.id, 'l-1', 'hello there');
+    const scan = (page: Page) =>
+      page.evaluate(() => {
+        const out: string[] = [];
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+          const text = n.textContent!.trim();
+          if (text.length < 2 || /\s/.test(text) || /^(W+|T+)$/.test(text)) continue;
+          const el = n.parentElement!;
+          if (!el.checkVisibility?.()) continue;
+          const range = document.createRange();
+          range.selectNodeContents(n);
+          const lines = new Set(
+            Array.from(range.getClientRects())
+              .filter((r) => r.width > 0)
+              .map((r) => Math.round(r.top)),
+          );
+          if (lines.size > 1) out.push(`${el.tagName}.${el.className}: "${text}" on ${lines.size} lines`);
+        }
+        return out;
+      });
+    const phone = await app.open({
+      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
+    });
+    await phone.logIn(ann.username, PASSWORD);
+    await phone.page.locator('#incoming-requests li').first().waitFor();
+    await phone.conversationButton('T'.repeat(60)).waitFor();
+    await phone.page.waitForTimeout(300);
+    const onPhone = await scan(phone.page);
+    const desk = await app.open({ context: { viewport: { width: 1280, height: 720 } } });
+    await desk.logIn(ann.username, PASSWORD);
+    await desk.conversationButton('T'.repeat(60)).click();
+    await desk.waitForMessage('hello there');
+    await desk.page.getByRole('button', { name: /^Members/ }).click();
+    await desk.page.waitForTimeout(300);
+    const onDesk = await scan(desk.page);
+    expect({ onPhone, onDesk }).to.deep.equal({ onPhone: [], onDesk: [] });
+  });
+});
+
+describe('web app on a phone (review): the reader place carried from another conversation', function () {
+  const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
+
+  it('carry: a short conversation opened after reading another scrolled up keeps its newest message in view when the keyboard opens', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cy = await app.person('Cy');
+    await app.befriend(ann, bob, cy);
+    const a = await bob.client.conversations.createDirect(ann.id);
+    let last = 0;
+    for (let i = 1; i <= 30; i++) last = (await bob.client.messages.put(a.id, `b-${i}`, `long one ${i}`)).seq;
+    await ann.client.markRead(a.id, last);
+    const b = await cy.client.conversations.createDirect(ann.id);
+    for (let i = 1; i <= 5; i++) last = (await cy.client.messages.put(b.id, `c-${i}`, `short one ${i}`)).seq;
+    await ann.client.markRead(b.id, last);
+    const newestSeq = last;
+
+    const page = await app.open({ context: PHONE });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').tap();
+    await page.waitForMessage('long one 30');
+    // The reader scrolls up a little in Bob's conversation.
+    await page.scroller.evaluate((s) => (s.scrollTop = s.scrollHeight - s.clientHeight - 300));
+    await page.page.waitForTimeout(300);
+    await page.page.locator('#back-button').tap();
+    await page.conversationButton('Cy').tap();
+    await page.waitForMessage('short one 5');
+    await page.page.waitForTimeout(300);
+    const newest = page.log.locator(`li[data-seq="${newestSeq}"]`);
+    expect(await page.inView(newest), 'in view before').to.equal(true);
+    await page.composer.tap();
+    await page.page.setViewportSize({ width: 375, height: 300 });
+    await page.page.waitForTimeout(400);
+    const below = await page.scroller.evaluate(
+      (s) =>
+        `${s.scrollHeight - s.scrollTop - s.clientHeight}px below the view, log ${s.clientHeight}px, scrollTop ${s.scrollTop}`,
+    );
+    expect(await page.inView(newest), `newest in view (${below})`).to.equal(true);
+  });
+});
+
+describe('web app on a phone (review): words broken inside the editor and the menu', function () {
+  const app = useWebApp();
+
+  it('words: the editor hint and the menu keep their words at 320x568', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const d = await bob.client.conversations.createDirect(ann.id);
+    await ann.client.messages.put(d.id, 'a-1', 'hi');
+    const r = await bob.client.messages.put(d.id, 'b-1', 'yo');
+    await bob.client.messages.react(d.id, r.seq, '👍');
+    const scan = (page: Page) =>
+      page.evaluate(() => {
+        const out: string[] = [];
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+          const text = n.textContent!.trim();
+          const el = n.parentElement!;
+          if (!el.checkVisibility?.()) continue;
+          // Each word of the text: one line each.
+          const re = /\S+/g;
+          for (let m = re.exec(n.textContent!); m; m = re.exec(n.textContent!)) {
+            if (m[0].length < 2) continue;
+            const range = document.createRange();
+            range.setStart(n, m.index);
+            range.setEnd(n, m.index + m[0].length);
+            const lines = new Set(
+              Array.from(range.getClientRects())
+                .filter((x) => x.width > 0)
+                .map((x) => Math.round(x.top)),
+            );
+            if (lines.size > 1)
+              out.push(
+                `${el.tagName}.${el.className}: "${m[0]}" of "${text.slice(0, 60)}" on ${lines.size} lines`,
+              );
+          }
+        }
+        return out;
+      });
+    const page = await app.open({
+      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
+    });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').tap();
+    await page.waitForMessage('yo');
+    const found: Record<string, string[]> = {};
+    found.log = await scan(page.page);
+    const theirs = page.log.locator(`li[data-seq="${r.seq}"]`);
+    await theirs.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('list', { name: 'Who reacted' }).waitFor();
+    found.menu = await scan(page.page);
+    await page.page.keyboard.press('Escape');
+    const mine = page.log.locator('li.mine[data-seq]').first();
+    await mine.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('button', { name: 'Edit' }).tap();
+    await mine.locator('textarea.edit-input').waitFor();
+    await page.page.waitForTimeout(200);
+    found.editor = await scan(page.page);
+    // Control: with the word wrapping the page had before a66c3d1 (normal outside headings), the hint keeps its words.
+    await page.page.addStyleTag({ content: 'body { overflow-wrap: normal }' }).catch(() => undefined);
+    await page.page.evaluate(() => (document.body.style.overflowWrap = 'normal'));
+    await page.page.waitForTimeout(100);
+    const control = await scan(page.page);
+    expect(control, 'control: nothing broken with overflow-wrap normal').to.deep.equal([]);
+    expect(found).to.deep.equal({ log: [], menu: [], editor: [] });
   });
 });
