@@ -53,7 +53,7 @@ describe('oneAtATime', function () {
   });
 
   it('answers late() to a task whose turn has not come in time, never runs it, and runs the next at once', async () => {
-    const inTurn = oneAtATime(50, () => new Late());
+    const inTurn = oneAtATime(500, () => new Late());
     const holder = gate();
     const ran: string[] = [];
     const held = inTurn('g', async () => {
@@ -66,7 +66,7 @@ describe('oneAtATime', function () {
       await late.catch((err: unknown) => (error = err));
       expect(error).to.be.instanceOf(Late);
     }
-    // Queued after the late ones: it runs as soon as the task ahead ends, within its own 50 ms, the late ones
+    // Queued after the late ones: it runs as soon as the task ahead ends, within its own 500 ms, the late ones
     // skipped.
     const next = inTurn('g', () => Promise.resolve(void ran.push('next')));
     holder.open();
