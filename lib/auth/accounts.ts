@@ -87,8 +87,8 @@ function withoutHash(user: User): User {
 
 /** How often a node deletes expired sessions, how many a statement, and how many statements at most a time. */
 const SESSION_SWEEP_INTERVAL_MS = 10 * 60_000;
-const SESSION_SWEEP_BATCH = 1000;
-const SESSION_SWEEP_BATCHES = 20;
+const SESSION_SWEEP_BATCH = 100;
+const SESSION_SWEEP_BATCHES = 50;
 
 /** Builds the accounts service over the app's knex and notifier. */
 export function createAuthService(deps: AuthDeps): AuthService {
@@ -102,10 +102,12 @@ export function createAuthService(deps: AuthDeps): AuthService {
   // Expired sessions are deleted at their user's next login or a refresh that presents their token; a device that
   // went away for good, of a user who never came back, kept its session and every used refresh token (up to 5,760
   // rows, 1.3 MB, at the defaults) for ever (DATA hunt). Each node sweeps them now and then, a batch at a time.
+  let closed = false;
   const sweepSessions = setInterval(() => {
     void (async () => {
-      // A batch at a time, a few while they come full (the backlog of an upgrade), so no statement runs long.
-      for (let batch = 0; batch < SESSION_SWEEP_BATCHES; batch++)
+      // A batch at a time, a few more while they come full (the backlog of an upgrade), none once closed: each
+      // statement deletes a batch of sessions with all their tokens (up to 5,760 each), about a second's work.
+      for (let batch = 0; batch < SESSION_SWEEP_BATCHES && !closed; batch++)
         if ((await sessions.sweepExpired(SESSION_SWEEP_BATCH)) < SESSION_SWEEP_BATCH) break;
     })().catch((err: unknown) => logger.warn({ err }, 'sweeping expired sessions failed'));
   }, SESSION_SWEEP_INTERVAL_MS);
@@ -243,6 +245,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
     },
     close() {
       limits.close();
+      closed = true;
       clearInterval(sweepSessions);
     },
   };
