@@ -13,6 +13,7 @@ import {
   send,
   subscribe,
 } from './helpers/chat.js';
+import { request } from './helpers/http.js';
 import { captureLogs } from './helpers/logCapture.js';
 import { useTwoNodes } from './helpers/nodes.js';
 import type { ClientSocket } from './helpers/sockets.js';
@@ -317,6 +318,34 @@ describe('a node does not deliver its own writes to a participant removed by a r
     expect(removedTypings).to.deep.equal([]);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
+  // The removed user's own typing and marker, on the node whose cache still lists them: the typing reached the
+  // group (acked ok) and the marker was answered as one that did not move (READS hunt). Both are refused NOT_FOUND.
+  it('the removed user’s own typing is refused NOT_FOUND here and reaches no one; their read marker too, on both interfaces', async () => {
+    const { member, group, ownerSocket, removed } = await setUp(nodeA);
+    expectOk(await send(ownerSocket, group.id, 'one'));
+    const ownerTypings = record(ownerSocket, 'typing');
+    await removeUnheard(group.id, member.id);
+    const typed = (await removed.emitWithAck('typing', { conversationId: group.id })) as {
+      ok: boolean;
+      error?: { code: string };
+    };
+    expect(typed.ok).to.equal(false);
+    expect(typed.error?.code).to.equal('NOT_FOUND');
+    const read = (await removed.emitWithAck('conversation:read', { conversationId: group.id, seq: 1 })) as {
+      ok: boolean;
+      error?: { code: string };
+    };
+    expect(read.error?.code).to.equal('NOT_FOUND');
+    const rest = await request(nodeB.url, 'POST', `/conversations/${group.id}/read`, {
+      token: member.token,
+      body: { seq: 1 },
+    });
+    expect(rest.status, rest.text).to.equal(404);
+    // A request of the owner's answered after those: anything the room was sent before it has arrived.
+    await answeredAfter(ownerSocket);
+    expect(ownerTypings.map((t) => (t as { userId: string }).userId)).to.deep.equal([]);
+  });
+
   it('a read marker whose removals cannot be checked is stored, answered ok, logged, and told to the room as it stands', async () => {
     const { member, group, ownerSocket, writerSocket, writer } = await setUp(nodeA);
     expectOk(await send(ownerSocket, group.id, 'one'));

@@ -430,7 +430,13 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       // With the session's check in the same statement, as a write's is in its transaction: a session ended on
       // another node, before this one heard of it, moves no marker.
       const result = await knex.raw<{
-        rows: Array<{ live: boolean; moved: number | null; joined: string | null; removals: number | null }>;
+        rows: Array<{
+          live: boolean;
+          member: boolean;
+          moved: number | null;
+          joined: string | null;
+          removals: number | null;
+        }>;
       }>(
         `WITH live AS (
            SELECT ${SESSION_LIVE_SQL} AS ok
@@ -441,12 +447,20 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
              AND p.last_read_seq < LEAST(?::bigint, c.last_seq)
            RETURNING p.last_read_seq, p.joined_at, c.removals
          )
-         SELECT (SELECT ok FROM live) AS live, m.last_read_seq AS moved, m.joined_at::text AS joined, m.removals
+         SELECT (SELECT ok FROM live) AS live,
+           EXISTS (SELECT FROM conversation_participants WHERE conversation_id = ? AND user_id = ?) AS member,
+           m.last_read_seq AS moved, m.joined_at::text AS joined, m.removals
          FROM (SELECT 1) one LEFT JOIN moved m ON true`,
-        [...sessionLiveBindings(sessionId, userId), seq, conversationId, userId, seq],
+        [...sessionLiveBindings(sessionId, userId), seq, conversationId, userId, seq, conversationId, userId],
       );
       const row = result.rows[0];
       if (row?.live !== true) throw new AppError('UNAUTHORIZED');
+      // Removed on another node, before this one heard of it (its cache still lists the user): a non-participant's
+      // marker is refused, as anywhere else, not answered as one that did not move (READS hunt).
+      if (!row.member) {
+        membership.invalidate(conversationId);
+        throw new AppError('NOT_FOUND');
+      }
       if (row.moved === null) return;
       // A participant removed before this marker moved, on a node that has not told this one yet, hears it not.
       // The marker has moved, and a marker has no catch-up: when the check fails (the database), it is reported and
@@ -490,6 +504,7 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
       };
       let blocked: boolean;
       let live: boolean;
+      let member: boolean;
       let overtaken: boolean;
       let removals: number;
       try {
@@ -497,27 +512,47 @@ export function createMessageService(deps: MessageServiceDeps): MessageService {
           const since = typingChanges;
           // The session in the same statement, as a read marker's: one ended on another node goes out to nobody.
           // With the conversation's count of removals, for the check before delivering (as a read marker's).
+          // And whether the typist still takes part: removed on another node before this one heard of it, the
+          // cache still lists them, and their typing reached the group (READS hunt).
           const result = await knex.raw<{
-            rows: Array<{ blocked: boolean; live: boolean; removals: number | null }>;
+            rows: Array<{ blocked: boolean; live: boolean; member: boolean; removals: number | null }>;
           }>(
             `SELECT xfchat_blocked(?, ?) AS blocked, ${SESSION_LIVE_SQL} AS live,
+               EXISTS (SELECT FROM conversation_participants WHERE conversation_id = ? AND user_id = ?) AS member,
                (SELECT removals FROM conversations WHERE id = ?) AS removals`,
-            [conversationId, userId, ...sessionLiveBindings(sessionId, userId), conversationId],
+            [
+              conversationId,
+              userId,
+              ...sessionLiveBindings(sessionId, userId),
+              conversationId,
+              userId,
+              conversationId,
+            ],
           );
           blocked = result.rows[0]?.blocked ?? false;
           live = result.rows[0]?.live ?? false;
+          member = result.rows[0]?.member ?? false;
           removals = result.rows[0]?.removals ?? 0;
           // A block heard while the look ran may have committed after it read: look again.
           overtaken = typingChangedSince(conversationId, since);
-          if (!overtaken || look === TYPING_CHECKS || !live || blocked) break;
+          if (!overtaken || look === TYPING_CHECKS || !live || blocked || !member) break;
         }
       } catch (err) {
         release();
         throw err;
       }
-      if (!live || blocked) {
+      if (!live) {
         release();
-        throw new AppError(live ? 'BLOCKED' : 'UNAUTHORIZED');
+        throw new AppError('UNAUTHORIZED');
+      }
+      if (!member) {
+        release();
+        membership.invalidate(conversationId);
+        throw new AppError('NOT_FOUND');
+      }
+      if (blocked) {
+        release();
+        throw new AppError('BLOCKED');
       }
       if (!goesOut) return;
       if (overtaken) {
