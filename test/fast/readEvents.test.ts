@@ -23,10 +23,13 @@ describe('a held conversation:read whose marker is read slowly', function () {
               setTimeout(() => resolve({ rows: [{ last_read_seq: read, joined: 'joined-1' }] }), 700),
             );
           }
-          const seq = Number(bindings[bindings.length - 1]);
+          // The marker's statement ends with the seq's second use, then the participant check's two bindings.
+          const seq = Number(bindings[bindings.length - 3]);
           const moved = seq > stored ? seq : null;
           if (moved !== null) stored = moved;
-          return Promise.resolve({ rows: [{ live: true, moved, joined: 'joined-1', removals: 0 }] });
+          return Promise.resolve({
+            rows: [{ live: true, member: true, moved, joined: 'joined-1', removals: 0 }],
+          });
         },
       },
       notify: { readMoved: (event: { seq: number }) => told.push(event.seq) },
