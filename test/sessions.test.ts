@@ -826,7 +826,11 @@ describe('sessions: the races of a session start and of a handshake', function (
       });
       expect(armed, 'the logout ran inside the handshake').to.equal(false);
       expect(await gone).to.equal('io server disconnect');
-      expect(ended).to.deep.equal([{ reason: 'revoked' }]);
+      // Told once, by whichever comes first: the node's look at the session once the socket is in its rooms
+      // ("revoked"), or, on a loaded machine, the logout's own notice heard by the node after the socket joined
+      // ("logged_out"). Either way the socket heard why, then went.
+      expect(ended).to.have.length(1);
+      expect(['revoked', 'logged_out']).to.include((ended[0] as { reason: string }).reason);
     } finally {
       socket.close();
     }
