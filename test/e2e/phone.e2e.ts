@@ -1,9 +1,14 @@
 import { expect } from 'chai';
-import type { Page } from 'playwright-core';
+import type { BrowserContextOptions, Page } from 'playwright-core';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 // Phones: narrow windows, touch, a keyboard that takes half the screen, a phone turned (MOBILE hunt). The document
 // not scrolling sideways is layout.e2e.ts's; here, the panels that scroll by themselves, and room for the messages.
+
+/** A browser context like a phone's: a window `width` x `height` CSS px, touch. */
+function onPhone(width: number, height: number): BrowserContextOptions {
+  return { viewport: { width, height }, hasTouch: true, isMobile: true };
+}
 
 /**
  * Each word (two characters or more) of the visible text drawn on more than one line: a word broken inside. The long
@@ -53,7 +58,7 @@ describe('web app on a phone: the sidebar (the list view) on a phone', function 
       await alex.client.updateProfile({ displayName: 'Alexandra Johnson' });
       await alex.client.friends.sendRequest(ann.username);
 
-      const page = await app.open({ context: { viewport, hasTouch: true, isMobile: true } });
+      const page = await app.open({ context: onPhone(viewport.width, viewport.height) });
       await page.logIn(ann.username, PASSWORD);
       const row = page.page.locator('#incoming-requests li', { hasText: 'Wants to be friends.' });
       await row.waitFor();
@@ -77,9 +82,7 @@ describe('web app on a phone: the sidebar (the list view) on a phone', function 
     const ann = await app.person('Ann');
     // The longest display name the server takes, with nowhere to break (as layout.e2e.ts uses for others).
     await ann.client.updateProfile({ displayName: 'W'.repeat(64) });
-    const page = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(320, 568) });
     await page.logIn(ann.username, PASSWORD);
     await page.meName.getByText('W'.repeat(64)).waitFor();
     const measured = await page.page.evaluate(() => {
@@ -101,9 +104,7 @@ describe('web app on a phone: the sidebar (the list view) on a phone', function 
     const ann = await app.person('Ann');
     const long = await app.person('Long');
     await long.client.updateProfile({ displayName: 'W'.repeat(64) });
-    const page = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(320, 568) });
     await page.logIn(ann.username, PASSWORD);
     await page.page.locator('#find-form').getByLabel('Username').fill(long.username);
     await page.page.getByRole('button', { name: 'Find' }).tap();
@@ -135,9 +136,7 @@ describe('web app on a phone: long unbroken names inside scrolling panels on a p
     await app.befriend(ann, long);
     await ann.client.conversations.createGroup('Team', [long.id]);
 
-    const page = await app.open({
-      context: { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(390, 844) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Team').tap();
     await page.waitForTitle('Team');
@@ -159,9 +158,7 @@ describe('web app on a phone: long unbroken names inside scrolling panels on a p
     await long.client.updateProfile({ displayName: 'W'.repeat(45) });
     await app.befriend(ann, long);
 
-    const page = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(320, 568) });
     await page.logIn(ann.username, PASSWORD);
     await page.page.getByRole('button', { name: 'New group' }).tap();
     const dialog = page.page.locator('#new-group-dialog');
@@ -205,7 +202,7 @@ describe('web app on a phone: a group header on a phone', function () {
 
   async function measure(viewport: { width: number; height: number }, size: number) {
     const { ann, last } = await group(size);
-    const page = await app.open({ context: { viewport, hasTouch: true, isMobile: true } });
+    const page = await app.open({ context: onPhone(viewport.width, viewport.height) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Team').tap();
     await page.waitForMessage('message number 20');
@@ -253,7 +250,7 @@ describe('web app on a phone: the window gets shorter under a reader at the bott
     for (let i = 1; i <= 30; i++)
       last = (await bob.client.messages.put(direct.id, `b-${i}`, `message number ${i}`)).seq;
     await ann.client.markRead(direct.id, last);
-    const page = await app.open({ context: { viewport, hasTouch: true, isMobile: true } });
+    const page = await app.open({ context: onPhone(viewport.width, viewport.height) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
     await page.waitForMessage('message number 30');
@@ -334,9 +331,7 @@ describe('web app on a phone: who reacted', function () {
     await ann.client.messages.react(group.id, hello.seq, '🎉');
     for (const fan of many) await fan.client.messages.react(group.id, hello.seq, '🎉');
 
-    const page = await app.open({
-      context: { viewport: { width: 375, height: 667 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(375, 667) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Team').tap();
     await page.waitForMessage('who likes this?');
@@ -355,8 +350,6 @@ describe('web app on a phone: who reacted', function () {
 });
 
 // REV2: review of a66c3d1 (web app on phones).
-
-const PHONE = { viewport: { width: 375, height: 667 }, hasTouch: true, isMobile: true };
 
 describe('web app on a phone (review): the actions menu with many reactions', function () {
   const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
@@ -379,7 +372,7 @@ describe('web app on a phone (review): the actions menu with many reactions', fu
     expect(emoji).to.have.length(20);
     for (const e of emoji) for (const p of people) await p.client.messages.react(group.id, mine.seq, e);
 
-    const page = await app.open({ context: PHONE });
+    const page = await app.open({ context: onPhone(375, 667) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Team').tap();
     await page.waitForMessage('my message');
@@ -420,7 +413,7 @@ describe('web app on a phone (review): the actions menu with many reactions', fu
     const hello = await bob.client.messages.put(group.id, 'b-1', 'who likes this?');
     await bob.client.messages.react(group.id, hello.seq, '👍');
 
-    const page = await app.open({ context: PHONE });
+    const page = await app.open({ context: onPhone(375, 667) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Team').tap();
     await page.waitForMessage('who likes this?');
@@ -464,7 +457,7 @@ describe('web app on a phone (review): the log getting shorter', function () {
       seqs.push(m.seq);
     }
     await ann.client.markRead(direct.id, unreadFrom === undefined ? last : seqs[unreadFrom - 2]!);
-    const page = await app.open({ context: { viewport, hasTouch: true, isMobile: true } });
+    const page = await app.open({ context: onPhone(viewport.width, viewport.height) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
     await page.waitForMessage('message number 40');
@@ -544,9 +537,7 @@ describe('web app on a phone (review): words broken inside', function () {
     const other = await app.person('Other');
     await app.befriend(ann, long, other);
     await ann.client.conversations.createGroup('T'.repeat(60), [long.id, other.id]);
-    const page = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(320, 568) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('T'.repeat(60)).tap();
     await page.page.getByRole('button', { name: /^Members/ }).tap();
@@ -567,22 +558,20 @@ describe('web app on a phone (review): words broken inside', function () {
     const g = await ann.client.conversations.createGroup('T'.repeat(60), [long.id]);
     await long.client.messages.put(g.id, 'l-1', 'hello there');
 
-    const phone = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const phone = await app.open({ context: onPhone(320, 568) });
     await phone.logIn(ann.username, PASSWORD);
     await phone.page.locator('#incoming-requests li').first().waitFor();
     await phone.conversationButton('T'.repeat(60)).waitFor();
     await phone.page.waitForTimeout(300);
-    const onPhone = await wordsBrokenInside(phone.page);
+    const phoneBroken = await wordsBrokenInside(phone.page);
     const desk = await app.open({ context: { viewport: { width: 1280, height: 720 } } });
     await desk.logIn(ann.username, PASSWORD);
     await desk.conversationButton('T'.repeat(60)).click();
     await desk.waitForMessage('hello there');
     await desk.page.getByRole('button', { name: /^Members/ }).click();
     await desk.page.waitForTimeout(300);
-    const onDesk = await wordsBrokenInside(desk.page);
-    expect({ onPhone, onDesk }).to.deep.equal({ onPhone: [], onDesk: [] });
+    const deskBroken = await wordsBrokenInside(desk.page);
+    expect({ phone: phoneBroken, desk: deskBroken }).to.deep.equal({ phone: [], desk: [] });
   });
 });
 
@@ -603,7 +592,7 @@ describe('web app on a phone (review): the reader place carried from another con
     await ann.client.markRead(b.id, last);
     const newestSeq = last;
 
-    const page = await app.open({ context: PHONE });
+    const page = await app.open({ context: onPhone(375, 667) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
     await page.waitForMessage('long one 30');
@@ -639,9 +628,7 @@ describe('web app on a phone (review): words broken inside the editor and the me
     const r = await bob.client.messages.put(d.id, 'b-1', 'yo');
     await bob.client.messages.react(d.id, r.seq, '👍');
 
-    const page = await app.open({
-      context: { viewport: { width: 320, height: 568 }, hasTouch: true, isMobile: true },
-    });
+    const page = await app.open({ context: onPhone(320, 568) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
     await page.waitForMessage('yo');
