@@ -47,6 +47,7 @@ export class ConversationStore {
   /** A user's current name (from `user:updated`, or a lookup): every participant entry of theirs follows. */
   learn(user: PublicUser): void {
     if (this.people.has(user.id) || this.asked.has(user.id)) this.people.set(user.id, user);
+    this.forgetOthersNamed(user.id, user.username);
     for (const state of this.items.values()) {
       for (const p of state.participants) {
         if (p.userId !== user.id) continue;
@@ -63,6 +64,7 @@ export class ConversationStore {
   upsert(conversation: PublicConversation | ConversationSummary): ConversationState {
     const mine = conversation.participants.find((p) => p.userId === this.meId);
     const lastMessage = 'lastMessage' in conversation ? conversation.lastMessage : null;
+    for (const p of conversation.participants) this.forgetOthersNamed(p.userId, p.username);
     const existing = this.items.get(conversation.id);
     if (existing) {
       const seen = new Map(existing.participants.map((p) => [p.userId, p.lastReadSeq]));
@@ -232,6 +234,21 @@ export class ConversationStore {
     const other = state.participants.find((p) => p.userId !== this.meId);
     if (!other) return 'Conversation';
     return other.username === null ? other.displayName : personName(other.displayName);
+  }
+
+  /**
+   * `username` is `id`'s now: a sender looked up earlier under that name (case aside) is someone else, whose account
+   * is gone (a name is free again only when its account is deleted), and is asked about again rather than shown with
+   * the name of its new holder.
+   */
+  private forgetOthersNamed(id: string, username: string | null): void {
+    if (username === null || this.people.size === 0) return;
+    const name = username.toLowerCase();
+    for (const [known, user] of this.people) {
+      if (known === id || user.username?.toLowerCase() !== name) continue;
+      this.people.delete(known);
+      this.onUnknownSender?.(known);
+    }
   }
 
   /** A lookup of a sender that failed (not for a missing account): the next drawing that needs them asks again. */

@@ -63,3 +63,51 @@ describe('web app: two accounts in one browser', function () {
     app.expectNoProblems();
   });
 });
+
+// ACCT hunt: a sender who is no participant any more is looked up by id once; their name must not outlive them.
+describe('web app: a deleted former member’s username taken by someone else', function () {
+  const app = useWebApp();
+
+  it('an open page shows the old messages as "Deleted user", not as the new holder of the name', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const alice = await app.person('Alice');
+    await app.befriend(ann, bob);
+    await app.befriend(ann, alice);
+    const group = await ann.client.conversations.createGroup('Club', [bob.id, alice.id]);
+    await alice.client.messages.put(group.id, 'a-1', 'old words of alice');
+    await alice.client.conversations.leave(group.id);
+
+    const page = await app.open();
+    await page.logIn(bob.username, PASSWORD);
+    await page.openConversation('Club');
+    await page.waitForMessage('old words of alice');
+    // Looked up by id (she is no participant): her name and handle while the account lives.
+    await page.log.locator('.meta .handle', { hasText: `@${alice.username}` }).waitFor();
+
+    // She deletes her account (Bob, no friend of hers and in no conversation with her, is not told); someone else
+    // takes the name, and the same display name, and speaks in the group.
+    await alice.client.deleteAccount(PASSWORD);
+    const newcomer = await app.person('Alice', { username: alice.username });
+    await app.befriend(ann, newcomer);
+    await ann.client.conversations.addParticipant(group.id, newcomer.id);
+    await newcomer.client.messages.put(group.id, 'n-1', 'new words of the newcomer');
+    await page.waitForMessage('new words of the newcomer');
+
+    const sender = (body: string) =>
+      page.log
+        .locator('li[data-seq]', { has: page.page.locator('.body', { hasText: body }) })
+        .locator('.meta')
+        .evaluate((meta) => ({
+          sender: meta.querySelector('.sender')?.textContent ?? null,
+          handle: meta.querySelector('.handle')?.textContent ?? null,
+        }));
+    await page.log.locator('.meta .sender', { hasText: 'Deleted user' }).waitFor();
+    expect(await sender('old words of alice')).to.deep.equal({ sender: 'Deleted user', handle: null });
+    expect(await sender('new words of the newcomer')).to.deep.equal({
+      sender: 'Alice',
+      handle: `@${alice.username}`,
+    });
+    app.expectNoProblems();
+  });
+});

@@ -30,7 +30,8 @@ export interface WebApp {
   openTab(page: ChatPage): Promise<ChatPage>;
   /** A new page (tab) on `url` (the node's) in `context`, e.g. after its other tabs were closed. */
   openTabIn(context: BrowserContext, url?: string): Promise<ChatPage>;
-  person(displayName: string): Promise<Person>;
+  /** A new account (a unique username from the display name, or `options.username`) with a signed-up client. */
+  person(displayName: string, options?: { username?: string }): Promise<Person>;
   /** Makes every pair of `people` friends. */
   befriend(...people: Person[]): Promise<void>;
   /**
@@ -98,10 +99,10 @@ export function useWebApp(options: { browserArgs?: string[]; env?: Record<string
       await tab.goto(url ?? app.server.url);
       return new ChatPage(tab);
     },
-    async person(displayName) {
+    async person(displayName, options) {
       const client = new XFChatClient({ baseUrl: app.server.url });
       clients.push(client);
-      const username = uniqueUsername(displayName.toLowerCase());
+      const username = options?.username ?? uniqueUsername(displayName.toLowerCase());
       const { user } = await client.signup({ username, password: PASSWORD, displayName });
       return { username, displayName, id: user.id, client };
     },
