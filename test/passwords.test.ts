@@ -95,6 +95,26 @@ describe('accounts: password storage', function () {
     expect((await login({ username, password: composed })).status).to.equal(200);
   });
 
+  // The length rules counted the password as sent: 128 composed accented letters signed up, and typed decomposed
+  // (256 code points) were refused at login; 4 letters typed decomposed (8 code points) passed signup's minimum of 8
+  // (I18N hunt). Both forms are one password, of one length: its composed form's.
+  it('counts a password in its composed form: a long one logs in decomposed, a short one is short in both forms', async () => {
+    const username = uniqueUsername();
+    const composed = '\u00e9'.repeat(100) + 'x'.repeat(28);
+    expect([...composed]).to.have.length(128);
+    expect((await signup({ username, password: composed })).status).to.equal(201);
+    const decomposed = await login({ username, password: composed.normalize('NFD') });
+    expect(decomposed.status, JSON.stringify(decomposed.body)).to.equal(200);
+    const tooLong = await login({ username, password: `${composed}x`.normalize('NFD') });
+    expect(tooLong.status, 'one past 128 composed').to.equal(400);
+
+    const short = '\u00e9\u00e8\u00ea\u00eb';
+    for (const form of [short, short.normalize('NFD')]) {
+      const res = await signup({ username: uniqueUsername(), password: form });
+      expect(res.status, `${[...form].length} code points as sent`).to.equal(400);
+    }
+  });
+
   it('never truncates a password: a long one must match in full', async () => {
     const username = uniqueUsername();
     const password = `${'a'.repeat(100)}tail`;

@@ -327,11 +327,12 @@ export class AccountDialog {
     this.newPassword.removeAttribute('aria-invalid');
     const current = this.currentPassword.value;
     const next = this.newPassword.value;
+    const nextLength = length(next.normalize('NFC'));
     if (current === '') {
       this.invalid(this.currentPassword, this.passwordError, 'Type your current password.');
       return;
     }
-    if (length(next) < PASSWORD_MIN || length(next) > PASSWORD_MAX) {
+    if (nextLength < PASSWORD_MIN || nextLength > PASSWORD_MAX) {
       this.invalid(
         this.newPassword,
         this.passwordError,

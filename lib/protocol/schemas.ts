@@ -45,6 +45,11 @@ export interface TextRule {
   notBlank?: boolean;
   /** Refuse control, bidirectional-control and line-separator characters (names, titles, emoji). */
   plain?: boolean;
+  /**
+   * Count the characters of the value's composed form (NFC), which is what is used of it (a password is hashed in
+   * NFC): "é" typed as "e" and a combining accent is one character, as it is one when typed composed.
+   */
+  countComposed?: boolean;
 }
 
 function codePoints(value: string): number {
@@ -56,7 +61,7 @@ function codePoints(value: string): number {
 /** What is wrong with a string under `rule`, or undefined. */
 function textProblem(value: string, rule: TextRule): string | undefined {
   if (!STORABLE_TEXT.test(value)) return STORABLE_HINT;
-  const length = codePoints(value);
+  const length = codePoints(rule.countComposed ? value.normalize('NFC') : value);
   if (length < rule.min || length > rule.max) return `must be ${rule.min}-${rule.max} characters`;
   if (rule.pattern && !rule.pattern.test(value)) return rule.patternHint ?? 'has invalid characters';
   if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
@@ -169,10 +174,12 @@ export const USERNAME_PREFIX = text({
 });
 /** Most users one search answers. */
 export const USER_SEARCH_MAX = 20;
-/** Signup's rule: 8-128 characters (code points), hashed whole (in NFC), never trimmed or truncated. */
-export const NEW_PASSWORD = text({ min: 8, max: 128 });
+/**
+ * Signup's rule: 8-128 characters (code points of its NFC form, which is hashed whole), never trimmed or truncated.
+ */
+export const NEW_PASSWORD = text({ min: 8, max: 128, countComposed: true });
 /** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
-export const PASSWORD = text({ min: 1, max: 128 });
+export const PASSWORD = text({ min: 1, max: 128, countComposed: true });
 export const DISPLAY_NAME = text({ min: 1, max: 64, notBlank: true, plain: true });
 export const GROUP_TITLE = text({ min: 1, max: 100, notBlank: true, plain: true });
 export const MESSAGE_BODY = text({ min: 1, max: 4000, notBlank: true });
