@@ -67,14 +67,22 @@ export class ConversationStore {
     for (const p of conversation.participants) this.forgetOthersNamed(p.userId, p.username);
     const existing = this.items.get(conversation.id);
     if (existing) {
-      const seen = new Map(existing.participants.map((p) => [p.userId, p.lastReadSeq]));
+      // A marker never goes back within one membership; a member removed and added again (a new joinedAt, perhaps
+      // while this page was offline) starts over from the server's, as the server does.
+      const before = new Map(existing.participants.map((p) => [p.userId, p]));
+      const sameMembership = (p: PublicParticipant) => before.get(p.userId)?.joinedAt === p.joinedAt;
       existing.title = conversation.title;
       existing.participants = conversation.participants.map((p) => ({
         ...p,
-        lastReadSeq: Math.max(p.lastReadSeq, seen.get(p.userId) ?? 0),
+        lastReadSeq: sameMembership(p)
+          ? Math.max(p.lastReadSeq, before.get(p.userId)!.lastReadSeq)
+          : p.lastReadSeq,
       }));
       existing.lastSeq = Math.max(existing.lastSeq, conversation.lastSeq);
-      existing.myLastReadSeq = Math.max(existing.myLastReadSeq, mine?.lastReadSeq ?? 0);
+      existing.myLastReadSeq =
+        mine === undefined || sameMembership(mine)
+          ? Math.max(existing.myLastReadSeq, mine?.lastReadSeq ?? 0)
+          : mine.lastReadSeq;
       // A newer last message (the list read again after a drop) brings its time: the list's order follows it.
       if (lastMessage && (existing.lastMessage?.seq ?? 0) < lastMessage.seq) {
         existing.lastMessage = lastMessage;
