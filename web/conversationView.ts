@@ -9,6 +9,7 @@ import {
 import { dayKey, dayLabel } from './dates.js';
 import { byId, el } from './dom.js';
 import type { Drafts } from './drafts.js';
+import { plainText } from './linkify.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
 import { MessageActions } from './messageActions.js';
 import { readRetryWait } from './retry.js';
@@ -577,7 +578,8 @@ export class ConversationView {
     const state = this.current;
     if (!state) return;
     const { store } = this.deps;
-    this.title.textContent = store.title(state);
+    // The title takes its own direction (a group named in Hebrew reads right to left), the heading stays in place.
+    this.title.replaceChildren(el('span', { text: store.title(state), attrs: { dir: 'auto' } }));
     if (state.type === 'group') {
       const names = store.members(state).map((p) => {
         // Names are not unique: everyone else's @username is shown beside their name.
@@ -1029,7 +1031,9 @@ export class ConversationView {
     }
     const quote = quoteText(this.context(state), seq);
     this.replyLabel.textContent = `Replying to ${quote.senderId === this.deps.store.meId ? 'yourself' : quote.sender}`;
-    this.replyText.textContent = quote.text;
+    // As the quote in the log: the start of the message in its own direction, its numbers in the order sent.
+    if (quote.kind === 'text') this.replyText.replaceChildren(...plainText(quote.text));
+    else this.replyText.textContent = quote.text;
     this.replyText.classList.toggle('gone', quote.kind !== 'text');
     this.replyPreview.hidden = false;
     this.input.setAttribute('aria-describedby', 'reply-quote composer-hint');

@@ -11,12 +11,15 @@
 import { textRuns } from './text.js';
 
 /**
- * An address runs up to whitespace, quotes, angle brackets, or an invisible format character (direction
- * controls and marks, zero-width characters, the byte order mark), which never belongs in one.
+ * An address runs up to whitespace, quotes, angle brackets, an invisible format character (direction controls and
+ * marks, zero-width characters, the byte order mark), which never belongs in one, or the punctuation of Chinese and
+ * Japanese (ideographic commas and full stops, their brackets, full-width commas, colons, brackets, "！" and "？"):
+ * text in those scripts has no space after an address ("（https://example.com）を見て", "见 https://example.com。然后").
  */
-const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]+/gi;
-/** Characters that end a sentence rather than the address ("see https://example.com."). */
-const TRAILING = /[.,;:!?]+$/;
+const URL_IN_TEXT =
+  /\bhttps?:\/\/[^\s<>"'`\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\u3001-\u3002\u3008-\u3011\u3014-\u301F\uFF01\uFF08\uFF09\uFF0C\uFF0E\uFF1A\uFF1B\uFF1F\uFF3B\uFF3D\uFF5B\uFF5D\uFF61-\uFF64]+/gi;
+/** Characters that end a sentence rather than the address ("see https://example.com.", Arabic's "،", "؛", "؟"). */
+const TRAILING = /[.,;:!?\u060C\u061B\u061F]+$/;
 
 /** Drops sentence punctuation and closing brackets that the address did not open, from the end of a match. */
 function trimAddress(candidate: string): string {
@@ -115,10 +118,30 @@ export function textParts(text: string): TextPart[] {
  */
 const RIGHT_TO_LEFT = /[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFE\u{10800}-\u{10FFF}\u{1E800}-\u{1EFFF}]/u;
 /**
- * A number: digits, in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
+ * A number: digits of any script (the Arabic-Indic "١١١١ ٢٢٢٢" an Arabic keyboard types too), in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
  * "1, 2, 3" or "10 - 20" are numbers of their own.
  */
-const NUMBER = /\d+(?:[ .,:/-]\d+)*/g;
+const NUMBER = /\p{Nd}+(?:[ .,:/-]\p{Nd}+)*/gu;
+
+/**
+ * A number in a left-to-right isolate (`<span class="ltr">`). Digits other than 0-9 (the Arabic-Indic "١١١١ ٢٢٢٢")
+ * are Arabic numbers to the bidi algorithm, which lays out their groups right to left even in a left-to-right
+ * isolate (the space between two of them takes their direction): each group is an isolate of its own there, and the
+ * groups, neutral to what is around them, follow the isolate's direction.
+ */
+function ltrIsolate(number: string): HTMLElement {
+  const span = document.createElement('span');
+  span.className = 'ltr';
+  if (/^[0-9 .,:/-]*$/.test(number)) span.textContent = number;
+  else
+    for (const part of number.split(/(\p{Nd}+)/u)) {
+      if (part === '') continue;
+      if (!/^\p{Nd}/u.test(part)) span.append(part);
+      else
+        span.append(Object.assign(document.createElement('span'), { className: 'ltr', textContent: part }));
+    }
+  return span;
+}
 
 /** Text nodes for plain text, with each number in a left-to-right isolate (`<span class="ltr">`). */
 function numbersIsolated(text: string): Node[] {
@@ -126,14 +149,19 @@ function numbersIsolated(text: string): Node[] {
   let done = 0;
   for (const match of text.matchAll(NUMBER)) {
     if (match.index > done) nodes.push(document.createTextNode(text.slice(done, match.index)));
-    const number = document.createElement('span');
-    number.className = 'ltr';
-    number.textContent = match[0];
-    nodes.push(number);
+    nodes.push(ltrIsolate(match[0]));
     done = match.index + match[0].length;
   }
   if (done < text.length) nodes.push(document.createTextNode(text.slice(done)));
   return nodes;
+}
+
+/**
+ * Plain text (a quote, a preview: no links) as nodes, with its numbers laid out as the message's body lays them out
+ * ({@link linkify}): in left-to-right isolates when the text holds right-to-left letters.
+ */
+export function plainText(text: string): Node[] {
+  return RIGHT_TO_LEFT.test(text) ? numbersIsolated(text) : [document.createTextNode(text)];
 }
 
 /**

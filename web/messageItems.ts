@@ -1,9 +1,9 @@
 import type { ConnectionState, PublicMessage } from '../lib/client/index.js';
 import { dayKey, dayLabel, fullTimestamp, shortTime } from './dates.js';
 import { button, el } from './dom.js';
-import { linkify } from './linkify.js';
+import { linkify, plainText } from './linkify.js';
 import { offerCopy } from './notice.js';
-import { showControls } from './text.js';
+import { showControls, startOf } from './text.js';
 import type { ConversationState, ConversationStore } from './store.js';
 
 /** A message typed here that the server has not acknowledged yet. */
@@ -76,9 +76,8 @@ export interface MessageContext {
 export function snippet(text: string, length = SNIPPET_LENGTH): string {
   // Invisible direction characters show as markers: a quote never reads differently from what was sent.
   const line = showControls(text).replace(/\s+/g, ' ').trim();
-  const chars = [...line];
-  if (chars.length <= length) return line;
-  const cut = chars.slice(0, length).join('');
+  const cut = startOf(line, length);
+  if (cut === line) return line;
   const space = cut.lastIndexOf(' ');
   return `${space > length / 2 ? cut.slice(0, space) : cut}…`;
 }
@@ -107,9 +106,13 @@ export function quoteText(ctx: MessageContext, seq: number): QuoteText {
 export function quoteElement(ctx: MessageContext, seq: number, interactive: boolean): HTMLElement {
   const quote = quoteText(ctx, seq);
   const label = `In reply to ${quote.sender}: ${quote.text}`;
+  // Each takes its own direction, as the message and its sender's name do: a quote of a right-to-left message is
+  // laid out right to left, with its numbers in the order sent.
   const children = [
-    el('span', { className: 'quote-sender', text: quote.sender }),
-    el('span', { className: quote.kind === 'text' ? 'quote-text' : 'quote-text gone', text: quote.text }),
+    el('span', { className: 'quote-sender', text: quote.sender, attrs: { dir: 'auto' } }),
+    quote.kind === 'text'
+      ? el('span', { className: 'quote-text', attrs: { dir: 'auto' } }, ...plainText(quote.text))
+      : el('span', { className: 'quote-text gone', text: quote.text }),
   ];
   const dataset: Record<string, string> = { replyTo: String(seq), sender: quote.senderId ?? '' };
   // A plain element has no name of its own: the words "In reply to" are there for screen readers.

@@ -1,5 +1,5 @@
 import { byId } from './dom.js';
-import { showControls } from './text.js';
+import { showControls, startOf } from './text.js';
 
 /**
  * Telling the user about new messages they are not looking at: the unread count in the tab title, and, if they
@@ -76,8 +76,9 @@ export class Notifier {
     if (this.soundBox.checked) this.beep();
     if (this.notifyBox.checked && notificationsSupported() && Notification.permission === 'granted') {
       const notification = new Notification(incoming.title, {
-        // Cut by characters, not UTF-16 units: an emoji cut in half would end the text in "�".
-        body: [...`${incoming.sender}: ${showControls(incoming.body)}`].slice(0, 200).join(''),
+        // Cut at whole characters, not UTF-16 units or code points: an emoji cut in half would end in "�" or a lone
+        // half of a flag.
+        body: startOf(`${incoming.sender}: ${showControls(incoming.body)}`, 200),
         // One notification per conversation: a newer message replaces the older one.
         tag: incoming.conversationId,
       });

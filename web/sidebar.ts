@@ -8,6 +8,7 @@ import {
 import { fullTimestamp, listDate } from './dates.js';
 import { button, byId, el, replaceItems } from './dom.js';
 import type { Drafts } from './drafts.js';
+import { plainText } from './linkify.js';
 import type { ConversationStore } from './store.js';
 import { showControls, waitWords } from './text.js';
 
@@ -268,7 +269,9 @@ export class Sidebar {
       const handle = other === undefined ? undefined : store.handle(state, other.userId);
       const draft = !open && drafts.has(state.id) ? drafts.get(state.id) : undefined;
       // What someone wrote takes its own direction (dir="auto", isolated), after a label in the page's.
-      const written = (text: string) => el('span', { text: showControls(text), attrs: { dir: 'auto' } });
+      // Its numbers are laid out as in the message itself (in the order sent, next to right-to-left letters).
+      const written = (text: string) =>
+        el('span', { attrs: { dir: 'auto' } }, ...plainText(showControls(text)));
       const preview: [string, HTMLElement?] =
         draft !== undefined
           ? ['Draft: ', written(draft)]
@@ -310,7 +313,7 @@ export class Sidebar {
           el(
             'span',
             { className: 'headline' },
-            el('span', { className: 'title', text: title }),
+            el('span', { className: 'title', text: title, attrs: { dir: 'auto' } }),
             el('time', {
               className: 'when',
               text: listDate(when, now),

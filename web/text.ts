@@ -13,6 +13,21 @@ export function codePointLength(text: string): number {
   return n;
 }
 
+/** Grapheme clusters, where the browser can tell them (Firefox before 125 cannot: code points there). */
+const GRAPHEMES =
+  typeof Intl.Segmenter === 'function'
+    ? new Intl.Segmenter(undefined, { granularity: 'grapheme' })
+    : undefined;
+
+/**
+ * The start of `text` of at most `max` characters as a reader counts them (grapheme clusters): a cut never splits a
+ * flag, an emoji sequence or a letter and its accent typed as two code points, which would show what was not sent.
+ */
+export function startOf(text: string, max: number): string {
+  const parts = GRAPHEMES ? Array.from(GRAPHEMES.segment(text), (s) => s.segment) : [...text];
+  return parts.length <= max ? text : parts.slice(0, max).join('');
+}
+
 /**
  * The invisible direction characters: the explicit embeddings, overrides and isolates (U+202A-202E,
  * U+2066-2069), which reorder the text around them, so "account \u202E0987654321" reads as another number

@@ -7,6 +7,7 @@ import {
   nameNeedsHandle,
   personName,
   showControls,
+  startOf,
   waitWords,
 } from '../../web/text.js';
 
@@ -91,6 +92,49 @@ describe('web app text rules', function () {
       // An "@" later in the address is only part of its path or query.
       expect(linkTarget('https://example.com/@someone')?.href).to.equal('https://example.com/@someone');
     });
+  });
+
+  // I18N hunt: an address ended only at whitespace, and only ASCII punctuation was trimmed from its end: Chinese and
+  // Japanese text (no spaces) and Arabic punctuation were taken into the link, which opened a page that is not there.
+  describe('links end where the sentence of another script goes on', function () {
+    it('end at the full-width brackets, commas and full stops of Chinese and Japanese', function () {
+      expect(shown('詳細は（https://example.com/docs）を見てください')).to.equal(
+        '詳細は（[https://example.com/docs -> https://example.com/docs]）を見てください',
+      );
+      expect(shown('見て：https://example.com/docs。次に')).to.equal(
+        '見て：[https://example.com/docs -> https://example.com/docs]。次に',
+      );
+      expect(shown('https://example.com/a、https://example.com/b')).to.equal(
+        '[https://example.com/a -> https://example.com/a]、[https://example.com/b -> https://example.com/b]',
+      );
+      expect(shown('「https://example.com/x」！')).to.equal(
+        '「[https://example.com/x -> https://example.com/x]」！',
+      );
+    });
+
+    it('leave an Arabic comma, semicolon or question mark after an address out of it', function () {
+      expect(shown('انظر https://example.com/docs، ثم')).to.equal(
+        'انظر [https://example.com/docs -> https://example.com/docs]، ثم',
+      );
+      expect(shown('هل رأيت https://example.com/docs؟')).to.equal(
+        'هل رأيت [https://example.com/docs -> https://example.com/docs]؟',
+      );
+      // Inside the address it stays: only the end is the sentence's.
+      expect(shown('https://example.com/a،b')).to.equal(
+        '[https://example.com/a،b -> https://example.com/a%D8%8Cb]',
+      );
+    });
+  });
+
+  // I18N hunt: quotes and notifications were cut at a count of code points, inside a flag, an emoji sequence or a
+  // letter and its combining accent, which then showed what was never sent.
+  it('cuts a quote or a notification at whole characters as a reader sees them', function () {
+    for (const unit of ['🇩🇪', '👨‍👩‍👧‍👦', 'e\u0301', 'कि']) {
+      const text = `${'x'.repeat(89)}${unit} and then more words`;
+      expect(startOf(text, 90), JSON.stringify(unit)).to.equal(`${'x'.repeat(89)}${unit}`);
+      expect(startOf(text, 89)).to.equal('x'.repeat(89));
+    }
+    expect(startOf('short', 90)).to.equal('short');
   });
 
   it('counts a message in code points, as the server does', function () {
