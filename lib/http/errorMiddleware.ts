@@ -16,6 +16,8 @@ interface HttpErrorShape {
   charset?: unknown;
   status?: unknown;
   statusCode?: unknown;
+  /** Headers the answer to the error should carry (the file server's 416: a Content-Range with the file's length). */
+  headers?: unknown;
 }
 
 function isJson(text: unknown): boolean {
@@ -85,6 +87,68 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
   });
 }
 
+/** An error answered with an HTTP status of its own, not its code's. */
+interface Refusal {
+  error: AppError;
+  status: number;
+  /** Headers of the refusal itself. */
+  headers: Record<string, string>;
+}
+
+/**
+ * The file server's refusals of a request's conditions (the web app's files, lib/http/webStatic.ts): a Range past the
+ * file's end (416) or a failed If-Match or If-Unmodified-Since (412). They keep their own status, which range and
+ * conditional clients (download managers, caches) act on, under VALIDATION_FAILED, the catalog's code for a request
+ * that cannot be answered as sent; `details` names the header.
+ */
+function fromFileConditions(err: unknown): Refusal | undefined {
+  if (typeof err !== 'object' || err === null || err instanceof AppError) return undefined;
+  const e = err as HttpErrorShape;
+  const status = clientStatus(e);
+  if (status === 416) {
+    const range =
+      typeof e.headers === 'object' && e.headers !== null
+        ? (e.headers as Record<string, unknown>)['Content-Range']
+        : undefined;
+    return {
+      error: new AppError('VALIDATION_FAILED', {
+        message: 'The requested range is not satisfiable.',
+        details: { range: 'not satisfiable' },
+        cause: err,
+      }),
+      status,
+      // RFC 9110: a 416 says the representation's length (`bytes */<size>`), for the client's next Range.
+      headers: typeof range === 'string' ? { 'Content-Range': range } : {},
+    };
+  }
+  if (status === 412) {
+    return {
+      error: new AppError('VALIDATION_FAILED', {
+        message: 'A precondition of the request does not hold.',
+        details: { precondition: 'failed' },
+        cause: err,
+      }),
+      status,
+      headers: {},
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Headers the file server sets for the file before it may still fail (a refused Range or condition, a read error):
+ * they describe the file, not the error's JSON answer. The API's `Cache-Control: no-store` is kept.
+ */
+const FILE_HEADERS = [
+  'Content-Type',
+  'Content-Length',
+  'Content-Range',
+  'Content-Disposition',
+  'ETag',
+  'Last-Modified',
+  'Accept-Ranges',
+] as const;
+
 /** How long the rest of a refused body is read (and thrown away) after the answer before the connection closes. */
 const REFUSED_BODY_DRAIN_MS = 1000;
 
@@ -97,18 +161,28 @@ const REFUSED_BODY_DRAIN_MS = 1000;
 export function createErrorMiddleware(): ErrorRequestHandler {
   const logServerError = createServerErrorLog();
   return (err: unknown, req, res, _next) => {
+    const refusal = fromFileConditions(err);
+    if (refusal !== undefined) {
+      answerError(refusal.error, req, res, refusal);
+      return;
+    }
     const appError = fromRequestDecoding(err) ?? toAppError(err);
     if (appError.status >= 500) logServerError(req.log, appError, {}, 'request failed');
     answerError(appError, req, res);
   };
 }
 
-function answerError(appError: AppError, req: Request, res: Response): void {
+function answerError(appError: AppError, req: Request, res: Response, refusal?: Refusal): void {
   if (res.headersSent) {
     res.end();
     return;
   }
-  const { status, body } = toHttp(appError);
+  const { body } = toHttp(appError);
+  const status = refusal?.status ?? appError.status;
+  // The JSON envelope, not what the file server had started to answer (res.json keeps a Content-Type already set).
+  for (const name of FILE_HEADERS) res.removeHeader(name);
+  if (res.getHeader('Cache-Control') !== 'no-store') res.removeHeader('Cache-Control');
+  for (const [name, value] of Object.entries(refusal?.headers ?? {})) res.setHeader(name, value);
   // A body refused before it was read whole (too large, undecodable): Node reads the rest of it to keep the
   // connection, however long it is. It gets a moment to, so the client can read this answer (closing at once would
   // reset the connection under a client still sending), then the connection is closed.

@@ -151,7 +151,7 @@ export function createRealtime(deps: {
       });
     },
     // A transport whose client sends no handshake in this long is closed (Socket.IO's default is 45 s); the
-    // transport guard then tears down one that would wait for its buffer to drain.
+    // transport guard then tears down one that would wait for its buffer to drain, or for its next poll.
     connectTimeout: CONNECT_TIMEOUT_MS,
     // ws without its automatic pongs: they queued without bound for a client sending pings and reading nothing.
     wsEngine: WsServerWithoutAutoPong,

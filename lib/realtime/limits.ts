@@ -4,7 +4,7 @@ import { AppError, toAck } from '../errors.js';
 import { addressKey, clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
-import { onTransportFinished } from './transportEnd.js';
+import { endConnection, onTransportFinished } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 import { clientEventSchemas } from '../protocol/schemas.js';
 
@@ -63,8 +63,9 @@ export function createWaitingTransports(options: {
       const [oldest] = those;
       if (oldest === undefined) return;
       leave.get(oldest)?.();
-      // `discard`: nothing it holds is waited for.
-      oldest.close(true);
+      // Nothing it holds is waited for, also when it is closing already (Socket.IO's connect timeout closes it
+      // gracefully, and a long-polling transport closed so stays until its client polls again).
+      endConnection(oldest);
       if (performance.now() - lastWarnedAt >= 60_000) {
         lastWarnedAt = performance.now();
         options.logger.warn(

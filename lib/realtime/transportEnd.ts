@@ -88,23 +88,38 @@ export function onTransportFinished(conn: ConnView, done: () => void): void {
 }
 
 /**
- * Ends the socket's transport now, whatever it holds, with the connections of `unreadPolls` (poll answers the client
- * has not read), on the next tick: not inside engine.io's send or receive path.
+ * Ends an engine.io connection now, whatever it holds, with the connections of `unreadPolls` (poll answers the client
+ * has not read): the one way this node ends a transport (the transport guard, the per-address cap on transports
+ * waiting for their handshake, a socket's end). Also one already closing: engine.io's own close of a connection that
+ * is closing does nothing, and a long-polling transport closed gracefully (Socket.IO's connect timeout, a socket's
+ * disconnect) waits for the client's next poll, or engine.io's 30 s closeTimeout, before it is gone.
+ */
+export function endConnection(conn: AppSocket['conn'], unreadPolls: Iterable<PollResponseView> = []): void {
+  const transport = conn.transport;
+  // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes (also once
+  // engine.io counts the connection closed: it does from the start of that handshake). Likewise the connections of
+  // the polls whose answers were not read.
+  websocketOf(transport)?.terminate();
+  for (const res of unreadPolls) res.socket?.destroy();
+  // `discard`: close without waiting for the write buffer to drain, which it never would.
+  conn.close(true);
+  // A long-polling transport closing already waits for the client's next poll to say so (engine.io's
+  // `shouldClose`, called by that poll or its closeTimeout): a client gone, or one that never reads, polls no more.
+  // Taken first, as engine.io's poll takes it, so it runs once.
+  const pending = transport as unknown as { shouldClose?: unknown };
+  const pendingClose = pending.shouldClose;
+  if (typeof pendingClose === 'function') {
+    pending.shouldClose = null;
+    (pendingClose as () => void).call(transport);
+  }
+}
+
+/**
+ * Ends the socket's transport now ({@link endConnection}), on the next tick: not inside engine.io's send or receive
+ * path.
  */
 export function endTransport(socket: AppSocket, unreadPolls: Iterable<PollResponseView>): void {
-  process.nextTick(() => {
-    const transport = socket.conn.transport;
-    // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes. Likewise
-    // the connections of the polls whose answers were not read.
-    websocketOf(transport)?.terminate();
-    for (const res of unreadPolls) res.socket?.destroy();
-    // `discard`: close without waiting for the write buffer to drain, which it never would.
-    socket.conn.close(true);
-    // A long-polling transport closing already waits for the client's next poll to say so (engine.io's
-    // `shouldClose`, called by that poll or its 30 s closeTimeout): a client gone polls no more.
-    const pendingClose = (transport as unknown as { shouldClose?: unknown }).shouldClose;
-    if (typeof pendingClose === 'function') (pendingClose as () => void).call(transport);
-  });
+  process.nextTick(() => endConnection(socket.conn, unreadPolls));
 }
 
 /** What the backpressure watch knows of a socket's transport (backpressure.ts). */

@@ -2,7 +2,7 @@ import { WebSocketServer, type ServerOptions } from 'ws';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
 import { createLogThrottle } from '../serverErrorLog.js';
-import { websocketOf } from './transportEnd.js';
+import { endConnection } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -37,7 +37,8 @@ export class WsServerWithoutAutoPong extends WebSocketServer {
  *   SOCKET_EVENTS_PER_SEC with RATE_LIMITED or drops them, and this ends a transport that sends far past it (one
  *   that sent 1.9 million dropped packets in 10 s kept a core busy), while a client's burst is only answered;
  * - a transport still without a socket `connectTimeoutMs` after it opened is ended (Socket.IO's own close at that
- *   time waits for its write buffer to drain, which a client that does not read never lets happen).
+ *   time waits for its write buffer to drain, which a client that does not read never lets happen, and a long-polling
+ *   transport so closed waits for its client's next poll, or engine.io's 30 s closeTimeout).
  * A transport is ended at once: its write buffer discarded, its websocket terminated. The end is logged (warn),
  * once per reason every 10 s with `suppressed`, how many of that reason went unlogged since: a hostile client opens
  * transports as fast as they are ended, and one line each was hundreds a second.
@@ -61,8 +62,7 @@ export function guardTransports(
     const suppressed = logThrottle.take(reason);
     if (suppressed !== undefined)
       logger.warn({ address: conn.remoteAddress, reason, suppressed }, 'closing a transport');
-    websocketOf(conn.transport)?.terminate();
-    conn.close(true);
+    endConnection(conn);
   }
 
   io.engine.on('connection', (conn: AppSocket['conn']) => {
