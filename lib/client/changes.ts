@@ -41,7 +41,8 @@ export async function retryChange<T>(
   attempt: (signal: AbortSignal) => Promise<T>,
   options: ChangeOptions = {},
 ): Promise<T> {
-  // One controller per call, not listeners on a signal every call shares (Node.js warns past ten of those).
+  // One controller per call. The caller's signal, which many calls may share, gets one abort listener for all of them
+  // (whenAborted in retry.ts), not one each: Node.js warns past ten.
   const link = linkedAbort(deps.closing, options.signal, deps.sessionEnd);
   try {
     for (let n = 0; ; n++) {

@@ -105,7 +105,10 @@ export class Connection {
   private current: ConnectionState = 'disconnected';
   private everConnected = false;
   private attempts = 0;
-  /** When the current connection was made, and whether anything has been acknowledged on it since. */
+  /**
+   * When the current connection was made (performance.now(): a wall clock set back or forward meanwhile would make
+   * a quick cut look long, or a long connection quick), and whether anything has been acknowledged on it since.
+   */
   private connectedAt = 0;
   private acknowledged = false;
   /** Connections in a row cut before they lasted STABLE_CONNECTION_MS or had anything acknowledged. */
@@ -149,6 +152,7 @@ export class Connection {
     };
     this.socket =
       options.url === undefined ? io(socketOptions) : io(...socketTarget(options.url, socketOptions));
+    this.socket.io.on('reconnect_attempt', () => this.boundManagerBackoff());
     this.socket.on('session:ended', ({ reason }) => {
       this.endedReason = reason;
       this.events.emit('endAnnounced', reason);
@@ -156,7 +160,7 @@ export class Connection {
     this.socket.on('connect', () => {
       this.attempts = 0;
       this.renewed = false;
-      this.connectedAt = Date.now();
+      this.connectedAt = performance.now();
       this.acknowledged = false;
       this.connections += 1;
       this.everConnected = true;
@@ -423,10 +427,28 @@ export class Connection {
    * first delay is set here, before it schedules the reconnection (it does so right after this `disconnect`).
    */
   private backOffAfterQuickCut(): void {
-    const lasted = this.acknowledged || Date.now() - this.connectedAt >= STABLE_CONNECTION_MS;
+    const lasted = this.acknowledged || performance.now() - this.connectedAt >= STABLE_CONNECTION_MS;
     this.quickCuts = lasted ? 0 : this.quickCuts + 1;
     const { baseMs, maxMs } = this.options.backoff;
     this.socket.io.reconnectionDelay(Math.min(maxMs, baseMs * 2 ** Math.min(this.quickCuts, 20)));
+  }
+
+  /**
+   * Keeps socket.io-client's reconnection delays within `maxMs` however long the server stays out of reach.
+   * Its backoff (socket.io-client 4's backo2) waits `min * 2^attempts` with `attempts` never bounded: after about
+   * 1020 failed attempts in a row (85 minutes offline at the defaults) that is Infinity, its jitter turns it into NaN
+   * half the time, and NaN is a delay of 0 ms: reconnection attempts as fast as the handshakes fail. Called at each
+   * `reconnect_attempt`, just before the attempt whose failure computes the next delay, it holds `attempts` at the
+   * fewest doublings that reach `maxMs`, so that each later delay is between about half of `maxMs` and `maxMs`, with
+   * jitter, as {@link backoffDelay}'s. The backoff is internal to socket.io-client: if a version keeps it otherwise,
+   * nothing is changed.
+   */
+  private boundManagerBackoff(): void {
+    const backoff = (this.socket.io as unknown as { backoff?: { attempts?: unknown } }).backoff;
+    if (backoff === undefined || typeof backoff.attempts !== 'number') return;
+    const min = this.socket.io.reconnectionDelay();
+    const doublings = Math.max(1, Math.ceil(Math.log2(this.options.backoff.maxMs / min)));
+    if (backoff.attempts > doublings) backoff.attempts = doublings;
   }
 
   private scheduleRetry(atLeastMs = 0): void {

@@ -18,7 +18,11 @@ const MAX_SHARED_HOLD_MS = 30_000;
 export class CatchUpPace {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
-  /** No read goes out before this time (ms since the epoch). */
+  /**
+   * No read goes out before this time, on the monotonic clock (performance.now()): a wall-clock time would stretch
+   * the hold by however far the clock is set back meanwhile (NTP stepping a laptop's clock after a resume), an hour
+   * for an hour.
+   */
   private heldUntil = 0;
 
   constructor(private readonly inFlight = CATCH_UP_IN_FLIGHT) {}
@@ -32,7 +36,7 @@ export class CatchUpPace {
     // Left the queue (the subscription ended while it waited): it held no place, and frees none.
     if (!(await this.turn(signal))) throw aborted();
     try {
-      for (let wait = this.heldUntil - Date.now(); wait > 0; wait = this.heldUntil - Date.now()) {
+      for (let wait = this.holdLeft(); wait > 0; wait = this.holdLeft()) {
         await pause(wait, signal);
         if (signal.aborted) break;
       }
@@ -48,12 +52,17 @@ export class CatchUpPace {
     }
   }
 
+  /** How long the hold still runs, in ms (0 or less once over). */
+  private holdLeft(): number {
+    return this.heldUntil - performance.now();
+  }
+
   /**
    * Holds every read back for `ms` from now, at most {@link MAX_SHARED_HOLD_MS} (a longer hold already running
    * stays): the refused read itself waits all of a longer `Retry-After`, the others try again sooner.
    */
   private hold(ms: number): void {
-    this.heldUntil = Math.max(this.heldUntil, Date.now() + Math.min(ms, MAX_SHARED_HOLD_MS));
+    this.heldUntil = Math.max(this.heldUntil, performance.now() + Math.min(ms, MAX_SHARED_HOLD_MS));
   }
 
   /**

@@ -95,10 +95,49 @@ export class Closing {
   }
 }
 
+/** The hooks {@link whenAborted} runs when a signal aborts, and the one abort listener that runs them. */
+interface AbortHooks {
+  hooks: Set<() => void>;
+  listener: () => void;
+}
+
+const abortHooks = new WeakMap<AbortSignal, AbortHooks>();
+
+/**
+ * Calls `hook` when `signal` (not aborted yet) aborts, until the returned function removes it. However many hooks a
+ * signal has, they share one abort listener, removed with the last hook: an application passes one signal (a
+ * screen's) to a dozen calls at once, and an AbortSignal with more than ten listeners makes Node.js print
+ * MaxListenersExceededWarning.
+ */
+export function whenAborted(signal: AbortSignal, hook: () => void): () => void {
+  let entry = abortHooks.get(signal);
+  if (entry === undefined) {
+    const hooks = new Set<() => void>();
+    const listener = () => {
+      abortHooks.delete(signal);
+      for (const run of [...hooks]) run();
+    };
+    entry = { hooks, listener };
+    abortHooks.set(signal, entry);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { hooks, listener } = entry;
+  // Each call its own entry: the same function given twice runs twice, and each remover takes out its own.
+  const own = () => hook();
+  hooks.add(own);
+  return () => {
+    hooks.delete(own);
+    if (hooks.size > 0 || abortHooks.get(signal)?.hooks !== hooks) return;
+    abortHooks.delete(signal);
+    signal.removeEventListener('abort', listener);
+  };
+}
+
 /**
  * An AbortController for one operation that aborts with CLIENT_CLOSED when the client closes, with
  * {@link abortedError} when the caller's `signal` aborts, and with the reason of `sessionEnd` (UNAUTHORIZED) when the
- * session the operation was made in ends; `release()` removes the links once the operation is over.
+ * session the operation was made in ends; `release()` removes the links once the operation is over. The caller's
+ * signal gets no listener of its own per operation (see {@link whenAborted}).
  */
 export function linkedAbort(
   closing: Closing,
@@ -109,18 +148,18 @@ export function linkedAbort(
   const abort = (reason: XFChatError) => {
     if (!controller.signal.aborted) controller.abort(reason);
   };
-  const onAbort = () => abort(abortedError(signal!));
   const offClose = closing.onClose(abort);
   const offSessionEnd = sessionEnd?.onClose(abort);
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener('abort', onAbort, { once: true });
+  let offSignal: (() => void) | undefined;
+  if (signal?.aborted) abort(abortedError(signal));
+  else if (signal !== undefined) offSignal = whenAborted(signal, () => abort(abortedError(signal)));
   return {
     signal: controller.signal,
     abort,
     release: () => {
       offClose();
       offSessionEnd?.();
-      signal?.removeEventListener('abort', onAbort);
+      offSignal?.();
     },
   };
 }

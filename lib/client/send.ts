@@ -2,7 +2,14 @@ import type { PublicMessage, SendRequest } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { isRetryable, toXFChatError } from './errors.js';
 import { callSafely } from './emitter.js';
-import { abortedError, backoffDelay, delay, retryAfterMs, type BackoffOptions } from './retry.js';
+import {
+  abortedError,
+  backoffDelay,
+  delay,
+  retryAfterMs,
+  whenAborted,
+  type BackoffOptions,
+} from './retry.js';
 
 export interface SendOptions {
   /** Reuse an id (e.g. one saved in an outbox before a page reload); a new UUID otherwise. */
@@ -53,25 +60,29 @@ export async function sendWithRetry(
 }
 
 /**
- * A signal that aborts when either does (with its reason), through listeners that `dispose()` removes once the send
- * is over, so that a long-lived signal (a screen's, passed to every send made there) keeps nothing per send. Not
- * `AbortSignal.any`: Node.js 20 keeps an entry per call on each source signal for as long as that signal lives.
+ * A signal that aborts when either does (with its reason), through hooks that `dispose()` removes once the send is
+ * over, so that a long-lived signal (a screen's, passed to every send made there) keeps nothing per send. Hooks, not
+ * a listener per send: sends to a dozen conversations at once under one signal would give it a dozen listeners, and
+ * Node.js warns past ten ({@link whenAborted}). Not `AbortSignal.any`: Node.js 20 keeps an entry per call on each
+ * source signal for as long as that signal lives.
  */
 export function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
-  const fromA = () => controller.abort(a.reason);
-  const fromB = () => controller.abort(b.reason);
-  const dispose = () => {
-    a.removeEventListener('abort', fromA);
-    b.removeEventListener('abort', fromB);
+  const from = (source: AbortSignal) => () => {
+    if (!controller.signal.aborted) controller.abort(source.reason);
   };
-  if (a.aborted) fromA();
-  else if (b.aborted) fromB();
-  else {
-    a.addEventListener('abort', fromA, { once: true });
-    b.addEventListener('abort', fromB, { once: true });
-  }
-  return { signal: controller.signal, dispose };
+  if (a.aborted) from(a)();
+  else if (b.aborted) from(b)();
+  if (controller.signal.aborted) return { signal: controller.signal, dispose: () => undefined };
+  const offA = whenAborted(a, from(a));
+  const offB = whenAborted(b, from(b));
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      offA();
+      offB();
+    },
+  };
 }
 
 async function sendUntilAcknowledged(

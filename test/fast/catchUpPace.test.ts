@@ -100,3 +100,30 @@ describe('client/pace: the catch-up reads of a client take turns', function () {
     expect(ranAt - started).to.be.at.least(950);
   });
 });
+
+describe('client/pace: a hold across a wall clock set back', () => {
+  const realNow = Date.now;
+  afterEach(() => {
+    Date.now = realNow;
+  });
+
+  // The hold was kept as Date.now() + Retry-After: NTP stepping the clock back an hour after a resume held every
+  // catch-up read of the client for that hour (SDKLONG hunt).
+  it('lets the next read out once the Retry-After ran, though the wall clock went back an hour meanwhile', async () => {
+    const pace = new CatchUpPace(4);
+    const stop = new AbortController();
+    await pace
+      .run(stop.signal, aborted, () =>
+        Promise.reject(new XFChatError('RATE_LIMITED', 'Too many requests.', { retryAfter: 1 })),
+      )
+      .catch(() => undefined);
+    Date.now = () => realNow.call(Date) - 3_600_000;
+    let ran = false;
+    const next = pace.run(stop.signal, aborted, () => Promise.resolve((ran = true)));
+    // Far past the one second asked for, far short of the hour the step added.
+    await sleep(3000);
+    stop.abort();
+    await next.catch(() => undefined);
+    expect(ran, 'the read held back by the RATE_LIMITED ran once its Retry-After was over').to.equal(true);
+  });
+});
