@@ -108,6 +108,14 @@ describe('accounts: password storage', function () {
     const tooLong = await login({ username, password: `${composed}x`.normalize('NFD') });
     expect(tooLong.status, 'one past 128 composed').to.equal(400);
 
+    // A few characters grow in NFC: U+095B (a Devanagari letter on Hindi keyboards) is two code points there. 128 of
+    // them are 128 characters typed, as before lengths counted the composed form (REV1): taken and logged in with.
+    const growing = '\u095B'.repeat(128);
+    expect([...growing.normalize('NFC')]).to.have.length(256);
+    const hindi = uniqueUsername();
+    expect((await signup({ username: hindi, password: growing })).status).to.equal(201);
+    expect((await login({ username: hindi, password: growing })).status).to.equal(200);
+
     const short = '\u00e9\u00e8\u00ea\u00eb';
     for (const form of [short, short.normalize('NFD')]) {
       const res = await signup({ username: uniqueUsername(), password: form });

@@ -327,7 +327,7 @@ export class AccountDialog {
     this.newPassword.removeAttribute('aria-invalid');
     const current = this.currentPassword.value;
     const next = this.newPassword.value;
-    const nextLength = length(next.normalize('NFC'));
+    const nextLength = Math.min(length(next), length(next.normalize('NFC')));
     if (current === '') {
       this.invalid(this.currentPassword, this.passwordError, 'Type your current password.');
       return;

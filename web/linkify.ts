@@ -13,11 +13,28 @@ import { textRuns } from './text.js';
 /**
  * An address runs up to whitespace, quotes, angle brackets, an invisible format character (direction controls and
  * marks, zero-width characters, the byte order mark), which never belongs in one, or the punctuation of Chinese and
- * Japanese (ideographic commas and full stops, their brackets, full-width commas, colons, brackets, "！" and "？"):
- * text in those scripts has no space after an address ("（https://example.com）を見て", "见 https://example.com。然后").
+ * Japanese (the ideographic comma, their brackets, full-width commas, colons, brackets, "！" and "？"): text in those
+ * scripts has no space after an address ("（https://example.com）を見て"). Their full stops are {@link endAtStop}'s.
  */
 const URL_IN_TEXT =
-  /\bhttps?:\/\/[^\s<>"'`\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\u3001-\u3002\u3008-\u3011\u3014-\u301F\uFF01\uFF08\uFF09\uFF0C\uFF0E\uFF1A\uFF1B\uFF1F\uFF3B\uFF3D\uFF5B\uFF5D\uFF61-\uFF64]+/gi;
+  /\bhttps?:\/\/[^\s<>"'`\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\u3001\u3008-\u3011\u3014-\u301F\uFF01\uFF08\uFF09\uFF0C\uFF1A\uFF1B\uFF1F\uFF3B\uFF3D\uFF5B\uFF5D\uFF62-\uFF64]+/gi;
+/** The full stops of Chinese and Japanese ("。", "．", "｡"). */
+const IDEOGRAPHIC_STOPS = /[\u3002\uFF0E\uFF61]/g;
+
+/**
+ * The address up to its first ideographic full stop that ends a sentence ("见 https://example.com。然后", ".../docs。次に").
+ * In the host, one followed by an ASCII letter or digit is a dot as such a keyboard types it ("https://example。com",
+ * which the browser opens as example.com, and the link says so): it stays.
+ */
+function endAtStop(candidate: string): string {
+  const hostEnd = candidate.slice(candidate.indexOf('//') + 2).search(/[/?#]/);
+  const authorityEnd = hostEnd < 0 ? candidate.length : candidate.indexOf('//') + 2 + hostEnd;
+  for (const stop of candidate.matchAll(IDEOGRAPHIC_STOPS)) {
+    if (stop.index < authorityEnd && /^[A-Za-z0-9]/.test(candidate.slice(stop.index + 1))) continue;
+    return candidate.slice(0, stop.index);
+  }
+  return candidate;
+}
 /** Characters that end a sentence rather than the address ("see https://example.com.", Arabic's "،", "؛", "؟"). */
 const TRAILING = /[.,;:!?\u060C\u061B\u061F]+$/;
 
@@ -97,7 +114,7 @@ export function textParts(text: string): TextPart[] {
   };
   let done = 0;
   for (const match of text.matchAll(URL_IN_TEXT)) {
-    const address = trimAddress(match[0]);
+    const address = trimAddress(endAtStop(match[0]));
     if (address === '') continue;
     const target = linkTarget(address);
     if (target === undefined) continue;
@@ -118,10 +135,11 @@ export function textParts(text: string): TextPart[] {
  */
 const RIGHT_TO_LEFT = /[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFE\u{10800}-\u{10FFF}\u{1E800}-\u{1EFFF}]/u;
 /**
- * A number: digits of any script (the Arabic-Indic "١١١١ ٢٢٢٢" an Arabic keyboard types too), in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
+ * A number: digits of any script (the Arabic-Indic "١١١١ ٢٢٢٢" an Arabic keyboard types too, with Arabic's own
+ * decimal and thousands separators: "١٢٫٥٠", "١٬٢٣٤"), in groups joined by one space or sign ("1111 2222 3333", "12.50", "2026-12-06", "050-1234567");
  * "1, 2, 3" or "10 - 20" are numbers of their own.
  */
-const NUMBER = /\p{Nd}+(?:[ .,:/-]\p{Nd}+)*/gu;
+const NUMBER = /\p{Nd}+(?:[ .,:/\u066B\u066C-]\p{Nd}+)*/gu;
 
 /**
  * A number in a left-to-right isolate (`<span class="ltr">`). Digits other than 0-9 (the Arabic-Indic "١١١١ ٢٢٢٢")

@@ -22,10 +22,19 @@ const GRAPHEMES =
 /**
  * The start of `text` of at most `max` characters as a reader counts them (grapheme clusters): a cut never splits a
  * flag, an emoji sequence or a letter and its accent typed as two code points, which would show what was not sent.
+ * And of at most twice `max` code points: one grapheme may hold any number of combining marks (a whole message of
+ * them), and what is cut must stay short.
  */
 export function startOf(text: string, max: number): string {
   const parts = GRAPHEMES ? Array.from(GRAPHEMES.segment(text), (s) => s.segment) : [...text];
-  return parts.length <= max ? text : parts.slice(0, max).join('');
+  let kept = '';
+  let codePoints = 0;
+  for (const [i, part] of parts.entries()) {
+    codePoints += codePointLength(part);
+    if (i >= max || codePoints > 2 * max) return kept;
+    kept += part;
+  }
+  return text;
 }
 
 /**

@@ -46,8 +46,10 @@ export interface TextRule {
   /** Refuse control, bidirectional-control and line-separator characters (names, titles, emoji). */
   plain?: boolean;
   /**
-   * Count the characters of the value's composed form (NFC), which is what is used of it (a password is hashed in
-   * NFC): "é" typed as "e" and a combining accent is one character, as it is one when typed composed.
+   * Count the characters of the value as sent or of its composed form (NFC), whichever has fewer: a password is
+   * hashed in NFC, and "é" typed as "e" and a combining accent is one character, as it is typed composed; a few
+   * characters grow in NFC (U+095B, a Devanagari letter a Hindi keyboard types, is two code points in NFC), and
+   * 128 of those, taken before passwords were counted so, are 128 still.
    */
   countComposed?: boolean;
 }
@@ -61,7 +63,9 @@ function codePoints(value: string): number {
 /** What is wrong with a string under `rule`, or undefined. */
 function textProblem(value: string, rule: TextRule): string | undefined {
   if (!STORABLE_TEXT.test(value)) return STORABLE_HINT;
-  const length = codePoints(rule.countComposed ? value.normalize('NFC') : value);
+  const length = rule.countComposed
+    ? Math.min(codePoints(value), codePoints(value.normalize('NFC')))
+    : codePoints(value);
   if (length < rule.min || length > rule.max) return `must be ${rule.min}-${rule.max} characters`;
   if (rule.pattern && !rule.pattern.test(value)) return rule.patternHint ?? 'has invalid characters';
   if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
@@ -175,7 +179,8 @@ export const USERNAME_PREFIX = text({
 /** Most users one search answers. */
 export const USER_SEARCH_MAX = 20;
 /**
- * Signup's rule: 8-128 characters (code points of its NFC form, which is hashed whole), never trimmed or truncated.
+ * Signup's rule: 8-128 characters (code points as sent or of its NFC form, which is hashed whole, whichever has
+ * fewer), never trimmed or truncated.
  */
 export const NEW_PASSWORD = text({ min: 8, max: 128, countComposed: true });
 /** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */

@@ -54,10 +54,25 @@ describe('web app: right-to-left text and numbers outside the message bubble', f
   }
 
   it('lays out the groups of a number in Arabic-Indic digits in the order sent, as ASCII digits', async () => {
-    const page = await annReadsBob(['رقم الحساب ١١١١ ٢٢٢٢ اليوم', 'Pay to account ٣٣٣٣ ٤٤٤٤ today']);
-    const bodies = await drawn(page.log.locator('li[data-seq] .body'), ['١١١١', '٢٢٢٢', '٣٣٣٣', '٤٤٤٤']);
-    expect(bodies).to.have.length(2);
-    const [arabic, latin] = bodies;
+    const page = await annReadsBob([
+      'رقم الحساب ١١١١ ٢٢٢٢ اليوم',
+      'Pay to account ٣٣٣٣ ٤٤٤٤ today',
+      // With Arabic's decimal separator (REV1: a number of its own each side of it, 12.50 read 50.12).
+      'المبلغ ١٢٫٥٠ دينار',
+    ]);
+    const bodies = await drawn(page.log.locator('li[data-seq] .body'), [
+      '١١١١',
+      '٢٢٢٢',
+      '٣٣٣٣',
+      '٤٤٤٤',
+      '١٢',
+      '٥٠',
+    ]);
+    expect(bodies).to.have.length(3);
+    const [arabic, latin, decimal] = bodies;
+    expect(decimal!.left['١٢'], `"${decimal!.text}": the whole part left of the fraction`).to.be.lessThan(
+      decimal!.left['٥٠']!,
+    );
     expect(arabic!.left['١١١١'], `"${arabic!.text}": the first group left of the second`).to.be.lessThan(
       arabic!.left['٢٢٢٢']!,
     );

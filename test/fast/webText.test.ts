@@ -107,6 +107,14 @@ describe('web app text rules', function () {
       expect(shown('https://example.com/a、https://example.com/b')).to.equal(
         '[https://example.com/a -> https://example.com/a]、[https://example.com/b -> https://example.com/b]',
       );
+      // A full stop in the host followed by a letter is a dot as a Chinese or Japanese keyboard types it (REV1): the
+      // link opens example.com, and says so.
+      expect(shown('见 https://example。com/docs 然后')).to.equal(
+        '见 [https://example.com/docs -> https://example.com/docs] 然后',
+      );
+      expect(shown('见 https://example.com。然后')).to.equal(
+        '见 [https://example.com -> https://example.com/]。然后',
+      );
       expect(shown('「https://example.com/x」！')).to.equal(
         '「[https://example.com/x -> https://example.com/x]」！',
       );
@@ -135,6 +143,9 @@ describe('web app text rules', function () {
       expect(startOf(text, 89)).to.equal('x'.repeat(89));
     }
     expect(startOf('short', 90)).to.equal('short');
+    // Combining marks without end (REV1): a few graphemes of hundreds of code points each are not short.
+    const zalgo = `a${'\u0301'.repeat(300)}`.repeat(10);
+    expect([...startOf(zalgo, 90)].length).to.be.at.most(180);
   });
 
   it('counts a message in code points, as the server does', function () {
