@@ -254,6 +254,9 @@ export class ConversationView {
     this.older.addEventListener('click', () => void this.loadOlder());
     byId('history-retry', HTMLButtonElement).addEventListener('click', () => {
       const again = this.historyRetry;
+      // The box goes away with the button that has focus: focus goes first to where the reader writes, or it
+      // would fall to the page (a keyboard user starting again from its top).
+      if (this.historyError.contains(document.activeElement)) this.focusComposer();
       this.clearHistoryError();
       if (again) void again().catch(deps.report);
     });
@@ -338,7 +341,7 @@ export class ConversationView {
    */
   async open(state: ConversationState): Promise<void> {
     if (state === this.current) {
-      if (!this.actions.focusEditor()) this.input.focus();
+      if (!this.actions.focusEditor()) this.focusComposer();
       return;
     }
     this.keepDraftTakenOver();
@@ -365,8 +368,19 @@ export class ConversationView {
     this.renderReply();
     this.older.hidden = !state.hasOlder;
     this.scrollToStart();
-    this.input.focus();
+    this.focusComposer();
     await this.showHistory(state);
+  }
+
+  /**
+   * Focus to where the reader writes: the message box, or, while nobody can write here (the box is off and takes
+   * no focus), the line saying why, else the conversation's title. Not left where it was: on a phone the list
+   * entry that opened the conversation is hidden now, and focus would fall to the page (the next Tab from its top).
+   */
+  private focusComposer(): void {
+    if (!this.input.disabled) this.input.focus();
+    else if (!this.lockedLine.hidden && this.lockedLine.textContent !== '') this.lockedLine.focus();
+    else this.title.focus();
   }
 
   /**
@@ -849,6 +863,11 @@ export class ConversationView {
               pending.failed = describeSendError(err);
               pending.retrying = undefined;
               this.renderPending(pending);
+              // The log is not a live region: a screen reader hears of the refusal here, once for each failure.
+              if (state === this.current)
+                this.announcer.replaceChildren(
+                  el('p', { text: `Your message was not sent: ${pending.failed}` }),
+                );
               if (err instanceof XFChatError && err.code === 'BLOCKED') this.refusedByBlock(state);
             },
           );
@@ -1144,6 +1163,9 @@ export class ConversationView {
       this.refreshReplies(state, new Set(page.messages.map((m) => m.seq)));
       this.decorate();
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
+      // "Load older messages" goes away after the last page: if it had focus, focus goes to the oldest message,
+      // where the reader goes on, rather than to the page (a keyboard user starting again from its top).
+      if (!state.hasOlder && document.activeElement === this.older) this.edgeMessage('first')?.focus();
       this.older.hidden = !state.hasOlder;
       this.updateReceipts();
       this.historyAttempts = 0;

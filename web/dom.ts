@@ -106,6 +106,68 @@ export function replaceItems(
   focusNear(list);
 }
 
+/**
+ * As replaceItems, but an item with focus inside that is still in `items` is kept (the node itself, and each node on
+ * the way down to the focused control) and brought up to date from its new version, the others put around it: focus
+ * never moves, where replacing the item and focusing its new control again had a screen reader read that control
+ * again at every live update. The kept control keeps its own listeners: they must depend on nothing but the
+ * item's key. Where the new version is shaped otherwise on that way down, this falls back to replaceItems.
+ */
+export function updateItems(
+  list: HTMLElement,
+  items: HTMLElement[],
+  active: Element | null = document.activeElement,
+): void {
+  const kept = active instanceof HTMLElement && list.contains(active) ? active.closest('[data-key]') : null;
+  const key = kept instanceof HTMLElement && kept.parentElement === list ? kept.dataset.key : undefined;
+  const fresh = key === undefined ? undefined : items.find((item) => item.dataset.key === key);
+  const pairs = kept === null || fresh === undefined || active === null ? null : twins(kept, fresh, active);
+  if (kept === null || fresh === undefined || pairs === null) {
+    replaceItems(list, items, active);
+    return;
+  }
+  pairs.forEach(([old, next], i) => {
+    for (const name of old.getAttributeNames()) if (!next.hasAttribute(name)) old.removeAttribute(name);
+    for (const name of next.getAttributeNames()) {
+      const value = next.getAttribute(name) ?? '';
+      if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+    }
+    const below = pairs[i + 1];
+    if (below === undefined) old.replaceChildren(...next.childNodes);
+    else putAround(old, below[0], [...next.childNodes], below[1]);
+  });
+  putAround(list, kept, items, fresh);
+}
+
+/**
+ * The pairs (kept node, its new version) from `old` down to `active`, matched by position among element children
+ * and by tag; null where the new version has no such node.
+ */
+function twins(old: Element, fresh: Element, active: Element): Array<[Element, Element]> | null {
+  const pairs: Array<[Element, Element]> = [];
+  let [a, b]: [Element, Element | undefined] = [old, fresh];
+  for (;;) {
+    if (b === undefined || a.tagName !== b.tagName) return null;
+    pairs.push([a, b]);
+    if (a === active) return pairs;
+    const child = [...a.children].find((c) => c.contains(active));
+    if (child === undefined) return null;
+    b = b.children[[...a.children].indexOf(child)];
+    a = child;
+  }
+}
+
+/**
+ * Makes `parent`'s children `nodes` (among them `twin`), with `kept` in place of `twin`: `kept` is never taken out
+ * (that would take focus away), the others are put before and after it.
+ */
+function putAround(parent: Element, kept: Element, nodes: Node[], twin: Node): void {
+  const at = nodes.indexOf(twin);
+  for (const node of [...parent.childNodes]) if (node !== kept) node.remove();
+  kept.before(...nodes.slice(0, at));
+  kept.after(...nodes.slice(at + 1));
+}
+
 /** Focuses `target` (a list or heading made focusable for it); false if it cannot take focus. */
 function takeFocus(target: HTMLElement): boolean {
   if (

@@ -169,10 +169,16 @@ export class DetailsPanel {
       ...candidates.map((f) => el('option', { text: friendLabel(f), attrs: { value: f.user.id } })),
     );
     if (candidates.some((f) => f.user.id === chosen)) this.addSelect.value = chosen;
+    // Turned off (the last friend not in the group just added), the select and "Add" lose focus: it goes to the
+    // "Members" button, as after a removal, rather than to the page (the next Tab from its top).
+    const lost =
+      candidates.length === 0 &&
+      (document.activeElement === this.addSelect || document.activeElement === this.addButton);
     this.addSelect.disabled = candidates.length === 0;
     this.addButton.disabled = candidates.length === 0;
     if (candidates.length === 0)
       this.addSelect.replaceChildren(el('option', { text: 'All your friends are in this group' }));
+    if (lost) this.toggle.focus();
   }
 
   private memberItem(state: ConversationState, member: PublicParticipant, iOwnIt: boolean): HTMLLIElement {

@@ -63,6 +63,32 @@ export function showNotice(text: string, options: { unsent?: string; focus?: boo
     notice.insertBefore(more, close);
   }
   notice.hidden = false;
-  close.onclick = () => (notice.hidden = true);
+  close.onclick = () => {
+    const hadFocus = notice.contains(document.activeElement);
+    notice.hidden = true;
+    if (hadFocus) focusAfterNotice();
+  };
   if (options.focus) notice.focus();
+}
+
+/**
+ * Where focus goes when the notice that had it is dismissed (hidden, it takes focus away, to the page): where the
+ * user writes in the open conversation (or, when nobody can write there, why, else its title), else the first
+ * conversation in the list (as after leaving one), else "New group", else the page's heading.
+ */
+function focusAfterNotice(): void {
+  const candidates = [
+    document.getElementById('composer-input'),
+    document.getElementById('composer-locked'),
+    document.getElementById('conversation-title'),
+    document.querySelector('#conversations li[data-key] button'),
+    document.getElementById('new-group-button'),
+    document.querySelector('main:not([hidden]) h1'),
+  ];
+  for (const target of candidates) {
+    if (!(target instanceof HTMLElement) || target.getClientRects().length === 0) continue;
+    if (target instanceof HTMLHeadingElement && !target.hasAttribute('tabindex')) target.tabIndex = -1;
+    target.focus();
+    if (document.activeElement === target) return;
+  }
 }

@@ -6,7 +6,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { fullTimestamp, listDate } from './dates.js';
-import { button, byId, el, replaceItems } from './dom.js';
+import { button, byId, el, replaceItems, updateItems } from './dom.js';
 import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
 import type { ConversationStore } from './store.js';
@@ -338,7 +338,9 @@ export class Sidebar {
       );
       return el('li', { dataset: { key: state.id } }, button);
     });
-    replaceItems(this.conversations, items.length ? items : [this.none('No conversations yet.')]);
+    // Updated in place: the entry with focus stays (re-read by a screen reader at each message if replaced). Its
+    // button keeps its first listener, which needs nothing but the conversation's id (the item's key).
+    updateItems(this.conversations, items.length ? items : [this.none('No conversations yet.')]);
   }
 
   /**
@@ -354,7 +356,7 @@ export class Sidebar {
     if (query === '') {
       this.results = [];
       this.shownQuery = '';
-      this.renderResults();
+      this.renderResults(true);
       return;
     }
     try {
@@ -362,24 +364,35 @@ export class Sidebar {
       if (ticket !== this.searchTicket) return;
       this.results = users;
       this.shownQuery = query;
-      this.renderResults();
+      this.renderResults(true);
     } catch (err) {
       if (ticket !== this.searchTicket) return;
       this.askedQuery = '';
       this.results = [];
       // Nothing is known of this search: the line must not say that nobody matched the one before.
       this.shownQuery = '';
-      this.renderResults();
+      this.renderResults(true);
       this.showFindError(err);
     }
   }
 
-  /** The search results, each with what can be done now (drawn from the current friends and requests). */
-  private renderResults(): void {
-    this.findStatus.textContent =
-      this.shownQuery !== '' && this.results.length === 0
-        ? `No one else’s username starts with “${this.shownQuery}”.`
-        : '';
+  /**
+   * The search results, each with what can be done now (drawn from the current friends and requests). An `answer`
+   * to a search also says, in the status line (a polite live region), how many were found: a screen reader hears
+   * the outcome of every search, not only of one that found nobody. Drawn again for a change to friends or blocks,
+   * the line is left as it is, so that the count is not said again.
+   */
+  private renderResults(answer = false): void {
+    const found = this.results.length;
+    if (answer)
+      this.findStatus.textContent =
+        this.shownQuery === ''
+          ? ''
+          : found === 0
+            ? `No one else’s username starts with “${this.shownQuery}”.`
+            : found === 1
+              ? '1 person found.'
+              : `${found} people found.`;
     replaceItems(
       this.findResults,
       this.results.map((user) => this.resultItem(user)),

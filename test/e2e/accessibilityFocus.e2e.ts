@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Page } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import { PASSWORD, useWebApp } from './fixture.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -299,5 +299,212 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
       );
     });
     expect(afterFriends, `focus went to ${where}`).to.equal(true);
+  });
+});
+
+/** Answers a request with an error of the API's shape (`code`), as the server would. */
+function fail(
+  route: Route,
+  status: number,
+  code: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  return route.fulfill({
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
+  });
+}
+
+/**
+ * Controls that go away once used: before, each took keyboard focus with it to the page's body (the next Tab
+ * started again from the top, a screen reader lost its place): dismissing a notice, adding the last friend not in
+ * a group, "Load older messages" on the last page, "Try again now" after a failed history read, and, on a phone,
+ * opening a conversation nobody can write in (its message box is off, the list entry hidden). The focused entry of
+ * the conversation list was also replaced at each message elsewhere, and focused again: read again each time.
+ */
+describe('accessibility: keyboard focus when the focused control goes away', function () {
+  const app = useWebApp();
+
+  it('dismissing the "no longer in" notice by keyboard puts focus on the first conversation in the list', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    await ann.client.conversations.createDirect(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    const notice = page.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    await notice.getByRole('button', { name: 'Dismiss this notice' }).focus();
+    await page.page.keyboard.press('Enter');
+    await notice.waitFor({ state: 'hidden' });
+    expect(await settledFocus(page.page)).to.match(/^button#\[Bob/);
+  });
+
+  it('dismissing a notice by keyboard while a conversation is open puts focus in its message box', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    await ann.client.conversations.createDirect(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Plans');
+    await bob.client.conversations.removeParticipant(group.id, ann.id);
+    const notice = page.page.locator('#app-notice');
+    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    await page.openConversation('Bob');
+    await notice.getByRole('button', { name: 'Dismiss this notice' }).focus();
+    await page.page.keyboard.press('Enter');
+    await notice.waitFor({ state: 'hidden' });
+    expect(await settledFocus(page.page)).to.match(/^textarea#composer-input/);
+  });
+
+  it('adding by keyboard the last friend not yet in a group puts focus on the "Members" button', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    await ann.client.conversations.createGroup('Crew', [bob.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Crew');
+    await page.page.getByRole('button', { name: /^Members/ }).click();
+    const select = page.page.getByRole('combobox', { name: 'Add a friend' });
+    await waitFor(async () => !(await select.isDisabled()), { what: 'the select enabled' });
+    await page.page.getByRole('button', { name: 'Add', exact: true }).focus();
+    await page.page.keyboard.press('Enter');
+    await page.page.getByText('Cat was added.').waitFor();
+    expect(await settledFocus(page.page)).to.match(/^button#details-toggle\[\]Members \(3\)/);
+  });
+
+  it('"Load older messages" pressed by keyboard on the last page puts focus on the oldest message', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    for (let i = 1; i <= 60; i++) await bob.client.messages.put(direct.id, `m-${i}`, `line ${i}`);
+    await ann.client.messages.read(direct.id, 60);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    await page.waitForMessage('line 60');
+    const older = page.page.getByRole('button', { name: 'Load older messages' });
+    await older.waitFor();
+    await older.focus();
+    await page.page.keyboard.press('Enter');
+    await waitFor(async () => (await page.shownSeqs()).length === 60, { what: 'all 60 messages' });
+    await older.waitFor({ state: 'hidden' });
+    await settledFocus(page.page);
+    const focused = await page.page.evaluate(() => (document.activeElement as HTMLElement).dataset.seq);
+    expect(focused, `focus on ${await active(page.page)}`).to.equal('1');
+  });
+
+  it('"Try again now" pressed by keyboard after a failed history read puts focus in the message box', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await bob.client.messages.put(direct.id, 'h-1', 'history line');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    let failed = false;
+    await page.page.route(
+      (url) => url.pathname.endsWith('/messages') && url.searchParams.has('before'),
+      (route) => {
+        if (failed) return route.continue();
+        failed = true;
+        return fail(route, 429, 'RATE_LIMITED', { 'retry-after': '60' });
+      },
+    );
+    await page.openConversation('Bob');
+    const retry = page.page.locator('#history-error').getByRole('button', { name: 'Try again now' });
+    await retry.waitFor();
+    await retry.focus();
+    await page.page.keyboard.press('Enter');
+    await page.waitForMessage('history line');
+    expect(await settledFocus(page.page)).to.match(/^textarea#composer-input/);
+  });
+
+  it('the focused entry of the conversation list stays the same element while messages come in elsewhere', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    await bob.client.conversations.createDirect(ann.id);
+    const withCat = await cat.client.conversations.createDirect(ann.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const bobEntry = page.conversationButton('Bob');
+    await page.conversationButton('Cat').waitFor();
+    await bobEntry.focus();
+    // Each replacement of the focused entry moved focus again (a "focusin"): a screen reader read it again.
+    await page.page.evaluate(() => {
+      const w = window as unknown as { focusMoves: number; focusedEntry: Element | null };
+      w.focusMoves = 0;
+      w.focusedEntry = document.activeElement;
+      document.getElementById('conversations')!.addEventListener('focusin', () => (w.focusMoves += 1));
+    });
+    await cat.client.connect();
+    for (const [i, text] of ['one', 'two', 'three'].entries()) {
+      await cat.client.send(withCat.id, text);
+      await page.page.getByRole('button', { name: new RegExp(`^Cat, ${i + 1} unread`) }).waitFor();
+    }
+    // The list still follows: Cat's conversation, with the newest message, goes first, with its preview.
+    const order = await page.page
+      .locator('#conversations li[data-key] .title')
+      .evaluateAll((titles) => titles.map((t) => t.textContent));
+    expect(order).to.deep.equal(['Cat', 'Bob']);
+    await page.conversationButton('Cat').locator('.preview', { hasText: 'three' }).waitFor();
+    const after = await page.page.evaluate(() => {
+      const w = window as unknown as { focusMoves: number; focusedEntry: Element | null };
+      return {
+        moves: w.focusMoves,
+        same: document.activeElement === w.focusedEntry,
+        label: document.activeElement?.getAttribute('aria-label')?.replace(/,.*/, ''),
+      };
+    });
+    expect(after).to.deep.equal({ moves: 0, same: true, label: 'Bob' });
+  });
+
+  for (const viewport of [
+    { width: 1280, height: 720 },
+    { width: 390, height: 844 },
+  ]) {
+    it(`at ${viewport.width}x${viewport.height}: opening by keyboard the conversation with someone I blocked puts focus on why`, async () => {
+      const ann = await app.person('Ann');
+      const bob = await app.person('Bob');
+      await app.befriend(ann, bob);
+      await bob.client.conversations.createDirect(ann.id);
+      await ann.client.blocks.block(bob.id);
+      const page = await app.open({ context: { viewport } });
+      await page.logIn(ann.username, PASSWORD);
+      await page.conversationButton('Bob').focus();
+      await page.page.keyboard.press('Enter');
+      await page.waitForTitle('Bob');
+      await page.page
+        .locator('#composer-locked')
+        .getByText(/You blocked Bob/)
+        .waitFor();
+      expect(await settledFocus(page.page)).to.match(/^p#composer-locked/);
+    });
+  }
+
+  it('at 390x844: opening by keyboard the conversation with a deleted account puts focus on its title', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await bob.client.conversations.createDirect(ann.id);
+    await bob.client.deleteAccount(PASSWORD);
+    const page = await app.open({ context: { viewport: { width: 390, height: 844 } } });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Deleted user').focus();
+    await page.page.keyboard.press('Enter');
+    await page.waitForTitle('Deleted user');
+    await waitFor(async () => await page.composer.isDisabled(), { what: 'the message box off' });
+    expect(await settledFocus(page.page)).to.match(/^h2#conversation-title/);
   });
 });

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { PASSWORD, useWebApp } from './fixture.js';
+import { waitFor } from '../helpers/waitFor.js';
+import { uniqueUsername } from '../helpers/users.js';
 
 /**
  * "Bob is typing…" sits in a polite live region: it was set again at each of Bob's typing events (every two seconds),
@@ -82,5 +84,63 @@ describe('accessibility: the composer count', function () {
       'Too long to send: 4,001 characters, the limit is 4,000. Shorten it by 1.',
       'Short enough to send: 4,000 of 4,000 characters',
     ]);
+  });
+});
+
+/**
+ * Outcomes a screen reader did not hear: a message the server refused showed "Not sent: …" only in the log, which
+ * is not a live region; a search said how many it found only when it found nobody. Both are said now.
+ */
+describe('accessibility: outcomes said through live regions', function () {
+  const app = useWebApp();
+
+  it('a message the server refuses is said once through the message announcer ("Your message was not sent: …")', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await ann.client.conversations.createDirect(bob.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    const announcer = page.page.locator('#message-announcer');
+    expect(await announcer.getAttribute('aria-live')).to.equal('polite');
+    await page.page.evaluate(() => {
+      const w = window as unknown as { announced: string[] };
+      w.announced = [];
+      const region = document.getElementById('message-announcer')!;
+      new MutationObserver(() => {
+        if (region.textContent) w.announced.push(region.textContent);
+      }).observe(region, { childList: true, characterData: true, subtree: true });
+    });
+    // A NUL character cannot be stored: the server refuses the message (VALIDATION_FAILED), as in drafts.e2e.ts.
+    await page.send('refused \u0000 text');
+    const shown = page.log.locator('li.failed').getByText(/^Not sent:/);
+    await shown.waitFor();
+    const reason = (await shown.textContent())!.replace(/^Not sent: /, '');
+    const said = () => page.page.evaluate(() => (window as unknown as { announced: string[] }).announced);
+    await waitFor(async () => (await said()).length > 0, { what: 'something said' });
+    // Said once: a second saying of the same refusal would come at once (the same failure drawn again).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await said()).to.deep.equal([`Your message was not sent: ${reason}`]);
+  });
+
+  it('a search says how many people it found in its status line ("1 person found.", "2 people found.")', async () => {
+    const ann = await app.person('Ann');
+    const prefix = uniqueUsername('find');
+    await app.person('Bob', { username: `${prefix}_bob` });
+    await app.person('Cat', { username: `${prefix}_cat` });
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const status = page.page.locator('#find-status');
+    expect(await status.getAttribute('aria-live')).to.equal('polite');
+    const box = page.page.locator('#find-form').getByLabel('Username');
+    await box.fill(`${prefix}_b`);
+    await page.page.getByRole('button', { name: 'Find' }).click();
+    await page.page.getByRole('button', { name: 'Add Bob as a friend' }).waitFor();
+    await status.getByText('1 person found.', { exact: true }).waitFor();
+    await box.fill(prefix);
+    await page.page.getByRole('button', { name: 'Find' }).click();
+    await page.page.getByRole('button', { name: 'Add Cat as a friend' }).waitFor();
+    await status.getByText('2 people found.', { exact: true }).waitFor();
   });
 });
