@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Page, Route } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { fail } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -302,20 +303,6 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
   });
 });
 
-/** Answers a request with an error of the API's shape (`code`), as the server would. */
-function fail(
-  route: Route,
-  status: number,
-  code: string,
-  headers: Record<string, string> = {},
-): Promise<void> {
-  return route.fulfill({
-    status,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
-  });
-}
-
 /**
  * Controls that go away once used: before, each took keyboard focus with it to the page's body (the next Tab
  * started again from the top, a screen reader lost its place): dismissing a notice, adding the last friend not in
@@ -326,7 +313,8 @@ function fail(
 describe('accessibility: keyboard focus when the focused control goes away', function () {
   const app = useWebApp();
 
-  it('dismissing the "no longer in" notice by keyboard puts focus on the first conversation in the list', async () => {
+  /** Ann's page, on the group "Plans" when Bob removed her from it: the notice that says so, focused. */
+  async function removedFromPlans() {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
@@ -338,6 +326,11 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
     await bob.client.conversations.removeParticipant(group.id, ann.id);
     const notice = page.page.locator('#app-notice');
     await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    return { page, notice };
+  }
+
+  it('dismissing the "no longer in" notice by keyboard puts focus on the first conversation in the list', async () => {
+    const { page, notice } = await removedFromPlans();
     await notice.getByRole('button', { name: 'Dismiss this notice' }).focus();
     await page.page.keyboard.press('Enter');
     await notice.waitFor({ state: 'hidden' });
@@ -345,17 +338,7 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
   });
 
   it('dismissing a notice by keyboard while a conversation is open puts focus in its message box', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
-    await ann.client.conversations.createDirect(bob.id);
-    const page = await app.open();
-    await page.logIn(ann.username, PASSWORD);
-    await page.openConversation('Plans');
-    await bob.client.conversations.removeParticipant(group.id, ann.id);
-    const notice = page.page.locator('#app-notice');
-    await notice.getByText(/^You are no longer in “Plans”/).waitFor();
+    const { page, notice } = await removedFromPlans();
     await page.openConversation('Bob');
     await notice.getByRole('button', { name: 'Dismiss this notice' }).focus();
     await page.page.keyboard.press('Enter');

@@ -4,6 +4,7 @@ import {
   type BrowserContext,
   type BrowserContextOptions,
   type Page,
+  type Route,
   type WebSocketRoute,
 } from 'playwright-core';
 
@@ -94,4 +95,18 @@ export async function routeSockets(page: Page): Promise<{ offline(): Promise<voi
       refusing = false;
     },
   };
+}
+
+/** Answers a routed request with an error of the contract's shape (`code`), as the server would. */
+export function fail(
+  route: Route,
+  status: number,
+  code: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  return route.fulfill({
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
+  });
 }

@@ -2,22 +2,8 @@ import { expect } from 'chai';
 import type { Locator, Page, Route } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { routeSockets } from './browser.js';
+import { fail, routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
-
-/** An error answer of the contract's shape. */
-function fail(
-  route: Route,
-  status: number,
-  code: string,
-  headers: Record<string, string> = {},
-): Promise<void> {
-  return route.fulfill({
-    status,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ error: { code, message: `${code} (test)` } }),
-  });
-}
 
 /** The keys of the drafts and unsent messages that `page`'s storage keeps. */
 function keptUnsent(page: Page): Promise<string[]> {
