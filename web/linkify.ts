@@ -22,15 +22,21 @@ const URL_IN_TEXT =
 const IDEOGRAPHIC_STOPS = /[\u3002\uFF0E\uFF61]/g;
 
 /**
- * The address up to its first ideographic full stop that ends a sentence ("见 https://example.com。然后", ".../docs。次に").
- * In the host, one followed by an ASCII letter or digit is a dot as such a keyboard types it ("https://example。com",
- * which the browser opens as example.com, and the link says so): it stays.
+ * The address up to its first ideographic full stop that ends a sentence ("见 https://example.com。然后",
+ * ".../docs。次に", "https://example.com。2点见面"). One between two ASCII labels of the host is a dot as a Chinese
+ * or Japanese keyboard types it ("https://example。com/docs", which the browser opens as example.com, and the link
+ * says so): it stays.
  */
 function endAtStop(candidate: string): string {
-  const hostEnd = candidate.slice(candidate.indexOf('//') + 2).search(/[/?#]/);
-  const authorityEnd = hostEnd < 0 ? candidate.length : candidate.indexOf('//') + 2 + hostEnd;
+  const hostStart = candidate.indexOf('//') + 2;
+  const hostLength = candidate.slice(hostStart).search(/[:/?#]/);
+  const hostEnd = hostLength < 0 ? candidate.length : hostStart + hostLength;
   for (const stop of candidate.matchAll(IDEOGRAPHIC_STOPS)) {
-    if (stop.index < authorityEnd && /^[A-Za-z0-9]/.test(candidate.slice(stop.index + 1))) continue;
+    const inHost = stop.index > hostStart && stop.index < hostEnd;
+    const between =
+      /[A-Za-z0-9-]$/.test(candidate.slice(0, stop.index)) &&
+      /^[A-Za-z0-9-]+(?:$|[.:/?#\u3002\uFF0E\uFF61])/.test(candidate.slice(stop.index + 1));
+    if (inHost && between) continue;
     return candidate.slice(0, stop.index);
   }
   return candidate;

@@ -31,7 +31,8 @@ export function startOf(text: string, max: number): string {
   let codePoints = 0;
   for (const [i, part] of parts.entries()) {
     codePoints += codePointLength(part);
-    if (i >= max || codePoints > 2 * max) return kept;
+    // A first character longer than that alone is cut in its marks: a quote never shows nothing of it.
+    if (i >= max || codePoints > 2 * max) return kept !== '' ? kept : [...part].slice(0, 2 * max).join('');
     kept += part;
   }
   return text;

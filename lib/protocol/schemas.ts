@@ -183,8 +183,12 @@ export const USER_SEARCH_MAX = 20;
  * fewer), never trimmed or truncated.
  */
 export const NEW_PASSWORD = text({ min: 8, max: 128, countComposed: true });
-/** Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS). */
-export const PASSWORD = text({ min: 1, max: 128, countComposed: true });
+/**
+ * Any password up to the signup maximum is tried at login (a wrong short one is INVALID_CREDENTIALS), in whatever
+ * form it is typed: 128 characters taken at signup in one form may be up to four times as many code points in
+ * another (decomposed; U+095B is one code point as typed, two in NFC and decomposed), and each is the same password.
+ */
+export const PASSWORD = text({ min: 1, max: 4 * 128, countComposed: true });
 export const DISPLAY_NAME = text({ min: 1, max: 64, notBlank: true, plain: true });
 export const GROUP_TITLE = text({ min: 1, max: 100, notBlank: true, plain: true });
 export const MESSAGE_BODY = text({ min: 1, max: 4000, notBlank: true });

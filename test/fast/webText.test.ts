@@ -115,6 +115,18 @@ describe('web app text rules', function () {
       expect(shown('见 https://example.com。然后')).to.equal(
         '见 [https://example.com -> https://example.com/]。然后',
       );
+      // Only between two labels of the host (REV3): a sentence going on with a digit or a Latin word, or after a
+      // port, is not a host's next label.
+      expect(shown('请看 https://example.com。2点见面')).to.equal(
+        '请看 [https://example.com -> https://example.com/]。2点见面',
+      );
+      expect(shown('詳細は https://example.com。AIの話は次回')).to.equal(
+        '詳細は [https://example.com -> https://example.com/]。AIの話は次回',
+      );
+      expect(shown('服务器 https://example.com:8080。3号机器')).to.equal(
+        '服务器 [https://example.com:8080 -> https://example.com:8080/]。3号机器',
+      );
+      expect(shown('see https://。com')).to.equal('see https://。com');
       expect(shown('「https://example.com/x」！')).to.equal(
         '「[https://example.com/x -> https://example.com/x]」！',
       );
@@ -146,6 +158,8 @@ describe('web app text rules', function () {
     // Combining marks without end (REV1): a few graphemes of hundreds of code points each are not short.
     const zalgo = `a${'\u0301'.repeat(300)}`.repeat(10);
     expect([...startOf(zalgo, 90)].length).to.be.at.most(180);
+    // One such character alone is cut in its marks, not to nothing (REV3).
+    expect([...startOf(`a${'\u0301'.repeat(300)}`, 90)]).to.have.length(180);
   });
 
   it('counts a message in code points, as the server does', function () {
