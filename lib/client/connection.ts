@@ -152,7 +152,7 @@ export class Connection {
     };
     this.socket =
       options.url === undefined ? io(socketOptions) : io(...socketTarget(options.url, socketOptions));
-    this.socket.io.on('reconnect_attempt', () => this.boundManagerBackoff());
+    this.useOwnBackoff();
     this.socket.on('session:ended', ({ reason }) => {
       this.endedReason = reason;
       this.events.emit('endAnnounced', reason);
@@ -434,21 +434,30 @@ export class Connection {
   }
 
   /**
-   * Keeps socket.io-client's reconnection delays within `maxMs` however long the server stays out of reach.
-   * Its backoff (socket.io-client 4's backo2) waits `min * 2^attempts` with `attempts` never bounded: after about
-   * 1020 failed attempts in a row (85 minutes offline at the defaults) that is Infinity, its jitter turns it into NaN
-   * half the time, and NaN is a delay of 0 ms: reconnection attempts as fast as the handshakes fail. Called at each
-   * `reconnect_attempt`, just before the attempt whose failure computes the next delay, it holds `attempts` at the
-   * fewest doublings that reach `maxMs`, so that each later delay is between about half of `maxMs` and `maxMs`, with
-   * jitter, as {@link backoffDelay}'s. The backoff is internal to socket.io-client: if a version keeps it otherwise,
-   * nothing is changed.
+   * socket.io-client's Manager waits `min * 2^attempts`, jittered, before each reconnection after a transport
+   * failure, with `attempts` never bounded: after about 1020 failed attempts in a row (85 minutes offline at the
+   * defaults) that is Infinity, its jitter makes it NaN half the time, and NaN is a delay of 0 ms (reconnection
+   * attempts as fast as the handshakes fail); below the cap, its jitter left nine delays in ten at exactly `maxMs`
+   * (clients cut off by one outage coming back in step). Its delays are {@link backoffDelay}'s instead, the SDK's
+   * own: between half and all of `min * 2^attempts` (the exponent at most 20), at most `maxMs`, `min` being the
+   * Manager's current first delay (raised after quick cuts). The backoff is internal to socket.io-client: if a
+   * version keeps it otherwise, it is left as it is.
    */
-  private boundManagerBackoff(): void {
-    const backoff = (this.socket.io as unknown as { backoff?: { attempts?: unknown } }).backoff;
-    if (backoff === undefined || typeof backoff.attempts !== 'number') return;
-    const min = this.socket.io.reconnectionDelay();
-    const doublings = Math.max(1, Math.ceil(Math.log2(this.options.backoff.maxMs / min)));
-    if (backoff.attempts > doublings) backoff.attempts = doublings;
+  private useOwnBackoff(): void {
+    const backoff = (this.socket.io as unknown as { backoff?: { attempts?: unknown; duration?: unknown } })
+      .backoff;
+    if (
+      backoff === undefined ||
+      typeof backoff.attempts !== 'number' ||
+      typeof backoff.duration !== 'function'
+    )
+      return;
+    const { maxMs } = this.options.backoff;
+    backoff.duration = () => {
+      const attempt = typeof backoff.attempts === 'number' ? backoff.attempts : 0;
+      backoff.attempts = attempt + 1;
+      return Math.floor(backoffDelay(attempt, { baseMs: this.socket.io.reconnectionDelay(), maxMs }));
+    };
   }
 
   private scheduleRetry(atLeastMs = 0): void {
