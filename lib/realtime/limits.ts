@@ -4,7 +4,7 @@ import { AppError, toAck } from '../errors.js';
 import { addressKey, clientAddress, isOriginAllowed } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
-import { endConnection, onTransportFinished } from './transportEnd.js';
+import { endConnection, followUpgrades, onTransportFinished } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 import { clientEventSchemas } from '../protocol/schemas.js';
 
@@ -77,6 +77,7 @@ export function createWaitingTransports(options: {
     watch(io) {
       if (options.perIp <= 0) return;
       io.engine.on('connection', (transport: Transport) => {
+        followUpgrades(transport);
         const address = addressOf(transport.request);
         let those = waiting.get(address);
         if (!those) waiting.set(address, (those = new Set()));

@@ -87,6 +87,27 @@ export function onTransportFinished(conn: ConnView, done: () => void): void {
   else conn.once('close', finish);
 }
 
+/** The WebSocket each long-polling connection was last asked to upgrade to ({@link followUpgrades}). */
+const probes = new WeakMap<object, TransportView>();
+/** The connections whose upgrades are followed. */
+const followed = new WeakSet<object>();
+
+/**
+ * Keeps, for {@link endConnection}, the WebSocket a long-polling connection is asked to upgrade to: engine.io holds it
+ * only in the closures of its private `_maybeUpgrade`, which this wraps (once per connection; a version without
+ * it is left as it is, and its probes close as engine.io closes them).
+ */
+export function followUpgrades(conn: AppSocket['conn']): void {
+  const engineConn = conn as unknown as { _maybeUpgrade?: unknown };
+  const maybeUpgrade = engineConn._maybeUpgrade;
+  if (typeof maybeUpgrade !== 'function' || followed.has(conn)) return;
+  followed.add(conn);
+  engineConn._maybeUpgrade = (transport: TransportView) => {
+    probes.set(conn, transport);
+    return (maybeUpgrade as (t: TransportView) => unknown).call(conn, transport);
+  };
+}
+
 /**
  * Ends an engine.io connection now, whatever it holds, with the connections of `unreadPolls` (poll answers the client
  * has not read): the one way this node ends a transport (the transport guard, the per-address cap on transports
@@ -96,6 +117,10 @@ export function onTransportFinished(conn: ConnView, done: () => void): void {
  */
 export function endConnection(conn: AppSocket['conn'], unreadPolls: Iterable<PollResponseView> = []): void {
   const transport = conn.transport;
+  // A WebSocket trying to take over from long polling goes too: engine.io would close it gracefully, and ws then
+  // waits 30 s for a close frame a client that reads nothing never sends.
+  const probe = probes.get(conn);
+  if (probe !== undefined) websocketOf(probe)?.terminate();
   // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes (also once
   // engine.io counts the connection closed: it does from the start of that handshake). Likewise the connections of
   // the polls whose answers were not read.

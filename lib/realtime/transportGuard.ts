@@ -2,7 +2,7 @@ import { WebSocketServer, type ServerOptions } from 'ws';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from '../rateLimiter.js';
 import { createLogThrottle } from '../serverErrorLog.js';
-import { endConnection } from './transportEnd.js';
+import { endConnection, followUpgrades } from './transportEnd.js';
 import type { AppServer, AppSocket } from './io.js';
 
 /**
@@ -66,6 +66,7 @@ export function guardTransports(
   }
 
   io.engine.on('connection', (conn: AppSocket['conn']) => {
+    followUpgrades(conn);
     // The rate's key: engine.io's own id of a transport is not public.
     const key = String((transports += 1));
     let beforeConnect = 0;

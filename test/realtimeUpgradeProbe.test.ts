@@ -1,0 +1,117 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import { expect } from 'chai';
+import { Server } from 'socket.io';
+import { createLogger } from '../lib/logger.js';
+import type { AppServer } from '../lib/realtime/io.js';
+import { createWaitingTransports } from '../lib/realtime/limits.js';
+import { guardTransports } from '../lib/realtime/transportGuard.js';
+
+const CONNECT_TIMEOUT_MS = 300;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function startRealtime(options: { perIp: number; guard: boolean }) {
+  const http: HttpServer = createServer();
+  const logger = createLogger('silent');
+  const waiting = createWaitingTransports({ perIp: options.perIp, trustProxy: 0, logger });
+  const io: AppServer = new Server(http, {
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    allowRequest: (req, callback) => {
+      waiting.makeRoom(req);
+      callback(null, true);
+    },
+  });
+  waiting.watch(io);
+  if (options.guard)
+    guardTransports(io, { eventsPerSecond: 20, connectTimeoutMs: CONNECT_TIMEOUT_MS, logger });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const port = (http.address() as AddressInfo).port;
+  return {
+    io,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((r) => void io.close(() => r())),
+  };
+}
+
+async function openPolling(url: string): Promise<string> {
+  const text = await (await fetch(`${url}/socket.io/?EIO=4&transport=polling`)).text();
+  return (JSON.parse(text.slice(1)) as { sid: string }).sid;
+}
+
+/** A masked client text frame. */
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
+}
+
+/**
+ * A WebSocket upgrade probe of a polling transport, from a client that then reads nothing more and never answers a
+ * close frame (a raw TCP socket). Resolves once "3probe" came back; `closed` tells when the server ended the TCP socket.
+ */
+async function probeUpgrade(port: number, sid: string) {
+  const socket = net.connect(port, '127.0.0.1');
+  let closed = false;
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => undefined);
+  let received = '';
+  const gotProbe = new Promise<void>((resolve) =>
+    socket.on('data', (d) => {
+      received += d.toString('latin1');
+      if (received.includes('3probe')) resolve();
+    }),
+  );
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  socket.write(
+    `GET /socket.io/?EIO=4&transport=websocket&sid=${sid} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+      'Sec-WebSocket-Version: 13\r\n\r\n',
+  );
+  await sleep(100);
+  socket.write(frame('2probe'));
+  await gotProbe;
+  return { socket, isClosed: () => closed };
+}
+
+/**
+ * A transport ended (by the guard at the connect timeout, or by the per-address cap) while a WebSocket of the same
+ * client waited to take over from its long polling: engine.io closed that WebSocket gracefully, and ws waited 30 s
+ * for a close frame a client that reads nothing never sends, each such probe an open connection no cap counted (REV2).
+ */
+describe('realtime: a long-polling transport ended while a WebSocket upgrade probe of it waits', function () {
+  this.timeout(20_000);
+
+  it('ends the probing WebSocket with it (the guard at the connect timeout), not 30 s later', async () => {
+    const realtime = await startRealtime({ perIp: 0, guard: true });
+    try {
+      const sid = await openPolling(realtime.url);
+      const probe = await probeUpgrade(realtime.port, sid);
+      await sleep(CONNECT_TIMEOUT_MS + 2000);
+      expect(realtime.io.engine.clientsCount, 'engine transports').to.equal(0);
+      const closed = probe.isClosed();
+      probe.socket.destroy();
+      expect(closed, 'the probing WebSocket TCP connection is still open').to.equal(true);
+    } finally {
+      await realtime.close();
+    }
+  });
+
+  it('ends the probing WebSocket with the transport the per-address cap ends', async () => {
+    const realtime = await startRealtime({ perIp: 1, guard: false });
+    try {
+      const sid = await openPolling(realtime.url);
+      const probe = await probeUpgrade(realtime.port, sid);
+      await openPolling(realtime.url); // ends the first one (cap of 1)
+      await sleep(1000);
+      expect(realtime.io.engine.clientsCount, 'engine transports').to.be.at.most(1);
+      const closed = probe.isClosed();
+      probe.socket.destroy();
+      expect(closed, 'the probing WebSocket TCP connection is still open').to.equal(true);
+    } finally {
+      await realtime.close();
+    }
+  });
+});
