@@ -290,9 +290,23 @@ export class ConversationView {
       }
     }).observe(this.scroller);
     document.addEventListener('visibilitychange', () => this.markReadSoon());
-    window.addEventListener('storage', (event) => this.draftChangedElsewhere(event));
-    window.addEventListener('pagehide', () => this.keepDraftTakenOver());
-    // Unsent messages are kept and sent after a reload, but a closed tab sends nothing until it is opened again.
+    window.addEventListener('storage', (event) => {
+      this.draftChangedElsewhere(event);
+      // Another tab went away with messages not sent: this one sends them now (each clientMsgId is stored once,
+      // whichever tab sends it), not the next page of this browser to load, which may be days away.
+      if (
+        event.storageArea === localStorage &&
+        event.key === this.deps.outbox.handOverKey() &&
+        event.newValue
+      )
+        this.resumePending();
+    });
+    window.addEventListener('pagehide', () => {
+      this.keepDraftTakenOver();
+      if ([...this.pending.values()].some((p) => p.failed === undefined)) this.deps.outbox.handOver();
+    });
+    // Unsent messages are kept and sent by another tab of this browser, or after a reload; with no other tab, a
+    // closed one sends nothing until a page is opened again.
     // A reload the page does by itself is not the user's to cancel: "Stay" would leave a closed client on screen.
     window.addEventListener('beforeunload', (event) => {
       if (this.deps.restarting()) return;

@@ -76,6 +76,23 @@ export class Outbox {
     }
   }
 
+  /**
+   * The key another tab of this browser hears change (a `storage` event) when a tab goes away with messages of this
+   * user not sent ({@link handOver}): they are that tab's to send now.
+   */
+  handOverKey(): string {
+    return `xfchat.outbox-handover.${this.userId}`;
+  }
+
+  /** Tells the other tabs that this one goes away with kept messages not sent (closed, or left for another page). */
+  handOver(): void {
+    try {
+      localStorage.setItem(this.handOverKey(), String(Date.now()));
+    } catch (err) {
+      console.error('could not hand the unsent messages over to the other tabs', err);
+    }
+  }
+
   /** The server stored it or refused it for good, or the user discarded it. */
   remove(clientMsgId: string): void {
     localStorage.removeItem(this.key(clientMsgId));

@@ -13,14 +13,17 @@ import { PASSWORD, useWebApp } from './fixture.js';
 type Line = 'online' | 'offline' | 'deaf' | 'dbDown';
 
 /**
- * Puts every websocket of `page`'s context through a switchable line (Socket.IO over engine.io text frames). The
- * page is loaded again: the routing is set up by a script that runs as a document starts.
+ * Puts every websocket of `page`'s context (or, with `thisTab`, of `page` alone) through a switchable line (Socket.IO
+ * over engine.io text frames). The page is loaded again: the routing is set up by a script that runs as a document
+ * starts.
  */
-async function switchableLine(page: Page): Promise<{ set: (line: Line) => Promise<void> }> {
-  const context = page.context();
+async function switchableLine(
+  page: Page,
+  { thisTab = false } = {},
+): Promise<{ set: (line: Line) => Promise<void> }> {
   let line: Line = 'online';
   const open = new Set<WebSocketRoute>();
-  await context.routeWebSocket(/\/socket\.io\//, (ws) => {
+  await (thisTab ? page : page.context()).routeWebSocket(/\/socket\.io\//, (ws) => {
     if (line === 'offline') {
       void ws.close();
       return;
@@ -410,3 +413,39 @@ function unsentKeys(page: Page): Promise<string[]> {
 function outboxKeys(page: Page): Promise<string[]> {
   return page.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith('xfchat.outbox.')));
 }
+
+// TABS hunt: a tab closed with a message it could not send (offline) left it in storage, sent by no one until a page
+// of the browser loaded again, though another tab of the same user was open and connected all along.
+describe('web app: a tab closed with a message not sent', function () {
+  const app = useWebApp();
+
+  it('hands it to another tab of the browser, which sends it now', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const first = await app.open();
+    await first.logIn(ann.username, PASSWORD);
+    const second = await app.openTab(first);
+    await second.openConversation('Bob');
+
+    // The first tab alone loses its connection, and a message typed there waits; the second stays online.
+    const line = await switchableLine(first.page, { thisTab: true });
+    await first.openConversation('Bob');
+    await line.set('offline');
+    await first.banner.getByText(/Reconnecting/).waitFor();
+    await first.send('typed in the tab that closes');
+    await first.log.locator('li.pending').waitFor();
+
+    // The user closes that tab (the browser's "Leave site?" answered Leave).
+    await first.page.close();
+    await second.waitForMessage('typed in the tab that closes');
+    await waitFor(async () => (await storedMessages(app.server, conversationId)).length === 1, {
+      what: 'the message stored, sent by the tab still open',
+    });
+    expect((await storedMessages(app.server, conversationId)).map((m) => m.body)).to.deep.equal([
+      'typed in the tab that closes',
+    ]);
+    app.expectNoProblems();
+  });
+});
