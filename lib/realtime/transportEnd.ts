@@ -87,10 +87,14 @@ export function onTransportFinished(conn: ConnView, done: () => void): void {
   else conn.once('close', finish);
 }
 
-/** The WebSocket each long-polling connection was last asked to upgrade to ({@link followUpgrades}). */
-const probes = new WeakMap<object, TransportView>();
-/** The connections whose upgrades are followed. */
-const followed = new WeakSet<object>();
+/**
+ * Where a connection keeps the WebSocket it was last asked to upgrade to ({@link followUpgrades}): on the connection
+ * itself, which goes with it (a node's state lives in the node, not in a module).
+ */
+const PROBE = Symbol('xfchat.upgradeProbe');
+
+/** A connection as {@link followUpgrades} sees it. */
+type Followed = { _maybeUpgrade?: unknown; [PROBE]?: TransportView };
 
 /**
  * Keeps, for {@link endConnection}, the WebSocket a long-polling connection is asked to upgrade to: engine.io holds it
@@ -98,12 +102,12 @@ const followed = new WeakSet<object>();
  * it is left as it is, and its probes close as engine.io closes them).
  */
 export function followUpgrades(conn: AppSocket['conn']): void {
-  const engineConn = conn as unknown as { _maybeUpgrade?: unknown };
-  const maybeUpgrade = engineConn._maybeUpgrade;
-  if (typeof maybeUpgrade !== 'function' || followed.has(conn)) return;
-  followed.add(conn);
-  engineConn._maybeUpgrade = (transport: TransportView) => {
-    probes.set(conn, transport);
+  const followed = conn as unknown as Followed;
+  const maybeUpgrade = followed._maybeUpgrade;
+  if (typeof maybeUpgrade !== 'function' || PROBE in followed) return;
+  followed[PROBE] = undefined;
+  followed._maybeUpgrade = (transport: TransportView) => {
+    followed[PROBE] = transport;
     return (maybeUpgrade as (t: TransportView) => unknown).call(conn, transport);
   };
 }
@@ -119,7 +123,7 @@ export function endConnection(conn: AppSocket['conn'], unreadPolls: Iterable<Pol
   const transport = conn.transport;
   // A WebSocket trying to take over from long polling goes too: engine.io would close it gracefully, and ws then
   // waits 30 s for a close frame a client that reads nothing never sends.
-  const probe = probes.get(conn);
+  const probe = (conn as unknown as Followed)[PROBE];
   if (probe !== undefined) websocketOf(probe)?.terminate();
   // Destroying the TCP socket frees ws's buffer now; a close handshake would wait behind those bytes (also once
   // engine.io counts the connection closed: it does from the start of that handshake). Likewise the connections of
