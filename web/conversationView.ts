@@ -326,7 +326,9 @@ export class ConversationView {
    */
   resumePending(): OutboxEntry[] {
     const elsewhere: OutboxEntry[] = [];
-    for (const entry of this.deps.outbox.entries()) {
+    const kept = this.deps.outbox.entries();
+    const taken = new Map<ConversationState, PendingMessage[]>();
+    for (const entry of kept) {
       if (this.pending.has(entry.clientMsgId)) continue;
       const state = this.deps.store.get(entry.conversationId);
       if (!state) {
@@ -336,7 +338,26 @@ export class ConversationView {
       const pending: PendingMessage = { ...entry, failed: undefined, retrying: undefined };
       this.pending.set(pending.clientMsgId, pending);
       if (state === this.current) this.list.append(this.pendingElement(pending));
-      this.send(state, pending);
+      taken.set(state, [...(taken.get(state) ?? []), pending]);
+    }
+    // Messages typed here after one taken over (from a tab that closed) and not sent yet go again behind it: a
+    // conversation's messages are sent in the order typed, in whichever tab (each clientMsgId is stored once, so
+    // one already on its way is not stored twice).
+    const place = new Map(kept.map((entry, i) => [entry.clientMsgId, i]));
+    for (const [state, messages] of taken) {
+      const first = place.get(messages[0]!.clientMsgId) ?? 0;
+      const later = [...this.pending.values()].filter(
+        (p) =>
+          p.conversationId === state.id &&
+          p.failed === undefined &&
+          !messages.includes(p) &&
+          (place.get(p.clientMsgId) ?? -1) > first,
+      );
+      for (const p of later) this.stopSending(p.clientMsgId);
+      const inOrder = [...messages, ...later].sort(
+        (a, b) => (place.get(a.clientMsgId) ?? 0) - (place.get(b.clientMsgId) ?? 0),
+      );
+      for (const p of inOrder) this.send(state, p);
     }
     return elsewhere;
   }

@@ -124,5 +124,6 @@ export class Outbox {
   /** Removes every kept message of `userId` (at logout: the next person at this computer must not send them). */
   static forget(userId: string): void {
     removeKeysStartingWith(`${PREFIX}${userId}.`);
+    localStorage.removeItem(new Outbox(userId).handOverKey());
   }
 }

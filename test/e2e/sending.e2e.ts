@@ -448,4 +448,44 @@ describe('web app: a tab closed with a message not sent', function () {
     ]);
     app.expectNoProblems();
   });
+
+  // REV4: the message handed over went behind one typed later in the tab that took it.
+  it('the other tab sends it before its own messages typed later, in the order typed', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
+    const first = await app.open();
+    await first.logIn(ann.username, PASSWORD);
+    const second = await app.openTab(first);
+    const lines = [
+      await switchableLine(first.page, { thisTab: true }),
+      await switchableLine(second.page, { thisTab: true }),
+    ];
+    await first.openConversation('Bob');
+    await second.openConversation('Bob');
+    // The browser is offline: "one" typed in the first tab, then "two" in the second.
+    for (const line of lines) await line.set('offline');
+    await first.banner.getByText(/Reconnecting/).waitFor();
+    await second.banner.getByText(/Reconnecting/).waitFor();
+    await first.send('one, typed first in the first tab');
+    await first.log.locator('li.pending').waitFor();
+    await second.send('two, typed next in the second tab');
+    await second.log.locator('li.pending').first().waitFor();
+
+    // The first tab is closed, the second takes its message over; then the network comes back.
+    await first.page.close();
+    await second.log.locator('li.pending').nth(1).waitFor();
+    await lines[1]!.set('online');
+    await waitFor(async () => (await storedMessages(app.server, conversationId)).length === 2, {
+      what: 'both messages stored',
+      timeoutMs: 30_000,
+    });
+    const stored = await storedMessages(app.server, conversationId);
+    expect(
+      stored.map((m) => m.body),
+      'stored order (seq)',
+    ).to.deep.equal(['one, typed first in the first tab', 'two, typed next in the second tab']);
+    app.expectNoProblems();
+  });
 });
