@@ -8,7 +8,8 @@ import type { AppServer } from '../lib/realtime/io.js';
 import { createWaitingTransports } from '../lib/realtime/limits.js';
 import { guardTransports } from '../lib/realtime/transportGuard.js';
 
-const CONNECT_TIMEOUT_MS = 300;
+// Long enough for the probe to be made before the guard ends the transport, on a loaded machine too.
+const CONNECT_TIMEOUT_MS = 1500;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function startRealtime(options: { perIp: number; guard: boolean }) {
@@ -58,19 +59,22 @@ async function probeUpgrade(port: number, sid: string) {
   socket.on('close', () => (closed = true));
   socket.on('error', () => undefined);
   let received = '';
-  const gotProbe = new Promise<void>((resolve) =>
+  const gotProbe = new Promise<void>((resolve, reject) => {
     socket.on('data', (d) => {
       received += d.toString('latin1');
       if (received.includes('3probe')) resolve();
-    }),
-  );
+    });
+    socket.on('close', () =>
+      reject(new Error(`the probe ended before its answer: ${JSON.stringify(received)}`)),
+    );
+  });
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   socket.write(
     `GET /socket.io/?EIO=4&transport=websocket&sid=${sid} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
       'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
       'Sec-WebSocket-Version: 13\r\n\r\n',
   );
-  await sleep(100);
+  await sleep(50);
   socket.write(frame('2probe'));
   await gotProbe;
   return { socket, isClosed: () => closed };
