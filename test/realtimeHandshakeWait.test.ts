@@ -1,12 +1,6 @@
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import { Server } from 'socket.io';
 import WebSocket from 'ws';
-import { createLogger } from '../lib/logger.js';
-import type { AppServer } from '../lib/realtime/io.js';
-import { createWaitingTransports } from '../lib/realtime/limits.js';
-import { guardTransports } from '../lib/realtime/transportGuard.js';
+import { openPolling, startBareRealtime } from './helpers/bareRealtime.js';
 import { useNode } from './helpers/nodes.js';
 
 /** Socket.IO's connect timeout and the guard's, shortened from the node's 10 s (io.ts) for these tests. */
@@ -14,44 +8,11 @@ const CONNECT_TIMEOUT_MS = 300;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** An engine.io polling handshake, as anyone may send it, that never sends a CONNECT: its session id. */
-async function openPolling(url: string): Promise<string> {
-  const text = await (await fetch(`${url}/socket.io/?EIO=4&transport=polling`)).text();
-  // `0{"sid":...}`: the open packet.
-  return (JSON.parse(text.slice(1)) as { sid: string }).sid;
-}
-
-/**
- * A Socket.IO server wired as io.ts wires the node's (the connect timeout, the per-address cap on transports waiting
- * for their handshake in allowRequest, and, unless left out, the transport guard), with a short connect timeout.
- */
-async function startRealtime(options: { perIp: number; guard: boolean }) {
-  const http: HttpServer = createServer();
-  const logger = createLogger('silent');
-  const waiting = createWaitingTransports({ perIp: options.perIp, trustProxy: 0, logger });
-  const io: AppServer = new Server(http, {
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    allowRequest: (req, callback) => {
-      waiting.makeRoom(req);
-      callback(null, true);
-    },
-  });
-  waiting.watch(io);
-  if (options.guard)
-    guardTransports(io, { eventsPerSecond: 20, connectTimeoutMs: CONNECT_TIMEOUT_MS, logger });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  return {
-    io,
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => void io.close(() => resolve())),
-  };
-}
-
 describe('realtime: transports that never connect a socket', function () {
   this.timeout(20_000);
 
   it('ends a long-polling transport at the connect timeout, not engine.io’s 30 s polling close timeout after it', async () => {
-    const realtime = await startRealtime({ perIp: 0, guard: true });
+    const realtime = await startBareRealtime({ perIp: 0, guard: true, connectTimeoutMs: CONNECT_TIMEOUT_MS });
     try {
       for (let i = 0; i < 5; i++) await openPolling(realtime.url);
       expect(realtime.io.engine.clientsCount).to.equal(5);
@@ -66,7 +27,11 @@ describe('realtime: transports that never connect a socket', function () {
 
   it('ends the oldest waiting transport of an address at its cap also once Socket.IO has begun closing it', async () => {
     // No guard here: the transports of the first batch are left as Socket.IO's connect timeout leaves them.
-    const realtime = await startRealtime({ perIp: 5, guard: false });
+    const realtime = await startBareRealtime({
+      perIp: 5,
+      guard: false,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    });
     try {
       for (let i = 0; i < 5; i++) await openPolling(realtime.url);
       await sleep(CONNECT_TIMEOUT_MS + 200);

@@ -1,45 +1,10 @@
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { expect } from 'chai';
-import { Server } from 'socket.io';
-import { createLogger } from '../lib/logger.js';
-import type { AppServer } from '../lib/realtime/io.js';
-import { createWaitingTransports } from '../lib/realtime/limits.js';
-import { guardTransports } from '../lib/realtime/transportGuard.js';
+import { openPolling, startBareRealtime } from './helpers/bareRealtime.js';
 
 // Long enough for the probe to be made before the guard ends the transport, on a loaded machine too.
 const CONNECT_TIMEOUT_MS = 1500;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function startRealtime(options: { perIp: number; guard: boolean }) {
-  const http: HttpServer = createServer();
-  const logger = createLogger('silent');
-  const waiting = createWaitingTransports({ perIp: options.perIp, trustProxy: 0, logger });
-  const io: AppServer = new Server(http, {
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    allowRequest: (req, callback) => {
-      waiting.makeRoom(req);
-      callback(null, true);
-    },
-  });
-  waiting.watch(io);
-  if (options.guard)
-    guardTransports(io, { eventsPerSecond: 20, connectTimeoutMs: CONNECT_TIMEOUT_MS, logger });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const port = (http.address() as AddressInfo).port;
-  return {
-    io,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((r) => void io.close(() => r())),
-  };
-}
-
-async function openPolling(url: string): Promise<string> {
-  const text = await (await fetch(`${url}/socket.io/?EIO=4&transport=polling`)).text();
-  return (JSON.parse(text.slice(1)) as { sid: string }).sid;
-}
 
 /** A masked client text frame. */
 function frame(text: string): Buffer {
@@ -89,7 +54,7 @@ describe('realtime: a long-polling transport ended while a WebSocket upgrade pro
   this.timeout(20_000);
 
   it('ends the probing WebSocket with it (the guard at the connect timeout), not 30 s later', async () => {
-    const realtime = await startRealtime({ perIp: 0, guard: true });
+    const realtime = await startBareRealtime({ perIp: 0, guard: true, connectTimeoutMs: CONNECT_TIMEOUT_MS });
     try {
       const sid = await openPolling(realtime.url);
       const probe = await probeUpgrade(realtime.port, sid);
@@ -104,7 +69,11 @@ describe('realtime: a long-polling transport ended while a WebSocket upgrade pro
   });
 
   it('ends the probing WebSocket with the transport the per-address cap ends', async () => {
-    const realtime = await startRealtime({ perIp: 1, guard: false });
+    const realtime = await startBareRealtime({
+      perIp: 1,
+      guard: false,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    });
     try {
       const sid = await openPolling(realtime.url);
       const probe = await probeUpgrade(realtime.port, sid);
