@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { Page, WebSocketRoute } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
+import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 /**
@@ -419,14 +420,19 @@ function outboxKeys(page: Page): Promise<string[]> {
 describe('web app: a tab closed with a message not sent', function () {
   const app = useWebApp();
 
-  it('hands it to another tab of the browser, which sends it now', async () => {
+  /** Ann, a friend of Bob's with a direct conversation, logged in in two tabs of one browser. */
+  async function annInTwoTabs(): Promise<{ conversationId: string; first: ChatPage; second: ChatPage }> {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
     const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
     const first = await app.open();
     await first.logIn(ann.username, PASSWORD);
-    const second = await app.openTab(first);
+    return { conversationId, first, second: await app.openTab(first) };
+  }
+
+  it('hands it to another tab of the browser, which sends it now', async () => {
+    const { conversationId, first, second } = await annInTwoTabs();
     await second.openConversation('Bob');
 
     // The first tab alone loses its connection, and a message typed there waits; the second stays online.
@@ -451,13 +457,7 @@ describe('web app: a tab closed with a message not sent', function () {
 
   // REV4: the message handed over went behind one typed later in the tab that took it.
   it('the other tab sends it before its own messages typed later, in the order typed', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversationId = (await ann.client.conversations.createDirect(bob.id)).id;
-    const first = await app.open();
-    await first.logIn(ann.username, PASSWORD);
-    const second = await app.openTab(first);
+    const { conversationId, first, second } = await annInTwoTabs();
     const lines = [
       await switchableLine(first.page, { thisTab: true }),
       await switchableLine(second.page, { thisTab: true }),
