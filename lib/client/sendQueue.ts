@@ -1,5 +1,5 @@
 import { toXFChatError, type XFChatError } from './errors.js';
-import { abortedError, closedError } from './retry.js';
+import { abortedError, closedError, whenAborted } from './retry.js';
 
 /** One send in the queue: how to settle its caller's promise early, and the signal of its run once started. */
 interface Entry {
@@ -24,35 +24,7 @@ export class SendQueue {
   private readonly tails = new Map<string, Promise<void>>();
   /** Every send not settled yet, queued or running. */
   private readonly entries = new Set<Entry>();
-  /**
-   * The sends waiting for their turn under each caller's signal, behind one abort listener per signal: a signal
-   * shared by many sends (one screen's) with a listener each makes Node.js warn past ten (MaxListenersExceededWarning).
-   */
-  private readonly waiting = new Map<AbortSignal, { sends: Set<() => void>; listener: () => void }>();
   private closed = false;
-
-  /** Calls `onAbort` when `signal` aborts, until the returned function is called. */
-  private whenAborted(signal: AbortSignal, onAbort: () => void): () => void {
-    let watch = this.waiting.get(signal);
-    if (watch === undefined) {
-      const sends = new Set<() => void>();
-      const listener = () => {
-        this.waiting.delete(signal);
-        for (const send of [...sends]) send();
-      };
-      watch = { sends, listener };
-      this.waiting.set(signal, watch);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    const { sends, listener } = watch;
-    sends.add(onAbort);
-    return () => {
-      sends.delete(onAbort);
-      if (sends.size > 0 || this.waiting.get(signal)?.sends !== sends) return;
-      this.waiting.delete(signal);
-      signal.removeEventListener('abort', listener);
-    };
-  }
 
   /**
    * Runs `task` after every earlier task of `key`, with a signal that aborts (its reason the error) when the queue is
@@ -80,7 +52,7 @@ export class SendQueue {
         },
       };
       // Waiting for its turn: an abort settles it at once. Running: the task follows its own signal.
-      if (signal) unwatch = this.whenAborted(signal, () => entry.fail(abortedError(signal)));
+      if (signal) unwatch = whenAborted(signal, () => entry.fail(abortedError(signal)));
       this.entries.add(entry);
       const run = async (): Promise<void> => {
         unwatch();
