@@ -76,7 +76,9 @@ export class TokenKeeper {
     this.knownReason = undefined;
     this.failures = 0;
     this.schedule(refreshDelayMs(tokens.expiresIn));
-    callSafely(this.deps.onTokens, tokens);
+    // The three fields alone: a signup's or login's answer holds the user too, which AuthTokens does not declare.
+    const { token, refreshToken, expiresIn } = tokens;
+    callSafely(this.deps.onTokens, { token, refreshToken, expiresIn });
   }
 
   /** Takes the tokens of a new session (signup, login), in place of any session held before. */

@@ -40,6 +40,21 @@ describe('client SDK: sessions, refresh and their end', function () {
     return { client, user, username, tokens, ended };
   }
 
+  // TYPES hunt: after signup and login the `tokens` event carried the whole answer, the user's profile too, which
+  // AuthTokens does not declare (an application storing the object stored the profile); after a refresh it did not.
+  it('tells the tokens of a signup, a login and a refresh as AuthTokens: the three fields, nothing more', async () => {
+    const alice = await signedUp();
+    const seen: AuthTokens[] = [];
+    alice.client.on('tokens', (t) => seen.push(t));
+    await alice.client.login(alice.username, PASSWORD);
+    const later = pool.open(server.url, { onTokens: (t) => alice.tokens.push(t) });
+    expect((await later.resume(alice.client.refreshToken!)).id).to.equal(alice.user.id);
+    expect(alice.tokens).to.have.length(3);
+    expect(seen).to.have.length(1);
+    for (const tokens of [...alice.tokens, ...seen])
+      expect(Object.keys(tokens).sort()).to.deep.equal(['expiresIn', 'refreshToken', 'token']);
+  });
+
   it('keeps sending across many 6-second tokens: nothing lost, nothing doubled', async function () {
     this.timeout(60_000);
     const alice = await signedUp(shortLived);
