@@ -15,8 +15,12 @@ export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.I
   if (!isObject) details.body = 'must be a JSON object';
   for (const issue of result.issues ?? []) {
     const key = issue.path?.[0]?.key;
-    // A key the object lacks: valibot says "Invalid key: Expected ... but received undefined".
-    const missing = issue.type === 'object' && issue.input === undefined && issue.path?.length === 1;
+    // A key the object lacks: valibot says "Invalid key: Expected ... but received undefined" (an object's key),
+    // or gives the variant's own message (its discriminator, as `type` of POST /conversations).
+    const missing =
+      (issue.type === 'object' || issue.type === 'variant') &&
+      issue.input === undefined &&
+      issue.path?.length === 1;
     details[typeof key === 'string' ? key : 'body'] ??= missing ? 'is required' : issue.message;
   }
   throw new AppError('VALIDATION_FAILED', { details });
