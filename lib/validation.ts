@@ -4,15 +4,20 @@ import { isUuid } from './protocol/schemas.js';
 
 /**
  * Parses client input (a REST body or query, a Socket.IO payload) with its schema. Anything that is not a JSON
- * object is refused as a whole; otherwise every field is checked and one VALIDATION_FAILED names each failing
+ * object is refused as a whole (`details: {body}` alone); otherwise every field is checked and one VALIDATION_FAILED names each failing
  * field with its first problem (`details: {field: problem}`).
  */
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
-  const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
-  const result = v.safeParse(schema, isObject ? input : {}, { abortPipeEarly: true });
-  if (result.success && isObject) return result.output;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    // As the JSON parser refuses `null`, a string or a number (lib/http/errorMiddleware.ts); an array passes it.
+    throw new AppError('VALIDATION_FAILED', {
+      message: 'The request body must be a JSON object.',
+      details: { body: 'must be a JSON object' },
+    });
+  }
+  const result = v.safeParse(schema, input, { abortPipeEarly: true });
+  if (result.success) return result.output;
   const details: Record<string, string> = {};
-  if (!isObject) details.body = 'must be a JSON object';
   for (const issue of result.issues ?? []) {
     const key = issue.path?.[0]?.key;
     // A key the object lacks: valibot says "Invalid key: Expected ... but received undefined" (an object's key),

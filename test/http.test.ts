@@ -70,6 +70,18 @@ describe('HTTP basics', function () {
     }
   });
 
+  // DOCS hunt: an array passes the JSON parser's strict mode, and was answered "The request is invalid." with a
+  // "is required" for each of the route's fields beside `body`, unlike `null` or a string.
+  it('answers a JSON array as it answers null: the body must be a JSON object, and nothing else', async () => {
+    for (const text of ['[]', '[{"username": "alice", "password": "x"}]', '[[[[]]]]']) {
+      const res = await post('/auth/login', text);
+      expect(res.status, text).to.equal(400);
+      const body = expectErrorEnvelope(await res.text(), 'VALIDATION_FAILED');
+      expect(body.error.details, text).to.deep.equal({ body: 'must be a JSON object' });
+      expect(body.error.message, text).to.equal('The request body must be a JSON object.');
+    }
+  });
+
   it('answers a body that is not valid UTF-8 with 400 VALIDATION_FAILED instead of storing U+FFFD', async () => {
     const bytes = Buffer.concat([Buffer.from('{"body": "caf'), Buffer.from([0xe9]), Buffer.from('"}')]);
     for (const contentType of ['application/json', 'application/json; charset=utf-8']) {
