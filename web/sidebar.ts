@@ -9,6 +9,7 @@ import { fullTimestamp, listDate } from './dates.js';
 import { button, byId, el, replaceItems, updateItems } from './dom.js';
 import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
+import { readRetryWait } from './retry.js';
 import type { ConversationStore } from './store.js';
 import { showControls, waitWords } from './text.js';
 
@@ -92,10 +93,18 @@ export class Sidebar {
   /** The last search's answer, drawn again whenever friendships change so its lines never go stale. */
   private results: PublicUser[] = [];
   private shownQuery = '';
-  private askedQuery = '';
+  /**
+   * The words last asked (typing the same again asks nothing); undefined after a search that failed, so that any
+   * words typed next, an emptied box included, go out and replace what the status line says of the failure.
+   */
+  private askedQuery: string | undefined = '';
   private searchTicket = 0;
   /** Counts the reads of friends, requests and blocks: only the newest one's answer is shown. */
   private socialTicket = 0;
+  /**
+   * The one search waiting to go out: typing paused, or a refused search asked again after the wait the server
+   * named. Typing or a new search replaces it.
+   */
   private searchTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly deps: SidebarDeps) {
@@ -345,9 +354,10 @@ export class Sidebar {
 
   /**
    * Searches usernames by prefix (as you type, or at once with Enter or "Find", `again` then: the same words are
-   * asked again); only the newest answer is shown.
+   * asked again); only the newest answer is shown. `refusals`: how many times in a row these words were refused
+   * for the lookup budget (RATE_LIMITED) and asked again by themselves.
    */
-  private async search(again = false): Promise<void> {
+  private async search(again = false, refusals = 0): Promise<void> {
     clearTimeout(this.searchTimer);
     const query = this.findInput.value.trim();
     if (query === this.askedQuery && !again) return;
@@ -367,13 +377,31 @@ export class Sidebar {
       this.renderResults(true);
     } catch (err) {
       if (ticket !== this.searchTicket) return;
-      this.askedQuery = '';
+      this.askedQuery = undefined;
       this.results = [];
       // Nothing is known of this search: the line must not say that nobody matched the one before.
       this.shownQuery = '';
       this.renderResults(true);
-      this.showFindError(err);
+      if (err instanceof XFChatError && err.code === 'RATE_LIMITED') this.searchLater(query, err, refusals);
+      else this.showFindError(err);
     }
+  }
+
+  /**
+   * A search refused for the lookup budget (spent here, or by another device of mine) is asked again by itself
+   * after the wait the server names: the user typed the words and waits for the results, and typing the same words
+   * again is not something they would think of. Said in the status line (a live region, so a screen reader hears
+   * it), replaced by the results when they come. Only if the box still holds these words: typing or a new search
+   * in the meantime replaces this one (the timer is theirs too).
+   */
+  private searchLater(query: string, err: XFChatError, refusals: number): void {
+    // A RATE_LIMITED is always retryable: the wait is defined (the server's, at most an hour, else a backoff).
+    const waitMs = readRetryWait(err, refusals) ?? 1000;
+    this.findStatus.textContent = `Too many searches at once. Trying again in ${waitWords(waitMs / 1000)}.`;
+    clearTimeout(this.searchTimer);
+    this.searchTimer = setTimeout(() => {
+      if (this.findInput.value.trim() === query) void this.search(true, refusals + 1);
+    }, waitMs);
   }
 
   /**

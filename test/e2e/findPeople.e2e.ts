@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Page } from 'playwright-core';
 import { XFChatClient } from '../../lib/client/index.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
@@ -27,9 +28,92 @@ describe('web app: finding people', function () {
       await box.press('Enter');
       await page.page
         .locator('#find-status')
-        .getByText(/^Too many searches and requests at once\. Try again in \d+ (seconds?|minutes?)\.$/)
+        .getByText(/^Too many searches at once\. Trying again in \d+ (seconds?|minutes?)\.$/)
         .waitFor();
       expect(await page.page.locator('#find-results li').count()).to.equal(0);
+    });
+  });
+
+  // A search refused RATE_LIMITED (the lookup budget spent, here by another device) said "Try again in 1 second."
+  // and never did: the line stayed and the results never came until the user typed again (HEAVY hunt).
+  describe('past the lookups budget spent by another device', function () {
+    // One lookup every 3 s once the 20 are spent: the refusal names a wait of a few seconds.
+    const app = useWebApp({ env: { RATE_LIMIT_LOOKUPS_PER_MIN: '20' } });
+
+    /** Spends my whole lookup budget from my other device (searches until one is refused). */
+    async function spendLookups(me: { client: XFChatClient }): Promise<void> {
+      for (let i = 0; i < 40; i++) {
+        const refused = await me.client.users.search('nobody_here').then(
+          () => false,
+          () => true,
+        );
+        if (refused) return;
+      }
+      throw new Error('the lookup budget was never spent');
+    }
+
+    /** The searches the page sends, by their words. */
+    function searchesSent(page: Page): string[] {
+      const sent: string[] = [];
+      page.on('request', (request) => {
+        const url = new URL(request.url());
+        if (url.pathname === '/users' && url.searchParams.has('q'))
+          sent.push(url.searchParams.get('q') ?? '');
+      });
+      return sent;
+    }
+
+    it('says it will search again by itself, then shows the results when they come, without typing again', async () => {
+      const me = await app.person('Searcher');
+      const zed = await app.person('Zed');
+      const page = await app.open();
+      await page.logIn(me.username, PASSWORD);
+      const sent = searchesSent(page.page);
+      const box = page.page.locator('#find-form').getByLabel('Username');
+      const status = page.page.locator('#find-status');
+      await spendLookups(me);
+      await box.fill(zed.username);
+      await status.getByText(/^Too many searches/).waitFor();
+      const refused = await status.textContent();
+      // Nothing more is typed: the results come by themselves (the wait named is a few seconds), and replace the line.
+      const found = await page.page
+        .locator('#find-results')
+        .getByText(`@${zed.username}`)
+        .waitFor({ timeout: 15_000 })
+        .then(
+          () => true,
+          () => false,
+        );
+      expect(found, `no results 15 s after "${refused}"`).to.equal(true);
+      expect(await status.textContent()).to.equal('1 person found.');
+      expect(refused).to.match(/^Too many searches at once\. Trying again in \d+ seconds?\.$/);
+      expect(
+        sent.every((q) => q === zed.username),
+        `sent: ${sent.join(', ')}`,
+      ).to.equal(true);
+      expect(sent.length, `sent: ${sent.join(', ')}`).to.be.at.least(2);
+      app.expectNoProblems();
+    });
+
+    it('does not search again for words no longer in the box', async () => {
+      const me = await app.person('Searcher');
+      const zed = await app.person('Zed');
+      const page = await app.open();
+      await page.logIn(me.username, PASSWORD);
+      const sent = searchesSent(page.page);
+      const box = page.page.locator('#find-form').getByLabel('Username');
+      const status = page.page.locator('#find-status');
+      await spendLookups(me);
+      await box.fill(zed.username);
+      await status.getByText(/^Too many searches at once\. Trying again in (\d) seconds?\.$/).waitFor();
+      const wait = Number((await status.textContent())?.match(/in (\d) second/)?.[1]);
+      await box.fill('');
+      const asked = sent.length;
+      await page.page.waitForTimeout(wait * 1000 + 2000);
+      expect(sent.slice(asked), 'searches after the box was emptied').to.deep.equal([]);
+      expect(await status.textContent()).to.equal('');
+      expect(await page.page.locator('#find-results li').count()).to.equal(0);
+      app.expectNoProblems();
     });
   });
 
