@@ -1,4 +1,5 @@
 import type {
+  AccountUser,
   ConversationListItem,
   PublicConversation,
   PublicFriend,
@@ -86,9 +87,9 @@ export class UsersApi {
   constructor(private readonly http: HttpRequest) {}
 
   /** `GET /users?username=` (exact, case-insensitive); USER_NOT_FOUND if there is none. */
-  async findByUsername(username: string): Promise<PublicUser> {
+  async findByUsername(username: string): Promise<AccountUser> {
     return (
-      await this.http<{ user: PublicUser }>('GET', '/users', { query: { username }, answer: USER_ANSWER })
+      await this.http<{ user: AccountUser }>('GET', '/users', { query: { username }, answer: USER_ANSWER })
     ).user;
   }
 
@@ -96,10 +97,10 @@ export class UsersApi {
    * `GET /users?q=&limit=`: up to `limit` (at most 20) users whose username starts with `prefix`,
    * case-insensitively, by username; never me, nor anyone I blocked or who blocked me.
    */
-  async search(prefix: string, limit?: number): Promise<PublicUser[]> {
+  async search(prefix: string, limit?: number): Promise<AccountUser[]> {
     const query = { q: prefix, limit };
     return (
-      await this.http<{ users: PublicUser[] }>('GET', '/users', { query, answer: { users: 'objects' } })
+      await this.http<{ users: AccountUser[] }>('GET', '/users', { query, answer: { users: 'objects' } })
     ).users;
   }
 

@@ -1,4 +1,5 @@
 import type {
+  AccountUser,
   AuthResponse,
   AuthTokens,
   PublicConversation,
@@ -154,8 +155,10 @@ function checkedMs(name: string, value: number | undefined, fallback: number): n
   );
 }
 
-/** What signup and login resolve with: the user and the session's tokens. */
-export type AuthResult = AuthResponse;
+/** What signup and login resolve with: the user (an account that exists: its username is there) and the tokens. */
+export interface AuthResult extends AuthResponse {
+  user: AccountUser;
+}
 
 const AUTH_ANSWER: AnswerShape<AuthResult> = { ...TOKENS_ANSWER, ...USER_ANSWER };
 
@@ -338,7 +341,7 @@ export class XFChatClient {
    * instead of presenting the spent token again. Another session this client held is over here at once, as at a
    * login.
    */
-  async resume(refreshToken: string): Promise<PublicUser> {
+  async resume(refreshToken: string): Promise<AccountUser> {
     if (!this.keeper.continues(refreshToken)) this.endHeldSession();
     if (!(await this.keeper.resume(refreshToken))) {
       throw new XFChatError('UNAUTHORIZED', 'The session has ended; log in again.');
@@ -347,8 +350,8 @@ export class XFChatClient {
   }
 
   /** The user the token belongs to. */
-  async me(): Promise<PublicUser> {
-    return (await this.http<{ user: PublicUser }>('GET', '/auth/me', { answer: USER_ANSWER })).user;
+  async me(): Promise<AccountUser> {
+    return (await this.http<{ user: AccountUser }>('GET', '/auth/me', { answer: USER_ANSWER })).user;
   }
 
   /**
@@ -374,9 +377,9 @@ export class XFChatClient {
   }
 
   /** Changes my display name; friends and co-participants get `user:updated`. */
-  async updateProfile(changes: { displayName: string }): Promise<PublicUser> {
+  async updateProfile(changes: { displayName: string }): Promise<AccountUser> {
     const options = { body: changes, answer: USER_ANSWER };
-    return (await this.http<{ user: PublicUser }>('PATCH', '/users/me', options)).user;
+    return (await this.http<{ user: AccountUser }>('PATCH', '/users/me', options)).user;
   }
 
   /**

@@ -26,6 +26,7 @@ export { newClientMsgId } from './retry.js';
 export { tokenSubject } from './http.js';
 export type { Subscription, SubscribeOptions } from './subscription.js';
 export type {
+  AccountUser,
   PublicConversation,
   PublicFriendRequest,
   PublicMessage,

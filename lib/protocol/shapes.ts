@@ -13,6 +13,14 @@ export interface PublicUser {
   createdAt: string;
 }
 
+/**
+ * A User whose account exists, so its username is there: what signup, login, `GET /auth/me`, a profile change, an
+ * exact lookup and a search answer (none of them ever gives a deleted account).
+ */
+export interface AccountUser extends PublicUser {
+  username: string;
+}
+
 export type ParticipantRole = 'owner' | 'member';
 
 export interface PublicParticipant {

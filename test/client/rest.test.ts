@@ -43,6 +43,29 @@ describe('client SDK: REST helpers', function () {
     expect(other.token).to.equal(undefined);
   });
 
+  // TYPES hunt: these answers are never a deleted account, but were typed `username: string | null`, so the README's
+  // `friends.sendRequest(b.username)` did not compile in TypeScript. The annotations below are the check (tsc runs in
+  // `npm test`); the values are checked too.
+  it('types the username of a signup, a login, me, a profile change, a lookup and a search as a string', async () => {
+    const alice = await signedUp();
+    const bob = await signedUp();
+    const usernames: string[] = [
+      (await alice.client.login(alice.username, PASSWORD)).user.username,
+      (await alice.client.me()).username,
+      (await alice.client.updateProfile({ displayName: 'Alice' })).username,
+      (await alice.client.users.findByUsername(bob.username)).username,
+      ...(await alice.client.users.search(bob.username)).map((user) => user.username),
+    ];
+    expect(usernames).to.deep.equal([
+      alice.username,
+      alice.username,
+      alice.username,
+      bob.username,
+      bob.username,
+    ]);
+    await alice.client.friends.sendRequest((await alice.client.users.findByUsername(bob.username)).username);
+  });
+
   it('surfaces server errors as XFChatError with code, status, message and details', async () => {
     const client = pool.open(server.url);
     const badLogin = await failure(client.login(uniqueUsername(), PASSWORD));
