@@ -209,25 +209,30 @@ const EMOJI_RULE: TextRule = {
   patternHint: 'must not contain whitespace',
   plain: true,
 };
+/**
+ * A removal's rule: not `plain`, as the rules of earlier releases (0.2.0, or an older node in a rolling upgrade) let
+ * bidirectional marks (LRM, RLM, ALM) in, and what they stored must be removable; the removal stores nothing.
+ */
+const EMOJI_REMOVAL_RULE: TextRule = { ...EMOJI_RULE, plain: false };
 /** Only dots: "." and ".." are path segments that URL parsing resolves (`.../reactions/..` is the message). */
 const ONLY_DOTS = /^\.+$/;
 
-/** What is wrong with an emoji already in NFC, or undefined. */
-function emojiProblem(value: string, needsVisible: boolean): string | undefined {
-  const problem = textProblem(value, EMOJI_RULE);
+/** What is wrong with an emoji already in NFC, to add (`adding`) or to remove, or undefined. */
+function emojiProblem(value: string, adding: boolean): string | undefined {
+  const problem = textProblem(value, adding ? EMOJI_RULE : EMOJI_REMOVAL_RULE);
   if (problem !== undefined) return problem;
   if (ONLY_DOTS.test(value)) return 'must not be only dots';
-  if (needsVisible && !VISIBLE.test(value)) return 'must contain a visible character';
+  if (adding && !VISIBLE.test(value)) return 'must contain a visible character';
   return undefined;
 }
 
-function emojiSchema(needsVisible: boolean) {
+function emojiSchema(adding: boolean) {
   return v.pipe(
     v.string('must be a string'),
     v.rawTransform<string, string>(({ dataset, addIssue, NEVER }) => {
       // An unpaired surrogate stays one through normalization, and textProblem() refuses it.
       const value = dataset.value.normalize('NFC');
-      const problem = emojiProblem(value, needsVisible);
+      const problem = emojiProblem(value, adding);
       if (problem === undefined) return value;
       addIssue({ message: problem });
       return NEVER;
@@ -241,8 +246,9 @@ function emojiSchema(needsVisible: boolean) {
  */
 export const EMOJI = emojiSchema(true);
 /**
- * A reaction to remove: the same, but for the visible character, which the rules of earlier releases (or an older
- * node in a rolling upgrade) did not all ask for. A reaction stored under them can always be taken back.
+ * A reaction to remove: the same, but for the visible character and the bidirectional marks, which the rules of
+ * earlier releases (or an older node in a rolling upgrade) did not all refuse. A reaction stored under them can
+ * always be taken back.
  */
 export const EMOJI_TO_REMOVE = emojiSchema(false);
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
