@@ -43,7 +43,7 @@ const FRIEND_ERRORS: Partial<Record<string, string>> = {
   BLOCKED: 'You cannot send this user a request.',
   NOT_FOUND: 'That is no longer possible; the list is up to date now.',
   REQUEST_NOT_PENDING: 'That request was already answered or withdrawn.',
-  VALIDATION_FAILED: 'Usernames are 1-32 letters, digits, _ . or -.',
+  VALIDATION_FAILED: 'Usernames are made of letters, digits, _ . and - only (at most 32).',
 };
 
 /** How long typing pauses before the search goes out. */

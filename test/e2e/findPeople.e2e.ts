@@ -156,5 +156,20 @@ describe('web app: finding people', function () {
       }
       app.expectNoProblems();
     });
+
+    // A search with a character no username has said "Usernames are 1-32 letters, ...": they are 3-32.
+    it('says which characters usernames are made of when the words hold another', async () => {
+      const me = await app.person('Searcher');
+      const page = await app.open();
+      await page.logIn(me.username, PASSWORD);
+      const box = page.page.locator('#find-form').getByLabel('Username');
+      await box.fill('ann smith');
+      await box.press('Enter');
+      await page.page
+        .locator('#find-status')
+        .getByText('Usernames are made of letters, digits, _ . and - only (at most 32).')
+        .waitFor();
+      expect(await page.page.locator('#find-results li').count()).to.equal(0);
+    });
   });
 });
