@@ -70,6 +70,14 @@ export class ChatSession {
   private listTicket = 0;
   /** Counts the reads of friends, requests and blocks (`refreshSocial`): only the newest one is tried again. */
   private socialTicket = 0;
+  /** Counts the rounds of `catchUpMarkers`: only the newest one reads the list again. */
+  private markersTicket = 0;
+  /**
+   * The subscriptions' `whenReady()` since the last round of `catchUpMarkers` began: of those a list read started,
+   * and of every one when the connection came back (each subscribes again). Taken as they start: asked later, a
+   * subscription whose subscribe is on its way already says it is ready.
+   */
+  private joins: Array<Promise<void>> = [];
   /** Resolved once a list read was applied (the first one at load may fail, and be tried again). */
   private readonly listLoaded: Promise<void>;
   private markListLoaded!: () => void;
@@ -178,6 +186,7 @@ export class ChatSession {
       // Back after a drop: what was told meanwhile (new conversations, read markers, titles, friend requests and
       // answers) is not told again.
       if (state === 'connected' && wasDown) {
+        for (const conversation of this.store.sorted()) this.expectJoin(conversation.id);
         void this.reloadList();
         refresh();
       }
@@ -217,7 +226,8 @@ export class ChatSession {
    * read was sent keeps what came meanwhile; one I was removed from meanwhile goes when its subscription is refused.
    * A read that fails for a while (the database or the network is down, too many requests) is tried again by itself
    * (after the server's Retry-After, or with backoff), the list saying so, until it succeeds, a newer read takes over
-   * or the page signs out or reloads. Resolves when it was applied, or given up.
+   * or the page signs out or reloads. Resolves when it was applied, or given up. Once applied, the list is read once
+   * more after the subscriptions it started (or those of a reconnection) have joined: `catchUpMarkers`.
    */
   private async reloadList(): Promise<void> {
     const ticket = ++this.listTicket;
@@ -257,7 +267,10 @@ export class ChatSession {
         if ((this.changes.get(summary.id) ?? 0) !== (asked.get(summary.id) ?? 0)) continue;
         const known = this.store.get(summary.id) !== undefined;
         const state = this.store.upsert(summary);
-        if (!known) this.follow(state);
+        if (!known) {
+          this.follow(state);
+          this.expectJoin(state.id);
+        }
       }
       this.learnProfilesHeardSince(sent);
       const current = this.view.currentId === undefined ? undefined : this.store.get(this.view.currentId);
@@ -267,8 +280,39 @@ export class ChatSession {
       }
       this.changed();
       this.markListLoaded();
+      void this.catchUpMarkers();
       return;
     }
+  }
+
+  /** Notes that a conversation's subscription is (re)subscribing: `catchUpMarkers` waits until it has joined. */
+  private expectJoin(conversationId: string): void {
+    const subscription = this.client.subscription(conversationId);
+    // Rejected: the subscription ended (I am no longer in the conversation), or the connection stopped (at its
+    // next connection a new round begins): there is nothing more to wait for.
+    if (subscription) this.joins.push(subscription.whenReady().catch(() => undefined));
+  }
+
+  /**
+   * Reads the list once more when the subscriptions of a load or a reconnection have all joined (or ended), and
+   * takes the read markers it has. The list is read before the subscriptions join their conversations' rooms
+   * (at load each subscribe waits its turn, spread over seconds when there are many), and a read made on another
+   * device in between (my phone, an SDK client) reaches nobody here: `conversation:read` is told only to the room,
+   * and neither replayed nor carried by the subscribe ack. Without this the tab title and the list counted those
+   * messages as unread until a reload. One read for all (the list, a page per 200 conversations), not one per
+   * conversation: a user in hundreds of them would spend the server's read budget. Its answer goes through
+   * `upsert`, so nothing newer is undone: a marker never goes back within one membership (a live read heard since,
+   * the open conversation read here meanwhile), and a conversation removed since the read was sent is not put back
+   * (`changes`). A newer round (another reconnection) takes over from this one. Nothing joining (the read again
+   * itself, when it brought no conversation to follow), nothing to do.
+   */
+  private async catchUpMarkers(): Promise<void> {
+    const joins = this.joins.splice(0);
+    if (joins.length === 0) return;
+    const ticket = ++this.markersTicket;
+    await Promise.all(joins);
+    if (ticket !== this.markersTicket || this.ending() || this.client.state !== 'connected') return;
+    await this.reloadList();
   }
 
   /**

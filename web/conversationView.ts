@@ -521,11 +521,15 @@ export class ConversationView {
     this.empty.hidden = false;
   }
 
-  /** The conversation's details changed (a rename, members): redraw what shows them. */
+  /**
+   * The conversation's details changed (a rename, members), or its read markers (the list read again): redraw what
+   * shows them, the count on "Jump to latest" too.
+   */
   refresh(state: ConversationState): void {
     if (state !== this.current) return;
     this.renderHeader();
     this.updateReceipts();
+    this.updateJump();
   }
 
   /**
@@ -602,8 +606,14 @@ export class ConversationView {
     this.announcer.replaceChildren(...lines.map((text) => el('p', { text })));
   }
 
+  /**
+   * A read marker moved (already in the store): the receipts of my messages follow; my own (read on another device
+   * or tab) also lowers the count on "Jump to latest", as it does the tab title's.
+   */
   onRead(event: ReadEvent): void {
-    if (event.conversationId === this.current?.id) this.updateReceipts();
+    if (event.conversationId !== this.current?.id) return;
+    this.updateReceipts();
+    if (event.userId === this.deps.store.meId) this.updateJump();
   }
 
   onTyping(event: TypingEvent): void {
