@@ -193,6 +193,12 @@ async function checkClusterSecret(
 const UNUSED_GRACE_MS = 1000;
 
 /**
+ * How long, once the drain is done, a WebSocket has for its last acks and its closing handshake before its connection
+ * is ended (see doClose); less if the shutdown's deadline comes sooner.
+ */
+const CLOSING_HANDSHAKE_MS = 1000;
+
+/**
  * Node times out a request's head only from its first byte: a connection that never sends one would stay open for
  * ever, and enough of them take every file descriptor of the process. So an HTTP connection silent both ways for
  * `ms` is closed, unless a request has arrived whole and is being answered (the database's own timeouts bound
@@ -378,7 +384,8 @@ export async function startServer(
     // Every connection, with the answer it is on (if any): once the drain is done, one whose request has not come
     // whole is closed (below).
     const connections = new Map<Socket, ServerResponse | undefined>();
-    // WebSockets, taken over by Socket.IO, which closes them itself (after writing out their last acks).
+    // WebSockets, taken over by Socket.IO, which closes them itself (after writing out their last acks); at a stop,
+    // those whose closing handshake has not ended CLOSING_HANDSHAKE_MS after the drain are ended here (doClose).
     const upgraded = new WeakSet<Socket>();
     httpServer.prependListener('upgrade', (_req, socket: Socket) => upgraded.add(socket));
     httpServer.on('connection', (socket: Socket) => {
@@ -469,7 +476,8 @@ export async function startServer(
       // a request in progress, which would hold close() until the deadline (one TCP connection and one byte made
       // every stop take SHUTDOWN_TIMEOUT_MS + DB_STATEMENT_TIMEOUT_MS). A head cut short is closed at once; a body,
       // once it has received nothing since the sweep before (one still arriving is answered, as is a request that
-      // came whole). An upgraded connection is left to Socket.IO, which writes out its last acks.
+      // came whole). An upgraded connection is left to Socket.IO, which writes out its last acks, for
+      // CLOSING_HANDSHAKE_MS (below).
       let drained = false;
       const progress = new Map<Socket, number>();
       const closeUnfinished = () => {
@@ -483,9 +491,19 @@ export async function startServer(
           else progress.set(socket, socket.bytesRead);
         }
       };
+      // Socket.IO's close waits for each WebSocket's closing handshake, and a client whose network went silent (a
+      // phone in a tunnel, a hung tab) never answers it: its connection would hold the stop for LINGER_MS
+      // (transportEnd.ts). So once the drain is done, the WebSockets have CLOSING_HANDSHAKE_MS, or what is left
+      // before the deadline if less, to hand their clients the last acks and close; then their connections end.
+      let handshakesOver = false;
+      let handshakeTimer: NodeJS.Timeout | undefined;
+      const endUpgraded = () => {
+        for (const socket of connections.keys()) if (upgraded.has(socket)) socket.destroy();
+      };
       const sweep = () => {
         closeIdle();
         if (drained) closeUnfinished();
+        if (handshakesOver) endUpgraded();
       };
       closeIdle();
       const idleSweep = setInterval(sweep, 250);
@@ -499,10 +517,20 @@ export async function startServer(
         // Socket.IO's close waits for the HTTP server's.
         drained = true;
         sweep();
+        // Not a sweep: closeUnfinished() counts a body stalled from one sweep to the next, a quarter second apart.
+        handshakeTimer = setTimeout(
+          () => {
+            handshakesOver = true;
+            endUpgraded();
+          },
+          Math.min(CLOSING_HANDSHAKE_MS, Math.max(0, deadline - performance.now())),
+        );
         await bounded(realtime.close(), 'closing Socket.IO and its adapter');
         await bounded(httpClosed, 'closing HTTP connections');
       } finally {
         clearInterval(idleSweep);
+        clearTimeout(handshakeTimer);
+        endUpgraded();
         httpServer.closeAllConnections();
       }
       await bounded(messaging.close(), 'closing the messaging core');

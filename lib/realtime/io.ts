@@ -256,7 +256,8 @@ export function createRealtime(deps: {
     const adapter = io.of('/').adapter;
     // Also closes the HTTP server it is attached to: no new connections from here on. It waits for every connection
     // to close, the requests still being answered (which may broadcast: a rename committing) and the WebSockets'
-    // closing handshakes (up to 30 s for a client that never answers).
+    // closing handshakes: a client that never answers would hold it LINGER_MS (transportEnd.ts), so lib/server.ts
+    // ends the connections still open CLOSING_HANDSHAKE_MS into this close.
     const closed = io.close();
     // The adapter's goodbye goes after the broadcasts queued before it (localFirstAdapter.ts): once nothing is left
     // open, or QUEUE_MAX_MS into the close, whichever comes first (the other nodes stop counting this one at its
