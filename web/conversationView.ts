@@ -199,7 +199,11 @@ export class ConversationView {
     edit: (pending) => this.edit(pending),
     discard: (pending) => this.discard(pending),
   };
-  private lastTypingSent = 0;
+  /**
+   * When the last typing event went out, on the monotonic clock (performance.now()): a computer clock set back (NTP
+   * after a resume, or by hand) would otherwise stop them for as long as the step.
+   */
+  private lastTypingSent = -Infinity;
   /**
    * Direct conversations where a send or a typing event was refused as BLOCKED though I block nobody there (the
    * server does not say whose block it is), with the last seq known then. Forgotten once something shows that
@@ -1132,7 +1136,7 @@ export class ConversationView {
 
   private typing(): void {
     const state = this.current;
-    const now = Date.now();
+    const now = performance.now();
     if (!state || this.deps.client.state !== 'connected' || now - this.lastTypingSent < TYPING_THROTTLE_MS)
       return;
     if (this.lock(state) !== undefined) return;

@@ -35,7 +35,11 @@ export class Notifier {
   private readonly soundBox = byId('sound-toggle', HTMLInputElement);
   private readonly hint = byId('notify-hint', HTMLParagraphElement);
   private audio: AudioContext | undefined;
-  private lastSound = 0;
+  /**
+   * When the last sound played, by performance.now(): a monotonic clock. By the wall clock (Date.now()), a
+   * computer's clock set back (NTP after a resume, a user by hand) would silence every sound for as long as the step.
+   */
+  private lastSound = Number.NEGATIVE_INFINITY;
   private readonly notifyKey: string;
   private readonly soundKey: string;
 
@@ -113,7 +117,7 @@ export class Notifier {
 
   /** A short, quiet tone, made on the spot (no audio file to fetch). */
   private beep(): void {
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.lastSound < SOUND_GAP_MS) return;
     this.lastSound = now;
     try {

@@ -15,9 +15,9 @@ import type { AuthTokens, SessionEndReason } from '../lib/client/index.js';
  *
  * 1. take the profile-wide lock (the Web Locks API; see {@link withProfileLock} for plain-HTTP pages);
  * 2. read the stored pair. If it belongs to this tab's session but is newer than the token this tab's client
- *    presents, another tab has refreshed already: hand that pair to this client (its access token has at least
- *    half its life left) without asking the server; if it is older than that, refresh with the stored (newest)
- *    token instead of the presented one;
+ *    presents, another tab has refreshed already: hand that pair to this client (if its access token has at least
+ *    half its life left, by a clock not set back since: see {@link handOverSeconds}) without asking the server;
+ *    if it is older than that, refresh with the stored (newest) token instead of the presented one;
  * 3. store the new pair, and give the write a moment to reach the other tabs, before releasing the lock.
  *
  * A tab that may be leaving (a reload, a close) starts no refresh: see {@link LEAVING_MS}.
@@ -164,6 +164,21 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const TAB_ID = crypto.getRandomValues(new Uint32Array(2)).join('-');
 
 /**
+ * Whether a storage lease (`"<tab> <until>"`) no longer holds: it is none, this tab's, or past its time. A lease is
+ * timed by the wall clock, the only clock the tabs share, and a computer's clock can be set back (NTP stepping a
+ * drifted clock after a resume, a user by hand): a lease left by a tab that died holding it would then hold for the
+ * step on top of its {@link LEASE_MS}, locking every other tab out of refreshing (for an hour after a one-hour step).
+ * So a lease this tab has seen unchanged for `LEASE_MS` by its own monotonic clock (`seenForMs`) is over too, whatever
+ * the wall clock says; a live tab's lease is never cut short by a clock step, as it would be by merely bounding the
+ * lease's remaining time.
+ */
+function leaseIsFree(lease: string, seenForMs: number): boolean {
+  const [owner, until] = lease.split(' ');
+  if (owner === undefined || owner === '' || owner === TAB_ID) return true;
+  return Number(until) < Date.now() || seenForMs >= LEASE_MS;
+}
+
+/**
  * Runs `work` while no other tab of the profile runs its own: under a Web Lock where the browser offers them
  * (HTTPS and localhost, i.e. secure contexts). Plain HTTP on another host name has no Web Locks; there a lease
  * in localStorage stands in: a tab writes its claim, waits for other tabs' writes to arrive, and goes ahead only
@@ -172,9 +187,12 @@ const TAB_ID = crypto.getRandomValues(new Uint32Array(2)).join('-');
  */
 export async function withProfileLock<T>(work: () => Promise<T>): Promise<T> {
   if (window.isSecureContext && 'locks' in navigator) return navigator.locks.request(LOCK_NAME, work);
+  /** The lease stored when this tab last looked, and since when (performance.now()) it has been that one. */
+  let seen = { lease: '', since: performance.now() };
   for (;;) {
-    const [owner, until] = (localStorage.getItem(LEASE_KEY) ?? '').split(' ');
-    if (owner === undefined || owner === '' || owner === TAB_ID || Number(until) < Date.now()) {
+    const lease = localStorage.getItem(LEASE_KEY) ?? '';
+    if (lease !== seen.lease) seen = { lease, since: performance.now() };
+    if (leaseIsFree(lease, performance.now() - seen.since)) {
       localStorage.setItem(LEASE_KEY, `${TAB_ID} ${Date.now() + LEASE_MS}`);
       await sleep(LEASE_SETTLE_MS);
       if (localStorage.getItem(LEASE_KEY)?.startsWith(`${TAB_ID} `)) break;
@@ -186,6 +204,23 @@ export async function withProfileLock<T>(work: () => Promise<T>): Promise<T> {
   } finally {
     if (localStorage.getItem(LEASE_KEY)?.startsWith(`${TAB_ID} `)) localStorage.removeItem(LEASE_KEY);
   }
+}
+
+/**
+ * The seconds left to the access token of a pair another tab stored, if this tab's client may be handed that pair
+ * instead of refreshing: at least half its life (so that the client's next timed refresh, at about half of what it
+ * is told, still comes before the token expires), and never more than its whole life (`expiresIn`). More than its
+ * life left cannot be: `expiresAt` was counted by the wall clock when the pair was stored, so the clock has been set
+ * back since (NTP stepping a drifted clock after a resume, a user by hand), and how long the token really has is
+ * unknown. Handed over as it is, the client would plan its refresh as much too late as the step, and the server end
+ * its socket at the token's real expiry; capped at its life, it could still be late, by what had passed before the
+ * step. So such a pair is due for a refresh (with its refresh token, the session's newest), which also stores the
+ * next pair with an `expiresAt` by the clock as it is now.
+ */
+function handOverSeconds(stored: StoredSession): number | undefined {
+  const lifetimeMs = stored.expiresIn * 1000;
+  const left = stored.expiresAt - Date.now();
+  return left >= lifetimeMs / 2 && left <= lifetimeMs ? Math.floor(left / 1000) : undefined;
 }
 
 function jsonResponse(body: AuthTokens): Response {
@@ -277,12 +312,11 @@ export class SharedSession {
       const stored = readStoredSession();
       const ours = stored !== undefined && stored.sid === this.sid;
       if (ours && stored.refreshToken !== presented) {
-        const left = stored.expiresAt - Date.now();
-        // Another tab refreshed already: its pair is this session's newest; its access token still has time.
-        if (left >= (stored.expiresIn * 1000) / 2) {
-          const { token, refreshToken } = stored;
-          return jsonResponse({ token, refreshToken, expiresIn: Math.floor(left / 1000) });
-        }
+        // Another tab refreshed already: its pair is this session's newest; if its access token still has time
+        // (and how much is known), this client takes it as the answer.
+        const expiresIn = handOverSeconds(stored);
+        if (expiresIn !== undefined)
+          return jsonResponse({ token: stored.token, refreshToken: stored.refreshToken, expiresIn });
       }
       // Only the newest token of the session may be presented; another session's (a sign-in in another tab,
       // which this tab is about to follow) is left alone, and so is storage.
