@@ -194,6 +194,14 @@ describe('reactions: which emoji, normalized how, and how many on one message', 
     expect(await storedEmoji(id)).to.deep.equal([]);
     // Adding one is still refused.
     expect((await reaction(b.url, alice, 'PUT', id, 1, '\ud83d\udc4d\u200e')).status).to.equal(400);
+    // REV2: and removing one with any other control, override or isolate (no release stored those) is refused.
+    for (const emoji of ['\u202e', '\u2066', '\ud83d\udc4d\u0001', '\u0085', '\u007f']) {
+      expect((await reaction(b.url, alice, 'DELETE', id, 1, emoji)).status, JSON.stringify(emoji)).to.equal(
+        400,
+      );
+      const refused = await socket.emitWithAck('reaction:remove', { conversationId: id, seq: 1, emoji });
+      expect(refused, JSON.stringify(emoji)).to.have.nested.property('error.code', 'VALIDATION_FAILED');
+    }
   });
 
   it('stores and compares emoji in NFC: a decomposed and a precomposed "é" are one reaction', async () => {

@@ -186,6 +186,9 @@ export class ChatSession {
       // Back after a drop: what was told meanwhile (new conversations, read markers, titles, friend requests and
       // answers) is not told again.
       if (state === 'connected' && wasDown) {
+        // Every conversation subscribes again: this round waits for those joins, not for an earlier round's (still
+        // here if its list read never succeeded, the connection dropping again and again).
+        this.joins = [];
         for (const conversation of this.store.sorted()) this.expectJoin(conversation.id);
         void this.reloadList();
         refresh();

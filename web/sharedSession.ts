@@ -169,8 +169,9 @@ const TAB_ID = crypto.getRandomValues(new Uint32Array(2)).join('-');
  * drifted clock after a resume, a user by hand): a lease left by a tab that died holding it would then hold for the
  * step on top of its {@link LEASE_MS}, locking every other tab out of refreshing (for an hour after a one-hour step).
  * So a lease this tab has seen unchanged for `LEASE_MS` by its own monotonic clock (`seenForMs`) is over too, whatever
- * the wall clock says; a live tab's lease is never cut short by a clock step, as it would be by merely bounding the
- * lease's remaining time.
+ * the wall clock says; a live tab's lease is not cut short by a clock set back, as it would be by merely bounding
+ * the lease's remaining time (a clock set forward past a lease's end does end it early: then two tabs may both
+ * refresh once, the second refusal ending the session as a reuse would; the lease narrows races, see above).
  */
 function leaseIsFree(lease: string, seenForMs: number): boolean {
   const [owner, until] = lease.split(' ');

@@ -19,6 +19,8 @@ const STORABLE_HINT = 'must not contain NUL or unpaired surrogate characters';
  * refused. Message bodies may hold all of these but NUL: text in right-to-left scripts needs the marks.
  */
 export const CONTROL_OR_BIDI = /[\p{Cc}\p{Bidi_Control}\u2028\u2029]/u;
+/** What a field that must be plain text says of a character {@link CONTROL_OR_BIDI} finds. */
+const PLAIN_HINT = 'must not contain control, bidirectional-control or line-separator characters';
 /**
  * A code point that shows nothing by itself: controls, format characters (ZWSP, ZWJ, LRM, ...), marks (combining
  * accents, variation selectors), separators, the other default-ignorable code points (the Hangul fillers U+115F,
@@ -70,8 +72,7 @@ function textProblem(value: string, rule: TextRule): string | undefined {
   if (rule.pattern && !rule.pattern.test(value)) return rule.patternHint ?? 'has invalid characters';
   if (rule.notBlank && value.trim() === '') return 'must not be only whitespace';
   if (rule.notBlank && !VISIBLE.test(value)) return 'must contain a visible character';
-  if (rule.plain && CONTROL_OR_BIDI.test(value))
-    return 'must not contain control, bidirectional-control or line-separator characters';
+  if (rule.plain && CONTROL_OR_BIDI.test(value)) return PLAIN_HINT;
   return undefined;
 }
 
@@ -210,10 +211,13 @@ const EMOJI_RULE: TextRule = {
   plain: true,
 };
 /**
- * A removal's rule: not `plain`, as the rules of earlier releases (0.2.0, or an older node in a rolling upgrade) let
- * bidirectional marks (LRM, RLM, ALM) in, and what they stored must be removable; the removal stores nothing.
+ * A removal's rule: `plain` but for the bidirectional marks (LRM, RLM, ALM), which the rules of earlier releases
+ * (0.2.0, or an older node in a rolling upgrade) let in: what they stored must be removable. Checked below with
+ * {@link CONTROL_OR_BIDI_BUT_MARKS}.
  */
 const EMOJI_REMOVAL_RULE: TextRule = { ...EMOJI_RULE, plain: false };
+/** {@link CONTROL_OR_BIDI} without the three bidirectional marks U+061C, U+200E and U+200F. */
+const CONTROL_OR_BIDI_BUT_MARKS = /[\p{Cc}\u202A-\u202E\u2066-\u2069\u2028\u2029]/u;
 /** Only dots: "." and ".." are path segments that URL parsing resolves (`.../reactions/..` is the message). */
 const ONLY_DOTS = /^\.+$/;
 
@@ -221,6 +225,7 @@ const ONLY_DOTS = /^\.+$/;
 function emojiProblem(value: string, adding: boolean): string | undefined {
   const problem = textProblem(value, adding ? EMOJI_RULE : EMOJI_REMOVAL_RULE);
   if (problem !== undefined) return problem;
+  if (!adding && CONTROL_OR_BIDI_BUT_MARKS.test(value)) return PLAIN_HINT;
   if (ONLY_DOTS.test(value)) return 'must not be only dots';
   if (adding && !VISIBLE.test(value)) return 'must contain a visible character';
   return undefined;
