@@ -120,6 +120,12 @@ export class Subscription {
   /** Looks again at a hole after HOLE_SETTLE_MS, with the `synced` it was armed at. */
   private holeTimer: { timer: ReturnType<typeof setTimeout>; synced: number } | undefined;
   private needSubscribe = true;
+  /**
+   * A subscribe is on its way (waiting for its turn or for its ack): the subscription is not caught up until it has
+   * answered. `needSubscribe` is cleared when it goes out (a reconnection meanwhile must set it again), and `last`
+   * is still the first subscription's, so without this whenReady() answered at once during a re-subscribe.
+   */
+  private subscribeInFlight = false;
   private running = false;
   private active = true;
   private failure: XFChatError | undefined;
@@ -176,9 +182,10 @@ export class Subscription {
   /**
    * Resolves once the subscription is established and caught up (every message up to the server's last seq
    * at that moment has been delivered, and after a reconnection or from `sinceVersion` every change read from
-   * the feed); rejects if it ended with an error first, and with UNAUTHORIZED if the connection stops first because
-   * its token is refused or nobody is logged in (the subscription stays active and carries on at the next
-   * connect(): call whenReady() again then).
+   * the feed). From a disconnection until the next connection's re-subscribe has answered, it waits. It rejects if
+   * the subscription ended with an error first, and with UNAUTHORIZED if the connection stops first because its
+   * token is refused or nobody is logged in (the subscription stays active and carries on at the next connect():
+   * call whenReady() again then).
    */
   whenReady(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
@@ -285,6 +292,7 @@ export class Subscription {
     return (
       this.last !== undefined &&
       !this.needSubscribe &&
+      !this.subscribeInFlight &&
       !this.needChanges &&
       this.pending.size === 0 &&
       this.last >= this.target
@@ -419,7 +427,7 @@ export class Subscription {
           // Ended meanwhile (already connected, the wait did not see the stop): subscribe no more.
           if (!this.active) return;
           this.needSubscribe = false;
-          await this.inTurn(() => this.subscribeOnce());
+          await this.subscribeInTurn();
           progressed = true;
         } else if (this.needChanges) {
           await this.inTurn(() => this.readChanges());
@@ -460,6 +468,16 @@ export class Subscription {
   /** Runs one catch-up read in the client's pace (it throws the subscription's end if that comes first). */
   private inTurn<T>(read: () => Promise<T>): Promise<T> {
     return this.deps.pace.run(this.stop.signal, () => this.failure ?? closedError(), read);
+  }
+
+  /** Runs one subscribe in the client's pace, marked in flight (not caught up) until it has answered or failed. */
+  private async subscribeInTurn(): Promise<void> {
+    this.subscribeInFlight = true;
+    try {
+      await this.inTurn(() => this.subscribeOnce());
+    } finally {
+      this.subscribeInFlight = false;
+    }
   }
 
   private async subscribeOnce(): Promise<void> {

@@ -198,6 +198,36 @@ describe('client SDK: realtime', function () {
     expect(readyAt).to.equal(3);
   });
 
+  // READY: whenReady() called once the connection is back but while the re-subscribe's ack was still on its way
+  // resolved at once (the first subscription's `last` was set and `needSubscribe` cleared before the request went
+  // out): the app was told "caught up" before the messages sent while it was away had reached it.
+  it('answers whenReady() called during the re-subscribe after a reconnection only once that subscribe has caught up', async () => {
+    const { a, b, proxy, conversationId, atA } = await aliceBehindProxy();
+    const sub = a.subscribe(conversationId, atA.onMessage);
+    await sub.whenReady();
+    await b.send(conversationId, 'before');
+    await waitFor(() => atA.messages.length === 1, { what: 'the first message' });
+
+    await sentWhileAway(a, b, proxy, conversationId);
+    // Back: the app hears 'connected'; what the node answers from then on (the re-subscribe's ack) is held on its way.
+    const off = a.on('state', (state) => {
+      if (state === 'connected') proxy.hold('downstream');
+    });
+    await proxy.start();
+    await waitFor(() => a.state === 'connected', { what: 'the reconnection' });
+    off();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    let deliveredAtReady: number | undefined;
+    const ready = sub.whenReady().then(() => (deliveredAtReady = atA.messages.length));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(deliveredAtReady, 'answered while the re-subscribe was on its way').to.equal(undefined);
+    proxy.release();
+    await ready;
+    expect(deliveredAtReady, 'messages delivered when whenReady() resolved').to.equal(4);
+    expect(atA.messages.map((m) => m.body)).to.deep.equal(['before', 'away 1', 'away 2', 'away 3']);
+  });
+
   it('starts a subscription from afterSeq, or from the newest page without it', async () => {
     const { alice, conversationId } = await directPair(server, pool);
     const a = pool.open(server.url, { token: alice.token });
