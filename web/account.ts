@@ -6,7 +6,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { fullTimestamp, listDate, sinceNow } from './dates.js';
-import { button, byId, el, replaceItems } from './dom.js';
+import { button, byId, el, OneAtATime, replaceItems } from './dom.js';
 import { waitWords } from './text.js';
 import { describeUserAgent } from './userAgent.js';
 
@@ -90,6 +90,11 @@ export class AccountDialog {
   private sessions: PublicSession[] = [];
   /** Only the newest device list answer is shown. */
   private listTicket = 0;
+  /**
+   * Each form and log-out button one at a time: a double click on "Change password" changes it once (a second
+   * request, with the password just replaced, would be refused and the page say the password was wrong).
+   */
+  private readonly once = new OneAtATime();
 
   constructor(private readonly deps: AccountDeps) {
     this.opener.addEventListener('click', () => this.open());
@@ -98,23 +103,31 @@ export class AccountDialog {
       this.showDeleteStep(false, false);
       this.opener.focus();
     });
-    byId('profile-form', HTMLFormElement).addEventListener('submit', (event) => {
+    const profileForm = byId('profile-form', HTMLFormElement);
+    profileForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.saveName();
+      void this.once.run('name', profileForm, () => this.saveName());
     });
-    byId('password-form', HTMLFormElement).addEventListener('submit', (event) => {
+    const passwordForm = byId('password-form', HTMLFormElement);
+    passwordForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.changePassword();
+      void this.once.run('password', passwordForm, () => this.changePassword());
     });
-    this.logoutOthers.addEventListener('click', () => void this.logOutOthers());
-    this.logoutAll.addEventListener('click', () => void this.logOutAll());
+    this.logoutOthers.addEventListener(
+      'click',
+      () => void this.once.run('logout-others', this.logoutOthers, () => this.logOutOthers()),
+    );
+    this.logoutAll.addEventListener(
+      'click',
+      () => void this.once.run('logout-all', this.logoutAll, () => this.logOutAll()),
+    );
     this.deleteStart.addEventListener('click', () => this.showDeleteStep(true, true));
     byId('delete-cancel', HTMLButtonElement).addEventListener('click', () =>
       this.showDeleteStep(false, true),
     );
     this.deleteForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.deleteAccount();
+      void this.once.run('delete', this.deleteForm, () => this.deleteAccount());
     });
   }
 
@@ -203,14 +216,21 @@ export class AccountDialog {
     const times = deviceTimes(session, now);
     const time = ({ date, text }: DeviceTime) =>
       el('time', { text, attrs: { datetime: date.toISOString(), title: fullTimestamp(date) } });
-    const action = session.current
-      ? button('Log out this device', () => void this.deps.signOut(() => this.logoutHere()), {
-          label: this.logOutLabel(session),
-        })
-      : button('Log out', () => void this.revoke(session, device), {
-          label: this.logOutLabel(session),
-          secondary: true,
-        });
+    // Drawn again while its log-out is on its way (the list is read again after one), a row's button stays busy.
+    const key = session.current ? 'logout-here' : `revoke:${session.id}`;
+    const action: HTMLButtonElement = this.once.mark(
+      key,
+      session.current
+        ? button(
+            'Log out this device',
+            () => void this.once.run(key, action, () => this.deps.signOut(() => this.logoutHere())),
+            { label: this.logOutLabel(session) },
+          )
+        : button('Log out', () => void this.once.run(key, action, () => this.revoke(session, device)), {
+            label: this.logOutLabel(session),
+            secondary: true,
+          }),
+    );
     return el(
       'li',
       { className: 'device', dataset: { key: session.id } },

@@ -206,3 +206,50 @@ function focusNear(list: HTMLElement): void {
     for (const candidate of [...before.reverse(), ...after]) if (takeFocus(candidate)) return;
   }
 }
+
+/**
+ * Marks a control busy, or no longer: `aria-busy` on a form (as the message editor's), `aria-disabled` on a button.
+ * Not `disabled`: a disabled button loses keyboard focus in some browsers, and a screen reader its place.
+ */
+function setBusy(control: HTMLElement, busy: boolean): void {
+  const attribute = control instanceof HTMLFormElement ? 'aria-busy' : 'aria-disabled';
+  if (busy) control.setAttribute(attribute, 'true');
+  else control.removeAttribute(attribute);
+}
+
+/**
+ * Actions that send a request, each one at a time: while an action's request is on its way (and what it changed is
+ * read again), activating it again does nothing. A double click, or Enter pressed twice, must not send it twice: the
+ * server would make a second group, or refuse the second answer to a friend request ("already answered") or the
+ * second password change (the current password is the new one by then) and the page say so. An action is named by a
+ * key (what it is about: "request:<id>" for accepting, declining or cancelling one), so that a control drawn again
+ * meanwhile for the same action (the lists are redrawn at every friend event), or another control for it, does
+ * nothing either: `mark` controls as they are drawn, so that they say they are busy too.
+ */
+export class OneAtATime {
+  /** The actions on their way, each with the controls marked busy for it. */
+  private readonly running = new Map<string, Set<HTMLElement>>();
+
+  /** Runs `work`, the action `key` activated from `control`, unless that action is on its way already. */
+  async run(key: string, control: HTMLElement, work: () => Promise<void>): Promise<void> {
+    if (this.running.has(key)) return;
+    this.running.set(key, new Set());
+    this.mark(key, control);
+    try {
+      await work();
+    } finally {
+      for (const marked of this.running.get(key) ?? []) setBusy(marked, false);
+      this.running.delete(key);
+    }
+  }
+
+  /** A control for the action `key` (just drawn): marked busy while that action is on its way. Returns it. */
+  mark<T extends HTMLElement>(key: string, control: T): T {
+    const marked = this.running.get(key);
+    if (marked !== undefined) {
+      marked.add(control);
+      setBusy(control, true);
+    }
+    return control;
+  }
+}

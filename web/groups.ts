@@ -5,7 +5,7 @@ import {
   type PublicParticipant,
   type XFChatClient,
 } from '../lib/client/index.js';
-import { button, byId, el, replaceItems } from './dom.js';
+import { button, byId, el, OneAtATime, replaceItems } from './dom.js';
 import type { ConversationState, ConversationStore } from './store.js';
 import { fieldProblems, personName, problemFields, waitWords } from './text.js';
 
@@ -113,6 +113,8 @@ export class DetailsPanel {
   });
   private state: ConversationState | undefined;
   private expanded = false;
+  /** Rename, add, remove and leave, each once at a time: a double click sends one request. */
+  private readonly once = new OneAtATime();
 
   constructor(private readonly deps: GroupDeps) {
     this.renameForm.after(this.renameError);
@@ -123,13 +125,16 @@ export class DetailsPanel {
     });
     this.renameForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.rename();
+      void this.once.run('rename', this.renameForm, () => this.rename());
     });
     this.addForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.add();
+      void this.once.run('add', this.addForm, () => this.add());
     });
-    this.leaveButton.addEventListener('click', () => void this.leave());
+    this.leaveButton.addEventListener(
+      'click',
+      () => void this.once.run('leave', this.leaveButton, () => this.leave()),
+    );
   }
 
   /** Shows the details of `state` (or nothing); called again whenever they change. */
@@ -195,13 +200,19 @@ export class DetailsPanel {
         member.username === null ? null : el('span', { className: 'username', text: ` @${member.username}` }),
         member.role === 'owner' ? el('span', { className: 'badge', text: 'Owner' }) : null,
       ),
-      iOwnIt && !me
-        ? button('Remove', () => void this.remove(state, member), {
-            label: `Remove ${member.displayName} from the group`,
-            secondary: true,
-          })
-        : null,
+      iOwnIt && !me ? this.removeButton(state, member) : null,
     );
+  }
+
+  /** A member's "Remove": drawn again at each change of the group, it stays busy while the removal is on its way. */
+  private removeButton(state: ConversationState, member: PublicParticipant): HTMLButtonElement {
+    const key = `remove:${state.id}:${member.userId}`;
+    const remove: HTMLButtonElement = button(
+      'Remove',
+      () => void this.once.run(key, remove, () => this.remove(state, member)),
+      { label: `Remove ${member.displayName} from the group`, secondary: true },
+    );
+    return this.once.mark(key, remove);
   }
 
   private async rename(): Promise<void> {
@@ -287,13 +298,15 @@ export class NewGroupDialog {
   private readonly name = byId('new-group-name', HTMLInputElement);
   private readonly choices = byId('new-group-friends', HTMLUListElement);
   private readonly status = byId('new-group-status', HTMLParagraphElement);
+  /** One group at a time: a double click on "Create group" (or Enter pressed twice) makes one group. */
+  private readonly once = new OneAtATime();
 
   constructor(private readonly deps: GroupDeps) {
     byId('new-group-button', HTMLButtonElement).addEventListener('click', () => this.open());
     byId('new-group-cancel', HTMLButtonElement).addEventListener('click', () => this.dialog.close());
     this.form.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.create();
+      void this.once.run('create', this.form, () => this.create());
     });
   }
 

@@ -6,7 +6,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { fullTimestamp, listDate } from './dates.js';
-import { button, byId, el, replaceItems, updateItems } from './dom.js';
+import { button, byId, el, OneAtATime, replaceItems, updateItems } from './dom.js';
 import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
 import { readRetryWait } from './retry.js';
@@ -106,6 +106,11 @@ export class Sidebar {
    * named. Typing or a new search replaces it.
    */
   private searchTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The friend actions, each one at a time (until the lists are read again after it): a double click on "Accept"
+   * accepts once, and does not then say that the request was already answered.
+   */
+  private readonly once = new OneAtATime();
 
   constructor(private readonly deps: SidebarDeps) {
     this.setMe(deps.me);
@@ -443,14 +448,16 @@ export class Sidebar {
           ? 'Wants to be your friend.'
           : undefined;
     const action = friend
-      ? button('Chat', () => void this.deps.startDirect(user.id).catch(this.deps.report), {
-          label: `Chat with ${name}`,
-        })
+      ? this.action(`direct:${user.id}`, 'Chat', () => this.startDirect(user), { label: `Chat with ${name}` })
       : sent
         ? null
         : received
-          ? button('Accept', () => this.respond(received, true), { label: `Accept ${name} as a friend` })
-          : button('Add friend', () => void this.addFriend(user), { label: `Add ${name} as a friend` });
+          ? this.action(`request:${received.id}`, 'Accept', () => this.respond(received, true), {
+              label: `Accept ${name} as a friend`,
+            })
+          : this.action(`add:${user.id}`, 'Add friend', () => this.addFriend(user), {
+              label: `Add ${name} as a friend`,
+            });
     return el('li', { className: 'found', dataset: { key: user.id } }, who(user, status), action);
   }
 
@@ -477,33 +484,52 @@ export class Sidebar {
     else this.findStatus.textContent = known;
   }
 
-  /** A change to friends or blocks; the lists are reloaded after it, also when it was refused (they were stale). */
-  private change(work: Promise<unknown>): void {
-    work
-      .then(
-        () => this.refreshSocial(),
-        (err: unknown) => {
-          this.showFindError(err);
-          return this.refreshSocial();
-        },
-      )
-      .catch(this.deps.report);
+  /**
+   * A button for the action `key`, done one at a time (see OneAtATime): `act` sends its request. Drawn again while
+   * that is on its way, the button says it is busy, and does nothing.
+   */
+  private action(
+    key: string,
+    text: string,
+    act: () => Promise<void>,
+    options: { label: string; secondary?: boolean },
+  ): HTMLButtonElement {
+    const control: HTMLButtonElement = button(text, () => void this.once.run(key, control, act), options);
+    return this.once.mark(key, control);
   }
 
-  private respond(request: PublicFriendRequest, accept: boolean): void {
+  /** Opens (creating if needed) the direct conversation with a friend. */
+  private async startDirect(user: PublicUser): Promise<void> {
+    await this.deps.startDirect(user.id).catch(this.deps.report);
+  }
+
+  /**
+   * A change to friends or blocks; the lists are reloaded after it, also when it was refused (they were stale).
+   * Done when they are: until then the lists may still offer it.
+   */
+  private async change(work: () => Promise<unknown>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      this.showFindError(err);
+    }
+    await this.refreshSocial().catch(this.deps.report);
+  }
+
+  private async respond(request: PublicFriendRequest, accept: boolean): Promise<void> {
     const { friends } = this.deps.client;
-    this.change(accept ? friends.accept(request.id) : friends.decline(request.id));
+    await this.change(() => (accept ? friends.accept(request.id) : friends.decline(request.id)));
   }
 
-  private unfriend(user: PublicUser): void {
+  private async unfriend(user: PublicUser): Promise<void> {
     if (!confirm(`Remove ${user.displayName} from your friends? Your conversations stay.`)) return;
-    this.change(this.deps.client.friends.unfriend(user.id));
+    await this.change(() => this.deps.client.friends.unfriend(user.id));
   }
 
-  private block(user: PublicUser): void {
+  private async block(user: PublicUser): Promise<void> {
     const question = `Block ${user.displayName}? This also ends your friendship and any friend requests between you.`;
     if (!confirm(question)) return;
-    this.change(this.deps.client.blocks.block(user.id));
+    await this.change(() => this.deps.client.blocks.block(user.id));
   }
 
   private friendItem(friend: Friend): HTMLLIElement {
@@ -515,7 +541,7 @@ export class Sidebar {
       el(
         'span',
         { className: 'actions' },
-        button('Message', () => void this.deps.startDirect(friend.user.id).catch(this.deps.report), {
+        this.action(`direct:${friend.user.id}`, 'Message', () => this.startDirect(friend.user), {
           label: `Message ${name}`,
         }),
         el(
@@ -529,11 +555,14 @@ export class Sidebar {
           el(
             'span',
             { className: 'menu' },
-            button('Unfriend', () => this.unfriend(friend.user), {
+            this.action(`unfriend:${friend.user.id}`, 'Unfriend', () => this.unfriend(friend.user), {
               label: `Unfriend ${name}`,
               secondary: true,
             }),
-            button('Block', () => this.block(friend.user), { label: `Block ${name}`, secondary: true }),
+            this.action(`block:${friend.user.id}`, 'Block', () => this.block(friend.user), {
+              label: `Block ${name}`,
+              secondary: true,
+            }),
           ),
         ),
       ),
@@ -549,23 +578,29 @@ export class Sidebar {
       el(
         'span',
         { className: 'actions' },
-        button('Accept', () => this.respond(request, true), { label: `Accept friend request from ${name}` }),
-        button('Decline', () => this.respond(request, false), {
+        // Accepting and declining are one action: while either is on its way, a click on the other does nothing.
+        this.action(`request:${request.id}`, 'Accept', () => this.respond(request, true), {
+          label: `Accept friend request from ${name}`,
+        }),
+        this.action(`request:${request.id}`, 'Decline', () => this.respond(request, false), {
           label: `Decline friend request from ${name}`,
           secondary: true,
         }),
-        button('Block', () => this.block(request.from), { label: `Block ${name}`, secondary: true }),
+        this.action(`block:${request.from.id}`, 'Block', () => this.block(request.from), {
+          label: `Block ${name}`,
+          secondary: true,
+        }),
       ),
     );
   }
 
   private outgoingItem(request: PublicFriendRequest): HTMLLIElement {
-    const cancel = () => this.change(this.deps.client.friends.cancel(request.id));
+    const cancel = () => this.change(() => this.deps.client.friends.cancel(request.id));
     return el(
       'li',
       { dataset: { key: request.id } },
       who(request.to, 'Waiting for an answer.'),
-      button('Cancel', cancel, {
+      this.action(`request:${request.id}`, 'Cancel', cancel, {
         label: `Cancel friend request to ${request.to.displayName}`,
         secondary: true,
       }),
@@ -573,12 +608,15 @@ export class Sidebar {
   }
 
   private blockedItem(user: PublicUser): HTMLLIElement {
-    const unblock = () => this.change(this.deps.client.blocks.unblock(user.id));
+    const unblock = () => this.change(() => this.deps.client.blocks.unblock(user.id));
     return el(
       'li',
       { dataset: { key: user.id } },
       who(user),
-      button('Unblock', unblock, { label: `Unblock ${user.displayName}`, secondary: true }),
+      this.action(`unblock:${user.id}`, 'Unblock', unblock, {
+        label: `Unblock ${user.displayName}`,
+        secondary: true,
+      }),
     );
   }
 
