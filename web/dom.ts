@@ -243,6 +243,16 @@ export class OneAtATime {
     }
   }
 
+  /**
+   * A control shared by the actions of several things (a group's forms, for whichever group is shown), now for the
+   * action `key`: marked busy if that action is on its way, and no longer for another's.
+   */
+  reflect(key: string, control: HTMLElement): void {
+    for (const marked of this.running.values()) marked.delete(control);
+    setBusy(control, false);
+    this.mark(key, control);
+  }
+
   /** A control for the action `key` (just drawn): marked busy while that action is on its way. Returns it. */
   mark<T extends HTMLElement>(key: string, control: T): T {
     const marked = this.running.get(key);

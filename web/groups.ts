@@ -125,16 +125,24 @@ export class DetailsPanel {
     });
     this.renameForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.once.run('rename', this.renameForm, () => this.rename());
+      void this.once.run(this.key('rename'), this.renameForm, () => this.rename());
     });
     this.addForm.addEventListener('submit', (event) => {
       event.preventDefault();
-      void this.once.run('add', this.addForm, () => this.add());
+      void this.once.run(this.key('add'), this.addForm, () => this.add());
     });
     this.leaveButton.addEventListener(
       'click',
-      () => void this.once.run('leave', this.leaveButton, () => this.leave()),
+      () => void this.once.run(this.key('leave'), this.leaveButton, () => this.leave()),
     );
+  }
+
+  /**
+   * The action `what` on the group shown: each group's own (REV3: a rename of one group on its way must not hold a
+   * rename of another back), though the forms and the button are shared by every group shown.
+   */
+  private key(what: 'rename' | 'add' | 'leave'): string {
+    return `${what}:${this.state?.id ?? ''}`;
   }
 
   /** Shows the details of `state` (or nothing); called again whenever they change. */
@@ -145,6 +153,10 @@ export class DetailsPanel {
       clearInvalid(this.renameInput, this.renameError);
     }
     this.state = state;
+    // The shared controls say whether this group's action is on its way, not another's.
+    this.once.reflect(this.key('rename'), this.renameForm);
+    this.once.reflect(this.key('add'), this.addForm);
+    this.once.reflect(this.key('leave'), this.leaveButton);
     this.render();
   }
 

@@ -101,6 +101,8 @@ export class Sidebar {
   private searchTicket = 0;
   /** Counts the reads of friends, requests and blocks: only the newest one's answer is shown. */
   private socialTicket = 0;
+  /** The newest read of friends, requests and blocks (see refreshSocial). */
+  private newestSocialRead: Promise<void> = Promise.resolve();
   /**
    * The one search waiting to go out: typing paused, or a refused search asked again after the wait the server
    * named. Typing or a new search replaces it.
@@ -166,19 +168,34 @@ export class Sidebar {
   /**
    * Reloads friends, pending requests and blocks (after any friend event: cheap, and always consistent). Reads
    * overlap (events and actions come close together) and may be answered out of order: an older answer arriving
-   * after a newer read started would bring back how things stood before, so only the newest read's is shown.
+   * after a newer read started would bring back how things stood before, so only the newest read's is shown. A read
+   * overtaken so settles as the newest does: resolved once the lists on screen are at least as new as its own answer
+   * (an action stays busy until then: `change`, REV3), rejected if the newest failed.
    */
-  async refreshSocial(): Promise<void> {
+  refreshSocial(): Promise<void> {
+    const read = this.readSocial(++this.socialTicket);
+    this.newestSocialRead = read;
+    return read;
+  }
+
+  private async readSocial(ticket: number): Promise<void> {
     const { friends, blocks } = this.deps.client;
-    const ticket = ++this.socialTicket;
     const sent = performance.now();
-    const [list, incoming, outgoing, blocked] = await Promise.all([
-      friends.list(),
-      friends.listRequests('incoming'),
-      friends.listRequests('outgoing'),
-      blocks.list(),
-    ]);
-    if (ticket !== this.socialTicket) return;
+    let answers: [Friend[], PublicFriendRequest[], PublicFriendRequest[], PublicUser[]];
+    try {
+      answers = await Promise.all([
+        friends.list(),
+        friends.listRequests('incoming'),
+        friends.listRequests('outgoing'),
+        blocks.list(),
+      ]);
+    } catch (err) {
+      // Overtaken, its failure does not matter: the newest read's outcome does.
+      if (ticket !== this.socialTicket) return this.newestSocialRead;
+      throw err;
+    }
+    if (ticket !== this.socialTicket) return this.newestSocialRead;
+    const [list, incoming, outgoing, blocked] = answers;
     this.friendList = list;
     this.incomingList = incoming;
     this.outgoingList = outgoing;

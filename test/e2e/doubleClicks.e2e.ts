@@ -4,6 +4,8 @@ import { waitFor } from '../helpers/waitFor.js';
 import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** How long a second request would take to come back and show its refusal, were one sent. */
 const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 1000));
 
@@ -280,5 +282,90 @@ describe('web app: a double click does an action once', function () {
       'renames, revokes, logouts, logouts of all',
     ).to.deep.equal([1, 2, 1, 1]);
     app.expectNoProblems();
+  });
+
+  // REV3: the details panel's actions were keyed 'rename', 'add', 'leave' for whichever group was shown: a slow
+  // rename of one group swallowed the rename of another.
+  it('a rename of group B is sent while a slow rename of group A is on its way', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const alpha = await ann.client.conversations.createGroup('Alpha', [bob.id]);
+    const beta = await ann.client.conversations.createGroup('Beta', [bob.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const p = page.page;
+    const betaRenames = countRequests(p, 'PATCH', new RegExp(`/conversations/${beta.id}$`));
+    // A slow network for Alpha's rename: 6 s.
+    await p.route(
+      (url) => url.pathname.endsWith(`/conversations/${alpha.id}`),
+      async (route) => {
+        if (route.request().method() === 'PATCH') await sleep(6000);
+        await route.continue();
+      },
+    );
+    await page.openConversation('Alpha');
+    await p.getByRole('button', { name: 'Members (2)' }).click();
+    const panel = p.getByRole('region', { name: 'Group details' });
+    await panel.getByLabel('New name').fill('Alpha 2');
+    await panel.getByRole('button', { name: 'Rename' }).click();
+    await sleep(300);
+    await page.openConversation('Beta');
+    if (!(await panel.isVisible())) await p.getByRole('button', { name: 'Members (2)' }).click();
+    await panel.getByLabel('New name').fill('Beta 2');
+    await panel.getByRole('button', { name: 'Rename' }).click();
+    await sleep(2000);
+    const list = await ann.client.conversations.list();
+    expect(betaRenames(), 'requests to rename Beta').to.equal(1);
+    expect(list.find((c) => c.id === beta.id)?.title, "Beta's title").to.equal('Beta 2');
+  });
+
+  // REV3: "until the lists are read again": the action's own read, overtaken by a newer read (any friend event),
+  // returned without drawing, and the lock went while the stale list still offered a live "Accept".
+  it('Accept stays inert until the lists are read again, also when a friend event comes meanwhile', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const carol = await app.person('Carol');
+    await bob.client.friends.sendRequest(ann.username);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    const p = page.page;
+    const accept = p.getByRole('button', { name: 'Accept friend request from Bob' });
+    await accept.waitFor();
+    const accepts = countRequests(p, 'POST', /\/friends\/requests\/[^/]+\/accept$/);
+    let reads = 0;
+    // The first read after the click answers in 800 ms, the next one in 5 s (a slow network).
+    await p.route(
+      (url) => url.pathname.endsWith('/friends/requests'),
+      async (route) => {
+        if (route.request().method() === 'GET' && route.request().url().includes('incoming')) {
+          reads += 1;
+          await sleep(reads === 1 ? 800 : 5000);
+        }
+        await route.continue();
+      },
+    );
+    const answered = p.waitForResponse((r) => /\/accept$/.test(new URL(r.url()).pathname));
+    await accept.click();
+    await answered;
+    await waitFor(() => reads === 1, { what: "the action's read" });
+    // Carol asks meanwhile: a friend:request event, a newer read of the lists.
+    await carol.client.friends.sendRequest(ann.username);
+    await waitFor(() => reads === 2, { what: "the event's read" });
+    await sleep(1200);
+    // The action's read is back (superseded), the event's is not. Is Bob's Accept still offered, and live?
+    const state = await p.evaluate(() => {
+      const button = Array.from(document.querySelectorAll('button')).find(
+        (b) => b.getAttribute('aria-label') === 'Accept friend request from Bob',
+      );
+      if (button === undefined) return 'gone';
+      const disabled = button.getAttribute('aria-disabled');
+      button.click();
+      return `shown, aria-disabled=${disabled}`;
+    });
+    await sleep(1500);
+    const status = await p.locator('#find-status').textContent();
+    expect(accepts(), `requests to accept (Accept was ${state}; status "${status}")`).to.equal(1);
+    expect(await p.locator('#find-status').textContent(), 'the status line').to.equal('');
   });
 });
