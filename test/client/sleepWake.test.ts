@@ -98,7 +98,7 @@ describe('SDK: a send socket.io-client buffered as the machine woke does not out
     const { stored } = await scenario(async (client) => {
       const me = await client.me();
       await client.logout();
-      await client.login(me.username!, PASSWORD);
+      await client.login(me.username, PASSWORD);
     });
     expect(stored).to.deep.equal([]);
   });
