@@ -3,6 +3,18 @@ import { AppError } from './errors.js';
 import { isUuid } from './protocol/schemas.js';
 
 /**
+ * The refusal of a body or payload that is JSON but not an object (`null`, an array, a string, a number), from the
+ * JSON parser (lib/http/errorMiddleware.ts) or from `parse()`: one answer whichever finds it. `cause`, for the log.
+ */
+export function notAJsonObject(cause?: unknown): AppError {
+  return new AppError('VALIDATION_FAILED', {
+    message: 'The request body must be a JSON object.',
+    details: { body: 'must be a JSON object' },
+    cause,
+  });
+}
+
+/**
  * Parses client input (a REST body or query, a Socket.IO payload) with its schema. Anything that is not a JSON
  * object is refused as a whole (`details: {body}` alone); otherwise every field is checked and one VALIDATION_FAILED names each failing
  * field with its first problem (`details: {field: problem}`).
@@ -10,10 +22,7 @@ import { isUuid } from './protocol/schemas.js';
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     // As the JSON parser refuses `null`, a string or a number (lib/http/errorMiddleware.ts); an array passes it.
-    throw new AppError('VALIDATION_FAILED', {
-      message: 'The request body must be a JSON object.',
-      details: { body: 'must be a JSON object' },
-    });
+    throw notAJsonObject();
   }
   const result = v.safeParse(schema, input, { abortPipeEarly: true });
   if (result.success) return result.output;

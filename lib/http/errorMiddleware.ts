@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { AppError, toAppError, toHttp } from '../errors.js';
 import { createServerErrorLog } from '../serverErrorLog.js';
+import { notAJsonObject } from '../validation.js';
 
 /** Unknown routes: the same JSON envelope as every other error. */
 export const notFoundHandler: RequestHandler = (_req, _res, next) => {
@@ -46,13 +47,7 @@ function fromRequestDecoding(err: unknown): AppError | undefined {
   const status = clientStatus(e);
   if (e.type === 'entity.parse.failed') {
     // JSON, but not an object or array (`null`, `"x"`, `3`): body-parser's strict mode refuses it.
-    if (isJson(e.body)) {
-      return new AppError('VALIDATION_FAILED', {
-        message: 'The request body must be a JSON object.',
-        details: { body: 'must be a JSON object' },
-        cause: err,
-      });
-    }
+    if (isJson(e.body)) return notAJsonObject(err);
     return new AppError('VALIDATION_FAILED', {
       message: 'The request body is not valid JSON.',
       details: { body: 'invalid JSON' },
