@@ -69,22 +69,51 @@ function isExpectedNoise(text: string): boolean {
   );
 }
 
+/** The page's Socket.IO websockets, routed through Playwright (see `routeSockets`). */
+export interface RoutedSockets {
+  /** Closes every open websocket and refuses new ones, until `online()`. */
+  offline(): Promise<void>;
+  online(): void;
+}
+
 /**
- * Routes the Socket.IO websockets of `page`'s context through Playwright, so that a test can take the page offline
- * (every open one closed, new ones refused) and online again. Reload the page afterwards so that it connects
+ * Decides the fate of one engine.io text frame on its way: `pass()` sends it on (now, or later to hold it back); a
+ * frame never passed is dropped. `route` is the page's side of its websocket: `route.send()` answers the page as
+ * the server would.
+ */
+export type FrameFilter = (text: string, pass: () => void, route: WebSocketRoute) => void;
+
+export interface RouteSocketsOptions {
+  /** Only `page`'s own websockets (default: those of every tab of its context). */
+  thisTab?: boolean;
+  /** Frames the page sends (default: all passed at once). */
+  fromPage?: FrameFilter;
+  /** Frames the server sends (default: all passed at once). */
+  fromServer?: FrameFilter;
+}
+
+/**
+ * Routes the Socket.IO websockets of `page`'s context (or, with `thisTab`, of `page` alone) through Playwright, so
+ * that a test can take the page offline (every open one closed, new ones refused) and online again, and hold back,
+ * drop or answer frames either way (`fromPage`, `fromServer`). Reload the page afterwards so that it connects
  * through the route.
  */
-export async function routeSockets(page: Page): Promise<{ offline(): Promise<void>; online(): void }> {
+export async function routeSockets(page: Page, options: RouteSocketsOptions = {}): Promise<RoutedSockets> {
+  const { fromPage, fromServer } = options;
   let refusing = false;
   const open = new Set<WebSocketRoute>();
-  await page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
+  const text = (message: string | Buffer) => (typeof message === 'string' ? message : message.toString());
+  await (options.thisTab ? page : page.context()).routeWebSocket(/\/socket\.io\//, (ws) => {
     if (refusing) {
       void ws.close();
       return;
     }
-    ws.connectToServer();
+    const server = ws.connectToServer();
     open.add(ws);
     ws.onClose(() => open.delete(ws));
+    // Without a filter, frames go on by themselves (Playwright forwards a side that has no handler).
+    if (fromPage) ws.onMessage((message) => fromPage(text(message), () => server.send(message), ws));
+    if (fromServer) server.onMessage((message) => fromServer(text(message), () => ws.send(message), ws));
   });
   return {
     async offline() {

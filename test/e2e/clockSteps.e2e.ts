@@ -128,18 +128,26 @@ describe('web app: the computer’s clock set back while the page is open', func
     app.expectNoProblems(/Cross-Origin-Opener-Policy header has been ignored/);
   });
 
-  it('still beeps for a new message after the clock is set back', async () => {
+  /**
+   * Ann and Bob, friends with a direct conversation; Ann's page signed in under Playwright's clock, with `initScript`
+   * run as each document starts. Playwright's clock restarts performance.now() when it is installed: it is
+   * installed before the page loads, as a computer's clock is there before any page.
+   */
+  async function annAndBobOnAClock(initScript?: string) {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
     const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
     const page = await app.open();
-    // Playwright's clock restarts performance.now() when it is installed: install it before the page loads, as a
-    // computer's clock is there before any page.
     await page.page.clock.install();
-    await page.page.context().addInitScript({ content: COUNT_BEEPS });
+    if (initScript !== undefined) await page.page.context().addInitScript({ content: initScript });
     await page.page.reload();
     await page.logIn(ann.username, PASSWORD);
+    return { ann, bob, withBob, page };
+  }
+
+  it('still beeps for a new message after the clock is set back', async () => {
+    const { bob, withBob, page } = await annAndBobOnAClock(COUNT_BEEPS);
     await page.page.locator('#conversations').getByRole('button', { name: 'Bob' }).waitFor();
     const beeps = () => page.page.evaluate(() => (window as unknown as { beeps: number }).beeps);
 
@@ -164,15 +172,7 @@ describe('web app: the computer’s clock set back while the page is open', func
 
   // The typing events (one per 2 s at most) were spaced by the wall clock: set back an hour, the page sent none.
   it('still tells the other person that I type after the clock is set back', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
-    const page = await app.open();
-    // As above: the clock is there before the page.
-    await page.page.clock.install();
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
+    const { ann, bob, withBob, page } = await annAndBobOnAClock();
     await page.openConversation('Bob');
     await page.waitForConnected();
     const heard: number[] = [];

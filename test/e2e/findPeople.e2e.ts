@@ -63,7 +63,11 @@ describe('web app: finding people', function () {
       return sent;
     }
 
-    it('says it will search again by itself, then shows the results when they come, without typing again', async () => {
+    /**
+     * The searcher's page, its lookup budget spent (by another device, say), the username of Zed typed in Find
+     * people: `sent` the searches the page sends from the login on.
+     */
+    async function searchWithLookupsSpent() {
       const me = await app.person('Searcher');
       const zed = await app.person('Zed');
       const page = await app.open();
@@ -73,6 +77,11 @@ describe('web app: finding people', function () {
       const status = page.page.locator('#find-status');
       await spendLookups(me);
       await box.fill(zed.username);
+      return { zed, page, sent, box, status };
+    }
+
+    it('says it will search again by itself, then shows the results when they come, without typing again', async () => {
+      const { zed, page, sent, status } = await searchWithLookupsSpent();
       await status.getByText(/^Too many searches/).waitFor();
       const refused = await status.textContent();
       // Nothing more is typed: the results come by themselves (the wait named is a few seconds), and replace the line.
@@ -96,15 +105,7 @@ describe('web app: finding people', function () {
     });
 
     it('does not search again for words no longer in the box', async () => {
-      const me = await app.person('Searcher');
-      const zed = await app.person('Zed');
-      const page = await app.open();
-      await page.logIn(me.username, PASSWORD);
-      const sent = searchesSent(page.page);
-      const box = page.page.locator('#find-form').getByLabel('Username');
-      const status = page.page.locator('#find-status');
-      await spendLookups(me);
-      await box.fill(zed.username);
+      const { page, sent, box, status } = await searchWithLookupsSpent();
       await status.getByText(/^Too many searches at once\. Trying again in (\d) seconds?\.$/).waitFor();
       const wait = Number((await status.textContent())?.match(/in (\d) second/)?.[1]);
       await box.fill('');

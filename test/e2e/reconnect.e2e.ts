@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import type { WebSocketRoute } from 'playwright-core';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/waitFor.js';
+import { routeSockets } from './browser.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
 /**
@@ -165,30 +165,21 @@ describe('web app: what changed while the tab was disconnected', function () {
     // Ann's websockets, through a line that can drop them, and that holds the subscriptions' answers (acks carrying
     // a page of messages) a moment after the reconnection, as a slow or busy server would: the list read again
     // answers first.
-    let refusing = false;
     let slowAcks = false;
     let held = 0;
     let released = 0;
-    const open = new Set<WebSocketRoute>();
-    await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
-      if (refusing) {
-        void ws.close();
-        return;
-      }
-      const server = ws.connectToServer();
-      open.add(ws);
-      ws.onClose(() => open.delete(ws));
-      ws.onMessage((m) => server.send(m));
-      server.onMessage((m) => {
-        const text = typeof m === 'string' ? m : m.toString();
-        if (slowAcks && /^43\d+\[\{"ok":true,"messages"/.test(text)) {
-          held += 1;
-          setTimeout(() => {
-            ws.send(m);
-            released += 1;
-          }, 1500);
-        } else ws.send(m);
-      });
+    const sockets = await routeSockets(page.page, {
+      fromServer(text, pass) {
+        if (!slowAcks || !/^43\d+\[\{"ok":true,"messages"/.test(text)) {
+          pass();
+          return;
+        }
+        held += 1;
+        setTimeout(() => {
+          pass();
+          released += 1;
+        }, 1500);
+      },
     });
     await page.page.reload();
     await page.logIn(ann.username, PASSWORD);
@@ -200,12 +191,11 @@ describe('web app: what changed while the tab was disconnected', function () {
       what: 'Carol first',
     });
 
-    refusing = true;
-    for (const ws of [...open]) await ws.close();
+    await sockets.offline();
     await page.banner.getByText(/Reconnecting/).waitFor();
     await bob.client.messages.put(withBob, 'b2', 'the newest one');
     slowAcks = true;
-    refusing = false;
+    sockets.online();
     await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
       what: 'reconnected',
       timeoutMs: 30_000,

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import type { Page, WebSocketRoute } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
+import { routeSockets } from './browser.js';
 import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp } from './fixture.js';
 
@@ -23,37 +24,29 @@ async function switchableLine(
   { thisTab = false } = {},
 ): Promise<{ set: (line: Line) => Promise<void> }> {
   let line: Line = 'online';
-  const open = new Set<WebSocketRoute>();
-  await (thisTab ? page : page.context()).routeWebSocket(/\/socket\.io\//, (ws) => {
-    if (line === 'offline') {
-      void ws.close();
-      return;
-    }
-    const server = ws.connectToServer();
-    open.add(ws);
-    ws.onClose(() => open.delete(ws));
-    ws.onMessage((message) => {
-      const text = typeof message === 'string' ? message : message.toString();
+  const sockets = await routeSockets(page, {
+    thisTab,
+    fromPage(text, pass, route) {
       // An event with an ack id: 42<id>["message:send",{...}]
       const send = /^42(\d+)\["message:send"/.exec(text);
       if (line === 'dbDown' && send) {
         const error = { code: 'DB_UNAVAILABLE', message: 'The database is unavailable; try again shortly.' };
-        ws.send(`43${send[1]}${JSON.stringify([{ ok: false, error }])}`);
+        route.send(`43${send[1]}${JSON.stringify([{ ok: false, error }])}`);
         return;
       }
-      server.send(message);
-    });
-    server.onMessage((message) => {
+      pass();
+    },
+    fromServer(text, pass) {
       // engine.io ping ("2") still passes while deaf, so the socket stays up and nothing is answered.
-      if (line === 'deaf' && message !== '2') return;
-      ws.send(message);
-    });
+      if (line !== 'deaf' || text === '2') pass();
+    },
   });
   await page.reload();
   return {
     async set(next) {
       line = next;
-      if (next === 'offline') for (const ws of [...open]) await ws.close();
+      if (next === 'offline') await sockets.offline();
+      else sockets.online();
     },
   };
 }

@@ -1,20 +1,17 @@
 import { expect } from 'chai';
-import type { WebSocketRoute } from 'playwright-core';
 import { waitFor } from '../helpers/waitFor.js';
+import { routeSockets, type RoutedSockets } from './browser.js';
 import type { ChatPage } from './chatPage.js';
-import { PASSWORD, useWebApp } from './fixture.js';
+import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 /** The page's websockets routed through Playwright, to hold its subscribes back or take it offline. */
-interface RoutedSockets {
+interface HeldSubscribes extends RoutedSockets {
   /** While true, the page's `conversation:subscribe` requests wait (a slow network, or a spent read budget). */
   holding: boolean;
   /** How many subscribes wait. */
   readonly held: number;
   /** Sends the subscribes that wait, and holds no more. */
   release(): void;
-  /** Closes the open websockets and refuses new ones, until `online()`. */
-  offline(): Promise<void>;
-  online(): void;
 }
 
 /**
@@ -22,44 +19,27 @@ interface RoutedSockets {
  * connects through the route). A subscribe held back joins its conversation's room only once released: what is
  * told to that room meanwhile (a `conversation:read`) does not reach the page.
  */
-async function routeSockets(page: ChatPage): Promise<RoutedSockets> {
-  let refusing = false;
+async function holdSubscribes(page: ChatPage): Promise<HeldSubscribes> {
   const waiting: Array<() => void> = [];
-  const open = new Set<WebSocketRoute>();
-  const routed: RoutedSockets = {
+  const sockets = await routeSockets(page.page, {
+    fromPage(text, pass) {
+      if (held.holding && text.includes('"conversation:subscribe"')) waiting.push(pass);
+      else pass();
+    },
+  });
+  const held: HeldSubscribes = {
     holding: false,
     get held() {
       return waiting.length;
     },
     release() {
-      routed.holding = false;
+      held.holding = false;
       for (const send of waiting.splice(0)) send();
     },
-    async offline() {
-      refusing = true;
-      for (const ws of [...open]) await ws.close();
-    },
-    online() {
-      refusing = false;
-    },
+    offline: () => sockets.offline(),
+    online: () => sockets.online(),
   };
-  await page.page.context().routeWebSocket(/\/socket\.io\//, (ws) => {
-    if (refusing) {
-      void ws.close();
-      return;
-    }
-    const server = ws.connectToServer();
-    open.add(ws);
-    ws.onClose(() => open.delete(ws));
-    ws.onMessage((message) => {
-      const text = typeof message === 'string' ? message : message.toString();
-      if (routed.holding && text.includes('"conversation:subscribe"'))
-        waiting.push(() => server.send(message));
-      else server.send(message);
-    });
-    server.onMessage((message) => ws.send(message));
-  });
-  return routed;
+  return held;
 }
 
 /** The unread badges the list shows, by conversation. */
@@ -73,6 +53,20 @@ async function badges(page: ChatPage): Promise<string[]> {
 describe('UNREAD hunt: unread counts follow reads made on other devices', function () {
   const app = useWebApp();
 
+  /**
+   * `person`'s page through `holdSubscribes`, signed in, its conversation with Bob listed; with `holding`, its
+   * subscribes are held back from the load on.
+   */
+  async function signedInHolding(person: Person, { holding = false } = {}) {
+    const page = await app.open();
+    const sockets = await holdSubscribes(page);
+    sockets.holding = holding;
+    await page.page.reload();
+    await page.logIn(person.username, PASSWORD);
+    await page.conversationButton('Bob').waitFor();
+    return { page, sockets };
+  }
+
   it('takes a read made on my phone while the page was still subscribing at load', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
@@ -80,12 +74,7 @@ describe('UNREAD hunt: unread counts follow reads made on other devices', functi
     const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
     for (const text of ['one', 'two', 'three']) await bob.client.messages.put(withBob, text, text);
 
-    const page = await app.open();
-    const sockets = await routeSockets(page);
-    sockets.holding = true;
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
-    await page.conversationButton('Bob').waitFor();
+    const { page, sockets } = await signedInHolding(ann, { holding: true });
     await waitFor(async () => (await page.page.title()) === '(3) XFChat', { what: 'three unread at load' });
     await waitFor(() => sockets.held > 0, { what: 'the subscribe held back' });
 
@@ -112,11 +101,7 @@ describe('UNREAD hunt: unread counts follow reads made on other devices', functi
     await app.befriend(ann, bob);
     const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
 
-    const page = await app.open();
-    const sockets = await routeSockets(page);
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
-    await page.conversationButton('Bob').waitFor();
+    const { page, sockets } = await signedInHolding(ann);
     for (const text of ['one', 'two', 'three']) await bob.client.messages.put(withBob, text, text);
     await waitFor(async () => (await page.page.title()) === '(3) XFChat', { what: 'three unread' });
 
