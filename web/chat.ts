@@ -180,6 +180,13 @@ export class ChatSession {
     window.addEventListener('storage', (event) => {
       if (event.storageArea === localStorage && this.drafts.isKey(event.key)) this.changed();
     });
+    // The first reads below go out while the socket connects, and the server puts the socket in my rooms only
+    // once it is connected: a friend request or answer, or a new conversation, told in between reached nobody
+    // here. Once connected, friends, requests and blocks are read again, and the list's catch-up round
+    // (`catchUpMarkers`) waits for the connection too, so that the list is read again even when it was empty.
+    let connectedOnce!: () => void;
+    this.joins.push(new Promise<void>((resolve) => (connectedOnce = resolve)));
+    let wasConnected = false;
     let wasDown = false;
     client.on('state', (state) => {
       this.view.onConnectionState();
@@ -192,6 +199,10 @@ export class ChatSession {
         for (const conversation of this.store.sorted()) this.expectJoin(conversation.id);
         void this.reloadList();
         refresh();
+      } else if (state === 'connected' && !wasConnected) refresh();
+      if (state === 'connected') {
+        wasConnected = true;
+        connectedOnce();
       }
       wasDown = state === 'reconnecting';
     });
@@ -306,8 +317,9 @@ export class ChatSession {
    * conversation: a user in hundreds of them would spend the server's read budget. Its answer goes through
    * `upsert`, so nothing newer is undone: a marker never goes back within one membership (a live read heard since,
    * the open conversation read here meanwhile), and a conversation removed since the read was sent is not put back
-   * (`changes`). A newer round (another reconnection) takes over from this one. Nothing joining (the read again
-   * itself, when it brought no conversation to follow), nothing to do.
+   * (`changes`). A newer round (another reconnection) takes over from this one. At load the round waits for the
+   * first connection as well (see `start`): the list read before it may miss a conversation started meanwhile.
+   * Nothing joining (the read again itself, when it brought no conversation to follow), nothing to do.
    */
   private async catchUpMarkers(): Promise<void> {
     const joins = this.joins.splice(0);
