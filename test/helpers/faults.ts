@@ -118,13 +118,14 @@ export async function expectControlBusDelivers(from: ControlBus, to: ControlBus)
 /**
  * The pids of a database's LISTEN connections of one kind, by their `application_name`: the control bus's
  * (`CONTROL_APPLICATION_NAME`) or the Socket.IO adapter's (`ADAPTER_APPLICATION_NAME`), one per node. Told by their
- * last statement: a `LISTEN`, or the liveness check pg-listen runs on its connection every 10 s (after which a
- * control bus connection no longer shows its `LISTEN`; the adapter's other connections of that name send NOTIFYs).
+ * last statement: a `LISTEN`, or the liveness check run on the connection every 10 s, after which it no longer shows
+ * its `LISTEN`: pg-listen's `SELECT pg_backend_pid()` on the control bus's, the adapter pool's `SELECT 1` on the
+ * adapter's (lib/realtime/adapterPool.ts; the adapter's other connections of that name send NOTIFYs).
  */
 export async function listeningPids(databaseName: string, applicationName: string): Promise<number[]> {
   const result = await adminQuery(
     `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2
-        AND (query LIKE 'LISTEN%' OR query = 'SELECT pg_backend_pid()')`,
+        AND (query LIKE 'LISTEN%' OR query IN ('SELECT pg_backend_pid()', 'SELECT 1'))`,
     [databaseName, applicationName],
   );
   return (result.rows as Array<{ pid: number }>).map((row) => row.pid);

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { io, type Socket } from 'socket.io-client';
+import { ADAPTER_APPLICATION_NAME } from '../../lib/realtime/adapterPool.js';
 import { startMain, type RunningChild } from '../helpers/childProcess.js';
+import { listeningPids } from '../helpers/faults.js';
 import { request } from '../helpers/http.js';
 import { adminQuery, createTestDatabase } from '../helpers/postgres.js';
 import { TEST_JWT_SECRET } from '../helpers/server.js';
@@ -134,17 +136,15 @@ describe('nodes whose machines’ clocks differ by minutes', function () {
     const socket = await connect(node('ahead'), bob.token);
     const heard: unknown[] = [];
     socket.on('friend:request', (payload: unknown) => heard.push(payload));
-    const adapterListens = `FROM pg_stat_activity
-      WHERE datname = $1 AND application_name = 'xfchat-adapter' AND query LIKE 'LISTEN%'`;
-    const listening = async () =>
-      (
-        (await adminQuery(`SELECT count(*)::int AS n ${adapterListens}`, [databaseName])).rows[0] as {
-          n: number;
-        }
-      ).n;
-    await waitFor(async () => (await listening()) === 3, { what: 'every adapter to listen' });
+    const listeners = await waitFor(
+      async () => {
+        const pids = await listeningPids(databaseName, ADAPTER_APPLICATION_NAME);
+        return pids.length === 3 && pids;
+      },
+      { what: 'every adapter to listen' },
+    );
     // Every node stops hearing the others for a moment; the request's announcement is sent meanwhile.
-    await adminQuery(`SELECT pg_terminate_backend(pid) ${adapterListens}`, [databaseName]);
+    await adminQuery('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [listeners]);
     const sent = await request(node('onTime').url, 'POST', '/friends/requests', {
       token: alice.token,
       body: { username: bob.username },
