@@ -25,6 +25,12 @@ import { waitWords } from './text.js';
 const RESTORED_NOTICE =
   'The server’s messages were restored from a backup, so this page was reloaded: messages sent after that backup are gone.';
 
+/**
+ * How many times a conversation's details are read before a failure that would pass by itself is shown (with the
+ * backoff of `readRetryWait`, about half a minute of tries when the server names no wait).
+ */
+const DETAILS_READ_TRIES = 6;
+
 /** Why the conversation list could not be read, as its pane says it. */
 const LIST_ERRORS: Partial<Record<string, string>> = {
   DB_UNAVAILABLE: 'the server cannot read them right now',
@@ -81,6 +87,12 @@ export class ChatSession {
   /** Resolved once a list read was applied (the first one at load may fail, and be tried again). */
   private readonly listLoaded: Promise<void>;
   private markListLoaded!: () => void;
+  /** Whether a list read was applied. */
+  private listApplied = false;
+  /** Resolved at the first connection of the page's socket (see `start`), and when that was (performance.now()). */
+  private readonly firstConnection: Promise<void>;
+  private markFirstConnection!: () => void;
+  private firstConnectedAt: number | undefined;
 
   /**
    * `signOut` ends this device's session by the user's own doing (see AccountDeps.signOut): `work` runs on the
@@ -98,6 +110,7 @@ export class ChatSession {
     private readonly restarting: () => boolean,
   ) {
     this.listLoaded = new Promise((resolve) => (this.markListLoaded = resolve));
+    this.firstConnection = new Promise((resolve) => (this.markFirstConnection = resolve));
     this.store = new ConversationStore(me.id);
     this.store.onUnknownSender = (userId) => this.lookUp(userId);
     this.drafts = new Drafts(me.id);
@@ -180,31 +193,31 @@ export class ChatSession {
     window.addEventListener('storage', (event) => {
       if (event.storageArea === localStorage && this.drafts.isKey(event.key)) this.changed();
     });
-    // The first reads below go out while the socket connects, and the server puts the socket in my rooms only
-    // once it is connected: a friend request or answer, or a new conversation, told in between reached nobody
-    // here. Once connected, friends, requests and blocks are read again, and the list's catch-up round
-    // (`catchUpMarkers`) waits for the connection too, so that the list is read again even when it was empty.
-    let connectedOnce!: () => void;
-    this.joins.push(new Promise<void>((resolve) => (connectedOnce = resolve)));
-    let wasConnected = false;
-    let wasDown = false;
     client.on('state', (state) => {
       this.view.onConnectionState();
-      // Back after a drop: what was told meanwhile (new conversations, read markers, titles, friend requests and
-      // answers) is not told again.
-      if (state === 'connected' && wasDown) {
-        // Every conversation subscribes again: this round waits for those joins, not for an earlier round's (still
-        // here if its list read never succeeded, the connection dropping again and again).
-        this.joins = [];
-        for (const conversation of this.store.sorted()) this.expectJoin(conversation.id);
-        void this.reloadList();
-        refresh();
-      } else if (state === 'connected' && !wasConnected) refresh();
-      if (state === 'connected') {
-        wasConnected = true;
-        connectedOnce();
+      if (state !== 'connected') return;
+      // What the server told while no socket of this page was in my rooms reached nobody here, and is not told
+      // again: at the first connection, what came while the first reads below were on their way and the socket
+      // connected; after a drop (or a refused connection), what came meanwhile (new conversations, read markers,
+      // titles, friend requests and answers, my profile changed on another device). Every conversation subscribes
+      // now: the round of `catchUpMarkers` waits for those joins, not for an earlier round's (still here if its list
+      // read never succeeded, the connection dropping again and again, or ended if a connection was refused).
+      this.joins = [];
+      for (const conversation of this.store.sorted()) this.expectJoin(conversation.id);
+      if (this.firstConnectedAt !== undefined) void this.reloadList();
+      else {
+        this.firstConnectedAt = performance.now();
+        this.markFirstConnection();
+        // A list read applied already was sent before this connection: it is read again once these joins are done
+        // (at once when there are none, an empty list included). One still on its way (or waiting to be tried
+        // again) sees to that itself when it is applied (`reloadList`).
+        if (this.listApplied) {
+          this.joins.push(this.firstConnection);
+          void this.catchUpMarkers();
+        }
       }
-      wasDown = state === 'reconnecting';
+      refresh();
+      this.rereadMe();
     });
     client.on('conversation:read', (event) => {
       const state = this.store.get(event.conversationId);
@@ -294,6 +307,11 @@ export class ChatSession {
       }
       this.changed();
       this.markListLoaded();
+      this.listApplied = true;
+      // Sent before the first connection, this answer may miss what was told meanwhile to no socket of the page: it
+      // is read again after that connection too (see `start`).
+      if (this.firstConnectedAt === undefined || sent < this.firstConnectedAt)
+        this.joins.push(this.firstConnection);
       void this.catchUpMarkers();
       return;
     }
@@ -317,9 +335,9 @@ export class ChatSession {
    * conversation: a user in hundreds of them would spend the server's read budget. Its answer goes through
    * `upsert`, so nothing newer is undone: a marker never goes back within one membership (a live read heard since,
    * the open conversation read here meanwhile), and a conversation removed since the read was sent is not put back
-   * (`changes`). A newer round (another reconnection) takes over from this one. At load the round waits for the
-   * first connection as well (see `start`): the list read before it may miss a conversation started meanwhile.
-   * Nothing joining (the read again itself, when it brought no conversation to follow), nothing to do.
+   * (`changes`). A newer round (another reconnection) takes over from this one. A list read sent before the first
+   * connection also waits for that connection (see `start`): it may miss a conversation started meanwhile, an empty
+   * list included. Nothing joining (the read again itself, when it brought no conversation to follow), nothing to do.
    */
   private async catchUpMarkers(): Promise<void> {
     const joins = this.joins.splice(0);
@@ -371,6 +389,24 @@ export class ChatSession {
   /** Applies again the profiles heard since a read was sent, over what its answer put in the store. */
   private learnProfilesHeardSince(since: number): void {
     for (const user of this.profilesHeardSince(since)) this.store.learn(user);
+  }
+
+  /**
+   * Reads my own profile again (at each connection: see `start`); a change heard since the read was sent stands. A
+   * read that fails is not tried again: the next connection reads again, and a later change is told live.
+   */
+  private rereadMe(): void {
+    const sent = performance.now();
+    this.client.me().then(
+      (me) => {
+        if ((this.profilesHeard.get(me.id)?.at ?? Number.NEGATIVE_INFINITY) >= sent || this.ending()) return;
+        if (me.displayName !== this.me.displayName || me.username !== this.me.username) this.userUpdated(me);
+      },
+      (err: unknown) => {
+        if (readRetryWait(err, 0) === undefined && !this.ending()) this.report(err);
+        else console.error(err);
+      },
+    );
   }
 
   /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */
@@ -472,27 +508,36 @@ export class ChatSession {
 
   /**
    * Reads a conversation's details again; one request at a time per conversation. An answer overtaken by newer
-   * details or a removal (see `changes`) is dropped: what came meanwhile is at least as new.
+   * details or a removal (see `changes`) is dropped: what came meanwhile is at least as new. A read that fails for a
+   * while (too many reads at once, the database or the network down) is tried again by itself, a few times, after
+   * the server's Retry-After or with backoff, until such a change makes it moot or the page signs out or reloads.
    */
   private refresh(conversationId: string): Promise<void> {
     const running = this.refreshing.get(conversationId);
     if (running) return running;
     const asked = this.changes.get(conversationId) ?? 0;
-    const sent = performance.now();
     const overtaken = () => (this.changes.get(conversationId) ?? 0) !== asked;
-    const done = this.client.conversations
-      .get(conversationId)
-      .then(
-        (conversation) => {
-          if (!overtaken()) this.add(conversation, sent);
-        },
-        (err: unknown) => {
-          if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
-            if (!overtaken()) this.remove(conversationId);
-          } else this.report(err);
-        },
-      )
-      .finally(() => this.refreshing.delete(conversationId));
+    const attempt = async (n: number): Promise<void> => {
+      const sent = performance.now();
+      try {
+        const conversation = await this.client.conversations.get(conversationId);
+        if (!overtaken()) this.add(conversation, sent);
+      } catch (err) {
+        if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
+          if (!overtaken()) this.remove(conversationId);
+          return;
+        }
+        const wait = n < DETAILS_READ_TRIES - 1 ? readRetryWait(err, n) : undefined;
+        if (wait === undefined) {
+          this.report(err);
+          return;
+        }
+        console.error(err);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (!overtaken() && !this.ending()) await attempt(n + 1);
+      }
+    };
+    const done = attempt(0).finally(() => this.refreshing.delete(conversationId));
     this.refreshing.set(conversationId, done);
     return done;
   }
