@@ -121,7 +121,8 @@ describe('broadcasts between nodes, in the order the node made them', function (
       nodes.a.services.io.to(`user:${bob.id}`).emit('user:updated', userShape(bob.id, 'For Bob'));
       await waitFor(() => heard.length > 0, { what: "Bob's notice on node B", timeoutMs: 10_000 });
       const tookMs = performance.now() - sent;
-      expect(tookMs, "ms before Bob's notice reached node B").to.be.below(2000);
+      // ORDER_WAIT_MS, then its own NOTIFY, on a busy machine too; waiting for the stuck one would take 6 s.
+      expect(tookMs, "ms before Bob's notice reached node B").to.be.below(ORDER_WAIT_MS + QUEUE_MAX_MS);
     } finally {
       restore();
     }
@@ -224,7 +225,7 @@ describe('broadcasts between nodes, in the order the node made them', function (
       expect(
         tookMs,
         "ms before Bob's notice reached node B (the stuck one began 1.5 s before it was made)",
-      ).to.be.below(500);
+      ).to.be.below(ORDER_WAIT_MS);
     } finally {
       restore();
     }
