@@ -60,6 +60,8 @@ export class ChatSession {
   private readonly leaving = new Set<string>();
   /** Conversations whose details are being read again. */
   private readonly refreshing = new Map<string, Promise<void>>();
+  /** The details reads that failed and wait to be tried again, by conversation (see `refresh`). */
+  private readonly detailsRetries = new Map<string, ReturnType<typeof setTimeout>>();
   /**
    * How many times each conversation's details were replaced or it was removed (an event, or the answer of a
    * change made here). Conversations carry no version: a read sent before one of these may answer the state as
@@ -510,34 +512,43 @@ export class ChatSession {
    * Reads a conversation's details again; one request at a time per conversation. An answer overtaken by newer
    * details or a removal (see `changes`) is dropped: what came meanwhile is at least as new. A read that fails for a
    * while (too many reads at once, the database or the network down) is tried again by itself, a few times, after
-   * the server's Retry-After or with backoff, until such a change makes it moot or the page signs out or reloads.
+   * the server's Retry-After or with backoff, unless such a change makes it moot or the page signs out or reloads.
+   * The returned promise settles with the first try: a caller (a group action saying it is done) does not wait out a
+   * backoff, and a read asked meanwhile goes out at once, replacing the try that waits (`detailsRetries`).
    */
-  private refresh(conversationId: string): Promise<void> {
+  private refresh(conversationId: string, attempt = 0): Promise<void> {
     const running = this.refreshing.get(conversationId);
     if (running) return running;
+    clearTimeout(this.detailsRetries.get(conversationId));
+    this.detailsRetries.delete(conversationId);
     const asked = this.changes.get(conversationId) ?? 0;
+    const sent = performance.now();
     const overtaken = () => (this.changes.get(conversationId) ?? 0) !== asked;
-    const attempt = async (n: number): Promise<void> => {
-      const sent = performance.now();
-      try {
-        const conversation = await this.client.conversations.get(conversationId);
-        if (!overtaken()) this.add(conversation, sent);
-      } catch (err) {
-        if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
-          if (!overtaken()) this.remove(conversationId);
-          return;
-        }
-        const wait = n < DETAILS_READ_TRIES - 1 ? readRetryWait(err, n) : undefined;
-        if (wait === undefined) {
-          this.report(err);
-          return;
-        }
-        console.error(err);
-        await new Promise((resolve) => setTimeout(resolve, wait));
-        if (!overtaken() && !this.ending()) await attempt(n + 1);
-      }
-    };
-    const done = attempt(0).finally(() => this.refreshing.delete(conversationId));
+    const done = this.client.conversations
+      .get(conversationId)
+      .then(
+        (conversation) => {
+          if (!overtaken()) this.add(conversation, sent);
+        },
+        (err: unknown) => {
+          if (err instanceof XFChatError && err.code === 'NOT_FOUND') {
+            if (!overtaken()) this.remove(conversationId);
+            return;
+          }
+          const wait = attempt < DETAILS_READ_TRIES - 1 ? readRetryWait(err, attempt) : undefined;
+          if (wait === undefined) {
+            this.report(err);
+            return;
+          }
+          console.error(err);
+          const retry = setTimeout(() => {
+            this.detailsRetries.delete(conversationId);
+            if (!overtaken() && !this.ending()) void this.refresh(conversationId, attempt + 1);
+          }, wait);
+          this.detailsRetries.set(conversationId, retry);
+        },
+      )
+      .finally(() => this.refreshing.delete(conversationId));
     this.refreshing.set(conversationId, done);
     return done;
   }

@@ -5,7 +5,7 @@ import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/waitFor.js';
 import { routeSockets } from './browser.js';
 import type { ChatPage } from './chatPage.js';
-import { PASSWORD, useWebApp } from './fixture.js';
+import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 /**
  * Holds the page's Socket.IO connect (the `40` frame it sends once its websocket is open) until released: the
@@ -54,21 +54,28 @@ async function connected(page: ChatPage): Promise<void> {
 describe('web app: what is told while the page connects', function () {
   const app = useWebApp();
 
+  /**
+   * `person`'s page, signed in, its Socket.IO connect held back (`holdConnect`) until the page has had the answer of
+   * its read of `path`: what is told to the person from now until `connect.release()` reaches no socket of the page.
+   */
+  async function signedInBeforeConnecting(person: Person, path: string) {
+    const page = await app.open();
+    const connect = await holdConnect(page.page);
+    const read = answered(page, path);
+    await page.logIn(person.username, PASSWORD);
+    await read;
+    await waitFor(() => connect.held > 0, { what: 'the connect held back' });
+    return { page, connect };
+  }
+
   it('shows a friend request sent after the page read its requests, before its socket connected', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
-    const page = await app.open();
-    const connect = await holdConnect(page.page);
-    const requestsRead = answered(page, '/friends/requests');
-    await page.logIn(ann.username, PASSWORD);
-    await requestsRead;
-    await waitFor(() => connect.held > 0, { what: 'the connect held back' });
+    const { page, connect } = await signedInBeforeConnecting(ann, '/friends/requests');
 
     await bob.client.friends.sendRequest(ann.username);
     connect.release();
-    await waitFor(async () => (await page.banner.getAttribute('data-state')) === 'connected', {
-      what: 'connected',
-    });
+    await connected(page);
     await page.page
       .getByRole('button', { name: 'Accept friend request from Bob' })
       .waitFor({ timeout: 10_000 });
@@ -80,12 +87,7 @@ describe('web app: what is told while the page connects', function () {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     await app.befriend(ann, bob);
-    const page = await app.open();
-    const connect = await holdConnect(page.page);
-    const listRead = answered(page, '/conversations');
-    await page.logIn(ann.username, PASSWORD);
-    await listRead;
-    await waitFor(() => connect.held > 0, { what: 'the connect held back' });
+    const { page, connect } = await signedInBeforeConnecting(ann, '/conversations');
 
     const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
     await bob.client.messages.put(withBob, 'hello', 'hello Ann');
@@ -96,14 +98,10 @@ describe('web app: what is told while the page connects', function () {
     await page.log.getByText('hello Ann').waitFor();
     app.expectNoProblems();
   });
+
   it('shows my own new name, set on another device after the login, before the socket connected', async () => {
     const ann = await app.person('Ann');
-    const page = await app.open();
-    const connect = await holdConnect(page.page);
-    const listRead = answered(page, '/conversations');
-    await page.logIn(ann.username, PASSWORD);
-    await listRead;
-    await waitFor(() => connect.held > 0, { what: 'the connect held back' });
+    const { page, connect } = await signedInBeforeConnecting(ann, '/conversations');
 
     // Ann's phone (another session of hers) renames her.
     await ann.client.updateProfile({ displayName: 'Annie' });

@@ -457,4 +457,57 @@ describe('web app: when something goes wrong', function () {
     // Backoff alone: the first read, then after 1 s and 2 s more (it read in a loop, 150 times in 3 s).
     expect(reads, 'history reads within about 3 s').to.be.within(1, 3);
   });
+
+  // A details read waiting to be tried again held the conversation's entry of reads on their way: the group panel's
+  // Add, which reads the details after its change, said "Cat was added." only when that wait ended (REV4).
+  it('says "Cat was added." soon after the add, not after an earlier details read’s backoff', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const group = await ann.client.conversations.createGroup('Trip', [bob.id]);
+    const page = await app.open();
+    page.acceptDialogs();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Trip');
+    await page.page.getByRole('button', { name: 'Members (2)' }).waitFor();
+
+    // The group's details reads fail for a while (DB_UNAVAILABLE, no Retry-After): 1 s, 2 s, 4 s, 8 s of backoff.
+    let failing = true;
+    const failures: number[] = [];
+    const path = `/conversations/${group.id}`;
+    await page.page.route(
+      (url) => url.pathname === path,
+      async (route) => {
+        if (failing && route.request().method() === 'GET') {
+          failures.push(Date.now());
+          await fail(route, 503, 'DB_UNAVAILABLE');
+        } else await route.continue();
+      },
+    );
+    // Open the group again: show() reads its details again.
+    await page.page.goBack();
+    await waitFor(() => !page.page.url().includes('/c/'), { what: 'the list' });
+    await page.page.goForward();
+    await waitFor(() => failures.length >= 4, { what: 'four failed details reads', timeoutMs: 20_000 });
+    // The read is now in its 8 s backoff; the database is back.
+    failing = false;
+
+    await page.page.getByRole('button', { name: 'Members (2)' }).click();
+    const panel = page.page.getByRole('region', { name: 'Group details' });
+    await panel.getByLabel('Add a friend').selectOption(cat.id);
+    const clicked = Date.now();
+    await panel.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.page.getByRole('button', { name: 'Members (3)' }).waitFor({ timeout: 5000 });
+    const drawn = Date.now() - clicked;
+    await page.page.locator('#details-status').getByText('Cat was added.').waitFor({ timeout: 15_000 });
+    const said = Date.now() - clicked;
+    // The backoff would hold it 8 s.
+    expect(
+      said,
+      `"Cat was added." said ${said} ms after the click (member drawn after ${drawn} ms)`,
+    ).to.be.below(4000);
+    expect(await page.page.locator('#app-error').isVisible(), 'an error shown').to.equal(false);
+    app.expectNoProblems();
+  });
 });
