@@ -55,9 +55,11 @@ interface StopSignals {
  * Ctrl-C (SIGINT) and SIGTERM (kill, a CI job's timeout) from the start of the run to PostgreSQL's close: the
  * cleanup stops the servers and PostgreSQL and removes its temporary folder, then the process exits (130, 143).
  * Handled with process.on, not once: a second signal during the cleanup would otherwise take the default course,
- * which under tsx (what `npm run bench` runs) exits at once and leaves the folder behind; and one comes often,
- * from a second Ctrl-C or from tsx's CLI, which sends the bench the terminal's Ctrl-C again when the bench has not
- * answered it within 30 ms. A second signal only says to wait.
+ * which exits at once and leaves the folder behind; and one comes often, from a second Ctrl-C or from npm, which
+ * sends its script the terminal's Ctrl-C again. A second signal only says to wait.
+ *
+ * `npm run bench` runs `node --import tsx`, not tsx's CLI: the CLI relays a signal to its child and, when the child
+ * has not told it within 60 ms that it got it (a busy machine), kills it with SIGKILL, in the middle of this cleanup.
  */
 function stopOnSignals(progress: Progress, cleanUp: () => Promise<void>): StopSignals {
   let requested = false;
