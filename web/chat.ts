@@ -1,5 +1,6 @@
 import {
   XFChatError,
+  isRetryable,
   type ConversationSummary,
   type PublicConversation,
   type PublicMessage,
@@ -181,9 +182,9 @@ export class ChatSession {
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
   async start(focusList = false): Promise<void> {
     const { client } = this;
-    const refresh = () => void this.refreshSocial();
-    client.on('friend:request', refresh);
-    client.on('friend:accepted', refresh);
+    const rereadSocial = () => void this.refreshSocial();
+    client.on('friend:request', rereadSocial);
+    client.on('friend:accepted', rereadSocial);
     client.on('conversation:added', (conversation) => this.add(conversation));
     // A rename or a participant change, live for every participant.
     client.on('conversation:updated', (conversation) => this.add(conversation));
@@ -218,7 +219,7 @@ export class ChatSession {
           void this.catchUpMarkers();
         }
       }
-      refresh();
+      rereadSocial();
       this.rereadMe();
     });
     client.on('conversation:read', (event) => {
@@ -405,7 +406,7 @@ export class ChatSession {
         if (me.displayName !== this.me.displayName || me.username !== this.me.username) this.userUpdated(me);
       },
       (err: unknown) => {
-        if (readRetryWait(err, 0) === undefined && !this.ending()) this.report(err);
+        if (!(err instanceof XFChatError && isRetryable(err)) && !this.ending()) this.report(err);
         else console.error(err);
       },
     );
