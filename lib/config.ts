@@ -303,7 +303,7 @@ export const SETTINGS = {
     default: 4,
     min: 1,
     max: 1000,
-    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1` (a larger value is lowered to it, with a warning at startup); beside a running one another starts only for a backlog, or when the running ones are held up (a stalled WAL flush); one more, outside this number, waits for the conversations other transactions hold (a membership change), and a second beside it once it has waited a second (a holder stuck) if `DB_POOL_SIZE` is at least this + 3',
+    doc: 'most message-writing (group-commit) transactions at once per node, at most `DB_POOL_SIZE - 1` (a larger value is lowered to it, with a warning at startup) and at least 1 (with `DB_POOL_SIZE=1` writes and reads take turns on the one connection); beside a running one another starts only for a backlog, or when the running ones are held up (a stalled WAL flush); one more, outside this number, waits for the conversations other transactions hold (a membership change), and a second beside it once it has waited a second (a holder stuck) if `DB_POOL_SIZE` is at least this + 3',
   },
   MESSAGE_ANNOUNCE: {
     kind: 'choice',
