@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { waitFor } from '../helpers/waitFor.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -25,28 +26,34 @@ function alive(pid: number): boolean {
 
 const groupAlive = (pgid: number): boolean => alive(-pgid);
 
+/** The live (not zombie) processes of a process group, from /proc: pid, parent pid and command line. */
+function groupProcesses(pgid: number): { pid: number; ppid: number; args: string[] }[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        // After the command's name in parentheses: state, ppid, pgrp, ...
+        const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(pgrp) !== pgid || state === 'Z') return [];
+        const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        return [{ pid: Number(entry), ppid: Number(ppid), args }];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
+}
+
 /**
  * The bench's own node process in the group: `node --import tsx bench/run.ts` (npm's shell execs it). Should a
  * wrapper run it (tsx's CLI did), the innermost of the node processes that name bench/run.ts.
  */
 function benchPid(pgid: number): number | undefined {
-  const candidates = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) !== pgid) continue;
-      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (path.basename(args[0] ?? '') === 'node' && args.includes('bench/run.ts')) {
-        candidates.set(Number(entry), Number(fields[1]));
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const parents = new Set(candidates.values());
-  return [...candidates.keys()].find((pid) => !parents.has(pid));
+  const candidates = groupProcesses(pgid).filter(
+    ({ args }) => path.basename(args[0] ?? '') === 'node' && args.includes('bench/run.ts'),
+  );
+  const parents = new Set(candidates.map(({ ppid }) => ppid));
+  return candidates.find(({ pid }) => !parents.has(pid))?.pid;
 }
 
 interface Bench {
@@ -72,19 +79,14 @@ function startBench(args: string[]): Bench {
     pgid: child.pid!,
     stderr: () => err,
     dataRoot: () => /starting embedded PostgreSQL in (\S+)\/data/.exec(err)?.[1],
-    until: (what, check, timeoutMs) =>
-      waitFor(what, check, timeoutMs).catch((timedOut: Error) => {
-        throw new Error(`${timedOut.message}; the bench said:\n${err}`);
-      }),
+    until: async (what, check, timeoutMs) => {
+      try {
+        await waitFor(check, { timeoutMs, intervalMs: 20, what });
+      } catch (timedOut) {
+        throw new Error(`${(timedOut as Error).message}; the bench said:\n${err}`, { cause: timedOut });
+      }
+    },
   };
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
@@ -113,6 +115,29 @@ describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
 
   after(() => rmSync(resultsDir, { recursive: true, force: true }));
 
+  /**
+   * Starts the bench on `args`, waits until its output matches `phase`, and returns it with its embedded PostgreSQL's
+   * folder and its own process (benchPid). afterEach kills whatever is left of it.
+   */
+  async function benchAt(
+    args: string[],
+    phase: { what: string; seen: RegExp; timeoutMs: number },
+  ): Promise<{ bench: Bench; root: string; pid: number }> {
+    const bench = startBench([...args, '--results', resultsDir]);
+    started.push(bench);
+    await bench.until(phase.what, () => phase.seen.test(bench.stderr()), phase.timeoutMs);
+    const root = bench.dataRoot();
+    const pid = benchPid(bench.pgid);
+    if (root === undefined || pid === undefined) {
+      throw new Error(
+        `no PostgreSQL folder (${root}) or bench process (${pid}); the bench said:\n${bench.stderr()}`,
+      );
+    }
+    return { bench, root, pid };
+  }
+
+  const B1 = { what: 'the b1 phase', seen: /== b1/, timeoutMs: 60_000 };
+
   it('removes the temporary PostgreSQL folder when Ctrl-C comes while PostgreSQL starts and is migrated', async () => {
     const bench = startBench(['--scenario', 'b1', '--duration', '30', '--results', resultsDir]);
     started.push(bench);
@@ -127,13 +152,8 @@ describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
   });
 
   it('removes the temporary PostgreSQL folder when the Ctrl-C comes twice (npm relays it, a second Ctrl-C)', async () => {
-    const bench = startBench(['--scenario', 'b1', '--duration', '30', '--results', resultsDir]);
-    started.push(bench);
-    await bench.until('the b1 phase', () => bench.stderr().includes('== b1'), 60_000);
+    const { bench, root, pid } = await benchAt(['--scenario', 'b1', '--duration', '30'], B1);
     await sleep(1500);
-    const root = bench.dataRoot()!;
-    const pid = benchPid(bench.pgid);
-    expect(pid, 'the bench process').to.be.a('number');
     // PostgreSQL held (SIGSTOP) until the second Ctrl-C has come: the cleanup waits for it to stop, so the second
     // signal surely comes while the cleanup runs, however slow this machine.
     const postmaster = Number(readFileSync(path.join(root, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -146,7 +166,7 @@ describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
         () => bench.stderr().includes('interrupted (SIGINT)'),
         30_000,
       );
-      process.kill(pid!, 'SIGINT');
+      process.kill(pid, 'SIGINT');
       await bench.until(
         'the second Ctrl-C to be told to wait',
         () => bench.stderr().includes('cleaning up, please wait'),
@@ -162,21 +182,16 @@ describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
   });
 
   it('removes the temporary PostgreSQL folder when the bench is too busy to answer the Ctrl-C at once', async () => {
-    const bench = startBench(['--scenario', 'b1', '--duration', '30', '--results', resultsDir]);
-    started.push(bench);
-    await bench.until('the b1 phase', () => bench.stderr().includes('== b1'), 60_000);
-    const root = bench.dataRoot()!;
-    const pid = benchPid(bench.pgid);
-    expect(pid, 'the bench process').to.be.a('number');
+    const { bench, root, pid } = await benchAt(['--scenario', 'b1', '--duration', '30'], B1);
     // A loaded machine: the bench gets no core for half a second when the Ctrl-C comes. Nothing may take that for
     // a bench that ignores it (tsx's CLI, when it ran the bench, killed it with SIGKILL after 60 ms).
-    process.kill(pid!, 'SIGSTOP');
+    process.kill(pid, 'SIGSTOP');
     try {
       process.kill(-bench.pgid, 'SIGINT');
       await sleep(500);
     } finally {
       // Killed meanwhile, the bench has nothing to continue: the folder it left is what the test then reports.
-      if (alive(pid!)) process.kill(pid!, 'SIGCONT');
+      if (alive(pid)) process.kill(pid, 'SIGCONT');
     }
     await bench.until('the bench to end', () => !groupAlive(bench.pgid), 60_000);
     expect(existsSync(root), `${root} left behind after Ctrl-C; the bench said:\n${bench.stderr()}`).to.equal(
@@ -186,40 +201,19 @@ describe('bench: Ctrl-C and SIGTERM on npm run bench', function () {
   });
 
   it('leaves no process and no folder behind when the bench is stopped with SIGTERM (kill PID, timeout, CI)', async () => {
-    const bench = startBench([
-      '--scenario',
-      'xfchat',
-      '--windows',
-      '1',
-      '--users',
-      '10',
-      '--duration',
-      '30',
-      '--results',
-      resultsDir,
-    ]);
-    started.push(bench);
-    await bench.until('the XFChat phase', () => /XFChat w1 \[/.test(bench.stderr()), 90_000);
+    const { bench, root, pid } = await benchAt(
+      ['--scenario', 'xfchat', '--windows', '1', '--users', '10', '--duration', '30'],
+      { what: 'the XFChat phase', seen: /XFChat w1 \[/, timeoutMs: 90_000 },
+    );
     await sleep(1000);
-    const root = bench.dataRoot()!;
-    const pid = benchPid(bench.pgid);
-    expect(pid, 'the bench process').to.be.a('number');
-    process.kill(pid!, 'SIGTERM');
-    await bench.until('the bench process to end', () => !alive(pid!), 60_000);
-    // Whatever it started had 10 s to go (an XFChat node stops in well under that).
-    await waitFor('the bench to end', () => !groupAlive(bench.pgid), 10_000).catch(() => undefined);
-    const left = readdirSync('/proc')
-      .filter((entry) => /^\d+$/.test(entry))
-      .flatMap((entry) => {
-        try {
-          const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-          const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-          if (Number(fields[2]) !== bench.pgid || fields[0] === 'Z') return [];
-          return [readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 100)];
-        } catch {
-          return [];
-        }
-      });
+    process.kill(pid, 'SIGTERM');
+    await bench.until('the bench process to end', () => !alive(pid), 60_000);
+    // Whatever it started had 10 s to go (an XFChat node stops in well under that); what is left after them is what
+    // the expectation below reports.
+    await waitFor(() => !groupAlive(bench.pgid), { timeoutMs: 10_000, what: 'the bench to end' }).catch(
+      () => undefined,
+    );
+    const left = groupProcesses(bench.pgid).map(({ args }) => args.join(' ').slice(0, 100));
     expect({ processesLeft: left, folderLeft: existsSync(root) }).to.deep.equal({
       processesLeft: [],
       folderLeft: false,
