@@ -42,7 +42,8 @@ describe('account deletion racing requests, blocks and groups', function () {
   async function lockWaiters(): Promise<number> {
     const database = new URL(node.databaseUrl).pathname.slice(1);
     const { rows } = await adminQuery(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
       [database],
     );
     return (rows[0] as { n: number }).n;

@@ -30,7 +30,8 @@ describe('lock order: a block, a group addition and a message write at once', fu
   const waiters = async (): Promise<string[]> =>
     (
       await side.raw<{ rows: Array<{ query: string }> }>(
-        "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        `SELECT query FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
       )
     ).rows.map((r) => r.query);
 

@@ -97,7 +97,8 @@ describe('message failures, limits and shutdown', function () {
       await waitFor(
         async () => {
           const waiting = await server.services.db.knex.raw<{ rows: unknown[] }>(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            `SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
           );
           return waiting.rows.length > 0;
         },

@@ -128,7 +128,8 @@ describe('a clientMsgId sent again twice within one batch', function () {
           async () =>
             (
               await knex.raw<{ rows: unknown[] }>(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                `SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
               )
             ).rows.length > 0,
           { what: 'the send ahead to wait for the lock' },

@@ -116,7 +116,8 @@ describe('pool exhaustion (DB_POOL_SIZE=2, DB_ACQUIRE_TIMEOUT_MS=1000)', functio
       async () => {
         const result = await observer.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = current_database() AND application_name = 'xfchat' AND wait_event_type = 'Lock'`,
+           WHERE datname = current_database() AND application_name = 'xfchat'
+             AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
         );
         return (result.rows[0]?.n ?? 0) >= POOL_SIZE;
       },

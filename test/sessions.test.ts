@@ -531,7 +531,7 @@ describe('sessions: refresh tokens, devices, password and profile', function () 
               await rows<{ n: number }>(
                 knex(),
                 `SELECT count(*)::int AS n FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'
                    AND (query ILIKE 'update "users"%' OR query ILIKE 'select%from "users"%for update')`,
               )
             )[0]?.n === n,

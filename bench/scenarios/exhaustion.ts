@@ -58,7 +58,8 @@ export async function runExhaustion(ctx: BenchContext): Promise<void> {
     for (;;) {
       const rows = await ctx.database.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE application_name = 'xfchat' AND datname = current_database() AND wait_event_type = 'Lock'`,
+          WHERE application_name = 'xfchat' AND datname = current_database()
+            AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
       );
       if ((rows[0]?.n ?? 0) >= POOL_SIZE) break;
       if (performance.now() > deadline) throw new Error('the held requests never blocked on the lock');

@@ -47,13 +47,17 @@ export const sender =
       commands: [{ kind: 'send', senderId, clientMsgId, body: clientMsgId, replyToSeq: null }],
     });
 
-/** Until a transaction of this database waits for a lock: the writer's, on a conversation the test holds. */
+/**
+ * Until a transaction of this database waits for a lock: the writer's, on a conversation the test holds (not a commit
+ * waiting for the NOTIFY queue lock; see untilAStatementWaitsForALock).
+ */
 export const lockWaitSeen = (knex: Knex) =>
   waitFor(
     async () =>
       (
         await knex.raw<{ rows: unknown[] }>(
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          `SELECT 1 FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
         )
       ).rows.length > 0,
     { what: 'the writer to wait for the held conversation' },

@@ -220,7 +220,8 @@ describe('connections: slots and silent clients', function () {
       const answer = fetch(`${server.url}/auth/me`, { headers: { Authorization: `Bearer ${user.token}` } });
       const waiting = async () => {
         const result = await adminQuery(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
           [name],
         );
         return (result.rows[0] as { n: number }).n > 0;
