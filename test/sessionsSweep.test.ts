@@ -45,17 +45,20 @@ describe('sessions: the sweep of expired sessions', function () {
     return { user, left };
   }
 
-  /** A second node on the database, with its sweep's timer callback (called by the test, not in 10 minutes). */
+  /**
+   * A second node on the database, with the first timers of its two sweeps (lib/periodic.ts): the sessions'
+   * (accounts.ts) and the auth limit counters' (authLimits.ts). The test calls the sessions' sweep itself, not in
+   * minutes.
+   */
   async function nodeWithSweep() {
-    const realSetInterval = globalThis.setInterval;
-    const sweeps: Array<() => void> = [];
-    (globalThis as { setInterval: unknown }).setInterval = (
-      fn: () => void,
-      ms: number,
-      ...rest: unknown[]
-    ) => {
-      if (ms === 600_000 && /accounts\.ts/.test(new Error().stack ?? '')) sweeps.push(fn);
-      return realSetInterval(fn, ms, ...(rest as []));
+    const realSetTimeout = globalThis.setTimeout;
+    const firsts: Array<{ of: 'sessions' | 'limits'; fn: () => void; ms: number }> = [];
+    (globalThis as { setTimeout: unknown }).setTimeout = (fn: () => void, ms: number, ...rest: unknown[]) => {
+      const stack = new Error().stack ?? '';
+      if (/periodic\.ts/.test(stack)) {
+        firsts.push({ of: /authLimits\.ts/.test(stack) ? 'limits' : 'sessions', fn, ms });
+      }
+      return realSetTimeout(fn, ms, ...(rest as []));
     };
     const lines: string[] = [];
     const logger = createLogger(
@@ -69,13 +72,31 @@ describe('sessions: the sweep of expired sessions', function () {
     );
     let node: RunningServer;
     try {
-      node = await startTestServer(one.databaseUrl, {}, logger);
+      // The auth limits on (the tests' default is off), so that they sweep their counters too.
+      node = await startTestServer(one.databaseUrl, { RATE_LIMIT_AUTH_PER_MIN: '1000' }, logger);
     } finally {
-      globalThis.setInterval = realSetInterval;
+      globalThis.setTimeout = realSetTimeout;
     }
-    expect(sweeps, 'the sweep timer of the node').to.have.length(1);
-    return { node, sweep: sweeps[0]!, lines };
+    const sweeps = firsts.map((first) => first.of).sort();
+    if (sweeps.join() !== 'limits,sessions') {
+      await node.close();
+      expect(sweeps, 'the sweeps of the node').to.deep.equal(['limits', 'sessions']);
+    }
+    const first = (of: 'sessions' | 'limits') => firsts.find((timer) => timer.of === of)!;
+    return {
+      node,
+      sweep: first('sessions').fn,
+      firstIn: { sessions: first('sessions').ms, limits: first('limits').ms },
+      lines,
+    };
   }
+
+  it('sweeps the first time between a minute after the start and the interval, so a node restarted often sweeps too', async () => {
+    const { node, firstIn } = await nodeWithSweep();
+    await node.close();
+    expect(firstIn.sessions, 'the sessions').to.be.within(60_000, 600_000 - 1);
+    expect(firstIn.limits, 'the auth limit counters').to.be.within(60_000, 300_000 - 1);
+  });
 
   it('deletes every expired session and its tokens, a batch at a time, at the timer', async () => {
     const { left } = await expiredSessions(250);

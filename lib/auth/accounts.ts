@@ -5,6 +5,7 @@ import { AppError, constraintName, SQLSTATE, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { User } from '../models/User.js';
 import type { Notifier } from '../notifier.js';
+import { sweepPeriodically } from '../periodic.js';
 import { createAuthLimits, giveBackAfterRefusal, type AuthLimits } from './authLimits.js';
 import type { PasswordHasher, PasswordMatch } from './passwords.js';
 import { createProfileService, type ConversationLeaver, type ProfileService } from './profile.js';
@@ -102,8 +103,9 @@ export function createAuthService(deps: AuthDeps): AuthService {
   // Expired sessions are deleted at their user's next login or a refresh that presents their token; a device that
   // went away for good, of a user who never came back, kept its session and every used refresh token (up to 5,760
   // rows, 1.3 MB, at the defaults) for ever (DATA hunt). Each node sweeps them now and then, a batch at a time.
+  // The first sweep comes within the interval of a start, so a node restarted more often than that sweeps too.
   let closed = false;
-  const sweepSessions = setInterval(() => {
+  const stopSweeping = sweepPeriodically(() => {
     void (async () => {
       // A batch at a time, a few more while they come full (the backlog of an upgrade), none once closed: each
       // statement deletes a batch of sessions with all their tokens (up to 5,760 each), about a second's work.
@@ -111,7 +113,6 @@ export function createAuthService(deps: AuthDeps): AuthService {
         if ((await sessions.sweepExpired(SESSION_SWEEP_BATCH)) < SESSION_SWEEP_BATCH) break;
     })().catch((err: unknown) => logger.warn({ err }, 'sweeping expired sessions failed'));
   }, SESSION_SWEEP_INTERVAL_MS);
-  sweepSessions.unref();
 
   async function findByUsername(username: string): Promise<User | undefined> {
     // The unique index's key (migration 20261206100000_usernames_folded_as_ascii), so this is an index lookup.
@@ -246,7 +247,7 @@ export function createAuthService(deps: AuthDeps): AuthService {
     close() {
       limits.close();
       closed = true;
-      clearInterval(sweepSessions);
+      stopSweeping();
     },
   };
 }

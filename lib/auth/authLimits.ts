@@ -11,6 +11,7 @@ import {
 import { AppError } from '../errors.js';
 import { addressKey } from '../requestOrigin.js';
 import type { Logger } from '../logger.js';
+import { sweepPeriodically } from '../periodic.js';
 
 /**
  * How the login limits scale with RATE_LIMIT_AUTH_PER_MIN (N). Chosen so that one IP can never trip the
@@ -52,7 +53,10 @@ export const LOGIN_LIMITS = Object.freeze({
   pairSuccessWindowSeconds: 60,
 });
 
-/** Expired counters are deleted this often (the table never grows with one-off keys). */
+/**
+ * Expired counters are deleted this often, the first time within that of a node's start (the table never grows with
+ * one-off keys, however often nodes restart).
+ */
 const SWEEP_INTERVAL_MS = 5 * 60_000;
 
 /**
@@ -248,12 +252,11 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
     byUsername.reward(username.toLowerCase(), 1, windows.username),
   ];
 
-  const timer = setInterval(() => {
+  const stopSweeping = sweepPeriodically(() => {
     sweepClusterLimits(knex).catch((err: unknown) =>
       logger.warn({ err }, 'sweeping expired auth limit counters failed'),
     );
   }, SWEEP_INTERVAL_MS);
-  timer.unref();
 
   return {
     async takeSignup(ip) {
@@ -340,7 +343,7 @@ export function createAuthLimits(deps: AuthLimitsDeps): AuthLimits {
       await knownPairs.setWhileUserLive(pairKey(username, ip), 1, LOGIN_LIMITS.knownPairSeconds, userId);
     },
     close() {
-      clearInterval(timer);
+      stopSweeping();
     },
   };
 }
