@@ -1,6 +1,5 @@
 import {
   XFChatError,
-  isRetryable,
   type ConversationSummary,
   type PublicConversation,
   type PublicMessage,
@@ -79,6 +78,8 @@ export class ChatSession {
   private listTicket = 0;
   /** Counts the reads of friends, requests and blocks (`refreshSocial`): only the newest one is tried again. */
   private socialTicket = 0;
+  /** Counts the reads of my own profile (`rereadMe`): only the newest one is tried again. */
+  private meTicket = 0;
   /** Counts the rounds of `catchUpMarkers`: only the newest one reads the list again. */
   private markersTicket = 0;
   /**
@@ -358,23 +359,35 @@ export class ChatSession {
    */
   private refreshSocial(): Promise<void> {
     const ticket = ++this.socialTicket;
-    const superseded = () => ticket !== this.socialTicket;
-    // While a sign-out is on its way (it ends in a reload, or fails: a wrong password), the next try waits.
+    return this.readUntilDone(
+      () => this.sidebar.refreshSocial(),
+      () => ticket !== this.socialTicket,
+    );
+  }
+
+  /**
+   * Runs `read` until it succeeds or `superseded()` says a newer read took over. A failure that passes by itself
+   * (the database or the network down, too many requests) is tried again after the server's Retry-After, or with
+   * backoff (`readRetryWait`); while a sign-out is on its way (it ends in a reload, or fails: a wrong password), the
+   * next try waits. Any other failure is reported, unless the page is signing out or reloading (its session may have
+   * ended first: nothing it read still matters). Resolves once it was tried once; never rejects.
+   */
+  private readUntilDone(read: () => Promise<void>, superseded: () => boolean): Promise<void> {
     const retry = (n: number) => {
       if (superseded()) return;
       if (this.ending()) setTimeout(() => retry(n), 1000);
       else void attempt(n);
     };
     const attempt = (n: number): Promise<void> =>
-      this.sidebar.refreshSocial().catch((err: unknown) => {
+      read().catch((err: unknown) => {
         if (superseded()) return;
         const wait = readRetryWait(err, n);
-        if (wait === undefined) {
+        if (wait === undefined && !this.ending()) {
           this.report(err);
           return;
         }
         console.error(err);
-        setTimeout(() => retry(n + 1), wait);
+        if (wait !== undefined) setTimeout(() => retry(n + 1), wait);
       });
     return attempt(0);
   }
@@ -396,19 +409,19 @@ export class ChatSession {
 
   /**
    * Reads my own profile again (at each connection: see `start`); a change heard since the read was sent stands. A
-   * read that fails is not tried again: the next connection reads again, and a later change is told live.
+   * read that fails for a while is tried again by itself (`readUntilDone`).
    */
   private rereadMe(): void {
-    const sent = performance.now();
-    this.client.me().then(
-      (me) => {
-        if ((this.profilesHeard.get(me.id)?.at ?? Number.NEGATIVE_INFINITY) >= sent || this.ending()) return;
+    const ticket = ++this.meTicket;
+    void this.readUntilDone(
+      async () => {
+        const sent = performance.now();
+        const me = await this.client.me();
+        if (ticket !== this.meTicket || this.ending()) return;
+        if ((this.profilesHeard.get(me.id)?.at ?? Number.NEGATIVE_INFINITY) >= sent) return;
         if (me.displayName !== this.me.displayName || me.username !== this.me.username) this.userUpdated(me);
       },
-      (err: unknown) => {
-        if (!(err instanceof XFChatError && isRetryable(err)) && !this.ending()) this.report(err);
-        else console.error(err);
-      },
+      () => ticket !== this.meTicket,
     );
   }
 

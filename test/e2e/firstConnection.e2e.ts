@@ -3,7 +3,7 @@ import knex from 'knex';
 import type { Page } from 'playwright-core';
 import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { routeSockets } from './browser.js';
+import { fail, routeSockets } from './browser.js';
 import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
@@ -108,6 +108,28 @@ describe('web app: what is told while the page connects', function () {
     connect.release();
     await connected(page);
     await page.meName.getByText('Annie', { exact: false }).waitFor({ timeout: 10_000 });
+    app.expectNoProblems();
+  });
+
+  it('shows my own new name though the read of my profile at the connection failed first (database down)', async () => {
+    const ann = await app.person('Ann');
+    const { page, connect } = await signedInBeforeConnecting(ann, '/conversations');
+    // The page's next read of its profile (the one at the connection) is answered 503, as when the database is down.
+    const reads: number[] = [];
+    await page.page.route(
+      (url) => url.pathname === '/auth/me',
+      async (route) => {
+        if (route.request().method() !== 'GET') return route.continue();
+        reads.push(reads.length === 0 ? 503 : 200);
+        return reads.length === 1 ? fail(route, 503, 'DB_UNAVAILABLE') : route.continue();
+      },
+    );
+
+    await ann.client.updateProfile({ displayName: 'Annie' });
+    connect.release();
+    await connected(page);
+    await page.meName.getByText('Annie', { exact: false }).waitFor({ timeout: 10_000 });
+    expect(reads, 'the reads of my profile').to.deep.equal([503, 200]);
     app.expectNoProblems();
   });
 });
