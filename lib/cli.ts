@@ -107,7 +107,7 @@ async function migrate(action: string | undefined, options: readonly string[]): 
   try {
     database = loadDatabaseConfig();
   } catch (err) {
-    failStartup(err);
+    failStartup(err, 'xfchat migrate');
   }
   const logger = createLogger('warn');
   const db = createDatabase(database, logger);
@@ -184,7 +184,7 @@ async function jwtSecret(action: string | undefined, options: readonly string[])
   try {
     config = loadConfig();
   } catch (err) {
-    failStartup(err);
+    failStartup(err, 'xfchat jwt-secret');
   }
   const logger = createLogger('warn');
   const db = createDatabase(config.database, logger);

@@ -5,13 +5,16 @@ import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
 import { StartupError } from './startupErrors.js';
 
-/** Writes the one line an operator needs and exits non-zero; nothing was bound. */
-export function failStartup(err: unknown): never {
+/**
+ * Writes the one line an operator needs and exits non-zero; nothing was bound. `command` names what could not run
+ * (a CLI command: `xfchat migrate`); without it, the line says the server cannot start.
+ */
+export function failStartup(err: unknown, command?: string): never {
   let line: string;
   if (err instanceof ConfigError) line = `invalid configuration: ${err.problems.join('; ')}`;
   else if (err instanceof StartupError) line = err.message;
   else line = `unexpected error during startup: ${err instanceof Error ? err.message : String(err)}`;
-  process.stderr.write(`xfchat: cannot start: ${oneLine(line)}\n`);
+  process.stderr.write(`${command ?? 'xfchat: cannot start'}: ${oneLine(line)}\n`);
   process.exit(1);
 }
 

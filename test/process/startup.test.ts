@@ -360,6 +360,11 @@ describe('startup (the real entry point as a child process)', function () {
       expect(line).to.match(
         new RegExp(`^xfchat migrate: PostgreSQL at 127\\.0\\.0\\.1:${port} refused the connection`),
       );
+      // A setting it cannot use: named by the command that could not run (not "cannot start", as a server would).
+      const malformed = await runCli(['migrate', 'status'], { DATABASE_URL: 'postgres://x:y@[bad' });
+      expect(expectOneLineFailure(malformed)).to.match(
+        /^xfchat migrate: invalid configuration: DATABASE_URL is malformed: expected postgres:\/\//,
+      );
 
       tempDir = await brokenMigrationsDir();
       const emptyUrl = await createEmptyDatabase();
