@@ -369,8 +369,9 @@ export class ChatSession {
    * Runs `read` until it succeeds or `superseded()` says a newer read took over. A failure that passes by itself
    * (the database or the network down, too many requests) is tried again after the server's Retry-After, or with
    * backoff (`readRetryWait`); while a sign-out is on its way (it ends in a reload, or fails: a wrong password), the
-   * next try waits. Any other failure is reported, unless the page is signing out or reloading (its session may have
-   * ended first: nothing it read still matters). Resolves once it was tried once; never rejects.
+   * next try waits. Any other failure is reported; while the page signs out or reloads, only once that has failed
+   * (a sign-out's own end may be what failed the read, and a page that reloads shows nothing more). Resolves once it
+   * was tried once; never rejects.
    */
   private readUntilDone(read: () => Promise<void>, superseded: () => boolean): Promise<void> {
     const retry = (n: number) => {
@@ -382,13 +383,18 @@ export class ChatSession {
       read().catch((err: unknown) => {
         if (superseded()) return;
         const wait = readRetryWait(err, n);
-        if (wait === undefined && !this.ending()) {
-          this.report(err);
+        if (wait === undefined) {
+          reportOnceStaying(err);
           return;
         }
         console.error(err);
-        if (wait !== undefined) setTimeout(() => retry(n + 1), wait);
+        setTimeout(() => retry(n + 1), wait);
       });
+    const reportOnceStaying = (err: unknown) => {
+      if (superseded()) return;
+      if (this.ending()) setTimeout(() => reportOnceStaying(err), 1000);
+      else this.report(err);
+    };
     return attempt(0);
   }
 

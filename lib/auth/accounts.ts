@@ -103,7 +103,8 @@ export function createAuthService(deps: AuthDeps): AuthService {
   // Expired sessions are deleted at their user's next login or a refresh that presents their token; a device that
   // went away for good, of a user who never came back, kept its session and every used refresh token (up to 5,760
   // rows, 1.3 MB, at the defaults) for ever (DATA hunt). Each node sweeps them now and then, a batch at a time.
-  // The first sweep comes within the interval of a start, so a node restarted more often than that sweeps too.
+  // The first sweep comes within the interval of a start, so a node restarted more often than that sweeps too (one
+  // that lives more than a minute: lib/periodic.ts).
   let closed = false;
   const stopSweeping = sweepPeriodically(() => {
     void (async () => {
