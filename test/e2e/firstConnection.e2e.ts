@@ -129,7 +129,8 @@ describe('web app: what is told while the page connects', function () {
     connect.release();
     await connected(page);
     await page.meName.getByText('Annie', { exact: false }).waitFor({ timeout: 10_000 });
-    expect(reads, 'the reads of my profile').to.deep.equal([503, 200]);
+    // Then read again by itself (and once more at a reconnection, should a loaded machine cause one).
+    expect(reads.slice(0, 2), 'the reads of my profile').to.deep.equal([503, 200]);
     app.expectNoProblems();
   });
 });
