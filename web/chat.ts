@@ -256,9 +256,10 @@ export class ChatSession {
    * and read markers, titles and previews catch up (never backwards: `upsert`). One changed or removed since the
    * read was sent keeps what came meanwhile; one I was removed from meanwhile goes when its subscription is refused.
    * A read that fails for a while (the database or the network is down, too many requests) is tried again by itself
-   * (after the server's Retry-After, or with backoff), the list saying so, until it succeeds, a newer read takes over
-   * or the page signs out or reloads. Resolves when it was applied, or given up. Once applied, the list is read once
-   * more after the subscriptions it started (or those of a reconnection) have joined: `catchUpMarkers`.
+   * (after the server's Retry-After, or with backoff), the list saying so, until it succeeds or a newer read takes
+   * over; while a sign-out is on its way or the page reloads, the next try waits, and so does the report of a failure
+   * that does not pass by itself (`whenStaying`). Resolves when it was applied, or given up. Once applied, the list is
+   * read once more after the subscriptions it started (or those of a reconnection) have joined: `catchUpMarkers`.
    */
   private async reloadList(): Promise<void> {
     const ticket = ++this.listTicket;
@@ -274,7 +275,7 @@ export class ChatSession {
         const wait = readRetryWait(err, attempt);
         if (wait === undefined) {
           this.sidebar.showListFailure(undefined);
-          this.report(err);
+          this.whenStaying(() => this.report(err), superseded);
           return;
         }
         console.error(err);
@@ -368,34 +369,34 @@ export class ChatSession {
   /**
    * Runs `read` until it succeeds or `superseded()` says a newer read took over. A failure that passes by itself
    * (the database or the network down, too many requests) is tried again after the server's Retry-After, or with
-   * backoff (`readRetryWait`); while a sign-out is on its way (it ends in a reload, or fails: a wrong password), the
-   * next try waits. Any other failure is reported; while the page signs out or reloads, only once that has failed
-   * (a sign-out's own end may be what failed the read, and a page that reloads shows nothing more). Resolves once it
-   * was tried once; never rejects.
+   * backoff (`readRetryWait`); any other failure is reported. Either waits while the page signs out or reloads
+   * (`whenStaying`). Resolves once it was tried once; never rejects.
    */
   private readUntilDone(read: () => Promise<void>, superseded: () => boolean): Promise<void> {
-    const retry = (n: number) => {
-      if (superseded()) return;
-      if (this.ending()) setTimeout(() => retry(n), 1000);
-      else void attempt(n);
-    };
     const attempt = (n: number): Promise<void> =>
       read().catch((err: unknown) => {
         if (superseded()) return;
         const wait = readRetryWait(err, n);
         if (wait === undefined) {
-          reportOnceStaying(err);
+          this.whenStaying(() => this.report(err), superseded);
           return;
         }
         console.error(err);
-        setTimeout(() => retry(n + 1), wait);
+        setTimeout(() => this.whenStaying(() => void attempt(n + 1), superseded), wait);
       });
-    const reportOnceStaying = (err: unknown) => {
-      if (superseded()) return;
-      if (this.ending()) setTimeout(() => reportOnceStaying(err), 1000);
-      else this.report(err);
-    };
     return attempt(0);
+  }
+
+  /**
+   * Runs `then` (a read's next try, or the report of its failure) now, or, while a sign-out is on its way (it ends
+   * in a reload, or fails: a wrong password) or the page reloads, once that has failed and the page stays: a
+   * sign-out's own end may be what failed the read, and a page that reloads shows nothing more. Dropped once
+   * `moot()` says so (a newer read took over).
+   */
+  private whenStaying(then: () => void, moot: () => boolean): void {
+    if (moot()) return;
+    if (this.ending()) setTimeout(() => this.whenStaying(then, moot), 1000);
+    else then();
   }
 
   /** Whether the page is signing out or reloading itself: nothing is to be read again meanwhile. */
@@ -532,8 +533,9 @@ export class ChatSession {
    * Reads a conversation's details again; one request at a time per conversation. An answer overtaken by newer
    * details or a removal (see `changes`) is dropped: what came meanwhile is at least as new. A read that fails for a
    * while (too many reads at once, the database or the network down) is tried again by itself, a few times, after
-   * the server's Retry-After or with backoff, unless such a change makes it moot or the page signs out or reloads.
-   * The returned promise settles with the first try: a caller (a group action saying it is done) does not wait out a
+   * the server's Retry-After or with backoff, unless such a change makes it moot; while the page signs out or
+   * reloads, the next try waits, and so does the report of a failure that does not pass (`whenStaying`). The returned
+   * promise settles with the first try: a caller (a group action saying it is done) does not wait out a
    * backoff, and a read asked meanwhile goes out at once, replacing the try that waits (`detailsRetries`).
    */
   private refresh(conversationId: string, attempt = 0): Promise<void> {
@@ -557,13 +559,16 @@ export class ChatSession {
           }
           const wait = attempt < DETAILS_READ_TRIES - 1 ? readRetryWait(err, attempt) : undefined;
           if (wait === undefined) {
-            this.report(err);
+            this.whenStaying(
+              () => this.report(err),
+              () => false,
+            );
             return;
           }
           console.error(err);
           const retry = setTimeout(() => {
             this.detailsRetries.delete(conversationId);
-            if (!overtaken() && !this.ending()) void this.refresh(conversationId, attempt + 1);
+            this.whenStaying(() => void this.refresh(conversationId, attempt + 1), overtaken);
           }, wait);
           this.detailsRetries.set(conversationId, retry);
         },

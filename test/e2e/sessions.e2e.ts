@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { Request } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
+import { fail, routeSockets } from './browser.js';
 import { PASSWORD, useWebApp, type Person, type WebApp } from './fixture.js';
 import type { ChatPage } from './chatPage.js';
 
@@ -433,5 +434,86 @@ describe('web app: devices, password, name and account deletion', function () {
     expect(await bobPage.page.locator('#conversation-members').innerText()).not.to.include('Ann');
     expect(await bobPage.page.locator('body').innerText()).not.to.include('@null');
     app.expectNoProblems();
+  });
+
+  it('holds the failures of reads made while a deletion is on its way, and shows them once the password was refused', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const page = await app.open();
+    // The update that says Cat joined the group does not reach the page: her first message there makes it read the
+    // group's details.
+    const sockets = await routeSockets(page.page, {
+      fromServer: (text, pass) => (text.includes('"conversation:updated"') ? undefined : pass()),
+    });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+    const toast = page.page.locator('#app-error');
+    const errors: string[] = [];
+    page.page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text());
+    });
+
+    // The deletion stays on its way until released; meanwhile the reads of the list and of the group's details fail
+    // for good (a bug, a refusal).
+    let releaseDeletion: (() => void) | undefined;
+    await page.page.route(
+      (url) => url.pathname === '/users/me',
+      async (route) => {
+        if (route.request().method() === 'DELETE')
+          await new Promise<void>((resolve) => (releaseDeletion = resolve));
+        await route.continue();
+      },
+    );
+    const failures = { list: 0, details: 0 };
+    await page.page.route(
+      (url) => url.pathname === '/conversations' || url.pathname === `/conversations/${group.id}`,
+      (route) => {
+        // Only while the deletion is on its way (a catch-up read of the list may come after the login).
+        if (route.request().method() !== 'GET' || releaseDeletion === undefined) return route.continue();
+        if (new URL(route.request().url()).pathname === '/conversations') {
+          failures.list += 1;
+          return fail(route, 500, 'INTERNAL');
+        }
+        failures.details += 1;
+        return fail(route, 403, 'FORBIDDEN');
+      },
+    );
+    await page.openAccount();
+    await page.account.getByRole('button', { name: 'Delete my account…' }).click();
+    const confirm = page.account.locator('#delete-form');
+    await confirm.getByLabel('Type your password to confirm').fill('not my password');
+    await confirm.getByRole('button', { name: 'Delete my account for good' }).click();
+    await waitFor(() => releaseDeletion !== undefined, { what: 'the deletion on its way' });
+
+    // Meanwhile Cat, added to the group, writes there (the details are read, and fail); the connection drops and comes
+    // back (the list is read, and fails).
+    await bob.client.conversations.addParticipant(group.id, cat.id);
+    await cat.client.messages.put(group.id, 'cat-1', 'hello from Cat');
+    await waitFor(() => failures.details === 1, { what: "the group's details read, and refused" });
+    await sockets.offline();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    sockets.online();
+    await page.waitForConnected(30_000);
+    await waitFor(() => failures.list > 0, { what: 'the list read again, and failed' });
+    // The deletion may end in a reload: nothing is said yet.
+    await sleep(1500);
+    expect(await toast.isHidden(), `popup: ${await toast.textContent()}`).to.equal(true);
+    expect(errors.filter((e) => /INTERNAL|FORBIDDEN/.test(e) && !/status of/.test(e))).to.deep.equal([]);
+
+    // The password is refused: the page stays, and says what failed.
+    releaseDeletion?.();
+    await confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    await toast.waitFor({ timeout: 5000 });
+    await waitFor(
+      () =>
+        errors.some((e) => e.includes('INTERNAL (test)')) &&
+        errors.some((e) => e.includes('FORBIDDEN (test)')),
+      { what: 'both failures reported' },
+    );
+    app.expectNoProblems(/INTERNAL \(test\)|FORBIDDEN \(test\)|status of (500|403|401)/);
   });
 });
