@@ -51,6 +51,7 @@ export class ChatSession {
   private readonly sidebar: Sidebar;
   private readonly view: ConversationView;
   private readonly details: DetailsPanel;
+  private readonly newGroup: NewGroupDialog;
   private readonly account: AccountDialog;
   private readonly router: Router;
   private readonly notifier: Notifier;
@@ -143,7 +144,12 @@ export class ChatSession {
       report,
       open: (id) => this.navigate(id),
       startDirect: (userId) => this.startDirect(userId),
-      socialChanged: () => this.view.socialChanged(),
+      socialChanged: () => {
+        this.view.socialChanged();
+        // The friends a group can take: the open group's "Add a friend" and the new-group dialog.
+        this.details.friendsChanged();
+        this.newGroup.friendsChanged();
+      },
       profilesHeardSince: (since) => this.profilesHeardSince(since),
       reloadList: () => void this.reloadList(),
     });
@@ -162,7 +168,7 @@ export class ChatSession {
       },
     };
     this.details = new DetailsPanel(groupDeps);
-    new NewGroupDialog(groupDeps);
+    this.newGroup = new NewGroupDialog(groupDeps);
     this.account = new AccountDialog({
       client,
       report,

@@ -85,6 +85,9 @@ function clearInvalid(input: HTMLInputElement, alert: HTMLElement): void {
   input.removeAttribute('aria-describedby');
 }
 
+/** What the new-group dialog says when there is nobody to tick. */
+const NO_FRIENDS_YET = 'Add some friends first: a group is made of friends.';
+
 function friendLabel(friend: Friend): string {
   const { displayName, username } = friend.user;
   return username === null || displayName === username ? displayName : `${displayName} (@${username})`;
@@ -157,6 +160,11 @@ export class DetailsPanel {
     this.once.reflect(this.key('rename'), this.renameForm);
     this.once.reflect(this.key('add'), this.addForm);
     this.once.reflect(this.key('leave'), this.leaveButton);
+    this.render();
+  }
+
+  /** Friends were read again or one was renamed: the open group's "Add a friend" offers those of now. */
+  friendsChanged(): void {
     this.render();
   }
 
@@ -323,24 +331,61 @@ export class NewGroupDialog {
   }
 
   open(): void {
-    const friends = this.deps.friends();
     this.name.value = '';
     clearInvalid(this.name, this.status);
-    this.status.textContent =
-      friends.length === 0 ? 'Add some friends first: a group is made of friends.' : '';
-    this.choices.replaceChildren(
-      ...friends.map((friend) => {
-        const id = `new-group-friend-${friend.user.id}`;
-        return el(
-          'li',
-          {},
-          el('input', { attrs: { type: 'checkbox', id, value: friend.user.id } }),
-          el('label', { text: friendLabel(friend), attrs: { for: id } }),
-        );
-      }),
-    );
+    this.choices.replaceChildren();
+    this.renderChoices();
     this.dialog.showModal();
     this.name.focus();
+  }
+
+  /**
+   * Friends were read again (a request accepted, a friendship ended) or one was renamed: an open dialog offers
+   * who is a friend now, rather than those of when it opened (whom creating the group would refuse).
+   */
+  friendsChanged(): void {
+    if (this.dialog.open) this.renderChoices();
+  }
+
+  /**
+   * One checkbox per friend, in the friends' order. The box of a friend already offered stays (ticked or not, its
+   * focus kept, its label renamed); the focus of a box that goes moves to the one now in its place, or to the name.
+   */
+  private renderChoices(): void {
+    const friends = this.deps.friends();
+    if (friends.length === 0) this.status.textContent = NO_FRIENDS_YET;
+    else if (this.status.textContent === NO_FRIENDS_YET) this.status.textContent = '';
+    const offered = new Map(
+      [...this.choices.querySelectorAll<HTMLLIElement>('li[data-key]')].map((li) => [li.dataset.key, li]),
+    );
+    const focused = document.activeElement;
+    const focusedAt =
+      focused instanceof HTMLElement && this.choices.contains(focused)
+        ? [...this.choices.children].findIndex((li) => li.contains(focused))
+        : -1;
+    const items = friends.map((friend) => {
+      const label = friendLabel(friend);
+      const kept = offered.get(friend.user.id);
+      if (kept === undefined) return this.choice(friend.user.id, label);
+      const text = kept.querySelector('label');
+      if (text !== null) text.textContent = label;
+      return kept;
+    });
+    this.choices.replaceChildren(...items);
+    if (focusedAt < 0 || !(focused instanceof HTMLElement)) return;
+    // Taken out and put back, a focused box lost its focus.
+    if (focused.isConnected) focused.focus();
+    else (items[Math.min(focusedAt, items.length - 1)]?.querySelector('input') ?? this.name).focus();
+  }
+
+  private choice(userId: string, label: string): HTMLLIElement {
+    const id = `new-group-friend-${userId}`;
+    return el(
+      'li',
+      { dataset: { key: userId } },
+      el('input', { attrs: { type: 'checkbox', id, value: userId } }),
+      el('label', { text: label, attrs: { for: id } }),
+    );
   }
 
   private async create(): Promise<void> {

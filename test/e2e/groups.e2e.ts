@@ -23,6 +23,54 @@ describe('web app: groups', function () {
       { timeoutMs: 5000, what: 'the member list' },
     );
 
+  it('offers a friend accepted or renamed while "Add a friend" or the new-group dialog is open, keeping what was ticked', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    const dan = await app.person('Dan');
+    await app.befriend(ann, bob);
+    const toCat = await ann.client.friends.sendRequest(cat.username);
+    const toDan = await ann.client.friends.sendRequest(dan.username);
+    await ann.client.conversations.createGroup('Plans', [bob.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+
+    // "Add a friend" in the open group: every friend is in it, until Cat accepts.
+    await page.openConversation('Plans');
+    await page.page.getByRole('button', { name: 'Members (2)' }).click();
+    const add = panel(page).getByLabel('Add a friend');
+    await add.getByText('All your friends are in this group').waitFor({ state: 'attached' });
+    expect(await add.isDisabled()).to.equal(true);
+    await cat.client.friends.accept(toCat.id);
+    await add.locator(`option[value="${cat.id}"]`).waitFor({ state: 'attached' });
+    expect(await add.isDisabled()).to.equal(false);
+
+    // The new-group dialog: Bob ticked (his box has the focus) when Dan accepts, then Bob renames himself.
+    await page.page.getByRole('button', { name: 'New group' }).click();
+    const dialog = page.page.getByRole('dialog', { name: 'New group' });
+    await dialog.getByLabel('Group name').fill('Hike');
+    await dialog.getByRole('checkbox', { name: /^Bob/ }).check();
+    expect(await dialog.getByRole('checkbox').count()).to.equal(2);
+    const focusedBox = () => page.page.evaluate(() => document.activeElement?.id);
+    expect(await focusedBox()).to.equal(`new-group-friend-${bob.id}`);
+    await dan.client.friends.accept(toDan.id);
+    await dialog.getByRole('checkbox', { name: /^Dan/ }).waitFor();
+    await bob.client.updateProfile({ displayName: 'Bobby' });
+    await dialog.getByRole('checkbox', { name: /^Bobby/ }).waitFor();
+    expect(await dialog.getByRole('checkbox', { name: /^Bobby/ }).isChecked()).to.equal(true);
+    expect(await dialog.getByRole('checkbox', { name: /^Cat/ }).isChecked()).to.equal(false);
+    expect(await focusedBox()).to.equal(`new-group-friend-${bob.id}`);
+
+    // Dan, offered after the dialog opened, goes in with Bob.
+    await dialog.getByRole('checkbox', { name: /^Dan/ }).check();
+    await dialog.getByRole('button', { name: 'Create group' }).click();
+    await page.waitForTitle('Hike');
+    expect(await membersLine(page).textContent()).to.equal(
+      `3 members: You (owner), Bobby @${bob.username}, Dan @${dan.username}`,
+    );
+    app.expectNoProblems();
+  });
+
   it('creates a group with two friends, renames it, adds and removes members and leaves; the others see it', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
