@@ -1,5 +1,5 @@
 /** The earliest a node's first sweep of PostgreSQL's expired rows comes after its start. */
-export const FIRST_SWEEP_AFTER_MS = 60_000;
+const FIRST_SWEEP_AFTER_MS = 60_000;
 
 /**
  * Runs `sweep` every `everyMs`, the first time at a random moment between `firstAfterMs` and `everyMs` after now:
