@@ -4,7 +4,7 @@ import type { PublicConversation } from '../lib/protocol/index.js';
 import type { ErrorResponse } from './helpers/errors.js';
 import { request, type JsonResponse } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
-import { adminQuery } from './helpers/postgres.js';
+import { adminQuery, statementsWaitingForALock } from './helpers/postgres.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -168,13 +168,7 @@ describe('an addition answered after a removal of the same user', function () {
     );
     const groupId = created.body.conversation.id;
     const admin = second.services.db.knex;
-    const lockWaiters = async () =>
-      (
-        await admin.raw<{ rows: Array<{ n: number }> }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND wait_event <> 'object' AND datname = current_database()`,
-        )
-      ).rows[0]!.n;
+    const lockWaiters = () => statementsWaitingForALock(admin);
     // The group's row held, so that the addition (this node) and then the removal (the second) queue behind it.
     const holder = await admin.transaction();
     let busy: Promise<unknown> | undefined;

@@ -11,6 +11,7 @@ import { TEST_JWT_SECRET } from './helpers/server.js';
 import { connectSocket } from './helpers/sockets.js';
 import { insertFriendship, uniqueUsername, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
+import { statementsWaitingForALock } from './helpers/postgres.js';
 
 const PASSWORD = 'correct horse battery';
 
@@ -370,14 +371,7 @@ describe('sessions across two nodes', function () {
 
   describe('a session ended on one node while its refresh token is used on the other', () => {
     type Answer = { status: number; text: string; body: unknown };
-    const lockWaiters = async () =>
-      (
-        await rows<{ n: number }>(
-          nodes.a.services.db.knex,
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-        )
-      )[0]!.n;
+    const lockWaiters = () => statementsWaitingForALock(nodes.a.services.db.knex);
 
     /**
      * Holds the session's row (shared) while `first` and then `second` queue for it, so they meet there in that

@@ -3,7 +3,11 @@ import type { Knex } from 'knex';
 import type { PublicFriendRequest, PublicUser } from '../lib/protocol/index.js';
 import { request } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
-import { letThroughAfterAWait, untilAStatementWaitsForALock } from './helpers/postgres.js';
+import {
+  letThroughAfterAWait,
+  statementsWaitingForALock,
+  untilAStatementWaitsForALock,
+} from './helpers/postgres.js';
 import { insertUser, type TestUser } from './helpers/users.js';
 
 interface Body {
@@ -73,11 +77,7 @@ describe('friends: a friendship is dated when it is made', function () {
 
 async function waitForWaiters(knex: Knex, n: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const { rows } = await knex.raw<{ rows: unknown[] }>(
-      `SELECT 1 FROM pg_stat_activity
-       WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-    );
-    if (rows.length >= n) return;
+    if ((await statementsWaitingForALock(knex)) >= n) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`fewer than ${n} statements waiting for a lock`);

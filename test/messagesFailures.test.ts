@@ -20,7 +20,7 @@ import { controlBusSettled } from './helpers/faults.js';
 import { useNode, useTwoNodes } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { sampleValue, scrape } from './helpers/prometheus.js';
-import { createTestDatabase } from './helpers/postgres.js';
+import { createTestDatabase, untilAStatementWaitsForALock } from './helpers/postgres.js';
 import { startTestServer } from './helpers/server.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import type { TestUser } from './helpers/users.js';
@@ -94,16 +94,7 @@ describe('message failures, limits and shutdown', function () {
       const actor = await waitFor(() => server.services.messaging.registry.find(group.id), {
         what: 'the actor',
       });
-      await waitFor(
-        async () => {
-          const waiting = await server.services.db.knex.raw<{ rows: unknown[] }>(
-            `SELECT 1 FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-          );
-          return waiting.rows.length > 0;
-        },
-        { what: 'the in-flight send to wait for the lock' },
-      );
+      await untilAStatementWaitsForALock(server.services.db.knex, 'the in-flight send to wait for the lock');
       const batch = [
         send(sockets[0]!, group.id, 'fine 1'),
         send(sockets[1]!, group.id, POISON),

@@ -8,6 +8,7 @@ import type { ClientSocket } from './helpers/sockets.js';
 import { insertSession, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 import { signAccessToken } from '../lib/auth/tokens.js';
+import { untilAStatementWaitsForALock } from './helpers/postgres.js';
 
 /**
  * Guarantee 3 and docs/api.md: a clientMsgId sent again answers the stored message (`duplicate: true`), and
@@ -124,16 +125,7 @@ describe('a clientMsgId sent again twice within one batch', function () {
         // A send ahead of them holds the actor on the lock: the two queue behind it, into one batch.
         const sentAhead = putMessage(server.url, ahead, id, randomUUID(), { body: 'ahead' });
         const actor = await waitFor(() => server.services.messaging.registry.find(id), { what: 'the actor' });
-        await waitFor(
-          async () =>
-            (
-              await knex.raw<{ rows: unknown[] }>(
-                `SELECT 1 FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-              )
-            ).rows.length > 0,
-          { what: 'the send ahead to wait for the lock' },
-        );
+        await untilAStatementWaitsForALock(knex, 'the send ahead to wait for the lock');
         const clientMsgId = randomUUID();
         const one = putMessage(server.url, first, id, clientMsgId, { body: 'same' });
         await waitFor(() => actor.queued === 1, { what: 'the first queued' });

@@ -7,6 +7,7 @@ import { startMain, type RunningChild } from '../helpers/childProcess.js';
 import { startProxy } from '../helpers/proxy.js';
 import { startTestServer, testEnv } from '../helpers/server.js';
 import { waitFor } from '../helpers/waitFor.js';
+import { untilAStatementWaitsForALock } from '../helpers/postgres.js';
 
 /**
  * Committed messages reach the other nodes even if the writer dies the instant it has committed: announced by a
@@ -112,17 +113,7 @@ describe('cross-node delivery coupled to the commit', function () {
             throw new Error('the writing node must not live to ack');
           },
         );
-        await waitFor(
-          async () =>
-            (
-              await rows(
-                reader.services.db.knex,
-                `SELECT 1 FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-              )
-            ).length > 0,
-          { what: 'the write to wait for the lock' },
-        );
+        await untilAStatementWaitsForALock(reader.services.db.knex, 'the write to wait for the lock');
         // The writing node is frozen: whatever it would do after the commit, it will never do.
         process.kill(writer.pid, 'SIGSTOP');
       } finally {

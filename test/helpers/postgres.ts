@@ -89,22 +89,22 @@ export async function createTestDatabase(): Promise<string> {
 }
 
 /**
- * Until `count` statements on `knex`'s database wait for a lock (one that a transaction of the test holds). A commit
+ * How many statements on `knex`'s database wait for a lock (one that a transaction of the test holds). A commit
  * waiting for PostgreSQL's one NOTIFY queue lock (wait_event 'object': every change that tells the other nodes takes
  * it) is no such wait, though on a loaded machine it is seen waiting too; every lock-wait query of the tests leaves
- * it out so.
+ * it out so (those on other connections, or that name their statement, write the same condition).
  */
-export async function untilAStatementWaitsForALock(knex: Knex, what: string, count = 1): Promise<void> {
-  await waitFor(
-    async () =>
-      (
-        await knex.raw<{ rows: unknown[] }>(
-          `SELECT 1 FROM pg_stat_activity
-           WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-        )
-      ).rows.length >= count,
-    { what },
+export async function statementsWaitingForALock(knex: Knex): Promise<number> {
+  const { rows } = await knex.raw<{ rows: Array<{ n: number }> }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
   );
+  return rows[0]?.n ?? 0;
+}
+
+/** Until `count` statements on `knex`'s database wait for a lock (`statementsWaitingForALock`). */
+export async function untilAStatementWaitsForALock(knex: Knex, what: string, count = 1): Promise<void> {
+  await waitFor(async () => (await statementsWaitingForALock(knex)) >= count, { what });
 }
 
 /**

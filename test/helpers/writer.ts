@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { GroupCommitWriter, WriteOutcome } from '../../lib/messaging/writer.js';
 import { rows } from './chat.js';
-import { waitFor } from './waitFor.js';
+import { untilAStatementWaitsForALock } from './postgres.js';
 
 /** The set-ups of the group-commit writer's tests (test/messaging/writer*.test.ts). */
 
@@ -52,13 +52,4 @@ export const sender =
  * waiting for the NOTIFY queue lock; see untilAStatementWaitsForALock).
  */
 export const lockWaitSeen = (knex: Knex) =>
-  waitFor(
-    async () =>
-      (
-        await knex.raw<{ rows: unknown[] }>(
-          `SELECT 1 FROM pg_stat_activity
-           WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-        )
-      ).rows.length > 0,
-    { what: 'the writer to wait for the held conversation' },
-  );
+  untilAStatementWaitsForALock(knex, 'the writer to wait for the held conversation');
