@@ -63,6 +63,8 @@ export class ChatSession {
   private readonly refreshing = new Map<string, Promise<void>>();
   /** The details reads that failed and wait to be tried again, by conversation (see `refresh`). */
   private readonly detailsRetries = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Counts each conversation's details reads (`refresh`): a newer one makes what an older one still has to do moot. */
+  private readonly detailsReads = new Map<string, number>();
   /**
    * How many times each conversation's details were replaced or it was removed (an event, or the answer of a
    * change made here). Conversations carry no version: a read sent before one of these may answer the state as
@@ -542,13 +544,17 @@ export class ChatSession {
    * the server's Retry-After or with backoff, unless such a change makes it moot; while the page signs out or
    * reloads, the next try waits, and so does the report of a failure that does not pass (`whenStaying`). The returned
    * promise settles with the first try: a caller (a group action saying it is done) does not wait out a
-   * backoff, and a read asked meanwhile goes out at once, replacing the try that waits (`detailsRetries`).
+   * backoff, and a read asked meanwhile goes out at once, replacing the try that waits (`detailsRetries`, or, once
+   * due, `detailsReads`) and the report held back.
    */
   private refresh(conversationId: string, attempt = 0): Promise<void> {
     const running = this.refreshing.get(conversationId);
     if (running) return running;
     clearTimeout(this.detailsRetries.get(conversationId));
     this.detailsRetries.delete(conversationId);
+    const read = (this.detailsReads.get(conversationId) ?? 0) + 1;
+    this.detailsReads.set(conversationId, read);
+    const newer = () => this.detailsReads.get(conversationId) !== read;
     const asked = this.changes.get(conversationId) ?? 0;
     const sent = performance.now();
     const overtaken = () => (this.changes.get(conversationId) ?? 0) !== asked;
@@ -565,16 +571,16 @@ export class ChatSession {
           }
           const wait = attempt < DETAILS_READ_TRIES - 1 ? readRetryWait(err, attempt) : undefined;
           if (wait === undefined) {
-            this.whenStaying(
-              () => this.report(err),
-              () => false,
-            );
+            this.whenStaying(() => this.report(err), newer);
             return;
           }
           console.error(err);
           const retry = setTimeout(() => {
             this.detailsRetries.delete(conversationId);
-            this.whenStaying(() => void this.refresh(conversationId, attempt + 1), overtaken);
+            this.whenStaying(
+              () => void this.refresh(conversationId, attempt + 1),
+              () => overtaken() || newer(),
+            );
           }, wait);
           this.detailsRetries.set(conversationId, retry);
         },

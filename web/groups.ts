@@ -85,6 +85,9 @@ function clearInvalid(input: HTMLInputElement, alert: HTMLElement): void {
   input.removeAttribute('aria-describedby');
 }
 
+/** What "Add a friend" offers when there is nobody to add. */
+const ALL_FRIENDS_IN = 'All your friends are in this group';
+
 /** What the new-group dialog says when there is nobody to tick. */
 const NO_FRIENDS_YET = 'Add some friends first: a group is made of friends.';
 
@@ -165,7 +168,8 @@ export class DetailsPanel {
 
   /** Friends were read again or one was renamed: the open group's "Add a friend" offers those of now. */
   friendsChanged(): void {
-    this.render();
+    const state = this.state;
+    if (state?.type === 'group' && this.expanded) this.renderAddSelect(state);
   }
 
   private render(): void {
@@ -187,13 +191,26 @@ export class DetailsPanel {
     this.ownerTools.hidden = !owner;
     if (document.activeElement !== this.renameInput && this.renameInput.value === '')
       this.renameInput.placeholder = store.title(state);
+    this.renderAddSelect(state);
+  }
+
+  /**
+   * "Add a friend": my friends not in the group, the one chosen kept. Options that would come out the same are left
+   * as they are (a list open on the screen stays open).
+   */
+  private renderAddSelect(state: ConversationState): void {
     const inGroup = new Set(state.participants.map((p) => p.userId));
     const candidates = this.deps.friends().filter((f) => !inGroup.has(f.user.id));
-    const chosen = this.addSelect.value;
-    this.addSelect.replaceChildren(
-      ...candidates.map((f) => el('option', { text: friendLabel(f), attrs: { value: f.user.id } })),
-    );
-    if (candidates.some((f) => f.user.id === chosen)) this.addSelect.value = chosen;
+    const offered = (options: Array<{ value: string; text: string }>) =>
+      JSON.stringify(options.map(({ value, text }) => [value, text]));
+    const wanted = candidates.map((f) => ({ value: f.user.id, text: friendLabel(f) }));
+    if (candidates.length > 0 && offered(wanted) !== offered([...this.addSelect.options])) {
+      const chosen = this.addSelect.value;
+      this.addSelect.replaceChildren(
+        ...wanted.map(({ value, text }) => el('option', { text, attrs: { value } })),
+      );
+      if (candidates.some((f) => f.user.id === chosen)) this.addSelect.value = chosen;
+    }
     // Turned off (the last friend not in the group just added), the select and "Add" lose focus: it goes to the
     // "Members" button, as after a removal, rather than to the page (the next Tab from its top).
     const lost =
@@ -201,8 +218,8 @@ export class DetailsPanel {
       (document.activeElement === this.addSelect || document.activeElement === this.addButton);
     this.addSelect.disabled = candidates.length === 0;
     this.addButton.disabled = candidates.length === 0;
-    if (candidates.length === 0)
-      this.addSelect.replaceChildren(el('option', { text: 'All your friends are in this group' }));
+    if (candidates.length === 0 && this.addSelect.options[0]?.text !== ALL_FRIENDS_IN)
+      this.addSelect.replaceChildren(el('option', { text: ALL_FRIENDS_IN }));
     if (lost) this.toggle.focus();
   }
 
@@ -353,8 +370,10 @@ export class NewGroupDialog {
    */
   private renderChoices(): void {
     const friends = this.deps.friends();
-    if (friends.length === 0) this.status.textContent = NO_FRIENDS_YET;
-    else if (this.status.textContent === NO_FRIENDS_YET) this.status.textContent = '';
+    // Said once (the status is an alert: written again, it would be read out again), and never over another message
+    // (why the name was refused).
+    if (friends.length === 0 && this.status.textContent === '') this.status.textContent = NO_FRIENDS_YET;
+    else if (friends.length > 0 && this.status.textContent === NO_FRIENDS_YET) this.status.textContent = '';
     const offered = new Map(
       [...this.choices.querySelectorAll<HTMLLIElement>('li[data-key]')].map((li) => [li.dataset.key, li]),
     );

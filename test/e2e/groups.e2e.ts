@@ -23,6 +23,39 @@ describe('web app: groups', function () {
       { timeoutMs: 5000, what: 'the member list' },
     );
 
+  it('the new-group dialog with no friends says so once: a friend request does not write its alert again', async () => {
+    const ann = await app.person('Ann');
+    const eve = await app.person('Eve');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+    await page.page.getByRole('button', { name: 'New group' }).click();
+    const status = page.page.locator('#new-group-status');
+    await status.getByText('Add some friends first').waitFor();
+    await page.page.evaluate(() => {
+      const w = window as unknown as { alertChanges: number };
+      w.alertChanges = 0;
+      new MutationObserver((records) => (w.alertChanges += records.length)).observe(
+        document.getElementById('new-group-status')!,
+        { childList: true, characterData: true, subtree: true },
+      );
+    });
+    // A stranger's friend request: the social lists are read again; the alert's text is the same.
+    await eve.client.friends.sendRequest(ann.username);
+    await page.page
+      .locator('#incoming-requests, body')
+      .getByText(/Eve/)
+      .first()
+      .waitFor({ state: 'attached' });
+    await new Promise((r) => setTimeout(r, 1000));
+    const changes = await page.page.evaluate(
+      () => (window as unknown as { alertChanges: number }).alertChanges,
+    );
+    expect(changes, 'changes of the alert').to.equal(0);
+    expect(await status.textContent()).to.equal('Add some friends first: a group is made of friends.');
+    app.expectNoProblems();
+  });
+
   it('offers a friend accepted or renamed while "Add a friend" or the new-group dialog is open, keeping what was ticked', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');

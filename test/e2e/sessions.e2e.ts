@@ -516,4 +516,78 @@ describe('web app: devices, password, name and account deletion', function () {
     );
     app.expectNoProblems(/INTERNAL \(test\)|FORBIDDEN \(test\)|status of (500|403|401)/);
   });
+
+  it('drops a details retry waiting for a sign-out when a newer details read goes out, and reports its refusal once', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    const cat = await app.person('Cat');
+    await app.befriend(ann, bob, cat);
+    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
+    const page = await app.open();
+    await routeSockets(page.page, {
+      fromServer: (text, pass) => (text.includes('"conversation:updated"') ? undefined : pass()),
+    });
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+    const errors: string[] = [];
+    page.page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text());
+    });
+
+    let releaseDeletion: (() => void) | undefined;
+    await page.page.route(
+      (url) => url.pathname === '/users/me',
+      async (route) => {
+        if (route.request().method() === 'DELETE')
+          await new Promise<void>((resolve) => (releaseDeletion = resolve));
+        await route.continue();
+      },
+    );
+    let phase: 'unavailable' | 'refused' = 'unavailable';
+    const reads = { unavailable: 0, refused: 0, afterRelease: 0 };
+    let released = false;
+    await page.page.route(
+      (url) => url.pathname === `/conversations/${group.id}`,
+      (route) => {
+        if (route.request().method() !== 'GET' || releaseDeletion === undefined) return route.continue();
+        if (released) reads.afterRelease += 1;
+        if (phase === 'unavailable') {
+          reads.unavailable += 1;
+          return fail(route, 503, 'DB_UNAVAILABLE');
+        }
+        reads.refused += 1;
+        return fail(route, 403, 'FORBIDDEN');
+      },
+    );
+    await page.openAccount();
+    await page.account.getByRole('button', { name: 'Delete my account…' }).click();
+    const confirm = page.account.locator('#delete-form');
+    await confirm.getByLabel('Type your password to confirm').fill('not my password');
+    await confirm.getByRole('button', { name: 'Delete my account for good' }).click();
+    await waitFor(() => releaseDeletion !== undefined, { what: 'the deletion on its way' });
+
+    // Cat joins and writes: the details read fails for a while (503); its retry (1 s) comes due and waits.
+    await bob.client.conversations.addParticipant(group.id, cat.id);
+    await cat.client.messages.put(group.id, 'cat-1', 'hello from Cat');
+    await waitFor(() => reads.unavailable >= 1, { what: 'the first details read, unavailable' });
+    await sleep(2500);
+    // A details read asked meanwhile (Cat writes again): it goes out, and is refused for good.
+    phase = 'refused';
+    await cat.client.messages.put(group.id, 'cat-2', 'again from Cat');
+    await waitFor(() => reads.refused === 1, { what: 'the second details read, refused' });
+    await sleep(1500);
+
+    // The password is refused: the page stays.
+    released = true;
+    releaseDeletion?.();
+    await confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    await waitFor(() => errors.some((e) => e.includes('FORBIDDEN (test)')), { what: 'the refusal reported' });
+    // The retry that waited (it polls every second) neither goes out nor reports again.
+    await sleep(4000);
+    const reported = errors.filter((e) => e.includes('FORBIDDEN (test)') && !/status of/.test(e)).length;
+    expect(reads.afterRelease, 'details reads after the sign-out failed').to.equal(0);
+    expect(reported, 'FORBIDDEN reports').to.equal(1);
+    app.expectNoProblems(/DB_UNAVAILABLE \(test\)|FORBIDDEN \(test\)|status of (503|403|401)/);
+  });
 });
