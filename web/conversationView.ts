@@ -644,13 +644,18 @@ export class ConversationView {
     // The title takes its own direction (a group named in Hebrew reads right to left), the heading stays in place.
     this.title.replaceChildren(el('span', { text: store.title(state), attrs: { dir: 'auto' } }));
     if (state.type === 'group') {
-      const names = store.members(state).map((p) => {
-        // Names are not unique: everyone else's @username is shown beside their name.
+      const members = store.members(state);
+      // Each name in a `<bdi>`: its own direction, not its neighbours' (a right-to-left name beside a number or
+      // another such name would run into it). Names are not unique: everyone else's @username is beside theirs.
+      const items = members.flatMap((p, i) => {
         const handle = store.handle(state, p.userId);
-        const name = `${store.senderName(state, p.userId)}${handle === undefined ? '' : ` ${handle}`}`;
-        return `${name}${p.role === 'owner' ? ' (owner)' : ''}`;
+        const after = `${handle === undefined ? '' : ` ${handle}`}${p.role === 'owner' ? ' (owner)' : ''}`;
+        return [...(i === 0 ? [] : [', ']), el('bdi', { text: store.senderName(state, p.userId) }), after];
       });
-      this.membersLine.textContent = `${names.length} ${names.length === 1 ? 'member' : 'members'}: ${names.join(', ')}`;
+      this.membersLine.replaceChildren(
+        `${members.length} ${members.length === 1 ? 'member' : 'members'}: `,
+        ...items,
+      );
     } else {
       const other = state.participants.find((p) => p.userId !== store.meId);
       this.membersLine.textContent =

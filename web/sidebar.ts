@@ -353,7 +353,7 @@ export class Sidebar {
           ),
           // Under a direct conversation's name, whose it is: display names are not unique, usernames are.
           group
-            ? el('span', { className: 'members', text: store.otherNames(state) })
+            ? el('span', { className: 'members' }, ...namesIsolated(store.otherNameList(state)))
             : handle === undefined
               ? null
               : el('span', { className: 'members handle', text: handle }),
@@ -640,4 +640,13 @@ export class Sidebar {
   private none(text: string): HTMLLIElement {
     return el('li', { className: 'none', text });
   }
+}
+
+/**
+ * "Bob, Carol" as nodes, each name in a `<bdi>`: two right-to-left names side by side would otherwise make one
+ * right-to-left run, drawn last name first ("Carol ,Bob" in Hebrew letters) in the list's left-to-right line.
+ */
+function namesIsolated(names: string[]): Array<Node | string> {
+  if (names.length === 0) return ['Only you'];
+  return names.flatMap((name, i) => [...(i === 0 ? [] : [', ']), el('bdi', { text: name })]);
 }

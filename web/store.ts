@@ -228,8 +228,15 @@ export class ConversationStore {
 
   /** The others' names ("Bob, Carol"): what tells two groups of the same title apart. */
   otherNames(state: ConversationState): string {
-    const others = this.members(state).filter((p) => p.userId !== this.meId);
-    return others.length === 0 ? 'Only you' : others.map((p) => this.senderLabel(state, p.userId)).join(', ');
+    const names = this.otherNameList(state);
+    return names.length === 0 ? 'Only you' : names.join(', ');
+  }
+
+  /** The others' names, one by one, in the order `otherNames` gives them. */
+  otherNameList(state: ConversationState): string[] {
+    return this.members(state)
+      .filter((p) => p.userId !== this.meId)
+      .map((p) => this.senderLabel(state, p.userId));
   }
 
   isOwner(state: ConversationState): boolean {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Locator } from 'playwright-core';
 import { PASSWORD, useWebApp } from './fixture.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 // I18N hunt: a message's text outside its bubble (a reply's quote in the log and above the message box, the list's
 // preview) and a group's title take their own direction and lay out a number's groups in the order sent, as the
@@ -126,6 +127,46 @@ describe('web app: right-to-left text and numbers outside the message bubble', f
     const header = await drawn(other.title, ['?']);
     expect(listed[0]!.left['?'], `list "${listed[0]!.text}"`).to.be.at.most(listed[0]!.start + 1);
     expect(header[0]!.left['?'], `header "${header[0]!.text}"`).to.be.at.most(header[0]!.start + 1);
+    app.expectNoProblems();
+  });
+
+  it('lays out two right-to-left names of a group in their order, in the list and the members line', async () => {
+    const ann = await app.person('Ann');
+    const dan = await app.person('Dan');
+    const eli = await app.person('Eli');
+    await app.befriend(ann, dan, eli);
+    await dan.client.updateProfile({ displayName: 'דן' });
+    await eli.client.updateProfile({ displayName: 'אלי' });
+    await ann.client.conversations.createGroup('Trip', [dan.id, eli.id]);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+
+    // Under the group's title, the others by name (alef before dalet): side by side they made one right-to-left
+    // run, drawn "דן ,אלי" (the second name leftmost).
+    await page.conversationButton('Trip').waitFor();
+    /** Where the names are drawn in the first element of `selector`, once it shows them all (read again until then). */
+    const drawnOnce = async (selector: string, names: string[]) => {
+      let seen: Awaited<ReturnType<typeof drawn>>[number] | undefined;
+      await waitFor(
+        async () => {
+          seen = (await drawn(page.page.locator(selector), names))[0];
+          return seen !== undefined && names.every((name) => (seen?.left[name] ?? 0) > 0);
+        },
+        { what: `the names drawn in ${selector}` },
+      );
+      return seen!;
+    };
+    const listed = await drawnOnce('#conversations .members', ['אלי', 'דן']);
+    expect(listed.text).to.equal('אלי, דן');
+    expect(listed.left['אלי'], `list "${listed.text}" ${JSON.stringify(listed)}`).to.be.below(
+      listed.left['דן']!,
+    );
+
+    await page.openConversation('Trip');
+    const line = await drawnOnce('#conversation-members', ['You', 'אלי', 'דן']);
+    expect(line.text).to.equal(`3 members: You (owner), אלי @${eli.username}, דן @${dan.username}`);
+    expect(line.left['You']).to.be.below(line.left['אלי']!);
+    expect(line.left['אלי'], `members "${line.text}" ${JSON.stringify(line)}`).to.be.below(line.left['דן']!);
     app.expectNoProblems();
   });
 });
