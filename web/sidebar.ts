@@ -11,7 +11,7 @@ import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
 import { readRetryWait } from './retry.js';
 import type { ConversationStore } from './store.js';
-import { showControls, waitWords } from './text.js';
+import { ONLY_YOU, showControls, waitWords } from './text.js';
 
 export interface SidebarDeps {
   client: XFChatClient;
@@ -647,6 +647,6 @@ export class Sidebar {
  * right-to-left run, drawn last name first ("Carol ,Bob" in Hebrew letters) in the list's left-to-right line.
  */
 function namesIsolated(names: string[]): Array<Node | string> {
-  if (names.length === 0) return ['Only you'];
+  if (names.length === 0) return [ONLY_YOU];
   return names.flatMap((name, i) => [...(i === 0 ? [] : [', ']), el('bdi', { text: name })]);
 }

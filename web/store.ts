@@ -5,7 +5,7 @@ import type {
   PublicParticipant,
   PublicUser,
 } from '../lib/client/index.js';
-import { nameNeedsHandle, personName } from './text.js';
+import { nameNeedsHandle, ONLY_YOU, personName } from './text.js';
 
 /** What the app knows about one conversation. */
 export interface ConversationState {
@@ -229,7 +229,7 @@ export class ConversationStore {
   /** The others' names ("Bob, Carol"): what tells two groups of the same title apart. */
   otherNames(state: ConversationState): string {
     const names = this.otherNameList(state);
-    return names.length === 0 ? 'Only you' : names.join(', ');
+    return names.length === 0 ? ONLY_YOU : names.join(', ');
   }
 
   /** The others' names, one by one, in the order `otherNames` gives them. */

@@ -185,6 +185,9 @@ function sameName(a: string, b: string): boolean {
   return nameKey(a) === nameKey(b) || lookKey(a) === lookKey(b);
 }
 
+/** What a group's line of the others' names says when nobody else is in it. */
+export const ONLY_YOU = 'Only you';
+
 /** Words the app itself puts where a name goes: a display name that reads as one of them must not pass for it. */
 const APP_LABELS = [
   'You',
@@ -194,7 +197,7 @@ const APP_LABELS = [
   'Earlier message',
   'Group',
   'Conversation',
-  'Only you',
+  ONLY_YOU,
 ];
 
 /** Whether a display name reads like one of the app's own labels ("You", "Deleted user", "Someone"). */
