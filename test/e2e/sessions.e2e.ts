@@ -436,44 +436,61 @@ describe('web app: devices, password, name and account deletion', function () {
     app.expectNoProblems();
   });
 
-  it('holds the failures of reads made while a deletion is on its way, and shows them once the password was refused', async () => {
+  /**
+   * Ann in Bob's group "Plans" (Cat, a friend of both, not in it yet), her page signed in through routed sockets that
+   * do not pass `conversation:updated`: once Bob adds Cat, her first message there makes the page read the group's
+   * details. `errors`: what the page's console says in error from now on.
+   */
+  async function annInPlans() {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
     const cat = await app.person('Cat');
     await app.befriend(ann, bob, cat);
     const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
     const page = await app.open();
-    // The update that says Cat joined the group does not reach the page: her first message there makes it read the
-    // group's details.
     const sockets = await routeSockets(page.page, {
       fromServer: (text, pass) => (text.includes('"conversation:updated"') ? undefined : pass()),
     });
     await page.page.reload();
     await page.logIn(ann.username, PASSWORD);
     await page.waitForConnected();
-    const toast = page.page.locator('#app-error');
     const errors: string[] = [];
     page.page.on('console', (message) => {
       if (message.type() === 'error') errors.push(message.text());
     });
+    return { bob, cat, group, page, sockets, errors };
+  }
 
-    // The deletion stays on its way until released; meanwhile the reads of the list and of the group's details fail
-    // for good (a bug, a refusal).
-    let releaseDeletion: (() => void) | undefined;
+  /** The page deletes its account with a wrong password, the deletion held on its way until `release()`. */
+  async function deletionOnItsWay(page: ChatPage) {
+    let release: (() => void) | undefined;
     await page.page.route(
       (url) => url.pathname === '/users/me',
       async (route) => {
-        if (route.request().method() === 'DELETE')
-          await new Promise<void>((resolve) => (releaseDeletion = resolve));
+        if (route.request().method() === 'DELETE') await new Promise<void>((resolve) => (release = resolve));
         await route.continue();
       },
     );
+    await page.openAccount();
+    await page.account.getByRole('button', { name: 'Delete my account…' }).click();
+    const confirm = page.account.locator('#delete-form');
+    await confirm.getByLabel('Type your password to confirm').fill('not my password');
+    await confirm.getByRole('button', { name: 'Delete my account for good' }).click();
+    await waitFor(() => release !== undefined, { what: 'the deletion on its way' });
+    return { confirm, release: () => release?.() };
+  }
+
+  it('holds the failures of reads made while a deletion is on its way, and shows them once the password was refused', async () => {
+    const { bob, cat, group, page, sockets, errors } = await annInPlans();
+    const toast = page.page.locator('#app-error');
+    const deletion = await deletionOnItsWay(page);
+
+    // Meanwhile the reads of the list and of the group's details fail for good (a bug, a refusal).
     const failures = { list: 0, details: 0 };
     await page.page.route(
       (url) => url.pathname === '/conversations' || url.pathname === `/conversations/${group.id}`,
       (route) => {
-        // Only while the deletion is on its way (a catch-up read of the list may come after the login).
-        if (route.request().method() !== 'GET' || releaseDeletion === undefined) return route.continue();
+        if (route.request().method() !== 'GET') return route.continue();
         if (new URL(route.request().url()).pathname === '/conversations') {
           failures.list += 1;
           return fail(route, 500, 'INTERNAL');
@@ -482,15 +499,8 @@ describe('web app: devices, password, name and account deletion', function () {
         return fail(route, 403, 'FORBIDDEN');
       },
     );
-    await page.openAccount();
-    await page.account.getByRole('button', { name: 'Delete my account…' }).click();
-    const confirm = page.account.locator('#delete-form');
-    await confirm.getByLabel('Type your password to confirm').fill('not my password');
-    await confirm.getByRole('button', { name: 'Delete my account for good' }).click();
-    await waitFor(() => releaseDeletion !== undefined, { what: 'the deletion on its way' });
-
-    // Meanwhile Cat, added to the group, writes there (the details are read, and fail); the connection drops and comes
-    // back (the list is read, and fails).
+    // Cat, added to the group, writes there (the details are read, and fail); the connection drops and comes back
+    // (the list is read, and fails).
     await bob.client.conversations.addParticipant(group.id, cat.id);
     await cat.client.messages.put(group.id, 'cat-1', 'hello from Cat');
     await waitFor(() => failures.details === 1, { what: "the group's details read, and refused" });
@@ -505,8 +515,8 @@ describe('web app: devices, password, name and account deletion', function () {
     expect(errors.filter((e) => /INTERNAL|FORBIDDEN/.test(e) && !/status of/.test(e))).to.deep.equal([]);
 
     // The password is refused: the page stays, and says what failed.
-    releaseDeletion?.();
-    await confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    deletion.release();
+    await deletion.confirm.getByRole('alert').getByText('That is not your password.').waitFor();
     await toast.waitFor({ timeout: 5000 });
     await waitFor(
       () =>
@@ -518,39 +528,17 @@ describe('web app: devices, password, name and account deletion', function () {
   });
 
   it('drops a details retry waiting for a sign-out when a newer details read goes out, and reports its refusal once', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    const cat = await app.person('Cat');
-    await app.befriend(ann, bob, cat);
-    const group = await bob.client.conversations.createGroup('Plans', [ann.id]);
-    const page = await app.open();
-    await routeSockets(page.page, {
-      fromServer: (text, pass) => (text.includes('"conversation:updated"') ? undefined : pass()),
-    });
-    await page.page.reload();
-    await page.logIn(ann.username, PASSWORD);
-    await page.waitForConnected();
-    const errors: string[] = [];
-    page.page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(message.text());
-    });
+    const { bob, cat, group, page, errors } = await annInPlans();
+    const deletion = await deletionOnItsWay(page);
 
-    let releaseDeletion: (() => void) | undefined;
-    await page.page.route(
-      (url) => url.pathname === '/users/me',
-      async (route) => {
-        if (route.request().method() === 'DELETE')
-          await new Promise<void>((resolve) => (releaseDeletion = resolve));
-        await route.continue();
-      },
-    );
+    // Meanwhile the group's details cannot be read for a while (503), then are refused for good.
     let phase: 'unavailable' | 'refused' = 'unavailable';
     const reads = { unavailable: 0, refused: 0, afterRelease: 0 };
     let released = false;
     await page.page.route(
       (url) => url.pathname === `/conversations/${group.id}`,
       (route) => {
-        if (route.request().method() !== 'GET' || releaseDeletion === undefined) return route.continue();
+        if (route.request().method() !== 'GET') return route.continue();
         if (released) reads.afterRelease += 1;
         if (phase === 'unavailable') {
           reads.unavailable += 1;
@@ -560,13 +548,6 @@ describe('web app: devices, password, name and account deletion', function () {
         return fail(route, 403, 'FORBIDDEN');
       },
     );
-    await page.openAccount();
-    await page.account.getByRole('button', { name: 'Delete my account…' }).click();
-    const confirm = page.account.locator('#delete-form');
-    await confirm.getByLabel('Type your password to confirm').fill('not my password');
-    await confirm.getByRole('button', { name: 'Delete my account for good' }).click();
-    await waitFor(() => releaseDeletion !== undefined, { what: 'the deletion on its way' });
-
     // Cat joins and writes: the details read fails for a while (503); its retry (1 s) comes due and waits.
     await bob.client.conversations.addParticipant(group.id, cat.id);
     await cat.client.messages.put(group.id, 'cat-1', 'hello from Cat');
@@ -580,8 +561,8 @@ describe('web app: devices, password, name and account deletion', function () {
 
     // The password is refused: the page stays.
     released = true;
-    releaseDeletion?.();
-    await confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    deletion.release();
+    await deletion.confirm.getByRole('alert').getByText('That is not your password.').waitFor();
     await waitFor(() => errors.some((e) => e.includes('FORBIDDEN (test)')), { what: 'the refusal reported' });
     // The retry that waited (it polls every second) neither goes out nor reports again.
     await sleep(4000);
