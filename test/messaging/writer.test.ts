@@ -91,18 +91,22 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   /**
    * A writer (of one transaction at a time unless told) whose first transaction waits for `gate()` before it
    * gets its connection, so the batches written meanwhile wait for a slot. `acquired()` counts the transactions
-   * started.
+   * started. With `warmUpMs`, the first transaction waits that long for its connection and commits, so the writer
+   * knows a usual transaction's time (it counts one as held up when it has run three times that), and the second is
+   * the held one.
    */
-  function writerWithHeldFirstTransaction(reports?: TransactionReport[], maxConcurrency = 1) {
+  function writerWithHeldFirstTransaction(reports?: TransactionReport[], maxConcurrency = 1, warmUpMs = 0) {
     const pool = db.connections;
     let gate!: () => void;
     const held = new Promise<void>((resolve) => (gate = resolve));
     let acquired = 0;
+    const heldOne = warmUpMs > 0 ? 2 : 1;
     const w = createGroupCommitWriter({
       connections: {
         acquire: async () => {
           acquired += 1;
-          if (acquired === 1) await held;
+          if (acquired === heldOne) await held;
+          else if (acquired === 1) await new Promise((resolve) => setTimeout(resolve, warmUpMs));
           return pool.acquire();
         },
         release: (client) => pool.release(client),
@@ -775,20 +779,28 @@ describe('messaging/writer: the group-commit writer (PostgreSQL)', function () {
   });
 
   it('splits a pile of sends that waited for a slot into parallel transactions, every seq in order', async () => {
+    const warmUp = await conversation();
     const held = await conversation();
     const piled = await Promise.all(Array.from({ length: 10 }, () => conversation()));
     const reports: TransactionReport[] = [];
-    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports, 3);
+    // A first transaction of 300 ms: with no commit timed yet, a transaction would count as held up after 5 ms, so a
+    // pause of this process between two of the writes below (a loaded machine) started part of the pile beside the
+    // held one, and the test failed. After this one, that takes three times the warm-up's time.
+    const { w, gate, acquired } = writerWithHeldFirstTransaction(reports, 3, 300);
     const send = (clientMsgId: string) =>
       ({ kind: 'send', senderId: alice, clientMsgId, body: clientMsgId, replyToSeq: null }) as const;
+    const warmUpStarted = performance.now();
+    expect(ok((await w.write({ conversationId: warmUp, commands: [send('w1')] }))[0]).message.seq).to.equal(
+      1,
+    );
+    const warmUpMs = performance.now() - warmUpStarted;
+    reports.length = 0;
     const answeredHeld = w.write({ conversationId: held, commands: [send('h1')] });
     try {
-      await waitFor(() => acquired() === 1, { what: 'the first transaction to start' });
-      // Once the transaction beside it has taken d ms, the held one counts as held up while it has run over 3 d:
-      // 1500 ms leaves d up to 750 ms on a loaded machine. (At 300 ms, a d over 150 ms, as under CI's load, left the
-      // pile waiting for the held transaction, whose gate opens only after the pile is answered: the test and its
-      // afterEach timed out.)
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await waitFor(() => acquired() === 2, { what: 'the held transaction to start' });
+      // Past three times the usual transaction's time (at most the warm-up's, as this test timed it), the held one
+      // counts as held up.
+      await new Promise((resolve) => setTimeout(resolve, 3 * warmUpMs + 200));
       // The first batch starts a transaction beside the held one; the other nine (135 sends) pile up behind it,
       // and go in two transactions once it is done, while the held one still holds its slot.
       const batches = piled.map((conversationId, c) =>
