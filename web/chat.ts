@@ -85,6 +85,8 @@ export class ChatSession {
   private meTicket = 0;
   /** Counts the rounds of `catchUpMarkers`: only the newest one reads the list again. */
   private markersTicket = 0;
+  /** Counts the lookups of each sender (`lookUp`): only the newest one's failure is reported. */
+  private readonly lookUps = new Map<string, number>();
   /**
    * The subscriptions' `whenReady()` since the last round of `catchUpMarkers` began: of those a list read started,
    * and of every one when the connection came back (each subscribes again). Taken as they start: asked later, a
@@ -351,14 +353,18 @@ export class ChatSession {
    * (`changes`). A newer round (another reconnection) takes over from this one. A list read sent before the first
    * connection also waits for that connection (see `start`): it may miss a conversation started meanwhile, an empty
    * list included. Nothing joining (the read again itself, when it brought no conversation to follow), nothing to do.
+   * While a sign-out is on its way the read waits, and goes out if it fails (`whenStaying`); the connection lost
+   * meanwhile, the reconnection's own round reads again.
    */
   private async catchUpMarkers(): Promise<void> {
     const joins = this.joins.splice(0);
     if (joins.length === 0) return;
     const ticket = ++this.markersTicket;
     await Promise.all(joins);
-    if (ticket !== this.markersTicket || this.ending() || this.client.state !== 'connected') return;
-    await this.reloadList();
+    this.whenStaying(
+      () => void this.reloadList(),
+      () => ticket !== this.markersTicket || this.client.state !== 'connected',
+    );
   }
 
   /**
@@ -424,20 +430,20 @@ export class ChatSession {
 
   /**
    * Reads my own profile again (at each connection: see `start`); a change heard since the read was sent stands. A
-   * read that fails for a while is tried again by itself (`readUntilDone`).
+   * read that fails for a while is tried again by itself (`readUntilDone`). An answer that comes while a sign-out is
+   * on its way is applied if the sign-out fails (`whenStaying`), unless a newer read was sent meanwhile.
    */
   private rereadMe(): void {
     const ticket = ++this.meTicket;
-    void this.readUntilDone(
-      async () => {
-        const sent = performance.now();
-        const me = await this.client.me();
-        if (ticket !== this.meTicket || this.ending()) return;
+    const superseded = () => ticket !== this.meTicket;
+    void this.readUntilDone(async () => {
+      const sent = performance.now();
+      const me = await this.client.me();
+      this.whenStaying(() => {
         if ((this.profilesHeard.get(me.id)?.at ?? Number.NEGATIVE_INFINITY) >= sent) return;
         if (me.displayName !== this.me.displayName || me.username !== this.me.username) this.userUpdated(me);
-      },
-      () => ticket !== this.meTicket,
-    );
+      }, superseded);
+    }, superseded);
   }
 
   /** Someone's profile changed (a friend, a co-participant, or me on another device): redraw their name. */
@@ -463,10 +469,13 @@ export class ChatSession {
   /** A sender who is no participant (they left, or deleted their account): their name, by id. */
   private lookUp(userId: string): void {
     const asked = performance.now();
+    const ticket = (this.lookUps.get(userId) ?? 0) + 1;
+    this.lookUps.set(userId, ticket);
+    // A user:updated that arrived meanwhile is newer than this answer (read before it, perhaps).
+    const heardSince = () => (this.profilesHeard.get(userId)?.at ?? Number.NEGATIVE_INFINITY) >= asked;
     this.client.users.get(userId).then(
       (user) => {
-        // A user:updated that arrived meanwhile is newer than this answer (read before it, perhaps).
-        if ((this.profilesHeard.get(userId)?.at ?? Number.NEGATIVE_INFINITY) >= asked) return;
+        if (heardSince()) return;
         this.store.learn(user);
         this.view.renamed();
         this.changed();
@@ -474,9 +483,14 @@ export class ChatSession {
       (err: unknown) => {
         // Not found: the name stays "Someone"; anything else is worth knowing about, and asked again the next time
         // the sender is drawn (a lookup lost to a network failure must not leave them "Someone" until a reload).
+        // Said once the page stays, if a sign-out is on its way (`whenStaying`), and not once they were asked about
+        // again or heard of.
         if (err instanceof XFChatError && err.code === 'USER_NOT_FOUND') return;
         this.store.forgetAsked(userId);
-        this.report(err);
+        this.whenStaying(
+          () => this.report(err),
+          () => this.lookUps.get(userId) !== ticket || heardSince(),
+        );
       },
     );
   }

@@ -126,6 +126,44 @@ export async function routeSockets(page: Page, options: RouteSocketsOptions = {}
   };
 }
 
+/** The page's websockets routed through Playwright, to hold its subscribes back or take it offline. */
+export interface HeldSubscribes extends RoutedSockets {
+  /** While true, the page's `conversation:subscribe` requests wait (a slow network, or a spent read budget). */
+  holding: boolean;
+  /** How many subscribes wait. */
+  readonly held: number;
+  /** Sends the subscribes that wait, and holds no more. */
+  release(): void;
+}
+
+/**
+ * Routes the Socket.IO websockets of `page`'s context through Playwright (reload the page afterwards so that it
+ * connects through the route). A subscribe held back joins its conversation's room only once released: what is
+ * told to that room meanwhile (a `conversation:read`) does not reach the page.
+ */
+export async function holdSubscribes(page: Page): Promise<HeldSubscribes> {
+  const waiting: Array<() => void> = [];
+  const sockets = await routeSockets(page, {
+    fromPage(text, pass) {
+      if (held.holding && text.includes('"conversation:subscribe"')) waiting.push(pass);
+      else pass();
+    },
+  });
+  const held: HeldSubscribes = {
+    holding: false,
+    get held() {
+      return waiting.length;
+    },
+    release() {
+      held.holding = false;
+      for (const send of waiting.splice(0)) send();
+    },
+    offline: () => sockets.offline(),
+    online: () => sockets.online(),
+  };
+  return held;
+}
+
 /** Answers a routed request with an error of the contract's shape (`code`), as the server would. */
 export function fail(
   route: Route,

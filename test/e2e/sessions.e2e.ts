@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Request } from 'playwright-core';
 import { storedMessages } from '../client/fixtures.js';
 import { waitFor } from '../helpers/waitFor.js';
-import { fail, routeSockets } from './browser.js';
+import { fail, holdSubscribes, routeSockets } from './browser.js';
 import { PASSWORD, useWebApp, type Person, type WebApp } from './fixture.js';
 import type { ChatPage } from './chatPage.js';
 
@@ -525,6 +525,92 @@ describe('web app: devices, password, name and account deletion', function () {
       { what: 'both failures reported' },
     );
     app.expectNoProblems(/INTERNAL \(test\)|FORBIDDEN \(test\)|status of (500|403|401)/);
+  });
+
+  it('reports a failed lookup of a sender once the password was refused, not while the deletion is on its way', async () => {
+    const { bob, group, page, errors } = await annInPlans();
+    const dan = await app.person('Dan');
+    await app.befriend(bob, dan);
+    const toast = page.page.locator('#app-error');
+    const deletion = await deletionOnItsWay(page);
+
+    // Meanwhile Dan, a stranger to Ann, joins the group, writes and is removed; the page reads the group's details
+    // only once he is gone, so it looks him up by id, and that lookup fails (a bug).
+    let danRemoved = false;
+    let lookups = 0;
+    await page.page.route(
+      (url) => url.pathname === `/conversations/${group.id}` || url.pathname === `/users/${dan.id}`,
+      async (route) => {
+        if (new URL(route.request().url()).pathname === `/users/${dan.id}`) {
+          lookups += 1;
+          return fail(route, 500, 'INTERNAL');
+        }
+        await waitFor(() => danRemoved, { what: 'Dan removed' });
+        return route.continue();
+      },
+    );
+    await bob.client.conversations.addParticipant(group.id, dan.id);
+    await dan.client.messages.put(group.id, 'dan-1', 'hello from Dan');
+    await bob.client.conversations.removeParticipant(group.id, dan.id);
+    danRemoved = true;
+    await waitFor(() => lookups > 0, { what: 'Dan looked up, and the lookup failed' });
+    // The deletion may end in a reload: nothing is said yet.
+    await sleep(1500);
+    expect(await toast.isHidden(), `popup: ${await toast.textContent()}`).to.equal(true);
+    expect(errors.filter((e) => e.includes('INTERNAL (test)') && !/status of/.test(e))).to.deep.equal([]);
+
+    // The password is refused: the page stays, and says what failed.
+    deletion.release();
+    await deletion.confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    await toast.waitFor({ timeout: 5000 });
+    await waitFor(() => errors.some((e) => e.includes('INTERNAL (test)')), { what: 'the failure reported' });
+    app.expectNoProblems(/INTERNAL \(test\)|status of (500|401)/);
+  });
+
+  it('takes the reads of a reconnection answered while a deletion is on its way (my name, a read made elsewhere) once the password was refused', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const withBob = (await bob.client.conversations.createDirect(ann.id)).id;
+    for (const text of ['one', 'two', 'three']) await bob.client.messages.put(withBob, text, text);
+    const page = await app.open();
+    const sockets = await holdSubscribes(page.page);
+    await page.page.reload();
+    await page.logIn(ann.username, PASSWORD);
+    await page.waitForConnected();
+    await waitFor(async () => (await page.page.title()) === '(3) XFChat', { what: 'three unread' });
+    const deletion = await deletionOnItsWay(page);
+
+    // Meanwhile the connection drops. While it is down, Ann renames herself on her phone (the page is not told).
+    await sockets.offline();
+    await page.banner.getByText(/Reconnecting/).waitFor();
+    await ann.client.updateProfile({ displayName: 'Annie' });
+    // It comes back: the page reads my profile and the list again, and subscribes (held back, so the phone's read
+    // below, made after the list was read, reaches the page only through the list read after the subscriptions).
+    sockets.holding = true;
+    const listRead = page.page.waitForResponse(
+      (r) => new URL(r.url()).pathname === '/conversations' && r.request().method() === 'GET',
+    );
+    const meRead = page.page.waitForResponse(
+      (r) => new URL(r.url()).pathname === '/auth/me' && r.request().method() === 'GET',
+    );
+    sockets.online();
+    await page.waitForConnected(30_000);
+    await waitFor(() => sockets.held > 0, { what: 'the re-subscribe held back' });
+    await Promise.all([listRead, meRead]);
+    await ann.client.messages.read(withBob, 3);
+    sockets.release();
+    await sleep(1500);
+
+    // The password is refused: the page stays, with my new name and without the messages read on the phone.
+    deletion.release();
+    await deletion.confirm.getByRole('alert').getByText('That is not your password.').waitFor();
+    await page.meName.getByText(/^Annie \(@/).waitFor({ timeout: 5000 });
+    await waitFor(async () => (await page.page.title()) === 'XFChat', {
+      what: 'the tab title to take the read made on the phone',
+      timeoutMs: 5000,
+    });
+    app.expectNoProblems(/status of 401/);
   });
 
   it('drops a details retry waiting for a sign-out when a newer details read goes out, and reports its refusal once', async () => {

@@ -1,46 +1,8 @@
 import { expect } from 'chai';
 import { waitFor } from '../helpers/waitFor.js';
-import { routeSockets, type RoutedSockets } from './browser.js';
+import { holdSubscribes } from './browser.js';
 import type { ChatPage } from './chatPage.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
-
-/** The page's websockets routed through Playwright, to hold its subscribes back or take it offline. */
-interface HeldSubscribes extends RoutedSockets {
-  /** While true, the page's `conversation:subscribe` requests wait (a slow network, or a spent read budget). */
-  holding: boolean;
-  /** How many subscribes wait. */
-  readonly held: number;
-  /** Sends the subscribes that wait, and holds no more. */
-  release(): void;
-}
-
-/**
- * Routes the Socket.IO websockets of `page`'s context through Playwright (reload the page afterwards so that it
- * connects through the route). A subscribe held back joins its conversation's room only once released: what is
- * told to that room meanwhile (a `conversation:read`) does not reach the page.
- */
-async function holdSubscribes(page: ChatPage): Promise<HeldSubscribes> {
-  const waiting: Array<() => void> = [];
-  const sockets = await routeSockets(page.page, {
-    fromPage(text, pass) {
-      if (held.holding && text.includes('"conversation:subscribe"')) waiting.push(pass);
-      else pass();
-    },
-  });
-  const held: HeldSubscribes = {
-    holding: false,
-    get held() {
-      return waiting.length;
-    },
-    release() {
-      held.holding = false;
-      for (const send of waiting.splice(0)) send();
-    },
-    offline: () => sockets.offline(),
-    online: () => sockets.online(),
-  };
-  return held;
-}
 
 /** The unread badges the list shows, by conversation. */
 async function badges(page: ChatPage): Promise<string[]> {
@@ -59,7 +21,7 @@ describe('UNREAD hunt: unread counts follow reads made on other devices', functi
    */
   async function signedInHolding(person: Person, { holding = false } = {}) {
     const page = await app.open();
-    const sockets = await holdSubscribes(page);
+    const sockets = await holdSubscribes(page.page);
     sockets.holding = holding;
     await page.page.reload();
     await page.logIn(person.username, PASSWORD);
