@@ -7,7 +7,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { dayKey, dayLabel } from './dates.js';
-import { byId, el } from './dom.js';
+import { byId, el, enterAddsLine, onEnterChange } from './dom.js';
 import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
@@ -241,8 +241,10 @@ export class ConversationView {
       event.preventDefault();
       this.submit();
     });
+    this.describeEnter();
+    onEnterChange(() => this.describeEnter());
     this.input.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !enterAddsLine()) {
         event.preventDefault();
         this.submit();
       } else if (event.key === 'Escape' && this.current && this.replies.has(this.current.id)) {
@@ -816,6 +818,18 @@ export class ConversationView {
             : `Short enough to send: ${this.count.textContent}`;
     }
     this.sendButton.disabled = over || (this.current !== undefined && this.lock(this.current) !== undefined);
+  }
+
+  /**
+   * What Enter does in the message box, said to screen readers (the box's description) and shown by the on-screen
+   * keyboard's Enter key (`enterKeyHint`): it sends, or, on a touch-only device, starts a new line (`enterAddsLine`).
+   */
+  private describeEnter(): void {
+    const addsLine = enterAddsLine();
+    byId('composer-hint', HTMLElement).textContent = addsLine
+      ? 'Enter starts a new line; the Send button sends.'
+      : 'Enter sends, Shift+Enter starts a new line.';
+    this.input.enterKeyHint = addsLine ? 'enter' : 'send';
   }
 
   private submit(): void {

@@ -7,6 +7,24 @@ export function byId<T extends HTMLElement>(id: string, type: { new (): T; proto
   return element;
 }
 
+/** Devices whose only pointer is a finger: a phone, a tablet (no mouse or trackpad). */
+const TOUCH_ONLY = '(hover: none) and (pointer: coarse)';
+
+/**
+ * Whether Enter starts a new line in a message box rather than sending (or saving an edit): on a touch-only device,
+ * whose on-screen keyboard has no Shift+Enter, so Enter is the only way to a second line; there the Send (Save)
+ * button sends. Asked at each key press, and `onEnterChange` calls back when the answer changes (a tablet docked to
+ * a keyboard and trackpad).
+ */
+export function enterAddsLine(): boolean {
+  return matchMedia(TOUCH_ONLY).matches;
+}
+
+/** Calls `changed` whenever `enterAddsLine()` changes its answer. */
+export function onEnterChange(changed: () => void): void {
+  matchMedia(TOUCH_ONLY).addEventListener('change', changed);
+}
+
 type Child = Node | string | null | undefined | false;
 
 export interface ElementProps {

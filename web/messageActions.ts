@@ -1,5 +1,5 @@
 import { XFChatError, type PublicMessage, type XFChatClient } from '../lib/client/index.js';
-import { byId, el } from './dom.js';
+import { byId, el, enterAddsLine } from './dom.js';
 import { REACTION_CHOICES, partOf, setPart, snippet, whoReactedList } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
 import { MAX_MESSAGE_CODE_POINTS, codePointLength } from './text.js';
@@ -379,7 +379,10 @@ export class MessageActions {
     );
   }
 
-  /** The inline editor in place of the text: Enter saves, Shift+Enter adds a line, Escape cancels. */
+  /**
+   * The inline editor in place of the text: Enter saves, Shift+Enter adds a line, Escape cancels; on a touch-only
+   * device Enter adds a line and Save saves (`enterAddsLine`).
+   */
   private startEdit(state: ConversationState, item: HTMLElement, message: PublicMessage): void {
     this.stopEdit(false);
     const seq = message.seq;
@@ -404,7 +407,12 @@ export class MessageActions {
       el(
         'div',
         { className: 'editor-row' },
-        el('small', { text: 'Enter saves · Shift+Enter new line · Escape cancels', attrs: { id: hintId } }),
+        el('small', {
+          text: enterAddsLine()
+            ? 'Enter starts a new line'
+            : 'Enter saves · Shift+Enter new line · Escape cancels',
+          attrs: { id: hintId },
+        }),
         el('button', { text: 'Save', attrs: { type: 'submit' } }),
         el('button', {
           text: 'Cancel',
@@ -420,7 +428,7 @@ export class MessageActions {
       this.saveEdit();
     });
     input.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !enterAddsLine()) {
         event.preventDefault();
         this.saveEdit();
       } else if (event.key === 'Escape') {

@@ -50,9 +50,14 @@ export class ChatPage {
     return this.page.locator('#conversations').getByRole('button', { name: new RegExp(`^${title}`) });
   }
 
+  /** Sends `text` as a person would: Enter, or on a touch-only device (where Enter starts a new line) Send. */
   async send(text: string): Promise<void> {
     await this.composer.fill(text);
-    await this.composer.press('Enter');
+    const touchOnly = await this.page.evaluate(
+      () => matchMedia('(hover: none) and (pointer: coarse)').matches,
+    );
+    if (touchOnly) await this.page.locator('#composer-send').click();
+    else await this.composer.press('Enter');
   }
 
   /** The message box. */

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { BrowserContextOptions, Page } from 'playwright-core';
+import { waitFor } from '../helpers/waitFor.js';
 import { PASSWORD, useWebApp, type Person } from './fixture.js';
 
 // Phones: narrow windows, touch, a keyboard that takes half the screen, a phone turned (MOBILE hunt). The document
@@ -652,5 +653,79 @@ describe('web app on a phone (review): words broken inside the editor and the me
     const control = await wordsBrokenInside(page.page);
     expect(control, 'control: nothing broken with overflow-wrap normal').to.deep.equal([]);
     expect(found).to.deep.equal({ log: [], menu: [], editor: [] });
+  });
+});
+
+describe('web app on a phone: Enter starts a new line', function () {
+  const app = useWebApp();
+
+  // An on-screen keyboard has no Shift+Enter: if Enter sent, no message could have a second line. On a touch-only
+  // device Enter starts a new line, in the message box and in the editor, and the Send (Save) button sends.
+  it('in the message box and the editor, Enter starts a new line and Send (Save) sends; the box says so', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    const page = await app.open({ context: onPhone(375, 667) });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').tap();
+    await page.waitForTitle('Bob');
+
+    const box = page.composer;
+    expect(await box.getAttribute('enterkeyhint')).to.equal('enter');
+    expect(await page.page.locator('#composer-hint').textContent()).to.equal(
+      'Enter starts a new line; the Send button sends.',
+    );
+    await box.fill('first line');
+    await box.press('Enter');
+    await box.pressSequentially('second line');
+    expect(await box.inputValue()).to.equal('first line\nsecond line');
+    await page.page.getByRole('button', { name: 'Send', exact: true }).tap();
+    await page.waitForMessage('first line');
+    await waitFor(async () => (await box.inputValue()) === '', { what: 'the box emptied' });
+    let stored = await bob.client.messages.before(direct.id);
+    expect(stored.messages.map((m) => m.body)).to.deep.equal(['first line\nsecond line']);
+
+    const mine = page.log.locator('li[data-seq]', { hasText: 'second line' });
+    await mine.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('button', { name: 'Edit', exact: true }).tap();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    expect(await mine.locator('.editor small').textContent()).to.equal('Enter starts a new line');
+    await editor.press('End');
+    await editor.press('Enter');
+    await editor.pressSequentially('third line');
+    expect(await editor.inputValue()).to.equal('first line\nsecond line\nthird line');
+    await mine.getByRole('button', { name: 'Save', exact: true }).tap();
+    await editor.waitFor({ state: 'detached' });
+    await waitFor(
+      async () => {
+        stored = await bob.client.messages.before(direct.id);
+        return stored.messages[0]?.body === 'first line\nsecond line\nthird line';
+      },
+      { what: 'the edit saved' },
+    );
+    app.expectNoProblems();
+  });
+
+  it('on a computer, Enter sends and Shift+Enter starts a new line, as the box says', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    expect(await page.composer.getAttribute('enterkeyhint')).to.equal('send');
+    expect(await page.page.locator('#composer-hint').textContent()).to.equal(
+      'Enter sends, Shift+Enter starts a new line.',
+    );
+    await page.composer.fill('one');
+    await page.composer.press('Shift+Enter');
+    await page.composer.pressSequentially('two');
+    await page.composer.press('Enter');
+    await page.waitForMessage('two');
+    const stored = await bob.client.messages.before(direct.id);
+    expect(stored.messages.map((m) => m.body)).to.deep.equal(['one\ntwo']);
+    app.expectNoProblems();
   });
 });
