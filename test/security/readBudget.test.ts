@@ -74,6 +74,7 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
     const reader = await newUser(server);
     const other = await newUser(server);
     const conversationId = await groupOf(reader);
+    const started = performance.now();
     const reads = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
         request(server.url, 'GET', i % 2 === 0 ? '/conversations' : `/conversations/${conversationId}`, {
@@ -82,8 +83,13 @@ describe('read budget: history reads per user, REST and Socket.IO together', fun
       ),
     );
     const answered = reads.filter((r) => r.status === 200).length;
-    // The burst of 10, plus what refilled while they ran.
-    expect(answered, 'reads answered').to.be.within(1, 14);
+    // The burst of 10, plus what refilled at 5 a second while they ran (longer on a loaded machine: the reads of a
+    // process run first took up to 3.4 s under load, and 13 were answered against the 14 this allowed once).
+    const seconds = (performance.now() - started) / 1000;
+    expect(answered, `reads answered in ${seconds.toFixed(2)} s`).to.be.within(
+      1,
+      10 + Math.ceil(5 * seconds) + 1,
+    );
     for (const res of reads.filter((r) => r.status !== 200)) expectError(res, 429, 'RATE_LIMITED');
     expect((await request(server.url, 'GET', '/conversations', { token: other.token })).status).to.equal(200);
   });
