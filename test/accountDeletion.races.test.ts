@@ -12,7 +12,7 @@ import { expectError } from './helpers/errors.js';
 import { useNode } from './helpers/nodes.js';
 import { request } from './helpers/http.js';
 import { CLUSTER_LIMITS_TABLE } from '../lib/clusterLimits.js';
-import { adminQuery } from './helpers/postgres.js';
+import { statementsWaitingForALockIn } from './helpers/postgres.js';
 import { insertFriendship, uniqueUsername } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -39,14 +39,8 @@ describe('account deletion racing requests, blocks and groups', function () {
   }
 
   /** How many of this test database's backends wait for a lock. */
-  async function lockWaiters(): Promise<number> {
-    const database = new URL(node.databaseUrl).pathname.slice(1);
-    const { rows } = await adminQuery(
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-       WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-      [database],
-    );
-    return (rows[0] as { n: number }).n;
+  function lockWaiters(): Promise<number> {
+    return statementsWaitingForALockIn(new URL(node.databaseUrl).pathname.slice(1));
   }
 
   const deleteAccount = (token: string) =>

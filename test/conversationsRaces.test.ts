@@ -4,7 +4,7 @@ import type { PublicConversation } from '../lib/protocol/index.js';
 import type { ErrorResponse } from './helpers/errors.js';
 import { request, type JsonResponse } from './helpers/http.js';
 import { useNode } from './helpers/nodes.js';
-import { adminQuery, statementsWaitingForALock } from './helpers/postgres.js';
+import { statementsWaitingForALock, statementsWaitingForALockIn } from './helpers/postgres.js';
 import { insertFriendship, insertUser, type TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -43,16 +43,7 @@ describe('conversations racing a change of friendship', function () {
       await change(client);
       const answer = work();
       const database = new URL(node.databaseUrl).pathname.slice(1);
-      const waiting = async () =>
-        (
-          (
-            await adminQuery(
-              `SELECT count(*)::int AS n FROM pg_stat_activity
-               WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-              [database],
-            )
-          ).rows[0] as { n: number }
-        ).n > 0;
+      const waiting = async () => (await statementsWaitingForALockIn(database)) > 0;
       const first = await Promise.race([
         answer.then(() => 'answered' as const),
         waitFor(waiting, { what: 'the request to wait for the change' }).then(() => 'waiting' as const),

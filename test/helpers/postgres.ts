@@ -102,6 +102,19 @@ export async function statementsWaitingForALock(knex: Knex): Promise<number> {
   return rows[0]?.n ?? 0;
 }
 
+/**
+ * The same count for the database named `database`, read on the admin connection (`adminQuery`): for tests whose own
+ * connections may be the ones waiting, or gone.
+ */
+export async function statementsWaitingForALockIn(database: string): Promise<number> {
+  const { rows } = await adminQuery(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
+    [database],
+  );
+  return (rows[0] as { n: number } | undefined)?.n ?? 0;
+}
+
 /** Until `count` statements on `knex`'s database wait for a lock (`statementsWaitingForALock`). */
 export async function untilAStatementWaitsForALock(knex: Knex, what: string, count = 1): Promise<void> {
   await waitFor(async () => (await statementsWaitingForALock(knex)) >= count, { what });

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { Manager } from 'socket.io-client';
 import { newUser } from '../helpers/chat.js';
 import { useNode } from '../helpers/nodes.js';
-import { adminQuery } from '../helpers/postgres.js';
+import { statementsWaitingForALockIn } from '../helpers/postgres.js';
 import { connectSocket, type ClientSocket } from '../helpers/sockets.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -218,14 +218,7 @@ describe('connections: slots and silent clients', function () {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE');
       const answer = fetch(`${server.url}/auth/me`, { headers: { Authorization: `Bearer ${user.token}` } });
-      const waiting = async () => {
-        const result = await adminQuery(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event <> 'object'`,
-          [name],
-        );
-        return (result.rows[0] as { n: number }).n > 0;
-      };
+      const waiting = async () => (await statementsWaitingForALockIn(name)) > 0;
       await waitFor(waiting, { what: 'the request to wait for the lock' });
       await new Promise((resolve) => setTimeout(resolve, 2500));
       await blocker.query('COMMIT');
