@@ -85,6 +85,8 @@ export class ChatSession {
   private meTicket = 0;
   /** Counts the rounds of `catchUpMarkers`: only the newest one reads the list again. */
   private markersTicket = 0;
+  /** Counts the calls of `show`: `start` shows the address only if nothing else was shown while it read. */
+  private shows = 0;
   /** Counts the lookups of each sender (`lookUp`): only the newest one's failure is reported. */
   private readonly lookUps = new Map<string, number>();
   /**
@@ -193,6 +195,9 @@ export class ChatSession {
   /** Loads friends and conversations, subscribes to every conversation, listens to the server, opens the URL's. */
   async start(focusList = false): Promise<void> {
     const { client } = this;
+    // The reads below can take a while: a reader who meanwhile opened a conversation (or the list) keeps their place
+    // and their focus (see the end).
+    const showsBefore = this.shows;
     const rereadSocial = () => void this.refreshSocial();
     client.on('friend:request', rereadSocial);
     client.on('friend:accepted', rereadSocial);
@@ -253,7 +258,9 @@ export class ChatSession {
     const elsewhere = this.view.resumePending();
     void this.unsentOutsideList(elsewhere).catch(this.report);
     this.changed();
-    await this.show(this.router.current());
+    // What the address names, unless the reader opened something else (or the list) meanwhile: shown again, the
+    // conversation they opened would take the focus back to its message box from wherever they had moved it.
+    if (this.shows === showsBefore) await this.show(this.router.current());
     // After a login by keyboard the form that had focus is gone: focus goes to the list (an opened conversation
     // has already put it in its message box).
     const active = document.activeElement;
@@ -524,6 +531,7 @@ export class ChatSession {
 
   /** Shows what the address names: a conversation, or the list. */
   private async show(conversationId: string | undefined): Promise<void> {
+    this.shows += 1;
     const previous = this.view.currentId;
     const state = conversationId === undefined ? undefined : this.store.get(conversationId);
     if (conversationId !== undefined && !state) {

@@ -353,6 +353,11 @@ describe('web app: accessibility', function () {
 
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').waitFor();
+    // The page's start ends by putting focus on the list (once friends, requests and blocks are read): waited for,
+    // or it could land between the focus put on the page below and the Tab.
+    await waitFor(async () => /^Bob,/.test((await focused()) ?? ''), {
+      what: 'focus on the list after login',
+    });
     expect(await fromTheTop()).to.equal('Skip to the conversations');
     await p.keyboard.press('Enter');
     expect(await focused()).to.match(/^Bob,/);

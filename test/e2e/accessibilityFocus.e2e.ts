@@ -214,6 +214,38 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
     );
   });
 
+  it('a conversation opened while the friends and blocks are still being read keeps the focus where the reader moved it', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    await ann.client.conversations.createDirect(bob.id);
+    const page = await app.open();
+    // The blocks read is slow: the page's start (which then shows the address and puts focus on the list) waits.
+    let release: (() => void) | undefined;
+    let answered = false;
+    await page.page.route(
+      (url) => url.pathname === '/blocks',
+      async (route) => {
+        if (release === undefined) await new Promise<void>((resolve) => (release = resolve));
+        await route.continue();
+        answered = true;
+      },
+    );
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').focus();
+    await page.page.keyboard.press('Enter');
+    await page.waitForTitle('Bob');
+    // The reader moves on, to the Send button.
+    await page.page.locator('#composer-send').focus();
+    await waitFor(() => release !== undefined, { what: 'the blocks read on its way' });
+    release!();
+    await waitFor(() => answered, { what: 'the blocks read answered' });
+    // The start has ended by now; the focus stayed (before, Bob's conversation was shown again, focus back in its box).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await active(page.page)).to.match(/^button#composer-send/);
+    app.expectNoProblems();
+  });
+
   it('reflows at 320 CSS px wide (WCAG 1.4.10): no sideways scrolling in the list nor in a conversation', async () => {
     const ann = await app.person('Ann');
     const bob = await app.person('Bob');
