@@ -7,7 +7,7 @@ import {
   type XFChatClient,
 } from '../lib/client/index.js';
 import { dayKey, dayLabel } from './dates.js';
-import { byId, el, enterAddsLine, onEnterChange } from './dom.js';
+import { byId, el, enterAddsLine, onEnterChange, sendsOnKey } from './dom.js';
 import type { Drafts } from './drafts.js';
 import { plainText } from './linkify.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
@@ -244,7 +244,7 @@ export class ConversationView {
     this.describeEnter();
     onEnterChange(() => this.describeEnter());
     this.input.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !enterAddsLine()) {
+      if (sendsOnKey(event)) {
         event.preventDefault();
         this.submit();
       } else if (event.key === 'Escape' && this.current && this.replies.has(this.current.id)) {
@@ -827,7 +827,7 @@ export class ConversationView {
   private describeEnter(): void {
     const addsLine = enterAddsLine();
     byId('composer-hint', HTMLElement).textContent = addsLine
-      ? 'Enter starts a new line; the Send button sends.'
+      ? 'Enter starts a new line; the Send button or Ctrl+Enter sends.'
       : 'Enter sends, Shift+Enter starts a new line.';
     this.input.enterKeyHint = addsLine ? 'enter' : 'send';
   }

@@ -1,5 +1,7 @@
 /** Tiny DOM helpers: typed lookups and element construction. Text always goes in as text, never as HTML. */
 
+import { TOUCH_ONLY } from './touchOnly.js';
+
 /** The element with `id`, checked to be of `type`; a missing element is a bug in index.html. */
 export function byId<T extends HTMLElement>(id: string, type: { new (): T; prototype: T }): T {
   const element = document.getElementById(id);
@@ -7,22 +9,35 @@ export function byId<T extends HTMLElement>(id: string, type: { new (): T; proto
   return element;
 }
 
-/** Devices whose only pointer is a finger: a phone, a tablet (no mouse or trackpad). */
-const TOUCH_ONLY = '(hover: none) and (pointer: coarse)';
+/** The one query for `TOUCH_ONLY`, shared by every box and its listeners; made at first use. */
+let touchOnly: MediaQueryList | undefined;
+function touchOnlyQuery(): MediaQueryList {
+  return (touchOnly ??= matchMedia(TOUCH_ONLY));
+}
 
 /**
  * Whether Enter starts a new line in a message box rather than sending (or saving an edit): on a touch-only device,
  * whose on-screen keyboard has no Shift+Enter, so Enter is the only way to a second line; there the Send (Save)
- * button sends. Asked at each key press, and `onEnterChange` calls back when the answer changes (a tablet docked to
- * a keyboard and trackpad).
+ * button sends, as does Ctrl+Enter or ⌘+Enter from a hardware keyboard (`sendsOnKey`). Asked at each key press, and
+ * `onEnterChange` calls back when the answer changes (a tablet docked to a keyboard and trackpad).
  */
 export function enterAddsLine(): boolean {
-  return matchMedia(TOUCH_ONLY).matches;
+  return touchOnlyQuery().matches;
+}
+
+/**
+ * Whether a key press in a message box sends the message (saves the edit): Enter, but not Shift+Enter (a new line)
+ * nor an Enter that ends an input method's composition; on a touch-only device only Ctrl+Enter or ⌘+Enter, since
+ * there Enter starts a new line (`enterAddsLine`).
+ */
+export function sendsOnKey(event: KeyboardEvent): boolean {
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return false;
+  return event.ctrlKey || event.metaKey || !enterAddsLine();
 }
 
 /** Calls `changed` whenever `enterAddsLine()` changes its answer. */
 export function onEnterChange(changed: () => void): void {
-  matchMedia(TOUCH_ONLY).addEventListener('change', changed);
+  touchOnlyQuery().addEventListener('change', changed);
 }
 
 type Child = Node | string | null | undefined | false;

@@ -1,5 +1,5 @@
 import { XFChatError, type PublicMessage, type XFChatClient } from '../lib/client/index.js';
-import { byId, el, enterAddsLine } from './dom.js';
+import { byId, el, enterAddsLine, onEnterChange, sendsOnKey } from './dom.js';
 import { REACTION_CHOICES, partOf, setPart, snippet, whoReactedList } from './messageItems.js';
 import type { ConversationState, ConversationStore } from './store.js';
 import { MAX_MESSAGE_CODE_POINTS, codePointLength } from './text.js';
@@ -64,6 +64,15 @@ interface Editing {
   form: HTMLFormElement;
   input: HTMLTextAreaElement;
   error: HTMLParagraphElement;
+  /** What Enter does here (`editorHint`), written again when that changes. */
+  hint: HTMLElement;
+}
+
+/** The editor's line on its keys: on a touch-only device Enter starts a new line (`enterAddsLine`). */
+function editorHint(): string {
+  return enterAddsLine()
+    ? 'Enter starts a new line · Ctrl+Enter saves'
+    : 'Enter saves · Shift+Enter new line · Escape cancels';
 }
 
 interface Deleting {
@@ -123,6 +132,10 @@ export class MessageActions {
       this.afterDialog();
     });
     this.dialog.addEventListener('close', () => this.afterDialog());
+    // A tablet docked or undocked while an editor is open: its line says what Enter now does.
+    onEnterChange(() => {
+      if (this.editing) this.editing.hint.textContent = editorHint();
+    });
   }
 
   /** The open conversation changes (or its items are drawn again): menus and the editor close. */
@@ -381,7 +394,7 @@ export class MessageActions {
 
   /**
    * The inline editor in place of the text: Enter saves, Shift+Enter adds a line, Escape cancels; on a touch-only
-   * device Enter adds a line and Save saves (`enterAddsLine`).
+   * device Enter adds a line and Save or Ctrl+Enter saves (`sendsOnKey`).
    */
   private startEdit(state: ConversationState, item: HTMLElement, message: PublicMessage): void {
     this.stopEdit(false);
@@ -400,6 +413,7 @@ export class MessageActions {
     });
     input.value = message.body;
     const error = el('p', { className: 'error', attrs: { id: errorId, role: 'alert' } });
+    const hint = el('small', { text: editorHint(), attrs: { id: hintId } });
     const form = el(
       'form',
       { className: 'editor' },
@@ -407,12 +421,7 @@ export class MessageActions {
       el(
         'div',
         { className: 'editor-row' },
-        el('small', {
-          text: enterAddsLine()
-            ? 'Enter starts a new line'
-            : 'Enter saves · Shift+Enter new line · Escape cancels',
-          attrs: { id: hintId },
-        }),
+        hint,
         el('button', { text: 'Save', attrs: { type: 'submit' } }),
         el('button', {
           text: 'Cancel',
@@ -428,7 +437,7 @@ export class MessageActions {
       this.saveEdit();
     });
     input.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !enterAddsLine()) {
+      if (sendsOnKey(event)) {
         event.preventDefault();
         this.saveEdit();
       } else if (event.key === 'Escape') {
@@ -440,7 +449,7 @@ export class MessageActions {
     setPart(item, 'error', null);
     setPart(item, 'editor', form);
     item.classList.add('editing');
-    this.editing = { state, seq, item, form, input, error };
+    this.editing = { state, seq, item, form, input, error, hint };
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
   }

@@ -1,4 +1,5 @@
 import type { Locator, Page } from 'playwright-core';
+import { TOUCH_ONLY } from '../../web/touchOnly.js';
 
 /** What a person does in the XFChat web app, through labels and roles as a screen reader would see them. */
 export class ChatPage {
@@ -53,9 +54,7 @@ export class ChatPage {
   /** Sends `text` as a person would: Enter, or on a touch-only device (where Enter starts a new line) Send. */
   async send(text: string): Promise<void> {
     await this.composer.fill(text);
-    const touchOnly = await this.page.evaluate(
-      () => matchMedia('(hover: none) and (pointer: coarse)').matches,
-    );
+    const touchOnly = await this.page.evaluate((query) => matchMedia(query).matches, TOUCH_ONLY);
     if (touchOnly) await this.page.locator('#composer-send').click();
     else await this.composer.press('Enter');
   }

@@ -674,7 +674,7 @@ describe('web app on a phone: Enter starts a new line', function () {
     const box = page.composer;
     expect(await box.getAttribute('enterkeyhint')).to.equal('enter');
     expect(await page.page.locator('#composer-hint').textContent()).to.equal(
-      'Enter starts a new line; the Send button sends.',
+      'Enter starts a new line; the Send button or Ctrl+Enter sends.',
     );
     await box.fill('first line');
     await box.press('Enter');
@@ -690,7 +690,9 @@ describe('web app on a phone: Enter starts a new line', function () {
     await mine.getByRole('button', { name: /^Actions for/ }).tap();
     await page.page.getByRole('button', { name: 'Edit', exact: true }).tap();
     const editor = mine.getByRole('textbox', { name: 'Edit your message' });
-    expect(await mine.locator('.editor small').textContent()).to.equal('Enter starts a new line');
+    expect(await mine.locator('.editor small').textContent()).to.equal(
+      'Enter starts a new line · Ctrl+Enter saves',
+    );
     await editor.press('End');
     await editor.press('Enter');
     await editor.pressSequentially('third line');
@@ -702,6 +704,106 @@ describe('web app on a phone: Enter starts a new line', function () {
         stored = await bob.client.messages.before(direct.id);
         return stored.messages[0]?.body === 'first line\nsecond line\nthird line';
       },
+      { what: 'the edit saved' },
+    );
+    app.expectNoProblems();
+  });
+
+  // A tablet with a hardware keyboard and no trackpad is touch-only too: Enter starts a new line there, and
+  // Ctrl+Enter (⌘+Enter on Apple keyboards) sends, and saves an edit.
+  it('on a touch-only device, Ctrl+Enter and ⌘+Enter send, and save an edit', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    const page = await app.open({ context: onPhone(768, 1024) });
+    await page.logIn(ann.username, PASSWORD);
+    await page.conversationButton('Bob').tap();
+    await page.waitForTitle('Bob');
+    const box = page.composer;
+    await box.fill('by Ctrl');
+    await box.press('Enter');
+    await box.pressSequentially('and Enter');
+    await box.press('Control+Enter');
+    await page.waitForMessage('and Enter');
+    await box.fill('by Meta');
+    await box.press('Meta+Enter');
+    await page.waitForMessage('by Meta');
+    let stored = await bob.client.messages.before(direct.id);
+    expect(stored.messages.map((m) => m.body)).to.deep.equal(['by Ctrl\nand Enter', 'by Meta']);
+
+    const mine = page.log.locator('li[data-seq]', { hasText: 'by Meta' });
+    await mine.getByRole('button', { name: /^Actions for/ }).tap();
+    await page.page.getByRole('button', { name: 'Edit', exact: true }).tap();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    await editor.press('End');
+    await editor.pressSequentially(', edited');
+    await editor.press('Control+Enter');
+    await editor.waitFor({ state: 'detached' });
+    await waitFor(
+      async () => {
+        stored = await bob.client.messages.before(direct.id);
+        return stored.messages.at(-1)?.body === 'by Meta, edited';
+      },
+      { what: 'the edit saved' },
+    );
+    app.expectNoProblems();
+  });
+
+  // What Enter does is asked at each key press; what the page says it does must follow too, in an editor left open.
+  it('the box and an open editor say what Enter does after the device changes: a tablet undocked, then docked', async () => {
+    const ann = await app.person('Ann');
+    const bob = await app.person('Bob');
+    await app.befriend(ann, bob);
+    const direct = await bob.client.conversations.createDirect(ann.id);
+    await ann.client.messages.put(direct.id, 'e-1', 'to edit');
+    const page = await app.open();
+    await page.logIn(ann.username, PASSWORD);
+    await page.openConversation('Bob');
+    const mine = page.log.locator('li[data-seq]', { hasText: 'to edit' });
+    await mine.getByRole('button', { name: /^Actions for/ }).click();
+    await page.page.getByRole('button', { name: 'Edit', exact: true }).click();
+    const editor = mine.getByRole('textbox', { name: 'Edit your message' });
+    const hint = mine.locator('.editor small');
+    expect(await hint.textContent()).to.equal('Enter saves · Shift+Enter new line · Escape cancels');
+    const said = () =>
+      Promise.all([
+        hint.textContent(),
+        page.page.locator('#composer-hint').textContent(),
+        // (page.composer's label, "Message", matches the editor's too while it is open)
+        page.page.locator('#composer-input').getAttribute('enterkeyhint'),
+      ]);
+
+    // Undocked: touch only (the browser's own touch emulation, which answers the media query and tells the page).
+    const cdp = await page.page.context().newCDPSession(page.page);
+    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 });
+    const touchOnly = [
+      'Enter starts a new line · Ctrl+Enter saves',
+      'Enter starts a new line; the Send button or Ctrl+Enter sends.',
+      'enter',
+    ];
+    await waitFor(async () => JSON.stringify(await said()) === JSON.stringify(touchOnly), {
+      what: 'the touch-only hints',
+    });
+    await editor.press('End');
+    await editor.press('Enter');
+    await editor.pressSequentially('more');
+    expect(await editor.inputValue()).to.equal('to edit\nmore');
+
+    // Docked again.
+    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
+    const computer = [
+      'Enter saves · Shift+Enter new line · Escape cancels',
+      'Enter sends, Shift+Enter starts a new line.',
+      'send',
+    ];
+    await waitFor(async () => JSON.stringify(await said()) === JSON.stringify(computer), {
+      what: 'the hints of a computer',
+    });
+    await editor.press('Enter');
+    await editor.waitFor({ state: 'detached' });
+    await waitFor(
+      async () => (await bob.client.messages.before(direct.id)).messages[0]?.body === 'to edit\nmore',
       { what: 'the edit saved' },
     );
     app.expectNoProblems();
