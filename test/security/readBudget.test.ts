@@ -319,6 +319,7 @@ describe('read budget and the SDK: a re-subscribe refused after a reconnect', fu
     expect(await listing)
       .to.be.instanceOf(XFChatError)
       .and.include({ code: 'CLIENT_CLOSED' });
-    expect(performance.now() - closedAt).to.be.below(200);
+    // At once: the wait it stopped had about 900 ms to run (a stall of the test up to 500 ms is no defect).
+    expect(performance.now() - closedAt).to.be.below(500);
   });
 });
