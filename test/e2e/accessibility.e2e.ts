@@ -329,10 +329,7 @@ describe('web app: accessibility', function () {
   });
 
   it('the skip link goes to the conversation list when no conversation is open, and to the message box when one is', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob');
     const page = await app.open();
     const p = page.page;
     const fromTheTop = async () => {
@@ -495,10 +492,7 @@ describe('web app: accessibility', function () {
   });
 
   it('who reacted (shown on hover and focus) can be hidden with Escape, and pointed at without vanishing', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     const sent = await bob.client.send(direct.id, 'react to me');
     await bob.client.react(direct.id, sent.seq, '👍');

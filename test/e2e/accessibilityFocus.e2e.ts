@@ -215,10 +215,7 @@ describe('accessibility: keyboard focus after actions, and the fields a refusal 
   });
 
   it('a conversation opened while the friends and blocks are still being read keeps the focus where the reader moved it', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await ann.client.conversations.createDirect(bob.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     const page = await app.open();
     // The blocks read is slow: the page's start (which then shows the address and puts focus on the list) waits.
     let release: (() => void) | undefined;
@@ -397,10 +394,7 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
   });
 
   it('"Load older messages" pressed by keyboard on the last page puts focus on the oldest message', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     for (let i = 1; i <= 60; i++) await bob.client.messages.put(direct.id, `m-${i}`, `line ${i}`);
     await ann.client.messages.read(direct.id, 60);
     const page = await app.open();
@@ -419,10 +413,7 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
   });
 
   it('"Try again now" pressed by keyboard after a failed history read puts focus in the message box', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.messages.put(direct.id, 'h-1', 'history line');
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
@@ -490,10 +481,7 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
     { width: 390, height: 844 },
   ]) {
     it(`at ${viewport.width}x${viewport.height}: opening by keyboard the conversation with someone I blocked puts focus on why`, async () => {
-      const ann = await app.person('Ann');
-      const bob = await app.person('Bob');
-      await app.befriend(ann, bob);
-      await bob.client.conversations.createDirect(ann.id);
+      const [ann, bob] = await app.friendsInConversation('Ann', 'Bob');
       await ann.client.blocks.block(bob.id);
       const page = await app.open({ context: { viewport } });
       await page.logIn(ann.username, PASSWORD);
@@ -509,10 +497,7 @@ describe('accessibility: keyboard focus when the focused control goes away', fun
   }
 
   it('at 390x844: opening by keyboard the conversation with a deleted account puts focus on its title', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.deleteAccount(PASSWORD);
     const page = await app.open({ context: { viewport: { width: 390, height: 844 } } });
     await page.logIn(ann.username, PASSWORD);

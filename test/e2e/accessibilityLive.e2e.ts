@@ -11,10 +11,7 @@ describe('accessibility: what the live regions say', function () {
   const app = useWebApp();
 
   it('"Bob is typing…" (a polite live region) is said once while Bob keeps typing, not again at each typing event', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');
@@ -54,10 +51,7 @@ describe('accessibility: the composer count', function () {
   const app = useWebApp();
 
   it('says the length near the limit once, then too long once, then short enough once, not at each keystroke', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await ann.client.conversations.createDirect(bob.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');
@@ -95,10 +89,7 @@ describe('accessibility: outcomes said through live regions', function () {
   const app = useWebApp();
 
   it('a message the server refuses is said once through the message announcer ("Your message was not sent: …")', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await ann.client.conversations.createDirect(bob.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');

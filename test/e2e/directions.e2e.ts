@@ -41,10 +41,7 @@ describe('web app: right-to-left text and numbers outside the message bubble', f
 
   /** Ann's page on her conversation with Bob, who sent `texts` (and, with `reply`, a reply to the first). */
   async function annReadsBob(texts: string[], reply = false) {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     for (const [i, text] of texts.entries()) await bob.client.messages.put(direct.id, `m-${i}`, text);
     if (reply) await bob.client.messages.put(direct.id, 'reply', 'see above', { replyToSeq: 1 });
     const page = await app.open();

@@ -157,10 +157,7 @@ describe('web app: the message box', function () {
 
   /** Ann and Bob, friends with a direct conversation Ann wrote in; Bob's page, logged in, shows it. */
   async function bobReadingAnn() {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await ann.client.conversations.createDirect(bob.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     await ann.client.messages.put(direct.id, 'ann-1', 'hello');
     const page = await app.open();
     page.acceptDialogs();
@@ -227,10 +224,7 @@ describe('web app: the message box', function () {
   });
 
   it('shows in one tab’s list the draft written in another tab, and no draft once it is sent', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await ann.client.conversations.createDirect(bob.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     const a = await app.open();
     await a.logIn(ann.username, PASSWORD);
     const b = await app.openTab(a);

@@ -88,10 +88,7 @@ describe('a rename stands over a read answered after it', function () {
   }
 
   it('keeps the new name in the title when the conversation re-read on opening answers late', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await ann.client.conversations.createDirect(bob.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
 
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Browser, BrowserContext, BrowserContextOptions } from 'playwright-core';
-import { XFChatClient } from '../../lib/client/index.js';
+import { XFChatClient, type PublicConversation } from '../../lib/client/index.js';
 import type { RunningServer } from '../../lib/server.js';
 import { buildWeb } from '../../web/build.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -34,6 +34,15 @@ export interface WebApp {
   person(displayName: string, options?: { username?: string }): Promise<Person>;
   /** Makes every pair of `people` friends. */
   befriend(...people: Person[]): Promise<void>;
+  /**
+   * Two people, `first` and `second` (display names), made friends, and their direct conversation, started by the
+   * second (by the first with `startedByFirst`): the set-up of most tests of one conversation.
+   */
+  friendsInConversation(
+    first: string,
+    second: string,
+    options?: { startedByFirst?: boolean },
+  ): Promise<[Person, Person, PublicConversation]>;
   /**
    * No uncaught error and no console error (a CSP violation, an exception) in any page so far, but those that
    * match `ignore`.
@@ -113,6 +122,13 @@ export function useWebApp(options: { browserArgs?: string[]; env?: Record<string
           await b.client.friends.accept(request.id);
         }
       }
+    },
+    async friendsInConversation(first, second, options) {
+      const a = await app.person(first);
+      const b = await app.person(second);
+      await app.befriend(a, b);
+      const [starter, other] = options?.startedByFirst ? [a, b] : [b, a];
+      return [a, b, await starter.client.conversations.createDirect(other.id)];
     },
     expectNoProblems(ignore) {
       const problems = pages.flatMap((p) => p.problems);

@@ -117,10 +117,7 @@ describe('web app: layout and page basics', function () {
   });
 
   it('after a keyboard login focus is in the list; no favicon request fails; styles only from its own stylesheet', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
+    const [ann] = await app.friendsInConversation('Ann', 'Bob');
 
     const page = await app.open({ url: 'about:blank' });
     // A fresh profile asks for an icon; one that is not there is a 404 in the console (the browser's own log
@@ -156,10 +153,7 @@ describe('web app: layout and page basics', function () {
   });
 
   it('a long history loads in order, keeps no copy of each message’s markup, and redraws a message without closing its menu', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     const count = 320;
     for (let i = 0; i < count; i += 40)

@@ -243,10 +243,7 @@ describe('web app on a phone: the window gets shorter under a reader at the bott
   const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
 
   async function setUp(viewport: { width: number; height: number }) {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     let last = 0;
     for (let i = 1; i <= 30; i++)
       last = (await bob.client.messages.put(direct.id, `b-${i}`, `message number ${i}`)).seq;
@@ -443,10 +440,7 @@ describe('web app on a phone (review): the log getting shorter', function () {
   const app = useWebApp({ env: { RATE_LIMIT_MESSAGES_PER_SEC: '0' } });
 
   async function setUp(viewport: { width: number; height: number }, unreadFrom?: number) {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     let last = 0;
     const seqs: number[] = [];
     for (let i = 1; i <= 40; i++) {
@@ -621,10 +615,7 @@ describe('web app on a phone (review): words broken inside the editor and the me
   const app = useWebApp();
 
   it('words: the editor hint and the menu keep their words at 320x568', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const d = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, d] = await app.friendsInConversation('Ann', 'Bob');
     await ann.client.messages.put(d.id, 'a-1', 'hi');
     const r = await bob.client.messages.put(d.id, 'b-1', 'yo');
     await bob.client.messages.react(d.id, r.seq, '👍');
@@ -662,10 +653,7 @@ describe('web app on a phone: Enter starts a new line', function () {
   // An on-screen keyboard has no Shift+Enter: if Enter sent, no message could have a second line. On a touch-only
   // device Enter starts a new line, in the message box and in the editor, and the Send (Save) button sends.
   it('in the message box and the editor, Enter starts a new line and Send (Save) sends; the box says so', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     const page = await app.open({ context: onPhone(375, 667) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
@@ -712,10 +700,7 @@ describe('web app on a phone: Enter starts a new line', function () {
   // A tablet with a hardware keyboard and no trackpad is touch-only too: Enter starts a new line there, and
   // Ctrl+Enter (⌘+Enter on Apple keyboards) sends, and saves an edit.
   it('on a touch-only device, Ctrl+Enter and ⌘+Enter send, and save an edit', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     const page = await app.open({ context: onPhone(768, 1024) });
     await page.logIn(ann.username, PASSWORD);
     await page.conversationButton('Bob').tap();
@@ -752,10 +737,7 @@ describe('web app on a phone: Enter starts a new line', function () {
 
   // What Enter does is asked at each key press; what the page says it does must follow too, in an editor left open.
   it('the box and an open editor say what Enter does after the device changes: a tablet undocked, then docked', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await ann.client.messages.put(direct.id, 'e-1', 'to edit');
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
@@ -810,10 +792,7 @@ describe('web app on a phone: Enter starts a new line', function () {
   });
 
   it('on a computer, Enter sends and Shift+Enter starts a new line, as the box says', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     const page = await app.open();
     await page.logIn(ann.username, PASSWORD);
     await page.openConversation('Bob');

@@ -6,10 +6,7 @@ const HOST = 'chat.test';
 
 /** Ann and Bob, friends with a direct conversation, and the node's address by HOST. */
 async function friendsOverHost(app: WebApp) {
-  const ann = await app.person('Ann');
-  const bob = await app.person('Bob');
-  await app.befriend(ann, bob);
-  await bob.client.conversations.createDirect(ann.id);
+  const [ann, bob] = await app.friendsInConversation('Ann', 'Bob');
   const url = new URL(app.server.url);
   url.hostname = HOST;
   return { ann, bob, url };

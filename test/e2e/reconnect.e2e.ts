@@ -53,10 +53,7 @@ describe('web app: what changed while the tab was disconnected', function () {
 
   /** Ann, signed in through the proxy with her direct conversation with Bob listed; Bob, her friend. */
   async function annBehindTheProxy() {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob] = await app.friendsInConversation('Ann', 'Bob');
     const started = await startProxy(app.server.url);
     proxy = started; // closed after the test
     const page = await app.open({ url: started.url });

@@ -74,10 +74,7 @@ describe('web app: sessions that last (2-second access tokens)', function () {
   const app = useWebApp({ env: { JWT_TTL_SECONDS: '2' } });
 
   it('keeps chatting across many access-token expiries and a reload, in the same session, losing no message', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversation = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, conversation] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
 
     const page = await app.open();
@@ -119,10 +116,7 @@ describe('web app: sessions that last (2-second access tokens)', function () {
   });
 
   it('lets two tabs of one window share the login and take turns refreshing it: neither is signed out', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversation = await bob.client.conversations.createDirect(ann.id);
+    const [ann, , conversation] = await app.friendsInConversation('Ann', 'Bob');
 
     const first = await app.open();
     await first.logIn(ann.username, PASSWORD);
@@ -336,10 +330,7 @@ describe('web app: devices, password, name and account deletion', function () {
   });
 
   it('renames me, and the people I chat with see the new name at once everywhere it shows', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const conversation = await ann.client.conversations.createDirect(bob.id);
+    const [ann, bob, conversation] = await app.friendsInConversation('Ann', 'Bob', { startedByFirst: true });
     await ann.client.messages.put(conversation.id, 'hello-1', 'hello there');
     const annPage = await app.open();
     const bobPage = await app.open();

@@ -36,10 +36,7 @@ describe('web app: when something goes wrong', function () {
   const app = useWebApp();
 
   it('says why history could not be loaded, tries again by itself (Retry-After, backoff), and on request', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     await bob.client.send(direct.id, 'history that takes a while');
     const page = await app.open();
@@ -80,10 +77,7 @@ describe('web app: when something goes wrong', function () {
 
   /** Ann and Bob, friends, with their direct conversation and Bob's first message in it. */
   async function annAndBobTalking() {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.messages.put(direct.id, 'b1', 'are you there?');
     return { ann, bob, direct };
   }
@@ -184,10 +178,7 @@ describe('web app: when something goes wrong', function () {
   });
 
   it('starts over, and says why, when the server holds less than the page (a database restored to an earlier point)', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     const page = await app.open();
     const network = await routeSockets(page.page);
@@ -426,10 +417,7 @@ describe('web app: when something goes wrong', function () {
     app.expectNoProblems();
   });
   it('waits its backoff after a proxy’s Retry-After date that has passed, not reading history again at once', async () => {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     await bob.client.send(direct.id, 'behind a proxy in maintenance');
     const page = await app.open();

@@ -18,10 +18,7 @@ describe('web app: who wrote it, what it says, where a link goes', function () {
    * (`waitFor`, a part of it).
    */
   async function annReadsBob(texts: string[], waitFor: string) {
-    const ann = await app.person('Ann');
-    const bob = await app.person('Bob');
-    await app.befriend(ann, bob);
-    const direct = await bob.client.conversations.createDirect(ann.id);
+    const [ann, bob, direct] = await app.friendsInConversation('Ann', 'Bob');
     await bob.client.connect();
     for (const text of texts) await bob.client.send(direct.id, text);
     const page = await app.open();
