@@ -75,6 +75,17 @@ describe('a node does not deliver its own writes to a participant removed by a r
     };
   }
 
+  /**
+   * An answer to the socket, sent after the event the others had: had the event gone to the room with this socket
+   * in it, this socket would have had it first (one connection, in order). The removal's notice too, told to the
+   * removed user's sockets before the write's event went to the room: the others having that event says nothing of
+   * another connection's.
+   */
+  async function answeredAfter(socket: ClientSocket): Promise<void> {
+    const answer = (await socket.emitWithAck('typing', { conversationId: randomUUID() })) as { ok: boolean };
+    expect(answer.ok).to.equal(false);
+  }
+
   it('a message written on this node after the removal reaches the others here, not the removed user', async () => {
     const { member, group, ownerSocket, writerSocket, removed, removedElsewhere } = await setUp(nodeA);
     const ownerMessages = record(ownerSocket, 'message:new');
@@ -89,7 +100,8 @@ describe('a node does not deliver its own writes to a participant removed by a r
     const removals = await removeUnheard(group.id, member.id);
     expectOk(await send(writerSocket, group.id, 'after the removal'));
     await waitFor(() => ownerMessages.length === 2, { what: "the owner's copy" });
-    // Delivered by one emit to the room: the removed socket would have had it by now.
+    await answeredAfter(removed);
+    await answeredAfter(removedElsewhere);
     expect(removedMessages.map((m) => m.body)).to.deep.equal(['before']);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
     expect(elsewhereNotices).to.deep.equal([{ conversationId: group.id }]);
@@ -104,6 +116,8 @@ describe('a node does not deliver its own writes to a participant removed by a r
     });
     expectOk(await send(writerSocket, group.id, 'later'));
     await waitFor(() => ownerMessages.length === 3, { what: "the owner's third copy" });
+    await answeredAfter(removed);
+    await answeredAfter(removedElsewhere);
     expect(removedMessages).to.have.length(1);
     expect(removedNotices).to.have.length(1);
     expect(elsewhereNotices).to.have.length(1);
@@ -125,6 +139,7 @@ describe('a node does not deliver its own writes to a participant removed by a r
       }),
     );
     await waitFor(() => ownerUpdates.length === 1, { what: "the owner's update" });
+    await answeredAfter(removed);
     expect(removedUpdates).to.have.length(0);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
   });
@@ -163,6 +178,8 @@ describe('a node does not deliver its own writes to a participant removed by a r
     await waitFor(() => ownerMessages.length === 2 && ownerUpdates.length === 1, {
       what: "the owner's catch-up",
     });
+    await answeredAfter(removed);
+    await answeredAfter(removedElsewhere);
     expect(removedMessages.map((m) => m.body)).to.deep.equal(['before']);
     expect(removedUpdates).to.have.length(0);
     expect(removedNotices).to.deep.equal([{ conversationId: group.id }]);
@@ -283,14 +300,6 @@ describe('a node does not deliver its own writes to a participant removed by a r
       service.history = history;
     }
   });
-  /**
-   * An answer to the socket, sent after the event the others had: had the event gone to the room with this socket
-   * in it, this socket would have had it first (one connection, in order).
-   */
-  async function answeredAfter(socket: ClientSocket): Promise<void> {
-    const answer = (await socket.emitWithAck('typing', { conversationId: randomUUID() })) as { ok: boolean };
-    expect(answer.ok).to.equal(false);
-  }
 
   it('a read marker moved on this node after the removal reaches the others here, not the removed user', async () => {
     const { member, group, ownerSocket, writerSocket, removed } = await setUp(nodeA);

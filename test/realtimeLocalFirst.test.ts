@@ -6,6 +6,7 @@ import { expectAckError } from './helpers/errors.js';
 import { request } from './helpers/http.js';
 import { holdPublishes } from './helpers/adapterHold.js';
 import { useTwoNodes } from './helpers/nodes.js';
+import type { ClientSocket } from './helpers/sockets.js';
 import type { TestUser } from './helpers/users.js';
 import { waitFor } from './helpers/waitFor.js';
 
@@ -23,6 +24,14 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
       },
     );
     expect(removed.status).to.equal(204);
+  }
+
+  /**
+   * A round trip of a removed user's socket (a subscribe, refused): its answer comes after everything its node sent
+   * it before (one connection, in order), which another socket's having its own copy does not say.
+   */
+  async function answeredAfter(socket: ClientSocket, conversationId: string): Promise<void> {
+    expectAckError(await socket.emitWithAck('conversation:subscribe', { conversationId }), 'NOT_FOUND');
   }
 
   it('typing and read markers reach the subscribers here before a message sent after them, and the other node later', async () => {
@@ -90,14 +99,12 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
       await waitFor(() => hereRemoved.length === 1, { what: 'the removal on node A' });
       expectOk(await send(ownerSocket, group.id, 'after the removal'));
       // A round trip of the removed socket, answered after the message was delivered on this node.
-      expectAckError(
-        await here.emitWithAck('conversation:subscribe', { conversationId: group.id }),
-        'NOT_FOUND',
-      );
+      await answeredAfter(here, group.id);
       expect(hereMessages).to.have.length(0);
       // Node B heard the removal with its commit, on the control bus, before the message: its socket left the
       // room and was told, with the adapter's NOTIFYs held.
       await waitFor(() => ownerSawThere.length === 1, { what: "the owner's copy on node B" });
+      await answeredAfter(there, group.id);
       expect(thereMessages).to.have.length(0);
       expect(thereRemoved).to.deep.equal([{ conversationId: group.id }]);
     } finally {
@@ -138,8 +145,10 @@ describe("events reach the sending node's sockets at once, whatever the adapter'
     await subscribe(ownerThere, group.id);
     expectOk(await send(ownerSocket, group.id, 'after the removal'));
     await waitFor(() => ownerSaw.length === 1, { what: "the owner's copy on node B" });
+    await answeredAfter(older, group.id);
     expect(olderMessages).to.have.length(0);
     // A follower is told once: the adapter's copy leaves it out.
+    await answeredAfter(follower, group.id);
     expect(followerRemoved).to.deep.equal([{ conversationId: group.id }]);
   });
 
