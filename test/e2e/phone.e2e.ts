@@ -755,33 +755,38 @@ describe('web app on a phone: Enter starts a new line', function () {
         // (page.composer's label, "Message", matches the editor's too while it is open)
         page.page.locator('#composer-input').getAttribute('enterkeyhint'),
       ]);
-
-    // Undocked: touch only (the browser's own touch emulation, which answers the media query and tells the page).
+    // The browser's own touch emulation, which answers the media query and tells the page; then the three hints.
     const cdp = await page.page.context().newCDPSession(page.page);
-    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 });
-    const touchOnly = [
-      'Enter starts a new line · Ctrl+Enter saves',
-      'Enter starts a new line; the Send button or Ctrl+Enter sends.',
-      'enter',
-    ];
-    await waitFor(async () => JSON.stringify(await said()) === JSON.stringify(touchOnly), {
-      what: 'the touch-only hints',
-    });
+    const becomes = async (touchOnly: boolean, hints: string[], what: string) => {
+      await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: touchOnly, maxTouchPoints: 1 });
+      await waitFor(async () => JSON.stringify(await said()) === JSON.stringify(hints), { what });
+    };
+
+    // Undocked: touch only.
+    await becomes(
+      true,
+      [
+        'Enter starts a new line · Ctrl+Enter saves',
+        'Enter starts a new line; the Send button or Ctrl+Enter sends.',
+        'enter',
+      ],
+      'the touch-only hints',
+    );
     await editor.press('End');
     await editor.press('Enter');
     await editor.pressSequentially('more');
     expect(await editor.inputValue()).to.equal('to edit\nmore');
 
     // Docked again.
-    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
-    const computer = [
-      'Enter saves · Shift+Enter new line · Escape cancels',
-      'Enter sends, Shift+Enter starts a new line.',
-      'send',
-    ];
-    await waitFor(async () => JSON.stringify(await said()) === JSON.stringify(computer), {
-      what: 'the hints of a computer',
-    });
+    await becomes(
+      false,
+      [
+        'Enter saves · Shift+Enter new line · Escape cancels',
+        'Enter sends, Shift+Enter starts a new line.',
+        'send',
+      ],
+      'the hints of a computer',
+    );
     await editor.press('Enter');
     await editor.waitFor({ state: 'detached' });
     await waitFor(
